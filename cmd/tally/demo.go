@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/valyala/fasthttp"
+
+	"github.com/tally-ml/tally/bench/workload"
+)
+
+func demoCmd() *cobra.Command {
+	var f serveFlags
+	var rate, users int
+	var duration time.Duration
+	var seed uint64
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			cfg, repo, err := f.load()
+			if err != nil {
+				return err
+			}
+			r, err := start(cfg, repo, log)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			if duration > 0 {
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
+			d := &demo{base: "http://" + r.ln.Addr().String(), out: cmd.OutOrStdout(), client: &fasthttp.Client{},
+				gen: workload.New(workload.Config{Seed: seed, Users: users, Merchants: 500, FraudRate: 0.002})}
+			runErr := d.run(ctx, rate)
+			if err := r.stop(log); err != nil {
+				return err
+			}
+			return runErr
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().IntVar(&rate, "rate", 2000, "transactions per second to ingest")
+	cmd.Flags().IntVar(&users, "users", 10000, "card holders in the synthetic stream")
+	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the synthetic stream")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	return cmd
+}
+
+type demo struct {
+	base   string
+	out    io.Writer
+	client *fasthttp.Client
+	gen    *workload.Generator
+}
+
+func (d *demo) post(path, contentType string, body []byte) ([]byte, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(d.base + path)
+	req.Header.SetMethod("POST")
+	req.Header.SetContentType(contentType)
+	req.SetBody(body)
+	if err := d.client.DoTimeout(req, resp, 5*time.Second); err != nil {
+		return nil, err
+	}
+	if resp.StatusCode() != 200 {
+		return nil, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode(), resp.Body())
+	}
+	return append([]byte(nil), resp.Body()...), nil
+}
+
+func (d *demo) run(ctx context.Context, rate int) error {
+	// The user_profile table: each card holder's home.
+	csv := []byte("user_id,home_lat,home_long\n")
+	for _, u := range d.gen.Users() {
+		csv = append(csv, u.ID...)
+		csv = append(csv, ',')
+		csv = strconv.AppendFloat(csv, u.HomeLat, 'f', 5, 64)
+		csv = append(csv, ',')
+		csv = strconv.AppendFloat(csv, u.HomeLong, 'f', 5, 64)
+		csv = append(csv, '\n')
+	}
+	if _, err := d.post("/api/v1/tables/user_profile", "text/csv", csv); err != nil {
+		return fmt.Errorf("load user_profile: %w", err)
+	}
+	fmt.Fprintf(d.out, "tally demo: %d card holders loaded into user_profile; streaming %d transactions/s into %s (Ctrl-C to stop)\n\n", len(d.gen.Users()), rate, d.base)
+
+	const tick = 50 * time.Millisecond
+	perTick := max(1, rate*int(tick)/int(time.Second))
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	var body []byte
+	var sent, ticks int
+	start := time.Now()
+	var shown []workload.Txn
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(d.out, "\nsent %d transactions in %s\n", sent, time.Since(start).Round(time.Second))
+			return nil
+		case <-ticker.C:
+		}
+		body = body[:0]
+		now := time.Now().UnixMilli()
+		var fraud *workload.Txn
+		var last workload.Txn
+		for i := 0; i < perTick; i++ {
+			t := d.gen.Next(now)
+			body = t.AppendJSON(body)
+			body = append(body, '\n')
+			last = t
+			if t.IsFraud == 1 && fraud == nil {
+				tc := t
+				fraud = &tc
+			}
+		}
+		if _, err := d.post("/api/v1/ingest/bulk?source=transactions", "application/x-ndjson", body); err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		sent += perTick
+		ticks++
+		if fraud != nil {
+			shown = append(shown, *fraud)
+		}
+		if ticks%int(time.Second/tick) == 0 {
+			shown = append(shown, last)
+			if err := d.show(shown); err != nil {
+				return err
+			}
+			shown = shown[:0]
+		}
+	}
+}
+
+// show prints the fraud_detection vector of each transaction, as a scoring
+// request at that moment would see it.
+func (d *demo) show(txns []workload.Txn) error {
+	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "user\tamt\tcnt_1m\tcnt_5m\tsum_1h\tmean_1d\tmerch_1h\tmerch_cnt_5m\tkm_from_home\tamt/mean_1d\tlabel\t")
+	for _, t := range txns {
+		req := fmt.Sprintf(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":%q,"merchant":%q,"country":%q},"request_context_map":{"amt":%g,"lat":%g,"long":%g}}}`,
+			t.UserID, t.Merchant, t.Country, t.Amt, t.Lat, t.Long)
+		body, err := d.post("/api/v1/feature-service/get-features", "application/json", []byte(req))
+		if err != nil {
+			return fmt.Errorf("get-features: %w", err)
+		}
+		var resp struct {
+			Result   struct{ Features []any } `json:"result"`
+			Metadata struct {
+				Features []struct{ Name string } `json:"features"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(body, &resp); err != nil {
+			return fmt.Errorf("get-features response: %w", err)
+		}
+		v := map[string]any{}
+		for i, m := range resp.Metadata.Features {
+			v[m.Name] = resp.Result.Features[i]
+		}
+		label := "ok"
+		if t.IsFraud == 1 {
+			label = "FRAUD"
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", t.UserID, t.Amt,
+			num(v["user_transaction_counts.amt_count_1m"]), num(v["user_transaction_counts.amt_count_5m"]),
+			num(v["user_transaction_amounts.amt_sum_1h"]), num(v["user_transaction_amounts.amt_mean_1d"]),
+			num(v["user_distinct_merchants.merchant_distinct_count_1h"]), num(v["merchant_transaction_counts.amt_count_5m"]),
+			num(v["transaction_request.distance_from_home_km"]), num(v["transaction_request.amt_to_user_mean_1d"]), label)
+	}
+	return tw.Flush()
+}
+
+func num(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case float64:
+		if x == float64(int64(x)) {
+			return strconv.FormatInt(int64(x), 10)
+		}
+		return strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/node"
+)
+
+// serveFlags are the flags shared by serve and demo.
+type serveFlags struct {
+	config   string
+	repo     string
+	listen   string
+	dataDir  string
+	insecure bool
+}
+
+func (f *serveFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.config, "config", "", "node config file (YAML): listen, api_keys, limits")
+	cmd.Flags().StringVar(&f.repo, "repo", "", "feature repo directory of *.yaml files (default: the embedded fraud repo)")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "client address (default 127.0.0.1:8080)")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (default ./tally-data)")
+	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "allow listening beyond loopback without API keys")
+}
+
+// load resolves the config and the feature repo from the flags.
+func (f *serveFlags) load() (node.Config, *features.Repo, error) {
+	cfg := node.DefaultConfig()
+	if f.config != "" {
+		var err error
+		if cfg, err = node.LoadConfig(f.config); err != nil {
+			return cfg, nil, err
+		}
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.dataDir != "" {
+		cfg.DataDir = f.dataDir
+	}
+	cfg.Insecure = cfg.Insecure || f.insecure
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	var repo *features.Repo
+	var err error
+	if f.repo == "" {
+		repo, err = features.Default()
+	} else {
+		repo, err = features.Load(os.DirFS(f.repo))
+	}
+	if err != nil {
+		return cfg, nil, fmt.Errorf("feature repo: %w", err)
+	}
+	return cfg, repo, nil
+}
+
+// running is a started node and its HTTP server.
+type running struct {
+	node *node.Node
+	srv  *node.Server
+	ln   net.Listener
+	done chan error
+}
+
+// start builds the node and serves it; it returns once the listener is open.
+func start(cfg node.Config, repo *features.Repo, log *slog.Logger) (*running, error) {
+	t0 := time.Now()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	n, err := node.New(repo, cfg, node.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := node.NewServer(n)
+	r := &running{node: n, srv: srv, ln: ln, done: make(chan error, 1)}
+	go func() { r.done <- srv.Serve(ln) }()
+	n.SetReady(true)
+	log.Info("tally serving", "listen", ln.Addr().String(), "views", len(repo.Views), "tables", len(repo.Tables),
+		"services", len(repo.Services), "data_dir", cfg.DataDir, "auth", len(cfg.APIKeys) > 0, "startup", time.Since(t0).Round(time.Millisecond))
+	return r, nil
+}
+
+// stop shuts the server down gracefully.
+func (r *running) stop(log *slog.Logger) error {
+	r.node.SetReady(false)
+	log.Info("shutting down")
+	if err := r.srv.Shutdown(); err != nil {
+		return err
+	}
+	return <-r.done
+}
+
+func serveCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve a feature repo over HTTP (default: the embedded fraud repo on 127.0.0.1:8080)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			cfg, repo, err := f.load()
+			if err != nil {
+				return err
+			}
+			r, err := start(cfg, repo, log)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			select {
+			case <-ctx.Done():
+			case err := <-r.done:
+				return fmt.Errorf("server stopped: %w", err)
+			}
+			return r.stop(log)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}

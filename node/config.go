@@ -1,0 +1,170 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is a node's settings. The zero value is not usable; start from
+// DefaultConfig and override.
+type Config struct {
+	Listen    string `yaml:"listen"`    // client address, default 127.0.0.1:8080
+	DataDir   string `yaml:"data_dir"`  // default ./tally-data
+	Workspace string `yaml:"workspace"` // the one workspace this node serves; "default"
+	// Insecure allows listening beyond loopback with no API keys configured.
+	Insecure bool     `yaml:"insecure"`
+	APIKeys  []APIKey `yaml:"api_keys"`
+	Limits   Limits   `yaml:"limits"`
+	// MaxFuture is how far ahead of the node's clock an event timestamp may
+	// be; later ones are refused as bad input.
+	MaxFuture time.Duration `yaml:"max_future"`
+}
+
+// APIKey grants Scopes to whoever presents Key. Key may be written as the
+// plain secret or as "sha256:<hex>" so that config files need not hold it.
+type APIKey struct {
+	Name   string   `yaml:"name"`
+	Key    string   `yaml:"key"`
+	Scopes []string `yaml:"scopes"` // ingest, read, admin
+}
+
+// Limits bound what one client can make the node do.
+type Limits struct {
+	MaxBodyBytes    int           `yaml:"max_body_bytes"`    // any request body
+	MaxHeaderBytes  int           `yaml:"max_header_bytes"`  // request line + headers
+	MaxRecords      int           `yaml:"max_records"`       // records in one ingest request
+	MaxBatch        int           `yaml:"max_batch"`         // rows in one get-features-batch
+	MaxKeys         int           `yaml:"max_keys"`          // entries in a join_key_map or request_context_map
+	MaxTableRows    int           `yaml:"max_table_rows"`    // rows in one table upload
+	ReadTimeout     time.Duration `yaml:"read_timeout"`      // whole request, headers and body
+	WriteTimeout    time.Duration `yaml:"write_timeout"`     //
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`      // keep-alive
+	MaxConnsPerIP   int           `yaml:"max_conns_per_ip"`  // 0 = unlimited
+	MaxRequestsConn int           `yaml:"max_requests_conn"` // 0 = unlimited
+}
+
+// DefaultConfig returns the settings `tally serve` uses with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Listen:    "127.0.0.1:8080",
+		DataDir:   "./tally-data",
+		Workspace: "default",
+		MaxFuture: 5 * time.Minute,
+		Limits: Limits{
+			MaxBodyBytes:   32 << 20,
+			MaxHeaderBytes: 8 << 10,
+			MaxRecords:     100_000,
+			MaxBatch:       1000,
+			MaxKeys:        64,
+			MaxTableRows:   1_000_000,
+			ReadTimeout:    10 * time.Second,
+			WriteTimeout:   10 * time.Second,
+			IdleTimeout:    60 * time.Second,
+		},
+	}
+}
+
+// LoadConfig reads a YAML config file over DefaultConfig.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// Scope is a permission an API key carries.
+type Scope uint8
+
+// Scopes. Admin implies the others.
+const (
+	ScopeIngest Scope = 1 << iota
+	ScopeRead
+	ScopeAdmin
+)
+
+func parseScope(s string) (Scope, error) {
+	switch s {
+	case "ingest":
+		return ScopeIngest, nil
+	case "read":
+		return ScopeRead, nil
+	case "admin":
+		return ScopeAdmin, nil
+	}
+	return 0, fmt.Errorf("unknown scope %q: use ingest, read or admin", s)
+}
+
+// Validate checks the config and says what to change.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: %w (want host:port, e.g. 127.0.0.1:8080)", c.Listen, err)
+	}
+	for i, k := range c.APIKeys {
+		if k.Key == "" {
+			return fmt.Errorf("api_keys[%d] (%s): key is empty", i, k.Name)
+		}
+		if !strings.HasPrefix(k.Key, "sha256:") && len(k.Key) < 16 {
+			return fmt.Errorf("api_keys[%d] (%s): key is %d characters; use at least 16 random characters", i, k.Name, len(k.Key))
+		}
+		if len(k.Scopes) == 0 {
+			return fmt.Errorf("api_keys[%d] (%s): no scopes; give one or more of ingest, read, admin", i, k.Name)
+		}
+		for _, s := range k.Scopes {
+			if _, err := parseScope(s); err != nil {
+				return fmt.Errorf("api_keys[%d] (%s): %w", i, k.Name, err)
+			}
+		}
+	}
+	if len(c.APIKeys) == 0 && !c.Insecure && !isLoopback(c.Listen) {
+		return fmt.Errorf("listen %s: no api_keys are configured, so tally only listens on loopback; configure api_keys, or pass --insecure to serve %s without authentication", c.Listen, c.Listen)
+	}
+	l := c.Limits
+	if l.MaxBodyBytes <= 0 || l.MaxHeaderBytes <= 0 || l.MaxRecords <= 0 || l.MaxBatch <= 0 || l.MaxKeys <= 0 || l.MaxTableRows <= 0 {
+		return fmt.Errorf("limits: every limit must be positive")
+	}
+	if l.ReadTimeout <= 0 || l.WriteTimeout <= 0 || l.IdleTimeout <= 0 {
+		return fmt.Errorf("limits: read, write and idle timeouts must be positive (they are what stops slow clients)")
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// keyDigest is what the node keeps of a key: its SHA-256, so that comparing
+// is constant-time over fixed-size values whatever the presented length.
+func keyDigest(k string) ([32]byte, error) {
+	if hexd, ok := strings.CutPrefix(k, "sha256:"); ok {
+		var d [32]byte
+		raw, err := hex.DecodeString(hexd)
+		if err != nil || len(raw) != 32 {
+			return d, fmt.Errorf("sha256 key digest must be 64 hex characters")
+		}
+		copy(d[:], raw)
+		return d, nil
+	}
+	return sha256.Sum256([]byte(k)), nil
+}

@@ -1,0 +1,19 @@
+// Package node is the serving node: it compiles a feature repo into
+// windows views, tables and lookup plans, and serves them over HTTP.
+//
+// Read it top-down:
+//
+//   - node.go: New builds a Node from a features.Repo and a Config.
+//   - ingest.go: a request body becomes validated events (all or nothing),
+//     which are applied to every view fed by their source. An ingest is
+//     acknowledged only after it is applied, so the next lookup on this node
+//     sees it (read-after-write).
+//   - lookup.go: a feature service's plan reads each view once, each table
+//     once, evaluates request-time features, and appends the Tecton-shaped
+//     JSON response straight into the output buffer, without allocating per
+//     request in steady state.
+//   - http.go: the fasthttp server: routes, auth, limits, errors.
+//
+// Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
+// problem, and changes nothing. The request path never panics on input.
+package node

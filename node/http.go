@@ -1,0 +1,292 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Server is the node's HTTP API on fasthttp.
+type Server struct {
+	n   *Node
+	srv *fasthttp.Server
+}
+
+// NewServer returns the HTTP API of n, with the timeouts and size limits of
+// its config (they are what stops slow or oversized clients).
+func NewServer(n *Node) *Server {
+	s := &Server{n: n}
+	l := n.cfg.Limits
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		Name:                  "tally",
+		ReadTimeout:           l.ReadTimeout,
+		WriteTimeout:          l.WriteTimeout,
+		IdleTimeout:           l.IdleTimeout,
+		MaxRequestBodySize:    l.MaxBodyBytes,
+		ReadBufferSize:        l.MaxHeaderBytes,
+		MaxConnsPerIP:         l.MaxConnsPerIP,
+		MaxRequestsPerConn:    l.MaxRequestsConn,
+		NoDefaultServerHeader: true,
+		CloseOnShutdown:       true,
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			status, code := fasthttp.StatusBadRequest, "BAD_REQUEST"
+			var big *fasthttp.ErrBodyTooLarge
+			switch {
+			case errors.As(err, &big) || errors.Is(err, fasthttp.ErrBodyTooLarge):
+				status, code = fasthttp.StatusRequestEntityTooLarge, "BODY_TOO_LARGE"
+			case strings.Contains(err.Error(), "small read buffer"):
+				status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "HEADERS_TOO_LARGE"
+			case strings.Contains(err.Error(), "timeout"):
+				status, code = fasthttp.StatusRequestTimeout, "TIMEOUT"
+			}
+			writeError(ctx, &APIError{Status: status, Code: code, Message: err.Error()})
+		},
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting, lets in-flight requests finish, and closes idle
+// connections.
+func (s *Server) Shutdown() error { return s.srv.Shutdown() }
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	path := ctx.Path()
+	route := "other"
+	switch {
+	case bytes.Equal(path, pathGetFeatures):
+		route = "get-features"
+		if s.allow(ctx, ScopeRead, true) {
+			s.lookup(ctx, s.n.GetFeatures)
+		}
+	case bytes.Equal(path, pathGetFeaturesBatch):
+		route = "get-features-batch"
+		if s.allow(ctx, ScopeRead, true) {
+			s.lookup(ctx, s.n.GetFeaturesBatch)
+		}
+	case bytes.Equal(path, pathIngest):
+		route = "ingest"
+		if s.allow(ctx, ScopeIngest, true) {
+			res, err := s.n.IngestJSON(ctx.PostBody())
+			s.ingestReply(ctx, res, err)
+		}
+	case bytes.Equal(path, pathIngestBulk):
+		route = "ingest-bulk"
+		if s.allow(ctx, ScopeIngest, true) {
+			args := ctx.QueryArgs()
+			src := string(args.Peek("source"))
+			if src == "" {
+				writeError(ctx, badRequest("INVALID_REQUEST", "bulk ingest needs ?source=<source name>"))
+				break
+			}
+			res, err := s.n.IngestNDJSON(src, ctx.PostBody(), string(args.Peek("dry_run")) == "true")
+			s.ingestReply(ctx, res, err)
+		}
+	case bytes.HasPrefix(path, pathTables):
+		route = "tables"
+		if s.allow(ctx, ScopeIngest, true) {
+			s.uploadTable(ctx, string(path[len(pathTables):]))
+		}
+	case bytes.Equal(path, pathServices):
+		if s.allow(ctx, ScopeRead, false) {
+			s.listServices(ctx)
+		}
+	case bytes.Equal(path, pathHealthz):
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+	case bytes.Equal(path, pathReadyz):
+		ctx.SetContentType("application/json")
+		if s.n.ready.Load() {
+			ctx.SetBodyString(`{"status":"ready"}`)
+		} else {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString(`{"status":"recovering"}`)
+		}
+	case bytes.Equal(path, pathMetrics):
+		if s.allow(ctx, ScopeAdmin, false) {
+			ctx.SetContentType("text/plain; version=0.0.4")
+			s.n.metrics.set.WritePrometheus(ctx)
+		}
+	default:
+		writeError(ctx, &APIError{Status: 404, Code: "NOT_FOUND", Message: "no such endpoint " + string(path) + ": see the README for the API"})
+	}
+	m := s.n.metrics
+	m.requests[route].Inc()
+	if ctx.Response.StatusCode() >= 400 {
+		m.errors[route].Inc()
+	}
+	m.durations[route].UpdateDuration(start)
+}
+
+var (
+	pathGetFeatures      = []byte("/api/v1/feature-service/get-features")
+	pathGetFeaturesBatch = []byte("/api/v1/feature-service/get-features-batch")
+	pathIngest           = []byte("/api/v1/ingest")
+	pathIngestBulk       = []byte("/api/v1/ingest/bulk")
+	pathTables           = []byte("/api/v1/tables/")
+	pathServices         = []byte("/api/v1/feature-services")
+	pathHealthz          = []byte("/healthz")
+	pathReadyz           = []byte("/readyz")
+	pathMetrics          = []byte("/metrics")
+)
+
+// allow checks the method and the caller's key; on refusal it has written
+// the error response.
+func (s *Server) allow(ctx *fasthttp.RequestCtx, need Scope, post bool) bool {
+	if post && !ctx.IsPost() {
+		writeError(ctx, &APIError{Status: 405, Code: "METHOD_NOT_ALLOWED", Message: "use POST"})
+		return false
+	}
+	if !post && !ctx.IsGet() {
+		writeError(ctx, &APIError{Status: 405, Code: "METHOD_NOT_ALLOWED", Message: "use GET"})
+		return false
+	}
+	ok, known := s.n.keys.authorize(ctx.Request.Header.Peek("Authorization"), need)
+	if ok {
+		return true
+	}
+	s.n.metrics.unauthorized.Inc()
+	if !known {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="tally"`)
+		writeError(ctx, &APIError{Status: 401, Code: "UNAUTHENTICATED", Message: "send a valid API key as \"Authorization: Bearer <key>\" or \"Authorization: Tecton-key <key>\""})
+		return false
+	}
+	writeError(ctx, &APIError{Status: 403, Code: "PERMISSION_DENIED", Message: "this API key lacks the scope this endpoint needs"})
+	return false
+}
+
+func (s *Server) lookup(ctx *fasthttp.RequestCtx, fn func(dst, body []byte) ([]byte, *APIError)) {
+	bp := bufPool.Get().(*[]byte)
+	out, aerr := fn((*bp)[:0], ctx.PostBody())
+	if aerr != nil {
+		writeError(ctx, aerr)
+	} else {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(out)
+	}
+	*bp = out
+	bufPool.Put(bp)
+}
+
+func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err error) {
+	if err != nil {
+		var ie *IngestError
+		if errors.As(err, &ie) {
+			status := fasthttp.StatusBadRequest
+			if ie.Code == "UNKNOWN_SOURCE" || ie.Code == "UNKNOWN_WORKSPACE" {
+				status = fasthttp.StatusNotFound
+			}
+			writeJSON(ctx, status, map[string]any{"error": map[string]any{
+				"code": ie.Code, "message": ie.Message, "records": ie.Records, "refused": ie.Refused, "total": ie.Total,
+			}})
+			return
+		}
+		writeError(ctx, &APIError{Status: 500, Code: "INTERNAL", Message: err.Error()})
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := append((*bp)[:0], `{"workspaceName":`...)
+	b = appendJSONString(b, s.n.cfg.Workspace)
+	b = append(b, `,"accepted":`...)
+	b = strconv.AppendInt(b, int64(res.Accepted), 10)
+	b = append(b, `,"tooLate":`...)
+	b = strconv.AppendInt(b, int64(res.TooLate), 10)
+	if res.DryRun {
+		b = append(b, `,"dryRun":true}`...)
+	} else {
+		b = append(b, `,"dryRun":false}`...)
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+	*bp = b
+	bufPool.Put(bp)
+}
+
+func (s *Server) uploadTable(ctx *fasthttp.RequestCtx, name string) {
+	args := ctx.QueryArgs()
+	format := TableFormat(0)
+	switch f := string(args.Peek("format")); {
+	case f == "csv":
+		format = CSV
+	case f == "ndjson" || f == "json":
+		format = NDJSON
+	case f != "":
+		writeError(ctx, badRequest("INVALID_REQUEST", "format %q: use csv or ndjson", f))
+		return
+	default:
+		ct := string(ctx.Request.Header.ContentType())
+		switch {
+		case strings.HasPrefix(ct, "text/csv"):
+			format = CSV
+		case strings.Contains(ct, "json"):
+			format = NDJSON
+		default:
+			writeError(ctx, badRequest("INVALID_REQUEST", "say the format: Content-Type text/csv or application/x-ndjson, or ?format=csv|ndjson"))
+			return
+		}
+	}
+	mode := string(args.Peek("mode"))
+	if mode != "" && mode != "upsert" && mode != "replace" {
+		writeError(ctx, badRequest("INVALID_REQUEST", "mode %q: use upsert (default) or replace", mode))
+		return
+	}
+	rows, aerr := s.n.UploadTable(name, format, ctx.PostBody(), mode == "replace")
+	if aerr != nil {
+		writeError(ctx, aerr)
+		return
+	}
+	writeJSON(ctx, 200, map[string]any{"table": name, "rows": rows})
+}
+
+func (s *Server) listServices(ctx *fasthttp.RequestCtx) {
+	type feature struct {
+		Name     string          `json:"name"`
+		DataType json.RawMessage `json:"dataType"`
+	}
+	type service struct {
+		Name           string    `json:"name"`
+		JoinKeys       []string  `json:"joinKeys"`
+		RequestContext []string  `json:"requestContext"`
+		Features       []feature `json:"features"`
+	}
+	var out []service
+	for _, sv := range s.n.repo.Services {
+		p := s.n.services[sv.Name]
+		svc := service{Name: sv.Name, JoinKeys: p.joinKeys, RequestContext: []string{}}
+		for _, c := range p.ctxCols {
+			svc.RequestContext = append(svc.RequestContext, c.Name)
+		}
+		for _, o := range p.outputs {
+			svc.Features = append(svc.Features, feature{Name: o.name, DataType: json.RawMessage(o.dtype)})
+		}
+		out = append(out, svc)
+	}
+	writeJSON(ctx, 200, map[string]any{"featureServices": out})
+}
+
+func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
+	writeJSON(ctx, e.Status, map[string]any{"error": map[string]any{"code": e.Code, "message": e.Message}})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = 500, []byte(`{"error":{"code":"INTERNAL","message":"encode response"}}`)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}

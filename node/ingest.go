@@ -1,0 +1,443 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/windows"
+)
+
+// RecordError says why one record was refused.
+type RecordError struct {
+	Source string `json:"source"`
+	Index  int    `json:"index"`
+	Reason string `json:"reason"`
+}
+
+// IngestError refuses a whole ingest request: nothing of it was applied.
+type IngestError struct {
+	Code    string
+	Message string
+	Records []RecordError // at most maxListedErrors, Refused counts all
+	Refused int
+	Total   int
+}
+
+func (e *IngestError) Error() string { return e.Message }
+
+const maxListedErrors = 100
+
+// IngestResult is what an accepted ingest did.
+type IngestResult struct {
+	Accepted int  // records validated (and applied unless DryRun)
+	DryRun   bool // validated only
+	// TooLate counts (event, view) placements the windows refused because the
+	// event is older than its entity's state (see windows.ErrTooLate). They
+	// can never be counted in any answerable window.
+	TooLate int
+}
+
+// ingestWork is the pooled state of one ingest request.
+type ingestWork struct {
+	parser  fastjson.Parser
+	batches []*eventBatch // one per source, by source index
+	used    []bool
+	errs    []RecordError
+	refused int
+	total   int
+	fields  []windows.Field
+	keyBuf  []byte
+}
+
+var ingestPool sync.Pool
+
+func (n *Node) getIngestWork() *ingestWork {
+	w, _ := ingestPool.Get().(*ingestWork)
+	if w == nil {
+		w = &ingestWork{}
+	}
+	for len(w.batches) < len(n.sources) {
+		w.batches = append(w.batches, &eventBatch{})
+		w.used = append(w.used, false)
+	}
+	for i, s := range n.sources {
+		w.batches[i].reset(i, len(s.src.Columns))
+		w.used[i] = false
+	}
+	w.errs, w.refused, w.total = w.errs[:0], 0, 0
+	return w
+}
+
+func (w *ingestWork) refuse(source string, index int, reason string) {
+	w.refused++
+	if len(w.errs) < maxListedErrors {
+		w.errs = append(w.errs, RecordError{Source: source, Index: index, Reason: reason})
+	}
+}
+
+// IngestJSON ingests a Tecton-style body:
+//
+//	{"workspace_name": "...", "dry_run": false,
+//	 "records": {"<source>": [{"record": {...}}, ...]}}
+//
+// Either every record is valid and all are applied (or only validated, on
+// dry_run), or the request is refused with an *IngestError listing the bad
+// records and nothing changes.
+func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
+	w := n.getIngestWork()
+	defer ingestPool.Put(w)
+	root, err := w.parser.ParseBytes(body)
+	if err != nil {
+		return IngestResult{}, &IngestError{Code: "MALFORMED_JSON", Message: "request body is not valid JSON: " + err.Error()}
+	}
+	if root.Type() != fastjson.TypeObject {
+		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "request body must be a JSON object with a \"records\" field"}
+	}
+	if err := n.checkWorkspace(root); err != nil {
+		return IngestResult{}, err
+	}
+	dry := false
+	if v := root.Get("dry_run"); v != nil {
+		b, err := v.Bool()
+		if err != nil {
+			return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "dry_run must be true or false"}
+		}
+		dry = b
+	} else if v := root.Get("dryRun"); v != nil {
+		dry = v.GetBool()
+	}
+	recs := root.Get("records")
+	if recs == nil || recs.Type() != fastjson.TypeObject {
+		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "request needs \"records\": an object mapping source names to arrays of {\"record\": {...}}"}
+	}
+	obj, _ := recs.Object()
+	var visitErr *IngestError
+	now := n.now()
+	obj.Visit(func(name []byte, arr *fastjson.Value) {
+		if visitErr != nil {
+			return
+		}
+		sp := n.source(name)
+		if sp == nil {
+			visitErr = &IngestError{Code: "UNKNOWN_SOURCE", Message: fmt.Sprintf("unknown source %q: this node's sources are %s", name, n.sourceNames())}
+			return
+		}
+		items, err := arr.Array()
+		if err != nil {
+			visitErr = &IngestError{Code: "INVALID_REQUEST", Message: fmt.Sprintf("records.%s must be an array of {\"record\": {...}}", name)}
+			return
+		}
+		if w.total+len(items) > n.cfg.Limits.MaxRecords {
+			visitErr = &IngestError{Code: "TOO_MANY_RECORDS", Message: fmt.Sprintf("request has more than %d records (limits.max_records); split it", n.cfg.Limits.MaxRecords)}
+			return
+		}
+		b := w.batches[sp.index]
+		w.used[sp.index] = true
+		for i, it := range items {
+			w.total++
+			rec := it.Get("record")
+			if rec == nil {
+				w.refuse(sp.src.Name, i, "each item must be {\"record\": {...}}")
+				continue
+			}
+			if reason := n.parseRecord(sp, rec, b, now, w); reason != "" {
+				w.refuse(sp.src.Name, i, reason)
+			}
+		}
+	})
+	if visitErr != nil {
+		return IngestResult{}, visitErr
+	}
+	return n.finishIngest(w, dry)
+}
+
+// IngestNDJSON ingests one record object per line for one source, the bulk
+// path for high-rate producers. All or nothing, like IngestJSON.
+func (n *Node) IngestNDJSON(source string, body []byte, dry bool) (IngestResult, error) {
+	w := n.getIngestWork()
+	defer ingestPool.Put(w)
+	sp := n.source([]byte(source))
+	if sp == nil {
+		return IngestResult{}, &IngestError{Code: "UNKNOWN_SOURCE", Message: fmt.Sprintf("unknown source %q: this node's sources are %s", source, n.sourceNames())}
+	}
+	b := w.batches[sp.index]
+	w.used[sp.index] = true
+	now := n.now()
+	line := 0
+	for len(body) > 0 {
+		var l []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			l, body = body[:i], body[i+1:]
+		} else {
+			l, body = body, nil
+		}
+		l = bytes.TrimSpace(l)
+		if len(l) == 0 {
+			line++
+			continue
+		}
+		if w.total >= n.cfg.Limits.MaxRecords {
+			return IngestResult{}, &IngestError{Code: "TOO_MANY_RECORDS", Message: fmt.Sprintf("request has more than %d records (limits.max_records); split it", n.cfg.Limits.MaxRecords)}
+		}
+		w.total++
+		rec, err := w.parser.ParseBytes(l)
+		if err != nil {
+			w.refuse(source, line, "not valid JSON: "+err.Error())
+		} else if reason := n.parseRecord(sp, rec, b, now, w); reason != "" {
+			w.refuse(source, line, reason)
+		}
+		line++
+	}
+	return n.finishIngest(w, dry)
+}
+
+func (n *Node) finishIngest(w *ingestWork, dry bool) (IngestResult, error) {
+	if w.refused > 0 {
+		msg := fmt.Sprintf("%d of %d records refused; nothing was ingested", w.refused, w.total)
+		for i, e := range w.errs {
+			if i == 3 {
+				msg += "; ..."
+				break
+			}
+			msg += fmt.Sprintf("; %s[%d]: %s", e.Source, e.Index, e.Reason)
+		}
+		n.metrics.refused(w.refused)
+		return IngestResult{}, &IngestError{Code: "INVALID_RECORDS", Message: msg, Records: append([]RecordError(nil), w.errs...), Refused: w.refused, Total: w.total}
+	}
+	res := IngestResult{Accepted: w.total, DryRun: dry}
+	if dry {
+		return res, nil
+	}
+	for i, b := range w.batches {
+		if w.used[i] && b.len() > 0 {
+			res.TooLate += n.apply(b, w)
+		}
+	}
+	n.metrics.ingested(res.Accepted, res.TooLate)
+	return res, nil
+}
+
+// apply places every event of b in every view fed by its source and returns
+// how many placements the windows refused as too late.
+func (n *Node) apply(b *eventBatch, w *ingestWork) (tooLate int) {
+	sp := n.sources[b.source]
+	for _, t := range sp.targets {
+		v := n.views[t.view]
+		for e := 0; e < b.len(); e++ {
+			key := b.str(e, t.keyCol)
+			w.fields = w.fields[:0]
+			for _, c := range t.cols {
+				w.fields = append(w.fields, b.field(e, c))
+			}
+			if err := v.Add(key, b.ts[e], w.fields); err != nil {
+				if errors.Is(err, windows.ErrTooLate) {
+					tooLate++
+					continue
+				}
+				// Validation guarantees fields fit the view; anything else is a
+				// bug worth seeing, not a reason to fail the acknowledged batch.
+				n.metrics.applyErrors.Inc()
+			}
+		}
+	}
+	return tooLate
+}
+
+func (n *Node) source(name []byte) *sourcePlan {
+	for _, s := range n.sources {
+		if s.src.Name == string(name) {
+			return s
+		}
+	}
+	return nil
+}
+
+func (n *Node) sourceNames() string {
+	names := make([]string, len(n.sources))
+	for i, s := range n.sources {
+		names[i] = s.src.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func (n *Node) checkWorkspace(root *fastjson.Value) *IngestError {
+	ws := root.Get("workspace_name")
+	if ws == nil {
+		ws = root.Get("workspaceName")
+	}
+	if ws == nil {
+		return nil
+	}
+	s, err := ws.StringBytes()
+	if err != nil || string(s) != n.cfg.Workspace {
+		return &IngestError{Code: "UNKNOWN_WORKSPACE", Message: fmt.Sprintf("workspace %s is not served here: this node serves workspace %q", ws, n.cfg.Workspace)}
+	}
+	return nil
+}
+
+// parseRecord validates rec against the source schema and appends it to b.
+// It returns "" or why the record is refused (b is then unchanged).
+func (n *Node) parseRecord(sp *sourcePlan, rec *fastjson.Value, b *eventBatch, now int64, w *ingestWork) string {
+	obj, err := rec.Object()
+	if err != nil {
+		return "record must be a JSON object"
+	}
+	tsv := obj.Get(sp.ts)
+	if tsv == nil || tsv.Type() == fastjson.TypeNull {
+		return fmt.Sprintf("missing timestamp field %q", sp.ts)
+	}
+	ts, reason := parseTimestamp(tsv)
+	if reason != "" {
+		return sp.ts + ": " + reason
+	}
+	if reason := n.checkEventTime(sp, ts, now); reason != "" {
+		return reason
+	}
+	e := b.grow(ts)
+	matched := 1
+	for c, col := range sp.src.Columns {
+		v := obj.Get(col.Name)
+		if v == nil || v.Type() == fastjson.TypeNull {
+			if sp.isKey[c] {
+				b.truncate(e)
+				return fmt.Sprintf("missing join key %q", col.Name)
+			}
+			if v != nil {
+				matched++
+			}
+			continue
+		}
+		matched++
+		if reason := setField(b, e, c, col, v, sp.isKey[c], w); reason != "" {
+			b.truncate(e)
+			return col.Name + ": " + reason
+		}
+	}
+	if obj.Len() > matched {
+		var unknown string
+		obj.Visit(func(k []byte, _ *fastjson.Value) {
+			if _, ok := sp.colIndex[string(k)]; !ok && string(k) != sp.ts && unknown == "" {
+				unknown = string(k)
+			}
+		})
+		b.truncate(e)
+		return fmt.Sprintf("unknown field %q: source %s has fields %s", unknown, sp.src.Name, columnNames(sp.src))
+	}
+	return ""
+}
+
+func columnNames(s *features.Source) string {
+	names := make([]string, 0, len(s.Columns)+1)
+	names = append(names, s.Timestamp)
+	for _, c := range s.Columns {
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, isKey bool, w *ingestWork) string {
+	switch col.Type {
+	case features.String:
+		s, err := v.StringBytes()
+		if err != nil {
+			return "want a string, got " + v.Type().String()
+		}
+		if isKey && len(s) == 0 {
+			return "join key is empty"
+		}
+		b.setStr(e, c, s)
+	case features.Int:
+		var x int64
+		switch v.Type() {
+		case fastjson.TypeNumber:
+			i, err := v.Int64()
+			if err != nil {
+				return "want an integer, got " + v.String()
+			}
+			x = i
+		case fastjson.TypeString: // int64 values sent as strings, as Tecton clients do
+			s, _ := v.StringBytes()
+			i, err := strconv.ParseInt(string(s), 10, 64)
+			if err != nil {
+				return fmt.Sprintf("want an integer, got %q", s)
+			}
+			x = i
+		default:
+			return "want an integer, got " + v.Type().String()
+		}
+		if isKey {
+			w.keyBuf = strconv.AppendInt(w.keyBuf[:0], x, 10)
+			b.setStr(e, c, w.keyBuf)
+		} else {
+			b.setNum(e, c, float64(x))
+		}
+	case features.Float:
+		if v.Type() != fastjson.TypeNumber {
+			return "want a number, got " + v.Type().String()
+		}
+		f, err := v.Float64()
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return "want a finite number, got " + v.String()
+		}
+		b.setNum(e, c, f)
+	case features.Bool:
+		switch v.Type() {
+		case fastjson.TypeTrue:
+			b.setNum(e, c, 1)
+		case fastjson.TypeFalse:
+			b.setNum(e, c, 0)
+		default:
+			return "want true or false, got " + v.Type().String()
+		}
+	}
+	return ""
+}
+
+// parseTimestamp reads RFC 3339 text or epoch milliseconds.
+func parseTimestamp(v *fastjson.Value) (int64, string) {
+	switch v.Type() {
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		t, err := time.Parse(time.RFC3339Nano, string(s))
+		if err != nil {
+			return 0, fmt.Sprintf("want RFC 3339 (2026-11-25T10:00:00Z) or epoch milliseconds, got %q", s)
+		}
+		return t.UnixMilli(), ""
+	case fastjson.TypeNumber:
+		ms, err := v.Int64()
+		if err != nil {
+			return 0, "epoch milliseconds must be an integer, got " + v.String()
+		}
+		return ms, ""
+	}
+	return 0, "want RFC 3339 text or epoch milliseconds, got " + v.Type().String()
+}
+
+// checkEventTime refuses timestamps the node can never serve: too far ahead
+// of its clock, or older than every window of the source can reach.
+func (n *Node) checkEventTime(sp *sourcePlan, ts, now int64) string {
+	if ts > now+n.cfg.MaxFuture.Milliseconds() {
+		return fmt.Sprintf("timestamp %s is %s ahead of the node's clock (max_future %s): check the producer's clock",
+			fmtMillis(ts), time.Duration(ts-now)*time.Millisecond, n.cfg.MaxFuture)
+	}
+	if sp.maxWindow > 0 && ts <= now-sp.maxWindow-sp.src.Lateness {
+		hint := ""
+		if ts > 0 && ts < 1e11 {
+			hint = " (it looks like epoch seconds: send milliseconds)"
+		}
+		return fmt.Sprintf("timestamp %s is older than the longest window over source %s (%s) plus its lateness (%s), so it could never be counted%s",
+			fmtMillis(ts), sp.src.Name, features.FormatWindow(sp.maxWindow), features.FormatWindow(max(sp.src.Lateness, 1)), hint)
+	}
+	return ""
+}
+
+func fmtMillis(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }

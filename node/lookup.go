@@ -1,0 +1,768 @@
+package node
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/windows"
+)
+
+// APIError is a refused request: Status says whose fault it is (4xx the
+// client's, 5xx the node's), Code is stable for programs, Message for people.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func badRequest(code, format string, args ...any) *APIError {
+	return &APIError{Status: 400, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// encoding is how a feature's value is written in JSON.
+type encoding uint8
+
+const (
+	encFloat encoding = iota
+	encInt
+	encString
+	encBool
+	encFloatList
+	encStringList
+)
+
+// output is one feature of a service response.
+type output struct {
+	kind  features.RefKind
+	slot  int // position in servicePlan.aggViews / tables / reqs
+	feat  int // aggregation or column index within it
+	enc   encoding
+	name  string
+	dtype string // JSON of the dataType object
+}
+
+type inputRef struct {
+	kind features.RefKind
+	slot int // aggViews/tables position, or request-context index
+	feat int
+}
+
+type reqPlan struct {
+	expr   *features.Expr
+	inputs []inputRef
+}
+
+// servicePlan is a compiled feature service: which views and tables to read
+// (each once, with which join key), which expressions to evaluate, and how
+// to write each output.
+type servicePlan struct {
+	name     string
+	joinKeys []string
+	ctxCols  []features.Column
+	aggViews []int // repo view index
+	aggKey   []int // join key index of each aggView
+	tables   []int // repo table index
+	tableKey []int
+	reqs     []reqPlan
+	outputs  []output
+	lateness int64 // smallest lateness of the sources read: bounds as_of
+	maxSlots int
+}
+
+func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
+	r := n.repo
+	p := &servicePlan{name: s.Name, joinKeys: s.JoinKeys, ctxCols: s.RequestContext, lateness: math.MaxInt64}
+	keyIndex := func(jk string) (int, error) {
+		for i, k := range p.joinKeys {
+			if k == jk {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("join key %s is not among the service's join keys %v", jk, p.joinKeys)
+	}
+	aggSlot := func(view int) (int, error) {
+		for i, v := range p.aggViews {
+			if v == view {
+				return i, nil
+			}
+		}
+		k, err := keyIndex(r.Views[view].Entity.JoinKey)
+		if err != nil {
+			return 0, err
+		}
+		p.aggViews = append(p.aggViews, view)
+		p.aggKey = append(p.aggKey, k)
+		p.lateness = min(p.lateness, r.Views[view].Source.Lateness)
+		return len(p.aggViews) - 1, nil
+	}
+	tableSlot := func(t int) (int, error) {
+		for i, v := range p.tables {
+			if v == t {
+				return i, nil
+			}
+		}
+		k, err := keyIndex(r.Tables[t].Entity.JoinKey)
+		if err != nil {
+			return 0, err
+		}
+		p.tables = append(p.tables, t)
+		p.tableKey = append(p.tableKey, k)
+		return len(p.tables) - 1, nil
+	}
+	ctxIndex := func(name string) (int, error) {
+		for i, c := range p.ctxCols {
+			if c.Name == name {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("request field %s is not in the service's request context", name)
+	}
+	for _, ref := range s.Features {
+		o := output{kind: ref.Kind, feat: ref.Feature, name: r.FeatureName(ref)}
+		var err error
+		switch ref.Kind {
+		case features.RefAggregate:
+			o.slot, err = aggSlot(ref.View)
+			o.enc = aggEncoding(r.Views[ref.View].Spec, ref.Feature)
+		case features.RefTable:
+			o.slot, err = tableSlot(ref.View)
+			o.enc = typeEncoding(r.Tables[ref.View].Columns[ref.Feature].Type)
+		case features.RefRequestView:
+			rf := r.Requests[ref.View].Features[ref.Feature]
+			rp := reqPlan{expr: rf.Expr}
+			for _, in := range rf.Inputs {
+				ir := inputRef{kind: in.Kind, feat: in.Feature}
+				switch in.Kind {
+				case features.RefAggregate:
+					ir.slot, err = aggSlot(in.View)
+				case features.RefTable:
+					ir.slot, err = tableSlot(in.View)
+				case features.RefRequest:
+					ir.slot, err = ctxIndex(r.Requests[ref.View].RequestSchema[in.View].Name)
+				default:
+					err = fmt.Errorf("request feature %s: unsupported input", o.name)
+				}
+				if err != nil {
+					return nil, err
+				}
+				rp.inputs = append(rp.inputs, ir)
+			}
+			p.maxSlots = max(p.maxSlots, len(rp.inputs))
+			p.reqs = append(p.reqs, rp)
+			o.slot = len(p.reqs) - 1
+			o.enc = encFloat
+		default:
+			err = fmt.Errorf("feature %s: unsupported kind", o.name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		o.dtype = dataTypeJSON(o.enc)
+		p.outputs = append(p.outputs, o)
+	}
+	if p.lateness == math.MaxInt64 {
+		p.lateness = 0
+	}
+	return p, nil
+}
+
+func aggEncoding(spec windows.Spec, i int) encoding {
+	a := spec.Aggregations[i]
+	str := spec.Columns[a.Column].Kind == windows.String
+	switch a.Func {
+	case windows.Count, windows.DistinctCount:
+		return encInt
+	case windows.LastN, windows.LastDistinctN:
+		if str {
+			return encStringList
+		}
+		return encFloatList
+	case windows.Last:
+		if str {
+			return encString
+		}
+	}
+	return encFloat
+}
+
+func typeEncoding(t features.Type) encoding {
+	switch t {
+	case features.String:
+		return encString
+	case features.Int:
+		return encInt
+	case features.Bool:
+		return encBool
+	}
+	return encFloat
+}
+
+func dataTypeJSON(e encoding) string {
+	switch e {
+	case encInt:
+		return `{"type":"int64"}`
+	case encString:
+		return `{"type":"string"}`
+	case encBool:
+		return `{"type":"bool"}`
+	case encFloatList:
+		return `{"type":"array","elementType":{"type":"float64"}}`
+	case encStringList:
+		return `{"type":"array","elementType":{"type":"string"}}`
+	}
+	return `{"type":"float64"}`
+}
+
+// lookupWork is the pooled scratch of one lookup request; in steady state a
+// lookup allocates nothing.
+type lookupWork struct {
+	parser   fastjson.Parser
+	keys     [][]byte
+	keyBuf   []byte
+	ctx      []float64
+	ctxOK    []bool
+	vals     [][]windows.Value
+	tnums    [][]float64
+	tstrs    [][]string
+	tok      [][]bool
+	slots    []float64
+	slotOK   []bool
+	reqVal   []float64
+	reqOK    []bool
+	statuses []bool
+}
+
+var lookupPool sync.Pool
+
+func getLookupWork() *lookupWork {
+	w, _ := lookupPool.Get().(*lookupWork)
+	if w == nil {
+		w = &lookupWork{}
+	}
+	return w
+}
+
+// prepare sizes w's scratch for the plan.
+func (p *servicePlan) prepare(n *Node, w *lookupWork) {
+	w.keys = resize(w.keys, len(p.joinKeys))
+	w.ctx = resize(w.ctx, len(p.ctxCols))
+	w.ctxOK = resize(w.ctxOK, len(p.ctxCols))
+	w.vals = resize(w.vals, len(p.aggViews))
+	w.tnums = resize(w.tnums, len(p.tables))
+	w.tstrs = resize(w.tstrs, len(p.tables))
+	w.tok = resize(w.tok, len(p.tables))
+	for i, t := range p.tables {
+		nc := len(n.repo.Tables[t].Columns)
+		w.tnums[i] = resize(w.tnums[i], nc)
+		w.tstrs[i] = resize(w.tstrs[i], nc)
+		w.tok[i] = resize(w.tok[i], nc)
+	}
+	w.slots = resize(w.slots, p.maxSlots)
+	w.slotOK = resize(w.slotOK, p.maxSlots)
+	w.reqVal = resize(w.reqVal, len(p.reqs))
+	w.reqOK = resize(w.reqOK, len(p.reqs))
+	w.statuses = resize(w.statuses, len(p.outputs))
+}
+
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// metaOptions are Tecton's metadata_options.
+type metaOptions struct {
+	names, types, status, effective bool
+}
+
+func parseMetaOptions(params *fastjson.Value) metaOptions {
+	m := metaOptions{names: true, types: true, status: true}
+	o := params.Get("metadata_options")
+	if o == nil {
+		o = params.Get("metadataOptions")
+	}
+	if o == nil {
+		return m
+	}
+	opt := func(snake, camel string, def bool) bool {
+		v := o.Get(snake)
+		if v == nil {
+			v = o.Get(camel)
+		}
+		if v == nil {
+			return def
+		}
+		return v.GetBool()
+	}
+	m.names = opt("include_names", "includeNames", true)
+	m.types = opt("include_data_types", "includeDataTypes", true)
+	m.status = opt("include_serving_status", "includeServingStatus", true)
+	m.effective = opt("include_effective_times", "includeEffectiveTimes", false)
+	return m
+}
+
+func getEither(v *fastjson.Value, snake, camel string) *fastjson.Value {
+	if x := v.Get(snake); x != nil {
+		return x
+	}
+	return v.Get(camel)
+}
+
+// parseParams parses a get-features body far enough to find its service.
+func (n *Node) parseParams(w *fastjson.Parser, body []byte) (*fastjson.Value, *servicePlan, *APIError) {
+	root, err := w.ParseBytes(body)
+	if err != nil {
+		return nil, nil, badRequest("MALFORMED_JSON", "request body is not valid JSON: %v", err)
+	}
+	params := root.Get("params")
+	if params == nil || params.Type() != fastjson.TypeObject {
+		return nil, nil, badRequest("INVALID_REQUEST", `request needs "params": {"feature_service_name": ..., "join_key_map": {...}}`)
+	}
+	sv := getEither(params, "feature_service_name", "featureServiceName")
+	if sv == nil || sv.Type() != fastjson.TypeString {
+		return nil, nil, badRequest("INVALID_REQUEST", "params.feature_service_name is required and must be a string")
+	}
+	name, _ := sv.StringBytes()
+	p := n.services[string(name)]
+	if p == nil {
+		return nil, nil, &APIError{Status: 404, Code: "UNKNOWN_FEATURE_SERVICE", Message: fmt.Sprintf("unknown feature service %q: this node serves %s", name, n.serviceNames())}
+	}
+	if ws := getEither(params, "workspace_name", "workspaceName"); ws != nil {
+		if s, err := ws.StringBytes(); err != nil || string(s) != n.cfg.Workspace {
+			return nil, nil, &APIError{Status: 404, Code: "UNKNOWN_WORKSPACE", Message: fmt.Sprintf("workspace %s is not served here: this node serves workspace %q", ws, n.cfg.Workspace)}
+		}
+	}
+	return params, p, nil
+}
+
+func (n *Node) serviceNames() string {
+	var names []string
+	for _, s := range n.repo.Services {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// readTime returns the read time a request asks for (as_of) or now.
+func (n *Node) readTime(params *fastjson.Value, p *servicePlan, now int64) (int64, *APIError) {
+	v := getEither(params, "as_of", "asOf")
+	if v == nil {
+		return now, nil
+	}
+	t, reason := parseTimestamp(v)
+	if reason != "" {
+		return 0, badRequest("INVALID_REQUEST", "params.as_of: %s", reason)
+	}
+	if t > now+n.cfg.MaxFuture.Milliseconds() {
+		return 0, badRequest("INVALID_REQUEST", "params.as_of %s is in the future beyond max_future %s", fmtMillis(t), n.cfg.MaxFuture)
+	}
+	if t < now-p.lateness {
+		return 0, badRequest("INVALID_REQUEST", "params.as_of %s is older than the allowed lateness (%s): online reads answer for recent times only; use historical features for the past", fmtMillis(t), time.Duration(p.lateness)*time.Millisecond)
+	}
+	return t, nil
+}
+
+// parseRow reads one row's join_key_map and request_context_map into w.
+func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *APIError {
+	jkm := getEither(row, "join_key_map", "joinKeyMap")
+	if jkm == nil || jkm.Type() != fastjson.TypeObject {
+		return badRequest("INVALID_REQUEST", "join_key_map is required: an object with %s", strings.Join(p.joinKeys, ", "))
+	}
+	obj, _ := jkm.Object()
+	if obj.Len() > n.cfg.Limits.MaxKeys {
+		return badRequest("TOO_MANY_KEYS", "join_key_map has %d keys, more than limits.max_keys (%d)", obj.Len(), n.cfg.Limits.MaxKeys)
+	}
+	w.keyBuf = w.keyBuf[:0]
+	for i, k := range p.joinKeys {
+		v := obj.Get(k)
+		if v == nil || v.Type() == fastjson.TypeNull {
+			return badRequest("MISSING_JOIN_KEY", "join_key_map is missing %q: service %s needs %s", k, p.name, strings.Join(p.joinKeys, ", "))
+		}
+		switch v.Type() {
+		case fastjson.TypeString:
+			s, _ := v.StringBytes()
+			w.keys[i] = s
+		case fastjson.TypeNumber:
+			x, err := v.Int64()
+			if err != nil {
+				return badRequest("INVALID_JOIN_KEY", "join key %q must be a string or an integer, got %s", k, v)
+			}
+			start := len(w.keyBuf)
+			w.keyBuf = strconv.AppendInt(w.keyBuf, x, 10)
+			w.keys[i] = w.keyBuf[start:len(w.keyBuf):len(w.keyBuf)]
+		default:
+			return badRequest("INVALID_JOIN_KEY", "join key %q must be a string or an integer, got %s", k, v.Type())
+		}
+	}
+	if obj.Len() > len(p.joinKeys) {
+		var unknown string
+		obj.Visit(func(k []byte, _ *fastjson.Value) {
+			if unknown == "" && !contains(p.joinKeys, string(k)) {
+				unknown = string(k)
+			}
+		})
+		return badRequest("UNKNOWN_JOIN_KEY", "join_key_map has unknown key %q: service %s takes %s", unknown, p.name, strings.Join(p.joinKeys, ", "))
+	}
+	rcm := getEither(row, "request_context_map", "requestContextMap")
+	if len(p.ctxCols) > 0 && (rcm == nil || rcm.Type() != fastjson.TypeObject) {
+		return badRequest("MISSING_REQUEST_CONTEXT", "request_context_map is required: service %s needs %s", p.name, ctxNames(p.ctxCols))
+	}
+	if rcm == nil {
+		return nil
+	}
+	cobj, err := rcm.Object()
+	if err != nil {
+		return badRequest("INVALID_REQUEST", "request_context_map must be an object")
+	}
+	if cobj.Len() > n.cfg.Limits.MaxKeys {
+		return badRequest("TOO_MANY_KEYS", "request_context_map has %d keys, more than limits.max_keys (%d)", cobj.Len(), n.cfg.Limits.MaxKeys)
+	}
+	for i, c := range p.ctxCols {
+		v := cobj.Get(c.Name)
+		if v == nil {
+			return badRequest("MISSING_REQUEST_CONTEXT", "request_context_map is missing %q: service %s needs %s", c.Name, p.name, ctxNames(p.ctxCols))
+		}
+		switch v.Type() {
+		case fastjson.TypeNull:
+			w.ctx[i], w.ctxOK[i] = 0, false
+		case fastjson.TypeNumber:
+			f, err := v.Float64()
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a finite number, got %s", c.Name, v)
+			}
+			w.ctx[i], w.ctxOK[i] = f, true
+		case fastjson.TypeTrue, fastjson.TypeFalse:
+			if c.Type != features.Bool {
+				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a number, got %s", c.Name, v.Type())
+			}
+			w.ctx[i], w.ctxOK[i] = b2f(v.Type() == fastjson.TypeTrue), true
+		default:
+			return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a number, got %s", c.Name, v.Type())
+		}
+	}
+	if cobj.Len() > len(p.ctxCols) {
+		var unknown string
+		cobj.Visit(func(k []byte, _ *fastjson.Value) {
+			if unknown == "" {
+				found := false
+				for _, c := range p.ctxCols {
+					found = found || c.Name == string(k)
+				}
+				if !found {
+					unknown = string(k)
+				}
+			}
+		})
+		return badRequest("UNKNOWN_REQUEST_CONTEXT", "request_context_map has unknown key %q: service %s takes %s", unknown, p.name, ctxNames(p.ctxCols))
+	}
+	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func ctxNames(cols []features.Column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// compute reads every view and table of the plan for the row in w, then
+// evaluates the request features.
+func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) {
+	for i, v := range p.aggViews {
+		w.vals[i] = n.views[v].Read(w.keys[p.aggKey[i]], t, w.vals[i][:0])
+	}
+	for i, tb := range p.tables {
+		n.tables[tb].get(w.keys[p.tableKey[i]], w.tnums[i], w.tstrs[i], w.tok[i])
+	}
+	for r := range p.reqs {
+		rp := &p.reqs[r]
+		for s, in := range rp.inputs {
+			switch in.kind {
+			case features.RefAggregate:
+				v := &w.vals[in.slot][in.feat]
+				w.slots[s], w.slotOK[s] = v.Num, v.Present
+			case features.RefTable:
+				w.slots[s], w.slotOK[s] = w.tnums[in.slot][in.feat], w.tok[in.slot][in.feat]
+			case features.RefRequest:
+				w.slots[s], w.slotOK[s] = w.ctx[in.slot], w.ctxOK[in.slot]
+			}
+		}
+		w.reqVal[r], w.reqOK[r] = rp.expr.Eval(w.slots[:len(rp.inputs)], w.slotOK[:len(rp.inputs)])
+	}
+}
+
+// appendFeatures writes the row's feature values as a JSON array and
+// records each output's status in w.statuses.
+func (p *servicePlan) appendFeatures(dst []byte, w *lookupWork) []byte {
+	dst = append(dst, '[')
+	for i := range p.outputs {
+		o := &p.outputs[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		ok := true
+		switch o.kind {
+		case features.RefAggregate:
+			dst, ok = appendValue(dst, &w.vals[o.slot][o.feat], o.enc)
+		case features.RefTable:
+			ok = w.tok[o.slot][o.feat]
+			switch {
+			case !ok:
+				dst = append(dst, "null"...)
+			case o.enc == encString:
+				dst = appendJSONString(dst, w.tstrs[o.slot][o.feat])
+			default:
+				dst, ok = appendNumber(dst, w.tnums[o.slot][o.feat], o.enc)
+			}
+		case features.RefRequestView:
+			ok = w.reqOK[o.slot]
+			if ok {
+				dst, ok = appendNumber(dst, w.reqVal[o.slot], encFloat)
+			} else {
+				dst = append(dst, "null"...)
+			}
+		}
+		w.statuses[i] = ok
+	}
+	return append(dst, ']')
+}
+
+func appendValue(dst []byte, v *windows.Value, enc encoding) ([]byte, bool) {
+	if !v.Present {
+		return append(dst, "null"...), false
+	}
+	switch enc {
+	case encString:
+		return appendJSONString(dst, v.Str), true
+	case encFloatList:
+		dst = append(dst, '[')
+		for i, x := range v.Nums {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst, _ = appendNumber(dst, x, encFloat)
+		}
+		return append(dst, ']'), true
+	case encStringList:
+		dst = append(dst, '[')
+		for i, s := range v.Strs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, s)
+		}
+		return append(dst, ']'), true
+	}
+	return appendNumber(dst, v.Num, enc)
+}
+
+func appendNumber(dst []byte, f float64, enc encoding) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, "null"...), false
+	}
+	switch enc {
+	case encInt:
+		return strconv.AppendInt(dst, int64(f), 10), true
+	case encBool:
+		return strconv.AppendBool(dst, f != 0), true
+	}
+	return strconv.AppendFloat(dst, f, 'g', -1, 64), true
+}
+
+func (p *servicePlan) appendMetadata(dst []byte, w *lookupWork, m metaOptions, t int64, withStatus bool) []byte {
+	dst = append(dst, `"features":[`...)
+	for i := range p.outputs {
+		o := &p.outputs[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '{')
+		sep := false
+		if m.names {
+			dst = append(dst, `"name":`...)
+			dst = appendJSONString(dst, o.name)
+			sep = true
+		}
+		if m.types {
+			if sep {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"dataType":`...)
+			dst = append(dst, o.dtype...)
+			sep = true
+		}
+		if withStatus && m.status {
+			if sep {
+				dst = append(dst, ',')
+			}
+			dst = appendStatus(dst, w.statuses[i])
+			sep = true
+		}
+		if withStatus && m.effective {
+			if sep {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"effectiveTime":"`...)
+			dst = time.UnixMilli(t).UTC().AppendFormat(dst, time.RFC3339Nano)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+func appendStatus(dst []byte, ok bool) []byte {
+	if ok {
+		return append(dst, `"status":"PRESENT"`...)
+	}
+	return append(dst, `"status":"MISSING_DATA"`...)
+}
+
+// GetFeatures answers a get-features request body, appending the JSON
+// response to dst.
+func (n *Node) GetFeatures(dst, body []byte) ([]byte, *APIError) {
+	w := getLookupWork()
+	defer lookupPool.Put(w)
+	params, p, aerr := n.parseParams(&w.parser, body)
+	if aerr != nil {
+		return dst, aerr
+	}
+	p.prepare(n, w)
+	now := n.now()
+	t, aerr := n.readTime(params, p, now)
+	if aerr != nil {
+		return dst, aerr
+	}
+	if aerr := n.parseRow(p, params, w); aerr != nil {
+		return dst, aerr
+	}
+	m := parseMetaOptions(params)
+	n.compute(p, w, t)
+	dst = append(dst, `{"result":{"features":`...)
+	dst = p.appendFeatures(dst, w)
+	dst = append(dst, `},"metadata":{`...)
+	dst = p.appendMetadata(dst, w, m, t, true)
+	dst = append(dst, `,"serverTime":"`...)
+	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `"}}`...)
+	return dst, nil
+}
+
+// GetFeaturesBatch answers many rows of one service:
+// {"params": {"feature_service_name", "request_data": [{"join_key_map", "request_context_map"}, ...]}}
+// -> {"result": [{"features": [...], "statuses": [...]}, ...], "metadata": {"features": [{"name", "dataType"}]}}.
+func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
+	w := getLookupWork()
+	defer lookupPool.Put(w)
+	params, p, aerr := n.parseParams(&w.parser, body)
+	if aerr != nil {
+		return dst, aerr
+	}
+	rows := getEither(params, "request_data", "requestData")
+	if rows == nil || rows.Type() != fastjson.TypeArray {
+		return dst, badRequest("INVALID_REQUEST", "params.request_data is required: an array of {\"join_key_map\": {...}, \"request_context_map\": {...}}")
+	}
+	items, _ := rows.Array()
+	if len(items) > n.cfg.Limits.MaxBatch {
+		return dst, badRequest("BATCH_TOO_LARGE", "request_data has %d rows, more than limits.max_batch (%d); split it", len(items), n.cfg.Limits.MaxBatch)
+	}
+	p.prepare(n, w)
+	now := n.now()
+	t, aerr := n.readTime(params, p, now)
+	if aerr != nil {
+		return dst, aerr
+	}
+	m := parseMetaOptions(params)
+	start := len(dst)
+	dst = append(dst, `{"result":[`...)
+	for i, row := range items {
+		if aerr := n.parseRow(p, row, w); aerr != nil {
+			aerr.Message = fmt.Sprintf("request_data[%d]: %s", i, aerr.Message)
+			return dst[:start], aerr
+		}
+		n.compute(p, w, t)
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"features":`...)
+		dst = p.appendFeatures(dst, w)
+		if m.status {
+			dst = append(dst, `,"statuses":[`...)
+			for j, ok := range w.statuses {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				if ok {
+					dst = append(dst, `"PRESENT"`...)
+				} else {
+					dst = append(dst, `"MISSING_DATA"`...)
+				}
+			}
+			dst = append(dst, ']')
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"metadata":{`...)
+	dst = p.appendMetadata(dst, w, m, t, false)
+	dst = append(dst, `,"serverTime":"`...)
+	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `"}}`...)
+	return dst, nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

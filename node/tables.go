@@ -1,0 +1,247 @@
+package node
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tally-ml/tally/features"
+)
+
+// TableFormat is the encoding of a table upload.
+type TableFormat uint8
+
+// Table upload formats.
+const (
+	CSV    TableFormat = iota + 1 // header row naming the join key and the columns
+	NDJSON                        // one JSON object per line
+)
+
+// UploadTable loads rows into table name: upserted by join key, or replacing
+// the table when replace is set. All or nothing: a bad row refuses the upload
+// and the table is unchanged. Returns the number of rows stored.
+func (n *Node) UploadTable(name string, format TableFormat, body []byte, replace bool) (int, *APIError) {
+	var t *table
+	for _, tb := range n.tables {
+		if tb.def.Name == name {
+			t = tb
+		}
+	}
+	if t == nil {
+		var names []string
+		for _, tb := range n.tables {
+			names = append(names, tb.def.Name)
+		}
+		return 0, &APIError{Status: 404, Code: "UNKNOWN_TABLE", Message: fmt.Sprintf("unknown table view %q: this node has %s", name, strings.Join(names, ", "))}
+	}
+	var rows []tableRow
+	var err error
+	switch format {
+	case CSV:
+		rows, err = parseTableCSV(t.def, body, n.cfg.Limits.MaxTableRows)
+	case NDJSON:
+		rows, err = parseTableNDJSON(t.def, body, n.cfg.Limits.MaxTableRows)
+	default:
+		err = errors.New("unknown format: use text/csv or application/x-ndjson")
+	}
+	if err != nil {
+		return 0, badRequest("INVALID_TABLE_ROWS", "table %s: %v; nothing was stored", name, err)
+	}
+	t.put(rows, replace)
+	return len(rows), nil
+}
+
+func newRow(def *features.Table) tableRow {
+	nc := len(def.Columns)
+	r := tableRow{nums: make([]float64, nc), strs: make([]string, nc), null: make([]bool, nc)}
+	for i := range r.null {
+		r.null[i] = true
+	}
+	return r
+}
+
+func parseTableCSV(def *features.Table, body []byte, maxRows int) ([]tableRow, error) {
+	cr := csv.NewReader(bytes.NewReader(body))
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("read CSV header: %w", err)
+	}
+	keyCol := -1
+	colOf := make([]int, len(header)) // header position -> table column, -1 = key
+	for i, h := range header {
+		h = strings.TrimSpace(h)
+		if h == def.Entity.JoinKey {
+			keyCol = i
+			colOf[i] = -1
+			continue
+		}
+		c := columnIndex(def.Columns, h)
+		if c < 0 {
+			return nil, fmt.Errorf("CSV header names unknown column %q: table %s has %s, %s", h, def.Name, def.Entity.JoinKey, tableColumnNames(def))
+		}
+		colOf[i] = c
+	}
+	if keyCol < 0 {
+		return nil, fmt.Errorf("CSV header lacks the join key column %q", def.Entity.JoinKey)
+	}
+	var rows []tableRow
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("CSV: %w", err)
+		}
+		if len(rows) >= maxRows {
+			return nil, fmt.Errorf("more than %d rows (limits.max_table_rows); split the upload", maxRows)
+		}
+		r := newRow(def)
+		for i, field := range rec {
+			if colOf[i] < 0 {
+				if field == "" {
+					return nil, fmt.Errorf("line %d: empty join key %q", line, def.Entity.JoinKey)
+				}
+				r.key = field
+				continue
+			}
+			if field == "" {
+				continue // null
+			}
+			c := colOf[i]
+			if err := setTableText(&r, c, def.Columns[c], field); err != nil {
+				return nil, fmt.Errorf("line %d: %s: %w", line, def.Columns[c].Name, err)
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func setTableText(r *tableRow, c int, col features.Column, s string) error {
+	switch col.Type {
+	case features.String:
+		r.strs[c] = s
+	case features.Float, features.Int:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("want a finite number, got %q", s)
+		}
+		if col.Type == features.Int && f != math.Trunc(f) {
+			return fmt.Errorf("want an integer, got %q", s)
+		}
+		r.nums[c] = f
+	case features.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", s)
+		}
+		r.nums[c] = b2f(b)
+	}
+	r.null[c] = false
+	return nil
+}
+
+func parseTableNDJSON(def *features.Table, body []byte, maxRows int) ([]tableRow, error) {
+	var p fastjson.Parser
+	var rows []tableRow
+	for line := 1; len(body) > 0; line++ {
+		var l []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			l, body = body[:i], body[i+1:]
+		} else {
+			l, body = body, nil
+		}
+		l = bytes.TrimSpace(l)
+		if len(l) == 0 {
+			continue
+		}
+		if len(rows) >= maxRows {
+			return nil, fmt.Errorf("more than %d rows (limits.max_table_rows); split the upload", maxRows)
+		}
+		v, err := p.ParseBytes(l)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: not valid JSON: %w", line, err)
+		}
+		obj, err := v.Object()
+		if err != nil {
+			return nil, fmt.Errorf("line %d: want a JSON object", line)
+		}
+		r := newRow(def)
+		var rowErr error
+		obj.Visit(func(k []byte, v *fastjson.Value) {
+			if rowErr != nil {
+				return
+			}
+			name := string(k)
+			if name == def.Entity.JoinKey {
+				switch v.Type() {
+				case fastjson.TypeString:
+					s, _ := v.StringBytes()
+					r.key = string(s)
+				case fastjson.TypeNumber:
+					x, err := v.Int64()
+					if err != nil {
+						rowErr = fmt.Errorf("join key %q must be a string or an integer", name)
+						return
+					}
+					r.key = strconv.FormatInt(x, 10)
+				default:
+					rowErr = fmt.Errorf("join key %q must be a string or an integer", name)
+				}
+				return
+			}
+			c := columnIndex(def.Columns, name)
+			if c < 0 {
+				rowErr = fmt.Errorf("unknown column %q: table %s has %s, %s", name, def.Name, def.Entity.JoinKey, tableColumnNames(def))
+				return
+			}
+			col := def.Columns[c]
+			switch {
+			case v.Type() == fastjson.TypeNull:
+			case col.Type == features.String && v.Type() == fastjson.TypeString:
+				s, _ := v.StringBytes()
+				r.strs[c], r.null[c] = string(s), false
+			case (col.Type == features.Float || col.Type == features.Int) && v.Type() == fastjson.TypeNumber:
+				rowErr = setTableText(&r, c, col, v.String())
+			case col.Type == features.Bool && (v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse):
+				r.nums[c], r.null[c] = b2f(v.Type() == fastjson.TypeTrue), false
+			default:
+				rowErr = fmt.Errorf("%s: want %s, got %s", name, col.Type, v.Type())
+			}
+		})
+		if rowErr != nil {
+			return nil, fmt.Errorf("line %d: %w", line, rowErr)
+		}
+		if r.key == "" {
+			return nil, fmt.Errorf("line %d: missing join key %q", line, def.Entity.JoinKey)
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func columnIndex(cols []features.Column, name string) int {
+	for i, c := range cols {
+		if c.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func tableColumnNames(def *features.Table) string {
+	names := make([]string, len(def.Columns))
+	for i, c := range def.Columns {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
