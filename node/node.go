@@ -100,6 +100,7 @@ type sourcePlan struct {
 	ts        string
 	colIndex  map[string]int
 	isKey     []bool // source column is some view's join key
+	strCol    []bool // the batch holds the column as bytes: strings, and integer join keys
 	targets   []viewTarget
 	maxWindow int64 // longest window of any view over this source
 }
@@ -124,6 +125,10 @@ func newSourcePlan(repo *features.Repo, index int, s *features.Source) *sourcePl
 		for _, a := range v.Spec.Aggregations {
 			p.maxWindow = max(p.maxWindow, a.Window)
 		}
+	}
+	p.strCol = make([]bool, len(s.Columns))
+	for i, c := range s.Columns {
+		p.strCol[i] = c.Type == features.String || p.isKey[i]
 	}
 	return p
 }

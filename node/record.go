@@ -1,0 +1,199 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// A log record is what the node writes to its write-ahead log for one
+// acknowledged change, and replays on restart. Records name sources, tables
+// and columns rather than numbering them, so a repo that gains a column or
+// reorders its sources still replays an old log.
+//
+//	record  = kind:u8 body
+//	kind 1  = events: name(source) ncols:uvarint name(column)* nevents:uvarint event*
+//	event   = ts:zigzag-varint (delta from the previous event, the first from 0) value*
+//	kind 2  = table rows: name(table) flags:u8 (1 = replace) ncols:uvarint name(column)* nrows:uvarint row*
+//	row     = name(key) value*
+//	value   = 0 (null) | 1 f64:8 bytes little-endian | 2 name(string)
+//	name    = len:uvarint bytes
+const (
+	recordEvents byte = 1
+	recordTable  byte = 2
+)
+
+var errBadRecord = errors.New("bad log record")
+
+func appendName(dst []byte, s []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// appendEventsRecord encodes b (of source src) as a log record.
+func appendEventsRecord(dst []byte, sp *sourcePlan, b *eventBatch) []byte {
+	dst = append(dst, recordEvents)
+	dst = appendName(dst, []byte(sp.src.Name))
+	dst = binary.AppendUvarint(dst, uint64(b.ncols))
+	for _, c := range sp.src.Columns {
+		dst = appendName(dst, []byte(c.Name))
+	}
+	dst = binary.AppendUvarint(dst, uint64(b.len()))
+	prev := int64(0)
+	for e := 0; e < b.len(); e++ {
+		dst = binary.AppendVarint(dst, b.ts[e]-prev)
+		prev = b.ts[e]
+		for c := 0; c < b.ncols; c++ {
+			k := e*b.ncols + c
+			switch {
+			case b.null[k]:
+				dst = append(dst, 0)
+			case sp.strCol[c]:
+				dst = append(dst, 2)
+				dst = appendName(dst, b.str(e, c))
+			default:
+				dst = append(dst, 1)
+				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(b.nums[k]))
+			}
+		}
+	}
+	return dst
+}
+
+// recordReader decodes a record; every read is bounds-checked, so a corrupt
+// record yields errBadRecord, never a panic or a huge allocation.
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recordReader) byte() byte {
+	if r.err != nil || len(r.b) < 1 {
+		r.err = errBadRecord
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *recordReader) uvarint(limit uint64) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > limit {
+		r.err = errBadRecord
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errBadRecord
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) name() []byte {
+	n := r.uvarint(uint64(len(r.b)))
+	if r.err != nil {
+		return nil
+	}
+	s := r.b[:n]
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *recordReader) f64() float64 {
+	if r.err != nil || len(r.b) < 8 {
+		r.err = errBadRecord
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+// value reads one value: kind 0 null, 1 number, 2 string.
+func (r *recordReader) value() (kind byte, num float64, str []byte) {
+	switch kind = r.byte(); kind {
+	case 0:
+	case 1:
+		num = r.f64()
+	case 2:
+		str = r.name()
+	default:
+		r.err = errBadRecord
+	}
+	return
+}
+
+// decodeEventsRecord decodes a kind-1 record body into b for the node's
+// current schema: columns the repo no longer has are dropped, new ones are
+// null. It returns the source plan, or an error for a corrupt record or a
+// source the repo no longer has.
+func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error) {
+	r := &recordReader{b: rec}
+	if r.byte() != recordEvents {
+		return nil, fmt.Errorf("%w: not an events record", errBadRecord)
+	}
+	srcName := r.name()
+	ncols := r.uvarint(uint64(len(r.b)))
+	if r.err != nil {
+		return nil, r.err
+	}
+	sp := n.source(srcName)
+	if sp == nil {
+		return nil, fmt.Errorf("log record for source %q, which the feature repo no longer has", srcName)
+	}
+	colMap := make([]int, ncols) // record column -> source column, -1 dropped
+	for i := range colMap {
+		c, ok := sp.colIndex[string(r.name())]
+		if !ok {
+			c = -1
+		}
+		colMap[i] = c
+	}
+	nev := r.uvarint(uint64(len(r.b)))
+	if r.err != nil {
+		return nil, r.err
+	}
+	b.reset(sp.index, len(sp.src.Columns))
+	prev := int64(0)
+	for i := uint64(0); i < nev && r.err == nil; i++ {
+		prev += r.varint()
+		e := b.grow(prev)
+		for _, c := range colMap {
+			kind, num, str := r.value()
+			if c < 0 || kind == 0 {
+				continue
+			}
+			if kind == 2 {
+				b.setStr(e, c, str)
+			} else {
+				b.setNum(e, c, num)
+			}
+		}
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, fmt.Errorf("%w: events record truncated or padded", errBadRecord)
+	}
+	for e := 0; e < b.len(); e++ {
+		for _, t := range sp.targets {
+			if b.null[e*b.ncols+t.keyCol] {
+				return nil, fmt.Errorf("%w: event without join key", errBadRecord)
+			}
+		}
+	}
+	return sp, nil
+}
