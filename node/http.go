@@ -194,6 +194,10 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 			}})
 			return
 		}
+		if errors.Is(err, ErrLogFailed) {
+			writeError(ctx, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()})
+			return
+		}
 		writeError(ctx, &APIError{Status: 500, Code: "INTERNAL", Message: err.Error()})
 		return
 	}

@@ -56,6 +56,9 @@ type ingestWork struct {
 	total   int
 	fields  []windows.Field
 	keyBuf  []byte
+	recBuf  []byte   // encoded log records, back to back
+	recEnds []int    // end offset of each record in recBuf
+	recs    [][]byte // the records, slices of recBuf
 }
 
 var ingestPool sync.Pool
@@ -217,10 +220,29 @@ func (n *Node) finishIngest(w *ingestWork, dry bool) (IngestResult, error) {
 	if dry {
 		return res, nil
 	}
+	w.recs = w.recs[:0]
+	w.recBuf = w.recBuf[:0]
 	for i, b := range w.batches {
 		if w.used[i] && b.len() > 0 {
-			res.TooLate += n.apply(b, w)
+			w.recBuf = appendEventsRecord(w.recBuf, n.sources[i], b)
+			w.recEnds = append(w.recEnds[:len(w.recs)], len(w.recBuf))
+			w.recs = append(w.recs, nil)
 		}
+	}
+	start := 0
+	for i, end := range w.recEnds[:len(w.recs)] {
+		w.recs[i] = w.recBuf[start:end]
+		start = end
+	}
+	err := n.commit(w.recs, func() {
+		for i, b := range w.batches {
+			if w.used[i] && b.len() > 0 {
+				res.TooLate += n.apply(b, w)
+			}
+		}
+	})
+	if err != nil {
+		return IngestResult{}, err
 	}
 	n.metrics.ingested(res.Accepted, res.TooLate)
 	return res, nil

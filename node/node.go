@@ -18,6 +18,9 @@ type Options struct {
 	// event timestamps (too far in the future or past) and is the default
 	// read time of a lookup. Nil means the wall clock.
 	Clock func() int64
+	// Log receives every change before it is applied; nil keeps the node
+	// in memory only (tests, benchmarks, dry runs).
+	Log Log
 }
 
 // Node serves one feature repo. It is safe for concurrent use.
@@ -31,6 +34,8 @@ type Node struct {
 	keys     *keyring
 	now      func() int64
 	metrics  *nodeMetrics
+	log      Log
+	seq      *sequencer
 
 	ready atomic.Bool
 }
@@ -45,7 +50,7 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock}
+	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, log: opts.Log, seq: newSequencer()}
 	if n.now == nil {
 		n.now = func() int64 { return time.Now().UnixMilli() }
 	}

@@ -54,7 +54,10 @@ func (n *Node) UploadTable(name string, format TableFormat, body []byte, replace
 	if err != nil {
 		return 0, badRequest("INVALID_TABLE_ROWS", "table %s: %v; nothing was stored", name, err)
 	}
-	t.put(rows, replace)
+	rec := appendTableRecord(nil, t, rows, replace)
+	if err := n.commit([][]byte{rec}, func() { t.put(rows, replace) }); err != nil {
+		return 0, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()}
+	}
 	return len(rows), nil
 }
 

@@ -1,0 +1,204 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/tally-ml/tally/features"
+)
+
+// Log is where the node writes every change before applying it. The
+// write-ahead log (wal.Log) satisfies it. Append must return only once the
+// records are as durable as the log's policy promises, and must assign
+// consecutive indexes in the order it makes records durable.
+type Log interface {
+	Append(recs ...[]byte) (last uint64, err error)
+}
+
+// ErrLogFailed wraps a write-ahead log failure: the change was not
+// acknowledged and nothing of it was applied.
+var ErrLogFailed = errors.New("write-ahead log failed")
+
+// sequencer applies changes in log order, so that the state after a replay
+// of the log is exactly the state that was served: the windows' tie-breaks,
+// lateness refusals and expiry depend on the order events arrive in.
+type sequencer struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	applied uint64 // index of the last record applied
+}
+
+func newSequencer() *sequencer {
+	s := &sequencer{}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// begin blocks until every record before first has been applied and returns
+// holding the sequencer; end releases it.
+func (s *sequencer) begin(first uint64) {
+	s.mu.Lock()
+	for s.applied+1 < first {
+		s.cond.Wait()
+	}
+}
+
+func (s *sequencer) end(last uint64) {
+	s.applied = last
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// commit writes recs to the log (when there is one) and then runs apply in
+// log order. Without a log, changes are applied in arrival order.
+func (n *Node) commit(recs [][]byte, apply func()) error {
+	if n.log == nil {
+		n.seq.mu.Lock()
+		apply()
+		n.seq.applied += uint64(len(recs))
+		n.seq.mu.Unlock()
+		return nil
+	}
+	last, err := n.log.Append(recs...)
+	if err != nil {
+		n.SetReady(false)
+		return fmt.Errorf("%w: %v (the change was not acknowledged)", ErrLogFailed, err)
+	}
+	n.seq.begin(last - uint64(len(recs)) + 1)
+	apply()
+	n.seq.end(last)
+	return nil
+}
+
+// AppliedIndex returns the log index of the last change applied.
+func (n *Node) AppliedIndex() uint64 {
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	return n.seq.applied
+}
+
+// Replay applies one log record during recovery; index must follow the
+// previous one. A record the node cannot decode is an error: recovery stops
+// rather than serve a state that silently lacks acknowledged events.
+func (n *Node) Replay(index uint64, rec []byte) error {
+	if len(rec) == 0 {
+		return fmt.Errorf("log record %d: empty", index)
+	}
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	if index <= n.seq.applied {
+		return nil // already in the snapshot
+	}
+	switch rec[0] {
+	case recordEvents:
+		w := n.getIngestWork()
+		defer ingestPool.Put(w)
+		b := w.batches[0]
+		if _, err := n.decodeEventsRecord(rec, b); err != nil {
+			return fmt.Errorf("log record %d: %w", index, err)
+		}
+		tooLate := n.apply(b, w)
+		n.metrics.ingested(b.len(), tooLate)
+	case recordTable:
+		name, rows, replace, err := n.decodeTableRecord(rec)
+		if err != nil {
+			return fmt.Errorf("log record %d: %w", index, err)
+		}
+		n.tableByName(name).put(rows, replace)
+	default:
+		return fmt.Errorf("log record %d: unknown kind %d", index, rec[0])
+	}
+	n.seq.applied = index
+	return nil
+}
+
+func (n *Node) tableByName(name string) *table {
+	for _, t := range n.tables {
+		if t.def.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// appendTableRecord encodes a table upload as a log record.
+func appendTableRecord(dst []byte, t *table, rows []tableRow, replace bool) []byte {
+	dst = append(dst, recordTable)
+	dst = appendName(dst, []byte(t.def.Name))
+	flags := byte(0)
+	if replace {
+		flags = 1
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendUvarint(dst, uint64(len(t.def.Columns)))
+	for _, c := range t.def.Columns {
+		dst = appendName(dst, []byte(c.Name))
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(rows)))
+	for _, r := range rows {
+		dst = appendName(dst, []byte(r.key))
+		for c, col := range t.def.Columns {
+			switch {
+			case r.null[c]:
+				dst = append(dst, 0)
+			case col.Type == features.String:
+				dst = append(dst, 2)
+				dst = appendName(dst, []byte(r.strs[c]))
+			default:
+				dst = append(dst, 1)
+				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.nums[c]))
+			}
+		}
+	}
+	return dst
+}
+
+func (n *Node) decodeTableRecord(rec []byte) (string, []tableRow, bool, error) {
+	r := &recordReader{b: rec}
+	if r.byte() != recordTable {
+		return "", nil, false, fmt.Errorf("%w: not a table record", errBadRecord)
+	}
+	name := string(r.name())
+	replace := r.byte() == 1
+	ncols := r.uvarint(uint64(len(r.b)))
+	if r.err != nil {
+		return "", nil, false, r.err
+	}
+	t := n.tableByName(name)
+	if t == nil {
+		return "", nil, false, fmt.Errorf("log record for table %q, which the feature repo no longer has", name)
+	}
+	colMap := make([]int, ncols)
+	for i := range colMap {
+		colMap[i] = columnIndex(t.def.Columns, string(r.name()))
+	}
+	nrows := r.uvarint(uint64(len(r.b)))
+	if r.err != nil {
+		return "", nil, false, r.err
+	}
+	rows := make([]tableRow, 0, nrows)
+	for i := uint64(0); i < nrows && r.err == nil; i++ {
+		row := newRow(t.def)
+		row.key = string(r.name())
+		for _, c := range colMap {
+			kind, num, str := r.value()
+			if c < 0 || kind == 0 {
+				continue
+			}
+			row.null[c] = false
+			if kind == 2 {
+				row.strs[c] = string(str)
+			} else {
+				row.nums[c] = num
+			}
+		}
+		rows = append(rows, row)
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return "", nil, false, fmt.Errorf("%w: table record truncated or padded", errBadRecord)
+	}
+	return name, rows, replace, nil
+}
