@@ -36,11 +36,13 @@ func NewServer(n *Node) *Server {
 		MaxRequestsPerConn:    l.MaxRequestsConn,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
+		// Connection-level errors (oversized bodies, timeouts) are the
+		// client's and are answered and counted, not logged.
+		Logger: quietLogger{},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			status, code := fasthttp.StatusBadRequest, "BAD_REQUEST"
-			var big *fasthttp.ErrBodyTooLarge
 			switch {
-			case errors.As(err, &big) || errors.Is(err, fasthttp.ErrBodyTooLarge):
+			case errors.Is(err, fasthttp.ErrBodyTooLarge):
 				status, code = fasthttp.StatusRequestEntityTooLarge, "BODY_TOO_LARGE"
 			case strings.Contains(err.Error(), "small read buffer"):
 				status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "HEADERS_TOO_LARGE"
@@ -294,3 +296,7 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}

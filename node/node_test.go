@@ -181,7 +181,7 @@ func TestBadIngestIsRefusedAndChangesNothing(t *testing.T) {
 		{"no records", `{"workspace_name":"default"}`, "INVALID_REQUEST", "records"},
 		{"unknown source", `{"records":{"clicks":[]}}`, "UNKNOWN_SOURCE", "clicks"},
 		{"unknown workspace", `{"workspace_name":"prod","records":{"transactions":[]}}`, "UNKNOWN_WORKSPACE", "prod"},
-		{"wrong type", string(ingestBody(good, `{"record":{"user_id":"carol","merchant":"m1","country":"FR","amt":"ten","timestamp":1}}`)), "INVALID_RECORDS", "amt: want a number"},
+		{"wrong type", string(ingestBody(good, fmt.Sprintf(`{"record":{"user_id":"carol","merchant":"m1","country":"FR","amt":"ten","timestamp":%d}}`, t0))), "INVALID_RECORDS", "amt: want a number"},
 		{"missing join key", string(ingestBody(good, fmt.Sprintf(`{"record":{"merchant":"m1","country":"FR","amt":1,"timestamp":%d}}`, t0))), "INVALID_RECORDS", `missing join key "user_id"`},
 		{"missing timestamp", string(ingestBody(good, `{"record":{"user_id":"carol","merchant":"m1","country":"FR","amt":1}}`)), "INVALID_RECORDS", "missing timestamp"},
 		{"bad timestamp", string(ingestBody(good, `{"record":{"user_id":"carol","merchant":"m1","country":"FR","amt":1,"timestamp":"yesterday"}}`)), "INVALID_RECORDS", "RFC 3339"},

@@ -139,7 +139,7 @@ func runReference(t *testing.T, seed uint64, steps int) {
 				for fi, f := range v.Features {
 					checked++
 					g := got[f.FullName]
-					compareValue(t, f.FullName, g.v, g.status, want[fi], want)
+					compareValue(t, f.FullName, v.Spec.Aggregations[fi].Func, g.v, g.status, want[fi], want)
 					if f.FullName == "user_transaction_amounts.amt_mean_1d" {
 						mean1d = &want[fi]
 					}
@@ -197,7 +197,7 @@ func eventField(col string, e refEvent) windows.Field {
 // compareValue checks one served feature against the reference value.
 // Counts are exact; sums and means of positive values agree to 1e-9
 // relative; a standard deviation to 1e-9 of the magnitude of the values.
-func compareValue(t *testing.T, name string, got any, status string, want windows.Value, all []windows.Value) {
+func compareValue(t *testing.T, name string, fn windows.Func, got any, status string, want windows.Value, all []windows.Value) {
 	t.Helper()
 	if !want.Present {
 		if status != "MISSING_DATA" || got != nil {
@@ -210,12 +210,12 @@ func compareValue(t *testing.T, name string, got any, status string, want window
 		t.Fatalf("%s: got %v %s, want %v PRESENT", name, got, status, want.Num)
 	}
 	tol := 1e-9 * math.Max(math.Abs(want.Num), math.Abs(g))
-	if strings.Contains(name, "stddev") || strings.Contains(name, "variance") {
+	if fn == windows.Stddev || fn == windows.Variance {
 		for _, v := range all { // the view's mean and max bound the scale
 			tol = math.Max(tol, 1e-9*math.Abs(v.Num))
 		}
 	}
-	if strings.Contains(name, "count") {
+	if fn == windows.Count || fn == windows.DistinctCount {
 		tol = 0
 	}
 	if math.Abs(g-want.Num) > tol {

@@ -1,0 +1,96 @@
+// Package windows is tally's aggregation engine: in-memory, event-time
+// sliding windows over per-entity event streams. It does no I/O and never
+// reads the clock: the same events in the same order give the same state
+// and the same answers, which is what log replay and replicas rely on.
+//
+// A View (New) holds one feature view: the Spec names its columns and its
+// aggregations (function, column, window, optional tile interval). Add
+// places one event of an entity; Read answers every aggregation of an
+// entity as of a time t.
+//
+// # Windows
+//
+// Times are epoch milliseconds (int64, within [MinTime, MaxTime]). A read of
+// window W at time t aggregates the events with
+//
+//	t - W < ts <= t
+//
+// when the aggregation is exact (Interval 0). With Interval g > 0 the
+// aggregation is tiled: tile k covers [k*g, (k+1)*g) (floor division, so
+// negative times tile the same way), and an event counts iff ts <= t and its
+// tile start k*g > t - W. The window's tail edge is thus rounded up to a
+// tile boundary: events older than W are never counted, and the events of
+// the oldest, partial tile (at most g of time) are not counted. These rules
+// hold identically whether an event is still held raw or already folded
+// into its tile. W must be a multiple of g.
+//
+// # Functions
+//
+// Null fields are ignored by every function.
+//
+//   - count: number of non-null values. sum. mean.
+//   - min, max.
+//   - last: the value of the event with the greatest ts; among equal ts, the
+//     one added last.
+//   - last_n: the N most recent values, newest first, duplicates kept.
+//   - last_distinct_n: the N most recent distinct values, newest first.
+//   - distinct_count: exact number of distinct values.
+//   - variance, stddev: POPULATION variance (divided by n) and its square
+//     root, computed stably (two passes over raw events, Welford per tile,
+//     merged with Chan's formula; sums are compensated). Never negative.
+//
+// String columns support count, last, last_n, last_distinct_n and
+// distinct_count; Float columns support all. last_n, last_distinct_n and
+// distinct_count of a Float column are exact only (Interval 0). Floats are
+// compared by value with one zero (-0 is stored as 0); Add refuses NaN and
+// infinities (ErrBadEvent).
+//
+// Over an empty window, or for an entity never seen, count, sum and
+// distinct_count are Present and 0; last_n and last_distinct_n are Present
+// with an empty list; mean, min, max, last, stddev and variance are not
+// Present.
+//
+// # Late events and what reads are exact
+//
+// Let horizon = the view's longest window + Spec.Lateness, and the watermark
+// be the greatest ts the view has accepted. Events may arrive in any order;
+// an event with ts <= watermark - horizon is refused with ErrTooLate and
+// counted in Stats.TooLate (no read the view answers could count it).
+//
+// Reads of an entity are exact for any t >= newest - Lateness, where newest
+// is the entity's greatest ts, as long as the entity is not idle (see
+// below), and for any t >= watermark - Lateness always. Reads as of earlier
+// times are not guaranteed: state they would need may have been folded into
+// tiles or dropped.
+//
+// # Memory
+//
+// Each entity keeps a ring of its recent raw events (ts plus the columns its
+// aggregations read; strings dictionary-encoded per column, view-wide) and,
+// for tiled aggregations, one record per non-empty tile (count, compensated
+// sum, Welford mean and M2, min, max, last value and ts, and the exact
+// distinct set as a roaring bitmap of dictionary ids, keeping only what the
+// view's aggregations need). Events older than newest - horizon are dropped.
+// Once an entity holds more than a few raw events, the raw events that no
+// exact window can still need (ts <= newest - (longest exact window +
+// Lateness)) and whose tile ends at or before newest - Lateness are folded
+// into tiles: a hot entity's memory is bounded by its tiles, a quiet one's by
+// its few events.
+//
+// An entity whose newest event is at or before watermark - horizon is idle:
+// it can count in no read at t >= watermark - Lateness, and it is dropped
+// (Stats.Expired) by a sweep that inspects a few entities on every Add.
+// String dictionaries only grow: they hold every distinct value the view has
+// accepted.
+//
+// # Concurrency and cost
+//
+// Entities are spread over ring.Partitions partitions by ring.Partition of
+// ring.Hash(key), each with its own lock, hash index and pointer-free
+// arenas, so concurrent Adds and Reads of different partitions do not
+// contend and the garbage collector has nothing per entity to scan. Keys are
+// stored and compared, so a 64-bit hash collision never merges two
+// entities. In steady state Add allocates nothing (a new entity, a new
+// string value, arena growth and a tile's second distinct value do) and Read
+// allocates nothing except the lists of last_n and last_distinct_n.
+package windows

@@ -1,0 +1,280 @@
+package windows
+
+import (
+	"math"
+	"slices"
+
+	"github.com/tally-ml/tally/ring"
+)
+
+// Read appends one Value per spec aggregation, in order, for entity key as of
+// time t (epoch ms) to dst and returns it. An entity never seen (or expired)
+// reads as an empty window. Reads are exact for t >= newest - Lateness, where
+// newest is the entity's newest event, and always for t >= watermark -
+// Lateness (see package doc). Read is safe for concurrent use; it allocates
+// nothing for scalar functions (last_n and last_distinct_n allocate their
+// lists).
+func (v *View) Read(key []byte, t int64, dst []Value) []Value {
+	// Clamping keeps every window identical while t-W cannot overflow.
+	t = min(max(t, MinTime-1), MaxTime+2*MaxSpan)
+	h := v.hash(key)
+	p := &v.parts[ring.Partition(h)]
+	p.mu.Lock()
+	slot, ok := p.find(h, key)
+	if !ok {
+		p.mu.Unlock()
+		for i := range v.aggs {
+			dst = append(dst, emptyValue(v.aggs[i].fn))
+		}
+		return dst
+	}
+	e := &p.ents[slot]
+	for i := range v.aggs {
+		dst = append(dst, p.read(v, e, &v.aggs[i], t))
+	}
+	p.mu.Unlock()
+	return dst
+}
+
+func emptyValue(f Func) Value {
+	switch f {
+	case Count, Sum, DistinctCount, LastN, LastDistinctN:
+		return Value{Present: true}
+	}
+	return Value{}
+}
+
+// rawSearch returns the first raw index of e whose ts is >= ts.
+func (p *partition) rawSearch(v *View, e *entity, ts int64) uint32 {
+	lo, hi := uint32(0), e.rawLen
+	for lo < hi {
+		m := (lo + hi) / 2
+		if int64(p.words[v.rawAt(e, m)]) < ts {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// moments is a window's count, compensated sum and Welford statistics.
+type moments struct {
+	n          float64
+	hi, lo     float64
+	mean, m2   float64
+	min, max   float64
+	haveMinMax bool
+}
+
+func (m *moments) merge(n, mean, m2 float64) {
+	if n == 0 {
+		return
+	}
+	if m.n == 0 {
+		m.n, m.mean, m.m2 = n, mean, m2
+		return
+	}
+	tot := m.n + n
+	d := mean - m.mean
+	m.mean += d * n / tot
+	m.m2 += m2 + d*d*m.n*n/tot
+	m.n = tot
+}
+
+// read computes one aggregation of e as of t.
+func (p *partition) read(v *View, e *entity, a *aggPlan, t int64) Value {
+	// Raw events [from, to) are in the window.
+	var from int64
+	if a.g == 0 {
+		from = t - a.w + 1
+	} else {
+		from = floorDiv(t-a.w, a.g)*a.g + a.g // first tile boundary after t-W
+	}
+	i0 := p.rawSearch(v, e, from)
+	i1 := p.rawSearch(v, e, t+1)
+	word := a.word
+	switch a.fn {
+	case Last:
+		for i := i1; i > i0; i-- {
+			x := p.words[v.rawAt(e, i-1)+word]
+			if !isNull(a, x) {
+				return p.value(v, a, x)
+			}
+		}
+		if a.g != 0 {
+			for i := e.tileLen; i > 0; i-- {
+				tl := p.words[v.tileAt(e, i-1):]
+				if s := int64(tl[0]); s < from || s > t {
+					if s < from {
+						break
+					}
+					continue
+				}
+				if tl[a.tc.cnt] > 0 {
+					return p.value(v, a, tl[a.tc.last])
+				}
+			}
+		}
+		return Value{}
+	case LastN, LastDistinctN:
+		return p.lastN(v, e, a, i0, i1)
+	case DistinctCount:
+		s := p.scratch[:0]
+		for i := i0; i < i1; i++ {
+			if x := p.words[v.rawAt(e, i)+word]; !isNull(a, x) {
+				s = append(s, x)
+			}
+		}
+		if a.g != 0 {
+			for i := uint32(0); i < e.tileLen; i++ {
+				tl := p.words[v.tileAt(e, i):]
+				if s0 := int64(tl[0]); s0 >= from && s0 <= t {
+					s = p.appendDistinct(s, tl[a.tc.bm])
+				}
+			}
+		}
+		slices.Sort(s)
+		n := 0
+		for i := range s {
+			if i == 0 || s[i] != s[i-1] {
+				n++
+			}
+		}
+		p.scratch = s[:0]
+		return Value{Present: true, Num: float64(n)}
+	}
+	// Count, Sum, Mean, Min, Max, Stddev, Variance.
+	var m moments
+	var cnt float64
+	for i := i0; i < i1; i++ {
+		x := p.words[v.rawAt(e, i)+word]
+		if isNull(a, x) {
+			continue
+		}
+		cnt++
+		if a.str || a.fn == Count {
+			continue
+		}
+		f := math.Float64frombits(x)
+		m.hi, m.lo = twoSumAdd(m.hi, m.lo, f)
+		if !m.haveMinMax || f < m.min {
+			m.min = f
+		}
+		if !m.haveMinMax || f > m.max {
+			m.max = f
+		}
+		m.haveMinMax = true
+	}
+	if cnt > 0 && (a.fn == Stddev || a.fn == Variance) {
+		// Two passes over the raw events: the mean, then squared deviations
+		// with the compensating term of the corrected two-pass algorithm.
+		mean := (m.hi + m.lo) / cnt
+		var ss, c float64
+		for i := i0; i < i1; i++ {
+			x := p.words[v.rawAt(e, i)+word]
+			if isNull(a, x) {
+				continue
+			}
+			d := math.Float64frombits(x) - mean
+			ss += d * d
+			c += d
+		}
+		m.n, m.mean, m.m2 = cnt, mean+c/cnt, ss-c*c/cnt
+	}
+	if a.g != 0 {
+		tc := a.tc
+		for i := uint32(0); i < e.tileLen; i++ {
+			tl := p.words[v.tileAt(e, i) : v.tileAt(e, i)+v.tileStride]
+			if s0 := int64(tl[0]); s0 < from || s0 > t || tl[tc.cnt] == 0 {
+				continue
+			}
+			n := float64(tl[tc.cnt])
+			cnt += n
+			switch a.fn {
+			case Sum, Mean:
+				m.hi, m.lo = twoSumAdd(m.hi, m.lo, math.Float64frombits(tl[tc.sumHi]))
+				m.hi, m.lo = twoSumAdd(m.hi, m.lo, math.Float64frombits(tl[tc.sumLo]))
+			case Min:
+				if f := math.Float64frombits(tl[tc.min]); !m.haveMinMax || f < m.min {
+					m.min = f
+				}
+				m.haveMinMax = true
+			case Max:
+				if f := math.Float64frombits(tl[tc.max]); !m.haveMinMax || f > m.max {
+					m.max = f
+				}
+				m.haveMinMax = true
+			case Stddev, Variance:
+				m.merge(n, math.Float64frombits(tl[tc.wMean]), math.Float64frombits(tl[tc.wM2]))
+			}
+		}
+	}
+	switch a.fn {
+	case Count:
+		return Value{Present: true, Num: cnt}
+	case Sum:
+		return Value{Present: true, Num: m.hi + m.lo}
+	}
+	if cnt == 0 {
+		return Value{}
+	}
+	switch a.fn {
+	case Mean:
+		return Value{Present: true, Num: (m.hi + m.lo) / cnt}
+	case Min:
+		return Value{Present: true, Num: m.min}
+	case Max:
+		return Value{Present: true, Num: m.max}
+	}
+	variance := max(m.m2/m.n, 0)
+	if a.fn == Stddev {
+		return Value{Present: true, Num: math.Sqrt(variance)}
+	}
+	return Value{Present: true, Num: variance}
+}
+
+func isNull(a *aggPlan, x uint64) bool {
+	if a.str {
+		return x == nullID
+	}
+	return x == nullBits
+}
+
+// value decodes a raw word of a's column.
+func (p *partition) value(v *View, a *aggPlan, x uint64) Value {
+	if a.str {
+		return Value{Present: true, Str: v.dicts[a.col].str(uint32(x))}
+	}
+	return Value{Present: true, Num: math.Float64frombits(x)}
+}
+
+// lastN collects the newest values (distinct ones for last_distinct_n) of raw
+// events [i0, i1), newest first.
+func (p *partition) lastN(v *View, e *entity, a *aggPlan, i0, i1 uint32) Value {
+	out := Value{Present: true}
+	seen := p.scratch[:0]
+	for i := i1; i > i0 && len(seen) < a.n; i-- {
+		x := p.words[v.rawAt(e, i-1)+a.word]
+		if isNull(a, x) || (a.fn == LastDistinctN && slices.Contains(seen, x)) {
+			continue
+		}
+		seen = append(seen, x)
+	}
+	p.scratch = seen[:0]
+	if len(seen) == 0 {
+		return out
+	}
+	if a.str {
+		out.Strs = make([]string, len(seen))
+		for i, x := range seen {
+			out.Strs[i] = v.dicts[a.col].str(uint32(x))
+		}
+	} else {
+		out.Nums = make([]float64, len(seen))
+		for i, x := range seen {
+			out.Nums[i] = math.Float64frombits(x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,838 @@
+package windows
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/tally-ml/tally/ring"
+)
+
+// Event times and windows are bounded so that no time arithmetic overflows.
+const (
+	// MinTime and MaxTime bound event timestamps (epoch ms, about ±36 million
+	// years); Add refuses others with ErrBadEvent.
+	MinTime int64 = -1 << 60
+	MaxTime int64 = 1 << 60
+	// MaxSpan bounds Aggregation.Window and Spec.Lateness (ms, about 35,000 years).
+	MaxSpan int64 = 1 << 50
+)
+
+const (
+	// foldAt is how many raw events an entity keeps before old ones are folded
+	// into tiles: a quiet entity keeps its few events, a hot one its tiles.
+	foldAt = 8
+	// nullID is the raw-record encoding of a null String field.
+	nullID = math.MaxUint32
+	// nullBits is the raw-record encoding of a null Float field: a NaN
+	// payload, free because Add refuses NaN.
+	nullBits uint64 = 0x7ff4_dead_beef_0001
+	// noBlock marks an entity without a raw or tile block.
+	noBlock = math.MaxUint8
+	// sweepPerAdd is how many entity slots each Add inspects for expiry.
+	sweepPerAdd = 2
+)
+
+// Stats describes a view's state.
+type Stats struct {
+	Entities int64 // entities held
+	Events   int64 // raw events held
+	Tiles    int64 // tiles held
+	Values   int64 // distinct string values in the view's dictionaries
+	Bytes    int64 // approximate bytes of state (arenas, indexes, keys, dictionaries, bitmaps)
+	TooLate  int64 // events refused with ErrTooLate since New
+	Expired  int64 // idle entities dropped since New
+}
+
+// tileCol locates one column's statistics in a tile record (word offsets
+// from the tile's start word; 0 means not kept).
+type tileCol struct {
+	cnt, sumHi, sumLo, wMean, wM2, min, max, lastTs, last, bm int
+}
+
+type aggPlan struct {
+	fn   Func
+	col  int
+	w, g int64
+	n    int
+	str  bool
+	word int // word of the column in a raw record
+	tc   *tileCol
+}
+
+// View holds the state of one feature view: every entity's recent events and
+// tiles. It is safe for concurrent use.
+type View struct {
+	spec         Spec
+	aggs         []aggPlan
+	maxW         int64
+	horizon      int64 // maxW + Lateness
+	exactHorizon int64 // longest exact window + Lateness (Lateness if none)
+	grid         int64 // tile size: gcd of the tiled intervals; 0 if none
+	stored       []int // spec columns kept in raw records, in record order
+	colWord      []int // spec column -> word in raw record (0: not kept)
+	stride       int   // words per raw record: ts + stored columns
+	tileStride   int   // words per tile record: start + tiled statistics
+	tcols        []tileCol
+	dicts        []*dict // per spec column; nil for Float columns
+	hash         func([]byte) uint64
+
+	watermark atomic.Int64
+	tooLate   atomic.Int64
+	parts     []partition
+}
+
+// New validates spec and returns an empty view.
+func New(spec Spec) (*View, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	v := &View{spec: cloneSpec(spec), hash: ring.Hash, parts: make([]partition, ring.Partitions)}
+	spec = v.spec
+	nc := len(spec.Columns)
+	v.colWord = make([]int, nc)
+	v.tcols = make([]tileCol, nc)
+	v.dicts = make([]*dict, nc)
+	maxExact := int64(0)
+	for _, a := range spec.Aggregations {
+		v.maxW = max(v.maxW, a.Window)
+		if a.Interval == 0 {
+			maxExact = max(maxExact, a.Window)
+		} else {
+			v.grid = gcd(v.grid, a.Interval)
+		}
+		if v.colWord[a.Column] == 0 {
+			v.stored = append(v.stored, a.Column)
+			v.colWord[a.Column] = len(v.stored)
+		}
+	}
+	v.stride = 1 + len(v.stored)
+	v.horizon = v.maxW + spec.Lateness
+	v.exactHorizon = spec.Lateness
+	if maxExact > 0 {
+		v.exactHorizon = maxExact + spec.Lateness
+	}
+	for c, col := range spec.Columns {
+		if col.Kind == String && v.colWord[c] != 0 {
+			v.dicts[c] = new(dict)
+		}
+	}
+	// Tile layout: word 0 is the tile's start, then each column's statistics.
+	w := 1
+	take := func(p *int, n int) {
+		if *p == 0 {
+			*p = w
+			w += n
+		}
+	}
+	for _, a := range spec.Aggregations {
+		if a.Interval == 0 {
+			continue
+		}
+		tc := &v.tcols[a.Column]
+		take(&tc.cnt, 1)
+		switch a.Func {
+		case Sum, Mean:
+			take(&tc.sumHi, 1)
+			take(&tc.sumLo, 1)
+		case Min:
+			take(&tc.min, 1)
+		case Max:
+			take(&tc.max, 1)
+		case Last:
+			take(&tc.lastTs, 1)
+			take(&tc.last, 1)
+		case DistinctCount:
+			take(&tc.bm, 1)
+		case Stddev, Variance:
+			take(&tc.wMean, 1)
+			take(&tc.wM2, 1)
+		}
+	}
+	v.tileStride = w
+	for _, a := range spec.Aggregations {
+		v.aggs = append(v.aggs, aggPlan{fn: a.Func, col: a.Column, w: a.Window, g: a.Interval, n: a.N,
+			str: spec.Columns[a.Column].Kind == String, word: v.colWord[a.Column], tc: &v.tcols[a.Column]})
+	}
+	v.watermark.Store(math.MinInt64 / 2)
+	return v, nil
+}
+
+func validate(spec Spec) error {
+	name := spec.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	if len(spec.Columns) == 0 {
+		return fmt.Errorf("view %s: no columns", name)
+	}
+	if len(spec.Aggregations) == 0 {
+		return fmt.Errorf("view %s: no aggregations", name)
+	}
+	if spec.Lateness < 0 || spec.Lateness > MaxSpan {
+		return fmt.Errorf("view %s: lateness %d ms out of range [0, %d]", name, spec.Lateness, MaxSpan)
+	}
+	for i, c := range spec.Columns {
+		if c.Kind != Float && c.Kind != String {
+			return fmt.Errorf("view %s: column %d (%s): unknown kind %d", name, i, c.Name, c.Kind)
+		}
+	}
+	for i, a := range spec.Aggregations {
+		if a.Column < 0 || a.Column >= len(spec.Columns) {
+			return fmt.Errorf("view %s: aggregation %d: column index %d out of range", name, i, a.Column)
+		}
+		col := spec.Columns[a.Column]
+		where := fmt.Sprintf("view %s: aggregation %d (%s of %s)", name, i, a.Func, col.Name)
+		if a.Func == 0 || int(a.Func) >= len(funcNames) {
+			return fmt.Errorf("%s: unknown function", where)
+		}
+		if a.Window <= 0 || a.Window > MaxSpan {
+			return fmt.Errorf("%s: window %d ms out of range (0, %d]", where, a.Window, MaxSpan)
+		}
+		if a.Interval < 0 || (a.Interval > 0 && a.Window%a.Interval != 0) {
+			return fmt.Errorf("%s: interval %d ms must be 0 (exact) or divide the window (%d ms)", where, a.Interval, a.Window)
+		}
+		switch a.Func {
+		case LastN, LastDistinctN:
+			if a.N < 1 || a.N > 1<<16 {
+				return fmt.Errorf("%s: N must be in [1, 65536], got %d", where, a.N)
+			}
+			if a.Interval != 0 {
+				return fmt.Errorf("%s: %s is exact only: set interval 0", where, a.Func)
+			}
+		}
+		if col.Kind == String {
+			switch a.Func {
+			case Count, Last, LastN, LastDistinctN, DistinctCount:
+			default:
+				return fmt.Errorf("%s: %s needs a float column; string columns support count, last, last_n, last_distinct_n, distinct_count", where, a.Func)
+			}
+		} else if a.Func == DistinctCount && a.Interval != 0 {
+			return fmt.Errorf("%s: distinct_count of a float column is exact only: set interval 0", where)
+		}
+	}
+	return nil
+}
+
+func cloneSpec(s Spec) Spec {
+	s.Columns = append([]Column(nil), s.Columns...)
+	s.Aggregations = append([]Aggregation(nil), s.Aggregations...)
+	return s
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// floorDiv rounds toward minus infinity.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Spec returns the view's spec. The caller must not modify its slices.
+func (v *View) Spec() Spec { return v.spec }
+
+// Add places one event of entity key at event time ts (epoch ms). fields
+// has one Field per spec column, in order; Str bytes are copied if kept.
+//
+// It returns ErrTooLate if ts <= watermark - (longest window + Lateness),
+// where the watermark is the greatest ts the view has accepted (such an
+// event could only count in reads the view does not answer), and
+// ErrBadEvent if len(fields) differs from the spec's columns, ts is outside
+// [MinTime, MaxTime], or a kept Float field is NaN or infinite. On error
+// nothing changes. Add is safe for concurrent use; for an existing entity in
+// steady state it allocates nothing (a new entity or a new string value
+// allocates).
+func (v *View) Add(key []byte, ts int64, fields []Field) error {
+	if len(fields) != len(v.spec.Columns) || ts < MinTime || ts > MaxTime {
+		return ErrBadEvent
+	}
+	var buf [16]uint64
+	var rec []uint64
+	if v.stride <= len(buf) {
+		rec = buf[:v.stride]
+	} else {
+		rec = make([]uint64, v.stride)
+	}
+	rec[0] = uint64(ts)
+	for i, c := range v.stored {
+		f := &fields[c]
+		switch {
+		case v.dicts[c] != nil:
+			rec[1+i] = nullID // encoded below, once the event is accepted
+		case f.Null:
+			rec[1+i] = nullBits
+		case math.IsNaN(f.Num) || math.IsInf(f.Num, 0):
+			return ErrBadEvent
+		default:
+			x := f.Num
+			if x == 0 {
+				x = 0 // one zero: -0 and 0 are the same value
+			}
+			rec[1+i] = math.Float64bits(x)
+		}
+	}
+	wm := v.watermark.Load()
+	if ts <= wm-v.horizon {
+		v.tooLate.Add(1)
+		return ErrTooLate
+	}
+	for i, c := range v.stored {
+		if d := v.dicts[c]; d != nil && !fields[c].Null {
+			id, ok := d.id(fields[c].Str)
+			if !ok {
+				return fmt.Errorf("column %s: dictionary full: %w", v.spec.Columns[c].Name, ErrBadEvent)
+			}
+			rec[1+i] = uint64(id)
+		}
+	}
+	h := v.hash(key)
+	p := &v.parts[ring.Partition(h)]
+	p.mu.Lock()
+	slot, ok := p.find(h, key)
+	if !ok {
+		slot = p.insert(h, key)
+	}
+	e := &p.ents[slot]
+	if ts > e.newest {
+		e.newest = ts
+	}
+	if ts < e.folded {
+		p.addToTile(v, e, rec)
+	} else {
+		p.insertRaw(v, e, rec)
+	}
+	p.maintain(v, e)
+	if len(p.ents) > 1 {
+		p.sweep(v, max(wm, ts))
+	}
+	if p.deadW > 1<<15 && p.deadW > len(p.words)/2 {
+		p.compactWords(v)
+	}
+	p.mu.Unlock()
+	for ts > wm && !v.watermark.CompareAndSwap(wm, ts) {
+		wm = v.watermark.Load()
+	}
+	return nil
+}
+
+// Stats returns the view's statistics. It locks each partition in turn.
+func (v *View) Stats() Stats {
+	s := Stats{TooLate: v.tooLate.Load()}
+	for i := range v.parts {
+		p := &v.parts[i]
+		p.mu.Lock()
+		s.Entities += int64(p.live)
+		s.Events += int64(p.raw)
+		s.Tiles += int64(p.tiles)
+		s.Expired += p.expired
+		s.Bytes += p.bytes()
+		p.mu.Unlock()
+	}
+	for _, d := range v.dicts {
+		if d != nil {
+			n, b := d.size()
+			s.Values += n
+			s.Bytes += b
+		}
+	}
+	return s
+}
+
+// entity is one entity's header. It holds no pointers: its events and tiles
+// live in the partition's word arena.
+type entity struct {
+	newest  int64  // greatest ts seen
+	folded  int64  // events with ts < folded are in tiles, the others raw
+	hash    uint64 //
+	keyOff  uint32 // key bytes in partition.keys
+	keyLen  uint32
+	rawOff  uint32 // raw ring block in partition.words
+	rawHead uint32
+	rawLen  uint32
+	tileOff uint32 // tile block (sorted by start) in partition.words
+	tileLen uint32
+	rawCls  uint8 // size class of the raw block; noBlock if none
+	tileCls uint8
+	live    bool
+}
+
+// partition is one ring partition's share of a view, under its own lock.
+type partition struct {
+	mu      sync.Mutex
+	index   map[uint64]uint32 // key hash -> slot
+	coll    map[string]uint32 // keys whose hash collides with an indexed key
+	ents    []entity
+	freeEnt []uint32
+	keys    []byte
+	deadKey int
+	words   []uint64   // arena of raw and tile blocks
+	free    [][]uint32 // free blocks by 2*class+kind
+	deadW   int
+	bms     []*roaring.Bitmap // distinct sets of tiles, by id
+	freeBms []uint32
+	scratch []uint64
+	cursor  uint32
+	live    int
+	raw     int
+	tiles   int
+	expired int64
+	_       [64]byte
+}
+
+// Size classes of arena blocks, in records: 1, 2, 3, 4, 6, 8, 12, 16, ...
+var classCap = func() []uint32 {
+	c := []uint32{1, 2, 3}
+	for c[len(c)-1] < 1<<28 {
+		c = append(c, c[len(c)-2]*2)
+	}
+	return c
+}()
+
+const (
+	rawKind  = 0
+	tileKind = 1
+)
+
+func (p *partition) find(h uint64, key []byte) (uint32, bool) {
+	if s, ok := p.index[h]; ok {
+		e := &p.ents[s]
+		if string(p.keys[e.keyOff:e.keyOff+e.keyLen]) == string(key) {
+			return s, true
+		}
+	}
+	if len(p.coll) > 0 {
+		if s, ok := p.coll[string(key)]; ok {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+func (p *partition) insert(h uint64, key []byte) uint32 {
+	var slot uint32
+	if n := len(p.freeEnt); n > 0 {
+		slot = p.freeEnt[n-1]
+		p.freeEnt = p.freeEnt[:n-1]
+	} else {
+		slot = uint32(len(p.ents))
+		p.ents = append(p.ents, entity{})
+	}
+	p.ents[slot] = entity{newest: math.MinInt64, folded: math.MinInt64, hash: h,
+		keyOff: uint32(len(p.keys)), keyLen: uint32(len(key)), rawCls: noBlock, tileCls: noBlock, live: true}
+	p.keys = append(p.keys, key...)
+	if p.index == nil {
+		p.index = make(map[uint64]uint32)
+	}
+	if _, taken := p.index[h]; taken {
+		if p.coll == nil {
+			p.coll = make(map[string]uint32)
+		}
+		p.coll[string(key)] = slot
+	} else {
+		p.index[h] = slot
+	}
+	p.live++
+	return slot
+}
+
+// remove drops an entity and frees its blocks.
+func (p *partition) remove(v *View, slot uint32) {
+	e := &p.ents[slot]
+	key := p.keys[e.keyOff : e.keyOff+e.keyLen]
+	if s, ok := p.index[e.hash]; ok && s == slot {
+		delete(p.index, e.hash)
+	} else {
+		delete(p.coll, string(key))
+	}
+	p.freeTiles(v, e, 0, e.tileLen)
+	if e.rawCls != noBlock {
+		p.freeBlock(v, rawKind, e.rawCls, e.rawOff)
+	}
+	if e.tileCls != noBlock {
+		p.freeBlock(v, tileKind, e.tileCls, e.tileOff)
+	}
+	p.raw -= int(e.rawLen)
+	p.tiles -= int(e.tileLen)
+	p.deadKey += int(e.keyLen)
+	*e = entity{}
+	p.freeEnt = append(p.freeEnt, slot)
+	p.live--
+	if p.deadKey > 4096 && p.deadKey > len(p.keys)/2 {
+		p.compactKeys()
+	}
+}
+
+func (p *partition) compactKeys() {
+	keys := make([]byte, 0, len(p.keys)-p.deadKey)
+	for i := range p.ents {
+		e := &p.ents[i]
+		if e.live {
+			off := uint32(len(keys))
+			keys = append(keys, p.keys[e.keyOff:e.keyOff+e.keyLen]...)
+			e.keyOff = off
+		}
+	}
+	p.keys, p.deadKey = keys, 0
+}
+
+// sweep inspects a few slots and drops entities idle for longer than the
+// horizon before the watermark wm.
+func (p *partition) sweep(v *View, wm int64) {
+	for range sweepPerAdd {
+		p.cursor++
+		if p.cursor >= uint32(len(p.ents)) {
+			p.cursor = 0
+		}
+		if e := &p.ents[p.cursor]; e.live && e.newest <= wm-v.horizon {
+			p.remove(v, p.cursor)
+			p.expired++
+		}
+	}
+}
+
+func blockWords(v *View, kind int, cls uint8) int {
+	if kind == rawKind {
+		return int(classCap[cls]) * v.stride
+	}
+	return int(classCap[cls]) * v.tileStride
+}
+
+func (p *partition) allocBlock(v *View, kind int, cls uint8) uint32 {
+	fi := 2*int(cls) + kind
+	if fi < len(p.free) {
+		if l := p.free[fi]; len(l) > 0 {
+			p.free[fi] = l[:len(l)-1]
+			p.deadW -= blockWords(v, kind, cls)
+			return l[len(l)-1]
+		}
+	}
+	off := len(p.words)
+	if off > math.MaxUint32-blockWords(v, kind, cls) {
+		panic("windows: partition arena exceeds 32 GiB")
+	}
+	p.words = append(p.words, make([]uint64, blockWords(v, kind, cls))...)
+	return uint32(off)
+}
+
+// freeBlock returns a block to its free list.
+func (p *partition) freeBlock(v *View, kind int, cls uint8, off uint32) {
+	fi := 2*int(cls) + kind
+	for len(p.free) <= fi {
+		p.free = append(p.free, nil)
+	}
+	p.free[fi] = append(p.free[fi], off)
+	p.deadW += blockWords(v, kind, cls)
+}
+
+// compactWords rewrites the arena with only the live blocks, once most of
+// it is free blocks.
+func (p *partition) compactWords(v *View) {
+	n := 0
+	for i := range p.ents {
+		if e := &p.ents[i]; e.live {
+			if e.rawCls != noBlock {
+				n += blockWords(v, rawKind, e.rawCls)
+			}
+			if e.tileCls != noBlock {
+				n += blockWords(v, tileKind, e.tileCls)
+			}
+		}
+	}
+	words := make([]uint64, 0, n+n/8)
+	for i := range p.ents {
+		e := &p.ents[i]
+		if !e.live {
+			continue
+		}
+		if e.rawCls != noBlock {
+			off := len(words)
+			words = append(words, p.words[e.rawOff:int(e.rawOff)+blockWords(v, rawKind, e.rawCls)]...)
+			e.rawOff = uint32(off)
+		}
+		if e.tileCls != noBlock {
+			off := len(words)
+			words = append(words, p.words[e.tileOff:int(e.tileOff)+blockWords(v, tileKind, e.tileCls)]...)
+			e.tileOff = uint32(off)
+		}
+	}
+	p.words, p.deadW = words, 0
+	for i := range p.free {
+		p.free[i] = p.free[i][:0]
+	}
+}
+
+// rawAt returns the word offset of raw record i (in ts order) of e.
+func (v *View) rawAt(e *entity, i uint32) int {
+	j := e.rawHead + i
+	if c := classCap[e.rawCls]; j >= c {
+		j -= c
+	}
+	return int(e.rawOff) + int(j)*v.stride
+}
+
+// insertRaw places rec among e's raw events in (ts, arrival) order.
+func (p *partition) insertRaw(v *View, e *entity, rec []uint64) {
+	if e.rawCls == noBlock || e.rawLen == classCap[e.rawCls] {
+		p.growRaw(v, e)
+	}
+	ts := int64(rec[0])
+	pos := e.rawLen
+	for pos > 0 && int64(p.words[v.rawAt(e, pos-1)]) > ts {
+		pos--
+	}
+	for i := e.rawLen; i > pos; i-- {
+		dst, src := v.rawAt(e, i), v.rawAt(e, i-1)
+		copy(p.words[dst:dst+v.stride], p.words[src:src+v.stride])
+	}
+	at := v.rawAt(e, pos)
+	copy(p.words[at:at+v.stride], rec)
+	e.rawLen++
+	p.raw++
+}
+
+func (p *partition) growRaw(v *View, e *entity) {
+	cls := uint8(0)
+	if e.rawCls != noBlock {
+		cls = e.rawCls + 1
+	}
+	off := p.allocBlock(v, rawKind, cls)
+	if e.rawCls != noBlock {
+		for i := uint32(0); i < e.rawLen; i++ {
+			src := v.rawAt(e, i)
+			dst := int(off) + int(i)*v.stride
+			copy(p.words[dst:dst+v.stride], p.words[src:src+v.stride])
+		}
+		p.freeBlock(v, rawKind, e.rawCls, e.rawOff)
+	}
+	e.rawOff, e.rawCls, e.rawHead = off, cls, 0
+}
+
+// popRaw drops e's oldest raw event.
+func (p *partition) popRaw(e *entity) {
+	e.rawHead++
+	if e.rawHead == classCap[e.rawCls] {
+		e.rawHead = 0
+	}
+	e.rawLen--
+	p.raw--
+}
+
+// maintain drops what no answerable read needs and folds old raw events
+// into tiles.
+func (p *partition) maintain(v *View, e *entity) {
+	cut := e.newest - v.horizon // events at or before cut count in no answerable read
+	for e.rawLen > 0 && int64(p.words[v.rawAt(e, 0)]) <= cut {
+		p.popRaw(e)
+	}
+	if v.grid == 0 {
+		return
+	}
+	if e.tileLen > 0 {
+		n := uint32(0)
+		for n < e.tileLen && int64(p.words[int(e.tileOff)+int(n)*v.tileStride]) <= cut {
+			n++
+		}
+		if n > 0 {
+			p.freeTiles(v, e, 0, n)
+			base := int(e.tileOff)
+			copy(p.words[base:base+int(e.tileLen-n)*v.tileStride], p.words[base+int(n)*v.tileStride:base+int(e.tileLen)*v.tileStride])
+			e.tileLen -= n
+			p.tiles -= int(n)
+		}
+	}
+	if e.rawLen <= foldAt {
+		return
+	}
+	// Fold events that exact windows no longer need and whose tile is
+	// complete for every answerable read (ends at or before newest - Lateness).
+	f := (floorDiv(e.newest-v.exactHorizon+1, v.grid)) * v.grid
+	if f <= e.folded {
+		return
+	}
+	e.folded = f
+	for e.rawLen > 0 {
+		at := v.rawAt(e, 0)
+		if int64(p.words[at]) >= f {
+			break
+		}
+		p.addToTile(v, e, p.words[at:at+v.stride])
+		p.popRaw(e)
+	}
+}
+
+// freeTiles releases the distinct sets of tiles [from, to) of e.
+func (p *partition) freeTiles(v *View, e *entity, from, to uint32) {
+	for c := range v.tcols {
+		bm := v.tcols[c].bm
+		if bm == 0 {
+			continue
+		}
+		for i := from; i < to; i++ {
+			if w := p.words[v.tileAt(e, i)+bm]; w&bmFlag != 0 {
+				id := uint32(w)
+				p.bms[id].Clear()
+				p.freeBms = append(p.freeBms, id)
+			}
+		}
+	}
+}
+
+// tileAt returns the word offset of tile i of e.
+func (v *View) tileAt(e *entity, i uint32) int { return int(e.tileOff) + int(i)*v.tileStride }
+
+// addToTile folds raw record rec into its tile, creating the tile if needed.
+func (p *partition) addToTile(v *View, e *entity, rec []uint64) {
+	ts := int64(rec[0])
+	start := floorDiv(ts, v.grid) * v.grid
+	lo, hi := uint32(0), e.tileLen
+	for lo < hi {
+		m := (lo + hi) / 2
+		if int64(p.words[v.tileAt(e, m)]) < start {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == e.tileLen || int64(p.words[v.tileAt(e, lo)]) != start {
+		p.newTile(v, e, lo, start)
+	}
+	t := p.words[v.tileAt(e, lo) : v.tileAt(e, lo)+v.tileStride]
+	for c := range v.tcols {
+		tc := &v.tcols[c]
+		if tc.cnt == 0 {
+			continue
+		}
+		x := rec[v.colWord[c]]
+		if x == nullBits || (v.dicts[c] != nil && x == nullID) {
+			continue
+		}
+		t[tc.cnt]++
+		n := t[tc.cnt]
+		f := math.Float64frombits(x)
+		if tc.sumHi != 0 {
+			hi, lo := twoSumAdd(math.Float64frombits(t[tc.sumHi]), math.Float64frombits(t[tc.sumLo]), f)
+			t[tc.sumHi], t[tc.sumLo] = math.Float64bits(hi), math.Float64bits(lo)
+		}
+		if tc.wMean != 0 {
+			mean, m2 := math.Float64frombits(t[tc.wMean]), math.Float64frombits(t[tc.wM2])
+			d := f - mean
+			mean += d / float64(n)
+			m2 += d * (f - mean)
+			t[tc.wMean], t[tc.wM2] = math.Float64bits(mean), math.Float64bits(m2)
+		}
+		if tc.min != 0 && (n == 1 || f < math.Float64frombits(t[tc.min])) {
+			t[tc.min] = x
+		}
+		if tc.max != 0 && (n == 1 || f > math.Float64frombits(t[tc.max])) {
+			t[tc.max] = x
+		}
+		if tc.last != 0 && (n == 1 || ts >= int64(t[tc.lastTs])) {
+			t[tc.lastTs], t[tc.last] = uint64(ts), x
+		}
+		if tc.bm != 0 {
+			p.addDistinct(&t[tc.bm], uint32(x))
+		}
+	}
+}
+
+// newTile inserts an empty tile at index i of e.
+func (p *partition) newTile(v *View, e *entity, i uint32, start int64) {
+	if e.tileCls == noBlock || e.tileLen == classCap[e.tileCls] {
+		cls := uint8(0)
+		if e.tileCls != noBlock {
+			cls = e.tileCls + 1
+		}
+		off := p.allocBlock(v, tileKind, cls)
+		if e.tileCls != noBlock {
+			copy(p.words[off:int(off)+int(e.tileLen)*v.tileStride], p.words[e.tileOff:int(e.tileOff)+int(e.tileLen)*v.tileStride])
+			p.freeBlock(v, tileKind, e.tileCls, e.tileOff)
+		}
+		e.tileOff, e.tileCls = off, cls
+	}
+	at := v.tileAt(e, i)
+	end := v.tileAt(e, e.tileLen)
+	copy(p.words[at+v.tileStride:end+v.tileStride], p.words[at:end])
+	t := p.words[at : at+v.tileStride]
+	clear(t)
+	t[0] = uint64(start)
+	e.tileLen++
+	p.tiles++
+}
+
+// A tile's distinct set is one word: 0 when empty, id+1 while it holds a
+// single id (most tiles of most entities: no bitmap to allocate), else
+// bmFlag|index of a roaring bitmap in partition.bms.
+const bmFlag = 1 << 63
+
+func (p *partition) addDistinct(w *uint64, id uint32) {
+	switch {
+	case *w == 0:
+		*w = uint64(id) + 1
+	case *w&bmFlag != 0:
+		p.bms[uint32(*w)].Add(id)
+	case *w != uint64(id)+1:
+		b := p.newBitmap()
+		p.bms[b].Add(uint32(*w - 1))
+		p.bms[b].Add(id)
+		*w = bmFlag | uint64(b)
+	}
+}
+
+// appendDistinct appends the ids of distinct set word w to s.
+func (p *partition) appendDistinct(s []uint64, w uint64) []uint64 {
+	switch {
+	case w == 0:
+	case w&bmFlag == 0:
+		s = append(s, w-1)
+	default:
+		p.bms[uint32(w)].Iterate(func(x uint32) bool {
+			s = append(s, uint64(x))
+			return true
+		})
+	}
+	return s
+}
+
+func (p *partition) newBitmap() uint32 {
+	if n := len(p.freeBms); n > 0 {
+		id := p.freeBms[n-1]
+		p.freeBms = p.freeBms[:n-1]
+		return id
+	}
+	p.bms = append(p.bms, roaring.New())
+	return uint32(len(p.bms) - 1)
+}
+
+// twoSumAdd adds x to the compensated sum hi+lo (Neumaier).
+func twoSumAdd(hi, lo, x float64) (float64, float64) {
+	t := hi + x
+	if math.Abs(hi) >= math.Abs(x) {
+		lo += (hi - t) + x
+	} else {
+		lo += (x - t) + hi
+	}
+	return t, lo
+}
+
+// bytes estimates the partition's memory.
+func (p *partition) bytes() int64 {
+	b := int64(cap(p.words))*8 + int64(cap(p.ents))*56 + int64(cap(p.keys)) +
+		int64(len(p.index))*24 + int64(len(p.coll))*48 + int64(cap(p.freeEnt))*4
+	for _, l := range p.free {
+		b += int64(cap(l)) * 4
+	}
+	for _, bm := range p.bms {
+		b += int64(bm.GetSizeInBytes()) + 48
+	}
+	return b
+}

@@ -1,0 +1,132 @@
+package windows_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tally-ml/tally/windows"
+)
+
+func benchKeys(n int) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "user-%d", i)
+	}
+	return keys
+}
+
+// BenchmarkIngest adds events of 1M distinct users, in time order, to the
+// default repo's amounts view (exact windows up to 1 day).
+func BenchmarkIngest(b *testing.B) {
+	for _, spec := range []windows.Spec{defaultUserSpecs()[1], defaultUserSpecs()[2], tiledSpec()} {
+		b.Run(spec.Name, func(b *testing.B) {
+			v, _ := windows.New(spec)
+			keys := benchKeys(1 << 20)
+			rng := rand.New(rand.NewPCG(1, 2))
+			order := make([]uint32, 1<<20)
+			for i := range order {
+				order[i] = uint32(rng.IntN(len(keys)))
+			}
+			fields := []windows.Field{{Num: 12.5}, {Str: []byte("merchant-7")}, {Num: 1}}[:len(spec.Columns)]
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				_ = v.Add(keys[order[i&(1<<20-1)]], int64(i), fields)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+func BenchmarkIngestParallel(b *testing.B) {
+	spec := defaultUserSpecs()[1]
+	v, _ := windows.New(spec)
+	keys := benchKeys(1 << 20)
+	var clock atomic.Int64
+	var seed atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 7))
+		fields := []windows.Field{{Num: 12.5}, {Str: []byte("merchant-7")}}
+		for pb.Next() {
+			_ = v.Add(keys[rng.IntN(len(keys))], clock.Add(1), fields)
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkRead reads every aggregation of one view for a user with about
+// 20 events in the last day.
+func BenchmarkRead(b *testing.B) {
+	for _, spec := range append(defaultUserSpecs(), tiledSpec()) {
+		b.Run(spec.Name, func(b *testing.B) {
+			v, _ := windows.New(spec)
+			keys := benchKeys(10_000)
+			fields := []windows.Field{{Num: 12.5}, {Str: []byte("merchant-7")}, {Num: 1}}[:len(spec.Columns)]
+			const day = 86_400_000
+			for i := range 20 * len(keys) {
+				fields[0].Num = float64(i % 97)
+				_ = v.Add(keys[i%len(keys)], int64(i)*(day/20/int64(len(keys))), fields)
+			}
+			var dst []windows.Value
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				dst = v.Read(keys[i%len(keys)], day, dst[:0])
+			}
+		})
+	}
+}
+
+// TestMemoryPerUser feeds the default repo's three user views with 100k
+// users at about 20 events a day over a simulated day and reports the bytes
+// held per active user. The target (256 B) is reported, not asserted.
+func TestMemoryPerUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds 100k users")
+	}
+	const users, perDay, day = 100_000, 20, 86_400_000
+	keys := benchKeys(users)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var views []*windows.View
+	for _, s := range defaultUserSpecs() {
+		v, _ := windows.New(s)
+		views = append(views, v)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	merch := make([][]byte, 5000)
+	for i := range merch {
+		merch[i] = fmt.Appendf(nil, "merchant-%d", i)
+	}
+	fields := make([]windows.Field, 2)
+	n := users * perDay
+	for i := range n {
+		ts := int64(i) * day / int64(n)
+		fields[0].Num = float64(rng.IntN(50000)) / 100
+		fields[1].Str = merch[rng.IntN(len(merch))]
+		k := keys[rng.IntN(users)]
+		for _, v := range views {
+			_ = v.Add(k, ts-rng.Int64N(60_000), fields)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	var statBytes, events, ents int64
+	for _, v := range views {
+		s := v.Stats()
+		t.Logf("%s: %+v (%.0f B/entity)", v.Spec().Name, s, float64(s.Bytes)/float64(s.Entities))
+		statBytes += s.Bytes
+		events += s.Events
+		ents += s.Entities
+	}
+	heap := float64(after.HeapAlloc-before.HeapAlloc) - float64(users*(24+16)) // minus the test's keys
+	t.Logf("per active user, three views: %.0f B by HeapAlloc, %.0f B by Stats; %.1f raw events per user-view", heap/users, float64(statBytes)/users, float64(events)/float64(ents))
+	runtime.KeepAlive(views)
+	runtime.KeepAlive(keys)
+}
