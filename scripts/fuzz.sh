@@ -8,7 +8,7 @@ n=0
 for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "fuzz $pkg $target for $FUZZTIME"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/tally-fuzz.log 2>&1 || { cat /tmp/tally-fuzz.log; exit 1; }
+    go test -run "^$" -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s -parallel 2 "$pkg" >/tmp/tally-fuzz.log 2>&1 || { cat /tmp/tally-fuzz.log; exit 1; }
     tail -n 1 /tmp/tally-fuzz.log
     n=$((n+1))
   done
