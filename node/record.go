@@ -105,8 +105,9 @@ func (r *recordReader) varint() int64 {
 }
 
 func (r *recordReader) name() []byte {
-	n := r.uvarint(uint64(len(r.b)))
-	if r.err != nil {
+	n := r.uvarint(math.MaxUint32)
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errBadRecord
 		return nil
 	}
 	s := r.b[:n]
