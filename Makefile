@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: demo serve build test check unit fuzz bench
+.PHONY: demo serve build test check parity unit fuzz bench bench-quick
 
 demo:
 	$(GO) run ./cmd/tally demo
@@ -14,19 +14,31 @@ serve:
 build:
 	$(GO) build -o bin/tally ./cmd/tally
 
-# Every test: static checks, unit and system tests, and a short run of every fuzz target.
-test: check unit fuzz
+# Every test: static checks; the ONNX parity fixtures from scikit-learn/XGBoost/LightGBM and
+# onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; a short run of every
+# fuzz target; and the load-test harness in --quick mode with its Redis and Feast peers.
+test: check parity unit fuzz bench-quick
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) build ./...
 
+# Python models and onnxruntime's outputs for the score/onnx parity test.
+parity:
+	score/onnx/parity/generate.sh
+
 unit:
-	$(GO) test -count=1 -timeout 20m ./...
+	TALLY_REQUIRE_PARITY=1 $(GO) test -count=1 -timeout 20m ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
+# Go benchmarks of every package.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+
+# The load-test harness: tally beside Redis and Feast (full run: `go run ./cmd/tally bench`).
+bench-quick:
+	scripts/bench-peers.sh redis feast
+	$(GO) run ./cmd/tally bench --quick --out results/quick

@@ -33,7 +33,7 @@ for p in "${peers[@]}"; do
     echo "bench-peers: installing feast[redis] into $venv"
     if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv" || { echo "bench-peers: cannot create $venv" >&2; status=1; continue; }; fi
     "$venv/bin/pip" install -q --upgrade pip >/dev/null
-    if ! "$venv/bin/pip" install -q 'feast[redis]' matplotlib; then
+    if ! "$venv/bin/pip" install -q 'feast[redis]==0.67.0'; then
       echo "bench-peers: feast could not be installed" >&2; status=1
     else
       echo "bench-peers: feast $("$venv/bin/feast" version 2>/dev/null | tail -1)"

@@ -1,0 +1,70 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTinyRun runs every tally scenario and the no-op baseline briefly and
+// checks that the report is complete and sane. No timing thresholds: the
+// figures depend on the machine.
+func TestTinyRun(t *testing.T) {
+	dir := t.TempDir()
+	var out strings.Builder
+	rep, err := Run(context.Background(), Options{
+		Quick: true, OutDir: dir, Peers: []string{PeerOnnxRuntime}, Duration: 300 * time.Millisecond,
+		Rate: 2000, Users: 500, Preload: 5000, Workers: 8,
+	}, &out)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, x := range rep.Results {
+		seen[x.System+"/"+x.Scenario] = true
+		if x.NotRun != "" {
+			continue
+		}
+		if x.Throughput <= 0 || x.Requests == 0 {
+			t.Errorf("%s %s %s: throughput %.0f, %d requests", x.System, x.Scenario, x.Mode, x.Throughput, x.Requests)
+		}
+		if x.Latency.P50 <= 0 || x.Latency.P50 > x.Latency.P99 || x.Latency.P99 > x.Latency.Max {
+			t.Errorf("%s %s %s: p50 %v p99 %v max %v", x.System, x.Scenario, x.Mode, x.Latency.P50, x.Latency.P99, x.Latency.Max)
+		}
+		if x.Errors != 0 {
+			t.Errorf("%s %s %s: %d errors: %s", x.System, x.Scenario, x.Mode, x.Errors, x.FirstError)
+		}
+	}
+	for _, want := range []string{"tally/lookup", "noop/lookup", "tally/ingest-json", "tally/ingest-bulk", "tally/mixed-lookup", "tally/mixed-ingest", "onnxruntime/score"} {
+		if !seen[want] {
+			t.Errorf("no %s row", want)
+		}
+	}
+	if len(rep.Correctness) == 0 || rep.Correctness[0].Lookups == 0 || rep.Correctness[0].Features == 0 {
+		t.Fatalf("no lookups were checked against the reference: %+v", rep.Correctness)
+	}
+	if n := rep.Mismatches(); n != 0 {
+		t.Fatalf("%d mismatches with the reference: %v", n, rep.Correctness)
+	}
+	if rep.Freshness == nil || rep.Freshness.Probes == 0 || rep.Freshness.NeverVisible != 0 {
+		t.Fatalf("freshness: %+v", rep.Freshness)
+	}
+	var back Report
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Results) != len(rep.Results) {
+		t.Fatalf("report.json does not round-trip: %v", err)
+	}
+	for _, f := range []string{"report.md", "latency-tally.png", "latency-noop.png", "p99-all.png"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+}

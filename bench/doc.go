@@ -1,0 +1,40 @@
+// Package bench is tally's load-test harness: it measures tally and the
+// systems teams build the same thing with, side by side, in one run on one
+// machine, and writes what it measured.
+//
+// What a run does (Run):
+//
+//   - Starts tally in process: node.New and node.NewServer with the embedded
+//     default feature repo, on a free loopback port. It is the code the
+//     tally binary runs, reached over real loopback HTTP; the node keeps its
+//     state in memory (no write-ahead log unless Options.TallyLog is set).
+//   - Preloads it with a day of seeded transactions from bench/workload and
+//     the user_profile table, then measures the fraud_detection lookup: open
+//     loop at a fixed rate, closed loop for the maximum throughput, and a
+//     rate sweep that finds where p99 crosses 1 ms. Lookup keys are drawn
+//     from the workload with the same skew as the events.
+//   - Measures ingest (JSON and bulk NDJSON) in events per second.
+//   - Runs mixed ingest and lookup on a second node and checks, while
+//     loaded, a sample of lookups against windowstest.Reference (the
+//     brute-force model of the windows semantics) fed the same events; and
+//     measures freshness: from an ingest's acknowledgement to the first
+//     lookup response that shows it.
+//   - Measures a no-op fasthttp server with the same client and schedule,
+//     so each figure can be read against the client's own cost.
+//   - Measures the peers named in Options.Peers: "redis" (the hand-built
+//     sliding windows over sorted sets, see redis.go for what differs),
+//     "feast" (Feast's Python feature server on its Redis online store,
+//     serving precomputed values), "onnxruntime" (a hook, not run until
+//     wired). A peer that cannot run is reported as "not run: <reason>",
+//     never left out.
+//
+// Load is open loop without coordinated omission (see package load), only
+// ever to 127.0.0.1, and every phase is bounded in time and request count.
+//
+// Output: a table on the progress writer, and under Options.OutDir
+// report.json (every figure), report.md (a summary) and PNG plots of
+// latency percentiles by rate per system.
+//
+// Figures depend on the machine and on what else runs on it; the report
+// records GOMAXPROCS, the CPU count and the Go version with them.
+package bench

@@ -1,0 +1,300 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/tally-ml/tally/bench/workload"
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/node"
+)
+
+// fixture is the seeded data every system is measured with.
+type fixture struct {
+	cfg     workload.Config
+	users   []workload.User
+	preload []workload.Txn // ts ascending, over [t0-1d, t0)
+	t0      int64          // end of the preload, epoch ms
+	lookups []lookupKey    // drawn with the events' skew
+	profile []byte         // user_profile CSV
+	homes   map[string][2]float64
+}
+
+// lookupKey is one fraud_detection request: the join keys and request
+// context of a transaction being scored.
+type lookupKey struct {
+	User, Merchant, Country string
+	Amt, Lat, Long          float64
+}
+
+func newFixture(o Options) *fixture {
+	cfg := workload.DefaultConfig()
+	cfg.Seed, cfg.Users = o.Seed, o.Users
+	f := &fixture{cfg: cfg, t0: time.Now().UnixMilli() - 1000, homes: map[string][2]float64{}}
+	g := workload.New(cfg)
+	f.users = g.Users()
+	f.preload = make([]workload.Txn, o.Preload)
+	const day = 86_400_000
+	for i := range f.preload {
+		f.preload[i] = g.Next(f.t0 - day + int64(i)*day/int64(o.Preload))
+	}
+	// Lookups come from their own stream of the same shape: the keys of
+	// transactions being scored, skewed like the events.
+	lcfg := cfg
+	lcfg.Seed = cfg.Seed + 1_000_003
+	lg := workload.New(lcfg)
+	f.lookups = make([]lookupKey, 20_000)
+	for i := range f.lookups {
+		t := lg.Next(f.t0)
+		f.lookups[i] = lookupKey{t.UserID, t.Merchant, t.Country, t.Amt, t.Lat, t.Long}
+	}
+	csv := []byte("user_id,home_lat,home_long\n")
+	for _, u := range f.users {
+		lat, lon := strconv.FormatFloat(u.HomeLat, 'f', 5, 64), strconv.FormatFloat(u.HomeLong, 'f', 5, 64)
+		csv = append(csv, u.ID...)
+		csv = append(csv, ',')
+		csv = append(csv, lat...)
+		csv = append(csv, ',')
+		csv = append(csv, lon...)
+		csv = append(csv, '\n')
+		pl, _ := strconv.ParseFloat(lat, 64)
+		pg, _ := strconv.ParseFloat(lon, 64)
+		f.homes[u.ID] = [2]float64{pl, pg}
+	}
+	f.profile = csv
+	return f
+}
+
+// tallyBody is the get-features request for k; asOf > 0 names the read time.
+func (k *lookupKey) tallyBody(dst []byte, asOf int64) []byte {
+	dst = append(dst, `{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":`...)
+	dst = strconv.AppendQuote(dst, k.User)
+	dst = append(dst, `,"merchant":`...)
+	dst = strconv.AppendQuote(dst, k.Merchant)
+	dst = append(dst, `,"country":`...)
+	dst = strconv.AppendQuote(dst, k.Country)
+	dst = append(dst, `},"request_context_map":{"amt":`...)
+	dst = strconv.AppendFloat(dst, k.Amt, 'g', -1, 64)
+	dst = append(dst, `,"lat":`...)
+	dst = strconv.AppendFloat(dst, k.Lat, 'g', -1, 64)
+	dst = append(dst, `,"long":`...)
+	dst = strconv.AppendFloat(dst, k.Long, 'g', -1, 64)
+	dst = append(dst, '}')
+	if asOf > 0 {
+		dst = append(dst, `,"as_of":`...)
+		dst = strconv.AppendInt(dst, asOf, 10)
+	}
+	return append(dst, "}}"...)
+}
+
+// ndjson appends txns as bulk-ingest lines.
+func ndjson(dst []byte, txns []workload.Txn) []byte {
+	for i := range txns {
+		dst = txns[i].AppendJSON(dst)
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// ingestJSON appends txns as a Tecton-shaped ingest request.
+func ingestJSON(dst []byte, txns []workload.Txn) []byte {
+	dst = append(dst, `{"workspace_name":"default","records":{"transactions":[`...)
+	for i := range txns {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"record":`...)
+		dst = txns[i].AppendJSON(dst)
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}}"...)
+}
+
+// client is a fasthttp client with one request and response per worker,
+// reused so that the client allocates nothing per request.
+type client struct {
+	hc    *fasthttp.HostClient
+	reqs  []*fasthttp.Request
+	resps []*fasthttp.Response
+}
+
+func newClient(addr string, workers int) *client {
+	c := &client{hc: &fasthttp.HostClient{
+		Addr: addr, MaxConns: workers, MaxIdleConnDuration: time.Minute,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		MaxResponseBodySize: 64 << 20, NoDefaultUserAgentHeader: true,
+	}}
+	for range workers {
+		c.reqs = append(c.reqs, new(fasthttp.Request))
+		c.resps = append(c.resps, new(fasthttp.Response))
+	}
+	return c
+}
+
+// post sends body to path as worker w; the returned body is valid until w's
+// next call.
+func (c *client) post(w int, path, contentType string, body []byte) ([]byte, error) {
+	req, resp := c.reqs[w], c.resps[w]
+	req.Reset()
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI(path)
+	req.Header.SetHost(c.hc.Addr)
+	req.Header.SetContentType(contentType)
+	req.SetBodyRaw(body)
+	if err := c.hc.Do(req, resp); err != nil {
+		return nil, err
+	}
+	if sc := resp.StatusCode(); sc != fasthttp.StatusOK {
+		return nil, &statusError{status: sc, body: truncate(string(resp.Body()), 300)}
+	}
+	return resp.Body(), nil
+}
+
+func (c *client) get(w int, path string) ([]byte, error) {
+	req, resp := c.reqs[w], c.resps[w]
+	req.Reset()
+	req.SetRequestURI(path)
+	req.Header.SetHost(c.hc.Addr)
+	if err := c.hc.Do(req, resp); err != nil {
+		return nil, err
+	}
+	if sc := resp.StatusCode(); sc != fasthttp.StatusOK {
+		return nil, &statusError{status: sc, body: truncate(string(resp.Body()), 300)}
+	}
+	return resp.Body(), nil
+}
+
+func (c *client) close() { c.hc.CloseIdleConnections() }
+
+// statusError is a response with an unexpected status: the server answered,
+// so the request's outcome is known (it was refused).
+type statusError struct {
+	status int
+	body   string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.status, e.body) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// tallyServer is tally running in this process on a loopback port.
+type tallyServer struct {
+	node   *node.Node
+	srv    *node.Server
+	ln     net.Listener
+	addr   string
+	done   chan error
+	dir    string
+	closer io.Closer
+}
+
+func startTally(o Options) (*tallyServer, error) {
+	repo, err := features.Default()
+	if err != nil {
+		return nil, fmt.Errorf("default repo: %w", err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	dir, err := os.MkdirTemp("", "tally-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataDir = dir
+	cfg.Limits.MaxRecords = 1_000_000
+	cfg.Limits.MaxBodyBytes = 256 << 20
+	cfg.Limits.MaxBatch = 10_000
+	ts := &tallyServer{dir: dir, done: make(chan error, 1)}
+	var nopts node.Options
+	if o.TallyLog != nil {
+		l, c, err := o.TallyLog(dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("open write-ahead log: %w", err)
+		}
+		nopts.Log, ts.closer = l, c
+	}
+	if ts.node, err = node.New(repo, cfg, nopts); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if ts.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ts.addr = ts.ln.Addr().String()
+	ts.srv = node.NewServer(ts.node)
+	go func() { ts.done <- ts.srv.Serve(ts.ln) }()
+	ts.node.SetReady(true)
+	return ts, nil
+}
+
+func (t *tallyServer) stop() {
+	_ = t.srv.Shutdown()
+	<-t.done
+	if t.closer != nil {
+		_ = t.closer.Close()
+	}
+	os.RemoveAll(t.dir)
+}
+
+// load uploads the profile table and ingests the preload over HTTP.
+func (t *tallyServer) load(f *fixture) error {
+	c := newClient(t.addr, 1)
+	defer c.close()
+	if _, err := c.post(0, "/api/v1/tables/user_profile", "text/csv", f.profile); err != nil {
+		return fmt.Errorf("upload user_profile: %w", err)
+	}
+	var body []byte
+	for i := 0; i < len(f.preload); i += 20_000 {
+		body = ndjson(body[:0], f.preload[i:min(i+20_000, len(f.preload))])
+		if _, err := c.post(0, "/api/v1/ingest/bulk?source=transactions", "application/x-ndjson", body); err != nil {
+			return fmt.Errorf("preload: %w", err)
+		}
+	}
+	return nil
+}
+
+// noopServer answers every request with a fixed body of a lookup
+// response's size: the client's and the loopback's own cost.
+type noopServer struct {
+	srv  *fasthttp.Server
+	ln   net.Listener
+	addr string
+	done chan error
+}
+
+func startNoop(respSize int) (*noopServer, error) {
+	body := make([]byte, respSize)
+	for i := range body {
+		body[i] = ' '
+	}
+	body[0], body[len(body)-1] = '{', '}'
+	s := &noopServer{done: make(chan error, 1)}
+	s.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}, NoDefaultServerHeader: true, CloseOnShutdown: true}
+	var err error
+	if s.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	s.addr = s.ln.Addr().String()
+	go func() { s.done <- s.srv.Serve(s.ln) }()
+	return s, nil
+}
+
+func (s *noopServer) stop() {
+	_ = s.srv.Shutdown()
+	<-s.done
+}

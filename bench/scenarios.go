@@ -1,0 +1,215 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/tally-ml/tally/bench/load"
+	"github.com/tally-ml/tally/bench/workload"
+)
+
+const (
+	pathGetFeatures = "/api/v1/feature-service/get-features"
+	pathIngest      = "/api/v1/ingest"
+	pathBulk        = "/api/v1/ingest/bulk?source=transactions"
+)
+
+func latencyOf(h *hdrhistogram.Histogram) Latency {
+	us := func(v int64) float64 { return float64(v) / 1000 }
+	return Latency{
+		P50: us(h.ValueAtQuantile(50)), P90: us(h.ValueAtQuantile(90)), P99: us(h.ValueAtQuantile(99)),
+		P999: us(h.ValueAtQuantile(99.9)), Max: us(h.Max()), Mean: h.Mean() / 1000,
+	}
+}
+
+func resultOf(system, scenario, mode string, rate float64, workers int, r load.Result) Result {
+	res := Result{System: system, Scenario: scenario, Mode: mode, TargetRate: rate, Throughput: r.Throughput(),
+		Requests: r.Requests, Errors: r.Errors, Workers: workers, DurationS: r.Elapsed.Seconds(), Latency: latencyOf(r.Latency)}
+	if r.SendLag != nil && r.SendLag.TotalCount() > 0 {
+		res.SendLagP99 = float64(r.SendLag.ValueAtQuantile(99)) / 1000
+	}
+	if r.FirstErr != nil {
+		res.FirstError = truncate(r.FirstErr.Error(), 300)
+	}
+	return res
+}
+
+// sweepFractions are the sweep's rates as fractions of the closed-loop max.
+func (r *runner) sweepFractions() []float64 {
+	if r.opts.Quick {
+		return []float64{0.25, 0.5, 0.75, 1.0}
+	}
+	return []float64{0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.15}
+}
+
+// lookupSuite measures one system's lookups: at the fixed rate, closed loop
+// (maximum throughput) and the sweep. fixedRate 0 uses Options.Rate.
+func (r *runner) lookupSuite(ctx context.Context, system string, fixedRate float64, fn load.Func) error {
+	o := r.opts
+	if fixedRate <= 0 {
+		fixedRate = o.Rate
+	}
+	warm := o.Duration / 5
+	fixed := load.RunOpen(ctx, load.Open{Rate: fixedRate, Duration: o.Duration, Workers: o.Workers, Warmup: warm}, fn)
+	r.add(resultOf(system, "lookup", "open", fixedRate, o.Workers, fixed))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	closed := load.RunClosed(ctx, load.Closed{Workers: o.Workers, Duration: o.Duration}, fn)
+	r.add(resultOf(system, "lookup", "closed", 0, o.Workers, closed))
+	maxRate := closed.Throughput()
+	sw := Sweep{System: system, MaxClosed: maxRate}
+	if maxRate <= 0 {
+		r.rep.Sweeps = append(r.rep.Sweeps, sw)
+		return nil
+	}
+	var prevRate, prevP99 float64
+	for i, f := range r.sweepFractions() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rate := max(10, f*maxRate)
+		res := load.RunOpen(ctx, load.Open{Rate: rate, Duration: o.Duration, Workers: o.Workers, Warmup: warm}, fn)
+		row := resultOf(system, "lookup", "sweep", rate, o.Workers, res)
+		r.add(row)
+		p99 := row.Latency.P99
+		if !sw.Crossed {
+			switch {
+			case p99 > 1000 && i == 0:
+				sw.Crossed, sw.CrossRate = true, 0
+			case p99 > 1000:
+				sw.Crossed = true
+				sw.CrossRate = prevRate + (rate-prevRate)*(1000-prevP99)/(p99-prevP99)
+			default:
+				sw.CrossRate = rate
+			}
+		}
+		prevRate, prevP99 = rate, p99
+	}
+	r.rep.Sweeps = append(r.rep.Sweeps, sw)
+	if sw.Crossed {
+		r.logf("%-8s p99 crosses 1 ms at about %.0f lookups/s (closed-loop max %.0f/s)", system, sw.CrossRate, maxRate)
+	} else {
+		r.logf("%-8s p99 stayed under 1 ms up to %.0f lookups/s (closed-loop max %.0f/s)", system, sw.CrossRate, maxRate)
+	}
+	return nil
+}
+
+// tallyLookup returns the load.Func of fraud_detection lookups against c.
+func (r *runner) tallyLookup(c *client) load.Func {
+	bodies := make([][]byte, len(r.fix.lookups))
+	for i := range r.fix.lookups {
+		bodies[i] = r.fix.lookups[i].tallyBody(nil, 0)
+	}
+	return func(w int, i int64) error {
+		_, err := c.post(w, pathGetFeatures, "application/json", bodies[i%int64(len(bodies))])
+		return err
+	}
+}
+
+func (r *runner) runTally(ctx context.Context) error {
+	if !r.opts.want("lookup") && !r.opts.want("ingest") {
+		return nil
+	}
+	ts, err := startTally(r.opts)
+	if err != nil {
+		return err
+	}
+	defer ts.stop()
+	t := time.Now()
+	if err := ts.load(r.fix); err != nil {
+		return err
+	}
+	r.logf("tally    preloaded %d transactions in %s (%s)", len(r.fix.preload), time.Since(t).Round(time.Millisecond), ts.addr)
+	c := newClient(ts.addr, r.opts.Workers)
+	defer c.close()
+	// The size of a real response, for the no-op baseline.
+	body, err := c.post(0, pathGetFeatures, "application/json", r.fix.lookups[0].tallyBody(nil, 0))
+	if err != nil {
+		return fmt.Errorf("first lookup: %w", err)
+	}
+	r.respSize = len(body)
+	if r.opts.want("lookup") {
+		if err := r.lookupSuite(ctx, "tally", 0, r.tallyLookup(c)); err != nil {
+			return err
+		}
+	}
+	if r.opts.want("ingest") {
+		r.tallyIngest(ctx, c)
+	}
+	return nil
+}
+
+// ingestBodies pre-builds n request bodies of per events each, stamped
+// from ts upward one millisecond apart per event batch.
+func ingestBodies(g *workload.Generator, n, per int, ts int64, build func([]byte, []workload.Txn) []byte) [][]byte {
+	out := make([][]byte, n)
+	txns := make([]workload.Txn, per)
+	for i := range out {
+		for j := range txns {
+			txns[j] = g.Next(ts + int64(i))
+		}
+		out[i] = build(nil, txns)
+	}
+	return out
+}
+
+func (r *runner) tallyIngest(ctx context.Context, c *client) {
+	cfg := r.fix.cfg
+	cfg.Seed += 17
+	g := workload.New(cfg)
+	now := time.Now().UnixMilli() - 60_000
+	const workers = 4
+	for _, s := range []struct {
+		name, path, ctype string
+		per               int
+		build             func([]byte, []workload.Txn) []byte
+	}{
+		{"ingest-json", pathIngest, "application/json", 100, ingestJSON},
+		{"ingest-bulk", pathBulk, "application/x-ndjson", 1000, ndjson},
+	} {
+		if ctx.Err() != nil {
+			return
+		}
+		bodies := ingestBodies(g, 100, s.per, now, s.build)
+		res := load.RunClosed(ctx, load.Closed{Workers: workers, Duration: r.opts.Duration}, func(w int, i int64) error {
+			_, err := c.post(w, s.path, s.ctype, bodies[i%int64(len(bodies))])
+			return err
+		})
+		row := resultOf("tally", s.name, "closed", 0, workers, res)
+		row.EventsPerS = float64((res.Requests-res.Errors)*int64(s.per)) / res.Elapsed.Seconds()
+		row.Description = fmt.Sprintf("%d events per request, %d requests in flight", s.per, workers)
+		r.add(row)
+	}
+}
+
+func (r *runner) runNoop(ctx context.Context) error {
+	if !r.opts.want("lookup") {
+		return nil
+	}
+	size := r.respSize
+	if size == 0 {
+		size = 1500
+	}
+	s, err := startNoop(size)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	c := newClient(s.addr, r.opts.Workers)
+	defer c.close()
+	return r.lookupSuite(ctx, "noop", 0, r.tallyLookup(c))
+}
+
+func (r *runner) runOnnx(ctx context.Context) error {
+	if !r.opts.wantPeer(PeerOnnxRuntime) {
+		return nil
+	}
+	reason := "no onnxruntime driver is wired yet (score/onnx parity is being built); bench.Options has no scorer hook to call"
+	r.rep.Peers = append(r.rep.Peers, PeerStatus{Name: PeerOnnxRuntime, Reason: reason, Setup: "score/onnx/parity/setup.sh"})
+	r.add(Result{System: "onnxruntime", Scenario: "score", Mode: "-", NotRun: reason})
+	return nil
+}

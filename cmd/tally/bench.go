@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tally-ml/tally/bench"
+)
+
+func benchCmd() *cobra.Command {
+	var opts bench.Options
+	var peers []string
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure tally under load beside Redis and Feast on this machine, and write a report",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			opts.Peers = peers
+			if !cmd.Flags().Changed("peers") {
+				opts.Peers = nil
+			}
+			rep, err := bench.Run(ctx, opts, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if rep.Mismatches() > 0 {
+				return errors.New("lookups under load disagreed with the reference")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Quick, "quick", false, "a short run (under 2 minutes), as CI runs it")
+	cmd.Flags().StringVar(&opts.OutDir, "out", "", "report directory (default results/<timestamp>)")
+	cmd.Flags().StringSliceVar(&peers, "peers", nil, "peers to measure beside tally: redis, feast, onnxruntime (default redis,feast)")
+	cmd.Flags().BoolVar(&opts.NoPlots, "no-plots", false, "skip the PNG plots")
+	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed")
+	return cmd
+}

@@ -1,0 +1,173 @@
+package node
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/tally-ml/tally/bench/workload"
+)
+
+// populate ingests `perUser` events a day for `users` users over the day
+// before the clock, through the bulk path, and loads their profiles.
+func populate(b testing.TB, n *Node, users, perUser int) *workload.Generator {
+	b.Helper()
+	g := workload.New(workload.Config{Seed: 7, Users: users, Merchants: 2000, FraudRate: 0.001})
+	csv := []byte("user_id,home_lat,home_long\n")
+	for _, u := range g.Users() {
+		csv = fmt.Appendf(csv, "%s,%g,%g\n", u.ID, u.HomeLat, u.HomeLong)
+	}
+	if _, err := n.UploadTable("user_profile", CSV, csv, false); err != nil {
+		b.Fatal(err)
+	}
+	total := users * perUser
+	const batch = 10_000
+	var body []byte
+	for i := 0; i < total; i += batch {
+		body = body[:0]
+		for j := i; j < min(total, i+batch); j++ {
+			// Spread over the last day, oldest first, with small disorder.
+			ts := t0 - 86_400_000 + int64(j)*86_400_000/int64(total) - int64(j%7)*1000
+			tx := g.Next(ts)
+			tx.UserID = "user_" + strconv.Itoa(j%users) // every user gets perUser events
+			body = tx.AppendJSON(body)
+			body = append(body, '\n')
+		}
+		if _, err := n.IngestNDJSON("transactions", body, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return g
+}
+
+// BenchmarkGetFeatures is the in-process lookup of the whole fraud_detection
+// vector (18 features over 5 views, a table and 2 expressions), including
+// JSON parsing and response encoding.
+func BenchmarkGetFeatures(b *testing.B) {
+	n, _ := newTestNode(b, DefaultConfig())
+	const users = 100_000
+	g := populate(b, n, users, 20)
+	bodies := make([][]byte, 4096)
+	for i := range bodies {
+		tx := g.Next(t0)
+		bodies[i] = lookupBody(tx.UserID, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
+	}
+	dst := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out, err := n.GetFeatures(dst[:0], bodies[i%len(bodies)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst = out
+	}
+}
+
+// BenchmarkIngestBulk is the bulk NDJSON path in process (parse, validate,
+// apply to the five views), without a log.
+func BenchmarkIngestBulk(b *testing.B) {
+	n, clk := newTestNode(b, DefaultConfig())
+	g := workload.New(workload.Config{Seed: 3, Users: 1_000_000, Merchants: 5000, FraudRate: 0.001})
+	const batch = 1000
+	// Event time advances 1 ms per event, as a stream at 1000 events/s; each
+	// request's body is built before the timer runs.
+	bodies := make([][]byte, b.N)
+	ts := t0
+	for i := range bodies {
+		var body []byte
+		for j := 0; j < batch; j++ {
+			ts++
+			tx := g.Next(ts)
+			body = tx.AppendJSON(body)
+			body = append(body, '\n')
+		}
+		bodies[i] = body
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clk.set(t0 + int64(i+1)*batch)
+		if _, err := n.IngestNDJSON("transactions", bodies[i], false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkMemoryPerUser reports the heap held per active user by the default
+// repo's state (all views and the profile table) at 20 events a day.
+func BenchmarkMemoryPerUser(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		n, _ := newTestNode(b, DefaultConfig())
+		const users = 100_000
+		populate(b, n, users, 20)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/users, "bytes/user")
+		runtime.KeepAlive(n)
+	}
+}
+
+// BenchmarkHTTPGetFeatures measures lookups over loopback HTTP from a Go
+// fasthttp client with 16 connections, closed loop, and reports latency
+// percentiles. The load generator shares the 2 cores with the server.
+func BenchmarkHTTPGetFeatures(b *testing.B) {
+	n, _ := newTestNode(b, DefaultConfig())
+	g := populate(b, n, 100_000, 20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := NewServer(n)
+	go srv.Serve(ln)
+	defer srv.Shutdown()
+	client := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 64}
+	bodies := make([][]byte, 4096)
+	for i := range bodies {
+		tx := g.Next(t0)
+		bodies[i] = lookupBody(tx.UserID, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + ln.Addr().String() + "/api/v1/feature-service/get-features")
+		req.Header.SetMethod("POST")
+		rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		var mine []time.Duration
+		for pb.Next() {
+			req.SetBody(bodies[rng.IntN(len(bodies))])
+			start := time.Now()
+			if err := client.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+				b.Errorf("lookup: %v %d", err, resp.StatusCode())
+				return
+			}
+			mine = append(mine, time.Since(start))
+		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+		b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "req/s")
+	}
+}

@@ -1,0 +1,583 @@
+package onnx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/tally-ml/tally/score"
+)
+
+// Errors Load and Parse wrap.
+var (
+	// ErrMalformed: the bytes are not a well-formed ONNX ModelProto, or
+	// the model's own attributes contradict each other.
+	ErrMalformed = errors.New("malformed onnx model")
+	// ErrUnsupported: the model is well formed but uses an operator, type or
+	// shape this evaluator does not implement. The message names it.
+	ErrUnsupported = errors.New("unsupported onnx model")
+)
+
+const (
+	// maxFileSize bounds what Load reads.
+	maxFileSize = 1 << 30
+	// maxWidth bounds the values per row of any tensor in the graph.
+	maxWidth = 1 << 20
+	// chunkRows is how many rows Score evaluates between context checks; it
+	// also bounds the scratch memory a call holds.
+	chunkRows = 1024
+)
+
+type dtype uint8
+
+const (
+	tF32 dtype = iota + 1
+	tF64
+	tI64
+	tStr // int64 indices into value.classes
+)
+
+func (d dtype) String() string {
+	return [...]string{"?", "float", "double", "int64", "string"}[d]
+}
+
+func dtypeOf(elem int64) (dtype, bool) {
+	switch elem {
+	case dtFloat:
+		return tF32, true
+	case dtDouble:
+		return tF64, true
+	case dtInt64:
+		return tI64, true
+	case dtString:
+		return tStr, true
+	}
+	return 0, false
+}
+
+// value is one named tensor of the graph: per row, width values of type dt,
+// held in scratch buffer buf of that type. Constants (initializers) have
+// buf -1 and their data in konst.
+type value struct {
+	name    string
+	dt      dtype
+	width   int
+	buf     int
+	classes []string // class labels, for labels and class scores
+	konst   []float64
+	kdims   []int64
+	seqMap  bool // a ZipMap output: seq(map(label, float))
+}
+
+func (v *value) isConst() bool { return v.buf < 0 }
+
+// step is one compiled operator, run over n rows.
+type step interface {
+	run(sc *scratch, n int)
+}
+
+// scratch holds one Score call's buffers; Models pool them.
+type scratch struct {
+	f32   [][]float32
+	f64   [][]float64
+	i64   [][]int64
+	bools [][]bool
+	row   []float64
+	row2  []float64
+}
+
+// Model is a loaded ONNX-ML graph, compiled for row-wise evaluation. It is
+// immutable after Load and safe for concurrent use.
+type Model struct {
+	desc     Description
+	inputs   []*value
+	width    int
+	names    []string
+	steps    []step
+	label    *value
+	probs    *value
+	scalar   *value
+	classes  []string
+	bufSizes [4][]int // per dtype: width of each buffer
+	nbools   []int
+	maxW     int // widest value in the graph
+	pool     sync.Pool
+}
+
+var _ score.Scorer = (*Model)(nil)
+
+// Load reads and compiles the .onnx file at path.
+func Load(path string) (*Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load onnx model: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("load onnx model %s: %w", path, err)
+	}
+	if st.Size() > maxFileSize {
+		return nil, fmt.Errorf("load onnx model %s: %d bytes is over the %d byte limit: %w", path, st.Size(), maxFileSize, ErrUnsupported)
+	}
+	data := make([]byte, st.Size())
+	if _, err := ioReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("load onnx model %s: %w", path, err)
+	}
+	m, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("load onnx model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Parse decodes and compiles a serialized ModelProto. It never panics on
+// hostile input and allocates memory proportional to len(data).
+func Parse(data []byte) (m *Model, err error) {
+	defer func() {
+		// Compilation indexes attribute arrays whose lengths it has checked;
+		// a missed check must surface as an error, not take the process down.
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("%w: %v", ErrMalformed, r)
+		}
+	}()
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%w: %d bytes is over the %d byte limit", ErrUnsupported, len(data), maxFileSize)
+	}
+	mp, err := parseModel(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if mp.graph == nil {
+		return nil, fmt.Errorf("%w: no graph", ErrMalformed)
+	}
+	return compile(mp)
+}
+
+type compiler struct {
+	m      *Model
+	values map[string]*value
+	opsets map[string]int64
+	ops    map[string]int
+}
+
+func compile(mp *modelProto) (*Model, error) {
+	m := &Model{}
+	c := &compiler{m: m, values: map[string]*value{}, opsets: map[string]int64{}, ops: map[string]int{}}
+	m.desc.IRVersion = mp.irVersion
+	m.desc.Producer = mp.producer
+	for _, o := range mp.opsets {
+		d := o.domain
+		if d == "" {
+			d = "ai.onnx"
+		}
+		c.opsets[d] = o.version
+	}
+	m.desc.Opsets = c.opsets
+	g := mp.graph
+	inits := map[string]bool{}
+	for _, t := range g.initializers {
+		data, err := t.floats64()
+		if err != nil {
+			return nil, fmt.Errorf("%w: initializer %q: %v", ErrUnsupported, t.name, err)
+		}
+		c.values[t.name] = &value{name: t.name, dt: tF32, buf: -1, konst: data, kdims: t.dims, width: len(data)}
+		inits[t.name] = true
+	}
+	for _, in := range g.inputs {
+		if inits[in.name] {
+			continue
+		}
+		v, info, err := c.graphInput(in)
+		if err != nil {
+			return nil, err
+		}
+		m.inputs = append(m.inputs, v)
+		m.width += v.width
+		m.desc.Inputs = append(m.desc.Inputs, info)
+	}
+	if len(m.inputs) == 0 {
+		return nil, fmt.Errorf("%w: graph has no inputs", ErrMalformed)
+	}
+	if m.width > maxWidth {
+		return nil, fmt.Errorf("%w: %d values per row is over the %d limit", ErrUnsupported, m.width, maxWidth)
+	}
+	named := true
+	for _, v := range m.inputs {
+		named = named && v.width == 1
+	}
+	if named {
+		for _, v := range m.inputs {
+			m.names = append(m.names, v.name)
+		}
+	}
+	for i, n := range g.nodes {
+		if err := c.node(n); err != nil {
+			name := n.name
+			if name == "" {
+				name = fmt.Sprintf("#%d", i)
+			}
+			return nil, fmt.Errorf("node %s (%s): %w", name, opName(n), err)
+		}
+	}
+	for _, o := range g.outputs {
+		v := c.values[o.name]
+		if v == nil {
+			return nil, fmt.Errorf("%w: output %q is not computed by the graph", ErrMalformed, o.name)
+		}
+		m.desc.Outputs = append(m.desc.Outputs, describeValue(v, o))
+		switch {
+		case (v.dt == tI64 || v.dt == tStr) && v.width == 1 && m.label == nil:
+			m.label = v
+		case (v.dt == tF32 || v.dt == tF64) && m.probs == nil && m.scalar == nil:
+			m.probs = v
+		}
+	}
+	if m.probs != nil && m.label == nil && m.probs.width == 1 {
+		m.scalar, m.probs = m.probs, nil
+	}
+	if m.label == nil && m.probs == nil && m.scalar == nil {
+		return nil, fmt.Errorf("%w: no output gives a label, class scores or a value", ErrUnsupported)
+	}
+	switch {
+	case m.probs != nil && m.probs.classes != nil:
+		m.classes = m.probs.classes
+	case m.label != nil && m.label.classes != nil:
+		m.classes = m.label.classes
+	}
+	m.desc.Classes = m.classes
+	m.desc.NumInputs = m.width
+	for op, n := range c.ops {
+		m.desc.Operators = append(m.desc.Operators, OperatorUse{Op: op, Count: n})
+	}
+	sort.Slice(m.desc.Operators, func(i, j int) bool { return m.desc.Operators[i].Op < m.desc.Operators[j].Op })
+	if len(m.inputs) == 1 && m.inputs[0].dt == tF32 {
+		// Score hands the caller's rows to the steps as this buffer.
+		m.bufSizes[tF32-1][m.inputs[0].buf] = 0
+	}
+	m.pool.New = func() any { return &scratch{} }
+	return m, nil
+}
+
+func opName(n *nodeProto) string {
+	d := n.domain
+	if d == "" {
+		d = "ai.onnx"
+	}
+	return d + ":" + n.opType
+}
+
+func (c *compiler) graphInput(in *valueInfoProto) (*value, TensorInfo, error) {
+	t := in.typ
+	if t == nil || t.kind != "tensor" {
+		return nil, TensorInfo{}, fmt.Errorf("%w: input %q is not a tensor", ErrUnsupported, in.name)
+	}
+	dt, ok := dtypeOf(t.elem)
+	if !ok || (dt != tF32 && dt != tF64) {
+		return nil, TensorInfo{}, fmt.Errorf("%w: input %q has element type %d; float and double are supported", ErrUnsupported, in.name, t.elem)
+	}
+	width := 1
+	for i, d := range t.dims {
+		if i == 0 {
+			continue
+		}
+		if d <= 0 {
+			return nil, TensorInfo{}, fmt.Errorf("%w: input %q has shape %s; every dimension but the first must be known", ErrUnsupported, in.name, shapeString(t))
+		}
+		if int64(width)*d > maxWidth {
+			return nil, TensorInfo{}, fmt.Errorf("%w: input %q is wider than %d", ErrUnsupported, in.name, maxWidth)
+		}
+		width *= int(d)
+	}
+	v := c.newValue(in.name, dt, width)
+	return v, TensorInfo{Name: in.name, Type: "tensor(" + dt.String() + ")", Shape: shapeString(t)}, nil
+}
+
+func shapeString(t *typeProto) string {
+	if t == nil || !t.hasDims {
+		return "?"
+	}
+	parts := make([]string, len(t.dims))
+	for i, d := range t.dims {
+		switch {
+		case t.params[i] != "":
+			parts[i] = t.params[i]
+		case d < 0:
+			parts[i] = "?"
+		default:
+			parts[i] = fmt.Sprint(d)
+		}
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+func describeValue(v *value, o *valueInfoProto) TensorInfo {
+	info := TensorInfo{Name: v.name, Type: "tensor(" + v.dt.String() + ")", Shape: fmt.Sprintf("[N, %d]", v.width)}
+	if o.typ != nil && o.typ.kind == "tensor" {
+		info.Shape = shapeString(o.typ)
+	}
+	if v.seqMap {
+		info.Type = "seq(map(label, float))"
+		info.Shape = "[N]"
+	}
+	return info
+}
+
+func (c *compiler) newValue(name string, dt dtype, width int) *value {
+	k := dt
+	if k == tStr {
+		k = tI64
+	}
+	c.m.maxW = max(c.m.maxW, width)
+	sizes := &c.m.bufSizes[k-1]
+	*sizes = append(*sizes, width)
+	v := &value{name: name, dt: dt, width: width, buf: len(*sizes) - 1}
+	c.values[name] = v
+	return v
+}
+
+func (c *compiler) newBools(width int) int {
+	c.m.nbools = append(c.m.nbools, width)
+	return len(c.m.nbools) - 1
+}
+
+// alias makes name another view of v's buffer.
+func (c *compiler) alias(name string, v *value) *value {
+	a := *v
+	a.name = name
+	c.values[name] = &a
+	return &a
+}
+
+func (c *compiler) input(n *nodeProto, i int) (*value, error) {
+	if i >= len(n.inputs) || n.inputs[i] == "" {
+		return nil, fmt.Errorf("%w: input %d is missing", ErrMalformed, i)
+	}
+	v := c.values[n.inputs[i]]
+	if v == nil {
+		return nil, fmt.Errorf("%w: input %q is not defined before use", ErrMalformed, n.inputs[i])
+	}
+	return v, nil
+}
+
+func (c *compiler) output(n *nodeProto, i int) string {
+	if i < len(n.outputs) {
+		return n.outputs[i]
+	}
+	return ""
+}
+
+func ioReadFull(f *os.File, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := f.Read(b[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// NumInputs is the number of values per row.
+func (m *Model) NumInputs() int { return m.width }
+
+// Inputs names the columns when the model has one input per feature, nil
+// otherwise. The caller must not modify the slice.
+func (m *Model) Inputs() []string { return m.names }
+
+// Classes lists the class labels in Probabilities order, nil when the model
+// has none (regressors, or classifiers whose labels are bare indices). The
+// caller must not modify the slice.
+func (m *Model) Classes() []string { return m.classes }
+
+// Score evaluates n rows (row-major, NumInputs() values each, NaN missing)
+// and writes out[0:n]. For each prediction it reuses the backing array of
+// out[i].Probabilities when it has room, so a caller that keeps its out
+// slice between calls scores without allocating; the returned slices belong
+// to the caller and are not retained by the Model. Score checks ctx before
+// each block of rows and returns an error wrapping score.ErrUnavailable
+// when it is done, and score.ErrBadInput when rows or out do not fit.
+func (m *Model) Score(ctx context.Context, rows []float32, n int, out []Prediction) error {
+	if n < 0 || len(rows) < n*m.width || len(out) < n {
+		return fmt.Errorf("score %d rows of %d values (%d given, %d outputs): %w", n, m.width, len(rows), len(out), score.ErrBadInput)
+	}
+	sc := m.pool.Get().(*scratch)
+	defer m.pool.Put(sc)
+	for off := 0; off < n; off += chunkRows {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("score rows %d..%d: %v: %w", off, n, err, score.ErrUnavailable)
+		}
+		k := min(chunkRows, n-off)
+		m.run(sc, rows[off*m.width:(off+k)*m.width], k)
+		m.emit(sc, k, out[off:off+k])
+		if len(m.inputs) == 1 && m.inputs[0].dt == tF32 {
+			sc.f32[m.inputs[0].buf] = nil // do not keep the caller's rows
+		}
+	}
+	return nil
+}
+
+// Prediction is score.Prediction, named here for brevity.
+type Prediction = score.Prediction
+
+func (m *Model) run(sc *scratch, rows []float32, n int) {
+	sc.ensure(m, n)
+	if len(m.inputs) == 1 && m.inputs[0].dt == tF32 {
+		sc.f32[m.inputs[0].buf] = rows[:n*m.width]
+	} else {
+		col := 0
+		for _, in := range m.inputs {
+			w := in.width
+			for r := range n {
+				src := rows[r*m.width+col : r*m.width+col+w]
+				if in.dt == tF32 {
+					copy(sc.f32[in.buf][r*w:], src)
+				} else {
+					dst := sc.f64[in.buf][r*w : r*w+w]
+					for j, x := range src {
+						dst[j] = float64(x)
+					}
+				}
+			}
+			col += w
+		}
+	}
+	for _, s := range m.steps {
+		s.run(sc, n)
+	}
+}
+
+func (sc *scratch) ensure(m *Model, n int) {
+	grow32 := func(bs [][]float32, sizes []int) [][]float32 {
+		for len(bs) < len(sizes) {
+			bs = append(bs, nil)
+		}
+		for i, w := range sizes {
+			if cap(bs[i]) < n*w || len(bs[i]) < n*w {
+				if cap(bs[i]) >= n*w {
+					bs[i] = bs[i][:n*w]
+				} else {
+					bs[i] = make([]float32, n*w, max(n, 16)*w)
+				}
+			}
+		}
+		return bs
+	}
+	sc.f32 = grow32(sc.f32, m.bufSizes[tF32-1])
+	for len(sc.f64) < len(m.bufSizes[tF64-1]) {
+		sc.f64 = append(sc.f64, nil)
+	}
+	for i, w := range m.bufSizes[tF64-1] {
+		if len(sc.f64[i]) < n*w {
+			sc.f64[i] = make([]float64, max(n, 16)*w)
+		}
+	}
+	for len(sc.i64) < len(m.bufSizes[tI64-1]) {
+		sc.i64 = append(sc.i64, nil)
+	}
+	for i, w := range m.bufSizes[tI64-1] {
+		if len(sc.i64[i]) < n*w {
+			sc.i64[i] = make([]int64, max(n, 16)*w)
+		}
+	}
+	for len(sc.bools) < len(m.nbools) {
+		sc.bools = append(sc.bools, nil)
+	}
+	for i, w := range m.nbools {
+		if len(sc.bools[i]) < n*w {
+			sc.bools[i] = make([]bool, max(n, 16)*w)
+		}
+	}
+	need := 2 * max(m.maxW, 2)
+	if len(sc.row) < need {
+		sc.row = make([]float64, need)
+		sc.row2 = make([]float64, need)
+	}
+}
+
+func (m *Model) emit(sc *scratch, n int, out []Prediction) {
+	for i := range n {
+		p := &out[i]
+		p.HasLabel, p.Label, p.LabelString, p.Value = false, 0, "", 0
+		if m.label != nil {
+			l := sc.i64[m.label.buf][i]
+			p.HasLabel, p.Label = true, l
+			if m.label.dt == tStr {
+				if l >= 0 && l < int64(len(m.label.classes)) {
+					p.LabelString = m.label.classes[l]
+				}
+			}
+		}
+		if m.probs != nil {
+			w := m.probs.width
+			p.Probabilities = p.Probabilities[:0]
+			if m.probs.dt == tF32 {
+				p.Probabilities = append(p.Probabilities, sc.f32[m.probs.buf][i*w:i*w+w]...)
+			} else {
+				for _, x := range sc.f64[m.probs.buf][i*w : i*w+w] {
+					p.Probabilities = append(p.Probabilities, float32(x))
+				}
+			}
+		} else {
+			p.Probabilities = p.Probabilities[:0]
+		}
+		if m.scalar != nil {
+			if m.scalar.dt == tF32 {
+				p.Value = float64(sc.f32[m.scalar.buf][i])
+			} else {
+				p.Value = sc.f64[m.scalar.buf][i]
+			}
+		}
+	}
+}
+
+// loadRow reads row r of v as float64 into dst (len v.width).
+func loadRow(sc *scratch, v *value, r int, dst []float64) {
+	w := v.width
+	switch v.dt {
+	case tF32:
+		for j, x := range sc.f32[v.buf][r*w : r*w+w] {
+			dst[j] = float64(x)
+		}
+	case tF64:
+		copy(dst, sc.f64[v.buf][r*w:r*w+w])
+	default:
+		for j, x := range sc.i64[v.buf][r*w : r*w+w] {
+			dst[j] = float64(x)
+		}
+	}
+}
+
+// storeRow writes src (len v.width) to row r of v, rounding to v's type.
+func storeRow(sc *scratch, v *value, r int, src []float64) {
+	w := v.width
+	switch v.dt {
+	case tF32:
+		d := sc.f32[v.buf][r*w : r*w+w]
+		for j, x := range src[:w] {
+			d[j] = float32(x)
+		}
+	case tF64:
+		copy(sc.f64[v.buf][r*w:r*w+w], src[:w])
+	default:
+		d := sc.i64[v.buf][r*w : r*w+w]
+		for j, x := range src[:w] {
+			d[j] = toInt64(x)
+		}
+	}
+}
+
+// toInt64 converts as a C cast does on x86 for in-range values, and maps
+// NaN and out-of-range values to math.MinInt64 as cvttsd2si does.
+func toInt64(x float64) int64 {
+	if x != x || x >= 9.223372036854775807e18 || x < -9.223372036854775808e18 {
+		return math.MinInt64
+	}
+	return int64(x)
+}

@@ -1,0 +1,193 @@
+package onnx
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// parityDir is where parity/generate.sh writes models and onnxruntime's
+// outputs; TALLY_PARITY_DIR overrides it.
+func parityDir(t *testing.T) string {
+	dir := os.Getenv("TALLY_PARITY_DIR")
+	if dir == "" {
+		dir = filepath.Join("testdata", "generated")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
+		msg := "no parity data in " + dir + ": run score/onnx/parity/generate.sh"
+		if os.Getenv("TALLY_REQUIRE_PARITY") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return dir
+}
+
+type parityManifest struct {
+	Models []struct {
+		Name     string   `json:"name"`
+		Model    string   `json:"model"`
+		Expected string   `json:"expected"`
+		Ops      []string `json:"ops"`
+	} `json:"models"`
+}
+
+type parityExpected struct {
+	Rows          string     `json:"rows"`
+	Labels        []string   `json:"labels"`
+	Probabilities [][]jfloat `json:"probabilities"`
+	Values        []jfloat   `json:"values"`
+	Classes       []string   `json:"classes"`
+}
+
+// jfloat is a JSON number, or one of the strings "NaN", "Inf", "-Inf"
+// that generate.py writes for non-finite values.
+type jfloat float64
+
+func (f *jfloat) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"NaN"`:
+		*f = jfloat(math.NaN())
+	case `"Inf"`:
+		*f = jfloat(math.Inf(1))
+	case `"-Inf"`:
+		*f = jfloat(math.Inf(-1))
+	default:
+		v, err := strconv.ParseFloat(string(b), 64)
+		*f = jfloat(v)
+		return err
+	}
+	return nil
+}
+
+// diff is |got-want|, 0 when both are NaN or the same infinity.
+func diff(got, want float64) float64 {
+	if got == want || (math.IsNaN(got) && math.IsNaN(want)) {
+		return 0
+	}
+	return math.Abs(got - want)
+}
+
+func readRows(t testing.TB, path string) ([]float32, int, int) {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rows []float32
+	n, width := 0, 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ",")
+		width = len(fields)
+		for _, s := range fields {
+			v, err := strconv.ParseFloat(s, 32)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			rows = append(rows, float32(v))
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return rows, n, width
+}
+
+func readJSON(t testing.TB, path string, v any) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestParity scores every generated model on its rows and compares with
+// onnxruntime: labels identical, probabilities and values within 1e-6
+// (relative for values beyond 1).
+func TestParity(t *testing.T) {
+	dir := parityDir(t)
+	var man parityManifest
+	readJSON(t, filepath.Join(dir, "manifest.json"), &man)
+	totalRows, worst := 0, 0.0
+	for _, mm := range man.Models {
+		t.Run(mm.Name, func(t *testing.T) {
+			var exp parityExpected
+			readJSON(t, filepath.Join(dir, mm.Expected), &exp)
+			m, err := Load(filepath.Join(dir, mm.Model))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, n, width := readRows(t, filepath.Join(dir, exp.Rows))
+			if width != m.NumInputs() {
+				t.Fatalf("rows have %d values, model takes %d", width, m.NumInputs())
+			}
+			out := make([]Prediction, n)
+			if err := m.Score(context.Background(), rows, n, out); err != nil {
+				t.Fatal(err)
+			}
+			if exp.Classes != nil && strings.Join(exp.Classes, ",") != strings.Join(m.Classes(), ",") {
+				t.Errorf("classes %v, onnxruntime %v", m.Classes(), exp.Classes)
+			}
+			bad := 0
+			report := func(format string, args ...any) {
+				if bad++; bad <= 5 {
+					t.Errorf(format, args...)
+				}
+			}
+			for i := range n {
+				p := out[i]
+				if exp.Labels != nil {
+					got := p.LabelString
+					if got == "" {
+						got = strconv.FormatInt(p.Label, 10)
+					}
+					if !p.HasLabel || got != exp.Labels[i] {
+						report("row %d: label %q, onnxruntime %q (row %v)", i, got, exp.Labels[i], rows[i*width:(i+1)*width])
+					}
+				}
+				if exp.Probabilities != nil {
+					want := exp.Probabilities[i]
+					if len(p.Probabilities) != len(want) {
+						report("row %d: %d probabilities, onnxruntime %d", i, len(p.Probabilities), len(want))
+						continue
+					}
+					for k, w := range want {
+						d := diff(float64(p.Probabilities[k]), float64(w))
+						worst = math.Max(worst, d)
+						if !(d <= 1e-6) {
+							report("row %d: probabilities %v, onnxruntime %v", i, p.Probabilities, want)
+							break
+						}
+					}
+				}
+				if exp.Values != nil {
+					w := float64(exp.Values[i])
+					d := diff(p.Value, w)
+					if math.Abs(w) > 1 {
+						d /= math.Abs(w)
+					}
+					worst = math.Max(worst, d)
+					if !(d <= 1e-6) {
+						report("row %d: value %v, onnxruntime %v", i, p.Value, w)
+					}
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%d of %d rows differ", bad, n)
+			}
+			totalRows += n
+		})
+	}
+	t.Logf("compared %d models, %d rows; max difference %.3g", len(man.Models), totalRows, worst)
+}
