@@ -215,7 +215,7 @@ func startTally(o Options) (*tallyServer, error) {
 	cfg.Limits.MaxBodyBytes = 256 << 20
 	cfg.Limits.MaxBatch = 10_000
 	ts := &tallyServer{dir: dir, done: make(chan error, 1)}
-	var nopts node.Options
+	nopts := node.Options{RepoFS: features.DefaultFS()}
 	if o.TallyLog != nil {
 		l, c, err := o.TallyLog(dir)
 		if err != nil {

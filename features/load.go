@@ -58,17 +58,23 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg) }
 
-//go:embed defaultrepo/*.yaml
+//go:embed defaultrepo/*.yaml defaultrepo/*.onnx
 var defaultFS embed.FS
+
+// DefaultFS is the embedded default repo's directory: its YAML and the
+// fraud model it names.
+func DefaultFS() fs.FS {
+	sub, err := fs.Sub(defaultFS, "defaultrepo")
+	if err != nil {
+		panic(err) // a constant path in an embedded tree
+	}
+	return sub
+}
 
 // Default loads the embedded default feature repo (the seed's fraud
 // example). It returns a new Repo each call.
 func Default() (*Repo, error) {
-	sub, err := fs.Sub(defaultFS, "defaultrepo")
-	if err != nil {
-		return nil, err
-	}
-	return Load(sub)
+	return Load(DefaultFS())
 }
 
 // Load reads every *.yaml and *.yml file at the root of fsys, in name order,
@@ -879,7 +885,7 @@ func describeType(f Feature) string {
 }
 
 func (l *loader) service(it item) {
-	o := l.object(it.file, it.n, "feature service", "name", "features")
+	o := l.object(it.file, it.n, "feature service", "name", "features", "model")
 	s := &Service{Name: o.ident("name", true)}
 	seen := map[Ref]int{} // -> line
 	for _, n := range o.seq("features", true) {
@@ -902,6 +908,9 @@ func (l *loader) service(it item) {
 		}
 	}
 	l.serviceInputs(o, s)
+	if mn := o.vals["model"]; !isNull(mn) {
+		s.Model = l.model(it.file, mn, s)
+	}
 	if l.declare(s.Name, "feature service", l.pos(it.file, it.n)) {
 		l.repo.Services = append(l.repo.Services, s)
 	}

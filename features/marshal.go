@@ -93,6 +93,34 @@ func (r *Repo) YAML() []byte {
 			}
 			m := mapping("name", s.Name)
 			add(m, "features", feats)
+			if md := s.Model; md != nil {
+				mm := mapping()
+				if md.ONNX != "" {
+					add(mm, "onnx", scalar(md.ONNX))
+				}
+				if md.MLflow != "" {
+					add(mm, "mlflow", scalar(md.MLflow))
+				}
+				if md.TokenEnv != "" {
+					add(mm, "token_env", scalar(md.TokenEnv))
+				}
+				ins := sequence()
+				for _, ref := range md.Inputs {
+					ins.Content = append(ins.Content, scalar(r.FeatureName(ref)))
+				}
+				add(mm, "inputs", ins)
+				add(mm, "on_error", scalar(md.OnError))
+				add(mm, "max_rows", scalar(strconv.Itoa(md.MaxRows)))
+				wait := "0"
+				if md.MaxWait > 0 {
+					wait = FormatWindow(md.MaxWait)
+				}
+				add(mm, "max_wait", scalar(wait))
+				add(mm, "queue_rows", scalar(strconv.Itoa(md.QueueRows)))
+				add(mm, "max_in_flight", scalar(strconv.Itoa(md.MaxInFlight)))
+				add(mm, "timeout", scalar(FormatWindow(md.Timeout)))
+				add(m, "model", mm)
+			}
 			seq.Content = append(seq.Content, m)
 		}
 		add(root, "feature_services", seq)

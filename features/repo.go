@@ -187,6 +187,8 @@ type Service struct {
 	// RequestContext is the union of the request schemas of the request
 	// views the service reads, in first-use order.
 	RequestContext []Column
+	// Model, if set, scores the service's vector; nil for none.
+	Model *Model
 }
 
 // Repo is a loaded, validated feature repository. Every slice is in

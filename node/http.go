@@ -79,6 +79,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if s.allow(ctx, ScopeRead, true) {
 			s.lookup(ctx, s.n.GetFeaturesBatch)
 		}
+	case bytes.Equal(path, pathPredict):
+		route = "predict"
+		if s.allow(ctx, ScopeRead, true) {
+			s.lookup(ctx, s.n.Predict)
+		}
 	case bytes.Equal(path, pathIngest):
 		route = "ingest"
 		if s.allow(ctx, ScopeIngest, true) {
@@ -136,6 +141,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 var (
 	pathGetFeatures      = []byte("/api/v1/feature-service/get-features")
 	pathGetFeaturesBatch = []byte("/api/v1/feature-service/get-features-batch")
+	pathPredict          = []byte("/api/v1/feature-service/predict")
 	pathIngest           = []byte("/api/v1/ingest")
 	pathIngestBulk       = []byte("/api/v1/ingest/bulk")
 	pathTables           = []byte("/api/v1/tables/")

@@ -76,6 +76,7 @@ type servicePlan struct {
 	outputs  []output
 	lateness int64 // smallest lateness of the sources read: bounds as_of
 	maxSlots int
+	model    *modelPlan // nil: the service has no model
 }
 
 func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {

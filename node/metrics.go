@@ -9,32 +9,34 @@ import (
 // nodeMetrics are the node's Prometheus metrics. Counters are atomic; view
 // statistics are read when /metrics is scraped.
 type nodeMetrics struct {
-	set          *metrics.Set
-	events       *metrics.Counter
-	tooLate      *metrics.Counter
-	refusedRecs  *metrics.Counter
-	applyErrors  *metrics.Counter
-	requests     map[string]*metrics.Counter   // route -> count
-	errors       map[string]*metrics.Counter   // route -> 4xx/5xx count
-	durations    map[string]*metrics.Histogram // route -> seconds
-	unauthorized *metrics.Counter
+	set           *metrics.Set
+	events        *metrics.Counter
+	tooLate       *metrics.Counter
+	refusedRecs   *metrics.Counter
+	applyErrors   *metrics.Counter
+	requests      map[string]*metrics.Counter   // route -> count
+	errors        map[string]*metrics.Counter   // route -> 4xx/5xx count
+	durations     map[string]*metrics.Histogram // route -> seconds
+	unauthorized  *metrics.Counter
+	predictErrors *metrics.Counter
 }
 
 // routes whose metrics are kept; others share "other".
-var metricRoutes = []string{"get-features", "get-features-batch", "ingest", "ingest-bulk", "tables", "other"}
+var metricRoutes = []string{"get-features", "get-features-batch", "predict", "ingest", "ingest-bulk", "tables", "other"}
 
 func newNodeMetrics(n *Node) *nodeMetrics {
 	s := metrics.NewSet()
 	m := &nodeMetrics{
-		set:          s,
-		events:       s.NewCounter("tally_ingest_events_total"),
-		tooLate:      s.NewCounter("tally_ingest_too_late_placements_total"),
-		refusedRecs:  s.NewCounter("tally_ingest_refused_records_total"),
-		applyErrors:  s.NewCounter("tally_ingest_apply_errors_total"),
-		unauthorized: s.NewCounter("tally_http_unauthorized_total"),
-		requests:     map[string]*metrics.Counter{},
-		errors:       map[string]*metrics.Counter{},
-		durations:    map[string]*metrics.Histogram{},
+		set:           s,
+		events:        s.NewCounter("tally_ingest_events_total"),
+		tooLate:       s.NewCounter("tally_ingest_too_late_placements_total"),
+		refusedRecs:   s.NewCounter("tally_ingest_refused_records_total"),
+		applyErrors:   s.NewCounter("tally_ingest_apply_errors_total"),
+		unauthorized:  s.NewCounter("tally_http_unauthorized_total"),
+		predictErrors: s.NewCounter("tally_predict_model_errors_total"),
+		requests:      map[string]*metrics.Counter{},
+		errors:        map[string]*metrics.Counter{},
+		durations:     map[string]*metrics.Histogram{},
 	}
 	for _, r := range metricRoutes {
 		m.requests[r] = s.NewCounter(fmt.Sprintf(`tally_http_requests_total{route=%q}`, r))

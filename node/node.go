@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"io/fs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,21 +22,27 @@ type Options struct {
 	// Log receives every change before it is applied; nil keeps the node
 	// in memory only (tests, benchmarks, dry runs).
 	Log Log
+	// RepoFS is the feature repo's directory: relative model paths resolve
+	// in it. Nil resolves them against the working directory.
+	RepoFS fs.FS
+	// OpenModel builds a service's Scorer; nil opens ONNX files in process.
+	OpenModel ModelOpener
 }
 
 // Node serves one feature repo. It is safe for concurrent use.
 type Node struct {
-	cfg      Config
-	repo     *features.Repo
-	views    []*windows.View // parallel to repo.Views
-	tables   []*table        // parallel to repo.Tables
-	sources  []*sourcePlan   // parallel to repo.Sources
-	services map[string]*servicePlan
-	keys     *keyring
-	now      func() int64
-	metrics  *nodeMetrics
-	log      Log
-	seq      *sequencer
+	cfg       Config
+	repo      *features.Repo
+	views     []*windows.View // parallel to repo.Views
+	tables    []*table        // parallel to repo.Tables
+	sources   []*sourcePlan   // parallel to repo.Sources
+	services  map[string]*servicePlan
+	keys      *keyring
+	now       func() int64
+	metrics   *nodeMetrics
+	log       Log
+	seq       *sequencer
+	openModel ModelOpener
 
 	ready atomic.Bool
 }
@@ -72,10 +79,19 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	for i, s := range repo.Sources {
 		n.sources = append(n.sources, newSourcePlan(repo, i, s))
 	}
+	n.openModel = opts.OpenModel
+	if n.openModel == nil {
+		n.openModel = openModel
+	}
 	for _, s := range repo.Services {
 		p, err := newServicePlan(n, s)
 		if err != nil {
 			return nil, fmt.Errorf("feature service %s: %w", s.Name, err)
+		}
+		if s.Model != nil {
+			if p.model, err = n.newModelPlan(p, s.Model, opts.RepoFS, n.openModel); err != nil {
+				return nil, fmt.Errorf("feature service %s: %w", s.Name, err)
+			}
 		}
 		n.services[s.Name] = p
 	}

@@ -28,7 +28,7 @@ func newTestNode(t testing.TB, cfg Config) (*Node, *testClock) {
 	}
 	clk := &testClock{}
 	clk.set(t0)
-	n, err := New(repo, cfg, Options{Clock: clk.now})
+	n, err := New(repo, cfg, Options{Clock: clk.now, RepoFS: features.DefaultFS()})
 	if err != nil {
 		t.Fatalf("new node: %v", err)
 	}

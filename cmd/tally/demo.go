@@ -29,11 +29,11 @@ func demoCmd() *cobra.Command {
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			cfg, repo, err := f.load()
+			cfg, repo, dir, err := f.load()
 			if err != nil {
 				return err
 			}
-			r, err := start(cfg, repo, log)
+			r, err := start(cfg, repo, dir, log)
 			if err != nil {
 				return err
 			}
@@ -151,16 +151,21 @@ func (d *demo) run(ctx context.Context, rate int) error {
 // request at that moment would see it.
 func (d *demo) show(txns []workload.Txn) error {
 	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "user\tamt\tcnt_1m\tcnt_5m\tsum_1h\tmean_1d\tmerch_1h\tmerch_cnt_5m\tkm_from_home\tamt/mean_1d\tlabel\t")
+	fmt.Fprintln(tw, "user\tamt\tcnt_1m\tcnt_5m\tsum_1h\tmean_1d\tmerch_1h\tmerch_cnt_5m\tkm_from_home\tamt/mean_1d\tp(fraud)\tlabel\t")
 	for _, t := range txns {
 		req := fmt.Sprintf(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":%q,"merchant":%q,"country":%q},"request_context_map":{"amt":%g,"lat":%g,"long":%g}}}`,
 			t.UserID, t.Merchant, t.Country, t.Amt, t.Lat, t.Long)
-		body, err := d.post("/api/v1/feature-service/get-features", "application/json", []byte(req))
+		body, err := d.post("/api/v1/feature-service/predict", "application/json", []byte(req))
 		if err != nil {
-			return fmt.Errorf("get-features: %w", err)
+			return fmt.Errorf("predict: %w", err)
 		}
 		var resp struct {
-			Result   struct{ Features []any } `json:"result"`
+			Result struct {
+				Features   []any `json:"features"`
+				Prediction *struct {
+					Probabilities map[string]float64 `json:"probabilities"`
+				} `json:"prediction"`
+			} `json:"result"`
 			Metadata struct {
 				Features []struct{ Name string } `json:"features"`
 			} `json:"metadata"`
@@ -176,11 +181,15 @@ func (d *demo) show(txns []workload.Txn) error {
 		if t.IsFraud == 1 {
 			label = "FRAUD"
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", t.UserID, t.Amt,
+		score := "-"
+		if p := resp.Result.Prediction; p != nil {
+			score = strconv.FormatFloat(p.Probabilities["1"], 'f', 2, 64)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", t.UserID, t.Amt,
 			num(v["user_transaction_counts.amt_count_1m"]), num(v["user_transaction_counts.amt_count_5m"]),
 			num(v["user_transaction_amounts.amt_sum_1h"]), num(v["user_transaction_amounts.amt_mean_1d"]),
 			num(v["user_distinct_merchants.merchant_distinct_count_1h"]), num(v["merchant_transaction_counts.amt_count_5m"]),
-			num(v["transaction_request.distance_from_home_km"]), num(v["transaction_request.amt_to_user_mean_1d"]), label)
+			num(v["transaction_request.distance_from_home_km"]), num(v["transaction_request.amt_to_user_mean_1d"]), score, label)
 	}
 	return tw.Flush()
 }

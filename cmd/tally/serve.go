@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -33,13 +34,14 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "allow listening beyond loopback without API keys")
 }
 
-// load resolves the config and the feature repo from the flags.
-func (f *serveFlags) load() (node.Config, *features.Repo, error) {
+// load resolves the config and the feature repo (and its directory) from
+// the flags.
+func (f *serveFlags) load() (node.Config, *features.Repo, fs.FS, error) {
 	cfg := node.DefaultConfig()
 	if f.config != "" {
 		var err error
 		if cfg, err = node.LoadConfig(f.config); err != nil {
-			return cfg, nil, err
+			return cfg, nil, nil, err
 		}
 	}
 	if f.listen != "" {
@@ -50,36 +52,35 @@ func (f *serveFlags) load() (node.Config, *features.Repo, error) {
 	}
 	cfg.Insecure = cfg.Insecure || f.insecure
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
-	var repo *features.Repo
-	var err error
-	if f.repo == "" {
-		repo, err = features.Default()
-	} else {
-		repo, err = features.Load(os.DirFS(f.repo))
+	dir := features.DefaultFS()
+	if f.repo != "" {
+		dir = os.DirFS(f.repo)
 	}
+	repo, err := features.Load(dir)
 	if err != nil {
-		return cfg, nil, fmt.Errorf("feature repo: %w", err)
+		return cfg, nil, nil, fmt.Errorf("feature repo: %w", err)
 	}
-	return cfg, repo, nil
+	return cfg, repo, dir, nil
 }
 
 // running is a started node and its HTTP server.
 type running struct {
-	node *node.Node
-	srv  *node.Server
-	ln   net.Listener
-	done chan error
+	node      *node.Node
+	srv       *node.Server
+	ln        net.Listener
+	done      chan error
+	stopWatch context.CancelFunc
 }
 
 // start builds the node and serves it; it returns once the listener is open.
-func start(cfg node.Config, repo *features.Repo, log *slog.Logger) (*running, error) {
+func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*running, error) {
 	t0 := time.Now()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	n, err := node.New(repo, cfg, node.Options{})
+	n, err := node.New(repo, cfg, node.Options{RepoFS: dir})
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +89,10 @@ func start(cfg node.Config, repo *features.Repo, log *slog.Logger) (*running, er
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	srv := node.NewServer(n)
-	r := &running{node: n, srv: srv, ln: ln, done: make(chan error, 1)}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	r := &running{node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
+	go n.WatchModels(watchCtx, time.Second, func(err error) { log.Warn("model reload failed", "err", err) })
 	n.SetReady(true)
 	log.Info("tally serving", "listen", ln.Addr().String(), "views", len(repo.Views), "tables", len(repo.Tables),
 		"services", len(repo.Services), "data_dir", cfg.DataDir, "auth", len(cfg.APIKeys) > 0, "startup", time.Since(t0).Round(time.Millisecond))
@@ -99,6 +102,7 @@ func start(cfg node.Config, repo *features.Repo, log *slog.Logger) (*running, er
 // stop shuts the server down gracefully.
 func (r *running) stop(log *slog.Logger) error {
 	r.node.SetReady(false)
+	r.stopWatch()
 	log.Info("shutting down")
 	if err := r.srv.Shutdown(); err != nil {
 		return err
@@ -113,11 +117,11 @@ func serveCmd() *cobra.Command {
 		Short: "Serve a feature repo over HTTP (default: the embedded fraud repo on 127.0.0.1:8080)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			cfg, repo, err := f.load()
+			cfg, repo, dir, err := f.load()
 			if err != nil {
 				return err
 			}
-			r, err := start(cfg, repo, log)
+			r, err := start(cfg, repo, dir, log)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,124 @@
+package features
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Model is the model a feature service scores its vector with
+// (`POST /api/v1/feature-service/predict`). Exactly one of ONNX and MLflow is
+// set.
+type Model struct {
+	// ONNX is a .onnx file, relative to the repo directory unless absolute;
+	// it is evaluated in process and reloaded when the file changes.
+	ONNX string
+	// MLflow is a serving endpoint; tally POSTs {MLflow}/invocations.
+	MLflow string
+	// TokenEnv names an environment variable holding a bearer token for
+	// the endpoint (Databricks serving), "" for none.
+	TokenEnv string
+	// Inputs are the features fed to the model, in the model's column
+	// order: by default every numeric feature of the service, in order.
+	Inputs []Ref
+	// OnError is what a request gets when the model cannot score it:
+	// "fail" (a 503) or "features" (the features, with the score marked
+	// unavailable).
+	OnError string
+	// Batching: rows per batch, how long a batch may wait to fill, rows
+	// queued before requests are shed, batches in flight at once.
+	MaxRows     int
+	MaxWait     int64 // ms
+	QueueRows   int
+	MaxInFlight int
+	// Timeout bounds one scoring call (ms).
+	Timeout int64
+}
+
+// modelDefaults are the batching defaults: a local model scores at once
+// when idle; a remote endpoint gets batches of up to 64 rows or 1 ms.
+func modelDefaults() Model {
+	return Model{OnError: "fail", MaxRows: 64, MaxWait: 1, QueueRows: 4096, MaxInFlight: 4, Timeout: 100}
+}
+
+// model reads a service's model block.
+func (l *loader) model(file string, n *yaml.Node, s *Service) *Model {
+	o := l.object(file, n, fmt.Sprintf("model of feature service %q", s.Name),
+		"onnx", "mlflow", "token_env", "inputs", "on_error", "max_rows", "max_wait", "queue_rows", "max_in_flight", "timeout")
+	m := modelDefaults()
+	m.ONNX, m.MLflow, m.TokenEnv = o.str("onnx", false), o.str("mlflow", false), o.str("token_env", false)
+	switch {
+	case m.ONNX == "" && m.MLflow == "":
+		o.errorf(n, "set onnx: <file.onnx> (scored in process) or mlflow: <endpoint URL>")
+	case m.ONNX != "" && m.MLflow != "":
+		o.errorf(n, "set only one of onnx and mlflow")
+	case m.MLflow != "" && !strings.HasPrefix(m.MLflow, "http://") && !strings.HasPrefix(m.MLflow, "https://"):
+		o.errorf(o.vals["mlflow"], "mlflow: %q is not an http(s) URL", m.MLflow)
+	}
+	if v := o.str("on_error", false); v != "" {
+		if v != "fail" && v != "features" {
+			o.errorf(o.vals["on_error"], "on_error: %q: use fail (the request fails with 503) or features (features returned, score marked unavailable)", v)
+		}
+		m.OnError = v
+	}
+	positive := func(key string, dst *int) {
+		if s := o.str(key, false); s != "" {
+			v, err := strconv.Atoi(s)
+			if err != nil || v <= 0 {
+				o.errorf(o.vals[key], "%s: %q must be a positive integer", key, s)
+				return
+			}
+			*dst = v
+		}
+	}
+	positive("max_rows", &m.MaxRows)
+	positive("queue_rows", &m.QueueRows)
+	positive("max_in_flight", &m.MaxInFlight)
+	if ms, ok := o.duration("max_wait", "0"); ok {
+		m.MaxWait = ms
+	}
+	if ms, ok := o.duration("timeout"); ok {
+		m.Timeout = ms
+	}
+	if items := o.seq("inputs", false); items != nil {
+		for _, it := range items {
+			ref, ok := l.repo.Feature(it.Value)
+			if it.Kind != yaml.ScalarNode || !ok {
+				o.errorf(it, "inputs: %s is not a feature (write view.feature)", describe(it))
+				continue
+			}
+			if !l.modelInput(o, it, s, ref) {
+				continue
+			}
+			m.Inputs = append(m.Inputs, ref)
+		}
+	} else {
+		for _, ref := range s.Features {
+			if l.repo.FeatureType(ref).Numeric() && !l.repo.FeatureList(ref) {
+				m.Inputs = append(m.Inputs, ref)
+			}
+		}
+	}
+	if len(m.Inputs) == 0 {
+		o.errorf(n, "the model has no inputs: the service has no numeric features")
+	}
+	return &m
+}
+
+func (l *loader) modelInput(o *obj, it *yaml.Node, s *Service, ref Ref) bool {
+	found := false
+	for _, f := range s.Features {
+		found = found || f == ref
+	}
+	if !found {
+		o.errorf(it, "inputs: %s is not served by feature service %s: add it to its features", it.Value, s.Name)
+		return false
+	}
+	if !l.repo.FeatureType(ref).Numeric() || l.repo.FeatureList(ref) {
+		o.errorf(it, "inputs: %s is a %s; models take numbers", it.Value, l.repo.FeatureType(ref))
+		return false
+	}
+	return true
+}

@@ -1,0 +1,75 @@
+package features
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+const modelRepo = `
+sources:
+  - name: tx
+    schema: {user_id: string, amt: float, merchant: string}
+entities:
+  - {name: user, join_key: user_id}
+feature_views:
+  - name: counts
+    source: tx
+    entity: user
+    aggregations:
+      - {column: amt, function: count, window: 1m}
+      - {column: amt, function: mean, window: 1h}
+      - {column: merchant, function: last, window: 1h}
+feature_services:
+  - name: svc
+    features: [counts]
+    model: %MODEL%
+`
+
+func loadModel(t *testing.T, model string) (*Repo, error) {
+	t.Helper()
+	src := strings.Replace(modelRepo, "%MODEL%", model, 1)
+	return Load(fstest.MapFS{"repo.yaml": {Data: []byte(src)}})
+}
+
+func TestModelBlock(t *testing.T) {
+	r, err := loadModel(t, `{onnx: fraud.onnx, max_wait: 2ms, on_error: features}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.Services[0].Model
+	if m == nil || m.ONNX != "fraud.onnx" || m.MaxWait != 2 || m.OnError != "features" || m.MaxRows != 64 {
+		t.Fatalf("model: %+v", m)
+	}
+	// Default inputs: the numeric features, in service order (not the string last).
+	if len(m.Inputs) != 2 || r.FeatureName(m.Inputs[1]) != "counts.amt_mean_1h" {
+		t.Fatalf("default inputs: %v", m.Inputs)
+	}
+	again, err := Load(fstest.MapFS{"r.yaml": {Data: r.YAML()}})
+	if err != nil || again.Services[0].Model.MaxWait != 2 || len(again.Services[0].Model.Inputs) != 2 {
+		t.Fatalf("model does not round-trip through YAML(): %v\n%s", err, r.YAML())
+	}
+	r, err = loadModel(t, `{mlflow: "http://127.0.0.1:5000", inputs: [counts.amt_mean_1h], token_env: DATABRICKS_TOKEN}`)
+	if err != nil || r.Services[0].Model.MLflow == "" || len(r.Services[0].Model.Inputs) != 1 {
+		t.Fatalf("mlflow model: %v %+v", err, r)
+	}
+}
+
+func TestModelBlockErrors(t *testing.T) {
+	cases := map[string]string{
+		`{}`:                                                "set onnx",
+		`{onnx: a.onnx, mlflow: "http://x"}`:                "only one",
+		`{mlflow: "ftp://x"}`:                               "not an http(s) URL",
+		`{onnx: a.onnx, on_error: ignore}`:                  "on_error",
+		`{onnx: a.onnx, max_rows: -1}`:                      "positive integer",
+		`{onnx: a.onnx, inputs: [counts.amt_last_1h]}`:      "not a feature",
+		`{onnx: a.onnx, inputs: [counts.merchant_last_1h]}`: "models take numbers",
+		`{onnx: a.onnx, colour: red}`:                       `unknown field "colour"`,
+	}
+	for model, want := range cases {
+		_, err := loadModel(t, model)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "repo.yaml:") {
+			t.Errorf("model %s: got %v, want an error mentioning %q with its file", model, err, want)
+		}
+	}
+}

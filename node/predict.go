@@ -1,0 +1,283 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/score"
+	"github.com/tally-ml/tally/score/onnx"
+)
+
+// modelPlan is a feature service's model: which outputs feed it, in model
+// column order, and the live Scorer (swapped atomically on reload, so
+// in-flight requests finish on the model they started with).
+type modelPlan struct {
+	def     *features.Model
+	inputs  []int // output index of each model input
+	scorer  atomic.Pointer[score.Scorer]
+	fsys    fs.FS  // where the ONNX file is, for reloads
+	path    string // the ONNX file in fsys
+	modTime time.Time
+	reloads atomic.Int64
+}
+
+// ModelOpener builds the Scorer of a model definition; an ONNX model's file
+// is path in fsys. Tests and embedders may supply their own.
+type ModelOpener func(def *features.Model, fsys fs.FS, path string) (score.Scorer, error)
+
+func openModel(def *features.Model, fsys fs.FS, path string) (score.Scorer, error) {
+	if def.ONNX == "" {
+		return nil, fmt.Errorf("mlflow endpoint %s: this build scores ONNX models only", def.MLflow)
+	}
+	data, err := fs.ReadFile(fsys, path)
+	if err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	m, err := onnx.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// modelFS is where a model path resolves: absolute paths on the OS, others
+// in the repo's file system.
+func modelFS(repo fs.FS, path string) (fs.FS, string) {
+	if filepath.IsAbs(path) || repo == nil {
+		return os.DirFS(filepath.Dir(path)), filepath.Base(path)
+	}
+	return repo, filepath.ToSlash(path)
+}
+
+func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, open ModelOpener) (*modelPlan, error) {
+	mp := &modelPlan{def: def}
+	for _, ref := range def.Inputs {
+		idx := -1
+		for i, o := range p.outputs {
+			if o.kind == ref.Kind && o.name == n.repo.FeatureName(ref) {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return nil, fmt.Errorf("model input %s is not a feature of the service", n.repo.FeatureName(ref))
+		}
+		mp.inputs = append(mp.inputs, idx)
+	}
+	if def.ONNX != "" {
+		mp.fsys, mp.path = modelFS(repo, def.ONNX)
+	}
+	s, err := open(def, mp.fsys, mp.path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if err := mp.check(s); err != nil {
+		return nil, err
+	}
+	mp.scorer.Store(&s)
+	if mp.fsys != nil {
+		if st, err := fs.Stat(mp.fsys, mp.path); err == nil {
+			mp.modTime = st.ModTime()
+		}
+	}
+	return mp, nil
+}
+
+func (mp *modelPlan) check(s score.Scorer) error {
+	if s.NumInputs() != len(mp.inputs) {
+		return fmt.Errorf("model takes %d values per row but the service feeds it %d features: list its inputs under model.inputs", s.NumInputs(), len(mp.inputs))
+	}
+	return nil
+}
+
+// reloadIfChanged swaps in the model file when it changed on disk. A file
+// that fails to load leaves the running model in place.
+func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
+	if mp.fsys == nil {
+		return nil
+	}
+	st, err := fs.Stat(mp.fsys, mp.path)
+	if err != nil || st.ModTime().Equal(mp.modTime) || st.ModTime().IsZero() {
+		return nil
+	}
+	s, err := open(mp.def, mp.fsys, mp.path)
+	if err == nil {
+		err = mp.check(s)
+	}
+	mp.modTime = st.ModTime()
+	if err != nil {
+		return fmt.Errorf("reload %s (keeping the running model): %w", mp.path, err)
+	}
+	mp.scorer.Store(&s)
+	mp.reloads.Add(1)
+	return nil
+}
+
+// WatchModels reloads changed model files every interval until ctx ends,
+// reporting failed reloads to logf.
+func (n *Node) WatchModels(ctx context.Context, interval time.Duration, logf func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, p := range n.services {
+			if p.model != nil {
+				if err := p.model.reloadIfChanged(n.openModel); err != nil && logf != nil {
+					logf(err)
+				}
+			}
+		}
+	}
+}
+
+// predictWork is the pooled scratch of one predict request.
+type predictWork struct {
+	row  []float32
+	pred [1]score.Prediction
+}
+
+var predictPool = sync.Pool{New: func() any { return &predictWork{} }}
+
+// Predict answers a get-features body with the features and the service
+// model's score. When the model cannot score, the service's on_error policy
+// decides: "fail" answers 503, "features" returns the features with
+// "prediction": null and "predictionStatus": "UNAVAILABLE".
+func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
+	w := getLookupWork()
+	defer lookupPool.Put(w)
+	params, p, aerr := n.parseParams(&w.parser, body)
+	if aerr != nil {
+		return dst, aerr
+	}
+	if p.model == nil {
+		return dst, badRequest("NO_MODEL", "feature service %s has no model: add a model: block to it in the feature repo", p.name)
+	}
+	p.prepare(n, w)
+	now := n.now()
+	t, aerr := n.readTime(params, p, now)
+	if aerr != nil {
+		return dst, aerr
+	}
+	if aerr := n.parseRow(p, params, w); aerr != nil {
+		return dst, aerr
+	}
+	m := parseMetaOptions(params)
+	n.compute(p, w, t)
+	start := len(dst)
+	dst = append(dst, `{"result":{"features":`...)
+	dst = p.appendFeatures(dst, w)
+
+	pw := predictPool.Get().(*predictWork)
+	defer predictPool.Put(pw)
+	mp := p.model
+	pw.row = resize(pw.row, len(mp.inputs))
+	for i, o := range mp.inputs {
+		pw.row[i] = float32(p.outputValue(w, o))
+	}
+	s := *mp.scorer.Load()
+	var err error
+	if mp.def.ONNX != "" {
+		// In process: one row takes microseconds and cannot hang, so no
+		// deadline (and none of its allocations).
+		err = s.Score(context.Background(), pw.row, 1, pw.pred[:])
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(mp.def.Timeout)*time.Millisecond)
+		err = s.Score(ctx, pw.row, 1, pw.pred[:])
+		cancel()
+	}
+	if err != nil {
+		n.metrics.predictErrors.Inc()
+		if mp.def.OnError == "fail" {
+			status, code := 503, "MODEL_UNAVAILABLE"
+			switch {
+			case errors.Is(err, score.ErrOverloaded):
+				code = "MODEL_OVERLOADED"
+			case errors.Is(err, score.ErrBadInput):
+				status, code = 500, "MODEL_INPUT"
+			}
+			return dst[:start], &APIError{Status: status, Code: code, Message: "feature service " + p.name + ": model could not score: " + err.Error()}
+		}
+		dst = append(dst, `,"prediction":null,"predictionStatus":"UNAVAILABLE","predictionError":`...)
+		dst = appendJSONString(dst, err.Error())
+	} else {
+		dst = append(dst, `,"prediction":`...)
+		dst = appendPrediction(dst, &pw.pred[0], s.Classes())
+		dst = append(dst, `,"predictionStatus":"PRESENT"`...)
+	}
+	dst = append(dst, `},"metadata":{`...)
+	dst = p.appendMetadata(dst, w, m, t, true)
+	dst = append(dst, `,"serverTime":"`...)
+	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `"}}`...)
+	return dst, nil
+}
+
+// outputValue returns output i's numeric value for the model (NaN when
+// missing, which models read as a missing value).
+func (p *servicePlan) outputValue(w *lookupWork, i int) float64 {
+	o := &p.outputs[i]
+	if !w.statuses[i] {
+		return math.NaN()
+	}
+	switch o.kind {
+	case features.RefAggregate:
+		return w.vals[o.slot][o.feat].Num
+	case features.RefTable:
+		return w.tnums[o.slot][o.feat]
+	case features.RefRequestView:
+		return w.reqVal[o.slot]
+	}
+	return math.NaN()
+}
+
+func appendPrediction(dst []byte, pr *score.Prediction, classes []string) []byte {
+	dst = append(dst, '{')
+	sep := false
+	if pr.HasLabel {
+		dst = append(dst, `"label":`...)
+		if pr.LabelString != "" {
+			dst = appendJSONString(dst, pr.LabelString)
+		} else {
+			dst = strconv.AppendInt(dst, pr.Label, 10)
+		}
+		sep = true
+	}
+	if len(pr.Probabilities) > 0 {
+		if sep {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"probabilities":{`...)
+		for i, v := range pr.Probabilities {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			name := strconv.Itoa(i)
+			if i < len(classes) {
+				name = classes[i]
+			}
+			dst = appendJSONString(dst, name)
+			dst = append(dst, ':')
+			dst, _ = appendNumber(dst, float64(v), encFloat)
+		}
+		dst = append(dst, '}')
+		sep = true
+	}
+	if !pr.HasLabel && len(pr.Probabilities) == 0 {
+		dst = append(dst, `"value":`...)
+		dst, _ = appendNumber(dst, pr.Value, encFloat)
+	}
+	return append(dst, '}')
+}

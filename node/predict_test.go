@@ -1,0 +1,140 @@
+package node
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tally-ml/tally/features"
+)
+
+type predictResponse struct {
+	Result struct {
+		Features   []any `json:"features"`
+		Prediction *struct {
+			Label         *int64             `json:"label"`
+			Probabilities map[string]float64 `json:"probabilities"`
+		} `json:"prediction"`
+		PredictionStatus string `json:"predictionStatus"`
+	} `json:"result"`
+}
+
+func TestPredictScoresTheDefaultModel(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	if _, err := n.IngestJSON(ingestBody(txn("u1", "m1", "FR", 10, t0-1000))); err != nil {
+		t.Fatal(err)
+	}
+	out, aerr := n.Predict(nil, lookupBody("u1", "m1", "FR", 12, 48.85, 2.35))
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	var r predictResponse
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if r.Result.PredictionStatus != "PRESENT" || r.Result.Prediction == nil || r.Result.Prediction.Label == nil {
+		t.Fatalf("no prediction: %s", out)
+	}
+	p := r.Result.Prediction.Probabilities
+	if len(p) != 2 || p["0"]+p["1"] < 0.999 || p["0"]+p["1"] > 1.001 {
+		t.Fatalf("probabilities do not sum to 1: %s", out)
+	}
+	if len(r.Result.Features) != 18 {
+		t.Fatalf("predict returned %d features, want the 18 of fraud_detection", len(r.Result.Features))
+	}
+	// A transaction far from home, a burst of amounts: the score must rise.
+	var recs []string
+	for i := 0; i < 12; i++ {
+		recs = append(recs, txn("u2", "m1", "FR", 900, t0-int64(i)*2000))
+	}
+	if _, err := n.IngestJSON(ingestBody(recs...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat,home_long\nu1,48.85,2.35\nu2,48.85,2.35\n"), false); aerr != nil {
+		t.Fatal(aerr)
+	}
+	low, _ := n.Predict(nil, lookupBody("u1", "m1", "FR", 12, 48.85, 2.35))
+	high, _ := n.Predict(nil, lookupBody("u2", "m1", "FR", 2500, -33.9, 151.2))
+	var lo, hi predictResponse
+	json.Unmarshal(low, &lo)
+	json.Unmarshal(high, &hi)
+	if hi.Result.Prediction.Probabilities["1"] <= lo.Result.Prediction.Probabilities["1"] {
+		t.Fatalf("a burst far from home scores %v, an ordinary purchase %v", hi.Result.Prediction.Probabilities["1"], lo.Result.Prediction.Probabilities["1"])
+	}
+}
+
+func TestPredictWithoutModelIsAClearError(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.Services[0].Model = nil
+	n, err := New(repo, DefaultConfig(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, aerr := n.Predict(nil, lookupBody("u", "m", "FR", 1, 0, 0)); aerr == nil || aerr.Code != "NO_MODEL" {
+		t.Fatalf("predict without a model: %v", aerr)
+	}
+}
+
+// TestModelReload: a changed model file is swapped in; a broken one is
+// refused and the running model keeps serving.
+func TestModelReload(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"fraud.yaml", "fraud_model.onnx"} {
+		data, err := os.ReadFile(filepath.Join("..", "features", "defaultrepo", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, err := features.Load(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := n.services["fraud_detection"].model
+	model := filepath.Join(dir, "fraud_model.onnx")
+	good, _ := os.ReadFile(model)
+
+	later := time.Now().Add(time.Minute)
+	os.WriteFile(model, []byte("not an onnx model"), 0o644)
+	os.Chtimes(model, later, later)
+	if err := mp.reloadIfChanged(n.openModel); err == nil || !strings.Contains(err.Error(), "keeping the running model") {
+		t.Fatalf("broken model file: %v", err)
+	}
+	if _, aerr := n.Predict(nil, lookupBody("u", "m", "FR", 1, 0, 0)); aerr != nil {
+		t.Fatalf("predict after a failed reload: %v", aerr)
+	}
+	os.WriteFile(model, good, 0o644)
+	later = later.Add(time.Minute)
+	os.Chtimes(model, later, later)
+	if err := mp.reloadIfChanged(n.openModel); err != nil || mp.reloads.Load() != 1 {
+		t.Fatalf("reload of a good model: %v, %d reloads", err, mp.reloads.Load())
+	}
+}
+
+func TestPredictAllocations(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	body := lookupBody("u1", "m1", "FR", 10, 1.5, 2.5)
+	dst := make([]byte, 0, 8192)
+	allocs := testing.AllocsPerRun(200, func() {
+		out, err := n.Predict(dst[:0], body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst = out
+	})
+	if allocs != 0 {
+		t.Fatalf("predict allocates %.1f times per request", allocs)
+	}
+}
