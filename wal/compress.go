@@ -1,0 +1,99 @@
+package wal
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// compressLater compresses a sealed segment in the background: write
+// name.zst.tmp, fsync, rename to name.zst, fsync the directory, then remove
+// the plain file. A crash at any point leaves a complete plain or .zst file.
+func (l *Log) compressLater(s segmentInfo) {
+	l.compressWG.Add(1)
+	go func() {
+		defer l.compressWG.Done()
+		if err := l.compress(s); err != nil {
+			// The plain segment stays; compression is an optimisation.
+			l.m.compressErrors().Inc()
+		}
+	}()
+}
+
+func (l *Log) compress(s segmentInfo) error {
+	src := filepath.Join(l.dir, s.name)
+	in, err := l.fs.OpenFile(src, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// Only the written frames: read them to find the end of data.
+	sr, err := openSegmentReader(l.fs, l.dir, s)
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := sr.frame(); err != nil {
+			if err != errEnd {
+				sr.close()
+				return err
+			}
+			break
+		}
+	}
+	end := sr.off
+	sr.close()
+	tmp := src + ".zst.tmp"
+	out, err := l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	w := &offsetWriter{f: out}
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		out.Close()
+		return err
+	}
+	if _, err := io.Copy(enc, io.NewSectionReader(in, 0, end)); err != nil {
+		enc.Close()
+		out.Close()
+		return fmt.Errorf("compress %s: %w", s.name, err)
+	}
+	if err := enc.Close(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	out.Close()
+	if err := l.fs.Rename(tmp, src+".zst"); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	for i := range l.segs {
+		if l.segs[i].first == s.first {
+			l.segs[i].name, l.segs[i].compressed = s.name+".zst", true
+		}
+	}
+	l.mu.Unlock()
+	return l.fs.Remove(src)
+}
+
+type offsetWriter struct {
+	f   File
+	off int64
+}
+
+func (w *offsetWriter) Write(p []byte) (int, error) {
+	n, err := w.f.WriteAt(p, w.off)
+	w.off += int64(n)
+	return n, err
+}
