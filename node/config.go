@@ -25,6 +25,24 @@ type Config struct {
 	// MaxFuture is how far ahead of the node's clock an event timestamp may
 	// be; later ones are refused as bad input.
 	MaxFuture time.Duration `yaml:"max_future"`
+	// Durability: the write-ahead log and snapshots in DataDir.
+	Durability Durability `yaml:"durability"`
+}
+
+// Durability configures the write-ahead log and snapshots.
+type Durability struct {
+	// Fsync is the log's policy: always (default: an acknowledged ingest is
+	// on disk), interval (fsync every SyncEvery: a power loss may lose that
+	// window; a process crash loses nothing), never (tests only).
+	Fsync       string        `yaml:"fsync"`
+	SyncEvery   time.Duration `yaml:"sync_every"`
+	SegmentSize int64         `yaml:"segment_size"`
+	// SnapshotEvery is how often the state is snapshotted (0: never), so
+	// restarts replay only the log written since.
+	SnapshotEvery time.Duration `yaml:"snapshot_every"`
+	// Retention keeps sealed log segments (compressed) at least this long
+	// as the event archive, even once a snapshot covers them.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // APIKey grants Scopes to whoever presents Key. Key may be written as the
@@ -57,6 +75,13 @@ func DefaultConfig() Config {
 		DataDir:   "./tally-data",
 		Workspace: "default",
 		MaxFuture: 5 * time.Minute,
+		Durability: Durability{
+			Fsync:         "always",
+			SyncEvery:     100 * time.Millisecond,
+			SegmentSize:   64 << 20,
+			SnapshotEvery: 10 * time.Minute,
+			Retention:     7 * 24 * time.Hour,
+		},
 		Limits: Limits{
 			MaxBodyBytes:   32 << 20,
 			MaxHeaderBytes: 8 << 10,
@@ -131,6 +156,14 @@ func (c *Config) Validate() error {
 	}
 	if len(c.APIKeys) == 0 && !c.Insecure && !isLoopback(c.Listen) {
 		return fmt.Errorf("listen %s: no api_keys are configured, so tally only listens on loopback; configure api_keys, or pass --insecure to serve %s without authentication", c.Listen, c.Listen)
+	}
+	switch c.Durability.Fsync {
+	case "always", "interval", "never":
+	default:
+		return fmt.Errorf("durability.fsync %q: use always, interval or never", c.Durability.Fsync)
+	}
+	if c.Durability.SegmentSize < 1<<16 {
+		return fmt.Errorf("durability.segment_size %d: use at least 65536 bytes", c.Durability.SegmentSize)
 	}
 	l := c.Limits
 	if l.MaxBodyBytes <= 0 || l.MaxHeaderBytes <= 0 || l.MaxRecords <= 0 || l.MaxBatch <= 0 || l.MaxKeys <= 0 || l.MaxTableRows <= 0 {

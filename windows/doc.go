@@ -66,7 +66,9 @@
 // # Memory
 //
 // Each entity keeps a ring of its recent raw events (ts plus the columns its
-// aggregations read; strings dictionary-encoded per column, view-wide) and,
+// aggregations read; strings dictionary-encoded per column, view-wide, as
+// 32-bit ids; a Float column that is only counted as a null flag; the ts as
+// a 32-bit offset when the horizon is at most 2^31 ms, about 24 days) and,
 // for tiled aggregations, one record per non-empty tile (count, compensated
 // sum, Welford mean and M2, min, max, last value and ts, and the exact
 // distinct set as a roaring bitmap of dictionary ids, keeping only what the
@@ -83,11 +85,24 @@
 // String dictionaries only grow: they hold every distinct value the view has
 // accepted.
 //
+// # Snapshots
+//
+// WritePartition and ReadPartition save and restore one partition: its
+// entities, raw events, tiles, the string values they use (by value: a
+// section is self-contained and can be read by another process or replica
+// with the same Spec) and its expiry state, so that a restored view answers
+// every Read bit for bit as the original did and, fed the same further
+// events, keeps doing so. WriteMeta and ReadMeta hold the rest (watermark,
+// refused count); WriteMeta documents the order that makes a snapshot taken
+// while ingest continues replay exactly. Sections are versioned,
+// length-prefixed and checked on read: a bad one is refused with
+// ErrSnapshot and changes nothing.
+//
 // # Concurrency and cost
 //
 // Entities are spread over ring.Partitions partitions by ring.Partition of
-// ring.Hash(key), each with its own lock, hash index and pointer-free
-// arenas, so concurrent Adds and Reads of different partitions do not
+// ring.Hash(key), each with its own lock, open-addressing hash index and
+// pointer-free arenas, so concurrent Adds and Reads of different partitions do not
 // contend and the garbage collector has nothing per entity to scan. Keys are
 // stored and compared, so a 64-bit hash collision never merges two
 // entities. In steady state Add allocates nothing (a new entity, a new

@@ -29,8 +29,9 @@ func (v *View) Read(key []byte, t int64, dst []Value) []Value {
 		return dst
 	}
 	e := &p.ents[slot]
+	rc := readCache{i1: p.rawSearch(v, e, t+1)}
 	for i := range v.aggs {
-		dst = append(dst, p.read(v, e, &v.aggs[i], t))
+		dst = append(dst, p.read(v, e, &v.aggs[i], t, &rc))
 	}
 	p.mu.Unlock()
 	return dst
@@ -49,7 +50,7 @@ func (p *partition) rawSearch(v *View, e *entity, ts int64) uint32 {
 	lo, hi := uint32(0), e.rawLen
 	for lo < hi {
 		m := (lo + hi) / 2
-		if int64(p.words[v.rawAt(e, m)]) < ts {
+		if p.rawTs(v, e, v.rawAt(e, m)) < ts {
 			lo = m + 1
 		} else {
 			hi = m
@@ -82,8 +83,37 @@ func (m *moments) merge(n, mean, m2 float64) {
 	m.n = tot
 }
 
+// readCache shares work between the aggregations of one Read: the raw
+// events' bounds, and the first pass over a column's raw events (the same
+// for sum, mean, min, max, stddev and variance of a window).
+type readCache struct {
+	i1   uint32 // first raw event after t
+	nw   int
+	from [8]int64
+	i0   [8]uint32
+	nm   int
+	mkey [4]uint64 // column<<32 | i0
+	mcnt [4]float64
+	mom  [4]moments
+}
+
+// start returns the first raw event of e at or after from.
+func (p *partition) start(v *View, e *entity, from int64, rc *readCache) uint32 {
+	for k := range rc.nw {
+		if rc.from[k] == from {
+			return rc.i0[k]
+		}
+	}
+	i0 := p.rawSearch(v, e, from)
+	if rc.nw < len(rc.from) {
+		rc.from[rc.nw], rc.i0[rc.nw] = from, i0
+		rc.nw++
+	}
+	return i0
+}
+
 // read computes one aggregation of e as of t.
-func (p *partition) read(v *View, e *entity, a *aggPlan, t int64) Value {
+func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache) Value {
 	// Raw events [from, to) are in the window.
 	var from int64
 	if a.g == 0 {
@@ -91,13 +121,11 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64) Value {
 	} else {
 		from = floorDiv(t-a.w, a.g)*a.g + a.g // first tile boundary after t-W
 	}
-	i0 := p.rawSearch(v, e, from)
-	i1 := p.rawSearch(v, e, t+1)
-	word := a.word
+	i0, i1 := p.start(v, e, from, rc), rc.i1
 	switch a.fn {
 	case Last:
 		for i := i1; i > i0; i-- {
-			x := p.words[v.rawAt(e, i-1)+word]
+			x := p.rawVal(a, v.rawAt(e, i-1))
 			if !isNull(a, x) {
 				return p.value(v, a, x)
 			}
@@ -122,7 +150,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64) Value {
 	case DistinctCount:
 		s := p.scratch[:0]
 		for i := i0; i < i1; i++ {
-			if x := p.words[v.rawAt(e, i)+word]; !isNull(a, x) {
+			if x := p.rawVal(a, v.rawAt(e, i)); !isNull(a, x) {
 				s = append(s, x)
 			}
 		}
@@ -147,24 +175,40 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64) Value {
 	// Count, Sum, Mean, Min, Max, Stddev, Variance.
 	var m moments
 	var cnt float64
-	for i := i0; i < i1; i++ {
-		x := p.words[v.rawAt(e, i)+word]
-		if isNull(a, x) {
-			continue
+	mk, k := uint64(a.col)<<32|uint64(i0), 0
+	for k < rc.nm && rc.mkey[k] != mk {
+		k++
+	}
+	switch {
+	case a.str || a.fn == Count:
+		for i := i0; i < i1; i++ {
+			if !isNull(a, p.rawVal(a, v.rawAt(e, i))) {
+				cnt++
+			}
 		}
-		cnt++
-		if a.str || a.fn == Count {
-			continue
+	case k < rc.nm:
+		cnt, m = rc.mcnt[k], rc.mom[k]
+	default:
+		for i := i0; i < i1; i++ {
+			x := p.rawVal(a, v.rawAt(e, i))
+			if isNull(a, x) {
+				continue
+			}
+			cnt++
+			f := math.Float64frombits(x)
+			m.hi, m.lo = twoSumAdd(m.hi, m.lo, f)
+			if !m.haveMinMax || f < m.min {
+				m.min = f
+			}
+			if !m.haveMinMax || f > m.max {
+				m.max = f
+			}
+			m.haveMinMax = true
 		}
-		f := math.Float64frombits(x)
-		m.hi, m.lo = twoSumAdd(m.hi, m.lo, f)
-		if !m.haveMinMax || f < m.min {
-			m.min = f
+		if rc.nm < len(rc.mkey) {
+			rc.mkey[rc.nm], rc.mcnt[rc.nm], rc.mom[rc.nm] = mk, cnt, m
+			rc.nm++
 		}
-		if !m.haveMinMax || f > m.max {
-			m.max = f
-		}
-		m.haveMinMax = true
 	}
 	if cnt > 0 && (a.fn == Stddev || a.fn == Variance) {
 		// Two passes over the raw events: the mean, then squared deviations
@@ -172,7 +216,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64) Value {
 		mean := (m.hi + m.lo) / cnt
 		var ss, c float64
 		for i := i0; i < i1; i++ {
-			x := p.words[v.rawAt(e, i)+word]
+			x := p.rawVal(a, v.rawAt(e, i))
 			if isNull(a, x) {
 				continue
 			}
@@ -234,12 +278,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64) Value {
 	return Value{Present: true, Num: variance}
 }
 
-func isNull(a *aggPlan, x uint64) bool {
-	if a.str {
-		return x == nullID
-	}
-	return x == nullBits
-}
+func isNull(a *aggPlan, x uint64) bool { return x == a.null }
 
 // value decodes a raw word of a's column.
 func (p *partition) value(v *View, a *aggPlan, x uint64) Value {
@@ -255,7 +294,7 @@ func (p *partition) lastN(v *View, e *entity, a *aggPlan, i0, i1 uint32) Value {
 	out := Value{Present: true}
 	seen := p.scratch[:0]
 	for i := i1; i > i0 && len(seen) < a.n; i-- {
-		x := p.words[v.rawAt(e, i-1)+a.word]
+		x := p.rawVal(a, v.rawAt(e, i-1))
 		if isNull(a, x) || (a.fn == LastDistinctN && slices.Contains(seen, x)) {
 			continue
 		}

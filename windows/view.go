@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/tally-ml/tally/ring"
@@ -58,7 +59,9 @@ type aggPlan struct {
 	w, g int64
 	n    int
 	str  bool
-	word int // word of the column in a raw record
+	pos  int    // position of the column in a raw record, in uint32s
+	wide bool   // the column is a float64 (two uint32s) in raw records
+	null uint64 // the column's null value
 	tc   *tileCol
 }
 
@@ -68,16 +71,22 @@ type View struct {
 	spec         Spec
 	aggs         []aggPlan
 	maxW         int64
-	horizon      int64 // maxW + Lateness
-	exactHorizon int64 // longest exact window + Lateness (Lateness if none)
-	grid         int64 // tile size: gcd of the tiled intervals; 0 if none
-	stored       []int // spec columns kept in raw records, in record order
-	colWord      []int // spec column -> word in raw record (0: not kept)
-	stride       int   // words per raw record: ts + stored columns
-	tileStride   int   // words per tile record: start + tiled statistics
+	horizon      int64    // maxW + Lateness
+	exactHorizon int64    // longest exact window + Lateness (Lateness if none)
+	grid         int64    // tile size: gcd of the tiled intervals; 0 if none
+	stored       []int    // spec columns kept in raw records, in record order
+	colWord      []int    // spec column -> index in a logical record (0: not kept)
+	colPos       []int    // stored column i -> its position in a raw record, in uint32s
+	colWide      []bool   // stored column i takes two uint32s (a float64), else one
+	colNull      []uint64 // spec column -> its null value in a logical record
+	narrow       bool     // raw ts are uint32 offsets from the entity's base
+	stride       int      // uint32s per raw record
+	recLen       int      // words per logical record: ts + stored columns
+	tileStride   int      // words per tile record: start + tiled statistics
 	tcols        []tileCol
 	dicts        []*dict // per spec column; nil for Float columns
 	hash         func([]byte) uint64
+	fp           uint64 // spec fingerprint, for snapshots
 
 	watermark atomic.Int64
 	tooLate   atomic.Int64
@@ -108,7 +117,7 @@ func New(spec Spec) (*View, error) {
 			v.colWord[a.Column] = len(v.stored)
 		}
 	}
-	v.stride = 1 + len(v.stored)
+	v.recLen = 1 + len(v.stored)
 	v.horizon = v.maxW + spec.Lateness
 	v.exactHorizon = spec.Lateness
 	if maxExact > 0 {
@@ -117,6 +126,31 @@ func New(spec Spec) (*View, error) {
 	for c, col := range spec.Columns {
 		if col.Kind == String && v.colWord[c] != 0 {
 			v.dicts[c] = new(dict)
+		}
+	}
+	// Raw record layout: the ts (a uint32 offset from the entity's base when
+	// the horizon fits, see insertRaw), then each kept column: a dictionary
+	// id, a float64, or, for a Float column only counted, a null flag.
+	v.narrow = v.horizon <= 1<<31
+	v.stride = 2
+	if v.narrow {
+		v.stride = 1
+	}
+	v.colNull = make([]uint64, nc)
+	for _, c := range v.stored {
+		countOnly := true
+		for _, a := range spec.Aggregations {
+			countOnly = countOnly && (a.Column != c || a.Func == Count)
+		}
+		wide := spec.Columns[c].Kind == Float && !countOnly
+		v.colPos = append(v.colPos, v.stride)
+		v.colWide = append(v.colWide, wide)
+		if wide {
+			v.colNull[c] = nullBits
+			v.stride += 2
+		} else {
+			v.colNull[c] = nullID
+			v.stride++
 		}
 	}
 	// Tile layout: word 0 is the tile's start, then each column's statistics.
@@ -153,9 +187,12 @@ func New(spec Spec) (*View, error) {
 	}
 	v.tileStride = w
 	for _, a := range spec.Aggregations {
+		i := v.colWord[a.Column] - 1
 		v.aggs = append(v.aggs, aggPlan{fn: a.Func, col: a.Column, w: a.Window, g: a.Interval, n: a.N,
-			str: spec.Columns[a.Column].Kind == String, word: v.colWord[a.Column], tc: &v.tcols[a.Column]})
+			str: spec.Columns[a.Column].Kind == String, pos: v.colPos[i], wide: v.colWide[i],
+			null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
 	}
+	v.fp = v.fingerprint()
 	v.watermark.Store(math.MinInt64 / 2)
 	return v, nil
 }
@@ -258,10 +295,10 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 	}
 	var buf [16]uint64
 	var rec []uint64
-	if v.stride <= len(buf) {
-		rec = buf[:v.stride]
+	if v.recLen <= len(buf) {
+		rec = buf[:v.recLen]
 	} else {
-		rec = make([]uint64, v.stride)
+		rec = make([]uint64, v.recLen)
 	}
 	rec[0] = uint64(ts)
 	for i, c := range v.stored {
@@ -270,9 +307,11 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 		case v.dicts[c] != nil:
 			rec[1+i] = nullID // encoded below, once the event is accepted
 		case f.Null:
-			rec[1+i] = nullBits
+			rec[1+i] = v.colNull[c]
 		case math.IsNaN(f.Num) || math.IsInf(f.Num, 0):
 			return ErrBadEvent
+		case !v.colWide[i]:
+			rec[1+i] = 0 // only counted: non-null is all that matters
 		default:
 			x := f.Num
 			if x == 0 {
@@ -306,17 +345,18 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 	if ts > e.newest {
 		e.newest = ts
 	}
-	if ts < e.folded {
+	switch {
+	case ts < e.folded:
 		p.addToTile(v, e, rec)
-	} else {
+	case ts > e.newest-v.horizon: // else maintain would drop it at once
 		p.insertRaw(v, e, rec)
 	}
 	p.maintain(v, e)
 	if len(p.ents) > 1 {
 		p.sweep(v, max(wm, ts))
 	}
-	if p.deadW > 1<<15 && p.deadW > len(p.words)/2 {
-		p.compactWords(v)
+	if (p.deadR > 1024 && p.deadR > len(p.rw)/4) || (p.deadW > 512 && p.deadW > len(p.words)/4) {
+		p.compact(v)
 	}
 	p.mu.Unlock()
 	for ts > wm && !v.watermark.CompareAndSwap(wm, ts) {
@@ -353,7 +393,7 @@ func (v *View) Stats() Stats {
 type entity struct {
 	newest  int64  // greatest ts seen
 	folded  int64  // events with ts < folded are in tiles, the others raw
-	hash    uint64 //
+	base    int64  // raw ts are offsets from base (View.narrow)
 	keyOff  uint32 // key bytes in partition.keys
 	keyLen  uint32
 	rawOff  uint32 // raw ring block in partition.words
@@ -368,16 +408,23 @@ type entity struct {
 
 // partition is one ring partition's share of a view, under its own lock.
 type partition struct {
-	mu      sync.Mutex
-	index   map[uint64]uint32 // key hash -> slot
-	coll    map[string]uint32 // keys whose hash collides with an indexed key
+	mu sync.Mutex
+	partState
+	_ [64]byte
+}
+
+// partState is a partition's state: everything a snapshot restores.
+type partState struct {
+	index   index
 	ents    []entity
 	freeEnt []uint32
 	keys    []byte
 	deadKey int
-	words   []uint64   // arena of raw and tile blocks
-	free    [][]uint32 // free blocks by 2*class+kind
-	deadW   int
+	rw      []uint32          // arena of raw blocks
+	words   []uint64          // arena of tile blocks
+	free    [][]uint32        // free blocks by 2*class+kind
+	deadR   int               // uint32s in free raw blocks
+	deadW   int               // uint64s in free tile blocks
 	bms     []*roaring.Bitmap // distinct sets of tiles, by id
 	freeBms []uint32
 	scratch []uint64
@@ -386,14 +433,15 @@ type partition struct {
 	raw     int
 	tiles   int
 	expired int64
-	_       [64]byte
 }
 
-// Size classes of arena blocks, in records: 1, 2, 3, 4, 6, 8, 12, 16, ...
+// Size classes of arena blocks, in records: 1, 2, ..., 8, then four per
+// doubling (10, 12, 14, 16, 20, ...), so that a block wastes at most a
+// quarter of its records.
 var classCap = func() []uint32 {
-	c := []uint32{1, 2, 3}
+	c := []uint32{1, 2, 3, 4, 5, 6, 7, 8}
 	for c[len(c)-1] < 1<<28 {
-		c = append(c, c[len(c)-2]*2)
+		c = append(c, c[len(c)-4]*2)
 	}
 	return c
 }()
@@ -403,19 +451,27 @@ const (
 	tileKind = 1
 )
 
+// find returns the slot of key, whose hash is h.
 func (p *partition) find(h uint64, key []byte) (uint32, bool) {
-	if s, ok := p.index[h]; ok {
-		e := &p.ents[s]
-		if string(p.keys[e.keyOff:e.keyOff+e.keyLen]) == string(key) {
-			return s, true
+	t := p.index.tab
+	if len(t) == 0 {
+		return 0, false
+	}
+	mask := uint64(len(t) - 1)
+	fp := h << 32
+	for i := h & mask; ; i = (i + 1) & mask {
+		x := t[i]
+		if x == 0 {
+			return 0, false
+		}
+		if x&^slotMask == fp {
+			s := uint32(x) - 1
+			e := &p.ents[s]
+			if string(p.keys[e.keyOff:e.keyOff+e.keyLen]) == string(key) {
+				return s, true
+			}
 		}
 	}
-	if len(p.coll) > 0 {
-		if s, ok := p.coll[string(key)]; ok {
-			return s, true
-		}
-	}
-	return 0, false
 }
 
 func (p *partition) insert(h uint64, key []byte) uint32 {
@@ -427,33 +483,23 @@ func (p *partition) insert(h uint64, key []byte) uint32 {
 		slot = uint32(len(p.ents))
 		p.ents = append(p.ents, entity{})
 	}
-	p.ents[slot] = entity{newest: math.MinInt64, folded: math.MinInt64, hash: h,
+	p.place(slot, h, key)
+	return slot
+}
+
+// place makes slot a new empty entity of key and indexes it.
+func (p *partition) place(slot uint32, h uint64, key []byte) {
+	p.ents[slot] = entity{newest: math.MinInt64, folded: math.MinInt64,
 		keyOff: uint32(len(p.keys)), keyLen: uint32(len(key)), rawCls: noBlock, tileCls: noBlock, live: true}
 	p.keys = append(p.keys, key...)
-	if p.index == nil {
-		p.index = make(map[uint64]uint32)
-	}
-	if _, taken := p.index[h]; taken {
-		if p.coll == nil {
-			p.coll = make(map[string]uint32)
-		}
-		p.coll[string(key)] = slot
-	} else {
-		p.index[h] = slot
-	}
+	p.index.insert(h, slot)
 	p.live++
-	return slot
 }
 
 // remove drops an entity and frees its blocks.
 func (p *partition) remove(v *View, slot uint32) {
 	e := &p.ents[slot]
-	key := p.keys[e.keyOff : e.keyOff+e.keyLen]
-	if s, ok := p.index[e.hash]; ok && s == slot {
-		delete(p.index, e.hash)
-	} else {
-		delete(p.coll, string(key))
-	}
+	p.index.remove(v.hash(p.keys[e.keyOff:e.keyOff+e.keyLen]), slot)
 	p.freeTiles(v, e, 0, e.tileLen)
 	if e.rawCls != noBlock {
 		p.freeBlock(v, rawKind, e.rawCls, e.rawOff)
@@ -467,7 +513,7 @@ func (p *partition) remove(v *View, slot uint32) {
 	*e = entity{}
 	p.freeEnt = append(p.freeEnt, slot)
 	p.live--
-	if p.deadKey > 4096 && p.deadKey > len(p.keys)/2 {
+	if p.deadKey > 1024 && p.deadKey > len(p.keys)/4 {
 		p.compactKeys()
 	}
 }
@@ -500,7 +546,9 @@ func (p *partition) sweep(v *View, wm int64) {
 	}
 }
 
-func blockWords(v *View, kind int, cls uint8) int {
+// blockLen is the length of a block of kind and class, in its arena's
+// units (uint32s for raw blocks, uint64s for tile blocks).
+func blockLen(v *View, kind int, cls uint8) int {
 	if kind == rawKind {
 		return int(classCap[cls]) * v.stride
 	}
@@ -508,19 +556,30 @@ func blockWords(v *View, kind int, cls uint8) int {
 }
 
 func (p *partition) allocBlock(v *View, kind int, cls uint8) uint32 {
+	n := blockLen(v, kind, cls)
 	fi := 2*int(cls) + kind
 	if fi < len(p.free) {
 		if l := p.free[fi]; len(l) > 0 {
 			p.free[fi] = l[:len(l)-1]
-			p.deadW -= blockWords(v, kind, cls)
+			if kind == rawKind {
+				p.deadR -= n
+			} else {
+				p.deadW -= n
+			}
 			return l[len(l)-1]
 		}
 	}
-	off := len(p.words)
-	if off > math.MaxUint32-blockWords(v, kind, cls) {
-		panic("windows: partition arena exceeds 32 GiB")
+	var off int
+	if kind == rawKind {
+		off = len(p.rw)
+		p.rw = append(p.rw, make([]uint32, n)...)
+	} else {
+		off = len(p.words)
+		p.words = append(p.words, make([]uint64, n)...)
 	}
-	p.words = append(p.words, make([]uint64, blockWords(v, kind, cls))...)
+	if off > math.MaxUint32-n {
+		panic("windows: partition arena exceeds 2^32 units")
+	}
 	return uint32(off)
 }
 
@@ -531,47 +590,52 @@ func (p *partition) freeBlock(v *View, kind int, cls uint8, off uint32) {
 		p.free = append(p.free, nil)
 	}
 	p.free[fi] = append(p.free[fi], off)
-	p.deadW += blockWords(v, kind, cls)
+	if kind == rawKind {
+		p.deadR += blockLen(v, kind, cls)
+	} else {
+		p.deadW += blockLen(v, kind, cls)
+	}
 }
 
-// compactWords rewrites the arena with only the live blocks, once most of
-// it is free blocks.
-func (p *partition) compactWords(v *View) {
-	n := 0
+// compact rewrites the arenas with only the live blocks, once a quarter of
+// one is free blocks (so each freed unit costs at most three copied).
+func (p *partition) compact(v *View) {
+	nr, nw := 0, 0
 	for i := range p.ents {
 		if e := &p.ents[i]; e.live {
 			if e.rawCls != noBlock {
-				n += blockWords(v, rawKind, e.rawCls)
+				nr += blockLen(v, rawKind, e.rawCls)
 			}
 			if e.tileCls != noBlock {
-				n += blockWords(v, tileKind, e.tileCls)
+				nw += blockLen(v, tileKind, e.tileCls)
 			}
 		}
 	}
-	words := make([]uint64, 0, n+n/8)
+	rw := make([]uint32, 0, nr+nr/8)
+	words := make([]uint64, 0, nw+nw/8)
 	for i := range p.ents {
 		e := &p.ents[i]
 		if !e.live {
 			continue
 		}
 		if e.rawCls != noBlock {
-			off := len(words)
-			words = append(words, p.words[e.rawOff:int(e.rawOff)+blockWords(v, rawKind, e.rawCls)]...)
+			off := len(rw)
+			rw = append(rw, p.rw[e.rawOff:int(e.rawOff)+blockLen(v, rawKind, e.rawCls)]...)
 			e.rawOff = uint32(off)
 		}
 		if e.tileCls != noBlock {
 			off := len(words)
-			words = append(words, p.words[e.tileOff:int(e.tileOff)+blockWords(v, tileKind, e.tileCls)]...)
+			words = append(words, p.words[e.tileOff:int(e.tileOff)+blockLen(v, tileKind, e.tileCls)]...)
 			e.tileOff = uint32(off)
 		}
 	}
-	p.words, p.deadW = words, 0
+	p.rw, p.words, p.deadR, p.deadW = rw, words, 0, 0
 	for i := range p.free {
 		p.free[i] = p.free[i][:0]
 	}
 }
 
-// rawAt returns the word offset of raw record i (in ts order) of e.
+// rawAt returns the offset in p.rw of raw record i (in ts order) of e.
 func (v *View) rawAt(e *entity, i uint32) int {
 	j := e.rawHead + i
 	if c := classCap[e.rawCls]; j >= c {
@@ -580,22 +644,89 @@ func (v *View) rawAt(e *entity, i uint32) int {
 	return int(e.rawOff) + int(j)*v.stride
 }
 
-// insertRaw places rec among e's raw events in (ts, arrival) order.
+// rawTs returns the ts of the raw record at offset at of e.
+func (p *partition) rawTs(v *View, e *entity, at int) int64 {
+	if v.narrow {
+		return e.base + int64(p.rw[at])
+	}
+	return int64(uint64(p.rw[at]) | uint64(p.rw[at+1])<<32)
+}
+
+// rawVal returns the value of a's column in the raw record at offset at.
+func (p *partition) rawVal(a *aggPlan, at int) uint64 {
+	at += a.pos
+	if a.wide {
+		return uint64(p.rw[at]) | uint64(p.rw[at+1])<<32
+	}
+	return uint64(p.rw[at])
+}
+
+// getRaw decodes the raw record at offset at of e into logical record rec.
+func (p *partition) getRaw(v *View, e *entity, at int, rec []uint64) {
+	rec[0] = uint64(p.rawTs(v, e, at))
+	for i, pos := range v.colPos {
+		if v.colWide[i] {
+			rec[1+i] = uint64(p.rw[at+pos]) | uint64(p.rw[at+pos+1])<<32
+		} else {
+			rec[1+i] = uint64(p.rw[at+pos])
+		}
+	}
+}
+
+// putRaw encodes logical record rec at offset at of e; its ts must lie in
+// (e.newest - horizon, e.newest] and e.base must be set (see insertRaw).
+func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
+	r := p.rw[at : at+v.stride]
+	if v.narrow {
+		r[0] = uint32(int64(rec[0]) - e.base)
+	} else {
+		r[0], r[1] = uint32(rec[0]), uint32(rec[0]>>32)
+	}
+	for i, pos := range v.colPos {
+		r[pos] = uint32(rec[1+i])
+		if v.colWide[i] {
+			r[pos+1] = uint32(rec[1+i] >> 32)
+		}
+	}
+}
+
+// rebase sets e's base to newest - horizon, so that every raw ts the entity
+// can hold, (newest - horizon, newest], is a uint32 offset from it: the
+// horizon of a narrow view is at most 2^31 ms. Raw events at or before the
+// new base are dropped first (maintain would drop them anyway).
+func (p *partition) rebase(v *View, e *entity) {
+	nb := e.newest - v.horizon
+	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= nb {
+		p.popRaw(e)
+	}
+	if e.rawLen > 0 { // then nb - base < 2^32: every kept offset exceeds it
+		d := uint32(nb - e.base)
+		for i := range e.rawLen {
+			p.rw[v.rawAt(e, i)] -= d
+		}
+	}
+	e.base = nb
+}
+
+// insertRaw places logical record rec among e's raw events in (ts, arrival)
+// order. Its ts is in (e.newest - horizon, e.newest].
 func (p *partition) insertRaw(v *View, e *entity, rec []uint64) {
 	if e.rawCls == noBlock || e.rawLen == classCap[e.rawCls] {
 		p.growRaw(v, e)
 	}
 	ts := int64(rec[0])
+	if v.narrow && (e.rawLen == 0 || ts-e.base > math.MaxUint32) {
+		p.rebase(v, e)
+	}
 	pos := e.rawLen
-	for pos > 0 && int64(p.words[v.rawAt(e, pos-1)]) > ts {
+	for pos > 0 && p.rawTs(v, e, v.rawAt(e, pos-1)) > ts {
 		pos--
 	}
 	for i := e.rawLen; i > pos; i-- {
 		dst, src := v.rawAt(e, i), v.rawAt(e, i-1)
-		copy(p.words[dst:dst+v.stride], p.words[src:src+v.stride])
+		copy(p.rw[dst:dst+v.stride], p.rw[src:src+v.stride])
 	}
-	at := v.rawAt(e, pos)
-	copy(p.words[at:at+v.stride], rec)
+	p.putRaw(v, e, v.rawAt(e, pos), rec)
 	e.rawLen++
 	p.raw++
 }
@@ -610,7 +741,7 @@ func (p *partition) growRaw(v *View, e *entity) {
 		for i := uint32(0); i < e.rawLen; i++ {
 			src := v.rawAt(e, i)
 			dst := int(off) + int(i)*v.stride
-			copy(p.words[dst:dst+v.stride], p.words[src:src+v.stride])
+			copy(p.rw[dst:dst+v.stride], p.rw[src:src+v.stride])
 		}
 		p.freeBlock(v, rawKind, e.rawCls, e.rawOff)
 	}
@@ -631,7 +762,7 @@ func (p *partition) popRaw(e *entity) {
 // into tiles.
 func (p *partition) maintain(v *View, e *entity) {
 	cut := e.newest - v.horizon // events at or before cut count in no answerable read
-	for e.rawLen > 0 && int64(p.words[v.rawAt(e, 0)]) <= cut {
+	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= cut {
 		p.popRaw(e)
 	}
 	if v.grid == 0 {
@@ -660,12 +791,19 @@ func (p *partition) maintain(v *View, e *entity) {
 		return
 	}
 	e.folded = f
+	var buf [16]uint64
+	rec := buf[:]
+	if v.recLen > len(buf) {
+		rec = make([]uint64, v.recLen)
+	}
+	rec = rec[:v.recLen]
 	for e.rawLen > 0 {
 		at := v.rawAt(e, 0)
-		if int64(p.words[at]) >= f {
+		if p.rawTs(v, e, at) >= f {
 			break
 		}
-		p.addToTile(v, e, p.words[at:at+v.stride])
+		p.getRaw(v, e, at, rec)
+		p.addToTile(v, e, rec)
 		p.popRaw(e)
 	}
 }
@@ -713,7 +851,7 @@ func (p *partition) addToTile(v *View, e *entity, rec []uint64) {
 			continue
 		}
 		x := rec[v.colWord[c]]
-		if x == nullBits || (v.dicts[c] != nil && x == nullID) {
+		if x == v.colNull[c] {
 			continue
 		}
 		t[tc.cnt]++
@@ -826,8 +964,8 @@ func twoSumAdd(hi, lo, x float64) (float64, float64) {
 
 // bytes estimates the partition's memory.
 func (p *partition) bytes() int64 {
-	b := int64(cap(p.words))*8 + int64(cap(p.ents))*56 + int64(cap(p.keys)) +
-		int64(len(p.index))*24 + int64(len(p.coll))*48 + int64(cap(p.freeEnt))*4
+	b := int64(cap(p.rw))*4 + int64(cap(p.words))*8 + int64(cap(p.ents))*int64(unsafe.Sizeof(entity{})) + int64(cap(p.keys)) +
+		p.index.bytes() + int64(cap(p.freeEnt))*4
 	for _, l := range p.free {
 		b += int64(cap(l)) * 4
 	}

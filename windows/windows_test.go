@@ -229,3 +229,58 @@ func TestHashCollisions(t *testing.T) {
 	// Two hash values for many keys: collisions plus index reuse after expiry.
 	run(t, 98, 200, 10_000, func(b []byte) uint64 { return uint64(len(b) & 1) })
 }
+
+// TestLongTimes drives views whose horizon is just within and just beyond
+// 2^31 ms (raw times stored as 32-bit offsets, or whole) over 2^36 ms, from
+// near MinTime to near MaxTime, so that entities' offset bases move many
+// times while they hold events.
+func TestLongTimes(t *testing.T) {
+	cols := []windows.Column{{Name: "amt", Kind: windows.Float}, {Name: "merchant", Kind: windows.String}, {Name: "score", Kind: windows.Float}}
+	for _, horizon := range []int64{1 << 31, 1<<31 + 1} {
+		const late = 1 << 28
+		w := horizon - late
+		spec := windows.Spec{Name: fmt.Sprint("horizon ", horizon), Columns: cols, Lateness: late, Aggregations: []windows.Aggregation{
+			{Column: 0, Func: windows.Sum, Window: w}, {Column: 0, Func: windows.Count, Window: w / 3},
+			{Column: 1, Func: windows.LastN, Window: w, N: 4}, {Column: 1, Func: windows.DistinctCount, Window: w},
+			{Column: 2, Func: windows.Count, Window: w}, {Column: 0, Func: windows.Max, Window: w / 2},
+		}}
+		for _, start := range []int64{windows.MinTime, 0, windows.MaxTime - 1<<36} {
+			c := newChecker(t, spec)
+			rng := rand.New(rand.NewPCG(uint64(horizon), uint64(start)))
+			keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+			fields := make([]windows.Field, 3)
+			type past struct {
+				key []byte
+				ts  int64
+			}
+			recent := []past{{keys[0], start}}
+			now := start
+			for now < start+1<<36 {
+				now += rng.Int64N(1 << 26)
+				k := keys[rng.IntN(len(keys))]
+				ts := now - rng.Int64N(1<<29)
+				if rng.IntN(50) == 0 {
+					now += rng.Int64N(1 << 33) // a long silence
+				}
+				ts = max(ts, windows.MinTime)
+				fields[0] = windows.Field{Num: float64(rng.IntN(1000)), Null: rng.IntN(10) == 0}
+				fields[1] = windows.Field{Str: []byte(merchants[rng.IntN(len(merchants))]), Null: rng.IntN(10) == 0}
+				fields[2] = windows.Field{Num: 1, Null: rng.IntN(3) == 0}
+				if c.add(k, ts, fields) == nil {
+					recent = append(recent[max(0, len(recent)-30):], past{k, ts})
+				}
+				p := recent[rng.IntN(len(recent))] // window edges at a recent event
+				for _, at := range []int64{p.ts - 1, p.ts, p.ts + w/3 - 1, p.ts + w/3, p.ts + w/2 - 1, p.ts + w/2, p.ts + w - 1, p.ts + w} {
+					c.read(p.key, at)
+				}
+				for _, k := range keys {
+					c.read(k, now-rng.Int64N(late))
+					c.read(k, now+rng.Int64N(w))
+				}
+			}
+			if c.n < 1000 {
+				t.Fatalf("%s: only %d reads compared", spec.Name, c.n)
+			}
+		}
+	}
+}

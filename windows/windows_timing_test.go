@@ -1,12 +1,14 @@
 package windows_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync/atomic"
 	"testing"
 
+	"github.com/tally-ml/tally/ring"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -120,7 +122,7 @@ func TestMemoryPerUser(t *testing.T) {
 	var statBytes, events, ents int64
 	for _, v := range views {
 		s := v.Stats()
-		t.Logf("%s: %+v (%.0f B/entity)", v.Spec().Name, s, float64(s.Bytes)/float64(s.Entities))
+		t.Logf("%s: %+v (%.0f B/entity) %s", v.Spec().Name, s, float64(s.Bytes)/float64(s.Entities), windows.Breakdown(v))
 		statBytes += s.Bytes
 		events += s.Events
 		ents += s.Entities
@@ -129,4 +131,36 @@ func TestMemoryPerUser(t *testing.T) {
 	t.Logf("per active user, three views: %.0f B by HeapAlloc, %.0f B by Stats; %.1f raw events per user-view", heap/users, float64(statBytes)/users, float64(events)/float64(ents))
 	runtime.KeepAlive(views)
 	runtime.KeepAlive(keys)
+}
+
+// BenchmarkWritePartition writes one partition of the amounts and distinct
+// views holding 200k users at 20 events each (about 200 users a partition;
+// 1M users would be five times as many).
+func BenchmarkWritePartition(b *testing.B) {
+	for _, spec := range defaultUserSpecs()[1:] {
+		b.Run(spec.Name, func(b *testing.B) {
+			v, _ := windows.New(spec)
+			keys := benchKeys(200_000)
+			rng := rand.New(rand.NewPCG(5, 6))
+			fields := []windows.Field{{}, {}}
+			merch := benchKeys(5000)
+			const day = 86_400_000
+			n := 20 * len(keys)
+			for i := range n {
+				fields[0].Num = float64(rng.IntN(50000)) / 100
+				fields[1].Str = merch[rng.IntN(len(merch))]
+				_ = v.Add(keys[rng.IntN(len(keys))], int64(i)*day/int64(n), fields)
+			}
+			var buf bytes.Buffer
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				buf.Reset()
+				if err := v.WritePartition(&buf, uint32(i)%ring.Partitions); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(buf.Len()), "bytes/partition")
+		})
+	}
 }

@@ -8,13 +8,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/spf13/cobra"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/wal"
 )
 
 // serveFlags are the flags shared by serve and demo.
@@ -67,6 +70,7 @@ func (f *serveFlags) load() (node.Config, *features.Repo, fs.FS, error) {
 
 // running is a started node and its HTTP server.
 type running struct {
+	log       *wal.Log
 	node      *node.Node
 	srv       *node.Server
 	ln        net.Listener
@@ -80,17 +84,39 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	n, err := node.New(repo, cfg, node.Options{RepoFS: dir})
+	policy, err := wal.ParseSyncPolicy(cfg.Durability.Fsync)
 	if err != nil {
 		return nil, err
 	}
+	walMetrics := metrics.NewSet()
+	wl, err := wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.Options{
+		Sync: policy, SyncEvery: cfg.Durability.SyncEvery, SegmentSize: cfg.Durability.SegmentSize,
+		Compress: true, Metrics: walMetrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open the write-ahead log: %w", err)
+	}
+	n, err := node.New(repo, cfg, node.Options{RepoFS: dir, Log: wl})
+	if err != nil {
+		wl.Close()
+		return nil, err
+	}
+	n.Metrics().RegisterMetricsWriter(walMetrics.WritePrometheus)
+	rec, err := n.RecoverFrom(wl)
+	if err != nil {
+		wl.Close()
+		return nil, err
+	}
+	log.Info("recovered", "snapshot", rec.Snapshot, "snapshot_index", rec.SnapshotIndex, "log_records_replayed", rec.Replayed,
+		"last_index", wl.LastIndex(), "took", rec.Duration.Round(time.Millisecond))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		wl.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	srv := node.NewServer(n)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	r := &running{node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
+	r := &running{log: wl, node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
 	go n.WatchModels(watchCtx, time.Second, func(err error) { log.Warn("model reload failed", "err", err) })
 	n.SetReady(true)
@@ -107,7 +133,10 @@ func (r *running) stop(log *slog.Logger) error {
 	if err := r.srv.Shutdown(); err != nil {
 		return err
 	}
-	return <-r.done
+	if err := <-r.done; err != nil {
+		return err
+	}
+	return r.log.Close()
 }
 
 func serveCmd() *cobra.Command {
