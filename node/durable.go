@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/windows"
 )
 
 // Log is where the node writes every change before applying it. The
@@ -100,19 +102,52 @@ func (n *Node) Replay(index uint64, rec []byte) error {
 		if _, err := n.decodeEventsRecord(rec, b); err != nil {
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
-		tooLate := n.apply(b, w)
+		var tooLate int
+		if n.filter != nil && index <= n.filter.max {
+			tooLate = n.applyFiltered(b, w, index)
+		} else {
+			tooLate = n.apply(b, w)
+		}
 		n.metrics.ingested(b.len(), tooLate)
 	case recordTable:
 		name, rows, replace, err := n.decodeTableRecord(rec)
 		if err != nil {
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
-		n.tableByName(name).put(rows, replace)
+		if n.filter == nil || index > n.filter.tables {
+			n.tableByName(name).put(rows, replace)
+		}
 	default:
 		return fmt.Errorf("log record %d: unknown kind %d", index, rec[0])
 	}
 	n.seq.applied = index
 	return nil
+}
+
+// applyFiltered is apply during recovery from a snapshot: a partition whose
+// image already holds record index gets only its watermark advanced.
+func (n *Node) applyFiltered(b *eventBatch, w *ingestWork, index uint64) (tooLate int) {
+	sp := n.sources[b.source]
+	for _, t := range sp.targets {
+		v := n.views[t.view]
+		for e := 0; e < b.len(); e++ {
+			key := b.str(e, t.keyCol)
+			if index <= n.filter.part[ring.Partition(ring.Hash(key))] {
+				v.AdvanceWatermark(b.ts[e])
+				continue
+			}
+			w.fields = w.fields[:0]
+			for _, c := range t.cols {
+				w.fields = append(w.fields, b.field(e, c))
+			}
+			if err := v.Add(key, b.ts[e], w.fields); errors.Is(err, windows.ErrTooLate) {
+				tooLate++
+			} else if err != nil {
+				n.metrics.applyErrors.Inc()
+			}
+		}
+	}
+	return tooLate
 }
 
 func (n *Node) tableByName(name string) *table {

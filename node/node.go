@@ -42,6 +42,7 @@ type Node struct {
 	metrics   *nodeMetrics
 	log       Log
 	seq       *sequencer
+	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
 
 	ready atomic.Bool

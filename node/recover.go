@@ -43,5 +43,8 @@ func (n *Node) RecoverFrom(l Replayer) (Recovery, error) {
 	if err != nil {
 		return rec, fmt.Errorf("replay the write-ahead log: %w", err)
 	}
+	n.seq.mu.Lock()
+	n.filter = nil
+	n.seq.mu.Unlock()
 	return rec, nil
 }

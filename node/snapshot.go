@@ -1,0 +1,392 @@
+package node
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tally-ml/tally/ring"
+)
+
+// A snapshot is a point-in-time image of the node's state, written while
+// ingest and lookups go on: the apply sequencer is held for one partition
+// at a time (all views), so ingest pauses only for a moment. Each partition
+// records the log index it is consistent with; recovery restores the image
+// and replays the log from the snapshot's start index, applying a record to
+// a partition only if the partition's image does not hold it yet (and
+// advancing the view watermarks as the original run did, so every decision
+// the windows made is made the same way).
+//
+// File: snapshots/<start index, 20 digits>.snap, zstd-compressed:
+//
+//	"TALLYSNP" version:u32 start:u64 nviews:u32
+//	per view: name meta-section            (windows.View.WriteMeta)
+//	per partition 0..1023: index:u64, per view: partition-section
+//	tables: index:u64 ntables:u32 per table: table-record (as logged)
+//	crc:u32   CRC-32C of every byte before it (uncompressed)
+//
+// It is written to a temporary file, fsynced, renamed into place, and the
+// directory fsynced, so a crash never leaves a partial snapshot under a
+// snapshot's name. A snapshot that fails its checksum is skipped for the
+// previous one.
+const (
+	snapMagic   = "TALLYSNP"
+	snapVersion = 1
+	snapKeep    = 2 // snapshots kept; the older is the fallback
+)
+
+// replayFilter holds, during recovery, the log index each partition's
+// snapshot image already includes.
+type replayFilter struct {
+	part   [ring.Partitions]uint64
+	tables uint64
+	max    uint64
+}
+
+type crcWriter struct {
+	w   io.Writer
+	crc hash.Hash32
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	c.crc.Write(p)
+	return c.w.Write(p)
+}
+
+// WriteSnapshot writes the node's state to w and returns the log index
+// replay must start after.
+func (n *Node) WriteSnapshot(w io.Writer) (start uint64, err error) {
+	cw := &crcWriter{w: w, crc: crc32.New(crc32.MakeTable(crc32.Castagnoli))}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	var hdr []byte
+	hdr = append(hdr, snapMagic...)
+	hdr = binary.LittleEndian.AppendUint32(hdr, snapVersion)
+	n.seq.mu.Lock()
+	start = n.seq.applied
+	hdr = binary.LittleEndian.AppendUint64(hdr, start)
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(n.views)))
+	bw.Write(hdr)
+	for i, v := range n.views {
+		writeName(bw, n.repo.Views[i].Name)
+		if err = v.WriteMeta(bw); err != nil {
+			break
+		}
+	}
+	n.seq.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	var idx [8]byte
+	for p := uint32(0); p < ring.Partitions; p++ {
+		n.seq.mu.Lock()
+		binary.LittleEndian.PutUint64(idx[:], n.seq.applied)
+		bw.Write(idx[:])
+		for _, v := range n.views {
+			if err = v.WritePartition(bw, p); err != nil {
+				break
+			}
+		}
+		n.seq.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	}
+	n.seq.mu.Lock()
+	binary.LittleEndian.PutUint64(idx[:], n.seq.applied)
+	bw.Write(idx[:])
+	bw.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(n.tables))))
+	for _, t := range n.tables {
+		t.mu.RLock()
+		rows := make([]tableRow, 0, len(t.rows))
+		nc := len(t.def.Columns)
+		for key, i := range t.rows {
+			off := int(i) * nc
+			rows = append(rows, tableRow{key: key, nums: t.nums[off : off+nc], strs: t.strs[off : off+nc], null: t.null[off : off+nc]})
+		}
+		rec := appendTableRecord(nil, t, rows, true)
+		t.mu.RUnlock()
+		bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(rec))))
+		bw.Write(rec)
+	}
+	n.seq.mu.Unlock()
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	if _, err := w.Write(binary.LittleEndian.AppendUint32(nil, cw.crc.Sum32())); err != nil {
+		return 0, err
+	}
+	return start, nil
+}
+
+func writeName(w io.Writer, s string) {
+	w.Write(binary.AppendUvarint(nil, uint64(len(s))))
+	io.WriteString(w, s)
+}
+
+// ReadSnapshot restores a snapshot into a node that has applied nothing
+// yet, and arms the replay filter so that RecoverFrom replays the log
+// consistently with it. The caller has verified the checksum
+// (VerifySnapshot): a read error here leaves the node unusable.
+func (n *Node) ReadSnapshot(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var hdr [8 + 4 + 8 + 4]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return fmt.Errorf("snapshot header: %w", err)
+	}
+	if string(hdr[:8]) != snapMagic || binary.LittleEndian.Uint32(hdr[8:]) != snapVersion {
+		return errors.New("not a tally snapshot (or another version)")
+	}
+	start := binary.LittleEndian.Uint64(hdr[12:])
+	nviews := int(binary.LittleEndian.Uint32(hdr[20:]))
+	if nviews != len(n.views) {
+		return fmt.Errorf("snapshot has %d feature views, the repo %d: the repo changed; restart from the log alone by moving the snapshots aside", nviews, len(n.views))
+	}
+	for i, v := range n.views {
+		name, err := readName(br)
+		if err != nil {
+			return err
+		}
+		if name != n.repo.Views[i].Name {
+			return fmt.Errorf("snapshot view %d is %q, the repo's is %q: the repo changed", i, name, n.repo.Views[i].Name)
+		}
+		if err := v.ReadMeta(br); err != nil {
+			return err
+		}
+	}
+	f := &replayFilter{}
+	var idx [8]byte
+	for p := uint32(0); p < ring.Partitions; p++ {
+		if _, err := io.ReadFull(br, idx[:]); err != nil {
+			return fmt.Errorf("snapshot partition %d: %w", p, err)
+		}
+		f.part[p] = binary.LittleEndian.Uint64(idx[:])
+		f.max = max(f.max, f.part[p])
+		for _, v := range n.views {
+			if err := v.ReadPartition(br, p); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := io.ReadFull(br, idx[:]); err != nil {
+		return fmt.Errorf("snapshot tables: %w", err)
+	}
+	f.tables = binary.LittleEndian.Uint64(idx[:])
+	f.max = max(f.max, f.tables)
+	var cnt [4]byte
+	if _, err := io.ReadFull(br, cnt[:]); err != nil {
+		return err
+	}
+	for i := 0; i < int(binary.LittleEndian.Uint32(cnt[:])); i++ {
+		if _, err := io.ReadFull(br, idx[:]); err != nil {
+			return err
+		}
+		size := binary.LittleEndian.Uint64(idx[:])
+		if size > 1<<34 {
+			return errors.New("snapshot table record too large")
+		}
+		rec := make([]byte, size)
+		if _, err := io.ReadFull(br, rec); err != nil {
+			return err
+		}
+		name, rows, replace, err := n.decodeTableRecord(rec)
+		if err != nil {
+			return err
+		}
+		n.tableByName(name).put(rows, replace)
+	}
+	n.seq.mu.Lock()
+	n.seq.applied = start
+	n.filter = f
+	n.seq.mu.Unlock()
+	return nil
+}
+
+func readName(r *bufio.Reader) (string, error) {
+	l, err := binary.ReadUvarint(r)
+	if err != nil || l > 1<<16 {
+		return "", fmt.Errorf("snapshot name: bad length")
+	}
+	b := make([]byte, l)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// snapshotDir is where a node keeps its snapshots.
+func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshots") }
+
+// Snapshot writes a snapshot into dataDir/snapshots atomically, keeps the
+// newest two, and returns its start index (the log before it is needed
+// only by the older, fallback snapshot) and its size.
+func (n *Node) Snapshot(dataDir string) (start uint64, size int64, err error) {
+	dir := snapshotDir(dataDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, 0, err
+	}
+	tmp, err := os.CreateTemp(dir, "snap-*.tmp")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(tmp.Name())
+	enc, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		tmp.Close()
+		return 0, 0, err
+	}
+	start, err = n.WriteSnapshot(enc)
+	if err == nil {
+		err = enc.Close()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	final := filepath.Join(dir, fmt.Sprintf("%020d.snap", start))
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return 0, 0, err
+	}
+	if err := syncDir(dir); err != nil {
+		return 0, 0, err
+	}
+	st, _ := os.Stat(final)
+	snaps := listSnapshots(dataDir)
+	for len(snaps) > snapKeep {
+		os.Remove(snaps[len(snaps)-1].path)
+		snaps = snaps[:len(snaps)-1]
+	}
+	return start, st.Size(), nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+type snapFile struct {
+	path  string
+	start uint64
+}
+
+// listSnapshots returns the snapshots, newest first.
+func listSnapshots(dataDir string) []snapFile {
+	ents, _ := os.ReadDir(snapshotDir(dataDir))
+	var out []snapFile
+	for _, e := range ents {
+		base, ok := strings.CutSuffix(e.Name(), ".snap")
+		if !ok {
+			continue
+		}
+		start, err := strconv.ParseUint(base, 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, snapFile{filepath.Join(snapshotDir(dataDir), e.Name()), start})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start > out[j].start })
+	return out
+}
+
+// OldestSnapshotStart is the start index of the oldest snapshot kept: the
+// log before it is needed by no recovery. 0 when there is none.
+func OldestSnapshotStart(dataDir string) uint64 {
+	s := listSnapshots(dataDir)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)-1].start
+}
+
+// verifySnapshot checks a snapshot file's checksum in one streaming pass.
+func verifySnapshot(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	br := bufio.NewReaderSize(dec, 1<<20)
+	var tail [4]byte // the last 4 bytes seen are the stored checksum
+	have := 0
+	buf := make([]byte, 1<<16)
+	for {
+		k, err := br.Read(buf)
+		chunk := buf[:k]
+		// Hash everything but the final 4 bytes.
+		if have+len(chunk) > 4 {
+			all := append(tail[:have:have], chunk...)
+			crc.Write(all[:len(all)-4])
+			copy(tail[:], all[len(all)-4:])
+			have = 4
+		} else {
+			copy(tail[have:], chunk)
+			have += len(chunk)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read snapshot %s: %w", filepath.Base(path), err)
+		}
+	}
+	if have < 4 || binary.LittleEndian.Uint32(tail[:]) != crc.Sum32() {
+		return fmt.Errorf("snapshot %s fails its checksum", filepath.Base(path))
+	}
+	return nil
+}
+
+// RestoreLatestSnapshot restores the newest snapshot that verifies,
+// skipping (and reporting through skipped) newer ones that do not. It
+// returns the file used, or "" when there is none.
+func (n *Node) RestoreLatestSnapshot(dataDir string, skipped func(path string, err error)) (string, error) {
+	for _, s := range listSnapshots(dataDir) {
+		if err := verifySnapshot(s.path); err != nil {
+			if skipped != nil {
+				skipped(s.path, err)
+			}
+			continue
+		}
+		f, err := os.Open(s.path)
+		if err != nil {
+			return "", err
+		}
+		dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			f.Close()
+			return "", err
+		}
+		err = n.ReadSnapshot(dec)
+		dec.Close()
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("restore snapshot %s: %w", filepath.Base(s.path), err)
+		}
+		return s.path, nil
+	}
+	return "", nil
+}
