@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +30,12 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		cycles = 5
 	}
 	dir := t.TempDir()
+	// Snapshots every 150 ms, so kills land before, during and after them
+	// and recovery goes through snapshot + log as well as log alone.
+	config := filepath.Join(t.TempDir(), "tally.yaml")
+	if err := os.WriteFile(config, []byte("durability:\n  snapshot_every: 150ms\n  segment_size: 1048576\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	rng := rand.New(rand.NewPCG(42, 7))
 	type batch struct {
 		user  string
@@ -37,7 +45,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	}
 	var all []batch
 	for cycle := 0; cycle < cycles; cycle++ {
-		p := startTally(t, "serve", "--data-dir", dir)
+		p := startTally(t, "serve", "--data-dir", dir, "--config", config)
 		// Everything acknowledged before must be there, exactly.
 		// After each restart: every batch of the last cycle and a sample of
 		// older ones (the final check below reads them all).
@@ -101,7 +109,11 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		wg.Wait()
 	}
 	// A last restart: everything acknowledged in every cycle, exactly once.
-	p := startTally(t, "serve", "--data-dir", dir)
+	p := startTally(t, "serve", "--data-dir", dir, "--config", config)
+	if !strings.Contains(p.out.String(), ".snap") {
+		ents, _ := os.ReadDir(filepath.Join(dir, "snapshots"))
+		t.Fatalf("recovery used no snapshot (%d files):\n%s", len(ents), p.out)
+	}
 	acked := 0
 	for _, b := range all {
 		got := userCount(t, p, b.user)

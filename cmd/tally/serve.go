@@ -76,6 +76,30 @@ type running struct {
 	ln        net.Listener
 	done      chan error
 	stopWatch context.CancelFunc
+	snapDone  chan struct{}
+	cfg       node.Config
+	lastSnap  uint64 // applied index at the last snapshot
+}
+
+// snapshot writes a snapshot and lets the log drop what no snapshot needs
+// and the retention no longer keeps.
+func (r *running) snapshot(log *slog.Logger) {
+	if applied := r.node.AppliedIndex(); applied == r.lastSnap && applied > 0 {
+		return // nothing new since the last one
+	}
+	r.lastSnap = r.node.AppliedIndex()
+	t0 := time.Now()
+	start, size, err := r.node.Snapshot(r.cfg.DataDir)
+	if err != nil {
+		log.Error("snapshot failed", "err", err)
+		return
+	}
+	log.Info("snapshot", "start_index", start, "bytes", size, "took", time.Since(t0).Round(time.Millisecond))
+	if oldest := node.OldestSnapshotStart(r.cfg.DataDir); oldest > 0 {
+		if err := r.log.TruncateFrontOlderThan(oldest, r.cfg.Durability.Retention); err != nil {
+			log.Error("log retention", "err", err)
+		}
+	}
 }
 
 // start builds the node and serves it; it returns once the listener is open.
@@ -102,7 +126,15 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 		return nil, err
 	}
 	n.Metrics().RegisterMetricsWriter(walMetrics.WritePrometheus)
+	snap, err := n.RestoreLatestSnapshot(cfg.DataDir, func(path string, err error) {
+		log.Warn("snapshot skipped, trying the previous one", "file", path, "err", err)
+	})
+	if err != nil {
+		wl.Close()
+		return nil, err
+	}
 	rec, err := n.RecoverFrom(wl)
+	rec.Snapshot = snap
 	if err != nil {
 		wl.Close()
 		return nil, err
@@ -116,9 +148,25 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 	}
 	srv := node.NewServer(n)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	r := &running{log: wl, node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
+	r := &running{cfg: cfg, log: wl, node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
 	go n.WatchModels(watchCtx, time.Second, func(err error) { log.Warn("model reload failed", "err", err) })
+	if every := cfg.Durability.SnapshotEvery; every > 0 {
+		r.snapDone = make(chan struct{})
+		go func() {
+			defer close(r.snapDone)
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-watchCtx.Done():
+					return
+				case <-t.C:
+					r.snapshot(log)
+				}
+			}
+		}()
+	}
 	n.SetReady(true)
 	log.Info("tally serving", "listen", ln.Addr().String(), "views", len(repo.Views), "tables", len(repo.Tables),
 		"services", len(repo.Services), "data_dir", cfg.DataDir, "auth", len(cfg.APIKeys) > 0, "startup", time.Since(t0).Round(time.Millisecond))
@@ -135,6 +183,10 @@ func (r *running) stop(log *slog.Logger) error {
 	}
 	if err := <-r.done; err != nil {
 		return err
+	}
+	if r.snapDone != nil {
+		<-r.snapDone
+		r.snapshot(log) // a clean stop restarts from here, with nothing to replay
 	}
 	return r.log.Close()
 }
