@@ -24,12 +24,14 @@ check:
 	$(GO) vet ./...
 	$(GO) build ./...
 
-# Python models and onnxruntime's outputs for the score/onnx parity test.
+# Python models and onnxruntime's outputs for the score/onnx parity test, and MLflow (pinned,
+# in the same .venv) for the real-endpoint test of score/mlflow.
 parity:
 	score/onnx/parity/generate.sh
+	score/mlflow/testdata/setup.sh
 
 unit:
-	TALLY_REQUIRE_PARITY=1 $(GO) test -count=1 -timeout 20m ./...
+	TALLY_REQUIRE_PARITY=1 TALLY_REQUIRE_MLFLOW=1 $(GO) test -count=1 -timeout 20m ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh

@@ -25,7 +25,8 @@ type Options struct {
 	// RepoFS is the feature repo's directory: relative model paths resolve
 	// in it. Nil resolves them against the working directory.
 	RepoFS fs.FS
-	// OpenModel builds a service's Scorer; nil opens ONNX files in process.
+	// OpenModel builds a service's Scorer; nil opens ONNX files in process
+	// and MLflow endpoints over HTTP, each behind a micro-batcher.
 	OpenModel ModelOpener
 }
 
@@ -82,7 +83,7 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	}
 	n.openModel = opts.OpenModel
 	if n.openModel == nil {
-		n.openModel = openModel
+		n.openModel = n.defaultOpenModel
 	}
 	for _, s := range repo.Services {
 		p, err := newServicePlan(n, s)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/score"
+	"github.com/tally-ml/tally/score/batch"
+	"github.com/tally-ml/tally/score/mlflow"
 	"github.com/tally-ml/tally/score/onnx"
 )
 
@@ -35,9 +37,29 @@ type modelPlan struct {
 // is path in fsys. Tests and embedders may supply their own.
 type ModelOpener func(def *features.Model, fsys fs.FS, path string) (score.Scorer, error)
 
-func openModel(def *features.Model, fsys fs.FS, path string) (score.Scorer, error) {
-	if def.ONNX == "" {
-		return nil, fmt.Errorf("mlflow endpoint %s: this build scores ONNX models only", def.MLflow)
+// openModel builds a model's Scorer: an ONNX file evaluated in process, or
+// an MLflow endpoint, either behind a micro-batcher with the service's
+// batching settings (a local model scores at once when idle and coalesces
+// rows only under load; a remote endpoint gets batches of up to max_rows
+// rows or max_wait).
+func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (score.Scorer, error) {
+	opts := batch.Options{MaxRows: def.MaxRows, MaxWait: time.Duration(def.MaxWait) * time.Millisecond,
+		QueueRows: def.QueueRows, MaxInFlight: def.MaxInFlight}
+	if def.MLflow != "" {
+		cols := make([]string, len(def.Inputs))
+		for i, ref := range def.Inputs {
+			cols[i] = n.repo.FeatureName(ref)
+		}
+		token := ""
+		if def.TokenEnv != "" {
+			token = os.Getenv(def.TokenEnv)
+		}
+		c, err := mlflow.New(mlflow.Options{Endpoint: def.MLflow, Columns: cols, Token: token,
+			Timeout: time.Duration(def.Timeout) * time.Millisecond})
+		if err != nil {
+			return nil, fmt.Errorf("mlflow endpoint %s: %w", def.MLflow, err)
+		}
+		return batch.New(c, opts), nil
 	}
 	data, err := fs.ReadFile(fsys, path)
 	if err != nil {
@@ -47,7 +69,8 @@ func openModel(def *features.Model, fsys fs.FS, path string) (score.Scorer, erro
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
-	return m, nil
+	opts.Local = true
+	return batch.New(m, opts), nil
 }
 
 // modelFS is where a model path resolves: absolute paths on the OS, others
