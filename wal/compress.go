@@ -18,7 +18,7 @@ func (l *Log) compressLater(s segmentInfo) {
 		defer l.compressWG.Done()
 		if err := l.compress(s); err != nil {
 			// The plain segment stays; compression is an optimisation.
-			l.m.compressErrors().Inc()
+			l.m.compress.Inc()
 		}
 	}()
 }
@@ -31,21 +31,14 @@ func (l *Log) compress(s segmentInfo) error {
 	}
 	defer in.Close()
 	// Only the written frames: read them to find the end of data.
-	sr, err := openSegmentReader(l.fs, l.dir, s)
+	res, err := scanSegment(l.fs, l.dir, s)
 	if err != nil {
 		return err
 	}
-	for {
-		if _, err := sr.frame(); err != nil {
-			if err != errEnd {
-				sr.close()
-				return err
-			}
-			break
-		}
+	if res.err != errEnd {
+		return res.err
 	}
-	end := sr.off
-	sr.close()
+	end := res.end
 	tmp := src + ".zst.tmp"
 	out, err := l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {

@@ -3,17 +3,20 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 )
 
 // Repair makes a log with a corrupt record usable again without deleting
-// anything: it finds the first record that does not validate, keeps every
-// record before it, and moves the rest — a copy of the corrupt segment as
-// it was, and every later segment — into dir/corrupt-<unix time>/. It
-// returns the index of the last record kept (0 if none). A log without
-// corruption is left as it is.
+// anything. It reads every segment, finds the first record that does not
+// validate (or a segment that ends before the next one begins), keeps every
+// record before it, and moves the rest into dir/corrupt-<unix time>/: a copy
+// of the corrupt segment as it was, and every later segment. It returns the
+// index of the last record kept. A log without corruption is left as it is
+// (a torn tail is Open's to cut, and is not counted in kept). The log must
+// not be open.
 func Repair(dir string, opts Options) (kept uint64, err error) {
 	if opts.FS == nil {
 		opts.FS = OS
@@ -21,107 +24,123 @@ func Repair(dir string, opts Options) (kept uint64, err error) {
 	fsys := opts.FS
 	segs, err := listSegments(fsys, dir)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("wal repair: list %s: %w", dir, err)
 	}
 	for i, s := range segs {
-		sr, err := openSegmentReader(fsys, dir, s)
-		var bad *CorruptionError
-		if err == nil {
-			for {
-				_, err = sr.frame()
-				if err != nil {
-					break
-				}
-			}
-			kept = sr.next - 1
-			sr.close()
-			if err == errEnd {
-				err = checkEnd(fsys, dir, segs, i, sr)
-				if err == nil {
-					continue
-				}
-			}
+		bad, res, err := findCorruption(fsys, dir, segs, i)
+		if err != nil {
+			return kept, fmt.Errorf("wal repair: read %s: %w", s.name, err)
 		}
-		if !errors.As(err, &bad) {
-			return kept, err
+		if bad == nil {
+			kept = res.commitIdx - 1
+			continue
 		}
-		if bad.Offset == 0 {
-			kept = s.first - 1
-		}
-		aside := filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
-		if err := fsys.MkdirAll(aside, 0o755); err != nil {
-			return kept, err
-		}
-		// Keep the corrupt segment's original, then cut it at the bad frame.
-		if err := copyFile(fsys, filepath.Join(dir, s.name), filepath.Join(aside, s.name)); err != nil {
-			return kept, fmt.Errorf("wal repair: keep a copy of %s: %w", s.name, err)
-		}
-		if err := cutSegment(fsys, dir, s, bad.Offset); err != nil {
-			return kept, err
-		}
-		for _, later := range segs[i+1:] {
-			if err := fsys.Rename(filepath.Join(dir, later.name), filepath.Join(aside, later.name)); err != nil {
-				return kept, fmt.Errorf("wal repair: move %s aside: %w", later.name, err)
-			}
-		}
-		return kept, fsys.SyncDir(dir)
+		kept = bad.Index - 1
+		return kept, setAside(fsys, dir, segs, i, bad, res)
 	}
 	return kept, nil
 }
 
-// cutSegment makes s end at off: a plain segment is truncated there; a
-// compressed one is rewritten as a plain segment holding its valid prefix.
-func cutSegment(fsys FS, dir string, s segmentInfo, off int64) error {
-	if off <= headerSize {
-		return fsys.Remove(filepath.Join(dir, s.name))
+// findCorruption checks segment i the way Open and Replay would.
+func findCorruption(fsys FS, dir string, segs []segmentInfo, i int) (*CorruptionError, scanResult, error) {
+	s := segs[i]
+	res, err := scanSegment(fsys, dir, s)
+	var bad *CorruptionError
+	if errors.As(err, &bad) {
+		return bad, res, nil
+	}
+	if err != nil {
+		return nil, res, err
+	}
+	last := i == len(segs)-1
+	if !last {
+		if errors.As(res.err, &bad) {
+			return bad, res, nil
+		}
+		if res.next != segs[i+1].first {
+			return &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next,
+				Reason: fmt.Sprintf("segment ends before index %d, where the next one begins", segs[i+1].first)}, res, nil
+		}
+		res.commitEnd, res.commitIdx = res.end, res.next // sealed: all committed
+		return nil, res, nil
 	}
 	if s.compressed {
-		sr, err := openSegmentReader(fsys, dir, s)
-		if err != nil {
-			return err
+		if errors.As(res.err, &bad) {
+			return bad, res, nil
 		}
-		defer sr.close()
-		out, err := fsys.OpenFile(filepath.Join(dir, segmentName(s.first)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
+		return nil, res, nil
+	}
+	f, err := fsys.OpenFile(filepath.Join(dir, s.name), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, res, err
+	}
+	defer f.Close()
+	later, err := laterWrite(f, res.end, res.next)
+	if err != nil || !later {
+		return nil, res, err // clean, or a torn tail
+	}
+	if !errors.As(res.err, &bad) {
+		bad = &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next, Reason: "zeroed frame followed by later writes"}
+	}
+	return bad, res, nil
+}
+
+// setAside keeps a copy of segment i, cuts it before the bad frame, and
+// moves every later segment into a corrupt-<time> directory.
+func setAside(fsys FS, dir string, segs []segmentInfo, i int, bad *CorruptionError, res scanResult) error {
+	s := segs[i]
+	aside := filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
+	if err := fsys.MkdirAll(aside, 0o755); err != nil {
+		return fmt.Errorf("wal repair: %w", err)
+	}
+	if err := copyFile(fsys, filepath.Join(dir, s.name), filepath.Join(aside, s.name)); err != nil {
+		return fmt.Errorf("wal repair: keep a copy of %s: %w", s.name, err)
+	}
+	if err := fsys.SyncDir(aside); err != nil {
+		return fmt.Errorf("wal repair: %w", err)
+	}
+	if err := cutSegment(fsys, dir, s, bad.Offset, res); err != nil {
+		return fmt.Errorf("wal repair: cut %s at %d: %w", s.name, bad.Offset, err)
+	}
+	for _, later := range segs[i+1:] {
+		if err := fsys.Rename(filepath.Join(dir, later.name), filepath.Join(aside, later.name)); err != nil {
+			return fmt.Errorf("wal repair: move %s aside: %w", later.name, err)
 		}
-		defer out.Close()
-		var buf []byte
-		idx := s.first
-		for sr.off < off {
-			rec, err := sr.frame()
-			if err != nil {
-				break
+	}
+	if err := fsys.SyncDir(aside); err != nil {
+		return fmt.Errorf("wal repair: %w", err)
+	}
+	return fsys.SyncDir(dir)
+}
+
+// cutSegment makes s end at off, its last frame marked as ending a write.
+// A compressed segment, or one whose header is bad, is rewritten plain (an
+// empty segment still names the index the log continues from).
+func cutSegment(fsys FS, dir string, s segmentInfo, off int64, res scanResult) error {
+	if s.compressed || off < headerSize || len(res.offs) == 0 {
+		var frames []byte
+		if off > headerSize {
+			var err error
+			if frames, err = readPrefix(fsys, dir, s, off); err != nil {
+				return err
 			}
-			buf = appendFrame(buf, idx, rec)
-			idx++
 		}
-		hdr := make([]byte, headerSize)
-		copy(hdr, magic)
-		putU64(hdr[8:], s.first)
-		if _, err := out.WriteAt(append(hdr, buf...), 0); err != nil {
+		if err := writeSegmentAtomically(fsys, dir, s.first, frames); err != nil {
 			return err
 		}
-		if err := out.Sync(); err != nil {
-			return err
+		if s.compressed {
+			if err := fsys.Remove(filepath.Join(dir, s.name)); err != nil {
+				return err
+			}
 		}
-		return fsys.Remove(filepath.Join(dir, s.name))
+		return fsys.SyncDir(dir)
 	}
 	f, err := fsys.OpenFile(filepath.Join(dir, s.name), os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := f.Truncate(off); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-func putU64(b []byte, v uint64) {
-	for i := 0; i < 8; i++ {
-		b[i] = byte(v >> (8 * i))
-	}
+	return cutPlain(f, off, int64(res.offs[len(res.offs)-1]), 0)
 }
 
 func copyFile(fsys FS, src, dst string) error {
@@ -134,46 +153,13 @@ func copyFile(fsys FS, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, st.Size())
-	if _, err := in.ReadAt(buf, 0); err != nil && int64(len(buf)) != st.Size() {
-		return err
-	}
 	out, err := fsys.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	if _, err := out.WriteAt(buf, 0); err != nil {
+	if _, err := io.Copy(&offsetWriter{f: out}, io.NewSectionReader(in, 0, st.Size())); err != nil {
 		return err
 	}
 	return out.Sync()
-}
-
-// checkEnd says whether a segment whose frames ended at sr.off really ends
-// there: a sealed segment must reach the next one's first index, and the
-// last must have no valid frame after its end (a zeroed region mid-log).
-func checkEnd(fsys FS, dir string, segs []segmentInfo, i int, sr *segmentReader) error {
-	bad := &CorruptionError{Segment: sr.name, Offset: sr.off, Index: sr.next, Reason: "records missing before the end of the segment"}
-	if i+1 < len(segs) {
-		if sr.next != segs[i+1].first {
-			return bad
-		}
-		return nil
-	}
-	if segs[i].compressed {
-		return nil
-	}
-	f, err := fsys.OpenFile(filepath.Join(dir, segs[i].name), os.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	later, err := validFrameAfter(f, sr.off, sr.next)
-	if err != nil {
-		return err
-	}
-	if later {
-		return bad
-	}
-	return nil
 }

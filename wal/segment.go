@@ -17,12 +17,18 @@ import (
 )
 
 const (
-	magic      = "TALLYWAL"
+	magic      = "TALLYWL2" // frames carry the commit flag
+	magicV1    = "TALLYWAL" // no commit flag: every frame counts as committed
 	headerSize = 16
 	frameHdr   = 8
+	// commitFlag, the top bit of a frame's length word, marks the last frame
+	// of one write (one group commit).
+	commitFlag = 1 << 31
 	// maxRecord bounds one record: a corrupt length can never make a reader
 	// allocate more.
 	maxRecord = 1 << 30
+	// maxSegmentSize keeps frame offsets in a uint32.
+	maxSegmentSize = 1 << 32
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -51,6 +57,18 @@ func appendFrame(dst []byte, index uint64, rec []byte) []byte {
 		dst = append(dst, 0)
 	}
 	return dst
+}
+
+// setCommit marks the frame at off in buf as the last of its write.
+func setCommit(buf []byte, off int) {
+	binary.LittleEndian.PutUint32(buf[off:], binary.LittleEndian.Uint32(buf[off:])|commitFlag)
+}
+
+func segmentHeader(first uint64) []byte {
+	h := make([]byte, headerSize)
+	copy(h, magic)
+	binary.LittleEndian.PutUint64(h[8:], first)
+	return h
 }
 
 func segmentName(first uint64) string { return fmt.Sprintf("%020d.wal", first) }
@@ -82,7 +100,7 @@ func listSegments(fsys FS, dir string) ([]segmentInfo, error) {
 			continue
 		}
 		if prev, ok := byFirst[first]; ok && !prev.compressed {
-			continue // the plain file is complete; its .zst may not be
+			continue // the plain file is authoritative: see compress and cutSegment
 		}
 		byFirst[first] = segmentInfo{first: first, name: name, compressed: compressed}
 	}
@@ -102,7 +120,11 @@ type segmentReader struct {
 	off    int64  // offset of the next frame
 	next   uint64 // index of the next frame
 	buf    []byte
-	limit  int64 // bytes of the file (frames beyond are not read)
+	limit  int64 // bytes of the file: no frame may claim more
+	sized  bool  // limit is the real size (a plain file)
+	v1     bool
+	commit bool // the last frame read ended a write
+	hdr    [frameHdr]byte
 }
 
 func openSegmentReader(fsys FS, dir string, s segmentInfo) (*segmentReader, error) {
@@ -121,7 +143,7 @@ func openSegmentReader(fsys FS, dir string, s segmentInfo) (*segmentReader, erro
 		sr.closer = func() { dec.Close(); f.Close() }
 	} else {
 		if st, err := f.Stat(); err == nil {
-			sr.limit = st.Size()
+			sr.limit, sr.sized = st.Size(), true
 		}
 		sr.r = bufio.NewReaderSize(f, 1<<16)
 		sr.closer = func() { f.Close() }
@@ -129,13 +151,16 @@ func openSegmentReader(fsys FS, dir string, s segmentInfo) (*segmentReader, erro
 	var h [headerSize]byte
 	if _, err := io.ReadFull(sr.r, h[:]); err != nil {
 		sr.close()
-		return nil, &CorruptionError{Segment: s.name, Offset: 0, Reason: "short segment header"}
+		return nil, &CorruptionError{Segment: s.name, Offset: 0, Index: s.first, Reason: "short segment header"}
 	}
-	if string(h[:8]) != magic || binary.LittleEndian.Uint64(h[8:]) != s.first {
+	m := string(h[:8])
+	if (m != magic && m != magicV1) || binary.LittleEndian.Uint64(h[8:]) != s.first {
 		sr.close()
-		return nil, &CorruptionError{Segment: s.name, Offset: 0, Reason: "bad segment header"}
+		return nil, &CorruptionError{Segment: s.name, Offset: 0, Index: s.first, Reason: "bad segment header"}
 	}
+	sr.v1 = m == magicV1
 	sr.off = headerSize
+	sr.commit = true
 	return sr, nil
 }
 
@@ -153,40 +178,208 @@ var errEnd = errors.New("end of segment")
 // of the file, and a *CorruptionError for a frame that does not validate.
 // The returned record is valid until the next call.
 func (sr *segmentReader) frame() ([]byte, error) {
-	var h [frameHdr]byte
-	if _, err := io.ReadFull(sr.r, h[:]); err != nil {
+	h := sr.hdr[:]
+	if _, err := io.ReadFull(sr.r, h); err != nil {
 		if err == io.EOF {
 			return nil, errEnd
 		}
 		return nil, sr.corrupt("short frame header")
 	}
-	n := binary.LittleEndian.Uint32(h[:4])
+	word := binary.LittleEndian.Uint32(h[:4])
 	crc := binary.LittleEndian.Uint32(h[4:])
-	if n == 0 && crc == 0 {
+	if word == 0 && crc == 0 {
 		return nil, errEnd
 	}
+	n := int64(word &^ commitFlag)
 	if n > maxRecord || sr.off+int64(frameSize(int(n))) > sr.limit {
 		return nil, sr.corrupt(fmt.Sprintf("impossible record length %d", n))
 	}
-	size := pad8(int(n))
-	if cap(sr.buf) < size {
-		sr.buf = make([]byte, size)
-	}
-	body := sr.buf[:size]
-	if _, err := io.ReadFull(sr.r, body); err != nil {
+	body, err := sr.readBody(pad8(int(n)))
+	if err != nil {
 		return nil, sr.corrupt("record cut short")
 	}
 	rec := body[:n]
 	if frameCRC(sr.next, rec) != crc {
 		return nil, sr.corrupt("checksum mismatch")
 	}
-	sr.off += int64(frameHdr + size)
+	sr.off += int64(frameHdr + len(body))
 	sr.next++
+	sr.commit = sr.v1 || word&commitFlag != 0
 	return rec, nil
+}
+
+// readBody reads size bytes into sr.buf. Large bodies grow the buffer as
+// bytes actually arrive, so a corrupt length in a compressed segment (whose
+// size is unknown) allocates no more than the data that is there.
+func (sr *segmentReader) readBody(size int) ([]byte, error) {
+	const step = 1 << 20
+	if size <= step || sr.sized {
+		if cap(sr.buf) < size {
+			sr.buf = make([]byte, size)
+		}
+		_, err := io.ReadFull(sr.r, sr.buf[:size])
+		return sr.buf[:size], err
+	}
+	buf := sr.buf[:0]
+	for len(buf) < size {
+		chunk := min(step, size-len(buf))
+		buf = append(buf, make([]byte, chunk)...)
+		if _, err := io.ReadFull(sr.r, buf[len(buf)-chunk:]); err != nil {
+			return nil, err
+		}
+	}
+	sr.buf = buf
+	return buf, nil
 }
 
 func (sr *segmentReader) corrupt(reason string) error {
 	return &CorruptionError{Segment: sr.name, Offset: sr.off, Index: sr.next, Reason: reason}
+}
+
+// scanSegment reads every frame of s, returning the offsets of its frames,
+// the offset where data ends, the offset just past the last frame that
+// ended a write, and the error that stopped it (errEnd at a clean end).
+type scanResult struct {
+	offs      []uint32
+	end       int64  // offset after the last valid frame
+	next      uint64 // index after the last valid frame
+	commitEnd int64  // offset after the last frame that ended a write
+	commitIdx uint64 // index after that frame
+	err       error  // errEnd or a *CorruptionError
+}
+
+func scanSegment(fsys FS, dir string, s segmentInfo) (scanResult, error) {
+	sr, err := openSegmentReader(fsys, dir, s)
+	if err != nil {
+		return scanResult{}, err
+	}
+	defer sr.close()
+	res := scanResult{commitEnd: sr.off, commitIdx: sr.next}
+	for {
+		off := sr.off
+		_, err := sr.frame()
+		if err != nil {
+			res.end, res.next, res.err = sr.off, sr.next, err
+			return res, nil
+		}
+		res.offs = append(res.offs, uint32(off))
+		if sr.commit {
+			res.commitEnd, res.commitIdx = sr.off, sr.next
+		}
+	}
+}
+
+// laterWrite reports whether, somewhere after off in a plain segment, a
+// frame that ends a write is followed by another valid frame. Writes are
+// sequential and, under SyncAlways, each is fsynced before the next starts,
+// so such a pair proves that the write covering off completed and was
+// acknowledged: a bad frame at off is then corruption, not a torn tail.
+// Frames are found by trying every 8-byte position and every index the
+// position allows (one frame per 8 bytes at most).
+func laterWrite(f File, off int64, next uint64) (bool, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	size := st.Size()
+	commitEnd := int64(-1)
+	const chunk = 1 << 20
+	var hdrs []byte
+	var body []byte
+	base := int64(-1)
+	for p := off + 8; p+frameHdr <= size; p += 8 {
+		if base < 0 || p+frameHdr > base+int64(len(hdrs)) {
+			base = p
+			hdrs = make([]byte, min(chunk, size-p))
+			if n, err := f.ReadAt(hdrs, p); n < len(hdrs) {
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				return false, err
+			}
+		}
+		h := hdrs[p-base:]
+		word := binary.LittleEndian.Uint32(h)
+		crc := binary.LittleEndian.Uint32(h[4:])
+		n := int64(word &^ commitFlag)
+		if word == 0 || n > maxRecord || p+int64(frameSize(int(n))) > size {
+			continue
+		}
+		if int64(cap(body)) < n {
+			body = make([]byte, n)
+		}
+		body = body[:n]
+		if _, err := f.ReadAt(body, p+frameHdr); err != nil && n > 0 {
+			continue
+		}
+		maxK := min(uint64(p-off)/8, 1<<16)
+		for k := uint64(1); k <= maxK; k++ {
+			if frameCRC(next+k, body) != crc {
+				continue
+			}
+			if commitEnd >= 0 && p >= commitEnd {
+				return true, nil
+			}
+			if word&commitFlag != 0 && commitEnd < 0 {
+				commitEnd = p + int64(frameSize(int(n)))
+			}
+			break
+		}
+	}
+	return false, nil
+}
+
+// writeSegmentAtomically replaces the plain segment of s with a header and
+// frames (written to a temporary file, fsynced, renamed, directory fsynced).
+// A plain file wins over a .zst of the same segment, so the caller may
+// then remove the .zst.
+func writeSegmentAtomically(fsys FS, dir string, first uint64, frames []byte) error {
+	path := filepath.Join(dir, segmentName(first))
+	tmp := path + ".tmp"
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(append(segmentHeader(first), frames...), 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := fsys.Rename(tmp, path); err != nil {
+		return err
+	}
+	return fsys.SyncDir(dir)
+}
+
+// readPrefix decodes the frames of s before offset end (or all, end < 0)
+// and re-encodes them, every one marked committed.
+func readPrefix(fsys FS, dir string, s segmentInfo, end int64) ([]byte, error) {
+	sr, err := openSegmentReader(fsys, dir, s)
+	if err != nil {
+		return nil, err
+	}
+	defer sr.close()
+	var out []byte
+	for end < 0 || sr.off < end {
+		idx := sr.next
+		rec, err := sr.frame()
+		if err == errEnd {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		at := len(out)
+		out = appendFrame(out, idx, rec)
+		setCommit(out, at)
+	}
+	return out, nil
 }
 
 // CorruptionError is a record that does not validate where the log holds
@@ -199,5 +392,5 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("wal: corrupt record at %s offset %d (index %d): %s; run `tally admin wal repair` to keep the records before it", e.Segment, e.Offset, e.Index, e.Reason)
+	return fmt.Sprintf("wal: corrupt record at %s offset %d (index %d): %s; wal.Repair keeps the records before it and moves the rest aside", e.Segment, e.Offset, e.Index, e.Reason)
 }

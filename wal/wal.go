@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,19 +39,27 @@ func ParseSyncPolicy(s string) (SyncPolicy, error) {
 
 // Options configure a log.
 type Options struct {
-	FS          FS    // nil: the OS
-	SegmentSize int64 // default 64 MiB
+	FS FS // nil: the OS
+	// SegmentSize is the size at which the log rolls to a new segment
+	// (default 64 MiB, at most 4 GiB). Segments are preallocated to it.
+	SegmentSize int64
 	Sync        SyncPolicy
 	SyncEvery   time.Duration // for SyncInterval; default 100ms
 	// Compress zstd-compresses sealed segments in the background; they stay
-	// readable by Replay (they are the event archive).
+	// readable by Replay and Get (they are the event archive).
 	Compress bool
 	// Metrics receives fsync latency, bytes, appends and segments; nil for none.
 	Metrics *metrics.Set
 }
 
-// ErrClosed is returned by operations on a closed log.
-var ErrClosed = errors.New("wal: log is closed")
+// Errors returned by the log.
+var (
+	// ErrClosed is returned by operations on a closed log.
+	ErrClosed = errors.New("wal: log is closed")
+	// ErrNotFound is returned by Get for an index outside
+	// [FirstIndex, LastIndex].
+	ErrNotFound = errors.New("wal: no record at that index")
+)
 
 // Log is an open write-ahead log. It is safe for concurrent use.
 type Log struct {
@@ -61,15 +71,22 @@ type Log struct {
 	quit chan struct{}
 	done chan struct{}
 
+	// wmu is held by the writer for each group commit and by Sync and the
+	// truncations: whoever holds it owns the segment files.
+	wmu  sync.Mutex
+	pend []uint32
+
 	mu       sync.Mutex // guards the fields below, read by other goroutines
 	segs     []segmentInfo
 	active   File
 	segFirst uint64
-	off      int64  // write offset in the active segment
-	next     uint64 // index of the next record
-	broken   error  // sticky: a failed write or fsync
+	offs     []uint32 // offset of every published frame of the active segment
+	off      int64    // write offset in the active segment
+	next     uint64   // index of the next record
+	broken   error    // sticky: a failed write or fsync
 	closed   bool
 
+	cache      segCache
 	compressWG sync.WaitGroup
 	m          logMetrics
 }
@@ -83,8 +100,6 @@ type logMetrics struct {
 	compress *metrics.Counter
 }
 
-func (m *logMetrics) compressErrors() *metrics.Counter { return m.compress }
-
 type appendReq struct {
 	recs [][]byte
 	last uint64
@@ -94,14 +109,20 @@ type appendReq struct {
 
 var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan struct{}, 1)} }}
 
-// Open opens (or creates) the log in dir. It truncates a torn tail of the
-// last segment and refuses corruption elsewhere with a *CorruptionError.
+// Open opens (or creates) the log in dir. It verifies the last segment,
+// truncates its torn tail, and refuses corruption of acknowledged records
+// there with a *CorruptionError (sealed segments are verified when Replay or
+// Get reads them). Leftover temporary files of an interrupted compression or
+// rewrite are removed.
 func Open(dir string, opts Options) (*Log, error) {
 	if opts.FS == nil {
 		opts.FS = OS
 	}
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = 64 << 20
+	}
+	if opts.SegmentSize > maxSegmentSize {
+		return nil, fmt.Errorf("wal: segment size %d is above the 4 GiB limit", opts.SegmentSize)
 	}
 	if opts.SyncEvery <= 0 {
 		opts.SyncEvery = 100 * time.Millisecond
@@ -111,11 +132,17 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := l.fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
+	if err := removeTemps(l.fs, dir); err != nil {
+		return nil, err
+	}
 	segs, err := listSegments(l.fs, dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
 	}
 	if err := l.recoverTail(segs); err != nil {
+		if l.active != nil {
+			l.active.Close()
+		}
 		return nil, err
 	}
 	go l.writer()
@@ -129,128 +156,142 @@ func Open(dir string, opts Options) (*Log, error) {
 	return l, nil
 }
 
+func removeTemps(fsys FS, dir string) error {
+	ents, err := fsys.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("wal: list %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".wal.tmp") || strings.HasSuffix(n, ".wal.zst.tmp") {
+			if err := fsys.Remove(filepath.Join(dir, n)); err != nil {
+				return fmt.Errorf("wal: remove leftover %s: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
 func (l *Log) initMetrics() {
 	s := l.opts.Metrics
 	if s == nil {
 		s = metrics.NewSet()
 	}
 	l.m = logMetrics{
-		fsync:    s.NewHistogram("tally_wal_fsync_seconds"),
-		bytes:    s.NewCounter("tally_wal_bytes_total"),
-		records:  s.NewCounter("tally_wal_records_total"),
-		groups:   s.NewCounter("tally_wal_group_commits_total"),
-		segments: s.NewCounter("tally_wal_segments_created_total"),
-		compress: s.NewCounter("tally_wal_compress_errors_total"),
+		fsync:    s.GetOrCreateHistogram("tally_wal_fsync_seconds"),
+		bytes:    s.GetOrCreateCounter("tally_wal_bytes_total"),
+		records:  s.GetOrCreateCounter("tally_wal_records_total"),
+		groups:   s.GetOrCreateCounter("tally_wal_group_commits_total"),
+		segments: s.GetOrCreateCounter("tally_wal_segments_created_total"),
+		compress: s.GetOrCreateCounter("tally_wal_compress_errors_total"),
 	}
 }
 
 // recoverTail scans the last segment, truncates a torn tail, and opens it
-// for appending (or starts a new segment after a sealed one).
+// for appending (or starts a new segment after a compressed one).
 func (l *Log) recoverTail(segs []segmentInfo) error {
 	if len(segs) == 0 {
 		return l.newSegment(1)
 	}
 	last := segs[len(segs)-1]
-	l.segs = segs
-	sr, err := openSegmentReader(l.fs, l.dir, last)
+	l.segs = segs[:len(segs)-1]
+	res, err := scanSegment(l.fs, l.dir, last)
+	var bad *CorruptionError
+	if errors.As(err, &bad) && bad.Offset == 0 && !last.compressed {
+		// A header that never reached the disk: the crash came while the
+		// segment was being created, before any record could be written.
+		empty, zerr := zeroAfter(l.fs, filepath.Join(l.dir, last.name), 0)
+		if zerr != nil || !empty {
+			return err
+		}
+		return l.newSegment(last.first)
+	}
 	if err != nil {
 		return err
 	}
-	var bad *CorruptionError
-	for {
-		_, err := sr.frame()
-		if err == errEnd {
-			// Zeros where the data ends — or a zeroed region in the middle,
-			// which validFrameAfter tells apart below.
-			bad = &CorruptionError{Segment: last.name, Offset: sr.off, Index: sr.next, Reason: "zeroed frame header followed by valid records"}
-			break
-		}
-		if err != nil {
-			if !errors.As(err, &bad) {
-				sr.close()
-				return err
-			}
-			break
-		}
-	}
-	off, next := sr.off, sr.next
-	sr.close()
+	l.segs = segs
 	if last.compressed {
-		if bad != nil && bad.Reason != "zeroed frame header followed by valid records" {
-			return bad
+		if res.err != errEnd || res.commitEnd != res.end {
+			return res.err
 		}
-		return l.newSegment(next)
+		return l.newSegment(res.next)
 	}
-	path := filepath.Join(l.dir, last.name)
-	f, err := l.fs.OpenFile(path, os.O_RDWR, 0o644)
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, last.name), os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("wal: open %s: %w", last.name, err)
 	}
-	atEnd := bad != nil && bad.Reason == "zeroed frame header followed by valid records"
-	if bad != nil {
-		if later, err := validFrameAfter(f, off, next); err != nil || later {
-			f.Close()
-			if err != nil {
-				return err
-			}
+	later, err := laterWrite(f, res.end, res.next)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("wal: scan %s: %w", last.name, err)
+	}
+	if later {
+		f.Close()
+		if errors.As(res.err, &bad) {
 			return bad
 		}
+		return &CorruptionError{Segment: last.name, Offset: res.end, Index: res.next, Reason: "zeroed frame followed by later writes"}
 	}
-	if bad != nil && !atEnd {
-		// A torn tail: cut it off and restore the zeroed, preallocated tail.
-		if err := f.Truncate(off); err != nil {
+	if res.err != errEnd || res.commitEnd != res.end {
+		// A torn tail: cut back to the end of the last complete write.
+		if err := cutPlain(f, res.commitEnd, -1, l.opts.SegmentSize); err != nil {
 			f.Close()
-			return fmt.Errorf("wal: truncate torn tail of %s at %d: %w", last.name, off, err)
-		}
-		if err := f.Preallocate(max(l.opts.SegmentSize, off)); err != nil {
-			f.Close()
-			return fmt.Errorf("wal: preallocate %s: %w", last.name, err)
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return fmt.Errorf("wal: sync %s: %w", last.name, err)
+			return fmt.Errorf("wal: truncate torn tail of %s at %d: %w", last.name, res.commitEnd, err)
 		}
 	}
-	l.active, l.segFirst, l.off, l.next = f, last.first, off, next
+	l.active, l.segFirst, l.off, l.next = f, last.first, res.commitEnd, res.commitIdx
+	l.offs = res.offs[:res.commitIdx-last.first]
 	return nil
 }
 
-// validFrameAfter reports whether a frame that validates (for an index
-// after next) starts anywhere after off: if so the bad frame at off is not
-// the torn tail but corruption. It reads the file in bounded chunks.
-func validFrameAfter(f File, off int64, next uint64) (bool, error) {
-	st, err := f.Stat()
+// zeroAfter reports whether the file holds only zeros after off.
+func zeroAfter(fsys FS, path string, off int64) (bool, error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return false, err
 	}
-	size := st.Size()
-	const maxScan = 64 << 20
-	end := min(size, off+maxScan)
-	buf := make([]byte, end-off)
-	if _, err := f.ReadAt(buf, off); err != nil && int64(len(buf)) > 0 {
-		if n, _ := f.ReadAt(buf, off); int64(n) < int64(len(buf)) {
-			buf = buf[:n]
-		}
-	}
-	for p := 8; p+frameHdr <= len(buf); p += 8 {
-		n := int(binary.LittleEndian.Uint32(buf[p:]))
-		crc := binary.LittleEndian.Uint32(buf[p+4:])
-		if n == 0 || p+frameSize(n) > len(buf) {
-			continue
-		}
-		rec := buf[p+frameHdr : p+frameHdr+n]
-		// The frame at p can be at most one index per 8 bytes past next.
-		for k := uint64(1); k <= uint64(p/8) && k <= 4096; k++ {
-			if frameCRC(next+k, rec) == crc {
-				return true, nil
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := f.ReadAt(buf, off)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false, nil
 			}
 		}
+		off += int64(n)
+		if err != nil || n == 0 {
+			return true, nil
+		}
 	}
-	return false, nil
+}
+
+// cutPlain makes a plain segment end at off: the bytes after it become
+// zeros again (preallocated up to size), the frame at lastFrame (if >= 0)
+// is marked as ending a write, and the file is fsynced.
+func cutPlain(f File, off, lastFrame, size int64) error {
+	if err := f.Truncate(off); err != nil {
+		return err
+	}
+	if lastFrame >= 0 {
+		var w [4]byte
+		if _, err := f.ReadAt(w[:], lastFrame); err != nil {
+			return err
+		}
+		binary.LittleEndian.PutUint32(w[:], binary.LittleEndian.Uint32(w[:])|commitFlag)
+		if _, err := f.WriteAt(w[:], lastFrame); err != nil {
+			return err
+		}
+	}
+	if size > off {
+		if err := f.Preallocate(size); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
 }
 
 // newSegment creates, preallocates and syncs the segment starting at first
-// and makes it the active one.
+// and makes it the active one. The previous active file is the caller's.
 func (l *Log) newSegment(first uint64) error {
 	name := segmentName(first)
 	path := filepath.Join(l.dir, name)
@@ -258,14 +299,11 @@ func (l *Log) newSegment(first uint64) error {
 	if err != nil {
 		return fmt.Errorf("wal: create %s: %w", name, err)
 	}
-	var h [headerSize]byte
-	copy(h[:], magic)
-	binary.LittleEndian.PutUint64(h[8:], first)
 	if err := f.Preallocate(l.opts.SegmentSize); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: preallocate %s: %w", name, err)
 	}
-	if _, err := f.WriteAt(h[:], 0); err != nil {
+	if _, err := f.WriteAt(segmentHeader(first), 0); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: write %s header: %w", name, err)
 	}
@@ -279,7 +317,7 @@ func (l *Log) newSegment(first uint64) error {
 	}
 	l.mu.Lock()
 	l.segs = append(l.segs, segmentInfo{first: first, name: name})
-	l.active, l.segFirst, l.off, l.next = f, first, headerSize, first
+	l.active, l.segFirst, l.off, l.next, l.offs = f, first, headerSize, first, nil
 	l.mu.Unlock()
 	l.m.segments.Inc()
 	return nil
@@ -287,8 +325,12 @@ func (l *Log) newSegment(first uint64) error {
 
 // Append writes recs as consecutive records and returns the index of the
 // last. It returns once they are durable per the sync policy; concurrent
-// callers share writes and fsyncs. On error nothing of recs is acknowledged,
-// and the log refuses further appends (reopen it to recover).
+// callers share writes and fsyncs. The records of one call land in one
+// segment, and after a crash either all of them are in the log or none.
+// On error nothing of recs is acknowledged (LastIndex, Get and Replay do not
+// show them; after a reopen they may be there, whole), and the log refuses
+// every later Append: reopen it to recover. recs may be reused once Append
+// returns.
 func (l *Log) Append(recs ...[]byte) (last uint64, err error) {
 	if len(recs) == 0 {
 		return l.LastIndex(), nil
@@ -331,10 +373,9 @@ func (l *Log) Append(recs ...[]byte) (last uint64, err error) {
 // releases them all (group commit).
 func (l *Log) writer() {
 	defer close(l.done)
-	var ticker *time.Ticker
 	var tick <-chan time.Time
 	if l.opts.Sync == SyncInterval {
-		ticker = time.NewTicker(l.opts.SyncEvery)
+		ticker := time.NewTicker(l.opts.SyncEvery)
 		defer ticker.Stop()
 		tick = ticker.C
 	}
@@ -354,37 +395,23 @@ func (l *Log) writer() {
 				}
 			}
 		case <-tick:
-			l.syncActive()
+			l.Sync()
 			continue
 		case r := <-l.reqs:
 			group = append(group[:0], r)
 		}
+	more:
 		for len(group) < 1024 {
 			select {
 			case r := <-l.reqs:
 				group = append(group, r)
-				continue
 			default:
+				break more
 			}
-			break
 		}
 		buf = l.commit(group, buf)
+		clear(group)
 	}
-}
-
-func (l *Log) syncActive() {
-	l.mu.Lock()
-	f, broken := l.active, l.broken
-	l.mu.Unlock()
-	if broken != nil || f == nil {
-		return
-	}
-	start := time.Now()
-	if err := f.Sync(); err != nil {
-		l.fail(fmt.Errorf("wal: fsync: %w", err))
-		return
-	}
-	l.m.fsync.UpdateDuration(start)
 }
 
 func (l *Log) fail(err error) {
@@ -397,10 +424,14 @@ func (l *Log) fail(err error) {
 
 // commit writes a group of requests and releases them.
 func (l *Log) commit(group []*appendReq, buf []byte) []byte {
+	l.wmu.Lock()
+	l.mu.Lock()
 	err := l.broken
+	l.mu.Unlock()
 	if err == nil {
 		buf, err = l.writeGroup(group, buf)
 	}
+	l.wmu.Unlock()
 	if err != nil {
 		l.fail(err)
 		for _, r := range group {
@@ -415,13 +446,16 @@ func (l *Log) commit(group []*appendReq, buf []byte) []byte {
 
 func (l *Log) writeGroup(group []*appendReq, buf []byte) ([]byte, error) {
 	buf = buf[:0]
-	start := l.off
+	pend := l.pend[:0]
+	start := l.off // file offset of buf[0]
 	next := l.next
 	first := next
+	lastFrame := 0
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
+		setCommit(buf, lastFrame)
 		if _, err := l.active.WriteAt(buf, start); err != nil {
 			return fmt.Errorf("wal: write %s at %d: %w", segmentName(l.segFirst), start, err)
 		}
@@ -431,17 +465,22 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) ([]byte, error) {
 		return nil
 	}
 	for _, r := range group {
+		size := int64(0)
 		for _, rec := range r.recs {
-			fs := int64(frameSize(len(rec)))
-			if start+int64(len(buf))+fs > l.opts.SegmentSize && start+int64(len(buf)) > headerSize {
-				if err := flush(); err != nil {
-					return buf, err
-				}
-				if err := l.roll(next, start); err != nil {
-					return buf, err
-				}
-				start = l.off
+			size += int64(frameSize(len(rec)))
+		}
+		if at := start + int64(len(buf)); at+size > l.opts.SegmentSize && at > headerSize {
+			if err := flush(); err != nil {
+				return buf, err
 			}
+			if err := l.roll(next, start, pend); err != nil {
+				return buf, err
+			}
+			pend, start = l.pend[:0], l.off
+		}
+		for _, rec := range r.recs {
+			lastFrame = len(buf)
+			pend = append(pend, uint32(start+int64(len(buf))))
 			buf = appendFrame(buf, next, rec)
 			next++
 		}
@@ -458,53 +497,121 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) ([]byte, error) {
 		l.m.fsync.UpdateDuration(t)
 	}
 	l.mu.Lock()
+	l.offs = append(l.offs, pend...)
 	l.off, l.next = start, next
 	l.mu.Unlock()
+	l.pend = pend
 	l.m.groups.Inc()
 	l.m.records.Add(int(next - first))
 	return buf, nil
 }
 
-// roll seals the active segment (fsynced) and starts a new one at next.
-func (l *Log) roll(next uint64, end int64) error {
+// roll seals the active segment (fsynced, its frames pend published) and
+// starts a new one at next. The sealed file goes to the Get cache.
+func (l *Log) roll(next uint64, end int64, pend []uint32) error {
 	old := l.active
 	if err := old.Sync(); err != nil {
 		return fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), err)
 	}
 	sealed := l.segs[len(l.segs)-1]
 	l.mu.Lock()
+	l.offs = append(l.offs, pend...)
 	l.off, l.next = end, next
+	idx := &segIndex{first: l.segFirst, offs: l.offs, end: end, r: old, c: old}
 	l.mu.Unlock()
+	l.pend = pend[:0]
 	if err := l.newSegment(next); err != nil {
+		old.Close()
 		return err
 	}
-	old.Close()
+	l.cache.put(idx)
 	if l.opts.Compress {
 		l.compressLater(sealed)
 	}
 	return nil
 }
 
-// FirstIndex is the index of the oldest record kept (1 for a new log).
+// FirstIndex is the index of the oldest record kept (1 for a new log). It
+// is LastIndex()+1 when the log holds no record.
 func (l *Log) FirstIndex() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.firstLocked()
+}
+
+func (l *Log) firstLocked() uint64 {
+	if len(l.segs) == 0 { // a failed Reset or TruncateBack
+		return l.next
+	}
 	return l.segs[0].first
 }
 
-// LastIndex is the index of the newest record (0 for an empty log).
+// LastIndex is the index of the newest record (FirstIndex()-1, so 0 for a
+// new log, when it holds none).
 func (l *Log) LastIndex() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.next - 1
 }
 
+// Get returns a copy of the record at index (the caller owns it). Records
+// of the active segment are read with one positioned read; for a sealed
+// segment Get indexes it on first use and keeps the index (and, for a
+// compressed segment, its decompressed bytes) in a cache of two segments.
+func (l *Log) Get(index uint64) ([]byte, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if index < l.firstLocked() || index >= l.next || l.active == nil {
+		l.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	if index >= l.segFirst {
+		i := index - l.segFirst
+		end := l.off
+		if i+1 < uint64(len(l.offs)) {
+			end = int64(l.offs[i+1])
+		}
+		rec, err := readFrame(l.active, l.segFirst, int64(l.offs[i]), end, index)
+		l.mu.Unlock()
+		return rec, err
+	}
+	k := sort.Search(len(l.segs), func(k int) bool { return l.segs[k].first > index }) - 1
+	seg := l.segs[k]
+	l.mu.Unlock()
+	return l.cache.get(l, seg, index)
+}
+
+// readFrame reads and verifies the frame of index at [off, end) of r.
+func readFrame(r interface {
+	ReadAt([]byte, int64) (int, error)
+}, seg uint64, off, end int64, index uint64) ([]byte, error) {
+	buf := make([]byte, end-off)
+	if n, err := r.ReadAt(buf, off); n < len(buf) {
+		return nil, fmt.Errorf("wal: read %s at %d: %w", segmentName(seg), off, err)
+	}
+	n := int64(binary.LittleEndian.Uint32(buf) &^ commitFlag)
+	if n > int64(len(buf)-frameHdr) || frameCRC(index, buf[frameHdr:frameHdr+n]) != binary.LittleEndian.Uint32(buf[4:]) {
+		return nil, &CorruptionError{Segment: segmentName(seg), Offset: off, Index: index, Reason: "checksum mismatch"}
+	}
+	return buf[frameHdr : frameHdr+n : frameHdr+n], nil
+}
+
 // Replay calls fn for every record from index from (at least FirstIndex)
 // up to the LastIndex at the time of the call, in order, streaming one
-// segment at a time. rec is valid only during fn. An error from fn stops
+// segment at a time through a 64 KiB buffer (a compressed segment through
+// a streaming decoder). rec is valid only during fn. An error from fn stops
 // the replay and is returned; corruption returns a *CorruptionError.
+// Records dropped by a TruncateFront or TruncateBack running meanwhile may
+// make it fail.
 func (l *Log) Replay(from uint64, fn func(index uint64, rec []byte) error) error {
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
 	segs := append([]segmentInfo(nil), l.segs...)
 	end := l.next
 	l.mu.Unlock()
@@ -526,15 +633,21 @@ func (l *Log) Replay(from uint64, fn func(index uint64, rec []byte) error) error
 	return nil
 }
 
-// replaySegment replays s's records in [from, end); the segment must hold
-// every index up to end-1, or it is corrupt (a record lost in the middle).
-func (l *Log) replaySegment(s segmentInfo, from, end uint64, fn func(uint64, []byte) error) error {
-	// A segment sealed and compressed since the listing: read its .zst.
+// openSegment opens s for reading, following a compression that replaced
+// its plain file since s was listed.
+func (l *Log) openSegment(s segmentInfo) (*segmentReader, error) {
 	sr, err := openSegmentReader(l.fs, l.dir, s)
 	if errors.Is(err, os.ErrNotExist) && !s.compressed {
 		s.name, s.compressed = s.name+".zst", true
 		sr, err = openSegmentReader(l.fs, l.dir, s)
 	}
+	return sr, err
+}
+
+// replaySegment replays s's records in [from, end); the segment must hold
+// every index up to end-1, or it is corrupt (a record lost in the middle).
+func (l *Log) replaySegment(s segmentInfo, from, end uint64, fn func(uint64, []byte) error) error {
+	sr, err := l.openSegment(s)
 	if err != nil {
 		return err
 	}
@@ -559,28 +672,257 @@ func (l *Log) replaySegment(s segmentInfo, from, end uint64, fn func(uint64, []b
 	return nil
 }
 
-// TruncateFront removes whole segments whose records all precede index
-// (retention, after a snapshot covers them). The active segment stays.
-func (l *Log) TruncateFront(index uint64) error {
-	l.mu.Lock()
-	var drop []segmentInfo
-	for len(l.segs) > 1 && l.segs[1].first <= index {
-		drop = append(drop, l.segs[0])
-		l.segs = l.segs[1:]
+func (l *Log) segmentAge(s segmentInfo) (time.Duration, error) {
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, s.name), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, fmt.Errorf("wal: open %s: %w", s.name, err)
 	}
-	l.mu.Unlock()
-	l.compressWG.Wait() // never race a compression of a dropped segment
-	for _, s := range drop {
-		for _, name := range []string{s.name, segmentName(s.first), segmentName(s.first) + ".zst"} {
-			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("wal: remove %s: %w", name, err)
-			}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("wal: stat %s: %w", s.name, err)
+	}
+	return time.Since(st.ModTime()), nil
+}
+
+// removeSegment deletes both forms of segment s.
+func (l *Log) removeSegment(s segmentInfo) error {
+	for _, name := range []string{segmentName(s.first), segmentName(s.first) + ".zst"} {
+		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("wal: remove %s: %w", name, err)
 		}
 	}
-	if len(drop) > 0 {
-		return l.fs.SyncDir(l.dir)
+	return nil
+}
+
+// TruncateFront deletes the segments whose records all precede index
+// (retention, once a snapshot covers them). It works on whole segments: up
+// to a segment of records before index stays, and FirstIndex says where the
+// log now starts. The active segment always stays.
+func (l *Log) TruncateFront(index uint64) error {
+	return l.truncateFront(index, 0)
+}
+
+// TruncateFrontOlderThan is TruncateFront for retention: it deletes the
+// segments whose records all precede index and that were sealed at least
+// keep ago (a segment's age is its file's modification time: when it was
+// sealed, or compressed just after). It stops at the first segment too
+// young to delete, so the log stays contiguous.
+func (l *Log) TruncateFrontOlderThan(index uint64, keep time.Duration) error {
+	return l.truncateFront(index, keep)
+}
+
+func (l *Log) truncateFront(index uint64, keep time.Duration) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.compressWG.Wait() // never race a compression of a dropped segment
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	segs := append([]segmentInfo(nil), l.segs...)
+	l.mu.Unlock()
+	n := 0
+	for n+1 < len(segs) && segs[n+1].first <= index {
+		if keep > 0 {
+			age, err := l.segmentAge(segs[n])
+			if err != nil {
+				return err
+			}
+			if age < keep {
+				break
+			}
+		}
+		n++
+	}
+	drop := segs[:n]
+	l.mu.Lock()
+	l.segs = l.segs[n:]
+	l.mu.Unlock()
+	if len(drop) == 0 {
+		return nil
+	}
+	l.cache.clear()
+	for _, s := range drop {
+		if err := l.removeSegment(s); err != nil {
+			return err
+		}
+	}
+	return l.fs.SyncDir(l.dir)
+}
+
+// TruncateBack deletes every record after index (FirstIndex()-1 <= index);
+// the next Append gets index+1. Segments after the one holding index are
+// deleted newest first and that segment is cut (a compressed one is
+// rewritten plain), so a crash in the middle leaves a prefix of the log as
+// it was. It must not run concurrently with a Replay over the dropped
+// records. An error leaves the log refusing appends until reopened.
+func (l *Log) TruncateBack(index uint64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.compressWG.Wait()
+	l.mu.Lock()
+	first, last, closed, broken := l.firstLocked(), l.next-1, l.closed, l.broken
+	l.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case broken != nil:
+		return broken
+	case index >= last:
+		return nil
+	case index+1 < first:
+		return fmt.Errorf("wal: truncate back to %d: the log starts at %d", index, first)
+	}
+	l.cache.clear()
+	if err := l.truncateBack(index); err != nil {
+		err = fmt.Errorf("wal: truncate back to %d: %w", index, err)
+		l.fail(err)
+		return err
 	}
 	return nil
+}
+
+func (l *Log) truncateBack(index uint64) error {
+	cut := index + 1
+	if cut == l.segs[0].first && len(l.segs) > 1 {
+		// Nothing stays: delete newest first, start over at cut.
+		l.active.Close()
+		l.mu.Lock()
+		l.active = nil
+		segs := l.segs
+		l.mu.Unlock()
+		for j := len(segs) - 1; j >= 0; j-- {
+			if err := l.removeSegment(segs[j]); err != nil {
+				return err
+			}
+			l.mu.Lock()
+			l.segs = segs[:j]
+			l.mu.Unlock()
+		}
+		return l.newSegment(cut)
+	}
+	// The active segment holds cut: cut it in place.
+	if cut > l.segFirst || (cut == l.segFirst && len(l.segs) == 1) {
+		i := cut - l.segFirst
+		off, lastFrame := int64(l.offs[i]), int64(-1)
+		if i > 0 {
+			lastFrame = int64(l.offs[i-1])
+		}
+		if err := cutPlain(l.active, off, lastFrame, l.opts.SegmentSize); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.offs, l.off, l.next = l.offs[:i], off, cut
+		l.mu.Unlock()
+		return nil
+	}
+	// Otherwise delete newest first down to the segment holding index, which
+	// becomes the active one.
+	l.active.Close()
+	l.mu.Lock()
+	l.active = nil
+	segs := l.segs
+	l.mu.Unlock()
+	k := sort.Search(len(segs), func(k int) bool { return segs[k].first > index }) - 1
+	for j := len(segs) - 1; j > k; j-- {
+		if err := l.removeSegment(segs[j]); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.segs = segs[:j]
+		l.mu.Unlock()
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
+	s := segs[k]
+	res, err := scanSegment(l.fs, l.dir, s)
+	if err != nil {
+		return err
+	}
+	if res.next <= index {
+		if res.err != errEnd {
+			return res.err
+		}
+		return &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next, Reason: "segment ends before the record to keep"}
+	}
+	n := cut - s.first
+	var off int64 = res.end
+	if n < uint64(len(res.offs)) {
+		off = int64(res.offs[n])
+	}
+	if s.compressed {
+		frames, err := readPrefix(l.fs, l.dir, s, off)
+		if err != nil {
+			return err
+		}
+		if err := writeSegmentAtomically(l.fs, l.dir, s.first, frames); err != nil {
+			return err
+		}
+		if err := l.fs.Remove(filepath.Join(l.dir, s.name)); err != nil {
+			return err
+		}
+		s = segmentInfo{first: s.first, name: segmentName(s.first)}
+	}
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, s.name), os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := cutPlain(f, off, int64(res.offs[n-1]), l.opts.SegmentSize); err != nil {
+		f.Close()
+		return err
+	}
+	l.mu.Lock()
+	l.segs[k] = s
+	l.active, l.segFirst, l.offs, l.off, l.next = f, s.first, res.offs[:n], off, cut
+	l.mu.Unlock()
+	return nil
+}
+
+// Reset deletes every record; the next Append gets index next (>= 1).
+// A Raft follower that installs a snapshot starts its log over this way.
+// Segments are deleted oldest first, so a crash in the middle leaves a
+// suffix of the log as it was, or an empty log.
+func (l *Log) Reset(next uint64) error {
+	if next == 0 {
+		return errors.New("wal: reset: indexes start at 1")
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.compressWG.Wait()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if l.broken != nil {
+		l.mu.Unlock()
+		return l.broken
+	}
+	segs := l.segs
+	active := l.active
+	l.active = nil
+	l.mu.Unlock()
+	l.cache.clear()
+	active.Close()
+	err := func() error {
+		for i, s := range segs {
+			if err := l.removeSegment(s); err != nil {
+				return err
+			}
+			l.mu.Lock()
+			l.segs = segs[i+1:]
+			l.mu.Unlock()
+		}
+		return l.newSegment(next)
+	}()
+	if err != nil {
+		err = fmt.Errorf("wal: reset to %d: %w", next, err)
+		l.fail(err)
+	}
+	return err
 }
 
 // Segments returns how many segments the log holds.
@@ -590,16 +932,30 @@ func (l *Log) Segments() int {
 	return len(l.segs)
 }
 
-// Sync fsyncs the active segment now (useful under SyncInterval/SyncNever).
+// Sync fsyncs the active segment now (useful under SyncInterval and
+// SyncNever). A failure breaks the log like a failed Append.
 func (l *Log) Sync() error {
-	l.syncActive()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.broken
+	f, err := l.active, l.broken
+	l.mu.Unlock()
+	if err != nil || f == nil {
+		return err
+	}
+	start := time.Now()
+	if err := f.Sync(); err != nil {
+		err = fmt.Errorf("wal: fsync: %w", err)
+		l.fail(err)
+		return err
+	}
+	l.m.fsync.UpdateDuration(start)
+	return nil
 }
 
 // Close stops the writer after the appends already queued, fsyncs, waits
-// for background compression and closes the files.
+// for background compression and closes the files. Appends racing with
+// Close fail with ErrClosed.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -611,6 +967,12 @@ func (l *Log) Close() error {
 	close(l.quit)
 	<-l.done
 	l.compressWG.Wait()
+	l.cache.clear()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.active == nil {
+		return l.broken
+	}
 	var err error
 	if l.broken == nil && l.opts.Sync != SyncNever {
 		err = l.active.Sync()

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func record(i uint64) []byte {
@@ -112,7 +114,7 @@ func frameOffsets(t testing.TB, path string) []int64 {
 	var offs []int64
 	off := int64(headerSize)
 	for off+8 <= int64(len(data)) {
-		n := int(uint32(data[off]) | uint32(data[off+1])<<8 | uint32(data[off+2])<<16 | uint32(data[off+3])<<24)
+		n := int(binary.LittleEndian.Uint32(data[off:]) &^ commitFlag)
 		if n == 0 {
 			break
 		}
@@ -458,5 +460,28 @@ func TestRandomRecordsRoundTrip(t *testing.T) {
 	})
 	if i != len(want) {
 		t.Fatalf("replayed %d of %d", i, len(want))
+	}
+}
+
+func TestTruncateFrontOlderThanKeepsYoungSegments(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentSize: 4096, Compress: true}
+	l := mustOpen(t, dir, opts)
+	defer l.Close()
+	appendN(t, l, 1, 300)
+	if err := l.TruncateFrontOlderThan(250, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if l.FirstIndex() != 1 {
+		t.Fatalf("deleted segments younger than the retention: first index %d", l.FirstIndex())
+	}
+	if err := l.TruncateFrontOlderThan(250, time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	if f := l.FirstIndex(); f == 1 || f > 250 {
+		t.Fatalf("first index %d after dropping old segments before 250", f)
+	}
+	if got, err := l.Get(l.FirstIndex()); err != nil || !bytes.Equal(got, record(l.FirstIndex())) {
+		t.Fatalf("get first after retention: %v", err)
 	}
 }
