@@ -81,7 +81,7 @@
 //
 // An entity whose newest event is at or before watermark - horizon is idle:
 // it can count in no read at t >= watermark - Lateness, and it is dropped
-// (Stats.Expired) by a sweep that inspects a few entities on every Add.
+// (Stats.Expired) by a sweep that inspects two entity slots per Add, on average.
 // String dictionaries only grow: they hold every distinct value the view has
 // accepted.
 //

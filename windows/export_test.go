@@ -1,5 +1,10 @@
 package windows
 
+import (
+	"fmt"
+	"unsafe"
+)
+
 // SetHash replaces v's key hash, to force collisions in tests. It must be
 // called before the first Add.
 func SetHash(v *View, h func([]byte) uint64) { v.hash = h }
@@ -16,4 +21,24 @@ func Keys(v *View, p uint32) [][]byte {
 		}
 	}
 	return keys
+}
+
+// MemoryBreakdown describes v's memory per live entity, by structure.
+func MemoryBreakdown(v *View) string {
+	var capW, lenW, dead, ents, keys, idx, free, live int64
+	for i := range v.parts {
+		p := &v.parts[i]
+		capW += int64(cap(p.words))*8 + int64(cap(p.rw))*4
+		lenW += int64(len(p.words))*8 + int64(len(p.rw))*4
+		dead += int64(p.deadW)*8 + int64(p.deadR)*4
+		ents += int64(cap(p.ents)) * int64(unsafe.Sizeof(entity{}))
+		keys += int64(cap(p.keys))
+		idx += p.index.bytes()
+		for _, l := range p.free {
+			free += int64(cap(l)) * 4
+		}
+		live += int64(p.live)
+	}
+	live = max(live, 1)
+	return fmt.Sprintf("per entity: arenas %d B (used %d, free blocks %d), entities %d, keys %d, index %d, free lists %d", capW/live, lenW/live, dead/live, ents/live, keys/live, idx/live, free/live)
 }

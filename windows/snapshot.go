@@ -23,7 +23,7 @@ import (
 //	            lateness): a snapshot is only read into an identical view
 //	meta body = watermark:u64 tooLate:u64
 //	part body = nstr:uv nstr x (column:uv len:uv bytes)  string values referenced
-//	            nslots:uv cursor:uv expired:uv
+//	            nslots:uv cursor:uv ticks:uv expired:uv
 //	            nslots x slot
 //	            nfree:uv nfree x slot index:uv       free slot stack, bottom first
 //	slot      = 0 (free) | 1 keyLen:uv key newest:sv folded:sv
@@ -40,7 +40,7 @@ import (
 // A partition section is self-contained: string values are written by value,
 // not by dictionary id, so a partition can be read into any view with the
 // same spec (another process, another replica) and re-interned there.
-// Slots, the free stack and the sweep cursor are kept as they were, so a
+// Slots, the free stack and the sweep cursor and ticks are kept as they were, so a
 // restored view expires and places entities exactly as the original would.
 const (
 	snapVersion   = 1
@@ -174,6 +174,7 @@ func (v *View) encodePartition(p *partition, s *snapWriter) {
 	b := s.body
 	b = binary.AppendUvarint(b, uint64(len(p.ents)))
 	b = binary.AppendUvarint(b, uint64(p.cursor))
+	b = binary.AppendUvarint(b, uint64(p.ticks))
 	b = binary.AppendUvarint(b, uint64(p.expired))
 	words := v.tileWords()
 	r := make([]uint64, v.recLen)
@@ -407,11 +408,11 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 	if nslots > math.MaxUint32 {
 		d.fail("%d slots", nslots)
 	}
-	cursor, expired := d.uv(), d.uv()
-	if cursor > uint64(nslots) || expired > math.MaxInt64 {
-		d.fail("cursor %d or expired %d out of range", cursor, expired)
+	cursor, ticks, expired := d.uv(), d.uv(), d.uv()
+	if cursor > uint64(nslots) || ticks > math.MaxUint32 || expired > math.MaxInt64 {
+		d.fail("cursor %d, ticks %d or expired %d out of range", cursor, ticks, expired)
 	}
-	np.cursor, np.expired = uint32(cursor), int64(expired)
+	np.cursor, np.ticks, np.expired = uint32(cursor), uint32(ticks), int64(expired)
 	np.ents = make([]entity, nslots)
 	words := v.tileWords()
 	rec := make([]uint64, v.recLen)

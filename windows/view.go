@@ -32,8 +32,10 @@ const (
 	nullBits uint64 = 0x7ff4_dead_beef_0001
 	// noBlock marks an entity without a raw or tile block.
 	noBlock = math.MaxUint8
-	// sweepPerAdd is how many entity slots each Add inspects for expiry.
-	sweepPerAdd = 2
+	// Every sweepEvery-th Add of a partition inspects the next sweepSlots
+	// entity slots for expiry: two per Add, in runs that share cache lines.
+	sweepEvery = 8
+	sweepSlots = 16
 )
 
 // Stats describes a view's state.
@@ -352,7 +354,7 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 		p.insertRaw(v, e, rec)
 	}
 	p.maintain(v, e)
-	if len(p.ents) > 1 {
+	if p.ticks++; p.ticks%sweepEvery == 0 && len(p.ents) > 1 {
 		p.sweep(v, max(wm, ts))
 	}
 	if (p.deadR > 1024 && p.deadR > len(p.rw)/4) || (p.deadW > 512 && p.deadW > len(p.words)/4) {
@@ -429,6 +431,7 @@ type partState struct {
 	freeBms []uint32
 	scratch []uint64
 	cursor  uint32
+	ticks   uint32 // Adds, modulo 2^32: when to sweep
 	live    int
 	raw     int
 	tiles   int
@@ -534,7 +537,7 @@ func (p *partition) compactKeys() {
 // sweep inspects a few slots and drops entities idle for longer than the
 // horizon before the watermark wm.
 func (p *partition) sweep(v *View, wm int64) {
-	for range sweepPerAdd {
+	for range sweepSlots {
 		p.cursor++
 		if p.cursor >= uint32(len(p.ents)) {
 			p.cursor = 0

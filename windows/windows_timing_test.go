@@ -43,6 +43,35 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestWarm is BenchmarkIngest once every user holds a few
+// events: the steady state, where no Add creates an entity.
+func BenchmarkIngestWarm(b *testing.B) {
+	for _, spec := range []windows.Spec{defaultUserSpecs()[1], defaultUserSpecs()[2], tiledSpec()} {
+		b.Run(spec.Name, func(b *testing.B) {
+			v, _ := windows.New(spec)
+			keys := benchKeys(1 << 20)
+			rng := rand.New(rand.NewPCG(1, 2))
+			order := make([]uint32, 1<<22)
+			for i := range order {
+				order[i] = uint32(rng.IntN(len(keys)))
+			}
+			fields := []windows.Field{{Num: 12.5}, {Str: []byte("merchant-7")}, {Num: 1}}[:len(spec.Columns)]
+			ts := int64(0)
+			for _, k := range order { // about 4 events per user
+				ts += 20
+				_ = v.Add(keys[k], ts, fields)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ts += 20
+				_ = v.Add(keys[order[i&(1<<22-1)]], ts, fields)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
 func BenchmarkIngestParallel(b *testing.B) {
 	spec := defaultUserSpecs()[1]
 	v, _ := windows.New(spec)
@@ -122,7 +151,7 @@ func TestMemoryPerUser(t *testing.T) {
 	var statBytes, events, ents int64
 	for _, v := range views {
 		s := v.Stats()
-		t.Logf("%s: %+v (%.0f B/entity) %s", v.Spec().Name, s, float64(s.Bytes)/float64(s.Entities), windows.Breakdown(v))
+		t.Logf("%s: %+v (%.0f B/entity) %s", v.Spec().Name, s, float64(s.Bytes)/float64(s.Entities), windows.MemoryBreakdown(v))
 		statBytes += s.Bytes
 		events += s.Events
 		ents += s.Entities
