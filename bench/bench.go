@@ -31,7 +31,7 @@ type Options struct {
 	// ./results/<UTC timestamp>. "-" writes no files.
 	OutDir string
 	// Peers to measure beside tally: redis, feast, onnxruntime. Nil means
-	// redis and feast.
+	// all three.
 	Peers []string
 	// Duration of each measured step; default 1.5 s quick, 8 s full.
 	Duration time.Duration
@@ -88,7 +88,7 @@ func (o *Options) defaults() error {
 		o.Workers = 64
 	}
 	if o.Peers == nil {
-		o.Peers = []string{PeerRedis, PeerFeast}
+		o.Peers = []string{PeerRedis, PeerFeast, PeerOnnxRuntime}
 	}
 	for _, p := range o.Peers {
 		if p != PeerRedis && p != PeerFeast && p != PeerOnnxRuntime {

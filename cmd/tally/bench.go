@@ -3,17 +3,22 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tally-ml/tally/bench"
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/wal"
 )
 
 func benchCmd() *cobra.Command {
 	var opts bench.Options
 	var peers []string
+	var inMemory bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure tally under load beside Redis and Feast on this machine, and write a report",
@@ -23,6 +28,17 @@ func benchCmd() *cobra.Command {
 			opts.Peers = peers
 			if !cmd.Flags().Changed("peers") {
 				opts.Peers = nil
+			}
+			if !inMemory {
+				// tally under test writes its write-ahead log with
+				// fsync=always, as `tally serve` does by default.
+				opts.TallyLog = func(dir string) (node.Log, io.Closer, error) {
+					l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Compress: true})
+					if err != nil {
+						return nil, nil, err
+					}
+					return l, l, nil
+				}
 			}
 			rep, err := bench.Run(ctx, opts, cmd.OutOrStdout())
 			if err != nil {
@@ -36,8 +52,9 @@ func benchCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&opts.Quick, "quick", false, "a short run (under 2 minutes), as CI runs it")
 	cmd.Flags().StringVar(&opts.OutDir, "out", "", "report directory (default results/<timestamp>)")
-	cmd.Flags().StringSliceVar(&peers, "peers", nil, "peers to measure beside tally: redis, feast, onnxruntime (default redis,feast)")
+	cmd.Flags().StringSliceVar(&peers, "peers", nil, "peers to measure beside tally: redis, feast, onnxruntime (default all three)")
 	cmd.Flags().BoolVar(&opts.NoPlots, "no-plots", false, "skip the PNG plots")
+	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "run tally without its write-ahead log (default: WAL with fsync=always)")
 	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed")
 	return cmd
 }
