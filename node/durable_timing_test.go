@@ -114,3 +114,21 @@ func BenchmarkRecovery(b *testing.B) {
 	}
 	b.ReportMetric(1e6*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkSnapshot1M: time and size of a snapshot of 1M active users (2M
+// events over the last day), written while nothing else runs.
+func BenchmarkSnapshot1M(b *testing.B) {
+	n, _ := newTestNode(b, DefaultConfig())
+	populate(b, n, 1_000_000, 2)
+	dir := b.TempDir()
+	b.ResetTimer()
+	var size int64
+	for i := 0; i < b.N; i++ {
+		_, sz, err := n.Snapshot(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = sz
+	}
+	b.ReportMetric(float64(size)/(1<<20), "MiB")
+}
