@@ -77,7 +77,12 @@
 // exact window can still need (ts <= newest - (longest exact window +
 // Lateness)) and whose tile ends at or before newest - Lateness are folded
 // into tiles: a hot entity's memory is bounded by its tiles, a quiet one's by
-// its few events.
+// its few events. From then on the entity's tiles also summarize its raw
+// events (each is added to its tile as it arrives), so that a read at or after
+// its newest event answers tiled aggregations from tiles alone, in time
+// linear in the tiles of the window, not in the events; a read at an earlier
+// time reads the raw events. Raw events are kept in time order, so an exact
+// count is two binary searches (when the raw events hold no null field).
 //
 // An entity whose newest event is at or before watermark - horizon is idle:
 // it can count in no read at t >= watermark - Lateness, and it is dropped

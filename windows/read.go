@@ -29,7 +29,12 @@ func (v *View) Read(key []byte, t int64, dst []Value) []Value {
 		return dst
 	}
 	e := &p.ents[slot]
-	rc := readCache{i1: p.rawSearch(v, e, t+1)}
+	rc := readCache{i1: p.rawSearch(v, e, t+1), tileEnd: e.folded}
+	if v.grid != 0 && t >= e.newest && (e.rawLen == 0 || p.eager(v, e)) {
+		// Every event is at or before t and every raw event a tiled
+		// aggregation can count is in its tile: tiles alone answer those.
+		rc.tilesOnly, rc.tileEnd = true, math.MaxInt64
+	}
 	for i := range v.aggs {
 		dst = append(dst, p.read(v, e, &v.aggs[i], t, &rc))
 	}
@@ -51,6 +56,20 @@ func (p *partition) rawSearch(v *View, e *entity, ts int64) uint32 {
 	for lo < hi {
 		m := (lo + hi) / 2
 		if p.rawTs(v, e, v.rawAt(e, m)) < ts {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// tileSearch returns the first tile index of e whose start is >= start.
+func (p *partition) tileSearch(v *View, e *entity, start int64) uint32 {
+	lo, hi := uint32(0), e.tileLen
+	for lo < hi {
+		m := (lo + hi) / 2
+		if int64(p.words[v.tileAt(e, m)]) < start {
 			lo = m + 1
 		} else {
 			hi = m
@@ -87,14 +106,19 @@ func (m *moments) merge(n, mean, m2 float64) {
 // events' bounds, and the first pass over a column's raw events (the same
 // for sum, mean, min, max, stddev and variance of a window).
 type readCache struct {
-	i1   uint32 // first raw event after t
-	nw   int
-	from [8]int64
-	i0   [8]uint32
-	nm   int
-	mkey [4]uint64 // column<<32 | i0
-	mcnt [4]float64
-	mom  [4]moments
+	// tilesOnly: tiled aggregations read tiles only (those starting before
+	// tileEnd); else they read the raw events in the window and the tiles
+	// starting before tileEnd (e.folded: the others duplicate raw events).
+	tilesOnly bool
+	tileEnd   int64
+	i1        uint32 // first raw event after t
+	nw        int
+	from      [8]int64
+	i0        [8]uint32
+	nm        int
+	mkey      [4]uint64 // column<<32 | i0
+	mcnt      [4]float64
+	mom       [4]moments
 }
 
 // start returns the first raw event of e at or after from.
@@ -121,7 +145,12 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 	} else {
 		from = floorDiv(t-a.w, a.g)*a.g + a.g // first tile boundary after t-W
 	}
-	i0, i1 := p.start(v, e, from, rc), rc.i1
+	var i0, i1 uint32 // none if tiles alone answer
+	tilesOnly := a.g != 0 && rc.tilesOnly
+	if !tilesOnly {
+		i0, i1 = p.start(v, e, from, rc), rc.i1
+	}
+	tileEnd := rc.tileEnd
 	switch a.fn {
 	case Last:
 		for i := i1; i > i0; i-- {
@@ -133,7 +162,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 		if a.g != 0 {
 			for i := e.tileLen; i > 0; i-- {
 				tl := p.words[v.tileAt(e, i-1):]
-				if s := int64(tl[0]); s < from || s > t {
+				if s := int64(tl[0]); s < from || s > t || s >= tileEnd {
 					if s < from {
 						break
 					}
@@ -155,11 +184,12 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 			}
 		}
 		if a.g != 0 {
-			for i := uint32(0); i < e.tileLen; i++ {
+			for i := p.tileSearch(v, e, from); i < e.tileLen; i++ {
 				tl := p.words[v.tileAt(e, i):]
-				if s0 := int64(tl[0]); s0 >= from && s0 <= t {
-					s = p.appendDistinct(s, tl[a.tc.bm])
+				if s0 := int64(tl[0]); s0 > t || s0 >= tileEnd {
+					break
 				}
+				s = p.appendDistinct(s, tl[a.tc.bm])
 			}
 		}
 		slices.Sort(s)
@@ -180,6 +210,9 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 		k++
 	}
 	switch {
+	case tilesOnly:
+	case (a.str || a.fn == Count) && e.rawNull == 0:
+		cnt = float64(i1 - i0) // no null: every raw event counts
 	case a.str || a.fn == Count:
 		for i := i0; i < i1; i++ {
 			if !isNull(a, p.rawVal(a, v.rawAt(e, i))) {
@@ -228,9 +261,12 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 	}
 	if a.g != 0 {
 		tc := a.tc
-		for i := uint32(0); i < e.tileLen; i++ {
+		for i := p.tileSearch(v, e, from); i < e.tileLen; i++ {
 			tl := p.words[v.tileAt(e, i) : v.tileAt(e, i)+v.tileStride]
-			if s0 := int64(tl[0]); s0 < from || s0 > t || tl[tc.cnt] == 0 {
+			if s0 := int64(tl[0]); s0 > t || s0 >= tileEnd {
+				break
+			}
+			if tl[tc.cnt] == 0 {
 				continue
 			}
 			n := float64(tl[tc.cnt])

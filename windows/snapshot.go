@@ -14,7 +14,7 @@ import (
 	"github.com/tally-ml/tally/ring"
 )
 
-// Snapshot format (version 1). Every integer is little-endian; "uv" is an
+// Snapshot format (version 2). Every integer is little-endian; "uv" is an
 // unsigned varint, "sv" a zigzag varint.
 //
 //	section   = magic[4] version:u16 spec:u64 [partition:u32] bodyLen:u64 body
@@ -37,13 +37,21 @@ import (
 //	            (of an entry of the same column);
 //	            distinct set: n:uv  n x string table index:uv
 //
+// Version 2 has the layout of version 1; what changed is that tiles may
+// also summarize raw events (an eager entity: tiles starting at or after
+// folded hold exactly its raw events whose tile starts after newest -
+// horizon, see partition.eager). A version 1 section has no such tile and
+// reads as is; a build that reads only version 1 refuses version 2 rather
+// than count those events twice.
+//
 // A partition section is self-contained: string values are written by value,
 // not by dictionary id, so a partition can be read into any view with the
 // same spec (another process, another replica) and re-interned there.
 // Slots, the free stack and the sweep cursor and ticks are kept as they were, so a
 // restored view expires and places entities exactly as the original would.
 const (
-	snapVersion   = 1
+	snapVersion   = 2
+	snapOldest    = 1 // the oldest version this build reads
 	snapMaxBody   = 1 << 40
 	magicPart     = "TWSP"
 	magicMeta     = "TWSM"
@@ -292,8 +300,8 @@ func (v *View) readSection(r io.Reader, magic string, p uint32) ([]byte, error) 
 	if string(h[:4]) != magic {
 		return nil, fmt.Errorf("%w: not a %s section (magic %q)", ErrSnapshot, magic, h[:4])
 	}
-	if ver := binary.LittleEndian.Uint16(h[4:]); ver != snapVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrSnapshot, ver, snapVersion)
+	if ver := binary.LittleEndian.Uint16(h[4:]); ver < snapOldest || ver > snapVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads %d to %d", ErrSnapshot, ver, snapOldest, snapVersion)
 	}
 	if binary.LittleEndian.Uint64(h[6:]) != v.fp {
 		return nil, fmt.Errorf("%w: written for another spec of view %s", ErrSnapshot, v.spec.Name)
@@ -484,6 +492,9 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 			np.putRaw(v, e, v.rawAt(e, uint32(i)), rec)
 			e.rawLen++
 			np.raw++
+			if e.rawNull < maxRawNull && v.recHasNull(rec) {
+				e.rawNull++
+			}
 		}
 		ntile := d.count("tiles", v.tileStride)
 		if ntile > 0 && v.grid == 0 {

@@ -352,6 +352,9 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 		p.addToTile(v, e, rec)
 	case ts > e.newest-v.horizon: // else maintain would drop it at once
 		p.insertRaw(v, e, rec)
+		if v.grid != 0 && p.eager(v, e) && floorDiv(ts, v.grid)*v.grid > e.newest-v.horizon {
+			p.addToTile(v, e, rec)
+		}
 	}
 	p.maintain(v, e)
 	if p.ticks++; p.ticks%sweepEvery == 0 && len(p.ents) > 1 {
@@ -406,7 +409,13 @@ type entity struct {
 	rawCls  uint8 // size class of the raw block; noBlock if none
 	tileCls uint8
 	live    bool
+	// rawNull counts the raw events with a null kept field, saturating at
+	// maxRawNull (then sticky until the entity holds no raw event). While it
+	// is 0 a raw count is a difference of positions.
+	rawNull uint8
 }
+
+const maxRawNull = math.MaxUint8
 
 // partition is one ring partition's share of a view, under its own lock.
 type partition struct {
@@ -700,7 +709,7 @@ func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
 func (p *partition) rebase(v *View, e *entity) {
 	nb := e.newest - v.horizon
 	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= nb {
-		p.popRaw(e)
+		p.popRaw(v, e)
 	}
 	if e.rawLen > 0 { // then nb - base < 2^32: every kept offset exceeds it
 		d := uint32(nb - e.base)
@@ -732,6 +741,43 @@ func (p *partition) insertRaw(v *View, e *entity, rec []uint64) {
 	p.putRaw(v, e, v.rawAt(e, pos), rec)
 	e.rawLen++
 	p.raw++
+	if e.rawNull < maxRawNull && v.recHasNull(rec) {
+		e.rawNull++
+	}
+}
+
+// recHasNull reports whether logical record rec has a null kept field.
+func (v *View) recHasNull(rec []uint64) bool {
+	for i, c := range v.stored {
+		if rec[1+i] == v.colNull[c] {
+			return true
+		}
+	}
+	return false
+}
+
+// rawHasNull reports whether the raw record at offset at has a null kept field.
+func (p *partition) rawHasNull(v *View, at int) bool {
+	for i, pos := range v.colPos {
+		if v.colWide[i] {
+			if uint64(p.rw[at+pos])|uint64(p.rw[at+pos+1])<<32 == nullBits {
+				return true
+			}
+		} else if p.rw[at+pos] == nullID {
+			return true
+		}
+	}
+	return false
+}
+
+// eager reports whether e's tiles also summarize its raw events: then every
+// raw event whose tile starts after newest - horizon (the only ones a tiled
+// aggregation can count) is also in its tile, and the tiles at or after
+// e.folded hold exactly those events. Otherwise no tile starts at or after
+// e.folded. An entity turns eager once it holds more than foldAt raw events
+// (see maintain); it is derived from the state, so snapshots keep it.
+func (p *partition) eager(v *View, e *entity) bool {
+	return e.tileLen > 0 && int64(p.words[v.tileAt(e, e.tileLen-1)]) >= e.folded
 }
 
 func (p *partition) growRaw(v *View, e *entity) {
@@ -752,13 +798,19 @@ func (p *partition) growRaw(v *View, e *entity) {
 }
 
 // popRaw drops e's oldest raw event.
-func (p *partition) popRaw(e *entity) {
+func (p *partition) popRaw(v *View, e *entity) {
+	if e.rawNull > 0 && e.rawNull < maxRawNull && p.rawHasNull(v, v.rawAt(e, 0)) {
+		e.rawNull--
+	}
 	e.rawHead++
 	if e.rawHead == classCap[e.rawCls] {
 		e.rawHead = 0
 	}
 	e.rawLen--
 	p.raw--
+	if e.rawLen == 0 {
+		e.rawNull = 0
+	}
 }
 
 // maintain drops what no answerable read needs and folds old raw events
@@ -766,7 +818,7 @@ func (p *partition) popRaw(e *entity) {
 func (p *partition) maintain(v *View, e *entity) {
 	cut := e.newest - v.horizon // events at or before cut count in no answerable read
 	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= cut {
-		p.popRaw(e)
+		p.popRaw(v, e)
 	}
 	if v.grid == 0 {
 		return
@@ -787,27 +839,37 @@ func (p *partition) maintain(v *View, e *entity) {
 	if e.rawLen <= foldAt {
 		return
 	}
-	// Fold events that exact windows no longer need and whose tile is
-	// complete for every answerable read (ends at or before newest - Lateness).
-	f := (floorDiv(e.newest-v.exactHorizon+1, v.grid)) * v.grid
-	if f <= e.folded {
-		return
-	}
-	e.folded = f
 	var buf [16]uint64
 	rec := buf[:]
 	if v.recLen > len(buf) {
 		rec = make([]uint64, v.recLen)
 	}
 	rec = rec[:v.recLen]
-	for e.rawLen > 0 {
-		at := v.rawAt(e, 0)
-		if p.rawTs(v, e, at) >= f {
-			break
+	if !p.eager(v, e) {
+		// The entity turns eager: its raw events enter their tiles too (from
+		// now on as they arrive, see Add), so that a read at or after its
+		// newest event answers tiled aggregations from tiles alone. Events
+		// whose tile starts at or before cut count in no answerable tiled
+		// read and stay out.
+		for i := range e.rawLen {
+			at := v.rawAt(e, i)
+			if floorDiv(p.rawTs(v, e, at), v.grid)*v.grid > cut {
+				p.getRaw(v, e, at, rec)
+				p.addToTile(v, e, rec)
+			}
 		}
-		p.getRaw(v, e, at, rec)
-		p.addToTile(v, e, rec)
-		p.popRaw(e)
+	}
+	// Fold events that exact windows no longer need and whose tile is
+	// complete for every answerable read (ends at or before newest - Lateness).
+	// The entity is eager (or holds no event a tiled read can count), so
+	// they are already in their tiles: folding drops them from the raw ring.
+	f := (floorDiv(e.newest-v.exactHorizon+1, v.grid)) * v.grid
+	if f <= e.folded {
+		return
+	}
+	e.folded = f
+	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) < f {
+		p.popRaw(v, e)
 	}
 }
 
@@ -836,6 +898,9 @@ func (p *partition) addToTile(v *View, e *entity, rec []uint64) {
 	ts := int64(rec[0])
 	start := floorDiv(ts, v.grid) * v.grid
 	lo, hi := uint32(0), e.tileLen
+	if hi > 0 && int64(p.words[v.tileAt(e, hi-1)]) <= start {
+		lo = hi - 1 // the newest tile or after: the common case
+	}
 	for lo < hi {
 		m := (lo + hi) / 2
 		if int64(p.words[v.tileAt(e, m)]) < start {

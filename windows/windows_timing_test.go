@@ -193,3 +193,85 @@ func BenchmarkWritePartition(b *testing.B) {
 		})
 	}
 }
+
+// hotSpecs are views like the default repo's country_amount_stats (mean over
+// 365 days in 1-day tiles) and merchant_transaction_counts (exact counts over
+// 5 minutes and 1 hour), both with the default 5-minute lateness.
+func hotSpecs() []windows.Spec {
+	const m, h, d = 60_000, 3_600_000, 86_400_000
+	cols := []windows.Column{{Name: "amt", Kind: windows.Float}}
+	return []windows.Spec{
+		{Name: "country_amount_stats", Columns: cols, Lateness: 5 * m, Aggregations: []windows.Aggregation{
+			{Column: 0, Func: windows.Mean, Window: 365 * d, Interval: d}}},
+		{Name: "merchant_transaction_counts", Columns: cols, Lateness: 5 * m, Aggregations: []windows.Aggregation{
+			{Column: 0, Func: windows.Count, Window: 5 * m}, {Column: 0, Func: windows.Count, Window: h}}},
+	}
+}
+
+// BenchmarkReadHot reads a hot entity at its newest event: 30 earlier days
+// of 1,000 events each, then 100,000 events at about one a second of event
+// time in the current day (a big merchant, a country).
+func BenchmarkReadHot(b *testing.B) {
+	for _, spec := range hotSpecs() {
+		b.Run(spec.Name, func(b *testing.B) {
+			v, _ := windows.New(spec)
+			key := []byte("US")
+			rng := rand.New(rand.NewPCG(7, 8))
+			fields := []windows.Field{{}}
+			const d = 86_400_000
+			day0 := int64(1000) * d
+			ts := day0 - 30*d
+			for range 30 * 1000 {
+				ts += d / 1000
+				fields[0].Num = float64(rng.IntN(50000)) / 100
+				_ = v.Add(key, ts-rng.Int64N(60_000), fields)
+			}
+			ts = day0
+			for range 100_000 {
+				ts += 800 + rng.Int64N(400)
+				fields[0].Num = float64(rng.IntN(50000)) / 100
+				_ = v.Add(key, ts-rng.Int64N(60_000), fields)
+			}
+			var dst []windows.Value
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				dst = v.Read(key, ts, dst[:0])
+			}
+		})
+	}
+}
+
+// BenchmarkIngestHot adds events of one hot entity, about one a second of
+// event time, a few out of order: the ingest side of BenchmarkReadHot.
+func BenchmarkIngestHot(b *testing.B) {
+	for _, spec := range hotSpecs() {
+		b.Run(spec.Name, func(b *testing.B) {
+			v, _ := windows.New(spec)
+			key := []byte("US")
+			rng := rand.New(rand.NewPCG(7, 8))
+			jitter := make([]int64, 1<<16)
+			for i := range jitter {
+				jitter[i] = 800 + rng.Int64N(400)
+				if i%16 == 0 {
+					jitter[i] = -rng.Int64N(60_000)
+				}
+			}
+			fields := []windows.Field{{Num: 12.5}}
+			ts := int64(1000) * 86_400_000
+			add := func(i int) {
+				ts += 1000
+				fields[0].Num = float64(i % 997)
+				_ = v.Add(key, ts+jitter[i&(1<<16-1)], fields)
+			}
+			for i := range 100_000 {
+				add(i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				add(i)
+			}
+		})
+	}
+}
