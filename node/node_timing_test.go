@@ -124,6 +124,16 @@ func BenchmarkMemoryPerUser(b *testing.B) {
 // fasthttp client with 16 connections, closed loop, and reports latency
 // percentiles. The load generator shares the 2 cores with the server.
 func BenchmarkHTTPGetFeatures(b *testing.B) {
+	benchmarkHTTP(b, "/api/v1/feature-service/get-features")
+}
+
+// BenchmarkHTTPPredict is BenchmarkHTTPGetFeatures through the predict
+// endpoint: the same vector plus the embedded RandomForest's score.
+func BenchmarkHTTPPredict(b *testing.B) {
+	benchmarkHTTP(b, "/api/v1/feature-service/predict")
+}
+
+func benchmarkHTTP(b *testing.B, path string) {
 	n, _ := newTestNode(b, DefaultConfig())
 	g := populate(b, n, 100_000, 20)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -146,7 +156,7 @@ func BenchmarkHTTPGetFeatures(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		req.SetRequestURI("http://" + ln.Addr().String() + "/api/v1/feature-service/get-features")
+		req.SetRequestURI("http://" + ln.Addr().String() + path)
 		req.Header.SetMethod("POST")
 		rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
 		var mine []time.Duration

@@ -46,5 +46,7 @@ func (n *Node) RecoverFrom(l Replayer) (Recovery, error) {
 	n.seq.mu.Lock()
 	n.filter = nil
 	n.seq.mu.Unlock()
+	n.metrics.set.GetOrCreateGauge("tally_recovery_seconds", nil).Set(rec.Duration.Seconds())
+	n.metrics.set.GetOrCreateGauge("tally_recovery_replayed_records", nil).Set(float64(rec.Replayed))
 	return rec, nil
 }
