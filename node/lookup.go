@@ -651,29 +651,49 @@ func appendStatus(dst []byte, ok bool) []byte {
 func (n *Node) GetFeatures(dst, body []byte) ([]byte, *APIError) {
 	w := getLookupWork()
 	defer lookupPool.Put(w)
+	r, aerr := n.lookupOne(w, body)
+	if aerr != nil {
+		return dst, aerr
+	}
+	dst = append(dst, `{"result":{"features":`...)
+	dst = r.plan.appendFeatures(dst, w)
+	return r.appendTail(dst, w), nil
+}
+
+// oneLookup is a parsed and computed single-row request.
+type oneLookup struct {
+	plan   *servicePlan
+	meta   metaOptions
+	t, now int64
+}
+
+// lookupOne parses a single-row request body into w and computes its
+// features: the shared front half of get-features and predict.
+func (n *Node) lookupOne(w *lookupWork, body []byte) (oneLookup, *APIError) {
 	params, p, aerr := n.parseParams(&w.parser, body)
 	if aerr != nil {
-		return dst, aerr
+		return oneLookup{}, aerr
 	}
 	p.prepare(n, w)
-	now := n.now()
-	t, aerr := n.readTime(params, p, now)
-	if aerr != nil {
-		return dst, aerr
+	r := oneLookup{plan: p, now: n.now()}
+	if r.t, aerr = n.readTime(params, p, r.now); aerr != nil {
+		return r, aerr
 	}
 	if aerr := n.parseRow(p, params, w); aerr != nil {
-		return dst, aerr
+		return r, aerr
 	}
-	m := parseMetaOptions(params)
-	n.compute(p, w, t)
-	dst = append(dst, `{"result":{"features":`...)
-	dst = p.appendFeatures(dst, w)
+	r.meta = parseMetaOptions(params)
+	n.compute(p, w, r.t)
+	return r, nil
+}
+
+// appendTail closes the result object and appends the metadata.
+func (r *oneLookup) appendTail(dst []byte, w *lookupWork) []byte {
 	dst = append(dst, `},"metadata":{`...)
-	dst = p.appendMetadata(dst, w, m, t, true)
+	dst = r.plan.appendMetadata(dst, w, r.meta, r.t, true)
 	dst = append(dst, `,"serverTime":"`...)
-	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
-	dst = append(dst, `"}}`...)
-	return dst, nil
+	dst = time.UnixMilli(r.now).UTC().AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, `"}}`...)
 }
 
 // GetFeaturesBatch answers many rows of one service:

@@ -181,24 +181,14 @@ var predictPool = sync.Pool{New: func() any { return &predictWork{} }}
 func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
 	w := getLookupWork()
 	defer lookupPool.Put(w)
-	params, p, aerr := n.parseParams(&w.parser, body)
+	r, aerr := n.lookupOne(w, body)
 	if aerr != nil {
 		return dst, aerr
 	}
+	p := r.plan
 	if p.model == nil {
 		return dst, badRequest("NO_MODEL", "feature service %s has no model: add a model: block to it in the feature repo", p.name)
 	}
-	p.prepare(n, w)
-	now := n.now()
-	t, aerr := n.readTime(params, p, now)
-	if aerr != nil {
-		return dst, aerr
-	}
-	if aerr := n.parseRow(p, params, w); aerr != nil {
-		return dst, aerr
-	}
-	m := parseMetaOptions(params)
-	n.compute(p, w, t)
 	start := len(dst)
 	dst = append(dst, `{"result":{"features":`...)
 	dst = p.appendFeatures(dst, w)
@@ -240,12 +230,7 @@ func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
 		dst = appendPrediction(dst, &pw.pred[0], s.Classes())
 		dst = append(dst, `,"predictionStatus":"PRESENT"`...)
 	}
-	dst = append(dst, `},"metadata":{`...)
-	dst = p.appendMetadata(dst, w, m, t, true)
-	dst = append(dst, `,"serverTime":"`...)
-	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
-	dst = append(dst, `"}}`...)
-	return dst, nil
+	return r.appendTail(dst, w), nil
 }
 
 // outputValue returns output i's numeric value for the model (NaN when
