@@ -1,4 +1,3 @@
-// Command tally is the one binary: serve, demo, version.
 package main
 
 import (
