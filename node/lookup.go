@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -408,7 +409,7 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 	if obj.Len() > len(p.joinKeys) {
 		var unknown string
 		obj.Visit(func(k []byte, _ *fastjson.Value) {
-			if unknown == "" && !contains(p.joinKeys, string(k)) {
+			if unknown == "" && !slices.Contains(p.joinKeys, string(k)) {
 				unknown = string(k)
 			}
 		})
@@ -476,15 +477,7 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
+// ctxNames lists column names, for error messages.
 func ctxNames(cols []features.Column) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {

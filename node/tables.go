@@ -241,10 +241,4 @@ func columnIndex(cols []features.Column, name string) int {
 	return -1
 }
 
-func tableColumnNames(def *features.Table) string {
-	names := make([]string, len(def.Columns))
-	for i, c := range def.Columns {
-		names[i] = c.Name
-	}
-	return strings.Join(names, ", ")
-}
+func tableColumnNames(def *features.Table) string { return ctxNames(def.Columns) }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -28,12 +26,7 @@ func demoCmd() *cobra.Command {
 		Use:   "demo",
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			cfg, repo, dir, err := f.load()
-			if err != nil {
-				return err
-			}
-			r, err := start(cfg, repo, dir, log)
+			r, log, err := f.start()
 			if err != nil {
 				return err
 			}

@@ -68,6 +68,18 @@ func (f *serveFlags) load() (node.Config, *features.Repo, fs.FS, error) {
 	return cfg, repo, dir, nil
 }
 
+// startFromFlags resolves the flags and starts the node: the common
+// beginning of serve and demo.
+func (f *serveFlags) start() (*running, *slog.Logger, error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cfg, repo, dir, err := f.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := start(cfg, repo, dir, log)
+	return r, log, err
+}
+
 // running is a started node and its HTTP server.
 type running struct {
 	log       *wal.Log
@@ -197,12 +209,7 @@ func serveCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Serve a feature repo over HTTP (default: the embedded fraud repo on 127.0.0.1:8080)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			cfg, repo, dir, err := f.load()
-			if err != nil {
-				return err
-			}
-			r, err := start(cfg, repo, dir, log)
+			r, log, err := f.start()
 			if err != nil {
 				return err
 			}
