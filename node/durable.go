@@ -85,8 +85,25 @@ func (n *Node) AppliedIndex() uint64 {
 // Replay applies one log record during recovery; index must follow the
 // previous one. A record the node cannot decode is an error: recovery stops
 // rather than serve a state that silently lacks acknowledged events.
-func (n *Node) Replay(index uint64, rec []byte) error {
-	if len(rec) == 0 {
+func (n *Node) Replay(index uint64, rec []byte) error { return n.replay(index, rec, nil) }
+
+// ReplayTimed is Replay for a point-in-time join on a node built for it: it
+// calls at(c) before the record's change becomes visible at clock c, so the
+// caller can first read the state as it was before c. A record acknowledged
+// live calls at once with its acknowledgement clock; a backfill calls at
+// before each of its events, with the event's timestamp. Clocks are not
+// monotonic (concurrent requests, imports after live data): the caller keeps
+// their running maximum.
+func (n *Node) ReplayTimed(index uint64, rec []byte, at func(clock int64)) error {
+	return n.replay(index, rec, at)
+}
+
+func (n *Node) replay(index uint64, rec []byte, at func(int64)) error {
+	inner, clock, backfill, err := unwrapAt(rec)
+	if err != nil {
+		return fmt.Errorf("log record %d: %w", index, err)
+	}
+	if len(inner) == 0 {
 		return fmt.Errorf("log record %d: empty", index)
 	}
 	n.seq.mu.Lock()
@@ -94,23 +111,32 @@ func (n *Node) Replay(index uint64, rec []byte) error {
 	if index <= n.seq.applied {
 		return nil // already in the snapshot
 	}
-	switch rec[0] {
+	if at != nil && !backfill {
+		at(clock)
+	}
+	switch inner[0] {
 	case recordEvents:
 		w := n.getIngestWork()
 		defer ingestPool.Put(w)
 		b := w.batches[0]
-		if _, err := n.decodeEventsRecord(rec, b); err != nil {
+		if _, err := n.decodeEventsRecord(inner, b); err != nil {
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
 		var tooLate int
-		if n.filter != nil && index <= n.filter.max {
+		switch {
+		case at != nil && backfill:
+			for e := 0; e < b.len(); e++ {
+				at(b.ts[e])
+				tooLate += n.applyRange(b, w, e, e+1)
+			}
+		case n.filter != nil && index <= n.filter.max:
 			tooLate = n.applyFiltered(b, w, index)
-		} else {
+		default:
 			tooLate = n.apply(b, w)
 		}
 		n.metrics.ingested(b.len(), tooLate)
 	case recordTable:
-		name, rows, replace, err := n.decodeTableRecord(rec)
+		name, rows, replace, err := n.decodeTableRecord(inner)
 		if err != nil {
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
@@ -118,7 +144,7 @@ func (n *Node) Replay(index uint64, rec []byte) error {
 			n.tableByName(name).put(rows, replace)
 		}
 	default:
-		return fmt.Errorf("log record %d: unknown kind %d", index, rec[0])
+		return fmt.Errorf("log record %d: unknown kind %d", index, inner[0])
 	}
 	n.seq.applied = index
 	return nil

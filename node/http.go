@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,8 +16,29 @@ import (
 
 // Server is the node's HTTP API on fasthttp.
 type Server struct {
-	n   *Node
-	srv *fasthttp.Server
+	n      *Node
+	srv    *fasthttp.Server
+	extras map[string]extraRoute
+}
+
+// extraRoute is an endpoint served here but built by another package.
+type extraRoute struct {
+	route string
+	need  Scope
+	h     fasthttp.RequestHandler
+}
+
+// Handle serves POST path with h for clients holding scope need; route names
+// it in the metrics (one of the node's metric routes, else "other"). Call
+// before Serve.
+func (s *Server) Handle(path, route string, need Scope, h fasthttp.RequestHandler) {
+	if s.extras == nil {
+		s.extras = map[string]extraRoute{}
+	}
+	if !slices.Contains(metricRoutes, route) {
+		route = "other"
+	}
+	s.extras[path] = extraRoute{route: route, need: need, h: h}
 }
 
 // NewServer returns the HTTP API of n, with the timeouts and size limits of
@@ -102,6 +124,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			res, err := s.n.IngestNDJSON(src, ctx.PostBody(), string(args.Peek("dry_run")) == "true")
 			s.ingestReply(ctx, res, err)
 		}
+	case bytes.Equal(path, pathImport):
+		route = "import"
+		if s.allow(ctx, ScopeIngest, true) {
+			args := ctx.QueryArgs()
+			src := string(args.Peek("source"))
+			if src == "" {
+				writeError(ctx, badRequest("INVALID_REQUEST", "import needs ?source=<source name>"))
+				break
+			}
+			res, err := s.n.ImportNDJSON(src, ctx.PostBody(), string(args.Peek("dry_run")) == "true")
+			s.ingestReply(ctx, res, err)
+		}
 	case bytes.HasPrefix(path, pathTables):
 		route = "tables"
 		if s.allow(ctx, ScopeIngest, true) {
@@ -127,6 +161,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.SetContentType("text/plain; version=0.0.4")
 			s.n.metrics.set.WritePrometheus(ctx)
 		}
+	case s.extras[string(path)].h != nil:
+		x := s.extras[string(path)]
+		route = x.route
+		if s.allow(ctx, x.need, true) {
+			x.h(ctx)
+		}
 	default:
 		writeError(ctx, &APIError{Status: 404, Code: "NOT_FOUND", Message: "no such endpoint " + string(path) + ": see the README for the API"})
 	}
@@ -144,6 +184,7 @@ var (
 	pathPredict          = []byte("/api/v1/feature-service/predict")
 	pathIngest           = []byte("/api/v1/ingest")
 	pathIngestBulk       = []byte("/api/v1/ingest/bulk")
+	pathImport           = []byte("/api/v1/import")
 	pathTables           = []byte("/api/v1/tables/")
 	pathServices         = []byte("/api/v1/feature-services")
 	pathHealthz          = []byte("/healthz")
@@ -255,7 +296,16 @@ func (s *Server) uploadTable(ctx *fasthttp.RequestCtx, name string) {
 		writeError(ctx, badRequest("INVALID_REQUEST", "mode %q: use upsert (default) or replace", mode))
 		return
 	}
-	rows, aerr := s.n.UploadTable(name, format, ctx.PostBody(), mode == "replace")
+	validFrom := s.n.now()
+	if v := args.Peek("as_of"); len(v) > 0 {
+		t, err := ParseTime(string(v))
+		if err != nil {
+			writeError(ctx, badRequest("INVALID_REQUEST", "as_of: %v", err))
+			return
+		}
+		validFrom = t
+	}
+	rows, aerr := s.n.UploadTableAt(name, format, ctx.PostBody(), mode == "replace", validFrom)
 	if aerr != nil {
 		writeError(ctx, aerr)
 		return
@@ -306,3 +356,7 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 type quietLogger struct{}
 
 func (quietLogger) Printf(string, ...any) {}
+
+// WriteError answers ctx with e as the API's JSON error, for endpoints built
+// by other packages (see Handle).
+func WriteError(ctx *fasthttp.RequestCtx, e *APIError) { writeError(ctx, e) }

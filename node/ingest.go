@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -56,9 +57,14 @@ type ingestWork struct {
 	total   int
 	fields  []windows.Field
 	keyBuf  []byte
+	numBuf  []byte
 	recBuf  []byte   // encoded log records, back to back
 	recEnds []int    // end offset of each record in recBuf
 	recs    [][]byte // the records, slices of recBuf
+	// backfill: an import, whose events are checked against streamClock,
+	// the newest timestamp of the body so far, instead of the node's clock.
+	backfill    bool
+	streamClock int64
 }
 
 var ingestPool sync.Pool
@@ -77,6 +83,7 @@ func (n *Node) getIngestWork() *ingestWork {
 		w.used[i] = false
 	}
 	w.errs, w.refused, w.total = w.errs[:0], 0, 0
+	w.backfill, w.streamClock = false, math.MinInt64
 	return w
 }
 
@@ -160,12 +167,30 @@ func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
 	if visitErr != nil {
 		return IngestResult{}, visitErr
 	}
-	return n.finishIngest(w, dry)
+	return n.finishIngest(w, dry, now, false)
 }
 
 // IngestNDJSON ingests one record object per line for one source, the bulk
 // path for high-rate producers. All or nothing, like IngestJSON.
 func (n *Node) IngestNDJSON(source string, body []byte, dry bool) (IngestResult, error) {
+	return n.ingestLines(source, body, dry, false)
+}
+
+// ImportNDJSON backfills historical events, one record object per line: the
+// body of a bulk ingest, but each event becomes visible to historical
+// features at its own timestamp rather than when the node received it, as if
+// the events had streamed in at their own times in the order given. An event
+// is refused when it is ahead of the node's clock by more than max_future, or
+// older than the events before it in the body by more than the source's
+// longest window plus its lateness (it could never have been counted). The
+// online state takes the events as any ingest does: a view skips (and counts
+// as too late) an event older than its watermark allows, so import history
+// before streaming live events. All or nothing.
+func (n *Node) ImportNDJSON(source string, body []byte, dry bool) (IngestResult, error) {
+	return n.ingestLines(source, body, dry, true)
+}
+
+func (n *Node) ingestLines(source string, body []byte, dry, backfill bool) (IngestResult, error) {
 	w := n.getIngestWork()
 	defer ingestPool.Put(w)
 	sp := n.source([]byte(source))
@@ -174,6 +199,7 @@ func (n *Node) IngestNDJSON(source string, body []byte, dry bool) (IngestResult,
 	}
 	b := w.batches[sp.index]
 	w.used[sp.index] = true
+	w.backfill = backfill
 	now := n.now()
 	line := 0
 	for len(body) > 0 {
@@ -200,10 +226,12 @@ func (n *Node) IngestNDJSON(source string, body []byte, dry bool) (IngestResult,
 		}
 		line++
 	}
-	return n.finishIngest(w, dry)
+	return n.finishIngest(w, dry, now, backfill)
 }
 
-func (n *Node) finishIngest(w *ingestWork, dry bool) (IngestResult, error) {
+// finishIngest logs and applies the parsed batches of w, acknowledged at
+// clock (or, for a backfill, each event at its own timestamp).
+func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool) (IngestResult, error) {
 	if w.refused > 0 {
 		msg := fmt.Sprintf("%d of %d records refused; nothing was ingested", w.refused, w.total)
 		for i, e := range w.errs {
@@ -224,6 +252,7 @@ func (n *Node) finishIngest(w *ingestWork, dry bool) (IngestResult, error) {
 	w.recBuf = w.recBuf[:0]
 	for i, b := range w.batches {
 		if w.used[i] && b.len() > 0 {
+			w.recBuf = appendAt(w.recBuf, clock, backfill)
 			w.recBuf = appendEventsRecord(w.recBuf, n.sources[i], b)
 			w.recEnds = append(w.recEnds[:len(w.recs)], len(w.recBuf))
 			w.recs = append(w.recs, nil)
@@ -251,10 +280,15 @@ func (n *Node) finishIngest(w *ingestWork, dry bool) (IngestResult, error) {
 // apply places every event of b in every view fed by its source and returns
 // how many placements the windows refused as too late.
 func (n *Node) apply(b *eventBatch, w *ingestWork) (tooLate int) {
+	return n.applyRange(b, w, 0, b.len())
+}
+
+// applyRange is apply for the events [from, to) of b.
+func (n *Node) applyRange(b *eventBatch, w *ingestWork, from, to int) (tooLate int) {
 	sp := n.sources[b.source]
 	for _, t := range sp.targets {
 		v := n.views[t.view]
-		for e := 0; e < b.len(); e++ {
+		for e := from; e < to; e++ {
 			key := b.str(e, t.keyCol)
 			w.fields = w.fields[:0]
 			for _, c := range t.cols {
@@ -321,7 +355,7 @@ func (n *Node) parseRecord(sp *sourcePlan, rec *fastjson.Value, b *eventBatch, n
 	if reason != "" {
 		return sp.ts + ": " + reason
 	}
-	if reason := n.checkEventTime(sp, ts, now); reason != "" {
+	if reason := n.checkTime(sp, ts, now, w); reason != "" {
 		return reason
 	}
 	e := b.grow(ts)
@@ -406,7 +440,7 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 		if v.Type() != fastjson.TypeNumber {
 			return "want a number, got " + v.Type().String()
 		}
-		f, err := v.Float64()
+		f, err := exactFloat(v, &w.numBuf)
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 			return "want a finite number, got " + v.String()
 		}
@@ -422,6 +456,31 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 		}
 	}
 	return ""
+}
+
+// exactFloat reads a JSON number as the float64 nearest its decimal text,
+// as strconv.ParseFloat rounds it. (fastjson's own Float64 is off by an ulp
+// for some numbers written with an exponent, such as 4.77744228926317e+07:
+// a stored amount must be exactly the one sent.) buf is scratch.
+func exactFloat(v *fastjson.Value, buf *[]byte) (float64, error) {
+	*buf = v.MarshalTo((*buf)[:0])
+	if len(*buf) == 0 {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseFloat(unsafe.String(&(*buf)[0], len(*buf)), 64)
+}
+
+// ParseTime reads a timestamp written as RFC 3339 text or as integer epoch
+// milliseconds, the two forms the API takes, into epoch milliseconds.
+func ParseTime(s string) (int64, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ms, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, fmt.Errorf("want RFC 3339 (2026-11-25T10:00:00Z) or epoch milliseconds, got %q", s)
+	}
+	return t.UnixMilli(), nil
 }
 
 // parseTimestamp reads RFC 3339 text or epoch milliseconds.
@@ -442,6 +501,23 @@ func parseTimestamp(v *fastjson.Value) (int64, string) {
 		return ms, ""
 	}
 	return 0, "want RFC 3339 text or epoch milliseconds, got " + v.Type().String()
+}
+
+// checkTime is checkEventTime for a live ingest, and for a backfill the same
+// rules against the clock of a stream replaying the body: the newest
+// timestamp before this event (max_future still holds against the node's
+// clock).
+func (n *Node) checkTime(sp *sourcePlan, ts, now int64, w *ingestWork) string {
+	if !w.backfill {
+		return n.checkEventTime(sp, ts, now)
+	}
+	if ts > now+n.cfg.MaxFuture.Milliseconds() {
+		return n.checkEventTime(sp, ts, now)
+	}
+	if ts > w.streamClock {
+		w.streamClock = ts
+	}
+	return n.checkEventTime(sp, ts, w.streamClock)
 }
 
 // checkEventTime refuses timestamps the node can never serve: too far ahead

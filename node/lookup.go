@@ -230,6 +230,7 @@ type lookupWork struct {
 	parser   fastjson.Parser
 	keys     [][]byte
 	keyBuf   []byte
+	numBuf   []byte
 	ctx      []float64
 	ctxOK    []bool
 	vals     [][]windows.Value
@@ -438,7 +439,7 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 		case fastjson.TypeNull:
 			w.ctx[i], w.ctxOK[i] = 0, false
 		case fastjson.TypeNumber:
-			f, err := v.Float64()
+			f, err := exactFloat(v, &w.numBuf)
 			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a finite number, got %s", c.Name, v)
 			}

@@ -22,7 +22,7 @@ type nodeMetrics struct {
 }
 
 // routes whose metrics are kept; others share "other".
-var metricRoutes = []string{"get-features", "get-features-batch", "predict", "ingest", "ingest-bulk", "tables", "other"}
+var metricRoutes = []string{"get-features", "get-features-batch", "predict", "ingest", "ingest-bulk", "import", "tables", "historical-features", "other"}
 
 func newNodeMetrics(n *Node) *nodeMetrics {
 	s := metrics.NewSet()

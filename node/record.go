@@ -19,10 +19,49 @@ import (
 //	row     = name(key) value*
 //	value   = 0 (null) | 1 f64:8 bytes little-endian | 2 name(string)
 //	name    = len:uvarint bytes
+//
+// Since the historical-features release every record is wrapped with the
+// node clock at which it was acknowledged, so a point-in-time join knows when
+// each change became visible to lookups:
+//
+//	kind 16 = at: flags:u8 clock:zigzag-varint record
+//	flags   = bit 0 backfill: each event became visible at its own timestamp
+//	          (an import), and clock is 0
+//
+// An unwrapped record (an older log) replays like a backfill.
 const (
 	recordEvents byte = 1
 	recordTable  byte = 2
+	recordAt     byte = 16
+
+	atBackfill byte = 1
 )
+
+// appendAt writes the wrapper header; the record follows it.
+func appendAt(dst []byte, clock int64, backfill bool) []byte {
+	flags := byte(0)
+	if backfill {
+		flags, clock = atBackfill, 0
+	}
+	dst = append(dst, recordAt, flags)
+	return binary.AppendVarint(dst, clock)
+}
+
+// unwrapAt returns the record inside a wrapper, the clock at which it became
+// visible, and whether it is a backfill (events visible at their own times).
+// A record without a wrapper is returned as it is, as a backfill.
+func unwrapAt(rec []byte) (inner []byte, clock int64, backfill bool, err error) {
+	if len(rec) == 0 || rec[0] != recordAt {
+		return rec, 0, true, nil
+	}
+	r := &recordReader{b: rec[1:]}
+	flags := r.byte()
+	clock = r.varint()
+	if r.err != nil || len(r.b) == 0 || flags&^atBackfill != 0 || r.b[0] == recordAt {
+		return nil, 0, false, fmt.Errorf("%w: bad clock wrapper", errBadRecord)
+	}
+	return r.b, clock, flags&atBackfill != 0, nil
+}
 
 var errBadRecord = errors.New("bad log record")
 

@@ -28,6 +28,16 @@ const (
 // the table when replace is set. All or nothing: a bad row refuses the upload
 // and the table is unchanged. Returns the number of rows stored.
 func (n *Node) UploadTable(name string, format TableFormat, body []byte, replace bool) (int, *APIError) {
+	return n.UploadTableAt(name, format, body, replace, n.now())
+}
+
+// UploadTableAt is UploadTable for rows valid from validFrom (not after the
+// node's clock): lookups see them at once, historical features from
+// validFrom on, so a table can be backfilled before the events that use it.
+func (n *Node) UploadTableAt(name string, format TableFormat, body []byte, replace bool, validFrom int64) (int, *APIError) {
+	if now := n.now(); validFrom > now {
+		return 0, badRequest("INVALID_REQUEST", "as_of %s is after the node's clock %s: rows cannot be valid from the future", fmtMillis(validFrom), fmtMillis(now))
+	}
 	var t *table
 	for _, tb := range n.tables {
 		if tb.def.Name == name {
@@ -54,7 +64,7 @@ func (n *Node) UploadTable(name string, format TableFormat, body []byte, replace
 	if err != nil {
 		return 0, badRequest("INVALID_TABLE_ROWS", "table %s: %v; nothing was stored", name, err)
 	}
-	rec := appendTableRecord(nil, t, rows, replace)
+	rec := appendTableRecord(appendAt(nil, validFrom, false), t, rows, replace)
 	if err := n.commit([][]byte{rec}, func() { t.put(rows, replace) }); err != nil {
 		return 0, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()}
 	}

@@ -17,7 +17,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), demoCmd(), modelCmd(), benchCmd(), adminCmd(), versionCmd())
+	root.AddCommand(serveCmd(), demoCmd(), exportCmd(), importCmd(), modelCmd(), benchCmd(), adminCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tally:", err)
 		os.Exit(1)

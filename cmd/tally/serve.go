@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/history"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/wal"
 )
@@ -159,6 +160,7 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	srv := node.NewServer(n)
+	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(repo, wl, log))
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	r := &running{cfg: cfg, log: wl, node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()

@@ -1,0 +1,227 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/tabular"
+)
+
+// Archive is the event archive a join replays: *wal.Log (a running node's
+// own log) and *wal.Archive (a log directory, read-only) are both one.
+type Archive interface {
+	FirstIndex() uint64
+	Replay(from uint64, fn func(index uint64, rec []byte) error) error
+}
+
+// ErrPartialArchive refuses a join over an archive whose oldest records
+// were removed (by retention): its windows would silently miss events.
+var ErrPartialArchive = errors.New("the archive no longer starts at the log's first record")
+
+// Options configure a join.
+type Options struct {
+	Repo    *features.Repo // the repo the archive was written under
+	Service string
+	Archive Archive
+	// AllowPartial joins over an archive that lacks its oldest records:
+	// windows reaching before the archive's start miss those events.
+	AllowPartial bool
+	// Progress, if set, is called about every 64k rows and once at the end.
+	Progress func(Progress)
+}
+
+// Progress says how far a join is.
+type Progress struct {
+	Rows, Total int    // spine rows written, of all
+	Records     uint64 // archive records replayed
+}
+
+// Stats say what a join did.
+type Stats struct {
+	Rows    int
+	Records uint64 // archive records replayed
+	Elapsed time.Duration
+}
+
+// Join is one point-in-time join: a fresh node that replays the archive,
+// and the reader of the service's vector. Run it once.
+type Join struct {
+	opts    Options
+	service string
+	n       *node.Node
+	pr      *node.PointReader
+}
+
+// New prepares a join of opts.Service. It fails for an unknown service.
+func New(opts Options) (*Join, error) {
+	if opts.Repo == nil || opts.Archive == nil {
+		return nil, errors.New("history: a join needs a repo and an archive")
+	}
+	found := false
+	for _, s := range opts.Repo.Services {
+		found = found || s.Name == opts.Service
+	}
+	if !found {
+		return nil, &UnknownServiceError{Service: opts.Service, Repo: opts.Repo}
+	}
+	n, err := node.New(withoutModels(opts.Repo), node.DefaultConfig(), node.Options{})
+	if err != nil {
+		return nil, err
+	}
+	pr, err := n.PointReader(opts.Service)
+	if err != nil {
+		return nil, err
+	}
+	return &Join{opts: opts, service: opts.Service, n: n, pr: pr}, nil
+}
+
+// UnknownServiceError names a service the repo does not have.
+type UnknownServiceError struct {
+	Service string
+	Repo    *features.Repo
+}
+
+func (e *UnknownServiceError) Error() string {
+	var names []string
+	for _, s := range e.Repo.Services {
+		names = append(names, s.Name)
+	}
+	return fmt.Sprintf("unknown feature service %q: the repo has %v", e.Service, names)
+}
+
+// withoutModels copies repo without its models: a join computes features,
+// and must not need the model files.
+func withoutModels(repo *features.Repo) *features.Repo {
+	c := *repo
+	c.Services = make([]*features.Service, len(repo.Services))
+	for i, s := range repo.Services {
+		sc := *s
+		sc.Model = nil
+		c.Services[i] = &sc
+	}
+	return &c
+}
+
+// Columns are the output's columns: the spine's, then the service's
+// features named as get-features names them.
+func (j *Join) Columns(s *Spine) []tabular.Column {
+	return append(append([]tabular.Column(nil), s.cols...), j.pr.Features()...)
+}
+
+// Run replays the archive and writes each spine row, with its features as
+// of its time, to w (whose columns are Columns(s)), in time order. It does
+// not close w. ctx cancels it between records.
+func (j *Join) Run(ctx context.Context, s *Spine, w tabular.Writer) (Stats, error) {
+	start := time.Now()
+	first := j.opts.Archive.FirstIndex()
+	if first > 1 && !j.opts.AllowPartial {
+		return Stats{}, fmt.Errorf("%w: it starts at record %d (older segments were removed by retention); allow partial history to join anyway", ErrPartialArchive, first)
+	}
+	e := &emitter{j: j, s: s, w: w, clock: math.MinInt64}
+	e.prepare()
+	err := j.opts.Archive.Replay(first, func(index uint64, rec []byte) error {
+		if err := j.n.ReplayTimed(index, rec, e.at); err != nil {
+			return err
+		}
+		e.records++
+		if e.err == nil && e.records&1023 == 0 {
+			e.err = ctx.Err()
+		}
+		return e.err
+	})
+	if err == nil {
+		e.emitUpTo(math.MaxInt64)
+		err = e.err
+	}
+	if j.opts.Progress != nil {
+		j.opts.Progress(Progress{Rows: e.next, Total: s.n, Records: e.records})
+	}
+	return Stats{Rows: e.next, Records: e.records, Elapsed: time.Since(start)}, err
+}
+
+// emitter writes spine rows as the replay's clock passes them.
+type emitter struct {
+	j       *Join
+	s       *Spine
+	w       tabular.Writer
+	clock   int64 // running maximum of the clocks seen
+	next    int   // position in s.order of the next row to write
+	records uint64
+	err     error
+
+	keys  [][]byte
+	kbuf  [][]byte
+	ctx   []float64
+	ctxOK []bool
+	row   []tabular.Value
+	nspin int
+}
+
+func (e *emitter) prepare() {
+	nk := len(e.s.keyCol)
+	e.keys, e.kbuf = make([][]byte, nk), make([][]byte, nk)
+	e.ctx, e.ctxOK = make([]float64, len(e.s.ctxCol)), make([]bool, len(e.s.ctxCol))
+	e.nspin = len(e.s.cols)
+	e.row = make([]tabular.Value, e.nspin+len(e.j.pr.Features()))
+}
+
+// at is called before the archive's state changes as of clock c: rows at
+// or before c are written first, from the state before the change.
+func (e *emitter) at(c int64) {
+	if c <= e.clock {
+		return
+	}
+	e.clock = c
+	if e.next < e.s.n && e.s.ts[e.s.order[e.next]] <= c {
+		e.emitUpTo(c)
+	}
+}
+
+func (e *emitter) emitUpTo(c int64) {
+	s := e.s
+	for e.err == nil && e.next < s.n {
+		r := int(s.order[e.next])
+		t := s.ts[r]
+		if t > c {
+			return
+		}
+		for i, col := range s.keyCol {
+			e.keys[i] = e.key(i, col, r)
+		}
+		var v tabular.Value
+		for i, col := range s.ctxCol {
+			s.data[col].get(s.cols[col].Type, r, &v)
+			contextValue(s.cols[col].Type, &v, e.ctx[i:i+1], e.ctxOK[i:i+1])
+		}
+		for c := range s.cols {
+			s.data[c].get(s.cols[c].Type, r, &e.row[c])
+		}
+		e.j.pr.Read(e.keys, e.ctx, e.ctxOK, t, e.row[e.nspin:])
+		if err := e.w.Write(e.row); err != nil {
+			e.err = err
+			return
+		}
+		e.next++
+		if e.next&0xffff == 0 && e.j.opts.Progress != nil {
+			e.j.opts.Progress(Progress{Rows: e.next, Total: s.n, Records: e.records})
+		}
+	}
+}
+
+// key returns join key i of row r as get-features reads it: text as it is,
+// an integer as its decimal text.
+func (e *emitter) key(i, col, r int) []byte {
+	d := &e.s.data[col]
+	if e.s.cols[col].Type == tabular.Int64 {
+		e.kbuf[i] = strconv.AppendInt(e.kbuf[i][:0], d.ints[r], 10)
+	} else {
+		e.kbuf[i] = append(e.kbuf[i][:0], d.strs[r]...)
+	}
+	return e.kbuf[i]
+}
