@@ -439,6 +439,7 @@ type partState struct {
 	bms     []*roaring.Bitmap // distinct sets of tiles, by id
 	freeBms []uint32
 	scratch []uint64
+	set     []uint64 // countDistinct's hash set
 	cursor  uint32
 	ticks   uint32 // Adds, modulo 2^32: when to sweep
 	live    int
