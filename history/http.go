@@ -35,7 +35,10 @@ const Path = "/api/v1/feature-service/historical-features"
 // a failure while streaming cuts the response short, so a client never
 // mistakes a partial answer for a whole one (CSV and NDJSON end with a
 // complete last line only when the join finished; Parquet lacks its footer).
-func Handler(repo *features.Repo, archive Archive, log *slog.Logger) fasthttp.RequestHandler {
+//
+// Cancelling ctx (the server stopping) stops a join in progress.
+func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slog.Logger) fasthttp.RequestHandler {
+	stop := ctx
 	var busy sync.Mutex
 	return func(ctx *fasthttp.RequestCtx) {
 		args := ctx.QueryArgs()
@@ -101,7 +104,7 @@ func Handler(repo *features.Repo, archive Archive, log *slog.Logger) fasthttp.Re
 			w, err := tabular.NewWriter(outFormat, dw, cols)
 			if err == nil {
 				var st Stats
-				st, err = j.Run(context.Background(), s, w)
+				st, err = j.Run(stop, s, w)
 				if err == nil {
 					err = w.Close()
 				}

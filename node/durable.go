@@ -111,8 +111,11 @@ func (n *Node) replay(index uint64, rec []byte, at func(int64)) error {
 	if index <= n.seq.applied {
 		return nil // already in the snapshot
 	}
-	if at != nil && !backfill {
-		at(clock)
+	if !backfill {
+		n.visible = max(n.visible, clock)
+		if at != nil {
+			at(clock)
+		}
 	}
 	switch inner[0] {
 	case recordEvents:
@@ -123,6 +126,9 @@ func (n *Node) replay(index uint64, rec []byte, at func(int64)) error {
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
 		var tooLate int
+		if backfill {
+			n.advanceVisible(b)
+		}
 		switch {
 		case at != nil && backfill:
 			for e := 0; e < b.len(); e++ {

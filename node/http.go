@@ -257,6 +257,10 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 	b = strconv.AppendInt(b, int64(res.Accepted), 10)
 	b = append(b, `,"tooLate":`...)
 	b = strconv.AppendInt(b, int64(res.TooLate), 10)
+	if res.Backfill {
+		b = append(b, `,"deferred":`...)
+		b = strconv.AppendInt(b, int64(res.Deferred), 10)
+	}
 	if res.DryRun {
 		b = append(b, `,"dryRun":true}`...)
 	} else {

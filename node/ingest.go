@@ -45,6 +45,12 @@ type IngestResult struct {
 	// event is older than its entity's state (see windows.ErrTooLate). They
 	// can never be counted in any answerable window.
 	TooLate int
+	// Deferred counts, for an import, the events that became visible to
+	// historical features later than their own timestamp: the log already
+	// held a newer change (live data, or a later part of an import), so
+	// they count from then on, as they did online.
+	Deferred int
+	Backfill bool
 }
 
 // ingestWork is the pooled state of one ingest request.
@@ -263,11 +269,18 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 		w.recs[i] = w.recBuf[start:end]
 		start = end
 	}
+	res.Backfill = backfill
 	err := n.commit(w.recs, func() {
 		for i, b := range w.batches {
 			if w.used[i] && b.len() > 0 {
+				if backfill {
+					res.Deferred += n.advanceVisible(b)
+				}
 				res.TooLate += n.apply(b, w)
 			}
+		}
+		if !backfill {
+			n.visible = max(n.visible, clock)
 		}
 	})
 	if err != nil {
@@ -281,6 +294,21 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 // how many placements the windows refused as too late.
 func (n *Node) apply(b *eventBatch, w *ingestWork) (tooLate int) {
 	return n.applyRange(b, w, 0, b.len())
+}
+
+// advanceVisible moves the log's visibility clock over the events of a
+// backfill batch and returns how many of them it had already passed (they
+// become visible to historical features only from the clock, not from their
+// own timestamps). Called in log order, under the sequencer.
+func (n *Node) advanceVisible(b *eventBatch) (deferred int) {
+	for _, ts := range b.ts {
+		if ts < n.visible {
+			deferred++
+		} else {
+			n.visible = ts
+		}
+	}
+	return deferred
 }
 
 // applyRange is apply for the events [from, to) of b.
@@ -403,6 +431,16 @@ func columnNames(s *features.Source) string {
 func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, isKey bool, w *ingestWork) string {
 	switch col.Type {
 	case features.String:
+		if isKey && v.Type() == fastjson.TypeNumber {
+			// An integer join key is its decimal text, as lookups read it.
+			x, err := v.Int64()
+			if err != nil {
+				return "join key must be a string or an integer, got " + v.String()
+			}
+			w.keyBuf = strconv.AppendInt(w.keyBuf[:0], x, 10)
+			b.setStr(e, c, w.keyBuf)
+			return ""
+		}
 		s, err := v.StringBytes()
 		if err != nil {
 			return "want a string, got " + v.Type().String()

@@ -43,6 +43,9 @@ type Node struct {
 	metrics   *nodeMetrics
 	log       Log
 	seq       *sequencer
+	// visible is the running maximum of the clocks at which logged changes
+	// became visible (see ReplayTimed), guarded by seq.mu.
+	visible int64
 	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
 

@@ -65,7 +65,10 @@ func (n *Node) UploadTableAt(name string, format TableFormat, body []byte, repla
 		return 0, badRequest("INVALID_TABLE_ROWS", "table %s: %v; nothing was stored", name, err)
 	}
 	rec := appendTableRecord(appendAt(nil, validFrom, false), t, rows, replace)
-	if err := n.commit([][]byte{rec}, func() { t.put(rows, replace) }); err != nil {
+	if err := n.commit([][]byte{rec}, func() {
+		t.put(rows, replace)
+		n.visible = max(n.visible, validFrom)
+	}); err != nil {
 		return 0, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()}
 	}
 	return len(rows), nil
