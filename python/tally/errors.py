@@ -1,0 +1,112 @@
+"""Exceptions raised by :class:`tally.Client`.
+
+Every error the client raises for a failed request is a :class:`TallyError`.
+The node answers errors as ``{"error": {"code", "message", ...}}``; the
+subclass says whose fault it was by HTTP status, ``code`` is stable for
+programs and ``message`` says what to change.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+__all__ = [
+    "TallyError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ServerError",
+    "ConnectionError",
+]
+
+
+class TallyError(Exception):
+    """A request to the node failed.
+
+    Attributes:
+        status: the HTTP status, or ``None`` when no answer came.
+        code: the node's error code (``INVALID_RECORDS``, ``UNKNOWN_FEATURE_SERVICE``, ...).
+        message: the node's explanation, meant for people.
+        body: the parsed JSON error body (or the raw text when it was not JSON).
+        records: for a refused ingest, the refused records as
+            ``{"source", "index", "reason"}`` dicts (at most 100; ``index`` is
+            the position in the data passed to :meth:`Client.ingest`).
+        accepted_before: for an ingest split into chunks, how many records
+            earlier chunks had already applied when this one failed (each chunk is
+            all or nothing; earlier chunks stay applied).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        body: Any = None,
+        records: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body
+        self.records: list[dict[str, Any]] = records if records is not None else []
+        self.accepted_before = 0
+
+    def __str__(self) -> str:
+        parts = []
+        if self.status is not None:
+            parts.append(str(self.status))
+        if self.code:
+            parts.append(self.code)
+        head = " ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.accepted_before:
+            text += f" (earlier chunks had applied {self.accepted_before} records)"
+        return text
+
+
+class BadRequestError(TallyError):
+    """400: the request was wrong; nothing was applied."""
+
+
+class AuthenticationError(TallyError):
+    """401: no API key, or one the node does not know."""
+
+
+class PermissionDeniedError(TallyError):
+    """403: the API key lacks the scope (ingest, read, admin) the endpoint needs."""
+
+
+class NotFoundError(TallyError):
+    """404: an unknown feature service, source, table, workspace or endpoint."""
+
+
+class ServerError(TallyError):
+    """5xx: the node failed (``NOT_DURABLE``, ``MODEL_UNAVAILABLE``, ...)."""
+
+
+class ConnectionError(TallyError, builtins.ConnectionError):  # noqa: A001 - the SDK's name for it
+    """No answer: the connection was refused, reset or timed out.
+
+    Also a subclass of the built-in :class:`ConnectionError`. Whether a write
+    that timed out was applied is unknown.
+    """
+
+
+def error_for_status(status: int, code: str, message: str, body: Any, records: list[dict[str, Any]] | None) -> TallyError:
+    """Returns the exception for an error response with this status."""
+    cls: type[TallyError] = TallyError
+    if status == 400:
+        cls = BadRequestError
+    elif status == 401:
+        cls = AuthenticationError
+    elif status == 403:
+        cls = PermissionDeniedError
+    elif status == 404:
+        cls = NotFoundError
+    elif status >= 500:
+        cls = ServerError
+    return cls(message, status=status, code=code, body=body, records=records)

@@ -1,0 +1,337 @@
+"""Online lookups, predict and the value conversions they rely on."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from support import CTX, event, keys, now_ms
+
+import tally
+
+SVC = "fraud_detection"
+CNT_1M = "user_transaction_counts.amt_count_1m"
+CNT_1H = "user_transaction_counts.amt_count_1h"
+SUM_1H = "user_transaction_amounts.amt_sum_1h"
+MEAN_1H = "user_transaction_amounts.amt_mean_1h"
+MAX_1H = "user_transaction_amounts.amt_max_1h"
+STD_1D = "user_transaction_amounts.amt_stddev_1d"
+DISTINCT_1H = "user_distinct_merchants.merchant_distinct_count_1h"
+HOME_LAT = "user_profile.home_lat"
+DISTANCE = "transaction_request.distance_from_home_km"
+RATIO = "transaction_request.amt_to_user_mean_1d"
+
+
+def test_health_and_feature_services(client: tally.Client) -> None:
+    assert client.health()
+    services = {s["name"]: s for s in client.feature_services()}
+    fd = services[SVC]
+    assert fd["joinKeys"] == ["user_id", "merchant", "country"]
+    assert fd["requestContext"] == ["amt", "lat", "long"]
+    assert [f["name"] for f in fd["features"]][:2] == [CNT_1M, "user_transaction_counts.amt_count_5m"]
+
+
+def test_values_after_ingest(client: tally.Client, uid: str) -> None:
+    t = now_ms() - pd.Timedelta(seconds=10)
+    res = client.ingest("transactions", [event(uid, t, 10.0, "ma"), event(uid, t + pd.Timedelta(milliseconds=5), 30.5, "mb")])
+    assert (res.accepted, res.too_late, res.dry_run) == (2, 0, False)
+
+    v = client.get_online_features(SVC, keys(uid), CTX)
+    f = v.features
+    assert f[CNT_1M] == 2 and f[CNT_1H] == 2
+    assert isinstance(f[CNT_1M], int)
+    assert f[SUM_1H] == 40.5
+    assert f[MEAN_1H] == 20.25
+    assert f[MAX_1H] == 30.5
+    assert f[STD_1D] == 10.25  # population: |30.5 - 10| / 2
+    assert f[DISTINCT_1H] == 2
+    assert f[RATIO] == 80.0 / 20.25
+    assert v.statuses[CNT_1M] == "PRESENT"
+    assert f[HOME_LAT] is None and v.statuses[HOME_LAT] == "MISSING_DATA"
+    assert v.server_time.tzinfo is not None
+    assert abs(v.server_time - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(seconds=30)
+    assert v.as_of == v.server_time
+
+    s = v.to_series()
+    assert list(s.index) == list(f)
+    assert s[CNT_1M] == 2 and s[HOME_LAT] is None
+
+
+def test_unseen_entity_reports_missing_not_zero(client: tally.Client, uid: str) -> None:
+    v = client.get_online_features(SVC, keys(uid, "m-unseen-" + uid, "ZZ"), {"amt": 1.0, "lat": None, "long": float("nan")})
+    assert v.features[CNT_1M] == 0 and v.statuses[CNT_1M] == "PRESENT"
+    assert v.features[MEAN_1H] is None and v.statuses[MEAN_1H] == "MISSING_DATA"
+    assert v.features[DISTANCE] is None
+    assert isinstance(v.features[SUM_1H], float)  # JSON says 0; the feature is float64
+
+
+def test_int64_keys_are_exact(client: tally.Client) -> None:
+    big = 2**53 + 1 + uuid.uuid4().int % 1_000_000 * 2  # odd: float64 cannot hold it
+    assert float(big) != big
+    t = now_ms() - pd.Timedelta(seconds=5)
+    df = pd.DataFrame(
+        {
+            "user_id": np.array([big, big, big - 1], dtype=np.int64),
+            "merchant": "m1",
+            "category": "c",
+            "amt": [1.0, np.nan, 4.0],  # NaN -> null: a missing amount
+            "country": "FR",
+            "lat": 0.0,
+            "long": 0.0,
+            "is_fraud": pd.array([0, None, 1], dtype="Int64"),
+            "timestamp": [t, t, t],
+        }
+    )
+    assert client.ingest("transactions", df).accepted == 3
+
+    def count(key: object) -> object:
+        return client.get_online_features(SVC, keys(key), CTX).features[CNT_1H]
+
+    # count(amt) counts non-null amounts, as SQL does.
+    assert count(big) == 1
+    assert count(np.int64(big)) == 1
+    assert count(str(big)) == 1  # the node reads integer keys as their decimal text
+    assert count(big - 1) == 1
+    assert count(big + 1) == 0
+    assert client.get_online_features(SVC, keys(big), CTX).features[SUM_1H] == 1.0
+
+    batch = client.get_features_batch(
+        SVC,
+        pd.DataFrame({"user_id": pd.array([big - 1, big, big + 1], dtype="Int64"), "merchant": "m1", "country": "FR", "amt": 1.0, "lat": 0.0, "long": 0.0}),
+    )
+    assert batch[CNT_1H].tolist() == [1, 1, 0]
+
+
+def test_float_key_column_that_lost_precision_is_refused(client: tally.Client) -> None:
+    df = pd.DataFrame({"user_id": [float(2**60), np.nan], "merchant": "m1", "country": "FR", "amt": 1.0, "lat": 0.0, "long": 0.0})
+    with pytest.raises(TypeError, match="Int64"):
+        client.get_features_batch(SVC, df)
+
+
+def test_tz_aware_and_naive_timestamps_are_the_same_instant(client: tally.Client) -> None:
+    t = now_ms() - pd.Timedelta(seconds=20)
+    plus2 = timezone(timedelta(hours=2))
+    aware = t.to_pydatetime().astimezone(plus2)  # e.g. 10:00+02:00 for 08:00Z
+    assert aware.utcoffset() == timedelta(hours=2)
+    naive_utc = t.tz_localize(None)
+    users = {name: f"tz-{name}-{uuid.uuid4().hex[:8]}" for name in ("aware", "naive", "text", "ms")}
+    client.ingest("transactions", [event(users["aware"], aware)])
+    client.ingest("transactions", pd.DataFrame([event(users["naive"], naive_utc)]))  # datetime64[ns], naive = UTC
+    client.ingest("transactions", [event(users["text"], aware.isoformat())])
+    client.ingest("transactions", [event(users["ms"], int(t.value // 1_000_000))])
+    frame = pd.DataFrame([event(users["aware"], aware)])
+    assert str(frame["timestamp"].dtype).startswith("datetime64[ns, UTC+02:00]")
+
+    before = t - pd.Timedelta(milliseconds=1)
+    for user in users.values():
+        # Windows hold events with t - W < ts <= t: the event counts from its own millisecond on.
+        assert client.get_online_features(SVC, keys(user), CTX, as_of=aware).features[CNT_1M] == 1, user
+        assert client.get_online_features(SVC, keys(user), CTX, as_of=t.value // 1_000_000).features[CNT_1M] == 1, user
+        assert client.get_online_features(SVC, keys(user), CTX, as_of=before.tz_convert(plus2)).features[CNT_1M] == 0, user
+        assert client.get_online_features(SVC, keys(user), CTX, as_of=before.tz_localize(None).to_pydatetime()).features[CNT_1M] == 0, user
+    v = client.get_online_features(SVC, keys(users["aware"]), CTX, as_of=aware)
+    assert v.as_of == t
+
+
+def test_batch_keeps_order_and_index_across_chunks(client: tally.Client) -> None:
+    tag = uuid.uuid4().hex[:8]
+    users = [f"b-{tag}-{i}" for i in range(3)]
+    t = now_ms() - pd.Timedelta(seconds=5)
+    # user i has i events, with amounts 1..i
+    client.ingest("transactions", [event(users[i], t, float(a)) for i in range(3) for a in range(1, i + 1)])
+    n = 2500  # three requests of at most 1000 rows
+    rng = np.random.default_rng(7)
+    which = rng.integers(0, 3, n)
+    amts = rng.uniform(1, 100, n)
+    amts[::7] = np.nan
+    rows = pd.DataFrame(
+        {
+            "label": rng.integers(0, 2, n),
+            "user_id": [users[i] for i in which],
+            "merchant": "m1",
+            "country": "FR",
+            "amt": amts,
+            "lat": 0.0,
+            "long": 0.0,
+        },
+        index=pd.Index([f"r{n - i}" for i in range(n)], name="row"),
+    )
+    out = client.get_features_batch(SVC, rows)
+    assert out.index.equals(rows.index)
+    assert len(out) == n
+    assert out[CNT_1M].dtype == "Int64"
+    assert out[CNT_1M].tolist() == which.tolist()
+    assert out[SUM_1H].tolist() == [float(i * (i + 1) // 2) for i in which]
+    ratio = out[RATIO].to_numpy()
+    for i in range(n):
+        mean = (which[i] + 1) / 2
+        if which[i] == 0 or math.isnan(amts[i]):
+            assert math.isnan(ratio[i]), i
+        else:
+            assert ratio[i] == pytest.approx(amts[i] / mean), i
+
+    # Mappings in, a RangeIndex out.
+    out2 = client.get_features_batch(SVC, [{**keys(users[2]), **CTX}, {**keys(users[1]), **CTX}])
+    assert list(out2.index) == [0, 1]
+    assert out2[CNT_1M].tolist() == [2, 1]
+
+
+def test_batch_missing_column(client: tally.Client) -> None:
+    with pytest.raises(ValueError, match="amt"):
+        client.get_features_batch(SVC, pd.DataFrame({"user_id": ["x"], "merchant": ["m"], "country": ["FR"], "lat": [0.0], "long": [0.0]}))
+
+
+def test_predict(client: tally.Client, uid: str) -> None:
+    t = now_ms() - pd.Timedelta(seconds=5)
+    client.ingest("transactions", [event(uid, t, 12.5), event(uid, t, 900.0, "m2")])
+    p = client.predict(SVC, keys(uid), CTX)
+    assert p.status == "PRESENT" and p.error is None
+    assert set(p.probabilities) == {"0", "1"}
+    assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert str(p.label) == max(p.probabilities, key=lambda k: p.probabilities[k])
+    assert p.value is None
+    assert p.features[CNT_1M] == 2
+    v = client.get_online_features(SVC, keys(uid), CTX)
+    assert p.features == v.features
+
+
+def test_ingest_refusal_lists_records_and_applies_nothing(client: tally.Client, uid: str) -> None:
+    t = now_ms() - pd.Timedelta(seconds=5)
+    bad = [
+        event(uid, t),
+        event(uid, t, amt="lots"),  # type: ignore[arg-type]
+        event(uid, t),
+        {**event(uid, t), "user_id": None},
+        event(uid, t - pd.Timedelta(days=400)),
+    ]
+    with pytest.raises(tally.BadRequestError) as ei:
+        client.ingest("transactions", bad)
+    e = ei.value
+    assert e.status == 400 and e.code == "INVALID_RECORDS"
+    assert [r["index"] for r in e.records] == [1, 3, 4]
+    assert all(r["source"] == "transactions" for r in e.records)
+    assert "amt" in e.records[0]["reason"] and "user_id" in e.records[1]["reason"]
+    assert isinstance(e.body, dict) and e.body["error"]["code"] == "INVALID_RECORDS"
+    assert e.accepted_before == 0
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 0
+
+    with pytest.raises(tally.NotFoundError) as nf:
+        client.ingest("no_such_source", [event(uid, t)])
+    assert nf.value.code == "UNKNOWN_SOURCE"
+
+
+def test_ingest_chunks_and_accepted_before(client: tally.Client, uid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tally.client, "INGEST_CHUNK_RECORDS", 3)
+    t = now_ms() - pd.Timedelta(seconds=5)
+    good = [event(uid, t, float(i)) for i in range(7)]
+    assert client.ingest("transactions", good).accepted == 7
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 7
+
+    with pytest.raises(tally.BadRequestError) as ei:
+        client.ingest("transactions", [*good[:7], {**event(uid, t), "amt": "x"}])
+    e = ei.value
+    assert e.accepted_before == 6  # chunks [0:3] and [3:6] applied; [6:8] refused whole
+    assert [r["index"] for r in e.records] == [7]
+    assert "6 records" in str(e)
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 13
+
+    monkeypatch.setattr(tally.client, "INGEST_CHUNK_RECORDS", 1000)
+    monkeypatch.setattr(tally.client, "CHUNK_BYTES", 700)  # about three records a request
+    assert client.ingest("transactions", good).accepted == 7
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 20
+
+
+def test_dry_run_validates_only(client: tally.Client, uid: str) -> None:
+    res = client.ingest("transactions", [event(uid, now_ms())], dry_run=True)
+    assert (res.accepted, res.dry_run) == (1, True)
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 0
+
+
+def test_numpy_scalars_serialize(client: tally.Client, uid: str) -> None:
+    t = np.datetime64((now_ms() - pd.Timedelta(seconds=3)).tz_localize(None).to_datetime64(), "ms")
+    rec = event(uid, t, np.float64(2.5), lat=np.float32(1.5), is_fraud=np.int64(1))
+    assert client.ingest("transactions", [rec]).accepted == 1
+    v = client.get_online_features(SVC, keys(uid), {"amt": np.float64(5.0), "lat": np.int64(1), "long": np.float32(2.0)})
+    assert v.features[SUM_1H] == 2.5 and v.features[RATIO] == 2.0
+    assert client.ingest("transactions", []).accepted == 0
+
+
+def test_float_int_column_with_nan_ingests(client: tally.Client, uid: str) -> None:
+    # pandas turns an int column with a missing value into float64; the node's
+    # int column still reads 1.0 (sent as 1) and NaN (sent as null).
+    df = pd.DataFrame([event(uid, now_ms() - pd.Timedelta(seconds=2), is_fraud=1), event(uid, now_ms(), is_fraud=None)])
+    assert df["is_fraud"].dtype == "float64"
+    assert client.ingest("transactions", df).accepted == 2
+
+
+def test_lookup_errors(client: tally.Client) -> None:
+    with pytest.raises(tally.NotFoundError) as nf:
+        client.get_online_features("no_such_service", keys("x"), CTX)
+    assert nf.value.code == "UNKNOWN_FEATURE_SERVICE" and nf.value.status == 404
+    with pytest.raises(tally.NotFoundError):
+        client.predict("no_such_service", keys("x"), CTX)
+    with pytest.raises(tally.NotFoundError):
+        client.get_features_batch("no_such_service", [keys("x")])
+    with pytest.raises(tally.BadRequestError) as br:
+        client.get_online_features(SVC, {"user_id": "x"}, CTX)
+    assert br.value.code == "MISSING_JOIN_KEY"
+    with pytest.raises(tally.BadRequestError, match="older than the allowed lateness"):
+        client.get_online_features(SVC, keys("x"), CTX, as_of=now_ms() - pd.Timedelta(hours=1))
+
+
+def test_workspace(server: object, client: tally.Client, uid: str) -> None:
+    with tally.Client(client.url, workspace="elsewhere") as other:
+        with pytest.raises(tally.NotFoundError) as e:
+            other.get_online_features(SVC, keys(uid), CTX)
+        assert e.value.code == "UNKNOWN_WORKSPACE"
+        with pytest.raises(tally.NotFoundError):
+            other.ingest("transactions", [event(uid, now_ms())])
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 0
+    with tally.Client(client.url, workspace="default") as same:
+        assert same.ingest("transactions", [event(uid, now_ms())]).accepted == 1
+        assert same.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 1
+
+
+def test_connection_refused() -> None:
+    from conftest import _free_port
+
+    c = tally.Client(f"http://127.0.0.1:{_free_port()}", timeout=2)
+    with pytest.raises(tally.ConnectionError) as e:
+        c.feature_services()
+    assert e.value.status is None
+    assert isinstance(e.value, ConnectionError)  # the built-in too
+    with pytest.raises(tally.ConnectionError):
+        c.ingest("transactions", [event("x", now_ms())])
+    assert c.health() is False
+
+
+def test_upload_table(client: tally.Client, uid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = 2**53 + 3
+    n = client.upload_table("user_profile", pd.DataFrame({"user_id": [uid, str(big)], "home_lat": [48.85, np.nan], "home_long": [2.35, 1.0]}))
+    assert n == 2
+    v = client.get_online_features(SVC, keys(uid), {"amt": 1.0, "lat": 48.85, "long": 2.35})
+    assert v.features[HOME_LAT] == 48.85 and v.features[DISTANCE] == 0.0
+    v = client.get_online_features(SVC, keys(big), CTX)
+    assert v.features[HOME_LAT] is None and v.features["user_profile.home_long"] == 1.0
+
+    other = uid + "-b"
+    assert client.upload_table("user_profile", [{"user_id": other, "home_lat": 1, "home_long": 2}], replace=True) == 1
+    assert client.get_online_features(SVC, keys(uid), CTX).features[HOME_LAT] is None
+    assert client.get_online_features(SVC, keys(other), CTX).features[HOME_LAT] == 1.0
+
+    # In chunks, replace replaces with the first and upserts the rest.
+    monkeypatch.setattr(tally.client, "TABLE_CHUNK_ROWS", 2)
+    rows = [{"user_id": f"{uid}-{i}", "home_lat": float(i), "home_long": 0.0} for i in range(5)]
+    assert client.upload_table("user_profile", rows, replace=True) == 5
+    assert client.get_online_features(SVC, keys(other), CTX).features[HOME_LAT] is None
+    assert [client.get_online_features(SVC, keys(r["user_id"]), CTX).features[HOME_LAT] for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+    with pytest.raises(tally.BadRequestError) as e:
+        client.upload_table("user_profile", [{"user_id": uid, "home_lat": "north"}])
+    assert e.value.code == "INVALID_TABLE_ROWS"
+    with pytest.raises(tally.NotFoundError):
+        client.upload_table("no_such_table", [{"user_id": uid}])
