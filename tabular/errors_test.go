@@ -1,0 +1,158 @@
+package tabular
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// readErr reads everything and returns the first error other than io.EOF,
+// from NewReader or from Next.
+func readErr(f Format, data []byte) error {
+	r, err := NewReader(f, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	row := make([]Value, len(r.Columns()))
+	for i := 0; i < 1_000_000; i++ {
+		if err := r.Next(row); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func TestReadErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    Format
+		in   string
+		want []string // substrings of the error
+	}{
+		{"ragged short", CSV, "a,b\n1,2\n3\n", []string{"row 2", "1 fields", "header has 2"}},
+		{"ragged long", CSV, "a,b\n1,2,3\n", []string{"row 1", "3 fields"}},
+		{"duplicate header", CSV, "a,b,a\n1,2,3\n", []string{`"a"`, "twice"}},
+		{"empty header name", CSV, "a,,c\n", []string{"column 2", "empty name"}},
+		{"no header", CSV, "", []string{"header"}},
+		{"bad quote", CSV, "a\n\"x\"y\n", []string{"row 1"}},
+		{"unknown key later", NDJSON, "{\"a\":1}\n{\"a\":2}\n{\"a\":3,\"b\":4}\n", []string{"row 3", `"b"`, "not a column"}},
+		{"string in int column", NDJSON, "{\"a\":1}\n{\"a\":\"x\"}\n", []string{`row 2, column "a"`, "string", "int64"}},
+		{"float in int column", NDJSON, "{\"a\":1}\n{\"a\":1.5}\n", []string{`row 2, column "a"`, "1.5", "not an int64"}},
+		{"number in string list", NDJSON, "{\"a\":[\"x\"]}\n{\"a\":[1]}\n", []string{`row 2, column "a"`, "element 0"}},
+		{"object value", NDJSON, "{\"a\":{\"b\":1}}\n", []string{`row 1, column "a"`, "unsupported"}},
+		{"not an object", NDJSON, "[1,2]\n", []string{"row 1", "object"}},
+		{"bad json", NDJSON, "{\"a\":1}\n{\"a\":\n", []string{"row 2"}},
+		{"bad json in the look-ahead", NDJSON, "{\"a\":null}\n{\"a\":\n{\"a\":1}\n", []string{"row 2"}},
+		{"scalar in a list column", NDJSON, "{\"a\":[]}\n{\"a\":1}\n", []string{`row 2, column "a"`, "float64_list"}},
+		{"duplicate key", NDJSON, "{\"a\":1,\"a\":2}\n", []string{`"a"`, "twice"}},
+		{"garbage parquet", Parquet, "this is not a parquet file at all", []string{"parquet"}},
+		{"empty parquet", Parquet, "", []string{"parquet"}},
+		{"bad footer", Parquet, "PAR1\x00\x01\x02\x03\x04\x05\x06\x07\xff\xff\xff\x7fPAR1", []string{"footer"}},
+		{"garbage footer", Parquet, "PAR1" + strings.Repeat("\xab", 64) + "\x20\x00\x00\x00PAR1", []string{"parquet"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := readErr(tc.f, []byte(tc.in))
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, s := range tc.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q lacks %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func validParquet(t testing.TB) []byte {
+	var buf bytes.Buffer
+	w, err := NewWriter(Parquet, &buf, allCols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		for _, r := range sampleRows() {
+			if err := w.Write(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// Every prefix of a Parquet file lacks its footer and must be refused.
+func TestTruncatedParquet(t *testing.T) {
+	data := validParquet(t)
+	for n := 0; n < len(data); n += 1 + n/16 {
+		if err := readErr(Parquet, data[:n]); err == nil {
+			t.Fatalf("truncated to %d of %d bytes: want an error", n, len(data))
+		}
+	}
+}
+
+// Flipped bytes in the pages or footer must give an error or wrong values,
+// never a panic or a hang.
+func TestCorruptParquet(t *testing.T) {
+	data := validParquet(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 300 {
+		b := bytes.Clone(data)
+		for range 1 + rng.IntN(4) {
+			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
+		}
+		readErr(Parquet, b)
+	}
+}
+
+func TestParquetUnsupportedTypes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		node parquet.Node
+		want string
+	}{
+		{"struct", parquet.Group{"x": parquet.Leaf(parquet.Int64Type)}, "nested"},
+		{"map", parquet.Map(parquet.String(), parquet.Int(64)), "map"},
+		{"decimal", parquet.Decimal(2, 9, parquet.Int32Type), "DECIMAL"},
+		{"uuid", parquet.UUID(), "UUID"},
+		{"list of bool", parquet.List(parquet.Leaf(parquet.BooleanType)), "BOOLEAN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			schema := parquet.NewSchema("s", parquet.Group{"ok": parquet.Leaf(parquet.Int64Type), "bad": parquet.Optional(tc.node)})
+			w := parquet.NewWriter(&buf, schema)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			err := readErr(Parquet, buf.Bytes())
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, s := range []string{`column "bad"`, tc.want} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q lacks %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestNextWrongLength(t *testing.T) {
+	r, err := NewReader(CSV, strings.NewReader("a,b\n1,2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Next(make([]Value, 1)); err == nil {
+		t.Error("Next with a short row: want an error")
+	}
+}

@@ -1,0 +1,76 @@
+package tabular
+
+import (
+	"bytes"
+	"testing"
+)
+
+// fuzzRead reads data in format f and checks that garbage gives an error,
+// not a panic, and that a reader stays failed once it failed.
+func fuzzRead(t *testing.T, f Format, data []byte) {
+	r, err := NewReader(f, bytes.NewReader(data))
+	if err != nil {
+		if r != nil {
+			t.Fatal("NewReader returned a Reader and an error")
+		}
+		return
+	}
+	defer r.Close()
+	row := make([]Value, len(r.Columns()))
+	for i := 0; i < 10_000; i++ {
+		err := r.Next(row)
+		if err == nil {
+			if n := len(r.Columns()); n != len(row) {
+				t.Fatalf("columns changed from %d to %d", len(row), n)
+			}
+			continue
+		}
+		if err.Error() == "" {
+			t.Fatal("error with empty text")
+		}
+		if err2 := r.Next(row); err2 == nil {
+			t.Fatalf("Next after %v succeeded", err)
+		}
+		return
+	}
+}
+
+func seedWith(f *testing.F, format Format) {
+	for _, cols := range [][]Column{allCols, {{"a", String}}, {{"x", Float64}, {"y", Int64}}} {
+		var buf bytes.Buffer
+		w, err := NewWriter(format, &buf, cols)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, r := range sampleRows() {
+			if len(cols) == len(allCols) {
+				w.Write(r)
+			} else {
+				w.Write(make([]Value, len(cols)))
+			}
+		}
+		if err := w.Close(); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes())
+	}
+}
+
+func FuzzCSVReader(f *testing.F) {
+	seedWith(f, CSV)
+	f.Add([]byte("\xEF\xBB\xBFa,b\r\n\"x\"\"\",\n"))
+	f.Add([]byte("a,b\n1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, CSV, data) })
+}
+
+func FuzzNDJSONReader(f *testing.F) {
+	seedWith(f, NDJSON)
+	f.Add([]byte("{\"a\":null,\"b\":[]}\n\n{\"a\":1,\"b\":[\"x\",null]}\n{\"b\":[]}"))
+	f.Add([]byte("{\"a\":1}\n{\"a\":1.5}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, NDJSON, data) })
+}
+
+func FuzzParquetReader(f *testing.F) {
+	seedWith(f, Parquet)
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, Parquet, data) })
+}
