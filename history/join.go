@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -70,7 +71,7 @@ func New(opts Options) (*Join, error) {
 	if !found {
 		return nil, &UnknownServiceError{Service: opts.Service, Repo: opts.Repo}
 	}
-	n, err := node.New(withoutModels(opts.Repo), node.DefaultConfig(), node.Options{})
+	n, err := node.New(withoutModels(opts.Repo), node.DefaultConfig(), node.Options{ApplyWorkers: runtime.GOMAXPROCS(0)})
 	if err != nil {
 		return nil, err
 	}
@@ -172,15 +173,19 @@ func (e *emitter) prepare() {
 }
 
 // at is called before the archive's state changes as of clock c: rows at
-// or before c are written first, from the state before the change.
-func (e *emitter) at(c int64) {
-	if c <= e.clock {
-		return
+// or before c are written first, from the state before the change. It
+// returns the time of the next row to write.
+func (e *emitter) at(c int64) int64 {
+	if c > e.clock {
+		e.clock = c
+		if e.next < e.s.n && e.s.ts[e.s.order[e.next]] <= c {
+			e.emitUpTo(c)
+		}
 	}
-	e.clock = c
-	if e.next < e.s.n && e.s.ts[e.s.order[e.next]] <= c {
-		e.emitUpTo(c)
+	if e.err != nil || e.next >= e.s.n {
+		return math.MaxInt64
 	}
+	return e.s.ts[e.s.order[e.next]]
 }
 
 func (e *emitter) emitUpTo(c int64) {

@@ -91,14 +91,15 @@ func (n *Node) Replay(index uint64, rec []byte) error { return n.replay(index, r
 // calls at(c) before the record's change becomes visible at clock c, so the
 // caller can first read the state as it was before c. A record acknowledged
 // live calls at once with its acknowledgement clock; a backfill calls at
-// before each of its events, with the event's timestamp. Clocks are not
-// monotonic (concurrent requests, imports after live data): the caller keeps
-// their running maximum.
-func (n *Node) ReplayTimed(index uint64, rec []byte, at func(clock int64)) error {
+// before each of its events whose timestamp is at or after the time the
+// previous call returned (the caller's next point of interest), with the
+// event's timestamp. Clocks are not monotonic (concurrent requests, imports
+// after live data): the caller keeps their running maximum.
+func (n *Node) ReplayTimed(index uint64, rec []byte, at func(clock int64) (next int64)) error {
 	return n.replay(index, rec, at)
 }
 
-func (n *Node) replay(index uint64, rec []byte, at func(int64)) error {
+func (n *Node) replay(index uint64, rec []byte, at func(int64) int64) error {
 	inner, clock, backfill, err := unwrapAt(rec)
 	if err != nil {
 		return fmt.Errorf("log record %d: %w", index, err)
@@ -131,9 +132,18 @@ func (n *Node) replay(index uint64, rec []byte, at func(int64)) error {
 		}
 		switch {
 		case at != nil && backfill:
-			for e := 0; e < b.len(); e++ {
-				at(b.ts[e])
-				tooLate += n.applyRange(b, w, e, e+1)
+			// Apply runs of events between the times at asks to be told.
+			next := int64(math.MinInt64)
+			for i := 0; i < b.len(); {
+				if b.ts[i] >= next {
+					next = at(b.ts[i])
+				}
+				j := i + 1
+				for j < b.len() && b.ts[j] < next {
+					j++
+				}
+				tooLate += n.applyRange(b, w, i, j)
+				i = j
 			}
 		case n.filter != nil && index <= n.filter.max:
 			tooLate = n.applyFiltered(b, w, index)

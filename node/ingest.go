@@ -314,23 +314,61 @@ func (n *Node) advanceVisible(b *eventBatch) (deferred int) {
 // applyRange is apply for the events [from, to) of b.
 func (n *Node) applyRange(b *eventBatch, w *ingestWork, from, to int) (tooLate int) {
 	sp := n.sources[b.source]
-	for _, t := range sp.targets {
-		v := n.views[t.view]
-		for e := from; e < to; e++ {
-			key := b.str(e, t.keyCol)
-			w.fields = w.fields[:0]
-			for _, c := range t.cols {
-				w.fields = append(w.fields, b.field(e, c))
+	if n.workers > 1 && len(sp.targets) > 1 && to-from >= minParallelApply {
+		return n.applyParallel(sp, b, from, to)
+	}
+	for t := range sp.targets {
+		tooLate += n.applyTarget(sp, t, b, &w.fields, from, to)
+	}
+	return tooLate
+}
+
+// minParallelApply is the smallest batch worth a goroutine per view group.
+const minParallelApply = 512
+
+// applyParallel spreads the source's views over n.workers goroutines; each
+// view still takes the events in batch order.
+func (n *Node) applyParallel(sp *sourcePlan, b *eventBatch, from, to int) int {
+	k := min(n.workers, len(sp.targets))
+	late := make([]int, k)
+	var wg sync.WaitGroup
+	for g := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var fields []windows.Field
+			for t := g; t < len(sp.targets); t += k {
+				late[g] += n.applyTarget(sp, t, b, &fields, from, to)
 			}
-			if err := v.Add(key, b.ts[e], w.fields); err != nil {
-				if errors.Is(err, windows.ErrTooLate) {
-					tooLate++
-					continue
-				}
-				// Validation guarantees fields fit the view; anything else is a
-				// bug worth seeing, not a reason to fail the acknowledged batch.
-				n.metrics.applyErrors.Inc()
+		}()
+	}
+	wg.Wait()
+	sum := 0
+	for _, l := range late {
+		sum += l
+	}
+	return sum
+}
+
+// applyTarget places the events [from, to) of b in the view of target ti.
+func (n *Node) applyTarget(sp *sourcePlan, ti int, b *eventBatch, fields *[]windows.Field, from, to int) (tooLate int) {
+	t := sp.targets[ti]
+	v := n.views[t.view]
+	for e := from; e < to; e++ {
+		key := b.str(e, t.keyCol)
+		f := (*fields)[:0]
+		for _, c := range t.cols {
+			f = append(f, b.field(e, c))
+		}
+		*fields = f
+		if err := v.Add(key, b.ts[e], f); err != nil {
+			if errors.Is(err, windows.ErrTooLate) {
+				tooLate++
+				continue
 			}
+			// Validation guarantees fields fit the view; anything else is a
+			// bug worth seeing, not a reason to fail the acknowledged batch.
+			n.metrics.applyErrors.Inc()
 		}
 	}
 	return tooLate

@@ -28,6 +28,11 @@ type Options struct {
 	// OpenModel builds a service's Scorer; nil opens ONNX files in process
 	// and MLflow endpoints over HTTP, each behind a micro-batcher.
 	OpenModel ModelOpener
+	// ApplyWorkers > 1 applies a large batch to the views of its source on
+	// that many goroutines (views are independent): for replays, where one
+	// goroutine applies the whole log (recovery, historical features). Live
+	// ingest leaves it at 1: its other cores parse concurrent requests.
+	ApplyWorkers int
 }
 
 // Node serves one feature repo. It is safe for concurrent use.
@@ -43,6 +48,7 @@ type Node struct {
 	metrics   *nodeMetrics
 	log       Log
 	seq       *sequencer
+	workers   int // see Options.ApplyWorkers
 	// visible is the running maximum of the clocks at which logged changes
 	// became visible (see ReplayTimed), guarded by seq.mu.
 	visible int64
@@ -62,7 +68,8 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, log: opts.Log, seq: newSequencer()}
+	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, log: opts.Log, seq: newSequencer(),
+		workers: max(1, opts.ApplyWorkers)}
 	if n.now == nil {
 		n.now = func() int64 { return time.Now().UnixMilli() }
 	}

@@ -12,6 +12,10 @@ type Config struct {
 	Users     int     // distinct users; activity is Zipf-skewed over them
 	Merchants int     // distinct merchants; Zipf-skewed
 	FraudRate float64 // probability that a transaction starts a fraud burst
+	// UniformUsers draws users uniformly instead of Zipf-skewed: no card
+	// holder is hot (with the skew, the busiest of 100k users makes 2% of
+	// all transactions).
+	UniformUsers bool
 }
 
 // DefaultConfig is a small city's worth of card holders.
@@ -93,9 +97,18 @@ func New(cfg Config) *Generator {
 	for i := range g.merchants {
 		g.merchants[i] = "merchant_" + strconv.Itoa(i)
 	}
-	g.userZipf = rand.NewZipf(g.rng, 1.1, 8, uint64(cfg.Users-1))
+	if !cfg.UniformUsers {
+		g.userZipf = rand.NewZipf(g.rng, 1.1, 8, uint64(cfg.Users-1))
+	}
 	g.merchZipf = rand.NewZipf(g.rng, 1.2, 4, uint64(cfg.Merchants-1))
 	return g
+}
+
+func (g *Generator) user() int {
+	if g.userZipf == nil {
+		return g.rng.IntN(len(g.users))
+	}
+	return int(g.userZipf.Uint64())
 }
 
 // Users returns the card holders (their homes are the user_profile table).
@@ -105,7 +118,7 @@ func (g *Generator) Users() []User { return g.users }
 func (g *Generator) Next(ts int64) Txn {
 	if g.burst.left == 0 && g.rng.Float64() < g.cfg.FraudRate {
 		g.burst.left = 4 + g.rng.IntN(12)
-		g.burst.user = int(g.userZipf.Uint64())
+		g.burst.user = g.user()
 		g.burst.country = g.rng.IntN(len(Countries))
 		ct := Countries[g.burst.country]
 		g.burst.lat = ct.Lat + (g.rng.Float64()*2-1)*ct.Spread
@@ -123,7 +136,7 @@ func (g *Generator) Next(ts int64) Txn {
 		t.IsFraud = 1
 		return t
 	}
-	u := &g.users[g.userZipf.Uint64()]
+	u := &g.users[g.user()]
 	t.UserID = u.ID
 	t.Country = Countries[u.Country].Code
 	t.Lat = u.HomeLat + g.rng.NormFloat64()*0.2
