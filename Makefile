@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: demo serve build test check parity unit fuzz bench bench-quick
+.PHONY: demo serve build test check parity unit fuzz bench bench-quick python
 
 demo:
 	$(GO) run ./cmd/tally demo
@@ -44,3 +44,16 @@ bench:
 bench-quick:
 	scripts/bench-peers.sh redis feast
 	$(GO) run ./cmd/tally bench --quick --out results/quick
+
+# The Python SDK (python/): installed into .venv (editable, with its pinned pytest) and tested
+# against real `tally serve` processes built from this checkout.
+python:
+	scripts/python-setup.sh
+	TALLY_REQUIRE_SERVER=1 .venv/bin/python -m pytest -q python/tests
+
+# The seed's real-time fraud flow, end to end (examples/fraud/README.md): generate and backfill
+# history, time-travel training data, train and track in MLflow, load the model, score a live
+# stream. About 2-3 minutes; `examples/fraud/run.sh --small` takes under a minute.
+.PHONY: example
+example:
+	GO=$(GO) examples/fraud/run.sh

@@ -37,21 +37,21 @@ type Options struct {
 
 // Node serves one feature repo. It is safe for concurrent use.
 type Node struct {
-	cfg       Config
-	repo      *features.Repo
-	views     []*windows.View // parallel to repo.Views
-	tables    []*table        // parallel to repo.Tables
-	sources   []*sourcePlan   // parallel to repo.Sources
-	services  map[string]*servicePlan
-	keys      *keyring
-	now       func() int64
-	metrics   *nodeMetrics
-	log       Log
-	seq       *sequencer
-	workers   int // see Options.ApplyWorkers
+	cfg      Config
+	repo     *features.Repo
+	views    []*windows.View // parallel to repo.Views
+	tables   []*table        // parallel to repo.Tables
+	sources  []*sourcePlan   // parallel to repo.Sources
+	services map[string]*servicePlan
+	keys     *keyring
+	now      func() int64
+	metrics  *nodeMetrics
+	log      Log
+	seq      *sequencer
+	workers  int // see Options.ApplyWorkers
 	// visible is the running maximum of the clocks at which logged changes
 	// became visible (see ReplayTimed), guarded by seq.mu.
-	visible int64
+	visible   int64
 	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
 
