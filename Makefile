@@ -15,9 +15,10 @@ build:
 	$(GO) build -o bin/tally ./cmd/tally
 
 # Every test: static checks; the ONNX parity fixtures from scikit-learn/XGBoost/LightGBM and
-# onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; a short run of every
-# fuzz target; and the load-test harness in --quick mode with its Redis and Feast peers.
-test: check parity unit fuzz bench-quick
+# onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; the Python SDK's pytest
+# suite and the seed's flow end to end; a short run of every fuzz target; and the load-test
+# harness in --quick mode with its Redis and Feast peers.
+test: check parity unit python fuzz bench-quick
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -46,10 +47,11 @@ bench-quick:
 	$(GO) run ./cmd/tally bench --quick --out results/quick
 
 # The Python SDK (python/): installed into .venv (editable, with its pinned pytest) and tested
-# against real `tally serve` processes built from this checkout.
+# against real `tally serve` processes built from this checkout; then the seed's flow end to end
+# (examples/fraud/run.sh --small, about a minute).
 python:
 	scripts/python-setup.sh
-	TALLY_REQUIRE_SERVER=1 .venv/bin/python -m pytest -q python/tests
+	TALLY_REQUIRE_SERVER=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
 
 # The seed's real-time fraud flow, end to end (examples/fraud/README.md): generate and backfill
 # history, time-travel training data, train and track in MLflow, load the model, score a live
