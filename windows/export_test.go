@@ -42,3 +42,14 @@ func MemoryBreakdown(v *View) string {
 	live = max(live, 1)
 	return fmt.Sprintf("per entity: arenas %d B (used %d, free blocks %d), entities %d, keys %d, index %d, free lists %d", capW/live, lenW/live, dead/live, ents/live, keys/live, idx/live, free/live)
 }
+
+// SetHotMin sets how many raw events in a window make a read use bucket
+// moments (see hot.go), and returns a func that restores it.
+func SetHotMin(n uint32) func() {
+	old := hotMin
+	hotMin = n
+	return func() { hotMin = old }
+}
+
+// HotReads counts the reads answered from hot buckets so far.
+func HotReads() int64 { return hotReads.Load() }

@@ -29,7 +29,7 @@ func (v *View) Read(key []byte, t int64, dst []Value) []Value {
 		return dst
 	}
 	e := &p.ents[slot]
-	rc := readCache{i1: p.rawSearch(v, e, t+1), tileEnd: e.folded}
+	rc := readCache{i1: p.rawSearch(v, e, t+1), tileEnd: e.folded, slot: slot}
 	if v.grid != 0 && t >= e.newest && (e.rawLen == 0 || p.eager(v, e)) {
 		// Every event is at or before t and every raw event a tiled
 		// aggregation can count is in its tile: tiles alone answer those.
@@ -111,6 +111,7 @@ type readCache struct {
 	// starting before tileEnd (e.folded: the others duplicate raw events).
 	tilesOnly bool
 	tileEnd   int64
+	slot      uint32 // the entity's, for its hot buckets
 	i1        uint32 // first raw event after t
 	nw        int
 	from      [8]int64
@@ -216,7 +217,11 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 	case k < rc.nm:
 		cnt, m = rc.mcnt[k], rc.mom[k]
 	default:
-		for i := i0; i < i1; i++ {
+		ok := false
+		if i1-i0 >= hotMin {
+			cnt, m, ok = p.hotMoments(v, e, rc, a, i0, i1, from, t)
+		}
+		for i := i0; i < i1 && !ok; i++ {
 			x := p.rawVal(a, v.rawAt(e, i))
 			if isNull(a, x) {
 				continue
@@ -237,7 +242,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 			rc.nm++
 		}
 	}
-	if cnt > 0 && (a.fn == Stddev || a.fn == Variance) {
+	if cnt > 0 && (a.fn == Stddev || a.fn == Variance) && m.n != cnt { // (hot moments come with m2)
 		// Two passes over the raw events: the mean, then squared deviations
 		// with the compensating term of the corrected two-pass algorithm.
 		mean := (m.hi + m.lo) / cnt

@@ -73,18 +73,20 @@ type View struct {
 	spec         Spec
 	aggs         []aggPlan
 	maxW         int64
-	horizon      int64    // maxW + Lateness
-	exactHorizon int64    // longest exact window + Lateness (Lateness if none)
-	grid         int64    // tile size: gcd of the tiled intervals; 0 if none
-	stored       []int    // spec columns kept in raw records, in record order
-	colWord      []int    // spec column -> index in a logical record (0: not kept)
-	colPos       []int    // stored column i -> its position in a raw record, in uint32s
-	colWide      []bool   // stored column i takes two uint32s (a float64), else one
-	colNull      []uint64 // spec column -> its null value in a logical record
-	narrow       bool     // raw ts are uint32 offsets from the entity's base
-	stride       int      // uint32s per raw record
-	recLen       int      // words per logical record: ts + stored columns
-	tileStride   int      // words per tile record: start + tiled statistics
+	horizon      int64      // maxW + Lateness
+	exactHorizon int64      // longest exact window + Lateness (Lateness if none)
+	hotAggs      []*aggPlan // one per column of exact moment aggregations (see hot.go)
+	hotSpan      int64      // their bucket span
+	grid         int64      // tile size: gcd of the tiled intervals; 0 if none
+	stored       []int      // spec columns kept in raw records, in record order
+	colWord      []int      // spec column -> index in a logical record (0: not kept)
+	colPos       []int      // stored column i -> its position in a raw record, in uint32s
+	colWide      []bool     // stored column i takes two uint32s (a float64), else one
+	colNull      []uint64   // spec column -> its null value in a logical record
+	narrow       bool       // raw ts are uint32 offsets from the entity's base
+	stride       int        // uint32s per raw record
+	recLen       int        // words per logical record: ts + stored columns
+	tileStride   int        // words per tile record: start + tiled statistics
 	tcols        []tileCol
 	dicts        []*dict // per spec column; nil for Float columns
 	hash         func([]byte) uint64
@@ -194,6 +196,7 @@ func New(spec Spec) (*View, error) {
 			str: spec.Columns[a.Column].Kind == String, pos: v.colPos[i], wide: v.colWide[i],
 			null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
 	}
+	v.hotAggs, v.hotSpan = hotAggPlans(v.aggs), hotSpan(v.exactHorizon)
 	v.fp = v.fingerprint()
 	v.watermark.Store(math.MinInt64 / 2)
 	return v, nil
@@ -351,7 +354,7 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 	case ts < e.folded:
 		p.addToTile(v, e, rec)
 	case ts > e.newest-v.horizon: // else maintain would drop it at once
-		p.insertRaw(v, e, rec)
+		p.insertRaw(v, slot, e, rec)
 		if v.grid != 0 && p.eager(v, e) && floorDiv(ts, v.grid)*v.grid > e.newest-v.horizon {
 			p.addToTile(v, e, rec)
 		}
@@ -439,7 +442,8 @@ type partState struct {
 	bms     []*roaring.Bitmap // distinct sets of tiles, by id
 	freeBms []uint32
 	scratch []uint64
-	set     []uint64 // countDistinct's hash set
+	set     []uint64            // countDistinct's hash set
+	hot     map[uint32]*hotSums // by entity slot: see hot.go
 	cursor  uint32
 	ticks   uint32 // Adds, modulo 2^32: when to sweep
 	live    int
@@ -522,6 +526,7 @@ func (p *partition) remove(v *View, slot uint32) {
 	}
 	p.raw -= int(e.rawLen)
 	p.tiles -= int(e.tileLen)
+	delete(p.hot, slot)
 	p.deadKey += int(e.keyLen)
 	*e = entity{}
 	p.freeEnt = append(p.freeEnt, slot)
@@ -723,7 +728,7 @@ func (p *partition) rebase(v *View, e *entity) {
 
 // insertRaw places logical record rec among e's raw events in (ts, arrival)
 // order. Its ts is in (e.newest - horizon, e.newest].
-func (p *partition) insertRaw(v *View, e *entity, rec []uint64) {
+func (p *partition) insertRaw(v *View, slot uint32, e *entity, rec []uint64) {
 	if e.rawCls == noBlock || e.rawLen == classCap[e.rawCls] {
 		p.growRaw(v, e)
 	}
@@ -740,6 +745,9 @@ func (p *partition) insertRaw(v *View, e *entity, rec []uint64) {
 		copy(p.rw[dst:dst+v.stride], p.rw[src:src+v.stride])
 	}
 	p.putRaw(v, e, v.rawAt(e, pos), rec)
+	if hs := p.hot[slot]; hs != nil {
+		p.hotAdd(v, hs, e, v.rawAt(e, pos))
+	}
 	e.rawLen++
 	p.raw++
 	if e.rawNull < maxRawNull && v.recHasNull(rec) {

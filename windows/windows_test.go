@@ -223,6 +223,23 @@ func TestMatchesReference(t *testing.T) {
 	}
 }
 
+// TestHotBucketsMatchReference: the same stream with reads over more than 16
+// raw events answered from bucket moments plus the edges (see hot.go), so
+// that every entity with a busy window goes that way: still the reference's
+// answers (within its floating-point tolerance).
+func TestHotBucketsMatchReference(t *testing.T) {
+	defer windows.SetHotMin(16)()
+	events := 60_000
+	if testing.Short() {
+		events = 15_000
+	}
+	before := windows.HotReads()
+	run(t, 7, 300, events, nil)
+	if n := windows.HotReads() - before; n < int64(events/20) {
+		t.Fatalf("only %d reads went through the hot buckets", n)
+	}
+}
+
 func TestHashCollisions(t *testing.T) {
 	// Every key hashes alike: entities must stay apart by their key bytes.
 	run(t, 99, 50, 10_000, func([]byte) uint64 { return 42 })

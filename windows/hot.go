@@ -1,0 +1,180 @@
+package windows
+
+import (
+	"math"
+	"sync/atomic"
+)
+
+// A hot entity (one with thousands of raw events in an exact window, such as
+// a busy merchant, or a card holder of a skewed stream) would make every
+// exact sum, mean, min, max, stddev or variance scan all of them. Instead,
+// the first read that would scan at least hotMin events builds, for the
+// entity, moments per time bucket of each Float column those aggregations
+// read; every later raw event of the entity updates its bucket. A read then
+// merges the buckets wholly inside its window and scans only the raw events
+// of the two partial buckets at its edges.
+//
+// The buckets are derived from the raw events, so snapshots need not hold
+// them (a restored partition starts without). A bucket counts only if it
+// starts after the entity's oldest raw event: raw events leave from the
+// oldest, so such a bucket holds exactly the raw events in its span. Merged
+// results equal a scan's up to floating-point rounding (the order of
+// additions differs), and they are the same online and in a replay, which
+// applies the same events in the same order.
+var hotMin uint32 = 2048
+
+// hotSums are an entity's bucket moments: cols[c][k] for bucket first+k of
+// the column of v.hotAggs[c].
+type hotSums struct {
+	first int64
+	cols  [][]bucket
+}
+
+// bucket holds the moments of the non-null values of its events.
+type bucket struct {
+	n, hi, lo, mean, m2, min, max float64
+}
+
+func (b *bucket) add(x float64) {
+	if b.n == 0 || x < b.min {
+		b.min = x
+	}
+	if b.n == 0 || x > b.max {
+		b.max = x
+	}
+	b.n++
+	b.hi, b.lo = twoSumAdd(b.hi, b.lo, x)
+	d := x - b.mean
+	b.mean += d / b.n
+	b.m2 += d * (x - b.mean)
+}
+
+// hotAggPlans returns one aggregation per column read by an exact moment
+// aggregation (sum, mean, min, max, stddev, variance of a Float column).
+func hotAggPlans(aggs []aggPlan) []*aggPlan {
+	var out []*aggPlan
+	for i := range aggs {
+		a := &aggs[i]
+		if a.g != 0 || a.str || a.fn == Count || a.fn == Last || a.fn == LastN || a.fn == LastDistinctN || a.fn == DistinctCount {
+			continue
+		}
+		dup := false
+		for _, b := range out {
+			dup = dup || b.col == a.col
+		}
+		if !dup {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// hotSpan is the bucket span of a view: about 256 buckets over its longest
+// exact window, and at least a second.
+func hotSpan(exactHorizon int64) int64 { return max(1000, exactHorizon/256) }
+
+// hotBuild builds e's buckets from its raw events.
+func (p *partition) hotBuild(v *View, slot uint32, e *entity) *hotSums {
+	hs := &hotSums{first: floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan), cols: make([][]bucket, len(v.hotAggs))}
+	for i := range e.rawLen {
+		p.hotAdd(v, hs, e, v.rawAt(e, i))
+	}
+	if p.hot == nil {
+		p.hot = map[uint32]*hotSums{}
+	}
+	p.hot[slot] = hs
+	return hs
+}
+
+// hotAdd adds the raw event at offset at to its buckets.
+func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
+	k := floorDiv(p.rawTs(v, e, at), v.hotSpan)
+	if k < hs.first {
+		return // older than every bucket kept: counts in no complete one
+	}
+	// Buckets that end at or before the horizon can never be read again.
+	if old := floorDiv(e.newest-v.horizon, v.hotSpan) - hs.first; old > 0 {
+		for c := range hs.cols {
+			n := min(int(old), len(hs.cols[c]))
+			hs.cols[c] = append(hs.cols[c][:0], hs.cols[c][n:]...)
+		}
+		hs.first += old
+		if k < hs.first {
+			return
+		}
+	}
+	i := int(k - hs.first)
+	for c, a := range v.hotAggs {
+		x := p.rawVal(a, at)
+		if isNull(a, x) {
+			continue
+		}
+		for len(hs.cols[c]) <= i {
+			hs.cols[c] = append(hs.cols[c], bucket{})
+		}
+		hs.cols[c][i].add(math.Float64frombits(x))
+	}
+}
+
+// hotMoments computes the moments (with n, mean and m2) of a's column over
+// e's raw events [i0, i1), which lie in [from, t], from the buckets inside
+// that span and the raw events at its edges. ok is false when the buckets
+// cannot answer (none wholly inside the window): the caller scans.
+func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0, i1 uint32, from, t int64) (cnt float64, m moments, ok bool) {
+	c := 0
+	for c < len(v.hotAggs) && v.hotAggs[c].col != a.col {
+		c++
+	}
+	if c == len(v.hotAggs) {
+		return 0, m, false
+	}
+	hs := p.hot[rc.slot]
+	if hs == nil {
+		hs = p.hotBuild(v, rc.slot, e)
+	}
+	span := v.hotSpan
+	oldest := p.rawTs(v, e, v.rawAt(e, 0))
+	kb := max(floorDiv(from+span-1, span), floorDiv(oldest, span)+1, hs.first)
+	ke := min(floorDiv(t+1, span)-1, hs.first+int64(len(hs.cols[c]))-1)
+	if kb > ke {
+		return 0, m, false
+	}
+	scan := func(lo, hi uint32) {
+		for i := lo; i < hi; i++ {
+			x := p.rawVal(a, v.rawAt(e, i))
+			if isNull(a, x) {
+				continue
+			}
+			var b bucket
+			b.add(math.Float64frombits(x))
+			m.mergeBucket(&b)
+		}
+	}
+	scan(i0, p.rawSearch(v, e, kb*span))
+	for _, b := range hs.cols[c][kb-hs.first : ke-hs.first+1] {
+		m.mergeBucket(&b)
+	}
+	scan(p.rawSearch(v, e, (ke+1)*span), i1)
+	hotReads.Add(1)
+	return m.n, m, true
+}
+
+// mergeBucket merges a bucket's moments into m.
+func (m *moments) mergeBucket(b *bucket) {
+	if b.n == 0 {
+		return
+	}
+	m.hi, m.lo = twoSumAdd(m.hi, m.lo, b.hi)
+	m.hi, m.lo = twoSumAdd(m.hi, m.lo, b.lo)
+	if !m.haveMinMax || b.min < m.min {
+		m.min = b.min
+	}
+	if !m.haveMinMax || b.max > m.max {
+		m.max = b.max
+	}
+	m.haveMinMax = true
+	m.merge(b.n, b.mean, b.m2)
+}
+
+// hotReads counts the reads answered from buckets (tests check the path runs).
+var hotReads atomic.Int64
