@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -205,13 +207,22 @@ func hotSpecs() []windows.Spec {
 			{Column: 0, Func: windows.Mean, Window: 365 * d, Interval: d}}},
 		{Name: "merchant_transaction_counts", Columns: cols, Lateness: 5 * m, Aggregations: []windows.Aggregation{
 			{Column: 0, Func: windows.Count, Window: 5 * m}, {Column: 0, Func: windows.Count, Window: h}}},
+		// Exact moments over a hot entity: bucket moments (see hot.go).
+		{Name: "user_transaction_amounts", Columns: cols, Lateness: 5 * m, Aggregations: []windows.Aggregation{
+			{Column: 0, Func: windows.Sum, Window: h}, {Column: 0, Func: windows.Mean, Window: h}, {Column: 0, Func: windows.Max, Window: h},
+			{Column: 0, Func: windows.Sum, Window: d}, {Column: 0, Func: windows.Mean, Window: d}, {Column: 0, Func: windows.Stddev, Window: d}}},
 	}
 }
 
 // BenchmarkReadHot reads a hot entity at its newest event: 30 earlier days
 // of 1,000 events each, then 100,000 events at about one a second of event
 // time in the current day (a big merchant, a country).
+//
+// TALLY_HOT_MIN=4294967295 turns the bucket moments off (every read scans).
 func BenchmarkReadHot(b *testing.B) {
+	if n, err := strconv.ParseUint(os.Getenv("TALLY_HOT_MIN"), 10, 32); err == nil {
+		defer windows.SetHotMin(uint32(n))()
+	}
 	for _, spec := range hotSpecs() {
 		b.Run(spec.Name, func(b *testing.B) {
 			v, _ := windows.New(spec)
