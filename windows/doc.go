@@ -82,7 +82,10 @@
 // its newest event answers tiled aggregations from tiles alone, in time
 // linear in the tiles of the window, not in the events; a read at an earlier
 // time reads the raw events. Raw events are kept in time order, so an exact
-// count is two binary searches (when the raw events hold no null field).
+// count is two binary searches (when the raw events hold no null field). An
+// exact sum, mean, min, max, stddev or variance over thousands of raw events
+// merges per-bucket moments and scans only the window's edges (see hot.go):
+// its result equals a scan's up to floating-point rounding.
 //
 // An entity whose newest event is at or before watermark - horizon is idle:
 // it can count in no read at t >= watermark - Lateness, and it is dropped
