@@ -355,8 +355,10 @@ func (p *partition) lastN(v *View, e *entity, a *aggPlan, i0, i1 uint32) Value {
 
 // countDistinct counts the distinct values of s in O(len(s)) with an
 // open-addressing set in p.set (0 marks an empty slot; the value 0 is
-// counted apart). A hot entity's day of raw events made a sort the largest
-// cost of a lookup.
+// counted apart). The set is sized by the distinct values found, not by the
+// events (it doubles at half full), so that a hot entity's day of events
+// over a few thousand values probes a table that stays in cache. A hot
+// entity's day of raw events made a sort the largest cost of a lookup.
 func (p *partition) countDistinct(s []uint64) int {
 	if len(s) < 16 {
 		n := 0
@@ -367,16 +369,11 @@ func (p *partition) countDistinct(s []uint64) int {
 		}
 		return n
 	}
-	size := 32
-	for size < 2*len(s) {
+	size := 64
+	for size < 2*len(s) && size < 4096 {
 		size <<= 1
 	}
-	if cap(p.set) < size {
-		p.set = make([]uint64, size)
-	}
-	set := p.set[:size]
-	clear(set)
-	mask := uint64(size - 1)
+	set := p.distinctSet(size)
 	n, zero := 0, false
 	for _, x := range s {
 		if x == 0 {
@@ -386,17 +383,48 @@ func (p *partition) countDistinct(s []uint64) int {
 			}
 			continue
 		}
-		h := (x * 0x9e3779b97f4a7c15) >> 32
-		for i := h & mask; ; i = (i + 1) & mask {
-			if set[i] == x {
-				break
-			}
-			if set[i] == 0 {
-				set[i] = x
-				n++
-				break
+		if setInsert(set, x) {
+			if n++; 2*n > len(set) {
+				set = p.regrow(set)
 			}
 		}
 	}
 	return n
+}
+
+// distinctSet returns p.set cleared at size slots.
+func (p *partition) distinctSet(size int) []uint64 {
+	if cap(p.set) < size {
+		p.set = make([]uint64, size)
+	}
+	set := p.set[:size]
+	clear(set)
+	return set
+}
+
+// regrow doubles set, reinserting its values.
+func (p *partition) regrow(set []uint64) []uint64 {
+	old := append(p.scratchSet[:0], set...)
+	p.scratchSet = old
+	set = p.distinctSet(2 * len(set))
+	for _, x := range old {
+		if x != 0 {
+			setInsert(set, x)
+		}
+	}
+	return set
+}
+
+// setInsert adds x (not 0) to set and reports whether it was new.
+func setInsert(set []uint64, x uint64) bool {
+	mask := uint64(len(set) - 1)
+	for i := (x * 0x9e3779b97f4a7c15) >> 32 & mask; ; i = (i + 1) & mask {
+		switch set[i] {
+		case x:
+			return false
+		case 0:
+			set[i] = x
+			return true
+		}
+	}
 }

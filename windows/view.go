@@ -429,27 +429,28 @@ type partition struct {
 
 // partState is a partition's state: everything a snapshot restores.
 type partState struct {
-	index   index
-	ents    []entity
-	freeEnt []uint32
-	keys    []byte
-	deadKey int
-	rw      []uint32          // arena of raw blocks
-	words   []uint64          // arena of tile blocks
-	free    [][]uint32        // free blocks by 2*class+kind
-	deadR   int               // uint32s in free raw blocks
-	deadW   int               // uint64s in free tile blocks
-	bms     []*roaring.Bitmap // distinct sets of tiles, by id
-	freeBms []uint32
-	scratch []uint64
-	set     []uint64            // countDistinct's hash set
-	hot     map[uint32]*hotSums // by entity slot: see hot.go
-	cursor  uint32
-	ticks   uint32 // Adds, modulo 2^32: when to sweep
-	live    int
-	raw     int
-	tiles   int
-	expired int64
+	index      index
+	ents       []entity
+	freeEnt    []uint32
+	keys       []byte
+	deadKey    int
+	rw         []uint32          // arena of raw blocks
+	words      []uint64          // arena of tile blocks
+	free       [][]uint32        // free blocks by 2*class+kind
+	deadR      int               // uint32s in free raw blocks
+	deadW      int               // uint64s in free tile blocks
+	bms        []*roaring.Bitmap // distinct sets of tiles, by id
+	freeBms    []uint32
+	scratch    []uint64
+	set        []uint64            // countDistinct's hash set
+	scratchSet []uint64            // countDistinct's regrow
+	hot        map[uint32]*hotSums // by entity slot: see hot.go
+	cursor     uint32
+	ticks      uint32 // Adds, modulo 2^32: when to sweep
+	live       int
+	raw        int
+	tiles      int
+	expired    int64
 }
 
 // Size classes of arena blocks, in records: 1, 2, ..., 8, then four per
