@@ -79,16 +79,13 @@ func (r *csvReader) Next(row []Value) error {
 func (r *csvReader) Close() error { return closeBoth(nil, r.c) }
 
 type csvWriter struct {
-	w       io.Writer
+	textOut
 	cols    []Column
-	buf     []byte
 	scratch []byte
-	c       io.Closer
-	err     error
 }
 
 func newCSVWriter(w io.Writer, cols []Column, c io.Closer) *csvWriter {
-	cw := &csvWriter{w: w, cols: cols, c: c, buf: make([]byte, 0, flushAt+4096)}
+	cw := &csvWriter{textOut: newTextOut(w, c), cols: cols}
 	for i, col := range cols {
 		if i > 0 {
 			cw.buf = append(cw.buf, ',')
@@ -142,30 +139,6 @@ func (w *csvWriter) Write(row []Value) error {
 		return w.flush()
 	}
 	return nil
-}
-
-func (w *csvWriter) flush() error {
-	if len(w.buf) > 0 {
-		_, err := w.w.Write(w.buf)
-		w.buf = w.buf[:0]
-		if err != nil {
-			w.err = err
-			return err
-		}
-	}
-	return nil
-}
-
-func (w *csvWriter) Close() error {
-	if w.err == ErrClosed {
-		return ErrClosed
-	}
-	err := w.err
-	if err == nil {
-		err = w.flush()
-	}
-	w.err = ErrClosed
-	return closeBoth(err, w.c)
 }
 
 // appendQuotedCSV writes s as a quoted CSV field, whatever it holds.

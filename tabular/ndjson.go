@@ -395,16 +395,13 @@ func mismatch(got fastjson.Type, want Type) error {
 func (r *ndjsonReader) Close() error { return closeBoth(nil, r.c) }
 
 type ndjsonWriter struct {
-	w    io.Writer
+	textOut
 	cols []Column
 	keys [][]byte // `{"name":` for the first column, `,"name":` for the others
-	buf  []byte
-	c    io.Closer
-	err  error
 }
 
 func newNDJSONWriter(w io.Writer, cols []Column, c io.Closer) *ndjsonWriter {
-	nw := &ndjsonWriter{w: w, cols: cols, c: c, buf: make([]byte, 0, flushAt+4096)}
+	nw := &ndjsonWriter{textOut: newTextOut(w, c), cols: cols}
 	for i, col := range cols {
 		sep := byte(',')
 		if i == 0 {
@@ -453,28 +450,4 @@ func (w *ndjsonWriter) Write(row []Value) error {
 		return w.flush()
 	}
 	return nil
-}
-
-func (w *ndjsonWriter) flush() error {
-	if len(w.buf) > 0 {
-		_, err := w.w.Write(w.buf)
-		w.buf = w.buf[:0]
-		if err != nil {
-			w.err = err
-			return err
-		}
-	}
-	return nil
-}
-
-func (w *ndjsonWriter) Close() error {
-	if w.err == ErrClosed {
-		return ErrClosed
-	}
-	err := w.err
-	if err == nil {
-		err = w.flush()
-	}
-	w.err = ErrClosed
-	return closeBoth(err, w.c)
 }

@@ -1,6 +1,7 @@
 package tabular
 
 import (
+	"io"
 	"math"
 	"strconv"
 	"time"
@@ -133,4 +134,43 @@ func csvNeedsQuotes(s string) bool {
 	}
 	r, _ := utf8.DecodeRuneInString(s)
 	return unicode.IsSpace(r)
+}
+
+// textOut is the buffered output of the text writers (CSV, NDJSON): rows
+// are appended to buf, written out once it holds flushAt bytes; the first
+// error sticks, and Close flushes and closes.
+type textOut struct {
+	w   io.Writer
+	buf []byte
+	c   io.Closer
+	err error
+}
+
+func newTextOut(w io.Writer, c io.Closer) textOut {
+	return textOut{w: w, c: c, buf: make([]byte, 0, flushAt+4096)}
+}
+
+func (o *textOut) flush() error {
+	if len(o.buf) > 0 {
+		_, err := o.w.Write(o.buf)
+		o.buf = o.buf[:0]
+		if err != nil {
+			o.err = err
+			return err
+		}
+	}
+	return nil
+}
+
+// Close flushes what is buffered and closes the file, if the writer owns one.
+func (o *textOut) Close() error {
+	if o.err == ErrClosed {
+		return ErrClosed
+	}
+	err := o.err
+	if err == nil {
+		err = o.flush()
+	}
+	o.err = ErrClosed
+	return closeBoth(err, o.c)
 }

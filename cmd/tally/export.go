@@ -38,6 +38,13 @@ func loadRepo(dir string) (*features.Repo, error) {
 	return repo, nil
 }
 
+// newBar is a progress bar on w (total -1: unknown) counting unit.
+func newBar(w io.Writer, total int, desc, unit string) *progressbar.ProgressBar {
+	return progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString(unit),
+		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+}
+
 func exportCmd() *cobra.Command {
 	var service, spine, out, dataDir, repoDir, tsKey string
 	var partial, quiet bool
@@ -83,10 +90,7 @@ through. Rows come out in time order.`,
 				return err
 			}
 			if !quiet {
-				bar = progressbar.NewOptions(s.Len(), progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-					progressbar.OptionSetDescription("export "+service), progressbar.OptionShowCount(),
-					progressbar.OptionShowIts(), progressbar.OptionSetItsString("rows"), progressbar.OptionThrottle(200*time.Millisecond),
-					progressbar.OptionClearOnFinish())
+				bar = newBar(cmd.ErrOrStderr(), s.Len(), "export "+service, "rows")
 			}
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
@@ -161,10 +165,7 @@ import and says how many rows earlier chunks loaded.`,
 			}
 			var bar *progressbar.ProgressBar
 			if !quiet {
-				bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-					progressbar.OptionSetDescription("import "+source), progressbar.OptionShowCount(),
-					progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"), progressbar.OptionThrottle(200*time.Millisecond),
-					progressbar.OptionClearOnFinish())
+				bar = newBar(cmd.ErrOrStderr(), -1, "import "+source, "events")
 			}
 			client := &http.Client{Timeout: 5 * time.Minute}
 			row := make([]tabular.Value, len(r.Columns()))
