@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/tabular"
+)
+
+func importCmd() *cobra.Command {
+	var source, url, apiKey, repoDir string
+	var chunk int
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "import EVENTS.(csv|parquet|ndjson) --source NAME",
+		Short: "Backfill a historical event file into a running node: its log, its online state and its archive",
+		Long: `import reads an event file (a data lake's export) and sends it to a running node's
+import endpoint in chunks. Each event becomes visible to historical features at its
+own timestamp, as if it had streamed in then, in the file's order: import history
+before streaming live events. Columns are the source's fields by name; extra
+columns are an error. Each chunk is all or nothing; a refused chunk stops the
+import and says how many rows earlier chunks loaded.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := loadRepo(repoDir)
+			if err != nil {
+				return err
+			}
+			var src *features.Source
+			for _, s := range repo.Sources {
+				if s.Name == source {
+					src = s
+				}
+			}
+			if src == nil {
+				return fmt.Errorf("source %q is not in the repo", source)
+			}
+			r, err := tabular.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			enc, err := newEventEncoder(src, r.Columns())
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if apiKey == "" {
+				apiKey = os.Getenv("TALLY_API_KEY")
+			}
+			var bar *progressbar.ProgressBar
+			if !quiet {
+				bar = newBar(cmd.ErrOrStderr(), -1, "import "+source, "events")
+			}
+			client := &http.Client{Timeout: 5 * time.Minute}
+			row := make([]tabular.Value, len(r.Columns()))
+			var body []byte
+			loaded, tooLate, line := 0, 0, 0
+			send := func(n int) error {
+				if n == 0 {
+					return nil
+				}
+				acc, late, err := postImport(client, url, apiKey, source, body)
+				if err != nil {
+					return fmt.Errorf("rows %d-%d: %w (%d rows before them were loaded)", line-n+1, line, err, loaded)
+				}
+				loaded += acc
+				tooLate += late
+				body = body[:0]
+				if bar != nil {
+					bar.Set(loaded)
+				}
+				return nil
+			}
+			inChunk := 0
+			for {
+				err := r.Next(row)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w (%d rows were loaded)", args[0], err, loaded)
+				}
+				line++
+				if body, err = enc.appendJSON(body, row); err != nil {
+					return fmt.Errorf("%s row %d: %w (%d rows were loaded)", args[0], line, err, loaded)
+				}
+				if inChunk++; inChunk == chunk {
+					if err := send(inChunk); err != nil {
+						return err
+					}
+					inChunk = 0
+				}
+			}
+			if err := send(inChunk); err != nil {
+				return err
+			}
+			if bar != nil {
+				bar.Finish()
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d events into %s (%d placements too late for some view)\n", loaded, source, tooLate)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&source, "source", "", "the source the events belong to (required)")
+	fl.StringVar(&url, "url", "http://127.0.0.1:8080", "the node")
+	fl.StringVar(&apiKey, "api-key", "", "API key with the ingest scope (default: $TALLY_API_KEY)")
+	fl.StringVar(&repoDir, "repo", "", "feature repo directory the node serves (default: the embedded fraud repo)")
+	fl.IntVar(&chunk, "chunk", 50_000, "events per request")
+	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
+	cmd.MarkFlagRequired("source")
+	return cmd
+}
+
+// eventEncoder writes file rows as the source's JSON records.
+type eventEncoder struct {
+	names  []string
+	fields []features.Type // the source field's type; 0 for the timestamp
+	types  []tabular.Type  // the file column's type
+}
+
+func newEventEncoder(src *features.Source, cols []tabular.Column) (*eventEncoder, error) {
+	e := &eventEncoder{}
+	seenTS := false
+	for _, c := range cols {
+		e.names = append(e.names, c.Name)
+		e.types = append(e.types, c.Type)
+		if c.Name == src.Timestamp {
+			seenTS = true
+			e.fields = append(e.fields, 0)
+			continue
+		}
+		found := false
+		for _, sc := range src.Columns {
+			if sc.Name == c.Name {
+				e.fields, found = append(e.fields, sc.Type), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("column %q is not a field of source %s", c.Name, src.Name)
+		}
+		if c.Type == tabular.Float64List || c.Type == tabular.StringList {
+			return nil, fmt.Errorf("column %q is a list: source fields are scalars", c.Name)
+		}
+	}
+	if !seenTS {
+		return nil, fmt.Errorf("no timestamp column %q", src.Timestamp)
+	}
+	return e, nil
+}
+
+// appendJSON appends row as one NDJSON record. Values keep their meaning:
+// text for text fields, numbers for numeric ones (a CSV's text is checked
+// to be one), integer keys as their decimal text; the node validates the
+// rest exactly as it validates any ingest.
+func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, error) {
+	dst = append(dst, '{')
+	n := 0
+	for i := range row {
+		v := &row[i]
+		if v.Null {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = strconv.AppendQuote(dst, e.names[i])
+		dst = append(dst, ':')
+		field := e.fields[i]
+		switch e.types[i] {
+		case tabular.String:
+			text := strings.TrimSpace(v.Str)
+			switch {
+			case field == features.String:
+				dst = strconv.AppendQuote(dst, v.Str)
+			case field == 0: // a timestamp: epoch milliseconds, or RFC 3339 text
+				if _, err := strconv.ParseInt(text, 10, 64); err == nil {
+					dst = append(dst, text...)
+				} else {
+					dst = strconv.AppendQuote(dst, text)
+				}
+			case field == features.Bool && (text == "true" || text == "false"):
+				dst = append(dst, text...)
+			default:
+				f, err := strconv.ParseFloat(text, 64)
+				if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+					return nil, fmt.Errorf("column %q: want a number, got %q", e.names[i], v.Str)
+				}
+				dst = append(dst, text...)
+			}
+		case tabular.Int64, tabular.Timestamp:
+			switch field {
+			case features.String:
+				dst = strconv.AppendQuote(dst, strconv.FormatInt(v.Int, 10))
+			case features.Bool:
+				dst = strconv.AppendBool(dst, v.Int != 0)
+			default:
+				dst = strconv.AppendInt(dst, v.Int, 10)
+			}
+		case tabular.Float64:
+			switch {
+			case math.IsNaN(v.Num) || math.IsInf(v.Num, 0):
+				dst = append(dst, "null"...)
+			case (field == 0 || field == features.Int) && v.Num == math.Trunc(v.Num) && math.Abs(v.Num) < 1<<53:
+				dst = strconv.AppendInt(dst, int64(v.Num), 10)
+			case field == features.String:
+				dst = strconv.AppendQuote(dst, strconv.FormatFloat(v.Num, 'g', -1, 64))
+			case field == features.Bool:
+				dst = strconv.AppendBool(dst, v.Num != 0)
+			default:
+				dst = strconv.AppendFloat(dst, v.Num, 'g', -1, 64)
+			}
+		case tabular.Bool:
+			if field == features.Bool {
+				dst = strconv.AppendBool(dst, v.Bool)
+			} else if v.Bool {
+				dst = append(dst, '1')
+			} else {
+				dst = append(dst, '0')
+			}
+		}
+	}
+	return append(dst, '}', '\n'), nil
+}
+
+func postImport(c *http.Client, url, key, source string, body []byte) (accepted, tooLate int, err error) {
+	req, err := http.NewRequest("POST", strings.TrimRight(url, "/")+"/api/v1/import?source="+source, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != 200 {
+		return 0, 0, fmt.Errorf("the node refused the chunk: %s %s", resp.Status, bytes.TrimSpace(raw))
+	}
+	var r struct{ Accepted, TooLate int }
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return 0, 0, fmt.Errorf("import response: %w", err)
+	}
+	return r.Accepted, r.TooLate, nil
+}
