@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -118,4 +116,3 @@ through. Rows come out in time order.`,
 	}
 	return cmd
 }
-
