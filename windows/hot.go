@@ -24,10 +24,22 @@ import (
 var hotMin uint32 = 2048
 
 // hotSums are an entity's bucket moments: cols[c][k] for bucket first+k of
-// the column of v.hotAggs[c].
+// the column of v.hotAggs[c]; and for each column of v.hotDistAggs, the
+// newest time each value was seen and, per bucket, how many values were
+// seen last in it.
 type hotSums struct {
 	first int64
 	cols  [][]bucket
+	dist  []hotLast
+}
+
+// hotLast answers an exact distinct count over a hot entity read at or
+// after its newest event: the values seen in [from, t] are those whose
+// newest time is at or after from, so whole buckets count their values and
+// only the partial bucket at from is scanned.
+type hotLast struct {
+	last   map[uint64]int64
+	counts []int32
 }
 
 // bucket holds the moments of the non-null values of its events.
@@ -69,13 +81,36 @@ func hotAggPlans(aggs []aggPlan) []*aggPlan {
 	return out
 }
 
+// hotDistPlans returns one exact distinct_count aggregation per column.
+func hotDistPlans(aggs []aggPlan) []*aggPlan {
+	var out []*aggPlan
+	for i := range aggs {
+		a := &aggs[i]
+		if a.g != 0 || a.fn != DistinctCount {
+			continue
+		}
+		dup := false
+		for _, b := range out {
+			dup = dup || b.col == a.col
+		}
+		if !dup {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // hotSpan is the bucket span of a view: about 256 buckets over its longest
 // exact window, and at least a second.
 func hotSpan(exactHorizon int64) int64 { return max(1000, exactHorizon/256) }
 
 // hotBuild builds e's buckets from its raw events.
 func (p *partition) hotBuild(v *View, slot uint32, e *entity) *hotSums {
-	hs := &hotSums{first: floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan), cols: make([][]bucket, len(v.hotAggs))}
+	hs := &hotSums{first: floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan), cols: make([][]bucket, len(v.hotAggs)),
+		dist: make([]hotLast, len(v.hotDistAggs))}
+	for c := range hs.dist {
+		hs.dist[c].last = map[uint64]int64{}
+	}
 	for i := range e.rawLen {
 		p.hotAdd(v, hs, e, v.rawAt(e, i))
 	}
@@ -98,12 +133,38 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 			n := min(int(old), len(hs.cols[c]))
 			hs.cols[c] = append(hs.cols[c][:0], hs.cols[c][n:]...)
 		}
+		for c := range hs.dist {
+			n := min(int(old), len(hs.dist[c].counts))
+			hs.dist[c].counts = append(hs.dist[c].counts[:0], hs.dist[c].counts[n:]...)
+		}
 		hs.first += old
 		if k < hs.first {
 			return
 		}
 	}
 	i := int(k - hs.first)
+	ts := p.rawTs(v, e, at)
+	for c, a := range v.hotDistAggs {
+		x := p.rawVal(a, at)
+		if isNull(a, x) {
+			continue
+		}
+		d := &hs.dist[c]
+		prev, seen := d.last[x]
+		if seen && prev >= ts {
+			continue
+		}
+		if seen {
+			if j := floorDiv(prev, v.hotSpan) - hs.first; j >= 0 && j < int64(len(d.counts)) {
+				d.counts[j]--
+			}
+		}
+		d.last[x] = ts
+		for len(d.counts) <= i {
+			d.counts = append(d.counts, 0)
+		}
+		d.counts[i]++
+	}
 	for c, a := range v.hotAggs {
 		x := p.rawVal(a, at)
 		if isNull(a, x) {
@@ -157,6 +218,52 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	scan(p.rawSearch(v, e, (ke+1)*span), i1)
 	hotReads.Add(1)
 	return m.n, m, true
+}
+
+// hotDistinct counts the distinct values of a's column among e's raw events
+// [i0, end) at or after from, for a read at or after e's newest event, from
+// the counts of the buckets that start at or after from and the raw events
+// of the partial bucket before them. ok is false when its buckets are gone.
+func (p *partition) hotDistinct(v *View, e *entity, rc *readCache, a *aggPlan, i0 uint32, from int64) (n int, ok bool) {
+	c := 0
+	for c < len(v.hotDistAggs) && v.hotDistAggs[c].col != a.col {
+		c++
+	}
+	if c == len(v.hotDistAggs) {
+		return 0, false
+	}
+	// A window reaching past the oldest raw event counts what raw holds:
+	// the values seen since it (an older value's newest time is older).
+	from = max(from, p.rawTs(v, e, v.rawAt(e, 0)))
+	hs := p.hot[rc.slot]
+	if hs == nil {
+		hs = p.hotBuild(v, rc.slot, e)
+	}
+	span := v.hotSpan
+	kb := floorDiv(from+span-1, span)
+	if kb < hs.first {
+		return 0, false
+	}
+	d := &hs.dist[c]
+	for k := kb - hs.first; k < int64(len(d.counts)); k++ {
+		n += int(d.counts[k])
+	}
+	// Values last seen in [from, kb*span): scan that partial bucket.
+	edge := kb * span
+	s := p.scratch[:0]
+	for i := i0; i < e.rawLen; i++ {
+		at := v.rawAt(e, i)
+		if p.rawTs(v, e, at) >= edge {
+			break
+		}
+		if x := p.rawVal(a, at); !isNull(a, x) && d.last[x] < edge {
+			s = append(s, x)
+		}
+	}
+	n += p.countDistinct(s)
+	p.scratch = s[:0]
+	hotReads.Add(1)
+	return n, true
 }
 
 // mergeBucket merges a bucket's moments into m.

@@ -178,6 +178,11 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 	case LastN, LastDistinctN:
 		return p.lastN(v, e, a, i0, i1)
 	case DistinctCount:
+		if a.g == 0 && i1-i0 >= hotMin && t >= e.newest {
+			if n, ok := p.hotDistinct(v, e, rc, a, i0, from); ok {
+				return Value{Present: true, Num: float64(n)}
+			}
+		}
 		s := p.scratch[:0]
 		for i := i0; i < i1; i++ {
 			if x := p.rawVal(a, v.rawAt(e, i)); !isNull(a, x) {

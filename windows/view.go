@@ -76,6 +76,7 @@ type View struct {
 	horizon      int64      // maxW + Lateness
 	exactHorizon int64      // longest exact window + Lateness (Lateness if none)
 	hotAggs      []*aggPlan // one per column of exact moment aggregations (see hot.go)
+	hotDistAggs  []*aggPlan // one per column of exact distinct counts
 	hotSpan      int64      // their bucket span
 	grid         int64      // tile size: gcd of the tiled intervals; 0 if none
 	stored       []int      // spec columns kept in raw records, in record order
@@ -196,7 +197,7 @@ func New(spec Spec) (*View, error) {
 			str: spec.Columns[a.Column].Kind == String, pos: v.colPos[i], wide: v.colWide[i],
 			null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
 	}
-	v.hotAggs, v.hotSpan = hotAggPlans(v.aggs), hotSpan(v.exactHorizon)
+	v.hotAggs, v.hotDistAggs, v.hotSpan = hotAggPlans(v.aggs), hotDistPlans(v.aggs), hotSpan(v.exactHorizon)
 	v.fp = v.fingerprint()
 	v.watermark.Store(math.MinInt64 / 2)
 	return v, nil
