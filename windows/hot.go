@@ -200,22 +200,33 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	if kb > ke {
 		return 0, m, false
 	}
-	scan := func(lo, hi uint32) {
-		for i := lo; i < hi; i++ {
-			x := p.rawVal(a, v.rawAt(e, i))
-			if isNull(a, x) {
-				continue
-			}
-			var b bucket
-			b.add(math.Float64frombits(x))
-			m.mergeBucket(&b)
+	// The edges: raw events before the first whole bucket, walking forward
+	// from i0, and after the last, walking back from i1 (each at most a
+	// bucket's worth; no binary search over the whole ring).
+	var edge bucket
+	add := func(at int) {
+		if x := p.rawVal(a, at); !isNull(a, x) {
+			edge.add(math.Float64frombits(x))
 		}
 	}
-	scan(i0, p.rawSearch(v, e, kb*span))
+	for i, lo := i0, kb*span; i < i1; i++ {
+		at := v.rawAt(e, i)
+		if p.rawTs(v, e, at) >= lo {
+			break
+		}
+		add(at)
+	}
+	for i, hi := i1, (ke+1)*span; i > i0; i-- {
+		at := v.rawAt(e, i-1)
+		if p.rawTs(v, e, at) < hi {
+			break
+		}
+		add(at)
+	}
+	m.mergeBucket(&edge)
 	for _, b := range hs.cols[c][kb-hs.first : ke-hs.first+1] {
 		m.mergeBucket(&b)
 	}
-	scan(p.rawSearch(v, e, (ke+1)*span), i1)
 	hotReads.Add(1)
 	return m.n, m, true
 }

@@ -29,7 +29,10 @@ func (v *View) Read(key []byte, t int64, dst []Value) []Value {
 		return dst
 	}
 	e := &p.ents[slot]
-	rc := readCache{i1: p.rawSearch(v, e, t+1), tileEnd: e.folded, slot: slot}
+	rc := readCache{i1: e.rawLen, tileEnd: e.folded, slot: slot}
+	if t < e.newest { // else every raw event is at or before t
+		rc.i1 = p.rawSearch(v, e, t+1)
+	}
 	if v.grid != 0 && t >= e.newest && (e.rawLen == 0 || p.eager(v, e)) {
 		// Every event is at or before t and every raw event a tiled
 		// aggregation can count is in its tile: tiles alone answer those.
