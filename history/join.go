@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tally-ml/tally/features"
@@ -125,7 +126,9 @@ func (j *Join) Run(ctx context.Context, s *Spine, w tabular.Writer) (Stats, erro
 		return Stats{}, fmt.Errorf("%w: it starts at record %d (older segments were removed by retention); allow partial history to join anyway", ErrPartialArchive, first)
 	}
 	e := &emitter{j: j, s: s, w: w, clock: math.MinInt64}
-	e.prepare()
+	if err := e.prepare(); err != nil {
+		return Stats{}, err
+	}
 	err := j.opts.Archive.Replay(first, func(index uint64, rec []byte) error {
 		if err := j.n.ReplayTimed(index, rec, e.at); err != nil {
 			return err
@@ -156,20 +159,40 @@ type emitter struct {
 	records uint64
 	err     error
 
+	readers []*rowReader      // one per core: rows due together are read in parallel
+	rows    [][]tabular.Value // a batch of output rows
+}
+
+// parallelRows is the smallest batch of due rows read on several cores.
+var parallelRows = 16
+
+// batchRows bounds the output rows held at once.
+const batchRows = 4096
+
+// rowReader reads spine rows' vectors; each reader is used by one goroutine.
+type rowReader struct {
+	pr    *node.PointReader
 	keys  [][]byte
 	kbuf  [][]byte
 	ctx   []float64
 	ctxOK []bool
-	row   []tabular.Value
-	nspin int
 }
 
-func (e *emitter) prepare() {
-	nk := len(e.s.keyCol)
-	e.keys, e.kbuf = make([][]byte, nk), make([][]byte, nk)
-	e.ctx, e.ctxOK = make([]float64, len(e.s.ctxCol)), make([]bool, len(e.s.ctxCol))
-	e.nspin = len(e.s.cols)
-	e.row = make([]tabular.Value, e.nspin+len(e.j.pr.Features()))
+func (e *emitter) prepare() error {
+	workers := runtime.GOMAXPROCS(0)
+	for k := range workers {
+		pr := e.j.pr
+		if k > 0 {
+			var err error
+			if pr, err = e.j.n.PointReader(e.j.service); err != nil {
+				return err
+			}
+		}
+		nk, nc := len(e.s.keyCol), len(e.s.ctxCol)
+		e.readers = append(e.readers, &rowReader{pr: pr, keys: make([][]byte, nk), kbuf: make([][]byte, nk),
+			ctx: make([]float64, nc), ctxOK: make([]bool, nc)})
+	}
+	return nil
 }
 
 // at is called before the archive's state changes as of clock c: rows at
@@ -188,45 +211,74 @@ func (e *emitter) at(c int64) int64 {
 	return e.s.ts[e.s.order[e.next]]
 }
 
+// emitUpTo writes the rows at or before c, in order, reading a large batch
+// of them on every core (the state does not change meanwhile).
 func (e *emitter) emitUpTo(c int64) {
 	s := e.s
-	for e.err == nil && e.next < s.n {
-		r := int(s.order[e.next])
-		t := s.ts[r]
-		if t > c {
-			return
+	for e.err == nil && e.next < s.n && s.ts[s.order[e.next]] <= c {
+		k := 0
+		for e.next+k < s.n && k < batchRows && s.ts[s.order[e.next+k]] <= c {
+			k++
 		}
-		for i, col := range s.keyCol {
-			e.keys[i] = e.key(i, col, r)
+		batch := s.order[e.next : e.next+k]
+		for len(e.rows) < k {
+			e.rows = append(e.rows, make([]tabular.Value, len(s.cols)+len(e.j.pr.Features())))
 		}
-		var v tabular.Value
-		for i, col := range s.ctxCol {
-			s.data[col].get(s.cols[col].Type, r, &v)
-			contextValue(s.cols[col].Type, &v, e.ctx[i:i+1], e.ctxOK[i:i+1])
+		if g := len(e.readers); g > 1 && k >= parallelRows {
+			var wg sync.WaitGroup
+			for w := range g {
+				lo, hi := w*k/g, (w+1)*k/g
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := lo; i < hi; i++ {
+						e.readers[w].read(s, int(batch[i]), e.rows[i])
+					}
+				}()
+			}
+			wg.Wait()
+		} else {
+			for i, r := range batch {
+				e.readers[0].read(s, int(r), e.rows[i])
+			}
 		}
-		for c := range s.cols {
-			s.data[c].get(s.cols[c].Type, r, &e.row[c])
-		}
-		e.j.pr.Read(e.keys, e.ctx, e.ctxOK, t, e.row[e.nspin:])
-		if err := e.w.Write(e.row); err != nil {
-			e.err = err
-			return
-		}
-		e.next++
-		if e.next&0xffff == 0 && e.j.opts.Progress != nil {
-			e.j.opts.Progress(Progress{Rows: e.next, Total: s.n, Records: e.records})
+		for i := range k {
+			if err := e.w.Write(e.rows[i]); err != nil {
+				e.err = err
+				return
+			}
+			e.next++
+			if e.next&0xffff == 0 && e.j.opts.Progress != nil {
+				e.j.opts.Progress(Progress{Rows: e.next, Total: s.n, Records: e.records})
+			}
 		}
 	}
 }
 
+// read fills dst with spine row r's columns and its features as of its time.
+func (rr *rowReader) read(s *Spine, r int, dst []tabular.Value) {
+	for i, col := range s.keyCol {
+		rr.keys[i] = rr.key(s, i, col, r)
+	}
+	var v tabular.Value
+	for i, col := range s.ctxCol {
+		s.data[col].get(s.cols[col].Type, r, &v)
+		contextValue(s.cols[col].Type, &v, rr.ctx[i:i+1], rr.ctxOK[i:i+1])
+	}
+	for c := range s.cols {
+		s.data[c].get(s.cols[c].Type, r, &dst[c])
+	}
+	rr.pr.Read(rr.keys, rr.ctx, rr.ctxOK, s.ts[r], dst[len(s.cols):])
+}
+
 // key returns join key i of row r as get-features reads it: text as it is,
 // an integer as its decimal text.
-func (e *emitter) key(i, col, r int) []byte {
-	d := &e.s.data[col]
-	if e.s.cols[col].Type == tabular.Int64 {
-		e.kbuf[i] = strconv.AppendInt(e.kbuf[i][:0], d.ints[r], 10)
+func (rr *rowReader) key(s *Spine, i, col, r int) []byte {
+	d := &s.data[col]
+	if s.cols[col].Type == tabular.Int64 {
+		rr.kbuf[i] = strconv.AppendInt(rr.kbuf[i][:0], d.ints[r], 10)
 	} else {
-		e.kbuf[i] = append(e.kbuf[i][:0], d.strs[r]...)
+		rr.kbuf[i] = append(rr.kbuf[i][:0], d.strs[r]...)
 	}
-	return e.kbuf[i]
+	return rr.kbuf[i]
 }
