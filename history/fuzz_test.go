@@ -3,6 +3,7 @@ package history
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/tally-ml/tally/features"
@@ -48,4 +49,38 @@ func FuzzSpine(f *testing.F) {
 			t.Fatalf("join of a valid spine: %d rows of %d: %v", len(w.rows), s.Len(), err)
 		}
 	})
+}
+
+// cutArchive is an archive whose oldest records retention removed.
+type cutArchive struct{ emptyArchive }
+
+func (cutArchive) FirstIndex() uint64 { return 5 }
+
+// TestPartialArchiveRefused: a join over an archive that no longer starts at
+// the first record refuses, naming why, unless partial history is allowed.
+func TestPartialArchiveRefused(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spine := "user_id,merchant,country,timestamp,amt,lat,long\nu1,m1,FR,1795564799000,1,2,3\n"
+	for _, allow := range []bool{false, true} {
+		j, err := New(Options{Repo: repo, Service: "fraud_detection", Archive: cutArchive{}, AllowPartial: allow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := tabular.NewReader(tabular.CSV, bytes.NewReader([]byte(spine)))
+		s, err := j.ReadSpine(r, "timestamp", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w rowsWriter
+		_, err = j.Run(context.Background(), s, &w)
+		if allow && (err != nil || len(w.rows) != 1) {
+			t.Fatalf("allowed partial join: %v, %d rows", err, len(w.rows))
+		}
+		if !allow && (!errors.Is(err, ErrPartialArchive) || len(w.rows) != 0) {
+			t.Fatalf("partial archive joined: %v, %d rows", err, len(w.rows))
+		}
+	}
 }

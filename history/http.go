@@ -31,8 +31,10 @@ const Path = "/api/v1/feature-service/historical-features"
 // streams in the format asked for by ?format or Accept (NDJSON by default):
 // the spine's columns and then the service's features, rows in time order.
 // A bad spine is refused before anything streams (400 INVALID_SPINE, naming
-// the row and column); one join runs at a time (429 EXPORT_BUSY otherwise);
-// a failure while streaming cuts the response short, so a client never
+// the row and column), and so is an archive that retention has cut (409
+// ARCHIVE_INCOMPLETE, unless allow_partial); one join runs at a time (429
+// EXPORT_BUSY otherwise); a failure while streaming cuts the response short,
+// so a client never
 // mistakes a partial answer for a whole one (CSV and NDJSON end with a
 // complete last line only when the join finished; Parquet lacks its footer).
 //
@@ -80,6 +82,10 @@ func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slo
 			} else {
 				node.WriteError(ctx, &node.APIError{Status: 500, Code: "INTERNAL", Message: err.Error()})
 			}
+			return
+		}
+		if err := j.CheckArchive(); err != nil {
+			node.WriteError(ctx, &node.APIError{Status: 409, Code: "ARCHIVE_INCOMPLETE", Message: err.Error() + " (?allow_partial=true)"})
 			return
 		}
 		r, err := tabular.NewReader(inFormat, bytes.NewReader(ctx.PostBody()))

@@ -110,6 +110,16 @@ func withoutModels(repo *features.Repo) *features.Repo {
 	return &c
 }
 
+// CheckArchive returns an error wrapping ErrPartialArchive when the archive
+// no longer starts at the log's first record and partial history is not
+// allowed (Run checks it too).
+func (j *Join) CheckArchive() error {
+	if first := j.opts.Archive.FirstIndex(); first > 1 && !j.opts.AllowPartial {
+		return fmt.Errorf("%w: it starts at record %d (older segments were removed by retention); allow partial history to join anyway", ErrPartialArchive, first)
+	}
+	return nil
+}
+
 // Columns are the output's columns: the spine's, then the service's
 // features named as get-features names them.
 func (j *Join) Columns(s *Spine) []tabular.Column {
@@ -121,10 +131,10 @@ func (j *Join) Columns(s *Spine) []tabular.Column {
 // not close w. ctx cancels it between records.
 func (j *Join) Run(ctx context.Context, s *Spine, w tabular.Writer) (Stats, error) {
 	start := time.Now()
-	first := j.opts.Archive.FirstIndex()
-	if first > 1 && !j.opts.AllowPartial {
-		return Stats{}, fmt.Errorf("%w: it starts at record %d (older segments were removed by retention); allow partial history to join anyway", ErrPartialArchive, first)
+	if err := j.CheckArchive(); err != nil {
+		return Stats{}, err
 	}
+	first := j.opts.Archive.FirstIndex()
 	e := &emitter{j: j, s: s, w: w, clock: math.MinInt64}
 	if err := e.prepare(); err != nil {
 		return Stats{}, err

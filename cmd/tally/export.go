@@ -70,6 +70,9 @@ through. Rows come out in time order.`,
 			if err != nil {
 				return err
 			}
+			if err := j.CheckArchive(); err != nil {
+				return err
+			}
 			r, err := tabular.Open(spine)
 			if err != nil {
 				return fmt.Errorf("spine: %w", err)
