@@ -34,9 +34,9 @@ const Path = "/api/v1/feature-service/historical-features"
 // the row and column), and so is an archive that retention has cut (409
 // ARCHIVE_INCOMPLETE, unless allow_partial); one join runs at a time (429
 // EXPORT_BUSY otherwise); a failure while streaming cuts the response short,
-// so a client never
-// mistakes a partial answer for a whole one (CSV and NDJSON end with a
-// complete last line only when the join finished; Parquet lacks its footer).
+// so a client never mistakes a partial answer for a whole one (CSV and NDJSON
+// end with a complete last line only when the join finished; Parquet lacks
+// its footer).
 //
 // Cancelling ctx (the server stopping) stops a join in progress.
 func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slog.Logger) fasthttp.RequestHandler {
