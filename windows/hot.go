@@ -2,6 +2,7 @@ package windows
 
 import (
 	"math"
+	"slices"
 	"sync/atomic"
 )
 
@@ -64,36 +65,27 @@ func (b *bucket) add(x float64) {
 // hotAggPlans returns one aggregation per column read by an exact moment
 // aggregation (sum, mean, min, max, stddev, variance of a Float column).
 func hotAggPlans(aggs []aggPlan) []*aggPlan {
-	var out []*aggPlan
-	for i := range aggs {
-		a := &aggs[i]
-		if a.g != 0 || a.str || a.fn == Count || a.fn == Last || a.fn == LastN || a.fn == LastDistinctN || a.fn == DistinctCount {
-			continue
+	return firstPerColumn(aggs, func(a *aggPlan) bool {
+		switch a.fn {
+		case Sum, Mean, Min, Max, Stddev, Variance:
+			return a.g == 0 && !a.str
 		}
-		dup := false
-		for _, b := range out {
-			dup = dup || b.col == a.col
-		}
-		if !dup {
-			out = append(out, a)
-		}
-	}
-	return out
+		return false
+	})
 }
 
 // hotDistPlans returns one exact distinct_count aggregation per column.
 func hotDistPlans(aggs []aggPlan) []*aggPlan {
+	return firstPerColumn(aggs, func(a *aggPlan) bool { return a.g == 0 && a.fn == DistinctCount })
+}
+
+// firstPerColumn returns the first aggregation of each column that keep
+// accepts.
+func firstPerColumn(aggs []aggPlan, keep func(*aggPlan) bool) []*aggPlan {
 	var out []*aggPlan
 	for i := range aggs {
 		a := &aggs[i]
-		if a.g != 0 || a.fn != DistinctCount {
-			continue
-		}
-		dup := false
-		for _, b := range out {
-			dup = dup || b.col == a.col
-		}
-		if !dup {
+		if keep(a) && !slices.ContainsFunc(out, func(b *aggPlan) bool { return b.col == a.col }) {
 			out = append(out, a)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,17 +20,18 @@ import (
 	"github.com/tally-ml/tally/wal"
 )
 
-// loadRepo loads the repo in dir, or the embedded default one.
-func loadRepo(dir string) (*features.Repo, error) {
+// loadRepo loads the repo in dir, or the embedded default one, and returns
+// it with its directory (model files resolve there).
+func loadRepo(dir string) (*features.Repo, fs.FS, error) {
 	fsys := features.DefaultFS()
 	if dir != "" {
 		fsys = os.DirFS(dir)
 	}
 	repo, err := features.Load(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("feature repo: %w", err)
+		return nil, nil, fmt.Errorf("feature repo: %w", err)
 	}
-	return repo, nil
+	return repo, fsys, nil
 }
 
 // newBar is a progress bar on w (total -1: unknown) counting unit.
@@ -52,7 +54,7 @@ of that row's millisecond returned them. The spine needs the service's join keys
 a timestamp column, and its request-context columns; other columns (a label) pass
 through. Rows come out in time order.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := loadRepo(repoDir)
+			repo, _, err := loadRepo(repoDir)
 			if err != nil {
 				return err
 			}

@@ -34,7 +34,7 @@ columns are an error. Each chunk is all or nothing; a refused chunk stops the
 import and says how many rows earlier chunks loaded.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := loadRepo(repoDir)
+			repo, _, err := loadRepo(repoDir)
 			if err != nil {
 				return err
 			}

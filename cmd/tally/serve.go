@@ -58,15 +58,8 @@ func (f *serveFlags) load() (node.Config, *features.Repo, fs.FS, error) {
 	if err := cfg.Validate(); err != nil {
 		return cfg, nil, nil, err
 	}
-	dir := features.DefaultFS()
-	if f.repo != "" {
-		dir = os.DirFS(f.repo)
-	}
-	repo, err := features.Load(dir)
-	if err != nil {
-		return cfg, nil, nil, fmt.Errorf("feature repo: %w", err)
-	}
-	return cfg, repo, dir, nil
+	repo, dir, err := loadRepo(f.repo)
+	return cfg, repo, dir, err
 }
 
 // startFromFlags resolves the flags and starts the node: the common
