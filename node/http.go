@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tally-ml/tally/tabular"
 )
 
 // Server is the node's HTTP API on fasthttp.
@@ -252,7 +254,7 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := append((*bp)[:0], `{"workspaceName":`...)
-	b = appendJSONString(b, s.n.cfg.Workspace)
+	b = tabular.AppendJSONString(b, s.n.cfg.Workspace)
 	b = append(b, `,"accepted":`...)
 	b = strconv.AppendInt(b, int64(res.Accepted), 10)
 	b = append(b, `,"tooLate":`...)

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/tabular"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -532,7 +533,7 @@ func (p *servicePlan) appendFeatures(dst []byte, w *lookupWork) []byte {
 			case !ok:
 				dst = append(dst, "null"...)
 			case o.enc == encString:
-				dst = appendJSONString(dst, w.tstrs[o.slot][o.feat])
+				dst = tabular.AppendJSONString(dst, w.tstrs[o.slot][o.feat])
 			default:
 				dst, ok = appendNumber(dst, w.tnums[o.slot][o.feat], o.enc)
 			}
@@ -555,7 +556,7 @@ func appendValue(dst []byte, v *windows.Value, enc encoding) ([]byte, bool) {
 	}
 	switch enc {
 	case encString:
-		return appendJSONString(dst, v.Str), true
+		return tabular.AppendJSONString(dst, v.Str), true
 	case encFloatList:
 		dst = append(dst, '[')
 		for i, x := range v.Nums {
@@ -571,7 +572,7 @@ func appendValue(dst []byte, v *windows.Value, enc encoding) ([]byte, bool) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, s)
+			dst = tabular.AppendJSONString(dst, s)
 		}
 		return append(dst, ']'), true
 	}
@@ -602,7 +603,7 @@ func (p *servicePlan) appendMetadata(dst []byte, w *lookupWork, m metaOptions, t
 		sep := false
 		if m.names {
 			dst = append(dst, `"name":`...)
-			dst = appendJSONString(dst, o.name)
+			dst = tabular.AppendJSONString(dst, o.name)
 			sep = true
 		}
 		if m.types {
@@ -750,34 +751,4 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `"}}`...)
 	return dst, nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string literal.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

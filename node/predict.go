@@ -18,6 +18,7 @@ import (
 	"github.com/tally-ml/tally/score/batch"
 	"github.com/tally-ml/tally/score/mlflow"
 	"github.com/tally-ml/tally/score/onnx"
+	"github.com/tally-ml/tally/tabular"
 )
 
 // modelPlan is a feature service's model: which outputs feed it, in model
@@ -224,7 +225,7 @@ func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
 			return dst[:start], &APIError{Status: status, Code: code, Message: "feature service " + p.name + ": model could not score: " + err.Error()}
 		}
 		dst = append(dst, `,"prediction":null,"predictionStatus":"UNAVAILABLE","predictionError":`...)
-		dst = appendJSONString(dst, err.Error())
+		dst = tabular.AppendJSONString(dst, err.Error())
 	} else {
 		dst = append(dst, `,"prediction":`...)
 		dst = appendPrediction(dst, &pw.pred[0], s.Classes())
@@ -257,7 +258,7 @@ func appendPrediction(dst []byte, pr *score.Prediction, classes []string) []byte
 	if pr.HasLabel {
 		dst = append(dst, `"label":`...)
 		if pr.LabelString != "" {
-			dst = appendJSONString(dst, pr.LabelString)
+			dst = tabular.AppendJSONString(dst, pr.LabelString)
 		} else {
 			dst = strconv.AppendInt(dst, pr.Label, 10)
 		}
@@ -276,7 +277,7 @@ func appendPrediction(dst []byte, pr *score.Prediction, classes []string) []byte
 			if i < len(classes) {
 				name = classes[i]
 			}
-			dst = appendJSONString(dst, name)
+			dst = tabular.AppendJSONString(dst, name)
 			dst = append(dst, ':')
 			dst, _ = appendNumber(dst, float64(v), encFloat)
 		}

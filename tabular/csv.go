@@ -168,7 +168,7 @@ func appendJSONList(b []byte, t Type, v *Value) []byte {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, s)
+			b = AppendJSONString(b, s)
 		}
 	}
 	return append(b, ']')

@@ -407,7 +407,7 @@ func newNDJSONWriter(w io.Writer, cols []Column, c io.Closer) *ndjsonWriter {
 		if i == 0 {
 			sep = '{'
 		}
-		k := appendJSONString([]byte{sep}, col.Name)
+		k := AppendJSONString([]byte{sep}, col.Name)
 		nw.keys = append(nw.keys, append(k, ':'))
 	}
 	return nw
@@ -433,7 +433,7 @@ func (w *ndjsonWriter) Write(row []Value) error {
 		}
 		switch w.cols[i].Type {
 		case String:
-			b = appendJSONString(b, v.Str)
+			b = AppendJSONString(b, v.Str)
 		case Float64:
 			b = appendJSONFloat(b, v.Num)
 		case Int64, Timestamp:

@@ -46,10 +46,10 @@ func appendJSONFloat(b []byte, v float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // as encoding/json does; U+2028 and U+2029 are escaped so the output is also
 // valid JavaScript.
-func appendJSONString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
