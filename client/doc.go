@@ -20,11 +20,12 @@
 //
 // When the node answers with an error status the call returns an *Error
 // carrying the HTTP status and the node's error code and message
-// ({"error": {"code", "message"}}). Match a code with errors.Is and the
-// sentinels below (errors.Is(err, client.ErrUnknownService)) or with IsCode.
-// Any other error (a refused connection, a timeout, a cancelled context, an
-// answer that is not tally's) is returned wrapped, with the endpoint in its
-// text.
+// ({"error": {"code", "message"}}; Code is empty when the body was not
+// tally's, e.g. a proxy's). Match a code with errors.Is and the sentinels
+// (errors.Is(err, client.ErrUnknownService)) or with IsCode. Any other error
+// (a refused connection, a timeout, a cancelled context, an answer that does
+// not decode) is returned wrapped, with the endpoint in its text; StatusOf
+// returns 0 for it.
 //
 // # Retries
 //

@@ -72,6 +72,9 @@ type Options struct {
 	// Args follow "serve" on the command line (e.g. "--repo", dir); the
 	// harness adds --listen, --data-dir and --config.
 	Args []string
+	// PerNode, when set, returns more arguments for node i of StartN,
+	// given every node's address (a cluster's peers, say).
+	PerNode func(i int, addrs []string) []string
 	// Config, when set, is written to a file passed with --config (YAML, as
 	// node.LoadConfig reads it).
 	Config string
@@ -96,9 +99,10 @@ type Node struct {
 	// Client talks to the node (with Options.APIKey); it outlives restarts.
 	Client *client.Client
 
-	t    testing.TB
-	o    Options
-	args []string
+	t     testing.TB
+	o     Options
+	args  []string
+	probe *client.Client // readiness, never retried
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -134,15 +138,23 @@ func StartN(t testing.TB, n int, o Options) []*Node {
 			t.Fatal(err)
 		}
 	}
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = FreeAddr(t)
+	}
 	nodes := make([]*Node, n)
 	for i := range nodes {
-		nd := &Node{Name: fmt.Sprintf("node%d", i), Addr: FreeAddr(t), DataDir: o.DataDir, t: t, o: o}
+		nd := &Node{Name: fmt.Sprintf("node%d", i), Addr: addrs[i], DataDir: o.DataDir, t: t, o: o}
 		if nd.DataDir == "" {
 			nd.DataDir = t.TempDir()
 		}
 		nd.URL = "http://" + nd.Addr
 		nd.Client = nd.NewClient(client.Options{APIKey: o.APIKey})
+		nd.probe = nd.NewClient(client.Options{Retries: -1})
 		nd.args = append([]string{bin, "serve"}, o.Args...)
+		if o.PerNode != nil {
+			nd.args = append(nd.args, o.PerNode(i, addrs)...)
+		}
 		nd.args = append(nd.args, "--listen", nd.Addr, "--data-dir", nd.DataDir)
 		if config != "" {
 			nd.args = append(nd.args, "--config", config)
@@ -196,10 +208,9 @@ func (n *Node) launch() {
 func (n *Node) waitReady() {
 	n.t.Helper()
 	deadline := time.Now().Add(n.o.ReadyTimeout)
-	probe := n.NewClient(client.Options{Retries: -1})
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		ok, _ := probe.Readyz(ctx)
+		ok, _ := n.probe.Readyz(ctx)
 		cancel()
 		if ok {
 			return
