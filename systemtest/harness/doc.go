@@ -6,7 +6,8 @@
 // TestMain to remove it afterwards). Start launches `tally serve` on a free
 // 127.0.0.1 port with its own data directory (or a given one), waits until
 // /readyz answers 200, and returns a *Node holding a client.Client for it;
-// StartN starts several. A Node can be killed (SIGKILL: a crash), stopped
+// StartN starts several; Launch starts one without waiting (for a node
+// expected to refuse to start). A Node can be killed (SIGKILL: a crash), stopped
 // (SIGTERM: a graceful shutdown), paused and resumed (SIGSTOP/SIGCONT: a
 // node that hangs without closing its connections), and restarted on the
 // same port and data directory.

@@ -121,6 +121,23 @@ func Start(t testing.TB, o Options) *Node {
 // and waits until every one is ready.
 func StartN(t testing.TB, n int, o Options) []*Node {
 	t.Helper()
+	nodes := launchN(t, n, o)
+	for _, nd := range nodes {
+		nd.WaitReady()
+	}
+	return nodes
+}
+
+// Launch starts one node without waiting for it to be ready: for a test of
+// a node that should refuse to start (wait on Exited, then read Output) or
+// of what it answers while recovering. WaitReady waits for it.
+func Launch(t testing.TB, o Options) *Node {
+	t.Helper()
+	return launchN(t, 1, o)[0]
+}
+
+func launchN(t testing.TB, n int, o Options) []*Node {
+	t.Helper()
 	if n > 1 && o.DataDir != "" {
 		t.Fatalf("harness: %d nodes cannot share DataDir %s: leave it empty", n, o.DataDir)
 	}
@@ -163,9 +180,6 @@ func StartN(t testing.TB, n int, o Options) []*Node {
 		nd.launch()
 		nodes[i] = nd
 	}
-	for _, nd := range nodes {
-		nd.waitReady()
-	}
 	return nodes
 }
 
@@ -203,9 +217,9 @@ func (n *Node) launch() {
 	}()
 }
 
-// waitReady polls /readyz until it answers 200; the process exiting first,
+// WaitReady polls /readyz until it answers 200; the process exiting first,
 // or ReadyTimeout passing, fails the test with the node's output.
-func (n *Node) waitReady() {
+func (n *Node) WaitReady() {
 	n.t.Helper()
 	deadline := time.Now().Add(n.o.ReadyTimeout)
 	for {
@@ -354,7 +368,7 @@ func (n *Node) Restart() {
 		n.t.Fatalf("%s: Restart of a running node: Kill or Stop it first", n.Name)
 	}
 	n.launch()
-	n.waitReady()
+	n.WaitReady()
 }
 
 // Output is what the current run has written to stdout and stderr so far.

@@ -79,3 +79,17 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Fatalf("after stop and restart: count %v, want 1", got)
 	}
 }
+
+// TestLaunchRefused: a node that refuses to start is seen to exit, with
+// its reason in its output.
+func TestLaunchRefused(t *testing.T) {
+	n := harness.Launch(t, harness.Options{Config: "durability:\n  fsync: sometimes\n"})
+	select {
+	case <-n.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatal("a node with a bad config did not exit")
+	}
+	if n.ExitErr() == nil || !strings.Contains(n.Output(), "sometimes") {
+		t.Fatalf("exit %v, output:\n%s", n.ExitErr(), n.Output())
+	}
+}
