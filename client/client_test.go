@@ -36,32 +36,43 @@ type testNode struct {
 // startNode serves a node with cfg on addr ("" for a free port).
 func startNode(t *testing.T, cfg node.Config, addr string) *testNode {
 	t.Helper()
-	repo, err := features.Default()
+	tn, err := serveNode(cfg, t.TempDir(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := wal.Open(filepath.Join(t.TempDir(), "wal"), wal.Options{Sync: wal.SyncNever, Compress: true})
+	t.Cleanup(tn.shutdown)
+	return tn
+}
+
+// serveNode is startNode for any goroutine: the caller shuts it down.
+func serveNode(cfg node.Config, dir, addr string) (*testNode, error) {
+	repo, err := features.Default()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Sync: wal.SyncNever, Compress: true})
+	if err != nil {
+		return nil, err
 	}
 	n, err := node.New(repo, cfg, node.Options{RepoFS: features.DefaultFS(), Log: l})
 	if err != nil {
-		t.Fatal(err)
+		l.Close()
+		return nil, err
 	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		l.Close()
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{n: n, log: l, srv: node.NewServer(n), addr: ln.Addr().String(), done: make(chan error, 1), stop: cancel}
 	tn.srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(ctx, repo, l, nil))
 	go func() { tn.done <- tn.srv.Serve(ln) }()
 	n.SetReady(true)
-	t.Cleanup(tn.shutdown)
-	return tn
+	return tn, nil
 }
 
 // shutdown stops serving and closes the log; a second call does nothing.
@@ -267,11 +278,16 @@ func TestTypedErrors(t *testing.T) {
 	if v, _ := f.Get("user_transaction_counts.amt_count_1h"); err != nil || v != 0.0 {
 		t.Fatalf("after a refused ingest: count %v, %v", v, err)
 	}
+	// Options.Workspace is sent, and a workspace the node does not serve is
+	// refused.
+	other := newClient(t, tn.addr, client.Options{APIKey: "read-key-0123456789ab", Workspace: "other"})
+	_, err = other.GetFeatures(ctx, lookup("u1"))
+	check("unknown workspace", err, 404, &client.Error{Code: "UNKNOWN_WORKSPACE"})
 	// A missing join key is a 400 with its own code.
 	r = lookup("u1")
 	delete(r.JoinKeys, "merchant")
 	_, err = reader.GetFeatures(ctx, r)
-	if var400 := client.StatusOf(err); var400 != 400 || !client.IsCode(err, "MISSING_JOIN_KEY") || errors.Is(err, client.ErrUnknownService) {
+	if client.StatusOf(err) != 400 || !client.IsCode(err, "MISSING_JOIN_KEY") || errors.Is(err, client.ErrUnknownService) {
 		t.Fatalf("missing join key: %v", err)
 	}
 }
@@ -379,16 +395,22 @@ func TestRetryAfterRestart(t *testing.T) {
 		case <-refused:
 		default:
 		}
-		restarted := make(chan struct{})
+		restarted := make(chan error, 1)
+		dir := t.TempDir()
 		go func() {
 			<-refused
-			tn = startNode(t, node.DefaultConfig(), addr)
-			close(restarted)
+			var err error
+			tn, err = serveNode(node.DefaultConfig(), dir, addr)
+			restarted <- err
 		}()
-		if err := call.do(c); err != nil {
+		err := call.do(c)
+		if rerr := <-restarted; rerr != nil {
+			t.Fatalf("restart on %s: %v", addr, rerr)
+		}
+		t.Cleanup(tn.shutdown)
+		if err != nil {
 			t.Fatalf("%s across a restart on the same port: %v", call.name, err)
 		}
-		<-restarted
 	}
 	// The restarted node (in memory, fresh) holds what the retried write sent.
 	f, err := c.GetFeatures(ctx, lookup("u2"))
