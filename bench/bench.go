@@ -9,10 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/tally-ml/tally/node"
 )
 
 // Peer names accepted in Options.Peers.
@@ -54,15 +51,24 @@ type Options struct {
 	// RepoRoot is where scripts/ and .venv-bench are looked for (peers);
 	// default: the current directory or its nearest parent with a go.mod.
 	RepoRoot string
-	// TallyLog, when set, gives each in-process node a write-ahead log in
-	// dir (so ingest figures include durability); nil keeps state in memory.
-	TallyLog func(dir string) (node.Log, io.Closer, error)
+	// Tally starts the tally node under test and returns its host:port
+	// and a function that stops it and removes its state; Run reaches it
+	// only over HTTP, and calls Tally for each scenario group that needs a
+	// fresh node (twice in a full run). Required: the tally command passes
+	// bench/inprocess.Start.
+	Tally func() (addr string, stop func(), err error)
+	// TallySetup says in the report what Tally starts (e.g.
+	// inprocess.Setup).
+	TallySetup string
 	// Scenarios limits the run to these scenario names (lookup, ingest,
 	// mixed); nil runs all.
 	Scenarios []string
 }
 
 func (o *Options) defaults() error {
+	if o.Tally == nil {
+		return errors.New("bench: Options.Tally is nil: give the function that starts the tally node to measure (bench/inprocess.Start)")
+	}
 	if o.Duration <= 0 {
 		o.Duration = 8 * time.Second
 		if o.Quick {
@@ -258,11 +264,8 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Report, error)
 		Started: time.Now().UTC(), Quick: opts.Quick, GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Seed: opts.Seed, Users: opts.Users, Preload: opts.Preload,
 		Workers: opts.Workers, StepS: opts.Duration.Seconds(),
-		TallySetup: "in process: node.New + node.NewServer (the code `tally serve` runs) with the embedded default repo, on a loopback port, state in memory",
+		TallySetup: opts.TallySetup,
 	}}
-	if opts.TallyLog != nil {
-		r.rep.TallySetup = strings.Replace(r.rep.TallySetup, "state in memory", "with the write-ahead log from Options.TallyLog", 1)
-	}
 	err := r.run(ctx)
 	r.rep.ElapsedS = time.Since(r.rep.Started).Seconds()
 	if opts.OutDir != "-" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tally-ml/tally/bench/inprocess"
 )
 
 // TestTinyRun runs every tally scenario and the no-op baseline briefly and
@@ -19,6 +21,8 @@ func TestTinyRun(t *testing.T) {
 	rep, err := Run(context.Background(), Options{
 		Quick: true, OutDir: dir, Peers: []string{PeerOnnxRuntime}, Duration: 300 * time.Millisecond,
 		Rate: 2000, Users: 500, Preload: 5000, Workers: 8,
+		Tally:      func() (string, func(), error) { return inprocess.Start(inprocess.Options{}) },
+		TallySetup: inprocess.Setup(inprocess.Options{}),
 	}, &out)
 	t.Log(out.String())
 	if err != nil {

@@ -4,10 +4,14 @@
 //
 // What a run does (Run):
 //
-//   - Starts tally in process: node.New and node.NewServer with the embedded
-//     default feature repo, on a free loopback port. It is the code the
-//     tally binary runs, reached over real loopback HTTP; the node keeps its
-//     state in memory (no write-ahead log unless Options.TallyLog is set).
+//   - Starts tally with Options.Tally and talks to it only over loopback
+//     HTTP, as a client would: package bench imports nothing of the node.
+//     The tally command passes bench/inprocess, which runs node.New and
+//     node.NewServer with the embedded default feature repo in this process
+//     (the code the tally binary runs; with the write-ahead log unless
+//     --in-memory). The preload goes through package client; the measured
+//     loops use a fasthttp client with one request and response per worker,
+//     reused, so that the client allocates nothing per request.
 //   - Preloads it with a day of seeded transactions from bench/workload and
 //     the user_profile table, then measures the fraud_detection lookup: open
 //     loop at a fixed rate, closed loop for the maximum throughput, and a

@@ -1,18 +1,16 @@
 package bench
 
 import (
+	"context"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/tally-ml/tally/bench/workload"
-	"github.com/tally-ml/tally/features"
-	"github.com/tally-ml/tally/node"
+	tallyclient "github.com/tally-ml/tally/client"
 )
 
 // fixture is the seeded data every system is measured with.
@@ -188,77 +186,38 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// tallyServer is tally running in this process on a loopback port.
+// tallyServer is the tally node under test, started by Options.Tally.
 type tallyServer struct {
-	node   *node.Node
-	srv    *node.Server
-	ln     net.Listener
-	addr   string
-	done   chan error
-	dir    string
-	closer io.Closer
+	addr  string
+	close func()
 }
 
 func startTally(o Options) (*tallyServer, error) {
-	repo, err := features.Default()
+	addr, stop, err := o.Tally()
 	if err != nil {
-		return nil, fmt.Errorf("default repo: %w", err)
+		return nil, fmt.Errorf("start tally: %w", err)
 	}
-	cfg := node.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	dir, err := os.MkdirTemp("", "tally-bench-")
-	if err != nil {
-		return nil, err
-	}
-	cfg.DataDir = dir
-	cfg.Limits.MaxRecords = 1_000_000
-	cfg.Limits.MaxBodyBytes = 256 << 20
-	cfg.Limits.MaxBatch = 10_000
-	ts := &tallyServer{dir: dir, done: make(chan error, 1)}
-	nopts := node.Options{RepoFS: features.DefaultFS()}
-	if o.TallyLog != nil {
-		l, c, err := o.TallyLog(dir)
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("open write-ahead log: %w", err)
-		}
-		nopts.Log, ts.closer = l, c
-	}
-	if ts.node, err = node.New(repo, cfg, nopts); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	if ts.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	ts.addr = ts.ln.Addr().String()
-	ts.srv = node.NewServer(ts.node)
-	go func() { ts.done <- ts.srv.Serve(ts.ln) }()
-	ts.node.SetReady(true)
-	return ts, nil
+	return &tallyServer{addr: addr, close: stop}, nil
 }
 
-func (t *tallyServer) stop() {
-	_ = t.srv.Shutdown()
-	<-t.done
-	if t.closer != nil {
-		_ = t.closer.Close()
-	}
-	os.RemoveAll(t.dir)
-}
+func (t *tallyServer) stop() { t.close() }
 
-// load uploads the profile table and ingests the preload over HTTP.
+// load uploads the profile table and ingests the preload, through the Go
+// client as any client would.
 func (t *tallyServer) load(f *fixture) error {
-	c := newClient(t.addr, 1)
-	defer c.close()
-	if _, err := c.post(0, "/api/v1/tables/user_profile", "text/csv", f.profile); err != nil {
+	c, err := tallyclient.New(t.addr, tallyclient.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	ctx := context.Background()
+	if _, err := c.UploadTable(ctx, "user_profile", tallyclient.CSV, f.profile, tallyclient.TableOptions{}); err != nil {
 		return fmt.Errorf("upload user_profile: %w", err)
 	}
 	var body []byte
 	for i := 0; i < len(f.preload); i += 20_000 {
 		body = ndjson(body[:0], f.preload[i:min(i+20_000, len(f.preload))])
-		if _, err := c.post(0, "/api/v1/ingest/bulk?source=transactions", "application/x-ndjson", body); err != nil {
+		if _, err := c.IngestBulk(ctx, "transactions", body, tallyclient.WriteOptions{}); err != nil {
 			return fmt.Errorf("preload: %w", err)
 		}
 	}

@@ -1,18 +1,19 @@
 package systemtest
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/systemtest/harness"
 )
 
 // TestKill9LosesNothingAcknowledged ingests continuously over HTTP into the
@@ -32,10 +33,8 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	dir := t.TempDir()
 	// Snapshots every 150 ms, so kills land before, during and after them
 	// and recovery goes through snapshot + log as well as log alone.
-	config := filepath.Join(t.TempDir(), "tally.yaml")
-	if err := os.WriteFile(config, []byte("durability:\n  snapshot_every: 150ms\n  segment_size: 1048576\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	opts := harness.Options{DataDir: dir, Config: "durability:\n  snapshot_every: 150ms\n  segment_size: 1048576\n"}
+	var p *harness.Node
 	rng := rand.New(rand.NewPCG(42, 7))
 	type batch struct {
 		user  string
@@ -45,7 +44,14 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	}
 	var all []batch
 	for cycle := 0; cycle < cycles; cycle++ {
-		p := startTally(t, "serve", "--data-dir", dir, "--config", config)
+		if p == nil {
+			p = harness.Start(t, opts)
+		} else {
+			p.Restart()
+		}
+		// The writers' client never retries: a request either reached this
+		// process or failed.
+		writer := p.NewClient(client.Options{Retries: -1})
 		// Everything acknowledged before must be there, exactly.
 		// After each restart: every batch of the last cycle and a sample of
 		// older ones (the final check below reads them all).
@@ -56,7 +62,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 				}
 				got := userCount(t, p, b.user)
 				if b.acked && got != b.k {
-					t.Fatalf("cycle %d %s: acknowledged user %s has count %d, want %d\n%s", cycle, when, b.user, got, b.k, p.out)
+					t.Fatalf("cycle %d %s: acknowledged user %s has count %d, want %d", cycle, when, b.user, got, b.k)
 				}
 				if !b.acked && got != 0 && got != b.k {
 					t.Fatalf("cycle %d %s: unacknowledged user %s half applied: count %d of %d", cycle, when, b.user, got, b.k)
@@ -72,7 +78,6 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 			wg.Add(1)
 			go func(c int) {
 				defer wg.Done()
-				client := &http.Client{Timeout: 5 * time.Second}
 				for i := 0; ; i++ {
 					select {
 					case <-stop:
@@ -85,34 +90,30 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 					for j := 0; j < b.k; j++ {
 						recs = append(recs, fmt.Sprintf(`{"record":{"user_id":%q,"merchant":"m","category":"c","country":"FR","amt":1,"lat":0,"long":0,"is_fraud":0,"timestamp":%d}}`, b.user, now-int64(j)))
 					}
-					resp, err := client.Post(p.base+"/api/v1/ingest", "application/json",
-						strings.NewReader(`{"records":{"transactions":[`+strings.Join(recs, ",")+`]}}`))
-					if err == nil {
-						b.acked = resp.StatusCode == 200
-						resp.Body.Close()
-					}
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_, err := writer.IngestJSON(ctx, []byte(`{"records":{"transactions":[`+strings.Join(recs, ",")+`]}}`))
+					cancel()
+					var refused *client.Error
+					b.acked = err == nil
 					mu.Lock()
 					all = append(all, b)
 					mu.Unlock()
-					if err != nil {
+					if err != nil && !errors.As(err, &refused) {
 						return // the process is gone
 					}
 				}
 			}(c)
 		}
 		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-p.done
+		p.Kill()
 		close(stop)
 		wg.Wait()
 	}
 	// A last restart: everything acknowledged in every cycle, exactly once.
-	p := startTally(t, "serve", "--data-dir", dir, "--config", config)
-	if !strings.Contains(p.out.String(), ".snap") {
+	p.Restart()
+	if !strings.Contains(p.Output(), ".snap") {
 		ents, _ := os.ReadDir(filepath.Join(dir, "snapshots"))
-		t.Fatalf("recovery used no snapshot (%d files):\n%s", len(ents), p.out)
+		t.Fatalf("recovery used no snapshot (%d files):\n%s", len(ents), p.Output())
 	}
 	acked := 0
 	for _, b := range all {
@@ -132,25 +133,17 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	t.Logf("%d cycles, %d requests acknowledged, all present exactly once", cycles, acked)
 }
 
-func userCount(t *testing.T, p *proc, user string) int {
+func userCount(t *testing.T, p *harness.Node, user string) int {
 	t.Helper()
-	body := fmt.Sprintf(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":%q,"merchant":"m","country":"FR"},"request_context_map":{"amt":1,"lat":0,"long":0}}}`, user)
-	code, out := p.post(t, "/api/v1/feature-service/get-features", body)
-	if code != 200 {
-		t.Fatalf("lookup %s: %d %s", user, code, out)
+	f, err := p.Client.GetFeatures(context.Background(), client.LookupRequest{Service: "fraud_detection",
+		JoinKeys:       map[string]any{"user_id": user, "merchant": "m", "country": "FR"},
+		RequestContext: map[string]any{"amt": 1, "lat": 0, "long": 0}})
+	if err != nil {
+		t.Fatalf("lookup %s: %v", user, err)
 	}
-	var r struct {
-		Result   struct{ Features []any }
-		Metadata struct{ Features []struct{ Name string } }
+	v, ok := f.Get("user_transaction_counts.amt_count_1h")
+	if !ok {
+		t.Fatalf("no amt_count_1h in %+v", f)
 	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range r.Metadata.Features {
-		if m.Name == "user_transaction_counts.amt_count_1h" {
-			return int(r.Result.Features[i].(float64))
-		}
-	}
-	t.Fatalf("no amt_count_1h in %s", bytes.TrimSpace(out))
-	return 0
+	return int(v.(float64))
 }

@@ -1,4 +1,5 @@
-// Package systemtest holds whole-process tests: they build the real tally
-// binary, start it on a free loopback port, talk to it over HTTP as a client
-// would, and stop (or kill) it.
+// Package systemtest holds whole-process tests: they start the real tally
+// binary with package harness (free loopback ports, own data directories),
+// talk to it through package client as any client would, and stop, kill or
+// restart it.
 package systemtest

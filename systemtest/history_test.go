@@ -2,11 +2,12 @@ package systemtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/systemtest/harness"
 	"github.com/tally-ml/tally/tabular"
 )
 
@@ -23,8 +26,8 @@ import (
 // back over HTTP and from `tally export` (reading the running node's log
 // beside it), equal to each other and to counts worked out here.
 func TestImportThenHistoricalFeatures(t *testing.T) {
-	data := t.TempDir()
-	p := startTally(t, "serve", "--data-dir", data)
+	p := harness.Start(t, harness.Options{})
+	data := p.DataDir
 	dir := t.TempDir()
 	now := time.Now().UnixMilli()
 	start := now - 2*3_600_000
@@ -43,7 +46,7 @@ func TestImportThenHistoricalFeatures(t *testing.T) {
 	}
 	events := filepath.Join(dir, "events.csv")
 	os.WriteFile(events, []byte(b.String()), 0o644)
-	out, err := exec.Command(binary, "import", events, "--source", "transactions", "--url", p.base, "--quiet", "--chunk", "100").CombinedOutput()
+	out, err := exec.Command(harness.Binary(t), "import", events, "--source", "transactions", "--url", p.URL, "--quiet", "--chunk", "100").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), fmt.Sprintf("imported %d events", len(evs))) {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
@@ -77,14 +80,16 @@ func TestImportThenHistoricalFeatures(t *testing.T) {
 	}
 
 	// Over HTTP, as CSV.
-	resp, err := http.Post(p.base+"/api/v1/feature-service/historical-features?service=fraud_detection&format=csv", "text/csv", strings.NewReader(sp.String()))
+	ctx := context.Background()
+	answer, err := p.Client.HistoricalFeatures(ctx, client.HistoricalRequest{Service: "fraud_detection",
+		Spine: []byte(sp.String()), SpineFormat: client.CSV, Format: client.CSV})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("historical features: %v", err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("historical features: %d %s", resp.StatusCode, body)
+	body, err := io.ReadAll(answer)
+	answer.Close()
+	if err != nil {
+		t.Fatalf("historical features: %v", err)
 	}
 	recs, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
 	if err != nil || len(recs) != len(rows)+1 {
@@ -112,7 +117,7 @@ func TestImportThenHistoricalFeatures(t *testing.T) {
 
 	// With the CLI, beside the running node, to Parquet.
 	train := filepath.Join(dir, "train.parquet")
-	out, err = exec.Command(binary, "export", "--data-dir", data, "--service", "fraud_detection", "--spine", spine, "--out", train, "--quiet").CombinedOutput()
+	out, err = exec.Command(harness.Binary(t), "export", "--data-dir", data, "--service", "fraud_detection", "--spine", spine, "--out", train, "--quiet").CombinedOutput()
 	if err != nil {
 		t.Fatalf("export: %v\n%s", err, out)
 	}
@@ -143,27 +148,35 @@ func TestImportThenHistoricalFeatures(t *testing.T) {
 	}
 
 	// Refusals name the problem and stream nothing.
-	code, msg := postSpine(t, p.base+"/api/v1/feature-service/historical-features?service=fraud_detection", "user_id,timestamp\nu1,2026-01-01T00:00:00Z\n")
+	code, msg := postSpine(t, p, "fraud_detection", "user_id,timestamp\nu1,2026-01-01T00:00:00Z\n")
 	if code != 400 || !strings.Contains(msg, "INVALID_SPINE") || !strings.Contains(msg, "merchant") {
 		t.Fatalf("spine without join keys: %d %s", code, msg)
 	}
-	code, msg = postSpine(t, p.base+"/api/v1/feature-service/historical-features?service=fraud_detection", "user_id,merchant,country,timestamp,amt,lat,long\nu1,m,FR,yesterday,1,2,3\n")
+	code, msg = postSpine(t, p, "fraud_detection", "user_id,merchant,country,timestamp,amt,lat,long\nu1,m,FR,yesterday,1,2,3\n")
 	if code != 400 || !strings.Contains(msg, "row 1") {
 		t.Fatalf("spine with a bad time: %d %s", code, msg)
 	}
-	code, msg = postSpine(t, p.base+"/api/v1/feature-service/historical-features?service=nope", "a\n1\n")
+	code, msg = postSpine(t, p, "nope", "a\n1\n")
 	if code != 404 || !strings.Contains(msg, "UNKNOWN_FEATURE_SERVICE") {
 		t.Fatalf("unknown service: %d %s", code, msg)
 	}
 }
 
-func postSpine(t *testing.T, url, body string) (int, string) {
+// postSpine asks for the historical features of a CSV spine that the node
+// is expected to refuse, and returns the refusal's status and text (code
+// and message).
+func postSpine(t *testing.T, p *harness.Node, service, spine string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url, "text/csv", strings.NewReader(body))
-	if err != nil {
+	answer, err := p.Client.HistoricalFeatures(context.Background(), client.HistoricalRequest{Service: service,
+		Spine: []byte(spine), SpineFormat: client.CSV})
+	if err == nil {
+		b, _ := io.ReadAll(answer)
+		answer.Close()
+		return 200, string(b)
+	}
+	var e *client.Error
+	if !errors.As(err, &e) {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return e.Status, e.Code + ": " + e.Message
 }

@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tally-ml/tally/bench"
-	"github.com/tally-ml/tally/node"
-	"github.com/tally-ml/tally/wal"
+	"github.com/tally-ml/tally/bench/inprocess"
 )
 
 func benchCmd() *cobra.Command {
@@ -29,17 +26,11 @@ func benchCmd() *cobra.Command {
 			if !cmd.Flags().Changed("peers") {
 				opts.Peers = nil
 			}
-			if !inMemory {
-				// tally under test writes its write-ahead log with
-				// fsync=always, as `tally serve` does by default.
-				opts.TallyLog = func(dir string) (node.Log, io.Closer, error) {
-					l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Compress: true})
-					if err != nil {
-						return nil, nil, err
-					}
-					return l, l, nil
-				}
-			}
+			// tally under test writes its write-ahead log with
+			// fsync=always, as `tally serve` does by default.
+			tally := inprocess.Options{WAL: !inMemory}
+			opts.Tally = func() (string, func(), error) { return inprocess.Start(tally) }
+			opts.TallySetup = inprocess.Setup(tally)
 			rep, err := bench.Run(ctx, opts, cmd.OutOrStdout())
 			if err != nil {
 				return err

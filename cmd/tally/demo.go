@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os/signal"
@@ -12,9 +11,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/valyala/fasthttp"
 
 	"github.com/tally-ml/tally/bench/workload"
+	"github.com/tally-ml/tally/client"
 )
 
 func demoCmd() *cobra.Command {
@@ -36,7 +35,11 @@ func demoCmd() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			d := &demo{base: "http://" + r.ln.Addr().String(), out: cmd.OutOrStdout(), client: &fasthttp.Client{},
+			c, err := client.New(r.ln.Addr().String(), client.Options{})
+			if err != nil {
+				return err
+			}
+			d := &demo{c: c, out: cmd.OutOrStdout(),
 				gen: workload.New(workload.Config{Seed: seed, Users: users, Merchants: 500, FraudRate: 0.002})}
 			runErr := d.run(ctx, rate)
 			if err := r.stop(log); err != nil {
@@ -54,27 +57,14 @@ func demoCmd() *cobra.Command {
 }
 
 type demo struct {
-	base   string
-	out    io.Writer
-	client *fasthttp.Client
-	gen    *workload.Generator
+	c   *client.Client
+	out io.Writer
+	gen *workload.Generator
 }
 
-func (d *demo) post(path, contentType string, body []byte) ([]byte, error) {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(d.base + path)
-	req.Header.SetMethod("POST")
-	req.Header.SetContentType(contentType)
-	req.SetBody(body)
-	if err := d.client.DoTimeout(req, resp, 5*time.Second); err != nil {
-		return nil, err
-	}
-	if resp.StatusCode() != 200 {
-		return nil, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode(), resp.Body())
-	}
-	return append([]byte(nil), resp.Body()...), nil
+// timeout bounds each of the demo's requests.
+func timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 5*time.Second)
 }
 
 func (d *demo) run(ctx context.Context, rate int) error {
@@ -88,10 +78,13 @@ func (d *demo) run(ctx context.Context, rate int) error {
 		csv = strconv.AppendFloat(csv, u.HomeLong, 'f', 5, 64)
 		csv = append(csv, '\n')
 	}
-	if _, err := d.post("/api/v1/tables/user_profile", "text/csv", csv); err != nil {
+	tctx, cancel := timeout()
+	_, err := d.c.UploadTable(tctx, "user_profile", client.CSV, csv, client.TableOptions{})
+	cancel()
+	if err != nil {
 		return fmt.Errorf("load user_profile: %w", err)
 	}
-	fmt.Fprintf(d.out, "tally demo: %d card holders loaded into user_profile; streaming %d transactions/s into %s (Ctrl-C to stop)\n\n", len(d.gen.Users()), rate, d.base)
+	fmt.Fprintf(d.out, "tally demo: %d card holders loaded into user_profile; streaming %d transactions/s into %s (Ctrl-C to stop)\n\n", len(d.gen.Users()), rate, d.c.URL())
 
 	const tick = 50 * time.Millisecond
 	perTick := max(1, rate*int(tick)/int(time.Second))
@@ -122,7 +115,10 @@ func (d *demo) run(ctx context.Context, rate int) error {
 				fraud = &tc
 			}
 		}
-		if _, err := d.post("/api/v1/ingest/bulk?source=transactions", "application/x-ndjson", body); err != nil {
+		tctx, cancel := timeout()
+		_, err := d.c.IngestBulk(tctx, "transactions", body, client.WriteOptions{})
+		cancel()
+		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
 		sent += perTick
@@ -146,30 +142,15 @@ func (d *demo) show(txns []workload.Txn) error {
 	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "user\tamt\tcnt_1m\tcnt_5m\tsum_1h\tmean_1d\tmerch_1h\tmerch_cnt_5m\tkm_from_home\tamt/mean_1d\tp(fraud)\tlabel\t")
 	for _, t := range txns {
-		req := fmt.Sprintf(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":%q,"merchant":%q,"country":%q},"request_context_map":{"amt":%g,"lat":%g,"long":%g}}}`,
-			t.UserID, t.Merchant, t.Country, t.Amt, t.Lat, t.Long)
-		body, err := d.post("/api/v1/feature-service/predict", "application/json", []byte(req))
+		tctx, cancel := timeout()
+		resp, err := d.c.Predict(tctx, client.LookupRequest{Service: "fraud_detection",
+			JoinKeys:       map[string]any{"user_id": t.UserID, "merchant": t.Merchant, "country": t.Country},
+			RequestContext: map[string]any{"amt": t.Amt, "lat": t.Lat, "long": t.Long}})
+		cancel()
 		if err != nil {
 			return fmt.Errorf("predict: %w", err)
 		}
-		var resp struct {
-			Result struct {
-				Features   []any `json:"features"`
-				Prediction *struct {
-					Probabilities map[string]float64 `json:"probabilities"`
-				} `json:"prediction"`
-			} `json:"result"`
-			Metadata struct {
-				Features []struct{ Name string } `json:"features"`
-			} `json:"metadata"`
-		}
-		if err := json.Unmarshal(body, &resp); err != nil {
-			return fmt.Errorf("get-features response: %w", err)
-		}
-		v := map[string]any{}
-		for i, m := range resp.Metadata.Features {
-			v[m.Name] = resp.Result.Features[i]
-		}
+		v := resp.Map()
 		label := "ok"
 		if t.IsFraud == 1 {
 			label = "FRAUD"

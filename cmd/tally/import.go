@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/tabular"
 )
@@ -63,7 +62,10 @@ import and says how many rows earlier chunks loaded.`,
 			if !quiet {
 				bar = newBar(cmd.ErrOrStderr(), -1, "import "+source, "events")
 			}
-			client := &http.Client{Timeout: 5 * time.Minute}
+			node, err := client.New(url, client.Options{APIKey: apiKey})
+			if err != nil {
+				return err
+			}
 			row := make([]tabular.Value, len(r.Columns()))
 			var body []byte
 			loaded, tooLate, line := 0, 0, 0
@@ -71,12 +73,14 @@ import and says how many rows earlier chunks loaded.`,
 				if n == 0 {
 					return nil
 				}
-				acc, late, err := postImport(client, url, apiKey, source, body)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				res, err := node.Import(ctx, source, body, client.WriteOptions{})
+				cancel()
 				if err != nil {
 					return fmt.Errorf("rows %d-%d: %w (%d rows before them were loaded)", line-n+1, line, err, loaded)
 				}
-				loaded += acc
-				tooLate += late
+				loaded += res.Accepted
+				tooLate += res.TooLate
 				body = body[:0]
 				if bar != nil {
 					bar.Set(loaded)
@@ -234,29 +238,4 @@ func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, erro
 		}
 	}
 	return append(dst, '}', '\n'), nil
-}
-
-func postImport(c *http.Client, url, key, source string, body []byte) (accepted, tooLate int, err error) {
-	req, err := http.NewRequest("POST", strings.TrimRight(url, "/")+"/api/v1/import?source="+source, bytes.NewReader(body))
-	if err != nil {
-		return 0, 0, err
-	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != 200 {
-		return 0, 0, fmt.Errorf("the node refused the chunk: %s %s", resp.Status, bytes.TrimSpace(raw))
-	}
-	var r struct{ Accepted, TooLate int }
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return 0, 0, fmt.Errorf("import response: %w", err)
-	}
-	return r.Accepted, r.TooLate, nil
 }
