@@ -64,8 +64,16 @@ type Limits struct {
 	ReadTimeout     time.Duration `yaml:"read_timeout"`      // whole request, headers and body
 	WriteTimeout    time.Duration `yaml:"write_timeout"`     //
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`      // keep-alive
-	MaxConnsPerIP   int           `yaml:"max_conns_per_ip"`  // 0 = unlimited
 	MaxRequestsConn int           `yaml:"max_requests_conn"` // 0 = unlimited
+	// MaxConns bounds open client connections: more are accepted and closed
+	// at once with 503. 0 (the default) takes half the open-file limit, at
+	// most 10,000; a number that leaves fewer than 128 descriptors to the
+	// log and snapshots is refused at start.
+	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerIP bounds one client address's connections (more are
+	// closed at once with 429), so that one host cannot take all MaxConns;
+	// default 1024, 0 = no bound.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
 }
 
 // DefaultConfig returns the settings `tally serve` uses with no flags.
@@ -92,6 +100,7 @@ func DefaultConfig() Config {
 			ReadTimeout:    10 * time.Second,
 			WriteTimeout:   10 * time.Second,
 			IdleTimeout:    60 * time.Second,
+			MaxConnsPerIP:  1024,
 		},
 	}
 }
@@ -168,6 +177,9 @@ func (c *Config) Validate() error {
 	l := c.Limits
 	if l.MaxBodyBytes <= 0 || l.MaxHeaderBytes <= 0 || l.MaxRecords <= 0 || l.MaxBatch <= 0 || l.MaxKeys <= 0 || l.MaxTableRows <= 0 {
 		return fmt.Errorf("limits: every limit must be positive")
+	}
+	if l.MaxConns < 0 || l.MaxConnsPerIP < 0 || l.MaxRequestsConn < 0 {
+		return fmt.Errorf("limits: max_conns, max_conns_per_ip and max_requests_conn must be 0 or more")
 	}
 	if l.ReadTimeout <= 0 || l.WriteTimeout <= 0 || l.IdleTimeout <= 0 {
 		return fmt.Errorf("limits: read, write and idle timeouts must be positive (they are what stops slow clients)")

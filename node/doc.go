@@ -12,7 +12,11 @@
 //     once, evaluates request-time features, and appends the Tecton-shaped
 //     JSON response straight into the output buffer, without allocating per
 //     request in steady state.
-//   - http.go: the fasthttp server: routes, auth, limits, errors.
+//   - http.go: the fasthttp server: routes, auth, limits, errors; conns.go
+//     bounds its connections below the open-file limit.
+//   - durable.go: every change goes to the write-ahead log first; a log
+//     that refuses writes turns ingest into 503 NOT_DURABLE and /readyz
+//     into 503 with the reason, until it recovers.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

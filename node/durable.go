@@ -9,15 +9,19 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/windows"
 )
 
 // Log is where the node writes every change before applying it. The
 // write-ahead log (wal.Log) satisfies it. Append must return only once the
 // records are as durable as the log's policy promises, and must assign
-// consecutive indexes in the order it makes records durable.
+// consecutive indexes in the order it makes records durable. Err says why
+// the log refuses appends now (nil when it accepts them): /readyz reports
+// it, and readiness returns when it is nil again.
 type Log interface {
 	Append(recs ...[]byte) (last uint64, err error)
+	Err() error
 }
 
 // ErrLogFailed wraps a write-ahead log failure: the change was not
@@ -66,8 +70,15 @@ func (n *Node) commit(recs [][]byte, apply func()) error {
 	}
 	last, err := n.log.Append(recs...)
 	if err != nil {
-		n.SetReady(false)
+		if n.logFailing.CompareAndSwap(false, true) {
+			n.logger.Error("write-ahead log failed: changes are refused (503 NOT_DURABLE) and /readyz answers 503 until it recovers; "+
+				"it retries a failed segment roll by itself, a failed write or fsync needs a restart",
+				"kind", wal.ErrorKind(err), "err", err)
+		}
 		return fmt.Errorf("%w: %v (the change was not acknowledged)", ErrLogFailed, err)
+	}
+	if n.logFailing.Load() && n.logFailing.CompareAndSwap(true, false) {
+		n.logger.Info("write-ahead log recovered: changes are acknowledged again")
 	}
 	n.seq.begin(last - uint64(len(recs)) + 1)
 	apply()

@@ -56,6 +56,7 @@ func NewServer(n *Node) *Server {
 		IdleTimeout:           l.IdleTimeout,
 		MaxRequestBodySize:    l.MaxBodyBytes,
 		ReadBufferSize:        l.MaxHeaderBytes,
+		Concurrency:           n.maxConns,
 		MaxConnsPerIP:         l.MaxConnsPerIP,
 		MaxRequestsPerConn:    l.MaxRequestsConn,
 		NoDefaultServerHeader: true,
@@ -79,8 +80,9 @@ func NewServer(n *Node) *Server {
 	return s
 }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve accepts connections on ln until Shutdown; running out of file
+// descriptors pauses accepting, it does not stop it.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(retryListener{ln}) }
 
 // Shutdown stops accepting, lets in-flight requests finish, and closes idle
 // connections.
@@ -151,12 +153,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
 	case bytes.Equal(path, pathReadyz):
-		ctx.SetContentType("application/json")
-		if s.n.ready.Load() {
+		switch err := s.n.Ready(); {
+		case err == nil:
+			ctx.SetContentType("application/json")
 			ctx.SetBodyString(`{"status":"ready"}`)
-		} else {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString(`{"status":"recovering"}`)
+		case err == errRecovering:
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "recovering"})
+		default:
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "not durable", "reason": err.Error()})
 		}
 	case bytes.Equal(path, pathMetrics):
 		if s.allow(ctx, ScopeAdmin, false) {

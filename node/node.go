@@ -1,8 +1,10 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,9 @@ type Options struct {
 	// OpenModel builds a service's Scorer; nil opens ONNX files in process
 	// and MLflow endpoints over HTTP, each behind a micro-batcher.
 	OpenModel ModelOpener
+	// Logger receives what an operator must act on (the write-ahead log
+	// failing and recovering); nil discards it.
+	Logger *slog.Logger
 	// ApplyWorkers > 1 applies a large batch to the views of its source on
 	// that many goroutines (views are independent): for replays, where one
 	// goroutine applies the whole log (recovery, historical features). Live
@@ -54,13 +59,32 @@ type Node struct {
 	visible   int64
 	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
+	logger    *slog.Logger
+	maxConns  int // limits.max_conns resolved against the open-file limit
 
-	ready atomic.Bool
+	ready      atomic.Bool
+	logFailing atomic.Bool // the last Append failed; logged once
 }
 
-// SetReady marks the node ready to serve (/readyz answers 200): the caller
-// has finished recovering state.
+// SetReady marks the node ready to serve (/readyz answers 200 while its log
+// accepts appends): the caller has finished recovering state.
 func (n *Node) SetReady(ok bool) { n.ready.Store(ok) }
+
+// Ready reports whether the node serves: nil, or why not (recovering, or
+// the log's failure).
+func (n *Node) Ready() error {
+	if !n.ready.Load() {
+		return errRecovering
+	}
+	if n.log != nil {
+		if err := n.log.Err(); err != nil {
+			return fmt.Errorf("%w: %v", ErrLogFailed, err)
+		}
+	}
+	return nil
+}
+
+var errRecovering = errors.New("recovering")
 
 // New compiles repo into a serving node. It fails only on a repo or config
 // the node cannot serve, with a message saying what to change.
@@ -69,7 +93,14 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, log: opts.Log, seq: newSequencer(),
-		workers: max(1, opts.ApplyWorkers)}
+		workers: max(1, opts.ApplyWorkers), logger: opts.Logger}
+	if n.logger == nil {
+		n.logger = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if n.maxConns, err = connLimit(cfg.Limits.MaxConns, openFileLimit()); err != nil {
+		return nil, err
+	}
 	if n.now == nil {
 		n.now = func() int64 { return time.Now().UnixMilli() }
 	}

@@ -25,6 +25,16 @@
 // may include the failed batch (written, but its fsync failed) — whole, or
 // not at all.
 //
+// Failing to start a new segment is different: nothing was written to it,
+// so nothing can be lost. The Appends that needed the new segment fail
+// (those of the same group commit sealed in the old one succeed), the
+// half-made file is removed, and the log rolls again before the next write
+// and every second until it succeeds; Err reports the failure meanwhile.
+// The log keeps what a roll needs open ahead of time, so that a process
+// out of file descriptors can still roll: the directory (to fsync it) and
+// the next segment's file, next.wal.tmp, created and preallocated after
+// each roll (a second preallocated segment on disk).
+//
 // Replay streams records from any index through a 64 KiB buffer (sealed,
 // compressed segments through a streaming zstd decoder); Get reads one
 // record at random (the active segment with one positioned read; a sealed
@@ -41,7 +51,7 @@
 // be replaced by its zstd-compressed copy, 00000000000000000001.wal.zst,
 // which holds the same bytes up to the end of its data; when both exist the
 // plain file is authoritative. Files ending in .tmp are unfinished copies
-// and Open removes them. New segments are preallocated to
+// or the next segment made ahead, and Open removes them. New segments are preallocated to
 // Options.SegmentSize (fallocate; on file systems without it, ftruncate,
 // which leaves a sparse file that reads as zeros) and the log rolls to a new
 // segment when the next Append's records would not fit, so only an Append

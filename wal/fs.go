@@ -10,6 +10,9 @@ import (
 
 // FS is the file system the log lives on. OS is the real one; tests inject
 // faults (torn writes, full disks, failing fsyncs) through their own.
+// OpenFile of a directory, read-only, should give a handle whose Sync is
+// SyncDir: the log holds its directory open that way, so that a roll needs
+// no new file descriptor (an FS that cannot gets SyncDir calls instead).
 type FS interface {
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
 	ReadDir(dir string) ([]fs.DirEntry, error)

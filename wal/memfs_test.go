@@ -18,7 +18,8 @@ import (
 // since the last fsync survives or not at random (out of order, as disks
 // do), and the file's size is the old or the new one. Directory operations
 // are durable at once. Faults: failing writes (with a short write, as on a
-// full disk), failing fsyncs, and a frozen state after crash.
+// full disk), failing fsyncs, failing opens and directory syncs (as when
+// the process has no file descriptor left), and a frozen state after crash.
 type memFS struct {
 	mu     sync.Mutex
 	files  map[string]*memData
@@ -29,6 +30,8 @@ type memFS struct {
 	failWrite  bool
 	shortWrite bool // write half, then ENOSPC
 	failSync   bool
+	failOpen   error // returned by OpenFile, when set
+	failDir    error // returned by directory syncs, when set
 }
 
 type memData struct {
@@ -92,7 +95,13 @@ func (m *memFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) 
 	if m.frozen {
 		return nil, errFrozen
 	}
+	if m.failOpen != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: m.failOpen}
+	}
 	name = filepath.Clean(name)
+	if m.dirs[name] && flag&os.O_CREATE == 0 {
+		return &memFile{fs: m, name: name, dir: true}, nil
+	}
 	d, ok := m.files[name]
 	if !ok {
 		if flag&os.O_CREATE == 0 {
@@ -177,7 +186,10 @@ func (m *memFS) SyncDir(dir string) error {
 	if m.frozen {
 		return errFrozen
 	}
-	return nil
+	if m.failOpen != nil {
+		return &fs.PathError{Op: "open", Path: dir, Err: m.failOpen}
+	}
+	return m.failDir
 }
 
 type memEntry string
@@ -203,6 +215,7 @@ type memFile struct {
 	fs   *memFS
 	name string
 	d    *memData
+	dir  bool // a directory: only Sync and Close
 	pos  int64
 }
 
@@ -254,6 +267,12 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 func (f *memFile) Sync() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
+	if f.dir {
+		if f.fs.frozen {
+			return errFrozen
+		}
+		return f.fs.failDir
+	}
 	f.fs.syncs++
 	if f.fs.frozen || f.fs.failSync {
 		return syscall.EIO

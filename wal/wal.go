@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -84,7 +85,19 @@ type Log struct {
 	off      int64    // write offset in the active segment
 	next     uint64   // index of the next record
 	broken   error    // sticky: a failed write or fsync
+	retry    error    // a failed roll, retried (see rollPending)
 	closed   bool
+
+	// Owned by whoever holds wmu. dirf is the directory, held open so that
+	// syncing it needs no new file descriptor (nil: the FS cannot open a
+	// directory, and FS.SyncDir is used). spare is the next segment's file,
+	// created and preallocated ahead of the roll that needs it (nil: making
+	// it failed; the roll makes its own). rollPending: a roll failed before
+	// anything was written to the new segment; the active segment stays
+	// sealed to writes until a roll succeeds.
+	dirf        File
+	spare       File
+	rollPending bool
 
 	cache      segCache
 	compressWG sync.WaitGroup
@@ -92,6 +105,7 @@ type Log struct {
 }
 
 type logMetrics struct {
+	errors   map[string]*metrics.Counter // by ErrorKind
 	fsync    *metrics.Histogram
 	bytes    *metrics.Counter
 	records  *metrics.Counter
@@ -139,12 +153,17 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
 	}
+	if d, err := l.fs.OpenFile(dir, os.O_RDONLY, 0); err == nil {
+		l.dirf = d
+	}
 	if err := l.recoverTail(segs); err != nil {
 		if l.active != nil {
 			l.active.Close()
 		}
+		l.closeFiles()
 		return nil, err
 	}
+	l.prepareSpare()
 	go l.writer()
 	if opts.Compress {
 		for _, s := range l.segs[:len(l.segs)-1] {
@@ -183,7 +202,17 @@ func (l *Log) initMetrics() {
 		groups:   s.GetOrCreateCounter("tally_wal_group_commits_total"),
 		segments: s.GetOrCreateCounter("tally_wal_segments_created_total"),
 		compress: s.GetOrCreateCounter("tally_wal_compress_errors_total"),
+		errors:   map[string]*metrics.Counter{},
 	}
+	for _, k := range errorKinds {
+		l.m.errors[k] = s.GetOrCreateCounter(fmt.Sprintf(`tally_wal_errors_total{kind=%q}`, k))
+	}
+	s.GetOrCreateGauge("tally_wal_durable", func() float64 {
+		if l.Err() != nil {
+			return 0
+		}
+		return 1
+	})
 }
 
 // recoverTail scans the last segment, truncates a torn tail, and opens it
@@ -290,36 +319,108 @@ func cutPlain(f File, off, lastFrame, size int64) error {
 	return f.Sync()
 }
 
-// newSegment creates, preallocates and syncs the segment starting at first
-// and makes it the active one. The previous active file is the caller's.
-func (l *Log) newSegment(first uint64) error {
-	name := segmentName(first)
-	path := filepath.Join(l.dir, name)
+// spareName is the next segment's file before a roll renames it into place.
+// Open removes it with the other temporary files.
+const spareName = "next.wal.tmp"
+
+// createSpare creates and preallocates the next segment's file.
+func (l *Log) createSpare() (File, error) {
+	path := filepath.Join(l.dir, spareName)
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return fmt.Errorf("wal: create %s: %w", name, err)
+		return nil, fmt.Errorf("wal: create %s: %w", spareName, err)
 	}
 	if err := f.Preallocate(l.opts.SegmentSize); err != nil {
 		f.Close()
-		return fmt.Errorf("wal: preallocate %s: %w", name, err)
+		l.fs.Remove(path)
+		return nil, fmt.Errorf("wal: preallocate %s: %w", spareName, err)
+	}
+	return f, nil
+}
+
+// prepareSpare makes the next segment's file ahead of the roll that needs
+// it, so that a roll opens no file: a client holding every file descriptor
+// the process may have, or a full disk, is met here, where failing costs
+// nothing (the roll then makes the file itself).
+func (l *Log) prepareSpare() {
+	if l.spare == nil {
+		l.spare, _ = l.createSpare()
+	}
+}
+
+// syncDir fsyncs the log directory, through the handle held open if any.
+func (l *Log) syncDir() error {
+	if l.dirf != nil {
+		return l.dirf.Sync()
+	}
+	return l.fs.SyncDir(l.dir)
+}
+
+// closeFiles closes the directory handle and removes the spare.
+func (l *Log) closeFiles() {
+	if l.spare != nil {
+		l.spare.Close()
+		l.fs.Remove(filepath.Join(l.dir, spareName))
+		l.spare = nil
+	}
+	if l.dirf != nil {
+		l.dirf.Close()
+		l.dirf = nil
+	}
+}
+
+// retryable marks a failure that changed nothing the log holds: creating
+// a new segment failed before any record was written to it, and the
+// half-made file is gone. The log retries instead of breaking.
+type retryable struct{ err error }
+
+func (e retryable) Error() string { return e.err.Error() }
+func (e retryable) Unwrap() error { return e.err }
+
+// newSegment makes the segment starting at first the active one: the
+// spare file (or a new one) gets its header, is fsynced, renamed into place,
+// and the directory fsynced. The previous active file is the caller's. An
+// error is retryable when the half-made file could be removed.
+func (l *Log) newSegment(first uint64) error {
+	name := segmentName(first)
+	spare, path := filepath.Join(l.dir, spareName), filepath.Join(l.dir, name)
+	f := l.spare
+	l.spare = nil
+	if f == nil {
+		var err error
+		if f, err = l.createSpare(); err != nil {
+			return retryable{err}
+		}
+	}
+	at := spare
+	undo := func(err error) error {
+		f.Close()
+		if rerr := l.fs.Remove(at); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return fmt.Errorf("%w (and removing the unfinished %s failed: %v)", err, filepath.Base(at), rerr)
+		}
+		return retryable{err}
 	}
 	if _, err := f.WriteAt(segmentHeader(first), 0); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: write %s header: %w", name, err)
+		return undo(fmt.Errorf("wal: write %s header: %w", name, err))
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: sync %s: %w", name, err)
+		return undo(fmt.Errorf("wal: sync %s: %w", name, err))
 	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
+	if err := l.fs.Rename(spare, path); err != nil {
+		return undo(fmt.Errorf("wal: rename %s to %s: %w", spareName, name, err))
+	}
+	at = path
+	if err := l.syncDir(); err != nil {
+		return undo(fmt.Errorf("wal: sync dir %s: %w", l.dir, err))
 	}
 	l.mu.Lock()
 	l.segs = append(l.segs, segmentInfo{first: first, name: name})
 	l.active, l.segFirst, l.off, l.next, l.offs = f, first, headerSize, first, nil
+	l.retry = nil
 	l.mu.Unlock()
+	l.rollPending = false
 	l.m.segments.Inc()
+	l.prepareSpare()
 	return nil
 }
 
@@ -328,9 +429,12 @@ func (l *Log) newSegment(first uint64) error {
 // callers share writes and fsyncs. The records of one call land in one
 // segment, and after a crash either all of them are in the log or none.
 // On error nothing of recs is acknowledged (LastIndex, Get and Replay do not
-// show them; after a reopen they may be there, whole), and the log refuses
-// every later Append: reopen it to recover. recs may be reused once Append
-// returns.
+// show them; after a reopen they may be there, whole). A failed write or
+// fsync breaks the log: it refuses every later Append, and must be reopened
+// to recover. A failure to start a new segment (no file descriptor left, a
+// full disk) does not: nothing was written, and the next Append (or the
+// writer, every second) tries again; Err says which state the log is in.
+// recs may be reused once Append returns.
 func (l *Log) Append(recs ...[]byte) (last uint64, err error) {
 	if len(recs) == 0 {
 		return l.LastIndex(), nil
@@ -379,6 +483,8 @@ func (l *Log) writer() {
 		defer ticker.Stop()
 		tick = ticker.C
 	}
+	retry := time.NewTicker(retryEvery)
+	defer retry.Stop()
 	var group []*appendReq
 	var buf []byte
 	for {
@@ -397,6 +503,9 @@ func (l *Log) writer() {
 		case <-tick:
 			l.Sync()
 			continue
+		case <-retry.C:
+			l.retryRoll()
+			continue
 		case r := <-l.reqs:
 			group = append(group[:0], r)
 		}
@@ -414,7 +523,13 @@ func (l *Log) writer() {
 	}
 }
 
+// retryEvery is how often the writer retries a failed roll while no
+// Append does.
+const retryEvery = time.Second
+
+// fail breaks the log for good (until reopened).
 func (l *Log) fail(err error) {
+	l.m.errors[ErrorKind(err)].Inc()
 	l.mu.Lock()
 	if l.broken == nil {
 		l.broken = err
@@ -422,19 +537,55 @@ func (l *Log) fail(err error) {
 	l.mu.Unlock()
 }
 
-// commit writes a group of requests and releases them.
+// failed records err from a write or a roll, with wmu held: a retryable
+// one leaves the log waiting to roll again, any other breaks it.
+func (l *Log) failed(err error) {
+	var r retryable
+	if !errors.As(err, &r) {
+		l.fail(err)
+		return
+	}
+	l.m.errors[ErrorKind(err)].Inc()
+	l.mu.Lock()
+	l.retry = err
+	l.mu.Unlock()
+	l.rollPending = true
+}
+
+// retryRoll retries a failed roll, so that the log recovers (Err returns
+// nil again) without waiting for an Append.
+func (l *Log) retryRoll() {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	ok := l.rollPending && l.broken == nil && !l.closed && l.active != nil
+	next, end := l.next, l.off
+	l.mu.Unlock()
+	if ok {
+		if err := l.roll(next, end, l.pend[:0]); err != nil {
+			l.failed(err)
+		}
+	}
+}
+
+// commit writes a group of requests and releases them. The requests made
+// durable before a failure keep their indexes and succeed; the others get
+// the error.
 func (l *Log) commit(group []*appendReq, buf []byte) []byte {
 	l.wmu.Lock()
 	l.mu.Lock()
 	err := l.broken
 	l.mu.Unlock()
+	done := 0
 	if err == nil {
-		buf, err = l.writeGroup(group, buf)
+		buf, done, err = l.writeGroup(group, buf)
+		if err != nil {
+			l.failed(err)
+		}
 	}
 	l.wmu.Unlock()
 	if err != nil {
-		l.fail(err)
-		for _, r := range group {
+		for _, r := range group[done:] {
 			r.err = err
 		}
 	}
@@ -444,7 +595,9 @@ func (l *Log) commit(group []*appendReq, buf []byte) []byte {
 	return buf
 }
 
-func (l *Log) writeGroup(group []*appendReq, buf []byte) ([]byte, error) {
+// writeGroup writes and (per the policy) fsyncs group. On error, done
+// requests of it were made durable and published by a roll before it.
+func (l *Log) writeGroup(group []*appendReq, buf []byte) (_ []byte, done int, _ error) {
 	buf = buf[:0]
 	pend := l.pend[:0]
 	start := l.off // file offset of buf[0]
@@ -464,17 +617,22 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) ([]byte, error) {
 		buf = buf[:0]
 		return nil
 	}
-	for _, r := range group {
+	for i, r := range group {
 		size := int64(0)
 		for _, rec := range r.recs {
 			size += int64(frameSize(len(rec)))
 		}
-		if at := start + int64(len(buf)); at+size > l.opts.SegmentSize && at > headerSize {
+		if at := start + int64(len(buf)); (at+size > l.opts.SegmentSize || l.rollPending) && at > headerSize {
 			if err := flush(); err != nil {
-				return buf, err
+				return buf, done, err
 			}
-			if err := l.roll(next, start, pend); err != nil {
-				return buf, err
+			err := l.roll(next, start, pend)
+			if l.next == next { // the records before were sealed: durable
+				l.m.records.Add(int(next - first))
+				done, first = i, next
+			}
+			if err != nil {
+				return buf, done, err
 			}
 			pend, start = l.pend[:0], l.off
 		}
@@ -487,12 +645,12 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) ([]byte, error) {
 		r.last = next - 1
 	}
 	if err := flush(); err != nil {
-		return buf, err
+		return buf, done, err
 	}
 	if l.opts.Sync == SyncAlways {
 		t := time.Now()
 		if err := l.active.Sync(); err != nil {
-			return buf, fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), err)
+			return buf, done, fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), err)
 		}
 		l.m.fsync.UpdateDuration(t)
 	}
@@ -503,11 +661,13 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) ([]byte, error) {
 	l.pend = pend
 	l.m.groups.Inc()
 	l.m.records.Add(int(next - first))
-	return buf, nil
+	return buf, len(group), nil
 }
 
 // roll seals the active segment (fsynced, its frames pend published) and
-// starts a new one at next. The sealed file goes to the Get cache.
+// starts a new one at next. The sealed file goes to the Get cache. If the
+// new segment cannot be made (a retryable error), the sealed one stays
+// active, open, and takes no more writes: the next write rolls first.
 func (l *Log) roll(next uint64, end int64, pend []uint32) error {
 	old := l.active
 	if err := old.Sync(); err != nil {
@@ -521,7 +681,10 @@ func (l *Log) roll(next uint64, end int64, pend []uint32) error {
 	l.mu.Unlock()
 	l.pend = pend[:0]
 	if err := l.newSegment(next); err != nil {
-		old.Close()
+		var r retryable
+		if !errors.As(err, &r) {
+			old.Close()
+		}
 		return err
 	}
 	l.cache.put(idx)
@@ -529,6 +692,40 @@ func (l *Log) roll(next uint64, end int64, pend []uint32) error {
 		l.compressLater(sealed)
 	}
 	return nil
+}
+
+// Err says why the log refuses appends now: the failure that broke it
+// (reopen to recover), or the last failure to start a new segment (a
+// descriptor or disk shortage), which the log retries before the next
+// Append and every second until it succeeds. It is nil when the log
+// accepts appends.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken != nil {
+		return l.broken
+	}
+	return l.retry
+}
+
+// Error kinds, the label of tally_wal_errors_total: what to fix.
+var errorKinds = []string{"enospc", "emfile", "enfile", "eio", "other"}
+
+// ErrorKind names the cause of a log error: "enospc" (the disk or a quota
+// is full), "emfile" (the process has no file descriptor left), "enfile"
+// (the system has none left), "eio" (the device failed), "other".
+func ErrorKind(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return "enospc"
+	case errors.Is(err, syscall.EMFILE):
+		return "emfile"
+	case errors.Is(err, syscall.ENFILE):
+		return "enfile"
+	case errors.Is(err, syscall.EIO):
+		return "eio"
+	}
+	return "other"
 }
 
 // FirstIndex is the index of the oldest record kept (1 for a new log). It
@@ -749,7 +946,7 @@ func (l *Log) truncateFront(index uint64, keep time.Duration) error {
 			return err
 		}
 	}
-	return l.fs.SyncDir(l.dir)
+	return l.syncDir()
 }
 
 // TruncateBack deletes every record after index (FirstIndex()-1 <= index);
@@ -834,7 +1031,7 @@ func (l *Log) truncateBack(index uint64) error {
 		l.segs = segs[:j]
 		l.mu.Unlock()
 	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
+	if err := l.syncDir(); err != nil {
 		return err
 	}
 	s := segs[k]
@@ -971,6 +1168,7 @@ func (l *Log) Close() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.active == nil {
+		l.closeFiles()
 		return l.broken
 	}
 	var err error
@@ -980,5 +1178,6 @@ func (l *Log) Close() error {
 	if cerr := l.active.Close(); err == nil {
 		err = cerr
 	}
+	l.closeFiles()
 	return err
 }

@@ -126,7 +126,7 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("open the write-ahead log: %w", err)
 	}
-	n, err := node.New(repo, cfg, node.Options{RepoFS: dir, Log: wl})
+	n, err := node.New(repo, cfg, node.Options{RepoFS: dir, Log: wl, Logger: log})
 	if err != nil {
 		wl.Close()
 		return nil, err
