@@ -1,17 +1,16 @@
 package systemtest
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tally-ml/tally/systemtest/harness"
 )
 
 // TestConnectionFloodUnderLowFileLimit runs the real binary under
@@ -23,32 +22,14 @@ import (
 // and refuses the rest at once; before it did, the flood used every
 // descriptor and the node stopped accepting or could not roll its log.
 func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
-	dir := t.TempDir()
-	config := filepath.Join(t.TempDir(), "tally.yaml")
-	if err := os.WriteFile(config, []byte("durability: {segment_size: 65536}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	cmd := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, binary, "serve", "--config", config, "--data-dir", dir, "--listen", addr)
-	out := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, base: "http://" + addr, out: out, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p := harness.Start(t, harness.Options{Config: "durability: {segment_size: 65536}\n", FileLimit: 256})
+	dir, addr := p.DataDir, p.Addr
 
 	// One keep-alive connection, opened before the flood.
 	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	get := func(path string) (int, string, error) {
-		resp, err := client.Get(p.base + path)
+		resp, err := client.Get(p.URL + path)
 		if err != nil {
 			return 0, "", err
 		}
@@ -56,21 +37,9 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), nil
 	}
-	for i := 0; ; i++ {
-		if code, _, err := get("/readyz"); err == nil && code == 200 {
-			break
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("tally exited before it was ready: %v\n%s", err, out)
-		default:
-		}
-		if i == 400 {
-			t.Fatalf("tally not ready after 20 s\n%s", out)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if code, _, err := get("/readyz"); err != nil || code != 200 {
+		t.Fatalf("/readyz before the flood: %d %v", code, err)
 	}
-
 	var flood []net.Conn
 	defer func() {
 		for _, c := range flood {
@@ -94,14 +63,14 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 				i%10, j, j+1, now-int64(j)*1000))
 		}
 		body := `{"workspace_name":"default","records":{"transactions":[` + strings.Join(recs, ",") + `]}}`
-		resp, err := client.Post(p.base+"/api/v1/ingest", "application/json", strings.NewReader(body))
+		resp, err := client.Post(p.URL+"/api/v1/ingest", "application/json", strings.NewReader(body))
 		if err != nil {
-			t.Fatalf("ingest %d during the flood: %v\n%s", i, err, out)
+			t.Fatalf("ingest %d during the flood: %v\n%s", i, err, p.Output())
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			t.Fatalf("ingest %d during the flood: %d %s\n%s", i, resp.StatusCode, b, out)
+			t.Fatalf("ingest %d during the flood: %d %s\n%s", i, resp.StatusCode, b, p.Output())
 		}
 	}
 	if code, body, err := get("/readyz"); err != nil || code != 200 || body != `{"status":"ready"}` {
@@ -117,7 +86,7 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 		c.Close()
 	}
 	for i := 0; ; i++ {
-		resp, err := http.Get(p.base + "/readyz")
+		resp, err := http.Get(p.URL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -134,7 +103,7 @@ func TestConnectionFloodUnderLowFileLimit(t *testing.T) {
 			t.Fatalf("flood-u%d counts %d events, %d acknowledged", u, got, requests/10*events)
 		}
 	}
-	if strings.Contains(out.String(), "level=ERROR") {
-		t.Fatalf("errors logged during the flood:\n%s", out)
+	if strings.Contains(p.Output(), "level=ERROR") {
+		t.Fatalf("errors logged during the flood:\n%s", p.Output())
 	}
 }

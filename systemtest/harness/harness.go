@@ -87,6 +87,9 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// StopTimeout bounds Stop's wait for the process to exit; default 30 s.
 	StopTimeout time.Duration
+	// FileLimit, when > 0, runs the process under `ulimit -n FileLimit`
+	// (through sh, which execs tally: signals reach tally itself).
+	FileLimit int
 }
 
 // Node is one tally process (and its restarts) of a test.
@@ -199,6 +202,9 @@ func (n *Node) launch() {
 	n.t.Helper()
 	out := &buffer{}
 	cmd := exec.Command(n.args[0], n.args[1:]...)
+	if n.o.FileLimit > 0 {
+		cmd = exec.Command("sh", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, n.o.FileLimit)}, n.args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("%s: start %v: %v", n.Name, n.args, err)
