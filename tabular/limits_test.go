@@ -1,0 +1,163 @@
+package tabular
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// parquetOf writes n copies of row as Parquet.
+func parquetOf(t *testing.T, cols []Column, row []Value, n int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := NewWriter(Parquet, &buf, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if err := w.Write(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// A Parquet file of many identical rows is small on disk; its footer says
+// how many rows it holds, and a limited reader refuses it from that alone,
+// before it decodes a row.
+func TestParquetRowBombRefusedFromFooter(t *testing.T) {
+	cols := []Column{{"user_id", String}, {"timestamp", Int64}}
+	const rows = 300_000
+	bomb := parquetOf(t, cols, []Value{{Str: "u1"}, {Int: 1_700_000_000_000}}, rows)
+	if len(bomb) > rows/10 {
+		t.Fatalf("the bomb is %d bytes; want it far smaller than its rows", len(bomb))
+	}
+	_, err := NewLimitedReader(Parquet, bytes.NewReader(bomb), Limits{MaxRows: 1000})
+	var le *LimitError
+	if !errors.As(err, &le) || !le.Rows || le.Got != rows || le.Limit != 1000 {
+		t.Fatalf("NewLimitedReader: %v, want a row LimitError claiming %d rows", err, rows)
+	}
+	// Cells: 2 columns x 300k rows at 8 bytes a cell passes 1 MiB.
+	_, err = NewLimitedReader(Parquet, bytes.NewReader(bomb), Limits{MaxBytes: 1 << 20})
+	if !errors.As(err, &le) || le.Rows {
+		t.Fatalf("NewLimitedReader: %v, want a byte LimitError from the footer", err)
+	}
+	// Unlimited, it reads.
+	if err := readErr(Parquet, bomb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A long string repeated compresses to one dictionary entry; decoding
+// stops at the byte limit, long before the rows are all materialised.
+func TestParquetStringBombStopsAtByteLimit(t *testing.T) {
+	cols := []Column{{"s", String}}
+	long := strings.Repeat("x", 64<<10)
+	bomb := parquetOf(t, cols, []Value{{Str: long}}, 2000) // 128 MiB decoded
+	if len(bomb) > 1<<20 {
+		t.Fatalf("the bomb is %d bytes", len(bomb))
+	}
+	const limit = 4 << 20
+	r, err := NewLimitedReader(Parquet, bytes.NewReader(bomb), Limits{MaxBytes: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	row := make([]Value, 1)
+	n := 0
+	for ; n < 2000; n++ {
+		if err = r.Next(row); err != nil {
+			break
+		}
+	}
+	var le *LimitError
+	if !errors.As(err, &le) || le.Rows || le.Limit != limit {
+		t.Fatalf("after %d rows: %v, want a byte LimitError", n, err)
+	}
+	if n > limit/len(long) {
+		t.Fatalf("returned %d rows of %d bytes past a %d-byte limit", n, len(long), limit)
+	}
+	if err := r.Next(row); !errors.As(err, &le) {
+		t.Fatalf("Next after the limit: %v", err)
+	}
+}
+
+func TestLimitedStreamReaders(t *testing.T) {
+	csv := "a\n1\n2\n3\n"
+	r, err := NewLimitedReader(CSV, strings.NewReader(csv), Limits{MaxRows: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := make([]Value, 1)
+	var le *LimitError
+	for i := 0; ; i++ {
+		err = r.Next(row)
+		if err != nil {
+			break
+		}
+	}
+	if !errors.As(err, &le) || !le.Rows || le.Limit != 2 {
+		t.Fatalf("%v, want a row LimitError", err)
+	}
+	r, _ = NewLimitedReader(NDJSON, strings.NewReader(`{"a":"xxxxxxxxxxxxxxxxxxxx"}`+"\n"), Limits{MaxBytes: 16})
+	if err := r.Next(row); !errors.As(err, &le) || le.Rows {
+		t.Fatalf("%v, want a byte LimitError", err)
+	}
+	r, _ = NewLimitedReader(NDJSON, strings.NewReader(`{"a":"x"}`+"\n"), Limits{MaxBytes: 16, MaxRows: 1})
+	if err := r.Next(row); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Next(row); err != io.EOF {
+		t.Fatalf("%v, want EOF", err)
+	}
+}
+
+func TestParseNumber(t *testing.T) {
+	for in, want := range map[string]float64{
+		"0": 0, "12": 12, "-0.5": -0.5, "+3": 3, "007": 7, "1.5e-3": 1.5e-3, "2E+2": 200, "-1e0": -1,
+		"4.77744228926317e+07": 4.77744228926317e+07,
+		"+Inf":                 math.Inf(1), "Inf": math.Inf(1), "-Inf": math.Inf(-1),
+	} {
+		got, err := ParseNumber(in)
+		if err != nil || got != want {
+			t.Errorf("ParseNumber(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if f, err := ParseNumber("NaN"); err != nil || !math.IsNaN(f) {
+		t.Errorf("ParseNumber(NaN) = %v, %v", f, err)
+	}
+	for _, in := range []string{"", "1_000", "0x1p3", "0x10", ".5", "5.", "-", "+", "1e", "1e+", "inf", "nan", "infinity",
+		"Infinity", " 1", "1 ", "1,5", "1e400", "--1", "1.2.3", "0b101"} {
+		if f, err := ParseNumber(in); err == nil {
+			t.Errorf("ParseNumber(%q) = %v, want an error", in, f)
+		}
+	}
+}
+
+// FuzzParseNumber checks that what ParseNumber accepts strconv reads the
+// same, and that it never accepts Go-only syntax.
+func FuzzParseNumber(f *testing.F) {
+	for _, s := range []string{"1", "-0.5e3", "1_000", "0x1p3", ".5", "NaN", "+Inf", "1e400", "007"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseNumber(s)
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(s, "_xXpP") {
+			t.Fatalf("accepted %q", s)
+		}
+		want, _ := strconv.ParseFloat(s, 64)
+		if !(got == want || (math.IsNaN(got) && math.IsNaN(want))) {
+			t.Fatalf("ParseNumber(%q) = %v, strconv %v", s, got, want)
+		}
+	})
+}
