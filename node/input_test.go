@@ -2,8 +2,12 @@ package node
 
 import (
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
+	"testing/fstest"
+
+	"github.com/tally-ml/tally/features"
 )
 
 // rec is one transaction record with its fields written as given, so that
@@ -222,5 +226,44 @@ func TestKeyAndValueSizeLimits(t *testing.T) {
 	if status, body := do(t, "POST", base+"/api/v1/ingest/bulk?source=transactions&dry_run=1", "", "application/x-ndjson", line(nil)); status != 400 ||
 		!strings.Contains(body, "dry_run") {
 		t.Fatalf("dry_run=1: %d %s", status, body)
+	}
+}
+
+// A table's string values are held to limits.max_value_bytes too.
+func TestTableStringValueLimit(t *testing.T) {
+	src, err := fs.ReadFile(features.DefaultFS(), "fraud.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := fs.ReadFile(features.DefaultFS(), "fraud_model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(src), "      home_long: float\n", "      home_long: float\n      segment: string\n", 1)
+	repoFS := fstest.MapFS{"fraud.yaml": {Data: []byte(yaml)}, "fraud_model.onnx": {Data: model}}
+	repo, err := features.Load(repoFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Limits.MaxValueBytes = 8
+	n, err := New(repo, cfg, Options{RepoFS: repoFS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for format, body := range map[TableFormat]string{
+		CSV:    "user_id,segment\nu1,short\nu2,much-too-long\n",
+		NDJSON: `{"user_id":"u1","segment":"short"}` + "\n" + `{"user_id":"u2","segment":"much-too-long"}`,
+	} {
+		_, aerr := n.UploadTable("user_profile", format, []byte(body), false)
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "segment") || !strings.Contains(aerr.Message, "limits.max_value_bytes (8)") {
+			t.Errorf("format %d: %v", format, aerr)
+		}
+	}
+	if n.tables[0].len() != 0 {
+		t.Fatal("a refused upload changed the table")
+	}
+	if _, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,segment\nu1,12345678\n"), false); aerr != nil {
+		t.Fatalf("at the limit: %v", aerr)
 	}
 }
