@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/tally-ml/tally/tabular"
 )
 
 // Request options are typed strictly: an option of the wrong JSON type is
@@ -104,48 +106,7 @@ func checkNoDuplicates(v *fastjson.Value, where string) string {
 // integer part without leading zeros, an optional fraction and exponent.
 func jsonNumber(v *fastjson.Value, buf *[]byte) ([]byte, bool) {
 	*buf = v.MarshalTo((*buf)[:0])
-	return *buf, strictNumber(*buf)
-}
-
-func strictNumber(s []byte) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return i == len(s)
+	return *buf, tabular.IsJSONNumber(*buf)
 }
 
 // jsonInt reads number v as an int64: an RFC 8259 integer literal (no

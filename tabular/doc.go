@@ -57,7 +57,8 @@
 // has returned, so write the first number of a float column with a decimal
 // point (3.0). A Float64 column accepts integer literals. Objects, and arrays
 // of anything but numbers and strings, are errors. In lists a null element
-// reads as NaN (Float64List) or "" (StringList). Numbers are parsed with
+// reads as NaN (Float64List) or "" (StringList). Numbers are held to RFC
+// 8259 (01, +1, .5 and inf are errors; see IsJSONNumber) and parsed with
 // strconv, so floats round-trip exactly.
 //
 // Columns is final when NewReader returns. Where the first object leaves a

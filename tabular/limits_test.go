@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -117,47 +115,4 @@ func TestLimitedStreamReaders(t *testing.T) {
 	if err := r.Next(row); err != io.EOF {
 		t.Fatalf("%v, want EOF", err)
 	}
-}
-
-func TestParseNumber(t *testing.T) {
-	for in, want := range map[string]float64{
-		"0": 0, "12": 12, "-0.5": -0.5, "+3": 3, "007": 7, "1.5e-3": 1.5e-3, "2E+2": 200, "-1e0": -1,
-		"4.77744228926317e+07": 4.77744228926317e+07,
-		"+Inf":                 math.Inf(1), "Inf": math.Inf(1), "-Inf": math.Inf(-1),
-	} {
-		got, err := ParseNumber(in)
-		if err != nil || got != want {
-			t.Errorf("ParseNumber(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	if f, err := ParseNumber("NaN"); err != nil || !math.IsNaN(f) {
-		t.Errorf("ParseNumber(NaN) = %v, %v", f, err)
-	}
-	for _, in := range []string{"", "1_000", "0x1p3", "0x10", ".5", "5.", "-", "+", "1e", "1e+", "inf", "nan", "infinity",
-		"Infinity", " 1", "1 ", "1,5", "1e400", "--1", "1.2.3", "0b101"} {
-		if f, err := ParseNumber(in); err == nil {
-			t.Errorf("ParseNumber(%q) = %v, want an error", in, f)
-		}
-	}
-}
-
-// FuzzParseNumber checks that what ParseNumber accepts strconv reads the
-// same, and that it never accepts Go-only syntax.
-func FuzzParseNumber(f *testing.F) {
-	for _, s := range []string{"1", "-0.5e3", "1_000", "0x1p3", ".5", "NaN", "+Inf", "1e400", "007"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := ParseNumber(s)
-		if err != nil {
-			return
-		}
-		if strings.ContainsAny(s, "_xXpP") {
-			t.Fatalf("accepted %q", s)
-		}
-		want, _ := strconv.ParseFloat(s, 64)
-		if !(got == want || (math.IsNaN(got) && math.IsNaN(want))) {
-			t.Fatalf("ParseNumber(%q) = %v, strconv %v", s, got, want)
-		}
-	})
 }

@@ -68,3 +68,49 @@ func decimalSyntax(s string) bool {
 	}
 	return i == len(s)
 }
+
+// IsJSONNumber reports whether s is a number as RFC 8259 writes it: an
+// optional minus, an integer part without leading zeros, an optional
+// fraction and an optional exponent. fastjson, which tally parses JSON
+// with, also takes 01, +1, .5, 1., 1e, inf and nan; every number tally
+// reads from JSON is held to this instead.
+func IsJSONNumber(s []byte) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
