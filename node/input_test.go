@@ -267,3 +267,19 @@ func TestTableStringValueLimit(t *testing.T) {
 		t.Fatalf("at the limit: %v", aerr)
 	}
 }
+
+func TestInputLimitsValidated(t *testing.T) {
+	for _, set := range []func(*Limits){
+		func(l *Limits) { l.MaxKeyBytes = 0 },
+		func(l *Limits) { l.MaxValueBytes = -1 },
+		func(l *Limits) { l.MaxSpineRows = 0 },
+		func(l *Limits) { l.MaxSpineBytes = 0 },
+		func(l *Limits) { l.StallTimeout = 0 },
+	} {
+		cfg := DefaultConfig()
+		set(&cfg.Limits)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "stall_timeout must be positive") {
+			t.Errorf("%+v: %v", cfg.Limits, err)
+		}
+	}
+}
