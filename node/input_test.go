@@ -83,6 +83,10 @@ func TestMistypedOptionsRefused(t *testing.T) {
 	if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "params.request_data must be an array") {
 		t.Errorf("batch with an object for request_data: %v", aerr)
 	}
+	_, aerr = n.GetFeaturesBatch(nil, []byte(`{"params":{"feature_service_name":"fraud_detection","request_data":["u1"]}}`))
+	if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "request_data[0]: a row must be an object") {
+		t.Errorf("batch with a string for a row: %v", aerr)
+	}
 	_, aerr = n.GetFeaturesBatch(nil, []byte(`{"params":{"feature_service_name":"fraud_detection","metadata_options":{"include_serving_status":"no"},"request_data":[]}}`))
 	if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "include_serving_status must be true or false") {
 		t.Errorf("batch with a mistyped metadata option: %v", aerr)
@@ -281,5 +285,31 @@ func TestInputLimitsValidated(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "stall_timeout must be positive") {
 			t.Errorf("%+v: %v", cfg.Limits, err)
 		}
+	}
+}
+
+// The checks on options, numbers and sizes cost the ingest path no
+// allocation: validating a body (a dry run) allocates nothing.
+func TestIngestValidationAllocatesNothing(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	var lines []string
+	for i := 0; i < 100; i++ {
+		lines = append(lines, rec(map[string]string{"amt": "3.25", "is_fraud": "0", "user_id": "12"}))
+	}
+	bulk := []byte(strings.Join(lines, "\n"))
+	body := []byte(`{"workspace_name":"default","dry_run":true,"records":{"transactions":[{"record":` + rec(nil) + `},{"record":` + rec(nil) + `}]}}`)
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := n.IngestNDJSON("transactions", bulk, true); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("bulk ingest validation allocates %.1f times per request", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := n.IngestJSON(body); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("ingest validation allocates %.1f times per request", allocs)
 	}
 }

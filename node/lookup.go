@@ -386,6 +386,9 @@ func (n *Node) readTime(params *fastjson.Value, p *servicePlan, now int64, buf *
 
 // parseRow reads one row's join_key_map and request_context_map into w.
 func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *APIError {
+	if row.Type() != fastjson.TypeObject {
+		return badRequest("INVALID_REQUEST", "a row must be an object with join_key_map and request_context_map, got %s", jsonTypeName(row))
+	}
 	jkm, jkmName := option(row, "join_key_map", "joinKeyMap")
 	if jkm == nil {
 		return badRequest("INVALID_REQUEST", "join_key_map is required: an object with %s", strings.Join(p.joinKeys, ", "))
