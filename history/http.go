@@ -32,14 +32,18 @@ const Path = "/api/v1/feature-service/historical-features"
 // the spine's columns and then the service's features, rows in time order.
 // A bad spine is refused before anything streams (400 INVALID_SPINE, naming
 // the row and column), and so is an archive that retention has cut (409
-// ARCHIVE_INCOMPLETE, unless allow_partial); one join runs at a time (429
-// EXPORT_BUSY otherwise); a failure while streaming cuts the response short,
-// so a client never mistakes a partial answer for a whole one (CSV and NDJSON
-// end with a complete last line only when the join finished; Parquet lacks
-// its footer).
+// ARCHIVE_INCOMPLETE, unless allow_partial), and so is a spine over
+// lim.MaxSpineRows rows or lim.MaxSpineBytes decoded (413 SPINE_TOO_LARGE; a
+// Parquet spine is refused from its footer, before its rows are decoded).
+// One join runs at a time (429 EXPORT_BUSY otherwise); a failure while
+// streaming cuts the response short, so a client never mistakes a partial
+// answer for a whole one (CSV and NDJSON end with a complete last line only
+// when the join finished; Parquet lacks its footer). A client that reads
+// nothing for lim.StallTimeout is cut off, which frees the join for others.
 //
-// Cancelling ctx (the server stopping) stops a join in progress.
-func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slog.Logger) fasthttp.RequestHandler {
+// Cancelling ctx (the server stopping) stops a join in progress at once,
+// even one blocked writing to a client that stopped reading.
+func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slog.Logger, lim node.Limits) fasthttp.RequestHandler {
 	stop := ctx
 	var busy sync.Mutex
 	return func(ctx *fasthttp.RequestCtx) {
@@ -73,7 +77,11 @@ func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slo
 				unlock()
 			}
 		}()
-		partial := string(args.Peek("allow_partial")) == "true"
+		partial, aerr := node.QueryBool(args, "allow_partial")
+		if aerr != nil {
+			node.WriteError(ctx, aerr)
+			return
+		}
 		j, err := New(Options{Repo: repo, Service: service, Archive: archive, AllowPartial: partial})
 		if err != nil {
 			var us *UnknownServiceError
@@ -88,15 +96,16 @@ func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slo
 			node.WriteError(ctx, &node.APIError{Status: 409, Code: "ARCHIVE_INCOMPLETE", Message: err.Error() + " (?allow_partial=true)"})
 			return
 		}
-		r, err := tabular.NewReader(inFormat, bytes.NewReader(ctx.PostBody()))
+		r, err := tabular.NewLimitedReader(inFormat, bytes.NewReader(ctx.PostBody()),
+			tabular.Limits{MaxRows: int64(lim.MaxSpineRows), MaxBytes: lim.MaxSpineBytes})
 		if err != nil {
-			node.WriteError(ctx, &node.APIError{Status: 400, Code: "INVALID_SPINE", Message: "spine: " + err.Error()})
+			node.WriteError(ctx, spineError(err, lim))
 			return
 		}
-		s, err := j.ReadSpine(r, tsKey, 0)
+		s, err := j.ReadSpine(r, tsKey, lim.MaxSpineRows)
 		r.Close()
 		if err != nil {
-			node.WriteError(ctx, &node.APIError{Status: 400, Code: "INVALID_SPINE", Message: "spine: " + err.Error()})
+			node.WriteError(ctx, spineError(err, lim))
 			return
 		}
 		cols := j.Columns(s)
@@ -105,8 +114,11 @@ func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slo
 		ctx.SetBodyStreamWriter(func(bw *bufio.Writer) {
 			defer unlock()
 			// The join outlives the server's write timeout: each flush of
-			// the stream extends the deadline instead.
-			dw := &deadlineWriter{w: bw, conn: conn}
+			// the stream extends the deadline by the stall timeout instead,
+			// and stopping the server moves it to now, which fails a write
+			// blocked on a client that reads nothing.
+			dw := &deadlineWriter{w: bw, conn: conn, stall: lim.StallTimeout, stop: stop}
+			defer context.AfterFunc(stop, func() { conn.SetWriteDeadline(time.Now()) })()
 			w, err := tabular.NewWriter(outFormat, dw, cols)
 			if err == nil {
 				var st Stats
@@ -142,18 +154,41 @@ func answerFormat(param, accept string) (tabular.Format, error) {
 	return tabular.NDJSON, nil
 }
 
-// deadlineWriter extends the connection's write deadline as the stream
-// makes progress.
+// spineError answers a spine the node refuses: too large (413) or bad (400).
+func spineError(err error, lim node.Limits) *node.APIError {
+	var le *tabular.LimitError
+	var se *SpineError
+	switch {
+	case errors.As(err, &le) && le.Rows:
+		return &node.APIError{Status: 413, Code: "SPINE_TOO_LARGE", Message: fmt.Sprintf(
+			"the spine has more than %d rows (limits.max_spine_rows): split it, or run `tally export` beside the node", lim.MaxSpineRows)}
+	case errors.As(err, &le):
+		return &node.APIError{Status: 413, Code: "SPINE_TOO_LARGE", Message: fmt.Sprintf(
+			"the spine decodes to more than %d bytes (limits.max_spine_bytes): split it, or run `tally export` beside the node", lim.MaxSpineBytes)}
+	case errors.As(err, &se) && se.TooManyRows:
+		return &node.APIError{Status: 413, Code: "SPINE_TOO_LARGE", Message: "spine: " + err.Error() + " (limits.max_spine_rows)"}
+	}
+	return &node.APIError{Status: 400, Code: "INVALID_SPINE", Message: "spine: " + err.Error()}
+}
+
+// deadlineWriter extends the connection's write deadline by stall as the
+// stream makes progress (at most every stall/4, and every second), and fails
+// once stop is done.
 type deadlineWriter struct {
-	w    *bufio.Writer
-	conn interface{ SetWriteDeadline(time.Time) error }
-	last time.Time
+	w     *bufio.Writer
+	conn  interface{ SetWriteDeadline(time.Time) error }
+	stall time.Duration
+	stop  context.Context
+	last  time.Time
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	if now := time.Now(); now.Sub(d.last) > time.Second {
+	if now := time.Now(); now.Sub(d.last) > min(time.Second, d.stall/4) {
+		if err := d.stop.Err(); err != nil {
+			return 0, fmt.Errorf("server stopping: %w", err)
+		}
 		d.last = now
-		if err := d.conn.SetWriteDeadline(now.Add(time.Minute)); err != nil {
+		if err := d.conn.SetWriteDeadline(now.Add(d.stall)); err != nil {
 			return 0, fmt.Errorf("extend write deadline: %w", err)
 		}
 	}

@@ -128,14 +128,14 @@ func (j *Join) Columns(s *Spine) []tabular.Column {
 
 // Run replays the archive and writes each spine row, with its features as
 // of its time, to w (whose columns are Columns(s)), in time order. It does
-// not close w. ctx cancels it between records.
+// not close w. ctx cancels it between records and between batches of rows.
 func (j *Join) Run(ctx context.Context, s *Spine, w tabular.Writer) (Stats, error) {
 	start := time.Now()
 	if err := j.CheckArchive(); err != nil {
 		return Stats{}, err
 	}
 	first := j.opts.Archive.FirstIndex()
-	e := &emitter{j: j, s: s, w: w, clock: math.MinInt64}
+	e := &emitter{j: j, s: s, w: w, ctx: ctx, clock: math.MinInt64}
 	if err := e.prepare(); err != nil {
 		return Stats{}, err
 	}
@@ -164,6 +164,7 @@ type emitter struct {
 	j       *Join
 	s       *Spine
 	w       tabular.Writer
+	ctx     context.Context
 	clock   int64 // running maximum of the clocks seen
 	next    int   // position in s.order of the next row to write
 	records uint64
@@ -226,6 +227,9 @@ func (e *emitter) at(c int64) int64 {
 func (e *emitter) emitUpTo(c int64) {
 	s := e.s
 	for e.err == nil && e.next < s.n && s.ts[s.order[e.next]] <= c {
+		if e.err = e.ctx.Err(); e.err != nil {
+			return
+		}
 		k := 0
 		for e.next+k < s.n && k < batchRows && s.ts[s.order[e.next+k]] <= c {
 			k++

@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/tally-ml/tally/node"
@@ -80,8 +79,12 @@ func (c *column) get(t tabular.Type, i int, d *tabular.Value) {
 	}
 }
 
-// SpineError is a spine the join refuses: a missing column or a bad value.
-type SpineError struct{ Msg string }
+// SpineError is a spine the join refuses: a missing column, a bad value, or
+// more rows than ReadSpine's maxRows (TooManyRows).
+type SpineError struct {
+	Msg         string
+	TooManyRows bool
+}
 
 func (e *SpineError) Error() string { return e.Msg }
 
@@ -151,7 +154,7 @@ func (j *Join) ReadSpine(r tabular.Reader, timestampKey string, maxRows int) (*S
 			return nil, err
 		}
 		if maxRows > 0 && s.n >= maxRows {
-			return nil, spineErr("the spine has more than %d rows; split it or use `tally export`", maxRows)
+			return nil, &SpineError{Msg: fmt.Sprintf("the spine has more than %d rows; split it or use `tally export`", maxRows), TooManyRows: true}
 		}
 		line := s.n + 1
 		t, err := rowTime(s.cols[tcol].Type, &row[tcol])
@@ -223,9 +226,9 @@ func contextValue(t tabular.Type, v *tabular.Value, dst []float64, ok []bool) er
 			f = 1
 		}
 	case tabular.String:
-		x, err := strconv.ParseFloat(strings.TrimSpace(v.Str), 64)
+		x, err := tabular.ParseNumber(strings.TrimSpace(v.Str))
 		if err != nil {
-			return fmt.Errorf("want a number, got %q", v.Str)
+			return fmt.Errorf("want a number: %v", err)
 		}
 		f = x
 	}

@@ -74,6 +74,32 @@ type Limits struct {
 	// closed at once with 429), so that one host cannot take all MaxConns;
 	// default 1024, 0 = no bound.
 	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+
+	// What one value, or one historical-features request, may make the node
+	// hold in memory.
+	//
+	// MaxKeyBytes bounds a join key on every write path (ingest, bulk,
+	// import, table uploads): a key lives in every view over its source
+	// until its entity expires, several times over. Default 1 KiB: ids,
+	// emails and composite keys are far shorter.
+	MaxKeyBytes int `yaml:"max_key_bytes"`
+	// MaxValueBytes bounds a string value on the same paths. Default 64 KiB:
+	// room for any category or free text a feature counts or keeps, not for
+	// documents.
+	MaxValueBytes int `yaml:"max_value_bytes"`
+	// MaxSpineRows bounds the rows of a spine sent to historical features
+	// over HTTP, which the node holds in memory with the join (~100 bytes a
+	// row plus its text). Default 1,000,000; `tally export` reads bigger
+	// spines from files beside the node.
+	MaxSpineRows int `yaml:"max_spine_rows"`
+	// MaxSpineBytes bounds a spine's decoded size (8 bytes a cell plus its
+	// text), so a small compressed Parquet spine cannot expand to
+	// gigabytes. Default 256 MiB.
+	MaxSpineBytes int64 `yaml:"max_spine_bytes"`
+	// StallTimeout is how long a streamed answer (historical features) may
+	// wait on a client that stops reading before the node cuts it and frees
+	// the join for others. Default 30s.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // DefaultConfig returns the settings `tally serve` uses with no flags.
@@ -101,6 +127,11 @@ func DefaultConfig() Config {
 			WriteTimeout:   10 * time.Second,
 			IdleTimeout:    60 * time.Second,
 			MaxConnsPerIP:  1024,
+			MaxKeyBytes:    1 << 10,
+			MaxValueBytes:  64 << 10,
+			MaxSpineRows:   1_000_000,
+			MaxSpineBytes:  256 << 20,
+			StallTimeout:   30 * time.Second,
 		},
 	}
 }
@@ -183,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if l.ReadTimeout <= 0 || l.WriteTimeout <= 0 || l.IdleTimeout <= 0 {
 		return fmt.Errorf("limits: read, write and idle timeouts must be positive (they are what stops slow clients)")
+	}
+	if l.MaxKeyBytes <= 0 || l.MaxValueBytes <= 0 || l.MaxSpineRows <= 0 || l.MaxSpineBytes <= 0 || l.StallTimeout <= 0 {
+		return fmt.Errorf("limits: max_key_bytes, max_value_bytes, max_spine_rows, max_spine_bytes and stall_timeout must be positive")
 	}
 	return nil
 }

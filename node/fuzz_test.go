@@ -16,6 +16,8 @@ func FuzzIngestJSON(f *testing.F) {
 	f.Add(ingestBody(txn("u1", "m1", "FR", 10, t0-1)))
 	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":1,"timestamp":"2026-11-25T00:00:00Z"}}]}}`))
 	f.Add([]byte(`{"dry_run":true,"records":{}}`))
+	f.Add([]byte(`{"dryRun":"true","records":{"transactions":[{"record":{"user_id":"u","amt":01,"timestamp":1795564799000}}]}}`))
+	f.Add([]byte(`{"dry_run":false,"dry_run":true,"records":{"transactions":[{"record":{"user_id":+1,"amt":.5,"amt":1.,"timestamp":-0}}]}}`))
 	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":"a","merchant":"b","country":"c","amt":1e308,"timestamp":1795564799000}}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
@@ -35,6 +37,7 @@ func FuzzIngestNDJSON(f *testing.F) {
 	n := fuzzNode(f)
 	f.Add([]byte(`{"user_id":"u","merchant":"m","country":"FR","amt":1,"timestamp":1795564799000}` + "\n"))
 	f.Add([]byte("\n\n{}\n"))
+	f.Add([]byte(`{"user_id":"u","merchant":"m","country":"FR","amt":inf,"is_fraud":01,"timestamp":1795564799000}` + "\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
 		if _, err := n.IngestNDJSON("transactions", body, false); err != nil && n.AppliedIndex() != before {
@@ -56,6 +59,7 @@ func FuzzGetFeatures(f *testing.F) {
 	}
 	f.Add(lookupBody("u1", "m1", "FR", 1, 2, 3))
 	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","request_data":[{"join_key_map":{"user_id":1}}]}}`))
+	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","metadata_options":{"include_names":"no"},"join_key_map":{"user_id":01,"user_id":"a"},"request_context_map":{"amt":+1}}}`))
 	f.Add([]byte(`{"params":{"featureServiceName":"fraud_detection","joinKeyMap":{"user_id":"a","merchant":"b","country":"c"},"requestContextMap":{"amt":null,"lat":1,"long":2},"metadataOptions":{"includeEffectiveTimes":true}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if _, err := n.GetFeatures(nil, body); err != nil && (err.Status < 400 || err.Status >= 500) {

@@ -125,7 +125,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				writeError(ctx, badRequest("INVALID_REQUEST", "bulk ingest needs ?source=<source name>"))
 				break
 			}
-			res, err := s.n.IngestNDJSON(src, ctx.PostBody(), string(args.Peek("dry_run")) == "true")
+			dry, aerr := QueryBool(args, "dry_run")
+			if aerr != nil {
+				writeError(ctx, aerr)
+				break
+			}
+			res, err := s.n.IngestNDJSON(src, ctx.PostBody(), dry)
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.Equal(path, pathImport):
@@ -137,7 +142,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				writeError(ctx, badRequest("INVALID_REQUEST", "import needs ?source=<source name>"))
 				break
 			}
-			res, err := s.n.ImportNDJSON(src, ctx.PostBody(), string(args.Peek("dry_run")) == "true")
+			dry, aerr := QueryBool(args, "dry_run")
+			if aerr != nil {
+				writeError(ctx, aerr)
+				break
+			}
+			res, err := s.n.ImportNDJSON(src, ctx.PostBody(), dry)
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.HasPrefix(path, pathTables):

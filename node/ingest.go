@@ -62,11 +62,13 @@ type ingestWork struct {
 	refused int
 	total   int
 	fields  []windows.Field
-	keyBuf  []byte
-	numBuf  []byte
-	recBuf  []byte   // encoded log records, back to back
-	recEnds []int    // end offset of each record in recBuf
-	recs    [][]byte // the records, slices of recBuf
+	// maxKey and maxValue are limits.max_key_bytes and max_value_bytes.
+	maxKey, maxValue int
+	keyBuf           []byte
+	numBuf           []byte
+	recBuf           []byte   // encoded log records, back to back
+	recEnds          []int    // end offset of each record in recBuf
+	recs             [][]byte // the records, slices of recBuf
 	// backfill: an import, whose events are checked against streamClock,
 	// the newest timestamp of the body so far, instead of the node's clock.
 	backfill    bool
@@ -90,6 +92,7 @@ func (n *Node) getIngestWork() *ingestWork {
 	}
 	w.errs, w.refused, w.total = w.errs[:0], 0, 0
 	w.backfill, w.streamClock = false, math.MinInt64
+	w.maxKey, w.maxValue = n.cfg.Limits.MaxKeyBytes, n.cfg.Limits.MaxValueBytes
 	return w
 }
 
@@ -118,22 +121,23 @@ func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
 	if root.Type() != fastjson.TypeObject {
 		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "request body must be a JSON object with a \"records\" field"}
 	}
+	if msg := checkNoDuplicates(root, ""); msg != "" {
+		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: msg}
+	}
 	if err := n.checkWorkspace(root); err != nil {
 		return IngestResult{}, err
 	}
-	dry := false
-	if v := root.Get("dry_run"); v != nil {
-		b, err := v.Bool()
-		if err != nil {
-			return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "dry_run must be true or false"}
-		}
-		dry = b
-	} else if v := root.Get("dryRun"); v != nil {
-		dry = v.GetBool()
+	dry, msg := boolOption(root, "", "dry_run", "dryRun", false)
+	if msg != "" {
+		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: msg}
 	}
 	recs := root.Get("records")
 	if recs == nil || recs.Type() != fastjson.TypeObject {
-		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "request needs \"records\": an object mapping source names to arrays of {\"record\": {...}}"}
+		got := ""
+		if recs != nil {
+			got = ", got " + jsonTypeName(recs)
+		}
+		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "request needs \"records\": an object mapping source names to arrays of {\"record\": {...}}" + got}
 	}
 	obj, _ := recs.Object()
 	var visitErr *IngestError
@@ -392,15 +396,15 @@ func (n *Node) sourceNames() string {
 }
 
 func (n *Node) checkWorkspace(root *fastjson.Value) *IngestError {
-	ws := root.Get("workspace_name")
-	if ws == nil {
-		ws = root.Get("workspaceName")
-	}
+	ws, name := option(root, "workspace_name", "workspaceName")
 	if ws == nil {
 		return nil
 	}
 	s, err := ws.StringBytes()
-	if err != nil || string(s) != n.cfg.Workspace {
+	if err != nil {
+		return &IngestError{Code: "INVALID_REQUEST", Message: wantType(name, "a string", ws)}
+	}
+	if string(s) != n.cfg.Workspace {
 		return &IngestError{Code: "UNKNOWN_WORKSPACE", Message: fmt.Sprintf("workspace %s is not served here: this node serves workspace %q", ws, n.cfg.Workspace)}
 	}
 	return nil
@@ -417,7 +421,7 @@ func (n *Node) parseRecord(sp *sourcePlan, rec *fastjson.Value, b *eventBatch, n
 	if tsv == nil || tsv.Type() == fastjson.TypeNull {
 		return fmt.Sprintf("missing timestamp field %q", sp.ts)
 	}
-	ts, reason := parseTimestamp(tsv)
+	ts, reason := parseTimestamp(tsv, &w.numBuf)
 	if reason != "" {
 		return sp.ts + ": " + reason
 	}
@@ -452,6 +456,9 @@ func (n *Node) parseRecord(sp *sourcePlan, rec *fastjson.Value, b *eventBatch, n
 			}
 		})
 		b.truncate(e)
+		if unknown == "" {
+			return fmt.Sprintf("field %q appears twice", duplicateKey(obj))
+		}
 		return fmt.Sprintf("unknown field %q: source %s has fields %s", unknown, sp.src.Name, columnNames(sp.src))
 	}
 	return ""
@@ -471,7 +478,7 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 	case features.String:
 		if isKey && v.Type() == fastjson.TypeNumber {
 			// An integer join key is its decimal text, as lookups read it.
-			x, err := v.Int64()
+			x, err := jsonInt(v, &w.numBuf)
 			if err != nil {
 				return "join key must be a string or an integer, got " + v.String()
 			}
@@ -486,12 +493,18 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 		if isKey && len(s) == 0 {
 			return "join key is empty"
 		}
+		if isKey && len(s) > w.maxKey {
+			return fmt.Sprintf("join key is %d bytes, more than limits.max_key_bytes (%d)", len(s), w.maxKey)
+		}
+		if !isKey && len(s) > w.maxValue {
+			return fmt.Sprintf("string is %d bytes, more than limits.max_value_bytes (%d)", len(s), w.maxValue)
+		}
 		b.setStr(e, c, s)
 	case features.Int:
 		var x int64
 		switch v.Type() {
 		case fastjson.TypeNumber:
-			i, err := v.Int64()
+			i, err := jsonInt(v, &w.numBuf)
 			if err != nil {
 				return "want an integer, got " + v.String()
 			}
@@ -537,13 +550,14 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 // exactFloat reads a JSON number as the float64 nearest its decimal text,
 // as strconv.ParseFloat rounds it. (fastjson's own Float64 is off by an ulp
 // for some numbers written with an exponent, such as 4.77744228926317e+07:
-// a stored amount must be exactly the one sent.) buf is scratch.
+// a stored amount must be exactly the one sent.) Text RFC 8259 does not
+// allow (01, .5, inf) is an error. buf is scratch.
 func exactFloat(v *fastjson.Value, buf *[]byte) (float64, error) {
-	*buf = v.MarshalTo((*buf)[:0])
-	if len(*buf) == 0 {
+	b, ok := jsonNumber(v, buf)
+	if !ok || len(b) == 0 {
 		return 0, strconv.ErrSyntax
 	}
-	return strconv.ParseFloat(unsafe.String(&(*buf)[0], len(*buf)), 64)
+	return strconv.ParseFloat(unsafe.String(&b[0], len(b)), 64)
 }
 
 // ParseTime reads a timestamp written as RFC 3339 text or as integer epoch
@@ -559,8 +573,8 @@ func ParseTime(s string) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
-// parseTimestamp reads RFC 3339 text or epoch milliseconds.
-func parseTimestamp(v *fastjson.Value) (int64, string) {
+// parseTimestamp reads RFC 3339 text or epoch milliseconds; buf is scratch.
+func parseTimestamp(v *fastjson.Value, buf *[]byte) (int64, string) {
 	switch v.Type() {
 	case fastjson.TypeString:
 		s, _ := v.StringBytes()
@@ -570,7 +584,7 @@ func parseTimestamp(v *fastjson.Value) (int64, string) {
 		}
 		return t.UnixMilli(), ""
 	case fastjson.TypeNumber:
-		ms, err := v.Int64()
+		ms, err := jsonInt(v, buf)
 		if err != nil {
 			return 0, "epoch milliseconds must be an integer, got " + v.String()
 		}

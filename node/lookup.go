@@ -289,37 +289,30 @@ type metaOptions struct {
 	names, types, status, effective bool
 }
 
-func parseMetaOptions(params *fastjson.Value) metaOptions {
+func parseMetaOptions(params *fastjson.Value) (metaOptions, *APIError) {
 	m := metaOptions{names: true, types: true, status: true}
-	o := params.Get("metadata_options")
+	o, name := option(params, "metadata_options", "metadataOptions")
 	if o == nil {
-		o = params.Get("metadataOptions")
+		return m, nil
 	}
-	if o == nil {
-		return m
+	if o.Type() != fastjson.TypeObject {
+		return m, badRequest("INVALID_REQUEST", "%s", wantType("params."+name, "an object", o))
 	}
-	opt := func(snake, camel string, def bool) bool {
-		v := o.Get(snake)
-		if v == nil {
-			v = o.Get(camel)
+	prefix := "params." + name + "."
+	if msg := checkNoDuplicates(o, prefix); msg != "" {
+		return m, badRequest("INVALID_REQUEST", "%s", msg)
+	}
+	var msgs [4]string
+	m.names, msgs[0] = boolOption(o, prefix, "include_names", "includeNames", true)
+	m.types, msgs[1] = boolOption(o, prefix, "include_data_types", "includeDataTypes", true)
+	m.status, msgs[2] = boolOption(o, prefix, "include_serving_status", "includeServingStatus", true)
+	m.effective, msgs[3] = boolOption(o, prefix, "include_effective_times", "includeEffectiveTimes", false)
+	for _, msg := range msgs {
+		if msg != "" {
+			return m, badRequest("INVALID_REQUEST", "%s", msg)
 		}
-		if v == nil {
-			return def
-		}
-		return v.GetBool()
 	}
-	m.names = opt("include_names", "includeNames", true)
-	m.types = opt("include_data_types", "includeDataTypes", true)
-	m.status = opt("include_serving_status", "includeServingStatus", true)
-	m.effective = opt("include_effective_times", "includeEffectiveTimes", false)
-	return m
-}
-
-func getEither(v *fastjson.Value, snake, camel string) *fastjson.Value {
-	if x := v.Get(snake); x != nil {
-		return x
-	}
-	return v.Get(camel)
+	return m, nil
 }
 
 // parseParams parses a get-features body far enough to find its service.
@@ -328,21 +321,37 @@ func (n *Node) parseParams(w *fastjson.Parser, body []byte) (*fastjson.Value, *s
 	if err != nil {
 		return nil, nil, badRequest("MALFORMED_JSON", "request body is not valid JSON: %v", err)
 	}
+	if msg := checkNoDuplicates(root, ""); msg != "" {
+		return nil, nil, badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	params := root.Get("params")
 	if params == nil || params.Type() != fastjson.TypeObject {
-		return nil, nil, badRequest("INVALID_REQUEST", `request needs "params": {"feature_service_name": ..., "join_key_map": {...}}`)
+		got := ""
+		if params != nil {
+			got = ", got " + jsonTypeName(params)
+		}
+		return nil, nil, badRequest("INVALID_REQUEST", `request needs "params": {"feature_service_name": ..., "join_key_map": {...}}%s`, got)
 	}
-	sv := getEither(params, "feature_service_name", "featureServiceName")
-	if sv == nil || sv.Type() != fastjson.TypeString {
-		return nil, nil, badRequest("INVALID_REQUEST", "params.feature_service_name is required and must be a string")
+	if msg := checkNoDuplicates(params, "params."); msg != "" {
+		return nil, nil, badRequest("INVALID_REQUEST", "%s", msg)
+	}
+	sv, svName := option(params, "feature_service_name", "featureServiceName")
+	if sv == nil {
+		return nil, nil, badRequest("INVALID_REQUEST", "params.feature_service_name is required: the name of a feature service")
+	}
+	if sv.Type() != fastjson.TypeString {
+		return nil, nil, badRequest("INVALID_REQUEST", "%s", wantType("params."+svName, "a string", sv))
 	}
 	name, _ := sv.StringBytes()
 	p := n.services[string(name)]
 	if p == nil {
 		return nil, nil, &APIError{Status: 404, Code: "UNKNOWN_FEATURE_SERVICE", Message: fmt.Sprintf("unknown feature service %q: this node serves %s", name, n.serviceNames())}
 	}
-	if ws := getEither(params, "workspace_name", "workspaceName"); ws != nil {
-		if s, err := ws.StringBytes(); err != nil || string(s) != n.cfg.Workspace {
+	if ws, wsName := option(params, "workspace_name", "workspaceName"); ws != nil {
+		if ws.Type() != fastjson.TypeString {
+			return nil, nil, badRequest("INVALID_REQUEST", "%s", wantType("params."+wsName, "a string", ws))
+		}
+		if s, _ := ws.StringBytes(); string(s) != n.cfg.Workspace {
 			return nil, nil, &APIError{Status: 404, Code: "UNKNOWN_WORKSPACE", Message: fmt.Sprintf("workspace %s is not served here: this node serves workspace %q", ws, n.cfg.Workspace)}
 		}
 	}
@@ -358,14 +367,14 @@ func (n *Node) serviceNames() string {
 }
 
 // readTime returns the read time a request asks for (as_of) or now.
-func (n *Node) readTime(params *fastjson.Value, p *servicePlan, now int64) (int64, *APIError) {
-	v := getEither(params, "as_of", "asOf")
+func (n *Node) readTime(params *fastjson.Value, p *servicePlan, now int64, buf *[]byte) (int64, *APIError) {
+	v, name := option(params, "as_of", "asOf")
 	if v == nil {
 		return now, nil
 	}
-	t, reason := parseTimestamp(v)
+	t, reason := parseTimestamp(v, buf)
 	if reason != "" {
-		return 0, badRequest("INVALID_REQUEST", "params.as_of: %s", reason)
+		return 0, badRequest("INVALID_REQUEST", "params.%s: %s", name, reason)
 	}
 	if t > now+n.cfg.MaxFuture.Milliseconds() {
 		return 0, badRequest("INVALID_REQUEST", "params.as_of %s is in the future beyond max_future %s", fmtMillis(t), n.cfg.MaxFuture)
@@ -378,9 +387,15 @@ func (n *Node) readTime(params *fastjson.Value, p *servicePlan, now int64) (int6
 
 // parseRow reads one row's join_key_map and request_context_map into w.
 func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *APIError {
-	jkm := getEither(row, "join_key_map", "joinKeyMap")
-	if jkm == nil || jkm.Type() != fastjson.TypeObject {
+	if row.Type() != fastjson.TypeObject {
+		return badRequest("INVALID_REQUEST", "a row must be an object with join_key_map and request_context_map, got %s", jsonTypeName(row))
+	}
+	jkm, jkmName := option(row, "join_key_map", "joinKeyMap")
+	if jkm == nil {
 		return badRequest("INVALID_REQUEST", "join_key_map is required: an object with %s", strings.Join(p.joinKeys, ", "))
+	}
+	if jkm.Type() != fastjson.TypeObject {
+		return badRequest("INVALID_REQUEST", "%s", wantType(jkmName, "an object with "+strings.Join(p.joinKeys, ", "), jkm))
 	}
 	obj, _ := jkm.Object()
 	if obj.Len() > n.cfg.Limits.MaxKeys {
@@ -397,7 +412,7 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 			s, _ := v.StringBytes()
 			w.keys[i] = s
 		case fastjson.TypeNumber:
-			x, err := v.Int64()
+			x, err := jsonInt(v, &w.numBuf)
 			if err != nil {
 				return badRequest("INVALID_JOIN_KEY", "join key %q must be a string or an integer, got %s", k, v)
 			}
@@ -415,10 +430,13 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 				unknown = string(k)
 			}
 		})
+		if unknown == "" {
+			return badRequest("INVALID_REQUEST", "join_key_map: key %q appears twice", duplicateKey(obj))
+		}
 		return badRequest("UNKNOWN_JOIN_KEY", "join_key_map has unknown key %q: service %s takes %s", unknown, p.name, strings.Join(p.joinKeys, ", "))
 	}
-	rcm := getEither(row, "request_context_map", "requestContextMap")
-	if len(p.ctxCols) > 0 && (rcm == nil || rcm.Type() != fastjson.TypeObject) {
+	rcm, rcmName := option(row, "request_context_map", "requestContextMap")
+	if len(p.ctxCols) > 0 && rcm == nil {
 		return badRequest("MISSING_REQUEST_CONTEXT", "request_context_map is required: service %s needs %s", p.name, ctxNames(p.ctxCols))
 	}
 	if rcm == nil {
@@ -426,7 +444,7 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 	}
 	cobj, err := rcm.Object()
 	if err != nil {
-		return badRequest("INVALID_REQUEST", "request_context_map must be an object")
+		return badRequest("INVALID_REQUEST", "%s", wantType(rcmName, "an object", rcm))
 	}
 	if cobj.Len() > n.cfg.Limits.MaxKeys {
 		return badRequest("TOO_MANY_KEYS", "request_context_map has %d keys, more than limits.max_keys (%d)", cobj.Len(), n.cfg.Limits.MaxKeys)
@@ -467,6 +485,9 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 				}
 			}
 		})
+		if unknown == "" {
+			return badRequest("INVALID_REQUEST", "request_context_map: key %q appears twice", duplicateKey(cobj))
+		}
 		return badRequest("UNKNOWN_REQUEST_CONTEXT", "request_context_map has unknown key %q: service %s takes %s", unknown, p.name, ctxNames(p.ctxCols))
 	}
 	return nil
@@ -671,13 +692,15 @@ func (n *Node) lookupOne(w *lookupWork, body []byte) (oneLookup, *APIError) {
 	}
 	p.prepare(n, w)
 	r := oneLookup{plan: p, now: n.now()}
-	if r.t, aerr = n.readTime(params, p, r.now); aerr != nil {
+	if r.t, aerr = n.readTime(params, p, r.now, &w.numBuf); aerr != nil {
 		return r, aerr
 	}
 	if aerr := n.parseRow(p, params, w); aerr != nil {
 		return r, aerr
 	}
-	r.meta = parseMetaOptions(params)
+	if r.meta, aerr = parseMetaOptions(params); aerr != nil {
+		return r, aerr
+	}
 	n.compute(p, w, r.t)
 	return r, nil
 }
@@ -701,9 +724,12 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	if aerr != nil {
 		return dst, aerr
 	}
-	rows := getEither(params, "request_data", "requestData")
-	if rows == nil || rows.Type() != fastjson.TypeArray {
+	rows, rowsName := option(params, "request_data", "requestData")
+	if rows == nil {
 		return dst, badRequest("INVALID_REQUEST", "params.request_data is required: an array of {\"join_key_map\": {...}, \"request_context_map\": {...}}")
+	}
+	if rows.Type() != fastjson.TypeArray {
+		return dst, badRequest("INVALID_REQUEST", "%s", wantType("params."+rowsName, "an array of {\"join_key_map\": {...}, \"request_context_map\": {...}}", rows))
 	}
 	items, _ := rows.Array()
 	if len(items) > n.cfg.Limits.MaxBatch {
@@ -711,11 +737,14 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	}
 	p.prepare(n, w)
 	now := n.now()
-	t, aerr := n.readTime(params, p, now)
+	t, aerr := n.readTime(params, p, now, &w.numBuf)
 	if aerr != nil {
 		return dst, aerr
 	}
-	m := parseMetaOptions(params)
+	m, aerr := parseMetaOptions(params)
+	if aerr != nil {
+		return dst, aerr
+	}
 	start := len(dst)
 	dst = append(dst, `{"result":[`...)
 	for i, row := range items {

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/tabular"
 )
 
 // TableFormat is the encoding of a table upload.
@@ -55,9 +56,9 @@ func (n *Node) UploadTableAt(name string, format TableFormat, body []byte, repla
 	var err error
 	switch format {
 	case CSV:
-		rows, err = parseTableCSV(t.def, body, n.cfg.Limits.MaxTableRows)
+		rows, err = parseTableCSV(t.def, body, &n.cfg.Limits)
 	case NDJSON:
-		rows, err = parseTableNDJSON(t.def, body, n.cfg.Limits.MaxTableRows)
+		rows, err = parseTableNDJSON(t.def, body, &n.cfg.Limits)
 	default:
 		err = errors.New("unknown format: use text/csv or application/x-ndjson")
 	}
@@ -83,7 +84,20 @@ func newRow(def *features.Table) tableRow {
 	return r
 }
 
-func parseTableCSV(def *features.Table, body []byte, maxRows int) ([]tableRow, error) {
+// checkTableText holds a key or string value of a table row to the
+// limits on their size.
+func checkTableText(l *Limits, name string, s string, isKey bool) error {
+	if isKey && len(s) > l.MaxKeyBytes {
+		return fmt.Errorf("join key %q is %d bytes, more than limits.max_key_bytes (%d)", name, len(s), l.MaxKeyBytes)
+	}
+	if !isKey && len(s) > l.MaxValueBytes {
+		return fmt.Errorf("%s: string is %d bytes, more than limits.max_value_bytes (%d)", name, len(s), l.MaxValueBytes)
+	}
+	return nil
+}
+
+func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]tableRow, error) {
+	maxRows := l.MaxTableRows
 	cr := csv.NewReader(bytes.NewReader(body))
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -126,6 +140,9 @@ func parseTableCSV(def *features.Table, body []byte, maxRows int) ([]tableRow, e
 				if field == "" {
 					return nil, fmt.Errorf("line %d: empty join key %q", line, def.Entity.JoinKey)
 				}
+				if err := checkTableText(l, def.Entity.JoinKey, field, true); err != nil {
+					return nil, fmt.Errorf("line %d: %w", line, err)
+				}
 				r.key = field
 				continue
 			}
@@ -133,6 +150,11 @@ func parseTableCSV(def *features.Table, body []byte, maxRows int) ([]tableRow, e
 				continue // null
 			}
 			c := colOf[i]
+			if def.Columns[c].Type == features.String {
+				if err := checkTableText(l, def.Columns[c].Name, field, false); err != nil {
+					return nil, fmt.Errorf("line %d: %w", line, err)
+				}
+			}
 			if err := setTableText(&r, c, def.Columns[c], field); err != nil {
 				return nil, fmt.Errorf("line %d: %s: %w", line, def.Columns[c].Name, err)
 			}
@@ -147,8 +169,11 @@ func setTableText(r *tableRow, c int, col features.Column, s string) error {
 	case features.String:
 		r.strs[c] = s
 	case features.Float, features.Int:
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		f, err := tabular.ParseNumber(s)
+		if err != nil {
+			return fmt.Errorf("want a number: %w", err)
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return fmt.Errorf("want a finite number, got %q", s)
 		}
 		if col.Type == features.Int && f != math.Trunc(f) {
@@ -166,8 +191,11 @@ func setTableText(r *tableRow, c int, col features.Column, s string) error {
 	return nil
 }
 
-func parseTableNDJSON(def *features.Table, body []byte, maxRows int) ([]tableRow, error) {
+func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]tableRow, error) {
+	maxRows := lim.MaxTableRows
 	var p fastjson.Parser
+	var numBuf []byte
+	set := make([]bool, len(def.Columns)+1) // columns set in this row, then the key
 	var rows []tableRow
 	for line := 1; len(body) > 0; line++ {
 		var l []byte
@@ -192,6 +220,7 @@ func parseTableNDJSON(def *features.Table, body []byte, maxRows int) ([]tableRow
 			return nil, fmt.Errorf("line %d: want a JSON object", line)
 		}
 		r := newRow(def)
+		clear(set)
 		var rowErr error
 		obj.Visit(func(k []byte, v *fastjson.Value) {
 			if rowErr != nil {
@@ -199,12 +228,20 @@ func parseTableNDJSON(def *features.Table, body []byte, maxRows int) ([]tableRow
 			}
 			name := string(k)
 			if name == def.Entity.JoinKey {
+				if set[len(def.Columns)] {
+					rowErr = fmt.Errorf("field %q appears twice", name)
+					return
+				}
+				set[len(def.Columns)] = true
 				switch v.Type() {
 				case fastjson.TypeString:
 					s, _ := v.StringBytes()
+					if rowErr = checkTableText(lim, name, string(s), true); rowErr != nil {
+						return
+					}
 					r.key = string(s)
 				case fastjson.TypeNumber:
-					x, err := v.Int64()
+					x, err := jsonInt(v, &numBuf)
 					if err != nil {
 						rowErr = fmt.Errorf("join key %q must be a string or an integer", name)
 						return
@@ -220,14 +257,27 @@ func parseTableNDJSON(def *features.Table, body []byte, maxRows int) ([]tableRow
 				rowErr = fmt.Errorf("unknown column %q: table %s has %s, %s", name, def.Name, def.Entity.JoinKey, tableColumnNames(def))
 				return
 			}
+			if set[c] {
+				rowErr = fmt.Errorf("field %q appears twice", name)
+				return
+			}
+			set[c] = true
 			col := def.Columns[c]
 			switch {
 			case v.Type() == fastjson.TypeNull:
 			case col.Type == features.String && v.Type() == fastjson.TypeString:
 				s, _ := v.StringBytes()
+				if rowErr = checkTableText(lim, name, string(s), false); rowErr != nil {
+					return
+				}
 				r.strs[c], r.null[c] = string(s), false
 			case (col.Type == features.Float || col.Type == features.Int) && v.Type() == fastjson.TypeNumber:
-				rowErr = setTableText(&r, c, col, v.String())
+				text, ok := jsonNumber(v, &numBuf)
+				if !ok {
+					rowErr = fmt.Errorf("%s: %s is not a JSON number (RFC 8259)", name, text)
+					return
+				}
+				rowErr = setTableText(&r, c, col, string(text))
 			case col.Type == features.Bool && (v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse):
 				r.nums[c], r.null[c] = b2f(v.Type() == fastjson.TypeTrue), false
 			default:

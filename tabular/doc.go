@@ -15,6 +15,9 @@
 // type look-ahead (at most 8 MiB), or a Parquet row group (64k rows), never
 // by the file, with one exception: NewReader on a plain io.Reader of Parquet
 // reads the whole input into memory, because Parquet's footer is at its end.
+// What the caller keeps of the rows is its own affair: for untrusted input,
+// NewLimitedReader bounds the rows and their decoded size (a Parquet input
+// is refused from its footer when it claims too many rows or cells).
 // A Reader or Writer is for one goroutine. Errors name the 1-based data row (the header is not a
 // row) and the column: `row 17, column "amt": ...`. Garbage input gives an
 // error, never a panic.
@@ -23,7 +26,9 @@
 //
 // The first line is the header; an empty or duplicate name is an error. A
 // leading UTF-8 byte order mark is skipped. Every column reads as String:
-// the caller converts. An empty field reads as Null, so CSV cannot tell an
+// the caller converts, numbers with ParseNumber, the one CSV number syntax
+// of tally (decimal: sign, digits, fraction, exponent; NaN and ±Inf as the
+// writer writes them; not Go's 1_000 or 0x1p3). An empty field reads as Null, so CSV cannot tell an
 // empty string from a missing value (both are written as an empty field). A
 // row with more or fewer fields than the header is an error.
 //
@@ -52,7 +57,8 @@
 // has returned, so write the first number of a float column with a decimal
 // point (3.0). A Float64 column accepts integer literals. Objects, and arrays
 // of anything but numbers and strings, are errors. In lists a null element
-// reads as NaN (Float64List) or "" (StringList). Numbers are parsed with
+// reads as NaN (Float64List) or "" (StringList). Numbers are held to RFC
+// 8259 (01, +1, .5 and inf are errors; see IsJSONNumber) and parsed with
 // strconv, so floats round-trip exactly.
 //
 // Columns is final when NewReader returns. Where the first object leaves a

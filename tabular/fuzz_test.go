@@ -60,6 +60,7 @@ func FuzzCSVReader(f *testing.F) {
 	seedWith(f, CSV)
 	f.Add([]byte("\xEF\xBB\xBFa,b\r\n\"x\"\"\",\n"))
 	f.Add([]byte("a,b\n1\n"))
+	f.Add([]byte("n,s\n1_000,0x1p3\n+Inf,.5\n"))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, CSV, data) })
 }
 
@@ -67,6 +68,7 @@ func FuzzNDJSONReader(f *testing.F) {
 	seedWith(f, NDJSON)
 	f.Add([]byte("{\"a\":null,\"b\":[]}\n\n{\"a\":1,\"b\":[\"x\",null]}\n{\"b\":[]}"))
 	f.Add([]byte("{\"a\":1}\n{\"a\":1.5}\n"))
+	f.Add([]byte("{\"a\":01,\"b\":[+1,.5]}\n{\"a\":inf}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, NDJSON, data) })
 }
 

@@ -253,6 +253,9 @@ func (r *ndjsonReader) decode(i int, v *fastjson.Value, out *Value) error {
 			*out = Value{Str: string(v.GetStringBytes())}
 		} else {
 			r.num = v.MarshalTo(r.num[:0])
+			if t == fastjson.TypeNumber && !IsJSONNumber(r.num) {
+				return notJSONNumber(r.num)
+			}
 			*out = Value{Str: string(r.num)}
 		}
 		return nil
@@ -276,6 +279,10 @@ func (r *ndjsonReader) decode(i int, v *fastjson.Value, out *Value) error {
 	case Int64:
 		if t != fastjson.TypeNumber {
 			return mismatch(t, col.Type)
+		}
+		r.num = v.MarshalTo(r.num[:0])
+		if !IsJSONNumber(r.num) {
+			return notJSONNumber(r.num)
 		}
 		n, err := v.Int64()
 		if err != nil {
@@ -381,11 +388,18 @@ func (r *ndjsonReader) decodeList(i int, v *fastjson.Value, out *Value) error {
 // would break round trips. Numbers beyond the float64 range become ±Inf.
 func (r *ndjsonReader) float(v *fastjson.Value) (float64, error) {
 	r.num = v.MarshalTo(r.num[:0])
+	if !IsJSONNumber(r.num) {
+		return 0, notJSONNumber(r.num)
+	}
 	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(r.num), len(r.num)), 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return 0, fmt.Errorf("invalid number %q", string(r.num))
 	}
 	return f, nil
+}
+
+func notJSONNumber(b []byte) error {
+	return fmt.Errorf("%s is not a JSON number (RFC 8259: no leading zeros or +, digits on both sides of a point)", b)
 }
 
 func mismatch(got fastjson.Type, want Type) error {

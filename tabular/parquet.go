@@ -260,7 +260,7 @@ type parquetReader struct {
 	err    error
 }
 
-func newParquetReader(ra io.ReaderAt, size int64, c io.Closer) (_ Reader, err error) {
+func newParquetReader(ra io.ReaderAt, size int64, c io.Closer, lim Limits) (_ Reader, err error) {
 	defer recoverTo(&err, "parquet")
 	if err := checkParquetFooter(ra, size); err != nil {
 		return nil, err
@@ -268,6 +268,9 @@ func newParquetReader(ra io.ReaderAt, size int64, c io.Closer) (_ Reader, err er
 	f, err := parquet.OpenFile(ra, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)
+	}
+	if err := checkSize(f.Metadata(), lim); err != nil {
+		return nil, err
 	}
 	if err := checkPages(ra, size, f.Metadata()); err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)
@@ -314,6 +317,29 @@ func checkParquetFooter(ra io.ReaderAt, size int64) error {
 	}
 	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n > size-12 {
 		return fmt.Errorf("parquet: footer length %d is larger than the file: truncated or corrupt", n)
+	}
+	return nil
+}
+
+// checkSize refuses, from the footer alone, a file with more rows than
+// lim.MaxRows, or more cells (values of every column, list elements
+// included) than lim.MaxBytes leaves room for at 8 bytes a cell: what the
+// rows would decode to, before a row group is read.
+func checkSize(md *format.FileMetaData, lim Limits) error {
+	rows, cells := md.NumRows, int64(0)
+	var groupRows int64
+	for g := range md.RowGroups {
+		groupRows += md.RowGroups[g].NumRows
+		for c := range md.RowGroups[g].Columns {
+			cells += max(md.RowGroups[g].Columns[c].MetaData.NumValues, 0)
+		}
+	}
+	rows = max(rows, groupRows)
+	if lim.MaxRows > 0 && rows > lim.MaxRows {
+		return &LimitError{Rows: true, Limit: lim.MaxRows, Got: rows}
+	}
+	if lim.MaxBytes > 0 && cells > lim.MaxBytes/8 {
+		return &LimitError{Limit: lim.MaxBytes, Got: cells * 8}
 	}
 	return nil
 }

@@ -210,7 +210,7 @@ func Open(path string) (Reader, error) {
 	if f == Parquet {
 		var st os.FileInfo
 		if st, err = file.Stat(); err == nil {
-			r, err = newParquetReader(file, st.Size(), file)
+			r, err = newParquetReader(file, st.Size(), file, Limits{})
 		}
 	} else {
 		r, err = newStreamReader(f, file, file)
@@ -231,33 +231,111 @@ func Open(path string) (Reader, error) {
 // otherwise NewReader reads all of r into memory first, so an HTTP body of N
 // bytes costs N bytes of memory for the Reader's lifetime.
 func NewReader(f Format, r io.Reader) (Reader, error) {
+	return NewLimitedReader(f, r, Limits{})
+}
+
+// Limits bound what a Reader decodes, for input from someone untrusted: a
+// few hundred KB of Parquet can hold ten million identical rows, which
+// decode to gigabytes. A zero field is no limit.
+type Limits struct {
+	// MaxRows is the most rows the input may have.
+	MaxRows int64
+	// MaxBytes bounds the decoded size of the rows, counted as 8 bytes a
+	// cell plus the bytes of its text and lists.
+	MaxBytes int64
+}
+
+// LimitError is input refused for exceeding Limits. A Parquet input whose
+// footer claims too many rows or cells is refused by NewLimitedReader,
+// before a row is decoded; otherwise Next refuses the row that passes a
+// limit.
+type LimitError struct {
+	Rows  bool  // the row limit was passed (else the byte limit)
+	Limit int64 // the limit
+	Got   int64 // rows or bytes the input has or reached, at least Limit+1 for rows
+}
+
+func (e *LimitError) Error() string {
+	if e.Rows {
+		return fmt.Sprintf("%d rows, more than the limit of %d", e.Got, e.Limit)
+	}
+	return fmt.Sprintf("decodes to more than %d bytes (at least %d)", e.Limit, e.Got)
+}
+
+// NewLimitedReader is NewReader for input bounded by lim.
+func NewLimitedReader(f Format, r io.Reader, lim Limits) (Reader, error) {
+	var rd Reader
+	var err error
 	switch f {
 	case CSV, NDJSON:
-		return newStreamReader(f, r, nil)
+		rd, err = newStreamReader(f, r, nil)
 	case Parquet:
-		if ra, ok := r.(io.ReaderAt); ok {
-			switch s := r.(type) {
-			case interface{ Size() int64 }:
-				return newParquetReader(ra, s.Size(), nil)
-			case interface{ Stat() (os.FileInfo, error) }:
-				if st, err := s.Stat(); err == nil && st.Mode().IsRegular() {
-					return newParquetReader(ra, st.Size(), nil)
-				}
+		rd, err = newParquetInput(r, lim)
+	default:
+		return nil, fmt.Errorf("unknown format %v", f)
+	}
+	if err != nil || lim == (Limits{}) {
+		return rd, err
+	}
+	return &limitedReader{Reader: rd, lim: lim}, nil
+}
+
+func newParquetInput(r io.Reader, lim Limits) (Reader, error) {
+	if ra, ok := r.(io.ReaderAt); ok {
+		switch s := r.(type) {
+		case interface{ Size() int64 }:
+			return newParquetReader(ra, s.Size(), nil, lim)
+		case interface{ Stat() (os.FileInfo, error) }:
+			if st, err := s.Stat(); err == nil && st.Mode().IsRegular() {
+				return newParquetReader(ra, st.Size(), nil, lim)
 			}
 		}
-		b, err := io.ReadAll(r)
-		if err != nil {
-			return nil, fmt.Errorf("read parquet input: %w", err)
-		}
-		return newParquetReader(bytesReaderAt(b), int64(len(b)), nil)
 	}
-	return nil, fmt.Errorf("unknown format %v", f)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read parquet input: %w", err)
+	}
+	return newParquetReader(bytesReaderAt(b), int64(len(b)), nil, lim)
+}
+
+// limitedReader counts the rows and decoded bytes Next returns.
+type limitedReader struct {
+	Reader
+	lim         Limits
+	rows, bytes int64
+	err         error
+}
+
+func (l *limitedReader) Next(row []Value) error {
+	if l.err != nil {
+		return l.err
+	}
+	if err := l.Reader.Next(row); err != nil {
+		return err
+	}
+	l.rows++
+	if l.lim.MaxRows > 0 && l.rows > l.lim.MaxRows {
+		l.err = &LimitError{Rows: true, Limit: l.lim.MaxRows, Got: l.rows}
+		return l.err
+	}
+	for i := range row {
+		v := &row[i]
+		l.bytes += 8 + int64(len(v.Str)) + 8*int64(len(v.Nums)) + 16*int64(len(v.Strs))
+		for _, s := range v.Strs {
+			l.bytes += int64(len(s))
+		}
+	}
+	if l.lim.MaxBytes > 0 && l.bytes > l.lim.MaxBytes {
+		l.err = &LimitError{Limit: l.lim.MaxBytes, Got: l.bytes}
+		return l.err
+	}
+	return nil
 }
 
 // NewParquetReader returns a Reader of the size bytes of Parquet in r.
 // Only the footer is read up front; row groups are read as Next needs them.
 func NewParquetReader(r io.ReaderAt, size int64) (Reader, error) {
-	return newParquetReader(r, size, nil)
+	return newParquetReader(r, size, nil, Limits{})
 }
 
 func newStreamReader(f Format, r io.Reader, c io.Closer) (Reader, error) {

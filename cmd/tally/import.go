@@ -12,6 +12,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
@@ -199,11 +200,15 @@ func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, erro
 			case field == features.Bool && (text == "true" || text == "false"):
 				dst = append(dst, text...)
 			default:
-				f, err := strconv.ParseFloat(text, 64)
+				f, err := tabular.ParseNumber(text)
 				if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-					return nil, fmt.Errorf("column %q: want a number, got %q", e.names[i], v.Str)
+					return nil, fmt.Errorf("column %q: want a finite decimal number, got %q", e.names[i], v.Str)
 				}
-				dst = append(dst, text...)
+				if fastjson.Validate(text) == nil {
+					dst = append(dst, text...) // as written: an integer keeps every digit
+				} else {
+					dst = strconv.AppendFloat(dst, f, 'g', -1, 64) // +1, 007: JSON has no such numbers
+				}
 			}
 		case tabular.Int64, tabular.Timestamp:
 			switch field {

@@ -154,7 +154,7 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 	}
 	srv := node.NewServer(n)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(watchCtx, repo, wl, log))
+	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(watchCtx, repo, wl, log, cfg.Limits))
 	r := &running{cfg: cfg, log: wl, node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
 	go n.WatchModels(watchCtx, time.Second, func(err error) { log.Warn("model reload failed", "err", err) })

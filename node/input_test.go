@@ -1,0 +1,315 @@
+package node
+
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/tally-ml/tally/features"
+)
+
+// rec is one transaction record with its fields written as given, so that
+// a test can put any JSON text in one of them.
+func rec(fields map[string]string) string {
+	base := map[string]string{"user_id": `"u1"`, "merchant": `"m1"`, "category": `"c"`, "country": `"FR"`,
+		"amt": "1", "timestamp": fmt.Sprint(t0 - 1)}
+	for k, v := range fields {
+		base[k] = v
+	}
+	var parts []string
+	for _, k := range []string{"user_id", "merchant", "category", "country", "amt", "timestamp", "is_fraud"} {
+		if v, ok := base[k]; ok {
+			parts = append(parts, fmt.Sprintf("%q:%s", k, v))
+		}
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// A mistyped option is refused naming the field and the type it wants,
+// never read as its default; nothing is ingested.
+func TestMistypedOptionsRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	one := `{"transactions":[{"record":` + rec(nil) + `}]}`
+	for _, c := range []struct{ body, mention string }{
+		{`{"dryRun":"true","records":` + one + `}`, `dryRun must be true or false, got a string`},
+		{`{"dry_run":1,"records":` + one + `}`, `dry_run must be true or false, got a number`},
+		{`{"dry_run":"false","records":` + one + `}`, `dry_run must be true or false, got a string`},
+		{`{"workspace_name":7,"records":` + one + `}`, `workspace_name must be a string, got a number`},
+		{`{"records":[]}`, `"records": an object`},
+		{`{"dry_run":true,"dry_run":false,"records":` + one + `}`, `field "dry_run" appears twice`},
+	} {
+		_, err := n.IngestJSON([]byte(c.body))
+		ie, ok := err.(*IngestError)
+		if !ok || ie.Code != "INVALID_REQUEST" || !strings.Contains(ie.Message, c.mention) {
+			t.Errorf("%s: got %v, want INVALID_REQUEST mentioning %q", c.body, err, c.mention)
+		}
+	}
+	if n.AppliedIndex() != 0 {
+		t.Fatalf("a refused request was applied (index %d)", n.AppliedIndex())
+	}
+	// null is the same as leaving an option out.
+	if res, err := n.IngestJSON([]byte(`{"dry_run":null,"workspace_name":null,"records":` + one + `}`)); err != nil || res.DryRun {
+		t.Fatalf("null options: %+v %v", res, err)
+	}
+
+	get := func(params string) string {
+		return `{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u1","merchant":"m1","country":"FR"},` +
+			`"request_context_map":{"amt":1,"lat":2,"long":3}` + params + `}}`
+	}
+	for _, c := range []struct{ body, mention string }{
+		{get(`,"metadata_options":{"include_names":"false"}`), `params.metadata_options.include_names must be true or false, got a string`},
+		{get(`,"metadataOptions":{"includeEffectiveTimes":1}`), `params.metadataOptions.includeEffectiveTimes must be true or false, got a number`},
+		{get(`,"metadata_options":true`), `params.metadata_options must be an object, got a boolean`},
+		{get(`,"metadata_options":{"include_names":true,"include_names":false}`), `params.metadata_options.field "include_names" appears twice`},
+		{get(`,"workspace_name":["default"]`), `params.workspace_name must be a string, got an array`},
+		{get(`,"as_of":"soon"`), `params.as_of`},
+		{get(`,"as_of":01`), `params.as_of`},
+		{get(`,"feature_service_name":"fraud_detection"`), `params.field "feature_service_name" appears twice`},
+		{`{"params":{"feature_service_name":7}}`, `params.feature_service_name must be a string, got a number`},
+		{`{"params":"fraud_detection"}`, `got a string`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":"u1"}}`, `join_key_map must be an object with user_id, merchant, country, got a string`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u1","user_id":"u2","merchant":"m1","country":"FR"}}}`, `join_key_map: key "user_id" appears twice`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u1","merchant":"m1","country":"FR"},"request_context_map":[1,2,3]}}`, `request_context_map must be an object, got an array`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u1","merchant":"m1","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3,"amt":4}}}`, `request_context_map: key "amt" appears twice`},
+	} {
+		_, aerr := n.GetFeatures(nil, []byte(c.body))
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, c.mention) {
+			t.Errorf("%s: got %v, want 400 mentioning %q", c.body, aerr, c.mention)
+		}
+	}
+	_, aerr := n.GetFeaturesBatch(nil, []byte(`{"params":{"feature_service_name":"fraud_detection","request_data":{"join_key_map":{}}}}`))
+	if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "params.request_data must be an array") {
+		t.Errorf("batch with an object for request_data: %v", aerr)
+	}
+	_, aerr = n.GetFeaturesBatch(nil, []byte(`{"params":{"feature_service_name":"fraud_detection","request_data":["u1"]}}`))
+	if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "request_data[0]: a row must be an object") {
+		t.Errorf("batch with a string for a row: %v", aerr)
+	}
+	_, aerr = n.GetFeaturesBatch(nil, []byte(`{"params":{"feature_service_name":"fraud_detection","metadata_options":{"include_serving_status":"no"},"request_data":[]}}`))
+	if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "include_serving_status must be true or false") {
+		t.Errorf("batch with a mistyped metadata option: %v", aerr)
+	}
+	if _, aerr := n.GetFeatures(nil, []byte(get(`,"metadata_options":{"include_names":null}`))); aerr != nil {
+		t.Errorf("null option: %v", aerr)
+	}
+}
+
+// Numbers are JSON numbers as RFC 8259 writes them; fastjson alone would
+// read 01, +1, .5, 1., 1e and inf.
+func TestLenientJSONNumbersRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	for _, c := range []struct{ field, text string }{
+		{"amt", "01"}, {"amt", "+1"}, {"amt", ".5"}, {"amt", "1."}, {"amt", "-.5"}, {"amt", "1e"}, {"amt", "inf"}, {"amt", "nan"},
+		{"amt", "00"}, {"is_fraud", "01"}, {"is_fraud", "+1"}, {"user_id", "007"}, {"user_id", "+7"},
+		{"timestamp", "0" + fmt.Sprint(t0-1)}, {"timestamp", "+" + fmt.Sprint(t0-1)},
+	} {
+		body := ingestBody(`{"record":` + rec(map[string]string{c.field: c.text}) + `}`)
+		_, err := n.IngestJSON(body)
+		ie, ok := err.(*IngestError)
+		if !ok || ie.Code != "INVALID_RECORDS" || !strings.Contains(ie.Message, c.field) {
+			t.Errorf("%s: %s: got %v, want INVALID_RECORDS naming the field", c.field, c.text, err)
+		}
+		if _, err := n.IngestNDJSON("transactions", []byte(rec(map[string]string{c.field: c.text})), false); err == nil {
+			t.Errorf("bulk %s: %s accepted", c.field, c.text)
+		}
+	}
+	for _, ok := range []string{"0", "-0", "1.5", "1e2", "1E+2", "-1.25e-3", "0.5"} {
+		if _, err := n.IngestJSON(ingestBody(`{"record":` + rec(map[string]string{"amt": ok}) + `}`)); err != nil {
+			t.Errorf("amt %s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"01", ".5", "+1"} {
+		body := `{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u1","merchant":"m1","country":"FR"},"request_context_map":{"amt":` + bad + `,"lat":2,"long":3}}}`
+		if _, aerr := n.GetFeatures(nil, []byte(body)); aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "amt") {
+			t.Errorf("request context amt %s: %v", bad, aerr)
+		}
+		body = `{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":` + bad + `,"merchant":"m1","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}}}`
+		if _, aerr := n.GetFeatures(nil, []byte(body)); aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "user_id") {
+			t.Errorf("join key %s: %v", bad, aerr)
+		}
+	}
+	if _, aerr := n.UploadTable("user_profile", NDJSON, []byte(`{"user_id":"u1","home_lat":01}`), false); aerr == nil || !strings.Contains(aerr.Message, "home_lat") {
+		t.Errorf("table NDJSON 01: %v", aerr)
+	}
+}
+
+// A record naming a field twice is refused naming it (it used to say
+// `unknown field ""`).
+func TestDuplicateKeysNamed(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	r := `{"user_id":"u1","merchant":"m1","country":"FR","amt":1,"amt":2,"timestamp":` + fmt.Sprint(t0-1) + `}`
+	_, err := n.IngestJSON(ingestBody(`{"record":` + r + `}`))
+	if ie, ok := err.(*IngestError); !ok || !strings.Contains(ie.Message, `field "amt" appears twice`) {
+		t.Fatalf("got %v, want the duplicate named", err)
+	}
+	if _, err := n.IngestNDJSON("transactions", []byte(r), false); err == nil || !strings.Contains(err.Error(), `field "amt" appears twice`) {
+		t.Fatalf("bulk: %v", err)
+	}
+	_, aerr := n.UploadTable("user_profile", NDJSON, []byte(`{"user_id":"u1","home_lat":1,"home_lat":2}`), false)
+	if aerr == nil || !strings.Contains(aerr.Message, `field "home_lat" appears twice`) {
+		t.Fatalf("table: %v", aerr)
+	}
+	_, aerr = n.UploadTable("user_profile", NDJSON, []byte(`{"user_id":"u1","user_id":"u2"}`), false)
+	if aerr == nil || !strings.Contains(aerr.Message, `field "user_id" appears twice`) {
+		t.Fatalf("table key: %v", aerr)
+	}
+}
+
+// Table CSV numbers follow tabular.ParseNumber: decimal only.
+func TestTableCSVNumberSyntax(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	for _, bad := range []string{"1_000", "0x1p3", ".5", "5.", "inf", "NaN", "+Inf", "1e400"} {
+		_, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat\nu1,"+bad+"\n"), false)
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "home_lat") {
+			t.Errorf("home_lat %s: %v", bad, aerr)
+		}
+	}
+	if n.tables[0].len() != 0 {
+		t.Fatal("a refused upload changed the table")
+	}
+	for _, ok := range []string{"12", "-0.5", "+3", "007", "1.5e-3", "2E2"} {
+		if _, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat\nu1,"+ok+"\n"), false); aerr != nil {
+			t.Errorf("home_lat %s: %v", ok, aerr)
+		}
+	}
+}
+
+// Keys and string values longer than the limits are refused on every write
+// path with a 400 naming the field and the limit, and nothing is applied.
+func TestKeyAndValueSizeLimits(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits.MaxKeyBytes, cfg.Limits.MaxValueBytes = 64, 128
+	n, _ := newTestNode(t, cfg)
+	base := serve(t, n)
+	longKey := `"` + strings.Repeat("k", 65) + `"`
+	longVal := `"` + strings.Repeat("v", 129) + `"`
+	okKey := `"` + strings.Repeat("k", 64) + `"`
+	okVal := `"` + strings.Repeat("v", 128) + `"`
+	type call struct{ path, ct, body string }
+	line := func(f map[string]string) string { return rec(f) + "\n" }
+	for _, c := range []struct {
+		call
+		mention []string
+	}{
+		{call{"/api/v1/ingest", "application/json", string(ingestBody(`{"record":` + rec(map[string]string{"user_id": longKey}) + `}`))},
+			[]string{"user_id", "limits.max_key_bytes (64)"}},
+		{call{"/api/v1/ingest", "application/json", string(ingestBody(`{"record":` + rec(map[string]string{"merchant": longKey}) + `}`))},
+			[]string{"merchant", "limits.max_key_bytes (64)"}},
+		{call{"/api/v1/ingest", "application/json", string(ingestBody(`{"record":` + rec(map[string]string{"category": longVal}) + `}`))},
+			[]string{"category", "limits.max_value_bytes (128)"}},
+		{call{"/api/v1/ingest/bulk?source=transactions", "application/x-ndjson", line(nil) + line(map[string]string{"user_id": longKey})},
+			[]string{"user_id", "limits.max_key_bytes (64)"}},
+		{call{"/api/v1/import?source=transactions", "application/x-ndjson", line(map[string]string{"category": longVal})},
+			[]string{"category", "limits.max_value_bytes (128)"}},
+		{call{"/api/v1/tables/user_profile", "text/csv", "user_id,home_lat\nu0,1\n" + strings.Trim(longKey, `"`) + ",1\n"},
+			[]string{"user_id", "limits.max_key_bytes (64)"}},
+		{call{"/api/v1/tables/user_profile", "application/x-ndjson", `{"user_id":` + longKey + `,"home_lat":1}`},
+			[]string{"user_id", "limits.max_key_bytes (64)"}},
+	} {
+		status, body := do(t, "POST", base+c.path, "", c.ct, c.body)
+		if status != 400 {
+			t.Errorf("%s: %d %s, want 400", c.path, status, body)
+		}
+		for _, m := range c.mention {
+			if !strings.Contains(body, m) {
+				t.Errorf("%s: %s does not mention %q", c.path, body, m)
+			}
+		}
+	}
+	if n.AppliedIndex() != 0 || n.tables[0].len() != 0 {
+		t.Fatalf("refused writes were applied: index %d, table rows %d", n.AppliedIndex(), n.tables[0].len())
+	}
+	// At the limit, accepted.
+	if status, body := do(t, "POST", base+"/api/v1/ingest", "", "application/json",
+		string(ingestBody(`{"record":`+rec(map[string]string{"user_id": okKey, "category": okVal})+`}`))); status != 200 {
+		t.Fatalf("at the limits: %d %s", status, body)
+	}
+	// Query booleans are typed too: dry_run=1 is not a dry run.
+	if status, body := do(t, "POST", base+"/api/v1/ingest/bulk?source=transactions&dry_run=1", "", "application/x-ndjson", line(nil)); status != 400 ||
+		!strings.Contains(body, "dry_run") {
+		t.Fatalf("dry_run=1: %d %s", status, body)
+	}
+}
+
+// A table's string values are held to limits.max_value_bytes too.
+func TestTableStringValueLimit(t *testing.T) {
+	src, err := fs.ReadFile(features.DefaultFS(), "fraud.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := fs.ReadFile(features.DefaultFS(), "fraud_model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(src), "      home_long: float\n", "      home_long: float\n      segment: string\n", 1)
+	repoFS := fstest.MapFS{"fraud.yaml": {Data: []byte(yaml)}, "fraud_model.onnx": {Data: model}}
+	repo, err := features.Load(repoFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Limits.MaxValueBytes = 8
+	n, err := New(repo, cfg, Options{RepoFS: repoFS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for format, body := range map[TableFormat]string{
+		CSV:    "user_id,segment\nu1,short\nu2,much-too-long\n",
+		NDJSON: `{"user_id":"u1","segment":"short"}` + "\n" + `{"user_id":"u2","segment":"much-too-long"}`,
+	} {
+		_, aerr := n.UploadTable("user_profile", format, []byte(body), false)
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, "segment") || !strings.Contains(aerr.Message, "limits.max_value_bytes (8)") {
+			t.Errorf("format %d: %v", format, aerr)
+		}
+	}
+	if n.tables[0].len() != 0 {
+		t.Fatal("a refused upload changed the table")
+	}
+	if _, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,segment\nu1,12345678\n"), false); aerr != nil {
+		t.Fatalf("at the limit: %v", aerr)
+	}
+}
+
+func TestInputLimitsValidated(t *testing.T) {
+	for _, set := range []func(*Limits){
+		func(l *Limits) { l.MaxKeyBytes = 0 },
+		func(l *Limits) { l.MaxValueBytes = -1 },
+		func(l *Limits) { l.MaxSpineRows = 0 },
+		func(l *Limits) { l.MaxSpineBytes = 0 },
+		func(l *Limits) { l.StallTimeout = 0 },
+	} {
+		cfg := DefaultConfig()
+		set(&cfg.Limits)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "stall_timeout must be positive") {
+			t.Errorf("%+v: %v", cfg.Limits, err)
+		}
+	}
+}
+
+// The checks on options, numbers and sizes cost the ingest path no
+// allocation: validating a body (a dry run) allocates nothing.
+func TestIngestValidationAllocatesNothing(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	var lines []string
+	for i := 0; i < 100; i++ {
+		lines = append(lines, rec(map[string]string{"amt": "3.25", "is_fraud": "0", "user_id": "12"}))
+	}
+	bulk := []byte(strings.Join(lines, "\n"))
+	body := []byte(`{"workspace_name":"default","dry_run":true,"records":{"transactions":[{"record":` + rec(nil) + `},{"record":` + rec(nil) + `}]}}`)
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := n.IngestNDJSON("transactions", bulk, true); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("bulk ingest validation allocates %.1f times per request", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := n.IngestJSON(body); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("ingest validation allocates %.1f times per request", allocs)
+	}
+}

@@ -1,0 +1,133 @@
+package node
+
+import (
+	"fmt"
+	"strconv"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tally-ml/tally/tabular"
+)
+
+// Request options are typed strictly: an option of the wrong JSON type is
+// refused (400, naming the field and the type it wants), never read as its
+// default; JSON null is the same as leaving the option out. fastjson parses
+// numbers leniently (01, +1, .5, 1., inf, nan); every number tally reads
+// goes through jsonNumber, which holds them to RFC 8259.
+
+// jsonTypeName names a JSON value's type for an error message.
+func jsonTypeName(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
+	case fastjson.TypeNumber:
+		return "a number"
+	case fastjson.TypeString:
+		return "a string"
+	case fastjson.TypeArray:
+		return "an array"
+	case fastjson.TypeObject:
+		return "an object"
+	}
+	return "null"
+}
+
+// option returns the value of the option spelled snake or camel in obj
+// (nil if absent or null) and the spelling found, for error messages.
+func option(obj *fastjson.Value, snake, camel string) (*fastjson.Value, string) {
+	if v := obj.Get(snake); v != nil {
+		if v.Type() == fastjson.TypeNull {
+			return nil, snake
+		}
+		return v, snake
+	}
+	if v := obj.Get(camel); v != nil && v.Type() != fastjson.TypeNull {
+		return v, camel
+	}
+	return nil, snake
+}
+
+// wantType is the message for option field holding v where want (e.g.
+// "true or false") belongs.
+func wantType(field, want string, v *fastjson.Value) string {
+	return fmt.Sprintf("%s must be %s, got %s", field, want, jsonTypeName(v))
+}
+
+// boolOption reads an optional boolean: def when absent or null, a message
+// naming field when it is not true or false.
+func boolOption(obj *fastjson.Value, prefix, snake, camel string, def bool) (bool, string) {
+	v, name := option(obj, snake, camel)
+	if v == nil {
+		return def, ""
+	}
+	switch v.Type() {
+	case fastjson.TypeTrue:
+		return true, ""
+	case fastjson.TypeFalse:
+		return false, ""
+	}
+	return def, wantType(prefix+name, "true or false", v)
+}
+
+// duplicateKey returns a key that appears more than once in o, or "".
+// Quadratic, for small objects; it allocates only the key it returns.
+func duplicateKey(o *fastjson.Object) string {
+	dup := ""
+	i := 0
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		j := 0
+		o.Visit(func(k2 []byte, _ *fastjson.Value) {
+			if j < i && dup == "" && string(k) == string(k2) {
+				dup = string(k)
+			}
+			j++
+		})
+		i++
+	})
+	return dup
+}
+
+// checkNoDuplicates refuses an object of options that names a key twice
+// (which value would win is not something a client should have to guess).
+func checkNoDuplicates(v *fastjson.Value, where string) string {
+	o, err := v.Object()
+	if err != nil {
+		return ""
+	}
+	if d := duplicateKey(o); d != "" {
+		return fmt.Sprintf("%sfield %q appears twice", where, d)
+	}
+	return ""
+}
+
+// jsonNumber returns the text of number v in *buf (scratch), or false if
+// the text is not a number as RFC 8259 writes it: an optional minus, an
+// integer part without leading zeros, an optional fraction and exponent.
+func jsonNumber(v *fastjson.Value, buf *[]byte) ([]byte, bool) {
+	*buf = v.MarshalTo((*buf)[:0])
+	return *buf, tabular.IsJSONNumber(*buf)
+}
+
+// jsonInt reads number v as an int64: an RFC 8259 integer literal (no
+// fraction or exponent) within range.
+func jsonInt(v *fastjson.Value, buf *[]byte) (int64, error) {
+	b, ok := jsonNumber(v, buf)
+	if !ok || len(b) == 0 {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseInt(unsafe.String(&b[0], len(b)), 10, 64)
+}
+
+// QueryBool reads an optional boolean query parameter: absent or empty is
+// false; anything but true or false is a 400 naming it.
+func QueryBool(args interface{ Peek(string) []byte }, name string) (bool, *APIError) {
+	switch v := string(args.Peek(name)); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, badRequest("INVALID_REQUEST", "?%s=%s: must be true or false", name, v)
+	}
+}
