@@ -601,7 +601,7 @@ func (n *Node) checkTime(sp *sourcePlan, ts, now int64, w *ingestWork) string {
 func (n *Node) checkEventTime(sp *sourcePlan, ts, now int64) string {
 	if ts > now+n.cfg.MaxFuture.Milliseconds() {
 		return fmt.Sprintf("timestamp %s is %s ahead of the node's clock (max_future %s): check the producer's clock",
-			fmtMillis(ts), time.Duration(ts-now)*time.Millisecond, n.cfg.MaxFuture)
+			fmtMillis(ts), fmtSpan(ts-now), n.cfg.MaxFuture)
 	}
 	if sp.maxWindow > 0 && ts <= now-sp.maxWindow-sp.src.Lateness {
 		hint := ""
@@ -612,6 +612,18 @@ func (n *Node) checkEventTime(sp *sourcePlan, ts, now int64) string {
 			fmtMillis(ts), sp.src.Name, features.FormatWindow(sp.maxWindow), features.FormatWindow(max(sp.src.Lateness, 1)), hint)
 	}
 	return ""
+}
+
+// fmtSpan formats a positive span of milliseconds (negative: an int64
+// overflow, so longer than any). time.Duration holds only 292 years.
+func fmtSpan(ms int64) string {
+	if ms >= 0 && ms < math.MaxInt64/int64(time.Millisecond) {
+		return (time.Duration(ms) * time.Millisecond).String()
+	}
+	if ms < 0 {
+		ms = math.MaxInt64
+	}
+	return fmt.Sprintf("%d days", ms/(24*3600*1000))
 }
 
 func fmtMillis(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"io/fs"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,8 @@ type Node struct {
 	seq      *sequencer
 	workers  int // see Options.ApplyWorkers
 	// visible is the running maximum of the clocks at which logged changes
-	// became visible (see ReplayTimed), guarded by seq.mu.
+	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
+	// MinInt64, not 0, so that events before 1970 are not deferred.
 	visible   int64
 	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
@@ -69,7 +71,7 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, log: opts.Log, seq: newSequencer(),
-		workers: max(1, opts.ApplyWorkers)}
+		workers: max(1, opts.ApplyWorkers), visible: math.MinInt64}
 	if n.now == nil {
 		n.now = func() int64 { return time.Now().UnixMilli() }
 	}
