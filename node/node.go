@@ -2,8 +2,8 @@ package node
 
 import (
 	"fmt"
-	"math"
 	"io/fs"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
