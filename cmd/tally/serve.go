@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -123,6 +124,9 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 		Sync: policy, SyncEvery: cfg.Durability.SyncEvery, SegmentSize: cfg.Durability.SegmentSize,
 		Compress: true, Metrics: walMetrics,
 	})
+	if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
+		return nil, fmt.Errorf("open the write-ahead log: %w\nto start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s", err, cfg.DataDir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open the write-ahead log: %w", err)
 	}
