@@ -28,6 +28,9 @@ type Config struct {
 	MaxFuture time.Duration `yaml:"max_future"`
 	// Durability: the write-ahead log and snapshots in DataDir.
 	Durability Durability `yaml:"durability"`
+	// AcceptSchemaChange lets a start apply repo changes that drop or
+	// rebuild stored state (see CheckSchema); --accept-schema-change.
+	AcceptSchemaChange bool `yaml:"-"`
 }
 
 // Durability configures the write-ahead log and snapshots.

@@ -355,6 +355,9 @@ func (n *Node) applyTarget(sp *sourcePlan, ti int, b *eventBatch, fields *[]wind
 	t := sp.targets[ti]
 	v := n.views[t.view]
 	for e := from; e < to; e++ {
+		if b.null[e*b.ncols+t.keyCol] {
+			continue // logged before the view's key column existed
+		}
 		key := b.str(e, t.keyCol)
 		f := (*fields)[:0]
 		for _, c := range t.cols {
