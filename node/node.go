@@ -56,6 +56,7 @@ type Node struct {
 	visible   int64
 	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
+
 	schemaState // see schema.go
 
 	ready atomic.Bool
