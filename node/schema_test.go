@@ -203,10 +203,11 @@ func TestSchemaViewAddedBuiltFromLog(t *testing.T) {
     aggregations:
       - {column: page, function: count, window: 1h}
 table_views:`, 1)
+	added = strings.Replace(added, "schema: {age: string}", "schema: {age: string, city: string}", 1)
 	s = mustStartSchema(t, dataDir, added, false) // additions need no flag
 	log := s.log.String()
 	for _, want := range []string{"view page_clicks added", "view device_clicks added", "source clicks column device (string) added",
-		"feature view built from the log", "view=page_clicks records=1..6 events_since=2026-11-24T23:59:57Z",
+		"table profile column city (string) added", "feature view built from the log", "view=page_clicks records=1..6 events_since=2026-11-24T23:59:57Z",
 		"view=device_clicks records=4..6 note=\"the log before the snapshot (records 1..3) holds none of its events", "events logged before the view's key column existed were skipped"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("startup log lacks %q:\n%s", want, log)
@@ -221,6 +222,10 @@ table_views:`, 1)
 	}
 	if got := viewValue(t, s.n, "user_clicks", "u1", 0); got != 3 {
 		t.Errorf("user_clicks[u1] = %v, want 3 (restored)", got)
+	}
+	nums, strs, present := make([]float64, 2), make([]string, 2), make([]bool, 2)
+	if !s.n.tableByName("profile").get([]byte("u1"), nums, strs, present) || strs[0] != "42" || !present[0] || present[1] {
+		t.Errorf("profile[u1] = %q present %v, want age 42 and no city", strs, present)
 	}
 	s.ingest(t, "clicks", fmt.Sprintf(`{"user":"u1","page":"d","price":"1","device":"phone","ts":%d}`, t0-100))
 	if got := viewValue(t, s.n, "device_clicks", "phone", 0); got != 1 {
