@@ -13,6 +13,8 @@
 //     JSON response straight into the output buffer, without allocating per
 //     request in steady state.
 //   - http.go: the fasthttp server: routes, auth, limits, errors.
+//   - schema.go: the repo's schema fingerprint kept with the data; at start
+//     CheckSchema says what changed and applies, or refuses, it.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.
