@@ -150,6 +150,7 @@ func sameView(a, b *schemaView) bool {
 type schemaChange struct {
 	text string
 	need changeNeed
+	view string // a view added or changed: built from the log
 }
 
 type changeNeed uint8
@@ -164,7 +165,7 @@ const (
 func diffSchema(old, cur schema) []schemaChange {
 	var out []schemaChange
 	add := func(need changeNeed, format string, args ...any) {
-		out = append(out, schemaChange{fmt.Sprintf(format, args...), need})
+		out = append(out, schemaChange{text: fmt.Sprintf(format, args...), need: need})
 	}
 	diffColumns := func(what string, oc, nc []schemaColumn) {
 		for _, o := range oc {
@@ -203,11 +204,13 @@ func diffSchema(old, cur schema) []schemaChange {
 			add(changeAccept, "view %s removed (its state is dropped)", o.Name)
 		case !sameView(o, n):
 			add(changeAccept, "view %s changed: %s (it is rebuilt from the log)", o.Name, strings.Join(viewDiff(o, n), "; "))
+			out[len(out)-1].view = o.Name
 		}
 	}
 	for i := range cur.Views {
 		if old.view(cur.Views[i].Name) == nil {
 			add(changeApplied, "view %s added (it is built from the log)", cur.Views[i].Name)
+			out[len(out)-1].view = cur.Views[i].Name
 		}
 	}
 	for _, o := range old.Tables {
@@ -351,6 +354,9 @@ func (n *Node) CheckSchema(dataDir string, accept bool, log *slog.Logger) error 
 	}
 	for _, c := range changes {
 		log.Info("schema change applied", "change", c.text)
+		if c.view != "" {
+			n.built = append(n.built, c.view)
+		}
 	}
 	n.schemaAccepted = true
 	return nil
@@ -396,7 +402,8 @@ type schemaState struct {
 	// source or table, a removed view's snapshot state) and build what it
 	// newly has (views missing from the snapshot).
 	schemaAccepted bool
-	skippedRecords int   // log and snapshot records of removed sources or tables
+	skippedRecords int      // log and snapshot records of removed sources or tables
+	built          []string // views added or changed since the stored schema
 	keyless        []int // per view: events skipped for lacking its key column
 }
 
@@ -425,10 +432,16 @@ var errStopReplay = errors.New("stop replay")
 // view. A view can only be built from the records the log still has; the
 // recovery log says how far back that reaches.
 func (n *Node) buildFresh(l Replayer, upTo uint64) error {
+	first, last := l.FirstIndex(), l.LastIndex()
+	if n.filter == nil && n.schemaLog != nil && last >= first {
+		// No snapshot: every view is built from the whole log.
+		for _, v := range n.built {
+			n.schemaLog.Info("feature view built from the log", "view", v, "records", fmt.Sprintf("%d..%d (the whole log)", first, last))
+		}
+	}
 	if n.filter == nil || !slices.Contains(n.filter.fresh, true) {
 		return nil
 	}
-	first, last := l.FirstIndex(), l.LastIndex()
 	since := make([]int64, len(n.views))
 	for i := range since {
 		since[i] = math.MaxInt64
