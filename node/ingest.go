@@ -84,9 +84,11 @@ func (n *Node) getIngestWork() *ingestWork {
 		w.batches = append(w.batches, &eventBatch{})
 		w.used = append(w.used, false)
 	}
+	// The pool is shared by every node of the process (history joins, tests),
+	// which may have more sources than this one: clear every flag.
+	clear(w.used)
 	for i, s := range n.sources {
 		w.batches[i].reset(i, len(s.src.Columns))
-		w.used[i] = false
 	}
 	w.errs, w.refused, w.total = w.errs[:0], 0, 0
 	w.backfill, w.streamClock = false, math.MinInt64

@@ -404,7 +404,7 @@ type schemaState struct {
 	schemaAccepted bool
 	skippedRecords int      // log and snapshot records of removed sources or tables
 	built          []string // views added or changed since the stored schema
-	keyless        []int // per view: events skipped for lacking its key column
+	keyless        []int    // per view: events skipped for lacking its key column
 }
 
 // errRemoved marks a record of a source or table the repo no longer has.
