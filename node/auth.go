@@ -41,10 +41,18 @@ func newKeyring(keys []APIKey) (*keyring, error) {
 // open reports whether no keys are configured: every request is allowed.
 func (kr *keyring) open() bool { return len(kr.keys) == 0 }
 
-var (
-	bearerPrefix = []byte("Bearer ")
-	tectonPrefix = []byte("Tecton-key ")
-)
+// credentials splits an Authorization header value into its scheme and
+// secret (RFC 7235: "scheme 1*SP credentials"). Only spaces and tabs
+// separate or surround them; any other byte, Unicode spaces included, is
+// part of the secret, so a header of only a non-breaking space presents a
+// two-byte key, not an empty one.
+func credentials(header []byte) (scheme, secret []byte) {
+	i := bytes.IndexByte(header, ' ')
+	if i <= 0 {
+		return nil, nil
+	}
+	return header[:i], bytes.Trim(header[i+1:], " \t")
+}
 
 // authorize returns whether the Authorization header value grants need.
 // Every configured key is compared, in constant time, whatever matches, so
@@ -53,16 +61,12 @@ func (kr *keyring) authorize(header []byte, need Scope) (ok, known bool) {
 	if kr.open() {
 		return true, true
 	}
-	var secret []byte
-	switch {
-	case bytes.HasPrefix(header, bearerPrefix):
-		secret = header[len(bearerPrefix):]
-	case bytes.HasPrefix(header, tectonPrefix):
-		secret = header[len(tectonPrefix):]
-	default:
+	// The scheme is case-insensitive (RFC 7235 section 2.1).
+	scheme, secret := credentials(header)
+	if len(secret) == 0 || !(bytes.EqualFold(scheme, []byte("Bearer")) || bytes.EqualFold(scheme, []byte("Tecton-key"))) {
 		return false, false
 	}
-	d := sha256.Sum256(bytes.TrimSpace(secret))
+	d := sha256.Sum256(secret)
 	var granted Scope
 	match := 0
 	for i := range kr.keys {

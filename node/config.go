@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -27,6 +28,9 @@ type Config struct {
 	MaxFuture time.Duration `yaml:"max_future"`
 	// Durability: the write-ahead log and snapshots in DataDir.
 	Durability Durability `yaml:"durability"`
+	// AcceptSchemaChange lets a start apply repo changes that drop or
+	// rebuild stored state (see CheckSchema); --accept-schema-change.
+	AcceptSchemaChange bool `yaml:"-"`
 }
 
 // Durability configures the write-ahead log and snapshots.
@@ -179,11 +183,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("listen %q: %w (want host:port, e.g. 127.0.0.1:8080)", c.Listen, err)
 	}
 	for i, k := range c.APIKeys {
-		if k.Key == "" {
-			return fmt.Errorf("api_keys[%d] (%s): key is empty", i, k.Name)
-		}
-		if !strings.HasPrefix(k.Key, "sha256:") && len(k.Key) < 16 {
-			return fmt.Errorf("api_keys[%d] (%s): key is %d characters; use at least 16 random characters", i, k.Name, len(k.Key))
+		if err := checkKey(k.Key); err != nil {
+			return fmt.Errorf("api_keys[%d] (%s): %w", i, k.Name, err)
 		}
 		if len(k.Scopes) == 0 {
 			return fmt.Errorf("api_keys[%d] (%s): no scopes; give one or more of ingest, read, admin", i, k.Name)
@@ -233,6 +234,33 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// MinKeyBytes is the shortest plain API key a config may hold.
+const MinKeyBytes = 16
+
+// emptyDigest is the SHA-256 of the empty string: what hashing an unset
+// variable gives.
+var emptyDigest = sha256.Sum256(nil)
+
+// checkKey refuses a configured key no client should be able to present:
+// empty, shorter than MinKeyBytes, surrounded by spaces (presented keys are
+// trimmed of spaces and tabs, so it could never match), or the digest of
+// the empty string.
+func checkKey(k string) error {
+	if strings.HasPrefix(k, "sha256:") {
+		_, err := keyDigest(k)
+		return err
+	}
+	switch {
+	case k == "":
+		return errors.New("key is empty (an unset variable?); use at least 16 random characters")
+	case strings.TrimSpace(k) != k:
+		return errors.New("key begins or ends with white space; remove it")
+	case len(k) < MinKeyBytes:
+		return fmt.Errorf("key is %d bytes; use at least %d random characters", len(k), MinKeyBytes)
+	}
+	return nil
+}
+
 // keyDigest is what the node keeps of a key: its SHA-256, so that comparing
 // is constant-time over fixed-size values whatever the presented length.
 func keyDigest(k string) ([32]byte, error) {
@@ -243,6 +271,9 @@ func keyDigest(k string) ([32]byte, error) {
 			return d, fmt.Errorf("sha256 key digest must be 64 hex characters")
 		}
 		copy(d[:], raw)
+		if d == emptyDigest {
+			return d, errors.New("sha256 key digest is the SHA-256 of the empty string (was the key variable unset?); hash a key of at least 16 random characters")
+		}
 		return d, nil
 	}
 	return sha256.Sum256([]byte(k)), nil

@@ -17,6 +17,8 @@
 //   - durable.go: every change goes to the write-ahead log first; a log
 //     that refuses writes turns ingest into 503 NOT_DURABLE and /readyz
 //     into 503 with the reason, until it recovers.
+//   - schema.go: the repo's schema fingerprint kept with the data; at start
+//     CheckSchema says what changed and applies, or refuses, it.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

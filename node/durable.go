@@ -135,6 +135,9 @@ func (n *Node) replay(index uint64, rec []byte, at func(int64) int64) error {
 		defer ingestPool.Put(w)
 		b := w.batches[0]
 		if _, err := n.decodeEventsRecord(inner, b); err != nil {
+			if n.skipRemoved(err) {
+				break
+			}
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
 		var tooLate int
@@ -165,6 +168,9 @@ func (n *Node) replay(index uint64, rec []byte, at func(int64) int64) error {
 	case recordTable:
 		name, rows, replace, err := n.decodeTableRecord(inner)
 		if err != nil {
+			if n.skipRemoved(err) {
+				break
+			}
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
 		if n.filter == nil || index > n.filter.tables {
@@ -184,8 +190,11 @@ func (n *Node) applyFiltered(b *eventBatch, w *ingestWork, index uint64) (tooLat
 	for _, t := range sp.targets {
 		v := n.views[t.view]
 		for e := 0; e < b.len(); e++ {
+			if b.null[e*b.ncols+t.keyCol] {
+				continue // logged before the view's key column existed
+			}
 			key := b.str(e, t.keyCol)
-			if index <= n.filter.part[ring.Partition(ring.Hash(key))] {
+			if !n.filter.fresh[t.view] && index <= n.filter.part[ring.Partition(ring.Hash(key))] {
 				v.AdvanceWatermark(b.ts[e])
 				continue
 			}
@@ -257,7 +266,7 @@ func (n *Node) decodeTableRecord(rec []byte) (string, []tableRow, bool, error) {
 	}
 	t := n.tableByName(name)
 	if t == nil {
-		return "", nil, false, fmt.Errorf("log record for table %q, which the feature repo no longer has", name)
+		return "", nil, false, fmt.Errorf("log record for table %q: %w%s", name, errRemoved, removedHint)
 	}
 	colMap := make([]int, ncols)
 	for i := range colMap {
@@ -275,6 +284,9 @@ func (n *Node) decodeTableRecord(rec []byte) (string, []tableRow, bool, error) {
 			kind, num, str := r.value()
 			if c < 0 || kind == 0 {
 				continue
+			}
+			if isText := t.def.Columns[c].Type == features.String; isText != (kind == 2) {
+				return "", nil, false, fmt.Errorf("table %s column %s holds %s, but the repo declares it %s: %w", name, t.def.Columns[c].Name, kindName(kind), t.def.Columns[c].Type, errTypeChanged)
 			}
 			row.null[c] = false
 			if kind == 2 {

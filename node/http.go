@@ -325,7 +325,12 @@ func (s *Server) uploadTable(ctx *fasthttp.RequestCtx, name string) {
 		}
 		validFrom = t
 	}
-	rows, aerr := s.n.UploadTableAt(name, format, ctx.PostBody(), mode == "replace", validFrom)
+	allowEmpty := string(args.Peek("allow_empty"))
+	if allowEmpty != "" && allowEmpty != "true" && allowEmpty != "false" {
+		writeError(ctx, badRequest("INVALID_REQUEST", "allow_empty %q: use true or false", allowEmpty))
+		return
+	}
+	rows, aerr := s.n.uploadTable(name, format, ctx.PostBody(), mode == "replace", allowEmpty == "true", validFrom)
 	if aerr != nil {
 		writeError(ctx, aerr)
 		return

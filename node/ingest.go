@@ -86,9 +86,11 @@ func (n *Node) getIngestWork() *ingestWork {
 		w.batches = append(w.batches, &eventBatch{})
 		w.used = append(w.used, false)
 	}
+	// The pool is shared by every node of the process (history joins, tests),
+	// which may have more sources than this one: clear every flag.
+	clear(w.used)
 	for i, s := range n.sources {
 		w.batches[i].reset(i, len(s.src.Columns))
-		w.used[i] = false
 	}
 	w.errs, w.refused, w.total = w.errs[:0], 0, 0
 	w.backfill, w.streamClock = false, math.MinInt64
@@ -359,6 +361,9 @@ func (n *Node) applyTarget(sp *sourcePlan, ti int, b *eventBatch, fields *[]wind
 	t := sp.targets[ti]
 	v := n.views[t.view]
 	for e := from; e < to; e++ {
+		if b.null[e*b.ncols+t.keyCol] {
+			continue // logged before the view's key column existed
+		}
 		key := b.str(e, t.keyCol)
 		f := (*fields)[:0]
 		for _, c := range t.cols {
@@ -615,7 +620,7 @@ func (n *Node) checkTime(sp *sourcePlan, ts, now int64, w *ingestWork) string {
 func (n *Node) checkEventTime(sp *sourcePlan, ts, now int64) string {
 	if ts > now+n.cfg.MaxFuture.Milliseconds() {
 		return fmt.Sprintf("timestamp %s is %s ahead of the node's clock (max_future %s): check the producer's clock",
-			fmtMillis(ts), time.Duration(ts-now)*time.Millisecond, n.cfg.MaxFuture)
+			fmtMillis(ts), fmtSpan(ts-now), n.cfg.MaxFuture)
 	}
 	if sp.maxWindow > 0 && ts <= now-sp.maxWindow-sp.src.Lateness {
 		hint := ""
@@ -626,6 +631,18 @@ func (n *Node) checkEventTime(sp *sourcePlan, ts, now int64) string {
 			fmtMillis(ts), sp.src.Name, features.FormatWindow(sp.maxWindow), features.FormatWindow(max(sp.src.Lateness, 1)), hint)
 	}
 	return ""
+}
+
+// fmtSpan formats a positive span of milliseconds (negative: an int64
+// overflow, so longer than any). time.Duration holds only 292 years.
+func fmtSpan(ms int64) string {
+	if ms >= 0 && ms < math.MaxInt64/int64(time.Millisecond) {
+		return (time.Duration(ms) * time.Millisecond).String()
+	}
+	if ms < 0 {
+		ms = math.MaxInt64
+	}
+	return fmt.Sprintf("%d days", ms/(24*3600*1000))
 }
 
 func fmtMillis(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }

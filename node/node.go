@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,12 +56,15 @@ type Node struct {
 	seq      *sequencer
 	workers  int // see Options.ApplyWorkers
 	// visible is the running maximum of the clocks at which logged changes
-	// became visible (see ReplayTimed), guarded by seq.mu.
+	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
+	// MinInt64, not 0, so that events before 1970 are not deferred.
 	visible   int64
 	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
 	logger    *slog.Logger
 	maxConns  int // limits.max_conns resolved against the open-file limit
+
+	schemaState // see schema.go
 
 	ready      atomic.Bool
 	logFailing atomic.Bool // the last Append failed; logged once
@@ -93,7 +97,7 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, log: opts.Log, seq: newSequencer(),
-		workers: max(1, opts.ApplyWorkers), logger: opts.Logger}
+		workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64}
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
 	}

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+
+	"github.com/tally-ml/tally/features"
 )
 
 // A log record is what the node writes to its write-ahead log for one
@@ -194,13 +197,16 @@ func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error
 	}
 	sp := n.source(srcName)
 	if sp == nil {
-		return nil, fmt.Errorf("log record for source %q, which the feature repo no longer has", srcName)
+		return nil, fmt.Errorf("log record for source %q: %w%s", srcName, errRemoved, removedHint)
 	}
 	colMap := make([]int, ncols) // record column -> source column, -1 dropped
+	inRecord := make([]bool, len(sp.src.Columns))
 	for i := range colMap {
 		c, ok := sp.colIndex[string(r.name())]
 		if !ok {
 			c = -1
+		} else {
+			inRecord[c] = true
 		}
 		colMap[i] = c
 	}
@@ -218,22 +224,64 @@ func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error
 			if c < 0 || kind == 0 {
 				continue
 			}
-			if kind == 2 {
-				b.setStr(e, c, str)
-			} else {
-				b.setNum(e, c, num)
+			if err := setLogged(b, e, c, sp, kind, num, str); err != nil {
+				return nil, err
 			}
 		}
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: events record truncated or padded", errBadRecord)
 	}
-	for e := 0; e < b.len(); e++ {
-		for _, t := range sp.targets {
+	for _, t := range sp.targets {
+		if !inRecord[t.keyCol] {
+			// Written before the view's key column existed: the view skips
+			// these events (counted for the recovery log).
+			if n.keyless == nil {
+				n.keyless = make([]int, len(n.views))
+			}
+			n.keyless[t.view] += b.len()
+			continue
+		}
+		for e := 0; e < b.len(); e++ {
 			if b.null[e*b.ncols+t.keyCol] {
 				return nil, fmt.Errorf("%w: event without join key", errBadRecord)
 			}
 		}
 	}
 	return sp, nil
+}
+
+// setLogged stores a logged value of source column c. The value's kind
+// (number or text) must fit the column's declared type: a column whose type
+// changed is refused, never read as a silent zero. An integer column that
+// became or stopped being a join key (held as its decimal text) converts.
+func setLogged(b *eventBatch, e, c int, sp *sourcePlan, kind byte, num float64, str []byte) error {
+	col := sp.src.Columns[c]
+	switch {
+	case kind == 2 && sp.strCol[c]:
+		b.setStr(e, c, str)
+	case kind == 1 && !sp.strCol[c] && col.Type != features.String:
+		b.setNum(e, c, num)
+	case kind == 1 && col.Type == features.Int && num == math.Trunc(num) && math.Abs(num) < 1<<63:
+		b.setStr(e, c, strconv.AppendInt(nil, int64(num), 10))
+	case kind == 2 && col.Type == features.Int:
+		x, err := strconv.ParseInt(string(str), 10, 64)
+		if err != nil {
+			return fmt.Errorf("log record: source %s column %s holds %q, not an integer: %w", sp.src.Name, col.Name, str, errTypeChanged)
+		}
+		b.setNum(e, c, float64(x))
+	default:
+		return fmt.Errorf("log record: source %s column %s holds %s, but the repo declares it %s: %w", sp.src.Name, col.Name, kindName(kind), col.Type, errTypeChanged)
+	}
+	return nil
+}
+
+// errTypeChanged: a stored value does not fit its column's declared type.
+var errTypeChanged = errors.New("the column's type changed since it was stored; revert the type, or rename the column, or move the data directory aside")
+
+func kindName(kind byte) string {
+	if kind == 2 {
+		return "text"
+	}
+	return "a number"
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/windows"
 )
 
 // A snapshot is a point-in-time image of the node's state, written while
@@ -30,7 +31,8 @@ import (
 //
 // File: snapshots/<start index, 20 digits>.snap, zstd-compressed:
 //
-//	"TALLYSNP" version:u32 start:u64 nviews:u32
+//	"TALLYSNP" version:u32 start:u64 [schema] nviews:u32
+//	schema  = len:u32 JSON                 (version 2: the schema fingerprint, see schema.go)
 //	per view: name meta-section            (windows.View.WriteMeta)
 //	per partition 0..1023: index:u64, per view: partition-section
 //	tables: index:u64 ntables:u32 per table: table-record (as logged)
@@ -39,10 +41,14 @@ import (
 // It is written to a temporary file, fsynced, renamed into place, and the
 // directory fsynced, so a crash never leaves a partial snapshot under a
 // snapshot's name. A snapshot that fails its checksum is skipped for the
-// previous one.
+// previous one. Version 1 (no schema) is still read. Views are matched by
+// name: a view of the snapshot the repo no longer has, or whose description
+// changed, is skipped, and a repo view the snapshot does not restore is
+// built from the log (RecoverFrom), both only once CheckSchema accepted the
+// repo; tables and records of a removed table are skipped likewise.
 const (
 	snapMagic   = "TALLYSNP"
-	snapVersion = 1
+	snapVersion = 2
 	snapKeep    = 2 // snapshots kept; the older is the fallback
 )
 
@@ -52,6 +58,7 @@ type replayFilter struct {
 	part   [ring.Partitions]uint64
 	tables uint64
 	max    uint64
+	fresh  []bool // per view: not restored (new or changed), built from the log
 }
 
 type crcWriter struct {
@@ -75,6 +82,9 @@ func (n *Node) WriteSnapshot(w io.Writer) (start uint64, err error) {
 	n.seq.mu.Lock()
 	start = n.seq.applied
 	hdr = binary.LittleEndian.AppendUint64(hdr, start)
+	sch := schemaOf(n.repo).encode()
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(sch)))
+	hdr = append(hdr, sch...)
 	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(n.views)))
 	bw.Write(hdr)
 	for i, v := range n.views {
@@ -140,31 +150,78 @@ func writeName(w io.Writer, s string) {
 // (VerifySnapshot): a read error here leaves the node unusable.
 func (n *Node) ReadSnapshot(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
-	var hdr [8 + 4 + 8 + 4]byte
+	var hdr [8 + 4 + 8]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return fmt.Errorf("snapshot header: %w", err)
 	}
-	if string(hdr[:8]) != snapMagic || binary.LittleEndian.Uint32(hdr[8:]) != snapVersion {
+	version := binary.LittleEndian.Uint32(hdr[8:])
+	if string(hdr[:8]) != snapMagic || version < 1 || version > snapVersion {
 		return errors.New("not a tally snapshot (or another version)")
 	}
 	start := binary.LittleEndian.Uint64(hdr[12:])
-	nviews := int(binary.LittleEndian.Uint32(hdr[20:]))
-	if nviews != len(n.views) {
-		return fmt.Errorf("snapshot has %d feature views, the repo %d: the repo changed; restart from the log alone by moving the snapshots aside", nviews, len(n.views))
+	var stored *schema // what the snapshot was written for; nil for version 1
+	var cnt [4]byte
+	if version >= 2 {
+		if _, err := io.ReadFull(br, cnt[:]); err != nil {
+			return fmt.Errorf("snapshot schema: %w", err)
+		}
+		size := binary.LittleEndian.Uint32(cnt[:])
+		if size > 1<<26 {
+			return errors.New("snapshot schema too large")
+		}
+		raw := make([]byte, size)
+		if _, err := io.ReadFull(br, raw); err != nil {
+			return fmt.Errorf("snapshot schema: %w", err)
+		}
+		s, err := decodeSchema(raw)
+		if err != nil {
+			return fmt.Errorf("snapshot schema: %w", err)
+		}
+		stored = &s
 	}
-	for i, v := range n.views {
+	if _, err := io.ReadFull(br, cnt[:]); err != nil {
+		return fmt.Errorf("snapshot header: %w", err)
+	}
+	nviews := int(binary.LittleEndian.Uint32(cnt[:]))
+	if nviews > 1<<16 {
+		return fmt.Errorf("snapshot has %d feature views", nviews)
+	}
+	cur := schemaOf(n.repo)
+	into := make([]int, nviews) // snapshot view -> repo view, -1 skipped
+	restored := make([]bool, len(n.views))
+	for i := range into {
 		name, err := readName(br)
 		if err != nil {
 			return err
 		}
-		if name != n.repo.Views[i].Name {
-			return fmt.Errorf("snapshot view %d is %q, the repo's is %q: the repo changed", i, name, n.repo.Views[i].Name)
+		j := -1
+		for k, v := range n.repo.Views {
+			if v.Name == name && !restored[k] && (stored == nil || sameView(stored.view(name), cur.view(name))) {
+				j = k
+			}
 		}
-		if err := v.ReadMeta(br); err != nil {
+		into[i] = j
+		if j < 0 {
+			if !n.schemaAccepted {
+				return fmt.Errorf("snapshot holds feature view %q, which the repo no longer has or changed: start with --accept-schema-change to drop its state and rebuild changed views from the log", name)
+			}
+			if err := windows.SkipSection(br); err != nil {
+				return fmt.Errorf("skip view %s: %w", name, err)
+			}
+			continue
+		}
+		restored[j] = true
+		if err := n.views[j].ReadMeta(br); err != nil {
 			return err
 		}
 	}
-	f := &replayFilter{}
+	f := &replayFilter{fresh: make([]bool, len(n.views))}
+	for j, ok := range restored {
+		if !ok && !n.schemaAccepted {
+			return fmt.Errorf("snapshot lacks feature view %q: the repo changed; start with --accept-schema-change to build it from the log", n.repo.Views[j].Name)
+		}
+		f.fresh[j] = !ok
+	}
 	var idx [8]byte
 	for p := uint32(0); p < ring.Partitions; p++ {
 		if _, err := io.ReadFull(br, idx[:]); err != nil {
@@ -172,8 +229,14 @@ func (n *Node) ReadSnapshot(r io.Reader) error {
 		}
 		f.part[p] = binary.LittleEndian.Uint64(idx[:])
 		f.max = max(f.max, f.part[p])
-		for _, v := range n.views {
-			if err := v.ReadPartition(br, p); err != nil {
+		for _, j := range into {
+			var err error
+			if j < 0 {
+				err = windows.SkipSection(br)
+			} else {
+				err = n.views[j].ReadPartition(br, p)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -183,7 +246,6 @@ func (n *Node) ReadSnapshot(r io.Reader) error {
 	}
 	f.tables = binary.LittleEndian.Uint64(idx[:])
 	f.max = max(f.max, f.tables)
-	var cnt [4]byte
 	if _, err := io.ReadFull(br, cnt[:]); err != nil {
 		return err
 	}
@@ -200,8 +262,11 @@ func (n *Node) ReadSnapshot(r io.Reader) error {
 			return err
 		}
 		name, rows, replace, err := n.decodeTableRecord(rec)
+		if n.skipRemoved(err) {
+			continue
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("snapshot: %w", err)
 		}
 		n.tableByName(name).put(rows, replace)
 	}

@@ -35,7 +35,15 @@ func (n *Node) UploadTable(name string, format TableFormat, body []byte, replace
 // UploadTableAt is UploadTable for rows valid from validFrom (not after the
 // node's clock): lookups see them at once, historical features from
 // validFrom on, so a table can be backfilled before the events that use it.
+// A replace with no rows (an empty body) is refused: it would empty the
+// table, which a truncated export should not do silently.
 func (n *Node) UploadTableAt(name string, format TableFormat, body []byte, replace bool, validFrom int64) (int, *APIError) {
+	return n.uploadTable(name, format, body, replace, false, validFrom)
+}
+
+// uploadTable is UploadTableAt; allowEmpty lets a replace with no rows
+// empty the table (?mode=replace&allow_empty=true).
+func (n *Node) uploadTable(name string, format TableFormat, body []byte, replace, allowEmpty bool, validFrom int64) (int, *APIError) {
 	if now := n.now(); validFrom > now {
 		return 0, badRequest("INVALID_REQUEST", "as_of %s is after the node's clock %s: rows cannot be valid from the future", fmtMillis(validFrom), fmtMillis(now))
 	}
@@ -64,6 +72,9 @@ func (n *Node) UploadTableAt(name string, format TableFormat, body []byte, repla
 	}
 	if err != nil {
 		return 0, badRequest("INVALID_TABLE_ROWS", "table %s: %v; nothing was stored", name, err)
+	}
+	if replace && len(rows) == 0 && !allowEmpty {
+		return 0, badRequest("EMPTY_REPLACE", "table %s: the body has no rows, and mode=replace would empty the table; nothing was changed (to empty it, add allow_empty=true)", name)
 	}
 	rec := appendTableRecord(appendAt(nil, validFrom, false), t, rows, replace)
 	if err := n.commit([][]byte{rec}, func() {

@@ -14,31 +14,32 @@ import (
 // validate (or a segment that ends before the next one begins), keeps every
 // record before it, and moves the rest into dir/corrupt-<unix time>/: a copy
 // of the corrupt segment as it was, and every later segment. It returns the
-// index of the last record kept. A log without corruption is left as it is
-// (a torn tail is Open's to cut, and is not counted in kept). The log must
-// not be open.
-func Repair(dir string, opts Options) (kept uint64, err error) {
+// index of the last record kept and the directory it moved the rest into. A
+// log without corruption is left as it is and aside is "" (a torn tail is
+// Open's to cut, and is not counted in kept). The log must not be open.
+func Repair(dir string, opts Options) (kept uint64, aside string, err error) {
 	if opts.FS == nil {
 		opts.FS = OS
 	}
 	fsys := opts.FS
 	segs, err := listSegments(fsys, dir)
 	if err != nil {
-		return 0, fmt.Errorf("wal repair: list %s: %w", dir, err)
+		return 0, "", fmt.Errorf("wal repair: list %s: %w", dir, err)
 	}
 	for i, s := range segs {
 		bad, res, err := findCorruption(fsys, dir, segs, i)
 		if err != nil {
-			return kept, fmt.Errorf("wal repair: read %s: %w", s.name, err)
+			return kept, "", fmt.Errorf("wal repair: read %s: %w", s.name, err)
 		}
 		if bad == nil {
 			kept = res.commitIdx - 1
 			continue
 		}
 		kept = bad.Index - 1
-		return kept, setAside(fsys, dir, segs, i, bad, res)
+		aside, err := setAside(fsys, dir, segs, i, bad, res)
+		return kept, aside, err
 	}
-	return kept, nil
+	return kept, "", nil
 }
 
 // findCorruption checks segment i the way Open and Replay would.
@@ -87,30 +88,30 @@ func findCorruption(fsys FS, dir string, segs []segmentInfo, i int) (*Corruption
 
 // setAside keeps a copy of segment i, cuts it before the bad frame, and
 // moves every later segment into a corrupt-<time> directory.
-func setAside(fsys FS, dir string, segs []segmentInfo, i int, bad *CorruptionError, res scanResult) error {
+func setAside(fsys FS, dir string, segs []segmentInfo, i int, bad *CorruptionError, res scanResult) (string, error) {
 	s := segs[i]
 	aside := filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
 	if err := fsys.MkdirAll(aside, 0o755); err != nil {
-		return fmt.Errorf("wal repair: %w", err)
+		return aside, fmt.Errorf("wal repair: %w", err)
 	}
 	if err := copyFile(fsys, filepath.Join(dir, s.name), filepath.Join(aside, s.name)); err != nil {
-		return fmt.Errorf("wal repair: keep a copy of %s: %w", s.name, err)
+		return aside, fmt.Errorf("wal repair: keep a copy of %s: %w", s.name, err)
 	}
 	if err := fsys.SyncDir(aside); err != nil {
-		return fmt.Errorf("wal repair: %w", err)
+		return aside, fmt.Errorf("wal repair: %w", err)
 	}
 	if err := cutSegment(fsys, dir, s, bad.Offset, res); err != nil {
-		return fmt.Errorf("wal repair: cut %s at %d: %w", s.name, bad.Offset, err)
+		return aside, fmt.Errorf("wal repair: cut %s at %d: %w", s.name, bad.Offset, err)
 	}
 	for _, later := range segs[i+1:] {
 		if err := fsys.Rename(filepath.Join(dir, later.name), filepath.Join(aside, later.name)); err != nil {
-			return fmt.Errorf("wal repair: move %s aside: %w", later.name, err)
+			return aside, fmt.Errorf("wal repair: move %s aside: %w", later.name, err)
 		}
 	}
 	if err := fsys.SyncDir(aside); err != nil {
-		return fmt.Errorf("wal repair: %w", err)
+		return aside, fmt.Errorf("wal repair: %w", err)
 	}
-	return fsys.SyncDir(dir)
+	return aside, fsys.SyncDir(dir)
 }
 
 // cutSegment makes s end at off, its last frame marked as ending a write.

@@ -392,5 +392,5 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("wal: corrupt record at %s offset %d (index %d): %s; wal.Repair keeps the records before it and moves the rest aside", e.Segment, e.Offset, e.Index, e.Reason)
+	return fmt.Sprintf("wal: corrupt record at %s offset %d (index %d): %s; repairing the log (tally admin wal repair, with the node stopped) keeps the records before it and moves the rest aside", e.Segment, e.Offset, e.Index, e.Reason)
 }

@@ -220,9 +220,9 @@ func TestMidLogCorruptionRefusedThenRepaired(t *testing.T) {
 			if ce.Offset != offs[5] || !strings.Contains(ce.Error(), filepath.Base(seg)) || ce.Index != 6 {
 				t.Fatalf("corruption reported at %s offset %d index %d, want offset %d index 6: %v", ce.Segment, ce.Offset, ce.Index, offs[5], ce)
 			}
-			kept, err := Repair(dir, opts)
-			if err != nil || kept != 5 {
-				t.Fatalf("repair kept %d: %v", kept, err)
+			kept, moved, err := Repair(dir, opts)
+			if err != nil || kept != 5 || filepath.Dir(moved) != dir || !strings.HasPrefix(filepath.Base(moved), "corrupt-") {
+				t.Fatalf("repair kept %d, moved the rest to %q: %v", kept, moved, err)
 			}
 			l = mustOpen(t, dir, opts)
 			defer l.Close()
@@ -483,5 +483,21 @@ func TestTruncateFrontOlderThanKeepsYoungSegments(t *testing.T) {
 	}
 	if got, err := l.Get(l.FirstIndex()); err != nil || !bytes.Equal(got, record(l.FirstIndex())) {
 		t.Fatalf("get first after retention: %v", err)
+	}
+}
+
+// Repair of a clean log keeps every record and says it moved nothing.
+func TestRepairCleanLogMovesNothing(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentSize: 1 << 16}
+	l := mustOpen(t, dir, opts)
+	appendN(t, l, 1, 10)
+	l.Close()
+	kept, moved, err := Repair(dir, opts)
+	if err != nil || kept != 10 || moved != "" {
+		t.Fatalf("repair of a clean log: kept %d, moved to %q, %v; want 10 kept, nothing moved", kept, moved, err)
+	}
+	if aside, _ := filepath.Glob(filepath.Join(dir, "corrupt-*")); len(aside) != 0 {
+		t.Fatalf("repair of a clean log made %v", aside)
 	}
 }

@@ -285,6 +285,35 @@ func (v *View) ReadPartition(r io.Reader, p uint32) error {
 	return nil
 }
 
+// SkipSection reads past one meta or partition section of any view and
+// spec, for a reader dropping a view the snapshot holds but it no longer
+// serves.
+func SkipSection(r io.Reader) error {
+	var hdr [partHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+		return fmt.Errorf("%w: header: %v", ErrSnapshot, err)
+	}
+	hl := metaHeaderLen
+	switch string(hdr[:4]) {
+	case magicPart:
+		hl = partHeaderLen
+	case magicMeta:
+	default:
+		return fmt.Errorf("%w: not a section (magic %q)", ErrSnapshot, hdr[:4])
+	}
+	if _, err := io.ReadFull(r, hdr[4:hl]); err != nil {
+		return fmt.Errorf("%w: header: %v", ErrSnapshot, err)
+	}
+	n := binary.LittleEndian.Uint64(hdr[hl-8 : hl])
+	if n > snapMaxBody {
+		return fmt.Errorf("%w: body of %d bytes", ErrSnapshot, n)
+	}
+	if m, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+		return fmt.Errorf("%w: body truncated at %d of %d bytes: %v", ErrSnapshot, m, n, err)
+	}
+	return nil
+}
+
 // readSection reads and checks a section's header and returns its body.
 // Memory grows with the bytes actually read, never with a length field.
 func (v *View) readSection(r io.Reader, magic string, p uint32) ([]byte, error) {

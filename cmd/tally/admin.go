@@ -10,19 +10,24 @@ import (
 )
 
 func adminCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "admin", Short: "Operate on a node's data directory"}
-	walCmd := &cobra.Command{Use: "wal", Short: "The write-ahead log"}
+	cmd := group(&cobra.Command{Use: "admin", Short: "Operate on a node's data directory"})
+	walCmd := group(&cobra.Command{Use: "wal", Short: "The write-ahead log"})
 	var dataDir string
 	repair := &cobra.Command{
 		Use:   "repair",
 		Short: "Keep every log record before the first corrupt one; move the rest aside (nothing is deleted)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir := filepath.Join(dataDir, "wal")
-			kept, err := wal.Repair(dir, wal.Options{})
+			kept, aside, err := wal.Repair(dir, wal.Options{})
 			if err != nil {
 				return fmt.Errorf("repair %s: %w", dir, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wal %s: %d records kept; anything after the corruption is in %s/corrupt-<time>/\n", dir, kept, dir)
+			if aside == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: the log is clean, nothing moved (%d records)\n", dir, kept)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wal %s: %d records kept; everything after the corruption is in %s\n", dir, kept, aside)
 			return nil
 		},
 	}

@@ -34,6 +34,9 @@ columns are an error. Each chunk is all or nothing; a refused chunk stops the
 import and says how many rows earlier chunks loaded.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if chunk < 1 {
+				return fmt.Errorf("--chunk %d: give the number of events per request, at least 1", chunk)
+			}
 			repo, _, err := loadRepo(repoDir)
 			if err != nil {
 				return err

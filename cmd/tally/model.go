@@ -20,7 +20,7 @@ import (
 )
 
 func modelCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Inspect and run ONNX models"}
+	cmd := group(&cobra.Command{Use: "model", Short: "Inspect and run ONNX models"})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "inspect FILE",
 		Short: "Print a model's inputs, outputs and operators",

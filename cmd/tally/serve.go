@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -28,6 +29,7 @@ type serveFlags struct {
 	listen   string
 	dataDir  string
 	insecure bool
+	accept   bool // --accept-schema-change
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -36,6 +38,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.listen, "listen", "", "client address (default 127.0.0.1:8080)")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (default ./tally-data)")
 	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "allow listening beyond loopback without API keys")
+	cmd.Flags().BoolVar(&f.accept, "accept-schema-change", false, "apply repo changes that drop stored state or rebuild views from the log (removed sources, tables, views, columns; changed views)")
 }
 
 // load resolves the config and the feature repo (and its directory) from
@@ -55,6 +58,7 @@ func (f *serveFlags) load() (node.Config, *features.Repo, fs.FS, error) {
 		cfg.DataDir = f.dataDir
 	}
 	cfg.Insecure = cfg.Insecure || f.insecure
+	cfg.AcceptSchemaChange = f.accept
 	if err := cfg.Validate(); err != nil {
 		return cfg, nil, nil, err
 	}
@@ -123,6 +127,9 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 		Sync: policy, SyncEvery: cfg.Durability.SyncEvery, SegmentSize: cfg.Durability.SegmentSize,
 		Compress: true, Metrics: walMetrics,
 	})
+	if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
+		return nil, fmt.Errorf("open the write-ahead log: %w\nto start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s", err, cfg.DataDir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open the write-ahead log: %w", err)
 	}
@@ -132,6 +139,10 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 		return nil, err
 	}
 	n.Metrics().RegisterMetricsWriter(walMetrics.WritePrometheus)
+	if err := n.CheckSchema(cfg.DataDir, cfg.AcceptSchemaChange, log); err != nil {
+		wl.Close()
+		return nil, err
+	}
 	snap, err := n.RestoreLatestSnapshot(cfg.DataDir, func(path string, err error) {
 		log.Warn("snapshot skipped, trying the previous one", "file", path, "err", err)
 	})
@@ -141,6 +152,9 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 	}
 	rec, err := n.RecoverFrom(wl)
 	rec.Snapshot = snap
+	if err == nil {
+		err = n.SaveSchema(cfg.DataDir)
+	}
 	if err != nil {
 		wl.Close()
 		return nil, err

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/wal"
+)
+
+// run executes the tally command line in process and returns its output.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := rootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// A command group run alone or with a mistyped subcommand fails.
+func TestUnknownSubcommandFails(t *testing.T) {
+	for _, args := range [][]string{{"admin", "snapshot"}, {"admin", "wal", "repir"}, {"admin"}, {"admin", "wal"}, {"model", "inspekt"}} {
+		out, err := run(t, args...)
+		if err == nil {
+			t.Errorf("tally %s: no error (output %q)", strings.Join(args, " "), out)
+			continue
+		}
+		if len(args) > 1 && args[len(args)-1] != "wal" && !strings.Contains(err.Error(), "unknown command") {
+			t.Errorf("tally %s: %v, want unknown command", strings.Join(args, " "), err)
+		}
+	}
+}
+
+// writeLog writes n records to dataDir's write-ahead log.
+func writeLog(t *testing.T, dataDir string, n int) string {
+	t.Helper()
+	dir := filepath.Join(dataDir, "wal")
+	l, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if _, err := l.Append(bytes.Repeat([]byte{byte(i)}, 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if len(segs) != 1 {
+		t.Fatalf("segments: %v", segs)
+	}
+	return segs[0]
+}
+
+// corrupt flips a byte in the middle of a segment's records.
+func corrupt(t *testing.T, seg string) {
+	t.Helper()
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := len(bytes.TrimRight(data, "\x00")) // segments are preallocated
+	data[end/2] ^= 0xff
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// repair refuses extra arguments, says when a log is clean, and names where
+// it moved a corrupt tail.
+func TestRepairMessages(t *testing.T) {
+	dataDir := t.TempDir()
+	seg := writeLog(t, dataDir, 40)
+	if _, err := run(t, "admin", "wal", "repair", "--data-dir", dataDir, "extra"); err == nil {
+		t.Fatal("repair with an extra argument: no error")
+	}
+	out, err := run(t, "admin", "wal", "repair", "--data-dir", dataDir)
+	if err != nil || !strings.Contains(out, "the log is clean, nothing moved") || strings.Contains(out, "corrupt-") {
+		t.Fatalf("repair of a clean log: %v %q", err, out)
+	}
+	corrupt(t, seg)
+	out, err = run(t, "admin", "wal", "repair", "--data-dir", dataDir)
+	moved, _ := filepath.Glob(filepath.Join(dataDir, "wal", "corrupt-*"))
+	if err != nil || len(moved) != 1 || !strings.Contains(out, moved[0]) || strings.Contains(out, "<time>") {
+		t.Fatalf("repair of a corrupt log: %v %q (moved: %v)", err, out, moved)
+	}
+}
+
+// A node whose log is corrupt in the middle refuses to start and names the
+// command that repairs it.
+func TestStartNamesRepairCommand(t *testing.T) {
+	dataDir := t.TempDir()
+	corrupt(t, writeLog(t, dataDir, 40))
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir, cfg.Listen = dataDir, "127.0.0.1:0"
+	r, err := start(cfg, repo, features.DefaultFS(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		r.stop(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		t.Fatal("started over a corrupt log")
+	}
+	if want := "tally admin wal repair --data-dir " + dataDir; !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "wal.Repair") {
+		t.Fatalf("start: %v\nwant it to name %q", err, want)
+	}
+}
+
+func TestImportChunkMustBePositive(t *testing.T) {
+	for _, c := range []string{"0", "-5"} {
+		_, err := run(t, "import", "events.csv", "--source", "transactions", "--chunk", c)
+		if err == nil || !strings.Contains(err.Error(), "--chunk") {
+			t.Errorf("--chunk %s: %v, want an error naming --chunk", c, err)
+		}
+	}
+}
