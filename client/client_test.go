@@ -69,7 +69,7 @@ func serveNode(cfg node.Config, dir, addr string) (*testNode, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{n: n, log: l, srv: node.NewServer(n), addr: ln.Addr().String(), done: make(chan error, 1), stop: cancel}
-	tn.srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(ctx, repo, l, nil))
+	tn.srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(ctx, repo, l, nil, cfg.Limits))
 	go func() { tn.done <- tn.srv.Serve(ln) }()
 	n.SetReady(true)
 	return tn, nil
