@@ -48,7 +48,7 @@ func TestCrashNeverLosesAcknowledged(t *testing.T) {
 			}(w)
 		}
 		time.Sleep(time.Duration(1+rng.IntN(20)) * time.Millisecond)
-		img := mfs.crash(rng)
+		img := mfs.Crash(rng)
 		stop.Store(true)
 		wg.Wait()
 		l.Close()
@@ -116,10 +116,10 @@ func TestFaultsNeverAcknowledge(t *testing.T) {
 			opts := Options{FS: mfs, SegmentSize: 4096}
 			l := mustOpen(t, "/wal", opts)
 			appendN(t, l, 1, 50) // several segments
-			mfs.set(func(m *memFS) {
-				m.failWrite = mode != "fsync-error"
-				m.shortWrite = mode == "full-disk"
-				m.failSync = mode == "fsync-error"
+			mfs.Set(func(m *memFS) {
+				m.FailWrite = mode != "fsync-error"
+				m.ShortWrite = mode == "full-disk"
+				m.FailSync = mode == "fsync-error"
 			})
 			if last, err := l.Append(record(51), record(52)); err == nil {
 				t.Fatalf("append acknowledged at %d although the disk failed", last)
@@ -130,7 +130,7 @@ func TestFaultsNeverAcknowledge(t *testing.T) {
 			if _, err := l.Get(51); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("get of the failed record: %v", err)
 			}
-			mfs.set(func(m *memFS) { m.failWrite, m.failSync = false, false })
+			mfs.Set(func(m *memFS) { m.FailWrite, m.FailSync = false, false })
 			if _, err := l.Append(record(51)); err == nil {
 				t.Fatal("a broken log accepted another append")
 			}
@@ -263,7 +263,7 @@ func TestTornSegmentCreation(t *testing.T) {
 	l.Close()
 	segs, _ := listSegments(mfs, "/wal")
 	last := segs[len(segs)-1]
-	mfs.files["/wal/"+last.name].data = make([]byte, 4096)
+	mfs.WriteFile("/wal/"+last.name, make([]byte, 4096))
 	l = mustOpen(t, "/wal", opts)
 	defer l.Close()
 	if l.LastIndex() != last.first-1 {
