@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/wal"
 )
 
@@ -17,6 +18,11 @@ func adminCmd() *cobra.Command {
 		Use:   "repair",
 		Short: "Keep every log record before the first corrupt one; move the rest aside (nothing is deleted)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			lock, err := node.LockDataDir(dataDir)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			dir := filepath.Join(dataDir, "wal")
 			kept, err := wal.Repair(dir, wal.Options{})
 			if err != nil {
