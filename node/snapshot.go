@@ -260,7 +260,7 @@ func (n *Node) Snapshot(dataDir string) (start uint64, size int64, err error) {
 // kept, older ones deleted, and those that fail verification moved aside.
 // keepFrom is the start index of the oldest snapshot kept: the log from
 // there on is needed (by the fallback); the log before it is needed by no
-// recovery.
+// recovery. It is 0 (keep the whole log) until there is a fallback.
 func (n *Node) writeSnapshot(s *snapStore) (start uint64, size int64, keepFrom uint64, err error) {
 	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
 		return 0, 0, 0, fmt.Errorf("create %s: %w", s.dir, err)
@@ -317,9 +317,10 @@ func snapName(start uint64) string { return fmt.Sprintf("%020d.snap", start) }
 
 // prune keeps the snapshot at newest and the newest older one that
 // verifies, moves the older ones that do not verify aside, and deletes the
-// rest. It returns the start of the oldest snapshot kept.
+// rest. It returns the start of the oldest snapshot kept, or 0 while there
+// is no verified fallback: then the whole log is needed, in case the one
+// snapshot is damaged.
 func (s *snapStore) prune(newest uint64) (keepFrom uint64, err error) {
-	keepFrom = newest
 	kept := 0
 	for _, f := range s.list() {
 		if f.start > newest {
@@ -344,6 +345,9 @@ func (s *snapStore) prune(newest uint64) (keepFrom uint64, err error) {
 	}
 	if serr := s.fs.SyncDir(s.dir); serr != nil && err == nil {
 		err = serr
+	}
+	if kept < snapKeep {
+		keepFrom = 0
 	}
 	return keepFrom, err
 }

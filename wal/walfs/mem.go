@@ -35,6 +35,7 @@ type Mem struct {
 	syncs   int
 	frozen  bool
 	budget  int // mutating operations left before freezing; < 0: no limit
+	muts    int // mutating operations so far
 
 	FailWrite  bool
 	ShortWrite bool // write half, then ENOSPC
@@ -99,7 +100,15 @@ func (m *Mem) mutate() error {
 	if m.budget > 0 {
 		m.budget--
 	}
+	m.muts++
 	return nil
+}
+
+// Mutations counts the mutating operations m has let through.
+func (m *Mem) Mutations() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.muts
 }
 
 // Crash freezes m (every later operation fails) and returns what a power
