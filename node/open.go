@@ -25,6 +25,9 @@ type OpenOptions struct {
 	FS walfs.FS
 	// Logger receives recovery, snapshot and warning lines; nil discards.
 	Logger *slog.Logger
+	// WAL, if set, adjusts the log's options Open derives from the Config
+	// (tests: segments smaller than the Config allows, so they roll often).
+	WAL func(*wal.Options)
 }
 
 // Instance is a node opened on its data dir: the node, its write-ahead
@@ -79,7 +82,7 @@ func Open(cfg Config, repo *features.Repo, opts OpenOptions) (*Instance, error) 
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	in.snaps = newSnapStore(fsys, cfg.DataDir, logger)
-	if err := in.open(repo, fsys, opts.Node); err != nil {
+	if err := in.open(repo, fsys, opts); err != nil {
 		if in.wal != nil {
 			in.wal.Close()
 		}
@@ -96,20 +99,25 @@ func Open(cfg Config, repo *features.Repo, opts OpenOptions) (*Instance, error) 
 	return in, nil
 }
 
-func (in *Instance) open(repo *features.Repo, fsys walfs.FS, nopts Options) error {
+func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) error {
 	cfg := in.cfg
 	policy, err := wal.ParseSyncPolicy(cfg.Durability.Fsync)
 	if err != nil {
 		return err
 	}
 	walMetrics := metrics.NewSet()
-	in.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.Options{
+	wopts := wal.Options{
 		FS: fsys, Sync: policy, SyncEvery: cfg.Durability.SyncEvery, SegmentSize: cfg.Durability.SegmentSize,
 		Compress: true, Metrics: walMetrics,
-	})
+	}
+	if opts.WAL != nil {
+		opts.WAL(&wopts)
+	}
+	in.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wopts)
 	if err != nil {
 		return fmt.Errorf("open the write-ahead log: %w", err)
 	}
+	nopts := opts.Node
 	nopts.Log = in.wal
 	if in.Node, err = New(repo, cfg, nopts); err != nil {
 		return err
