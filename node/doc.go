@@ -13,6 +13,13 @@
 //     JSON response straight into the output buffer, without allocating per
 //     request in steady state.
 //   - http.go: the fasthttp server: routes, auth, limits, errors.
+//   - open.go: Open opens a node on its data dir (lock.go: the dir's flock),
+//     restores the newest verified snapshot, replays the log after it, runs
+//     the snapshot loop and retention; Instance.Close stops it.
+//   - snapshot.go: the snapshot format, and the snapshots directory: how
+//     they are written, verified, set aside (corrupt-*) and kept.
+//   - recover.go, durable.go, record.go: replay of the log, the apply order,
+//     the log record format.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.
