@@ -212,12 +212,13 @@ func (s *crashSim) reference(k int) *Node {
 func (s *crashSim) run(gens int) int {
 	fsys := walfs.NewMem()
 	s.states = []string{s.state(s.reference(0))}
+	in, err := s.open(fsys)
+	if err != nil {
+		s.t.Errorf("open: %v", err)
+		return 0
+	}
+	// Each generation runs on the node the last one's check reopened.
 	for g := 0; g < gens; g++ {
-		in, err := s.open(fsys)
-		if err != nil {
-			s.t.Errorf("generation %d: open: %v", g, err)
-			return g
-		}
 		nOps := 5 + s.rng.IntN(25)
 		// A power loss at a random mutation of what this generation will do
 		// (about 12 per change: writes, fsyncs, snapshot files, renames).
@@ -295,11 +296,8 @@ func (s *crashSim) run(gens int) int {
 		if s.refK > match {
 			s.ref = nil // it was fed changes the disk does not hold
 		}
-		in.Close()
-		if g == gens-1 {
-			break
-		}
 	}
+	in.Close()
 	return gens
 }
 
