@@ -146,7 +146,7 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	if err != nil {
 		return err
 	}
-	in.lastSnap = in.Node.AppliedIndex()
+	in.lastSnap = rec.SnapshotIndex // what the log replayed, the next snapshot holds
 	in.log.Info("recovered", "snapshot", rec.Snapshot, "snapshot_index", rec.SnapshotIndex, "log_records_replayed", rec.Replayed,
 		"last_index", in.wal.LastIndex(), "took", rec.Duration.Round(time.Millisecond))
 	return nil
