@@ -1,7 +1,3 @@
-// Package walfs is the file system seam of tally's durable files: the
-// write-ahead log's segments and the node's snapshots go through an FS.
-// OS is the real one. Mem is an in-memory FS that knows what is durable
-// and can build what a power loss would leave, for crash tests.
 package walfs
 
 import (

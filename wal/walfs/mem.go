@@ -191,7 +191,8 @@ func applyOp(ns map[string]*memData, op dirOp) {
 
 var errFrozen = syscall.EIO
 
-// ReadFile returns a copy of a file's current bytes (nil if it does not exist).
+// ReadFile returns a copy of a file's current bytes (nil if it does not
+// exist, empty and not nil if it is empty).
 func (m *Mem) ReadFile(name string) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -199,7 +200,7 @@ func (m *Mem) ReadFile(name string) []byte {
 	if !ok {
 		return nil
 	}
-	return append([]byte(nil), d.data...)
+	return append([]byte{}, d.data...)
 }
 
 // WriteFile puts a file with data, durable at once (creating its
