@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,13 +34,23 @@ func openCfg(dir, fsync string, final bool) Config {
 
 func mustOpenNode(t testing.TB, cfg Config, fsys walfs.FS) *Instance {
 	t.Helper()
+	return mustOpenNodeLog(t, cfg, fsys, nil)
+}
+
+// mustOpenNodeLog opens a node whose log lines go to logw (if not nil).
+func mustOpenNodeLog(t testing.TB, cfg Config, fsys walfs.FS, logw io.Writer) *Instance {
+	t.Helper()
 	repo, err := features.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := &testClock{}
 	clk.set(t0)
-	in, err := Open(cfg, repo, OpenOptions{Node: Options{Clock: clk.now, RepoFS: features.DefaultFS()}, FS: fsys})
+	var logger *slog.Logger
+	if logw != nil {
+		logger = slog.New(slog.NewTextHandler(logw, nil))
+	}
+	in, err := Open(cfg, repo, OpenOptions{Node: Options{Clock: clk.now, RepoFS: features.DefaultFS()}, FS: fsys, Logger: logger})
 	if err != nil {
 		t.Fatalf("open %s: %v", cfg.DataDir, err)
 	}
@@ -147,9 +159,14 @@ func TestLogCutBehindSnapshotByRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	cutLog(t, cfg.DataDir, 19) // what `tally admin wal repair` keeps of a log corrupt at record 20
-	in = mustOpenNode(t, cfg, nil)
+	var logs bytes.Buffer
+	in = mustOpenNodeLog(t, cfg, nil, &logs)
 	if got := in.Recovery().SnapshotIndex; got != 50 {
 		t.Fatalf("recovered from snapshot index %d, want 50", got)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"the log ends behind the newest snapshot") ||
+		!strings.Contains(logs.String(), "lost_from=20 lost_through=50") {
+		t.Errorf("no warning naming records 20..50:\n%s", logs.String())
 	}
 	for i := 0; i < 10; i++ {
 		userTxn(t, in.Node, "new"+strconv.Itoa(i), 7)
@@ -272,9 +289,13 @@ func TestCorruptSnapshotsAreSetAsideNotCounted(t *testing.T) {
 		}
 	}
 	corrupt(s2)
-	in = mustOpenNode(t, cfg, nil)
+	var logs bytes.Buffer
+	in = mustOpenNodeLog(t, cfg, nil, &logs)
 	if got := in.Recovery().SnapshotIndex; got != s1 {
 		t.Fatalf("recovered from %d, want the verified %d", got, s1)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"snapshot fails verification: moved aside") || !strings.Contains(logs.String(), "corrupt-"+snapName(s2)) {
+		t.Errorf("no warning naming the snapshot set aside:\n%s", logs.String())
 	}
 	ingest(100)
 	s3 := snap()
