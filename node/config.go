@@ -29,7 +29,7 @@ type Config struct {
 	// Durability: the write-ahead log and snapshots in DataDir.
 	Durability Durability `yaml:"durability"`
 	// AcceptSchemaChange lets a start apply repo changes that drop or
-	// rebuild stored state (see CheckSchema); --accept-schema-change.
+	// rebuild stored state (see checkSchema); --accept-schema-change.
 	AcceptSchemaChange bool `yaml:"-"`
 }
 

@@ -14,11 +14,17 @@
 //     request in steady state.
 //   - http.go: the fasthttp server: routes, auth, limits, errors; conns.go
 //     bounds its connections below the open-file limit.
+//   - open.go: Open opens a node on its data dir (lock.go: the dir's flock),
+//     checks the repo against the schema fingerprint kept there (schema.go:
+//     says what changed, and applies or refuses it), restores the newest
+//     verified snapshot, replays the log after it, runs the snapshot loop
+//     and retention; Instance.Close stops it.
+//   - snapshot.go: the snapshot format, and the snapshots directory: how
+//     they are written, verified, set aside (corrupt-*) and kept.
 //   - durable.go: every change goes to the write-ahead log first; a log
 //     that refuses writes turns ingest into 503 NOT_DURABLE and /readyz
 //     into 503 with the reason, until it recovers.
-//   - schema.go: the repo's schema fingerprint kept with the data; at start
-//     CheckSchema says what changed and applies, or refuses, it.
+//   - recover.go, record.go: replay of the log, the log record format.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

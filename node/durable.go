@@ -176,6 +176,10 @@ func (n *Node) replay(index uint64, rec []byte, at func(int64) int64) error {
 		if n.filter == nil || index > n.filter.tables {
 			n.tableByName(name).put(rows, replace)
 		}
+	case recordLost:
+		through, _ := binary.Uvarint(inner[1:])
+		return fmt.Errorf("log record %d: %w (the log was cut back behind the snapshot at record %d); only that snapshot, or a later one, holds the state",
+			index, ErrLostRecords, through)
 	default:
 		return fmt.Errorf("log record %d: unknown kind %d", index, inner[0])
 	}

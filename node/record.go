@@ -22,6 +22,14 @@ import (
 //	row     = name(key) value*
 //	value   = 0 (null) | 1 f64:8 bytes little-endian | 2 name(string)
 //	name    = len:uvarint bytes
+//	kind 3  = lost: through:uvarint
+//
+// A lost record fills an index whose change survived only in a snapshot
+// (the log's tail was lost or repaired away while a snapshot covering it
+// was kept): the log goes on after the snapshot's index, so no index a
+// snapshot covers is ever reused. Recovery from that snapshot skips it;
+// a replay from before it cannot rebuild the state and stops with
+// ErrLostRecords (a point-in-time join answers ARCHIVE_INCOMPLETE).
 //
 // Since the historical-features release every record is wrapped with the
 // node clock at which it was acknowledged, so a point-in-time join knows when
@@ -35,6 +43,7 @@ import (
 const (
 	recordEvents byte = 1
 	recordTable  byte = 2
+	recordLost   byte = 3
 	recordAt     byte = 16
 
 	atBackfill byte = 1
@@ -67,6 +76,21 @@ func unwrapAt(rec []byte) (inner []byte, clock int64, backfill bool, err error) 
 }
 
 var errBadRecord = errors.New("bad log record")
+
+// ErrLostRecords is returned by a replay that reaches log records lost
+// before a snapshot (see recordLost): the changes they stood for are not in
+// the log, and a state or a join built from the log alone would lack them.
+var ErrLostRecords = errors.New("log records lost: the changes they held survive only in a snapshot")
+
+// appendLostRecord encodes a filler for an index whose change only the
+// snapshot at through holds.
+func appendLostRecord(dst []byte, through uint64) []byte {
+	return binary.AppendUvarint(append(dst, recordLost), through)
+}
+
+// IsLostRecord reports whether a log record is a filler for a lost change
+// (a point-in-time join that allows partial history skips it).
+func IsLostRecord(rec []byte) bool { return len(rec) > 0 && rec[0] == recordLost }
 
 func appendName(dst []byte, s []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))

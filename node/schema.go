@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 // A schema fingerprint is the canonical description of what a data
@@ -301,22 +302,22 @@ func columnAt(cols []schemaColumn, name string) int {
 // that changed in a way the node does not apply on its own.
 var ErrSchemaChanged = errors.New("the feature repo changed since this data directory was written")
 
-// CheckSchema compares the repo the node serves with the schema fingerprint
+// checkSchema compares the repo the node serves with the schema fingerprint
 // stored in dataDir and logs what changed. It refuses (ErrSchemaChanged,
 // listing every change and what resolves it) a change that would misread
 // stored values, and one that drops or rebuilds state unless accept is set
 // (--accept-schema-change). Call it after New and before restoring a
-// snapshot; call SaveSchema once recovery succeeded. A data directory
+// snapshot; call saveSchema once recovery succeeded. A data directory
 // without a fingerprint (new, or written before fingerprints) is checked
 // against nothing: the snapshot's own fingerprint and the log's records
 // still guard it, and a mismatch there needs accept. log may be nil.
-func (n *Node) CheckSchema(dataDir string, accept bool, log *slog.Logger) error {
+func (n *Node) checkSchema(fsys walfs.FS, dataDir string, accept bool, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n.schemaLog = log
 	path := filepath.Join(dataDir, schemaFile)
-	raw, err := os.ReadFile(path)
+	raw, err := walfs.ReadFile(fsys, path)
 	if errors.Is(err, os.ErrNotExist) {
 		n.schemaAccepted = accept
 		return nil
@@ -362,41 +363,23 @@ func (n *Node) CheckSchema(dataDir string, accept bool, log *slog.Logger) error 
 	return nil
 }
 
-// SaveSchema writes the fingerprint of the repo the node serves into
+// saveSchema writes the fingerprint of the repo the node serves into
 // dataDir, atomically and durably, once the node has recovered with it.
-func (n *Node) SaveSchema(dataDir string) error {
+func (n *Node) saveSchema(fsys walfs.FS, dataDir string) error {
 	path := filepath.Join(dataDir, schemaFile)
 	data := schemaOf(n.repo).encode()
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+	if old, err := walfs.ReadFile(fsys, path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(dataDir, "schema-*.tmp")
-	if err != nil {
-		return fmt.Errorf("write the schema fingerprint: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(dataDir)
-	}
-	if err != nil {
+	if err := walfs.WriteFile(fsys, path, data); err != nil {
 		return fmt.Errorf("write the schema fingerprint: %w", err)
 	}
 	return nil
 }
 
-// schemaState is what CheckSchema armed a node with for its recovery.
+// schemaState is what checkSchema armed a node with for its recovery.
 type schemaState struct {
-	schemaLog *slog.Logger // nil: CheckSchema was not called
+	schemaLog *slog.Logger // nil: checkSchema was not called
 	// schemaAccepted: the repo was accepted over the data directory, so
 	// recovery may drop what the repo no longer has (records of a removed
 	// source or table, a removed view's snapshot state) and build what it

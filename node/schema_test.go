@@ -14,6 +14,7 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/wal"
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 // schemaRepo is a small repo; the tests edit its text to change it.
@@ -56,7 +57,7 @@ type started struct {
 }
 
 // startSchema opens dataDir's log and starts a node over it with the repo
-// text: CheckSchema, the newest snapshot, the log, SaveSchema.
+// text: checkSchema, the newest snapshot, the log, saveSchema.
 func startSchema(t *testing.T, dataDir, repoText string, accept bool) (*started, error) {
 	t.Helper()
 	repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(repoText)}})
@@ -74,7 +75,7 @@ func startSchema(t *testing.T, dataDir, repoText string, accept bool) (*started,
 		t.Fatal(err)
 	}
 	s := &started{n: n, l: l, log: &bytes.Buffer{}}
-	err = n.CheckSchema(dataDir, accept, slog.New(slog.NewTextHandler(s.log, nil)))
+	err = n.checkSchema(walfs.OS, dataDir, accept, slog.New(slog.NewTextHandler(s.log, nil)))
 	if err == nil {
 		_, err = n.RestoreLatestSnapshot(dataDir, nil)
 	}
@@ -82,7 +83,7 @@ func startSchema(t *testing.T, dataDir, repoText string, accept bool) (*started,
 		_, err = n.RecoverFrom(l)
 	}
 	if err == nil {
-		err = n.SaveSchema(dataDir)
+		err = n.saveSchema(walfs.OS, dataDir)
 	}
 	if err != nil {
 		l.Close()

@@ -8,15 +8,18 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/wal/walfs"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -40,11 +43,14 @@ import (
 //
 // It is written to a temporary file, fsynced, renamed into place, and the
 // directory fsynced, so a crash never leaves a partial snapshot under a
-// snapshot's name. A snapshot that fails its checksum is skipped for the
-// previous one. Version 1 (no schema) is still read. Views are matched by
+// snapshot's name. A snapshot verifies when its checksum holds and its
+// header's start index is the one in its name; one that does not is moved
+// to snapshots/corrupt-<name> (never deleted) and the previous one is used.
+// Only verified snapshots count toward the snapKeep kept, and the log is
+// kept from the oldest kept one's start (the fallback needs it). Version 1 (no schema) is still read. Views are matched by
 // name: a view of the snapshot the repo no longer has, or whose description
 // changed, is skipped, and a repo view the snapshot does not restore is
-// built from the log (RecoverFrom), both only once CheckSchema accepted the
+// built from the log (RecoverFrom), both only once checkSchema accepted the
 // repo; tables and records of a removed table are skipped likewise.
 const (
 	snapMagic   = "TALLYSNP"
@@ -289,102 +295,161 @@ func readName(r *bufio.Reader) (string, error) {
 	return string(b), nil
 }
 
-// snapshotDir is where a node keeps its snapshots.
-func snapshotDir(dataDir string) string { return filepath.Join(dataDir, "snapshots") }
+// snapStore is the snapshots directory of a data dir, on a file system.
+type snapStore struct {
+	fs  walfs.FS
+	dir string
+	log *slog.Logger
+}
 
-// Snapshot writes a snapshot into dataDir/snapshots atomically, keeps the
-// newest two, and returns its start index (the log before it is needed
-// only by the older, fallback snapshot) and its size.
+func newSnapStore(fsys walfs.FS, dataDir string, log *slog.Logger) *snapStore {
+	if fsys == nil {
+		fsys = walfs.OS
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &snapStore{fs: fsys, dir: filepath.Join(dataDir, "snapshots"), log: log}
+}
+
+// Snapshot writes a snapshot into dataDir/snapshots atomically, keeps it
+// and the newest older one that verifies, and returns its start index and
+// its size. See snapStore.write.
 func (n *Node) Snapshot(dataDir string) (start uint64, size int64, err error) {
-	dir := snapshotDir(dataDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, 0, err
+	start, size, _, err = n.writeSnapshot(newSnapStore(nil, dataDir, nil))
+	return start, size, err
+}
+
+// writeSnapshot writes a snapshot atomically, verifies it, and applies
+// retention: the new snapshot and the newest older one that verifies are
+// kept, older ones deleted, and those that fail verification moved aside.
+// keepFrom is the start index of the oldest snapshot kept: the log from
+// there on is needed (by the fallback); the log before it is needed by no
+// recovery. It is 0 (keep the whole log) until there is a fallback.
+func (n *Node) writeSnapshot(s *snapStore) (start uint64, size int64, keepFrom uint64, err error) {
+	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
+		return 0, 0, 0, fmt.Errorf("create %s: %w", s.dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, "snap-*.tmp")
+	tmp, err := walfs.CreateAtomic(s.fs, filepath.Join(s.dir, fmt.Sprintf("snap-%d.tmp", time.Now().UnixNano())))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
 	}
-	defer os.Remove(tmp.Name())
 	enc, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
-		tmp.Close()
-		return 0, 0, err
+		tmp.Abort()
+		return 0, 0, 0, err
 	}
 	start, err = n.WriteSnapshot(enc)
 	if err == nil {
 		err = enc.Close()
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("write snapshot: %w", err)
+		tmp.Abort()
+		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
 	}
-	final := filepath.Join(dir, fmt.Sprintf("%020d.snap", start))
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return 0, 0, err
+	name := snapName(start)
+	final := filepath.Join(s.dir, name)
+	if err := tmp.Commit(final); err != nil {
+		return 0, 0, 0, fmt.Errorf("write snapshot %s: %w", name, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return 0, 0, err
+	if err := s.verify(snapFile{path: final, start: start}); err != nil {
+		// What was just written does not read back: keep everything else.
+		s.setAside(snapFile{path: final, start: start}, err)
+		return 0, 0, 0, fmt.Errorf("write snapshot %s: %w", name, err)
 	}
-	st, _ := os.Stat(final)
-	snaps := listSnapshots(dataDir)
-	for len(snaps) > snapKeep {
-		os.Remove(snaps[len(snaps)-1].path)
-		snaps = snaps[:len(snaps)-1]
-	}
-	return start, st.Size(), nil
+	keepFrom, err = s.prune(start)
+	return start, tmp.Off, keepFrom, err
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+func snapName(start uint64) string { return fmt.Sprintf("%020d.snap", start) }
+
+// prune keeps the snapshot at newest and the newest older one that
+// verifies, moves the older ones that do not verify aside, and deletes the
+// rest. It returns the start of the oldest snapshot kept, or 0 while there
+// is no verified fallback: then the whole log is needed, in case the one
+// snapshot is damaged.
+func (s *snapStore) prune(newest uint64) (keepFrom uint64, err error) {
+	kept := 0
+	for _, f := range s.list() {
+		if f.start > newest {
+			continue // written by another run later? never touch what is newer
+		}
+		if f.start == newest {
+			kept++
+			continue
+		}
+		if kept < snapKeep {
+			if verr := s.verify(f); verr != nil {
+				s.setAside(f, verr)
+				continue
+			}
+			kept++
+			keepFrom = f.start
+			continue
+		}
+		if rerr := s.fs.Remove(f.path); rerr != nil && err == nil {
+			err = fmt.Errorf("remove old snapshot: %w", rerr)
+		}
 	}
-	defer d.Close()
-	return d.Sync()
+	if serr := s.fs.SyncDir(s.dir); serr != nil && err == nil {
+		err = serr
+	}
+	if kept < snapKeep {
+		keepFrom = 0
+	}
+	return keepFrom, err
+}
+
+// setAside moves a snapshot that fails verification to corrupt-<name>,
+// where it stays for inspection, and logs it.
+func (s *snapStore) setAside(f snapFile, why error) {
+	base := filepath.Base(f.path)
+	to := filepath.Join(s.dir, "corrupt-"+base)
+	if _, err := s.fs.OpenFile(to, os.O_RDONLY, 0); err == nil {
+		to = fmt.Sprintf("%s-%d", to, time.Now().UnixNano())
+	}
+	if err := s.fs.Rename(f.path, to); err != nil {
+		s.log.Error("snapshot fails verification and cannot be moved aside", "file", f.path, "err", why, "move_err", err)
+		return
+	}
+	s.fs.SyncDir(s.dir)
+	s.log.Warn("snapshot fails verification: moved aside, not used, not deleted", "file", f.path, "moved_to", to, "err", why)
 }
 
 type snapFile struct {
 	path  string
-	start uint64
+	start uint64 // from the file's name
 }
 
-// listSnapshots returns the snapshots, newest first.
-func listSnapshots(dataDir string) []snapFile {
-	ents, _ := os.ReadDir(snapshotDir(dataDir))
+// list returns the snapshots, newest first (by the start index in their
+// names; verify checks the header agrees). Leftover temporary files of an
+// interrupted write are removed.
+func (s *snapStore) list() []snapFile {
+	ents, _ := s.fs.ReadDir(s.dir)
 	var out []snapFile
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "snap-") && strings.HasSuffix(e.Name(), ".tmp") {
+			s.fs.Remove(filepath.Join(s.dir, e.Name()))
+			continue
+		}
 		base, ok := strings.CutSuffix(e.Name(), ".snap")
-		if !ok {
+		if !ok || len(base) != 20 {
 			continue
 		}
 		start, err := strconv.ParseUint(base, 10, 64)
 		if err != nil {
 			continue
 		}
-		out = append(out, snapFile{filepath.Join(snapshotDir(dataDir), e.Name()), start})
+		out = append(out, snapFile{filepath.Join(s.dir, e.Name()), start})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].start > out[j].start })
 	return out
 }
 
-// OldestSnapshotStart is the start index of the oldest snapshot kept: the
-// log before it is needed by no recovery. 0 when there is none.
-func OldestSnapshotStart(dataDir string) uint64 {
-	s := listSnapshots(dataDir)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)-1].start
-}
-
-// verifySnapshot checks a snapshot file's checksum in one streaming pass.
-func verifySnapshot(path string) error {
-	f, err := os.Open(path)
+// verify checks a snapshot file in one streaming pass: its checksum, and
+// that its header's start index is the one its name says.
+func (s *snapStore) verify(sf snapFile) error {
+	f, err := s.fs.OpenFile(sf.path, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -394,14 +459,19 @@ func verifySnapshot(path string) error {
 		return err
 	}
 	defer dec.Close()
+	name := filepath.Base(sf.path)
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	br := bufio.NewReaderSize(dec, 1<<20)
 	var tail [4]byte // the last 4 bytes seen are the stored checksum
 	have := 0
+	var hdr []byte // the first 20 bytes: magic, version, start
 	buf := make([]byte, 1<<16)
 	for {
 		k, err := br.Read(buf)
 		chunk := buf[:k]
+		if len(hdr) < 20 {
+			hdr = append(hdr, chunk[:min(len(chunk), 20-len(hdr))]...)
+		}
 		// Hash everything but the final 4 bytes.
 		if have+len(chunk) > 4 {
 			all := append(tail[:have:have], chunk...)
@@ -416,42 +486,57 @@ func verifySnapshot(path string) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read snapshot %s: %w", filepath.Base(path), err)
+			return fmt.Errorf("read snapshot %s: %w", name, err)
 		}
 	}
 	if have < 4 || binary.LittleEndian.Uint32(tail[:]) != crc.Sum32() {
-		return fmt.Errorf("snapshot %s fails its checksum", filepath.Base(path))
+		return fmt.Errorf("snapshot %s fails its checksum", name)
+	}
+	if len(hdr) < 20 || string(hdr[:8]) != snapMagic {
+		return fmt.Errorf("snapshot %s: not a tally snapshot", name)
+	}
+	if got := binary.LittleEndian.Uint64(hdr[12:]); got != sf.start {
+		return fmt.Errorf("snapshot %s holds the state at record %d, not the one its name says", name, got)
 	}
 	return nil
 }
 
-// RestoreLatestSnapshot restores the newest snapshot that verifies,
-// skipping (and reporting through skipped) newer ones that do not. It
-// returns the file used, or "" when there is none.
+// RestoreLatestSnapshot restores the newest snapshot that verifies. Newer
+// ones that do not are moved to snapshots/corrupt-<name> and reported
+// through skipped. It returns the file used, or "" when there is none.
 func (n *Node) RestoreLatestSnapshot(dataDir string, skipped func(path string, err error)) (string, error) {
-	for _, s := range listSnapshots(dataDir) {
-		if err := verifySnapshot(s.path); err != nil {
+	used, _, err := n.restoreSnapshot(newSnapStore(nil, dataDir, nil), skipped)
+	return used.path, err
+}
+
+// restoreSnapshot restores the newest snapshot that verifies, moving aside
+// (and reporting) newer ones that do not; bad lists those, newest first.
+func (n *Node) restoreSnapshot(s *snapStore, skipped func(path string, err error)) (used snapFile, bad []snapFile, err error) {
+	for _, f := range s.list() {
+		if verr := s.verify(f); verr != nil {
 			if skipped != nil {
-				skipped(s.path, err)
+				skipped(f.path, verr)
 			}
+			s.setAside(f, verr)
+			bad = append(bad, f)
 			continue
 		}
-		f, err := os.Open(s.path)
+		file, err := s.fs.OpenFile(f.path, os.O_RDONLY, 0)
 		if err != nil {
-			return "", err
+			return snapFile{}, bad, err
 		}
-		dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		dec, err := zstd.NewReader(file, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			f.Close()
-			return "", err
+			file.Close()
+			return snapFile{}, bad, err
 		}
 		err = n.ReadSnapshot(dec)
 		dec.Close()
-		f.Close()
+		file.Close()
 		if err != nil {
-			return "", fmt.Errorf("restore snapshot %s: %w", filepath.Base(s.path), err)
+			return snapFile{}, bad, fmt.Errorf("restore snapshot %s: %w", filepath.Base(f.path), err)
 		}
-		return s.path, nil
+		return f, bad, nil
 	}
-	return "", nil
+	return snapFile{}, bad, nil
 }

@@ -124,7 +124,7 @@ func TestSnapshotWhileIngestingThenRecover(t *testing.T) {
 	check(b, "newest snapshot + log")
 
 	// Corrupt the newest snapshot: recovery falls back to the older one.
-	snaps := listSnapshots(dataDir)
+	snaps := newSnapStore(nil, dataDir, nil).list()
 	if len(snaps) != 2 {
 		t.Fatalf("%d snapshots kept, want 2", len(snaps))
 	}

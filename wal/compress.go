@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 // compressLater compresses a sealed segment in the background: write
@@ -39,35 +41,25 @@ func (l *Log) compress(s segmentInfo) error {
 		return res.err
 	}
 	end := res.end
-	tmp := src + ".zst.tmp"
-	out, err := l.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	out, err := walfs.CreateAtomic(l.fs, src+".zst.tmp")
 	if err != nil {
 		return err
 	}
-	w := &offsetWriter{f: out}
-	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
-		out.Close()
+		out.Abort()
 		return err
 	}
 	if _, err := io.Copy(enc, io.NewSectionReader(in, 0, end)); err != nil {
 		enc.Close()
-		out.Close()
+		out.Abort()
 		return fmt.Errorf("compress %s: %w", s.name, err)
 	}
 	if err := enc.Close(); err != nil {
-		out.Close()
+		out.Abort()
 		return err
 	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	out.Close()
-	if err := l.fs.Rename(tmp, src+".zst"); err != nil {
-		return err
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
+	if err := out.Commit(src + ".zst"); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -78,15 +70,4 @@ func (l *Log) compress(s segmentInfo) error {
 	}
 	l.mu.Unlock()
 	return l.fs.Remove(src)
-}
-
-type offsetWriter struct {
-	f   File
-	off int64
-}
-
-func (w *offsetWriter) Write(p []byte) (int, error) {
-	n, err := w.f.WriteAt(p, w.off)
-	w.off += int64(n)
-	return n, err
 }

@@ -48,7 +48,7 @@ func TestCrashNeverLosesAcknowledged(t *testing.T) {
 			}(w)
 		}
 		time.Sleep(time.Duration(1+rng.IntN(20)) * time.Millisecond)
-		img := mfs.crash(rng)
+		img := mfs.Crash(rng)
 		stop.Store(true)
 		wg.Wait()
 		l.Close()
@@ -116,10 +116,10 @@ func TestFaultsNeverAcknowledge(t *testing.T) {
 			opts := Options{FS: mfs, SegmentSize: 4096}
 			l := mustOpen(t, "/wal", opts)
 			appendN(t, l, 1, 50) // several segments
-			mfs.set(func(m *memFS) {
-				m.failWrite = mode != "fsync-error"
-				m.shortWrite = mode == "full-disk"
-				m.failSync = mode == "fsync-error"
+			mfs.Set(func(m *memFS) {
+				m.FailWrite = mode != "fsync-error"
+				m.ShortWrite = mode == "full-disk"
+				m.FailSync = mode == "fsync-error"
 			})
 			if last, err := l.Append(record(51), record(52)); err == nil {
 				t.Fatalf("append acknowledged at %d although the disk failed", last)
@@ -130,7 +130,7 @@ func TestFaultsNeverAcknowledge(t *testing.T) {
 			if _, err := l.Get(51); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("get of the failed record: %v", err)
 			}
-			mfs.set(func(m *memFS) { m.failWrite, m.failSync = false, false })
+			mfs.Set(func(m *memFS) { m.FailWrite, m.FailSync = false, false })
 			if _, err := l.Append(record(51)); err == nil {
 				t.Fatal("a broken log accepted another append")
 			}
@@ -263,11 +263,61 @@ func TestTornSegmentCreation(t *testing.T) {
 	l.Close()
 	segs, _ := listSegments(mfs, "/wal")
 	last := segs[len(segs)-1]
-	mfs.files["/wal/"+last.name].data = make([]byte, 4096)
+	mfs.WriteFile("/wal/"+last.name, make([]byte, 4096))
 	l = mustOpen(t, "/wal", opts)
 	defer l.Close()
 	if l.LastIndex() != last.first-1 {
 		t.Fatalf("last index %d, want %d", l.LastIndex(), last.first-1)
 	}
 	appendN(t, l, last.first, last.first+10)
+}
+
+// TestCrashUnderSyncIntervalKeepsAPrefix: under SyncInterval a power loss
+// keeps unsynced pages in any order, so a later write may survive an
+// earlier one; Open cuts the log at the first lost record instead of
+// refusing it, and the log holds every record up to the last Sync, in
+// order, and nothing else.
+func TestCrashUnderSyncIntervalKeepsAPrefix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 13))
+	for round := 0; round < 300; round++ {
+		mfs := newMemFS()
+		opts := Options{FS: mfs, SegmentSize: 4096, Sync: SyncInterval, SyncEvery: time.Hour}
+		l := mustOpen(t, "/wal", opts)
+		mfs.FreezeAfter(rng.IntN(200))
+		var synced uint64
+		for i := uint64(1); i <= 150; i++ {
+			if _, err := l.Append(record(i)); err != nil {
+				break
+			}
+			if rng.IntN(20) == 0 {
+				if err := l.Sync(); err != nil {
+					break
+				}
+				synced = i
+			}
+		}
+		img := mfs.Crash(rng)
+		l.Close()
+		opts.FS = img
+		l, err := Open("/wal", opts)
+		if err != nil {
+			t.Fatalf("round %d: open after a power loss: %v", round, err)
+		}
+		if l.LastIndex() < synced {
+			t.Fatalf("round %d: last index %d, synced up to %d", round, l.LastIndex(), synced)
+		}
+		err = l.Replay(1, func(i uint64, rec []byte) error {
+			if !bytes.Equal(rec, record(i)) {
+				return fmt.Errorf("record %d is not the one appended", i)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if _, err := l.Append(record(l.LastIndex() + 1)); err != nil {
+			t.Fatalf("round %d: append after recovery: %v", round, err)
+		}
+		l.Close()
+	}
 }

@@ -13,9 +13,9 @@
 // the log or none. Under SyncInterval the log fsyncs every
 // Options.SyncEvery, so a power loss may lose the records acknowledged in
 // the last SyncEvery (a process crash loses nothing: the data is in the
-// page cache); a power loss that leaves a later write on disk but not an
-// earlier one makes Open refuse the log (see below), and Repair is the way
-// out. SyncNever is for tests and benchmarks.
+// page cache); a power loss may leave a later unsynced write on disk but not
+// an earlier one, and Open cuts the log at the first bad frame (below).
+// SyncNever is for tests and benchmarks.
 //
 // A failed write or fsync (a full disk, an I/O error) fails every Append
 // waiting on it, acknowledges none of their records (LastIndex, Get and
@@ -84,7 +84,9 @@
 // followed by another valid frame, a later write completed after the one at
 // the bad frame — under SyncAlways, only after that one was fsynced and
 // acknowledged — so the damage is to acknowledged data: Open refuses (see
-// below). Otherwise the tail is torn: Open cuts the segment back to the end
+// below). Under SyncInterval and SyncNever that proves nothing (unsynced
+// pages reach the disk in any order), and Open does not look. Otherwise the
+// tail is torn: Open cuts the segment back to the end
 // of the last frame with the commit bit (dropping the unacknowledged write
 // whole), zeroes the rest, fsyncs, and appends from there. A last segment
 // whose header never reached the disk (a crash while creating it; the file
@@ -94,11 +96,11 @@
 // # Corruption
 //
 // A bad frame anywhere else is corruption of acknowledged data: in the last
-// segment when a later write follows it (above), in a sealed segment, or a
-// segment that ends before the next one begins. Open (for the last segment)
-// and Replay and Get (for any segment they read) refuse with a
-// *CorruptionError naming the segment file and the byte offset of the bad
-// frame, and change nothing. Open does not read sealed segments; a node
+// segment when a later write follows it under SyncAlways (above), in a
+// sealed segment, or a segment that ends before the next one begins. Open
+// (for the last segment) and Replay and Get (for any segment they read)
+// refuse with a *CorruptionError naming the segment file and the byte
+// offset of the bad frame, and change nothing. Open does not read sealed segments; a node
 // replays the log at startup, which does. A damaged record that is the last
 // thing in the log is indistinguishable from a torn write and is cut like
 // one.

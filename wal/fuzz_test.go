@@ -19,14 +19,14 @@ func FuzzReadSegment(f *testing.F) {
 		l.Append(record(i), record(i+10))
 	}
 	l.Close()
-	seed := append([]byte(nil), mfs.files["/seed/"+segmentName(1)].data...)
+	seed := mfs.ReadFile("/seed/" + segmentName(1))
 	f.Add(seed)
 	f.Add(seed[:100])
 	f.Add([]byte(magic))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		mfs := newMemFS()
 		mfs.MkdirAll("/d", 0o755)
-		mfs.files["/d/"+segmentName(1)] = &memData{data: append([]byte(nil), data...)}
+		mfs.WriteFile("/d/"+segmentName(1), data)
 		sr, err := openSegmentReader(mfs, "/d", segmentInfo{first: 1, name: segmentName(1)})
 		if err != nil {
 			var ce *CorruptionError

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 // RaftStore is hashicorp/raft's LogStore and StableStore over a Log, so a
@@ -401,24 +403,5 @@ func (s *stableFile) write() error {
 		b = append(b, s.vals[k]...)
 	}
 	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[12:], castagnoli))
-	path := filepath.Join(s.dir, "stable")
-	f, err := s.fs.OpenFile(path+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteAt(b, 0); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := s.fs.Rename(path+".tmp", path); err != nil {
-		return err
-	}
-	return s.fs.SyncDir(s.dir)
+	return walfs.WriteFile(s.fs, filepath.Join(s.dir, "stable"), b)
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 // Repair makes a log with a corrupt record usable again without deleting
@@ -159,7 +161,7 @@ func copyFile(fsys FS, src, dst string) error {
 		return err
 	}
 	defer out.Close()
-	if _, err := io.Copy(&offsetWriter{f: out}, io.NewSectionReader(in, 0, st.Size())); err != nil {
+	if _, err := io.Copy(&walfs.Writer{F: out}, io.NewSectionReader(in, 0, st.Size())); err != nil {
 		return err
 	}
 	return out.Sync()

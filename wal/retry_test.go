@@ -51,12 +51,12 @@ func TestRollSurvivesDescriptorShortage(t *testing.T) {
 			defer l.Close()
 			next := appendUntilRoll(t, l, 1)
 			set := func(on bool) {
-				mfs.set(func(m *memFS) {
-					m.failOpen, m.failDir = nil, nil
+				mfs.Set(func(m *memFS) {
+					m.FailOpen, m.FailDir = nil, nil
 					if on && fault == "open" {
-						m.failOpen = syscall.EMFILE
+						m.FailOpen = syscall.EMFILE
 					} else if on {
-						m.failDir = syscall.EIO
+						m.FailDir = syscall.EIO
 					}
 				})
 			}
@@ -134,11 +134,11 @@ func TestFailedFsyncStaysBroken(t *testing.T) {
 	l := mustOpen(t, "/wal", Options{FS: mfs, SegmentSize: 4096, Metrics: ms})
 	defer l.Close()
 	appendN(t, l, 1, 10)
-	mfs.set(func(m *memFS) { m.failSync = true })
+	mfs.Set(func(m *memFS) { m.FailSync = true })
 	if _, err := l.Append(record(11)); err == nil {
 		t.Fatal("append acknowledged although its fsync failed")
 	}
-	mfs.set(func(m *memFS) { m.failSync = false })
+	mfs.Set(func(m *memFS) { m.FailSync = false })
 	if _, err := l.Append(record(11)); !errors.Is(err, syscall.EIO) || !errors.Is(l.Err(), syscall.EIO) {
 		t.Fatalf("after a failed fsync: append %v, Err %v; want the fsync's EIO", err, l.Err())
 	}
@@ -186,14 +186,14 @@ func TestConcurrentAppendsAcrossFailingRolls(t *testing.T) {
 		for on := true; ; on = !on {
 			select {
 			case <-stop:
-				mfs.set(func(m *memFS) { m.failOpen = nil })
+				mfs.Set(func(m *memFS) { m.FailOpen = nil })
 				return
 			case <-time.After(time.Millisecond):
 			}
-			mfs.set(func(m *memFS) {
-				m.failOpen = nil
+			mfs.Set(func(m *memFS) {
+				m.FailOpen = nil
 				if on {
-					m.failOpen = syscall.EMFILE
+					m.FailOpen = syscall.EMFILE
 				}
 			})
 		}
@@ -231,7 +231,7 @@ func TestRollFailureInsideAGroup(t *testing.T) {
 	l := mustOpen(t, "/wal", opts)
 	defer l.Close()
 	next := appendUntilRoll(t, l, 1)
-	mfs.set(func(m *memFS) { m.failOpen = syscall.EMFILE })
+	mfs.Set(func(m *memFS) { m.FailOpen = syscall.EMFILE })
 	next = appendUntilRoll(t, l, next) // uses the spare; none can be made
 	appendN(t, l, next, next+2)
 	next += 3
@@ -266,7 +266,7 @@ func TestRollFailureInsideAGroup(t *testing.T) {
 	if !errors.Is(b.err, syscall.EMFILE) || l.LastIndex() != next+1 {
 		t.Fatalf("the record after the failed roll: %v; last index %d", b.err, l.LastIndex())
 	}
-	mfs.set(func(m *memFS) { m.failOpen = nil })
+	mfs.Set(func(m *memFS) { m.FailOpen = nil })
 	if last, err := l.Append(big); err != nil || last != next+2 {
 		t.Fatalf("append after recovery: %d, %v (want %d)", last, err, next+2)
 	}

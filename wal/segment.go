@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 const (
@@ -334,27 +336,7 @@ func laterWrite(f File, off int64, next uint64) (bool, error) {
 // A plain file wins over a .zst of the same segment, so the caller may
 // then remove the .zst.
 func writeSegmentAtomically(fsys FS, dir string, first uint64, frames []byte) error {
-	path := filepath.Join(dir, segmentName(first))
-	tmp := path + ".tmp"
-	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteAt(append(segmentHeader(first), frames...), 0); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := fsys.Rename(tmp, path); err != nil {
-		return err
-	}
-	return fsys.SyncDir(dir)
+	return walfs.WriteFile(fsys, filepath.Join(dir, segmentName(first)), append(segmentHeader(first), frames...))
 }
 
 // readPrefix decodes the frames of s before offset end (or all, end < 0)

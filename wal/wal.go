@@ -248,7 +248,14 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 	if err != nil {
 		return fmt.Errorf("wal: open %s: %w", last.name, err)
 	}
-	later, err := laterWrite(f, res.end, res.next)
+	// Only under SyncAlways does a later complete write prove the bad frame
+	// was acknowledged (see laterWrite); under the other policies a power
+	// loss keeps unsynced pages in any order, and the tail after the first
+	// bad frame is a torn one.
+	later := false
+	if l.opts.Sync == SyncAlways {
+		later, err = laterWrite(f, res.end, res.next)
+	}
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("wal: scan %s: %w", last.name, err)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/wal"
 )
 
@@ -18,6 +20,14 @@ func adminCmd() *cobra.Command {
 		Short: "Keep every log record before the first corrupt one; move the rest aside (nothing is deleted)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(filepath.Join(dataDir, "wal")); err != nil {
+				return fmt.Errorf("no write-ahead log in %s (is --data-dir the node's data directory?): %w", dataDir, err)
+			}
+			lock, err := node.LockDataDir(dataDir)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			dir := filepath.Join(dataDir, "wal")
 			kept, aside, err := wal.Repair(dir, wal.Options{})
 			if err != nil {

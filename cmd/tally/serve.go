@@ -2,24 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/spf13/cobra"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/history"
 	"github.com/tally-ml/tally/node"
-	"github.com/tally-ml/tally/wal"
 )
 
 // serveFlags are the flags shared by serve and demo.
@@ -78,123 +74,42 @@ func (f *serveFlags) start() (*running, *slog.Logger, error) {
 	return r, log, err
 }
 
-// running is a started node and its HTTP server.
+// running is an opened node and its HTTP server.
 type running struct {
-	log       *wal.Log
-	node      *node.Node
+	node      *node.Instance
 	srv       *node.Server
 	ln        net.Listener
 	done      chan error
 	stopWatch context.CancelFunc
-	snapDone  chan struct{}
-	cfg       node.Config
-	lastSnap  uint64 // applied index at the last snapshot
 }
 
-// snapshot writes a snapshot and lets the log drop what no snapshot needs
-// and the retention no longer keeps.
-func (r *running) snapshot(log *slog.Logger) {
-	if applied := r.node.AppliedIndex(); applied == r.lastSnap && applied > 0 {
-		return // nothing new since the last one
-	}
-	r.lastSnap = r.node.AppliedIndex()
-	t0 := time.Now()
-	start, size, err := r.node.Snapshot(r.cfg.DataDir)
-	if err != nil {
-		log.Error("snapshot failed", "err", err)
-		return
-	}
-	log.Info("snapshot", "start_index", start, "bytes", size, "took", time.Since(t0).Round(time.Millisecond))
-	if oldest := node.OldestSnapshotStart(r.cfg.DataDir); oldest > 0 {
-		if err := r.log.TruncateFrontOlderThan(oldest, r.cfg.Durability.Retention); err != nil {
-			log.Error("log retention", "err", err)
-		}
-	}
-}
-
-// start builds the node and serves it; it returns once the listener is open.
+// start opens the node on its data dir (node.Open: lock, recovery, the
+// snapshot loop) and serves it; it returns once the listener is open.
 func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*running, error) {
 	t0 := time.Now()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	policy, err := wal.ParseSyncPolicy(cfg.Durability.Fsync)
+	n, err := node.Open(cfg, repo, node.OpenOptions{Node: node.Options{RepoFS: dir}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	walMetrics := metrics.NewSet()
-	wl, err := wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.Options{
-		Sync: policy, SyncEvery: cfg.Durability.SyncEvery, SegmentSize: cfg.Durability.SegmentSize,
-		Compress: true, Metrics: walMetrics,
-	})
-	if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
-		return nil, fmt.Errorf("open the write-ahead log: %w\nto start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s", err, cfg.DataDir)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open the write-ahead log: %w", err)
-	}
-	n, err := node.New(repo, cfg, node.Options{RepoFS: dir, Log: wl, Logger: log})
-	if err != nil {
-		wl.Close()
-		return nil, err
-	}
-	n.Metrics().RegisterMetricsWriter(walMetrics.WritePrometheus)
-	if err := n.CheckSchema(cfg.DataDir, cfg.AcceptSchemaChange, log); err != nil {
-		wl.Close()
-		return nil, err
-	}
-	snap, err := n.RestoreLatestSnapshot(cfg.DataDir, func(path string, err error) {
-		log.Warn("snapshot skipped, trying the previous one", "file", path, "err", err)
-	})
-	if err != nil {
-		wl.Close()
-		return nil, err
-	}
-	rec, err := n.RecoverFrom(wl)
-	rec.Snapshot = snap
-	if err == nil {
-		err = n.SaveSchema(cfg.DataDir)
-	}
-	if err != nil {
-		wl.Close()
-		return nil, err
-	}
-	log.Info("recovered", "snapshot", rec.Snapshot, "snapshot_index", rec.SnapshotIndex, "log_records_replayed", rec.Replayed,
-		"last_index", wl.LastIndex(), "took", rec.Duration.Round(time.Millisecond))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		wl.Close()
+		n.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := node.NewServer(n)
+	srv := node.NewServer(n.Node)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(watchCtx, repo, wl, log, cfg.Limits))
-	r := &running{cfg: cfg, log: wl, node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
+	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.Handler(watchCtx, repo, n.WAL(), log, cfg.Limits))
+	r := &running{node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
 	go n.WatchModels(watchCtx, time.Second, func(err error) { log.Warn("model reload failed", "err", err) })
-	if every := cfg.Durability.SnapshotEvery; every > 0 {
-		r.snapDone = make(chan struct{})
-		go func() {
-			defer close(r.snapDone)
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-watchCtx.Done():
-					return
-				case <-t.C:
-					r.snapshot(log)
-				}
-			}
-		}()
-	}
 	n.SetReady(true)
 	log.Info("tally serving", "listen", ln.Addr().String(), "views", len(repo.Views), "tables", len(repo.Tables),
 		"services", len(repo.Services), "data_dir", cfg.DataDir, "auth", len(cfg.APIKeys) > 0, "startup", time.Since(t0).Round(time.Millisecond))
 	return r, nil
 }
 
-// stop shuts the server down gracefully.
+// stop shuts the server down gracefully, then closes the node (a final
+// snapshot, the log, the data dir's lock).
 func (r *running) stop(log *slog.Logger) error {
 	r.node.SetReady(false)
 	r.stopWatch()
@@ -205,11 +120,7 @@ func (r *running) stop(log *slog.Logger) error {
 	if err := <-r.done; err != nil {
 		return err
 	}
-	if r.snapDone != nil {
-		<-r.snapDone
-		r.snapshot(log) // a clean stop restarts from here, with nothing to replay
-	}
-	return r.log.Close()
+	return r.node.Close()
 }
 
 func serveCmd() *cobra.Command {

@@ -247,6 +247,13 @@ func (n *Node) WaitReady() {
 	}
 }
 
+// Pid is the process id of the current run.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd.Process.Pid
+}
+
 // Exited is closed when the current run's process has exited.
 func (n *Node) Exited() <-chan struct{} {
 	n.mu.Lock()
