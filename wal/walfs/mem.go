@@ -41,7 +41,7 @@ type Mem struct {
 	muts    int // mutating operations so far
 
 	FailWrite  bool
-	ShortWrite bool  // write half, then ENOSPC
+	ShortWrite bool // write half, then ENOSPC
 	FailSync   bool
 	FailOpen   error // returned by OpenFile (and SyncDir, which opens), when set
 	FailDir    error // returned by directory syncs, when set
