@@ -120,6 +120,11 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	if err != nil {
 		return fmt.Errorf("open the write-ahead log: %w", err)
 	}
+	if cut := in.wal.TailCut(); cut.Aside != "" {
+		in.log.Warn("the log's last segment had an unreadable record with complete writes after it: cut there, as a power loss under fsync "+
+			cfg.Durability.Fsync+" can leave; if the disk is suspect, the segment as it was is kept aside",
+			"segment", cut.Segment, "cut_from_index", cut.Index, "kept_in", cut.Aside)
+	}
 	nopts := opts.Node
 	nopts.Log = in.wal
 	if nopts.Logger == nil {

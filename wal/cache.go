@@ -78,16 +78,17 @@ func (l *Log) loadIndex(s segmentInfo) (*segIndex, error) {
 			if err == nil && res.err != errEnd {
 				err = res.err
 			}
-			if err != nil {
-				f.Close()
-				return nil, err
+			if err == nil {
+				return &segIndex{first: s.first, name: s.name, offs: res.offs, end: res.end, r: f, c: f}, nil
 			}
-			return &segIndex{first: s.first, name: s.name, offs: res.offs, end: res.end, r: f, c: f}, nil
+			f.Close()
 		}
 		if !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
-		s.name, s.compressed = s.name+".zst", true // compressed since listed
+		// Compressed since listed (the plain file can go between the open
+		// and the scan, which opens it by name).
+		s.name, s.compressed = s.name+".zst", true
 	}
 	res, err := scanSegment(l.fs, l.dir, s)
 	if err == nil && res.err != errEnd {

@@ -85,8 +85,10 @@
 // the bad frame — under SyncAlways, only after that one was fsynced and
 // acknowledged — so the damage is to acknowledged data: Open refuses (see
 // below). Under SyncInterval and SyncNever that proves nothing (unsynced
-// pages reach the disk in any order), and Open does not look. Otherwise the
-// tail is torn: Open cuts the segment back to the end
+// pages reach the disk in any order): Open cuts there too, but first copies
+// the segment as it was into corrupt-<time>/ and reports it (TailCut; the
+// node logs a warning), in case the bad frame was a failing disk rather
+// than a power loss. Otherwise the tail is torn: Open cuts the segment back to the end
 // of the last frame with the commit bit (dropping the unacknowledged write
 // whole), zeroes the rest, fsyncs, and appends from there. A last segment
 // whose header never reached the disk (a crash while creating it; the file

@@ -99,6 +99,8 @@ type Log struct {
 	spare       File
 	rollPending bool
 
+	tailCut TailCut // what Open cut, past a bad frame with writes after it
+
 	cache      segCache
 	compressWG sync.WaitGroup
 	m          logMetrics
@@ -251,14 +253,27 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 	// Only under SyncAlways does a later complete write prove the bad frame
 	// was acknowledged (see laterWrite); under the other policies a power
 	// loss keeps unsynced pages in any order, and the tail after the first
-	// bad frame is a torn one.
-	later := false
-	if l.opts.Sync == SyncAlways {
-		later, err = laterWrite(f, res.end, res.next)
-	}
+	// bad frame is a torn one: it is cut, but a copy of the segment is kept
+	// aside first (TailCut), in case the bad frame was real corruption.
+	later, err := laterWrite(f, res.end, res.next)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("wal: scan %s: %w", last.name, err)
+	}
+	if later && l.opts.Sync != SyncAlways {
+		aside := filepath.Join(l.dir, fmt.Sprintf("corrupt-%d", time.Now().UnixNano()))
+		if err := l.fs.MkdirAll(aside, 0o755); err == nil {
+			err = copyFile(l.fs, filepath.Join(l.dir, last.name), filepath.Join(aside, last.name))
+		}
+		if err == nil {
+			err = l.fs.SyncDir(aside)
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("wal: keep a copy of %s before cutting its unreadable tail: %w", last.name, err)
+		}
+		l.tailCut = TailCut{Segment: last.name, Index: res.commitIdx, Aside: aside}
+		later = false
 	}
 	if later {
 		f.Close()
@@ -278,6 +293,21 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 	l.offs = res.offs[:res.commitIdx-last.first]
 	return nil
 }
+
+// TailCut says what Open cut from the log's last segment past a bad frame
+// that had complete writes after it, which only a policy other than
+// SyncAlways allows (a power loss keeps unsynced pages in any order). The
+// segment as it was is kept in Aside.
+type TailCut struct {
+	Segment string // the segment cut
+	Index   uint64 // the log goes on from this index; records from it on were cut
+	Aside   string // the directory holding the uncut copy; "" when nothing was cut
+}
+
+// TailCut reports what Open cut past a bad frame (see TailCut); its Aside
+// is "" when it cut nothing of the kind (a torn tail of zeros is cut
+// without a report).
+func (l *Log) TailCut() TailCut { return l.tailCut }
 
 // zeroAfter reports whether the file holds only zeros after off.
 func zeroAfter(fsys FS, path string, off int64) (bool, error) {
