@@ -19,8 +19,9 @@
 //     says what changed, and applies or refuses it), restores the newest
 //     verified snapshot, replays the log after it, runs the snapshot loop
 //     and retention; Instance.Close stops it.
-//   - snapshot.go: the snapshot format, and the snapshots directory: how
-//     they are written, verified, set aside (corrupt-*) and kept.
+//   - snapshot.go: the snapshot format (what the node's state looks like
+//     in a snapshot); the files (written, verified, set aside as corrupt-*,
+//     kept) are package snapshot's.
 //   - durable.go: every change goes to the write-ahead log first; a log
 //     that refuses writes turns ingest into 503 NOT_DURABLE and /readyz
 //     into 503 with the reason, until it recovers.

@@ -12,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/snapshot"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -37,7 +38,7 @@ type Instance struct {
 	*Node
 	cfg   Config
 	wal   *wal.Log
-	snaps *snapStore
+	snaps *snapshot.Store
 	lock  *DirLock
 	log   *slog.Logger
 	rec   Recovery
@@ -144,18 +145,22 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	snapIndex := in.Node.AppliedIndex()
 	last := in.wal.LastIndex()
 	for _, b := range bad {
-		if b.start > max(last, snapIndex) {
-			in.log.Warn("changes lost: they were only in a snapshot that fails verification", "snapshot", b.path,
-				"lost_from", max(last, snapIndex)+1, "lost_through", b.start)
+		if b.Index > max(last, snapIndex) {
+			in.log.Warn("changes lost: they were only in a snapshot that fails verification", "snapshot", b.Path,
+				"lost_from", max(last, snapIndex)+1, "lost_through", b.Index)
 		}
 	}
-	if used.path != "" && snapIndex > last {
-		if err := in.continueAfter(snapIndex, used.path); err != nil {
+	var usedPath string
+	if used != nil {
+		usedPath = used.Path
+	}
+	if usedPath != "" && snapIndex > last {
+		if err := in.continueAfter(snapIndex, usedPath); err != nil {
 			return err
 		}
 	}
 	rec, err := in.Node.RecoverFrom(in.wal)
-	rec.Snapshot = used.path
+	rec.Snapshot = usedPath
 	in.rec = rec
 	if err == nil {
 		err = in.Node.saveSchema(fsys, cfg.DataDir)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/snapshot"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -278,7 +279,7 @@ func TestCorruptSnapshotsAreSetAsideNotCounted(t *testing.T) {
 	in.Close()
 	snapDir := filepath.Join(cfg.DataDir, "snapshots")
 	corrupt := func(s uint64) {
-		p := filepath.Join(snapDir, snapName(s))
+		p := filepath.Join(snapDir, snapshot.Name(s))
 		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -294,14 +295,14 @@ func TestCorruptSnapshotsAreSetAsideNotCounted(t *testing.T) {
 	if got := in.Recovery().SnapshotIndex; got != s1 {
 		t.Fatalf("recovered from %d, want the verified %d", got, s1)
 	}
-	if !strings.Contains(logs.String(), "level=WARN msg=\"snapshot fails verification: moved aside") || !strings.Contains(logs.String(), "corrupt-"+snapName(s2)) {
+	if !strings.Contains(logs.String(), "level=WARN msg=\"snapshot fails verification: moved aside") || !strings.Contains(logs.String(), "corrupt-"+snapshot.Name(s2)) {
 		t.Errorf("no warning naming the snapshot set aside:\n%s", logs.String())
 	}
 	ingest(100)
 	s3 := snap()
 	ingest(100)
 	in.Close()
-	for _, name := range []string{snapName(s1), snapName(s3), "corrupt-" + snapName(s2)} {
+	for _, name := range []string{snapshot.Name(s1), snapshot.Name(s3), "corrupt-" + snapshot.Name(s2)} {
 		if _, err := os.Stat(filepath.Join(snapDir, name)); err != nil {
 			t.Errorf("want %s kept: %v", name, err)
 		}

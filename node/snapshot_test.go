@@ -124,16 +124,16 @@ func TestSnapshotWhileIngestingThenRecover(t *testing.T) {
 	check(b, "newest snapshot + log")
 
 	// Corrupt the newest snapshot: recovery falls back to the older one.
-	snaps := newSnapStore(nil, dataDir, nil).list()
+	snaps, _ := newSnapStore(nil, dataDir, nil).List()
 	if len(snaps) != 2 {
 		t.Fatalf("%d snapshots kept, want 2", len(snaps))
 	}
-	data, _ := os.ReadFile(snaps[0].path)
+	data, _ := os.ReadFile(snaps[0].Path)
 	data[len(data)/2] ^= 0xff
-	os.WriteFile(snaps[0].path, data, 0o644)
+	os.WriteFile(snaps[0].Path, data, 0o644)
 	b, rec2, used2 := recover()
-	if used2 != snaps[1].path || rec2.SnapshotIndex >= rec.SnapshotIndex && snaps[0].start != snaps[1].start {
-		t.Fatalf("fallback used %q (start %d), want %q", used2, rec2.SnapshotIndex, snaps[1].path)
+	if used2 != snaps[1].Path || rec2.SnapshotIndex >= rec.SnapshotIndex && snaps[0].Index != snaps[1].Index {
+		t.Fatalf("fallback used %q (start %d), want %q", used2, rec2.SnapshotIndex, snaps[1].Path)
 	}
 	check(b, "older snapshot + log")
 }
