@@ -22,10 +22,15 @@
 //   - snapshot.go: the snapshot format (what the node's state looks like
 //     in a snapshot); the files (written, verified, set aside as corrupt-*,
 //     kept) are package snapshot's.
-//   - durable.go: every change goes to the write-ahead log first; a log
-//     that refuses writes turns ingest into 503 NOT_DURABLE and /readyz
-//     into 503 with the reason, until it recovers.
-//   - recover.go, record.go: replay of the log, the log record format.
+//   - commit.go: the seam every change goes through. A request becomes
+//     log records; a Committer commits them (the write-ahead log's: append,
+//     then apply; a Raft group's: propose, and every replica applies what
+//     was committed) and the StateMachine (the *Node) applies them in log
+//     order. A log that refuses writes turns ingest into 503 NOT_DURABLE
+//     and /readyz into 503 with the reason, until it recovers.
+//   - apply.go, record.go, recover.go: the state machine's Apply of a log
+//     record, the record format, and recovery: Restore of the newest
+//     snapshot, then Apply of every record after it.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

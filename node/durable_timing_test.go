@@ -92,7 +92,7 @@ func BenchmarkRecovery(b *testing.B) {
 		b.Fatal(err)
 	}
 	src, _ := newTestNode(b, DefaultConfig())
-	src.log = l
+	src.committer = &logCommitter{log: l, n: src, logger: src.logger}
 	for _, body := range bulkBodies(1000, 1000, 9, 200_000) {
 		if _, err := src.IngestNDJSON("transactions", body, false); err != nil {
 			b.Fatal(err)
@@ -124,7 +124,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	b.ResetTimer()
 	var size int64
 	for i := 0; i < b.N; i++ {
-		_, sz, err := n.Snapshot(dir)
+		_, sz, err := n.SnapshotInto(dir)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -73,6 +73,30 @@ type ingestWork struct {
 	// the newest timestamp of the body so far, instead of the node's clock.
 	backfill    bool
 	streamClock int64
+	// applyLocal is the Committer's local apply of the records, bound to
+	// the pooled work once so that passing it allocates nothing; it
+	// applies for node at clock and counts into deferred and tooLate.
+	applyLocal        func()
+	node              *Node
+	clock             int64
+	deferred, tooLate int
+}
+
+// applyBatches applies the used batches to node's views: the local apply
+// of finishIngest's records.
+func (w *ingestWork) applyBatches() {
+	n := w.node
+	for i, b := range w.batches {
+		if w.used[i] && b.len() > 0 {
+			if w.backfill {
+				w.deferred += n.advanceVisible(b)
+			}
+			w.tooLate += n.apply(b, w)
+		}
+	}
+	if !w.backfill {
+		n.visible = max(n.visible, w.clock)
+	}
 }
 
 var ingestPool sync.Pool
@@ -81,6 +105,7 @@ func (n *Node) getIngestWork() *ingestWork {
 	w, _ := ingestPool.Get().(*ingestWork)
 	if w == nil {
 		w = &ingestWork{}
+		w.applyLocal = w.applyBatches
 	}
 	for len(w.batches) < len(n.sources) {
 		w.batches = append(w.batches, &eventBatch{})
@@ -276,22 +301,13 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 		start = end
 	}
 	res.Backfill = backfill
-	err := n.commit(w.recs, func() {
-		for i, b := range w.batches {
-			if w.used[i] && b.len() > 0 {
-				if backfill {
-					res.Deferred += n.advanceVisible(b)
-				}
-				res.TooLate += n.apply(b, w)
-			}
-		}
-		if !backfill {
-			n.visible = max(n.visible, clock)
-		}
-	})
+	w.node, w.clock, w.backfill, w.deferred, w.tooLate = n, clock, backfill, 0, 0
+	err := n.commit(w.recs, w.applyLocal)
+	w.node = nil
 	if err != nil {
 		return IngestResult{}, err
 	}
+	res.Deferred, res.TooLate = w.deferred, w.tooLate
 	n.metrics.ingested(res.Accepted, res.TooLate)
 	return res, nil
 }

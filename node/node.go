@@ -25,6 +25,10 @@ type Options struct {
 	// Log receives every change before it is applied; nil keeps the node
 	// in memory only (tests, benchmarks, dry runs).
 	Log Log
+	// Committer, if set, builds the Committer changes go through from the
+	// node's state machine (a replicated log: propose, and the state
+	// machine applies what was committed); Log is then unused.
+	Committer func(StateMachine) Committer
 	// RepoFS is the feature repo's directory: relative model paths resolve
 	// in it. Nil resolves them against the working directory.
 	RepoFS fs.FS
@@ -43,18 +47,18 @@ type Options struct {
 
 // Node serves one feature repo. It is safe for concurrent use.
 type Node struct {
-	cfg      Config
-	repo     *features.Repo
-	views    []*windows.View // parallel to repo.Views
-	tables   []*table        // parallel to repo.Tables
-	sources  []*sourcePlan   // parallel to repo.Sources
-	services map[string]*servicePlan
-	keys     *keyring
-	now      func() int64
-	metrics  *nodeMetrics
-	log      Log
-	seq      *sequencer
-	workers  int // see Options.ApplyWorkers
+	cfg       Config
+	repo      *features.Repo
+	views     []*windows.View // parallel to repo.Views
+	tables    []*table        // parallel to repo.Tables
+	sources   []*sourcePlan   // parallel to repo.Sources
+	services  map[string]*servicePlan
+	keys      *keyring
+	now       func() int64
+	metrics   *nodeMetrics
+	committer Committer // see commit.go
+	seq       *sequencer
+	workers   int // see Options.ApplyWorkers
 	// visible is the running maximum of the clocks at which logged changes
 	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
 	// MinInt64, not 0, so that events before 1970 are not deferred.
@@ -66,8 +70,7 @@ type Node struct {
 
 	schemaState // see schema.go
 
-	ready      atomic.Bool
-	logFailing atomic.Bool // the last Append failed; logged once
+	ready atomic.Bool
 }
 
 // SetReady marks the node ready to serve (/readyz answers 200 while its log
@@ -80,12 +83,7 @@ func (n *Node) Ready() error {
 	if !n.ready.Load() {
 		return errRecovering
 	}
-	if n.log != nil {
-		if err := n.log.Err(); err != nil {
-			return fmt.Errorf("%w: %v", ErrLogFailed, err)
-		}
-	}
-	return nil
+	return n.committer.Err()
 }
 
 var errRecovering = errors.New("recovering")
@@ -96,10 +94,18 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, log: opts.Log, seq: newSequencer(),
+	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, seq: newSequencer(),
 		workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64}
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case opts.Committer != nil:
+		n.committer = opts.Committer(n)
+	case opts.Log != nil:
+		n.committer = &logCommitter{log: opts.Log, n: n, logger: n.logger}
+	default:
+		n.committer = memCommitter{n}
 	}
 	var err error
 	if n.maxConns, err = connLimit(cfg.Limits.MaxConns, openFileLimit()); err != nil {

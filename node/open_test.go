@@ -190,7 +190,7 @@ func TestLogCutBehindSnapshotByRepair(t *testing.T) {
 	// The log is the archive: a replay of it from the start meets the
 	// indexes only the snapshot held and says so.
 	fresh, _ := newTestNode(t, DefaultConfig())
-	err := in.WAL().Replay(in.WAL().FirstIndex(), func(i uint64, rec []byte) error { return fresh.Replay(i, rec) })
+	err := in.WAL().Replay(in.WAL().FirstIndex(), func(i uint64, rec []byte) error { return fresh.Apply(i, rec) })
 	if !errors.Is(err, ErrLostRecords) {
 		t.Fatalf("replay across the lost records: %v, want ErrLostRecords", err)
 	}

@@ -48,7 +48,7 @@ func (n *Node) RecoverFrom(l Replayer) (Recovery, error) {
 		n.seq.mu.Unlock()
 	}()
 	err := l.Replay(from, func(index uint64, data []byte) error {
-		if err := n.Replay(index, data); err != nil {
+		if err := n.Apply(index, data); err != nil {
 			return err
 		}
 		rec.Replayed++

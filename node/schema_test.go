@@ -144,7 +144,7 @@ func fill(t *testing.T, dataDir string, s *started) {
 	if _, aerr := s.n.UploadTable("profile", CSV, []byte("user,age\nu1,42\n"), false); aerr != nil {
 		t.Fatal(aerr)
 	}
-	if _, _, err := s.n.Snapshot(dataDir); err != nil {
+	if _, _, err := s.n.SnapshotInto(dataDir); err != nil {
 		t.Fatal(err)
 	}
 	s.ingest(t, "clicks", click("u1", "c", 1000))
@@ -232,7 +232,7 @@ table_views:`, 1)
 	if got := viewValue(t, s.n, "device_clicks", "phone", 0); got != 1 {
 		t.Errorf("device_clicks[phone] = %v, want 1", got)
 	}
-	if _, _, err := s.n.Snapshot(dataDir); err != nil {
+	if _, _, err := s.n.SnapshotInto(dataDir); err != nil {
 		t.Fatal(err)
 	}
 	s.stop(t)
@@ -337,7 +337,7 @@ func TestSnapshotVersion1StillRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fresh.ReadSnapshot(bytes.NewReader(v1)); err != nil {
+	if err := fresh.Restore(bytes.NewReader(v1)); err != nil {
 		t.Fatalf("read a version-1 snapshot: %v", err)
 	}
 	if got := viewValue(t, fresh, "user_clicks", "u1", 0); got != 3 {

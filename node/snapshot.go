@@ -61,26 +61,31 @@ type replayFilter struct {
 // WriteSnapshot writes the node's state to w and returns the log index
 // replay must start after.
 func (n *Node) WriteSnapshot(w io.Writer) (start uint64, err error) {
-	ss, err := n.beginSnapshot()
+	ss, err := n.Snapshot()
 	if err != nil {
 		return 0, err
 	}
-	return ss.start, ss.persist(w)
+	return ss.start, ss.Persist(w)
 }
 
-// stateSnapshot is a snapshot begun: the index its replay starts after,
-// and its header and view metadata, taken together under the sequencer.
-// persist writes the rest while ingest goes on (as raft's FSMSnapshot).
-type stateSnapshot struct {
+// StateSnapshot is a snapshot begun (StateMachine.Snapshot): the index
+// its replay starts after, and its header and view metadata, taken
+// together under the sequencer. Persist writes the rest while ingest goes
+// on, as raft's FSMSnapshot.
+type StateSnapshot struct {
 	n     *Node
 	start uint64
 	head  []byte
 }
 
-func (n *Node) beginSnapshot() (*stateSnapshot, error) {
+// Index is the log index the snapshot's replay starts after.
+func (ss *StateSnapshot) Index() uint64 { return ss.start }
+
+// Snapshot begins a snapshot of the state (see StateSnapshot).
+func (n *Node) Snapshot() (*StateSnapshot, error) {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
-	ss := &stateSnapshot{n: n, start: n.seq.applied}
+	ss := &StateSnapshot{n: n, start: n.seq.applied}
 	hdr := snapshot.AppendHeader(nil, snapMagic, snapVersion, ss.start)
 	sch := schemaOf(n.repo).encode()
 	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(sch)))
@@ -97,10 +102,10 @@ func (n *Node) beginSnapshot() (*stateSnapshot, error) {
 	return ss, nil
 }
 
-// persist writes the snapshot to w: the head taken by beginSnapshot, then
-// each partition of every view and the tables, each under the sequencer
-// for a moment, and the checksum.
-func (ss *stateSnapshot) persist(w io.Writer) (err error) {
+// Persist writes the snapshot to w: the head Snapshot took, then each
+// partition of every view and the tables, each under the sequencer for a
+// moment, and the checksum.
+func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	n := ss.n
 	cw := snapshot.NewChecksumWriter(w)
 	bw := bufio.NewWriterSize(cw, 1<<20)
@@ -149,11 +154,11 @@ func writeName(w io.Writer, s string) {
 	io.WriteString(w, s)
 }
 
-// ReadSnapshot restores a snapshot into a node that has applied nothing
-// yet, and arms the replay filter so that RecoverFrom replays the log
-// consistently with it. The caller has verified the checksum
-// (VerifySnapshot): a read error here leaves the node unusable.
-func (n *Node) ReadSnapshot(r io.Reader) error {
+// Restore restores a snapshot into a node that has applied nothing yet,
+// and arms the replay filter so that RecoverFrom replays the log
+// consistently with it. The caller has verified the checksum (the snapshot
+// store did): a read error here leaves the node unusable.
+func (n *Node) Restore(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var hdr [snapshot.HeaderLen]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
@@ -298,10 +303,10 @@ func newSnapStore(fsys walfs.FS, dataDir string, logger *slog.Logger) *snapshot.
 	return snapshot.New(filepath.Join(dataDir, "snapshots"), snapshot.Options{FS: fsys, Magic: snapMagic, Keep: snapKeep, Logger: logger})
 }
 
-// Snapshot writes a snapshot into dataDir/snapshots atomically, keeps it
-// and the newest older one that verifies, and returns its start index and
-// its size. See writeSnapshot.
-func (n *Node) Snapshot(dataDir string) (start uint64, size int64, err error) {
+// SnapshotInto writes a snapshot into dataDir/snapshots atomically, keeps
+// it and the newest older one that verifies, and returns its start index
+// and its size. See writeSnapshot.
+func (n *Node) SnapshotInto(dataDir string) (start uint64, size int64, err error) {
 	start, size, _, err = n.writeSnapshot(newSnapStore(nil, dataDir, nil))
 	return start, size, err
 }
@@ -310,7 +315,7 @@ func (n *Node) Snapshot(dataDir string) (start uint64, size int64, err error) {
 // (snapshot.Store.Retain): keepFrom is the start index of the oldest
 // snapshot kept, from which on the log is needed (0: all of it).
 func (n *Node) writeSnapshot(s *snapshot.Store) (start uint64, size int64, keepFrom uint64, err error) {
-	ss, err := n.beginSnapshot()
+	ss, err := n.Snapshot()
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
 	}
@@ -318,7 +323,7 @@ func (n *Node) writeSnapshot(s *snapshot.Store) (start uint64, size int64, keepF
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	if err := ss.persist(sink); err != nil {
+	if err := ss.Persist(sink); err != nil {
 		sink.Cancel()
 		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
 	}
@@ -360,7 +365,7 @@ func (n *Node) restoreSnapshot(s *snapshot.Store, skipped func(path string, err 
 		if err != nil {
 			return nil, bad, err
 		}
-		err = n.ReadSnapshot(r)
+		err = n.Restore(r)
 		r.Close()
 		if err != nil {
 			return nil, bad, fmt.Errorf("restore snapshot %s: %w", m.ID, err)

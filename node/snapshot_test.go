@@ -63,7 +63,7 @@ func TestSnapshotWhileIngestingThenRecover(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); ingest(2, 200) }()
 	for i := 0; i < 2; i++ {
-		if _, _, err := a.Snapshot(dataDir); err != nil {
+		if _, _, err := a.SnapshotInto(dataDir); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,100 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/ring"
-	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/windows"
 )
 
-// Log is where the node writes every change before applying it. The
-// write-ahead log (wal.Log) satisfies it. Append must return only once the
-// records are as durable as the log's policy promises, and must assign
-// consecutive indexes in the order it makes records durable. Err says why
-// the log refuses appends now (nil when it accepts them): /readyz reports
-// it, and readiness returns when it is nil again.
-type Log interface {
-	Append(recs ...[]byte) (last uint64, err error)
-	Err() error
-}
-
-// ErrLogFailed wraps a write-ahead log failure: the change was not
-// acknowledged and nothing of it was applied.
-var ErrLogFailed = errors.New("write-ahead log failed")
-
-// sequencer applies changes in log order, so that the state after a replay
-// of the log is exactly the state that was served: the windows' tie-breaks,
-// lateness refusals and expiry depend on the order events arrive in.
-type sequencer struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	applied uint64 // index of the last record applied
-}
-
-func newSequencer() *sequencer {
-	s := &sequencer{}
-	s.cond = sync.NewCond(&s.mu)
-	return s
-}
-
-// begin blocks until every record before first has been applied and returns
-// holding the sequencer; end releases it.
-func (s *sequencer) begin(first uint64) {
-	s.mu.Lock()
-	for s.applied+1 < first {
-		s.cond.Wait()
-	}
-}
-
-func (s *sequencer) end(last uint64) {
-	s.applied = last
-	s.cond.Broadcast()
-	s.mu.Unlock()
-}
-
-// commit writes recs to the log (when there is one) and then runs apply in
-// log order. Without a log, changes are applied in arrival order.
-func (n *Node) commit(recs [][]byte, apply func()) error {
-	if n.log == nil {
-		n.seq.mu.Lock()
-		apply()
-		n.seq.applied += uint64(len(recs))
-		n.seq.mu.Unlock()
-		return nil
-	}
-	last, err := n.log.Append(recs...)
-	if err != nil {
-		if n.logFailing.CompareAndSwap(false, true) {
-			n.logger.Error("write-ahead log failed: changes are refused (503 NOT_DURABLE) and /readyz answers 503 until it recovers; "+
-				"it retries a failed segment roll by itself, a failed write or fsync needs a restart",
-				"kind", wal.ErrorKind(err), "err", err)
-		}
-		return fmt.Errorf("%w: %v (the change was not acknowledged)", ErrLogFailed, err)
-	}
-	if n.logFailing.Load() && n.logFailing.CompareAndSwap(true, false) {
-		n.logger.Info("write-ahead log recovered: changes are acknowledged again")
-	}
-	n.seq.begin(last - uint64(len(recs)) + 1)
-	apply()
-	n.seq.end(last)
-	return nil
-}
-
-// AppliedIndex returns the log index of the last change applied.
-func (n *Node) AppliedIndex() uint64 {
+// Apply applies the committed log record at index: the state machine's
+// apply (StateMachine). index follows the last one applied; an index at or
+// below it is skipped (a restored snapshot holds it). A record the node
+// cannot decode is an error: recovery stops rather than serve a state that
+// silently lacks acknowledged events.
+func (n *Node) Apply(index uint64, rec []byte) error {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
-	return n.seq.applied
+	return n.applyLocked(index, rec, nil)
 }
 
-// Replay applies one log record during recovery; index must follow the
-// previous one. A record the node cannot decode is an error: recovery stops
-// rather than serve a state that silently lacks acknowledged events.
-func (n *Node) Replay(index uint64, rec []byte) error { return n.replay(index, rec, nil) }
-
-// ReplayTimed is Replay for a point-in-time join on a node built for it: it
+// ReplayTimed is Apply for a point-in-time join on a node built for it: it
 // calls at(c) before the record's change becomes visible at clock c, so the
 // caller can first read the state as it was before c. A record acknowledged
 // live calls at once with its acknowledgement clock; a backfill calls at
@@ -107,10 +31,13 @@ func (n *Node) Replay(index uint64, rec []byte) error { return n.replay(index, r
 // event's timestamp. Clocks are not monotonic (concurrent requests, imports
 // after live data): the caller keeps their running maximum.
 func (n *Node) ReplayTimed(index uint64, rec []byte, at func(clock int64) (next int64)) error {
-	return n.replay(index, rec, at)
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	return n.applyLocked(index, rec, at)
 }
 
-func (n *Node) replay(index uint64, rec []byte, at func(int64) int64) error {
+// applyLocked is Apply with the sequencer held.
+func (n *Node) applyLocked(index uint64, rec []byte, at func(int64) int64) error {
 	inner, clock, backfill, err := unwrapAt(rec)
 	if err != nil {
 		return fmt.Errorf("log record %d: %w", index, err)
@@ -118,8 +45,6 @@ func (n *Node) replay(index uint64, rec []byte, at func(int64) int64) error {
 	if len(inner) == 0 {
 		return fmt.Errorf("log record %d: empty", index)
 	}
-	n.seq.mu.Lock()
-	defer n.seq.mu.Unlock()
 	if index <= n.seq.applied {
 		return nil // already in the snapshot
 	}

@@ -1,0 +1,185 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tally-ml/tally/wal"
+)
+
+// Committer is the one seam every change goes through: the caller proposes
+// log records, and Commit returns once they are committed (durable; in a
+// cluster, on a quorum) and applied to this node's state machine in log
+// order, or with an error and nothing of them applied here. Two
+// implementations exist in this package: the write-ahead log's
+// (Options.Log; append, then apply) and memory's (no log: apply in arrival
+// order). A Raft group is the next: propose, and every replica's state
+// machine applies what was committed.
+//
+// local, when not nil, applies exactly recs to the state machine from the
+// form the caller decoded them from, without decoding them again (the hot
+// path of ingest). An implementation that applies the records on this
+// process right after they are committed (the local log) may run local in
+// their place, in log order, with nothing else applied concurrently; a
+// replicated one ignores it and applies each committed record through
+// StateMachine.Apply, on every replica alike. Either way the state is the
+// same; only what local computes for the caller's answer (the count of
+// events refused as too late) is lost when it is not run.
+//
+// Err says why Commit refuses changes now (nil when it accepts them);
+// /readyz reports it.
+type Committer interface {
+	Commit(ctx context.Context, recs [][]byte, local func()) error
+	Err() error
+}
+
+// StateMachine is what a Committer applies committed records to, and what
+// a snapshot is taken of and restored into: the node's state. Its shape is
+// hashicorp/raft's FSM. *Node implements it; recovery (RecoverFrom) is
+// Restore of the newest snapshot, then Apply of every log record after it.
+type StateMachine interface {
+	// Apply applies the committed record at index, which follows the last
+	// one applied (an index at or below it is skipped: a restored snapshot
+	// holds it). An error means the record cannot be applied (unknown
+	// kind, or a state the repo cannot hold): recovery stops on it.
+	Apply(index uint64, rec []byte) error
+	// Snapshot captures, in the apply order, the index a snapshot starts
+	// from and what must be consistent with it; Persist writes the rest
+	// while applies go on.
+	Snapshot() (*StateSnapshot, error)
+	// Restore loads a snapshot into a state machine that has applied
+	// nothing, and arms the replay of the log after it.
+	Restore(r io.Reader) error
+	// AppliedIndex is the index of the last record applied.
+	AppliedIndex() uint64
+}
+
+var _ StateMachine = (*Node)(nil)
+
+// Log is the write-ahead log the local Committer appends to; wal.Log
+// satisfies it. Append must return only once the records are as durable as
+// the log's policy promises, and must assign consecutive indexes in the
+// order it makes records durable. Err says why the log refuses appends now
+// (nil when it accepts them).
+type Log interface {
+	Append(recs ...[]byte) (last uint64, err error)
+	Err() error
+}
+
+// ErrLogFailed wraps a write-ahead log failure: the change was not
+// acknowledged and nothing of it was applied.
+var ErrLogFailed = errors.New("write-ahead log failed")
+
+// logCommitter is the Committer of a node on its own write-ahead log:
+// append, then apply in the order of the log's indexes.
+type logCommitter struct {
+	log     Log
+	n       *Node
+	logger  *slog.Logger
+	failing atomic.Bool // the last Append failed; logged once
+}
+
+func (c *logCommitter) Commit(_ context.Context, recs [][]byte, local func()) error {
+	last, err := c.log.Append(recs...)
+	if err != nil {
+		if c.failing.CompareAndSwap(false, true) {
+			c.logger.Error("write-ahead log failed: changes are refused (503 NOT_DURABLE) and /readyz answers 503 until it recovers; "+
+				"it retries a failed segment roll by itself, a failed write or fsync needs a restart",
+				"kind", wal.ErrorKind(err), "err", err)
+		}
+		return fmt.Errorf("%w: %v (the change was not acknowledged)", ErrLogFailed, err)
+	}
+	if c.failing.Load() && c.failing.CompareAndSwap(true, false) {
+		c.logger.Info("write-ahead log recovered: changes are acknowledged again")
+	}
+	first := last - uint64(len(recs)) + 1
+	c.n.seq.begin(first)
+	defer c.n.seq.end(last)
+	return c.n.applyCommitted(first, recs, local)
+}
+
+func (c *logCommitter) Err() error {
+	if err := c.log.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrLogFailed, err)
+	}
+	return nil
+}
+
+// memCommitter is the Committer of a node without a log: changes are
+// applied in arrival order, and numbered as if logged.
+type memCommitter struct{ n *Node }
+
+func (c memCommitter) Commit(_ context.Context, recs [][]byte, local func()) error {
+	s := c.n.seq
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := s.applied + 1
+	err := c.n.applyCommitted(first, recs, local)
+	s.applied = first + uint64(len(recs)) - 1
+	return err
+}
+
+func (memCommitter) Err() error { return nil }
+
+// applyCommitted applies recs, committed at first on, with the sequencer
+// held: by local when given, else by decoding each.
+func (n *Node) applyCommitted(first uint64, recs [][]byte, local func()) error {
+	if local != nil {
+		local()
+		return nil
+	}
+	for i, rec := range recs {
+		if err := n.applyLocked(first+uint64(i), rec, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit is how the node makes a change: through its Committer, with
+// apply as the local fast path.
+func (n *Node) commit(recs [][]byte, apply func()) error {
+	return n.committer.Commit(context.Background(), recs, apply)
+}
+
+// sequencer applies changes in log order, so that the state after a replay
+// of the log is exactly the state that was served: the windows' tie-breaks,
+// lateness refusals and expiry depend on the order events arrive in.
+type sequencer struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	applied uint64 // index of the last record applied
+}
+
+func newSequencer() *sequencer {
+	s := &sequencer{}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// begin blocks until every record before first has been applied and returns
+// holding the sequencer; end releases it.
+func (s *sequencer) begin(first uint64) {
+	s.mu.Lock()
+	for s.applied+1 < first {
+		s.cond.Wait()
+	}
+}
+
+func (s *sequencer) end(last uint64) {
+	s.applied = last
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// AppliedIndex returns the log index of the last change applied.
+func (n *Node) AppliedIndex() uint64 {
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	return n.seq.applied
+}
