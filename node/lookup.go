@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"slices"
@@ -243,6 +244,7 @@ type lookupWork struct {
 	reqVal   []float64
 	reqOK    []bool
 	statuses []bool
+	reads    []Read
 }
 
 var lookupPool sync.Pool
@@ -509,15 +511,72 @@ func ctxNames(cols []features.Column) string {
 	return strings.Join(names, ", ")
 }
 
-// compute reads every view and table of the plan for the row in w, then
-// evaluates the request features.
-func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) {
+// A Read is one (view, key) pair a lookup needs: a feature view or a
+// table view of the repo, and the join key value to read it at. A lookup
+// is planned (its reads), then read, then evaluated; a router places a
+// request by the keys of its reads (a key's partition decides its group)
+// before anything is read.
+type Read struct {
+	Table bool   // a table view (Repo.Tables), else a feature view (Repo.Views)
+	View  int    // index in Repo.Views or Repo.Tables
+	Key   []byte // the join key value
+}
+
+// appendReads appends the reads of a row whose join key values are keys
+// (in the order of p.joinKeys): each feature view of the plan, then each
+// table, once.
+func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
 	for i, v := range p.aggViews {
-		w.vals[i] = n.views[v].Read(w.keys[p.aggKey[i]], t, w.vals[i][:0])
+		dst = append(dst, Read{View: v, Key: keys[p.aggKey[i]]})
 	}
-	for i, tb := range p.tables {
-		n.tables[tb].get(w.keys[p.tableKey[i]], w.tnums[i], w.tstrs[i], w.tok[i])
+	for i, t := range p.tables {
+		dst = append(dst, Read{Table: true, View: t, Key: keys[p.tableKey[i]]})
 	}
+	return dst
+}
+
+// read reads what appendReads planned into w: feature views at time t into
+// w.vals, tables into w.tnums, w.tstrs and w.tok, each in plan order.
+func (n *Node) read(reads []Read, t int64, w *lookupWork) {
+	v, tb := 0, 0
+	for _, r := range reads {
+		if r.Table {
+			n.tables[r.View].get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			tb++
+			continue
+		}
+		w.vals[v] = n.views[r.View].Read(r.Key, t, w.vals[v][:0])
+		v++
+	}
+}
+
+// LookupReads parses a get-features request body and returns the reads
+// it needs, appended to dst, without reading anything. The keys are
+// copies, owned by the caller.
+func (n *Node) LookupReads(dst []Read, body []byte) ([]Read, *APIError) {
+	w := getLookupWork()
+	defer lookupPool.Put(w)
+	params, p, aerr := n.parseParams(&w.parser, body)
+	if aerr != nil {
+		return dst, aerr
+	}
+	p.prepare(n, w)
+	if aerr := n.parseRow(p, params, w); aerr != nil {
+		return dst, aerr
+	}
+	start := len(dst)
+	dst = p.appendReads(dst, w.keys)
+	for i := start; i < len(dst); i++ {
+		dst[i].Key = bytes.Clone(dst[i].Key)
+	}
+	return dst, nil
+}
+
+// compute plans the reads of the row in w, reads them, then evaluates the
+// request features.
+func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) {
+	w.reads = p.appendReads(w.reads[:0], w.keys)
+	n.read(w.reads, t, w)
 	for r := range p.reqs {
 		rp := &p.reqs[r]
 		for s, in := range rp.inputs {
