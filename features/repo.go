@@ -134,6 +134,9 @@ type Table struct {
 	Features []Feature // one per column: "<table>.<column>"
 }
 
+// Column returns the index of the column called name in t.Columns.
+func (t *Table) Column(name string) (int, bool) { return columnIndex(t.Columns, name) }
+
 // RequestView computes request-time features from the request context
 // (RequestSchema) and from aggregate and table features.
 type RequestView struct {

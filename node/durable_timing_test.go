@@ -91,8 +91,11 @@ func BenchmarkRecovery(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	src, _ := newTestNode(b, DefaultConfig())
-	src.committer = &logCommitter{log: l, n: src, logger: src.logger}
+	repo, _ := features.Default()
+	src, err := New(repo, DefaultConfig(), Options{Clock: func() int64 { return t0 }, Log: l, RepoFS: features.DefaultFS()})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, body := range bulkBodies(1000, 1000, 9, 200_000) {
 		if _, err := src.IngestNDJSON("transactions", body, false); err != nil {
 			b.Fatal(err)

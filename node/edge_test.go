@@ -54,14 +54,14 @@ func TestEmptyReplaceRefused(t *testing.T) {
 		if code != 400 || !strings.Contains(body, "EMPTY_REPLACE") || !strings.Contains(body, "allow_empty=true") {
 			t.Errorf("empty replace %q: %d %s, want 400 EMPTY_REPLACE", c.body, code, body)
 		}
-		if got := n.tableByName("user_profile").len(); got != 1 {
+		if got := n.TableNamed("user_profile").Len(); got != 1 {
 			t.Fatalf("table has %d rows after a refused empty replace, want 1", got)
 		}
 	}
 	if code, body := do(t, "POST", url+"?mode=replace&allow_empty=true", "", "application/x-ndjson", ""); code != 200 {
 		t.Fatalf("empty replace with allow_empty=true: %d %s", code, body)
 	}
-	if got := n.tableByName("user_profile").len(); got != 0 {
+	if got := n.TableNamed("user_profile").Len(); got != 0 {
 		t.Fatalf("table has %d rows after an allowed empty replace, want 0", got)
 	}
 }

@@ -350,7 +350,7 @@ func (s *Server) listServices(ctx *fasthttp.RequestCtx) {
 		Features       []feature `json:"features"`
 	}
 	var out []service
-	for _, sv := range s.n.repo.Services {
+	for _, sv := range s.n.Repo().Services {
 		p := s.n.services[sv.Name]
 		svc := service{Name: sv.Name, JoinKeys: p.joinKeys, RequestContext: []string{}}
 		for _, c := range p.ctxCols {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -56,7 +56,7 @@ type IngestResult struct {
 // ingestWork is the pooled state of one ingest request.
 type ingestWork struct {
 	parser  fastjson.Parser
-	batches []*eventBatch // one per source, by source index
+	batches []*store.Batch // one per source, by source index
 	used    []bool
 	errs    []RecordError
 	refused int
@@ -66,37 +66,11 @@ type ingestWork struct {
 	maxKey, maxValue int
 	keyBuf           []byte
 	numBuf           []byte
-	recBuf           []byte   // encoded log records, back to back
-	recEnds          []int    // end offset of each record in recBuf
-	recs             [][]byte // the records, slices of recBuf
+	commit           []*store.Batch // the used, non-empty batches
 	// backfill: an import, whose events are checked against streamClock,
 	// the newest timestamp of the body so far, instead of the node's clock.
 	backfill    bool
 	streamClock int64
-	// applyLocal is the Committer's local apply of the records, bound to
-	// the pooled work once so that passing it allocates nothing; it
-	// applies for node at clock and counts into deferred and tooLate.
-	applyLocal        func()
-	node              *Node
-	clock             int64
-	deferred, tooLate int
-}
-
-// applyBatches applies the used batches to node's views: the local apply
-// of finishIngest's records.
-func (w *ingestWork) applyBatches() {
-	n := w.node
-	for i, b := range w.batches {
-		if w.used[i] && b.len() > 0 {
-			if w.backfill {
-				w.deferred += n.advanceVisible(b)
-			}
-			w.tooLate += n.apply(b, w)
-		}
-	}
-	if !w.backfill {
-		n.visible = max(n.visible, w.clock)
-	}
 }
 
 var ingestPool sync.Pool
@@ -105,17 +79,17 @@ func (n *Node) getIngestWork() *ingestWork {
 	w, _ := ingestPool.Get().(*ingestWork)
 	if w == nil {
 		w = &ingestWork{}
-		w.applyLocal = w.applyBatches
 	}
-	for len(w.batches) < len(n.sources) {
-		w.batches = append(w.batches, &eventBatch{})
+	sources := n.Repo().Sources
+	for len(w.batches) < len(sources) {
+		w.batches = append(w.batches, &store.Batch{})
 		w.used = append(w.used, false)
 	}
 	// The pool is shared by every node of the process (history joins, tests),
 	// which may have more sources than this one: clear every flag.
 	clear(w.used)
-	for i, s := range n.sources {
-		w.batches[i].reset(i, len(s.src.Columns))
+	for i, s := range sources {
+		w.batches[i].Reset(i, len(s.Columns))
 	}
 	w.errs, w.refused, w.total = w.errs[:0], 0, 0
 	w.backfill, w.streamClock = false, math.MinInt64
@@ -173,7 +147,7 @@ func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
 		if visitErr != nil {
 			return
 		}
-		sp := n.source(name)
+		sp := n.SourceNamed(name)
 		if sp == nil {
 			visitErr = &IngestError{Code: "UNKNOWN_SOURCE", Message: fmt.Sprintf("unknown source %q: this node's sources are %s", name, n.sourceNames())}
 			return
@@ -187,17 +161,17 @@ func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
 			visitErr = &IngestError{Code: "TOO_MANY_RECORDS", Message: fmt.Sprintf("request has more than %d records (limits.max_records); split it", n.cfg.Limits.MaxRecords)}
 			return
 		}
-		b := w.batches[sp.index]
-		w.used[sp.index] = true
+		b := w.batches[sp.Index]
+		w.used[sp.Index] = true
 		for i, it := range items {
 			w.total++
 			rec := it.Get("record")
 			if rec == nil {
-				w.refuse(sp.src.Name, i, "each item must be {\"record\": {...}}")
+				w.refuse(sp.Src.Name, i, "each item must be {\"record\": {...}}")
 				continue
 			}
 			if reason := n.parseRecord(sp, rec, b, now, w); reason != "" {
-				w.refuse(sp.src.Name, i, reason)
+				w.refuse(sp.Src.Name, i, reason)
 			}
 		}
 	})
@@ -230,12 +204,12 @@ func (n *Node) ImportNDJSON(source string, body []byte, dry bool) (IngestResult,
 func (n *Node) ingestLines(source string, body []byte, dry, backfill bool) (IngestResult, error) {
 	w := n.getIngestWork()
 	defer ingestPool.Put(w)
-	sp := n.source([]byte(source))
+	sp := n.SourceNamed([]byte(source))
 	if sp == nil {
 		return IngestResult{}, &IngestError{Code: "UNKNOWN_SOURCE", Message: fmt.Sprintf("unknown source %q: this node's sources are %s", source, n.sourceNames())}
 	}
-	b := w.batches[sp.index]
-	w.used[sp.index] = true
+	b := w.batches[sp.Index]
+	w.used[sp.Index] = true
 	w.backfill = backfill
 	now := n.now()
 	line := 0
@@ -285,133 +259,24 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 	if dry {
 		return res, nil
 	}
-	w.recs = w.recs[:0]
-	w.recBuf = w.recBuf[:0]
+	w.commit = w.commit[:0]
 	for i, b := range w.batches {
-		if w.used[i] && b.len() > 0 {
-			w.recBuf = appendAt(w.recBuf, clock, backfill)
-			w.recBuf = appendEventsRecord(w.recBuf, n.sources[i], b)
-			w.recEnds = append(w.recEnds[:len(w.recs)], len(w.recBuf))
-			w.recs = append(w.recs, nil)
+		if w.used[i] && b.Len() > 0 {
+			w.commit = append(w.commit, b)
 		}
 	}
-	start := 0
-	for i, end := range w.recEnds[:len(w.recs)] {
-		w.recs[i] = w.recBuf[start:end]
-		start = end
-	}
 	res.Backfill = backfill
-	w.node, w.clock, w.backfill, w.deferred, w.tooLate = n, clock, backfill, 0, 0
-	err := n.commit(w.recs, w.applyLocal)
-	w.node = nil
-	if err != nil {
+	var err error
+	if res.Deferred, res.TooLate, err = n.Store.CommitEvents(w.commit, clock, backfill); err != nil {
 		return IngestResult{}, err
 	}
-	res.Deferred, res.TooLate = w.deferred, w.tooLate
-	n.metrics.ingested(res.Accepted, res.TooLate)
 	return res, nil
 }
 
-// apply places every event of b in every view fed by its source and returns
-// how many placements the windows refused as too late.
-func (n *Node) apply(b *eventBatch, w *ingestWork) (tooLate int) {
-	return n.applyRange(b, w, 0, b.len())
-}
-
-// advanceVisible moves the log's visibility clock over the events of a
-// backfill batch and returns how many of them it had already passed (they
-// become visible to historical features only from the clock, not from their
-// own timestamps). Called in log order, under the sequencer.
-func (n *Node) advanceVisible(b *eventBatch) (deferred int) {
-	for _, ts := range b.ts {
-		if ts < n.visible {
-			deferred++
-		} else {
-			n.visible = ts
-		}
-	}
-	return deferred
-}
-
-// applyRange is apply for the events [from, to) of b.
-func (n *Node) applyRange(b *eventBatch, w *ingestWork, from, to int) (tooLate int) {
-	sp := n.sources[b.source]
-	if n.workers > 1 && len(sp.targets) > 1 && to-from >= minParallelApply {
-		return n.applyParallel(sp, b, from, to)
-	}
-	for t := range sp.targets {
-		tooLate += n.applyTarget(sp, t, b, &w.fields, from, to)
-	}
-	return tooLate
-}
-
-// minParallelApply is the smallest batch worth a goroutine per view group.
-const minParallelApply = 512
-
-// applyParallel spreads the source's views over n.workers goroutines; each
-// view still takes the events in batch order.
-func (n *Node) applyParallel(sp *sourcePlan, b *eventBatch, from, to int) int {
-	k := min(n.workers, len(sp.targets))
-	late := make([]int, k)
-	var wg sync.WaitGroup
-	for g := range k {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var fields []windows.Field
-			for t := g; t < len(sp.targets); t += k {
-				late[g] += n.applyTarget(sp, t, b, &fields, from, to)
-			}
-		}()
-	}
-	wg.Wait()
-	sum := 0
-	for _, l := range late {
-		sum += l
-	}
-	return sum
-}
-
-// applyTarget places the events [from, to) of b in the view of target ti.
-func (n *Node) applyTarget(sp *sourcePlan, ti int, b *eventBatch, fields *[]windows.Field, from, to int) (tooLate int) {
-	t := sp.targets[ti]
-	v := n.views[t.view]
-	for e := from; e < to; e++ {
-		if b.null[e*b.ncols+t.keyCol] {
-			continue // logged before the view's key column existed
-		}
-		key := b.str(e, t.keyCol)
-		f := (*fields)[:0]
-		for _, c := range t.cols {
-			f = append(f, b.field(e, c))
-		}
-		*fields = f
-		if err := v.Add(key, b.ts[e], f); err != nil {
-			if errors.Is(err, windows.ErrTooLate) {
-				tooLate++
-				continue
-			}
-			// Validation guarantees fields fit the view; anything else is a
-			// bug worth seeing, not a reason to fail the acknowledged batch.
-			n.metrics.applyErrors.Inc()
-		}
-	}
-	return tooLate
-}
-
-func (n *Node) source(name []byte) *sourcePlan {
-	for _, s := range n.sources {
-		if s.src.Name == string(name) {
-			return s
-		}
-	}
-	return nil
-}
-
 func (n *Node) sourceNames() string {
-	names := make([]string, len(n.sources))
-	for i, s := range n.sources {
-		names[i] = s.src.Name
+	names := make([]string, len(n.Repo().Sources))
+	for i, s := range n.Repo().Sources {
+		names[i] = s.Name
 	}
 	return strings.Join(names, ", ")
 }
@@ -433,29 +298,29 @@ func (n *Node) checkWorkspace(root *fastjson.Value) *IngestError {
 
 // parseRecord validates rec against the source schema and appends it to b.
 // It returns "" or why the record is refused (b is then unchanged).
-func (n *Node) parseRecord(sp *sourcePlan, rec *fastjson.Value, b *eventBatch, now int64, w *ingestWork) string {
+func (n *Node) parseRecord(sp *store.Source, rec *fastjson.Value, b *store.Batch, now int64, w *ingestWork) string {
 	obj, err := rec.Object()
 	if err != nil {
 		return "record must be a JSON object"
 	}
-	tsv := obj.Get(sp.ts)
+	tsv := obj.Get(sp.TS)
 	if tsv == nil || tsv.Type() == fastjson.TypeNull {
-		return fmt.Sprintf("missing timestamp field %q", sp.ts)
+		return fmt.Sprintf("missing timestamp field %q", sp.TS)
 	}
 	ts, reason := parseTimestamp(tsv, &w.numBuf)
 	if reason != "" {
-		return sp.ts + ": " + reason
+		return sp.TS + ": " + reason
 	}
 	if reason := n.checkTime(sp, ts, now, w); reason != "" {
 		return reason
 	}
-	e := b.grow(ts)
+	e := b.Grow(ts)
 	matched := 1
-	for c, col := range sp.src.Columns {
+	for c, col := range sp.Src.Columns {
 		v := obj.Get(col.Name)
 		if v == nil || v.Type() == fastjson.TypeNull {
-			if sp.isKey[c] {
-				b.truncate(e)
+			if sp.IsKey[c] {
+				b.Truncate(e)
 				return fmt.Sprintf("missing join key %q", col.Name)
 			}
 			if v != nil {
@@ -464,23 +329,23 @@ func (n *Node) parseRecord(sp *sourcePlan, rec *fastjson.Value, b *eventBatch, n
 			continue
 		}
 		matched++
-		if reason := setField(b, e, c, col, v, sp.isKey[c], w); reason != "" {
-			b.truncate(e)
+		if reason := setField(b, e, c, col, v, sp.IsKey[c], w); reason != "" {
+			b.Truncate(e)
 			return col.Name + ": " + reason
 		}
 	}
 	if obj.Len() > matched {
 		var unknown string
 		obj.Visit(func(k []byte, _ *fastjson.Value) {
-			if _, ok := sp.colIndex[string(k)]; !ok && string(k) != sp.ts && unknown == "" {
+			if _, ok := sp.ColIndex[string(k)]; !ok && string(k) != sp.TS && unknown == "" {
 				unknown = string(k)
 			}
 		})
-		b.truncate(e)
+		b.Truncate(e)
 		if unknown == "" {
 			return fmt.Sprintf("field %q appears twice", duplicateKey(obj))
 		}
-		return fmt.Sprintf("unknown field %q: source %s has fields %s", unknown, sp.src.Name, columnNames(sp.src))
+		return fmt.Sprintf("unknown field %q: source %s has fields %s", unknown, sp.Src.Name, columnNames(sp.Src))
 	}
 	return ""
 }
@@ -494,7 +359,7 @@ func columnNames(s *features.Source) string {
 	return strings.Join(names, ", ")
 }
 
-func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, isKey bool, w *ingestWork) string {
+func setField(b *store.Batch, e, c int, col features.Column, v *fastjson.Value, isKey bool, w *ingestWork) string {
 	switch col.Type {
 	case features.String:
 		if isKey && v.Type() == fastjson.TypeNumber {
@@ -504,7 +369,7 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 				return "join key must be a string or an integer, got " + v.String()
 			}
 			w.keyBuf = strconv.AppendInt(w.keyBuf[:0], x, 10)
-			b.setStr(e, c, w.keyBuf)
+			b.SetStr(e, c, w.keyBuf)
 			return ""
 		}
 		s, err := v.StringBytes()
@@ -520,7 +385,7 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 		if !isKey && len(s) > w.maxValue {
 			return fmt.Sprintf("string is %d bytes, more than limits.max_value_bytes (%d)", len(s), w.maxValue)
 		}
-		b.setStr(e, c, s)
+		b.SetStr(e, c, s)
 	case features.Int:
 		var x int64
 		switch v.Type() {
@@ -542,9 +407,9 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 		}
 		if isKey {
 			w.keyBuf = strconv.AppendInt(w.keyBuf[:0], x, 10)
-			b.setStr(e, c, w.keyBuf)
+			b.SetStr(e, c, w.keyBuf)
 		} else {
-			b.setNum(e, c, float64(x))
+			b.SetNum(e, c, float64(x))
 		}
 	case features.Float:
 		if v.Type() != fastjson.TypeNumber {
@@ -554,13 +419,13 @@ func setField(b *eventBatch, e, c int, col features.Column, v *fastjson.Value, i
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 			return "want a finite number, got " + v.String()
 		}
-		b.setNum(e, c, f)
+		b.SetNum(e, c, f)
 	case features.Bool:
 		switch v.Type() {
 		case fastjson.TypeTrue:
-			b.setNum(e, c, 1)
+			b.SetNum(e, c, 1)
 		case fastjson.TypeFalse:
-			b.setNum(e, c, 0)
+			b.SetNum(e, c, 0)
 		default:
 			return "want true or false, got " + v.Type().String()
 		}
@@ -618,7 +483,7 @@ func parseTimestamp(v *fastjson.Value, buf *[]byte) (int64, string) {
 // rules against the clock of a stream replaying the body: the newest
 // timestamp before this event (max_future still holds against the node's
 // clock).
-func (n *Node) checkTime(sp *sourcePlan, ts, now int64, w *ingestWork) string {
+func (n *Node) checkTime(sp *store.Source, ts, now int64, w *ingestWork) string {
 	if !w.backfill {
 		return n.checkEventTime(sp, ts, now)
 	}
@@ -633,18 +498,18 @@ func (n *Node) checkTime(sp *sourcePlan, ts, now int64, w *ingestWork) string {
 
 // checkEventTime refuses timestamps the node can never serve: too far ahead
 // of its clock, or older than every window of the source can reach.
-func (n *Node) checkEventTime(sp *sourcePlan, ts, now int64) string {
+func (n *Node) checkEventTime(sp *store.Source, ts, now int64) string {
 	if ts > now+n.cfg.MaxFuture.Milliseconds() {
 		return fmt.Sprintf("timestamp %s is %s ahead of the node's clock (max_future %s): check the producer's clock",
 			fmtMillis(ts), fmtSpan(ts-now), n.cfg.MaxFuture)
 	}
-	if sp.maxWindow > 0 && ts <= now-sp.maxWindow-sp.src.Lateness {
+	if sp.MaxWindow > 0 && ts <= now-sp.MaxWindow-sp.Src.Lateness {
 		hint := ""
 		if ts > 0 && ts < 1e11 {
 			hint = " (it looks like epoch seconds: send milliseconds)"
 		}
 		return fmt.Sprintf("timestamp %s is older than the longest window over source %s (%s) plus its lateness (%s), so it could never be counted%s",
-			fmtMillis(ts), sp.src.Name, features.FormatWindow(sp.maxWindow), features.FormatWindow(max(sp.src.Lateness, 1)), hint)
+			fmtMillis(ts), sp.Src.Name, features.FormatWindow(sp.MaxWindow), features.FormatWindow(max(sp.Src.Lateness, 1)), hint)
 	}
 	return ""
 }

@@ -166,7 +166,7 @@ func TestTableCSVNumberSyntax(t *testing.T) {
 			t.Errorf("home_lat %s: %v", bad, aerr)
 		}
 	}
-	if n.tables[0].len() != 0 {
+	if n.Table(0).Len() != 0 {
 		t.Fatal("a refused upload changed the table")
 	}
 	for _, ok := range []string{"12", "-0.5", "+3", "007", "1.5e-3", "2E2"} {
@@ -218,8 +218,8 @@ func TestKeyAndValueSizeLimits(t *testing.T) {
 			}
 		}
 	}
-	if n.AppliedIndex() != 0 || n.tables[0].len() != 0 {
-		t.Fatalf("refused writes were applied: index %d, table rows %d", n.AppliedIndex(), n.tables[0].len())
+	if n.AppliedIndex() != 0 || n.Table(0).Len() != 0 {
+		t.Fatalf("refused writes were applied: index %d, table rows %d", n.AppliedIndex(), n.Table(0).Len())
 	}
 	// At the limit, accepted.
 	if status, body := do(t, "POST", base+"/api/v1/ingest", "", "application/json",
@@ -264,7 +264,7 @@ func TestTableStringValueLimit(t *testing.T) {
 			t.Errorf("format %d: %v", format, aerr)
 		}
 	}
-	if n.tables[0].len() != 0 {
+	if n.Table(0).Len() != 0 {
 		t.Fatal("a refused upload changed the table")
 	}
 	if _, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,segment\nu1,12345678\n"), false); aerr != nil {

@@ -83,7 +83,7 @@ type servicePlan struct {
 }
 
 func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
-	r := n.repo
+	r := n.Repo()
 	p := &servicePlan{name: s.Name, joinKeys: s.JoinKeys, ctxCols: s.RequestContext, lateness: math.MaxInt64}
 	keyIndex := func(jk string) (int, error) {
 		for i, k := range p.joinKeys {
@@ -267,7 +267,7 @@ func (p *servicePlan) prepare(n *Node, w *lookupWork) {
 	w.tstrs = resize(w.tstrs, len(p.tables))
 	w.tok = resize(w.tok, len(p.tables))
 	for i, t := range p.tables {
-		nc := len(n.repo.Tables[t].Columns)
+		nc := len(n.Repo().Tables[t].Columns)
 		w.tnums[i] = resize(w.tnums[i], nc)
 		w.tstrs[i] = resize(w.tstrs[i], nc)
 		w.tok[i] = resize(w.tok[i], nc)
@@ -362,7 +362,7 @@ func (n *Node) parseParams(w *fastjson.Parser, body []byte) (*fastjson.Value, *s
 
 func (n *Node) serviceNames() string {
 	var names []string
-	for _, s := range n.repo.Services {
+	for _, s := range n.Repo().Services {
 		names = append(names, s.Name)
 	}
 	return strings.Join(names, ", ")
@@ -541,11 +541,11 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	v, tb := 0, 0
 	for _, r := range reads {
 		if r.Table {
-			n.tables[r.View].get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
 			tb++
 			continue
 		}
-		w.vals[v] = n.views[r.View].Read(r.Key, t, w.vals[v][:0])
+		w.vals[v] = n.View(r.View).Read(r.Key, t, w.vals[v][:0])
 		v++
 	}
 }

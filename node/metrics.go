@@ -10,10 +10,7 @@ import (
 // statistics are read when /metrics is scraped.
 type nodeMetrics struct {
 	set           *metrics.Set
-	events        *metrics.Counter
-	tooLate       *metrics.Counter
 	refusedRecs   *metrics.Counter
-	applyErrors   *metrics.Counter
 	requests      map[string]*metrics.Counter   // route -> count
 	errors        map[string]*metrics.Counter   // route -> 4xx/5xx count
 	durations     map[string]*metrics.Histogram // route -> seconds
@@ -24,14 +21,12 @@ type nodeMetrics struct {
 // routes whose metrics are kept; others share "other".
 var metricRoutes = []string{"get-features", "get-features-batch", "predict", "ingest", "ingest-bulk", "import", "tables", "historical-features", "other"}
 
-func newNodeMetrics(n *Node) *nodeMetrics {
-	s := metrics.NewSet()
+// newNodeMetrics registers the front's metrics in s, beside the store's
+// (events applied, too late, apply errors, recovery).
+func newNodeMetrics(n *Node, s *metrics.Set) *nodeMetrics {
 	m := &nodeMetrics{
 		set:           s,
-		events:        s.NewCounter("tally_ingest_events_total"),
-		tooLate:       s.NewCounter("tally_ingest_too_late_placements_total"),
 		refusedRecs:   s.NewCounter("tally_ingest_refused_records_total"),
-		applyErrors:   s.NewCounter("tally_ingest_apply_errors_total"),
 		unauthorized:  s.NewCounter("tally_http_unauthorized_total"),
 		predictErrors: s.NewCounter("tally_predict_model_errors_total"),
 		requests:      map[string]*metrics.Counter{},
@@ -43,22 +38,17 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		m.errors[r] = s.NewCounter(fmt.Sprintf(`tally_http_errors_total{route=%q}`, r))
 		m.durations[r] = s.NewHistogram(fmt.Sprintf(`tally_http_request_duration_seconds{route=%q}`, r))
 	}
-	for i, v := range n.repo.Views {
-		w := n.views[i]
+	for i, v := range n.Repo().Views {
+		w := n.View(i)
 		s.NewGauge(fmt.Sprintf(`tally_view_entities{view=%q}`, v.Name), func() float64 { return float64(w.Stats().Entities) })
 		s.NewGauge(fmt.Sprintf(`tally_view_state_bytes{view=%q}`, v.Name), func() float64 { return float64(w.Stats().Bytes) })
 		s.NewGauge(fmt.Sprintf(`tally_view_too_late_total{view=%q}`, v.Name), func() float64 { return float64(w.Stats().TooLate) })
 	}
-	for i, t := range n.repo.Tables {
-		tb := n.tables[i]
-		s.NewGauge(fmt.Sprintf(`tally_table_rows{table=%q}`, t.Name), func() float64 { return float64(tb.len()) })
+	for i, t := range n.Repo().Tables {
+		tb := n.Table(i)
+		s.NewGauge(fmt.Sprintf(`tally_table_rows{table=%q}`, t.Name), func() float64 { return float64(tb.Len()) })
 	}
 	return m
-}
-
-func (m *nodeMetrics) ingested(events, tooLate int) {
-	m.events.Add(events)
-	m.tooLate.Add(tooLate)
 }
 
 func (m *nodeMetrics) refused(records int) { m.refusedRecs.Add(records) }

@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -45,30 +44,19 @@ type Options struct {
 	ApplyWorkers int
 }
 
-// Node serves one feature repo. It is safe for concurrent use.
+// Node serves one feature repo: the front (request parsing, plans, JSON,
+// models, HTTP) over its state, the embedded *store.Store (views, tables,
+// the apply order, snapshots, recovery). It is safe for concurrent use.
 type Node struct {
+	*store.Store
 	cfg       Config
-	repo      *features.Repo
-	views     []*windows.View // parallel to repo.Views
-	tables    []*table        // parallel to repo.Tables
-	sources   []*sourcePlan   // parallel to repo.Sources
 	services  map[string]*servicePlan
 	keys      *keyring
 	now       func() int64
 	metrics   *nodeMetrics
-	committer Committer // see commit.go
-	seq       *sequencer
-	workers   int // see Options.ApplyWorkers
-	// visible is the running maximum of the clocks at which logged changes
-	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
-	// MinInt64, not 0, so that events before 1970 are not deferred.
-	visible   int64
-	filter    *replayFilter // during recovery from a snapshot; nil otherwise
 	openModel ModelOpener
 	logger    *slog.Logger
 	maxConns  int // limits.max_conns resolved against the open-file limit
-
-	schemaState // see schema.go
 
 	ready atomic.Bool
 }
@@ -83,7 +71,7 @@ func (n *Node) Ready() error {
 	if !n.ready.Load() {
 		return errRecovering
 	}
-	return n.committer.Err()
+	return n.Store.CommitErr()
 }
 
 var errRecovering = errors.New("recovering")
@@ -94,20 +82,16 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, repo: repo, services: map[string]*servicePlan{}, now: opts.Clock, seq: newSequencer(),
-		workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64}
+	n := &Node{cfg: cfg, services: map[string]*servicePlan{}, now: opts.Clock, logger: opts.Logger}
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
 	}
-	switch {
-	case opts.Committer != nil:
-		n.committer = opts.Committer(n)
-	case opts.Log != nil:
-		n.committer = &logCommitter{log: opts.Log, n: n, logger: n.logger}
-	default:
-		n.committer = memCommitter{n}
+	set := metrics.NewSet()
+	st, err := store.New(repo, store.Options{Log: opts.Log, Committer: opts.Committer, Logger: n.logger, ApplyWorkers: opts.ApplyWorkers, Metrics: set})
+	if err != nil {
+		return nil, err
 	}
-	var err error
+	n.Store = st
 	if n.maxConns, err = connLimit(cfg.Limits.MaxConns, openFileLimit()); err != nil {
 		return nil, err
 	}
@@ -119,19 +103,6 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.keys = kr
-	for _, v := range repo.Views {
-		w, err := windows.New(v.Spec)
-		if err != nil {
-			return nil, fmt.Errorf("feature view %s: %w", v.Name, err)
-		}
-		n.views = append(n.views, w)
-	}
-	for _, t := range repo.Tables {
-		n.tables = append(n.tables, newTable(t))
-	}
-	for i, s := range repo.Sources {
-		n.sources = append(n.sources, newSourcePlan(repo, i, s))
-	}
 	n.openModel = opts.OpenModel
 	if n.openModel == nil {
 		n.openModel = n.defaultOpenModel
@@ -148,138 +119,18 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 		}
 		n.services[s.Name] = p
 	}
-	n.metrics = newNodeMetrics(n)
+	n.metrics = newNodeMetrics(n, set)
 	return n, nil
 }
-
-// Repo returns the feature repo the node serves.
-func (n *Node) Repo() *features.Repo { return n.repo }
 
 // Metrics returns the node's metrics set, written by GET /metrics.
 func (n *Node) Metrics() *metrics.Set { return n.metrics.set }
 
 // ViewStats returns the windows statistics of each feature view, in repo order.
 func (n *Node) ViewStats() []windows.Stats {
-	out := make([]windows.Stats, len(n.views))
-	for i, v := range n.views {
-		out[i] = v.Stats()
+	out := make([]windows.Stats, len(n.Repo().Views))
+	for i := range out {
+		out[i] = n.View(i).Stats()
 	}
 	return out
-}
-
-// sourcePlan is how events of one source reach the views that aggregate it.
-type sourcePlan struct {
-	src       *features.Source
-	index     int
-	ts        string
-	colIndex  map[string]int
-	isKey     []bool // source column is some view's join key
-	strCol    []bool // the batch holds the column as bytes: strings, and integer join keys
-	targets   []viewTarget
-	maxWindow int64 // longest window of any view over this source
-}
-
-type viewTarget struct {
-	view   int
-	keyCol int
-	cols   []int // source column of each view spec column
-}
-
-func newSourcePlan(repo *features.Repo, index int, s *features.Source) *sourcePlan {
-	p := &sourcePlan{src: s, index: index, ts: s.Timestamp, colIndex: map[string]int{}, isKey: make([]bool, len(s.Columns))}
-	for i, c := range s.Columns {
-		p.colIndex[c.Name] = i
-	}
-	for vi, v := range repo.Views {
-		if v.Source != s {
-			continue
-		}
-		p.targets = append(p.targets, viewTarget{view: vi, keyCol: v.KeyColumn, cols: v.SourceColumns})
-		p.isKey[v.KeyColumn] = true
-		for _, a := range v.Spec.Aggregations {
-			p.maxWindow = max(p.maxWindow, a.Window)
-		}
-	}
-	p.strCol = make([]bool, len(s.Columns))
-	for i, c := range s.Columns {
-		p.strCol[i] = c.Type == features.String || p.isKey[i]
-	}
-	return p
-}
-
-// table is a bulk-loaded table view: the latest row per entity key.
-type table struct {
-	def  *features.Table
-	mu   sync.RWMutex
-	rows map[string]int32 // key -> row
-	nums []float64        // row-major, one per column (strings: unused)
-	strs []string         // row-major, one per column (numbers: unused)
-	null []bool           // row-major
-}
-
-func newTable(def *features.Table) *table {
-	return &table{def: def, rows: map[string]int32{}}
-}
-
-// tableRow is one parsed row ready to be stored.
-type tableRow struct {
-	key  string
-	nums []float64
-	strs []string
-	null []bool
-}
-
-// put stores rows, replacing the table first when replace is set. It is
-// atomic with respect to lookups.
-func (t *table) put(rows []tableRow, replace bool) {
-	nc := len(t.def.Columns)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if replace {
-		t.rows = make(map[string]int32, len(rows))
-		t.nums, t.strs, t.null = t.nums[:0], t.strs[:0], t.null[:0]
-	}
-	for _, r := range rows {
-		i, ok := t.rows[r.key]
-		if !ok {
-			i = int32(len(t.nums) / nc)
-			t.rows[r.key] = i
-			t.nums = append(t.nums, make([]float64, nc)...)
-			t.strs = append(t.strs, make([]string, nc)...)
-			t.null = append(t.null, make([]bool, nc)...)
-		}
-		off := int(i) * nc
-		copy(t.nums[off:off+nc], r.nums)
-		copy(t.strs[off:off+nc], r.strs)
-		copy(t.null[off:off+nc], r.null)
-	}
-}
-
-// get copies key's row into nums/strs/present (one per column) and reports
-// whether the key has a row.
-func (t *table) get(key []byte, nums []float64, strs []string, present []bool) bool {
-	nc := len(t.def.Columns)
-	t.mu.RLock()
-	i, ok := t.rows[string(key)]
-	if ok {
-		off := int(i) * nc
-		copy(nums, t.nums[off:off+nc])
-		copy(strs, t.strs[off:off+nc])
-		for c := 0; c < nc; c++ {
-			present[c] = !t.null[off+c]
-		}
-	}
-	t.mu.RUnlock()
-	if !ok {
-		for c := 0; c < nc; c++ {
-			present[c] = false
-		}
-	}
-	return ok
-}
-
-func (t *table) len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.rows)
 }

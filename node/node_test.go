@@ -367,7 +367,7 @@ func TestTableUploadAtomicAndValidated(t *testing.T) {
 			t.Errorf("bad upload %d accepted: %v", i, aerr)
 		}
 	}
-	if got := n.tables[0].len(); got != 1 {
+	if got := n.Table(0).Len(); got != 1 {
 		t.Fatalf("refused uploads changed the table: %d rows", got)
 	}
 	if _, aerr := n.UploadTable("nope", CSV, []byte("user_id\n"), false); aerr == nil || aerr.Status != 404 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/snapshot"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -82,7 +83,7 @@ func Open(cfg Config, repo *features.Repo, opts OpenOptions) (*Instance, error) 
 	} else if err := fsys.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	in.snaps = newSnapStore(fsys, cfg.DataDir, logger)
+	in.snaps = store.NewSnapshotStore(fsys, cfg.DataDir, logger)
 	if err := in.open(repo, fsys, opts); err != nil {
 		if in.wal != nil {
 			in.wal.Close()
@@ -135,10 +136,10 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 		return err
 	}
 	in.Node.Metrics().RegisterMetricsWriter(walMetrics.WritePrometheus)
-	if err := in.Node.checkSchema(fsys, cfg.DataDir, cfg.AcceptSchemaChange, in.log); err != nil {
+	if err := in.Node.CheckSchema(fsys, cfg.DataDir, cfg.AcceptSchemaChange, in.log); err != nil {
 		return err
 	}
-	used, bad, err := in.Node.restoreSnapshot(in.snaps, nil)
+	used, bad, err := in.Node.RestoreNewest(in.snaps, nil)
 	if err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	rec.Snapshot = usedPath
 	in.rec = rec
 	if err == nil {
-		err = in.Node.saveSchema(fsys, cfg.DataDir)
+		err = in.Node.SaveSchema(fsys, cfg.DataDir)
 	}
 	if err != nil {
 		return err
@@ -191,7 +192,7 @@ func (in *Instance) continueAfter(s uint64, snap string) error {
 		}
 		return nil
 	}
-	filler := appendLostRecord(nil, s)
+	filler := store.AppendLostRecord(nil, s)
 	const batch = 4096
 	recs := make([][]byte, 0, batch)
 	for i := last + 1; i <= s; {
@@ -243,7 +244,7 @@ func (in *Instance) Snapshot() (uint64, error) {
 		return 0, fmt.Errorf("sync the log before a snapshot: %w", err)
 	}
 	t0 := time.Now()
-	start, size, keepFrom, err := in.Node.writeSnapshot(in.snaps)
+	start, size, keepFrom, err := in.Node.SnapshotTo(in.snaps)
 	if err != nil {
 		return 0, err
 	}

@@ -49,7 +49,7 @@ func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (s
 	if def.MLflow != "" {
 		cols := make([]string, len(def.Inputs))
 		for i, ref := range def.Inputs {
-			cols[i] = n.repo.FeatureName(ref)
+			cols[i] = n.Repo().FeatureName(ref)
 		}
 		token := ""
 		if def.TokenEnv != "" {
@@ -88,12 +88,12 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 	for _, ref := range def.Inputs {
 		idx := -1
 		for i, o := range p.outputs {
-			if o.kind == ref.Kind && o.name == n.repo.FeatureName(ref) {
+			if o.kind == ref.Kind && o.name == n.Repo().FeatureName(ref) {
 				idx = i
 			}
 		}
 		if idx < 0 {
-			return nil, fmt.Errorf("model input %s is not a feature of the service", n.repo.FeatureName(ref))
+			return nil, fmt.Errorf("model input %s is not a feature of the service", n.Repo().FeatureName(ref))
 		}
 		mp.inputs = append(mp.inputs, idx)
 	}

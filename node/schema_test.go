@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -75,7 +76,7 @@ func startSchema(t *testing.T, dataDir, repoText string, accept bool) (*started,
 		t.Fatal(err)
 	}
 	s := &started{n: n, l: l, log: &bytes.Buffer{}}
-	err = n.checkSchema(walfs.OS, dataDir, accept, slog.New(slog.NewTextHandler(s.log, nil)))
+	err = n.CheckSchema(walfs.OS, dataDir, accept, slog.New(slog.NewTextHandler(s.log, nil)))
 	if err == nil {
 		_, err = n.RestoreLatestSnapshot(dataDir, nil)
 	}
@@ -83,7 +84,7 @@ func startSchema(t *testing.T, dataDir, repoText string, accept bool) (*started,
 		_, err = n.RecoverFrom(l)
 	}
 	if err == nil {
-		err = n.saveSchema(walfs.OS, dataDir)
+		err = n.SaveSchema(walfs.OS, dataDir)
 	}
 	if err != nil {
 		l.Close()
@@ -124,9 +125,9 @@ func click(user, page string, ago int64) string {
 // viewValue reads feature f of view (by name) for key.
 func viewValue(t *testing.T, n *Node, view, key string, f int) float64 {
 	t.Helper()
-	for i, v := range n.repo.Views {
+	for i, v := range n.Repo().Views {
 		if v.Name == view {
-			vals := n.views[i].Read([]byte(key), t0, nil)
+			vals := n.View(i).Read([]byte(key), t0, nil)
 			return vals[f].Num
 		}
 	}
@@ -175,9 +176,9 @@ func TestSchemaTypeChangeRefused(t *testing.T) {
 		}
 		// Without the fingerprint, the log's and snapshot's own value kinds
 		// still refuse to read text as a number.
-		os.Remove(filepath.Join(dataDir, schemaFile))
-		if _, err := startSchema(t, dataDir, changed, false); !errors.Is(err, errTypeChanged) {
-			t.Fatalf("%s without schema.json: start = %v, want errTypeChanged", c.want, err)
+		os.Remove(filepath.Join(dataDir, store.SchemaFile))
+		if _, err := startSchema(t, dataDir, changed, false); !errors.Is(err, store.ErrTypeChanged) {
+			t.Fatalf("%s without schema.json: start = %v, want store.ErrTypeChanged", c.want, err)
 		}
 	}
 }
@@ -225,7 +226,7 @@ table_views:`, 1)
 		t.Errorf("user_clicks[u1] = %v, want 3 (restored)", got)
 	}
 	nums, strs, present := make([]float64, 2), make([]string, 2), make([]bool, 2)
-	if !s.n.tableByName("profile").get([]byte("u1"), nums, strs, present) || strs[0] != "42" || !present[0] || present[1] {
+	if !s.n.TableNamed("profile").Get([]byte("u1"), nums, strs, present) || strs[0] != "42" || !present[0] || present[1] {
 		t.Errorf("profile[u1] = %q present %v, want age 42 and no city", strs, present)
 	}
 	s.ingest(t, "clicks", fmt.Sprintf(`{"user":"u1","page":"d","price":"1","device":"phone","ts":%d}`, t0-100))

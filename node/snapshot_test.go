@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 )
 
@@ -124,7 +125,7 @@ func TestSnapshotWhileIngestingThenRecover(t *testing.T) {
 	check(b, "newest snapshot + log")
 
 	// Corrupt the newest snapshot: recovery falls back to the older one.
-	snaps, _ := newSnapStore(nil, dataDir, nil).List()
+	snaps, _ := store.NewSnapshotStore(nil, dataDir, nil).List()
 	if len(snaps) != 2 {
 		t.Fatalf("%d snapshots kept, want 2", len(snaps))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/tabular"
 )
 
@@ -47,26 +48,27 @@ func (n *Node) uploadTable(name string, format TableFormat, body []byte, replace
 	if now := n.now(); validFrom > now {
 		return 0, badRequest("INVALID_REQUEST", "as_of %s is after the node's clock %s: rows cannot be valid from the future", fmtMillis(validFrom), fmtMillis(now))
 	}
-	var t *table
-	for _, tb := range n.tables {
-		if tb.def.Name == name {
-			t = tb
+	var t *store.Table
+	var def *features.Table
+	for i, d := range n.Repo().Tables {
+		if d.Name == name {
+			t, def = n.Table(i), d
 		}
 	}
 	if t == nil {
 		var names []string
-		for _, tb := range n.tables {
-			names = append(names, tb.def.Name)
+		for _, d := range n.Repo().Tables {
+			names = append(names, d.Name)
 		}
 		return 0, &APIError{Status: 404, Code: "UNKNOWN_TABLE", Message: fmt.Sprintf("unknown table view %q: this node has %s", name, strings.Join(names, ", "))}
 	}
-	var rows []tableRow
+	var rows []store.TableRow
 	var err error
 	switch format {
 	case CSV:
-		rows, err = parseTableCSV(t.def, body, &n.cfg.Limits)
+		rows, err = parseTableCSV(def, body, &n.cfg.Limits)
 	case NDJSON:
-		rows, err = parseTableNDJSON(t.def, body, &n.cfg.Limits)
+		rows, err = parseTableNDJSON(def, body, &n.cfg.Limits)
 	default:
 		err = errors.New("unknown format: use text/csv or application/x-ndjson")
 	}
@@ -76,23 +78,10 @@ func (n *Node) uploadTable(name string, format TableFormat, body []byte, replace
 	if replace && len(rows) == 0 && !allowEmpty {
 		return 0, badRequest("EMPTY_REPLACE", "table %s: the body has no rows, and mode=replace would empty the table; nothing was changed (to empty it, add allow_empty=true)", name)
 	}
-	rec := appendTableRecord(appendAt(nil, validFrom, false), t, rows, replace)
-	if err := n.commit([][]byte{rec}, func() {
-		t.put(rows, replace)
-		n.visible = max(n.visible, validFrom)
-	}); err != nil {
+	if err := n.Store.CommitTable(t, rows, replace, validFrom); err != nil {
 		return 0, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()}
 	}
 	return len(rows), nil
-}
-
-func newRow(def *features.Table) tableRow {
-	nc := len(def.Columns)
-	r := tableRow{nums: make([]float64, nc), strs: make([]string, nc), null: make([]bool, nc)}
-	for i := range r.null {
-		r.null[i] = true
-	}
-	return r
 }
 
 // checkTableText holds a key or string value of a table row to the
@@ -107,7 +96,7 @@ func checkTableText(l *Limits, name string, s string, isKey bool) error {
 	return nil
 }
 
-func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]tableRow, error) {
+func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]store.TableRow, error) {
 	maxRows := l.MaxTableRows
 	cr := csv.NewReader(bytes.NewReader(body))
 	cr.ReuseRecord = true
@@ -124,7 +113,7 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]tableRow, err
 			colOf[i] = -1
 			continue
 		}
-		c := columnIndex(def.Columns, h)
+		c, _ := def.Column(h)
 		if c < 0 {
 			return nil, fmt.Errorf("CSV header names unknown column %q: table %s has %s, %s", h, def.Name, def.Entity.JoinKey, tableColumnNames(def))
 		}
@@ -133,7 +122,7 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]tableRow, err
 	if keyCol < 0 {
 		return nil, fmt.Errorf("CSV header lacks the join key column %q", def.Entity.JoinKey)
 	}
-	var rows []tableRow
+	var rows []store.TableRow
 	for line := 2; ; line++ {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -145,7 +134,7 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]tableRow, err
 		if len(rows) >= maxRows {
 			return nil, fmt.Errorf("more than %d rows (limits.max_table_rows); split the upload", maxRows)
 		}
-		r := newRow(def)
+		r := store.NewRow(def)
 		for i, field := range rec {
 			if colOf[i] < 0 {
 				if field == "" {
@@ -154,7 +143,7 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]tableRow, err
 				if err := checkTableText(l, def.Entity.JoinKey, field, true); err != nil {
 					return nil, fmt.Errorf("line %d: %w", line, err)
 				}
-				r.key = field
+				r.Key = field
 				continue
 			}
 			if field == "" {
@@ -175,10 +164,10 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]tableRow, err
 	return rows, nil
 }
 
-func setTableText(r *tableRow, c int, col features.Column, s string) error {
+func setTableText(r *store.TableRow, c int, col features.Column, s string) error {
 	switch col.Type {
 	case features.String:
-		r.strs[c] = s
+		r.Strs[c] = s
 	case features.Float, features.Int:
 		f, err := tabular.ParseNumber(s)
 		if err != nil {
@@ -190,24 +179,24 @@ func setTableText(r *tableRow, c int, col features.Column, s string) error {
 		if col.Type == features.Int && f != math.Trunc(f) {
 			return fmt.Errorf("want an integer, got %q", s)
 		}
-		r.nums[c] = f
+		r.Nums[c] = f
 	case features.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
 			return fmt.Errorf("want true or false, got %q", s)
 		}
-		r.nums[c] = b2f(b)
+		r.Nums[c] = b2f(b)
 	}
-	r.null[c] = false
+	r.Null[c] = false
 	return nil
 }
 
-func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]tableRow, error) {
+func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.TableRow, error) {
 	maxRows := lim.MaxTableRows
 	var p fastjson.Parser
 	var numBuf []byte
 	set := make([]bool, len(def.Columns)+1) // columns set in this row, then the key
-	var rows []tableRow
+	var rows []store.TableRow
 	for line := 1; len(body) > 0; line++ {
 		var l []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -230,7 +219,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]tableRow
 		if err != nil {
 			return nil, fmt.Errorf("line %d: want a JSON object", line)
 		}
-		r := newRow(def)
+		r := store.NewRow(def)
 		clear(set)
 		var rowErr error
 		obj.Visit(func(k []byte, v *fastjson.Value) {
@@ -250,20 +239,20 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]tableRow
 					if rowErr = checkTableText(lim, name, string(s), true); rowErr != nil {
 						return
 					}
-					r.key = string(s)
+					r.Key = string(s)
 				case fastjson.TypeNumber:
 					x, err := jsonInt(v, &numBuf)
 					if err != nil {
 						rowErr = fmt.Errorf("join key %q must be a string or an integer", name)
 						return
 					}
-					r.key = strconv.FormatInt(x, 10)
+					r.Key = strconv.FormatInt(x, 10)
 				default:
 					rowErr = fmt.Errorf("join key %q must be a string or an integer", name)
 				}
 				return
 			}
-			c := columnIndex(def.Columns, name)
+			c, _ := def.Column(name)
 			if c < 0 {
 				rowErr = fmt.Errorf("unknown column %q: table %s has %s, %s", name, def.Name, def.Entity.JoinKey, tableColumnNames(def))
 				return
@@ -281,7 +270,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]tableRow
 				if rowErr = checkTableText(lim, name, string(s), false); rowErr != nil {
 					return
 				}
-				r.strs[c], r.null[c] = string(s), false
+				r.Strs[c], r.Null[c] = string(s), false
 			case (col.Type == features.Float || col.Type == features.Int) && v.Type() == fastjson.TypeNumber:
 				text, ok := jsonNumber(v, &numBuf)
 				if !ok {
@@ -290,7 +279,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]tableRow
 				}
 				rowErr = setTableText(&r, c, col, string(text))
 			case col.Type == features.Bool && (v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse):
-				r.nums[c], r.null[c] = b2f(v.Type() == fastjson.TypeTrue), false
+				r.Nums[c], r.Null[c] = b2f(v.Type() == fastjson.TypeTrue), false
 			default:
 				rowErr = fmt.Errorf("%s: want %s, got %s", name, col.Type, v.Type())
 			}
@@ -298,21 +287,12 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]tableRow
 		if rowErr != nil {
 			return nil, fmt.Errorf("line %d: %w", line, rowErr)
 		}
-		if r.key == "" {
+		if r.Key == "" {
 			return nil, fmt.Errorf("line %d: missing join key %q", line, def.Entity.JoinKey)
 		}
 		rows = append(rows, r)
 	}
 	return rows, nil
-}
-
-func columnIndex(cols []features.Column, name string) int {
-	for i, c := range cols {
-		if c.Name == name {
-			return i
-		}
-	}
-	return -1
 }
 
 func tableColumnNames(def *features.Table) string { return ctxNames(def.Columns) }

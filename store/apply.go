@@ -1,10 +1,11 @@
-package node
+package store
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/ring"
@@ -13,16 +14,16 @@ import (
 
 // Apply applies the committed log record at index: the state machine's
 // apply (StateMachine). index follows the last one applied; an index at or
-// below it is skipped (a restored snapshot holds it). A record the node
+// below it is skipped (a restored snapshot holds it). A record the store
 // cannot decode is an error: recovery stops rather than serve a state that
 // silently lacks acknowledged events.
-func (n *Node) Apply(index uint64, rec []byte) error {
+func (n *Store) Apply(index uint64, rec []byte) error {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
 	return n.applyLocked(index, rec, nil)
 }
 
-// ReplayTimed is Apply for a point-in-time join on a node built for it: it
+// ReplayTimed is Apply for a point-in-time join on a store built for it: it
 // calls at(c) before the record's change becomes visible at clock c, so the
 // caller can first read the state as it was before c. A record acknowledged
 // live calls at once with its acknowledgement clock; a backfill calls at
@@ -30,14 +31,14 @@ func (n *Node) Apply(index uint64, rec []byte) error {
 // previous call returned (the caller's next point of interest), with the
 // event's timestamp. Clocks are not monotonic (concurrent requests, imports
 // after live data): the caller keeps their running maximum.
-func (n *Node) ReplayTimed(index uint64, rec []byte, at func(clock int64) (next int64)) error {
+func (n *Store) ReplayTimed(index uint64, rec []byte, at func(clock int64) (next int64)) error {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
 	return n.applyLocked(index, rec, at)
 }
 
 // applyLocked is Apply with the sequencer held.
-func (n *Node) applyLocked(index uint64, rec []byte, at func(int64) int64) error {
+func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) error {
 	inner, clock, backfill, err := unwrapAt(rec)
 	if err != nil {
 		return fmt.Errorf("log record %d: %w", index, err)
@@ -56,9 +57,9 @@ func (n *Node) applyLocked(index uint64, rec []byte, at func(int64) int64) error
 	}
 	switch inner[0] {
 	case recordEvents:
-		w := n.getIngestWork()
-		defer ingestPool.Put(w)
-		b := w.batches[0]
+		w := getApplyWork()
+		defer applyPool.Put(w)
+		b := &w.batch
 		if _, err := n.decodeEventsRecord(inner, b); err != nil {
 			if n.skipRemoved(err) {
 				break
@@ -73,12 +74,12 @@ func (n *Node) applyLocked(index uint64, rec []byte, at func(int64) int64) error
 		case at != nil && backfill:
 			// Apply runs of events between the times at asks to be told.
 			next := int64(math.MinInt64)
-			for i := 0; i < b.len(); {
+			for i := 0; i < b.Len(); {
 				if b.ts[i] >= next {
 					next = at(b.ts[i])
 				}
 				j := i + 1
-				for j < b.len() && b.ts[j] < next {
+				for j < b.Len() && b.ts[j] < next {
 					j++
 				}
 				tooLate += n.applyRange(b, w, i, j)
@@ -89,7 +90,7 @@ func (n *Node) applyLocked(index uint64, rec []byte, at func(int64) int64) error
 		default:
 			tooLate = n.apply(b, w)
 		}
-		n.metrics.ingested(b.len(), tooLate)
+		n.metrics.ingested(b.Len(), tooLate)
 	case recordTable:
 		name, rows, replace, err := n.decodeTableRecord(inner)
 		if err != nil {
@@ -99,7 +100,7 @@ func (n *Node) applyLocked(index uint64, rec []byte, at func(int64) int64) error
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
 		if n.filter == nil || index > n.filter.tables {
-			n.tableByName(name).put(rows, replace)
+			n.TableNamed(name).put(rows, replace)
 		}
 	case recordLost:
 		through, _ := binary.Uvarint(inner[1:])
@@ -114,15 +115,15 @@ func (n *Node) applyLocked(index uint64, rec []byte, at func(int64) int64) error
 
 // applyFiltered is apply during recovery from a snapshot: a partition whose
 // image already holds record index gets only its watermark advanced.
-func (n *Node) applyFiltered(b *eventBatch, w *ingestWork, index uint64) (tooLate int) {
+func (n *Store) applyFiltered(b *Batch, w *applyWork, index uint64) (tooLate int) {
 	sp := n.sources[b.source]
 	for _, t := range sp.targets {
 		v := n.views[t.view]
-		for e := 0; e < b.len(); e++ {
+		for e := 0; e < b.Len(); e++ {
 			if b.null[e*b.ncols+t.keyCol] {
 				continue // logged before the view's key column existed
 			}
-			key := b.str(e, t.keyCol)
+			key := b.Str(e, t.keyCol)
 			if !n.filter.fresh[t.view] && index <= n.filter.part[ring.Partition(ring.Hash(key))] {
 				v.AdvanceWatermark(b.ts[e])
 				continue
@@ -141,7 +142,8 @@ func (n *Node) applyFiltered(b *eventBatch, w *ingestWork, index uint64) (tooLat
 	return tooLate
 }
 
-func (n *Node) tableByName(name string) *table {
+// TableNamed is the table view called name, or nil.
+func (n *Store) TableNamed(name string) *Table {
 	for _, t := range n.tables {
 		if t.def.Name == name {
 			return t
@@ -151,7 +153,7 @@ func (n *Node) tableByName(name string) *table {
 }
 
 // appendTableRecord encodes a table upload as a log record.
-func appendTableRecord(dst []byte, t *table, rows []tableRow, replace bool) []byte {
+func appendTableRecord(dst []byte, t *Table, rows []TableRow, replace bool) []byte {
 	dst = append(dst, recordTable)
 	dst = appendName(dst, []byte(t.def.Name))
 	flags := byte(0)
@@ -165,24 +167,24 @@ func appendTableRecord(dst []byte, t *table, rows []tableRow, replace bool) []by
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(rows)))
 	for _, r := range rows {
-		dst = appendName(dst, []byte(r.key))
+		dst = appendName(dst, []byte(r.Key))
 		for c, col := range t.def.Columns {
 			switch {
-			case r.null[c]:
+			case r.Null[c]:
 				dst = append(dst, 0)
 			case col.Type == features.String:
 				dst = append(dst, 2)
-				dst = appendName(dst, []byte(r.strs[c]))
+				dst = appendName(dst, []byte(r.Strs[c]))
 			default:
 				dst = append(dst, 1)
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.nums[c]))
+				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.Nums[c]))
 			}
 		}
 	}
 	return dst
 }
 
-func (n *Node) decodeTableRecord(rec []byte) (string, []tableRow, bool, error) {
+func (n *Store) decodeTableRecord(rec []byte) (string, []TableRow, bool, error) {
 	r := &recordReader{b: rec}
 	if r.byte() != recordTable {
 		return "", nil, false, fmt.Errorf("%w: not a table record", errBadRecord)
@@ -193,35 +195,35 @@ func (n *Node) decodeTableRecord(rec []byte) (string, []tableRow, bool, error) {
 	if r.err != nil {
 		return "", nil, false, r.err
 	}
-	t := n.tableByName(name)
+	t := n.TableNamed(name)
 	if t == nil {
 		return "", nil, false, fmt.Errorf("log record for table %q: %w%s", name, errRemoved, removedHint)
 	}
 	colMap := make([]int, ncols)
 	for i := range colMap {
-		colMap[i] = columnIndex(t.def.Columns, string(r.name()))
+		colMap[i], _ = t.def.Column(string(r.name()))
 	}
 	nrows := r.uvarint(uint64(len(r.b)))
 	if r.err != nil {
 		return "", nil, false, r.err
 	}
-	rows := make([]tableRow, 0, nrows)
+	rows := make([]TableRow, 0, nrows)
 	for i := uint64(0); i < nrows && r.err == nil; i++ {
-		row := newRow(t.def)
-		row.key = string(r.name())
+		row := NewRow(t.def)
+		row.Key = string(r.name())
 		for _, c := range colMap {
 			kind, num, str := r.value()
 			if c < 0 || kind == 0 {
 				continue
 			}
 			if isText := t.def.Columns[c].Type == features.String; isText != (kind == 2) {
-				return "", nil, false, fmt.Errorf("table %s column %s holds %s, but the repo declares it %s: %w", name, t.def.Columns[c].Name, kindName(kind), t.def.Columns[c].Type, errTypeChanged)
+				return "", nil, false, fmt.Errorf("table %s column %s holds %s, but the repo declares it %s: %w", name, t.def.Columns[c].Name, kindName(kind), t.def.Columns[c].Type, ErrTypeChanged)
 			}
-			row.null[c] = false
+			row.Null[c] = false
 			if kind == 2 {
-				row.strs[c] = string(str)
+				row.Strs[c] = string(str)
 			} else {
-				row.nums[c] = num
+				row.Nums[c] = num
 			}
 		}
 		rows = append(rows, row)
@@ -230,4 +232,108 @@ func (n *Node) decodeTableRecord(rec []byte) (string, []tableRow, bool, error) {
 		return "", nil, false, fmt.Errorf("%w: table record truncated or padded", errBadRecord)
 	}
 	return name, rows, replace, nil
+}
+
+// apply places every event of b in every view fed by its source and returns
+// how many placements the windows refused as too late.
+func (n *Store) apply(b *Batch, w *applyWork) (tooLate int) {
+	return n.applyRange(b, w, 0, b.Len())
+}
+
+// advanceVisible moves the log's visibility clock over the events of a
+// backfill batch and returns how many of them it had already passed (they
+// become visible to historical features only from the clock, not from their
+// own timestamps). Called in log order, under the sequencer.
+func (n *Store) advanceVisible(b *Batch) (deferred int) {
+	for _, ts := range b.ts {
+		if ts < n.visible {
+			deferred++
+		} else {
+			n.visible = ts
+		}
+	}
+	return deferred
+}
+
+// applyRange is apply for the events [from, to) of b.
+func (n *Store) applyRange(b *Batch, w *applyWork, from, to int) (tooLate int) {
+	sp := n.sources[b.source]
+	if n.workers > 1 && len(sp.targets) > 1 && to-from >= minParallelApply {
+		return n.applyParallel(sp, b, from, to)
+	}
+	for t := range sp.targets {
+		tooLate += n.applyTarget(sp, t, b, &w.fields, from, to)
+	}
+	return tooLate
+}
+
+// minParallelApply is the smallest batch worth a goroutine per view group.
+const minParallelApply = 512
+
+// applyParallel spreads the source's views over n.workers goroutines; each
+// view still takes the events in batch order.
+func (n *Store) applyParallel(sp *Source, b *Batch, from, to int) int {
+	k := min(n.workers, len(sp.targets))
+	late := make([]int, k)
+	var wg sync.WaitGroup
+	for g := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var fields []windows.Field
+			for t := g; t < len(sp.targets); t += k {
+				late[g] += n.applyTarget(sp, t, b, &fields, from, to)
+			}
+		}()
+	}
+	wg.Wait()
+	sum := 0
+	for _, l := range late {
+		sum += l
+	}
+	return sum
+}
+
+// applyTarget places the events [from, to) of b in the view of target ti.
+func (n *Store) applyTarget(sp *Source, ti int, b *Batch, fields *[]windows.Field, from, to int) (tooLate int) {
+	t := sp.targets[ti]
+	v := n.views[t.view]
+	for e := from; e < to; e++ {
+		if b.null[e*b.ncols+t.keyCol] {
+			continue // logged before the view's key column existed
+		}
+		key := b.Str(e, t.keyCol)
+		f := (*fields)[:0]
+		for _, c := range t.cols {
+			f = append(f, b.field(e, c))
+		}
+		*fields = f
+		if err := v.Add(key, b.ts[e], f); err != nil {
+			if errors.Is(err, windows.ErrTooLate) {
+				tooLate++
+				continue
+			}
+			// Validation guarantees fields fit the view; anything else is a
+			// bug worth seeing, not a reason to fail the acknowledged batch.
+			n.metrics.applyErrors.Inc()
+		}
+	}
+	return tooLate
+}
+
+// applyWork is the pooled scratch of applying: a batch to decode a record
+// into, the fields of one event.
+type applyWork struct {
+	batch  Batch
+	fields []windows.Field
+}
+
+var applyPool sync.Pool
+
+func getApplyWork() *applyWork {
+	w, _ := applyPool.Get().(*applyWork)
+	if w == nil {
+		w = &applyWork{}
+	}
+	return w
 }

@@ -1,4 +1,4 @@
-package node
+package store
 
 import (
 	"fmt"
@@ -21,12 +21,12 @@ type Recovery struct {
 	Duration      time.Duration
 }
 
-// RecoverFrom replays the log after the node's current applied index (0, or
-// what a snapshot restored) into the node. It must run before the node
+// RecoverFrom replays the log after the store's current applied index (0, or
+// what a snapshot restored) into the store. It must run before the node
 // serves ingest. A record that cannot be decoded stops recovery with an
 // error: serving a state that silently lacks acknowledged events is worse
 // than not starting.
-func (n *Node) RecoverFrom(l Replayer) (Recovery, error) {
+func (n *Store) RecoverFrom(l Replayer) (Recovery, error) {
 	start := time.Now()
 	rec := Recovery{SnapshotIndex: n.AppliedIndex()}
 	from := rec.SnapshotIndex + 1

@@ -1,4 +1,4 @@
-package node
+package store
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/wal/walfs"
@@ -40,7 +41,7 @@ import (
 //     the data directory aside.
 const (
 	schemaVersion = 1
-	schemaFile    = "schema.json"
+	SchemaFile    = "schema.json" // in the data dir
 )
 
 type schema struct {
@@ -302,21 +303,21 @@ func columnAt(cols []schemaColumn, name string) int {
 // that changed in a way the node does not apply on its own.
 var ErrSchemaChanged = errors.New("the feature repo changed since this data directory was written")
 
-// checkSchema compares the repo the node serves with the schema fingerprint
+// CheckSchema compares the repo the store holds with the schema fingerprint
 // stored in dataDir and logs what changed. It refuses (ErrSchemaChanged,
 // listing every change and what resolves it) a change that would misread
 // stored values, and one that drops or rebuilds state unless accept is set
 // (--accept-schema-change). Call it after New and before restoring a
-// snapshot; call saveSchema once recovery succeeded. A data directory
+// snapshot; call SaveSchema once recovery succeeded. A data directory
 // without a fingerprint (new, or written before fingerprints) is checked
 // against nothing: the snapshot's own fingerprint and the log's records
 // still guard it, and a mismatch there needs accept. log may be nil.
-func (n *Node) checkSchema(fsys walfs.FS, dataDir string, accept bool, log *slog.Logger) error {
+func (n *Store) CheckSchema(fsys walfs.FS, dataDir string, accept bool, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n.schemaLog = log
-	path := filepath.Join(dataDir, schemaFile)
+	path := filepath.Join(dataDir, SchemaFile)
 	raw, err := walfs.ReadFile(fsys, path)
 	if errors.Is(err, os.ErrNotExist) {
 		n.schemaAccepted = accept
@@ -363,10 +364,10 @@ func (n *Node) checkSchema(fsys walfs.FS, dataDir string, accept bool, log *slog
 	return nil
 }
 
-// saveSchema writes the fingerprint of the repo the node serves into
+// SaveSchema writes the fingerprint of the repo the store holds into
 // dataDir, atomically and durably, once the node has recovered with it.
-func (n *Node) saveSchema(fsys walfs.FS, dataDir string) error {
-	path := filepath.Join(dataDir, schemaFile)
+func (n *Store) SaveSchema(fsys walfs.FS, dataDir string) error {
+	path := filepath.Join(dataDir, SchemaFile)
 	data := schemaOf(n.repo).encode()
 	if old, err := walfs.ReadFile(fsys, path); err == nil && bytes.Equal(old, data) {
 		return nil
@@ -377,9 +378,9 @@ func (n *Node) saveSchema(fsys walfs.FS, dataDir string) error {
 	return nil
 }
 
-// schemaState is what checkSchema armed a node with for its recovery.
+// schemaState is what CheckSchema armed a store with for its recovery.
 type schemaState struct {
-	schemaLog *slog.Logger // nil: checkSchema was not called
+	schemaLog *slog.Logger // nil: CheckSchema was not called
 	// schemaAccepted: the repo was accepted over the data directory, so
 	// recovery may drop what the repo no longer has (records of a removed
 	// source or table, a removed view's snapshot state) and build what it
@@ -395,7 +396,7 @@ var errRemoved = errors.New("the feature repo no longer has it")
 
 // skipRemoved reports whether a record that failed to decode with err is
 // one of a removed source or table that recovery may skip, and counts it.
-func (n *Node) skipRemoved(err error) bool {
+func (n *Store) skipRemoved(err error) bool {
 	if errors.Is(err, errRemoved) && n.schemaAccepted {
 		n.skippedRecords++
 		return true
@@ -414,7 +415,7 @@ var errStopReplay = errors.New("stop replay")
 // whose description changed. RecoverFrom then replays the rest into every
 // view. A view can only be built from the records the log still has; the
 // recovery log says how far back that reaches.
-func (n *Node) buildFresh(l Replayer, upTo uint64) error {
+func (n *Store) buildFresh(l Replayer, upTo uint64) error {
 	first, last := l.FirstIndex(), l.LastIndex()
 	if n.filter == nil && n.schemaLog != nil && last >= first {
 		// No snapshot: every view is built from the whole log.
@@ -431,9 +432,9 @@ func (n *Node) buildFresh(l Replayer, upTo uint64) error {
 	}
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
-	w := n.getIngestWork()
-	defer ingestPool.Put(w)
-	b := w.batches[0]
+	w := getApplyWork()
+	defer applyPool.Put(w)
+	b := &w.batch
 	var err error
 	if first <= upTo && last >= first {
 		err = l.Replay(first, func(index uint64, data []byte) error {
@@ -458,8 +459,8 @@ func (n *Node) buildFresh(l Replayer, upTo uint64) error {
 				if !n.filter.fresh[t.view] {
 					continue
 				}
-				n.applyTarget(sp, ti, b, &w.fields, 0, b.len())
-				for e := 0; e < b.len(); e++ {
+				n.applyTarget(sp, ti, b, &w.fields, 0, b.Len())
+				for e := 0; e < b.Len(); e++ {
 					if !b.null[e*b.ncols+t.keyCol] {
 						since[t.view] = min(since[t.view], b.ts[e])
 						break
@@ -482,14 +483,14 @@ func (n *Node) buildFresh(l Replayer, upTo uint64) error {
 			continue
 		}
 		n.schemaLog.Info("feature view built from the log", "view", n.repo.Views[j].Name, "records", fmt.Sprintf("%d..%d", first, last),
-			"events_since", fmtMillis(since[j]))
+			"events_since", time.UnixMilli(since[j]).UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }
 
 // reportSkipped logs, at the end of a recovery, what it skipped for the
 // repo's changes.
-func (n *Node) reportSkipped() {
+func (n *Store) reportSkipped() {
 	if n.schemaLog == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package node
+package store
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // Committer is the one seam every change goes through: the caller proposes
 // log records, and Commit returns once they are committed (durable; in a
-// cluster, on a quorum) and applied to this node's state machine in log
+// cluster, on a quorum) and applied to the state machine (the Store) in log
 // order, or with an error and nothing of them applied here. Two
 // implementations exist in this package: the write-ahead log's
 // (Options.Log; append, then apply) and memory's (no log: apply in arrival
@@ -39,8 +39,8 @@ type Committer interface {
 }
 
 // StateMachine is what a Committer applies committed records to, and what
-// a snapshot is taken of and restored into: the node's state. Its shape is
-// hashicorp/raft's FSM. *Node implements it; recovery (RecoverFrom) is
+// a snapshot is taken of and restored into: the Store. Its shape is
+// hashicorp/raft's FSM. *Store implements it; recovery (RecoverFrom) is
 // Restore of the newest snapshot, then Apply of every log record after it.
 type StateMachine interface {
 	// Apply applies the committed record at index, which follows the last
@@ -59,7 +59,7 @@ type StateMachine interface {
 	AppliedIndex() uint64
 }
 
-var _ StateMachine = (*Node)(nil)
+var _ StateMachine = (*Store)(nil)
 
 // Log is the write-ahead log the local Committer appends to; wal.Log
 // satisfies it. Append must return only once the records are as durable as
@@ -75,11 +75,11 @@ type Log interface {
 // acknowledged and nothing of it was applied.
 var ErrLogFailed = errors.New("write-ahead log failed")
 
-// logCommitter is the Committer of a node on its own write-ahead log:
+// logCommitter is the Committer of a store on its own write-ahead log:
 // append, then apply in the order of the log's indexes.
 type logCommitter struct {
 	log     Log
-	n       *Node
+	n       *Store
 	logger  *slog.Logger
 	failing atomic.Bool // the last Append failed; logged once
 }
@@ -110,9 +110,9 @@ func (c *logCommitter) Err() error {
 	return nil
 }
 
-// memCommitter is the Committer of a node without a log: changes are
+// memCommitter is the Committer of a store without a log: changes are
 // applied in arrival order, and numbered as if logged.
-type memCommitter struct{ n *Node }
+type memCommitter struct{ n *Store }
 
 func (c memCommitter) Commit(_ context.Context, recs [][]byte, local func()) error {
 	s := c.n.seq
@@ -128,7 +128,7 @@ func (memCommitter) Err() error { return nil }
 
 // applyCommitted applies recs, committed at first on, with the sequencer
 // held: by local when given, else by decoding each.
-func (n *Node) applyCommitted(first uint64, recs [][]byte, local func()) error {
+func (n *Store) applyCommitted(first uint64, recs [][]byte, local func()) error {
 	if local != nil {
 		local()
 		return nil
@@ -141,9 +141,9 @@ func (n *Node) applyCommitted(first uint64, recs [][]byte, local func()) error {
 	return nil
 }
 
-// commit is how the node makes a change: through its Committer, with
+// commit is how the store makes a change: through its Committer, with
 // apply as the local fast path.
-func (n *Node) commit(recs [][]byte, apply func()) error {
+func (n *Store) commit(recs [][]byte, apply func()) error {
 	return n.committer.Commit(context.Background(), recs, apply)
 }
 
@@ -178,8 +178,101 @@ func (s *sequencer) end(last uint64) {
 }
 
 // AppliedIndex returns the log index of the last change applied.
-func (n *Node) AppliedIndex() uint64 {
+func (n *Store) AppliedIndex() uint64 {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
 	return n.seq.applied
+}
+
+// CommitEvents commits batches (validated events, at most one batch per
+// source) as one log record each, acknowledged at clock, and returns once
+// they are applied; for a backfill (an import) each event is acknowledged
+// at its own timestamp instead. deferred counts the backfilled events the
+// log's visibility clock had already passed (they become visible to
+// historical features from the clock on); tooLate the placements the
+// windows refused as too late. Both are 0 when the Committer applied by
+// decoding. On error nothing was applied.
+func (n *Store) CommitEvents(batches []*Batch, clock int64, backfill bool) (deferred, tooLate int, err error) {
+	w := getCommitWork()
+	defer commitPool.Put(w)
+	w.recBuf, w.recEnds, w.recs = w.recBuf[:0], w.recEnds[:0], w.recs[:0]
+	for _, b := range batches {
+		w.recBuf = appendAt(w.recBuf, clock, backfill)
+		w.recBuf = appendEventsRecord(w.recBuf, n.sources[b.source], b)
+		w.recEnds = append(w.recEnds, len(w.recBuf))
+	}
+	start := 0
+	for _, end := range w.recEnds {
+		w.recs = append(w.recs, w.recBuf[start:end])
+		start = end
+	}
+	w.n, w.batches, w.clock, w.backfill, w.deferred, w.tooLate = n, batches, clock, backfill, 0, 0
+	err = n.commit(w.recs, w.local)
+	deferred, tooLate = w.deferred, w.tooLate
+	w.n, w.batches = nil, nil
+	if err != nil {
+		return 0, 0, err
+	}
+	n.metrics.ingested(countEvents(batches), tooLate)
+	return deferred, tooLate, nil
+}
+
+func countEvents(batches []*Batch) (events int) {
+	for _, b := range batches {
+		events += b.Len()
+	}
+	return events
+}
+
+// commitWork is the pooled scratch of CommitEvents. local, the
+// Committer's local apply, is bound to it once, so that passing it
+// allocates nothing.
+type commitWork struct {
+	applyWork
+	recBuf  []byte   // encoded log records, back to back
+	recEnds []int    // end offset of each record in recBuf
+	recs    [][]byte // the records, slices of recBuf
+	local   func()
+
+	n                 *Store
+	batches           []*Batch
+	clock             int64
+	backfill          bool
+	deferred, tooLate int
+}
+
+var commitPool sync.Pool
+
+func getCommitWork() *commitWork {
+	w, _ := commitPool.Get().(*commitWork)
+	if w == nil {
+		w = &commitWork{}
+		w.local = w.applyBatches
+	}
+	return w
+}
+
+// applyBatches applies the batches being committed, under the sequencer.
+func (w *commitWork) applyBatches() {
+	n := w.n
+	for _, b := range w.batches {
+		if w.backfill {
+			w.deferred += n.advanceVisible(b)
+		}
+		w.tooLate += n.apply(b, &w.applyWork)
+	}
+	if !w.backfill {
+		n.visible = max(n.visible, w.clock)
+	}
+}
+
+// CommitTable commits a table upload of rows into t (replacing its rows
+// first when replace is set), valid from validFrom, and returns once it is
+// applied. On error nothing was applied.
+func (n *Store) CommitTable(t *Table, rows []TableRow, replace bool, validFrom int64) error {
+	rec := appendTableRecord(appendAt(nil, validFrom, false), t, rows, replace)
+	return n.commit([][]byte{rec}, func() {
+		t.put(rows, replace)
+		n.visible = max(n.visible, validFrom)
+	})
 }

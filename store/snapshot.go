@@ -1,4 +1,4 @@
-package node
+package store
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 	"github.com/tally-ml/tally/windows"
 )
 
-// A snapshot is a point-in-time image of the node's state, written while
+// A snapshot is a point-in-time image of the state, written while
 // ingest and lookups go on: the apply sequencer is held for one partition
 // at a time (all views), so ingest pauses only for a moment. Each partition
 // records the log index it is consistent with; recovery restores the image
@@ -41,7 +41,7 @@ import (
 // (no schema) is still read. Views are matched by name: a view of the
 // snapshot the repo no longer has, or whose description changed, is
 // skipped, and a repo view the snapshot does not restore is built from the
-// log (RecoverFrom), both only once checkSchema accepted the repo; tables
+// log (RecoverFrom), both only once CheckSchema accepted the repo; tables
 // and records of a removed table are skipped likewise.
 const (
 	snapMagic   = "TALLYSNP"
@@ -58,9 +58,9 @@ type replayFilter struct {
 	fresh  []bool // per view: not restored (new or changed), built from the log
 }
 
-// WriteSnapshot writes the node's state to w and returns the log index
+// WriteSnapshot writes the state to w and returns the log index
 // replay must start after.
-func (n *Node) WriteSnapshot(w io.Writer) (start uint64, err error) {
+func (n *Store) WriteSnapshot(w io.Writer) (start uint64, err error) {
 	ss, err := n.Snapshot()
 	if err != nil {
 		return 0, err
@@ -73,7 +73,7 @@ func (n *Node) WriteSnapshot(w io.Writer) (start uint64, err error) {
 // together under the sequencer. Persist writes the rest while ingest goes
 // on, as raft's FSMSnapshot.
 type StateSnapshot struct {
-	n     *Node
+	n     *Store
 	start uint64
 	head  []byte
 }
@@ -82,7 +82,7 @@ type StateSnapshot struct {
 func (ss *StateSnapshot) Index() uint64 { return ss.start }
 
 // Snapshot begins a snapshot of the state (see StateSnapshot).
-func (n *Node) Snapshot() (*StateSnapshot, error) {
+func (n *Store) Snapshot() (*StateSnapshot, error) {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
 	ss := &StateSnapshot{n: n, start: n.seq.applied}
@@ -131,11 +131,11 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	bw.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(n.tables))))
 	for _, t := range n.tables {
 		t.mu.RLock()
-		rows := make([]tableRow, 0, len(t.rows))
+		rows := make([]TableRow, 0, len(t.rows))
 		nc := len(t.def.Columns)
 		for key, i := range t.rows {
 			off := int(i) * nc
-			rows = append(rows, tableRow{key: key, nums: t.nums[off : off+nc], strs: t.strs[off : off+nc], null: t.null[off : off+nc]})
+			rows = append(rows, TableRow{Key: key, Nums: t.nums[off : off+nc], Strs: t.strs[off : off+nc], Null: t.null[off : off+nc]})
 		}
 		rec := appendTableRecord(nil, t, rows, true)
 		t.mu.RUnlock()
@@ -154,11 +154,11 @@ func writeName(w io.Writer, s string) {
 	io.WriteString(w, s)
 }
 
-// Restore restores a snapshot into a node that has applied nothing yet,
+// Restore restores a snapshot into a store that has applied nothing yet,
 // and arms the replay filter so that RecoverFrom replays the log
 // consistently with it. The caller has verified the checksum (the snapshot
-// store did): a read error here leaves the node unusable.
-func (n *Node) Restore(r io.Reader) error {
+// store did): a read error here leaves the store unusable.
+func (n *Store) Restore(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var hdr [snapshot.HeaderLen]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
@@ -278,7 +278,7 @@ func (n *Node) Restore(r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
-		n.tableByName(name).put(rows, replace)
+		n.TableNamed(name).put(rows, replace)
 	}
 	n.seq.mu.Lock()
 	n.seq.applied = start
@@ -299,22 +299,24 @@ func readName(r *bufio.Reader) (string, error) {
 	return string(b), nil
 }
 
-func newSnapStore(fsys walfs.FS, dataDir string, logger *slog.Logger) *snapshot.Store {
+// NewSnapshotStore is the snapshot store of a data dir: its snapshots
+// directory, in this format.
+func NewSnapshotStore(fsys walfs.FS, dataDir string, logger *slog.Logger) *snapshot.Store {
 	return snapshot.New(filepath.Join(dataDir, "snapshots"), snapshot.Options{FS: fsys, Magic: snapMagic, Keep: snapKeep, Logger: logger})
 }
 
 // SnapshotInto writes a snapshot into dataDir/snapshots atomically, keeps
 // it and the newest older one that verifies, and returns its start index
-// and its size. See writeSnapshot.
-func (n *Node) SnapshotInto(dataDir string) (start uint64, size int64, err error) {
-	start, size, _, err = n.writeSnapshot(newSnapStore(nil, dataDir, nil))
+// and its size. See SnapshotTo.
+func (n *Store) SnapshotInto(dataDir string) (start uint64, size int64, err error) {
+	start, size, _, err = n.SnapshotTo(NewSnapshotStore(nil, dataDir, nil))
 	return start, size, err
 }
 
-// writeSnapshot writes a snapshot into s and applies its retention
+// SnapshotTo writes a snapshot into s and applies its retention
 // (snapshot.Store.Retain): keepFrom is the start index of the oldest
 // snapshot kept, from which on the log is needed (0: all of it).
-func (n *Node) writeSnapshot(s *snapshot.Store) (start uint64, size int64, keepFrom uint64, err error) {
+func (n *Store) SnapshotTo(s *snapshot.Store) (start uint64, size int64, keepFrom uint64, err error) {
 	ss, err := n.Snapshot()
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
@@ -337,18 +339,18 @@ func (n *Node) writeSnapshot(s *snapshot.Store) (start uint64, size int64, keepF
 // RestoreLatestSnapshot restores the newest snapshot that verifies. Newer
 // ones that do not are moved to snapshots/corrupt-<name> and reported
 // through skipped. It returns the file used, or "" when there is none.
-func (n *Node) RestoreLatestSnapshot(dataDir string, skipped func(path string, err error)) (string, error) {
-	used, _, err := n.restoreSnapshot(newSnapStore(nil, dataDir, nil), skipped)
+func (n *Store) RestoreLatestSnapshot(dataDir string, skipped func(path string, err error)) (string, error) {
+	used, _, err := n.RestoreNewest(NewSnapshotStore(nil, dataDir, nil), skipped)
 	if used == nil {
 		return "", err
 	}
 	return used.Path, err
 }
 
-// restoreSnapshot restores the newest snapshot that verifies, moving aside
+// RestoreNewest restores the newest snapshot of s that verifies, moving aside
 // (and reporting) newer ones that do not; bad lists those, newest first.
 // used is nil when no snapshot verifies.
-func (n *Node) restoreSnapshot(s *snapshot.Store, skipped func(path string, err error)) (used *snapshot.Meta, bad []*snapshot.Meta, err error) {
+func (n *Store) RestoreNewest(s *snapshot.Store, skipped func(path string, err error)) (used *snapshot.Meta, bad []*snapshot.Meta, err error) {
 	list, err := s.List()
 	if err != nil {
 		return nil, nil, err

@@ -1,13 +1,13 @@
-package node
+package store
 
 import (
 	"github.com/tally-ml/tally/windows"
 )
 
-// eventBatch holds validated events of one source, column-major-free and
+// Batch holds validated events of one source, column-major-free and
 // pointer-free: strings live in one arena and are addressed by offset, so a
 // batch is cheap to build, to apply and to write to a log as it is.
-type eventBatch struct {
+type Batch struct {
 	source int
 	ncols  int
 	ts     []int64   // per event
@@ -18,15 +18,15 @@ type eventBatch struct {
 	arena  []byte
 }
 
-func (b *eventBatch) reset(source, ncols int) {
+func (b *Batch) Reset(source, ncols int) {
 	b.source, b.ncols = source, ncols
 	b.ts, b.nums, b.null, b.soff, b.slen, b.arena = b.ts[:0], b.nums[:0], b.null[:0], b.soff[:0], b.slen[:0], b.arena[:0]
 }
 
-func (b *eventBatch) len() int { return len(b.ts) }
+func (b *Batch) Len() int { return len(b.ts) }
 
 // grow adds one event with every column null and returns its index.
-func (b *eventBatch) grow(ts int64) int {
+func (b *Batch) Grow(ts int64) int {
 	b.ts = append(b.ts, ts)
 	for c := 0; c < b.ncols; c++ {
 		b.nums = append(b.nums, 0)
@@ -38,30 +38,30 @@ func (b *eventBatch) grow(ts int64) int {
 }
 
 // truncate drops events from index i on (a refused record).
-func (b *eventBatch) truncate(i int) {
+func (b *Batch) Truncate(i int) {
 	b.ts = b.ts[:i]
 	k := i * b.ncols
 	b.nums, b.null, b.soff, b.slen = b.nums[:k], b.null[:k], b.soff[:k], b.slen[:k]
 }
 
-func (b *eventBatch) setNum(e, c int, v float64) {
+func (b *Batch) SetNum(e, c int, v float64) {
 	k := e*b.ncols + c
 	b.nums[k], b.null[k] = v, false
 }
 
-func (b *eventBatch) setStr(e, c int, s []byte) {
+func (b *Batch) SetStr(e, c int, s []byte) {
 	k := e*b.ncols + c
 	b.soff[k], b.slen[k], b.null[k] = uint32(len(b.arena)), uint32(len(s)), false
 	b.arena = append(b.arena, s...)
 }
 
-func (b *eventBatch) str(e, c int) []byte {
+func (b *Batch) Str(e, c int) []byte {
 	k := e*b.ncols + c
 	return b.arena[b.soff[k] : b.soff[k]+b.slen[k]]
 }
 
 // field returns event e's column c as a windows.Field.
-func (b *eventBatch) field(e, c int) windows.Field {
+func (b *Batch) field(e, c int) windows.Field {
 	k := e*b.ncols + c
 	if b.null[k] {
 		return windows.Field{Null: true}

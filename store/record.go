@@ -1,4 +1,4 @@
-package node
+package store
 
 import (
 	"encoding/binary"
@@ -82,9 +82,9 @@ var errBadRecord = errors.New("bad log record")
 // the log, and a state or a join built from the log alone would lack them.
 var ErrLostRecords = errors.New("log records lost: the changes they held survive only in a snapshot")
 
-// appendLostRecord encodes a filler for an index whose change only the
+// AppendLostRecord encodes a filler for an index whose change only the
 // snapshot at through holds.
-func appendLostRecord(dst []byte, through uint64) []byte {
+func AppendLostRecord(dst []byte, through uint64) []byte {
 	return binary.AppendUvarint(append(dst, recordLost), through)
 }
 
@@ -98,16 +98,16 @@ func appendName(dst []byte, s []byte) []byte {
 }
 
 // appendEventsRecord encodes b (of source src) as a log record.
-func appendEventsRecord(dst []byte, sp *sourcePlan, b *eventBatch) []byte {
+func appendEventsRecord(dst []byte, sp *Source, b *Batch) []byte {
 	dst = append(dst, recordEvents)
-	dst = appendName(dst, []byte(sp.src.Name))
+	dst = appendName(dst, []byte(sp.Src.Name))
 	dst = binary.AppendUvarint(dst, uint64(b.ncols))
-	for _, c := range sp.src.Columns {
+	for _, c := range sp.Src.Columns {
 		dst = appendName(dst, []byte(c.Name))
 	}
-	dst = binary.AppendUvarint(dst, uint64(b.len()))
+	dst = binary.AppendUvarint(dst, uint64(b.Len()))
 	prev := int64(0)
-	for e := 0; e < b.len(); e++ {
+	for e := 0; e < b.Len(); e++ {
 		dst = binary.AppendVarint(dst, b.ts[e]-prev)
 		prev = b.ts[e]
 		for c := 0; c < b.ncols; c++ {
@@ -115,9 +115,9 @@ func appendEventsRecord(dst []byte, sp *sourcePlan, b *eventBatch) []byte {
 			switch {
 			case b.null[k]:
 				dst = append(dst, 0)
-			case sp.strCol[c]:
+			case sp.StrCol[c]:
 				dst = append(dst, 2)
-				dst = appendName(dst, b.str(e, c))
+				dst = appendName(dst, b.Str(e, c))
 			default:
 				dst = append(dst, 1)
 				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(b.nums[k]))
@@ -205,11 +205,11 @@ func (r *recordReader) value() (kind byte, num float64, str []byte) {
 	return
 }
 
-// decodeEventsRecord decodes a kind-1 record body into b for the node's
+// decodeEventsRecord decodes a kind-1 record body into b for the store's
 // current schema: columns the repo no longer has are dropped, new ones are
 // null. It returns the source plan, or an error for a corrupt record or a
 // source the repo no longer has.
-func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error) {
+func (n *Store) decodeEventsRecord(rec []byte, b *Batch) (*Source, error) {
 	r := &recordReader{b: rec}
 	if r.byte() != recordEvents {
 		return nil, fmt.Errorf("%w: not an events record", errBadRecord)
@@ -219,14 +219,14 @@ func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error
 	if r.err != nil {
 		return nil, r.err
 	}
-	sp := n.source(srcName)
+	sp := n.SourceNamed(srcName)
 	if sp == nil {
 		return nil, fmt.Errorf("log record for source %q: %w%s", srcName, errRemoved, removedHint)
 	}
 	colMap := make([]int, ncols) // record column -> source column, -1 dropped
-	inRecord := make([]bool, len(sp.src.Columns))
+	inRecord := make([]bool, len(sp.Src.Columns))
 	for i := range colMap {
-		c, ok := sp.colIndex[string(r.name())]
+		c, ok := sp.ColIndex[string(r.name())]
 		if !ok {
 			c = -1
 		} else {
@@ -238,11 +238,11 @@ func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error
 	if r.err != nil {
 		return nil, r.err
 	}
-	b.reset(sp.index, len(sp.src.Columns))
+	b.Reset(sp.Index, len(sp.Src.Columns))
 	prev := int64(0)
 	for i := uint64(0); i < nev && r.err == nil; i++ {
 		prev += r.varint()
-		e := b.grow(prev)
+		e := b.Grow(prev)
 		for _, c := range colMap {
 			kind, num, str := r.value()
 			if c < 0 || kind == 0 {
@@ -263,10 +263,10 @@ func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error
 			if n.keyless == nil {
 				n.keyless = make([]int, len(n.views))
 			}
-			n.keyless[t.view] += b.len()
+			n.keyless[t.view] += b.Len()
 			continue
 		}
-		for e := 0; e < b.len(); e++ {
+		for e := 0; e < b.Len(); e++ {
 			if b.null[e*b.ncols+t.keyCol] {
 				return nil, fmt.Errorf("%w: event without join key", errBadRecord)
 			}
@@ -279,29 +279,29 @@ func (n *Node) decodeEventsRecord(rec []byte, b *eventBatch) (*sourcePlan, error
 // (number or text) must fit the column's declared type: a column whose type
 // changed is refused, never read as a silent zero. An integer column that
 // became or stopped being a join key (held as its decimal text) converts.
-func setLogged(b *eventBatch, e, c int, sp *sourcePlan, kind byte, num float64, str []byte) error {
-	col := sp.src.Columns[c]
+func setLogged(b *Batch, e, c int, sp *Source, kind byte, num float64, str []byte) error {
+	col := sp.Src.Columns[c]
 	switch {
-	case kind == 2 && sp.strCol[c]:
-		b.setStr(e, c, str)
-	case kind == 1 && !sp.strCol[c] && col.Type != features.String:
-		b.setNum(e, c, num)
+	case kind == 2 && sp.StrCol[c]:
+		b.SetStr(e, c, str)
+	case kind == 1 && !sp.StrCol[c] && col.Type != features.String:
+		b.SetNum(e, c, num)
 	case kind == 1 && col.Type == features.Int && num == math.Trunc(num) && math.Abs(num) < 1<<63:
-		b.setStr(e, c, strconv.AppendInt(nil, int64(num), 10))
+		b.SetStr(e, c, strconv.AppendInt(nil, int64(num), 10))
 	case kind == 2 && col.Type == features.Int:
 		x, err := strconv.ParseInt(string(str), 10, 64)
 		if err != nil {
-			return fmt.Errorf("log record: source %s column %s holds %q, not an integer: %w", sp.src.Name, col.Name, str, errTypeChanged)
+			return fmt.Errorf("log record: source %s column %s holds %q, not an integer: %w", sp.Src.Name, col.Name, str, ErrTypeChanged)
 		}
-		b.setNum(e, c, float64(x))
+		b.SetNum(e, c, float64(x))
 	default:
-		return fmt.Errorf("log record: source %s column %s holds %s, but the repo declares it %s: %w", sp.src.Name, col.Name, kindName(kind), col.Type, errTypeChanged)
+		return fmt.Errorf("log record: source %s column %s holds %s, but the repo declares it %s: %w", sp.Src.Name, col.Name, kindName(kind), col.Type, ErrTypeChanged)
 	}
 	return nil
 }
 
-// errTypeChanged: a stored value does not fit its column's declared type.
-var errTypeChanged = errors.New("the column's type changed since it was stored; revert the type, or rename the column, or move the data directory aside")
+// ErrTypeChanged: a stored value does not fit its column's declared type.
+var ErrTypeChanged = errors.New("the column's type changed since it was stored; revert the type, or rename the column, or move the data directory aside")
 
 func kindName(kind byte) string {
 	if kind == 2 {

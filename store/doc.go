@@ -1,0 +1,30 @@
+// Package store is a node's state and the order it changes in: the
+// windows views and table views of one feature repo, the log record
+// format, the apply order, snapshots' content, recovery and the schema
+// fingerprint. It knows nothing of HTTP or JSON: package node (the front)
+// parses requests into batches and rows, commits them here, and reads the
+// views and tables back for lookups. Data flows one way: node -> store.
+//
+// Read it top-down:
+//
+//   - store.go: New builds a Store from a features.Repo: a windows.View per
+//     feature view, a Table per table view, a Source per event source (how
+//     its events reach the views).
+//   - commit.go: the seam every change goes through. A Committer commits
+//     log records (the write-ahead log's: append, then apply; a Raft
+//     group's: propose, and every replica applies what was committed) and
+//     the StateMachine (the *Store: Apply, Snapshot, Restore) applies them
+//     in log order. CommitEvents and CommitTable turn validated batches and
+//     rows into records and commit them, applying the caller's decoded form
+//     in process when the Committer lets it (no decoding on the hot path).
+//   - apply.go, record.go: Apply of one committed record, and the record
+//     format (events, table uploads, the acknowledgement clock).
+//   - recover.go: RecoverFrom replays the log after the restored snapshot.
+//   - snapshot.go: the content of a snapshot (package snapshot keeps the
+//     files), written while ingest goes on, one partition at a time.
+//   - schema.go: the repo's fingerprint kept beside the data, what changed,
+//     and which views a changed repo rebuilds from the log.
+//
+// A record the store cannot decode stops recovery with an error: serving a
+// state that silently lacks acknowledged events is worse than not starting.
+package store

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/windows"
+)
+
+// Options are a Store's settings.
+type Options struct {
+	// Log receives every change before it is applied; nil keeps the state
+	// in memory only (tests, benchmarks, dry runs).
+	Log Log
+	// Committer, if set, builds the Committer changes go through from the
+	// store (a replicated log: propose, and the state machine applies what
+	// was committed); Log is then unused.
+	Committer func(StateMachine) Committer
+	// Logger receives what an operator must act on (the write-ahead log
+	// failing and recovering, recovery's skips); nil discards it.
+	Logger *slog.Logger
+	// ApplyWorkers > 1 applies a large batch to the views of its source on
+	// that many goroutines (views are independent): for replays, where one
+	// goroutine applies the whole log (recovery, historical features). Live
+	// ingest leaves it at 1: its other cores parse concurrent requests.
+	ApplyWorkers int
+	// Metrics receives the store's counters (events applied, placements
+	// refused as too late, apply errors, recovery); nil: a set of its own.
+	Metrics *metrics.Set
+}
+
+// Store is the state of one feature repo: its views and tables, changed
+// only through its Committer, in log order. It is safe for concurrent use.
+type Store struct {
+	repo      *features.Repo
+	views     []*windows.View // parallel to repo.Views
+	tables    []*Table        // parallel to repo.Tables
+	sources   []*Source       // parallel to repo.Sources
+	committer Committer       // see commit.go
+	seq       *sequencer
+	workers   int // see Options.ApplyWorkers
+	// visible is the running maximum of the clocks at which logged changes
+	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
+	// MinInt64, not 0, so that events before 1970 are not deferred.
+	visible int64
+	filter  *replayFilter // during recovery from a snapshot; nil otherwise
+	logger  *slog.Logger
+	metrics storeMetrics
+
+	schemaState // see schema.go
+}
+
+type storeMetrics struct {
+	set         *metrics.Set
+	events      *metrics.Counter
+	tooLate     *metrics.Counter
+	applyErrors *metrics.Counter
+}
+
+func (m *storeMetrics) ingested(events, tooLate int) {
+	m.events.Add(events)
+	m.tooLate.Add(tooLate)
+}
+
+// New builds the empty state of repo.
+func New(repo *features.Repo, opts Options) (*Store, error) {
+	n := &Store{repo: repo, seq: newSequencer(), workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64}
+	if n.logger == nil {
+		n.logger = slog.New(slog.DiscardHandler)
+	}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	n.metrics = storeMetrics{set: set,
+		events:      set.GetOrCreateCounter("tally_ingest_events_total"),
+		tooLate:     set.GetOrCreateCounter("tally_ingest_too_late_placements_total"),
+		applyErrors: set.GetOrCreateCounter("tally_ingest_apply_errors_total"),
+	}
+	switch {
+	case opts.Committer != nil:
+		n.committer = opts.Committer(n)
+	case opts.Log != nil:
+		n.committer = &logCommitter{log: opts.Log, n: n, logger: n.logger}
+	default:
+		n.committer = memCommitter{n}
+	}
+	for _, v := range repo.Views {
+		w, err := windows.New(v.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("feature view %s: %w", v.Name, err)
+		}
+		n.views = append(n.views, w)
+	}
+	for _, t := range repo.Tables {
+		n.tables = append(n.tables, newTable(t))
+	}
+	for i, s := range repo.Sources {
+		n.sources = append(n.sources, newSource(repo, i, s))
+	}
+	return n, nil
+}
+
+// Repo is the feature repo the state is of.
+func (n *Store) Repo() *features.Repo { return n.repo }
+
+// View is the windows view of the repo's feature view i.
+func (n *Store) View(i int) *windows.View { return n.views[i] }
+
+// Table is the table view i of the repo.
+func (n *Store) Table(i int) *Table { return n.tables[i] }
+
+// Source is the event source i of the repo.
+func (n *Store) Source(i int) *Source { return n.sources[i] }
+
+// SourceNamed is the event source called name, or nil.
+func (n *Store) SourceNamed(name []byte) *Source {
+	for _, s := range n.sources {
+		if s.Src.Name == string(name) {
+			return s
+		}
+	}
+	return nil
+}
+
+// CommitErr says why the store refuses changes now (its Committer's Err),
+// or nil.
+func (n *Store) CommitErr() error { return n.committer.Err() }
+
+// Source is how events of one source reach the views that aggregate it.
+type Source struct {
+	Src       *features.Source
+	Index     int            // in the repo's Sources
+	TS        string         // the timestamp column
+	ColIndex  map[string]int // column name -> index in Src.Columns
+	IsKey     []bool         // source column is some view's join key
+	StrCol    []bool         // the batch holds the column as bytes: strings, and integer join keys
+	MaxWindow int64          // longest window of any view over this source
+	targets   []viewTarget
+}
+
+type viewTarget struct {
+	view   int
+	keyCol int
+	cols   []int // source column of each view spec column
+}
+
+func newSource(repo *features.Repo, index int, s *features.Source) *Source {
+	p := &Source{Src: s, Index: index, TS: s.Timestamp, ColIndex: map[string]int{}, IsKey: make([]bool, len(s.Columns))}
+	for i, c := range s.Columns {
+		p.ColIndex[c.Name] = i
+	}
+	for vi, v := range repo.Views {
+		if v.Source != s {
+			continue
+		}
+		p.targets = append(p.targets, viewTarget{view: vi, keyCol: v.KeyColumn, cols: v.SourceColumns})
+		p.IsKey[v.KeyColumn] = true
+		for _, a := range v.Spec.Aggregations {
+			p.MaxWindow = max(p.MaxWindow, a.Window)
+		}
+	}
+	p.StrCol = make([]bool, len(s.Columns))
+	for i, c := range s.Columns {
+		p.StrCol[i] = c.Type == features.String || p.IsKey[i]
+	}
+	return p
+}
+
+// Table is a bulk-loaded table view: the latest row per entity key.
+type Table struct {
+	def  *features.Table
+	mu   sync.RWMutex
+	rows map[string]int32 // key -> row
+	nums []float64        // row-major, one per column (strings: unused)
+	strs []string         // row-major, one per column (numbers: unused)
+	null []bool           // row-major
+}
+
+func newTable(def *features.Table) *Table {
+	return &Table{def: def, rows: map[string]int32{}}
+}
+
+// TableRow is one parsed row ready to be stored: a value per column of
+// the table (NewRow makes one with every column null).
+type TableRow struct {
+	Key  string
+	Nums []float64
+	Strs []string
+	Null []bool
+}
+
+// put stores rows, replacing the table first when replace is set. It is
+// atomic with respect to lookups.
+func (t *Table) put(rows []TableRow, replace bool) {
+	nc := len(t.def.Columns)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if replace {
+		t.rows = make(map[string]int32, len(rows))
+		t.nums, t.strs, t.null = t.nums[:0], t.strs[:0], t.null[:0]
+	}
+	for _, r := range rows {
+		i, ok := t.rows[r.Key]
+		if !ok {
+			i = int32(len(t.nums) / nc)
+			t.rows[r.Key] = i
+			t.nums = append(t.nums, make([]float64, nc)...)
+			t.strs = append(t.strs, make([]string, nc)...)
+			t.null = append(t.null, make([]bool, nc)...)
+		}
+		off := int(i) * nc
+		copy(t.nums[off:off+nc], r.Nums)
+		copy(t.strs[off:off+nc], r.Strs)
+		copy(t.null[off:off+nc], r.Null)
+	}
+}
+
+// get copies key's row into nums/strs/present (one per column) and reports
+// whether the key has a row.
+func (t *Table) Get(key []byte, nums []float64, strs []string, present []bool) bool {
+	nc := len(t.def.Columns)
+	t.mu.RLock()
+	i, ok := t.rows[string(key)]
+	if ok {
+		off := int(i) * nc
+		copy(nums, t.nums[off:off+nc])
+		copy(strs, t.strs[off:off+nc])
+		for c := 0; c < nc; c++ {
+			present[c] = !t.null[off+c]
+		}
+	}
+	t.mu.RUnlock()
+	if !ok {
+		for c := 0; c < nc; c++ {
+			present[c] = false
+		}
+	}
+	return ok
+}
+
+func (t *Table) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.rows)
+}
+
+// NewRow returns a row of def with every column null.
+func NewRow(def *features.Table) TableRow {
+	nc := len(def.Columns)
+	r := TableRow{Nums: make([]float64, nc), Strs: make([]string, nc), Null: make([]bool, nc)}
+	for i := range r.Null {
+		r.Null[i] = true
+	}
+	return r
+}
