@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tally-ml/tally/store"
 )
 
 // Config is a node's settings. The zero value is not usable; start from
@@ -33,21 +35,9 @@ type Config struct {
 	AcceptSchemaChange bool `yaml:"-"`
 }
 
-// Durability configures the write-ahead log and snapshots.
-type Durability struct {
-	// Fsync is the log's policy: always (default: an acknowledged ingest is
-	// on disk), interval (fsync every SyncEvery: a power loss may lose that
-	// window; a process crash loses nothing), never (tests only).
-	Fsync       string        `yaml:"fsync"`
-	SyncEvery   time.Duration `yaml:"sync_every"`
-	SegmentSize int64         `yaml:"segment_size"`
-	// SnapshotEvery is how often the state is snapshotted (0: never), so
-	// restarts replay only the log written since.
-	SnapshotEvery time.Duration `yaml:"snapshot_every"`
-	// Retention keeps sealed log segments (compressed) at least this long
-	// as the event archive, even once a snapshot covers them.
-	Retention time.Duration `yaml:"retention"`
-}
+// Durability configures the write-ahead log and snapshots (see
+// store.Durability).
+type Durability = store.Durability
 
 // APIKey grants Scopes to whoever presents Key. Key may be written as the
 // plain secret or as "sha256:<hex>" so that config files need not hold it.

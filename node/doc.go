@@ -24,13 +24,11 @@
 //   - predict.go: the service's model scores the vector.
 //   - http.go: the fasthttp server: routes, auth, limits, errors; conns.go
 //     bounds its connections below the open-file limit.
-//   - open.go: Open opens a node on its data dir (lock.go: the dir's flock):
-//     the write-ahead log, the schema check (store.CheckSchema), the newest
-//     verified snapshot (store.RestoreNewest), the log after it
-//     (store.RecoverFrom), the snapshot loop and retention
-//     (store.SnapshotTo); Instance.Close stops it.
+//   - open.go: Open opens a node on its data dir: its state through
+//     store.Open (the lock, the log, recovery, the snapshot loop and
+//     retention), and the front over it; Instance.Close stops both.
 //   - state.go: the store's names a caller of node meets (Committer, Log,
-//     Recovery, the errors).
+//     Recovery, Durability, the data dir's lock, the errors).
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

@@ -82,16 +82,26 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, services: map[string]*servicePlan{}, now: opts.Clock, logger: opts.Logger}
-	if n.logger == nil {
-		n.logger = slog.New(slog.DiscardHandler)
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	set := metrics.NewSet()
-	st, err := store.New(repo, store.Options{Log: opts.Log, Committer: opts.Committer, Logger: n.logger, ApplyWorkers: opts.ApplyWorkers, Metrics: set})
+	st, err := store.New(repo, store.Options{Log: opts.Log, Committer: opts.Committer, Logger: logger, ApplyWorkers: opts.ApplyWorkers, Metrics: set})
 	if err != nil {
 		return nil, err
 	}
-	n.Store = st
+	return newNode(st, set, cfg, opts)
+}
+
+// newNode builds the front over st, whose metrics are in set.
+func newNode(st *store.Store, set *metrics.Set, cfg Config, opts Options) (*Node, error) {
+	n := &Node{Store: st, cfg: cfg, services: map[string]*servicePlan{}, now: opts.Clock, logger: opts.Logger}
+	if n.logger == nil {
+		n.logger = slog.New(slog.DiscardHandler)
+	}
+	repo := st.Repo()
+	var err error
 	if n.maxConns, err = connLimit(cfg.Limits.MaxConns, openFileLimit()); err != nil {
 		return nil, err
 	}

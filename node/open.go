@@ -1,18 +1,11 @@
 package node
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"path/filepath"
-	"sync"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/tally-ml/tally/features"
-	"github.com/tally-ml/tally/snapshot"
 	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
@@ -32,257 +25,57 @@ type OpenOptions struct {
 	WAL func(*wal.Options)
 }
 
-// Instance is a node opened on its data dir: the node, its write-ahead
-// log, its snapshots and the data dir's lock, and the snapshot loop. Close
-// it to stop.
+// Instance is a node opened on its data dir: the front over a
+// store.Instance (the state, its write-ahead log, its snapshots, the data
+// dir's lock and the snapshot loop). Close it to stop.
 type Instance struct {
 	*Node
-	cfg   Config
-	wal   *wal.Log
-	snaps *snapshot.Store
-	lock  *DirLock
-	log   *slog.Logger
-	rec   Recovery
-
-	snapMu   sync.Mutex // one snapshot at a time
-	lastSnap uint64     // applied index at the last snapshot
-	stop     context.CancelFunc
-	loopDone chan struct{}
-	closed   bool
+	st *store.Instance
 }
 
-// Open locks cfg.DataDir, opens its write-ahead log, restores the newest
-// snapshot that verifies, replays the log after it, and starts the
-// snapshot loop (every cfg.Durability.SnapshotEvery; none when 0). The
-// node it returns is recovered but not marked ready: the caller does that
-// once it serves.
-//
-// When the log ends behind the restored snapshot (its tail was lost by a
-// power loss, or cut by wal repair), the snapshot is the state: the log is
-// continued after the snapshot's index with ErrLostRecords fillers for the
-// indexes only the snapshot holds, so no index a snapshot covers is ever
-// reused, and a warning names them.
+// Open opens the node's state on cfg.DataDir (store.Open: the lock, the
+// write-ahead log, the schema check, the newest verified snapshot, the log
+// after it, the snapshot loop and retention) and builds the front over it.
+// The node it returns is recovered but not marked ready: the caller does
+// that once it serves.
 func Open(cfg Config, repo *features.Repo, opts OpenOptions) (*Instance, error) {
-	t0 := time.Now()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	fsys := opts.FS
-	in := &Instance{cfg: cfg, log: logger}
-	if fsys == nil {
-		fsys = walfs.OS
-		lock, err := LockDataDir(cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		in.lock = lock
-	} else if err := fsys.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	in.snaps = store.NewSnapshotStore(fsys, cfg.DataDir, logger)
-	if err := in.open(repo, fsys, opts); err != nil {
-		if in.wal != nil {
-			in.wal.Close()
-		}
-		in.lock.Release()
-		return nil, err
-	}
-	in.rec.Duration = time.Since(t0)
-	ctx, stop := context.WithCancel(context.Background())
-	in.stop = stop
-	if every := cfg.Durability.SnapshotEvery; every > 0 {
-		in.loopDone = make(chan struct{})
-		go in.snapshotLoop(ctx, every)
-	}
-	return in, nil
-}
-
-func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) error {
-	cfg := in.cfg
-	policy, err := wal.ParseSyncPolicy(cfg.Durability.Fsync)
-	if err != nil {
-		return err
-	}
-	walMetrics := metrics.NewSet()
-	wopts := wal.Options{
-		FS: fsys, Sync: policy, SyncEvery: cfg.Durability.SyncEvery, SegmentSize: cfg.Durability.SegmentSize,
-		Compress: true, Metrics: walMetrics,
-	}
-	if opts.WAL != nil {
-		opts.WAL(&wopts)
-	}
-	in.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wopts)
-	if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
-		return fmt.Errorf("open the write-ahead log: %w\nto start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s", err, cfg.DataDir)
-	}
-	if err != nil {
-		return fmt.Errorf("open the write-ahead log: %w", err)
-	}
-	if cut := in.wal.TailCut(); cut.Aside != "" {
-		in.log.Warn("the log's last segment had an unreadable record with complete writes after it: cut there, as a power loss under fsync "+
-			cfg.Durability.Fsync+" can leave; if the disk is suspect, the segment as it was is kept aside",
-			"segment", cut.Segment, "cut_from_index", cut.Index, "kept_in", cut.Aside)
-	}
 	nopts := opts.Node
-	nopts.Log = in.wal
 	if nopts.Logger == nil {
-		nopts.Logger = in.log
+		nopts.Logger = logger
 	}
-	if in.Node, err = New(repo, cfg, nopts); err != nil {
-		return err
-	}
-	in.Node.Metrics().RegisterMetricsWriter(walMetrics.WritePrometheus)
-	if err := in.Node.CheckSchema(fsys, cfg.DataDir, cfg.AcceptSchemaChange, in.log); err != nil {
-		return err
-	}
-	used, bad, err := in.Node.RestoreNewest(in.snaps, nil)
+	set := metrics.NewSet()
+	st, err := store.Open(store.OpenConfig{DataDir: cfg.DataDir, Durability: cfg.Durability, AcceptSchemaChange: cfg.AcceptSchemaChange}, repo,
+		store.OpenOptions{Store: store.Options{Logger: nopts.Logger, ApplyWorkers: nopts.ApplyWorkers, Metrics: set}, FS: opts.FS, Logger: logger, WAL: opts.WAL})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	snapIndex := in.Node.AppliedIndex()
-	last := in.wal.LastIndex()
-	for _, b := range bad {
-		if b.Index > max(last, snapIndex) {
-			in.log.Warn("changes lost: they were only in a snapshot that fails verification", "snapshot", b.Path,
-				"lost_from", max(last, snapIndex)+1, "lost_through", b.Index)
-		}
-	}
-	var usedPath string
-	if used != nil {
-		usedPath = used.Path
-	}
-	if usedPath != "" && snapIndex > last {
-		if err := in.continueAfter(snapIndex, usedPath); err != nil {
-			return err
-		}
-	}
-	rec, err := in.Node.RecoverFrom(in.wal)
-	rec.Snapshot = usedPath
-	in.rec = rec
-	if err == nil {
-		err = in.Node.SaveSchema(fsys, cfg.DataDir)
-	}
+	n, err := newNode(st.Store, set, cfg, nopts)
 	if err != nil {
-		return err
+		st.Abort()
+		return nil, err
 	}
-	in.lastSnap = rec.SnapshotIndex // what the log replayed, the next snapshot holds
-	in.log.Info("recovered", "snapshot", rec.Snapshot, "snapshot_index", rec.SnapshotIndex, "log_records_replayed", rec.Replayed,
-		"last_index", in.wal.LastIndex(), "took", rec.Duration.Round(time.Millisecond))
-	return nil
-}
-
-// continueAfter makes the log go on after the snapshot's index s when it
-// ends before it. An empty log restarts at s+1. A log with records keeps
-// them (they are the archive of historical features) and gets a filler
-// record for each index after its end up to s, so that its indexes stay
-// contiguous (as a Raft log's must) and none at or below s is reused; the
-// fillers cost at most what the lost records did.
-func (in *Instance) continueAfter(s uint64, snap string) error {
-	first, last := in.wal.FirstIndex(), in.wal.LastIndex()
-	in.log.Warn("the log ends behind the newest snapshot: the changes after its end survive only in the snapshot, which is the state; "+
-		"the log goes on after the snapshot, and historical features over the lost records answer ARCHIVE_INCOMPLETE",
-		"snapshot", snap, "snapshot_index", s, "log_last_index", last, "lost_from", last+1, "lost_through", s)
-	if last < first { // an empty log
-		if err := in.wal.Reset(s + 1); err != nil {
-			return fmt.Errorf("continue the log after snapshot %s: %w", filepath.Base(snap), err)
-		}
-		return nil
-	}
-	filler := store.AppendLostRecord(nil, s)
-	const batch = 4096
-	recs := make([][]byte, 0, batch)
-	for i := last + 1; i <= s; {
-		recs = recs[:0]
-		for ; i <= s && len(recs) < batch; i++ {
-			recs = append(recs, filler)
-		}
-		if _, err := in.wal.Append(recs...); err != nil {
-			return fmt.Errorf("continue the log after snapshot %s: %w", filepath.Base(snap), err)
-		}
-	}
-	return in.wal.Sync()
+	return &Instance{Node: n, st: st}, nil
 }
 
 // Recovery says what Open restored.
-func (in *Instance) Recovery() Recovery { return in.rec }
+func (in *Instance) Recovery() Recovery { return in.st.Recovery() }
 
 // WAL is the node's write-ahead log: the archive historical features read.
-func (in *Instance) WAL() *wal.Log { return in.wal }
+func (in *Instance) WAL() *wal.Log { return in.st.WAL() }
 
-func (in *Instance) snapshotLoop(ctx context.Context, every time.Duration) {
-	defer close(in.loopDone)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := in.Snapshot(); err != nil {
-				in.log.Error("snapshot failed", "err", err)
-			}
-		}
-	}
-}
+// Snapshot writes a snapshot now (see store.Instance.Snapshot).
+func (in *Instance) Snapshot() (uint64, error) { return in.st.Snapshot() }
 
-// Snapshot writes a snapshot now (unless nothing changed since the last
-// one) and lets the log drop what no kept snapshot needs and the retention
-// no longer keeps. It returns the snapshot's start index (0: none written).
-func (in *Instance) Snapshot() (uint64, error) {
-	in.snapMu.Lock()
-	defer in.snapMu.Unlock()
-	if applied := in.Node.AppliedIndex(); applied == in.lastSnap {
-		return 0, nil // nothing new since the last one
-	}
-	// A snapshot must never cover a record the log could still lose (under
-	// fsync interval): after a power loss the log would end behind it.
-	if err := in.wal.Sync(); err != nil {
-		return 0, fmt.Errorf("sync the log before a snapshot: %w", err)
-	}
-	t0 := time.Now()
-	start, size, keepFrom, err := in.Node.SnapshotTo(in.snaps)
-	if err != nil {
-		return 0, err
-	}
-	in.lastSnap = start
-	in.log.Info("snapshot", "start_index", start, "bytes", size, "took", time.Since(t0).Round(time.Millisecond))
-	if keepFrom > 0 {
-		if err := in.wal.TruncateFrontOlderThan(keepFrom, in.cfg.Durability.Retention); err != nil {
-			return start, fmt.Errorf("log retention: %w", err)
-		}
-	}
-	return start, nil
-}
-
-// Close stops the snapshot loop, writes a final snapshot (a clean stop
-// restarts with nothing to replay), closes the log and releases the data
-// dir. The caller has stopped serving. Close is not safe to call twice
-// concurrently; a second call returns nil.
+// Close marks the node not ready and closes its state (see
+// store.Instance.Close). The caller has stopped serving.
 func (in *Instance) Close() error {
-	if in.closed {
-		return nil
-	}
-	in.closed = true
 	in.Node.SetReady(false)
-	in.stop()
-	if in.loopDone != nil {
-		<-in.loopDone
-	}
-	var errs []error
-	if in.cfg.Durability.SnapshotEvery > 0 {
-		if _, err := in.Snapshot(); err != nil {
-			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
-		}
-	}
-	if err := in.wal.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close the write-ahead log: %w", err))
-	}
-	if err := in.lock.Release(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return in.st.Close()
 }

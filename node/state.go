@@ -12,6 +12,8 @@ type (
 	StateMachine = store.StateMachine
 	// Recovery says what a restart restored (store.Recovery).
 	Recovery = store.Recovery
+	// DirLock is a data dir's exclusive lock (store.DirLock).
+	DirLock = store.DirLock
 )
 
 var (
@@ -22,7 +24,13 @@ var (
 	// ErrSchemaChanged: the repo changed since the data dir was written
 	// (store.ErrSchemaChanged).
 	ErrSchemaChanged = store.ErrSchemaChanged
+	// ErrDataDirInUse: another process holds the data dir
+	// (store.ErrDataDirInUse).
+	ErrDataDirInUse = store.ErrDataDirInUse
 )
+
+// LockDataDir takes the data dir's lock (store.LockDataDir).
+func LockDataDir(dir string) (*DirLock, error) { return store.LockDataDir(dir) }
 
 // IsLostRecord reports whether rec is a filler of an index whose change
 // only a snapshot holds (store.IsLostRecord).

@@ -1,7 +1,7 @@
 // Package store is a node's state and the order it changes in: the
 // windows views and table views of one feature repo, the log record
-// format, the apply order, snapshots' content, recovery and the schema
-// fingerprint. It knows nothing of HTTP or JSON: package node (the front)
+// format, the apply order, snapshots' content, recovery, the schema
+// fingerprint, and its lifecycle on a data dir (Open). It knows nothing of HTTP or JSON: package node (the front)
 // parses requests into batches and rows, commits them here, and reads the
 // views and tables back for lookups. Data flows one way: node -> store.
 //
@@ -24,6 +24,11 @@
 //     files), written while ingest goes on, one partition at a time.
 //   - schema.go: the repo's fingerprint kept beside the data, what changed,
 //     and which views a changed repo rebuilds from the log.
+//   - open.go: Open opens a store on its data dir (lock.go: the dir's
+//     flock): the write-ahead log, the schema check, the newest verified
+//     snapshot (Restore), the log after it (Apply), the snapshot loop and
+//     the log's retention; Instance.Close stops it. One Instance per data
+//     dir: a cluster opens one per replica group.
 //
 // A record the store cannot decode stops recovery with an error: serving a
 // state that silently lacks acknowledged events is worse than not starting.
