@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -86,6 +87,21 @@ func TestCommitByDecodingEqualsLocalApply(t *testing.T) {
 	}
 	if a, b := local.AppliedIndex(), replicated.AppliedIndex(); a != b || a == 0 {
 		t.Fatalf("applied index %d (local) vs %d (replicated)", a, b)
+	}
+	// Each node counts every event it applied once, however it applied it.
+	counters := func(n *Node) string {
+		var buf bytes.Buffer
+		n.Metrics().WritePrometheus(&buf)
+		var out []string
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if strings.HasPrefix(l, "tally_ingest_events_total") || strings.HasPrefix(l, "tally_ingest_too_late") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "; ")
+	}
+	if a, b := counters(local), counters(replicated); a != b || a == "" {
+		t.Errorf("metrics differ: local %q, replicated %q", a, b)
 	}
 	for u := 0; u < 50; u++ {
 		body := lookupBody(fmt.Sprintf("u%d", u), fmt.Sprintf("m%d", u%20), []string{"FR", "US"}[u%2], 10, 1, 2)

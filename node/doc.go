@@ -16,11 +16,13 @@
 //     /readyz into 503 with the reason, until it recovers.
 //   - tables.go: table uploads (CSV, NDJSON) become store.TableRows,
 //     committed whole (store.CommitTable).
-//   - lookup.go: a feature service's plan says which (view, key) pairs a
-//     request reads (Read, LookupReads: what a router places), then reads
-//     each view once, each table once, evaluates request-time features, and
-//     appends the Tecton-shaped JSON response straight into the output
-//     buffer, without allocating per request in steady state.
+//   - plan.go: a feature service's plan: which (view, key) pairs a request
+//     reads (Read; LookupReads returns them without reading: what a router
+//     places), read by read, and how each output is written.
+//   - lookup.go: a request is parsed, its reads read (each view once, each
+//     table once), request-time features evaluated, and the Tecton-shaped
+//     JSON response appended straight into the output buffer, without
+//     allocating per request in steady state.
 //   - predict.go: the service's model scores the vector.
 //   - http.go: the fasthttp server: routes, auth, limits, errors; conns.go
 //     bounds its connections below the open-file limit.

@@ -213,15 +213,7 @@ func (n *Store) CommitEvents(batches []*Batch, clock int64, backfill bool) (defe
 	if err != nil {
 		return 0, 0, err
 	}
-	n.metrics.ingested(countEvents(batches), tooLate)
 	return deferred, tooLate, nil
-}
-
-func countEvents(batches []*Batch) (events int) {
-	for _, b := range batches {
-		events += b.Len()
-	}
-	return events
 }
 
 // commitWork is the pooled scratch of CommitEvents. local, the
@@ -252,14 +244,17 @@ func getCommitWork() *commitWork {
 	return w
 }
 
-// applyBatches applies the batches being committed, under the sequencer.
+// applyBatches applies the batches being committed, under the sequencer,
+// and counts them as Apply does.
 func (w *commitWork) applyBatches() {
 	n := w.n
 	for _, b := range w.batches {
 		if w.backfill {
 			w.deferred += n.advanceVisible(b)
 		}
-		w.tooLate += n.apply(b, &w.applyWork)
+		late := n.apply(b, &w.applyWork)
+		n.metrics.ingested(b.Len(), late)
+		w.tooLate += late
 	}
 	if !w.backfill {
 		n.visible = max(n.visible, w.clock)

@@ -1,0 +1,249 @@
+package node
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/windows"
+)
+
+// A lookup is planned once per feature service (servicePlan): which views
+// and tables it reads, with which join key, which request features it
+// evaluates, and how it writes each output. Per request, the plan gives
+// the reads (appendReads: what a router places), then they are read
+// (read), then the request features are evaluated (lookup.go).
+
+// encoding is how a feature's value is written in JSON.
+type encoding uint8
+
+const (
+	encFloat encoding = iota
+	encInt
+	encString
+	encBool
+	encFloatList
+	encStringList
+)
+
+// output is one feature of a service response.
+type output struct {
+	kind  features.RefKind
+	slot  int // position in servicePlan.aggViews / tables / reqs
+	feat  int // aggregation or column index within it
+	enc   encoding
+	name  string
+	dtype string // JSON of the dataType object
+}
+
+type inputRef struct {
+	kind features.RefKind
+	slot int // aggViews/tables position, or request-context index
+	feat int
+}
+
+type reqPlan struct {
+	expr   *features.Expr
+	inputs []inputRef
+}
+
+// servicePlan is a compiled feature service: which views and tables to read
+// (each once, with which join key), which expressions to evaluate, and how
+// to write each output.
+type servicePlan struct {
+	name     string
+	joinKeys []string
+	ctxCols  []features.Column
+	aggViews []int // repo view index
+	aggKey   []int // join key index of each aggView
+	tables   []int // repo table index
+	tableKey []int
+	reqs     []reqPlan
+	outputs  []output
+	lateness int64 // smallest lateness of the sources read: bounds as_of
+	maxSlots int
+	model    *modelPlan // nil: the service has no model
+}
+
+func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
+	r := n.Repo()
+	p := &servicePlan{name: s.Name, joinKeys: s.JoinKeys, ctxCols: s.RequestContext, lateness: math.MaxInt64}
+	keyIndex := func(jk string) (int, error) {
+		for i, k := range p.joinKeys {
+			if k == jk {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("join key %s is not among the service's join keys %v", jk, p.joinKeys)
+	}
+	aggSlot := func(view int) (int, error) {
+		for i, v := range p.aggViews {
+			if v == view {
+				return i, nil
+			}
+		}
+		k, err := keyIndex(r.Views[view].Entity.JoinKey)
+		if err != nil {
+			return 0, err
+		}
+		p.aggViews = append(p.aggViews, view)
+		p.aggKey = append(p.aggKey, k)
+		p.lateness = min(p.lateness, r.Views[view].Source.Lateness)
+		return len(p.aggViews) - 1, nil
+	}
+	tableSlot := func(t int) (int, error) {
+		for i, v := range p.tables {
+			if v == t {
+				return i, nil
+			}
+		}
+		k, err := keyIndex(r.Tables[t].Entity.JoinKey)
+		if err != nil {
+			return 0, err
+		}
+		p.tables = append(p.tables, t)
+		p.tableKey = append(p.tableKey, k)
+		return len(p.tables) - 1, nil
+	}
+	ctxIndex := func(name string) (int, error) {
+		for i, c := range p.ctxCols {
+			if c.Name == name {
+				return i, nil
+			}
+		}
+		return 0, fmt.Errorf("request field %s is not in the service's request context", name)
+	}
+	for _, ref := range s.Features {
+		o := output{kind: ref.Kind, feat: ref.Feature, name: r.FeatureName(ref)}
+		var err error
+		switch ref.Kind {
+		case features.RefAggregate:
+			o.slot, err = aggSlot(ref.View)
+			o.enc = aggEncoding(r.Views[ref.View].Spec, ref.Feature)
+		case features.RefTable:
+			o.slot, err = tableSlot(ref.View)
+			o.enc = typeEncoding(r.Tables[ref.View].Columns[ref.Feature].Type)
+		case features.RefRequestView:
+			rf := r.Requests[ref.View].Features[ref.Feature]
+			rp := reqPlan{expr: rf.Expr}
+			for _, in := range rf.Inputs {
+				ir := inputRef{kind: in.Kind, feat: in.Feature}
+				switch in.Kind {
+				case features.RefAggregate:
+					ir.slot, err = aggSlot(in.View)
+				case features.RefTable:
+					ir.slot, err = tableSlot(in.View)
+				case features.RefRequest:
+					ir.slot, err = ctxIndex(r.Requests[ref.View].RequestSchema[in.View].Name)
+				default:
+					err = fmt.Errorf("request feature %s: unsupported input", o.name)
+				}
+				if err != nil {
+					return nil, err
+				}
+				rp.inputs = append(rp.inputs, ir)
+			}
+			p.maxSlots = max(p.maxSlots, len(rp.inputs))
+			p.reqs = append(p.reqs, rp)
+			o.slot = len(p.reqs) - 1
+			o.enc = encFloat
+		default:
+			err = fmt.Errorf("feature %s: unsupported kind", o.name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		o.dtype = dataTypeJSON(o.enc)
+		p.outputs = append(p.outputs, o)
+	}
+	if p.lateness == math.MaxInt64 {
+		p.lateness = 0
+	}
+	return p, nil
+}
+
+func aggEncoding(spec windows.Spec, i int) encoding {
+	a := spec.Aggregations[i]
+	str := spec.Columns[a.Column].Kind == windows.String
+	switch a.Func {
+	case windows.Count, windows.DistinctCount:
+		return encInt
+	case windows.LastN, windows.LastDistinctN:
+		if str {
+			return encStringList
+		}
+		return encFloatList
+	case windows.Last:
+		if str {
+			return encString
+		}
+	}
+	return encFloat
+}
+
+func typeEncoding(t features.Type) encoding {
+	switch t {
+	case features.String:
+		return encString
+	case features.Int:
+		return encInt
+	case features.Bool:
+		return encBool
+	}
+	return encFloat
+}
+
+func dataTypeJSON(e encoding) string {
+	switch e {
+	case encInt:
+		return `{"type":"int64"}`
+	case encString:
+		return `{"type":"string"}`
+	case encBool:
+		return `{"type":"bool"}`
+	case encFloatList:
+		return `{"type":"array","elementType":{"type":"float64"}}`
+	case encStringList:
+		return `{"type":"array","elementType":{"type":"string"}}`
+	}
+	return `{"type":"float64"}`
+}
+
+// A Read is one (view, key) pair a lookup needs: a feature view or a
+// table view of the repo, and the join key value to read it at. A lookup
+// is planned (its reads), then read, then evaluated; a router places a
+// request by the keys of its reads (a key's partition decides its group)
+// before anything is read.
+type Read struct {
+	Table bool   // a table view (Repo.Tables), else a feature view (Repo.Views)
+	View  int    // index in Repo.Views or Repo.Tables
+	Key   []byte // the join key value
+}
+
+// appendReads appends the reads of a row whose join key values are keys
+// (in the order of p.joinKeys): each feature view of the plan, then each
+// table, once.
+func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
+	for i, v := range p.aggViews {
+		dst = append(dst, Read{View: v, Key: keys[p.aggKey[i]]})
+	}
+	for i, t := range p.tables {
+		dst = append(dst, Read{Table: true, View: t, Key: keys[p.tableKey[i]]})
+	}
+	return dst
+}
+
+// read reads what appendReads planned into w: feature views at time t into
+// w.vals, tables into w.tnums, w.tstrs and w.tok, each in plan order.
+func (n *Node) read(reads []Read, t int64, w *lookupWork) {
+	v, tb := 0, 0
+	for _, r := range reads {
+		if r.Table {
+			n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			tb++
+			continue
+		}
+		w.vals[v] = n.View(r.View).Read(r.Key, t, w.vals[v][:0])
+		v++
+	}
+}
