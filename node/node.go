@@ -39,6 +39,13 @@ type Options struct {
 	// goroutine applies the whole log (recovery, historical features). Live
 	// ingest leaves it at 1: its other cores parse concurrent requests.
 	ApplyWorkers int
+	// SkipRemoved makes a replay skip (and count) log records of sources
+	// and tables the repo no longer has, instead of failing: for a node that
+	// replays a log written under an older repo to compute the current
+	// repo's features, as historical-features joins do (none of the repo's
+	// features can read those records). Open decides it for a serving node
+	// from the schema check (--accept-schema-change).
+	SkipRemoved bool
 }
 
 // Node serves one feature repo. It is safe for concurrent use.
@@ -101,6 +108,7 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
 	}
+	n.schemaAccepted = opts.SkipRemoved
 	var err error
 	if n.maxConns, err = connLimit(cfg.Limits.MaxConns, openFileLimit()); err != nil {
 		return nil, err
