@@ -10,7 +10,9 @@ type Description struct {
 	Inputs    []TensorInfo
 	Outputs   []TensorInfo
 	Operators []OperatorUse // sorted by Op
-	NumInputs int           // values per row
+	NumInputs int           // numeric values per row
+	// StringInputs names the inputs fed one string per row (ScoreStrings).
+	StringInputs []string
 	Classes   []string      // nil for regressors
 }
 

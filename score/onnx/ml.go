@@ -49,7 +49,7 @@ func (c *compiler) linear(n *nodeProto, a attrs) error {
 		nl, dt, classes = len(strs), tStr, strs
 		ints = make([]int64, nl)
 		for i := range ints {
-			ints[i] = int64(i)
+			ints[i] = c.intern(strs[i])
 		}
 	} else {
 		classes = formatLabels(ints)
@@ -70,7 +70,7 @@ func (c *compiler) linear(n *nodeProto, a attrs) error {
 		return fmt.Errorf("%w: %d class labels for %d scores", ErrMalformed, nl, s.nt)
 	}
 	s.labels = ints
-	s.label = c.newValue(c.output(n, 0), dt, 1)
+	s.label = c.newShaped(c.output(n, 0), dt, nil)
 	s.label.classes = classes
 	w := s.nt
 	if s.addSecond {
@@ -170,7 +170,7 @@ func (c *compiler) trees(n *nodeProto, a attrs) error {
 			strLabels, classes = true, strs
 			labels = make([]int64, len(strs))
 			for i := range labels {
-				labels[i] = int64(i)
+				labels[i] = c.intern(strs[i])
 			}
 		} else {
 			labels = a.ints("classlabels_int64s")
@@ -239,7 +239,7 @@ func addTrees[T float32 | float64](c *compiler, n *nodeProto, v *value, s *treeS
 		if strLabels {
 			ldt = tStr
 		}
-		st.label = c.newValue(c.output(n, 0), ldt, 1)
+		st.label = c.newShaped(c.output(n, 0), ldt, nil)
 		st.label.classes = classes
 		out := c.output(n, 1)
 		if out == "" {
