@@ -13,7 +13,7 @@ type Description struct {
 	NumInputs int           // numeric values per row
 	// StringInputs names the inputs fed one string per row (ScoreStrings).
 	StringInputs []string
-	Classes   []string      // nil for regressors
+	Classes      []string // nil for regressors
 }
 
 // TensorInfo describes one graph input or output.
