@@ -129,8 +129,29 @@ func (c *compiler) binarizer(n *nodeProto, a attrs) error {
 	if v.dt == tF32 {
 		t = float64(float32(t))
 	}
-	_, err = c.ew(n, []*value{v}, v.dt, func(x []float64) float64 { return b2f(x[0] > t) })
-	return err
+	o := c.newShaped(c.output(n, 0), v.dt, v.shape)
+	c.m.steps = append(c.m.steps, &binarizerStep{in: v, out: o, t: t})
+	return nil
+}
+
+// binarizerStep fails the call on NaN, as onnxruntime does.
+type binarizerStep struct {
+	in, out *value
+	t       float64
+}
+
+func (s *binarizerStep) run(sc *scratch, n int) {
+	src := sc.row[:s.in.width]
+	for r := range n {
+		loadRow(sc, s.in, r, src)
+		for j, x := range src {
+			if x != x && sc.err == nil {
+				sc.err = fmt.Errorf("Binarizer %s: input %d is NaN", s.out.name, j)
+			}
+			src[j] = b2f(x > s.t)
+		}
+		storeRow(sc, s.out, r, src)
+	}
 }
 
 // mapping is a compiled LabelEncoder or CategoryMapper: keys to values,

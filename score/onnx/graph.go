@@ -674,6 +674,49 @@ func (c *compiler) shapeOp(n *nodeProto, a attrs) error {
 	return nil
 }
 
+// constantOfShape compiles ConstantOfShape. Over a Shape output it is the
+// same for every row: a constant with a leading 1, which broadcasts over
+// rows in the elementwise operators (others refuse a constant operand).
+func (c *compiler) constantOfShape(n *nodeProto, a attrs) error {
+	sv, err := c.input(n, 0)
+	if err != nil {
+		return err
+	}
+	if !sv.isConst() {
+		return fmt.Errorf("%w: ConstantOfShape of a computed shape", ErrUnsupported)
+	}
+	fill, dt := 0.0, tF32
+	if x := a["value"]; x != nil && x.t != nil {
+		fv, err := c.constTensor("", x.t)
+		if err != nil || len(fv.konst) != 1 {
+			return fmt.Errorf("%w: ConstantOfShape value: %v", ErrMalformed, err)
+		}
+		fill, dt = fv.konst[0], fv.dt
+	}
+	kd := make([]int64, len(sv.konst))
+	total := int64(1)
+	for i, d := range sv.konst {
+		kd[i] = int64(d)
+		if i == 0 && sv.symN {
+			kd[i] = 1
+		}
+		if kd[i] < 0 || kd[i] > maxWidth {
+			return fmt.Errorf("%w: ConstantOfShape of shape %v", ErrMalformed, sv.konst)
+		}
+		total *= kd[i]
+		if total > maxWidth {
+			return fmt.Errorf("%w: ConstantOfShape larger than %d", ErrUnsupported, maxWidth)
+		}
+	}
+	data := make([]float64, total)
+	for i := range data {
+		data[i] = fill
+	}
+	name := c.output(n, 0)
+	c.values[name] = &value{name: name, dt: dt, buf: -1, konst: data, kdims: kd, width: len(data)}
+	return nil
+}
+
 // ints reads a constant integer tensor input (axes, shapes, indices).
 func (c *compiler) constInts(n *nodeProto, i int, what string) ([]int64, bool, error) {
 	if i >= len(n.inputs) || n.inputs[i] == "" {

@@ -253,6 +253,9 @@ func compile(mp *modelProto) (*Model, error) {
 		if v == nil {
 			return nil, fmt.Errorf("%w: output %q is not computed by the graph", ErrMalformed, o.name)
 		}
+		if v.isConst() {
+			return nil, fmt.Errorf("%w: output %q is a constant, not one value per row", ErrUnsupported, o.name)
+		}
 		m.desc.Outputs = append(m.desc.Outputs, describeValue(v, o))
 		switch {
 		case (v.dt == tI64 || v.dt == tStr) && v.width == 1 && m.label == nil:

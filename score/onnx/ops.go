@@ -19,6 +19,8 @@ func (c *compiler) node(n *nodeProto) error {
 		err = c.constant(n, a)
 	case "ai.onnx:Shape":
 		err = c.shapeOp(n, a)
+	case "ai.onnx:ConstantOfShape":
+		err = c.constantOfShape(n, a)
 	case "ai.onnx:Add", "ai.onnx:Sub", "ai.onnx:Mul", "ai.onnx:Div", "ai.onnx:Pow", "ai.onnx:Mod",
 		"ai.onnx:Max", "ai.onnx:Min", "ai.onnx:Sum", "ai.onnx:Mean",
 		"ai.onnx:Less", "ai.onnx:Greater", "ai.onnx:LessOrEqual", "ai.onnx:GreaterOrEqual", "ai.onnx:Equal",
