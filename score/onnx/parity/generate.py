@@ -763,6 +763,127 @@ def graph_models(w, rng):
     w.add("hand_graph_ops", m, "rows_graph", rows)
 
 
+def general_graph_models(w, rng):
+    """Hand-built graphs over the general operators converters emit less
+    often: broadcasting, reductions, Gemm, Slice with steps, Gather,
+    Squeeze/Unsqueeze, Where, Clip, variadic Max/Min/Sum/Mean, logic; an
+    int64 and a string input through CategoryMapper, LabelEncoder and
+    OneHotEncoder; double MatMul."""
+    nf = 6
+    rows = rng.normal(size=(2000, nf)).astype(np.float32) * 2
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    rows[rng.random(rows.shape) < 0.02] = 0.0
+    T = numpy_helper.from_array
+    f32 = lambda a, name: T(np.asarray(a, dtype=np.float32), name)
+    i64 = lambda a, name: T(np.asarray(a, dtype=np.int64), name)
+    mk = helper.make_node
+    inits = [
+        f32(rng.normal(size=(4, nf)), "W"), f32(rng.normal(size=4), "C"),
+        i64([1], "ax1"), i64([3], "s3"), i64([-5], "e5"), i64([-1], "m1"), i64([5, 0, 2], "gidx"),
+        f32([-1.0], "lo"), f32([1.0], "hi"), f32([1.5], "p15"), f32([0.0], "zero"), f32([1.0], "one"),
+        f32(rng.normal(size=(1, 4)), "row4"), i64([0], "ax0s"), i64([-1, 3], "shp"),
+    ]
+    nodes = [
+        mk("Gemm", ["X", "W", "C"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        mk("Unsqueeze", ["g", "ax1"], ["u"]),
+        mk("ReduceMax", ["u"], ["rm"], axes=[2], keepdims=0),
+        mk("Squeeze", ["u", "ax1"], ["sq"]),
+        mk("Slice", ["sq", "s3", "e5", "ax1", "m1"], ["rev"]),
+        mk("ReduceLogSumExp", ["sq"], ["lse"], axes=[1], keepdims=1),
+        mk("ReduceMean", ["sq"], ["mean"], axes=[1]),
+        mk("ReduceSum", ["sq", "ax1"], ["rsum"], keepdims=1),
+        mk("ReduceMin", ["rev"], ["rmin"], axes=[-1]),
+        mk("Sub", ["sq", "lse"], ["ls"]),
+        mk("Abs", ["ls"], ["ab"]),
+        mk("Sqrt", ["ab"], ["sr"]),
+        mk("Pow", ["sr", "p15"], ["pw"]),
+        mk("Clip", ["sq", "lo", "hi"], ["cl"]),
+        mk("Greater", ["sq", "zero"], ["gt"]),
+        mk("Neg", ["sq"], ["ng"]),
+        mk("Where", ["gt", "sq", "ng"], ["wh"]),
+        mk("Max", ["wh", "cl", "row4"], ["mx"]),
+        mk("Min", ["wh", "cl", "rev"], ["mn"]),
+        mk("Sum", ["mx", "mn", "rm"], ["sm"]),
+        mk("Mean", ["mx", "mn"], ["me"]),
+        mk("Gather", ["X", "gidx"], ["ga"], axis=1),
+        mk("Exp", ["ga"], ["ex"]),
+        mk("Add", ["ab", "one"], ["ab1"]),
+        mk("Log", ["ab1"], ["lg"]),
+        mk("Less", ["ga", "one"], ["lt"]),
+        mk("Greater", ["ga", "zero"], ["gz"]),
+        mk("And", ["lt", "gz"], ["and"]),
+        mk("Not", ["and"], ["nand"]),
+        mk("Or", ["nand", "lt"], ["or"]),
+        mk("Cast", ["or"], ["orf"], to=TensorProto.FLOAT),
+        mk("Softmax", ["sq"], ["smx"], axis=-1),
+        mk("Sigmoid", ["rsum"], ["sg"]),
+        mk("Div", ["mean", "hi"], ["dv"]),
+        mk("Concat", ["rm", "rev", "lse", "mean", "rsum", "rmin", "pw", "sm", "me", "ex", "lg", "orf", "smx", "sg", "dv"],
+           ["values"], axis=1),
+        mk("ArgMax", ["sq"], ["am"], axis=1, keepdims=0),
+        mk("ArgMin", ["rev"], ["an"], axis=-1, keepdims=1),
+        mk("Reshape", ["an", "m1"], ["anr"]),
+        mk("Add", ["am", "anr"], ["label"]),
+    ]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, nf])
+    outs = [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, None])]
+    g = helper.make_graph(nodes, "g", [x], outs, initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    w.add("hand_general_ops", m, "rows_general", rows)
+
+    # An int64 code and a string category.
+    n = 2000
+    codes = rng.integers(-1, 8, size=(n, 1)).astype(np.float32)
+    cats = np.array(["grocery", "travel", "gaming", "fuel", "other", ""])
+    strs = cats[rng.integers(0, len(cats), size=(n, 1))]
+    nodes = [
+        mk("CategoryMapper", ["cat"], ["cid"], domain="ai.onnx.ml",
+           cats_strings=["grocery", "travel", "gaming"], cats_int64s=[3, 1, 2], default_int64=-7),
+        mk("LabelEncoder", ["cat"], ["cw"], domain="ai.onnx.ml",
+           keys_strings=["gaming", "fuel"], values_floats=[2.5, -1.0], default_float=0.25),
+        mk("LabelEncoder", ["code"], ["cname"], domain="ai.onnx.ml",
+           keys_int64s=[0, 1, 2, 3, 4], values_strings=["a", "b", "c", "a", "e"], default_string="none"),
+        mk("CategoryMapper", ["cname"], ["cback"], domain="ai.onnx.ml",
+           cats_strings=["a", "b", "c"], cats_int64s=[10, 20, 30], default_int64=-1),
+        mk("OneHotEncoder", ["code"], ["oh"], domain="ai.onnx.ml", cats_int64s=[0, 2, 4, 6], zeros=1),
+        mk("OneHotEncoder", ["cat"], ["ohs"], domain="ai.onnx.ml", cats_strings=["travel", "fuel", "zzz"], zeros=1),
+        mk("Reshape", ["oh", "shp0"], ["oh2"]),
+        mk("Reshape", ["ohs", "shp0"], ["ohs2"]),
+        mk("Equal", ["cat", "gam"], ["isg"]),
+        mk("Cast", ["isg"], ["isgf"], to=TensorProto.FLOAT),
+        mk("Cast", ["cid"], ["cidf"], to=TensorProto.FLOAT),
+        mk("Cast", ["cback"], ["cbf"], to=TensorProto.FLOAT),
+        mk("Mul", ["code", "two"], ["code2"]),
+        mk("Cast", ["code2"], ["code2f"], to=TensorProto.FLOAT),
+        mk("Concat", ["cidf", "cw", "cbf", "oh2", "ohs2", "isgf", "code2f"], ["values"], axis=1),
+        mk("Identity", ["cname"], ["label"]),
+    ]
+    ins = [helper.make_tensor_value_info("code", TensorProto.INT64, [None, 1]),
+           helper.make_tensor_value_info("cat", TensorProto.STRING, [None, 1])]
+    outs = [helper.make_tensor_value_info("label", TensorProto.STRING, [None, 1]),
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, None])]
+    inits = [i64([-1, 4], "shp0"), T(np.array(["gaming"], dtype=object), "gam"), i64([2], "two")]
+    inits[0] = i64([0, -1], "shp0")
+    g = helper.make_graph(nodes, "g", ins, outs, initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("ai.onnx.ml", 2)])
+    w.add("hand_string_int_ops", m, "rows_string_int", codes, strs)
+
+    # Double precision: MatMul, Div, Cast down to float.
+    rows64 = rng.normal(size=(1500, 5)).astype(np.float32)
+    nodes = [
+        mk("MatMul", ["X", "M"], ["mm"]),
+        mk("Div", ["mm", "d"], ["dv"]),
+        mk("Cast", ["dv"], ["values"], to=TensorProto.FLOAT),
+    ]
+    inits = [T(rng.normal(size=(5, 3)).astype(np.float64), "M"), T(np.asarray([3.0], dtype=np.float64), "d")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, 5])],
+                          [helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, 3])], initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    w.add("hand_double_matmul", m, "rows_double", rows64)
+
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                "..", "testdata", "generated")
@@ -771,6 +892,7 @@ def main():
     w = Writer(out)
     handbuilt_models(w, rng)
     graph_models(w, rng)
+    general_graph_models(w, rng)
     sklearn_models(w, rng)
     boosted_models(w, rng)
     linear_models(w, rng)
