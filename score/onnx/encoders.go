@@ -57,7 +57,16 @@ func (c *compiler) arrayFeatureExtractor(n *nodeProto) error {
 		if err := c.lookup(name, x, iv, len(x.konst), 1, shape); err != nil {
 			return err
 		}
-		c.values[name].classes = x.classes
+		// Converters look class labels up this way: the constant is the
+		// class list, in score order.
+		o := c.values[name]
+		for _, f := range x.konst {
+			if x.dt == tStr {
+				o.classes = append(o.classes, c.m.strs[int(f)])
+			} else {
+				o.classes = append(o.classes, formatLabels([]int64{int64(f)})...)
+			}
+		}
 		return nil
 	case x.isConst():
 		return fmt.Errorf("%w: ArrayFeatureExtractor of two constants", ErrUnsupported)
