@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"strings"
 	"testing"
 
@@ -239,5 +240,33 @@ func TestRefusesConstantOutput(t *testing.T) {
 		[][]byte{valueInfo("X", dtFloat, -1, 1)}, [][]byte{valueInfo("Y", dtFloat, 1)})
 	if _, err := Parse(m); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
+	}
+}
+
+// TestInspect: a model Load refuses is still described, every operator and
+// input listed, the unsupported ones marked.
+func TestInspect(t *testing.T) {
+	b := graphModel([][]byte{
+		node("Add", "", []string{"X", "c"}, []string{"a"}),
+		node("TopK", "", []string{"a", "k"}, []string{"Y", "I"}),
+	}, [][]byte{pbInit("c", dtFloat, []int64{1}, 1.0), pbInit("k", dtInt64, []int64{1}, 1)},
+		[][]byte{valueInfo("X", dtFloat, -1, 3), valueInfo("cat", dtString, -1, 1)}, [][]byte{valueInfo("Y", dtFloat, -1, 1)})
+	path := t.TempDir() + "/m.onnx"
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("Load: %v, want ErrUnsupported", err)
+	}
+	d, err := Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Inputs) != 2 || d.Inputs[0].Name != "X" || d.Inputs[1].Type != "tensor(string)" || strings.Join(d.StringInputs, ",") != "cat" {
+		t.Errorf("inputs %+v, string inputs %v", d.Inputs, d.StringInputs)
+	}
+	want := []OperatorUse{{Op: "ai.onnx:Add", Count: 1, Supported: true}, {Op: "ai.onnx:TopK", Count: 1, Supported: false}}
+	if len(d.Operators) != 2 || d.Operators[0] != want[0] || d.Operators[1] != want[1] {
+		t.Errorf("operators %+v, want %+v", d.Operators, want)
 	}
 }

@@ -289,7 +289,7 @@ func compile(mp *modelProto) (*Model, error) {
 		}
 	}
 	for op, n := range c.ops {
-		m.desc.Operators = append(m.desc.Operators, OperatorUse{Op: op, Count: n})
+		m.desc.Operators = append(m.desc.Operators, OperatorUse{Op: op, Count: n, Supported: true})
 	}
 	sort.Slice(m.desc.Operators, func(i, j int) bool { return m.desc.Operators[i].Op < m.desc.Operators[j].Op })
 	if m.direct() {

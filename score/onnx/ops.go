@@ -5,72 +5,57 @@ import (
 	"math"
 )
 
-// node compiles one graph node into steps (or aliases, or constants).
-func (c *compiler) node(n *nodeProto) error {
-	a := newAttrs(n)
-	op := opName(n)
-	var err error
-	switch op {
-	case "ai.onnx:Identity", "ai.onnx:Flatten", "ai.onnx:Reshape", "ai.onnx:Squeeze", "ai.onnx:Unsqueeze":
-		err = c.reshape(n, a)
-	case "ai.onnx:Cast":
-		err = c.cast(n, a)
-	case "ai.onnx:Constant":
-		err = c.constant(n, a)
-	case "ai.onnx:Shape":
-		err = c.shapeOp(n, a)
-	case "ai.onnx:ConstantOfShape":
-		err = c.constantOfShape(n, a)
-	case "ai.onnx:Add", "ai.onnx:Sub", "ai.onnx:Mul", "ai.onnx:Div", "ai.onnx:Pow", "ai.onnx:Mod",
+// compilers maps each supported operator ("domain:op") to its compiler.
+var compilers = map[string]func(c *compiler, n *nodeProto, a attrs) error{}
+
+func init() {
+	add := func(fn func(c *compiler, n *nodeProto, a attrs) error, ops ...string) {
+		for _, op := range ops {
+			compilers[op] = fn
+		}
+	}
+	add((*compiler).reshape, "ai.onnx:Identity", "ai.onnx:Flatten", "ai.onnx:Reshape", "ai.onnx:Squeeze", "ai.onnx:Unsqueeze")
+	add((*compiler).cast, "ai.onnx:Cast")
+	add((*compiler).constant, "ai.onnx:Constant")
+	add((*compiler).shapeOp, "ai.onnx:Shape")
+	add((*compiler).constantOfShape, "ai.onnx:ConstantOfShape")
+	add((*compiler).elementwise, "ai.onnx:Add", "ai.onnx:Sub", "ai.onnx:Mul", "ai.onnx:Div", "ai.onnx:Pow", "ai.onnx:Mod",
 		"ai.onnx:Max", "ai.onnx:Min", "ai.onnx:Sum", "ai.onnx:Mean",
 		"ai.onnx:Less", "ai.onnx:Greater", "ai.onnx:LessOrEqual", "ai.onnx:GreaterOrEqual", "ai.onnx:Equal",
 		"ai.onnx:And", "ai.onnx:Or", "ai.onnx:Xor", "ai.onnx:Not", "ai.onnx:Where", "ai.onnx:Clip",
 		"ai.onnx:Neg", "ai.onnx:Abs", "ai.onnx:Floor", "ai.onnx:Ceil", "ai.onnx:Round", "ai.onnx:Sign",
 		"ai.onnx:Relu", "ai.onnx:IsNaN", "ai.onnx:IsInf", "ai.onnx:Log", "ai.onnx:Exp", "ai.onnx:Sqrt",
-		"ai.onnx:Reciprocal", "ai.onnx:Tanh", "ai.onnx:Erf", "ai.onnx:Sigmoid":
-		err = c.elementwise(n, a)
-	case "ai.onnx:Softmax":
-		err = c.unary(n, a)
-	case "ai.onnx:Concat", "ai.onnx.ml:FeatureVectorizer":
-		err = c.concat(n, a)
-	case "ai.onnx:Slice":
-		err = c.slice(n, a)
-	case "ai.onnx:Gather":
-		err = c.gather(n, a)
-	case "ai.onnx:MatMul", "ai.onnx:Gemm":
-		err = c.matmul(n, a)
-	case "ai.onnx:ReduceSum", "ai.onnx:ReduceMean", "ai.onnx:ReduceMax", "ai.onnx:ReduceMin",
+		"ai.onnx:Reciprocal", "ai.onnx:Tanh", "ai.onnx:Erf", "ai.onnx:Sigmoid")
+	add((*compiler).unary, "ai.onnx:Softmax")
+	add((*compiler).concat, "ai.onnx:Concat", "ai.onnx.ml:FeatureVectorizer")
+	add((*compiler).slice, "ai.onnx:Slice")
+	add((*compiler).gather, "ai.onnx:Gather")
+	add((*compiler).matmul, "ai.onnx:MatMul", "ai.onnx:Gemm")
+	add((*compiler).reduce, "ai.onnx:ReduceSum", "ai.onnx:ReduceMean", "ai.onnx:ReduceMax", "ai.onnx:ReduceMin",
 		"ai.onnx:ReduceProd", "ai.onnx:ReduceLogSumExp", "ai.onnx:ReduceLogSum", "ai.onnx:ReduceL1",
-		"ai.onnx:ReduceL2", "ai.onnx:ReduceSumSquare":
-		err = c.reduce(n, a)
-	case "ai.onnx:ArgMax", "ai.onnx:ArgMin":
-		err = c.argmax(n, a)
-	case "ai.onnx:LpNormalization":
-		err = c.lpNorm(n, a)
-	case "ai.onnx.ml:ZipMap":
-		err = c.zipmap(n, a)
-	case "ai.onnx.ml:Scaler":
-		err = c.scaler(n, a)
-	case "ai.onnx.ml:Normalizer":
-		err = c.normalizer(n, a)
-	case "ai.onnx.ml:ArrayFeatureExtractor":
-		err = c.arrayFeatureExtractor(n)
-	case "ai.onnx.ml:Imputer":
-		err = c.imputer(n, a)
-	case "ai.onnx.ml:Binarizer":
-		err = c.binarizer(n, a)
-	case "ai.onnx.ml:LabelEncoder", "ai.onnx.ml:CategoryMapper":
-		err = c.labelEncoder(n, a)
-	case "ai.onnx.ml:OneHotEncoder":
-		err = c.oneHot(n, a)
-	case "ai.onnx.ml:LinearClassifier", "ai.onnx.ml:LinearRegressor":
-		err = c.linear(n, a)
-	case "ai.onnx.ml:TreeEnsembleClassifier", "ai.onnx.ml:TreeEnsembleRegressor", "ai.onnx.ml:TreeEnsemble":
-		err = c.trees(n, a)
-	default:
+		"ai.onnx:ReduceL2", "ai.onnx:ReduceSumSquare")
+	add((*compiler).argmax, "ai.onnx:ArgMax", "ai.onnx:ArgMin")
+	add((*compiler).lpNorm, "ai.onnx:LpNormalization")
+	add((*compiler).zipmap, "ai.onnx.ml:ZipMap")
+	add((*compiler).scaler, "ai.onnx.ml:Scaler")
+	add((*compiler).normalizer, "ai.onnx.ml:Normalizer")
+	add(func(c *compiler, n *nodeProto, _ attrs) error { return c.arrayFeatureExtractor(n) }, "ai.onnx.ml:ArrayFeatureExtractor")
+	add((*compiler).imputer, "ai.onnx.ml:Imputer")
+	add((*compiler).binarizer, "ai.onnx.ml:Binarizer")
+	add((*compiler).labelEncoder, "ai.onnx.ml:LabelEncoder", "ai.onnx.ml:CategoryMapper")
+	add((*compiler).oneHot, "ai.onnx.ml:OneHotEncoder")
+	add((*compiler).linear, "ai.onnx.ml:LinearClassifier", "ai.onnx.ml:LinearRegressor")
+	add((*compiler).trees, "ai.onnx.ml:TreeEnsembleClassifier", "ai.onnx.ml:TreeEnsembleRegressor", "ai.onnx.ml:TreeEnsemble")
+}
+
+// node compiles one graph node into steps (or aliases, or constants).
+func (c *compiler) node(n *nodeProto) error {
+	op := opName(n)
+	fn := compilers[op]
+	if fn == nil {
 		return fmt.Errorf("%w: operator %s is not supported", ErrUnsupported, op)
 	}
-	if err != nil {
+	if err := fn(c, n, newAttrs(n)); err != nil {
 		return err
 	}
 	c.ops[op]++
