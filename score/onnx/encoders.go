@@ -167,7 +167,9 @@ func (s *binarizerStep) run(sc *scratch, n int) {
 // with a default for any other key. String keys and values are ids.
 type mapping struct {
 	table map[float64]float64
-	nan   float64 // the value for a NaN key, when hasNaN
+	dense []float64 // integer keys lo..lo+len-1, when they are dense enough
+	lo    float64
+	nan   float64 // the value for a NaN key, when has
 	has   bool    // a NaN key is present
 	def   float64
 }
@@ -179,10 +181,42 @@ func (mp *mapping) get(x float64) float64 {
 		}
 		return mp.def
 	}
+	if mp.dense != nil {
+		if i := x - mp.lo; i >= 0 && i < float64(len(mp.dense)) && i == math.Trunc(i) {
+			return mp.dense[int(i)]
+		}
+		return mp.def
+	}
 	if y, ok := mp.table[x]; ok {
 		return y
 	}
 	return mp.def
+}
+
+// densify switches integer keys spanning a small range (tree node ids, say)
+// to a slice.
+func (mp *mapping) densify() {
+	if len(mp.table) == 0 {
+		return
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for k := range mp.table {
+		if k != math.Trunc(k) || math.IsInf(k, 0) {
+			return
+		}
+		lo, hi = math.Min(lo, k), math.Max(hi, k)
+	}
+	if hi-lo >= float64(4*len(mp.table)+64) {
+		return
+	}
+	mp.lo = lo
+	mp.dense = make([]float64, int(hi-lo)+1)
+	for i := range mp.dense {
+		mp.dense[i] = mp.def
+	}
+	for k, v := range mp.table {
+		mp.dense[int(k-lo)] = v
+	}
 }
 
 // labelEncoder compiles LabelEncoder (ai.onnx.ml opsets 1 to 4) and
@@ -282,12 +316,9 @@ func (c *compiler) labelEncoder(n *nodeProto, a attrs) error {
 			mp.table[k] = vals[i]
 		}
 	}
-	o, err := c.ew(n, []*value{v}, vt, func(x []float64) float64 { return mp.get(x[0]) })
-	if err != nil {
-		return err
-	}
-	_ = o
-	return nil
+	mp.densify()
+	_, err = c.ew(n, []*value{v}, vt, func(x []float64) float64 { return mp.get(x[0]) })
+	return err
 }
 
 // oneHot compiles OneHotEncoder: [N, shape...] to [N, shape..., C]. A

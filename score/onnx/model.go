@@ -651,6 +651,7 @@ func (sc *scratch) ensure(m *Model, n int) {
 		sc.tmp = make([][]float64, m.nTmp)
 		sc.args = make([]float64, m.nTmp)
 	}
+	need = max(need, flatBlock)
 	for i := range sc.tmp {
 		if len(sc.tmp[i]) < need {
 			sc.tmp[i] = make([]float64, need)
@@ -702,16 +703,21 @@ func (m *Model) emit(sc *scratch, n int, out []Prediction) {
 
 // loadRow reads row r of v as float64 into dst (len v.width).
 func loadRow(sc *scratch, v *value, r int, dst []float64) {
-	w := v.width
+	loadFlat(sc, v, r*v.width, dst[:v.width])
+}
+
+// loadFlat reads len(dst) values of v from element off (row-major over
+// rows) as float64.
+func loadFlat(sc *scratch, v *value, off int, dst []float64) {
 	switch v.dt {
 	case tF32:
-		for j, x := range sc.f32[v.buf][r*w : r*w+w] {
+		for j, x := range sc.f32[v.buf][off : off+len(dst)] {
 			dst[j] = float64(x)
 		}
 	case tF64:
-		copy(dst, sc.f64[v.buf][r*w:r*w+w])
+		copy(dst, sc.f64[v.buf][off:off+len(dst)])
 	default:
-		for j, x := range sc.i64[v.buf][r*w : r*w+w] {
+		for j, x := range sc.i64[v.buf][off : off+len(dst)] {
 			dst[j] = float64(x)
 		}
 	}
@@ -719,26 +725,30 @@ func loadRow(sc *scratch, v *value, r int, dst []float64) {
 
 // storeRow writes src (len v.width) to row r of v, rounding to v's type.
 func storeRow(sc *scratch, v *value, r int, src []float64) {
-	w := v.width
+	storeFlat(sc, v, r*v.width, src[:v.width])
+}
+
+// storeFlat writes src to v from element off, rounding to v's type.
+func storeFlat(sc *scratch, v *value, off int, src []float64) {
 	switch v.dt {
 	case tF32:
-		d := sc.f32[v.buf][r*w : r*w+w]
-		for j, x := range src[:w] {
+		d := sc.f32[v.buf][off : off+len(src)]
+		for j, x := range src {
 			d[j] = float32(x)
 		}
 	case tF64:
-		copy(sc.f64[v.buf][r*w:r*w+w], src[:w])
+		copy(sc.f64[v.buf][off:off+len(src)], src)
 	case tBool:
-		d := sc.i64[v.buf][r*w : r*w+w]
-		for j, x := range src[:w] {
+		d := sc.i64[v.buf][off : off+len(src)]
+		for j, x := range src {
 			d[j] = 0
 			if x != 0 {
 				d[j] = 1
 			}
 		}
 	default:
-		d := sc.i64[v.buf][r*w : r*w+w]
-		for j, x := range src[:w] {
+		d := sc.i64[v.buf][off : off+len(src)]
+		for j, x := range src {
 			d[j] = toInt64(x)
 		}
 	}

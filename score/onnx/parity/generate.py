@@ -361,7 +361,7 @@ def ensemble_models(w, rng):
     xm_h = xm.copy()
     xm_h[rng.random(xm.shape) < 0.05] = np.nan
 
-    iso = IsolationForest(n_estimators=50, random_state=SEED).fit(xb)
+    iso = IsolationForest(n_estimators=100, random_state=SEED).fit(xb)  # also a benchmark model
     m = conv_default(iso, xb)
     w.add("iso_forest", m, "rows_iso", make_rows(rng, xb, m, 1000, 300, 600, 200))
 
