@@ -102,7 +102,7 @@ func (c *compiler) imputer(n *nodeProto, a attrs) error {
 	if len(v.shape) > 0 {
 		last = v.shape[len(v.shape)-1]
 	}
-	if len(imp) != 1 && len(imp) != last {
+	if last == 0 || len(imp) != 1 && len(imp) != last {
 		return fmt.Errorf("%w: Imputer has %d imputed values for rows of %d", ErrMalformed, len(imp), last)
 	}
 	nan := math.IsNaN(repl)

@@ -1388,6 +1388,11 @@ func (c *compiler) concatConst(n *nodeProto, a attrs, ins []*value) error {
 		if len(v.kdims) != r || v.dt != ins[0].dt {
 			return fmt.Errorf("%w: Concat of constants of shapes %v and %v", ErrMalformed, ins[0].kdims, v.kdims)
 		}
+		for d := range v.kdims {
+			if d != ax && v.kdims[d] != ins[0].kdims[d] {
+				return fmt.Errorf("%w: Concat of constants of shapes %v and %v", ErrMalformed, ins[0].kdims, v.kdims)
+			}
+		}
 		total += int(v.kdims[ax])
 		chunks = append(chunks, len(v.konst)/max(outer, 1))
 	}
@@ -1678,6 +1683,9 @@ func (c *compiler) matmul(n *nodeProto, a attrs) error {
 	if len(x.shape) == 0 || x.shape[len(x.shape)-1] != k {
 		return fmt.Errorf("%w: %s of rows of shape %v by %v", ErrMalformed, n.opType, x.shape, b.kdims)
 	}
+	if k == 0 || m == 0 {
+		return fmt.Errorf("%w: %s by an empty matrix", ErrUnsupported, n.opType)
+	}
 	if len(w) != k*m {
 		return fmt.Errorf("%w: %s weights hold %d values, shape %v", ErrMalformed, n.opType, len(w), b.kdims)
 	}
@@ -1805,6 +1813,9 @@ func (c *compiler) lpNorm(n *nodeProto, a attrs) error {
 		return fmt.Errorf("%w: LpNormalization p=%d", ErrMalformed, p)
 	}
 	dim := v.shape[len(v.shape)-1]
+	if dim == 0 {
+		return fmt.Errorf("%w: LpNormalization over an empty axis", ErrUnsupported)
+	}
 	f32 := v.dt == tF32
 	rd := func(x float64) float64 {
 		if f32 {

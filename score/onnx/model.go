@@ -541,16 +541,17 @@ func (m *Model) ScoreStrings(ctx context.Context, rows []float32, strs []string,
 		k := min(chunkRows, n-off)
 		sc.strs, sc.err = strs[off*ns:(off+k)*ns], nil
 		m.run(sc, rows[off*m.width:(off+k)*m.width], k)
-		sc.strs = nil
+		err := sc.err
+		if err == nil {
+			m.emit(sc, k, out[off:off+k]) // an output may be the caller's rows
+		}
+		sc.strs, sc.err = nil, nil
 		if m.direct() {
 			sc.f32[m.inputs[0].buf] = nil // do not keep the caller's rows
 		}
-		if sc.err != nil {
-			err := sc.err
-			sc.err = nil
+		if err != nil {
 			return fmt.Errorf("score rows %d..%d: %v: %w", off, off+k, err, score.ErrBadInput)
 		}
-		m.emit(sc, k, out[off:off+k])
 	}
 	return nil
 }

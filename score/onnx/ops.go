@@ -58,6 +58,11 @@ func (c *compiler) node(n *nodeProto) error {
 	if err := fn(c, n, newAttrs(n)); err != nil {
 		return err
 	}
+	for _, name := range n.outputs {
+		if v := c.values[name]; v != nil && !v.isConst() && v.width == 0 {
+			return fmt.Errorf("%w: %s output %q is empty", ErrUnsupported, op, name)
+		}
+	}
 	c.ops[op]++
 	return nil
 }
