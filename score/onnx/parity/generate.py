@@ -515,8 +515,8 @@ def categorical_boosters(w, rng):
 
     import catboost
     x2 = x.copy()
-    for tag, est in [("bin", catboost.CatBoostClassifier(iterations=40, depth=4, random_seed=SEED, verbose=0, thread_count=1)),
-                     ("reg", catboost.CatBoostRegressor(iterations=40, depth=4, random_seed=SEED, verbose=0, thread_count=1))]:
+    for tag, est in [("bin", catboost.CatBoostClassifier(iterations=40, depth=4, random_seed=SEED, verbose=0, thread_count=1, allow_writing_files=False)),
+                     ("reg", catboost.CatBoostRegressor(iterations=40, depth=4, random_seed=SEED, verbose=0, thread_count=1, allow_writing_files=False))]:
         target = y if tag == "bin" else x2[:, 1] * 100 + y
         target = np.nan_to_num(target)
         est.fit(x2, target)
