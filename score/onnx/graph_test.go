@@ -270,3 +270,17 @@ func TestInspect(t *testing.T) {
 		t.Errorf("operators %+v, want %+v", d.Operators, want)
 	}
 }
+
+// TestRefusesRankOneIntoMLOperators: onnxruntime reads an [N] tensor fed
+// to a tree ensemble or Softmax as one row of N values; tally refuses it.
+func TestRefusesRankOneIntoMLOperators(t *testing.T) {
+	for _, n := range [][]byte{
+		node("Softmax", "", []string{"X"}, []string{"Y"}, pbInt("axis", -1)),
+		node("Normalizer", "ai.onnx.ml", []string{"X"}, []string{"Y"}, pbString("norm", "L1")),
+	} {
+		_, err := Parse(graphModel([][]byte{n}, nil, [][]byte{valueInfo("X", dtFloat, -1)}, [][]byte{valueInfo("Y", dtFloat, -1)}))
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "rank 1") {
+			t.Errorf("err = %v, want ErrUnsupported about rank 1", err)
+		}
+	}
+}

@@ -9,7 +9,7 @@ import (
 // onnxruntime's float32 GEMM (a fused multiply-add chain per score, as its
 // MLAS kernels on x86 compute it).
 func (c *compiler) linear(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func (s *linearStep) run(sc *scratch, n int) {
 // follows the input's element type, as in onnxruntime: float32 thresholds
 // (and float32 accumulation) for float input, float64 for double input.
 func (c *compiler) trees(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,20 @@ func (c *compiler) node(n *nodeProto) error {
 	return nil
 }
 
+// matrixInput is a per-row input of shape [N, C]: what the ai.onnx.ml
+// operators read as one row of C features (they would read [N] as one row
+// of N values, mixing rows, and other ranks differently).
+func (c *compiler) matrixInput(n *nodeProto, i int) (*value, error) {
+	v, err := c.rowInput(n, i)
+	if err != nil {
+		return nil, err
+	}
+	if len(v.shape) != 1 {
+		return nil, fmt.Errorf("%w: %s of a tensor of rank %d; [N, C] is supported", ErrUnsupported, n.opType, rank(v))
+	}
+	return v, nil
+}
+
 func (c *compiler) rowInput(n *nodeProto, i int) (*value, error) {
 	v, err := c.input(n, i)
 	if err != nil {
@@ -94,7 +108,7 @@ func (s *mapStep) run(sc *scratch, n int) {
 }
 
 func (c *compiler) unary(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}
@@ -137,7 +151,7 @@ func (c *compiler) unary(n *nodeProto, a attrs) error {
 // zipmap aliases the class scores; the output is marked as a sequence of
 // maps and carries the class labels.
 func (c *compiler) zipmap(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}
@@ -158,7 +172,7 @@ func (c *compiler) zipmap(n *nodeProto, a attrs) error {
 }
 
 func (c *compiler) scaler(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}
@@ -185,7 +199,7 @@ func (c *compiler) scaler(n *nodeProto, a attrs) error {
 
 // normalizer follows onnxruntime's float32 arithmetic exactly.
 func (c *compiler) normalizer(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}
