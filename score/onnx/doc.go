@@ -15,7 +15,7 @@
 //	            *_as_tensor attributes), TreeEnsemble (opset 5, with
 //	            BRANCH_MEMBER), LinearClassifier, LinearRegressor, Scaler,
 //	            Normalizer, ZipMap, FeatureVectorizer, ArrayFeatureExtractor,
-//	            Imputer, Binarizer, LabelEncoder (opsets 1-3),
+//	            Imputer, Binarizer, LabelEncoder (opsets 1-4),
 //	            CategoryMapper, OneHotEncoder
 //	ai.onnx     Identity, Cast, Constant, ConstantOfShape, Shape (into
 //	            Reshape), Reshape, Flatten, Squeeze, Unsqueeze, Concat,

@@ -219,7 +219,8 @@ func (mp *mapping) densify() {
 	}
 }
 
-// labelEncoder compiles LabelEncoder (ai.onnx.ml opsets 1 to 4) and
+// labelEncoder compiles LabelEncoder (ai.onnx.ml opsets 1 to 4: string,
+// int64, float and tensor keys and values) and
 // CategoryMapper.
 func (c *compiler) labelEncoder(n *nodeProto, a attrs) error {
 	v, err := c.input(n, 0)
@@ -259,9 +260,47 @@ func (c *compiler) labelEncoder(n *nodeProto, a attrs) error {
 			return fmt.Errorf("%w: CategoryMapper of %s", ErrMalformed, v.dt)
 		}
 	} else {
+		tensor := func(name string) (*value, error) {
+			x := a[name]
+			if x == nil || x.t == nil {
+				return nil, nil
+			}
+			v, err := c.constTensor(name, x.t)
+			if err != nil {
+				return nil, fmt.Errorf("%w: LabelEncoder %s: %v", ErrUnsupported, name, err)
+			}
+			return v, nil
+		}
+		kv, err := tensor("keys_tensor")
+		if err != nil {
+			return err
+		}
+		vv, err := tensor("values_tensor")
+		if err != nil {
+			return err
+		}
+		dv, err := tensor("default_tensor")
+		if err != nil {
+			return err
+		}
+		if kv != nil {
+			kt, keys = kv.dt, kv.konst
+		}
+		if vv != nil {
+			vt, vals = vv.dt, vv.konst
+			switch {
+			case dv != nil && len(dv.konst) == 1 && dv.dt == vt:
+				def = dv.konst[0]
+			case vt == tStr:
+				def = float64(c.intern("_Unused"))
+			case vt == tI64:
+				def = -1
+			case isFloat(vt):
+				def = -0.0
+			}
+		}
 		switch {
-		case a.has("keys_tensor"):
-			return fmt.Errorf("%w: LabelEncoder keys_tensor (opset 4)", ErrUnsupported)
+		case kv != nil:
 		case a.has("keys_strings") || a.has("classes_strings"):
 			kt = tStr
 			keys = strIDs(append(a.strs("keys_strings"), a.strs("classes_strings")...))
@@ -271,6 +310,7 @@ func (c *compiler) labelEncoder(n *nodeProto, a attrs) error {
 			kt, keys = tF32, a.floats("keys_floats")
 		}
 		switch {
+		case vv != nil:
 		case a.has("values_strings"):
 			vt, vals = tStr, strIDs(a.strs("values_strings"))
 			def = float64(c.intern(a.str("default_string", "_Unused")))
@@ -304,7 +344,7 @@ func (c *compiler) labelEncoder(n *nodeProto, a attrs) error {
 		if len(keys) != len(vals) {
 			return fmt.Errorf("%w: LabelEncoder has %d keys and %d values", ErrMalformed, len(keys), len(vals))
 		}
-		if kt != v.dt && !(kt == tF32 && v.dt == tF64) {
+		if kt != v.dt && !(isFloat(kt) && isFloat(v.dt)) {
 			return fmt.Errorf("%w: LabelEncoder with %s keys of a %s input", ErrMalformed, kt, v.dt)
 		}
 	}

@@ -869,6 +869,21 @@ def general_graph_models(w, rng):
     m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("ai.onnx.ml", 2)])
     w.add("hand_string_int_ops", m, "rows_string_int", codes, strs)
 
+    # LabelEncoder with tensor keys and values (ai.onnx.ml 4).
+    nodes = [
+        mk("LabelEncoder", ["code"], ["lv"], domain="ai.onnx.ml",
+           keys_tensor=i64([0, 2, 5], "k"), values_tensor=f32([0.5, -2.0, 7.25], "v"),
+           default_tensor=f32([9.0], "d")),
+        mk("LabelEncoder", ["cat"], ["li"], domain="ai.onnx.ml",
+           keys_tensor=T(np.array(["travel", "fuel"], dtype=object), "k"), values_tensor=i64([3, 4], "v"),
+           default_tensor=i64([-5], "d")),
+        mk("Cast", ["li"], ["lif"], to=TensorProto.FLOAT),
+        mk("Concat", ["lv", "lif"], ["values"], axis=1),
+    ]
+    g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, 2])])
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("ai.onnx.ml", 4)])
+    w.add("hand_labelencoder_v4", m, "rows_string_int", codes, strs)
+
     # Double precision: MatMul, Div, Cast down to float.
     rows64 = rng.normal(size=(1500, 5)).astype(np.float32)
     nodes = [
