@@ -26,7 +26,7 @@ func init() {
 		"ai.onnx:Neg", "ai.onnx:Abs", "ai.onnx:Floor", "ai.onnx:Ceil", "ai.onnx:Round", "ai.onnx:Sign",
 		"ai.onnx:Relu", "ai.onnx:IsNaN", "ai.onnx:IsInf", "ai.onnx:Log", "ai.onnx:Exp", "ai.onnx:Sqrt",
 		"ai.onnx:Reciprocal", "ai.onnx:Tanh", "ai.onnx:Erf", "ai.onnx:Sigmoid")
-	add((*compiler).unary, "ai.onnx:Softmax")
+	add((*compiler).softmax, "ai.onnx:Softmax")
 	add((*compiler).concat, "ai.onnx:Concat", "ai.onnx.ml:FeatureVectorizer")
 	add((*compiler).slice, "ai.onnx:Slice")
 	add((*compiler).gather, "ai.onnx:Gather")
@@ -107,7 +107,8 @@ func (s *mapStep) run(sc *scratch, n int) {
 	}
 }
 
-func (c *compiler) unary(n *nodeProto, a attrs) error {
+// softmax compiles Softmax over the last axis of an [N, C] tensor.
+func (c *compiler) softmax(n *nodeProto, a attrs) error {
 	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
@@ -115,33 +116,23 @@ func (c *compiler) unary(n *nodeProto, a attrs) error {
 	if v.dt != tF32 && v.dt != tF64 {
 		return fmt.Errorf("%w: %s on %s", ErrUnsupported, n.opType, v.dt)
 	}
+	if ax := a.int("axis", -1); ax != -1 && ax != 1 {
+		return fmt.Errorf("%w: Softmax over axis %d", ErrUnsupported, ax)
+	}
 	o := c.newValue(c.output(n, 0), v.dt, v.width)
 	o.classes = v.classes
-	var fn func(dst, src []float64)
-	if n.opType == "Sigmoid" {
-		fn = func(dst, src []float64) {
-			for j, x := range src {
-				dst[j] = 1 / (1 + math.Exp(-x))
-			}
+	fn := func(dst, src []float64) {
+		m := math.Inf(-1)
+		for _, x := range src {
+			m = math.Max(m, x)
 		}
-	} else {
-		ax := a.int("axis", -1)
-		if ax != -1 && ax != 1 {
-			return fmt.Errorf("%w: Softmax over axis %d", ErrUnsupported, ax)
+		sum := 0.0
+		for j, x := range src {
+			dst[j] = math.Exp(x - m)
+			sum += dst[j]
 		}
-		fn = func(dst, src []float64) {
-			m := math.Inf(-1)
-			for _, x := range src {
-				m = math.Max(m, x)
-			}
-			sum := 0.0
-			for j, x := range src {
-				dst[j] = math.Exp(x - m)
-				sum += dst[j]
-			}
-			for j := range dst {
-				dst[j] /= sum
-			}
+		for j := range dst {
+			dst[j] /= sum
 		}
 	}
 	c.m.steps = append(c.m.steps, &mapStep{in: v, out: o, fn: fn})
