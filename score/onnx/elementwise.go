@@ -591,4 +591,3 @@ func (c *compiler) cast(n *nodeProto, a attrs) error {
 	o.classes = v.classes
 	return nil
 }
-

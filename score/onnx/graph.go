@@ -90,4 +90,3 @@ func broadcastIndex(in, out []int) []int32 {
 	}
 	return idx
 }
-

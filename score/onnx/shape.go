@@ -773,4 +773,3 @@ func (s *concatStep) run(sc *scratch, n int) {
 		storeRow(sc, s.out, r, dst)
 	}
 }
-
