@@ -77,10 +77,9 @@
 // (Prediction.Label; LabelString and the class index in Label for string
 // labels). The first float output is the class scores
 // (Prediction.Probabilities, in Classes() order; ZipMap outputs count), or
-// Prediction.Value when the model has no label and that output has width 1.
-// A float output of width 1 without class labels beside a label (a
-// decision function, IsolationForest's score) is both Probabilities[0] and
-// Value. Class labels come from the classifier operator, a ZipMap, or the
+// Prediction.Value when that output has width 1 (a regressor's value, or
+// beside a label a decision function or IsolationForest's anomaly score).
+// Class labels come from the classifier operator, a ZipMap, or the
 // constant a converter looks labels up in.
 //
 // # Cost and ownership

@@ -65,7 +65,10 @@ func graphModel(nodes, inits, inputs, outputs [][]byte) []byte {
 // sgdGraph is the graph skl2onnx makes of a binary SGDClassifier with
 // string classes: MatMul, Add, a negated score beside the score, ArgMax,
 // and the class label looked up with ArrayFeatureExtractor.
-func sgdGraph() []byte {
+func sgdGraph() []byte { return sgdGraphOut("probabilities", 2) }
+
+// sgdGraphOut is sgdGraph answering its label and the named float value.
+func sgdGraphOut(scores string, width int64) []byte {
 	nodes := [][]byte{
 		node("MatMul", "", []string{"X", "coef"}, []string{"mm"}),
 		node("Add", "", []string{"mm", "intercept"}, []string{"score"}),
@@ -83,7 +86,7 @@ func sgdGraph() []byte {
 		pbInit("shape", dtInt64, []int64{1}, -1),
 	}
 	return graphModel(nodes, inits, [][]byte{valueInfo("X", dtFloat, -1, 2)},
-		[][]byte{valueInfo("label", dtString, -1), valueInfo("probabilities", dtFloat, -1, 2)})
+		[][]byte{valueInfo("label", dtString, -1), valueInfo(scores, dtFloat, -1, width)})
 }
 
 func TestSGDGraph(t *testing.T) {
@@ -103,6 +106,16 @@ func TestSGDGraph(t *testing.T) {
 	}
 	if got := strings.Join(ops, ","); got != "ai.onnx.ml:ArrayFeatureExtractor,ai.onnx:Add,ai.onnx:ArgMax,ai.onnx:Concat,ai.onnx:MatMul,ai.onnx:Mul,ai.onnx:Reshape" {
 		t.Errorf("operators %s", got)
+	}
+}
+
+// TestDecisionFunctionIsValue: one float per row beside a label (LinearSVC's
+// decision function, IsolationForest's score) is Value, not class scores.
+func TestDecisionFunctionIsValue(t *testing.T) {
+	m := mustParse(t, sgdGraphOut("score", 1))
+	out := scoreRows(t, m, 1, 1)
+	if p := out[0]; p.LabelString != "fraud" || p.Value != 1.5 || len(p.Probabilities) != 0 {
+		t.Errorf("%+v, want label fraud, Value 1.5 and no probabilities", p)
 	}
 }
 

@@ -264,7 +264,9 @@ func compile(mp *modelProto) (*Model, error) {
 			m.probs = v
 		}
 	}
-	if m.probs != nil && m.label == nil && m.probs.width == 1 {
+	if m.probs != nil && m.probs.width == 1 {
+		// One float per row is a value: a regressor's, or beside a label a
+		// decision function or an anomaly score, not class scores.
 		m.scalar, m.probs = m.probs, nil
 	}
 	if m.label == nil && m.probs == nil && m.scalar == nil {
@@ -687,12 +689,7 @@ func (m *Model) emit(sc *scratch, n int, out []Prediction) {
 		} else {
 			p.Probabilities = p.Probabilities[:0]
 		}
-		if v := m.scalar; v != nil || (m.probs != nil && m.probs.width == 1 && m.probs.classes == nil) {
-			// A lone float output of width 1 beside a label (a decision
-			// function, an anomaly score) is also the Value.
-			if v == nil {
-				v = m.probs
-			}
+		if v := m.scalar; v != nil {
 			if v.dt == tF32 {
 				p.Value = float64(sc.f32[v.buf][i])
 			} else {
