@@ -72,7 +72,7 @@ func New(opts Options) (*Join, error) {
 	if !found {
 		return nil, &UnknownServiceError{Service: opts.Service, Repo: opts.Repo}
 	}
-	n, err := node.New(withoutModels(opts.Repo), node.DefaultConfig(), node.Options{ApplyWorkers: runtime.GOMAXPROCS(0)})
+	n, err := node.New(withoutModels(opts.Repo), node.DefaultConfig(), node.Options{ApplyWorkers: runtime.GOMAXPROCS(0), SkipRemoved: true})
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,13 @@ type Options struct {
 	// goroutine applies the whole log (recovery, historical features). Live
 	// ingest leaves it at 1: its other cores parse concurrent requests.
 	ApplyWorkers int
+	// SkipRemoved makes a replay skip (and count) log records of sources
+	// and tables the repo no longer has, instead of failing: for a node that
+	// replays a log written under an older repo to compute the current
+	// repo's features, as historical-features joins do (none of the repo's
+	// features can read those records). Open decides it for a serving node
+	// from the schema check (--accept-schema-change).
+	SkipRemoved bool
 }
 
 // Node serves one feature repo: the front (request parsing, plans, JSON,
@@ -87,7 +94,8 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	set := metrics.NewSet()
-	st, err := store.New(repo, store.Options{Log: opts.Log, Committer: opts.Committer, Logger: logger, ApplyWorkers: opts.ApplyWorkers, Metrics: set})
+	st, err := store.New(repo, store.Options{Log: opts.Log, Committer: opts.Committer, Logger: logger, ApplyWorkers: opts.ApplyWorkers,
+		SkipRemoved: opts.SkipRemoved, Metrics: set})
 	if err != nil {
 		return nil, err
 	}

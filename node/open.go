@@ -52,7 +52,7 @@ func Open(cfg Config, repo *features.Repo, opts OpenOptions) (*Instance, error) 
 	}
 	set := metrics.NewSet()
 	st, err := store.Open(store.OpenConfig{DataDir: cfg.DataDir, Durability: cfg.Durability, AcceptSchemaChange: cfg.AcceptSchemaChange}, repo,
-		store.OpenOptions{Store: store.Options{Logger: nopts.Logger, ApplyWorkers: nopts.ApplyWorkers, Metrics: set}, FS: opts.FS, Logger: logger, WAL: opts.WAL})
+		store.OpenOptions{Store: store.Options{Logger: nopts.Logger, ApplyWorkers: nopts.ApplyWorkers, SkipRemoved: nopts.SkipRemoved, Metrics: set}, FS: opts.FS, Logger: logger, WAL: opts.WAL})
 	if err != nil {
 		return nil, err
 	}

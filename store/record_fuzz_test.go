@@ -39,8 +39,11 @@ func FuzzDecodeRecord(f *testing.F) {
 			rec = inner
 		}
 		var out Batch
-		if _, err := n.decodeEventsRecord(rec, &out); err == nil {
-			// A record that decodes must encode back to an equivalent batch.
+		if sp, err := n.decodeEventsRecord(rec, &out); err == nil && !lacksKeyColumn(sp, &out) {
+			// A record that decodes must encode back to an equivalent batch
+			// (but for one written before a view's key column existed: its
+			// events decode with the key null, and the view skips them,
+			// which a record holding the column as null does not allow).
 			again := appendEventsRecord(nil, n.sources[out.source], &out)
 			var out2 Batch
 			if _, err := n.decodeEventsRecord(again, &out2); err != nil || out2.Len() != out.Len() {
@@ -49,4 +52,18 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		n.decodeTableRecord(rec)
 	})
+}
+
+// lacksKeyColumn reports whether b, decoded from a record, lacks a key
+// column of a view over sp (decoding refuses a null key in a column the
+// record has, so a null key means the record did not have the column).
+func lacksKeyColumn(sp *Source, b *Batch) bool {
+	for _, t := range sp.targets {
+		for e := 0; e < b.Len(); e++ {
+			if b.null[e*b.ncols+t.keyCol] {
+				return true
+			}
+		}
+	}
+	return false
 }

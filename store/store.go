@@ -29,6 +29,13 @@ type Options struct {
 	// goroutine applies the whole log (recovery, historical features). Live
 	// ingest leaves it at 1: its other cores parse concurrent requests.
 	ApplyWorkers int
+	// SkipRemoved makes a replay skip (and count) log records of sources
+	// and tables the repo no longer has, instead of failing: for a store
+	// that replays a log written under an older repo to compute the current
+	// repo's features, as historical-features joins do (none of the repo's
+	// features can read those records). Open decides it for a serving node
+	// from the schema check (--accept-schema-change).
+	SkipRemoved bool
 	// Metrics receives the store's counters (events applied, placements
 	// refused as too late, apply errors, recovery); nil: a set of its own.
 	Metrics *metrics.Set
@@ -70,6 +77,7 @@ func (m *storeMetrics) ingested(events, tooLate int) {
 // New builds the empty state of repo.
 func New(repo *features.Repo, opts Options) (*Store, error) {
 	n := &Store{repo: repo, seq: newSequencer(), workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64}
+	n.schemaAccepted = opts.SkipRemoved
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
 	}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -28,29 +29,14 @@ func modelCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := onnx.Load(args[0])
 			if err != nil {
+				// Still list what the model holds, unsupported operators
+				// marked, then fail with Load's reason.
+				if d, ierr := onnx.Inspect(args[0]); ierr == nil {
+					printDescription(cmd, args[0], d)
+				}
 				return err
 			}
-			d := m.Describe()
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintf(tw, "model\t%s\n", args[0])
-			fmt.Fprintf(tw, "producer\t%s (IR %d)\n", d.Producer, d.IRVersion)
-			for dom, v := range d.Opsets {
-				fmt.Fprintf(tw, "opset\t%s %d\n", dom, v)
-			}
-			for _, in := range d.Inputs {
-				fmt.Fprintf(tw, "input\t%s\t%s\t%s\n", in.Name, in.Type, in.Shape)
-			}
-			for _, out := range d.Outputs {
-				fmt.Fprintf(tw, "output\t%s\t%s\t%s\n", out.Name, out.Type, out.Shape)
-			}
-			for _, op := range d.Operators {
-				fmt.Fprintf(tw, "operator\t%s\tx%d\n", op.Op, op.Count)
-			}
-			fmt.Fprintf(tw, "values per row\t%d\n", d.NumInputs)
-			if d.Classes != nil {
-				fmt.Fprintf(tw, "classes\t%s\n", strings.Join(d.Classes, ", "))
-			}
-			return tw.Flush()
+			return printDescription(cmd, args[0], m.Describe())
 		},
 	})
 	var input string
@@ -98,6 +84,45 @@ func modelCmd() *cobra.Command {
 	predict.MarkFlagRequired("input")
 	cmd.AddCommand(predict)
 	return cmd
+}
+
+// printDescription prints a model's inputs, outputs and operators, one per
+// line.
+func printDescription(cmd *cobra.Command, path string, d onnx.Description) error {
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "model\t%s\n", path)
+	fmt.Fprintf(tw, "producer\t%s (IR %d)\n", d.Producer, d.IRVersion)
+	doms := make([]string, 0, len(d.Opsets))
+	for dom := range d.Opsets {
+		doms = append(doms, dom)
+	}
+	sort.Strings(doms)
+	for _, dom := range doms {
+		fmt.Fprintf(tw, "opset\t%s %d\n", dom, d.Opsets[dom])
+	}
+	for _, in := range d.Inputs {
+		fmt.Fprintf(tw, "input\t%s\t%s\t%s\n", in.Name, in.Type, in.Shape)
+	}
+	for _, out := range d.Outputs {
+		fmt.Fprintf(tw, "output\t%s\t%s\t%s\n", out.Name, out.Type, out.Shape)
+	}
+	for _, op := range d.Operators {
+		note := ""
+		if !op.Supported {
+			note = "\tNOT SUPPORTED"
+		}
+		fmt.Fprintf(tw, "operator\t%s\tx%d%s\n", op.Op, op.Count, note)
+	}
+	if d.NumInputs > 0 {
+		fmt.Fprintf(tw, "values per row\t%d\n", d.NumInputs)
+	}
+	if d.StringInputs != nil {
+		fmt.Fprintf(tw, "string inputs\t%s\n", strings.Join(d.StringInputs, ", "))
+	}
+	if d.Classes != nil {
+		fmt.Fprintf(tw, "classes\t%s\n", strings.Join(d.Classes, ", "))
+	}
+	return tw.Flush()
 }
 
 // readRows reads width-wide rows of float32 (NaN for missing) from a CSV or

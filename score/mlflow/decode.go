@@ -33,6 +33,9 @@ func (c *Client) decode(body []byte, n int, out []Prediction) error {
 			return c.garbage(`response has no "predictions": %s`, explain(body))
 		}
 	}
+	if preds.Type() == fastjson.TypeObject {
+		return c.decodeColumns(preds, n, out)
+	}
 	arr, err := preds.Array()
 	if err != nil {
 		return c.garbage("predictions are a JSON %s, want a list with one entry per row", preds.Type())
@@ -46,6 +49,89 @@ func (c *Client) decode(body []byte, n int, out []Prediction) error {
 		}
 	}
 	return nil
+}
+
+// decodeColumns reads a DataFrame answered column-wise: pandas' split
+// orient ({"columns": [...], "data": [[row 0], ...]}) or one list per
+// column ({"label": [...], "proba": [...]}). A single column is read as a
+// bare per-row entry; several as per-row objects keyed by column name.
+func (c *Client) decodeColumns(o *fastjson.Value, n int, out []Prediction) error {
+	a := c.arenas.Get()
+	defer c.arenas.Put(a)
+	if data := o.Get("data"); data != nil && data.Type() == fastjson.TypeArray {
+		rows, _ := data.Array()
+		if len(rows) != n {
+			return c.garbage("%d predictions for %d rows", len(rows), n)
+		}
+		cols := o.GetArray("columns")
+		for i, r := range rows {
+			e := r
+			if cells, err := r.Array(); err == nil {
+				switch {
+				case len(cells) == 1:
+					e = cells[0]
+				case len(cols) == len(cells):
+					a.Reset()
+					obj := a.NewObject()
+					for k, cell := range cells {
+						obj.Set(columnName(cols[k]), cell)
+					}
+					e = obj
+				}
+			}
+			if err := c.decodeRow(e, &out[i]); err != nil {
+				return fmt.Errorf("%w (prediction %d)", err, i)
+			}
+		}
+		return nil
+	}
+	obj, _ := o.Object()
+	var names []string
+	var cols [][]*fastjson.Value
+	var bad error
+	obj.Visit(func(k []byte, x *fastjson.Value) {
+		arr, err := x.Array()
+		switch {
+		case bad != nil:
+		case err != nil:
+			bad = c.garbage("prediction column %q is a JSON %s, want a list with one entry per row", k, x.Type())
+		case len(arr) != n:
+			bad = c.garbage("prediction column %q has %d entries for %d rows", k, len(arr), n)
+		default:
+			names = append(names, string(k))
+			cols = append(cols, arr)
+		}
+	})
+	if bad != nil {
+		return bad
+	}
+	if len(cols) == 0 {
+		return c.garbage("predictions are an empty object")
+	}
+	for i := range n {
+		e := cols[0][i]
+		if len(cols) > 1 {
+			a.Reset()
+			row := a.NewObject()
+			for k, col := range cols {
+				row.Set(names[k], col[i])
+			}
+			e = row
+		}
+		if err := c.decodeRow(e, &out[i]); err != nil {
+			return fmt.Errorf("%w (prediction %d)", err, i)
+		}
+	}
+	return nil
+}
+
+// columnName is a split-orient column name: a string, or a number (pandas'
+// default column labels) written as JSON.
+func columnName(v *fastjson.Value) string {
+	if v.Type() == fastjson.TypeString {
+		return string(v.GetStringBytes())
+	}
+	return string(v.MarshalTo(nil))
 }
 
 func (c *Client) garbage(format string, args ...any) error {
@@ -235,6 +321,25 @@ func (c *Client) setObject(e *fastjson.Value, probs []float32, p *Prediction) er
 			err = c.setScalar(x, p, len(c.classes) > 0)
 		})
 		return err
+	}
+	if len(c.classes) == 0 && o.Len() > 1 {
+		// One number per output of a multi-output regressor, in order.
+		numeric := true
+		o.Visit(func(_ []byte, x *fastjson.Value) {
+			switch x.Type() {
+			case fastjson.TypeNumber:
+				f, _ := x.Float64()
+				probs = append(probs, float32(f))
+			case fastjson.TypeNull:
+				probs = append(probs, float32(math.NaN()))
+			default:
+				numeric = false
+			}
+		})
+		if numeric {
+			p.Probabilities = probs
+			return nil
+		}
 	}
 	return c.garbage("prediction object has none of the keys %q, %q, %q, nor one per class", labelKeys, probKeys, valueKeys)
 }

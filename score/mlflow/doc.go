@@ -39,10 +39,16 @@
 //     "probabilities"/"probability"/"proba"/"predict_proba"/"scores" (a list),
 //     "value"/"score" (a Value), "prediction" (as a bare number or string),
 //     or one number per class named as in Classes (a DataFrame of class
-//     probabilities); an object with one field is that field's value.
+//     probabilities); an object with one field is that field's value;
+//     without Classes, an object of several numbers is the outputs of a
+//     multi-output regressor: Probabilities in field order, no label.
 //
-// Outputs given as one object of columns ({"predictions": {"label": [...]}})
-// are not supported. Probabilities reuse the backing array of the caller's
+// A DataFrame answered column-wise is read row by row: pandas' split orient
+// ({"predictions": {"columns": [...], "data": [[row 0], ...]}}) or one list
+// per column ({"predictions": {"label": [...], "fraud": [...]}}); one
+// column is a bare entry per row, several an object per row keyed by
+// column name (the records orient, a list of such objects, needs nothing
+// special). Probabilities reuse the backing array of the caller's
 // out[i].Probabilities when it has room; the Client keeps no reference to
 // rows or out.
 //

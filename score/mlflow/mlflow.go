@@ -107,6 +107,7 @@ type Client struct {
 	hc      *fasthttp.Client
 	bodies  sync.Pool // *[]byte request bodies
 	parsers fastjson.ParserPool
+	arenas  fastjson.ArenaPool // per-row objects built from column-wise answers
 	br      breaker
 
 	calls, requests, retries, failures, badInput, fastFails atomic.Uint64

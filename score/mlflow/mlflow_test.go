@@ -165,6 +165,20 @@ func TestDecode(t *testing.T) {
 			[]Prediction{{Value: 4.25}, {Value: 1}}},
 		{"objects with a prediction", nil, `{"predictions": [{"prediction": 2.5}, {"prediction": 1, "extra": "x"}]}`,
 			[]Prediction{{Value: 2.5}, {Value: 1}}},
+		{"one column", nil, `{"predictions": {"prediction": [2.5, -1]}}`,
+			[]Prediction{{Value: 2.5}, {Value: -1}}},
+		{"columns of labels and probabilities", []string{"legit", "fraud"}, `{"predictions": {"label": ["fraud", "legit"], "legit": [0.2, 0.9], "fraud": [0.8, 0.1]}}`,
+			[]Prediction{{HasLabel: true, Label: 1, LabelString: "fraud", Probabilities: p(0.2, 0.8)}, {HasLabel: true, LabelString: "legit", Probabilities: p(0.9, 0.1)}}},
+		{"split orient", []string{"0", "1"}, `{"predictions": {"columns": ["0", "1"], "index": [0, 1], "data": [[0.3, 0.7], [0.6, 0.4]]}}`,
+			[]Prediction{{HasLabel: true, Label: 1, Probabilities: p(0.3, 0.7)}, {HasLabel: true, Label: 0, Probabilities: p(0.6, 0.4)}}},
+		{"split orient, numbered columns", []string{"0", "1"}, `{"predictions": {"columns": [0, 1], "data": [[0.3, 0.7], [0.6, 0.4]]}}`,
+			[]Prediction{{HasLabel: true, Label: 1, Probabilities: p(0.3, 0.7)}, {HasLabel: true, Label: 0, Probabilities: p(0.6, 0.4)}}},
+		{"split orient, one column", nil, `{"predictions": {"columns": ["y"], "data": [[4], [null]]}}`,
+			[]Prediction{{Value: 4}, {Value: math.NaN()}}},
+		{"records of a multi-output regressor", nil, `{"predictions": [{"a": 1.5, "b": -2}, {"a": 3, "b": null}]}`,
+			[]Prediction{{Probabilities: p(1.5, -2)}, {Probabilities: p(3, float32(math.NaN()))}}},
+		{"columns of a multi-output regressor", nil, `{"predictions": {"a": [1.5, 3], "b": [-2, 4]}}`,
+			[]Prediction{{Probabilities: p(1.5, -2)}, {Probabilities: p(3, 4)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, func(_ int64, w http.ResponseWriter, _ []byte) { ok(w, tc.resp) })
@@ -331,7 +345,9 @@ func TestGarbage(t *testing.T) {
 		{"too many predictions", `{"predictions": [1, 2, 3]}`, "3 predictions for 2 rows"},
 		{"wrong probability width", `{"predictions": [[0.1, 0.2, 0.7], [1, 0, 0]]}`, "3 probabilities for 2 classes"},
 		{"unknown label", `{"predictions": ["maybe", "0"]}`, `"maybe"`},
-		{"predictions not a list", `{"predictions": {"label": [0, 1]}}`, "object"},
+		{"column too short", `{"predictions": {"label": [0]}}`, `column "label" has 1 entries for 2 rows`},
+		{"column not a list", `{"predictions": {"label": 5}}`, `column "label" is a JSON number`},
+		{"split orient too short", `{"predictions": {"columns": ["0", "1"], "data": [[0.5, 0.5]]}}`, "1 predictions for 2 rows"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, func(_ int64, w http.ResponseWriter, _ []byte) { ok(w, tc.resp) })

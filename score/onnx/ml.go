@@ -9,7 +9,7 @@ import (
 // onnxruntime's float32 GEMM (a fused multiply-add chain per score, as its
 // MLAS kernels on x86 compute it).
 func (c *compiler) linear(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (c *compiler) linear(n *nodeProto, a attrs) error {
 		nl, dt, classes = len(strs), tStr, strs
 		ints = make([]int64, nl)
 		for i := range ints {
-			ints[i] = int64(i)
+			ints[i] = c.intern(strs[i])
 		}
 	} else {
 		classes = formatLabels(ints)
@@ -70,7 +70,7 @@ func (c *compiler) linear(n *nodeProto, a attrs) error {
 		return fmt.Errorf("%w: %d class labels for %d scores", ErrMalformed, nl, s.nt)
 	}
 	s.labels = ints
-	s.label = c.newValue(c.output(n, 0), dt, 1)
+	s.label = c.newShaped(c.output(n, 0), dt, nil)
 	s.label.classes = classes
 	w := s.nt
 	if s.addSecond {
@@ -155,7 +155,7 @@ func (s *linearStep) run(sc *scratch, n int) {
 // follows the input's element type, as in onnxruntime: float32 thresholds
 // (and float32 accumulation) for float input, float64 for double input.
 func (c *compiler) trees(n *nodeProto, a attrs) error {
-	v, err := c.rowInput(n, 0)
+	v, err := c.matrixInput(n, 0)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (c *compiler) trees(n *nodeProto, a attrs) error {
 			strLabels, classes = true, strs
 			labels = make([]int64, len(strs))
 			for i := range labels {
-				labels[i] = int64(i)
+				labels[i] = c.intern(strs[i])
 			}
 		} else {
 			labels = a.ints("classlabels_int64s")
@@ -239,7 +239,7 @@ func addTrees[T float32 | float64](c *compiler, n *nodeProto, v *value, s *treeS
 		if strLabels {
 			ldt = tStr
 		}
-		st.label = c.newValue(c.output(n, 0), ldt, 1)
+		st.label = c.newShaped(c.output(n, 0), ldt, nil)
 		st.label.classes = classes
 		out := c.output(n, 1)
 		if out == "" {

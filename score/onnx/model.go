@@ -39,11 +39,12 @@ const (
 	tF32 dtype = iota + 1
 	tF64
 	tI64
-	tStr // int64 indices into value.classes
+	tStr  // ids into Model.strs, held in int64 buffers
+	tBool // 0 or 1, held in int64 buffers
 )
 
 func (d dtype) String() string {
-	return [...]string{"?", "float", "double", "int64", "string"}[d]
+	return [...]string{"?", "float", "double", "int64", "string", "bool"}[d]
 }
 
 func dtypeOf(elem int64) (dtype, bool) {
@@ -56,21 +57,27 @@ func dtypeOf(elem int64) (dtype, bool) {
 		return tI64, true
 	case dtString:
 		return tStr, true
+	case dtBool:
+		return tBool, true
 	}
 	return 0, false
 }
 
-// value is one named tensor of the graph: per row, width values of type dt,
-// held in scratch buffer buf of that type. Constants (initializers) have
-// buf -1 and their data in konst.
+// value is one named tensor of the graph. A per-row value has shape
+// [N, shape...]: per row, width (the product of shape) values of type dt,
+// held in scratch buffer buf of that type. Constants (initializers, and
+// what the compiler folds from them) have buf -1, their full shape in kdims
+// and their data in konst (string ids for strings).
 type value struct {
 	name    string
 	dt      dtype
 	width   int
+	shape   []int // per-row dimensions after N
 	buf     int
 	classes []string // class labels, for labels and class scores
 	konst   []float64
 	kdims   []int64
+	symN    bool // a Shape output: konst[0] stands for the row count
 	seqMap  bool // a ZipMap output: seq(map(label, float))
 }
 
@@ -89,15 +96,25 @@ type scratch struct {
 	bools [][]bool
 	row   []float64
 	row2  []float64
+	tmp   [][]float64 // per-operand rows of the general operators
+	args  []float64
+	strs  []string // the call's string inputs
+	err   error    // set by a step that meets an input it cannot score
 }
 
 // Model is a loaded ONNX-ML graph, compiled for row-wise evaluation. It is
 // immutable after Load and safe for concurrent use.
 type Model struct {
 	desc     Description
-	inputs   []*value
+	inputs   []*value // numeric graph inputs, fed from rows
+	sinputs  []*value // string graph inputs, fed from strs
 	width    int
 	names    []string
+	snames   []string
+	strs     []string         // every string the graph knows, by id
+	strIDs   map[string]int64 // and back
+	classIdx []int64          // string id -> index in classes, or -1
+	nTmp     int
 	steps    []step
 	label    *value
 	probs    *value
@@ -181,12 +198,13 @@ func compile(mp *modelProto) (*Model, error) {
 	m.desc.Opsets = c.opsets
 	g := mp.graph
 	inits := map[string]bool{}
+	m.strIDs = map[string]int64{}
 	for _, t := range g.initializers {
-		data, err := t.floats64()
+		v, err := c.constTensor(t.name, t)
 		if err != nil {
 			return nil, fmt.Errorf("%w: initializer %q: %v", ErrUnsupported, t.name, err)
 		}
-		c.values[t.name] = &value{name: t.name, dt: tF32, buf: -1, konst: data, kdims: t.dims, width: len(data)}
+		c.values[t.name] = v
 		inits[t.name] = true
 	}
 	for _, in := range g.inputs {
@@ -197,11 +215,16 @@ func compile(mp *modelProto) (*Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.inputs = append(m.inputs, v)
-		m.width += v.width
+		if v.dt == tStr {
+			m.sinputs = append(m.sinputs, v)
+			m.snames = append(m.snames, v.name)
+		} else {
+			m.inputs = append(m.inputs, v)
+			m.width += v.width
+		}
 		m.desc.Inputs = append(m.desc.Inputs, info)
 	}
-	if len(m.inputs) == 0 {
+	if len(m.inputs)+len(m.sinputs) == 0 {
 		return nil, fmt.Errorf("%w: graph has no inputs", ErrMalformed)
 	}
 	if m.width > maxWidth {
@@ -230,6 +253,9 @@ func compile(mp *modelProto) (*Model, error) {
 		if v == nil {
 			return nil, fmt.Errorf("%w: output %q is not computed by the graph", ErrMalformed, o.name)
 		}
+		if v.isConst() {
+			return nil, fmt.Errorf("%w: output %q is a constant, not one value per row", ErrUnsupported, o.name)
+		}
 		m.desc.Outputs = append(m.desc.Outputs, describeValue(v, o))
 		switch {
 		case (v.dt == tI64 || v.dt == tStr) && v.width == 1 && m.label == nil:
@@ -238,7 +264,9 @@ func compile(mp *modelProto) (*Model, error) {
 			m.probs = v
 		}
 	}
-	if m.probs != nil && m.label == nil && m.probs.width == 1 {
+	if m.probs != nil && m.probs.width == 1 {
+		// One float per row is a value: a regressor's, or beside a label a
+		// decision function or an anomaly score, not class scores.
 		m.scalar, m.probs = m.probs, nil
 	}
 	if m.label == nil && m.probs == nil && m.scalar == nil {
@@ -252,11 +280,21 @@ func compile(mp *modelProto) (*Model, error) {
 	}
 	m.desc.Classes = m.classes
 	m.desc.NumInputs = m.width
+	m.desc.StringInputs = m.snames
+	m.classIdx = make([]int64, len(m.strs))
+	for i := range m.classIdx {
+		m.classIdx[i] = -1
+	}
+	for k, s := range m.classes {
+		if id, ok := m.strIDs[s]; ok && m.classIdx[id] < 0 {
+			m.classIdx[id] = int64(k)
+		}
+	}
 	for op, n := range c.ops {
-		m.desc.Operators = append(m.desc.Operators, OperatorUse{Op: op, Count: n})
+		m.desc.Operators = append(m.desc.Operators, OperatorUse{Op: op, Count: n, Supported: true})
 	}
 	sort.Slice(m.desc.Operators, func(i, j int) bool { return m.desc.Operators[i].Op < m.desc.Operators[j].Op })
-	if len(m.inputs) == 1 && m.inputs[0].dt == tF32 {
+	if m.direct() {
 		// Score hands the caller's rows to the steps as this buffer.
 		m.bufSizes[tF32-1][m.inputs[0].buf] = 0
 	}
@@ -278,10 +316,14 @@ func (c *compiler) graphInput(in *valueInfoProto) (*value, TensorInfo, error) {
 		return nil, TensorInfo{}, fmt.Errorf("%w: input %q is not a tensor", ErrUnsupported, in.name)
 	}
 	dt, ok := dtypeOf(t.elem)
-	if !ok || (dt != tF32 && dt != tF64) {
-		return nil, TensorInfo{}, fmt.Errorf("%w: input %q has element type %d; float and double are supported", ErrUnsupported, in.name, t.elem)
+	if !ok || dt == tBool {
+		return nil, TensorInfo{}, fmt.Errorf("%w: input %q has element type %d; float, double, int64 and string are supported", ErrUnsupported, in.name, t.elem)
+	}
+	if !t.hasDims || len(t.dims) == 0 {
+		return nil, TensorInfo{}, fmt.Errorf("%w: input %q has shape %s; it must be [N, ...] with one row per example", ErrUnsupported, in.name, shapeString(t))
 	}
 	width := 1
+	var shape []int
 	for i, d := range t.dims {
 		if i == 0 {
 			continue
@@ -293,8 +335,9 @@ func (c *compiler) graphInput(in *valueInfoProto) (*value, TensorInfo, error) {
 			return nil, TensorInfo{}, fmt.Errorf("%w: input %q is wider than %d", ErrUnsupported, in.name, maxWidth)
 		}
 		width *= int(d)
+		shape = append(shape, int(d))
 	}
-	v := c.newValue(in.name, dt, width)
+	v := c.newShaped(in.name, dt, shape)
 	return v, TensorInfo{Name: in.name, Type: "tensor(" + dt.String() + ")", Shape: shapeString(t)}, nil
 }
 
@@ -328,17 +371,78 @@ func describeValue(v *value, o *valueInfoProto) TensorInfo {
 	return info
 }
 
+// newValue adds a per-row value of shape [N, width].
 func (c *compiler) newValue(name string, dt dtype, width int) *value {
+	return c.newShaped(name, dt, []int{width})
+}
+
+// newShaped adds a per-row value of shape [N, shape...].
+func (c *compiler) newShaped(name string, dt dtype, shape []int) *value {
 	k := dt
-	if k == tStr {
+	if k == tStr || k == tBool {
 		k = tI64
+	}
+	width := 1
+	for _, d := range shape {
+		width *= d
 	}
 	c.m.maxW = max(c.m.maxW, width)
 	sizes := &c.m.bufSizes[k-1]
 	*sizes = append(*sizes, width)
-	v := &value{name: name, dt: dt, width: width, buf: len(*sizes) - 1}
+	v := &value{name: name, dt: dt, width: width, shape: shape, buf: len(*sizes) - 1}
 	c.values[name] = v
 	return v
+}
+
+// intern returns the id of string s, adding it to the model's table.
+func (c *compiler) intern(s string) int64 {
+	if id, ok := c.m.strIDs[s]; ok {
+		return id
+	}
+	id := int64(len(c.m.strs))
+	c.m.strs = append(c.m.strs, s)
+	c.m.strIDs[s] = id
+	return id
+}
+
+// constTensor converts a TensorProto (an initializer or a Constant) to a
+// constant value; strings are interned.
+func (c *compiler) constTensor(name string, t *tensorProto) (*value, error) {
+	v := &value{name: name, buf: -1, kdims: t.dims}
+	if t.dataType == dtString {
+		if t.external {
+			return nil, fmt.Errorf("external tensor data is not supported")
+		}
+		n, err := numElems(t.dims, int64(len(t.stringData))+1)
+		if err != nil {
+			return nil, err
+		}
+		if n != int64(len(t.stringData)) {
+			return nil, fmt.Errorf("tensor holds %d strings, shape %v needs %d", len(t.stringData), t.dims, n)
+		}
+		v.dt = tStr
+		for _, b := range t.stringData {
+			v.konst = append(v.konst, float64(c.intern(string(b))))
+		}
+	} else {
+		data, err := t.floats64()
+		if err != nil {
+			return nil, err
+		}
+		v.konst = data
+		switch t.dataType {
+		case dtDouble:
+			v.dt = tF64
+		case dtInt64, dtInt32, dtInt8, dtUint8:
+			v.dt = tI64
+		case dtBool:
+			v.dt = tBool
+		default:
+			v.dt = tF32
+		}
+	}
+	v.width = len(v.konst)
+	return v, nil
 }
 
 func (c *compiler) newBools(width int) int {
@@ -384,12 +488,22 @@ func ioReadFull(f *os.File, b []byte) (int, error) {
 	return n, nil
 }
 
-// NumInputs is the number of values per row.
+// NumInputs is the number of numeric values per row.
 func (m *Model) NumInputs() int { return m.width }
 
-// Inputs names the columns when the model has one input per feature, nil
-// otherwise. The caller must not modify the slice.
+// Inputs names the columns when the model has one numeric input per
+// feature, nil otherwise. The caller must not modify the slice.
 func (m *Model) Inputs() []string { return m.names }
+
+// StringInputs names the model's string inputs (one value per row each),
+// nil when it has none. Such a model scores with ScoreStrings. The caller
+// must not modify the slice.
+func (m *Model) StringInputs() []string { return m.snames }
+
+// direct reports whether Score can hand the caller's rows to the steps.
+func (m *Model) direct() bool {
+	return len(m.inputs) == 1 && m.inputs[0].dt == tF32
+}
 
 // Classes lists the class labels in Probabilities order, nil when the model
 // has none (regressors, or classifiers whose labels are bare indices). The
@@ -404,8 +518,21 @@ func (m *Model) Classes() []string { return m.classes }
 // each block of rows and returns an error wrapping score.ErrUnavailable
 // when it is done, and score.ErrBadInput when rows or out do not fit.
 func (m *Model) Score(ctx context.Context, rows []float32, n int, out []Prediction) error {
-	if n < 0 || len(rows) < n*m.width || len(out) < n {
-		return fmt.Errorf("score %d rows of %d values (%d given, %d outputs): %w", n, m.width, len(rows), len(out), score.ErrBadInput)
+	if len(m.sinputs) > 0 {
+		return fmt.Errorf("score: the model takes string inputs %v; use ScoreStrings: %w", m.snames, score.ErrBadInput)
+	}
+	return m.ScoreStrings(ctx, rows, nil, n, out)
+}
+
+// ScoreStrings is Score for models with string inputs: strs holds
+// n*len(StringInputs()) values, row-major in StringInputs order. A string
+// the model does not know (no category, key or label in the graph equals
+// it) scores as any unknown category does in onnxruntime.
+func (m *Model) ScoreStrings(ctx context.Context, rows []float32, strs []string, n int, out []Prediction) error {
+	ns := len(m.sinputs)
+	if n < 0 || len(rows) < n*m.width || len(out) < n || len(strs) < n*ns {
+		return fmt.Errorf("score %d rows of %d values and %d strings (%d values, %d strings given, %d outputs): %w",
+			n, m.width, ns, len(rows), len(strs), len(out), score.ErrBadInput)
 	}
 	sc := m.pool.Get().(*scratch)
 	defer m.pool.Put(sc)
@@ -414,10 +541,18 @@ func (m *Model) Score(ctx context.Context, rows []float32, n int, out []Predicti
 			return fmt.Errorf("score rows %d..%d: %v: %w", off, n, err, score.ErrUnavailable)
 		}
 		k := min(chunkRows, n-off)
+		sc.strs, sc.err = strs[off*ns:(off+k)*ns], nil
 		m.run(sc, rows[off*m.width:(off+k)*m.width], k)
-		m.emit(sc, k, out[off:off+k])
-		if len(m.inputs) == 1 && m.inputs[0].dt == tF32 {
+		err := sc.err
+		if err == nil {
+			m.emit(sc, k, out[off:off+k]) // an output may be the caller's rows
+		}
+		sc.strs, sc.err = nil, nil
+		if m.direct() {
 			sc.f32[m.inputs[0].buf] = nil // do not keep the caller's rows
+		}
+		if err != nil {
+			return fmt.Errorf("score rows %d..%d: %v: %w", off, off+k, err, score.ErrBadInput)
 		}
 	}
 	return nil
@@ -428,7 +563,7 @@ type Prediction = score.Prediction
 
 func (m *Model) run(sc *scratch, rows []float32, n int) {
 	sc.ensure(m, n)
-	if len(m.inputs) == 1 && m.inputs[0].dt == tF32 {
+	if m.direct() {
 		sc.f32[m.inputs[0].buf] = rows[:n*m.width]
 	} else {
 		col := 0
@@ -436,16 +571,32 @@ func (m *Model) run(sc *scratch, rows []float32, n int) {
 			w := in.width
 			for r := range n {
 				src := rows[r*m.width+col : r*m.width+col+w]
-				if in.dt == tF32 {
+				switch in.dt {
+				case tF32:
 					copy(sc.f32[in.buf][r*w:], src)
-				} else {
+				case tF64:
 					dst := sc.f64[in.buf][r*w : r*w+w]
 					for j, x := range src {
 						dst[j] = float64(x)
 					}
+				default:
+					dst := sc.i64[in.buf][r*w : r*w+w]
+					for j, x := range src {
+						dst[j] = toInt64(float64(x))
+					}
 				}
 			}
 			col += w
+		}
+	}
+	for i, in := range m.sinputs {
+		dst := sc.i64[in.buf][:n]
+		for r := range n {
+			id, ok := m.strIDs[sc.strs[r*len(m.sinputs)+i]]
+			if !ok {
+				id = -1
+			}
+			dst[r] = id
 		}
 	}
 	for _, s := range m.steps {
@@ -499,6 +650,16 @@ func (sc *scratch) ensure(m *Model, n int) {
 		sc.row = make([]float64, need)
 		sc.row2 = make([]float64, need)
 	}
+	if len(sc.tmp) < m.nTmp {
+		sc.tmp = make([][]float64, m.nTmp)
+		sc.args = make([]float64, m.nTmp)
+	}
+	need = max(need, flatBlock)
+	for i := range sc.tmp {
+		if len(sc.tmp[i]) < need {
+			sc.tmp[i] = make([]float64, need)
+		}
+	}
 }
 
 func (m *Model) emit(sc *scratch, n int, out []Prediction) {
@@ -509,8 +670,9 @@ func (m *Model) emit(sc *scratch, n int, out []Prediction) {
 			l := sc.i64[m.label.buf][i]
 			p.HasLabel, p.Label = true, l
 			if m.label.dt == tStr {
-				if l >= 0 && l < int64(len(m.label.classes)) {
-					p.LabelString = m.label.classes[l]
+				p.Label = -1
+				if l >= 0 && l < int64(len(m.strs)) {
+					p.LabelString, p.Label = m.strs[l], m.classIdx[l]
 				}
 			}
 		}
@@ -527,11 +689,11 @@ func (m *Model) emit(sc *scratch, n int, out []Prediction) {
 		} else {
 			p.Probabilities = p.Probabilities[:0]
 		}
-		if m.scalar != nil {
-			if m.scalar.dt == tF32 {
-				p.Value = float64(sc.f32[m.scalar.buf][i])
+		if v := m.scalar; v != nil {
+			if v.dt == tF32 {
+				p.Value = float64(sc.f32[v.buf][i])
 			} else {
-				p.Value = sc.f64[m.scalar.buf][i]
+				p.Value = sc.f64[v.buf][i]
 			}
 		}
 	}
@@ -539,16 +701,21 @@ func (m *Model) emit(sc *scratch, n int, out []Prediction) {
 
 // loadRow reads row r of v as float64 into dst (len v.width).
 func loadRow(sc *scratch, v *value, r int, dst []float64) {
-	w := v.width
+	loadFlat(sc, v, r*v.width, dst[:v.width])
+}
+
+// loadFlat reads len(dst) values of v from element off (row-major over
+// rows) as float64.
+func loadFlat(sc *scratch, v *value, off int, dst []float64) {
 	switch v.dt {
 	case tF32:
-		for j, x := range sc.f32[v.buf][r*w : r*w+w] {
+		for j, x := range sc.f32[v.buf][off : off+len(dst)] {
 			dst[j] = float64(x)
 		}
 	case tF64:
-		copy(dst, sc.f64[v.buf][r*w:r*w+w])
+		copy(dst, sc.f64[v.buf][off:off+len(dst)])
 	default:
-		for j, x := range sc.i64[v.buf][r*w : r*w+w] {
+		for j, x := range sc.i64[v.buf][off : off+len(dst)] {
 			dst[j] = float64(x)
 		}
 	}
@@ -556,18 +723,30 @@ func loadRow(sc *scratch, v *value, r int, dst []float64) {
 
 // storeRow writes src (len v.width) to row r of v, rounding to v's type.
 func storeRow(sc *scratch, v *value, r int, src []float64) {
-	w := v.width
+	storeFlat(sc, v, r*v.width, src[:v.width])
+}
+
+// storeFlat writes src to v from element off, rounding to v's type.
+func storeFlat(sc *scratch, v *value, off int, src []float64) {
 	switch v.dt {
 	case tF32:
-		d := sc.f32[v.buf][r*w : r*w+w]
-		for j, x := range src[:w] {
+		d := sc.f32[v.buf][off : off+len(src)]
+		for j, x := range src {
 			d[j] = float32(x)
 		}
 	case tF64:
-		copy(sc.f64[v.buf][r*w:r*w+w], src[:w])
+		copy(sc.f64[v.buf][off:off+len(src)], src)
+	case tBool:
+		d := sc.i64[v.buf][off : off+len(src)]
+		for j, x := range src {
+			d[j] = 0
+			if x != 0 {
+				d[j] = 1
+			}
+		}
 	default:
-		d := sc.i64[v.buf][r*w : r*w+w]
-		for j, x := range src[:w] {
+		d := sc.i64[v.buf][off : off+len(src)]
+		for j, x := range src {
 			d[j] = toInt64(x)
 		}
 	}

@@ -309,6 +309,8 @@ func TestDescribe(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add(stump("BRANCH_LEQ", 0, false))
 	f.Add(stump("BRANCH_NEQ", 1, true, pbString("post_transform", "PROBIT")))
+	f.Add(sgdGraph())
+	f.Add(oneHotGraph())
 	f.Add([]byte{})
 	f.Add([]byte{0x3a, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -317,9 +319,12 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		rows := make([]float32, 2*m.NumInputs())
-		rows[0] = float32(math.NaN())
+		if len(rows) > 0 {
+			rows[0] = float32(math.NaN())
+		}
+		strs := make([]string, 2*len(m.StringInputs()))
 		out := make([]Prediction, 2)
-		_ = m.Score(context.Background(), rows, 2, out)
+		_ = m.ScoreStrings(context.Background(), rows, strs, 2, out)
 		_ = m.Describe()
 	})
 }

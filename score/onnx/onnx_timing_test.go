@@ -45,6 +45,53 @@ func BenchmarkRF100Batch1(b *testing.B) { benchBatch(b, 1) }
 // BenchmarkRF100Batch100 is throughput: 100 rows per Score call.
 func BenchmarkRF100Batch100(b *testing.B) { benchBatch(b, 100) }
 
+// benchNamed times the generated model name at the given batch size on its
+// parity rows (and string columns); parity/bench_ort.py name times
+// onnxruntime on the same.
+func benchNamed(b *testing.B, name string, batch int) {
+	dir := filepath.Join("testdata", "generated")
+	m, err := Load(filepath.Join(dir, name+".onnx"))
+	if err != nil {
+		b.Skipf("%v: run score/onnx/parity/generate.sh", err)
+	}
+	var exp parityExpected
+	readJSON(b, filepath.Join(dir, name+".expected.json"), &exp)
+	rows, n, w := readRows(b, filepath.Join(dir, exp.Rows))
+	ns := len(m.StringInputs())
+	var strs []string
+	if exp.Strings != "" {
+		strs = readStrings(b, filepath.Join(dir, exp.Strings))
+	}
+	out := make([]Prediction, batch)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	off := 0
+	for b.Loop() {
+		if off+batch > n {
+			off = 0
+		}
+		if err := m.ScoreStrings(ctx, rows[off*w:(off+batch)*w], strs[off*ns:(off+batch)*ns], batch, out); err != nil {
+			b.Fatal(err)
+		}
+		off += batch
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/row")
+}
+
+// An imputer + scaler + logistic regression pipeline (8 features).
+func BenchmarkPipelineLRBatch1(b *testing.B)   { benchNamed(b, "pipe_imputer_std_lr", 1) }
+func BenchmarkPipelineLRBatch100(b *testing.B) { benchNamed(b, "pipe_imputer_std_lr", 100) }
+
+// IsolationForest of 100 trees as skl2onnx exports it (about 1,300 nodes).
+func BenchmarkIsoForest100Batch1(b *testing.B)   { benchNamed(b, "iso_forest", 1) }
+func BenchmarkIsoForest100Batch100(b *testing.B) { benchNamed(b, "iso_forest", 100) }
+
+// Imputer + scaler on 4 numeric inputs and a one-hot string category into
+// 30 boosted trees.
+func BenchmarkOneHotGBBatch1(b *testing.B)   { benchNamed(b, "str_onehot_gb", 1) }
+func BenchmarkOneHotGBBatch100(b *testing.B) { benchNamed(b, "str_onehot_gb", 100) }
+
 // BenchmarkRF100Parallel scores single rows from every P at once.
 func BenchmarkRF100Parallel(b *testing.B) {
 	m, rows, n := benchModel(b)

@@ -40,6 +40,7 @@ type parityManifest struct {
 
 type parityExpected struct {
 	Rows          string     `json:"rows"`
+	Strings       string     `json:"strings"`
 	Labels        []string   `json:"labels"`
 	Probabilities [][]jfloat `json:"probabilities"`
 	Values        []jfloat   `json:"values"`
@@ -102,6 +103,19 @@ func readRows(t testing.TB, path string) ([]float32, int, int) {
 	return rows, n, width
 }
 
+// readStrings reads a strings file: one line per row, comma-separated.
+func readStrings(t testing.TB, path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		out = append(out, strings.Split(line, ",")...)
+	}
+	return out
+}
+
 func readJSON(t testing.TB, path string, v any) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -114,7 +128,7 @@ func readJSON(t testing.TB, path string, v any) {
 
 // TestParity scores every generated model on its rows and compares with
 // onnxruntime: labels identical, probabilities and values within 1e-6
-// (relative for values beyond 1).
+// (relative for magnitudes beyond 1).
 func TestParity(t *testing.T) {
 	dir := parityDir(t)
 	var man parityManifest
@@ -132,10 +146,15 @@ func TestParity(t *testing.T) {
 			if width != m.NumInputs() {
 				t.Fatalf("rows have %d values, model takes %d", width, m.NumInputs())
 			}
+			var strs []string
+			if exp.Strings != "" {
+				strs = readStrings(t, filepath.Join(dir, exp.Strings))
+			}
 			out := make([]Prediction, n)
-			if err := m.Score(context.Background(), rows, n, out); err != nil {
+			if err := m.ScoreStrings(context.Background(), rows, strs, n, out); err != nil {
 				t.Fatal(err)
 			}
+			modelWorst := 0.0
 			if exp.Classes != nil && strings.Join(exp.Classes, ",") != strings.Join(m.Classes(), ",") {
 				t.Errorf("classes %v, onnxruntime %v", m.Classes(), exp.Classes)
 			}
@@ -156,7 +175,18 @@ func TestParity(t *testing.T) {
 						report("row %d: label %q, onnxruntime %q (row %v)", i, got, exp.Labels[i], rows[i*width:(i+1)*width])
 					}
 				}
-				if exp.Probabilities != nil {
+				if exp.Probabilities != nil && len(exp.Probabilities[i]) == 1 && len(p.Probabilities) == 0 {
+					// One score per row (a decision function): tally's Value.
+					w := float64(exp.Probabilities[i][0])
+					d := diff(p.Value, w)
+					if math.Abs(w) > 1 {
+						d /= math.Abs(w)
+					}
+					modelWorst = math.Max(modelWorst, d)
+					if !(d <= 1e-6) {
+						report("row %d: value %v, onnxruntime score %v", i, p.Value, w)
+					}
+				} else if exp.Probabilities != nil {
 					want := exp.Probabilities[i]
 					if len(p.Probabilities) != len(want) {
 						report("row %d: %d probabilities, onnxruntime %d", i, len(p.Probabilities), len(want))
@@ -164,7 +194,10 @@ func TestParity(t *testing.T) {
 					}
 					for k, w := range want {
 						d := diff(float64(p.Probabilities[k]), float64(w))
-						worst = math.Max(worst, d)
+						if math.Abs(float64(w)) > 1 {
+							d /= math.Abs(float64(w))
+						}
+						modelWorst = math.Max(modelWorst, d)
 						if !(d <= 1e-6) {
 							report("row %d: probabilities %v, onnxruntime %v", i, p.Probabilities, want)
 							break
@@ -177,7 +210,7 @@ func TestParity(t *testing.T) {
 					if math.Abs(w) > 1 {
 						d /= math.Abs(w)
 					}
-					worst = math.Max(worst, d)
+					modelWorst = math.Max(modelWorst, d)
 					if !(d <= 1e-6) {
 						report("row %d: value %v, onnxruntime %v", i, p.Value, w)
 					}
@@ -186,6 +219,8 @@ func TestParity(t *testing.T) {
 			if bad > 0 {
 				t.Errorf("%d of %d rows differ", bad, n)
 			}
+			worst = math.Max(worst, modelWorst)
+			t.Logf("%d rows, max difference %.3g, operators %v", n, modelWorst, mm.Ops)
 			totalRows += n
 		})
 	}

@@ -619,9 +619,9 @@ func (c *classifier[T]) finish(acc []T, has []bool, out []float64) int64 {
 			add, label = 3, c.labels[0]
 		}
 	} else if pos > 0 {
-		label = 1
+		label = c.rawLabel(1)
 	} else {
-		label = 0
+		label = c.rawLabel(0)
 	}
 	out[0] = scoreOf(acc[0], has[0])
 	out[1] = scoreOf(acc[1], has[1])
@@ -634,6 +634,15 @@ func (c *classifier[T]) finish(acc []T, has []bool, out []float64) int64 {
 		}
 	}
 	return label
+}
+
+// rawLabel is what onnxruntime writes as the label when it falls back to a
+// class index: the index itself, or that class's string.
+func (c *classifier[T]) rawLabel(i int) int64 {
+	if c.stringLabels {
+		return c.labels[i]
+	}
+	return int64(i)
 }
 
 func scoreOf[T float32 | float64](s T, has bool) float64 {

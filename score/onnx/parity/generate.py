@@ -6,6 +6,10 @@ The Go parity test (score/onnx/parity_test.go) reads what this writes:
   OUT/<model>.onnx           the exported model
   OUT/<model>.expected.json  onnxruntime's labels / probabilities / values
   OUT/<rows>.csv             input rows (float32 shortest repr, "nan" = missing)
+  OUT/<rows>.strings.csv     string inputs of the same rows, for models with any
+
+Numeric graph inputs take the rows' columns in input order; string inputs
+take the strings file's columns in input order.
 
 Rows mix random draws, NaNs, and values placed exactly on (and one float32
 ulp either side of) the split thresholds read from the exported trees.
@@ -34,12 +38,21 @@ def session(path):
 
 
 def tree_thresholds(model):
-    """(feature, threshold) pairs of every tree node in the model."""
+    """(feature, threshold) pairs of every tree node in the model. Features
+    a Gather or ArrayFeatureExtractor with constant indices picked are
+    mapped back to the input's columns."""
     pairs = []
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    picked = {}
+    for node in model.graph.node:
+        if node.op_type in ("Gather", "ArrayFeatureExtractor") and node.input[1] in inits:
+            picked[node.output[0]] = [int(i) for i in np.asarray(inits[node.input[1]]).reshape(-1)]
     for node in model.graph.node:
         attrs = {a.name: a for a in node.attribute}
+        cols = picked.get(node.input[0]) if node.input else None
+        remap = (lambda f: cols[f]) if cols else (lambda f: f)
         if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
-            feats = list(attrs["nodes_featureids"].ints)
+            feats = [remap(f) for f in attrs["nodes_featureids"].ints]
             if "nodes_values" in attrs:
                 vals = list(attrs["nodes_values"].floats)
             else:
@@ -53,18 +66,25 @@ def tree_thresholds(model):
     return pairs
 
 
-def make_rows(rng, base, model, n_random=1500, n_nan=500, n_thr=1000):
-    """Random rows from base, rows with NaNs, rows on split thresholds."""
+def make_rows(rng, base, model, n_random=1500, n_nan=500, n_thr=1000, n_ext=0, extra=(), trees=True):
+    """Random rows from base, rows with NaNs, rows on split thresholds (those
+    of the trees and the (feature, value) pairs in extra), and n_ext rows with
+    extreme values (huge, tiny, signed zeros)."""
     nf = base.shape[1]
-    idx = rng.integers(0, base.shape[0], size=n_random + n_nan + n_thr)
+    idx = rng.integers(0, base.shape[0], size=n_random + n_nan + n_thr + n_ext)
     rows = base[idx].astype(np.float32).copy()
     # NaN block: 1 to 5 missing features per row.
     for r in range(n_random, n_random + n_nan):
-        k = rng.integers(1, 6)
+        k = rng.integers(1, min(6, nf + 1))
         rows[r, rng.choice(nf, size=k, replace=False)] = np.nan
-    pairs = tree_thresholds(model)
+    extremes = np.array([1e30, -1e30, 3e38, -3e38, 1e-38, -0.0, 0.0, 1e6, -1e6], dtype=np.float32)
+    for r in range(n_random + n_nan + n_thr, rows.shape[0]):
+        k = rng.integers(1, min(4, nf + 1))
+        rows[r, rng.choice(nf, size=k, replace=False)] = extremes[rng.integers(0, len(extremes), size=k)]
+    rows_thr = rows[:n_random + n_nan + n_thr]
+    pairs = (tree_thresholds(model) if trees else []) + list(extra)
     if pairs:
-        for r in range(n_random + n_nan, rows.shape[0]):
+        for r in range(n_random + n_nan, rows_thr.shape[0]):
             for _ in range(8):
                 f, v = pairs[rng.integers(0, len(pairs))]
                 v = np.float32(v)
@@ -73,7 +93,7 @@ def make_rows(rng, base, model, n_random=1500, n_nan=500, n_thr=1000):
                     v = np.nextafter(v, np.float32(np.inf), dtype=np.float32)
                 elif shift == 2:
                     v = np.nextafter(v, np.float32(-np.inf), dtype=np.float32)
-                rows[r, f] = v
+                rows_thr[r, f] = v
     return rows
 
 
@@ -84,12 +104,22 @@ def write_rows(path, rows):
             f.write("\n")
 
 
-def run(path, rows):
-    """onnxruntime's outputs for rows, as plain lists."""
+def run(path, rows, strs=None):
+    """onnxruntime's outputs for rows (and string columns strs), as plain lists."""
     sess = session(path)
-    inp = sess.get_inputs()[0]
-    x = rows.astype(np.float64 if inp.type == "tensor(double)" else np.float32)
-    outs = sess.run(None, {inp.name: x})
+    feed, col, scol = {}, 0, 0
+    np_types = {"tensor(double)": np.float64, "tensor(float)": np.float32, "tensor(int64)": np.int64}
+    for inp in sess.get_inputs():
+        w = int(np.prod(inp.shape[1:])) if len(inp.shape) > 1 else 1
+        shape = (rows.shape[0],) + tuple(inp.shape[1:])
+        if inp.type == "tensor(string)":
+            feed[inp.name] = strs[:, scol:scol + w].reshape(shape)
+            scol += w
+        else:
+            feed[inp.name] = rows[:, col:col + w].astype(np_types[inp.type]).reshape(shape)
+            col += w
+    assert col == rows.shape[1], f"{path}: inputs take {col} columns, rows have {rows.shape[1]}"
+    outs = sess.run(None, feed)
     res = {}
     for meta, val in zip(sess.get_outputs(), outs):
         if meta.type.startswith("seq(map"):
@@ -124,16 +154,27 @@ class Writer:
         self.manifest = []
         self.rows = {}
 
-    def add(self, name, model, rows_name, rows, tol=None):
+    def add(self, name, model, rows_name, rows, strs=None):
         path = os.path.join(self.out, name + ".onnx")
-        onnx.save(model, path)
+        if isinstance(model, str):
+            os.replace(model, path)
+            model = onnx.load(path)
+        else:
+            onnx.save(model, path)
         if rows_name not in self.rows:
             write_rows(os.path.join(self.out, rows_name + ".csv"), rows)
-            self.rows[rows_name] = rows
-        res = run(path, rows)
+            if strs is not None:
+                with open(os.path.join(self.out, rows_name + ".strings.csv"), "w") as f:
+                    for row in strs:
+                        f.write(",".join(row) + "\n")
+            self.rows[rows_name] = (rows, strs)
+        rows, strs = self.rows[rows_name]  # models sharing a rows file score the same rows
+        res = run(path, rows, strs)
         res = jsonable(res)
         res["model"] = name + ".onnx"
         res["rows"] = rows_name + ".csv"
+        if strs is not None:
+            res["strings"] = rows_name + ".strings.csv"
         with open(os.path.join(self.out, name + ".expected.json"), "w") as f:
             json.dump(res, f)
         entry = {"name": name, "model": name + ".onnx", "expected": name + ".expected.json",
@@ -238,6 +279,252 @@ def boosted_models(w, rng):
                 m = convert_lightgbm(est, initial_types=types, target_opset=15, zipmap=zipmap)
             suffix = "" if zipmap else "_nozipmap"
             w.add(name + suffix, m, "rows_" + name + suffix, make_rows(rng, x, m))
+
+
+def conv_default(est, x, **kw):
+    """skl2onnx with its defaults (latest opsets, ZipMap on), or ai.onnx.ml 3
+    where skl2onnx itself asks for it (IsolationForest)."""
+    from skl2onnx import to_onnx
+    try:
+        return to_onnx(est, x[:1].astype(np.float32), **kw)
+    except RuntimeError as e:
+        if "target_opset={'ai.onnx.ml': 3}" not in str(e):
+            raise
+        return to_onnx(est, x[:1].astype(np.float32), target_opset={"": 21, "ai.onnx.ml": 3}, **kw)
+
+
+def linear_models(w, rng):
+    """Every scikit-learn linear classifier and regressor, with converter defaults."""
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.linear_model import (ElasticNet, Lasso, LogisticRegression, Perceptron, Ridge,
+                                      RidgeClassifier, SGDClassifier, SGDRegressor)
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC, LinearSVR
+
+    nf = 12
+    xb, yb = make_classification(n_samples=2000, n_features=nf, n_informative=6, random_state=SEED + 10)
+    xm, ym = make_classification(n_samples=2000, n_features=nf, n_informative=6, n_classes=3,
+                                 random_state=SEED + 11)
+    xr, yr = make_regression(n_samples=2000, n_features=nf, n_informative=6, noise=3.0, random_state=SEED + 12)
+    xb, xm, xr = (a.astype(np.float32) for a in (xb, xm, xr))
+    ym_str = np.array(["fraud", "ok", "review"])[ym]
+    sc = lambda est: make_pipeline(StandardScaler(), est)
+    clfs = [
+        ("lin_sgd_hinge", sc(SGDClassifier(random_state=SEED))),
+        ("lin_sgd_log", sc(SGDClassifier(loss="log_loss", random_state=SEED))),
+        ("lin_sgd_modhuber", sc(SGDClassifier(loss="modified_huber", random_state=SEED))),
+        ("lin_sgd_sqhinge", sc(SGDClassifier(loss="squared_hinge", random_state=SEED))),
+        ("lin_perceptron", sc(Perceptron(random_state=SEED))),
+        ("lin_ridgeclf", RidgeClassifier()),
+        ("lin_svc", LinearSVC(random_state=SEED)),
+        ("lin_logreg_l1", LogisticRegression(penalty="l1", solver="liblinear")),
+    ]
+    for name, est in clfs:
+        for tag, x, y in (("bin", xb, yb), ("multi", xm, ym_str)):
+            est.fit(x, y)
+            m = conv_default(est, x)
+            w.add(f"{name}_{tag}", m, f"rows_lin_{tag}", make_rows(rng, x, m, 1000, 300, 0, 200))
+    regs = [
+        ("lin_svr", sc(LinearSVR(random_state=SEED, max_iter=5000))),
+        ("lin_lasso", Lasso(alpha=0.1)),
+        ("lin_elasticnet", ElasticNet(alpha=0.1)),
+        ("lin_ridge", Ridge()),
+        ("lin_sgd_reg", sc(SGDRegressor(random_state=SEED))),
+    ]
+    for name, est in regs:
+        est.fit(xr, yr)
+        m = conv_default(est, xr)
+        w.add(name, m, "rows_lin_reg", make_rows(rng, xr, m, 1000, 300, 0, 200))
+
+
+def ensemble_models(w, rng):
+    """IsolationForest, HistGradientBoosting, calibrated, one-vs-rest, voting, stacking."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
+                                  IsolationForest, RandomForestClassifier, StackingClassifier,
+                                  VotingClassifier)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    nf = 10
+    xb, yb = make_classification(n_samples=2000, n_features=nf, n_informative=5, random_state=SEED + 20)
+    xm, ym = make_classification(n_samples=2000, n_features=nf, n_informative=5, n_classes=3,
+                                 random_state=SEED + 21)
+    xb, xm = xb.astype(np.float32), xm.astype(np.float32)
+    xb_h = xb.copy()
+    xb_h[rng.random(xb.shape) < 0.05] = np.nan
+    xm_h = xm.copy()
+    xm_h[rng.random(xm.shape) < 0.05] = np.nan
+
+    iso = IsolationForest(n_estimators=100, random_state=SEED).fit(xb)  # also a benchmark model
+    m = conv_default(iso, xb)
+    w.add("iso_forest", m, "rows_iso", make_rows(rng, xb, m, 1000, 300, 600, 200))
+
+    for name, est, x, y in [
+        ("hgb_bin", HistGradientBoostingClassifier(max_iter=30, random_state=SEED), xb_h, yb),
+        ("hgb_multi", HistGradientBoostingClassifier(max_iter=20, random_state=SEED), xm_h, ym),
+        ("hgb_reg", HistGradientBoostingRegressor(max_iter=30, random_state=SEED), xb_h, xb[:, 0] * 1000 + yb),
+    ]:
+        est.fit(x, y)
+        m = conv_default(est, x)
+        w.add(name, m, "rows_" + name, make_rows(rng, x, m, 1000, 300, 600, 200))
+
+    sc = lambda est: make_pipeline(StandardScaler(), est)
+    for name, est, x, y in [
+        ("calib_svc_sigmoid", CalibratedClassifierCV(LinearSVC(random_state=SEED), cv=3), xb, yb),
+        ("calib_svc_isotonic", CalibratedClassifierCV(LinearSVC(random_state=SEED), cv=3, method="isotonic"), xb, yb),
+        ("calib_rf_multi", CalibratedClassifierCV(RandomForestClassifier(n_estimators=5, max_depth=4, random_state=SEED), cv=3), xm, ym),
+        ("ovr_logreg", OneVsRestClassifier(LogisticRegression(max_iter=500)), xm, ym),
+        ("ovr_logreg_bin", OneVsRestClassifier(LogisticRegression(max_iter=500)), xb, yb),
+        ("voting_soft", VotingClassifier([("lr", sc(LogisticRegression(max_iter=500))),
+                                          ("rf", RandomForestClassifier(n_estimators=5, max_depth=5, random_state=SEED))],
+                                         voting="soft", flatten_transform=False), xm, ym),
+        ("voting_hard", VotingClassifier([("lr", sc(LogisticRegression(max_iter=500))),
+                                          ("rf", RandomForestClassifier(n_estimators=5, max_depth=5, random_state=SEED)),
+                                          ("rf2", RandomForestClassifier(n_estimators=3, max_depth=3, random_state=SEED + 1))],
+                                         voting="hard", flatten_transform=False), xb, yb),
+        ("stacking", StackingClassifier([("lr", sc(LogisticRegression(max_iter=500))),
+                                         ("rf", RandomForestClassifier(n_estimators=5, max_depth=5, random_state=SEED))],
+                                        cv=3), xm, ym),
+    ]:
+        est.fit(x, y)
+        m = conv_default(est, x)
+        w.add(name, m, "rows_" + name, make_rows(rng, x, m, 1000, 300, 600, 200))
+
+
+def pipeline_models(w, rng):
+    """Preprocessing pipelines over one matrix input."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+    from sklearn.preprocessing import (Binarizer, KBinsDiscretizer, MaxAbsScaler, MinMaxScaler,
+                                       RobustScaler, StandardScaler)
+
+    nf = 8
+    x, y = make_classification(n_samples=2000, n_features=nf, n_informative=5, random_state=SEED + 30)
+    x = x.astype(np.float32)
+    xh = x.copy()
+    xh[rng.random(x.shape) < 0.1] = np.nan
+    lr = lambda: LogisticRegression(max_iter=500)
+    kb = KBinsDiscretizer(n_bins=4, encode="onehot-dense", strategy="quantile")
+    kbo = KBinsDiscretizer(n_bins=5, encode="ordinal", strategy="uniform")
+    bz = Binarizer(threshold=0.25)
+    for name, est, xx, extra in [
+        ("pipe_imputer_std_lr", make_pipeline(SimpleImputer(), StandardScaler(), lr()), xh, ()),
+        ("pipe_imputer_median_minmax_lr", make_pipeline(SimpleImputer(strategy="median"), MinMaxScaler(), lr()), xh, ()),
+        ("pipe_imputer_const_robust_lr", make_pipeline(SimpleImputer(strategy="constant", fill_value=-1.0), RobustScaler(), lr()), xh, ()),
+        ("pipe_imputer_maxabs_gb", make_pipeline(SimpleImputer(), MaxAbsScaler(), GradientBoostingClassifier(n_estimators=20, random_state=SEED)), xh, ()),
+        ("pipe_binarizer_lr", make_pipeline(bz, lr()), x, [(f, 0.25) for f in range(nf)]),
+        ("pipe_kbins_onehot_lr", make_pipeline(kb, lr()), x, "kb"),
+        ("pipe_kbins_ordinal_lr", make_pipeline(kbo, lr()), x, "kbo"),
+        ("pipe_coltrans_lr", make_pipeline(ColumnTransformer([("s", StandardScaler(), [0, 1, 2]),
+                                                               ("m", MinMaxScaler(), [5, 6])],
+                                                              remainder="passthrough"), lr()), x, ()),
+        ("pipe_featunion_lr", make_pipeline(FeatureUnion([("s", StandardScaler()), ("m", MinMaxScaler())]), lr()), x, ()),
+    ]:
+        est.fit(xx, y)
+        if extra in ("kb", "kbo"):
+            k = kb if extra == "kb" else kbo
+            extra = [(f, float(e)) for f in range(nf) for e in k.bin_edges_[f]]
+        m = conv_default(est, xx)
+        # onnxruntime's Binarizer fails on NaN (so does tally's): no holes for it.
+        n_nan = 0 if "binarizer" in name else 300
+        w.add(name, m, "rows_" + name, make_rows(rng, xx, m, 1000, n_nan, 600, 200, extra=extra))
+
+
+def string_models(w, rng):
+    """A numeric feature matrix beside a string column (the category), one
+    ONNX input per column as skl2onnx makes them from a DataFrame."""
+    import pandas as pd
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    n, nf = 2000, 4
+    cats = np.array(["grocery", "travel", "electronics", "gaming", "jewelry", "fuel"])
+    x = rng.normal(size=(n, nf)).astype(np.float32)
+    cat = cats[rng.integers(0, len(cats), size=n)]
+    y = ((x[:, 0] + (cat == "gaming") * 1.5 - (cat == "grocery") + rng.normal(size=n) * 0.5) > 0).astype(np.int64)
+    num = [f"x{i}" for i in range(nf)]
+    df = pd.DataFrame(x, columns=num)
+    df["category"] = cat
+    types = [(c, FloatTensorType([None, 1])) for c in num] + [("category", StringTensorType([None, 1]))]
+    for name, enc, clf in [
+        ("str_onehot_lr", OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=500)),
+        ("str_onehot_gb", OneHotEncoder(handle_unknown="ignore"), GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=SEED)),
+        ("str_ordinal_gb", OrdinalEncoder(), GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=SEED)),
+    ]:
+        est = make_pipeline(ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), num),
+                                               ("cat", enc, ["category"])]), clf)
+        est.fit(df, y)
+        m = to_onnx(est, initial_types=types)
+        # The trees split the encoded columns, not the inputs: no thresholds.
+        rows = make_rows(rng, x, m, 1000, 300, 0, 100, trees=False)
+        pick = cats if name == "str_ordinal_gb" else np.concatenate([cats, ["unknown", ""]])
+        strs = pick[rng.integers(0, len(pick), size=(rows.shape[0], 1))]
+        w.add(name, m, "rows_" + name, rows, strs)
+
+
+def categorical_boosters(w, rng):
+    """LightGBM and XGBoost with a categorical feature, and CatBoost's own ONNX export."""
+    import lightgbm
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+    from sklearn.datasets import make_classification
+
+    nf = 8
+    x, y = make_classification(n_samples=2000, n_features=nf, n_informative=5, random_state=SEED + 40)
+    x = x.astype(np.float32)
+    x[:, 0] = rng.integers(0, 12, size=x.shape[0])  # a categorical code
+    y = np.where(np.isin(x[:, 0], [1, 4, 7]), 1 - y, y)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    types = [("input", FloatTensorType([None, nf]))]
+    est = lightgbm.LGBMClassifier(n_estimators=30, num_leaves=15, random_state=SEED, n_jobs=1, verbose=-1,
+                                  min_data_per_group=5, cat_smooth=1)
+    est.fit(x, y, categorical_feature=[0])
+    m = convert_lightgbm(est, initial_types=types, zipmap=False)
+    extra = [(0, float(c)) for c in range(12)]
+    w.add("lgbm_categorical", m, "rows_lgbm_categorical", make_rows(rng, x, m, 1000, 300, 600, 200, extra=extra))
+
+    try:
+        import xgboost
+        from onnxmltools import convert_xgboost
+        import pandas as pd
+        df = pd.DataFrame(x, columns=[f"f{i}" for i in range(nf)])
+        df["f0"] = df["f0"].astype("category")
+        xg = xgboost.XGBClassifier(n_estimators=20, max_depth=4, random_state=SEED, n_jobs=1,
+                                   tree_method="hist", enable_categorical=True)
+        xg.fit(df, y)
+        m = convert_xgboost(xg, initial_types=types)
+        w.add("xgb_categorical", m, "rows_lgbm_categorical", make_rows(rng, x, m, 1000, 300, 600, 200, extra=extra))
+    except Exception as e:  # the converter refuses categorical splits
+        print(f"xgb_categorical: skipped, onnxmltools cannot convert it: {type(e).__name__}: {e}".splitlines()[0], flush=True)
+
+    import catboost
+    x2 = x.copy()
+    for tag, est in [("bin", catboost.CatBoostClassifier(iterations=40, depth=4, random_seed=SEED, verbose=0, thread_count=1, allow_writing_files=False)),
+                     ("reg", catboost.CatBoostRegressor(iterations=40, depth=4, random_seed=SEED, verbose=0, thread_count=1, allow_writing_files=False))]:
+        target = y if tag == "bin" else x2[:, 1] * 100 + y
+        target = np.nan_to_num(target)
+        est.fit(x2, target)
+        path = os.path.join(w.out, f"catboost_{tag}.tmp.onnx")
+        est.save_model(path, format="onnx")
+        m = onnx.load(path)
+        w.add(f"catboost_{tag}", path, "rows_catboost_" + tag, make_rows(rng, x2, m, 1000, 300, 600, 200))
+
 
 
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
@@ -476,6 +763,142 @@ def graph_models(w, rng):
     w.add("hand_graph_ops", m, "rows_graph", rows)
 
 
+def general_graph_models(w, rng):
+    """Hand-built graphs over the general operators converters emit less
+    often: broadcasting, reductions, Gemm, Slice with steps, Gather,
+    Squeeze/Unsqueeze, Where, Clip, variadic Max/Min/Sum/Mean, logic; an
+    int64 and a string input through CategoryMapper, LabelEncoder and
+    OneHotEncoder; double MatMul."""
+    nf = 6
+    rows = rng.normal(size=(2000, nf)).astype(np.float32) * 2
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    rows[rng.random(rows.shape) < 0.02] = 0.0
+    T = numpy_helper.from_array
+    f32 = lambda a, name: T(np.asarray(a, dtype=np.float32), name)
+    i64 = lambda a, name: T(np.asarray(a, dtype=np.int64), name)
+    mk = helper.make_node
+    inits = [
+        f32(rng.normal(size=(4, nf)), "W"), f32(rng.normal(size=4), "C"),
+        i64([1], "ax1"), i64([3], "s3"), i64([-5], "e5"), i64([-1], "m1"), i64([5, 0, 2], "gidx"),
+        f32([-1.0], "lo"), f32([1.0], "hi"), f32([1.5], "p15"), f32([0.0], "zero"), f32([1.0], "one"),
+        f32(rng.normal(size=(1, 4)), "row4"), i64([0], "ax0s"), i64([-1, 3], "shp"),
+    ]
+    nodes = [
+        mk("Gemm", ["X", "W", "C"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        mk("Unsqueeze", ["g", "ax1"], ["u"]),
+        mk("ReduceMax", ["u"], ["rm"], axes=[2], keepdims=0),
+        mk("Squeeze", ["u", "ax1"], ["sq"]),
+        mk("Slice", ["sq", "s3", "e5", "ax1", "m1"], ["rev"]),
+        mk("ReduceLogSumExp", ["sq"], ["lse"], axes=[1], keepdims=1),
+        mk("ReduceMean", ["sq"], ["mean"], axes=[1]),
+        mk("ReduceSum", ["sq", "ax1"], ["rsum"], keepdims=1),
+        mk("ReduceMin", ["rev"], ["rmin"], axes=[-1]),
+        mk("Sub", ["sq", "lse"], ["ls"]),
+        mk("Abs", ["ls"], ["ab"]),
+        mk("Sqrt", ["ab"], ["sr"]),
+        mk("Pow", ["sr", "p15"], ["pw"]),
+        mk("Clip", ["sq", "lo", "hi"], ["cl"]),
+        mk("Greater", ["sq", "zero"], ["gt"]),
+        mk("Neg", ["sq"], ["ng"]),
+        mk("Where", ["gt", "sq", "ng"], ["wh"]),
+        mk("Max", ["wh", "cl", "row4"], ["mx"]),
+        mk("Min", ["wh", "cl", "rev"], ["mn"]),
+        mk("Sum", ["mx", "mn", "rm"], ["sm"]),
+        mk("Mean", ["mx", "mn"], ["me"]),
+        mk("Gather", ["X", "gidx"], ["ga"], axis=1),
+        mk("Exp", ["ga"], ["ex"]),
+        mk("Add", ["ab", "one"], ["ab1"]),
+        mk("Log", ["ab1"], ["lg"]),
+        mk("Less", ["ga", "one"], ["lt"]),
+        mk("Greater", ["ga", "zero"], ["gz"]),
+        mk("And", ["lt", "gz"], ["and"]),
+        mk("Not", ["and"], ["nand"]),
+        mk("Or", ["nand", "lt"], ["or"]),
+        mk("Cast", ["or"], ["orf"], to=TensorProto.FLOAT),
+        mk("Softmax", ["sq"], ["smx"], axis=-1),
+        mk("Sigmoid", ["rsum"], ["sg"]),
+        mk("Div", ["mean", "hi"], ["dv"]),
+        mk("Concat", ["rm", "rev", "lse", "mean", "rsum", "rmin", "pw", "sm", "me", "ex", "lg", "orf", "smx", "sg", "dv"],
+           ["values"], axis=1),
+        mk("ArgMax", ["sq"], ["am"], axis=1, keepdims=0),
+        mk("ArgMin", ["rev"], ["an"], axis=-1, keepdims=1),
+        mk("Reshape", ["an", "m1"], ["anr"]),
+        mk("Add", ["am", "anr"], ["label"]),
+    ]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, nf])
+    outs = [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, None])]
+    g = helper.make_graph(nodes, "g", [x], outs, initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    w.add("hand_general_ops", m, "rows_general", rows)
+
+    # An int64 code and a string category.
+    n = 2000
+    codes = rng.integers(-1, 8, size=(n, 1)).astype(np.float32)
+    cats = np.array(["grocery", "travel", "gaming", "fuel", "other", ""])
+    strs = cats[rng.integers(0, len(cats), size=(n, 1))]
+    nodes = [
+        mk("CategoryMapper", ["cat"], ["cid"], domain="ai.onnx.ml",
+           cats_strings=["grocery", "travel", "gaming"], cats_int64s=[3, 1, 2], default_int64=-7),
+        mk("LabelEncoder", ["cat"], ["cw"], domain="ai.onnx.ml",
+           keys_strings=["gaming", "fuel"], values_floats=[2.5, -1.0], default_float=0.25),
+        mk("LabelEncoder", ["code"], ["cname"], domain="ai.onnx.ml",
+           keys_int64s=[0, 1, 2, 3, 4], values_strings=["a", "b", "c", "a", "e"], default_string="none"),
+        mk("CategoryMapper", ["cname"], ["cback"], domain="ai.onnx.ml",
+           cats_strings=["a", "b", "c"], cats_int64s=[10, 20, 30], default_int64=-1),
+        mk("OneHotEncoder", ["code"], ["oh"], domain="ai.onnx.ml", cats_int64s=[0, 2, 4, 6], zeros=1),
+        mk("OneHotEncoder", ["cat"], ["ohs"], domain="ai.onnx.ml", cats_strings=["travel", "fuel", "zzz"], zeros=1),
+        mk("Reshape", ["oh", "shp0"], ["oh2"]),
+        mk("Reshape", ["ohs", "shp0"], ["ohs2"]),
+        mk("Equal", ["cat", "gam"], ["isg"]),
+        mk("Cast", ["isg"], ["isgf"], to=TensorProto.FLOAT),
+        mk("Cast", ["cid"], ["cidf"], to=TensorProto.FLOAT),
+        mk("Cast", ["cback"], ["cbf"], to=TensorProto.FLOAT),
+        mk("Mul", ["code", "two"], ["code2"]),
+        mk("Cast", ["code2"], ["code2f"], to=TensorProto.FLOAT),
+        mk("Concat", ["cidf", "cw", "cbf", "oh2", "ohs2", "isgf", "code2f"], ["values"], axis=1),
+        mk("Identity", ["cname"], ["label"]),
+    ]
+    ins = [helper.make_tensor_value_info("code", TensorProto.INT64, [None, 1]),
+           helper.make_tensor_value_info("cat", TensorProto.STRING, [None, 1])]
+    outs = [helper.make_tensor_value_info("label", TensorProto.STRING, [None, 1]),
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, None])]
+    inits = [i64([-1, 4], "shp0"), T(np.array(["gaming"], dtype=object), "gam"), i64([2], "two")]
+    inits[0] = i64([0, -1], "shp0")
+    g = helper.make_graph(nodes, "g", ins, outs, initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("ai.onnx.ml", 2)])
+    w.add("hand_string_int_ops", m, "rows_string_int", codes, strs)
+
+    # LabelEncoder with tensor keys and values (ai.onnx.ml 4).
+    nodes = [
+        mk("LabelEncoder", ["code"], ["lv"], domain="ai.onnx.ml",
+           keys_tensor=i64([0, 2, 5], "k"), values_tensor=f32([0.5, -2.0, 7.25], "v"),
+           default_tensor=f32([9.0], "d")),
+        mk("LabelEncoder", ["cat"], ["li"], domain="ai.onnx.ml",
+           keys_tensor=T(np.array(["travel", "fuel"], dtype=object), "k"), values_tensor=i64([3, 4], "v"),
+           default_tensor=i64([-5], "d")),
+        mk("Cast", ["li"], ["lif"], to=TensorProto.FLOAT),
+        mk("Concat", ["lv", "lif"], ["values"], axis=1),
+    ]
+    g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, 2])])
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("ai.onnx.ml", 4)])
+    w.add("hand_labelencoder_v4", m, "rows_string_int", codes, strs)
+
+    # Double precision: MatMul, Div, Cast down to float.
+    rows64 = rng.normal(size=(1500, 5)).astype(np.float32)
+    nodes = [
+        mk("MatMul", ["X", "M"], ["mm"]),
+        mk("Div", ["mm", "d"], ["dv"]),
+        mk("Cast", ["dv"], ["values"], to=TensorProto.FLOAT),
+    ]
+    inits = [T(rng.normal(size=(5, 3)).astype(np.float64), "M"), T(np.asarray([3.0], dtype=np.float64), "d")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, 5])],
+                          [helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, 3])], initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    w.add("hand_double_matmul", m, "rows_double", rows64)
+
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                "..", "testdata", "generated")
@@ -484,8 +907,14 @@ def main():
     w = Writer(out)
     handbuilt_models(w, rng)
     graph_models(w, rng)
+    general_graph_models(w, rng)
     sklearn_models(w, rng)
     boosted_models(w, rng)
+    linear_models(w, rng)
+    ensemble_models(w, rng)
+    pipeline_models(w, rng)
+    string_models(w, rng)
+    categorical_boosters(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
