@@ -335,3 +335,58 @@ func TestCrashUnderSyncIntervalKeepsAPrefix(t *testing.T) {
 	}
 	t.Logf("%d of 300 power losses cut a tail past a bad frame", cuts)
 }
+
+// TestStaleFrameAfterCleanEndStaysDead: a crash can keep a later sector of
+// a lost write but not the first, so the last segment ends cleanly (a zero
+// header) with a complete old frame further on. Open must clear it: if new
+// appends happen to end exactly where it begins, its index is the one the
+// log expects next, and a later open would count a record nobody wrote
+// there (an unacknowledged or lost write brought back).
+func TestStaleFrameAfterCleanEndStaysDead(t *testing.T) {
+	mfs := newMemFS()
+	opts := Options{FS: mfs, SegmentSize: 1 << 16}
+	l := mustOpen(t, "/wal", opts)
+	rec := func(i uint64, fill byte) []byte { return bytes.Repeat([]byte{fill}, 40+int(i)*8) }
+	for i := uint64(1); i <= 6; i++ {
+		if _, err := l.Append(rec(i, 'a')); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	seg := "/wal/" + segmentName(1)
+	data := mfs.ReadFile(seg)
+	// Find where frames 4 and 6 begin, and keep only frame 6 of 4..6.
+	res, err := scanSegment(mfs, "/wal", segmentInfo{first: 1, name: segmentName(1)})
+	if err != nil || len(res.offs) != 6 {
+		t.Fatalf("scan: %v, %d frames", err, len(res.offs))
+	}
+	lost := append([]byte(nil), data...)
+	clear(lost[res.offs[3]:res.offs[5]])
+	img := newMemFS()
+	img.MkdirAll("/wal", 0o755)
+	img.WriteFile(seg, lost)
+
+	l, err = Open("/wal", Options{FS: img, SegmentSize: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.LastIndex() != 3 {
+		t.Fatalf("last index %d after losing 4..6, want 3", l.LastIndex())
+	}
+	// Rewrite 4 and 5 with the same sizes: they end where the old 6 began.
+	for i := uint64(4); i <= 5; i++ {
+		if _, err := l.Append(rec(i, 'b')); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	l, err = Open("/wal", Options{FS: img, SegmentSize: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.LastIndex() != 5 {
+		got, _ := l.Get(l.LastIndex())
+		t.Fatalf("last index %d (record %q), want 5: the lost record 6 came back", l.LastIndex(), got)
+	}
+}

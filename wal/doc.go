@@ -90,7 +90,12 @@
 // node logs a warning), in case the bad frame was a failing disk rather
 // than a power loss. Otherwise the tail is torn: Open cuts the segment back to the end
 // of the last frame with the commit bit (dropping the unacknowledged write
-// whole), zeroes the rest, fsyncs, and appends from there. A last segment
+// whole), zeroes the rest, fsyncs, and appends from there. A segment that
+// ends cleanly (a zero frame header) but holds other bytes after its end
+// (a crash kept a later sector of a lost write, not the first) is zeroed
+// after its end the same way: otherwise new appends that happened to end
+// where an old frame begins would bring that frame back under the index it
+// carries, after the next crash. A last segment
 // whose header never reached the disk (a crash while creating it; the file
 // holds only zeros) is created again. Only the last segment can be torn:
 // a segment is sealed after an fsync.

@@ -282,7 +282,20 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 		}
 		return &CorruptionError{Segment: last.name, Offset: res.end, Index: res.next, Reason: "zeroed frame followed by later writes"}
 	}
-	if res.err != errEnd || res.commitEnd != res.end {
+	torn := res.err != errEnd || res.commitEnd != res.end
+	if !torn {
+		// A clean end can still have bytes of a lost write after it (a
+		// crash kept a later sector but not the first): zero them, or an
+		// append that happens to end where one of their frames begins
+		// would bring that frame back, with the index it expects.
+		clean, err := zeroAfter(l.fs, filepath.Join(l.dir, last.name), res.end)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("wal: scan %s: %w", last.name, err)
+		}
+		torn = !clean
+	}
+	if torn {
 		// A torn tail: cut back to the end of the last complete write.
 		if err := cutPlain(f, res.commitEnd, -1, l.opts.SegmentSize); err != nil {
 			f.Close()

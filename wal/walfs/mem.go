@@ -136,8 +136,10 @@ func (m *Mem) Crash(rng *rand.Rand) *Mem {
 	for _, op := range m.pending {
 		count[op.dir]++
 	}
-	for dir, c := range count {
-		keep[dir] = rng.IntN(c + 1)
+	// Map order is random in Go: draw in sorted order, so that a seed gives
+	// one image.
+	for _, dir := range sortedKeys(count) {
+		keep[dir] = rng.IntN(count[dir] + 1)
 	}
 	for _, op := range m.pending {
 		if keep[op.dir] == 0 {
@@ -147,7 +149,8 @@ func (m *Mem) Crash(rng *rand.Rand) *Mem {
 		applyOp(ns, op)
 	}
 	images := map[*memData]*memData{}
-	for name, f := range ns {
+	for _, name := range sortedKeys(ns) {
+		f := ns[name]
 		if img, ok := images[f]; ok { // one file under two names cannot happen; keep it simple
 			out.files[name] = img
 			continue
@@ -512,3 +515,12 @@ func (f *memFile) Stat() (os.FileInfo, error) {
 }
 
 func (f *memFile) Close() error { return nil }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
