@@ -70,6 +70,11 @@ func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (s
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
+	if names := m.StringInputs(); len(names) > 0 {
+		// The evaluator scores them (onnx.Model.ScoreStrings), but a service
+		// feeds its model numbers only: refuse rather than fail every call.
+		return nil, fmt.Errorf("model %s takes string inputs %v: a feature service feeds its model numeric features only; encode the strings as numbers before the model (e.g. an ordinal encoding in the feature repo)", path, names)
+	}
 	opts.Local = true
 	return batch.New(m, opts), nil
 }
@@ -284,7 +289,10 @@ func appendPrediction(dst []byte, pr *score.Prediction, classes []string) []byte
 		dst = append(dst, '}')
 		sep = true
 	}
-	if !pr.HasLabel && len(pr.Probabilities) == 0 {
+	if pr.HasValue || !pr.HasLabel && len(pr.Probabilities) == 0 {
+		if sep {
+			dst = append(dst, ',')
+		}
 		dst = append(dst, `"value":`...)
 		dst, _ = appendNumber(dst, pr.Value, encFloat)
 	}

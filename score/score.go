@@ -14,7 +14,12 @@ type Prediction struct {
 	Label         int64
 	LabelString   string
 	Probabilities []float32
-	Value         float64
+	// Value is a regressor's output, or a classifier's single score beside
+	// its label (a decision function, an anomaly score); HasValue says it is
+	// set. A scorer that leaves HasValue false sets Value only when there is
+	// neither a label nor probabilities.
+	HasValue bool
+	Value    float64
 }
 
 // Scorer scores rows of features.

@@ -665,7 +665,7 @@ func (sc *scratch) ensure(m *Model, n int) {
 func (m *Model) emit(sc *scratch, n int, out []Prediction) {
 	for i := range n {
 		p := &out[i]
-		p.HasLabel, p.Label, p.LabelString, p.Value = false, 0, "", 0
+		p.HasLabel, p.Label, p.LabelString, p.HasValue, p.Value = false, 0, "", false, 0
 		if m.label != nil {
 			l := sc.i64[m.label.buf][i]
 			p.HasLabel, p.Label = true, l
@@ -690,6 +690,7 @@ func (m *Model) emit(sc *scratch, n int, out []Prediction) {
 			p.Probabilities = p.Probabilities[:0]
 		}
 		if v := m.scalar; v != nil {
+			p.HasValue = true
 			if v.dt == tF32 {
 				p.Value = float64(sc.f32[v.buf][i])
 			} else {
