@@ -21,7 +21,13 @@ func benchModel(b *testing.B) (*Model, []float32, int) {
 
 func benchBatch(b *testing.B, batch int) {
 	m, rows, n := benchModel(b)
-	w := m.NumInputs()
+	benchRows(b, m, rows, nil, n, batch)
+}
+
+// benchRows times m over n rows (and their string columns, if any), batch
+// rows per call, cycling through them; it reports ns/row.
+func benchRows(b *testing.B, m *Model, rows []float32, strs []string, n, batch int) {
+	w, ns := m.NumInputs(), len(m.StringInputs())
 	out := make([]Prediction, batch)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -31,7 +37,7 @@ func benchBatch(b *testing.B, batch int) {
 		if off+batch > n {
 			off = 0
 		}
-		if err := m.Score(ctx, rows[off*w:(off+batch)*w], batch, out); err != nil {
+		if err := m.ScoreStrings(ctx, rows[off*w:(off+batch)*w], strs[off*ns:(off+batch)*ns], batch, out); err != nil {
 			b.Fatal(err)
 		}
 		off += batch
@@ -56,27 +62,12 @@ func benchNamed(b *testing.B, name string, batch int) {
 	}
 	var exp parityExpected
 	readJSON(b, filepath.Join(dir, name+".expected.json"), &exp)
-	rows, n, w := readRows(b, filepath.Join(dir, exp.Rows))
-	ns := len(m.StringInputs())
+	rows, n, _ := readRows(b, filepath.Join(dir, exp.Rows))
 	var strs []string
 	if exp.Strings != "" {
 		strs = readStrings(b, filepath.Join(dir, exp.Strings))
 	}
-	out := make([]Prediction, batch)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	off := 0
-	for b.Loop() {
-		if off+batch > n {
-			off = 0
-		}
-		if err := m.ScoreStrings(ctx, rows[off*w:(off+batch)*w], strs[off*ns:(off+batch)*ns], batch, out); err != nil {
-			b.Fatal(err)
-		}
-		off += batch
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/row")
+	benchRows(b, m, rows, strs, n, batch)
 }
 
 // An imputer + scaler + logistic regression pipeline (8 features).
