@@ -69,7 +69,7 @@ func (r *PointReader) Read(keys [][]byte, ctx []float64, ctxOK []bool, t int64, 
 	copy(w.keys, keys)
 	copy(w.ctx, ctx)
 	copy(w.ctxOK, ctxOK)
-	r.n.compute(p, w, t)
+	r.n.compute(p, w, t) // a PointReader's node has no cluster: no error
 	for i := range p.outputs {
 		o := &p.outputs[i]
 		d := &dst[i]

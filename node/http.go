@@ -113,7 +113,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case bytes.Equal(path, pathIngest):
 		route = "ingest"
 		if s.allow(ctx, ScopeIngest, true) {
-			res, err := s.n.IngestJSON(ctx.PostBody())
+			res, err := s.n.IngestJSONAs(requestID(ctx), ctx.PostBody())
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.Equal(path, pathIngestBulk):
@@ -130,7 +130,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				writeError(ctx, aerr)
 				break
 			}
-			res, err := s.n.IngestNDJSON(src, ctx.PostBody(), dry)
+			res, err := s.n.IngestNDJSONAs(requestID(ctx), src, ctx.PostBody(), dry)
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.Equal(path, pathImport):
@@ -147,7 +147,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				writeError(ctx, aerr)
 				break
 			}
-			res, err := s.n.ImportNDJSON(src, ctx.PostBody(), dry)
+			res, err := s.n.ImportNDJSONAs(requestID(ctx), src, ctx.PostBody(), dry)
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.HasPrefix(path, pathTables):
@@ -208,6 +208,15 @@ var (
 	pathMetrics          = []byte("/metrics")
 )
 
+// requestID is the client's id for a write (Idempotency-Key, else
+// X-Request-Id), "" if it sent none.
+func requestID(ctx *fasthttp.RequestCtx) string {
+	if id := ctx.Request.Header.Peek("Idempotency-Key"); len(id) > 0 {
+		return string(id)
+	}
+	return string(ctx.Request.Header.Peek("X-Request-Id"))
+}
+
 // allow checks the method and the caller's key; on refusal it has written
 // the error response.
 func (s *Server) allow(ctx *fasthttp.RequestCtx, need Scope, post bool) bool {
@@ -261,6 +270,10 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 		}
 		if errors.Is(err, ErrLogFailed) {
 			writeError(ctx, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()})
+			return
+		}
+		if errors.Is(err, ErrUnavailable) {
+			writeError(ctx, &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error() + "; retry with the same Idempotency-Key"})
 			return
 		}
 		writeError(ctx, &APIError{Status: 500, Code: "INTERNAL", Message: err.Error()})
@@ -330,7 +343,7 @@ func (s *Server) uploadTable(ctx *fasthttp.RequestCtx, name string) {
 		writeError(ctx, badRequest("INVALID_REQUEST", "allow_empty %q: use true or false", allowEmpty))
 		return
 	}
-	rows, aerr := s.n.uploadTable(name, format, ctx.PostBody(), mode == "replace", allowEmpty == "true", validFrom)
+	rows, aerr := s.n.uploadTable(requestID(ctx), name, format, ctx.PostBody(), mode == "replace", allowEmpty == "true", validFrom)
 	if aerr != nil {
 		writeError(ctx, aerr)
 		return

@@ -71,6 +71,9 @@ type ingestWork struct {
 	// the newest timestamp of the body so far, instead of the node's clock.
 	backfill    bool
 	streamClock int64
+	// id is the request id a cluster applies once ("" on a single node,
+	// or when the client sent none: the cluster assigns one).
+	id string
 }
 
 var ingestPool sync.Pool
@@ -113,8 +116,16 @@ func (w *ingestWork) refuse(source string, index int, reason string) {
 // dry_run), or the request is refused with an *IngestError listing the bad
 // records and nothing changes.
 func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
+	return n.IngestJSONAs("", body)
+}
+
+// IngestJSONAs is IngestJSON for a request with id (the client's
+// Idempotency-Key): a cluster applies the events of one id once, so a
+// retry after a timeout counts nothing twice. A single node ignores it.
+func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 	w := n.getIngestWork()
 	defer ingestPool.Put(w)
+	w.id = id
 	root, err := w.parser.ParseBytes(body)
 	if err != nil {
 		return IngestResult{}, &IngestError{Code: "MALFORMED_JSON", Message: "request body is not valid JSON: " + err.Error()}
@@ -184,7 +195,12 @@ func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
 // IngestNDJSON ingests one record object per line for one source, the bulk
 // path for high-rate producers. All or nothing, like IngestJSON.
 func (n *Node) IngestNDJSON(source string, body []byte, dry bool) (IngestResult, error) {
-	return n.ingestLines(source, body, dry, false)
+	return n.ingestLines("", source, body, dry, false)
+}
+
+// IngestNDJSONAs is IngestNDJSON for a request with id (see IngestJSONAs).
+func (n *Node) IngestNDJSONAs(id, source string, body []byte, dry bool) (IngestResult, error) {
+	return n.ingestLines(id, source, body, dry, false)
 }
 
 // ImportNDJSON backfills historical events, one record object per line: the
@@ -198,12 +214,18 @@ func (n *Node) IngestNDJSON(source string, body []byte, dry bool) (IngestResult,
 // as too late) an event older than its watermark allows, so import history
 // before streaming live events. All or nothing.
 func (n *Node) ImportNDJSON(source string, body []byte, dry bool) (IngestResult, error) {
-	return n.ingestLines(source, body, dry, true)
+	return n.ingestLines("", source, body, dry, true)
 }
 
-func (n *Node) ingestLines(source string, body []byte, dry, backfill bool) (IngestResult, error) {
+// ImportNDJSONAs is ImportNDJSON for a request with id (see IngestJSONAs).
+func (n *Node) ImportNDJSONAs(id, source string, body []byte, dry bool) (IngestResult, error) {
+	return n.ingestLines(id, source, body, dry, true)
+}
+
+func (n *Node) ingestLines(id, source string, body []byte, dry, backfill bool) (IngestResult, error) {
 	w := n.getIngestWork()
 	defer ingestPool.Put(w)
+	w.id = id
 	sp := n.SourceNamed([]byte(source))
 	if sp == nil {
 		return IngestResult{}, &IngestError{Code: "UNKNOWN_SOURCE", Message: fmt.Sprintf("unknown source %q: this node's sources are %s", source, n.sourceNames())}
@@ -267,7 +289,12 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 	}
 	res.Backfill = backfill
 	var err error
-	if res.Deferred, res.TooLate, err = n.Store.CommitEvents(w.commit, clock, backfill); err != nil {
+	if n.cluster != nil {
+		res.Deferred, res.TooLate, err = n.cluster.WriteEvents(w.id, w.commit, clock, backfill)
+	} else {
+		res.Deferred, res.TooLate, err = n.Store.CommitEvents(w.commit, clock, backfill)
+	}
+	if err != nil {
 		return IngestResult{}, err
 	}
 	return res, nil

@@ -50,6 +50,7 @@ type lookupWork struct {
 	reqOK    []bool
 	statuses []bool
 	reads    []Read
+	level    ReadLevel // a cluster lookup's (parseReadLevel)
 }
 
 var lookupPool sync.Pool
@@ -340,9 +341,15 @@ func (n *Node) LookupReads(dst []Read, body []byte) ([]Read, *APIError) {
 
 // compute plans the reads of the row in w, reads them, then evaluates the
 // request features.
-func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) {
+func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) *APIError {
 	w.reads = p.appendReads(w.reads[:0], w.keys)
-	n.read(w.reads, t, w)
+	if n.cluster != nil {
+		if aerr := n.readCluster(w.reads, t, w); aerr != nil {
+			return aerr
+		}
+	} else {
+		n.read(w.reads, t, w)
+	}
 	for r := range p.reqs {
 		rp := &p.reqs[r]
 		for s, in := range rp.inputs {
@@ -358,6 +365,7 @@ func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) {
 		}
 		w.reqVal[r], w.reqOK[r] = rp.expr.Eval(w.slots[:len(rp.inputs)], w.slotOK[:len(rp.inputs)])
 	}
+	return nil
 }
 
 // appendFeatures writes the row's feature values as a JSON array and
@@ -526,7 +534,12 @@ func (n *Node) lookupOne(w *lookupWork, body []byte) (oneLookup, *APIError) {
 	if r.meta, aerr = parseMetaOptions(params); aerr != nil {
 		return r, aerr
 	}
-	n.compute(p, w, r.t)
+	if aerr := parseReadLevel(params, w); aerr != nil {
+		return r, aerr
+	}
+	if aerr := n.compute(p, w, r.t); aerr != nil {
+		return r, aerr
+	}
 	return r, nil
 }
 
@@ -570,6 +583,9 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	if aerr != nil {
 		return dst, aerr
 	}
+	if aerr := parseReadLevel(params, w); aerr != nil {
+		return dst, aerr
+	}
 	start := len(dst)
 	dst = append(dst, `{"result":[`...)
 	for i, row := range items {
@@ -577,7 +593,9 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 			aerr.Message = fmt.Sprintf("request_data[%d]: %s", i, aerr.Message)
 			return dst[:start], aerr
 		}
-		n.compute(p, w, t)
+		if aerr := n.compute(p, w, t); aerr != nil {
+			return dst[:start], aerr
+		}
 		if i > 0 {
 			dst = append(dst, ',')
 		}

@@ -21,6 +21,10 @@ type Options struct {
 	// event timestamps (too far in the future or past) and is the default
 	// read time of a lookup. Nil means the wall clock.
 	Clock func() int64
+	// Cluster, when set, makes this the front of a cluster node: ingests
+	// are written and lookups read through it (the replica groups), not
+	// through the node's own store, which then holds no state.
+	Cluster Cluster
 	// Log receives every change before it is applied; nil keeps the node
 	// in memory only (tests, benchmarks, dry runs).
 	Log Log
@@ -63,7 +67,8 @@ type Node struct {
 	metrics   *nodeMetrics
 	openModel ModelOpener
 	logger    *slog.Logger
-	maxConns  int // limits.max_conns resolved against the open-file limit
+	maxConns  int     // limits.max_conns resolved against the open-file limit
+	cluster   Cluster // Options.Cluster: nil on a single node
 
 	ready atomic.Bool
 }
@@ -77,6 +82,9 @@ func (n *Node) SetReady(ok bool) { n.ready.Store(ok) }
 func (n *Node) Ready() error {
 	if !n.ready.Load() {
 		return errRecovering
+	}
+	if n.cluster != nil {
+		return n.cluster.Err()
 	}
 	return n.Store.CommitErr()
 }
@@ -104,7 +112,7 @@ func New(repo *features.Repo, cfg Config, opts Options) (*Node, error) {
 
 // newNode builds the front over st, whose metrics are in set.
 func newNode(st *store.Store, set *metrics.Set, cfg Config, opts Options) (*Node, error) {
-	n := &Node{Store: st, cfg: cfg, services: map[string]*servicePlan{}, now: opts.Clock, logger: opts.Logger}
+	n := &Node{Store: st, cfg: cfg, services: map[string]*servicePlan{}, now: opts.Clock, logger: opts.Logger, cluster: opts.Cluster}
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
 	}

@@ -39,12 +39,12 @@ func (n *Node) UploadTable(name string, format TableFormat, body []byte, replace
 // A replace with no rows (an empty body) is refused: it would empty the
 // table, which a truncated export should not do silently.
 func (n *Node) UploadTableAt(name string, format TableFormat, body []byte, replace bool, validFrom int64) (int, *APIError) {
-	return n.uploadTable(name, format, body, replace, false, validFrom)
+	return n.uploadTable("", name, format, body, replace, false, validFrom)
 }
 
 // uploadTable is UploadTableAt; allowEmpty lets a replace with no rows
 // empty the table (?mode=replace&allow_empty=true).
-func (n *Node) uploadTable(name string, format TableFormat, body []byte, replace, allowEmpty bool, validFrom int64) (int, *APIError) {
+func (n *Node) uploadTable(id, name string, format TableFormat, body []byte, replace, allowEmpty bool, validFrom int64) (int, *APIError) {
 	if now := n.now(); validFrom > now {
 		return 0, badRequest("INVALID_REQUEST", "as_of %s is after the node's clock %s: rows cannot be valid from the future", fmtMillis(validFrom), fmtMillis(now))
 	}
@@ -77,6 +77,12 @@ func (n *Node) uploadTable(name string, format TableFormat, body []byte, replace
 	}
 	if replace && len(rows) == 0 && !allowEmpty {
 		return 0, badRequest("EMPTY_REPLACE", "table %s: the body has no rows, and mode=replace would empty the table; nothing was changed (to empty it, add allow_empty=true)", name)
+	}
+	if n.cluster != nil {
+		if err := n.cluster.WriteTable(id, t, rows, replace, validFrom); err != nil {
+			return 0, &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error()}
+		}
+		return len(rows), nil
 	}
 	if err := n.Store.CommitTable(t, rows, replace, validFrom); err != nil {
 		return 0, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()}

@@ -23,6 +23,18 @@ func (n *Store) Apply(index uint64, rec []byte) error {
 	return n.applyLocked(index, rec, nil)
 }
 
+// ApplyCounted is Apply that also returns what the record's events did:
+// the placements the windows refused as too late and, for a backfill, the
+// events the visibility clock had already passed (CommitEvents' counts). A
+// replicated state machine returns them to the proposer.
+func (n *Store) ApplyCounted(index uint64, rec []byte) (tooLate, deferred int, err error) {
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	n.counted.tooLate, n.counted.deferred = 0, 0
+	err = n.applyLocked(index, rec, nil)
+	return n.counted.tooLate, n.counted.deferred, err
+}
+
 // ReplayTimed is Apply for a point-in-time join on a store built for it: it
 // calls at(c) before the record's change becomes visible at clock c, so the
 // caller can first read the state as it was before c. A record acknowledged
@@ -68,7 +80,7 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 		}
 		var tooLate int
 		if backfill {
-			n.advanceVisible(b)
+			n.counted.deferred = n.advanceVisible(b)
 		}
 		switch {
 		case at != nil && backfill:
@@ -91,6 +103,7 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 			tooLate = n.apply(b, w)
 		}
 		n.metrics.ingested(b.Len(), tooLate)
+		n.counted.tooLate = tooLate
 	case recordTable:
 		name, rows, replace, err := n.decodeTableRecord(inner)
 		if err != nil {
@@ -124,7 +137,8 @@ func (n *Store) applyFiltered(b *Batch, w *applyWork, index uint64) (tooLate int
 				continue // logged before the view's key column existed
 			}
 			key := b.Str(e, t.keyCol)
-			if !n.filter.fresh[t.view] && index <= n.filter.part[ring.Partition(ring.Hash(key))] {
+			p := ring.Partition(ring.Hash(key))
+			if n.owns != nil && !n.owns[p] || !n.filter.fresh[t.view] && index <= n.filter.part[p] {
 				v.AdvanceWatermark(b.ts[e])
 				continue
 			}
@@ -303,6 +317,10 @@ func (n *Store) applyTarget(sp *Source, ti int, b *Batch, fields *[]windows.Fiel
 			continue // logged before the view's key column existed
 		}
 		key := b.Str(e, t.keyCol)
+		if n.owns != nil && !n.owns[ring.Partition(ring.Hash(key))] {
+			v.AdvanceWatermark(b.ts[e])
+			continue // another replica group's key
+		}
 		f := (*fields)[:0]
 		for _, c := range t.cols {
 			f = append(f, b.field(e, c))

@@ -68,3 +68,23 @@ func (b *Batch) field(e, c int) windows.Field {
 	}
 	return windows.Field{Num: b.nums[k], Str: b.arena[b.soff[k] : b.soff[k]+b.slen[k]]}
 }
+
+// Source is the index (in the repo's Sources) of the source b holds events of.
+func (b *Batch) Source() int { return b.source }
+
+// Timestamp is event e's timestamp.
+func (b *Batch) Timestamp(e int) int64 { return b.ts[e] }
+
+// CopyEvent appends event e of src (a batch of the same source) to b: how
+// a cluster's router splits a batch into the share of each replica group.
+func (b *Batch) CopyEvent(src *Batch, e int) {
+	i := b.Grow(src.ts[e])
+	for c := 0; c < b.ncols; c++ {
+		k, d := e*src.ncols+c, i*b.ncols+c
+		b.nums[d], b.null[d] = src.nums[k], src.null[k]
+		if src.slen[k] > 0 {
+			b.soff[d], b.slen[d] = uint32(len(b.arena)), src.slen[k]
+			b.arena = append(b.arena, src.arena[src.soff[k]:src.soff[k]+src.slen[k]]...)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -271,3 +272,35 @@ func (n *Store) CommitTable(t *Table, rows []TableRow, replace bool, validFrom i
 		n.visible = max(n.visible, validFrom)
 	})
 }
+
+// AppendEventsRecord appends to dst the log record CommitEvents commits for
+// b acknowledged at clock (each event at its own timestamp for a
+// backfill), for a writer of another shape: a cluster's router proposes
+// each replica group the record of its share of a batch.
+func (n *Store) AppendEventsRecord(dst []byte, b *Batch, clock int64, backfill bool) []byte {
+	dst = appendAt(dst, clock, backfill)
+	return appendEventsRecord(dst, n.sources[b.source], b)
+}
+
+// AppendTableRecord appends to dst the log record CommitTable commits.
+func (n *Store) AppendTableRecord(dst []byte, t *Table, rows []TableRow, replace bool, validFrom int64) []byte {
+	return appendTableRecord(appendAt(dst, validFrom, false), t, rows, replace)
+}
+
+// Sources are the store's event sources, parallel to the repo's.
+func (n *Store) Sources() []*Source { return n.sources }
+
+// KeyColumns lists the batch columns that are some view's join key, for a
+// router placing an event by each of its keys.
+func (sp *Source) KeyColumns() []int {
+	var cols []int
+	for _, t := range sp.targets {
+		if !slices.Contains(cols, t.keyCol) {
+			cols = append(cols, t.keyCol)
+		}
+	}
+	return cols
+}
+
+// Null reports whether event e's column c is null.
+func (b *Batch) Null(e, c int) bool { return b.null[e*b.ncols+c] }

@@ -9,6 +9,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/ring"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -39,6 +40,12 @@ type Options struct {
 	// Metrics receives the store's counters (events applied, placements
 	// refused as too late, apply errors, recovery); nil: a set of its own.
 	Metrics *metrics.Set
+	// Owns, when set, is the set of ring partitions this store holds: a
+	// cluster's replica group. An event is placed only in the views whose
+	// key falls in an owned partition (the others only see the view's
+	// watermark advance), and a table keeps only the rows of owned keys.
+	// nil: every partition (a single node).
+	Owns *[ring.Partitions]bool
 }
 
 // Store is the state of one feature repo: its views and tables, changed
@@ -55,7 +62,12 @@ type Store struct {
 	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
 	// MinInt64, not 0, so that events before 1970 are not deferred.
 	visible int64
-	filter  *replayFilter // during recovery from a snapshot; nil otherwise
+	filter  *replayFilter          // during recovery from a snapshot; nil otherwise
+	owns    *[ring.Partitions]bool // Options.Owns
+	// counted is what the last Apply placed: the events the windows refused
+	// as too late and, for a backfill, the events the visibility clock had
+	// passed (ApplyCounted), guarded by seq.mu.
+	counted struct{ tooLate, deferred int }
 	logger  *slog.Logger
 	metrics storeMetrics
 
@@ -76,7 +88,7 @@ func (m *storeMetrics) ingested(events, tooLate int) {
 
 // New builds the empty state of repo.
 func New(repo *features.Repo, opts Options) (*Store, error) {
-	n := &Store{repo: repo, seq: newSequencer(), workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64}
+	n := &Store{repo: repo, seq: newSequencer(), workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64, owns: opts.Owns}
 	n.schemaAccepted = opts.SkipRemoved
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
@@ -106,7 +118,7 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 		n.views = append(n.views, w)
 	}
 	for _, t := range repo.Tables {
-		n.tables = append(n.tables, newTable(t))
+		n.tables = append(n.tables, newTable(t, n.owns))
 	}
 	for i, s := range repo.Sources {
 		n.sources = append(n.sources, newSource(repo, i, s))
@@ -188,10 +200,11 @@ type Table struct {
 	nums []float64        // row-major, one per column (strings: unused)
 	strs []string         // row-major, one per column (numbers: unused)
 	null []bool           // row-major
+	owns *[ring.Partitions]bool
 }
 
-func newTable(def *features.Table) *Table {
-	return &Table{def: def, rows: map[string]int32{}}
+func newTable(def *features.Table, owns *[ring.Partitions]bool) *Table {
+	return &Table{def: def, rows: map[string]int32{}, owns: owns}
 }
 
 // TableRow is one parsed row ready to be stored: a value per column of
@@ -214,6 +227,9 @@ func (t *Table) put(rows []TableRow, replace bool) {
 		t.nums, t.strs, t.null = t.nums[:0], t.strs[:0], t.null[:0]
 	}
 	for _, r := range rows {
+		if t.owns != nil && !t.owns[ring.Partition(ring.Hash([]byte(r.Key)))] {
+			continue
+		}
 		i, ok := t.rows[r.Key]
 		if !ok {
 			i = int32(len(t.nums) / nc)

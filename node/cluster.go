@@ -1,0 +1,141 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tally-ml/tally/store"
+	"github.com/tally-ml/tally/windows"
+)
+
+// ReadLevel is how fresh a cluster lookup's reads must be. A single node
+// has one copy of the state, always as fresh as its acknowledgements, and
+// ignores it.
+type ReadLevel uint8
+
+const (
+	// ReadDefault reads each key on its replica group's leader: an ingest
+	// acknowledged before the lookup began is in the answer (the leader
+	// applied it before the acknowledgement), as on a single node. During
+	// a leader change a deposed leader that has not yet learnt it may
+	// answer: the answer's metadata names the read level and reports the
+	// change when the node saw one.
+	ReadDefault ReadLevel = iota
+	// ReadLinearizable is never stale: the leader confirms its leadership
+	// with a quorum (raft's VerifyLeader) after the lookup began and reads
+	// once it has applied everything committed before that.
+	ReadLinearizable
+	// ReadLocal reads any replica this node holds (else one it asks)
+	// without coordination; the answer reports how far behind the
+	// freshest replica's leader contact it may be (staleMs).
+	ReadLocal
+)
+
+// String is the level's name in requests and answers.
+func (l ReadLevel) String() string {
+	switch l {
+	case ReadLinearizable:
+		return "linearizable"
+	case ReadLocal:
+		return "local"
+	}
+	return "default"
+}
+
+// ParseReadLevel parses a read level's name; "" is the default.
+func ParseReadLevel(s string) (ReadLevel, error) {
+	switch s {
+	case "", "default":
+		return ReadDefault, nil
+	case "linearizable":
+		return ReadLinearizable, nil
+	case "local":
+		return ReadLocal, nil
+	}
+	return 0, fmt.Errorf("read level %q: use default, linearizable or local", s)
+}
+
+// Cluster is where a node of a cluster writes its changes and reads its
+// state: replica groups, each holding the partitions of the key space the
+// cluster map gives it (package cluster). A node without one writes to and
+// reads from its own store.
+//
+// The node front parses and validates a request whole (all valid or none
+// applied) and plans its reads (Read); the Cluster places them by key.
+type Cluster interface {
+	// WriteEvents commits validated batches under request id (never ""):
+	// every replica group that owns a key of them commits its share, and a
+	// group that has already applied id drops it, so that a retry counts
+	// nothing twice. It returns once every group has committed and applied
+	// its share; deferred and tooLate are CommitEvents' counts.
+	WriteEvents(id string, batches []*store.Batch, clock int64, backfill bool) (deferred, tooLate int, err error)
+	// WriteTable commits a table upload likewise: every group gets the rows
+	// of the keys it owns (all groups, for a replace).
+	WriteTable(id string, t *store.Table, rows []store.TableRow, replace bool, validFrom int64) error
+	// Read reads reads (one lookup row) at time t at level: feature views
+	// into vals (one slice per feature view read, in order), tables into
+	// tnums, tstrs and tok (one per table read, in order, each as long as
+	// the table's columns).
+	Read(level ReadLevel, reads []Read, t int64, out ReadOut) error
+	// Err says why the cluster refuses writes now (nil when it accepts
+	// them): /readyz reports it.
+	Err() error
+}
+
+// ReadOut is where Cluster.Read writes: the lookup's scratch.
+type ReadOut struct {
+	Vals  [][]windows.Value
+	TNums [][]float64
+	TStrs [][]string
+	TOK   [][]bool
+}
+
+// ErrUnavailable wraps a cluster's refusal to commit or read now (no
+// leader, no quorum, a minority partition): the client should retry, with
+// the same request id for a write. HTTP 503 UNAVAILABLE.
+var ErrUnavailable = errors.New("cluster unavailable")
+
+// ReadStore reads r from st, this node's replica, into out at position v
+// (feature views) or tb (tables): what a Cluster does with the reads it
+// answers itself.
+func ReadStore(st *store.Store, r Read, t int64, out ReadOut, v, tb int) {
+	if r.Table {
+		st.Table(r.View).Get(r.Key, out.TNums[tb], out.TStrs[tb], out.TOK[tb])
+		return
+	}
+	out.Vals[v] = st.View(r.View).Read(r.Key, t, out.Vals[v][:0])
+}
+
+// readCluster is read for a node of a cluster.
+func (n *Node) readCluster(reads []Read, t int64, w *lookupWork) *APIError {
+	err := n.cluster.Read(w.level, reads, t, ReadOut{Vals: w.vals, TNums: w.tnums, TStrs: w.tstrs, TOK: w.tok})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error()}
+	}
+	return &APIError{Status: 500, Code: "INTERNAL", Message: err.Error()}
+}
+
+// parseReadLevel reads params.read_level into w (cluster lookups only; a
+// single node accepts and ignores it).
+func parseReadLevel(params *fastjson.Value, w *lookupWork) *APIError {
+	w.level = ReadDefault
+	v, name := option(params, "read_level", "readLevel")
+	if v == nil {
+		return nil
+	}
+	if v.Type() != fastjson.TypeString {
+		return badRequest("INVALID_REQUEST", "%s", wantType("params."+name, `"default", "linearizable" or "local"`, v))
+	}
+	s, _ := v.StringBytes()
+	l, err := ParseReadLevel(string(s))
+	if err != nil {
+		return badRequest("INVALID_REQUEST", "params.%s: %v", name, err)
+	}
+	w.level = l
+	return nil
+}
