@@ -67,7 +67,7 @@ func (f *counterFSM) get() (uint64, int) {
 }
 
 func (f *counterFSM) Snapshot() (raft.FSMSnapshot, error) { return nopSnap{}, nil }
-func (f *counterFSM) Restore(rc io.ReadCloser) error     { return rc.Close() }
+func (f *counterFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
 
 type nopSnap struct{}
 
