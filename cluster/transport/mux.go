@@ -212,15 +212,18 @@ func (m *Mux) acceptLoop() {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			defer func() { <-m.sem }()
-			m.serve(c)
+			l := m.serve(c)
+			<-m.sem // the slot bounds unauthenticated peers only
+			if l != nil {
+				m.handOff(l, c)
+			}
 		}()
 	}
 }
 
-// serve runs the accepting side of the handshake on c and hands c to its
-// layer, or refuses it.
-func (m *Mux) serve(c net.Conn) {
+// serve runs the accepting side of the handshake on c and returns the layer
+// of the group c named, or refuses and closes c and returns nil.
+func (m *Mux) serve(c net.Conn) *Layer {
 	c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	stop := closeOnDone(c, m.done)
 	defer stop()
@@ -248,11 +251,11 @@ func (m *Mux) serve(c net.Conn) {
 		default:
 			refuse(reasonMalformed, err.Error())
 		}
-		return
+		return nil
 	}
 	if h.clusterID != m.cfg.ClusterID {
 		refuse(reasonClusterID, fmt.Sprintf("wrong cluster id %q: this node is in cluster %q", h.clusterID, m.cfg.ClusterID))
-		return
+		return nil
 	}
 	sn := newNonce()
 	msg := append(header, statusOK)
@@ -260,32 +263,37 @@ func (m *Mux) serve(c net.Conn) {
 	header = nil
 	if _, err := c.Write(msg); err != nil {
 		drop(reasonMalformed, "write challenge: "+err.Error())
-		return
+		return nil
 	}
 	var got [macLen]byte
 	if _, err := io.ReadFull(c, got[:]); err != nil {
 		drop(reasonTimeout, "no proof of the cluster key: "+err.Error())
-		return
+		return nil
 	}
 	if !hmac.Equal(got[:], proof(m.cfg.Key, labelClient, raw, sn[:])) {
 		refuse(reasonKey, "bad cluster key: this node's differs")
-		return
+		return nil
 	}
 	m.mu.Lock()
 	l := m.layers[h.group]
 	m.mu.Unlock()
 	if l == nil {
 		refuse(reasonGroup, fmt.Sprintf("group %q is not open on this node (yet)", h.group))
-		return
+		return nil
 	}
 	msg = append(msg[:0], statusOK)
 	msg = append(msg, proof(m.cfg.Key, labelServer, raw, sn[:])...)
 	if _, err := c.Write(msg); err != nil {
 		c.Close()
-		return
+		return nil
 	}
 	c.SetDeadline(time.Time{})
-	stop()
+	return l
+}
+
+// handOff gives an authenticated c to l's Accept, or closes it if l or the
+// Mux closes first.
+func (m *Mux) handOff(l *Layer, c net.Conn) {
 	select {
 	case l.conns <- c:
 		m.accepted.Inc()
