@@ -88,3 +88,6 @@ func (b *Batch) CopyEvent(src *Batch, e int) {
 		}
 	}
 }
+
+// Columns is the number of columns of b's source.
+func (b *Batch) Columns() int { return b.ncols }

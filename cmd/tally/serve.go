@@ -26,6 +26,7 @@ type serveFlags struct {
 	dataDir  string
 	insecure bool
 	accept   bool // --accept-schema-change
+	cluster  clusterFlags
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -35,6 +36,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (default ./tally-data)")
 	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "allow listening beyond loopback without API keys")
 	cmd.Flags().BoolVar(&f.accept, "accept-schema-change", false, "apply repo changes that drop stored state or rebuild views from the log (removed sources, tables, views, columns; changed views)")
+	f.cluster.register(cmd)
 }
 
 // load resolves the config and the feature repo (and its directory) from
@@ -70,13 +72,17 @@ func (f *serveFlags) start() (*running, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if f.cluster.enabled() {
+		r, err := startCluster(cfg, f.cluster, repo, dir, log)
+		return r, log, err
+	}
 	r, err := start(cfg, repo, dir, log)
 	return r, log, err
 }
 
 // running is an opened node and its HTTP server.
 type running struct {
-	node      *node.Instance
+	node      readyCloser
 	srv       *node.Server
 	ln        net.Listener
 	done      chan error
@@ -106,6 +112,13 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 	log.Info("tally serving", "listen", ln.Addr().String(), "views", len(repo.Views), "tables", len(repo.Tables),
 		"services", len(repo.Services), "data_dir", cfg.DataDir, "auth", len(cfg.APIKeys) > 0, "startup", time.Since(t0).Round(time.Millisecond))
 	return r, nil
+}
+
+// readyCloser is the node a running server serves: a single node's
+// instance, or a cluster node.
+type readyCloser interface {
+	SetReady(bool)
+	Close() error
 }
 
 // stop shuts the server down gracefully, then closes the node (a final

@@ -1,0 +1,220 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/store"
+)
+
+// A group's Raft entries are requests: 'Q', uvarint(len id), id, then the
+// store's log record (events with their acknowledgement clock, or a table
+// upload). The id is what the FSM applies once.
+const requestTag = 'Q'
+
+// appendRequest appends the entry of record rec under request id.
+func appendRequest(dst []byte, id string, rec []byte) []byte {
+	dst = append(dst, requestTag)
+	dst = binary.AppendUvarint(dst, uint64(len(id)))
+	dst = append(dst, id...)
+	return append(dst, rec...)
+}
+
+// decodeRequest splits an entry into its request id and record.
+func decodeRequest(b []byte) (id, rec []byte, err error) {
+	if len(b) < 2 || b[0] != requestTag {
+		return nil, nil, errors.New("not a request entry")
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > uint64(len(b)-1-k) {
+		return nil, nil, errors.New("request entry: bad id length")
+	}
+	at := 1 + k
+	return b[at : at+int(n)], b[at+int(n):], nil
+}
+
+// dedupWindow is how many of a group's most recent request ids its FSM
+// remembers (see DESIGN.md: by count, so that replicas agree).
+const dedupWindow = 1 << 18
+
+// dedup is the set of the last dedupWindow request ids applied (their
+// xxhash), in apply order. Only the FSM goroutine touches it.
+type dedup struct {
+	ring []uint64
+	next int
+	full bool
+	set  map[uint64]struct{}
+}
+
+func newDedup() *dedup {
+	return &dedup{ring: make([]uint64, dedupWindow), set: make(map[uint64]struct{}, 1024)}
+}
+
+func (d *dedup) has(h uint64) bool { _, ok := d.set[h]; return ok }
+
+func (d *dedup) add(h uint64) {
+	if d.full {
+		delete(d.set, d.ring[d.next])
+	}
+	d.ring[d.next] = h
+	d.set[h] = struct{}{}
+	d.next++
+	if d.next == len(d.ring) {
+		d.next, d.full = 0, true
+	}
+}
+
+// ids lists the remembered ids, oldest first.
+func (d *dedup) ids() []uint64 {
+	if !d.full {
+		return append([]uint64(nil), d.ring[:d.next]...)
+	}
+	out := append([]uint64(nil), d.ring[d.next:]...)
+	return append(out, d.ring[:d.next]...)
+}
+
+// applied is what a group's FSM answers a committed request with (the
+// future's Response): the store's counts, or that the id was a repeat.
+type applied struct {
+	tooLate, deferred int
+	repeat            bool
+	err               error
+}
+
+// groupFSM is a replica group's raft.FSM: the store of the group's
+// partitions behind the request-id filter.
+type groupFSM struct {
+	st       atomic.Pointer[store.Store]
+	newStore func() (*store.Store, error) // an empty store of the group's partitions
+	seen     *dedup
+	mu       sync.Mutex // serialises Snapshot's copy of seen with Apply
+	applies  atomic.Uint64
+}
+
+func newGroupFSM(newStore func() (*store.Store, error)) (*groupFSM, error) {
+	st, err := newStore()
+	if err != nil {
+		return nil, err
+	}
+	f := &groupFSM{newStore: newStore, seen: newDedup()}
+	f.st.Store(st)
+	return f, nil
+}
+
+// Store is the group's current state (a restore swaps it).
+func (f *groupFSM) Store() *store.Store { return f.st.Load() }
+
+// Apply applies a committed request once.
+func (f *groupFSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	id, rec, err := decodeRequest(l.Data)
+	if err != nil {
+		return applied{err: fmt.Errorf("raft entry %d: %w", l.Index, err)}
+	}
+	h := xxhash.Sum64(id)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.seen.has(h) {
+		return applied{repeat: true}
+	}
+	f.seen.add(h)
+	f.applies.Add(1)
+	tooLate, deferred, err := f.Store().ApplyCounted(l.Index, rec)
+	return applied{tooLate: tooLate, deferred: deferred, err: err}
+}
+
+// Snapshot captures the store (in apply order: raft calls it between
+// applies) and the request ids.
+func (f *groupFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ss, err := f.Store().Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &groupSnapshot{ss: ss, ids: f.seen.ids()}, nil
+}
+
+const groupSnapMagic = "TALLYGS1"
+
+// Restore replaces the state with a snapshot's, in a fresh store.
+func (f *groupFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 1<<20)
+	var hdr [12]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return fmt.Errorf("group snapshot header: %w", err)
+	}
+	if string(hdr[:8]) != groupSnapMagic {
+		return errors.New("not a tally group snapshot")
+	}
+	n := binary.LittleEndian.Uint32(hdr[8:])
+	if n > dedupWindow {
+		return fmt.Errorf("group snapshot holds %d request ids, more than %d", n, dedupWindow)
+	}
+	seen := newDedup()
+	var b [8]byte
+	for range n {
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return fmt.Errorf("group snapshot request ids: %w", err)
+		}
+		seen.add(binary.LittleEndian.Uint64(b[:]))
+	}
+	st, err := f.newStore()
+	if err != nil {
+		return err
+	}
+	if err := st.Restore(br); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.seen = seen
+	f.st.Store(st)
+	f.mu.Unlock()
+	return nil
+}
+
+type groupSnapshot struct {
+	ss  *store.StateSnapshot
+	ids []uint64
+}
+
+func (s *groupSnapshot) Persist(sink raft.SnapshotSink) error {
+	bw := bufio.NewWriterSize(sink, 1<<20)
+	err := func() error {
+		var hdr [12]byte
+		copy(hdr[:], groupSnapMagic)
+		binary.LittleEndian.PutUint32(hdr[8:], uint32(len(s.ids)))
+		if _, err := bw.Write(hdr[:]); err != nil {
+			return err
+		}
+		var b [8]byte
+		for _, h := range s.ids {
+			binary.LittleEndian.PutUint64(b[:], h)
+			if _, err := bw.Write(b[:]); err != nil {
+				return err
+			}
+		}
+		if err := s.ss.Persist(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}()
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *groupSnapshot) Release() {}

@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/wal"
+)
+
+// replica is this node's replica of one Raft group: the metadata group or
+// a data group.
+type replica struct {
+	name  string // "meta" or "g<N>"
+	raft  *raft.Raft
+	logs  *wal.RaftStore
+	trans *raft.NetworkTransport
+}
+
+// raftTiming is the Raft timing of every group (see DESIGN.md).
+type raftTiming struct {
+	Heartbeat, Election, Lease, Commit time.Duration
+	SnapshotThreshold, TrailingLogs    uint64
+	SnapshotInterval                   time.Duration
+}
+
+func defaultTiming() raftTiming {
+	return raftTiming{Heartbeat: time.Second, Election: time.Second, Lease: 500 * time.Millisecond, Commit: 20 * time.Millisecond,
+		SnapshotThreshold: 8192, TrailingLogs: 4096, SnapshotInterval: 30 * time.Second}
+}
+
+// openReplica opens (or creates) the replica called name in dir, over
+// trans, with fsm; on first start with an empty log it bootstraps with
+// voters (the same configuration on every replica: raft accepts it).
+func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, trans *raft.NetworkTransport, tm raftTiming, sync wal.SyncPolicy, logOut io.Writer) (*replica, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logs, err := wal.OpenRaftStore(dir, wal.Options{Sync: sync, SegmentSize: 16 << 20, Compress: true})
+	if err != nil {
+		return nil, fmt.Errorf("group %s: raft log: %w", name, err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(dir, 2, logOut)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("group %s: snapshots: %w", name, err)
+	}
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(self)
+	conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout, conf.CommitTimeout = tm.Heartbeat, tm.Election, tm.Lease, tm.Commit
+	conf.SnapshotThreshold, conf.TrailingLogs, conf.SnapshotInterval = tm.SnapshotThreshold, tm.TrailingLogs, tm.SnapshotInterval
+	conf.MaxAppendEntries = 256
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft-" + name, Level: hclog.Warn, Output: logOut})
+	r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("group %s: %w", name, err)
+	}
+	has, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		r.Shutdown()
+		logs.Close()
+		return nil, err
+	}
+	if !has {
+		f := r.BootstrapCluster(raft.Configuration{Servers: voters})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			r.Shutdown()
+			logs.Close()
+			return nil, fmt.Errorf("group %s: bootstrap: %w", name, err)
+		}
+	}
+	return &replica{name: name, raft: r, logs: logs, trans: trans}, nil
+}
+
+// close stops the replica's Raft and closes its log.
+func (r *replica) close() error {
+	err := r.raft.Shutdown().Error()
+	r.trans.Close()
+	return errors.Join(err, r.logs.Close())
+}
+
+// groupDir is where group name keeps its log and snapshots.
+func groupDir(dataDir, name string) string { return filepath.Join(dataDir, "cluster", name) }

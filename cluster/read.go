@@ -1,0 +1,377 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
+	"github.com/tally-ml/tally/windows"
+)
+
+// readTimeout bounds a read sub-request.
+const readTimeout = 3 * time.Second
+
+// Read answers one lookup row's reads: the groups this node can answer at
+// level from its own replica, the others with one sub-request per group,
+// in parallel.
+func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out node.ReadOut) error {
+	m := c.Map()
+	var (
+		groups [8]int
+		gs     = groups[:0]
+		local  [8]*store.Store
+		lst    = local[:0]
+	)
+	vpos := make([]int, len(reads))
+	tpos := make([]int, len(reads))
+	v, tb := 0, 0
+	for i, r := range reads {
+		vpos[i], tpos[i] = v, tb
+		if r.Table {
+			tb++
+		} else {
+			v++
+		}
+	}
+	// Decide each group once.
+	gOf := make([]int, len(reads))
+	for i, r := range reads {
+		g := m.GroupOfKey(r.Key)
+		gOf[i] = g
+		if !containsInt(gs, g) {
+			gs = append(gs, g)
+			st, err := c.localFor(g, level)
+			if err != nil {
+				return err
+			}
+			lst = append(lst, st)
+		}
+	}
+	var remote map[int][]int
+	for i, r := range reads {
+		k := indexOf(gs, gOf[i])
+		if st := lst[k]; st != nil {
+			node.ReadStore(st, r, t, out, vpos[i], tpos[i])
+			continue
+		}
+		if remote == nil {
+			remote = map[int][]int{}
+		}
+		remote[gOf[i]] = append(remote[gOf[i]], i)
+	}
+	if len(remote) == 0 {
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(remote))
+	for g, idx := range remote {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.readRemote(g, level, reads, idx, vpos, tpos, t, out); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func indexOf(s []int, v int) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// localFor returns this node's store to answer group g at level, or nil
+// when another node must: default and linearizable need the leader (for
+// linearizable, after a read barrier); local takes any replica here.
+func (c *Cluster) localFor(g int, level node.ReadLevel) (*store.Store, error) {
+	dg := c.groups[g]
+	if dg == nil {
+		return nil, nil
+	}
+	switch level {
+	case node.ReadLocal:
+		return dg.fsm.Store(), nil
+	case node.ReadLinearizable:
+		if dg.rep.raft.State() != raft.Leader {
+			return nil, nil
+		}
+		if err := dg.bar.wait(); err != nil {
+			return nil, fmt.Errorf("%w: group %d: linearizable read: %v", node.ErrUnavailable, g, err)
+		}
+		return dg.fsm.Store(), nil
+	}
+	if dg.rep.raft.State() != raft.Leader {
+		return nil, nil
+	}
+	return dg.fsm.Store(), nil
+}
+
+// readRemote asks a replica of g for the reads idx, retrying once on the
+// leader it names.
+func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx, vpos, tpos []int, t int64, out node.ReadOut) error {
+	body := appendReads(nil, t, reads, idx)
+	deadline := time.Now().Add(readTimeout)
+	var last error
+	for attempt := 0; attempt < 6 && time.Now().Before(deadline); attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+		}
+		target := c.target(g, attempt)
+		if target == nil {
+			return fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
+		}
+		url := "http://" + target.ClusterAddr + "/v1/read?group=" + strconv.Itoa(g) + "&level=" + level.String()
+		resp, err := c.rpc.Post(url, "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			last = err
+			continue
+		}
+		ans, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			c.hints[g].Store(target.ID)
+			return decodeAnswer(ans, reads, idx, vpos, tpos, out)
+		case http.StatusMisdirectedRequest:
+			var nl struct{ Leader string }
+			json.Unmarshal(ans, &nl)
+			c.hints[g].Store(nl.Leader)
+			last = &errNotLeader{hint: nl.Leader}
+		default:
+			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(ans))
+		}
+	}
+	return fmt.Errorf("%w: group %d: read: %v", node.ErrUnavailable, g, last)
+}
+
+// barrier batches linearizable reads on a leader: a read waits for a Raft
+// barrier that began after the read did (committed in this term through a
+// quorum, and applied here), so concurrent reads share one.
+type barrier struct {
+	r       *raft.Raft
+	mu      sync.Mutex
+	running bool
+	next    *barrierRound // the round the next barrier serves
+}
+
+type barrierRound struct {
+	done chan struct{}
+	err  error
+}
+
+func (b *barrier) wait() error {
+	b.mu.Lock()
+	if b.next == nil {
+		b.next = &barrierRound{done: make(chan struct{})}
+	}
+	round := b.next
+	if !b.running {
+		b.running = true
+		go b.run()
+	}
+	b.mu.Unlock()
+	<-round.done
+	return round.err
+}
+
+// run issues barriers while reads wait for one.
+func (b *barrier) run() {
+	for {
+		b.mu.Lock()
+		round := b.next
+		if round == nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.next = nil
+		b.mu.Unlock()
+		round.err = b.r.Barrier(readTimeout).Error()
+		close(round.done)
+	}
+}
+
+// rpcHandler serves the internal RPCs on the cluster port (every
+// connection already authenticated by the transport's handshake).
+func (c *Cluster) rpcHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/propose", func(w http.ResponseWriter, r *http.Request) {
+		dg, ok := c.groupParam(w, r)
+		if !ok {
+			return
+		}
+		if dg.rep.raft.State() != raft.Leader {
+			c.notLeader(w, dg)
+			return
+		}
+		entry, err := io.ReadAll(io.LimitReader(r.Body, 256<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		res, err := dg.apply(entry, c.cfg.WriteTimeout)
+		var ae *errApply
+		switch {
+		case errors.As(err, &ae):
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+			c.notLeader(w, dg)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(wireApplied{TooLate: res.tooLate, Deferred: res.deferred, Repeat: res.repeat})
+	})
+	mux.HandleFunc("POST /v1/read", func(w http.ResponseWriter, r *http.Request) {
+		dg, ok := c.groupParam(w, r)
+		if !ok {
+			return
+		}
+		level, err := node.ParseReadLevel(r.URL.Query().Get("level"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		t, reads, err := decodeReads(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, rd := range reads {
+			if rd.Table && rd.View >= len(c.repo.Tables) || !rd.Table && rd.View >= len(c.repo.Views) {
+				http.Error(w, "read names a view this node's repo does not have", http.StatusBadRequest)
+				return
+			}
+		}
+		st, err := c.localFor(dg.id, level)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if st == nil {
+			c.notLeader(w, dg)
+			return
+		}
+		out := c.scratch(reads)
+		v, tb := 0, 0
+		for _, rd := range reads {
+			node.ReadStore(st, rd, t, out, v, tb)
+			if rd.Table {
+				tb++
+			} else {
+				v++
+			}
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(appendAnswer(nil, reads, out))
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(c.Status())
+	})
+	return mux
+}
+
+// scratch is a ReadOut for reads.
+func (c *Cluster) scratch(reads []node.Read) node.ReadOut {
+	var out node.ReadOut
+	for _, r := range reads {
+		if r.Table {
+			nc := len(c.repo.Tables[r.View].Columns)
+			out.TNums = append(out.TNums, make([]float64, nc))
+			out.TStrs = append(out.TStrs, make([]string, nc))
+			out.TOK = append(out.TOK, make([]bool, nc))
+		} else {
+			out.Vals = append(out.Vals, []windows.Value(nil))
+		}
+	}
+	return out
+}
+
+func (c *Cluster) groupParam(w http.ResponseWriter, r *http.Request) (*dataGroup, bool) {
+	g, err := strconv.Atoi(r.URL.Query().Get("group"))
+	dg := c.groups[g]
+	if err != nil || dg == nil {
+		// Not a replica here (an old map at the sender): name the leader we know of nothing.
+		w.WriteHeader(http.StatusMisdirectedRequest)
+		json.NewEncoder(w).Encode(map[string]string{"leader": ""})
+		return nil, false
+	}
+	return dg, true
+}
+
+func (c *Cluster) notLeader(w http.ResponseWriter, dg *dataGroup) {
+	_, id := dg.rep.raft.LeaderWithID()
+	w.WriteHeader(http.StatusMisdirectedRequest)
+	json.NewEncoder(w).Encode(map[string]string{"leader": string(id)})
+}
+
+// GroupStatus is one replica's view of its group.
+type GroupStatus struct {
+	Group       int    `json:"group"`
+	State       string `json:"state"`
+	Leader      string `json:"leader"`
+	Term        uint64 `json:"term"`
+	CommitIndex uint64 `json:"commitIndex"`
+	Applied     uint64 `json:"appliedIndex"`
+	LastContact string `json:"lastContact,omitempty"`
+	Checksum    string `json:"checksum,omitempty"`
+}
+
+// Status is this node's view of the cluster.
+type Status struct {
+	Node       string        `json:"node"`
+	MapVersion uint64        `json:"mapVersion"`
+	MetaLeader string        `json:"metaLeader"`
+	Groups     []GroupStatus `json:"groups"`
+}
+
+// Status reports this node's replicas.
+func (c *Cluster) Status() Status {
+	s := Status{Node: c.cfg.NodeID}
+	if m := c.Map(); m != nil {
+		s.MapVersion = m.Version
+	}
+	if c.meta != nil {
+		_, id := c.meta.raft.LeaderWithID()
+		s.MetaLeader = string(id)
+	}
+	for g := range len(c.hints) {
+		dg := c.groups[g]
+		if dg == nil {
+			continue
+		}
+		_, id := dg.rep.raft.LeaderWithID()
+		term, _ := strconv.ParseUint(dg.rep.raft.Stats()["term"], 10, 64)
+		gs := GroupStatus{Group: g, State: dg.rep.raft.State().String(), Leader: string(id), Term: term,
+			CommitIndex: dg.rep.raft.CommitIndex(), Applied: dg.rep.raft.AppliedIndex()}
+		if lc := dg.rep.raft.LastContact(); !lc.IsZero() {
+			gs.LastContact = time.Since(lc).Round(time.Millisecond).String()
+		}
+		s.Groups = append(s.Groups, gs)
+	}
+	return s
+}

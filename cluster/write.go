@@ -1,0 +1,256 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
+)
+
+// WriteEvents splits batches by group (an event goes to the group of each
+// of its keys, once per group), proposes every group its share in
+// parallel, and returns when all have committed and applied it.
+func (c *Cluster) WriteEvents(id string, batches []*store.Batch, clock int64, backfill bool) (deferred, tooLate int, err error) {
+	if id == "" {
+		id = newID()
+	}
+	m := c.Map()
+	shares := map[int][][]byte{}
+	var gs []int
+	for _, b := range batches {
+		sp := c.proto.Sources()[b.Source()]
+		keys := sp.KeyColumns()
+		parts := map[int]*store.Batch{}
+		for e := 0; e < b.Len(); e++ {
+			gs = gs[:0]
+			for _, kc := range keys {
+				if b.Null(e, kc) {
+					continue
+				}
+				g := m.GroupOfKey(b.Str(e, kc))
+				if containsInt(gs, g) {
+					continue
+				}
+				gs = append(gs, g)
+				pb := parts[g]
+				if pb == nil {
+					pb = &store.Batch{}
+					pb.Reset(b.Source(), b.Columns())
+					parts[g] = pb
+				}
+				pb.CopyEvent(b, e)
+			}
+		}
+		for g, pb := range parts {
+			rec := c.proto.AppendEventsRecord(nil, pb, clock, backfill)
+			shares[g] = append(shares[g], appendRequest(nil, id+"/s"+strconv.Itoa(b.Source()), rec))
+		}
+	}
+	res, err := c.proposeAll(shares)
+	return res.deferred, res.tooLate, err
+}
+
+// WriteTable sends every group the rows of its keys (every group, for a
+// replace: the rows it no longer has must go).
+func (c *Cluster) WriteTable(id string, t *store.Table, rows []store.TableRow, replace bool, validFrom int64) error {
+	if id == "" {
+		id = newID()
+	}
+	m := c.Map()
+	per := map[int][]store.TableRow{}
+	for _, r := range rows {
+		g := m.GroupOfKey([]byte(r.Key))
+		per[g] = append(per[g], r)
+	}
+	shares := map[int][][]byte{}
+	for g := range m.Groups {
+		if len(per[g]) == 0 && !replace {
+			continue
+		}
+		rec := c.proto.AppendTableRecord(nil, t, per[g], replace, validFrom)
+		shares[g] = [][]byte{appendRequest(nil, id+"/t", rec)}
+	}
+	_, err := c.proposeAll(shares)
+	return err
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// proposeAll proposes each group its entries (in order), groups in
+// parallel, and sums what they applied.
+func (c *Cluster) proposeAll(shares map[int][][]byte) (applied, error) {
+	var (
+		mu   sync.Mutex
+		sum  applied
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for g, entries := range shares {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, e := range entries {
+				res, err := c.propose(g, e)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					sum.tooLate += res.tooLate
+					sum.deferred += res.deferred
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return applied{}, errors.Join(errs...)
+	}
+	return sum, nil
+}
+
+// errNotLeader: the replica asked does not lead the group (hint: who does).
+type errNotLeader struct{ hint string }
+
+func (e *errNotLeader) Error() string {
+	if e.hint == "" {
+		return "not the leader (no leader known)"
+	}
+	return "not the leader (leader: " + e.hint + ")"
+}
+
+// errApply is a committed entry the state machine could not apply: not
+// worth retrying.
+type errApply struct{ err error }
+
+func (e *errApply) Error() string { return e.err.Error() }
+
+// propose commits entry in group g on its leader, retrying (with the
+// same request id, so at most once applied) until WriteTimeout.
+func (c *Cluster) propose(g int, entry []byte) (applied, error) {
+	deadline := time.Now().Add(c.cfg.WriteTimeout)
+	backoff := 20 * time.Millisecond
+	var last error
+	for attempt := 0; ; attempt++ {
+		res, err := c.proposeOnce(g, entry, attempt, time.Until(deadline))
+		if err == nil {
+			return res, nil
+		}
+		var ae *errApply
+		if errors.As(err, &ae) {
+			return applied{}, err
+		}
+		last = err
+		if time.Until(deadline) <= backoff {
+			return applied{}, fmt.Errorf("%w: group %d did not commit within %s: %v", node.ErrUnavailable, g, c.cfg.WriteTimeout, last)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-c.closing:
+			return applied{}, fmt.Errorf("%w: node shutting down", node.ErrUnavailable)
+		}
+		backoff = min(backoff*2, 400*time.Millisecond)
+	}
+}
+
+// proposeOnce tries once: locally when this node leads g, else on the
+// replica it believes leads.
+func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Duration) (applied, error) {
+	if dg := c.groups[g]; dg != nil && dg.rep.raft.State() == raft.Leader {
+		return dg.apply(entry, left)
+	}
+	target := c.target(g, attempt)
+	if target == nil {
+		return applied{}, errors.New("no replica of the group is known")
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+target.ClusterAddr+"/v1/propose?group="+strconv.Itoa(g), bytes.NewReader(entry))
+	resp, err := c.rpc.Do(req)
+	if err != nil {
+		return applied{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var a wireApplied
+		if err := json.Unmarshal(body, &a); err != nil {
+			return applied{}, err
+		}
+		c.hints[g].Store(target.ID)
+		return applied{tooLate: a.TooLate, deferred: a.Deferred, repeat: a.Repeat}, nil
+	case http.StatusMisdirectedRequest:
+		var nl struct{ Leader string }
+		json.Unmarshal(body, &nl)
+		c.hints[g].Store(nl.Leader)
+		return applied{}, &errNotLeader{hint: nl.Leader}
+	case http.StatusUnprocessableEntity:
+		return applied{}, &errApply{err: errors.New(string(body))}
+	}
+	return applied{}, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+}
+
+// target is the member to send group g's request to: the leader this node
+// knows (its replica's view, else the last hint), else the replicas in
+// turn.
+func (c *Cluster) target(g int, attempt int) *Member {
+	m := c.Map()
+	if dg := c.groups[g]; dg != nil {
+		if _, id := dg.rep.raft.LeaderWithID(); id != "" && string(id) != c.cfg.NodeID {
+			return m.Member(string(id))
+		}
+	}
+	if h, _ := c.hints[g].Load().(string); h != "" && h != c.cfg.NodeID && attempt%3 != 2 {
+		if mb := m.Member(h); mb != nil {
+			return mb
+		}
+	}
+	reps := m.Groups[g].Replicas
+	for i := range reps {
+		id := reps[(attempt+i)%len(reps)]
+		if id != c.cfg.NodeID {
+			return m.Member(id)
+		}
+	}
+	return nil
+}
+
+// wireApplied is a forwarded proposal's answer.
+type wireApplied struct {
+	TooLate  int  `json:"tooLate"`
+	Deferred int  `json:"deferred"`
+	Repeat   bool `json:"repeat"`
+}
+
+// apply commits entry through this replica (the leader) and returns what
+// the FSM applied.
+func (dg *dataGroup) apply(entry []byte, timeout time.Duration) (applied, error) {
+	f := dg.rep.raft.Apply(entry, max(timeout, 100*time.Millisecond))
+	if err := f.Error(); err != nil {
+		return applied{}, err
+	}
+	res, _ := f.Response().(applied)
+	if res.err != nil {
+		return applied{}, &errApply{err: res.err}
+	}
+	return res, nil
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tally-ml/tally/cluster"
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
+)
+
+// clusterFlags start a node as part of a cluster (cluster/DESIGN.md).
+type clusterFlags struct {
+	nodeID    string
+	addr      string
+	advertise string
+	peers     string
+	id        string
+	keyFile   string
+	groups    int
+	replicas  int
+}
+
+func (f *clusterFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeID, "node-id", "", "cluster mode: this node's id (stable across restarts)")
+	fl.StringVar(&f.addr, "cluster-addr", "", "cluster mode: the cluster port's listen address (Raft and internal RPCs), e.g. 127.0.0.1:7001")
+	fl.StringVar(&f.advertise, "cluster-advertise", "", "cluster mode: the cluster address peers dial (default --cluster-addr)")
+	fl.StringVar(&f.peers, "cluster-peers", "", "cluster mode: every initial node as id=cluster-addr, comma-separated, this one included (the same list on every node)")
+	fl.StringVar(&f.id, "cluster-id", "", "cluster mode: the cluster's name; a node of another cluster is refused")
+	fl.StringVar(&f.keyFile, "cluster-key-file", "", "cluster mode: file holding the shared cluster key (>= 16 bytes); or set TALLY_CLUSTER_KEY")
+	fl.IntVar(&f.groups, "cluster-groups", 8, "cluster mode: replica groups (fixed when the cluster is created)")
+	fl.IntVar(&f.replicas, "cluster-replicas", 3, "cluster mode: replicas per group (1 for development)")
+}
+
+func (f *clusterFlags) enabled() bool { return f.nodeID != "" || f.peers != "" || f.addr != "" }
+
+// config checks the flags and builds the cluster's config.
+func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (cluster.Config, error) {
+	var cc cluster.Config
+	if f.nodeID == "" || f.addr == "" || f.peers == "" || f.id == "" {
+		return cc, errors.New("cluster mode needs --node-id, --cluster-addr, --cluster-peers and --cluster-id (see the README's Cluster section)")
+	}
+	key := []byte(os.Getenv("TALLY_CLUSTER_KEY"))
+	if f.keyFile != "" {
+		b, err := os.ReadFile(f.keyFile)
+		if err != nil {
+			return cc, fmt.Errorf("--cluster-key-file: %w", err)
+		}
+		key = []byte(strings.TrimSpace(string(b)))
+	}
+	if len(key) < 16 {
+		return cc, errors.New("cluster mode needs a cluster key of at least 16 bytes: --cluster-key-file FILE or TALLY_CLUSTER_KEY")
+	}
+	var peers []cluster.Member
+	for _, p := range strings.Split(f.peers, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || id == "" || addr == "" {
+			return cc, fmt.Errorf("--cluster-peers: %q is not id=host:port", p)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return cc, fmt.Errorf("--cluster-peers: %q: %v", p, err)
+		}
+		m := cluster.Member{ID: id, ClusterAddr: addr}
+		if id == f.nodeID {
+			m.HTTPAddr = httpAddr
+		}
+		peers = append(peers, m)
+	}
+	replicas := min(f.replicas, len(peers))
+	return cluster.Config{NodeID: f.nodeID, DataDir: dataDir, ClusterAddr: f.addr, Advertise: f.advertise, HTTPAddr: httpAddr,
+		ClusterID: f.id, Key: key, Peers: peers, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}, nil
+}
+
+// clusterNode is a running cluster node: its lock, replicas and front.
+type clusterNode struct {
+	*node.Node
+	c    *cluster.Cluster
+	lock *store.DirLock
+}
+
+func (n *clusterNode) Close() error {
+	return errors.Join(n.c.Close(), n.lock.Release())
+}
+
+// startCluster opens this node's part of the cluster and serves it.
+func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.FS, log *slog.Logger) (*running, error) {
+	t0 := time.Now()
+	cc, err := f.config(cfg.DataDir, cfg.Listen, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := store.LockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		lock.Release()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	log.Info("joining cluster", "node", cc.NodeID, "cluster", cc.ClusterID, "peers", len(cc.Peers), "cluster_addr", cc.ClusterAddr)
+	c, err := cluster.Open(cc, repo)
+	if err != nil {
+		ln.Close()
+		lock.Release()
+		return nil, err
+	}
+	n, err := node.New(repo, cfg, node.Options{Cluster: c, RepoFS: dir, Logger: log})
+	if err != nil {
+		c.Close()
+		ln.Close()
+		lock.Release()
+		return nil, err
+	}
+	cn := &clusterNode{Node: n, c: c, lock: lock}
+	srv := node.NewServer(n)
+	_, stopWatch := context.WithCancel(context.Background())
+	r := &running{node: cn, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
+	go func() { r.done <- srv.Serve(ln) }()
+	n.SetReady(true)
+	log.Info("tally serving (cluster node)", "listen", ln.Addr().String(), "node", cc.NodeID, "groups_here", len(c.Map().GroupsOf(cc.NodeID)),
+		"startup", time.Since(t0).Round(time.Millisecond))
+	return r, nil
+}
