@@ -70,6 +70,11 @@ type Record map[string]any
 type WriteOptions struct {
 	// DryRun validates the records and applies nothing.
 	DryRun bool
+	// RequestID, when set, is sent as the Idempotency-Key: a cluster
+	// applies the events of one id once, so the write is retried on
+	// connection errors and 503 like a read (with the same id). A single
+	// node does not deduplicate: leave it empty there.
+	RequestID string
 }
 
 // Ingest sends records of source as one Tecton-shaped ingest request:
@@ -125,7 +130,11 @@ func (c *Client) writeNDJSON(ctx context.Context, path, source string, body []by
 		q.Set("dry_run", "true")
 	}
 	var res IngestResult
-	err := c.callJSON(ctx, request{method: "POST", path: path + "?" + q.Encode(), ctype: "application/x-ndjson", body: body, retry: retryUnsent}, &res)
+	r := request{method: "POST", path: path + "?" + q.Encode(), ctype: "application/x-ndjson", body: body, retry: retryUnsent}
+	if o.RequestID != "" {
+		r.idem, r.retry = o.RequestID, retryRead
+	}
+	err := c.callJSON(ctx, r, &res)
 	return res, err
 }
 
@@ -173,6 +182,9 @@ type LookupRequest struct {
 	// Metadata, when set, chooses what the answer's metadata holds; nil
 	// leaves the node's defaults (names, data types and statuses).
 	Metadata *MetadataOptions
+	// ReadLevel is a cluster's read level: "" (default), "linearizable"
+	// or "local" (README "Cluster"). A single node ignores it.
+	ReadLevel string
 }
 
 // MetadataOptions choose the metadata of a lookup's answer.
@@ -274,7 +286,7 @@ type BatchRow struct {
 // errors and 503.
 func (c *Client) GetFeatures(ctx context.Context, r LookupRequest) (*Features, error) {
 	out := &Features{}
-	return out, c.lookup(ctx, PathGetFeatures, c.params(r.Service, r.AsOf, r.Metadata, &r.JoinKeys, &r.RequestContext, nil), out)
+	return out, c.lookup(ctx, PathGetFeatures, withLevel(c.params(r.Service, r.AsOf, r.Metadata, &r.JoinKeys, &r.RequestContext, nil), r.ReadLevel), out)
 }
 
 // Predict reads one feature vector and the service model's score of it
@@ -282,7 +294,7 @@ func (c *Client) GetFeatures(ctx context.Context, r LookupRequest) (*Features, e
 // errors and 503 (a model that fails with on_error: fail answers 503).
 func (c *Client) Predict(ctx context.Context, r LookupRequest) (*Features, error) {
 	out := &Features{}
-	return out, c.lookup(ctx, PathPredict, c.params(r.Service, r.AsOf, r.Metadata, &r.JoinKeys, &r.RequestContext, nil), out)
+	return out, c.lookup(ctx, PathPredict, withLevel(c.params(r.Service, r.AsOf, r.Metadata, &r.JoinKeys, &r.RequestContext, nil), r.ReadLevel), out)
 }
 
 // GetFeaturesBatch reads one vector per row, all at one read time (at most
@@ -315,6 +327,14 @@ func (c *Client) lookup(ctx context.Context, path string, params map[string]any,
 		return fmt.Errorf("tally %s: encode the request: %w", path, err)
 	}
 	return c.callJSON(ctx, request{method: "POST", path: path, ctype: "application/json", body: body, retry: retryRead}, out)
+}
+
+// withLevel adds a cluster read level to a lookup's params.
+func withLevel(p map[string]any, level string) map[string]any {
+	if level != "" {
+		p["read_level"] = level
+	}
+	return p
 }
 
 // params is a lookup's "params" object.

@@ -113,6 +113,7 @@ type request struct {
 	accept       string
 	body         []byte
 	retry        retryKind
+	idem         string // Idempotency-Key, if any
 }
 
 // send performs r, retrying as r.retry allows, and returns the response of
@@ -161,6 +162,9 @@ func (c *Client) once(ctx context.Context, r request) (*http.Response, error) {
 	}
 	if c.auth != "" {
 		req.Header.Set("Authorization", c.auth)
+	}
+	if r.idem != "" {
+		req.Header.Set("Idempotency-Key", r.idem)
 	}
 	return c.hc.Do(req)
 }

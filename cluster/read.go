@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/hashicorp/raft"
 
 	"github.com/tally-ml/tally/node"
@@ -339,6 +341,9 @@ type GroupStatus struct {
 	Applied     uint64 `json:"appliedIndex"`
 	LastContact string `json:"lastContact,omitempty"`
 	Checksum    string `json:"checksum,omitempty"`
+	// AppliedRecord is the index of the last log record the group's
+	// store applied (with checksums).
+	AppliedRecord uint64 `json:"appliedRecord,omitempty"`
 }
 
 // Status is this node's view of the cluster.
@@ -374,4 +379,27 @@ func (c *Cluster) Status() Status {
 		s.Groups = append(s.Groups, gs)
 	}
 	return s
+}
+
+// StatusWithChecksums is Status with each replica's applied record index
+// and the checksum of its partitions (store.Checksums folded into one):
+// replicas of a group at the same applied index have equal checksums.
+func (c *Cluster) StatusWithChecksums() (Status, error) {
+	s := c.Status()
+	for i := range s.Groups {
+		dg := c.groups[s.Groups[i].Group]
+		applied, sums, err := dg.fsm.Store().Checksums()
+		if err != nil {
+			return s, err
+		}
+		d := xxhash.New()
+		var b [8]byte
+		for _, x := range sums {
+			binary.LittleEndian.PutUint64(b[:], x)
+			d.Write(b[:])
+		}
+		s.Groups[i].Checksum = strconv.FormatUint(d.Sum64(), 16)
+		s.Groups[i].AppliedRecord = applied
+	}
+	return s, nil
 }

@@ -28,6 +28,7 @@ type extraRoute struct {
 	route string
 	need  Scope
 	h     fasthttp.RequestHandler
+	get   bool // GET, else POST
 }
 
 // Handle serves POST path with h for clients holding scope need; route names
@@ -41,6 +42,14 @@ func (s *Server) Handle(path, route string, need Scope, h fasthttp.RequestHandle
 		route = "other"
 	}
 	s.extras[path] = extraRoute{route: route, need: need, h: h}
+}
+
+// HandleGet is Handle for a GET endpoint.
+func (s *Server) HandleGet(path, route string, need Scope, h fasthttp.RequestHandler) {
+	s.Handle(path, route, need, h)
+	x := s.extras[path]
+	x.get = true
+	s.extras[path] = x
 }
 
 // NewServer returns the HTTP API of n, with the timeouts and size limits of
@@ -180,7 +189,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case s.extras[string(path)].h != nil:
 		x := s.extras[string(path)]
 		route = x.route
-		if s.allow(ctx, x.need, true) {
+		if s.allow(ctx, x.need, !x.get) {
 			x.h(ctx)
 		}
 	default:

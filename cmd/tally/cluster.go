@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/valyala/fasthttp"
 
 	"github.com/tally-ml/tally/cluster"
 	"github.com/tally-ml/tally/features"
@@ -128,6 +130,7 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	}
 	cn := &clusterNode{Node: n, c: c, lock: lock}
 	srv := node.NewServer(n)
+	srv.HandleGet("/api/v1/cluster/status", "cluster", node.ScopeAdmin, statusHandler(c))
 	_, stopWatch := context.WithCancel(context.Background())
 	r := &running{node: cn, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
@@ -135,4 +138,26 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	log.Info("tally serving (cluster node)", "listen", ln.Addr().String(), "node", cc.NodeID, "groups_here", len(c.Map().GroupsOf(cc.NodeID)),
 		"startup", time.Since(t0).Round(time.Millisecond))
 	return r, nil
+}
+
+// statusHandler serves GET /api/v1/cluster/status (admin): this node's
+// view of the cluster, with replica checksums when ?checksums=true.
+func statusHandler(c *cluster.Cluster) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		var st cluster.Status
+		var err error
+		if string(ctx.QueryArgs().Peek("checksums")) == "true" {
+			st, err = c.StatusWithChecksums()
+		} else {
+			st = c.Status()
+		}
+		if err != nil {
+			ctx.SetStatusCode(500)
+			ctx.SetBodyString(err.Error())
+			return
+		}
+		b, _ := json.Marshal(st)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(b)
+	}
 }
