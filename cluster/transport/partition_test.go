@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/tally-ml/tally/systemtest/faultproxy"
+	"github.com/tally-ml/tally/systemtest/harness"
 )
 
 // A 3-node raft group over Muxes, each node's cluster port behind a fault
@@ -17,17 +18,26 @@ import (
 // old leader rejoins, and every replica holds exactly the acknowledged writes.
 func TestRaftGroupSurvivesIsolatedLeader(t *testing.T) {
 	const nodes = 3
-	muxes := make([]*Mux, nodes)
+	// Ports first, then the proxies in front of them, then the Muxes, which
+	// advertise their proxy's address (as raft reports a leader).
 	targets := make([]string, nodes)
-	for i := range muxes {
-		muxes[i] = listen(t, testConfig(faultproxy.NodeIP(i)))
-		targets[i] = muxes[i].Addr().String()
+	for i := range targets {
+		targets[i] = harness.FreeAddr(t)
 	}
 	fnet, err := faultproxy.NewNet(targets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fnet.Close()
+	muxes := make([]*Mux, nodes)
+	for i := range muxes {
+		cfg := testConfig(faultproxy.NodeIP(i))
+		cfg.Advertise = fnet.Proxies[i].Addr()
+		if muxes[i], err = Listen(targets[i], cfg); err != nil {
+			t.Fatal(err)
+		}
+		defer muxes[i].Close()
+	}
 	var servers []raft.Server
 	for i := range muxes {
 		servers = append(servers, raft.Server{ID: raft.ServerID(faultproxy.NodeIP(i)), Address: raft.ServerAddress(fnet.Proxies[i].Addr())})
@@ -82,6 +92,11 @@ func TestRaftGroupSurvivesIsolatedLeader(t *testing.T) {
 	now := leader(old)
 	if err := rafts[now].Apply(cmd(2), 5*time.Second).Error(); err != nil {
 		t.Fatalf("majority side apply: %v", err)
+	}
+	// The majority's follower knows its leader by the advertised (proxy) address.
+	follower := 3 - old - now
+	if addr, _ := rafts[follower].LeaderWithID(); string(addr) != fnet.Proxies[now].Addr() {
+		t.Fatalf("node %d sees leader at %q, want node %d's advertised %s", follower, addr, now, fnet.Proxies[now].Addr())
 	}
 	fnet.Heal()
 	for i, f := range fsms {
