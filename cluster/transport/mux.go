@@ -248,10 +248,10 @@ func (m *Mux) serve(c net.Conn) *Layer {
 	c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	stop := closeOnDone(c, m.done)
 	defer stop()
-	// Counted before the peer can see the refusal, so tests and operators
-	// never see a refused peer before the count.
 	// The first answer starts with magic and version, later ones do not.
-	var header []byte = append([]byte(magic), version)
+	header := append([]byte(magic), version)
+	// A refusal is counted before the peer can see it, so nobody observes a
+	// refused peer before the count.
 	refuse := func(reason, why string) {
 		m.refuse(reason, c.RemoteAddr(), why)
 		c.Write(appendRefusal(header, why))
