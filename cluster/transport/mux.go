@@ -23,6 +23,11 @@ type Config struct {
 	// Key is the shared cluster key, at least 16 bytes. Peers prove they
 	// hold it (HMAC-SHA256 over both nonces); it never crosses the wire.
 	Key []byte
+	// Advertise is the "host:port" peers reach this node's cluster port at
+	// (what raft reports as this node's address, e.g. in Leader()); empty
+	// means the listener's address. Either must have a specific IP, not
+	// 0.0.0.0 or ::.
+	Advertise string
 	// BindIP, if set, is the local IP outbound dials bind to (e.g.
 	// "127.0.0.12"), so an in-test proxy can tell nodes apart.
 	BindIP string
@@ -47,6 +52,7 @@ type Config struct {
 type Mux struct {
 	cfg Config
 	ln  net.Listener
+	adv net.Addr // what Layer.Addr reports
 	sem chan struct{}
 
 	mu     sync.Mutex
@@ -105,8 +111,19 @@ func Listen(addr string, cfg Config) (*Mux, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster transport: listen on %s: %w", addr, err)
 	}
+	adv := ln.Addr()
+	if cfg.Advertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", cfg.Advertise); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("cluster transport: advertise address %q: %w", cfg.Advertise, err)
+		}
+	}
+	if ip := adv.(*net.TCPAddr).IP; ip == nil || ip.IsUnspecified() {
+		ln.Close()
+		return nil, fmt.Errorf("cluster transport: peers cannot reach %s: listen on a specific IP or set the advertise address", adv)
+	}
 	m := &Mux{
-		cfg: cfg, ln: ln, sem: make(chan struct{}, cfg.MaxHandshakes),
+		cfg: cfg, ln: ln, adv: adv, sem: make(chan struct{}, cfg.MaxHandshakes),
 		layers: map[string]*Layer{}, done: make(chan struct{}),
 		set: cfg.Metrics, accepted: cfg.Metrics.GetOrCreateCounter("tally_cluster_conns_accepted_total"),
 	}
@@ -117,6 +134,10 @@ func Listen(addr string, cfg Config) (*Mux, error) {
 
 // Addr is the listener's address.
 func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
+
+// Advertise is the address peers reach this node at: Config.Advertise, or the
+// listener's address.
+func (m *Mux) Advertise() net.Addr { return m.adv }
 
 // Refused is the number of handshakes refused so far: inbound ones (malformed,
 // wrong cluster id, bad key, unknown group, timed out, too many at once) and
@@ -227,10 +248,10 @@ func (m *Mux) serve(c net.Conn) *Layer {
 	c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	stop := closeOnDone(c, m.done)
 	defer stop()
-	// Counted before the peer can see the refusal, so tests and operators
-	// never see a refused peer before the count.
 	// The first answer starts with magic and version, later ones do not.
-	var header []byte = append([]byte(magic), version)
+	header := append([]byte(magic), version)
+	// A refusal is counted before the peer can see it, so nobody observes a
+	// refused peer before the count.
 	refuse := func(reason, why string) {
 		m.refuse(reason, c.RemoteAddr(), why)
 		c.Write(appendRefusal(header, why))
@@ -441,8 +462,8 @@ func (l *Layer) Close() error {
 	return nil
 }
 
-// Addr is the Mux's listener address (what raft advertises as this node's).
-func (l *Layer) Addr() net.Addr { return l.m.Addr() }
+// Addr is the Mux's advertised address (raft's LocalAddr for this group).
+func (l *Layer) Addr() net.Addr { return l.m.adv }
 
 // Dial connects to the cluster port at address and authenticates, naming
 // this group; timeout bounds the dial and the handshake.

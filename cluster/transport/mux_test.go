@@ -430,3 +430,72 @@ func TestListenRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestAdvertise(t *testing.T) {
+	cfg := testConfig("")
+	cfg.Advertise = "127.0.0.99:7000"
+	m := listen(t, cfg)
+	if got := m.Layer("g").Addr().String(); got != "127.0.0.99:7000" {
+		t.Fatalf("layer Addr = %s, want the advertised address", got)
+	}
+	if got := m.Transport("h", 1, time.Second, io.Discard).LocalAddr(); got != "127.0.0.99:7000" {
+		t.Fatalf("raft LocalAddr = %s, want the advertised address", got)
+	}
+	// A wildcard listener needs an advertise address.
+	if m, err := Listen("0.0.0.0:0", testConfig("")); err == nil {
+		m.Close()
+		t.Fatal("Listen on 0.0.0.0 without an advertise address succeeded")
+	} else if !strings.Contains(err.Error(), "advertise") {
+		t.Fatalf("error %q does not say what to set", err)
+	}
+	cfg.Advertise = "127.0.0.1:7000"
+	m2, err := Listen("0.0.0.0:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.Close()
+}
+
+// Refusals are all counted but logged at most once a second.
+func TestRefusalLogRateLimited(t *testing.T) {
+	var buf syncBuffer
+	cfg := testConfig("")
+	cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	a := listen(t, cfg)
+	start := time.Now()
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("tcp", a.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("garbage!garbage!"))
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.ReadAll(c)
+		c.Close()
+	}
+	if a.Refused() != 10 {
+		t.Fatalf("Refused() = %d, want 10", a.Refused())
+	}
+	// At most one line per started second (plus the first).
+	limit := 1 + int(time.Since(start)/time.Second)
+	if lines := strings.Count(buf.String(), "handshake refused"); lines < 1 || lines > limit || lines == 10 {
+		t.Fatalf("%d log lines for 10 refusals in %v; want 1 to %d:\n%s", lines, time.Since(start), limit, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -25,4 +25,10 @@
 // Check reports whether some order of the operations, consistent with their
 // real-time intervals, explains every acknowledged read; on a violation it
 // writes porcupine's HTML visualization and names the file in its error.
+//
+// Cost: the search is per key and grows with how many operations on a key
+// overlap. BenchmarkCheck (4 clients, 8 keys, 2000 operations each taking
+// effect somewhere in a 0-2ms interval, 1 in 20 Adds of unknown outcome)
+// checks in about 0.6s on a loaded 2-core machine; keep a key's history to a
+// few hundred operations and spread the workload over several keys.
 package linearize
