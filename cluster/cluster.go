@@ -124,7 +124,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{cfg: cfg, repo: repo, proto: proto, groups: map[int]*dataGroup{}, closing: make(chan struct{}), logger: cfg.Logger}
-	c.mux, err = transport.Listen(cfg.ClusterAddr, transport.Config{ClusterID: cfg.ClusterID, Key: cfg.Key, BindIP: cfg.BindIP, Logger: cfg.Logger})
+	c.mux, err = transport.Listen(cfg.ClusterAddr, transport.Config{ClusterID: cfg.ClusterID, Key: cfg.Key, BindIP: cfg.BindIP, Advertise: cfg.Advertise, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("cluster port: %w", err)
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -140,13 +141,17 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 			return fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
 		}
 		url := "http://" + target.ClusterAddr + "/v1/read?group=" + strconv.Itoa(g) + "&level=" + level.String()
-		resp, err := c.rpc.Post(url, "application/octet-stream", bytes.NewReader(body))
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		resp, err := c.rpc.Do(req)
 		if err != nil {
+			cancel()
 			last = err
 			continue
 		}
 		ans, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 		resp.Body.Close()
+		cancel()
 		switch resp.StatusCode {
 		case http.StatusOK:
 			c.hints[g].Store(target.ID)

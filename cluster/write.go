@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -183,7 +184,9 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 	if target == nil {
 		return applied{}, errors.New("no replica of the group is known")
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+target.ClusterAddr+"/v1/propose?group="+strconv.Itoa(g), bytes.NewReader(entry))
+	ctx, cancel := context.WithTimeout(context.Background(), max(left, 100*time.Millisecond))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target.ClusterAddr+"/v1/propose?group="+strconv.Itoa(g), bytes.NewReader(entry))
 	resp, err := c.rpc.Do(req)
 	if err != nil {
 		return applied{}, err

@@ -29,6 +29,7 @@ type clusterFlags struct {
 	peers     string
 	id        string
 	keyFile   string
+	bindIP    string
 	groups    int
 	replicas  int
 }
@@ -41,6 +42,7 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.peers, "cluster-peers", "", "cluster mode: every initial node as id=cluster-addr, comma-separated, this one included (the same list on every node)")
 	fl.StringVar(&f.id, "cluster-id", "", "cluster mode: the cluster's name; a node of another cluster is refused")
 	fl.StringVar(&f.keyFile, "cluster-key-file", "", "cluster mode: file holding the shared cluster key (>= 16 bytes); or set TALLY_CLUSTER_KEY")
+	fl.StringVar(&f.bindIP, "cluster-bind-ip", "", "cluster mode: local IP outbound cluster connections bind to (tests tell nodes apart by it)")
 	fl.IntVar(&f.groups, "cluster-groups", 8, "cluster mode: replica groups (fixed when the cluster is created)")
 	fl.IntVar(&f.replicas, "cluster-replicas", 3, "cluster mode: replicas per group (1 for development)")
 }
@@ -81,7 +83,7 @@ func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (clust
 	}
 	replicas := min(f.replicas, len(peers))
 	return cluster.Config{NodeID: f.nodeID, DataDir: dataDir, ClusterAddr: f.addr, Advertise: f.advertise, HTTPAddr: httpAddr,
-		ClusterID: f.id, Key: key, Peers: peers, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}, nil
+		ClusterID: f.id, Key: key, BindIP: f.bindIP, Peers: peers, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}, nil
 }
 
 // clusterNode is a running cluster node: its lock, replicas and front.
