@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/tabular"
 )
 
@@ -259,7 +260,7 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 			}})
 			return
 		}
-		if errors.Is(err, ErrLogFailed) {
+		if errors.Is(err, store.ErrLogFailed) {
 			writeError(ctx, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()})
 			return
 		}
