@@ -203,11 +203,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.Ta
 	var rows []store.TableRow
 	for line := 1; len(body) > 0; line++ {
 		var l []byte
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			l, body = body[:i], body[i+1:]
-		} else {
-			l, body = body, nil
-		}
+		l, body, _ = bytes.Cut(body, []byte{'\n'})
 		l = bytes.TrimSpace(l)
 		if len(l) == 0 {
 			continue
