@@ -352,31 +352,3 @@ func TestTableUploadAtomicAndValidated(t *testing.T) {
 		t.Fatalf("unknown table: %v", aerr)
 	}
 }
-
-// TestTableCSVReadByTabular: a table's CSV is read by tabular's CSV reader:
-// a byte order mark is skipped, a column named twice or a ragged row is
-// refused naming it, and limits.max_table_rows is held.
-func TestTableCSVReadByTabular(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Limits.MaxTableRows = 2
-	n, _ := newTestNode(t, cfg)
-	if rows, aerr := n.UploadTable("user_profile", CSV, []byte("\ufeffuser_id, home_lat\nu1,1\n\"u,2\",\n"), false); aerr != nil || rows != 2 {
-		t.Fatalf("CSV with a byte order mark: %d %v", rows, aerr)
-	}
-	for body, want := range map[string]string{
-		"user_id,home_lat,home_lat\nu3,1,2\n":  `"home_lat" appears twice`,
-		"user_id,home_lat\nu3,1,2\n":           "row 1: has 3 fields, the header has 2",
-		"user_id,home_lat\nu3,1\nu4,1\nu5,1\n": "more than 2 rows (limits.max_table_rows)",
-		"user_id,home_lat\nu3,north\n":         `row 1, column "home_lat": want a number`,
-		"user_id,home_lat\n,1\n":               `row 1: empty join key "user_id"`,
-		"":                                     "empty input",
-	} {
-		_, aerr := n.UploadTable("user_profile", CSV, []byte(body), false)
-		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, want) {
-			t.Errorf("upload %q: %v, want 400 with %q", body, aerr, want)
-		}
-	}
-	if got := n.TableNamed("user_profile").Len(); got != 2 {
-		t.Fatalf("refused uploads changed the table: %d rows, want 2", got)
-	}
-}
