@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/tally-ml/tally/bench/load"
 	"github.com/tally-ml/tally/bench/workload"
+	tallyclient "github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/windows"
 	"github.com/tally-ml/tally/windows/windowstest"
@@ -248,19 +248,9 @@ type served struct {
 
 // parseVector reads a get-features response into feature name -> value.
 func parseVector(body []byte) (map[string]served, error) {
-	var resp struct {
-		Result struct {
-			Features []any `json:"features"`
-		} `json:"result"`
-		Metadata struct {
-			Features []struct {
-				Name   string `json:"name"`
-				Status string `json:"status"`
-			} `json:"features"`
-		} `json:"metadata"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, fmt.Errorf("lookup response is not JSON: %w", err)
+	resp, err := tallyclient.DecodeFeatures(body)
+	if err != nil {
+		return nil, fmt.Errorf("lookup response: %w", err)
 	}
 	if len(resp.Result.Features) != len(resp.Metadata.Features) {
 		return nil, fmt.Errorf("lookup response has %d values and %d names", len(resp.Result.Features), len(resp.Metadata.Features))

@@ -13,6 +13,11 @@
 //     HistoricalFeatures, whose answer streams (an io.ReadCloser).
 //   - Admin: Healthz, Readyz, Metrics.
 //
+// Features (Result, Metadata) is the one declaration of the get-features
+// and predict answer, BatchFeatures of the batch answer: code that holds an
+// answer's bytes (LookupJSON's, an in-process node's, a test's) reads them
+// with DecodeFeatures and DecodeBatchFeatures, not a struct of its own.
+//
 // A Client is safe for concurrent use and reuses connections (HTTP
 // keep-alive); create one per node and share it.
 //

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/tabular"
@@ -106,7 +107,7 @@ func (ln *liveNode) lookup(t testing.TB, p *probe) {
 	if aerr != nil {
 		t.Fatalf("lookup: %v", aerr)
 	}
-	var r struct{ Result struct{ Features []any } }
+	var r client.Features
 	d := json.NewDecoder(bytes.NewReader(out))
 	d.UseNumber()
 	if err := d.Decode(&r); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/tabular"
 )
 
@@ -140,11 +141,11 @@ func (j *Join) Run(ctx context.Context, s *Spine, w tabular.Writer) (Stats, erro
 		return Stats{}, err
 	}
 	err := j.opts.Archive.Replay(first, func(index uint64, rec []byte) error {
-		if j.opts.AllowPartial && node.IsLostRecord(rec) {
+		if j.opts.AllowPartial && store.IsLostRecord(rec) {
 			return nil // a change only a snapshot held: partial history skips it
 		}
 		if err := j.n.ReplayTimed(index, rec, e.at); err != nil {
-			if errors.Is(err, node.ErrLostRecords) {
+			if errors.Is(err, store.ErrLostRecords) {
 				// Rows already written precede the gap and are right; the
 				// rest would silently miss its changes.
 				return fmt.Errorf("%w: %v; allow partial history to join anyway", ErrPartialArchive, err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 )
 
 // replicatedCommitter commits as a replicated log does: it ignores the
@@ -17,7 +18,7 @@ import (
 // through the state machine's Apply.
 type replicatedCommitter struct {
 	mu   sync.Mutex
-	sm   StateMachine
+	sm   store.StateMachine
 	last uint64
 }
 
@@ -44,7 +45,7 @@ func TestCommitByDecodingEqualsLocalApply(t *testing.T) {
 	local, clk := newTestNode(t, DefaultConfig())
 	repo, _ := features.Default()
 	replicated, err := New(repo, DefaultConfig(), Options{Clock: clk.now, RepoFS: features.DefaultFS(),
-		Committer: func(sm StateMachine) Committer { return &replicatedCommitter{sm: sm} }})
+		Committer: func(sm store.StateMachine) store.Committer { return &replicatedCommitter{sm: sm} }})
 	if err != nil {
 		t.Fatal(err)
 	}

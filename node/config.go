@@ -29,15 +29,11 @@ type Config struct {
 	// be; later ones are refused as bad input.
 	MaxFuture time.Duration `yaml:"max_future"`
 	// Durability: the write-ahead log and snapshots in DataDir.
-	Durability Durability `yaml:"durability"`
+	Durability store.Durability `yaml:"durability"`
 	// AcceptSchemaChange lets a start apply repo changes that drop or
 	// rebuild stored state (see checkSchema); --accept-schema-change.
 	AcceptSchemaChange bool `yaml:"-"`
 }
-
-// Durability configures the write-ahead log and snapshots (see
-// store.Durability).
-type Durability = store.Durability
 
 // APIKey grants Scopes to whoever presents Key. Key may be written as the
 // plain secret or as "sha256:<hex>" so that config files need not hold it.
@@ -103,7 +99,7 @@ func DefaultConfig() Config {
 		DataDir:   "./tally-data",
 		Workspace: "default",
 		MaxFuture: 5 * time.Minute,
-		Durability: Durability{
+		Durability: store.Durability{
 			Fsync:         "always",
 			SyncEvery:     100 * time.Millisecond,
 			SegmentSize:   64 << 20,

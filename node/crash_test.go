@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -178,7 +179,7 @@ func (s *crashSim) newOp() crashOp {
 		return crashOp{"table", func(n *Node) error {
 			if _, aerr := n.UploadTable("user_profile", CSV, csv, replace); aerr != nil {
 				if aerr.Code == "NOT_DURABLE" {
-					return fmt.Errorf("%w: %s", ErrLogFailed, aerr.Message)
+					return fmt.Errorf("%w: %s", store.ErrLogFailed, aerr.Message)
 				}
 				return aerr
 			}
@@ -243,7 +244,7 @@ func (s *crashSim) run(gens int) int {
 			default:
 				op := s.newOp()
 				err := op.apply(in.Node)
-				if err != nil && !errors.Is(err, ErrLogFailed) {
+				if err != nil && !errors.Is(err, store.ErrLogFailed) {
 					s.t.Fatalf("%s refused: %v", op.what, err)
 				}
 				s.ops = append(s.ops, op)

@@ -2,35 +2,47 @@
 // requests, plans lookups, writes JSON responses and serves them over
 // HTTP. The state it serves (views, tables, the apply order, snapshots,
 // recovery) is package store's: a Node embeds its *store.Store, and data
-// flows one way, node -> store.
+// flows one way, node -> store. Callers that need the state's own names
+// (store.Committer, store.StateMachine, store.Log, store.Recovery,
+// store.LockDataDir and the store's errors) import package store.
 //
-// Read it top-down:
+// Read it top-down; every file, in the order a request meets them:
 //
 //   - node.go: New builds a Node from a features.Repo and a Config: its
-//     store (store.New), the services' lookup plans and models, the keys.
-//   - ingest.go: a request body becomes validated events (all or nothing)
-//     in store.Batches, which the store commits and applies
-//     (store.CommitEvents). An ingest is acknowledged only after it is
-//     applied, so the next lookup on this node sees it (read-after-write).
-//     A log that refuses writes turns ingest into 503 NOT_DURABLE and
-//     /readyz into 503 with the reason, until it recovers.
-//   - tables.go: table uploads (CSV, NDJSON) become store.TableRows,
-//     committed whole (store.CommitTable).
+//     store (store.New, through Options.Log or Options.Committer), the
+//     services' lookup plans and models, the keys.
+//   - config.go: Config, Limits, API keys and Scopes, DefaultConfig and
+//     LoadConfig (YAML); Config.Durability is the store's.
+//   - open.go: Open opens a node on its data dir: its state through
+//     store.Open (the lock, the log, recovery, the snapshot loop and
+//     retention), and the front over it; Instance.Close stops both.
+//   - http.go: the fasthttp server: routes, auth, limits, errors;
+//     auth.go checks API keys (constant time, by scope); conns.go bounds
+//     connections below the open-file limit; metrics.go is the node's
+//     Prometheus metrics.
+//   - options.go: the strict reading of request options shared by every
+//     JSON endpoint (typed options, a key given twice, RFC 8259 numbers).
+//   - ingest.go: a request body becomes validated events (all or nothing;
+//     ParseTime reads their timestamps) in store.Batches, which the store
+//     commits and applies (store.CommitEvents). An ingest is acknowledged
+//     only after it is applied, so the next lookup on this node sees it
+//     (read-after-write). A log that refuses writes turns ingest into 503
+//     NOT_DURABLE and /readyz into 503 with the reason, until it recovers.
+//   - tables.go: table uploads become store.TableRows, committed whole
+//     (store.CommitTable). CSV is read by package tabular's reader and the
+//     format picked by tabular.BodyFormat; NDJSON, typed by the table's
+//     schema, is parsed here (tabular/doc.go says why).
 //   - plan.go: a feature service's plan: which (view, key) pairs a request
 //     reads (Read; LookupReads returns them without reading: what a router
 //     places), read by read, and how each output is written.
 //   - lookup.go: a request is parsed, its reads read (each view once, each
 //     table once), request-time features evaluated, and the Tecton-shaped
 //     JSON response appended straight into the output buffer, without
-//     allocating per request in steady state.
+//     allocating per request in steady state. APIError, the 4xx/5xx
+//     answer of every endpoint, is declared here.
 //   - predict.go: the service's model scores the vector.
-//   - http.go: the fasthttp server: routes, auth, limits, errors; conns.go
-//     bounds its connections below the open-file limit.
-//   - open.go: Open opens a node on its data dir: its state through
-//     store.Open (the lock, the log, recovery, the snapshot loop and
-//     retention), and the front over it; Instance.Close stops both.
-//   - state.go: the store's names a caller of node meets (Committer, Log,
-//     Recovery, Durability, the data dir's lock, the errors).
+//   - history.go: PointReader, the same plan read at a past time, which
+//     package history's point-in-time joins call row by row.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

@@ -70,3 +70,28 @@ func FuzzGetFeatures(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUploadTable: any table upload, CSV or NDJSON, is stored whole or
+// refused with a 400 and the table unchanged; the node never panics.
+func FuzzUploadTable(f *testing.F) {
+	n := fuzzNode(f)
+	f.Add(true, []byte("user_id,home_lat,home_long\nu1,48.85,2.35\n"))
+	f.Add(true, []byte("\ufeffuser_id, home_lat\n\"u,2\",1e3\nu3,\n"))
+	f.Add(true, []byte("user_id,home_lat,home_lat\nu1,1,NaN\n"))
+	f.Add(false, []byte(`{"user_id":"u1","home_lat":1,"home_long":2}`+"\n"+`{"user_id":7,"home_lat":null}`))
+	f.Add(false, []byte(`{"user_id":"u1","home_lat":01,"home_lat":1}`))
+	f.Fuzz(func(t *testing.T, csv bool, body []byte) {
+		format := NDJSON
+		if csv {
+			format = CSV
+		}
+		before := n.AppliedIndex()
+		rows, aerr := n.UploadTable("user_profile", format, body, false)
+		switch {
+		case aerr != nil && (aerr.Status != 400 || n.AppliedIndex() != before):
+			t.Fatalf("refused upload: status %d, applied index %d -> %d: %v", aerr.Status, before, n.AppliedIndex(), aerr)
+		case aerr == nil && rows > 0 && n.AppliedIndex() == before:
+			t.Fatalf("stored %d rows but applied nothing", rows)
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/tabular"
 )
 
@@ -277,7 +278,7 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 			}})
 			return
 		}
-		if errors.Is(err, ErrLogFailed) {
+		if errors.Is(err, store.ErrLogFailed) {
 			writeError(ctx, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()})
 			return
 		}
@@ -312,26 +313,15 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 
 func (s *Server) uploadTable(ctx *fasthttp.RequestCtx, name string) {
 	args := ctx.QueryArgs()
-	format := TableFormat(0)
-	switch f := string(args.Peek("format")); {
-	case f == "csv":
-		format = CSV
-	case f == "ndjson" || f == "json":
-		format = NDJSON
-	case f != "":
-		writeError(ctx, badRequest("INVALID_REQUEST", "format %q: use csv or ndjson", f))
+	param := string(args.Peek("format"))
+	format, err := tabular.BodyFormat(param, string(ctx.Request.Header.ContentType()))
+	switch {
+	case param != "" && (err != nil || format == tabular.Parquet):
+		writeError(ctx, badRequest("INVALID_REQUEST", "format %q: use csv or ndjson", param))
 		return
-	default:
-		ct := string(ctx.Request.Header.ContentType())
-		switch {
-		case strings.HasPrefix(ct, "text/csv"):
-			format = CSV
-		case strings.Contains(ct, "json"):
-			format = NDJSON
-		default:
-			writeError(ctx, badRequest("INVALID_REQUEST", "say the format: Content-Type text/csv or application/x-ndjson, or ?format=csv|ndjson"))
-			return
-		}
+	case err != nil || format == tabular.Parquet:
+		writeError(ctx, badRequest("INVALID_REQUEST", "say the format: Content-Type text/csv or application/x-ndjson, or ?format=csv|ndjson"))
+		return
 	}
 	mode := string(args.Peek("mode"))
 	if mode != "" && mode != "upsert" && mode != "replace" {

@@ -27,11 +27,11 @@ type Options struct {
 	Cluster Cluster
 	// Log receives every change before it is applied; nil keeps the node
 	// in memory only (tests, benchmarks, dry runs).
-	Log Log
+	Log store.Log
 	// Committer, if set, builds the Committer changes go through from the
 	// node's state machine (a replicated log: propose, and the state
 	// machine applies what was committed); Log is then unused.
-	Committer func(StateMachine) Committer
+	Committer func(store.StateMachine) store.Committer
 	// RepoFS is the feature repo's directory: relative model paths resolve
 	// in it. Nil resolves them against the working directory.
 	RepoFS fs.FS

@@ -1,13 +1,13 @@
 package node
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
 )
 
@@ -36,20 +36,6 @@ func newTestNode(t testing.TB, cfg Config) (*Node, *testClock) {
 	return n, clk
 }
 
-type featureResponse struct {
-	Result struct {
-		Features []any `json:"features"`
-	} `json:"result"`
-	Metadata struct {
-		Features []struct {
-			Name     string         `json:"name"`
-			DataType map[string]any `json:"dataType"`
-			Status   string         `json:"status"`
-		} `json:"features"`
-		ServerTime string `json:"serverTime"`
-	} `json:"metadata"`
-}
-
 // vector maps feature name -> value and status.
 type vector map[string]struct {
 	v      any
@@ -58,8 +44,8 @@ type vector map[string]struct {
 
 func decodeVector(t testing.TB, body []byte) vector {
 	t.Helper()
-	var r featureResponse
-	if err := json.Unmarshal(body, &r); err != nil {
+	r, err := client.DecodeFeatures(body)
+	if err != nil {
 		t.Fatalf("response is not JSON: %v\n%s", err, body)
 	}
 	if len(r.Result.Features) != len(r.Metadata.Features) {
@@ -302,16 +288,8 @@ func TestBatchLookup(t *testing.T) {
 	if aerr != nil {
 		t.Fatal(aerr)
 	}
-	var r struct {
-		Result []struct {
-			Features []any    `json:"features"`
-			Statuses []string `json:"statuses"`
-		} `json:"result"`
-		Metadata struct {
-			Features []struct{ Name string } `json:"features"`
-		} `json:"metadata"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
+	r, err := client.DecodeBatchFeatures(out)
+	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(r.Result) != 2 || r.Metadata.Features[0].Name != "user_transaction_counts.amt_count_1m" {

@@ -65,7 +65,7 @@ func Open(cfg Config, repo *features.Repo, opts OpenOptions) (*Instance, error) 
 }
 
 // Recovery says what Open restored.
-func (in *Instance) Recovery() Recovery { return in.st.Recovery() }
+func (in *Instance) Recovery() store.Recovery { return in.st.Recovery() }
 
 // WAL is the node's write-ahead log: the archive historical features read.
 func (in *Instance) WAL() *wal.Log { return in.st.WAL() }

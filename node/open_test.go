@@ -14,6 +14,7 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/snapshot"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -123,15 +124,15 @@ func TestOpenLocksDataDir(t *testing.T) {
 	in := mustOpenNode(t, cfg, nil)
 	repo, _ := features.Default()
 	_, err := Open(cfg, repo, OpenOptions{Node: Options{RepoFS: features.DefaultFS()}})
-	if !errors.Is(err, ErrDataDirInUse) {
-		t.Fatalf("second open: %v, want ErrDataDirInUse", err)
+	if !errors.Is(err, store.ErrDataDirInUse) {
+		t.Fatalf("second open: %v, want store.ErrDataDirInUse", err)
 	}
 	for _, want := range []string{cfg.DataDir, "pid " + strconv.Itoa(os.Getpid()), "stop it first"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
-	if _, err := LockDataDir(cfg.DataDir); !errors.Is(err, ErrDataDirInUse) {
+	if _, err := store.LockDataDir(cfg.DataDir); !errors.Is(err, store.ErrDataDirInUse) {
 		t.Fatalf("lock while open: %v", err)
 	}
 	userTxn(t, in.Node, "a", 1)
@@ -191,8 +192,8 @@ func TestLogCutBehindSnapshotByRepair(t *testing.T) {
 	// indexes only the snapshot held and says so.
 	fresh, _ := newTestNode(t, DefaultConfig())
 	err := in.WAL().Replay(in.WAL().FirstIndex(), func(i uint64, rec []byte) error { return fresh.Apply(i, rec) })
-	if !errors.Is(err, ErrLostRecords) {
-		t.Fatalf("replay across the lost records: %v, want ErrLostRecords", err)
+	if !errors.Is(err, store.ErrLostRecords) {
+		t.Fatalf("replay across the lost records: %v, want store.ErrLostRecords", err)
 	}
 }
 

@@ -1,26 +1,15 @@
 package node
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
 )
-
-type predictResponse struct {
-	Result struct {
-		Features   []any `json:"features"`
-		Prediction *struct {
-			Label         *int64             `json:"label"`
-			Probabilities map[string]float64 `json:"probabilities"`
-		} `json:"prediction"`
-		PredictionStatus string `json:"predictionStatus"`
-	} `json:"result"`
-}
 
 func TestPredictScoresTheDefaultModel(t *testing.T) {
 	n, _ := newTestNode(t, DefaultConfig())
@@ -31,8 +20,8 @@ func TestPredictScoresTheDefaultModel(t *testing.T) {
 	if aerr != nil {
 		t.Fatal(aerr)
 	}
-	var r predictResponse
-	if err := json.Unmarshal(out, &r); err != nil {
+	r, err := client.DecodeFeatures(out)
+	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if r.Result.PredictionStatus != "PRESENT" || r.Result.Prediction == nil || r.Result.Prediction.Label == nil {
@@ -58,9 +47,8 @@ func TestPredictScoresTheDefaultModel(t *testing.T) {
 	}
 	low, _ := n.Predict(nil, lookupBody("u1", "m1", "FR", 12, 48.85, 2.35))
 	high, _ := n.Predict(nil, lookupBody("u2", "m1", "FR", 2500, -33.9, 151.2))
-	var lo, hi predictResponse
-	json.Unmarshal(low, &lo)
-	json.Unmarshal(high, &hi)
+	lo, _ := client.DecodeFeatures(low)
+	hi, _ := client.DecodeFeatures(high)
 	if hi.Result.Prediction.Probabilities["1"] <= lo.Result.Prediction.Probabilities["1"] {
 		t.Fatalf("a burst far from home scores %v, an ordinary purchase %v", hi.Result.Prediction.Probabilities["1"], lo.Result.Prediction.Probabilities["1"])
 	}

@@ -170,7 +170,7 @@ func TestSchemaTypeChangeRefused(t *testing.T) {
 		changed := strings.Replace(schemaRepo, c.from, c.to, 1)
 		for _, accept := range []bool{false, true} {
 			_, err := startSchema(t, dataDir, changed, accept)
-			if !errors.Is(err, ErrSchemaChanged) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "move the data directory aside") {
+			if !errors.Is(err, store.ErrSchemaChanged) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "move the data directory aside") {
 				t.Fatalf("%s, accept %v: start = %v, want a refusal naming %q", c.want, accept, err, c.want)
 			}
 		}
@@ -268,7 +268,7 @@ func TestSchemaRemovedSourceAndTable(t *testing.T) {
     schema: {age: string}
 `, "", 1)
 	_, err := startSchema(t, dataDir, removed, false)
-	if !errors.Is(err, ErrSchemaChanged) {
+	if !errors.Is(err, store.ErrSchemaChanged) {
 		t.Fatalf("start without the flag: %v", err)
 	}
 	for _, want := range []string{"source buys removed", "view user_buys removed", "table profile removed", "--accept-schema-change"} {
@@ -301,13 +301,13 @@ func TestSchemaViewChangedAndRenamed(t *testing.T) {
 	changed := strings.Replace(schemaRepo, "{column: page, function: count, window: 1h}", "{column: page, function: count, window: 2h}", 1)
 	_, err := startSchema(t, dataDir, changed, false)
 	want := "view user_clicks changed: feature page_count_1h name page_count_1h -> page_count_2h, window 1h -> 2h"
-	if !errors.Is(err, ErrSchemaChanged) || !strings.Contains(err.Error(), want) {
+	if !errors.Is(err, store.ErrSchemaChanged) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("window change: %v\nwant %q", err, want)
 	}
 	renamed := strings.Replace(schemaRepo, "name: user_clicks", "name: user_clicks_v2", 1)
 	renamed = strings.Replace(renamed, "features: [user_clicks]", "features: [user_clicks_v2]", 1)
 	_, err = startSchema(t, dataDir, renamed, false)
-	if !errors.Is(err, ErrSchemaChanged) || !strings.Contains(err.Error(), "view user_clicks removed") || !strings.Contains(err.Error(), "view user_clicks_v2 added") {
+	if !errors.Is(err, store.ErrSchemaChanged) || !strings.Contains(err.Error(), "view user_clicks removed") || !strings.Contains(err.Error(), "view user_clicks_v2 added") {
 		t.Fatalf("rename: %v", err)
 	}
 	s = mustStartSchema(t, dataDir, changed, true)

@@ -89,7 +89,7 @@ func TestSnapshotWhileIngestingThenRecover(t *testing.T) {
 	}
 	want := answers(a)
 
-	recover := func() (*Node, Recovery, string) {
+	recover := func() (*Node, store.Recovery, string) {
 		l, err := wal.Open(walDir, wal.Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -17,13 +16,13 @@ import (
 	"github.com/tally-ml/tally/tabular"
 )
 
-// TableFormat is the encoding of a table upload.
-type TableFormat uint8
+// TableFormat is the encoding of a table upload: tabular's CSV or NDJSON.
+type TableFormat = tabular.Format
 
 // Table upload formats.
 const (
-	CSV    TableFormat = iota + 1 // header row naming the join key and the columns
-	NDJSON                        // one JSON object per line
+	CSV    = tabular.CSV    // header row naming the join key and the columns
+	NDJSON = tabular.NDJSON // one JSON object per line, typed by the table's schema
 )
 
 // UploadTable loads rows into table name: upserted by join key, or replacing
@@ -102,26 +101,29 @@ func checkTableText(l *Limits, name string, s string, isKey bool) error {
 	return nil
 }
 
+// parseTableCSV reads a CSV upload with tabular's CSV reader (header,
+// quoting, byte order mark, ragged rows, the row limit) and converts each
+// field by the table's schema.
 func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]store.TableRow, error) {
 	maxRows := l.MaxTableRows
-	cr := csv.NewReader(bytes.NewReader(body))
-	cr.ReuseRecord = true
-	header, err := cr.Read()
+	rd, err := tabular.NewLimitedReader(tabular.CSV, bytes.NewReader(body), tabular.Limits{MaxRows: int64(maxRows)})
 	if err != nil {
-		return nil, fmt.Errorf("read CSV header: %w", err)
+		return nil, err
 	}
+	defer rd.Close()
+	header := rd.Columns()
 	keyCol := -1
 	colOf := make([]int, len(header)) // header position -> table column, -1 = key
 	for i, h := range header {
-		h = strings.TrimSpace(h)
-		if h == def.Entity.JoinKey {
+		name := strings.TrimSpace(h.Name)
+		if name == def.Entity.JoinKey {
 			keyCol = i
 			colOf[i] = -1
 			continue
 		}
-		c, _ := def.Column(h)
+		c, _ := def.Column(name)
 		if c < 0 {
-			return nil, fmt.Errorf("CSV header names unknown column %q: table %s has %s, %s", h, def.Name, def.Entity.JoinKey, tableColumnNames(def))
+			return nil, fmt.Errorf("CSV header names unknown column %q: table %s has %s, %s", name, def.Name, def.Entity.JoinKey, tableColumnNames(def))
 		}
 		colOf[i] = c
 	}
@@ -129,40 +131,42 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]store.TableRo
 		return nil, fmt.Errorf("CSV header lacks the join key column %q", def.Entity.JoinKey)
 	}
 	var rows []store.TableRow
-	for line := 2; ; line++ {
-		rec, err := cr.Read()
+	rec := make([]tabular.Value, len(header))
+	for row := 1; ; row++ {
+		err := rd.Next(rec)
 		if err == io.EOF {
 			break
+		}
+		var le *tabular.LimitError
+		if errors.As(err, &le) {
+			return nil, fmt.Errorf("more than %d rows (limits.max_table_rows); split the upload", maxRows)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("CSV: %w", err)
 		}
-		if len(rows) >= maxRows {
-			return nil, fmt.Errorf("more than %d rows (limits.max_table_rows); split the upload", maxRows)
-		}
 		r := store.NewRow(def)
 		for i, field := range rec {
 			if colOf[i] < 0 {
-				if field == "" {
-					return nil, fmt.Errorf("line %d: empty join key %q", line, def.Entity.JoinKey)
+				if field.Null {
+					return nil, fmt.Errorf("row %d: empty join key %q", row, def.Entity.JoinKey)
 				}
-				if err := checkTableText(l, def.Entity.JoinKey, field, true); err != nil {
-					return nil, fmt.Errorf("line %d: %w", line, err)
+				if err := checkTableText(l, def.Entity.JoinKey, field.Str, true); err != nil {
+					return nil, fmt.Errorf("row %d: %w", row, err)
 				}
-				r.Key = field
+				r.Key = field.Str
 				continue
 			}
-			if field == "" {
-				continue // null
+			if field.Null {
+				continue
 			}
 			c := colOf[i]
 			if def.Columns[c].Type == features.String {
-				if err := checkTableText(l, def.Columns[c].Name, field, false); err != nil {
-					return nil, fmt.Errorf("line %d: %w", line, err)
+				if err := checkTableText(l, def.Columns[c].Name, field.Str, false); err != nil {
+					return nil, fmt.Errorf("row %d: %w", row, err)
 				}
 			}
-			if err := setTableText(&r, c, def.Columns[c], field); err != nil {
-				return nil, fmt.Errorf("line %d: %s: %w", line, def.Columns[c].Name, err)
+			if err := setTableText(&r, c, def.Columns[c], field.Str); err != nil {
+				return nil, fmt.Errorf("row %d, column %q: %w", row, def.Columns[c].Name, err)
 			}
 		}
 		rows = append(rows, r)
@@ -205,11 +209,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.Ta
 	var rows []store.TableRow
 	for line := 1; len(body) > 0; line++ {
 		var l []byte
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			l, body = body[:i], body[i+1:]
-		} else {
-			l, body = body, nil
-		}
+		l, body, _ = bytes.Cut(body, []byte{'\n'})
 		l = bytes.TrimSpace(l)
 		if len(l) == 0 {
 			continue

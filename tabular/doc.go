@@ -68,6 +68,16 @@
 // values read as their JSON text (a string as itself, 1.5 as "1.5"); one
 // with only nulls and empty lists is Float64List.
 //
+// Table uploads (package node) read their CSV with this reader and their
+// format with BodyFormat, but parse their NDJSON themselves: a table's
+// NDJSON is typed by the table's schema, not inferred, and its rules are
+// the ingest API's, not a file's: each object may hold any of the columns
+// in any order, the join key is a string or an integer literal, an int
+// column takes any integral number (1.0, 1e3), and a key given twice is
+// refused with the ingest path's message. A typed mode here would carry
+// those table rules into a package that knows no tables, for one caller;
+// the number syntax is shared (IsJSONNumber, ParseNumber).
+//
 // The writer writes each row as an object with the keys in column order.
 // Float64 values always carry a '.' or an exponent (1.0, not 1) so they read
 // back as Float64; NaN and ±Inf, which JSON lacks, are written as null.

@@ -123,12 +123,13 @@ func FormatOf(path string) (Format, error) {
 }
 
 // ParseFormat parses a format name: "csv", "ndjson" or "parquet"
-// (case-insensitive; "jsonl" is accepted for "ndjson").
+// (case-insensitive; "jsonl" and "json" are accepted for "ndjson", as
+// FormatOf accepts their extensions).
 func ParseFormat(s string) (Format, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "csv":
 		return CSV, nil
-	case "ndjson", "jsonl":
+	case "ndjson", "jsonl", "json":
 		return NDJSON, nil
 	case "parquet":
 		return Parquet, nil
@@ -154,6 +155,20 @@ func FormatFromContentType(ct string) (Format, bool) {
 		return Parquet, true
 	}
 	return 0, false
+}
+
+// BodyFormat returns the format of a request body: the one param names
+// (ParseFormat) when param is not empty, else the one of its Content-Type
+// (FormatFromContentType). It is an error when param names no format, or
+// when param is empty and contentType says nothing known.
+func BodyFormat(param, contentType string) (Format, error) {
+	if param != "" {
+		return ParseFormat(param)
+	}
+	if f, ok := FormatFromContentType(contentType); ok {
+		return f, nil
+	}
+	return 0, fmt.Errorf("Content-Type %q names no format: send text/csv, application/x-ndjson or application/vnd.apache.parquet, or say ?format=csv|ndjson|parquet", contentType)
 }
 
 // Reader streams rows of the Columns it reports, which are fixed once it is

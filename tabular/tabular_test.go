@@ -554,3 +554,29 @@ func TestFloatsExact(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyFormat: ?format wins over the Content-Type; either alone names
+// the format; neither, or a name that is no format, is an error.
+func TestBodyFormat(t *testing.T) {
+	for _, c := range []struct {
+		param, ct string
+		want      Format
+	}{
+		{"", "text/csv; charset=utf-8", CSV},
+		{"", "application/x-ndjson", NDJSON},
+		{"", "application/json", NDJSON},
+		{"json", "", NDJSON},
+		{"NDJSON", "text/csv", NDJSON},
+		{"csv", "application/x-ndjson", CSV},
+		{"parquet", "", Parquet},
+	} {
+		if got, err := BodyFormat(c.param, c.ct); err != nil || got != c.want {
+			t.Errorf("BodyFormat(%q, %q) = %v, %v; want %v", c.param, c.ct, got, err, c.want)
+		}
+	}
+	for _, c := range [][2]string{{"", ""}, {"", "application/octet-stream"}, {"xlsx", "text/csv"}, {"", "text/plain"}} {
+		if f, err := BodyFormat(c[0], c[1]); err == nil {
+			t.Errorf("BodyFormat(%q, %q) = %v, want an error", c[0], c[1], f)
+		}
+	}
+}

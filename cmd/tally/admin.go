@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 )
 
@@ -23,7 +23,7 @@ func adminCmd() *cobra.Command {
 			if _, err := os.Stat(filepath.Join(dataDir, "wal")); err != nil {
 				return fmt.Errorf("no write-ahead log in %s (is --data-dir the node's data directory?): %w", dataDir, err)
 			}
-			lock, err := node.LockDataDir(dataDir)
+			lock, err := store.LockDataDir(dataDir)
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,6 @@ package main
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -16,6 +15,7 @@ import (
 	"strconv"
 
 	"github.com/tally-ml/tally/bench/workload"
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 )
@@ -67,11 +67,8 @@ func run(out string, rows, users int, seed uint64) error {
 		if aerr != nil {
 			return aerr
 		}
-		var r struct {
-			Result   struct{ Features []*float64 }
-			Metadata struct{ Features []struct{ Name string } }
-		}
-		if err := json.Unmarshal(resp, &r); err != nil {
+		r, err := client.DecodeFeatures(resp)
+		if err != nil {
 			return err
 		}
 		if header == nil {
@@ -82,10 +79,13 @@ func run(out string, rows, users int, seed uint64) error {
 		}
 		rec := make([]string, 0, len(header)+1)
 		for _, v := range r.Result.Features {
-			if v == nil {
+			switch x := v.(type) {
+			case nil:
 				rec = append(rec, "")
-			} else {
-				rec = append(rec, strconv.FormatFloat(*v, 'g', -1, 64))
+			case float64:
+				rec = append(rec, strconv.FormatFloat(x, 'g', -1, 64))
+			default:
+				return fmt.Errorf("feature value %v is not a number", v)
 			}
 		}
 		w.Write(append(rec, strconv.Itoa(tx.IsFraud)))

@@ -1,0 +1,67 @@
+package node
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestTableCSVReadByTabular: a table's CSV is read by tabular's CSV reader:
+// a byte order mark is skipped, a column named twice or a ragged row is
+// refused naming it, and limits.max_table_rows is held.
+func TestTableCSVReadByTabular(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits.MaxTableRows = 2
+	n, _ := newTestNode(t, cfg)
+	if rows, aerr := n.UploadTable("user_profile", CSV, []byte("\ufeffuser_id, home_lat\nu1,1\n\"u,2\",\n"), false); aerr != nil || rows != 2 {
+		t.Fatalf("CSV with a byte order mark: %d %v", rows, aerr)
+	}
+	for body, want := range map[string]string{
+		"user_id,home_lat,home_lat\nu3,1,2\n":  `"home_lat" appears twice`,
+		"user_id,home_lat\nu3,1,2\n":           "row 1: has 3 fields, the header has 2",
+		"user_id,home_lat\nu3,1\nu4,1\nu5,1\n": "more than 2 rows (limits.max_table_rows)",
+		"user_id,home_lat\nu3,north\n":         `row 1, column "home_lat": want a number`,
+		"user_id,home_lat\n,1\n":               `row 1: empty join key "user_id"`,
+		"":                                     "empty input",
+	} {
+		_, aerr := n.UploadTable("user_profile", CSV, []byte(body), false)
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, want) {
+			t.Errorf("upload %q: %v, want 400 with %q", body, aerr, want)
+		}
+	}
+	if got := n.TableNamed("user_profile").Len(); got != 2 {
+		t.Fatalf("refused uploads changed the table: %d rows, want 2", got)
+	}
+}
+
+// TestTableUploadFormat: the format is ?format= when given, else the
+// Content-Type (tabular.BodyFormat); Parquet, an unknown name and a body
+// that says nothing are refused with a 400 naming what to send.
+func TestTableUploadFormat(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	url := serve(t, n) + "/api/v1/tables/user_profile"
+	for _, c := range []struct{ query, ct, body string }{
+		{"", "text/csv; charset=utf-8", "user_id,home_lat\nu1,1\n"},
+		{"", "application/x-ndjson", `{"user_id":"u2","home_lat":1}`},
+		{"", "application/json", `{"user_id":"u3","home_lat":1}`},
+		{"?format=json", "", `{"user_id":"u4","home_lat":1}`},
+		{"?format=CSV", "application/x-ndjson", "user_id,home_lat\nu5,1\n"},
+	} {
+		if code, body := do(t, "POST", url+c.query, "", c.ct, c.body); code != 200 || !strings.Contains(body, `"rows":1`) {
+			t.Errorf("upload %q as %q: %d %s", c.query, c.ct, code, body)
+		}
+	}
+	for _, c := range []struct{ query, ct, want string }{
+		{"?format=xlsx", "text/csv", `format \"xlsx\": use csv or ndjson`},
+		{"?format=parquet", "", `format \"parquet\": use csv or ndjson`},
+		{"", "application/vnd.apache.parquet", "say the format"},
+		{"", "", "say the format"},
+		{"", "text/plain", "say the format"},
+	} {
+		if code, body := do(t, "POST", url+c.query, "", c.ct, "user_id,home_lat\nu9,1\n"); code != 400 || !strings.Contains(body, c.want) {
+			t.Errorf("upload %q as %q: %d %s, want 400 with %s", c.query, c.ct, code, body, c.want)
+		}
+	}
+	if got := n.TableNamed("user_profile").Len(); got != 5 {
+		t.Fatalf("table has %d rows, want the 5 accepted", got)
+	}
+}
