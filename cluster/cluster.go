@@ -156,8 +156,42 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	c.wg.Add(1)
+	go c.spreadLeaders()
 	return c, nil
 }
+
+// spreadLeaders hands the leadership of a group this node leads to the
+// group's preferred leader (its first replica in the map) when that
+// replica is up to date: whichever node starts first wins every first
+// election, and leaders spread only if they are handed back. Checked every
+// leaderCheck; a transfer that fails (the preferred node is down or
+// behind) is tried again at the next check.
+func (c *Cluster) spreadLeaders() {
+	defer c.wg.Done()
+	tick := time.NewTicker(leaderCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-tick.C:
+		}
+		m := c.Map()
+		for g, dg := range c.groups {
+			pref := m.Groups[g].Replicas[0]
+			if pref == c.cfg.NodeID || dg.rep.raft.State() != raft.Leader {
+				continue
+			}
+			if mb := m.Member(pref); mb != nil {
+				dg.rep.raft.LeadershipTransferToServer(raft.ServerID(pref), raft.ServerAddress(mb.ClusterAddr))
+			}
+		}
+	}
+}
+
+// leaderCheck is how often a node hands leaderships back (spreadLeaders).
+const leaderCheck = 5 * time.Second
 
 func withDefaults(t raftTiming) raftTiming {
 	d := defaultTiming()

@@ -27,7 +27,8 @@ const readTimeout = 3 * time.Second
 // Read answers one lookup row's reads: the groups this node can answer at
 // level from its own replica, the others with one sub-request per group,
 // in parallel.
-func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out node.ReadOut) error {
+func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out node.ReadOut) (node.ReadInfo, error) {
+	var info node.ReadInfo
 	m := c.Map()
 	var (
 		groups [8]int
@@ -55,7 +56,10 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 			gs = append(gs, g)
 			st, err := c.localFor(g, level)
 			if err != nil {
-				return err
+				return info, err
+			}
+			if st != nil {
+				info.StaleMs = max(info.StaleMs, c.groups[g].staleMs())
 			}
 			lst = append(lst, st)
 		}
@@ -73,22 +77,42 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 		remote[gOf[i]] = append(remote[gOf[i]], i)
 	}
 	if len(remote) == 0 {
-		return nil
+		return info, nil
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, len(remote))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for g, idx := range remote {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.readRemote(g, level, reads, idx, vpos, tpos, t, out); err != nil {
-				errs <- err
+			ri, err := c.readRemote(g, level, reads, idx, vpos, tpos, t, out)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
 			}
+			info.StaleMs = max(info.StaleMs, ri.StaleMs)
+			info.LeaderChange = info.LeaderChange || ri.LeaderChange
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return info, errors.Join(errs...)
+}
+
+// staleMs is how long ago this replica last heard from its leader (0 on
+// the leader).
+func (dg *dataGroup) staleMs() int64 {
+	if dg.rep.raft.State() == raft.Leader {
+		return 0
+	}
+	lc := dg.rep.raft.LastContact()
+	if lc.IsZero() {
+		return -1
+	}
+	return time.Since(lc).Milliseconds()
 }
 
 func indexOf(s []int, v int) int {
@@ -128,7 +152,8 @@ func (c *Cluster) localFor(g int, level node.ReadLevel) (*store.Store, error) {
 
 // readRemote asks a replica of g for the reads idx, retrying once on the
 // leader it names.
-func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx, vpos, tpos []int, t int64, out node.ReadOut) error {
+func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx, vpos, tpos []int, t int64, out node.ReadOut) (node.ReadInfo, error) {
+	var info node.ReadInfo
 	body := appendReads(nil, t, reads, idx)
 	deadline := time.Now().Add(readTimeout)
 	var last error
@@ -138,7 +163,7 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 		}
 		target := c.target(g, attempt)
 		if target == nil {
-			return fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
+			return info, fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
 		}
 		url := "http://" + target.ClusterAddr + "/v1/read?group=" + strconv.Itoa(g) + "&level=" + level.String()
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -155,17 +180,23 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 		switch resp.StatusCode {
 		case http.StatusOK:
 			c.hints[g].Store(target.ID)
-			return decodeAnswer(ans, reads, idx, vpos, tpos, out)
+			r := wireReader{b: ans}
+			info.StaleMs = r.varint()
+			if r.err != nil {
+				return info, r.err
+			}
+			return info, decodeAnswer(r.b, reads, idx, vpos, tpos, out)
 		case http.StatusMisdirectedRequest:
 			var nl struct{ Leader string }
 			json.Unmarshal(ans, &nl)
 			c.hints[g].Store(nl.Leader)
+			info.LeaderChange = true
 			last = &errNotLeader{hint: nl.Leader}
 		default:
 			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(ans))
 		}
 	}
-	return fmt.Errorf("%w: group %d: read: %v", node.ErrUnavailable, g, last)
+	return info, fmt.Errorf("%w: group %d: read: %v", node.ErrUnavailable, g, last)
 }
 
 // barrier batches linearizable reads on a leader: a read waits for a Raft
@@ -294,7 +325,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 			}
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(appendAnswer(nil, reads, out))
+		w.Write(appendAnswer(binary.AppendVarint(nil, dg.staleMs()), reads, out))
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())

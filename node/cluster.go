@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/valyala/fastjson"
 
@@ -78,10 +79,22 @@ type Cluster interface {
 	// into vals (one slice per feature view read, in order), tables into
 	// tnums, tstrs and tok (one per table read, in order, each as long as
 	// the table's columns).
-	Read(level ReadLevel, reads []Read, t int64, out ReadOut) error
+	Read(level ReadLevel, reads []Read, t int64, out ReadOut) (ReadInfo, error)
 	// Err says why the cluster refuses writes now (nil when it accepts
 	// them): /readyz reports it.
 	Err() error
+}
+
+// ReadInfo is what a cluster read reports with its answer (the metadata's
+// "cluster" object).
+type ReadInfo struct {
+	// StaleMs bounds how old a local read may be: the longest time since a
+	// replica read from last heard from its leader (0 when every read was
+	// answered by a leader).
+	StaleMs int64
+	// LeaderChange: a group's leader was not where this node believed it
+	// to be (a leader change), and the read went to the new one.
+	LeaderChange bool
 }
 
 // ReadOut is where Cluster.Read writes: the lookup's scratch.
@@ -110,8 +123,10 @@ func ReadStore(st *store.Store, r Read, t int64, out ReadOut, v, tb int) {
 
 // readCluster is read for a node of a cluster.
 func (n *Node) readCluster(reads []Read, t int64, w *lookupWork) *APIError {
-	err := n.cluster.Read(w.level, reads, t, ReadOut{Vals: w.vals, TNums: w.tnums, TStrs: w.tstrs, TOK: w.tok})
+	info, err := n.cluster.Read(w.level, reads, t, ReadOut{Vals: w.vals, TNums: w.tnums, TStrs: w.tstrs, TOK: w.tok})
 	if err == nil {
+		w.info.StaleMs = max(w.info.StaleMs, info.StaleMs)
+		w.info.LeaderChange = w.info.LeaderChange || info.LeaderChange
 		return nil
 	}
 	if errors.Is(err, ErrUnavailable) {
@@ -123,7 +138,7 @@ func (n *Node) readCluster(reads []Read, t int64, w *lookupWork) *APIError {
 // parseReadLevel reads params.read_level into w (cluster lookups only; a
 // single node accepts and ignores it).
 func parseReadLevel(params *fastjson.Value, w *lookupWork) *APIError {
-	w.level = ReadDefault
+	w.level, w.info = ReadDefault, ReadInfo{}
 	v, name := option(params, "read_level", "readLevel")
 	if v == nil {
 		return nil
@@ -138,4 +153,17 @@ func parseReadLevel(params *fastjson.Value, w *lookupWork) *APIError {
 	}
 	w.level = l
 	return nil
+}
+
+// appendClusterMeta appends the metadata's "cluster" object of a cluster
+// lookup: its read level and what the read reported.
+func appendClusterMeta(dst []byte, w *lookupWork) []byte {
+	dst = append(dst, `,"cluster":{"readLevel":"`...)
+	dst = append(dst, w.level.String()...)
+	dst = append(dst, `","staleMs":`...)
+	dst = strconv.AppendInt(dst, w.info.StaleMs, 10)
+	if w.info.LeaderChange {
+		dst = append(dst, `,"leaderChange":true`...)
+	}
+	return append(dst, '}')
 }

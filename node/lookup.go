@@ -51,6 +51,7 @@ type lookupWork struct {
 	statuses []bool
 	reads    []Read
 	level    ReadLevel // a cluster lookup's (parseReadLevel)
+	info     ReadInfo  // what its reads reported
 }
 
 var lookupPool sync.Pool
@@ -511,9 +512,10 @@ func (n *Node) GetFeatures(dst, body []byte) ([]byte, *APIError) {
 
 // oneLookup is a parsed and computed single-row request.
 type oneLookup struct {
-	plan   *servicePlan
-	meta   metaOptions
-	t, now int64
+	plan    *servicePlan
+	meta    metaOptions
+	t, now  int64
+	cluster bool // a cluster node's: the metadata reports the read
 }
 
 // lookupOne parses a single-row request body into w and computes its
@@ -524,7 +526,7 @@ func (n *Node) lookupOne(w *lookupWork, body []byte) (oneLookup, *APIError) {
 		return oneLookup{}, aerr
 	}
 	p.prepare(n, w)
-	r := oneLookup{plan: p, now: n.now()}
+	r := oneLookup{plan: p, now: n.now(), cluster: n.cluster != nil}
 	if r.t, aerr = n.readTime(params, p, r.now, &w.numBuf); aerr != nil {
 		return r, aerr
 	}
@@ -549,7 +551,11 @@ func (r *oneLookup) appendTail(dst []byte, w *lookupWork) []byte {
 	dst = r.plan.appendMetadata(dst, w, r.meta, r.t, true)
 	dst = append(dst, `,"serverTime":"`...)
 	dst = time.UnixMilli(r.now).UTC().AppendFormat(dst, time.RFC3339Nano)
-	return append(dst, `"}}`...)
+	dst = append(dst, '"')
+	if r.cluster {
+		dst = appendClusterMeta(dst, w)
+	}
+	return append(dst, `}}`...)
 }
 
 // GetFeaturesBatch answers many rows of one service:
@@ -621,6 +627,10 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	dst = p.appendMetadata(dst, w, m, t, false)
 	dst = append(dst, `,"serverTime":"`...)
 	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
-	dst = append(dst, `"}}`...)
+	dst = append(dst, '"')
+	if n.cluster != nil {
+		dst = appendClusterMeta(dst, w)
+	}
+	dst = append(dst, `}}`...)
 	return dst, nil
 }
