@@ -33,6 +33,23 @@ type Config struct {
 	// AcceptSchemaChange lets a start apply repo changes that drop or
 	// rebuild stored state (see checkSchema); --accept-schema-change.
 	AcceptSchemaChange bool `yaml:"-"`
+	// Cluster, when its node_id is set, starts the node as part of a
+	// cluster (README "Cluster"); the --node-id and --cluster-* flags
+	// override it field by field.
+	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// ClusterConfig is the cluster block of the config file.
+type ClusterConfig struct {
+	NodeID    string   `yaml:"node_id"`
+	Addr      string   `yaml:"addr"`      // the cluster port's listen address
+	Advertise string   `yaml:"advertise"` // what peers dial; default addr
+	BindIP    string   `yaml:"bind_ip"`
+	Peers     []string `yaml:"peers"` // id=host:port of every initial node
+	ID        string   `yaml:"cluster_id"`
+	KeyFile   string   `yaml:"key_file"` // the cluster key; or TALLY_CLUSTER_KEY
+	Groups    int      `yaml:"groups"`
+	Replicas  int      `yaml:"replicas"`
 }
 
 // APIKey grants Scopes to whoever presents Key. Key may be written as the

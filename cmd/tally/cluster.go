@@ -17,6 +17,7 @@ import (
 
 	"github.com/tally-ml/tally/cluster"
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/history"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
 )
@@ -43,11 +44,39 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.id, "cluster-id", "", "cluster mode: the cluster's name; a node of another cluster is refused")
 	fl.StringVar(&f.keyFile, "cluster-key-file", "", "cluster mode: file holding the shared cluster key (>= 16 bytes); or set TALLY_CLUSTER_KEY")
 	fl.StringVar(&f.bindIP, "cluster-bind-ip", "", "cluster mode: local IP outbound cluster connections bind to (tests tell nodes apart by it)")
-	fl.IntVar(&f.groups, "cluster-groups", 8, "cluster mode: replica groups (fixed when the cluster is created)")
-	fl.IntVar(&f.replicas, "cluster-replicas", 3, "cluster mode: replicas per group (1 for development)")
+	fl.IntVar(&f.groups, "cluster-groups", 0, "cluster mode: replica groups, fixed when the cluster is created (default 8)")
+	fl.IntVar(&f.replicas, "cluster-replicas", 0, "cluster mode: replicas per group, 1 for development (default 3)")
 }
 
 func (f *clusterFlags) enabled() bool { return f.nodeID != "" || f.peers != "" || f.addr != "" }
+
+// merge fills the flags left unset from the config file's cluster block.
+func (f *clusterFlags) merge(cc node.ClusterConfig) {
+	fill := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	fill(&f.nodeID, cc.NodeID)
+	fill(&f.addr, cc.Addr)
+	fill(&f.advertise, cc.Advertise)
+	fill(&f.bindIP, cc.BindIP)
+	fill(&f.peers, strings.Join(cc.Peers, ","))
+	fill(&f.id, cc.ID)
+	fill(&f.keyFile, cc.KeyFile)
+	if f.groups == 0 {
+		f.groups = cc.Groups
+	}
+	if f.replicas == 0 {
+		f.replicas = cc.Replicas
+	}
+	if f.groups == 0 {
+		f.groups = 8
+	}
+	if f.replicas == 0 {
+		f.replicas = 3
+	}
+}
 
 // config checks the flags and builds the cluster's config.
 func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (cluster.Config, error) {
@@ -133,6 +162,11 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	cn := &clusterNode{Node: n, c: c, lock: lock}
 	srv := node.NewServer(n)
 	srv.HandleGet("/api/v1/cluster/status", "cluster", node.ScopeAdmin, statusHandler(c))
+	srv.Handle(history.Path, "historical-features", node.ScopeRead, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(fasthttp.StatusNotImplemented)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"error":{"code":"NOT_IN_CLUSTER","message":"historical features are not served by a cluster yet (cluster/DESIGN.md, \"Not yet built\"): run tally export on a single node's data dir"}}`)
+	})
 	_, stopWatch := context.WithCancel(context.Background())
 	r := &running{node: cn, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()

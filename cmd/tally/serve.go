@@ -72,6 +72,7 @@ func (f *serveFlags) start() (*running, *slog.Logger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	f.cluster.merge(cfg.Cluster)
 	if f.cluster.enabled() {
 		r, err := startCluster(cfg, f.cluster, repo, dir, log)
 		return r, log, err
