@@ -165,7 +165,7 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	srv.Handle(history.Path, "historical-features", node.ScopeRead, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusNotImplemented)
 		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"error":{"code":"NOT_IN_CLUSTER","message":"historical features are not served by a cluster yet (cluster/DESIGN.md, \"Not yet built\"): run tally export on a single node's data dir"}}`)
+		ctx.SetBodyString(`{"error":{"code":"NOT_IN_CLUSTER","message":"historical features are not served by a cluster yet: each group's Raft log is compacted after its snapshots, so no node keeps the archive a point-in-time join replays (cluster/DESIGN.md)"}}`)
 	})
 	_, stopWatch := context.WithCancel(context.Background())
 	r := &running{node: cn, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
