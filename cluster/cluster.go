@@ -290,8 +290,11 @@ func (c *Cluster) followMap() {
 	defer c.wg.Done()
 	for {
 		m, changed := c.metaSM.current()
-		if m != nil {
-			c.m.Store(m)
+		for m != nil {
+			cur := c.Map()
+			if m.Version <= cur.Version || c.m.CompareAndSwap(cur, m) {
+				break
+			}
 		}
 		select {
 		case <-changed:

@@ -168,6 +168,7 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 		url := "http://" + target.ClusterAddr + "/v1/read?group=" + strconv.Itoa(g) + "&level=" + level.String()
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		c.stampMap(req)
 		resp, err := c.rpc.Do(req)
 		if err != nil {
 			cancel()
@@ -192,6 +193,8 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 			c.hints[g].Store(nl.Leader)
 			info.LeaderChange = true
 			last = &errNotLeader{hint: nl.Leader}
+		case http.StatusConflict:
+			last = c.newerMap(ans)
 		default:
 			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(ans))
 		}
@@ -251,6 +254,9 @@ func (b *barrier) run() {
 func (c *Cluster) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/propose", func(w http.ResponseWriter, r *http.Request) {
+		if !c.checkMap(w, r) {
+			return
+		}
 		dg, ok := c.groupParam(w, r)
 		if !ok {
 			return
@@ -280,6 +286,9 @@ func (c *Cluster) rpcHandler() http.Handler {
 		json.NewEncoder(w).Encode(wireApplied{TooLate: res.tooLate, Deferred: res.deferred, Repeat: res.repeat})
 	})
 	mux.HandleFunc("POST /v1/read", func(w http.ResponseWriter, r *http.Request) {
+		if !c.checkMap(w, r) {
+			return
+		}
 		dg, ok := c.groupParam(w, r)
 		if !ok {
 			return
@@ -438,4 +447,42 @@ func (c *Cluster) StatusWithChecksums() (Status, error) {
 		s.Groups[i].AppliedRecord = applied
 	}
 	return s, nil
+}
+
+// mapHeader carries the sender's cluster map version on internal RPCs.
+const mapHeader = "X-Tally-Map-Version"
+
+// stampMap marks an internal request with this node's map version.
+func (c *Cluster) stampMap(r *http.Request) {
+	r.Header.Set(mapHeader, strconv.FormatUint(c.Map().Version, 10))
+}
+
+// checkMap answers a request routed on an older map than this node's
+// with 409 and the current map, which the sender adopts and retries with.
+func (c *Cluster) checkMap(w http.ResponseWriter, r *http.Request) bool {
+	v, err := strconv.ParseUint(r.Header.Get(mapHeader), 10, 64)
+	m := c.Map()
+	if err != nil || v >= m.Version {
+		return true
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusConflict)
+	w.Write(m.Encode())
+	return false
+}
+
+// newerMap adopts a map a peer answered 409 with when it is newer than
+// this node's (the metadata group will deliver it too; this is sooner).
+func (c *Cluster) newerMap(body []byte) error {
+	m, err := DecodeMap(body)
+	if err != nil {
+		return fmt.Errorf("stale map answer: %w", err)
+	}
+	for {
+		cur := c.Map()
+		if m.Version <= cur.Version || c.m.CompareAndSwap(cur, m) {
+			break
+		}
+	}
+	return fmt.Errorf("routed on an old cluster map; now at version %d", c.Map().Version)
 }

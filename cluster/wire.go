@@ -98,6 +98,9 @@ func (r *wireReader) f64() float64 {
 
 func (r *wireReader) bytes() []byte {
 	n := r.uvarint(uint64(len(r.b)))
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.err = errShort
+	}
 	if r.err != nil {
 		return nil
 	}

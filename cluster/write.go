@@ -187,6 +187,7 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 	ctx, cancel := context.WithTimeout(context.Background(), max(left, 100*time.Millisecond))
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target.ClusterAddr+"/v1/propose?group="+strconv.Itoa(g), bytes.NewReader(entry))
+	c.stampMap(req)
 	resp, err := c.rpc.Do(req)
 	if err != nil {
 		return applied{}, err
@@ -208,6 +209,8 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 		return applied{}, &errNotLeader{hint: nl.Leader}
 	case http.StatusUnprocessableEntity:
 		return applied{}, &errApply{err: errors.New(string(body))}
+	case http.StatusConflict:
+		return applied{}, c.newerMap(body)
 	}
 	return applied{}, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
 }
