@@ -32,7 +32,9 @@ type raftTiming struct {
 
 func defaultTiming() raftTiming {
 	return raftTiming{Heartbeat: time.Second, Election: time.Second, Lease: 500 * time.Millisecond, Commit: 20 * time.Millisecond,
-		SnapshotThreshold: 8192, TrailingLogs: 4096, SnapshotInterval: 30 * time.Second}
+		// The log is the group's event archive (historical features):
+		// snapshots do not compact it (TrailingLogs beyond any index).
+		SnapshotThreshold: 8192, TrailingLogs: 1 << 62, SnapshotInterval: 30 * time.Second}
 }
 
 // openReplica opens (or creates) the replica called name in dir, over

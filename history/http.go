@@ -44,6 +44,19 @@ const Path = "/api/v1/feature-service/historical-features"
 // Cancelling ctx (the server stopping) stops a join in progress at once,
 // even one blocked writing to a client that stopped reading.
 func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slog.Logger, lim node.Limits) fasthttp.RequestHandler {
+	return handler(ctx, repo, func() (Options, error) { return Options{Archive: archive}, nil }, log, lim)
+}
+
+// ClusterHandler is Handler for a node of a cluster: groups returns the
+// archives of every replica group (an error when this node lacks some).
+func ClusterHandler(ctx context.Context, repo *features.Repo, groups func() ([]Group, error), log *slog.Logger, lim node.Limits) fasthttp.RequestHandler {
+	return handler(ctx, repo, func() (Options, error) {
+		gs, err := groups()
+		return Options{Groups: gs}, err
+	}, log, lim)
+}
+
+func handler(ctx context.Context, repo *features.Repo, source func() (Options, error), log *slog.Logger, lim node.Limits) fasthttp.RequestHandler {
 	stop := ctx
 	var busy sync.Mutex
 	return func(ctx *fasthttp.RequestCtx) {
@@ -82,7 +95,13 @@ func Handler(ctx context.Context, repo *features.Repo, archive Archive, log *slo
 			node.WriteError(ctx, aerr)
 			return
 		}
-		j, err := New(Options{Repo: repo, Service: service, Archive: archive, AllowPartial: partial})
+		opts, err := source()
+		if err != nil {
+			node.WriteError(ctx, &node.APIError{Status: 501, Code: "NOT_ON_THIS_NODE", Message: err.Error()})
+			return
+		}
+		opts.Repo, opts.Service, opts.AllowPartial = repo, service, partial
+		j, err := New(opts)
 		if err != nil {
 			var us *UnknownServiceError
 			if errors.As(err, &us) {

@@ -32,6 +32,9 @@ type Options struct {
 	Repo    *features.Repo // the repo the archive was written under
 	Service string
 	Archive Archive
+	// Groups, instead of Archive, is a cluster's archive: one per replica
+	// group (see Group).
+	Groups []Group
 	// AllowPartial joins over an archive that lacks its oldest records:
 	// windows reaching before the archive's start miss those events.
 	AllowPartial bool
@@ -59,12 +62,13 @@ type Join struct {
 	service string
 	n       *node.Node
 	pr      *node.PointReader
+	gs      *groupStores // a cluster's join: the groups' stores
 }
 
 // New prepares a join of opts.Service. It fails for an unknown service.
 func New(opts Options) (*Join, error) {
-	if opts.Repo == nil || opts.Archive == nil {
-		return nil, errors.New("history: a join needs a repo and an archive")
+	if opts.Repo == nil || (opts.Archive == nil) == (len(opts.Groups) == 0) {
+		return nil, errors.New("history: a join needs a repo and an archive (or a cluster's group archives)")
 	}
 	found := false
 	for _, s := range opts.Repo.Services {
@@ -73,7 +77,17 @@ func New(opts Options) (*Join, error) {
 	if !found {
 		return nil, &UnknownServiceError{Service: opts.Service, Repo: opts.Repo}
 	}
-	n, err := node.New(withoutModels(opts.Repo), node.DefaultConfig(), node.Options{ApplyWorkers: runtime.GOMAXPROCS(0), SkipRemoved: true})
+	repo := withoutModels(opts.Repo)
+	nopts := node.Options{ApplyWorkers: runtime.GOMAXPROCS(0), SkipRemoved: true}
+	var gs *groupStores
+	if len(opts.Groups) > 0 {
+		var err error
+		if gs, err = newGroupStores(repo, opts.Groups, runtime.GOMAXPROCS(0)); err != nil {
+			return nil, err
+		}
+		nopts.Cluster = gs
+	}
+	n, err := node.New(repo, node.DefaultConfig(), nopts)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +95,7 @@ func New(opts Options) (*Join, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Join{opts: opts, service: opts.Service, n: n, pr: pr}, nil
+	return &Join{opts: opts, service: opts.Service, n: n, pr: pr, gs: gs}, nil
 }
 
 // UnknownServiceError names a service the repo does not have.
@@ -115,6 +129,14 @@ func withoutModels(repo *features.Repo) *features.Repo {
 // no longer starts at the log's first record and partial history is not
 // allowed (Run checks it too).
 func (j *Join) CheckArchive() error {
+	for g, gr := range j.opts.Groups {
+		if first := gr.Archive.FirstIndex(); first > 1 && !j.opts.AllowPartial {
+			return fmt.Errorf("%w: group %d's log starts at entry %d (compacted after a snapshot); allow partial history to join anyway", ErrPartialArchive, g, first)
+		}
+	}
+	if j.opts.Archive == nil {
+		return nil
+	}
 	if first := j.opts.Archive.FirstIndex(); first > 1 && !j.opts.AllowPartial {
 		return fmt.Errorf("%w: it starts at record %d (older segments were removed by retention); allow partial history to join anyway", ErrPartialArchive, first)
 	}
@@ -135,11 +157,19 @@ func (j *Join) Run(ctx context.Context, s *Spine, w tabular.Writer) (Stats, erro
 	if err := j.CheckArchive(); err != nil {
 		return Stats{}, err
 	}
-	first := j.opts.Archive.FirstIndex()
 	e := &emitter{j: j, s: s, w: w, ctx: ctx, clock: math.MinInt64}
 	if err := e.prepare(); err != nil {
 		return Stats{}, err
 	}
+	if j.gs != nil {
+		err := j.replayGroups(ctx, e)
+		if err == nil {
+			e.emitUpTo(math.MaxInt64)
+			err = e.err
+		}
+		return Stats{Rows: e.next, Records: e.records, Elapsed: time.Since(start)}, err
+	}
+	first := j.opts.Archive.FirstIndex()
 	err := j.opts.Archive.Replay(first, func(index uint64, rec []byte) error {
 		if j.opts.AllowPartial && store.IsLostRecord(rec) {
 			return nil // a change only a snapshot held: partial history skips it

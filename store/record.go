@@ -309,3 +309,12 @@ func kindName(kind byte) string {
 	}
 	return "a number"
 }
+
+// RecordClock returns the clock a log record was acknowledged at and
+// whether it is a backfill (whose events are each visible at their own
+// timestamp): the order in which a cluster's group logs are merged for a
+// point-in-time join.
+func RecordClock(rec []byte) (clock int64, backfill bool, err error) {
+	_, clock, backfill, err = unwrapAt(rec)
+	return clock, backfill, err
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -66,8 +67,17 @@ func TestClusterMatchesSingleNodeAndReference(t *testing.T) {
 		}
 	}
 	src := repo.Views[0].Source
+	// Checkpoints: moments between phases of the stream when neither
+	// system is taking a write, so both have acknowledged the same events
+	// before each (each stamps acknowledgements with its own clock).
+	var checkpoints []time.Time
 	sent := 0
 	for seq := 0; sent < events; seq++ {
+		if seq%40 == 39 {
+			time.Sleep(30 * time.Millisecond)
+			checkpoints = append(checkpoints, time.Now())
+			time.Sleep(30 * time.Millisecond)
+		}
 		now := time.Now().UnixMilli()
 		var lines []string
 		for range 1 + rng.IntN(8) {
@@ -148,6 +158,41 @@ func TestClusterMatchesSingleNodeAndReference(t *testing.T) {
 		t.Errorf("batch: cluster %s\nsingle node %s", got, want)
 	}
 	t.Logf("%d events; %d vectors equal to the single node's (%d differ); %d aggregate features compared with the reference", sent, len(users)-mismatch, mismatch, compared)
+
+	// Historical features: the same spine (every user at each checkpoint)
+	// answered by a cluster node and by the single node.
+	var spine strings.Builder
+	for _, at := range checkpoints {
+		for _, u := range users {
+			fmt.Fprintf(&spine, `{"user_id":%q,"merchant":"m1","country":"FR","amt":3,"lat":1,"long":2,"timestamp":%d}`+"\n", u, at.UnixMilli())
+		}
+	}
+	hist := func(nd *harness.Node) []byte {
+		rc, err := nd.Client.HistoricalFeatures(ctx, client.HistoricalRequest{Service: "fraud_detection", Spine: []byte(spine.String())})
+		if err != nil {
+			t.Fatalf("%s: historical features: %v", nd.Name, err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	hc, hs := hist(c.nodes[0]), hist(single)
+	if !bytes.Equal(hc, hs) {
+		cl, sl := bytes.Split(hc, []byte("\n")), bytes.Split(hs, []byte("\n"))
+		for i := 0; i < min(len(cl), len(sl)); i++ {
+			if !bytes.Equal(cl[i], sl[i]) {
+				t.Fatalf("historical features differ at row %d of %d/%d:\ncluster %s\nsingle  %s", i, len(cl), len(sl), cl[i], sl[i])
+			}
+		}
+		t.Fatalf("historical features: cluster %d rows, single node %d", len(cl), len(sl))
+	}
+	if len(checkpoints) < 3 {
+		t.Fatalf("only %d checkpoints", len(checkpoints))
+	}
+	t.Logf("historical features: %d spine rows at %d checkpoints equal on the cluster and the single node", bytes.Count(hc, []byte("\n")), len(checkpoints))
 }
 
 // lookupRaw is a get-features answer without its serverTime.

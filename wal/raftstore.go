@@ -405,3 +405,15 @@ func (s *stableFile) write() error {
 	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[12:], castagnoli))
 	return walfs.WriteFile(s.fs, filepath.Join(s.dir, "stable"), b)
 }
+
+// DecodeRaftEntry decodes the log record at index of a RaftStore's log
+// (Log().Replay yields them) into its raft entry type and data: how a
+// reader of a cluster group's archive (historical features) gets at the
+// commands Raft committed.
+func DecodeRaftEntry(b []byte, index uint64) (raft.LogType, []byte, error) {
+	var l raft.Log
+	if err := decodeRaftLog(b, index, &l); err != nil {
+		return 0, nil, err
+	}
+	return l.Type, l.Data, nil
+}

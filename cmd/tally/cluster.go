@@ -162,12 +162,8 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	cn := &clusterNode{Node: n, c: c, lock: lock}
 	srv := node.NewServer(n)
 	srv.HandleGet("/api/v1/cluster/status", "cluster", node.ScopeAdmin, statusHandler(c))
-	srv.Handle(history.Path, "historical-features", node.ScopeRead, func(ctx *fasthttp.RequestCtx) {
-		ctx.SetStatusCode(fasthttp.StatusNotImplemented)
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"error":{"code":"NOT_IN_CLUSTER","message":"historical features are not served by a cluster yet: each group's Raft log is compacted after its snapshots, so no node keeps the archive a point-in-time join replays (cluster/DESIGN.md)"}}`)
-	})
-	_, stopWatch := context.WithCancel(context.Background())
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.ClusterHandler(watchCtx, repo, c.Archives, log, cfg.Limits))
 	r := &running{node: cn, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
 	n.SetReady(true)

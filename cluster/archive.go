@@ -1,0 +1,71 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/history"
+	"github.com/tally-ml/tally/wal"
+)
+
+// groupArchive is a group replica's Raft log read as a historical-features
+// archive: the store records of its committed commands, each request id
+// once (as the group's state machine applied them), up to upTo (the
+// replica's applied index when the join began: nothing uncommitted).
+type groupArchive struct {
+	log  *wal.Log
+	upTo uint64
+}
+
+func (a groupArchive) FirstIndex() uint64 { return a.log.FirstIndex() }
+
+func (a groupArchive) Replay(from uint64, fn func(index uint64, rec []byte) error) error {
+	seen := newDedup()
+	errDone := errors.New("done")
+	err := a.log.Replay(from, func(index uint64, b []byte) error {
+		if index > a.upTo {
+			return errDone
+		}
+		typ, data, err := wal.DecodeRaftEntry(b, index)
+		if err != nil {
+			return err
+		}
+		if typ != raft.LogCommand {
+			return nil
+		}
+		id, rec, err := decodeRequest(data)
+		if err != nil {
+			return fmt.Errorf("raft entry %d: %w", index, err)
+		}
+		h := xxhash.Sum64(id)
+		if seen.has(h) {
+			return nil
+		}
+		seen.add(h)
+		return fn(index, rec)
+	})
+	if errors.Is(err, errDone) {
+		return nil
+	}
+	return err
+}
+
+// Archives returns every group's archive with the partitions it owns, for
+// a historical-features join on this node: it needs a replica of every
+// group (with as many replicas as nodes, every node has one).
+func (c *Cluster) Archives() ([]history.Group, error) {
+	m := c.Map()
+	var out []history.Group
+	for g := range m.Groups {
+		dg := c.groups[g]
+		if dg == nil {
+			return nil, fmt.Errorf("this node (%s) holds no replica of group %d: historical features are answered by a node holding every group (one of %v for group %d; with as many replicas as nodes every node does)",
+				c.cfg.NodeID, g, m.Groups[g].Replicas, g)
+		}
+		out = append(out, history.Group{Archive: groupArchive{log: dg.rep.logs.Log(), upTo: dg.rep.raft.AppliedIndex()}, Owns: m.Owns(g)})
+	}
+	return out, nil
+}
