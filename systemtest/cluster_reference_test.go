@@ -24,7 +24,7 @@ import (
 // views, unicode keys, values from 1e-9 to 1e15, a profile table) into a
 // 3-node cluster (through random nodes) and into a single node, then reads
 // every user's vector on both at one as_of time: the cluster's vectors,
-// single and batch lookups, equal the single node's exactly, and each
+// single and batch lookups and predict, equal the single node's exactly, and each
 // aggregate feature equals the brute-force reference (windowstest).
 func TestClusterMatchesSingleNodeAndReference(t *testing.T) {
 	events := 3000
@@ -119,11 +119,18 @@ func TestClusterMatchesSingleNodeAndReference(t *testing.T) {
 			JoinKeys:       map[string]any{"user_id": u, "merchant": merchants[rng.IntN(len(merchants))], "country": countries[rng.IntN(len(countries))]},
 			RequestContext: map[string]any{"amt": 12.5, "lat": 10, "long": 20}}
 		rows = append(rows, map[string]any{"join_key_map": req.JoinKeys, "request_context_map": req.RequestContext})
-		want, _ := lookupRaw(t, single, req)
-		got, full := lookupRaw(t, c.nodes[rng.IntN(3)], req)
+		want, _ := lookupRaw(t, single, req, client.PathGetFeatures)
+		got, full := lookupRaw(t, c.nodes[rng.IntN(3)], req, client.PathGetFeatures)
 		if !bytes.Equal(got, want) {
 			mismatch++
 			t.Errorf("%s: cluster %s\nsingle node %s", u, got, want)
+		}
+		// The model scores the same vector the same.
+		pw, _ := lookupRaw(t, single, req, client.PathPredict)
+		pc, _ := lookupRaw(t, c.nodes[rng.IntN(3)], req, client.PathPredict)
+		if !bytes.Equal(pc, pw) {
+			mismatch++
+			t.Errorf("%s: predict: cluster %s\nsingle node %s", u, pc, pw)
 		}
 		// Every aggregate feature against the reference at asOf.
 		var vec struct {
@@ -196,11 +203,11 @@ func TestClusterMatchesSingleNodeAndReference(t *testing.T) {
 }
 
 // lookupRaw is a get-features answer without its serverTime.
-func lookupRaw(t *testing.T, nd *harness.Node, r client.LookupRequest) (cut, full []byte) {
+func lookupRaw(t *testing.T, nd *harness.Node, r client.LookupRequest, path string) (cut, full []byte) {
 	t.Helper()
 	b, _ := json.Marshal(map[string]any{"params": map[string]any{"feature_service_name": r.Service, "as_of": r.AsOf.UnixMilli(),
 		"join_key_map": r.JoinKeys, "request_context_map": r.RequestContext}})
-	out, err := nd.Client.LookupJSON(context.Background(), client.PathGetFeatures, b)
+	out, err := nd.Client.LookupJSON(context.Background(), path, b)
 	if err != nil {
 		t.Fatal(err)
 	}
