@@ -167,3 +167,63 @@ func appendClusterMeta(dst []byte, w *lookupWork) []byte {
 	}
 	return append(dst, '}')
 }
+
+// prefetched holds the reads of every row of a cluster batch lookup, read
+// at once: one sub-request per group for the whole batch instead of one
+// per row.
+type prefetched struct {
+	out        ReadOut
+	vOff, tOff []int // per row: its first feature-view and table read in out
+}
+
+// prefetch plans the reads of every row of a batch and reads them in one
+// Cluster.Read.
+func (n *Node) prefetch(p *servicePlan, rows []*fastjson.Value, w *lookupWork, t int64) (*prefetched, *APIError) {
+	pre := &prefetched{}
+	var reads []Read
+	for i, row := range rows {
+		if aerr := n.parseRow(p, row, w); aerr != nil {
+			aerr.Message = fmt.Sprintf("request_data[%d]: %s", i, aerr.Message)
+			return nil, aerr
+		}
+		pre.vOff = append(pre.vOff, len(pre.out.Vals))
+		pre.tOff = append(pre.tOff, len(pre.out.TOK))
+		start := len(reads)
+		reads = p.appendReads(reads, w.keys)
+		for k := start; k < len(reads); k++ {
+			r := &reads[k]
+			r.Key = append([]byte(nil), r.Key...)
+			if r.Table {
+				nc := len(n.Repo().Tables[r.View].Columns)
+				pre.out.TNums = append(pre.out.TNums, make([]float64, nc))
+				pre.out.TStrs = append(pre.out.TStrs, make([]string, nc))
+				pre.out.TOK = append(pre.out.TOK, make([]bool, nc))
+			} else {
+				pre.out.Vals = append(pre.out.Vals, nil)
+			}
+		}
+	}
+	info, err := n.cluster.Read(w.level, reads, t, pre.out)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			return nil, &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error()}
+		}
+		return nil, &APIError{Status: 500, Code: "INTERNAL", Message: err.Error()}
+	}
+	w.info = info
+	return pre, nil
+}
+
+// row puts row i's prefetched reads into w and evaluates its request
+// features: compute, without reading.
+func (pre *prefetched) row(p *servicePlan, w *lookupWork, i int) {
+	for j := range w.vals {
+		w.vals[j] = pre.out.Vals[pre.vOff[i]+j]
+	}
+	for j := range w.tok {
+		copy(w.tnums[j], pre.out.TNums[pre.tOff[i]+j])
+		copy(w.tstrs[j], pre.out.TStrs[pre.tOff[i]+j])
+		copy(w.tok[j], pre.out.TOK[pre.tOff[i]+j])
+	}
+	p.evalRequest(w)
+}

@@ -351,6 +351,13 @@ func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) *APIError {
 	} else {
 		n.read(w.reads, t, w)
 	}
+	p.evalRequest(w)
+	return nil
+}
+
+// evalRequest evaluates the request features of the row in w, whose reads
+// are in w.
+func (p *servicePlan) evalRequest(w *lookupWork) {
 	for r := range p.reqs {
 		rp := &p.reqs[r]
 		for s, in := range rp.inputs {
@@ -366,7 +373,6 @@ func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) *APIError {
 		}
 		w.reqVal[r], w.reqOK[r] = rp.expr.Eval(w.slots[:len(rp.inputs)], w.slotOK[:len(rp.inputs)])
 	}
-	return nil
 }
 
 // appendFeatures writes the row's feature values as a JSON array and
@@ -592,6 +598,12 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	if aerr := parseReadLevel(params, w); aerr != nil {
 		return dst, aerr
 	}
+	var pre *prefetched
+	if n.cluster != nil {
+		if pre, aerr = n.prefetch(p, items, w, t); aerr != nil {
+			return dst, aerr
+		}
+	}
 	start := len(dst)
 	dst = append(dst, `{"result":[`...)
 	for i, row := range items {
@@ -599,7 +611,9 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 			aerr.Message = fmt.Sprintf("request_data[%d]: %s", i, aerr.Message)
 			return dst[:start], aerr
 		}
-		if aerr := n.compute(p, w, t); aerr != nil {
+		if pre != nil {
+			pre.row(p, w, i)
+		} else if aerr := n.compute(p, w, t); aerr != nil {
 			return dst[:start], aerr
 		}
 		if i > 0 {
