@@ -22,6 +22,8 @@ type Model struct {
 	TokenEnv string
 	// Inputs are the features fed to the model, in the model's column
 	// order: by default every numeric feature of the service, in order.
+	// String features (a table view's string column, the last value of a
+	// string column) feed an ONNX model's string inputs, in order.
 	Inputs []Ref
 	// OnError is what a request gets when the model cannot score it:
 	// "fail" (a 503) or "features" (the features, with the score marked
@@ -116,8 +118,13 @@ func (l *loader) modelInput(o *obj, it *yaml.Node, s *Service, ref Ref) bool {
 		o.errorf(it, "inputs: %s is not served by feature service %s: add it to its features", it.Value, s.Name)
 		return false
 	}
-	if !l.repo.FeatureType(ref).Numeric() || l.repo.FeatureList(ref) {
-		o.errorf(it, "inputs: %s is a %s; models take numbers", it.Value, l.repo.FeatureType(ref))
+	t := l.repo.FeatureType(ref)
+	switch {
+	case l.repo.FeatureList(ref):
+		o.errorf(it, "inputs: %s is a list of %s; models take one value per feature (a number, or a string for an ONNX model's string input)", it.Value, t)
+		return false
+	case !t.Numeric() && o.str("mlflow", false) != "":
+		o.errorf(it, "inputs: %s is a %s; an MLflow model takes numbers (encode the category in the feature repo, or serve the model as ONNX, which takes string inputs)", it.Value, t)
 		return false
 	}
 	return true

@@ -20,6 +20,7 @@ feature_views:
       - {column: amt, function: count, window: 1m}
       - {column: amt, function: mean, window: 1h}
       - {column: merchant, function: last, window: 1h}
+      - {column: merchant, function: last_n, n: 3, window: 1h, name: recent_merchants}
 feature_services:
   - name: svc
     features: [counts]
@@ -49,6 +50,11 @@ func TestModelBlock(t *testing.T) {
 	if err != nil || again.Services[0].Model.MaxWait != 2 || len(again.Services[0].Model.Inputs) != 2 {
 		t.Fatalf("model does not round-trip through YAML(): %v\n%s", err, r.YAML())
 	}
+	// A string feature feeds an ONNX model's string input.
+	r, err = loadModel(t, `{onnx: a.onnx, inputs: [counts.amt_count_1m, counts.merchant_last_1h]}`)
+	if err != nil || len(r.Services[0].Model.Inputs) != 2 || r.FeatureName(r.Services[0].Model.Inputs[1]) != "counts.merchant_last_1h" {
+		t.Fatalf("string input: %v %+v", err, r)
+	}
 	r, err = loadModel(t, `{mlflow: "http://127.0.0.1:5000", inputs: [counts.amt_mean_1h], token_env: DATABRICKS_TOKEN}`)
 	if err != nil || r.Services[0].Model.MLflow == "" || len(r.Services[0].Model.Inputs) != 1 {
 		t.Fatalf("mlflow model: %v %+v", err, r)
@@ -57,14 +63,15 @@ func TestModelBlock(t *testing.T) {
 
 func TestModelBlockErrors(t *testing.T) {
 	cases := map[string]string{
-		`{}`:                                                "set onnx",
-		`{onnx: a.onnx, mlflow: "http://x"}`:                "only one",
-		`{mlflow: "ftp://x"}`:                               "not an http(s) URL",
-		`{onnx: a.onnx, on_error: ignore}`:                  "on_error",
-		`{onnx: a.onnx, max_rows: -1}`:                      "positive integer",
-		`{onnx: a.onnx, inputs: [counts.amt_last_1h]}`:      "not a feature",
-		`{onnx: a.onnx, inputs: [counts.merchant_last_1h]}`: "models take numbers",
-		`{onnx: a.onnx, colour: red}`:                       `unknown field "colour"`,
+		`{}`:                                                      "set onnx",
+		`{onnx: a.onnx, mlflow: "http://x"}`:                      "only one",
+		`{mlflow: "ftp://x"}`:                                     "not an http(s) URL",
+		`{onnx: a.onnx, on_error: ignore}`:                        "on_error",
+		`{onnx: a.onnx, max_rows: -1}`:                            "positive integer",
+		`{onnx: a.onnx, inputs: [counts.amt_last_1h]}`:            "not a feature",
+		`{mlflow: "http://x", inputs: [counts.merchant_last_1h]}`: "an MLflow model takes numbers",
+		`{onnx: a.onnx, inputs: [counts.recent_merchants]}`:       "is a list of string",
+		`{onnx: a.onnx, colour: red}`:                             `unknown field "colour"`,
 	}
 	for model, want := range cases {
 		_, err := loadModel(t, model)

@@ -26,7 +26,8 @@ import (
 // in-flight requests finish on the model they started with).
 type modelPlan struct {
 	def     *features.Model
-	inputs  []int // output index of each model input
+	inputs  []int // output index of each numeric model input
+	strs    []int // output index of each string model input (score.StringScorer)
 	scorer  atomic.Pointer[score.Scorer]
 	fsys    fs.FS  // where the ONNX file is, for reloads
 	path    string // the ONNX file in fsys
@@ -70,10 +71,10 @@ func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (s
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
-	if names := m.StringInputs(); len(names) > 0 {
-		// The evaluator scores them (onnx.Model.ScoreStrings), but a service
-		// feeds its model numbers only: refuse rather than fail every call.
-		return nil, fmt.Errorf("model %s takes string inputs %v: a feature service feeds its model numeric features only; encode the strings as numbers before the model (e.g. an ordinal encoding in the feature repo)", path, names)
+	if len(m.StringInputs()) > 0 {
+		// The batcher carries numbers only; in process, a call scores at
+		// once anyway (batching only coalesces rows under load).
+		return m, nil
 	}
 	opts.Local = true
 	return batch.New(m, opts), nil
@@ -100,7 +101,11 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 		if idx < 0 {
 			return nil, fmt.Errorf("model input %s is not a feature of the service", n.Repo().FeatureName(ref))
 		}
-		mp.inputs = append(mp.inputs, idx)
+		if p.outputs[idx].enc == encString {
+			mp.strs = append(mp.strs, idx)
+		} else {
+			mp.inputs = append(mp.inputs, idx)
+		}
 	}
 	if def.ONNX != "" {
 		mp.fsys, mp.path = modelFS(repo, def.ONNX)
@@ -121,9 +126,23 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 	return mp, nil
 }
 
+// check refuses a model the service cannot feed: numeric features fill
+// its numeric values, string features its string inputs, each in order.
 func (mp *modelPlan) check(s score.Scorer) error {
 	if s.NumInputs() != len(mp.inputs) {
-		return fmt.Errorf("model takes %d values per row but the service feeds it %d features: list its inputs under model.inputs", s.NumInputs(), len(mp.inputs))
+		return fmt.Errorf("model takes %d numeric values per row but the service feeds it %d numeric features: list its inputs under model.inputs", s.NumInputs(), len(mp.inputs))
+	}
+	var names []string
+	if ss, ok := s.(score.StringScorer); ok {
+		names = ss.StringInputs()
+	}
+	switch {
+	case len(names) > len(mp.strs):
+		return fmt.Errorf("model input %s takes a string per row (a category), but model.inputs lists %d string features for the model's %d string inputs %v: list a string feature (a table view's string column, or the last value of a string column) for each, in the model's input order",
+			names[len(mp.strs)], len(mp.strs), len(names), names)
+	case len(names) < len(mp.strs):
+		return fmt.Errorf("model.inputs lists %d string features but the model takes %d string inputs %v: feed it numeric features, or export the model with a string input (skl2onnx StringTensorType) for each category",
+			len(mp.strs), len(names), names)
 	}
 	return nil
 }
@@ -175,6 +194,7 @@ func (n *Node) WatchModels(ctx context.Context, interval time.Duration, logf fun
 // predictWork is the pooled scratch of one predict request.
 type predictWork struct {
 	row  []float32
+	strs []string
 	pred [1]score.Prediction
 }
 
@@ -208,7 +228,15 @@ func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
 	}
 	s := *mp.scorer.Load()
 	var err error
-	if mp.def.ONNX != "" {
+	if len(mp.strs) > 0 {
+		// check made sure the scorer takes them; ONNX only (in process).
+		pw.strs = resize(pw.strs, len(mp.strs))
+		for i, o := range mp.strs {
+			pw.strs[i] = p.outputString(w, o)
+		}
+		err = s.(score.StringScorer).ScoreStrings(context.Background(), pw.row, pw.strs, 1, pw.pred[:])
+		clear(pw.strs) // the pool keeps no reference to the row's strings
+	} else if mp.def.ONNX != "" {
 		// In process: one row takes microseconds and cannot hang, so no
 		// deadline (and none of its allocations).
 		err = s.Score(context.Background(), pw.row, 1, pw.pred[:])
@@ -255,6 +283,22 @@ func (p *servicePlan) outputValue(w *lookupWork, i int) float64 {
 		return w.reqVal[o.slot]
 	}
 	return math.NaN()
+}
+
+// outputString returns string output i's value for the model: "" when
+// missing, which a model reads as an unknown category unless it knows "".
+func (p *servicePlan) outputString(w *lookupWork, i int) string {
+	o := &p.outputs[i]
+	if !w.statuses[i] {
+		return ""
+	}
+	switch o.kind {
+	case features.RefAggregate:
+		return w.vals[o.slot][o.feat].Str
+	case features.RefTable:
+		return w.tstrs[o.slot][o.feat]
+	}
+	return ""
 }
 
 func appendPrediction(dst []byte, pr *score.Prediction, classes []string) []byte {

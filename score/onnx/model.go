@@ -126,7 +126,10 @@ type Model struct {
 	pool     sync.Pool
 }
 
-var _ score.Scorer = (*Model)(nil)
+var (
+	_ score.Scorer       = (*Model)(nil)
+	_ score.StringScorer = (*Model)(nil)
+)
 
 // Load reads and compiles the .onnx file at path.
 func Load(path string) (*Model, error) {

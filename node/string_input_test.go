@@ -1,0 +1,231 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/features"
+)
+
+// parityDir is where score/onnx/parity/generate.sh writes the models and
+// onnxruntime's answers; tests using it skip when it is absent, unless
+// TALLY_REQUIRE_PARITY=1 (make test).
+func parityDir(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../score/onnx/testdata/generated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "str_onehot_gb.onnx")); err != nil {
+		if os.Getenv("TALLY_REQUIRE_PARITY") == "1" {
+			t.Fatalf("parity models missing (make parity): %v", err)
+		}
+		t.Skip("parity models not generated (make parity)")
+	}
+	return dir
+}
+
+// stringRepo serves the parity model str_onehot_gb (a ColumnTransformer of
+// imputer + scaler over x0..x3 and a OneHotEncoder over the string input
+// category, then a GBDT) twice: with the category from a table view's
+// string column, and from the last value of a string column of a stream.
+const stringRepo = `
+sources:
+  - name: tx
+    schema: {user_id: string, category: string, amt: float}
+entities:
+  - {name: user, join_key: user_id}
+feature_views:
+  - name: cats
+    source: tx
+    entity: user
+    aggregations:
+      - {column: category, function: last, window: 1h}
+table_views:
+  - name: profile
+    entity: user
+    schema: {x0: float, x1: float, x2: float, x3: float, category: string}
+feature_services:
+  - name: by_table
+    features: [profile]
+    model:
+      onnx: str_onehot_gb.onnx
+      inputs: [profile.x0, profile.x1, profile.x2, profile.x3, profile.category]
+  - name: by_stream
+    features: [profile.x0, profile.x1, profile.x2, profile.x3, cats.category_last_1h]
+    model:
+      onnx: str_onehot_gb.onnx
+      inputs: [profile.x0, profile.x1, profile.x2, profile.x3, cats.category_last_1h]
+`
+
+// TestPredictStringInputMatchesOnnxruntime: a service whose model takes a
+// string input (a category) predicts over HTTP exactly what onnxruntime
+// answers for the same values: every parity row (NaN holes, extreme
+// values, unknown and empty categories), the category read from a table
+// view's string column and from a stream's last value.
+func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
+	dir := parityDir(t)
+	rows, strs := readParityRows(t, filepath.Join(dir, "rows_str_onehot_gb.csv")), readLines(t, filepath.Join(dir, "rows_str_onehot_gb.strings.csv"))
+	var want struct {
+		Labels        []string    `json:"labels"`
+		Classes       []string    `json:"classes"`
+		Probabilities [][]float64 `json:"probabilities"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "str_onehot_gb.expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(strs) || len(rows) != len(want.Labels) || len(want.Probabilities) != len(rows) {
+		t.Fatalf("parity data: %d rows, %d strings, %d labels", len(rows), len(strs), len(want.Labels))
+	}
+	repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(stringRepo)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatalf("a service feeding a string input from a string feature: %v", err)
+	}
+	n.SetReady(true)
+	c, err := client.New(serve(t, n), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var table strings.Builder
+	var events []client.Record
+	now := time.Now()
+	for i, r := range rows {
+		fmt.Fprintf(&table, `{"user_id":"u%d"`, i)
+		for j, x := range r {
+			if math.IsNaN(float64(x)) {
+				fmt.Fprintf(&table, `,"x%d":null`, j)
+			} else {
+				fmt.Fprintf(&table, `,"x%d":%s`, j, strconv.FormatFloat(float64(x), 'g', -1, 64))
+			}
+		}
+		cat, _ := json.Marshal(strs[i])
+		fmt.Fprintf(&table, `,"category":%s}`+"\n", cat)
+		events = append(events, client.Record{"user_id": fmt.Sprintf("u%d", i), "category": strs[i], "amt": 1.0, "timestamp": now.UnixMilli()})
+	}
+	if got, err := c.UploadTable(ctx, "profile", client.NDJSON, []byte(table.String()), client.TableOptions{}); err != nil || got != len(rows) {
+		t.Fatalf("upload: %d rows, %v", got, err)
+	}
+	if _, err := c.Ingest(ctx, "tx", events); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []string{"by_table", "by_stream"} {
+		bad := 0
+		for i := range rows {
+			f, err := c.Predict(ctx, client.LookupRequest{Service: svc, JoinKeys: map[string]any{"user_id": fmt.Sprintf("u%d", i)}})
+			if err != nil {
+				t.Fatalf("%s row %d: %v", svc, i, err)
+			}
+			p := f.Result.Prediction
+			if p == nil {
+				t.Fatalf("%s row %d: no prediction: %+v", svc, i, f.Result)
+			}
+			ok := fmt.Sprint(p.Label) == want.Labels[i] && len(p.Probabilities) == len(want.Classes)
+			for k, cl := range want.Classes {
+				got, w := p.Probabilities[cl], want.Probabilities[i][k]
+				ok = ok && math.Abs(got-w) <= 1e-6*max(1, math.Abs(w))
+			}
+			if !ok {
+				if bad++; bad <= 5 {
+					t.Errorf("%s row %d (%v, %q): label %v probabilities %v, onnxruntime %s %v", svc, i, rows[i], strs[i], p.Label, p.Probabilities, want.Labels[i], want.Probabilities[i])
+				}
+			}
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of %d rows differ from onnxruntime", svc, bad, len(rows))
+		}
+		body := []byte(`{"params": {"feature_service_name": "` + svc + `", "join_key_map": {"user_id": "u3"}}}`)
+		dst := make([]byte, 0, 4096)
+		allocs := testing.AllocsPerRun(100, func() {
+			out, aerr := n.Predict(dst[:0], body)
+			if aerr != nil {
+				t.Fatal(aerr)
+			}
+			dst = out
+		})
+		if allocs != 0 {
+			t.Errorf("%s: predict with a string input allocates %.1f times per request", svc, allocs)
+		}
+	}
+}
+
+// TestStringInputModelFeedCheck: a string input the service lists no
+// string feature for is refused at load, naming the input and saying what
+// to list; so is a string feature for a model that takes none.
+func TestStringInputModelFeedCheck(t *testing.T) {
+	dir := parityDir(t)
+	for _, c := range []struct{ model, inputs, want string }{
+		{"str_onehot_gb.onnx", "[profile.x0, profile.x1, profile.x2, profile.x3]", "model input category takes a string per row"},
+		{"str_onehot_gb.onnx", "[profile.x0, profile.x1, profile.x2, profile.category]", "takes 4 numeric values per row but the service feeds it 3"},
+		{"pipe_imputer_std_lr.onnx", "[profile.x0, profile.x1, profile.x2, profile.x3, profile.x0b, profile.x1b, profile.x2b, profile.x3b, profile.category]", "model.inputs lists 1 string features but the model takes 0 string inputs"},
+	} {
+		src := strings.Replace(stringRepo, "x3: float, category", "x3: float, x0b: float, x1b: float, x2b: float, x3b: float, category", 1)
+		src = strings.Replace(src, "onnx: str_onehot_gb.onnx\n      inputs: [profile.x0, profile.x1, profile.x2, profile.x3, profile.category]",
+			"onnx: "+c.model+"\n      inputs: "+c.inputs, 1)
+		repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(src)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir)})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s fed %s: %v, want an error containing %q", c.model, c.inputs, err, c.want)
+		}
+	}
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
+
+// readParityRows reads a parity rows file: float32 values, "nan" missing.
+func readParityRows(t *testing.T, path string) [][]float32 {
+	t.Helper()
+	var rows [][]float32
+	for _, line := range readLines(t, path) {
+		var r []float32
+		for _, s := range strings.Split(line, ",") {
+			x, err := strconv.ParseFloat(s, 32)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			r = append(r, float32(x))
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
