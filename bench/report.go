@@ -53,6 +53,9 @@ func (r *Report) printTable(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
+	for _, c := range r.Scoring {
+		fmt.Fprintf(w, "score %-20s batch %3d: tally %s, onnxruntime %s (ratio %.2f)\n", c.Model, c.Batch, fmtNs(c.TallyNs), fmtNs(c.OnnxRuntimeNs), c.Ratio())
+	}
 	for _, p := range r.Peers {
 		if !p.Ran {
 			fmt.Fprintf(w, "peer %s: not run: %s\n", p.Name, p.Reason)
@@ -148,6 +151,7 @@ func (r *Report) markdown() string {
 			fmt.Fprintf(&b, "  - `%s`\n", e)
 		}
 	}
+	r.scoringTable(&b)
 	b.WriteString("\n## Peers\n\n")
 	for _, p := range r.Peers {
 		if p.Ran {
