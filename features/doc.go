@@ -49,7 +49,7 @@
 //
 //	request_views:      # request-time features: expressions over the request
 //	  - name: transaction_request
-//	    request_schema: {amt: float, lat: float, long: float}   # numbers only
+//	    request_schema: {amt: float, lat: float, long: float}   # strings feed models only
 //	    features:
 //	      - name: amt_to_user_mean_1d
 //	        expression: request.amt / user_transaction_amounts.amt_mean_1d

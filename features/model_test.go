@@ -80,3 +80,40 @@ func TestModelBlockErrors(t *testing.T) {
 		}
 	}
 }
+
+// A model input request.<field> reads the service's request context; a
+// string field feeds an ONNX model's string input, and round-trips
+// through YAML().
+func TestModelRequestInput(t *testing.T) {
+	repo := strings.Replace(modelRepo, "feature_services:", `request_views:
+  - name: req
+    request_schema: {amt: float, category: string}
+    features:
+      - {name: amt2, expression: request.amt * 2}
+feature_services:`, 1)
+	repo = strings.Replace(repo, "features: [counts]", "features: [counts, req]", 1)
+	load := func(model string) (*Repo, error) {
+		return Load(fstest.MapFS{"repo.yaml": {Data: []byte(strings.Replace(repo, "%MODEL%", model, 1))}})
+	}
+	r, err := load(`{onnx: a.onnx, inputs: [counts.amt_count_1m, request.category, request.amt]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Services[0]
+	in := s.Model.Inputs
+	if len(in) != 3 || in[1].Kind != RefRequest || r.ModelInputName(s, in[1]) != "request.category" || r.ModelInputName(s, in[2]) != "request.amt" {
+		t.Fatalf("inputs %+v", in)
+	}
+	again, err := Load(fstest.MapFS{"r.yaml": {Data: r.YAML()}})
+	if err != nil || again.ModelInputName(again.Services[0], again.Services[0].Model.Inputs[1]) != "request.category" {
+		t.Fatalf("request input does not round-trip through YAML(): %v\n%s", err, r.YAML())
+	}
+	for model, want := range map[string]string{
+		`{onnx: a.onnx, inputs: [request.country]}`:        "request.country is not in the request context of feature service svc (amt, category)",
+		`{mlflow: "http://x", inputs: [request.category]}`: "request.category is a string; an MLflow model takes numbers",
+	} {
+		if _, err := load(model); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("model %s: %v, want an error containing %q", model, err, want)
+		}
+	}
+}

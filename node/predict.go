@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,13 +27,20 @@ import (
 // in-flight requests finish on the model they started with).
 type modelPlan struct {
 	def     *features.Model
-	inputs  []int // output index of each numeric model input
-	strs    []int // output index of each string model input (score.StringScorer)
+	inputs  []feed // each numeric model input
+	strs    []feed // each string model input (score.StringScorer)
 	scorer  atomic.Pointer[score.Scorer]
 	fsys    fs.FS  // where the ONNX file is, for reloads
 	path    string // the ONNX file in fsys
 	modTime time.Time
 	reloads atomic.Int64
+}
+
+// feed is where a model input's value comes from: the service's output i,
+// or (ctx) field i of its request context.
+type feed struct {
+	ctx bool
+	i   int
 }
 
 // ModelOpener builds the Scorer of a model definition; an ONNX model's file
@@ -49,8 +57,12 @@ func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (s
 		QueueRows: def.QueueRows, MaxInFlight: def.MaxInFlight}
 	if def.MLflow != "" {
 		cols := make([]string, len(def.Inputs))
-		for i, ref := range def.Inputs {
-			cols[i] = n.Repo().FeatureName(ref)
+		for _, s := range n.Repo().Services {
+			if s.Model == def {
+				for i, ref := range def.Inputs {
+					cols[i] = strings.TrimPrefix(n.Repo().ModelInputName(s, ref), "request.")
+				}
+			}
 		}
 		token := ""
 		if def.TokenEnv != "" {
@@ -92,6 +104,17 @@ func modelFS(repo fs.FS, path string) (fs.FS, string) {
 func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, open ModelOpener) (*modelPlan, error) {
 	mp := &modelPlan{def: def}
 	for _, ref := range def.Inputs {
+		if ref.Kind == features.RefRequest {
+			if ref.View < 0 || ref.View >= len(p.ctxCols) {
+				return nil, fmt.Errorf("model input %d is not in the service's request context", ref.View)
+			}
+			if p.ctxCols[ref.View].Type == features.String {
+				mp.strs = append(mp.strs, feed{ctx: true, i: ref.View})
+			} else {
+				mp.inputs = append(mp.inputs, feed{ctx: true, i: ref.View})
+			}
+			continue
+		}
 		idx := -1
 		for i, o := range p.outputs {
 			if o.kind == ref.Kind && o.name == n.Repo().FeatureName(ref) {
@@ -102,9 +125,9 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 			return nil, fmt.Errorf("model input %s is not a feature of the service", n.Repo().FeatureName(ref))
 		}
 		if p.outputs[idx].enc == encString {
-			mp.strs = append(mp.strs, idx)
+			mp.strs = append(mp.strs, feed{i: idx})
 		} else {
-			mp.inputs = append(mp.inputs, idx)
+			mp.inputs = append(mp.inputs, feed{i: idx})
 		}
 	}
 	if def.ONNX != "" {
@@ -223,16 +246,16 @@ func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
 	defer predictPool.Put(pw)
 	mp := p.model
 	pw.row = resize(pw.row, len(mp.inputs))
-	for i, o := range mp.inputs {
-		pw.row[i] = float32(p.outputValue(w, o))
+	for i, f := range mp.inputs {
+		pw.row[i] = float32(p.feedValue(w, f))
 	}
 	s := *mp.scorer.Load()
 	var err error
 	if len(mp.strs) > 0 {
 		// check made sure the scorer takes them; ONNX only (in process).
 		pw.strs = resize(pw.strs, len(mp.strs))
-		for i, o := range mp.strs {
-			pw.strs[i] = p.outputString(w, o)
+		for i, f := range mp.strs {
+			pw.strs[i] = p.feedString(w, f)
 		}
 		err = s.(score.StringScorer).ScoreStrings(context.Background(), pw.row, pw.strs, 1, pw.pred[:])
 		clear(pw.strs) // the pool keeps no reference to the row's strings
@@ -285,11 +308,28 @@ func (p *servicePlan) outputValue(w *lookupWork, i int) float64 {
 	return math.NaN()
 }
 
-// outputString returns string output i's value for the model: "" when
-// missing, which a model reads as an unknown category unless it knows "".
-func (p *servicePlan) outputString(w *lookupWork, i int) string {
-	o := &p.outputs[i]
-	if !w.statuses[i] {
+// feedValue returns a numeric model input's value: NaN when missing.
+func (p *servicePlan) feedValue(w *lookupWork, f feed) float64 {
+	if !f.ctx {
+		return p.outputValue(w, f.i)
+	}
+	if !w.ctxOK[f.i] {
+		return math.NaN()
+	}
+	return w.ctx[f.i]
+}
+
+// feedString returns a string model input's value: "" when missing, which
+// a model reads as an unknown category unless it knows "".
+func (p *servicePlan) feedString(w *lookupWork, f feed) string {
+	if f.ctx {
+		if !w.ctxOK[f.i] {
+			return ""
+		}
+		return w.ctxStr[f.i]
+	}
+	o := &p.outputs[f.i]
+	if !w.statuses[f.i] {
 		return ""
 	}
 	switch o.kind {

@@ -56,6 +56,11 @@ table_views:
   - name: profile
     entity: user
     schema: {x0: float, x1: float, x2: float, x3: float, category: string}
+request_views:
+  - name: req
+    request_schema: {category: string, amt: float}
+    features:
+      - {name: amt2, expression: request.amt * 2}
 feature_services:
   - name: by_table
     features: [profile]
@@ -67,13 +72,19 @@ feature_services:
     model:
       onnx: str_onehot_gb.onnx
       inputs: [profile.x0, profile.x1, profile.x2, profile.x3, cats.category_last_1h]
+  - name: by_request
+    features: [profile.x0, profile.x1, profile.x2, profile.x3, req]
+    model:
+      onnx: str_onehot_gb.onnx
+      inputs: [profile.x0, profile.x1, profile.x2, profile.x3, request.category]
 `
 
 // TestPredictStringInputMatchesOnnxruntime: a service whose model takes a
 // string input (a category) predicts over HTTP exactly what onnxruntime
 // answers for the same values: every parity row (NaN holes, extreme
 // values, unknown and empty categories), the category read from a table
-// view's string column and from a stream's last value.
+// view's string column, from a stream's last value and from the request
+// context.
 func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
 	dir := parityDir(t)
 	rows, strs := readParityRows(t, filepath.Join(dir, "rows_str_onehot_gb.csv")), readLines(t, filepath.Join(dir, "rows_str_onehot_gb.strings.csv"))
@@ -130,10 +141,14 @@ func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
 	if _, err := c.Ingest(ctx, "tx", events); err != nil {
 		t.Fatal(err)
 	}
-	for _, svc := range []string{"by_table", "by_stream"} {
+	for _, svc := range []string{"by_table", "by_stream", "by_request"} {
 		bad := 0
 		for i := range rows {
-			f, err := c.Predict(ctx, client.LookupRequest{Service: svc, JoinKeys: map[string]any{"user_id": fmt.Sprintf("u%d", i)}})
+			req := client.LookupRequest{Service: svc, JoinKeys: map[string]any{"user_id": fmt.Sprintf("u%d", i)}}
+			if svc == "by_request" {
+				req.RequestContext = map[string]any{"category": strs[i], "amt": 1.5}
+			}
+			f, err := c.Predict(ctx, req)
 			if err != nil {
 				t.Fatalf("%s row %d: %v", svc, i, err)
 			}
@@ -155,7 +170,10 @@ func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
 		if bad > 0 {
 			t.Errorf("%s: %d of %d rows differ from onnxruntime", svc, bad, len(rows))
 		}
-		body := []byte(`{"params": {"feature_service_name": "` + svc + `", "join_key_map": {"user_id": "u3"}}}`)
+		body := []byte(`{"params": {"feature_service_name": "` + svc + `", "join_key_map": {"user_id": "u3"}, "request_context_map": {"category": "gaming", "amt": 2}}}`)
+		if svc != "by_request" {
+			body = []byte(`{"params": {"feature_service_name": "` + svc + `", "join_key_map": {"user_id": "u3"}}}`)
+		}
 		dst := make([]byte, 0, 4096)
 		allocs := testing.AllocsPerRun(100, func() {
 			out, aerr := n.Predict(dst[:0], body)
@@ -190,6 +208,35 @@ func TestStringInputModelFeedCheck(t *testing.T) {
 		_, err = New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir)})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s fed %s: %v, want an error containing %q", c.model, c.inputs, err, c.want)
+		}
+	}
+}
+
+// A string request field takes a string (or null: a missing category) and
+// refuses anything else, naming the field; a number field refuses a string.
+func TestStringRequestContextRefusesOtherTypes(t *testing.T) {
+	dir := parityDir(t)
+	repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(stringRepo)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ctx, want := range map[string]string{
+		`{"category": 3, "amt": 1}`:          "request_context_map.category must be a string, got 3",
+		`{"category": true, "amt": 1}`:       "request_context_map.category must be a string, got true",
+		`{"category": "gaming", "amt": "x"}`: "request_context_map.amt must be a number, got string",
+		`{"category": null, "amt": 1}`:       "",
+	} {
+		body := `{"params": {"feature_service_name": "by_request", "join_key_map": {"user_id": "u1"}, "request_context_map": ` + ctx + `}}`
+		_, aerr := n.Predict(nil, []byte(body))
+		switch {
+		case want == "" && aerr != nil:
+			t.Errorf("%s: %v", ctx, aerr)
+		case want != "" && (aerr == nil || aerr.Code != "INVALID_REQUEST_CONTEXT" || !strings.Contains(aerr.Message, want)):
+			t.Errorf("%s: %v, want INVALID_REQUEST_CONTEXT %q", ctx, aerr, want)
 		}
 	}
 }
