@@ -61,6 +61,10 @@ request_views:
     request_schema: {category: string, amt: float}
     features:
       - {name: amt2, expression: request.amt * 2}
+  - name: req2
+    request_schema: {country: string}
+    features:
+      - {name: one, expression: "1"}
 feature_services:
   - name: by_table
     features: [profile]
@@ -77,32 +81,76 @@ feature_services:
     model:
       onnx: str_onehot_gb.onnx
       inputs: [profile.x0, profile.x1, profile.x2, profile.x3, request.category]
+  - name: two_cats
+    features: [profile.x0, profile.x1, profile.x2, profile.category, req2]
+    model:
+      onnx: str_two_cats_lr.onnx
+      inputs: [profile.x0, profile.x1, profile.x2, profile.category, request.country]
 `
 
-// TestPredictStringInputMatchesOnnxruntime: a service whose model takes a
-// string input (a category) predicts over HTTP exactly what onnxruntime
-// answers for the same values: every parity row (NaN holes, extreme
-// values, unknown and empty categories), the category read from a table
-// view's string column, from a stream's last value and from the request
-// context.
-func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
-	dir := parityDir(t)
-	rows, strs := readParityRows(t, filepath.Join(dir, "rows_str_onehot_gb.csv")), readLines(t, filepath.Join(dir, "rows_str_onehot_gb.strings.csv"))
+// parityCase is a parity model's rows, string columns and onnxruntime's
+// answers.
+type parityCase struct {
+	rows    [][]float32
+	strs    [][]string
+	labels  []string
+	classes []string
+	probs   [][]float64
+}
+
+func loadParityCase(t *testing.T, dir, name string) parityCase {
+	t.Helper()
 	var want struct {
+		Rows          string      `json:"rows"`
+		Strings       string      `json:"strings"`
 		Labels        []string    `json:"labels"`
 		Classes       []string    `json:"classes"`
 		Probabilities [][]float64 `json:"probabilities"`
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "str_onehot_gb.expected.json"))
+	data, err := os.ReadFile(filepath.Join(dir, name+".expected.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(data, &want); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != len(strs) || len(rows) != len(want.Labels) || len(want.Probabilities) != len(rows) {
-		t.Fatalf("parity data: %d rows, %d strings, %d labels", len(rows), len(strs), len(want.Labels))
+	pc := parityCase{rows: readParityRows(t, filepath.Join(dir, want.Rows)), labels: want.Labels, classes: want.Classes, probs: want.Probabilities}
+	for _, line := range readLines(t, filepath.Join(dir, want.Strings)) {
+		pc.strs = append(pc.strs, strings.Split(line, ","))
 	}
+	if len(pc.rows) != len(pc.strs) || len(pc.rows) != len(pc.labels) || len(pc.probs) != len(pc.rows) {
+		t.Fatalf("%s parity data: %d rows, %d strings, %d labels", name, len(pc.rows), len(pc.strs), len(pc.labels))
+	}
+	return pc
+}
+
+// tableNDJSON writes pc's rows as profile table rows of users prefix0,
+// prefix1, ...: x0, x1, ... (null for NaN) and the first string column as
+// category.
+func (pc parityCase) tableNDJSON(b *strings.Builder, prefix string) {
+	for i, r := range pc.rows {
+		fmt.Fprintf(b, `{"user_id":"%s%d"`, prefix, i)
+		for j, x := range r {
+			if math.IsNaN(float64(x)) {
+				fmt.Fprintf(b, `,"x%d":null`, j)
+			} else {
+				fmt.Fprintf(b, `,"x%d":%s`, j, strconv.FormatFloat(float64(x), 'g', -1, 64))
+			}
+		}
+		cat, _ := json.Marshal(pc.strs[i][0])
+		fmt.Fprintf(b, `,"category":%s}`+"\n", cat)
+	}
+}
+
+// TestPredictStringInputMatchesOnnxruntime: a service whose model takes
+// string inputs (categories) predicts over HTTP exactly what onnxruntime
+// answers for the same values: every parity row (NaN holes, extreme
+// values, unknown and empty categories), the category read from a table
+// view's string column, from a stream's last value and from the request
+// context, and two string inputs from two sources, in model.inputs order.
+func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
+	dir := parityDir(t)
+	one, two := loadParityCase(t, dir, "str_onehot_gb"), loadParityCase(t, dir, "str_two_cats_lr")
 	repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(stringRepo)}})
 	if err != nil {
 		t.Fatal(err)
@@ -120,60 +168,63 @@ func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
 	defer cancel()
 
 	var table strings.Builder
+	one.tableNDJSON(&table, "u")
+	two.tableNDJSON(&table, "t")
 	var events []client.Record
 	now := time.Now()
-	for i, r := range rows {
-		fmt.Fprintf(&table, `{"user_id":"u%d"`, i)
-		for j, x := range r {
-			if math.IsNaN(float64(x)) {
-				fmt.Fprintf(&table, `,"x%d":null`, j)
-			} else {
-				fmt.Fprintf(&table, `,"x%d":%s`, j, strconv.FormatFloat(float64(x), 'g', -1, 64))
-			}
-		}
-		cat, _ := json.Marshal(strs[i])
-		fmt.Fprintf(&table, `,"category":%s}`+"\n", cat)
-		events = append(events, client.Record{"user_id": fmt.Sprintf("u%d", i), "category": strs[i], "amt": 1.0, "timestamp": now.UnixMilli()})
+	for i := range one.rows {
+		events = append(events, client.Record{"user_id": fmt.Sprintf("u%d", i), "category": one.strs[i][0], "amt": 1.0, "timestamp": now.UnixMilli()})
 	}
-	if got, err := c.UploadTable(ctx, "profile", client.NDJSON, []byte(table.String()), client.TableOptions{}); err != nil || got != len(rows) {
+	if got, err := c.UploadTable(ctx, "profile", client.NDJSON, []byte(table.String()), client.TableOptions{}); err != nil || got != len(one.rows)+len(two.rows) {
 		t.Fatalf("upload: %d rows, %v", got, err)
 	}
 	if _, err := c.Ingest(ctx, "tx", events); err != nil {
 		t.Fatal(err)
 	}
-	for _, svc := range []string{"by_table", "by_stream", "by_request"} {
+	for _, sc := range []struct {
+		svc, user string
+		pc        parityCase
+		rc        func(i int) map[string]any
+	}{
+		{"by_table", "u", one, nil},
+		{"by_stream", "u", one, nil},
+		{"by_request", "u", one, func(i int) map[string]any { return map[string]any{"category": one.strs[i][0], "amt": 1.5} }},
+		{"two_cats", "t", two, func(i int) map[string]any { return map[string]any{"country": two.strs[i][1]} }},
+	} {
 		bad := 0
-		for i := range rows {
-			req := client.LookupRequest{Service: svc, JoinKeys: map[string]any{"user_id": fmt.Sprintf("u%d", i)}}
-			if svc == "by_request" {
-				req.RequestContext = map[string]any{"category": strs[i], "amt": 1.5}
+		for i := range sc.pc.rows {
+			req := client.LookupRequest{Service: sc.svc, JoinKeys: map[string]any{"user_id": fmt.Sprintf("%s%d", sc.user, i)}}
+			if sc.rc != nil {
+				req.RequestContext = sc.rc(i)
 			}
 			f, err := c.Predict(ctx, req)
 			if err != nil {
-				t.Fatalf("%s row %d: %v", svc, i, err)
+				t.Fatalf("%s row %d: %v", sc.svc, i, err)
 			}
 			p := f.Result.Prediction
 			if p == nil {
-				t.Fatalf("%s row %d: no prediction: %+v", svc, i, f.Result)
+				t.Fatalf("%s row %d: no prediction: %+v", sc.svc, i, f.Result)
 			}
-			ok := fmt.Sprint(p.Label) == want.Labels[i] && len(p.Probabilities) == len(want.Classes)
-			for k, cl := range want.Classes {
-				got, w := p.Probabilities[cl], want.Probabilities[i][k]
+			ok := fmt.Sprint(p.Label) == sc.pc.labels[i] && len(p.Probabilities) == len(sc.pc.classes)
+			for k, cl := range sc.pc.classes {
+				got, w := p.Probabilities[cl], sc.pc.probs[i][k]
 				ok = ok && math.Abs(got-w) <= 1e-6*max(1, math.Abs(w))
 			}
 			if !ok {
 				if bad++; bad <= 5 {
-					t.Errorf("%s row %d (%v, %q): label %v probabilities %v, onnxruntime %s %v", svc, i, rows[i], strs[i], p.Label, p.Probabilities, want.Labels[i], want.Probabilities[i])
+					t.Errorf("%s row %d (%v, %q): label %v probabilities %v, onnxruntime %s %v", sc.svc, i, sc.pc.rows[i], sc.pc.strs[i], p.Label, p.Probabilities, sc.pc.labels[i], sc.pc.probs[i])
 				}
 			}
 		}
 		if bad > 0 {
-			t.Errorf("%s: %d of %d rows differ from onnxruntime", svc, bad, len(rows))
+			t.Errorf("%s: %d of %d rows differ from onnxruntime", sc.svc, bad, len(sc.pc.rows))
 		}
-		body := []byte(`{"params": {"feature_service_name": "` + svc + `", "join_key_map": {"user_id": "u3"}, "request_context_map": {"category": "gaming", "amt": 2}}}`)
-		if svc != "by_request" {
-			body = []byte(`{"params": {"feature_service_name": "` + svc + `", "join_key_map": {"user_id": "u3"}}}`)
+		rcm := ""
+		if sc.rc != nil {
+			b, _ := json.Marshal(sc.rc(3))
+			rcm = `, "request_context_map": ` + string(b)
 		}
+		body := []byte(`{"params": {"feature_service_name": "` + sc.svc + `", "join_key_map": {"user_id": "` + sc.user + `3"}` + rcm + `}}`)
 		dst := make([]byte, 0, 4096)
 		allocs := testing.AllocsPerRun(100, func() {
 			out, aerr := n.Predict(dst[:0], body)
@@ -183,7 +234,7 @@ func TestPredictStringInputMatchesOnnxruntime(t *testing.T) {
 			dst = out
 		})
 		if allocs != 0 {
-			t.Errorf("%s: predict with a string input allocates %.1f times per request", svc, allocs)
+			t.Errorf("%s: predict with a string input allocates %.1f times per request", sc.svc, allocs)
 		}
 	}
 }
