@@ -220,7 +220,10 @@ func (r *Report) scoringTable(b *strings.Builder) {
 }
 
 func fmtNs(ns float64) string {
-	if ns >= 10_000 {
+	switch {
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	case ns >= 10_000:
 		return fmt.Sprintf("%.1f us", ns/1000)
 	}
 	return fmt.Sprintf("%.0f ns", ns)

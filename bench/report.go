@@ -23,6 +23,9 @@ func (r *Report) printTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tscenario\tmode\ttarget/s\tgot/s\tevents/s\tp50\tp90\tp99\tp99.9\tmax\terrors\t")
 	for _, x := range r.Results {
+		if x.NotRun == "" && strings.HasPrefix(x.Scenario, "score-") {
+			continue // below, beside onnxruntime
+		}
 		if x.NotRun != "" {
 			fmt.Fprintf(tw, "%s\t%s\t%s\tnot run: %s\t\t\t\t\t\t\t\t\t\n", x.System, x.Scenario, x.Mode, truncate(x.NotRun, 70))
 			continue
@@ -122,6 +125,9 @@ func (r *Report) markdown() string {
 	}
 	b.WriteString("\n## Every step\n\n| system | scenario | mode | target/s | got/s | events/s | p50 | p90 | p99 | p99.9 | max | errors |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Results {
+		if x.NotRun == "" && strings.HasPrefix(x.Scenario, "score-") {
+			continue // in the scoring table
+		}
 		if x.NotRun != "" {
 			fmt.Fprintf(&b, "| %s | %s | %s | not run: %s |||||||||\n", x.System, x.Scenario, x.Mode, x.NotRun)
 			continue
