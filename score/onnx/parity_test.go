@@ -265,3 +265,35 @@ func TestParityCoversTheIssueModels(t *testing.T) {
 		}
 	}
 }
+
+// The scoring scenario's models (and two string inputs into trees) score
+// without allocating at batch 1 and 100 once warm: the scratch is pooled
+// and Probabilities reuse the caller's arrays.
+func TestParityModelsDoNotAllocate(t *testing.T) {
+	dir := parityDir(t)
+	for _, name := range []string{"rf100_d8", "pipe_imputer_std_lr", "iso_forest", "str_onehot_gb", "str_two_cats_hgb"} {
+		m, err := Load(filepath.Join(dir, name+".onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exp parityExpected
+		readJSON(t, filepath.Join(dir, name+".expected.json"), &exp)
+		rows, _, w := readRows(t, filepath.Join(dir, exp.Rows))
+		var strs []string
+		if exp.Strings != "" {
+			strs = readStrings(t, filepath.Join(dir, exp.Strings))
+		}
+		ns := len(m.StringInputs())
+		for _, batch := range []int{1, 100} {
+			out := make([]Prediction, batch)
+			allocs := testing.AllocsPerRun(20, func() {
+				if err := m.ScoreStrings(context.Background(), rows[:batch*w], strs[:batch*ns], batch, out); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%s at batch %d allocates %.1f times per call", name, batch, allocs)
+			}
+		}
+	}
+}
