@@ -21,7 +21,7 @@ import (
 // parityDir is where score/onnx/parity/generate.sh writes the models and
 // onnxruntime's answers; tests using it skip when it is absent, unless
 // TALLY_REQUIRE_PARITY=1 (make test).
-func parityDir(t *testing.T) string {
+func parityDir(t testing.TB) string {
 	t.Helper()
 	dir, err := filepath.Abs("../score/onnx/testdata/generated")
 	if err != nil {
@@ -290,6 +290,33 @@ func TestStringRequestContextRefusesOtherTypes(t *testing.T) {
 			t.Errorf("%s: %v, want INVALID_REQUEST_CONTEXT %q", ctx, aerr, want)
 		}
 	}
+}
+
+// FuzzPredictStringInputs: any predict body for services whose model
+// takes strings from a table, a stream and the request context gets an
+// answer or a 4xx, never a panic or a model failure.
+func FuzzPredictStringInputs(f *testing.F) {
+	dir := parityDir(f)
+	repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(stringRepo)}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	n, err := New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, aerr := n.UploadTable("profile", NDJSON, []byte(`{"user_id":"u1","x0":1,"x1":null,"x2":-3e38,"x3":0,"category":"gaming"}`+"\n"), false); aerr != nil {
+		f.Fatal(aerr)
+	}
+	f.Add([]byte(`{"params":{"feature_service_name":"by_request","join_key_map":{"user_id":"u1"},"request_context_map":{"category":"gaming","amt":2}}}`))
+	f.Add([]byte(`{"params":{"feature_service_name":"by_request","join_key_map":{"user_id":"u2"},"request_context_map":{"category":"\u00e9\"","amt":null}}}`))
+	f.Add([]byte(`{"params":{"feature_service_name":"two_cats","join_key_map":{"user_id":"u1"},"request_context_map":{"country":null}}}`))
+	f.Add([]byte(`{"params":{"feature_service_name":"by_table","join_key_map":{"user_id":"u1"}}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if _, err := n.Predict(nil, body); err != nil && (err.Status < 400 || err.Status >= 500) {
+			t.Fatalf("answered with status %d: %v", err.Status, err)
+		}
+	})
 }
 
 func readLines(t *testing.T, path string) []string {
