@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -61,7 +62,7 @@ type Options struct {
 	// inprocess.Setup).
 	TallySetup string
 	// Scenarios limits the run to these scenario names (lookup, ingest,
-	// mixed); nil runs all.
+	// mixed, score); nil runs all.
 	Scenarios []string
 }
 
@@ -102,8 +103,8 @@ func (o *Options) defaults() error {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if s != "lookup" && s != "ingest" && s != "mixed" {
-			return fmt.Errorf("unknown scenario %q: use lookup, ingest or mixed", s)
+		if s != "lookup" && s != "ingest" && s != "mixed" && s != "score" {
+			return fmt.Errorf("unknown scenario %q: use lookup, ingest, mixed or score", s)
 		}
 	}
 	if o.OutDir == "" {
@@ -230,9 +231,11 @@ type Report struct {
 	Freshness   *Freshness    `json:"freshness,omitempty"`
 	Correctness []Correctness `json:"correctness"`
 	Peers       []PeerStatus  `json:"peers"`
-	Notes       []string      `json:"notes,omitempty"`
-	OutDir      string        `json:"out_dir,omitempty"`
-	Files       []string      `json:"files,omitempty"`
+	// Scoring is the scoring scenario: each model beside onnxruntime.
+	Scoring []ScoreComparison `json:"scoring,omitempty"`
+	Notes   []string          `json:"notes,omitempty"`
+	OutDir  string            `json:"out_dir,omitempty"`
+	Files   []string          `json:"files,omitempty"`
 }
 
 // Mismatches is the total of reference mismatches over every check.
@@ -300,6 +303,8 @@ func (r *runner) logf(format string, args ...any) {
 func (r *runner) add(res Result) {
 	r.rep.Results = append(r.rep.Results, res)
 	switch {
+	case strings.HasPrefix(res.Scenario, "score-"):
+		// runOnnx logs its own lines (ns per row).
 	case res.NotRun != "":
 		r.logf("%-8s %-12s %-6s not run: %s", res.System, res.Scenario, res.Mode, res.NotRun)
 	case res.EventsPerS > 0:

@@ -56,9 +56,17 @@ func TestTinyRun(t *testing.T) {
 			t.Errorf("no %s row", want)
 		}
 	}
-	// onnxruntime either ran beside tally's scorer, or the report says why not.
-	if !seen["onnxruntime/score"] && !(seen["onnxruntime/score-batch1"] && seen["tally/score-batch1"]) {
-		t.Errorf("no onnxruntime scoring row, run or not run")
+	// onnxruntime either ran beside tally's scorer on every scoring model,
+	// or the report says why not.
+	if !seen["onnxruntime/score"] {
+		if len(rep.Scoring) != 2*len(scoreModels) {
+			t.Errorf("%d scoring comparisons, want %d models at 2 batch sizes", len(rep.Scoring), len(scoreModels))
+		}
+		for _, c := range rep.Scoring {
+			if c.TallyNs <= 0 || c.OnnxRuntimeNs <= 0 || c.Ratio() <= 0 || !seen["onnxruntime/score-"+c.Model+"-batch100"] {
+				t.Errorf("scoring %s batch %d: %+v", c.Model, c.Batch, c)
+			}
+		}
 	}
 	if len(rep.Correctness) == 0 || rep.Correctness[0].Lookups == 0 || rep.Correctness[0].Features == 0 {
 		t.Fatalf("no lookups were checked against the reference: %+v", rep.Correctness)

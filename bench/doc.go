@@ -28,9 +28,14 @@
 //   - Measures the peers named in Options.Peers: "redis" (the hand-built
 //     sliding windows over sorted sets, see redis.go for what differs),
 //     "feast" (Feast's Python feature server on its Redis online store,
-//     serving precomputed values), "onnxruntime" (a hook, not run until
-//     wired). A peer that cannot run is reported as "not run: <reason>",
+//     serving precomputed values), "onnxruntime" (beside the scoring
+//     scenario). A peer that cannot run is reported as "not run: <reason>",
 //     never left out.
+//   - The scoring scenario ("score", onnx.go): the parity suite's random
+//     forest, imputer + scaler + logistic pipeline, 100-tree
+//     IsolationForest and one-hot + GBDT pipeline, scored in process at
+//     batch 1 and 100, beside onnxruntime on the same rows; report.md
+//     tabulates ns per row and the ratio.
 //
 // Load is open loop without coordinated omission (see package load), only
 // ever to 127.0.0.1, and every phase is bounded in time and request count.

@@ -23,6 +23,9 @@ func (r *Report) printTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tscenario\tmode\ttarget/s\tgot/s\tevents/s\tp50\tp90\tp99\tp99.9\tmax\terrors\t")
 	for _, x := range r.Results {
+		if x.NotRun == "" && strings.HasPrefix(x.Scenario, "score-") {
+			continue // below, beside onnxruntime
+		}
 		if x.NotRun != "" {
 			fmt.Fprintf(tw, "%s\t%s\t%s\tnot run: %s\t\t\t\t\t\t\t\t\t\n", x.System, x.Scenario, x.Mode, truncate(x.NotRun, 70))
 			continue
@@ -52,6 +55,9 @@ func (r *Report) printTable(w io.Writer) {
 		for _, e := range c.Examples {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
+	}
+	for _, c := range r.Scoring {
+		fmt.Fprintf(w, "score %-20s batch %3d: tally %s, onnxruntime %s (ratio %.2f)\n", c.Model, c.Batch, fmtNs(c.TallyNs), fmtNs(c.OnnxRuntimeNs), c.Ratio())
 	}
 	for _, p := range r.Peers {
 		if !p.Ran {
@@ -119,6 +125,9 @@ func (r *Report) markdown() string {
 	}
 	b.WriteString("\n## Every step\n\n| system | scenario | mode | target/s | got/s | events/s | p50 | p90 | p99 | p99.9 | max | errors |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Results {
+		if x.NotRun == "" && strings.HasPrefix(x.Scenario, "score-") {
+			continue // in the scoring table
+		}
 		if x.NotRun != "" {
 			fmt.Fprintf(&b, "| %s | %s | %s | not run: %s |||||||||\n", x.System, x.Scenario, x.Mode, x.NotRun)
 			continue
@@ -148,6 +157,7 @@ func (r *Report) markdown() string {
 			fmt.Fprintf(&b, "  - `%s`\n", e)
 		}
 	}
+	r.scoringTable(&b)
 	b.WriteString("\n## Peers\n\n")
 	for _, p := range r.Peers {
 		if p.Ran {

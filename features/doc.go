@@ -49,7 +49,7 @@
 //
 //	request_views:      # request-time features: expressions over the request
 //	  - name: transaction_request
-//	    request_schema: {amt: float, lat: float, long: float}   # numbers only
+//	    request_schema: {amt: float, lat: float, long: float}   # strings feed models only
 //	    features:
 //	      - name: amt_to_user_mean_1d
 //	        expression: request.amt / user_transaction_amounts.amt_mean_1d
@@ -107,7 +107,11 @@
 //     features the service does not list; the node computes them, and the
 //     service's join keys include their entities'. The request context is
 //     the union of the request schemas of the request views the service
-//     uses; a field must have one type across them.
+//     uses; a field must have one type across them. A string request field
+//     feeds a model only (model.inputs: request.<field>).
+//   - A service's model (features.Model): inputs lists features in the
+//     model's input order (default: every numeric one); string features
+//     and request.<field> feed an ONNX model's string inputs.
 //
 // # Expressions
 //

@@ -752,13 +752,7 @@ func (l *loader) table(it item) {
 func (l *loader) requestView(it item) {
 	o := l.object(it.file, it.n, "request view", "name", "request_schema", "features")
 	rv := &RequestView{Name: o.ident("name", true)}
-	var pos []at
-	rv.RequestSchema, pos = o.schema("request_schema", false)
-	for i, c := range rv.RequestSchema {
-		if c.Type == String {
-			l.errorf(pos[i], "%s: request_schema: field %q is a string: request fields are numbers (float, int or bool)", o.what, c.Name)
-		}
-	}
+	rv.RequestSchema, _ = o.schema("request_schema", false)
 	for _, n := range o.seq("features", true) {
 		fo := l.object(it.file, n, o.what+": feature", "name", "expression")
 		name := fo.ident("name", true)
@@ -829,6 +823,9 @@ func (l *loader) resolveInput(rv *RequestView, ident string) (Ref, error) {
 		if !ok {
 			known := colNames(rv.RequestSchema)
 			return Ref{}, fmt.Errorf("unknown request field %s%s: declare it in request_schema (declared: %s)", ident, suggest(feat, known), list(known))
+		}
+		if rv.RequestSchema[i].Type == String {
+			return Ref{}, fmt.Errorf("%s is a string, and expressions compute with numbers (a string request field feeds a model's string input: list %s in model.inputs)", ident, ident)
 		}
 		return Ref{Kind: RefRequest, View: i}, nil
 	}

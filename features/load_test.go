@@ -338,12 +338,12 @@ request_views:
       - name: f
         expression: r.double + 1 # <`,
 			"r.", `r.double is a request-time feature, and request features read only request fields, feature views and table views (one level)`},
-		{"string request field", base + `request_views:
+		{"string request field in an expression", base + `request_views:
   - name: r
-    request_schema: {country: string} # <
+    request_schema: {country: string}
     features:
-      - {name: one, expression: "1"}`,
-			"country", `request_schema: field "country" is a string: request fields are numbers`},
+      - {name: one, expression: "request.country + 1"} # <`,
+			"request.country", `request.country is a string, and expressions compute with numbers (a string request field feeds a model's string input: list request.country in model.inputs)`},
 		{"service unknown view", base + `feature_services:
   - name: s
     features: [user_transactions] # <`,

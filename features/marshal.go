@@ -106,7 +106,7 @@ func (r *Repo) YAML() []byte {
 				}
 				ins := sequence()
 				for _, ref := range md.Inputs {
-					ins.Content = append(ins.Content, scalar(r.FeatureName(ref)))
+					ins.Content = append(ins.Content, scalar(r.ModelInputName(s, ref)))
 				}
 				add(mm, "inputs", ins)
 				add(mm, "on_error", scalar(md.OnError))

@@ -22,6 +22,10 @@ type Model struct {
 	TokenEnv string
 	// Inputs are the features fed to the model, in the model's column
 	// order: by default every numeric feature of the service, in order.
+	// String features (a table view's string column, the last value of a
+	// string column) feed an ONNX model's string inputs, in order. A
+	// RefRequest input ("request.<field>") reads a field of the request
+	// context: its View indexes the service's RequestContext.
 	Inputs []Ref
 	// OnError is what a request gets when the model cannot score it:
 	// "fail" (a 503) or "features" (the features, with the score marked
@@ -84,6 +88,12 @@ func (l *loader) model(file string, n *yaml.Node, s *Service) *Model {
 	}
 	if items := o.seq("inputs", false); items != nil {
 		for _, it := range items {
+			if field, ok := strings.CutPrefix(it.Value, "request."); ok && it.Kind == yaml.ScalarNode {
+				if ref, ok := l.requestInput(o, it, s, field); ok {
+					m.Inputs = append(m.Inputs, ref)
+				}
+				continue
+			}
 			ref, ok := l.repo.Feature(it.Value)
 			if it.Kind != yaml.ScalarNode || !ok {
 				o.errorf(it, "inputs: %s is not a feature (write view.feature)", describe(it))
@@ -107,6 +117,33 @@ func (l *loader) model(file string, n *yaml.Node, s *Service) *Model {
 	return &m
 }
 
+// requestInput resolves the model input request.<field> to the field of the
+// service's request context.
+func (l *loader) requestInput(o *obj, it *yaml.Node, s *Service, field string) (Ref, bool) {
+	i, ok := columnIndex(s.RequestContext, field)
+	if !ok {
+		o.errorf(it, "inputs: %s is not in the request context of feature service %s (%s): declare it in the request_schema of a request view the service lists", it.Value, s.Name, list(colNames(s.RequestContext)))
+		return Ref{}, false
+	}
+	if s.RequestContext[i].Type == String && o.str("mlflow", false) != "" {
+		o.errorf(it, "inputs: %s is a string; an MLflow model takes numbers (serve the model as ONNX, which takes string inputs)", it.Value)
+		return Ref{}, false
+	}
+	return Ref{Kind: RefRequest, View: i}, true
+}
+
+// ModelInputName names a model input as model.inputs lists it: a feature's
+// full name, or request.<field> for a field of s's request context.
+func (r *Repo) ModelInputName(s *Service, ref Ref) string {
+	if ref.Kind == RefRequest {
+		if ref.View >= 0 && ref.View < len(s.RequestContext) {
+			return "request." + s.RequestContext[ref.View].Name
+		}
+		return ""
+	}
+	return r.FeatureName(ref)
+}
+
 func (l *loader) modelInput(o *obj, it *yaml.Node, s *Service, ref Ref) bool {
 	found := false
 	for _, f := range s.Features {
@@ -116,8 +153,13 @@ func (l *loader) modelInput(o *obj, it *yaml.Node, s *Service, ref Ref) bool {
 		o.errorf(it, "inputs: %s is not served by feature service %s: add it to its features", it.Value, s.Name)
 		return false
 	}
-	if !l.repo.FeatureType(ref).Numeric() || l.repo.FeatureList(ref) {
-		o.errorf(it, "inputs: %s is a %s; models take numbers", it.Value, l.repo.FeatureType(ref))
+	t := l.repo.FeatureType(ref)
+	switch {
+	case l.repo.FeatureList(ref):
+		o.errorf(it, "inputs: %s is a list of %s; models take one value per feature (a number, or a string for an ONNX model's string input)", it.Value, t)
+		return false
+	case !t.Numeric() && o.str("mlflow", false) != "":
+		o.errorf(it, "inputs: %s is a %s; an MLflow model takes numbers (encode the category in the feature repo, or serve the model as ONNX, which takes string inputs)", it.Value, t)
 		return false
 	}
 	return true

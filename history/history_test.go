@@ -34,6 +34,12 @@ func newLiveNode(t testing.TB, start int64) *liveNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newLiveNodeOf(t, start, repo)
+}
+
+// newLiveNodeOf is newLiveNode serving repo (without its models).
+func newLiveNodeOf(t testing.TB, start int64, repo *features.Repo) *liveNode {
+	t.Helper()
 	repo = withoutModels(repo)
 	dir := t.TempDir()
 	l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Sync: wal.SyncNever, SegmentSize: 1 << 20, Compress: true})

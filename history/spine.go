@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/tabular"
 )
@@ -130,7 +131,9 @@ func (j *Join) ReadSpine(r tabular.Reader, timestampKey string, maxRows int) (*S
 		}
 		s.keyCol = append(s.keyCol, c)
 	}
+	var text []bool // string request fields: fed to models only, never read here
 	for _, rc := range j.pr.RequestContext() {
+		text = append(text, rc.Type == features.String)
 		c := find(rc.Name)
 		if c < 0 {
 			return nil, spineErr("the spine lacks request-context column %q, which service %s needs (its columns: %s)", rc.Name, j.service, names())
@@ -166,7 +169,10 @@ func (j *Join) ReadSpine(r tabular.Reader, timestampKey string, maxRows int) (*S
 				return nil, spineErr("row %d: join key %q is missing", line, s.cols[c].Name)
 			}
 		}
-		for _, c := range s.ctxCol {
+		for i, c := range s.ctxCol {
+			if text[i] {
+				continue
+			}
 			if err := contextValue(s.cols[c].Type, &row[c], ctx[:], ok[:]); err != nil {
 				return nil, spineErr("row %d, column %q: %v", line, s.cols[c].Name, err)
 			}

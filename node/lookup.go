@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 
@@ -40,6 +41,7 @@ type lookupWork struct {
 	numBuf   []byte
 	ctx      []float64
 	ctxOK    []bool
+	ctxStr   []string // string request fields (a model's string inputs), into the parsed body
 	vals     [][]windows.Value
 	tnums    [][]float64
 	tstrs    [][]string
@@ -69,6 +71,7 @@ func (p *servicePlan) prepare(n *Node, w *lookupWork) {
 	w.keys = resize(w.keys, len(p.joinKeys))
 	w.ctx = resize(w.ctx, len(p.ctxCols))
 	w.ctxOK = resize(w.ctxOK, len(p.ctxCols))
+	w.ctxStr = resize(w.ctxStr, len(p.ctxCols))
 	w.vals = resize(w.vals, len(p.aggViews))
 	w.tnums = resize(w.tnums, len(p.tables))
 	w.tstrs = resize(w.tstrs, len(p.tables))
@@ -265,8 +268,18 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 		}
 		switch v.Type() {
 		case fastjson.TypeNull:
-			w.ctx[i], w.ctxOK[i] = 0, false
+			w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, false, ""
+		case fastjson.TypeString:
+			if c.Type != features.String {
+				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a number, got %s", c.Name, v.Type())
+			}
+			b, _ := v.StringBytes()
+			// Lives as long as the parsed body, which outlives the request.
+			w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, true, unsafe.String(unsafe.SliceData(b), len(b))
 		case fastjson.TypeNumber:
+			if c.Type == features.String {
+				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a string, got %s", c.Name, v)
+			}
 			f, err := exactFloat(v, &w.numBuf)
 			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a finite number, got %s", c.Name, v)
@@ -274,11 +287,11 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 			w.ctx[i], w.ctxOK[i] = f, true
 		case fastjson.TypeTrue, fastjson.TypeFalse:
 			if c.Type != features.Bool {
-				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a number, got %s", c.Name, v.Type())
+				return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be %s, got %s", c.Name, ctxWant(c.Type), v.Type())
 			}
 			w.ctx[i], w.ctxOK[i] = b2f(v.Type() == fastjson.TypeTrue), true
 		default:
-			return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be a number, got %s", c.Name, v.Type())
+			return badRequest("INVALID_REQUEST_CONTEXT", "request_context_map.%s must be %s, got %s", c.Name, ctxWant(c.Type), v.Type())
 		}
 	}
 	if cobj.Len() > len(p.ctxCols) {
@@ -300,6 +313,14 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 		return badRequest("UNKNOWN_REQUEST_CONTEXT", "request_context_map has unknown key %q: service %s takes %s", unknown, p.name, ctxNames(p.ctxCols))
 	}
 	return nil
+}
+
+// ctxWant says what a request field of type t takes, for error messages.
+func ctxWant(t features.Type) string {
+	if t == features.String {
+		return "a string"
+	}
+	return "a number"
 }
 
 func b2f(b bool) float64 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,12 +27,20 @@ import (
 // in-flight requests finish on the model they started with).
 type modelPlan struct {
 	def     *features.Model
-	inputs  []int // output index of each model input
+	inputs  []feed // each numeric model input
+	strs    []feed // each string model input (score.StringScorer)
 	scorer  atomic.Pointer[score.Scorer]
 	fsys    fs.FS  // where the ONNX file is, for reloads
 	path    string // the ONNX file in fsys
 	modTime time.Time
 	reloads atomic.Int64
+}
+
+// feed is where a model input's value comes from: the service's output i,
+// or (ctx) field i of its request context.
+type feed struct {
+	ctx bool
+	i   int
 }
 
 // ModelOpener builds the Scorer of a model definition; an ONNX model's file
@@ -48,8 +57,12 @@ func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (s
 		QueueRows: def.QueueRows, MaxInFlight: def.MaxInFlight}
 	if def.MLflow != "" {
 		cols := make([]string, len(def.Inputs))
-		for i, ref := range def.Inputs {
-			cols[i] = n.Repo().FeatureName(ref)
+		for _, s := range n.Repo().Services {
+			if s.Model == def {
+				for i, ref := range def.Inputs {
+					cols[i] = strings.TrimPrefix(n.Repo().ModelInputName(s, ref), "request.")
+				}
+			}
 		}
 		token := ""
 		if def.TokenEnv != "" {
@@ -70,10 +83,10 @@ func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (s
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
-	if names := m.StringInputs(); len(names) > 0 {
-		// The evaluator scores them (onnx.Model.ScoreStrings), but a service
-		// feeds its model numbers only: refuse rather than fail every call.
-		return nil, fmt.Errorf("model %s takes string inputs %v: a feature service feeds its model numeric features only; encode the strings as numbers before the model (e.g. an ordinal encoding in the feature repo)", path, names)
+	if len(m.StringInputs()) > 0 {
+		// The batcher carries numbers only; in process, a call scores at
+		// once anyway (batching only coalesces rows under load).
+		return m, nil
 	}
 	opts.Local = true
 	return batch.New(m, opts), nil
@@ -91,6 +104,17 @@ func modelFS(repo fs.FS, path string) (fs.FS, string) {
 func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, open ModelOpener) (*modelPlan, error) {
 	mp := &modelPlan{def: def}
 	for _, ref := range def.Inputs {
+		if ref.Kind == features.RefRequest {
+			if ref.View < 0 || ref.View >= len(p.ctxCols) {
+				return nil, fmt.Errorf("model input %d is not in the service's request context", ref.View)
+			}
+			if p.ctxCols[ref.View].Type == features.String {
+				mp.strs = append(mp.strs, feed{ctx: true, i: ref.View})
+			} else {
+				mp.inputs = append(mp.inputs, feed{ctx: true, i: ref.View})
+			}
+			continue
+		}
 		idx := -1
 		for i, o := range p.outputs {
 			if o.kind == ref.Kind && o.name == n.Repo().FeatureName(ref) {
@@ -100,7 +124,11 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 		if idx < 0 {
 			return nil, fmt.Errorf("model input %s is not a feature of the service", n.Repo().FeatureName(ref))
 		}
-		mp.inputs = append(mp.inputs, idx)
+		if p.outputs[idx].enc == encString {
+			mp.strs = append(mp.strs, feed{i: idx})
+		} else {
+			mp.inputs = append(mp.inputs, feed{i: idx})
+		}
 	}
 	if def.ONNX != "" {
 		mp.fsys, mp.path = modelFS(repo, def.ONNX)
@@ -121,9 +149,23 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 	return mp, nil
 }
 
+// check refuses a model the service cannot feed: numeric features fill
+// its numeric values, string features its string inputs, each in order.
 func (mp *modelPlan) check(s score.Scorer) error {
 	if s.NumInputs() != len(mp.inputs) {
-		return fmt.Errorf("model takes %d values per row but the service feeds it %d features: list its inputs under model.inputs", s.NumInputs(), len(mp.inputs))
+		return fmt.Errorf("model takes %d numeric values per row but the service feeds it %d numeric features: list its inputs under model.inputs", s.NumInputs(), len(mp.inputs))
+	}
+	var names []string
+	if ss, ok := s.(score.StringScorer); ok {
+		names = ss.StringInputs()
+	}
+	switch {
+	case len(names) > len(mp.strs):
+		return fmt.Errorf("model input %s takes a string per row (a category), but model.inputs lists %d string features for the model's %d string inputs %v: list a string feature (a table view's string column, or the last value of a string column) for each, in the model's input order",
+			names[len(mp.strs)], len(mp.strs), len(names), names)
+	case len(names) < len(mp.strs):
+		return fmt.Errorf("model.inputs lists %d string features but the model takes %d string inputs %v: feed it numeric features, or export the model with a string input (skl2onnx StringTensorType) for each category",
+			len(mp.strs), len(names), names)
 	}
 	return nil
 }
@@ -175,6 +217,7 @@ func (n *Node) WatchModels(ctx context.Context, interval time.Duration, logf fun
 // predictWork is the pooled scratch of one predict request.
 type predictWork struct {
 	row  []float32
+	strs []string
 	pred [1]score.Prediction
 }
 
@@ -203,12 +246,20 @@ func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
 	defer predictPool.Put(pw)
 	mp := p.model
 	pw.row = resize(pw.row, len(mp.inputs))
-	for i, o := range mp.inputs {
-		pw.row[i] = float32(p.outputValue(w, o))
+	for i, f := range mp.inputs {
+		pw.row[i] = float32(p.feedValue(w, f))
 	}
 	s := *mp.scorer.Load()
 	var err error
-	if mp.def.ONNX != "" {
+	if len(mp.strs) > 0 {
+		// check made sure the scorer takes them; ONNX only (in process).
+		pw.strs = resize(pw.strs, len(mp.strs))
+		for i, f := range mp.strs {
+			pw.strs[i] = p.feedString(w, f)
+		}
+		err = s.(score.StringScorer).ScoreStrings(context.Background(), pw.row, pw.strs, 1, pw.pred[:])
+		clear(pw.strs) // the pool keeps no reference to the row's strings
+	} else if mp.def.ONNX != "" {
 		// In process: one row takes microseconds and cannot hang, so no
 		// deadline (and none of its allocations).
 		err = s.Score(context.Background(), pw.row, 1, pw.pred[:])
@@ -255,6 +306,39 @@ func (p *servicePlan) outputValue(w *lookupWork, i int) float64 {
 		return w.reqVal[o.slot]
 	}
 	return math.NaN()
+}
+
+// feedValue returns a numeric model input's value: NaN when missing.
+func (p *servicePlan) feedValue(w *lookupWork, f feed) float64 {
+	if !f.ctx {
+		return p.outputValue(w, f.i)
+	}
+	if !w.ctxOK[f.i] {
+		return math.NaN()
+	}
+	return w.ctx[f.i]
+}
+
+// feedString returns a string model input's value: "" when missing, which
+// a model reads as an unknown category unless it knows "".
+func (p *servicePlan) feedString(w *lookupWork, f feed) string {
+	if f.ctx {
+		if !w.ctxOK[f.i] {
+			return ""
+		}
+		return w.ctxStr[f.i]
+	}
+	o := &p.outputs[f.i]
+	if !w.statuses[f.i] {
+		return ""
+	}
+	switch o.kind {
+	case features.RefAggregate:
+		return w.vals[o.slot][o.feat].Str
+	case features.RefTable:
+		return w.tstrs[o.slot][o.feat]
+	}
+	return ""
 }
 
 func appendPrediction(dst []byte, pr *score.Prediction, classes []string) []byte {

@@ -49,6 +49,9 @@ func modelCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if names := m.StringInputs(); len(names) > 0 {
+				return fmt.Errorf("%s takes string inputs %v, and predict reads numbers only: score it through a feature service (list a string feature or request.<field> for each in model.inputs)", args[0], names)
+			}
 			rows, n, err := readRows(input, m.NumInputs())
 			if err != nil {
 				return err

@@ -198,7 +198,7 @@ class Client:
         self,
         service: str,
         join_keys: Mapping[str, str | int],
-        request_context: Mapping[str, float | int | bool | None] | None = None,
+        request_context: Mapping[str, float | int | bool | str | None] | None = None,
         *,
         as_of: Timestamp | None = None,
     ) -> FeatureVector:
@@ -209,7 +209,8 @@ class Client:
             join_keys: every join key of the service; integers are exact (the
                 node reads an integer key as its decimal text).
             request_context: the service's request-time inputs (None or NaN:
-                missing).
+                missing; a string for a string request field, which feeds a
+                model's string input).
             as_of: read at this time instead of now (naive = UTC; the node allows
                 back to the sources' lateness, 5 minutes by default).
         """
@@ -221,7 +222,7 @@ class Client:
         self,
         service: str,
         join_keys: Mapping[str, str | int],
-        request_context: Mapping[str, float | int | bool | None] | None = None,
+        request_context: Mapping[str, float | int | bool | str | None] | None = None,
         *,
         as_of: Timestamp | None = None,
     ) -> Prediction:
@@ -525,7 +526,7 @@ class Client:
         path: str,
         service: str,
         join_keys: Mapping[str, str | int],
-        request_context: Mapping[str, float | int | bool | None] | None,
+        request_context: Mapping[str, float | int | bool | str | None] | None,
         as_of: Timestamp | None,
     ) -> Any:
         params: dict[str, Any] = {

@@ -17,7 +17,9 @@ type Description struct {
 	Outputs   []TensorInfo
 	Operators []OperatorUse // sorted by Op
 	NumInputs int           // numeric values per row
-	// StringInputs names the inputs fed one string per row (ScoreStrings).
+	// StringInputs names the string values of a row (ScoreStrings): as
+	// Model.StringInputs, name[j] for an input of several; Inspect of a
+	// model Load refuses lists the string inputs' names only.
 	StringInputs []string
 	Classes      []string // nil for regressors
 }

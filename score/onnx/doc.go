@@ -33,7 +33,8 @@
 // broadcast as numpy does. Constants (initializers, Constant nodes) may
 // broadcast over rows; operators whose inputs are all constants are
 // evaluated at load. Graph inputs are float, double, int64 (fed from the
-// float32 row values) or string tensors (ScoreStrings); with several
+// float32 row values) or string tensors (ScoreStrings; an input of k
+// strings per row takes k, named name[j] in StringInputs); with several
 // numeric inputs, a row's values are split across them in input order.
 // Strings are interned at load: every string the graph compares with,
 // encodes or outputs has an id, and an input string that is none of them

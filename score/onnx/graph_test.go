@@ -297,3 +297,41 @@ func TestRefusesRankOneIntoMLOperators(t *testing.T) {
 		}
 	}
 }
+
+// A string input of several values per row ([N, 2]: two categories in one
+// tensor) takes that many strings per row, each named name[j] in
+// StringInputs, row-major.
+func TestWideStringInput(t *testing.T) {
+	m := mustParse(t, wideStringGraph())
+	if strings.Join(m.StringInputs(), ",") != "cats[0],cats[1]" || m.NumInputs() != 0 {
+		t.Fatalf("string inputs %v, %d numeric values", m.StringInputs(), m.NumInputs())
+	}
+	out := make([]Prediction, 3)
+	strs := []string{"travel", "fuel", "fuel", "unknown", "other", "travel"}
+	if err := m.ScoreStrings(context.Background(), nil, strs, 3, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float64{110, 1, 1000} {
+		if out[i].Value != want {
+			t.Errorf("row %d (%q): value %v, want %v", i, strs[2*i:2*i+2], out[i].Value, want)
+		}
+	}
+	if err := m.ScoreStrings(context.Background(), nil, strs[:5], 3, out); !errors.Is(err, score.ErrBadInput) {
+		t.Errorf("too few strings: %v, want ErrBadInput", err)
+	}
+}
+
+// wideStringGraph one-hot encodes two categories held in one [N, 2] string
+// input and weighs the four indicators 1, 10, 100, 1000.
+func wideStringGraph() []byte {
+	nodes := [][]byte{
+		node("OneHotEncoder", "ai.onnx.ml", []string{"cats"}, []string{"oh"}, pbStrings("cats_strings", "fuel", "travel"), pbInt("zeros", 1)),
+		node("Reshape", "", []string{"oh", "shape"}, []string{"oh2"}),
+		node("MatMul", "", []string{"oh2", "w"}, []string{"value"}),
+	}
+	inits := [][]byte{
+		pbInit("shape", dtInt64, []int64{2}, -1, 4),
+		pbInit("w", dtFloat, []int64{4, 1}, 1.0, 10.0, 100.0, 1000.0),
+	}
+	return graphModel(nodes, inits, [][]byte{valueInfo("cats", dtString, -1, 2)}, [][]byte{valueInfo("value", dtFloat, -1, 1)})
+}

@@ -126,7 +126,10 @@ type Model struct {
 	pool     sync.Pool
 }
 
-var _ score.Scorer = (*Model)(nil)
+var (
+	_ score.Scorer       = (*Model)(nil)
+	_ score.StringScorer = (*Model)(nil)
+)
 
 // Load reads and compiles the .onnx file at path.
 func Load(path string) (*Model, error) {
@@ -217,7 +220,13 @@ func compile(mp *modelProto) (*Model, error) {
 		}
 		if v.dt == tStr {
 			m.sinputs = append(m.sinputs, v)
-			m.snames = append(m.snames, v.name)
+			if v.width == 1 {
+				m.snames = append(m.snames, v.name)
+			} else {
+				for j := range v.width {
+					m.snames = append(m.snames, fmt.Sprintf("%s[%d]", v.name, j))
+				}
+			}
 		} else {
 			m.inputs = append(m.inputs, v)
 			m.width += v.width
@@ -495,9 +504,10 @@ func (m *Model) NumInputs() int { return m.width }
 // feature, nil otherwise. The caller must not modify the slice.
 func (m *Model) Inputs() []string { return m.names }
 
-// StringInputs names the model's string inputs (one value per row each),
-// nil when it has none. Such a model scores with ScoreStrings. The caller
-// must not modify the slice.
+// StringInputs names the string values of a row, nil when the model has
+// none: each string input's name, or name[0], name[1], ... for an input of
+// several values per row ([N, k]). Such a model scores with ScoreStrings.
+// The caller must not modify the slice.
 func (m *Model) StringInputs() []string { return m.snames }
 
 // direct reports whether Score can hand the caller's rows to the steps.
@@ -529,7 +539,7 @@ func (m *Model) Score(ctx context.Context, rows []float32, n int, out []Predicti
 // the model does not know (no category, key or label in the graph equals
 // it) scores as any unknown category does in onnxruntime.
 func (m *Model) ScoreStrings(ctx context.Context, rows []float32, strs []string, n int, out []Prediction) error {
-	ns := len(m.sinputs)
+	ns := len(m.snames)
 	if n < 0 || len(rows) < n*m.width || len(out) < n || len(strs) < n*ns {
 		return fmt.Errorf("score %d rows of %d values and %d strings (%d values, %d strings given, %d outputs): %w",
 			n, m.width, ns, len(rows), len(strs), len(out), score.ErrBadInput)
@@ -589,15 +599,20 @@ func (m *Model) run(sc *scratch, rows []float32, n int) {
 			col += w
 		}
 	}
-	for i, in := range m.sinputs {
-		dst := sc.i64[in.buf][:n]
+	ns, col := len(m.snames), 0
+	for _, in := range m.sinputs {
+		w := in.width
+		dst := sc.i64[in.buf][:n*w]
 		for r := range n {
-			id, ok := m.strIDs[sc.strs[r*len(m.sinputs)+i]]
-			if !ok {
-				id = -1
+			for j, s := range sc.strs[r*ns+col : r*ns+col+w] {
+				id, ok := m.strIDs[s]
+				if !ok {
+					id = -1
+				}
+				dst[r*w+j] = id
 			}
-			dst[r] = id
 		}
+		col += w
 	}
 	for _, s := range m.steps {
 		s.run(sc, n)

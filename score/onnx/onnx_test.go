@@ -311,6 +311,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(stump("BRANCH_NEQ", 1, true, pbString("post_transform", "PROBIT")))
 	f.Add(sgdGraph())
 	f.Add(oneHotGraph())
+	f.Add(wideStringGraph())
 	f.Add([]byte{})
 	f.Add([]byte{0x3a, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {

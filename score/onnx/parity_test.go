@@ -226,3 +226,74 @@ func TestParity(t *testing.T) {
 	}
 	t.Logf("compared %d models, %d rows; max difference %.3g", len(man.Models), totalRows, worst)
 }
+
+// issueModels are the models issue #15 names, as generate.py names them:
+// each must be in the parity set, so that a converter or generator change
+// that drops one (generate.py skips a model its converter refuses) fails
+// here instead of shrinking the comparison silently.
+var issueModels = []string{
+	// every linear classifier and regressor
+	"logreg_bin", "lin_sgd_hinge_bin", "lin_sgd_log_multi", "lin_sgd_modhuber_bin", "lin_sgd_sqhinge_bin",
+	"lin_perceptron_bin", "lin_ridgeclf_bin", "lin_svc_bin", "lin_svc_multi", "lin_svr", "lin_lasso",
+	"lin_elasticnet", "lin_ridge", "lin_sgd_reg",
+	// tree ensembles
+	"rf_bin", "gb_bin", "iso_forest", "hgb_bin", "hgb_multi", "hgb_reg",
+	// pipelines
+	"pipe_imputer_std_lr", "pipe_imputer_median_minmax_lr", "pipe_imputer_const_robust_lr", "pipe_imputer_maxabs_gb",
+	"pipe_binarizer_lr", "pipe_kbins_onehot_lr", "pipe_kbins_ordinal_lr", "pipe_coltrans_lr", "pipe_featunion_lr",
+	"scaler_logreg", "normalizer_linreg",
+	// string columns: one-hot and ordinal encoders in a ColumnTransformer with numbers
+	"str_onehot_lr", "str_onehot_gb", "str_ordinal_gb", "str_two_cats_lr", "str_two_cats_hgb",
+	// meta-estimators
+	"calib_svc_sigmoid", "calib_svc_isotonic", "calib_rf_multi", "ovr_logreg", "voting_soft", "voting_hard", "stacking",
+	// boosters
+	"xgb_bin", "xgb_multi", "xgb_reg", "xgb_categorical", "lgbm_bin", "lgbm_multi", "lgbm_reg", "lgbm_categorical",
+	"catboost_bin", "catboost_reg",
+}
+
+func TestParityCoversTheIssueModels(t *testing.T) {
+	dir := parityDir(t)
+	var man parityManifest
+	readJSON(t, filepath.Join(dir, "manifest.json"), &man)
+	have := map[string]bool{}
+	for _, mm := range man.Models {
+		have[mm.Name] = true
+	}
+	for _, name := range issueModels {
+		if !have[name] {
+			t.Errorf("%s is not in the parity set (%s): regenerate with score/onnx/parity/generate.sh and check its log", name, dir)
+		}
+	}
+}
+
+// The scoring scenario's models (and two string inputs into trees) score
+// without allocating at batch 1 and 100 once warm: the scratch is pooled
+// and Probabilities reuse the caller's arrays.
+func TestParityModelsDoNotAllocate(t *testing.T) {
+	dir := parityDir(t)
+	for _, name := range []string{"rf100_d8", "pipe_imputer_std_lr", "iso_forest", "str_onehot_gb", "str_two_cats_hgb"} {
+		m, err := Load(filepath.Join(dir, name+".onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exp parityExpected
+		readJSON(t, filepath.Join(dir, name+".expected.json"), &exp)
+		rows, _, w := readRows(t, filepath.Join(dir, exp.Rows))
+		var strs []string
+		if exp.Strings != "" {
+			strs = readStrings(t, filepath.Join(dir, exp.Strings))
+		}
+		ns := len(m.StringInputs())
+		for _, batch := range []int{1, 100} {
+			out := make([]Prediction, batch)
+			allocs := testing.AllocsPerRun(20, func() {
+				if err := m.ScoreStrings(context.Background(), rows[:batch*w], strs[:batch*ns], batch, out); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%s at batch %d allocates %.1f times per call", name, batch, allocs)
+			}
+		}
+	}
+}

@@ -4,9 +4,13 @@ Single thread (intra_op_num_threads=1), batch 1 and batch 100, the same rows
 (and string columns) as the Go benchmarks; prints, per model and batch, the
 median over REPEATS (default 7) repeats of per-row time.
 
-Usage: [REPEATS=3] .venv/bin/python score/onnx/parity/bench_ort.py [DIR [MODEL ...]]
-(default model: rf100_d8, which bench/onnx.go reads; the Go benchmarks also
-time pipe_imputer_std_lr, iso_forest and str_onehot_gb)
+TARGET_MS sizes each repeat to about that many milliseconds (default: 3000
+calls at batch 1, 300 at batch 100); bench/onnx.go (the harness's scoring
+scenario) sets it.
+
+Usage: [REPEATS=3] [TARGET_MS=100] .venv/bin/python score/onnx/parity/bench_ort.py [DIR [MODEL ...]]
+(default model: rf100_d8; bench/onnx.go and the Go benchmarks time it,
+pipe_imputer_std_lr, iso_forest and str_onehot_gb)
 """
 
 import json
@@ -48,11 +52,16 @@ def bench(d, name):
             strs = np.array([line.rstrip("\n").split(",") for line in f], dtype=object)
     n = rows.shape[0]
     repeats = int(os.environ.get("REPEATS", "7"))
+    target_ns = int(os.environ.get("TARGET_MS", "0")) * 1e6
     for batch, calls in ((1, 3000), (100, 300)):
         chunks = [feeds(sess, rows[i:i + batch], None if strs is None else strs[i:i + batch])
                   for i in range(0, n - batch + 1, batch)]
+        t0 = time.perf_counter_ns()
         for c in chunks[:50]:
             sess.run(None, c)  # warm up
+        if target_ns:  # as many calls as take about TARGET_MS per repeat
+            per_call = (time.perf_counter_ns() - t0) / len(chunks[:50])
+            calls = max(20, int(target_ns / per_call))
         medians = []
         for _ in range(repeats):
             t0 = time.perf_counter_ns()

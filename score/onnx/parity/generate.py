@@ -527,6 +527,70 @@ def categorical_boosters(w, rng):
 
 
 
+def more_models(w, rng):
+    """Boosted regressors, and two string columns (category and country)
+    into one-hot and ordinal encoders beside numbers. Generated last so that
+    the rows of the models above stay as they were. (KBinsDiscretizer's
+    default encode="onehot" is sparse: skl2onnx refuses to convert it.)"""
+    import lightgbm
+    import pandas as pd
+    import xgboost
+    from onnxmltools import convert_lightgbm, convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType as SkFloat, StringTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import make_regression
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    nf = 10
+    xr, yr = make_regression(n_samples=2000, n_features=nf, n_informative=6, noise=3.0, random_state=SEED + 50)
+    xr = xr.astype(np.float32)
+    yr = yr * 100.0
+    xr_h = xr.copy()
+    xr_h[rng.random(xr.shape) < 0.05] = np.nan
+    types = [("input", FloatTensorType([None, nf]))]
+    for name, est in [
+        ("xgb_reg", xgboost.XGBRegressor(n_estimators=40, max_depth=5, random_state=SEED, n_jobs=1)),
+        ("lgbm_reg", lightgbm.LGBMRegressor(n_estimators=40, num_leaves=31, random_state=SEED, n_jobs=1, verbose=-1)),
+    ]:
+        est.fit(xr_h, yr)
+        m = convert_xgboost(est, initial_types=types) if name.startswith("xgb") else convert_lightgbm(est, initial_types=types)
+        w.add(name, m, "rows_" + name, make_rows(rng, xr_h, m, 1000, 300, 600, 200))
+
+    n, nf = 2000, 3
+    cats = np.array(["grocery", "travel", "electronics", "gaming", "jewelry", "fuel"])
+    countries = np.array(["FR", "US", "GB", "DE", "NG", "BR", "JP"])
+    xs = rng.normal(size=(n, nf)).astype(np.float32)
+    cat = cats[rng.integers(0, len(cats), size=n)]
+    cty = countries[rng.integers(0, len(countries), size=n)]
+    y = ((xs[:, 0] + (cat == "gaming") * 1.5 - (cty == "FR") + (cty == "NG") + rng.normal(size=n) * 0.5) > 0).astype(np.int64)
+    num = [f"x{i}" for i in range(nf)]
+    df = pd.DataFrame(xs, columns=num)
+    df["category"], df["country"] = cat, cty
+    stypes = [(c, SkFloat([None, 1])) for c in num] + [("category", StringTensorType([None, 1])), ("country", StringTensorType([None, 1]))]
+    for name, clf in [
+        ("str_two_cats_lr", LogisticRegression(max_iter=500)),
+        ("str_two_cats_hgb", HistGradientBoostingClassifier(max_iter=20, random_state=SEED)),
+    ]:
+        est = make_pipeline(ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), num),
+                                               ("cat", OneHotEncoder(handle_unknown="ignore"), ["category"]),
+                                               ("cty", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["country"])]),
+                            clf)
+        est.fit(df, y)
+        m = to_onnx(est, initial_types=stypes)
+        rows = make_rows(rng, xs, m, 1000, 300, 0, 100, trees=False)
+        pc = np.concatenate([cats, ["unknown", ""]])
+        pk = np.concatenate([countries, ["ZZ"]])
+        strs = np.stack([pc[rng.integers(0, len(pc), size=rows.shape[0])],
+                         pk[rng.integers(0, len(pk), size=rows.shape[0])]], axis=1)
+        w.add(name, m, "rows_" + name, rows, strs)
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -915,6 +979,7 @@ def main():
     pipeline_models(w, rng)
     string_models(w, rng)
     categorical_boosters(w, rng)
+    more_models(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
