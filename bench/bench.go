@@ -61,8 +61,14 @@ type Options struct {
 	// inprocess.Setup).
 	TallySetup string
 	// Scenarios limits the run to these scenario names (lookup, ingest,
-	// mixed); nil runs all.
+	// mixed; "cluster" alone runs only the cluster scenarios); nil runs all.
 	Scenarios []string
+	// Cluster adds the cluster scenarios (cluster.go): a single node and
+	// 3-node clusters as child processes of Binary.
+	Cluster bool
+	// Binary is the tally binary the cluster scenarios start (the tally
+	// command passes os.Executable()).
+	Binary string
 }
 
 func (o *Options) defaults() error {
@@ -102,9 +108,12 @@ func (o *Options) defaults() error {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if s != "lookup" && s != "ingest" && s != "mixed" {
-			return fmt.Errorf("unknown scenario %q: use lookup, ingest or mixed", s)
+		if s != "lookup" && s != "ingest" && s != "mixed" && s != "cluster" {
+			return fmt.Errorf("unknown scenario %q: use lookup, ingest, mixed or cluster", s)
 		}
+	}
+	if slices.Contains(o.Scenarios, "cluster") {
+		o.Cluster = true
 	}
 	if o.OutDir == "" {
 		o.OutDir = filepath.Join("results", time.Now().UTC().Format("20060102T150405Z"))
@@ -213,26 +222,27 @@ type PeerStatus struct {
 
 // Report is everything a run measured.
 type Report struct {
-	Started     time.Time     `json:"started"`
-	ElapsedS    float64       `json:"elapsed_s"`
-	Quick       bool          `json:"quick"`
-	GoVersion   string        `json:"go_version"`
-	NumCPU      int           `json:"num_cpu"`
-	GOMAXPROCS  int           `json:"gomaxprocs"`
-	Seed        uint64        `json:"seed"`
-	Users       int           `json:"users"`
-	Preload     int           `json:"preload_events"`
-	Workers     int           `json:"workers"`
-	StepS       float64       `json:"step_duration_s"`
-	TallySetup  string        `json:"tally_setup"`
-	Results     []Result      `json:"results"`
-	Sweeps      []Sweep       `json:"sweeps"`
-	Freshness   *Freshness    `json:"freshness,omitempty"`
-	Correctness []Correctness `json:"correctness"`
-	Peers       []PeerStatus  `json:"peers"`
-	Notes       []string      `json:"notes,omitempty"`
-	OutDir      string        `json:"out_dir,omitempty"`
-	Files       []string      `json:"files,omitempty"`
+	Started     time.Time      `json:"started"`
+	ElapsedS    float64        `json:"elapsed_s"`
+	Quick       bool           `json:"quick"`
+	GoVersion   string         `json:"go_version"`
+	NumCPU      int            `json:"num_cpu"`
+	GOMAXPROCS  int            `json:"gomaxprocs"`
+	Seed        uint64         `json:"seed"`
+	Users       int            `json:"users"`
+	Preload     int            `json:"preload_events"`
+	Workers     int            `json:"workers"`
+	StepS       float64        `json:"step_duration_s"`
+	TallySetup  string         `json:"tally_setup"`
+	Results     []Result       `json:"results"`
+	Sweeps      []Sweep        `json:"sweeps"`
+	Freshness   *Freshness     `json:"freshness,omitempty"`
+	Correctness []Correctness  `json:"correctness"`
+	Peers       []PeerStatus   `json:"peers"`
+	Cluster     *ClusterReport `json:"cluster,omitempty"`
+	Notes       []string       `json:"notes,omitempty"`
+	OutDir      string         `json:"out_dir,omitempty"`
+	Files       []string       `json:"files,omitempty"`
 }
 
 // Mismatches is the total of reference mismatches over every check.
@@ -328,6 +338,10 @@ func (r *runner) run(ctx context.Context) error {
 		{"redis", r.runRedis},
 		{"feast", r.runFeast},
 		{"onnxruntime", r.runOnnx},
+		{"cluster", r.runCluster},
+	}
+	if slices.Equal(r.opts.Scenarios, []string{"cluster"}) {
+		steps = steps[len(steps)-1:]
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
