@@ -157,6 +157,14 @@ func (r *runner) runCluster(ctx context.Context) error {
 	if err := r.leaderKills(ctx, c3, cs3, cr, kills); err != nil {
 		return err
 	}
+	if !r.opts.Quick {
+		// Grow the groups' logs past Raft's snapshot threshold, so that
+		// the leaders snapshot and compact and a wiped replica must be
+		// sent a snapshot.
+		if err := r.fillLogs(ctx, c3, cs3, cr); err != nil {
+			return err
+		}
+	}
 	if err := r.catchUp(ctx, c3, cs3, cr); err != nil {
 		return err
 	}
@@ -297,17 +305,17 @@ func (r *runner) clusterIngest(ctx context.Context, system string, cs []*client,
 	return row
 }
 
-// everyGroupBody is a bulk body of 256 events of distinct users: with 8
-// groups it touches every group, so its acknowledgement needs every group
-// to commit.
-func (r *runner) everyGroupBody(seed uint64) []byte {
+// everyGroupBody is a bulk body of n events of distinct users: with 8
+// groups and n = 256 it touches every group, so its acknowledgement needs
+// every group to commit.
+func (r *runner) everyGroupBody(seed uint64, n int) []byte {
 	rng := rand.New(rand.NewPCG(seed, 5))
 	cfg := r.fix.cfg
 	cfg.Seed = seed
 	g := workload.New(cfg)
 	now := time.Now().UnixMilli()
 	var body []byte
-	for i := range 256 {
+	for i := range n {
 		t := g.Next(now)
 		t.UserID = "failover-" + strconv.Itoa(i) + "-" + strconv.Itoa(rng.IntN(1000))
 		body = t.AppendJSON(body)
@@ -332,7 +340,7 @@ func (r *runner) leaderKills(ctx context.Context, c *localcluster.Cluster, cs []
 			}
 		}
 		wi := (li + 1) % len(cs)
-		body := r.everyGroupBody(uint64(1000 + k))
+		body := r.everyGroupBody(uint64(1000+k), 256)
 		// A write before the kill: the path is warm and the cluster whole
 		// (retried: a connection to a node restarted since is broken).
 		var err error
@@ -420,6 +428,64 @@ func (r *runner) catchUp(ctx context.Context, c *localcluster.Cluster, cs []*cli
 		}
 	}
 	return nil
+}
+
+// snapshotThreshold is the cluster's Raft SnapshotThreshold (cluster/group.go):
+// a leader snapshots (and compacts its log) once its log has grown by this
+// many entries since the last snapshot, checked every 30-60 s.
+const snapshotThreshold = 8192
+
+// fillLogs sends small writes touching every group until the first Runs
+// groups' logs hold more than snapshotThreshold entries, then waits (up to
+// 2 minutes) for their leaders to snapshot.
+func (r *runner) fillLogs(ctx context.Context, c *localcluster.Cluster, cs []*client, cr *ClusterReport) error {
+	t := time.Now()
+	body := r.everyGroupBody(77, 32)
+	const workers = 16
+	var seq atomic.Int64
+	for {
+		done := true
+		for g := range cr.Runs {
+			if li := c.LeaderOf(g); li < 0 {
+				done = false
+			} else if rs := c.Replica(li, g); rs == nil || rs.Applied < snapshotThreshold+512 {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		if time.Since(t) > 3*time.Minute {
+			return fmt.Errorf("fill logs: the groups' logs did not reach %d entries in 3 minutes", snapshotThreshold)
+		}
+		load.RunClosed(ctx, load.Closed{Workers: workers, Duration: 2 * time.Second}, func(w int, i int64) error {
+			_, err := cs[w%len(cs)].postID(w, pathBulk, "application/x-ndjson", body, "fill-"+strconv.FormatInt(seq.Add(1), 10))
+			return err
+		})
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	r.logf("%-9s filled the logs of groups 0-%d past %d entries with %d writes in %s; waiting for the leaders' snapshots",
+		sysR3, cr.Runs-1, snapshotThreshold, seq.Load(), time.Since(t).Round(time.Millisecond))
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		done := true
+		for g := range cr.Runs {
+			if li := c.LeaderOf(g); li < 0 || !hasSnapshot(c.GroupDir(li, g)) {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			cr.Notes = append(cr.Notes, "The leaders had not snapshotted within 2 minutes of their logs passing the threshold: the catch-up below is by log, not by snapshot.")
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
 
 // hasSnapshot reports whether a group directory holds a Raft snapshot
