@@ -90,7 +90,11 @@ func (d *demo) run(ctx context.Context, rate int) error {
 	if err != nil {
 		return fmt.Errorf("load user_profile: %w", err)
 	}
-	fmt.Fprintf(d.out, "tally demo: %d card holders loaded into user_profile; streaming %d transactions/s into %s (Ctrl-C to stop)\n\n", len(d.gen.Users()), rate, d.c.URL())
+	where := d.c.URL()
+	if len(d.cs) > 1 {
+		where = fmt.Sprintf("%d nodes in turn", len(d.cs))
+	}
+	fmt.Fprintf(d.out, "tally demo: %d card holders loaded into user_profile; streaming %d transactions/s into %s (Ctrl-C to stop)\n\n", len(d.gen.Users()), rate, where)
 
 	const tick = 50 * time.Millisecond
 	perTick := max(1, rate*int(tick)/int(time.Second))
