@@ -61,6 +61,9 @@ type CatchUp struct {
 	// (InstallSnapshot) rather than the log from the start: true when the
 	// leader had compacted its log below the follower's need.
 	BySnapshot bool `json:"by_snapshot"`
+	// SnapshotBytes is the size of the leader's newest snapshot of the
+	// group (0 when it has none): the state sent.
+	SnapshotBytes int64 `json:"snapshot_bytes"`
 	// ReadyMs is from the relaunch to /readyz; CaughtUpMs from the
 	// relaunch to the replica's applied index reaching the leader's.
 	ReadyMs    float64 `json:"ready_ms"`
@@ -420,6 +423,7 @@ func (r *runner) catchUp(ctx context.Context, c *localcluster.Cluster, cs []*cli
 		}
 		target := lead.Applied
 		leaderSnaps := hasSnapshot(c.GroupDir(li, g))
+		snapBytes := newestSnapshotSize(c.GroupDir(li, g))
 		c.Kill(fi)
 		if err := os.RemoveAll(c.GroupDir(fi, g)); err != nil {
 			return err
@@ -428,7 +432,7 @@ func (r *runner) catchUp(ctx context.Context, c *localcluster.Cluster, cs []*cli
 		if err := c.Restart(ctx, fi); err != nil {
 			return err
 		}
-		cu := CatchUp{Group: g, LogEntries: target, ReadyMs: float64(time.Since(t0).Microseconds()) / 1000}
+		cu := CatchUp{Group: g, LogEntries: target, SnapshotBytes: snapBytes, ReadyMs: float64(time.Since(t0).Microseconds()) / 1000}
 		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
 			if fr := c.Replica(fi, g); fr != nil && fr.Applied >= target {
 				break
@@ -440,8 +444,8 @@ func (r *runner) catchUp(ctx context.Context, c *localcluster.Cluster, cs []*cli
 		cu.CaughtUpMs = float64(time.Since(t0).Microseconds()) / 1000
 		cu.BySnapshot = leaderSnaps && hasSnapshot(c.GroupDir(fi, g))
 		cr.CatchUp = append(cr.CatchUp, cu)
-		r.logf("%-9s wiped %s's replica of group %d (%d log entries, by snapshot: %v): ready after %.0f ms, caught up after %.0f ms",
-			sysR3, c.Nodes[fi].ID, g, target, cu.BySnapshot, cu.ReadyMs, cu.CaughtUpMs)
+		r.logf("%-9s wiped %s's replica of group %d (%d log entries, by snapshot: %v, %.1f MiB): ready after %.0f ms, caught up after %.0f ms",
+			sysR3, c.Nodes[fi].ID, g, target, cu.BySnapshot, float64(snapBytes)/(1<<20), cu.ReadyMs, cu.CaughtUpMs)
 		if err := c.WaitLeaders(ctx, cr.Groups, time.Minute); err != nil {
 			return err
 		}
@@ -507,6 +511,31 @@ func (r *runner) fillLogs(ctx context.Context, c *localcluster.Cluster, cs []*cl
 	}
 }
 
+// newestSnapshotSize is the size of the files of the newest snapshot in a
+// group directory (FileSnapshotStore: snapshots/<term>-<index>-<ms>/).
+func newestSnapshotSize(groupDir string) int64 {
+	dir := filepath.Join(groupDir, "snapshots")
+	ents, _ := os.ReadDir(dir)
+	var newest os.DirEntry
+	var newestMod time.Time
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && e.IsDir() && info.ModTime().After(newestMod) {
+			newest, newestMod = e, info.ModTime()
+		}
+	}
+	if newest == nil {
+		return 0
+	}
+	files, _ := os.ReadDir(filepath.Join(dir, newest.Name()))
+	var n int64
+	for _, f := range files {
+		if info, err := f.Info(); err == nil {
+			n += info.Size()
+		}
+	}
+	return n
+}
+
 // hasSnapshot reports whether a group directory holds a Raft snapshot
 // (hashicorp/raft's FileSnapshotStore keeps them in snapshots/).
 func hasSnapshot(groupDir string) bool {
@@ -558,7 +587,8 @@ func (c *ClusterReport) printText(w io.Writer) {
 	var cu []float64
 	for _, x := range c.CatchUp {
 		cu = append(cu, x.CaughtUpMs)
-		fmt.Fprintf(w, "  wiped replica of group %d (%d entries, by snapshot: %v): ready %.0f ms, caught up %.0f ms after relaunch\n", x.Group, x.LogEntries, x.BySnapshot, x.ReadyMs, x.CaughtUpMs)
+		fmt.Fprintf(w, "  wiped replica of group %d (%d entries, by snapshot: %v, %.1f MiB): ready %.0f ms, caught up %.0f ms after relaunch\n",
+			x.Group, x.LogEntries, x.BySnapshot, float64(x.SnapshotBytes)/(1<<20), x.ReadyMs, x.CaughtUpMs)
 	}
 	if len(cu) > 0 {
 		fmt.Fprintf(w, "  catch-up median %.0f ms\n", median(cu))
@@ -577,7 +607,8 @@ func (c *ClusterReport) markdown(b *strings.Builder) {
 			c.FailoverMedianMs, len(c.FailoverMs), msList(c.FailoverMs), c.ElectedMedianMs, msList(c.ElectedMs))
 	}
 	for _, x := range c.CatchUp {
-		fmt.Fprintf(b, "- Wiped replica of group %d (%d log entries; by snapshot: %v): ready %.0f ms, caught up %.0f ms after relaunch.\n", x.Group, x.LogEntries, x.BySnapshot, x.ReadyMs, x.CaughtUpMs)
+		fmt.Fprintf(b, "- Wiped replica of group %d (%d log entries; by snapshot: %v, %.1f MiB): ready %.0f ms, caught up %.0f ms after relaunch.\n",
+			x.Group, x.LogEntries, x.BySnapshot, float64(x.SnapshotBytes)/(1<<20), x.ReadyMs, x.CaughtUpMs)
 	}
 	b.WriteString("\n| ratio | value |\n|---|---:|\n")
 	for _, r := range c.Ratios {
