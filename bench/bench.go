@@ -222,27 +222,29 @@ type PeerStatus struct {
 
 // Report is everything a run measured.
 type Report struct {
-	Started     time.Time      `json:"started"`
-	ElapsedS    float64        `json:"elapsed_s"`
-	Quick       bool           `json:"quick"`
-	GoVersion   string         `json:"go_version"`
-	NumCPU      int            `json:"num_cpu"`
-	GOMAXPROCS  int            `json:"gomaxprocs"`
-	Seed        uint64         `json:"seed"`
-	Users       int            `json:"users"`
-	Preload     int            `json:"preload_events"`
-	Workers     int            `json:"workers"`
-	StepS       float64        `json:"step_duration_s"`
-	TallySetup  string         `json:"tally_setup"`
-	Results     []Result       `json:"results"`
-	Sweeps      []Sweep        `json:"sweeps"`
-	Freshness   *Freshness     `json:"freshness,omitempty"`
-	Correctness []Correctness  `json:"correctness"`
-	Peers       []PeerStatus   `json:"peers"`
-	Cluster     *ClusterReport `json:"cluster,omitempty"`
-	Notes       []string       `json:"notes,omitempty"`
-	OutDir      string         `json:"out_dir,omitempty"`
-	Files       []string       `json:"files,omitempty"`
+	Started     time.Time     `json:"started"`
+	ElapsedS    float64       `json:"elapsed_s"`
+	Quick       bool          `json:"quick"`
+	GoVersion   string        `json:"go_version"`
+	NumCPU      int           `json:"num_cpu"`
+	GOMAXPROCS  int           `json:"gomaxprocs"`
+	Seed        uint64        `json:"seed"`
+	Users       int           `json:"users"`
+	Preload     int           `json:"preload_events"`
+	Workers     int           `json:"workers"`
+	StepS       float64       `json:"step_duration_s"`
+	TallySetup  string        `json:"tally_setup"`
+	Results     []Result      `json:"results"`
+	Sweeps      []Sweep       `json:"sweeps"`
+	Freshness   *Freshness    `json:"freshness,omitempty"`
+	Correctness []Correctness `json:"correctness"`
+	Peers       []PeerStatus  `json:"peers"`
+	Notes       []string      `json:"notes,omitempty"`
+	OutDir      string        `json:"out_dir,omitempty"`
+	Files       []string      `json:"files,omitempty"`
+
+	// Cluster is what the cluster scenarios measured (Options.Cluster).
+	Cluster *ClusterReport `json:"cluster,omitempty"`
 }
 
 // Mismatches is the total of reference mismatches over every check.

@@ -56,7 +56,7 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().IntVar(&users, "users", 10000, "card holders in the synthetic stream")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the synthetic stream")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
-	cmd.Flags().IntVar(&nodes, "nodes", 1, "start a cluster of this many local tally processes and stream into every node (see demo_cluster.go)")
+	cmd.Flags().IntVar(&nodes, "nodes", 1, "start this many local tally processes as a cluster (data dirs and logs under --data-dir) and stream into every node")
 	return cmd
 }
 
