@@ -8,6 +8,11 @@ BENCHTIME ?= 1s
 demo:
 	$(GO) run ./cmd/tally demo
 
+# The demo on a 3-node cluster of local processes (README "Cluster").
+.PHONY: demo-cluster
+demo-cluster:
+	$(GO) run ./cmd/tally demo --nodes 3
+
 serve:
 	$(GO) run ./cmd/tally serve
 
@@ -41,10 +46,16 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
 
-# The load-test harness: tally beside Redis and Feast (full run: `go run ./cmd/tally bench`).
+# The load-test harness: tally beside Redis and Feast, and a single node beside 3-node clusters
+# (full run: `go run ./cmd/tally bench`; the cluster's alone: `make bench-cluster`).
 bench-quick:
 	scripts/bench-peers.sh redis feast
-	$(GO) run ./cmd/tally bench --quick --out results/quick
+	$(GO) run ./cmd/tally bench --quick --cluster --out results/quick
+
+# The cluster scenarios at full size (about 10 minutes on 2 cores).
+.PHONY: bench-cluster
+bench-cluster:
+	$(GO) run ./cmd/tally bench --scenarios cluster --out results/cluster
 
 # The Python SDK (python/): installed into .venv (editable, with its pinned pytest) and tested
 # against real `tally serve` processes built from this checkout; then the seed's flow end to end

@@ -62,8 +62,15 @@ type Options struct {
 	// inprocess.Setup).
 	TallySetup string
 	// Scenarios limits the run to these scenario names (lookup, ingest,
-	// mixed, score); nil runs all.
+	// mixed, score; "cluster" alone runs only the cluster scenarios); nil
+	// runs all.
 	Scenarios []string
+	// Cluster adds the cluster scenarios (cluster.go): a single node and
+	// 3-node clusters as child processes of Binary.
+	Cluster bool
+	// Binary is the tally binary the cluster scenarios start (the tally
+	// command passes os.Executable()).
+	Binary string
 }
 
 func (o *Options) defaults() error {
@@ -103,9 +110,12 @@ func (o *Options) defaults() error {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if s != "lookup" && s != "ingest" && s != "mixed" && s != "score" {
-			return fmt.Errorf("unknown scenario %q: use lookup, ingest, mixed or score", s)
+		if s != "lookup" && s != "ingest" && s != "mixed" && s != "score" && s != "cluster" {
+			return fmt.Errorf("unknown scenario %q: use lookup, ingest, mixed, score or cluster", s)
 		}
+	}
+	if slices.Contains(o.Scenarios, "cluster") {
+		o.Cluster = true
 	}
 	if o.OutDir == "" {
 		o.OutDir = filepath.Join("results", time.Now().UTC().Format("20060102T150405Z"))
@@ -236,6 +246,9 @@ type Report struct {
 	Notes   []string          `json:"notes,omitempty"`
 	OutDir  string            `json:"out_dir,omitempty"`
 	Files   []string          `json:"files,omitempty"`
+
+	// Cluster is what the cluster scenarios measured (Options.Cluster).
+	Cluster *ClusterReport `json:"cluster,omitempty"`
 }
 
 // Mismatches is the total of reference mismatches over every check.
@@ -333,6 +346,10 @@ func (r *runner) run(ctx context.Context) error {
 		{"redis", r.runRedis},
 		{"feast", r.runFeast},
 		{"onnxruntime", r.runOnnx},
+		{"cluster", r.runCluster},
+	}
+	if slices.Equal(r.opts.Scenarios, []string{"cluster"}) {
+		steps = steps[len(steps)-1:]
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {

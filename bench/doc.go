@@ -23,6 +23,13 @@
 //     brute-force model of the windows semantics) fed the same events; and
 //     measures freshness: from an ingest's acknowledgement to the first
 //     lookup response that shows it.
+//   - With Options.Cluster (cluster.go): starts a single node and 3-node
+//     clusters (R=3, R=1) as child processes of Options.Binary through
+//     bench/localcluster, preloads each alike, and measures lookups through
+//     every node at each read level (closed loop, and open loop at one rate
+//     for the single node and the cluster), bulk ingest with request ids,
+//     the write unavailability after kill -9 of a group's leader, and how
+//     long a wiped replica takes to catch up; medians of 3 runs, and ratios.
 //   - Measures a no-op fasthttp server with the same client and schedule,
 //     so each figure can be read against the client's own cost.
 //   - Measures the peers named in Options.Peers: "redis" (the hand-built

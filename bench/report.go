@@ -64,6 +64,9 @@ func (r *Report) printTable(w io.Writer) {
 			fmt.Fprintf(w, "peer %s: not run: %s\n", p.Name, p.Reason)
 		}
 	}
+	if c := r.Cluster; c != nil {
+		c.printText(w)
+	}
 	if r.OutDir != "" {
 		fmt.Fprintf(w, "report: %s\n", filepath.Join(r.OutDir, "report.md"))
 	}
@@ -165,6 +168,9 @@ func (r *Report) markdown() string {
 		} else {
 			fmt.Fprintf(&b, "- **%s**: not run: %s (set up by `%s`)\n", p.Name, p.Reason, p.Setup)
 		}
+	}
+	if c := r.Cluster; c != nil {
+		c.markdown(&b)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)

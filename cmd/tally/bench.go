@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -31,6 +33,13 @@ func benchCmd() *cobra.Command {
 			tally := inprocess.Options{WAL: !inMemory}
 			opts.Tally = func() (string, func(), error) { return inprocess.Start(tally) }
 			opts.TallySetup = inprocess.Setup(tally)
+			if opts.Cluster || slices.Contains(opts.Scenarios, "cluster") {
+				bin, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				opts.Binary = bin
+			}
 			rep, err := bench.Run(ctx, opts, cmd.OutOrStdout())
 			if err != nil {
 				return err
@@ -46,6 +55,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&peers, "peers", nil, "peers to measure beside tally: redis, feast, onnxruntime (default all three)")
 	cmd.Flags().BoolVar(&opts.NoPlots, "no-plots", false, "skip the PNG plots")
 	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "run tally without its write-ahead log (default: WAL with fsync=always)")
-	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score")
+	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score, cluster")
+	cmd.Flags().BoolVar(&opts.Cluster, "cluster", false, "also measure a single node beside 3-node clusters (R=3, R=1) of child processes: lookups, ingest, leader kills, a wiped replica's catch-up")
 	return cmd
 }

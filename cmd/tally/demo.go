@@ -18,13 +18,16 @@ import (
 
 func demoCmd() *cobra.Command {
 	var f serveFlags
-	var rate, users int
+	var rate, users, nodes int
 	var duration time.Duration
 	var seed uint64
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes > 1 {
+				return demoCluster(cmd, f, nodes, rate, users, seed, duration)
+			}
 			r, log, err := f.start()
 			if err != nil {
 				return err
@@ -39,7 +42,7 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := &demo{c: c, out: cmd.OutOrStdout(),
+			d := &demo{c: c, cs: []*client.Client{c}, out: cmd.OutOrStdout(),
 				gen: workload.New(workload.Config{Seed: seed, Users: users, Merchants: 500, FraudRate: 0.002})}
 			runErr := d.run(ctx, rate)
 			if err := r.stop(log); err != nil {
@@ -53,11 +56,14 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().IntVar(&users, "users", 10000, "card holders in the synthetic stream")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the synthetic stream")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	cmd.Flags().IntVar(&nodes, "nodes", 1, "start this many local tally processes as a cluster (data dirs and logs under --data-dir) and stream into every node")
 	return cmd
 }
 
 type demo struct {
 	c   *client.Client
+	cs  []*client.Client // every node's client: ingest and lookups rotate over them
+	ids string           // cluster: request ids are ids+tick, so a retried ingest counts once
 	out io.Writer
 	gen *workload.Generator
 }
@@ -84,7 +90,11 @@ func (d *demo) run(ctx context.Context, rate int) error {
 	if err != nil {
 		return fmt.Errorf("load user_profile: %w", err)
 	}
-	fmt.Fprintf(d.out, "tally demo: %d card holders loaded into user_profile; streaming %d transactions/s into %s (Ctrl-C to stop)\n\n", len(d.gen.Users()), rate, d.c.URL())
+	where := d.c.URL()
+	if len(d.cs) > 1 {
+		where = fmt.Sprintf("%d nodes in turn", len(d.cs))
+	}
+	fmt.Fprintf(d.out, "tally demo: %d card holders loaded into user_profile; streaming %d transactions/s into %s (Ctrl-C to stop)\n\n", len(d.gen.Users()), rate, where)
 
 	const tick = 50 * time.Millisecond
 	perTick := max(1, rate*int(tick)/int(time.Second))
@@ -116,7 +126,11 @@ func (d *demo) run(ctx context.Context, rate int) error {
 			}
 		}
 		tctx, cancel := timeout()
-		_, err := d.c.IngestBulk(tctx, "transactions", body, client.WriteOptions{})
+		wo := client.WriteOptions{}
+		if d.ids != "" {
+			wo.RequestID = d.ids + strconv.Itoa(ticks)
+		}
+		_, err := d.cs[ticks%len(d.cs)].IngestBulk(tctx, "transactions", body, wo)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
@@ -141,9 +155,9 @@ func (d *demo) run(ctx context.Context, rate int) error {
 func (d *demo) show(txns []workload.Txn) error {
 	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "user\tamt\tcnt_1m\tcnt_5m\tsum_1h\tmean_1d\tmerch_1h\tmerch_cnt_5m\tkm_from_home\tamt/mean_1d\tp(fraud)\tlabel\t")
-	for _, t := range txns {
+	for i, t := range txns {
 		tctx, cancel := timeout()
-		resp, err := d.c.Predict(tctx, client.LookupRequest{Service: "fraud_detection",
+		resp, err := d.cs[i%len(d.cs)].Predict(tctx, client.LookupRequest{Service: "fraud_detection",
 			JoinKeys:       map[string]any{"user_id": t.UserID, "merchant": t.Merchant, "country": t.Country},
 			RequestContext: map[string]any{"amt": t.Amt, "lat": t.Lat, "long": t.Long}})
 		cancel()
