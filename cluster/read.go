@@ -157,9 +157,11 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 	body := appendReads(nil, t, reads, idx)
 	deadline := time.Now().Add(readTimeout)
 	var last error
-	for attempt := 0; attempt < 6 && time.Now().Before(deadline); attempt++ {
+	// Retried until the deadline: an election (no leader known anywhere)
+	// takes one to three election timeouts.
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+			time.Sleep(min(time.Duration(attempt)*50*time.Millisecond, 200*time.Millisecond))
 		}
 		target := c.target(g, attempt)
 		if target == nil {
