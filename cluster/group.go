@@ -32,9 +32,10 @@ type raftTiming struct {
 
 func defaultTiming() raftTiming {
 	return raftTiming{Heartbeat: time.Second, Election: time.Second, Lease: 500 * time.Millisecond, Commit: 20 * time.Millisecond,
-		// The log is the group's event archive (historical features):
-		// snapshots do not compact it (TrailingLogs beyond any index).
-		SnapshotThreshold: 8192, TrailingLogs: 1 << 62, SnapshotInterval: 30 * time.Second}
+		// Raft compacts its view of the log after a snapshot (a follower
+		// that falls further behind is sent the snapshot), but the segments
+		// stay on disk as the group's event archive (KeepCompacted).
+		SnapshotThreshold: 8192, TrailingLogs: 4096, SnapshotInterval: 30 * time.Second}
 }
 
 // openReplica opens (or creates) the replica called name in dir, over
@@ -48,6 +49,7 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 	if err != nil {
 		return nil, fmt.Errorf("group %s: raft log: %w", name, err)
 	}
+	logs.KeepCompacted = true
 	snaps, err := raft.NewFileSnapshotStore(dir, 2, logOut)
 	if err != nil {
 		logs.Close()

@@ -34,6 +34,13 @@ type RaftStore struct {
 
 	mu    sync.Mutex // serialises changes; guards first
 	first uint64     // entries before it are deleted (some may be on disk)
+
+	// KeepCompacted, when set before use, keeps the segments of a
+	// compacted prefix on disk: Raft no longer sees the entries (it sends
+	// a lagging follower a snapshot), but Log() still replays them, so the
+	// log stays the event archive (a cluster group's historical features).
+	// A whole-log Reset (installing a snapshot) still starts over.
+	KeepCompacted bool
 }
 
 var (
@@ -195,6 +202,9 @@ func (s *RaftStore) DeleteRange(lo, hi uint64) error {
 	case lo <= first:
 		if err := s.setFirst(hi + 1); err != nil {
 			return err
+		}
+		if s.KeepCompacted {
+			return nil
 		}
 		return s.log.TruncateFront(hi + 1)
 	}

@@ -405,3 +405,43 @@ func TestRaftClusterOverRaftStore(t *testing.T) {
 		c.stop(n)
 	}
 }
+
+// TestKeepCompactedKeepsTheArchive: with KeepCompacted, a compacted prefix
+// is gone for Raft (FirstIndex, GetLog) but its records stay in Log() for
+// a replay, also after a reopen; without it the segments go.
+func TestKeepCompactedKeepsTheArchive(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		dir := t.TempDir()
+		s, err := OpenRaftStore(dir, Options{SegmentSize: 4 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.KeepCompacted = keep
+		storeRange(t, s, 1, 200, 1)
+		if err := s.DeleteRange(1, 150); err != nil {
+			t.Fatal(err)
+		}
+		checkBounds(t, s, 151, 200)
+		var l raft.Log
+		if err := s.GetLog(100, &l); err == nil {
+			t.Fatalf("keep=%v: a compacted entry is still visible to raft", keep)
+		}
+		s.Close()
+		s, err = OpenRaftStore(dir, Options{SegmentSize: 4 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBounds(t, s, 151, 200)
+		var replayed []uint64
+		if err := s.Log().Replay(s.Log().FirstIndex(), func(i uint64, _ []byte) error { replayed = append(replayed, i); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if keep && (len(replayed) != 200 || replayed[0] != 1) {
+			t.Fatalf("kept archive replays %d records from %v", len(replayed), replayed[:1])
+		}
+		if !keep && replayed[0] == 1 {
+			t.Fatalf("without KeepCompacted the compacted segments stayed")
+		}
+		s.Close()
+	}
+}
