@@ -57,8 +57,10 @@ func startCluster(t *testing.T, n, groups, replicas int, extra ...string) *testC
 	args := append([]string{"--cluster-id", "systemtest", "--cluster-key-file", key, "--cluster-peers", strings.Join(peers, ","),
 		"--cluster-groups", fmt.Sprint(groups), "--cluster-replicas", fmt.Sprint(replicas)}, extra...)
 	c.nodes = harness.StartN(t, n, harness.Options{
-		Args:         args,
-		PerNode:      func(i int, _ []string) []string { return []string{"--node-id", fmt.Sprintf("n%d", i), "--cluster-addr", c.caddr[i]} },
+		Args: args,
+		PerNode: func(i int, _ []string) []string {
+			return []string{"--node-id", fmt.Sprintf("n%d", i), "--cluster-addr", c.caddr[i]}
+		},
 		ReadyTimeout: 2 * time.Minute,
 	})
 	return c
