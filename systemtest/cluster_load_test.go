@@ -123,7 +123,9 @@ func (l *clusterLoad) writer(w int) {
 			if err == nil {
 				break
 			}
-			l.errs.Add(1)
+			if l.errs.Add(1) <= 3 {
+				l.t.Logf("%s via %s (attempt %d, retried): %v", id, nd.Name, attempt+1, err)
+			}
 			if time.Since(start) > 75*time.Second {
 				l.t.Errorf("request %s not acknowledged after %d attempts in %s: %v", id, attempt+1, time.Since(start).Round(time.Second), err)
 				return
