@@ -68,6 +68,7 @@ type clusterLoad struct {
 	stop       atomic.Bool
 	wg         sync.WaitGroup
 	reqs, errs atomic.Int64
+	slowest    [8]atomic.Int64 // per node: the longest acknowledged attempt, in ns
 }
 
 const loadUsers, loadMerchants = 60, 8
@@ -116,11 +117,21 @@ func (l *clusterLoad) writer(w int) {
 		// only its acknowledged retry makes the count exact.
 		start := time.Now()
 		for attempt := 0; ; attempt++ {
-			nd := l.c.nodes[l.pick(w+attempt)]
+			ni := l.pick(w + attempt)
+			nd := l.c.nodes[ni]
+			// The client itself retries a 503 of a request with an id (on
+			// the same node), within the context's 10 s.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			t0 := time.Now()
 			_, err := nd.Client.IngestBulk(ctx, "transactions", body, client.WriteOptions{RequestID: id})
 			cancel()
 			if err == nil {
+				for d := int64(time.Since(t0)); ; {
+					old := l.slowest[ni].Load()
+					if d <= old || l.slowest[ni].CompareAndSwap(old, d) {
+						break
+					}
+				}
 				break
 			}
 			if l.errs.Add(1) <= 3 {
@@ -148,7 +159,12 @@ func (l *clusterLoad) writer(w int) {
 func (l *clusterLoad) halt() {
 	l.stop.Store(true)
 	l.wg.Wait()
-	l.t.Logf("load %q: %d requests acknowledged, %d failed attempts retried", l.prefix, l.reqs.Load(), l.errs.Load())
+	var slow []string
+	for i := range l.c.nodes {
+		slow = append(slow, time.Duration(l.slowest[i].Load()).Round(time.Millisecond).String())
+	}
+	l.t.Logf("load %q: %d requests acknowledged, %d failed attempts retried; slowest acknowledged attempt per node %v",
+		l.prefix, l.reqs.Load(), l.errs.Load(), slow)
 }
 
 // waitAcked waits until at least n more requests are acknowledged than
