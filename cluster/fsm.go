@@ -97,6 +97,7 @@ type groupFSM struct {
 	seen     *dedup
 	mu       sync.Mutex // serialises Snapshot's copy of seen with Apply
 	applies  atomic.Uint64
+	restores atomic.Uint64 // snapshots restored (status: snapshotRestores)
 }
 
 func newGroupFSM(newStore func() (*store.Store, error)) (*groupFSM, error) {
@@ -181,6 +182,7 @@ func (f *groupFSM) Restore(rc io.ReadCloser) error {
 	f.seen = seen
 	f.st.Store(st)
 	f.mu.Unlock()
+	f.restores.Add(1)
 	return nil
 }
 

@@ -391,6 +391,10 @@ type GroupStatus struct {
 	// AppliedRecord is the index of the last log record the group's
 	// store applied (with checksums).
 	AppliedRecord uint64 `json:"appliedRecord,omitempty"`
+	// SnapshotRestores counts the snapshots this replica restored since
+	// the process started: its own at start, then any the leader sent
+	// because the replica was behind the leader's log (InstallSnapshot).
+	SnapshotRestores uint64 `json:"snapshotRestores,omitempty"`
 }
 
 // Status is this node's view of the cluster.
@@ -419,7 +423,7 @@ func (c *Cluster) Status() Status {
 		_, id := dg.rep.raft.LeaderWithID()
 		term, _ := strconv.ParseUint(dg.rep.raft.Stats()["term"], 10, 64)
 		gs := GroupStatus{Group: g, State: dg.rep.raft.State().String(), Leader: string(id), Term: term,
-			CommitIndex: dg.rep.raft.CommitIndex(), Applied: dg.rep.raft.AppliedIndex()}
+			CommitIndex: dg.rep.raft.CommitIndex(), Applied: dg.rep.raft.AppliedIndex(), SnapshotRestores: dg.fsm.restores.Load()}
 		if lc := dg.rep.raft.LastContact(); !lc.IsZero() {
 			gs.LastContact = time.Since(lc).Round(time.Millisecond).String()
 		}

@@ -184,7 +184,14 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 	if target == nil {
 		return applied{}, errors.New("no replica of the group is known")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(left, 100*time.Millisecond))
+	// A forwarded attempt gets at most two election timeouts of the
+	// budget, not all of it: a leader cut off by a partition never
+	// answers, while the others elect a new one within about an election
+	// timeout; the next attempt (same request id: applied at most once)
+	// goes to the leader learnt meanwhile. Without the cap, every write
+	// forwarded to a blackholed leader answered 503 after the whole write
+	// timeout (systemtest TestClusterBlackholedNode).
+	ctx, cancel := context.WithTimeout(context.Background(), min(max(left, 100*time.Millisecond), max(2*c.cfg.Timing.Election, time.Second)))
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target.ClusterAddr+"/v1/propose?group="+strconv.Itoa(g), bytes.NewReader(entry))
 	c.stampMap(req)

@@ -115,6 +115,7 @@ func (c *testCluster) waitConverged(timeout time.Duration) {
 			applied uint64
 			commit  uint64
 			sum     string
+			record  uint64 // the store's last applied record (with the checksum)
 		}
 		byGroup := map[int][]rep{}
 		ok := true
@@ -125,14 +126,17 @@ func (c *testCluster) waitConverged(timeout time.Duration) {
 				break
 			}
 			for _, g := range s.Groups {
-				byGroup[g.Group] = append(byGroup[g.Group], rep{s.Node, g.Applied, g.CommitIndex, g.Checksum})
+				byGroup[g.Group] = append(byGroup[g.Group], rep{s.Node, g.Applied, g.CommitIndex, g.Checksum, g.AppliedRecord})
 			}
 		}
 		var diff []string
 		if ok {
 			for g, reps := range byGroup {
 				for _, r := range reps[1:] {
-					if r.applied != reps[0].applied || r.applied < r.commit {
+					// Raft's applied index runs ahead of the state machine (it
+					// counts entries handed to the FSM goroutine), so compare
+					// checksums only once the stores applied the same record.
+					if r.applied != reps[0].applied || r.applied < r.commit || r.record != reps[0].record {
 						ok = false
 					} else if r.sum != reps[0].sum {
 						diff = append(diff, fmt.Sprintf("group %d: %s has checksum %s, %s has %s at applied index %d", g, r.node, r.sum, reps[0].node, reps[0].sum, r.applied))

@@ -33,6 +33,9 @@ type clusterFlags struct {
 	bindIP    string
 	groups    int
 	replicas  int
+	// Hidden, for tests: Raft snapshot timing (0 keeps the default).
+	snapThreshold, trailingLogs uint64
+	snapInterval                time.Duration
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
@@ -46,6 +49,14 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.bindIP, "cluster-bind-ip", "", "cluster mode: local IP outbound cluster connections bind to (tests tell nodes apart by it)")
 	fl.IntVar(&f.groups, "cluster-groups", 0, "cluster mode: replica groups, fixed when the cluster is created (default 8)")
 	fl.IntVar(&f.replicas, "cluster-replicas", 0, "cluster mode: replicas per group, 1 for development (default 3)")
+	// Hidden: small values make a follower that fell behind catch up by
+	// InstallSnapshot within a test (systemtest/cluster_faults_test.go).
+	fl.Uint64Var(&f.snapThreshold, "cluster-snapshot-threshold", 0, "cluster mode (tests): log entries between a group's snapshots (0: default)")
+	fl.Uint64Var(&f.trailingLogs, "cluster-trailing-logs", 0, "cluster mode (tests): log entries a group keeps behind its snapshot (0: default)")
+	fl.DurationVar(&f.snapInterval, "cluster-snapshot-interval", 0, "cluster mode (tests): how often a group checks whether to snapshot (0: default)")
+	for _, n := range []string{"cluster-snapshot-threshold", "cluster-trailing-logs", "cluster-snapshot-interval"} {
+		fl.MarkHidden(n)
+	}
 }
 
 func (f *clusterFlags) enabled() bool { return f.nodeID != "" || f.peers != "" || f.addr != "" }
@@ -111,8 +122,10 @@ func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (clust
 		peers = append(peers, m)
 	}
 	replicas := min(f.replicas, len(peers))
-	return cluster.Config{NodeID: f.nodeID, DataDir: dataDir, ClusterAddr: f.addr, Advertise: f.advertise, HTTPAddr: httpAddr,
-		ClusterID: f.id, Key: key, BindIP: f.bindIP, Peers: peers, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}, nil
+	cc = cluster.Config{NodeID: f.nodeID, DataDir: dataDir, ClusterAddr: f.addr, Advertise: f.advertise, HTTPAddr: httpAddr,
+		ClusterID: f.id, Key: key, BindIP: f.bindIP, Peers: peers, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}
+	cc.Timing.SnapshotThreshold, cc.Timing.TrailingLogs, cc.Timing.SnapshotInterval = f.snapThreshold, f.trailingLogs, f.snapInterval
+	return cc, nil
 }
 
 // clusterNode is a running cluster node: its lock, replicas and front.

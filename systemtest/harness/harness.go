@@ -384,6 +384,17 @@ func (n *Node) Restart() {
 	n.WaitReady()
 }
 
+// Relaunch starts the node again like Restart, but does not wait until it
+// is ready: for nodes that wait for each other (a whole cluster restarted),
+// Relaunch them all, then WaitReady each.
+func (n *Node) Relaunch() {
+	n.t.Helper()
+	if n.Running() {
+		n.t.Fatalf("%s: Relaunch of a running node: Kill or Stop it first", n.Name)
+	}
+	n.launch()
+}
+
 // Output is what the current run has written to stdout and stderr so far.
 func (n *Node) Output() string {
 	n.mu.Lock()
