@@ -90,6 +90,22 @@ func checkName(kind, name string) error {
 	return nil
 }
 
+// udfHelpers read the input columns of an on-demand view.
+const udfHelpers = `
+
+def _col(inputs, n, *names):
+    for name in names:
+        if name in inputs:
+            return list(inputs[name])
+    return [None] * n
+
+
+def _rows(inputs):
+    for v in inputs.values():
+        return len(v)
+    return 0
+`
+
 // Python returns tally_repo.py for repo, and notes on what it could not
 // express.
 func Python(repo *features.Repo) (string, []string, error) {
@@ -114,21 +130,6 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Bool, Float64, Int64, String
 
 `, node.FeastEventsSuffix)
-	w("%s\n\n", features.PythonPrelude)
-	w(`def _col(inputs, n, *names):
-    for name in names:
-        if name in inputs:
-            return list(inputs[name])
-    return [None] * n
-
-
-def _rows(inputs):
-    for v in inputs.values():
-        return len(v)
-    return 0
-
-
-`)
 	// Entities, typed by the source column of their join key.
 	keyType := map[string]features.Type{}
 	for _, s := range repo.Sources {
@@ -256,7 +257,17 @@ def _rows(inputs):
 		for _, f := range q.Features {
 			w("    %s = %s\n", f.Name, strings.ReplaceAll(f.Expr.String(), `\`, `\\`))
 		}
-		w("    \"\"\"\n    n = _rows(inputs)\n    cols = {\n")
+		w("    \"\"\"\n")
+		// Feast stores the function's source in the registry and runs it
+		// alone: everything it calls is defined inside it.
+		for _, l := range strings.Split(strings.TrimRight(features.PythonPrelude+udfHelpers, "\n"), "\n") {
+			if l == "" {
+				w("\n")
+				continue
+			}
+			w("    %s\n", l)
+		}
+		w("\n    n = _rows(inputs)\n    cols = {\n")
 		for _, id := range idents {
 			w("        %q: %s,\n", id, inputs[id])
 		}
