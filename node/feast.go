@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -89,8 +88,26 @@ type feastPlan struct {
 // is bounded: beyond maxFeastPlans distinct lists, plans are built per
 // request (correct, slower), so clients cannot grow the node's memory.
 type feastPlans struct {
-	m sync.Map // string -> *feastPlan
-	n atomic.Int64
+	mu sync.RWMutex
+	m  map[string]*feastPlan
+}
+
+func (c *feastPlans) get(key []byte) *feastPlan {
+	c.mu.RLock()
+	fp := c.m[string(key)] // no copy of key: a map index by string(bytes)
+	c.mu.RUnlock()
+	return fp
+}
+
+func (c *feastPlans) put(key string, fp *feastPlan) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]*feastPlan{}
+	}
+	if len(c.m) < maxFeastPlans {
+		c.m[key] = fp
+	}
+	c.mu.Unlock()
 }
 
 const maxFeastPlans = 1024
@@ -132,23 +149,24 @@ func newFeastPlan(r *features.Repo, p *servicePlan, refs []features.Ref) *feastP
 }
 
 // feastServicePlan returns the plan of the feature service called name.
-func (n *Node) feastServicePlan(name string) (*feastPlan, *FeastError) {
+func (n *Node) feastServicePlan(nameb []byte, kb *[]byte) (*feastPlan, *FeastError) {
 	c := n.feastCache()
-	key := "\x00service\x00" + name
-	if fp, ok := c.m.Load(key); ok {
-		return fp.(*feastPlan), nil
+	*kb = append(append((*kb)[:0], "\x00service\x00"...), nameb...)
+	if fp := c.get(*kb); fp != nil {
+		return fp, nil
 	}
+	name := string(nameb)
 	s, ok := n.Repo().Service(name)
 	if !ok {
 		return nil, feastFault(404, "FeatureServiceNotFoundException", "Feature service %s does not exist in project %s (this node serves %s)", name, n.cfg.Workspace, n.serviceNames())
 	}
 	fp := newFeastPlan(n.Repo(), n.services[name], s.Features)
-	c.m.Store(key, fp)
+	c.put(string(*kb), fp)
 	return fp, nil
 }
 
 // feastFeaturesPlan returns the plan of a list of "view:feature" references.
-func (n *Node) feastFeaturesPlan(list *fastjson.Value) (*feastPlan, *FeastError) {
+func (n *Node) feastFeaturesPlan(list *fastjson.Value, kb *[]byte) (*feastPlan, *FeastError) {
 	items, err := list.Array()
 	if err != nil {
 		return nil, feastInvalid([]string{"features"}, "features must be a list of \"feature_view:feature\" strings, got %s", jsonTypeName(list))
@@ -156,18 +174,18 @@ func (n *Node) feastFeaturesPlan(list *fastjson.Value) (*feastPlan, *FeastError)
 	if len(items) == 0 {
 		return nil, feastInvalid([]string{"features"}, "features is empty: name at least one \"feature_view:feature\", or a feature_service")
 	}
-	var kb []byte
+	*kb = (*kb)[:0]
 	for i, it := range items {
 		s, err := it.StringBytes()
 		if err != nil {
 			return nil, feastInvalid([]string{"features", strconv.Itoa(i)}, "features[%d] must be a string, got %s", i, jsonTypeName(it))
 		}
-		kb = append(kb, s...)
-		kb = append(kb, 0)
+		*kb = append(*kb, s...)
+		*kb = append(*kb, 0)
 	}
 	c := n.feastCache()
-	if fp, ok := c.m.Load(string(kb)); ok {
-		return fp.(*feastPlan), nil
+	if fp := c.get(*kb); fp != nil {
+		return fp, nil
 	}
 	r := n.Repo()
 	svc := &features.Service{Name: "features"}
@@ -187,9 +205,7 @@ func (n *Node) feastFeaturesPlan(list *fastjson.Value) (*feastPlan, *FeastError)
 		return nil, feastFault(400, "FeastError", "features: %v", err)
 	}
 	fp := newFeastPlan(r, p, svc.Features)
-	if c.n.Add(1) <= maxFeastPlans {
-		c.m.Store(string(kb), fp)
-	}
+	c.put(string(*kb), fp)
 	return fp, nil
 }
 
@@ -294,6 +310,7 @@ type feastWork struct {
 	stats  [][]byte // per output: the statuses column
 	ts     [][]byte // per output: the event_timestamps column
 	tsBuf  []byte
+	key    []byte // the plan cache's key
 }
 
 var feastPool = sync.Pool{New: func() any { return &feastWork{} }}
@@ -320,31 +337,23 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 	if msg := checkNoDuplicates(root, ""); msg != "" {
 		return dst, feastInvalid(nil, "%s", msg)
 	}
-	full, verMeta := false, false
-	for _, b := range []struct {
-		name string
-		dst  *bool
-	}{{"full_feature_names", &full}, {"include_feature_view_version_metadata", &verMeta}} {
-		if v := root.Get(b.name); v != nil && v.Type() != fastjson.TypeNull {
-			switch v.Type() {
-			case fastjson.TypeTrue:
-				*b.dst = true
-			case fastjson.TypeFalse:
-			default:
-				return dst, feastInvalid([]string{b.name}, "%s must be true or false, got %s", b.name, jsonTypeName(v))
-			}
-		}
+	full, ferr := feastBool(root, "full_feature_names")
+	if ferr != nil {
+		return dst, ferr
+	}
+	verMeta, ferr := feastBool(root, "include_feature_view_version_metadata")
+	if ferr != nil {
+		return dst, ferr
 	}
 	var fp *feastPlan
-	var ferr *FeastError
 	if sv := root.Get("feature_service"); sv != nil && sv.Type() != fastjson.TypeNull {
 		name, err := sv.StringBytes()
 		if err != nil {
 			return dst, feastInvalid([]string{"feature_service"}, "feature_service must be a string, got %s", jsonTypeName(sv))
 		}
-		fp, ferr = n.feastServicePlan(string(name))
+		fp, ferr = n.feastServicePlan(name, &fw.key)
 	} else if fl := root.Get("features"); fl != nil && fl.Type() != fastjson.TypeNull {
-		fp, ferr = n.feastFeaturesPlan(fl)
+		fp, ferr = n.feastFeaturesPlan(fl, &fw.key)
 	} else {
 		return dst, feastInvalid([]string{"features"}, "name the features: \"features\": [\"feature_view:feature\", ...] or \"feature_service\": name")
 	}
@@ -575,6 +584,20 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 		dst = append(dst, "]}"...)
 	}
 	return append(dst, "]}"...), nil
+}
+
+// feastBool reads the optional boolean name of obj (absent or null: false).
+func feastBool(obj *fastjson.Value, name string) (bool, *FeastError) {
+	switch v := obj.Get(name); {
+	case v == nil:
+		return false, nil
+	case v.Type() == fastjson.TypeTrue:
+		return true, nil
+	case v.Type() == fastjson.TypeFalse, v.Type() == fastjson.TypeNull:
+		return false, nil
+	default:
+		return false, feastInvalid([]string{name}, "%s must be true or false, got %s", name, jsonTypeName(v))
+	}
 }
 
 // appendFeastTime writes ms as Feast writes a timestamp: RFC 3339 in UTC,

@@ -328,3 +328,27 @@ func FuzzFeastPush(f *testing.F) {
 		}
 	})
 }
+
+// A Feast lookup (a feature service, or a feature list already asked for)
+// allocates nothing in steady state, as get-features.
+func TestFeastLookupAllocs(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	seedFeast(t, n)
+	dst := make([]byte, 0, 8192)
+	for _, b := range []string{
+		`{"feature_service":"fraud_detection","full_feature_names":true,"entities":{"user_id":["u1","u2"],"merchant":["m1","m1"],"country":["FR","DE"],"amt":[1,2],"lat":[0,1],"long":[0,1]}}`,
+		`{"features":["user_transaction_counts:amt_count_1m","user_profile:home_lat"],"entities":{"user_id":["u1"]}}`,
+	} {
+		body := []byte(b)
+		allocs := testing.AllocsPerRun(200, func() {
+			out, ferr := n.FeastOnlineFeatures(dst[:0], body)
+			if ferr != nil {
+				t.Fatal(ferr.Message)
+			}
+			dst = out
+		})
+		if allocs != 0 {
+			t.Errorf("get-online-features allocates %.1f times per request: %s", allocs, body)
+		}
+	}
+}
