@@ -24,6 +24,9 @@
 //     JSON response appended straight into the output buffer, without
 //     allocating per request in steady state.
 //   - predict.go: the service's model scores the vector.
+//   - feast.go: Feast's feature-server API (/get-online-features, /push,
+//     /write-to-online-store, /health) over the same plans and ingest, with
+//     Feast's shapes, statuses and errors.
 //   - http.go: the fasthttp server: routes, auth, limits, errors; conns.go
 //     bounds its connections below the open-file limit.
 //   - open.go: Open opens a node on its data dir: its state through
