@@ -18,7 +18,7 @@ build:
 # onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; the Python SDK's pytest
 # suite and the seed's flow end to end; a short run of every fuzz target; and the load-test
 # harness in --quick mode with its Redis and Feast peers.
-test: check parity unit python fuzz bench-quick
+test: check parity unit python feast-compat fuzz bench-quick
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -52,6 +52,14 @@ bench-quick:
 python:
 	scripts/python-setup.sh
 	TALLY_REQUIRE_SERVER=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
+
+# Feast's SDK (0.67, in .venv-bench) against a real `tally serve`: `feast apply` on the repo
+# `tally feast-repo` generates, get_online_features through the remote online store compared
+# with tally's get-features, and pushes (about 1.5 minutes).
+.PHONY: feast-compat
+feast-compat:
+	scripts/feast-setup.sh
+	TALLY_REQUIRE_SERVER=1 .venv-bench/bin/python -m pytest -q python/feast_tests
 
 # The seed's real-time fraud flow, end to end (examples/fraud/README.md): generate and backfill
 # history, time-travel training data, train and track in MLflow, load the model, score a live

@@ -43,6 +43,9 @@
 //   - predict.go: the service's model scores the vector.
 //   - history.go: PointReader, the same plan read at a past time, which
 //     package history's point-in-time joins call row by row.
+//   - feast.go: Feast's feature-server API (/get-online-features, /push,
+//     /write-to-online-store, /health) over the same plans and ingest, with
+//     Feast's shapes, statuses and errors.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

@@ -185,6 +185,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			x.h(ctx)
 		}
 	default:
+		if r, ok := s.feastRoutes(ctx, path); ok {
+			route = r
+			break
+		}
 		writeError(ctx, &APIError{Status: 404, Code: "NOT_FOUND", Message: "no such endpoint " + string(path) + ": see the README for the API"})
 	}
 	m := s.n.metrics

@@ -64,6 +64,7 @@ type Node struct {
 	openModel ModelOpener
 	logger    *slog.Logger
 	maxConns  int // limits.max_conns resolved against the open-file limit
+	feast     feastPlans
 
 	ready atomic.Bool
 }

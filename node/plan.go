@@ -234,12 +234,13 @@ func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
 }
 
 // read reads what appendReads planned into w: feature views at time t into
-// w.vals, tables into w.tnums, w.tstrs and w.tok, each in plan order.
+// w.vals, tables into w.tnums, w.tstrs, w.tok and w.tfound, each in plan
+// order.
 func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	v, tb := 0, 0
 	for _, r := range reads {
 		if r.Table {
-			n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
 			tb++
 			continue
 		}
