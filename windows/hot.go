@@ -30,8 +30,25 @@ var hotMin uint32 = 2048
 // seen last in it.
 type hotSums struct {
 	first int64
+	evs   []int32 // evs[k]: raw events added to bucket first+k
 	cols  [][]bucket
 	dist  []hotLast
+}
+
+// whole returns the first bucket that holds exactly the raw events in its
+// span: raw events leave from the oldest, so every bucket after the oldest
+// raw event's does, and that one does too while none of the events added to
+// it has left (its count of added events equals the raw events before its
+// end: one binary search, no scan).
+func (p *partition) whole(v *View, e *entity, hs *hotSums) int64 {
+	ko := floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan)
+	if ko < hs.first {
+		return hs.first
+	}
+	if i := ko - hs.first; i < int64(len(hs.evs)) && int64(hs.evs[i]) == int64(p.rawSearch(v, e, (ko+1)*v.hotSpan)) {
+		return ko
+	}
+	return ko + 1
 }
 
 // hotLast answers an exact distinct count over a hot entity read at or
@@ -129,6 +146,8 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 			n := min(int(old), len(hs.dist[c].counts))
 			hs.dist[c].counts = append(hs.dist[c].counts[:0], hs.dist[c].counts[n:]...)
 		}
+		n := min(int(old), len(hs.evs))
+		hs.evs = append(hs.evs[:0], hs.evs[n:]...)
 		hs.first += old
 		if k < hs.first {
 			return
@@ -136,6 +155,10 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 	}
 	i := int(k - hs.first)
 	ts := p.rawTs(v, e, at)
+	for len(hs.evs) <= i {
+		hs.evs = append(hs.evs, 0)
+	}
+	hs.evs[i]++
 	for c, a := range v.hotDistAggs {
 		x := p.rawVal(a, at)
 		if isNull(a, x) {
@@ -186,9 +209,22 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 		hs = p.hotBuild(v, rc.slot, e)
 	}
 	span := v.hotSpan
-	oldest := p.rawTs(v, e, v.rawAt(e, 0))
-	kb := max(floorDiv(from+span-1, span), floorDiv(oldest, span)+1, hs.first)
-	ke := min(floorDiv(t+1, span)-1, hs.first+int64(len(hs.cols[c]))-1)
+	// The first whole bucket at or after from; when the window reaches back
+	// past the oldest raw event, the oldest raw event's bucket if it is whole
+	// (then no raw event is scanned at the tail edge).
+	kw := p.whole(v, e, hs)
+	kb := max(floorDiv(from+span-1, span), kw)
+	if from <= p.rawTs(v, e, v.rawAt(e, 0)) {
+		kb = kw
+	}
+	// The last bucket: the newest when the read is at or after the entity's
+	// newest event (every event of it is at or before t), else the last that
+	// ends at or before t.
+	last := hs.first + int64(len(hs.cols[c])) - 1
+	ke := min(floorDiv(t+1, span)-1, last)
+	if t >= e.newest {
+		ke = last
+	}
 	if kb > ke {
 		return 0, m, false
 	}
@@ -237,13 +273,23 @@ func (p *partition) hotDistinct(v *View, e *entity, rc *readCache, a *aggPlan, i
 	}
 	// A window reaching past the oldest raw event counts what raw holds:
 	// the values seen since it (an older value's newest time is older).
-	from = max(from, p.rawTs(v, e, v.rawAt(e, 0)))
 	hs := p.hot[rc.slot]
 	if hs == nil {
 		hs = p.hotBuild(v, rc.slot, e)
 	}
 	span := v.hotSpan
 	kb := floorDiv(from+span-1, span)
+	if oldest := p.rawTs(v, e, v.rawAt(e, 0)); from <= oldest {
+		// Every raw event is in the window: from the oldest's bucket if it
+		// is whole (its values were all seen in raw events still held), with
+		// no scan.
+		from = oldest
+		if kw := p.whole(v, e, hs); kw <= floorDiv(oldest, span) {
+			kb, from = kw, kw*span
+		} else {
+			kb = floorDiv(from+span-1, span)
+		}
+	}
 	if kb < hs.first {
 		return 0, false
 	}
