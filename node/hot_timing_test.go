@@ -81,3 +81,29 @@ func cpuTime() int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// BenchmarkGetFeaturesSmall is BenchmarkGetFeatures over 2,000 users: small
+// enough to run under callgrind, whose instruction counts repeat on a noisy
+// machine where times do not:
+//
+//	go test -c -o /tmp/node.test ./node/ && GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind --tool=callgrind \
+//	  --toggle-collect='github.com/tally-ml/tally/node.(*Node).GetFeatures' /tmp/node.test -test.run '^$' -test.bench GetFeaturesSmall -test.benchtime 5000x
+func BenchmarkGetFeaturesSmall(b *testing.B) {
+	n, _ := newTestNode(b, DefaultConfig())
+	g := populate(b, n, 2000, 20)
+	bodies := make([][]byte, 4096)
+	for i := range bodies {
+		tx := g.Next(t0)
+		bodies[i] = lookupBody(tx.UserID, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
+	}
+	dst := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out, err := n.GetFeatures(dst[:0], bodies[i%len(bodies)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst = out
+	}
+}
