@@ -474,17 +474,18 @@ func (p *servicePlan) appendMetadata(dst []byte, w *lookupWork, m metaOptions, t
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, '{')
 		sep := false
-		if m.names {
-			dst = append(dst, `"name":`...)
-			dst = tabular.AppendJSONString(dst, o.name)
+		switch {
+		case m.names && m.types:
+			dst = append(dst, o.nameTypeMeta...)
 			sep = true
+		case m.names:
+			dst = append(dst, o.nameMeta...)
+			sep = true
+		default:
+			dst = append(dst, '{')
 		}
-		if m.types {
-			if sep {
-				dst = append(dst, ',')
-			}
+		if m.types && !m.names {
 			dst = append(dst, `"dataType":`...)
 			dst = append(dst, o.dtype...)
 			sep = true

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/tabular"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -34,6 +35,10 @@ type output struct {
 	enc   encoding
 	name  string
 	dtype string // JSON of the dataType object
+	// nameMeta is `{"name":<name as JSON>` and nameTypeMeta adds
+	// `,"dataType":<dtype>`: a response's metadata is mostly these, written
+	// once here instead of escaped per request.
+	nameMeta, nameTypeMeta string
 }
 
 type inputRef struct {
@@ -154,6 +159,8 @@ func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
 			return nil, err
 		}
 		o.dtype = dataTypeJSON(o.enc)
+		o.nameMeta = string(tabular.AppendJSONString([]byte(`{"name":`), o.name))
+		o.nameTypeMeta = o.nameMeta + `,"dataType":` + o.dtype
 		p.outputs = append(p.outputs, o)
 	}
 	if p.lateness == math.MaxInt64 {
