@@ -65,7 +65,8 @@ type Node struct {
 	logger    *slog.Logger
 	maxConns  int // limits.max_conns resolved against the open-file limit
 
-	ready atomic.Bool
+	ready       atomic.Bool
+	readyChecks readyChecks // stream.go
 }
 
 // SetReady marks the node ready to serve (/readyz answers 200 while its log
@@ -78,7 +79,10 @@ func (n *Node) Ready() error {
 	if !n.ready.Load() {
 		return errRecovering
 	}
-	return n.Store.CommitErr()
+	if err := n.Store.CommitErr(); err != nil {
+		return err
+	}
+	return n.extraReady()
 }
 
 var errRecovering = errors.New("recovering")
