@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -55,7 +56,10 @@ type Consumer struct {
 	k      *features.Kafka
 	sink   Sink
 	dec    *node.StreamDecoder
-	cl     *kgo.Client
+	base   []kgo.Opt   // the clients' options
+	admin  *kgo.Client // offsets, the group's commits, dead letters
+	cl     *kgo.Client // consumes the assigned partitions; set by run
+	parts  []int32     // the topic's partitions, once listed
 	logger *slog.Logger
 	set    *metrics.Set
 	opts   Options
@@ -120,11 +124,10 @@ func Start(n *node.Node, sink Sink, src *features.Source, opts Options) (*Consum
 	for _, r := range []string{node.RejectNotJSON, node.RejectMissingKey, node.RejectBadTimestamp, node.RejectTooLate, node.RejectBadField} {
 		c.rejected(r) // every reason exported from the start, at 0
 	}
-	copts, err := c.clientOpts()
-	if err != nil {
+	if c.base, err = c.clientOpts(); err != nil {
 		return nil, err
 	}
-	if c.cl, err = kgo.NewClient(copts...); err != nil {
+	if c.admin, err = kgo.NewClient(c.base...); err != nil {
 		return nil, fmt.Errorf("source %s: kafka client: %w", src.Name, err)
 	}
 	if k.MaxLag > 0 {
@@ -142,35 +145,12 @@ func (c *Consumer) rejected(reason string) *metrics.Counter {
 
 func (c *Consumer) clientOpts() ([]kgo.Opt, error) {
 	k := c.k
-	start := kgo.NewOffset().AtStart()
-	if k.Start == "latest" {
-		start = kgo.NewOffset().AtEnd()
-	}
 	o := []kgo.Opt{
 		kgo.SeedBrokers(k.Brokers...),
-		kgo.ConsumerGroup(k.Group),
-		kgo.ConsumeTopics(k.Topic),
-		kgo.ConsumeResetOffset(start),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxBytes(16 << 20),
 		kgo.FetchMaxWait(100 * time.Millisecond),
 		kgo.RetryBackoffFn(func(tries int) time.Duration {
 			return min(100*time.Millisecond<<min(tries, 6), 5*time.Second)
-		}),
-		// Every assigned partition starts at the state's offset, never at
-		// the group's committed one.
-		kgo.AdjustFetchOffsetsFn(func(_ context.Context, in map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-			for topic, parts := range in {
-				for p := range parts {
-					if next, ok := c.sink.StreamOffset(c.src.Name, topic, p); ok {
-						parts[p] = kgo.NewOffset().At(next).WithEpoch(-1)
-					} else {
-						parts[p] = start
-					}
-				}
-			}
-			return in, nil
 		}),
 	}
 	if k.DeadLetterTopic != "" {
@@ -213,6 +193,9 @@ func (c *Consumer) clientOpts() ([]kgo.Opt, error) {
 		}
 		o = append(o, kgo.DialTLSConfig(cfg))
 	}
+	if os.Getenv("TALLY_KAFKA_DEBUG") != "" {
+		o = append(o, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+	}
 	return append(o, c.opts.ClientOpts...), nil
 }
 
@@ -221,12 +204,92 @@ func (c *Consumer) clientOpts() ([]kgo.Opt, error) {
 func (c *Consumer) Close() {
 	c.cancel()
 	<-c.done
-	c.cl.AllowRebalance() // the last poll's block (BlockRebalanceOnPoll), or leaving waits for it
-	c.cl.Close()
+	c.commitGroup(context.Background())
+	if c.cl != nil {
+		c.cl.Close()
+	}
+	c.admin.Close()
+}
+
+// assign lists the topic's partitions and starts consuming each at the
+// state's offset, or at the start position for one the state has none of.
+// It retries with backoff until the brokers answer or ctx ends.
+func (c *Consumer) assign(ctx context.Context) error {
+	start := kgo.NewOffset().AtStart()
+	if c.k.Start == "latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		ends, err := kadm.NewClient(c.admin).ListEndOffsets(ctx, c.k.Topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil && len(ends[c.k.Topic]) == 0 {
+			err = fmt.Errorf("topic %s does not exist", c.k.Topic)
+		}
+		if err == nil {
+			offsets := map[int32]kgo.Offset{}
+			c.parts = c.parts[:0]
+			for p := range ends[c.k.Topic] {
+				c.parts = append(c.parts, p)
+				if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
+					offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+				} else {
+					offsets[p] = start
+				}
+			}
+			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets}), kgo.ConsumeResetOffset(start))
+			c.cl, err = kgo.NewClient(opts...)
+			if err != nil {
+				return err
+			}
+			c.logger.Info("kafka source consuming", "partitions", len(offsets), "group", c.k.Group, "offsets", fmt.Sprint(offsets))
+			return nil
+		}
+		c.fetchErrors.Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka topic's partitions not listed; retrying with backoff", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// commitGroup writes the state's offsets as the group's committed offsets,
+// for monitoring tools (tally never reads them back).
+func (c *Consumer) commitGroup(ctx context.Context) {
+	off := kadm.Offsets{}
+	for _, p := range c.parts {
+		if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
+			off.Add(kadm.Offset{Topic: c.k.Topic, Partition: p, At: next, LeaderEpoch: -1})
+		}
+	}
+	if len(off) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(c.admin).CommitOffsets(ctx, c.k.Group, off)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil && c.logLimit.allow() {
+		c.logger.Warn("kafka group offsets not committed (monitoring only; tally resumes from its own log)", "group", c.k.Group, "err", err)
+	}
 }
 
 func (c *Consumer) run(ctx context.Context) {
 	defer close(c.done)
+	if c.assign(ctx) != nil {
+		return
+	}
+	go c.lagLoop(ctx)
+	lastCommit := time.Now()
 	var b store.Batch
 	var dead []*kgo.Record
 	backoff := 100 * time.Millisecond
@@ -256,7 +319,10 @@ func (c *Consumer) run(ctx context.Context) {
 			}
 			c.setLag(p.Partition, p.HighWatermark)
 		})
-		c.cl.AllowRebalance()
+		if time.Since(lastCommit) >= time.Second {
+			c.commitGroup(ctx)
+			lastCommit = time.Now()
+		}
 		if failed {
 			select {
 			case <-ctx.Done():
@@ -321,8 +387,6 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 				// from the state's offset.
 				c.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.Topic: {p.Partition: {Epoch: -1, Offset: next}}})
 			}
-			c.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{p.Topic: {p.Partition: {Epoch: -1, Offset: next}}})
-			go c.cl.CommitMarkedOffsets(context.Background())
 			return dead
 		}
 		if c.logLimit.allow() {
@@ -342,7 +406,7 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 // after retries is counted and logged, and the partition goes on.
 func (c *Consumer) deadLetter(ctx context.Context, recs []*kgo.Record) {
 	for try := 0; ; try++ {
-		err := c.cl.ProduceSync(ctx, recs...).FirstErr()
+		err := c.admin.ProduceSync(ctx, recs...).FirstErr()
 		if err == nil {
 			return
 		}
@@ -369,6 +433,31 @@ func (c *Consumer) setLag(p int32, hwm int64) {
 		next = 0
 	}
 	g.Store(max(0, hwm-next))
+}
+
+// lagLoop measures every partition's lag each second from the topic's end
+// offsets, so lag shows while no records arrive and while commits are
+// held back.
+func (c *Consumer) lagLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ends, err := kadm.NewClient(c.admin).ListEndOffsets(lctx, c.k.Topic)
+		cancel()
+		if err == nil {
+			ends.Each(func(o kadm.ListedOffset) {
+				if o.Err == nil {
+					c.setLag(o.Partition, o.Offset)
+				}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Lag returns the lag of every partition seen so far.

@@ -56,6 +56,32 @@ func Shared(tb testing.TB) *Broker {
 	return shared
 }
 
+// Start starts a broker of the test's own (stopped when it ends), for a
+// package whose TestMain is another's.
+func Start(tb testing.TB) *Broker {
+	tb.Helper()
+	b := &Broker{Dir: tb.TempDir(), script: script()}
+	out, err := b.run("start")
+	if err != nil {
+		if Required() {
+			tb.Fatalf("kafka broker: %v\n%s", err, out)
+		}
+		tb.Skipf("no kafka broker (set TALLY_REQUIRE_KAFKA=1 to fail instead): %v", err)
+	}
+	b.Addr = lastLine(out)
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			log, _ := os.ReadFile(filepath.Join(b.Dir, "broker.log"))
+			if len(log) > 8000 {
+				log = log[len(log)-8000:]
+			}
+			tb.Logf("broker log (tail):\n%s", log)
+		}
+		b.run("stop")
+	})
+	return b
+}
+
 // Main runs the tests, then stops the shared broker.
 func Main(m *testing.M) {
 	code := m.Run()
