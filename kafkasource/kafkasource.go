@@ -193,7 +193,7 @@ func (c *Consumer) clientOpts() ([]kgo.Opt, error) {
 		}
 		o = append(o, kgo.DialTLSConfig(cfg))
 	}
-	if os.Getenv("TALLY_KAFKA_DEBUG") != "" {
+	if os.Getenv("TALLY_KAFKA_DEBUG") != "" { // the client's own log, for a stuck consumer
 		o = append(o, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
 	}
 	return append(o, c.opts.ClientOpts...), nil
@@ -310,14 +310,9 @@ func (c *Consumer) run(ctx context.Context) {
 			}
 		})
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if ctx.Err() != nil || len(p.Records) == 0 && p.Err == nil {
-				c.setLag(p.Partition, p.HighWatermark)
-				return
-			}
-			if len(p.Records) > 0 {
+			if ctx.Err() == nil && len(p.Records) > 0 {
 				dead = c.commitPartition(ctx, &b, dead[:0], p)
 			}
-			c.setLag(p.Partition, p.HighWatermark)
 		})
 		if time.Since(lastCommit) >= time.Second {
 			c.commitGroup(ctx)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tally-ml/tally/client"
@@ -104,6 +105,16 @@ feature_services:
 		c, _ := f.Get("u.amt_count_1h")
 		s, _ := f.Get("u.amt_sum_1h")
 		if c != float64(want) || s != sum[u] {
+			m, _ := p.Client.Metrics(context.Background())
+			for _, l := range strings.Split(string(m), "\n") {
+				if strings.Contains(l, "kafka") || strings.Contains(l, "too_late") || strings.Contains(l, "skipped") || strings.Contains(l, "events_total") {
+					t.Log(l)
+				}
+			}
+			ends, _ := kadm.NewClient(prod).ListEndOffsets(context.Background(), "tx")
+			var sumEnds int64
+			ends.Each(func(o kadm.ListedOffset) { sumEnds += o.Offset })
+			t.Logf("topic end offsets sum to %d", sumEnds)
 			t.Fatalf("user %s: count %v sum %v, want %d and %v (each event once)", u, c, s, want, sum[u])
 		}
 	}
@@ -118,6 +129,7 @@ func waitLagZero(t *testing.T, p *harness.Node, partitions int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Duration(envInt("TALLY_KAFKA_CATCHUP_S", 240)) * time.Second)
 	last := ""
+	var zeroAt time.Time
 	for time.Now().Before(deadline) {
 		m, err := p.Client.Metrics(context.Background())
 		if err == nil {
@@ -127,8 +139,17 @@ func waitLagZero(t *testing.T, p *harness.Node, partitions int) {
 				n, _ := strconv.Atoi(l[1])
 				behind += n
 			}
+			// Lag is measured each second from the topic's end offsets:
+			// zero twice, 1.5 s apart, is zero after every record produced.
 			if len(lags) == partitions && behind == 0 {
-				return
+				if !zeroAt.IsZero() && time.Since(zeroAt) > 1500*time.Millisecond {
+					return
+				}
+				if zeroAt.IsZero() {
+					zeroAt = time.Now()
+				}
+			} else {
+				zeroAt = time.Time{}
 			}
 			last = strings.Join(lagLine.FindAllString(string(m), -1), "; ")
 		}
