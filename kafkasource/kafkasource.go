@@ -414,7 +414,13 @@ func (c *Consumer) deadLetter(ctx context.Context, recs []*kgo.Record) {
 	}
 }
 
+// setLag sets a partition's lag from its end offset hwm, once the state
+// holds an offset of it (before, where reading starts is the broker's).
 func (c *Consumer) setLag(p int32, hwm int64) {
+	next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+	if !ok {
+		return
+	}
 	c.lagMu.Lock()
 	g := c.lag[p]
 	if g == nil {
@@ -423,10 +429,6 @@ func (c *Consumer) setLag(p int32, hwm int64) {
 		c.set.GetOrCreateGauge(fmt.Sprintf(`tally_kafka_lag{source=%q,topic=%q,partition="%d"}`, c.src.Name, c.k.Topic, p), func() float64 { return float64(g.Load()) })
 	}
 	c.lagMu.Unlock()
-	next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
-	if !ok {
-		next = 0
-	}
 	g.Store(max(0, hwm-next))
 }
 

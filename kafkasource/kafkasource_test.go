@@ -3,6 +3,7 @@ package kafkasource_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -315,4 +316,55 @@ func TestBrokerRestart(t *testing.T) {
 	produce(t, cl, topic, evs[10000:])
 	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
 	checkReference(t, in.Node, evs)
+}
+
+// TestTwoNodesOneGroup: two single nodes configured with the same group
+// each read every partition into their own state, each exactly once (the
+// documented topology: a replica, not a split), and /readyz holds while a
+// node is further behind than max_lag.
+func TestTwoNodesOneGroup(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic := "shared"
+	b.CreateTopic(t, topic, 4)
+	repo := testRepo(t, b.Addr, topic, "      max_lag: 100")
+	evs := genEvents(20000, 4)
+	cl := b.Client(t)
+	produce(t, cl, topic, evs[:10000])
+	var nodes []*node.Instance
+	for range 2 {
+		in := openNode(t, t.TempDir(), repo)
+		defer in.Close()
+		cs, err := kafkasource.StartAll(in.Node, kafkasource.Options{MaxPollRecords: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs[0].Close()
+		nodes = append(nodes, in)
+	}
+	produce(t, cl, topic, evs[10000:])
+	ends := endOffsets(t, cl, topic)
+	for i, in := range nodes {
+		waitCaught(t, in.Node, topic, ends)
+		checkReference(t, in.Node, evs)
+		// Caught up: ready once the lag is measured again (each second).
+		deadline := time.Now().Add(30 * time.Second)
+		for in.Ready() != nil && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := in.Ready(); err != nil {
+			t.Fatalf("node %d caught up but not ready: %v", i, err)
+		}
+	}
+	// A backlog past max_lag that node 0 cannot commit (its log closed)
+	// makes it answer not ready, saying why.
+	nodes[0].Close()
+	nodes[0].SetReady(true)
+	produce(t, cl, topic, genEvents(1000, 5))
+	deadline := time.Now().Add(30 * time.Second)
+	for nodes[0].Ready() == nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := nodes[0].Ready(); !errors.Is(err, node.ErrStreamLagging) {
+		t.Fatalf("a node 1000 records behind with max_lag 100 is ready: %v", err)
+	}
 }
