@@ -8,13 +8,15 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/kafkasource"
 	"github.com/tally-ml/tally/systemtest/kafkatest"
 )
 
 // BenchmarkConsume: events/s from a topic of 8 partitions into a fresh
 // node on its own data dir (write-ahead log, fsync policy always), from
-// the first fetch to the last offset committed.
+// the consumer's start to the last offset committed (kafka), beside the
+// same events as bulk NDJSON ingest into the same kind of node (bulk).
 //
 //	TALLY_REQUIRE_KAFKA=1 go test -run '^$' -bench Consume -benchtime 3x ./kafkasource/
 func BenchmarkConsume(b *testing.B) {
@@ -25,9 +27,41 @@ func BenchmarkConsume(b *testing.B) {
 	evs := genEvents(500000, 9)
 	produce(b, br.Client(b, kgo.ProducerLinger(5*time.Millisecond)), topic, evs)
 	ends := endOffsets(b, br.Client(b), topic)
-	b.ResetTimer()
+	b.Run("kafka", func(b *testing.B) { consumeAll(b, repo, topic, ends, len(evs)) })
+	// The same events as bulk ingest (NDJSON, 10k a request, the node's
+	// parse and commit without HTTP), beside it in the same run.
+	b.Run("bulk", func(b *testing.B) {
+		var bodies [][]byte
+		for i := 0; i < len(evs); i += 10000 {
+			var body []byte
+			for _, e := range evs[i:min(i+10000, len(evs))] {
+				body = append(append(body, fmt.Sprintf(`{"user_id":%q,"merchant":%q,"amt":%g,"timestamp":%d}`, e.User, e.Merchant, e.Amt, e.TS)...), '\n')
+			}
+			bodies = append(bodies, body)
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			in := openNode(b, b.TempDir(), repo)
+			b.StartTimer()
+			for _, body := range bodies {
+				if _, err := in.IngestNDJSON("tx", body, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			in.Close()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(len(evs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+func consumeAll(b *testing.B, repo *features.Repo, topic string, ends map[int32]int64, events int) {
 	for i := 0; i < b.N; i++ {
+		b.StopTimer()
 		in := openNode(b, b.TempDir(), repo)
+		b.StartTimer()
 		cs, err := kafkasource.StartAll(in.Node, kafkasource.Options{})
 		if err != nil {
 			b.Fatal(err)
@@ -38,7 +72,7 @@ func BenchmarkConsume(b *testing.B) {
 		in.Close()
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(len(evs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
 // BenchmarkFreshness: produce one event, then read its user's count until
