@@ -8,6 +8,14 @@ BENCHTIME ?= 1s
 demo:
 	$(GO) run ./cmd/tally demo
 
+# The demo's stream through a local Kafka broker (scripts/kafka.sh; stopped on exit): tally
+# consumes the topic itself (README "Streaming from Kafka").
+.PHONY: demo-kafka
+demo-kafka:
+	@dir=$$(mktemp -d); trap 'scripts/kafka.sh stop $$dir; rm -rf $$dir' EXIT; \
+	addr=$$(scripts/kafka.sh start $$dir | tail -1) && \
+	$(GO) run ./cmd/tally demo --kafka $$addr --data-dir $$dir/tally-data
+
 serve:
 	$(GO) run ./cmd/tally serve
 

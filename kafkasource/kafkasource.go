@@ -230,11 +230,13 @@ func (c *Consumer) assign(ctx context.Context) error {
 		}
 		if err == nil {
 			offsets := map[int32]kgo.Offset{}
+			resumed := 0 // partitions the state holds an offset of
 			c.parts = c.parts[:0]
 			for p := range ends[c.k.Topic] {
 				c.parts = append(c.parts, p)
 				if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
 					offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+					resumed++
 				} else {
 					offsets[p] = start
 				}
@@ -244,7 +246,7 @@ func (c *Consumer) assign(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			c.logger.Info("kafka source consuming", "partitions", len(offsets), "group", c.k.Group, "offsets", fmt.Sprint(offsets))
+			c.logger.Info("kafka source consuming", "partitions", len(offsets), "group", c.k.Group, "resumed", resumed)
 			return nil
 		}
 		c.fetchErrors.Inc()

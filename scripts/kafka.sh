@@ -8,6 +8,8 @@
 #                                 waits until it accepts clients and prints host:port
 #   scripts/kafka.sh stop DIR     stop it (SIGTERM, then SIGKILL after 30 s); idempotent
 #
+# With TALLY_KAFKA_OWNER_PID set, start also stops the broker once that process exits.
+#
 # The version is scripts/kafka/pom.xml's (3.9.1). The jars are cached in
 # ${TALLY_CACHE:-~/.cache/tally}/kafka (a Maven local repository and the classpath), so a
 # second fetch is offline and instant.
@@ -82,6 +84,11 @@ PROPS
   : > "$dir/broker.log"
   nohup "${jvm[@]}" kafka.Kafka "$dir/server.properties" > "$dir/stdout.log" 2>&1 &
   echo $! > "$dir/pid"
+  if [ -n "${TALLY_KAFKA_OWNER_PID:-}" ]; then
+    # Stop the broker when its owner (a test binary) exits, even by a panic or SIGKILL.
+    (bpid=$(cat "$dir/pid"); while kill -0 "$TALLY_KAFKA_OWNER_PID" 2>/dev/null && kill -0 "$bpid" 2>/dev/null; do sleep 2; done
+     kill "$bpid" 2>/dev/null) </dev/null >/dev/null 2>&1 &
+  fi
   for _ in $(seq 1 240); do
     if grep -q "Kafka Server started\|\] started (kafka.server.BrokerServer)\|Transition from STARTING to STARTED" "$dir/broker.log" 2>/dev/null &&
        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

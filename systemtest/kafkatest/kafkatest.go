@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +138,8 @@ func (b *Broker) Client(tb testing.TB, opts ...kgo.Opt) *kgo.Client {
 
 func (b *Broker) run(cmd string) (string, error) {
 	c := exec.Command(b.script, cmd, b.Dir)
+	// The broker goes with the test binary, however it ends.
+	c.Env = append(os.Environ(), "TALLY_KAFKA_OWNER_PID="+strconv.Itoa(os.Getpid()))
 	o, err := c.CombinedOutput()
 	return string(o), err
 }
