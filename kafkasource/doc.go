@@ -1,16 +1,19 @@
 // Package kafkasource consumes the Kafka topics of a repo's sources (a
 // source's `kafka:` block, features.Kafka) into a node, exactly once.
 //
-// One consumer per source: a franz-go group client reads the topic, and
-// for each fetched batch of each partition the valid records become one
-// store.Batch committed with the batch's offsets [first, next) in the same
-// log record (Sink.IngestStream, store.CommitStream). The node's state
-// keeps the next offset of every partition, in its snapshots too, so a
-// restart resumes from what tally itself logged: a partition is sought to
-// the state's offset whenever the group assigns it, and the group's
-// committed offsets are written only afterwards, for monitoring tools. A
-// partition the state holds no offset of starts at the source's start
-// position (earliest: a backfill of what the topic retains; latest).
+// One consumer per source: a franz-go client lists the topic's partitions
+// and reads every one of them directly (no group membership), each from
+// the state's next offset, or from the source's start position (earliest:
+// a backfill of what the topic retains; latest) for a partition the state
+// holds none of. For each fetched batch of each partition, the valid
+// records become one store.Batch committed with the batch's offsets
+// [first, next) in the same log record (Sink.IngestStream,
+// store.CommitStream), and the state keeps the next offset of every
+// partition, in its snapshots too: a restart, even after kill -9, resumes
+// from what tally itself logged, at once (no group session to wait out).
+// The state's offsets are committed to the source's group each second,
+// for monitoring tools only; tally never reads them back. Partitions added
+// to the topic later are read after a restart.
 //
 // Bad records (not JSON, a missing join key, a bad timestamp, too late or
 // too far ahead, a field of the wrong type) are left out of their batch,
@@ -29,18 +32,15 @@
 // watermark minus the next offset) is tally_kafka_lag{source,topic,partition};
 // a source's max_lag makes /readyz answer 503 while any partition exceeds it.
 //
-// Topologies. A single node consumes with its own group: one node per
-// group. Two single nodes in one group split the partitions, each counting
-// only its own, and a rebalance moves a partition to a node whose state
-// never saw its earlier records: that node starts it at its own offset
-// (with start: earliest, from the beginning of what the topic retains, so
-// its state, once caught up, counts every record of the partition exactly
-// once; with latest, it misses what came before). Lookups then depend on
-// which node answers: not a supported way to scale a single node. A
-// cluster (issue #12) routes through Sink instead: every node's consumer
-// commits through the replicated log with the batch's offsets as its
-// request id, and the apply skips a range the state holds, so a rebalance
-// or a node failure never counts a record twice.
+// Topologies. A single node reads every partition itself: one node per
+// group. Two single nodes configured with the same group each read every
+// partition into their own state, each exactly once (replicas, not a
+// split: there is no rebalance between single nodes). Spreading partitions
+// over nodes is the cluster's (issue #12): its consumers commit through
+// Sink, the replicated log, with the batch's offsets as the request id,
+// and the apply skips a range the state holds, so a consumer-group
+// rebalance or a node failure never counts a record twice; a consumer
+// whose range was skipped goes on from the state's offset.
 //
 // A topic deleted and recreated under the same name restarts at offset 0,
 // below the offsets the state holds: its records are skipped as counted
