@@ -3,10 +3,18 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: demo serve build test check parity unit fuzz bench bench-quick python
+.PHONY: demo serve build test check parity kafka unit fuzz bench bench-quick python
 
 demo:
 	$(GO) run ./cmd/tally demo
+
+# The demo's stream through a local Kafka broker (scripts/kafka.sh; stopped on exit): tally
+# consumes the topic itself (README "Streaming from Kafka").
+.PHONY: demo-kafka
+demo-kafka:
+	@dir=$$(mktemp -d); trap 'scripts/kafka.sh stop $$dir; rm -rf $$dir' EXIT; \
+	addr=$$(scripts/kafka.sh start $$dir | tail -1) && \
+	$(GO) run ./cmd/tally demo --kafka $$addr --data-dir $$dir/tally-data
 
 serve:
 	$(GO) run ./cmd/tally serve
@@ -18,7 +26,7 @@ build:
 # onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; the Python SDK's pytest
 # suite and the seed's flow end to end; a short run of every fuzz target; and the load-test
 # harness in --quick mode with its Redis and Feast peers.
-test: check parity unit python feast-compat fuzz bench-quick
+test: check parity kafka unit python feast-compat fuzz bench-quick
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -32,7 +40,12 @@ parity:
 	score/mlflow/testdata/setup.sh
 
 unit:
-	TALLY_REQUIRE_PARITY=1 TALLY_REQUIRE_MLFLOW=1 $(GO) test -count=1 -timeout 20m ./...
+	TALLY_REQUIRE_PARITY=1 TALLY_REQUIRE_MLFLOW=1 TALLY_REQUIRE_KAFKA=1 $(GO) test -count=1 -timeout 20m ./...
+
+# The Kafka 3.9 broker's jars (Maven Central, cached in ~/.cache/tally/kafka) for the tests of
+# kafkasource and systemtest, which start brokers with scripts/kafka.sh (about 2 minutes of tests).
+kafka:
+	scripts/kafka.sh fetch
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh

@@ -26,6 +26,9 @@ func (r *Repo) YAML() []byte {
 				labels.Style = yaml.FlowStyle
 				add(m, "labels", labels)
 			}
+			if s.Kafka != nil {
+				add(m, "kafka", s.Kafka.yamlNode())
+			}
 			seq.Content = append(seq.Content, m)
 		}
 		add(root, "sources", seq)

@@ -28,6 +28,10 @@
 //     only after it is applied, so the next lookup on this node sees it
 //     (read-after-write). A log that refuses writes turns ingest into 503
 //     NOT_DURABLE and /readyz into 503 with the reason, until it recovers.
+//   - stream.go: a stream consumer's records (package kafkasource) become
+//     events one by one (a bad record is left out, not the batch), committed
+//     with their offsets (IngestStream); AddReadyCheck holds /readyz while a
+//     consumer lags.
 //   - tables.go: table uploads become store.TableRows, committed whole
 //     (store.CommitTable). CSV is read by package tabular's reader and the
 //     format picked by tabular.BodyFormat; NDJSON, typed by the table's

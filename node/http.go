@@ -170,6 +170,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString(`{"status":"ready"}`)
 		case err == errRecovering:
 			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "recovering"})
+		case errors.Is(err, ErrStreamLagging):
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "lagging", "reason": err.Error()})
 		default:
 			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "not durable", "reason": err.Error()})
 		}

@@ -66,7 +66,8 @@ type Node struct {
 	maxConns  int // limits.max_conns resolved against the open-file limit
 	feast     feastPlans
 
-	ready atomic.Bool
+	ready       atomic.Bool
+	readyChecks readyChecks // stream.go
 }
 
 // SetReady marks the node ready to serve (/readyz answers 200 while its log
@@ -79,7 +80,10 @@ func (n *Node) Ready() error {
 	if !n.ready.Load() {
 		return errRecovering
 	}
-	return n.Store.CommitErr()
+	if err := n.Store.CommitErr(); err != nil {
+		return err
+	}
+	return n.extraReady()
 }
 
 var errRecovering = errors.New("recovering")

@@ -55,7 +55,8 @@ type Store struct {
 	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
 	// MinInt64, not 0, so that events before 1970 are not deferred.
 	visible int64
-	filter  *replayFilter // during recovery from a snapshot; nil otherwise
+	filter  *replayFilter       // during recovery from a snapshot; nil otherwise
+	streams map[streamKey]int64 // next offset per stream partition (stream.go), guarded by seq.mu
 	logger  *slog.Logger
 	metrics storeMetrics
 
@@ -67,6 +68,8 @@ type storeMetrics struct {
 	events      *metrics.Counter
 	tooLate     *metrics.Counter
 	applyErrors *metrics.Counter
+	// streamSkipped counts stream batches whose offsets the state held.
+	streamSkipped *metrics.Counter
 }
 
 func (m *storeMetrics) ingested(events, tooLate int) {
@@ -86,9 +89,10 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 		set = metrics.NewSet()
 	}
 	n.metrics = storeMetrics{set: set,
-		events:      set.GetOrCreateCounter("tally_ingest_events_total"),
-		tooLate:     set.GetOrCreateCounter("tally_ingest_too_late_placements_total"),
-		applyErrors: set.GetOrCreateCounter("tally_ingest_apply_errors_total"),
+		events:        set.GetOrCreateCounter("tally_ingest_events_total"),
+		tooLate:       set.GetOrCreateCounter("tally_ingest_too_late_placements_total"),
+		applyErrors:   set.GetOrCreateCounter("tally_ingest_apply_errors_total"),
+		streamSkipped: set.GetOrCreateCounter("tally_stream_batches_skipped_total"),
 	}
 	switch {
 	case opts.Committer != nil:

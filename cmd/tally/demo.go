@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -21,11 +23,24 @@ func demoCmd() *cobra.Command {
 	var rate, users int
 	var duration time.Duration
 	var seed uint64
+	var kafka string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, log, err := f.start()
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			cfg, repo, dir, err := f.load()
+			if err != nil {
+				return err
+			}
+			var prod *kafkaDemo
+			if kafka != "" {
+				if prod, err = newKafkaDemo(kafka, repo); err != nil {
+					return err
+				}
+				defer prod.cl.Close()
+			}
+			r, err := start(cfg, repo, dir, log)
 			if err != nil {
 				return err
 			}
@@ -39,7 +54,7 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := &demo{c: c, out: cmd.OutOrStdout(),
+			d := &demo{c: c, out: cmd.OutOrStdout(), kafka: prod,
 				gen: workload.New(workload.Config{Seed: seed, Users: users, Merchants: 500, FraudRate: 0.002})}
 			runErr := d.run(ctx, rate)
 			if err := r.stop(log); err != nil {
@@ -53,13 +68,15 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().IntVar(&users, "users", 10000, "card holders in the synthetic stream")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the synthetic stream")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	cmd.Flags().StringVar(&kafka, "kafka", "", "stream the transactions through this Kafka broker (host:port; topic "+demoTopic+", 8 partitions) instead of HTTP bulk ingest")
 	return cmd
 }
 
 type demo struct {
-	c   *client.Client
-	out io.Writer
-	gen *workload.Generator
+	c     *client.Client
+	out   io.Writer
+	gen   *workload.Generator
+	kafka *kafkaDemo // nil: HTTP bulk ingest
 }
 
 // timeout bounds each of the demo's requests.
@@ -116,7 +133,12 @@ func (d *demo) run(ctx context.Context, rate int) error {
 			}
 		}
 		tctx, cancel := timeout()
-		_, err := d.c.IngestBulk(tctx, "transactions", body, client.WriteOptions{})
+		var err error
+		if d.kafka != nil {
+			err = d.kafka.produce(tctx, body)
+		} else {
+			_, err = d.c.IngestBulk(tctx, "transactions", body, client.WriteOptions{})
+		}
 		cancel()
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
