@@ -48,10 +48,12 @@ bench-quick:
 
 # The Python SDK (python/): installed into .venv (editable, with its pinned pytest) and tested
 # against real `tally serve` processes built from this checkout; then the seed's flow end to end
-# (examples/fraud/run.sh --small, about a minute).
+# (examples/fraud/run.sh --small, about a minute). PySpark (local mode), delta-spark and deltalake
+# (scripts/spark-setup.sh) for the Spark and Delta tests.
 python:
 	scripts/python-setup.sh
-	TALLY_REQUIRE_SERVER=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
+	scripts/spark-setup.sh
+	TALLY_REQUIRE_SERVER=1 TALLY_REQUIRE_SPARK=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
 
 # The seed's real-time fraud flow, end to end (examples/fraud/README.md): generate and backfill
 # history, time-travel training data, train and track in MLflow, load the model, score a live
