@@ -61,3 +61,11 @@ python:
 .PHONY: example
 example:
 	GO=$(GO) examples/fraud/run.sh
+
+# The Spark variant of the seed's flow (examples/fraud/run.sh --spark --small): PySpark DataFrames
+# in and out, the training set in a Delta table, the model served from an MLflow Model Registry by
+# alias. Not part of `make test` (Spark and an MLflow server start: several minutes on 2 cores);
+# the pieces are tested there (systemtest/registry_test.go, python/tests/test_lakehouse.py).
+.PHONY: example-spark
+example-spark:
+	GO=$(GO) examples/fraud/run.sh --spark --small

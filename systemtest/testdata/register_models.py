@@ -4,7 +4,8 @@ per layout tally reads (score/registry): used by systemtest/registry_test.go.
   version 1: the default repo's RandomForest, logged with mlflow.onnx.log_model
              (an MLmodel with an onnx flavor beside model.onnx)
   version 2: a logistic regression whose p(fraud) is 0.25 for every row,
-             logged as a bare .onnx artifact and registered from its directory
+             logged as a bare .onnx artifact, its directory registered as the
+             version's source (MlflowClient.create_model_version)
   version 3: a broken model: a "model.onnx" that is not ONNX
 
 Usage: register_models.py TRACKING_URI DEFAULT_MODEL.onnx
@@ -28,12 +29,14 @@ from sklearn.linear_model import LogisticRegression
 def main():
     uri, default_model = sys.argv[1], sys.argv[2]
     mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
     name = "fraud"
     first = onnx.load(default_model)
     n_inputs = first.graph.input[0].type.tensor_type.shape.dim[1].dim_value
     versions = {}
     with mlflow.start_run():
-        info = mlflow.onnx.log_model(first, name="model", registered_model_name=name)
+        # pip_requirements given: inferring them runs a subprocess that takes long.
+        info = mlflow.onnx.log_model(first, name="model", registered_model_name=name, pip_requirements=["onnx", "onnxruntime"])
         versions["1"] = info.registered_model_version
 
     rng = np.random.default_rng(7)
@@ -50,15 +53,15 @@ def main():
         with open(os.path.join(d, "constant.onnx"), "wb") as f:
             f.write(second.SerializeToString())
         mlflow.log_artifacts(d, artifact_path="constant")
-        versions["2"] = mlflow.register_model(f"runs:/{run.info.run_id}/constant", name).version
+        versions["2"] = client.create_model_version(name, f"{run.info.artifact_uri}/constant", run.info.run_id).version
     with mlflow.start_run() as run:
         d = os.path.join(tmp, "broken")
         os.makedirs(d)
         with open(os.path.join(d, "model.onnx"), "wb") as f:
             f.write(b"this is not an ONNX model\n")
         mlflow.log_artifacts(d, artifact_path="broken")
-        versions["3"] = mlflow.register_model(f"runs:/{run.info.run_id}/broken", name).version
-    MlflowClient().set_registered_model_alias(name, "champion", versions["1"])
+        versions["3"] = client.create_model_version(name, f"{run.info.artifact_uri}/broken", run.info.run_id).version
+    client.set_registered_model_alias(name, "champion", versions["1"])
     print(json.dumps({k: str(v) for k, v in versions.items()}))
 
 
