@@ -173,10 +173,11 @@ def test_spark_bad_event_is_refused_with_its_index(spark: Any, fresh_client: tal
 
 
 def _epoch_ms(s: pd.Series) -> list[int]:
-    """A time column as epoch ms: integers as they are, datetimes (naive = UTC) converted."""
-    if pd.api.types.is_integer_dtype(s):
-        return [int(v) for v in s]
-    return [int(v) for v in (pd.to_datetime(s, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)]
+    """A time column as epoch ms: datetimes (naive = UTC) converted; integers,
+    or their text (a CSV spine's column passes through as text), as they are."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return [int(v) for v in (pd.to_datetime(s, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)]
+    return [int(v) for v in s]
 
 
 def _export(binary: Path, server: Server, spine: Path, out: Path, *extra: str) -> str:

@@ -3,7 +3,7 @@ per layout tally reads (score/registry): used by systemtest/registry_test.go.
 
   version 1: the default repo's RandomForest, logged with mlflow.onnx.log_model
              (an MLmodel with an onnx flavor beside model.onnx)
-  version 2: a logistic regression whose p(fraud) is 0.25 for every row,
+  version 2: a one-leaf decision tree whose p(fraud) is 0.25 for every row,
              logged as a bare .onnx artifact, its directory registered as the
              version's source (MlflowClient.create_model_version)
   version 3: a broken model: a "model.onnx" that is not ONNX
@@ -12,7 +12,6 @@ Usage: register_models.py TRACKING_URI DEFAULT_MODEL.onnx
 Prints the versions as JSON.
 """
 import json
-import math
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import mlflow
 import mlflow.onnx
 from mlflow import MlflowClient
 from skl2onnx import to_onnx
-from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
 
 
 def main():
@@ -39,13 +38,13 @@ def main():
         info = mlflow.onnx.log_model(first, name="model", registered_model_name=name, pip_requirements=["onnx", "onnxruntime"])
         versions["1"] = info.registered_model_version
 
+    # A tree that never splits: one leaf, p(fraud) = 16/64 for every row,
+    # missing features (NaN) included.
     rng = np.random.default_rng(7)
     x = rng.normal(size=(64, n_inputs)).astype(np.float32)
-    y = np.arange(64) % 2
-    lr = LogisticRegression().fit(x, y)
-    lr.coef_[:] = 0.0
-    lr.intercept_[:] = math.log(0.25 / 0.75)
-    second = to_onnx(lr, x[:1], options={id(lr): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    y = (np.arange(64) % 4 == 0).astype(np.int64)
+    tree = DecisionTreeClassifier(min_samples_split=1000).fit(x, y)
+    second = to_onnx(tree, x[:1], options={id(tree): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
     tmp = tempfile.mkdtemp()
     with mlflow.start_run() as run:
         d = os.path.join(tmp, "constant")
