@@ -46,12 +46,12 @@ stop() {
 	done
 }
 trap stop EXIT
-# wait_ready URL PID NAME: polls URL until it answers 200 (60 s at most).
+# wait_ready URL PID NAME SECONDS: polls URL until it answers 200.
 wait_ready() {
-	"$python" - "$1" "$2" "$3" <<'PY'
+	"$python" - "$1" "$2" "$3" "$4" <<'PY'
 import os, sys, time, urllib.request
-url, pid, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-deadline = time.monotonic() + 60
+url, pid, name, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+deadline = time.monotonic() + limit
 while True:
     try:
         if urllib.request.urlopen(url, timeout=1).status == 200:
@@ -63,7 +63,7 @@ while True:
     except OSError:
         sys.exit(f"{name} exited at start-up: see {name}.log")
     if time.monotonic() > deadline:
-        sys.exit(f"{name} is not ready after 60 s: see {name}.log")
+        sys.exit(f"{name} is not ready after {limit} s: see {name}.log")
     time.sleep(0.1)
 PY
 }
@@ -79,7 +79,7 @@ if [ "$spark" = 1 ]; then
 		--artifacts-destination "$work/mlflow-server/artifacts" >"$work/mlflow.log" 2>&1 &
 	pids+=($!)
 	export MLFLOW_TRACKING_URI="http://127.0.0.1:$mport"
-	wait_ready "$MLFLOW_TRACKING_URI/health" "$!" mlflow
+	wait_ready "$MLFLOW_TRACKING_URI/health" "$!" mlflow 300
 	# tally starts on a registered model: the default one, as version 1 of fraud_detector@champion.
 	"$python" - "$root/features/defaultrepo/fraud_model.onnx" <<'PY'
 import sys
@@ -107,7 +107,7 @@ port="$(free_port)"
 "$work/tally" serve --repo "$work/repo" --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/tally.log" 2>&1 &
 pids+=($!)
 url="http://127.0.0.1:$port"
-wait_ready "$url/readyz" "$!" tally
+wait_ready "$url/readyz" "$!" tally 120
 echo "   tally serving on $url (log: $work/tally.log)"
 
 status=0
