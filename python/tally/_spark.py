@@ -13,10 +13,7 @@ import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
+from typing import Any
 
 #: Spine rows per historical-features request from a Spark spine: well under
 #: the node's 32 MiB body limit for a spine of keys, a timestamp and a few
@@ -33,7 +30,8 @@ def is_spark_frame(obj: Any) -> bool:
 def _timestamp_columns(sdf: Any) -> tuple[set[str], set[str]]:
     from pyspark.sql import types as T
 
-    ts, ntz = set(), set()
+    ts: set[str] = set()
+    ntz: set[str] = set()
     for f in sdf.schema.fields:
         if isinstance(f.dataType, T.TimestampType):
             ts.add(f.name)
@@ -146,7 +144,7 @@ def historical(
     from pyspark.sql import types as T
 
     svc = client._service(service)
-    types = {}
+    types: dict[str, Any] = {}
     for s in client.feature_services():
         if s["name"] == service:
             types = {f["name"]: f.get("dataType") or {} for f in s.get("features") or []}
