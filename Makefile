@@ -61,10 +61,12 @@ bench-quick:
 
 # The Python SDK (python/): installed into .venv (editable, with its pinned pytest) and tested
 # against real `tally serve` processes built from this checkout; then the seed's flow end to end
-# (examples/fraud/run.sh --small, about a minute).
+# (examples/fraud/run.sh --small, about a minute). PySpark (local mode), delta-spark and deltalake
+# (scripts/spark-setup.sh) for the Spark and Delta tests.
 python:
 	scripts/python-setup.sh
-	TALLY_REQUIRE_SERVER=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
+	scripts/spark-setup.sh
+	TALLY_REQUIRE_SERVER=1 TALLY_REQUIRE_SPARK=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
 
 # Feast's SDK (0.67, in .venv-bench) against a real `tally serve`: `feast apply` on the repo
 # `tally feast-repo` generates, get_online_features through the remote online store compared
@@ -80,3 +82,11 @@ feast-compat:
 .PHONY: example
 example:
 	GO=$(GO) examples/fraud/run.sh
+
+# The Spark variant of the seed's flow (examples/fraud/run.sh --spark --small): PySpark DataFrames
+# in and out, the training set in a Delta table, the model served from an MLflow Model Registry by
+# alias. Not part of `make test` (Spark and an MLflow server start: several minutes on 2 cores);
+# the pieces are tested there (systemtest/registry_test.go, python/tests/test_lakehouse.py).
+.PHONY: example-spark
+example-spark:
+	GO=$(GO) examples/fraud/run.sh --spark --small

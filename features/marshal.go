@@ -122,6 +122,9 @@ func (r *Repo) YAML() []byte {
 				add(mm, "queue_rows", scalar(strconv.Itoa(md.QueueRows)))
 				add(mm, "max_in_flight", scalar(strconv.Itoa(md.MaxInFlight)))
 				add(mm, "timeout", scalar(FormatWindow(md.Timeout)))
+				if md.Registry != nil {
+					add(mm, "poll", scalar(FormatWindow(md.Poll)))
+				}
 				add(m, "model", mm)
 			}
 			seq.Content = append(seq.Content, m)

@@ -340,10 +340,11 @@ func (s *Server) listServices(ctx *fasthttp.RequestCtx) {
 		DataType json.RawMessage `json:"dataType"`
 	}
 	type service struct {
-		Name           string    `json:"name"`
-		JoinKeys       []string  `json:"joinKeys"`
-		RequestContext []string  `json:"requestContext"`
-		Features       []feature `json:"features"`
+		Name           string       `json:"name"`
+		JoinKeys       []string     `json:"joinKeys"`
+		RequestContext []string     `json:"requestContext"`
+		Features       []feature    `json:"features"`
+		Model          *ModelStatus `json:"model,omitempty"`
 	}
 	var out []service
 	for _, sv := range s.n.Repo().Services {
@@ -354,6 +355,9 @@ func (s *Server) listServices(ctx *fasthttp.RequestCtx) {
 		}
 		for _, o := range p.outputs {
 			svc.Features = append(svc.Features, feature{Name: o.name, DataType: json.RawMessage(o.dtype)})
+		}
+		if p.model != nil {
+			svc.Model = p.model.status()
 		}
 		out = append(out, svc)
 	}
