@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: demo serve build test check parity unit fuzz bench bench-quick python
+.PHONY: demo serve build test check parity kafka unit fuzz bench bench-quick python
 
 demo:
 	$(GO) run ./cmd/tally demo
@@ -12,6 +12,14 @@ demo:
 .PHONY: demo-cluster
 demo-cluster:
 	$(GO) run ./cmd/tally demo --nodes 3
+
+# The demo's stream through a local Kafka broker (scripts/kafka.sh; stopped on exit): tally
+# consumes the topic itself (README "Streaming from Kafka").
+.PHONY: demo-kafka
+demo-kafka:
+	@dir=$$(mktemp -d); trap 'scripts/kafka.sh stop $$dir; rm -rf $$dir' EXIT; \
+	addr=$$(scripts/kafka.sh start $$dir | tail -1) && \
+	$(GO) run ./cmd/tally demo --kafka $$addr --data-dir $$dir/tally-data
 
 serve:
 	$(GO) run ./cmd/tally serve
@@ -23,7 +31,7 @@ build:
 # onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; the Python SDK's pytest
 # suite and the seed's flow end to end; a short run of every fuzz target; and the load-test
 # harness in --quick mode with its Redis and Feast peers.
-test: check parity unit python fuzz bench-quick
+test: check parity kafka unit python feast-compat fuzz bench-quick
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -37,7 +45,12 @@ parity:
 	score/mlflow/testdata/setup.sh
 
 unit:
-	TALLY_REQUIRE_PARITY=1 TALLY_REQUIRE_MLFLOW=1 $(GO) test -count=1 -timeout 20m ./...
+	TALLY_REQUIRE_PARITY=1 TALLY_REQUIRE_MLFLOW=1 TALLY_REQUIRE_KAFKA=1 $(GO) test -count=1 -timeout 20m ./...
+
+# The Kafka 3.9 broker's jars (Maven Central, cached in ~/.cache/tally/kafka) for the tests of
+# kafkasource and systemtest, which start brokers with scripts/kafka.sh (about 2 minutes of tests).
+kafka:
+	scripts/kafka.sh fetch
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
@@ -59,10 +72,20 @@ bench-cluster:
 
 # The Python SDK (python/): installed into .venv (editable, with its pinned pytest) and tested
 # against real `tally serve` processes built from this checkout; then the seed's flow end to end
-# (examples/fraud/run.sh --small, about a minute).
+# (examples/fraud/run.sh --small, about a minute). PySpark (local mode), delta-spark and deltalake
+# (scripts/spark-setup.sh) for the Spark and Delta tests.
 python:
 	scripts/python-setup.sh
-	TALLY_REQUIRE_SERVER=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
+	scripts/spark-setup.sh
+	TALLY_REQUIRE_SERVER=1 TALLY_REQUIRE_SPARK=1 .venv/bin/python -m pytest -q python/tests examples/fraud/test_example.py
+
+# Feast's SDK (0.67, in .venv-bench) against a real `tally serve`: `feast apply` on the repo
+# `tally feast-repo` generates, get_online_features through the remote online store compared
+# with tally's get-features, and pushes (about 1.5 minutes).
+.PHONY: feast-compat
+feast-compat:
+	scripts/feast-setup.sh
+	TALLY_REQUIRE_SERVER=1 .venv-bench/bin/python -m pytest -q python/feast_tests
 
 # The seed's real-time fraud flow, end to end (examples/fraud/README.md): generate and backfill
 # history, time-travel training data, train and track in MLflow, load the model, score a live
@@ -70,3 +93,11 @@ python:
 .PHONY: example
 example:
 	GO=$(GO) examples/fraud/run.sh
+
+# The Spark variant of the seed's flow (examples/fraud/run.sh --spark --small): PySpark DataFrames
+# in and out, the training set in a Delta table, the model served from an MLflow Model Registry by
+# alias. Not part of `make test` (Spark and an MLflow server start: several minutes on 2 cores);
+# the pieces are tested there (systemtest/registry_test.go, python/tests/test_lakehouse.py).
+.PHONY: example-spark
+example-spark:
+	GO=$(GO) examples/fraud/run.sh --spark --small

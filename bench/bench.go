@@ -49,6 +49,10 @@ type Options struct {
 	Workers int
 	// NoPlots skips the PNG plots.
 	NoPlots bool
+	// UniformLookups draws lookup keys uniformly over the users; by default
+	// they are drawn with the events' skew, as a fraud system's are (it
+	// scores the card holders that are transacting, the hot ones most).
+	UniformLookups bool
 	// RepoRoot is where scripts/ and .venv-bench are looked for (peers);
 	// default: the current directory or its nearest parent with a go.mod.
 	RepoRoot string
@@ -224,23 +228,25 @@ type PeerStatus struct {
 
 // Report is everything a run measured.
 type Report struct {
-	Started     time.Time     `json:"started"`
-	ElapsedS    float64       `json:"elapsed_s"`
-	Quick       bool          `json:"quick"`
-	GoVersion   string        `json:"go_version"`
-	NumCPU      int           `json:"num_cpu"`
-	GOMAXPROCS  int           `json:"gomaxprocs"`
-	Seed        uint64        `json:"seed"`
-	Users       int           `json:"users"`
-	Preload     int           `json:"preload_events"`
-	Workers     int           `json:"workers"`
-	StepS       float64       `json:"step_duration_s"`
-	TallySetup  string        `json:"tally_setup"`
-	Results     []Result      `json:"results"`
-	Sweeps      []Sweep       `json:"sweeps"`
-	Freshness   *Freshness    `json:"freshness,omitempty"`
-	Correctness []Correctness `json:"correctness"`
-	Peers       []PeerStatus  `json:"peers"`
+	Started    time.Time `json:"started"`
+	ElapsedS   float64   `json:"elapsed_s"`
+	Quick      bool      `json:"quick"`
+	GoVersion  string    `json:"go_version"`
+	NumCPU     int       `json:"num_cpu"`
+	GOMAXPROCS int       `json:"gomaxprocs"`
+	Seed       uint64    `json:"seed"`
+	Users      int       `json:"users"`
+	Preload    int       `json:"preload_events"`
+	Workers    int       `json:"workers"`
+	StepS      float64   `json:"step_duration_s"`
+	TallySetup string    `json:"tally_setup"`
+	// UniformLookups: lookup keys were drawn uniformly, not with the skew.
+	UniformLookups bool          `json:"uniform_lookups"`
+	Results        []Result      `json:"results"`
+	Sweeps         []Sweep       `json:"sweeps"`
+	Freshness      *Freshness    `json:"freshness,omitempty"`
+	Correctness    []Correctness `json:"correctness"`
+	Peers          []PeerStatus  `json:"peers"`
 	// Scoring is the scoring scenario: each model beside onnxruntime.
 	Scoring []ScoreComparison `json:"scoring,omitempty"`
 	Notes   []string          `json:"notes,omitempty"`
@@ -280,7 +286,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Report, error)
 		Started: time.Now().UTC(), Quick: opts.Quick, GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Seed: opts.Seed, Users: opts.Users, Preload: opts.Preload,
 		Workers: opts.Workers, StepS: opts.Duration.Seconds(),
-		TallySetup: opts.TallySetup,
+		TallySetup: opts.TallySetup, UniformLookups: opts.UniformLookups,
 	}}
 	err := r.run(ctx)
 	r.rep.ElapsedS = time.Since(r.rep.Started).Seconds()

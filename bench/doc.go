@@ -16,7 +16,12 @@
 //     the user_profile table, then measures the fraud_detection lookup: open
 //     loop at a fixed rate, closed loop for the maximum throughput, and a
 //     rate sweep that finds where p99 crosses 1 ms. Lookup keys are drawn
-//     from the workload with the same skew as the events.
+//     from the workload with the same skew as the events (uniformly with
+//     Options.UniformLookups, `tally bench --uniform-lookups`); the table
+//     ends with each system's closed-loop maximum as a fraction of the
+//     no-op server's.
+//   - Measures the same node's Feast API (POST /get-online-features,
+//     system "tally-feast-api") with the very bodies the Feast peer gets.
 //   - Measures ingest (JSON and bulk NDJSON) in events per second.
 //   - Runs mixed ingest and lookup on a second node and checks, while
 //     loaded, a sample of lookups against windowstest.Reference (the

@@ -19,7 +19,7 @@ type fixture struct {
 	users   []workload.User
 	preload []workload.Txn // ts ascending, over [t0-1d, t0)
 	t0      int64          // end of the preload, epoch ms
-	lookups []lookupKey    // drawn with the events' skew
+	lookups []lookupKey    // drawn with the events' skew (or uniformly: Options.UniformLookups)
 	profile []byte         // user_profile CSV
 	homes   map[string][2]float64
 }
@@ -46,6 +46,7 @@ func newFixture(o Options) *fixture {
 	// transactions being scored, skewed like the events.
 	lcfg := cfg
 	lcfg.Seed = cfg.Seed + 1_000_003
+	lcfg.UniformUsers = o.UniformLookups
 	lg := workload.New(lcfg)
 	f.lookups = make([]lookupKey, 20_000)
 	for i := range f.lookups {

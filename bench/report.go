@@ -17,6 +17,32 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
+// noopRatios says, for each system beside the no-op server, its closed-loop
+// maximum lookup throughput as a fraction of the no-op server's in the same
+// run, and which lookup keys were drawn.
+func (r *Report) noopRatios() []string {
+	var noop float64
+	for _, s := range r.Sweeps {
+		if s.System == "noop" {
+			noop = s.MaxClosed
+		}
+	}
+	if noop <= 0 {
+		return nil
+	}
+	keys := "lookup keys drawn with the events' skew"
+	if r.UniformLookups {
+		keys = "lookup keys drawn uniformly"
+	}
+	var out []string
+	for _, s := range r.Sweeps {
+		if s.System != "noop" && s.MaxClosed > 0 {
+			out = append(out, fmt.Sprintf("%-8s closed-loop max %.0f/s = %.2fx the no-op server's %.0f/s (%s)", s.System, s.MaxClosed, s.MaxClosed/noop, noop, keys))
+		}
+	}
+	return out
+}
+
 // printTable writes the results as an aligned table.
 func (r *Report) printTable(w io.Writer) {
 	fmt.Fprintln(w)
@@ -44,6 +70,9 @@ func (r *Report) printTable(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, s := range r.Sweeps {
 		fmt.Fprintf(w, "%-8s %s\n", s.System, s.crossText())
+	}
+	for _, line := range r.noopRatios() {
+		fmt.Fprintln(w, line)
 	}
 	if f := r.Freshness; f != nil {
 		fmt.Fprintf(w, "freshness: ack to visible p50 %s p99 %s (%d probes, %d visible on the first lookup, %d never)\n",
@@ -125,6 +154,9 @@ func (r *Report) markdown() string {
 			v = "below the lowest rate"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f/s |\n", s.System, v, s.MaxClosed)
+	}
+	for _, line := range r.noopRatios() {
+		fmt.Fprintf(&b, "\n%s\n", line)
 	}
 	b.WriteString("\n## Every step\n\n| system | scenario | mode | target/s | got/s | events/s | p50 | p90 | p99 | p99.9 | max | errors |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Results {

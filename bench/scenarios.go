@@ -138,6 +138,9 @@ func (r *runner) runTally(ctx context.Context) error {
 		if err := r.lookupSuite(ctx, "tally", 0, r.tallyLookup(c)); err != nil {
 			return err
 		}
+		if err := r.runTallyFeastAPI(ctx, c); err != nil {
+			return err
+		}
 	}
 	if r.opts.want("ingest") {
 		r.tallyIngest(ctx, c)

@@ -374,6 +374,22 @@ type FeatureService struct {
 	JoinKeys       []string          `json:"joinKeys"`
 	RequestContext []string          `json:"requestContext"`
 	Features       []FeatureMetadata `json:"features"` // name and data type
+	Model          *ModelStatus      `json:"model"`    // nil without a model
+}
+
+// ModelStatus is a feature service's model: its source (an onnx: file, a
+// models:/ URI or an mlflow: endpoint), the registry version serving, and
+// the last version or file that failed to load (the running one kept
+// serving).
+type ModelStatus struct {
+	Source         string `json:"source"`
+	Version        string `json:"version"`
+	Location       string `json:"location"`
+	ServingSince   string `json:"servingSince"`
+	Reloads        int64  `json:"reloads"`
+	ReloadFailures int64  `json:"reloadFailures"`
+	FailedVersion  string `json:"failedVersion"`
+	LastError      string `json:"lastError"`
 }
 
 // FeatureServices lists the node's feature services. A read: retried on

@@ -19,6 +19,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(base + viewHead + "      - {column: amt, function: last_n, n: 3, window: 40d}\n"))
 	f.Add([]byte(base + viewHead + "      - {column: amt, function: cnt, window: 1m}\n"))
 	f.Add([]byte("sources:\n  - &s {name: tx, schema: {amt: float}}\n  - *s\n"))
+	f.Add([]byte(kafkaRepo))
 	f.Add([]byte("a: [\n"))
 	f.Add([]byte("---\nentities: []\n---\nsources: ~\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -453,7 +453,7 @@ func (l *loader) build() (*Repo, error) {
 }
 
 func (l *loader) source(it item) {
-	o := l.object(it.file, it.n, "source", "name", "timestamp", "schema", "labels", "lateness")
+	o := l.object(it.file, it.n, "source", "name", "timestamp", "schema", "labels", "lateness", "kafka")
 	name := o.ident("name", true)
 	s := &Source{Name: name, Timestamp: "timestamp", Lateness: DefaultLateness}
 	if ts := o.ident("timestamp", false); ts != "" {
@@ -481,6 +481,7 @@ func (l *loader) source(it item) {
 	if ms, set := o.duration("lateness", "0", "0s"); set {
 		s.Lateness = ms
 	}
+	s.Kafka = l.kafka(it.file, o.vals["kafka"], s)
 	if l.declare(name, "source", l.pos(it.file, it.n)) {
 		l.repo.Sources = append(l.repo.Sources, s)
 	}

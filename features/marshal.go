@@ -26,6 +26,9 @@ func (r *Repo) YAML() []byte {
 				labels.Style = yaml.FlowStyle
 				add(m, "labels", labels)
 			}
+			if s.Kafka != nil {
+				add(m, "kafka", s.Kafka.yamlNode())
+			}
 			seq.Content = append(seq.Content, m)
 		}
 		add(root, "sources", seq)
@@ -119,6 +122,9 @@ func (r *Repo) YAML() []byte {
 				add(mm, "queue_rows", scalar(strconv.Itoa(md.QueueRows)))
 				add(mm, "max_in_flight", scalar(strconv.Itoa(md.MaxInFlight)))
 				add(mm, "timeout", scalar(FormatWindow(md.Timeout)))
+				if md.Registry != nil {
+					add(mm, "poll", scalar(FormatWindow(md.Poll)))
+				}
 				add(m, "model", mm)
 			}
 			seq.Content = append(seq.Content, m)

@@ -13,8 +13,14 @@ import (
 // set.
 type Model struct {
 	// ONNX is a .onnx file, relative to the repo directory unless absolute;
-	// it is evaluated in process and reloaded when the file changes.
+	// it is evaluated in process and reloaded when the file changes. Or a
+	// model in an MLflow Model Registry (models:/name@alias or
+	// models:/name/7), parsed into Registry.
 	ONNX string
+	// Registry is the registered model ONNX names, nil for a file.
+	Registry *RegistryModel
+	// Poll is how often a registry alias is re-resolved (ms).
+	Poll int64
 	// MLflow is a serving endpoint; tally POSTs {MLflow}/invocations.
 	MLflow string
 	// TokenEnv names an environment variable holding a bearer token for
@@ -44,13 +50,13 @@ type Model struct {
 // modelDefaults are the batching defaults: a local model scores at once
 // when idle; a remote endpoint gets batches of up to 64 rows or 1 ms.
 func modelDefaults() Model {
-	return Model{OnError: "fail", MaxRows: 64, MaxWait: 1, QueueRows: 4096, MaxInFlight: 4, Timeout: 100}
+	return Model{OnError: "fail", MaxRows: 64, MaxWait: 1, QueueRows: 4096, MaxInFlight: 4, Timeout: 100, Poll: 10000}
 }
 
 // model reads a service's model block.
 func (l *loader) model(file string, n *yaml.Node, s *Service) *Model {
 	o := l.object(file, n, fmt.Sprintf("model of feature service %q", s.Name),
-		"onnx", "mlflow", "token_env", "inputs", "on_error", "max_rows", "max_wait", "queue_rows", "max_in_flight", "timeout")
+		"onnx", "mlflow", "token_env", "inputs", "on_error", "max_rows", "max_wait", "queue_rows", "max_in_flight", "timeout", "poll")
 	m := modelDefaults()
 	m.ONNX, m.MLflow, m.TokenEnv = o.str("onnx", false), o.str("mlflow", false), o.str("token_env", false)
 	switch {
@@ -60,6 +66,19 @@ func (l *loader) model(file string, n *yaml.Node, s *Service) *Model {
 		o.errorf(n, "set only one of onnx and mlflow")
 	case m.MLflow != "" && !strings.HasPrefix(m.MLflow, "http://") && !strings.HasPrefix(m.MLflow, "https://"):
 		o.errorf(o.vals["mlflow"], "mlflow: %q is not an http(s) URL", m.MLflow)
+	}
+	if strings.HasPrefix(m.ONNX, "models:/") {
+		r, err := ParseRegistryURI(m.ONNX)
+		if err != nil {
+			o.errorf(o.vals["onnx"], "onnx: %v", err)
+		}
+		m.Registry = r
+	}
+	if ms, ok := o.duration("poll"); ok {
+		if m.Registry == nil || ms <= 0 {
+			o.errorf(o.vals["poll"], "poll: set it (a positive duration) only with onnx: models:/name@alias")
+		}
+		m.Poll = ms
 	}
 	if v := o.str("on_error", false); v != "" {
 		if v != "fail" && v != "features" {

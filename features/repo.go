@@ -65,6 +65,7 @@ type Source struct {
 	Columns   []Column
 	Labels    []string // columns carried into training data, never aggregated
 	Lateness  int64    // ms an event may trail its entity's newest event; default 5m
+	Kafka     *Kafka   // where the events stream from, if a Kafka topic (kafka.go)
 }
 
 // Column returns the index of the column called name in s.Columns.

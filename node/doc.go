@@ -28,6 +28,10 @@
 //     only after it is applied, so the next lookup on this node sees it
 //     (read-after-write). A log that refuses writes turns ingest into 503
 //     NOT_DURABLE and /readyz into 503 with the reason, until it recovers.
+//   - stream.go: a stream consumer's records (package kafkasource) become
+//     events one by one (a bad record is left out, not the batch), committed
+//     with their offsets (IngestStream); AddReadyCheck holds /readyz while a
+//     consumer lags.
 //   - tables.go: table uploads become store.TableRows, committed whole
 //     (store.CommitTable). CSV is read by package tabular's reader and the
 //     format picked by tabular.BodyFormat; NDJSON, typed by the table's
@@ -43,6 +47,9 @@
 //   - predict.go: the service's model scores the vector.
 //   - history.go: PointReader, the same plan read at a past time, which
 //     package history's point-in-time joins call row by row.
+//   - feast.go: Feast's feature-server API (/get-online-features, /push,
+//     /write-to-online-store, /health) over the same plans and ingest, with
+//     Feast's shapes, statuses and errors.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

@@ -179,6 +179,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString(`{"status":"ready"}`)
 		case err == errRecovering:
 			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "recovering"})
+		case errors.Is(err, ErrStreamLagging):
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "lagging", "reason": err.Error()})
 		default:
 			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]string{"status": "not durable", "reason": err.Error()})
 		}
@@ -194,6 +196,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			x.h(ctx)
 		}
 	default:
+		if r, ok := s.feastRoutes(ctx, path); ok {
+			route = r
+			break
+		}
 		writeError(ctx, &APIError{Status: 404, Code: "NOT_FOUND", Message: "no such endpoint " + string(path) + ": see the README for the API"})
 	}
 	m := s.n.metrics
@@ -356,10 +362,11 @@ func (s *Server) listServices(ctx *fasthttp.RequestCtx) {
 		DataType json.RawMessage `json:"dataType"`
 	}
 	type service struct {
-		Name           string    `json:"name"`
-		JoinKeys       []string  `json:"joinKeys"`
-		RequestContext []string  `json:"requestContext"`
-		Features       []feature `json:"features"`
+		Name           string       `json:"name"`
+		JoinKeys       []string     `json:"joinKeys"`
+		RequestContext []string     `json:"requestContext"`
+		Features       []feature    `json:"features"`
+		Model          *ModelStatus `json:"model,omitempty"`
 	}
 	var out []service
 	for _, sv := range s.n.Repo().Services {
@@ -370,6 +377,9 @@ func (s *Server) listServices(ctx *fasthttp.RequestCtx) {
 		}
 		for _, o := range p.outputs {
 			svc.Features = append(svc.Features, feature{Name: o.name, DataType: json.RawMessage(o.dtype)})
+		}
+		if p.model != nil {
+			svc.Model = p.model.status()
 		}
 		out = append(out, svc)
 	}

@@ -46,6 +46,7 @@ type lookupWork struct {
 	tnums    [][]float64
 	tstrs    [][]string
 	tok      [][]bool
+	tfound   []bool // whether each table had a row for its key
 	slots    []float64
 	slotOK   []bool
 	reqVal   []float64
@@ -76,6 +77,7 @@ func (p *servicePlan) prepare(n *Node, w *lookupWork) {
 	w.tnums = resize(w.tnums, len(p.tables))
 	w.tstrs = resize(w.tstrs, len(p.tables))
 	w.tok = resize(w.tok, len(p.tables))
+	w.tfound = resize(w.tfound, len(p.tables))
 	for i, t := range p.tables {
 		nc := len(n.Repo().Tables[t].Columns)
 		w.tnums[i] = resize(w.tnums[i], nc)
@@ -401,35 +403,41 @@ func (p *servicePlan) evalRequest(w *lookupWork) {
 func (p *servicePlan) appendFeatures(dst []byte, w *lookupWork) []byte {
 	dst = append(dst, '[')
 	for i := range p.outputs {
-		o := &p.outputs[i]
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		ok := true
-		switch o.kind {
-		case features.RefAggregate:
-			dst, ok = appendValue(dst, &w.vals[o.slot][o.feat], o.enc)
-		case features.RefTable:
-			ok = w.tok[o.slot][o.feat]
-			switch {
-			case !ok:
-				dst = append(dst, "null"...)
-			case o.enc == encString:
-				dst = tabular.AppendJSONString(dst, w.tstrs[o.slot][o.feat])
-			default:
-				dst, ok = appendNumber(dst, w.tnums[o.slot][o.feat], o.enc)
-			}
-		case features.RefRequestView:
-			ok = w.reqOK[o.slot]
-			if ok {
-				dst, ok = appendNumber(dst, w.reqVal[o.slot], encFloat)
-			} else {
-				dst = append(dst, "null"...)
-			}
-		}
-		w.statuses[i] = ok
+		dst, w.statuses[i] = p.appendOutput(dst, w, i)
 	}
 	return append(dst, ']')
+}
+
+// appendOutput writes output i of the row in w as JSON and reports whether
+// it has a value (false: null).
+func (p *servicePlan) appendOutput(dst []byte, w *lookupWork, i int) ([]byte, bool) {
+	o := &p.outputs[i]
+	ok := true
+	switch o.kind {
+	case features.RefAggregate:
+		dst, ok = appendValue(dst, &w.vals[o.slot][o.feat], o.enc)
+	case features.RefTable:
+		ok = w.tok[o.slot][o.feat]
+		switch {
+		case !ok:
+			dst = append(dst, "null"...)
+		case o.enc == encString:
+			dst = tabular.AppendJSONString(dst, w.tstrs[o.slot][o.feat])
+		default:
+			dst, ok = appendNumber(dst, w.tnums[o.slot][o.feat], o.enc)
+		}
+	case features.RefRequestView:
+		ok = w.reqOK[o.slot]
+		if ok {
+			dst, ok = appendNumber(dst, w.reqVal[o.slot], encFloat)
+		} else {
+			dst = append(dst, "null"...)
+		}
+	}
+	return dst, ok
 }
 
 func appendValue(dst []byte, v *windows.Value, enc encoding) ([]byte, bool) {
@@ -481,17 +489,18 @@ func (p *servicePlan) appendMetadata(dst []byte, w *lookupWork, m metaOptions, t
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, '{')
 		sep := false
-		if m.names {
-			dst = append(dst, `"name":`...)
-			dst = tabular.AppendJSONString(dst, o.name)
+		switch {
+		case m.names && m.types:
+			dst = append(dst, o.nameTypeMeta...)
 			sep = true
+		case m.names:
+			dst = append(dst, o.nameMeta...)
+			sep = true
+		default:
+			dst = append(dst, '{')
 		}
-		if m.types {
-			if sep {
-				dst = append(dst, ',')
-			}
+		if m.types && !m.names {
 			dst = append(dst, `"dataType":`...)
 			dst = append(dst, o.dtype...)
 			sep = true

@@ -44,6 +44,7 @@ func newNodeMetrics(n *Node, s *metrics.Set) *nodeMetrics {
 		s.NewGauge(fmt.Sprintf(`tally_view_state_bytes{view=%q}`, v.Name), func() float64 { return float64(w.Stats().Bytes) })
 		s.NewGauge(fmt.Sprintf(`tally_view_too_late_total{view=%q}`, v.Name), func() float64 { return float64(w.Stats().TooLate) })
 	}
+	registerModelMetrics(n, s)
 	for i, t := range n.Repo().Tables {
 		tb := n.Table(i)
 		s.NewGauge(fmt.Sprintf(`tally_table_rows{table=%q}`, t.Name), func() float64 { return float64(tb.Len()) })

@@ -69,8 +69,10 @@ type Node struct {
 	logger    *slog.Logger
 	maxConns  int     // limits.max_conns resolved against the open-file limit
 	cluster   Cluster // Options.Cluster: nil on a single node
+	feast     feastPlans
 
-	ready atomic.Bool
+	ready       atomic.Bool
+	readyChecks readyChecks // stream.go
 }
 
 // SetReady marks the node ready to serve (/readyz answers 200 while its log
@@ -84,9 +86,13 @@ func (n *Node) Ready() error {
 		return errRecovering
 	}
 	if n.cluster != nil {
-		return n.cluster.Err()
+		if err := n.cluster.Err(); err != nil {
+			return err
+		}
+	} else if err := n.Store.CommitErr(); err != nil {
+		return err
 	}
-	return n.Store.CommitErr()
+	return n.extraReady()
 }
 
 var errRecovering = errors.New("recovering")

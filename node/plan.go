@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/tabular"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -34,6 +35,10 @@ type output struct {
 	enc   encoding
 	name  string
 	dtype string // JSON of the dataType object
+	// nameMeta is `{"name":<name as JSON>` and nameTypeMeta adds
+	// `,"dataType":<dtype>`: a response's metadata is mostly these, written
+	// once here instead of escaped per request.
+	nameMeta, nameTypeMeta string
 }
 
 type inputRef struct {
@@ -154,6 +159,8 @@ func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
 			return nil, err
 		}
 		o.dtype = dataTypeJSON(o.enc)
+		o.nameMeta = string(tabular.AppendJSONString([]byte(`{"name":`), o.name))
+		o.nameTypeMeta = o.nameMeta + `,"dataType":` + o.dtype
 		p.outputs = append(p.outputs, o)
 	}
 	if p.lateness == math.MaxInt64 {
@@ -234,12 +241,13 @@ func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
 }
 
 // read reads what appendReads planned into w: feature views at time t into
-// w.vals, tables into w.tnums, w.tstrs and w.tok, each in plan order.
+// w.vals, tables into w.tnums, w.tstrs, w.tok and w.tfound, each in plan
+// order.
 func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	v, tb := 0, 0
 	for _, r := range reads {
 		if r.Table {
-			n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
 			tb++
 			continue
 		}

@@ -34,6 +34,10 @@ type modelPlan struct {
 	path    string // the ONNX file in fsys
 	modTime time.Time
 	reloads atomic.Int64
+	// failures counts files or versions that failed to load.
+	failures atomic.Int64
+	// reg follows a models:/ model in the registry (nil for a file).
+	reg *registryWatch
 }
 
 // feed is where a model input's value comes from: the service's output i,
@@ -130,10 +134,17 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 			mp.inputs = append(mp.inputs, feed{i: idx})
 		}
 	}
-	if def.ONNX != "" {
+	fsys, path := fs.FS(nil), ""
+	if def.Registry != nil {
+		var err error
+		if mp.reg, fsys, path, err = newRegistryWatch(def); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+	} else if def.ONNX != "" {
 		mp.fsys, mp.path = modelFS(repo, def.ONNX)
+		fsys, path = mp.fsys, mp.path
 	}
-	s, err := open(def, mp.fsys, mp.path)
+	s, err := open(def, fsys, path)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
@@ -186,6 +197,7 @@ func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 	}
 	mp.modTime = st.ModTime()
 	if err != nil {
+		mp.failures.Add(1)
 		return fmt.Errorf("reload %s (keeping the running model): %w", mp.path, err)
 	}
 	mp.scorer.Store(&s)
@@ -194,7 +206,8 @@ func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 }
 
 // WatchModels reloads changed model files every interval until ctx ends,
-// reporting failed reloads to logf.
+// and re-resolves registry aliases every model's poll interval (checked at
+// this interval), reporting failed reloads to logf.
 func (n *Node) WatchModels(ctx context.Context, interval time.Duration, logf func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -207,6 +220,9 @@ func (n *Node) WatchModels(ctx context.Context, interval time.Duration, logf fun
 		for _, p := range n.services {
 			if p.model != nil {
 				if err := p.model.reloadIfChanged(n.openModel); err != nil && logf != nil {
+					logf(err)
+				}
+				if err := p.model.pollRegistry(ctx, n.openModel, time.Now()); err != nil && logf != nil {
 					logf(err)
 				}
 			}

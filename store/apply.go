@@ -67,6 +67,14 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 			at(clock)
 		}
 	}
+	inner, pos, isStream, err := unwrapStream(inner)
+	if err != nil {
+		return fmt.Errorf("log record %d: %w", index, err)
+	}
+	if isStream && !n.streamAdvance(pos) {
+		n.seq.applied = index
+		return nil // offsets already counted (stream.go)
+	}
 	switch inner[0] {
 	case recordEvents:
 		w := getApplyWork()

@@ -19,6 +19,9 @@
 //     in process when the Committer lets it (no decoding on the hot path).
 //   - apply.go, record.go: Apply of one committed record, and the record
 //     format (events, table uploads, the acknowledgement clock).
+//   - stream.go: records of a stream consumer (Kafka) carry the offsets of
+//     their events; the state keeps each partition's next offset and skips
+//     a range it holds, so a stream is applied exactly once.
 //   - recover.go: RecoverFrom replays the log after the restored snapshot.
 //   - snapshot.go: the content of a snapshot (package snapshot keeps the
 //     files), written while ingest goes on, one partition at a time.

@@ -23,6 +23,7 @@ import (
 //	value   = 0 (null) | 1 f64:8 bytes little-endian | 2 name(string)
 //	name    = len:uvarint bytes
 //	kind 3  = lost: through:uvarint
+//	kind 4  = stream: offsets, then an events record (stream.go)
 //
 // A lost record fills an index whose change survived only in a snapshot
 // (the log's tail was lost or repaired away while a snapshot covering it

@@ -430,6 +430,7 @@ func (n *Store) buildFresh(l Replayer, upTo uint64) error {
 	for i := range since {
 		since[i] = math.MaxInt64
 	}
+	streams := map[streamKey]int64{}
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
 	w := getApplyWork()
@@ -444,6 +445,19 @@ func (n *Store) buildFresh(l Replayer, upTo uint64) error {
 			inner, _, _, err := unwrapAt(data)
 			if err != nil {
 				return fmt.Errorf("log record %d: %w", index, err)
+			}
+			// A stream batch counted already is skipped as Apply skipped it;
+			// offsets are followed from the first record replayed here.
+			inner, pos, isStream, err := unwrapStream(inner)
+			if err != nil {
+				return fmt.Errorf("log record %d: %w", index, err)
+			}
+			if isStream {
+				k := streamKey{pos.Source, pos.Topic, pos.Partition}
+				if next, ok := streams[k]; ok && pos.First < next {
+					return nil
+				}
+				streams[k] = pos.Next
 			}
 			if len(inner) == 0 || inner[0] != recordEvents {
 				return nil

@@ -34,6 +34,7 @@ import (
 //	per view: name meta-section            (windows.View.WriteMeta)
 //	per partition 0..1023: index:u64, per view: partition-section
 //	tables: index:u64 ntables:u32 per table: table-record (as logged)
+//	streams (version 3): the next offset of each stream partition at start (stream.go)
 //	crc:u32   CRC-32C of every byte before it (uncompressed)
 //
 // Only verified snapshots count toward the snapKeep kept, and the log is
@@ -45,7 +46,7 @@ import (
 // and records of a removed table are skipped likewise.
 const (
 	snapMagic   = "TALLYSNP"
-	snapVersion = 2
+	snapVersion = 3
 	snapKeep    = 2 // snapshots kept; the older is the fallback
 )
 
@@ -73,9 +74,10 @@ func (n *Store) WriteSnapshot(w io.Writer) (start uint64, err error) {
 // together under the sequencer. Persist writes the rest while ingest goes
 // on, as raft's FSMSnapshot.
 type StateSnapshot struct {
-	n     *Store
-	start uint64
-	head  []byte
+	n       *Store
+	start   uint64
+	head    []byte
+	streams []byte // the stream offsets at start
 }
 
 // Index is the log index the snapshot's replay starts after.
@@ -99,6 +101,7 @@ func (n *Store) Snapshot() (*StateSnapshot, error) {
 		}
 	}
 	ss.head = buf.Bytes()
+	ss.streams = writeStreams(nil, n.streams)
 	return ss, nil
 }
 
@@ -143,6 +146,7 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 		bw.Write(rec)
 	}
 	n.seq.mu.Unlock()
+	bw.Write(ss.streams)
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -280,9 +284,17 @@ func (n *Store) Restore(r io.Reader) error {
 		}
 		n.TableNamed(name).put(rows, replace)
 	}
+	var streams map[streamKey]int64
+	if version >= 3 {
+		var err error
+		if streams, err = readStreams(br); err != nil {
+			return err
+		}
+	}
 	n.seq.mu.Lock()
 	n.seq.applied = start
 	n.filter = f
+	n.streams = streams
 	n.seq.mu.Unlock()
 	return nil
 }

@@ -68,6 +68,7 @@ type Store struct {
 	// as too late and, for a backfill, the events the visibility clock had
 	// passed (ApplyCounted), guarded by seq.mu.
 	counted struct{ tooLate, deferred int }
+	streams map[streamKey]int64 // next offset per stream partition (stream.go), guarded by seq.mu
 	logger  *slog.Logger
 	metrics storeMetrics
 
@@ -79,6 +80,8 @@ type storeMetrics struct {
 	events      *metrics.Counter
 	tooLate     *metrics.Counter
 	applyErrors *metrics.Counter
+	// streamSkipped counts stream batches whose offsets the state held.
+	streamSkipped *metrics.Counter
 }
 
 func (m *storeMetrics) ingested(events, tooLate int) {
@@ -98,9 +101,10 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 		set = metrics.NewSet()
 	}
 	n.metrics = storeMetrics{set: set,
-		events:      set.GetOrCreateCounter("tally_ingest_events_total"),
-		tooLate:     set.GetOrCreateCounter("tally_ingest_too_late_placements_total"),
-		applyErrors: set.GetOrCreateCounter("tally_ingest_apply_errors_total"),
+		events:        set.GetOrCreateCounter("tally_ingest_events_total"),
+		tooLate:       set.GetOrCreateCounter("tally_ingest_too_late_placements_total"),
+		applyErrors:   set.GetOrCreateCounter("tally_ingest_apply_errors_total"),
+		streamSkipped: set.GetOrCreateCounter("tally_stream_batches_skipped_total"),
 	}
 	switch {
 	case opts.Committer != nil:

@@ -82,10 +82,32 @@
 // its newest event answers tiled aggregations from tiles alone, in time
 // linear in the tiles of the window, not in the events; a read at an earlier
 // time reads the raw events. Raw events are kept in time order, so an exact
-// count is two binary searches (when the raw events hold no null field). An
-// exact sum, mean, min, max, stddev or variance over thousands of raw events
-// merges per-bucket moments and scans only the window's edges (see hot.go):
-// its result equals a scan's up to floating-point rounding.
+// count is two binary searches (when the raw events hold no null field).
+//
+// A read's cost is bounded by buckets and tiles, not by the entity's events.
+// Once a read of an entity would scan hotMin (256) raw events, the entity
+// gets time buckets over its raw events (see hot.go): 2048 fine buckets over
+// the view's longest exact window plus lateness, grouped 8 to a middle bucket
+// and 8 middles to a top one, each holding the moments (count, compensated
+// sum, Welford mean and M2, min, max) of the Float columns read by exact sum,
+// mean, min, max, stddev and variance, and, for each column of an exact
+// distinct_count, how many values were seen last in it (with each value's
+// newest time). Every later raw event updates its three buckets. An exact
+// sum, mean, min, max, stddev or variance at or after the entity's newest
+// event merges at most 14 fine, 14 middle and the ~32 top buckets of its
+// window and scans the raw events of the one partial fine bucket at the
+// window's tail (1/2048 of the window span); its result equals a scan's up to
+// floating-point rounding. A distinct_count sums the last-seen counts the
+// same way. When the window reaches past the entity's oldest raw event, the
+// oldest raw event's bucket is read whole if no event added to it has left
+// the ring (its count of added events equals the raw events before its end,
+// one binary search), so a burst of any size is not scanned either. last
+// walks back from the newest raw event to the first non-null value, last_n
+// and last_distinct_n to their N values (last_distinct_n further past
+// repeated values). The buckets cost about 130 KB per column of a hot entity;
+// they are derived state, not in snapshots (rebuilt at the first hot read).
+// Reads before the entity's newest event (as_of) scan the partial bucket at
+// the head edge too, and a count over raw events holding a null field scans.
 //
 // An entity whose newest event is at or before watermark - horizon is idle:
 // it can count in no read at t >= watermark - Lateness, and it is dropped

@@ -11,9 +11,13 @@ import (
 // exact sum, mean, min, max, stddev or variance scan all of them. Instead,
 // the first read that would scan at least hotMin events builds, for the
 // entity, moments per time bucket of each Float column those aggregations
-// read; every later raw event of the entity updates its bucket. A read then
-// merges the buckets wholly inside its window and scans only the raw events
-// of the two partial buckets at its edges.
+// read, at three levels (a bucket of a level holds hotFan of the level
+// below); every later raw event of the entity updates its buckets. A read at
+// or after the entity's newest event then merges at most 2*(hotFan-1)
+// buckets of each lower level and the top-level buckets in its window (about
+// 32 over the longest exact window), and scans only the raw events of the one
+// partial fine bucket at its tail edge (1/2048 of the longest exact window):
+// its cost is bounded by buckets, not by the entity's events.
 //
 // The buckets are derived from the raw events, so snapshots need not hold
 // them (a restored partition starts without). A bucket counts only if it
@@ -22,16 +26,42 @@ import (
 // results equal a scan's up to floating-point rounding (the order of
 // additions differs), and they are the same online and in a replay, which
 // applies the same events in the same order.
-var hotMin uint32 = 2048
+var hotMin uint32 = 256
 
-// hotSums are an entity's bucket moments: cols[c][k] for bucket first+k of
-// the column of v.hotAggs[c]; and for each column of v.hotDistAggs, the
-// newest time each value was seen and, per bucket, how many values were
-// seen last in it.
+// hotFan is how many buckets of a level make one of the level above, and
+// hotLevels the number of levels.
+const (
+	hotFan    = 8
+	hotLevels = 3
+	hotAlign  = hotFan * hotFan // first fine bucket kept: a multiple of this
+)
+
+// hotSums are an entity's bucket moments: cols[c][l][k] for bucket
+// (first>>(3l))+k of level l (fine bucket first+k at level 0) of the column
+// of v.hotAggs[c]; and for each column of v.hotDistAggs, the newest time
+// each value was seen and, per bucket and level, how many values were seen
+// last in it.
 type hotSums struct {
-	first int64
-	cols  [][]bucket
+	first int64   // fine bucket index, a multiple of hotAlign
+	evs   []int32 // evs[k]: raw events added to fine bucket first+k
+	cols  [][hotLevels][]bucket
 	dist  []hotLast
+}
+
+// whole returns the first bucket that holds exactly the raw events in its
+// span: raw events leave from the oldest, so every bucket after the oldest
+// raw event's does, and that one does too while none of the events added to
+// it has left (its count of added events equals the raw events before its
+// end: one binary search, no scan).
+func (p *partition) whole(v *View, e *entity, hs *hotSums) int64 {
+	ko := floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan)
+	if ko < hs.first {
+		return hs.first
+	}
+	if i := ko - hs.first; i < int64(len(hs.evs)) && int64(hs.evs[i]) == int64(p.rawSearch(v, e, (ko+1)*v.hotSpan)) {
+		return ko
+	}
+	return ko + 1
 }
 
 // hotLast answers an exact distinct count over a hot entity read at or
@@ -40,7 +70,7 @@ type hotSums struct {
 // only the partial bucket at from is scanned.
 type hotLast struct {
 	last   map[uint64]int64
-	counts []int32
+	counts [hotLevels][]int32
 }
 
 // bucket holds the moments of the non-null values of its events.
@@ -92,13 +122,17 @@ func firstPerColumn(aggs []aggPlan, keep func(*aggPlan) bool) []*aggPlan {
 	return out
 }
 
-// hotSpan is the bucket span of a view: about 256 buckets over its longest
-// exact window, and at least a second.
-func hotSpan(exactHorizon int64) int64 { return max(1000, exactHorizon/256) }
+// hotSpan is the fine bucket span of a view: about 2048 fine buckets (256
+// middle, 32 top) over its longest exact window, and at least 100 ms.
+func hotSpan(exactHorizon int64) int64 { return max(100, exactHorizon/2048) }
+
+// levelShift is log2(hotFan) * l: fine bucket offset k is k>>levelShift(l)
+// at level l.
+func levelShift(l int) uint { return uint(3 * l) }
 
 // hotBuild builds e's buckets from its raw events.
 func (p *partition) hotBuild(v *View, slot uint32, e *entity) *hotSums {
-	hs := &hotSums{first: floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan), cols: make([][]bucket, len(v.hotAggs)),
+	hs := &hotSums{first: floorDiv(floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan), hotAlign) * hotAlign, cols: make([][hotLevels][]bucket, len(v.hotAggs)),
 		dist: make([]hotLast, len(v.hotDistAggs))}
 	for c := range hs.dist {
 		hs.dist[c].last = map[uint64]int64{}
@@ -120,15 +154,20 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 		return // older than every bucket kept: counts in no complete one
 	}
 	// Buckets that end at or before the horizon can never be read again.
-	if old := floorDiv(e.newest-v.horizon, v.hotSpan) - hs.first; old > 0 {
-		for c := range hs.cols {
-			n := min(int(old), len(hs.cols[c]))
-			hs.cols[c] = append(hs.cols[c][:0], hs.cols[c][n:]...)
+	if old := (floorDiv(e.newest-v.horizon, v.hotSpan) - hs.first) / hotAlign * hotAlign; old > 0 {
+		for l := range hotLevels {
+			o := int(old >> levelShift(l))
+			for c := range hs.cols {
+				n := min(o, len(hs.cols[c][l]))
+				hs.cols[c][l] = append(hs.cols[c][l][:0], hs.cols[c][l][n:]...)
+			}
+			for c := range hs.dist {
+				n := min(o, len(hs.dist[c].counts[l]))
+				hs.dist[c].counts[l] = append(hs.dist[c].counts[l][:0], hs.dist[c].counts[l][n:]...)
+			}
 		}
-		for c := range hs.dist {
-			n := min(int(old), len(hs.dist[c].counts))
-			hs.dist[c].counts = append(hs.dist[c].counts[:0], hs.dist[c].counts[n:]...)
-		}
+		n := min(int(old), len(hs.evs))
+		hs.evs = append(hs.evs[:0], hs.evs[n:]...)
 		hs.first += old
 		if k < hs.first {
 			return
@@ -136,6 +175,10 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 	}
 	i := int(k - hs.first)
 	ts := p.rawTs(v, e, at)
+	for len(hs.evs) <= i {
+		hs.evs = append(hs.evs, 0)
+	}
+	hs.evs[i]++
 	for c, a := range v.hotDistAggs {
 		x := p.rawVal(a, at)
 		if isNull(a, x) {
@@ -147,25 +190,34 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 			continue
 		}
 		if seen {
-			if j := floorDiv(prev, v.hotSpan) - hs.first; j >= 0 && j < int64(len(d.counts)) {
-				d.counts[j]--
+			if j := floorDiv(prev, v.hotSpan) - hs.first; j >= 0 && j < int64(len(d.counts[0])) {
+				for l := range hotLevels {
+					d.counts[l][j>>levelShift(l)]--
+				}
 			}
 		}
 		d.last[x] = ts
-		for len(d.counts) <= i {
-			d.counts = append(d.counts, 0)
+		for l := range hotLevels {
+			j := i >> levelShift(l)
+			for len(d.counts[l]) <= j {
+				d.counts[l] = append(d.counts[l], 0)
+			}
+			d.counts[l][j]++
 		}
-		d.counts[i]++
 	}
 	for c, a := range v.hotAggs {
 		x := p.rawVal(a, at)
 		if isNull(a, x) {
 			continue
 		}
-		for len(hs.cols[c]) <= i {
-			hs.cols[c] = append(hs.cols[c], bucket{})
+		f := math.Float64frombits(x)
+		for l := range hotLevels {
+			j := i >> levelShift(l)
+			for len(hs.cols[c][l]) <= j {
+				hs.cols[c][l] = append(hs.cols[c][l], bucket{})
+			}
+			hs.cols[c][l][j].add(f)
 		}
-		hs.cols[c][i].add(math.Float64frombits(x))
 	}
 }
 
@@ -186,9 +238,22 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 		hs = p.hotBuild(v, rc.slot, e)
 	}
 	span := v.hotSpan
-	oldest := p.rawTs(v, e, v.rawAt(e, 0))
-	kb := max(floorDiv(from+span-1, span), floorDiv(oldest, span)+1, hs.first)
-	ke := min(floorDiv(t+1, span)-1, hs.first+int64(len(hs.cols[c]))-1)
+	// The first whole bucket at or after from; when the window reaches back
+	// past the oldest raw event, the oldest raw event's bucket if it is whole
+	// (then no raw event is scanned at the tail edge).
+	kw := p.whole(v, e, hs)
+	kb := max(floorDiv(from+span-1, span), kw)
+	if from <= p.rawTs(v, e, v.rawAt(e, 0)) {
+		kb = kw
+	}
+	// The last bucket: the newest when the read is at or after the entity's
+	// newest event (every event of it is at or before t), else the last that
+	// ends at or before t.
+	last := hs.first + int64(len(hs.cols[c][0])) - 1
+	ke := min(floorDiv(t+1, span)-1, last)
+	if t >= e.newest {
+		ke = last
+	}
 	if kb > ke {
 		return 0, m, false
 	}
@@ -216,8 +281,24 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 		add(at)
 	}
 	m.mergeBucket(&edge)
-	for _, b := range hs.cols[c][kb-hs.first : ke-hs.first+1] {
-		m.mergeBucket(&b)
+	// Fine buckets [lo, hi): the partial middle ones at each end, then the
+	// top ones between.
+	lo, hi := kb-hs.first, ke-hs.first+1
+	for l := range hotLevels {
+		b := hs.cols[c][l]
+		if l < hotLevels-1 {
+			for ; lo < hi && lo%hotFan != 0; lo++ {
+				m.mergeBucket(&b[lo])
+			}
+			for ; lo < hi && hi%hotFan != 0; hi-- {
+				m.mergeBucket(&b[hi-1])
+			}
+			lo, hi = lo/hotFan, hi/hotFan
+			continue
+		}
+		for k := lo; k < hi; k++ {
+			m.mergeBucket(&b[k])
+		}
 	}
 	hotReads.Add(1)
 	return m.n, m, true
@@ -237,19 +318,41 @@ func (p *partition) hotDistinct(v *View, e *entity, rc *readCache, a *aggPlan, i
 	}
 	// A window reaching past the oldest raw event counts what raw holds:
 	// the values seen since it (an older value's newest time is older).
-	from = max(from, p.rawTs(v, e, v.rawAt(e, 0)))
 	hs := p.hot[rc.slot]
 	if hs == nil {
 		hs = p.hotBuild(v, rc.slot, e)
 	}
 	span := v.hotSpan
 	kb := floorDiv(from+span-1, span)
+	if oldest := p.rawTs(v, e, v.rawAt(e, 0)); from <= oldest {
+		// Every raw event is in the window: from the oldest's bucket if it
+		// is whole (its values were all seen in raw events still held), with
+		// no scan.
+		from = oldest
+		if kw := p.whole(v, e, hs); kw <= floorDiv(oldest, span) {
+			kb, from = kw, kw*span
+		} else {
+			kb = floorDiv(from+span-1, span)
+		}
+	}
 	if kb < hs.first {
 		return 0, false
 	}
 	d := &hs.dist[c]
-	for k := kb - hs.first; k < int64(len(d.counts)); k++ {
-		n += int(d.counts[k])
+	// Fine buckets from kb to the end, level by level.
+	lo := kb - hs.first
+	for l := range hotLevels {
+		cs := d.counts[l]
+		if l < hotLevels-1 {
+			for ; lo < int64(len(cs)) && lo%hotFan != 0; lo++ {
+				n += int(cs[lo])
+			}
+			lo = (lo + hotFan - 1) / hotFan
+			continue
+		}
+		for _, k := range cs[min(lo, int64(len(cs))):] {
+			n += int(k)
+		}
 	}
 	// Values last seen in [from, kb*span): scan that partial bucket.
 	edge := kb * span

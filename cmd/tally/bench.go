@@ -54,6 +54,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().StringVar(&opts.OutDir, "out", "", "report directory (default results/<timestamp>)")
 	cmd.Flags().StringSliceVar(&peers, "peers", nil, "peers to measure beside tally: redis, feast, onnxruntime (default all three)")
 	cmd.Flags().BoolVar(&opts.NoPlots, "no-plots", false, "skip the PNG plots")
+	cmd.Flags().BoolVar(&opts.UniformLookups, "uniform-lookups", false, "draw lookup keys uniformly over the users (default: with the events' skew)")
 	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "run tally without its write-ahead log (default: WAL with fsync=always)")
 	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score, cluster")
 	cmd.Flags().BoolVar(&opts.Cluster, "cluster", false, "also measure a single node beside 3-node clusters (R=3, R=1) of child processes: lookups, ingest, leader kills, a wiped replica's catch-up")

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -21,14 +24,30 @@ func demoCmd() *cobra.Command {
 	var rate, users, nodes int
 	var duration time.Duration
 	var seed uint64
+	var kafka string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nodes > 1 {
+				if kafka != "" {
+					return errors.New("--kafka streams into a single node: leave out --nodes")
+				}
 				return demoCluster(cmd, f, nodes, rate, users, seed, duration)
 			}
-			r, log, err := f.start()
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			cfg, repo, dir, err := f.load()
+			if err != nil {
+				return err
+			}
+			var prod *kafkaDemo
+			if kafka != "" {
+				if prod, err = newKafkaDemo(kafka, repo); err != nil {
+					return err
+				}
+				defer prod.cl.Close()
+			}
+			r, err := start(cfg, repo, dir, log)
 			if err != nil {
 				return err
 			}
@@ -42,7 +61,7 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := &demo{c: c, cs: []*client.Client{c}, out: cmd.OutOrStdout(),
+			d := &demo{c: c, cs: []*client.Client{c}, out: cmd.OutOrStdout(), kafka: prod,
 				gen: workload.New(workload.Config{Seed: seed, Users: users, Merchants: 500, FraudRate: 0.002})}
 			runErr := d.run(ctx, rate)
 			if err := r.stop(log); err != nil {
@@ -57,15 +76,17 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of the synthetic stream")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "start this many local tally processes as a cluster (data dirs and logs under --data-dir) and stream into every node")
+	cmd.Flags().StringVar(&kafka, "kafka", "", "stream the transactions through this Kafka broker (host:port; topic "+demoTopic+", 8 partitions) instead of HTTP bulk ingest")
 	return cmd
 }
 
 type demo struct {
-	c   *client.Client
-	cs  []*client.Client // every node's client: ingest and lookups rotate over them
-	ids string           // cluster: request ids are ids+tick, so a retried ingest counts once
-	out io.Writer
-	gen *workload.Generator
+	c     *client.Client
+	cs    []*client.Client // every node's client: ingest and lookups rotate over them
+	ids   string           // cluster: request ids are ids+tick, so a retried ingest counts once
+	out   io.Writer
+	gen   *workload.Generator
+	kafka *kafkaDemo // nil: HTTP bulk ingest
 }
 
 // timeout bounds each of the demo's requests.
@@ -126,11 +147,16 @@ func (d *demo) run(ctx context.Context, rate int) error {
 			}
 		}
 		tctx, cancel := timeout()
-		wo := client.WriteOptions{}
-		if d.ids != "" {
-			wo.RequestID = d.ids + strconv.Itoa(ticks)
+		var err error
+		if d.kafka != nil {
+			err = d.kafka.produce(tctx, body)
+		} else {
+			wo := client.WriteOptions{}
+			if d.ids != "" {
+				wo.RequestID = d.ids + strconv.Itoa(ticks)
+			}
+			_, err = d.cs[ticks%len(d.cs)].IngestBulk(tctx, "transactions", body, wo)
 		}
-		_, err := d.cs[ticks%len(d.cs)].IngestBulk(tctx, "transactions", body, wo)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/tally-ml/tally/delta"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/history"
 	"github.com/tally-ml/tally/tabular"
@@ -42,17 +43,18 @@ func newBar(w io.Writer, total int, desc, unit string) *progressbar.ProgressBar 
 }
 
 func exportCmd() *cobra.Command {
-	var service, spine, out, dataDir, repoDir, tsKey string
+	var service, spine, out, dataDir, repoDir, tsKey, format string
 	var partial, quiet bool
 	cmd := &cobra.Command{
-		Use:   "export --service NAME --spine SPINE.(csv|parquet|ndjson) --out OUT.(parquet|csv|ndjson)",
+		Use:   "export --service NAME --spine SPINE.(csv|parquet|ndjson) --out OUT.(parquet|csv|ndjson) | --format delta --out DIR",
 		Short: "Write point-in-time-correct training data: a spine joined with a service's features as of each row",
 		Long: `export replays the node's event archive (its write-ahead log, read-only: the
 node may keep running) through the same aggregation code that serves online, and
 writes each spine row with the service's features exactly as a lookup at the start
 of that row's millisecond returned them. The spine needs the service's join keys,
 a timestamp column, and its request-context columns; other columns (a label) pass
-through. Rows come out in time order.`,
+through. Rows come out in time order. With --format delta, the rows are appended
+to the Delta Lake table in --out (created if missing) as one commit.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			repo, _, err := loadRepo(repoDir)
 			if err != nil {
@@ -84,7 +86,7 @@ through. Rows come out in time order.`,
 			if err != nil {
 				return fmt.Errorf("spine %s: %w", spine, err)
 			}
-			w, err := tabular.Create(out, j.Columns(s))
+			w, err := createOutput(out, format, j.Columns(s))
 			if err != nil {
 				return err
 			}
@@ -98,8 +100,15 @@ through. Rows come out in time order.`,
 				err = cerr
 			}
 			if err != nil {
-				os.Remove(out) // never leave a partial training set behind
+				if d, ok := w.(*delta.Writer); ok {
+					d.Discard() // the table stays as it was
+				} else {
+					os.Remove(out) // never leave a partial training set behind
+				}
 				return err
+			}
+			if d, ok := w.(*delta.Writer); ok {
+				fmt.Fprintf(cmd.OutOrStdout(), "committed version %d of the Delta table %s\n", d.Version(), out)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %d rows x %d features to %s: %d archive records replayed in %s (%.0f rows/s)\n",
 				st.Rows, len(j.Columns(s))-len(s.Columns()), out, st.Records, st.Elapsed.Round(time.Millisecond),
@@ -110,7 +119,8 @@ through. Rows come out in time order.`,
 	fl := cmd.Flags()
 	fl.StringVar(&service, "service", "", "feature service (required)")
 	fl.StringVar(&spine, "spine", "", "spine file: .csv, .parquet or .ndjson (required)")
-	fl.StringVar(&out, "out", "", "output file: .parquet, .csv or .ndjson (required)")
+	fl.StringVar(&out, "out", "", "output file: .parquet, .csv or .ndjson; with --format delta, the table's directory (required)")
+	fl.StringVar(&format, "format", "", "delta: append to the Delta table at --out as one commit (created if missing); default: the --out extension's format")
 	fl.StringVar(&dataDir, "data-dir", "./tally-data", "the node's data directory (its wal/ is the archive)")
 	fl.StringVar(&repoDir, "repo", "", "feature repo directory the node serves (default: the embedded fraud repo)")
 	fl.StringVar(&tsKey, "timestamp-key", "timestamp", "the spine's timestamp column")
@@ -120,4 +130,16 @@ through. Rows come out in time order.`,
 		cmd.MarkFlagRequired(f)
 	}
 	return cmd
+}
+
+// createOutput creates export's output: a file in the format of its
+// extension, or an append to the Delta table in the directory out.
+func createOutput(out, format string, cols []tabular.Column) (tabular.Writer, error) {
+	switch format {
+	case "":
+		return tabular.Create(out, cols)
+	case "delta":
+		return delta.Create(out, cols)
+	}
+	return nil, fmt.Errorf("--format %q: use delta, or leave it out to write the format of --out's extension (.parquet, .csv, .ndjson)", format)
 }

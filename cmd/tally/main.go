@@ -24,7 +24,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), demoCmd(), exportCmd(), importCmd(), modelCmd(), benchCmd(), adminCmd(), versionCmd())
+	root.AddCommand(serveCmd(), demoCmd(), exportCmd(), importCmd(), modelCmd(), benchCmd(), adminCmd(), versionCmd(), feastRepoCmd())
 	return root
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/history"
+	"github.com/tally-ml/tally/kafkasource"
 	"github.com/tally-ml/tally/node"
 )
 
@@ -88,6 +89,7 @@ type running struct {
 	ln        net.Listener
 	done      chan error
 	stopWatch context.CancelFunc
+	consumers []*kafkasource.Consumer // the repo's Kafka sources
 }
 
 // start opens the node on its data dir (node.Open: lock, recovery, the
@@ -109,6 +111,10 @@ func start(cfg node.Config, repo *features.Repo, dir fs.FS, log *slog.Logger) (*
 	r := &running{node: n, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
 	go n.WatchModels(watchCtx, time.Second, func(err error) { log.Warn("model reload failed", "err", err) })
+	if r.consumers, err = kafkasource.StartAll(n.Node, kafkasource.Options{Logger: log}); err != nil {
+		r.stop(log)
+		return nil, err
+	}
 	n.SetReady(true)
 	log.Info("tally serving", "listen", ln.Addr().String(), "views", len(repo.Views), "tables", len(repo.Tables),
 		"services", len(repo.Services), "data_dir", cfg.DataDir, "auth", len(cfg.APIKeys) > 0, "startup", time.Since(t0).Round(time.Millisecond))
@@ -128,6 +134,9 @@ func (r *running) stop(log *slog.Logger) error {
 	r.node.SetReady(false)
 	r.stopWatch()
 	log.Info("shutting down")
+	for _, c := range r.consumers {
+		c.Close()
+	}
 	if err := r.srv.Shutdown(); err != nil {
 		return err
 	}

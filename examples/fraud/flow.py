@@ -12,6 +12,12 @@ tally node, in four steps:
 
 Run it with run.sh, which builds and starts the node. The last lines are
 `RESULT key=value`, for tests.
+
+With --spark (run.sh --spark) the flow is the seed's notebook on Spark: the
+history is ingested and the spine joined as PySpark DataFrames, the training
+set lands in a Delta table, and the model is registered in an MLflow Model
+Registry (the tracking server run.sh starts) and served by tally from there:
+moving the alias `champion` to the new version swaps it in.
 """
 import argparse
 import os
@@ -45,6 +51,8 @@ def main():
     ap.add_argument("--hours", type=float, help="hours of history to backfill")
     ap.add_argument("--live-seconds", type=float, help="seconds of live stream")
     ap.add_argument("--threshold", type=float, default=0.3, help="p(fraud) at which a transaction is flagged")
+    ap.add_argument("--spark", action="store_true",
+                    help="PySpark DataFrames, a Delta training table and the MLflow Model Registry (MLFLOW_TRACKING_URI)")
     args = ap.parse_args()
     users, rate, hours, live_s = SIZES["small" if args.small else "default"]
     users, rate = args.users or users, args.rate or rate
@@ -52,14 +60,15 @@ def main():
 
     client = Client(args.url)
     world = generate.make_world(users, args.seed)
+    args.session = spark_session(args.workdir) if args.spark else None
 
     header("Step 1 of 4: stream features", "seed: performant stream processing pipelines in Tecton")
     features = step_features(client)
-    history = step_backfill(client, world, args.seed, rate, hours)
+    history = step_backfill(client, world, args.seed, rate, hours, args.session)
 
     header("Step 2 of 4: train a model with time-travelled features, tracked in MLflow",
            "seed: training a model with features from Tecton using Databricks and MLflow")
-    training = step_training_data(client, history)
+    training = step_training_data(client, history, args)
     model = step_train(args, training, features)
 
     header("Step 3 of 4: serve the model", "seed: creating a model serving endpoint in Databricks using MLflow")
@@ -89,7 +98,7 @@ def step_features(client):
     return [f["name"] for f in svc["features"]]
 
 
-def step_backfill(client, world, seed, rate, hours):
+def step_backfill(client, world, seed, rate, hours, spark=None):
     now = now_ms()
     end = now - MINUTE  # up to a minute ago
     start = end - int(hours * 3_600_000)
@@ -104,7 +113,12 @@ def step_backfill(client, world, seed, rate, hours):
     t = time.monotonic()
     # The profile is valid from the start of history, so every historical row sees it.
     rows = client.upload_table("user_profile", world.profile(), as_of=start)
-    res = client.ingest("transactions", history, backfill=True)
+    if spark is not None:
+        events = spark.createDataFrame(history)
+        res = client.ingest("transactions", events, backfill=True)
+        print(f"    (a Spark DataFrame of {events.rdd.getNumPartitions()} partitions, streamed through the driver)")
+    else:
+        res = client.ingest("transactions", history, backfill=True)
     took = time.monotonic() - t
     print(f"    uploaded user_profile ({rows:,} rows, valid from {iso(start)}) and backfilled {res.accepted:,} "
           f"transactions in {took:.1f} s ({res.accepted / took:,.0f}/s; {res.too_late} too late)")
@@ -114,10 +128,22 @@ def step_backfill(client, world, seed, rate, hours):
 
 # Step 2.
 
-def step_training_data(client, history):
+def step_training_data(client, history, args):
     spine = history[["user_id", "merchant", "country", "timestamp", "amt", "lat", "long", "is_fraud"]]
     t = time.monotonic()
-    training = client.get_historical_features(SERVICE, spine, timestamp_key="timestamp")
+    if args.session is not None:
+        # The seed's notebook: a Spark spine in, a Spark DataFrame out, saved to the lakehouse as Delta.
+        sdf = args.session.createDataFrame(spine.assign(row=np.arange(len(spine))))
+        training_sdf = client.get_historical_features(SERVICE, sdf, timestamp_key="timestamp",
+                                                      spark_output_dir=str(args.workdir / "historical"))
+        table = args.workdir / "training.delta"
+        training_sdf.write.format("delta").mode("overwrite").save(str(table))
+        training = (args.session.read.format("delta").load(str(table)).toPandas()
+                    .sort_values("row").set_index(spine.index).drop(columns="row"))
+        print(f"    (Spark: the training set is a Spark DataFrame, saved as the Delta table {table})")
+        result("delta_rows", len(training))
+    else:
+        training = client.get_historical_features(SERVICE, spine, timestamp_key="timestamp")
     took = time.monotonic() - t
     print(f"2a. Training data by time travel: get_historical_features({SERVICE!r}, spine) on {len(spine):,} labelled "
           f"transactions in {took:.1f} s.")
@@ -157,10 +183,15 @@ def step_train(args, training, features):
     params = dict(n_estimators=100, max_depth=10, min_samples_leaf=5, max_samples=0.3)
     store = args.workdir / "mlflow"
     store.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     experiment = "tally-fraud"
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location=(store / "artifacts").as_uri())
+    if args.spark:  # the tracking server run.sh started, with its model registry
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment)
+    else:
+        mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=(store / "artifacts").as_uri())
     mlflow.set_experiment(experiment)
 
     t = time.monotonic()
@@ -189,6 +220,12 @@ def step_train(args, training, features):
                                  pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
                                  skops_trusted_types=["sklearn.tree._tree.Tree"])
         mlflow.log_artifact(str(onnx_path), artifact_path="onnx")
+        if args.spark:
+            import mlflow.onnx
+
+            info = mlflow.onnx.log_model(onx, name="onnx-model", registered_model_name=REGISTERED_MODEL,
+                                         pip_requirements=["onnxruntime"])
+            args.model_version = str(info.registered_model_version)
     print(f"2b. Trained a RandomForestClassifier({', '.join(f'{k}={v}' for k, v in params.items())}) on "
           f"{len(y_train):,} rows ({int(y_train.sum())} fraud) in {fit_s:.1f} s.")
     print(f"    Held out the last 25% of time ({len(y_test):,} rows, {int(y_test.sum())} fraud): ROC AUC {metrics['roc_auc']:.3f}, "
@@ -201,6 +238,9 @@ def step_train(args, training, features):
     print(f"    (look at it: .venv/bin/mlflow ui --backend-store-uri sqlite:///{store / 'mlflow.db'})")
     result("heldout_auc", f"{metrics['roc_auc']:.4f}")
     result("mlflow_run_id", run.info.run_id)
+    if args.spark:
+        print(f"    Registered the ONNX model as models:/{REGISTERED_MODEL}/{args.model_version}")
+        result("model_version", args.model_version)
     result("mlflow_tracking_uri", mlflow.get_tracking_uri())
     return clf
 
@@ -224,12 +264,19 @@ def step_serve(args, client, clf, history):
         probes.append((abs(fraud_p(pred) - sklearn_p(pred)), tx, fraud_p(pred)))
     _, probe, p_before = max(probes, key=lambda x: x[0])
 
-    repo_model = args.workdir / "repo" / "fraud_model.onnx"
-    tmp = repo_model.with_suffix(".onnx.tmp")
-    tmp.write_bytes((args.workdir / "fraud_model.onnx").read_bytes())
-    os.replace(tmp, repo_model)  # atomic: tally never reads half a file
-    print(f"Wrote the ONNX model over {repo_model}: the seed registers the model and enables an MLflow")
-    print("serving endpoint; tally watches its feature repo's model files (every second) and scores in process.")
+    if args.spark:
+        from mlflow import MlflowClient
+
+        MlflowClient().set_registered_model_alias(REGISTERED_MODEL, "champion", args.model_version)
+        print(f"Moved the alias models:/{REGISTERED_MODEL}@champion to version {args.model_version}: tally serves that alias")
+        print("from the registry, polls it (every second here) and swaps the new version in without dropping requests.")
+    else:
+        repo_model = args.workdir / "repo" / "fraud_model.onnx"
+        tmp = repo_model.with_suffix(".onnx.tmp")
+        tmp.write_bytes((args.workdir / "fraud_model.onnx").read_bytes())
+        os.replace(tmp, repo_model)  # atomic: tally never reads half a file
+        print(f"Wrote the ONNX model over {repo_model}: the seed registers the model and enables an MLflow")
+        print("serving endpoint; tally watches its feature repo's model files (every second) and scores in process.")
     t = time.monotonic()
     deadline = t + 30
     while True:
@@ -244,6 +291,10 @@ def step_serve(args, client, clf, history):
     print(f"tally reloaded the model after {took:.1f} s: the probe transaction ({probe.user_id}, ${probe.amt:,.2f}) "
           f"scored p(fraud) {p_before:.3f} with the default model, now {p_now:.3f} (scikit-learn on the same "
           f"features: {p_want:.3f})")
+    if args.spark:
+        svc = next(s for s in client.feature_services() if s["name"] == SERVICE)
+        print(f"GET /api/v1/feature-services: model {svc['model']['source']} serving version {svc['model']['version']}")
+        result("serving_version", svc["model"]["version"])
     result("model_reloaded", "true")
     result("reload_seconds", f"{took:.1f}")
 
@@ -330,6 +381,26 @@ def skew_check(client, live, served):
 
 
 # Helpers.
+
+REGISTERED_MODEL = "fraud_detector"
+
+
+def spark_session(workdir):
+    """A local SparkSession with Delta Lake (jars cached by scripts/spark-setup.sh)."""
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    root = Path(__file__).resolve().parents[2]
+    b = (SparkSession.builder.master("local[2]").appName("tally-fraud-example")
+         .config("spark.jars.ivy", str(root / ".venv" / "ivy2"))
+         .config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "2")
+         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"))
+    s = configure_spark_with_delta_pip(b).getOrCreate()
+    s.sparkContext.setLogLevel("ERROR")
+    return s
+
 
 def join_keys(tx):
     return {"user_id": tx.user_id, "merchant": tx.merchant, "country": tx.country}

@@ -15,7 +15,7 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 import requests
 
-from . import _convert
+from . import _convert, _spark
 from .errors import AuthenticationError, ConnectionError, NotFoundError, PermissionDeniedError, TallyError, error_for_status
 
 __all__ = ["Client", "FeatureVector", "Prediction", "IngestResult"]
@@ -327,8 +327,14 @@ class Client:
         return _frame(names, columns, svc.data_types, index)
 
     def get_historical_features(
-        self, service: str, spine: pd.DataFrame, *, timestamp_key: str = "timestamp", timeout: float = 3600.0
-    ) -> pd.DataFrame:
+        self,
+        service: str,
+        spine: pd.DataFrame | Any,
+        *,
+        timestamp_key: str = "timestamp",
+        timeout: float = 3600.0,
+        spark_output_dir: str | None = None,
+    ) -> pd.DataFrame | Any:
         """Point-in-time features for training: each spine row gets the features
         a lookup at the start of its timestamp's millisecond would have returned
         (only events the node had by then; no leakage).
@@ -350,9 +356,19 @@ class Client:
 
         Only the needed columns are sent, as Parquet; a spine over the node's
         32 MiB body limit is refused here: use ``tally export`` for bigger sets.
+
+        A PySpark DataFrame spine gives a PySpark DataFrame: the spine's
+        columns (their Spark types) and the features. Its rows stream through
+        the driver (``toLocalIterator``) in chunks of 200,000, one request each
+        (each replays the node's archive), and each chunk's answer is appended
+        as Parquet to ``spark_output_dir``, which the result reads (default: a
+        temporary directory removed when Python exits, which only local mode's
+        executors can read: on a cluster pass a shared path). Row order is not
+        kept (a Spark DataFrame has none); carry an id column to join back.
         """
-        if not isinstance(spine, pd.DataFrame):
-            raise TypeError(f"spine must be a pandas DataFrame, got {type(spine).__name__}")
+        spark = _spark.is_spark_frame(spine)
+        if not spark and not isinstance(spine, pd.DataFrame):
+            raise TypeError(f"spine must be a pandas or PySpark DataFrame, got {type(spine).__name__}")
         svc = self._service(service)
         cols = [str(c) for c in spine.columns]
         need = [*svc.join_keys, timestamp_key, *svc.request_context]
@@ -367,6 +383,17 @@ class Client:
         clash = [c for c in cols if c == ROW_COLUMN or c in svc.features]
         if clash:
             raise ValueError(f"spine column(s) {clash} clash with the features or the row column the client adds; rename them")
+        if spark:
+            return _spark.historical(
+                self,
+                service,
+                spine,
+                timestamp_key=timestamp_key,
+                timeout=timeout,
+                output_dir=spark_output_dir,
+                chunk_rows=_spark.SPINE_CHUNK_ROWS,
+                join=lambda chunk: self.get_historical_features(service, chunk, timestamp_key=timestamp_key, timeout=timeout),
+            )
         if len(spine) == 0:
             empty = _frame(svc.features, [[] for _ in svc.features], svc.data_types, spine.index)
             return _join(spine, empty)
@@ -417,7 +444,7 @@ class Client:
     def ingest(
         self,
         source: str,
-        data: pd.DataFrame | Sequence[Mapping[str, Any]],
+        data: pd.DataFrame | Sequence[Mapping[str, Any]] | Any,
         *,
         backfill: bool = False,
         dry_run: bool = False,
@@ -437,7 +464,27 @@ class Client:
         a chunk is refused, the raised error's ``accepted_before`` says how many
         records earlier chunks applied (they stay applied), and its ``records``
         indexes count from the start of ``data``.
+
+        ``data`` may be a PySpark DataFrame: its rows stream through the driver
+        (``toLocalIterator``, one partition at a time) in chunks of 50,000,
+        never collected whole; TimestampType columns are sent as the instants
+        they are (whatever the session's time zone).
         """
+        if _spark.is_spark_frame(data):
+            total = IngestResult(accepted=0, too_late=0, dry_run=dry_run)
+            start = 0
+            for chunk in _spark.record_chunks(data, INGEST_CHUNK_RECORDS):
+                try:
+                    res = self.ingest(source, chunk, backfill=backfill, dry_run=dry_run)
+                except TallyError as e:
+                    e.accepted_before += total.accepted
+                    for rec in e.records:
+                        if isinstance(rec.get("index"), int):
+                            rec["index"] += start
+                    raise
+                total = IngestResult(accepted=total.accepted + res.accepted, too_late=total.too_late + res.too_late, dry_run=dry_run)
+                start += len(chunk)
+            return total
         keys = self._join_key_names()
         self._check_workspace()
         cols, rows = _convert.records(data, keys)

@@ -1,0 +1,359 @@
+package delta
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tally-ml/tally/tabular"
+)
+
+// LogDir is the table's commit log directory, inside the table directory.
+const LogDir = "_delta_log"
+
+// maxCommitAttempts bounds the retries of a commit that loses races.
+const maxCommitAttempts = 100
+
+// Writer appends rows to a Delta table: Write buffers them into the new
+// data file, Close commits it. It implements tabular.Writer.
+type Writer struct {
+	dir     string
+	cols    []tabular.Column
+	schema  string
+	file    *os.File
+	name    string // data file name in dir
+	counter *countingWriter
+	buf     *bufio.Writer
+	pw      tabular.Writer
+	rows    int64
+	done    bool
+	version int64
+	// Now is the commit's clock (time.Now).
+	Now func() time.Time
+}
+
+// Create opens the Delta table in dir for an append of rows with cols,
+// creating the directory and the table when they do not exist. An existing
+// table must have exactly these columns and types (in this order);
+// otherwise Create refuses, writing nothing.
+func Create(dir string, cols []tabular.Column) (*Writer, error) {
+	schema, err := SchemaString(cols)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, LogDir), 0o755); err != nil {
+		return nil, fmt.Errorf("delta table %s: %w", dir, err)
+	}
+	if _, meta, err := snapshot(dir); err != nil {
+		return nil, err
+	} else if meta != nil && meta.SchemaString != schema {
+		return nil, fmt.Errorf("delta table %s has the schema %s; this export's is %s: write to a new table (another --out directory)", dir, meta.SchemaString, schema)
+	}
+	name := "part-00000-" + uuid() + "-c000.zstd.parquet"
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("delta table %s: %w", dir, err)
+	}
+	buf := bufio.NewWriterSize(f, 1<<20)
+	cw := &countingWriter{w: buf}
+	pw, err := tabular.NewWriter(tabular.Parquet, cw, cols)
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return &Writer{dir: dir, cols: cols, schema: schema, file: f, name: name, counter: cw, buf: buf, pw: pw, Now: time.Now}, nil
+}
+
+// Write adds a row to the data file (see tabular.Writer).
+func (w *Writer) Write(row []tabular.Value) error {
+	if w.done {
+		return tabular.ErrClosed
+	}
+	w.rows++
+	return w.pw.Write(row)
+}
+
+// Close finishes the data file and commits it as the table's next
+// version; on an error the data file is removed and the table is as it
+// was. Version then reports the version committed.
+func (w *Writer) Close() error {
+	if w.done {
+		return tabular.ErrClosed
+	}
+	w.done = true
+	err := w.pw.Close()
+	if err == nil {
+		err = w.buf.Flush()
+	}
+	if err == nil {
+		err = w.file.Sync()
+	}
+	if cerr := w.file.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		w.version, err = w.commit()
+	}
+	if err != nil {
+		os.Remove(filepath.Join(w.dir, w.name))
+		return fmt.Errorf("delta table %s: %w", w.dir, err)
+	}
+	return nil
+}
+
+// Discard abandons the append: the data file is removed, nothing is
+// committed. It does nothing after Close.
+func (w *Writer) Discard() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.file.Close()
+	return os.Remove(filepath.Join(w.dir, w.name))
+}
+
+// Version is the version Close committed.
+func (w *Writer) Version() int64 { return w.version }
+
+// Rows is the number of rows written.
+func (w *Writer) Rows() int64 { return w.rows }
+
+func (w *Writer) commit() (int64, error) {
+	now := w.Now().UnixMilli()
+	stats, _ := json.Marshal(map[string]int64{"numRecords": w.rows})
+	add := map[string]any{"add": map[string]any{
+		"path": w.name, "partitionValues": map[string]string{}, "size": w.counter.n,
+		"modificationTime": now, "dataChange": true, "stats": string(stats)}}
+	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
+		latest, meta, err := snapshot(w.dir)
+		if err != nil {
+			return 0, err
+		}
+		if meta != nil && meta.SchemaString != w.schema {
+			return 0, fmt.Errorf("another writer changed the table's schema to %s: write to a new table", meta.SchemaString)
+		}
+		version := latest + 1
+		info := map[string]any{"commitInfo": map[string]any{"timestamp": now, "operation": "WRITE",
+			"operationParameters": map[string]string{"mode": "Append"}, "isBlindAppend": true,
+			"engineInfo": "tally", "readVersion": latest}}
+		if latest < 0 {
+			delete(info["commitInfo"].(map[string]any), "readVersion")
+		}
+		actions := []any{info}
+		if meta == nil {
+			actions = append(actions,
+				map[string]any{"protocol": map[string]int{"minReaderVersion": 1, "minWriterVersion": 2}},
+				map[string]any{"metaData": metaData{ID: uuid(), Format: format{Provider: "parquet", Options: map[string]string{}},
+					SchemaString: w.schema, PartitionColumns: []string{}, Configuration: map[string]string{}, CreatedTime: now}})
+		}
+		actions = append(actions, add)
+		var body []byte
+		for _, a := range actions {
+			b, err := json.Marshal(a)
+			if err != nil {
+				return 0, err
+			}
+			body = append(append(body, b...), '\n')
+		}
+		switch err := createExclusive(filepath.Join(w.dir, LogDir, commitName(version)), body); {
+		case err == nil:
+			return version, nil
+		case errors.Is(err, fs.ErrExist):
+			continue // another writer committed this version: read it, try the next
+		default:
+			return 0, fmt.Errorf("commit version %d: %w", version, err)
+		}
+	}
+	return 0, fmt.Errorf("commit: lost the race to other writers %d times in a row", maxCommitAttempts)
+}
+
+// createExclusive writes body to a temporary file, syncs it and links it
+// to name, failing with fs.ErrExist if name exists: the commit appears
+// whole or not at all.
+func createExclusive(name string, body []byte) error {
+	tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+"."+uuid()+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	_, err = f.Write(body)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp, name); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(name)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func commitName(v int64) string { return fmt.Sprintf("%020d.json", v) }
+
+type format struct {
+	Provider string            `json:"provider"`
+	Options  map[string]string `json:"options"`
+}
+
+type metaData struct {
+	ID               string            `json:"id"`
+	Format           format            `json:"format"`
+	SchemaString     string            `json:"schemaString"`
+	PartitionColumns []string          `json:"partitionColumns"`
+	Configuration    map[string]string `json:"configuration"`
+	CreatedTime      int64             `json:"createdTime"`
+}
+
+// snapshot reads the log: the newest version (-1 for no table) and the
+// table's newest metaData (nil for none). A protocol this writer does not
+// satisfy is an error.
+func snapshot(dir string) (int64, *metaData, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, LogDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, nil, fmt.Errorf("delta table %s: %w", dir, err)
+	}
+	var versions []int64
+	for _, e := range ents {
+		n := e.Name()
+		if base, ok := strings.CutSuffix(n, ".json"); ok && len(base) == 20 {
+			if v, err := strconv.ParseInt(base, 10, 64); err == nil {
+				versions = append(versions, v)
+			}
+		}
+		if strings.HasSuffix(n, ".checkpoint.parquet") || n == "_last_checkpoint" {
+			// A checkpoint may stand for commits that were since removed;
+			// reading it is beyond this writer.
+			return 0, nil, fmt.Errorf("delta table %s has checkpoints (written by another engine): tally appends only to tables it created and that no other engine has checkpointed", dir)
+		}
+	}
+	if len(versions) == 0 {
+		return -1, nil, nil
+	}
+	sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
+	for i, v := range versions {
+		if v != int64(i) {
+			return 0, nil, fmt.Errorf("delta table %s: commit %d is missing from %s (log cleaned up by another engine?): tally appends only to tables with a complete log", dir, i, LogDir)
+		}
+	}
+	var meta *metaData
+	for _, v := range versions {
+		b, err := os.ReadFile(filepath.Join(dir, LogDir, commitName(v)))
+		if err != nil {
+			return 0, nil, fmt.Errorf("delta table %s: %w", dir, err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			var a struct {
+				MetaData *metaData `json:"metaData"`
+				Protocol *struct {
+					MinReaderVersion int      `json:"minReaderVersion"`
+					MinWriterVersion int      `json:"minWriterVersion"`
+					WriterFeatures   []string `json:"writerFeatures"`
+				} `json:"protocol"`
+			}
+			if err := json.Unmarshal([]byte(line), &a); err != nil {
+				return 0, nil, fmt.Errorf("delta table %s: %s line %d: %w", dir, commitName(v), i+1, err)
+			}
+			if a.MetaData != nil {
+				meta = a.MetaData
+			}
+			if p := a.Protocol; p != nil && (p.MinWriterVersion > 2 || p.MinReaderVersion > 1) {
+				return 0, nil, fmt.Errorf("delta table %s needs writer version %d (features %v): tally writes protocol 1/2 only; write to a new table", dir, p.MinWriterVersion, p.WriterFeatures)
+			}
+		}
+	}
+	if meta == nil {
+		return 0, nil, fmt.Errorf("delta table %s: the log has no metaData", dir)
+	}
+	if len(meta.PartitionColumns) > 0 {
+		return 0, nil, fmt.Errorf("delta table %s is partitioned by %v: tally appends to unpartitioned tables only", dir, meta.PartitionColumns)
+	}
+	return versions[len(versions)-1], meta, nil
+}
+
+// SchemaString is the Spark StructType JSON of cols, as a Delta table's
+// metaData holds it.
+func SchemaString(cols []tabular.Column) (string, error) {
+	type field struct {
+		Name     string            `json:"name"`
+		Type     any               `json:"type"`
+		Nullable bool              `json:"nullable"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	type array struct {
+		Type         string `json:"type"`
+		ElementType  string `json:"elementType"`
+		ContainsNull bool   `json:"containsNull"`
+	}
+	fields := make([]field, len(cols))
+	for i, c := range cols {
+		var t any
+		switch c.Type {
+		case tabular.String:
+			t = "string"
+		case tabular.Float64:
+			t = "double"
+		case tabular.Int64:
+			t = "long"
+		case tabular.Bool:
+			t = "boolean"
+		case tabular.Timestamp:
+			t = "timestamp"
+		case tabular.Float64List:
+			t = array{Type: "array", ElementType: "double", ContainsNull: true}
+		case tabular.StringList:
+			t = array{Type: "array", ElementType: "string", ContainsNull: true}
+		default:
+			return "", fmt.Errorf("column %q: type %v has no Delta type", c.Name, c.Type)
+		}
+		fields[i] = field{Name: c.Name, Type: t, Nullable: true, Metadata: map[string]string{}}
+	}
+	b, err := json.Marshal(map[string]any{"type": "struct", "fields": fields})
+	return string(b), err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// uuid is a random (version 4) UUID.
+func uuid() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

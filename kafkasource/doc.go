@@ -1,0 +1,50 @@
+// Package kafkasource consumes the Kafka topics of a repo's sources (a
+// source's `kafka:` block, features.Kafka) into a node, exactly once.
+//
+// One consumer per source: a franz-go client lists the topic's partitions
+// and reads every one of them directly (no group membership), each from
+// the state's next offset, or from the source's start position (earliest:
+// a backfill of what the topic retains; latest) for a partition the state
+// holds none of. For each fetched batch of each partition, the valid
+// records become one store.Batch committed with the batch's offsets
+// [first, next) in the same log record (Sink.IngestStream,
+// store.CommitStream), and the state keeps the next offset of every
+// partition, in its snapshots too: a restart, even after kill -9, resumes
+// from what tally itself logged, at once (no group session to wait out).
+// The state's offsets are committed to the source's group each second,
+// for monitoring tools only; tally never reads them back. Partitions added
+// to the topic later are read after a restart.
+//
+// Bad records (not JSON, a missing join key, a bad timestamp, too late or
+// too far ahead, a field of the wrong type) are left out of their batch,
+// never stop the partition, and are counted in
+// tally_kafka_records_rejected_total{source,reason}, logged (at most one
+// line a second per source, with topic, partition and offset) and, with
+// dead_letter_topic, produced there as they were with headers saying why
+// (before the batch commits, so none is lost).
+//
+// Backpressure: the loop is synchronous, poll -> decode -> commit (durable
+// and applied) -> poll, over a bounded fetch buffer, so fetching stops
+// while the log or the apply is behind; a log that refuses writes is
+// retried with backoff, holding the batch. A broker outage is retried by
+// the client with backoff; fetch errors are counted
+// (tally_kafka_fetch_errors_total) and logged. Lag per partition (the high
+// watermark minus the next offset) is tally_kafka_lag{source,topic,partition};
+// a source's max_lag makes /readyz answer 503 while any partition exceeds it.
+//
+// Topologies. A single node reads every partition itself: one node per
+// group. Two single nodes configured with the same group each read every
+// partition into their own state, each exactly once (replicas, not a
+// split: there is no rebalance between single nodes). Spreading partitions
+// over nodes is the cluster's (issue #12): its consumers commit through
+// Sink, the replicated log, with the batch's offsets as the request id,
+// and the apply skips a range the state holds, so a consumer-group
+// rebalance or a node failure never counts a record twice; a consumer
+// whose range was skipped goes on from the state's offset.
+//
+// A topic deleted and recreated under the same name restarts at offset 0,
+// below the offsets the state holds: its records are skipped as counted
+// until they pass them, and the consumer logs an error and counts
+// tally_kafka_offset_regressions_total when it sees a high watermark below
+// the state's offset. Consume a recreated topic under a new topic name.
+package kafkasource

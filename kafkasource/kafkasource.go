@@ -1,0 +1,489 @@
+package kafkasource
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
+)
+
+// Sink is what a consumer writes through: the node itself for a single
+// node; in a cluster, the router, which commits through the replicated log
+// with pos as the request id. IngestStream commits the valid events of the
+// range pos exactly once and reports whether they were applied (false: the
+// state held the range already, and the consumer goes on from
+// StreamOffset). StreamOffset is the state's next offset of a partition.
+type Sink interface {
+	IngestStream(b *store.Batch, pos store.StreamPos) (applied bool, err error)
+	StreamOffset(source, topic string, partition int32) (next int64, ok bool)
+}
+
+var _ Sink = (*node.Node)(nil)
+
+// Options are a consumer's settings beyond its source's kafka block.
+type Options struct {
+	Logger *slog.Logger // nil discards
+	// Metrics receives the consumer's metrics; nil: the node's set.
+	Metrics *metrics.Set
+	// MaxPollRecords bounds one poll (and so one batch per partition);
+	// default 10000.
+	MaxPollRecords int
+	// ClientOpts are appended to the franz-go client's options (tests).
+	ClientOpts []kgo.Opt
+}
+
+// Consumer consumes one source's topic. Start it with Start; Close stops it.
+type Consumer struct {
+	src    *features.Source
+	k      *features.Kafka
+	sink   Sink
+	dec    *node.StreamDecoder
+	base   []kgo.Opt   // the clients' options
+	admin  *kgo.Client // offsets, the group's commits, dead letters
+	cl     *kgo.Client // consumes the assigned partitions; set by run
+	parts  []int32     // the topic's partitions, once listed
+	logger *slog.Logger
+	set    *metrics.Set
+	opts   Options
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	lagMu sync.Mutex
+	lag   map[int32]*atomic.Int64 // per partition
+
+	fetchErrors, regressions, dlqErrors, committed *metrics.Counter
+	logLimit                                       rateLimit
+}
+
+// StartAll starts a consumer for every source of n's repo with a kafka
+// block; Close each to stop them. With none it returns nil.
+func StartAll(n *node.Node, opts Options) ([]*Consumer, error) {
+	var out []*Consumer
+	for _, s := range n.Repo().Sources {
+		if s.Kafka == nil {
+			continue
+		}
+		c, err := Start(n, n, s, opts)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Start starts consuming src's topic into sink; n decodes records (its
+// limits and clock judge them) and holds the metrics and /readyz check.
+func Start(n *node.Node, sink Sink, src *features.Source, opts Options) (*Consumer, error) {
+	k := src.Kafka
+	if k == nil {
+		return nil, fmt.Errorf("source %s has no kafka block", src.Name)
+	}
+	dec, err := n.NewStreamDecoder(src.Name, k.Fields, k.RecordTime)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = n.Metrics()
+	}
+	if opts.MaxPollRecords <= 0 {
+		opts.MaxPollRecords = 10000
+	}
+	c := &Consumer{src: src, k: k, sink: sink, dec: dec, logger: opts.Logger.With("source", src.Name, "topic", k.Topic), set: opts.Metrics, opts: opts,
+		done: make(chan struct{}), lag: map[int32]*atomic.Int64{}}
+	label := fmt.Sprintf(`{source=%q}`, src.Name)
+	c.fetchErrors = c.set.GetOrCreateCounter("tally_kafka_fetch_errors_total" + label)
+	c.regressions = c.set.GetOrCreateCounter("tally_kafka_offset_regressions_total" + label)
+	c.dlqErrors = c.set.GetOrCreateCounter("tally_kafka_dead_letter_errors_total" + label)
+	c.committed = c.set.GetOrCreateCounter("tally_kafka_records_consumed_total" + label)
+	for _, r := range []string{node.RejectNotJSON, node.RejectMissingKey, node.RejectBadTimestamp, node.RejectTooLate, node.RejectBadField} {
+		c.rejected(r) // every reason exported from the start, at 0
+	}
+	if c.base, err = c.clientOpts(); err != nil {
+		return nil, err
+	}
+	if c.admin, err = kgo.NewClient(c.base...); err != nil {
+		return nil, fmt.Errorf("source %s: kafka client: %w", src.Name, err)
+	}
+	if k.MaxLag > 0 {
+		n.AddReadyCheck(c.lagCheck)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go c.run(ctx)
+	return c, nil
+}
+
+func (c *Consumer) rejected(reason string) *metrics.Counter {
+	return c.set.GetOrCreateCounter(fmt.Sprintf(`tally_kafka_records_rejected_total{source=%q,reason=%q}`, c.src.Name, reason))
+}
+
+func (c *Consumer) clientOpts() ([]kgo.Opt, error) {
+	k := c.k
+	o := []kgo.Opt{
+		kgo.SeedBrokers(k.Brokers...),
+		kgo.FetchMaxBytes(16 << 20),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.RetryBackoffFn(func(tries int) time.Duration {
+			return min(100*time.Millisecond<<min(tries, 6), 5*time.Second)
+		}),
+	}
+	if k.DeadLetterTopic != "" {
+		o = append(o, kgo.DefaultProduceTopic(k.DeadLetterTopic))
+	}
+	if s := k.SASL; s != nil {
+		pass, ok := os.LookupEnv(s.PasswordEnv)
+		if !ok {
+			return nil, fmt.Errorf("source %s: kafka sasl: set the environment variable %s to the password of %s", c.src.Name, s.PasswordEnv, s.Username)
+		}
+		var m sasl.Mechanism
+		switch s.Mechanism {
+		case "PLAIN":
+			m = plain.Auth{User: s.Username, Pass: pass}.AsMechanism()
+		case "SCRAM-SHA-256":
+			m = scram.Auth{User: s.Username, Pass: pass}.AsSha256Mechanism()
+		default:
+			m = scram.Auth{User: s.Username, Pass: pass}.AsSha512Mechanism()
+		}
+		o = append(o, kgo.SASL(m))
+	}
+	if t := k.TLS; t != nil {
+		cfg := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("source %s: kafka tls ca_file: %w", c.src.Name, err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("source %s: kafka tls ca_file %s holds no PEM certificate", c.src.Name, t.CAFile)
+			}
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("source %s: kafka tls client certificate: %w", c.src.Name, err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		o = append(o, kgo.DialTLSConfig(cfg))
+	}
+	if os.Getenv("TALLY_KAFKA_DEBUG") != "" { // the client's own log, for a stuck consumer
+		o = append(o, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+	}
+	return append(o, c.opts.ClientOpts...), nil
+}
+
+// Close stops consuming (a batch being committed finishes first) and
+// leaves the group.
+func (c *Consumer) Close() {
+	c.cancel()
+	<-c.done
+	c.commitGroup(context.Background())
+	if c.cl != nil {
+		c.cl.Close()
+	}
+	c.admin.Close()
+}
+
+// assign lists the topic's partitions and starts consuming each at the
+// state's offset, or at the start position for one the state has none of.
+// It retries with backoff until the brokers answer or ctx ends.
+func (c *Consumer) assign(ctx context.Context) error {
+	start := kgo.NewOffset().AtStart()
+	if c.k.Start == "latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		ends, err := kadm.NewClient(c.admin).ListEndOffsets(ctx, c.k.Topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil && len(ends[c.k.Topic]) == 0 {
+			err = fmt.Errorf("topic %s does not exist", c.k.Topic)
+		}
+		if err == nil {
+			offsets := map[int32]kgo.Offset{}
+			resumed := 0 // partitions the state holds an offset of
+			c.parts = c.parts[:0]
+			for p := range ends[c.k.Topic] {
+				c.parts = append(c.parts, p)
+				if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
+					offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+					resumed++
+				} else {
+					offsets[p] = start
+				}
+			}
+			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets}), kgo.ConsumeResetOffset(start))
+			c.cl, err = kgo.NewClient(opts...)
+			if err != nil {
+				return err
+			}
+			c.logger.Info("kafka source consuming", "partitions", len(offsets), "group", c.k.Group, "resumed", resumed)
+			return nil
+		}
+		c.fetchErrors.Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka topic's partitions not listed; retrying with backoff", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// commitGroup writes the state's offsets as the group's committed offsets,
+// for monitoring tools (tally never reads them back).
+func (c *Consumer) commitGroup(ctx context.Context) {
+	off := kadm.Offsets{}
+	for _, p := range c.parts {
+		if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
+			off.Add(kadm.Offset{Topic: c.k.Topic, Partition: p, At: next, LeaderEpoch: -1})
+		}
+	}
+	if len(off) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(c.admin).CommitOffsets(ctx, c.k.Group, off)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil && c.logLimit.allow() {
+		c.logger.Warn("kafka group offsets not committed (monitoring only; tally resumes from its own log)", "group", c.k.Group, "err", err)
+	}
+}
+
+func (c *Consumer) run(ctx context.Context) {
+	defer close(c.done)
+	if c.assign(ctx) != nil {
+		return
+	}
+	go c.lagLoop(ctx)
+	lastCommit := time.Now()
+	var b store.Batch
+	var dead []*kgo.Record
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		fetches := c.cl.PollRecords(ctx, c.opts.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return
+		}
+		failed := false
+		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			failed = true
+			c.fetchErrors.Inc()
+			if c.logLimit.allow() {
+				c.logger.Warn("kafka fetch failed; retrying with backoff", "partition", p, "err", err)
+			}
+		})
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if ctx.Err() == nil && len(p.Records) > 0 {
+				dead = c.commitPartition(ctx, &b, dead[:0], p)
+			}
+		})
+		if time.Since(lastCommit) >= time.Second {
+			c.commitGroup(ctx)
+			lastCommit = time.Now()
+		}
+		if failed {
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		} else {
+			backoff = 100 * time.Millisecond
+		}
+	}
+}
+
+// commitPartition decodes and commits one partition's fetched records,
+// retrying a failing commit until it succeeds or the consumer stops.
+func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*kgo.Record, p kgo.FetchTopicPartition) []*kgo.Record {
+	stored, known := c.sink.StreamOffset(c.src.Name, p.Topic, p.Partition)
+	if known && p.HighWatermark < stored && c.regressions != nil {
+		c.regressions.Inc()
+		c.logger.Error("the topic's high watermark is below the offset tally holds: it was recreated or truncated; its records are skipped until they pass the held offset (consume it under a new name)",
+			"partition", p.Partition, "high_watermark", p.HighWatermark, "held", stored)
+	}
+	recs := p.Records
+	for len(recs) > 0 && known && recs[0].Offset < stored {
+		recs = recs[1:] // counted already
+	}
+	if len(recs) == 0 {
+		return dead
+	}
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	for _, r := range recs {
+		reason, msg := c.dec.Decode(b, r.Value, r.Timestamp.UnixMilli())
+		if reason == "" {
+			continue
+		}
+		c.rejected(reason).Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka record rejected", "partition", r.Partition, "offset", r.Offset, "reason", reason, "err", msg)
+		}
+		if c.k.DeadLetterTopic != "" {
+			dead = append(dead, &kgo.Record{Key: r.Key, Value: r.Value, Headers: append(r.Headers[:len(r.Headers):len(r.Headers)],
+				kgo.RecordHeader{Key: "tally-reason", Value: []byte(reason)},
+				kgo.RecordHeader{Key: "tally-error", Value: []byte(msg)},
+				kgo.RecordHeader{Key: "tally-topic", Value: []byte(r.Topic)},
+				kgo.RecordHeader{Key: "tally-partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
+				kgo.RecordHeader{Key: "tally-offset", Value: strconv.AppendInt(nil, r.Offset, 10)})})
+		}
+	}
+	if len(dead) > 0 {
+		c.deadLetter(ctx, dead)
+	}
+	pos := store.StreamPos{Source: c.src.Name, Topic: p.Topic, Partition: p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
+	backoff := 50 * time.Millisecond
+	for {
+		applied, err := c.sink.IngestStream(b, pos)
+		if err == nil {
+			if applied {
+				c.committed.Add(len(recs))
+			}
+			next, _ := c.sink.StreamOffset(c.src.Name, p.Topic, p.Partition)
+			if !applied && next != pos.Next {
+				// Another writer committed part of this range first: go on
+				// from the state's offset.
+				c.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.Topic: {p.Partition: {Epoch: -1, Offset: next}}})
+			}
+			return dead
+		}
+		if c.logLimit.allow() {
+			c.logger.Error("kafka batch not committed (the log refuses writes); retrying, fetching paused", "partition", p.Partition, "offsets", fmt.Sprintf("%d..%d", pos.First, pos.Next-1), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return dead
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// deadLetter produces rejected records to the dead-letter topic and waits
+// for the broker, so none is lost once its offset is committed; a failure
+// after retries is counted and logged, and the partition goes on.
+func (c *Consumer) deadLetter(ctx context.Context, recs []*kgo.Record) {
+	for try := 0; ; try++ {
+		err := c.admin.ProduceSync(ctx, recs...).FirstErr()
+		if err == nil {
+			return
+		}
+		if try == 4 || ctx.Err() != nil {
+			c.dlqErrors.Add(len(recs))
+			c.logger.Error("dead-letter produce failed; the rejected records are counted and logged only", "dead_letter_topic", c.k.DeadLetterTopic, "records", len(recs), "err", err)
+			return
+		}
+		time.Sleep(time.Duration(100<<try) * time.Millisecond)
+	}
+}
+
+// setLag sets a partition's lag from its end offset hwm, once the state
+// holds an offset of it (before, where reading starts is the broker's).
+func (c *Consumer) setLag(p int32, hwm int64) {
+	next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+	if !ok {
+		return
+	}
+	c.lagMu.Lock()
+	g := c.lag[p]
+	if g == nil {
+		g = &atomic.Int64{}
+		c.lag[p] = g
+		c.set.GetOrCreateGauge(fmt.Sprintf(`tally_kafka_lag{source=%q,topic=%q,partition="%d"}`, c.src.Name, c.k.Topic, p), func() float64 { return float64(g.Load()) })
+	}
+	c.lagMu.Unlock()
+	g.Store(max(0, hwm-next))
+}
+
+// lagLoop measures every partition's lag each second from the topic's end
+// offsets, so lag shows while no records arrive and while commits are
+// held back.
+func (c *Consumer) lagLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ends, err := kadm.NewClient(c.admin).ListEndOffsets(lctx, c.k.Topic)
+		cancel()
+		if err == nil {
+			ends.Each(func(o kadm.ListedOffset) {
+				if o.Err == nil {
+					c.setLag(o.Partition, o.Offset)
+				}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Lag returns the lag of every partition seen so far.
+func (c *Consumer) Lag() map[int32]int64 {
+	c.lagMu.Lock()
+	defer c.lagMu.Unlock()
+	out := make(map[int32]int64, len(c.lag))
+	for p, g := range c.lag {
+		out[p] = g.Load()
+	}
+	return out
+}
+
+func (c *Consumer) lagCheck() error {
+	for p, l := range c.Lag() {
+		if l > c.k.MaxLag {
+			return fmt.Errorf("%w: source %s topic %s partition %d is %d records behind (max_lag %d)", node.ErrStreamLagging, c.src.Name, c.k.Topic, p, l, c.k.MaxLag)
+		}
+	}
+	return nil
+}
+
+// rateLimit allows one log line a second.
+type rateLimit struct{ last atomic.Int64 }
+
+func (r *rateLimit) allow() bool {
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	return now-last >= int64(time.Second) && r.last.CompareAndSwap(last, now)
+}

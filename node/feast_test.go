@@ -1,0 +1,354 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+type feastResponse struct {
+	Metadata struct {
+		FeatureNames []string `json:"feature_names"`
+	} `json:"metadata"`
+	Results []struct {
+		Values          []any    `json:"values"`
+		Statuses        []string `json:"statuses"`
+		EventTimestamps []string `json:"event_timestamps"`
+	} `json:"results"`
+}
+
+func decodeFeast(t testing.TB, body []byte) feastResponse {
+	t.Helper()
+	var r feastResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("response is not JSON: %v\n%s", err, body)
+	}
+	if len(r.Results) != len(r.Metadata.FeatureNames) {
+		t.Fatalf("%d results for %d feature names:\n%s", len(r.Results), len(r.Metadata.FeatureNames), body)
+	}
+	return r
+}
+
+// feastStatus is the Feast status get-features' answer maps to.
+func feastStatus(name, tallyStatus string, tableRow bool) string {
+	switch {
+	case tallyStatus == "PRESENT":
+		return "PRESENT"
+	case strings.HasPrefix(name, "user_profile.") && !tableRow:
+		return "NOT_FOUND"
+	}
+	return "NULL_VALUE"
+}
+
+// seedFeast ingests events for u1 and u2 (not u3) and a profile for u1 only.
+func seedFeast(t *testing.T, n *Node) {
+	t.Helper()
+	if _, err := n.IngestJSON(ingestBody(txn("u1", "m1", "FR", 10, t0-30_000), txn("u1", "m2", "FR", 30, t0-10_000),
+		txn("u2", "m1", "DE", 7.5, t0-5_000))); err != nil {
+		t.Fatal(err)
+	}
+	if _, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat,home_long\nu1,48.85,2.35\n"), false); aerr != nil {
+		t.Fatal(aerr)
+	}
+}
+
+// Every feature of every row equals get-features' answer for the same keys,
+// with statuses mapped: PRESENT, a table without a row NOT_FOUND, any other
+// missing value NULL_VALUE.
+func TestFeastOnlineFeaturesMatchGetFeatures(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	seedFeast(t, n)
+	type row struct {
+		user, merchant, country string
+		amt, lat, long          float64
+	}
+	rows := []row{{"u1", "m1", "FR", 80, 51.5, -0.12}, {"u2", "m1", "DE", 15, 52.5, 13.4}, {"nobody", "m9", "ZZ", 1, 0, 0}}
+	var cols [6][]string
+	for _, r := range rows {
+		for i, v := range []any{r.user, r.merchant, r.country, r.amt, r.lat, r.long} {
+			b, _ := json.Marshal(v)
+			cols[i] = append(cols[i], string(b))
+		}
+	}
+	entities := fmt.Sprintf(`{"user_id":[%s],"merchant":[%s],"country":[%s],"amt":[%s],"lat":[%s],"long":[%s]}`,
+		strings.Join(cols[0], ","), strings.Join(cols[1], ","), strings.Join(cols[2], ","), strings.Join(cols[3], ","), strings.Join(cols[4], ","), strings.Join(cols[5], ","))
+	out, ferr := n.FeastOnlineFeatures(nil, []byte(`{"feature_service":"fraud_detection","entities":`+entities+`,"full_feature_names":true}`))
+	if ferr != nil {
+		t.Fatalf("get-online-features: %s", ferr.body())
+	}
+	resp := decodeFeast(t, out)
+	if got := resp.Metadata.FeatureNames[:3]; !reflect.DeepEqual(got, []string{"user_id", "merchant", "country"}) {
+		t.Fatalf("entity columns %v, want the join keys in request order", got)
+	}
+	for ri, r := range rows {
+		want := mustGet(t, n, lookupBody(r.user, r.merchant, r.country, r.amt, r.lat, r.long))
+		if len(want)+3 != len(resp.Results) {
+			t.Fatalf("%d feature columns, get-features has %d", len(resp.Results)-3, len(want))
+		}
+		if resp.Results[0].Values[ri] != r.user || resp.Results[0].Statuses[ri] != "PRESENT" {
+			t.Fatalf("row %d: entity column %v %v", ri, resp.Results[0].Values[ri], resp.Results[0].Statuses[ri])
+		}
+		for ci, name := range resp.Metadata.FeatureNames[3:] {
+			tallyName := strings.Replace(name, "__", ".", 1)
+			w, ok := want[tallyName]
+			if !ok {
+				t.Fatalf("feature %s (tally %s) is not in get-features' answer", name, tallyName)
+			}
+			res := resp.Results[ci+3]
+			if !reflect.DeepEqual(res.Values[ri], w.v) {
+				t.Errorf("row %d %s: Feast API %v, get-features %v", ri, name, res.Values[ri], w.v)
+			}
+			if st := feastStatus(tallyName, w.status, r.user == "u1"); res.Statuses[ri] != st {
+				t.Errorf("row %d %s: status %s, want %s (get-features %s)", ri, name, res.Statuses[ri], st, w.status)
+			}
+			wantTS := "2026-11-25T00:00:00Z"
+			if res.Statuses[ri] == "NOT_FOUND" {
+				wantTS = "1970-01-01T00:00:00Z"
+			}
+			if res.EventTimestamps[ri] != wantTS {
+				t.Errorf("row %d %s: event timestamp %s, want %s", ri, name, res.EventTimestamps[ri], wantTS)
+			}
+		}
+	}
+	if resp.Results[3].Values[0] != float64(2) || resp.Results[3].Values[2] != float64(0) {
+		t.Fatalf("u1's amt_count_1m %v (want 2), nobody's %v (want 0)", resp.Results[3].Values[0], resp.Results[3].Values[2])
+	}
+}
+
+// Features named as Feast names them, short names, a request-time feature
+// whose inputs come in entities, integer join keys, and no rows.
+func TestFeastFeatureList(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	seedFeast(t, n)
+	body := `{"features":["user_transaction_amounts:amt_sum_1h","transaction_request:amt_to_user_mean_1d","user_profile.home_lat"],
+		"entities":{"amt":[40,null],"user_id":["u1",7],"lat":[0,0],"long":[0,0]}}`
+	out, ferr := n.FeastOnlineFeatures(nil, []byte(body))
+	if ferr != nil {
+		t.Fatalf("get-online-features: %s", ferr.body())
+	}
+	r := decodeFeast(t, out)
+	if want := []string{"user_id", "amt_sum_1h", "amt_to_user_mean_1d", "home_lat"}; !reflect.DeepEqual(r.Metadata.FeatureNames, want) {
+		t.Fatalf("names %v, want %v (request data is not echoed)", r.Metadata.FeatureNames, want)
+	}
+	if got := r.Results[0].Values; !reflect.DeepEqual(got, []any{"u1", float64(7)}) {
+		t.Fatalf("entity column %v", got)
+	}
+	if r.Results[1].Values[0] != float64(40) || r.Results[2].Values[0] != float64(2) || r.Results[3].Values[0] != 48.85 {
+		t.Fatalf("u1: %v %v %v, want 40 2 48.85", r.Results[1].Values[0], r.Results[2].Values[0], r.Results[3].Values[0])
+	}
+	if got := []string{r.Results[1].Statuses[1], r.Results[2].Statuses[1], r.Results[3].Statuses[1]}; !reflect.DeepEqual(got, []string{"PRESENT", "NULL_VALUE", "NOT_FOUND"}) {
+		t.Fatalf("user 7 statuses %v", got)
+	}
+	out, ferr = n.FeastOnlineFeatures(nil, []byte(`{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":[]}}`))
+	if ferr != nil {
+		t.Fatalf("no rows: %s", ferr.body())
+	}
+	if r := decodeFeast(t, out); len(r.Results[1].Values) != 0 {
+		t.Fatalf("no rows answered %v", r.Results[1].Values)
+	}
+}
+
+// feastErr decodes Feast's error body: the JSON string of {"module",
+// "class", "message"}, or FastAPI's 422 detail.
+func feastErr(t *testing.T, body string) (class, msg string) {
+	t.Helper()
+	var inner string
+	if err := json.Unmarshal([]byte(body), &inner); err == nil {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(inner), &m); err != nil || m["module"] != "feast.errors" {
+			t.Fatalf("error detail %q is not Feast's {module, class, message}", inner)
+		}
+		return m["class"], m["message"]
+	}
+	var d struct {
+		Detail []struct {
+			Loc []string `json:"loc"`
+			Msg string   `json:"msg"`
+		} `json:"detail"`
+	}
+	if err := json.Unmarshal([]byte(body), &d); err != nil || len(d.Detail) != 1 {
+		t.Fatalf("error body %q is neither Feast's error detail nor a 422 detail", body)
+	}
+	return "422", d.Detail[0].Msg
+}
+
+func TestFeastHTTPErrors(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.APIKeys = []APIKey{{Name: "producer", Key: ingestKey, Scopes: []string{"ingest"}}, {Name: "model", Key: readKey, Scopes: []string{"read"}}}
+	n, _ := newTestNode(t, cfg)
+	base := serve(t, n)
+	ok := `{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":["u1"]}}`
+	cases := []struct {
+		path, auth, body string
+		status           int
+		class, msg       string
+	}{
+		{"/get-online-features", "Bearer " + readKey, ok, 200, "", ""},
+		{"/get-online-features", "", ok, 401, "", ""},
+		{"/get-online-features", "Bearer " + ingestKey, ok, 403, "", ""},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["nope:x"],"entities":{"user_id":["u1"]}}`, 404, "FeatureViewNotFoundException", "Feature view nope does not exist"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts:zz"],"entities":{"user_id":["u1"]}}`, 404, "FeastObjectNotFoundException", "amt_count_1m"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts"],"entities":{"user_id":["u1"]}}`, 400, "FeastError", "Invalid feature reference"},
+		{"/get-online-features", "Bearer " + readKey, `{"feature_service":"nope","entities":{"user_id":["u1"]}}`, 404, "FeatureServiceNotFoundException", "fraud_detection"},
+		{"/get-online-features", "Bearer " + readKey, `{"feature_service":"fraud_detection","entities":{"user_id":["u1"]}}`, 400, "FeatureNameCollisionError", "amt_count_5m"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user":["u1"]}}`, 404, "EntityNotFoundException", "Entity user does not exist"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts:amt_count_1m"],"entities":{}}`, 400, "FeastError", "Missing join key values for keys: user_id"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["transaction_request:amt_to_user_mean_1d"],"entities":{"user_id":["u1"]}}`, 404, "RequestDataNotFoundInEntityRowsException", "amt"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts:amt_count_1m","merchant_transaction_counts:amt_count_5m"],"entities":{"user_id":["u1","u2"],"merchant":["m1"]}}`, 400, "FeastError", "same columns"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":[{"a":1}]}}`, 400, "FeastError", "string or an integer"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":"u1"}}`, 422, "422", "entities.user_id must be a list"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":"user_transaction_counts:amt_count_1m","entities":{"user_id":["u1"]}}`, 422, "422", "features must be a list"},
+		{"/get-online-features", "Bearer " + readKey, `{"entities":`, 422, "422", "JSON"},
+		{"/get-online-features", "Bearer " + readKey, `{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":["u1"]},"full_feature_names":"yes"}`, 422, "422", "true or false"},
+		{"/push", "Bearer " + readKey, `{"push_source_name":"transactions","df":{}}`, 403, "", ""},
+		{"/push", "Bearer " + ingestKey, `{"push_source_name":"clicks","df":{}}`, 422, "PushSourceNotFoundException", "Unable to find push source 'clicks'"},
+		{"/push", "Bearer " + ingestKey, `{"push_source_name":"transactions","df":{},"to":"offline"}`, 400, "FeastError", "offline"},
+		{"/push", "Bearer " + ingestKey, `{"push_source_name":"transactions","df":{"user_id":["u1"],"timestamp":["2026-11-24T23:59:00"],"amt":["ten"]}}`, 400, "FeastError", "INVALID_RECORDS"},
+		{"/push", "Bearer " + ingestKey, `{"push_source_name":"transactions","df":{"user_id":["u1","u2"],"amt":[1]}}`, 400, "DataFrameSerializationError", "one value per row"},
+		{"/write-to-online-store", "Bearer " + ingestKey, `{"feature_view_name":"user_transaction_counts","df":{}}`, 404, "FeatureViewNotFoundException", "events view"},
+	}
+	for _, c := range cases {
+		status, body := do(t, "POST", base+c.path, c.auth, "application/json", c.body)
+		if status != c.status {
+			t.Errorf("%s %s: status %d, want %d: %s", c.path, c.body, status, c.status, body)
+			continue
+		}
+		if c.class == "" {
+			continue
+		}
+		class, msg := feastErr(t, body)
+		if class != c.class || !strings.Contains(msg, c.msg) {
+			t.Errorf("%s %s: %s %q, want %s containing %q", c.path, c.body, class, msg, c.class, c.msg)
+		}
+	}
+	if n.AppliedIndex() != 0 {
+		t.Fatalf("refused pushes applied something: index %d", n.AppliedIndex())
+	}
+	if status, body := do(t, "GET", base+"/health", "", "", ""); status != 200 {
+		t.Fatalf("GET /health: %d %s", status, body)
+	}
+}
+
+// An acknowledged push (Feast's /push, and /write-to-online-store as the
+// Feast SDK's FeatureStore.push sends it) is visible to the next lookup.
+func TestFeastPushVisible(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	base := serve(t, n)
+	count := func(user string) any {
+		t.Helper()
+		status, body := do(t, "POST", base+"/get-online-features", "", "application/json",
+			`{"features":["user_transaction_counts:amt_count_1h","user_transaction_amounts:amt_sum_1h"],"entities":{"user_id":["`+user+`"]}}`)
+		if status != 200 {
+			t.Fatalf("lookup: %d %s", status, body)
+		}
+		r := decodeFeast(t, []byte(body))
+		return []any{r.Results[1].Values[0], r.Results[2].Values[0]}
+	}
+	ts := time.UnixMilli(t0 - 60_000).UTC()
+	push := fmt.Sprintf(`{"push_source_name":"transactions","to":"online","df":{"user_id":["p1","p1"],"merchant":["m1","m2"],"category":["a","b"],
+		"amt":[2.5,4],"country":["FR","FR"],"lat":[1,1],"long":[2,2],"is_fraud":[0,1],"timestamp":[%q,%q]}}`,
+		ts.Format("2006-01-02 15:04:05"), ts.Format(time.RFC3339))
+	if status, body := do(t, "POST", base+"/push", "", "application/json", push); status != 200 || body != "" {
+		t.Fatalf("push: %d %q", status, body)
+	}
+	if got := count("p1"); !reflect.DeepEqual(got, []any{float64(2), 6.5}) {
+		t.Fatalf("after /push: count, sum %v, want 2, 6.5", got)
+	}
+	write := fmt.Sprintf(`{"feature_view_name":"transactions_events","allow_registry_cache":false,"df":{"user_id":["p1"],"merchant":["m3"],"country":["FR"],
+		"category":["c"],"amt":[1.5],"lat":[1],"long":[2],"is_fraud":[0],"event_timestamp":[%q],"created":[null]}}`, ts.Format("2006-01-02T15:04:05.000000"))
+	if status, body := do(t, "POST", base+"/write-to-online-store", "", "application/json", write); status != 200 {
+		t.Fatalf("write-to-online-store: %d %s", status, body)
+	}
+	if got := count("p1"); !reflect.DeepEqual(got, []any{float64(3), float64(8)}) {
+		t.Fatalf("after write-to-online-store: count, sum %v, want 3, 8", got)
+	}
+}
+
+func TestUTCTimestamp(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-11-27 02:25:21":           "2026-11-27T02:25:21Z",
+		"2026-11-27T02:25:21.5":         "2026-11-27T02:25:21.5Z",
+		"2026-11-27T02:25:21Z":          "2026-11-27T02:25:21Z",
+		"2026-11-27T02:25:21.1+02:00":   "2026-11-27T02:25:21.1+02:00",
+		"2026-11-27T02:25:21.123-05:00": "2026-11-27T02:25:21.123-05:00",
+		"yesterday":                     "yesterday",
+	} {
+		if got := utcTimestamp(in); got != want {
+			t.Errorf("utcTimestamp(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzFeastOnlineFeatures: any body is answered (a response with one result
+// per name, each with one value per row) or refused; never a panic.
+func FuzzFeastOnlineFeatures(f *testing.F) {
+	n := fuzzNode(f)
+	f.Add([]byte(`{"features":["user_transaction_counts:amt_count_1m","transaction_request:amt_to_user_mean_1d"],"entities":{"user_id":["u1",2],"amt":[1,null]}}`))
+	f.Add([]byte(`{"feature_service":"fraud_detection","full_feature_names":true,"entities":{"user_id":["u"],"merchant":["m"],"country":["c"],"amt":[1],"lat":[0],"long":[0]}}`))
+	f.Add([]byte(`{"features":["user_profile.home_lat"],"entities":{"user_id":[]},"include_feature_view_version_metadata":true}`))
+	f.Add([]byte(`{"features":["a:b:c"],"entities":{"user_id":[01]}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, ferr := n.FeastOnlineFeatures(nil, body)
+		if ferr != nil {
+			if ferr.Status < 400 || ferr.Status > 499 || len(ferr.body()) == 0 {
+				t.Fatalf("refusal %d %q", ferr.Status, ferr.body())
+			}
+			return
+		}
+		var r feastResponse
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("answer is not JSON: %v\n%s", err, out)
+		}
+		if len(r.Results) != len(r.Metadata.FeatureNames) {
+			t.Fatalf("%d results for %d names", len(r.Results), len(r.Metadata.FeatureNames))
+		}
+		for _, res := range r.Results {
+			if len(res.Values) != len(r.Results[0].Values) || len(res.Statuses) != len(res.Values) || len(res.EventTimestamps) != len(res.Values) {
+				t.Fatalf("ragged columns: %s", out)
+			}
+		}
+	})
+}
+
+// FuzzFeastPush: a push is applied whole or refused without changing
+// anything.
+func FuzzFeastPush(f *testing.F) {
+	n := fuzzNode(f)
+	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u"],"merchant":["m"],"country":["FR"],"amt":[1],"timestamp":["2026-11-24 23:59:00"]}}`))
+	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u"],"event_timestamp":[1795564799000],"created":[null]},"to":"online_and_offline"}`))
+	f.Add([]byte(`{"push_source_name":"x","df":[]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := n.AppliedIndex()
+		_, ferr := n.FeastPush(body)
+		if after := n.AppliedIndex(); ferr != nil && after != before {
+			t.Fatalf("refused push (%s) changed the applied index %d -> %d", ferr.Message, before, after)
+		}
+	})
+}
+
+// A Feast lookup (a feature service, or a feature list already asked for)
+// allocates nothing in steady state, as get-features.
+func TestFeastLookupAllocs(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	seedFeast(t, n)
+	dst := make([]byte, 0, 8192)
+	for _, b := range []string{
+		`{"feature_service":"fraud_detection","full_feature_names":true,"entities":{"user_id":["u1","u2"],"merchant":["m1","m1"],"country":["FR","DE"],"amt":[1,2],"lat":[0,1],"long":[0,1]}}`,
+		`{"features":["user_transaction_counts:amt_count_1m","user_profile:home_lat"],"entities":{"user_id":["u1"]}}`,
+	} {
+		body := []byte(b)
+		allocs := testing.AllocsPerRun(200, func() {
+			out, ferr := n.FeastOnlineFeatures(dst[:0], body)
+			if ferr != nil {
+				t.Fatal(ferr.Message)
+			}
+			dst = out
+		})
+		if allocs != 0 {
+			t.Errorf("get-online-features allocates %.1f times per request: %s", allocs, body)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package node
+
+import (
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/tally-ml/tally/bench/workload"
+)
+
+// BenchmarkGetFeaturesHeat is the in-process lookup of the whole
+// fraud_detection vector for a cold card holder (5 events in the last day)
+// and for hot ones (50,000 events in the window: spread over the last day,
+// or in a burst over the last 10 minutes, as the demo's busiest card holders
+// are), beside 10,000 other users. The cost of a read must be bounded by the
+// tiles of its windows, not by the entity's events: hot/cold should stay
+// near 1.
+func BenchmarkGetFeaturesHeat(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		events int
+		span   int64 // ms before the clock the events are spread over
+	}{
+		{"cold", 5, 86_400_000},
+		{"warm", 1_000, 86_400_000},
+		{"hot_day", 50_000, 86_400_000},
+		{"hot_burst", 50_000, 600_000},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			n, _ := newTestNode(b, DefaultConfig())
+			g := populate(b, n, 10_000, 5)
+			hg := workload.New(workload.Config{Seed: 9, Users: 10, Merchants: 2000, FraudRate: 0.001})
+			var body []byte
+			for j := 0; j < c.events; j++ {
+				ts := t0 - c.span + int64(j)*c.span/int64(c.events) - int64(j%7)*(c.span/86_400) + 1
+				tx := hg.Next(ts)
+				tx.UserID = "hot"
+				body = tx.AppendJSON(body)
+				body = append(body, '\n')
+				if len(body) > 1<<20 || j == c.events-1 {
+					if _, err := n.IngestNDJSON("transactions", body, false); err != nil {
+						b.Fatal(err)
+					}
+					body = body[:0]
+				}
+			}
+			if _, err := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat,home_long\nhot,48.85,2.35\n"), false); err != nil {
+				b.Fatal(err)
+			}
+			user := "hot"
+			if c.name == "cold" {
+				user = "user_" + strconv.Itoa(42)
+			}
+			tx := g.Next(t0)
+			req := lookupBody(user, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
+			dst := make([]byte, 0, 4096)
+			runtime.GC() // the setup's garbage is not the lookup's
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				out, err := n.GetFeatures(dst[:0], req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst = out
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is the process's user+system CPU time in ns: on this shared
+// machine it varies less than wall time does (another process's turn on the
+// CPU is not counted).
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkGetFeaturesSmall is BenchmarkGetFeatures over 2,000 users: small
+// enough to run under callgrind, whose instruction counts repeat on a noisy
+// machine where times do not:
+//
+//	go test -c -o /tmp/node.test ./node/ && GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind --tool=callgrind \
+//	  --toggle-collect='github.com/tally-ml/tally/node.(*Node).GetFeatures' /tmp/node.test -test.run '^$' -test.bench GetFeaturesSmall -test.benchtime 5000x
+func BenchmarkGetFeaturesSmall(b *testing.B) {
+	n, _ := newTestNode(b, DefaultConfig())
+	g := populate(b, n, 2000, 20)
+	bodies := make([][]byte, 4096)
+	for i := range bodies {
+		tx := g.Next(t0)
+		bodies[i] = lookupBody(tx.UserID, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
+	}
+	dst := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out, err := n.GetFeatures(dst[:0], bodies[i%len(bodies)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst = out
+	}
+}
