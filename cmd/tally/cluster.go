@@ -146,6 +146,11 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	if err != nil {
 		return nil, err
 	}
+	for _, s := range repo.Sources {
+		if s.Kafka != nil {
+			return nil, fmt.Errorf("source %s has a kafka block: a cluster does not consume Kafka yet (README \"Streaming from Kafka\", topologies); run the consumer on a single node, or drop the block and ingest over HTTP", s.Name)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
