@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -223,7 +224,7 @@ func withDefaults(t raftTiming) raftTiming {
 // peers by id.
 func (c *Cluster) openMeta() error {
 	peers := slices.Clone(c.cfg.Peers)
-	slices.SortFunc(peers, func(a, b Member) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(peers, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	var voters []raft.Server
 	for _, p := range peers[:min(5, len(peers))] {
 		voters = append(voters, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.ClusterAddr)})
@@ -237,16 +238,6 @@ func (c *Cluster) openMeta() error {
 	}
 	c.meta = rep
 	return nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // waitMap waits for the cluster map; the metadata leader proposes the

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,15 +44,7 @@ func NewMap(id string, members []Member, groups, replicas int) (*Map, error) {
 		return nil, fmt.Errorf("replicas %d: use 1 to the number of nodes (%d)", replicas, len(members))
 	}
 	ms := slices.Clone(members)
-	slices.SortFunc(ms, func(a, b Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ms, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	for i := 1; i < len(ms); i++ {
 		if ms[i].ID == ms[i-1].ID {
 			return nil, fmt.Errorf("node id %q appears twice", ms[i].ID)
