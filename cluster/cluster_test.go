@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -137,4 +141,43 @@ func FuzzWire(f *testing.F) {
 		out := node.ReadOut{Vals: make([][]windows.Value, 1), TNums: [][]float64{make([]float64, 2)}, TStrs: [][]string{make([]string, 2)}, TOK: [][]bool{make([]bool, 2)}}
 		decodeAnswer(b, reads, []int{0, 1}, []int{0, 0}, []int{0, 0}, out)
 	})
+}
+
+// TestFSMAppliesARequestOnce: a request id applies once (its repeat is
+// acknowledged as a repeat, changing nothing), and a record the store
+// refuses is refused again on a retry rather than acknowledged.
+func TestFSMAppliesARequestOnce(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsm, err := newGroupFSM(func() (*store.Store, error) { return store.New(repo, store.Options{}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fsm.Store()
+	sp := st.Sources()[0]
+	var b store.Batch
+	b.Reset(sp.Index, len(sp.Src.Columns))
+	b.Grow(1_700_000_000_000)
+	for _, c := range sp.KeyColumns() {
+		b.SetStr(0, c, []byte("k"))
+	}
+	rec := st.AppendEventsRecord(nil, &b, 1_700_000_000_000, false)
+	apply := func(index uint64, id string, rec []byte) applied {
+		return fsm.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: appendRequest(nil, id, rec)}).(applied)
+	}
+	if a := apply(1, "r1", rec); a.err != nil || a.repeat {
+		t.Fatalf("first apply: %+v", a)
+	}
+	if a := apply(2, "r1", rec); !a.repeat || fsm.Store().AppliedIndex() != 1 {
+		t.Fatalf("repeat: %+v, store applied %d", a, fsm.Store().AppliedIndex())
+	}
+	bad := []byte{0xff, 0xff}
+	if a := apply(3, "r2", bad); a.err == nil {
+		t.Fatal("an undecodable record applied")
+	}
+	if a := apply(4, "r2", bad); a.err == nil || a.repeat {
+		t.Fatalf("the retry of a refused record: %+v, want refused again", a)
+	}
 }

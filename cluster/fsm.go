@@ -128,9 +128,14 @@ func (f *groupFSM) Apply(l *raft.Log) any {
 	if f.seen.has(h) {
 		return applied{repeat: true}
 	}
-	f.seen.add(h)
 	f.applies.Add(1)
 	tooLate, deferred, err := f.Store().ApplyCounted(l.Index, rec)
+	if err == nil {
+		// Only an applied request is remembered: a record the store
+		// refuses (every replica alike) is refused again on a retry, not
+		// acknowledged as a repeat of something that never happened.
+		f.seen.add(h)
+	}
 	return applied{tooLate: tooLate, deferred: deferred, err: err}
 }
 
