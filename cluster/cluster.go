@@ -138,8 +138,6 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		IdleConnTimeout:     time.Minute,
 	}}
 	c.rpcSrv = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 5 * time.Second}
-	c.wg.Add(1)
-	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 
 	if err := c.openMeta(); err != nil {
 		c.Close()
@@ -157,6 +155,10 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	// The internal RPCs start once c.groups is complete: it is read
+	// without a lock from here on (peers retry until then).
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 	c.wg.Add(1)
 	go c.spreadLeaders()
 	return c, nil
