@@ -198,27 +198,9 @@ const leaderCheck = 5 * time.Second
 
 func withDefaults(t raftTiming) raftTiming {
 	d := defaultTiming()
-	if t.Heartbeat == 0 {
-		t.Heartbeat = d.Heartbeat
-	}
-	if t.Election == 0 {
-		t.Election = d.Election
-	}
-	if t.Lease == 0 {
-		t.Lease = d.Lease
-	}
-	if t.Commit == 0 {
-		t.Commit = d.Commit
-	}
-	if t.SnapshotThreshold == 0 {
-		t.SnapshotThreshold = d.SnapshotThreshold
-	}
-	if t.TrailingLogs == 0 {
-		t.TrailingLogs = d.TrailingLogs
-	}
-	if t.SnapshotInterval == 0 {
-		t.SnapshotInterval = d.SnapshotInterval
-	}
+	t.Heartbeat, t.Election, t.Lease, t.Commit = cmp.Or(t.Heartbeat, d.Heartbeat), cmp.Or(t.Election, d.Election), cmp.Or(t.Lease, d.Lease), cmp.Or(t.Commit, d.Commit)
+	t.SnapshotThreshold, t.TrailingLogs = cmp.Or(t.SnapshotThreshold, d.SnapshotThreshold), cmp.Or(t.TrailingLogs, d.TrailingLogs)
+	t.SnapshotInterval = cmp.Or(t.SnapshotInterval, d.SnapshotInterval)
 	return t
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -52,7 +53,7 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 	for i, r := range reads {
 		g := m.GroupOfKey(r.Key)
 		gOf[i] = g
-		if !containsInt(gs, g) {
+		if !slices.Contains(gs, g) {
 			gs = append(gs, g)
 			st, err := c.localFor(g, level)
 			if err != nil {
@@ -66,7 +67,7 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 	}
 	var remote map[int][]int
 	for i, r := range reads {
-		k := indexOf(gs, gOf[i])
+		k := slices.Index(gs, gOf[i])
 		if st := lst[k]; st != nil {
 			node.ReadStore(st, r, t, out, vpos[i], tpos[i])
 			continue
@@ -113,15 +114,6 @@ func (dg *dataGroup) staleMs() int64 {
 		return -1
 	}
 	return time.Since(lc).Milliseconds()
-}
-
-func indexOf(s []int, v int) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // localFor returns this node's store to answer group g at level, or nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -39,7 +40,7 @@ func (c *Cluster) WriteEvents(id string, batches []*store.Batch, clock int64, ba
 					continue
 				}
 				g := m.GroupOfKey(b.Str(e, kc))
-				if containsInt(gs, g) {
+				if slices.Contains(gs, g) {
 					continue
 				}
 				gs = append(gs, g)
@@ -83,15 +84,6 @@ func (c *Cluster) WriteTable(id string, t *store.Table, rows []store.TableRow, r
 	}
 	_, err := c.proposeAll(shares)
 	return err
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // proposeAll proposes each group its entries (in order), groups in
