@@ -60,7 +60,7 @@ func (c *Cluster) Archives() ([]history.Group, error) {
 	m := c.Map()
 	var out []history.Group
 	for g := range m.Groups {
-		dg := c.groups[g]
+		dg := c.group(g)
 		if dg == nil {
 			return nil, fmt.Errorf("this node (%s) holds no replica of group %d: historical features are answered by a node holding every group (one of %v for group %d; with as many replicas as nodes every node does)",
 				c.cfg.NodeID, g, m.Groups[g].Replicas, g)

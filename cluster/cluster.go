@@ -69,13 +69,17 @@ type Cluster struct {
 	metaSM *metaFSM
 	m      atomic.Pointer[Map]
 
-	groups  map[int]*dataGroup // this node's replicas, by group id
-	hints   []atomic.Value     // per group: the member id last seen leading it
-	rpc     *http.Client
-	rpcSrv  *http.Server
-	closing chan struct{}
-	wg      sync.WaitGroup
-	logger  *slog.Logger
+	// groups holds this node's replicas by group id: a map never changed
+	// once stored (copy on write under groupsMu), read without a lock
+	// through group and localGroups.
+	groups   atomic.Pointer[map[int]*dataGroup]
+	groupsMu sync.Mutex
+	hints    []atomic.Value // per group: the member id last seen leading it
+	rpc      *http.Client
+	rpcSrv   *http.Server
+	closing  chan struct{}
+	wg       sync.WaitGroup
+	logger   *slog.Logger
 }
 
 type dataGroup struct {
@@ -124,7 +128,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, repo: repo, proto: proto, groups: map[int]*dataGroup{}, closing: make(chan struct{}), logger: cfg.Logger}
+	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger}
 	c.mux, err = transport.Listen(cfg.ClusterAddr, transport.Config{ClusterID: cfg.ClusterID, Key: cfg.Key, BindIP: cfg.BindIP, Advertise: cfg.Advertise, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("cluster port: %w", err)
@@ -138,6 +142,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		IdleConnTimeout:     time.Minute,
 	}}
 	c.rpcSrv = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 5 * time.Second}
+	c.groups.Store(&map[int]*dataGroup{})
 
 	if err := c.openMeta(); err != nil {
 		c.Close()
@@ -155,8 +160,8 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	// The internal RPCs start once c.groups is complete: it is read
-	// without a lock from here on (peers retry until then).
+	// The internal RPCs start once this node's groups are open (peers
+	// retry until then).
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 	c.wg.Add(1)
@@ -181,7 +186,7 @@ func (c *Cluster) spreadLeaders() {
 		case <-tick.C:
 		}
 		m := c.Map()
-		for g, dg := range c.groups {
+		for g, dg := range c.localGroups() {
 			pref := m.Groups[g].Replicas[0]
 			if pref == c.cfg.NodeID || dg.rep.raft.State() != raft.Leader {
 				continue
@@ -299,8 +304,31 @@ func (c *Cluster) openGroup(m *Map, g int) error {
 	}
 	dg := &dataGroup{id: g, rep: rep, fsm: fsm}
 	dg.bar.r = rep.raft
-	c.groups[g] = dg
+	c.setGroup(g, dg)
 	return nil
+}
+
+// group is this node's replica of group g, or nil.
+func (c *Cluster) group(g int) *dataGroup { return (*c.groups.Load())[g] }
+
+// localGroups is this node's replicas by group id; the caller must not
+// change the map.
+func (c *Cluster) localGroups() map[int]*dataGroup { return *c.groups.Load() }
+
+// setGroup adds (or, with dg nil, removes) this node's replica of group g.
+func (c *Cluster) setGroup(g int, dg *dataGroup) {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	next := make(map[int]*dataGroup, len(*c.groups.Load())+1)
+	for k, v := range *c.groups.Load() {
+		next[k] = v
+	}
+	if dg == nil {
+		delete(next, g)
+	} else {
+		next[g] = dg
+	}
+	c.groups.Store(&next)
 }
 
 // Map is the cluster map this node serves from.
@@ -326,7 +354,7 @@ func (c *Cluster) Close() error {
 	if c.rpcSrv != nil {
 		c.rpcSrv.Close()
 	}
-	for _, dg := range c.groups {
+	for _, dg := range c.localGroups() {
 		errs = append(errs, dg.rep.close())
 	}
 	if c.meta != nil {

@@ -60,7 +60,7 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 				return info, err
 			}
 			if st != nil {
-				info.StaleMs = max(info.StaleMs, c.groups[g].staleMs())
+				info.StaleMs = max(info.StaleMs, c.group(g).staleMs())
 			}
 			lst = append(lst, st)
 		}
@@ -120,7 +120,7 @@ func (dg *dataGroup) staleMs() int64 {
 // when another node must: default and linearizable need the leader (for
 // linearizable, after a read barrier); local takes any replica here.
 func (c *Cluster) localFor(g int, level node.ReadLevel) (*store.Store, error) {
-	dg := c.groups[g]
+	dg := c.group(g)
 	if dg == nil {
 		return nil, nil
 	}
@@ -354,7 +354,7 @@ func (c *Cluster) scratch(reads []node.Read) node.ReadOut {
 
 func (c *Cluster) groupParam(w http.ResponseWriter, r *http.Request) (*dataGroup, bool) {
 	g, err := strconv.Atoi(r.URL.Query().Get("group"))
-	dg := c.groups[g]
+	dg := c.group(g)
 	if err != nil || dg == nil {
 		// Not a replica here (an old map at the sender): name the leader we know of nothing.
 		w.WriteHeader(http.StatusMisdirectedRequest)
@@ -408,7 +408,7 @@ func (c *Cluster) Status() Status {
 		s.MetaLeader = string(id)
 	}
 	for g := range len(c.hints) {
-		dg := c.groups[g]
+		dg := c.group(g)
 		if dg == nil {
 			continue
 		}
@@ -430,7 +430,7 @@ func (c *Cluster) Status() Status {
 func (c *Cluster) StatusWithChecksums() (Status, error) {
 	s := c.Status()
 	for i := range s.Groups {
-		dg := c.groups[s.Groups[i].Group]
+		dg := c.group(s.Groups[i].Group)
 		applied, sums, err := dg.fsm.Store().Checksums()
 		if err != nil {
 			return s, err

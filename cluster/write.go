@@ -169,7 +169,7 @@ func (c *Cluster) propose(g int, entry []byte) (applied, error) {
 // proposeOnce tries once: locally when this node leads g, else on the
 // replica it believes leads.
 func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Duration) (applied, error) {
-	if dg := c.groups[g]; dg != nil && dg.rep.raft.State() == raft.Leader {
+	if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
 		return dg.apply(entry, left)
 	}
 	target := c.target(g, attempt)
@@ -219,7 +219,7 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 // turn.
 func (c *Cluster) target(g int, attempt int) *Member {
 	m := c.Map()
-	if dg := c.groups[g]; dg != nil {
+	if dg := c.group(g); dg != nil {
 		if _, id := dg.rep.raft.LeaderWithID(); id != "" && string(id) != c.cfg.NodeID {
 			return m.Member(string(id))
 		}
