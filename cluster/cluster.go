@@ -41,7 +41,12 @@ type Config struct {
 	// cluster addresses (HTTP addresses may be empty: each node reports
 	// its own). Every node of a new cluster is started with the same list;
 	// the cluster forms when all of them are up.
-	Peers    []Member
+	Peers []Member
+	// Join starts a node that joins a running cluster: it bootstraps
+	// nothing and waits until an operator admits it (`tally cluster
+	// add-node`, Cluster.AddNode); Peers are then the cluster's nodes it
+	// may reach first.
+	Join     bool
 	Groups   int // G, fixed at creation (default 8)
 	Replicas int // R (default 3; at most len(Peers))
 	// Sync is the groups' log fsync policy (default wal.SyncAlways: an
@@ -74,12 +79,18 @@ type Cluster struct {
 	// through group and localGroups.
 	groups   atomic.Pointer[map[int]*dataGroup]
 	groupsMu sync.Mutex
-	hints    []atomic.Value // per group: the member id last seen leading it
-	rpc      *http.Client
-	rpcSrv   *http.Server
-	closing  chan struct{}
-	wg       sync.WaitGroup
-	logger   *slog.Logger
+	// reconcileMu serializes reconcile (and Close with it); adminMu the
+	// changes this node runs as the metadata leader.
+	reconcileMu, adminMu sync.Mutex
+	// member: this node was in the map once; removed: and then no longer.
+	member, removed atomic.Bool
+	opened          atomic.Bool    // the node's groups are open: every RPC serves
+	hints           []atomic.Value // per group: the member id last seen leading it
+	rpc             *http.Client
+	rpcSrv          *http.Server
+	closing         chan struct{}
+	wg              sync.WaitGroup
+	logger          *slog.Logger
 }
 
 type dataGroup struct {
@@ -121,7 +132,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("cluster: a node id is needed (--node-id)")
 	}
-	if !slices.ContainsFunc(cfg.Peers, func(m Member) bool { return m.ID == cfg.NodeID }) {
+	if !cfg.Join && !slices.ContainsFunc(cfg.Peers, func(m Member) bool { return m.ID == cfg.NodeID }) {
 		return nil, fmt.Errorf("cluster: this node (%s) is not in the peer list: list every initial node, this one included", cfg.NodeID)
 	}
 	proto, err := store.New(repo, store.Options{})
@@ -143,6 +154,10 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}}
 	c.rpcSrv = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 5 * time.Second}
 	c.groups.Store(&map[int]*dataGroup{})
+	// The internal RPCs answer from the start (a joining node must answer
+	// add-node's hello); until the map is known, only the hello.
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 
 	if err := c.openMeta(); err != nil {
 		c.Close()
@@ -153,19 +168,18 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		c.Close()
 		return nil, err
 	}
-	c.hints = make([]atomic.Value, len(m.Groups))
 	for _, g := range m.GroupsOf(cfg.NodeID) {
 		if err := c.openGroup(m, g); err != nil {
 			c.Close()
 			return nil, err
 		}
 	}
-	// The internal RPCs start once this node's groups are open (peers
-	// retry until then).
-	c.wg.Add(1)
-	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
-	c.wg.Add(1)
+	c.member.Store(m.Member(cfg.NodeID) != nil)
+	c.opened.Store(true)
+	c.wg.Add(3)
+	go c.followMap()
 	go c.spreadLeaders()
+	go c.announce()
 	return c, nil
 }
 
@@ -218,6 +232,9 @@ func (c *Cluster) openMeta() error {
 	for _, p := range peers[:min(5, len(peers))] {
 		voters = append(voters, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.ClusterAddr)})
 	}
+	if c.cfg.Join {
+		voters = nil // admitted by the metadata leader (addNode)
+	}
 	c.metaSM = newMetaFSM()
 	trans := c.mux.Transport("meta", 3, 10*time.Second, c.cfg.LogOut)
 	rep, err := openReplica("meta", groupDir(c.cfg.DataDir, "meta"), c.cfg.NodeID, voters, c.metaSM, trans, c.cfg.Timing, c.cfg.Sync, c.cfg.LogOut)
@@ -239,12 +256,11 @@ func (c *Cluster) waitMap() (*Map, error) {
 			if m.ID != c.cfg.ClusterID {
 				return nil, fmt.Errorf("cluster: the data dir belongs to cluster %q, not %q", m.ID, c.cfg.ClusterID)
 			}
+			c.hints = make([]atomic.Value, len(m.Groups))
 			c.m.Store(m)
-			c.wg.Add(1)
-			go c.followMap()
 			return m, nil
 		}
-		if c.meta.raft.State() == raft.Leader {
+		if c.meta.raft.State() == raft.Leader && !c.cfg.Join {
 			first, err := NewMap(c.cfg.ClusterID, c.cfg.Peers, c.cfg.Groups, c.cfg.Replicas)
 			if err != nil {
 				return nil, fmt.Errorf("cluster: %w", err)
@@ -259,13 +275,17 @@ func (c *Cluster) waitMap() (*Map, error) {
 		case <-changed:
 		case <-time.After(200 * time.Millisecond):
 		case <-deadline:
+			if c.cfg.Join {
+				return nil, fmt.Errorf("cluster: not admitted after %s: run `tally cluster add-node --id %s --cluster-addr %s` against a node of the cluster", c.cfg.FormTimeout, c.cfg.NodeID, c.cfg.Advertise)
+			}
 			return nil, fmt.Errorf("cluster: no cluster map after %s: are all %d peers started with the same --cluster-peers, cluster id and key? (this node sees leader %q)",
 				c.cfg.FormTimeout, len(c.cfg.Peers), c.meta.raft.Leader())
 		}
 	}
 }
 
-// followMap keeps the cached map current.
+// followMap keeps the cached map current and this node's replicas as
+// the map places them (reconcile).
 func (c *Cluster) followMap() {
 	defer c.wg.Done()
 	for {
@@ -275,6 +295,9 @@ func (c *Cluster) followMap() {
 			if m.Version <= cur.Version || c.m.CompareAndSwap(cur, m) {
 				break
 			}
+		}
+		if m != nil {
+			c.reconcile(m)
 		}
 		select {
 		case <-changed:
@@ -291,9 +314,13 @@ func (c *Cluster) openGroup(m *Map, g int) error {
 	if err != nil {
 		return err
 	}
+	// Only the replicas of a group never changed bootstrap it; a replica
+	// placed here later starts empty and its leader adds it.
 	var voters []raft.Server
 	for _, id := range m.Groups[g].Replicas {
-		voters = append(voters, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(m.Member(id).ClusterAddr)})
+		if !m.Groups[g].Changed {
+			voters = append(voters, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(m.Member(id).ClusterAddr)})
+		}
 	}
 	name := "g" + strconv.Itoa(g)
 	trans := c.mux.Transport(name, 3, 10*time.Second, c.cfg.LogOut)
@@ -334,10 +361,14 @@ func (c *Cluster) setGroup(g int, dg *dataGroup) {
 // Map is the cluster map this node serves from.
 func (c *Cluster) Map() *Map { return c.m.Load() }
 
-// Err is nil while the node can take part: its cluster map is known.
+// Err is nil while the node can take part: its cluster map is known and
+// it was not removed from the cluster.
 func (c *Cluster) Err() error {
 	if c.m.Load() == nil {
 		return errors.New("no cluster map yet")
+	}
+	if c.removed.Load() {
+		return ErrRemoved
 	}
 	return nil
 }
@@ -350,6 +381,9 @@ func (c *Cluster) Close() error {
 	default:
 	}
 	close(c.closing)
+	c.reconcileMu.Lock() // no replica opens or closes from here
+	defer c.reconcileMu.Unlock()
+	c.handOver()
 	var errs []error
 	if c.rpcSrv != nil {
 		c.rpcSrv.Close()
@@ -365,6 +399,37 @@ func (c *Cluster) Close() error {
 	}
 	c.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// handOver hands the leadership of every group this node leads (and of
+// the metadata group) to another replica before the node stops: a planned
+// stop (a rolling restart) then stalls writes for a transfer, tens of
+// milliseconds, instead of an election timeout. Bounded: a transfer that
+// cannot finish (no other replica up to date) is abandoned after 2 s and
+// the group elects as after a crash.
+func (c *Cluster) handOver() {
+	var wg sync.WaitGroup
+	transfer := func(r *replica) {
+		if r == nil || r.raft.State() != raft.Leader {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := r.raft.LeadershipTransfer()
+			done := make(chan struct{})
+			go func() { f.Error(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+			}
+		}()
+	}
+	for _, dg := range c.localGroups() {
+		transfer(dg.rep)
+	}
+	transfer(c.meta)
+	wg.Wait()
 }
 
 // newID is a request id for a write that came without one.

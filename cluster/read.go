@@ -247,6 +247,7 @@ func (b *barrier) run() {
 // connection already authenticated by the transport's handshake).
 func (c *Cluster) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
+	c.membershipRPCs(mux)
 	mux.HandleFunc("POST /v1/propose", func(w http.ResponseWriter, r *http.Request) {
 		if !c.checkMap(w, r) {
 			return
@@ -333,7 +334,19 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})
-	return mux
+	hello := func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"node": c.cfg.NodeID})
+	}
+	mux.HandleFunc("GET /v1/hello", hello)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Before the node's groups are open only the hello answers (the
+		// others need the map and the groups); peers retry.
+		if !c.opened.Load() && r.URL.Path != "/v1/hello" {
+			http.Error(w, "node starting", http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // scratch is a ReadOut for reads.

@@ -1,0 +1,267 @@
+package systemtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/systemtest/harness"
+)
+
+// tallyCluster runs `tally cluster args...` (the real binary) against
+// node i and returns its stdout and exit code.
+func (c *testCluster) tallyCluster(i int, args ...string) (string, int) {
+	c.t.Helper()
+	args = append([]string{"cluster", "--addr", c.nodes[i].URL, "--timeout", "5m"}, args...)
+	cmd := exec.Command(harness.Binary(c.t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("tally cluster %v: %v", args, err)
+	}
+	if code != 0 {
+		c.t.Logf("tally %s: exit %d: %s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	}
+	return out.String(), code
+}
+
+// join starts node id with --cluster-join (it waits to be admitted) and
+// admits it with `tally cluster add-node` through node via; it returns
+// the new node's index.
+func (c *testCluster) join(id string, via int) int {
+	c.t.Helper()
+	key := writeClusterKey(c.t, "systemtest-cluster-key-0123456789")
+	caddr := harness.FreeAddr(c.t)
+	nd := harness.Launch(c.t, harness.Options{
+		Args:         []string{"--cluster-id", "systemtest", "--cluster-key-file", key, "--cluster-join", "--node-id", id, "--cluster-addr", caddr},
+		ReadyTimeout: 2 * time.Minute,
+	})
+	nd.Name = id
+	// The node's cluster port opens at once; add-node reaches it there.
+	var code int
+	for range 50 {
+		if _, code = c.tallyCluster(via, "add-node", "--id", id, "--cluster-addr", caddr); code == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 0 {
+		c.t.Fatalf("add-node %s: exit %d", id, code)
+	}
+	nd.WaitReady()
+	c.nodes = append(c.nodes, nd)
+	c.caddr = append(c.caddr, caddr)
+	return len(c.nodes) - 1
+}
+
+// replicasHeld counts the replicas each node holds in node i's map.
+func (c *testCluster) replicasHeld(i int) map[string]int {
+	c.t.Helper()
+	out, code := c.tallyCluster(i, "rebalance", "--dry-run", "--json")
+	if code != 0 {
+		c.t.Fatalf("rebalance --dry-run: exit %d", code)
+	}
+	var o struct {
+		Map struct {
+			Members []struct{ ID string }
+			Groups  []struct{ Replicas []string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &o); err != nil {
+		c.t.Fatalf("rebalance --json: %v: %s", err, out)
+	}
+	held := map[string]int{}
+	for _, m := range o.Map.Members {
+		held[m.ID] = 0
+	}
+	for _, g := range o.Map.Groups {
+		for _, r := range g.Replicas {
+			held[r]++
+		}
+	}
+	return held
+}
+
+// lookups reads features through the allowed nodes until stopped,
+// counting failed lookups.
+type lookups struct {
+	stop       atomic.Bool
+	wg         sync.WaitGroup
+	reads, bad atomic.Int64
+	mu         sync.Mutex
+	nodes      []*harness.Node
+	logf       func(string, ...any)
+}
+
+func startLookups(l *clusterLoad, readers int, nodes ...*harness.Node) *lookups {
+	lk := &lookups{nodes: nodes, logf: l.t.Logf}
+	for r := range readers {
+		lk.wg.Add(1)
+		go func() {
+			defer lk.wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 99))
+			for !lk.stop.Load() {
+				lk.mu.Lock()
+				nd := lk.nodes[rng.IntN(len(lk.nodes))]
+				lk.mu.Unlock()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := nd.Client.GetFeatures(ctx, client.LookupRequest{Service: "fraud_detection",
+					JoinKeys:       map[string]any{"user_id": fmt.Sprintf("%su%d", l.prefix, rng.IntN(loadUsers)), "merchant": l.prefix + "m0", "country": "FR"},
+					RequestContext: map[string]any{"amt": 1, "lat": 0, "long": 0}})
+				cancel()
+				lk.reads.Add(1)
+				if err != nil && lk.bad.Add(1) <= 5 {
+					lk.logf("lookup via %s: %v", nd.Name, err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	return lk
+}
+
+func (lk *lookups) setNodes(nodes ...*harness.Node) {
+	lk.mu.Lock()
+	lk.nodes = nodes
+	lk.mu.Unlock()
+}
+
+func (lk *lookups) halt() {
+	lk.stop.Store(true)
+	lk.wg.Wait()
+}
+
+// phase logs the lookups and the writes since the last phase.
+func phase(name string, l *clusterLoad, lk *lookups) {
+	l.phase(name)
+	l.t.Logf("%s: %d lookups, %d failed (client-visible)", name, lk.reads.Swap(0), lk.bad.Swap(0))
+}
+
+// TestClusterChangesUnderLoad changes a 3-node cluster (8 groups, 3
+// replicas) while 4 clients ingest (retrying with their request ids) and
+// 2 look up: (a) a 4th node joins and the cluster rebalances onto it,
+// (b) a node is removed (its replicas move away first), (c) every node is
+// restarted one at a time. After each, every acknowledged event is counted
+// exactly once on every replica and the replicas of each group have equal
+// checksums; the test logs the client-visible errors and the longest
+// acknowledged write.
+func TestClusterChangesUnderLoad(t *testing.T) {
+	const groups = 8
+	c := startCluster(t, 3, groups, 3)
+	l := startLoad(t, c, "ch-", 4, 0, 1, 2)
+	lk := startLookups(l, 2, c.nodes...)
+	l.waitAcked(50, time.Minute)
+	phase("steady", l, lk)
+
+	// (a) Add n3 and rebalance.
+	n3 := c.join("n3", 0)
+	if held := c.replicasHeld(0)["n3"]; held != 0 {
+		t.Fatalf("a node just added holds %d replicas, want 0", held)
+	}
+	out, code := c.tallyCluster(1, "rebalance")
+	if code != 0 {
+		t.Fatalf("rebalance: exit %d", code)
+	}
+	t.Logf("rebalance:\n%s", out)
+	held := c.replicasHeld(n3)
+	for id, k := range held {
+		// 8 groups x 3 replicas over 4 nodes: 6 each.
+		if k != groups*3/4 {
+			t.Errorf("after rebalance %s holds %d replicas, want %d (all: %v)", id, k, groups*3/4, held)
+		}
+	}
+	if out, _ := c.tallyCluster(2, "rebalance", "--dry-run"); !strings.Contains(out, "balanced") {
+		t.Errorf("a second rebalance would still change things:\n%s", out)
+	}
+	l.setNodes(0, 1, 2, 3)
+	lk.setNodes(c.nodes...)
+	l.waitAcked(50, time.Minute)
+	c.waitLeaders(groups, time.Minute)
+	phase("(a) add n3 and rebalance", l, lk)
+
+	// (b) Remove n1: writers and readers leave it first.
+	l.setNodes(0, 2, 3)
+	lk.setNodes(c.nodes[0], c.nodes[2], c.nodes[3])
+	if _, code := c.tallyCluster(0, "remove-node", "n1"); code != 0 {
+		t.Fatalf("remove-node n1: exit %d", code)
+	}
+	held = c.replicasHeld(0)
+	if _, ok := held["n1"]; ok {
+		t.Fatalf("n1 still a member after remove-node: %v", held)
+	}
+	for id, k := range held {
+		if k != groups {
+			t.Errorf("after removing n1, %s holds %d replicas, want %d (all: %v)", id, k, groups, held)
+		}
+	}
+	if _, code := c.tallyCluster(0, "remove-node", "n0"); code == 0 {
+		// 3 replicas need 3 nodes: removing another must be refused.
+		t.Errorf("remove-node n0 with 3 nodes left and 3 replicas per group succeeded: it must be refused")
+	}
+	l.waitAcked(50, time.Minute)
+	if err := c.nodes[1].Stop(); err != nil {
+		t.Fatalf("stop the removed n1: %v", err)
+	}
+	c.nodes = slices.Delete(c.nodes, 1, 2)
+	c.caddr = slices.Delete(c.caddr, 1, 2)
+	l.setNodes(0, 1, 2)
+	phase("(b) remove n1", l, lk)
+
+	// (c) Rolling restart: each node in turn, the others taking writes.
+	for i := range c.nodes {
+		l.setNodes(others(len(c.nodes), i)...)
+		var up []*harness.Node
+		for _, j := range others(len(c.nodes), i) {
+			up = append(up, c.nodes[j])
+		}
+		lk.setNodes(up...)
+		if err := c.nodes[i].Stop(); err != nil {
+			t.Fatalf("%s: stop: %v", c.nodes[i].Name, err)
+		}
+		l.waitAcked(20, time.Minute)
+		c.nodes[i].Restart()
+		c.waitLeaders(groups, time.Minute)
+		l.setNodes(0, 1, 2)
+		lk.setNodes(c.nodes...)
+		l.waitAcked(20, time.Minute)
+		phase("(c) restart "+c.nodes[i].Name, l, lk)
+	}
+	lk.halt()
+	l.halt()
+	c.waitConverged(2 * time.Minute)
+	l.check()
+	if _, code := c.tallyCluster(0, "rebalance", "--dry-run"); code != 0 {
+		t.Errorf("rebalance --dry-run after the changes: exit %d", code)
+	}
+}
+
+// waitLeaders waits until every group has a leader that a running node
+// reports.
+func (c *testCluster) waitLeaders(groups int, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for g := range groups {
+		for c.leaderOf(g) < 0 {
+			if time.Now().After(deadline) {
+				c.t.Fatalf("group %d has no leader after %s", g, timeout)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
