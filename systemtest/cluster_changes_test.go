@@ -156,7 +156,7 @@ func phase(name string, l *clusterLoad, lk *lookups) {
 // TestClusterChangesUnderLoad changes a 3-node cluster (8 groups, 3
 // replicas) while 4 clients ingest (retrying with their request ids) and
 // 2 look up: (a) a 4th node joins and the cluster rebalances onto it,
-// (b) a node is removed (its replicas move away first), (c) every node is
+// (b) the metadata leader is removed (its replicas move away first), (c) every node is
 // restarted one at a time. After each, every acknowledged event is counted
 // exactly once on every replica and the replicas of each group have equal
 // checksums; the test logs the client-visible errors and the longest
@@ -195,33 +195,44 @@ func TestClusterChangesUnderLoad(t *testing.T) {
 	c.waitLeaders(groups, time.Minute)
 	phase("(a) add n3 and rebalance", l, lk)
 
-	// (b) Remove n1: writers and readers leave it first.
-	l.setNodes(0, 2, 3)
-	lk.setNodes(c.nodes[0], c.nodes[2], c.nodes[3])
-	if _, code := c.tallyCluster(0, "remove-node", "n1"); code != 0 {
-		t.Fatalf("remove-node n1: exit %d", code)
+	// (b) Remove the metadata group's leader (the change runs there, so it
+	// moves the leadership away and goes on on the new leader), through
+	// another node; writers and readers leave it first.
+	st, err := c.status(0, false)
+	if err != nil {
+		t.Fatal(err)
 	}
-	held = c.replicasHeld(0)
-	if _, ok := held["n1"]; ok {
-		t.Fatalf("n1 still a member after remove-node: %v", held)
+	var victim int
+	if _, err := fmt.Sscanf(st.MetaLeader, "n%d", &victim); err != nil {
+		t.Fatalf("metadata leader %q: %v", st.MetaLeader, err)
+	}
+	rest := others(len(c.nodes), victim)
+	l.setNodes(rest...)
+	lk.setNodes(c.nodes[rest[0]], c.nodes[rest[1]], c.nodes[rest[2]])
+	if _, code := c.tallyCluster(rest[0], "remove-node", st.MetaLeader); code != 0 {
+		t.Fatalf("remove-node %s: exit %d", st.MetaLeader, code)
+	}
+	held = c.replicasHeld(rest[1])
+	if _, ok := held[st.MetaLeader]; ok {
+		t.Fatalf("%s still a member after remove-node: %v", st.MetaLeader, held)
 	}
 	for id, k := range held {
 		if k != groups {
-			t.Errorf("after removing n1, %s holds %d replicas, want %d (all: %v)", id, k, groups, held)
+			t.Errorf("after removing %s, %s holds %d replicas, want %d (all: %v)", st.MetaLeader, id, k, groups, held)
 		}
 	}
-	if _, code := c.tallyCluster(0, "remove-node", "n0"); code == 0 {
+	if _, code := c.tallyCluster(rest[2], "remove-node", fmt.Sprintf("n%d", rest[0])); code != 1 {
 		// 3 replicas need 3 nodes: removing another must be refused.
-		t.Errorf("remove-node n0 with 3 nodes left and 3 replicas per group succeeded: it must be refused")
+		t.Errorf("remove-node with 3 nodes left and 3 replicas per group: exit %d, want 1 (refused)", code)
 	}
 	l.waitAcked(50, time.Minute)
-	if err := c.nodes[1].Stop(); err != nil {
-		t.Fatalf("stop the removed n1: %v", err)
+	if err := c.nodes[victim].Stop(); err != nil {
+		t.Fatalf("stop the removed %s: %v", st.MetaLeader, err)
 	}
-	c.nodes = slices.Delete(c.nodes, 1, 2)
-	c.caddr = slices.Delete(c.caddr, 1, 2)
+	c.nodes = slices.Delete(c.nodes, victim, victim+1)
+	c.caddr = slices.Delete(c.caddr, victim, victim+1)
 	l.setNodes(0, 1, 2)
-	phase("(b) remove n1", l, lk)
+	phase("(b) remove "+st.MetaLeader, l, lk)
 
 	// (c) Rolling restart: each node in turn, the others taking writes.
 	for i := range c.nodes {

@@ -29,6 +29,7 @@ type testCluster struct {
 type clusterStatus struct {
 	Node       string `json:"node"`
 	MapVersion uint64 `json:"mapVersion"`
+	MetaLeader string `json:"metaLeader"`
 	Groups     []struct {
 		Group         int    `json:"group"`
 		State         string `json:"state"`
