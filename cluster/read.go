@@ -160,10 +160,17 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 			return info, fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
 		}
 		url := "http://" + target.ClusterAddr + "/v1/read?group=" + strconv.Itoa(g) + "&level=" + level.String()
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		// An attempt gets at most two election timeouts (as a forwarded
+		// write does): a replica that stopped answering mid-change must not
+		// take the whole budget while another attempt would be answered.
+		ctx, cancel := context.WithTimeout(context.Background(), min(max(time.Until(deadline), 50*time.Millisecond), max(2*c.cfg.Timing.Election, time.Second)))
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		c.stampMap(req)
+		t0 := time.Now()
 		resp, err := c.rpc.Do(req)
+		if d := time.Since(t0); d > time.Second {
+			c.logger.Warn("cluster: slow read sub-request", "group", g, "to", target.ID, "took", d.Round(time.Millisecond), "err", err, "attempt", attempt)
+		}
 		if err != nil {
 			cancel()
 			last = err
@@ -193,6 +200,7 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(ans))
 		}
 	}
+	c.logger.Warn("cluster: no replica answered a read in time (503)", "group", g, "level", level.String(), "last", last)
 	return info, fmt.Errorf("%w: group %d: read: %v", node.ErrUnavailable, g, last)
 }
 

@@ -104,6 +104,7 @@ type lookups struct {
 	stop       atomic.Bool
 	wg         sync.WaitGroup
 	reads, bad atomic.Int64
+	slowest    atomic.Int64 // ns
 	mu         sync.Mutex
 	nodes      []*harness.Node
 	logf       func(string, ...any)
@@ -121,10 +122,20 @@ func startLookups(l *clusterLoad, readers int, nodes ...*harness.Node) *lookups 
 				nd := lk.nodes[rng.IntN(len(lk.nodes))]
 				lk.mu.Unlock()
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				t0 := time.Now()
 				_, err := nd.Client.GetFeatures(ctx, client.LookupRequest{Service: "fraud_detection",
 					JoinKeys:       map[string]any{"user_id": fmt.Sprintf("%su%d", l.prefix, rng.IntN(loadUsers)), "merchant": l.prefix + "m0", "country": "FR"},
 					RequestContext: map[string]any{"amt": 1, "lat": 0, "long": 0}})
 				cancel()
+				if d := time.Since(t0); d > time.Second {
+					lk.logf("slow lookup via %s: %s (err %v) at %s", nd.Name, d.Round(time.Millisecond), err, time.Now().Format("15:04:05.000"))
+				}
+				for d := int64(time.Since(t0)); ; {
+					old := lk.slowest.Load()
+					if d <= old || lk.slowest.CompareAndSwap(old, d) {
+						break
+					}
+				}
 				lk.reads.Add(1)
 				if err != nil && lk.bad.Add(1) <= 5 {
 					lk.logf("lookup via %s: %v", nd.Name, err)
@@ -150,7 +161,7 @@ func (lk *lookups) halt() {
 // phase logs the lookups and the writes since the last phase.
 func phase(name string, l *clusterLoad, lk *lookups) {
 	l.phase(name)
-	l.t.Logf("%s: %d lookups, %d failed (client-visible)", name, lk.reads.Swap(0), lk.bad.Swap(0))
+	l.t.Logf("%s: %d lookups, %d failed (client-visible), slowest %s", name, lk.reads.Swap(0), lk.bad.Swap(0), time.Duration(lk.slowest.Swap(0)).Round(time.Millisecond))
 }
 
 // TestClusterChangesUnderLoad changes a 3-node cluster (8 groups, 3
@@ -188,6 +199,40 @@ func TestClusterChangesUnderLoad(t *testing.T) {
 	}
 	if out, _ := c.tallyCluster(2, "rebalance", "--dry-run"); !strings.Contains(out, "balanced") {
 		t.Errorf("a second rebalance would still change things:\n%s", out)
+	}
+	// One replica by hand: group 0's last replica to the node without it.
+	m := c.clusterMap(0)
+	from := m.Groups[0].Replicas[len(m.Groups[0].Replicas)-1]
+	var to string
+	for _, mb := range m.Members {
+		if !slices.Contains(m.Groups[0].Replicas, mb.ID) {
+			to = mb.ID
+		}
+	}
+	if _, code := c.tallyCluster(3, "move-replica", "--group", "0", "--from", from, "--to", to); code != 0 {
+		t.Fatalf("move-replica: exit %d", code)
+	}
+	if got := c.clusterMap(1).Groups[0].Replicas; slices.Contains(got, from) || !slices.Contains(got, to) {
+		t.Fatalf("after moving group 0 from %s to %s its replicas are %v", from, to, got)
+	}
+	if _, code := c.tallyCluster(0, "rebalance"); code != 0 {
+		t.Fatalf("rebalance after the move: exit %d", code)
+	}
+	// Exit codes scripts rely on.
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"move-replica", "--group", "99", "--from", "n0", "--to", "n1"}, 1},   // refused: no group 99
+		{[]string{"move-replica", "--group", "0"}, 2},                                  // usage
+		{[]string{"add-node", "--id", "n9", "--cluster-addr", harness.FreeAddr(t)}, 1}, // nothing answers there
+	} {
+		if _, code := c.tallyCluster(0, tc.args...); code != tc.code {
+			t.Errorf("tally cluster %v: exit %d, want %d", tc.args, code, tc.code)
+		}
+	}
+	if code := exitOf(exec.Command(harness.Binary(t), "cluster", "--addr", "http://"+harness.FreeAddr(t), "rebalance", "--dry-run")); code != 3 {
+		t.Errorf("tally cluster against an address nobody listens on: exit %d, want 3", code)
 	}
 	l.setNodes(0, 1, 2, 3)
 	lk.setNodes(c.nodes...)
@@ -260,6 +305,13 @@ func TestClusterChangesUnderLoad(t *testing.T) {
 	if _, code := c.tallyCluster(0, "rebalance", "--dry-run"); code != 0 {
 		t.Errorf("rebalance --dry-run after the changes: exit %d", code)
 	}
+	for _, nd := range c.nodes {
+		for _, line := range strings.Split(nd.Output(), "\n") {
+			if strings.Contains(line, "slow read") || strings.Contains(line, "no replica answered") {
+				t.Logf("%s: %s", nd.Name, line)
+			}
+		}
+	}
 }
 
 // waitLeaders waits until every group has a leader that a running node
@@ -275,4 +327,38 @@ func (c *testCluster) waitLeaders(groups int, timeout time.Duration) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+}
+
+// clusterMap is the cluster map as node i's rebalance --dry-run reports it.
+func (c *testCluster) clusterMap(i int) (m struct {
+	Version uint64
+	Members []struct{ ID string }
+	Groups  []struct{ Replicas []string }
+}) {
+	c.t.Helper()
+	out, code := c.tallyCluster(i, "rebalance", "--dry-run", "--json")
+	if code != 0 {
+		c.t.Fatalf("rebalance --dry-run: exit %d", code)
+	}
+	var o struct{ Map json.RawMessage }
+	if err := json.Unmarshal([]byte(out), &o); err != nil {
+		c.t.Fatalf("rebalance --json: %v: %s", err, out)
+	}
+	if err := json.Unmarshal(o.Map, &m); err != nil {
+		c.t.Fatalf("map: %v", err)
+	}
+	return m
+}
+
+// exitOf runs cmd and returns its exit code.
+func exitOf(cmd *exec.Cmd) int {
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
