@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -256,6 +258,9 @@ func (c *Cluster) waitMap() (*Map, error) {
 			if m.ID != c.cfg.ClusterID {
 				return nil, fmt.Errorf("cluster: the data dir belongs to cluster %q, not %q", m.ID, c.cfg.ClusterID)
 			}
+			if err := c.sameSchema(m); err != nil {
+				return nil, err
+			}
 			c.hints = make([]atomic.Value, len(m.Groups))
 			c.m.Store(m)
 			return m, nil
@@ -265,6 +270,7 @@ func (c *Cluster) waitMap() (*Map, error) {
 			if err != nil {
 				return nil, fmt.Errorf("cluster: %w", err)
 			}
+			first.Schema = store.SchemaOf(c.repo)
 			cmd, _ := json.Marshal(metaCommand{Op: "init", Map: first.Encode()})
 			if err := c.meta.raft.Apply(cmd, 5*time.Second).Error(); err != nil {
 				c.logger.Warn("cluster: proposing the first map", "err", err)
@@ -282,6 +288,26 @@ func (c *Cluster) waitMap() (*Map, error) {
 				c.cfg.FormTimeout, len(c.cfg.Peers), c.meta.raft.Leader())
 		}
 	}
+}
+
+// sameSchema refuses a node whose feature repo differs from the one the
+// cluster was created with, listing the differences.
+func (c *Cluster) sameSchema(m *Map) error {
+	if len(m.Schema) == 0 {
+		return nil // a map from before the check
+	}
+	mine := store.SchemaOf(c.repo)
+	if bytes.Equal(bytes.TrimSpace(mine), bytes.TrimSpace(m.Schema)) {
+		return nil
+	}
+	changes, err := store.SchemaChanges(m.Schema, mine)
+	if err != nil {
+		return fmt.Errorf("cluster: the cluster map's schema: %w", err)
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cluster: this node's feature repo differs from the cluster's (every node must run the same repo; a running cluster's repo cannot be changed yet): %s", strings.Join(changes, "; "))
 }
 
 // followMap keeps the cached map current and this node's replicas as

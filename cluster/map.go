@@ -38,6 +38,10 @@ type Map struct {
 	Replicas int         `json:"replicas"` // R
 	Members  []Member    `json:"members"`  // sorted by id
 	Groups   []GroupInfo `json:"groups"`   // G, by id 0..G-1
+	// Schema is the feature repo's schema fingerprint (store.SchemaOf) the
+	// cluster was created with: every node must run that repo, or replicas
+	// of a group would apply the same records to different views.
+	Schema json.RawMessage `json:"schema,omitempty"`
 }
 
 // NewMap places G groups of R replicas over members: group g's replicas

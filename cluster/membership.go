@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/store"
 )
 
 // Changing a running cluster: adding and removing nodes, moving a group's
@@ -356,6 +358,13 @@ func (c *Cluster) replicaOf(ctx context.Context, id string, g int) (replicaInfo,
 	return ri, err
 }
 
+// hello is a node's answer to GET /v1/hello, which works before it has a
+// map: who it is and the schema of the repo it runs.
+type hello struct {
+	Node   string          `json:"node"`
+	Schema json.RawMessage `json:"schema"`
+}
+
 // adminRequest is a change forwarded to the metadata leader.
 type adminRequest struct {
 	Op     string  `json:"op"` // "add-node", "remove-node", "move-replica", "rebalance"
@@ -467,14 +476,23 @@ func (c *Cluster) addNode(ctx context.Context, mb *Member) error {
 	// The node must be up and of this cluster (the transport's handshake
 	// checks the key and the cluster id) before it counts in a quorum.
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	var hello struct{ Node string }
-	err := c.post(pctx, mb.ClusterAddr, "/v1/hello", nil, &hello)
+	var hi hello
+	err := c.post(pctx, mb.ClusterAddr, "/v1/hello", nil, &hi)
 	cancel()
 	if err != nil {
 		return &errApply{err: fmt.Errorf("node %s does not answer at %s: start it first (tally serve --node-id %s --cluster-join ... with this cluster's id and key): %v", mb.ID, mb.ClusterAddr, mb.ID, err)}
 	}
-	if hello.Node != mb.ID {
-		return &errApply{err: fmt.Errorf("the node at %s is %q, not %q", mb.ClusterAddr, hello.Node, mb.ID)}
+	if hi.Node != mb.ID {
+		return &errApply{err: fmt.Errorf("the node at %s is %q, not %q", mb.ClusterAddr, hi.Node, mb.ID)}
+	}
+	if len(m.Schema) > 0 {
+		changes, err := store.SchemaChanges(m.Schema, hi.Schema)
+		if err != nil {
+			return &errApply{err: fmt.Errorf("node %s sent no readable repo schema (%v): does it run the same tally version?", mb.ID, err)}
+		}
+		if len(changes) > 0 {
+			return &errApply{err: fmt.Errorf("node %s runs another feature repo than the cluster's (every node must run the same; restart it with the cluster's repo): %s", mb.ID, strings.Join(changes, "; "))}
+		}
 	}
 	cf := c.meta.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {

@@ -342,8 +342,9 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})
+	schema := store.SchemaOf(c.repo)
 	hello := func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"node": c.cfg.NodeID})
+		json.NewEncoder(w).Encode(hello{Node: c.cfg.NodeID, Schema: schema})
 	}
 	mux.HandleFunc("GET /v1/hello", hello)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

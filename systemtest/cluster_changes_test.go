@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +37,7 @@ func (c *testCluster) tallyCluster(i int, args ...string) (string, int) {
 	} else if err != nil {
 		c.t.Fatalf("tally cluster %v: %v", args, err)
 	}
+	c.lastErr = errb.String()
 	if code != 0 {
 		c.t.Logf("tally %s: exit %d: %s%s", strings.Join(args, " "), code, out.String(), errb.String())
 	}
@@ -361,4 +364,72 @@ func exitOf(cmd *exec.Cmd) int {
 		return -1
 	}
 	return 0
+}
+
+// changedRepo writes the default repo with one window changed (the user
+// view's 1h count becomes 2h) and returns its directory.
+func changedRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"fraud.yaml", "fraud_model.onnx"} {
+		b, err := os.ReadFile(filepath.Join("..", "features", "defaultrepo", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "fraud.yaml" {
+			b = bytes.Replace(b, []byte("{column: amt, function: count, window: 1h}"), []byte("{column: amt, function: count, window: 2h}"), 1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestClusterRefusesAnotherRepo: a node running another feature repo is
+// refused, naming the difference: add-node refuses to admit it, and a
+// member restarted with it exits; restarted with the cluster's repo it
+// serves again.
+func TestClusterRefusesAnotherRepo(t *testing.T) {
+	c := startCluster(t, 3, 2, 3)
+	repo := changedRepo(t)
+	key := writeClusterKey(t, "systemtest-cluster-key-0123456789")
+	caddr := harness.FreeAddr(t)
+	other := harness.Launch(t, harness.Options{
+		Args: []string{"--cluster-id", "systemtest", "--cluster-key-file", key, "--cluster-join", "--node-id", "n9", "--cluster-addr", caddr, "--repo", repo},
+	})
+	var code int
+	for range 50 {
+		// Until the node's cluster port is up, add-node says it does not answer.
+		if _, code = c.tallyCluster(0, "add-node", "--id", "n9", "--cluster-addr", caddr); strings.Contains(c.lastErr, "another feature repo") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 1 || !strings.Contains(c.lastErr, "window") {
+		t.Fatalf("add-node of a node with another repo: exit %d, %q; want 1 naming the changed window", code, c.lastErr)
+	}
+	other.Kill()
+	if held := c.replicasHeld(1); len(held) != 3 {
+		t.Fatalf("members after the refused add-node: %v", held)
+	}
+
+	// A member restarted with the changed repo exits, naming it.
+	nd := c.nodes[2]
+	if err := nd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	bad := harness.Launch(t, harness.Options{DataDir: nd.DataDir,
+		Args: []string{"--cluster-id", "systemtest", "--cluster-key-file", key, "--node-id", "n2", "--cluster-addr", c.caddr[2],
+			"--cluster-peers", fmt.Sprintf("n0=%s,n1=%s,n2=%s", c.caddr[0], c.caddr[1], c.caddr[2]), "--repo", repo}})
+	select {
+	case <-bad.Exited():
+	case <-time.After(time.Minute):
+		t.Fatal("a member restarted with another repo is still running after a minute")
+	}
+	if out := bad.Output(); !strings.Contains(out, "differs from the cluster's") || !strings.Contains(out, "window") {
+		t.Fatalf("a member restarted with another repo said:\n%s", out)
+	}
+	nd.Restart()
+	c.waitConverged(time.Minute)
 }

@@ -23,6 +23,8 @@ type testCluster struct {
 	t     *testing.T
 	nodes []*harness.Node
 	caddr []string // cluster port of each node
+	// lastErr is what the last tallyCluster printed on stderr.
+	lastErr string
 }
 
 // clusterStatus is GET /api/v1/cluster/status.
