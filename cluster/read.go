@@ -333,6 +333,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})
+	c.ctlRoutes(mux)
 	return mux
 }
 
