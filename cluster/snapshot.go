@@ -97,8 +97,16 @@ func (c *Cluster) snapshotLocal(g int) (ReplicaSnapshot, error) {
 	if dg == nil {
 		return rs, fmt.Errorf("this node holds no replica of group %d", g)
 	}
-	err := dg.rep.raft.Snapshot().Error()
+	// Raft itself refuses only a replica that never applied anything, and
+	// otherwise writes the same snapshot again.
+	var err error
 	rs.Index, _ = strconv.ParseUint(dg.rep.raft.Stats()["last_snapshot_index"], 10, 64)
+	if rs.Index == 0 || rs.Index < dg.rep.raft.AppliedIndex() {
+		err = dg.rep.raft.Snapshot().Error()
+		rs.Index, _ = strconv.ParseUint(dg.rep.raft.Stats()["last_snapshot_index"], 10, 64)
+	} else {
+		err = raft.ErrNothingNewToSnapshot
+	}
 	switch {
 	case errors.Is(err, raft.ErrNothingNewToSnapshot):
 		rs.Note = "nothing new to snapshot: no entry applied since the last snapshot"
