@@ -1,0 +1,231 @@
+package systemtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/systemtest/harness"
+	"github.com/tally-ml/tally/wal"
+)
+
+// tallyCtl runs the tally binary with args and returns its stdout, stderr
+// and exit code.
+func tallyCtl(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.Binary(t), args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("tally %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// checkResult is the JSON of `tally cluster check --json`.
+type checkResult struct {
+	OK     bool `json:"ok"`
+	Groups []struct {
+		Group    int    `json:"group"`
+		Index    uint64 `json:"index"`
+		OK       bool   `json:"ok"`
+		Error    string `json:"error"`
+		Replicas []struct {
+			Node     string `json:"node"`
+			Checksum string `json:"checksum"`
+			Error    string `json:"error"`
+		} `json:"replicas"`
+		Differ []struct {
+			Partition int      `json:"partition"`
+			Odd       []string `json:"odd"`
+			Majority  bool     `json:"majority"`
+		} `json:"differ"`
+	} `json:"groups"`
+	Advice string `json:"advice"`
+}
+
+// groupOfKey is the group of key in a cluster of groups groups (the
+// cluster map's placement: partition mod groups).
+func groupOfKey(key string, groups int) (group int, partition int) {
+	p := int(ring.Partition(ring.HashString(key)))
+	return p % groups, p
+}
+
+// tamperAmount rewrites, in the stopped node's Raft log of one group, the
+// first command entry holding the f64 from as to: the entry and every later
+// one are stored again through the log's own writer, so every frame's
+// checksum is right and the node starts as if nothing happened (bit rot
+// under a checksum, or a bad copy). It returns the tampered entry's index.
+func tamperAmount(t *testing.T, dir string, from, to float64) uint64 {
+	t.Helper()
+	rs, err := wal.OpenRaftStore(dir, wal.Options{SegmentSize: 16 << 20, Compress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	first, _ := rs.FirstIndex()
+	last, _ := rs.LastIndex()
+	pat := binary.LittleEndian.AppendUint64([]byte{1}, math.Float64bits(from))
+	repl := binary.LittleEndian.AppendUint64([]byte{1}, math.Float64bits(to))
+	var logs []*raft.Log
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := rs.GetLog(i, &l); err != nil {
+			t.Fatalf("read entry %d of %s: %v", i, dir, err)
+		}
+		if len(logs) == 0 {
+			if l.Type != raft.LogCommand || !bytes.Contains(l.Data, pat) {
+				continue
+			}
+			l.Data = bytes.Replace(l.Data, pat, repl, 1)
+		}
+		logs = append(logs, &l)
+	}
+	if len(logs) == 0 {
+		t.Fatalf("no entry of %s (%d..%d) holds the amount %g", dir, first, last, from)
+	}
+	if err := rs.StoreLogs(logs); err != nil {
+		t.Fatalf("rewrite entries %d..%d: %v", logs[0].Index, last, err)
+	}
+	return logs[0].Index
+}
+
+// TestClusterCtlCheckAndSnapshot: `tally cluster check` (the real binary)
+// exits 0 on a cluster taking writes and on an untouched one; after one
+// replica's Raft log is tampered with (an event's amount changed, every
+// checksum of the log fixed up) and its node restarted, check exits 1 and
+// names that node, that group and that partition, and only that group
+// fails. `tally cluster snapshot` then snapshots every replica, and
+// reports a replica with nothing new as such, not as a failure.
+func TestClusterCtlCheckAndSnapshot(t *testing.T) {
+	const groups = 4
+	c := startCluster(t, 3, groups, 3)
+	addr := "--addr=" + c.nodes[2].URL
+
+	// Check under load: the checkpoint is one index, whatever the writers do.
+	l := startLoad(t, c, "ctl", 4, 0, 1, 2)
+	l.waitAcked(40, time.Minute)
+	out, errOut, code := tallyCtl(t, "cluster", "check", addr)
+	if code != 0 {
+		t.Fatalf("check under load: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := strings.Count(out, " ok\n"); n != groups*3 {
+		t.Fatalf("check under load: %d replicas ok, want %d:\n%s", n, groups*3, out)
+	}
+	l.waitAcked(20, time.Minute)
+	l.halt()
+	c.waitConverged(time.Minute)
+	l.check()
+
+	// One event with an amount found nowhere else, for a user whose
+	// group holds neither its merchant's nor its country's key.
+	const amount = 777.25
+	mg, _ := groupOfKey("ctl-merchant", groups)
+	cg, _ := groupOfKey("FR", groups)
+	var user string
+	var g, part int
+	for i := 0; ; i++ {
+		user = fmt.Sprintf("ctl-tampered-%d", i)
+		if g, part = groupOfKey(user, groups); g != mg && g != cg {
+			break
+		}
+	}
+	ev := fmt.Sprintf(`{"user_id":%q,"merchant":"ctl-merchant","category":"food","amt":%g,"country":"FR","lat":1,"long":2,"timestamp":%d}`, user, amount, time.Now().UnixMilli())
+	if _, err := c.nodes[0].Client.IngestBulk(context.Background(), "transactions", []byte(ev), client.WriteOptions{RequestID: "ctl-tamper"}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = tallyCtl(t, "cluster", "check", addr, "--json")
+	var res checkResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.OK || len(res.Groups) != groups {
+		t.Fatalf("check of an untouched cluster: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Tamper with node 1's copy of group g.
+	victim := c.nodes[1]
+	if err := victim.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ix := tamperAmount(t, filepath.Join(victim.DataDir, "cluster", fmt.Sprintf("g%d", g)), amount, amount+1)
+	t.Logf("tampered with entry %d of group %d on n1 (user %s, partition %d)", ix, g, user, part)
+	victim.Restart()
+
+	out, errOut, code = tallyCtl(t, "cluster", "check", addr)
+	if code != 1 {
+		t.Fatalf("check after tampering: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	if want := fmt.Sprintf("group %d partition %d: n1 differs from the majority", g, part); !strings.Contains(out, want) {
+		t.Fatalf("check after tampering does not say %q:\n%s", want, out)
+	}
+	if !strings.Contains(out, "DIFFERS in 1 partitions") || strings.Count(out, "DIFFERS") != 1 || !strings.Contains(errOut, "move-replica") {
+		t.Fatalf("check after tampering: want exactly n1 of group %d named, and what to do:\n%s%s", g, out, errOut)
+	}
+	out, _, code = tallyCtl(t, "cluster", "check", addr, "--json", fmt.Sprint("--group=", g))
+	res = checkResult{}
+	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || len(res.Groups) != 1 || len(res.Groups[0].Differ) != 1 {
+		t.Fatalf("check --group %d --json: exit %d\n%s", g, code, out)
+	}
+	if d := res.Groups[0].Differ[0]; d.Partition != part || !d.Majority || len(d.Odd) != 1 || d.Odd[0] != "n1" {
+		t.Fatalf("check --group %d --json names %+v, want partition %d, n1 the odd one", g, d, part)
+	}
+	if _, _, code = tallyCtl(t, "cluster", "check", addr, fmt.Sprint("--group=", (g+1)%groups)); code != 0 {
+		t.Fatalf("check of an untouched group: exit %d", code)
+	}
+	if _, errOut, code = tallyCtl(t, "cluster", "check", addr, "--group=99"); code != 1 || !strings.Contains(errOut, "no group 99") {
+		t.Fatalf("check --group 99: exit %d: %s", code, errOut)
+	}
+	if _, _, code = tallyCtl(t, "cluster", "check", addr, "--group=x"); code != 2 {
+		t.Fatalf("check --group x: exit %d, want 2 (usage)", code)
+	}
+
+	// Snapshots: every replica takes one; at once again, nothing is new.
+	type snapRes struct {
+		OK        bool `json:"ok"`
+		Snapshots []struct {
+			Group int    `json:"group"`
+			Node  string `json:"node"`
+			Index uint64 `json:"index"`
+			Note  string `json:"note"`
+			Error string `json:"error"`
+		} `json:"snapshots"`
+	}
+	out, errOut, code = tallyCtl(t, "cluster", "snapshot", addr, "--json")
+	var sr snapRes
+	if code != 0 || json.Unmarshal([]byte(out), &sr) != nil || !sr.OK || len(sr.Snapshots) != groups*3 {
+		t.Fatalf("snapshot: exit %d\n%s%s", code, out, errOut)
+	}
+	taken := map[string]uint64{}
+	for _, s := range sr.Snapshots {
+		if s.Index == 0 || s.Error != "" {
+			t.Fatalf("snapshot of group %d on %s: index %d, error %q", s.Group, s.Node, s.Index, s.Error)
+		}
+		taken[fmt.Sprint(s.Group, s.Node)] = s.Index
+	}
+	out, errOut, code = tallyCtl(t, "cluster", "snapshot", addr, "--group=0")
+	if code != 0 || strings.Count(out, "\n0 ") != 3 {
+		t.Fatalf("snapshot --group 0: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "nothing new to snapshot") {
+		t.Fatalf("a second snapshot right after the first reports no replica with nothing new:\n%s", out)
+	}
+}
