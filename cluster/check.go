@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,7 +181,7 @@ func joinSep(s, sep string) string {
 func (c *Cluster) checkGroup(m *Map, g int) GroupCheck {
 	gc := GroupCheck{Group: g}
 	deadline := time.Now().Add(checkTimeout)
-	body, err := c.onLeader(g, "/v1/checkpoint", deadline)
+	body, err := c.onLeader(g, "/v1/checkpoint", "", deadline)
 	if err != nil {
 		gc.Error = "commit a checkpoint: " + err.Error()
 		return gc
@@ -305,16 +307,17 @@ func (dg *dataGroup) waitCheckpoint(ix uint64, deadline time.Time) (*Checkpoint,
 	}
 }
 
-// onLeader sends an internal POST to group g's leader (this node's replica
-// when it leads), retrying until deadline through elections.
-func (c *Cluster) onLeader(g int, path string, deadline time.Time) ([]byte, error) {
+// onLeader runs leader operation path (with query, "&k=v...") on group
+// g's leader (this node's replica when it leads), retrying until deadline
+// through elections.
+func (c *Cluster) onLeader(g int, path, query string, deadline time.Time) ([]byte, error) {
 	var last error
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		if attempt > 0 {
 			time.Sleep(min(time.Duration(attempt)*50*time.Millisecond, 300*time.Millisecond))
 		}
 		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
-			b, err := c.leaderOp(dg, path, time.Until(deadline))
+			b, err := c.leaderOp(dg, path, query, time.Until(deadline))
 			if err == nil {
 				return b, nil
 			}
@@ -326,7 +329,7 @@ func (c *Cluster) onLeader(g int, path string, deadline time.Time) ([]byte, erro
 			return nil, fmt.Errorf("group %d has no replica to ask", g)
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target.ClusterAddr+path+"?group="+strconv.Itoa(g), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target.ClusterAddr+path+"?group="+strconv.Itoa(g)+query, nil)
 		resp, err := c.rpc.Do(req)
 		if err != nil {
 			cancel()
@@ -362,8 +365,9 @@ func foldSums(sums *[ring.Partitions]uint64) uint64 {
 	return d.Sum64()
 }
 
-// leaderOp runs the operations onLeader runs on a group's leader.
-func (c *Cluster) leaderOp(dg *dataGroup, path string, left time.Duration) ([]byte, error) {
+// leaderOp runs the leader operation path on this node's replica, the
+// group's leader: commit a checkpoint, or hand the leadership over.
+func (c *Cluster) leaderOp(dg *dataGroup, path, query string, left time.Duration) ([]byte, error) {
 	switch path {
 	case "/v1/checkpoint":
 		f := dg.rep.raft.Apply([]byte{checkpointTag}, max(left, 100*time.Millisecond))
@@ -371,6 +375,26 @@ func (c *Cluster) leaderOp(dg *dataGroup, path string, left time.Duration) ([]by
 			return nil, err
 		}
 		return strconv.AppendUint(nil, f.Index(), 10), nil
+	case "/v1/transfer":
+		q, _ := url.ParseQuery(strings.TrimPrefix(query, "&"))
+		to := q.Get("to")
+		var f raft.Future
+		switch to {
+		case c.cfg.NodeID:
+			return []byte("already"), nil
+		case "":
+			f = dg.rep.raft.LeadershipTransfer()
+		default:
+			mb := c.Map().Member(to)
+			if mb == nil {
+				return nil, fmt.Errorf("%s is not in the cluster map", to)
+			}
+			f = dg.rep.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(mb.ClusterAddr))
+		}
+		if err := f.Error(); err != nil {
+			return nil, err
+		}
+		return []byte("ok"), nil
 	}
 	return nil, fmt.Errorf("no leader operation %s", path)
 }
@@ -379,26 +403,35 @@ func (c *Cluster) leaderOp(dg *dataGroup, path string, left time.Duration) ([]by
 // TransferLeader to the cluster port's mux.
 func (c *Cluster) ctlRoutes(mux *http.ServeMux) {
 	c.snapshotRoutes(mux)
-	mux.HandleFunc("POST /v1/checkpoint", func(w http.ResponseWriter, r *http.Request) {
-		dg, ok := c.groupParam(w, r)
-		if !ok {
-			return
-		}
-		if dg.rep.raft.State() != raft.Leader {
-			c.notLeader(w, dg)
-			return
-		}
-		b, err := c.leaderOp(dg, "/v1/checkpoint", checkTimeout)
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			c.notLeader(w, dg)
-			return
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Write(b)
-	})
+	c.transferRoutes(mux)
+	for _, path := range []string{"/v1/checkpoint", "/v1/transfer"} {
+		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+			dg, ok := c.groupParam(w, r)
+			if !ok {
+				return
+			}
+			if dg.rep.raft.State() != raft.Leader {
+				c.notLeader(w, dg)
+				return
+			}
+			q := r.URL.Query()
+			q.Del("group")
+			query := ""
+			if len(q) > 0 {
+				query = "&" + q.Encode()
+			}
+			b, err := c.leaderOp(dg, path, query, checkTimeout)
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				c.notLeader(w, dg)
+				return
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.Write(b)
+		})
+	}
 	mux.HandleFunc("GET /v1/checkpoint", func(w http.ResponseWriter, r *http.Request) {
 		g, _ := strconv.Atoi(r.URL.Query().Get("group"))
 		dg := c.group(g)

@@ -59,6 +59,8 @@ func (f *metaFSM) Apply(l *raft.Log) any {
 		}
 		f.set(m)
 		return nil
+	case "set-preferred": // transfer.go
+		return f.applyPreferred(l.Data)
 	}
 	return fmt.Errorf("metadata entry %d: unknown op %q", l.Index, cmd.Op)
 }
