@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -97,5 +98,42 @@ func TestDiffPartitions(t *testing.T) {
 	}
 	if d = diffPartitions([]ReplicaCheck{{Node: "n0", sums: &a}, {Node: "n2", sums: &a}}); len(d) != 0 {
 		t.Fatalf("equal replicas differ: %+v", d)
+	}
+}
+
+// TestSetPreferred: the metadata command reorders a group's replicas and
+// bumps the map's version; the same order changes nothing; a list that is
+// not the group's replica set is refused and changes nothing.
+func TestSetPreferred(t *testing.T) {
+	m, err := NewMap("c", members(3), 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newMetaFSM()
+	f.set(m)
+	apply := func(g int, reps ...string) any {
+		b, _ := json.Marshal(preferredCommand{Op: "set-preferred", Group: g, Replicas: reps})
+		return f.Apply(&raft.Log{Index: 9, Type: raft.LogCommand, Data: b})
+	}
+	if err := apply(1, "n2", "n1", "n0"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.current()
+	if got.Version != 2 || fmt.Sprint(got.Groups[1].Replicas) != "[n2 n1 n0]" || fmt.Sprint(got.Groups[0].Replicas) != "[n0 n1 n2]" {
+		t.Fatalf("after set-preferred: version %d, groups %v", got.Version, got.Groups)
+	}
+	if err := apply(1, "n2", "n1", "n0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]string{{"n2", "n1"}, {"n2", "n1", "n9"}, {"n2", "n2", "n1"}} {
+		if err := apply(1, bad...); err == nil {
+			t.Fatalf("set-preferred %v accepted", bad)
+		}
+	}
+	if err := apply(5, "n0"); err == nil {
+		t.Fatal("set-preferred of a group that does not exist accepted")
+	}
+	if now, _ := f.current(); now.Version != 2 || fmt.Sprint(now.Groups[1].Replicas) != "[n2 n1 n0]" {
+		t.Fatalf("refused commands changed the map: version %d, %v", now.Version, now.Groups[1].Replicas)
 	}
 }
