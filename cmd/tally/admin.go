@@ -43,6 +43,6 @@ func adminCmd() *cobra.Command {
 	}
 	repair.Flags().StringVar(&dataDir, "data-dir", "./tally-data", "the node's data directory (stop the node first)")
 	walCmd.AddCommand(repair)
-	cmd.AddCommand(walCmd)
+	cmd.AddCommand(walCmd, inspectCmd())
 	return cmd
 }
