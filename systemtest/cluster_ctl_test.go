@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -174,10 +175,11 @@ func TestClusterCtlCheckAndSnapshot(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("check after tampering: exit %d, want 1\n%s%s", code, out, errOut)
 	}
+	t.Logf("check after tampering:\n%s%s", out, errOut)
 	if want := fmt.Sprintf("group %d partition %d: n1 differs from the majority", g, part); !strings.Contains(out, want) {
 		t.Fatalf("check after tampering does not say %q:\n%s", want, out)
 	}
-	if !strings.Contains(out, "DIFFERS in 1 partitions") || strings.Count(out, "DIFFERS") != 1 || !strings.Contains(errOut, "move-replica") {
+	if !strings.Contains(out, "DIFFERS in 1 partition(s)") || strings.Count(out, "DIFFERS") != 1 || !strings.Contains(errOut, "move-replica") {
 		t.Fatalf("check after tampering: want exactly n1 of group %d named, and what to do:\n%s%s", g, out, errOut)
 	}
 	out, _, code = tallyCtl(t, "cluster", "check", addr, "--json", fmt.Sprint("--group=", g))
@@ -227,6 +229,108 @@ func TestClusterCtlCheckAndSnapshot(t *testing.T) {
 	}
 	if !strings.Contains(out, "nothing new to snapshot") {
 		t.Fatalf("a second snapshot right after the first reports no replica with nothing new:\n%s", out)
+	}
+
+	// inspect, on a running node (no lock, read-only) and a stopped one:
+	// every group's log reaches its snapshot, which is the one just taken.
+	for _, stop := range []bool{false, true} {
+		nd := c.nodes[0]
+		if stop {
+			if err := nd.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := treeSizes(t, nd.DataDir)
+		out, errOut, code = tallyCtl(t, "admin", "inspect", "--data-dir", nd.DataDir, "--json")
+		var ir inspectJSON
+		if code != 0 || json.Unmarshal([]byte(out), &ir) != nil || ir.Single != nil || len(ir.Groups) != groups+1 || ir.Groups[0].Name != "meta" {
+			t.Fatalf("inspect (stopped %v): exit %d\n%s%s", stop, code, out, errOut)
+		}
+		for _, gl := range ir.Groups[1:] {
+			want := taken[fmt.Sprint(gl.Name[1:], "n0")]
+			if len(gl.Snapshots) == 0 || gl.Snapshots[0].Index < want || gl.Log.Log.Last < gl.Snapshots[0].Index || gl.Log.Log.First != 1 || gl.Log.Term == 0 {
+				t.Fatalf("inspect (stopped %v) of %s: %+v, want a snapshot at %d within the log", stop, gl.Name, gl, want)
+			}
+		}
+		if stop {
+			if after := treeSizes(t, nd.DataDir); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Fatalf("inspect changed the stopped node's data dir:\n%v\n%v", before, after)
+			}
+		}
+		out, _, code = tallyCtl(t, "admin", "inspect", "--data-dir", nd.DataDir)
+		if code != 0 || !strings.Contains(out, "cluster node: ") || !strings.Contains(out, "\ng3 ") {
+			t.Fatalf("inspect table: exit %d\n%s", code, out)
+		}
+		t.Logf("inspect (stopped %v):\n%s", stop, out)
+	}
+}
+
+// inspectJSON is the JSON of `tally admin inspect --json`.
+type inspectJSON struct {
+	Single *struct {
+		WAL struct {
+			First, Last uint64
+			Segments    []struct{ Name string }
+		} `json:"wal"`
+	} `json:"single"`
+	Groups []struct {
+		Name string `json:"name"`
+		Log  struct {
+			Log struct {
+				First uint64 `json:"first"`
+				Last  uint64 `json:"last"`
+			} `json:"log"`
+			Term uint64 `json:"term"`
+		} `json:"log"`
+		Snapshots []struct {
+			Index uint64 `json:"index"`
+		} `json:"snapshots"`
+	} `json:"groups"`
+}
+
+// treeSizes is every file's path and size under dir.
+func treeSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				out[p] = fi.Size()
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// TestAdminInspectSingle: `tally admin inspect` describes a single node's
+// log (running and stopped: the stopped node's log reaches at least as far
+// as what the running one reported), and refuses a directory holding no
+// tally data (exit 1) and bad flags (exit 2).
+func TestAdminInspectSingle(t *testing.T) {
+	nd := harness.Start(t, harness.Options{})
+	for i := range 20 {
+		if _, err := nd.Client.IngestBulk(context.Background(), "transactions", []byte(clusterEvent(fmt.Sprint("u", i), "m", "FR", 1)), client.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var running inspectJSON
+	out, errOut, code := tallyCtl(t, "admin", "inspect", "--data-dir", nd.DataDir, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &running) != nil || running.Single == nil || running.Single.WAL.Last < 20 || len(running.Single.WAL.Segments) == 0 || running.Groups != nil {
+		t.Fatalf("inspect of a running single node: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := nd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = tallyCtl(t, "admin", "inspect", "--data-dir", nd.DataDir)
+	if code != 0 || !strings.Contains(out, "single node: wal ") || !strings.Contains(out, fmt.Sprintf("records %d..", running.Single.WAL.First)) {
+		t.Fatalf("inspect of a stopped single node: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = tallyCtl(t, "admin", "inspect", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(errOut, "holds no tally data") {
+		t.Fatalf("inspect of an empty dir: exit %d: %s", code, errOut)
+	}
+	if _, _, code = tallyCtl(t, "admin", "inspect", "--data-dri", "x"); code != 2 {
+		t.Fatalf("inspect with a misspelt flag: exit %d, want 2", code)
 	}
 }
 

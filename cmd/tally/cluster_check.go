@@ -107,7 +107,7 @@ answer (the message says what to do).`,
 					case r.Error != "":
 						status = "no answer: " + r.Error
 					case oddIn(gc.Differ, r.Node) > 0:
-						status = fmt.Sprintf("DIFFERS in %d partitions", oddIn(gc.Differ, r.Node))
+						status = fmt.Sprintf("DIFFERS in %d partition(s)", oddIn(gc.Differ, r.Node))
 					}
 					fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\n", gc.Group, gc.Index, r.Node, cmp.Or(r.Checksum, "-"), status)
 				}
