@@ -290,14 +290,24 @@ func (c *Cluster) checkpointOf(m *Map, id string, g int, ix uint64, deadline tim
 	return &cp, nil
 }
 
+// checkpointGrace: see waitCheckpoint.
+const checkpointGrace = 3 * time.Second
+
 // waitCheckpoint waits until this replica applied checkpoint ix.
+// Raft's applied index counts entries handed to the FSM, which applies
+// them a moment later: a result still missing checkpointGrace after Raft
+// passed its index will not come (a snapshot restore skipped the entry).
 func (dg *dataGroup) waitCheckpoint(ix uint64, deadline time.Time) (*Checkpoint, error) {
+	var passed time.Time
 	for {
 		if cp := dg.fsm.cps.get(ix); cp != nil {
 			return cp, nil
 		}
 		applied := dg.rep.raft.AppliedIndex()
-		if time.Now().After(deadline) {
+		if applied >= ix && passed.IsZero() {
+			passed = time.Now()
+		}
+		if time.Now().After(deadline) || !passed.IsZero() && time.Since(passed) > checkpointGrace {
 			if applied >= ix {
 				return nil, fmt.Errorf("has no result at index %d (applied %d): its state came from a snapshot past it, or the result was dropped; run check again", ix, applied)
 			}

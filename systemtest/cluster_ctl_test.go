@@ -403,6 +403,10 @@ func TestClusterCtlTransferLeader(t *testing.T) {
 	if li := c.leaderOf(1); li != lead {
 		t.Fatalf("a refused transfer moved the leadership from node %d to %d", lead, li)
 	}
+	// check with a node down: its replicas do not answer, which is exit 1.
+	if out, errOut, code := tallyCtl(t, "cluster", "check", addr); code != 1 || !strings.Contains(errOut, "did not answer") || !strings.Contains(out, fmt.Sprintf("n%d", down)) {
+		t.Fatalf("check with node %d down: exit %d\n%s%s", down, code, out, errOut)
+	}
 	if _, errOut, code = tallyCtl(t, "cluster", "transfer-leader", addr); code != 2 || !strings.Contains(errOut, "--group is required") {
 		t.Fatalf("transfer-leader without --group: exit %d: %s", code, errOut)
 	}
