@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -136,4 +137,30 @@ func TestSetPreferred(t *testing.T) {
 	if now, _ := f.current(); now.Version != 2 || fmt.Sprint(now.Groups[1].Replicas) != "[n2 n1 n0]" {
 		t.Fatalf("refused commands changed the map: version %d, %v", now.Version, now.Groups[1].Replicas)
 	}
+}
+
+// FuzzMetaCommand: no metadata entry makes the metadata FSM panic, and
+// whatever it applies, every group keeps its set of replicas (set-preferred
+// only reorders them) and the map stays valid.
+func FuzzMetaCommand(f *testing.F) {
+	f.Add([]byte(`{"op":"set-preferred","group":1,"replicas":["n2","n1","n0"]}`))
+	f.Add([]byte(`{"op":"set-preferred","group":-1,"replicas":[]}`))
+	f.Add([]byte(`{"op":"init","map":{}}`))
+	f.Add([]byte(`{"op":"set-preferred","group":0,"replicas":["n0","n0","n1"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, _ := NewMap("c", members(3), 2, 3)
+		fsm := newMetaFSM()
+		fsm.set(m)
+		fsm.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: b})
+		got, _ := fsm.current()
+		if _, err := DecodeMap(got.Encode()); err != nil {
+			t.Fatalf("the map no longer decodes: %v", err)
+		}
+		for g := range m.Groups {
+			want := slices.Sorted(slices.Values(m.Groups[g].Replicas))
+			if have := slices.Sorted(slices.Values(got.Groups[g].Replicas)); !slices.Equal(have, want) {
+				t.Fatalf("group %d's replicas became %v", g, got.Groups[g].Replicas)
+			}
+		}
+	})
 }
