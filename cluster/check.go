@@ -331,6 +331,9 @@ func (c *Cluster) onLeader(g int, path, query string, deadline time.Time) ([]byt
 			if err == nil {
 				return b, nil
 			}
+			if !leadershipErr(err) {
+				return nil, err
+			}
 			last = err
 			continue
 		}
@@ -357,11 +360,26 @@ func (c *Cluster) onLeader(g int, path, query string, deadline time.Time) ([]byt
 			json.Unmarshal(body, &nl)
 			c.hints[g].Store(nl.Leader)
 			last = &errNotLeader{hint: nl.Leader}
+		case http.StatusConflict:
+			return nil, errors.New(string(bytes.TrimSpace(body)))
 		default:
 			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
 		}
 	}
 	return nil, fmt.Errorf("group %d: no leader answered in time: %v", g, last)
+}
+
+// leadershipErr reports whether a leader operation failed only because
+// leadership is moving or the leader is busy: worth retrying on whichever
+// replica leads next. Any other failure (a transfer whose target could not
+// catch up, say) is the answer.
+func leadershipErr(err error) bool {
+	for _, e := range []error{raft.ErrNotLeader, raft.ErrLeadershipLost, raft.ErrLeadershipTransferInProgress, raft.ErrEnqueueTimeout, raft.ErrRaftShutdown} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // foldSums folds a replica's partition checksums into one.
@@ -431,12 +449,16 @@ func (c *Cluster) ctlRoutes(mux *http.ServeMux) {
 				query = "&" + q.Encode()
 			}
 			b, err := c.leaderOp(dg, path, query, checkTimeout)
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			switch {
+			case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost):
 				c.notLeader(w, dg)
 				return
-			}
-			if err != nil {
+			case err != nil && leadershipErr(err):
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			case err != nil:
+				// Not worth retrying elsewhere (see leadershipErr).
+				http.Error(w, err.Error(), http.StatusConflict)
 				return
 			}
 			w.Write(b)

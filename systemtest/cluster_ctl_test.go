@@ -419,3 +419,37 @@ func TestClusterCtlTransferLeader(t *testing.T) {
 	c.waitConverged(time.Minute)
 	l.check()
 }
+
+// TestClusterCtlTransferToBehind: a transfer to a replica that cannot
+// catch up with the leader's log (the leader's traffic to it is
+// blackholed, so it falls behind) fails saying so, exit 1, and changes
+// nothing: once the network heals, the old leader still leads past the
+// cluster's hand-back to the preferred leader.
+func TestClusterCtlTransferToBehind(t *testing.T) {
+	c, net := startProxiedCluster(t, 3, 2, 3)
+	// Group 0's preferred leader is n0: wait until it leads.
+	for deadline := time.Now().Add(30 * time.Second); c.leaderOf(0) != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("n0 does not lead group 0 within 30 s (node %d does)", c.leaderOf(0))
+		}
+	}
+	const target = 1
+	net.Proxies[target].Blackhole(net.IPs[0])
+	for i := range 10 {
+		body := []byte(clusterEvent(fmt.Sprint("behind-u", i), "m", "FR", 1))
+		if _, err := c.nodes[2].Client.IngestBulk(context.Background(), "transactions", body, client.WriteOptions{RequestID: fmt.Sprint("behind-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	out, errOut, code := tallyCtl(t, "cluster", "transfer-leader", "--addr="+c.nodes[2].URL, "--group=0", "--to=n1")
+	if code != 1 || !strings.Contains(errOut, "did not move from n0") || !strings.Contains(errOut, "behind") {
+		t.Fatalf("transfer to a replica cut off from the leader: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("refused after %s: %s", time.Since(t0).Round(time.Millisecond), errOut)
+	net.Heal()
+	time.Sleep(6 * time.Second) // past a hand-back (every 5 s)
+	if li := c.leaderOf(0); li != 0 {
+		t.Fatalf("after a failed transfer and a heal node %d leads group 0, want n0 (the preference was not restored)", li)
+	}
+}
