@@ -409,6 +409,9 @@ func TestClusterCtlTransferLeader(t *testing.T) {
 	if out, errOut, code := tallyCtl(t, "cluster", "check", addr); code != 1 || !strings.Contains(errOut, "did not answer") || !strings.Contains(out, fmt.Sprintf("n%d", down)) {
 		t.Fatalf("check with node %d down: exit %d\n%s%s", down, code, out, errOut)
 	}
+	if out, errOut, code := tallyCtl(t, "cluster", "snapshot", addr, "--group=1"); code != 1 || strings.Count(out, "FAILED") != 1 || strings.Count(out, "\n1 ") != 3 {
+		t.Fatalf("snapshot with node %d down: exit %d, want 1 with one of the 3 replicas failed\n%s%s", down, code, out, errOut)
+	}
 	if _, errOut, code = tallyCtl(t, "cluster", "transfer-leader", addr); code != 2 || !strings.Contains(errOut, "--group is required") {
 		t.Fatalf("transfer-leader without --group: exit %d: %s", code, errOut)
 	}
