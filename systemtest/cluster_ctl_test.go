@@ -307,7 +307,8 @@ func treeSizes(t *testing.T, dir string) map[string]int64 {
 
 // TestAdminInspectSingle: `tally admin inspect` describes a single node's
 // log (running and stopped: the stopped node's log reaches at least as far
-// as what the running one reported), and refuses a directory holding no
+// as what the running one reported), `wal repair --json` answers in JSON
+// like the rest of the tree, and inspect refuses a directory holding no
 // tally data (exit 1) and bad flags (exit 2).
 func TestAdminInspectSingle(t *testing.T) {
 	nd := harness.Start(t, harness.Options{})
@@ -327,6 +328,14 @@ func TestAdminInspectSingle(t *testing.T) {
 	out, errOut, code = tallyCtl(t, "admin", "inspect", "--data-dir", nd.DataDir)
 	if code != 0 || !strings.Contains(out, "single node: wal ") || !strings.Contains(out, fmt.Sprintf("records %d..", running.Single.WAL.First)) {
 		t.Fatalf("inspect of a stopped single node: exit %d\n%s%s", code, out, errOut)
+	}
+	var rep struct {
+		Kept    uint64 `json:"kept"`
+		MovedTo string `json:"movedTo"`
+	}
+	out, errOut, code = tallyCtl(t, "admin", "wal", "repair", "--data-dir", nd.DataDir, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Kept < 20 || rep.MovedTo != "" {
+		t.Fatalf("wal repair --json of a clean log: exit %d\n%s%s", code, out, errOut)
 	}
 	if _, errOut, code = tallyCtl(t, "admin", "inspect", "--data-dir", t.TempDir()); code != 1 || !strings.Contains(errOut, "holds no tally data") {
 		t.Fatalf("inspect of an empty dir: exit %d: %s", code, errOut)

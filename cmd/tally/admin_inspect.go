@@ -50,9 +50,8 @@ type snapshotFile struct {
 	Bytes int64  `json:"bytes"`
 }
 
-func inspectCmd() *cobra.Command {
+func inspectCmd(asJSON *bool) *cobra.Command {
 	var dataDir string
-	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "inspect",
 		Short: "Describe a node's data directory: logs, their index ranges, snapshots, sizes (read-only)",
@@ -71,7 +70,7 @@ Exit 2: bad flags.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
+			if *asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(rep)
@@ -86,7 +85,6 @@ Exit 2: bad flags.`,
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./tally-data", "the node's data directory")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the answer as JSON")
 	return cmd
 }
 
