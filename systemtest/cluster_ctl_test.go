@@ -317,6 +317,13 @@ func TestAdminInspectSingle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// tally cluster against a single node, or nothing: exit 3.
+	if _, errOut, code := tallyCtl(t, "cluster", "check", "--addr="+nd.URL); code != 3 || !strings.Contains(errOut, "no cluster API") {
+		t.Fatalf("check against a single node: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := tallyCtl(t, "cluster", "snapshot", "--addr=127.0.0.1:1", "--timeout=5s"); code != 3 || !strings.Contains(errOut, "no answer from") {
+		t.Fatalf("snapshot with no node at --addr: exit %d: %s", code, errOut)
+	}
 	var running inspectJSON
 	out, errOut, code := tallyCtl(t, "admin", "inspect", "--data-dir", nd.DataDir, "--json")
 	if code != 0 || json.Unmarshal([]byte(out), &running) != nil || running.Single == nil || running.Single.WAL.Last < 20 || len(running.Single.WAL.Segments) == 0 || running.Groups != nil {
