@@ -159,21 +159,15 @@ func (c *Cluster) Check(groups []int) (CheckResult, error) {
 		differ = differ || len(gc.Differ) > 0
 		unanswered = unanswered || gc.Error != "" || slices.ContainsFunc(gc.Replicas, func(r ReplicaCheck) bool { return r.Error != "" })
 	}
+	var advice []string
 	if differ {
-		res.Advice = "replicas differ: rebuild each odd replica from a good one's snapshot by removing it from its group and adding it back (tally cluster move-replica, or remove-node and add-node); with no majority, compare the data with the client's source of truth first"
+		advice = append(advice, "replicas differ: rebuild each odd replica from a good one's snapshot by removing it from its group and adding it back (tally cluster move-replica, or remove-node and add-node); with no majority, compare the data with the client's source of truth first")
 	}
 	if unanswered {
-		res.Advice += joinSep(res.Advice, "; ") + "some replicas did not answer: check that their nodes are up (tally cluster status) and run check again"
+		advice = append(advice, "some replicas did not answer: check that their nodes are up (tally cluster status) and run check again")
 	}
+	res.Advice = strings.Join(advice, "; ")
 	return res, nil
-}
-
-// joinSep is sep when s is not empty.
-func joinSep(s, sep string) string {
-	if s == "" {
-		return ""
-	}
-	return sep
 }
 
 // checkGroup commits a checkpoint in group g and gathers every replica's
