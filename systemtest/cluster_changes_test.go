@@ -172,8 +172,8 @@ func phase(name string, l *clusterLoad, lk *lookups) {
 // 2 look up: (a) a 4th node joins and the cluster rebalances onto it,
 // (b) the metadata leader is removed (its replicas move away first), (c) every node is
 // restarted one at a time. After each, every acknowledged event is counted
-// exactly once on every replica and the replicas of each group have equal
-// checksums; the test logs the client-visible errors and the longest
+// exactly once on every replica, the replicas of each group have equal
+// checksums, and `tally cluster check` is clean; the test logs the client-visible errors and the longest
 // acknowledged write.
 func TestClusterChangesUnderLoad(t *testing.T) {
 	const groups = 8
@@ -305,6 +305,9 @@ func TestClusterChangesUnderLoad(t *testing.T) {
 	l.halt()
 	c.waitConverged(2 * time.Minute)
 	l.check()
+	if out, code := c.tallyCluster(1, "check"); code != 0 {
+		t.Errorf("tally cluster check after the changes: exit %d\n%s", code, out)
+	}
 	if _, code := c.tallyCluster(0, "rebalance", "--dry-run"); code != 0 {
 		t.Errorf("rebalance --dry-run after the changes: exit %d", code)
 	}
