@@ -80,6 +80,7 @@ type Cluster struct {
 	closing  chan struct{}
 	wg       sync.WaitGroup
 	logger   *slog.Logger
+	obs      observer // ops.go
 }
 
 type dataGroup struct {
@@ -334,13 +335,9 @@ func (c *Cluster) setGroup(g int, dg *dataGroup) {
 // Map is the cluster map this node serves from.
 func (c *Cluster) Map() *Map { return c.m.Load() }
 
-// Err is nil while the node can take part: its cluster map is known.
-func (c *Cluster) Err() error {
-	if c.m.Load() == nil {
-		return errors.New("no cluster map yet")
-	}
-	return nil
-}
+// Err is nil while the node can take part: its cluster map is known and
+// every group it holds a replica of has a leader (ops.go, ready).
+func (c *Cluster) Err() error { return c.ready() }
 
 // Close stops the node's replicas, the RPC server and the cluster port.
 func (c *Cluster) Close() error {
