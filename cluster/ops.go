@@ -242,6 +242,13 @@ func (c *Cluster) Overview(ctx context.Context) Overview {
 		}()
 	}
 	wg.Wait()
+	assemble(&o, m, sts, errs)
+	return o
+}
+
+// assemble fills o's nodes and groups from map m and its members'
+// statuses (sts[i] nil when member i did not answer, with errs[i] why).
+func assemble(o *Overview, m *Map, sts []*Status, errs []error) {
 	byNode := map[string]map[int]GroupStatus{}
 	for i, mb := range m.Members {
 		no := NodeOverview{Member: mb, Up: sts[i] != nil}
@@ -287,7 +294,6 @@ func (c *Cluster) Overview(ctx context.Context) Overview {
 		}
 		o.Groups = append(o.Groups, gov)
 	}
-	return o
 }
 
 // peerStatus fetches member mb's Status over the internal RPC.

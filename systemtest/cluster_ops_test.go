@@ -281,6 +281,27 @@ func TestClusterOperatorViews(t *testing.T) {
 		[...document.querySelectorAll("tr.group")].every(r => /^n[0-2]$/.test(r.dataset.leader))`, groups)
 	page(allUp, 30*time.Second)
 
+	// Events ingested through n0 show as a rate in its row at a refresh.
+	ingestRate := `Number(document.querySelector("tr.node[data-node=n0]").children[6].textContent) > 0`
+	for i := 0; ; i++ {
+		var lines []string
+		for j := range 50 {
+			lines = append(lines, clusterEvent(fmt.Sprintf("r%d", j), "m2", "DE", 3))
+		}
+		if _, err := n0.Client.IngestBulk(ctx, "transactions", []byte(strings.Join(lines, "\n")), client.WriteOptions{RequestID: fmt.Sprint("ops-rate-", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := chromedp.Run(bctx, chromedp.Evaluate[bool](ingestRate)); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the page never showed n0's ingest rate above 0 while it ingested")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	c.nodes[2].Kill()
 	took := page(`document.querySelector("tr.node[data-node=n2]").dataset.up === "false" &&
 		document.querySelector("tr.node[data-node=n2]").classList.contains("down")`, 20*time.Second)
