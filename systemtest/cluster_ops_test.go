@@ -329,6 +329,9 @@ func TestClusterOperatorViews(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if out, code := tallyCluster(t, n0, opsAdminKey, "status"); code != 1 || !strings.Contains(out, "has no leader") || !strings.Contains(out, "node n1 is down") {
+		t.Fatalf("status with 1 of 3 nodes up: exit %d, want 1 naming n1 and the groups without a leader\n%s", code, out)
+	}
 	page(`document.getElementById("summary").classList.contains("bad") && document.querySelectorAll("tr.node[data-up=false]").length === 2`, 20*time.Second)
 }
 
