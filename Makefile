@@ -31,7 +31,7 @@ build:
 # onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; the Python SDK's pytest
 # suite and the seed's flow end to end; a short run of every fuzz target; and the load-test
 # harness in --quick mode with its Redis and Feast peers.
-test: check parity kafka chromium unit python feast-compat fuzz bench-quick
+test: check deploy-check parity kafka chromium unit python feast-compat fuzz bench-quick
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -51,6 +51,12 @@ unit:
 # kafkasource and systemtest, which start brokers with scripts/kafka.sh (about 2 minutes of tests).
 kafka:
 	scripts/kafka.sh fetch
+
+# deploy/kubernetes against Kubernetes' API schemas, offline (kubernetes-validate from PyPI
+# ships them; cached in ~/.cache/tally); cmd/tally/deploy_test.go checks the tally side.
+.PHONY: deploy-check
+deploy-check:
+	scripts/deploy-check.sh
 
 # Debian's chromium (apt-get when missing) for the status page's browser test
 # (systemtest TestClusterOperatorViews, driven by chromedp).
