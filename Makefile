@@ -53,7 +53,8 @@ kafka:
 	scripts/kafka.sh fetch
 
 # deploy/kubernetes against Kubernetes' API schemas, offline (kubernetes-validate from PyPI
-# ships them; cached in ~/.cache/tally); cmd/tally/deploy_test.go checks the tally side.
+# ships them; cached in ~/.cache/tally), and the systemd unit through systemd-analyze verify;
+# cmd/tally/deploy_test.go checks the tally side.
 .PHONY: deploy-check
 deploy-check:
 	scripts/deploy-check.sh
