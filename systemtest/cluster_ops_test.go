@@ -382,3 +382,45 @@ func chromiumPath(t *testing.T) string {
 	t.Skip("no chromium (scripts/chromium.sh installs it; TALLY_REQUIRE_CHROMIUM=1 makes this a failure)")
 	return ""
 }
+
+// TestClusterPeersByName: a cluster whose peers and advertised addresses
+// are host names, not IPs (as deploy/kubernetes gives them: the pods'
+// names in the headless service), forms, takes a write and answers it.
+func TestClusterPeersByName(t *testing.T) {
+	key := writeClusterKey(t, "systemtest-cluster-key-0123456789")
+	const n = 3
+	caddr := make([]string, n)
+	var peers []string
+	for i := range n {
+		caddr[i] = harness.FreeAddr(t)
+		_, port, _ := strings.Cut(caddr[i], ":")
+		peers = append(peers, fmt.Sprintf("n%d=localhost:%s", i, port))
+	}
+	nodes := harness.StartN(t, n, harness.Options{
+		Args: []string{"--cluster-id", "byname", "--cluster-key-file", key, "--cluster-peers", strings.Join(peers, ","),
+			"--cluster-groups", "2", "--cluster-replicas", "3"},
+		PerNode: func(i int, _ []string) []string {
+			_, port, _ := strings.Cut(caddr[i], ":")
+			return []string{"--node-id", fmt.Sprintf("n%d", i), "--cluster-addr", caddr[i], "--cluster-advertise", "localhost:" + port}
+		},
+		ReadyTimeout: 2 * time.Minute,
+	})
+	ctx := context.Background()
+	if _, err := nodes[0].Client.IngestBulk(ctx, "transactions", []byte(clusterEvent("byname", "m1", "FR", 7)), client.WriteOptions{RequestID: "byname-1"}); err != nil {
+		t.Fatal(err)
+	}
+	var o overview
+	if err := nodes[2].Client.Admin(ctx, http.MethodGet, "/api/v1/cluster/overview", nil, &o); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range o.Nodes {
+		if !nd.Up {
+			t.Fatalf("node %s down: %s", nd.ID, nd.Error)
+		}
+	}
+	for _, g := range o.Groups {
+		if g.Leader == "" {
+			t.Fatalf("group %d has no leader", g.ID)
+		}
+	}
+}
