@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,7 +77,8 @@ func (c *Cluster) apply(dg *dataGroup, entry []byte, timeout time.Duration) (app
 	if h == nil {
 		return res, err
 	}
-	if _, isApply := err.(*errApply); err != nil && !isApply {
+	var ae *errApply
+	if err != nil && !errors.As(err, &ae) {
 		refused.Inc()
 	} else {
 		h.UpdateDuration(start)
