@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +43,12 @@ type Config struct {
 	// cluster addresses (HTTP addresses may be empty: each node reports
 	// its own). Every node of a new cluster is started with the same list;
 	// the cluster forms when all of them are up.
-	Peers    []Member
+	Peers []Member
+	// Join starts a node that joins a running cluster: it bootstraps
+	// nothing and waits until an operator admits it (`tally cluster
+	// add-node`, Cluster.AddNode); Peers are then the cluster's nodes it
+	// may reach first.
+	Join     bool
 	Groups   int // G, fixed at creation (default 8)
 	Replicas int // R (default 3; at most len(Peers))
 	// Sync is the groups' log fsync policy (default wal.SyncAlways: an
@@ -74,13 +81,19 @@ type Cluster struct {
 	// through group and localGroups.
 	groups   atomic.Pointer[map[int]*dataGroup]
 	groupsMu sync.Mutex
-	hints    []atomic.Value // per group: the member id last seen leading it
-	rpc      *http.Client
-	rpcSrv   *http.Server
-	closing  chan struct{}
-	wg       sync.WaitGroup
-	logger   *slog.Logger
-	obs      observer // ops.go
+	// reconcileMu serializes reconcile (and Close with it); adminMu the
+	// changes this node runs as the metadata leader.
+	reconcileMu, adminMu sync.Mutex
+	// member: this node was in the map once; removed: and then no longer.
+	member, removed atomic.Bool
+	opened          atomic.Bool    // the node's groups are open: every RPC serves
+	hints           []atomic.Value // per group: the member id last seen leading it
+	rpc             *http.Client
+	rpcSrv          *http.Server
+	closing         chan struct{}
+	wg              sync.WaitGroup
+	logger          *slog.Logger
+	obs             observer // ops.go
 }
 
 type dataGroup struct {
@@ -122,7 +135,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("cluster: a node id is needed (--node-id)")
 	}
-	if !slices.ContainsFunc(cfg.Peers, func(m Member) bool { return m.ID == cfg.NodeID }) {
+	if !cfg.Join && !slices.ContainsFunc(cfg.Peers, func(m Member) bool { return m.ID == cfg.NodeID }) {
 		return nil, fmt.Errorf("cluster: this node (%s) is not in the peer list: list every initial node, this one included", cfg.NodeID)
 	}
 	proto, err := store.New(repo, store.Options{})
@@ -144,6 +157,10 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}}
 	c.rpcSrv = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 5 * time.Second}
 	c.groups.Store(&map[int]*dataGroup{})
+	// The internal RPCs answer from the start (a joining node must answer
+	// add-node's hello); until the map is known, only the hello.
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 
 	if err := c.openMeta(); err != nil {
 		c.Close()
@@ -154,19 +171,18 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		c.Close()
 		return nil, err
 	}
-	c.hints = make([]atomic.Value, len(m.Groups))
 	for _, g := range m.GroupsOf(cfg.NodeID) {
 		if err := c.openGroup(m, g); err != nil {
 			c.Close()
 			return nil, err
 		}
 	}
-	// The internal RPCs start once this node's groups are open (peers
-	// retry until then).
-	c.wg.Add(1)
-	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
-	c.wg.Add(1)
+	c.member.Store(m.Member(cfg.NodeID) != nil)
+	c.opened.Store(true)
+	c.wg.Add(3)
+	go c.followMap()
 	go c.spreadLeaders()
+	go c.announce()
 	return c, nil
 }
 
@@ -219,6 +235,9 @@ func (c *Cluster) openMeta() error {
 	for _, p := range peers[:min(5, len(peers))] {
 		voters = append(voters, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.ClusterAddr)})
 	}
+	if c.cfg.Join {
+		voters = nil // admitted by the metadata leader (addNode)
+	}
 	c.metaSM = newMetaFSM()
 	trans := c.mux.Transport("meta", 3, 10*time.Second, c.cfg.LogOut)
 	rep, err := openReplica("meta", groupDir(c.cfg.DataDir, "meta"), c.cfg.NodeID, voters, c.metaSM, trans, c.cfg.Timing, c.cfg.Sync, c.cfg.LogOut)
@@ -240,16 +259,19 @@ func (c *Cluster) waitMap() (*Map, error) {
 			if m.ID != c.cfg.ClusterID {
 				return nil, fmt.Errorf("cluster: the data dir belongs to cluster %q, not %q", m.ID, c.cfg.ClusterID)
 			}
+			if err := c.sameSchema(m); err != nil {
+				return nil, err
+			}
+			c.hints = make([]atomic.Value, len(m.Groups))
 			c.m.Store(m)
-			c.wg.Add(1)
-			go c.followMap()
 			return m, nil
 		}
-		if c.meta.raft.State() == raft.Leader {
+		if c.meta.raft.State() == raft.Leader && !c.cfg.Join {
 			first, err := NewMap(c.cfg.ClusterID, c.cfg.Peers, c.cfg.Groups, c.cfg.Replicas)
 			if err != nil {
 				return nil, fmt.Errorf("cluster: %w", err)
 			}
+			first.Schema = store.SchemaOf(c.repo)
 			cmd, _ := json.Marshal(metaCommand{Op: "init", Map: first.Encode()})
 			if err := c.meta.raft.Apply(cmd, 5*time.Second).Error(); err != nil {
 				c.logger.Warn("cluster: proposing the first map", "err", err)
@@ -260,13 +282,37 @@ func (c *Cluster) waitMap() (*Map, error) {
 		case <-changed:
 		case <-time.After(200 * time.Millisecond):
 		case <-deadline:
+			if c.cfg.Join {
+				return nil, fmt.Errorf("cluster: not admitted after %s: run `tally cluster add-node --id %s --cluster-addr %s` against a node of the cluster", c.cfg.FormTimeout, c.cfg.NodeID, c.cfg.Advertise)
+			}
 			return nil, fmt.Errorf("cluster: no cluster map after %s: are all %d peers started with the same --cluster-peers, cluster id and key? (this node sees leader %q)",
 				c.cfg.FormTimeout, len(c.cfg.Peers), c.meta.raft.Leader())
 		}
 	}
 }
 
-// followMap keeps the cached map current.
+// sameSchema refuses a node whose feature repo differs from the one the
+// cluster was created with, listing the differences.
+func (c *Cluster) sameSchema(m *Map) error {
+	if len(m.Schema) == 0 {
+		return nil // a map from before the check
+	}
+	mine := store.SchemaOf(c.repo)
+	if bytes.Equal(bytes.TrimSpace(mine), bytes.TrimSpace(m.Schema)) {
+		return nil
+	}
+	changes, err := store.SchemaChanges(m.Schema, mine)
+	if err != nil {
+		return fmt.Errorf("cluster: the cluster map's schema: %w", err)
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cluster: this node's feature repo differs from the cluster's (every node must run the same repo; a running cluster's repo cannot be changed yet): %s", strings.Join(changes, "; "))
+}
+
+// followMap keeps the cached map current and this node's replicas as
+// the map places them (reconcile).
 func (c *Cluster) followMap() {
 	defer c.wg.Done()
 	for {
@@ -276,6 +322,9 @@ func (c *Cluster) followMap() {
 			if m.Version <= cur.Version || c.m.CompareAndSwap(cur, m) {
 				break
 			}
+		}
+		if m != nil {
+			c.reconcile(m)
 		}
 		select {
 		case <-changed:
@@ -292,9 +341,13 @@ func (c *Cluster) openGroup(m *Map, g int) error {
 	if err != nil {
 		return err
 	}
+	// Only the replicas of a group never changed bootstrap it; a replica
+	// placed here later starts empty and its leader adds it.
 	var voters []raft.Server
 	for _, id := range m.Groups[g].Replicas {
-		voters = append(voters, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(m.Member(id).ClusterAddr)})
+		if !m.Groups[g].Changed {
+			voters = append(voters, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(m.Member(id).ClusterAddr)})
+		}
 	}
 	name := "g" + strconv.Itoa(g)
 	trans := c.mux.Transport(name, 3, 10*time.Second, c.cfg.LogOut)
@@ -336,8 +389,14 @@ func (c *Cluster) setGroup(g int, dg *dataGroup) {
 func (c *Cluster) Map() *Map { return c.m.Load() }
 
 // Err is nil while the node can take part: its cluster map is known and
-// every group it holds a replica of has a leader (ops.go, ready).
-func (c *Cluster) Err() error { return c.ready() }
+// it was not removed from the cluster, and every group it holds a replica
+// of has a leader (ops.go, ready).
+func (c *Cluster) Err() error {
+	if c.removed.Load() {
+		return fmt.Errorf("%w: %w", node.ErrClusterNotReady, ErrRemoved)
+	}
+	return c.ready()
+}
 
 // Close stops the node's replicas, the RPC server and the cluster port.
 func (c *Cluster) Close() error {
@@ -347,6 +406,9 @@ func (c *Cluster) Close() error {
 	default:
 	}
 	close(c.closing)
+	c.reconcileMu.Lock() // no replica opens or closes from here
+	defer c.reconcileMu.Unlock()
+	c.handOver()
 	var errs []error
 	if c.rpcSrv != nil {
 		c.rpcSrv.Close()
@@ -362,6 +424,37 @@ func (c *Cluster) Close() error {
 	}
 	c.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// handOver hands the leadership of every group this node leads (and of
+// the metadata group) to another replica before the node stops: a planned
+// stop (a rolling restart) then stalls writes for a transfer, tens of
+// milliseconds, instead of an election timeout. Bounded: a transfer that
+// cannot finish (no other replica up to date) is abandoned after 2 s and
+// the group elects as after a crash.
+func (c *Cluster) handOver() {
+	var wg sync.WaitGroup
+	transfer := func(r *replica) {
+		if r == nil || r.raft.State() != raft.Leader {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := r.raft.LeadershipTransfer()
+			done := make(chan struct{})
+			go func() { f.Error(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+			}
+		}()
+	}
+	for _, dg := range c.localGroups() {
+		transfer(dg.rep)
+	}
+	transfer(c.meta)
+	wg.Wait()
 }
 
 // newID is a request id for a write that came without one.

@@ -40,7 +40,8 @@ func defaultTiming() raftTiming {
 
 // openReplica opens (or creates) the replica called name in dir, over
 // trans, with fsm; on first start with an empty log it bootstraps with
-// voters (the same configuration on every replica: raft accepts it).
+// voters (the same configuration on every replica: raft accepts it), or,
+// with none, waits for a leader to add it.
 func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, trans *raft.NetworkTransport, tm raftTiming, sync wal.SyncPolicy, logOut io.Writer) (*replica, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -72,7 +73,7 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 		logs.Close()
 		return nil, err
 	}
-	if !has {
+	if !has && len(voters) > 0 {
 		f := r.BootstrapCluster(raft.Configuration{Servers: voters})
 		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			r.Shutdown()

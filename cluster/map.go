@@ -19,8 +19,15 @@ type Member struct {
 
 // GroupInfo is a replica group: the nodes holding its replicas.
 type GroupInfo struct {
-	ID       int      `json:"id"`
-	Replicas []string `json:"replicas"` // member ids
+	ID int `json:"id"`
+	// Replicas are the member ids holding the group; the first is its
+	// preferred leader (leaderships are handed back to it).
+	Replicas []string `json:"replicas"`
+	// Changed is set once the group's replicas were ever changed: only the
+	// replicas of a group never changed bootstrap its Raft (with the same
+	// configuration, as raft requires); a replica added later starts empty
+	// and is caught up by the leader.
+	Changed bool `json:"changed,omitempty"`
 }
 
 // Map is the cluster map: the state of the metadata group, cached by every
@@ -31,6 +38,10 @@ type Map struct {
 	Replicas int         `json:"replicas"` // R
 	Members  []Member    `json:"members"`  // sorted by id
 	Groups   []GroupInfo `json:"groups"`   // G, by id 0..G-1
+	// Schema is the feature repo's schema fingerprint (store.SchemaOf) the
+	// cluster was created with: every node must run that repo, or replicas
+	// of a group would apply the same records to different views.
+	Schema json.RawMessage `json:"schema,omitempty"`
 }
 
 // NewMap places G groups of R replicas over members: group g's replicas
@@ -123,4 +134,157 @@ func DecodeMap(b []byte) (*Map, error) {
 		}
 	}
 	return &m, nil
+}
+
+// clone is a deep copy of m, for building the next version.
+func (m *Map) clone() *Map {
+	n := *m
+	n.Members = slices.Clone(m.Members)
+	n.Groups = slices.Clone(m.Groups)
+	for i := range n.Groups {
+		n.Groups[i].Replicas = slices.Clone(m.Groups[i].Replicas)
+	}
+	return &n
+}
+
+// load is how many replicas member id holds, and how many groups prefer
+// it as leader.
+func (m *Map) load(id string) (replicas, preferred int) {
+	for _, g := range m.Groups {
+		if i := slices.Index(g.Replicas, id); i >= 0 {
+			replicas++
+			if i == 0 {
+				preferred++
+			}
+		}
+	}
+	return replicas, preferred
+}
+
+// Move is one replica of a group moving from a node to another.
+type Move struct {
+	Group int    `json:"group"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+}
+
+// Plan is what rebalance does: replica moves, then the groups whose
+// replicas are reordered so that preferred leaders spread.
+type Plan struct {
+	Moves []Move `json:"moves"`
+	// Leaders are the groups' new replica orders (first = preferred
+	// leader), for the groups whose order changes.
+	Leaders []GroupInfo `json:"leaders"`
+}
+
+// planRebalance evens out m: each member ends with floor or ceil of
+// G*R/N replicas (a move takes a group from the most loaded member that
+// holds it to the least loaded one that does not), and then each member
+// is the preferred leader of floor or ceil of G/N groups. Members in
+// drain get no replica and lose all theirs. Deterministic: every node
+// plans the same from the same map.
+func planRebalance(m *Map, drain map[string]bool) (Plan, error) {
+	var p Plan
+	next := m.clone()
+	var live []string
+	for _, mb := range next.Members {
+		if !drain[mb.ID] {
+			live = append(live, mb.ID)
+		}
+	}
+	if len(live) == 0 {
+		return p, errors.New("no node would be left")
+	}
+	for _, g := range next.Groups {
+		if len(g.Replicas) > len(live) {
+			return p, fmt.Errorf("group %d has %d replicas and only %d nodes would be left: add a node first", g.ID, len(g.Replicas), len(live))
+		}
+	}
+	count := func(id string) int { r, _ := next.load(id); return r }
+	leastLoaded := func(g GroupInfo) string {
+		best, bestN := "", 0
+		for _, id := range live {
+			if slices.Contains(g.Replicas, id) {
+				continue
+			}
+			if n := count(id); best == "" || n < bestN {
+				best, bestN = id, n
+			}
+		}
+		return best
+	}
+	move := func(gi int, from string) {
+		g := &next.Groups[gi]
+		to := leastLoaded(*g)
+		g.Replicas[slices.Index(g.Replicas, from)] = to
+		p.Moves = append(p.Moves, Move{Group: g.ID, From: from, To: to})
+	}
+	// Drained members first: every replica they hold moves.
+	for gi, g := range next.Groups {
+		for _, r := range slices.Clone(g.Replicas) {
+			if drain[r] {
+				move(gi, r)
+			}
+		}
+	}
+	// Then from the most to the least loaded until they differ by <= 1.
+	for range len(next.Groups) * len(live) {
+		slices.SortStableFunc(live, func(a, b string) int { return cmp.Compare(count(b), count(a)) })
+		hi, lo := live[0], live[len(live)-1]
+		if count(hi)-count(lo) <= 1 {
+			break
+		}
+		moved := false
+		for gi, g := range next.Groups {
+			if slices.Contains(g.Replicas, hi) && !slices.Contains(g.Replicas, lo) {
+				g := &next.Groups[gi]
+				g.Replicas[slices.Index(g.Replicas, hi)] = lo
+				p.Moves = append(p.Moves, Move{Group: g.ID, From: hi, To: lo})
+				moved = true
+				break
+			}
+		}
+		if !moved {
+			break
+		}
+	}
+	// Preferred leaders: give a group to the member preferring the fewest,
+	// among its replicas, while some member prefers 2+ more than another.
+	pref := func(id string) int { _, n := next.load(id); return n }
+	for range len(next.Groups) * len(live) {
+		improved := false
+		for gi, g := range next.Groups {
+			cur := g.Replicas[0]
+			best := cur
+			for _, r := range g.Replicas[1:] {
+				if pref(r) < pref(best) {
+					best = r
+				}
+			}
+			if pref(cur)-pref(best) >= 2 {
+				g := &next.Groups[gi]
+				i := slices.Index(g.Replicas, best)
+				g.Replicas[0], g.Replicas[i] = g.Replicas[i], g.Replicas[0]
+				improved = true
+			}
+		}
+		if !improved {
+			break
+		}
+	}
+	for gi, g := range next.Groups {
+		after := slices.Clone(g.Replicas)
+		// Compare as a move-applied order: a changed first replica (not
+		// caused by a move) is a leader change.
+		before := slices.Clone(m.Groups[gi].Replicas)
+		for _, mv := range p.Moves {
+			if mv.Group == g.ID {
+				before[slices.Index(before, mv.From)] = mv.To
+			}
+		}
+		if !slices.Equal(before, after) {
+			p.Leaders = append(p.Leaders, GroupInfo{ID: g.ID, Replicas: after})
+		}
+	}
+	return p, nil
 }

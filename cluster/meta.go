@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -20,9 +23,24 @@ func newMetaFSM() *metaFSM { return &metaFSM{changed: make(chan struct{})} }
 
 // metaCommand is a change to the map.
 type metaCommand struct {
-	Op  string          `json:"op"` // "init": set the first map (ignored once there is one)
-	Map json.RawMessage `json:"map"`
+	// Op is "init" (set the first map; ignored once there is one),
+	// "add-member", "update-member" (a node's addresses), "remove-member"
+	// (only a member holding no replica) or "set-replicas" (group Group's
+	// replicas become Replicas).
+	Op  string          `json:"op"`
+	Map json.RawMessage `json:"map,omitempty"`
+	// Version, when not 0, is the map version the change was planned on:
+	// the change is refused if the map moved on meanwhile (another
+	// operator's change), so changes never interleave unseen.
+	Version  uint64   `json:"version,omitempty"`
+	Member   *Member  `json:"member,omitempty"`
+	ID       string   `json:"id,omitempty"`
+	Group    int      `json:"group,omitempty"`
+	Replicas []string `json:"replicas,omitempty"`
 }
+
+// errMapMoved refuses a change planned on an older map.
+var errMapMoved = errors.New("the cluster map changed while the change was planned: run it again")
 
 // current returns the map (nil before the first) and a channel closed at
 // the next change.
@@ -60,7 +78,82 @@ func (f *metaFSM) Apply(l *raft.Log) any {
 		f.set(m)
 		return nil
 	}
-	return fmt.Errorf("metadata entry %d: unknown op %q", l.Index, cmd.Op)
+	if f.m == nil {
+		return fmt.Errorf("metadata entry %d: %s before the first map", l.Index, cmd.Op)
+	}
+	if cmd.Version != 0 && cmd.Version != f.m.Version {
+		return errMapMoved
+	}
+	next, err := changeMap(f.m, cmd)
+	if err != nil || next == nil {
+		return err
+	}
+	next.Version = f.m.Version + 1
+	f.set(next)
+	return nil
+}
+
+// changeMap applies cmd to m: the next map (nil when nothing changes), or
+// why the change is refused.
+func changeMap(m *Map, cmd metaCommand) (*Map, error) {
+	next := m.clone()
+	switch cmd.Op {
+	case "add-member", "update-member":
+		if cmd.Member == nil || cmd.Member.ID == "" || cmd.Member.ClusterAddr == "" {
+			return nil, errors.New("a member needs an id and a cluster address")
+		}
+		if cur := next.Member(cmd.Member.ID); cur != nil {
+			if *cur == *cmd.Member {
+				return nil, nil
+			}
+			if cmd.Op == "add-member" && cur.ClusterAddr != cmd.Member.ClusterAddr {
+				return nil, fmt.Errorf("node %s is already a member at %s", cur.ID, cur.ClusterAddr)
+			}
+			if cmd.Member.HTTPAddr == "" {
+				cmd.Member.HTTPAddr = cur.HTTPAddr
+			}
+			*cur = *cmd.Member
+			return next, nil
+		}
+		if cmd.Op == "update-member" {
+			return nil, fmt.Errorf("node %s is not a member", cmd.Member.ID)
+		}
+		next.Members = append(next.Members, *cmd.Member)
+		slices.SortFunc(next.Members, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+		return next, nil
+	case "remove-member":
+		if next.Member(cmd.ID) == nil {
+			return nil, nil
+		}
+		if gs := next.GroupsOf(cmd.ID); len(gs) > 0 {
+			return nil, fmt.Errorf("node %s still holds replicas of groups %v: move them first", cmd.ID, gs)
+		}
+		next.Members = slices.DeleteFunc(next.Members, func(mb Member) bool { return mb.ID == cmd.ID })
+		return next, nil
+	case "set-replicas":
+		if cmd.Group < 0 || cmd.Group >= len(next.Groups) {
+			return nil, fmt.Errorf("no group %d", cmd.Group)
+		}
+		if len(cmd.Replicas) == 0 {
+			return nil, errors.New("a group needs a replica")
+		}
+		for i, r := range cmd.Replicas {
+			if next.Member(r) == nil {
+				return nil, fmt.Errorf("node %s is not a member", r)
+			}
+			if slices.Contains(cmd.Replicas[:i], r) {
+				return nil, fmt.Errorf("node %s named twice", r)
+			}
+		}
+		g := &next.Groups[cmd.Group]
+		if slices.Equal(g.Replicas, cmd.Replicas) {
+			return nil, nil
+		}
+		g.Changed = g.Changed || !sameSet(g.Replicas, cmd.Replicas)
+		g.Replicas = slices.Clone(cmd.Replicas)
+		return next, nil
+	}
+	return nil, fmt.Errorf("unknown op %q", cmd.Op)
 }
 
 func (f *metaFSM) Snapshot() (raft.FSMSnapshot, error) {
@@ -103,3 +196,8 @@ func (s metaSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (metaSnapshot) Release() {}
+
+// sameSet reports whether a and b hold the same ids in any order.
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(x string) bool { return !slices.Contains(b, x) })
+}

@@ -160,10 +160,17 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 			return info, fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
 		}
 		url := "http://" + target.ClusterAddr + "/v1/read?group=" + strconv.Itoa(g) + "&level=" + level.String()
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		// An attempt gets at most two election timeouts (as a forwarded
+		// write does): a replica that stopped answering mid-change must not
+		// take the whole budget while another attempt would be answered.
+		ctx, cancel := context.WithTimeout(context.Background(), min(max(time.Until(deadline), 50*time.Millisecond), max(2*c.cfg.Timing.Election, time.Second)))
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		c.stampMap(req)
+		t0 := time.Now()
 		resp, err := c.rpc.Do(req)
+		if d := time.Since(t0); d > time.Second {
+			c.logger.Warn("cluster: slow read sub-request", "group", g, "to", target.ID, "took", d.Round(time.Millisecond), "err", err, "attempt", attempt)
+		}
 		if err != nil {
 			cancel()
 			last = err
@@ -193,6 +200,7 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(ans))
 		}
 	}
+	c.logger.Warn("cluster: no replica answered a read in time (503)", "group", g, "level", level.String(), "last", last)
 	return info, fmt.Errorf("%w: group %d: read: %v", node.ErrUnavailable, g, last)
 }
 
@@ -247,6 +255,7 @@ func (b *barrier) run() {
 // connection already authenticated by the transport's handshake).
 func (c *Cluster) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
+	c.membershipRPCs(mux)
 	mux.HandleFunc("POST /v1/propose", func(w http.ResponseWriter, r *http.Request) {
 		if !c.checkMap(w, r) {
 			return
@@ -333,7 +342,20 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})
-	return mux
+	schema := store.SchemaOf(c.repo)
+	hello := func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(hello{Node: c.cfg.NodeID, Schema: schema})
+	}
+	mux.HandleFunc("GET /v1/hello", hello)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Before the node's groups are open only the hello answers (the
+		// others need the map and the groups); peers retry.
+		if !c.opened.Load() && r.URL.Path != "/v1/hello" {
+			http.Error(w, "node starting", http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // scratch is a ReadOut for reads.

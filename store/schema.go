@@ -517,3 +517,25 @@ func (n *Store) reportSkipped() {
 		}
 	}
 }
+
+// SchemaOf is repo's schema fingerprint (canonical JSON): a cluster keeps
+// it in its map so that every node runs the same repo.
+func SchemaOf(repo *features.Repo) []byte { return schemaOf(repo).encode() }
+
+// SchemaChanges lists, in words, what differs from the fingerprint old to
+// the fingerprint cur (nil when they describe the same repo).
+func SchemaChanges(old, cur []byte) ([]string, error) {
+	o, err := decodeSchema(old)
+	if err != nil {
+		return nil, err
+	}
+	c, err := decodeSchema(cur)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ch := range diffSchema(o, c) {
+		out = append(out, ch.text)
+	}
+	return out, nil
+}

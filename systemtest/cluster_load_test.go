@@ -167,6 +167,19 @@ func (l *clusterLoad) halt() {
 		l.prefix, l.reqs.Load(), l.errs.Load(), slow)
 }
 
+// phase logs what the writers saw since the last phase (acknowledged
+// requests, failed attempts, the slowest acknowledged attempt) and starts
+// counting anew.
+func (l *clusterLoad) phase(name string) {
+	var slowest time.Duration
+	for i := range l.slowest {
+		slowest = max(slowest, time.Duration(l.slowest[i].Swap(0)))
+	}
+	reqs, errs := l.reqs.Load(), l.errs.Swap(0)
+	l.t.Logf("%s: %d requests acknowledged so far; %d failed attempts (retried) and slowest acknowledged attempt %s in this phase",
+		name, reqs, errs, slowest.Round(time.Millisecond))
+}
+
 // waitAcked waits until at least n more requests are acknowledged than
 // when it was called, failing the test after timeout.
 func (l *clusterLoad) waitAcked(n int64, timeout time.Duration) {

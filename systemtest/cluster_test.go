@@ -23,12 +23,15 @@ type testCluster struct {
 	t     *testing.T
 	nodes []*harness.Node
 	caddr []string // cluster port of each node
+	// lastErr is what the last tallyCluster printed on stderr.
+	lastErr string
 }
 
 // clusterStatus is GET /api/v1/cluster/status.
 type clusterStatus struct {
 	Node       string `json:"node"`
 	MapVersion uint64 `json:"mapVersion"`
+	MetaLeader string `json:"metaLeader"`
 	Groups     []struct {
 		Group         int    `json:"group"`
 		State         string `json:"state"`

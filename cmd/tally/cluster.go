@@ -33,6 +33,7 @@ type clusterFlags struct {
 	bindIP    string
 	groups    int
 	replicas  int
+	join      bool
 	// Hidden, for tests: Raft snapshot timing (0 keeps the default).
 	snapThreshold, trailingLogs uint64
 	snapInterval                time.Duration
@@ -47,6 +48,7 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.id, "cluster-id", "", "cluster mode: the cluster's name; a node of another cluster is refused")
 	fl.StringVar(&f.keyFile, "cluster-key-file", "", "cluster mode: file holding the shared cluster key (>= 16 bytes); or set TALLY_CLUSTER_KEY")
 	fl.StringVar(&f.bindIP, "cluster-bind-ip", "", "cluster mode: local IP outbound cluster connections bind to (tests tell nodes apart by it)")
+	fl.BoolVar(&f.join, "cluster-join", false, "cluster mode: join a running cluster (bootstrap nothing; wait to be admitted with `tally cluster add-node`); --cluster-peers is then optional")
 	fl.IntVar(&f.groups, "cluster-groups", 0, "cluster mode: replica groups, fixed when the cluster is created (default 8)")
 	fl.IntVar(&f.replicas, "cluster-replicas", 0, "cluster mode: replicas per group, 1 for development (default 3)")
 	// Hidden: small values make a follower that fell behind catch up by
@@ -59,7 +61,9 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	}
 }
 
-func (f *clusterFlags) enabled() bool { return f.nodeID != "" || f.peers != "" || f.addr != "" }
+func (f *clusterFlags) enabled() bool {
+	return f.nodeID != "" || f.peers != "" || f.addr != "" || f.join
+}
 
 // merge fills the flags left unset from the config file's cluster block.
 func (f *clusterFlags) merge(cc node.ClusterConfig) {
@@ -92,8 +96,8 @@ func (f *clusterFlags) merge(cc node.ClusterConfig) {
 // config checks the flags and builds the cluster's config.
 func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (cluster.Config, error) {
 	var cc cluster.Config
-	if f.nodeID == "" || f.addr == "" || f.peers == "" || f.id == "" {
-		return cc, errors.New("cluster mode needs --node-id, --cluster-addr, --cluster-peers and --cluster-id (see the README's Cluster section)")
+	if f.nodeID == "" || f.addr == "" || f.peers == "" && !f.join || f.id == "" {
+		return cc, errors.New("cluster mode needs --node-id, --cluster-addr, --cluster-peers (or --cluster-join) and --cluster-id (see the README's Cluster section)")
 	}
 	key := []byte(os.Getenv("TALLY_CLUSTER_KEY"))
 	if f.keyFile != "" {
@@ -107,7 +111,7 @@ func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (clust
 		return cc, errors.New("cluster mode needs a cluster key of at least 16 bytes: --cluster-key-file FILE or TALLY_CLUSTER_KEY")
 	}
 	var peers []cluster.Member
-	for _, p := range strings.Split(f.peers, ",") {
+	for _, p := range strings.FieldsFunc(f.peers, func(r rune) bool { return r == ',' }) {
 		id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
 		if !ok || id == "" || addr == "" {
 			return cc, fmt.Errorf("--cluster-peers: %q is not id=host:port", p)
@@ -123,7 +127,10 @@ func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (clust
 	}
 	replicas := min(f.replicas, len(peers))
 	cc = cluster.Config{NodeID: f.nodeID, DataDir: dataDir, ClusterAddr: f.addr, Advertise: f.advertise, HTTPAddr: httpAddr,
-		ClusterID: f.id, Key: key, BindIP: f.bindIP, Peers: peers, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}
+		ClusterID: f.id, Key: key, BindIP: f.bindIP, Peers: peers, Join: f.join, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}
+	if f.join {
+		cc.FormTimeout = time.Hour // an operator admits it: wait
+	}
 	cc.Timing.SnapshotThreshold, cc.Timing.TrailingLogs, cc.Timing.SnapshotInterval = f.snapThreshold, f.trailingLogs, f.snapInterval
 	return cc, nil
 }

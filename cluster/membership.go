@@ -1,0 +1,774 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/store"
+)
+
+// Changing a running cluster: adding and removing nodes, moving a group's
+// replica from one node to another, and rebalancing. Every change runs on
+// the metadata group's leader, one at a time (the admin API forwards it
+// there), as a sequence of steps each of which is safe to stop after: run
+// again, a change goes on from where it stopped.
+//
+// Moving group g's replica from A to B:
+//  1. the map lists B among g's replicas (B opens an empty replica, which
+//     does not bootstrap: the group changed);
+//  2. g's leader adds B as a non-voter; Raft sends it a snapshot and the
+//     log after it, and B applies them;
+//  3. once B applied what the group had committed when it was added, the
+//     leader makes it a voter;
+//  4. the leader removes A (if A leads, it hands its leadership to B first);
+//  5. the map lists B in A's place; A sees it and closes and deletes its
+//     replica. Acknowledged writes are on a quorum of the old and of the new
+//     voters all along: Raft changes one server at a time.
+
+// MemberStatus errors.
+var (
+	// ErrRemoved: this node was removed from the cluster.
+	ErrRemoved = errors.New("this node was removed from the cluster: stop it (its data is no longer used)")
+)
+
+// metaResult is the answer to a forwarded change of the map.
+type metaResult struct {
+	Version uint64 `json:"version"`
+}
+
+// proposeMeta commits cmd in the metadata group (on its leader: forwarded
+// when this node does not lead it) and waits until this node's map has
+// it.
+func (c *Cluster) proposeMeta(ctx context.Context, cmd metaCommand) error {
+	var v uint64
+	if c.meta.raft.State() == raft.Leader {
+		var err error
+		if v, err = c.applyMeta(cmd); err != nil {
+			return err
+		}
+	} else {
+		var res metaResult
+		if err := c.metaRPC(ctx, "/v1/meta", cmd, &res, true); err != nil {
+			return err
+		}
+		v = res.Version
+	}
+	for {
+		m, changed := c.metaSM.current()
+		if m != nil && m.Version >= v {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("the map change committed (version %d) but this node has not applied it yet: %w", v, ctx.Err())
+		}
+	}
+}
+
+// applyMeta commits cmd on this node, the metadata leader, and returns
+// the map version after it.
+func (c *Cluster) applyMeta(cmd metaCommand) (uint64, error) {
+	b, _ := json.Marshal(cmd)
+	f := c.meta.raft.Apply(b, 10*time.Second)
+	if err := f.Error(); err != nil {
+		return 0, fmt.Errorf("metadata group: %w", err)
+	}
+	if err, _ := f.Response().(error); err != nil {
+		return 0, &errApply{err: err}
+	}
+	m, _ := c.metaSM.current()
+	return m.Version, nil
+}
+
+// metaRPC posts in to path on the metadata group's leader and decodes its
+// answer into out, following the leader as it moves (and, with retryBusy,
+// through its 503s), until ctx ends.
+func (c *Cluster) metaRPC(ctx context.Context, path string, in, out any, retryBusy bool) error {
+	body, _ := json.Marshal(in)
+	backoff := 50 * time.Millisecond
+	for {
+		addr, id := c.meta.raft.LeaderWithID()
+		var err error
+		if id == "" {
+			err = errors.New("the metadata group has no leader")
+		} else {
+			err = c.post(ctx, string(addr), path, body, out)
+		}
+		var nl *errNotLeader
+		var ae *errApply
+		var rerr *errRPC
+		switch {
+		case err == nil, errors.As(err, &ae):
+			return err
+		case errors.As(err, &nl):
+		case errors.As(err, &rerr) && (!retryBusy || rerr.status != http.StatusServiceUnavailable):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%v (%w)", err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// errRPC is an internal RPC's answer other than 200, 421 and 422.
+type errRPC struct {
+	status int
+	msg    string
+}
+
+func (e *errRPC) Error() string { return e.msg }
+
+// post sends an internal RPC to the node at cluster address addr: 200
+// decodes into out, 421 is *errNotLeader, 422 *errApply, else an error.
+func (c *Cluster) post(ctx context.Context, addr, path string, body []byte, out any) error {
+	method := http.MethodPost
+	if body == nil {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.rpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if out == nil {
+			return nil
+		}
+		return json.Unmarshal(b, out)
+	case http.StatusMisdirectedRequest:
+		var nl struct{ Leader string }
+		json.Unmarshal(b, &nl)
+		return &errNotLeader{hint: nl.Leader}
+	case http.StatusUnprocessableEntity:
+		return &errApply{err: errors.New(string(bytes.TrimSpace(b)))}
+	}
+	return &errRPC{status: resp.StatusCode, msg: string(bytes.TrimSpace(b))}
+}
+
+// replicaInfo is a node's replica of a group, as GET /v1/replica answers.
+type replicaInfo struct {
+	State   string        `json:"state"`
+	Leader  string        `json:"leader"`
+	Applied uint64        `json:"applied"`
+	Commit  uint64        `json:"commit"`
+	Servers []raft.Server `json:"servers"`
+}
+
+// voterChange is a change to a group's Raft configuration, made by its
+// leader (POST /v1/voter).
+type voterChange struct {
+	Op   string `json:"op"` // "add-nonvoter", "add-voter", "remove"
+	ID   string `json:"id"`
+	Addr string `json:"addr,omitempty"`
+	// Handoff, for "remove" of the leader itself: the replica to hand the
+	// leadership to first.
+	Handoff string `json:"handoff,omitempty"`
+}
+
+// membershipRPCs adds the internal RPCs of membership changes to mux.
+func (c *Cluster) membershipRPCs(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/meta", func(w http.ResponseWriter, r *http.Request) {
+		var cmd metaCommand
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&cmd); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if c.meta.raft.State() != raft.Leader {
+			_, id := c.meta.raft.LeaderWithID()
+			w.WriteHeader(http.StatusMisdirectedRequest)
+			json.NewEncoder(w).Encode(map[string]string{"leader": string(id)})
+			return
+		}
+		v, err := c.applyMeta(cmd)
+		writeRPCResult(w, metaResult{Version: v}, err)
+	})
+	mux.HandleFunc("POST /v1/admin", func(w http.ResponseWriter, r *http.Request) {
+		var req adminRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if c.meta.raft.State() != raft.Leader {
+			_, id := c.meta.raft.LeaderWithID()
+			w.WriteHeader(http.StatusMisdirectedRequest)
+			json.NewEncoder(w).Encode(map[string]string{"leader": string(id)})
+			return
+		}
+		out, err := c.runAdmin(r.Context(), req)
+		writeRPCResult(w, out, err)
+	})
+	mux.HandleFunc("GET /v1/replica", func(w http.ResponseWriter, r *http.Request) {
+		g, _ := strconv.Atoi(r.URL.Query().Get("group"))
+		dg := c.group(g)
+		if dg == nil {
+			http.Error(w, "no replica of group "+strconv.Itoa(g)+" here", http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(dg.info())
+	})
+	mux.HandleFunc("POST /v1/voter", func(w http.ResponseWriter, r *http.Request) {
+		dg, ok := c.groupParam(w, r)
+		if !ok {
+			return
+		}
+		var vc voterChange
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&vc); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if dg.rep.raft.State() != raft.Leader {
+			c.notLeader(w, dg)
+			return
+		}
+		rf := dg.rep.raft
+		var f raft.Future
+		switch vc.Op {
+		case "add-nonvoter":
+			f = rf.AddNonvoter(raft.ServerID(vc.ID), raft.ServerAddress(vc.Addr), 0, 10*time.Second)
+		case "add-voter":
+			f = rf.AddVoter(raft.ServerID(vc.ID), raft.ServerAddress(vc.Addr), 0, 10*time.Second)
+		case "remove":
+			if vc.ID == c.cfg.NodeID {
+				// Hand the leadership over first, then the new leader removes
+				// this replica (the caller retries there).
+				if mb := c.Map().Member(vc.Handoff); mb != nil {
+					f = rf.LeadershipTransferToServer(raft.ServerID(mb.ID), raft.ServerAddress(mb.ClusterAddr))
+				} else {
+					f = rf.LeadershipTransfer()
+				}
+				if err := f.Error(); err != nil {
+					http.Error(w, "hand over the leadership: "+err.Error(), http.StatusServiceUnavailable)
+					return
+				}
+				c.notLeader(w, dg)
+				return
+			}
+			f = rf.RemoveServer(raft.ServerID(vc.ID), 0, 10*time.Second)
+		default:
+			http.Error(w, "unknown op "+vc.Op, http.StatusBadRequest)
+			return
+		}
+		if err := f.Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				c.notLeader(w, dg)
+				return
+			}
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(dg.info())
+	})
+}
+
+// writeRPCResult answers an internal RPC: out as JSON, or the error (422
+// for a refused change, 503 otherwise).
+func writeRPCResult(w http.ResponseWriter, out any, err error) {
+	var ae *errApply
+	switch {
+	case errors.As(err, &ae):
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	default:
+		json.NewEncoder(w).Encode(out)
+	}
+}
+
+// info is this replica's state for GET /v1/replica.
+func (dg *dataGroup) info() replicaInfo {
+	rf := dg.rep.raft
+	_, leader := rf.LeaderWithID()
+	ri := replicaInfo{State: rf.State().String(), Leader: string(leader), Applied: rf.AppliedIndex(), Commit: rf.CommitIndex()}
+	if f := rf.GetConfiguration(); f.Error() == nil {
+		ri.Servers = f.Configuration().Servers
+	}
+	return ri
+}
+
+// groupRPC sends a request about group g to its leader, following the
+// leader as it moves, until ctx ends.
+func (c *Cluster) groupRPC(ctx context.Context, g int, path string, body []byte, out any) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		var err error
+		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
+			err = c.post(ctx, c.cfg.Advertise, path, body, out)
+		} else if t := c.target(g, attempt); t == nil {
+			err = errors.New("no replica of the group is known")
+		} else {
+			err = c.post(ctx, t.ClusterAddr, path, body, out)
+			var nl *errNotLeader
+			if errors.As(err, &nl) {
+				c.hints[g].Store(nl.hint)
+			}
+		}
+		var ae *errApply
+		if err == nil || errors.As(err, &ae) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("group %d: %v (%w)", g, err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// changeVoters applies vc to group g's Raft configuration on its leader.
+func (c *Cluster) changeVoters(ctx context.Context, g int, vc voterChange) (replicaInfo, error) {
+	b, _ := json.Marshal(vc)
+	var ri replicaInfo
+	err := c.groupRPC(ctx, g, "/v1/voter?group="+strconv.Itoa(g), b, &ri)
+	return ri, err
+}
+
+// replicaOf asks node id for its replica of group g.
+func (c *Cluster) replicaOf(ctx context.Context, id string, g int) (replicaInfo, error) {
+	var ri replicaInfo
+	mb := c.Map().Member(id)
+	if mb == nil {
+		return ri, fmt.Errorf("node %s is not a member", id)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := c.post(ctx, mb.ClusterAddr, "/v1/replica?group="+strconv.Itoa(g), nil, &ri)
+	return ri, err
+}
+
+// hello is a node's answer to GET /v1/hello, which works before it has a
+// map: who it is and the schema of the repo it runs.
+type hello struct {
+	Node   string          `json:"node"`
+	Schema json.RawMessage `json:"schema"`
+}
+
+// adminRequest is a change forwarded to the metadata leader.
+type adminRequest struct {
+	Op     string  `json:"op"` // "add-node", "remove-node", "move-replica", "rebalance"
+	Member *Member `json:"member,omitempty"`
+	ID     string  `json:"id,omitempty"`
+	Move   *Move   `json:"move,omitempty"`
+	DryRun bool    `json:"dryRun,omitempty"`
+}
+
+// Outcome is what a change did (or, dry, would do).
+type Outcome struct {
+	Map  *Map `json:"map"`
+	Plan Plan `json:"plan"`
+	// DryRun: nothing was changed.
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// AddNode admits a running node, started with Config.Join, to the
+// cluster: it becomes a member (and a voter of the metadata group while
+// that has fewer than five) holding no replica yet; Rebalance moves
+// replicas to it.
+func (c *Cluster) AddNode(ctx context.Context, mb Member) (Outcome, error) {
+	return c.admin(ctx, adminRequest{Op: "add-node", Member: &mb})
+}
+
+// RemoveNode moves every replica node id holds to the other nodes, then
+// takes it out of the metadata group and the map. The node is left
+// running, idle: stop it afterwards.
+func (c *Cluster) RemoveNode(ctx context.Context, id string) (Outcome, error) {
+	return c.admin(ctx, adminRequest{Op: "remove-node", ID: id})
+}
+
+// MoveReplica moves group mv.Group's replica from node mv.From to node
+// mv.To.
+func (c *Cluster) MoveReplica(ctx context.Context, mv Move) (Outcome, error) {
+	return c.admin(ctx, adminRequest{Op: "move-replica", Move: &mv})
+}
+
+// Rebalance evens out replicas and preferred leaders over the nodes
+// (planRebalance); with dryRun it only answers the plan.
+func (c *Cluster) Rebalance(ctx context.Context, dryRun bool) (Outcome, error) {
+	return c.admin(ctx, adminRequest{Op: "rebalance", DryRun: dryRun})
+}
+
+// admin runs req on the metadata leader: here, or forwarded.
+func (c *Cluster) admin(ctx context.Context, req adminRequest) (Outcome, error) {
+	var out Outcome
+	for {
+		var err error
+		if c.meta.raft.State() == raft.Leader {
+			out, err = c.runAdmin(ctx, req)
+		} else {
+			err = c.metaRPC(ctx, "/v1/admin", req, &out, false)
+		}
+		if err == nil || !strings.Contains(err.Error(), errElsewhere.Error()) {
+			return out, err
+		}
+		// The metadata leadership moved away (a node removing itself):
+		// go on where it went.
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// errElsewhere: the change must go on on another metadata leader.
+var errElsewhere = errors.New("the metadata leadership moved: going on on the new leader")
+
+// runAdmin runs req on this node, the metadata leader, one change at a
+// time.
+func (c *Cluster) runAdmin(ctx context.Context, req adminRequest) (Outcome, error) {
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	var out Outcome
+	var err error
+	switch req.Op {
+	case "add-node":
+		err = c.addNode(ctx, req.Member)
+	case "remove-node":
+		out.Plan, err = c.removeNode(ctx, req.ID)
+	case "move-replica":
+		if req.Move == nil {
+			return out, &errApply{err: errors.New("move-replica needs a group, a from and a to node")}
+		}
+		out.Plan.Moves = []Move{*req.Move}
+		err = c.moveReplica(ctx, *req.Move)
+	case "rebalance":
+		out.Plan, err = c.rebalance(ctx, req.DryRun)
+		out.DryRun = req.DryRun
+	default:
+		err = &errApply{err: fmt.Errorf("unknown change %q", req.Op)}
+	}
+	m, _ := c.metaSM.current()
+	out.Map = m
+	return out, err
+}
+
+// addNode: see AddNode.
+func (c *Cluster) addNode(ctx context.Context, mb *Member) error {
+	if mb == nil || mb.ID == "" || mb.ClusterAddr == "" {
+		return &errApply{err: errors.New("add-node needs the node's id and cluster address")}
+	}
+	m, _ := c.metaSM.current()
+	if cur := m.Member(mb.ID); cur != nil && cur.ClusterAddr != mb.ClusterAddr {
+		return &errApply{err: fmt.Errorf("node %s is already a member, at %s", mb.ID, cur.ClusterAddr)}
+	}
+	// The node must be up and of this cluster (the transport's handshake
+	// checks the key and the cluster id) before it counts in a quorum.
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	var hi hello
+	err := c.post(pctx, mb.ClusterAddr, "/v1/hello", nil, &hi)
+	cancel()
+	if err != nil {
+		return &errApply{err: fmt.Errorf("node %s does not answer at %s: start it first (tally serve --node-id %s --cluster-join ... with this cluster's id and key): %v", mb.ID, mb.ClusterAddr, mb.ID, err)}
+	}
+	if hi.Node != mb.ID {
+		return &errApply{err: fmt.Errorf("the node at %s is %q, not %q", mb.ClusterAddr, hi.Node, mb.ID)}
+	}
+	if len(m.Schema) > 0 {
+		changes, err := store.SchemaChanges(m.Schema, hi.Schema)
+		if err != nil {
+			return &errApply{err: fmt.Errorf("node %s sent no readable repo schema (%v): does it run the same tally version?", mb.ID, err)}
+		}
+		if len(changes) > 0 {
+			return &errApply{err: fmt.Errorf("node %s runs another feature repo than the cluster's (every node must run the same; restart it with the cluster's repo): %s", mb.ID, strings.Join(changes, "; "))}
+		}
+	}
+	cf := c.meta.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	voters, known := 0, false
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+		known = known || string(s.ID) == mb.ID
+	}
+	if !known {
+		var f raft.IndexFuture
+		if voters < 5 {
+			f = c.meta.raft.AddVoter(raft.ServerID(mb.ID), raft.ServerAddress(mb.ClusterAddr), 0, 10*time.Second)
+		} else {
+			f = c.meta.raft.AddNonvoter(raft.ServerID(mb.ID), raft.ServerAddress(mb.ClusterAddr), 0, 10*time.Second)
+		}
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("metadata group: add %s: %w", mb.ID, err)
+		}
+	}
+	return c.proposeMeta(ctx, metaCommand{Op: "add-member", Member: mb})
+}
+
+// removeNode: see RemoveNode.
+func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
+	m, _ := c.metaSM.current()
+	if m.Member(id) == nil {
+		return Plan{}, nil // already gone
+	}
+	if len(m.Members) == 1 {
+		return Plan{}, &errApply{err: errors.New("the cluster's last node cannot be removed")}
+	}
+	plan, err := planRebalance(m, map[string]bool{id: true})
+	if err != nil {
+		return plan, &errApply{err: fmt.Errorf("remove %s: %v", id, err)}
+	}
+	plan.Moves = slices.DeleteFunc(plan.Moves, func(mv Move) bool { return mv.From != id })
+	plan.Leaders = nil
+	for _, mv := range plan.Moves {
+		if err := c.moveReplica(ctx, mv); err != nil {
+			return plan, err
+		}
+	}
+	if id == c.cfg.NodeID {
+		// This node leads the metadata group: hand it over; the new leader
+		// finishes (its replicas are gone already).
+		if err := c.meta.raft.LeadershipTransfer().Error(); err != nil {
+			return plan, fmt.Errorf("hand over the metadata leadership: %w", err)
+		}
+		return plan, errElsewhere
+	}
+	if err := c.meta.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+		return plan, fmt.Errorf("metadata group: remove %s: %w", id, err)
+	}
+	if err := c.promoteMetaVoter(); err != nil {
+		c.logger.Warn("cluster: promoting a metadata voter", "err", err)
+	}
+	return plan, c.proposeMeta(ctx, metaCommand{Op: "remove-member", ID: id})
+}
+
+// promoteMetaVoter makes a non-voter of the metadata group a voter while
+// it has fewer than five voters.
+func (c *Cluster) promoteMetaVoter() error {
+	cf := c.meta.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	voters := 0
+	var non []raft.Server
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		} else {
+			non = append(non, s)
+		}
+	}
+	for _, s := range non {
+		if voters >= 5 {
+			break
+		}
+		if err := c.meta.raft.AddVoter(s.ID, s.Address, 0, 10*time.Second).Error(); err != nil {
+			return err
+		}
+		voters++
+	}
+	return nil
+}
+
+// moveReplica: see MoveReplica; each step is skipped when already done.
+func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
+	m, _ := c.metaSM.current()
+	if mv.Group < 0 || mv.Group >= len(m.Groups) {
+		return &errApply{err: fmt.Errorf("no group %d: groups are 0 to %d", mv.Group, len(m.Groups)-1)}
+	}
+	to := m.Member(mv.To)
+	if to == nil || m.Member(mv.From) == nil {
+		return &errApply{err: fmt.Errorf("move-replica needs two members (from %q, to %q): see tally cluster nodes", mv.From, mv.To)}
+	}
+	if mv.From == mv.To {
+		return &errApply{err: errors.New("from and to are the same node")}
+	}
+	g := mv.Group
+	reps := m.Groups[g].Replicas
+	hasFrom, hasTo := slices.Contains(reps, mv.From), slices.Contains(reps, mv.To)
+	switch {
+	case !hasFrom && !hasTo:
+		return &errApply{err: fmt.Errorf("node %s holds no replica of group %d (its replicas: %v)", mv.From, g, reps)}
+	case hasFrom && !hasTo:
+		// 1. The map lists the new replica (last: not preferred yet).
+		if err := c.proposeMeta(ctx, metaCommand{Op: "set-replicas", Version: m.Version, Group: g, Replicas: append(slices.Clone(reps), mv.To)}); err != nil {
+			return fmt.Errorf("group %d: list %s in the map: %w", g, mv.To, err)
+		}
+	}
+	if hasFrom {
+		// 2. A non-voter first, then 3. a voter once caught up.
+		ri, err := c.changeVoters(ctx, g, voterChange{Op: "add-nonvoter", ID: to.ID, Addr: to.ClusterAddr})
+		if err != nil {
+			return fmt.Errorf("group %d: add %s as a non-voter: %w", g, to.ID, err)
+		}
+		if err := c.waitCaughtUp(ctx, g, to.ID, ri.Commit); err != nil {
+			return err
+		}
+		if _, err := c.changeVoters(ctx, g, voterChange{Op: "add-voter", ID: to.ID, Addr: to.ClusterAddr}); err != nil {
+			return fmt.Errorf("group %d: make %s a voter: %w", g, to.ID, err)
+		}
+		// 4. Remove the old replica from the group's configuration.
+		if _, err := c.changeVoters(ctx, g, voterChange{Op: "remove", ID: mv.From, Handoff: to.ID}); err != nil {
+			return fmt.Errorf("group %d: remove %s: %w", g, mv.From, err)
+		}
+	}
+	// 5. The map lists the new replica in the old one's place.
+	for {
+		m, _ = c.metaSM.current()
+		reps = slices.Clone(m.Groups[g].Replicas)
+		if i := slices.Index(reps, mv.From); i >= 0 {
+			j := slices.Index(reps, mv.To)
+			reps[i] = mv.To
+			if j >= 0 {
+				reps = slices.Delete(reps, j, j+1)
+			}
+		}
+		if !slices.Contains(reps, mv.To) {
+			reps = append(reps, mv.To)
+		}
+		err := c.proposeMeta(ctx, metaCommand{Op: "set-replicas", Version: m.Version, Group: g, Replicas: reps})
+		if err == nil || !errors.Is(err, errMapMoved) && !strings.Contains(err.Error(), errMapMoved.Error()) {
+			if err != nil {
+				return fmt.Errorf("group %d: update the map: %w", g, err)
+			}
+			c.logger.Info("cluster: replica moved", "group", g, "from", mv.From, "to", mv.To)
+			return nil
+		}
+	}
+}
+
+// waitCaughtUp waits until node id's replica of group g applied index
+// (what the group had committed when it was added).
+func (c *Cluster) waitCaughtUp(ctx context.Context, g int, id string, index uint64) error {
+	var last error
+	for {
+		ri, err := c.replicaOf(ctx, id, g)
+		if err == nil && ri.Applied >= index {
+			return nil
+		}
+		if err != nil {
+			last = err
+		} else {
+			last = fmt.Errorf("applied %d of %d", ri.Applied, index)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("group %d: %s did not catch up (%v): is it up? run the change again to go on", g, id, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// rebalance: see Rebalance.
+func (c *Cluster) rebalance(ctx context.Context, dryRun bool) (Plan, error) {
+	m, _ := c.metaSM.current()
+	plan, err := planRebalance(m, nil)
+	if err != nil || dryRun {
+		return plan, err
+	}
+	for _, mv := range plan.Moves {
+		if err := c.moveReplica(ctx, mv); err != nil {
+			return plan, err
+		}
+	}
+	for _, g := range plan.Leaders {
+		m, _ := c.metaSM.current()
+		if !sameSet(m.Groups[g.ID].Replicas, g.Replicas) {
+			continue // changed meanwhile: the next rebalance sees it
+		}
+		if err := c.proposeMeta(ctx, metaCommand{Op: "set-replicas", Version: m.Version, Group: g.ID, Replicas: g.Replicas}); err != nil {
+			return plan, fmt.Errorf("group %d: set its preferred leader: %w", g.ID, err)
+		}
+	}
+	return plan, nil
+}
+
+// reconcile makes this node's replicas those m gives it: it opens the
+// replicas of groups newly placed here (empty, caught up by their
+// leaders) and closes and deletes those moved away (their Raft
+// configuration no longer has this node: a move changes the map last).
+func (c *Cluster) reconcile(m *Map) {
+	c.reconcileMu.Lock()
+	defer c.reconcileMu.Unlock()
+	select {
+	case <-c.closing:
+		return
+	default:
+	}
+	if m.Member(c.cfg.NodeID) != nil {
+		c.member.Store(true)
+	} else if c.member.Load() {
+		c.removed.Store(true)
+	}
+	want := m.GroupsOf(c.cfg.NodeID)
+	for _, g := range want {
+		if c.group(g) != nil {
+			continue
+		}
+		if err := c.openGroup(m, g); err != nil {
+			c.logger.Error("cluster: opening a replica placed here", "group", g, "err", err)
+			continue
+		}
+		c.logger.Info("cluster: replica opened", "group", g, "map_version", m.Version)
+	}
+	for g, dg := range c.localGroups() {
+		if slices.Contains(want, g) {
+			continue
+		}
+		c.setGroup(g, nil)
+		if err := dg.rep.close(); err != nil {
+			c.logger.Warn("cluster: closing a replica moved away", "group", g, "err", err)
+		}
+		if err := os.RemoveAll(groupDir(c.cfg.DataDir, dg.rep.name)); err != nil {
+			c.logger.Warn("cluster: deleting a replica moved away", "group", g, "err", err)
+		}
+		c.logger.Info("cluster: replica moved away, closed and deleted", "group", g, "map_version", m.Version)
+	}
+}
+
+// announce puts this node's current addresses in the map when they
+// differ (the first map knows only cluster addresses; a node admitted
+// with add-node may not have said its HTTP address), retrying in the
+// background until it succeeds or the node closes.
+func (c *Cluster) announce() {
+	defer c.wg.Done()
+	me := Member{ID: c.cfg.NodeID, HTTPAddr: c.cfg.HTTPAddr, ClusterAddr: c.cfg.Advertise}
+	backoff := 200 * time.Millisecond
+	for {
+		m, changed := c.metaSM.current()
+		wait := (<-chan time.Time)(nil)
+		if cur := m.Member(me.ID); cur != nil {
+			if *cur == me {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.proposeMeta(ctx, metaCommand{Op: "update-member", Member: &me})
+			cancel()
+			if err == nil {
+				return
+			}
+			wait = time.After(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		select {
+		case <-c.closing:
+			return
+		case <-changed:
+		case <-wait:
+		}
+	}
+}
