@@ -176,11 +176,11 @@ func clusterGroupsCmd(c *ctl) *cobra.Command {
 				fmt.Fprintln(w, "GROUP\tLEADER\tREPLICA\tSTATE\tTERM\tCOMMIT\tAPPLIED\tLAG")
 				for _, g := range o.Groups {
 					for _, r := range g.Replicas {
-						state := r.State
 						if !r.Up {
-							state = "DOWN"
+							fmt.Fprintf(w, "%d\t%s\t%s\tDOWN\t-\t-\t-\t-\n", g.ID, orNone(g.Leader), r.Node)
+							continue
 						}
-						fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", g.ID, orNone(g.Leader), r.Node, orNone(state), r.Term, r.CommitIndex, r.Applied, r.Lag)
+						fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", g.ID, orNone(g.Leader), r.Node, orNone(r.State), r.Term, r.CommitIndex, r.Applied, r.Lag)
 					}
 				}
 			})
@@ -191,11 +191,11 @@ func clusterGroupsCmd(c *ctl) *cobra.Command {
 func replicasCell(g cluster.GroupOverview) string {
 	var parts []string
 	for _, r := range g.Replicas {
-		s := r.State
 		if !r.Up {
-			s = "DOWN"
+			parts = append(parts, r.Node+" DOWN")
+			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s %s %d", r.Node, orNone(s), r.Lag))
+		parts = append(parts, fmt.Sprintf("%s %s %d", r.Node, orNone(r.State), r.Lag))
 	}
 	return strings.Join(parts, ", ")
 }
