@@ -33,7 +33,7 @@ func (a groupArchive) Replay(from uint64, fn func(index uint64, rec []byte) erro
 		if err != nil {
 			return err
 		}
-		if typ != raft.LogCommand {
+		if typ != raft.LogCommand || isCheckpoint(data) {
 			return nil
 		}
 		id, rec, err := decodeRequest(data)

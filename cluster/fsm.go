@@ -98,6 +98,7 @@ type groupFSM struct {
 	mu       sync.Mutex // serialises Snapshot's copy of seen with Apply
 	applies  atomic.Uint64
 	restores atomic.Uint64 // snapshots restored (status: snapshotRestores)
+	cps      checkpoints   // check.go: checksums at checkpoint entries
 }
 
 func newGroupFSM(newStore func() (*store.Store, error)) (*groupFSM, error) {
@@ -117,6 +118,9 @@ func (f *groupFSM) Store() *store.Store { return f.st.Load() }
 func (f *groupFSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if isCheckpoint(l.Data) {
+		return f.checkpoint(l.Index)
 	}
 	id, rec, err := decodeRequest(l.Data)
 	if err != nil {

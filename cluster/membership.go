@@ -605,7 +605,14 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		return &errApply{err: fmt.Errorf("node %s holds no replica of group %d (its replicas: %v)", mv.From, g, reps)}
 	case hasFrom && !hasTo:
 		// 1. The map lists the new replica (last: not preferred yet).
-		if err := c.proposeMeta(ctx, metaCommand{Op: "set-replicas", Version: m.Version, Group: g, Replicas: append(slices.Clone(reps), mv.To)}); err != nil {
+		err := c.casMeta(ctx, func(m *Map) *metaCommand {
+			reps := m.Groups[g].Replicas
+			if slices.Contains(reps, mv.To) {
+				return nil
+			}
+			return &metaCommand{Op: "set-replicas", Group: g, Replicas: append(slices.Clone(reps), mv.To)}
+		})
+		if err != nil {
 			return fmt.Errorf("group %d: list %s in the map: %w", g, mv.To, err)
 		}
 	}
@@ -627,9 +634,8 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		}
 	}
 	// 5. The map lists the new replica in the old one's place.
-	for {
-		m, _ = c.metaSM.current()
-		reps = slices.Clone(m.Groups[g].Replicas)
+	err := c.casMeta(ctx, func(m *Map) *metaCommand {
+		reps := slices.Clone(m.Groups[g].Replicas)
 		if i := slices.Index(reps, mv.From); i >= 0 {
 			j := slices.Index(reps, mv.To)
 			reps[i] = mv.To
@@ -640,13 +646,33 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		if !slices.Contains(reps, mv.To) {
 			reps = append(reps, mv.To)
 		}
-		err := c.proposeMeta(ctx, metaCommand{Op: "set-replicas", Version: m.Version, Group: g, Replicas: reps})
-		if err == nil || !errors.Is(err, errMapMoved) && !strings.Contains(err.Error(), errMapMoved.Error()) {
-			if err != nil {
-				return fmt.Errorf("group %d: update the map: %w", g, err)
-			}
-			c.logger.Info("cluster: replica moved", "group", g, "from", mv.From, "to", mv.To)
+		return &metaCommand{Op: "set-replicas", Group: g, Replicas: reps}
+	})
+	if err != nil {
+		return fmt.Errorf("group %d: update the map: %w", g, err)
+	}
+	c.logger.Info("cluster: replica moved", "group", g, "from", mv.From, "to", mv.To)
+	return nil
+}
+
+// casMeta commits the change build makes of the current map, planned on
+// its version; when the map moved on meanwhile (a node announcing its
+// address, another change), it plans again. build returns nil when
+// there is nothing to change.
+func (c *Cluster) casMeta(ctx context.Context, build func(m *Map) *metaCommand) error {
+	for {
+		m, _ := c.metaSM.current()
+		cmd := build(m)
+		if cmd == nil {
 			return nil
+		}
+		cmd.Version = m.Version
+		err := c.proposeMeta(ctx, *cmd)
+		if err == nil || !errors.Is(err, errMapMoved) && !strings.Contains(err.Error(), errMapMoved.Error()) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return err
 		}
 	}
 }
@@ -686,11 +712,13 @@ func (c *Cluster) rebalance(ctx context.Context, dryRun bool) (Plan, error) {
 		}
 	}
 	for _, g := range plan.Leaders {
-		m, _ := c.metaSM.current()
-		if !sameSet(m.Groups[g.ID].Replicas, g.Replicas) {
-			continue // changed meanwhile: the next rebalance sees it
-		}
-		if err := c.proposeMeta(ctx, metaCommand{Op: "set-replicas", Version: m.Version, Group: g.ID, Replicas: g.Replicas}); err != nil {
+		err := c.casMeta(ctx, func(m *Map) *metaCommand {
+			if !sameSet(m.Groups[g.ID].Replicas, g.Replicas) {
+				return nil // changed meanwhile: the next rebalance sees it
+			}
+			return &metaCommand{Op: "set-replicas", Group: g.ID, Replicas: g.Replicas}
+		})
+		if err != nil {
 			return plan, fmt.Errorf("group %d: set its preferred leader: %w", g.ID, err)
 		}
 	}

@@ -77,6 +77,8 @@ func (f *metaFSM) Apply(l *raft.Log) any {
 		}
 		f.set(m)
 		return nil
+	case "set-preferred": // transfer.go
+		return f.applyPreferred(l.Data)
 	}
 	if f.m == nil {
 		return fmt.Errorf("metadata entry %d: %s before the first map", l.Index, cmd.Op)

@@ -342,6 +342,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})
+	c.ctlRoutes(mux)
 	schema := store.SchemaOf(c.repo)
 	hello := func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(hello{Node: c.cfg.NodeID, Schema: schema})

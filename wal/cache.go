@@ -74,7 +74,10 @@ func (l *Log) loadIndex(s segmentInfo) (*segIndex, error) {
 	if !s.compressed {
 		f, err := l.fs.OpenFile(filepath.Join(l.dir, s.name), os.O_RDONLY, 0)
 		if err == nil {
-			res, err := scanSegment(l.fs, l.dir, s)
+			// err, not a new one: a scan that finds the file gone must reach
+			// the compressed fallback below, not return (nil, nil).
+			var res scanResult
+			res, err = scanSegment(l.fs, l.dir, s)
 			if err == nil && res.err != errEnd {
 				err = res.err
 			}

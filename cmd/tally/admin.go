@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +13,15 @@ import (
 )
 
 func adminCmd() *cobra.Command {
-	cmd := group(&cobra.Command{Use: "admin", Short: "Operate on a node's data directory"})
+	cmd := group(&cobra.Command{Use: "admin", Short: "Operate on a node's data directory",
+		Long: `tally admin works on a node's data directory (--data-dir) rather than on a running
+cluster (that is tally cluster). --json prints the answer for scripts.
+
+Exit codes, as tally cluster's: 0 ok; 1 the command ran and the answer is bad news
+(nothing of tally's there, a log that could not be read or repaired); 2 bad flags
+or arguments.`})
+	var asJSON bool
+	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print the answer as JSON")
 	walCmd := group(&cobra.Command{Use: "wal", Short: "The write-ahead log"})
 	var dataDir string
 	repair := &cobra.Command{
@@ -33,6 +42,9 @@ func adminCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("repair %s: %w", dir, err)
 			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"dir": dir, "kept": kept, "movedTo": aside})
+			}
 			if aside == "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: the log is clean, nothing moved (%d records)\n", dir, kept)
 				return nil
@@ -43,6 +55,6 @@ func adminCmd() *cobra.Command {
 	}
 	repair.Flags().StringVar(&dataDir, "data-dir", "./tally-data", "the node's data directory (stop the node first)")
 	walCmd.AddCommand(repair)
-	cmd.AddCommand(walCmd)
+	cmd.AddCommand(walCmd, inspectCmd(&asJSON))
 	return cmd
 }

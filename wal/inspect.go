@@ -1,0 +1,91 @@
+package wal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// SegmentFile is one segment file of a log directory.
+type SegmentFile struct {
+	Name  string `json:"name"`
+	First uint64 `json:"first"` // the index of its first record
+	Bytes int64  `json:"bytes"` // its size on disk (compressed, for .wal.zst)
+}
+
+// DirInfo describes a log directory as Inspect found it.
+type DirInfo struct {
+	Segments []SegmentFile `json:"segments"`
+	First    uint64        `json:"first"` // the oldest record's index (0: no segment)
+	// Last is the newest committed record's index: the newest segment's
+	// last complete write (a torn tail is not counted).
+	Last  uint64 `json:"last"`
+	Bytes int64  `json:"bytes"` // every segment's size
+}
+
+// Inspect describes the log in dir without changing anything: it reads
+// the directory and the newest segment only, takes no lock, and is safe
+// beside the process that owns the log (the answer is then a moment's).
+// A directory without segments is an empty DirInfo, not an error.
+func Inspect(dir string) (DirInfo, error) {
+	var di DirInfo
+	segs, err := listSegments(OS, dir)
+	if err != nil {
+		return di, fmt.Errorf("wal: list %s: %w", dir, err)
+	}
+	for _, s := range segs {
+		sf := SegmentFile{Name: s.name, First: s.first}
+		if fi, err := os.Stat(filepath.Join(dir, s.name)); err == nil {
+			sf.Bytes = fi.Size()
+		}
+		di.Segments = append(di.Segments, sf)
+		di.Bytes += sf.Bytes
+	}
+	if len(segs) == 0 {
+		return di, nil
+	}
+	di.First = segs[0].first
+	newest := segs[len(segs)-1]
+	di.Last = newest.first - 1
+	a := &Archive{fs: OS, dir: dir}
+	err = a.replaySegment(newest, newest.first, 0, true, func(index uint64, _ []byte) error {
+		di.Last = index
+		return nil
+	})
+	if err != nil {
+		return di, fmt.Errorf("wal: read %s: %w", filepath.Join(dir, newest.name), err)
+	}
+	return di, nil
+}
+
+// RaftDirInfo describes a RaftStore's directory as InspectRaftStore found it.
+type RaftDirInfo struct {
+	Log DirInfo `json:"log"`
+	// RaftFirst is the first entry Raft still reads (its compacted view:
+	// the segments before it stay as the archive); 0 when Raft compacted
+	// nothing.
+	RaftFirst uint64 `json:"raftFirst,omitempty"`
+	Term      uint64 `json:"term"` // Raft's current term, from the stable file
+}
+
+// InspectRaftStore describes the RaftStore in dir without changing
+// anything (see Inspect).
+func InspectRaftStore(dir string) (RaftDirInfo, error) {
+	var ri RaftDirInfo
+	if _, err := os.Stat(dir); err != nil {
+		return ri, err
+	}
+	st, err := openStable(OS, dir)
+	if err != nil {
+		return ri, err
+	}
+	if v, ok := st.get(keyFirst); ok && len(v) == 8 {
+		ri.RaftFirst = binary.LittleEndian.Uint64(v)
+	}
+	if v, ok := st.get("CurrentTerm"); ok && len(v) == 8 {
+		ri.Term = binary.LittleEndian.Uint64(v)
+	}
+	ri.Log, err = Inspect(filepath.Join(dir, "log"))
+	return ri, err
+}
