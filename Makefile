@@ -31,7 +31,7 @@ build:
 # onnxruntime (pinned, in .venv); unit, HTTP and whole-process tests; the Python SDK's pytest
 # suite and the seed's flow end to end; a short run of every fuzz target; and the load-test
 # harness in --quick mode with its Redis and Feast peers.
-test: check parity kafka unit python feast-compat fuzz bench-quick
+test: check deploy-check parity kafka chromium unit python feast-compat fuzz bench-quick
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -45,12 +45,25 @@ parity:
 	score/mlflow/testdata/setup.sh
 
 unit:
-	TALLY_REQUIRE_PARITY=1 TALLY_REQUIRE_MLFLOW=1 TALLY_REQUIRE_KAFKA=1 $(GO) test -count=1 -timeout 20m ./...
+	TALLY_REQUIRE_PARITY=1 TALLY_REQUIRE_MLFLOW=1 TALLY_REQUIRE_KAFKA=1 TALLY_REQUIRE_CHROMIUM=1 $(GO) test -count=1 -timeout 20m ./...
 
 # The Kafka 3.9 broker's jars (Maven Central, cached in ~/.cache/tally/kafka) for the tests of
 # kafkasource and systemtest, which start brokers with scripts/kafka.sh (about 2 minutes of tests).
 kafka:
 	scripts/kafka.sh fetch
+
+# deploy/kubernetes against Kubernetes' API schemas, offline (kubernetes-validate from PyPI
+# ships them; cached in ~/.cache/tally), and the systemd unit through systemd-analyze verify;
+# cmd/tally/deploy_test.go checks the tally side.
+.PHONY: deploy-check
+deploy-check:
+	scripts/deploy-check.sh
+
+# Debian's chromium (apt-get when missing) for the status page's browser test
+# (systemtest TestClusterOperatorViews, driven by chromedp).
+.PHONY: chromium
+chromium:
+	scripts/chromium.sh
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh

@@ -93,6 +93,7 @@ type Cluster struct {
 	closing         chan struct{}
 	wg              sync.WaitGroup
 	logger          *slog.Logger
+	obs             observer // ops.go
 }
 
 type dataGroup struct {
@@ -388,15 +389,13 @@ func (c *Cluster) setGroup(g int, dg *dataGroup) {
 func (c *Cluster) Map() *Map { return c.m.Load() }
 
 // Err is nil while the node can take part: its cluster map is known and
-// it was not removed from the cluster.
+// it was not removed from the cluster, and every group it holds a replica
+// of has a leader (ops.go, ready).
 func (c *Cluster) Err() error {
-	if c.m.Load() == nil {
-		return errors.New("no cluster map yet")
-	}
 	if c.removed.Load() {
-		return ErrRemoved
+		return fmt.Errorf("%w: %w", node.ErrClusterNotReady, ErrRemoved)
 	}
-	return nil
+	return c.ready()
 }
 
 // Close stops the node's replicas, the RPC server and the cluster port.

@@ -273,7 +273,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		res, err := dg.apply(entry, c.cfg.WriteTimeout)
+		res, err := c.apply(dg, entry, c.cfg.WriteTimeout)
 		var ae *errApply
 		switch {
 		case errors.As(err, &ae):
@@ -418,11 +418,17 @@ type Status struct {
 	MapVersion uint64        `json:"mapVersion"`
 	MetaLeader string        `json:"metaLeader"`
 	Groups     []GroupStatus `json:"groups"`
+	// HTTPAddr, NotReady (why /readyz fails, "" when ready) and Requests
+	// (the node front's totals): ops.go, nodeStatus.
+	HTTPAddr string         `json:"httpAddr,omitempty"`
+	NotReady string         `json:"notReady,omitempty"`
+	Requests *node.Counters `json:"requests,omitempty"`
 }
 
 // Status reports this node's replicas.
 func (c *Cluster) Status() Status {
 	s := Status{Node: c.cfg.NodeID}
+	c.nodeStatus(&s)
 	if m := c.Map(); m != nil {
 		s.MapVersion = m.Version
 	}

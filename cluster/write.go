@@ -170,7 +170,7 @@ func (c *Cluster) propose(g int, entry []byte) (applied, error) {
 // replica it believes leads.
 func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Duration) (applied, error) {
 	if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
-		return dg.apply(entry, left)
+		return c.apply(dg, entry, left)
 	}
 	target := c.target(g, attempt)
 	if target == nil {

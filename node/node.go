@@ -72,7 +72,8 @@ type Node struct {
 	feast     feastPlans
 
 	ready       atomic.Bool
-	readyChecks readyChecks // stream.go
+	readyChecks readyChecks   // stream.go
+	ingested    ingestCounter // ops.go
 }
 
 // SetReady marks the node ready to serve (/readyz answers 200 while its log

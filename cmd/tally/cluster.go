@@ -188,6 +188,7 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	srv := node.NewServer(n)
 	srv.HandleGet("/api/v1/cluster/status", "cluster", node.ScopeAdmin, statusHandler(c))
 	registerAdmin(srv, c)
+	registerOps(srv, c, n)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.ClusterHandler(watchCtx, repo, c.Archives, log, cfg.Limits))
 	r := &running{node: cn, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}

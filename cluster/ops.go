@@ -1,0 +1,336 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/node"
+)
+
+// observer is what the operator's views need beyond Raft's own state: the
+// node's metrics set, per-group apply timings and refusals, and the node
+// front's request counters. Its zero value works (nothing registered).
+type observer struct {
+	mu       sync.Mutex
+	set      *metrics.Set
+	applyDur map[int]*metrics.Histogram
+	refused  map[int]*metrics.Counter
+	counters func() node.Counters
+}
+
+// Observe exports this node's cluster metrics in set (written by the
+// node's /metrics) and reports counters, the node front's request totals,
+// in Status. Call once, after the node front is built.
+//
+// Per group this node holds a replica of (label group): role
+// (tally_cluster_group_role{role} 1, and tally_cluster_group_leader 0/1),
+// term, commit and applied index, lag (commit - applied), snapshot
+// restores, proposals refused and the apply latency of proposals made
+// here (histogram, seconds); for the node: map version, groups without a
+// leader, and the cluster port's refused handshakes.
+func (c *Cluster) Observe(set *metrics.Set, counters func() node.Counters) {
+	c.obs.mu.Lock()
+	c.obs.set, c.obs.counters = set, counters
+	c.obs.applyDur, c.obs.refused = map[int]*metrics.Histogram{}, map[int]*metrics.Counter{}
+	c.obs.mu.Unlock()
+	set.RegisterMetricsWriter(c.writeMetrics)
+}
+
+// groupLabel is the metric label of group g.
+func groupLabel(name string, g int) string { return name + `{group="` + strconv.Itoa(g) + `"}` }
+
+// applyMetrics returns group g's apply histogram and refusal counter (nil
+// before Observe).
+func (c *Cluster) applyMetrics(g int) (*metrics.Histogram, *metrics.Counter) {
+	c.obs.mu.Lock()
+	defer c.obs.mu.Unlock()
+	if c.obs.set == nil {
+		return nil, nil
+	}
+	h, ok := c.obs.applyDur[g]
+	if !ok {
+		h = c.obs.set.GetOrCreateHistogram(groupLabel("tally_cluster_apply_duration_seconds", g))
+		c.obs.applyDur[g] = h
+		c.obs.refused[g] = c.obs.set.GetOrCreateCounter(groupLabel("tally_cluster_proposals_refused_total", g))
+	}
+	return h, c.obs.refused[g]
+}
+
+// apply is dg.apply, timed and counted: a proposal this node's replica
+// led from Apply to applied, or refused by Raft (not the leader any more,
+// leadership lost, timed out). A record the store refused is applied.
+func (c *Cluster) apply(dg *dataGroup, entry []byte, timeout time.Duration) (applied, error) {
+	start := time.Now()
+	res, err := dg.apply(entry, timeout)
+	h, refused := c.applyMetrics(dg.id)
+	if h == nil {
+		return res, err
+	}
+	var ae *errApply
+	if err != nil && !errors.As(err, &ae) {
+		refused.Inc()
+	} else {
+		h.UpdateDuration(start)
+	}
+	return res, err
+}
+
+// writeMetrics writes the per-group gauges of the replicas this node holds
+// now (they change as the map does).
+func (c *Cluster) writeMetrics(w io.Writer) {
+	groups := c.localGroups()
+	ids := make([]int, 0, len(groups))
+	for g := range groups {
+		ids = append(ids, g)
+	}
+	slices.Sort(ids)
+	noLeader := 0
+	for _, g := range ids {
+		dg := groups[g]
+		r := dg.rep.raft
+		state := r.State()
+		_, leader := r.LeaderWithID()
+		if leader == "" {
+			noLeader++
+		}
+		term, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
+		commit, applied := r.CommitIndex(), r.AppliedIndex()
+		gl := strconv.Itoa(g)
+		isLeader := uint64(0)
+		if state == raft.Leader {
+			isLeader = 1
+		}
+		metrics.WriteGaugeUint64(w, `tally_cluster_group_role{group="`+gl+`",role="`+roleName(state)+`"}`, 1)
+		metrics.WriteGaugeUint64(w, groupLabel("tally_cluster_group_leader", g), isLeader)
+		metrics.WriteGaugeUint64(w, groupLabel("tally_cluster_group_term", g), term)
+		metrics.WriteGaugeUint64(w, groupLabel("tally_cluster_group_commit_index", g), commit)
+		metrics.WriteGaugeUint64(w, groupLabel("tally_cluster_group_applied_index", g), applied)
+		metrics.WriteGaugeUint64(w, groupLabel("tally_cluster_group_lag", g), commit-min(applied, commit))
+		metrics.WriteCounterUint64(w, groupLabel("tally_cluster_group_snapshot_restores_total", g), dg.fsm.restores.Load())
+	}
+	var version uint64
+	if m := c.Map(); m != nil {
+		version = m.Version
+	}
+	metrics.WriteGaugeUint64(w, "tally_cluster_map_version", version)
+	metrics.WriteGaugeUint64(w, "tally_cluster_groups_without_leader", uint64(noLeader))
+	metrics.WriteCounterUint64(w, "tally_cluster_transport_refused_total", c.mux.Refused())
+}
+
+// roleName is a Raft state as a metric label: leader, follower,
+// candidate, shutdown.
+func roleName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	}
+	return "shutdown"
+}
+
+// ready is nil when this node can serve: its cluster map is known and
+// every group it holds a replica of has a leader (checked on each call).
+func (c *Cluster) ready() error {
+	if c.m.Load() == nil {
+		return fmt.Errorf("%w: no cluster map yet (waiting for the metadata group)", node.ErrClusterNotReady)
+	}
+	groups := c.localGroups()
+	var lost []int
+	for g, dg := range groups {
+		if _, id := dg.rep.raft.LeaderWithID(); id == "" {
+			lost = append(lost, g)
+		}
+	}
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		return fmt.Errorf("%w: no leader known for group(s) %v of the %d this node holds: waiting for an election (a quorum of each group's replicas must be up)", node.ErrClusterNotReady, lost, len(groups))
+	}
+	return nil
+}
+
+// Overview is the whole cluster as one node sees it: the map and every
+// member's own status (GET /api/v1/cluster/overview, tally cluster status).
+type Overview struct {
+	// Node is the member that answered; At when (RFC 3339).
+	Node string `json:"node"`
+	At   string `json:"at"`
+	// Map is that member's cluster map.
+	Map        *Map   `json:"map"`
+	MetaLeader string `json:"metaLeader"`
+	// Nodes are the map's members, each with the status it reported.
+	Nodes []NodeOverview `json:"nodes"`
+	// Groups are the map's groups with their replicas' states.
+	Groups []GroupOverview `json:"groups"`
+}
+
+// NodeOverview is one member: up when it answered its status within
+// overviewTimeout, else Error says why not.
+type NodeOverview struct {
+	Member
+	Up       bool           `json:"up"`
+	Error    string         `json:"error,omitempty"`
+	NotReady string         `json:"notReady,omitempty"` // its readiness reason, when not ready
+	Requests *node.Counters `json:"requests,omitempty"`
+	Replicas int            `json:"replicas"` // replicas it reported
+	Leads    int            `json:"leads"`    // groups it leads
+}
+
+// GroupOverview is one group: its leader (the replica reporting itself
+// leader in the highest term; "" when none does) and its replicas.
+type GroupOverview struct {
+	ID       int               `json:"id"`
+	Leader   string            `json:"leader"`
+	Term     uint64            `json:"term"`
+	Replicas []ReplicaOverview `json:"replicas"`
+}
+
+// ReplicaOverview is one replica of a group as its node reported it. Lag
+// is the group leader's commit index minus this replica's applied index
+// (the replica's own commit index when no leader answered).
+type ReplicaOverview struct {
+	Node        string `json:"node"`
+	Up          bool   `json:"up"`
+	State       string `json:"state,omitempty"`
+	Term        uint64 `json:"term"`
+	CommitIndex uint64 `json:"commitIndex"`
+	Applied     uint64 `json:"appliedIndex"`
+	Lag         uint64 `json:"lag"`
+	LastContact string `json:"lastContact,omitempty"`
+}
+
+// overviewTimeout bounds each member's status request.
+const overviewTimeout = time.Second
+
+// Overview asks every member of the map for its status, in parallel, and
+// assembles the cluster's state. It takes at most about overviewTimeout:
+// a member that does not answer by then is reported down.
+func (c *Cluster) Overview(ctx context.Context) Overview {
+	m := c.Map()
+	o := Overview{Node: c.cfg.NodeID, At: time.Now().UTC().Format(time.RFC3339Nano), Map: m}
+	if c.meta != nil {
+		_, id := c.meta.raft.LeaderWithID()
+		o.MetaLeader = string(id)
+	}
+	if m == nil {
+		return o
+	}
+	sts := make([]*Status, len(m.Members))
+	errs := make([]error, len(m.Members))
+	var wg sync.WaitGroup
+	for i, mb := range m.Members {
+		if mb.ID == c.cfg.NodeID {
+			s := c.Status()
+			sts[i] = &s
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i], errs[i] = c.peerStatus(ctx, mb)
+		}()
+	}
+	wg.Wait()
+	assemble(&o, m, sts, errs)
+	return o
+}
+
+// assemble fills o's nodes and groups from map m and its members'
+// statuses (sts[i] nil when member i did not answer, with errs[i] why).
+func assemble(o *Overview, m *Map, sts []*Status, errs []error) {
+	byNode := map[string]map[int]GroupStatus{}
+	for i, mb := range m.Members {
+		no := NodeOverview{Member: mb, Up: sts[i] != nil}
+		if errs[i] != nil {
+			no.Error = errs[i].Error()
+		}
+		if s := sts[i]; s != nil {
+			no.NotReady, no.Requests, no.Replicas = s.NotReady, s.Requests, len(s.Groups)
+			if s.HTTPAddr != "" {
+				no.HTTPAddr = s.HTTPAddr
+			}
+			gm := map[int]GroupStatus{}
+			for _, gs := range s.Groups {
+				gm[gs.Group] = gs
+				if gs.State == raft.Leader.String() {
+					no.Leads++
+				}
+			}
+			byNode[mb.ID] = gm
+		}
+		o.Nodes = append(o.Nodes, no)
+	}
+	for _, gi := range m.Groups {
+		gov := GroupOverview{ID: gi.ID}
+		var leaderCommit uint64
+		for _, id := range gi.Replicas {
+			if gs, ok := byNode[id][gi.ID]; ok && gs.State == raft.Leader.String() && gs.Term >= gov.Term {
+				gov.Leader, gov.Term, leaderCommit = id, gs.Term, gs.CommitIndex
+			}
+		}
+		for _, id := range gi.Replicas {
+			gm, up := byNode[id]
+			ro := ReplicaOverview{Node: id, Up: up}
+			if gs, ok := gm[gi.ID]; ok {
+				ro.State, ro.Term, ro.CommitIndex, ro.Applied, ro.LastContact = gs.State, gs.Term, gs.CommitIndex, gs.Applied, gs.LastContact
+				ref := leaderCommit
+				if gov.Leader == "" {
+					ref = gs.CommitIndex
+				}
+				ro.Lag = ref - min(ref, gs.Applied)
+			}
+			gov.Replicas = append(gov.Replicas, ro)
+		}
+		o.Groups = append(o.Groups, gov)
+	}
+}
+
+// peerStatus fetches member mb's Status over the internal RPC.
+func (c *Cluster) peerStatus(ctx context.Context, mb Member) (*Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, overviewTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+mb.ClusterAddr+"/v1/status", nil)
+	resp, err := c.rpc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("no status from %s at %s: %w", mb.ID, mb.ClusterAddr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return nil, fmt.Errorf("status from %s: %s: %s", mb.ID, resp.Status, b)
+	}
+	var s Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("status from %s: %w", mb.ID, err)
+	}
+	return &s, nil
+}
+
+// nodeStatus fills the node-level fields of a Status: its readiness and
+// its front's request counters.
+func (c *Cluster) nodeStatus(s *Status) {
+	s.HTTPAddr = c.cfg.HTTPAddr
+	if err := c.ready(); err != nil {
+		s.NotReady = err.Error()
+	}
+	c.obs.mu.Lock()
+	counters := c.obs.counters
+	c.obs.mu.Unlock()
+	if counters != nil {
+		n := counters()
+		s.Requests = &n
+	}
+}
