@@ -80,6 +80,7 @@ type Cluster struct {
 	closing  chan struct{}
 	wg       sync.WaitGroup
 	logger   *slog.Logger
+	streams  sync.Map // kafka.go: a stream partition's known offsets per group
 }
 
 type dataGroup struct {
