@@ -110,9 +110,30 @@ func (c *Cluster) WriteStream(b *store.Batch, offsets []int64, pos store.StreamP
 	if len(offsets) != b.Len() {
 		return fmt.Errorf("stream batch of %d events with %d offsets", b.Len(), len(offsets))
 	}
+	parts, offs, err := c.splitStream(b, offsets)
+	if err != nil {
+		return err
+	}
+	groups := len(parts)
+	known := c.streamKnown(streamID{pos.Source, pos.Topic, pos.Partition}, groups)
+	errs := make([]error, groups)
+	var wg sync.WaitGroup
+	for g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[g] = c.writeStreamGroup(g, known, parts[g], offs[g], pos, clock)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// splitStream splits a stream batch by group: each group's events (those
+// with a key it owns, once) and their offsets, for every group.
+func (c *Cluster) splitStream(b *store.Batch, offsets []int64) ([]*store.Batch, [][]int64, error) {
 	m := c.Map()
 	groups := len(m.Groups)
-	known := c.streamKnown(streamID{pos.Source, pos.Topic, pos.Partition}, groups)
 	parts := make([]*store.Batch, groups)
 	offs := make([][]int64, groups)
 	for g := range parts {
@@ -123,7 +144,7 @@ func (c *Cluster) WriteStream(b *store.Batch, offsets []int64, pos store.StreamP
 	var gs []int
 	for e := 0; e < b.Len(); e++ {
 		if e > 0 && offsets[e] < offsets[e-1] {
-			return fmt.Errorf("stream batch offsets not ascending at event %d", e)
+			return nil, nil, fmt.Errorf("stream batch offsets not ascending at event %d", e)
 		}
 		gs = gs[:0]
 		for _, kc := range keys {
@@ -139,17 +160,7 @@ func (c *Cluster) WriteStream(b *store.Batch, offsets []int64, pos store.StreamP
 			offs[g] = append(offs[g], offsets[e])
 		}
 	}
-	errs := make([]error, groups)
-	var wg sync.WaitGroup
-	for g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[g] = c.writeStreamGroup(g, known, parts[g], offs[g], pos, clock)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return parts, offs, nil
 }
 
 // writeStreamGroup brings group g's next offset of pos's partition to
