@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,9 +159,9 @@ func (s *kafkaStream) waitExact(t *testing.T, cl *client.Client, timeout time.Du
 
 // TestKafkaClusterExactlyOnce: a 3-node cluster (8 groups, 3 replicas)
 // consumes a topic of 8 partitions in one consumer group while records
-// arrive, (a) a node is killed with SIGKILL and restarted (its partitions
-// move to the others, then the group rebalances again), and (b) the leader
-// of a replica group is killed and restarted. Afterwards every user's and
+// arrive, (a) two nodes in turn are killed with SIGKILL and restarted
+// (their partitions move to the others, then the group rebalances again),
+// and (b) the leader of a replica group is killed and restarted. Afterwards every user's and
 // every merchant's count and sum, read through any node, equal a reference
 // that counted each produced event once.
 func TestKafkaClusterExactlyOnce(t *testing.T) {
@@ -170,30 +171,33 @@ func TestKafkaClusterExactlyOnce(t *testing.T) {
 	s := newKafkaStream("ctx", total, 12)
 	repo := kafkaRepo(t, b.Addr, "ctx", "tally-cluster")
 	c := startCluster(t, 3, 8, 3, "--repo", repo)
-	produced := s.produce(t, b, 20, 600*time.Millisecond)
-
-	// (a) A node dies mid-stream: the group moves its partitions once its
-	// session times out; it comes back and takes some again.
-	time.Sleep(2 * time.Second)
-	c.nodes[1].Kill()
-	time.Sleep(4 * time.Second)
-	c.nodes[1].Restart()
-	// (b) The leader of a group dies: batches of every partition wait for
-	// the group's new leader, then go on.
-	time.Sleep(2 * time.Second)
-	if l := c.leaderOf(3); l >= 0 {
-		c.nodes[l].Kill()
-		time.Sleep(2 * time.Second)
-		c.nodes[l].Restart()
-	} else {
-		t.Fatal("group 3 has no leader")
+	produced := s.produce(t, b, 20, 400*time.Millisecond)
+	// (a) Nodes die mid-stream, one after the other: the group moves a
+	// dead node's partitions once its session times out, and again when it
+	// is back. (b) The leader of a replica group dies: batches of every
+	// partition wait for its new leader, then go on.
+	for i, victim := range []int{1, 2, -1} {
+		time.Sleep(time.Second)
+		if victim < 0 {
+			if victim = c.leaderOf(3); victim < 0 {
+				t.Fatal("group 3 has no leader")
+			}
+		}
+		c.nodes[victim].Kill()
+		time.Sleep(time.Duration(2+i) * time.Second)
+		c.nodes[victim].Restart()
 	}
 	if err := <-produced; err != nil {
 		t.Fatalf("produce: %v", err)
 	}
 	s.waitExact(t, c.nodes[0].Client, 150*time.Second)
 	c.waitConverged(30 * time.Second)
-	t.Logf("%d events over 8 partitions into 3 nodes, a node and a group leader killed: every count and sum exact", total)
+	assigned := 0
+	for _, n := range c.nodes {
+		assigned += strings.Count(n.Output(), "kafka partitions assigned")
+	}
+	t.Logf("partitions assigned %d times in the current runs; ", assigned)
+	t.Logf("%d events over 8 partitions into 3 nodes, nodes and a group leader killed: every count and sum exact", total)
 }
 
 // TestKafkaSingleNodesOwnGroups: two single nodes consuming one topic in
