@@ -195,6 +195,8 @@ func (c *Cluster) writeStreamGroup(g int, known *streamKnown, b *store.Batch, of
 		}
 		// Skipped: the group was past p.First (another consumer); propose
 		// the rest of the range from its offset.
+		c.logger.Info("kafka batch partly committed by another writer; proposing the rest",
+			"group", g, "topic", pos.Topic, "partition", pos.Partition, "proposed", p.First, "group_at", res.stream.Next, "batch_end", pos.Next)
 	}
 	return fmt.Errorf("%w: group %d: stream %s/%d kept moving under this writer", node.ErrUnavailable, g, pos.Topic, pos.Partition)
 }
@@ -225,6 +227,7 @@ func (c *Cluster) StreamResume(source, topic string, partition int32) (next int6
 	if err := errors.Join(errs...); err != nil {
 		return 0, false, err
 	}
+	var highest int64
 	for g, r := range res {
 		if !r.Known {
 			continue
@@ -233,6 +236,13 @@ func (c *Cluster) StreamResume(source, topic string, partition int32) (next int6
 		if !ok || r.Next < next {
 			next, ok = r.Next, true
 		}
+		highest = max(highest, r.Next)
+	}
+	if ok && highest > next {
+		// A writer stopped between groups (a node died mid-batch): the
+		// groups ahead are sent only what they lack.
+		c.logger.Info("kafka partition resumes at its lowest group's offset; groups ahead get only what they lack",
+			"source", source, "topic", topic, "partition", partition, "lowest", next, "highest", highest)
 	}
 	return next, ok, nil
 }

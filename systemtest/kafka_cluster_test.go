@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,12 +158,12 @@ func (s *kafkaStream) waitExact(t *testing.T, cl *client.Client, timeout time.Du
 }
 
 // TestKafkaClusterExactlyOnce: a 3-node cluster (8 groups, 3 replicas)
-// consumes a topic of 8 partitions in one consumer group while records
-// arrive, (a) two nodes in turn are killed with SIGKILL and restarted
-// (their partitions move to the others, then the group rebalances again),
-// (b) a node is frozen past its group session and thawed (a consumer
-// going on beside the partitions' new owners), and (c) the leader of a
-// replica group is killed and restarted. Afterwards every user's and
+// consumes a topic of 8 partitions in one consumer group while (a) two
+// nodes in turn are killed with SIGKILL mid-stream and restarted (their
+// partitions move to the others, then the group rebalances again), (b) a
+// node is frozen past its group session and thawed (a consumer going on
+// beside the partitions' new owners), and (c) the leader of a replica
+// group is killed and restarted. Afterwards every user's and
 // every merchant's count and sum, read through any node, equal a reference
 // that counted each produced event once.
 func TestKafkaClusterExactlyOnce(t *testing.T) {
@@ -171,34 +172,30 @@ func TestKafkaClusterExactlyOnce(t *testing.T) {
 	b.CreateTopic(t, "ctx", 8)
 	s := newKafkaStream("ctx", total, 12)
 	repo := kafkaRepo(t, b.Addr, "ctx", "tally-cluster")
-	// Half the stream waits in the topic: the nodes are busy consuming it
-	// when the first one dies, so it dies mid-batch (some groups hold the
-	// batch, others not) and its partitions resume at the lowest group.
-	half := &kafkaStream{topic: s.topic, records: s.records[:total/2]}
-	if err := <-half.produce(t, b, 1, 0); err != nil {
+	// The stream goes in three parts: a backlog waiting in the topic, so
+	// the nodes are busy consuming it when the first one dies (mid-batch:
+	// some groups may hold the batch, others not); a burst just before a
+	// node freezes (SIGSTOP) past its group session, so it freezes holding
+	// a batch, its partitions move, and when it thaws it goes on with that
+	// batch beside their new owners; the rest while a group's leader dies.
+	part := func(from, to int) *kafkaStream { return &kafkaStream{topic: s.topic, records: s.records[from:to]} }
+	if err := <-part(0, total*2/5).produce(t, b, 1, 0); err != nil {
 		t.Fatalf("produce: %v", err)
 	}
 	c := startCluster(t, 3, 8, 3, "--repo", repo)
-	rest := &kafkaStream{topic: s.topic, records: s.records[total/2:]}
-	time.Sleep(300 * time.Millisecond)
-	produced := rest.produce(t, b, 30, 400*time.Millisecond)
-	// (a) Nodes die mid-stream, one after the other: the group moves a
-	// dead node's partitions once its session times out, and again when it
-	// is back. (b) A node freezes (SIGSTOP) past its session: its
-	// partitions move, and when it thaws it goes on with the batch it held
-	// beside their new owners until the group revokes them. (c) The leader
-	// of a replica group dies: batches of every partition wait for its new
-	// leader, then go on.
 	for i, victim := range []int{1, 2} {
 		c.nodes[victim].Kill()
 		time.Sleep(time.Duration(2+i) * time.Second)
 		c.nodes[victim].Restart()
 		time.Sleep(time.Second)
 	}
-	time.Sleep(time.Second)
+	if err := <-part(total*2/5, total*4/5).produce(t, b, 1, 0); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
 	c.nodes[0].Pause()
 	time.Sleep(12 * time.Second)
 	c.nodes[0].Resume()
+	produced := part(total*4/5, total).produce(t, b, 10, 300*time.Millisecond)
 	time.Sleep(time.Second)
 	l := c.leaderOf(3)
 	if l < 0 {
@@ -212,6 +209,14 @@ func TestKafkaClusterExactlyOnce(t *testing.T) {
 	}
 	s.waitExact(t, c.nodes[0].Client, 150*time.Second)
 	c.waitConverged(30 * time.Second)
+	resumedLow, overlapped := 0, 0
+	for _, n := range c.nodes {
+		resumedLow += strings.Count(n.Output(), "resumes at its lowest group's offset")
+		overlapped += strings.Count(n.Output(), "partly committed by another writer")
+	}
+	// How often the faults split a batch between groups (the current runs'
+	// logs only; timing decides, so it is reported, not asserted).
+	t.Logf("partitions resumed below some group: %d; batches partly committed by another writer: %d", resumedLow, overlapped)
 	t.Logf("%d events over 8 partitions into 3 nodes, two nodes killed, one frozen, a group leader killed: every count and sum exact", total)
 }
 
