@@ -86,7 +86,7 @@ func (r *runner) runKafka(ctx context.Context) error {
 		return notRun("create topic: " + err.Error())
 	}
 	repoDir := filepath.Join(dir, "repo")
-	if err := writeKafkaRepo(repoDir, addr); err != nil {
+	if err := WriteKafkaRepo(repoDir, addr, kafkaBenchTopic, "tally-bench", "earliest"); err != nil {
 		return err
 	}
 	n := 200_000
@@ -239,9 +239,11 @@ func consumed(hc *http.Client, base string) int64 {
 	return n
 }
 
-// writeKafkaRepo writes the default repo into dir with its transactions
-// source consumed from the bench topic.
-func writeKafkaRepo(dir, broker string) error {
+// WriteKafkaRepo writes the default feature repo into dir with its
+// transactions source consumed from topic on broker in group, starting a
+// new group at start (earliest, latest), for processes started with
+// --repo dir (the bench, `tally demo --kafka --nodes N`).
+func WriteKafkaRepo(dir, broker, topic, group, start string) error {
 	src := features.DefaultFS()
 	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -255,7 +257,7 @@ func writeKafkaRepo(dir, broker string) error {
 			return err
 		}
 		if strings.HasSuffix(p, ".yaml") {
-			b = bytes.Replace(b, []byte("  - name: transactions\n"), fmt.Appendf(nil, "  - name: transactions\n    kafka: {brokers: [%s], topic: %s, group: tally-bench}\n", broker, kafkaBenchTopic), 1)
+			b = bytes.Replace(b, []byte("  - name: transactions\n"), fmt.Appendf(nil, "  - name: transactions\n    kafka: {brokers: [%s], topic: %s, group: %s, start: %s}\n", broker, topic, group, start), 1)
 		}
 		return os.WriteFile(filepath.Join(dir, p), b, 0o644)
 	})
