@@ -38,21 +38,15 @@ const (
 
 // StartAllRouted starts a group consumer for every source of n's repo with
 // a kafka block, committing through r (a cluster node's). Every node of
-// the cluster runs one per source in the source's consumer group, so the
-// group's balancing spreads the partitions over the nodes and moves them
-// when a node leaves or joins.
+// the cluster runs one per source in the source's consumer group (the
+// repo's kafka.group, by default tally-<source>: the same on every node
+// serving the same repo), so the group's balancing spreads the partitions
+// over the nodes and moves them when a node leaves or joins.
 func StartAllRouted(n *node.Node, r Router, opts Options) ([]*Consumer, error) {
 	var out []*Consumer
 	for _, s := range n.Repo().Sources {
 		if s.Kafka == nil {
 			continue
-		}
-		if s.Kafka.Group == "" {
-			err := fmt.Errorf("source %s: a cluster consumes Kafka in a consumer group: set kafka.group (the same on every node)", s.Name)
-			for _, o := range out {
-				o.Close()
-			}
-			return nil, err
 		}
 		c, err := start(n, nil, r, s, opts)
 		if err != nil {
