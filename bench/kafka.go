@@ -34,6 +34,10 @@ type KafkaReport struct {
 	Partitions int     `json:"partitions"`
 	KafkaEvS   float64 `json:"kafka_events_per_s"`
 	BulkEvS    float64 `json:"bulk_events_per_s"`
+	// ClusterEvS: the same topic into a 3-node cluster (8 groups, R=3) in
+	// a group of its own, until the nodes report every record consumed
+	// and no lag (to within the lag gauges' 1 s refresh).
+	ClusterEvS float64 `json:"cluster_events_per_s"`
 	// Freshness: from the producer's acknowledgement of one record (a new
 	// user) to the first lookup that counts it.
 	Freshness *Freshness `json:"freshness,omitempty"`
@@ -165,7 +169,67 @@ func (r *runner) runKafka(ctx context.Context) error {
 	kr.Freshness = r.kafkaFreshness(ctx, hc, base, prod)
 	r.logf("kafka    freshness (produce acknowledged to visible in a lookup): p50 %s p99 %s; %d of %d probes visible on the first lookup, %d never",
 		strings.TrimSpace(fmtUs(kr.Freshness.Latency.P50)), strings.TrimSpace(fmtUs(kr.Freshness.Latency.P99)), kr.Freshness.FirstLookup, kr.Freshness.Probes, kr.Freshness.NeverVisible)
+	lc.Stop()
+	return r.kafkaCluster(ctx, kr, dir, addr, hc)
+}
+
+// kafkaCluster measures the topic (its records produced so far) consumed
+// into a 3-node cluster in a consumer group of its own.
+func (r *runner) kafkaCluster(ctx context.Context, kr *KafkaReport, dir, broker string, hc *http.Client) error {
+	repoDir, nodesDir := filepath.Join(dir, "repo-cluster"), filepath.Join(dir, "cluster")
+	if err := WriteKafkaRepo(repoDir, broker, kafkaBenchTopic, "tally-bench-cluster", "earliest"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(nodesDir, 0o755); err != nil {
+		return err
+	}
+	total := int64(kr.Events + kr.Freshness.Probes)
+	c, err := localcluster.Start(ctx, localcluster.Options{Binary: r.opts.Binary, Dir: nodesDir, Nodes: 3, Args: []string{"--repo", repoDir}})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	start := time.Now()
+	deadline := start.Add(5 * time.Minute)
+	for {
+		var n, lag int64
+		for _, a := range c.Addrs() {
+			n += consumed(hc, "http://"+a)
+			lag += lagSum(hc, "http://"+a)
+		}
+		if n >= total && lag == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.logf("kafka    cluster: consumed %d of %d records in 5 minutes (lag %d)", n, total, lag)
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	el := time.Since(start)
+	kr.ClusterEvS = float64(total) / el.Seconds()
+	r.add(Result{System: "tally-cluster", Scenario: "kafka", Mode: "consume", EventsPerS: kr.ClusterEvS, Throughput: kr.ClusterEvS, Workers: 3,
+		DurationS: el.Seconds(), Description: fmt.Sprintf("%d events from %d partitions into 3 nodes (8 groups, R=3), one consumer group", total, kr.Partitions)})
 	return nil
+}
+
+var lagLine = regexp.MustCompile(`(?m)^tally_kafka_lag\{[^}]*\} (\d+)$`)
+
+// lagSum is the node's lag over the partitions it consumes (0 when
+// unreadable).
+func lagSum(hc *http.Client, base string) int64 {
+	resp, err := hc.Get(base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var n int64
+	for _, m := range lagLine.FindAllSubmatch(b, -1) {
+		v, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		n += v
+	}
+	return n
 }
 
 // kafkaFreshness produces one record at a time, each of a new user, and
@@ -281,7 +345,7 @@ func (k *KafkaReport) printText(w io.Writer) {
 		fmt.Fprintf(w, "kafka: not run: %s\n", k.NotRun)
 		return
 	}
-	fmt.Fprintf(w, "kafka: %d events from %d partitions at %.0f events/s; HTTP bulk of the same events %.0f events/s\n", k.Events, k.Partitions, k.KafkaEvS, k.BulkEvS)
+	fmt.Fprintf(w, "kafka: %d events from %d partitions at %.0f events/s; HTTP bulk of the same events %.0f events/s; into a 3-node cluster %.0f events/s\n", k.Events, k.Partitions, k.KafkaEvS, k.BulkEvS, k.ClusterEvS)
 	if f := k.Freshness; f != nil {
 		fmt.Fprintf(w, "kafka freshness: produce acknowledged to visible p50 %s p99 %s (%d probes, %d never)\n",
 			strings.TrimSpace(fmtUs(f.Latency.P50)), strings.TrimSpace(fmtUs(f.Latency.P99)), f.Probes, f.NeverVisible)
@@ -297,7 +361,7 @@ func (k *KafkaReport) markdown(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "One `tally serve` process (WAL, fsync always) consuming an %d-partition topic of a local broker (`scripts/kafka.sh`), beside HTTP bulk of the same %d events into another fresh process:\n\n", k.Partitions, k.Events)
 	b.WriteString("| path | events/s |\n| --- | --- |\n")
-	fmt.Fprintf(b, "| Kafka | %.0f |\n| HTTP bulk (10k a request, one connection) | %.0f |\n", k.KafkaEvS, k.BulkEvS)
+	fmt.Fprintf(b, "| Kafka | %.0f |\n| HTTP bulk (10k a request, one connection) | %.0f |\n| Kafka into a 3-node cluster (8 groups, R=3; one consumer group) | %.0f |\n", k.KafkaEvS, k.BulkEvS, k.ClusterEvS)
 	if f := k.Freshness; f != nil {
 		fmt.Fprintf(b, "\nFreshness, from the producer's acknowledgement of a record to the first lookup counting it: p50 %s, p99 %s over %d probes (%d never visible).\n",
 			strings.TrimSpace(fmtUs(f.Latency.P50)), strings.TrimSpace(fmtUs(f.Latency.P99)), f.Probes, f.NeverVisible)
