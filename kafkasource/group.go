@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -96,9 +97,8 @@ func (c *Consumer) runGroup(ctx context.Context) {
 	c.logger.Info("kafka source consuming in its group (cluster)", "group", c.k.Group)
 	go c.lagLoop(ctx)
 	lastCommit := time.Now()
-	var b store.Batch
+	var work []*partitionWork
 	var dead []*kgo.Record
-	var offs []int64
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		fetches := cl.PollRecords(ctx, c.opts.MaxPollRecords)
@@ -116,11 +116,32 @@ func (c *Consumer) runGroup(ctx context.Context) {
 				c.logger.Warn("kafka fetch failed; retrying with backoff", "partition", p, "err", err)
 			}
 		})
+		// Decode every partition's records (the decoder is one), then
+		// commit the partitions' batches in parallel: each waits for every
+		// replica group, so one partition at a time would leave the groups
+		// idle between batches.
+		n := 0
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if ctx.Err() == nil && len(p.Records) > 0 {
-				dead, offs = c.writePartition(ctx, &b, dead[:0], offs[:0], p)
+			if ctx.Err() != nil || len(p.Records) == 0 {
+				return
 			}
+			if n == len(work) {
+				work = append(work, &partitionWork{})
+			}
+			w := work[n]
+			n++
+			w.p = p
+			dead, w.offs = c.decode(ctx, &w.b, dead[:0], p.Records, w.offs[:0])
 		})
+		var wg sync.WaitGroup
+		for _, w := range work[:n] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.writePartition(ctx, w)
+			}()
+		}
+		wg.Wait()
 		if time.Since(lastCommit) >= time.Second {
 			c.commitMember(ctx)
 			lastCommit = time.Now()
@@ -137,31 +158,36 @@ func (c *Consumer) runGroup(ctx context.Context) {
 	}
 }
 
-// writePartition decodes one partition's fetched records and commits them
-// through the router, retrying until every group holds them or the
-// consumer stops.
-func (c *Consumer) writePartition(ctx context.Context, b *store.Batch, dead []*kgo.Record, offs []int64, p kgo.FetchTopicPartition) ([]*kgo.Record, []int64) {
-	recs := p.Records
-	dead, offs = c.decode(ctx, b, dead, recs, offs)
-	pos := store.StreamPos{Source: c.src.Name, Topic: p.Topic, Partition: p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
+// partitionWork is one partition's fetched records, decoded.
+type partitionWork struct {
+	p    kgo.FetchTopicPartition
+	b    store.Batch
+	offs []int64
+}
+
+// writePartition commits one partition's decoded batch through the
+// router, retrying until every group holds it or the consumer stops.
+func (c *Consumer) writePartition(ctx context.Context, w *partitionWork) {
+	recs := w.p.Records
+	pos := store.StreamPos{Source: c.src.Name, Topic: w.p.Topic, Partition: w.p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
 	backoff := 50 * time.Millisecond
 	for {
-		err := c.router.WriteStream(b, offs, pos, c.node.StreamClock())
+		err := c.router.WriteStream(&w.b, w.offs, pos, c.node.StreamClock())
 		if err == nil {
 			c.committed.Add(len(recs))
 			c.heldMu.Lock()
-			if next, ok := c.held[p.Partition]; ok {
-				c.held[p.Partition] = max(next, pos.Next)
+			if next, ok := c.held[pos.Partition]; ok {
+				c.held[pos.Partition] = max(next, pos.Next)
 			}
 			c.heldMu.Unlock()
-			return dead, offs
+			return
 		}
 		if c.logLimit.allow() {
-			c.logger.Error("kafka batch not committed by every group; retrying, fetching paused", "partition", p.Partition, "offsets", fmt.Sprintf("%d..%d", pos.First, pos.Next-1), "err", err)
+			c.logger.Error("kafka batch not committed by every group; retrying, fetching paused", "partition", pos.Partition, "offsets", fmt.Sprintf("%d..%d", pos.First, pos.Next-1), "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return dead, offs
+			return
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
