@@ -21,6 +21,13 @@ demo-kafka:
 	addr=$$(scripts/kafka.sh start $$dir | tail -1) && \
 	$(GO) run ./cmd/tally demo --kafka $$addr --data-dir $$dir/tally-data
 
+# The same into a 3-node cluster whose nodes share one consumer group.
+.PHONY: demo-kafka-cluster
+demo-kafka-cluster:
+	@dir=$$(mktemp -d); trap 'scripts/kafka.sh stop $$dir; rm -rf $$dir' EXIT; \
+	addr=$$(scripts/kafka.sh start $$dir | tail -1) && \
+	$(GO) run ./cmd/tally demo --kafka $$addr --nodes 3 --data-dir $$dir/tally-data
+
 serve:
 	$(GO) run ./cmd/tally serve
 

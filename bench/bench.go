@@ -66,8 +66,8 @@ type Options struct {
 	// inprocess.Setup).
 	TallySetup string
 	// Scenarios limits the run to these scenario names (lookup, ingest,
-	// mixed, score; "cluster" alone runs only the cluster scenarios); nil
-	// runs all.
+	// mixed, score, kafka; "cluster" alone runs only the cluster scenarios,
+	// "kafka" alone only Kafka's, which needs Binary); nil runs all.
 	Scenarios []string
 	// Cluster adds the cluster scenarios (cluster.go): a single node and
 	// 3-node clusters as child processes of Binary.
@@ -114,8 +114,8 @@ func (o *Options) defaults() error {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if s != "lookup" && s != "ingest" && s != "mixed" && s != "score" && s != "cluster" {
-			return fmt.Errorf("unknown scenario %q: use lookup, ingest, mixed, score or cluster", s)
+		if s != "lookup" && s != "ingest" && s != "mixed" && s != "score" && s != "cluster" && s != "kafka" {
+			return fmt.Errorf("unknown scenario %q: use lookup, ingest, mixed, score, cluster or kafka", s)
 		}
 	}
 	if slices.Contains(o.Scenarios, "cluster") {
@@ -255,6 +255,8 @@ type Report struct {
 
 	// Cluster is what the cluster scenarios measured (Options.Cluster).
 	Cluster *ClusterReport `json:"cluster,omitempty"`
+	// Kafka is the kafka scenario (kafka.go).
+	Kafka *KafkaReport `json:"kafka,omitempty"`
 }
 
 // Mismatches is the total of reference mismatches over every check.
@@ -353,8 +355,12 @@ func (r *runner) run(ctx context.Context) error {
 		{"feast", r.runFeast},
 		{"onnxruntime", r.runOnnx},
 		{"cluster", r.runCluster},
+		{"kafka", r.runKafka},
 	}
 	if slices.Equal(r.opts.Scenarios, []string{"cluster"}) {
+		steps = steps[len(steps)-2 : len(steps)-1]
+	}
+	if slices.Equal(r.opts.Scenarios, []string{"kafka"}) {
 		steps = steps[len(steps)-1:]
 	}
 	for _, s := range steps {

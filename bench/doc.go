@@ -35,6 +35,13 @@
 //     for the single node and the cluster), bulk ingest with request ids,
 //     the write unavailability after kill -9 of a group's leader, and how
 //     long a wiped replica takes to catch up; medians of 3 runs, and ratios.
+//   - The kafka scenario ("kafka", kafka.go; needs Options.Binary): a
+//     local broker (scripts/kafka.sh) with an 8-partition topic holding
+//     the transactions, consumed by a `tally serve` child process from
+//     the start, beside HTTP bulk of the same events into another fresh
+//     process; then freshness, from the producer's acknowledgement of one
+//     record to the first lookup counting it. A broker that cannot start
+//     is reported as "not run: <reason>".
 //   - Measures a no-op fasthttp server with the same client and schedule,
 //     so each figure can be read against the client's own cost.
 //   - Measures the peers named in Options.Peers: "redis" (the hand-built

@@ -96,6 +96,9 @@ func (r *Report) printTable(w io.Writer) {
 	if c := r.Cluster; c != nil {
 		c.printText(w)
 	}
+	if k := r.Kafka; k != nil {
+		k.printText(w)
+	}
 	if r.OutDir != "" {
 		fmt.Fprintf(w, "report: %s\n", filepath.Join(r.OutDir, "report.md"))
 	}
@@ -203,6 +206,9 @@ func (r *Report) markdown() string {
 	}
 	if c := r.Cluster; c != nil {
 		c.markdown(&b)
+	}
+	if k := r.Kafka; k != nil {
+		k.markdown(&b)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)

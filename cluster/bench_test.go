@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"io/fs"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -16,7 +17,19 @@ import (
 // its node front, and closes them when b ends.
 func benchCluster(b *testing.B, n, groups, replicas int) []*node.Node {
 	b.Helper()
-	repo, err := features.Default()
+	_, fronts := openTestCluster(b, nil, n, groups, replicas)
+	return fronts
+}
+
+// openTestCluster opens n in-process cluster nodes on loopback serving the
+// repo in fsys (nil: the default repo), each with its node front, waits
+// until a first write succeeds, and closes them when b ends.
+func openTestCluster(b testing.TB, fsys fs.FS, n, groups, replicas int) ([]*Cluster, []*node.Node) {
+	b.Helper()
+	if fsys == nil {
+		fsys = features.DefaultFS()
+	}
+	repo, err := features.Load(fsys)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +64,7 @@ func benchCluster(b *testing.B, n, groups, replicas int) []*node.Node {
 	})
 	var fronts []*node.Node
 	for _, c := range cs {
-		nd, err := node.New(repo, node.DefaultConfig(), node.Options{Cluster: c, RepoFS: features.DefaultFS()})
+		nd, err := node.New(repo, node.DefaultConfig(), node.Options{Cluster: c, RepoFS: fsys})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -66,7 +79,7 @@ func benchCluster(b *testing.B, n, groups, replicas int) []*node.Node {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fronts
+	return cs, fronts
 }
 
 // BenchmarkClusterIngest measures bulk ingest (1,000 events a request,

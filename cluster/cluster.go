@@ -94,6 +94,7 @@ type Cluster struct {
 	wg              sync.WaitGroup
 	logger          *slog.Logger
 	obs             observer // ops.go
+	streams         sync.Map // kafka.go: a stream partition's known offsets per group
 }
 
 type dataGroup struct {

@@ -87,6 +87,7 @@ type applied struct {
 	tooLate, deferred int
 	repeat            bool
 	err               error
+	stream            streamApplied // a stream record's partition after it (kafka.go)
 }
 
 // groupFSM is a replica group's raft.FSM: the store of the group's
@@ -130,7 +131,7 @@ func (f *groupFSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.seen.has(h) {
-		return applied{repeat: true}
+		return f.streamResult(rec, applied{repeat: true})
 	}
 	f.applies.Add(1)
 	tooLate, deferred, err := f.Store().ApplyCounted(l.Index, rec)
@@ -140,7 +141,7 @@ func (f *groupFSM) Apply(l *raft.Log) any {
 		// acknowledged as a repeat of something that never happened.
 		f.seen.add(h)
 	}
-	return applied{tooLate: tooLate, deferred: deferred, err: err}
+	return f.streamResult(rec, applied{tooLate: tooLate, deferred: deferred, err: err})
 }
 
 // Snapshot captures the store (in apply order: raft calls it between

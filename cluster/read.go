@@ -286,7 +286,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		json.NewEncoder(w).Encode(wireApplied{TooLate: res.tooLate, Deferred: res.deferred, Repeat: res.repeat})
+		json.NewEncoder(w).Encode(wireApplied{TooLate: res.tooLate, Deferred: res.deferred, Repeat: res.repeat, Stream: res.stream})
 	})
 	mux.HandleFunc("POST /v1/read", func(w http.ResponseWriter, r *http.Request) {
 		if !c.checkMap(w, r) {
@@ -339,6 +339,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(appendAnswer(binary.AppendVarint(nil, dg.staleMs()), reads, out))
 	})
+	mux.HandleFunc("GET /v1/stream", c.serveStreamOffset)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})

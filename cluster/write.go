@@ -200,7 +200,7 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 			return applied{}, err
 		}
 		c.hints[g].Store(target.ID)
-		return applied{tooLate: a.TooLate, deferred: a.Deferred, repeat: a.Repeat}, nil
+		return applied{tooLate: a.TooLate, deferred: a.Deferred, repeat: a.Repeat, stream: a.Stream}, nil
 	case http.StatusMisdirectedRequest:
 		var nl struct{ Leader string }
 		json.Unmarshal(body, &nl)
@@ -244,6 +244,8 @@ type wireApplied struct {
 	TooLate  int  `json:"tooLate"`
 	Deferred int  `json:"deferred"`
 	Repeat   bool `json:"repeat"`
+	// Stream: for a stream record, its partition's next offset after it.
+	Stream streamApplied `json:"stream"`
 }
 
 // apply commits entry through this replica (the leader) and returns what

@@ -35,12 +35,15 @@
 // Topologies. A single node reads every partition itself: one node per
 // group. Two single nodes configured with the same group each read every
 // partition into their own state, each exactly once (replicas, not a
-// split: there is no rebalance between single nodes). Spreading partitions
-// over nodes is the cluster's (issue #12): its consumers commit through
-// Sink, the replicated log, with the batch's offsets as the request id,
-// and the apply skips a range the state holds, so a consumer-group
-// rebalance or a node failure never counts a record twice; a consumer
-// whose range was skipped goes on from the state's offset.
+// split: there is no rebalance between single nodes). In a cluster
+// (StartAllRouted) every node runs a member of the source's consumer
+// group, so the group spreads the partitions over the nodes and moves them
+// on a rebalance; a member resumes a partition it is assigned at the
+// cluster's offsets, never the group's commits, and commits each batch
+// through a Router (the cluster), which gives every replica group its
+// share of the batch from the group's own next offset, so a rebalance, a
+// node failure or a retry never counts a record twice or skips one
+// (cluster/DESIGN.md, "Kafka").
 //
 // A topic deleted and recreated under the same name restarts at offset 0,
 // below the offsets the state holds: its records are skipped as counted

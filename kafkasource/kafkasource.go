@@ -70,6 +70,11 @@ type Consumer struct {
 	lagMu sync.Mutex
 	lag   map[int32]*atomic.Int64 // per partition
 
+	router Router          // a cluster's write path (group.go); nil on a single node
+	node   *node.Node      // the acknowledgement clock, with a router
+	heldMu sync.Mutex      // guards held
+	held   map[int32]int64 // with a router: assigned partitions' next offsets
+
 	fetchErrors, regressions, dlqErrors, committed *metrics.Counter
 	logLimit                                       rateLimit
 }
@@ -97,6 +102,10 @@ func StartAll(n *node.Node, opts Options) ([]*Consumer, error) {
 // Start starts consuming src's topic into sink; n decodes records (its
 // limits and clock judge them) and holds the metrics and /readyz check.
 func Start(n *node.Node, sink Sink, src *features.Source, opts Options) (*Consumer, error) {
+	return start(n, sink, nil, src, opts)
+}
+
+func start(n *node.Node, sink Sink, router Router, src *features.Source, opts Options) (*Consumer, error) {
 	k := src.Kafka
 	if k == nil {
 		return nil, fmt.Errorf("source %s has no kafka block", src.Name)
@@ -115,7 +124,10 @@ func Start(n *node.Node, sink Sink, src *features.Source, opts Options) (*Consum
 		opts.MaxPollRecords = 10000
 	}
 	c := &Consumer{src: src, k: k, sink: sink, dec: dec, logger: opts.Logger.With("source", src.Name, "topic", k.Topic), set: opts.Metrics, opts: opts,
-		done: make(chan struct{}), lag: map[int32]*atomic.Int64{}}
+		done: make(chan struct{}), lag: map[int32]*atomic.Int64{}, router: router, node: n}
+	if router != nil {
+		c.sink = (*routedSink)(c)
+	}
 	label := fmt.Sprintf(`{source=%q}`, src.Name)
 	c.fetchErrors = c.set.GetOrCreateCounter("tally_kafka_fetch_errors_total" + label)
 	c.regressions = c.set.GetOrCreateCounter("tally_kafka_offset_regressions_total" + label)
@@ -265,6 +277,10 @@ func (c *Consumer) assign(ctx context.Context) error {
 // commitGroup writes the state's offsets as the group's committed offsets,
 // for monitoring tools (tally never reads them back).
 func (c *Consumer) commitGroup(ctx context.Context) {
+	if c.router != nil {
+		c.commitMember(ctx)
+		return
+	}
 	off := kadm.Offsets{}
 	for _, p := range c.parts {
 		if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
@@ -287,6 +303,10 @@ func (c *Consumer) commitGroup(ctx context.Context) {
 
 func (c *Consumer) run(ctx context.Context) {
 	defer close(c.done)
+	if c.router != nil {
+		c.runGroup(ctx)
+		return
+	}
 	if c.assign(ctx) != nil {
 		return
 	}
@@ -348,28 +368,7 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 	if len(recs) == 0 {
 		return dead
 	}
-	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
-	for _, r := range recs {
-		reason, msg := c.dec.Decode(b, r.Value, r.Timestamp.UnixMilli())
-		if reason == "" {
-			continue
-		}
-		c.rejected(reason).Inc()
-		if c.logLimit.allow() {
-			c.logger.Warn("kafka record rejected", "partition", r.Partition, "offset", r.Offset, "reason", reason, "err", msg)
-		}
-		if c.k.DeadLetterTopic != "" {
-			dead = append(dead, &kgo.Record{Key: r.Key, Value: r.Value, Headers: append(r.Headers[:len(r.Headers):len(r.Headers)],
-				kgo.RecordHeader{Key: "tally-reason", Value: []byte(reason)},
-				kgo.RecordHeader{Key: "tally-error", Value: []byte(msg)},
-				kgo.RecordHeader{Key: "tally-topic", Value: []byte(r.Topic)},
-				kgo.RecordHeader{Key: "tally-partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
-				kgo.RecordHeader{Key: "tally-offset", Value: strconv.AppendInt(nil, r.Offset, 10)})})
-		}
-	}
-	if len(dead) > 0 {
-		c.deadLetter(ctx, dead)
-	}
+	dead, _ = c.decode(ctx, b, dead, recs, nil)
 	pos := store.StreamPos{Source: c.src.Name, Topic: p.Topic, Partition: p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
 	backoff := 50 * time.Millisecond
 	for {
@@ -396,6 +395,38 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// decode decodes recs into b (reset first), appending each valid event's
+// offset to offs; rejected records are counted, logged and, with a
+// dead-letter topic, produced there before it returns.
+func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Record, recs []*kgo.Record, offs []int64) ([]*kgo.Record, []int64) {
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	for _, r := range recs {
+		reason, msg := c.dec.Decode(b, r.Value, r.Timestamp.UnixMilli())
+		if reason == "" {
+			for len(offs) < b.Len() {
+				offs = append(offs, r.Offset)
+			}
+			continue
+		}
+		c.rejected(reason).Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka record rejected", "partition", r.Partition, "offset", r.Offset, "reason", reason, "err", msg)
+		}
+		if c.k.DeadLetterTopic != "" {
+			dead = append(dead, &kgo.Record{Key: r.Key, Value: r.Value, Headers: append(r.Headers[:len(r.Headers):len(r.Headers)],
+				kgo.RecordHeader{Key: "tally-reason", Value: []byte(reason)},
+				kgo.RecordHeader{Key: "tally-error", Value: []byte(msg)},
+				kgo.RecordHeader{Key: "tally-topic", Value: []byte(r.Topic)},
+				kgo.RecordHeader{Key: "tally-partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
+				kgo.RecordHeader{Key: "tally-offset", Value: strconv.AppendInt(nil, r.Offset, 10)})})
+		}
+	}
+	if len(dead) > 0 {
+		c.deadLetter(ctx, dead)
+	}
+	return dead, offs
 }
 
 // deadLetter produces rejected records to the dead-letter topic and waits

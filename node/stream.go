@@ -122,6 +122,11 @@ func (n *Node) IngestStream(b *store.Batch, pos store.StreamPos) (applied bool, 
 	return applied, err
 }
 
+// StreamClock is the acknowledgement clock a stream batch committed now
+// carries (the node's clock), for a consumer that commits through a
+// cluster (cluster.WriteStream) rather than IngestStream.
+func (n *Node) StreamClock() int64 { return n.now() }
+
 // ErrStreamLagging is why /readyz answers 503 while a stream consumer is
 // further behind than its source's max_lag.
 var ErrStreamLagging = errors.New("stream consumer lagging")

@@ -77,8 +77,10 @@ PROPS
   local jvm=(java -Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
     -Dkafka.logs.dir="$dir" -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$cp")
   if [ ! -f "$dir/data/meta.properties" ]; then
+    # --cluster-id=ID in one argument: a base64url id may begin with '-' (1 start in 64),
+    # which "-t ID" hands to the option parser as another option.
     local id; id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    "${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" > "$dir/format.log" 2>&1 ||
+    "${jvm[@]}" kafka.tools.StorageTool format --cluster-id="$id" -c "$dir/server.properties" > "$dir/format.log" 2>&1 ||
       die "formatting $dir/data failed: $(cat "$dir/format.log")"
   fi
   : > "$dir/broker.log"

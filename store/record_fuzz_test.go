@@ -34,7 +34,12 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(appendTableRecord(nil, n.tables[0], []TableRow{{Key: "u", Nums: []float64{1, 2}, Strs: []string{"", ""}, Null: []bool{false, true}}}, true))
 	f.Add(appendEventsRecord(appendAt(nil, t0, false), sp, &b))
 	f.Add(appendEventsRecord(appendAt(nil, 0, true), sp, &b))
+	streamPos := StreamPos{Source: "transactions", Topic: "t", Partition: 7, First: 10, Next: 12}
+	f.Add(n.AppendStreamRecord(nil, &b, t0, streamPos))
 	f.Fuzz(func(t *testing.T, rec []byte) {
+		if pos, ok := StreamRecordPos(rec); ok && (pos.Next < pos.First || pos.Partition < 0) {
+			t.Fatalf("stream record position %+v accepted", pos)
+		}
 		if inner, _, _, err := unwrapAt(rec); err == nil && len(inner) < len(rec) {
 			rec = inner
 		}

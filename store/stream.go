@@ -217,3 +217,24 @@ func readStreams(r byteReader) (map[streamKey]int64, error) {
 	}
 	return out, nil
 }
+
+// AppendStreamRecord appends to dst the log record CommitStream commits:
+// the valid events b read from the range pos, acknowledged at clock. A
+// replicated state machine applies it as CommitStream's own (applied only
+// if pos.First is at or after the partition's next offset).
+func (n *Store) AppendStreamRecord(dst []byte, b *Batch, clock int64, pos StreamPos) []byte {
+	dst = appendAt(dst, clock, false)
+	dst = appendStreamHeader(dst, pos)
+	return appendEventsRecord(dst, n.sources[b.source], b)
+}
+
+// StreamRecordPos returns the range a stream log record (AppendStreamRecord,
+// CommitStream) was read from; ok is false for any other record.
+func StreamRecordPos(rec []byte) (pos StreamPos, ok bool) {
+	inner, _, _, err := unwrapAt(rec)
+	if err != nil {
+		return StreamPos{}, false
+	}
+	_, pos, ok, err = unwrapStream(inner)
+	return pos, ok && err == nil
+}

@@ -137,3 +137,36 @@ func FuzzStreamRecord(f *testing.F) {
 		m.Apply(1, rec)
 	})
 }
+
+// TestAppendStreamRecordAppliesAsCommitStream: the record a replicated
+// writer proposes (AppendStreamRecord) names its range (StreamRecordPos)
+// and applies as CommitStream's own: counted once, a range starting below
+// the held offset skipped whole, the offset moved to its end.
+func TestAppendStreamRecordAppliesAsCommitStream(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := StreamPos{Source: "transactions", Topic: "t", Partition: 2, First: 5, Next: 9}
+	rec := n.AppendStreamRecord(nil, streamBatch(t, n, "a", "b"), t0, pos)
+	if got, ok := StreamRecordPos(rec); !ok || got != pos {
+		t.Fatalf("StreamRecordPos: %+v %v, want %+v", got, ok, pos)
+	}
+	if _, ok := StreamRecordPos(n.AppendEventsRecord(nil, streamBatch(t, n, "a"), t0, false)); ok {
+		t.Fatal("an events record taken for a stream record")
+	}
+	if err := n.Apply(1, rec); err != nil {
+		t.Fatal(err)
+	}
+	overlap := n.AppendStreamRecord(nil, streamBatch(t, n, "c"), t0, StreamPos{Source: "transactions", Topic: "t", Partition: 2, First: 8, Next: 12})
+	if err := n.Apply(2, overlap); err != nil {
+		t.Fatal(err)
+	}
+	if next, ok := n.StreamOffset("transactions", "t", 2); !ok || next != 9 || events(n) != 2 {
+		t.Fatalf("offset %d (%v), %d events; want 9 and 2 (the overlapping range skipped)", next, ok, events(n))
+	}
+}

@@ -33,7 +33,7 @@ func benchCmd() *cobra.Command {
 			tally := inprocess.Options{WAL: !inMemory}
 			opts.Tally = func() (string, func(), error) { return inprocess.Start(tally) }
 			opts.TallySetup = inprocess.Setup(tally)
-			if opts.Cluster || slices.Contains(opts.Scenarios, "cluster") {
+			if opts.Cluster || slices.Contains(opts.Scenarios, "cluster") || len(opts.Scenarios) == 0 || slices.Contains(opts.Scenarios, "kafka") {
 				bin, err := os.Executable()
 				if err != nil {
 					return err
@@ -56,7 +56,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&opts.NoPlots, "no-plots", false, "skip the PNG plots")
 	cmd.Flags().BoolVar(&opts.UniformLookups, "uniform-lookups", false, "draw lookup keys uniformly over the users (default: with the events' skew)")
 	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "run tally without its write-ahead log (default: WAL with fsync=always)")
-	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score, cluster")
+	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score, cluster, kafka")
 	cmd.Flags().BoolVar(&opts.Cluster, "cluster", false, "also measure a single node beside 3-node clusters (R=3, R=1) of child processes: lookups, ingest, leader kills, a wiped replica's catch-up")
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tally-ml/tally/cluster"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/history"
+	"github.com/tally-ml/tally/kafkasource"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
 )
@@ -153,11 +154,6 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range repo.Sources {
-		if s.Kafka != nil {
-			return nil, fmt.Errorf("source %s has a kafka block: a cluster does not consume Kafka yet (README \"Streaming from Kafka\", topologies); run the consumer on a single node, or drop the block and ingest over HTTP", s.Name)
-		}
-	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -193,6 +189,12 @@ func startCluster(cfg node.Config, f clusterFlags, repo *features.Repo, dir fs.F
 	srv.Handle(history.Path, "historical-features", node.ScopeRead, history.ClusterHandler(watchCtx, repo, c.Archives, log, cfg.Limits))
 	r := &running{node: cn, srv: srv, ln: ln, done: make(chan error, 1), stopWatch: stopWatch}
 	go func() { r.done <- srv.Serve(ln) }()
+	// Every node consumes the repo's Kafka sources in their groups,
+	// committing through the cluster (cluster/DESIGN.md, "Kafka").
+	if r.consumers, err = kafkasource.StartAllRouted(n, c, kafkasource.Options{Logger: log}); err != nil {
+		r.stop(log)
+		return nil, err
+	}
 	n.SetReady(true)
 	log.Info("tally serving (cluster node)", "listen", ln.Addr().String(), "node", cc.NodeID, "groups_here", len(c.Map().GroupsOf(cc.NodeID)),
 		"startup", time.Since(t0).Round(time.Millisecond))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,10 +29,7 @@ func demoCmd() *cobra.Command {
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nodes > 1 {
-				if kafka != "" {
-					return errors.New("--kafka streams into a single node: leave out --nodes")
-				}
-				return demoCluster(cmd, f, nodes, rate, users, seed, duration)
+				return demoCluster(cmd, f, nodes, rate, users, seed, duration, kafka)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			cfg, repo, dir, err := f.load()

@@ -20,7 +20,7 @@ import (
 // form a cluster on loopback (data dirs and a generated cluster key under
 // --data-dir, default a new temporary directory), and the demo streams into
 // every node and reads through every node. Ctrl-C stops them all.
-func demoCluster(cmd *cobra.Command, f serveFlags, nodes, rate, users int, seed uint64, duration time.Duration) error {
+func demoCluster(cmd *cobra.Command, f serveFlags, nodes, rate, users int, seed uint64, duration time.Duration, kafka string) error {
 	if f.cluster.enabled() || f.listen != "" {
 		return fmt.Errorf("demo --nodes %d starts its own cluster on free loopback ports: drop --listen and the --cluster-* flags", nodes)
 	}
@@ -43,6 +43,14 @@ func demoCluster(cmd *cobra.Command, f serveFlags, nodes, rate, users int, seed 
 	if f.config != "" {
 		args = append(args, "--config", f.config)
 	}
+	prod, kargs, err := demoClusterKafka(kafka, f.repo, dir)
+	if err != nil {
+		return err
+	}
+	if prod != nil {
+		defer prod.cl.Close()
+		args = append(args, kargs...)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	out := cmd.OutOrStdout()
@@ -59,7 +67,7 @@ func demoCluster(cmd *cobra.Command, f serveFlags, nodes, rate, users int, seed 
 		ctx, cancel = context.WithTimeout(ctx, duration)
 		defer cancel()
 	}
-	d := &demo{out: out, ids: "demo-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+	d := &demo{out: out, ids: "demo-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-", kafka: prod,
 		gen: workload.New(workload.Config{Seed: seed, Users: users, Merchants: 500, FraudRate: 0.002})}
 	for _, addr := range c.Addrs() {
 		cl, err := client.New(addr, client.Options{})

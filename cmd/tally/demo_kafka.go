@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tally-ml/tally/bench"
 	"github.com/tally-ml/tally/features"
 )
 
@@ -58,4 +60,29 @@ func (k *kafkaDemo) produce(ctx context.Context, ndjson []byte) error {
 		recs = append(recs, &kgo.Record{Key: key, Value: line})
 	}
 	return k.cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// demoClusterKafka is `tally demo --kafka ADDR --nodes N`: the default
+// repo, its transactions source consumed from the demo topic by every
+// node in one group, written under dir for the nodes' --repo.
+func demoClusterKafka(broker, repoFlag, dir string) (*kafkaDemo, []string, error) {
+	if broker == "" {
+		return nil, nil, nil
+	}
+	if repoFlag != "" {
+		return nil, nil, errors.New("--kafka with --nodes streams the default repo: leave out --repo")
+	}
+	repoDir := filepath.Join(dir, "kafka-repo")
+	if err := bench.WriteKafkaRepo(repoDir, broker, demoTopic, "tally-demo", "latest"); err != nil {
+		return nil, nil, err
+	}
+	repo, err := features.Default()
+	if err != nil {
+		return nil, nil, err
+	}
+	prod, err := newKafkaDemo(broker, repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return prod, []string{"--repo", repoDir}, nil
 }

@@ -1,0 +1,336 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
+)
+
+// Kafka in a cluster (DESIGN.md, "Kafka"): every group's state keeps, per
+// (source, topic, partition), the next offset it has applied (the store's
+// stream offsets, record kind 4). Each fetched batch is proposed to every
+// group: its share of the events (possibly none) as a stream record whose
+// range starts at the group's next offset as far as the proposer knows, so
+// it holds only events at or after it. The store applies a stream record
+// only if it starts at or after the group's next offset, else skips it
+// whole; the answer carries the group's next offset after the record, and
+// a proposer whose record was skipped (another consumer moved the group
+// on) proposes the rest of its range from there. A group therefore applies
+// every offset at most once, and a consumer that resumes a partition at
+// the minimum over groups of their next offsets (StreamResume) and moves
+// to its next batch only once every group holds the current one leaves no
+// offset unapplied in any group.
+
+// streamApplied is a stream record's partition in the group's state after
+// the record: its next offset, and whether the state holds any.
+type streamApplied struct {
+	Next  int64 `json:"next"`
+	Known bool  `json:"known"`
+}
+
+// streamResult adds to res the state's offset of rec's partition when rec
+// is a stream record.
+func (f *groupFSM) streamResult(rec []byte, res applied) applied {
+	if pos, ok := store.StreamRecordPos(rec); ok {
+		res.stream.Next, res.stream.Known = f.Store().StreamOffset(pos.Source, pos.Topic, pos.Partition)
+	}
+	return res
+}
+
+type streamID struct {
+	source, topic string
+	partition     int32
+}
+
+// streamKnown is what this node knows of a stream partition's next offset
+// in each group: a lower bound of the group's (read from its leader after a
+// barrier, or answered by an apply), -1 when unknown.
+type streamKnown struct {
+	mu   sync.Mutex
+	next []int64
+}
+
+func (c *Cluster) streamKnown(id streamID, groups int) *streamKnown {
+	v, ok := c.streams.Load(id)
+	if !ok {
+		k := &streamKnown{next: make([]int64, groups)}
+		for g := range k.next {
+			k.next[g] = -1
+		}
+		v, _ = c.streams.LoadOrStore(id, k)
+	}
+	k := v.(*streamKnown)
+	k.mu.Lock()
+	for len(k.next) < groups {
+		k.next = append(k.next, -1)
+	}
+	k.mu.Unlock()
+	return k
+}
+
+func (k *streamKnown) get(g int) int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.next[g]
+}
+
+// raise records that group g holds offsets below next (never lowers).
+func (k *streamKnown) raise(g int, next int64) {
+	k.mu.Lock()
+	k.next[g] = max(k.next[g], next)
+	k.mu.Unlock()
+}
+
+// WriteStream commits the valid events b read from the range pos of a
+// stream partition (offsets[i] is event i's offset, ascending; b may be
+// empty) to every group, each the events of its keys at or after its next
+// offset, acknowledged at clock. It returns once every group's next offset
+// is at or past pos.Next; on error (a group unavailable) some groups may
+// hold the range and others not: retry the same batch, or resume from
+// StreamResume. Concurrent writers of one partition (consumers overlapping
+// during a rebalance) are safe: each group applies each offset once.
+func (c *Cluster) WriteStream(b *store.Batch, offsets []int64, pos store.StreamPos, clock int64) error {
+	if pos.Next < pos.First || pos.First < 0 {
+		return fmt.Errorf("stream range [%d, %d) of %s/%d is empty or negative", pos.First, pos.Next, pos.Topic, pos.Partition)
+	}
+	if len(offsets) != b.Len() {
+		return fmt.Errorf("stream batch of %d events with %d offsets", b.Len(), len(offsets))
+	}
+	parts, offs, err := c.splitStream(b, offsets)
+	if err != nil {
+		return err
+	}
+	groups := len(parts)
+	known := c.streamKnown(streamID{pos.Source, pos.Topic, pos.Partition}, groups)
+	errs := make([]error, groups)
+	var wg sync.WaitGroup
+	for g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[g] = c.writeStreamGroup(g, known, parts[g], offs[g], pos, clock)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// splitStream splits a stream batch by group: each group's events (those
+// with a key it owns, once) and their offsets, for every group.
+func (c *Cluster) splitStream(b *store.Batch, offsets []int64) ([]*store.Batch, [][]int64, error) {
+	m := c.Map()
+	groups := len(m.Groups)
+	parts := make([]*store.Batch, groups)
+	offs := make([][]int64, groups)
+	for g := range parts {
+		parts[g] = &store.Batch{}
+		parts[g].Reset(b.Source(), b.Columns())
+	}
+	keys := c.proto.Sources()[b.Source()].KeyColumns()
+	var gs []int
+	for e := 0; e < b.Len(); e++ {
+		if e > 0 && offsets[e] < offsets[e-1] {
+			return nil, nil, fmt.Errorf("stream batch offsets not ascending at event %d", e)
+		}
+		gs = gs[:0]
+		for _, kc := range keys {
+			if b.Null(e, kc) {
+				continue
+			}
+			g := m.GroupOfKey(b.Str(e, kc))
+			if slices.Contains(gs, g) {
+				continue
+			}
+			gs = append(gs, g)
+			parts[g].CopyEvent(b, e)
+			offs[g] = append(offs[g], offsets[e])
+		}
+	}
+	return parts, offs, nil
+}
+
+// writeStreamGroup brings group g's next offset of pos's partition to
+// pos.Next or past it.
+func (c *Cluster) writeStreamGroup(g int, known *streamKnown, b *store.Batch, offs []int64, pos store.StreamPos, clock int64) error {
+	for attempt := 0; attempt < 8; attempt++ {
+		at := known.get(g)
+		if at >= 0 && at >= pos.Next {
+			return nil // the group holds the range
+		}
+		p := pos
+		p.First = max(pos.First, at)
+		share := b
+		if cut := sort.Search(len(offs), func(i int) bool { return offs[i] >= p.First }); cut > 0 {
+			share = &store.Batch{}
+			share.Reset(b.Source(), b.Columns())
+			for e := cut; e < b.Len(); e++ {
+				share.CopyEvent(b, e)
+			}
+		}
+		id := "kafka/" + p.Source + "/" + p.Topic + "/" + strconv.Itoa(int(p.Partition)) + "/" + strconv.FormatInt(p.First, 10) + "-" + strconv.FormatInt(p.Next, 10)
+		res, err := c.propose(g, appendRequest(nil, id, c.proto.AppendStreamRecord(nil, share, clock, p)))
+		if err != nil {
+			return err
+		}
+		if !res.stream.Known {
+			return fmt.Errorf("group %d answered a stream record without its offset", g)
+		}
+		known.raise(g, res.stream.Next)
+		if res.stream.Next >= pos.Next {
+			return nil
+		}
+		// Skipped: the group was past p.First (another consumer); propose
+		// the rest of the range from its offset.
+		c.logger.Info("kafka batch partly committed by another writer; proposing the rest",
+			"group", g, "topic", pos.Topic, "partition", pos.Partition, "proposed", p.First, "group_at", res.stream.Next, "batch_end", pos.Next)
+	}
+	return fmt.Errorf("%w: group %d: stream %s/%d kept moving under this writer", node.ErrUnavailable, g, pos.Topic, pos.Partition)
+}
+
+// StreamResume returns where a consumer newly assigned a stream partition
+// resumes: the minimum over groups of their next offsets, read from each
+// group's leader after a barrier (so none is higher than the group's
+// state), ok false when no group holds any offset of it (the consumer
+// starts at the source's start position and commits the empty range there
+// first, so that every group learns it). A group holding none while
+// others hold some is left out of the minimum: it applies whatever range
+// comes first.
+func (c *Cluster) StreamResume(source, topic string, partition int32) (next int64, ok bool, err error) {
+	m := c.Map()
+	groups := len(m.Groups)
+	known := c.streamKnown(streamID{source, topic, partition}, groups)
+	res := make([]streamApplied, groups)
+	errs := make([]error, groups)
+	var wg sync.WaitGroup
+	for g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[g], errs[g] = c.streamOffset(g, source, topic, partition)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, false, err
+	}
+	var highest int64
+	for g, r := range res {
+		if !r.Known {
+			continue
+		}
+		known.raise(g, r.Next)
+		if !ok || r.Next < next {
+			next, ok = r.Next, true
+		}
+		highest = max(highest, r.Next)
+	}
+	if ok && highest > next {
+		// A writer stopped between groups (a node died mid-batch): the
+		// groups ahead are sent only what they lack.
+		c.logger.Info("kafka partition resumes at its lowest group's offset; groups ahead get only what they lack",
+			"source", source, "topic", topic, "partition", partition, "lowest", next, "highest", highest)
+	}
+	return next, ok, nil
+}
+
+// streamOffset reads group g's offset of a partition on its leader, after
+// a barrier: every entry committed before the read is applied.
+func (c *Cluster) streamOffset(g int, source, topic string, partition int32) (streamApplied, error) {
+	deadline := time.Now().Add(c.cfg.WriteTimeout)
+	var last error
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(min(20<<attempt, 400)) * time.Millisecond):
+			case <-c.closing:
+				return streamApplied{}, fmt.Errorf("%w: node shutting down", node.ErrUnavailable)
+			}
+		}
+		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
+			if last = dg.bar.wait(); last == nil {
+				var r streamApplied
+				r.Next, r.Known = dg.fsm.Store().StreamOffset(source, topic, partition)
+				return r, nil
+			}
+			continue
+		}
+		target := c.target(g, attempt)
+		if target == nil {
+			last = errors.New("no replica of the group is known")
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		q := url.Values{"group": {strconv.Itoa(g)}, "source": {source}, "topic": {topic}, "partition": {strconv.Itoa(int(partition))}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+target.ClusterAddr+"/v1/stream?"+q.Encode(), nil)
+		c.stampMap(req)
+		resp, err := c.rpc.Do(req)
+		if err != nil {
+			cancel()
+			last = err
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		cancel()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			var r streamApplied
+			if last = json.Unmarshal(body, &r); last == nil {
+				c.hints[g].Store(target.ID)
+				return r, nil
+			}
+		case http.StatusMisdirectedRequest:
+			var nl struct{ Leader string }
+			json.Unmarshal(body, &nl)
+			c.hints[g].Store(nl.Leader)
+			last = &errNotLeader{hint: nl.Leader}
+		case http.StatusConflict:
+			last = c.newerMap(body)
+		default:
+			last = fmt.Errorf("%s: %s", resp.Status, body)
+		}
+	}
+	return streamApplied{}, fmt.Errorf("%w: group %d: stream offset not read within %s: %v", node.ErrUnavailable, g, c.cfg.WriteTimeout, last)
+}
+
+// serveStreamOffset answers GET /v1/stream (streamOffset) on the leader.
+func (c *Cluster) serveStreamOffset(w http.ResponseWriter, r *http.Request) {
+	if !c.checkMap(w, r) {
+		return
+	}
+	dg, ok := c.groupParam(w, r)
+	if !ok {
+		return
+	}
+	if dg.rep.raft.State() != raft.Leader {
+		c.notLeader(w, dg)
+		return
+	}
+	q := r.URL.Query()
+	p, err := strconv.ParseInt(q.Get("partition"), 10, 32)
+	if err != nil {
+		http.Error(w, "bad partition", http.StatusBadRequest)
+		return
+	}
+	if err := dg.bar.wait(); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	var res streamApplied
+	res.Next, res.Known = dg.fsm.Store().StreamOffset(q.Get("source"), q.Get("topic"), int32(p))
+	json.NewEncoder(w).Encode(res)
+}

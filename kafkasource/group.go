@@ -1,0 +1,319 @@
+package kafkasource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
+)
+
+// Router is a cluster's write path for streams (*cluster.Cluster): a
+// batch goes to every replica group, each applying the offsets it does not
+// hold yet (cluster/DESIGN.md, "Kafka in a cluster").
+type Router interface {
+	// WriteStream commits the valid events b read from the range pos
+	// (offsets[i] is event i's offset) exactly once in every group, and
+	// returns once every group holds offsets up to pos.Next.
+	WriteStream(b *store.Batch, offsets []int64, pos store.StreamPos, clock int64) error
+	// StreamResume is where a newly assigned partition resumes: the
+	// minimum over groups of their next offsets (ok false: none holds any).
+	StreamResume(source, topic string, partition int32) (next int64, ok bool, err error)
+}
+
+// Session timings of a cluster node's group member: a node killed without
+// leaving the group has its partitions moved to the others within about
+// the session timeout (the broker's group.min.session.timeout.ms, 6 s by
+// default, bounds it from below).
+const (
+	groupSessionTimeout = 10 * time.Second
+	groupHeartbeat      = time.Second
+)
+
+// StartAllRouted starts a group consumer for every source of n's repo with
+// a kafka block, committing through r (a cluster node's). Every node of
+// the cluster runs one per source in the source's consumer group (the
+// repo's kafka.group, by default tally-<source>: the same on every node
+// serving the same repo), so the group's balancing spreads the partitions
+// over the nodes and moves them when a node leaves or joins.
+func StartAllRouted(n *node.Node, r Router, opts Options) ([]*Consumer, error) {
+	var out []*Consumer
+	for _, s := range n.Repo().Sources {
+		if s.Kafka == nil {
+			continue
+		}
+		c, err := start(n, nil, r, s, opts)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// routedSink is a routed consumer's view of its partitions for the lag
+// metrics and the group's commits: the offsets this node has committed of
+// the partitions assigned to it.
+type routedSink Consumer
+
+func (s *routedSink) IngestStream(*store.Batch, store.StreamPos) (bool, error) {
+	return false, errors.New("a routed consumer commits through its router")
+}
+
+func (s *routedSink) StreamOffset(_, _ string, partition int32) (int64, bool) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	next, ok := s.held[partition]
+	return next, ok
+}
+
+// runGroup consumes the partitions the group assigns this member.
+func (c *Consumer) runGroup(ctx context.Context) {
+	start := kgo.NewOffset().AtStart()
+	if c.k.Start == "latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	c.held = map[int32]int64{}
+	opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumerGroup(c.k.Group), kgo.ConsumeTopics(c.k.Topic),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(start),
+		kgo.SessionTimeout(groupSessionTimeout), kgo.HeartbeatInterval(groupHeartbeat),
+		kgo.AdjustFetchOffsetsFn(c.resume), kgo.OnPartitionsRevoked(c.drop), kgo.OnPartitionsLost(c.drop))
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		c.logger.Error("kafka group consumer not started", "err", err)
+		return
+	}
+	c.cl = cl
+	c.logger.Info("kafka source consuming in its group (cluster)", "group", c.k.Group)
+	go c.lagLoop(ctx)
+	lastCommit := time.Now()
+	var work []*partitionWork
+	var dead []*kgo.Record
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		fetches := cl.PollRecords(ctx, c.opts.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return
+		}
+		failed := false
+		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			failed = true
+			c.fetchErrors.Inc()
+			if c.logLimit.allow() {
+				c.logger.Warn("kafka fetch failed; retrying with backoff", "partition", p, "err", err)
+			}
+		})
+		// Decode every partition's records (the decoder is one), then
+		// commit the partitions' batches in parallel: each waits for every
+		// replica group, so one partition at a time would leave the groups
+		// idle between batches.
+		n := 0
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if ctx.Err() != nil || len(p.Records) == 0 {
+				return
+			}
+			if n == len(work) {
+				work = append(work, &partitionWork{})
+			}
+			w := work[n]
+			n++
+			w.p = p
+			dead, w.offs = c.decode(ctx, &w.b, dead[:0], p.Records, w.offs[:0])
+		})
+		var wg sync.WaitGroup
+		for _, w := range work[:n] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.writePartition(ctx, w)
+			}()
+		}
+		wg.Wait()
+		if time.Since(lastCommit) >= time.Second {
+			c.commitMember(ctx)
+			lastCommit = time.Now()
+		}
+		if failed {
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		} else {
+			backoff = 100 * time.Millisecond
+		}
+	}
+}
+
+// partitionWork is one partition's fetched records, decoded.
+type partitionWork struct {
+	p    kgo.FetchTopicPartition
+	b    store.Batch
+	offs []int64
+}
+
+// writePartition commits one partition's decoded batch through the
+// router, retrying until every group holds it or the consumer stops.
+func (c *Consumer) writePartition(ctx context.Context, w *partitionWork) {
+	recs := w.p.Records
+	pos := store.StreamPos{Source: c.src.Name, Topic: w.p.Topic, Partition: w.p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
+	backoff := 50 * time.Millisecond
+	for {
+		err := c.router.WriteStream(&w.b, w.offs, pos, c.node.StreamClock())
+		if err == nil {
+			c.committed.Add(len(recs))
+			c.heldMu.Lock()
+			if next, ok := c.held[pos.Partition]; ok {
+				c.held[pos.Partition] = max(next, pos.Next)
+			}
+			c.heldMu.Unlock()
+			return
+		}
+		if c.logLimit.allow() {
+			c.logger.Error("kafka batch not committed by every group; retrying, fetching paused", "partition", pos.Partition, "offsets", fmt.Sprintf("%d..%d", pos.First, pos.Next-1), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// resume replaces the group's committed offsets of newly assigned
+// partitions with the cluster's (Router.StreamResume): tally never resumes
+// from the group's commits.
+func (c *Consumer) resume(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	for topic, parts := range offsets {
+		if topic != c.k.Topic {
+			continue
+		}
+		for p := range parts {
+			next, err := c.resumeAt(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			parts[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+			c.heldMu.Lock()
+			c.held[p] = next
+			c.heldMu.Unlock()
+		}
+	}
+	c.logger.Info("kafka partitions assigned", "partitions", len(offsets[c.k.Topic]))
+	return offsets, nil
+}
+
+// resumeAt is partition p's resume offset; for a partition no group holds
+// an offset of, the source's start position, committed as an empty range
+// to every group first. It retries for up to 30 s (within the group's
+// rebalance timeout), then fails the assignment (the client rejoins).
+func (c *Consumer) resumeAt(ctx context.Context, p int32) (int64, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	backoff := 100 * time.Millisecond
+	for {
+		next, err := c.resumeOnce(ctx, p)
+		if err == nil {
+			return next, nil
+		}
+		c.fetchErrors.Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka partition's resume offset not read from the cluster; retrying", "partition", p, "err", err)
+		}
+		if time.Now().After(deadline) {
+			return 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
+	next, ok, err := c.router.StreamResume(c.src.Name, c.k.Topic, p)
+	if err != nil || ok {
+		return next, err
+	}
+	adm := kadm.NewClient(c.admin)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var listed kadm.ListedOffsets
+	if c.k.Start == "latest" {
+		listed, err = adm.ListEndOffsets(lctx, c.k.Topic)
+	} else {
+		listed, err = adm.ListStartOffsets(lctx, c.k.Topic)
+	}
+	if err != nil {
+		return 0, err
+	}
+	o, found := listed.Lookup(c.k.Topic, p)
+	if !found {
+		return 0, fmt.Errorf("partition %d of topic %s not listed", p, c.k.Topic)
+	}
+	if o.Err != nil {
+		return 0, o.Err
+	}
+	var b store.Batch
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	pos := store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: o.Offset, Next: o.Offset}
+	if err := c.router.WriteStream(&b, nil, pos, c.node.StreamClock()); err != nil {
+		return 0, err
+	}
+	return o.Offset, nil
+}
+
+// drop forgets partitions revoked from or lost by this member.
+func (c *Consumer) drop(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	c.heldMu.Lock()
+	for _, p := range parts[c.k.Topic] {
+		delete(c.held, p)
+	}
+	c.heldMu.Unlock()
+	c.lagMu.Lock()
+	for _, p := range parts[c.k.Topic] {
+		if g := c.lag[p]; g != nil {
+			g.Store(0) // another node reports it now
+		}
+	}
+	c.lagMu.Unlock()
+}
+
+// commitMember commits the offsets this member holds to the group, for
+// monitoring tools (tally resumes from its groups' states, not from these).
+func (c *Consumer) commitMember(ctx context.Context) {
+	if c.cl == nil {
+		return
+	}
+	off := map[int32]kgo.EpochOffset{}
+	c.heldMu.Lock()
+	for p, next := range c.held {
+		off[p] = kgo.EpochOffset{Epoch: -1, Offset: next}
+	}
+	c.heldMu.Unlock()
+	if len(off) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{c.k.Topic: off}, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil && c.logLimit.allow() {
+			c.logger.Warn("kafka group offsets not committed (monitoring only; tally resumes from its own state)", "group", c.k.Group, "err", err)
+		}
+	})
+}
