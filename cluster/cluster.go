@@ -209,12 +209,30 @@ func (c *Cluster) spreadLeaders() {
 			if pref == c.cfg.NodeID || dg.rep.raft.State() != raft.Leader {
 				continue
 			}
-			if mb := m.Member(pref); mb != nil {
-				dg.rep.raft.LeadershipTransferToServer(raft.ServerID(pref), raft.ServerAddress(mb.ClusterAddr))
+			mb := m.Member(pref)
+			if mb == nil || !c.caughtUp(pref, g, dg) {
+				continue
 			}
+			c.logger.Info("cluster: handing a group's leadership back to its preferred replica", "group", g, "to", pref)
+			dg.rep.raft.LeadershipTransferToServer(raft.ServerID(pref), raft.ServerAddress(mb.ClusterAddr))
 		}
 	}
 }
+
+// caughtUp reports whether node id's replica of group g, which this node
+// leads, answers and follows this leader within handBackLag entries: a
+// transfer to a replica that is down or far behind would stop the group's
+// writes for the transfer's timeout (an election timeout) and fail.
+func (c *Cluster) caughtUp(id string, g int, dg *dataGroup) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	ri, err := c.replicaOf(ctx, id, g)
+	return err == nil && ri.Leader == c.cfg.NodeID && ri.Applied+handBackLag >= dg.rep.raft.AppliedIndex()
+}
+
+// handBackLag is how far behind the leader a preferred replica may be and
+// still be handed the leadership back.
+const handBackLag = 1000
 
 // leaderCheck is how often a node hands leaderships back (spreadLeaders).
 const leaderCheck = 5 * time.Second

@@ -436,3 +436,31 @@ func TestClusterRefusesAnotherRepo(t *testing.T) {
 	nd.Restart()
 	c.waitConverged(time.Minute)
 }
+
+// TestClusterNoHandBackToADeadNode: leaderships are handed back to each
+// group's preferred replica every 5 s, but never to one that is down (the
+// transfer would stop the group's writes until it timed out, every 5 s):
+// with n0, the preferred leader of group 0, killed, the survivors lead and
+// take writes for three hand-back rounds without trying it once; back up,
+// n0 leads its group again.
+func TestClusterNoHandBackToADeadNode(t *testing.T) {
+	c := startCluster(t, 3, 2, 3)
+	c.waitLeaders(2, time.Minute)
+	c.nodes[0].Kill()
+	l := startLoad(t, c, "hb-", 2, 1, 2)
+	time.Sleep(16 * time.Second)
+	l.halt()
+	for _, i := range []int{1, 2} {
+		if out := c.nodes[i].Output(); strings.Contains(out, "leadership back") && strings.Contains(out, "to=n0") {
+			t.Errorf("%s tried to hand a group to the dead n0:\n%s", c.nodes[i].Name, out)
+		}
+	}
+	c.nodes[0].Restart()
+	deadline := time.Now().Add(time.Minute)
+	for c.leaderOf(0) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("n0, back up, does not lead its preferred group 0 after a minute (leader: %d)", c.leaderOf(0))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
