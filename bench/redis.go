@@ -15,6 +15,7 @@ import (
 	"github.com/tally-ml/tally/bench/load"
 	"github.com/tally-ml/tally/bench/workload"
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/internal/loopback"
 	"github.com/tally-ml/tally/windows"
 	"github.com/tally-ml/tally/windows/windowstest"
 )
@@ -51,12 +52,12 @@ type redisPeer struct {
 }
 
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	_, p, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(p)
 }
 
 func startRedis(ctx context.Context, workers int) (*redisPeer, string, error) {

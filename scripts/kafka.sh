@@ -35,7 +35,32 @@ fetch() {
   echo "$cpfile"
 }
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Two free loopback ports below the kernel's ephemeral range: a port the kernel hands out for
+# port 0 can be taken by an outgoing connection before the broker binds it (or when a restart
+# reuses it); ports below the range never are (as internal/loopback does for the Go tests).
+freeports() {
+  python3 - <<'PY'
+import random, socket
+try:
+    high = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except Exception:
+    high = 32768
+got = []
+while len(got) < 2:
+    p = random.randrange(20000, high)
+    if p in got:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        got.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(*got)
+PY
+}
 
 start() {
   local dir=${1:?usage: kafka.sh start DIR}
@@ -44,7 +69,7 @@ start() {
   if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
     die "a broker already runs for $dir (pid $(cat "$dir/pid")): kafka.sh stop $dir"
   fi
-  if [ ! -f "$dir/ports" ]; then echo "$(freeport) $(freeport)" > "$dir/ports"; fi
+  if [ ! -f "$dir/ports" ]; then freeports > "$dir/ports"; fi
   read -r port cport < "$dir/ports"
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tally-ml/tally/internal/loopback"
 )
 
 // Options describe the processes to start.
@@ -336,11 +337,4 @@ func (c *Cluster) GroupDir(i, g int) string {
 	return filepath.Join(c.Nodes[i].DataDir, "cluster", "g"+strconv.Itoa(g))
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+func freeAddr() (string, error) { return loopback.FreeAddr() }
