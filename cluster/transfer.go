@@ -212,54 +212,13 @@ func (f *metaFSM) applyPreferred(data []byte) error {
 }
 
 // setPreferred commits a new replica order of group g through the
-// metadata group's leader.
+// metadata group's leader (proposeMeta: forwarded when this node does
+// not lead it).
 func (c *Cluster) setPreferred(g int, reps []string, deadline time.Time) error {
-	cmd, _ := json.Marshal(preferredCommand{Op: "set-preferred", Group: g, Replicas: reps})
-	var last error
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if attempt > 0 {
-			time.Sleep(min(time.Duration(attempt)*50*time.Millisecond, 300*time.Millisecond))
-		}
-		if c.meta.raft.State() == raft.Leader {
-			if last = c.applyMetaRaw(cmd, time.Until(deadline)); last == nil {
-				return nil
-			}
-			continue
-		}
-		_, id := c.meta.raft.LeaderWithID()
-		mb := c.Map().Member(string(id))
-		if mb == nil {
-			last = errors.New("no metadata leader known")
-			continue
-		}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+mb.ClusterAddr+"/v1/set-preferred", bytes.NewReader(cmd))
-		resp, err := c.rpc.Do(req)
-		if err != nil {
-			cancel()
-			last = err
-			continue
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		resp.Body.Close()
-		cancel()
-		if resp.StatusCode == http.StatusOK {
-			return nil
-		}
-		last = errors.New(string(bytes.TrimSpace(body)))
-	}
-	return &node.APIError{Status: 503, Code: "UNAVAILABLE", Message: fmt.Sprintf("the cluster map could not be changed (group %d's preferred leader): %v; check the metadata group (tally cluster status) and try again", g, last)}
-}
-
-// applyMetaRaw commits an encoded metadata command on this node (the
-// metadata leader).
-func (c *Cluster) applyMetaRaw(cmd []byte, timeout time.Duration) error {
-	f := c.meta.raft.Apply(cmd, max(timeout, 100*time.Millisecond))
-	if err := f.Error(); err != nil {
-		return err
-	}
-	if err, ok := f.Response().(error); ok && err != nil {
-		return err
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := c.proposeMeta(ctx, metaCommand{Op: "set-preferred", Group: g, Replicas: reps}); err != nil {
+		return &node.APIError{Status: 503, Code: "UNAVAILABLE", Message: fmt.Sprintf("the cluster map could not be changed (group %d's preferred leader): %v; check the metadata group (tally cluster status) and try again", g, err)}
 	}
 	return nil
 }
@@ -273,25 +232,5 @@ func (c *Cluster) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		json.NewEncoder(w).Encode(dg.leaderInfo())
-	})
-	mux.HandleFunc("POST /v1/set-preferred", func(w http.ResponseWriter, r *http.Request) {
-		if c.meta.raft.State() != raft.Leader {
-			http.Error(w, "not the metadata leader", http.StatusMisdirectedRequest)
-			return
-		}
-		cmd, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var pc preferredCommand
-		if json.Unmarshal(cmd, &pc) != nil || pc.Op != "set-preferred" {
-			http.Error(w, "not a set-preferred command", http.StatusBadRequest)
-			return
-		}
-		if err := c.applyMetaRaw(cmd, transferTimeout); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
 	})
 }
