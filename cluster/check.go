@@ -331,34 +331,19 @@ func (c *Cluster) onLeader(g int, path, query string, deadline time.Time) ([]byt
 			last = err
 			continue
 		}
-		target := c.target(g, attempt)
-		if target == nil {
-			return nil, fmt.Errorf("group %d has no replica to ask", g)
-		}
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target.ClusterAddr+path+"?group="+strconv.Itoa(g)+query, nil)
-		resp, err := c.rpc.Do(req)
-		if err != nil {
-			cancel()
-			last = err
-			continue
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
+		b, err := c.callGroup(ctx, g, attempt, http.MethodPost, path+"?group="+strconv.Itoa(g)+query, nil)
 		cancel()
-		switch resp.StatusCode {
-		case http.StatusOK:
-			return body, nil
-		case http.StatusMisdirectedRequest:
-			var nl struct{ Leader string }
-			json.Unmarshal(body, &nl)
-			c.hints[g].Store(nl.Leader)
-			last = &errNotLeader{hint: nl.Leader}
-		case http.StatusConflict:
-			return nil, errors.New(string(bytes.TrimSpace(body)))
-		default:
-			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		var ae *errApply
+		switch {
+		case err == nil:
+			return b, nil
+		case errors.Is(err, errNoReplica):
+			return nil, fmt.Errorf("group %d has no replica to ask", g)
+		case errors.As(err, &ae):
+			return nil, err
 		}
+		last = err
 	}
 	return nil, fmt.Errorf("group %d: no leader answered in time: %v", g, last)
 }

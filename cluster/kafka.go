@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -268,40 +267,15 @@ func (c *Cluster) streamOffset(g int, source, topic string, partition int32) (st
 			}
 			continue
 		}
-		target := c.target(g, attempt)
-		if target == nil {
-			last = errors.New("no replica of the group is known")
-			continue
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 		q := url.Values{"group": {strconv.Itoa(g)}, "source": {source}, "topic": {topic}, "partition": {strconv.Itoa(int(partition))}}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+target.ClusterAddr+"/v1/stream?"+q.Encode(), nil)
-		c.stampMap(req)
-		resp, err := c.rpc.Do(req)
-		if err != nil {
-			cancel()
-			last = err
-			continue
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		resp.Body.Close()
+		b, err := c.callGroup(ctx, g, attempt, http.MethodGet, "/v1/stream?"+q.Encode(), nil)
 		cancel()
-		switch resp.StatusCode {
-		case http.StatusOK:
+		if last = err; err == nil {
 			var r streamApplied
-			if last = json.Unmarshal(body, &r); last == nil {
-				c.hints[g].Store(target.ID)
+			if last = json.Unmarshal(b, &r); last == nil {
 				return r, nil
 			}
-		case http.StatusMisdirectedRequest:
-			var nl struct{ Leader string }
-			json.Unmarshal(body, &nl)
-			c.hints[g].Store(nl.Leader)
-			last = &errNotLeader{hint: nl.Leader}
-		case http.StatusConflict:
-			last = c.newerMap(body)
-		default:
-			last = fmt.Errorf("%s: %s", resp.Status, body)
 		}
 	}
 	return streamApplied{}, fmt.Errorf("%w: group %d: stream offset not read within %s: %v", node.ErrUnavailable, g, c.cfg.WriteTimeout, last)

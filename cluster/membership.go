@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -126,45 +125,18 @@ func (c *Cluster) metaRPC(ctx context.Context, path string, in, out any, retryBu
 	}
 }
 
-// errRPC is an internal RPC's answer other than 200, 421 and 422.
-type errRPC struct {
-	status int
-	msg    string
-}
-
-func (e *errRPC) Error() string { return e.msg }
-
-// post sends an internal RPC to the node at cluster address addr: 200
-// decodes into out, 421 is *errNotLeader, 422 *errApply, else an error.
+// post sends an internal RPC to the node at cluster address addr (a GET
+// when body is nil) and decodes a 200's JSON into out (see call).
 func (c *Cluster) post(ctx context.Context, addr, path string, body []byte, out any) error {
 	method := http.MethodPost
 	if body == nil {
 		method = http.MethodGet
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
-	if err != nil {
+	b, err := c.call(ctx, method, addr, path, body)
+	if err != nil || out == nil {
 		return err
 	}
-	resp, err := c.rpc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	switch resp.StatusCode {
-	case http.StatusOK:
-		if out == nil {
-			return nil
-		}
-		return json.Unmarshal(b, out)
-	case http.StatusMisdirectedRequest:
-		var nl struct{ Leader string }
-		json.Unmarshal(b, &nl)
-		return &errNotLeader{hint: nl.Leader}
-	case http.StatusUnprocessableEntity:
-		return &errApply{err: errors.New(string(bytes.TrimSpace(b)))}
-	}
-	return &errRPC{status: resp.StatusCode, msg: string(bytes.TrimSpace(b))}
+	return json.Unmarshal(b, out)
 }
 
 // replicaInfo is a node's replica of a group, as GET /v1/replica answers.
@@ -315,13 +287,10 @@ func (c *Cluster) groupRPC(ctx context.Context, g int, path string, body []byte,
 		var err error
 		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
 			err = c.post(ctx, c.cfg.Advertise, path, body, out)
-		} else if t := c.target(g, attempt); t == nil {
-			err = errors.New("no replica of the group is known")
 		} else {
-			err = c.post(ctx, t.ClusterAddr, path, body, out)
-			var nl *errNotLeader
-			if errors.As(err, &nl) {
-				c.hints[g].Store(nl.hint)
+			var b []byte
+			if b, err = c.callGroup(ctx, g, attempt, http.MethodPost, path, body); err == nil {
+				err = json.Unmarshal(b, out)
 			}
 		}
 		var ae *errApply

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -155,50 +154,29 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 		if attempt > 0 {
 			time.Sleep(min(time.Duration(attempt)*50*time.Millisecond, 200*time.Millisecond))
 		}
-		target := c.target(g, attempt)
-		if target == nil {
-			return info, fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
-		}
-		url := "http://" + target.ClusterAddr + "/v1/read?group=" + strconv.Itoa(g) + "&level=" + level.String()
 		// An attempt gets at most two election timeouts (as a forwarded
 		// write does): a replica that stopped answering mid-change must not
 		// take the whole budget while another attempt would be answered.
 		ctx, cancel := context.WithTimeout(context.Background(), min(max(time.Until(deadline), 50*time.Millisecond), max(2*c.cfg.Timing.Election, time.Second)))
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		c.stampMap(req)
-		t0 := time.Now()
-		resp, err := c.rpc.Do(req)
-		if d := time.Since(t0); d > time.Second {
-			c.logger.Warn("cluster: slow read sub-request", "group", g, "to", target.ID, "took", d.Round(time.Millisecond), "err", err, "attempt", attempt)
+		ans, err := c.callGroup(ctx, g, attempt, http.MethodPost, "/v1/read?group="+strconv.Itoa(g)+"&level="+level.String(), body)
+		cancel()
+		var nl *errNotLeader
+		switch {
+		case errors.Is(err, errNoReplica):
+			return info, fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
+		case errors.As(err, &nl):
+			info.LeaderChange = true
 		}
 		if err != nil {
-			cancel()
 			last = err
 			continue
 		}
-		ans, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-		resp.Body.Close()
-		cancel()
-		switch resp.StatusCode {
-		case http.StatusOK:
-			c.hints[g].Store(target.ID)
-			r := wireReader{b: ans}
-			info.StaleMs = r.varint()
-			if r.err != nil {
-				return info, r.err
-			}
-			return info, decodeAnswer(r.b, reads, idx, vpos, tpos, out)
-		case http.StatusMisdirectedRequest:
-			var nl struct{ Leader string }
-			json.Unmarshal(ans, &nl)
-			c.hints[g].Store(nl.Leader)
-			info.LeaderChange = true
-			last = &errNotLeader{hint: nl.Leader}
-		case http.StatusConflict:
-			last = c.newerMap(ans)
-		default:
-			last = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(ans))
+		r := wireReader{b: ans}
+		info.StaleMs = r.varint()
+		if r.err != nil {
+			return info, r.err
 		}
+		return info, decodeAnswer(r.b, reads, idx, vpos, tpos, out)
 	}
 	c.logger.Warn("cluster: no replica answered a read in time (503)", "group", g, "level", level.String(), "last", last)
 	return info, fmt.Errorf("%w: group %d: read: %v", node.ErrUnavailable, g, last)
@@ -482,7 +460,9 @@ const mapHeader = "X-Tally-Map-Version"
 
 // stampMap marks an internal request with this node's map version.
 func (c *Cluster) stampMap(r *http.Request) {
-	r.Header.Set(mapHeader, strconv.FormatUint(c.Map().Version, 10))
+	if m := c.Map(); m != nil {
+		r.Header.Set(mapHeader, strconv.FormatUint(m.Version, 10))
+	}
 }
 
 // checkMap answers a request routed on an older map than this node's

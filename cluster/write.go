@@ -1,12 +1,10 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -172,10 +170,6 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 	if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
 		return c.apply(dg, entry, left)
 	}
-	target := c.target(g, attempt)
-	if target == nil {
-		return applied{}, errors.New("no replica of the group is known")
-	}
 	// A forwarded attempt gets at most two election timeouts of the
 	// budget, not all of it: a leader cut off by a partition never
 	// answers, while the others elect a new one within about an election
@@ -185,33 +179,15 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 	// timeout (systemtest TestClusterBlackholedNode).
 	ctx, cancel := context.WithTimeout(context.Background(), min(max(left, 100*time.Millisecond), max(2*c.cfg.Timing.Election, time.Second)))
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+target.ClusterAddr+"/v1/propose?group="+strconv.Itoa(g), bytes.NewReader(entry))
-	c.stampMap(req)
-	resp, err := c.rpc.Do(req)
+	b, err := c.callGroup(ctx, g, attempt, http.MethodPost, "/v1/propose?group="+strconv.Itoa(g), entry)
 	if err != nil {
 		return applied{}, err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	switch resp.StatusCode {
-	case http.StatusOK:
-		var a wireApplied
-		if err := json.Unmarshal(body, &a); err != nil {
-			return applied{}, err
-		}
-		c.hints[g].Store(target.ID)
-		return applied{tooLate: a.TooLate, deferred: a.Deferred, repeat: a.Repeat, stream: a.Stream}, nil
-	case http.StatusMisdirectedRequest:
-		var nl struct{ Leader string }
-		json.Unmarshal(body, &nl)
-		c.hints[g].Store(nl.Leader)
-		return applied{}, &errNotLeader{hint: nl.Leader}
-	case http.StatusUnprocessableEntity:
-		return applied{}, &errApply{err: errors.New(string(body))}
-	case http.StatusConflict:
-		return applied{}, c.newerMap(body)
+	var a wireApplied
+	if err := json.Unmarshal(b, &a); err != nil {
+		return applied{}, err
 	}
-	return applied{}, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	return applied{tooLate: a.TooLate, deferred: a.Deferred, repeat: a.Repeat, stream: a.Stream}, nil
 }
 
 // target is the member to send group g's request to: the leader this node
