@@ -22,6 +22,11 @@ import (
 // the wait for the new leader.
 const transferTimeout = 15 * time.Second
 
+// restoreTimeout is the budget of restoring a group's preferred leader
+// after a transfer failed: its own, since the failed transfer may have
+// spent all of transferTimeout.
+const restoreTimeout = 10 * time.Second
+
 // TransferResult is the answer of TransferLeader.
 type TransferResult struct {
 	Group int    `json:"group"`
@@ -76,7 +81,7 @@ func (c *Cluster) TransferLeader(g int, to string) (TransferResult, error) {
 	}
 	q := "&to=" + to
 	if _, err := c.onLeader(g, "/v1/transfer", q, deadline); err != nil {
-		c.setPreferred(g, reps, deadline)
+		c.setPreferred(g, reps, time.Now().Add(restoreTimeout))
 		behind := ""
 		if li, e := c.leaderInfo(to, g, time.Now().Add(2*time.Second)); e == nil && to != "" {
 			behind = fmt.Sprintf(" (%s has applied index %d)", to, li.Applied)
@@ -85,7 +90,7 @@ func (c *Cluster) TransferLeader(g int, to string) (TransferResult, error) {
 	}
 	now, err := c.findLeader(g, reps, deadline, func(id string) bool { return id != from && (to == "" || id == to) })
 	if err != nil {
-		c.setPreferred(g, reps, deadline)
+		c.setPreferred(g, reps, time.Now().Add(restoreTimeout))
 		return res, &node.APIError{Status: 409, Code: "TRANSFER_FAILED", Message: fmt.Sprintf("group %d: %s handed over but no new leader took over in time: %v; the preferred leader was restored, try again", g, from, err)}
 	}
 	res.To = now
