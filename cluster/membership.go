@@ -36,11 +36,8 @@ import (
 //     replica. Acknowledged writes are on a quorum of the old and of the new
 //     voters all along: Raft changes one server at a time.
 
-// MemberStatus errors.
-var (
-	// ErrRemoved: this node was removed from the cluster.
-	ErrRemoved = errors.New("this node was removed from the cluster: stop it (its data is no longer used)")
-)
+// ErrRemoved is what Err answers on a node removed from the cluster.
+var ErrRemoved = errors.New("this node was removed from the cluster: stop it (its data is no longer used)")
 
 // metaResult is the answer to a forwarded change of the map.
 type metaResult struct {
