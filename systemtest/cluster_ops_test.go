@@ -171,6 +171,10 @@ func TestClusterOperatorViews(t *testing.T) {
 		if st, _ := get(t, n0, "/api/v1/cluster/overview", opsReadKey); st != 403 {
 			t.Fatalf("overview with a read key: %d, want 403", st)
 		}
+		var short overview
+		if err := c.nodes[2].Client.Admin(ctx, http.MethodGet, "/cluster", nil, &short); err != nil || short.Node != "n2" || len(short.Groups) != groups {
+			t.Fatalf("GET /cluster: %v, %+v", err, short)
+		}
 	})
 
 	t.Run("cli", func(t *testing.T) {

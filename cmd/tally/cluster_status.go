@@ -18,8 +18,10 @@ import (
 // status, nodes and groups subcommands, and the status page.
 
 func init() {
-	adminOps = append(adminOps, adminOp{method: http.MethodGet, path: "/api/v1/cluster/overview",
-		run: func(c *cluster.Cluster, ctx *fasthttp.RequestCtx) (any, error) { return c.Overview(ctx), nil }})
+	overview := func(c *cluster.Cluster, ctx *fasthttp.RequestCtx) (any, error) { return c.Overview(ctx), nil }
+	// GET /cluster is the same overview at a short path, for operators' curl.
+	adminOps = append(adminOps, adminOp{method: http.MethodGet, path: "/api/v1/cluster/overview", run: overview},
+		adminOp{method: http.MethodGet, path: "/cluster", run: overview})
 	clusterCtlCmds = append(clusterCtlCmds, clusterStatusCmd, clusterNodesCmd, clusterGroupsCmd)
 }
 
