@@ -313,7 +313,7 @@ func TestClusterChangesUnderLoad(t *testing.T) {
 	}
 	for _, nd := range c.nodes {
 		for _, line := range strings.Split(nd.Output(), "\n") {
-			if strings.Contains(line, "slow read") || strings.Contains(line, "no replica answered") {
+			if strings.Contains(line, "slow internal RPC") || strings.Contains(line, "no replica answered") {
 				t.Logf("%s: %s", nd.Name, line)
 			}
 		}
