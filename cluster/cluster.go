@@ -331,7 +331,9 @@ func (c *Cluster) sameSchema(m *Map) error {
 }
 
 // followMap keeps the cached map current and this node's replicas as
-// the map places them (reconcile).
+// the map places them (reconcile): at every change, and every
+// reconcileEvery, so that a replica that failed to open (a full disk, say)
+// is tried again without waiting for another change.
 func (c *Cluster) followMap() {
 	defer c.wg.Done()
 	for {
@@ -347,11 +349,15 @@ func (c *Cluster) followMap() {
 		}
 		select {
 		case <-changed:
+		case <-time.After(reconcileEvery):
 		case <-c.closing:
 			return
 		}
 	}
 }
+
+// reconcileEvery is how often followMap reconciles without a map change.
+const reconcileEvery = 10 * time.Second
 
 // openGroup opens this node's replica of group g.
 func (c *Cluster) openGroup(m *Map, g int) error {
