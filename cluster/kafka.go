@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -145,16 +144,8 @@ func (c *Cluster) splitStream(b *store.Batch, offsets []int64) ([]*store.Batch, 
 		if e > 0 && offsets[e] < offsets[e-1] {
 			return nil, nil, fmt.Errorf("stream batch offsets not ascending at event %d", e)
 		}
-		gs = gs[:0]
-		for _, kc := range keys {
-			if b.Null(e, kc) {
-				continue
-			}
-			g := m.GroupOfKey(b.Str(e, kc))
-			if slices.Contains(gs, g) {
-				continue
-			}
-			gs = append(gs, g)
+		gs = eventGroups(m, b, keys, e, gs)
+		for _, g := range gs {
 			parts[g].CopyEvent(b, e)
 			offs[g] = append(offs[g], offsets[e])
 		}

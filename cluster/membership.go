@@ -164,10 +164,7 @@ func (c *Cluster) membershipRPCs(mux *http.ServeMux) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if c.meta.raft.State() != raft.Leader {
-			_, id := c.meta.raft.LeaderWithID()
-			w.WriteHeader(http.StatusMisdirectedRequest)
-			json.NewEncoder(w).Encode(map[string]string{"leader": string(id)})
+		if !c.leadsMeta(w) {
 			return
 		}
 		v, err := c.applyMeta(cmd)
@@ -179,10 +176,7 @@ func (c *Cluster) membershipRPCs(mux *http.ServeMux) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if c.meta.raft.State() != raft.Leader {
-			_, id := c.meta.raft.LeaderWithID()
-			w.WriteHeader(http.StatusMisdirectedRequest)
-			json.NewEncoder(w).Encode(map[string]string{"leader": string(id)})
+		if !c.leadsMeta(w) {
 			return
 		}
 		out, err := c.runAdmin(r.Context(), req)
@@ -249,6 +243,18 @@ func (c *Cluster) membershipRPCs(mux *http.ServeMux) {
 		}
 		json.NewEncoder(w).Encode(dg.info())
 	})
+}
+
+// leadsMeta reports whether this node leads the metadata group, else
+// answers 421 naming the leader it knows.
+func (c *Cluster) leadsMeta(w http.ResponseWriter) bool {
+	if c.meta.raft.State() == raft.Leader {
+		return true
+	}
+	_, id := c.meta.raft.LeaderWithID()
+	w.WriteHeader(http.StatusMisdirectedRequest)
+	json.NewEncoder(w).Encode(map[string]string{"leader": string(id)})
+	return false
 }
 
 // writeRPCResult answers an internal RPC: out as JSON, or the error (422

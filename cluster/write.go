@@ -32,16 +32,8 @@ func (c *Cluster) WriteEvents(id string, batches []*store.Batch, clock int64, ba
 		keys := sp.KeyColumns()
 		parts := map[int]*store.Batch{}
 		for e := 0; e < b.Len(); e++ {
-			gs = gs[:0]
-			for _, kc := range keys {
-				if b.Null(e, kc) {
-					continue
-				}
-				g := m.GroupOfKey(b.Str(e, kc))
-				if slices.Contains(gs, g) {
-					continue
-				}
-				gs = append(gs, g)
+			gs = eventGroups(m, b, keys, e, gs)
+			for _, g := range gs {
 				pb := parts[g]
 				if pb == nil {
 					pb = &store.Batch{}
@@ -82,6 +74,21 @@ func (c *Cluster) WriteTable(id string, t *store.Table, rows []store.TableRow, r
 	}
 	_, err := c.proposeAll(shares)
 	return err
+}
+
+// eventGroups returns gs[:0] holding the groups event e of b goes to: the
+// group of each of its non-null key columns, each once.
+func eventGroups(m *Map, b *store.Batch, keys []int, e int, gs []int) []int {
+	gs = gs[:0]
+	for _, kc := range keys {
+		if b.Null(e, kc) {
+			continue
+		}
+		if g := m.GroupOfKey(b.Str(e, kc)); !slices.Contains(gs, g) {
+			gs = append(gs, g)
+		}
+	}
+	return gs
 }
 
 // proposeAll proposes each group its entries (in order), groups in

@@ -96,26 +96,9 @@ func (c *Consumer) runGroup(ctx context.Context) {
 	c.cl = cl
 	c.logger.Info("kafka source consuming in its group (cluster)", "group", c.k.Group)
 	go c.lagLoop(ctx)
-	lastCommit := time.Now()
 	var work []*partitionWork
 	var dead []*kgo.Record
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		fetches := cl.PollRecords(ctx, c.opts.MaxPollRecords)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return
-		}
-		failed := false
-		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.Canceled) {
-				return
-			}
-			failed = true
-			c.fetchErrors.Inc()
-			if c.logLimit.allow() {
-				c.logger.Warn("kafka fetch failed; retrying with backoff", "partition", p, "err", err)
-			}
-		})
+	c.pollLoop(ctx, cl, func(fetches kgo.Fetches) {
 		// Decode every partition's records (the decoder is one), then
 		// commit the partitions' batches in parallel: each waits for every
 		// replica group, so one partition at a time would leave the groups
@@ -142,20 +125,7 @@ func (c *Consumer) runGroup(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
-		if time.Since(lastCommit) >= time.Second {
-			c.commitMember(ctx)
-			lastCommit = time.Now()
-		}
-		if failed {
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
-		} else {
-			backoff = 100 * time.Millisecond
-		}
-	}
+	}, c.commitMember)
 }
 
 // partitionWork is one partition's fetched records, decoded.

@@ -311,12 +311,26 @@ func (c *Consumer) run(ctx context.Context) {
 		return
 	}
 	go c.lagLoop(ctx)
-	lastCommit := time.Now()
 	var b store.Batch
 	var dead []*kgo.Record
+	c.pollLoop(ctx, c.cl, func(fetches kgo.Fetches) {
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if ctx.Err() == nil && len(p.Records) > 0 {
+				dead = c.commitPartition(ctx, &b, dead[:0], p)
+			}
+		})
+	}, c.commitGroup)
+}
+
+// pollLoop polls cl until ctx ends or the client closes, for both
+// topologies: a poll's fetch errors are counted, logged (rate-limited) and
+// backed off exponentially (100 ms to 5 s); handle commits its records;
+// commit (the group's offsets, for monitoring) runs at most once a second.
+func (c *Consumer) pollLoop(ctx context.Context, cl *kgo.Client, handle func(kgo.Fetches), commit func(context.Context)) {
+	lastCommit := time.Now()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		fetches := c.cl.PollRecords(ctx, c.opts.MaxPollRecords)
+		fetches := cl.PollRecords(ctx, c.opts.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return
 		}
@@ -331,13 +345,9 @@ func (c *Consumer) run(ctx context.Context) {
 				c.logger.Warn("kafka fetch failed; retrying with backoff", "partition", p, "err", err)
 			}
 		})
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if ctx.Err() == nil && len(p.Records) > 0 {
-				dead = c.commitPartition(ctx, &b, dead[:0], p)
-			}
-		})
+		handle(fetches)
 		if time.Since(lastCommit) >= time.Second {
-			c.commitGroup(ctx)
+			commit(ctx)
 			lastCommit = time.Now()
 		}
 		if failed {
