@@ -139,6 +139,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if !cfg.Join && !slices.ContainsFunc(cfg.Peers, func(m Member) bool { return m.ID == cfg.NodeID }) {
 		return nil, fmt.Errorf("cluster: this node (%s) is not in the peer list: list every initial node, this one included", cfg.NodeID)
 	}
+	if err := checkTombstone(cfg); err != nil {
+		return nil, err
+	}
 	proto, err := store.New(repo, store.Options{})
 	if err != nil {
 		return nil, err
@@ -167,7 +170,11 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		c.Close()
 		return nil, err
 	}
-	m, err := c.waitMap()
+	err = c.checkNotRemoved()
+	var m *Map
+	if err == nil {
+		m, err = c.waitMap()
+	}
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -42,6 +42,10 @@ type Map struct {
 	// cluster was created with: every node must run that repo, or replicas
 	// of a group would apply the same records to different views.
 	Schema json.RawMessage `json:"schema,omitempty"`
+	// Removed lists the nodes removed from the cluster (remove-member)
+	// and not added again since: such a node must not start again over
+	// its old data dir (removed.go).
+	Removed []string `json:"removed,omitempty"`
 }
 
 // NewMap places G groups of R replicas over members: group g's replicas
@@ -140,6 +144,7 @@ func DecodeMap(b []byte) (*Map, error) {
 func (m *Map) clone() *Map {
 	n := *m
 	n.Members = slices.Clone(m.Members)
+	n.Removed = slices.Clone(m.Removed)
 	n.Groups = slices.Clone(m.Groups)
 	for i := range n.Groups {
 		n.Groups[i].Replicas = slices.Clone(m.Groups[i].Replicas)

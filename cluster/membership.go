@@ -335,6 +335,11 @@ func (c *Cluster) replicaOf(ctx context.Context, id string, g int) (replicaInfo,
 type hello struct {
 	Node   string          `json:"node"`
 	Schema json.RawMessage `json:"schema"`
+	// MapVersion is the version of the node's cluster map (0: none yet);
+	// Removed, whether that map says the asking node (?id=) was removed
+	// from the cluster (checkNotRemoved).
+	MapVersion uint64 `json:"map_version,omitempty"`
+	Removed    bool   `json:"removed,omitempty"`
 }
 
 // adminRequest is a change forwarded to the metadata leader.

@@ -108,6 +108,17 @@ func TestChangeMap(t *testing.T) {
 	if err != nil || !next.Groups[0].Changed {
 		t.Errorf("new replica set: %v; want accepted and marked changed", err)
 	}
+	// A removed node is listed as removed until it is added again.
+	small, _ := NewMap("c", members(3), 1, 1)
+	small.Groups[0].Replicas = []string{"n1"}
+	gone, err := changeMap(small, metaCommand{Op: "remove-member", ID: "n0"})
+	if err != nil || gone.Member("n0") != nil || !slices.Equal(gone.Removed, []string{"n0"}) || len(small.Removed) != 0 {
+		t.Errorf("remove-member n0: %v, removed %v (before: %v)", err, gone.Removed, small.Removed)
+	}
+	back, err := changeMap(gone, metaCommand{Op: "add-member", Member: &Member{ID: "n0", ClusterAddr: "new:1"}})
+	if err != nil || back.Member("n0") == nil || len(back.Removed) != 0 {
+		t.Errorf("add-member n0 again: %v, removed %v", err, back.Removed)
+	}
 	// The metadata FSM refuses a change planned on an older map.
 	f := newMetaFSM()
 	f.set(m)

@@ -121,6 +121,7 @@ func changeMap(m *Map, cmd metaCommand) (*Map, error) {
 			return nil, fmt.Errorf("node %s is not a member", cmd.Member.ID)
 		}
 		next.Members = append(next.Members, *cmd.Member)
+		next.Removed = slices.DeleteFunc(next.Removed, func(id string) bool { return id == cmd.Member.ID })
 		slices.SortFunc(next.Members, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 		return next, nil
 	case "remove-member":
@@ -131,6 +132,7 @@ func changeMap(m *Map, cmd metaCommand) (*Map, error) {
 			return nil, fmt.Errorf("node %s still holds replicas of groups %v: move them first", cmd.ID, gs)
 		}
 		next.Members = slices.DeleteFunc(next.Members, func(mb Member) bool { return mb.ID == cmd.ID })
+		next.Removed = append(next.Removed, cmd.ID)
 		return next, nil
 	case "set-replicas":
 		if cmd.Group < 0 || cmd.Group >= len(next.Groups) {

@@ -324,7 +324,13 @@ func (c *Cluster) rpcHandler() http.Handler {
 	c.ctlRoutes(mux)
 	schema := store.SchemaOf(c.repo)
 	hello := func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(hello{Node: c.cfg.NodeID, Schema: schema})
+		hi := hello{Node: c.cfg.NodeID, Schema: schema}
+		if m := c.Map(); m != nil {
+			id := r.URL.Query().Get("id")
+			hi.MapVersion = m.Version
+			hi.Removed = id != "" && m.Member(id) == nil && slices.Contains(m.Removed, id)
+		}
+		json.NewEncoder(w).Encode(hi)
 	}
 	mux.HandleFunc("GET /v1/hello", hello)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

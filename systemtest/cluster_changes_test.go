@@ -274,8 +274,26 @@ func TestClusterChangesUnderLoad(t *testing.T) {
 		t.Errorf("remove-node with 3 nodes left and 3 replicas per group: exit %d, want 1 (refused)", code)
 	}
 	l.waitAcked(50, time.Minute)
-	if err := c.nodes[victim].Stop(); err != nil {
+	gone := c.nodes[victim]
+	if err := gone.Stop(); err != nil {
 		t.Fatalf("stop the removed %s: %v", st.MetaLeader, err)
+	}
+	// Its data dir still holds a map that lists it: started again over it,
+	// the node must learn from the others that it was removed, refuse, and
+	// leave a tombstone that refuses the next start with no peer asked.
+	for _, want := range []string{"lists it as removed", "its tombstone"} {
+		gone.Relaunch()
+		select {
+		case <-gone.Exited():
+		case <-time.After(time.Minute):
+			t.Fatalf("the removed %s started again over its old data dir\n%s", st.MetaLeader, gone.Output())
+		}
+		if out := gone.Output(); gone.ExitErr() == nil || !strings.Contains(out, "was removed from the cluster") || !strings.Contains(out, want) || !strings.Contains(out, "--cluster-join") {
+			t.Fatalf("the removed %s over its old data dir: %v\n%s", st.MetaLeader, gone.ExitErr(), out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(gone.DataDir, "cluster", "REMOVED")); err != nil {
+		t.Errorf("no tombstone in the removed node's data dir: %v", err)
 	}
 	c.nodes = slices.Delete(c.nodes, victim, victim+1)
 	c.caddr = slices.Delete(c.caddr, victim, victim+1)
