@@ -107,6 +107,7 @@ func BenchmarkRecovery(b *testing.B) {
 	}
 	l.Close()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		l, err := wal.Open(dir, wal.Options{})
 		if err != nil {
@@ -120,6 +121,7 @@ func BenchmarkRecovery(b *testing.B) {
 		l.Close()
 	}
 	b.ReportMetric(1e6*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e9/float64(b.N), "cpu-s/op")
 }
 
 // BenchmarkSnapshot1M: time and size of a snapshot of 1M active users (2M
@@ -215,7 +217,9 @@ func BenchmarkRestart10M(b *testing.B) {
 	cfg.DataDir = restart10MDir(b, tail)
 	cfg.Durability.SnapshotEvery = 0 // Close must not snapshot: every run restarts the same way
 	b.ResetTimer()
+	cpu, cpu0 := int64(0), cpuTime()
 	var replayed uint64
+	var load, replay time.Duration
 	for i := 0; i < b.N; i++ {
 		in, err := Open(cfg, repoOrFail(b), OpenOptions{Node: Options{Clock: func() int64 { return t0 }, RepoFS: features.DefaultFS()}})
 		if err != nil {
@@ -226,14 +230,20 @@ func BenchmarkRestart10M(b *testing.B) {
 			b.Fatalf("restored %q and replayed %d records, want a snapshot and %d", rec.Snapshot, rec.Replayed, tail/1000)
 		}
 		replayed = rec.Replayed
+		load, replay = load+rec.Load, replay+rec.Replay
 		b.StopTimer()
+		cpu += cpuTime() - cpu0
 		if err := in.Close(); err != nil {
 			b.Fatal(err)
 		}
 		runtime.GC()
+		cpu0 = cpuTime()
 		b.StartTimer()
 	}
+	b.ReportMetric(float64(cpu)/1e9/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(replayed*1000), "tail-events")
+	b.ReportMetric(load.Seconds()/float64(b.N), "load-s")
+	b.ReportMetric(replay.Seconds()/float64(b.N), "replay-s")
 }
 
 // BenchmarkRecovery10M: replaying the whole log of restart10MDir (10M
@@ -242,6 +252,7 @@ func BenchmarkRestart10M(b *testing.B) {
 func BenchmarkRecovery10M(b *testing.B) {
 	dir := restart10MDir(b, int(DefaultConfig().Durability.SnapshotEveryEvents))
 	b.ResetTimer()
+	cpu, cpu0 := int64(0), cpuTime()
 	for i := 0; i < b.N; i++ {
 		l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{})
 		if err != nil {
@@ -254,9 +265,12 @@ func BenchmarkRecovery10M(b *testing.B) {
 		}
 		l.Close()
 		b.StopTimer()
+		cpu += cpuTime() - cpu0
 		n = nil
 		runtime.GC()
+		cpu0 = cpuTime()
 		b.StartTimer()
 	}
 	b.ReportMetric(1e7*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpu)/1e9/float64(b.N), "cpu-s/op")
 }

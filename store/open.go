@@ -173,10 +173,12 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	if err := in.Store.CheckSchema(fsys, cfg.DataDir, cfg.AcceptSchemaChange, in.log); err != nil {
 		return err
 	}
+	loadStart := time.Now()
 	used, bad, err := in.Store.RestoreNewest(in.snaps, nil)
 	if err != nil {
 		return err
 	}
+	load := time.Since(loadStart)
 	snapIndex := in.Store.AppliedIndex()
 	last := in.wal.LastIndex()
 	for _, b := range bad {
@@ -195,7 +197,7 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 		}
 	}
 	rec, err := in.Store.RecoverFrom(in.wal)
-	rec.Snapshot = usedPath
+	rec.Snapshot, rec.Load = usedPath, load
 	in.rec = rec
 	if err == nil {
 		err = in.Store.SaveSchema(fsys, cfg.DataDir)
@@ -205,7 +207,7 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	}
 	in.lastSnap = rec.SnapshotIndex // what the log replayed, the next snapshot holds
 	in.log.Info("recovered", "snapshot", rec.Snapshot, "snapshot_index", rec.SnapshotIndex, "log_records_replayed", rec.Replayed,
-		"last_index", in.wal.LastIndex(), "took", rec.Duration.Round(time.Millisecond))
+		"last_index", in.wal.LastIndex(), "snapshot_load", load.Round(time.Millisecond), "took", rec.Duration.Round(time.Millisecond))
 	return nil
 }
 

@@ -74,6 +74,10 @@ type Store struct {
 	metrics storeMetrics
 
 	schemaState // see schema.go
+
+	// replayedParallel is how many records the last RecoverFrom placed
+	// through its view lanes (replay.go), for tests.
+	replayedParallel int
 }
 
 type storeMetrics struct {
