@@ -274,3 +274,29 @@ func BenchmarkRecovery10M(b *testing.B) {
 	b.ReportMetric(1e7*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(cpu)/1e9/float64(b.N), "cpu-s/op")
 }
+
+// BenchmarkSnapshot10M: what one snapshot of the node of restart10MDir
+// costs (written into a directory of its own), which
+// durability.snapshot_every_events trades against the restart's tail.
+// TALLY_BENCH_10M=1 runs it.
+func BenchmarkSnapshot10M(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.DataDir = restart10MDir(b, int(cfg.Durability.SnapshotEveryEvents))
+	cfg.Durability.SnapshotEvery = 0
+	in, err := Open(cfg, repoOrFail(b), OpenOptions{Node: Options{Clock: func() int64 { return t0 }, RepoFS: features.DefaultFS()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	dir := b.TempDir()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	var size int64
+	for i := 0; i < b.N; i++ {
+		if _, size, err = in.SnapshotInto(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e9/float64(b.N), "cpu-s/op")
+	b.ReportMetric(float64(size)/(1<<20), "MiB")
+}
