@@ -22,9 +22,10 @@ import (
 // dictionaries), so each ends as a sequential replay leaves it, decision
 // for decision. The lanes run on whatever cores are free, and their queues
 // let a cheap view run ahead of an expensive one instead of waiting for it
-// at every record. Any other record (table uploads, records under the
-// snapshot filter, lost or undecodable records) waits for the lanes to
-// finish and is applied as Apply does.
+// at every record. Records the restored snapshot holds in part go through
+// the lanes too (applyFilteredTarget). Any other record (table uploads,
+// lost or undecodable records) waits for the lanes to finish and is
+// applied as Apply does.
 //
 // Splitting by partition instead (every view's events of half the
 // partitions on each core) measured slower here: each core then raises
@@ -38,6 +39,7 @@ type replayItem struct {
 	w        *applyWork
 	clock    int64
 	backfill bool
+	filtered bool // under the snapshot's replay filter (applyFiltered)
 	isStream bool
 	pos      StreamPos
 	pending  atomic.Int32 // workers still placing its events
@@ -181,7 +183,8 @@ func (r *replayLanes) apply(it *replayItem) error {
 	}
 	n.seq.applied = it.index
 	sp := n.sources[b.source]
-	if (n.filter == nil || it.index > n.filter.max) && len(sp.targets) > 0 {
+	it.filtered = n.filter != nil && it.index <= n.filter.max
+	if len(sp.targets) > 0 {
 		r.queued++
 		it.pending.Store(int32(len(sp.targets)))
 		r.flight.Add(1)
@@ -190,14 +193,7 @@ func (r *replayLanes) apply(it *replayItem) error {
 		}
 		return nil
 	}
-	r.drain()
-	var tooLate int
-	if n.filter != nil && it.index <= n.filter.max {
-		tooLate = n.applyFiltered(b, it.w, it.index)
-	} else {
-		tooLate = n.apply(b, it.w)
-	}
-	n.metrics.ingested(b.Len(), tooLate)
+	n.metrics.ingested(b.Len(), 0) // a source no view reads
 	applyPool.Put(it.w)
 	return nil
 }
@@ -208,7 +204,11 @@ func (r *replayLanes) place(it *replayItem, v int, fields *[]windows.Field) {
 	n, b := r.n, &it.w.batch
 	sp := n.sources[b.source]
 	for ti, t := range sp.targets {
-		if t.view == v {
+		switch {
+		case t.view != v:
+		case it.filtered:
+			it.tooLate.Add(int64(n.applyFilteredTarget(sp, ti, b, fields, it.index)))
+		default:
 			it.tooLate.Add(int64(n.applyTarget(sp, ti, b, fields, 0, b.Len())))
 		}
 	}
