@@ -33,7 +33,9 @@ type Durability struct {
 	// ingest cannot leave a restart a long tail to replay: the tail is at
 	// most this many events plus what arrives while the check waits
 	// (snapshotPoll) and while the snapshot is written. Only with
-	// SnapshotEvery > 0.
+	// SnapshotEvery > 0. A snapshot costs CPU in proportion to the state,
+	// so a low bound taxes sustained bulk ingest; events replayed by
+	// recovery count too (a restart with a long tail snapshots soon).
 	SnapshotEveryEvents int64 `yaml:"snapshot_every_events"`
 	// Retention keeps sealed log segments (compressed) at least this long
 	// as the event archive, even once a snapshot covers them.
