@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/tally-ml/tally/features"
@@ -203,4 +204,30 @@ func TestParallelReplayFromSnapshot(t *testing.T) {
 		t.Fatalf("%d records placed through the lanes, want the 55+ events records after the snapshot", par.replayedParallel)
 	}
 	sameState(t, "lanes vs sequential, records the image holds in part", seq, par, newest, true)
+}
+
+// TestParallelReplayStopsAtABadRecord: a record that does not decode stops
+// the pipelined replay with the error a sequential replay gives, after
+// every record before it was placed.
+func TestParallelReplayStopsAtABadRecord(t *testing.T) {
+	repo, _, log, _ := replayLogFixture(t)
+	bad := &recLog{recs: append([][]byte(nil), log.recs...)}
+	bad.recs[49] = append([]byte{recordAt, 0, 0}, recordEvents, 1, 'x') // index 50: a truncated events record
+	var errs [2]string
+	for i, procs := range []int{1, 4} {
+		n, err := New(repo, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := runtime.GOMAXPROCS(procs)
+		rec, err := n.RecoverFrom(memReplayer{bad})
+		runtime.GOMAXPROCS(prev)
+		if err == nil || rec.Replayed != 49 || n.AppliedIndex() != 49 {
+			t.Fatalf("on %d cores: replayed %d, applied through %d, err %v: want 49, 49 and an error", procs, rec.Replayed, n.AppliedIndex(), err)
+		}
+		errs[i] = err.Error()
+	}
+	if errs[0] != errs[1] || !strings.Contains(errs[0], "log record 50") {
+		t.Fatalf("errors differ or do not name record 50:\n%s\n%s", errs[0], errs[1])
+	}
 }
