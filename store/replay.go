@@ -42,7 +42,7 @@ type replayItem struct {
 	filtered bool // under the snapshot's replay filter (applyFiltered)
 	isStream bool
 	pos      StreamPos
-	pending  atomic.Int32 // workers still placing its events
+	pending  atomic.Int32 // lanes still placing its events
 	tooLate  atomic.Int64
 }
 
@@ -120,18 +120,27 @@ func (n *Store) decodeReplayed(index uint64, rec []byte) *replayItem {
 	return it
 }
 
+// maxReplayEvents bounds the events of the records queued to the lanes and
+// not yet placed (their decoded batches): a record may hold 100,000 events.
+// A variable for tests.
+var maxReplayEvents = 1 << 18
+
 // replayLanes are the view lanes of one replay.
 type replayLanes struct {
 	n      *Store
 	queues []chan *replayItem // per view
 	flight sync.WaitGroup     // items queued, not yet placed in all their views
 	done   sync.WaitGroup     // the lanes themselves
+	mu     sync.Mutex
+	room   *sync.Cond // signalled as queued events are placed
+	events int        // queued events not yet placed, guarded by mu
 	// queued counts the records placed through the lanes.
 	queued int
 }
 
 func newReplayLanes(n *Store) *replayLanes {
 	r := &replayLanes{n: n, queues: make([]chan *replayItem, len(n.views))}
+	r.room = sync.NewCond(&r.mu)
 	for i := range r.queues {
 		q := make(chan *replayItem, 16)
 		r.queues[i] = q
@@ -186,6 +195,12 @@ func (r *replayLanes) apply(it *replayItem) error {
 	it.filtered = n.filter != nil && it.index <= n.filter.max
 	if len(sp.targets) > 0 {
 		r.queued++
+		r.mu.Lock()
+		for r.events > 0 && r.events+b.Len() > maxReplayEvents {
+			r.room.Wait()
+		}
+		r.events += b.Len()
+		r.mu.Unlock()
 		it.pending.Store(int32(len(sp.targets)))
 		r.flight.Add(1)
 		for ti := range sp.targets {
@@ -214,6 +229,10 @@ func (r *replayLanes) place(it *replayItem, v int, fields *[]windows.Field) {
 	}
 	if it.pending.Add(-1) == 0 {
 		n.metrics.ingested(b.Len(), int(it.tooLate.Load()))
+		r.mu.Lock()
+		r.events -= b.Len()
+		r.room.Signal()
+		r.mu.Unlock()
 		applyPool.Put(it.w)
 		r.flight.Done()
 	}

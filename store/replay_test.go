@@ -163,6 +163,11 @@ func TestParallelReplayIsExact(t *testing.T) {
 	}
 	sameState(t, "sequential replay vs live", live, seq, newest, false)
 	sameState(t, "parallel replay vs sequential", seq, par, newest, false)
+
+	// With room for one record at a time, the lanes wait for each other.
+	defer func(m int) { maxReplayEvents = m }(maxReplayEvents)
+	maxReplayEvents = 300
+	sameState(t, "parallel replay, one record queued at a time, vs sequential", seq, recoverWith(t, repo, log, 4), newest, false)
 }
 
 // TestParallelReplayFromSnapshot: recovery from a snapshot (Restore, then
