@@ -122,6 +122,10 @@ func DefaultConfig() Config {
 			SegmentSize:   64 << 20,
 			SnapshotEvery: 10 * time.Minute,
 			Retention:     7 * 24 * time.Hour,
+
+			// A restart replays at most about this many events after the
+			// newest snapshot (README "Durability").
+			SnapshotEveryEvents: 2_000_000,
 		},
 		Limits: Limits{
 			MaxBodyBytes:   32 << 20,
@@ -205,6 +209,9 @@ func (c *Config) Validate() error {
 	case "always", "interval", "never":
 	default:
 		return fmt.Errorf("durability.fsync %q: use always, interval or never", c.Durability.Fsync)
+	}
+	if c.Durability.SnapshotEveryEvents < 0 {
+		return fmt.Errorf("durability.snapshot_every_events %d: use 0 (snapshots by time only) or a number of events", c.Durability.SnapshotEveryEvents)
 	}
 	if c.Durability.SegmentSize < 1<<16 {
 		return fmt.Errorf("durability.segment_size %d: use at least 65536 bytes", c.Durability.SegmentSize)

@@ -1,7 +1,11 @@
 package node
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -103,6 +107,7 @@ func BenchmarkRecovery(b *testing.B) {
 	}
 	l.Close()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		l, err := wal.Open(dir, wal.Options{})
 		if err != nil {
@@ -116,6 +121,7 @@ func BenchmarkRecovery(b *testing.B) {
 		l.Close()
 	}
 	b.ReportMetric(1e6*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e9/float64(b.N), "cpu-s/op")
 }
 
 // BenchmarkSnapshot1M: time and size of a snapshot of 1M active users (2M
@@ -133,5 +139,164 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		}
 		size = sz
 	}
+	b.ReportMetric(float64(size)/(1<<20), "MiB")
+}
+
+// The 10M-event restart benchmarks build their data dir once, into
+// $TMPDIR/tally-restart10m-<version>-<tail> (a few GiB of memory and ~1 GiB
+// of disk, minutes), and run only with TALLY_BENCH_10M=1 so that `make
+// bench` does not pay for it.
+const restart10MVersion = "v1"
+
+// restart10MDir returns the data dir of a node that has ingested 10M events
+// (1000-event bulk requests, 1M Zipf-skewed users, over the last day) with
+// the default snapshot bound: its newest snapshot was taken tail events
+// before the end, the worst a restart sees (the next snapshot is due).
+func restart10MDir(b *testing.B, tail int) string {
+	if os.Getenv("TALLY_BENCH_10M") == "" {
+		b.Skip("set TALLY_BENCH_10M=1 to build (once, minutes) and time a 10M-event data dir")
+	}
+	const total, batch = 10_000_000, 1000
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("tally-restart10m-%s-%d", restart10MVersion, tail))
+	if _, err := os.Stat(filepath.Join(dir, "built")); err == nil {
+		return dir
+	}
+	os.RemoveAll(dir)
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Durability.Fsync = "never" // the same log, faster to build
+	cfg.Durability.SnapshotEvery = 0
+	in, err := Open(cfg, repoOrFail(b), OpenOptions{Node: Options{Clock: func() int64 { return t0 }, RepoFS: features.DefaultFS()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := workload.New(workload.Config{Seed: 10, Users: 1_000_000, Merchants: 5000, FraudRate: 0.001})
+	var body []byte
+	for i := 0; i < total; i += batch {
+		if i == total-tail {
+			if _, err := in.Snapshot(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		body = body[:0]
+		for j := i; j < i+batch; j++ {
+			// Over the last day, oldest first, with small disorder.
+			ts := t0 - 86_400_000 + int64(j)*(86_400_000/total) - int64(j%7)*1000
+			tx := g.Next(ts)
+			body = tx.AppendJSON(body)
+			body = append(body, '\n')
+		}
+		if _, err := in.IngestNDJSON("transactions", body, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := in.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "built"), nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+func repoOrFail(b *testing.B) *features.Repo {
+	repo, err := features.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return repo
+}
+
+// BenchmarkRestart10M: what a restart of a node that has ingested 10M events
+// costs with the default config: Open (the newest snapshot's load, then the
+// log after it: at most Durability.SnapshotEveryEvents events) on the data
+// dir restart10MDir builds. TALLY_BENCH_10M=1 runs it.
+func BenchmarkRestart10M(b *testing.B) {
+	cfg := DefaultConfig()
+	tail := int(cfg.Durability.SnapshotEveryEvents)
+	cfg.DataDir = restart10MDir(b, tail)
+	cfg.Durability.SnapshotEvery = 0 // Close must not snapshot: every run restarts the same way
+	b.ResetTimer()
+	cpu, cpu0 := int64(0), cpuTime()
+	var replayed uint64
+	var load, replay time.Duration
+	for i := 0; i < b.N; i++ {
+		in, err := Open(cfg, repoOrFail(b), OpenOptions{Node: Options{Clock: func() int64 { return t0 }, RepoFS: features.DefaultFS()}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec := in.Recovery()
+		if rec.Snapshot == "" || rec.Replayed != uint64(tail/1000) {
+			b.Fatalf("restored %q and replayed %d records, want a snapshot and %d", rec.Snapshot, rec.Replayed, tail/1000)
+		}
+		replayed = rec.Replayed
+		load, replay = load+rec.Load, replay+rec.Replay
+		b.StopTimer()
+		cpu += cpuTime() - cpu0
+		if err := in.Close(); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		cpu0 = cpuTime()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(cpu)/1e9/float64(b.N), "cpu-s/op")
+	b.ReportMetric(float64(replayed*1000), "tail-events")
+	b.ReportMetric(load.Seconds()/float64(b.N), "load-s")
+	b.ReportMetric(replay.Seconds()/float64(b.N), "replay-s")
+}
+
+// BenchmarkRecovery10M: replaying the whole log of restart10MDir (10M
+// events) into a fresh node, as a restart without a snapshot does.
+// TALLY_BENCH_10M=1 runs it.
+func BenchmarkRecovery10M(b *testing.B) {
+	dir := restart10MDir(b, int(DefaultConfig().Durability.SnapshotEveryEvents))
+	b.ResetTimer()
+	cpu, cpu0 := int64(0), cpuTime()
+	for i := 0; i < b.N; i++ {
+		l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := newTestNode(b, DefaultConfig())
+		rec, err := n.RecoverFrom(l)
+		if err != nil || rec.Replayed != 10_000 {
+			b.Fatalf("recovered %d records: %v", rec.Replayed, err)
+		}
+		l.Close()
+		b.StopTimer()
+		cpu += cpuTime() - cpu0
+		n = nil
+		runtime.GC()
+		cpu0 = cpuTime()
+		b.StartTimer()
+	}
+	b.ReportMetric(1e7*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpu)/1e9/float64(b.N), "cpu-s/op")
+}
+
+// BenchmarkSnapshot10M: what one snapshot of the node of restart10MDir
+// costs (written into a directory of its own), which
+// durability.snapshot_every_events trades against the restart's tail.
+// TALLY_BENCH_10M=1 runs it.
+func BenchmarkSnapshot10M(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.DataDir = restart10MDir(b, int(cfg.Durability.SnapshotEveryEvents))
+	cfg.Durability.SnapshotEvery = 0
+	in, err := Open(cfg, repoOrFail(b), OpenOptions{Node: Options{Clock: func() int64 { return t0 }, RepoFS: features.DefaultFS()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	dir := b.TempDir()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	var size int64
+	for i := 0; i < b.N; i++ {
+		if _, size, err = in.SnapshotInto(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e9/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(size)/(1<<20), "MiB")
 }

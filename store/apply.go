@@ -138,27 +138,35 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 // image already holds record index gets only its watermark advanced.
 func (n *Store) applyFiltered(b *Batch, w *applyWork, index uint64) (tooLate int) {
 	sp := n.sources[b.source]
-	for _, t := range sp.targets {
-		v := n.views[t.view]
-		for e := 0; e < b.Len(); e++ {
-			if b.null[e*b.ncols+t.keyCol] {
-				continue // logged before the view's key column existed
-			}
-			key := b.Str(e, t.keyCol)
-			p := ring.Partition(ring.Hash(key))
-			if n.owns != nil && !n.owns[p] || !n.filter.fresh[t.view] && index <= n.filter.part[p] {
-				v.AdvanceWatermark(b.ts[e])
-				continue
-			}
-			w.fields = w.fields[:0]
-			for _, c := range t.cols {
-				w.fields = append(w.fields, b.field(e, c))
-			}
-			if err := v.Add(key, b.ts[e], w.fields); errors.Is(err, windows.ErrTooLate) {
-				tooLate++
-			} else if err != nil {
-				n.metrics.applyErrors.Inc()
-			}
+	for ti := range sp.targets {
+		tooLate += n.applyFilteredTarget(sp, ti, b, &w.fields, index)
+	}
+	return tooLate
+}
+
+// applyFilteredTarget is applyFiltered for the view of target ti.
+func (n *Store) applyFilteredTarget(sp *Source, ti int, b *Batch, fields *[]windows.Field, index uint64) (tooLate int) {
+	t := sp.targets[ti]
+	v := n.views[t.view]
+	for e := 0; e < b.Len(); e++ {
+		if b.null[e*b.ncols+t.keyCol] {
+			continue // logged before the view's key column existed
+		}
+		key := b.Str(e, t.keyCol)
+		p := ring.Partition(ring.Hash(key))
+		if n.owns != nil && !n.owns[p] || !n.filter.fresh[t.view] && index <= n.filter.part[p] {
+			v.AdvanceWatermark(b.ts[e])
+			continue
+		}
+		f := (*fields)[:0]
+		for _, c := range t.cols {
+			f = append(f, b.field(e, c))
+		}
+		*fields = f
+		if err := v.Add(key, b.ts[e], f); errors.Is(err, windows.ErrTooLate) {
+			tooLate++
+		} else if err != nil {
+			n.metrics.applyErrors.Inc()
 		}
 	}
 	return tooLate

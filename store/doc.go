@@ -22,9 +22,13 @@
 //   - stream.go: records of a stream consumer (Kafka) carry the offsets of
 //     their events; the state keeps each partition's next offset and skips
 //     a range it holds, so a stream is applied exactly once.
-//   - recover.go: RecoverFrom replays the log after the restored snapshot.
+//   - recover.go, replay.go: RecoverFrom replays the log after the
+//     restored snapshot, as a pipeline: a reader goroutine decodes records,
+//     the caller sequences them, one lane per view places them (each view
+//     in log order, so the state is the one a sequential replay builds).
 //   - snapshot.go: the content of a snapshot (package snapshot keeps the
-//     files), written while ingest goes on, one partition at a time.
+//     files), written while ingest goes on, one partition at a time, and
+//     restored with the partitions decoded on every core.
 //   - schema.go: the repo's fingerprint kept beside the data, what changed,
 //     and which views a changed repo rebuilds from the log.
 //   - open.go: Open opens a store on its data dir (lock.go: the dir's

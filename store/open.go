@@ -25,9 +25,18 @@ type Durability struct {
 	Fsync       string        `yaml:"fsync"`
 	SyncEvery   time.Duration `yaml:"sync_every"`
 	SegmentSize int64         `yaml:"segment_size"`
-	// SnapshotEvery is how often the state is snapshotted (0: never), so
-	// restarts replay only the log written since.
+	// SnapshotEvery is how often the state is snapshotted (0: never, not
+	// even at Close), so restarts replay only the log written since.
 	SnapshotEvery time.Duration `yaml:"snapshot_every"`
+	// SnapshotEveryEvents also snapshots once that many events were
+	// applied since the last snapshot (0: by time only), so that a burst of
+	// ingest cannot leave a restart a long tail to replay: the tail is at
+	// most this many events plus what arrives while the check waits
+	// (snapshotPoll) and while the snapshot is written. Only with
+	// SnapshotEvery > 0. A snapshot costs CPU in proportion to the state,
+	// so a low bound taxes sustained bulk ingest; events replayed by
+	// recovery count too (a restart with a long tail snapshots soon).
+	SnapshotEveryEvents int64 `yaml:"snapshot_every_events"`
 	// Retention keeps sealed log segments (compressed) at least this long
 	// as the event archive, even once a snapshot covers them.
 	Retention time.Duration `yaml:"retention"`
@@ -69,11 +78,13 @@ type Instance struct {
 	log   *slog.Logger
 	rec   Recovery
 
-	snapMu   sync.Mutex // one snapshot at a time
-	lastSnap uint64     // applied index at the last snapshot
-	stop     context.CancelFunc
-	loopDone chan struct{}
-	closed   bool
+	snapMu     sync.Mutex // one snapshot at a time
+	lastSnap   uint64     // applied index at the last snapshot
+	lastEvents uint64     // EventsApplied at the last snapshot, guarded by snapMu
+	lastAt     time.Time  // when the last snapshot began, guarded by snapMu
+	stop       context.CancelFunc
+	loopDone   chan struct{}
+	closed     bool
 }
 
 // Open locks cfg.DataDir, opens its write-ahead log, checks the repo
@@ -115,9 +126,10 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 	in.rec.Duration = time.Since(t0)
 	ctx, stop := context.WithCancel(context.Background())
 	in.stop = stop
+	in.lastAt = time.Now()
 	if every := cfg.Durability.SnapshotEvery; every > 0 {
 		in.loopDone = make(chan struct{})
-		go in.snapshotLoop(ctx, every)
+		go in.snapshotLoop(ctx, every, uint64(max(0, cfg.Durability.SnapshotEveryEvents)))
 	}
 	return in, nil
 }
@@ -163,10 +175,12 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	if err := in.Store.CheckSchema(fsys, cfg.DataDir, cfg.AcceptSchemaChange, in.log); err != nil {
 		return err
 	}
+	loadStart := time.Now()
 	used, bad, err := in.Store.RestoreNewest(in.snaps, nil)
 	if err != nil {
 		return err
 	}
+	load := time.Since(loadStart)
 	snapIndex := in.Store.AppliedIndex()
 	last := in.wal.LastIndex()
 	for _, b := range bad {
@@ -185,7 +199,7 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 		}
 	}
 	rec, err := in.Store.RecoverFrom(in.wal)
-	rec.Snapshot = usedPath
+	rec.Snapshot, rec.Load = usedPath, load
 	in.rec = rec
 	if err == nil {
 		err = in.Store.SaveSchema(fsys, cfg.DataDir)
@@ -195,7 +209,7 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	}
 	in.lastSnap = rec.SnapshotIndex // what the log replayed, the next snapshot holds
 	in.log.Info("recovered", "snapshot", rec.Snapshot, "snapshot_index", rec.SnapshotIndex, "log_records_replayed", rec.Replayed,
-		"last_index", in.wal.LastIndex(), "took", rec.Duration.Round(time.Millisecond))
+		"last_index", in.wal.LastIndex(), "snapshot_load", load.Round(time.Millisecond), "took", rec.Duration.Round(time.Millisecond))
 	return nil
 }
 
@@ -237,18 +251,38 @@ func (in *Instance) Recovery() Recovery { return in.rec }
 // WAL is the node's write-ahead log: the archive historical features read.
 func (in *Instance) WAL() *wal.Log { return in.wal }
 
-func (in *Instance) snapshotLoop(ctx context.Context, every time.Duration) {
+// snapshotPoll is how often the snapshot loop checks the events applied
+// since the last snapshot against Durability.SnapshotEveryEvents.
+const snapshotPoll = 250 * time.Millisecond
+
+// snapshotLoop snapshots every `every`, and also once `events` (0: no
+// bound) were applied since the last snapshot; a snapshot taken for either
+// reason (or by a caller) restarts both counts.
+func (in *Instance) snapshotLoop(ctx context.Context, every time.Duration, events uint64) {
 	defer close(in.loopDone)
-	t := time.NewTicker(every)
+	tick := every
+	if events > 0 {
+		tick = min(every, snapshotPoll)
+	}
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	failed := false // then only time retries, so a failing disk is not hammered
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := in.Snapshot(); err != nil {
-				in.log.Error("snapshot failed", "err", err)
-			}
+		}
+		in.snapMu.Lock()
+		due := time.Since(in.lastAt) >= every-tick/2 ||
+			!failed && events > 0 && in.Store.EventsApplied()-in.lastEvents >= events
+		in.snapMu.Unlock()
+		if !due {
+			continue
+		}
+		_, err := in.Snapshot()
+		if failed = err != nil; failed {
+			in.log.Error("snapshot failed", "err", err)
 		}
 	}
 }
@@ -259,9 +293,11 @@ func (in *Instance) snapshotLoop(ctx context.Context, every time.Duration) {
 func (in *Instance) Snapshot() (uint64, error) {
 	in.snapMu.Lock()
 	defer in.snapMu.Unlock()
+	in.lastAt = time.Now()
 	if applied := in.Store.AppliedIndex(); applied == in.lastSnap {
 		return 0, nil // nothing new since the last one
 	}
+	events := in.Store.EventsApplied() // at most what the snapshot holds
 	// A snapshot must never cover a record the log could still lose (under
 	// fsync interval): after a power loss the log would end behind it.
 	if err := in.wal.Sync(); err != nil {
@@ -272,7 +308,7 @@ func (in *Instance) Snapshot() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	in.lastSnap = start
+	in.lastSnap, in.lastEvents = start, events
 	in.log.Info("snapshot", "start_index", start, "bytes", size, "took", time.Since(t0).Round(time.Millisecond))
 	if keepFrom > 0 {
 		if err := in.wal.TruncateFrontOlderThan(keepFrom, in.cfg.Durability.Retention); err != nil {

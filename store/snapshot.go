@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/tally-ml/tally/ring"
 	"github.com/tally-ml/tally/snapshot"
@@ -236,25 +238,10 @@ func (n *Store) Restore(r io.Reader) error {
 		}
 		f.fresh[j] = !ok
 	}
-	var idx [8]byte
-	for p := uint32(0); p < ring.Partitions; p++ {
-		if _, err := io.ReadFull(br, idx[:]); err != nil {
-			return fmt.Errorf("snapshot partition %d: %w", p, err)
-		}
-		f.part[p] = binary.LittleEndian.Uint64(idx[:])
-		f.max = max(f.max, f.part[p])
-		for _, j := range into {
-			var err error
-			if j < 0 {
-				err = windows.SkipSection(br)
-			} else {
-				err = n.views[j].ReadPartition(br, p)
-			}
-			if err != nil {
-				return err
-			}
-		}
+	if err := n.restorePartitions(br, into, f); err != nil {
+		return err
 	}
+	var idx [8]byte
 	if _, err := io.ReadFull(br, idx[:]); err != nil {
 		return fmt.Errorf("snapshot tables: %w", err)
 	}
@@ -297,6 +284,95 @@ func (n *Store) Restore(r io.Reader) error {
 	n.streams = streams
 	n.seq.mu.Unlock()
 	return nil
+}
+
+// restorePartitions reads the partition sections of a snapshot (into maps
+// a snapshot view to a repo view, -1: skipped) and the index of each
+// partition into f. Partitions are independent, so while this goroutine
+// reads (and decompresses) the stream, workers on every core decode the
+// sections read so far (windows.View.ReadPartition, safe for distinct
+// partitions). An error is the one of the lowest partition, as a sequential
+// read would report.
+func (n *Store) restorePartitions(br *bufio.Reader, into []int, f *replayFilter) error {
+	type job struct {
+		p    uint32
+		secs []bytes.Buffer // per snapshot view; empty for skipped ones
+	}
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan *job, workers)
+	free := make(chan *job, 2*workers+1)
+	for range cap(free) {
+		free <- &job{secs: make([]bytes.Buffer, len(into))}
+	}
+	var (
+		mu      sync.Mutex
+		errPart = uint32(ring.Partitions)
+		firstEr error
+	)
+	fail := func(p uint32, err error) {
+		mu.Lock()
+		if p < errPart {
+			errPart, firstEr = p, err
+		}
+		mu.Unlock()
+	}
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstEr != nil
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r bytes.Reader
+			for j := range jobs {
+				for i, v := range into {
+					if v < 0 || failed() {
+						continue
+					}
+					r.Reset(j.secs[i].Bytes())
+					if err := n.views[v].ReadPartition(&r, j.p); err != nil {
+						fail(j.p, err)
+					}
+				}
+				free <- j
+			}
+		}()
+	}
+	var idx [8]byte
+	for p := uint32(0); p < ring.Partitions && !failed(); p++ {
+		if _, err := io.ReadFull(br, idx[:]); err != nil {
+			fail(p, fmt.Errorf("snapshot partition %d: %w", p, err))
+			break
+		}
+		f.part[p] = binary.LittleEndian.Uint64(idx[:])
+		f.max = max(f.max, f.part[p])
+		j := <-free
+		j.p = p
+		var err error
+		for i, v := range into {
+			j.secs[i].Reset()
+			if v < 0 {
+				err = windows.SkipSection(br)
+			} else {
+				// SkipSection reads exactly one section: the tee keeps it.
+				err = windows.SkipSection(io.TeeReader(br, &j.secs[i]))
+			}
+			if err != nil {
+				break
+			}
+		}
+		if err != nil {
+			fail(p, fmt.Errorf("read partition %d: %w", p, err))
+			break
+		}
+		jobs <- j
+	}
+	close(jobs)
+	wg.Wait()
+	return firstEr
 }
 
 func readName(r *bufio.Reader) (string, error) {

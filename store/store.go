@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -73,6 +74,10 @@ type Store struct {
 	metrics storeMetrics
 
 	schemaState // see schema.go
+
+	// replayedParallel is how many records the last RecoverFrom placed
+	// through its view lanes (replay.go), for tests.
+	replayedParallel int
 }
 
 type storeMetrics struct {
@@ -82,9 +87,11 @@ type storeMetrics struct {
 	applyErrors *metrics.Counter
 	// streamSkipped counts stream batches whose offsets the state held.
 	streamSkipped *metrics.Counter
+	applied       atomic.Uint64 // events applied by this store (EventsApplied)
 }
 
 func (m *storeMetrics) ingested(events, tooLate int) {
+	m.applied.Add(uint64(events))
 	m.events.Add(events)
 	m.tooLate.Add(tooLate)
 }
@@ -129,6 +136,11 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 	}
 	return n, nil
 }
+
+// EventsApplied is how many events this store has applied since it was
+// built, recovery's replay included: what Durability.SnapshotEveryEvents
+// counts.
+func (n *Store) EventsApplied() uint64 { return n.metrics.applied.Load() }
 
 // Repo is the feature repo the state is of.
 func (n *Store) Repo() *features.Repo { return n.repo }
