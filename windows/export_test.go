@@ -7,7 +7,7 @@ import (
 
 // SetHash replaces v's key hash, to force collisions in tests. It must be
 // called before the first Add.
-func SetHash(v *View, h func([]byte) uint64) { v.hash = h }
+func SetHash(v *View, h func([]byte) uint64) { v.hash, v.ownHash = h, true }
 
 // Keys returns the keys of the live entities of partition p of v.
 func Keys(v *View, p uint32) [][]byte {

@@ -91,6 +91,7 @@ type View struct {
 	tcols        []tileCol
 	dicts        []*dict // per spec column; nil for Float columns
 	hash         func([]byte) uint64
+	ownHash      bool   // hash is not ring.Hash (a test's): AddBatch ignores given hashes
 	fp           uint64 // spec fingerprint, for snapshots
 
 	watermark atomic.Int64
@@ -296,6 +297,24 @@ func (v *View) Spec() Spec { return v.spec }
 // steady state it allocates nothing (a new entity or a new string value
 // allocates).
 func (v *View) Add(key []byte, ts int64, fields []Field) error {
+	wm := v.watermark.Load()
+	if err := v.add(key, v.hash(key), ts, fields, wm); err != nil {
+		return err
+	}
+	v.publish(wm, ts)
+	return nil
+}
+
+// publish raises the watermark to ts; wm is the caller's last load of it.
+func (v *View) publish(wm, ts int64) {
+	for ts > wm && !v.watermark.CompareAndSwap(wm, ts) {
+		wm = v.watermark.Load()
+	}
+}
+
+// add is Add for a key whose hash is h, given the watermark wm the caller
+// observed; it does not raise the watermark.
+func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) error {
 	if len(fields) != len(v.spec.Columns) || ts < MinTime || ts > MaxTime {
 		return ErrBadEvent
 	}
@@ -326,7 +345,6 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 			rec[1+i] = math.Float64bits(x)
 		}
 	}
-	wm := v.watermark.Load()
 	if ts <= wm-v.horizon {
 		v.tooLate.Add(1)
 		return ErrTooLate
@@ -340,7 +358,6 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 			rec[1+i] = uint64(id)
 		}
 	}
-	h := v.hash(key)
 	p := &v.parts[ring.Partition(h)]
 	p.mu.Lock()
 	slot, ok := p.find(h, key)
@@ -368,9 +385,6 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 		p.compact(v)
 	}
 	p.mu.Unlock()
-	for ts > wm && !v.watermark.CompareAndSwap(wm, ts) {
-		wm = v.watermark.Load()
-	}
 	return nil
 }
 
