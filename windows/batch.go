@@ -128,7 +128,8 @@ func (p *partition) probe(h uint64) uint32 {
 }
 
 // prefetchEntity prefetches the lines an Add of e reads first: its key,
-// the newest raw record and the slot after it, and its newest tile.
+// the newest and oldest raw records and the slot after the newest, and its
+// newest tile.
 func (p *partition) prefetchEntity(v *View, e *entity) {
 	if !e.live {
 		return
@@ -139,6 +140,7 @@ func (p *partition) prefetchEntity(v *View, e *entity) {
 	if e.rawCls != noBlock {
 		if e.rawLen > 0 {
 			prefetch(uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, e.rawLen-1)])))
+			prefetch(uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, 0)]))) // the oldest: maintain reads it
 		}
 		if e.rawLen < classCap[e.rawCls] {
 			prefetch(uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, e.rawLen)])))
