@@ -56,15 +56,16 @@ type tileCol struct {
 }
 
 type aggPlan struct {
-	fn   Func
-	col  int
-	w, g int64
-	n    int
-	str  bool
-	pos  int    // position of the column in a raw record, in uint32s
-	wide bool   // the column is a float64 (two uint32s) in raw records
-	null uint64 // the column's null value
-	tc   *tileCol
+	fn    Func
+	col   int
+	w, g  int64
+	n     int
+	str   bool
+	pos   int    // position of the column in a raw record, in uint32s
+	wide  bool   // the column is a float64 (two uint32s) in raw records
+	cents bool   // the column is held as cents in one uint32 (see centsOf)
+	null  uint64 // the column's null value
+	tc    *tileCol
 }
 
 // View holds the state of one feature view: every entity's recent events and
@@ -73,21 +74,23 @@ type View struct {
 	spec         Spec
 	aggs         []aggPlan
 	maxW         int64
-	horizon      int64      // maxW + Lateness
-	exactHorizon int64      // longest exact window + Lateness (Lateness if none)
-	hotAggs      []*aggPlan // one per column of exact moment aggregations (see hot.go)
-	hotDistAggs  []*aggPlan // one per column of exact distinct counts
-	hotSpan      int64      // their bucket span
-	grid         int64      // tile size: gcd of the tiled intervals; 0 if none
-	stored       []int      // spec columns kept in raw records, in record order
-	colWord      []int      // spec column -> index in a logical record (0: not kept)
-	colPos       []int      // stored column i -> its position in a raw record, in uint32s
-	colWide      []bool     // stored column i takes two uint32s (a float64), else one
-	colNull      []uint64   // spec column -> its null value in a logical record
-	narrow       bool       // raw ts are uint32 offsets from the entity's base
-	stride       int        // uint32s per raw record
-	recLen       int        // words per logical record: ts + stored columns
-	tileStride   int        // words per tile record: start + tiled statistics
+	horizon      int64        // maxW + Lateness
+	exactHorizon int64        // longest exact window + Lateness (Lateness if none)
+	hotAggs      []*aggPlan   // one per column of exact moment aggregations (see hot.go)
+	hotDistAggs  []*aggPlan   // one per column of exact distinct counts
+	hotSpan      int64        // their bucket span
+	grid         int64        // tile size: gcd of the tiled intervals; 0 if none
+	stored       []int        // spec columns kept in raw records, in record order
+	colWord      []int        // spec column -> index in a logical record (0: not kept)
+	colPos       []int        // stored column i -> its position in a raw record, in uint32s
+	colWide      []bool       // stored column i is a float64 (else a dictionary id or null flag)
+	colCents     []bool       // stored column i is a float64 held as cents in one uint32 (see widen)
+	layout       sync.RWMutex // widen holds it to change colPos, colCents, stride; ReadPartition reads
+	colNull      []uint64     // spec column -> its null value in a logical record
+	narrow       bool         // raw ts are uint32 offsets from the entity's base
+	stride       int          // uint32s per raw record
+	recLen       int          // words per logical record: ts + stored columns
+	tileStride   int          // words per tile record: start + tiled statistics
 	tcols        []tileCol
 	dicts        []*dict // per spec column; nil for Float columns
 	hash         func([]byte) uint64
@@ -149,16 +152,15 @@ func New(spec Spec) (*View, error) {
 			countOnly = countOnly && (a.Column != c || a.Func == Count)
 		}
 		wide := spec.Columns[c].Kind == Float && !countOnly
-		v.colPos = append(v.colPos, v.stride)
 		v.colWide = append(v.colWide, wide)
+		v.colCents = append(v.colCents, wide) // until a value is not a whole number of cents
+		v.colNull[c] = nullID
 		if wide {
 			v.colNull[c] = nullBits
-			v.stride += 2
-		} else {
-			v.colNull[c] = nullID
-			v.stride++
 		}
 	}
+	v.colPos = make([]int, len(v.stored))
+	v.setLayout()
 	// Tile layout: word 0 is the tile's start, then each column's statistics.
 	w := 1
 	take := func(p *int, n int) {
@@ -193,11 +195,10 @@ func New(spec Spec) (*View, error) {
 	}
 	v.tileStride = w
 	for _, a := range spec.Aggregations {
-		i := v.colWord[a.Column] - 1
 		v.aggs = append(v.aggs, aggPlan{fn: a.Func, col: a.Column, w: a.Window, g: a.Interval, n: a.N,
-			str: spec.Columns[a.Column].Kind == String, pos: v.colPos[i], wide: v.colWide[i],
-			null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
+			str: spec.Columns[a.Column].Kind == String, null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
 	}
+	v.setLayout()
 	v.hotAggs, v.hotDistAggs, v.hotSpan = hotAggPlans(v.aggs), hotDistPlans(v.aggs), hotSpan(v.exactHorizon)
 	v.fp = v.fingerprint()
 	v.watermark.Store(math.MinInt64 / 2)
@@ -360,6 +361,11 @@ func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) err
 	}
 	p := &v.parts[ring.Partition(h)]
 	p.mu.Lock()
+	for i := v.uncents(rec); i >= 0; i = v.uncents(rec) {
+		p.mu.Unlock()
+		v.widen(i)
+		p.mu.Lock()
+	}
 	slot, ok := p.find(h, key)
 	if !ok {
 		slot = p.insert(h, key)
@@ -707,7 +713,10 @@ func (p *partition) rawTs(v *View, e *entity, at int) int64 {
 // rawVal returns the value of a's column in the raw record at offset at.
 func (p *partition) rawVal(a *aggPlan, at int) uint64 {
 	at += a.pos
-	if a.wide {
+	switch {
+	case a.cents:
+		return centsBits(p.rw[at])
+	case a.wide:
 		return uint64(p.rw[at]) | uint64(p.rw[at+1])<<32
 	}
 	return uint64(p.rw[at])
@@ -716,11 +725,20 @@ func (p *partition) rawVal(a *aggPlan, at int) uint64 {
 // getRaw decodes the raw record at offset at of e into logical record rec.
 func (p *partition) getRaw(v *View, e *entity, at int, rec []uint64) {
 	rec[0] = uint64(p.rawTs(v, e, at))
-	for i, pos := range v.colPos {
-		if v.colWide[i] {
-			rec[1+i] = uint64(p.rw[at+pos]) | uint64(p.rw[at+pos+1])<<32
-		} else {
-			rec[1+i] = uint64(p.rw[at+pos])
+	p.getCols(v.colPos, v.colWide, v.colCents, at, rec)
+}
+
+// getCols decodes the columns of the raw record at offset at, laid out by
+// pos, wide and cents, into rec[1:].
+func (p *partition) getCols(pos []int, wide, cents []bool, at int, rec []uint64) {
+	for i, o := range pos {
+		switch {
+		case cents[i]:
+			rec[1+i] = centsBits(p.rw[at+o])
+		case wide[i]:
+			rec[1+i] = uint64(p.rw[at+o]) | uint64(p.rw[at+o+1])<<32
+		default:
+			rec[1+i] = uint64(p.rw[at+o])
 		}
 	}
 }
@@ -734,10 +752,19 @@ func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
 	} else {
 		r[0], r[1] = uint32(rec[0]), uint32(rec[0]>>32)
 	}
+	p.putCols(v, r, rec)
+}
+
+// putCols encodes the columns of logical record rec into raw record r.
+func (p *partition) putCols(v *View, r []uint32, rec []uint64) {
 	for i, pos := range v.colPos {
-		r[pos] = uint32(rec[1+i])
-		if v.colWide[i] {
-			r[pos+1] = uint32(rec[1+i] >> 32)
+		switch x := rec[1+i]; {
+		case v.colCents[i]:
+			r[pos] = centsOf(x) // the caller checked that x fits (see add)
+		case v.colWide[i]:
+			r[pos], r[pos+1] = uint32(x), uint32(x>>32)
+		default:
+			r[pos] = uint32(x)
 		}
 	}
 }
@@ -802,11 +829,16 @@ func (v *View) recHasNull(rec []uint64) bool {
 // rawHasNull reports whether the raw record at offset at has a null kept field.
 func (p *partition) rawHasNull(v *View, at int) bool {
 	for i, pos := range v.colPos {
-		if v.colWide[i] {
+		switch {
+		case v.colCents[i]:
+			if p.rw[at+pos] == centsNull {
+				return true
+			}
+		case v.colWide[i]:
 			if uint64(p.rw[at+pos])|uint64(p.rw[at+pos+1])<<32 == nullBits {
 				return true
 			}
-		} else if p.rw[at+pos] == nullID {
+		case p.rw[at+pos] == nullID:
 			return true
 		}
 	}
