@@ -144,6 +144,10 @@ func (p *partition) prefetchEntity(v *View, e *entity) {
 		}
 		if e.rawLen < classCap[e.rawCls] {
 			prefetch(uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, e.rawLen)])))
+		} else if fi := 2*int(e.rawCls+1) + rawKind; fi < len(p.free) && len(p.free[fi]) > 0 {
+			// The ring is full: the Add takes a block of the next class,
+			// from its free list if it has one (see allocBlock).
+			prefetch(uintptr(unsafe.Pointer(&p.free[fi][len(p.free[fi])-1])))
 		}
 	}
 	if e.tileCls != noBlock && e.tileLen > 0 {
