@@ -138,12 +138,22 @@ func (p *partition) prefetchEntity(v *View, e *entity) {
 		prefetch(uintptr(unsafe.Pointer(&p.keys[e.keyOff])))
 	}
 	if e.rawCls != noBlock {
+		// The newest record, the oldest (maintain reads it) and the slot
+		// after the newest: each line once (a small ring is one or two).
+		last := ^uintptr(0)
+		line := func(i uint32) {
+			a := uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, i)]))
+			if a>>6 != last>>6 {
+				prefetch(a)
+				last = a
+			}
+		}
 		if e.rawLen > 0 {
-			prefetch(uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, e.rawLen-1)])))
-			prefetch(uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, 0)]))) // the oldest: maintain reads it
+			line(0)
+			line(e.rawLen - 1)
 		}
 		if e.rawLen < classCap[e.rawCls] {
-			prefetch(uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, e.rawLen)])))
+			line(e.rawLen)
 		} else if fi := 2*int(e.rawCls+1) + rawKind; fi < len(p.free) && len(p.free[fi]) > 0 {
 			// The ring is full: the Add takes a block of the next class,
 			// from its free list if it has one (see allocBlock).
