@@ -159,8 +159,7 @@ func New(spec Spec) (*View, error) {
 			v.colNull[c] = nullBits
 		}
 	}
-	v.colPos = make([]int, len(v.stored))
-	v.setLayout()
+	v.colPos = make([]int, len(v.stored)) // see setLayout, below
 	// Tile layout: word 0 is the tile's start, then each column's statistics.
 	w := 1
 	take := func(p *int, n int) {
