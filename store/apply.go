@@ -324,36 +324,61 @@ func (n *Store) applyParallel(sp *Source, b *Batch, from, to int) int {
 	return sum
 }
 
-// applyTarget places the events [from, to) of b in the view of target ti.
+// applyTarget places the events [from, to) of b in the view of target ti,
+// applyChunk events to a windows.AddBatch call (which overlaps the cache
+// misses of consecutive events).
 func (n *Store) applyTarget(sp *Source, ti int, b *Batch, fields *[]windows.Field, from, to int) (tooLate int) {
 	t := sp.targets[ti]
 	v := n.views[t.view]
+	var keys [applyChunk][]byte
+	var hashes [applyChunk]uint64
+	var ts [applyChunk]int64
+	k, f := 0, (*fields)[:0]
+	flush := func() {
+		hs := hashes[:k]
+		if n.owns == nil {
+			hs = nil // AddBatch hashes
+		}
+		late, bad := v.AddBatch(keys[:k], hs, ts[:k], f)
+		tooLate += late
+		// Validation guarantees fields fit the view; anything else is a
+		// bug worth seeing, not a reason to fail the acknowledged batch.
+		n.metrics.applyErrors.Add(bad)
+		k, f = 0, f[:0]
+	}
 	for e := from; e < to; e++ {
 		if b.null[e*b.ncols+t.keyCol] {
 			continue // logged before the view's key column existed
 		}
 		key := b.Str(e, t.keyCol)
-		if n.owns != nil && !n.owns[ring.Partition(ring.Hash(key))] {
-			v.AdvanceWatermark(b.ts[e])
-			continue // another replica group's key
+		if n.owns != nil {
+			h := ring.Hash(key)
+			if !n.owns[ring.Partition(h)] {
+				if k > 0 {
+					flush() // the events before it first, in order
+				}
+				v.AdvanceWatermark(b.ts[e])
+				continue // another replica group's key
+			}
+			hashes[k] = h
 		}
-		f := (*fields)[:0]
+		keys[k], ts[k] = key, b.ts[e]
 		for _, c := range t.cols {
 			f = append(f, b.field(e, c))
 		}
-		*fields = f
-		if err := v.Add(key, b.ts[e], f); err != nil {
-			if errors.Is(err, windows.ErrTooLate) {
-				tooLate++
-				continue
-			}
-			// Validation guarantees fields fit the view; anything else is a
-			// bug worth seeing, not a reason to fail the acknowledged batch.
-			n.metrics.applyErrors.Inc()
+		if k++; k == applyChunk {
+			flush()
 		}
 	}
+	if k > 0 {
+		flush()
+	}
+	*fields = f
 	return tooLate
 }
+
+// applyChunk is how many events applyTarget hands windows at a time.
+const applyChunk = 128
 
 // applyWork is the pooled scratch of applying: a batch to decode a record
 // into, the fields of one event.

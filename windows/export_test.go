@@ -7,7 +7,7 @@ import (
 
 // SetHash replaces v's key hash, to force collisions in tests. It must be
 // called before the first Add.
-func SetHash(v *View, h func([]byte) uint64) { v.hash = h }
+func SetHash(v *View, h func([]byte) uint64) { v.hash, v.ownHash = h, true }
 
 // Keys returns the keys of the live entities of partition p of v.
 func Keys(v *View, p uint32) [][]byte {
@@ -53,3 +53,20 @@ func SetHotMin(n uint32) func() {
 
 // HotReads counts the reads answered from hot buckets so far.
 func HotReads() int64 { return hotReads.Load() }
+
+// Widen holds every Float column of v as a float64 from now on (see
+// cents.go), as the first value that is not whole cents would.
+func Widen(v *View) {
+	for i, c := range v.colCents {
+		if c {
+			v.widen(i)
+		}
+	}
+}
+
+// RawStride is the uint32s per raw record of v's current layout.
+func RawStride(v *View) int {
+	v.layout.RLock()
+	defer v.layout.RUnlock()
+	return v.stride
+}

@@ -44,6 +44,10 @@ import (
 // reads as is; a build that reads only version 1 refuses version 2 rather
 // than count those events twice.
 //
+// Values are written as values whatever the raw layout in memory (cents
+// or float64, see cents.go): a section reads into a view of either layout
+// (a value that is not whole cents widens the reading view first).
+//
 // A partition section is self-contained: string values are written by value,
 // not by dictionary id, so a partition can be read into any view with the
 // same spec (another process, another replica) and re-interned there.
@@ -274,16 +278,35 @@ func (v *View) ReadPartition(r io.Reader, p uint32) error {
 	if err != nil {
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
-	np := new(partition)
-	if err := v.decodePartition(&snapReader{b: body}, np, p); err != nil {
-		return fmt.Errorf("read partition %d: %w: %v", p, ErrSnapshot, err)
+	for {
+		// The layout of raw records must not change between decoding and
+		// installing the partition.
+		v.layout.RLock()
+		np := new(partition)
+		err := v.decodePartition(&snapReader{b: body}, np, p)
+		if w, ok := err.(errWiden); ok {
+			v.layout.RUnlock()
+			v.widen(w.col) // a value not held as cents: widen, decode again
+			continue
+		}
+		if err != nil {
+			v.layout.RUnlock()
+			return fmt.Errorf("read partition %d: %w: %v", p, ErrSnapshot, err)
+		}
+		part := &v.parts[p]
+		part.mu.Lock()
+		part.partState = np.partState
+		part.mu.Unlock()
+		v.layout.RUnlock()
+		return nil
 	}
-	part := &v.parts[p]
-	part.mu.Lock()
-	part.partState = np.partState
-	part.mu.Unlock()
-	return nil
 }
+
+// errWiden stops decodePartition at a value that stored column col, held as
+// cents, cannot hold (see widen).
+type errWiden struct{ col int }
+
+func (e errWiden) Error() string { return fmt.Sprintf("stored column %d needs widening", e.col) }
 
 // SkipSection reads past one meta or partition section of any view and
 // spec, for a reader dropping a view the snapshot holds but it no longer
@@ -517,6 +540,9 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 				} else {
 					rec[1+j] = ref(c, r)
 				}
+			}
+			if c := v.uncents(rec); c >= 0 {
+				return errWiden{c}
 			}
 			np.putRaw(v, e, v.rawAt(e, uint32(i)), rec)
 			e.rawLen++

@@ -56,15 +56,16 @@ type tileCol struct {
 }
 
 type aggPlan struct {
-	fn   Func
-	col  int
-	w, g int64
-	n    int
-	str  bool
-	pos  int    // position of the column in a raw record, in uint32s
-	wide bool   // the column is a float64 (two uint32s) in raw records
-	null uint64 // the column's null value
-	tc   *tileCol
+	fn    Func
+	col   int
+	w, g  int64
+	n     int
+	str   bool
+	pos   int    // position of the column in a raw record, in uint32s
+	wide  bool   // the column is a float64 (two uint32s) in raw records
+	cents bool   // the column is held as cents in one uint32 (see centsOf)
+	null  uint64 // the column's null value
+	tc    *tileCol
 }
 
 // View holds the state of one feature view: every entity's recent events and
@@ -73,24 +74,27 @@ type View struct {
 	spec         Spec
 	aggs         []aggPlan
 	maxW         int64
-	horizon      int64      // maxW + Lateness
-	exactHorizon int64      // longest exact window + Lateness (Lateness if none)
-	hotAggs      []*aggPlan // one per column of exact moment aggregations (see hot.go)
-	hotDistAggs  []*aggPlan // one per column of exact distinct counts
-	hotSpan      int64      // their bucket span
-	grid         int64      // tile size: gcd of the tiled intervals; 0 if none
-	stored       []int      // spec columns kept in raw records, in record order
-	colWord      []int      // spec column -> index in a logical record (0: not kept)
-	colPos       []int      // stored column i -> its position in a raw record, in uint32s
-	colWide      []bool     // stored column i takes two uint32s (a float64), else one
-	colNull      []uint64   // spec column -> its null value in a logical record
-	narrow       bool       // raw ts are uint32 offsets from the entity's base
-	stride       int        // uint32s per raw record
-	recLen       int        // words per logical record: ts + stored columns
-	tileStride   int        // words per tile record: start + tiled statistics
+	horizon      int64        // maxW + Lateness
+	exactHorizon int64        // longest exact window + Lateness (Lateness if none)
+	hotAggs      []*aggPlan   // one per column of exact moment aggregations (see hot.go)
+	hotDistAggs  []*aggPlan   // one per column of exact distinct counts
+	hotSpan      int64        // their bucket span
+	grid         int64        // tile size: gcd of the tiled intervals; 0 if none
+	stored       []int        // spec columns kept in raw records, in record order
+	colWord      []int        // spec column -> index in a logical record (0: not kept)
+	colPos       []int        // stored column i -> its position in a raw record, in uint32s
+	colWide      []bool       // stored column i is a float64 (else a dictionary id or null flag)
+	colCents     []bool       // stored column i is a float64 held as cents in one uint32 (see widen)
+	layout       sync.RWMutex // widen holds it to change colPos, colCents, stride; ReadPartition reads
+	colNull      []uint64     // spec column -> its null value in a logical record
+	narrow       bool         // raw ts are uint32 offsets from the entity's base
+	stride       int          // uint32s per raw record
+	recLen       int          // words per logical record: ts + stored columns
+	tileStride   int          // words per tile record: start + tiled statistics
 	tcols        []tileCol
 	dicts        []*dict // per spec column; nil for Float columns
 	hash         func([]byte) uint64
+	ownHash      bool   // hash is not ring.Hash (a test's): AddBatch ignores given hashes
 	fp           uint64 // spec fingerprint, for snapshots
 
 	watermark atomic.Int64
@@ -148,16 +152,14 @@ func New(spec Spec) (*View, error) {
 			countOnly = countOnly && (a.Column != c || a.Func == Count)
 		}
 		wide := spec.Columns[c].Kind == Float && !countOnly
-		v.colPos = append(v.colPos, v.stride)
 		v.colWide = append(v.colWide, wide)
+		v.colCents = append(v.colCents, wide) // until a value is not a whole number of cents
+		v.colNull[c] = nullID
 		if wide {
 			v.colNull[c] = nullBits
-			v.stride += 2
-		} else {
-			v.colNull[c] = nullID
-			v.stride++
 		}
 	}
+	v.colPos = make([]int, len(v.stored)) // see setLayout, below
 	// Tile layout: word 0 is the tile's start, then each column's statistics.
 	w := 1
 	take := func(p *int, n int) {
@@ -192,11 +194,10 @@ func New(spec Spec) (*View, error) {
 	}
 	v.tileStride = w
 	for _, a := range spec.Aggregations {
-		i := v.colWord[a.Column] - 1
 		v.aggs = append(v.aggs, aggPlan{fn: a.Func, col: a.Column, w: a.Window, g: a.Interval, n: a.N,
-			str: spec.Columns[a.Column].Kind == String, pos: v.colPos[i], wide: v.colWide[i],
-			null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
+			str: spec.Columns[a.Column].Kind == String, null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
 	}
+	v.setLayout()
 	v.hotAggs, v.hotDistAggs, v.hotSpan = hotAggPlans(v.aggs), hotDistPlans(v.aggs), hotSpan(v.exactHorizon)
 	v.fp = v.fingerprint()
 	v.watermark.Store(math.MinInt64 / 2)
@@ -296,6 +297,24 @@ func (v *View) Spec() Spec { return v.spec }
 // steady state it allocates nothing (a new entity or a new string value
 // allocates).
 func (v *View) Add(key []byte, ts int64, fields []Field) error {
+	wm := v.watermark.Load()
+	if err := v.add(key, v.hash(key), ts, fields, wm); err != nil {
+		return err
+	}
+	v.publish(wm, ts)
+	return nil
+}
+
+// publish raises the watermark to ts; wm is the caller's last load of it.
+func (v *View) publish(wm, ts int64) {
+	for ts > wm && !v.watermark.CompareAndSwap(wm, ts) {
+		wm = v.watermark.Load()
+	}
+}
+
+// add is Add for a key whose hash is h, given the watermark wm the caller
+// observed; it does not raise the watermark.
+func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) error {
 	if len(fields) != len(v.spec.Columns) || ts < MinTime || ts > MaxTime {
 		return ErrBadEvent
 	}
@@ -326,7 +345,6 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 			rec[1+i] = math.Float64bits(x)
 		}
 	}
-	wm := v.watermark.Load()
 	if ts <= wm-v.horizon {
 		v.tooLate.Add(1)
 		return ErrTooLate
@@ -340,9 +358,13 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 			rec[1+i] = uint64(id)
 		}
 	}
-	h := v.hash(key)
 	p := &v.parts[ring.Partition(h)]
 	p.mu.Lock()
+	for i := v.uncents(rec); i >= 0; i = v.uncents(rec) {
+		p.mu.Unlock()
+		v.widen(i)
+		p.mu.Lock()
+	}
 	slot, ok := p.find(h, key)
 	if !ok {
 		slot = p.insert(h, key)
@@ -368,9 +390,6 @@ func (v *View) Add(key []byte, ts int64, fields []Field) error {
 		p.compact(v)
 	}
 	p.mu.Unlock()
-	for ts > wm && !v.watermark.CompareAndSwap(wm, ts) {
-		wm = v.watermark.Load()
-	}
 	return nil
 }
 
@@ -454,11 +473,13 @@ type partState struct {
 	expired    int64
 }
 
-// Size classes of arena blocks, in records: 1, 2, ..., 8, then four per
-// doubling (10, 12, 14, 16, 20, ...), so that a block wastes at most a
-// quarter of its records.
+// Size classes of arena blocks, in records: 1, 2, 4, 8, then four per
+// doubling (10, 12, 14, 16, 20, ...), so that a block of more than 8
+// records wastes at most a quarter of them, and a small entity's ring moves
+// at most three times on its way to 8 (each move is an allocation, a copy
+// and a free block: the largest cost of an Add after the cache misses).
 var classCap = func() []uint32 {
-	c := []uint32{1, 2, 3, 4, 5, 6, 7, 8}
+	c := []uint32{1, 2, 4, 8, 10, 12, 14}
 	for c[len(c)-1] < 1<<28 {
 		c = append(c, c[len(c)-4]*2)
 	}
@@ -500,7 +521,7 @@ func (p *partition) insert(h uint64, key []byte) uint32 {
 		p.freeEnt = p.freeEnt[:n-1]
 	} else {
 		slot = uint32(len(p.ents))
-		p.ents = append(p.ents, entity{})
+		p.ents = growBy(p.ents, 1)[:slot+1]
 	}
 	p.place(slot, h, key)
 	return slot
@@ -510,9 +531,27 @@ func (p *partition) insert(h uint64, key []byte) uint32 {
 func (p *partition) place(slot uint32, h uint64, key []byte) {
 	p.ents[slot] = entity{newest: math.MinInt64, folded: math.MinInt64,
 		keyOff: uint32(len(p.keys)), keyLen: uint32(len(key)), rawCls: noBlock, tileCls: noBlock, live: true}
-	p.keys = append(p.keys, key...)
+	p.keys = append(growBy(p.keys, len(key)), key...)
 	p.index.insert(h, slot)
 	p.live++
+}
+
+// growBy returns s with room for n more elements. It grows the capacity by
+// an eighth, not by append's doubling, so that a partition's arrays (its
+// entities, keys and arenas, about a quarter of a quiet entity's bytes)
+// waste about a sixteenth on average rather than a quarter; each element is
+// then copied about eight times as the array grows. The room past len(s)
+// is zeroed.
+func growBy[S ~[]E, E any](s S, n int) S {
+	if cap(s)-len(s) >= n {
+		clear(s[len(s) : len(s)+n])
+		return s
+	}
+	c := len(s) + n
+	c += max(c/8, 16)
+	ns := make(S, len(s), c)
+	copy(ns, s)
+	return ns
 }
 
 // remove drops an entity and frees its blocks.
@@ -592,10 +631,10 @@ func (p *partition) allocBlock(v *View, kind int, cls uint8) uint32 {
 	var off int
 	if kind == rawKind {
 		off = len(p.rw)
-		p.rw = append(p.rw, make([]uint32, n)...)
+		p.rw = growBy(p.rw, n)[:off+n]
 	} else {
 		off = len(p.words)
-		p.words = append(p.words, make([]uint64, n)...)
+		p.words = growBy(p.words, n)[:off+n]
 	}
 	if off > math.MaxUint32-n {
 		panic("windows: partition arena exceeds 2^32 units")
@@ -675,7 +714,10 @@ func (p *partition) rawTs(v *View, e *entity, at int) int64 {
 // rawVal returns the value of a's column in the raw record at offset at.
 func (p *partition) rawVal(a *aggPlan, at int) uint64 {
 	at += a.pos
-	if a.wide {
+	switch {
+	case a.cents:
+		return centsBits(p.rw[at])
+	case a.wide:
 		return uint64(p.rw[at]) | uint64(p.rw[at+1])<<32
 	}
 	return uint64(p.rw[at])
@@ -684,11 +726,20 @@ func (p *partition) rawVal(a *aggPlan, at int) uint64 {
 // getRaw decodes the raw record at offset at of e into logical record rec.
 func (p *partition) getRaw(v *View, e *entity, at int, rec []uint64) {
 	rec[0] = uint64(p.rawTs(v, e, at))
-	for i, pos := range v.colPos {
-		if v.colWide[i] {
-			rec[1+i] = uint64(p.rw[at+pos]) | uint64(p.rw[at+pos+1])<<32
-		} else {
-			rec[1+i] = uint64(p.rw[at+pos])
+	p.getCols(v.colPos, v.colWide, v.colCents, at, rec)
+}
+
+// getCols decodes the columns of the raw record at offset at, laid out by
+// pos, wide and cents, into rec[1:].
+func (p *partition) getCols(pos []int, wide, cents []bool, at int, rec []uint64) {
+	for i, o := range pos {
+		switch {
+		case cents[i]:
+			rec[1+i] = centsBits(p.rw[at+o])
+		case wide[i]:
+			rec[1+i] = uint64(p.rw[at+o]) | uint64(p.rw[at+o+1])<<32
+		default:
+			rec[1+i] = uint64(p.rw[at+o])
 		}
 	}
 }
@@ -702,10 +753,19 @@ func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
 	} else {
 		r[0], r[1] = uint32(rec[0]), uint32(rec[0]>>32)
 	}
+	p.putCols(v, r, rec)
+}
+
+// putCols encodes the columns of logical record rec into raw record r.
+func (p *partition) putCols(v *View, r []uint32, rec []uint64) {
 	for i, pos := range v.colPos {
-		r[pos] = uint32(rec[1+i])
-		if v.colWide[i] {
-			r[pos+1] = uint32(rec[1+i] >> 32)
+		switch x := rec[1+i]; {
+		case v.colCents[i]:
+			r[pos] = centsOf(x) // the caller checked that x fits (see add)
+		case v.colWide[i]:
+			r[pos], r[pos+1] = uint32(x), uint32(x>>32)
+		default:
+			r[pos] = uint32(x)
 		}
 	}
 }
@@ -770,11 +830,16 @@ func (v *View) recHasNull(rec []uint64) bool {
 // rawHasNull reports whether the raw record at offset at has a null kept field.
 func (p *partition) rawHasNull(v *View, at int) bool {
 	for i, pos := range v.colPos {
-		if v.colWide[i] {
+		switch {
+		case v.colCents[i]:
+			if p.rw[at+pos] == centsNull {
+				return true
+			}
+		case v.colWide[i]:
 			if uint64(p.rw[at+pos])|uint64(p.rw[at+pos+1])<<32 == nullBits {
 				return true
 			}
-		} else if p.rw[at+pos] == nullID {
+		case p.rw[at+pos] == nullID:
 			return true
 		}
 	}

@@ -1,0 +1,159 @@
+package windows_test
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/windows"
+)
+
+// TestAddBatchMatchesAdd feeds the same random stream (out of order, too
+// late, null, NaN and expiring events) to one view by Add and to another by
+// AddBatch in batches of random sizes, with and without the callers'
+// hashes: the refused counts, the snapshots (byte for byte), the stats and
+// every read are the same.
+func TestAddBatchMatchesAdd(t *testing.T) {
+	specs := append(testSpecs(1000), defaultUserSpecs()...)
+	for i, spec := range specs {
+		for _, collide := range []bool{false, true} {
+			name := spec.Name
+			if collide {
+				name += "/collisions"
+			}
+			t.Run(name, func(t *testing.T) {
+				a, _ := windows.New(spec)
+				b, _ := windows.New(spec)
+				if collide { // a test hash: AddBatch must ignore the ring.Hash values given
+					h := func(k []byte) uint64 { return ring.Hash(k) & (0xffff_0000_0000_0007) }
+					windows.SetHash(a, h)
+					windows.SetHash(b, h)
+				}
+				u := int64(1000)
+				if i >= 3 { // the default views' windows are up to a day
+					u = 100_000
+				}
+				s := newStream(uint64(10+i), 300, u)
+				rng := rand.New(rand.NewPCG(uint64(i), 9))
+				nc := len(spec.Columns)
+				var keys [][]byte
+				var hashes []uint64
+				var ts []int64
+				var fields []windows.Field
+				wantLate, wantBad, gotLate, gotBad := 0, 0, 0, 0
+				flush := func() {
+					hs := hashes
+					if rng.IntN(2) == 0 {
+						hs = nil
+					}
+					l, bd := b.AddBatch(keys, hs, ts, fields)
+					gotLate += l
+					gotBad += bd
+					keys, hashes, ts, fields = keys[:0], hashes[:0], ts[:0], fields[:0]
+				}
+				size := 1 + rng.IntN(300)
+				for range 30_000 {
+					k, at, f := s.next()
+					f = f[:nc]
+					if rng.IntN(500) == 0 {
+						f[0] = windows.Field{Num: math.NaN()}
+					}
+					switch err := a.Add(k, at, f); {
+					case errors.Is(err, windows.ErrTooLate):
+						wantLate++
+					case err != nil:
+						wantBad++
+					}
+					keys = append(keys, k)
+					hashes = append(hashes, ring.Hash(k))
+					ts = append(ts, at)
+					for _, x := range f {
+						x.Str = append([]byte(nil), x.Str...)
+						fields = append(fields, x)
+					}
+					if len(ts) == size {
+						flush()
+						size = 1 + rng.IntN(300)
+					}
+				}
+				flush()
+				if gotLate != wantLate || gotBad != wantBad || wantLate == 0 {
+					t.Fatalf("AddBatch refused %d too late and %d bad; Add %d and %d (too late must be > 0)", gotLate, gotBad, wantLate, wantBad)
+				}
+				if sa, sb := snapshot(t, a), snapshot(t, b); !bytes.Equal(sa, sb) {
+					t.Fatalf("snapshots differ: %d and %d bytes", len(sa), len(sb))
+				}
+				sameStats(t, a, b)
+				sameReads(t, a, b, s.keys, s.now, s.u)
+			})
+		}
+	}
+}
+
+func TestAddBatchPanicsOnLengths(t *testing.T) {
+	v, _ := windows.New(defaultUserSpecs()[0])
+	defer func() {
+		if recover() == nil {
+			t.Fatal("AddBatch with 2 keys and 1 time did not panic")
+		}
+	}()
+	v.AddBatch([][]byte{[]byte("a"), []byte("b")}, nil, []int64{1}, make([]windows.Field, 2))
+}
+
+// BenchmarkIngestBatch is BenchmarkIngest through AddBatch, 256 events a
+// call (no hashes given: AddBatch computes them), the keys drawn the same
+// way.
+func BenchmarkIngestBatch(b *testing.B) { benchIngestBatch(b, 0) }
+
+// BenchmarkIngestWarmBatch is BenchmarkIngestWarm through AddBatch.
+func BenchmarkIngestWarmBatch(b *testing.B) { benchIngestBatch(b, 1<<22) }
+
+func benchIngestBatch(b *testing.B, warm int) {
+	for _, spec := range []windows.Spec{defaultUserSpecs()[1], defaultUserSpecs()[2], tiledSpec()} {
+		b.Run(spec.Name, func(b *testing.B) {
+			v, _ := windows.New(spec)
+			keys := benchKeys(1 << 20)
+			rng := rand.New(rand.NewPCG(1, 2))
+			n := max(warm, 1<<20)
+			order := make([]uint32, n)
+			for i := range order {
+				order[i] = uint32(rng.IntN(len(keys)))
+			}
+			fields := []windows.Field{{Num: 12.5}, {Str: []byte("merchant-7")}, {Num: 1}}[:len(spec.Columns)]
+			nc := len(fields)
+			const batch = 256
+			ks := make([][]byte, batch)
+			ts := make([]int64, batch)
+			fs := make([]windows.Field, 0, batch*nc)
+			for range batch {
+				fs = append(fs, fields...)
+			}
+			t, step := int64(0), int64(1)
+			if warm > 0 {
+				step = 20
+				for i := 0; i < warm; i += batch { // about 4 events per user
+					for j := range batch {
+						t += step
+						ks[j], ts[j] = keys[order[i+j]], t
+					}
+					v.AddBatch(ks, nil, ts, fs)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i += batch {
+				m := min(batch, b.N-i)
+				for j := range m {
+					t += step
+					ks[j], ts[j] = keys[order[(i+j)%n]], t
+				}
+				v.AddBatch(ks[:m], nil, ts[:m], fs[:m*nc])
+			}
+			reportIngest(b, cpu0)
+		})
+	}
+}

@@ -1,0 +1,140 @@
+package windows_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/tally-ml/tally/windows"
+)
+
+// TestCentsMatchWide feeds one view amounts in whole cents (held in 32
+// bits) and another the same events with every Float column widened from
+// the start; then a value that is not whole cents widens the first view
+// mid-stream. Before and after, the snapshots are byte for byte the same,
+// and every read bit for bit; the cents view's state is smaller while it
+// lasts. Snapshots of each restore into fresh views (a wide snapshot into a
+// cents view widens it) that answer the same.
+func TestCentsMatchWide(t *testing.T) {
+	for i, spec := range append(testSpecs(1000), defaultUserSpecs()...) {
+		t.Run(spec.Name, func(t *testing.T) {
+			u := int64(1000)
+			if i >= 3 {
+				u = 100_000
+			}
+			a, _ := windows.New(spec)
+			b, _ := windows.New(spec)
+			windows.Widen(b)
+			s := newStream(uint64(20+i), 300, u)
+			rng := rand.New(rand.NewPCG(uint64(i), 11))
+			nc := len(spec.Columns)
+			feed := func(n int, cents bool) {
+				for range n {
+					k, ts, f := s.next()
+					f = f[:nc]
+					f[0].Num = float64(rng.IntN(2_000_000)-500_000) / 100
+					if rng.IntN(50) == 0 {
+						f[0].Num = float64(rng.Int64N(1<<40)) / 100 // beyond 32 bits of cents: refused, so widens
+					}
+					if !cents && rng.IntN(3) == 0 {
+						f[0].Num = rng.Float64() * 1e3
+					}
+					if cents && !fitsCentsTest(f[0].Num) {
+						f[0].Num = 0.25
+					}
+					ea, eb := a.Add(k, ts, f), b.Add(k, ts, f)
+					if ea != eb {
+						t.Fatalf("Add: %v on cents, %v on wide", ea, eb)
+					}
+				}
+			}
+			same := func(when string) {
+				t.Helper()
+				sa, sb := snapshot(t, a), snapshot(t, b)
+				if !bytes.Equal(sa, sb) {
+					t.Fatalf("%s: snapshots differ", when)
+				}
+				sameStats(t, a, b)
+				sameReads(t, a, b, s.keys, s.now, s.u)
+				for _, src := range []*windows.View{a, b} {
+					r := restore(t, spec, snapshot(t, src))
+					sameReads(t, a, r, s.keys, s.now, s.u)
+				}
+			}
+			feed(10_000, true)
+			countOnly := spec.Name == "user_transaction_counts" || spec.Name == "user_distinct_merchants"
+			before := windows.RawStride(a)
+			if sa, sb := windows.RawStride(a), windows.RawStride(b); (sa >= sb) != countOnly {
+				t.Fatalf("raw records of %d uint32s with cents, %d wide", sa, sb)
+			}
+			same("cents")
+			feed(10_000, false)
+			same("widened")
+			if sa := windows.RawStride(a); (sa == before) != countOnly {
+				t.Fatalf("raw records of %d uint32s after widening, %d before", sa, before)
+			}
+		})
+	}
+}
+
+// fitsCentsTest mirrors fitsCents for the test's values: small whole cents.
+func fitsCentsTest(x float64) bool {
+	k := int64(x * 100)
+	for _, d := range []int64{-1, 0, 1} {
+		if float64(k+d)/100 == x && k+d > -1<<31 && k+d < 1<<31 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestWidenWhileReading widens a view while other goroutines add and read
+// (run with -race): every read before and after answers, and reads at the
+// end equal a view fed the same events one by one.
+func TestWidenWhileReading(t *testing.T) {
+	spec := defaultUserSpecs()[1]
+	v, _ := windows.New(spec)
+	ref, _ := windows.New(spec)
+	keys := benchKeys(200)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var dst []windows.Value
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				dst = v.Read(keys[(i+g)%len(keys)], 1<<40, dst[:0])
+				if len(dst) != len(spec.Aggregations) {
+					t.Errorf("read %d values", len(dst))
+					return
+				}
+			}
+		}()
+	}
+	f := []windows.Field{{}, {Str: []byte("m")}}
+	for i := range 20_000 {
+		f[0].Num = float64(i%1000) / 100
+		if i == 10_000 {
+			f[0].Num = 1.0 / 3
+		}
+		k := keys[i%len(keys)]
+		if err := v.Add(k, int64(i)*1000, f); err != nil {
+			t.Fatal(err)
+		}
+		_ = ref.Add(k, int64(i)*1000, f)
+	}
+	close(stop)
+	wg.Wait()
+	windows.Widen(ref)
+	if !bytes.Equal(snapshot(t, v), snapshot(t, ref)) {
+		t.Fatal("snapshots differ")
+	}
+	sameReads(t, v, ref, keys, 20_000*1000, 1000)
+}
