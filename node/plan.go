@@ -39,6 +39,9 @@ type output struct {
 	// `,"dataType":<dtype>`: a response's metadata is mostly these, written
 	// once here instead of escaped per request.
 	nameMeta, nameTypeMeta string
+	// fullMeta[0] and [1] are the whole metadata object of the default
+	// options (name, type and status) for a missing and a present value.
+	fullMeta [2]string
 }
 
 type inputRef struct {
@@ -161,6 +164,8 @@ func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
 		o.dtype = dataTypeJSON(o.enc)
 		o.nameMeta = string(tabular.AppendJSONString([]byte(`{"name":`), o.name))
 		o.nameTypeMeta = o.nameMeta + `,"dataType":` + o.dtype
+		o.fullMeta[0] = string(appendStatus([]byte(o.nameTypeMeta+","), false)) + "}"
+		o.fullMeta[1] = string(appendStatus([]byte(o.nameTypeMeta+","), true)) + "}"
 		p.outputs = append(p.outputs, o)
 	}
 	if p.lateness == math.MaxInt64 {
