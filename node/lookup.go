@@ -492,7 +492,50 @@ func appendNumber(dst []byte, f float64, enc encoding) ([]byte, bool) {
 	return appendFloat(dst, f), true
 }
 
+// metaTexts are a service's metadata texts (its "features" array) with the
+// default options for the status patterns seen first: a service's
+// responses take few patterns, and the text was a tenth of a lookup.
+type metaTexts struct {
+	masks []uint64 // bit i: output i is present
+	texts []string
+}
+
+// maxMetaTexts bounds a service's metaTexts; other patterns are written
+// each time.
+const maxMetaTexts = 32
+
 func (p *servicePlan) appendMetadata(dst []byte, w *lookupWork, m metaOptions, t int64, withStatus bool) []byte {
+	if !withStatus || m != defaultMeta || len(p.outputs) > 64 {
+		return p.writeMetadata(dst, w, m, t, withStatus)
+	}
+	var mask uint64
+	for i, ok := range w.statuses {
+		if ok {
+			mask |= 1 << i
+		}
+	}
+	c := p.metaTexts.Load()
+	if c != nil {
+		for i, k := range c.masks {
+			if k == mask {
+				return append(dst, c.texts[i]...)
+			}
+		}
+	}
+	start := len(dst)
+	dst = p.writeMetadata(dst, w, m, t, withStatus)
+	old := c
+	if c == nil {
+		c = &metaTexts{}
+	}
+	if len(c.masks) < maxMetaTexts {
+		p.metaTexts.CompareAndSwap(old, &metaTexts{masks: append(slices.Clip(c.masks), mask), texts: append(slices.Clip(c.texts), string(dst[start:]))})
+	}
+	return dst
+}
+
+// writeMetadata writes the metadata's "features" array.
+func (p *servicePlan) writeMetadata(dst []byte, w *lookupWork, m metaOptions, t int64, withStatus bool) []byte {
 	dst = append(dst, `"features":[`...)
 	for i := range p.outputs {
 		o := &p.outputs[i]

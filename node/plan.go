@@ -3,8 +3,10 @@ package node
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/ring"
 	"github.com/tally-ml/tally/tabular"
 	"github.com/tally-ml/tally/windows"
 )
@@ -71,6 +73,8 @@ type servicePlan struct {
 	lateness int64 // smallest lateness of the sources read: bounds as_of
 	maxSlots int
 	model    *modelPlan // nil: the service has no model
+	// metaTexts caches metadata texts by status pattern (appendMetadata).
+	metaTexts atomic.Pointer[metaTexts]
 }
 
 func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
@@ -250,13 +254,19 @@ func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
 // order.
 func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	v, tb := 0, 0
+	// The views of one join key value share its hash.
+	var hkey []byte
+	var h uint64
 	for _, r := range reads {
 		if r.Table {
 			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
 			tb++
 			continue
 		}
-		w.vals[v] = n.View(r.View).Read(r.Key, t, w.vals[v][:0])
+		if hkey == nil || string(hkey) != string(r.Key) {
+			hkey, h = r.Key, ring.Hash(r.Key)
+		}
+		w.vals[v] = n.View(r.View).ReadHashed(h, r.Key, t, w.vals[v][:0])
 		v++
 	}
 }

@@ -135,3 +135,28 @@ func FuzzQuickParse(f *testing.F) {
 		}
 	})
 }
+
+// TestMetadataTextsFollowStatuses checks the cached metadata texts: each
+// feature's status says PRESENT exactly when its value is not null, over
+// rows of different status patterns, each read twice (the second from the
+// cache).
+func TestMetadataTextsFollowStatuses(t *testing.T) {
+	n := quickTestNode(t)
+	users := []string{"alice", "7", "nobody", "alice", "nobody", "7"}
+	for _, u := range users {
+		body := strings.Replace(quickBody, `"alice"`, `"`+u+`"`, 1)
+		out, aerr := n.GetFeatures(nil, []byte(body))
+		if aerr != nil {
+			t.Fatal(aerr)
+		}
+		v := decodeVector(t, out)
+		for name, f := range v {
+			if want := map[bool]string{true: "MISSING_DATA", false: "PRESENT"}[f.v == nil]; f.status != want {
+				t.Errorf("user %s: %s = %v has status %s, want %s", u, name, f.v, f.status, want)
+			}
+		}
+	}
+	if c := n.services["fraud_detection"].metaTexts.Load(); c == nil || len(c.masks) < 2 {
+		t.Fatalf("metadata texts cached: %+v, want at least 2 patterns", c)
+	}
+}
