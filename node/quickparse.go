@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"strconv"
 	"unsafe"
 
@@ -31,7 +30,9 @@ func (n *Node) quickParse(w *lookupWork, body []byte) *servicePlan {
 		return nil
 	}
 	var name, ws []byte
+	var p *servicePlan
 	jkm, rcm := -1, -1
+	keysRead, ctxRead := false, false
 	for first := true; ; first = false {
 		if first && s.lit('}') {
 			break
@@ -48,6 +49,12 @@ func (n *Node) quickParse(w *lookupWork, body []byte) *servicePlan {
 			if name, ok = s.str(); !ok {
 				return nil
 			}
+			// The usual order: the service first, then the maps are read
+			// in one pass.
+			if p = n.services[string(name)]; p == nil {
+				return nil
+			}
+			p.prepare(n, w)
 		case "workspace_name":
 			if ws != nil {
 				return nil
@@ -60,7 +67,14 @@ func (n *Node) quickParse(w *lookupWork, body []byte) *servicePlan {
 				return nil
 			}
 			s.ws()
-			if jkm = s.i; !s.skipFlat() {
+			jkm = s.i
+			if p != nil {
+				ok = p.quickKeys(w, &s, n.cfg.Limits.MaxKeys)
+				keysRead = true
+			} else {
+				ok = s.skipFlat()
+			}
+			if !ok {
 				return nil
 			}
 		case "request_context_map":
@@ -68,7 +82,14 @@ func (n *Node) quickParse(w *lookupWork, body []byte) *servicePlan {
 				return nil
 			}
 			s.ws()
-			if rcm = s.i; !s.skipFlat() {
+			rcm = s.i
+			if p != nil {
+				ok = p.quickContext(w, &s, n.cfg.Limits.MaxKeys)
+				ctxRead = true
+			} else {
+				ok = s.skipFlat()
+			}
+			if !ok {
 				return nil
 			}
 		default:
@@ -90,36 +111,35 @@ func (n *Node) quickParse(w *lookupWork, body []byte) *servicePlan {
 	if ws != nil && string(ws) != n.cfg.Workspace {
 		return nil
 	}
-	p := n.services[string(name)]
-	if p == nil {
-		return nil
-	}
-	p.prepare(n, w)
-	if !p.quickKeys(w, body, jkm, n.cfg.Limits.MaxKeys) {
+	if !keysRead && !p.quickKeys(w, &quickScan{b: body, i: jkm}, n.cfg.Limits.MaxKeys) {
 		return nil
 	}
 	if rcm < 0 {
 		if len(p.ctxCols) > 0 {
 			return nil
 		}
-	} else if !p.quickContext(w, body, rcm, n.cfg.Limits.MaxKeys) {
+	} else if !ctxRead && !p.quickContext(w, &quickScan{b: body, i: rcm}, n.cfg.Limits.MaxKeys) {
 		return nil
 	}
 	w.level, w.info = ReadDefault, ReadInfo{}
 	return p
 }
 
-// quickKeys reads the join_key_map object at body[at:] into w.keys.
-func (p *servicePlan) quickKeys(w *lookupWork, body []byte, at, maxKeys int) bool {
-	s := quickScan{b: body, i: at}
-	s.lit('{')
+// quickKeys reads the join_key_map object at s into w.keys.
+func (p *servicePlan) quickKeys(w *lookupWork, s *quickScan, maxKeys int) bool {
+	if !s.lit('{') {
+		return false
+	}
 	var seen uint64
 	count := 0
 	for !s.lit('}') {
 		if count > 0 && !s.lit(',') {
 			return false
 		}
-		k, _ := s.key()
+		k, ok := s.key()
+		if !ok {
+			return false
+		}
 		i := 0
 		for i < len(p.joinKeys) && p.joinKeys[i] != string(k) {
 			i++
@@ -129,10 +149,11 @@ func (p *servicePlan) quickKeys(w *lookupWork, body []byte, at, maxKeys int) boo
 		}
 		seen |= 1 << i
 		count++
-		s.ws()
-		switch c := s.b[s.i]; {
+		switch c := s.peek(); {
 		case c == '"':
-			w.keys[i], _ = s.str()
+			if w.keys[i], ok = s.str(); !ok {
+				return false
+			}
 		case c >= '1' && c <= '9' || c == '0':
 			// A canonical integer literal is its own decimal text, as
 			// jsonInt and strconv.AppendInt would write it.
@@ -155,18 +176,22 @@ func (p *servicePlan) quickKeys(w *lookupWork, body []byte, at, maxKeys int) boo
 	return count == len(p.joinKeys) && count <= maxKeys
 }
 
-// quickContext reads the request_context_map object at body[at:] into
-// w.ctx, w.ctxOK and w.ctxStr.
-func (p *servicePlan) quickContext(w *lookupWork, body []byte, at, maxKeys int) bool {
-	s := quickScan{b: body, i: at}
-	s.lit('{')
+// quickContext reads the request_context_map object at s into w.ctx,
+// w.ctxOK and w.ctxStr.
+func (p *servicePlan) quickContext(w *lookupWork, s *quickScan, maxKeys int) bool {
+	if !s.lit('{') {
+		return false
+	}
 	var seen uint64
 	count := 0
 	for !s.lit('}') {
 		if count > 0 && !s.lit(',') {
 			return false
 		}
-		k, _ := s.key()
+		k, ok := s.key()
+		if !ok {
+			return false
+		}
 		i := 0
 		for i < len(p.ctxCols) && p.ctxCols[i].Name != string(k) {
 			i++
@@ -177,24 +202,30 @@ func (p *servicePlan) quickContext(w *lookupWork, body []byte, at, maxKeys int) 
 		seen |= 1 << i
 		count++
 		typ := p.ctxCols[i].Type
-		s.ws()
-		switch c := s.b[s.i]; {
+		switch c := s.peek(); {
 		case c == '"':
 			if typ != features.String {
 				return false
 			}
-			b, _ := s.str()
+			b, ok := s.str()
+			if !ok {
+				return false
+			}
 			// Lives as long as the body, which outlives the request.
 			w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, true, unsafe.String(unsafe.SliceData(b), len(b))
 		case c == 't' || c == 'f':
 			if typ != features.Bool {
 				return false
 			}
+			if !s.word() {
+				return false
+			}
 			w.ctx[i], w.ctxOK[i] = b2f(c == 't'), true
-			s.skipWord()
 		case c == 'n':
+			if !s.word() {
+				return false
+			}
 			w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, false, ""
-			s.skipWord()
 		default:
 			if typ == features.String {
 				return false
@@ -244,12 +275,16 @@ func (s *quickScan) str() ([]byte, bool) {
 		return nil, false
 	}
 	rest := s.b[s.i:]
-	n := bytes.IndexByte(rest, '"')
-	if n < 0 || bytes.IndexByte(rest[:n], '\\') >= 0 {
-		return nil, false
+	for n, c := range rest {
+		switch c {
+		case '"':
+			s.i += n + 1
+			return rest[:n:n], true
+		case '\\':
+			return nil, false
+		}
 	}
-	s.i += n + 1
-	return rest[:n:n], true
+	return nil, false
 }
 
 // key reads an object member's name and its colon.
@@ -258,11 +293,22 @@ func (s *quickScan) key() ([]byte, bool) {
 	return k, ok && s.lit(':')
 }
 
-// skipWord skips true, false or null (skipFlat checked it).
-func (s *quickScan) skipWord() {
+// peek returns the next byte after any whitespace, 0 at the end.
+func (s *quickScan) peek() byte {
+	if s.ws(); s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// word reads true, false or null.
+func (s *quickScan) word() bool {
+	start := s.i
 	for s.i < len(s.b) && s.b[s.i] >= 'a' && s.b[s.i] <= 'z' {
 		s.i++
 	}
+	w := string(s.b[start:s.i])
+	return w == "true" || w == "false" || w == "null"
 }
 
 // skipFlat skips an object whose values are plain strings, numbers, true,
@@ -278,19 +324,13 @@ func (s *quickScan) skipFlat() bool {
 		if _, ok := s.key(); !ok {
 			return false
 		}
-		s.ws()
-		if s.i == len(s.b) {
-			return false
-		}
-		switch c := s.b[s.i]; {
+		switch c := s.peek(); {
 		case c == '"':
 			if _, ok := s.str(); !ok {
 				return false
 			}
 		case c == 't' || c == 'f' || c == 'n':
-			start := s.i
-			s.skipWord()
-			if w := string(s.b[start:s.i]); w != "true" && w != "false" && w != "null" {
+			if !s.word() {
 				return false
 			}
 		default:

@@ -68,6 +68,7 @@ func TestQuickParseAnswersAsFastjson(t *testing.T) {
 		r(`48.8`, `48.800000000000000710542735760100185871124267578125`).Replace(quickBody),
 		r(`"feature_service_name"`, `"workspace_name":"default","feature_service_name"`).Replace(quickBody),
 		r(`"alice"`, `"ålice ✓"`).Replace(quickBody),
+		`{"params":{"request_context_map":{"amt":1,"lat":2,"long":3},"feature_service_name":"fraud_detection","join_key_map":{"user_id":"alice","merchant":"m1","country":"FR"}}}`,
 	}
 	for _, body := range taken {
 		quick, qerr, accepted := lookupVia(n, []byte(body), true)
@@ -102,6 +103,11 @@ func TestQuickParseAnswersAsFastjson(t *testing.T) {
 		r(`12.5`, `1.`).Replace(quickBody),
 		r(`12.5`, `+1`).Replace(quickBody),
 		r(`12.5`, `[1]`).Replace(quickBody),
+		r(`12.5`, `nul`).Replace(quickBody),
+		r(`12.5`, `1-2`).Replace(quickBody),
+		r(`"m1"`, `"m1`).Replace(quickBody),
+		r(`"FR"}`, `"FR",}`).Replace(quickBody),
+		r(`{"user_id"`, `{,"user_id"`).Replace(quickBody),
 		r(`"fraud_detection"`, `"nope"`).Replace(quickBody),
 		r(`"feature_service_name"`, `"workspace_name":"other","feature_service_name"`).Replace(quickBody),
 		r(`"feature_service_name"`, `"as_of":1,"feature_service_name"`).Replace(quickBody),
