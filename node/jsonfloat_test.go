@@ -3,6 +3,10 @@ package node
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"testing"
 )
@@ -41,4 +45,29 @@ func FuzzAppendFloat(f *testing.F) {
 			t.Fatalf("appendFloat(%b) = %s, want %s", bits, got, want)
 		}
 	})
+}
+
+// TestPow10TabMatchesStrconv compares the powers of ten computed at first
+// use with the table Go's strconv was generated with, when the Go source is
+// at hand.
+func TestPow10TabMatchesStrconv(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "internal", "strconv", "pow10tab.go"))
+	if err != nil {
+		t.Skipf("Go's strconv source: %v", err)
+	}
+	pow10Once.Do(initPow10)
+	re := regexp.MustCompile(`\{(0x[0-9a-f]+), (0x[0-9a-f]+)\}, // 1e(-?\d+) `)
+	n := 0
+	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+		hi, _ := strconv.ParseUint(m[1], 0, 64)
+		lo, _ := strconv.ParseUint(m[2], 0, 64)
+		e, _ := strconv.Atoi(m[3])
+		if got := pow10Tab[e-pow10Min]; got != (uint128{hi, lo}) {
+			t.Fatalf("10^%d: %#x, want {%#x %#x}", e, got, hi, lo)
+		}
+		n++
+	}
+	if n != len(pow10Tab) {
+		t.Fatalf("compared %d powers, want %d", n, len(pow10Tab))
+	}
 }

@@ -356,8 +356,8 @@ func (s *quickScan) skipFlat() bool {
 var numberChar = [256]bool{'0': true, '1': true, '2': true, '3': true, '4': true, '5': true, '6': true,
 	'7': true, '8': true, '9': true, '-': true, '+': true, '.': true, 'e': true, 'E': true}
 
-// pow10 are the powers of ten a float64 holds exactly.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+// exactPow10 are the powers of ten a float64 holds exactly.
+var exactPow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
 	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
 // number reads an RFC 8259 number as strconv.ParseFloat would: exactly
@@ -425,9 +425,9 @@ func (s *quickScan) number() (float64, bool) {
 	case nd <= 19 && mant < 1<<53 && exp >= -22 && exp <= 22:
 		f = float64(mant)
 		if exp < 0 {
-			f /= pow10[-exp]
+			f /= exactPow10[-exp]
 		} else {
-			f *= pow10[exp]
+			f *= exactPow10[exp]
 		}
 		if neg {
 			f = -f
