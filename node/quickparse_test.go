@@ -68,6 +68,7 @@ func TestQuickParseAnswersAsFastjson(t *testing.T) {
 		r(`48.8`, `48.800000000000000710542735760100185871124267578125`).Replace(quickBody),
 		r(`"feature_service_name"`, `"workspace_name":"default","feature_service_name"`).Replace(quickBody),
 		r(`"alice"`, `"ålice ✓"`).Replace(quickBody),
+		r(`"alice"`, `"alicealicealicealice"`).Replace(quickBody),
 		`{"params":{"request_context_map":{"amt":1,"lat":2,"long":3},"feature_service_name":"fraud_detection","join_key_map":{"user_id":"alice","merchant":"m1","country":"FR"}}}`,
 	}
 	for _, body := range taken {
@@ -85,6 +86,8 @@ func TestQuickParseAnswersAsFastjson(t *testing.T) {
 		``, `{}`, `{"params":{}}`, `[]`, quickBody + `x`, quickBody[:len(quickBody)-1],
 		r(`"alice"`, `"al\"ice"`).Replace(quickBody),
 		r(`"alice"`, `"al\u0069ce"`).Replace(quickBody),
+		r(`"alice"`, `"alicealicealice\"x"`).Replace(quickBody),
+		r(`"alice"`, `"alicealicealic\\"`).Replace(quickBody),
 		r(`"alice"`, `-7`).Replace(quickBody),
 		r(`"alice"`, `07`).Replace(quickBody),
 		r(`"alice"`, `7.0`).Replace(quickBody),
