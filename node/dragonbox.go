@@ -8,11 +8,15 @@ package node
 // Junekey Jeon, as Go's strconv computes them (internal/strconv/ftoadbox.go
 // and math.go of Go 1.26, float64 only), returning the digits as an integer
 // and a decimal exponent instead of formatting them: appendFloat writes them
-// without strconv's generic layout. Its powers of ten are computed once, as
-// strconv's generator (pow10gen.go) computes its table.
-// TestAppendFloatMatchesStrconv and FuzzAppendFloat hold it to strconv.
+// without strconv's generic layout. And the Eisel-Lemire parse of a decimal
+// mantissa and exponent (atofeisel.go), which quickScan.number calls on the
+// digits it has read instead of strconv reading them again. The powers of
+// ten are computed once, as strconv's generator (pow10gen.go) computes its
+// table. TestAppendFloatMatchesStrconv, FuzzAppendFloat,
+// TestQuickNumberMatchesStrconv and FuzzQuickNumber hold them to strconv.
 
 import (
+	"math"
 	"math/big"
 	"math/bits"
 	"sync"
@@ -241,4 +245,71 @@ func dboxPow64(k, e int) (φ uint128, β int) {
 		φ.Lo++
 	}
 	return φ, e + e1 - 1
+}
+
+// eiselLemire64 returns man * 10^exp10 (negated if neg), correctly
+// rounded, by the Eisel-Lemire algorithm as Go's strconv computes it
+// (internal/strconv/atofeisel.go); ok is false when it cannot decide (the
+// caller then asks strconv.ParseFloat). man must be exact (no digit
+// dropped).
+func eiselLemire64(man uint64, exp10 int, neg bool) (f float64, ok bool) {
+	if man == 0 {
+		if neg {
+			f = math.Float64frombits(0x8000000000000000) // Negative zero.
+		}
+		return f, true
+	}
+	if exp10 < pow10Min || exp10 > pow10Max {
+		return 0, false
+	}
+	pow10Once.Do(initPow10)
+	pow, exp2 := pow10(exp10)
+
+	// Normalization.
+	clz := bits.LeadingZeros64(man)
+	man <<= uint(clz)
+	retExp2 := uint64(exp2+63-float64Bias) - uint64(clz)
+
+	// Multiplication.
+	xHi, xLo := bits.Mul64(man, pow.Hi)
+
+	// Wider Approximation.
+	if xHi&0x1FF == 0x1FF && xLo+man < man {
+		yHi, yLo := bits.Mul64(man, pow.Lo)
+		mergedHi, mergedLo := xHi, xLo+yHi
+		if mergedLo < xLo {
+			mergedHi++
+		}
+		if mergedHi&0x1FF == 0x1FF && mergedLo+1 == 0 && yLo+man < man {
+			return 0, false
+		}
+		xHi, xLo = mergedHi, mergedLo
+	}
+
+	// Shifting to 54 Bits.
+	msb := xHi >> 63
+	retMantissa := xHi >> (msb + 9)
+	retExp2 -= 1 ^ msb
+
+	// Half-way Ambiguity.
+	if xLo == 0 && xHi&0x1FF == 0 && retMantissa&3 == 1 {
+		return 0, false
+	}
+
+	// From 54 to 53 Bits.
+	retMantissa += retMantissa & 1
+	retMantissa >>= 1
+	if retMantissa>>53 > 0 {
+		retMantissa >>= 1
+		retExp2++
+	}
+	// Zero or underflow: subnormal; 0x7FF or above: Inf/NaN.
+	if retExp2-1 >= 0x7FF-1 {
+		return 0, false
+	}
+	retBits := retExp2<<float64MantBits | retMantissa&(1<<float64MantBits-1)
+	if neg {
+		retBits |= 0x8000000000000000
+	}
+	return math.Float64frombits(retBits), true
 }

@@ -362,7 +362,8 @@ var exactPow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 
 
 // number reads an RFC 8259 number as strconv.ParseFloat would: exactly
 // (one correctly rounded operation) when its digits fit 2^53 and its
-// decimal exponent is within ±22, else by ParseFloat itself. It refuses
+// decimal exponent is within ±22, else by Eisel-Lemire when its digits fit
+// 19, else (or when that cannot decide) by ParseFloat itself. It refuses
 // numbers out of float64's range.
 func (s *quickScan) number() (float64, bool) {
 	b, start := s.b, s.i
@@ -433,9 +434,15 @@ func (s *quickScan) number() (float64, bool) {
 			f = -f
 		}
 	default:
-		var err error
-		if f, err = strconv.ParseFloat(unsafe.String(&b[start], i-start), 64); err != nil {
-			return 0, false
+		ok := false
+		if nd <= 19 {
+			f, ok = eiselLemire64(mant, exp, neg)
+		}
+		if !ok {
+			var err error
+			if f, err = strconv.ParseFloat(unsafe.String(&b[start], i-start), 64); err != nil {
+				return 0, false
+			}
 		}
 	}
 	return f, true

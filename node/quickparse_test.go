@@ -2,8 +2,13 @@ package node
 
 import (
 	"bytes"
+	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tally-ml/tally/tabular"
 )
 
 // lookupVia answers body through quickParse (quick) or fastjson; accepted
@@ -168,4 +173,60 @@ func TestMetadataTextsFollowStatuses(t *testing.T) {
 	if c := n.services["fraud_detection"].metaTexts.Load(); c == nil || len(c.masks) < 2 {
 		t.Fatalf("metadata texts cached: %+v, want at least 2 patterns", c)
 	}
+}
+
+// checkQuickNumber compares quickScan.number on text with
+// strconv.ParseFloat, for text that is an RFC 8259 number.
+func checkQuickNumber(t *testing.T, text string) {
+	t.Helper()
+	if !tabular.IsJSONNumber([]byte(text)) {
+		return
+	}
+	s := quickScan{b: []byte(text)}
+	got, ok := s.number()
+	want, err := strconv.ParseFloat(text, 64)
+	if ok != (err == nil) || (ok && math.Float64bits(got) != math.Float64bits(want)) || (ok && s.i != len(text)) {
+		t.Fatalf("number(%s) = %v, %v (read %d bytes); ParseFloat: %v, %v", text, got, ok, s.i, want, err)
+	}
+}
+
+// TestQuickNumberMatchesStrconv checks quickParse's numbers against
+// strconv.ParseFloat over random digits, lengths and exponents, through
+// its three paths (exact, Eisel-Lemire, strconv).
+func TestQuickNumberMatchesStrconv(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + r.IntN(10))
+		}
+		if n > 1 && b[0] == '0' {
+			b[0] = '1' + byte(r.IntN(9))
+		}
+		return string(b)
+	}
+	for _, s := range []string{"0", "-0", "0.0", "-0.0e5", "1e400", "-1e400", "1e-400", "4.9e-324", "2.5e-324", "1.7976931348623157e308",
+		"1.7976931348623159e308", "9007199254740993", "35.02940107396863", "52.576612676972104", "0.1", "1e23", "8.98846567431158e307"} {
+		checkQuickNumber(t, s)
+	}
+	for range 300_000 {
+		s := digits(1 + r.IntN(20))
+		if r.IntN(2) == 0 {
+			s += "." + digits(1+r.IntN(20))
+		}
+		if r.IntN(3) == 0 {
+			s += "e" + []string{"", "+", "-"}[r.IntN(3)] + strconv.Itoa(r.IntN(330))
+		}
+		if r.IntN(2) == 0 {
+			s = "-" + s
+		}
+		checkQuickNumber(t, s)
+	}
+}
+
+func FuzzQuickNumber(f *testing.F) {
+	f.Add("35.02940107396863")
+	f.Add("-52.576612676972104e-3")
+	f.Add("1e400")
+	f.Fuzz(func(t *testing.T, s string) { checkQuickNumber(t, s) })
 }
