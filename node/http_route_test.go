@@ -7,7 +7,8 @@ import (
 )
 
 // TestHandleLookupPaths checks that a lookup is routed the same whether its
-// request line names the path as it is or in a form that normalizes to it.
+// request line names the path as it is or in a form that normalizes to it,
+// and counted in its route's metrics.
 func TestHandleLookupPaths(t *testing.T) {
 	n, _ := newTestNode(t, DefaultConfig())
 	s := NewServer(n)
@@ -36,5 +37,15 @@ func TestHandleLookupPaths(t *testing.T) {
 	s.handle(ctx)
 	if ctx.Response.StatusCode() != 404 {
 		t.Errorf("a path beside the lookup's answered %d, want 404", ctx.Response.StatusCode())
+	}
+	m := n.metrics
+	if got := m.requests["get-features"].Get(); got != 5 {
+		t.Errorf("get-features requests counted: %d, want 5", got)
+	}
+	if got := m.errors["get-features"].Get(); got != 0 {
+		t.Errorf("get-features errors counted: %d, want 0", got)
+	}
+	if got := m.errors["other"].Get(); got != 1 {
+		t.Errorf("other errors counted: %d, want 1", got)
 	}
 }
