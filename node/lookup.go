@@ -416,6 +416,22 @@ func (p *servicePlan) appendFeatures(dst []byte, w *lookupWork) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
+		// A number of a view, the usual output, written here (as
+		// appendOutput would) without three calls.
+		if o := &p.outputs[i]; o.kind == features.RefAggregate && (o.enc == encFloat || o.enc == encInt) {
+			v := &w.vals[o.slot][o.feat]
+			ok := v.Present && !math.IsNaN(v.Num) && !math.IsInf(v.Num, 0)
+			switch {
+			case !ok:
+				dst = append(dst, "null"...)
+			case o.enc == encInt:
+				dst = strconv.AppendInt(dst, int64(v.Num), 10)
+			default:
+				dst = appendFloat(dst, v.Num)
+			}
+			w.statuses[i] = ok
+			continue
+		}
 		dst, w.statuses[i] = p.appendOutput(dst, w, i)
 	}
 	return append(dst, ']')
