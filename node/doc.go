@@ -44,6 +44,11 @@
 //     JSON response appended straight into the output buffer, without
 //     allocating per request in steady state. APIError, the 4xx/5xx
 //     answer of every endpoint, is declared here.
+//   - quickparse.go, jsonfloat.go, dragonbox.go: the lookup's fast paths: a
+//     scanner for the common single-row body (anything else goes to
+//     fastjson, which answers as before), and floats written as strconv's
+//     shortest 'g' text, byte for byte, from Dragonbox digits (tests and
+//     fuzz targets hold both to fastjson and strconv).
 //   - predict.go: the service's model scores the vector.
 //   - history.go: PointReader, the same plan read at a past time, which
 //     package history's point-in-time joins call row by row.

@@ -84,9 +84,10 @@ func cpuTime() int64 {
 
 // BenchmarkGetFeaturesSmall is BenchmarkGetFeatures over 2,000 users: small
 // enough to run under callgrind, whose instruction counts repeat on a noisy
-// machine where times do not:
+// machine where times do not (GOGC=off: the setup's garbage is not
+// collected while they are counted):
 //
-//	go test -c -o /tmp/node.test ./node/ && GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind --tool=callgrind \
+//	go test -c -o /tmp/node.test ./node/ && GOGC=off GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind --tool=callgrind \
 //	  --toggle-collect='github.com/tally-ml/tally/node.(*Node).GetFeatures' /tmp/node.test -test.run '^$' -test.bench GetFeaturesSmall -test.benchtime 5000x
 func BenchmarkGetFeaturesSmall(b *testing.B) {
 	n, _ := newTestNode(b, DefaultConfig())

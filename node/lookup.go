@@ -103,8 +103,11 @@ type metaOptions struct {
 	names, types, status, effective bool
 }
 
+// defaultMeta are the metadata options of a request that sets none.
+var defaultMeta = metaOptions{names: true, types: true, status: true}
+
 func parseMetaOptions(params *fastjson.Value) (metaOptions, *APIError) {
-	m := metaOptions{names: true, types: true, status: true}
+	m := defaultMeta
 	o, name := option(params, "metadata_options", "metadataOptions")
 	if o == nil {
 		return m, nil
@@ -325,6 +328,13 @@ func ctxWant(t features.Type) string {
 	return "a number"
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -406,6 +416,22 @@ func (p *servicePlan) appendFeatures(dst []byte, w *lookupWork) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
+		// A number of a view, the usual output, written here (as
+		// appendOutput would) without three calls.
+		if o := &p.outputs[i]; o.kind == features.RefAggregate && (o.enc == encFloat || o.enc == encInt) {
+			v := &w.vals[o.slot][o.feat]
+			ok := v.Present && !math.IsNaN(v.Num) && !math.IsInf(v.Num, 0)
+			switch {
+			case !ok:
+				dst = append(dst, "null"...)
+			case o.enc == encInt:
+				dst = strconv.AppendInt(dst, int64(v.Num), 10)
+			default:
+				dst = appendFloat(dst, v.Num)
+			}
+			w.statuses[i] = ok
+			continue
+		}
 		dst, w.statuses[i] = p.appendOutput(dst, w, i)
 	}
 	return append(dst, ']')
@@ -479,15 +505,62 @@ func appendNumber(dst []byte, f float64, enc encoding) ([]byte, bool) {
 	case encBool:
 		return strconv.AppendBool(dst, f != 0), true
 	}
-	return strconv.AppendFloat(dst, f, 'g', -1, 64), true
+	return appendFloat(dst, f), true
 }
 
+// metaTexts are a service's metadata texts (its "features" array) with the
+// default options for the status patterns seen first: a service's
+// responses take few patterns, and the text was a tenth of a lookup.
+type metaTexts struct {
+	masks []uint64 // bit i: output i is present
+	texts []string
+}
+
+// maxMetaTexts bounds a service's metaTexts; other patterns are written
+// each time.
+const maxMetaTexts = 32
+
 func (p *servicePlan) appendMetadata(dst []byte, w *lookupWork, m metaOptions, t int64, withStatus bool) []byte {
+	if !withStatus || m != defaultMeta || len(p.outputs) > 64 {
+		return p.writeMetadata(dst, w, m, t, withStatus)
+	}
+	var mask uint64
+	for i, ok := range w.statuses {
+		if ok {
+			mask |= 1 << i
+		}
+	}
+	c := p.metaTexts.Load()
+	if c != nil {
+		for i, k := range c.masks {
+			if k == mask {
+				return append(dst, c.texts[i]...)
+			}
+		}
+	}
+	start := len(dst)
+	dst = p.writeMetadata(dst, w, m, t, withStatus)
+	old := c
+	if c == nil {
+		c = &metaTexts{}
+	}
+	if len(c.masks) < maxMetaTexts {
+		p.metaTexts.CompareAndSwap(old, &metaTexts{masks: append(slices.Clip(c.masks), mask), texts: append(slices.Clip(c.texts), string(dst[start:]))})
+	}
+	return dst
+}
+
+// writeMetadata writes the metadata's "features" array.
+func (p *servicePlan) writeMetadata(dst []byte, w *lookupWork, m metaOptions, t int64, withStatus bool) []byte {
 	dst = append(dst, `"features":[`...)
 	for i := range p.outputs {
 		o := &p.outputs[i]
 		if i > 0 {
 			dst = append(dst, ',')
+		}
+		if withStatus && m.names && m.types && m.status && !m.effective {
+			dst = append(dst, o.fullMeta[b2i(w.statuses[i])]...)
+			continue
 		}
 		sep := false
 		switch {
@@ -517,7 +590,7 @@ func (p *servicePlan) appendMetadata(dst []byte, w *lookupWork, m metaOptions, t
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"effectiveTime":"`...)
-			dst = time.UnixMilli(t).UTC().AppendFormat(dst, time.RFC3339Nano)
+			dst = appendMillis(dst, t)
 			dst = append(dst, '"')
 		}
 		dst = append(dst, '}')
@@ -557,6 +630,16 @@ type oneLookup struct {
 // lookupOne parses a single-row request body into w and computes its
 // features: the shared front half of get-features and predict.
 func (n *Node) lookupOne(w *lookupWork, body []byte) (oneLookup, *APIError) {
+	if p := n.quickParse(w, body); p != nil {
+		r := oneLookup{plan: p, now: n.now(), cluster: n.cluster != nil, meta: defaultMeta}
+		r.t = r.now
+		return r, n.compute(p, w, r.t)
+	}
+	return n.lookupParsed(w, body)
+}
+
+// lookupParsed is lookupOne for any body, parsed with fastjson.
+func (n *Node) lookupParsed(w *lookupWork, body []byte) (oneLookup, *APIError) {
 	params, p, aerr := n.parseParams(&w.parser, body)
 	if aerr != nil {
 		return oneLookup{}, aerr
@@ -586,7 +669,7 @@ func (r *oneLookup) appendTail(dst []byte, w *lookupWork) []byte {
 	dst = append(dst, `},"metadata":{`...)
 	dst = r.plan.appendMetadata(dst, w, r.meta, r.t, true)
 	dst = append(dst, `,"serverTime":"`...)
-	dst = time.UnixMilli(r.now).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = appendMillis(dst, r.now)
 	dst = append(dst, '"')
 	if r.cluster {
 		dst = appendClusterMeta(dst, w)
@@ -670,7 +753,7 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	dst = append(dst, `],"metadata":{`...)
 	dst = p.appendMetadata(dst, w, m, t, false)
 	dst = append(dst, `,"serverTime":"`...)
-	dst = time.UnixMilli(now).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = appendMillis(dst, now)
 	dst = append(dst, '"')
 	if n.cluster != nil {
 		dst = appendClusterMeta(dst, w)

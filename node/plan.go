@@ -3,8 +3,10 @@ package node
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/ring"
 	"github.com/tally-ml/tally/tabular"
 	"github.com/tally-ml/tally/windows"
 )
@@ -39,6 +41,9 @@ type output struct {
 	// `,"dataType":<dtype>`: a response's metadata is mostly these, written
 	// once here instead of escaped per request.
 	nameMeta, nameTypeMeta string
+	// fullMeta[0] and [1] are the whole metadata object of the default
+	// options (name, type and status) for a missing and a present value.
+	fullMeta [2]string
 }
 
 type inputRef struct {
@@ -68,6 +73,8 @@ type servicePlan struct {
 	lateness int64 // smallest lateness of the sources read: bounds as_of
 	maxSlots int
 	model    *modelPlan // nil: the service has no model
+	// metaTexts caches metadata texts by status pattern (appendMetadata).
+	metaTexts atomic.Pointer[metaTexts]
 }
 
 func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
@@ -161,6 +168,8 @@ func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
 		o.dtype = dataTypeJSON(o.enc)
 		o.nameMeta = string(tabular.AppendJSONString([]byte(`{"name":`), o.name))
 		o.nameTypeMeta = o.nameMeta + `,"dataType":` + o.dtype
+		o.fullMeta[0] = string(appendStatus([]byte(o.nameTypeMeta+","), false)) + "}"
+		o.fullMeta[1] = string(appendStatus([]byte(o.nameTypeMeta+","), true)) + "}"
 		p.outputs = append(p.outputs, o)
 	}
 	if p.lateness == math.MaxInt64 {
@@ -245,13 +254,19 @@ func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
 // order.
 func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	v, tb := 0, 0
+	// The views of one join key value share its hash.
+	var hkey []byte
+	var h uint64
 	for _, r := range reads {
 		if r.Table {
 			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
 			tb++
 			continue
 		}
-		w.vals[v] = n.View(r.View).Read(r.Key, t, w.vals[v][:0])
+		if hkey == nil || string(hkey) != string(r.Key) {
+			hkey, h = r.Key, ring.Hash(r.Key)
+		}
+		w.vals[v] = n.View(r.View).ReadHashed(h, r.Key, t, w.vals[v][:0])
 		v++
 	}
 }

@@ -15,9 +15,15 @@ import (
 // nothing for scalar functions (last_n and last_distinct_n allocate their
 // lists).
 func (v *View) Read(key []byte, t int64, dst []Value) []Value {
+	return v.ReadHashed(v.hash(key), key, t, dst)
+}
+
+// ReadHashed is Read for a caller that has the key's hash, h =
+// ring.Hash(key): a lookup reads several views of one entity and hashes
+// its key once.
+func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 	// Clamping keeps every window identical while t-W cannot overflow.
 	t = min(max(t, MinTime-1), MaxTime+2*MaxSpan)
-	h := v.hash(key)
 	p := &v.parts[ring.Partition(h)]
 	p.mu.Lock()
 	slot, ok := p.find(h, key)

@@ -1,0 +1,232 @@
+package node
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tally-ml/tally/tabular"
+)
+
+// lookupVia answers body through quickParse (quick) or fastjson; accepted
+// is false when quick and quickParse left the body to fastjson.
+func lookupVia(n *Node, body []byte, quick bool) (out []byte, aerr *APIError, accepted bool) {
+	w := &lookupWork{}
+	var r oneLookup
+	if quick {
+		p := n.quickParse(w, body)
+		if p == nil {
+			return nil, nil, false
+		}
+		r = oneLookup{plan: p, now: n.now(), meta: defaultMeta}
+		r.t = r.now
+		aerr = n.compute(p, w, r.t)
+	} else {
+		r, aerr = n.lookupParsed(w, body)
+	}
+	if aerr != nil {
+		return nil, aerr, true
+	}
+	out = append(out, `{"result":{"features":`...)
+	out = r.plan.appendFeatures(out, w)
+	return r.appendTail(out, w), nil, true
+}
+
+func quickTestNode(t testing.TB) *Node {
+	n, _ := newTestNode(t, DefaultConfig())
+	if _, err := n.IngestJSON(ingestBody(
+		txn("alice", "m1", "FR", 10, t0-30_000),
+		txn("alice", "m2", "FR", 20.5, t0-120_000),
+		txn("7", "m1", "FR", 30, t0-3_600_000+1),
+	)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat,home_long\nalice,48.85,2.35\n"), false); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+const quickBody = `{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"alice","merchant":"m1","country":"FR"},"request_context_map":{"amt":12.5,"lat":48.8,"long":2.3}}}`
+
+// TestQuickParseAnswersAsFastjson checks that every body quickParse takes
+// is answered byte for byte as the fastjson path answers it, and that it
+// leaves the others (options, escapes, duplicates, errors) to that path.
+func TestQuickParseAnswersAsFastjson(t *testing.T) {
+	n := quickTestNode(t)
+	r := strings.NewReplacer
+	taken := []string{
+		quickBody,
+		" \n{ \"params\" :\t{ \"request_context_map\" : { \"long\" : 2.3 , \"lat\" : 48.8 , \"amt\" : 12.5 } ,\r\n \"join_key_map\":{\"country\":\"FR\",\"merchant\":\"m1\",\"user_id\":\"alice\"}, \"feature_service_name\" : \"fraud_detection\" } } \n",
+		r(`"alice"`, `7`).Replace(quickBody),
+		r(`"alice"`, `0`).Replace(quickBody),
+		r(`12.5`, `-0`).Replace(quickBody),
+		r(`12.5`, `null`).Replace(quickBody),
+		r(`12.5`, `1.25E1`).Replace(quickBody),
+		r(`12.5`, `125e-1`).Replace(quickBody),
+		r(`12.5`, `-0.000000000000000000000000001234`).Replace(quickBody),
+		r(`12.5`, `12345678901234567890123.5`).Replace(quickBody),
+		r(`12.5`, `0.1e+300`).Replace(quickBody),
+		r(`48.8`, `48.800000000000000710542735760100185871124267578125`).Replace(quickBody),
+		r(`"feature_service_name"`, `"workspace_name":"default","feature_service_name"`).Replace(quickBody),
+		r(`"alice"`, `"ålice ✓"`).Replace(quickBody),
+		r(`"alice"`, `"alicealicealicealice"`).Replace(quickBody),
+		`{"params":{"request_context_map":{"amt":1,"lat":2,"long":3},"feature_service_name":"fraud_detection","join_key_map":{"user_id":"alice","merchant":"m1","country":"FR"}}}`,
+	}
+	for _, body := range taken {
+		quick, qerr, accepted := lookupVia(n, []byte(body), true)
+		if !accepted {
+			t.Errorf("quickParse left %s to fastjson", body)
+			continue
+		}
+		slow, serr, _ := lookupVia(n, []byte(body), false)
+		if (qerr == nil) != (serr == nil) || !bytes.Equal(quick, slow) {
+			t.Errorf("%s:\nquick %v %s\nslow  %v %s", body, qerr, quick, serr, slow)
+		}
+	}
+	left := []string{
+		``, `{}`, `{"params":{}}`, `[]`, quickBody + `x`, quickBody[:len(quickBody)-1],
+		r(`"alice"`, `"al\"ice"`).Replace(quickBody),
+		r(`"alice"`, `"al\u0069ce"`).Replace(quickBody),
+		r(`"alice"`, `"alicealicealice\"x"`).Replace(quickBody),
+		r(`"alice"`, `"alicealicealic\\"`).Replace(quickBody),
+		r(`"alice"`, `-7`).Replace(quickBody),
+		r(`"alice"`, `07`).Replace(quickBody),
+		r(`"alice"`, `7.0`).Replace(quickBody),
+		r(`"alice"`, `null`).Replace(quickBody),
+		r(`"alice"`, `true`).Replace(quickBody),
+		r(`"alice"`, `{}`).Replace(quickBody),
+		r(`"user_id":"alice",`, ``).Replace(quickBody),
+		r(`"user_id":"alice",`, `"user_id":"alice","user_id":"bob",`).Replace(quickBody),
+		r(`"user_id":"alice",`, `"user_id":"alice","shop":"x",`).Replace(quickBody),
+		r(`"amt":12.5,`, ``).Replace(quickBody),
+		r(`"amt":12.5,`, `"amt":12.5,"amt":1,`).Replace(quickBody),
+		r(`12.5`, `"12.5"`).Replace(quickBody),
+		r(`12.5`, `true`).Replace(quickBody),
+		r(`12.5`, `1e400`).Replace(quickBody),
+		r(`12.5`, `.5`).Replace(quickBody),
+		r(`12.5`, `1.`).Replace(quickBody),
+		r(`12.5`, `+1`).Replace(quickBody),
+		r(`12.5`, `[1]`).Replace(quickBody),
+		r(`12.5`, `nul`).Replace(quickBody),
+		r(`12.5`, `1-2`).Replace(quickBody),
+		r(`"m1"`, `"m1`).Replace(quickBody),
+		r(`"FR"}`, `"FR",}`).Replace(quickBody),
+		r(`{"user_id"`, `{,"user_id"`).Replace(quickBody),
+		r(`"fraud_detection"`, `"nope"`).Replace(quickBody),
+		r(`"feature_service_name"`, `"workspace_name":"other","feature_service_name"`).Replace(quickBody),
+		r(`"feature_service_name"`, `"as_of":1,"feature_service_name"`).Replace(quickBody),
+		r(`"feature_service_name"`, `"metadata_options":{},"feature_service_name"`).Replace(quickBody),
+		r(`"feature_service_name"`, `"featureServiceName"`).Replace(quickBody),
+		r(`{"params":`, `{"x":1,"params":`).Replace(quickBody),
+		r(`,"request_context_map":{"amt":12.5,"lat":48.8,"long":2.3}`, ``).Replace(quickBody),
+	}
+	for _, body := range left {
+		if _, _, accepted := lookupVia(n, []byte(body), true); accepted {
+			t.Errorf("quickParse took %s", body)
+		}
+	}
+}
+
+// FuzzQuickParse checks that a body quickParse takes is one the fastjson
+// path answers, with the same bytes.
+func FuzzQuickParse(f *testing.F) {
+	f.Add([]byte(quickBody))
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `7`, 1)))
+	f.Add([]byte(strings.Replace(quickBody, `12.5`, `-1.5e-7`, 1)))
+	n := quickTestNode(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		quick, qerr, accepted := lookupVia(n, body, true)
+		if !accepted {
+			return
+		}
+		slow, serr, _ := lookupVia(n, body, false)
+		if (qerr == nil) != (serr == nil) || !bytes.Equal(quick, slow) {
+			t.Fatalf("%q:\nquick %v %s\nslow  %v %s", body, qerr, quick, serr, slow)
+		}
+	})
+}
+
+// TestMetadataTextsFollowStatuses checks the cached metadata texts: each
+// feature's status says PRESENT exactly when its value is not null, over
+// rows of different status patterns, each read twice (the second from the
+// cache).
+func TestMetadataTextsFollowStatuses(t *testing.T) {
+	n := quickTestNode(t)
+	users := []string{"alice", "7", "nobody", "alice", "nobody", "7"}
+	for _, u := range users {
+		body := strings.Replace(quickBody, `"alice"`, `"`+u+`"`, 1)
+		out, aerr := n.GetFeatures(nil, []byte(body))
+		if aerr != nil {
+			t.Fatal(aerr)
+		}
+		v := decodeVector(t, out)
+		for name, f := range v {
+			if want := map[bool]string{true: "MISSING_DATA", false: "PRESENT"}[f.v == nil]; f.status != want {
+				t.Errorf("user %s: %s = %v has status %s, want %s", u, name, f.v, f.status, want)
+			}
+		}
+	}
+	if c := n.services["fraud_detection"].metaTexts.Load(); c == nil || len(c.masks) < 2 {
+		t.Fatalf("metadata texts cached: %+v, want at least 2 patterns", c)
+	}
+}
+
+// checkQuickNumber compares quickScan.number on text with
+// strconv.ParseFloat, for text that is an RFC 8259 number.
+func checkQuickNumber(t *testing.T, text string) {
+	t.Helper()
+	if !tabular.IsJSONNumber([]byte(text)) {
+		return
+	}
+	s := quickScan{b: []byte(text)}
+	got, ok := s.number()
+	want, err := strconv.ParseFloat(text, 64)
+	if ok != (err == nil) || (ok && math.Float64bits(got) != math.Float64bits(want)) || (ok && s.i != len(text)) {
+		t.Fatalf("number(%s) = %v, %v (read %d bytes); ParseFloat: %v, %v", text, got, ok, s.i, want, err)
+	}
+}
+
+// TestQuickNumberMatchesStrconv checks quickParse's numbers against
+// strconv.ParseFloat over random digits, lengths and exponents, through
+// its three paths (exact, Eisel-Lemire, strconv).
+func TestQuickNumberMatchesStrconv(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + r.IntN(10))
+		}
+		if n > 1 && b[0] == '0' {
+			b[0] = '1' + byte(r.IntN(9))
+		}
+		return string(b)
+	}
+	for _, s := range []string{"0", "-0", "0.0", "-0.0e5", "1e400", "-1e400", "1e-400", "4.9e-324", "2.5e-324", "1.7976931348623157e308",
+		"1.7976931348623159e308", "9007199254740993", "35.02940107396863", "52.576612676972104", "0.1", "1e23", "8.98846567431158e307"} {
+		checkQuickNumber(t, s)
+	}
+	for range 300_000 {
+		s := digits(1 + r.IntN(20))
+		if r.IntN(2) == 0 {
+			s += "." + digits(1+r.IntN(20))
+		}
+		if r.IntN(3) == 0 {
+			s += "e" + []string{"", "+", "-"}[r.IntN(3)] + strconv.Itoa(r.IntN(330))
+		}
+		if r.IntN(2) == 0 {
+			s = "-" + s
+		}
+		checkQuickNumber(t, s)
+	}
+}
+
+func FuzzQuickNumber(f *testing.F) {
+	f.Add("35.02940107396863")
+	f.Add("-52.576612676972104e-3")
+	f.Add("1e400")
+	f.Fuzz(func(t *testing.T, s string) { checkQuickNumber(t, s) })
+}
