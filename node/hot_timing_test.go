@@ -3,10 +3,10 @@ package node
 import (
 	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 
 	"github.com/tally-ml/tally/bench/workload"
+	"github.com/tally-ml/tally/internal/cputime"
 )
 
 // BenchmarkGetFeaturesHeat is the in-process lookup of the whole
@@ -71,16 +71,8 @@ func BenchmarkGetFeaturesHeat(b *testing.B) {
 	}
 }
 
-// cpuTime is the process's user+system CPU time in ns: on this shared
-// machine it varies less than wall time does (another process's turn on the
-// CPU is not counted).
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
+// cpuTime is the process's CPU time in ns (cputime.Now).
+var cpuTime = cputime.Now
 
 // BenchmarkGetFeaturesSmall is BenchmarkGetFeatures over 2,000 users: small
 // enough to run under callgrind, whose instruction counts repeat on a noisy

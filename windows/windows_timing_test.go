@@ -8,9 +8,9 @@ import (
 	"runtime"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
+	"github.com/tally-ml/tally/internal/cputime"
 	"github.com/tally-ml/tally/ring"
 	"github.com/tally-ml/tally/windows"
 )
@@ -85,14 +85,8 @@ func reportIngest(b *testing.B, cpu0 int64) {
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
-// cpuTime is the process's user and system CPU time, in ns.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
+// cpuTime is the process's CPU time in ns (cputime.Now).
+var cpuTime = cputime.Now
 
 func BenchmarkIngestParallel(b *testing.B) {
 	spec := defaultUserSpecs()[1]
