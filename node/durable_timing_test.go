@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -47,7 +48,9 @@ func BenchmarkHTTPBulkIngestWAL(b *testing.B) {
 	clk := &testClock{}
 	clk.set(t0)
 	cfg := DefaultConfig()
-	n, err := New(repo, cfg, Options{Clock: clk.now, Log: l, RepoFS: features.DefaultFS()})
+	// TALLY_APPLY_WORKERS compares a request's apply on several cores.
+	workers, _ := strconv.Atoi(os.Getenv("TALLY_APPLY_WORKERS"))
+	n, err := New(repo, cfg, Options{Clock: clk.now, Log: l, RepoFS: features.DefaultFS(), ApplyWorkers: workers})
 	if err != nil {
 		b.Fatal(err)
 	}
