@@ -112,19 +112,24 @@ func BenchmarkRecovery(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
-		l, err := wal.Open(dir, wal.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, _ := newTestNode(b, DefaultConfig())
-		rec, err := n.RecoverFrom(l)
-		if err != nil || rec.Replayed != 1000 {
-			b.Fatalf("recovered %d records: %v", rec.Replayed, err)
-		}
-		l.Close()
+		recoverLog(b, dir, 1000)
 	}
 	b.ReportMetric(1e6*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(cpuTime()-cpu0)/1e9/float64(b.N), "cpu-s/op")
+}
+
+// recoverLog replays the write-ahead log in walDir into a fresh node, which
+// must apply records records, and drops the node.
+func recoverLog(b *testing.B, walDir string, records uint64) {
+	l, err := wal.Open(walDir, wal.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	n, _ := newTestNode(b, DefaultConfig())
+	if rec, err := n.RecoverFrom(l); err != nil || rec.Replayed != records {
+		b.Fatalf("recovered %d records: %v", rec.Replayed, err)
+	}
 }
 
 // BenchmarkSnapshot1M: time and size of a snapshot of 1M active users (2M
@@ -257,19 +262,9 @@ func BenchmarkRecovery10M(b *testing.B) {
 	b.ResetTimer()
 	cpu, cpu0 := int64(0), cpuTime()
 	for i := 0; i < b.N; i++ {
-		l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, _ := newTestNode(b, DefaultConfig())
-		rec, err := n.RecoverFrom(l)
-		if err != nil || rec.Replayed != 10_000 {
-			b.Fatalf("recovered %d records: %v", rec.Replayed, err)
-		}
-		l.Close()
+		recoverLog(b, filepath.Join(dir, "wal"), 10_000)
 		b.StopTimer()
 		cpu += cpuTime() - cpu0
-		n = nil
 		runtime.GC()
 		cpu0 = cpuTime()
 		b.StartTimer()
