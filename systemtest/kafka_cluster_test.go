@@ -257,9 +257,14 @@ func TestKafkaClusterSplitBatch(t *testing.T) {
 	repo := kafkaRepo(t, b.Addr, "split", "tally-split")
 	c, net := startProxiedCluster(t, 3, 8, 3, "--repo", repo)
 	waitGroupStable(t, b, "tally-split", 3)
+	// The split needs a y that leads some groups (x's proposals to them
+	// stall) and an x beside it (x's other groups commit): pick them from
+	// the leaderships as they are, once the leaders have spread out (a CI
+	// run where n1 led nothing yet split no batch).
+	x, y := c.splitPair(8, 30*time.Second)
 	produced := s.produce(t, b, 40, 300*time.Millisecond)
-	const x, y = 0, 1
 	time.Sleep(2 * time.Second)
+	t.Logf("blackholing n%d's requests to n%d (n%d leads groups %v)", x, y, y, c.leaderships(8)[y])
 	net.Proxies[y].Blackhole(net.IPs[x]) // x's requests to y stall; y's to x flow
 	time.Sleep(3 * time.Second)
 	c.nodes[x].Kill()
@@ -275,13 +280,57 @@ func TestKafkaClusterSplitBatch(t *testing.T) {
 	s.waitExact(t, c.nodes[2].Client, 150*time.Second)
 	c.waitConverged(30 * time.Second)
 	resumedLow := 0
-	for _, i := range []int{y, 2} {
+	for i := range c.nodes {
+		if i == x {
+			continue
+		}
 		resumedLow += strings.Count(c.nodes[i].Output(), "resumes at its lowest group's offset")
 	}
 	if resumedLow == 0 {
 		t.Fatal("no partition resumed below some group: the fault did not split a batch between groups, so this test proved nothing")
 	}
 	t.Logf("%d events, %d partitions resumed below some group after the split: every count and sum exact", total, resumedLow)
+}
+
+// leaderships lists, per node, the groups (of groups) it leads, as the
+// running nodes report them.
+func (c *testCluster) leaderships(groups int) [][]int {
+	led := make([][]int, len(c.nodes))
+	for g := range groups {
+		if l := c.leaderOf(g); l >= 0 {
+			led[l] = append(led[l], g)
+		}
+	}
+	return led
+}
+
+// splitPair picks the nodes for a split-batch fault: y leads at least one
+// group and x is another node. It waits (at most timeout) until every node
+// leads a group, then takes y as the node leading the most groups; past the
+// timeout it takes the best pair there is (and fails when no node leads).
+func (c *testCluster) splitPair(groups int, timeout time.Duration) (x, y int) {
+	c.t.Helper()
+	var led [][]int
+	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
+		led = c.leaderships(groups)
+		every := true
+		for _, l := range led {
+			every = every && len(l) > 0
+		}
+		if every || time.Now().After(deadline) {
+			break
+		}
+	}
+	y = 0
+	for i, l := range led {
+		if len(l) > len(led[y]) {
+			y = i
+		}
+	}
+	if len(led[y]) == 0 {
+		c.t.Fatalf("no node leads any of the %d groups after %s", groups, timeout)
+	}
+	return (y + 1) % len(c.nodes), y
 }
 
 // waitGroupStable waits (at most a minute) until the consumer group has
