@@ -53,6 +53,7 @@ type lookupWork struct {
 	reqOK    []bool
 	statuses []bool
 	reads    []Read
+	hashes   []uint64  // each view read's key hash (read)
 	level    ReadLevel // a cluster lookup's (parseReadLevel)
 	info     ReadInfo  // what its reads reported
 }

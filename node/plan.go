@@ -253,20 +253,42 @@ func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
 // w.vals, tables into w.tnums, w.tstrs, w.tok and w.tfound, each in plan
 // order.
 func (n *Node) read(reads []Read, t int64, w *lookupWork) {
-	v, tb := 0, 0
 	// The views of one join key value share its hash.
 	var hkey []byte
 	var h uint64
+	hs := w.hashes[:0]
+	for _, r := range reads {
+		if r.Table {
+			continue
+		}
+		if hkey == nil || string(hkey) != string(r.Key) {
+			hkey, h = r.Key, ring.Hash(r.Key)
+		}
+		hs = append(hs, h)
+	}
+	w.hashes = hs
+	// Each view's read waits on a chain of cache misses (index slot, entity
+	// header, records): walk every view's chain one link at a time first,
+	// so that the views' misses overlap (see windows.View.PrefetchRead).
+	if len(hs) > 1 {
+		for depth := windows.PrefetchIndex; depth <= windows.PrefetchData; depth++ {
+			v := 0
+			for _, r := range reads {
+				if !r.Table {
+					n.View(r.View).PrefetchRead(hs[v], depth)
+					v++
+				}
+			}
+		}
+	}
+	v, tb := 0, 0
 	for _, r := range reads {
 		if r.Table {
 			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
 			tb++
 			continue
 		}
-		if hkey == nil || string(hkey) != string(r.Key) {
-			hkey, h = r.Key, ring.Hash(r.Key)
-		}
-		w.vals[v] = n.View(r.View).ReadHashed(h, r.Key, t, w.vals[v][:0])
+		w.vals[v] = n.View(r.View).ReadHashed(hs[v], r.Key, t, w.vals[v][:0])
 		v++
 	}
 }

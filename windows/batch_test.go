@@ -88,7 +88,32 @@ func TestAddBatchMatchesAdd(t *testing.T) {
 				}
 				sameStats(t, a, b)
 				sameReads(t, a, b, s.keys, s.now, s.u)
+				// PrefetchRead, at every depth, for known keys and unknown
+				// ones, changes nothing a read or a snapshot sees.
+				for _, k := range append(s.keys, []byte("never-seen"), nil) {
+					for d := windows.PrefetchIndex; d <= windows.PrefetchData; d++ {
+						b.PrefetchRead(ring.Hash(k), d)
+					}
+				}
+				if sa, sb := snapshot(t, a), snapshot(t, b); !bytes.Equal(sa, sb) {
+					t.Fatalf("snapshots differ after PrefetchRead: %d and %d bytes", len(sa), len(sb))
+				}
+				sameReads(t, a, b, s.keys, s.now, s.u)
 			})
+		}
+	}
+}
+
+// TestPrefetchReadEmpty: PrefetchRead on a view that holds nothing yet is
+// safe at every depth, and the view stays empty.
+func TestPrefetchReadEmpty(t *testing.T) {
+	v, _ := windows.New(defaultUserSpecs()[0])
+	for d := windows.PrefetchIndex; d <= windows.PrefetchData+1; d++ {
+		v.PrefetchRead(ring.Hash([]byte("u1")), d)
+	}
+	for i, x := range v.Read([]byte("u1"), 1_000, nil) {
+		if x.Present && x.Num != 0 {
+			t.Fatalf("aggregation %d of an empty view reads %+v", i, x)
 		}
 	}
 }

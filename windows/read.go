@@ -3,6 +3,7 @@ package windows
 import (
 	"math"
 	"slices"
+	"unsafe"
 
 	"github.com/tally-ml/tally/ring"
 )
@@ -49,6 +50,76 @@ func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 	}
 	p.mu.Unlock()
 	return dst
+}
+
+// Prefetch depths for PrefetchRead, in the order a lookup issues them.
+const (
+	PrefetchIndex  = iota // the index slot of the key's hash
+	PrefetchEntity        // the entity's header (its index slot cached)
+	PrefetchData          // its key, raw ends and newest tile (its header cached)
+)
+
+// PrefetchRead starts loading, without waiting for it, the memory a
+// ReadHashed of the key whose hash is h touches at one depth of its chain
+// of cache misses (index slot, entity header, then key and records; each
+// needs the one before it). A lookup that reads several views calls
+// PrefetchIndex for every view, then PrefetchEntity for every view, then
+// PrefetchData, then reads: the views' misses overlap instead of following
+// each other. It changes nothing and has no effect on what a read returns;
+// a depth whose previous line is not cached yet only waits for it.
+func (v *View) PrefetchRead(h uint64, depth int) {
+	p := &v.parts[ring.Partition(h)]
+	p.mu.Lock()
+	switch depth {
+	case PrefetchIndex:
+		if t := p.index.tab; len(t) > 0 {
+			prefetch(uintptr(unsafe.Pointer(&t[h&uint64(len(t)-1)])))
+		}
+	case PrefetchEntity:
+		if s := p.probe(h); s != 0 && int(s-1) < len(p.ents) {
+			prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
+		}
+	default:
+		if s := p.probe(h); s != 0 && int(s-1) < len(p.ents) {
+			p.prefetchRead(v, &p.ents[s-1])
+		}
+	}
+	p.mu.Unlock()
+}
+
+// Most lines of an entity's raw ring and of its tiles that PrefetchRead
+// loads: the whole of a small entity's blocks (a read's binary searches
+// touch their middles), the first lines of a larger one's.
+const (
+	prefetchRawLines  = 8
+	prefetchTileLines = 4
+)
+
+// prefetchRead prefetches the lines a read of e is likely to touch: its
+// key, its raw ring's block and its tiles.
+func (p *partition) prefetchRead(v *View, e *entity) {
+	if !e.live {
+		return
+	}
+	if int(e.keyOff) < len(p.keys) {
+		prefetch(uintptr(unsafe.Pointer(&p.keys[e.keyOff])))
+	}
+	if e.rawCls != noBlock && e.rawLen > 0 {
+		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*v.stride*4, prefetchRawLines)
+	}
+	if e.tileCls != noBlock && e.tileLen > 0 {
+		lines(uintptr(unsafe.Pointer(&p.words[e.tileOff])), int(e.tileLen)*v.tileStride*8, prefetchTileLines)
+	}
+}
+
+// lines prefetches the cache lines of the n bytes at a, at most max of
+// them.
+func lines(a uintptr, n, max int) {
+	end := a + uintptr(n)
+	for a &^= 63; a < end && max > 0; a += 64 {
+		prefetch(a)
+		max--
+	}
 }
 
 func emptyValue(f Func) Value {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 
@@ -18,6 +19,7 @@ func benchCmd() *cobra.Command {
 	var opts bench.Options
 	var peers []string
 	var inMemory bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure tally under load beside Redis and Feast on this machine, and write a report",
@@ -40,6 +42,19 @@ func benchCmd() *cobra.Command {
 				}
 				opts.Binary = bin
 			}
+			if cpuProfile != "" {
+				// The whole run, client and server alike (they share the
+				// process): where a scenario's CPU goes beside the no-op's.
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			rep, err := bench.Run(ctx, opts, cmd.OutOrStdout())
 			if err != nil {
 				return err
@@ -57,6 +72,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&opts.UniformLookups, "uniform-lookups", false, "draw lookup keys uniformly over the users (default: with the events' skew)")
 	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "run tally without its write-ahead log (default: WAL with fsync=always)")
 	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score, cluster, kafka")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
 	cmd.Flags().BoolVar(&opts.Cluster, "cluster", false, "also measure a single node beside 3-node clusters (R=3, R=1) of child processes: lookups, ingest, leader kills, a wiped replica's catch-up")
 	return cmd
 }
