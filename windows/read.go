@@ -56,7 +56,7 @@ func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 const (
 	PrefetchIndex  = iota // the index slot of the key's hash
 	PrefetchEntity        // the entity's header (its index slot cached)
-	PrefetchData          // its key, raw ends and newest tile (its header cached)
+	PrefetchData          // its key, raw ring and tiles (its header cached)
 )
 
 // PrefetchRead starts loading, without waiting for it, the memory a
@@ -104,21 +104,21 @@ func (p *partition) prefetchRead(v *View, e *entity) {
 	if int(e.keyOff) < len(p.keys) {
 		prefetch(uintptr(unsafe.Pointer(&p.keys[e.keyOff])))
 	}
-	if e.rawCls != noBlock && e.rawLen > 0 {
+	if e.rawCls != noBlock && e.rawLen > 0 && int(e.rawOff) < len(p.rw) {
 		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*v.stride*4, prefetchRawLines)
 	}
-	if e.tileCls != noBlock && e.tileLen > 0 {
+	if e.tileCls != noBlock && e.tileLen > 0 && int(e.tileOff) < len(p.words) {
 		lines(uintptr(unsafe.Pointer(&p.words[e.tileOff])), int(e.tileLen)*v.tileStride*8, prefetchTileLines)
 	}
 }
 
-// lines prefetches the cache lines of the n bytes at a, at most max of
+// lines prefetches the cache lines of the n bytes at a, at most most of
 // them.
-func lines(a uintptr, n, max int) {
+func lines(a uintptr, n, most int) {
 	end := a + uintptr(n)
-	for a &^= 63; a < end && max > 0; a += 64 {
+	for a &^= 63; a < end && most > 0; a += 64 {
 		prefetch(a)
-		max--
+		most--
 	}
 }
 
