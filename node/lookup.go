@@ -53,9 +53,10 @@ type lookupWork struct {
 	reqOK    []bool
 	statuses []bool
 	reads    []Read
-	hashes   []uint64  // each view read's key hash (read)
-	level    ReadLevel // a cluster lookup's (parseReadLevel)
-	info     ReadInfo  // what its reads reported
+	hashes   []uint64        // each view read's key hash (read)
+	views    []*windows.View // and its view
+	level    ReadLevel       // a cluster lookup's (parseReadLevel)
+	info     ReadInfo        // what its reads reported
 }
 
 var lookupPool sync.Pool

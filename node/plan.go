@@ -256,30 +256,20 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	// The views of one join key value share its hash.
 	var hkey []byte
 	var h uint64
-	hs := w.hashes[:0]
-	for _, r := range reads {
+	hs, vs := w.hashes[:0], w.views[:0]
+	for i := range reads {
+		r := &reads[i]
 		if r.Table {
 			continue
 		}
 		if hkey == nil || string(hkey) != string(r.Key) {
 			hkey, h = r.Key, ring.Hash(r.Key)
 		}
-		hs = append(hs, h)
+		hs, vs = append(hs, h), append(vs, n.View(r.View))
 	}
-	w.hashes = hs
-	// Each view's read waits on a chain of cache misses (index slot, entity
-	// header, records): walk every view's chain one link at a time first,
-	// so that the views' misses overlap (see windows.View.PrefetchRead).
-	if len(hs) > 1 {
-		for depth := windows.PrefetchIndex; depth <= windows.PrefetchData; depth++ {
-			v := 0
-			for _, r := range reads {
-				if !r.Table {
-					n.View(r.View).PrefetchRead(hs[v], depth)
-					v++
-				}
-			}
-		}
+	w.hashes, w.views = hs, vs
+	if len(vs) > 1 {
+		windows.PrefetchReads(vs, hs)
 	}
 	v, tb := 0, 0
 	for _, r := range reads {
@@ -288,7 +278,7 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 			tb++
 			continue
 		}
-		w.vals[v] = n.View(r.View).ReadHashed(hs[v], r.Key, t, w.vals[v][:0])
+		w.vals[v] = vs[v].ReadHashed(hs[v], r.Key, t, w.vals[v][:0])
 		v++
 	}
 }

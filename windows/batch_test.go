@@ -88,15 +88,19 @@ func TestAddBatchMatchesAdd(t *testing.T) {
 				}
 				sameStats(t, a, b)
 				sameReads(t, a, b, s.keys, s.now, s.u)
-				// PrefetchRead, at every depth, for known keys and unknown
-				// ones, changes nothing a read or a snapshot sees.
-				for _, k := range append(s.keys, []byte("never-seen"), nil) {
-					for d := windows.PrefetchIndex; d <= windows.PrefetchData; d++ {
-						b.PrefetchRead(ring.Hash(k), d)
+				// PrefetchReads, for known keys and unknown ones, changes
+				// nothing a read or a snapshot sees.
+				ks := append(s.keys, []byte("never-seen"), nil)
+				for i := 0; i < len(ks); i += 5 {
+					var vs []*windows.View
+					var hs []uint64
+					for _, k := range ks[i:min(i+5, len(ks))] {
+						vs, hs = append(vs, b), append(hs, ring.Hash(k))
 					}
+					windows.PrefetchReads(vs, hs)
 				}
 				if sa, sb := snapshot(t, a), snapshot(t, b); !bytes.Equal(sa, sb) {
-					t.Fatalf("snapshots differ after PrefetchRead: %d and %d bytes", len(sa), len(sb))
+					t.Fatalf("snapshots differ after PrefetchReads: %d and %d bytes", len(sa), len(sb))
 				}
 				sameReads(t, a, b, s.keys, s.now, s.u)
 			})
@@ -104,13 +108,13 @@ func TestAddBatchMatchesAdd(t *testing.T) {
 	}
 }
 
-// TestPrefetchReadEmpty: PrefetchRead on a view that holds nothing yet is
-// safe at every depth, and the view stays empty.
-func TestPrefetchReadEmpty(t *testing.T) {
+// TestPrefetchReadsEmpty: PrefetchReads on a view that holds nothing yet
+// is safe (and with more views than hashes, or none), and the view stays
+// empty.
+func TestPrefetchReadsEmpty(t *testing.T) {
 	v, _ := windows.New(defaultUserSpecs()[0])
-	for d := windows.PrefetchIndex; d <= windows.PrefetchData+1; d++ {
-		v.PrefetchRead(ring.Hash([]byte("u1")), d)
-	}
+	windows.PrefetchReads([]*windows.View{v, v}, []uint64{ring.Hash([]byte("u1"))})
+	windows.PrefetchReads(nil, nil)
 	for i, x := range v.Read([]byte("u1"), 1_000, nil) {
 		if x.Present && x.Num != 0 {
 			t.Fatalf("aggregation %d of an empty view reads %+v", i, x)

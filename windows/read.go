@@ -52,42 +52,49 @@ func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 	return dst
 }
 
-// Prefetch depths for PrefetchRead, in the order a lookup issues them.
-const (
-	PrefetchIndex  = iota // the index slot of the key's hash
-	PrefetchEntity        // the entity's header (its index slot cached)
-	PrefetchData          // its key, raw ring and tiles (its header cached)
-)
-
-// PrefetchRead starts loading, without waiting for it, the memory a
-// ReadHashed of the key whose hash is h touches at one depth of its chain
-// of cache misses (index slot, entity header, then key and records; each
-// needs the one before it). A lookup that reads several views calls
-// PrefetchIndex for every view, then PrefetchEntity for every view, then
-// PrefetchData, then reads: the views' misses overlap instead of following
-// each other. It changes nothing and has no effect on what a read returns;
-// a depth whose previous line is not cached yet only waits for it.
-func (v *View) PrefetchRead(h uint64, depth int) {
-	p := &v.parts[ring.Partition(h)]
-	p.mu.Lock()
-	switch depth {
-	case PrefetchIndex:
+// PrefetchReads starts loading, without waiting for it, the memory that
+// views[i].ReadHashed(hs[i], ...) will touch, for every i: a lookup calls
+// it with the views it is about to read. Each read waits on a chain of
+// cache misses (index slot, then entity header, then key, raw ring and
+// tiles; each link needs the one before it); PrefetchReads walks every
+// view's chain one link at a time, so that the views' misses overlap
+// instead of following each other. It changes nothing and has no effect on
+// what a read returns. Slices of different lengths are a programming
+// error: it prefetches for the shorter.
+func PrefetchReads(views []*View, hs []uint64) {
+	var slots [16]uint32 // each view's guessed slot+1 (0: none)
+	n := min(len(views), len(hs), len(slots))
+	for i := range n {
+		p := &views[i].parts[ring.Partition(hs[i])]
+		p.mu.Lock()
 		if t := p.index.tab; len(t) > 0 {
-			prefetch(uintptr(unsafe.Pointer(&t[h&uint64(len(t)-1)])))
+			prefetch(uintptr(unsafe.Pointer(&t[hs[i]&uint64(len(t)-1)])))
 		}
-	case PrefetchEntity:
-		if s := p.probe(h); s != 0 && int(s-1) < len(p.ents) {
-			prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
-		}
-	default:
-		if s := p.probe(h); s != 0 && int(s-1) < len(p.ents) {
-			p.prefetchRead(v, &p.ents[s-1])
-		}
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
+	for i := range n {
+		p := &views[i].parts[ring.Partition(hs[i])]
+		p.mu.Lock()
+		if s := p.probe(hs[i]); s != 0 && int(s-1) < len(p.ents) {
+			prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
+			slots[i] = s
+		}
+		p.mu.Unlock()
+	}
+	for i := range n {
+		if slots[i] == 0 {
+			continue
+		}
+		p := &views[i].parts[ring.Partition(hs[i])]
+		p.mu.Lock()
+		if s := int(slots[i] - 1); s < len(p.ents) { // (it may have moved since: then this is only a wasted prefetch)
+			p.prefetchRead(views[i], &p.ents[s])
+		}
+		p.mu.Unlock()
+	}
 }
 
-// Most lines of an entity's raw ring and of its tiles that PrefetchRead
+// Most lines of an entity's raw ring and of its tiles that PrefetchReads
 // loads: the whole of a small entity's blocks (a read's binary searches
 // touch their middles), the first lines of a larger one's.
 const (
