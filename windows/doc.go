@@ -136,6 +136,9 @@
 // AddBatch places a run of events as the same Adds would, overlapping the
 // cache misses of consecutive events (index slot, entity header, key, raw
 // ring): a random entity among a million costs a few misses per event.
+// PrefetchReads does the same for the reads of one lookup: it walks the
+// chains of all the views about to be read one link at a time, so that
+// their misses overlap.
 //
 // Entities are spread over ring.Partitions partitions by ring.Partition of
 // ring.Hash(key), each with its own lock, open-addressing hash index and
