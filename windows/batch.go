@@ -51,11 +51,24 @@ func (v *View) AddBatch(keys [][]byte, hashes []uint64, ts []int64, fields []Fie
 				h = v.hash(keys[j])
 			}
 			hr[j%pfRing] = h
-			v.prefetchSlot(h)
+			p := &v.parts[ring.Partition(h)]
+			p.mu.Lock()
+			if t := p.index.tab; len(t) > 0 {
+				prefetch(uintptr(unsafe.Pointer(&t[h&uint64(len(t)-1)])))
+			}
+			p.mu.Unlock()
 		}
 		if j := i - pfEntity; j >= 0 && j < n {
 			// Stage B: the index slot is cached; the entity's header line.
-			sr[j%pfRing] = v.prefetchHeader(hr[j%pfRing])
+			h := hr[j%pfRing]
+			p := &v.parts[ring.Partition(h)]
+			p.mu.Lock()
+			s := p.probe(h)
+			if s != 0 && int(s-1) < len(p.ents) {
+				prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
+			}
+			p.mu.Unlock()
+			sr[j%pfRing] = s
 		}
 		if j := i - pfBlocks; j >= 0 && j < n && sr[j%pfRing] != 0 {
 			// Stage C: the header is cached; the key and the raw ring's
@@ -93,33 +106,6 @@ const (
 	pfApply  = 6
 	pfRing   = 8
 )
-
-// prefetchSlot prefetches the index slot of hash h: the first link of the
-// chain of misses an Add or a Read of its key waits on.
-func (v *View) prefetchSlot(h uint64) {
-	p := &v.parts[ring.Partition(h)]
-	p.mu.Lock()
-	if t := p.index.tab; len(t) > 0 {
-		prefetch(uintptr(unsafe.Pointer(&t[h&uint64(len(t)-1)])))
-	}
-	p.mu.Unlock()
-}
-
-// prefetchHeader prefetches the header of the entity whose hash is h (its
-// index slot cached by prefetchSlot, or waited for), the second link, and
-// returns its guessed slot+1 (probe's; 0 if none).
-func (v *View) prefetchHeader(h uint64) uint32 {
-	p := &v.parts[ring.Partition(h)]
-	p.mu.Lock()
-	s := p.probe(h)
-	if s != 0 && int(s-1) < len(p.ents) {
-		prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
-	} else {
-		s = 0
-	}
-	p.mu.Unlock()
-	return s
-}
 
 // probe returns the slot+1 of the first index entry whose fingerprint
 // matches h, or 0: a guess, for prefetching, without comparing keys.

@@ -65,10 +65,21 @@ func PrefetchReads(views []*View, hs []uint64) {
 	var slots [16]uint32 // each view's guessed slot+1 (0: none)
 	n := min(len(views), len(hs), len(slots))
 	for i := range n {
-		views[i].prefetchSlot(hs[i])
+		p := &views[i].parts[ring.Partition(hs[i])]
+		p.mu.Lock()
+		if t := p.index.tab; len(t) > 0 {
+			prefetch(uintptr(unsafe.Pointer(&t[hs[i]&uint64(len(t)-1)])))
+		}
+		p.mu.Unlock()
 	}
 	for i := range n {
-		slots[i] = views[i].prefetchHeader(hs[i])
+		p := &views[i].parts[ring.Partition(hs[i])]
+		p.mu.Lock()
+		if s := p.probe(hs[i]); s != 0 && int(s-1) < len(p.ents) {
+			prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
+			slots[i] = s
+		}
+		p.mu.Unlock()
 	}
 	for i := range n {
 		if slots[i] == 0 {
