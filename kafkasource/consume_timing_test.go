@@ -101,7 +101,7 @@ func BenchmarkFreshness(b *testing.B) {
 		t0 := time.Now()
 		cl.Produce(b.Context(), &kgo.Record{Topic: topic, Key: []byte(user), Value: e.value()}, nil)
 		for deadline := t0.Add(10 * time.Second); ; {
-			if v := in.View(0).Read([]byte(user), time.Now().UnixMilli(), nil); v[0].Present && v[0].Num == 1 {
+			if v := in.ReadView(0, []byte(user), time.Now().UnixMilli(), nil); v[0].Present && v[0].Num == 1 {
 				break
 			}
 			if time.Now().After(deadline) {

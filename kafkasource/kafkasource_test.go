@@ -153,7 +153,7 @@ func checkReference(t testing.TB, n *node.Node, evs []event) {
 	at := time.Now().UnixMilli()
 	for u := range users {
 		want, scales := ref.ReadScale([]byte(u), at)
-		got := n.View(0).Read([]byte(u), at, nil)
+		got := n.ReadView(0, []byte(u), at, nil)
 		if err := windowstest.Compare(v.Spec, got, want, scales); err != nil {
 			t.Fatalf("user %s: %v", u, err)
 		}

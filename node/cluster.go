@@ -118,7 +118,7 @@ func ReadStore(st *store.Store, r Read, t int64, out ReadOut, v, tb int) {
 		st.Table(r.View).Get(r.Key, out.TNums[tb], out.TStrs[tb], out.TOK[tb])
 		return
 	}
-	out.Vals[v] = st.View(r.View).Read(r.Key, t, out.Vals[v][:0])
+	out.Vals[v] = st.ReadView(r.View, r.Key, t, out.Vals[v][:0])
 }
 
 // readCluster is read for a node of a cluster.

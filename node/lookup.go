@@ -55,6 +55,7 @@ type lookupWork struct {
 	reads    []Read
 	hashes   []uint64        // each view read's key hash (read)
 	views    []*windows.View // and its view
+	ranges   [][2]int        // and its aggregations there (store.Store.View)
 	level    ReadLevel       // a cluster lookup's (parseReadLevel)
 	info     ReadInfo        // what its reads reported
 }

@@ -38,11 +38,14 @@ func newNodeMetrics(n *Node, s *metrics.Set) *nodeMetrics {
 		m.errors[r] = s.NewCounter(fmt.Sprintf(`tally_http_errors_total{route=%q}`, r))
 		m.durations[r] = s.NewHistogram(fmt.Sprintf(`tally_http_request_duration_seconds{route=%q}`, r))
 	}
+	// Views of one source and join key share their state (store/group.go):
+	// each reports the shared state's figures, labelled with its name, so
+	// that a sum over states counts each once.
 	for i, v := range n.Repo().Views {
-		w := n.View(i)
-		s.NewGauge(fmt.Sprintf(`tally_view_entities{view=%q}`, v.Name), func() float64 { return float64(w.Stats().Entities) })
-		s.NewGauge(fmt.Sprintf(`tally_view_state_bytes{view=%q}`, v.Name), func() float64 { return float64(w.Stats().Bytes) })
-		s.NewGauge(fmt.Sprintf(`tally_view_too_late_total{view=%q}`, v.Name), func() float64 { return float64(w.Stats().TooLate) })
+		lbl := fmt.Sprintf(`{view=%q,state=%q}`, v.Name, n.StateOf(i))
+		s.NewGauge(`tally_view_entities`+lbl, func() float64 { return float64(n.ViewStats(i).Entities) })
+		s.NewGauge(`tally_view_state_bytes`+lbl, func() float64 { return float64(n.ViewStats(i).Bytes) })
+		s.NewGauge(`tally_view_too_late_total`+lbl, func() float64 { return float64(n.ViewStats(i).TooLate) })
 	}
 	registerModelMetrics(n, s)
 	for i, t := range n.Repo().Tables {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/store"
-	"github.com/tally-ml/tally/windows"
 )
 
 // Options are a node's programmatic settings, for tests and embedding.
@@ -158,12 +157,3 @@ func newNode(st *store.Store, set *metrics.Set, cfg Config, opts Options) (*Node
 
 // Metrics returns the node's metrics set, written by GET /metrics.
 func (n *Node) Metrics() *metrics.Set { return n.metrics.set }
-
-// ViewStats returns the windows statistics of each feature view, in repo order.
-func (n *Node) ViewStats() []windows.Stats {
-	out := make([]windows.Stats, len(n.Repo().Views))
-	for i := range out {
-		out[i] = n.View(i).Stats()
-	}
-	return out
-}

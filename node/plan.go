@@ -256,7 +256,7 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	// The views of one join key value share its hash.
 	var hkey []byte
 	var h uint64
-	hs, vs := w.hashes[:0], w.views[:0]
+	hs, vs, rs := w.hashes[:0], w.views[:0], w.ranges[:0]
 	for i := range reads {
 		r := &reads[i]
 		if r.Table {
@@ -265,9 +265,10 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 		if hkey == nil || string(hkey) != string(r.Key) {
 			hkey, h = r.Key, ring.Hash(r.Key)
 		}
-		hs, vs = append(hs, h), append(vs, n.View(r.View))
+		gv, from, to := n.View(r.View)
+		hs, vs, rs = append(hs, h), append(vs, gv), append(rs, [2]int{from, to})
 	}
-	w.hashes, w.views = hs, vs
+	w.hashes, w.views, w.ranges = hs, vs, rs
 	if len(vs) > 1 {
 		windows.PrefetchReads(vs, hs)
 	}
@@ -278,7 +279,7 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 			tb++
 			continue
 		}
-		w.vals[v] = vs[v].ReadHashed(hs[v], r.Key, t, w.vals[v][:0])
+		w.vals[v] = vs[v].ReadRange(hs[v], r.Key, t, rs[v][0], rs[v][1], w.vals[v][:0])
 		v++
 	}
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 	"github.com/tally-ml/tally/wal/walfs"
+	"github.com/tally-ml/tally/windows"
 )
 
 // schemaRepo is a small repo; the tests edit its text to change it.
@@ -127,7 +129,7 @@ func viewValue(t *testing.T, n *Node, view, key string, f int) float64 {
 	t.Helper()
 	for i, v := range n.Repo().Views {
 		if v.Name == view {
-			vals := n.View(i).Read([]byte(key), t0, nil)
+			vals := n.ReadView(i, []byte(key), t0, nil)
 			return vals[f].Num
 		}
 	}
@@ -328,11 +330,32 @@ func TestSnapshotVersion1StillRead(t *testing.T) {
 	if _, err := s.n.WriteSnapshot(&buf); err != nil {
 		t.Fatal(err)
 	}
-	v2 := buf.Bytes()
-	schemaLen := int(binary.LittleEndian.Uint32(v2[20:]))
-	v1 := append([]byte(nil), v2[:20]...)
+	// Version 4 less the schema, with each group (one view each here)
+	// recorded by its view's name, is version 1.
+	v4 := buf.Bytes()
+	schemaLen := int(binary.LittleEndian.Uint32(v4[20:]))
+	v1 := append([]byte(nil), v4[:20]...)
 	binary.LittleEndian.PutUint32(v1[8:], 1)
-	v1 = append(v1, v2[24+schemaLen:]...)
+	rest := v4[24+schemaLen:]
+	ngroups := binary.LittleEndian.Uint32(rest)
+	v1, rest = append(v1, rest[:4]...), rest[4:]
+	for range ngroups {
+		size := binary.LittleEndian.Uint32(rest)
+		var layout struct{ Members []struct{ Name string } }
+		if err := json.Unmarshal(rest[4:4+size], &layout); err != nil || len(layout.Members) != 1 {
+			t.Fatalf("group layout %s: %v", rest[4:4+size], err)
+		}
+		rest = rest[4+size:]
+		v1 = binary.AppendUvarint(v1, uint64(len(layout.Members[0].Name)))
+		v1 = append(v1, layout.Members[0].Name...)
+		r := bytes.NewReader(rest)
+		if err := windows.SkipSection(r); err != nil {
+			t.Fatal(err)
+		}
+		meta := len(rest) - r.Len()
+		v1, rest = append(v1, rest[:meta]...), rest[meta:]
+	}
+	v1 = append(v1, rest...)
 	repo, _ := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(schemaRepo)}})
 	fresh, err := New(repo, DefaultConfig(), Options{})
 	if err != nil {

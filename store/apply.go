@@ -147,14 +147,14 @@ func (n *Store) applyFiltered(b *Batch, w *applyWork, index uint64) (tooLate int
 // applyFilteredTarget is applyFiltered for the view of target ti.
 func (n *Store) applyFilteredTarget(sp *Source, ti int, b *Batch, fields *[]windows.Field, index uint64) (tooLate int) {
 	t := sp.targets[ti]
-	v := n.views[t.view]
+	v := n.views[t.group]
 	for e := 0; e < b.Len(); e++ {
 		if b.null[e*b.ncols+t.keyCol] {
 			continue // logged before the view's key column existed
 		}
 		key := b.Str(e, t.keyCol)
 		p := ring.Partition(ring.Hash(key))
-		if n.owns != nil && !n.owns[p] || !n.filter.fresh[t.view] && index <= n.filter.part[p] {
+		if n.owns != nil && !n.owns[p] || !n.filter.fresh[t.group] && index <= n.filter.part[p] {
 			v.AdvanceWatermark(b.ts[e])
 			continue
 		}
@@ -329,7 +329,7 @@ func (n *Store) applyParallel(sp *Source, b *Batch, from, to int) int {
 // misses of consecutive events).
 func (n *Store) applyTarget(sp *Source, ti int, b *Batch, fields *[]windows.Field, from, to int) (tooLate int) {
 	t := sp.targets[ti]
-	v := n.views[t.view]
+	v := n.views[t.group]
 	var keys [applyChunk][]byte
 	var hashes [applyChunk]uint64
 	var ts [applyChunk]int64

@@ -57,7 +57,7 @@ func TestApplyMatchesEventByEventAdds(t *testing.T) {
 					b.SetNum(e, sp.ColIndex["amt"], float64(rng.IntN(100000))/100)
 				}
 				for _, tg := range sp.targets {
-					v := ref[tg.view]
+					v := ref[tg.group]
 					for e := range b.Len() {
 						key := b.Str(e, tg.keyCol)
 						if owns != nil && !owns[ring.Partition(ring.Hash(key))] {

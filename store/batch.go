@@ -63,7 +63,7 @@ func (b *Batch) Str(e, c int) []byte {
 // field returns event e's column c as a windows.Field.
 func (b *Batch) field(e, c int) windows.Field {
 	k := e*b.ncols + c
-	if b.null[k] {
+	if c < 0 || b.null[k] { // c < 0: a column the source no longer has
 		return windows.Field{Null: true}
 	}
 	return windows.Field{Num: b.nums[k], Str: b.arena[b.soff[k] : b.soff[k]+b.slen[k]]}

@@ -264,7 +264,7 @@ func (n *Store) decodeEventsRecord(rec []byte, b *Batch) (*Source, error) {
 			if n.keyless == nil {
 				n.keyless = make([]int, len(n.views))
 			}
-			n.keyless[t.view] += b.Len()
+			n.keyless[t.group] += b.Len()
 			continue
 		}
 		for e := 0; e < b.Len(); e++ {

@@ -204,7 +204,7 @@ func (r *replayLanes) apply(it *replayItem) error {
 		it.pending.Store(int32(len(sp.targets)))
 		r.flight.Add(1)
 		for ti := range sp.targets {
-			r.queues[sp.targets[ti].view] <- it
+			r.queues[sp.targets[ti].group] <- it
 		}
 		return nil
 	}
@@ -220,7 +220,7 @@ func (r *replayLanes) place(it *replayItem, v int, fields *[]windows.Field) {
 	sp := n.sources[b.source]
 	for ti, t := range sp.targets {
 		switch {
-		case t.view != v:
+		case t.group != v:
 		case it.filtered:
 			it.tooLate.Add(int64(n.applyFilteredTarget(sp, ti, b, fields, it.index)))
 		default:

@@ -470,13 +470,13 @@ func (n *Store) buildFresh(l Replayer, upTo uint64) error {
 				return fmt.Errorf("log record %d: %w", index, err)
 			}
 			for ti, t := range sp.targets {
-				if !n.filter.fresh[t.view] {
+				if !n.filter.fresh[t.group] {
 					continue
 				}
 				n.applyTarget(sp, ti, b, &w.fields, 0, b.Len())
 				for e := 0; e < b.Len(); e++ {
 					if !b.null[e*b.ncols+t.keyCol] {
-						since[t.view] = min(since[t.view], b.ts[e])
+						since[t.group] = min(since[t.group], b.ts[e])
 						break
 					}
 				}
@@ -492,11 +492,11 @@ func (n *Store) buildFresh(l Replayer, upTo uint64) error {
 			continue
 		}
 		if since[j] == math.MaxInt64 {
-			n.schemaLog.Warn("feature view built from the log", "view", n.repo.Views[j].Name, "records", fmt.Sprintf("%d..%d", upTo+1, last),
+			n.schemaLog.Warn("feature view built from the log", "view", n.views[j].Spec().Name, "records", fmt.Sprintf("%d..%d", upTo+1, last),
 				"note", fmt.Sprintf("the log before the snapshot (records %d..%d) holds none of its events: it starts with what came after", first, upTo))
 			continue
 		}
-		n.schemaLog.Info("feature view built from the log", "view", n.repo.Views[j].Name, "records", fmt.Sprintf("%d..%d", first, last),
+		n.schemaLog.Info("feature view built from the log", "view", n.views[j].Spec().Name, "records", fmt.Sprintf("%d..%d", first, last),
 			"events_since", time.UnixMilli(since[j]).UTC().Format(time.RFC3339Nano))
 	}
 	return nil
@@ -513,7 +513,7 @@ func (n *Store) reportSkipped() {
 	}
 	for j, k := range n.keyless {
 		if k > 0 {
-			n.schemaLog.Warn("events logged before the view's key column existed were skipped", "view", n.repo.Views[j].Name, "events", k)
+			n.schemaLog.Warn("events logged before the view's key column existed were skipped", "view", n.views[j].Spec().Name, "events", k)
 		}
 	}
 }

@@ -31,10 +31,11 @@ import (
 // zstd-compressed, written atomically, verified, set aside, kept) are the
 // snapshot package's; the content is:
 //
-//	"TALLYSNP" version:u32 start:u64 [schema] nviews:u32
+//	"TALLYSNP" version:u32 start:u64 [schema] ngroups:u32
 //	schema  = len:u32 JSON                 (version 2: the schema fingerprint, see schema.go)
-//	per view: name meta-section            (windows.View.WriteMeta)
-//	per partition 0..1023: index:u64, per view: partition-section
+//	per group: layout meta-section         (windows.View.WriteMeta)
+//	layout  = len:u32 JSON                 (version 4: groupLayout, see group.go; before: a view's name, uvarint-prefixed)
+//	per partition 0..1023: index:u64, per group: partition-section
 //	tables: index:u64 ntables:u32 per table: table-record (as logged)
 //	streams (version 3): the next offset of each stream partition at start (stream.go)
 //	crc:u32   CRC-32C of every byte before it (uncompressed)
@@ -45,10 +46,12 @@ import (
 // snapshot the repo no longer has, or whose description changed, is
 // skipped, and a repo view the snapshot does not restore is built from the
 // log (RecoverFrom), both only once CheckSchema accepted the repo; tables
-// and records of a removed table are skipped likewise.
+// and records of a removed table are skipped likewise. Versions 1 to 3
+// hold one section per view (a group of one, each); version 4 holds
+// groups, and a restore takes their layout (group.go).
 const (
 	snapMagic   = "TALLYSNP"
-	snapVersion = 3
+	snapVersion = 4
 	snapKeep    = 2 // snapshots kept; the older is the fallback
 )
 
@@ -58,7 +61,7 @@ type replayFilter struct {
 	part   [ring.Partitions]uint64
 	tables uint64
 	max    uint64
-	fresh  []bool // per view: not restored (new or changed), built from the log
+	fresh  []bool // per group: not restored (new or changed views), built from the log
 }
 
 // WriteSnapshot writes the state to w and returns the log index
@@ -97,7 +100,9 @@ func (n *Store) Snapshot() (*StateSnapshot, error) {
 	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(n.views)))
 	buf := bytes.NewBuffer(hdr)
 	for i, v := range n.views {
-		writeName(buf, n.repo.Views[i].Name)
+		l := encodeLayout(n.layoutOf(&n.groups[i]))
+		buf.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(l))))
+		buf.Write(l)
 		if err := v.WriteMeta(buf); err != nil {
 			return nil, err
 		}
@@ -155,11 +160,6 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	return cw.WriteSum()
 }
 
-func writeName(w io.Writer, s string) {
-	w.Write(binary.AppendUvarint(nil, uint64(len(s))))
-	io.WriteString(w, s)
-}
-
 // Restore restores a snapshot into a store that has applied nothing yet,
 // and arms the replay filter so that RecoverFrom replays the log
 // consistently with it. The caller has verified the checksum (the snapshot
@@ -198,45 +198,13 @@ func (n *Store) Restore(r io.Reader) error {
 	if _, err := io.ReadFull(br, cnt[:]); err != nil {
 		return fmt.Errorf("snapshot header: %w", err)
 	}
-	nviews := int(binary.LittleEndian.Uint32(cnt[:]))
-	if nviews > 1<<16 {
-		return fmt.Errorf("snapshot has %d feature views", nviews)
+	ngroups := int(binary.LittleEndian.Uint32(cnt[:]))
+	if ngroups > 1<<16 {
+		return fmt.Errorf("snapshot has %d feature view groups", ngroups)
 	}
-	cur := schemaOf(n.repo)
-	into := make([]int, nviews) // snapshot view -> repo view, -1 skipped
-	restored := make([]bool, len(n.views))
-	for i := range into {
-		name, err := readName(br)
-		if err != nil {
-			return err
-		}
-		j := -1
-		for k, v := range n.repo.Views {
-			if v.Name == name && !restored[k] && (stored == nil || sameView(stored.view(name), cur.view(name))) {
-				j = k
-			}
-		}
-		into[i] = j
-		if j < 0 {
-			if !n.schemaAccepted {
-				return fmt.Errorf("snapshot holds feature view %q, which the repo no longer has or changed: start with --accept-schema-change to drop its state and rebuild changed views from the log", name)
-			}
-			if err := windows.SkipSection(br); err != nil {
-				return fmt.Errorf("skip view %s: %w", name, err)
-			}
-			continue
-		}
-		restored[j] = true
-		if err := n.views[j].ReadMeta(br); err != nil {
-			return err
-		}
-	}
-	f := &replayFilter{fresh: make([]bool, len(n.views))}
-	for j, ok := range restored {
-		if !ok && !n.schemaAccepted {
-			return fmt.Errorf("snapshot lacks feature view %q: the repo changed; start with --accept-schema-change to build it from the log", n.repo.Views[j].Name)
-		}
-		f.fresh[j] = !ok
+	into, f, err := n.restoreLayout(br, version, stored, ngroups)
+	if err != nil {
+		return err
 	}
 	if err := n.restorePartitions(br, into, f); err != nil {
 		return err
@@ -287,7 +255,7 @@ func (n *Store) Restore(r io.Reader) error {
 }
 
 // restorePartitions reads the partition sections of a snapshot (into maps
-// a snapshot view to a repo view, -1: skipped) and the index of each
+// a snapshot group to a store group, -1: skipped) and the index of each
 // partition into f. Partitions are independent, so while this goroutine
 // reads (and decompresses) the stream, workers on every core decode the
 // sections read so far (windows.View.ReadPartition, safe for distinct
@@ -296,7 +264,7 @@ func (n *Store) Restore(r io.Reader) error {
 func (n *Store) restorePartitions(br *bufio.Reader, into []int, f *replayFilter) error {
 	type job struct {
 		p    uint32
-		secs []bytes.Buffer // per snapshot view; empty for skipped ones
+		secs []bytes.Buffer // per snapshot group; empty for skipped ones
 	}
 	workers := runtime.GOMAXPROCS(0)
 	jobs := make(chan *job, workers)
@@ -463,4 +431,112 @@ func (n *Store) RestoreNewest(s *snapshot.Store, skipped func(path string, err e
 		return m, bad, nil
 	}
 	return nil, bad, nil
+}
+
+// restoreLayout reads the groups of a snapshot (version 4: their layouts;
+// before: one view each) and their meta sections, makes the store's layout
+// theirs plus groups of the repo views they do not restore (built from the
+// log, marked fresh in the filter it returns), and restores the groups'
+// metadata. into maps each snapshot group to a store group, -1: skipped.
+func (n *Store) restoreLayout(br *bufio.Reader, version uint32, stored *schema, ngroups int) (into []int, f *replayFilter, err error) {
+	cur := schemaOf(n.repo)
+	restored := make([]bool, len(n.repo.Views))
+	// viewOf is the repo view a snapshot's view called name restores: the
+	// one of that name, if unchanged and not restored yet; else -1.
+	viewOf := func(name string) int {
+		for k, v := range n.repo.Views {
+			if v.Name == name && !restored[k] && (stored == nil || sameView(stored.view(name), cur.view(name))) {
+				return k
+			}
+		}
+		return -1
+	}
+	into = make([]int, ngroups)
+	var groups []group
+	var metas [][]byte
+	var cnt [4]byte
+	for i := range into {
+		into[i] = -1
+		var l groupLayout
+		if version < 4 {
+			name, err := readName(br)
+			if err != nil {
+				return nil, nil, err
+			}
+			l.Members = []memberLayout{{Name: name}}
+		} else {
+			if _, err := io.ReadFull(br, cnt[:]); err != nil {
+				return nil, nil, fmt.Errorf("snapshot group layout: %w", err)
+			}
+			size := binary.LittleEndian.Uint32(cnt[:])
+			if size > 1<<24 {
+				return nil, nil, errors.New("snapshot group layout too large")
+			}
+			raw := make([]byte, size)
+			if _, err := io.ReadFull(br, raw); err != nil {
+				return nil, nil, fmt.Errorf("snapshot group layout: %w", err)
+			}
+			if l, err = decodeLayout(raw); err != nil {
+				return nil, nil, err
+			}
+		}
+		live := make([]int, len(l.Members))
+		anyLive := false
+		for k, m := range l.Members {
+			live[k] = -1
+			if !m.Unread {
+				live[k] = viewOf(m.Name)
+			}
+			if live[k] < 0 && !m.Unread && !n.schemaAccepted {
+				return nil, nil, fmt.Errorf("snapshot holds feature view %q, which the repo no longer has or changed: start with --accept-schema-change to drop its state and rebuild changed views from the log", m.Name)
+			}
+			if live[k] >= 0 {
+				restored[live[k]] = true
+				anyLive = true
+			}
+		}
+		if !anyLive {
+			if err := windows.SkipSection(br); err != nil {
+				return nil, nil, fmt.Errorf("skip view %s: %w", l.Members[0].Name, err)
+			}
+			continue
+		}
+		var g group
+		if version < 4 {
+			g = groupViews(n.repo, live)[0]
+		} else if g, err = n.groupOf(l, live); err != nil {
+			return nil, nil, err
+		}
+		var meta bytes.Buffer
+		if err := windows.SkipSection(io.TeeReader(br, &meta)); err != nil {
+			return nil, nil, fmt.Errorf("read meta of view %s: %w", g.spec.Name, err)
+		}
+		into[i] = len(groups)
+		groups = append(groups, g)
+		metas = append(metas, meta.Bytes())
+	}
+	var rest []int
+	for j, ok := range restored {
+		if ok {
+			continue
+		}
+		if !n.schemaAccepted {
+			return nil, nil, fmt.Errorf("snapshot lacks feature view %q: the repo changed; start with --accept-schema-change to build it from the log", n.repo.Views[j].Name)
+		}
+		rest = append(rest, j)
+	}
+	f = &replayFilter{fresh: make([]bool, len(groups))}
+	for _, g := range groupViews(n.repo, rest) {
+		groups = append(groups, g)
+		f.fresh = append(f.fresh, true)
+	}
+	if err := n.setLayout(groups); err != nil {
+		return nil, nil, err
+	}
+	for i, m := range metas {
+		if err := n.views[i].ReadMeta(bytes.NewReader(m)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return into, f, nil
 }

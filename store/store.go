@@ -1,7 +1,6 @@
 package store
 
 import (
-	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -53,7 +52,9 @@ type Options struct {
 // only through its Committer, in log order. It is safe for concurrent use.
 type Store struct {
 	repo      *features.Repo
-	views     []*windows.View // parallel to repo.Views
+	views     []*windows.View // parallel to groups
+	groups    []group         // the views of a source and join key share one windows view (group.go)
+	refs      []viewRef       // parallel to repo.Views: where each view's state is
 	tables    []*Table        // parallel to repo.Tables
 	sources   []*Source       // parallel to repo.Sources
 	committer Committer       // see commit.go
@@ -121,18 +122,18 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 	default:
 		n.committer = memCommitter{n}
 	}
-	for _, v := range repo.Views {
-		w, err := windows.New(v.Spec)
-		if err != nil {
-			return nil, fmt.Errorf("feature view %s: %w", v.Name, err)
-		}
-		n.views = append(n.views, w)
-	}
 	for _, t := range repo.Tables {
 		n.tables = append(n.tables, newTable(t, n.owns))
 	}
 	for i, s := range repo.Sources {
 		n.sources = append(n.sources, newSource(repo, i, s))
+	}
+	all := make([]int, len(repo.Views))
+	for i := range all {
+		all[i] = i
+	}
+	if err := n.setLayout(groupViews(repo, all)); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
@@ -144,9 +145,6 @@ func (n *Store) EventsApplied() uint64 { return n.metrics.applied.Load() }
 
 // Repo is the feature repo the state is of.
 func (n *Store) Repo() *features.Repo { return n.repo }
-
-// View is the windows view of the repo's feature view i.
-func (n *Store) View(i int) *windows.View { return n.views[i] }
 
 // Table is the table view i of the repo.
 func (n *Store) Table(i int) *Table { return n.tables[i] }
@@ -177,13 +175,14 @@ type Source struct {
 	IsKey     []bool         // source column is some view's join key
 	StrCol    []bool         // the batch holds the column as bytes: strings, and integer join keys
 	MaxWindow int64          // longest window of any view over this source
-	targets   []viewTarget
+	targets   []groupTarget  // set by setLayout
 }
 
-type viewTarget struct {
-	view   int
+// groupTarget is a group whose events come from a source.
+type groupTarget struct {
+	group  int
 	keyCol int
-	cols   []int // source column of each view spec column
+	cols   []int // source column of each spec column of the group; -1: none (null)
 }
 
 func newSource(repo *features.Repo, index int, s *features.Source) *Source {
@@ -191,11 +190,10 @@ func newSource(repo *features.Repo, index int, s *features.Source) *Source {
 	for i, c := range s.Columns {
 		p.ColIndex[c.Name] = i
 	}
-	for vi, v := range repo.Views {
+	for _, v := range repo.Views {
 		if v.Source != s {
 			continue
 		}
-		p.targets = append(p.targets, viewTarget{view: vi, keyCol: v.KeyColumn, cols: v.SourceColumns})
 		p.IsKey[v.KeyColumn] = true
 		for _, a := range v.Spec.Aggregations {
 			p.MaxWindow = max(p.MaxWindow, a.Window)

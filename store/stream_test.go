@@ -34,7 +34,7 @@ func streamBatch(t testing.TB, n *Store, users ...string) *Batch {
 	return &b
 }
 
-func events(n *Store) int64 { return n.View(0).Stats().Events }
+func events(n *Store) int64 { return n.ViewStats(0).Events }
 
 // TestStreamExactlyOnce: a batch whose offsets the state holds is skipped
 // whole, live and in every replay (Apply of the log, a snapshot plus the

@@ -23,6 +23,15 @@ func (v *View) Read(key []byte, t int64, dst []Value) []Value {
 // ring.Hash(key): a lookup reads several views of one entity and hashes
 // its key once.
 func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
+	return v.ReadRange(h, key, t, 0, len(v.aggs), dst)
+}
+
+// ReadRange is ReadHashed for the aggregations [from, to) of the spec only:
+// a view that holds several feature views of one entity (a store's group)
+// is read one feature view at a time. It appends to-from Values; a range
+// outside the spec's aggregations is a programming error (it panics).
+func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Value) []Value {
+	aggs := v.aggs[from:to]
 	// Clamping keeps every window identical while t-W cannot overflow.
 	t = min(max(t, MinTime-1), MaxTime+2*MaxSpan)
 	p := &v.parts[ring.Partition(h)]
@@ -30,8 +39,8 @@ func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 	slot, ok := p.find(h, key)
 	if !ok {
 		p.mu.Unlock()
-		for i := range v.aggs {
-			dst = append(dst, emptyValue(v.aggs[i].fn))
+		for i := range aggs {
+			dst = append(dst, emptyValue(aggs[i].fn))
 		}
 		return dst
 	}
@@ -45,8 +54,8 @@ func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 		// aggregation can count is in its tile: tiles alone answer those.
 		rc.tilesOnly, rc.tileEnd = true, math.MaxInt64
 	}
-	for i := range v.aggs {
-		dst = append(dst, p.read(v, e, &v.aggs[i], t, &rc))
+	for i := range aggs {
+		dst = append(dst, p.read(v, e, &aggs[i], t, &rc))
 	}
 	p.mu.Unlock()
 	return dst
@@ -60,11 +69,15 @@ func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 // view's chain one link at a time, so that the views' misses overlap
 // instead of following each other. It changes nothing and has no effect on
 // what a read returns. Slices of different lengths are a programming
-// error: it prefetches for the shorter.
+// error: it prefetches for the shorter. A pair equal to the one before it
+// (a view read for several ranges of one entity) is prefetched once.
 func PrefetchReads(views []*View, hs []uint64) {
 	var slots [16]uint32 // each view's guessed slot+1 (0: none)
 	n := min(len(views), len(hs), len(slots))
 	for i := range n {
+		if i > 0 && views[i] == views[i-1] && hs[i] == hs[i-1] {
+			continue // its slots[i] stays 0: nothing more to do
+		}
 		p := &views[i].parts[ring.Partition(hs[i])]
 		p.mu.Lock()
 		if t := p.index.tab; len(t) > 0 {
@@ -73,6 +86,9 @@ func PrefetchReads(views []*View, hs []uint64) {
 		p.mu.Unlock()
 	}
 	for i := range n {
+		if i > 0 && views[i] == views[i-1] && hs[i] == hs[i-1] {
+			continue
+		}
 		p := &views[i].parts[ring.Partition(hs[i])]
 		p.mu.Lock()
 		if s := p.probe(hs[i]); s != 0 && int(s-1) < len(p.ents) {

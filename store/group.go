@@ -1,0 +1,291 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/ring"
+	"github.com/tally-ml/tally/windows"
+)
+
+// The feature views of one source and one join key share their state: a
+// group is one windows.View whose spec holds the columns and aggregations
+// of all of them, so that an entity has one index slot, one key, one
+// header and one ring of raw events (its timestamp and every column any of
+// the views reads) instead of one of each per view. The default repo's
+// three card-holder views take 428 B per user instead of 737 B this way,
+// a lookup finds the card holder once, and an event is placed three times
+// fewer.
+//
+// Merging changes no answer: the views of a source see the same events,
+// so a group's watermark is each member's; a member's reads at or after
+// watermark - Lateness count exactly the events within its own windows
+// (the group holds events as old as its longest window, which no shorter
+// window counts). What differs is bookkeeping: an event is refused as too
+// late only when no member could count it (ErrTooLate, Stats.TooLate), and
+// a member's Stats are its group's.
+//
+// A snapshot records its groups (snapshot.go), and a restore takes the
+// snapshot's layout for the state it holds: a snapshot written before
+// groups restores every view alone, and views added later form groups of
+// their own. A group whose member changed or left the repo (applied with
+// --accept-schema-change) keeps that member's aggregations, unread, so
+// that the other members keep their state: nothing a served view holds is
+// dropped for another view's change.
+
+// group is one windows view holding the state of one or more feature views
+// of a source, keyed by one of its columns.
+type group struct {
+	spec    windows.Spec
+	source  int   // repo source index
+	keyCol  int   // source column of the join key
+	cols    []int // source column of each spec column; -1: the source no longer has it (null)
+	members []member
+}
+
+// member is a feature view's share of a group: the aggregations
+// [first, first+n) of its spec.
+type member struct {
+	name  string
+	view  int // repo view index; -1: the repo no longer has it, or changed it (unread)
+	first int
+	n     int
+}
+
+// viewRef locates a repo view's state: its group and aggregations.
+type viewRef struct{ group, first, n int }
+
+// groupViews groups the repo views views (indices, in repo order) by
+// source, join key and lateness, in order of first appearance. A group of
+// one view has that view's spec, unchanged.
+func groupViews(repo *features.Repo, views []int) []group {
+	var out []group
+	at := map[[3]int64]int{}
+	for _, vi := range views {
+		v := repo.Views[vi]
+		si := sourceIndex(repo, v.Source)
+		k := [3]int64{int64(si), int64(v.KeyColumn), v.Spec.Lateness}
+		gi, ok := at[k]
+		if !ok {
+			gi = len(out)
+			at[k] = gi
+			out = append(out, group{source: si, keyCol: v.KeyColumn})
+		}
+		out[gi].add(v, vi)
+	}
+	for i := range out {
+		if g := &out[i]; len(g.members) == 1 {
+			g.spec = repo.Views[g.members[0].view].Spec
+		}
+	}
+	return out
+}
+
+// sourceIndex is s's index in repo.Sources.
+func sourceIndex(repo *features.Repo, s *features.Source) int {
+	for i, x := range repo.Sources {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// add makes v (repo view vi) a member of g.
+func (g *group) add(v *features.View, vi int) {
+	names := make([]string, 0, len(g.members)+1)
+	for _, m := range g.members {
+		names = append(names, m.name)
+	}
+	g.spec.Name = strings.Join(append(names, v.Name), "+")
+	g.spec.Lateness = v.Spec.Lateness
+	colOf := make([]int, len(v.Spec.Columns)) // v's spec column -> g's
+	for c, sc := range v.SourceColumns {
+		colOf[c] = -1
+		for gc, have := range g.cols {
+			if have == sc {
+				colOf[c] = gc
+			}
+		}
+		if colOf[c] < 0 {
+			colOf[c] = len(g.cols)
+			g.cols = append(g.cols, sc)
+			g.spec.Columns = append(g.spec.Columns, v.Spec.Columns[c])
+		}
+	}
+	g.members = append(g.members, member{name: v.Name, view: vi, first: len(g.spec.Aggregations), n: len(v.Spec.Aggregations)})
+	for _, a := range v.Spec.Aggregations {
+		a.Column = colOf[a.Column]
+		g.spec.Aggregations = append(g.spec.Aggregations, a)
+	}
+}
+
+// groupLayout is how a snapshot records a group (JSON, in its header).
+type groupLayout struct {
+	Source  string         `json:"source"`
+	Key     string         `json:"key"`
+	Members []memberLayout `json:"members"`
+	Spec    windows.Spec   `json:"spec"` // its column names are the source's
+}
+
+type memberLayout struct {
+	Name         string `json:"name"`
+	Aggregations int    `json:"aggregations"`
+	// Unread: a member the repo no longer had, or had changed, when the
+	// snapshot was written (its name may be a new view's since).
+	Unread bool `json:"unread,omitempty"`
+}
+
+func (n *Store) layoutOf(g *group) groupLayout {
+	src := n.repo.Sources[g.source]
+	l := groupLayout{Source: src.Name, Key: src.Columns[g.keyCol].Name, Spec: g.spec}
+	for _, m := range g.members {
+		l.Members = append(l.Members, memberLayout{m.name, m.n, m.view < 0})
+	}
+	return l
+}
+
+// groupOf rebuilds a group a snapshot recorded, for the current repo: live
+// says, per member, which repo view it still is (-1: none; the caller
+// decided that with the schemas). A live member's aggregations must be the
+// recorded ones.
+func (n *Store) groupOf(l groupLayout, live []int) (group, error) {
+	g := group{spec: l.Spec, source: -1}
+	for i, s := range n.repo.Sources {
+		if s.Name == l.Source {
+			g.source = i
+		}
+	}
+	if g.source < 0 {
+		return g, fmt.Errorf("snapshot group %s: the repo has no source %s", l.Spec.Name, l.Source)
+	}
+	src := n.repo.Sources[g.source]
+	colIndex := func(name string) int {
+		for i, c := range src.Columns {
+			if c.Name == name {
+				return i
+			}
+		}
+		return -1
+	}
+	if g.keyCol = colIndex(l.Key); g.keyCol < 0 {
+		return g, fmt.Errorf("snapshot group %s: source %s has no column %s", l.Spec.Name, l.Source, l.Key)
+	}
+	for _, c := range l.Spec.Columns {
+		g.cols = append(g.cols, colIndex(c.Name))
+	}
+	first := 0
+	for i, ml := range l.Members {
+		m := member{name: ml.Name, view: live[i], first: first, n: ml.Aggregations}
+		first += ml.Aggregations
+		if first > len(l.Spec.Aggregations) || ml.Aggregations < 0 {
+			return g, fmt.Errorf("snapshot group %s: members hold %d aggregations, the spec %d", l.Spec.Name, first, len(l.Spec.Aggregations))
+		}
+		if m.view >= 0 {
+			v := n.repo.Views[m.view]
+			if err := sameAggregations(v, g.cols, l.Spec, m); err != nil {
+				return g, fmt.Errorf("snapshot group %s, view %s: %w", l.Spec.Name, v.Name, err)
+			}
+			if sourceIndex(n.repo, v.Source) != g.source || v.KeyColumn != g.keyCol {
+				return g, fmt.Errorf("snapshot group %s, view %s: another source or join key", l.Spec.Name, v.Name)
+			}
+		}
+		g.members = append(g.members, m)
+	}
+	if first != len(l.Spec.Aggregations) {
+		return g, fmt.Errorf("snapshot group %s: members hold %d aggregations, the spec %d", l.Spec.Name, first, len(l.Spec.Aggregations))
+	}
+	return g, nil
+}
+
+// sameAggregations checks that m's aggregations in spec (whose columns are
+// the source columns cols) are view v's.
+func sameAggregations(v *features.View, cols []int, spec windows.Spec, m member) error {
+	if m.n != len(v.Spec.Aggregations) {
+		return fmt.Errorf("%d aggregations recorded, the view has %d", m.n, len(v.Spec.Aggregations))
+	}
+	for i, a := range v.Spec.Aggregations {
+		b := spec.Aggregations[m.first+i]
+		if b.Column < 0 || b.Column >= len(cols) || cols[b.Column] != v.SourceColumns[a.Column] ||
+			a.Func != b.Func || a.Window != b.Window || a.Interval != b.Interval || a.N != b.N {
+			return fmt.Errorf("aggregation %d differs from the recorded one", i)
+		}
+	}
+	return nil
+}
+
+func encodeLayout(l groupLayout) []byte {
+	b, _ := json.Marshal(l)
+	return b
+}
+
+func decodeLayout(b []byte) (groupLayout, error) {
+	var l groupLayout
+	if err := json.Unmarshal(b, &l); err != nil {
+		return l, fmt.Errorf("snapshot group layout: %w", err)
+	}
+	return l, nil
+}
+
+// setLayout makes groups the store's state, empty: the views, where each
+// repo view's state is, and what each source's events are placed in. Only
+// before anything is applied (New, Restore).
+func (n *Store) setLayout(groups []group) error {
+	views := make([]*windows.View, len(groups))
+	refs := make([]viewRef, len(n.repo.Views))
+	for i := range refs {
+		refs[i].group = -1
+	}
+	for gi := range groups {
+		g := &groups[gi]
+		w, err := windows.New(g.spec)
+		if err != nil {
+			return fmt.Errorf("feature view %s: %w", g.spec.Name, err)
+		}
+		views[gi] = w
+		for _, m := range g.members {
+			if m.view >= 0 {
+				refs[m.view] = viewRef{gi, m.first, m.n}
+			}
+		}
+	}
+	for i, r := range refs {
+		if r.group < 0 {
+			return fmt.Errorf("feature view %s has no state", n.repo.Views[i].Name)
+		}
+	}
+	for _, s := range n.sources {
+		s.targets = s.targets[:0]
+	}
+	for gi := range groups {
+		g := &groups[gi]
+		n.sources[g.source].targets = append(n.sources[g.source].targets, groupTarget{group: gi, keyCol: g.keyCol, cols: g.cols})
+	}
+	n.groups, n.views, n.refs = groups, views, refs
+	return nil
+}
+
+// View is the windows view holding the state of the repo's feature view i,
+// and which of its aggregations are view i's: [from, to), in view i's
+// order. Read them with windows.View.ReadRange, or ReadView.
+func (n *Store) View(i int) (v *windows.View, from, to int) {
+	r := n.refs[i]
+	return n.views[r.group], r.first, r.first + r.n
+}
+
+// ReadView appends the values of the repo's feature view i for key as of
+// t (windows.View.Read of its aggregations only).
+func (n *Store) ReadView(i int, key []byte, t int64, dst []windows.Value) []windows.Value {
+	r := n.refs[i]
+	return n.views[r.group].ReadRange(ring.Hash(key), key, t, r.first, r.first+r.n, dst)
+}
+
+// ViewStats are the windows statistics of the state holding the repo's
+// feature view i: its group's, shared with the group's other members.
+func (n *Store) ViewStats(i int) windows.Stats { return n.views[n.refs[i].group].Stats() }
+
+// StateOf names the state holding the repo's feature view i: its group's
+// spec name, the members' names joined by "+".
+func (n *Store) StateOf(i int) string { return n.views[n.refs[i].group].Spec().Name }

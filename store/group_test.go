@@ -1,0 +1,295 @@
+package store
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/windows"
+)
+
+// fixtureBatches are the events of testdata/v3-default.snap.gz: the build
+// before groups (631fe13) committed them to a store of the default repo,
+// wrote that snapshot (version 3, one section per view) and recorded every
+// view's reads of fixtureKeys at the last event's time in
+// testdata/v3-default.json.
+func fixtureBatches(sp *Source) (batches []*Batch, now int64) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	now = t0
+	for range 10 {
+		b := &Batch{}
+		b.Reset(0, len(sp.Src.Columns))
+		for range 200 {
+			now += rng.Int64N(30_000)
+			e := b.Grow(now - rng.Int64N(120_000))
+			b.SetStr(e, sp.ColIndex["user_id"], fmt.Appendf(nil, "u%d", rng.IntN(50)))
+			b.SetStr(e, sp.ColIndex["merchant"], fmt.Appendf(nil, "m%d", rng.IntN(20)))
+			b.SetStr(e, sp.ColIndex["country"], fmt.Appendf(nil, "c%d", rng.IntN(5)))
+			b.SetNum(e, sp.ColIndex["amt"], float64(rng.IntN(100000))/100)
+		}
+		batches = append(batches, b)
+	}
+	return batches, now
+}
+
+var fixtureKeys = []string{"u1", "u7", "u33", "m3", "m11", "c2", "c4", "nobody"}
+
+func loadFixture(t *testing.T) (snap []byte, want map[string][]windows.Value, now int64) {
+	t.Helper()
+	f, err := os.Open("testdata/v3-default.snap.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(zr); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("testdata/v3-default.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string][]windows.Value{}
+	for k, v := range m {
+		if k == "now" {
+			err = json.Unmarshal(v, &now)
+		} else {
+			var vals []windows.Value
+			err = json.Unmarshal(v, &vals)
+			want[k] = vals
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes(), want, now
+}
+
+// checkReads compares every view's reads of the fixture's keys with what
+// the build before groups read.
+func checkReads(t *testing.T, what string, n *Store, want map[string][]windows.Value, now int64) {
+	t.Helper()
+	checked := 0
+	for i, v := range n.repo.Views {
+		for _, k := range fixtureKeys {
+			got := n.ReadView(i, []byte(k), now, nil)
+			if w, ok := want[v.Name+"/"+k]; !ok || !reflect.DeepEqual(got, w) {
+				t.Fatalf("%s: %s[%s] = %+v, the build before groups read %+v", what, v.Name, k, got, w)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatalf("%s: nothing read", what)
+	}
+}
+
+func roundTrip(t *testing.T, repo *features.Repo, opts Options, from *Store) *Store {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := from.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	to, err := New(repo, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := to.Restore(&buf); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	return to
+}
+
+func groupNames(n *Store) []string {
+	var out []string
+	for _, v := range n.views {
+		out = append(out, v.Spec().Name)
+	}
+	return out
+}
+
+// The default repo's three card-holder views share one group; the
+// merchant and country views are alone.
+func TestDefaultRepoGroups(t *testing.T) {
+	repo, _ := features.Default()
+	n, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"user_transaction_counts+user_transaction_amounts+user_distinct_merchants", "merchant_transaction_counts", "country_amount_stats"}
+	if got := groupNames(n); !reflect.DeepEqual(got, want) {
+		t.Fatalf("groups %q, want %q", got, want)
+	}
+	// A view alone keeps its spec exactly (and so its snapshot sections).
+	for i, v := range repo.Views {
+		if w, from, to := n.View(i); from == 0 && to == len(w.Spec().Aggregations) && !reflect.DeepEqual(w.Spec(), v.Spec) {
+			t.Errorf("view %s alone has spec %+v, want its own", v.Name, w.Spec())
+		}
+	}
+}
+
+// Groups change no answer: a store of the default repo fed the fixture's
+// events reads what the build before groups read; a snapshot written by
+// that build (one view per section) restores and reads the same; both
+// layouts survive a round trip through a snapshot of this version, and,
+// fed the same further events, keep reading alike.
+func TestGroupsReadAsViewsAlone(t *testing.T) {
+	snap, want, now := loadFixture(t)
+	repo, _ := features.Default()
+
+	merged, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, last := fixtureBatches(merged.sources[0])
+	if last != now {
+		t.Fatalf("fixture events end at %d, the fixture at %d: fixtureBatches is not its generator", last, now)
+	}
+	for _, b := range batches {
+		if _, _, err := merged.CommitEvents([]*Batch{b}, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(merged.views) != 3 {
+		t.Fatalf("groups %q", groupNames(merged))
+	}
+	checkReads(t, "grouped", merged, want, now)
+
+	old, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatalf("restore a version-3 snapshot: %v", err)
+	}
+	if len(old.views) != len(repo.Views) {
+		t.Fatalf("a version-3 snapshot restored into groups %q, want one per view", groupNames(old))
+	}
+	checkReads(t, "version 3", old, want, now)
+
+	for _, s := range []*Store{merged, old} {
+		r := roundTrip(t, repo, Options{}, s)
+		if !reflect.DeepEqual(groupNames(r), groupNames(s)) {
+			t.Fatalf("round trip: groups %q, want %q", groupNames(r), groupNames(s))
+		}
+		checkReads(t, "round trip", r, want, now)
+		_, a, err := s.Checksums()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, b, err := r.Checksums()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Fatal("round trip: checksums differ")
+		}
+	}
+
+	// Further events, some too late for the counts view alone, read alike.
+	sp := merged.sources[0]
+	rng := rand.New(rand.NewPCG(9, 10))
+	var b Batch
+	b.Reset(0, len(sp.Src.Columns))
+	for range 300 {
+		now += rng.Int64N(20_000)
+		e := b.Grow(now - rng.Int64N(3*3_600_000))
+		b.SetStr(e, sp.ColIndex["user_id"], fmt.Appendf(nil, "u%d", rng.IntN(50)))
+		b.SetStr(e, sp.ColIndex["merchant"], fmt.Appendf(nil, "m%d", rng.IntN(20)))
+		b.SetStr(e, sp.ColIndex["country"], fmt.Appendf(nil, "c%d", rng.IntN(5)))
+		b.SetNum(e, sp.ColIndex["amt"], float64(rng.IntN(100000))/100)
+	}
+	for _, s := range []*Store{merged, old} {
+		if _, _, err := s.CommitEvents([]*Batch{&b}, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, v := range repo.Views {
+		for u := range 50 {
+			for _, k := range []string{fmt.Sprintf("u%d", u), fmt.Sprintf("m%d", u%20), fmt.Sprintf("c%d", u%5)} {
+				for _, at := range []int64{now, now - 60_000} {
+					g, o := merged.ReadView(i, []byte(k), at, nil), old.ReadView(i, []byte(k), at, nil)
+					if !reflect.DeepEqual(g, o) {
+						t.Fatalf("%s[%s] at %d: grouped %+v, alone %+v", v.Name, k, at, g, o)
+					}
+				}
+			}
+		}
+	}
+}
+
+// A group whose member changed keeps that member's aggregations, unread,
+// and the other members' state, once the change is accepted; the changed
+// view is built apart. Later snapshots keep that layout, and do not
+// mistake the unread member for the new view of its name.
+func TestGroupMemberChanged(t *testing.T) {
+	_, want, now := loadFixture(t)
+	repo, _ := features.Default()
+	merged, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, _ := fixtureBatches(merged.sources[0])
+	for _, b := range batches {
+		if _, _, err := merged.CommitEvents([]*Batch{b}, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changed, _ := features.Default()
+	if changed.Views[0].Name != "user_transaction_counts" {
+		t.Fatalf("default repo's first view is %s", changed.Views[0].Name)
+	}
+	changed.Views[0].Spec.Aggregations[0].Window = 2 * 60_000
+
+	var buf bytes.Buffer
+	if _, err := merged.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	refused, _ := New(changed, Options{})
+	if err := refused.Restore(bytes.NewReader(buf.Bytes())); err == nil {
+		t.Fatal("a changed member restored without --accept-schema-change")
+	}
+
+	accepted := roundTrip(t, changed, Options{SkipRemoved: true}, merged)
+	wantGroups := []string{"user_transaction_counts+user_transaction_amounts+user_distinct_merchants", "merchant_transaction_counts", "country_amount_stats", "user_transaction_counts"}
+	if got := groupNames(accepted); !reflect.DeepEqual(got, wantGroups) {
+		t.Fatalf("groups %q, want %q", got, wantGroups)
+	}
+	if !accepted.filter.fresh[3] || accepted.filter.fresh[0] {
+		t.Fatalf("fresh groups %v: want only the changed view's", accepted.filter.fresh)
+	}
+	again := roundTrip(t, changed, Options{}, accepted)
+	if got := groupNames(again); !reflect.DeepEqual(got, wantGroups) {
+		t.Fatalf("second restore: groups %q, want %q", got, wantGroups)
+	}
+	for _, s := range []*Store{accepted, again} {
+		for i, v := range changed.Views {
+			for _, k := range fixtureKeys {
+				got := s.ReadView(i, []byte(k), now, nil)
+				if i == 0 {
+					if got[0].Num != 0 || len(got) != 3 {
+						t.Fatalf("changed view %s[%s] = %+v: want it empty (built from a log this store lacks)", v.Name, k, got)
+					}
+					continue
+				}
+				if !reflect.DeepEqual(got, want[v.Name+"/"+k]) {
+					t.Fatalf("%s[%s] = %+v, before the change %+v", v.Name, k, got, want[v.Name+"/"+k])
+				}
+			}
+		}
+	}
+}
