@@ -56,6 +56,7 @@ type lookupWork struct {
 	hashes   []uint64        // each view read's key hash (read)
 	views    []*windows.View // and its view
 	ranges   [][2]int        // and its aggregations there (store.Store.View)
+	readKeys [][]byte        // and its key
 	level    ReadLevel       // a cluster lookup's (parseReadLevel)
 	info     ReadInfo        // what its reads reported
 }

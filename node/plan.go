@@ -256,30 +256,43 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	// The views of one join key value share its hash.
 	var hkey []byte
 	var h uint64
-	hs, vs, rs := w.hashes[:0], w.views[:0], w.ranges[:0]
+	hs, vs, rs, ks := w.hashes[:0], w.views[:0], w.ranges[:0], w.readKeys[:0]
+	tb := 0
 	for i := range reads {
 		r := &reads[i]
 		if r.Table {
+			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			tb++
 			continue
 		}
 		if hkey == nil || string(hkey) != string(r.Key) {
 			hkey, h = r.Key, ring.Hash(r.Key)
 		}
 		gv, from, to := n.View(r.View)
-		hs, vs, rs = append(hs, h), append(vs, gv), append(rs, [2]int{from, to})
+		hs, vs, rs, ks = append(hs, h), append(vs, gv), append(rs, [2]int{from, to}), append(ks, r.Key)
 	}
-	w.hashes, w.views, w.ranges = hs, vs, rs
+	w.hashes, w.views, w.ranges, w.readKeys = hs, vs, rs, ks
 	if len(vs) > 1 {
 		windows.PrefetchReads(vs, hs)
 	}
-	v, tb := 0, 0
-	for _, r := range reads {
-		if r.Table {
-			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
-			tb++
-			continue
+	for v := 0; v < len(vs); {
+		// Views of one group read in a row for one key, whose
+		// aggregations follow each other there (a service's card-holder
+		// views), are one read, split.
+		end := v + 1
+		for end < len(vs) && vs[end] == vs[v] && hs[end] == hs[v] && rs[end][0] == rs[end-1][1] && string(ks[end]) == string(ks[v]) {
+			end++
 		}
-		w.vals[v] = vs[v].ReadRange(hs[v], r.Key, t, rs[v][0], rs[v][1], w.vals[v][:0])
-		v++
+		all := vs[v].ReadRange(hs[v], ks[v], t, rs[v][0], rs[end-1][1], w.vals[v][:0])
+		off := rs[v][1] - rs[v][0]
+		for j := v + 1; j < end; j++ {
+			// Each Value's lists are its own (a read allocates them), so
+			// copying the Values shares nothing the next read overwrites.
+			k := rs[j][1] - rs[j][0]
+			w.vals[j] = append(w.vals[j][:0], all[off:off+k]...)
+			off += k
+		}
+		w.vals[v] = all[:rs[v][1]-rs[v][0]]
+		v = end
 	}
 }

@@ -7,9 +7,12 @@
 //
 // Read it top-down:
 //
-//   - store.go: New builds a Store from a features.Repo: a windows.View per
-//     feature view, a Table per table view, a Source per event source (how
-//     its events reach the views).
+//   - store.go: New builds a Store from a features.Repo: a Table per table
+//     view, a Source per event source (how its events reach the views).
+//   - group.go: the feature views of one source and join key share one
+//     windows.View (a group): an entity's key, header and raw events are
+//     held once for all of them. View and ReadView find a view's share; a
+//     snapshot records the groups and a restore takes their layout.
 //   - commit.go: the seam every change goes through. A Committer commits
 //     log records (the write-ahead log's: append, then apply; a Raft
 //     group's: propose, and every replica applies what was committed) and
@@ -24,7 +27,7 @@
 //     a range it holds, so a stream is applied exactly once.
 //   - recover.go, replay.go: RecoverFrom replays the log after the
 //     restored snapshot, as a pipeline: a reader goroutine decodes records,
-//     the caller sequences them, one lane per view places them (each view
+//     the caller sequences them, one lane per group places them (each group
 //     in log order, so the state is the one a sequential replay builds).
 //   - snapshot.go: the content of a snapshot (package snapshot keeps the
 //     files), written while ingest goes on, one partition at a time, and

@@ -6,7 +6,8 @@
 // A View (New) holds one feature view: the Spec names its columns and its
 // aggregations (function, column, window, optional tile interval). Add
 // places one event of an entity; Read answers every aggregation of an
-// entity as of a time t.
+// entity as of a time t, ReadRange some of them (a view may hold several
+// feature views of one entity: package store groups them so).
 //
 // # Windows
 //
