@@ -23,7 +23,9 @@ import (
 // so a group's watermark is each member's; a member's reads at or after
 // watermark - Lateness count exactly the events within its own windows
 // (the group holds events as old as its longest window, which no shorter
-// window counts). What differs is bookkeeping: an event is refused as too
+// window counts), up to floating-point rounding of sums and moments where
+// the group keeps events raw that a tiled member alone would have folded
+// (windows' TestReadRangeMatchesViewAlone). What differs is bookkeeping: an event is refused as too
 // late only when no member could count it (ErrTooLate, Stats.TooLate), and
 // a member's Stats are its group's.
 //
