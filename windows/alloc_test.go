@@ -24,6 +24,17 @@ func defaultUserSpecs() []windows.Spec {
 	}
 }
 
+// userGroupSpec is the three views of defaultUserSpecs as one view, as
+// package store holds them (a group: their columns and aggregations).
+func userGroupSpec() windows.Spec {
+	alone := defaultUserSpecs()
+	g := windows.Spec{Name: "user_group", Columns: alone[0].Columns, Lateness: alone[0].Lateness}
+	for _, s := range alone {
+		g.Aggregations = append(g.Aggregations, s.Aggregations...)
+	}
+	return g
+}
+
 // tiledSpec exercises tiles: every scalar function, 10 s tiles.
 func tiledSpec() windows.Spec { return testSpecs(1000)[1] }
 

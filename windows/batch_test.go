@@ -141,7 +141,7 @@ func BenchmarkIngestBatch(b *testing.B) { benchIngestBatch(b, 0) }
 func BenchmarkIngestWarmBatch(b *testing.B) { benchIngestBatch(b, 1<<22) }
 
 func benchIngestBatch(b *testing.B, warm int) {
-	for _, spec := range []windows.Spec{defaultUserSpecs()[1], defaultUserSpecs()[2], tiledSpec()} {
+	for _, spec := range append(defaultUserSpecs(), tiledSpec(), userGroupSpec()) {
 		b.Run(spec.Name, func(b *testing.B) {
 			v, _ := windows.New(spec)
 			keys := benchKeys(1 << 20)

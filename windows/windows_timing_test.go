@@ -109,7 +109,7 @@ func BenchmarkIngestParallel(b *testing.B) {
 // BenchmarkRead reads every aggregation of one view for a user with about
 // 20 events in the last day.
 func BenchmarkRead(b *testing.B) {
-	for _, spec := range append(defaultUserSpecs(), tiledSpec()) {
+	for _, spec := range append(defaultUserSpecs(), tiledSpec(), userGroupSpec()) {
 		b.Run(spec.Name, func(b *testing.B) {
 			v, _ := windows.New(spec)
 			keys := benchKeys(10_000)
@@ -144,11 +144,7 @@ func TestMemoryPerUser(t *testing.T) {
 	for i := range merch {
 		merch[i] = fmt.Appendf(nil, "merchant-%d", i)
 	}
-	alone := defaultUserSpecs()
-	grouped := windows.Spec{Name: "user", Columns: alone[0].Columns, Lateness: alone[0].Lateness}
-	for _, s := range alone {
-		grouped.Aggregations = append(grouped.Aggregations, s.Aggregations...)
-	}
+	alone, grouped := defaultUserSpecs(), userGroupSpec()
 	for _, layout := range []struct {
 		name  string
 		specs []windows.Spec
