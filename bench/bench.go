@@ -193,6 +193,12 @@ type Sweep struct {
 	CrossRate float64 `json:"p99_1ms_rate"`
 	Crossed   bool    `json:"crossed"`
 	MaxClosed float64 `json:"max_closed_loop"`
+	// HalfNoopRate is half the no-op server's closed-loop maximum, the
+	// rate of the open-loop step every lookup system also runs at (the
+	// no-op server is measured first), and HalfNoopP99 that step's p99,
+	// µs; 0 when it did not run.
+	HalfNoopRate float64 `json:"half_noop_rate,omitempty"`
+	HalfNoopP99  float64 `json:"half_noop_p99_us,omitempty"`
 }
 
 // Freshness is how soon an acknowledged ingest shows in a lookup.
@@ -310,6 +316,9 @@ type runner struct {
 	out  io.Writer
 	rep  *Report
 	fix  *fixture
+	// noopMax is the no-op server's closed-loop maximum lookups/s, once
+	// measured (runNoop, before every other lookup system).
+	noopMax float64
 	// respSize is the size of a tally lookup response: the no-op
 	// baseline answers with as many bytes.
 	respSize int
@@ -348,8 +357,7 @@ func (r *runner) run(ctx context.Context) error {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"tally", r.runTally},
-		{"noop", r.runNoop},
+		{"tally", r.runTally}, // measures the no-op server first (runNoop)
 		{"mixed", r.runMixed},
 		{"redis", r.runRedis},
 		{"feast", r.runFeast},

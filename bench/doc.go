@@ -17,9 +17,13 @@
 //     loop at a fixed rate, closed loop for the maximum throughput, and a
 //     rate sweep that finds where p99 crosses 1 ms. Lookup keys are drawn
 //     from the workload with the same skew as the events (uniformly with
-//     Options.UniformLookups, `tally bench --uniform-lookups`); the table
-//     ends with each system's closed-loop maximum as a fraction of the
-//     no-op server's.
+//     Options.UniformLookups, `tally bench --uniform-lookups`). A no-op
+//     fasthttp server is measured first, with the same client and schedule
+//     and answers of a lookup's size, so each figure can be read against
+//     the client's own cost; every system then also runs open loop at half
+//     the no-op server's maximum, and the table ends with each system's
+//     closed-loop maximum as a fraction of the no-op server's and its p99
+//     at that rate as a multiple of the no-op server's.
 //   - Measures the same node's Feast API (POST /get-online-features,
 //     system "tally-feast-api") with the very bodies the Feast peer gets.
 //   - Measures ingest (JSON and bulk NDJSON) in events per second.
@@ -42,8 +46,6 @@
 //     process; then freshness, from the producer's acknowledgement of one
 //     record to the first lookup counting it. A broker that cannot start
 //     is reported as "not run: <reason>".
-//   - Measures a no-op fasthttp server with the same client and schedule,
-//     so each figure can be read against the client's own cost.
 //   - Measures the peers named in Options.Peers: "redis" (the hand-built
 //     sliding windows over sorted sets, see redis.go for what differs),
 //     "feast" (Feast's Python feature server on its Redis online store,

@@ -19,12 +19,13 @@ import (
 
 // noopRatios says, for each system beside the no-op server, its closed-loop
 // maximum lookup throughput as a fraction of the no-op server's in the same
-// run, and which lookup keys were drawn.
+// run, and which lookup keys were drawn; and its open-loop p99 at half the
+// no-op server's maximum as a multiple of the no-op server's there.
 func (r *Report) noopRatios() []string {
-	var noop float64
+	var noop, noopP99 float64
 	for _, s := range r.Sweeps {
 		if s.System == "noop" {
-			noop = s.MaxClosed
+			noop, noopP99 = s.MaxClosed, s.HalfNoopP99
 		}
 	}
 	if noop <= 0 {
@@ -38,6 +39,10 @@ func (r *Report) noopRatios() []string {
 	for _, s := range r.Sweeps {
 		if s.System != "noop" && s.MaxClosed > 0 {
 			out = append(out, fmt.Sprintf("%-8s closed-loop max %.0f/s = %.2fx the no-op server's %.0f/s (%s)", s.System, s.MaxClosed, s.MaxClosed/noop, noop, keys))
+		}
+		if s.System != "noop" && s.HalfNoopP99 > 0 && noopP99 > 0 {
+			out = append(out, fmt.Sprintf("%-8s open-loop p99 at %.0f/s (half the no-op server's max) %s = %.2fx the no-op server's %s", s.System, s.HalfNoopRate,
+				strings.TrimSpace(fmtUs(s.HalfNoopP99)), s.HalfNoopP99/noopP99, strings.TrimSpace(fmtUs(noopP99))))
 		}
 	}
 	return out

@@ -6,7 +6,9 @@ import (
 )
 
 // TestNoopRatios: the table says each system's closed-loop maximum as a
-// fraction of the no-op server's, and how the lookup keys were drawn.
+// fraction of the no-op server's, and how the lookup keys were drawn, and
+// its p99 at half the no-op server's maximum as a multiple of the no-op
+// server's there.
 func TestNoopRatios(t *testing.T) {
 	r := &Report{Sweeps: []Sweep{{System: "tally", MaxClosed: 40_000}, {System: "noop", MaxClosed: 80_000}, {System: "redis", MaxClosed: 0}}}
 	got := r.noopRatios()
@@ -19,6 +21,11 @@ func TestNoopRatios(t *testing.T) {
 	}
 	if got := (&Report{Sweeps: []Sweep{{System: "tally", MaxClosed: 1}}}).noopRatios(); got != nil {
 		t.Fatalf("without a no-op sweep: %q", got)
+	}
+	r = &Report{Sweeps: []Sweep{{System: "noop", MaxClosed: 80_000, HalfNoopRate: 40_000, HalfNoopP99: 800},
+		{System: "tally", MaxClosed: 60_000, HalfNoopRate: 40_000, HalfNoopP99: 1_200}}}
+	if got := r.noopRatios(); len(got) != 2 || !strings.Contains(got[1], "p99 at 40000/s (half the no-op server's max) 1.20ms = 1.50x the no-op server's 800us") {
+		t.Fatalf("p99 ratios %q", got)
 	}
 }
 

@@ -64,6 +64,21 @@ func (r *runner) lookupSuite(ctx context.Context, system string, fixedRate float
 	r.add(resultOf(system, "lookup", "closed", 0, o.Workers, closed))
 	maxRate := closed.Throughput()
 	sw := Sweep{System: system, MaxClosed: maxRate}
+	if system == "noop" {
+		r.noopMax = maxRate
+	}
+	if r.noopMax > 0 {
+		// Every system at one rate, half the no-op server's maximum: how
+		// much tally's work adds to the tail where the server has room.
+		rate := r.noopMax / 2
+		res := load.RunOpen(ctx, load.Open{Rate: rate, Duration: o.Duration, Workers: o.Workers, Warmup: warm}, fn)
+		row := resultOf(system, "lookup", "open-half-noop", rate, o.Workers, res)
+		r.add(row)
+		sw.HalfNoopRate, sw.HalfNoopP99 = rate, row.Latency.P99
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 	if maxRate <= 0 {
 		r.rep.Sweeps = append(r.rep.Sweeps, sw)
 		return nil
@@ -135,6 +150,9 @@ func (r *runner) runTally(ctx context.Context) error {
 	}
 	r.respSize = len(body)
 	if r.opts.want("lookup") {
+		if err := r.runNoop(ctx); err != nil {
+			return fmt.Errorf("noop: %w", err)
+		}
 		if err := r.lookupSuite(ctx, "tally", 0, r.tallyLookup(c)); err != nil {
 			return err
 		}
@@ -213,6 +231,8 @@ func (r *runner) tallyIngest(ctx context.Context, c *client) {
 	}
 }
 
+// runNoop measures the no-op server (runTally calls it before tally's
+// lookups, once it knows a response's size).
 func (r *runner) runNoop(ctx context.Context) error {
 	if !r.opts.want("lookup") {
 		return nil
