@@ -38,6 +38,26 @@ func fixtureBatches(sp *Source) (batches []*Batch, now int64) {
 	return batches, now
 }
 
+// fixtureStore is a store of repo (grouped as New groups it) that
+// committed the fixture's events, which end at now.
+func fixtureStore(t *testing.T, repo *features.Repo, now int64) *Store {
+	t.Helper()
+	n, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, last := fixtureBatches(n.sources[0])
+	if last != now {
+		t.Fatalf("fixture events end at %d, the fixture at %d: fixtureBatches is not its generator", last, now)
+	}
+	for _, b := range batches {
+		if _, _, err := n.CommitEvents([]*Batch{b}, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
 var fixtureKeys = []string{"u1", "u7", "u33", "m3", "m11", "c2", "c4", "nobody"}
 
 func loadFixture(t *testing.T) (snap []byte, want map[string][]windows.Value, now int64) {
@@ -151,19 +171,7 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 	snap, want, now := loadFixture(t)
 	repo, _ := features.Default()
 
-	merged, err := New(repo, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batches, last := fixtureBatches(merged.sources[0])
-	if last != now {
-		t.Fatalf("fixture events end at %d, the fixture at %d: fixtureBatches is not its generator", last, now)
-	}
-	for _, b := range batches {
-		if _, _, err := merged.CommitEvents([]*Batch{b}, now, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	merged := fixtureStore(t, repo, now)
 	if len(merged.views) != 3 {
 		t.Fatalf("groups %q", groupNames(merged))
 	}
@@ -239,16 +247,7 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 func TestGroupMemberChanged(t *testing.T) {
 	_, want, now := loadFixture(t)
 	repo, _ := features.Default()
-	merged, err := New(repo, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batches, _ := fixtureBatches(merged.sources[0])
-	for _, b := range batches {
-		if _, _, err := merged.CommitEvents([]*Batch{b}, now, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	merged := fixtureStore(t, repo, now)
 	changed, _ := features.Default()
 	if changed.Views[0].Name != "user_transaction_counts" {
 		t.Fatalf("default repo's first view is %s", changed.Views[0].Name)
