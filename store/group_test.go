@@ -292,3 +292,59 @@ func TestGroupMemberChanged(t *testing.T) {
 		}
 	}
 }
+
+// FuzzGroupLayout: a snapshot's group layout (JSON in its header) that
+// this build did not write, or that no longer fits the repo, is refused
+// with an error, never a panic; what it accepts is a usable state.
+func FuzzGroupLayout(f *testing.F) {
+	repo, err := features.Default()
+	if err != nil {
+		f.Fatal(err)
+	}
+	n, err := New(repo, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range n.groups {
+		l := n.layoutOf(&n.groups[i])
+		f.Add(encodeLayout(l))
+		l.Members[0].Unread = true
+		f.Add(encodeLayout(l))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		l, err := decodeLayout(raw)
+		if err != nil {
+			return
+		}
+		s, err := New(repo, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := make([]int, len(l.Members))
+		taken := make([]bool, len(repo.Views))
+		for k, m := range l.Members {
+			live[k] = -1
+			for j, v := range repo.Views {
+				if v.Name == m.Name && !m.Unread && !taken[j] {
+					live[k], taken[j] = j, true
+				}
+			}
+		}
+		g, err := s.groupOf(l, live)
+		if err != nil {
+			return
+		}
+		var rest []int
+		for j, ok := range taken {
+			if !ok {
+				rest = append(rest, j)
+			}
+		}
+		if err := s.setLayout(append([]group{g}, groupViews(repo, rest)...)); err != nil {
+			return
+		}
+		for i := range repo.Views {
+			s.ReadView(i, []byte("u"), t0, nil)
+		}
+	})
+}
