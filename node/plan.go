@@ -257,12 +257,9 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	var hkey []byte
 	var h uint64
 	hs, vs, rs, ks := w.hashes[:0], w.views[:0], w.ranges[:0], w.readKeys[:0]
-	tb := 0
 	for i := range reads {
 		r := &reads[i]
 		if r.Table {
-			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
-			tb++
 			continue
 		}
 		if hkey == nil || string(hkey) != string(r.Key) {
@@ -274,6 +271,13 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	w.hashes, w.views, w.ranges, w.readKeys = hs, vs, rs, ks
 	if len(vs) > 1 {
 		windows.PrefetchReads(vs, hs)
+	}
+	tb := 0 // the tables while the views' lines load
+	for _, r := range reads {
+		if r.Table {
+			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			tb++
+		}
 	}
 	for v := 0; v < len(vs); {
 		// Views of one group read in a row for one key, whose
