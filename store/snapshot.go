@@ -178,16 +178,9 @@ func (n *Store) Restore(r io.Reader) error {
 	var stored *schema // what the snapshot was written for; nil for version 1
 	var cnt [4]byte
 	if version >= 2 {
-		if _, err := io.ReadFull(br, cnt[:]); err != nil {
-			return fmt.Errorf("snapshot schema: %w", err)
-		}
-		size := binary.LittleEndian.Uint32(cnt[:])
-		if size > 1<<26 {
-			return errors.New("snapshot schema too large")
-		}
-		raw := make([]byte, size)
-		if _, err := io.ReadFull(br, raw); err != nil {
-			return fmt.Errorf("snapshot schema: %w", err)
+		raw, err := readBlock(br, 1<<26, "snapshot schema")
+		if err != nil {
+			return err
 		}
 		s, err := decodeSchema(raw)
 		if err != nil {
@@ -343,6 +336,24 @@ func (n *Store) restorePartitions(br *bufio.Reader, into []int, f *replayFilter)
 	return firstEr
 }
 
+// readBlock reads a len:u32-prefixed block of at most limit bytes; what
+// names it in errors.
+func readBlock(r io.Reader, limit uint32, what string) ([]byte, error) {
+	var cnt [4]byte
+	if _, err := io.ReadFull(r, cnt[:]); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	size := binary.LittleEndian.Uint32(cnt[:])
+	if size > limit {
+		return nil, errors.New(what + " too large")
+	}
+	raw := make([]byte, size)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return raw, nil
+}
+
 func readName(r *bufio.Reader) (string, error) {
 	l, err := binary.ReadUvarint(r)
 	if err != nil || l > 1<<16 {
@@ -454,7 +465,6 @@ func (n *Store) restoreLayout(br *bufio.Reader, version uint32, stored *schema, 
 	into = make([]int, ngroups)
 	var groups []group
 	var metas [][]byte
-	var cnt [4]byte
 	for i := range into {
 		into[i] = -1
 		var l groupLayout
@@ -465,16 +475,9 @@ func (n *Store) restoreLayout(br *bufio.Reader, version uint32, stored *schema, 
 			}
 			l.Members = []memberLayout{{Name: name}}
 		} else {
-			if _, err := io.ReadFull(br, cnt[:]); err != nil {
-				return nil, nil, fmt.Errorf("snapshot group layout: %w", err)
-			}
-			size := binary.LittleEndian.Uint32(cnt[:])
-			if size > 1<<24 {
-				return nil, nil, errors.New("snapshot group layout too large")
-			}
-			raw := make([]byte, size)
-			if _, err := io.ReadFull(br, raw); err != nil {
-				return nil, nil, fmt.Errorf("snapshot group layout: %w", err)
+			raw, err := readBlock(br, 1<<24, "snapshot group layout")
+			if err != nil {
+				return nil, nil, err
 			}
 			if l, err = decodeLayout(raw); err != nil {
 				return nil, nil, err
