@@ -61,7 +61,8 @@ type viewRef struct{ group, first, n int }
 
 // groupViews groups the repo views views (indices, in repo order) by
 // source, join key and lateness, in order of first appearance. A group of
-// one view has that view's spec, unchanged.
+// one view has that view's spec (add builds it so), and so its snapshot
+// sections.
 func groupViews(repo *features.Repo, views []int) []group {
 	var out []group
 	at := map[[3]int64]int{}
@@ -76,11 +77,6 @@ func groupViews(repo *features.Repo, views []int) []group {
 			out = append(out, group{source: si, keyCol: v.KeyColumn})
 		}
 		out[gi].add(v, vi)
-	}
-	for i := range out {
-		if g := &out[i]; len(g.members) == 1 {
-			g.spec = repo.Views[g.members[0].view].Spec
-		}
 	}
 	return out
 }
