@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"math"
 	"strconv"
 	"sync/atomic"
@@ -14,8 +15,9 @@ import (
 //
 // It costs about a third of strconv's 'g': integers below 10^6 (most
 // counts, sums of whole amounts) are written as integers, and the others
-// take strconv's shortest digits (dragonbox.go) as one integer, written two
-// digits at a time (strconv's layout appends them one byte at a time).
+// take strconv's shortest digits (dragonbox.go) as one integer, written
+// eight digits at a time into their final layout (strconv's appends them
+// one byte at a time).
 // Response encoding was a third of a lookup's instructions.
 func appendFloat(dst []byte, f float64) []byte {
 	if f > -1e6 && f < 1e6 {
@@ -40,27 +42,15 @@ func appendFloat(dst []byte, f float64) []byte {
 		mant |= 1 << float64MantBits
 	}
 	digits, exp10 := dboxShortest(mant, exp+float64Bias-float64MantBits, denorm)
-	var buf [20]byte
-	i := len(buf)
-	for digits >= 100 {
-		q := digits / 100
-		r := digits - q*100
-		i -= 2
-		buf[i], buf[i+1] = twoDigits[2*r], twoDigits[2*r+1]
-		digits = q
-	}
-	if digits >= 10 {
-		i -= 2
-		buf[i], buf[i+1] = twoDigits[2*digits], twoDigits[2*digits+1]
-	} else {
-		i--
-		buf[i] = byte('0' + digits)
-	}
-	d := buf[i:]
-	nd := len(d)
+	// The digits go right-aligned into buf, eight at a time, leaving room
+	// before them for "0.000" or the point.
+	var buf [32]byte
+	i := putDigits(&buf, digits)
+	nd := len(buf) - i
 	e := nd + exp10 - 1 // the decimal exponent of the first digit
 	switch {
 	case e < -4 || e >= 6:
+		d := buf[i:]
 		dst = append(dst, d[0])
 		if nd > 1 {
 			dst = append(dst, '.')
@@ -79,16 +69,58 @@ func appendFloat(dst []byte, f float64) []byte {
 		}
 		return append(dst, twoDigits[2*e], twoDigits[2*e+1])
 	case e < 0:
-		dst = append(dst, "0.0000"[:1-e]...)
-		return append(dst, d...)
+		i -= 1 - e
+		copy(buf[i:], "0.000"[:1-e])
 	case nd <= e+1:
-		dst = append(dst, d...)
+		dst = append(dst, buf[i:]...)
 		return append(dst, "000000"[:e+1-nd]...)
+	default: // the point after the first e+1 digits
+		for j := i; j <= i+e; j++ {
+			buf[j-1] = buf[j]
+		}
+		i--
+		buf[i+e+1] = '.'
 	}
-	dst = append(dst, d[:e+1]...)
-	dst = append(dst, '.')
-	return append(dst, d[e+1:]...)
+	return append(dst, buf[i:]...)
 }
+
+// putDigits writes the decimal digits of d right-aligned at the end of buf
+// and returns the index of the first.
+func putDigits(buf *[32]byte, d uint64) int {
+	i := len(buf)
+	for d >= 1e8 {
+		q := d / 1e8
+		r := uint32(d - q*1e8)
+		hi, lo := r/10000, r%10000
+		i -= 8
+		binary.LittleEndian.PutUint64(buf[i:], uint64(digitPairs[hi/100])|uint64(digitPairs[hi%100])<<16|
+			uint64(digitPairs[lo/100])<<32|uint64(digitPairs[lo%100])<<48)
+		d = q
+	}
+	r := uint32(d)
+	for r >= 100 {
+		q := r / 100
+		i -= 2
+		binary.LittleEndian.PutUint16(buf[i:], digitPairs[r-q*100])
+		r = q
+	}
+	if r >= 10 {
+		i -= 2
+		binary.LittleEndian.PutUint16(buf[i:], digitPairs[r])
+	} else {
+		i--
+		buf[i] = byte('0' + r)
+	}
+	return i
+}
+
+// digitPairs holds "00" to "99" as little-endian uint16s.
+var digitPairs = func() (t [100]uint16) {
+	for i := range t {
+		t[i] = uint16('0'+i/10) | uint16('0'+i%10)<<8
+	}
+	return t
+}()
 
 // twoDigits holds "00" to "99".
 const twoDigits = "00010203040506070809" +

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unsafe"
 
@@ -248,6 +250,14 @@ type quickScan struct {
 }
 
 func (s *quickScan) ws() {
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return // the usual case, a body without whitespace: inlined
+	}
+	s.skipWS()
+}
+
+// skipWS is ws's loop.
+func (s *quickScan) skipWS() {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -275,8 +285,23 @@ func (s *quickScan) str() ([]byte, bool) {
 		return nil, false
 	}
 	rest := s.b[s.i:]
-	for n, c := range rest {
-		switch c {
+	n := 0
+	// Eight bytes at a time: the lowest byte that is a quote or a
+	// backslash ends the string (the zero-byte test's false positives lie
+	// only above a true one).
+	for ; n+8 <= len(rest); n += 8 {
+		x := binary.LittleEndian.Uint64(rest[n:])
+		if m := zeroByte(x^quotes) | zeroByte(x^backslashes); m != 0 {
+			n += bits.TrailingZeros64(m) / 8
+			if rest[n] != '"' {
+				return nil, false
+			}
+			s.i += n + 1
+			return rest[:n:n], true
+		}
+	}
+	for ; n < len(rest); n++ {
+		switch rest[n] {
 		case '"':
 			s.i += n + 1
 			return rest[:n:n], true
@@ -286,6 +311,17 @@ func (s *quickScan) str() ([]byte, bool) {
 	}
 	return nil, false
 }
+
+const (
+	quotes      = 0x2222222222222222 // '"' in every byte
+	backslashes = 0x5c5c5c5c5c5c5c5c // '\\' in every byte
+	lowBits     = 0x0101010101010101
+	highBits    = 0x8080808080808080
+)
+
+// zeroByte has the high bit of x's lowest zero byte set (and maybe of
+// bytes above it), and is 0 when x has no zero byte.
+func zeroByte(x uint64) uint64 { return (x - lowBits) &^ x & highBits }
 
 // key reads an object member's name and its colon.
 func (s *quickScan) key() ([]byte, bool) {

@@ -230,3 +230,47 @@ func FuzzQuickNumber(f *testing.F) {
 	f.Add("1e400")
 	f.Fuzz(func(t *testing.T, s string) { checkQuickNumber(t, s) })
 }
+
+// TestQuickStrFindsTheFirstQuote checks str's eight-bytes-at-a-time scan
+// against a byte loop: strings of every length up to 40, ended by a quote,
+// with a backslash (refused), a quote or bytes near both in value ('!',
+// '#', '[', ']', 0x80+) at every position.
+func TestQuickStrFindsTheFirstQuote(t *testing.T) {
+	want := func(b []byte) ([]byte, bool) {
+		for n, c := range b[1:] {
+			switch c {
+			case '"':
+				return b[1 : 1+n], true
+			case '\\':
+				return nil, false
+			}
+		}
+		return nil, false
+	}
+	fillers := []byte{'a', '!', '#', '[', ']', 0x80 | '"', 0x80 | '\\', 0, 0xff}
+	for l := 0; l <= 40; l++ {
+		for at := 0; at <= l; at++ {
+			for _, c := range append([]byte{'"', '\\'}, fillers...) {
+				body := []byte{'"'}
+				for i := 0; i < l; i++ {
+					body = append(body, fillers[(i+l)%len(fillers)])
+				}
+				if at < l {
+					body[1+at] = c
+				}
+				for _, end := range []string{`"`, `"xyz`, ``} {
+					b := append(bytes.Clone(body), end...)
+					s := quickScan{b: b}
+					got, ok := s.str()
+					w, wok := want(b)
+					if ok != wok || !bytes.Equal(got, w) {
+						t.Fatalf("%q: got %q %v, want %q %v", b, got, ok, w, wok)
+					}
+					if ok && s.i != len(w)+2 {
+						t.Fatalf("%q: consumed %d, want %d", b, s.i, len(w)+2)
+					}
+				}
+			}
+		}
+	}
+}
