@@ -156,9 +156,17 @@ func emptyValue(f Func) Value {
 // rawSearch returns the first raw index of e whose ts is >= ts.
 func (p *partition) rawSearch(v *View, e *entity, ts int64) uint32 {
 	lo, hi := uint32(0), e.rawLen
+	if hi == 0 {
+		return 0
+	}
+	c, off := classCap[e.rawCls], int(e.rawOff)
 	for lo < hi {
 		m := (lo + hi) / 2
-		if p.rawTs(v, e, v.rawAt(e, m)) < ts {
+		j := e.rawHead + m // rawAt's, with its table load hoisted
+		if j >= c {
+			j -= c
+		}
+		if p.rawTs(v, e, off+int(j)*v.stride) < ts {
 			lo = m + 1
 		} else {
 			hi = m
