@@ -43,7 +43,11 @@ type Checkpoint struct {
 	// before it.
 	Record uint64                  `json:"record"`
 	Sums   [ring.Partitions]uint64 `json:"sums"`
-	Err    string                  `json:"err,omitempty"` // the checksums could not be computed
+	// Layout is how the replica's store holds its views (store.Layout):
+	// only replicas of one layout have comparable sums. Builds before
+	// groups send none, which is the layout they hold ("").
+	Layout string `json:"layout,omitempty"`
+	Err    string `json:"err,omitempty"` // the checksums could not be computed
 }
 
 // checkpoints are the results a replica's FSM computed, by index.
@@ -77,11 +81,12 @@ func (cs *checkpoints) get(ix uint64) *Checkpoint {
 // checkpoint is the FSM's Apply of a checkpoint entry at index.
 func (f *groupFSM) checkpoint(index uint64) any {
 	cp := &Checkpoint{Index: index}
-	rec, sums, err := f.Store().Checksums()
+	st := f.Store()
+	rec, sums, err := st.Checksums()
 	if err != nil {
 		cp.Err = err.Error()
 	}
-	cp.Record, cp.Sums = rec, sums
+	cp.Record, cp.Sums, cp.Layout = rec, sums, st.Layout()
 	f.cps.put(cp)
 	return applied{}
 }
@@ -96,7 +101,10 @@ type ReplicaCheck struct {
 	Checksum string `json:"checksum,omitempty"` // every partition's checksum folded into one
 	Record   uint64 `json:"record,omitempty"`   // the last record its store applied
 	Error    string `json:"error,omitempty"`    // it could not answer
-	sums     *[ring.Partitions]uint64
+	// Layout is how it holds its views (Checkpoint.Layout); its checksums
+	// are compared with those of the replicas of its layout only.
+	Layout string `json:"layout,omitempty"`
+	sums   *[ring.Partitions]uint64
 }
 
 // PartitionDiff is a partition whose replicas differ.
@@ -117,6 +125,10 @@ type GroupCheck struct {
 	Error    string          `json:"error,omitempty"` // the checkpoint could not be committed
 	Replicas []ReplicaCheck  `json:"replicas"`
 	Differ   []PartitionDiff `json:"differ,omitempty"`
+	// LayoutsDiffer: the replicas hold their views in more than one
+	// layout (Checkpoint.Layout), whose checksums cannot be compared
+	// with each other; Differ compares the replicas of each layout.
+	LayoutsDiffer bool `json:"layouts_differ,omitempty"`
 }
 
 // CheckResult is the answer of Check.
@@ -151,17 +163,21 @@ func (c *Cluster) Check(groups []int) (CheckResult, error) {
 		go func() { defer wg.Done(); res.Groups[i] = c.checkGroup(m, g) }()
 	}
 	wg.Wait()
-	var differ, unanswered bool
+	var differ, layouts, unanswered bool
 	for _, gc := range res.Groups {
 		if !gc.OK {
 			res.OK = false
 		}
 		differ = differ || len(gc.Differ) > 0
+		layouts = layouts || gc.LayoutsDiffer
 		unanswered = unanswered || gc.Error != "" || slices.ContainsFunc(gc.Replicas, func(r ReplicaCheck) bool { return r.Error != "" })
 	}
 	var advice []string
 	if differ {
 		advice = append(advice, "replicas differ: rebuild each odd replica from a good one's snapshot by removing it from its group and adding it back (tally cluster move-replica, or remove-node and add-node); with no majority, compare the data with the client's source of truth first")
+	}
+	if layouts {
+		advice = append(advice, "replicas hold their views in different layouts (a replica that restored a snapshot written before version 4 keeps each view apart; one built since groups a source's views), so only replicas of one layout were compared: to compare them all, rebuild each replica whose layout is not its group leader's from the leader's snapshot (tally cluster move-replica, or remove-node and add-node)")
 	}
 	if unanswered {
 		advice = append(advice, "some replicas did not answer: check that their nodes are up (tally cluster status) and run check again")
@@ -201,16 +217,35 @@ func (c *Cluster) checkGroup(m *Map, g int) GroupCheck {
 			case cp.Err != "":
 				rc.Error = "checksums: " + cp.Err
 			default:
-				rc.Record, rc.sums = cp.Record, &cp.Sums
+				rc.Record, rc.sums, rc.Layout = cp.Record, &cp.Sums, cp.Layout
 				rc.Checksum = strconv.FormatUint(foldSums(&cp.Sums), 16)
 			}
 			gc.Replicas[i] = rc
 		}()
 	}
 	wg.Wait()
-	gc.Differ = diffPartitions(gc.Replicas)
-	gc.OK = len(gc.Differ) == 0 && !slices.ContainsFunc(gc.Replicas, func(r ReplicaCheck) bool { return r.Error != "" })
+	gc.Differ, gc.LayoutsDiffer = compareReplicas(gc.Replicas)
+	gc.OK = len(gc.Differ) == 0 && !gc.LayoutsDiffer && !slices.ContainsFunc(gc.Replicas, func(r ReplicaCheck) bool { return r.Error != "" })
 	return gc
+}
+
+// compareReplicas compares the answering replicas of each layout with
+// each other (diffPartitions), in partition order, and reports whether
+// there was more than one layout. Replicas of different layouts applied
+// the same records alike when each agrees with its own kind; their sums
+// say nothing of each other (store.Layout).
+func compareReplicas(reps []ReplicaCheck) (differ []PartitionDiff, layoutsDiffer bool) {
+	var layouts []string
+	for _, r := range reps {
+		if r.sums != nil && !slices.Contains(layouts, r.Layout) {
+			layouts = append(layouts, r.Layout)
+		}
+	}
+	for _, l := range layouts {
+		differ = append(differ, diffPartitions(slices.DeleteFunc(slices.Clone(reps), func(r ReplicaCheck) bool { return r.Layout != l }))...)
+	}
+	slices.SortStableFunc(differ, func(a, b PartitionDiff) int { return a.Partition - b.Partition })
+	return differ, len(layouts) > 1
 }
 
 // diffPartitions names, per partition where the answering replicas

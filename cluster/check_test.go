@@ -54,6 +54,9 @@ func TestCheckpointEntries(t *testing.T) {
 	if cp == nil || cp.Record != 1 || cp.Sums != want || cp.Err != "" {
 		t.Fatalf("checkpoint at 2: %+v, want record 1 and the checksums before entry 3", cp)
 	}
+	if cp.Layout == "" || cp.Layout != st.Layout() {
+		t.Fatalf("checkpoint layout %q, want the store's, %q (the default repo groups its card-holder views)", cp.Layout, st.Layout())
+	}
 	if _, now, _ := fsm.Store().Checksums(); now == want {
 		t.Fatal("entry 3 changed no checksum: the test shows nothing")
 	}
@@ -99,6 +102,37 @@ func TestDiffPartitions(t *testing.T) {
 	}
 	if d = diffPartitions([]ReplicaCheck{{Node: "n0", sums: &a}, {Node: "n2", sums: &a}}); len(d) != 0 {
 		t.Fatalf("equal replicas differ: %+v", d)
+	}
+}
+
+// TestCompareReplicasByLayout: replicas are compared with those of their
+// own layout only (a replica restored from a snapshot written before
+// groups holds every view alone, one built since groups them, and their
+// checksums differ though they applied the same records): a layout alone
+// is no difference, a difference within a layout still is, and a layout
+// with a single replica has nothing to compare.
+func TestCompareReplicasByLayout(t *testing.T) {
+	var a, b, c [ring.Partitions]uint64
+	for p := range b {
+		b[p] = uint64(p) + 1 // another layout: every partition's sum differs
+	}
+	c[7] = 1
+	const grouped = "user_transaction_counts+user_transaction_amounts+user_distinct_merchants"
+	d, layouts := compareReplicas([]ReplicaCheck{{Node: "n0", sums: &a}, {Node: "n1", sums: &a}, {Node: "n2", sums: &b, Layout: grouped}})
+	if len(d) != 0 || !layouts {
+		t.Fatalf("two layouts, each agreeing: differ %+v, layouts differ %v; want none, true", d, layouts)
+	}
+	d, layouts = compareReplicas([]ReplicaCheck{{Node: "n0", sums: &a}, {Node: "n1", sums: &c}, {Node: "n2", sums: &a},
+		{Node: "n3", sums: &b, Layout: grouped}, {Node: "n4", Error: "down", Layout: "x"}})
+	if len(d) != 1 || d[0].Partition != 7 || !d[0].Majority || fmt.Sprint(d[0].Odd) != "[n1]" || !layouts {
+		t.Fatalf("a difference within a layout: differ %+v, layouts differ %v; want n1 odd in partition 7", d, layouts)
+	}
+	d, layouts = compareReplicas([]ReplicaCheck{{Node: "n0", sums: &b, Layout: grouped}, {Node: "n1", sums: &c, Layout: grouped}})
+	if len(d) != ring.Partitions || layouts {
+		t.Fatalf("one layout: %d partitions differ, layouts differ %v; want all %d, false", len(d), layouts, ring.Partitions)
+	}
+	if !slices.IsSortedFunc(d, func(x, y PartitionDiff) int { return x.Partition - y.Partition }) {
+		t.Fatal("differences out of partition order")
 	}
 }
 

@@ -388,6 +388,9 @@ type GroupStatus struct {
 	Applied     uint64 `json:"appliedIndex"`
 	LastContact string `json:"lastContact,omitempty"`
 	Checksum    string `json:"checksum,omitempty"`
+	// Layout is how the replica's store holds its views (with checksums;
+	// store.Layout): checksums of different layouts are not comparable.
+	Layout string `json:"layout,omitempty"`
 	// AppliedRecord is the index of the last log record the group's
 	// store applied (with checksums).
 	AppliedRecord uint64 `json:"appliedRecord,omitempty"`
@@ -440,12 +443,14 @@ func (c *Cluster) Status() Status {
 
 // StatusWithChecksums is Status with each replica's applied record index
 // and the checksum of its partitions (store.Checksums folded into one):
-// replicas of a group at the same applied index have equal checksums.
+// replicas of a group at the same applied index and of the same layout
+// (store.Layout) have equal checksums.
 func (c *Cluster) StatusWithChecksums() (Status, error) {
 	s := c.Status()
 	for i := range s.Groups {
 		dg := c.group(s.Groups[i].Group)
-		applied, sums, err := dg.fsm.Store().Checksums()
+		st := dg.fsm.Store()
+		applied, sums, err := st.Checksums()
 		if err != nil {
 			return s, err
 		}
@@ -456,7 +461,7 @@ func (c *Cluster) StatusWithChecksums() (Status, error) {
 			d.Write(b[:])
 		}
 		s.Groups[i].Checksum = strconv.FormatUint(d.Sum64(), 16)
-		s.Groups[i].AppliedRecord = applied
+		s.Groups[i].AppliedRecord, s.Groups[i].Layout = applied, st.Layout()
 	}
 	return s, nil
 }

@@ -284,6 +284,25 @@ func (n *Store) ReadView(i int, key []byte, t int64, dst []windows.Value) []wind
 // feature view i: its group's, shared with the group's other members.
 func (n *Store) ViewStats(i int) windows.Stats { return n.views[n.refs[i].group].Stats() }
 
+// Layout names how the store holds its views: "" when every view is
+// alone (as every build before groups held them, and as a store restored
+// from such a build's snapshot keeps them), else each group of more than
+// one view, its members joined by "+", the groups joined by ", ". The
+// state of stores that applied the same records is the same only when
+// their layouts are (Checksums hashes each group's state): a cluster's
+// check compares only replicas of one layout.
+func (n *Store) Layout() string {
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	var names []string
+	for i := range n.groups {
+		if len(n.groups[i].members) > 1 {
+			names = append(names, n.groups[i].spec.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
 // StateOf names the state holding the repo's feature view i: its group's
 // spec name, the members' names joined by "+".
 func (n *Store) StateOf(i int) string { return n.views[n.refs[i].group].Spec().Name }

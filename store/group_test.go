@@ -206,6 +206,28 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 		if a != b {
 			t.Fatal("round trip: checksums differ")
 		}
+		if r.Layout() != s.Layout() {
+			t.Fatalf("round trip: layout %q, want %q", r.Layout(), s.Layout())
+		}
+	}
+	// The two layouts hold the same events and read alike, but their
+	// states, and so their checksums, differ: Layout tells them apart.
+	if got, want := merged.Layout(), "user_transaction_counts+user_transaction_amounts+user_distinct_merchants"; got != want {
+		t.Fatalf("grouped layout %q, want %q", got, want)
+	}
+	if got := old.Layout(); got != "" {
+		t.Fatalf("layout restored from a version-3 snapshot %q, want \"\" (every view alone)", got)
+	}
+	_, grouped, err := merged.Checksums()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, alone, err := old.Checksums()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grouped == alone {
+		t.Fatal("the grouped and the ungrouped layouts have equal checksums: the check's layout rule is moot")
 	}
 
 	// Further events, some too late for the counts view alone, read alike.

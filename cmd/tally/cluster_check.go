@@ -82,7 +82,12 @@ func checkCmd(c *ctl) *cobra.Command {
 its per-partition checksums when it applies it, at exactly that log position, so
 replicas are compared at one index even while clients write. It names the
 partitions that differ and the replica that is the odd one out (the majority is
-taken as right; with two replicas, both are named).
+taken as right; with two replicas, both are named). Replicas are compared with
+those holding their views in the same layout only: a replica that restored a
+snapshot written before version 4 keeps each view apart, one built since groups
+the views of a source, and their checksums differ though they hold the same
+events (the check then fails and says how to rebuild a replica in its leader's
+layout).
 
 Exit 0: every replica of every group agrees. Exit 1: a replica differs or did not
 answer (the message says what to do).`,
@@ -108,6 +113,8 @@ answer (the message says what to do).`,
 						status = "no answer: " + r.Error
 					case oddIn(gc.Differ, r.Node) > 0:
 						status = fmt.Sprintf("DIFFERS in %d partition(s)", oddIn(gc.Differ, r.Node))
+					case gc.LayoutsDiffer:
+						status = "ok among the replicas of its layout: " + cmp.Or(r.Layout, "every view alone")
 					}
 					fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\n", gc.Group, gc.Index, r.Node, cmp.Or(r.Checksum, "-"), status)
 				}
