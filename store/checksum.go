@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -30,21 +31,16 @@ func (n *Store) Checksums() (applied uint64, sums [ring.Partitions]uint64, err e
 	}
 	for _, t := range n.tables {
 		t.mu.RLock()
-		keys := make([]string, 0, len(t.rows))
-		for k := range t.rows {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		nc := len(t.def.Columns)
+		rows := t.allRows()
+		slices.SortFunc(rows, func(a, b TableRow) int { return strings.Compare(a.Key, b.Key) })
 		var b []byte
-		for _, k := range keys {
-			p := ring.Partition(ring.HashString(k))
-			off := int(t.rows[k]) * nc
-			b = append(b[:0], k...)
-			for c := 0; c < nc; c++ {
-				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(t.nums[off+c]))
-				b = append(b, t.strs[off+c]...)
-				if t.null[off+c] {
+		for _, r := range rows {
+			p := ring.Partition(ring.HashString(r.Key))
+			b = append(b[:0], r.Key...)
+			for c := range t.def.Columns {
+				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.Nums[c]))
+				b = append(b, r.Strs[c]...)
+				if r.Null[c] {
 					b = append(b, 1)
 				}
 			}

@@ -143,7 +143,7 @@ func sameState(t *testing.T, what string, a, b *Store, newest int64, restored bo
 		}
 	}
 	for i, ta := range a.tables {
-		if !reflect.DeepEqual(ta.rows, b.tables[i].rows) || !reflect.DeepEqual(ta.nums, b.tables[i].nums) {
+		if !reflect.DeepEqual(ta.allRows(), b.tables[i].allRows()) {
 			t.Errorf("%s: table %s differs", what, ta.def.Name)
 		}
 	}

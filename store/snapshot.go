@@ -141,13 +141,7 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	bw.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(n.tables))))
 	for _, t := range n.tables {
 		t.mu.RLock()
-		rows := make([]TableRow, 0, len(t.rows))
-		nc := len(t.def.Columns)
-		for key, i := range t.rows {
-			off := int(i) * nc
-			rows = append(rows, TableRow{Key: key, Nums: t.nums[off : off+nc], Strs: t.strs[off : off+nc], Null: t.null[off : off+nc]})
-		}
-		rec := appendTableRecord(nil, t, rows, true)
+		rec := appendTableRecord(nil, t, t.allRows(), true)
 		t.mu.RUnlock()
 		bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(rec))))
 		bw.Write(rec)

@@ -3,7 +3,6 @@ package store
 import (
 	"log/slog"
 	"math"
-	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -204,88 +203,6 @@ func newSource(repo *features.Repo, index int, s *features.Source) *Source {
 		p.StrCol[i] = c.Type == features.String || p.IsKey[i]
 	}
 	return p
-}
-
-// Table is a bulk-loaded table view: the latest row per entity key.
-type Table struct {
-	def  *features.Table
-	mu   sync.RWMutex
-	rows map[string]int32 // key -> row
-	nums []float64        // row-major, one per column (strings: unused)
-	strs []string         // row-major, one per column (numbers: unused)
-	null []bool           // row-major
-	owns *[ring.Partitions]bool
-}
-
-func newTable(def *features.Table, owns *[ring.Partitions]bool) *Table {
-	return &Table{def: def, rows: map[string]int32{}, owns: owns}
-}
-
-// TableRow is one parsed row ready to be stored: a value per column of
-// the table (NewRow makes one with every column null).
-type TableRow struct {
-	Key  string
-	Nums []float64
-	Strs []string
-	Null []bool
-}
-
-// put stores rows, replacing the table first when replace is set. It is
-// atomic with respect to lookups.
-func (t *Table) put(rows []TableRow, replace bool) {
-	nc := len(t.def.Columns)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if replace {
-		t.rows = make(map[string]int32, len(rows))
-		t.nums, t.strs, t.null = t.nums[:0], t.strs[:0], t.null[:0]
-	}
-	for _, r := range rows {
-		if t.owns != nil && !t.owns[ring.Partition(ring.Hash([]byte(r.Key)))] {
-			continue
-		}
-		i, ok := t.rows[r.Key]
-		if !ok {
-			i = int32(len(t.nums) / nc)
-			t.rows[r.Key] = i
-			t.nums = append(t.nums, make([]float64, nc)...)
-			t.strs = append(t.strs, make([]string, nc)...)
-			t.null = append(t.null, make([]bool, nc)...)
-		}
-		off := int(i) * nc
-		copy(t.nums[off:off+nc], r.Nums)
-		copy(t.strs[off:off+nc], r.Strs)
-		copy(t.null[off:off+nc], r.Null)
-	}
-}
-
-// get copies key's row into nums/strs/present (one per column) and reports
-// whether the key has a row.
-func (t *Table) Get(key []byte, nums []float64, strs []string, present []bool) bool {
-	nc := len(t.def.Columns)
-	t.mu.RLock()
-	i, ok := t.rows[string(key)]
-	if ok {
-		off := int(i) * nc
-		copy(nums, t.nums[off:off+nc])
-		copy(strs, t.strs[off:off+nc])
-		for c := 0; c < nc; c++ {
-			present[c] = !t.null[off+c]
-		}
-	}
-	t.mu.RUnlock()
-	if !ok {
-		for c := 0; c < nc; c++ {
-			present[c] = false
-		}
-	}
-	return ok
-}
-
-func (t *Table) Len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.rows)
 }
 
 // NewRow returns a row of def with every column null.
