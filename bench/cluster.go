@@ -295,8 +295,9 @@ func (r *runner) clusterIngest(ctx context.Context, system string, cs []*client,
 		k := i % int64(len(bodies))
 		body := copies[w][k]
 		seq := events.Add(int64(len(offs[k]))) - int64(len(offs[k]))
+		wall := time.Now().UnixMilli()
 		for j, off := range offs[k] {
-			restamp(body[off:off+13], now+(seq+int64(j))/16)
+			restamp(body[off:off+13], streamTime(now, seq+int64(j), wall))
 		}
 		id := ""
 		if in.ids != "" {
@@ -306,7 +307,7 @@ func (r *runner) clusterIngest(ctx context.Context, system string, cs []*client,
 		return err
 	})
 	in.next = base + reqs.Load() + 1
-	in.lastTs = now + events.Load()/16 + 1
+	in.lastTs = streamTime(now, events.Load(), time.Now().UnixMilli()) + 1
 	row := resultOf(system, "cl-ingest-bulk", "closed", 0, clusterIngestWorkers, res)
 	row.EventsPerS = float64((res.Requests-res.Errors)*clusterIngestPer) / res.Elapsed.Seconds()
 	row.Description = fmt.Sprintf("%d events per request, %d requests in flight over %d node(s)", clusterIngestPer, clusterIngestWorkers, len(cs))

@@ -48,3 +48,21 @@ func TestUniformLookups(t *testing.T) {
 		t.Fatalf("busiest user drawn %d times skewed, %d uniformly, of 20,000 lookups over 10,000 users", skewed, uniform)
 	}
 }
+
+// TestStreamTimeNeverAhead: the ingest scenarios' event times increase
+// with the events' order and never pass the wall clock, however fast the
+// node takes them (a node refuses events more than 5 minutes ahead).
+func TestStreamTimeNeverAhead(t *testing.T) {
+	const start, wall = 1_000_000, 1_060_000 // a stream started a minute ago
+	prev := int64(0)
+	for _, seq := range []int64{0, 1, 15, 16, 17, 959_999, 960_000, 960_001, 100_000_000} {
+		ts := streamTime(start, seq, wall)
+		if ts < prev || ts > wall || ts < start {
+			t.Fatalf("event %d at %d: want in [%d, %d], not before %d", seq, ts, start, wall, prev)
+		}
+		prev = ts
+	}
+	if streamTime(start, 16, wall) != start+1 || streamTime(start, 100_000_000, wall) != wall {
+		t.Fatal("16 events per millisecond until the clock, then the clock")
+	}
+}
