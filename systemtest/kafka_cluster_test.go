@@ -268,10 +268,27 @@ func TestKafkaClusterSplitBatch(t *testing.T) {
 	net.Proxies[y].Blackhole(net.IPs[x]) // x's requests to y stall; y's to x flow
 	time.Sleep(3 * time.Second)
 	c.nodes[x].Kill()
-	// Past x's group session its partitions move, while y still lacks x's
-	// last batches; the heal then delivers the requests the blackhole held
-	// (late proposals of a dead writer, under the new owners').
-	time.Sleep(12 * time.Second)
+	// Past x's group session (10 s) its partitions move, while y still
+	// lacks x's last batches; the heal then delivers the requests the
+	// blackhole held (late proposals of a dead writer, under the new
+	// owners'). It waits for a new owner to have resumed below some group
+	// (up to 45 s), not a fixed time: healing after a fixed 12 s raced the
+	// rebalance, and a heal that came first let y catch up before anyone
+	// resumed, so the split went unseen (2 runs in 3 on 2026-11-27).
+	resumedBelow := func() int {
+		n := 0
+		for i := range c.nodes {
+			if i != x {
+				n += strings.Count(c.nodes[i].Output(), "resumes at its lowest group's offset")
+			}
+		}
+		return n
+	}
+	t0 := time.Now()
+	for time.Since(t0) < 45*time.Second && resumedBelow() == 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("healed %s after the kill", time.Since(t0).Round(100*time.Millisecond))
 	net.Heal()
 	c.nodes[x].Restart()
 	if err := <-produced; err != nil {
@@ -279,13 +296,7 @@ func TestKafkaClusterSplitBatch(t *testing.T) {
 	}
 	s.waitExact(t, c.nodes[2].Client, 150*time.Second)
 	c.waitConverged(30 * time.Second)
-	resumedLow := 0
-	for i := range c.nodes {
-		if i == x {
-			continue
-		}
-		resumedLow += strings.Count(c.nodes[i].Output(), "resumes at its lowest group's offset")
-	}
+	resumedLow := resumedBelow()
 	if resumedLow == 0 {
 		t.Fatal("no partition resumed below some group: the fault did not split a batch between groups, so this test proved nothing")
 	}
