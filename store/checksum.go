@@ -31,10 +31,12 @@ func (n *Store) Checksums() (applied uint64, sums [ring.Partitions]uint64, err e
 	}
 	for _, t := range n.tables {
 		t.mu.RLock()
-		rows := t.allRows()
-		slices.SortFunc(rows, func(a, b TableRow) int { return strings.Compare(a.Key, b.Key) })
+		offs := t.offsets()
+		slices.SortFunc(offs, func(a, b int) int { return strings.Compare(t.key(a), t.key(b)) })
+		r := NewRow(t.def)
 		var b []byte
-		for _, r := range rows {
+		for _, o := range offs {
+			t.rowAt(o, &r)
 			p := ring.Partition(ring.HashString(r.Key))
 			b = append(b[:0], r.Key...)
 			for c := range t.def.Columns {

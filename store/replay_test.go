@@ -143,7 +143,7 @@ func sameState(t *testing.T, what string, a, b *Store, newest int64, restored bo
 		}
 	}
 	for i, ta := range a.tables {
-		if !reflect.DeepEqual(ta.allRows(), b.tables[i].allRows()) {
+		if !reflect.DeepEqual(ta.rowsView(), b.tables[i].rowsView()) {
 			t.Errorf("%s: table %s differs", what, ta.def.Name)
 		}
 	}

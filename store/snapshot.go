@@ -141,7 +141,7 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	bw.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(n.tables))))
 	for _, t := range n.tables {
 		t.mu.RLock()
-		rec := appendTableRecord(nil, t, t.allRows(), true)
+		rec := appendTableRecord(nil, t, t.rowsView(), true)
 		t.mu.RUnlock()
 		bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(rec))))
 		bw.Write(rec)

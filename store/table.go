@@ -2,7 +2,6 @@ package store
 
 import (
 	"math"
-	"strings"
 	"sync"
 	"unsafe"
 
@@ -199,26 +198,47 @@ func (t *Table) Len() int {
 	return t.rows
 }
 
-// allRows returns a copy of every row, in the order they were first
-// stored. The caller holds t.mu.
-func (t *Table) allRows() []TableRow {
+// offsets returns the offsets of the records, in the order they were
+// first stored. The caller holds t.mu.
+func (t *Table) offsets() []int {
+	nc := len(t.def.Columns)
+	out := make([]int, 0, t.rows)
+	for o := 0; o < len(t.recs); o += 1 + nullWords(nc) + nc + keyWords(int(uint32(t.recs[o]))) {
+		out = append(out, o)
+	}
+	return out
+}
+
+// rowAt sets r, whose slices have a place per column, to the row of the
+// record at o; r.Key points into the arena. The caller holds t.mu for as
+// long as it reads r.
+func (t *Table) rowAt(o int, r *TableRow) {
 	nc := len(t.def.Columns)
 	nw := nullWords(nc)
-	out := make([]TableRow, 0, t.rows)
-	for o := 0; o < len(t.recs); {
-		row := int(t.recs[o] >> 32)
-		r := NewRow(t.def)
-		r.Key = strings.Clone(t.key(o))
-		for c := range nc {
-			r.Null[c] = t.recs[o+1+c/64]>>(c%64)&1 != 0
-			r.Nums[c] = math.Float64frombits(t.recs[o+1+nw+c])
-			r.Strs[c] = ""
-			if s := t.strCol[c]; s >= 0 {
-				r.Strs[c] = t.strs[row*t.nstr+s]
-			}
+	row := int(t.recs[o] >> 32)
+	r.Key = t.key(o)
+	for c := range nc {
+		r.Null[c] = t.recs[o+1+c/64]>>(c%64)&1 != 0
+		r.Nums[c] = math.Float64frombits(t.recs[o+1+nw+c])
+		r.Strs[c] = ""
+		if s := t.strCol[c]; s >= 0 {
+			r.Strs[c] = t.strs[row*t.nstr+s]
 		}
-		out = append(out, r)
-		o += 1 + nw + nc + keyWords(int(uint32(t.recs[o])))
+	}
+}
+
+// rowsView returns every row, in the order they were first stored, their
+// values in three shared arrays (not three allocations per row: a
+// snapshot reads every row while writes wait) and their keys pointing
+// into the arena. The caller holds t.mu for as long as it reads them.
+func (t *Table) rowsView() []TableRow {
+	nc := len(t.def.Columns)
+	nums, strs, null := make([]float64, t.rows*nc), make([]string, t.rows*nc), make([]bool, t.rows*nc)
+	out := make([]TableRow, t.rows)
+	for i, o := range t.offsets() {
+		j := i * nc
+		out[i] = TableRow{Nums: nums[j : j+nc : j+nc], Strs: strs[j : j+nc : j+nc], Null: null[j : j+nc : j+nc]}
+		t.rowAt(o, &out[i])
 	}
 	return out
 }
