@@ -70,10 +70,10 @@ type Record map[string]any
 type WriteOptions struct {
 	// DryRun validates the records and applies nothing.
 	DryRun bool
-	// RequestID, when set, is sent as the Idempotency-Key: a cluster
-	// applies the events of one id once, so the write is retried on
-	// connection errors and 503 like a read (with the same id). A single
-	// node does not deduplicate: leave it empty there.
+	// RequestID, when set, is sent as the Idempotency-Key: a node (and
+	// each replica group of a cluster) applies the write of one id once,
+	// so the write is retried on connection errors and 503 like a read
+	// (with the same id). Use a new id for every distinct write.
 	RequestID string
 }
 

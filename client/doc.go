@@ -42,15 +42,17 @@
 //     are retried on any connection error and on 503, up to
 //     Options.Retries more times, with exponential backoff from
 //     Options.MinBackoff to Options.MaxBackoff (with jitter).
-//   - Writes (Ingest, IngestBulk, Import, UploadTable) are retried only when
-//     the request was certainly not sent: the connection could not be
-//     opened (refused, unreachable, or the dial timed out). A write that
-//     may have reached the node (a reset or timeout after sending, any
-//     status, 503 NOT_DURABLE included) is never retried: its outcome is
-//     unknown to the client, and tally has no idempotency keys that would
-//     make a repeat safe. The caller decides, e.g. by reading the features
-//     back. (net/http itself also resends a request on a pooled connection
-//     the server had already closed when nothing of it was written.)
+//   - Writes (Ingest, IngestBulk, Import, UploadTable) without a
+//     WriteOptions.RequestID are retried only when the request was
+//     certainly not sent: the connection could not be opened (refused,
+//     unreachable, or the dial timed out). Such a write that may have
+//     reached the node (a reset or timeout after sending, any status, 503
+//     NOT_DURABLE included) is never retried: its outcome is unknown to
+//     the client. (net/http itself also resends a request on a pooled
+//     connection the server had already closed when nothing of it was
+//     written.) A write with a RequestID is sent with it as the
+//     Idempotency-Key, which the node applies once, and is retried as a
+//     read is.
 //   - Readyz is a probe and is never retried: it answers what it saw.
 //
 // Retries stop when the context is done; deadlines are the caller's, set on

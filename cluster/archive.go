@@ -41,10 +41,10 @@ func (a groupArchive) Replay(from uint64, fn func(index uint64, rec []byte) erro
 			return fmt.Errorf("raft entry %d: %w", index, err)
 		}
 		h := xxhash.Sum64(id)
-		if seen.has(h) {
+		if seen.Has(h) {
 			return nil
 		}
-		seen.add(h)
+		seen.Add(h)
 		return fn(index, rec)
 	})
 	if errors.Is(err, errDone) {

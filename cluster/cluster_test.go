@@ -73,22 +73,6 @@ func TestNewMapSpreadsReplicas(t *testing.T) {
 	}
 }
 
-// TestDedupForgetsOnlyBeyondItsWindow: an id is remembered for exactly
-// dedupWindow later ids, and ids() lists them oldest first.
-func TestDedupForgetsOnlyBeyondItsWindow(t *testing.T) {
-	d := newDedup()
-	for i := range uint64(dedupWindow + 10) {
-		d.add(i + 1)
-	}
-	if d.has(10) || !d.has(11) || !d.has(dedupWindow+10) {
-		t.Fatalf("window: has(10)=%v has(11)=%v has(last)=%v", d.has(10), d.has(11), d.has(dedupWindow+10))
-	}
-	ids := d.ids()
-	if len(ids) != dedupWindow || ids[0] != 11 || ids[len(ids)-1] != dedupWindow+10 {
-		t.Fatalf("ids: %d of them, first %d, last %d", len(ids), ids[0], ids[len(ids)-1])
-	}
-}
-
 // TestWireRoundTrip: reads and answers (tables, values with every field)
 // decode to what was encoded; a request entry splits back into id and
 // record.

@@ -41,45 +41,10 @@ func decodeRequest(b []byte) (id, rec []byte, err error) {
 	return b[at : at+int(n)], b[at+int(n):], nil
 }
 
-// dedupWindow is how many of a group's most recent request ids its FSM
-// remembers (see DESIGN.md: by count, so that replicas agree).
-const dedupWindow = 1 << 18
-
-// dedup is the set of the last dedupWindow request ids applied (their
-// xxhash), in apply order. Only the FSM goroutine touches it.
-type dedup struct {
-	ring []uint64
-	next int
-	full bool
-	set  map[uint64]struct{}
-}
-
-func newDedup() *dedup {
-	return &dedup{ring: make([]uint64, dedupWindow), set: make(map[uint64]struct{}, 1024)}
-}
-
-func (d *dedup) has(h uint64) bool { _, ok := d.set[h]; return ok }
-
-func (d *dedup) add(h uint64) {
-	if d.full {
-		delete(d.set, d.ring[d.next])
-	}
-	d.ring[d.next] = h
-	d.set[h] = struct{}{}
-	d.next++
-	if d.next == len(d.ring) {
-		d.next, d.full = 0, true
-	}
-}
-
-// ids lists the remembered ids, oldest first.
-func (d *dedup) ids() []uint64 {
-	if !d.full {
-		return append([]uint64(nil), d.ring[:d.next]...)
-	}
-	out := append([]uint64(nil), d.ring[d.next:]...)
-	return append(out, d.ring[:d.next]...)
-}
+// A group's FSM remembers the ids (their xxhash, store.RequestKey) of
+// the last store.RequestWindowSize requests it applied (see DESIGN.md: by
+// count, so that replicas agree).
+func newDedup() *store.RequestWindow { return store.NewRequestWindow(store.RequestWindowSize) }
 
 // applied is what a group's FSM answers a committed request with (the
 // future's Response): the store's counts, or that the id was a repeat.
@@ -95,7 +60,7 @@ type applied struct {
 type groupFSM struct {
 	st       atomic.Pointer[store.Store]
 	newStore func() (*store.Store, error) // an empty store of the group's partitions
-	seen     *dedup
+	seen     *store.RequestWindow
 	mu       sync.Mutex // serialises Snapshot's copy of seen with Apply
 	applies  atomic.Uint64
 	restores atomic.Uint64 // snapshots restored (status: snapshotRestores)
@@ -130,7 +95,7 @@ func (f *groupFSM) Apply(l *raft.Log) any {
 	h := xxhash.Sum64(id)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.seen.has(h) {
+	if f.seen.Has(h) {
 		return f.streamResult(rec, applied{repeat: true})
 	}
 	f.applies.Add(1)
@@ -139,7 +104,7 @@ func (f *groupFSM) Apply(l *raft.Log) any {
 		// Only an applied request is remembered: a record the store
 		// refuses (every replica alike) is refused again on a retry, not
 		// acknowledged as a repeat of something that never happened.
-		f.seen.add(h)
+		f.seen.Add(h)
 	}
 	return f.streamResult(rec, applied{tooLate: tooLate, deferred: deferred, err: err})
 }
@@ -153,7 +118,7 @@ func (f *groupFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &groupSnapshot{ss: ss, ids: f.seen.ids()}, nil
+	return &groupSnapshot{ss: ss, ids: f.seen.AppendKeys(nil)}, nil
 }
 
 const groupSnapMagic = "TALLYGS1"
@@ -170,8 +135,8 @@ func (f *groupFSM) Restore(rc io.ReadCloser) error {
 		return errors.New("not a tally group snapshot")
 	}
 	n := binary.LittleEndian.Uint32(hdr[8:])
-	if n > dedupWindow {
-		return fmt.Errorf("group snapshot holds %d request ids, more than %d", n, dedupWindow)
+	if n > store.RequestWindowSize {
+		return fmt.Errorf("group snapshot holds %d request ids, more than %d", n, store.RequestWindowSize)
 	}
 	seen := newDedup()
 	var b [8]byte
@@ -179,7 +144,7 @@ func (f *groupFSM) Restore(rc io.ReadCloser) error {
 		if _, err := io.ReadFull(br, b[:]); err != nil {
 			return fmt.Errorf("group snapshot request ids: %w", err)
 		}
-		seen.add(binary.LittleEndian.Uint64(b[:]))
+		seen.Add(binary.LittleEndian.Uint64(b[:]))
 	}
 	st, err := f.newStore()
 	if err != nil {

@@ -120,8 +120,9 @@ func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
 }
 
 // IngestJSONAs is IngestJSON for a request with id (the client's
-// Idempotency-Key): a cluster applies the events of one id once, so a
-// retry after a timeout counts nothing twice. A single node ignores it.
+// Idempotency-Key; "" for none): the events of one id are applied once, on
+// a single node (store.CommitEvents) as in a cluster, so a retry after a
+// timeout counts nothing twice.
 func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 	w := n.getIngestWork()
 	defer ingestPool.Put(w)
@@ -292,7 +293,7 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 	if n.cluster != nil {
 		res.Deferred, res.TooLate, err = n.cluster.WriteEvents(w.id, w.commit, clock, backfill)
 	} else {
-		res.Deferred, res.TooLate, err = n.Store.CommitEvents(w.commit, clock, backfill)
+		res.Deferred, res.TooLate, err = n.Store.CommitEvents(w.id, w.commit, clock, backfill)
 	}
 	if err != nil {
 		return IngestResult{}, err

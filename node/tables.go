@@ -83,7 +83,7 @@ func (n *Node) uploadTable(id, name string, format TableFormat, body []byte, rep
 		}
 		return len(rows), nil
 	}
-	if err := n.Store.CommitTable(t, rows, replace, validFrom); err != nil {
+	if err := n.Store.CommitTable(id, t, rows, replace, validFrom); err != nil {
 		return 0, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()}
 	}
 	return len(rows), nil

@@ -61,6 +61,14 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 	if index <= n.seq.applied {
 		return nil // already in the snapshot
 	}
+	inner, key, named, err := unwrapRequest(inner)
+	if err != nil {
+		return fmt.Errorf("log record %d: %w", index, err)
+	}
+	if named && n.requestSeen(key) {
+		n.seq.applied = index
+		return nil // a repeat of a request applied before (request.go)
+	}
 	if !backfill {
 		n.visible = max(n.visible, clock)
 		if at != nil {
@@ -129,6 +137,9 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 			index, ErrLostRecords, through)
 	default:
 		return fmt.Errorf("log record %d: unknown kind %d", index, inner[0])
+	}
+	if named {
+		n.requestApplied(key)
 	}
 	n.seq.applied = index
 	return nil

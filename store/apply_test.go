@@ -75,7 +75,7 @@ func TestApplyMatchesEventByEventAdds(t *testing.T) {
 						}
 					}
 				}
-				if _, _, err := n.CommitEvents([]*Batch{&b}, now, false); err != nil {
+				if _, _, err := n.CommitEvents("", []*Batch{&b}, now, false); err != nil {
 					t.Fatal(err)
 				}
 			}

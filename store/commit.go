@@ -193,12 +193,22 @@ func (n *Store) AppliedIndex() uint64 {
 // historical features from the clock on); tooLate the placements the
 // windows refused as too late. Both are 0 when the Committer applied by
 // decoding. On error nothing was applied.
-func (n *Store) CommitEvents(batches []*Batch, clock int64, backfill bool) (deferred, tooLate int, err error) {
+//
+// id, when not "", names the request (the client's Idempotency-Key): a
+// batch of it the state applied before, under the same id and in the same
+// place among the batches, is not applied again (request.go), so a retry
+// of a request whose answer was lost counts nothing twice.
+func (n *Store) CommitEvents(id string, batches []*Batch, clock int64, backfill bool) (deferred, tooLate int, err error) {
 	w := getCommitWork()
 	defer commitPool.Put(w)
-	w.recBuf, w.recEnds, w.recs = w.recBuf[:0], w.recEnds[:0], w.recs[:0]
-	for _, b := range batches {
+	w.recBuf, w.recEnds, w.recs, w.keys = w.recBuf[:0], w.recEnds[:0], w.recs[:0], w.keys[:0]
+	for i, b := range batches {
 		w.recBuf = appendAt(w.recBuf, clock, backfill)
+		if id != "" {
+			k := RequestKey(id, i)
+			w.keys = append(w.keys, k)
+			w.recBuf = appendRequestHeader(w.recBuf, k)
+		}
 		w.recBuf = appendEventsRecord(w.recBuf, n.sources[b.source], b)
 		w.recEnds = append(w.recEnds, len(w.recBuf))
 	}
@@ -225,6 +235,7 @@ type commitWork struct {
 	recBuf  []byte   // encoded log records, back to back
 	recEnds []int    // end offset of each record in recBuf
 	recs    [][]byte // the records, slices of recBuf
+	keys    []uint64 // the request key of each batch; none without an id
 	local   func()
 
 	n                 *Store
@@ -249,7 +260,15 @@ func getCommitWork() *commitWork {
 // and counts them as Apply does.
 func (w *commitWork) applyBatches() {
 	n := w.n
-	for _, b := range w.batches {
+	applied := false // as Apply, a repeat moves no clock
+	for i, b := range w.batches {
+		if len(w.keys) > 0 {
+			if n.requestSeen(w.keys[i]) {
+				continue
+			}
+			n.requestApplied(w.keys[i])
+		}
+		applied = true
 		if w.backfill {
 			w.deferred += n.advanceVisible(b)
 		}
@@ -257,17 +276,31 @@ func (w *commitWork) applyBatches() {
 		n.metrics.ingested(b.Len(), late)
 		w.tooLate += late
 	}
-	if !w.backfill {
+	if applied && !w.backfill {
 		n.visible = max(n.visible, w.clock)
 	}
 }
 
 // CommitTable commits a table upload of rows into t (replacing its rows
 // first when replace is set), valid from validFrom, and returns once it is
-// applied. On error nothing was applied.
-func (n *Store) CommitTable(t *Table, rows []TableRow, replace bool, validFrom int64) error {
-	rec := appendTableRecord(appendAt(nil, validFrom, false), t, rows, replace)
+// applied. id, when not "", names the request as for CommitEvents: an
+// upload the state applied before under it is not applied again. On error
+// nothing was applied.
+func (n *Store) CommitTable(id string, t *Table, rows []TableRow, replace bool, validFrom int64) error {
+	rec := appendAt(nil, validFrom, false)
+	var key uint64
+	if id != "" {
+		key = RequestKey(id, 0)
+		rec = appendRequestHeader(rec, key)
+	}
+	rec = appendTableRecord(rec, t, rows, replace)
 	return n.commit([][]byte{rec}, func() {
+		if id != "" {
+			if n.requestSeen(key) {
+				return
+			}
+			n.requestApplied(key)
+		}
 		t.put(rows, replace)
 		n.visible = max(n.visible, validFrom)
 	})

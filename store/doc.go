@@ -27,6 +27,9 @@
 //   - stream.go: records of a stream consumer (Kafka) carry the offsets of
 //     their events; the state keeps each partition's next offset and skips
 //     a range it holds, so a stream is applied exactly once.
+//   - request.go: records of a named request (the client's
+//     Idempotency-Key) carry its key; the state keeps the keys of the last
+//     262,144 it applied and skips a repeat, so a retry counts once.
 //   - recover.go, replay.go: RecoverFrom replays the log after the
 //     restored snapshot, as a pipeline: a reader goroutine decodes records,
 //     the caller sequences them, one lane per group places them (each group

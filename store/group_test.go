@@ -51,7 +51,7 @@ func fixtureStore(t *testing.T, repo *features.Repo, now int64) *Store {
 		t.Fatalf("fixture events end at %d, the fixture at %d: fixtureBatches is not its generator", last, now)
 	}
 	for _, b := range batches {
-		if _, _, err := n.CommitEvents([]*Batch{b}, now, false); err != nil {
+		if _, _, err := n.CommitEvents("", []*Batch{b}, now, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,7 +244,7 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 		b.SetNum(e, sp.ColIndex["amt"], float64(rng.IntN(100000))/100)
 	}
 	for _, s := range []*Store{merged, old} {
-		if _, _, err := s.CommitEvents([]*Batch{&b}, now, false); err != nil {
+		if _, _, err := s.CommitEvents("", []*Batch{&b}, now, false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 //	name    = len:uvarint bytes
 //	kind 3  = lost: through:uvarint
 //	kind 4  = stream: offsets, then an events record (stream.go)
+//	kind 5  = request: key:u64, then an events or a table record (request.go)
 //
 // A lost record fills an index whose change survived only in a snapshot
 // (the log's tail was lost or repaired away while a snapshot covering it

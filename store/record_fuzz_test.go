@@ -27,7 +27,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	b.SetStr(e, sp.ColIndex["merchant"], []byte("m"))
 	b.SetStr(e, sp.ColIndex["country"], []byte("c"))
 	b.SetNum(e, sp.ColIndex["amt"], 3)
-	if _, _, err := n.CommitEvents([]*Batch{&b}, t0, false); err != nil {
+	if _, _, err := n.CommitEvents("", []*Batch{&b}, t0, false); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(appendEventsRecord(nil, sp, &b))
@@ -36,11 +36,18 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(appendEventsRecord(appendAt(nil, 0, true), sp, &b))
 	streamPos := StreamPos{Source: "transactions", Topic: "t", Partition: 7, First: 10, Next: 12}
 	f.Add(n.AppendStreamRecord(nil, &b, t0, streamPos))
+	f.Add(appendEventsRecord(appendRequestHeader(appendAt(nil, t0, false), RequestKey("r", 1)), sp, &b))
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		if pos, ok := StreamRecordPos(rec); ok && (pos.Next < pos.First || pos.Partition < 0) {
 			t.Fatalf("stream record position %+v accepted", pos)
 		}
 		if inner, _, _, err := unwrapAt(rec); err == nil && len(inner) < len(rec) {
+			rec = inner
+		}
+		if inner, _, ok, err := unwrapRequest(rec); ok {
+			if err != nil || len(inner) != len(rec)-9 || (inner[0] != recordEvents && inner[0] != recordTable) {
+				t.Fatalf("request record accepted around %v: %v", inner, err)
+			}
 			rec = inner
 		}
 		var out Batch

@@ -42,6 +42,8 @@ type replayItem struct {
 	filtered bool // under the snapshot's replay filter (applyFiltered)
 	isStream bool
 	pos      StreamPos
+	named    bool         // a request's record (request.go)
+	key      uint64       // its key
 	pending  atomic.Int32 // lanes still placing its events
 	tooLate  atomic.Int64
 }
@@ -105,6 +107,9 @@ func (n *Store) replayLog(l Replayer, from uint64, workers int, replayed *uint64
 func (n *Store) decodeReplayed(index uint64, rec []byte) *replayItem {
 	it := &replayItem{index: index}
 	inner, clock, backfill, err := unwrapAt(rec)
+	if err == nil && len(inner) > 0 {
+		inner, it.key, it.named, err = unwrapRequest(inner)
+	}
 	if err == nil && len(inner) > 0 {
 		inner, it.pos, it.isStream, err = unwrapStream(inner)
 	}
@@ -177,6 +182,14 @@ func (r *replayLanes) apply(it *replayItem) error {
 	if it.index <= n.seq.applied {
 		applyPool.Put(it.w)
 		return nil // already in the snapshot
+	}
+	if it.named {
+		if n.requestSeen(it.key) {
+			applyPool.Put(it.w)
+			n.seq.applied = it.index
+			return nil // a repeat (request.go)
+		}
+		n.requestApplied(it.key) // placing cannot fail
 	}
 	if !it.backfill {
 		n.visible = max(n.visible, it.clock)

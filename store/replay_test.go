@@ -41,7 +41,8 @@ var replayKeys = func() (keys [3][]string) {
 // replayLogFixture commits to a store on a recLog what recovery must
 // replay exactly: large records in time order with some disorder, records
 // with events older than some views' horizon (too late there, not in the
-// 1-day and 365-day views), a backfill, small records and table uploads.
+// 1-day and 365-day views), a backfill, small records, table uploads, and
+// named requests, some retried later (logged, and skipped at apply).
 func replayLogFixture(t *testing.T) (repo *features.Repo, live *Store, log *recLog, newest int64) {
 	t.Helper()
 	repo, err := features.Default()
@@ -57,6 +58,12 @@ func replayLogFixture(t *testing.T) (repo *features.Repo, live *Store, log *recL
 	col := func(name string) int { return sp.ColIndex[name] }
 	rng := rand.New(rand.NewPCG(1, 2))
 	ts := t0 - 6*3_600_000
+	type retry struct {
+		round int
+		id    string
+		b     *Batch
+	}
+	var retries []retry
 	for r := range 120 {
 		var b Batch
 		b.Reset(sp.Index, len(sp.Src.Columns))
@@ -80,14 +87,27 @@ func replayLogFixture(t *testing.T) (repo *features.Repo, live *Store, log *recL
 			b.SetStr(e, col("category"), []byte("grocery_pos"))
 			b.SetNum(e, col("amt"), float64(rng.IntN(10_000))/100)
 		}
-		if _, _, err := live.CommitEvents([]*Batch{&b}, ts, r%31 == 13); err != nil {
+		id := ""
+		if r%7 == 3 {
+			id = fmt.Sprintf("req-%d", r) // named; every other one retried 10 rounds on
+			if r%14 == 3 {
+				retries = append(retries, retry{r + 10, id, &b})
+			}
+		}
+		if _, _, err := live.CommitEvents(id, []*Batch{&b}, ts, r%31 == 13); err != nil {
 			t.Fatal(err)
+		}
+		for len(retries) > 0 && retries[0].round == r {
+			if _, _, err := live.CommitEvents(retries[0].id, []*Batch{retries[0].b}, ts, false); err != nil {
+				t.Fatal(err)
+			}
+			retries = retries[1:]
 		}
 		if r%40 == 20 {
 			tab := live.TableNamed("user_profile")
 			row := NewRow(tab.def)
 			row.Key, row.Nums[0], row.Nums[1], row.Null[0], row.Null[1] = replayKeys[0][r], float64(r), -float64(r), false, false
-			if err := live.CommitTable(tab, []TableRow{row}, false, ts); err != nil {
+			if err := live.CommitTable("", tab, []TableRow{row}, false, ts); err != nil {
 				t.Fatal(err)
 			}
 		}

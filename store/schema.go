@@ -431,6 +431,7 @@ func (n *Store) buildFresh(l Replayer, upTo uint64) error {
 		since[i] = math.MaxInt64
 	}
 	streams := map[streamKey]int64{}
+	requests := NewRequestWindow(RequestWindowSize)
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
 	w := getApplyWork()
@@ -445,6 +446,18 @@ func (n *Store) buildFresh(l Replayer, upTo uint64) error {
 			inner, _, _, err := unwrapAt(data)
 			if err != nil {
 				return fmt.Errorf("log record %d: %w", index, err)
+			}
+			// A repeated request is skipped as Apply skipped it; keys are
+			// followed from the first record replayed here, like offsets.
+			inner, key, named, err := unwrapRequest(inner)
+			if err != nil {
+				return fmt.Errorf("log record %d: %w", index, err)
+			}
+			if named {
+				if requests.Has(key) {
+					return nil
+				}
+				requests.Add(key)
 			}
 			// A stream batch counted already is skipped as Apply skipped it;
 			// offsets are followed from the first record replayed here.

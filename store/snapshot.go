@@ -38,6 +38,7 @@ import (
 //	per partition 0..1023: index:u64, per group: partition-section
 //	tables: index:u64 ntables:u32 per table: table-record (as logged)
 //	streams (version 3): the next offset of each stream partition at start (stream.go)
+//	requests (version 5): the keys of the latest named records at start (request.go)
 //	crc:u32   CRC-32C of every byte before it (uncompressed)
 //
 // Only verified snapshots count toward the snapKeep kept, and the log is
@@ -48,10 +49,12 @@ import (
 // log (RecoverFrom), both only once CheckSchema accepted the repo; tables
 // and records of a removed table are skipped likewise. Versions 1 to 3
 // hold one section per view (a group of one, each); version 4 holds
-// groups, and a restore takes their layout (group.go).
+// groups, and a restore takes their layout (group.go). Before version 5
+// a single node remembered no request keys: a restore of one starts with
+// none.
 const (
 	snapMagic   = "TALLYSNP"
-	snapVersion = 4
+	snapVersion = 5
 	snapKeep    = 2 // snapshots kept; the older is the fallback
 )
 
@@ -83,6 +86,9 @@ type StateSnapshot struct {
 	start   uint64
 	head    []byte
 	streams []byte // the stream offsets at start
+	// requests are the request keys at start (as bytes, since a copy of
+	// the window is as large as its encoding); nil in a version 4 snapshot.
+	requests []byte
 }
 
 // Index is the log index the snapshot's replay starts after.
@@ -93,7 +99,16 @@ func (n *Store) Snapshot() (*StateSnapshot, error) {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
 	ss := &StateSnapshot{n: n, start: n.seq.applied}
-	hdr := snapshot.AppendHeader(nil, snapMagic, snapVersion, ss.start)
+	version := uint32(snapVersion)
+	if n.requests == nil || n.requests.Len() == 0 {
+		// Without request keys the snapshot is version 4's, which the
+		// builds before version 5 read: a cluster's groups (whose keys
+		// are their FSM's) and a single node given no request ids.
+		version = 4
+	} else {
+		ss.requests = writeRequests(nil, n.requests)
+	}
+	hdr := snapshot.AppendHeader(nil, snapMagic, version, ss.start)
 	sch := schemaOf(n.repo).encode()
 	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(sch)))
 	hdr = append(hdr, sch...)
@@ -148,6 +163,7 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	}
 	n.seq.mu.Unlock()
 	bw.Write(ss.streams)
+	bw.Write(ss.requests) // nothing in version 4
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -233,10 +249,18 @@ func (n *Store) Restore(r io.Reader) error {
 			return err
 		}
 	}
+	var requests *RequestWindow
+	if version >= 5 {
+		var err error
+		if requests, err = readRequests(br); err != nil {
+			return err
+		}
+	}
 	n.seq.mu.Lock()
 	n.seq.applied = start
 	n.filter = f
 	n.streams = streams
+	n.requests = requests
 	n.seq.mu.Unlock()
 	return nil
 }

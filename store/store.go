@@ -70,8 +70,11 @@ type Store struct {
 	// passed (ApplyCounted), guarded by seq.mu.
 	counted struct{ tooLate, deferred int }
 	streams map[streamKey]int64 // next offset per stream partition (stream.go), guarded by seq.mu
-	logger  *slog.Logger
-	metrics storeMetrics
+	// requests are the keys of the latest named records applied
+	// (request.go), guarded by seq.mu; nil until the first.
+	requests *RequestWindow
+	logger   *slog.Logger
+	metrics  storeMetrics
 
 	schemaState // see schema.go
 
@@ -87,7 +90,9 @@ type storeMetrics struct {
 	applyErrors *metrics.Counter
 	// streamSkipped counts stream batches whose offsets the state held.
 	streamSkipped *metrics.Counter
-	applied       atomic.Uint64 // events applied by this store (EventsApplied)
+	// repeats counts named records skipped as applied before (request.go).
+	repeats *metrics.Counter
+	applied atomic.Uint64 // events applied by this store (EventsApplied)
 }
 
 func (m *storeMetrics) ingested(events, tooLate int) {
@@ -112,6 +117,7 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 		tooLate:       set.GetOrCreateCounter("tally_ingest_too_late_placements_total"),
 		applyErrors:   set.GetOrCreateCounter("tally_ingest_apply_errors_total"),
 		streamSkipped: set.GetOrCreateCounter("tally_stream_batches_skipped_total"),
+		repeats:       set.GetOrCreateCounter("tally_requests_repeated_total"),
 	}
 	switch {
 	case opts.Committer != nil:

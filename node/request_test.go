@@ -1,0 +1,133 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestRequestIDsApplyOnce: on a single node, a write retried with its
+// Idempotency-Key (an ingest, a bulk ingest, an import, a table upload) is
+// applied once and answered as the first was (but for the counts of what
+// it placed: none), also after a restart that
+// replays the log and after one that restores a snapshot; a write without
+// a key, or with another, is applied again.
+func TestRequestIDsApplyOnce(t *testing.T) {
+	dir := t.TempDir()
+	cfg := openCfg(dir, "always", false)
+	bulkLine := func(u string, amt float64, ts int64) string {
+		return fmt.Sprintf(`{"user_id":%q,"merchant":"m1","category":"grocery_pos","country":"FR","amt":%v,"lat":1,"long":2,"is_fraud":0,"timestamp":%d}`+"\n", u, amt, ts)
+	}
+	type write struct{ path, id, ctype, body string }
+	writes := []write{
+		{"/api/v1/ingest", "k-json", "application/json", string(ingestBody(txn("u1", "m1", "FR", 1, t0-1000)))},
+		{"/api/v1/ingest/bulk?source=transactions", "k-bulk", "application/x-ndjson", bulkLine("u1", 10, t0-900) + bulkLine("u2", 5, t0-900)},
+		{"/api/v1/import?source=transactions", "k-import", "application/x-ndjson", bulkLine("u1", 100, t0-800)},
+		{"/api/v1/tables/user_profile", "k-table", "text/csv", "user_id,home_lat,home_long\nu1,1,2\n"},
+	}
+	post := func(t *testing.T, base string, w write, body string) string {
+		t.Helper()
+		req, err := http.NewRequest("POST", base+w.path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", w.ctype)
+		if w.id != "" {
+			req.Header.Set("Idempotency-Key", w.id)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %s", w.path, w.id, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	homeLat := func(t *testing.T, in *Instance) float64 {
+		t.Helper()
+		nums, strs, ok := make([]float64, 2), make([]string, 2), make([]bool, 2)
+		if !in.TableNamed("user_profile").Get([]byte("u1"), nums, strs, ok) {
+			t.Fatal("u1 has no profile")
+		}
+		return nums[0]
+	}
+	check := func(t *testing.T, what string, in *Instance, u1, u2, lat float64) {
+		t.Helper()
+		if got := sum1h(t, in.Node, "u1"); got != u1 {
+			t.Errorf("%s: u1's amt_sum_1h %v, want %v", what, got, u1)
+		}
+		if got := sum1h(t, in.Node, "u2"); got != u2 {
+			t.Errorf("%s: u2's amt_sum_1h %v, want %v", what, got, u2)
+		}
+		if got := homeLat(t, in); got != lat {
+			t.Errorf("%s: u1's home_lat %v, want %v", what, got, lat)
+		}
+	}
+
+	in := mustOpenNode(t, cfg, nil)
+	base := serve(t, in.Node)
+	answers := make([]string, len(writes))
+	for i, w := range writes {
+		answers[i] = post(t, base, w, w.body)
+	}
+	check(t, "first writes", in, 111, 5, 1)
+	for i, w := range writes {
+		// The same answer, but for the counts of what the request did to
+		// the windows: a retry places nothing.
+		want := strings.NewReplacer(`"deferred":1`, `"deferred":0`).Replace(answers[i])
+		if got := post(t, base, w, w.body); got != want {
+			t.Errorf("retry of %s answered %s, want %s (the first: %s)", w.id, got, want, answers[i])
+		}
+	}
+	// A retry is skipped by its key, whatever its body.
+	post(t, base, writes[3], "user_id,home_lat,home_long\nu1,7,8\n")
+	check(t, "retries", in, 111, 5, 1)
+	_, metrics := do(t, "GET", base+"/metrics", "", "", "")
+	if !strings.Contains(metrics, "tally_requests_repeated_total 5\n") {
+		t.Errorf("metrics lack tally_requests_repeated_total 5:\n%s", grepLines(metrics, "repeated"))
+	}
+	fresh := writes[1]
+	fresh.id = "k-bulk-2"
+	post(t, base, fresh, fresh.body)
+	fresh.id = ""
+	post(t, base, fresh, fresh.body)
+	check(t, "another key, and none", in, 131, 15, 1)
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restarted, the log replayed: the keys are known again.
+	in = mustOpenNode(t, cfg, nil)
+	if in.Recovery().SnapshotIndex != 0 {
+		t.Fatalf("restored the snapshot at %d, want a replay of the whole log", in.Recovery().SnapshotIndex)
+	}
+	check(t, "after a replay", in, 131, 15, 1)
+	base = serve(t, in.Node)
+	for _, w := range writes {
+		post(t, base, w, w.body)
+	}
+	check(t, "retries after a replay", in, 131, 15, 1)
+	if _, err := in.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restarted from the snapshot: its keys come with it.
+	in = mustOpenNode(t, cfg, nil)
+	defer in.Close()
+	if in.Recovery().SnapshotIndex == 0 {
+		t.Fatal("no snapshot restored")
+	}
+	base = serve(t, in.Node)
+	for _, w := range writes {
+		post(t, base, w, w.body)
+	}
+	check(t, "retries after a snapshot", in, 131, 15, 1)
+}
