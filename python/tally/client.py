@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,10 @@ __version__ = "0.1.0"
 #: Records per ingest request. The node refuses more than limits.max_records
 #: (100,000) or limits.max_body_bytes (32 MiB) in one request.
 INGEST_CHUNK_RECORDS = 50_000
+# A named write's chunk is sent again up to WRITE_RETRIES more times, after
+# WRITE_BACKOFF_S, then 4x longer each time.
+WRITE_RETRIES = 3
+WRITE_BACKOFF_S = 0.1
 #: Body bytes per ingest or table request, well under the node's 32 MiB.
 CHUNK_BYTES = 16 << 20
 #: Rows per get-features-batch request: the node's limits.max_batch.
@@ -448,6 +453,7 @@ class Client:
         *,
         backfill: bool = False,
         dry_run: bool = False,
+        request_id: str | None = None,
     ) -> IngestResult:
         """Sends events of one source.
 
@@ -459,6 +465,15 @@ class Client:
                 visible to historical features at their own event time. A live
                 ingest (the default) becomes visible when the node receives it.
             dry_run: validate only.
+            request_id: names this write, so that it is applied once: each
+                chunk is sent with ``Idempotency-Key: <request_id>/<chunk>``,
+                and a chunk whose answer was lost (a connection error, a
+                timeout, a 503) is sent again, up to ``WRITE_RETRIES`` more
+                times; the node skips a chunk it applied before. Calling
+                ``ingest`` again with the same ``request_id`` and the same data
+                (e.g. after an error) applies only the chunks not applied yet.
+                The node remembers the last 262,144 named requests (minutes at
+                a high rate, not days). Use a new id for every distinct write.
 
         Records go in chunks of at most 50,000; each chunk is all or nothing. When
         a chunk is refused, the raised error's ``accepted_before`` says how many
@@ -473,9 +488,10 @@ class Client:
         if _spark.is_spark_frame(data):
             total = IngestResult(accepted=0, too_late=0, dry_run=dry_run)
             start = 0
-            for chunk in _spark.record_chunks(data, INGEST_CHUNK_RECORDS):
+            for k, chunk in enumerate(_spark.record_chunks(data, INGEST_CHUNK_RECORDS)):
+                rid = None if request_id is None else f"{request_id}/p{k}"
                 try:
-                    res = self.ingest(source, chunk, backfill=backfill, dry_run=dry_run)
+                    res = self.ingest(source, chunk, backfill=backfill, dry_run=dry_run, request_id=rid)
                 except TallyError as e:
                     e.accepted_before += total.accepted
                     for rec in e.records:
@@ -496,9 +512,9 @@ class Client:
             params["dry_run"] = "true"
         accepted = too_late = 0
         start = 0
-        for body, count in _ndjson_chunks(cols, rows):
+        for i, (body, count) in enumerate(_ndjson_chunks(cols, rows)):
             try:
-                r = self._request("POST", path, params=params, data=body, headers={"Content-Type": "application/x-ndjson"})
+                r = self._write(path, params, body, "application/x-ndjson", request_id, i)
             except TallyError as e:
                 e.accepted_before = accepted
                 for rec in e.records:
@@ -518,6 +534,7 @@ class Client:
         *,
         replace: bool = False,
         as_of: Timestamp | None = None,
+        request_id: str | None = None,
     ) -> int:
         """Uploads rows of a table view (its join key column and value columns),
         upserting by key, or replacing the whole table when ``replace``.
@@ -526,6 +543,8 @@ class Client:
         now). Uploads over 500,000 rows go in chunks: with ``replace`` the first
         chunk replaces the table and the rest are upserted, so a reader may see
         the table part-loaded meanwhile. Returns the number of rows stored.
+        ``request_id`` names the upload as for ``ingest``: each chunk is applied
+        once, and retried when its answer was lost.
         """
         keys = self._join_key_names()
         self._check_workspace()
@@ -538,11 +557,33 @@ class Client:
             p = dict(params)
             if replace and i == 0:
                 p["mode"] = "replace"
-            r = self._request("POST", "/api/v1/tables/" + table, params=p, data=body, headers={"Content-Type": "text/csv"})
+            r = self._write("/api/v1/tables/" + table, p, body, "text/csv", request_id, i)
             stored += int(r.json().get("rows", 0))
         return stored
 
     # Plumbing.
+
+    def _write(
+        self, path: str, params: Mapping[str, str], body: bytes, content_type: str, request_id: str | None, chunk: int
+    ) -> requests.Response:
+        """POSTs one chunk of a write. Without a request id it is sent once (its
+        outcome is unknown after a connection error); with one, it is sent with
+        its Idempotency-Key and again after a connection error or a 503, since
+        the node applies a key once."""
+        headers = {"Content-Type": content_type}
+        if request_id is None:
+            return self._request("POST", path, params=params, data=body, headers=headers)
+        headers["Idempotency-Key"] = f"{request_id}/{chunk}"
+        delay = WRITE_BACKOFF_S
+        for attempt in range(WRITE_RETRIES + 1):
+            try:
+                return self._request("POST", path, params=params, data=body, headers=headers)
+            except TallyError as e:
+                if attempt == WRITE_RETRIES or not (isinstance(e, ConnectionError) or e.status == 503):
+                    raise
+            time.sleep(delay)
+            delay *= 4
+        raise AssertionError("unreachable")
 
     def _request(
         self,

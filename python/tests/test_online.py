@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from support import CTX, event, keys, now_ms
 
 import tally
@@ -243,6 +244,48 @@ def test_ingest_chunks_and_accepted_before(client: tally.Client, uid: str, monke
     monkeypatch.setattr(tally.client, "CHUNK_BYTES", 700)  # about three records a request
     assert client.ingest("transactions", good).accepted == 7
     assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 20
+
+
+def test_request_id_applies_each_chunk_once(client: tally.Client, uid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tally.client, "INGEST_CHUNK_RECORDS", 3)
+    monkeypatch.setattr(tally.client, "WRITE_BACKOFF_S", 0.01)
+    t = now_ms() - pd.Timedelta(seconds=5)
+    good = [event(uid, t, float(i)) for i in range(7)]
+    rid = "load-" + uid
+    assert client.ingest("transactions", good, request_id=rid).accepted == 7
+    # The whole call again, as after an error: every chunk is skipped.
+    assert client.ingest("transactions", good, request_id=rid).accepted == 7
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 7
+
+    # The answer to the second chunk is lost after the node applied it: the
+    # client sends it again, and the node applies it once.
+    real = client._session.request
+    calls = {"n": 0}
+
+    def lose_second_answer(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        r = real(*args, **kwargs)
+        if calls["n"] == 2:
+            raise requests.ConnectionError("connection reset after the request was sent")
+        return r
+
+    monkeypatch.setattr(client._session, "request", lose_second_answer)
+    assert client.ingest("transactions", good, request_id=rid + "-b").accepted == 7
+    assert calls["n"] == 4  # three chunks, the second twice
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 14
+
+    # Without an id the lost answer is the caller's to resolve: nothing is resent.
+    calls["n"] = 0
+    with pytest.raises(tally.ConnectionError):
+        client.ingest("transactions", good)
+    assert calls["n"] == 2
+    assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 20
+
+    # A table upload likewise.
+    monkeypatch.setattr(client._session, "request", real)
+    assert client.upload_table("user_profile", [{"user_id": uid, "home_lat": 1.0, "home_long": 2.0}], request_id=rid + "-t") == 1
+    assert client.upload_table("user_profile", [{"user_id": uid, "home_lat": 5.0, "home_long": 6.0}], request_id=rid + "-t") == 1
+    assert client.get_online_features(SVC, keys(uid), CTX).features[HOME_LAT] == 1.0
 
 
 def test_dry_run_validates_only(client: tally.Client, uid: str) -> None:
