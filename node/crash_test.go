@@ -23,7 +23,9 @@ import (
 // it leaves (unsynced sectors and directory operations survive at random)
 // is opened again and must hold:
 //
-//   - fsync always: every acknowledged change (and perhaps the one in flight);
+//   - fsync always: every acknowledged change (and perhaps the one in flight),
+//     and after the client retries the change in flight and an
+//     acknowledged one under their request ids, every change applied once;
 //   - fsync interval: a prefix of the acknowledged changes, at least up to
 //     the last explicit sync (never a hole).
 //
@@ -101,11 +103,12 @@ type crashSim struct {
 	slowSync bool
 }
 
-// crashOp is one change, applied the same way to the node under test and
-// to the reference.
+// crashOp is one change, applied the same way to the node under test
+// (under its request id) and to the reference (without one).
 type crashOp struct {
 	what  string
-	apply func(n *Node) error
+	id    string
+	apply func(n *Node, id string) error
 }
 
 var crashUsers = []string{"u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"}
@@ -161,7 +164,7 @@ func (s *crashSim) newOp() crashOp {
 			recs = append(recs, txn(crashUsers[u], "m"+strconv.Itoa(r.IntN(3)), "FR", float64(seq)+float64(j)/64, t0-int64(r.IntN(50_000))))
 		}
 		body := ingestBody(recs...)
-		return crashOp{"ingest", func(n *Node) error { _, err := n.IngestJSON(body); return err }}
+		return crashOp{"ingest", "op-" + strconv.Itoa(seq), func(n *Node, id string) error { _, err := n.IngestJSONAs(id, body); return err }}
 	case k < 7:
 		var body []byte
 		for j := 0; j < 1+r.IntN(20); j++ {
@@ -169,15 +172,15 @@ func (s *crashSim) newOp() crashOp {
 			body = fmt.Appendf(body, `{"user_id":%q,"merchant":"m%d","category":"x","country":"FR","amt":%v,"lat":1,"long":2,"is_fraud":0,"timestamp":%d}`+"\n",
 				crashUsers[u], r.IntN(3), float64(seq)+float64(j)/64, t0-int64(r.IntN(50_000)))
 		}
-		return crashOp{"import", func(n *Node) error { _, err := n.ImportNDJSON("transactions", body, false); return err }}
+		return crashOp{"import", "op-" + strconv.Itoa(seq), func(n *Node, id string) error { _, err := n.ImportNDJSONAs(id, "transactions", body, false); return err }}
 	default:
 		replace := r.IntN(3) == 0
 		csv := []byte("user_id,home_lat,home_long\n")
 		for _, u := range r.Perm(len(crashUsers))[:1+r.IntN(4)] {
 			csv = fmt.Appendf(csv, "%s,%d,%d\n", crashUsers[u], seq, r.IntN(90))
 		}
-		return crashOp{"table", func(n *Node) error {
-			if _, aerr := n.UploadTable("user_profile", CSV, csv, replace); aerr != nil {
+		return crashOp{"table", "op-" + strconv.Itoa(seq), func(n *Node, id string) error {
+			if _, aerr := n.uploadTable(id, "user_profile", CSV, csv, replace, false, n.now()); aerr != nil {
 				if aerr.Code == "NOT_DURABLE" {
 					return fmt.Errorf("%w: %s", store.ErrLogFailed, aerr.Message)
 				}
@@ -200,7 +203,7 @@ func (s *crashSim) reference(k int) *Node {
 		s.ref, s.refK = n, 0
 	}
 	for _, op := range s.ops[s.refK:k] {
-		if err := op.apply(s.ref); err != nil {
+		if err := op.apply(s.ref, ""); err != nil {
 			s.t.Fatalf("reference %s: %v", op.what, err)
 		}
 	}
@@ -243,7 +246,7 @@ func (s *crashSim) run(gens int) int {
 				}
 			default:
 				op := s.newOp()
-				err := op.apply(in.Node)
+				err := op.apply(in.Node, op.id)
 				if err != nil && !errors.Is(err, store.ErrLogFailed) {
 					s.t.Fatalf("%s refused: %v", op.what, err)
 				}
@@ -290,6 +293,28 @@ func (s *crashSim) run(gens int) int {
 		}
 		if s.policy == "always" && match < len(s.ops)-boolInt(inFlight >= 0) {
 			s.t.Errorf("generation %d: acknowledged change %d lost", g, match+1)
+		}
+		if s.policy == "always" {
+			// The client retries the change in flight under its id, and
+			// once more an acknowledged one: each is applied once, whether
+			// or not the disk held it.
+			if inFlight >= 0 {
+				if err := s.ops[inFlight-1].apply(in.Node, s.ops[inFlight-1].id); err != nil {
+					s.t.Fatalf("generation %d: retry of %s: %v", g, s.ops[inFlight-1].what, err)
+				}
+				match = inFlight
+			}
+			if match > 0 {
+				op := s.ops[s.rng.IntN(match)]
+				if err := op.apply(in.Node, op.id); err != nil {
+					s.t.Fatalf("generation %d: retry of %s: %v", g, op.what, err)
+				}
+			}
+			if got := s.state(in.Node); got != s.states[match] {
+				s.t.Errorf("generation %d: after the retries the state is not that of changes 1..%d applied once (in flight %d)", g, match, inFlight)
+				in.Close()
+				return g + 1
+			}
 		}
 		// The disk now holds the first match changes: the history goes on
 		// from there.
