@@ -19,12 +19,15 @@ import (
 // TestKill9LosesNothingAcknowledged ingests continuously over HTTP into the
 // real binary, kills it with SIGKILL at random moments, restarts it on the
 // same data directory, and checks that every acknowledged event is counted
-// exactly once and no request is half-applied.
+// exactly once and no request is half-applied; then, as a client would,
+// retries every request that was in flight under its request id
+// (Idempotency-Key), and checks each is now counted exactly once, whether
+// or not the killed process had logged it.
 //
 // Each ingest request carries k events (1 to 5) of a user id no other
 // request uses, so after recovery that user's amt_count_1h must be k if the
 // request was acknowledged, and 0 or k (never anything else) if it was in
-// flight when the process died.
+// flight when the process died; after its retry, k.
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	cycles := 20
 	if testing.Short() {
@@ -40,9 +43,11 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		user  string
 		cycle int
 		k     int
+		body  []byte
 		acked bool
 	}
 	var all []batch
+	totalRetried, totalHeld := 0, 0
 	for cycle := 0; cycle < cycles; cycle++ {
 		if p == nil {
 			p = harness.Start(t, opts)
@@ -70,6 +75,25 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 			}
 		}
 		checkBatches("after restart")
+		retried, held := 0, 0
+		for i := range all {
+			b := &all[i]
+			if b.acked {
+				continue
+			}
+			if userCount(t, p, b.user) == b.k {
+				held++ // the killed process had logged it: the retry must change nothing
+			}
+			if _, err := writer.IngestBulk(context.Background(), "transactions", b.body, client.WriteOptions{RequestID: b.user}); err != nil {
+				t.Fatalf("cycle %d: retry of %s: %v", cycle, b.user, err)
+			}
+			b.acked = true
+			retried++
+			if got := userCount(t, p, b.user); got != b.k {
+				t.Fatalf("cycle %d: retried user %s has count %d, want %d: not applied exactly once", cycle, b.user, got, b.k)
+			}
+		}
+		totalRetried, totalHeld = totalRetried+retried, totalHeld+held
 		// Ingest from 4 concurrent clients until the kill.
 		var mu sync.Mutex
 		stop := make(chan struct{})
@@ -85,13 +109,12 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 					default:
 					}
 					b := batch{user: fmt.Sprintf("crash-%d-%d-%d", cycle, c, i), cycle: cycle, k: 1 + (i*7+c)%5}
-					var recs []string
 					now := time.Now().UnixMilli()
 					for j := 0; j < b.k; j++ {
-						recs = append(recs, fmt.Sprintf(`{"record":{"user_id":%q,"merchant":"m","category":"c","country":"FR","amt":1,"lat":0,"long":0,"is_fraud":0,"timestamp":%d}}`, b.user, now-int64(j)))
+						b.body = fmt.Appendf(b.body, `{"user_id":%q,"merchant":"m","category":"c","country":"FR","amt":1,"lat":0,"long":0,"is_fraud":0,"timestamp":%d}`+"\n", b.user, now-int64(j))
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					_, err := writer.IngestJSON(ctx, []byte(`{"records":{"transactions":[`+strings.Join(recs, ",")+`]}}`))
+					_, err := writer.IngestBulk(ctx, "transactions", b.body, client.WriteOptions{RequestID: b.user})
 					cancel()
 					var refused *client.Error
 					b.acked = err == nil
@@ -130,7 +153,10 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	if acked < cycles {
 		t.Fatalf("only %d requests acknowledged in %d cycles: the test did not load the node", acked, cycles)
 	}
-	t.Logf("%d cycles, %d requests acknowledged, all present exactly once", cycles, acked)
+	if totalRetried == 0 {
+		t.Fatal("no request was in flight at a kill: the retries were not tested")
+	}
+	t.Logf("%d cycles, %d requests acknowledged, all present exactly once; %d retried after a kill (%d of them logged before it)", cycles, acked, totalRetried, totalHeld)
 }
 
 func userCount(t *testing.T, p *harness.Node, user string) int {
