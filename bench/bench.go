@@ -201,6 +201,32 @@ type Sweep struct {
 	HalfNoopP99  float64 `json:"half_noop_p99_us,omitempty"`
 }
 
+// Paired is the side-by-side comparison with the no-op server that the
+// lookup targets are ratios of. Each round measures the no-op server and
+// the system back to back, closed loop, then open loop at one rate (half
+// the no-op server's maximum in its suite), so that both see the same
+// moment of a shared machine; the ratios quoted are the medians of the
+// rounds'. (Single suites minutes apart put the no-op server's maximum
+// anywhere from 66k to 85k lookups/s on one machine in one session.)
+type Paired struct {
+	System string        `json:"system"`
+	Rate   float64       `json:"open_rate"`
+	Rounds []PairedRound `json:"rounds"`
+	// MaxRatio is the median of the rounds' closed-loop maxima ratios
+	// (system / no-op), P99Ratio of their open-loop p99 ratios.
+	MaxRatio float64 `json:"max_ratio_median"`
+	P99Ratio float64 `json:"p99_ratio_median"`
+}
+
+// PairedRound is one round of a Paired comparison: closed-loop maxima
+// (lookups/s) and open-loop p99s (µs).
+type PairedRound struct {
+	NoopMax float64 `json:"noop_max"`
+	Max     float64 `json:"max"`
+	NoopP99 float64 `json:"noop_p99_us"`
+	P99     float64 `json:"p99_us"`
+}
+
 // Freshness is how soon an acknowledged ingest shows in a lookup.
 type Freshness struct {
 	Probes       int     `json:"probes"`
@@ -250,6 +276,7 @@ type Report struct {
 	UniformLookups bool          `json:"uniform_lookups"`
 	Results        []Result      `json:"results"`
 	Sweeps         []Sweep       `json:"sweeps"`
+	Paired         []Paired      `json:"paired,omitempty"`
 	Freshness      *Freshness    `json:"freshness,omitempty"`
 	Correctness    []Correctness `json:"correctness"`
 	Peers          []PeerStatus  `json:"peers"`

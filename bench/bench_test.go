@@ -68,6 +68,14 @@ func TestTinyRun(t *testing.T) {
 			}
 		}
 	}
+	if len(rep.Paired) != 1 || rep.Paired[0].System != "tally" || len(rep.Paired[0].Rounds) != pairedRounds || rep.Paired[0].MaxRatio <= 0 || rep.Paired[0].P99Ratio <= 0 {
+		t.Errorf("paired rounds beside the no-op server: %+v", rep.Paired)
+	}
+	for _, rd := range rep.Paired[0].Rounds {
+		if rd.Max <= 0 || rd.NoopMax <= 0 || rd.P99 <= 0 || rd.NoopP99 <= 0 {
+			t.Errorf("paired round %+v", rd)
+		}
+	}
 	if len(rep.Correctness) == 0 || rep.Correctness[0].Lookups == 0 || rep.Correctness[0].Features == 0 {
 		t.Fatalf("no lookups were checked against the reference: %+v", rep.Correctness)
 	}

@@ -20,7 +20,9 @@ import (
 // noopRatios says, for each system beside the no-op server, its closed-loop
 // maximum lookup throughput as a fraction of the no-op server's in the same
 // run, and which lookup keys were drawn; and its open-loop p99 at half the
-// no-op server's maximum as a multiple of the no-op server's there.
+// no-op server's maximum as a multiple of the no-op server's there: the
+// medians of the paired rounds for a system that ran them, else its suite
+// against the no-op server's.
 func (r *Report) noopRatios() []string {
 	var noop, noopP99 float64
 	for _, s := range r.Sweeps {
@@ -36,7 +38,25 @@ func (r *Report) noopRatios() []string {
 		keys = "lookup keys drawn uniformly"
 	}
 	var out []string
+	paired := map[string]bool{}
+	for _, pr := range r.Paired {
+		if len(pr.Rounds) == 0 {
+			continue
+		}
+		paired[pr.System] = true
+		var maxes, p99s []string
+		for _, rd := range pr.Rounds {
+			maxes = append(maxes, fmt.Sprintf("%.0f/%.0f", rd.Max, rd.NoopMax))
+			p99s = append(p99s, fmt.Sprintf("%s/%s", strings.TrimSpace(fmtUs(rd.P99)), strings.TrimSpace(fmtUs(rd.NoopP99))))
+		}
+		out = append(out,
+			fmt.Sprintf("%-8s closed-loop max = %.2fx the no-op server's, median of %d rounds side by side (%s lookups/s; %s)", pr.System, pr.MaxRatio, len(pr.Rounds), strings.Join(maxes, ", "), keys),
+			fmt.Sprintf("%-8s open-loop p99 at %.0f/s (half the no-op server's max) = %.2fx the no-op server's, median of %d rounds side by side (%s)", pr.System, pr.Rate, pr.P99Ratio, len(pr.Rounds), strings.Join(p99s, ", ")))
+	}
 	for _, s := range r.Sweeps {
+		if paired[s.System] {
+			continue // the rounds above are the comparison
+		}
 		if s.System != "noop" && s.MaxClosed > 0 {
 			out = append(out, fmt.Sprintf("%-8s closed-loop max %.0f/s = %.2fx the no-op server's %.0f/s (%s)", s.System, s.MaxClosed, s.MaxClosed/noop, noop, keys))
 		}

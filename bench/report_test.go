@@ -27,6 +27,30 @@ func TestNoopRatios(t *testing.T) {
 	if got := r.noopRatios(); len(got) != 2 || !strings.Contains(got[1], "p99 at 40000/s (half the no-op server's max) 1.20ms = 1.50x the no-op server's 800us") {
 		t.Fatalf("p99 ratios %q", got)
 	}
+	// Paired rounds replace the suites' single comparison with their
+	// medians.
+	r.Paired = []Paired{{System: "tally", Rate: 40_000, Rounds: []PairedRound{
+		{NoopMax: 80_000, Max: 60_000, NoopP99: 800, P99: 1_600},
+		{NoopMax: 70_000, Max: 63_000, NoopP99: 1_000, P99: 1_200},
+		{NoopMax: 90_000, Max: 72_000, NoopP99: 900, P99: 2_700}}}}
+	r.Paired[0].MaxRatio, r.Paired[0].P99Ratio = 0.8, 2
+	got = r.noopRatios()
+	if len(got) != 2 || !strings.Contains(got[0], "closed-loop max = 0.80x the no-op server's, median of 3 rounds side by side (60000/80000, 63000/70000, 72000/90000 lookups/s") ||
+		!strings.Contains(got[1], "p99 at 40000/s (half the no-op server's max) = 2.00x the no-op server's, median of 3 rounds") {
+		t.Fatalf("paired ratios %q", got)
+	}
+}
+
+// TestMedian: the middle value, or the mean of the middle two.
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{0.9, 0.75, 0.8}, 0.8}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.xs); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
 }
 
 // TestUniformLookups: by default lookup keys have the events' skew (the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -150,13 +151,23 @@ func (r *runner) runTally(ctx context.Context) error {
 	}
 	r.respSize = len(body)
 	if r.opts.want("lookup") {
-		if err := r.runNoop(ctx); err != nil {
+		noop, err := startNoop(r.respSize)
+		if err != nil {
+			return fmt.Errorf("noop: %w", err)
+		}
+		defer noop.stop()
+		nc := newClient(noop.addr, r.opts.Workers)
+		defer nc.close()
+		if err := r.lookupSuite(ctx, "noop", 0, r.tallyLookup(nc)); err != nil {
 			return fmt.Errorf("noop: %w", err)
 		}
 		if err := r.lookupSuite(ctx, "tally", 0, r.tallyLookup(c)); err != nil {
 			return err
 		}
 		if err := r.runTallyFeastAPI(ctx, c); err != nil {
+			return err
+		}
+		if err := r.paired(ctx, "tally", r.tallyLookup(nc), r.tallyLookup(c)); err != nil {
 			return err
 		}
 	}
@@ -230,24 +241,46 @@ func (r *runner) tallyIngest(ctx context.Context, c *client) {
 	}
 }
 
-// runNoop measures the no-op server (runTally calls it before tally's
-// lookups, once it knows a response's size).
-func (r *runner) runNoop(ctx context.Context) error {
-	if !r.opts.want("lookup") {
+// pairedRounds is how many rounds a Paired comparison runs.
+const pairedRounds = 3
+
+// paired measures system beside the no-op server in alternating rounds
+// (see Paired): noop and fn are the same lookups against each.
+func (r *runner) paired(ctx context.Context, system string, noop, fn load.Func) error {
+	if r.noopMax <= 0 {
 		return nil
 	}
-	size := r.respSize
-	if size == 0 {
-		size = 1500
+	o := r.opts
+	pr := Paired{System: system, Rate: r.noopMax / 2}
+	warm := o.Duration / 5
+	closed := func(fn load.Func) float64 {
+		res := load.RunClosed(ctx, load.Closed{Workers: o.Workers, Duration: o.Duration}, fn)
+		return res.Throughput()
 	}
-	s, err := startNoop(size)
-	if err != nil {
-		return err
+	open := func(fn load.Func) float64 {
+		res := load.RunOpen(ctx, load.Open{Rate: pr.Rate, Duration: o.Duration, Workers: o.Workers, Warmup: warm}, fn)
+		return latencyOf(res.Latency).P99
 	}
-	defer s.stop()
-	c := newClient(s.addr, r.opts.Workers)
-	defer c.close()
-	return r.lookupSuite(ctx, "noop", 0, r.tallyLookup(c))
+	var maxes, p99s []float64
+	for range pairedRounds {
+		var rd PairedRound
+		rd.NoopMax = closed(noop)
+		rd.Max = closed(fn)
+		rd.NoopP99 = open(noop)
+		rd.P99 = open(fn)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pr.Rounds = append(pr.Rounds, rd)
+		if rd.NoopMax > 0 && rd.NoopP99 > 0 {
+			maxes, p99s = append(maxes, rd.Max/rd.NoopMax), append(p99s, rd.P99/rd.NoopP99)
+		}
+		r.logf("%-8s beside the no-op server: closed-loop max %.0f/s vs %.0f/s, open-loop p99 at %.0f/s %s vs %s",
+			system, rd.Max, rd.NoopMax, pr.Rate, strings.TrimSpace(fmtUs(rd.P99)), strings.TrimSpace(fmtUs(rd.NoopP99)))
+	}
+	pr.MaxRatio, pr.P99Ratio = median(maxes), median(p99s)
+	r.rep.Paired = append(r.rep.Paired, pr)
+	return nil
 }
 
 // timestampOffsets returns where each 13-digit epoch-millisecond event time
