@@ -172,7 +172,10 @@ func (s *crashSim) newOp() crashOp {
 			body = fmt.Appendf(body, `{"user_id":%q,"merchant":"m%d","category":"x","country":"FR","amt":%v,"lat":1,"long":2,"is_fraud":0,"timestamp":%d}`+"\n",
 				crashUsers[u], r.IntN(3), float64(seq)+float64(j)/64, t0-int64(r.IntN(50_000)))
 		}
-		return crashOp{"import", "op-" + strconv.Itoa(seq), func(n *Node, id string) error { _, err := n.ImportNDJSONAs(id, "transactions", body, false); return err }}
+		return crashOp{"import", "op-" + strconv.Itoa(seq), func(n *Node, id string) error {
+			_, err := n.ImportNDJSONAs(id, "transactions", body, false)
+			return err
+		}}
 	default:
 		replace := r.IntN(3) == 0
 		csv := []byte("user_id,home_lat,home_long\n")

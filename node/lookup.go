@@ -57,6 +57,7 @@ type lookupWork struct {
 	views    []*windows.View // and its view
 	ranges   [][2]int        // and its aggregations there (store.Store.View)
 	readKeys [][]byte        // and its key
+	spans    []quickSpan     // where quickParse found the values (skeleton.go)
 	level    ReadLevel       // a cluster lookup's (parseReadLevel)
 	info     ReadInfo        // what its reads reported
 }
@@ -634,7 +635,7 @@ type oneLookup struct {
 // lookupOne parses a single-row request body into w and computes its
 // features: the shared front half of get-features and predict.
 func (n *Node) lookupOne(w *lookupWork, body []byte) (oneLookup, *APIError) {
-	if p := n.quickParse(w, body); p != nil {
+	if p := n.parseLookup(w, body); p != nil {
 		r := oneLookup{plan: p, now: n.now(), cluster: n.cluster != nil, meta: defaultMeta}
 		r.t = r.now
 		return r, n.compute(p, w, r.t)

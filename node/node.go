@@ -69,6 +69,7 @@ type Node struct {
 	maxConns  int     // limits.max_conns resolved against the open-file limit
 	cluster   Cluster // Options.Cluster: nil on a single node
 	feast     feastPlans
+	skels     skeletons // the lookup bodies' shapes (skeleton.go)
 
 	ready       atomic.Bool
 	readyChecks readyChecks   // stream.go

@@ -25,6 +25,7 @@ import (
 // Parsing the tree took a quarter of a lookup's instructions.
 func (n *Node) quickParse(w *lookupWork, body []byte) *servicePlan {
 	s := quickScan{b: body}
+	w.spans = w.spans[:0]
 	if !s.lit('{') {
 		return nil
 	}
@@ -151,31 +152,40 @@ func (p *servicePlan) quickKeys(w *lookupWork, s *quickScan, maxKeys int) bool {
 		}
 		seen |= 1 << i
 		count++
-		switch c := s.peek(); {
-		case c == '"':
-			if w.keys[i], ok = s.str(); !ok {
-				return false
-			}
-		case c >= '1' && c <= '9' || c == '0':
-			// A canonical integer literal is its own decimal text, as
-			// jsonInt and strconv.AppendInt would write it.
-			start := s.i
-			for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-				s.i++
-			}
-			lit := s.b[start:s.i:s.i]
-			if len(lit) > 18 || (lit[0] == '0' && len(lit) > 1) {
-				return false
-			}
-			if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-				return false
-			}
-			w.keys[i] = lit
-		default:
+		start := s.peekAt()
+		if !quickKey(w, s, i) {
 			return false
 		}
+		w.spans = append(w.spans, quickSpan{start: start, end: s.i, idx: i})
 	}
 	return count == len(p.joinKeys) && count <= maxKeys
+}
+
+// quickKey reads join key i's value at s into w.keys[i]: a string, or a
+// canonical non-negative integer literal (its own decimal text, as jsonInt
+// and strconv.AppendInt would write it).
+func quickKey(w *lookupWork, s *quickScan, i int) bool {
+	switch c := s.peek(); {
+	case c == '"':
+		var ok bool
+		w.keys[i], ok = s.str()
+		return ok
+	case c >= '1' && c <= '9' || c == '0':
+		start := s.i
+		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+			s.i++
+		}
+		lit := s.b[start:s.i:s.i]
+		if len(lit) > 18 || (lit[0] == '0' && len(lit) > 1) {
+			return false
+		}
+		if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+			return false
+		}
+		w.keys[i] = lit
+		return true
+	}
+	return false
 }
 
 // quickContext reads the request_context_map object at s into w.ctx,
@@ -203,43 +213,63 @@ func (p *servicePlan) quickContext(w *lookupWork, s *quickScan, maxKeys int) boo
 		}
 		seen |= 1 << i
 		count++
-		typ := p.ctxCols[i].Type
-		switch c := s.peek(); {
-		case c == '"':
-			if typ != features.String {
-				return false
-			}
-			b, ok := s.str()
-			if !ok {
-				return false
-			}
-			// Lives as long as the body, which outlives the request.
-			w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, true, unsafe.String(unsafe.SliceData(b), len(b))
-		case c == 't' || c == 'f':
-			if typ != features.Bool {
-				return false
-			}
-			if !s.word() {
-				return false
-			}
-			w.ctx[i], w.ctxOK[i] = b2f(c == 't'), true
-		case c == 'n':
-			if !s.word() {
-				return false
-			}
-			w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, false, ""
-		default:
-			if typ == features.String {
-				return false
-			}
-			f, ok := s.number()
-			if !ok {
-				return false
-			}
-			w.ctx[i], w.ctxOK[i] = f, true
+		start := s.peekAt()
+		if !p.quickValue(w, s, i) {
+			return false
 		}
+		w.spans = append(w.spans, quickSpan{start: start, end: s.i, ctx: true, idx: i})
 	}
 	return count == len(p.ctxCols) && count <= maxKeys
+}
+
+// quickValue reads request context column i's value at s into w.ctx[i],
+// w.ctxOK[i] and w.ctxStr[i]: a number, a string, a boolean or null, as
+// the column takes them.
+func (p *servicePlan) quickValue(w *lookupWork, s *quickScan, i int) bool {
+	typ := p.ctxCols[i].Type
+	switch c := s.peek(); {
+	case c == '"':
+		if typ != features.String {
+			return false
+		}
+		b, ok := s.str()
+		if !ok {
+			return false
+		}
+		// Lives as long as the body, which outlives the request.
+		w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, true, unsafe.String(unsafe.SliceData(b), len(b))
+	case c == 't' || c == 'f':
+		if typ != features.Bool {
+			return false
+		}
+		if !s.word() {
+			return false
+		}
+		w.ctx[i], w.ctxOK[i] = b2f(c == 't'), true
+	case c == 'n':
+		if !s.word() {
+			return false
+		}
+		w.ctx[i], w.ctxOK[i], w.ctxStr[i] = 0, false, ""
+	default:
+		if typ == features.String {
+			return false
+		}
+		f, ok := s.number()
+		if !ok {
+			return false
+		}
+		w.ctx[i], w.ctxOK[i] = f, true
+	}
+	return true
+}
+
+// quickSpan is where quickParse found a value in the body: bytes [start,
+// end), join key idx, or request context column idx when ctx.
+type quickSpan struct {
+	start, end int
+	ctx        bool
+	idx        int
 }
 
 // quickScan walks a JSON body; every method reports false (or leaves the
@@ -327,6 +357,12 @@ func zeroByte(x uint64) uint64 { return (x - lowBits) &^ x & highBits }
 func (s *quickScan) key() ([]byte, bool) {
 	k, ok := s.str()
 	return k, ok && s.lit(':')
+}
+
+// peekAt skips whitespace and returns the position reached.
+func (s *quickScan) peekAt() int {
+	s.ws()
+	return s.i
 }
 
 // peek returns the next byte after any whitespace, 0 at the end.

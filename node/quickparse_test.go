@@ -274,3 +274,225 @@ func TestQuickStrFindsTheFirstQuote(t *testing.T) {
 		}
 	}
 }
+
+// skeletonOf learns the shape of body, which quickParse must take.
+func skeletonOf(t testing.TB, n *Node, body string) *lookupSkeleton {
+	t.Helper()
+	w := &lookupWork{}
+	p := n.quickParse(w, []byte(body))
+	if p == nil {
+		t.Fatalf("quickParse left %s", body)
+	}
+	k := learnSkeleton(p, []byte(body), w.spans)
+	if k == nil {
+		t.Fatalf("no skeleton of %s", body)
+	}
+	return k
+}
+
+// lookupViaSkeleton answers body through k; accepted is false when k
+// does not take it.
+func lookupViaSkeleton(n *Node, k *lookupSkeleton, body []byte) (out []byte, aerr *APIError, accepted bool) {
+	w := &lookupWork{}
+	if !k.read(n, w, body) {
+		return nil, nil, false
+	}
+	r := oneLookup{plan: k.plan, now: n.now(), meta: defaultMeta}
+	r.t = r.now
+	if aerr = n.compute(k.plan, w, r.t); aerr != nil {
+		return nil, aerr, true
+	}
+	out = append(out, `{"result":{"features":`...)
+	out = r.plan.appendFeatures(out, w)
+	return r.appendTail(out, w), nil, true
+}
+
+// skeletonShapes are bodies of different shapes whose skeletons the tests
+// learn.
+var skeletonShapes = []string{
+	quickBody,
+	" \n{ \"params\" :\t{ \"request_context_map\" : { \"long\" : 2.3 , \"lat\" : 48.8 , \"amt\" : 12.5 } ,\r\n \"join_key_map\":{\"country\":\"FR\",\"merchant\":\"m1\",\"user_id\":\"alice\"}, \"feature_service_name\" : \"fraud_detection\" } } \n",
+	`{"params":{"request_context_map":{"amt":1,"lat":2,"long":3},"feature_service_name":"fraud_detection","workspace_name":"default","join_key_map":{"user_id":7,"merchant":"m1","country":"FR"}}}`,
+}
+
+// TestSkeletonReadsAsQuickParse: a body of a learned shape is read by its
+// skeleton, whatever its values, and answered byte for byte as quickParse
+// and fastjson answer it; a body of another shape, or one quickParse
+// leaves to fastjson, is not read by any skeleton.
+func TestSkeletonReadsAsQuickParse(t *testing.T) {
+	n := quickTestNode(t)
+	r := strings.NewReplacer
+	var ks []*lookupSkeleton
+	for _, b := range skeletonShapes {
+		ks = append(ks, skeletonOf(t, n, b))
+	}
+	same := []string{
+		quickBody,
+		r(`"alice"`, `7`).Replace(quickBody),
+		r(`"alice"`, `0`).Replace(quickBody),
+		r(`"alice"`, `""`).Replace(quickBody),
+		r(`"alice"`, `"nobody-at-all-with-a-long-name"`).Replace(quickBody),
+		r(`"alice"`, `"ålice ✓"`).Replace(quickBody),
+		r(`12.5`, `-0`).Replace(quickBody),
+		r(`12.5`, `null`).Replace(quickBody),
+		r(`12.5`, ` 1.25E1`).Replace(quickBody), // whitespace before a value is the value's reader's
+		r(`12.5`, `12345678901234567890123.5`).Replace(quickBody),
+		r(`48.8`, `48.800000000000000710542735760100185871124267578125`).Replace(quickBody),
+		r(`"FR"`, `"US"`, `"m1"`, `"m2"`).Replace(quickBody),
+	}
+	for _, body := range same {
+		sk, kerr, accepted := lookupViaSkeleton(n, ks[0], []byte(body))
+		if !accepted {
+			t.Errorf("the skeleton of %s left %s", quickBody, body)
+			continue
+		}
+		slow, serr, _ := lookupVia(n, []byte(body), false)
+		if (kerr == nil) != (serr == nil) || !bytes.Equal(sk, slow) {
+			t.Errorf("%s:\nskeleton %v %s\nslow     %v %s", body, kerr, sk, serr, slow)
+		}
+	}
+	// Another shape: taken by quickParse, by no skeleton but its own.
+	other := []string{
+		r(`"feature_service_name"`, `"workspace_name":"default","feature_service_name"`).Replace(quickBody),
+		r(`{"user_id":"alice","merchant":"m1",`, `{"merchant":"m1","user_id":"alice",`).Replace(quickBody),
+		r(`"amt":12.5,`, `"amt" :12.5,`).Replace(quickBody),
+		quickBody + " ",
+	}
+	for _, body := range other {
+		for i, k := range ks {
+			if _, _, accepted := lookupViaSkeleton(n, k, []byte(body)); accepted {
+				t.Errorf("the skeleton of %s took %s", skeletonShapes[i], body)
+			}
+		}
+		if _, _, accepted := lookupVia(n, []byte(body), true); !accepted {
+			t.Errorf("quickParse left %s", body)
+		}
+	}
+	// What quickParse leaves to fastjson, no skeleton takes.
+	left := []string{
+		``, `{}`, quickBody + `x`, quickBody[:len(quickBody)-1],
+		r(`"alice"`, `"al\"ice"`).Replace(quickBody),
+		r(`"alice"`, `"al\u0069ce"`).Replace(quickBody),
+		r(`"alice"`, `"alicealicealic\\"`).Replace(quickBody),
+		r(`"alice"`, `-7`).Replace(quickBody),
+		r(`"alice"`, `07`).Replace(quickBody),
+		r(`"alice"`, `7.0`).Replace(quickBody),
+		r(`"alice"`, `1234567890123456789`).Replace(quickBody),
+		r(`"alice"`, `null`).Replace(quickBody),
+		r(`"alice"`, `{}`).Replace(quickBody),
+		r(`"alice"`, `"a","user_id":"b"`).Replace(quickBody),
+		r(`12.5`, `"12.5"`).Replace(quickBody),
+		r(`12.5`, `true`).Replace(quickBody),
+		r(`12.5`, `1e400`).Replace(quickBody),
+		r(`12.5`, `.5`).Replace(quickBody),
+		r(`12.5`, `1.`).Replace(quickBody),
+		r(`12.5`, `1-2`).Replace(quickBody),
+		r(`12.5`, `12.5,"amt":1`).Replace(quickBody),
+		r(`12.5`, `nul`).Replace(quickBody),
+		r(`"m1"`, `"m1`).Replace(quickBody),
+		r(`"fraud_detection"`, `"nope"`).Replace(quickBody),
+	}
+	for _, body := range left {
+		if _, _, accepted := lookupVia(n, []byte(body), true); accepted {
+			t.Fatalf("quickParse took %s: the test's premise is wrong", body)
+		}
+		for i, k := range ks {
+			if _, _, accepted := lookupViaSkeleton(n, k, []byte(body)); accepted {
+				t.Errorf("the skeleton of %s took %s", skeletonShapes[i], body)
+			}
+		}
+		w := &lookupWork{}
+		if p := n.parseLookup(w, []byte(body)); p != nil {
+			t.Errorf("parseLookup took %s", body)
+		}
+	}
+}
+
+// TestParseLookupLearnsShapes: the first bodies of new shapes fill the
+// slots; later ones replace a slot only every skeletonEvery bodies no
+// skeleton read; a learned shape is read by its skeleton.
+func TestParseLookupLearnsShapes(t *testing.T) {
+	n := quickTestNode(t)
+	w := &lookupWork{}
+	parse := func(body string) {
+		t.Helper()
+		if n.parseLookup(w, []byte(body)) == nil {
+			t.Fatalf("parseLookup left %s", body)
+		}
+	}
+	parse(quickBody)
+	if n.skels.slots[0].Load() == nil || n.skels.misses.Load() != 1 {
+		t.Fatalf("first body: slot 0 %v, %d misses", n.skels.slots[0].Load(), n.skels.misses.Load())
+	}
+	for i := range 100 {
+		parse(strings.Replace(quickBody, `"alice"`, `"user`+strconv.Itoa(i)+`"`, 1))
+	}
+	if got := n.skels.misses.Load(); got != 1 {
+		t.Fatalf("%d misses after 100 bodies of the learned shape, want 1", got)
+	}
+	// Shapes that differ in whitespace: the first 3 fill the other slots,
+	// the next skeletonEvery-1 are parsed by quickParse alone.
+	shape := func(i int) string { return strings.Replace(quickBody, `"amt":`, `"amt"`+strings.Repeat(" ", i+1)+`:`, 1) }
+	for i := range skeletonSlots - 1 {
+		parse(shape(i))
+	}
+	for i := range n.skels.slots {
+		if n.skels.slots[i].Load() == nil {
+			t.Fatalf("slot %d empty after %d shapes", i, skeletonSlots)
+		}
+	}
+	before := [skeletonSlots]*lookupSkeleton{}
+	for i := range before {
+		before[i] = n.skels.slots[i].Load()
+	}
+	for i := skeletonSlots - 1; n.skels.misses.Load()%skeletonEvery != skeletonEvery-1; i++ {
+		parse(shape(i))
+	}
+	for i := range before {
+		if n.skels.slots[i].Load() != before[i] {
+			t.Fatalf("slot %d replaced before %d misses", i, skeletonEvery)
+		}
+	}
+	parse(shape(100))
+	replaced := 0
+	for i := range before {
+		if n.skels.slots[i].Load() != before[i] {
+			replaced++
+		}
+	}
+	if replaced != 1 {
+		t.Fatalf("%d slots replaced at the %dth miss, want 1", replaced, skeletonEvery)
+	}
+	m := n.skels.misses.Load()
+	parse(shape(100))
+	if n.skels.misses.Load() != m {
+		t.Fatal("the shape just learned was not read by its skeleton")
+	}
+}
+
+// FuzzSkeleton checks that a body a learned skeleton reads is one
+// quickParse reads, answered with the same bytes.
+func FuzzSkeleton(f *testing.F) {
+	for _, b := range skeletonShapes {
+		f.Add([]byte(b))
+	}
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `7`, 1)))
+	f.Add([]byte(strings.Replace(quickBody, `12.5`, `-1.5e-7`, 1)))
+	n := quickTestNode(f)
+	var ks []*lookupSkeleton
+	for _, b := range skeletonShapes {
+		ks = append(ks, skeletonOf(f, n, b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, k := range ks {
+			sk, kerr, accepted := lookupViaSkeleton(n, k, body)
+			if !accepted {
+				continue
+			}
+			quick, qerr, qaccepted := lookupVia(n, body, true)
+			if !qaccepted || (kerr == nil) != (qerr == nil) || !bytes.Equal(sk, quick) {
+				t.Fatalf("%q:\nskeleton %v %s\nquick    %v %v %s", body, kerr, sk, qaccepted, qerr, quick)
+			}
+		}
+	})
+}
