@@ -432,7 +432,9 @@ func TestParseLookupLearnsShapes(t *testing.T) {
 	}
 	// Shapes that differ in whitespace: the first 3 fill the other slots,
 	// the next skeletonEvery-1 are parsed by quickParse alone.
-	shape := func(i int) string { return strings.Replace(quickBody, `"amt":`, `"amt"`+strings.Repeat(" ", i+1)+`:`, 1) }
+	shape := func(i int) string {
+		return strings.Replace(quickBody, `"amt":`, `"amt"`+strings.Repeat(" ", i+1)+`:`, 1)
+	}
 	for i := range skeletonSlots - 1 {
 		parse(shape(i))
 	}
