@@ -381,12 +381,14 @@ func (n *Node) LookupReads(dst []Read, body []byte) ([]Read, *APIError) {
 // compute plans the reads of the row in w, reads them, then evaluates the
 // request features.
 func (n *Node) compute(p *servicePlan, w *lookupWork, t int64) *APIError {
-	w.reads = p.appendReads(w.reads[:0], w.keys)
-	if n.cluster != nil {
+	switch {
+	case n.cluster != nil:
+		w.reads = p.appendReads(w.reads[:0], w.keys)
 		if aerr := n.readCluster(w.reads, t, w); aerr != nil {
 			return aerr
 		}
-	} else {
+	case !n.readLocal(p, t, w):
+		w.reads = p.appendReads(w.reads[:0], w.keys)
 		n.read(w.reads, t, w)
 	}
 	p.evalRequest(w)

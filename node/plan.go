@@ -72,6 +72,7 @@ type servicePlan struct {
 	outputs  []output
 	lateness int64 // smallest lateness of the sources read: bounds as_of
 	maxSlots int
+	runs     []readRun  // the feature views by store group (localRuns)
 	model    *modelPlan // nil: the service has no model
 	// metaTexts caches metadata texts by status pattern (appendMetadata).
 	metaTexts atomic.Pointer[metaTexts]
@@ -175,7 +176,77 @@ func newServicePlan(n *Node, s *features.Service) (*servicePlan, error) {
 	if p.lateness == math.MaxInt64 {
 		p.lateness = 0
 	}
+	p.runs = p.localRuns(n)
 	return p, nil
+}
+
+// readRun is a run of a plan's feature views that one read of the store
+// answers: views of one group read for one join key, whose aggregations
+// follow each other there (a service's card-holder views).
+type readRun struct {
+	first, n int // p.aggViews[first : first+n]
+	key      int // their join key, an index in p.joinKeys
+	aggs     int // their aggregations, together
+}
+
+// localRuns splits p's feature views, in order, into runs by the store's
+// groups (which a store keeps from Open on).
+func (p *servicePlan) localRuns(n *Node) []readRun {
+	var runs []readRun
+	for i, v := range p.aggViews {
+		gv, from, to := n.View(v)
+		if k := len(runs) - 1; k >= 0 {
+			r := &runs[k]
+			if prev, _, pto := n.View(p.aggViews[i-1]); prev == gv && pto == from && p.aggKey[i] == r.key {
+				r.n++
+				r.aggs += to - from
+				continue
+			}
+		}
+		runs = append(runs, readRun{first: i, n: 1, key: p.aggKey[i], aggs: to - from})
+	}
+	return runs
+}
+
+// readLocal reads the plan's views and tables from this node's store at
+// time t into w (what read does with appendReads' reads, by the plan's
+// runs), and reports false, having read nothing, if the store's groups are
+// no longer the ones the runs were made for.
+func (n *Node) readLocal(p *servicePlan, t int64, w *lookupWork) bool {
+	keys := w.keys
+	hs, vs := w.hashes[:0], w.views[:0]
+	for _, r := range p.runs {
+		gv, from, _ := n.View(p.aggViews[r.first])
+		if last, _, to := n.View(p.aggViews[r.first+r.n-1]); last != gv || to-from != r.aggs {
+			return false
+		}
+		hs, vs = append(hs, ring.Hash(keys[r.key])), append(vs, gv)
+	}
+	w.hashes, w.views = hs, vs
+	if len(vs) > 1 {
+		windows.PrefetchReads(vs, hs)
+	}
+	for i, t := range p.tables { // while the views' lines load
+		w.tfound[i] = n.Table(t).Get(keys[p.tableKey[i]], w.tnums[i], w.tstrs[i], w.tok[i])
+	}
+	for ri, r := range p.runs {
+		_, from, _ := n.View(p.aggViews[r.first])
+		all := vs[ri].ReadRange(hs[ri], keys[r.key], t, from, from+r.aggs, w.vals[r.first][:0])
+		off := 0
+		for j := r.first; j < r.first+r.n; j++ {
+			_, jfrom, jto := n.View(p.aggViews[j])
+			k := jto - jfrom
+			if j == r.first {
+				w.vals[j] = all[:k]
+			} else {
+				// Each Value's lists are its own (a read allocates them), so
+				// copying the Values shares nothing the next read overwrites.
+				w.vals[j] = append(w.vals[j][:0], all[off:off+k]...)
+			}
+			off += k
+		}
+	}
+	return true
 }
 
 func aggEncoding(spec windows.Spec, i int) encoding {
