@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +23,7 @@ import (
 )
 
 func importCmd() *cobra.Command {
-	var source, url, apiKey, repoDir string
+	var source, url, apiKey, repoDir, requestID string
 	var chunk int
 	var quiet bool
 	cmd := &cobra.Command{
@@ -31,7 +34,15 @@ import endpoint in chunks. Each event becomes visible to historical features at 
 own timestamp, as if it had streamed in then, in the file's order: import history
 before streaming live events. Columns are the source's fields by name; extra
 columns are an error. Each chunk is all or nothing; a refused chunk stops the
-import and says how many rows earlier chunks loaded.`,
+import and says how many rows earlier chunks loaded.
+
+Each chunk carries a request id (Idempotency-Key): by default one derived from the
+file (its name, size and modification time), the source and --chunk, numbered by
+chunk. A chunk whose answer was lost is sent again by the client, and the node
+applies an id once: running the same import again after a failure loads only the
+chunks the node had not applied (within its window of the last 262,144 named
+requests). --request-id none sends none (importing the same file twice then
+counts it twice).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if chunk < 1 {
@@ -70,6 +81,11 @@ import and says how many rows earlier chunks loaded.`,
 			if err != nil {
 				return err
 			}
+			ids, err := importIDs(requestID, args[0], source, chunk)
+			if err != nil {
+				return err
+			}
+			chunks := 0
 			row := make([]tabular.Value, len(r.Columns()))
 			var body []byte
 			loaded, tooLate, line := 0, 0, 0
@@ -78,10 +94,19 @@ import and says how many rows earlier chunks loaded.`,
 					return nil
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				res, err := node.Import(ctx, source, body, client.WriteOptions{})
+				wo := client.WriteOptions{}
+				if ids != "" {
+					wo.RequestID = ids + "/" + strconv.Itoa(chunks)
+				}
+				chunks++
+				res, err := node.Import(ctx, source, body, wo)
 				cancel()
 				if err != nil {
-					return fmt.Errorf("rows %d-%d: %w (%d rows before them were loaded)", line-n+1, line, err, loaded)
+					again := ""
+					if ids != "" {
+						again = "; run the same import again to load the rest: the chunks the node applied are skipped by their request ids"
+					}
+					return fmt.Errorf("rows %d-%d: %w (%d rows before them were loaded%s)", line-n+1, line, err, loaded, again)
 				}
 				loaded += res.Accepted
 				tooLate += res.TooLate
@@ -128,8 +153,35 @@ import and says how many rows earlier chunks loaded.`,
 	fl.StringVar(&repoDir, "repo", "", "feature repo directory the node serves (default: the embedded fraud repo)")
 	fl.IntVar(&chunk, "chunk", 50_000, "events per request")
 	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
+	fl.StringVar(&requestID, "request-id", "auto", `the chunks' request ids, numbered "<id>/<chunk>": auto derives one from the file, the source and --chunk; none sends none`)
 	cmd.MarkFlagRequired("source")
 	return cmd
+}
+
+// importIDs is the request id prefix of an import's chunks: flag as given,
+// "" for none, or for auto one derived from what decides the chunks (the
+// file, by name, size and modification time; the source; the chunk size),
+// so that running the same import again names each chunk as before.
+func importIDs(flag, path, source string, chunk int) (string, error) {
+	switch flag {
+	case "none":
+		return "", nil
+	case "auto":
+		st, err := os.Stat(path)
+		if err != nil {
+			return "", err
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", err
+		}
+		// The path hashed: a header value is ASCII, a path need not be.
+		sum := sha256.Sum256([]byte(abs))
+		return fmt.Sprintf("import:%s:%x:%d:%d:%d", source, sum[:8], st.Size(), st.ModTime().UnixNano(), chunk), nil
+	case "":
+		return "", errors.New(`--request-id is empty: give an id, auto or none`)
+	}
+	return flag, nil
 }
 
 // eventEncoder writes file rows as the source's JSON records.
