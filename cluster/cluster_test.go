@@ -154,8 +154,8 @@ func TestFSMAppliesARequestOnce(t *testing.T) {
 	if a := apply(1, "r1", rec); a.err != nil || a.repeat {
 		t.Fatalf("first apply: %+v", a)
 	}
-	if a := apply(2, "r1", rec); !a.repeat || fsm.Store().AppliedIndex() != 1 {
-		t.Fatalf("repeat: %+v, store applied %d", a, fsm.Store().AppliedIndex())
+	if a := apply(2, "r1", rec); !a.repeat || fsm.Store().AppliedIndex() != 1 || fsm.repeats.Load() != 1 {
+		t.Fatalf("repeat: %+v, store applied %d, %d repeats counted", a, fsm.Store().AppliedIndex(), fsm.repeats.Load())
 	}
 	bad := []byte{0xff, 0xff}
 	if a := apply(3, "r2", bad); a.err == nil {

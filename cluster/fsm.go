@@ -64,6 +64,7 @@ type groupFSM struct {
 	mu       sync.Mutex // serialises Snapshot's copy of seen with Apply
 	applies  atomic.Uint64
 	restores atomic.Uint64 // snapshots restored (status: snapshotRestores)
+	repeats  atomic.Uint64 // requests dropped as repeats of applied ones
 	cps      checkpoints   // check.go: checksums at checkpoint entries
 }
 
@@ -96,6 +97,7 @@ func (f *groupFSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.seen.Has(h) {
+		f.repeats.Add(1)
 		return f.streamResult(rec, applied{repeat: true})
 	}
 	f.applies.Add(1)

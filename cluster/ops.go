@@ -118,6 +118,7 @@ func (c *Cluster) writeMetrics(w io.Writer) {
 		metrics.WriteGaugeUint64(w, groupLabel("tally_cluster_group_applied_index", g), applied)
 		metrics.WriteGaugeUint64(w, groupLabel("tally_cluster_group_lag", g), commit-min(applied, commit))
 		metrics.WriteCounterUint64(w, groupLabel("tally_cluster_group_snapshot_restores_total", g), dg.fsm.restores.Load())
+		metrics.WriteCounterUint64(w, groupLabel("tally_cluster_group_repeats_total", g), dg.fsm.repeats.Load())
 	}
 	var version uint64
 	if m := c.Map(); m != nil {

@@ -210,7 +210,7 @@ func TestClusterOperatorViews(t *testing.T) {
 		}
 		for g := range groups {
 			for _, name := range []string{"tally_cluster_group_leader", "tally_cluster_group_term", "tally_cluster_group_commit_index",
-				"tally_cluster_group_applied_index", "tally_cluster_group_lag", "tally_cluster_group_snapshot_restores_total"} {
+				"tally_cluster_group_applied_index", "tally_cluster_group_lag", "tally_cluster_group_snapshot_restores_total", "tally_cluster_group_repeats_total"} {
 				if !bytes.Contains(body, fmt.Appendf(nil, "%s{group=\"%d\"} ", name, g)) {
 					t.Errorf("/metrics lacks %s for group %d", name, g)
 				}
