@@ -14,7 +14,8 @@ import (
 // be finite.
 //
 // It costs about a third of strconv's 'g': integers below 10^6 (most
-// counts, sums of whole amounts) are written as integers, and the others
+// counts, sums of whole amounts) are written as integers, hundredths below
+// 10^6 (amounts in cents, their sums) as such, and the others
 // take strconv's shortest digits (dragonbox.go) as one integer, written
 // eight digits at a time into their final layout (strconv's appends them
 // one byte at a time).
@@ -26,6 +27,17 @@ func appendFloat(dst []byte, f float64) []byte {
 				return append(dst, "-0"...)
 			}
 			return strconv.AppendInt(dst, i, 10)
+		}
+		// Hundredths (amounts, their sums, maxima and lasts): when f is the
+		// double nearest c/100, the text of c/100 is the shortest that
+		// parses back to f, since any other text of at most two decimals
+		// differs by 0.01 or more, far beyond f's precision below 10^6.
+		// (f*100 landing on the integer is a cheap first test; the
+		// division decides. A hundredth whose product rounds off an
+		// integer, such as 0.07, takes the general path.)
+		x := f * 100
+		if c := int64(x); float64(c) == x && float64(c)/100 == f {
+			return appendHundredths(dst, c)
 		}
 	}
 	pow10Once.Do(initPow10)
@@ -82,6 +94,23 @@ func appendFloat(dst []byte, f float64) []byte {
 		buf[i+e+1] = '.'
 	}
 	return append(dst, buf[i:]...)
+}
+
+// appendHundredths appends c/100 in positional form, c not a multiple of
+// 100: the integer part, the point, and one or two decimals (a trailing
+// zero dropped), as strconv's shortest 'g' writes it.
+func appendHundredths(dst []byte, c int64) []byte {
+	if c < 0 {
+		dst = append(dst, '-')
+		c = -c
+	}
+	dst = strconv.AppendInt(dst, c/100, 10)
+	r := c % 100
+	dst = append(dst, '.', byte('0'+r/10))
+	if r%10 != 0 {
+		dst = append(dst, byte('0'+r%10))
+	}
+	return dst
 }
 
 // putDigits writes the decimal digits of d right-aligned at the end of buf

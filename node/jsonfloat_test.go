@@ -25,6 +25,15 @@ func TestAppendFloatMatchesStrconv(t *testing.T) {
 		}
 		vals = append(vals, f, float64(r.IntN(2_000_000)-1_000_000)/float64(int(1)<<r.IntN(20)), r.NormFloat64()*math.Pow(10, float64(r.IntN(14)-7)))
 	}
+	// Hundredths, the fast path's: every cent of [-1000, 1000], and random
+	// ones up to 10^6, and values a hair off them.
+	for c := -100_000; c <= 100_000; c++ {
+		vals = append(vals, float64(c)/100)
+	}
+	for range 200_000 {
+		f := float64(r.Int64N(200_000_000)-100_000_000) / 100
+		vals = append(vals, f, math.Nextafter(f, math.Inf(1)), math.Nextafter(f, math.Inf(-1)), f/3)
+	}
 	for _, f := range vals {
 		if got, want := string(appendFloat(nil, f)), strconv.FormatFloat(f, 'g', -1, 64); got != want {
 			t.Fatalf("appendFloat(%b) = %s, want %s", math.Float64bits(f), got, want)
@@ -36,6 +45,8 @@ func FuzzAppendFloat(f *testing.F) {
 	f.Add(uint64(0))
 	f.Add(math.Float64bits(62.09349999999999))
 	f.Add(math.Float64bits(1e-5))
+	f.Add(math.Float64bits(1234.56))
+	f.Add(math.Float64bits(-0.05))
 	f.Fuzz(func(t *testing.T, bits uint64) {
 		x := math.Float64frombits(bits)
 		if math.IsNaN(x) || math.IsInf(x, 0) {
