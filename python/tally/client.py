@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 #: Records per ingest request. The node refuses more than limits.max_records
 #: (100,000) or limits.max_body_bytes (32 MiB) in one request.
 INGEST_CHUNK_RECORDS = 50_000
-# A named write's chunk is sent again up to WRITE_RETRIES more times, after
-# WRITE_BACKOFF_S, then 4x longer each time.
+#: A named write's chunk (``request_id``) is sent again up to WRITE_RETRIES
+#: more times after a lost answer, after WRITE_BACKOFF_S, then 4x longer each time.
 WRITE_RETRIES = 3
 WRITE_BACKOFF_S = 0.1
 #: Body bytes per ingest or table request, well under the node's 32 MiB.
