@@ -225,28 +225,34 @@ func (t *tallyServer) load(f *fixture) error {
 	return nil
 }
 
-// noopServer answers every request with a fixed body of a lookup
+// NoopServer answers every request with a fixed body of a lookup
 // response's size: the client's and the loopback's own cost.
-type noopServer struct {
+type NoopServer struct {
 	srv  *fasthttp.Server
 	ln   net.Listener
 	addr string
 	done chan error
 }
 
-func startNoop(respSize int) (*noopServer, error) {
-	body := make([]byte, respSize)
+func startNoop(respSize int) (*NoopServer, error) { return StartNoop("127.0.0.1:0", respSize) }
+
+// StartNoop starts the harness's no-op server on addr, answering every
+// request with respSize bytes (a JSON object of spaces), for measuring it
+// outside a run (cmd noopserver: scripts/cpu-per-request.sh compares
+// processes).
+func StartNoop(addr string, respSize int) (*NoopServer, error) {
+	body := make([]byte, max(respSize, 2))
 	for i := range body {
 		body[i] = ' '
 	}
 	body[0], body[len(body)-1] = '{', '}'
-	s := &noopServer{done: make(chan error, 1)}
+	s := &NoopServer{done: make(chan error, 1)}
 	s.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
 	}, NoDefaultServerHeader: true, CloseOnShutdown: true}
 	var err error
-	if s.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if s.ln, err = net.Listen("tcp", addr); err != nil {
 		return nil, err
 	}
 	s.addr = s.ln.Addr().String()
@@ -254,7 +260,10 @@ func startNoop(respSize int) (*noopServer, error) {
 	return s, nil
 }
 
-func (s *noopServer) stop() {
+func (s *NoopServer) stop() {
 	_ = s.srv.Shutdown()
 	<-s.done
 }
+
+// Wait blocks until the server stops.
+func (s *NoopServer) Wait() error { return <-s.done }

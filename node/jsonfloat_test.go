@@ -82,3 +82,20 @@ func TestPow10TabMatchesStrconv(t *testing.T) {
 		t.Fatalf("compared %d powers, want %d", n, len(pow10Tab))
 	}
 }
+
+// BenchmarkAppendFloat times appendFloat on the kinds of value a lookup
+// writes: hundredths (amounts, their sums and maxima) and others (means,
+// deviations).
+func BenchmarkAppendFloat(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		f    float64
+	}{{"hundredths-1461.2", 1461.2}, {"hundredths-12.97", 12.97}, {"mean", 73.06000000000001}, {"stddev", 96.9788200588149}} {
+		b.Run(c.name, func(b *testing.B) {
+			dst := make([]byte, 0, 64)
+			for i := 0; i < b.N; i++ {
+				dst = appendFloat(dst[:0], c.f)
+			}
+		})
+	}
+}
