@@ -1,0 +1,154 @@
+package node
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sweptPair returns a connection accepted by a sweepListener and the
+// client's end of it.
+func sweptPair(t *testing.T) (*sweepListener, net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newSweepListener(ln)
+	t.Cleanup(func() { l.Close() })
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return l, server, client
+}
+
+// TestSweptDeadlines: a swept connection's read and write deadlines end a
+// blocked Read or Write with the timeout error a real deadline gives, no
+// sooner than set and at most a few ticks late; a renewed or cleared
+// deadline does not fire; Close forgets the connection.
+func TestSweptDeadlines(t *testing.T) {
+	l, server, client := sweptPair(t)
+	const wait = 300 * time.Millisecond
+
+	start := time.Now()
+	server.SetReadDeadline(start.Add(wait))
+	_, err := server.Read(make([]byte, 1))
+	took := time.Since(start)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if took < wait || took > wait+5*deadlineTick {
+		t.Errorf("read deadline of %s fired after %s", wait, took)
+	}
+
+	// Renewed before it passes, again and again: the read waits for data.
+	server.SetReadDeadline(time.Now().Add(wait))
+	stop := time.Now().Add(3 * wait)
+	go func() {
+		for time.Now().Before(stop) {
+			server.SetReadDeadline(time.Now().Add(wait))
+			time.Sleep(deadlineTick / 2)
+		}
+		server.SetReadDeadline(time.Time{})
+		time.Sleep(wait + 3*deadlineTick) // cleared: still no timeout
+		client.Write([]byte("x"))
+	}()
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(server, b); err != nil || b[0] != 'x' {
+		t.Fatalf("read under renewed, then cleared deadlines: %q %v", b, err)
+	}
+
+	// A client that does not read: the write blocks once the socket
+	// buffers fill, and its deadline ends it.
+	start = time.Now()
+	server.SetWriteDeadline(start.Add(wait))
+	chunk := make([]byte, 1<<20)
+	err = nil
+	for err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		if _, err = server.Write(chunk); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("write: %v", err)
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("a write to a client that reads nothing ran 20 s past a 300 ms deadline")
+		}
+	}
+	if took := time.Since(start); took < wait {
+		t.Errorf("write deadline of %s fired after %s", wait, took)
+	}
+
+	server.Close()
+	l.mu.Lock()
+	left := len(l.conns)
+	l.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d connections held after Close", left)
+	}
+}
+
+// TestServerClosesIdleConnections: through the node's server, a
+// keep-alive connection is closed after limits.idle_timeout, and one
+// within it is served.
+func TestServerClosesIdleConnections(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits.IdleTimeout = 400 * time.Millisecond
+	n, _ := newTestNode(t, cfg)
+	addr := strings.TrimPrefix(serve(t, n), "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	get := func() error {
+		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "HTTP/1.1 200") {
+			return fmt.Errorf("status line %q", line)
+		}
+		for { // the headers, then a body of Content-Length bytes
+			h, err := r.ReadString('\n')
+			if err != nil {
+				return err
+			}
+			var size int
+			if _, err := fmt.Sscanf(strings.ToLower(h), "content-length: %d", &size); err == nil {
+				defer r.Discard(size)
+			}
+			if h == "\r\n" {
+				return nil
+			}
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if err := get(); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(10 * time.Second))
+	_, err = r.ReadByte()
+	if err != io.EOF {
+		t.Fatalf("idle connection: %v, want the server to close it", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("idle connection closed after %s with a 400 ms idle timeout", took)
+	}
+}
