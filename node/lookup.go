@@ -43,6 +43,7 @@ type lookupWork struct {
 	ctxOK    []bool
 	ctxStr   []string // string request fields (a model's string inputs), into the parsed body
 	vals     [][]windows.Value
+	runVals  [][]windows.Value // each plan run's read, which vals' parts alias (readLocal)
 	tnums    [][]float64
 	tstrs    [][]string
 	tok      [][]bool
@@ -79,6 +80,7 @@ func (p *servicePlan) prepare(n *Node, w *lookupWork) {
 	w.ctxOK = resize(w.ctxOK, len(p.ctxCols))
 	w.ctxStr = resize(w.ctxStr, len(p.ctxCols))
 	w.vals = resize(w.vals, len(p.aggViews))
+	w.runVals = resize(w.runVals, len(p.runs))
 	w.tnums = resize(w.tnums, len(p.tables))
 	w.tstrs = resize(w.tstrs, len(p.tables))
 	w.tok = resize(w.tok, len(p.tables))

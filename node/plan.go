@@ -231,18 +231,16 @@ func (n *Node) readLocal(p *servicePlan, t int64, w *lookupWork) bool {
 	}
 	for ri, r := range p.runs {
 		_, from, _ := n.View(p.aggViews[r.first])
-		all := vs[ri].ReadRange(hs[ri], keys[r.key], t, from, from+r.aggs, w.vals[r.first][:0])
+		all := vs[ri].ReadRange(hs[ri], keys[r.key], t, from, from+r.aggs, w.runVals[ri][:0])
+		w.runVals[ri] = all
 		off := 0
 		for j := r.first; j < r.first+r.n; j++ {
 			_, jfrom, jto := n.View(p.aggViews[j])
 			k := jto - jfrom
-			if j == r.first {
-				w.vals[j] = all[:k]
-			} else {
-				// Each Value's lists are its own (a read allocates them), so
-				// copying the Values shares nothing the next read overwrites.
-				w.vals[j] = append(w.vals[j][:0], all[off:off+k]...)
-			}
+			// Each view's Values are its part of the run's, capped, not
+			// copied: an append to a part (the view-by-view read, after a
+			// regroup) moves it instead of overwriting the next part.
+			w.vals[j] = all[off : off+k : off+k]
 			off += k
 		}
 	}

@@ -32,6 +32,9 @@ func (v *View) ReadHashed(h uint64, key []byte, t int64, dst []Value) []Value {
 // outside the spec's aggregations is a programming error (it panics).
 func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Value) []Value {
 	aggs := v.aggs[from:to]
+	n := len(dst)
+	dst = slices.Grow(dst, len(aggs))[:n+len(aggs)]
+	out := dst[n:]
 	// Clamping keeps every window identical while t-W cannot overflow.
 	t = min(max(t, MinTime-1), MaxTime+2*MaxSpan)
 	p := &v.parts[ring.Partition(h)]
@@ -40,7 +43,7 @@ func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Valu
 	if !ok {
 		p.mu.Unlock()
 		for i := range aggs {
-			dst = append(dst, emptyValue(aggs[i].fn))
+			out[i] = emptyValue(aggs[i].fn)
 		}
 		return dst
 	}
@@ -55,7 +58,7 @@ func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Valu
 		rc.tilesOnly, rc.tileEnd = true, math.MaxInt64
 	}
 	for i := range aggs {
-		dst = append(dst, p.read(v, e, &aggs[i], t, &rc))
+		p.read(v, e, &aggs[i], t, &rc, &out[i])
 	}
 	p.mu.Unlock()
 	return dst
@@ -248,8 +251,10 @@ func (p *partition) start(v *View, e *entity, from int64, rc *readCache) uint32 
 	return i0
 }
 
-// read computes one aggregation of e as of t.
-func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache) Value {
+// read computes one aggregation of e as of t into *out, in place: a Value
+// is 80 bytes, and returning it to be appended cost more than the read of
+// a small window.
+func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache, out *Value) {
 	// Raw events [from, to) are in the window.
 	var from int64
 	if a.g == 0 {
@@ -268,7 +273,8 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 		for i := i1; i > i0; i-- {
 			x := p.rawVal(a, v.rawAt(e, i-1))
 			if !isNull(a, x) {
-				return p.value(v, a, x)
+				*out = p.value(v, a, x)
+				return
 			}
 		}
 		if a.g != 0 {
@@ -281,23 +287,29 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 					continue
 				}
 				if tl[a.tc.cnt] > 0 {
-					return p.value(v, a, tl[a.tc.last])
+					*out = p.value(v, a, tl[a.tc.last])
+					return
 				}
 			}
 		}
-		return Value{}
+		*out = Value{}
+		return
 	case LastN, LastDistinctN:
-		return p.lastN(v, e, a, i0, i1)
+		*out = p.lastN(v, e, a, i0, i1)
+		return
 	case DistinctCount:
 		if a.g == 0 && i1-i0 >= hotMin && t >= e.newest {
 			if n, ok := p.hotDistinct(v, e, rc, a, i0, from); ok {
-				return Value{Present: true, Num: float64(n)}
+				*out = Value{Present: true, Num: float64(n)}
+				return
 			}
 		}
 		s := p.scratch[:0]
-		for i := i0; i < i1; i++ {
-			if x := p.rawVal(a, v.rawAt(e, i)); !isNull(a, x) {
-				s = append(s, x)
+		for _, sp := range v.rawSpans(e, i0, i1) {
+			for at := sp[0]; at < sp[1]; at += v.stride {
+				if x := p.rawVal(a, at); !isNull(a, x) {
+					s = append(s, x)
+				}
 			}
 		}
 		if a.g != 0 {
@@ -311,7 +323,8 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 		}
 		n := p.countDistinct(s)
 		p.scratch = s[:0]
-		return Value{Present: true, Num: float64(n)}
+		*out = Value{Present: true, Num: float64(n)}
+		return
 	}
 	// Count, Sum, Mean, Min, Max, Stddev, Variance.
 	var m moments
@@ -337,21 +350,23 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 		if i1-i0 >= hotMin {
 			cnt, m, ok = p.hotMoments(v, e, rc, a, i0, i1, from, t)
 		}
-		for i := i0; i < i1 && !ok; i++ {
-			x := p.rawVal(a, v.rawAt(e, i))
-			if isNull(a, x) {
-				continue
+		for _, sp := range v.rawSpans(e, i0, i1) {
+			for at := sp[0]; at < sp[1] && !ok; at += v.stride {
+				x := p.rawVal(a, at)
+				if isNull(a, x) {
+					continue
+				}
+				cnt++
+				f := math.Float64frombits(x)
+				m.hi, m.lo = twoSumAdd(m.hi, m.lo, f)
+				if !m.haveMinMax || f < m.min {
+					m.min = f
+				}
+				if !m.haveMinMax || f > m.max {
+					m.max = f
+				}
+				m.haveMinMax = true
 			}
-			cnt++
-			f := math.Float64frombits(x)
-			m.hi, m.lo = twoSumAdd(m.hi, m.lo, f)
-			if !m.haveMinMax || f < m.min {
-				m.min = f
-			}
-			if !m.haveMinMax || f > m.max {
-				m.max = f
-			}
-			m.haveMinMax = true
 		}
 		if rc.nm < len(rc.mkey) {
 			rc.mkey[rc.nm], rc.mcnt[rc.nm], rc.mom[rc.nm] = mk, cnt, m
@@ -363,14 +378,16 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 		// with the compensating term of the corrected two-pass algorithm.
 		mean := (m.hi + m.lo) / cnt
 		var ss, c float64
-		for i := i0; i < i1; i++ {
-			x := p.rawVal(a, v.rawAt(e, i))
-			if isNull(a, x) {
-				continue
+		for _, sp := range v.rawSpans(e, i0, i1) {
+			for at := sp[0]; at < sp[1]; at += v.stride {
+				x := p.rawVal(a, at)
+				if isNull(a, x) {
+					continue
+				}
+				d := math.Float64frombits(x) - mean
+				ss += d * d
+				c += d
 			}
-			d := math.Float64frombits(x) - mean
-			ss += d * d
-			c += d
 		}
 		m.n, m.mean, m.m2 = cnt, mean+c/cnt, ss-c*c/cnt
 	}
@@ -407,26 +424,33 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache)
 	}
 	switch a.fn {
 	case Count:
-		return Value{Present: true, Num: cnt}
+		*out = Value{Present: true, Num: cnt}
+		return
 	case Sum:
-		return Value{Present: true, Num: m.hi + m.lo}
+		*out = Value{Present: true, Num: m.hi + m.lo}
+		return
 	}
 	if cnt == 0 {
-		return Value{}
+		*out = Value{}
+		return
 	}
 	switch a.fn {
 	case Mean:
-		return Value{Present: true, Num: (m.hi + m.lo) / cnt}
+		*out = Value{Present: true, Num: (m.hi + m.lo) / cnt}
+		return
 	case Min:
-		return Value{Present: true, Num: m.min}
+		*out = Value{Present: true, Num: m.min}
+		return
 	case Max:
-		return Value{Present: true, Num: m.max}
+		*out = Value{Present: true, Num: m.max}
+		return
 	}
 	variance := max(m.m2/m.n, 0)
 	if a.fn == Stddev {
-		return Value{Present: true, Num: math.Sqrt(variance)}
+		*out = Value{Present: true, Num: math.Sqrt(variance)}
+		return
 	}
-	return Value{Present: true, Num: variance}
+	*out = Value{Present: true, Num: variance}
 }
 
 func isNull(a *aggPlan, x uint64) bool { return x == a.null }

@@ -703,6 +703,27 @@ func (v *View) rawAt(e *entity, i uint32) int {
 	return int(e.rawOff) + int(j)*v.stride
 }
 
+// rawSpans returns the offsets of e's raw events [i0, i1) as the ring's two
+// contiguous runs, [s[0][0], s[0][1]) then [s[1][0], s[1][1]), in steps of
+// v.stride (either may be empty): a loop over a window walks them without
+// wrapping each index as rawAt does.
+func (v *View) rawSpans(e *entity, i0, i1 uint32) (s [2][2]int) {
+	if i0 >= i1 {
+		return s
+	}
+	c := classCap[e.rawCls]
+	j := e.rawHead + i0
+	if j >= c {
+		j -= c
+	}
+	n := i1 - i0
+	first := min(n, c-j)
+	off := int(e.rawOff)
+	s[0] = [2]int{off + int(j)*v.stride, off + int(j+first)*v.stride}
+	s[1] = [2]int{off, off + int(n-first)*v.stride}
+	return s
+}
+
 // rawTs returns the ts of the raw record at offset at of e.
 func (p *partition) rawTs(v *View, e *entity, at int) int64 {
 	if v.narrow {
