@@ -67,28 +67,44 @@ func (l retryListener) Accept() (net.Conn, error) {
 }
 
 // deadlineTick is how often a sweepListener checks its connections'
-// deadlines: a deadline fires up to this late.
+// deadlines, and the resolution of its clock: a timeout fires up to a tick
+// early or late.
 const deadlineTick = 100 * time.Millisecond
 
+// connTimeouts are the timeouts a sweepListener's connections keep by
+// themselves (zero: none): read, from a request's first byte (a new
+// connection's: from its accept) until its response is written; write, for
+// the response; idle, for the next request's first byte. They are
+// fasthttp's ReadTimeout, WriteTimeout and IdleTimeout, which the node's
+// server leaves at zero.
+type connTimeouts struct{ read, write, idle time.Duration }
+
 // sweepListener hands out connections whose deadlines are numbers checked
-// by one sweeper every deadlineTick, not timers. fasthttp sets three
-// deadlines per request (the idle wait, the read, the write); on a real
-// connection each rearms a runtime timer under the poller's locks, about
-// 0.2 µs apiece (measured: see README, "lookup over HTTP"). Here setting one
-// is an atomic store. When the sweeper finds a deadline passed, it sets a
-// real deadline in the past, so the blocked Read or Write returns the same
-// timeout error it would have returned on time.
+// by one sweeper every deadlineTick, not timers, and read from the
+// sweeper's clock, not the system's. fasthttp keeping the timeouts itself
+// read the clock three times per request and set three deadlines, each
+// rearming a runtime timer under the poller's locks: together 5% of the
+// server's CPU under wrk, beside a lookup (README, "lookup over HTTP").
+// Here a connection tells a request from the next by the order of its
+// reads and writes, and arming a deadline is an atomic store. When the
+// sweeper finds a deadline passed, it sets a real deadline in the past, so
+// the blocked Read or Write returns the timeout error it would have
+// returned on time.
 type sweepListener struct {
 	net.Listener
-	mu    sync.Mutex
-	conns map[*sweptConn]struct{}
-	stop  chan struct{}
-	once  sync.Once
+	timeouts connTimeouts
+	timed    bool         // timeouts has one
+	clock    atomic.Int64 // Unix nanoseconds at the sweeper's last tick
+	mu       sync.Mutex
+	conns    map[*sweptConn]struct{}
+	stop     chan struct{}
+	once     sync.Once
 }
 
 // newSweepListener wraps ln and starts its sweeper, which Close stops.
-func newSweepListener(ln net.Listener) *sweepListener {
-	l := &sweepListener{Listener: ln, conns: map[*sweptConn]struct{}{}, stop: make(chan struct{})}
+func newSweepListener(ln net.Listener, to connTimeouts) *sweepListener {
+	l := &sweepListener{Listener: ln, timeouts: to, timed: to != connTimeouts{}, conns: map[*sweptConn]struct{}{}, stop: make(chan struct{})}
+	l.clock.Store(time.Now().UnixNano())
 	go l.sweep()
 	return l
 }
@@ -98,11 +114,20 @@ func (l *sweepListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &sweptConn{Conn: c, l: l}
+	sc := &sweptConn{Conn: c, l: l, phase: phaseRequest}
+	sc.arm(reading, l.after(l.timeouts.read))
 	l.mu.Lock()
 	l.conns[sc] = struct{}{}
 	l.mu.Unlock()
 	return sc, nil
+}
+
+// after returns the deadline d from now by the sweeper's clock, 0 for d 0.
+func (l *sweepListener) after(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return l.clock.Load() + int64(d)
 }
 
 func (l *sweepListener) Close() error {
@@ -121,6 +146,7 @@ func (l *sweepListener) sweep() {
 		case now := <-t.C:
 			due = due[:0]
 			ns := now.UnixNano()
+			l.clock.Store(ns)
 			l.mu.Lock()
 			for c := range l.conns {
 				if c.due(ns) {
@@ -143,6 +169,7 @@ type sweptConn struct {
 	soft   [2]atomic.Int64 // the read and the write deadline
 	passed [2]atomic.Bool  // the real one is set in the past
 	closed atomic.Bool
+	phase  uint8 // Read's and Write's (one goroutine's: fasthttp's for the connection)
 }
 
 // The directions of a sweptConn's deadlines.
@@ -151,23 +178,64 @@ const (
 	writing
 )
 
+// A sweptConn's phases, which its timeouts follow.
+const (
+	phaseRequest  = iota // reading a request: the read timeout
+	phaseIdle            // waiting for a request's first byte: the idle timeout
+	phaseResponse        // writing a response: the write timeout
+)
+
+// Read and Write move the connection's phase, and arm its deadlines for it
+// if the listener has timeouts (without, deadlines are Set*Deadline's).
+func (c *sweptConn) Read(b []byte) (int, error) {
+	if !c.l.timed {
+		return c.Conn.Read(b)
+	}
+	if c.phase == phaseResponse {
+		c.phase = phaseIdle
+		c.arm(writing, 0)
+		c.arm(reading, c.l.after(c.l.timeouts.idle))
+	}
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.phase == phaseIdle {
+		c.phase = phaseRequest
+		c.arm(reading, c.l.after(c.l.timeouts.read))
+	}
+	return n, err
+}
+
+func (c *sweptConn) Write(b []byte) (int, error) {
+	if c.l.timed && c.phase != phaseResponse {
+		c.phase = phaseResponse
+		c.arm(reading, 0)
+		c.arm(writing, c.l.after(c.l.timeouts.write))
+	}
+	return c.Conn.Write(b)
+}
+
 func (c *sweptConn) SetDeadline(t time.Time) error {
-	c.set(reading, t)
-	c.set(writing, t)
+	c.arm(reading, deadlineNanos(t))
+	c.arm(writing, deadlineNanos(t))
 	return nil
 }
 
-func (c *sweptConn) SetReadDeadline(t time.Time) error  { c.set(reading, t); return nil }
-func (c *sweptConn) SetWriteDeadline(t time.Time) error { c.set(writing, t); return nil }
+func (c *sweptConn) SetReadDeadline(t time.Time) error  { c.arm(reading, deadlineNanos(t)); return nil }
+func (c *sweptConn) SetWriteDeadline(t time.Time) error { c.arm(writing, deadlineNanos(t)); return nil }
 
-// set stores deadline t of direction d. Only after the sweeper has expired
-// the connection does it touch the real one, to take that expiry back.
-func (c *sweptConn) set(d int, t time.Time) {
-	var ns int64
-	if !t.IsZero() {
-		ns = max(t.UnixNano(), 1)
+func deadlineNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
 	}
-	c.soft[d].Store(ns)
+	return max(t.UnixNano(), 1)
+}
+
+// arm sets deadline ns (0: none) of direction d. Only after the sweeper
+// has expired the connection does it touch the real one, to take that
+// expiry back.
+func (c *sweptConn) arm(d int, ns int64) {
+	if c.soft[d].Load() != ns {
+		c.soft[d].Store(ns)
+	}
 	if c.passed[d].Load() {
 		c.real(d, time.Time{})
 	}
@@ -190,7 +258,7 @@ func (c *sweptConn) due(now int64) bool {
 // expire ends the connection's blocked Read or Write with a timeout by
 // setting each passed deadline on the real connection. A deadline renewed
 // meanwhile (a request arriving as the idle time ran out) takes the real one
-// off again, here or in set, so at worst a read or write in that instant
+// off again, here or in arm, so at worst a read or write in that instant
 // times out, as it could have with timers.
 func (c *sweptConn) expire(now int64) {
 	for d := range c.soft {

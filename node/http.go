@@ -64,11 +64,10 @@ func NewServer(n *Node) *Server {
 	}
 	l := n.cfg.Limits
 	s.srv = &fasthttp.Server{
-		Handler:               s.handle,
-		Name:                  "tally",
-		ReadTimeout:           l.ReadTimeout,
-		WriteTimeout:          l.WriteTimeout,
-		IdleTimeout:           l.IdleTimeout,
+		Handler: s.handle,
+		Name:    "tally",
+		// The timeouts are the connections' own (sweepListener), not
+		// fasthttp's: ReadTimeout, WriteTimeout and IdleTimeout stay 0.
 		MaxRequestBodySize:    l.MaxBodyBytes,
 		ReadBufferSize:        l.MaxHeaderBytes,
 		Concurrency:           n.maxConns,
@@ -97,11 +96,12 @@ func NewServer(n *Node) *Server {
 }
 
 // Serve accepts connections on ln until Shutdown; running out of file
-// descriptors pauses accepting, it does not stop it. The connections'
-// timeouts are enforced by a sweeper (sweepListener), up to deadlineTick
-// late.
+// descriptors pauses accepting, it does not stop it. The connections keep
+// the config's timeouts (limits.read_timeout, write_timeout, idle_timeout)
+// by themselves, to within deadlineTick (sweepListener).
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(newSweepListener(retryListener{ln}))
+	l := s.n.cfg.Limits
+	return s.srv.Serve(newSweepListener(retryListener{ln}, connTimeouts{read: l.ReadTimeout, write: l.WriteTimeout, idle: l.IdleTimeout}))
 }
 
 // Shutdown stops accepting, lets in-flight requests finish, and closes idle

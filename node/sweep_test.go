@@ -14,13 +14,13 @@ import (
 
 // sweptPair returns a connection accepted by a sweepListener and the
 // client's end of it.
-func sweptPair(t *testing.T) (*sweepListener, net.Conn, net.Conn) {
+func sweptPair(t *testing.T, to connTimeouts) (*sweepListener, net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newSweepListener(ln)
+	l := newSweepListener(ln, to)
 	t.Cleanup(func() { l.Close() })
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -40,7 +40,7 @@ func sweptPair(t *testing.T) (*sweepListener, net.Conn, net.Conn) {
 // sooner than set and at most a few ticks late; a renewed or cleared
 // deadline does not fire; Close forgets the connection.
 func TestSweptDeadlines(t *testing.T) {
-	l, server, client := sweptPair(t)
+	l, server, client := sweptPair(t, connTimeouts{})
 	const wait = 300 * time.Millisecond
 
 	start := time.Now()
@@ -151,4 +151,81 @@ func TestServerClosesIdleConnections(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("idle connection closed after %s with a 400 ms idle timeout", took)
 	}
+}
+
+// timedRead reads one byte from c and reports how long it took and the
+// error.
+func timedRead(c net.Conn) (time.Duration, error) {
+	start := time.Now()
+	_, err := c.Read(make([]byte, 1))
+	return time.Since(start), err
+}
+
+// TestSweptTimeoutsFollowRequests: a listener's timeouts follow each
+// connection's requests as fasthttp's would: the read timeout from the
+// accept and from a request's first byte, the idle timeout once a response
+// is written, the write timeout while it is; a connection that keeps
+// answering on time is never cut, however long it lives.
+func TestSweptTimeoutsFollowRequests(t *testing.T) {
+	to := connTimeouts{read: 300 * time.Millisecond, write: 300 * time.Millisecond, idle: 700 * time.Millisecond}
+	within := func(what string, took, want time.Duration, err error) {
+		t.Helper()
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s: %v, want a timeout", what, err)
+		}
+		if took < want-2*deadlineTick || took > want+5*deadlineTick {
+			t.Errorf("%s: timed out after %s, want %s", what, took, want)
+		}
+	}
+
+	// A new connection that sends nothing: the read timeout.
+	_, server, _ := sweptPair(t, to)
+	took, err := timedRead(server)
+	within("silent new connection", took, to.read, err)
+
+	// Requests and responses for 3 s, each in time: never cut. Then, after
+	// a response, the idle timeout, longer than the read timeout.
+	_, server, client := sweptPair(t, to)
+	go func() {
+		for range 12 {
+			client.Write([]byte("q"))
+			if _, err := client.Read(make([]byte, 1)); err != nil {
+				return
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+	}()
+	for range 12 { // 3 s
+		if _, err := server.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("a connection answering every 150 ms was cut: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // the handler
+		if _, err := server.Write([]byte("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took, err = timedRead(server)
+	within("idle connection", took, to.idle, err)
+
+	// A request's first byte starts the read timeout.
+	_, server, client = sweptPair(t, to)
+	server.Write([]byte("a")) // a response: the connection is idle now
+	time.Sleep(to.read + 3*deadlineTick)
+	client.Write([]byte("x")) // after the read timeout, within the idle one
+	if _, err := server.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("the first byte of a request within the idle timeout: %v", err)
+	}
+	took, err = timedRead(server)
+	within("request stalled after its first byte", took, to.read, err)
+
+	// A response the client does not read: the write timeout.
+	_, server, _ = sweptPair(t, to)
+	start, chunk := time.Now(), make([]byte, 1<<20)
+	for err = nil; err == nil; {
+		_, err = server.Write(chunk)
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("a write to a client that reads nothing ran 20 s past a 300 ms timeout")
+		}
+	}
+	within("unread response", time.Since(start), to.write, err)
 }
