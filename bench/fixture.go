@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tally-ml/tally/bench/load"
 	"github.com/tally-ml/tally/bench/workload"
 	tallyclient "github.com/tally-ml/tally/client"
 )
@@ -113,6 +114,17 @@ func ingestJSON(dst []byte, txns []workload.Txn) []byte {
 		dst = append(dst, '}')
 	}
 	return append(dst, "]}}"...)
+}
+
+// PostFunc returns a load.Func that POSTs body as JSON to path on addr
+// with the harness's client (one connection per worker, nothing allocated
+// per request), for measuring that client outside a run (cmd clientcpu).
+func PostFunc(addr, path string, body []byte, workers int) load.Func {
+	c := newClient(addr, workers)
+	return func(w int, _ int64) error {
+		_, err := c.post(w, path, "application/json", body)
+		return err
+	}
 }
 
 // client is a fasthttp client with one request and response per worker,
