@@ -199,6 +199,10 @@ type Sweep struct {
 	// µs; 0 when it did not run.
 	HalfNoopRate float64 `json:"half_noop_rate,omitempty"`
 	HalfNoopP99  float64 `json:"half_noop_p99_us,omitempty"`
+	// HalfNoopOverloaded: that step served under 95% of its rate or had
+	// errors, so its p99 is the length of its queue, not a latency to
+	// compare.
+	HalfNoopOverloaded bool `json:"half_noop_overloaded,omitempty"`
 }
 
 // Paired is the side-by-side comparison with the no-op server that the

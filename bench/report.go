@@ -60,6 +60,10 @@ func (r *Report) noopRatios() []string {
 		if s.System != "noop" && s.MaxClosed > 0 {
 			out = append(out, fmt.Sprintf("%-8s closed-loop max %.0f/s = %.2fx the no-op server's %.0f/s (%s)", s.System, s.MaxClosed, s.MaxClosed/noop, noop, keys))
 		}
+		if s.System != "noop" && s.HalfNoopOverloaded {
+			out = append(out, fmt.Sprintf("%-8s open-loop at %.0f/s (half the no-op server's max): overloaded, no p99 to compare (its closed-loop max is %.0f/s)", s.System, s.HalfNoopRate, s.MaxClosed))
+			continue
+		}
 		if s.System != "noop" && s.HalfNoopP99 > 0 && noopP99 > 0 {
 			out = append(out, fmt.Sprintf("%-8s open-loop p99 at %.0f/s (half the no-op server's max) %s = %.2fx the no-op server's %s", s.System, s.HalfNoopRate,
 				strings.TrimSpace(fmtUs(s.HalfNoopP99)), s.HalfNoopP99/noopP99, strings.TrimSpace(fmtUs(noopP99))))

@@ -27,6 +27,14 @@ func TestNoopRatios(t *testing.T) {
 	if got := r.noopRatios(); len(got) != 2 || !strings.Contains(got[1], "p99 at 40000/s (half the no-op server's max) 1.20ms = 1.50x the no-op server's 800us") {
 		t.Fatalf("p99 ratios %q", got)
 	}
+	// A system that could not serve the rate has no p99 ratio: its p99
+	// there is its queue's length.
+	r.Sweeps = append(r.Sweeps, Sweep{System: "redis", MaxClosed: 1_400, HalfNoopRate: 40_000, HalfNoopP99: 12_900_000, HalfNoopOverloaded: true})
+	if got := r.noopRatios(); len(got) != 4 || !strings.Contains(got[3], "redis    open-loop at 40000/s (half the no-op server's max): overloaded, no p99 to compare") ||
+		strings.Contains(strings.Join(got, "\n"), "16125") {
+		t.Fatalf("an overloaded system's ratios %q", got)
+	}
+	r.Sweeps = r.Sweeps[:2]
 	// Paired rounds replace the suites' single comparison with their
 	// medians.
 	r.Paired = []Paired{{System: "tally", Rate: 40_000, Rounds: []PairedRound{

@@ -76,6 +76,7 @@ func (r *runner) lookupSuite(ctx context.Context, system string, fixedRate float
 		row := resultOf(system, "lookup", "open-half-noop", rate, o.Workers, res)
 		r.add(row)
 		sw.HalfNoopRate, sw.HalfNoopP99 = rate, row.Latency.P99
+		sw.HalfNoopOverloaded = row.Errors > 0 || row.Throughput < 0.95*rate
 		if err := ctx.Err(); err != nil {
 			return err
 		}
