@@ -48,7 +48,8 @@ func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Valu
 		return dst
 	}
 	e := &p.ents[slot]
-	rc := readCache{i1: e.rawLen, tileEnd: e.folded, slot: slot}
+	rc := &p.rc // its arrays hold the last read's entries, which nw and nm hide
+	rc.tilesOnly, rc.tileEnd, rc.slot, rc.i1, rc.nw, rc.nm = false, e.folded, slot, e.rawLen, 0, 0
 	if t < e.newest { // else every raw event is at or before t
 		rc.i1 = p.rawSearch(v, e, t+1)
 	}
@@ -58,7 +59,7 @@ func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Valu
 		rc.tilesOnly, rc.tileEnd = true, math.MaxInt64
 	}
 	for i := range aggs {
-		p.read(v, e, &aggs[i], t, &rc, &out[i])
+		p.read(v, e, &aggs[i], t, rc, &out[i])
 	}
 	p.mu.Unlock()
 	return dst

@@ -464,6 +464,7 @@ type partState struct {
 	scratch    []uint64
 	set        []uint64            // countDistinct's hash set
 	scratchSet []uint64            // countDistinct's regrow
+	rc         readCache           // ReadRange's, reused: zeroing its arrays per read cost more than a small window's sum
 	hot        map[uint32]*hotSums // by entity slot: see hot.go
 	cursor     uint32
 	ticks      uint32 // Adds, modulo 2^32: when to sweep
