@@ -97,13 +97,14 @@ type sweepListener struct {
 	clock    atomic.Int64 // Unix nanoseconds at the sweeper's last tick
 	mu       sync.Mutex
 	conns    map[*sweptConn]struct{}
-	stop     chan struct{}
+	stop     chan struct{} // closed by Close; the sweeper runs on until the last connection closes
+	swept    chan struct{} // closed when the sweeper returns
 	once     sync.Once
 }
 
 // newSweepListener wraps ln and starts its sweeper, which Close stops.
 func newSweepListener(ln net.Listener, to connTimeouts) *sweepListener {
-	l := &sweepListener{Listener: ln, timeouts: to, timed: to != connTimeouts{}, conns: map[*sweptConn]struct{}{}, stop: make(chan struct{})}
+	l := &sweepListener{Listener: ln, timeouts: to, timed: to != connTimeouts{}, conns: map[*sweptConn]struct{}{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	l.clock.Store(time.Now().UnixNano())
 	go l.sweep()
 	return l
@@ -135,14 +136,20 @@ func (l *sweepListener) Close() error {
 	return l.Listener.Close()
 }
 
+// sweep checks the connections' deadlines every tick until the listener is
+// closed and its last connection too: a server shutting down closes its
+// listener first and then waits for its connections, whose deadlines (a
+// handler's "stop now" among them) must still fire.
 func (l *sweepListener) sweep() {
+	defer close(l.swept)
 	t := time.NewTicker(deadlineTick)
 	defer t.Stop()
 	var due []*sweptConn
+	stop := l.stop
 	for {
 		select {
-		case <-l.stop:
-			return
+		case <-stop:
+			stop = nil // closed: no more to hear from it
 		case now := <-t.C:
 			due = due[:0]
 			ns := now.UnixNano()
@@ -153,9 +160,13 @@ func (l *sweepListener) sweep() {
 					due = append(due, c)
 				}
 			}
+			open := len(l.conns)
 			l.mu.Unlock()
 			for _, c := range due {
 				c.expire(ns)
+			}
+			if stop == nil && open == 0 {
+				return
 			}
 		}
 	}
@@ -168,6 +179,10 @@ type sweptConn struct {
 	l      *sweepListener
 	soft   [2]atomic.Int64 // the read and the write deadline
 	passed [2]atomic.Bool  // the real one is set in the past
+	// set: the deadline was set by Set*Deadline during this request (a
+	// handler's, e.g. a streamed answer that extends its own), so the
+	// phases leave it alone until the next request.
+	set    [2]atomic.Bool
 	closed atomic.Bool
 	phase  uint8 // Read's and Write's (one goroutine's: fasthttp's for the connection)
 }
@@ -193,13 +208,15 @@ func (c *sweptConn) Read(b []byte) (int, error) {
 	}
 	if c.phase == phaseResponse {
 		c.phase = phaseIdle
+		c.set[reading].Store(false)
+		c.set[writing].Store(false)
 		c.arm(writing, 0)
 		c.arm(reading, c.l.after(c.l.timeouts.idle))
 	}
 	n, err := c.Conn.Read(b)
 	if n > 0 && c.phase == phaseIdle {
 		c.phase = phaseRequest
-		c.arm(reading, c.l.after(c.l.timeouts.read))
+		c.armPhase(reading, c.l.after(c.l.timeouts.read))
 	}
 	return n, err
 }
@@ -207,20 +224,36 @@ func (c *sweptConn) Read(b []byte) (int, error) {
 func (c *sweptConn) Write(b []byte) (int, error) {
 	if c.l.timed && c.phase != phaseResponse {
 		c.phase = phaseResponse
-		c.arm(reading, 0)
-		c.arm(writing, c.l.after(c.l.timeouts.write))
+		c.armPhase(reading, 0)
+		c.armPhase(writing, c.l.after(c.l.timeouts.write))
 	}
 	return c.Conn.Write(b)
 }
 
+// armPhase arms deadline ns of direction d for a phase, unless one was set
+// explicitly during this request.
+func (c *sweptConn) armPhase(d int, ns int64) {
+	if !c.set[d].Load() {
+		c.arm(d, ns)
+	}
+}
+
 func (c *sweptConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+func (c *sweptConn) SetReadDeadline(t time.Time) error {
+	c.set[reading].Store(true)
 	c.arm(reading, deadlineNanos(t))
-	c.arm(writing, deadlineNanos(t))
 	return nil
 }
 
-func (c *sweptConn) SetReadDeadline(t time.Time) error  { c.arm(reading, deadlineNanos(t)); return nil }
-func (c *sweptConn) SetWriteDeadline(t time.Time) error { c.arm(writing, deadlineNanos(t)); return nil }
+func (c *sweptConn) SetWriteDeadline(t time.Time) error {
+	c.set[writing].Store(true)
+	c.arm(writing, deadlineNanos(t))
+	return nil
+}
 
 func deadlineNanos(t time.Time) int64 {
 	if t.IsZero() {

@@ -154,12 +154,19 @@ func TestServerClosesIdleConnections(t *testing.T) {
 }
 
 // timedRead reads one byte from c and reports how long it took and the
-// error.
+// error. A read still blocked after 10 s (no deadline fired) is ended by
+// closing c, and reported as errNeverTimedOut.
 func timedRead(c net.Conn) (time.Duration, error) {
 	start := time.Now()
+	guard := time.AfterFunc(10*time.Second, func() { c.Close() })
 	_, err := c.Read(make([]byte, 1))
+	if !guard.Stop() {
+		err = errNeverTimedOut
+	}
 	return time.Since(start), err
 }
+
+var errNeverTimedOut = errors.New("no deadline fired in 10 s")
 
 // TestSweptTimeoutsFollowRequests: a listener's timeouts follow each
 // connection's requests as fasthttp's would: the read timeout from the
@@ -228,4 +235,47 @@ func TestSweptTimeoutsFollowRequests(t *testing.T) {
 		}
 	}
 	within("unread response", time.Since(start), to.write, err)
+}
+
+// TestSweptDeadlinesOutliveTheListener: a server shutting down closes its
+// listener, then waits for its connections; their deadlines still fire
+// (a streamed answer's "stop now" among them), and the sweeper stops once
+// the last one closes.
+func TestSweptDeadlinesOutliveTheListener(t *testing.T) {
+	l, server, _ := sweptPair(t, connTimeouts{read: time.Hour, write: time.Hour, idle: time.Hour})
+	l.Close()
+	time.Sleep(3 * deadlineTick)
+	server.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	took, err := timedRead(server)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || took > 5*time.Second {
+		t.Fatalf("a deadline set after the listener closed: %v after %s, want a timeout", err, took)
+	}
+	server.Close()
+	select {
+	case <-l.swept:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sweeper runs on after the listener and its last connection closed")
+	}
+}
+
+// TestSweptExplicitDeadlineWins: a deadline a handler sets on its
+// connection (a streamed answer extending its own) holds for that
+// response instead of the write timeout; the next request is back to the
+// timeouts.
+func TestSweptExplicitDeadlineWins(t *testing.T) {
+	to := connTimeouts{read: time.Hour, write: 300 * time.Millisecond, idle: time.Hour}
+	_, server, client := sweptPair(t, to)
+	client.Write([]byte("q"))
+	if _, err := server.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	server.SetWriteDeadline(time.Now().Add(2 * time.Second)) // the handler's
+	start, chunk := time.Now(), make([]byte, 1<<20)
+	var err error
+	for err == nil && time.Since(start) < 20*time.Second {
+		_, err = server.Write(chunk)
+	}
+	if took := time.Since(start); !errors.Is(err, os.ErrDeadlineExceeded) || took < 2*time.Second-2*deadlineTick || took > 2*time.Second+5*deadlineTick {
+		t.Fatalf("an unread answer under a 2 s deadline the handler set: %v after %s", err, took)
+	}
 }
