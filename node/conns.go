@@ -97,6 +97,7 @@ type sweepListener struct {
 	clock    atomic.Int64 // Unix nanoseconds at the sweeper's last tick
 	mu       sync.Mutex
 	conns    map[*sweptConn]struct{}
+	ended    bool          // the sweeper is done: Accept hands out no more
 	stop     chan struct{} // closed by Close; the sweeper runs on until the last connection closes
 	swept    chan struct{} // closed when the sweeper returns
 	once     sync.Once
@@ -118,8 +119,12 @@ func (l *sweepListener) Accept() (net.Conn, error) {
 	sc := &sweptConn{Conn: c, l: l, phase: phaseRequest}
 	sc.arm(reading, l.after(l.timeouts.read))
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended { // accepted as the listener closed, after its last connection
+		c.Close()
+		return nil, net.ErrClosed
+	}
 	l.conns[sc] = struct{}{}
-	l.mu.Unlock()
 	return sc, nil
 }
 
@@ -160,12 +165,13 @@ func (l *sweepListener) sweep() {
 					due = append(due, c)
 				}
 			}
-			open := len(l.conns)
+			l.ended = stop == nil && len(l.conns) == 0
+			ended := l.ended
 			l.mu.Unlock()
 			for _, c := range due {
 				c.expire(ns)
 			}
-			if stop == nil && open == 0 {
+			if ended {
 				return
 			}
 		}
