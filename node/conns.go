@@ -188,9 +188,8 @@ type sweptConn struct {
 	// set: the deadline was set by Set*Deadline during this request (a
 	// handler's, e.g. a streamed answer that extends its own), so the
 	// phases leave it alone until the next request.
-	set    [2]atomic.Bool
-	closed atomic.Bool
-	phase  uint8 // Read's and Write's (one goroutine's: fasthttp's for the connection)
+	set   [2]atomic.Bool
+	phase uint8 // Read's and Write's (one goroutine's: fasthttp's for the connection)
 }
 
 // The directions of a sweptConn's deadlines.
@@ -313,10 +312,8 @@ func (c *sweptConn) expire(now int64) {
 }
 
 func (c *sweptConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.l.mu.Lock()
-		delete(c.l.conns, c)
-		c.l.mu.Unlock()
-	}
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
 	return c.Conn.Close()
 }

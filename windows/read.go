@@ -339,9 +339,11 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 	case (a.str || a.fn == Count) && e.rawNull == 0:
 		cnt = float64(i1 - i0) // no null: every raw event counts
 	case a.str || a.fn == Count:
-		for i := i0; i < i1; i++ {
-			if !isNull(a, p.rawVal(a, v.rawAt(e, i))) {
-				cnt++
+		for _, sp := range v.rawSpans(e, i0, i1) {
+			for at := sp[0]; at < sp[1]; at += v.stride {
+				if !isNull(a, p.rawVal(a, at)) {
+					cnt++
+				}
 			}
 		}
 	case k < rc.nm:
@@ -351,22 +353,24 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 		if i1-i0 >= hotMin {
 			cnt, m, ok = p.hotMoments(v, e, rc, a, i0, i1, from, t)
 		}
-		for _, sp := range v.rawSpans(e, i0, i1) {
-			for at := sp[0]; at < sp[1] && !ok; at += v.stride {
-				x := p.rawVal(a, at)
-				if isNull(a, x) {
-					continue
+		if !ok {
+			for _, sp := range v.rawSpans(e, i0, i1) {
+				for at := sp[0]; at < sp[1]; at += v.stride {
+					x := p.rawVal(a, at)
+					if isNull(a, x) {
+						continue
+					}
+					cnt++
+					f := math.Float64frombits(x)
+					m.hi, m.lo = twoSumAdd(m.hi, m.lo, f)
+					if !m.haveMinMax || f < m.min {
+						m.min = f
+					}
+					if !m.haveMinMax || f > m.max {
+						m.max = f
+					}
+					m.haveMinMax = true
 				}
-				cnt++
-				f := math.Float64frombits(x)
-				m.hi, m.lo = twoSumAdd(m.hi, m.lo, f)
-				if !m.haveMinMax || f < m.min {
-					m.min = f
-				}
-				if !m.haveMinMax || f > m.max {
-					m.max = f
-				}
-				m.haveMinMax = true
 			}
 		}
 		if rc.nm < len(rc.mkey) {

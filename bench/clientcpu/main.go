@@ -25,6 +25,7 @@ import (
 
 const (
 	workers = 64 // the harness's default
+	warmup  = 500 * time.Millisecond
 	path    = "/api/v1/feature-service/get-features"
 )
 
@@ -61,7 +62,7 @@ func main() {
 		if rate == 0 {
 			r = load.RunClosed(ctx, load.Closed{Workers: workers, Duration: 3 * time.Second}, f)
 		} else {
-			r = load.RunOpen(ctx, load.Open{Rate: rate, Duration: 3 * time.Second, Workers: workers, Warmup: 500 * time.Millisecond}, f)
+			r = load.RunOpen(ctx, load.Open{Rate: rate, Duration: 3 * time.Second, Workers: workers, Warmup: warmup}, f)
 		}
 		cpu := cpuTime() - c0
 		if r.Requests == 0 || r.Errors > 0 {
@@ -69,10 +70,7 @@ func main() {
 			os.Exit(1)
 		}
 		// CPU over the warmup too (open loop): per request of both.
-		sent := r.Requests
-		if rate > 0 {
-			sent += int64(rate / 2)
-		}
+		sent := r.Requests + int64(rate*warmup.Seconds())
 		fmt.Printf("%-7s %7.0f req/s  client CPU %5.1f us/request  p50 %6.0f us  p99 %6.0f us\n", shape, r.Throughput(),
 			float64(cpu)/1e3/float64(sent), float64(r.Latency.ValueAtQuantile(50))/1e3, float64(r.Latency.ValueAtQuantile(99))/1e3)
 	}
