@@ -21,8 +21,10 @@ import (
 // chain of cache misses (index slot, entity header, key, raw ring), and
 // AddBatch overlaps those of the next few events with the current one: it
 // walks each event through stages some events ahead of the one it places,
-// each stage prefetching the lines the next stage will read, under the
-// event's partition lock. The events' accepted times raise the watermark
+// each stage prefetching the lines the next stage will read. It holds the
+// view's writer lock throughout (see View.wmu), so its stages read the
+// partitions without their locks; it places each event under its
+// partition's lock, as Add does. The events' accepted times raise the watermark
 // as they go for AddBatch's own too-late decisions; other goroutines see
 // the watermark raised when AddBatch returns.
 func (v *View) AddBatch(keys [][]byte, hashes []uint64, ts []int64, fields []Field) (tooLate, bad int) {
@@ -34,6 +36,8 @@ func (v *View) AddBatch(keys [][]byte, hashes []uint64, ts []int64, fields []Fie
 	if v.ownHash {
 		hashes = nil // a test's hash: the caller's ring.Hash would disagree
 	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
 	wm0 := v.watermark.Load()
 	wm := wm0
 	var hr [pfRing]uint64 // hashes of events in flight, by index mod pfRing
@@ -52,33 +56,27 @@ func (v *View) AddBatch(keys [][]byte, hashes []uint64, ts []int64, fields []Fie
 			}
 			hr[j%pfRing] = h
 			p := &v.parts[ring.Partition(h)]
-			p.mu.Lock()
 			if t := p.index.tab; len(t) > 0 {
 				prefetch(uintptr(unsafe.Pointer(&t[h&uint64(len(t)-1)])))
 			}
-			p.mu.Unlock()
 		}
 		if j := i - pfEntity; j >= 0 && j < n {
 			// Stage B: the index slot is cached; the entity's header line.
 			h := hr[j%pfRing]
 			p := &v.parts[ring.Partition(h)]
-			p.mu.Lock()
 			s := p.probe(h)
 			if s != 0 && int(s-1) < len(p.ents) {
 				prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
 			}
-			p.mu.Unlock()
 			sr[j%pfRing] = s
 		}
 		if j := i - pfBlocks; j >= 0 && j < n && sr[j%pfRing] != 0 {
 			// Stage C: the header is cached; the key and the raw ring's
 			// newest record and the next (or the newest tile).
 			p := &v.parts[ring.Partition(hr[j%pfRing])]
-			p.mu.Lock()
 			if s := int(sr[j%pfRing] - 1); s < len(p.ents) {
 				p.prefetchEntity(v, &p.ents[s])
 			}
-			p.mu.Unlock()
 		}
 		if j := i - pfApply; j >= 0 {
 			switch err := v.add(keys[j], hr[j%pfRing], ts[j], fields[j*nc:(j+1)*nc], wm); {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/tally-ml/tally/ring"
@@ -185,4 +186,84 @@ func benchIngestBatch(b *testing.B, warm int) {
 			reportIngest(b, cpu0)
 		})
 	}
+}
+
+// TestWritersTakeTurns runs AddBatch and Add from several goroutines on one
+// view, each on its own keys, while others Read and PrefetchReads (run with
+// -race: AddBatch's prefetch stages read partitions without their locks,
+// which holds only while writers take turns). Every read at the end equals
+// a view fed each writer's events one writer at a time.
+func TestWritersTakeTurns(t *testing.T) {
+	spec := defaultUserSpecs()[1]
+	v, _ := windows.New(spec)
+	ref, _ := windows.New(spec)
+	const writers, perWriter, events = 4, 300, 6_000
+	keys := benchKeys(writers * perWriter)
+	feed := func(w int, into *windows.View, batched bool) {
+		const batch = 64
+		ks := make([][]byte, 0, batch)
+		ts := make([]int64, 0, batch)
+		fs := make([]windows.Field, 0, 2*batch)
+		for i := range events {
+			k := keys[w*perWriter+i%perWriter]
+			f := []windows.Field{{Num: float64(i%997) / 100}, {Str: []byte{'m', byte('a' + i%7)}}}
+			at := int64(i) * 1000
+			if !batched || i%5 == 0 { // some single Adds between the batches
+				if err := into.Add(k, at, f); err != nil {
+					t.Error(err)
+				}
+				continue
+			}
+			ks, ts, fs = append(ks, k), append(ts, at), append(fs, f...)
+			if len(ks) == batch || i == events-1 {
+				if late, bad := into.AddBatch(ks, nil, ts, fs); late+bad != 0 {
+					t.Errorf("writer %d: %d too late, %d bad", w, late, bad)
+				}
+				ks, ts, fs = ks[:0], ts[:0], fs[:0]
+			}
+		}
+		if len(ks) > 0 {
+			into.AddBatch(ks, nil, ts, fs)
+		}
+	}
+	var writing, reading sync.WaitGroup
+	stop := make(chan struct{})
+	for r := range 2 {
+		reading.Add(1)
+		go func() {
+			defer reading.Done()
+			var dst []windows.Value
+			hs := []uint64{0}
+			for i := r; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := keys[i%len(keys)]
+				hs[0] = ring.Hash(k)
+				windows.PrefetchReads([]*windows.View{v}, hs)
+				dst = v.Read(k, int64(events)*1000, dst[:0])
+				if len(dst) != len(spec.Aggregations) {
+					t.Errorf("read %d values", len(dst))
+					return
+				}
+			}
+		}()
+	}
+	for w := range writers {
+		writing.Add(1)
+		go func() {
+			defer writing.Done()
+			feed(w, v, true)
+		}()
+	}
+	writing.Wait()
+	close(stop)
+	reading.Wait()
+	for w := range writers {
+		feed(w, ref, false)
+	}
+	sameReads(t, v, ref, keys, events*1000, 1000)
+	sameStats(t, v, ref)
 }

@@ -143,8 +143,12 @@
 //
 // Entities are spread over ring.Partitions partitions by ring.Partition of
 // ring.Hash(key), each with its own lock, open-addressing hash index and
-// pointer-free arenas, so concurrent Adds and Reads of different partitions do not
-// contend and the garbage collector has nothing per entity to scan. Keys are
+// pointer-free arenas, so Reads of different partitions do not contend, nor
+// do Reads with an Add of another partition, and the garbage collector has
+// nothing per entity to scan. Writers of one view (Add, AddBatch) take
+// turns: under the view's writer lock AddBatch's prefetch stages read the
+// partitions without their locks, and the store writes each view from one
+// goroutine at a time anyway. Keys are
 // stored and compared, so a 64-bit hash collision never merges two
 // entities. In steady state Add allocates nothing (a new entity, a new
 // string value, arena growth and a tile's second distinct value do) and Read

@@ -97,6 +97,14 @@ type View struct {
 	ownHash      bool   // hash is not ring.Hash (a test's): AddBatch ignores given hashes
 	fp           uint64 // spec fingerprint, for snapshots
 
+	// wmu orders the view's writers (Add, AddBatch): one at a time, while
+	// reads go on beside them under the partition locks. Only writers
+	// change a partition's index, entity headers, keys and arenas (a read
+	// changes its own caches), so under wmu AddBatch's prefetch stages read
+	// those without taking the partition's lock: one lock per event, not
+	// four. The store writes each view from one goroutine at a time anyway.
+	wmu sync.Mutex
+
 	watermark atomic.Int64
 	tooLate   atomic.Int64
 	parts     []partition
@@ -293,12 +301,16 @@ func (v *View) Spec() Spec { return v.spec }
 // event could only count in reads the view does not answer), and
 // ErrBadEvent if len(fields) differs from the spec's columns, ts is outside
 // [MinTime, MaxTime], or a kept Float field is NaN or infinite. On error
-// nothing changes. Add is safe for concurrent use; for an existing entity in
-// steady state it allocates nothing (a new entity or a new string value
-// allocates).
+// nothing changes. Add is safe for concurrent use (writers of one view take
+// turns; reads run beside them); for an existing entity in steady state it
+// allocates nothing (a new entity or a new string value allocates).
 func (v *View) Add(key []byte, ts int64, fields []Field) error {
+	h := v.hash(key)
+	v.wmu.Lock()
 	wm := v.watermark.Load()
-	if err := v.add(key, v.hash(key), ts, fields, wm); err != nil {
+	err := v.add(key, h, ts, fields, wm)
+	v.wmu.Unlock()
+	if err != nil {
 		return err
 	}
 	v.publish(wm, ts)
