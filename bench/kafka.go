@@ -73,10 +73,13 @@ func (r *runner) runKafka(ctx context.Context) error {
 	t0 := time.Now()
 	cmd := exec.CommandContext(ctx, "bash", script, "start", brokerDir)
 	cmd.Env = append(os.Environ(), "TALLY_KAFKA_OWNER_PID="+strconv.Itoa(os.Getpid()))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// The address is the last line of standard output alone: a first start
+	// also fetches Kafka, and Maven's output on standard error may end
+	// without a newline (in escape codes) before it.
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		return notRun(fmt.Sprintf("the broker did not start (%s start: %v): %s", script, err, lastLine(out.String())))
+		return notRun(fmt.Sprintf("the broker did not start (%s start: %v): %s", script, err, lastLine(errOut.String()+out.String())))
 	}
 	defer exec.Command("bash", script, "stop", brokerDir).Run()
 	addr := lastLine(out.String())

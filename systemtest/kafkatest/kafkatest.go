@@ -6,6 +6,7 @@
 package kafkatest
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -140,8 +141,15 @@ func (b *Broker) run(cmd string) (string, error) {
 	c := exec.Command(b.script, cmd, b.Dir)
 	// The broker goes with the test binary, however it ends.
 	c.Env = append(os.Environ(), "TALLY_KAFKA_OWNER_PID="+strconv.Itoa(os.Getpid()))
-	o, err := c.CombinedOutput()
-	return string(o), err
+	// The broker's address is the last line of standard output alone: a
+	// first start also fetches Kafka, and Maven's output on standard error
+	// may end without a newline (in escape codes) before the address.
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
 }
 
 func lastLine(s string) string {
