@@ -380,6 +380,7 @@ func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) err
 	slot, ok := p.find(h, key)
 	if !ok {
 		slot = p.insert(h, key)
+		p.floors.lower(ts)
 	}
 	e := &p.ents[slot]
 	if ts > e.newest {
@@ -480,6 +481,7 @@ type partState struct {
 	hot        map[uint32]*hotSums // by entity slot: see hot.go
 	cursor     uint32
 	ticks      uint32 // Adds, modulo 2^32: when to sweep
+	floors     sweepFloors
 	live       int
 	raw        int
 	tiles      int
@@ -603,17 +605,57 @@ func (p *partition) compactKeys() {
 	p.keys, p.deadKey = keys, 0
 }
 
+// sweepFloors lets a sweep skip a partition none of whose entities can be
+// idle yet. floor, once known, is at most the newest ts of every live
+// entity: a full pass of the cursor learns the least it saw (each entity's
+// newest only grows), and every new entity lowers it to its first ts. While
+// floor > wm - horizon no entity is idle and a sweep only moves the cursor,
+// as a sweep that drops nothing would: a view restored from a snapshot
+// (which does not hold the floor) sweeps those slots and drops nothing
+// either, so both stay in step. It is derived state, zero in a restored
+// partition (not known). In a steady state where entities go idle the floor
+// trails the watermark and sweeps look at every slot; a young partition, or
+// a view whose horizon is long (a year of daily tiles), skips them.
+type sweepFloors struct {
+	floor   int64
+	known   bool  // floor holds (a full pass has completed)
+	inPass  bool  // the cursor wrapped since the partition was new or restored: the pass is full
+	passMin int64 // least newest seen in this pass, or given to a new entity
+}
+
+// lower records a new entity whose newest ts is ts.
+func (f *sweepFloors) lower(ts int64) {
+	f.passMin = min(f.passMin, ts)
+	f.floor = min(f.floor, ts)
+}
+
 // sweep inspects a few slots and drops entities idle for longer than the
 // horizon before the watermark wm.
 func (p *partition) sweep(v *View, wm int64) {
+	f := &p.floors
+	idle := wm - v.horizon // an entity whose newest is at or before it is idle
+	skip := f.known && f.floor > idle
 	for range sweepSlots {
 		p.cursor++
 		if p.cursor >= uint32(len(p.ents)) {
 			p.cursor = 0
+			if f.inPass {
+				f.floor, f.known = f.passMin, true
+				skip = f.floor > idle
+			}
+			f.inPass, f.passMin = true, math.MaxInt64
 		}
-		if e := &p.ents[p.cursor]; e.live && e.newest <= wm-v.horizon {
-			p.remove(v, p.cursor)
-			p.expired++
+		if skip {
+			f.passMin = min(f.passMin, f.floor) // every entity's newest is at least the floor
+			continue
+		}
+		if e := &p.ents[p.cursor]; e.live {
+			if e.newest <= idle {
+				p.remove(v, p.cursor)
+				p.expired++
+			} else {
+				f.passMin = min(f.passMin, e.newest)
+			}
 		}
 	}
 }
