@@ -88,6 +88,10 @@ func reportIngest(b *testing.B, cpu0 int64) {
 // cpuTime is the process's CPU time in ns (cputime.Now).
 var cpuTime = cputime.Now
 
+// BenchmarkIngestParallel adds from GOMAXPROCS goroutines at once. Writers
+// of a view take turns (View.wmu), so this measures Add under contention
+// for the writer lock, not parallel speed-up: the store writes each view
+// from one goroutine at a time, and spreads views, not events, over cores.
 func BenchmarkIngestParallel(b *testing.B) {
 	spec := defaultUserSpecs()[1]
 	v, _ := windows.New(spec)
