@@ -213,8 +213,11 @@ func (c *sweptConn) Read(b []byte) (int, error) {
 	}
 	if c.phase == phaseResponse {
 		c.phase = phaseIdle
-		c.set[reading].Store(false)
-		c.set[writing].Store(false)
+		for d := range c.set {
+			if c.set[d].Load() { // a store is a locked exchange: only when set
+				c.set[d].Store(false)
+			}
+		}
 		c.arm(writing, 0)
 		c.arm(reading, c.l.after(c.l.timeouts.idle))
 	}

@@ -16,11 +16,11 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/tally-ml/tally/bench"
 	"github.com/tally-ml/tally/bench/load"
+	"github.com/tally-ml/tally/internal/cputime"
 )
 
 const (
@@ -28,14 +28,6 @@ const (
 	warmup  = 500 * time.Millisecond
 	path    = "/api/v1/feature-service/get-features"
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func main() {
 	if len(os.Args) < 4 {
@@ -57,14 +49,14 @@ func main() {
 				os.Exit(2)
 			}
 		}
-		c0 := cpuTime()
+		c0 := cputime.Now()
 		var r load.Result
 		if rate == 0 {
 			r = load.RunClosed(ctx, load.Closed{Workers: workers, Duration: 3 * time.Second}, f)
 		} else {
 			r = load.RunOpen(ctx, load.Open{Rate: rate, Duration: 3 * time.Second, Workers: workers, Warmup: warmup}, f)
 		}
-		cpu := cpuTime() - c0
+		cpu := cputime.Now() - c0
 		if r.Requests == 0 || r.Errors > 0 {
 			fmt.Fprintf(os.Stderr, "%s: %d requests, %d errors: %v\n", shape, r.Requests, r.Errors, r.FirstErr)
 			os.Exit(1)
