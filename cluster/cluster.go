@@ -352,6 +352,9 @@ func (c *Cluster) followMap() {
 			}
 		}
 		if m != nil {
+			if beforeReconcile != nil {
+				beforeReconcile()
+			}
 			c.reconcile(m)
 		}
 		select {
@@ -362,6 +365,10 @@ func (c *Cluster) followMap() {
 		}
 	}
 }
+
+// beforeReconcile, when a test sets it, is called by followMap before each
+// reconcile: a test parks followMap there to order it against Close.
+var beforeReconcile func()
 
 // reconcileEvery is how often followMap reconciles without a map change.
 const reconcileEvery = 10 * time.Second
@@ -430,7 +437,11 @@ func (c *Cluster) Err() error {
 	return c.ready()
 }
 
-// Close stops the node's replicas, the RPC server and the cluster port.
+// Close stops the node's replicas, the RPC server and the cluster port,
+// then waits for the node's goroutines. It waits for them after letting go
+// of reconcileMu: followMap may be on its way into a reconcile (it took
+// the map before closing was closed), and that reconcile waits for the
+// lock, sees closing and returns.
 func (c *Cluster) Close() error {
 	select {
 	case <-c.closing:
@@ -438,7 +449,15 @@ func (c *Cluster) Close() error {
 	default:
 	}
 	close(c.closing)
-	c.reconcileMu.Lock() // no replica opens or closes from here
+	err := c.closeReplicas()
+	c.wg.Wait()
+	return err
+}
+
+// closeReplicas is Close's work under reconcileMu: no replica opens or
+// closes meanwhile.
+func (c *Cluster) closeReplicas() error {
+	c.reconcileMu.Lock()
 	defer c.reconcileMu.Unlock()
 	c.handOver()
 	var errs []error
@@ -454,7 +473,6 @@ func (c *Cluster) Close() error {
 	if c.mux != nil {
 		errs = append(errs, c.mux.Close())
 	}
-	c.wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -113,8 +113,11 @@ type lookups struct {
 	logf       func(string, ...any)
 }
 
+// startLookups starts readers goroutines; like startLoad's writers, they
+// stop in the test's cleanup if halt was not called.
 func startLookups(l *clusterLoad, readers int, nodes ...*harness.Node) *lookups {
 	lk := &lookups{nodes: nodes, logf: l.t.Logf}
+	l.t.Cleanup(lk.halt)
 	for r := range readers {
 		lk.wg.Add(1)
 		go func() {

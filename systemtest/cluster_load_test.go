@@ -66,6 +66,7 @@ type clusterLoad struct {
 	mAcked map[string]int // merchant -> acknowledged events
 
 	stop       atomic.Bool
+	abandon    atomic.Bool // the test has ended: stop retrying, report nothing
 	wg         sync.WaitGroup
 	reqs, errs atomic.Int64
 	slowest    [8]atomic.Int64 // per node: the longest acknowledged attempt, in ns
@@ -73,13 +74,20 @@ type clusterLoad struct {
 
 const loadUsers, loadMerchants = 60, 8
 
-// startLoad starts writers goroutines sending through nodes.
+// startLoad starts writers goroutines sending through nodes. A test that
+// ends before halt (a Fatal) stops them in its cleanup, before its nodes
+// are killed: a goroutine must not report to a test that has completed.
 func startLoad(t *testing.T, c *testCluster, prefix string, writers int, nodes ...int) *clusterLoad {
 	l := &clusterLoad{t: t, c: c, prefix: prefix, nodes: nodes, acked: map[string]int{}, mAcked: map[string]int{}}
 	for w := range writers {
 		l.wg.Add(1)
 		go l.writer(w)
 	}
+	t.Cleanup(func() {
+		l.abandon.Store(true)
+		l.stop.Store(true)
+		l.wg.Wait()
+	})
 	return l
 }
 
@@ -125,6 +133,9 @@ func (l *clusterLoad) writer(w int) {
 			t0 := time.Now()
 			_, err := nd.Client.IngestBulk(ctx, "transactions", body, client.WriteOptions{RequestID: id})
 			cancel()
+			if l.abandon.Load() {
+				return
+			}
 			if err == nil {
 				for d := int64(time.Since(t0)); ; {
 					old := l.slowest[ni].Load()

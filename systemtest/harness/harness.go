@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -308,9 +309,34 @@ func (n *Node) Stop() error {
 	case <-n.Exited():
 		return n.ExitErr()
 	case <-time.After(n.o.StopTimeout):
-		n.t.Fatalf("%s did not stop within %s of SIGTERM\n%s", n.Name, n.o.StopTimeout, n.Output())
+		// A Go process dumps every goroutine's stack on SIGQUIT and exits:
+		// the dump shows where the shutdown hangs.
+		n.Signal(syscall.SIGQUIT)
+		select {
+		case <-n.Exited():
+		case <-time.After(10 * time.Second):
+		}
+		out := n.Output()
+		logs, dump := out, ""
+		if i := strings.Index(out, "SIGQUIT: quit"); i >= 0 {
+			logs, dump = out[:i], out[i:]
+		}
+		n.t.Fatalf("%s did not stop within %s of SIGTERM; its goroutines then:\n%s\nthe end of its log:\n%s", n.Name, n.o.StopTimeout, dump, lastLines(logs, 60))
 		return nil
 	}
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '\n' {
+			if n--; n == 0 {
+				return s[i+1:]
+			}
+		}
+	}
+	return s
 }
 
 // Pause stops the process with SIGSTOP: it keeps its connections and port
