@@ -66,13 +66,17 @@
 //
 // # Memory
 //
-// Each entity keeps a ring of its recent raw events (ts plus the columns its
-// aggregations read; strings dictionary-encoded per column, view-wide, as
-// 32-bit ids; a Float column that is only counted as a null flag; a Float
-// column whose values are all whole numbers of cents within ±2^31 (money) as
-// those cents in 32 bits, read back bit for bit, until the first value that
-// is not widens that column for the whole view, once, see cents.go; the ts
-// as a 32-bit offset when the horizon is at most 2^31 ms, about 24 days) and,
+// Each entity keeps a ring of its recent raw events, packed bytes (see
+// layout.go): the ts as a 32-bit offset when the horizon is at most 2^31 ms
+// (about 24 days), then the columns its aggregations read, each in the
+// narrowest encoding that has held all its values so far: strings
+// dictionary-encoded per column, view-wide, as 16-bit ids (32-bit past
+// about 65,000 distinct values); a Float column that is only counted as a
+// one-byte null flag; a Float column whose values are all whole numbers of
+// cents (money) as those cents in 24 bits (within ±83,886.07) or 32, read
+// back bit for bit, else as the float64. The first value an encoding cannot
+// hold widens that column for the whole view. A card holder's event of the
+// default repo (ts, amount, merchant) is 9 bytes. Each entity also keeps,
 // for tiled aggregations, one record per non-empty tile (count, compensated
 // sum, Welford mean and M2, min, max, last value and ts, and the exact
 // distinct set as a roaring bitmap of dictionary ids, keeping only what the

@@ -2,6 +2,7 @@ package windows
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 )
 
@@ -28,9 +29,9 @@ func MemoryBreakdown(v *View) string {
 	var capW, lenW, dead, ents, keys, idx, free, live int64
 	for i := range v.parts {
 		p := &v.parts[i]
-		capW += int64(cap(p.words))*8 + int64(cap(p.rw))*4
-		lenW += int64(len(p.words))*8 + int64(len(p.rw))*4
-		dead += int64(p.deadW)*8 + int64(p.deadR)*4
+		capW += int64(cap(p.words))*8 + int64(cap(p.rw))
+		lenW += int64(len(p.words))*8 + int64(len(p.rw))
+		dead += int64(p.deadW)*8 + int64(p.deadR)
 		ents += int64(cap(p.ents)) * int64(unsafe.Sizeof(entity{}))
 		keys += int64(cap(p.keys))
 		idx += p.index.bytes()
@@ -55,16 +56,26 @@ func SetHotMin(n uint32) func() {
 func HotReads() int64 { return hotReads.Load() }
 
 // Widen holds every Float column of v as a float64 from now on (see
-// cents.go), as the first value that is not whole cents would.
+// layout.go), as the first value that is not whole cents would.
 func Widen(v *View) {
-	for i, c := range v.colCents {
-		if c {
-			v.widen(i)
+	for i, e := range v.colEnc {
+		if e == encCents24 || e == encCents32 {
+			v.widen(i, math.Float64bits(1.0/3))
 		}
 	}
 }
 
-// RawStride is the uint32s per raw record of v's current layout.
+// WidenIDs holds every String column of v in four bytes from now on, as
+// the first dictionary id of 0xffff or more would.
+func WidenIDs(v *View) {
+	for i, e := range v.colEnc {
+		if e == encID16 {
+			v.widen(i, 0xffff)
+		}
+	}
+}
+
+// RawStride is the bytes per raw record of v's current layout.
 func RawStride(v *View) int {
 	v.layout.RLock()
 	defer v.layout.RUnlock()

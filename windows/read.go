@@ -132,7 +132,7 @@ func (p *partition) prefetchRead(v *View, e *entity) {
 		prefetch(uintptr(unsafe.Pointer(&p.keys[e.keyOff])))
 	}
 	if e.rawCls != noBlock && e.rawLen > 0 && int(e.rawOff) < len(p.rw) {
-		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*v.stride*4, prefetchRawLines)
+		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*v.stride, prefetchRawLines)
 	}
 	if e.tileCls != noBlock && e.tileLen > 0 && int(e.tileOff) < len(p.words) {
 		lines(uintptr(unsafe.Pointer(&p.words[e.tileOff])), int(e.tileLen)*v.tileStride*8, prefetchTileLines)

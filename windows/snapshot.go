@@ -44,9 +44,9 @@ import (
 // reads as is; a build that reads only version 1 refuses version 2 rather
 // than count those events twice.
 //
-// Values are written as values whatever the raw layout in memory (cents
-// or float64, see cents.go): a section reads into a view of either layout
-// (a value that is not whole cents widens the reading view first).
+// Values are written as values whatever the raw layout in memory (see
+// layout.go): a section reads into a view of any layout (a value or a
+// dictionary id its layout cannot hold widens the reading view first).
 //
 // A partition section is self-contained: string values are written by value,
 // not by dictionary id, so a partition can be read into any view with the
@@ -286,7 +286,7 @@ func (v *View) ReadPartition(r io.Reader, p uint32) error {
 		err := v.decodePartition(&snapReader{b: body}, np, p)
 		if w, ok := err.(errWiden); ok {
 			v.layout.RUnlock()
-			v.widen(w.col) // a value not held as cents: widen, decode again
+			v.widen(w.col, w.val) // a value the layout cannot hold: widen, decode again
 			continue
 		}
 		if err != nil {
@@ -302,9 +302,12 @@ func (v *View) ReadPartition(r io.Reader, p uint32) error {
 	}
 }
 
-// errWiden stops decodePartition at a value that stored column col, held as
-// cents, cannot hold (see widen).
-type errWiden struct{ col int }
+// errWiden stops decodePartition at a value val that stored column col's
+// encoding cannot hold (see widen).
+type errWiden struct {
+	col int
+	val uint64
+}
 
 func (e errWiden) Error() string { return fmt.Sprintf("stored column %d needs widening", e.col) }
 
@@ -541,8 +544,8 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 					rec[1+j] = ref(c, r)
 				}
 			}
-			if c := v.uncents(rec); c >= 0 {
-				return errWiden{c}
+			if c := v.misfit(rec); c >= 0 {
+				return errWiden{c, rec[1+c]}
 			}
 			np.putRaw(v, e, v.rawAt(e, uint32(i)), rec)
 			e.rawLen++
@@ -614,12 +617,17 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 	if len(d.b) != 0 {
 		return fmt.Errorf("%d bytes after the partition", len(d.b))
 	}
-	// Everything checks: intern the strings and map local indexes to ids.
+	// Everything checks: intern the strings and map local indexes to ids,
+	// widening a column whose encoding cannot hold an id (decoding again:
+	// interning twice gives the same ids).
 	gid := make([]uint32, len(strs))
 	for i, s := range strs {
 		id, ok := v.dicts[s.col].id(s.val)
 		if !ok {
 			return fmt.Errorf("column %s: dictionary full", v.spec.Columns[s.col].Name)
+		}
+		if j := v.colWord[s.col] - 1; !v.colEnc[j].holds(uint64(id)) {
+			return errWiden{j, uint64(id)}
 		}
 		gid[i] = id
 	}

@@ -1,6 +1,7 @@
 package windows
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"sync"
@@ -61,9 +62,8 @@ type aggPlan struct {
 	w, g  int64
 	n     int
 	str   bool
-	pos   int    // position of the column in a raw record, in uint32s
-	wide  bool   // the column is a float64 (two uint32s) in raw records
-	cents bool   // the column is held as cents in one uint32 (see centsOf)
+	pos   int    // position of the column in a raw record, in bytes
+	enc   enc    // the column's encoding in raw records (see layout.go)
 	null  uint64 // the column's null value
 	tc    *tileCol
 }
@@ -82,13 +82,13 @@ type View struct {
 	grid         int64        // tile size: gcd of the tiled intervals; 0 if none
 	stored       []int        // spec columns kept in raw records, in record order
 	colWord      []int        // spec column -> index in a logical record (0: not kept)
-	colPos       []int        // stored column i -> its position in a raw record, in uint32s
+	colPos       []int        // stored column i -> its position in a raw record, in bytes
 	colWide      []bool       // stored column i is a float64 (else a dictionary id or null flag)
-	colCents     []bool       // stored column i is a float64 held as cents in one uint32 (see widen)
-	layout       sync.RWMutex // widen holds it to change colPos, colCents, stride; ReadPartition reads
+	colEnc       []enc        // stored column i's encoding in raw records (see layout.go)
+	layout       sync.RWMutex // widen holds it to change colPos, colEnc, stride; ReadPartition reads
 	colNull      []uint64     // spec column -> its null value in a logical record
 	narrow       bool         // raw ts are uint32 offsets from the entity's base
-	stride       int          // uint32s per raw record
+	stride       int          // bytes per raw record
 	recLen       int          // words per logical record: ts + stored columns
 	tileStride   int          // words per tile record: start + tiled statistics
 	tcols        []tileCol
@@ -145,14 +145,11 @@ func New(spec Spec) (*View, error) {
 			v.dicts[c] = new(dict)
 		}
 	}
-	// Raw record layout: the ts (a uint32 offset from the entity's base when
-	// the horizon fits, see insertRaw), then each kept column: a dictionary
-	// id, a float64, or, for a Float column only counted, a null flag.
+	// Raw record layout (see layout.go): the ts (a uint32 offset from the
+	// entity's base when the horizon fits, see insertRaw), then each kept
+	// column: a dictionary id, a float64 (as cents while it can), or, for a
+	// Float column only counted, a null flag.
 	v.narrow = v.horizon <= 1<<31
-	v.stride = 2
-	if v.narrow {
-		v.stride = 1
-	}
 	v.colNull = make([]uint64, nc)
 	for _, c := range v.stored {
 		countOnly := true
@@ -161,7 +158,7 @@ func New(spec Spec) (*View, error) {
 		}
 		wide := spec.Columns[c].Kind == Float && !countOnly
 		v.colWide = append(v.colWide, wide)
-		v.colCents = append(v.colCents, wide) // until a value is not a whole number of cents
+		v.colEnc = append(v.colEnc, narrowestEnc(v.dicts[c] != nil, wide))
 		v.colNull[c] = nullID
 		if wide {
 			v.colNull[c] = nullBits
@@ -372,9 +369,9 @@ func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) err
 	}
 	p := &v.parts[ring.Partition(h)]
 	p.mu.Lock()
-	for i := v.uncents(rec); i >= 0; i = v.uncents(rec) {
+	for i := v.misfit(rec); i >= 0; i = v.misfit(rec) {
 		p.mu.Unlock()
-		v.widen(i)
+		v.widen(i, rec[1+i])
 		p.mu.Lock()
 	}
 	slot, ok := p.find(h, key)
@@ -399,7 +396,7 @@ func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) err
 	if p.ticks++; p.ticks%sweepEvery == 0 && len(p.ents) > 1 {
 		p.sweep(v, max(wm, ts))
 	}
-	if (p.deadR > 1024 && p.deadR > len(p.rw)/8) || (p.deadW > 512 && p.deadW > len(p.words)/4) {
+	if (p.deadR > 4096 && p.deadR > len(p.rw)/8) || (p.deadW > 512 && p.deadW > len(p.words)/4) {
 		p.compact(v)
 	}
 	p.mu.Unlock()
@@ -467,10 +464,10 @@ type partState struct {
 	freeEnt    []uint32
 	keys       []byte
 	deadKey    int
-	rw         []uint32          // arena of raw blocks
+	rw         []byte            // arena of raw blocks
 	words      []uint64          // arena of tile blocks
 	free       [][]uint32        // free blocks by 2*class+kind
-	deadR      int               // uint32s in free raw blocks
+	deadR      int               // bytes in free raw blocks
 	deadW      int               // uint64s in free tile blocks
 	bms        []*roaring.Bitmap // distinct sets of tiles, by id
 	freeBms    []uint32
@@ -661,7 +658,7 @@ func (p *partition) sweep(v *View, wm int64) {
 }
 
 // blockLen is the length of a block of kind and class, in its arena's
-// units (uint32s for raw blocks, uint64s for tile blocks).
+// units (bytes for raw blocks, uint64s for tile blocks).
 func blockLen(v *View, kind int, cls uint8) int {
 	if kind == rawKind {
 		return int(classCap[cls]) * v.stride
@@ -729,7 +726,7 @@ func (p *partition) compact(v *View) {
 			}
 		}
 	}
-	rw := make([]uint32, 0, nr+nr/8)
+	rw := make([]byte, 0, nr+nr/8)
 	words := make([]uint64, 0, nw+nw/8)
 	for i := range p.ents {
 		e := &p.ents[i]
@@ -786,67 +783,47 @@ func (v *View) rawSpans(e *entity, i0, i1 uint32) (s [2][2]int) {
 // rawTs returns the ts of the raw record at offset at of e.
 func (p *partition) rawTs(v *View, e *entity, at int) int64 {
 	if v.narrow {
-		return e.base + int64(p.rw[at])
+		return e.base + int64(binary.LittleEndian.Uint32(p.rw[at:]))
 	}
-	return int64(uint64(p.rw[at]) | uint64(p.rw[at+1])<<32)
+	return int64(binary.LittleEndian.Uint64(p.rw[at:]))
 }
 
 // rawVal returns the value of a's column in the raw record at offset at.
 func (p *partition) rawVal(a *aggPlan, at int) uint64 {
-	at += a.pos
-	switch {
-	case a.cents:
-		return centsBits(p.rw[at])
-	case a.wide:
-		return uint64(p.rw[at]) | uint64(p.rw[at+1])<<32
-	}
-	return uint64(p.rw[at])
+	return a.enc.get(p.rw[at+a.pos:])
 }
 
 // getRaw decodes the raw record at offset at of e into logical record rec.
 func (p *partition) getRaw(v *View, e *entity, at int, rec []uint64) {
 	rec[0] = uint64(p.rawTs(v, e, at))
-	p.getCols(v.colPos, v.colWide, v.colCents, at, rec)
+	p.getCols(v.colPos, v.colEnc, at, rec)
 }
 
 // getCols decodes the columns of the raw record at offset at, laid out by
-// pos, wide and cents, into rec[1:].
-func (p *partition) getCols(pos []int, wide, cents []bool, at int, rec []uint64) {
+// pos and encs, into rec[1:].
+func (p *partition) getCols(pos []int, encs []enc, at int, rec []uint64) {
 	for i, o := range pos {
-		switch {
-		case cents[i]:
-			rec[1+i] = centsBits(p.rw[at+o])
-		case wide[i]:
-			rec[1+i] = uint64(p.rw[at+o]) | uint64(p.rw[at+o+1])<<32
-		default:
-			rec[1+i] = uint64(p.rw[at+o])
-		}
+		rec[1+i] = encs[i].get(p.rw[at+o:])
 	}
 }
 
 // putRaw encodes logical record rec at offset at of e; its ts must lie in
-// (e.newest - horizon, e.newest] and e.base must be set (see insertRaw).
+// (e.newest - horizon, e.newest] and e.base must be set (see insertRaw),
+// and each column's encoding must hold its value (see misfit).
 func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
 	r := p.rw[at : at+v.stride]
 	if v.narrow {
-		r[0] = uint32(int64(rec[0]) - e.base)
+		binary.LittleEndian.PutUint32(r, uint32(int64(rec[0])-e.base))
 	} else {
-		r[0], r[1] = uint32(rec[0]), uint32(rec[0]>>32)
+		binary.LittleEndian.PutUint64(r, rec[0])
 	}
-	p.putCols(v, r, rec)
+	v.putCols(r, rec)
 }
 
 // putCols encodes the columns of logical record rec into raw record r.
-func (p *partition) putCols(v *View, r []uint32, rec []uint64) {
+func (v *View) putCols(r []byte, rec []uint64) {
 	for i, pos := range v.colPos {
-		switch x := rec[1+i]; {
-		case v.colCents[i]:
-			r[pos] = centsOf(x) // the caller checked that x fits (see add)
-		case v.colWide[i]:
-			r[pos], r[pos+1] = uint32(x), uint32(x>>32)
-		default:
-			r[pos] = uint32(x)
-		}
+		v.colEnc[i].put(r[pos:], rec[1+i])
 	}
 }
 
@@ -862,7 +839,8 @@ func (p *partition) rebase(v *View, e *entity) {
 	if e.rawLen > 0 { // then nb - base < 2^32: every kept offset exceeds it
 		d := uint32(nb - e.base)
 		for i := range e.rawLen {
-			p.rw[v.rawAt(e, i)] -= d
+			b := p.rw[v.rawAt(e, i):]
+			binary.LittleEndian.PutUint32(b, binary.LittleEndian.Uint32(b)-d)
 		}
 	}
 	e.base = nb
@@ -910,16 +888,7 @@ func (v *View) recHasNull(rec []uint64) bool {
 // rawHasNull reports whether the raw record at offset at has a null kept field.
 func (p *partition) rawHasNull(v *View, at int) bool {
 	for i, pos := range v.colPos {
-		switch {
-		case v.colCents[i]:
-			if p.rw[at+pos] == centsNull {
-				return true
-			}
-		case v.colWide[i]:
-			if uint64(p.rw[at+pos])|uint64(p.rw[at+pos+1])<<32 == nullBits {
-				return true
-			}
-		case p.rw[at+pos] == nullID:
+		if v.colEnc[i].isNull(p.rw[at+pos:]) {
 			return true
 		}
 	}
@@ -1188,7 +1157,7 @@ func twoSumAdd(hi, lo, x float64) (float64, float64) {
 
 // bytes estimates the partition's memory.
 func (p *partition) bytes() int64 {
-	b := int64(cap(p.rw))*4 + int64(cap(p.words))*8 + int64(cap(p.ents))*int64(unsafe.Sizeof(entity{})) + int64(cap(p.keys)) +
+	b := int64(cap(p.rw)) + int64(cap(p.words))*8 + int64(cap(p.ents))*int64(unsafe.Sizeof(entity{})) + int64(cap(p.keys)) +
 		p.index.bytes() + int64(cap(p.freeEnt))*4
 	for _, l := range p.free {
 		b += int64(cap(l)) * 4

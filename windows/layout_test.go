@@ -2,6 +2,7 @@ package windows_test
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -9,7 +10,7 @@ import (
 	"github.com/tally-ml/tally/windows"
 )
 
-// TestCentsMatchWide feeds one view amounts in whole cents (held in 32
+// TestCentsMatchWide feeds one view amounts in whole cents (held in 24
 // bits) and another the same events with every Float column widened from
 // the start; then a value that is not whole cents widens the first view
 // mid-stream. Before and after, the snapshots are byte for byte the same,
@@ -66,13 +67,13 @@ func TestCentsMatchWide(t *testing.T) {
 			countOnly := spec.Name == "user_transaction_counts" || spec.Name == "user_distinct_merchants"
 			before := windows.RawStride(a)
 			if sa, sb := windows.RawStride(a), windows.RawStride(b); (sa >= sb) != countOnly {
-				t.Fatalf("raw records of %d uint32s with cents, %d wide", sa, sb)
+				t.Fatalf("raw records of %d bytes with cents, %d wide", sa, sb)
 			}
 			same("cents")
 			feed(10_000, false)
 			same("widened")
 			if sa := windows.RawStride(a); (sa == before) != countOnly {
-				t.Fatalf("raw records of %d uint32s after widening, %d before", sa, before)
+				t.Fatalf("raw records of %d bytes after widening, %d before", sa, before)
 			}
 		})
 	}
@@ -137,4 +138,67 @@ func TestWidenWhileReading(t *testing.T) {
 		t.Fatal("snapshots differ")
 	}
 	sameReads(t, v, ref, keys, 20_000*1000, 1000)
+}
+
+// TestIDsWiden feeds one view a stream of few merchants (dictionary ids in
+// 16 bits) and another the same events with every String column widened
+// from the start (32 bits); then a burst of 70,000 new merchants takes
+// some dictionary shard past 1,023 values, its ids past 0xffff, and the
+// first view widens. Before and after, the snapshots are byte for byte the
+// same, and every read bit for bit; a snapshot taken after the burst
+// widens the fresh view it restores into (the ids it interns pass 0xffff
+// there too), which then answers the same.
+func TestIDsWiden(t *testing.T) {
+	for i, spec := range []windows.Spec{testSpecs(1000)[0], defaultUserSpecs()[2]} {
+		t.Run(spec.Name, func(t *testing.T) {
+			a, _ := windows.New(spec)
+			b, _ := windows.New(spec)
+			windows.WidenIDs(b)
+			s := newStream(uint64(40+i), 300, 1000)
+			nc := len(spec.Columns)
+			add := func(k []byte, ts int64, f []windows.Field) {
+				t.Helper()
+				if ea, eb := a.Add(k, ts, f[:nc]), b.Add(k, ts, f[:nc]); ea != eb {
+					t.Fatalf("Add: %v with 16-bit ids, %v with 32-bit", ea, eb)
+				}
+			}
+			same := func(when string) *windows.View {
+				t.Helper()
+				sa := snapshot(t, a)
+				if !bytes.Equal(sa, snapshot(t, b)) {
+					t.Fatalf("%s: snapshots differ", when)
+				}
+				sameStats(t, a, b)
+				sameReads(t, a, b, s.keys, s.now, s.u)
+				r := restore(t, spec, sa)
+				sameReads(t, a, r, s.keys, s.now, s.u)
+				return r
+			}
+			for range 10_000 {
+				add(s.next())
+			}
+			narrow, wide := windows.RawStride(a), windows.RawStride(b)
+			if narrow >= wide {
+				t.Fatalf("raw records of %d bytes with 16-bit ids, %d with 32-bit", narrow, wide)
+			}
+			if r := same("16-bit ids"); windows.RawStride(r) != narrow {
+				t.Fatalf("restored with few values: raw records of %d bytes, want %d", windows.RawStride(r), narrow)
+			}
+			f := make([]windows.Field, nc)
+			for j := range 70_000 {
+				f[1] = windows.Field{Str: fmt.Appendf(nil, "new-merchant-%d", j)}
+				add(s.keys[j%len(s.keys)], s.now+int64(j/100), f)
+			}
+			if got := windows.RawStride(a); got != wide {
+				t.Fatalf("after 70,000 new values: raw records of %d bytes, want %d", got, wide)
+			}
+			if r := same("widened"); windows.RawStride(r) != wide {
+				t.Fatalf("restored after the burst: raw records of %d bytes, want %d", windows.RawStride(r), wide)
+			}
+			for range 5_000 {
+				add(s.next())
+			}
+			same("after")
+		})
+	}
 }
