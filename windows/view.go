@@ -57,15 +57,15 @@ type tileCol struct {
 }
 
 type aggPlan struct {
-	fn    Func
-	col   int
-	w, g  int64
-	n     int
-	str   bool
-	pos   int    // position of the column in a raw record, in bytes
-	enc   enc    // the column's encoding in raw records (see layout.go)
-	null  uint64 // the column's null value
-	tc    *tileCol
+	fn   Func
+	col  int
+	w, g int64
+	n    int
+	str  bool
+	pos  int    // position of the column in a raw record, in bytes
+	enc  enc    // the column's encoding in raw records (see layout.go)
+	null uint64 // the column's null value
+	tc   *tileCol
 }
 
 // View holds the state of one feature view: every entity's recent events and
