@@ -472,6 +472,7 @@ type partState struct {
 	bms        []*roaring.Bitmap // distinct sets of tiles, by id
 	freeBms    []uint32
 	scratch    []uint64
+	vals       []uint64            // ReadRange's raw values (rawVals), reused
 	set        []uint64            // countDistinct's hash set
 	scratchSet []uint64            // countDistinct's regrow
 	rc         readCache           // ReadRange's, reused: zeroing its arrays per read cost more than a small window's sum
