@@ -512,7 +512,6 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 		if nraw > 0 {
 			np.allocFor(v, e, rawKind, nraw)
 		}
-		e.base = e.newest - v.horizon
 		ts := int64(0)
 		for i := 0; i < nraw && d.err == nil; i++ {
 			if i == 0 {

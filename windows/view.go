@@ -381,7 +381,7 @@ func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) err
 	}
 	e := &p.ents[slot]
 	if ts > e.newest {
-		e.newest = ts
+		p.advance(v, e, ts)
 	}
 	switch {
 	case ts < e.folded:
@@ -431,7 +431,6 @@ func (v *View) Stats() Stats {
 type entity struct {
 	newest  int64  // greatest ts seen
 	folded  int64  // events with ts < folded are in tiles, the others raw
-	base    int64  // raw ts are offsets from base (View.narrow)
 	keyOff  uint32 // key bytes in partition.keys
 	keyLen  uint32
 	rawOff  uint32 // raw ring block in partition.words
@@ -786,7 +785,7 @@ func (v *View) rawSpans(e *entity, i0, i1 uint32) (s [2][2]int) {
 // rawTs returns the ts of the raw record at offset at of e.
 func (p *partition) rawTs(v *View, e *entity, at int) int64 {
 	if v.narrow {
-		return e.base + int64(binary.LittleEndian.Uint32(p.rw[at:]))
+		return v.base(e) + int64(binary.LittleEndian.Uint32(p.rw[at:]))
 	}
 	return int64(binary.LittleEndian.Uint64(p.rw[at:]))
 }
@@ -811,12 +810,12 @@ func (p *partition) getCols(pos []int, encs []enc, at int, rec []uint64) {
 }
 
 // putRaw encodes logical record rec at offset at of e; its ts must lie in
-// (e.newest - horizon, e.newest] and e.base must be set (see insertRaw),
-// and each column's encoding must hold its value (see misfit).
+// (e.newest - horizon, e.newest], and each column's encoding must hold its
+// value (see misfit).
 func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
 	r := p.rw[at : at+v.stride]
 	if v.narrow {
-		binary.LittleEndian.PutUint32(r, uint32(int64(rec[0])-e.base))
+		binary.LittleEndian.PutUint32(r, uint32(int64(rec[0])-v.base(e)))
 	} else {
 		binary.LittleEndian.PutUint64(r, rec[0])
 	}
@@ -830,23 +829,38 @@ func (v *View) putCols(r []byte, rec []uint64) {
 	}
 }
 
-// rebase sets e's base to newest - horizon, so that every raw ts the entity
-// can hold, (newest - horizon, newest], is a uint32 offset from it: the
-// horizon of a narrow view is at most 2^31 ms. Raw events at or before the
-// new base are dropped first (maintain would drop them anyway).
-func (p *partition) rebase(v *View, e *entity) {
-	nb := e.newest - v.horizon
-	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= nb {
-		p.popRaw(v, e)
-	}
-	if e.rawLen > 0 { // then nb - base < 2^32: every kept offset exceeds it
-		d := uint32(nb - e.base)
-		for i := range e.rawLen {
-			b := p.rw[v.rawAt(e, i):]
-			binary.LittleEndian.PutUint32(b, binary.LittleEndian.Uint32(b)-d)
+// baseAlign aligns the bases of raw ts offsets (View.base).
+const baseAlign = 1 << 30
+
+// base returns the ts the raw ts offsets of e count from in a narrow view:
+// newest - horizon aligned down to 2^30 ms, so that every raw ts the entity
+// can hold, (newest - horizon, newest], is a uint32 offset from it (the
+// horizon of a narrow view is at most 2^31 ms). It is derived from newest,
+// so the entity header does not hold it; it moves once in 2^30 ms (12.4
+// days) of the entity's time (advance).
+func (v *View) base(e *entity) int64 { return (e.newest - v.horizon) &^ (baseAlign - 1) }
+
+// advance makes ts, greater than e.newest, e's newest ts. In a narrow view
+// where that moves the base, the raw events at or before ts - horizon are
+// dropped first (maintain would drop them anyway) and the others' offsets
+// re-encoded from the new base.
+func (p *partition) advance(v *View, e *entity, ts int64) {
+	if v.narrow && e.rawLen > 0 {
+		old, nb := v.base(e), (ts-v.horizon)&^(baseAlign-1)
+		if nb != old {
+			for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= ts-v.horizon {
+				p.popRaw(v, e)
+			}
+			// Every kept ts is in (ts - horizon, old newest]: at or after nb,
+			// and less than 2^32 after old, so nb - old fits too.
+			d := uint32(nb - old)
+			for i := range e.rawLen {
+				b := p.rw[v.rawAt(e, i):]
+				binary.LittleEndian.PutUint32(b, binary.LittleEndian.Uint32(b)-d)
+			}
 		}
 	}
-	e.base = nb
+	e.newest = ts
 }
 
 // insertRaw places logical record rec among e's raw events in (ts, arrival)
@@ -856,9 +870,6 @@ func (p *partition) insertRaw(v *View, slot uint32, e *entity, rec []uint64) {
 		p.growRaw(v, e)
 	}
 	ts := int64(rec[0])
-	if v.narrow && (e.rawLen == 0 || ts-e.base > math.MaxUint32) {
-		p.rebase(v, e)
-	}
 	pos := e.rawLen
 	for pos > 0 && p.rawTs(v, e, v.rawAt(e, pos-1)) > ts {
 		pos--
