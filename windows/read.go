@@ -306,15 +306,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 				return
 			}
 		}
-		s := p.rawVals(v, e, a, i0, i1, p.scratch[:0])
-		k := 0
-		for _, x := range s {
-			if !isNull(a, x) {
-				s[k] = x
-				k++
-			}
-		}
-		s = s[:k]
+		s := p.rawValues(v, e, a, i0, i1, p.scratch[:0])
 		if a.g != 0 {
 			for i := p.tileSearch(v, e, from); i < e.tileLen; i++ {
 				tl := p.words[v.tileAt(e, i):]
@@ -367,17 +359,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 		// Two passes over the raw events: the mean, then squared deviations
 		// with the compensating term of the corrected two-pass algorithm.
 		mean := (m.hi + m.lo) / cnt
-		var ss, c float64
-		vals := p.rawVals(v, e, a, i0, i1, p.vals[:0])
-		for _, x := range vals {
-			if isNull(a, x) {
-				continue
-			}
-			d := math.Float64frombits(x) - mean
-			ss += d * d
-			c += d
-		}
-		p.vals = vals[:0]
+		ss, c := p.rawDeviations(v, e, a, i0, i1, mean)
 		m.n, m.mean, m.m2 = cnt, mean+c/cnt, ss-c*c/cnt
 	}
 	if a.g != 0 {
@@ -490,57 +472,69 @@ func (p *partition) rawMoments(v *View, e *entity, a *aggPlan, i0, i1 uint32) (c
 	return cnt, m
 }
 
-// rawVals appends to dst the values of a's column in e's raw events [i0,
-// i1), nulls included: one loop per encoding, so that the loops the reads
-// run over them decode nothing.
-func (p *partition) rawVals(v *View, e *entity, a *aggPlan, i0, i1 uint32, dst []uint64) []uint64 {
-	n0 := len(dst)
-	dst = slices.Grow(dst, int(i1-i0))[:n0+int(i1-i0)]
-	out := dst[n0:]
+// rawDeviations returns the sums of the squared deviations from mean, and
+// of the deviations, of the non-null values of a's column in e's raw
+// events [i0, i1): the second pass of the two-pass variance, with
+// rawMoments' loops.
+func (p *partition) rawDeviations(v *View, e *entity, a *aggPlan, i0, i1 uint32, mean float64) (ss, c float64) {
+	add := func(f float64) {
+		d := f - mean
+		ss += d * d
+		c += d
+	}
+	for _, sp := range v.rawSpans(e, i0, i1) {
+		if sp[0] >= sp[1] {
+			continue
+		}
+		b := p.rw[sp[0]+a.pos : sp[1]]
+		st := v.stride
+		if a.enc != encCents24 {
+			for at := 0; at < len(b); at += st {
+				if x := a.enc.get(b[at:]); !isNull(a, x) {
+					add(math.Float64frombits(x))
+				}
+			}
+			continue
+		}
+		at := 0
+		for ; at+3 < len(b); at += st {
+			if w := binary.LittleEndian.Uint32(b[at:]) << 8; w != 1<<31 {
+				add(float64(int32(w)>>8) / 100)
+			}
+		}
+		for ; at+2 < len(b); at += st {
+			if w := uint32(b[at])<<8 | uint32(b[at+1])<<16 | uint32(b[at+2])<<24; w != 1<<31 {
+				add(float64(int32(w)>>8) / 100)
+			}
+		}
+	}
+	return ss, c
+}
+
+// rawValues appends to dst the non-null values of a's column in e's raw
+// events [i0, i1). Dictionary ids in 16 bits, the usual distinct-counted
+// column, have a loop of their own.
+func (p *partition) rawValues(v *View, e *entity, a *aggPlan, i0, i1 uint32, dst []uint64) []uint64 {
+	dst = slices.Grow(dst, int(i1-i0))
 	for _, sp := range v.rawSpans(e, i0, i1) {
 		if sp[0] >= sp[1] {
 			continue
 		}
 		b := p.rw[sp[0]+a.pos : sp[1]] // the column's bytes of the last record end before sp[1]
 		st := v.stride
-		k := 0
-		switch a.enc {
-		case encCents24:
-			// Four-byte loads while a fourth byte follows (the next
-			// field's or record's), then three-byte ones.
-			at := 0
-			for ; at+3 < len(b) && k < len(out); at += st {
-				x := nullBits
-				if w := binary.LittleEndian.Uint32(b[at:]) << 8; w != 1<<31 {
-					x = centsFloat(int32(w) >> 8)
+		if a.enc == encID16 {
+			for at := 0; at+1 < len(b); at += st {
+				if x := binary.LittleEndian.Uint16(b[at:]); x != 0xffff {
+					dst = append(dst, uint64(x))
 				}
-				out[k] = x
-				k++
 			}
-			for ; at+2 < len(b) && k < len(out); at += st {
-				x := nullBits
-				if w := uint32(b[at])<<8 | uint32(b[at+1])<<16 | uint32(b[at+2])<<24; w != 1<<31 {
-					x = centsFloat(int32(w) >> 8)
-				}
-				out[k] = x
-				k++
-			}
-		case encID16:
-			for at := 0; at+1 < len(b) && k < len(out); at += st {
-				x := uint64(binary.LittleEndian.Uint16(b[at:]))
-				if x == 0xffff {
-					x = nullID
-				}
-				out[k] = x
-				k++
-			}
-		default:
-			for at := 0; at < len(b) && k < len(out); at += st {
-				out[k] = a.enc.get(b[at:])
-				k++
+			continue
+		}
+		for at := 0; at < len(b); at += st {
+			if x := a.enc.get(b[at:]); !isNull(a, x) {
+				dst = append(dst, x)
 			}
 		}
-		out = out[k:]
 	}
 	return dst
 }
