@@ -146,7 +146,7 @@ func New(spec Spec) (*View, error) {
 		}
 	}
 	// Raw record layout (see layout.go): the ts (a uint32 offset from the
-	// entity's base when the horizon fits, see insertRaw), then each kept
+	// entity's base when the horizon fits, see View.base), then each kept
 	// column: a dictionary id, a float64 (as cents while it can), or, for a
 	// Float column only counted, a null flag.
 	v.narrow = v.horizon <= 1<<31
@@ -433,7 +433,7 @@ type entity struct {
 	folded  int64  // events with ts < folded are in tiles, the others raw
 	keyOff  uint32 // key bytes in partition.keys
 	keyLen  uint32
-	rawOff  uint32 // raw ring block in partition.words
+	rawOff  uint32 // raw ring block in partition.rw (bytes)
 	rawHead uint32
 	rawLen  uint32
 	tileOff uint32 // tile block (sorted by start) in partition.words
