@@ -140,7 +140,7 @@ func (p *partition) prefetchEntity(v *View, e *entity) {
 		// after the newest: each line once (a small ring is one or two).
 		last := ^uintptr(0)
 		line := func(i uint32) {
-			a := uintptr(unsafe.Pointer(&p.rw[v.rawAt(e, i)]))
+			a := uintptr(unsafe.Pointer(&p.rw[p.rawAt(e, i)]))
 			if a>>6 != last>>6 {
 				prefetch(a)
 				last = a

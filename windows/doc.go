@@ -69,13 +69,17 @@
 // Each entity keeps a ring of its recent raw events, packed bytes (see
 // layout.go): the ts as a 32-bit offset when the horizon is at most 2^31 ms
 // (about 24 days), then the columns its aggregations read, each in the
-// narrowest encoding that has held all its values so far: strings
-// dictionary-encoded per column, view-wide, as 16-bit ids (32-bit past
-// about 65,000 distinct values); a Float column that is only counted as a
-// one-byte null flag; a Float column whose values are all whole numbers of
-// cents (money) as those cents in 24 bits (within ±83,886.07) or 32, read
-// back bit for bit, else as the float64. The first value an encoding cannot
-// hold widens that column for the whole view. A card holder's event of the
+// narrowest encoding that has held all the values of its partition so far:
+// strings dictionary-encoded per column, view-wide, as 16-bit ids (32-bit
+// past about 65,000 distinct values); a Float column that is only counted
+// as a one-byte null flag; a Float column whose values are all whole
+// numbers of cents (money) as those cents in 24 bits (within ±83,886.07) or
+// 32, read back bit for bit, else as the float64. The first value an
+// encoding cannot hold widens that column in its partition, about a
+// thousandth of the view: a widening stalls that partition's reads and
+// writes while it rewrites the partition's raw records, not the view's
+// (0.46 ms in a view of a million card holders at 20 events each, where
+// rewriting the whole view took 351 ms). A card holder's event of the
 // default repo (ts, amount, merchant) is 9 bytes. Each entity also keeps,
 // for tiled aggregations, one record per non-empty tile (count, compensated
 // sum, Welford mean and M2, min, max, last value and ts, and the exact

@@ -55,29 +55,54 @@ func SetHotMin(n uint32) func() {
 // HotReads counts the reads answered from hot buckets so far.
 func HotReads() int64 { return hotReads.Load() }
 
-// Widen holds every Float column of v as a float64 from now on (see
-// layout.go), as the first value that is not whole cents would.
+// Widen holds every Float column of v as a float64 in every partition
+// from now on (see layout.go), as the first value that is not whole cents
+// would in each.
 func Widen(v *View) {
-	for i, e := range v.colEnc {
-		if e == encCents24 || e == encCents32 {
-			v.widen(i, math.Float64bits(1.0/3))
+	widenAll(v, func(e enc) bool { return e == encCents24 || e == encCents32 }, math.Float64bits(1.0/3))
+}
+
+// WidenIDs holds every String column of v in four bytes in every
+// partition from now on, as the first dictionary id of 0xffff or more
+// would in each.
+func WidenIDs(v *View) { widenAll(v, func(e enc) bool { return e == encID16 }, 0xffff) }
+
+func widenAll(v *View, which func(enc) bool, x uint64) {
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	for k := range v.parts {
+		p := &v.parts[k]
+		p.mu.Lock()
+		for i := range v.stored {
+			if which(p.lay.enc[i]) {
+				p.widen(v, i, x)
+			}
 		}
+		p.mu.Unlock()
 	}
 }
 
-// WidenIDs holds every String column of v in four bytes from now on, as
-// the first dictionary id of 0xffff or more would.
-func WidenIDs(v *View) {
-	for i, e := range v.colEnc {
-		if e == encID16 {
-			v.widen(i, 0xffff)
-		}
-	}
-}
-
-// RawStride is the bytes per raw record of v's current layout.
+// RawStride is the bytes per raw record of v's widest partition layout.
 func RawStride(v *View) int {
-	v.layout.RLock()
-	defer v.layout.RUnlock()
-	return v.stride
+	s := 0
+	for k := range v.parts {
+		p := &v.parts[k]
+		p.mu.Lock()
+		s = max(s, p.lay.stride)
+		p.mu.Unlock()
+	}
+	return s
+}
+
+// Strides counts v's partitions by the bytes per raw record of their
+// layouts.
+func Strides(v *View) map[int]int {
+	n := map[int]int{}
+	for k := range v.parts {
+		p := &v.parts[k]
+		p.mu.Lock()
+		n[p.lay.stride]++
+		p.mu.Unlock()
+	}
+	return n
 }

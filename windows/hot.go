@@ -54,7 +54,7 @@ type hotSums struct {
 // it has left (its count of added events equals the raw events before its
 // end: one binary search, no scan).
 func (p *partition) whole(v *View, e *entity, hs *hotSums) int64 {
-	ko := floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan)
+	ko := floorDiv(p.rawTs(v, e, p.rawAt(e, 0)), v.hotSpan)
 	if ko < hs.first {
 		return hs.first
 	}
@@ -132,13 +132,13 @@ func levelShift(l int) uint { return uint(3 * l) }
 
 // hotBuild builds e's buckets from its raw events.
 func (p *partition) hotBuild(v *View, slot uint32, e *entity) *hotSums {
-	hs := &hotSums{first: floorDiv(floorDiv(p.rawTs(v, e, v.rawAt(e, 0)), v.hotSpan), hotAlign) * hotAlign, cols: make([][hotLevels][]bucket, len(v.hotAggs)),
+	hs := &hotSums{first: floorDiv(floorDiv(p.rawTs(v, e, p.rawAt(e, 0)), v.hotSpan), hotAlign) * hotAlign, cols: make([][hotLevels][]bucket, len(v.hotAggs)),
 		dist: make([]hotLast, len(v.hotDistAggs))}
 	for c := range hs.dist {
 		hs.dist[c].last = map[uint64]int64{}
 	}
 	for i := range e.rawLen {
-		p.hotAdd(v, hs, e, v.rawAt(e, i))
+		p.hotAdd(v, hs, e, p.rawAt(e, i))
 	}
 	if p.hot == nil {
 		p.hot = map[uint32]*hotSums{}
@@ -243,7 +243,7 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	// (then no raw event is scanned at the tail edge).
 	kw := p.whole(v, e, hs)
 	kb := max(floorDiv(from+span-1, span), kw)
-	if from <= p.rawTs(v, e, v.rawAt(e, 0)) {
+	if from <= p.rawTs(v, e, p.rawAt(e, 0)) {
 		kb = kw
 	}
 	// The last bucket: the newest when the read is at or after the entity's
@@ -267,14 +267,14 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 		}
 	}
 	for i, lo := i0, kb*span; i < i1; i++ {
-		at := v.rawAt(e, i)
+		at := p.rawAt(e, i)
 		if p.rawTs(v, e, at) >= lo {
 			break
 		}
 		add(at)
 	}
 	for i, hi := i1, (ke+1)*span; i > i0; i-- {
-		at := v.rawAt(e, i-1)
+		at := p.rawAt(e, i-1)
 		if p.rawTs(v, e, at) < hi {
 			break
 		}
@@ -324,7 +324,7 @@ func (p *partition) hotDistinct(v *View, e *entity, rc *readCache, a *aggPlan, i
 	}
 	span := v.hotSpan
 	kb := floorDiv(from+span-1, span)
-	if oldest := p.rawTs(v, e, v.rawAt(e, 0)); from <= oldest {
+	if oldest := p.rawTs(v, e, p.rawAt(e, 0)); from <= oldest {
 		// Every raw event is in the window: from the oldest's bucket if it
 		// is whole (its values were all seen in raw events still held), with
 		// no scan.
@@ -358,7 +358,7 @@ func (p *partition) hotDistinct(v *View, e *entity, rc *readCache, a *aggPlan, i
 	edge := kb * span
 	s := p.scratch[:0]
 	for i := i0; i < e.rawLen; i++ {
-		at := v.rawAt(e, i)
+		at := p.rawAt(e, i)
 		if p.rawTs(v, e, at) >= edge {
 			break
 		}

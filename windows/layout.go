@@ -3,6 +3,7 @@ package windows
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 )
 
 // Raw records are bytes in a partition's raw arena: the ts (a uint32
@@ -25,10 +26,11 @@ import (
 // is correctly rounded, so float64(k)/100 is the float64 nearest k/100).
 //
 // A view starts with every column in its narrowest encoding; the first
-// value a column's encoding cannot hold widens that column for the whole
-// view (widen), to the narrowest encoding that holds it. A column widens at
-// most twice. Snapshots hold values, not this layout, so a section reads
-// into a view of any layout (widening it first if it must).
+// value a column's encoding cannot hold in a partition widens that column
+// in that partition (partition.widen), to the narrowest encoding that holds
+// it. A column widens at most twice per partition. Snapshots hold values,
+// not layouts, so a section reads into a partition of any layout (widening
+// it first if it must).
 
 // enc is the encoding of a stored column in raw records.
 type enc uint8
@@ -181,11 +183,36 @@ func (e enc) put(b []byte, x uint64) {
 	}
 }
 
-// misfit returns the first stored column whose encoding cannot hold its
-// value in the logical record rec, or -1. The caller holds a partition
-// lock or v.layout.
-func (v *View) misfit(rec []uint64) int {
-	for i, e := range v.colEnc {
+// layout is a partition's raw record layout: the ts (four bytes in a
+// narrow view, else eight), then each stored column in its encoding. It is
+// immutable and shared: New gives every partition the view's narrowest
+// layout, and a partition that meets a value its layout cannot hold
+// widens to a new one of its own (partition.widen), so a widening
+// rewrites one partition's raw records, about a thousandth of the view,
+// while the others go on.
+type layout struct {
+	stride int   // bytes per raw record
+	pos    []int // stored column i -> its position in a raw record, in bytes
+	enc    []enc // stored column i -> its encoding
+}
+
+// newLayout places the stored columns of encodings encs after the ts.
+func newLayout(narrow bool, encs []enc) *layout {
+	l := &layout{stride: 8, pos: make([]int, len(encs)), enc: encs}
+	if narrow {
+		l.stride = 4
+	}
+	for i, e := range encs {
+		l.pos[i] = l.stride
+		l.stride += encSize[e]
+	}
+	return l
+}
+
+// misfit returns the first stored column whose encoding in l cannot hold
+// its value in the logical record rec, or -1.
+func (l *layout) misfit(rec []uint64) int {
+	for i, e := range l.enc {
 		if !e.holds(rec[1+i]) {
 			return i
 		}
@@ -193,83 +220,52 @@ func (v *View) misfit(rec []uint64) int {
 	return -1
 }
 
-// setLayout places the stored columns in a raw record by their encodings,
-// after the ts (four bytes in a narrow view, else eight), and updates the
-// aggregations' plans.
-func (v *View) setLayout() {
-	v.stride = 8
-	if v.narrow {
-		v.stride = 4
-	}
-	for i, e := range v.colEnc {
-		v.colPos[i] = v.stride
-		v.stride += encSize[e]
-	}
-	for k := range v.aggs {
-		a := &v.aggs[k]
-		i := v.colWord[a.col] - 1
-		a.pos, a.enc = v.colPos[i], v.colEnc[i]
-	}
+// wider returns l with stored column i in the narrowest wider encoding
+// that holds x.
+func (l *layout) wider(narrow bool, i int, x uint64) *layout {
+	encs := slices.Clone(l.enc)
+	encs[i] = encs[i].widerFor(x)
+	return newLayout(narrow, encs)
 }
 
-// widen encodes stored column i so that it holds x from now on (the
-// narrowest wider encoding that does): it rewrites every partition's raw
-// records in the new layout, with every partition locked (reads of the
-// layout happen under a partition lock) and v.layout held (ReadPartition
-// decodes with the layout outside partition locks). It happens at most
-// twice per column of a view, at the first value that needs it; the raw
-// arenas come out compact.
-func (v *View) widen(i int, x uint64) {
-	v.layout.Lock()
-	defer v.layout.Unlock()
-	for k := range v.parts {
-		v.parts[k].mu.Lock()
-	}
-	defer func() {
-		for k := range v.parts {
-			v.parts[k].mu.Unlock()
-		}
-	}()
-	if v.colEnc[i].holds(x) {
-		return // another Add widened it first
-	}
-	oldPos := append([]int(nil), v.colPos...)
-	oldEnc := append([]enc(nil), v.colEnc...)
-	oldStride := v.stride
-	v.colEnc[i] = v.colEnc[i].widerFor(x)
-	v.setLayout()
+// widen gives p a layout in which stored column i holds x (the narrowest
+// wider encoding that does) and rewrites p's raw records in it; the raw
+// arena comes out compact. The caller holds p's lock and, for a view's
+// partition, v.wmu (AddBatch's prefetch stages read layouts without
+// partition locks). It happens at most twice per column of a partition,
+// at the first value that needs it.
+func (p *partition) widen(v *View, i int, x uint64) {
+	old := p.lay
+	p.lay = old.wider(v.narrow, i, x)
 	rec := make([]uint64, v.recLen)
-	for k := range v.parts {
-		p := &v.parts[k]
-		n := 0
-		for s := range p.ents {
-			if e := &p.ents[s]; e.live && e.rawCls != noBlock {
-				n += blockLen(v, rawKind, e.rawCls)
-			}
+	n := 0
+	for s := range p.ents {
+		if e := &p.ents[s]; e.live && e.rawCls != noBlock {
+			n += p.blockLen(v, rawKind, e.rawCls)
 		}
-		rw := make([]byte, 0, n+n/8)
-		for s := range p.ents {
-			e := &p.ents[s]
-			if !e.live || e.rawCls == noBlock {
-				continue
-			}
-			off := len(rw)
-			rw = rw[:off+blockLen(v, rawKind, e.rawCls)]
-			c := classCap[e.rawCls]
-			for j := range e.rawLen {
-				src := (e.rawHead + j) % c
-				at := int(e.rawOff) + int(src)*oldStride
-				p.getCols(oldPos, oldEnc, at, rec)
-				// The ts bytes keep their encoding (and the entity its base).
-				dst := off + int(j)*v.stride
-				copy(rw[dst:dst+v.colPos[0]], p.rw[at:at+oldPos[0]])
-				v.putCols(rw[dst:dst+v.stride], rec)
-			}
-			e.rawOff, e.rawHead = uint32(off), 0
+	}
+	rw := make([]byte, 0, n+n/8)
+	for s := range p.ents {
+		e := &p.ents[s]
+		if !e.live || e.rawCls == noBlock {
+			continue
 		}
-		p.rw, p.deadR = rw, 0
-		for f := rawKind; f < len(p.free); f += 2 {
-			p.free[f] = p.free[f][:0]
+		off := len(rw)
+		rw = rw[:off+p.blockLen(v, rawKind, e.rawCls)]
+		c := classCap[e.rawCls]
+		for j := range e.rawLen {
+			src := (e.rawHead + j) % c
+			at := int(e.rawOff) + int(src)*old.stride
+			p.getCols(old, at, rec)
+			// The ts bytes keep their encoding (and the entity its base).
+			dst := off + int(j)*p.lay.stride
+			copy(rw[dst:dst+p.lay.pos[0]], p.rw[at:at+old.pos[0]])
+			p.putCols(rw[dst:dst+p.lay.stride], rec)
 		}
+		e.rawOff, e.rawHead = uint32(off), 0
+	}
+	p.rw, p.deadR = rw, 0
+	for f := rawKind; f < len(p.free); f += 2 {
+		p.free[f] = nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tally-ml/tally/ring"
 	"github.com/tally-ml/tally/windows"
 )
 
@@ -201,4 +202,38 @@ func TestIDsWiden(t *testing.T) {
 			same("after")
 		})
 	}
+}
+
+// TestWidenOnePartition: an amount beyond 24 bits of cents widens the raw
+// records of its own partition only (a widening stalls a thousandth of the
+// view, not all of it); the view still answers as one widened everywhere
+// from the start, and its snapshot is the same byte for byte.
+func TestWidenOnePartition(t *testing.T) {
+	spec := defaultUserSpecs()[1]
+	a, _ := windows.New(spec)
+	b, _ := windows.New(spec)
+	windows.Widen(b)
+	keys := benchKeys(5000)
+	f := []windows.Field{{}, {Str: []byte("m")}}
+	for i := range 50_000 {
+		f[0].Num = float64(i%5000) / 100
+		if i == 40_000 {
+			f[0].Num = 100_000 // beyond 24 bits of cents, within 32
+		}
+		k := keys[i%len(keys)]
+		if ea, eb := a.Add(k, int64(i)*1000, f), b.Add(k, int64(i)*1000, f); ea != nil || eb != nil {
+			t.Fatal(ea, eb)
+		}
+	}
+	// ts 4 bytes, then the amount: cents in 3 bytes, in 4, or a float64.
+	if got := windows.Strides(a); len(got) != 2 || got[7] != ring.Partitions-1 || got[8] != 1 {
+		t.Fatalf("partitions by bytes per raw record: %v, want %d at 7 and 1 at 8", got, ring.Partitions-1)
+	}
+	if got := windows.Strides(b); len(got) != 1 || got[12] != ring.Partitions {
+		t.Fatalf("widened everywhere: partitions by bytes per raw record %v", got)
+	}
+	if !bytes.Equal(snapshot(t, a), snapshot(t, b)) {
+		t.Fatal("snapshots differ")
+	}
+	sameReads(t, a, b, keys, 50_000*1000, 1000)
 }

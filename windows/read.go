@@ -133,7 +133,7 @@ func (p *partition) prefetchRead(v *View, e *entity) {
 		prefetch(uintptr(unsafe.Pointer(&p.keys[e.keyOff])))
 	}
 	if e.rawCls != noBlock && e.rawLen > 0 && int(e.rawOff) < len(p.rw) {
-		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*v.stride, prefetchRawLines)
+		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*p.lay.stride, prefetchRawLines)
 	}
 	if e.tileCls != noBlock && e.tileLen > 0 && int(e.tileOff) < len(p.words) {
 		lines(uintptr(unsafe.Pointer(&p.words[e.tileOff])), int(e.tileLen)*v.tileStride*8, prefetchTileLines)
@@ -164,14 +164,14 @@ func (p *partition) rawSearch(v *View, e *entity, ts int64) uint32 {
 	if hi == 0 {
 		return 0
 	}
-	c, off := classCap[e.rawCls], int(e.rawOff)
+	c, off, st := classCap[e.rawCls], int(e.rawOff), p.lay.stride
 	for lo < hi {
 		m := (lo + hi) / 2
 		j := e.rawHead + m // rawAt's, with its table load hoisted
 		if j >= c {
 			j -= c
 		}
-		if p.rawTs(v, e, off+int(j)*v.stride) < ts {
+		if p.rawTs(v, e, off+int(j)*st) < ts {
 			lo = m + 1
 		} else {
 			hi = m
@@ -273,7 +273,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 	switch a.fn {
 	case Last:
 		for i := i1; i > i0; i-- {
-			x := p.rawVal(a, v.rawAt(e, i-1))
+			x := p.rawVal(a, p.rawAt(e, i-1))
 			if !isNull(a, x) {
 				*out = p.value(v, a, x)
 				return
@@ -333,8 +333,8 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 	case (a.str || a.fn == Count) && e.rawNull == 0:
 		cnt = float64(i1 - i0) // no null: every raw event counts
 	case a.str || a.fn == Count:
-		for _, sp := range v.rawSpans(e, i0, i1) {
-			for at := sp[0]; at < sp[1]; at += v.stride {
+		for _, sp := range p.rawSpans(e, i0, i1) {
+			for at := sp[0]; at < sp[1]; at += p.lay.stride {
 				if !isNull(a, p.rawVal(a, at)) {
 					cnt++
 				}
@@ -431,21 +431,22 @@ func isNull(a *aggPlan, x uint64) bool { return x == a.null }
 // cents in 24 bits, most of a fraud stream's amounts, have a loop of their
 // own that decodes in place.
 func (p *partition) rawMoments(v *View, e *entity, a *aggPlan, i0, i1 uint32) (cnt float64, m moments) {
+	l := p.lay
 	hi, lo, lowest, highest := 0.0, 0.0, math.Inf(1), math.Inf(-1)
 	add := func(f float64) {
 		cnt++
 		hi, lo = twoSumAdd(hi, lo, f)
 		lowest, highest = min(lowest, f), max(highest, f)
 	}
-	for _, sp := range v.rawSpans(e, i0, i1) {
+	for _, sp := range p.rawSpans(e, i0, i1) {
 		if sp[0] >= sp[1] {
 			continue
 		}
-		b := p.rw[sp[0]+a.pos : sp[1]] // the column's bytes of the last record end before sp[1]
-		st := v.stride
-		if a.enc != encCents24 {
+		b := p.rw[sp[0]+l.pos[a.si] : sp[1]] // the column's bytes of the last record end before sp[1]
+		st := l.stride
+		if en := l.enc[a.si]; en != encCents24 {
 			for at := 0; at < len(b); at += st {
-				if x := a.enc.get(b[at:]); !isNull(a, x) {
+				if x := en.get(b[at:]); !isNull(a, x) {
 					add(math.Float64frombits(x))
 				}
 			}
@@ -477,20 +478,21 @@ func (p *partition) rawMoments(v *View, e *entity, a *aggPlan, i0, i1 uint32) (c
 // events [i0, i1): the second pass of the two-pass variance, with
 // rawMoments' loops.
 func (p *partition) rawDeviations(v *View, e *entity, a *aggPlan, i0, i1 uint32, mean float64) (ss, c float64) {
+	l := p.lay
 	add := func(f float64) {
 		d := f - mean
 		ss += d * d
 		c += d
 	}
-	for _, sp := range v.rawSpans(e, i0, i1) {
+	for _, sp := range p.rawSpans(e, i0, i1) {
 		if sp[0] >= sp[1] {
 			continue
 		}
-		b := p.rw[sp[0]+a.pos : sp[1]]
-		st := v.stride
-		if a.enc != encCents24 {
+		b := p.rw[sp[0]+l.pos[a.si] : sp[1]]
+		st := l.stride
+		if en := l.enc[a.si]; en != encCents24 {
 			for at := 0; at < len(b); at += st {
-				if x := a.enc.get(b[at:]); !isNull(a, x) {
+				if x := en.get(b[at:]); !isNull(a, x) {
 					add(math.Float64frombits(x))
 				}
 			}
@@ -515,14 +517,16 @@ func (p *partition) rawDeviations(v *View, e *entity, a *aggPlan, i0, i1 uint32,
 // events [i0, i1). Dictionary ids in 16 bits, the usual distinct-counted
 // column, have a loop of their own.
 func (p *partition) rawValues(v *View, e *entity, a *aggPlan, i0, i1 uint32, dst []uint64) []uint64 {
+	l := p.lay
 	dst = slices.Grow(dst, int(i1-i0))
-	for _, sp := range v.rawSpans(e, i0, i1) {
+	for _, sp := range p.rawSpans(e, i0, i1) {
 		if sp[0] >= sp[1] {
 			continue
 		}
-		b := p.rw[sp[0]+a.pos : sp[1]] // the column's bytes of the last record end before sp[1]
-		st := v.stride
-		if a.enc == encID16 {
+		b := p.rw[sp[0]+l.pos[a.si] : sp[1]] // the column's bytes of the last record end before sp[1]
+		st := l.stride
+		en := l.enc[a.si]
+		if en == encID16 {
 			for at := 0; at+1 < len(b); at += st {
 				if x := binary.LittleEndian.Uint16(b[at:]); x != 0xffff {
 					dst = append(dst, uint64(x))
@@ -531,7 +535,7 @@ func (p *partition) rawValues(v *View, e *entity, a *aggPlan, i0, i1 uint32, dst
 			continue
 		}
 		for at := 0; at < len(b); at += st {
-			if x := a.enc.get(b[at:]); !isNull(a, x) {
+			if x := en.get(b[at:]); !isNull(a, x) {
 				dst = append(dst, x)
 			}
 		}
@@ -553,7 +557,7 @@ func (p *partition) lastN(v *View, e *entity, a *aggPlan, i0, i1 uint32) Value {
 	out := Value{Present: true}
 	seen := p.scratch[:0]
 	for i := i1; i > i0 && len(seen) < a.n; i-- {
-		x := p.rawVal(a, v.rawAt(e, i-1))
+		x := p.rawVal(a, p.rawAt(e, i-1))
 		if isNull(a, x) || (a.fn == LastDistinctN && slices.Contains(seen, x)) {
 			continue
 		}

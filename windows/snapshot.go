@@ -46,7 +46,7 @@ import (
 //
 // Values are written as values whatever the raw layout in memory (see
 // layout.go): a section reads into a view of any layout (a value or a
-// dictionary id its layout cannot hold widens the reading view first).
+// dictionary id its layout cannot hold widens the reading partition first).
 //
 // A partition section is self-contained: string values are written by value,
 // not by dictionary id, so a partition can be read into any view with the
@@ -204,7 +204,7 @@ func (v *View) encodePartition(p *partition, s *snapWriter) {
 		b = binary.AppendUvarint(b, uint64(e.rawLen))
 		prev := int64(0)
 		for i := range e.rawLen {
-			p.getRaw(v, e, v.rawAt(e, i), r)
+			p.getRaw(v, e, p.rawAt(e, i), r)
 			ts := int64(r[0])
 			if i == 0 {
 				b = binary.AppendVarint(b, ts)
@@ -278,26 +278,23 @@ func (v *View) ReadPartition(r io.Reader, p uint32) error {
 	if err != nil {
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
-	for {
-		// The layout of raw records must not change between decoding and
-		// installing the partition.
-		v.layout.RLock()
-		np := new(partition)
+	// The partition is decoded into the view's narrowest layout, widened
+	// (and decoded again) for each value it cannot hold.
+	for lay := v.narrowest; ; {
+		np := &partition{}
+		np.lay = lay
 		err := v.decodePartition(&snapReader{b: body}, np, p)
 		if w, ok := err.(errWiden); ok {
-			v.layout.RUnlock()
-			v.widen(w.col, w.val) // a value the layout cannot hold: widen, decode again
+			lay = lay.wider(v.narrow, w.col, w.val)
 			continue
 		}
 		if err != nil {
-			v.layout.RUnlock()
 			return fmt.Errorf("read partition %d: %w: %v", p, ErrSnapshot, err)
 		}
 		part := &v.parts[p]
 		part.mu.Lock()
 		part.partState = np.partState
 		part.mu.Unlock()
-		v.layout.RUnlock()
 		return nil
 	}
 }
@@ -543,10 +540,10 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 					rec[1+j] = ref(c, r)
 				}
 			}
-			if c := v.misfit(rec); c >= 0 {
+			if c := np.lay.misfit(rec); c >= 0 {
 				return errWiden{c, rec[1+c]}
 			}
-			np.putRaw(v, e, v.rawAt(e, uint32(i)), rec)
+			np.putRaw(v, e, np.rawAt(e, uint32(i)), rec)
 			e.rawLen++
 			np.raw++
 			if e.rawNull < maxRawNull && v.recHasNull(rec) {
@@ -625,7 +622,7 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 		if !ok {
 			return fmt.Errorf("column %s: dictionary full", v.spec.Columns[s.col].Name)
 		}
-		if j := v.colWord[s.col] - 1; !v.colEnc[j].holds(uint64(id)) {
+		if j := v.colWord[s.col] - 1; !np.lay.enc[j].holds(uint64(id)) {
 			return errWiden{j, uint64(id)}
 		}
 		gid[i] = id
@@ -659,7 +656,7 @@ func (p *partition) remap(v *View, words []tileWord, gid []uint32) {
 			continue
 		}
 		for k := range e.rawLen {
-			at := v.rawAt(e, k)
+			at := p.rawAt(e, k)
 			p.getRaw(v, e, at, r)
 			for j, c := range v.stored {
 				if v.dicts[c] != nil && r[1+j] != nullID {

@@ -39,8 +39,8 @@ func TestRawSpansWalkRawAt(t *testing.T) {
 			for i0 := uint32(0); i0 <= e.rawLen; i0++ {
 				for i1 := i0; i1 <= e.rawLen; i1++ {
 					var got []int
-					for _, sp := range v.rawSpans(e, i0, i1) {
-						for at := sp[0]; at < sp[1]; at += v.stride {
+					for _, sp := range p.rawSpans(e, i0, i1) {
+						for at := sp[0]; at < sp[1]; at += p.lay.stride {
 							got = append(got, at)
 						}
 					}
@@ -48,7 +48,7 @@ func TestRawSpansWalkRawAt(t *testing.T) {
 						t.Fatalf("[%d, %d) of %d: %d offsets", i0, i1, e.rawLen, len(got))
 					}
 					for k, at := range got {
-						if want := v.rawAt(e, i0+uint32(k)); at != want {
+						if want := p.rawAt(e, i0+uint32(k)); at != want {
 							t.Fatalf("[%d, %d): offset %d is %d, rawAt says %d", i0, i1, k, at, want)
 						}
 					}

@@ -62,8 +62,7 @@ type aggPlan struct {
 	w, g int64
 	n    int
 	str  bool
-	pos  int    // position of the column in a raw record, in bytes
-	enc  enc    // the column's encoding in raw records (see layout.go)
+	si   int    // the column's index among the stored ones (its place in a layout)
 	null uint64 // the column's null value
 	tc   *tileCol
 }
@@ -74,23 +73,20 @@ type View struct {
 	spec         Spec
 	aggs         []aggPlan
 	maxW         int64
-	horizon      int64        // maxW + Lateness
-	exactHorizon int64        // longest exact window + Lateness (Lateness if none)
-	hotAggs      []*aggPlan   // one per column of exact moment aggregations (see hot.go)
-	hotDistAggs  []*aggPlan   // one per column of exact distinct counts
-	hotSpan      int64        // their bucket span
-	grid         int64        // tile size: gcd of the tiled intervals; 0 if none
-	stored       []int        // spec columns kept in raw records, in record order
-	colWord      []int        // spec column -> index in a logical record (0: not kept)
-	colPos       []int        // stored column i -> its position in a raw record, in bytes
-	colWide      []bool       // stored column i is a float64 (else a dictionary id or null flag)
-	colEnc       []enc        // stored column i's encoding in raw records (see layout.go)
-	layout       sync.RWMutex // widen holds it to change colPos, colEnc, stride; ReadPartition reads
-	colNull      []uint64     // spec column -> its null value in a logical record
-	narrow       bool         // raw ts are uint32 offsets from the entity's base
-	stride       int          // bytes per raw record
-	recLen       int          // words per logical record: ts + stored columns
-	tileStride   int          // words per tile record: start + tiled statistics
+	horizon      int64      // maxW + Lateness
+	exactHorizon int64      // longest exact window + Lateness (Lateness if none)
+	hotAggs      []*aggPlan // one per column of exact moment aggregations (see hot.go)
+	hotDistAggs  []*aggPlan // one per column of exact distinct counts
+	hotSpan      int64      // their bucket span
+	grid         int64      // tile size: gcd of the tiled intervals; 0 if none
+	stored       []int      // spec columns kept in raw records, in record order
+	colWord      []int      // spec column -> index in a logical record (0: not kept)
+	colWide      []bool     // stored column i is a float64 (else a dictionary id or null flag)
+	narrowest    *layout    // the layout every partition starts with (see layout.go)
+	colNull      []uint64   // spec column -> its null value in a logical record
+	narrow       bool       // raw ts are uint32 offsets from the entity's base
+	recLen       int        // words per logical record: ts + stored columns
+	tileStride   int        // words per tile record: start + tiled statistics
 	tcols        []tileCol
 	dicts        []*dict // per spec column; nil for Float columns
 	hash         func([]byte) uint64
@@ -151,6 +147,7 @@ func New(spec Spec) (*View, error) {
 	// Float column only counted, a null flag.
 	v.narrow = v.horizon <= 1<<31
 	v.colNull = make([]uint64, nc)
+	var encs []enc
 	for _, c := range v.stored {
 		countOnly := true
 		for _, a := range spec.Aggregations {
@@ -158,13 +155,16 @@ func New(spec Spec) (*View, error) {
 		}
 		wide := spec.Columns[c].Kind == Float && !countOnly
 		v.colWide = append(v.colWide, wide)
-		v.colEnc = append(v.colEnc, narrowestEnc(v.dicts[c] != nil, wide))
+		encs = append(encs, narrowestEnc(v.dicts[c] != nil, wide))
 		v.colNull[c] = nullID
 		if wide {
 			v.colNull[c] = nullBits
 		}
 	}
-	v.colPos = make([]int, len(v.stored)) // see setLayout, below
+	v.narrowest = newLayout(v.narrow, encs)
+	for k := range v.parts {
+		v.parts[k].lay = v.narrowest
+	}
 	// Tile layout: word 0 is the tile's start, then each column's statistics.
 	w := 1
 	take := func(p *int, n int) {
@@ -200,9 +200,8 @@ func New(spec Spec) (*View, error) {
 	v.tileStride = w
 	for _, a := range spec.Aggregations {
 		v.aggs = append(v.aggs, aggPlan{fn: a.Func, col: a.Column, w: a.Window, g: a.Interval, n: a.N,
-			str: spec.Columns[a.Column].Kind == String, null: v.colNull[a.Column], tc: &v.tcols[a.Column]})
+			str: spec.Columns[a.Column].Kind == String, null: v.colNull[a.Column], si: v.colWord[a.Column] - 1, tc: &v.tcols[a.Column]})
 	}
-	v.setLayout()
 	v.hotAggs, v.hotDistAggs, v.hotSpan = hotAggPlans(v.aggs), hotDistPlans(v.aggs), hotSpan(v.exactHorizon)
 	v.fp = v.fingerprint()
 	v.watermark.Store(math.MinInt64 / 2)
@@ -369,10 +368,8 @@ func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) err
 	}
 	p := &v.parts[ring.Partition(h)]
 	p.mu.Lock()
-	for i := v.misfit(rec); i >= 0; i = v.misfit(rec) {
-		p.mu.Unlock()
-		v.widen(i, rec[1+i])
-		p.mu.Lock()
+	for i := p.lay.misfit(rec); i >= 0; i = p.lay.misfit(rec) {
+		p.widen(v, i, rec[1+i])
 	}
 	slot, ok := p.find(h, key)
 	if !ok {
@@ -463,6 +460,7 @@ type partState struct {
 	freeEnt    []uint32
 	keys       []byte
 	deadKey    int
+	lay        *layout           // of the raw records (see layout.go)
 	rw         []byte            // arena of raw blocks
 	words      []uint64          // arena of tile blocks
 	free       [][]uint32        // free blocks by 2*class+kind
@@ -658,15 +656,15 @@ func (p *partition) sweep(v *View, wm int64) {
 
 // blockLen is the length of a block of kind and class, in its arena's
 // units (bytes for raw blocks, uint64s for tile blocks).
-func blockLen(v *View, kind int, cls uint8) int {
+func (p *partition) blockLen(v *View, kind int, cls uint8) int {
 	if kind == rawKind {
-		return int(classCap[cls]) * v.stride
+		return int(classCap[cls]) * p.lay.stride
 	}
 	return int(classCap[cls]) * v.tileStride
 }
 
 func (p *partition) allocBlock(v *View, kind int, cls uint8) uint32 {
-	n := blockLen(v, kind, cls)
+	n := p.blockLen(v, kind, cls)
 	fi := 2*int(cls) + kind
 	if fi < len(p.free) {
 		if l := p.free[fi]; len(l) > 0 {
@@ -701,9 +699,9 @@ func (p *partition) freeBlock(v *View, kind int, cls uint8, off uint32) {
 	}
 	p.free[fi] = append(p.free[fi], off)
 	if kind == rawKind {
-		p.deadR += blockLen(v, kind, cls)
+		p.deadR += p.blockLen(v, kind, cls)
 	} else {
-		p.deadW += blockLen(v, kind, cls)
+		p.deadW += p.blockLen(v, kind, cls)
 	}
 }
 
@@ -723,10 +721,10 @@ func (p *partition) compact(v *View) {
 	for i := range p.ents {
 		if e := &p.ents[i]; e.live {
 			if e.rawCls != noBlock {
-				nr += blockLen(v, rawKind, e.rawCls)
+				nr += p.blockLen(v, rawKind, e.rawCls)
 			}
 			if e.tileCls != noBlock {
-				nw += blockLen(v, tileKind, e.tileCls)
+				nw += p.blockLen(v, tileKind, e.tileCls)
 			}
 		}
 	}
@@ -739,12 +737,12 @@ func (p *partition) compact(v *View) {
 		}
 		if e.rawCls != noBlock {
 			off := len(rw)
-			rw = append(rw, p.rw[e.rawOff:int(e.rawOff)+blockLen(v, rawKind, e.rawCls)]...)
+			rw = append(rw, p.rw[e.rawOff:int(e.rawOff)+p.blockLen(v, rawKind, e.rawCls)]...)
 			e.rawOff = uint32(off)
 		}
 		if e.tileCls != noBlock {
 			off := len(words)
-			words = append(words, p.words[e.tileOff:int(e.tileOff)+blockLen(v, tileKind, e.tileCls)]...)
+			words = append(words, p.words[e.tileOff:int(e.tileOff)+p.blockLen(v, tileKind, e.tileCls)]...)
 			e.tileOff = uint32(off)
 		}
 	}
@@ -755,19 +753,19 @@ func (p *partition) compact(v *View) {
 }
 
 // rawAt returns the offset in p.rw of raw record i (in ts order) of e.
-func (v *View) rawAt(e *entity, i uint32) int {
+func (p *partition) rawAt(e *entity, i uint32) int {
 	j := e.rawHead + i
 	if c := classCap[e.rawCls]; j >= c {
 		j -= c
 	}
-	return int(e.rawOff) + int(j)*v.stride
+	return int(e.rawOff) + int(j)*p.lay.stride
 }
 
 // rawSpans returns the offsets of e's raw events [i0, i1) as the ring's two
 // contiguous runs, [s[0][0], s[0][1]) then [s[1][0], s[1][1]), in steps of
-// v.stride (either may be empty): a loop over a window walks them without
+// p's stride (either may be empty): a loop over a window walks them without
 // wrapping each index as rawAt does.
-func (v *View) rawSpans(e *entity, i0, i1 uint32) (s [2][2]int) {
+func (p *partition) rawSpans(e *entity, i0, i1 uint32) (s [2][2]int) {
 	if i0 >= i1 {
 		return s
 	}
@@ -779,8 +777,9 @@ func (v *View) rawSpans(e *entity, i0, i1 uint32) (s [2][2]int) {
 	n := i1 - i0
 	first := min(n, c-j)
 	off := int(e.rawOff)
-	s[0] = [2]int{off + int(j)*v.stride, off + int(j+first)*v.stride}
-	s[1] = [2]int{off, off + int(n-first)*v.stride}
+	st := p.lay.stride
+	s[0] = [2]int{off + int(j)*st, off + int(j+first)*st}
+	s[1] = [2]int{off, off + int(n-first)*st}
 	return s
 }
 
@@ -794,20 +793,21 @@ func (p *partition) rawTs(v *View, e *entity, at int) int64 {
 
 // rawVal returns the value of a's column in the raw record at offset at.
 func (p *partition) rawVal(a *aggPlan, at int) uint64 {
-	return a.enc.get(p.rw[at+a.pos:])
+	l := p.lay
+	return l.enc[a.si].get(p.rw[at+l.pos[a.si]:])
 }
 
 // getRaw decodes the raw record at offset at of e into logical record rec.
 func (p *partition) getRaw(v *View, e *entity, at int, rec []uint64) {
 	rec[0] = uint64(p.rawTs(v, e, at))
-	p.getCols(v.colPos, v.colEnc, at, rec)
+	p.getCols(p.lay, at, rec)
 }
 
 // getCols decodes the columns of the raw record at offset at, laid out by
-// pos and encs, into rec[1:].
-func (p *partition) getCols(pos []int, encs []enc, at int, rec []uint64) {
-	for i, o := range pos {
-		rec[1+i] = encs[i].get(p.rw[at+o:])
+// l, into rec[1:].
+func (p *partition) getCols(l *layout, at int, rec []uint64) {
+	for i, o := range l.pos {
+		rec[1+i] = l.enc[i].get(p.rw[at+o:])
 	}
 }
 
@@ -815,19 +815,21 @@ func (p *partition) getCols(pos []int, encs []enc, at int, rec []uint64) {
 // (e.newest - horizon, e.newest], and each column's encoding must hold its
 // value (see misfit).
 func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
-	r := p.rw[at : at+v.stride]
+	r := p.rw[at : at+p.lay.stride]
 	if v.narrow {
 		binary.LittleEndian.PutUint32(r, uint32(int64(rec[0])-v.base(e)))
 	} else {
 		binary.LittleEndian.PutUint64(r, rec[0])
 	}
-	v.putCols(r, rec)
+	p.putCols(r, rec)
 }
 
-// putCols encodes the columns of logical record rec into raw record r.
-func (v *View) putCols(r []byte, rec []uint64) {
-	for i, pos := range v.colPos {
-		v.colEnc[i].put(r[pos:], rec[1+i])
+// putCols encodes the columns of logical record rec into raw record r in
+// p's layout.
+func (p *partition) putCols(r []byte, rec []uint64) {
+	l := p.lay
+	for i, pos := range l.pos {
+		l.enc[i].put(r[pos:], rec[1+i])
 	}
 }
 
@@ -850,14 +852,14 @@ func (p *partition) advance(v *View, e *entity, ts int64) {
 	if v.narrow && e.rawLen > 0 {
 		old, nb := v.base(e), (ts-v.horizon)&^(baseAlign-1)
 		if nb != old {
-			for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= ts-v.horizon {
+			for e.rawLen > 0 && p.rawTs(v, e, p.rawAt(e, 0)) <= ts-v.horizon {
 				p.popRaw(v, e)
 			}
 			// Every kept ts is in (ts - horizon, old newest]: at or after nb,
 			// and less than 2^32 after old, so nb - old fits too.
 			d := uint32(nb - old)
 			for i := range e.rawLen {
-				b := p.rw[v.rawAt(e, i):]
+				b := p.rw[p.rawAt(e, i):]
 				binary.LittleEndian.PutUint32(b, binary.LittleEndian.Uint32(b)-d)
 			}
 		}
@@ -873,16 +875,16 @@ func (p *partition) insertRaw(v *View, slot uint32, e *entity, rec []uint64) {
 	}
 	ts := int64(rec[0])
 	pos := e.rawLen
-	for pos > 0 && p.rawTs(v, e, v.rawAt(e, pos-1)) > ts {
+	for pos > 0 && p.rawTs(v, e, p.rawAt(e, pos-1)) > ts {
 		pos--
 	}
 	for i := e.rawLen; i > pos; i-- {
-		dst, src := v.rawAt(e, i), v.rawAt(e, i-1)
-		copy(p.rw[dst:dst+v.stride], p.rw[src:src+v.stride])
+		dst, src := p.rawAt(e, i), p.rawAt(e, i-1)
+		copy(p.rw[dst:dst+p.lay.stride], p.rw[src:src+p.lay.stride])
 	}
-	p.putRaw(v, e, v.rawAt(e, pos), rec)
+	p.putRaw(v, e, p.rawAt(e, pos), rec)
 	if hs := p.hot[slot]; hs != nil {
-		p.hotAdd(v, hs, e, v.rawAt(e, pos))
+		p.hotAdd(v, hs, e, p.rawAt(e, pos))
 	}
 	e.rawLen++
 	p.raw++
@@ -903,8 +905,9 @@ func (v *View) recHasNull(rec []uint64) bool {
 
 // rawHasNull reports whether the raw record at offset at has a null kept field.
 func (p *partition) rawHasNull(v *View, at int) bool {
-	for i, pos := range v.colPos {
-		if v.colEnc[i].isNull(p.rw[at+pos:]) {
+	l := p.lay
+	for i, pos := range l.pos {
+		if l.enc[i].isNull(p.rw[at+pos:]) {
 			return true
 		}
 	}
@@ -929,9 +932,9 @@ func (p *partition) growRaw(v *View, e *entity) {
 	off := p.allocBlock(v, rawKind, cls)
 	if e.rawCls != noBlock {
 		for i := uint32(0); i < e.rawLen; i++ {
-			src := v.rawAt(e, i)
-			dst := int(off) + int(i)*v.stride
-			copy(p.rw[dst:dst+v.stride], p.rw[src:src+v.stride])
+			src := p.rawAt(e, i)
+			dst := int(off) + int(i)*p.lay.stride
+			copy(p.rw[dst:dst+p.lay.stride], p.rw[src:src+p.lay.stride])
 		}
 		p.freeBlock(v, rawKind, e.rawCls, e.rawOff)
 	}
@@ -940,7 +943,7 @@ func (p *partition) growRaw(v *View, e *entity) {
 
 // popRaw drops e's oldest raw event.
 func (p *partition) popRaw(v *View, e *entity) {
-	if e.rawNull > 0 && e.rawNull < maxRawNull && p.rawHasNull(v, v.rawAt(e, 0)) {
+	if e.rawNull > 0 && e.rawNull < maxRawNull && p.rawHasNull(v, p.rawAt(e, 0)) {
 		e.rawNull--
 	}
 	e.rawHead++
@@ -958,7 +961,7 @@ func (p *partition) popRaw(v *View, e *entity) {
 // into tiles.
 func (p *partition) maintain(v *View, e *entity) {
 	cut := e.newest - v.horizon // events at or before cut count in no answerable read
-	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) <= cut {
+	for e.rawLen > 0 && p.rawTs(v, e, p.rawAt(e, 0)) <= cut {
 		p.popRaw(v, e)
 	}
 	if v.grid == 0 {
@@ -993,7 +996,7 @@ func (p *partition) maintain(v *View, e *entity) {
 		// whose tile starts at or before cut count in no answerable tiled
 		// read and stay out.
 		for i := range e.rawLen {
-			at := v.rawAt(e, i)
+			at := p.rawAt(e, i)
 			if floorDiv(p.rawTs(v, e, at), v.grid)*v.grid > cut {
 				p.getRaw(v, e, at, rec)
 				p.addToTile(v, e, rec)
@@ -1009,7 +1012,7 @@ func (p *partition) maintain(v *View, e *entity) {
 		return
 	}
 	e.folded = f
-	for e.rawLen > 0 && p.rawTs(v, e, v.rawAt(e, 0)) < f {
+	for e.rawLen > 0 && p.rawTs(v, e, p.rawAt(e, 0)) < f {
 		p.popRaw(v, e)
 	}
 }
