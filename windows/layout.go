@@ -9,7 +9,7 @@ import (
 // Raw records are bytes in a partition's raw arena: the ts (a uint32
 // offset from the entity's base in a narrow view, else the int64), then
 // each stored column in the narrowest encoding that has held every value
-// the view has accepted in it:
+// the partition has accepted in it:
 //
 //   - a Float column only counted: a null flag, one byte;
 //   - a String column: its dictionary id in two bytes while the ids fit
