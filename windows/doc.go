@@ -78,13 +78,13 @@
 // encoding cannot hold widens that column in its partition, about a
 // thousandth of the view: a widening stalls that partition's reads and
 // writes while it rewrites the partition's raw records, not the view's
-// (0.46 ms in a view of a million card holders at 20 events each, where
-// rewriting the whole view took 351 ms). A card holder's event of the
-// default repo (ts, amount, merchant) is 9 bytes. Each entity also keeps,
-// for tiled aggregations, one record per non-empty tile (count, compensated
-// sum, Welford mean and M2, min, max, last value and ts, and the exact
-// distinct set as a roaring bitmap of dictionary ids, keeping only what the
-// view's aggregations need). Events older than newest - horizon are dropped.
+// (0.32 ms in a view of a million card holders at 20 events each, where
+// rewriting the whole view took 305 ms: BenchmarkWidenPartition). A card
+// holder's event of the default repo (ts, amount, merchant) is 9 bytes.
+// Each entity also keeps, for tiled aggregations, one record per non-empty
+// tile (count, compensated sum, Welford mean and M2, min, max, last value
+// and ts, and the exact distinct set as a roaring bitmap of dictionary ids,
+// keeping only what the view's aggregations need). Events older than newest - horizon are dropped.
 // Once an entity holds more than a few raw events, the raw events that no
 // exact window can still need (ts <= newest - (longest exact window +
 // Lateness)) and whose tile ends at or before newest - Lateness are folded

@@ -118,12 +118,7 @@ func (e enc) get(b []byte) uint64 {
 	case encID32:
 		return uint64(binary.LittleEndian.Uint32(b))
 	case encCents24:
-		_ = b[2]
-		w := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
-		if w == 1<<23 {
-			return nullBits
-		}
-		return centsFloat(int32(w<<8) >> 8)
+		return getCents24(b)
 	case encCents32:
 		w := binary.LittleEndian.Uint32(b)
 		if w == 1<<31 {

@@ -312,3 +312,35 @@ func BenchmarkIngestHot(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWidenPartition measures the stall of a widening: a view holds a
+// million card holders at 20 events each (the card-holder group, amounts
+// as 24-bit cents), then each op adds one amount of 100,000 (beyond 24
+// bits of cents) for a card holder of a partition not yet widened, so that
+// the Add rewrites that partition's raw records (partition.widen). Run it
+// with -benchtime 100x: there are ring.Partitions partitions to widen.
+func BenchmarkWidenPartition(b *testing.B) {
+	if b.N > ring.Partitions {
+		b.Fatalf("%d widenings asked of %d partitions: run with -benchtime 100x", b.N, ring.Partitions)
+	}
+	v, _ := windows.New(userGroupSpec())
+	keys := benchKeys(1_000_000)
+	f := []windows.Field{{Num: 12.34}, {Str: []byte("m1")}}
+	const n = 20_000_000
+	for i := range n {
+		_ = v.Add(keys[i%len(keys)], int64(i)*4, f)
+	}
+	f[0].Num = 100_000
+	widened := make([]bool, ring.Partitions)
+	k := 0
+	b.ResetTimer()
+	for i := range b.N {
+		for widened[ring.Partition(ring.Hash(keys[k]))] {
+			k++
+		}
+		widened[ring.Partition(ring.Hash(keys[k]))] = true
+		if err := v.Add(keys[k], n*4+int64(i), f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
