@@ -75,7 +75,7 @@ func (v *View) AddBatch(keys [][]byte, hashes []uint64, ts []int64, fields []Fie
 			// newest record and the next (or the newest tile).
 			p := &v.parts[ring.Partition(hr[j%pfRing])]
 			if s := int(sr[j%pfRing] - 1); s < len(p.ents) {
-				p.prefetchEntity(v, &p.ents[s])
+				p.prefetchEntity(v, uint32(s))
 			}
 		}
 		if j := i - pfApply; j >= 0 {
@@ -125,10 +125,11 @@ func (p *partition) probe(h uint64) uint32 {
 	}
 }
 
-// prefetchEntity prefetches the lines an Add of e reads first: its key,
-// the newest and oldest raw records and the slot after the newest, and its
-// newest tile.
-func (p *partition) prefetchEntity(v *View, e *entity) {
+// prefetchEntity prefetches the lines an Add of the entity of slot reads
+// first: its key, the newest and oldest raw records and the slot after the
+// newest, and its newest tile.
+func (p *partition) prefetchEntity(v *View, slot uint32) {
+	e := &p.ents[slot]
 	if !e.live {
 		return
 	}
@@ -158,7 +159,7 @@ func (p *partition) prefetchEntity(v *View, e *entity) {
 			prefetch(uintptr(unsafe.Pointer(&p.free[fi][len(p.free[fi])-1])))
 		}
 	}
-	if e.tileCls != noBlock && e.tileLen > 0 {
-		prefetch(uintptr(unsafe.Pointer(&p.words[v.tileAt(e, e.tileLen-1)])))
+	if t := p.tl(slot); t.tileCls != noBlock && t.tileLen > 0 {
+		prefetch(uintptr(unsafe.Pointer(&p.words[v.tileAt(t, t.tileLen-1)])))
 	}
 }

@@ -32,7 +32,7 @@ func MemoryBreakdown(v *View) string {
 		capW += int64(cap(p.words))*8 + int64(cap(p.rw))
 		lenW += int64(len(p.words))*8 + int64(len(p.rw))
 		dead += int64(p.deadW)*8 + int64(p.deadR)
-		ents += int64(cap(p.ents)) * int64(unsafe.Sizeof(entity{}))
+		ents += int64(cap(p.ents))*int64(unsafe.Sizeof(entity{})) + int64(cap(p.tls))*int64(unsafe.Sizeof(tileHdr{}))
 		keys += int64(cap(p.keys))
 		idx += p.index.bytes()
 		for _, l := range p.free {

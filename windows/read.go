@@ -50,11 +50,12 @@ func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Valu
 	}
 	e := &p.ents[slot]
 	rc := &p.rc // its arrays hold the last read's entries, which nw and nm hide
-	rc.tilesOnly, rc.tileEnd, rc.slot, rc.i1, rc.nw, rc.nm = false, e.folded, slot, e.rawLen, 0, 0
+	th := p.tl(slot)
+	rc.tilesOnly, rc.tileEnd, rc.slot, rc.i1, rc.nw, rc.nm = false, th.folded, slot, e.rawLen, 0, 0
 	if t < e.newest { // else every raw event is at or before t
 		rc.i1 = p.rawSearch(v, e, t+1)
 	}
-	if v.grid != 0 && t >= e.newest && (e.rawLen == 0 || p.eager(v, e)) {
+	if v.grid != 0 && t >= e.newest && (e.rawLen == 0 || p.eager(v, th)) {
 		// Every event is at or before t and every raw event a tiled
 		// aggregation can count is in its tile: tiles alone answer those.
 		rc.tilesOnly, rc.tileEnd = true, math.MaxInt64
@@ -109,7 +110,7 @@ func PrefetchReads(views []*View, hs []uint64) {
 		p := &views[i].parts[ring.Partition(hs[i])]
 		p.mu.Lock()
 		if s := int(slots[i] - 1); s < len(p.ents) { // (it may have moved since: then this is only a wasted prefetch)
-			p.prefetchRead(views[i], &p.ents[s])
+			p.prefetchRead(views[i], uint32(s))
 		}
 		p.mu.Unlock()
 	}
@@ -123,9 +124,10 @@ const (
 	prefetchTileLines = 4
 )
 
-// prefetchRead prefetches the lines a read of e is likely to touch: its
-// key, its raw ring's block and its tiles.
-func (p *partition) prefetchRead(v *View, e *entity) {
+// prefetchRead prefetches the lines a read of the entity of slot is likely
+// to touch: its key, its raw ring's block and its tiles.
+func (p *partition) prefetchRead(v *View, slot uint32) {
+	e := &p.ents[slot]
 	if !e.live {
 		return
 	}
@@ -135,8 +137,8 @@ func (p *partition) prefetchRead(v *View, e *entity) {
 	if e.rawCls != noBlock && e.rawLen > 0 && int(e.rawOff) < len(p.rw) {
 		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*p.lay.stride, prefetchRawLines)
 	}
-	if e.tileCls != noBlock && e.tileLen > 0 && int(e.tileOff) < len(p.words) {
-		lines(uintptr(unsafe.Pointer(&p.words[e.tileOff])), int(e.tileLen)*v.tileStride*8, prefetchTileLines)
+	if t := p.tl(slot); t.tileCls != noBlock && t.tileLen > 0 && int(t.tileOff) < len(p.words) {
+		lines(uintptr(unsafe.Pointer(&p.words[t.tileOff])), int(t.tileLen)*v.tileStride*8, prefetchTileLines)
 	}
 }
 
@@ -180,12 +182,13 @@ func (p *partition) rawSearch(v *View, e *entity, ts int64) uint32 {
 	return lo
 }
 
-// tileSearch returns the first tile index of e whose start is >= start.
-func (p *partition) tileSearch(v *View, e *entity, start int64) uint32 {
-	lo, hi := uint32(0), e.tileLen
+// tileSearch returns the first tile index whose start is >= start of the
+// entity whose tile header is th.
+func (p *partition) tileSearch(v *View, th *tileHdr, start int64) uint32 {
+	lo, hi := uint32(0), th.tileLen
 	for lo < hi {
 		m := (lo + hi) / 2
-		if int64(p.words[v.tileAt(e, m)]) < start {
+		if int64(p.words[v.tileAt(th, m)]) < start {
 			lo = m + 1
 		} else {
 			hi = m
@@ -280,8 +283,9 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 			}
 		}
 		if a.g != 0 {
-			for i := e.tileLen; i > 0; i-- {
-				tl := p.words[v.tileAt(e, i-1):]
+			th := p.tl(rc.slot)
+			for i := th.tileLen; i > 0; i-- {
+				tl := p.words[v.tileAt(th, i-1):]
 				if s := int64(tl[0]); s < from || s > t || s >= tileEnd {
 					if s < from {
 						break
@@ -308,8 +312,9 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 		}
 		s := p.rawValues(v, e, a, i0, i1, p.scratch[:0])
 		if a.g != 0 {
-			for i := p.tileSearch(v, e, from); i < e.tileLen; i++ {
-				tl := p.words[v.tileAt(e, i):]
+			th := p.tl(rc.slot)
+			for i := p.tileSearch(v, th, from); i < th.tileLen; i++ {
+				tl := p.words[v.tileAt(th, i):]
 				if s0 := int64(tl[0]); s0 > t || s0 >= tileEnd {
 					break
 				}
@@ -364,8 +369,9 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 	}
 	if a.g != 0 {
 		tc := a.tc
-		for i := p.tileSearch(v, e, from); i < e.tileLen; i++ {
-			tl := p.words[v.tileAt(e, i) : v.tileAt(e, i)+v.tileStride]
+		th := p.tl(rc.slot)
+		for i := p.tileSearch(v, th, from); i < th.tileLen; i++ {
+			tl := p.words[v.tileAt(th, i) : v.tileAt(th, i)+v.tileStride]
 			if s0 := int64(tl[0]); s0 > t || s0 >= tileEnd {
 				break
 			}

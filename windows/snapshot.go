@@ -191,7 +191,7 @@ func (v *View) encodePartition(p *partition, s *snapWriter) {
 	words := v.tileWords()
 	r := make([]uint64, v.recLen)
 	for slot := range p.ents {
-		e := &p.ents[slot]
+		e, th := &p.ents[slot], p.tl(uint32(slot))
 		if !e.live {
 			b = append(b, 0)
 			continue
@@ -200,7 +200,7 @@ func (v *View) encodePartition(p *partition, s *snapWriter) {
 		b = binary.AppendUvarint(b, uint64(e.keyLen))
 		b = append(b, p.keys[e.keyOff:e.keyOff+e.keyLen]...)
 		b = binary.AppendVarint(b, e.newest)
-		b = binary.AppendVarint(b, e.folded)
+		b = binary.AppendVarint(b, th.folded)
 		b = binary.AppendUvarint(b, uint64(e.rawLen))
 		prev := int64(0)
 		for i := range e.rawLen {
@@ -229,9 +229,9 @@ func (v *View) encodePartition(p *partition, s *snapWriter) {
 				}
 			}
 		}
-		b = binary.AppendUvarint(b, uint64(e.tileLen))
-		for i := range e.tileLen {
-			t := p.words[v.tileAt(e, i):][:v.tileStride]
+		b = binary.AppendUvarint(b, uint64(th.tileLen))
+		for i := range th.tileLen {
+			t := p.words[v.tileAt(th, i):][:v.tileStride]
 			if i == 0 {
 				b = binary.AppendVarint(b, int64(t[0]))
 			} else {
@@ -474,6 +474,9 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 	}
 	np.cursor, np.ticks, np.expired = uint32(cursor), uint32(ticks), int64(expired)
 	np.ents = make([]entity, nslots)
+	if v.grid != 0 {
+		np.tls = make([]tileHdr, nslots)
+	}
 	words := v.tileWords()
 	rec := make([]uint64, v.recLen)
 	minRec := 1 + len(v.stored) // bytes, at least
@@ -500,14 +503,19 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 		}
 		np.place(uint32(slot), h, key)
 		e := &np.ents[slot]
-		e.newest, e.folded = d.sv(), d.sv()
-		if e.newest < MinTime || e.newest > MaxTime || e.folded > e.newest+1 ||
-			(e.folded != math.MinInt64 && e.folded < MinTime-4*MaxSpan) {
-			return fmt.Errorf("slot %d: newest %d, folded %d out of range", slot, e.newest, e.folded)
+		var folded int64
+		e.newest, folded = d.sv(), d.sv()
+		if e.newest < MinTime || e.newest > MaxTime || folded > e.newest+1 ||
+			(folded != math.MinInt64 && (folded < MinTime-4*MaxSpan || v.grid == 0)) {
+			return fmt.Errorf("slot %d: newest %d, folded %d out of range", slot, e.newest, folded)
+		}
+		th := np.tl(uint32(slot))
+		if v.grid != 0 {
+			th.folded = folded
 		}
 		nraw := d.count("raw events", minRec)
 		if nraw > 0 {
-			np.allocFor(v, e, rawKind, nraw)
+			e.rawOff, e.rawCls = np.allocFor(v, rawKind, nraw)
 		}
 		ts := int64(0)
 		for i := 0; i < nraw && d.err == nil; i++ {
@@ -518,8 +526,8 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 			} else {
 				ts += int64(dt)
 			}
-			if ts <= e.newest-v.horizon || ts > e.newest || ts < e.folded {
-				return fmt.Errorf("slot %d: raw event %d: ts %d outside (newest - horizon, newest %d] or before folded %d", slot, i, ts, e.newest, e.folded)
+			if ts <= e.newest-v.horizon || ts > e.newest || ts < folded {
+				return fmt.Errorf("slot %d: raw event %d: ts %d outside (newest - horizon, newest %d] or before folded %d", slot, i, ts, e.newest, folded)
 			}
 			rec[0] = uint64(ts)
 			for j, c := range v.stored {
@@ -555,7 +563,7 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 			return fmt.Errorf("slot %d: tiles in a view without tiled aggregations", slot)
 		}
 		if ntile > 0 {
-			np.allocFor(v, e, tileKind, ntile)
+			th.tileOff, th.tileCls = np.allocFor(v, tileKind, ntile)
 		}
 		start := int64(0)
 		for i := 0; i < ntile && d.err == nil; i++ {
@@ -569,7 +577,7 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 			if start < MinTime-v.grid || start > e.newest || floorDiv(start, v.grid)*v.grid != start {
 				return fmt.Errorf("slot %d: tile %d: start %d off the %d ms grid or out of range", slot, i, start, v.grid)
 			}
-			at := v.tileAt(e, uint32(i))
+			at := v.tileAt(th, uint32(i))
 			t := np.words[at : at+v.tileStride]
 			t[0] = uint64(start)
 			for j := 1; j < v.tileStride; j++ {
@@ -591,7 +599,7 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 					}
 				}
 			}
-			e.tileLen++
+			th.tileLen++
 			np.tiles++
 		}
 	}
@@ -631,18 +639,14 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 	return nil
 }
 
-// allocFor gives e a block of kind able to hold n records.
-func (p *partition) allocFor(v *View, e *entity, kind, n int) {
+// allocFor allocates a block of kind able to hold n records and returns
+// its offset and size class.
+func (p *partition) allocFor(v *View, kind, n int) (uint32, uint8) {
 	cls := uint8(0)
 	for int(classCap[cls]) < n {
 		cls++
 	}
-	off := p.allocBlock(v, kind, cls)
-	if kind == rawKind {
-		e.rawOff, e.rawCls = off, cls
-	} else {
-		e.tileOff, e.tileCls = off, cls
-	}
+	return p.allocBlock(v, kind, cls), cls
 }
 
 // remap replaces the string table indexes a decoded partition holds by
@@ -665,8 +669,9 @@ func (p *partition) remap(v *View, words []tileWord, gid []uint32) {
 			}
 			p.putRaw(v, e, at, r)
 		}
-		for k := range e.tileLen {
-			t := p.words[v.tileAt(e, k):][:v.tileStride]
+		th := p.tl(uint32(i))
+		for k := range th.tileLen {
+			t := p.words[v.tileAt(th, k):][:v.tileStride]
 			for j := 1; j < v.tileStride; j++ {
 				switch tw := words[j]; {
 				case tw.kind == wordStr && t[tw.cnt] != 0:

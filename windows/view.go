@@ -373,23 +373,23 @@ func (v *View) add(key []byte, h uint64, ts int64, fields []Field, wm int64) err
 	}
 	slot, ok := p.find(h, key)
 	if !ok {
-		slot = p.insert(h, key)
+		slot = p.insert(v, h, key)
 		p.floors.lower(ts)
 	}
-	e := &p.ents[slot]
+	e, t := &p.ents[slot], p.tl(slot)
 	if ts > e.newest {
 		p.advance(v, e, ts)
 	}
 	switch {
-	case ts < e.folded:
-		p.addToTile(v, e, rec)
+	case ts < t.folded:
+		p.addToTile(v, t, rec)
 	case ts > e.newest-v.horizon: // else maintain would drop it at once
 		p.insertRaw(v, slot, e, rec)
-		if v.grid != 0 && p.eager(v, e) && floorDiv(ts, v.grid)*v.grid > e.newest-v.horizon {
-			p.addToTile(v, e, rec)
+		if v.grid != 0 && p.eager(v, t) && floorDiv(ts, v.grid)*v.grid > e.newest-v.horizon {
+			p.addToTile(v, t, rec)
 		}
 	}
-	p.maintain(v, e)
+	p.maintain(v, e, t)
 	if p.ticks++; p.ticks%sweepEvery == 0 && len(p.ents) > 1 {
 		p.sweep(v, max(wm, ts))
 	}
@@ -423,25 +423,46 @@ func (v *View) Stats() Stats {
 	return s
 }
 
-// entity is one entity's header. It holds no pointers: its events and tiles
-// live in the partition's word arena.
+// entity is one entity's header, 32 bytes. It holds no pointers: its
+// events live in the partition's raw arena. In a view with tiled
+// aggregations the rest of its header is a tileHdr (partition.tls).
 type entity struct {
 	newest  int64  // greatest ts seen
-	folded  int64  // events with ts < folded are in tiles, the others raw
 	keyOff  uint32 // key bytes in partition.keys
 	keyLen  uint32
 	rawOff  uint32 // raw ring block in partition.rw (bytes)
 	rawHead uint32
 	rawLen  uint32
-	tileOff uint32 // tile block (sorted by start) in partition.words
-	tileLen uint32
 	rawCls  uint8 // size class of the raw block; noBlock if none
-	tileCls uint8
 	live    bool
 	// rawNull counts the raw events with a null kept field, saturating at
 	// maxRawNull (then sticky until the entity holds no raw event). While it
 	// is 0 a raw count is a difference of positions.
 	rawNull uint8
+}
+
+// tileHdr is the part of an entity's header about its tiles, held
+// (partition.tls, by slot) only in a view with tiled aggregations: the
+// card-holder views have none, and their header is 32 bytes, not 48
+// (TestMemoryPerUser).
+type tileHdr struct {
+	folded  int64  // events with ts < folded are in tiles, the others raw
+	tileOff uint32 // tile block (sorted by start) in partition.words
+	tileLen uint32
+	tileCls uint8 // size class of the tile block; noBlock if none
+}
+
+// noTiles is the tile header of every entity of a view without tiled
+// aggregations. It is never written.
+var noTiles = tileHdr{folded: math.MinInt64, tileCls: noBlock}
+
+// tl returns the tile header of slot: noTiles in a view without tiled
+// aggregations, which the caller must not write.
+func (p *partition) tl(slot uint32) *tileHdr {
+	if p.tls == nil {
+		return &noTiles
+	}
+	return &p.tls[slot]
 }
 
 const maxRawNull = math.MaxUint8
@@ -457,6 +478,7 @@ type partition struct {
 type partState struct {
 	index      index
 	ents       []entity
+	tls        []tileHdr // by slot, in a view with tiled aggregations; else nil
 	freeEnt    []uint32
 	keys       []byte
 	deadKey    int
@@ -527,7 +549,7 @@ func (p *partition) find(h uint64, key []byte) (uint32, bool) {
 	}
 }
 
-func (p *partition) insert(h uint64, key []byte) uint32 {
+func (p *partition) insert(v *View, h uint64, key []byte) uint32 {
 	var slot uint32
 	if n := len(p.freeEnt); n > 0 {
 		slot = p.freeEnt[n-1]
@@ -535,6 +557,9 @@ func (p *partition) insert(h uint64, key []byte) uint32 {
 	} else {
 		slot = uint32(len(p.ents))
 		p.ents = growBy(p.ents, 1)[:slot+1]
+		if v.grid != 0 {
+			p.tls = growBy(p.tls, 1)[:slot+1]
+		}
 	}
 	p.place(slot, h, key)
 	return slot
@@ -542,8 +567,11 @@ func (p *partition) insert(h uint64, key []byte) uint32 {
 
 // place makes slot a new empty entity of key and indexes it.
 func (p *partition) place(slot uint32, h uint64, key []byte) {
-	p.ents[slot] = entity{newest: math.MinInt64, folded: math.MinInt64,
-		keyOff: uint32(len(p.keys)), keyLen: uint32(len(key)), rawCls: noBlock, tileCls: noBlock, live: true}
+	p.ents[slot] = entity{newest: math.MinInt64,
+		keyOff: uint32(len(p.keys)), keyLen: uint32(len(key)), rawCls: noBlock, live: true}
+	if p.tls != nil {
+		p.tls[slot] = noTiles
+	}
 	p.keys = append(growBy(p.keys, len(key)), key...)
 	p.index.insert(h, slot)
 	p.live++
@@ -571,18 +599,22 @@ func growBy[S ~[]E, E any](s S, n int) S {
 func (p *partition) remove(v *View, slot uint32) {
 	e := &p.ents[slot]
 	p.index.remove(v.hash(p.keys[e.keyOff:e.keyOff+e.keyLen]), slot)
-	p.freeTiles(v, e, 0, e.tileLen)
+	t := p.tl(slot)
+	p.freeTiles(v, t, 0, t.tileLen)
 	if e.rawCls != noBlock {
 		p.freeBlock(v, rawKind, e.rawCls, e.rawOff)
 	}
-	if e.tileCls != noBlock {
-		p.freeBlock(v, tileKind, e.tileCls, e.tileOff)
+	if t.tileCls != noBlock {
+		p.freeBlock(v, tileKind, t.tileCls, t.tileOff)
 	}
 	p.raw -= int(e.rawLen)
-	p.tiles -= int(e.tileLen)
+	p.tiles -= int(t.tileLen)
 	delete(p.hot, slot)
 	p.deadKey += int(e.keyLen)
 	*e = entity{}
+	if p.tls != nil {
+		p.tls[slot] = tileHdr{}
+	}
 	p.freeEnt = append(p.freeEnt, slot)
 	p.live--
 	if p.deadKey > 1024 && p.deadKey > len(p.keys)/4 {
@@ -727,8 +759,8 @@ func (p *partition) compact(v *View) {
 			if e.rawCls != noBlock {
 				nr += p.blockLen(v, rawKind, e.rawCls)
 			}
-			if e.tileCls != noBlock {
-				nw += p.blockLen(v, tileKind, e.tileCls)
+			if t := p.tl(uint32(i)); t.tileCls != noBlock {
+				nw += p.blockLen(v, tileKind, t.tileCls)
 			}
 		}
 	}
@@ -744,10 +776,10 @@ func (p *partition) compact(v *View) {
 			rw = append(rw, p.rw[e.rawOff:int(e.rawOff)+p.blockLen(v, rawKind, e.rawCls)]...)
 			e.rawOff = uint32(off)
 		}
-		if e.tileCls != noBlock {
+		if t := p.tl(uint32(i)); t.tileCls != noBlock {
 			off := len(words)
-			words = append(words, p.words[e.tileOff:int(e.tileOff)+p.blockLen(v, tileKind, e.tileCls)]...)
-			e.tileOff = uint32(off)
+			words = append(words, p.words[t.tileOff:int(t.tileOff)+p.blockLen(v, tileKind, t.tileCls)]...)
+			t.tileOff = uint32(off)
 		}
 	}
 	p.rw, p.words, p.deadR, p.deadW = rw, words, 0, 0
@@ -921,11 +953,11 @@ func (p *partition) rawHasNull(v *View, at int) bool {
 // eager reports whether e's tiles also summarize its raw events: then every
 // raw event whose tile starts after newest - horizon (the only ones a tiled
 // aggregation can count) is also in its tile, and the tiles at or after
-// e.folded hold exactly those events. Otherwise no tile starts at or after
-// e.folded. An entity turns eager once it holds more than foldAt raw events
+// t.folded hold exactly those events. Otherwise no tile starts at or after
+// t.folded. An entity turns eager once it holds more than foldAt raw events
 // (see maintain); it is derived from the state, so snapshots keep it.
-func (p *partition) eager(v *View, e *entity) bool {
-	return e.tileLen > 0 && int64(p.words[v.tileAt(e, e.tileLen-1)]) >= e.folded
+func (p *partition) eager(v *View, t *tileHdr) bool {
+	return t.tileLen > 0 && int64(p.words[v.tileAt(t, t.tileLen-1)]) >= t.folded
 }
 
 func (p *partition) growRaw(v *View, e *entity) {
@@ -962,8 +994,8 @@ func (p *partition) popRaw(v *View, e *entity) {
 }
 
 // maintain drops what no answerable read needs and folds old raw events
-// into tiles.
-func (p *partition) maintain(v *View, e *entity) {
+// into tiles; t is e's tile header.
+func (p *partition) maintain(v *View, e *entity, t *tileHdr) {
 	cut := e.newest - v.horizon // events at or before cut count in no answerable read
 	for e.rawLen > 0 && p.rawTs(v, e, p.rawAt(e, 0)) <= cut {
 		p.popRaw(v, e)
@@ -971,16 +1003,16 @@ func (p *partition) maintain(v *View, e *entity) {
 	if v.grid == 0 {
 		return
 	}
-	if e.tileLen > 0 {
+	if t.tileLen > 0 {
 		n := uint32(0)
-		for n < e.tileLen && int64(p.words[int(e.tileOff)+int(n)*v.tileStride]) <= cut {
+		for n < t.tileLen && int64(p.words[int(t.tileOff)+int(n)*v.tileStride]) <= cut {
 			n++
 		}
 		if n > 0 {
-			p.freeTiles(v, e, 0, n)
-			base := int(e.tileOff)
-			copy(p.words[base:base+int(e.tileLen-n)*v.tileStride], p.words[base+int(n)*v.tileStride:base+int(e.tileLen)*v.tileStride])
-			e.tileLen -= n
+			p.freeTiles(v, t, 0, n)
+			base := int(t.tileOff)
+			copy(p.words[base:base+int(t.tileLen-n)*v.tileStride], p.words[base+int(n)*v.tileStride:base+int(t.tileLen)*v.tileStride])
+			t.tileLen -= n
 			p.tiles -= int(n)
 		}
 	}
@@ -993,7 +1025,7 @@ func (p *partition) maintain(v *View, e *entity) {
 		rec = make([]uint64, v.recLen)
 	}
 	rec = rec[:v.recLen]
-	if !p.eager(v, e) {
+	if !p.eager(v, t) {
 		// The entity turns eager: its raw events enter their tiles too (from
 		// now on as they arrive, see Add), so that a read at or after its
 		// newest event answers tiled aggregations from tiles alone. Events
@@ -1003,7 +1035,7 @@ func (p *partition) maintain(v *View, e *entity) {
 			at := p.rawAt(e, i)
 			if floorDiv(p.rawTs(v, e, at), v.grid)*v.grid > cut {
 				p.getRaw(v, e, at, rec)
-				p.addToTile(v, e, rec)
+				p.addToTile(v, t, rec)
 			}
 		}
 	}
@@ -1012,24 +1044,25 @@ func (p *partition) maintain(v *View, e *entity) {
 	// The entity is eager (or holds no event a tiled read can count), so
 	// they are already in their tiles: folding drops them from the raw ring.
 	f := (floorDiv(e.newest-v.exactHorizon+1, v.grid)) * v.grid
-	if f <= e.folded {
+	if f <= t.folded {
 		return
 	}
-	e.folded = f
+	t.folded = f
 	for e.rawLen > 0 && p.rawTs(v, e, p.rawAt(e, 0)) < f {
 		p.popRaw(v, e)
 	}
 }
 
-// freeTiles releases the distinct sets of tiles [from, to) of e.
-func (p *partition) freeTiles(v *View, e *entity, from, to uint32) {
+// freeTiles releases the distinct sets of tiles [from, to) of the entity
+// whose tile header is t.
+func (p *partition) freeTiles(v *View, t *tileHdr, from, to uint32) {
 	for c := range v.tcols {
 		bm := v.tcols[c].bm
 		if bm == 0 {
 			continue
 		}
 		for i := from; i < to; i++ {
-			if w := p.words[v.tileAt(e, i)+bm]; w&bmFlag != 0 {
+			if w := p.words[v.tileAt(t, i)+bm]; w&bmFlag != 0 {
 				id := uint32(w)
 				p.bms[id].Clear()
 				p.freeBms = append(p.freeBms, id)
@@ -1038,29 +1071,31 @@ func (p *partition) freeTiles(v *View, e *entity, from, to uint32) {
 	}
 }
 
-// tileAt returns the word offset of tile i of e.
-func (v *View) tileAt(e *entity, i uint32) int { return int(e.tileOff) + int(i)*v.tileStride }
+// tileAt returns the word offset of tile i of the entity whose tile header
+// is th.
+func (v *View) tileAt(th *tileHdr, i uint32) int { return int(th.tileOff) + int(i)*v.tileStride }
 
-// addToTile folds raw record rec into its tile, creating the tile if needed.
-func (p *partition) addToTile(v *View, e *entity, rec []uint64) {
+// addToTile folds raw record rec into its tile, creating the tile if needed,
+// in the entity whose tile header is th.
+func (p *partition) addToTile(v *View, th *tileHdr, rec []uint64) {
 	ts := int64(rec[0])
 	start := floorDiv(ts, v.grid) * v.grid
-	lo, hi := uint32(0), e.tileLen
-	if hi > 0 && int64(p.words[v.tileAt(e, hi-1)]) <= start {
+	lo, hi := uint32(0), th.tileLen
+	if hi > 0 && int64(p.words[v.tileAt(th, hi-1)]) <= start {
 		lo = hi - 1 // the newest tile or after: the common case
 	}
 	for lo < hi {
 		m := (lo + hi) / 2
-		if int64(p.words[v.tileAt(e, m)]) < start {
+		if int64(p.words[v.tileAt(th, m)]) < start {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo == e.tileLen || int64(p.words[v.tileAt(e, lo)]) != start {
-		p.newTile(v, e, lo, start)
+	if lo == th.tileLen || int64(p.words[v.tileAt(th, lo)]) != start {
+		p.newTile(v, th, lo, start)
 	}
-	t := p.words[v.tileAt(e, lo) : v.tileAt(e, lo)+v.tileStride]
+	t := p.words[v.tileAt(th, lo) : v.tileAt(th, lo)+v.tileStride]
 	for c := range v.tcols {
 		tc := &v.tcols[c]
 		if tc.cnt == 0 {
@@ -1099,27 +1134,28 @@ func (p *partition) addToTile(v *View, e *entity, rec []uint64) {
 	}
 }
 
-// newTile inserts an empty tile at index i of e.
-func (p *partition) newTile(v *View, e *entity, i uint32, start int64) {
-	if e.tileCls == noBlock || e.tileLen == classCap[e.tileCls] {
+// newTile inserts an empty tile at index i of the entity whose tile header
+// is th.
+func (p *partition) newTile(v *View, th *tileHdr, i uint32, start int64) {
+	if th.tileCls == noBlock || th.tileLen == classCap[th.tileCls] {
 		cls := uint8(0)
-		if e.tileCls != noBlock {
-			cls = e.tileCls + 1
+		if th.tileCls != noBlock {
+			cls = th.tileCls + 1
 		}
 		off := p.allocBlock(v, tileKind, cls)
-		if e.tileCls != noBlock {
-			copy(p.words[off:int(off)+int(e.tileLen)*v.tileStride], p.words[e.tileOff:int(e.tileOff)+int(e.tileLen)*v.tileStride])
-			p.freeBlock(v, tileKind, e.tileCls, e.tileOff)
+		if th.tileCls != noBlock {
+			copy(p.words[off:int(off)+int(th.tileLen)*v.tileStride], p.words[th.tileOff:int(th.tileOff)+int(th.tileLen)*v.tileStride])
+			p.freeBlock(v, tileKind, th.tileCls, th.tileOff)
 		}
-		e.tileOff, e.tileCls = off, cls
+		th.tileOff, th.tileCls = off, cls
 	}
-	at := v.tileAt(e, i)
-	end := v.tileAt(e, e.tileLen)
+	at := v.tileAt(th, i)
+	end := v.tileAt(th, th.tileLen)
 	copy(p.words[at+v.tileStride:end+v.tileStride], p.words[at:end])
 	t := p.words[at : at+v.tileStride]
 	clear(t)
 	t[0] = uint64(start)
-	e.tileLen++
+	th.tileLen++
 	p.tiles++
 }
 
@@ -1180,7 +1216,8 @@ func twoSumAdd(hi, lo, x float64) (float64, float64) {
 
 // bytes estimates the partition's memory.
 func (p *partition) bytes() int64 {
-	b := int64(cap(p.rw)) + int64(cap(p.words))*8 + int64(cap(p.ents))*int64(unsafe.Sizeof(entity{})) + int64(cap(p.keys)) +
+	b := int64(cap(p.rw)) + int64(cap(p.words))*8 + int64(cap(p.ents))*int64(unsafe.Sizeof(entity{})) +
+		int64(cap(p.tls))*int64(unsafe.Sizeof(tileHdr{})) + int64(cap(p.keys)) +
 		p.index.bytes() + int64(cap(p.freeEnt))*4
 	for _, l := range p.free {
 		b += int64(cap(l)) * 4
