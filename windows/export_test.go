@@ -59,22 +59,23 @@ func HotReads() int64 { return hotReads.Load() }
 // from now on (see layout.go), as the first value that is not whole cents
 // would in each.
 func Widen(v *View) {
-	widenAll(v, func(e enc) bool { return e == encCents24 || e == encCents32 }, math.Float64bits(1.0/3))
+	widenAll(v, func(f field) bool { return f.kind == kCents }, math.Float64bits(1.0/3))
 }
 
-// WidenIDs holds every String column of v in four bytes in every
-// partition from now on, as the first dictionary id of 0xffff or more
-// would in each.
-func WidenIDs(v *View) { widenAll(v, func(e enc) bool { return e == encID16 }, 0xffff) }
+// WidenIDs holds every String column of v in 32 bits in every partition
+// from now on, as the first dictionary id of 2^31 or more would in each.
+func WidenIDs(v *View) {
+	widenAll(v, func(f field) bool { return f.kind == kID && f.bits < 32 }, 1<<31)
+}
 
-func widenAll(v *View, which func(enc) bool, x uint64) {
+func widenAll(v *View, which func(field) bool, x uint64) {
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
 	for k := range v.parts {
 		p := &v.parts[k]
 		p.mu.Lock()
 		for i := range v.stored {
-			if which(p.lay.enc[i]) {
+			if which(p.lay.cols[i]) {
 				p.widen(v, i, x)
 			}
 		}

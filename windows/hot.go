@@ -261,15 +261,9 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	// from i0, and after the last, walking back from i1 (each at most a
 	// bucket's worth; no binary search over the whole ring).
 	var edge bucket
-	pos, en := p.lay.pos[a.si], p.lay.enc[a.si]
+	f := &p.lay.cols[a.si]
 	add := func(at int) {
-		var x uint64
-		if en == encCents24 {
-			x = getCents24(p.rw[at+pos:])
-		} else {
-			x = en.get(p.rw[at+pos:])
-		}
-		if !isNull(a, x) {
+		if x := f.get(p.rw, at); !isNull(a, x) {
 			edge.add(math.Float64frombits(x))
 		}
 	}

@@ -3,21 +3,25 @@ package windows
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"slices"
 )
 
-// Raw records are bytes in a partition's raw arena: the ts (a uint32
-// offset from the entity's base in a narrow view, else the int64), then
-// each stored column in the narrowest encoding that has held every value
-// the partition has accepted in it:
+// Raw records are bit strings in a partition's raw arena, a whole number of
+// bytes each: the ts (in a narrow view an offset from the entity's base in
+// View.tsBits bits, else the int64), then each stored column in the fewest
+// bits that have held every value the partition has accepted in it:
 //
-//   - a Float column only counted: a null flag, one byte;
-//   - a String column: its dictionary id in two bytes while the ids fit
-//     (below 0xffff: about 65,000 distinct values, spread over the
-//     dictionary's shards), else four;
-//   - a Float column: whole cents in three bytes (within ±83,886.07), else
-//     whole cents in four (within ±21,474,836.47), else the float64 in
-//     eight.
+//   - a Float column only counted: a null flag, one bit;
+//   - a String column: its dictionary id, in as many bits as the greatest
+//     id needs (all ones is null);
+//   - a Float column: whole cents, signed, in as many bits as the greatest
+//     magnitude needs, up to 32 (the least value, -2^(bits-1), is null);
+//     else the float64, in 64 bits at a byte boundary.
+//
+// A card holder's event of the default repo (a ts in a 1-day view, an amount
+// under $655.36, one of a few thousand merchants) is 27 + 17 + 13 = 57 bits:
+// 8 bytes.
 //
 // Money amounts are most of a fraud stream's Float values, and they are
 // whole numbers of cents: the float64 nearest k/100 for an integer k, which
@@ -25,223 +29,247 @@ import (
 // value read back is float64(k)/100, the same float64 bit for bit (division
 // is correctly rounded, so float64(k)/100 is the float64 nearest k/100).
 //
-// A view starts with every column in its narrowest encoding; the first
-// value a column's encoding cannot hold in a partition widens that column
-// in that partition (partition.widen), to the narrowest encoding that holds
-// it. A column widens at most twice per partition. Snapshots hold values,
-// not layouts, so a section reads into a partition of any layout (widening
-// it first if it must).
+// A view starts with every column in its narrowest field; the first value
+// a column's field cannot hold in a partition widens that column in that
+// partition (partition.widen) to the fewest bits that hold it. A column
+// widens at most 32 times per partition, and in practice a few times
+// early on: ids and amounts grow with the values seen, each new bit twice
+// as rare as the last. Snapshots hold values, not layouts, so a section
+// reads into a partition of any layout (widening it as it goes).
 
-// enc is the encoding of a stored column in raw records.
-type enc uint8
+// kind is the encoding of a stored column's field.
+type kind uint8
 
 const (
-	encFlag    enc = iota // 1 byte: 0 for a value, 0xff for null
-	encID16               // 2 bytes: a dictionary id below 0xffff; 0xffff for null
-	encID32               // 4 bytes: a dictionary id (nullID for null)
-	encCents24            // 3 bytes: whole cents within ±(2^23 - 1); -2^23 for null
-	encCents32            // 4 bytes: whole cents within ±(2^31 - 1); -2^31 for null
-	encFloat              // 8 bytes: the float64's bits (nullBits for null)
+	kFlag  kind = iota // 1 bit: 0 for a value, 1 for null
+	kID                // a dictionary id; all ones for null
+	kCents             // whole cents, two's complement; -2^(bits-1) for null
+	kFloat             // the float64's bits (nullBits for null), byte-aligned
 )
 
-// encSize is the bytes of each encoding.
-var encSize = [...]int{encFlag: 1, encID16: 2, encID32: 4, encCents24: 3, encCents32: 4, encFloat: 8}
+// Starting widths, in bits.
+const (
+	startIDBits    = 8
+	startCentsBits = 16
+	maxBits        = 32 // of an id or of cents
+)
 
-// narrowestEnc is the encoding a stored column starts with: str for a
-// String column, wide for a Float column whose values are read (else it is
-// only counted).
-func narrowestEnc(str, wide bool) enc {
-	switch {
-	case str:
-		return encID16
-	case wide:
-		return encCents24
-	}
-	return encFlag
+// field is a stored column's encoding and place in a raw record: bits wide,
+// from bit shift of the little-endian uint64 at byte off of the record.
+type field struct {
+	kind  kind
+	bits  uint8
+	shift uint8
+	off   int
 }
 
-// holds reports whether encoding e holds the logical value x.
-func (e enc) holds(x uint64) bool {
-	switch e {
-	case encID16:
-		return x == nullID || x < 0xffff
-	case encCents24:
-		return x == nullBits || fitsCents(x, 23)
-	case encCents32:
-		return x == nullBits || fitsCents(x, 31)
+// narrowestField is the field a stored column starts with: str for a String
+// column, wide for a Float column whose values are read (else it is only
+// counted).
+func narrowestField(str, wide bool) field {
+	switch {
+	case str:
+		return field{kind: kID, bits: startIDBits}
+	case wide:
+		return field{kind: kCents, bits: startCentsBits}
+	}
+	return field{kind: kFlag, bits: 1}
+}
+
+// mask is the field's bits, at the bottom of a uint64 (kFloat: all of it).
+func (f *field) mask() uint64 { return 1<<f.bits - 1 }
+
+// holds reports whether f holds the logical value x.
+func (f *field) holds(x uint64) bool {
+	switch f.kind {
+	case kID:
+		return x == nullID || x < f.mask()
+	case kCents:
+		b, ok := centsBits(x)
+		return ok && b <= int(f.bits)
 	}
 	return true
 }
 
-// widerFor returns the narrowest encoding wider than e that holds x.
-func (e enc) widerFor(x uint64) enc {
-	for w := e + 1; ; w++ {
-		if w.holds(x) {
-			return w
+// widerFor returns the narrowest field wider than f that holds x.
+func (f field) widerFor(x uint64) field {
+	switch f.kind {
+	case kID:
+		f.bits = uint8(max(int(f.bits)+1, bits.Len64(x+1)))
+	case kCents:
+		if b, ok := centsBits(x); ok && b <= maxBits {
+			f.bits = uint8(max(int(f.bits)+1, b))
+		} else {
+			f = field{kind: kFloat, bits: 64}
 		}
 	}
+	return f
 }
 
-// fitsCents reports whether the float64 of bits x, not null, is a whole
-// number of cents k with |k| < 2^bits, read back as float64(k)/100 bit for
-// bit.
-func fitsCents(x uint64, bits uint) bool {
+// centsBits returns the bits of the narrowest kCents field that holds x: ok
+// is false if the float64 of bits x is not a whole number of cents k with
+// |k| < 2^31 read back as float64(k)/100 bit for bit. A null needs none.
+func centsBits(x uint64) (int, bool) {
+	if x == nullBits {
+		return 1, true
+	}
 	f := math.Float64frombits(x)
 	k := math.Round(f * 100)
-	lim := float64(int64(1) << bits)
-	if !(k > -lim && k < lim) { // also false for NaN
-		return false
+	if !(k > -(1<<31) && k < 1<<31) { // also false for NaN
+		return 0, false
 	}
-	return math.Float64bits(float64(int32(k))/100) == x
+	if math.Float64bits(float64(int32(k))/100) != x {
+		return 0, false
+	}
+	m := int32(k)
+	if m < 0 {
+		m = -m
+	}
+	// -2^(b-1) < k < 2^(b-1): the least value stays free for null.
+	return bits.Len32(uint32(m)) + 1, true
 }
 
-// cents returns the whole cents of the float64 of bits x, which fitsCents
+// cents returns the whole cents of the float64 of bits x, which centsBits
 // accepted.
-func cents(x uint64) int32 { return int32(math.Round(math.Float64frombits(x) * 100)) }
+func cents(x uint64) int64 { return int64(math.Round(math.Float64frombits(x) * 100)) }
 
 // centsFloat returns the float64 bits of k cents.
-func centsFloat(k int32) uint64 { return math.Float64bits(float64(k) / 100) }
+func centsFloat(k int64) uint64 { return math.Float64bits(float64(k) / 100) }
 
-// get decodes the logical value encoded as e at the start of b.
-func (e enc) get(b []byte) uint64 {
-	switch e {
-	case encFlag:
-		if b[0] != 0 {
+// rawPad is the bytes a raw arena holds after its last block, so that a
+// field anywhere in a record loads as the uint64 at its first byte (word):
+// the bytes after the field, up to 7, are its record's, the next record's
+// or the pad's. Every raw arena that holds a block ends with the pad
+// (allocBlock, compact, widen).
+const rawPad = 7
+
+// word returns the little-endian uint64 at b[i:] (see rawPad).
+func word(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
+
+// putWord stores w as the little-endian uint64 at b[i:] (see rawPad).
+func putWord(b []byte, i int, w uint64) { binary.LittleEndian.PutUint64(b[i:], w) }
+
+// get decodes the logical value of f in the raw record at offset at of b.
+func (f *field) get(b []byte, at int) uint64 {
+	w := word(b, at+f.off)
+	switch f.kind {
+	case kFlag:
+		if w>>f.shift&1 != 0 {
 			return nullID
 		}
 		return 0
-	case encID16:
-		if w := binary.LittleEndian.Uint16(b); w != 0xffff {
-			return uint64(w)
+	case kID:
+		if x := w >> f.shift & f.mask(); x != f.mask() {
+			return x
 		}
 		return nullID
-	case encID32:
-		return uint64(binary.LittleEndian.Uint32(b))
-	case encCents24:
-		return getCents24(b)
-	case encCents32:
-		w := binary.LittleEndian.Uint32(b)
-		if w == 1<<31 {
+	case kCents:
+		k := int64(w<<(64-f.shift-f.bits)) >> (64 - f.bits)
+		if k == -1<<(f.bits-1) {
 			return nullBits
 		}
-		return centsFloat(int32(w))
+		return centsFloat(k)
 	}
-	return binary.LittleEndian.Uint64(b)
+	return w
 }
 
-// getCents24 is get for encCents24, small enough to inline in the loops
-// where whole cents are the usual case.
-func getCents24(b []byte) uint64 {
-	w := uint32(b[2])<<24 | uint32(b[1])<<16 | uint32(b[0])<<8
-	if w == 1<<31 {
-		return nullBits
+// isNull reports whether f is null in the raw record at offset at of b.
+func (f *field) isNull(b []byte, at int) bool {
+	w := word(b, at+f.off)
+	switch f.kind {
+	case kFlag:
+		return w>>f.shift&1 != 0
+	case kID:
+		return w>>f.shift&f.mask() == f.mask()
+	case kCents:
+		return w>>f.shift&f.mask() == 1<<(f.bits-1)
 	}
-	return centsFloat(int32(w) >> 8)
+	return w == nullBits
 }
 
-// isNull reports whether the value encoded as e at the start of b is null,
-// without decoding it.
-func (e enc) isNull(b []byte) bool {
-	switch e {
-	case encFlag:
-		return b[0] != 0
-	case encID16:
-		return binary.LittleEndian.Uint16(b) == 0xffff
-	case encID32:
-		return binary.LittleEndian.Uint32(b) == nullID
-	case encCents24:
-		_ = b[2]
-		return b[0] == 0 && b[1] == 0 && b[2] == 0x80
-	case encCents32:
-		return binary.LittleEndian.Uint32(b) == 1<<31
+// put encodes the logical value x, which f holds, into the raw record at
+// offset at of b. The bits outside f do not change.
+func (f *field) put(b []byte, at int, x uint64) {
+	i := at + f.off
+	if f.kind == kFloat {
+		putWord(b, i, x)
+		return
 	}
-	return binary.LittleEndian.Uint64(b) == nullBits
-}
-
-// put encodes the logical value x, which e holds, at the start of b.
-func (e enc) put(b []byte, x uint64) {
-	switch e {
-	case encFlag:
-		b[0] = 0
+	var u uint64
+	switch f.kind {
+	case kFlag:
 		if x != 0 {
-			b[0] = 0xff
+			u = 1
 		}
-	case encID16:
-		binary.LittleEndian.PutUint16(b, uint16(x)) // nullID: 0xffff
-	case encID32:
-		binary.LittleEndian.PutUint32(b, uint32(x))
-	case encCents24:
-		w := uint32(1 << 23)
+	case kID:
+		u = x & f.mask() // nullID: all ones
+	case kCents:
+		k := int64(-1) << (f.bits - 1)
 		if x != nullBits {
-			w = uint32(cents(x)) & (1<<24 - 1)
+			k = cents(x)
 		}
-		_ = b[2]
-		b[0], b[1], b[2] = byte(w), byte(w>>8), byte(w>>16)
-	case encCents32:
-		w := uint32(1 << 31)
-		if x != nullBits {
-			w = uint32(cents(x))
-		}
-		binary.LittleEndian.PutUint32(b, w)
-	default:
-		binary.LittleEndian.PutUint64(b, x)
+		u = uint64(k) & f.mask()
 	}
+	w := word(b, i)
+	putWord(b, i, w&^(f.mask()<<f.shift)|u<<f.shift)
 }
 
-// layout is a partition's raw record layout: the ts (four bytes in a
-// narrow view, else eight), then each stored column in its encoding. It is
-// immutable and shared: New gives every partition the view's narrowest
-// layout, and a partition that meets a value its layout cannot hold
-// widens to a new one of its own (partition.widen), so a widening
-// rewrites one partition's raw records, about a thousandth of the view,
-// while the others go on.
+// layout is a partition's raw record layout: the ts (View.tsBits bits in a
+// narrow view, else 64), then each stored column's field. It is immutable
+// and shared: New gives every partition the view's narrowest layout, and a
+// partition that meets a value its layout cannot hold widens to a new one
+// of its own (partition.widen), so a widening rewrites one partition's raw
+// records, about a thousandth of the view, while the others go on.
 type layout struct {
-	stride int   // bytes per raw record
-	pos    []int // stored column i -> its position in a raw record, in bytes
-	enc    []enc // stored column i -> its encoding
+	stride int     // bytes per raw record
+	cols   []field // stored column i -> its field
 }
 
-// newLayout places the stored columns of encodings encs after the ts.
-func newLayout(narrow bool, encs []enc) *layout {
-	l := &layout{stride: 8, pos: make([]int, len(encs)), enc: encs}
-	if narrow {
-		l.stride = 4
+// newLayout places fields cols after a ts of tsBits bits: each at the next
+// bit, a kFloat at the next byte.
+func newLayout(tsBits int, cols []field) *layout {
+	l := &layout{cols: cols}
+	pos := tsBits
+	for i := range cols {
+		f := &cols[i]
+		if f.kind == kFloat {
+			pos = (pos + 7) &^ 7
+			f.bits = 64
+		}
+		f.off, f.shift = pos>>3, uint8(pos&7)
+		pos += int(f.bits)
 	}
-	for i, e := range encs {
-		l.pos[i] = l.stride
-		l.stride += encSize[e]
-	}
+	l.stride = (pos + 7) >> 3
 	return l
 }
 
-// misfit returns the first stored column whose encoding in l cannot hold
-// its value in the logical record rec, or -1.
+// misfit returns the first stored column whose field in l cannot hold its
+// value in the logical record rec, or -1.
 func (l *layout) misfit(rec []uint64) int {
-	for i, e := range l.enc {
-		if !e.holds(rec[1+i]) {
+	for i := range l.cols {
+		if !l.cols[i].holds(rec[1+i]) {
 			return i
 		}
 	}
 	return -1
 }
 
-// wider returns l with stored column i in the narrowest wider encoding
-// that holds x.
-func (l *layout) wider(narrow bool, i int, x uint64) *layout {
-	encs := slices.Clone(l.enc)
-	encs[i] = encs[i].widerFor(x)
-	return newLayout(narrow, encs)
+// wider returns l with stored column i in the narrowest wider field that
+// holds x.
+func (l *layout) wider(tsBits, i int, x uint64) *layout {
+	cols := slices.Clone(l.cols)
+	cols[i] = cols[i].widerFor(x)
+	return newLayout(tsBits, cols)
 }
 
 // widen gives p a layout in which stored column i holds x (the narrowest
-// wider encoding that does) and rewrites p's raw records in it; the raw
-// arena comes out compact. The caller holds p's lock and, for a view's
+// wider field that does) and rewrites p's raw records in it; the raw arena
+// comes out compact. The caller holds p's lock and, for a view's
 // partition, v.wmu (AddBatch's prefetch stages read layouts without
-// partition locks). It happens at most twice per column of a partition,
-// at the first value that needs it.
+// partition locks); or p is a partition being decoded, not yet the view's.
 func (p *partition) widen(v *View, i int, x uint64) {
 	old := p.lay
-	p.lay = old.wider(v.narrow, i, x)
+	p.lay = old.wider(v.tsBits, i, x)
 	rec := make([]uint64, v.recLen)
 	n := 0
 	for s := range p.ents {
@@ -249,28 +277,62 @@ func (p *partition) widen(v *View, i int, x uint64) {
 			n += p.blockLen(v, rawKind, e.rawCls)
 		}
 	}
-	rw := make([]byte, 0, n+n/8)
+	rw := make([]byte, n+rawPad, n+n/8+rawPad)
+	off := 0
 	for s := range p.ents {
 		e := &p.ents[s]
 		if !e.live || e.rawCls == noBlock {
 			continue
 		}
-		off := len(rw)
-		rw = rw[:off+p.blockLen(v, rawKind, e.rawCls)]
 		c := classCap[e.rawCls]
 		for j := range e.rawLen {
 			src := (e.rawHead + j) % c
 			at := int(e.rawOff) + int(src)*old.stride
 			p.getCols(old, at, rec)
-			// The ts bytes keep their encoding (and the entity its base).
+			// The ts keeps its encoding (and the entity its base).
 			dst := off + int(j)*p.lay.stride
-			copy(rw[dst:dst+p.lay.pos[0]], p.rw[at:at+old.pos[0]])
-			p.putCols(rw[dst:dst+p.lay.stride], rec)
+			v.putTsBits(rw, dst, v.tsBits64(p.rw, at))
+			p.putCols(rw, dst, rec)
 		}
 		e.rawOff, e.rawHead = uint32(off), 0
+		off += p.blockLen(v, rawKind, e.rawCls)
 	}
 	p.rw, p.deadR = rw, 0
 	for f := rawKind; f < len(p.free); f += 2 {
 		p.free[f] = nil
+	}
+}
+
+// tsBits64 returns the ts field of the raw record at offset at of b as it
+// is stored: an offset from the entity's base in a narrow view, else the
+// int64's bits.
+func (v *View) tsBits64(b []byte, at int) uint64 {
+	return word(b, at) & v.tsMask
+}
+
+// putTsBits stores x as the ts field of the raw record at offset at of b.
+func (v *View) putTsBits(b []byte, at int, x uint64) {
+	if v.tsMask == math.MaxUint64 {
+		putWord(b, at, x)
+		return
+	}
+	putWord(b, at, word(b, at)&^v.tsMask|x)
+}
+
+// tsWidth returns the bits of a narrow view's ts offsets and the alignment
+// of their bases (View.base) for a horizon h <= 2^31 ms: the fewest bits b
+// such that some power of two a >= h/4 has h + a <= 2^b. Every raw ts in
+// (newest - h, newest] is then an offset below 2^b from newest - h aligned
+// down to a; the base moves, and the offsets are re-encoded (advance), at
+// most once in a of the entity's time, so at most 4 times per event held
+// over its life. A 1-day view (with 5 minutes of lateness) has 27 bits and
+// a = 2^25 ms (9.3 hours).
+func tsWidth(h int64) (b int, a int64) {
+	for b = bits.Len64(uint64(h)); ; b++ {
+		spare := int64(1)<<b - h
+		a = int64(1) << (bits.Len64(uint64(spare)) - 1)
+		if a >= h/4 || b >= 32 {
+			return b, a
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package windows
 
 import (
-	"encoding/binary"
 	"math"
 	"slices"
 	"unsafe"
@@ -434,41 +433,30 @@ func isNull(a *aggPlan, x uint64) bool { return x == a.null }
 
 // rawMoments returns the count and moments (compensated sum, min, max) of
 // the non-null values of a's column in e's raw events [i0, i1). Whole
-// cents in 24 bits, most of a fraud stream's amounts, have a loop of their
-// own that decodes in place.
+// cents, most of a fraud stream's amounts, have a loop of their own that
+// decodes in place: a load and two shifts per value.
 func (p *partition) rawMoments(v *View, e *entity, a *aggPlan, i0, i1 uint32) (cnt float64, m moments) {
-	l := p.lay
 	hi, lo, lowest, highest := 0.0, 0.0, math.Inf(1), math.Inf(-1)
 	add := func(f float64) {
 		cnt++
 		hi, lo = twoSumAdd(hi, lo, f)
 		lowest, highest = min(lowest, f), max(highest, f)
 	}
+	f := p.lay.cols[a.si]
+	st, rw := p.lay.stride, p.rw
 	for _, sp := range p.rawSpans(e, i0, i1) {
-		if sp[0] >= sp[1] {
-			continue
-		}
-		b := p.rw[sp[0]+l.pos[a.si] : sp[1]] // the column's bytes of the last record end before sp[1]
-		st := l.stride
-		if en := l.enc[a.si]; en != encCents24 {
-			for at := 0; at < len(b); at += st {
-				if x := en.get(b[at:]); !isNull(a, x) {
+		if f.kind != kCents {
+			for at := sp[0]; at < sp[1]; at += st {
+				if x := f.get(rw, at); !isNull(a, x) {
 					add(math.Float64frombits(x))
 				}
 			}
 			continue
 		}
-		// Four-byte loads while a fourth byte follows (the next field's or
-		// record's), then three-byte ones.
-		at := 0
-		for ; at+3 < len(b); at += st {
-			if w := binary.LittleEndian.Uint32(b[at:]) << 8; w != 1<<31 {
-				add(float64(int32(w)>>8) / 100)
-			}
-		}
-		for ; at+2 < len(b); at += st {
-			if w := uint32(b[at])<<8 | uint32(b[at+1])<<16 | uint32(b[at+2])<<24; w != 1<<31 {
-				add(float64(int32(w)>>8) / 100)
+		lsh, rsh, null := 64-f.shift-f.bits, 64-f.bits, int64(-1)<<(f.bits-1)
+		for at := sp[0] + f.off; at < sp[1]; at += st {
+			if k := int64(word(rw, at)<<lsh) >> rsh; k != null {
+				add(float64(k) / 100)
 			}
 		}
 	}
@@ -482,37 +470,29 @@ func (p *partition) rawMoments(v *View, e *entity, a *aggPlan, i0, i1 uint32) (c
 // rawDeviations returns the sums of the squared deviations from mean, and
 // of the deviations, of the non-null values of a's column in e's raw
 // events [i0, i1): the second pass of the two-pass variance, with
-// rawMoments' loops.
+// rawMoments' loops (a shared loop taking the step as a function value
+// would make an indirect call per value).
 func (p *partition) rawDeviations(v *View, e *entity, a *aggPlan, i0, i1 uint32, mean float64) (ss, c float64) {
-	l := p.lay
 	add := func(f float64) {
 		d := f - mean
 		ss += d * d
 		c += d
 	}
+	f := p.lay.cols[a.si]
+	st, rw := p.lay.stride, p.rw
 	for _, sp := range p.rawSpans(e, i0, i1) {
-		if sp[0] >= sp[1] {
-			continue
-		}
-		b := p.rw[sp[0]+l.pos[a.si] : sp[1]]
-		st := l.stride
-		if en := l.enc[a.si]; en != encCents24 {
-			for at := 0; at < len(b); at += st {
-				if x := en.get(b[at:]); !isNull(a, x) {
+		if f.kind != kCents {
+			for at := sp[0]; at < sp[1]; at += st {
+				if x := f.get(rw, at); !isNull(a, x) {
 					add(math.Float64frombits(x))
 				}
 			}
 			continue
 		}
-		at := 0
-		for ; at+3 < len(b); at += st {
-			if w := binary.LittleEndian.Uint32(b[at:]) << 8; w != 1<<31 {
-				add(float64(int32(w)>>8) / 100)
-			}
-		}
-		for ; at+2 < len(b); at += st {
-			if w := uint32(b[at])<<8 | uint32(b[at+1])<<16 | uint32(b[at+2])<<24; w != 1<<31 {
-				add(float64(int32(w)>>8) / 100)
+		lsh, rsh, null := 64-f.shift-f.bits, 64-f.bits, int64(-1)<<(f.bits-1)
+		for at := sp[0] + f.off; at < sp[1]; at += st {
+			if k := int64(word(rw, at)<<lsh) >> rsh; k != null {
+				add(float64(k) / 100)
 			}
 		}
 	}
@@ -520,28 +500,24 @@ func (p *partition) rawDeviations(v *View, e *entity, a *aggPlan, i0, i1 uint32,
 }
 
 // rawValues appends to dst the non-null values of a's column in e's raw
-// events [i0, i1). Dictionary ids in 16 bits, the usual distinct-counted
-// column, have a loop of their own.
+// events [i0, i1). Dictionary ids, the usual distinct-counted column, have
+// a loop of their own.
 func (p *partition) rawValues(v *View, e *entity, a *aggPlan, i0, i1 uint32, dst []uint64) []uint64 {
-	l := p.lay
+	f := p.lay.cols[a.si]
+	st, rw := p.lay.stride, p.rw
 	dst = slices.Grow(dst, int(i1-i0))
 	for _, sp := range p.rawSpans(e, i0, i1) {
-		if sp[0] >= sp[1] {
-			continue
-		}
-		b := p.rw[sp[0]+l.pos[a.si] : sp[1]] // the column's bytes of the last record end before sp[1]
-		st := l.stride
-		en := l.enc[a.si]
-		if en == encID16 {
-			for at := 0; at+1 < len(b); at += st {
-				if x := binary.LittleEndian.Uint16(b[at:]); x != 0xffff {
-					dst = append(dst, uint64(x))
+		if f.kind != kID {
+			for at := sp[0]; at < sp[1]; at += st {
+				if x := f.get(rw, at); !isNull(a, x) {
+					dst = append(dst, x)
 				}
 			}
 			continue
 		}
-		for at := 0; at < len(b); at += st {
-			if x := en.get(b[at:]); !isNull(a, x) {
+		sh, m := f.shift, f.mask()
+		for at := sp[0] + f.off; at < sp[1]; at += st {
+			if x := word(rw, at) >> sh & m; x != m {
 				dst = append(dst, x)
 			}
 		}

@@ -279,34 +279,18 @@ func (v *View) ReadPartition(r io.Reader, p uint32) error {
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
 	// The partition is decoded into the view's narrowest layout, widened
-	// (and decoded again) for each value it cannot hold.
-	for lay := v.narrowest; ; {
-		np := &partition{}
-		np.lay = lay
-		err := v.decodePartition(&snapReader{b: body}, np, p)
-		if w, ok := err.(errWiden); ok {
-			lay = lay.wider(v.narrow, w.col, w.val)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read partition %d: %w: %v", p, ErrSnapshot, err)
-		}
-		part := &v.parts[p]
-		part.mu.Lock()
-		part.partState = np.partState
-		part.mu.Unlock()
-		return nil
+	// as it goes for each value it cannot hold.
+	np := &partition{}
+	np.lay = v.narrowest
+	if err := v.decodePartition(&snapReader{b: body}, np, p); err != nil {
+		return fmt.Errorf("read partition %d: %w: %v", p, ErrSnapshot, err)
 	}
+	part := &v.parts[p]
+	part.mu.Lock()
+	part.partState = np.partState
+	part.mu.Unlock()
+	return nil
 }
-
-// errWiden stops decodePartition at a value val that stored column col's
-// encoding cannot hold (see widen).
-type errWiden struct {
-	col int
-	val uint64
-}
-
-func (e errWiden) Error() string { return fmt.Sprintf("stored column %d needs widening", e.col) }
 
 // SkipSection reads past one meta or partition section of any view and
 // spec, for a reader dropping a view the snapshot holds but it no longer
@@ -548,8 +532,8 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 					rec[1+j] = ref(c, r)
 				}
 			}
-			if c := np.lay.misfit(rec); c >= 0 {
-				return errWiden{c, rec[1+c]}
+			for c := np.lay.misfit(rec); c >= 0; c = np.lay.misfit(rec) {
+				np.widen(v, c, rec[1+c])
 			}
 			np.putRaw(v, e, np.rawAt(e, uint32(i)), rec)
 			e.rawLen++
@@ -622,16 +606,15 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 		return fmt.Errorf("%d bytes after the partition", len(d.b))
 	}
 	// Everything checks: intern the strings and map local indexes to ids,
-	// widening a column whose encoding cannot hold an id (decoding again:
-	// interning twice gives the same ids).
+	// widening a column whose field cannot hold an id.
 	gid := make([]uint32, len(strs))
 	for i, s := range strs {
 		id, ok := v.dicts[s.col].id(s.val)
 		if !ok {
 			return fmt.Errorf("column %s: dictionary full", v.spec.Columns[s.col].Name)
 		}
-		if j := v.colWord[s.col] - 1; !np.lay.enc[j].holds(uint64(id)) {
-			return errWiden{j, uint64(id)}
+		if j := v.colWord[s.col] - 1; !np.lay.cols[j].holds(uint64(id)) {
+			np.widen(v, j, uint64(id))
 		}
 		gid[i] = id
 	}

@@ -1,7 +1,6 @@
 package windows
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"sync"
@@ -84,7 +83,10 @@ type View struct {
 	colWide      []bool     // stored column i is a float64 (else a dictionary id or null flag)
 	narrowest    *layout    // the layout every partition starts with (see layout.go)
 	colNull      []uint64   // spec column -> its null value in a logical record
-	narrow       bool       // raw ts are uint32 offsets from the entity's base
+	narrow       bool       // raw ts are offsets from the entity's base (View.base)
+	tsBits       int        // bits of a raw record's ts: see tsWidth in a narrow view, else 64
+	tsMask       uint64     // those bits
+	align        int64      // of the bases, in a narrow view
 	recLen       int        // words per logical record: ts + stored columns
 	tileStride   int        // words per tile record: start + tiled statistics
 	tcols        []tileCol
@@ -141,13 +143,18 @@ func New(spec Spec) (*View, error) {
 			v.dicts[c] = new(dict)
 		}
 	}
-	// Raw record layout (see layout.go): the ts (a uint32 offset from the
+	// Raw record layout (see layout.go): the ts (an offset from the
 	// entity's base when the horizon fits, see View.base), then each kept
 	// column: a dictionary id, a float64 (as cents while it can), or, for a
 	// Float column only counted, a null flag.
 	v.narrow = v.horizon <= 1<<31
+	v.tsBits, v.tsMask = 64, math.MaxUint64
+	if v.narrow {
+		v.tsBits, v.align = tsWidth(v.horizon)
+		v.tsMask = 1<<v.tsBits - 1
+	}
 	v.colNull = make([]uint64, nc)
-	var encs []enc
+	var cols []field
 	for _, c := range v.stored {
 		countOnly := true
 		for _, a := range spec.Aggregations {
@@ -155,13 +162,13 @@ func New(spec Spec) (*View, error) {
 		}
 		wide := spec.Columns[c].Kind == Float && !countOnly
 		v.colWide = append(v.colWide, wide)
-		encs = append(encs, narrowestEnc(v.dicts[c] != nil, wide))
+		cols = append(cols, narrowestField(v.dicts[c] != nil, wide))
 		v.colNull[c] = nullID
 		if wide {
 			v.colNull[c] = nullBits
 		}
 	}
-	v.narrowest = newLayout(v.narrow, encs)
+	v.narrowest = newLayout(v.tsBits, cols)
 	for k := range v.parts {
 		v.parts[k].lay = v.narrowest
 	}
@@ -715,8 +722,9 @@ func (p *partition) allocBlock(v *View, kind int, cls uint8) uint32 {
 	}
 	var off int
 	if kind == rawKind {
-		off = len(p.rw)
-		p.rw = growBy(p.rw, n)[:off+n]
+		// The new block starts where the arena's pad did (see rawPad).
+		off = max(len(p.rw)-rawPad, 0)
+		p.rw = growBy(p.rw, off+n+rawPad-len(p.rw))[:off+n+rawPad]
 	} else {
 		off = len(p.words)
 		p.words = growBy(p.words, n)[:off+n]
@@ -764,7 +772,7 @@ func (p *partition) compact(v *View) {
 			}
 		}
 	}
-	rw := make([]byte, 0, nr+nr/8)
+	rw := make([]byte, 0, nr+nr/8+rawPad)
 	words := make([]uint64, 0, nw+nw/8)
 	for i := range p.ents {
 		e := &p.ents[i]
@@ -782,7 +790,7 @@ func (p *partition) compact(v *View) {
 			t.tileOff = uint32(off)
 		}
 	}
-	p.rw, p.words, p.deadR, p.deadW = rw, words, 0, 0
+	p.rw, p.words, p.deadR, p.deadW = append(rw, make([]byte, rawPad)...), words, 0, 0
 	for i := range p.free {
 		p.free[i] = nil
 	}
@@ -822,15 +830,14 @@ func (p *partition) rawSpans(e *entity, i0, i1 uint32) (s [2][2]int) {
 // rawTs returns the ts of the raw record at offset at of e.
 func (p *partition) rawTs(v *View, e *entity, at int) int64 {
 	if v.narrow {
-		return v.base(e) + int64(binary.LittleEndian.Uint32(p.rw[at:]))
+		return v.base(e) + int64(word(p.rw, at)&v.tsMask)
 	}
-	return int64(binary.LittleEndian.Uint64(p.rw[at:]))
+	return int64(word(p.rw, at))
 }
 
 // rawVal returns the value of a's column in the raw record at offset at.
 func (p *partition) rawVal(a *aggPlan, at int) uint64 {
-	l := p.lay
-	return l.enc[a.si].get(p.rw[at+l.pos[a.si]:])
+	return p.lay.cols[a.si].get(p.rw, at)
 }
 
 // getRaw decodes the raw record at offset at of e into logical record rec.
@@ -842,8 +849,8 @@ func (p *partition) getRaw(v *View, e *entity, at int, rec []uint64) {
 // getCols decodes the columns of the raw record at offset at, laid out by
 // l, into rec[1:].
 func (p *partition) getCols(l *layout, at int, rec []uint64) {
-	for i, o := range l.pos {
-		rec[1+i] = l.enc[i].get(p.rw[at+o:])
+	for i := range l.cols {
+		rec[1+i] = l.cols[i].get(p.rw, at)
 	}
 }
 
@@ -851,34 +858,30 @@ func (p *partition) getCols(l *layout, at int, rec []uint64) {
 // (e.newest - horizon, e.newest], and each column's encoding must hold its
 // value (see misfit).
 func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
-	r := p.rw[at : at+p.lay.stride]
 	if v.narrow {
-		binary.LittleEndian.PutUint32(r, uint32(int64(rec[0])-v.base(e)))
+		v.putTsBits(p.rw, at, uint64(int64(rec[0])-v.base(e)))
 	} else {
-		binary.LittleEndian.PutUint64(r, rec[0])
+		v.putTsBits(p.rw, at, rec[0])
 	}
-	p.putCols(r, rec)
+	p.putCols(p.rw, at, rec)
 }
 
-// putCols encodes the columns of logical record rec into raw record r in
-// p's layout.
-func (p *partition) putCols(r []byte, rec []uint64) {
+// putCols encodes the columns of logical record rec into the raw record at
+// offset at of b in p's layout.
+func (p *partition) putCols(b []byte, at int, rec []uint64) {
 	l := p.lay
-	for i, pos := range l.pos {
-		l.enc[i].put(r[pos:], rec[1+i])
+	for i := range l.cols {
+		l.cols[i].put(b, at, rec[1+i])
 	}
 }
-
-// baseAlign aligns the bases of raw ts offsets (View.base).
-const baseAlign = 1 << 30
 
 // base returns the ts the raw ts offsets of e count from in a narrow view:
-// newest - horizon aligned down to 2^30 ms, so that every raw ts the entity
-// can hold, (newest - horizon, newest], is a uint32 offset from it (the
-// horizon of a narrow view is at most 2^31 ms). It is derived from newest,
-// so the entity header does not hold it; it moves once in 2^30 ms (12.4
-// days) of the entity's time (advance).
-func (v *View) base(e *entity) int64 { return (e.newest - v.horizon) &^ (baseAlign - 1) }
+// newest - horizon aligned down to v.align, so that every raw ts the entity
+// can hold, (newest - horizon, newest], is an offset from it below
+// 2^v.tsBits (see tsWidth). It is derived from newest, so the entity header
+// does not hold it; it moves once in v.align of the entity's time
+// (advance).
+func (v *View) base(e *entity) int64 { return (e.newest - v.horizon) &^ (v.align - 1) }
 
 // advance makes ts, greater than e.newest, e's newest ts. In a narrow view
 // where that moves the base, the raw events at or before ts - horizon are
@@ -886,17 +889,17 @@ func (v *View) base(e *entity) int64 { return (e.newest - v.horizon) &^ (baseAli
 // re-encoded from the new base.
 func (p *partition) advance(v *View, e *entity, ts int64) {
 	if v.narrow && e.rawLen > 0 {
-		old, nb := v.base(e), (ts-v.horizon)&^(baseAlign-1)
+		old, nb := v.base(e), (ts-v.horizon)&^(v.align-1)
 		if nb != old {
 			for e.rawLen > 0 && p.rawTs(v, e, p.rawAt(e, 0)) <= ts-v.horizon {
 				p.popRaw(v, e)
 			}
 			// Every kept ts is in (ts - horizon, old newest]: at or after nb,
-			// and less than 2^32 after old, so nb - old fits too.
-			d := uint32(nb - old)
+			// and less than 2^tsBits after old, so nb - old fits too.
+			d := uint64(nb - old)
 			for i := range e.rawLen {
-				b := p.rw[p.rawAt(e, i):]
-				binary.LittleEndian.PutUint32(b, binary.LittleEndian.Uint32(b)-d)
+				at := p.rawAt(e, i)
+				v.putTsBits(p.rw, at, v.tsBits64(p.rw, at)-d)
 			}
 		}
 	}
@@ -942,8 +945,8 @@ func (v *View) recHasNull(rec []uint64) bool {
 // rawHasNull reports whether the raw record at offset at has a null kept field.
 func (p *partition) rawHasNull(v *View, at int) bool {
 	l := p.lay
-	for i, pos := range l.pos {
-		if l.enc[i].isNull(p.rw[at+pos:]) {
+	for i := range l.cols {
+		if l.cols[i].isNull(p.rw, at) {
 			return true
 		}
 	}
