@@ -66,21 +66,23 @@
 //
 // # Memory
 //
-// Each entity keeps a ring of its recent raw events, packed bytes (see
-// layout.go): the ts as a 32-bit offset when the horizon is at most 2^31 ms
-// (about 24 days), then the columns its aggregations read, each in the
-// narrowest encoding that has held all the values of its partition so far:
-// strings dictionary-encoded per column, view-wide, as 16-bit ids (32-bit
-// past about 65,000 distinct values); a Float column that is only counted
-// as a one-byte null flag; a Float column whose values are all whole
-// numbers of cents (money) as those cents in 24 bits (within ±83,886.07) or
-// 32, read back bit for bit, else as the float64. The first value an
-// encoding cannot hold widens that column in its partition, about a
-// thousandth of the view: a widening stalls that partition's reads and
-// writes while it rewrites the partition's raw records, not the view's
-// (0.32 ms in a view of a million card holders at 20 events each, where
-// rewriting the whole view took 305 ms: BenchmarkWidenPartition). A card
-// holder's event of the default repo (ts, amount, merchant) is 9 bytes.
+// Each entity keeps a ring of its recent raw events, bit-packed records (see
+// layout.go): the ts as an offset from a base derived from the entity's
+// newest ts, in the fewest bits the horizon needs when it is at most 2^31
+// ms (about 24 days; 27 bits for a day), then the columns its aggregations
+// read, each in the fewest bits that have held all the values of its
+// partition so far: strings dictionary-encoded per column, view-wide, as
+// ids in as many bits as the greatest id needs; a Float column that is
+// only counted as a one-bit null flag; a Float column whose values are all
+// whole numbers of cents (money) as those cents, signed, in up to 32 bits,
+// read back bit for bit, else as the float64. The first value a field
+// cannot hold widens that column in its partition, about a thousandth of
+// the view: a widening stalls that partition's reads and writes while it
+// rewrites the partition's raw records, not the view's (0.32 ms in a view
+// of a million card holders at 20 events each, where rewriting the whole
+// view took 305 ms: BenchmarkWidenPartition). A card holder's event of the
+// default repo (ts, amount, merchant) is 8 bytes. An entity's header is 32
+// bytes; a view with tiled aggregations adds 24 for the tiles' (tileHdr).
 // Each entity also keeps, for tiled aggregations, one record per non-empty
 // tile (count, compensated sum, Welford mean and M2, min, max, last value
 // and ts, and the exact distinct set as a roaring bitmap of dictionary ids,
