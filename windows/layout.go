@@ -210,8 +210,40 @@ func (f *field) put(b []byte, at int, x uint64) {
 		}
 		u = uint64(k) & f.mask()
 	}
-	w := word(b, i)
-	putWord(b, i, w&^(f.mask()<<f.shift)|u<<f.shift)
+	f.putBits(b, at, u)
+}
+
+// bits returns f's bits in the raw record at offset at of b.
+func (f *field) bitsAt(b []byte, at int) uint64 { return word(b, at+f.off) >> f.shift & f.mask() }
+
+// putBits stores u, at most f.bits wide, as f's bits in the raw record at
+// offset at of b. The bits outside f do not change.
+func (f *field) putBits(b []byte, at int, u uint64) {
+	i := at + f.off
+	if f.kind == kFloat {
+		putWord(b, i, u)
+		return
+	}
+	putWord(b, i, word(b, i)&^(f.mask()<<f.shift)|u<<f.shift)
+}
+
+// recode returns the bits in field g of the value whose bits in field f,
+// of the same kind, are u (g holds the value): for ids and cents the same
+// number (null for null) without decoding it to a logical value.
+func (f *field) recode(g *field, u uint64) uint64 {
+	switch f.kind {
+	case kID:
+		if u == f.mask() {
+			return g.mask()
+		}
+	case kCents:
+		k := int64(u<<(64-f.bits)) >> (64 - f.bits)
+		if k == -1<<(f.bits-1) {
+			return 1 << (g.bits - 1)
+		}
+		return uint64(k) & g.mask()
+	}
+	return u
 }
 
 // layout is a partition's raw record layout: the ts (View.tsBits bits in a
@@ -263,13 +295,25 @@ func (l *layout) wider(tsBits, i int, x uint64) *layout {
 }
 
 // widen gives p a layout in which stored column i holds x (the narrowest
-// wider field that does) and rewrites p's raw records in it; the raw arena
-// comes out compact. The caller holds p's lock and, for a view's
-// partition, v.wmu (AddBatch's prefetch stages read layouts without
-// partition locks); or p is a partition being decoded, not yet the view's.
+// wider field that does) and rewrites p's raw records in it. The caller
+// holds p's lock and, for a view's partition, v.wmu (AddBatch's prefetch
+// stages read layouts without partition locks); or p is a partition being
+// decoded, not yet the view's.
 func (p *partition) widen(v *View, i int, x uint64) {
+	p.relayout(v, p.lay.wider(v.tsBits, i, x))
+}
+
+// relayout rewrites p's raw records in layout l, which holds their values,
+// and makes it p's; the raw arena comes out compact. A column whose field
+// keeps its kind moves as stored (see recode). The caller holds what
+// widen's does.
+func (p *partition) relayout(v *View, l *layout) {
 	old := p.lay
-	p.lay = old.wider(v.tsBits, i, x)
+	p.lay = l
+	same := true // every column keeps its kind
+	for i := range l.cols {
+		same = same && l.cols[i].kind == old.cols[i].kind
+	}
 	rec := make([]uint64, v.recLen)
 	n := 0
 	for s := range p.ents {
@@ -288,10 +332,17 @@ func (p *partition) widen(v *View, i int, x uint64) {
 		for j := range e.rawLen {
 			src := (e.rawHead + j) % c
 			at := int(e.rawOff) + int(src)*old.stride
-			p.getCols(old, at, rec)
 			// The ts keeps its encoding (and the entity its base).
-			dst := off + int(j)*p.lay.stride
+			dst := off + int(j)*l.stride
 			v.putTsBits(rw, dst, v.tsBits64(p.rw, at))
+			if same {
+				for i := range l.cols {
+					f, g := &old.cols[i], &l.cols[i]
+					g.putBits(rw, dst, f.recode(g, f.bitsAt(p.rw, at)))
+				}
+				continue
+			}
+			p.getCols(old, at, rec)
 			p.putCols(rw, dst, rec)
 		}
 		e.rawOff, e.rawHead = uint32(off), 0

@@ -60,6 +60,26 @@ func TestFieldRoundTrip(t *testing.T) {
 				t.Fatalf("%+v at %d: bit %d outside the field changed", f, at, i)
 			}
 		}
+		// Moved as stored into a field of the same kind, as narrow as the
+		// value allows or wider (fit and relayout), it reads the same.
+		g := f
+		if f.kind == kID || f.kind == kCents {
+			g = field{kind: f.kind, bits: 2}
+			if !g.holds(x) {
+				g = g.widerFor(x)
+			}
+			g.bits += uint8(rng.IntN(maxBits - int(g.bits) + 1))
+		}
+		if !g.holds(x) {
+			t.Fatalf("%+v does not hold %#x", g, x)
+		}
+		gl := newLayout(rng.IntN(40), []field{g})
+		g = gl.cols[0]
+		c := make([]byte, gl.stride+rawPad)
+		g.putBits(c, 0, f.recode(&g, f.bitsAt(b, at)))
+		if got := g.get(c, 0); got != x {
+			t.Fatalf("%+v recoded into %+v: %#x, want %#x", f, g, got, x)
+		}
 	}
 }
 

@@ -278,10 +278,7 @@ func (v *View) ReadPartition(r io.Reader, p uint32) error {
 	if err != nil {
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
-	// The partition is decoded into the view's narrowest layout, widened
-	// as it goes for each value it cannot hold.
 	np := &partition{}
-	np.lay = v.narrowest
 	if err := v.decodePartition(&snapReader{b: body}, np, p); err != nil {
 		return fmt.Errorf("read partition %d: %w: %v", p, ErrSnapshot, err)
 	}
@@ -464,6 +461,14 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 	words := v.tileWords()
 	rec := make([]uint64, v.recLen)
 	minRec := 1 + len(v.stored) // bytes, at least
+	// The raw events are decoded as logical records, in slot order, and
+	// encoded once the partition's layout is known: the narrowest that
+	// holds them all (see encodeRaws). Decoding into the narrowest layout
+	// and widening as values came widened most partitions a few times over
+	// (a restart of 10M events rewrote 25M records: BenchmarkRestart10M).
+	rb := rawBufs.Get().(*[]uint64)
+	defer rawBufs.Put(rb)
+	raws := (*rb)[:0]
 	for slot := 0; slot < nslots && d.err == nil; slot++ {
 		switch flag := d.bytes(1); {
 		case flag == nil:
@@ -498,9 +503,6 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 			th.folded = folded
 		}
 		nraw := d.count("raw events", minRec)
-		if nraw > 0 {
-			e.rawOff, e.rawCls = np.allocFor(v, rawKind, nraw)
-		}
 		ts := int64(0)
 		for i := 0; i < nraw && d.err == nil; i++ {
 			if i == 0 {
@@ -532,10 +534,7 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 					rec[1+j] = ref(c, r)
 				}
 			}
-			for c := np.lay.misfit(rec); c >= 0; c = np.lay.misfit(rec) {
-				np.widen(v, c, rec[1+c])
-			}
-			np.putRaw(v, e, np.rawAt(e, uint32(i)), rec)
+			raws = append(raws, rec...)
 			e.rawLen++
 			np.raw++
 			if e.rawNull < maxRawNull && v.recHasNull(rec) {
@@ -605,21 +604,56 @@ func (v *View) decodePartition(d *snapReader, np *partition, p uint32) error {
 	if len(d.b) != 0 {
 		return fmt.Errorf("%d bytes after the partition", len(d.b))
 	}
-	// Everything checks: intern the strings and map local indexes to ids,
-	// widening a column whose field cannot hold an id.
+	// Everything checks: intern the strings and map local indexes to ids.
 	gid := make([]uint32, len(strs))
 	for i, s := range strs {
 		id, ok := v.dicts[s.col].id(s.val)
 		if !ok {
 			return fmt.Errorf("column %s: dictionary full", v.spec.Columns[s.col].Name)
 		}
-		if j := v.colWord[s.col] - 1; !np.lay.cols[j].holds(uint64(id)) {
-			np.widen(v, j, uint64(id))
-		}
 		gid[i] = id
 	}
 	np.remap(v, words, gid)
+	for k := 0; k < len(raws); k += v.recLen {
+		for j, c := range v.stored {
+			if x := raws[k+1+j]; v.dicts[c] != nil && x != nullID {
+				raws[k+1+j] = uint64(gid[x])
+			}
+		}
+	}
+	np.encodeRaws(v, raws)
+	*rb = raws
 	return nil
+}
+
+// rawBufs holds decodePartition's buffers of logical raw records.
+var rawBufs = sync.Pool{New: func() any { return new([]uint64) }}
+
+// encodeRaws gives p, decoded but for its raw records, the narrowest layout
+// that holds raws (the logical raw records of its live entities in slot
+// order, rawLen each) and encodes them into blocks of their own.
+func (p *partition) encodeRaws(v *View, raws []uint64) {
+	cols := slices.Clone(v.narrowest.cols)
+	for k := 0; k < len(raws); k += v.recLen {
+		for i := range cols {
+			if x := raws[k+1+i]; !cols[i].holds(x) {
+				cols[i] = cols[i].widerFor(x)
+			}
+		}
+	}
+	p.lay = newLayout(v.tsBits, cols)
+	k := 0
+	for s := range p.ents {
+		e := &p.ents[s]
+		if !e.live || e.rawLen == 0 {
+			continue
+		}
+		e.rawOff, e.rawCls = p.allocFor(v, rawKind, int(e.rawLen))
+		for i := range e.rawLen {
+			p.putRaw(v, e, p.rawAt(e, i), raws[k:k+v.recLen])
+			k += v.recLen
+		}
+	}
 }
 
 // allocFor allocates a block of kind able to hold n records and returns
@@ -632,25 +666,13 @@ func (p *partition) allocFor(v *View, kind, n int) (uint32, uint8) {
 	return p.allocBlock(v, kind, cls), cls
 }
 
-// remap replaces the string table indexes a decoded partition holds by
-// dictionary ids.
+// remap replaces the string table indexes a decoded partition's tiles hold
+// by dictionary ids.
 func (p *partition) remap(v *View, words []tileWord, gid []uint32) {
 	var ids []uint64
-	r := make([]uint64, v.recLen)
 	for i := range p.ents {
-		e := &p.ents[i]
-		if !e.live {
+		if !p.ents[i].live {
 			continue
-		}
-		for k := range e.rawLen {
-			at := p.rawAt(e, k)
-			p.getRaw(v, e, at, r)
-			for j, c := range v.stored {
-				if v.dicts[c] != nil && r[1+j] != nullID {
-					r[1+j] = uint64(gid[r[1+j]])
-				}
-			}
-			p.putRaw(v, e, at, r)
 		}
 		th := p.tl(uint32(i))
 		for k := range th.tileLen {
