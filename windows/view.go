@@ -855,7 +855,7 @@ func (p *partition) getCols(l *layout, at int, rec []uint64) {
 }
 
 // putRaw encodes logical record rec at offset at of e; its ts must lie in
-// (e.newest - horizon, e.newest], and each column's encoding must hold its
+// (e.newest - horizon, e.newest], and each column's field must hold its
 // value (see misfit).
 func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
 	if v.narrow {

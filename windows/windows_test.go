@@ -248,7 +248,7 @@ func TestHashCollisions(t *testing.T) {
 }
 
 // TestLongTimes drives views whose horizon is just within and just beyond
-// 2^31 ms (raw times stored as 32-bit offsets, or whole) over 2^36 ms, from
+// 2^31 ms (raw times stored as offsets in at most 32 bits, or whole) over 2^36 ms, from
 // near MinTime to near MaxTime, so that entities' offset bases move many
 // times while they hold events.
 func TestLongTimes(t *testing.T) {
