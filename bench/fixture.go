@@ -143,7 +143,10 @@ func newClient(addr string, workers int) *client {
 	}}
 	for range workers {
 		c.reqs = append(c.reqs, new(fasthttp.Request))
-		c.resps = append(c.resps, new(fasthttp.Response))
+		// A worker's response keeps its body's buffer from one request to
+		// the next: fasthttp otherwise returns it to a pool and takes one
+		// again, an allocation per response once a collection empties it.
+		c.resps = append(c.resps, &fasthttp.Response{KeepBodyBuffer: true})
 	}
 	return c
 }
