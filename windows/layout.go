@@ -34,8 +34,9 @@ import (
 // partition (partition.widen) to the fewest bits that hold it. A column
 // widens at most 32 times per partition, and in practice a few times
 // early on: ids and amounts grow with the values seen, each new bit twice
-// as rare as the last. Snapshots hold values, not layouts, so a section
-// reads into a partition of any layout (widening it as it goes).
+// as rare as the last. Snapshots hold values, not layouts: a section's raw
+// events decode as logical records, then encode in the narrowest layout
+// that holds them all (encodeRaws).
 
 // kind is the encoding of a stored column's field.
 type kind uint8
@@ -213,7 +214,7 @@ func (f *field) put(b []byte, at int, x uint64) {
 	f.putBits(b, at, u)
 }
 
-// bits returns f's bits in the raw record at offset at of b.
+// bitsAt returns f's bits in the raw record at offset at of b.
 func (f *field) bitsAt(b []byte, at int) uint64 { return word(b, at+f.off) >> f.shift & f.mask() }
 
 // putBits stores u, at most f.bits wide, as f's bits in the raw record at
@@ -297,8 +298,7 @@ func (l *layout) wider(tsBits, i int, x uint64) *layout {
 // widen gives p a layout in which stored column i holds x (the narrowest
 // wider field that does) and rewrites p's raw records in it. The caller
 // holds p's lock and, for a view's partition, v.wmu (AddBatch's prefetch
-// stages read layouts without partition locks); or p is a partition being
-// decoded, not yet the view's.
+// stages read layouts without partition locks).
 func (p *partition) widen(v *View, i int, x uint64) {
 	p.relayout(v, p.lay.wider(v.tsBits, i, x))
 }
