@@ -78,9 +78,9 @@
 // read back bit for bit, else as the float64. The first value a field
 // cannot hold widens that column in its partition, about a thousandth of
 // the view: a widening stalls that partition's reads and writes while it
-// rewrites the partition's raw records, not the view's (0.32 ms in a view
+// rewrites the partition's raw records, not the view's (0.27 ms in a view
 // of a million card holders at 20 events each, where rewriting the whole
-// view took 305 ms: BenchmarkWidenPartition). A card holder's event of the
+// view took 305 ms in an earlier build: BenchmarkWidenPartition). A card holder's event of the
 // default repo (ts, amount, merchant) is 8 bytes. An entity's header is 32
 // bytes; a view with tiled aggregations adds 24 for the tiles' (tileHdr).
 // Each entity also keeps, for tiled aggregations, one record per non-empty

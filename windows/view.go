@@ -858,11 +858,11 @@ func (p *partition) getCols(l *layout, at int, rec []uint64) {
 // (e.newest - horizon, e.newest], and each column's field must hold its
 // value (see misfit).
 func (p *partition) putRaw(v *View, e *entity, at int, rec []uint64) {
+	ts := rec[0]
 	if v.narrow {
-		v.putTsBits(p.rw, at, uint64(int64(rec[0])-v.base(e)))
-	} else {
-		v.putTsBits(p.rw, at, rec[0])
+		ts = uint64(int64(ts) - v.base(e))
 	}
+	v.putTsBits(p.rw, at, ts)
 	p.putCols(p.rw, at, rec)
 }
 
