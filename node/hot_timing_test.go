@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"runtime"
 	"strconv"
 	"testing"
@@ -10,10 +11,11 @@ import (
 )
 
 // BenchmarkGetFeaturesHeat is the in-process lookup of the whole
-// fraud_detection vector for a cold card holder (5 events in the last day)
-// and for hot ones (50,000 events in the window: spread over the last day,
-// or in a burst over the last 10 minutes, as the demo's busiest card holders
-// are), beside 10,000 other users. The cost of a read must be bounded by the
+// fraud_detection vector for a cold card holder (5 events in the last day),
+// for busier ones (1,000 over the day; 250 in the last 10 minutes, just
+// below where hot buckets take over) and for hot ones (50,000 events in the
+// window: spread over the last day, or in a burst over the last 10 minutes,
+// as the demo's busiest card holders are), beside 10,000 other users. The cost of a read must be bounded by the
 // tiles of its windows, not by the entity's events: hot/cold should stay
 // near 1.
 func BenchmarkGetFeaturesHeat(b *testing.B) {
@@ -24,6 +26,7 @@ func BenchmarkGetFeaturesHeat(b *testing.B) {
 	}{
 		{"cold", 5, 86_400_000},
 		{"warm", 1_000, 86_400_000},
+		{"busy", 250, 600_000}, // just under the raw events a hot read starts at
 		{"hot_day", 50_000, 86_400_000},
 		{"hot_burst", 50_000, 600_000},
 	} {
@@ -99,4 +102,57 @@ func BenchmarkGetFeaturesSmall(b *testing.B) {
 		}
 		dst = out
 	}
+}
+
+// BenchmarkGetFeaturesSkewed is the lookup the load harness measures (bench:
+// tally bench --scenarios lookup), in process: 10,000 card holders with a
+// day of 300,000 transactions from the harness's workload, and lookups
+// drawn from a second stream of the same skew, so that card holders are
+// looked up as often as they transact. Most lookups are of busy card
+// holders: where raw-event scans cost the most.
+func BenchmarkGetFeaturesSkewed(b *testing.B) {
+	n, _ := newTestNode(b, DefaultConfig())
+	cfg := workload.DefaultConfig()
+	g := workload.New(cfg)
+	csv := []byte("user_id,home_lat,home_long\n")
+	for _, u := range g.Users() {
+		csv = fmt.Appendf(csv, "%s,%g,%g\n", u.ID, u.HomeLat, u.HomeLong)
+	}
+	if _, err := n.UploadTable("user_profile", CSV, csv, false); err != nil {
+		b.Fatal(err)
+	}
+	const total, day = 300_000, 86_400_000
+	var body []byte
+	for i := 0; i < total; i++ {
+		tx := g.Next(t0 - day + int64(i)*day/total)
+		body = tx.AppendJSON(body)
+		body = append(body, '\n')
+		if len(body) > 1<<20 || i == total-1 {
+			if _, err := n.IngestNDJSON("transactions", body, false); err != nil {
+				b.Fatal(err)
+			}
+			body = body[:0]
+		}
+	}
+	lcfg := cfg
+	lcfg.Seed += 1_000_003 // the harness's lookup stream
+	lg := workload.New(lcfg)
+	bodies := make([][]byte, 4096)
+	for i := range bodies {
+		tx := lg.Next(t0)
+		bodies[i] = lookupBody(tx.UserID, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
+	}
+	dst := make([]byte, 0, 4096)
+	runtime.GC()
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out, err := n.GetFeatures(dst[:0], bodies[i&(len(bodies)-1)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst = out
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }

@@ -2,6 +2,7 @@ package windows
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"unsafe"
 
@@ -50,7 +51,7 @@ func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Valu
 	e := &p.ents[slot]
 	rc := &p.rc // its arrays hold the last read's entries, which nw and nm hide
 	th := p.tl(slot)
-	rc.tilesOnly, rc.tileEnd, rc.slot, rc.i1, rc.nw, rc.nm = false, th.folded, slot, e.rawLen, 0, 0
+	rc.tilesOnly, rc.tileEnd, rc.slot, rc.i1, rc.nw, rc.nm, rc.dcol = false, th.folded, slot, e.rawLen, 0, 0, 0
 	if t < e.newest { // else every raw event is at or before t
 		rc.i1 = p.rawSearch(v, e, t+1)
 	}
@@ -203,6 +204,10 @@ type moments struct {
 	mean, m2   float64
 	min, max   float64
 	haveMinMax bool
+	// cents: hi is the exact sum of whole cents c, /100 (centSums): the
+	// mean is c/(100n), rounded once.
+	cents bool
+	c     int64
 }
 
 func (m *moments) merge(n, mean, m2 float64) {
@@ -238,6 +243,19 @@ type readCache struct {
 	mkey      [4]uint64 // column<<32 | i0
 	mcnt      [4]float64
 	mom       [4]moments
+	// cents[k] holds entry k's exact sums when its column is whole cents
+	// (isCents[k]): a wider window of the column ending at the same raw
+	// event adds only the events the narrower one did not scan.
+	cents   [4]centSums
+	isCents [4]bool
+	// The last raw distinct count's set, left in p.set (dcol: its column+1,
+	// 0 for none): a wider window of the column inserts only the events
+	// before di0.
+	dcol  uint64
+	di0   uint32
+	dn    int
+	dzero bool
+	dsize int
 }
 
 // start returns the first raw event of e at or after from.
@@ -303,6 +321,17 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 		*out = p.lastN(v, e, a, i0, i1)
 		return
 	case DistinctCount:
+		// A narrower window of the column, read just before, left its set:
+		// this one inserts only its older events (a.g == 0: no tiles in it).
+		if a.g == 0 && rc.dcol == uint64(a.col)+1 && rc.di0 > i0 && rc.di0 <= i1 && rc.di0-i0 < hotMin {
+			s := p.rawValues(v, e, a, i0, rc.di0, p.scratch[:0])
+			set, n, zero := p.distinctAdd(p.set[:rc.dsize], s, rc.dn, rc.dzero)
+			p.scratch = s[:0]
+			rc.di0, rc.dn, rc.dzero, rc.dsize = i0, n, zero, len(set)
+			*out = Value{Present: true, Num: float64(n)}
+			return
+		}
+		rc.dcol = 0 // p.set is about to change
 		if a.g == 0 && i1-i0 >= hotMin && t >= e.newest {
 			if n, ok := p.hotDistinct(v, e, rc, a, i0, from); ok {
 				*out = Value{Present: true, Num: float64(n)}
@@ -310,6 +339,13 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 			}
 		}
 		s := p.rawValues(v, e, a, i0, i1, p.scratch[:0])
+		if a.g == 0 && len(s) >= distinctSmall {
+			set, n, zero := p.distinctAdd(p.distinctSet(distinctSize(len(s))), s, 0, false)
+			p.scratch = s[:0]
+			rc.dcol, rc.di0, rc.dn, rc.dzero, rc.dsize = uint64(a.col)+1, i0, n, zero, len(set)
+			*out = Value{Present: true, Num: float64(n)}
+			return
+		}
 		if a.g != 0 {
 			th := p.tl(rc.slot)
 			for i := p.tileSearch(v, th, from); i < th.tileLen; i++ {
@@ -328,6 +364,8 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 	// Count, Sum, Mean, Min, Max, Stddev, Variance.
 	var m moments
 	var cnt float64
+	var cs centSums // exact: the window's raw moments, its values all whole cents
+	exact := false
 	mk, k := uint64(a.col)<<32|uint64(i0), 0
 	for k < rc.nm && rc.mkey[k] != mk {
 		k++
@@ -344,20 +382,59 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 				}
 			}
 		}
+	case k < rc.nm && rc.isCents[k]:
+		cs, exact = rc.cents[k], true
 	case k < rc.nm:
 		cnt, m = rc.mcnt[k], rc.mom[k]
 	default:
+		// A window whose values are all whole cents has exact moments
+		// (centSums), whatever the encoding of its partition's column, so
+		// that widening a column changes no read. The narrowest window of
+		// the column read before that lies within this one (they end at the
+		// same raw event, i1) lends its sums: only the older events are
+		// scanned.
 		ok := false
-		if i1-i0 >= hotMin {
+		n := -1
+		for j := range rc.nm {
+			if rc.isCents[j] && rc.mkey[j]>>32 == uint64(a.col) {
+				if j0 := uint32(rc.mkey[j]); j0 > i0 && (n < 0 || j0 < uint32(rc.mkey[n])) {
+					n = j
+				}
+			}
+		}
+		if j0 := uint32(rc.mkey[max(n, 0)]); n >= 0 && j0-i0 < hotMin {
+			if d, all := p.rawCents(e, a, i0, j0); all {
+				cs = rc.cents[n]
+				cs.add(d)
+				ok, exact = true, true
+			}
+		}
+		if !ok && i1-i0 >= hotMin {
 			cnt, m, ok = p.hotMoments(v, e, rc, a, i0, i1, from, t)
+		}
+		if !ok {
+			cs, exact = p.rawCents(e, a, i0, i1)
+			ok = exact
 		}
 		if !ok {
 			cnt, m = p.rawMoments(v, e, a, i0, i1)
 		}
 		if rc.nm < len(rc.mkey) {
-			rc.mkey[rc.nm], rc.mcnt[rc.nm], rc.mom[rc.nm] = mk, cnt, m
+			rc.mkey[rc.nm], rc.isCents[rc.nm] = mk, exact
+			if exact {
+				rc.cents[rc.nm] = cs
+			} else {
+				rc.mcnt[rc.nm], rc.mom[rc.nm] = cnt, m
+			}
 			rc.nm++
 		}
+	}
+	if exact {
+		if a.g == 0 {
+			*out = cs.value(a.fn)
+			return
+		}
+		cnt, m = cs.moments()
 	}
 	if cnt > 0 && (a.fn == Stddev || a.fn == Variance) && m.n != cnt { // (hot moments come with m2)
 		// Two passes over the raw events: the mean, then squared deviations
@@ -379,6 +456,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 			}
 			n := float64(tl[tc.cnt])
 			cnt += n
+			m.cents = false
 			switch a.fn {
 			case Sum, Mean:
 				m.hi, m.lo = twoSumAdd(m.hi, m.lo, math.Float64frombits(tl[tc.sumHi]))
@@ -412,6 +490,10 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 	}
 	switch a.fn {
 	case Mean:
+		if m.cents {
+			*out = Value{Present: true, Num: float64(m.c) / (100 * cnt)}
+			return
+		}
 		*out = Value{Present: true, Num: (m.hi + m.lo) / cnt}
 		return
 	case Min:
@@ -563,6 +645,142 @@ func (p *partition) lastN(v *View, e *entity, a *aggPlan, i0, i1 uint32) Value {
 	return out
 }
 
+// centSums are the exact moments of whole cents k: their count, sum, sum of
+// squares (128 bits) and extremes. Cents are at most 32 bits and a ring
+// holds fewer than 2^32 events, so nothing overflows.
+type centSums struct {
+	n          uint64
+	sum        int64
+	sqHi, sqLo uint64
+	min, max   int64
+}
+
+func (c *centSums) add(o centSums) {
+	if o.n == 0 {
+		return
+	}
+	if c.n == 0 {
+		*c = o
+		return
+	}
+	var carry uint64
+	c.sqLo, carry = bits.Add64(c.sqLo, o.sqLo, 0)
+	c.sqHi += o.sqHi + carry
+	c.n += o.n
+	c.sum += o.sum
+	c.min, c.max = min(c.min, o.min), max(c.max, o.max)
+}
+
+// moments returns c as a window's count and moments, in units (cents/100):
+// the sum rounded once from the exact sum, and m2 from the exact n*sum(k^2)
+// - sum(k)^2, so that the variance needs no second pass and loses nothing
+// to cancellation.
+func (c centSums) moments() (cnt float64, m moments) {
+	if c.n == 0 {
+		return 0, m
+	}
+	cnt = float64(c.n)
+	m.hi, m.cents, m.c = float64(c.sum)/100, true, c.sum
+	m.min, m.max, m.haveMinMax = float64(c.min)/100, float64(c.max)/100, true
+	m.n, m.mean, m.m2 = cnt, m.hi/cnt, c.m2()
+	return cnt, m
+}
+
+// m2 returns the sum of the squared deviations from the mean, in units^2:
+// (n*sum(k^2) - sum(k)^2) / (n * 10^4), the difference exact.
+func (c centSums) m2() float64 {
+	// n*sum(k^2) < 2^32 * 2^94 and sum(k)^2 < 2^126: both fit 128 bits.
+	ph, pl := bits.Mul64(c.sqLo, c.n)
+	ph += c.sqHi * c.n
+	s := uint64(c.sum)
+	if c.sum < 0 {
+		s = -s
+	}
+	qh, ql := bits.Mul64(s, s)
+	dl, borrow := bits.Sub64(pl, ql, 0)
+	dh, _ := bits.Sub64(ph, qh, borrow)
+	return (float64(dh)*0x1p64 + float64(dl)) / (float64(c.n) * 1e4)
+}
+
+// value is fn (Sum, Mean, Min, Max, Stddev or Variance) of a window whose
+// moments are c and which has no tiles, as the general path computes it
+// from c.moments().
+func (c centSums) value(fn Func) Value {
+	if c.n == 0 {
+		if fn == Sum {
+			return Value{Present: true}
+		}
+		return Value{}
+	}
+	var f float64
+	switch fn {
+	case Sum:
+		f = float64(c.sum) / 100
+	case Mean:
+		f = float64(c.sum) / (100 * float64(c.n))
+	case Min:
+		f = float64(c.min) / 100
+	case Max:
+		f = float64(c.max) / 100
+	default: // Stddev, Variance
+		f = max(c.m2()/float64(c.n), 0)
+		if fn == Stddev {
+			f = math.Sqrt(f)
+		}
+	}
+	return Value{Present: true, Num: f}
+}
+
+// rawCents returns the exact moments of the non-null values of a's column in
+// e's raw events [i0, i1), and whether every one is whole cents (else c is
+// meaningless). A column held as cents costs a load, two shifts and integer
+// adds per value; one held as float64s also tests each value.
+func (p *partition) rawCents(e *entity, a *aggPlan, i0, i1 uint32) (c centSums, all bool) {
+	f := p.lay.cols[a.si]
+	st, rw := p.lay.stride, p.rw
+	switch f.kind {
+	case kCents:
+	case kFloat:
+		c.min, c.max = math.MaxInt64, math.MinInt64
+		for _, sp := range p.rawSpans(e, i0, i1) {
+			for at := sp[0]; at < sp[1]; at += st {
+				x := f.get(rw, at)
+				if isNull(a, x) {
+					continue
+				}
+				if _, ok := centsBits(x); !ok {
+					return c, false
+				}
+				k := cents(x)
+				var carry uint64
+				c.sqLo, carry = bits.Add64(c.sqLo, uint64(k*k), 0)
+				c.sqHi += carry
+				c.n++
+				c.sum += k
+				c.min, c.max = min(c.min, k), max(c.max, k)
+			}
+		}
+		return c, true
+	default:
+		return c, false
+	}
+	lsh, rsh, null := 64-f.shift-f.bits, 64-f.bits, int64(-1)<<(f.bits-1)
+	n, sum, sqHi, sqLo, lowest, highest := uint64(0), int64(0), uint64(0), uint64(0), int64(math.MaxInt64), int64(math.MinInt64)
+	for _, sp := range p.rawSpans(e, i0, i1) {
+		for at := sp[0] + f.off; at < sp[1]; at += st {
+			if k := int64(word(rw, at)<<lsh) >> rsh; k != null {
+				var carry uint64
+				sqLo, carry = bits.Add64(sqLo, uint64(k*k), 0)
+				sqHi += carry
+				n++
+				sum += k
+				lowest, highest = min(lowest, k), max(highest, k)
+			}
+		}
+	}
+	return centSums{n: n, sum: sum, sqHi: sqHi, sqLo: sqLo, min: lowest, max: highest}, true
+}
+
 // countDistinct counts the distinct values of s in O(len(s)) with an
 // open-addressing set in p.set (0 marks an empty slot; the value 0 is
 // counted apart). The set is sized by the distinct values found, not by the
@@ -570,7 +788,7 @@ func (p *partition) lastN(v *View, e *entity, a *aggPlan, i0, i1 uint32) Value {
 // over a few thousand values probes a table that stays in cache. A hot
 // entity's day of raw events made a sort the largest cost of a lookup.
 func (p *partition) countDistinct(s []uint64) int {
-	if len(s) < 16 {
+	if len(s) < distinctSmall {
 		n := 0
 		for i, x := range s {
 			if !slices.Contains(s[:i], x) {
@@ -579,12 +797,27 @@ func (p *partition) countDistinct(s []uint64) int {
 		}
 		return n
 	}
+	_, n, _ := p.distinctAdd(p.distinctSet(distinctSize(len(s))), s, 0, false)
+	return n
+}
+
+// distinctSmall is the most values countDistinct counts by comparing them
+// with each other, without a set.
+const distinctSmall = 16
+
+// distinctSize is the set's starting size for n values.
+func distinctSize(n int) int {
 	size := 64
-	for size < 2*len(s) && size < 4096 {
+	for size < 2*n && size < 4096 {
 		size <<= 1
 	}
-	set := p.distinctSet(size)
-	n, zero := 0, false
+	return size
+}
+
+// distinctAdd inserts s into set, which holds n distinct values (zero: the
+// value 0 among them), and returns the set (regrown, maybe), the count and
+// zero.
+func (p *partition) distinctAdd(set, s []uint64, n int, zero bool) ([]uint64, int, bool) {
 	for _, x := range s {
 		if x == 0 {
 			if !zero {
@@ -599,7 +832,7 @@ func (p *partition) countDistinct(s []uint64) int {
 			}
 		}
 	}
-	return n
+	return set, n, zero
 }
 
 // distinctSet returns p.set cleared at size slots.

@@ -35,8 +35,9 @@ func testSpecs(u int64) []windows.Spec {
 			agg(0, windows.Min, 1200, 60, 0), agg(0, windows.Max, 600, 10, 0), agg(0, windows.Sum, 600, 10, 0),
 		}},
 		{Name: "exact", Columns: cols, Lateness: 20 * u, Aggregations: []windows.Aggregation{
-			agg(0, windows.Count, 10, 0, 0), agg(0, windows.Sum, 600, 0, 0), agg(0, windows.Mean, 600, 0, 0),
-			agg(0, windows.Stddev, 600, 0, 0), agg(1, windows.DistinctCount, 600, 0, 0), agg(1, windows.LastDistinctN, 600, 0, 4),
+			agg(0, windows.Count, 10, 0, 0), agg(0, windows.Mean, 60, 0, 0), agg(1, windows.DistinctCount, 60, 0, 0),
+			agg(0, windows.Sum, 600, 0, 0), agg(0, windows.Mean, 600, 0, 0), agg(0, windows.Stddev, 600, 0, 0),
+			agg(1, windows.DistinctCount, 600, 0, 0), agg(1, windows.LastDistinctN, 600, 0, 4),
 		}},
 	}
 }
