@@ -15,9 +15,8 @@ import (
 // checked against math/big, for amounts up to 2^31 cents with a tiny spread
 // around a large mean (where a float two-pass loses bits), in nested
 // windows (the wider one extends the narrower one's sums), and the same
-// whether the partition holds its column as cents or widened to float64s.
-// (An entity's reads of 256 raw events or more merge its hot buckets'
-// float64 moments instead: exact up to floating-point rounding.)
+// whether the partition holds its column as cents or widened to float64s,
+// and whether the window is scanned or read from a hot entity's buckets.
 func TestCentsMomentsExact(t *testing.T) {
 	const h, d = 3_600_000, 86_400_000
 	cols := []windows.Column{{Name: "amt", Kind: windows.Float}}
@@ -34,7 +33,7 @@ func TestCentsMomentsExact(t *testing.T) {
 		now := int64(1_800_000_000_000)
 		base := rng.Int64N(1<<31-2_000_000) - (1<<30 - 1_000_000) // a large mean, either sign
 		spread := []int64{3, 1000, 1 << 20}[round%3]
-		n := 1 + rng.IntN(255) // below hotMin: hot entities' buckets merge float64 moments
+		n := 1 + rng.IntN(800) // past hotMin (256): then the day is read from buckets
 		var all, lastHour []int64
 		for range n {
 			k := max(-(1<<31)+1, min(1<<31-1, base+rng.Int64N(2*spread+1)-spread))

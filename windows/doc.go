@@ -102,16 +102,18 @@
 // Once a read of an entity would scan hotMin (256) raw events, the entity
 // gets time buckets over its raw events (see hot.go): 2048 fine buckets over
 // the view's longest exact window plus lateness, grouped 8 to a middle bucket
-// and 8 middles to a top one, each holding the moments (count, compensated
-// sum, Welford mean and M2, min, max) of the Float columns read by exact sum,
+// and 8 middles to a top one, each holding the moments of the Float columns
+// (while its values are whole cents, their exact count, sum, sum of squares,
+// min and max; else count, compensated sum, Welford mean and M2, min, max)
+// read by exact sum,
 // mean, min, max, stddev and variance, and, for each column of an exact
 // distinct_count, how many values were seen last in it (with each value's
 // newest time). Every later raw event updates its three buckets. An exact
 // sum, mean, min, max, stddev or variance at or after the entity's newest
 // event merges at most 14 fine, 14 middle and the ~32 top buckets of its
 // window and scans the raw events of the one partial fine bucket at the
-// window's tail (1/2048 of the window span); its result equals a scan's up to
-// floating-point rounding. A distinct_count sums the last-seen counts the
+// window's tail (1/2048 of the window span); its result equals a scan's
+// (exactly for whole cents, else up to floating-point rounding). A distinct_count sums the last-seen counts the
 // same way. When the window reaches past the entity's oldest raw event, the
 // oldest raw event's bucket is read whole if no event added to it has left
 // the ring (its count of added events equals the raw events before its end,

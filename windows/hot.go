@@ -2,6 +2,7 @@ package windows
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 )
@@ -22,10 +23,12 @@ import (
 // The buckets are derived from the raw events, so snapshots need not hold
 // them (a restored partition starts without). A bucket counts only if it
 // starts after the entity's oldest raw event: raw events leave from the
-// oldest, so such a bucket holds exactly the raw events in its span. Merged
-// results equal a scan's up to floating-point rounding (the order of
-// additions differs), and they are the same online and in a replay, which
-// applies the same events in the same order.
+// oldest, so such a bucket holds exactly the raw events in its span. A
+// bucket's moments are exact integer sums while its values are whole cents
+// (bucket), so that merged results equal a scan's exactly for money amounts;
+// other values' equal a scan's up to floating-point rounding (the order of
+// additions differs). Either way they are the same online and in a replay,
+// which applies the same events in the same order.
 var hotMin uint32 = 256
 
 // hotFan is how many buckets of a level make one of the level above, and
@@ -73,23 +76,79 @@ type hotLast struct {
 	counts [hotLevels][]int32
 }
 
-// bucket holds the moments of the non-null values of its events.
+// bucket holds the moments of the non-null values of its events: exact
+// (centSums) while every value is whole cents, as reads of raw events are;
+// float64 moments from the first value that is not (w then holds hi, lo,
+// mean, m2, min, max as float64 bits). 56 bytes either way.
 type bucket struct {
-	n, hi, lo, mean, m2, min, max float64
+	n     uint32
+	float bool
+	w     [6]uint64 // cents: sum, sqHi, sqLo, min, max
 }
 
-func (b *bucket) add(x float64) {
-	if b.n == 0 || x < b.min {
-		b.min = x
+// cents returns b's exact moments; b is not float.
+func (b *bucket) cents() centSums {
+	return centSums{n: uint64(b.n), sum: int64(b.w[0]), sqHi: b.w[1], sqLo: b.w[2], min: int64(b.w[3]), max: int64(b.w[4])}
+}
+
+// floats returns b's float64 moments: n, hi, lo, mean, m2, min, max.
+func (b *bucket) floats() (n, hi, lo, mean, m2, lowest, highest float64) {
+	if !b.float {
+		_, m := b.cents().moments()
+		return m.n, m.hi, m.lo, m.mean, m.m2, m.min, m.max
 	}
-	if b.n == 0 || x > b.max {
-		b.max = x
+	f := func(i int) float64 { return math.Float64frombits(b.w[i]) }
+	return float64(b.n), f(0), f(1), f(2), f(3), f(4), f(5)
+}
+
+// addCents adds the value of k whole cents.
+func (b *bucket) addCents(k int64) {
+	if b.float {
+		b.add(centsFloat(k))
+		return
 	}
+	if b.n == 0 {
+		b.w[3], b.w[4] = uint64(k), uint64(k)
+	}
+	var carry uint64
+	b.w[2], carry = bits.Add64(b.w[2], uint64(k*k), 0)
+	b.w[1] += carry
+	b.w[0] = uint64(int64(b.w[0]) + k)
+	b.w[3], b.w[4] = uint64(min(int64(b.w[3]), k)), uint64(max(int64(b.w[4]), k))
 	b.n++
-	b.hi, b.lo = twoSumAdd(b.hi, b.lo, x)
-	d := x - b.mean
-	b.mean += d / b.n
-	b.m2 += d * (x - b.mean)
+}
+
+// add adds the value of float64 bits x (not null).
+func (b *bucket) add(x uint64) {
+	if !b.float {
+		if _, ok := centsBits(x); ok {
+			b.addCents(cents(x))
+			return
+		}
+		// The first value that is not whole cents: on in float64s.
+		_, hi, lo, mean, m2, lowest, highest := b.floats()
+		b.float = true
+		b.setFloats(hi, lo, mean, m2, lowest, highest)
+	}
+	n, hi, lo, mean, m2, lowest, highest := b.floats()
+	x0 := math.Float64frombits(x)
+	if n == 0 || x0 < lowest {
+		lowest = x0
+	}
+	if n == 0 || x0 > highest {
+		highest = x0
+	}
+	n++
+	hi, lo = twoSumAdd(hi, lo, x0)
+	d := x0 - mean
+	mean += d / n
+	m2 += d * (x0 - mean)
+	b.n++
+	b.setFloats(hi, lo, mean, m2, lowest, highest)
+}
+
+func (b *bucket) setFloats(hi, lo, mean, m2, lowest, highest float64) {
+	b.w = [6]uint64{math.Float64bits(hi), math.Float64bits(lo), math.Float64bits(mean), math.Float64bits(m2), math.Float64bits(lowest), math.Float64bits(highest)}
 }
 
 // hotAggPlans returns one aggregation per column read by an exact moment
@@ -206,32 +265,42 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 		}
 	}
 	for c, a := range v.hotAggs {
-		x := p.rawVal(a, at)
-		if isNull(a, x) {
+		f := &p.lay.cols[a.si]
+		k, x := int64(0), uint64(0)
+		if f.kind == kCents {
+			var ok bool
+			if k, ok = f.cents(p.rw, at); !ok {
+				continue
+			}
+		} else if x = f.get(p.rw, at); isNull(a, x) {
 			continue
 		}
-		f := math.Float64frombits(x)
 		for l := range hotLevels {
 			j := i >> levelShift(l)
 			for len(hs.cols[c][l]) <= j {
 				hs.cols[c][l] = append(hs.cols[c][l], bucket{})
 			}
-			hs.cols[c][l][j].add(f)
+			if f.kind == kCents {
+				hs.cols[c][l][j].addCents(k)
+			} else {
+				hs.cols[c][l][j].add(x)
+			}
 		}
 	}
 }
 
-// hotMoments computes the moments (with n, mean and m2) of a's column over
-// e's raw events [i0, i1), which lie in [from, t], from the buckets inside
+// hotMoments computes the moments of a's column over e's raw events [i0,
+// i1), which lie in [from, t] (exact if every value is whole cents, else
+// float64 moments with n, mean and m2), from the buckets inside
 // that span and the raw events at its edges. ok is false when the buckets
 // cannot answer (none wholly inside the window): the caller scans.
-func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0, i1 uint32, from, t int64) (cnt float64, m moments, ok bool) {
+func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0, i1 uint32, from, t int64) (h hotMerge, ok bool) {
 	c := 0
 	for c < len(v.hotAggs) && v.hotAggs[c].col != a.col {
 		c++
 	}
 	if c == len(v.hotAggs) {
-		return 0, m, false
+		return h, false
 	}
 	hs := p.hot[rc.slot]
 	if hs == nil {
@@ -255,7 +324,7 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 		ke = last
 	}
 	if kb > ke {
-		return 0, m, false
+		return h, false
 	}
 	// The edges: raw events before the first whole bucket, walking forward
 	// from i0, and after the last, walking back from i1 (each at most a
@@ -263,8 +332,12 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	var edge bucket
 	f := &p.lay.cols[a.si] // rawVal's, hoisted: 1230 vs 1258 ns in BenchmarkReadHot/user_transaction_amounts
 	add := func(at int) {
-		if x := f.get(p.rw, at); !isNull(a, x) {
-			edge.add(math.Float64frombits(x))
+		if f.kind == kCents {
+			if k, ok := f.cents(p.rw, at); ok {
+				edge.addCents(k)
+			}
+		} else if x := f.get(p.rw, at); !isNull(a, x) {
+			edge.add(x)
 		}
 	}
 	for i, lo := i0, kb*span; i < i1; i++ {
@@ -281,7 +354,7 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 		}
 		add(at)
 	}
-	m.mergeBucket(&edge)
+	h.add(&edge)
 	// Fine buckets [lo, hi): the partial middle ones at each end, then the
 	// top ones between.
 	lo, hi := kb-hs.first, ke-hs.first+1
@@ -289,20 +362,20 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 		b := hs.cols[c][l]
 		if l < hotLevels-1 {
 			for ; lo < hi && lo%hotFan != 0; lo++ {
-				m.mergeBucket(&b[lo])
+				h.add(&b[lo])
 			}
 			for ; lo < hi && hi%hotFan != 0; hi-- {
-				m.mergeBucket(&b[hi-1])
+				h.add(&b[hi-1])
 			}
 			lo, hi = lo/hotFan, hi/hotFan
 			continue
 		}
 		for k := lo; k < hi; k++ {
-			m.mergeBucket(&b[k])
+			h.add(&b[k])
 		}
 	}
 	hotReads.Add(1)
-	return m.n, m, true
+	return h, true
 }
 
 // hotDistinct counts the distinct values of a's column among e's raw events
@@ -373,21 +446,56 @@ func (p *partition) hotDistinct(v *View, e *entity, rc *readCache, a *aggPlan, i
 	return n, true
 }
 
-// mergeBucket merges a bucket's moments into m.
-func (m *moments) mergeBucket(b *bucket) {
+// hotMerge accumulates buckets: exactly (cs) while each is whole cents, in
+// float64 moments (m) from the first that is not.
+type hotMerge struct {
+	cs    centSums
+	float bool
+	m     moments
+}
+
+func (h *hotMerge) add(b *bucket) {
+	if b.float || h.float {
+		h.addFloat(b)
+		return
+	}
+	c := &h.cs
+	if c.n == 0 {
+		c.min, c.max = int64(b.w[3]), int64(b.w[4])
+	} else if b.n > 0 {
+		c.min, c.max = min(c.min, int64(b.w[3])), max(c.max, int64(b.w[4]))
+	}
+	var carry uint64
+	c.sqLo, carry = bits.Add64(c.sqLo, b.w[2], 0)
+	c.sqHi += b.w[1] + carry
+	c.sum += int64(b.w[0])
+	c.n += uint64(b.n)
+}
+
+// addFloat is add once a bucket that is not whole cents was met.
+func (h *hotMerge) addFloat(b *bucket) {
 	if b.n == 0 {
 		return
 	}
-	m.hi, m.lo = twoSumAdd(m.hi, m.lo, b.hi)
-	m.hi, m.lo = twoSumAdd(m.hi, m.lo, b.lo)
-	if !m.haveMinMax || b.min < m.min {
-		m.min = b.min
+	if !h.float {
+		h.float = true
+		if h.cs.n > 0 {
+			_, h.m = h.cs.moments()
+			h.m.cents = false
+		}
 	}
-	if !m.haveMinMax || b.max > m.max {
-		m.max = b.max
+	n, hi, lo, mean, m2, lowest, highest := b.floats()
+	m := &h.m
+	m.hi, m.lo = twoSumAdd(m.hi, m.lo, hi)
+	m.hi, m.lo = twoSumAdd(m.hi, m.lo, lo)
+	if !m.haveMinMax || lowest < m.min {
+		m.min = lowest
+	}
+	if !m.haveMinMax || highest > m.max {
+		m.max = highest
 	}
 	m.haveMinMax = true
-	m.merge(b.n, b.mean, b.m2)
+	m.merge(n, mean, m2)
 }
 
 // hotReads counts the reads answered from buckets (tests check the path runs).

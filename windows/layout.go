@@ -174,6 +174,13 @@ func (f *field) get(b []byte, at int) uint64 {
 	return w
 }
 
+// cents returns the whole cents of the value of f, a kCents field, in the
+// raw record at offset at of b; ok is false for null.
+func (f *field) cents(b []byte, at int) (k int64, ok bool) {
+	k = int64(word(b, at+f.off)<<(64-f.shift-f.bits)) >> (64 - f.bits)
+	return k, k != -1<<(f.bits-1)
+}
+
 // isNull reports whether f is null in the raw record at offset at of b.
 func (f *field) isNull(b []byte, at int) bool {
 	w := word(b, at+f.off)

@@ -410,7 +410,14 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 			}
 		}
 		if !ok && i1-i0 >= hotMin {
-			cnt, m, ok = p.hotMoments(v, e, rc, a, i0, i1, from, t)
+			var h hotMerge
+			if h, ok = p.hotMoments(v, e, rc, a, i0, i1, from, t); ok {
+				if exact = !h.float; exact {
+					cs = h.cs
+				} else {
+					cnt, m = h.m.n, h.m
+				}
+			}
 		}
 		if !ok {
 			cs, exact = p.rawCents(e, a, i0, i1)
