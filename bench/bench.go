@@ -53,6 +53,14 @@ type Options struct {
 	// they are drawn with the events' skew, as a fraud system's are (it
 	// scores the card holders that are transacting, the hot ones most).
 	UniformLookups bool
+	// Calibrate lists server times per request to compare with the no-op
+	// server's: for each, after tally's paired rounds, the no-op server is
+	// paired the same way with a copy of itself that spins that long
+	// before each answer ("noop+1.5µs"). The ratios those rounds measure
+	// are what a lookup costing that much more than the no-op's handler
+	// would score against the goals (README: what bounds the lookup
+	// ratios).
+	Calibrate []time.Duration
 	// RepoRoot is where scripts/ and .venv-bench are looked for (peers);
 	// default: the current directory or its nearest parent with a go.mod.
 	RepoRoot string
@@ -111,6 +119,11 @@ func (o *Options) defaults() error {
 	for _, p := range o.Peers {
 		if p != PeerRedis && p != PeerFeast && p != PeerOnnxRuntime {
 			return fmt.Errorf("unknown peer %q: use redis, feast or onnxruntime", p)
+		}
+	}
+	for _, d := range o.Calibrate {
+		if d <= 0 || d > time.Second {
+			return fmt.Errorf("calibrate %s: give server times per request between 0 and 1s", d)
 		}
 	}
 	for _, s := range o.Scenarios {

@@ -20,7 +20,7 @@ func TestTinyRun(t *testing.T) {
 	var out strings.Builder
 	rep, err := Run(context.Background(), Options{
 		Quick: true, OutDir: dir, Peers: []string{PeerOnnxRuntime}, Duration: 300 * time.Millisecond,
-		Rate: 2000, Users: 500, Preload: 5000, Workers: 8,
+		Rate: 2000, Users: 500, Preload: 5000, Workers: 8, Calibrate: []time.Duration{50 * time.Microsecond},
 		Tally:      func() (string, func(), error) { return inprocess.Start(inprocess.Options{}) },
 		TallySetup: inprocess.Setup(inprocess.Options{}),
 	}, &out)
@@ -68,13 +68,23 @@ func TestTinyRun(t *testing.T) {
 			}
 		}
 	}
-	if len(rep.Paired) != 1 || rep.Paired[0].System != "tally" || len(rep.Paired[0].Rounds) != pairedRounds || rep.Paired[0].MaxRatio <= 0 || rep.Paired[0].P99Ratio <= 0 {
-		t.Errorf("paired rounds beside the no-op server: %+v", rep.Paired)
+	if len(rep.Paired) != 2 || rep.Paired[0].System != "tally" || rep.Paired[1].System != "noop+50µs" {
+		t.Fatalf("paired rounds beside the no-op server: tally's and one calibration's, got %+v", rep.Paired)
 	}
-	for _, rd := range rep.Paired[0].Rounds {
-		if rd.Max <= 0 || rd.NoopMax <= 0 || rd.P99 <= 0 || rd.NoopP99 <= 0 {
-			t.Errorf("paired round %+v", rd)
+	for _, pr := range rep.Paired {
+		if len(pr.Rounds) != pairedRounds || pr.MaxRatio <= 0 || pr.P99Ratio <= 0 {
+			t.Errorf("paired rounds of %s: %+v", pr.System, pr)
 		}
+		for _, rd := range pr.Rounds {
+			if rd.Max <= 0 || rd.NoopMax <= 0 || rd.P99 <= 0 || rd.NoopP99 <= 0 {
+				t.Errorf("%s: paired round %+v", pr.System, rd)
+			}
+		}
+	}
+	// 50 µs of spinning per request is several times what a request costs
+	// the no-op server and its client together: the copy must serve less.
+	if c := rep.Paired[1]; c.MaxRatio >= 0.9 {
+		t.Errorf("a no-op server spinning 50 µs per request served %.2fx the no-op server's maximum", c.MaxRatio)
 	}
 	if len(rep.Correctness) == 0 || rep.Correctness[0].Lookups == 0 || rep.Correctness[0].Features == 0 {
 		t.Fatalf("no lookups were checked against the reference: %+v", rep.Correctness)

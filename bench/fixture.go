@@ -256,6 +256,13 @@ func startNoop(respSize int) (*NoopServer, error) { return StartNoop("127.0.0.1:
 // outside a run (cmd noopserver: scripts/cpu-per-request.sh compares
 // processes).
 func StartNoop(addr string, respSize int) (*NoopServer, error) {
+	return StartNoopWork(addr, respSize, 0)
+}
+
+// StartNoopWork is StartNoop for a server that also spins for work (on the
+// CPU, reading the clock) before each answer: a server whose handler costs
+// work more than the no-op's, as tally's lookup does (Options.Calibrate).
+func StartNoopWork(addr string, respSize int, work time.Duration) (*NoopServer, error) {
 	body := make([]byte, max(respSize, 2))
 	for i := range body {
 		body[i] = ' '
@@ -263,6 +270,10 @@ func StartNoop(addr string, respSize int) (*NoopServer, error) {
 	body[0], body[len(body)-1] = '{', '}'
 	s := &NoopServer{done: make(chan error, 1)}
 	s.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if work > 0 {
+			for t0 := time.Now(); time.Since(t0) < work; {
+			}
+		}
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
 	}, NoDefaultServerHeader: true, CloseOnShutdown: true}

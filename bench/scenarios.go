@@ -171,6 +171,11 @@ func (r *runner) runTally(ctx context.Context) error {
 		if err := r.paired(ctx, "tally", r.tallyLookup(nc), r.tallyLookup(c)); err != nil {
 			return err
 		}
+		for _, d := range r.opts.Calibrate {
+			if err := r.calibrate(ctx, nc, d); err != nil {
+				return err
+			}
+		}
 	}
 	if r.opts.want("ingest") {
 		r.tallyIngest(ctx, c)
@@ -282,6 +287,19 @@ func (r *runner) paired(ctx context.Context, system string, noop, fn load.Func) 
 	pr.MaxRatio, pr.P99Ratio = median(maxes), median(p99s)
 	r.rep.Paired = append(r.rep.Paired, pr)
 	return nil
+}
+
+// calibrate pairs the no-op server (reached by nc) with a copy of it whose
+// handler spins for work before each answer (Options.Calibrate).
+func (r *runner) calibrate(ctx context.Context, nc *client, work time.Duration) error {
+	ws, err := StartNoopWork("127.0.0.1:0", r.respSize, work)
+	if err != nil {
+		return fmt.Errorf("noop+%s: %w", work, err)
+	}
+	defer ws.stop()
+	wc := newClient(ws.addr, r.opts.Workers)
+	defer wc.close()
+	return r.paired(ctx, "noop+"+work.String(), r.tallyLookup(nc), r.tallyLookup(wc))
 }
 
 // timestampOffsets returns where each 13-digit epoch-millisecond event time

@@ -70,6 +70,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&peers, "peers", nil, "peers to measure beside tally: redis, feast, onnxruntime (default all three)")
 	cmd.Flags().BoolVar(&opts.NoPlots, "no-plots", false, "skip the PNG plots")
 	cmd.Flags().BoolVar(&opts.UniformLookups, "uniform-lookups", false, "draw lookup keys uniformly over the users (default: with the events' skew)")
+	cmd.Flags().DurationSliceVar(&opts.Calibrate, "calibrate", nil, "also pair the no-op server with copies of it that spin this long per request (e.g. 1us,3us): what a lookup costing that much more scores")
 	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "run tally without its write-ahead log (default: WAL with fsync=always)")
 	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score, cluster, kafka")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
