@@ -324,9 +324,7 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 		// A narrower window of the column, read just before, left its set:
 		// this one inserts only its older events (a.g == 0: no tiles in it).
 		if a.g == 0 && rc.dcol == uint64(a.col)+1 && rc.di0 > i0 && rc.di0 <= i1 && rc.di0-i0 < hotMin {
-			s := p.rawValues(v, e, a, i0, rc.di0, p.scratch[:0])
-			set, n, zero := p.distinctAdd(p.set[:rc.dsize], s, rc.dn, rc.dzero)
-			p.scratch = s[:0]
+			set, n, zero := p.rawDistinct(v, e, a, i0, rc.di0, p.set[:rc.dsize], rc.dn, rc.dzero)
 			rc.di0, rc.dn, rc.dzero, rc.dsize = i0, n, zero, len(set)
 			*out = Value{Present: true, Num: float64(n)}
 			return
@@ -338,14 +336,13 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 				return
 			}
 		}
-		s := p.rawValues(v, e, a, i0, i1, p.scratch[:0])
-		if a.g == 0 && len(s) >= distinctSmall {
-			set, n, zero := p.distinctAdd(p.distinctSet(distinctSize(len(s))), s, 0, false)
-			p.scratch = s[:0]
+		if a.g == 0 && i1-i0 >= distinctSmall {
+			set, n, zero := p.rawDistinct(v, e, a, i0, i1, p.distinctSet(distinctSize(int(i1-i0))), 0, false)
 			rc.dcol, rc.di0, rc.dn, rc.dzero, rc.dsize = uint64(a.col)+1, i0, n, zero, len(set)
 			*out = Value{Present: true, Num: float64(n)}
 			return
 		}
+		s := p.rawValues(v, e, a, i0, i1, p.scratch[:0])
 		if a.g != 0 {
 			th := p.tl(rc.slot)
 			for i := p.tileSearch(v, th, from); i < th.tileLen; i++ {
@@ -612,6 +609,40 @@ func (p *partition) rawValues(v *View, e *entity, a *aggPlan, i0, i1 uint32, dst
 		}
 	}
 	return dst
+}
+
+// rawDistinct inserts the non-null values of a's column in e's raw events
+// [i0, i1) into set, which holds n distinct values (zero: 0 among them), as
+// distinctAdd does; dictionary ids go from the records into the set with
+// no list between.
+func (p *partition) rawDistinct(v *View, e *entity, a *aggPlan, i0, i1 uint32, set []uint64, n int, zero bool) ([]uint64, int, bool) {
+	f := p.lay.cols[a.si]
+	if f.kind != kID {
+		s := p.rawValues(v, e, a, i0, i1, p.scratch[:0])
+		set, n, zero = p.distinctAdd(set, s, n, zero)
+		p.scratch = s[:0]
+		return set, n, zero
+	}
+	st, rw := p.lay.stride, p.rw
+	sh, m := f.shift, f.mask()
+	for _, sp := range p.rawSpans(e, i0, i1) {
+		for at := sp[0] + f.off; at < sp[1]; at += st {
+			x := word(rw, at) >> sh & m
+			switch {
+			case x == m: // null
+			case x == 0:
+				if !zero {
+					zero = true
+					n++
+				}
+			case setInsert(set, x):
+				if n++; 2*n > len(set) {
+					set = p.regrow(set)
+				}
+			}
+		}
+	}
+	return set, n, zero
 }
 
 // value decodes a raw word of a's column.
