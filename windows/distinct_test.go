@@ -1,0 +1,62 @@
+package windows_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/tally-ml/tally/windows"
+)
+
+// TestDistinctNested: exact distinct counts over nested windows of one
+// column (the wider one extends the narrower one's set), for entities of up
+// to a few hundred raw events with null values among them, equal a count by
+// brute force, read at the newest event and an hour before it.
+func TestDistinctNested(t *testing.T) {
+	const m, h, d = 60_000, 3_600_000, 86_400_000
+	cols := []windows.Column{{Name: "merchant", Kind: windows.String}}
+	a := func(w int64) windows.Aggregation {
+		return windows.Aggregation{Column: 0, Func: windows.DistinctCount, Window: w}
+	}
+	v := mustView(t, windows.Spec{Name: "distinct", Columns: cols, Lateness: 5 * m,
+		Aggregations: []windows.Aggregation{a(10 * m), a(h), a(d)}})
+	rng := rand.New(rand.NewPCG(5, 6))
+	type ev struct {
+		ts  int64
+		val string // "" for null
+	}
+	now := int64(1_800_000_000_000)
+	events := map[string][]ev{}
+	for k := range 30 {
+		key := fmt.Sprint("k", k)
+		span := []int64{d, 3 * h, 30 * m}[k%3] // so that the narrower windows have sets to lend too
+		for range rng.IntN(300) {
+			e := ev{ts: now - rng.Int64N(span)}
+			f := []windows.Field{{Null: true}}
+			if rng.IntN(10) != 0 {
+				e.val = fmt.Sprint("m", rng.IntN(5+k*3))
+				f = []windows.Field{{Str: []byte(e.val)}}
+			}
+			if err := v.Add([]byte(key), e.ts, f); err != nil {
+				t.Fatal(err)
+			}
+			events[key] = append(events[key], e)
+		}
+	}
+	for key, evs := range events {
+		for _, at := range []int64{now, now - h} {
+			got := v.Read([]byte(key), at, nil)
+			for i, w := range []int64{10 * m, h, d} {
+				seen := map[string]bool{}
+				for _, e := range evs {
+					if e.val != "" && e.ts > at-w && e.ts <= at {
+						seen[e.val] = true
+					}
+				}
+				if !got[i].Present || int(got[i].Num) != len(seen) {
+					t.Fatalf("%s at now-%d: distinct over %d ms = %+v, want %d", key, now-at, w, got[i], len(seen))
+				}
+			}
+		}
+	}
+}
