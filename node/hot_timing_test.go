@@ -86,22 +86,7 @@ var cpuTime = cputime.Now
 //	  --toggle-collect='github.com/tally-ml/tally/node.(*Node).GetFeatures' /tmp/node.test -test.run '^$' -test.bench GetFeaturesSmall -test.benchtime 5000x
 func BenchmarkGetFeaturesSmall(b *testing.B) {
 	n, _ := newTestNode(b, DefaultConfig())
-	g := populate(b, n, 2000, 20)
-	bodies := make([][]byte, 4096)
-	for i := range bodies {
-		tx := g.Next(t0)
-		bodies[i] = lookupBody(tx.UserID, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
-	}
-	dst := make([]byte, 0, 4096)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		out, err := n.GetFeatures(dst[:0], bodies[i%len(bodies)])
-		if err != nil {
-			b.Fatal(err)
-		}
-		dst = out
-	}
+	benchLookups(b, n, lookupBodies(populate(b, n, 2000, 20)))
 }
 
 // BenchmarkGetFeaturesSkewed is the lookup the load harness measures (bench:
@@ -136,23 +121,5 @@ func BenchmarkGetFeaturesSkewed(b *testing.B) {
 	}
 	lcfg := cfg
 	lcfg.Seed += 1_000_003 // the harness's lookup stream
-	lg := workload.New(lcfg)
-	bodies := make([][]byte, 4096)
-	for i := range bodies {
-		tx := lg.Next(t0)
-		bodies[i] = lookupBody(tx.UserID, tx.Merchant, tx.Country, tx.Amt, tx.Lat, tx.Long)
-	}
-	dst := make([]byte, 0, 4096)
-	runtime.GC()
-	b.ReportAllocs()
-	cpu0 := cpuTime()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		out, err := n.GetFeatures(dst[:0], bodies[i&(len(bodies)-1)])
-		if err != nil {
-			b.Fatal(err)
-		}
-		dst = out
-	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	benchLookups(b, n, lookupBodies(workload.New(lcfg)))
 }
