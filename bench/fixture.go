@@ -170,20 +170,6 @@ func (c *client) post(w int, path, contentType string, body []byte) ([]byte, err
 	return resp.Body(), nil
 }
 
-func (c *client) get(w int, path string) ([]byte, error) {
-	req, resp := c.reqs[w], c.resps[w]
-	req.Reset()
-	req.SetRequestURI(path)
-	req.Header.SetHost(c.hc.Addr)
-	if err := c.hc.Do(req, resp); err != nil {
-		return nil, err
-	}
-	if sc := resp.StatusCode(); sc != fasthttp.StatusOK {
-		return nil, &statusError{status: sc, body: truncate(string(resp.Body()), 300)}
-	}
-	return resp.Body(), nil
-}
-
 func (c *client) close() { c.hc.CloseIdleConnections() }
 
 // statusError is a response with an unexpected status: the server answered,

@@ -404,7 +404,7 @@ func (p *partition) hotDistinct(v *View, e *entity, rc *readCache, a *aggPlan, i
 		// no scan.
 		from = oldest
 		if kw := p.whole(v, e, hs); kw <= floorDiv(oldest, span) {
-			kb, from = kw, kw*span
+			kb = kw
 		} else {
 			kb = floorDiv(from+span-1, span)
 		}
