@@ -11,10 +11,22 @@ import (
 // TestDistinctNested: exact distinct counts over nested windows of one
 // column (the wider one extends the narrower one's set), for entities of up
 // to a few hundred raw events with null values among them, equal a count by
-// brute force, read at the newest event and an hour before it.
+// brute force, read at the newest event and an hour before it: of strings
+// (dictionary ids: a bitmap, or a hash set past idBitsMax) and of numbers
+// (a hash set).
 func TestDistinctNested(t *testing.T) {
+	for name, kind := range map[string]windows.Kind{"ids": windows.String, "numbers": windows.Float} {
+		t.Run(name, func(t *testing.T) { testDistinctNested(t, kind) })
+	}
+	t.Run("ids in a hash set", func(t *testing.T) {
+		defer windows.SetIDBitsMax(0)()
+		testDistinctNested(t, windows.String)
+	})
+}
+
+func testDistinctNested(t *testing.T, kind windows.Kind) {
 	const m, h, d = 60_000, 3_600_000, 86_400_000
-	cols := []windows.Column{{Name: "merchant", Kind: windows.String}}
+	cols := []windows.Column{{Name: "merchant", Kind: kind}}
 	a := func(w int64) windows.Aggregation {
 		return windows.Aggregation{Column: 0, Func: windows.DistinctCount, Window: w}
 	}
@@ -34,8 +46,12 @@ func TestDistinctNested(t *testing.T) {
 			e := ev{ts: now - rng.Int64N(span)}
 			f := []windows.Field{{Null: true}}
 			if rng.IntN(10) != 0 {
-				e.val = fmt.Sprint("m", rng.IntN(5+k*3))
+				j := rng.IntN(5 + k*3)
+				e.val = fmt.Sprint("m", j)
 				f = []windows.Field{{Str: []byte(e.val)}}
+				if kind == windows.Float {
+					f = []windows.Field{{Num: float64(j) / 4}}
+				}
 			}
 			if err := v.Add([]byte(key), e.ts, f); err != nil {
 				t.Fatal(err)

@@ -52,6 +52,15 @@ func SetHotMin(n uint32) func() {
 	return func() { hotMin = old }
 }
 
+// SetIDBitsMax sets the widest id field whose raw distinct counts use a
+// bitmap (0: none do, every one uses a hash set); the returned function
+// restores it.
+func SetIDBitsMax(n uint8) func() {
+	old := idBitsMax
+	idBitsMax = n
+	return func() { idBitsMax = old }
+}
+
 // HotReads counts the reads answered from hot buckets so far.
 func HotReads() int64 { return hotReads.Load() }
 

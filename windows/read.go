@@ -256,6 +256,7 @@ type readCache struct {
 	dn    int
 	dzero bool
 	dsize int
+	dbits bool // the set is p.bitset (rawIDBits), not p.set
 }
 
 // start returns the first raw event of e at or after from.
@@ -324,8 +325,15 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 		// A narrower window of the column, read just before, left its set:
 		// this one inserts only its older events (a.g == 0: no tiles in it).
 		if a.g == 0 && rc.dcol == uint64(a.col)+1 && rc.di0 > i0 && rc.di0 <= i1 && rc.di0-i0 < hotMin {
-			set, n, zero := p.rawDistinct(v, e, a, i0, rc.di0, p.set[:rc.dsize], rc.dn, rc.dzero)
-			rc.di0, rc.dn, rc.dzero, rc.dsize = i0, n, zero, len(set)
+			var n int
+			if rc.dbits {
+				n = p.rawIDBits(e, a, i0, rc.di0, rc.dn)
+			} else {
+				var set []uint64
+				set, n, rc.dzero = p.rawDistinct(v, e, a, i0, rc.di0, p.set[:rc.dsize], rc.dn, rc.dzero)
+				rc.dsize = len(set)
+			}
+			rc.di0, rc.dn = i0, n
 			*out = Value{Present: true, Num: float64(n)}
 			return
 		}
@@ -337,8 +345,21 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 			}
 		}
 		if a.g == 0 && i1-i0 >= distinctSmall {
-			set, n, zero := p.rawDistinct(v, e, a, i0, i1, p.distinctSet(distinctSize(int(i1-i0))), 0, false)
-			rc.dcol, rc.di0, rc.dn, rc.dzero, rc.dsize = uint64(a.col)+1, i0, n, zero, len(set)
+			var n int
+			if f := &p.lay.cols[a.si]; f.kind == kID && f.bits <= idBitsMax {
+				words := (1<<f.bits + 63) / 64
+				if cap(p.bitset) < words {
+					p.bitset = make([]uint64, words)
+				}
+				clear(p.bitset[:words])
+				n = p.rawIDBits(e, a, i0, i1, 0)
+				rc.dbits = true
+			} else {
+				var set []uint64
+				set, n, rc.dzero = p.rawDistinct(v, e, a, i0, i1, p.distinctSet(distinctSize(int(i1-i0))), 0, false)
+				rc.dsize, rc.dbits = len(set), false
+			}
+			rc.dcol, rc.di0, rc.dn = uint64(a.col)+1, i0, n
 			*out = Value{Present: true, Num: float64(n)}
 			return
 		}
@@ -643,6 +664,30 @@ func (p *partition) rawDistinct(v *View, e *entity, a *aggPlan, i0, i1 uint32, s
 		}
 	}
 	return set, n, zero
+}
+
+// idBitsMax is the widest dictionary id field whose raw distinct counts use
+// a bitmap (p.bitset, 1 KiB) instead of a hash set: clearing it costs about
+// what a hash set of a hundred values does, and each value is a bit test.
+var idBitsMax uint8 = 13
+
+// rawIDBits adds to p.bitset, which holds n distinct ids, the non-null ids
+// of a's column (a kID field of at most idBitsMax bits) in e's raw events
+// [i0, i1), and returns the count.
+func (p *partition) rawIDBits(e *entity, a *aggPlan, i0, i1 uint32, n int) int {
+	f := p.lay.cols[a.si]
+	st, rw, bm := p.lay.stride, p.rw, p.bitset
+	sh, m := f.shift, f.mask()
+	for _, sp := range p.rawSpans(e, i0, i1) {
+		for at := sp[0] + f.off; at < sp[1]; at += st {
+			if x := word(rw, at) >> sh & m; x != m {
+				w := bm[x>>6]
+				n += int(^w >> (x & 63) & 1) // branch-free: new or not is a coin toss
+				bm[x>>6] = w | 1<<(x&63)
+			}
+		}
+	}
+	return n
 }
 
 // value decodes a raw word of a's column.

@@ -500,6 +500,7 @@ type partState struct {
 	scratch    []uint64
 	set        []uint64            // countDistinct's hash set
 	scratchSet []uint64            // countDistinct's regrow
+	bitset     []uint64            // a raw distinct count's set of small dictionary ids (rawIDBits)
 	rc         readCache           // ReadRange's, reused: zeroing its arrays per read cost more than a small window's sum
 	hot        map[uint32]*hotSums // by entity slot: see hot.go
 	cursor     uint32
