@@ -46,7 +46,7 @@ func newFixture(o Options) *fixture {
 	// Lookups come from their own stream of the same shape: the keys of
 	// transactions being scored, skewed like the events.
 	lcfg := cfg
-	lcfg.Seed = cfg.Seed + 1_000_003
+	lcfg.Seed = cfg.Seed + workload.LookupSeed
 	lcfg.UniformUsers = o.UniformLookups
 	lg := workload.New(lcfg)
 	f.lookups = make([]lookupKey, 20_000)

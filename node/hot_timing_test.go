@@ -1,7 +1,6 @@
 package node
 
 import (
-	"fmt"
 	"runtime"
 	"strconv"
 	"testing"
@@ -15,9 +14,9 @@ import (
 // for busier ones (1,000 over the day; 250 in the last 10 minutes, just
 // below where hot buckets take over) and for hot ones (50,000 events in the
 // window: spread over the last day, or in a burst over the last 10 minutes,
-// as the demo's busiest card holders are), beside 10,000 other users. The cost of a read must be bounded by the
-// tiles of its windows, not by the entity's events: hot/cold should stay
-// near 1.
+// as the demo's busiest card holders are), beside 10,000 other users. The
+// cost of a read must be bounded by the tiles of its windows, not by the
+// entity's events: hot/cold should stay near 1.
 func BenchmarkGetFeaturesHeat(b *testing.B) {
 	for _, c := range []struct {
 		name   string
@@ -99,13 +98,7 @@ func BenchmarkGetFeaturesSkewed(b *testing.B) {
 	n, _ := newTestNode(b, DefaultConfig())
 	cfg := workload.DefaultConfig()
 	g := workload.New(cfg)
-	csv := []byte("user_id,home_lat,home_long\n")
-	for _, u := range g.Users() {
-		csv = fmt.Appendf(csv, "%s,%g,%g\n", u.ID, u.HomeLat, u.HomeLong)
-	}
-	if _, err := n.UploadTable("user_profile", CSV, csv, false); err != nil {
-		b.Fatal(err)
-	}
+	uploadProfiles(b, n, g.Users())
 	const total, day = 300_000, 86_400_000
 	var body []byte
 	for i := 0; i < total; i++ {
@@ -120,6 +113,6 @@ func BenchmarkGetFeaturesSkewed(b *testing.B) {
 		}
 	}
 	lcfg := cfg
-	lcfg.Seed += 1_000_003 // the harness's lookup stream
+	lcfg.Seed += workload.LookupSeed // the harness's lookup stream
 	benchLookups(b, n, lookupBodies(workload.New(lcfg)))
 }

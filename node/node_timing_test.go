@@ -16,18 +16,24 @@ import (
 	"github.com/tally-ml/tally/bench/workload"
 )
 
-// populate ingests `perUser` events a day for `users` users over the day
-// before the clock, through the bulk path, and loads their profiles.
-func populate(b testing.TB, n *Node, users, perUser int) *workload.Generator {
+// uploadProfiles loads users' homes into the user_profile table.
+func uploadProfiles(b testing.TB, n *Node, users []workload.User) {
 	b.Helper()
-	g := workload.New(workload.Config{Seed: 7, Users: users, Merchants: 2000, FraudRate: 0.001})
 	csv := []byte("user_id,home_lat,home_long\n")
-	for _, u := range g.Users() {
+	for _, u := range users {
 		csv = fmt.Appendf(csv, "%s,%g,%g\n", u.ID, u.HomeLat, u.HomeLong)
 	}
 	if _, err := n.UploadTable("user_profile", CSV, csv, false); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// populate ingests `perUser` events a day for `users` users over the day
+// before the clock, through the bulk path, and loads their profiles.
+func populate(b testing.TB, n *Node, users, perUser int) *workload.Generator {
+	b.Helper()
+	g := workload.New(workload.Config{Seed: 7, Users: users, Merchants: 2000, FraudRate: 0.001})
+	uploadProfiles(b, n, g.Users())
 	total := users * perUser
 	const batch = 10_000
 	var body []byte

@@ -823,8 +823,7 @@ func (p *partition) rawCents(e *entity, a *aggPlan, i0, i1 uint32) (c centSums, 
 	st, rw := p.lay.stride, p.rw
 	switch f.kind {
 	case kCents:
-	case kFloat:
-		c.min, c.max = math.MaxInt64, math.MinInt64
+	case kFloat: // (a widened partition's: rare, so no loop of its own)
 		for _, sp := range p.rawSpans(e, i0, i1) {
 			for at := sp[0]; at < sp[1]; at += st {
 				x := f.get(rw, at)
@@ -835,12 +834,7 @@ func (p *partition) rawCents(e *entity, a *aggPlan, i0, i1 uint32) (c centSums, 
 					return c, false
 				}
 				k := cents(x)
-				var carry uint64
-				c.sqLo, carry = bits.Add64(c.sqLo, uint64(k*k), 0)
-				c.sqHi += carry
-				c.n++
-				c.sum += k
-				c.min, c.max = min(c.min, k), max(c.max, k)
+				c.add(centSums{n: 1, sum: k, sqLo: uint64(k * k), min: k, max: k})
 			}
 		}
 		return c, true

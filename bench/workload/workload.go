@@ -18,6 +18,10 @@ type Config struct {
 	UniformUsers bool
 }
 
+// LookupSeed is what the load harness adds to a workload's seed for the
+// stream its lookup keys come from: the same skew, other transactions.
+const LookupSeed = 1_000_003
+
 // DefaultConfig is a small city's worth of card holders.
 func DefaultConfig() Config {
 	return Config{Seed: 1, Users: 10_000, Merchants: 500, FraudRate: 0.002}
