@@ -323,8 +323,9 @@ func (p *partition) read(v *View, e *entity, a *aggPlan, t int64, rc *readCache,
 		return
 	case DistinctCount:
 		// A narrower window of the column, read just before, left its set:
-		// this one inserts only its older events (a.g == 0: no tiles in it).
-		if a.g == 0 && rc.dcol == uint64(a.col)+1 && rc.di0 > i0 && rc.di0 <= i1 && rc.di0-i0 < hotMin {
+		// this one inserts only its older events, if any (a.g == 0: no tiles
+		// in it).
+		if a.g == 0 && rc.dcol == uint64(a.col)+1 && rc.di0 >= i0 && rc.di0 <= i1 && rc.di0-i0 < hotMin {
 			var n int
 			if rc.dbits {
 				n = p.rawIDBits(e, a, i0, rc.di0, rc.dn)
