@@ -262,7 +262,8 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 	}
 	if later && l.opts.Sync != SyncAlways {
 		aside := filepath.Join(l.dir, fmt.Sprintf("corrupt-%d", time.Now().UnixNano()))
-		if err := l.fs.MkdirAll(aside, 0o755); err == nil {
+		err := l.fs.MkdirAll(aside, 0o755)
+		if err == nil {
 			err = copyFile(l.fs, filepath.Join(l.dir, last.name), filepath.Join(aside, last.name))
 		}
 		if err == nil {

@@ -501,3 +501,41 @@ func TestRepairCleanLogMovesNothing(t *testing.T) {
 		t.Fatalf("repair of a clean log made %v", aside)
 	}
 }
+
+// TestTailCutKeepsACopyOrNothing: under SyncInterval an unreadable frame
+// with later writes after it is a torn tail, cut on open, but only once a
+// copy of the segment is kept aside. When the copy cannot be written, open
+// fails and the segment is left as it was.
+func TestTailCutKeepsACopyOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	ffs := &faultFS{}
+	opts := Options{FS: ffs, SegmentSize: 1 << 16, Sync: SyncInterval, SyncEvery: time.Hour}
+	l := mustOpen(t, dir, opts)
+	appendN(t, l, 1, 40)
+	l.Close()
+	seg := segmentFiles(t, dir)[0]
+	offs := frameOffsets(t, seg)
+	data, _ := os.ReadFile(seg)
+	data[offs[5]+frameHdr+1] ^= 0x10
+	os.WriteFile(seg, data, 0o644)
+
+	ffs.failWrite.Store(true) // the copy's writes fail
+	if _, err := Open(dir, opts); err == nil || !strings.Contains(err.Error(), "keep a copy") {
+		t.Fatalf("open whose tail cut could not keep a copy: %v", err)
+	}
+	if after, _ := os.ReadFile(seg); !bytes.Equal(after, data) {
+		t.Fatal("the segment changed although its copy was not kept")
+	}
+
+	ffs.failWrite.Store(false)
+	l = mustOpen(t, dir, opts)
+	defer l.Close()
+	cut := l.TailCut()
+	kept, _ := os.ReadFile(filepath.Join(cut.Aside, cut.Segment))
+	if cut.Index != 6 || !bytes.Equal(kept, data) {
+		t.Fatalf("tail cut %+v kept %d bytes of %d", cut, len(kept), len(data))
+	}
+	if got := replayAll(t, l); len(got) != 5 {
+		t.Fatalf("after the cut replayed %d, want 5", len(got))
+	}
+}
