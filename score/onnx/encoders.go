@@ -296,7 +296,7 @@ func (c *compiler) labelEncoder(n *nodeProto, a attrs) error {
 			case vt == tI64:
 				def = -1
 			case isFloat(vt):
-				def = -0.0
+				def = math.Copysign(0, -1) // the spec's default_float, -0.0 (a Go literal -0.0 is +0)
 			}
 		}
 		switch {
@@ -319,7 +319,7 @@ func (c *compiler) labelEncoder(n *nodeProto, a attrs) error {
 			def = float64(a.int("default_int64", -1))
 		case a.has("values_floats"):
 			vt, vals = tF32, a.floats("values_floats")
-			def = -0.0
+			def = math.Copysign(0, -1) // the spec's default_float, -0.0 (a Go literal -0.0 is +0)
 			if a.has("default_float") {
 				def = float64(a["default_float"].f)
 			}

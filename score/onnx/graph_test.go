@@ -335,3 +335,19 @@ func wideStringGraph() []byte {
 	}
 	return graphModel(nodes, inits, [][]byte{valueInfo("cats", dtString, -1, 2)}, [][]byte{valueInfo("value", dtFloat, -1, 1)})
 }
+
+// TestLabelEncoderDefaultIsNegativeZero: a LabelEncoder with float values
+// and no default_float maps an unknown key to the spec's default, -0.0 (as
+// onnxruntime does), not +0.
+func TestLabelEncoderDefaultIsNegativeZero(t *testing.T) {
+	n := node("LabelEncoder", "ai.onnx.ml", []string{"cat"}, []string{"Y"},
+		pbStrings("keys_strings", "fuel", "travel"), pbFloats("values_floats", 1, 2))
+	m := mustParse(t, model([][]byte{n}, [][]byte{valueInfo("cat", dtString, -1, 1)}, [][]byte{valueInfo("Y", dtFloat, -1, 1)}, 2))
+	out := make([]Prediction, 3)
+	if err := m.ScoreStrings(context.Background(), nil, []string{"travel", "unknown", "fuel"}, 3, out); err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Value != 2 || out[2].Value != 1 || out[1].Value != 0 || !math.Signbit(out[1].Value) {
+		t.Fatalf("values %v, %v, %v: want 2, -0, 1", out[0].Value, out[1].Value, out[2].Value)
+	}
+}
