@@ -39,11 +39,9 @@ feature_services:
 // record the consumer rejected (a hole in the batch), the others events of
 // 37 users and 11 merchants (an event's two keys mostly in two groups).
 type streamFixture struct {
-	n                     int64
-	base                  int64
-	userCount, merchCount map[string]int
-	userSum               map[string]float64
-	cl                    *Cluster
+	n    int64
+	base int64
+	cl   *Cluster
 }
 
 func (f *streamFixture) valid(o int64) bool { return o%7 != 3 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/store"
-	"github.com/tally-ml/tally/windows"
 )
 
 // RecordError says why one record was refused.
@@ -61,7 +60,6 @@ type ingestWork struct {
 	errs    []RecordError
 	refused int
 	total   int
-	fields  []windows.Field
 	// maxKey and maxValue are limits.max_key_bytes and max_value_bytes.
 	maxKey, maxValue int
 	keyBuf           []byte
