@@ -150,6 +150,9 @@ func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 		}
 		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: "request needs \"records\": an object mapping source names to arrays of {\"record\": {...}}" + got}
 	}
+	if msg := checkNoDuplicates(recs, "records."); msg != "" {
+		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: msg}
+	}
 	obj, _ := recs.Object()
 	var visitErr *IngestError
 	now := n.now()
@@ -179,6 +182,12 @@ func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 			if rec == nil {
 				w.refuse(sp.Src.Name, i, "each item must be {\"record\": {...}}")
 				continue
+			}
+			if o, err := it.Object(); err == nil && o.Len() > 1 { // {"record": ...} alone needs no check
+				if msg := checkNoDuplicates(it, ""); msg != "" {
+					w.refuse(sp.Src.Name, i, msg)
+					continue
+				}
 			}
 			if reason := n.parseRecord(sp, rec, b, now, w); reason != "" {
 				w.refuse(sp.Src.Name, i, reason)

@@ -313,3 +313,25 @@ func TestIngestValidationAllocatesNothing(t *testing.T) {
 		t.Errorf("ingest validation allocates %.1f times per request", allocs)
 	}
 }
+
+// A source named twice in "records", or an item naming "record" twice, is
+// refused naming it, and nothing of the request is applied (both sources'
+// records were applied, and the second "record" silently dropped).
+func TestDuplicateSourceOrRecordRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	one := txn("u1", "m1", "FR", 1, t0-1000)
+	_, err := n.IngestJSON([]byte(`{"records":{"transactions":[` + one + `],"transactions":[` + one + `]}}`))
+	if ie, ok := err.(*IngestError); !ok || ie.Code != "INVALID_REQUEST" || !strings.Contains(ie.Message, `field "transactions" appears twice`) {
+		t.Errorf("a source named twice: got %v, want INVALID_REQUEST naming it", err)
+	}
+	r := func(amt int) string {
+		return fmt.Sprintf(`{"user_id":"u1","merchant":"m1","country":"FR","amt":%d,"timestamp":%d}`, amt, t0-1)
+	}
+	_, err = n.IngestJSON(ingestBody(`{"record":` + r(1) + `,"record":` + r(5) + `}`))
+	if ie, ok := err.(*IngestError); !ok || ie.Code != "INVALID_RECORDS" || !strings.Contains(ie.Message, `field "record" appears twice`) {
+		t.Errorf("an item naming record twice: got %v, want INVALID_RECORDS naming it", err)
+	}
+	if got := sum1h(t, n, "u1"); got != 0 || n.AppliedIndex() != 0 {
+		t.Fatalf("refused requests changed the state: u1's amt_sum_1h %v, applied index %d", got, n.AppliedIndex())
+	}
+}
