@@ -404,6 +404,9 @@ func setField(b *store.Batch, e, c int, col features.Column, v *fastjson.Value, 
 				return "join key must be a string or an integer, got " + v.String()
 			}
 			w.keyBuf = strconv.AppendInt(w.keyBuf[:0], x, 10)
+			if len(w.keyBuf) > w.maxKey {
+				return keyTooLong(len(w.keyBuf), w.maxKey)
+			}
 			b.SetStr(e, c, w.keyBuf)
 			return ""
 		}
@@ -415,7 +418,7 @@ func setField(b *store.Batch, e, c int, col features.Column, v *fastjson.Value, 
 			return "join key is empty"
 		}
 		if isKey && len(s) > w.maxKey {
-			return fmt.Sprintf("join key is %d bytes, more than limits.max_key_bytes (%d)", len(s), w.maxKey)
+			return keyTooLong(len(s), w.maxKey)
 		}
 		if !isKey && len(s) > w.maxValue {
 			return fmt.Sprintf("string is %d bytes, more than limits.max_value_bytes (%d)", len(s), w.maxValue)
@@ -442,6 +445,9 @@ func setField(b *store.Batch, e, c int, col features.Column, v *fastjson.Value, 
 		}
 		if isKey {
 			w.keyBuf = strconv.AppendInt(w.keyBuf[:0], x, 10)
+			if len(w.keyBuf) > w.maxKey {
+				return keyTooLong(len(w.keyBuf), w.maxKey)
+			}
 			b.SetStr(e, c, w.keyBuf)
 		} else {
 			b.SetNum(e, c, float64(x))
@@ -466,6 +472,12 @@ func setField(b *store.Batch, e, c int, col features.Column, v *fastjson.Value, 
 		}
 	}
 	return ""
+}
+
+// keyTooLong is why a join key of n bytes (an integer key's decimal text)
+// is refused under limits.max_key_bytes limit.
+func keyTooLong(n, limit int) string {
+	return fmt.Sprintf("join key is %d bytes, more than limits.max_key_bytes (%d)", n, limit)
 }
 
 // exactFloat reads a JSON number as the float64 nearest its decimal text,

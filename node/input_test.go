@@ -335,3 +335,32 @@ func TestDuplicateSourceOrRecordRefused(t *testing.T) {
 		t.Fatalf("refused requests changed the state: u1's amt_sum_1h %v, applied index %d", got, n.AppliedIndex())
 	}
 }
+
+// An integer join key is held to limits.max_key_bytes as its decimal text
+// (what the views and tables keep), on the event and the table paths: it
+// was not checked at all.
+func TestIntegerKeySizeLimit(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits.MaxKeyBytes = 4
+	n, _ := newTestNode(t, cfg)
+	line := fmt.Sprintf(`{"user_id":123456789,"merchant":"m1","country":"FR","amt":1,"timestamp":%d}`, t0-1)
+	_, err := n.IngestNDJSON("transactions", []byte(line), false)
+	if err == nil || !strings.Contains(err.Error(), "limits.max_key_bytes (4)") {
+		t.Errorf("bulk, an integer key of 9 digits: %v, want it refused naming limits.max_key_bytes", err)
+	}
+	_, err = n.IngestJSON(ingestBody(`{"record":` + line + `}`))
+	if err == nil || !strings.Contains(err.Error(), "limits.max_key_bytes (4)") {
+		t.Errorf("ingest, an integer key of 9 digits: %v, want it refused naming limits.max_key_bytes", err)
+	}
+	_, aerr := n.UploadTable("user_profile", NDJSON, []byte(`{"user_id":123456789,"home_lat":1}`), false)
+	if aerr == nil || !strings.Contains(aerr.Message, "limits.max_key_bytes (4)") {
+		t.Errorf("table, an integer key of 9 digits: %v, want it refused naming limits.max_key_bytes", aerr)
+	}
+	if n.AppliedIndex() != 0 || n.Table(0).Len() != 0 {
+		t.Fatalf("refused writes were applied: index %d, table rows %d", n.AppliedIndex(), n.Table(0).Len())
+	}
+	// At the limit, accepted.
+	if _, err := n.IngestNDJSON("transactions", []byte(strings.Replace(line, "123456789", "1234", 1)), false); err != nil {
+		t.Fatalf("an integer key of 4 digits: %v", err)
+	}
+}

@@ -253,6 +253,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.Ta
 						return
 					}
 					r.Key = strconv.FormatInt(x, 10)
+					rowErr = checkTableText(lim, name, r.Key, true)
 				default:
 					rowErr = fmt.Errorf("join key %q must be a string or an integer", name)
 				}
