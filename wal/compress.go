@@ -14,18 +14,21 @@ import (
 // compressLater compresses a sealed segment in the background: write
 // name.zst.tmp, fsync, rename to name.zst, fsync the directory, then remove
 // the plain file. A crash at any point leaves a complete plain or .zst file.
-func (l *Log) compressLater(s segmentInfo) {
+// next is the index the next segment begins at: a segment whose frames end
+// before it is corrupt (a zeroed frame with records after it) and is left
+// plain, as it is, for Replay to refuse and Repair to copy aside.
+func (l *Log) compressLater(s segmentInfo, next uint64) {
 	l.compressWG.Add(1)
 	go func() {
 		defer l.compressWG.Done()
-		if err := l.compress(s); err != nil {
+		if err := l.compress(s, next); err != nil {
 			// The plain segment stays; compression is an optimisation.
 			l.m.compress.Inc()
 		}
 	}()
 }
 
-func (l *Log) compress(s segmentInfo) error {
+func (l *Log) compress(s segmentInfo, next uint64) error {
 	src := filepath.Join(l.dir, s.name)
 	in, err := l.fs.OpenFile(src, os.O_RDONLY, 0)
 	if err != nil {
@@ -39,6 +42,10 @@ func (l *Log) compress(s segmentInfo) error {
 	}
 	if res.err != errEnd {
 		return res.err
+	}
+	if res.next != next {
+		return &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next,
+			Reason: fmt.Sprintf("segment ends before index %d, where the next one begins", next)}
 	}
 	end := res.end
 	out, err := walfs.CreateAtomic(l.fs, src+".zst.tmp")

@@ -168,9 +168,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.prepareSpare()
 	go l.writer()
 	if opts.Compress {
-		for _, s := range l.segs[:len(l.segs)-1] {
+		for i, s := range l.segs[:len(l.segs)-1] {
 			if !s.compressed {
-				l.compressLater(s)
+				l.compressLater(s, l.segs[i+1].first)
 			}
 		}
 	}
@@ -740,7 +740,7 @@ func (l *Log) roll(next uint64, end int64, pend []uint32) error {
 	}
 	l.cache.put(idx)
 	if l.opts.Compress {
-		l.compressLater(sealed)
+		l.compressLater(sealed, next)
 	}
 	return nil
 }
