@@ -299,12 +299,16 @@ func (in *Instance) Snapshot() (uint64, error) {
 	}
 	events := in.Store.EventsApplied() // at most what the snapshot holds
 	// A snapshot must never cover a record the log could still lose (under
-	// fsync interval): after a power loss the log would end behind it.
-	if err := in.wal.Sync(); err != nil {
-		return 0, fmt.Errorf("sync the log before a snapshot: %w", err)
-	}
+	// fsync interval): after a power loss the log would end behind it. Its
+	// partitions hold the records applied while they were written, so the
+	// log is synced after them, before the snapshot is made durable.
 	t0 := time.Now()
-	start, size, keepFrom, err := in.Store.SnapshotTo(in.snaps)
+	start, size, keepFrom, err := in.Store.snapshotTo(in.snaps, func() error {
+		if err := in.wal.Sync(); err != nil {
+			return fmt.Errorf("sync the log before a snapshot: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}

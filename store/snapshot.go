@@ -402,6 +402,14 @@ func (n *Store) SnapshotInto(dataDir string) (start uint64, size int64, err erro
 // (snapshot.Store.Retain): keepFrom is the start index of the oldest
 // snapshot kept, from which on the log is needed (0: all of it).
 func (n *Store) SnapshotTo(s *snapshot.Store) (start uint64, size int64, keepFrom uint64, err error) {
+	return n.snapshotTo(s, nil)
+}
+
+// snapshotTo is SnapshotTo with durable, when not nil, called once every
+// partition is written and before the snapshot is made durable: the
+// partitions hold records applied while they were written, which a log
+// that acknowledges before its fsync must make durable first.
+func (n *Store) snapshotTo(s *snapshot.Store, durable func() error) (start uint64, size int64, keepFrom uint64, err error) {
 	ss, err := n.Snapshot()
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
@@ -413,6 +421,12 @@ func (n *Store) SnapshotTo(s *snapshot.Store) (start uint64, size int64, keepFro
 	if err := ss.Persist(sink); err != nil {
 		sink.Cancel()
 		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	if durable != nil {
+		if err := durable(); err != nil {
+			sink.Cancel()
+			return 0, 0, 0, err
+		}
 	}
 	if err := sink.Close(); err != nil {
 		return 0, 0, 0, err
