@@ -5,7 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 // TestCompressionKeepsASealedSegmentThatEndsEarly: a sealed segment whose
@@ -37,5 +42,29 @@ func TestCompressionKeepsASealedSegmentThatEndsEarly(t *testing.T) {
 	if after, err := os.ReadFile(seg); err != nil || !bytes.Equal(after, data) {
 		zst, _ := filepath.Glob(filepath.Join(dir, "*.wal.zst"))
 		t.Fatalf("the corrupt sealed segment was replaced (%v; compressed segments %v): records after the zeroed frame are gone", err, zst)
+	}
+}
+
+// TestRaftStoreDeleteRangeFailedLeavesBounds: a prefix DeleteRange whose
+// stable-store write fails returns the error and changes nothing: the
+// entries stay visible, as they are on disk (the stable file still says
+// where the log starts), instead of hidden in memory only.
+func TestRaftStoreDeleteRangeFailedLeavesBounds(t *testing.T) {
+	mfs := walfs.NewMem()
+	s, err := OpenRaftStore("/raft", Options{FS: mfs, SegmentSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storeRange(t, s, 1, 100, 1)
+	mfs.Set(func(m *walfs.Mem) { m.FailOpen = syscall.EMFILE }) // no descriptor for stable.tmp
+	if err := s.DeleteRange(1, 50); err == nil {
+		t.Fatal("DeleteRange whose stable write failed returned nil")
+	}
+	mfs.Set(func(m *walfs.Mem) { m.FailOpen = nil })
+	checkBounds(t, s, 1, 100)
+	var got raft.Log
+	if err := s.GetLog(10, &got); err != nil {
+		t.Fatalf("entry 10 after a failed DeleteRange: %v", err)
 	}
 }

@@ -211,9 +211,14 @@ func (s *RaftStore) DeleteRange(lo, hi uint64) error {
 	return fmt.Errorf("wal raft store: delete range [%d, %d] inside [%d, %d]: only a prefix or a suffix can be deleted", lo, hi, first, last)
 }
 
+// setFirst records where the deleted prefix ends, on disk and then in
+// memory: a failed write changes neither.
 func (s *RaftStore) setFirst(first uint64) error {
+	if err := s.stable.set(keyFirst, binary.LittleEndian.AppendUint64(nil, first)); err != nil {
+		return err
+	}
 	s.first = first
-	return s.stable.set(keyFirst, binary.LittleEndian.AppendUint64(nil, first))
+	return nil
 }
 
 // raft.Log record, little-endian:
