@@ -102,6 +102,9 @@ func setAside(fsys FS, dir string, segs []segmentInfo, i int, bad *CorruptionErr
 	if err := fsys.SyncDir(aside); err != nil {
 		return aside, fmt.Errorf("wal repair: %w", err)
 	}
+	if err := fsys.SyncDir(dir); err != nil { // the new directory's entry: the cut relies on the copy
+		return aside, fmt.Errorf("wal repair: %w", err)
+	}
 	if err := cutSegment(fsys, dir, s, bad.Offset, res); err != nil {
 		return aside, fmt.Errorf("wal repair: cut %s at %d: %w", s.name, bad.Offset, err)
 	}

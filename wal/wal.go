@@ -269,6 +269,9 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 		if err == nil {
 			err = l.fs.SyncDir(aside)
 		}
+		if err == nil { // the new directory's entry: the cut relies on the copy
+			err = l.syncDir()
+		}
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("wal: keep a copy of %s before cutting its unreadable tail: %w", last.name, err)
