@@ -168,9 +168,10 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.prepareSpare()
 	go l.writer()
 	if opts.Compress {
-		for i, s := range l.segs[:len(l.segs)-1] {
+		segs := l.segs
+		for i, s := range segs[:len(segs)-1] {
 			if !s.compressed {
-				l.compressLater(s, l.segs[i+1].first)
+				l.compressLater(s, segs[i+1].first)
 			}
 		}
 	}
