@@ -114,7 +114,7 @@ func (c *Consumer) runGroup(ctx context.Context) {
 			w := work[n]
 			n++
 			w.p = p
-			dead, w.offs = c.decode(ctx, &w.b, dead[:0], p.Records, w.offs[:0])
+			dead, w.offs, w.stopped = c.decode(ctx, &w.b, dead[:0], p.Records, w.offs[:0])
 		})
 		var wg sync.WaitGroup
 		for _, w := range work[:n] {
@@ -133,11 +133,17 @@ type partitionWork struct {
 	p    kgo.FetchTopicPartition
 	b    store.Batch
 	offs []int64
+	// stopped: the consumer stopped before the batch's rejected records
+	// were dead-lettered; the batch is not written (decode).
+	stopped bool
 }
 
 // writePartition commits one partition's decoded batch through the
 // router, retrying until every group holds it or the consumer stops.
 func (c *Consumer) writePartition(ctx context.Context, w *partitionWork) {
+	if w.stopped {
+		return // its range is read again by whoever consumes it next
+	}
 	recs := w.p.Records
 	pos := store.StreamPos{Source: c.src.Name, Topic: w.p.Topic, Partition: w.p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
 	backoff := 50 * time.Millisecond

@@ -378,7 +378,13 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 	if len(recs) == 0 {
 		return dead
 	}
-	dead, _ = c.decode(ctx, b, dead, recs, nil)
+	dead, _, stopped := c.decode(ctx, b, dead, recs, nil)
+	if stopped {
+		// The consumer stops with rejected records not dead-lettered:
+		// committing the range would skip them for good; the next start
+		// reads the batch again.
+		return dead
+	}
 	pos := store.StreamPos{Source: c.src.Name, Topic: p.Topic, Partition: p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
 	backoff := 50 * time.Millisecond
 	for {
@@ -409,8 +415,10 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 
 // decode decodes recs into b (reset first), appending each valid event's
 // offset to offs; rejected records are counted, logged and, with a
-// dead-letter topic, produced there before it returns.
-func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Record, recs []*kgo.Record, offs []int64) ([]*kgo.Record, []int64) {
+// dead-letter topic, produced there before it returns. stopped: ctx ended
+// before the rejected records were dead-lettered (the batch must not be
+// committed).
+func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Record, recs []*kgo.Record, offs []int64) (_ []*kgo.Record, _ []int64, stopped bool) {
 	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
 	for _, r := range recs {
 		reason, msg := c.dec.Decode(b, r.Value, r.Timestamp.UnixMilli())
@@ -434,24 +442,30 @@ func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Recor
 		}
 	}
 	if len(dead) > 0 {
-		c.deadLetter(ctx, dead)
+		stopped = !c.deadLetter(ctx, dead)
 	}
-	return dead, offs
+	return dead, offs, stopped
 }
 
 // deadLetter produces rejected records to the dead-letter topic and waits
 // for the broker, so none is lost once its offset is committed; a failure
-// after retries is counted and logged, and the partition goes on.
-func (c *Consumer) deadLetter(ctx context.Context, recs []*kgo.Record) {
+// after retries is counted and logged, and the partition goes on. It
+// returns false when ctx ended first (the consumer stops): the records'
+// batch must not be committed, so that the next start dead-letters them.
+func (c *Consumer) deadLetter(ctx context.Context, recs []*kgo.Record) (done bool) {
 	for try := 0; ; try++ {
 		err := c.admin.ProduceSync(ctx, recs...).FirstErr()
 		if err == nil {
-			return
+			return true
 		}
-		if try == 4 || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			c.logger.Warn("dead-letter produce stopped with the consumer; the batch is not committed and is read again at the next start", "dead_letter_topic", c.k.DeadLetterTopic, "records", len(recs), "err", err)
+			return false
+		}
+		if try == 4 {
 			c.dlqErrors.Add(len(recs))
 			c.logger.Error("dead-letter produce failed; the rejected records are counted and logged only", "dead_letter_topic", c.k.DeadLetterTopic, "records", len(recs), "err", err)
-			return
+			return true
 		}
 		time.Sleep(time.Duration(100<<try) * time.Millisecond)
 	}
