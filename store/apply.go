@@ -79,7 +79,7 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 	if err != nil {
 		return fmt.Errorf("log record %d: %w", index, err)
 	}
-	if isStream && !n.streamAdvance(pos) {
+	if isStream && !n.streamNew(pos) {
 		n.seq.applied = index
 		return nil // offsets already counted (stream.go)
 	}
@@ -90,9 +90,15 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 		b := &w.batch
 		if _, err := n.decodeEventsRecord(inner, b); err != nil {
 			if n.skipRemoved(err) {
+				if isStream {
+					n.streamAdvance(pos)
+				}
 				break
 			}
 			return fmt.Errorf("log record %d: %w", index, err)
+		}
+		if isStream {
+			n.streamAdvance(pos)
 		}
 		var tooLate int
 		if backfill {

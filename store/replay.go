@@ -194,7 +194,7 @@ func (r *replayLanes) apply(it *replayItem) error {
 	if !it.backfill {
 		n.visible = max(n.visible, it.clock)
 	}
-	if it.isStream && !n.streamAdvance(it.pos) {
+	if it.isStream && !n.streamTake(it.pos) {
 		applyPool.Put(it.w)
 		n.seq.applied = it.index
 		return nil // offsets already counted (stream.go)

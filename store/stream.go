@@ -73,20 +73,33 @@ func unwrapStream(rec []byte) (inner []byte, pos StreamPos, ok bool, err error) 
 	return r.b, pos, true, nil
 }
 
-// streamAdvance decides, in apply order, whether a batch read at pos is
-// new (and moves the partition's offset past it) or was counted already.
-// Called under the sequencer.
-func (n *Store) streamAdvance(pos StreamPos) (apply bool) {
-	k := streamKey{pos.Source, pos.Topic, pos.Partition}
-	if next, ok := n.streams[k]; ok && pos.First < next {
+// streamNew decides, in apply order, whether a batch read at pos is new or
+// was counted already; streamAdvance moves the partition's offset past a
+// new one, once its record decoded (a record that fails to apply moves
+// nothing, so that its retry is not skipped). Called under the sequencer.
+func (n *Store) streamNew(pos StreamPos) bool {
+	if next, ok := n.streams[streamKey{pos.Source, pos.Topic, pos.Partition}]; ok && pos.First < next {
 		n.metrics.streamSkipped.Inc()
 		return false
 	}
+	return true
+}
+
+// streamTake is streamNew and, for a new batch, streamAdvance: for a batch
+// in hand, decoded already.
+func (n *Store) streamTake(pos StreamPos) bool {
+	if !n.streamNew(pos) {
+		return false
+	}
+	n.streamAdvance(pos)
+	return true
+}
+
+func (n *Store) streamAdvance(pos StreamPos) {
 	if n.streams == nil {
 		n.streams = map[streamKey]int64{}
 	}
-	n.streams[k] = pos.Next
-	return true
+	n.streams[streamKey{pos.Source, pos.Topic, pos.Partition}] = pos.Next
 }
 
 // StreamOffset returns the next offset to read of a partition for source:
@@ -130,7 +143,7 @@ func (n *Store) CommitStream(b *Batch, clock int64, pos StreamPos) (applied bool
 	decoded := true
 	err = n.commit([][]byte{rec}, func() {
 		decoded = false
-		if applied = n.streamAdvance(pos); applied {
+		if applied = n.streamTake(pos); applied {
 			w := getApplyWork()
 			tooLate = n.apply(b, w)
 			applyPool.Put(w)

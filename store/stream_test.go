@@ -170,3 +170,31 @@ func TestAppendStreamRecordAppliesAsCommitStream(t *testing.T) {
 		t.Fatalf("offset %d (%v), %d events; want 9 and 2 (the overlapping range skipped)", next, ok, events(n))
 	}
 }
+
+// TestStreamRecordThatFailsMovesNoOffset: a stream record that fails to
+// apply (here cut short) leaves the partition's offset where it was, so the
+// intact record, proposed again, is applied and not skipped as counted.
+func TestStreamRecordThatFailsMovesNoOffset(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := StreamPos{Source: "transactions", Topic: "t", Partition: 1, First: 0, Next: 10}
+	rec := n.AppendStreamRecord(nil, streamBatch(t, n, "a", "b", "c"), t0, pos)
+	if err := n.Apply(1, rec[:len(rec)-1]); err == nil {
+		t.Fatal("a stream record cut short applied")
+	}
+	if next, ok := n.StreamOffset("transactions", "t", 1); ok {
+		t.Fatalf("the failed record moved the offset to %d", next)
+	}
+	if err := n.Apply(2, rec); err != nil {
+		t.Fatal(err)
+	}
+	if next, ok := n.StreamOffset("transactions", "t", 1); !ok || next != 10 || events(n) != 3 {
+		t.Fatalf("offset %d (%v), %d events; want 10 and 3: the intact record applied", next, ok, events(n))
+	}
+}
