@@ -21,6 +21,8 @@ type FS interface {
 	ReadDir(dir string) ([]fs.DirEntry, error)
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
+	// MkdirAll creates dir and its missing parents; their entries are
+	// durable when it returns.
 	MkdirAll(dir string, perm os.FileMode) error
 	// SyncDir fsyncs a directory, making creates, renames and removes in
 	// it durable.
@@ -56,11 +58,34 @@ func (osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 func (osFS) ReadDir(dir string) ([]fs.DirEntry, error) { return os.ReadDir(dir) }
 func (osFS) Rename(a, b string) error                  { return os.Rename(a, b) }
 func (osFS) Remove(name string) error                  { return os.Remove(name) }
+
+// MkdirAll creates dir and its missing parents and makes each new
+// directory's entry durable (an fsync of its parent, outermost first), as
+// Mem's are at once: a file made durable inside a new directory is not
+// lost with the directory on a power loss.
 func (osFS) MkdirAll(dir string, perm os.FileMode) error {
-	return os.MkdirAll(dir, perm)
+	var created []string // innermost first
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := syncDir(filepath.Dir(created[i])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (osFS) SyncDir(dir string) error {
+func (osFS) SyncDir(dir string) error { return syncDir(dir) }
+
+// syncDir fsyncs a directory of the OS (a variable: tests count calls).
+var syncDir = func(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
