@@ -131,3 +131,29 @@ func TestRequestIDsApplyOnce(t *testing.T) {
 	}
 	check(t, "retries after a snapshot", in, 131, 15, 1)
 }
+
+// TestRetryOfAnAppliedRequestPastItsWindows: a retry of an applied request
+// whose records the node would now refuse (the clock moved past every
+// window they count in) is answered 200 as a retry, not 400 "nothing was
+// ingested", on the JSON and the bulk paths; a request not applied before
+// is still refused.
+func TestRetryOfAnAppliedRequestPastItsWindows(t *testing.T) {
+	n, clk := newTestNode(t, DefaultConfig())
+	sp := n.SourceNamed([]byte("transactions"))
+	oldest := t0 - sp.MaxWindow - sp.Src.Lateness + 1000 // the oldest a record may be, and a second
+	body := ingestBody(txn("u1", "m1", "FR", 5, oldest))
+	if _, err := n.IngestJSONAs("k1", body); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(t0 + 2000)
+	res, err := n.IngestJSONAs("k1", body)
+	if err != nil || res.Accepted != 1 || res.TooLate != 0 {
+		t.Fatalf("retry of an applied request: %+v, %v; want accepted 1, placing nothing", res, err)
+	}
+	if _, err := n.IngestJSONAs("k2", body); err == nil {
+		t.Fatal("a request never applied, its record past every window, was accepted")
+	}
+	if _, err := n.IngestNDJSONAs("k1", "transactions", []byte(strings.TrimSuffix(strings.TrimPrefix(txn("u1", "m1", "FR", 5, oldest), `{"record":`), "}")+"\n"), false); err != nil {
+		t.Fatalf("a bulk retry under the applied key: %v", err)
+	}
+}

@@ -152,6 +152,26 @@ func (n *Store) requestSeen(key uint64) bool {
 	return false
 }
 
+// RequestApplied reports whether the state applied every part of the
+// request named id, parts log records (a retry of it is skipped whole), as
+// far as the window of keys it remembers tells: a node answers a retry
+// whose records it would now refuse (their windows passed) as the retry it
+// is. Each part found counts as a repeat.
+func (n *Store) RequestApplied(id string, parts int) bool {
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	if n.requests == nil || parts <= 0 {
+		return false
+	}
+	for i := range parts {
+		if !n.requests.Has(RequestKey(id, i)) {
+			return false
+		}
+	}
+	n.metrics.repeats.Add(parts)
+	return true
+}
+
 // requestApplied remembers that the named record key was applied. Called
 // under the sequencer.
 func (n *Store) requestApplied(key uint64) {
