@@ -96,15 +96,7 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
 			st, err := j.Run(ctx, s, w)
-			if cerr := w.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				if d, ok := w.(*delta.Writer); ok {
-					d.Discard() // the table stays as it was
-				} else {
-					os.Remove(out) // never leave a partial training set behind
-				}
+			if err := finishOutput(w, out, err); err != nil {
 				return err
 			}
 			if d, ok := w.(*delta.Writer); ok {
@@ -130,6 +122,28 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 		cmd.MarkFlagRequired(f)
 	}
 	return cmd
+}
+
+// finishOutput closes export's output after a run that returned runErr.
+// A failed run leaves nothing behind: a file is removed, and a Delta append
+// is discarded before Close, which would commit the rows written so far.
+func finishOutput(w tabular.Writer, out string, runErr error) error {
+	if runErr != nil {
+		if d, ok := w.(*delta.Writer); ok {
+			d.Discard() // the table stays as it was
+		} else {
+			w.Close()
+			os.Remove(out) // never leave a partial training set behind
+		}
+		return runErr
+	}
+	if err := w.Close(); err != nil {
+		if _, ok := w.(*delta.Writer); !ok {
+			os.Remove(out)
+		} // a Delta Close that fails commits nothing and removes its data file
+		return err
+	}
+	return nil
 }
 
 // createOutput creates export's output: a file in the format of its
