@@ -81,8 +81,11 @@ func (w *Writer) Write(row []tabular.Value) error {
 	if w.done {
 		return tabular.ErrClosed
 	}
-	w.rows++
-	return w.pw.Write(row)
+	if err := w.pw.Write(row); err != nil {
+		return err
+	}
+	w.rows++ // only rows the data file took: the commit's numRecords counts them
+	return nil
 }
 
 // Close finishes the data file and commits it as the table's next

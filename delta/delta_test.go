@@ -218,3 +218,33 @@ func TestRefusesTablesItCannotAppendTo(t *testing.T) {
 		t.Fatalf("protocol 3/7: %v", err)
 	}
 }
+
+// TestRefusedRowIsNotCounted: a row the data file refuses (wrong width) is
+// not in the file, so the commit's stats must not count it: Delta readers
+// answer count(*) from numRecords.
+func TestRefusedRowIsNotCounted(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, testCols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write([]tabular.Value{{Str: "short"}}); err == nil {
+		t.Fatal("a row of 1 value for 7 columns was accepted")
+	}
+	if err := w.Write(testRows(0, 1)[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Rows() != 1 {
+		t.Errorf("Rows() = %d, want 1", w.Rows())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, LogDir, commitName(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `\"numRecords\":1}`) {
+		t.Errorf("commit's stats do not say numRecords 1:\n%s", b)
+	}
+}
