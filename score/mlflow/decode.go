@@ -290,6 +290,7 @@ func (c *Client) setObject(e *fastjson.Value, probs []float32, p *Prediction) er
 	for _, k := range valueKeys {
 		if x := e.Get(k); x != nil && x.Type() == fastjson.TypeNumber {
 			p.Value, _ = x.Float64()
+			p.HasValue = true // beside a label or probabilities, too
 			found = true
 			break
 		}

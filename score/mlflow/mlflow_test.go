@@ -503,3 +503,24 @@ func TestBadInputKeepsBreakerClosed(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestScoreBesideLabelIsAValue: a per-row object with a label and a
+// "score" or "value" (a decision function, an anomaly score) carries that
+// number as Prediction.Value with HasValue set, as score.Prediction's
+// contract asks: without HasValue, predict's JSON drops the score beside the
+// label.
+func TestScoreBesideLabelIsAValue(t *testing.T) {
+	s := newServer(t, func(_ int64, w http.ResponseWriter, _ []byte) {
+		ok(w, `{"predictions": [{"label": 1, "score": 0.93}, {"label": 0, "value": -0.5}]}`)
+	})
+	c := newClient(t, s.URL, Options{Classes: []string{"0", "1"}})
+	out := make([]Prediction, 2)
+	if err := c.Score(context.Background(), []float32{1, 2, 3, 4}, 2, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float64{0.93, -0.5} {
+		if !out[i].HasLabel || !out[i].HasValue || out[i].Value != want {
+			t.Errorf("row %d: got %+v, want a label and HasValue with Value %v", i, out[i], want)
+		}
+	}
+}
