@@ -497,7 +497,10 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 				return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a number, got %s", c.Name, row, jsonTypeName(v))
 			}
 		}
-		n.compute(p, w, t)
+		if aerr := n.compute(p, w, t); aerr != nil {
+			// A cluster read that failed: nothing was read for this row.
+			return dst, feastFault(aerr.Status, "FeastError", "%s: %s", aerr.Code, aerr.Message)
+		}
 		for i := range p.outputs {
 			sep := row > 0
 			if sep {
