@@ -449,6 +449,8 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 
 	w := getLookupWork()
 	defer lookupPool.Put(w)
+	// Feast has no read level: the default, not a pooled get-features'.
+	w.level, w.info = ReadDefault, ReadInfo{}
 	p.prepare(n, w)
 	no := len(p.outputs)
 	fw.vals, fw.stats, fw.ts = resize(fw.vals, no), resize(fw.stats, no), resize(fw.ts, no)

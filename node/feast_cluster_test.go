@@ -43,3 +43,53 @@ func TestFeastOnlineFeaturesClusterReadFails(t *testing.T) {
 		t.Errorf("status %d (%s), want 503", ferr.Status, ferr.body())
 	}
 }
+
+// levelCluster answers reads from one store and records each read's level.
+type levelCluster struct {
+	downCluster
+	st     *store.Store
+	levels []ReadLevel
+}
+
+func (c *levelCluster) Read(level ReadLevel, reads []Read, t int64, out ReadOut) (ReadInfo, error) {
+	c.levels = append(c.levels, level)
+	v, tb := 0, 0
+	for _, r := range reads {
+		ReadStore(c.st, r, t, out, v, tb)
+		if r.Table {
+			tb++
+		} else {
+			v++
+		}
+	}
+	return ReadInfo{}, nil
+}
+
+// TestFeastReadLevelIsDefault: Feast's API has no read level, so its reads
+// are at the default level, whatever level an earlier get-features on the
+// same pooled scratch asked for.
+func TestFeastReadLevelIsDefault(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &levelCluster{}
+	n, err := New(repo, DefaultConfig(), Options{Clock: func() int64 { return t0 }, RepoFS: features.DefaultFS(), Cluster: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.st = n.Store
+	n.SetReady(true)
+	for range 3 {
+		c.levels = c.levels[:0]
+		if _, aerr := n.GetFeatures(nil, []byte(`{"params":{"feature_service_name":"fraud_detection","read_level":"linearizable","join_key_map":{"user_id":"u","merchant":"m","country":"FR"},"request_context_map":{"amt":1,"lat":1,"long":2}}}`)); aerr != nil {
+			t.Fatal(aerr)
+		}
+		if _, ferr := n.FeastOnlineFeatures(nil, []byte(`{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":["u1"]}}`)); ferr != nil {
+			t.Fatalf("%s", ferr.body())
+		}
+		if got := c.levels[len(c.levels)-1]; got != ReadDefault {
+			t.Fatalf("the Feast read went at level %v (get-features read at %v), want %v", got, c.levels[0], ReadDefault)
+		}
+	}
+}
