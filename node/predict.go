@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -77,7 +78,7 @@ func (n *Node) defaultOpenModel(def *features.Model, fsys fs.FS, path string) (s
 		if err != nil {
 			return nil, fmt.Errorf("mlflow endpoint %s: %w", def.MLflow, err)
 		}
-		return batch.New(c, opts), nil
+		return remoteScorer{batch.New(c, opts), c}, nil
 	}
 	data, err := fs.ReadFile(fsys, path)
 	if err != nil {
@@ -149,6 +150,7 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	if err := mp.check(s); err != nil {
+		closeScorer(s)
 		return nil, err
 	}
 	mp.scorer.Store(&s)
@@ -193,16 +195,54 @@ func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 	}
 	s, err := open(mp.def, mp.fsys, mp.path)
 	if err == nil {
-		err = mp.check(s)
+		if err = mp.check(s); err != nil {
+			closeScorer(s) // nothing else holds it
+		}
 	}
 	mp.modTime = st.ModTime()
 	if err != nil {
 		mp.failures.Add(1)
 		return fmt.Errorf("reload %s (keeping the running model): %w", mp.path, err)
 	}
-	mp.scorer.Store(&s)
-	mp.reloads.Add(1)
+	mp.swap(s)
 	return nil
+}
+
+// swap serves s from now on and retires the scorer it replaces: closed
+// (its batcher's goroutines, an MLflow client's connections) once the
+// calls that loaded it before the swap are done, retireGrace after it. A
+// call loads the scorer just before it scores; the model's timeout bounds
+// the call.
+func (mp *modelPlan) swap(s score.Scorer) {
+	old := mp.scorer.Swap(&s)
+	mp.reloads.Add(1)
+	if old != nil {
+		grace := retireGrace + time.Duration(mp.def.Timeout)*time.Millisecond
+		time.AfterFunc(grace, func() { closeScorer(*old) })
+	}
+}
+
+// retireGrace is how long a replaced scorer serves the calls that loaded it
+// before the swap, beyond the model's timeout (a variable: tests shorten it).
+var retireGrace = 10 * time.Second
+
+// closeScorer closes s if it holds resources (io.Closer).
+func closeScorer(s score.Scorer) {
+	if c, ok := s.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// remoteScorer is an MLflow endpoint behind its batcher: closing it closes
+// both (the batcher leaves its wrapped scorer open).
+type remoteScorer struct {
+	*batch.Batcher
+	c *mlflow.Client
+}
+
+func (r remoteScorer) Close() error {
+	r.Batcher.Close()
+	return r.c.Close()
 }
 
 // WatchModels reloads changed model files every interval until ctx ends,

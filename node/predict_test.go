@@ -1,14 +1,17 @@
 package node
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/score"
 )
 
 func TestPredictScoresTheDefaultModel(t *testing.T) {
@@ -124,5 +127,67 @@ func TestPredictAllocations(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("predict allocates %.1f times per request", allocs)
+	}
+}
+
+// closeCounted is a scorer that counts its closes.
+type closeCounted struct {
+	score.Scorer
+	closes *atomic.Int32
+}
+
+func (c closeCounted) Close() error { c.closes.Add(1); return nil }
+
+// TestModelReloadClosesTheReplacedScorer: a reload closes the scorer it
+// replaced once its grace has passed (a batcher's goroutines would leak
+// with every reload), and not the one it serves.
+func TestModelReloadClosesTheReplacedScorer(t *testing.T) {
+	defer func(g time.Duration) { retireGrace = g }(retireGrace)
+	retireGrace = 10 * time.Millisecond
+	dir := t.TempDir()
+	for _, f := range []string{"fraud.yaml", "fraud_model.onnx"} {
+		data, err := os.ReadFile(filepath.Join("..", "features", "defaultrepo", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, err := features.Load(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closes [3]atomic.Int32
+	opened := 0
+	open := func(def *features.Model, fsys fs.FS, path string) (score.Scorer, error) {
+		s, err := (&Node{}).defaultOpenModel(def, fsys, path) // (the repo is read for MLflow models only)
+		if err != nil {
+			return nil, err
+		}
+		c := closeCounted{s, &closes[opened]}
+		opened++
+		return c, nil
+	}
+	n, err := New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir), OpenModel: open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := n.services["fraud_detection"].model
+	model := filepath.Join(dir, "fraud_model.onnx")
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(model, later, later)
+	if err := mp.reloadIfChanged(n.openModel); err != nil || mp.reloads.Load() != 1 {
+		t.Fatalf("reload: %v, %d reloads", err, mp.reloads.Load())
+	}
+	if _, aerr := n.Predict(nil, lookupBody("u", "m", "FR", 1, 0, 0)); aerr != nil {
+		t.Fatalf("predict after a reload: %v", aerr)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for closes[0].Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if closes[0].Load() != 1 || closes[1].Load() != 0 {
+		t.Fatalf("closes %d, %d: want the replaced scorer closed once, the serving one open", closes[0].Load(), closes[1].Load())
 	}
 }

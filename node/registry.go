@@ -120,14 +120,15 @@ func (mp *modelPlan) pollRegistry(ctx context.Context, open ModelOpener, now tim
 	fsys, path := oneFile(data)
 	s, err := open(mp.def, fsys, path)
 	if err == nil {
-		err = mp.check(s)
+		if err = mp.check(s); err != nil {
+			closeScorer(s) // nothing else holds it
+		}
 	}
 	if err != nil {
 		mp.failures.Add(1)
 		return r.report(v.Version, fmt.Errorf("%s moved to version %s, which does not load (keeping version %s): %w", r.ref, v.Version, cur, err))
 	}
-	mp.scorer.Store(&s)
-	mp.reloads.Add(1)
+	mp.swap(s)
 	r.mu.Lock()
 	r.serving, r.location, r.since, r.failed, r.lastErr = v, where, time.Now(), "", ""
 	r.mu.Unlock()
