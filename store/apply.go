@@ -110,7 +110,15 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 			next := int64(math.MinInt64)
 			for i := 0; i < b.Len(); {
 				if b.ts[i] >= next {
-					next = at(b.ts[i])
+					// An event stamped ahead of the clock it was acknowledged
+					// at became visible then (it counts by its timestamp):
+					// the live records after the import, acknowledged
+					// before that timestamp, come before it.
+					if clock != 0 && clock < b.ts[i] {
+						next = at(clock)
+					} else {
+						next = at(b.ts[i])
+					}
 				}
 				j := i + 1
 				for j < b.Len() && b.ts[j] < next {

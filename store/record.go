@@ -39,7 +39,9 @@ import (
 //
 //	kind 16 = at: flags:u8 clock:zigzag-varint record
 //	flags   = bit 0 backfill: each event became visible at its own timestamp
-//	          (an import), and clock is 0
+//	          (an import), or at clock if that is earlier (an event stamped
+//	          ahead of the clock, which counts by its timestamp anyway);
+//	          clock is 0 in logs written before that was recorded
 //
 // An unwrapped record (an older log) replays like a backfill.
 const (
@@ -55,7 +57,7 @@ const (
 func appendAt(dst []byte, clock int64, backfill bool) []byte {
 	flags := byte(0)
 	if backfill {
-		flags, clock = atBackfill, 0
+		flags = atBackfill
 	}
 	dst = append(dst, recordAt, flags)
 	return binary.AppendVarint(dst, clock)
