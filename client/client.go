@@ -135,7 +135,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		if !retry || attempt >= c.retries {
 			return nil, err
 		}
-		d := min(c.minBackoff<<attempt, c.maxBackoff)
+		d := c.backoff(attempt)
 		d = d/2 + rand.N(d/2+1)
 		select {
 		case <-ctx.Done():
@@ -143,6 +143,21 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		case <-time.After(d):
 		}
 	}
+}
+
+// backoff is the wait before retry attempt+1 (before jitter): MinBackoff
+// doubled attempt times, at most MaxBackoff. It doubles step by step, so
+// that a large Options.Retries cannot overflow it (MinBackoff<<attempt
+// wrapped to a negative or zero duration, on which rand.N panics).
+func (c *Client) backoff(attempt int) time.Duration {
+	d := c.minBackoff
+	for range attempt {
+		if d > c.maxBackoff/2 {
+			return c.maxBackoff
+		}
+		d *= 2
+	}
+	return min(d, c.maxBackoff)
 }
 
 func (c *Client) once(ctx context.Context, r request) (*http.Response, error) {

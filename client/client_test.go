@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -427,4 +428,26 @@ func grep(b []byte, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestManyRetriesDoNotOverflowTheBackoff: with Options.Retries of 38 or
+// more, MinBackoff<<attempt overflowed (a negative wait), and the jitter's
+// rand.N panicked on it; the backoff stays at MaxBackoff instead.
+func TestManyRetriesDoNotOverflowTheBackoff(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":{"code":"UNAVAILABLE","message":"busy"}}`)
+	}))
+	defer srv.Close()
+	// 1 ms = 2^20 ns: 1ms<<43 overflows int64.
+	c := newClient(t, strings.TrimPrefix(srv.URL, "http://"), client.Options{Retries: 70, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	_, err := c.GetFeatures(context.Background(), lookup("u1"))
+	if client.StatusOf(err) != 503 {
+		t.Fatalf("lookup of a node answering 503: %v", err)
+	}
+	if n := got.Load(); n != 71 {
+		t.Fatalf("sent %d times, want 1 + 70 retries", n)
+	}
 }
