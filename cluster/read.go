@@ -117,7 +117,8 @@ func (dg *dataGroup) staleMs() int64 {
 
 // localFor returns this node's store to answer group g at level, or nil
 // when another node must: default and linearizable need the leader (for
-// linearizable, after a read barrier); local takes any replica here.
+// linearizable, after a read barrier); local takes any replica here that
+// applied something.
 func (c *Cluster) localFor(g int, level node.ReadLevel) (*store.Store, error) {
 	dg := c.group(g)
 	if dg == nil {
@@ -125,6 +126,14 @@ func (c *Cluster) localFor(g int, level node.ReadLevel) (*store.Store, error) {
 	}
 	switch level {
 	case node.ReadLocal:
+		// A replica that applied nothing holds nothing: one a move placed
+		// here that its leader has not caught up yet, or one restarted
+		// without a snapshot and not yet told what is committed. Its
+		// answer would be every feature empty, as fresh as its last
+		// heartbeat: the leader answers instead.
+		if dg.rep.raft.State() != raft.Leader && dg.rep.raft.AppliedIndex() == 0 {
+			return nil, nil
+		}
 		return dg.fsm.Store(), nil
 	case node.ReadLinearizable:
 		if dg.rep.raft.State() != raft.Leader {
