@@ -59,7 +59,7 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 				return info, err
 			}
 			if st != nil {
-				info.StaleMs = max(info.StaleMs, c.group(g).staleMs())
+				info.Add(node.ReadInfo{StaleMs: c.group(g).staleMs()})
 			}
 			lst = append(lst, st)
 		}
@@ -94,8 +94,7 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 			if err != nil {
 				errs = append(errs, err)
 			}
-			info.StaleMs = max(info.StaleMs, ri.StaleMs)
-			info.LeaderChange = info.LeaderChange || ri.LeaderChange
+			info.Add(ri)
 		}()
 	}
 	wg.Wait()

@@ -97,6 +97,16 @@ type ReadInfo struct {
 	LeaderChange bool
 }
 
+// Add folds o, what another read of the same answer reported, into i: the
+// longest StaleMs, where -1 (a replica that never heard from a leader: its
+// staleness unknown) outweighs any other.
+func (i *ReadInfo) Add(o ReadInfo) {
+	if i.StaleMs >= 0 && (o.StaleMs < 0 || o.StaleMs > i.StaleMs) {
+		i.StaleMs = o.StaleMs
+	}
+	i.LeaderChange = i.LeaderChange || o.LeaderChange
+}
+
 // ReadOut is where Cluster.Read writes: the lookup's scratch.
 type ReadOut struct {
 	Vals  [][]windows.Value
@@ -125,8 +135,7 @@ func ReadStore(st *store.Store, r Read, t int64, out ReadOut, v, tb int) {
 func (n *Node) readCluster(reads []Read, t int64, w *lookupWork) *APIError {
 	info, err := n.cluster.Read(w.level, reads, t, ReadOut{Vals: w.vals, TNums: w.tnums, TStrs: w.tstrs, TOK: w.tok})
 	if err == nil {
-		w.info.StaleMs = max(w.info.StaleMs, info.StaleMs)
-		w.info.LeaderChange = w.info.LeaderChange || info.LeaderChange
+		w.info.Add(info)
 		return nil
 	}
 	if errors.Is(err, ErrUnavailable) {
