@@ -580,6 +580,12 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 	switch {
 	case !hasFrom && !hasTo:
 		return &errApply{err: fmt.Errorf("node %s holds no replica of group %d (its replicas: %v)", mv.From, g, reps)}
+	case hasFrom && hasTo && len(reps) <= m.Replicas:
+		// Both listed and no replica beyond R: not a move to mv.To left
+		// after its step 1 (that lists R+1), but a node that already
+		// holds the group. Going on would remove mv.From and leave the
+		// group a replica short.
+		return &errApply{err: fmt.Errorf("node %s already holds a replica of group %d (its replicas: %v): move it to a node that does not", mv.To, g, reps)}
 	case hasFrom && !hasTo:
 		// 1. The map lists the new replica (last: not preferred yet).
 		err := c.casMeta(ctx, func(m *Map) *metaCommand {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +56,41 @@ func TestLocalReadOnAReplicaNotCaughtUp(t *testing.T) {
 		if v, _ := f.Get("user_transaction_counts.amt_count_1h"); v != 1.0 {
 			t.Errorf("n%d: local read: count %v, want 1: %s", i, v, s)
 		}
+	}
+}
+
+// TestMoveToANodeHoldingTheGroupIsRefused: move-replica --from A --to B
+// where B already holds a replica of the group (and no move to B was left
+// half-way) took A out and left the group one replica short, answering
+// "replica moved". It is refused, and the group keeps its replicas.
+func TestMoveToANodeHoldingTheGroupIsRefused(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 3, 1, 2)
+	before := cs[0].Map().Groups[0].Replicas
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, err := cs[0].MoveReplica(ctx, Move{Group: 0, From: before[0], To: before[1]})
+	if err == nil {
+		t.Errorf("moving group 0 from %s to %s, which already holds it, was accepted", before[0], before[1])
+	}
+	// The metadata leader's map: cs[0] may not lead it, and its own copy
+	// may lag.
+	out, _ := cs[0].Rebalance(ctx, true)
+	if after := out.Map.Groups[0].Replicas; !slices.Equal(after, before) {
+		t.Fatalf("group 0's replicas went from %v to %v", before, after)
+	}
+	// A move to n2 stopped after its step 1 (the map lists n2 too) still
+	// goes on when run again.
+	err = cs[0].casMeta(ctx, func(m *Map) *metaCommand {
+		return &metaCommand{Op: "set-replicas", Group: 0, Replicas: append(slices.Clone(before), "n2")}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = cs[0].MoveReplica(ctx, Move{Group: 0, From: before[0], To: "n2"})
+	if err != nil {
+		t.Fatalf("resuming the move to n2: %v", err)
+	}
+	if after := out.Map.Groups[0].Replicas; !slices.Equal(after, []string{"n2", before[1]}) {
+		t.Fatalf("after the resumed move group 0's replicas are %v, want [n2 %s]", after, before[1])
 	}
 }
