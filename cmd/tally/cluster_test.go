@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/tally-ml/tally/node"
 )
@@ -46,5 +54,36 @@ func TestClusterConfigFromFile(t *testing.T) {
 	none.merge(node.ClusterConfig{NodeID: "n1"})
 	if _, err := none.config(dir, "", nil); err == nil || !strings.Contains(err.Error(), "--cluster-peers") {
 		t.Fatalf("an incomplete cluster block: %v", err)
+	}
+}
+
+// TestClusterChangeTimeoutSaysTheChangeMayRun: a change (move-replica) the
+// node took and did not answer within --timeout was reported as "no
+// answer ... is the node up?", exit 3 (nothing known about the cluster),
+// while the node went on with it. It says the change may have been made in
+// part or still run, and to run it again; exit 1.
+func TestClusterChangeTimeoutSaysTheChangeMayRun(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		<-release
+	}))
+	defer srv.Close()
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	c := &ctl{addr: srv.URL, timeout: 200 * time.Millisecond}
+	cmd := &cobra.Command{}
+	cmd.SetContext(context.Background())
+	err := c.call(cmd, http.MethodPost, "/api/v1/cluster/move-replica", map[string]any{"group": 0, "from": "n0", "to": "n3"}, nil)
+	if exitCode(err) != exitFailed || !strings.Contains(err.Error(), "run the same command again") {
+		t.Fatalf("a change left without an answer: exit %d: %v", exitCode(err), err)
+	}
+	// Nothing listening: nothing was sent, and that is what it says.
+	unblock()
+	srv.Close()
+	err = c.call(cmd, http.MethodPost, "/api/v1/cluster/move-replica", map[string]any{"group": 0}, nil)
+	if exitCode(err) != exitUnreachable {
+		t.Fatalf("a change to a node that is down: exit %d: %v", exitCode(err), err)
 	}
 }

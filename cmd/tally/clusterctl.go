@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -119,10 +120,22 @@ func (c *ctl) call(cmd *cobra.Command, method, path string, in, out any) error {
 		return &exitError{exitUnreachable, fmt.Errorf("%s has no cluster API (%s): is it a node started in cluster mode (--node-id ...)?", c.addr, ae.Message)}
 	case errors.As(err, &ae):
 		return &exitError{exitFailed, fmt.Errorf("%s: %s", ae.Code, ae.Message)}
+	case method != http.MethodGet && !dialFailed(err) && (errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)):
+		// The change was sent and no answer came: the node may have made
+		// it in part, or still be making it (a move waits for the new
+		// replica to catch up, up to its own 10 minutes).
+		return &exitError{exitFailed, fmt.Errorf("no answer from %s to %s: %w; the change was sent and may have been made in part or still be running on the cluster: see `tally cluster status`, then run the same command again (it goes on from where it stopped; raise --timeout for a long move)", c.addr, path, err)}
 	case errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded):
 		return &exitError{exitUnreachable, fmt.Errorf("no answer from %s: %w; is the node up? (point --addr or TALLY_ADDR at any node of the cluster)", c.addr, err)}
 	}
 	return &exitError{exitUnreachable, err}
+}
+
+// dialFailed reports whether err happened while opening the connection,
+// so that nothing of the request reached the node.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // print writes v as indented JSON (--json) or calls table.
