@@ -301,6 +301,16 @@ func (s *Server) lookup(ctx *fasthttp.RequestCtx, fn func(dst, body []byte) ([]b
 	bufPool.Put(bp)
 }
 
+// unavailableHint is how to retry a write a cluster answered 503: groups
+// may have applied their share, so only a retry under the request's key is
+// safe; a write sent without one has no key to retry under.
+func unavailableHint(id string) string {
+	if id == "" {
+		return "; this write had no Idempotency-Key, so the groups that applied their share would count it again on a retry: send writes with an Idempotency-Key to retry them safely"
+	}
+	return "; retry with the same Idempotency-Key"
+}
+
 func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err error) {
 	if err != nil {
 		var ie *IngestError
@@ -319,7 +329,7 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 			return
 		}
 		if errors.Is(err, ErrUnavailable) {
-			writeError(ctx, &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error() + "; retry with the same Idempotency-Key"})
+			writeError(ctx, &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error() + unavailableHint(requestID(ctx))})
 			return
 		}
 		writeError(ctx, &APIError{Status: 500, Code: "INTERNAL", Message: err.Error()})

@@ -2,6 +2,9 @@ package node
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/tally-ml/tally/features"
@@ -91,5 +94,37 @@ func TestFeastReadLevelIsDefault(t *testing.T) {
 		if got := c.levels[len(c.levels)-1]; got != ReadDefault {
 			t.Fatalf("the Feast read went at level %v (get-features read at %v), want %v", got, c.levels[0], ReadDefault)
 		}
+	}
+}
+
+// TestUnavailableWriteSaysHowToRetry: a cluster's 503 to a write tells a
+// client that sent an Idempotency-Key to retry under it, and one that sent
+// none that a retry could count the write twice.
+func TestUnavailableWriteSaysHowToRetry(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, DefaultConfig(), Options{Clock: func() int64 { return t0 }, RepoFS: features.DefaultFS(), Cluster: downCluster{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetReady(true)
+	base := serve(t, n)
+	body := string(ingestBody(txn("u1", "m1", "FR", 1, t0-1000)))
+	status, out := do(t, "POST", base+"/api/v1/ingest", "", "application/json", body)
+	if status != 503 || !strings.Contains(out, "had no Idempotency-Key") {
+		t.Errorf("a write without a key: %d %s", status, out)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/ingest", strings.NewReader(body))
+	req.Header.Set("Idempotency-Key", "k1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "retry with the same Idempotency-Key") {
+		t.Errorf("a write with a key: %d %s", resp.StatusCode, b)
 	}
 }
