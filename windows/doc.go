@@ -138,10 +138,9 @@
 // section is self-contained and can be read by another process or replica
 // with the same Spec) and its expiry state, so that a restored view answers
 // every Read bit for bit as the original did and, fed the same further
-// events, keeps doing so. One exception, a known defect: a hot entity's
-// float64 bucket moments (values not whole cents, see hot.go) depend on
-// the order late events arrived in after the buckets were built, which a
-// restore does not keep; such reads may differ in their last bits. WriteMeta and ReadMeta hold the rest (watermark,
+// events, keeps doing so. A hot entity's bucket moments (hot.go) are
+// derived from its raw events in time order, so that they are the same
+// however late events arrived and whenever the buckets were built. WriteMeta and ReadMeta hold the rest (watermark,
 // refused count); WriteMeta documents the order that makes a snapshot taken
 // while ingest continues replay exactly. Sections are versioned,
 // length-prefixed and checked on read: a bad one is refused with

@@ -27,15 +27,10 @@ import (
 // bucket's moments are exact integer sums while its values are whole cents
 // (bucket), so that merged results equal a scan's exactly for money amounts;
 // other values' equal a scan's up to floating-point rounding (the order of
-// additions differs). Whole cents are the same online, in a replay and
-// after a restore. float64 moments are not always: an event that arrives
-// late is added after newer ones, and the buckets are built at the first
-// hot read, which a replay or a history join makes at another moment and a
-// restore makes anew, so the order of additions, and the last bits, can
-// differ (a known defect; re-summing a bucket from its raw events on each
-// late arrival made hot float ingest 13x slower, 1603 vs 126 ns an event
-// in BenchmarkIngestHotFloat; the fix to build is upper levels that are
-// merges of the fine buckets in order, and fine buckets re-summed).
+// additions differs). Either way they are the same online, in a replay, in
+// a history join and after a restore, which build the buckets at other
+// moments: a bucket's moments are those of its raw events added in time
+// order (hotAdd), whatever order late events arrived in.
 var hotMin uint32 = 256
 
 // hotFan is how many buckets of a level make one of the level above, and
@@ -90,6 +85,7 @@ type hotLast struct {
 type bucket struct {
 	n     uint32
 	float bool
+	dirty bool      // (levels above the fine) to be merged again from the level below
 	w     [6]uint64 // cents: sum, sqHi, sqLo, min, max
 }
 
@@ -204,7 +200,7 @@ func (p *partition) hotBuild(v *View, slot uint32, e *entity) *hotSums {
 		hs.dist[c].last = map[uint64]int64{}
 	}
 	for i := range e.rawLen {
-		p.hotAdd(v, hs, e, p.rawAt(e, i))
+		p.hotAdd(v, hs, e, i, math.MaxInt64) // in time order: each newest in its bucket
 	}
 	if p.hot == nil {
 		p.hot = map[uint32]*hotSums{}
@@ -213,8 +209,22 @@ func (p *partition) hotBuild(v *View, slot uint32, e *entity) *hotSums {
 	return hs
 }
 
-// hotAdd adds the raw event at offset at to its buckets.
-func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
+// hotAdd adds raw event pos to its buckets; next is the ts of the raw event
+// after it (math.MaxInt64: none, or a build in time order).
+//
+// A bucket's float64 moments depend on the order of their additions (and a
+// bucket turns float64 at its first value that is not whole cents), so that
+// they are the same whenever and however the buckets were built (online,
+// in a replay or a history join that reads at other moments, after a
+// restore that builds them anew), a fine bucket holds its raw events added
+// in time order: one that is float64 after a late event (one before a raw
+// event already in the bucket) is summed again from its raw events. The
+// levels above are merges of the level below in order, redone on read
+// (hotSums.clean) once a change made them dirty; while a bucket and the one
+// above are whole cents, the one above is added to at once (exact sums are
+// the same in any order).
+func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, pos uint32, next int64) {
+	at := p.rawAt(e, pos)
 	k := floorDiv(p.rawTs(v, e, at), v.hotSpan)
 	if k < hs.first {
 		return // older than every bucket kept: counts in no complete one
@@ -271,6 +281,7 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 			d.counts[l][j]++
 		}
 	}
+	late := next < (hs.first+int64(i)+1)*v.hotSpan // a newer raw event is in its fine bucket
 	for c, a := range v.hotAggs {
 		f := &p.lay.cols[a.si]
 		k, x := int64(0), uint64(0)
@@ -283,17 +294,77 @@ func (p *partition) hotAdd(v *View, hs *hotSums, e *entity, at int) {
 			continue
 		}
 		for l := range hotLevels {
-			j := i >> levelShift(l)
-			for len(hs.cols[c][l]) <= j {
+			for j := i >> levelShift(l); len(hs.cols[c][l]) <= j; {
 				hs.cols[c][l] = append(hs.cols[c][l], bucket{})
 			}
-			if f.kind == kCents {
-				hs.cols[c][l][j].addCents(k)
-			} else {
-				hs.cols[c][l][j].add(x)
+		}
+		b := &hs.cols[c][0][i]
+		if f.kind == kCents {
+			b.addCents(k)
+		} else {
+			b.add(x)
+		}
+		if late && b.float {
+			*b = p.hotSum(v, e, a, hs.first+int64(i))
+		}
+		exact := !b.float // the bucket above can take the value as it is
+		for l := 1; l < hotLevels; l++ {
+			u := &hs.cols[c][l][i>>levelShift(l)]
+			if exact && !u.float && !u.dirty {
+				if f.kind == kCents {
+					u.addCents(k)
+				} else {
+					u.add(x)
+				}
+				continue
 			}
+			exact, u.dirty = false, true
 		}
 	}
+}
+
+// hotSum sums the raw events of e in fine bucket k (absolute index) in time
+// order: the bucket as a build from its raw events gives it.
+func (p *partition) hotSum(v *View, e *entity, a *aggPlan, k int64) (b bucket) {
+	f := &p.lay.cols[a.si]
+	end := (k + 1) * v.hotSpan
+	for n := p.rawSearch(v, e, k*v.hotSpan); n < e.rawLen; n++ {
+		at := p.rawAt(e, n)
+		if p.rawTs(v, e, at) >= end {
+			break
+		}
+		if f.kind == kCents {
+			if x, ok := f.cents(p.rw, at); ok {
+				b.addCents(x)
+			}
+		} else if x := f.get(p.rw, at); !isNull(a, x) {
+			b.add(x)
+		}
+	}
+	return b
+}
+
+// clean returns bucket k of level l of column c, merged again from the
+// level below in order if a change made it dirty (see hotAdd).
+func (hs *hotSums) clean(c, l int, k int64) *bucket {
+	b := &hs.cols[c][l][k]
+	if l == 0 || !b.dirty {
+		return b
+	}
+	var h hotMerge
+	below := hs.cols[c][l-1]
+	for j := k * hotFan; j < min((k+1)*hotFan, int64(len(below))); j++ {
+		h.add(hs.clean(c, l-1, j))
+	}
+	*b = bucket{}
+	if !h.float {
+		cs := h.cs
+		b.n, b.w = uint32(cs.n), [6]uint64{uint64(cs.sum), cs.sqHi, cs.sqLo, uint64(cs.min), uint64(cs.max)}
+	} else {
+		b.n, b.float = uint32(h.m.n), true
+		b.setFloats(h.m.hi, h.m.lo, h.m.mean, h.m.m2, h.m.min, h.m.max)
+	}
+	return b
 }
 
 // hotMoments computes the moments of a's column over e's raw events [i0,
@@ -366,19 +437,18 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	// top ones between.
 	lo, hi := kb-hs.first, ke-hs.first+1
 	for l := range hotLevels {
-		b := hs.cols[c][l]
 		if l < hotLevels-1 {
 			for ; lo < hi && lo%hotFan != 0; lo++ {
-				h.add(&b[lo])
+				h.add(hs.clean(c, l, lo))
 			}
 			for ; lo < hi && hi%hotFan != 0; hi-- {
-				h.add(&b[hi-1])
+				h.add(hs.clean(c, l, hi-1))
 			}
 			lo, hi = lo/hotFan, hi/hotFan
 			continue
 		}
 		for k := lo; k < hi; k++ {
-			h.add(&b[k])
+			h.add(hs.clean(c, l, k))
 		}
 	}
 	hotReads.Add(1)

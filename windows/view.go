@@ -923,13 +923,17 @@ func (p *partition) insertRaw(v *View, slot uint32, e *entity, rec []uint64) {
 		copy(p.rw[dst:dst+p.lay.stride], p.rw[src:src+p.lay.stride])
 	}
 	p.putRaw(v, e, p.rawAt(e, pos), rec)
-	if hs := p.hot[slot]; hs != nil {
-		p.hotAdd(v, hs, e, p.rawAt(e, pos))
-	}
 	e.rawLen++
 	p.raw++
 	if e.rawNull < maxRawNull && v.recHasNull(rec) {
 		e.rawNull++
+	}
+	if hs := p.hot[slot]; hs != nil {
+		next := int64(math.MaxInt64)
+		if pos+1 < e.rawLen {
+			next = p.rawTs(v, e, p.rawAt(e, pos+1))
+		}
+		p.hotAdd(v, hs, e, pos, next)
 	}
 }
 
