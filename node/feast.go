@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -483,8 +484,18 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 			c := p.ctxCols[j]
 			switch v.Type() {
 			case fastjson.TypeNull:
-				w.ctx[j], w.ctxOK[j] = 0, false
+				w.ctx[j], w.ctxOK[j], w.ctxStr[j] = 0, false, ""
+			case fastjson.TypeString:
+				if c.Type != features.String {
+					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be %s, got a string", c.Name, row, ctxWant(c.Type))
+				}
+				b, _ := v.StringBytes()
+				// Lives as long as the parsed body, which outlives the request.
+				w.ctx[j], w.ctxOK[j], w.ctxStr[j] = 0, true, unsafe.String(unsafe.SliceData(b), len(b))
 			case fastjson.TypeNumber:
+				if c.Type == features.String {
+					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a string, got %s", c.Name, row, v)
+				}
 				f, err := exactFloat(v, &w.numBuf)
 				if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a finite number, got %s", c.Name, row, v)
@@ -492,11 +503,11 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 				w.ctx[j], w.ctxOK[j] = f, true
 			case fastjson.TypeTrue, fastjson.TypeFalse:
 				if c.Type != features.Bool {
-					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a number, got a boolean", c.Name, row)
+					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be %s, got a boolean", c.Name, row, ctxWant(c.Type))
 				}
 				w.ctx[j], w.ctxOK[j] = b2f(v.Type() == fastjson.TypeTrue), true
 			default:
-				return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a number, got %s", c.Name, row, jsonTypeName(v))
+				return dst, feastFault(400, "FeastError", "entities.%s[%d] must be %s, got %s", c.Name, row, ctxWant(c.Type), jsonTypeName(v))
 			}
 		}
 		if aerr := n.compute(p, w, t); aerr != nil {

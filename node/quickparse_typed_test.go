@@ -173,3 +173,29 @@ func FuzzQuickParseTyped(f *testing.F) {
 	k := skeletonOf(f, n, typedBody)
 	f.Fuzz(func(t *testing.T, body []byte) { checkTypedParse(t, n, k, body) })
 }
+
+// TestFeastStringRequestData: Feast's request data types a string column
+// as get-features does: a string (or null) is taken, a number refused.
+func TestFeastStringRequestData(t *testing.T) {
+	n := typedTestNode(t)
+	body := func(s string) []byte {
+		return []byte(`{"feature_service":"typed","entities":{"user_id":["u1"],"shop":["x"],"s":[` + s + `],"b":[true],"f":[1.5],"i":[3]}}`)
+	}
+	for _, s := range []string{`"x"`, `""`, `null`} {
+		if _, ferr := n.FeastOnlineFeatures(nil, body(s)); ferr != nil {
+			t.Errorf("s = %s: %v", s, ferr)
+		}
+	}
+	for _, s := range []string{`5`, `true`, `{}`} {
+		if _, ferr := n.FeastOnlineFeatures(nil, body(s)); ferr == nil || ferr.Status != 400 {
+			t.Errorf("s = %s: %v, want a 400", s, ferr)
+		}
+	}
+	// get-features agrees.
+	for s, ok := range map[string]bool{`"x"`: true, `""`: true, `null`: true, `5`: false, `true`: false} {
+		b := strings.Replace(typedBody, `"s":"x"`, `"s":`+s, 1)
+		if _, aerr := n.GetFeatures(nil, []byte(b)); (aerr == nil) != ok {
+			t.Errorf("get-features s = %s: %v", s, aerr)
+		}
+	}
+}
