@@ -80,7 +80,8 @@
 //     last, last_n, last_distinct_n, distinct_count, stddev, variance.
 //     sum, mean, min, max, stddev and variance need a float, int or bool
 //     field (bool is 0 or 1); the others take any field. last_n and
-//     last_distinct_n need n (1 to 1000) and are exact-only.
+//     last_distinct_n need n (1 to 1000) and are exact-only, and so is
+//     distinct_count of a float, int or bool field.
 //   - Interval (tile size): an aggregation's interval, else the view's
 //     aggregation_interval, else the default for its window: exact up to
 //     1d, 1h tiles up to 30d, 1d tiles beyond (see DefaultInterval); last_n

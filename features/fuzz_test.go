@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/tally-ml/tally/windows"
 )
 
 // go test -run '^$' -fuzz FuzzLoad -fuzztime 20s -fuzzminimizetime 2s ./features/
@@ -33,6 +35,11 @@ func FuzzLoad(f *testing.F) {
 			return
 		}
 		checkRoundTrip(t, r)
+		for _, v := range r.Views { // what Load accepts, the engine builds
+			if _, err := windows.New(v.Spec); err != nil {
+				t.Fatalf("view %s: Load accepted it, windows.New refuses it: %v", v.Name, err)
+			}
+		}
 		for _, s := range r.Services {
 			if len(s.Features) == 0 {
 				t.Fatalf("service %s has no features", s.Name)

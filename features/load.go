@@ -661,6 +661,14 @@ func (l *loader) aggregation(v *View, vo *obj, n *yaml.Node, viewInterval int64,
 			o.errorf(o.n, "%s is exact-only, and %s is %s: set interval: 0 on this aggregation", fn, src, FormatWindow(interval))
 		}
 		ok = false
+	case fn == windows.DistinctCount && ctype != String && ctype != 0 && interval != 0:
+		// The windows engine keeps no distinct sets of numbers in tiles.
+		if set {
+			o.errorf(o.vals["interval"], "distinct_count of a %s column is exact-only: set interval: 0", ctype)
+		} else {
+			o.errorf(o.n, "distinct_count of a %s column is exact-only, and %s is %s: set interval: 0 on this aggregation", ctype, src, FormatWindow(interval))
+		}
+		ok = false
 	case interval != 0 && window%interval != 0:
 		g := gcd(window, interval)
 		o.errorf(o.vals["window"], "window %s is not a multiple of %s (%s): set interval: %s, or make the window a multiple of %s",

@@ -620,3 +620,38 @@ feature_services:
 	}
 	checkRoundTrip(t, r)
 }
+
+// A view Load accepts must be one the windows engine builds: distinct_count
+// of a numeric column is exact-only there, so a tiled one (by default past
+// 1d, or by interval) must be refused by Load, naming the fix.
+func TestDistinctCountOfNumberIsExactOnly(t *testing.T) {
+	for _, agg := range []string{
+		"{column: amt, function: distinct_count, window: 7d}",
+		"{column: amt, function: distinct_count, window: 1h, interval: 1m}",
+		"{column: is_fraud2, function: distinct_count, window: 40d}",
+	} {
+		src := strings.Replace(base, "is_fraud: int}", "is_fraud: int, is_fraud2: int}", 1) + viewHead + "      - " + agg + "\n"
+		r, err := Load(fstest.MapFS{"f.yaml": {Data: []byte(src)}})
+		if err == nil {
+			for _, v := range r.Views {
+				if _, werr := windows.New(v.Spec); werr != nil {
+					t.Errorf("%s: Load accepted a view windows.New refuses: %v", agg, werr)
+				}
+			}
+			continue
+		}
+		if !strings.Contains(err.Error(), "exact-only") || !strings.Contains(err.Error(), "interval") {
+			t.Errorf("%s: %v, want an error saying distinct_count of a number is exact-only", agg, err)
+		}
+	}
+	// Exact, and strings with tiles, still load.
+	for _, agg := range []string{
+		"{column: amt, function: distinct_count, window: 7d, interval: 0}",
+		"{column: amt, function: distinct_count, window: 1h}",
+		"{column: merchant, function: distinct_count, window: 7d}",
+	} {
+		if _, err := Load(fstest.MapFS{"f.yaml": {Data: []byte(base + viewHead + "      - " + agg + "\n")}}); err != nil {
+			t.Errorf("%s: %v", agg, err)
+		}
+	}
+}
