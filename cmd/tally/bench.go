@@ -22,6 +22,7 @@ func benchCmd() *cobra.Command {
 	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
+		Args:  noArgs,
 		Short: "Measure tally under load beside Redis and Feast on this machine, and write a report",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

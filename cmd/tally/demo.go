@@ -26,6 +26,7 @@ func demoCmd() *cobra.Command {
 	var kafka string
 	cmd := &cobra.Command{
 		Use:   "demo",
+		Args:  noArgs,
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nodes > 1 {

@@ -47,6 +47,7 @@ func exportCmd() *cobra.Command {
 	var partial, quiet bool
 	cmd := &cobra.Command{
 		Use:   "export --service NAME --spine SPINE.(csv|parquet|ndjson) --out OUT.(parquet|csv|ndjson) | --format delta --out DIR",
+		Args:  noArgs,
 		Short: "Write point-in-time-correct training data: a spine joined with a service's features as of each row",
 		Long: `export replays the node's event archive (its write-ahead log, read-only: the
 node may keep running) through the same aggregation code that serves online, and

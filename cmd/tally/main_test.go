@@ -126,3 +126,22 @@ func TestImportChunkMustBePositive(t *testing.T) {
 		}
 	}
 }
+
+// A positional argument to a command that takes none is refused, not
+// ignored: `tally serve ./repo` (meant: --repo ./repo) served the embedded
+// fraud repo. Each command line would fail later for another reason, so
+// the run stops before anything starts.
+func TestPositionalArgumentsAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"serve", "./myrepo", "--listen", "bad", "--data-dir", dir},
+		{"demo", "./myrepo", "--listen", "bad", "--data-dir", dir},
+		{"export", "./myrepo", "--repo", filepath.Join(dir, "none")},
+		{"bench", "extra", "--cpuprofile", filepath.Join(dir, "none", "cpu.out")},
+	} {
+		_, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "takes no arguments") || exitCode(err) != exitUsage {
+			t.Errorf("tally %s: %v (exit %d), want a usage error saying it takes no arguments", strings.Join(args, " "), err, exitCode(err))
+		}
+	}
+}

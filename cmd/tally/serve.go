@@ -150,6 +150,7 @@ func serveCmd() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
+		Args:  noArgs,
 		Short: "Serve a feature repo over HTTP (default: the embedded fraud repo on 127.0.0.1:8080)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, log, err := f.start()
