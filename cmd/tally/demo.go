@@ -29,6 +29,16 @@ func demoCmd() *cobra.Command {
 		Args:  noArgs,
 		Short: "Serve the fraud repo and drive it with a synthetic transaction stream, printing live feature vectors",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case rate < 1:
+				return &exitError{exitUsage, fmt.Errorf("--rate %d: give the transactions per second, at least 1", rate)}
+			case users < 1:
+				return &exitError{exitUsage, fmt.Errorf("--users %d: give the number of card holders, at least 1", users)}
+			case nodes < 1:
+				return &exitError{exitUsage, fmt.Errorf("--nodes %d: give the number of nodes, at least 1", nodes)}
+			case duration < 0:
+				return &exitError{exitUsage, fmt.Errorf("--duration %s: give how long to run (0: until Ctrl-C)", duration)}
+			}
 			if nodes > 1 {
 				return demoCluster(cmd, f, nodes, rate, users, seed, duration, kafka)
 			}

@@ -145,3 +145,17 @@ func TestPositionalArgumentsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// demo's numbers must be ones it can run: --users 0 started the node and
+// then panicked (index out of range) drawing a card holder, --rate 0 or
+// less streamed 20 events a second while saying it streamed 0 or -5.
+func TestDemoRefusesBadNumbers(t *testing.T) {
+	dir := t.TempDir()
+	for _, flags := range [][]string{{"--users", "0"}, {"--users", "-3"}, {"--rate", "0"}, {"--rate", "-5"}, {"--nodes", "0"}, {"--duration", "-1s"}} {
+		args := append([]string{"demo", "--data-dir", dir, "--listen", "127.0.0.1:0", "--duration", "1s"}, flags...)
+		_, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), flags[0]) {
+			t.Errorf("tally %s: %v, want an error naming %s", strings.Join(args, " "), err, flags[0])
+		}
+	}
+}
