@@ -210,6 +210,12 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("durability.fsync %q: use always, interval or never", c.Durability.Fsync)
 	}
+	if c.MaxFuture < 0 {
+		return fmt.Errorf("max_future %s: use 0 or more (how far ahead of the node's clock an event may be)", c.MaxFuture)
+	}
+	if d := c.Durability; d.SyncEvery < 0 || d.SnapshotEvery < 0 || d.Retention < 0 {
+		return fmt.Errorf("durability: sync_every %s, snapshot_every %s, retention %s: use 0 or more (snapshot_every 0: no snapshots; retention 0: no archive beyond the snapshots)", d.SyncEvery, d.SnapshotEvery, d.Retention)
+	}
 	if c.Durability.SnapshotEveryEvents < 0 {
 		return fmt.Errorf("durability.snapshot_every_events %d: use 0 (snapshots by time only) or a number of events", c.Durability.SnapshotEveryEvents)
 	}

@@ -1,0 +1,39 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func loadConfigText(t *testing.T, text string) (Config, error) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tally.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return LoadConfig(p)
+}
+
+// A negative duration cannot work and is refused, naming the setting:
+// max_future -5m refused every event not 5 minutes old, a negative
+// sync_every became 100ms, snapshot_every turned snapshots off (even at
+// shutdown), retention kept no archive.
+func TestConfigRefusesNegativeDurations(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"max_future: -5m\n", "max_future"},
+		{"durability: {fsync: interval, sync_every: -1s}\n", "sync_every"},
+		{"durability: {snapshot_every: -10m}\n", "snapshot_every"},
+		{"durability: {retention: -1h}\n", "retention"},
+	} {
+		if _, err := loadConfigText(t, tc.text); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error naming %s", tc.text, err, tc.want)
+		}
+	}
+	for _, text := range []string{"max_future: 0s\n", "durability: {snapshot_every: 0s, retention: 0s}\n"} {
+		if _, err := loadConfigText(t, text); err != nil {
+			t.Errorf("%q: %v", text, err)
+		}
+	}
+}
