@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -156,8 +157,21 @@ func LoadConfig(path string) (Config, error) {
 	}
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	switch err := dec.Decode(&cfg); {
+	case err == io.EOF: // empty, or only comments: the defaults
+	case err != nil:
 		return cfg, fmt.Errorf("config %s: %w", path, err)
+	default:
+		for { // a second document would be ignored: refuse it
+			var more yaml.Node
+			err := dec.Decode(&more)
+			if err == io.EOF {
+				break
+			}
+			if err != nil || len(more.Content) > 0 && more.Content[0].Tag != "!!null" {
+				return cfg, fmt.Errorf("config %s: more than one YAML document (a --- line): put every setting in one", path)
+			}
+		}
 	}
 	return cfg, cfg.Validate()
 }

@@ -37,3 +37,17 @@ func TestConfigRefusesNegativeDurations(t *testing.T) {
 		}
 	}
 }
+
+// A config file holds one YAML document: a second one was silently
+// ignored. An empty file (or one of comments) is the defaults, not "EOF".
+func TestConfigDocuments(t *testing.T) {
+	if _, err := loadConfigText(t, "listen: 127.0.0.1:9000\n---\nlisten: 127.0.0.1:9001\n"); err == nil || !strings.Contains(err.Error(), "document") {
+		t.Errorf("two documents: %v, want an error saying the file holds more than one document", err)
+	}
+	for _, text := range []string{"", "# nothing set yet\n"} {
+		cfg, err := loadConfigText(t, text)
+		if err != nil || cfg.Listen != DefaultConfig().Listen {
+			t.Errorf("%q: %v (listen %s), want the defaults", text, err, cfg.Listen)
+		}
+	}
+}
