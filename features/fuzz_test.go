@@ -104,3 +104,25 @@ func FuzzCompileExpr(f *testing.F) {
 		}
 	})
 }
+
+// go test -run '^$' -fuzz FuzzParseDuration -fuzztime 20s ./features/
+// A duration parses into (0, MaxDuration] or is refused, and FormatWindow
+// writes it back to the same value.
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"500ms", "1h30m", "365d", "36500d", "36501d", "0s", "1000000d", "9223372036854775807ms", "1d1d", "5", "m", "1h-1m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ms, err := ParseDuration(s)
+		if err != nil {
+			return
+		}
+		if ms <= 0 || ms > MaxDuration {
+			t.Fatalf("%q = %d ms, out of (0, %d]", s, ms, MaxDuration)
+		}
+		back, err := ParseDuration(FormatWindow(ms))
+		if err != nil || back != ms {
+			t.Fatalf("%q = %d ms, written %q, read back %d, %v", s, ms, FormatWindow(ms), back, err)
+		}
+	})
+}

@@ -150,11 +150,16 @@ func DefaultConfig() Config {
 
 // LoadConfig reads a YAML config file over DefaultConfig.
 func LoadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", err)
+		return DefaultConfig(), fmt.Errorf("read config: %w", err)
 	}
+	return parseConfig(path, data)
+}
+
+// parseConfig reads data, the config file at path, over DefaultConfig.
+func parseConfig(path string, data []byte) (Config, error) {
+	cfg := DefaultConfig()
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
 	switch err := dec.Decode(&cfg); {

@@ -51,3 +51,25 @@ func TestConfigDocuments(t *testing.T) {
 		}
 	}
 }
+
+// go test -run '^$' -fuzz FuzzLoadConfig -fuzztime 20s ./node/
+// Any file either loads into a config Validate accepts or is refused; never
+// a panic.
+func FuzzLoadConfig(f *testing.F) {
+	f.Add([]byte("listen: 0.0.0.0:8080\napi_keys:\n  - {name: model, key: \"a-long-random-secret\", scopes: [read]}\n" +
+		"limits: {max_body_bytes: 33554432, read_timeout: 10s}\ndurability: {fsync: interval, sync_every: 100ms}\n"))
+	f.Add([]byte("max_future: -5m\n"))
+	f.Add([]byte("cluster: {node_id: a, peers: [a=127.0.0.1:7001], groups: 8}\n"))
+	f.Add([]byte("listen: x\n---\nlisten: y\n"))
+	f.Add([]byte("limits: {read_timeout: 10}\n"))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := parseConfig("tally.yaml", data)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("loaded a config Validate refuses: %v", err)
+		}
+	})
+}
