@@ -107,6 +107,8 @@ func (l *loader) kafka(file string, n *yaml.Node, s *Source) *Kafka {
 				switch {
 				case c.Kind != yaml.ScalarNode || !slices.Contains(known, c.Value):
 					o.errorf(c, "fields: %s is not a field of the source%s: the source has %s", describe(c), suggest(c.Value, known), list(known))
+				case k.Fields[c.Value] != "":
+					o.errorf(c, "fields: %q is mapped twice: keep one", c.Value)
 				case f.Kind != yaml.ScalarNode || f.Value == "":
 					o.errorf(f, "fields: %s: expected the record's field name (a.b for nested), found %s", c.Value, describe(f))
 				default:

@@ -58,3 +58,14 @@ func TestKafkaSourceErrors(t *testing.T) {
 		}
 	}
 }
+
+// A source field mapped twice under kafka.fields is an error: the second
+// mapping silently replaced the first.
+func TestKafkaFieldMappedTwice(t *testing.T) {
+	block := "sources:\n  - name: tx\n    schema: {user_id: string, amt: float}\n    kafka:\n      topic: t\n      brokers: [a:1]\n" +
+		"      fields:\n        amt: payment.amount\n        amt: amount\n"
+	_, err := Load(fstest.MapFS{"r.yaml": {Data: []byte(block)}})
+	if err == nil || !strings.Contains(err.Error(), `"amt" is mapped twice`) || !strings.Contains(err.Error(), "r.yaml:9:9:") {
+		t.Fatalf("got %v, want an error at the second amt (9:9) saying amt is mapped twice", err)
+	}
+}
