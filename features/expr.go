@@ -324,6 +324,12 @@ func need(n *node) int {
 		return 1
 	case opIf:
 		return max(need(n.kids[0]), need(n.kids[1]), need(n.kids[2]))
+	case opMin, opMax: // folded pairwise: each further argument sits on one value
+		d := need(n.kids[0])
+		for _, k := range n.kids[1:] {
+			d = max(d, 1+need(k))
+		}
+		return d
 	}
 	d := 0
 	for i, k := range n.kids {

@@ -258,3 +258,31 @@ func BenchmarkExprEval(b *testing.B) {
 		e.Eval(slots, present)
 	}
 }
+
+// min and max of many arguments fold pairwise, holding two values at a
+// time: they were refused as needing one stack slot per argument
+// ("expression needs 40 stack slots") though they compile and run in two.
+func TestMinMaxOfManyArguments(t *testing.T) {
+	var args []string
+	for i := range 40 {
+		args = append(args, fmt.Sprint(i+3))
+	}
+	for _, fn := range []string{"min", "max"} {
+		e, err := CompileExpr(fn+"("+strings.Join(args, ", ")+")", nil)
+		if err != nil {
+			t.Fatalf("%s of 40 numbers: %v", fn, err)
+		}
+		want := 3.0
+		if fn == "max" {
+			want = 42
+		}
+		if v, ok := e.Eval(nil, nil); !ok || v != want {
+			t.Errorf("%s = %v, %v; want %v", fn, v, ok, want)
+		}
+	}
+	// Deep arguments still count: each beyond the first sits on one value.
+	deep := strings.Repeat("(1 + ", 31) + "1" + strings.Repeat(")", 31)
+	if _, err := CompileExpr("min(1, "+deep+")", nil); err == nil || !strings.Contains(err.Error(), "stack slots") {
+		t.Errorf("min(1, <needs 32>): %v, want the stack limit", err)
+	}
+}
