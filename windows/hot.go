@@ -348,9 +348,16 @@ func (p *partition) hotSum(v *View, e *entity, a *aggPlan, k int64) (b bucket) {
 // level below in order if a change made it dirty (see hotAdd).
 func (hs *hotSums) clean(c, l int, k int64) *bucket {
 	b := &hs.cols[c][l][k]
-	if l == 0 || !b.dirty {
-		return b
+	if b.dirty {
+		hs.remerge(c, l, k)
 	}
+	return b
+}
+
+// remerge merges bucket k of level l (> 0) of column c again from the level
+// below, in order.
+func (hs *hotSums) remerge(c, l int, k int64) {
+	b := &hs.cols[c][l][k]
 	var h hotMerge
 	below := hs.cols[c][l-1]
 	for j := k * hotFan; j < min((k+1)*hotFan, int64(len(below))); j++ {
@@ -364,7 +371,6 @@ func (hs *hotSums) clean(c, l int, k int64) *bucket {
 		b.n, b.float = uint32(h.m.n), true
 		b.setFloats(h.m.hi, h.m.lo, h.m.mean, h.m.m2, h.m.min, h.m.max)
 	}
-	return b
 }
 
 // hotMoments computes the moments of a's column over e's raw events [i0,
@@ -437,18 +443,28 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	// top ones between.
 	lo, hi := kb-hs.first, ke-hs.first+1
 	for l := range hotLevels {
+		b := hs.cols[c][l] // (a dirty bucket is merged again first: hotSums.clean)
 		if l < hotLevels-1 {
 			for ; lo < hi && lo%hotFan != 0; lo++ {
-				h.add(hs.clean(c, l, lo))
+				if b[lo].dirty {
+					hs.remerge(c, l, lo)
+				}
+				h.add(&b[lo])
 			}
 			for ; lo < hi && hi%hotFan != 0; hi-- {
-				h.add(hs.clean(c, l, hi-1))
+				if b[hi-1].dirty {
+					hs.remerge(c, l, hi-1)
+				}
+				h.add(&b[hi-1])
 			}
 			lo, hi = lo/hotFan, hi/hotFan
 			continue
 		}
 		for k := lo; k < hi; k++ {
-			h.add(hs.clean(c, l, k))
+			if b[k].dirty {
+				hs.remerge(c, l, k)
+			}
+			h.add(&b[k])
 		}
 	}
 	hotReads.Add(1)
