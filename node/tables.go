@@ -189,6 +189,11 @@ func setTableText(r *store.TableRow, c int, col features.Column, s string) error
 		if col.Type == features.Int && f != math.Trunc(f) {
 			return fmt.Errorf("want an integer, got %q", s)
 		}
+		// Held as a float64 and answered as an int64: a number at or
+		// beyond 2^63 would be answered as another integer.
+		if col.Type == features.Int && (f < math.MinInt64 || f >= -math.MinInt64) {
+			return fmt.Errorf("want an integer within int64's range, got %q", s)
+		}
 		r.Nums[c] = f
 	case features.Bool:
 		b, err := strconv.ParseBool(s)
