@@ -85,16 +85,31 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	out := node.ReadOut{
 		Vals:  [][]windows.Value{{{Present: true, Num: 1.5, Str: "x", Nums: []float64{1, 2}, Strs: []string{"a", ""}}, {}}, {{Present: true, Num: -3}}},
-		TNums: [][]float64{{1, 2}}, TStrs: [][]string{{"", "s"}}, TOK: [][]bool{{true, false}},
+		TNums: [][]float64{{1, 2}}, TStrs: [][]string{{"", "s"}}, TOK: [][]bool{{true, false}}, TFound: []bool{true},
 	}
 	ans := appendAnswer(nil, reads, out)
-	in := node.ReadOut{Vals: make([][]windows.Value, 2), TNums: [][]float64{make([]float64, 2)}, TStrs: [][]string{make([]string, 2)}, TOK: [][]bool{make([]bool, 2)}}
+	in := node.ReadOut{Vals: make([][]windows.Value, 2), TNums: [][]float64{make([]float64, 2)}, TStrs: [][]string{make([]string, 2)}, TOK: [][]bool{make([]bool, 2)}, TFound: make([]bool, 1)}
 	if err := decodeAnswer(ans, reads, idx, []int{0, 0, 1}, []int{0, 0, 0}, in); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(in) != fmt.Sprint(out) {
 		t.Fatalf("answer round trip:\n got %v\nwant %v", in, out)
 	}
+	// A key without a row (Feast's NOT_FOUND) is told from a row of nulls
+	// (NULL_VALUE); an answer without TFound (a node before it) reads as a row.
+	for _, found := range []bool{false, true} {
+		out.TOK, out.TFound = [][]bool{{false, false}}, []bool{found}
+		in.TFound[0] = !found
+		if err := decodeAnswer(appendAnswer(nil, reads, out), reads, idx, []int{0, 0, 1}, []int{0, 0, 0}, in); err != nil || in.TFound[0] != found || in.TOK[0][0] || in.TOK[0][1] {
+			t.Fatalf("found %v: decoded found %v ok %v (%v)", found, in.TFound[0], in.TOK[0], err)
+		}
+	}
+	out.TFound = nil
+	in.TFound[0] = false
+	if err := decodeAnswer(appendAnswer(nil, reads, out), reads, idx, []int{0, 0, 1}, []int{0, 0, 0}, in); err != nil || !in.TFound[0] {
+		t.Fatalf("an answer without TFound: decoded found %v (%v)", in.TFound[0], err)
+	}
+	out.TOK, out.TFound = [][]bool{{true, false}}, []bool{true}
 	if err := decodeAnswer(ans[:len(ans)-1], reads, idx, []int{0, 0, 1}, []int{0, 0, 0}, in); err == nil {
 		t.Fatal("a truncated answer decoded")
 	}

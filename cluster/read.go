@@ -361,6 +361,7 @@ func (c *Cluster) scratch(reads []node.Read) node.ReadOut {
 			out.TNums = append(out.TNums, make([]float64, nc))
 			out.TStrs = append(out.TStrs, make([]string, nc))
 			out.TOK = append(out.TOK, make([]bool, nc))
+			out.TFound = append(out.TFound, false)
 		} else {
 			out.Vals = append(out.Vals, []windows.Value(nil))
 		}

@@ -170,8 +170,13 @@ func appendAnswer(dst []byte, reads []node.Read, out node.ReadOut) []byte {
 		if r.Table {
 			dst = binary.AppendUvarint(dst, uint64(len(out.TOK[tb])))
 			for c := range out.TOK[tb] {
+				// 1: a value; 0: null; 2: no row for the key (a node
+				// that predates 2 sends 0, read as a row of nulls).
 				ok := byte(0)
-				if out.TOK[tb][c] {
+				switch {
+				case out.TFound != nil && !out.TFound[tb]:
+					ok = 2
+				case out.TOK[tb][c]:
 					ok = 1
 				}
 				dst = append(dst, ok)
@@ -201,10 +206,16 @@ func decodeAnswer(b []byte, reads []node.Read, idx []int, vpos, tpos []int, out 
 			if r.err == nil && int(n) != len(out.TOK[tb]) {
 				return errors.New("cluster wire: table answer has the wrong number of columns (nodes on different repos?)")
 			}
+			found := n == 0
 			for c := range n {
-				out.TOK[tb][c] = r.byte() == 1
+				ok := r.byte()
+				found = found || ok != 2
+				out.TOK[tb][c] = ok == 1
 				out.TNums[tb][c] = r.f64()
 				out.TStrs[tb][c] = string(r.bytes())
+			}
+			if out.TFound != nil {
+				out.TFound[tb] = found
 			}
 			continue
 		}

@@ -78,7 +78,8 @@ type Cluster interface {
 	// Read reads reads (one lookup row) at time t at level: feature views
 	// into vals (one slice per feature view read, in order), tables into
 	// tnums, tstrs and tok (one per table read, in order, each as long as
-	// the table's columns).
+	// the table's columns), and whether each table had a row for its key
+	// into TFound (when not nil).
 	Read(level ReadLevel, reads []Read, t int64, out ReadOut) (ReadInfo, error)
 	// Err says why the cluster refuses writes now (nil when it accepts
 	// them): /readyz reports it.
@@ -113,6 +114,10 @@ type ReadOut struct {
 	TNums [][]float64
 	TStrs [][]string
 	TOK   [][]bool
+	// TFound says, per table read, whether the table had a row for its key
+	// (a row's column may be null): Feast's NOT_FOUND is a missing row,
+	// NULL_VALUE a null column. nil: not asked.
+	TFound []bool
 }
 
 // ErrUnavailable wraps a cluster's refusal to commit or read now (no
@@ -125,7 +130,10 @@ var ErrUnavailable = errors.New("cluster unavailable")
 // answers itself.
 func ReadStore(st *store.Store, r Read, t int64, out ReadOut, v, tb int) {
 	if r.Table {
-		st.Table(r.View).Get(r.Key, out.TNums[tb], out.TStrs[tb], out.TOK[tb])
+		found := st.Table(r.View).Get(r.Key, out.TNums[tb], out.TStrs[tb], out.TOK[tb])
+		if out.TFound != nil {
+			out.TFound[tb] = found
+		}
 		return
 	}
 	out.Vals[v] = st.ReadView(r.View, r.Key, t, out.Vals[v][:0])
@@ -133,7 +141,7 @@ func ReadStore(st *store.Store, r Read, t int64, out ReadOut, v, tb int) {
 
 // readCluster is read for a node of a cluster.
 func (n *Node) readCluster(reads []Read, t int64, w *lookupWork) *APIError {
-	info, err := n.cluster.Read(w.level, reads, t, ReadOut{Vals: w.vals, TNums: w.tnums, TStrs: w.tstrs, TOK: w.tok})
+	info, err := n.cluster.Read(w.level, reads, t, ReadOut{Vals: w.vals, TNums: w.tnums, TStrs: w.tstrs, TOK: w.tok, TFound: w.tfound})
 	if err == nil {
 		w.info.Add(info)
 		return nil
@@ -207,6 +215,7 @@ func (n *Node) prefetch(p *servicePlan, rows []*fastjson.Value, w *lookupWork, t
 				pre.out.TNums = append(pre.out.TNums, make([]float64, nc))
 				pre.out.TStrs = append(pre.out.TStrs, make([]string, nc))
 				pre.out.TOK = append(pre.out.TOK, make([]bool, nc))
+				pre.out.TFound = append(pre.out.TFound, false)
 			} else {
 				pre.out.Vals = append(pre.out.Vals, nil)
 			}
@@ -233,6 +242,7 @@ func (pre *prefetched) row(p *servicePlan, w *lookupWork, i int) {
 		copy(w.tnums[j], pre.out.TNums[pre.tOff[i]+j])
 		copy(w.tstrs[j], pre.out.TStrs[pre.tOff[i]+j])
 		copy(w.tok[j], pre.out.TOK[pre.tOff[i]+j])
+		w.tfound[j] = pre.out.TFound[pre.tOff[i]+j]
 	}
 	p.evalRequest(w)
 }
