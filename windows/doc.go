@@ -58,11 +58,15 @@
 // an event with ts <= watermark - horizon is refused with ErrTooLate and
 // counted in Stats.TooLate (no read the view answers could count it).
 //
-// Reads of an entity are exact for any t >= newest - Lateness, where newest
-// is the entity's greatest ts, as long as the entity is not idle (see
-// below), and for any t >= watermark - Lateness always. Reads as of earlier
-// times are not guaranteed: state they would need may have been folded into
-// tiles or dropped.
+// Reads of an entity are exact for any t >= watermark - Lateness. They are
+// exact for any t >= newest - Lateness too, where newest is the entity's
+// greatest ts, as long as the entity has not been idle (see below) since
+// the events those reads count were placed: a sweep may drop an idle
+// entity, and a late event that brings it back (its ts still above
+// watermark - horizon) starts it anew, without the older events a read
+// well before the watermark would count. Reads as of earlier times are not
+// guaranteed: state they would need may have been folded into tiles or
+// dropped.
 //
 // # Memory
 //
