@@ -50,7 +50,8 @@ func typedTestNode(t testing.TB) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(repo, DefaultConfig(), Options{})
+	// A fixed clock: responses compared byte for byte carry serverTime.
+	n, err := New(repo, DefaultConfig(), Options{Clock: func() int64 { return t0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
