@@ -121,6 +121,18 @@ func (b *bucket) addCents(k int64) {
 	b.n++
 }
 
+// addAt adds the value of a's column (field f) in the raw record at offset
+// at of rw, unless it is null.
+func (b *bucket) addAt(f *field, a *aggPlan, rw []byte, at int) {
+	if f.kind == kCents {
+		if k, ok := f.cents(rw, at); ok {
+			b.addCents(k)
+		}
+	} else if x := f.get(rw, at); !isNull(a, x) {
+		b.add(x)
+	}
+}
+
 // add adds the value of float64 bits x (not null).
 func (b *bucket) add(x uint64) {
 	if !b.float {
@@ -333,13 +345,7 @@ func (p *partition) hotSum(v *View, e *entity, a *aggPlan, k int64) (b bucket) {
 		if p.rawTs(v, e, at) >= end {
 			break
 		}
-		if f.kind == kCents {
-			if x, ok := f.cents(p.rw, at); ok {
-				b.addCents(x)
-			}
-		} else if x := f.get(p.rw, at); !isNull(a, x) {
-			b.add(x)
-		}
+		b.addAt(f, a, p.rw, at)
 	}
 	return b
 }
@@ -415,28 +421,19 @@ func (p *partition) hotMoments(v *View, e *entity, rc *readCache, a *aggPlan, i0
 	// bucket's worth; no binary search over the whole ring).
 	var edge bucket
 	f := &p.lay.cols[a.si] // rawVal's, hoisted: 1230 vs 1258 ns in BenchmarkReadHot/user_transaction_amounts
-	add := func(at int) {
-		if f.kind == kCents {
-			if k, ok := f.cents(p.rw, at); ok {
-				edge.addCents(k)
-			}
-		} else if x := f.get(p.rw, at); !isNull(a, x) {
-			edge.add(x)
-		}
-	}
 	for i, lo := i0, kb*span; i < i1; i++ {
 		at := p.rawAt(e, i)
 		if p.rawTs(v, e, at) >= lo {
 			break
 		}
-		add(at)
+		edge.addAt(f, a, p.rw, at)
 	}
 	for i, hi := i1, (ke+1)*span; i > i0; i-- {
 		at := p.rawAt(e, i-1)
 		if p.rawTs(v, e, at) < hi {
 			break
 		}
-		add(at)
+		edge.addAt(f, a, p.rw, at)
 	}
 	h.add(&edge)
 	// Fine buckets [lo, hi): the partial middle ones at each end, then the
