@@ -3,6 +3,7 @@ package node
 import (
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tally-ml/tally/bench/workload"
@@ -95,6 +96,38 @@ func BenchmarkGetFeaturesSmall(b *testing.B) {
 // looked up as often as they transact. Most lookups are of busy card
 // holders: where raw-event scans cost the most.
 func BenchmarkGetFeaturesSkewed(b *testing.B) {
+	n, bodies := skewedNode(b)
+	benchLookups(b, n, bodies)
+}
+
+// BenchmarkGetFeaturesSkewedParallel is BenchmarkGetFeaturesSkewed from
+// GOMAXPROCS goroutines at once, as a server's connections look up: ns/op
+// is wall time per lookup over all of them, so on 2 cores a lookup that
+// shares nothing written (no lock or counter both cores write) measures
+// about half the serial one's.
+func BenchmarkGetFeaturesSkewedParallel(b *testing.B) {
+	n, bodies := skewedNode(b)
+	runtime.GC() // the setup's garbage is not the lookup's
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	var next atomic.Uint64
+	b.RunParallel(func(pb *testing.PB) {
+		dst := make([]byte, 0, 4096)
+		for i := next.Add(1) * 7919; pb.Next(); i++ {
+			out, err := n.GetFeatures(dst[:0], bodies[i%uint64(len(bodies))])
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			dst = out
+		}
+	})
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// skewedNode is the node and lookup bodies of BenchmarkGetFeaturesSkewed.
+func skewedNode(b *testing.B) (*Node, [][]byte) {
 	n, _ := newTestNode(b, DefaultConfig())
 	cfg := workload.DefaultConfig()
 	g := workload.New(cfg)
@@ -114,5 +147,5 @@ func BenchmarkGetFeaturesSkewed(b *testing.B) {
 	}
 	lcfg := cfg
 	lcfg.Seed += workload.LookupSeed // the harness's lookup stream
-	benchLookups(b, n, lookupBodies(workload.New(lcfg)))
+	return n, lookupBodies(workload.New(lcfg))
 }

@@ -61,6 +61,8 @@ func SetIDBitsMax(n uint8) func() {
 	return func() { idBitsMax = old }
 }
 
+func init() { countHotReads = true }
+
 // HotReads counts the reads answered from hot buckets so far.
 func HotReads() int64 { return hotReads.Load() }
 
