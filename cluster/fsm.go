@@ -111,6 +111,19 @@ func (f *groupFSM) Apply(l *raft.Log) any {
 	return f.streamResult(rec, applied{tooLate: tooLate, deferred: deferred, err: err})
 }
 
+// holds reports whether the FSM applied every request whose hashed id is
+// in keys, as far as its window of ids remembers.
+func (f *groupFSM) holds(keys []uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range keys {
+		if !f.seen.Has(k) {
+			return false
+		}
+	}
+	return true
+}
+
 // Snapshot captures the store (in apply order: raft calls it between
 // applies) and the request ids.
 func (f *groupFSM) Snapshot() (raft.FSMSnapshot, error) {

@@ -326,6 +326,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 		w.Write(appendAnswer(binary.AppendVarint(nil, dg.staleMs()), reads, out))
 	})
 	mux.HandleFunc("GET /v1/stream", c.serveStreamOffset)
+	mux.HandleFunc("POST /v1/applied", c.serveRequestApplied)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})

@@ -2,15 +2,18 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/hashicorp/raft"
 
 	"github.com/tally-ml/tally/node"
@@ -45,11 +48,152 @@ func (c *Cluster) WriteEvents(id string, batches []*store.Batch, clock int64, ba
 		}
 		for g, pb := range parts {
 			rec := c.proto.AppendEventsRecord(nil, pb, clock, backfill)
-			shares[g] = append(shares[g], appendRequest(nil, id+"/s"+strconv.Itoa(b.Source()), rec))
+			shares[g] = append(shares[g], appendRequest(nil, shareID(id, b.Source()), rec))
 		}
 	}
 	res, err := c.proposeAll(shares)
 	return res.deferred, res.tooLate, err
+}
+
+// shareID is the request id under which a group applies its share of the
+// events of source of request id.
+func shareID(id string, source int) string { return id + "/s" + strconv.Itoa(source) }
+
+// RequestApplied reports whether every group owning a key of batches
+// applied its share of them under id (WriteEvents): each group is asked,
+// in parallel, whether its FSM holds the ids of its shares (groupApplied).
+// False when no group owns a key of them.
+func (c *Cluster) RequestApplied(id string, batches []*store.Batch) (bool, error) {
+	m := c.Map()
+	keys := map[int][]uint64{} // by group: the hashed ids of its shares
+	var gs []int
+	for _, b := range batches {
+		k := xxhash.Sum64String(shareID(id, b.Source()))
+		srcKeys := c.proto.Sources()[b.Source()].KeyColumns()
+		for e := 0; e < b.Len(); e++ {
+			gs = eventGroups(m, b, srcKeys, e, gs)
+			for _, g := range gs {
+				if !slices.Contains(keys[g], k) {
+					keys[g] = append(keys[g], k)
+				}
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return false, nil
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		no   bool // a group answered that it did not apply its share
+		errs []error
+	)
+	for g, ks := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := c.groupApplied(g, ks)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else if !ok {
+				no = true
+			}
+		}()
+	}
+	wg.Wait()
+	switch {
+	case no:
+		return false, nil // whatever the groups that could not answer hold
+	case len(errs) > 0:
+		return false, errors.Join(errs...)
+	}
+	return true, nil
+}
+
+// groupApplied reports whether group g applied every request whose hashed
+// id is in keys, as far as its window of applied ids tells. A replica of
+// g on this node that holds them all answers at once (it applies only
+// committed entries); otherwise g's leader answers after a barrier (every
+// entry committed before the question is applied), here or over the
+// cluster port, retried within readTimeout.
+func (c *Cluster) groupApplied(g int, keys []uint64) (bool, error) {
+	if dg := c.group(g); dg != nil && dg.fsm.holds(keys) {
+		return true, nil
+	}
+	body := make([]byte, 0, 8*len(keys))
+	for _, k := range keys {
+		body = binary.LittleEndian.AppendUint64(body, k)
+	}
+	deadline := time.Now().Add(readTimeout)
+	var last error
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(min(20<<attempt, 400)) * time.Millisecond):
+			case <-c.closing:
+				return false, fmt.Errorf("%w: node shutting down", node.ErrUnavailable)
+			}
+		}
+		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
+			if last = dg.bar.wait(); last == nil {
+				return dg.fsm.holds(keys), nil
+			}
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		b, err := c.callGroup(ctx, g, attempt, http.MethodPost, "/v1/applied?group="+strconv.Itoa(g), body)
+		cancel()
+		if last = err; err == nil {
+			var a wireRequestApplied
+			if last = json.Unmarshal(b, &a); last == nil {
+				return a.Applied, nil
+			}
+		}
+		if re := (*errRPC)(nil); errors.As(err, &re) && re.status < 500 {
+			// A question the replica does not take (a node older than
+			// this RPC): asking again changes nothing.
+			return false, fmt.Errorf("group %d: applied requests: %w", g, err)
+		}
+	}
+	return false, fmt.Errorf("%w: group %d: applied requests not read within %s: %v", node.ErrUnavailable, g, readTimeout, last)
+}
+
+// wireRequestApplied is the answer of POST /v1/applied.
+type wireRequestApplied struct {
+	Applied bool `json:"applied"`
+}
+
+// serveRequestApplied answers POST /v1/applied (groupApplied) on the
+// leader: whether the group applied every request whose hashed id the
+// body holds (8 bytes each, little-endian).
+func (c *Cluster) serveRequestApplied(w http.ResponseWriter, r *http.Request) {
+	if !c.checkMap(w, r) {
+		return
+	}
+	dg, ok := c.groupParam(w, r)
+	if !ok {
+		return
+	}
+	if dg.rep.raft.State() != raft.Leader {
+		c.notLeader(w, dg)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil || len(body)%8 != 0 {
+		http.Error(w, "body must be request keys, 8 bytes each", http.StatusBadRequest)
+		return
+	}
+	keys := make([]uint64, len(body)/8)
+	for i := range keys {
+		keys[i] = binary.LittleEndian.Uint64(body[8*i:])
+	}
+	if err := dg.bar.wait(); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	json.NewEncoder(w).Encode(wireRequestApplied{Applied: dg.fsm.holds(keys)})
 }
 
 // WriteTable sends every group the rows of its keys (every group, for a

@@ -68,6 +68,10 @@ func (gs *groupStores) WriteEvents(string, []*store.Batch, int64, bool) (int, in
 	return 0, 0, errReadOnly
 }
 
+func (gs *groupStores) RequestApplied(string, []*store.Batch) (bool, error) {
+	return false, errReadOnly
+}
+
 func (gs *groupStores) WriteTable(string, *store.Table, []store.TableRow, bool, int64) error {
 	return errReadOnly
 }

@@ -72,6 +72,15 @@ type Cluster interface {
 	// nothing twice. It returns once every group has committed and applied
 	// its share; deferred and tooLate are CommitEvents' counts.
 	WriteEvents(id string, batches []*store.Batch, clock int64, backfill bool) (deferred, tooLate int, err error)
+	// RequestApplied reports whether every replica group that owns a key
+	// of batches applied its share of them under request id (WriteEvents),
+	// as far as the groups' windows of applied ids tell: false when a group
+	// did not, or when no group owns a key of them. batches must hold every
+	// event of the request as first written. A node asks it of a request
+	// whose events it now refuses as too late, to answer the retry of a
+	// request applied when they were not as the retry it is. It changes
+	// nothing; an error (a group unavailable) means it could not tell.
+	RequestApplied(id string, batches []*store.Batch) (bool, error)
 	// WriteTable commits a table upload likewise: every group gets the rows
 	// of the keys it owns (all groups, for a replace).
 	WriteTable(id string, t *store.Table, rows []store.TableRow, replace bool, validFrom int64) error

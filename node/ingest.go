@@ -59,8 +59,12 @@ type ingestWork struct {
 	used    []bool
 	errs    []RecordError
 	refused int
-	total   int
-	parts   int // sources with records: the log records of the request
+	// late counts the refused records that are valid but too late, kept in
+	// their batch (parseRecord: in a cluster, under a request id). When
+	// every refused record is one, the batches hold the whole request.
+	late  int
+	total int
+	parts int // sources with records: the log records of the request
 	// maxKey and maxValue are limits.max_key_bytes and max_value_bytes.
 	maxKey, maxValue int
 	keyBuf           []byte
@@ -93,7 +97,7 @@ func (n *Node) getIngestWork() *ingestWork {
 	for i, s := range sources {
 		w.batches[i].Reset(i, len(s.Columns))
 	}
-	w.errs, w.refused, w.total, w.parts = w.errs[:0], 0, 0, 0
+	w.errs, w.refused, w.late, w.total, w.parts = w.errs[:0], 0, 0, 0, 0
 	w.backfill, w.streamClock = false, math.MinInt64
 	w.maxKey, w.maxValue = n.cfg.Limits.MaxKeyBytes, n.cfg.Limits.MaxValueBytes
 	return w
@@ -278,7 +282,7 @@ func (n *Node) ingestLines(id, source string, body []byte, dry, backfill bool) (
 // finishIngest logs and applies the parsed batches of w, acknowledged at
 // clock (or, for a backfill, each event at its own timestamp).
 func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool) (IngestResult, error) {
-	if w.refused > 0 && w.id != "" && !dry && n.cluster == nil && n.Store.RequestApplied(w.id, w.parts) {
+	if w.refused > 0 && w.id != "" && !dry && n.appliedBefore(w) {
 		// A retry of a request the state applied whole, which its records
 		// no longer pass (the clock moved past their windows): answered as
 		// a retry is, 200 with nothing placed now, not "nothing ingested".
@@ -300,12 +304,7 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 	if dry {
 		return res, nil
 	}
-	w.commit = w.commit[:0]
-	for i, b := range w.batches {
-		if w.used[i] && b.Len() > 0 {
-			w.commit = append(w.commit, b)
-		}
-	}
+	w.collect()
 	res.Backfill = backfill
 	var err error
 	if n.cluster != nil {
@@ -317,6 +316,39 @@ func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool)
 		return IngestResult{}, err
 	}
 	return res, nil
+}
+
+// collect puts the used, non-empty batches of w into w.commit.
+func (w *ingestWork) collect() {
+	w.commit = w.commit[:0]
+	for i, b := range w.batches {
+		if w.used[i] && b.Len() > 0 {
+			w.commit = append(w.commit, b)
+		}
+	}
+}
+
+// appliedBefore reports whether w, a request with an id that validation
+// refused, is the retry of a request the state applied whole: on a single
+// node, every part of it is in the store's window of applied requests; in
+// a cluster, every refused record is only too late (so the batches hold
+// all its events) and every group owning a key of them applied its share.
+// A cluster that cannot tell (a group unavailable) leaves the refusal
+// standing.
+func (n *Node) appliedBefore(w *ingestWork) bool {
+	if n.cluster == nil {
+		return n.Store.RequestApplied(w.id, w.parts)
+	}
+	if w.late < w.refused {
+		return false
+	}
+	w.collect()
+	ok, err := n.cluster.RequestApplied(w.id, w.commit)
+	if err != nil {
+		n.logger.Warn("could not ask the cluster whether a refused request is the retry of an applied one; refusing it", "request", w.id, "err", err)
+		return false
+	}
+	return ok
 }
 
 func (n *Node) sourceNames() string {
@@ -343,7 +375,9 @@ func (n *Node) checkWorkspace(root *fastjson.Value) *IngestError {
 }
 
 // parseRecord validates rec against the source schema and appends it to b.
-// It returns "" or why the record is refused (b is then unchanged).
+// It returns "" or why the record is refused (b is then unchanged, but for
+// a record refused as too late in a cluster under a request id: see
+// ingestWork.late).
 func (n *Node) parseRecord(sp *store.Source, rec *fastjson.Value, b *store.Batch, now int64, w *ingestWork) string {
 	obj, err := rec.Object()
 	if err != nil {
@@ -358,8 +392,25 @@ func (n *Node) parseRecord(sp *store.Source, rec *fastjson.Value, b *store.Batch
 		return sp.TS + ": " + reason
 	}
 	if reason := n.checkTime(sp, ts, now, w); reason != "" {
+		if ts > now || w.id == "" || n.cluster == nil {
+			return reason
+		}
+		// Too late, in a cluster, under an id: the request may be the
+		// retry of one applied when the event was not too late, and the
+		// event's keys name the groups to ask (finishIngest). It is
+		// parsed on, kept in b (never committed: the request is refused)
+		// and counted in w.late when it is otherwise valid.
+		if parseFields(sp, obj, ts, b, w) == "" {
+			w.late++
+		}
 		return reason
 	}
+	return parseFields(sp, obj, ts, b, w)
+}
+
+// parseFields appends the event at ts of record obj to b. It returns ""
+// or why the record is refused (b is then unchanged).
+func parseFields(sp *store.Source, obj *fastjson.Object, ts int64, b *store.Batch, w *ingestWork) string {
 	e := b.Grow(ts)
 	matched := 1
 	for c, col := range sp.Src.Columns {
