@@ -286,3 +286,28 @@ func TestMinMaxOfManyArguments(t *testing.T) {
 		t.Errorf("min(1, <needs 32>): %v, want the stack limit", err)
 	}
 }
+
+// TestExprNonFiniteInside: only an expression's result is checked for
+// NaN and infinity (README, "Missing data"); inside it, numbers follow IEEE
+// 754 as Python's do: an infinite ratio compares above any number, a
+// comparison with NaN is false, and if() takes NaN as true (not zero).
+func TestExprNonFiniteInside(t *testing.T) {
+	vars := map[string]float64{"a": 2, "x": 0}
+	for _, tc := range []struct {
+		src  string
+		want float64
+	}{
+		{"a / x > 3", 1},      // +Inf > 3
+		{"-a / x < -3", 1},    // -Inf < -3
+		{"x / x > 3", 0},      // NaN > 3
+		{"x / x == x / x", 0}, // NaN == NaN
+		{"x / x != x / x", 1},
+		{"if(x / x, 1, 2)", 1}, // NaN is not zero
+		{"if(x > 0, a / x, 0)", 0},
+	} {
+		v, ok := eval(t, tc.src, vars)
+		if !ok || v != tc.want {
+			t.Errorf("%s = %v, %v; want %v, true", tc.src, v, ok, tc.want)
+		}
+	}
+}
