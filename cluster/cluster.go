@@ -157,9 +157,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 			return rpcLayer.Dial(raft.ServerAddress(addr), 2*time.Second)
 		},
 		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     time.Minute,
+		IdleConnTimeout:     rpcIdle,
 	}}
-	c.rpcSrv = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 5 * time.Second}
+	c.rpcSrv = rpcServer(c.rpcHandler())
 	c.groups.Store(&map[int]*dataGroup{})
 	// The internal RPCs answer from the start (a joining node must answer
 	// add-node's hello); until the map is known, only the hello.

@@ -15,6 +15,29 @@ import (
 // retry loops around them (reads, proposals, membership steps, checks,
 // stream offsets) differ in their budgets and local fast paths; the
 // request, the map stamp and the reading of the answer are here once.
+// The server side's bounds are here too (rpcServer).
+
+// rpcReadTimeout bounds reading an internal RPC request, its body
+// included (ReadHeaderTimeout bounds the headers alone): a peer that
+// stops sending mid-body, or never sends the body its headers announce,
+// is answered 400 and its connection closed instead of holding the
+// connection and a goroutine forever. Well above what any caller waits
+// for its answer (a read 3 s, a forwarded write two election timeouts),
+// so it never cuts short a call that still has a use. A handler running
+// long after its body arrived (an admin change) is not cut: net/http
+// lifts the deadline at the body's end. A variable so tests can shorten
+// it.
+var rpcReadTimeout = 30 * time.Second
+
+// rpcIdle is how long a node's RPC client keeps an idle connection; the
+// server keeps one twice as long, so the client always closes first: a
+// request sent as the server closes would fail, and a POST is not retried.
+const rpcIdle = time.Minute
+
+// rpcServer is the cluster port's HTTP server for the internal RPCs h.
+func rpcServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: rpcReadTimeout, IdleTimeout: 2 * rpcIdle}
+}
 
 // errNoReplica: this node knows no replica of the group to ask.
 var errNoReplica = errors.New("no replica of the group is known")
