@@ -25,8 +25,8 @@ import (
 const readTimeout = 3 * time.Second
 
 // Read answers one lookup row's reads: the groups this node can answer at
-// level from its own replica, the others with one sub-request per group,
-// in parallel.
+// level from its own replica, the others with one sub-request per group
+// (per maxPeerReads reads of a group), in parallel.
 func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out node.ReadOut) (node.ReadInfo, error) {
 	var info node.ReadInfo
 	m := c.Map()
@@ -85,17 +85,20 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 		errs []error
 	)
 	for g, idx := range remote {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ri, err := c.readRemote(g, level, reads, idx, vpos, tpos, t, out)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			info.Add(ri)
-		}()
+		// A peer refuses a request of more than maxPeerReads reads.
+		for part := range slices.Chunk(idx, maxPeerReads) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ri, err := c.readRemote(g, level, reads, part, vpos, tpos, t, out)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				info.Add(ri)
+			}()
+		}
 	}
 	wg.Wait()
 	return info, errors.Join(errs...)

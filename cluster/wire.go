@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/tally-ml/tally/node"
@@ -109,12 +110,23 @@ func (r *wireReader) bytes() []byte {
 	return s
 }
 
+// maxPeerReads is the most reads one read sub-request may hold: what a
+// peer's request makes a node read and answer is bounded by it, not by the
+// request's size (a read of a few bytes can answer kilobytes). Cluster.Read
+// splits larger reads of a group into several requests. A variable so
+// tests can lower it.
+var maxPeerReads = 4096
+
 // decodeReads parses a read sub-request; views are checked against the
-// repo's counts by the caller.
+// repo's counts by the caller. A request of more than maxPeerReads reads
+// is refused before any is decoded.
 func decodeReads(b []byte) (t int64, reads []node.Read, err error) {
 	r := wireReader{b: b}
 	t = r.varint()
 	n := r.uvarint(uint64(len(b)))
+	if r.err == nil && n > uint64(maxPeerReads) {
+		return t, nil, fmt.Errorf("cluster wire: a read sub-request of %d reads, more than the %d one request may hold: the sender must split it (a node of another version?)", n, maxPeerReads)
+	}
 	for range n {
 		tb := r.byte()
 		v := r.uvarint(1 << 20)
