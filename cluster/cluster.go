@@ -50,7 +50,7 @@ type Config struct {
 	// may reach first.
 	Join     bool
 	Groups   int // G, fixed at creation (default 8)
-	Replicas int // R (default 3; at most len(Peers))
+	Replicas int // R (default 3, or len(Peers) if fewer); more than len(Peers) is refused unless Join
 	// Sync is the groups' log fsync policy (default wal.SyncAlways: an
 	// acknowledged write is on a quorum's disks).
 	Sync wal.SyncPolicy
@@ -138,6 +138,10 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}
 	if !cfg.Join && !slices.ContainsFunc(cfg.Peers, func(m Member) bool { return m.ID == cfg.NodeID }) {
 		return nil, fmt.Errorf("cluster: this node (%s) is not in the peer list: list every initial node, this one included", cfg.NodeID)
+	}
+	if !cfg.Join && cfg.Replicas > len(cfg.Peers) {
+		return nil, fmt.Errorf("cluster: %d replicas per group, but the peer list has %d nodes: a group cannot have more replicas than the cluster has nodes; give --cluster-replicas %d or less, or list every initial node in --cluster-peers",
+			cfg.Replicas, len(cfg.Peers), len(cfg.Peers))
 	}
 	if err := checkTombstone(cfg); err != nil {
 		return nil, err

@@ -51,7 +51,7 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.bindIP, "cluster-bind-ip", "", "cluster mode: local IP outbound cluster connections bind to (tests tell nodes apart by it)")
 	fl.BoolVar(&f.join, "cluster-join", false, "cluster mode: join a running cluster (bootstrap nothing; wait to be admitted with `tally cluster add-node`); --cluster-peers is then optional")
 	fl.IntVar(&f.groups, "cluster-groups", 0, "cluster mode: replica groups, fixed when the cluster is created (default 8)")
-	fl.IntVar(&f.replicas, "cluster-replicas", 0, "cluster mode: replicas per group, 1 for development (default 3)")
+	fl.IntVar(&f.replicas, "cluster-replicas", 0, "cluster mode: replicas per group, at most the number of --cluster-peers; 1 for development (default 3, or the number of peers if fewer)")
 	// Hidden: small values make a follower that fell behind catch up by
 	// InstallSnapshot within a test (systemtest/cluster_faults_test.go).
 	fl.Uint64Var(&f.snapThreshold, "cluster-snapshot-threshold", 0, "cluster mode (tests): log entries between a group's snapshots (0: default)")
@@ -89,9 +89,9 @@ func (f *clusterFlags) merge(cc node.ClusterConfig) {
 	if f.groups == 0 {
 		f.groups = 8
 	}
-	if f.replicas == 0 {
-		f.replicas = 3
-	}
+	// replicas left 0: cluster.Open's default (3, or the number of peers
+	// if fewer); a value given is passed on, and refused there if it is
+	// more than the peers.
 }
 
 // config checks the flags and builds the cluster's config.
@@ -126,9 +126,8 @@ func (f *clusterFlags) config(dataDir, httpAddr string, log *slog.Logger) (clust
 		}
 		peers = append(peers, m)
 	}
-	replicas := min(f.replicas, len(peers))
 	cc = cluster.Config{NodeID: f.nodeID, DataDir: dataDir, ClusterAddr: f.addr, Advertise: f.advertise, HTTPAddr: httpAddr,
-		ClusterID: f.id, Key: key, BindIP: f.bindIP, Peers: peers, Join: f.join, Groups: f.groups, Replicas: replicas, Logger: log, LogOut: os.Stderr}
+		ClusterID: f.id, Key: key, BindIP: f.bindIP, Peers: peers, Join: f.join, Groups: f.groups, Replicas: f.replicas, Logger: log, LogOut: os.Stderr}
 	if f.join {
 		cc.FormTimeout = time.Hour // an operator admits it: wait
 	}

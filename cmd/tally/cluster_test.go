@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tally-ml/tally/cluster"
+	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 )
 
@@ -54,6 +56,39 @@ func TestClusterConfigFromFile(t *testing.T) {
 	none.merge(node.ClusterConfig{NodeID: "n1"})
 	if _, err := none.config(dir, "", nil); err == nil || !strings.Contains(err.Error(), "--cluster-peers") {
 		t.Fatalf("an incomplete cluster block: %v", err)
+	}
+}
+
+// TestClusterReplicasAboveThePeers: --cluster-replicas above the number
+// of --cluster-peers was lowered to it without a word. The value given is
+// passed on and the node refuses to start, saying what to give; left
+// unset, the cluster's default (3, or the number of peers if fewer)
+// applies, so a one-node cluster needs no flag.
+func TestClusterReplicasAboveThePeers(t *testing.T) {
+	t.Setenv("TALLY_CLUSTER_KEY", "a-cluster-key-for-the-test-0123456789")
+	dir := t.TempDir()
+	f := clusterFlags{nodeID: "n1", addr: "127.0.0.1:0", peers: "n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003", id: "prod", replicas: 5}
+	f.merge(node.ClusterConfig{})
+	cc, err := f.config(dir, "127.0.0.1:8082", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := features.Load(features.DefaultFS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cluster.Open(cc, repo)
+	if err == nil {
+		c.Close()
+		t.Fatal("a node started with --cluster-replicas 5 and 3 peers")
+	}
+	if !strings.Contains(err.Error(), "give --cluster-replicas 3 or less") {
+		t.Fatalf("--cluster-replicas 5 over 3 peers: %v; want a refusal saying to give 3 or less", err)
+	}
+	unset := clusterFlags{nodeID: "n1", addr: "127.0.0.1:0", peers: "n1=127.0.0.1:7001", id: "dev"}
+	unset.merge(node.ClusterConfig{})
+	if cc, err := unset.config(dir, "", nil); err != nil || cc.Replicas != 0 {
+		t.Fatalf("--cluster-replicas unset: replicas %d (%v); want 0, the cluster's default", cc.Replicas, err)
 	}
 }
 
