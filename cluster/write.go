@@ -343,12 +343,17 @@ func (c *Cluster) proposeOnce(g int, entry []byte, attempt int, left time.Durati
 
 // target is the member to send group g's request to: the leader this node
 // knows (its replica's view, else the last hint), else the replicas in
-// turn.
+// turn. A leader its replica knows and its map does not yet (the map lags
+// the leader's admission) is asked at the address Raft knows: it answers
+// 409 with its newer map.
 func (c *Cluster) target(g int, attempt int) *Member {
 	m := c.Map()
 	if dg := c.group(g); dg != nil {
-		if _, id := dg.rep.raft.LeaderWithID(); id != "" && string(id) != c.cfg.NodeID {
-			return m.Member(string(id))
+		if addr, id := dg.rep.raft.LeaderWithID(); id != "" && string(id) != c.cfg.NodeID {
+			if mb := m.Member(string(id)); mb != nil {
+				return mb
+			}
+			return &Member{ID: string(id), ClusterAddr: string(addr)}
 		}
 	}
 	if h, _ := c.hints[g].Load().(string); h != "" && h != c.cfg.NodeID && attempt%3 != 2 {
