@@ -35,6 +35,14 @@ import (
 //  5. the map lists B in A's place; A sees it and closes and deletes its
 //     replica. Acknowledged writes are on a quorum of the old and of the new
 //     voters all along: Raft changes one server at a time.
+//
+// A move stopped after step 1 and before step 5 leaves the map listing R+1
+// replicas, one of which is not a voter of the group's Raft configuration
+// (B before step 3, A after step 4) or, after step 3, R+1 voters. Until it
+// is finished (the same move again) or undone (a move from B to a voter),
+// every other change of the group is refused (checkMove, checkGroups): it
+// would count the leftover as one of the group's R replicas, or take a
+// voter out with nobody added in its place.
 
 // ErrRemoved is what Err answers on a node removed from the cluster.
 var ErrRemoved = errors.New("this node was removed from the cluster: stop it (its data is no longer used)")
@@ -148,7 +156,9 @@ type replicaInfo struct {
 // voterChange is a change to a group's Raft configuration, made by its
 // leader (POST /v1/voter).
 type voterChange struct {
-	Op   string `json:"op"` // "add-nonvoter", "add-voter", "remove"
+	// Op is "add-nonvoter", "add-voter", "remove", or "get" (change
+	// nothing: answer the leader's configuration).
+	Op   string `json:"op"`
 	ID   string `json:"id"`
 	Addr string `json:"addr,omitempty"`
 	// Handoff, for "remove" of the leader itself: the replica to hand the
@@ -229,17 +239,21 @@ func (c *Cluster) membershipRPCs(mux *http.ServeMux) {
 				return
 			}
 			f = rf.RemoveServer(raft.ServerID(vc.ID), 0, 10*time.Second)
+		case "get":
+			// Nothing to change: the answer is the configuration.
 		default:
 			http.Error(w, "unknown op "+vc.Op, http.StatusBadRequest)
 			return
 		}
-		if err := f.Error(); err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-				c.notLeader(w, dg)
+		if f != nil {
+			if err := f.Error(); err != nil {
+				if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+					c.notLeader(w, dg)
+					return
+				}
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
 		}
 		json.NewEncoder(w).Encode(dg.info())
 	})
@@ -316,6 +330,31 @@ func (c *Cluster) changeVoters(ctx context.Context, g int, vc voterChange) (repl
 	err := c.groupRPC(ctx, g, "/v1/voter?group="+strconv.Itoa(g), b, &ri)
 	return ri, err
 }
+
+// groupVoters asks group g's leader for the voters of its Raft
+// configuration (the latest it has; changes run one at a time and each
+// waits for its commit, so that is the committed one), following the
+// leader until ctx ends.
+func (c *Cluster) groupVoters(ctx context.Context, g int) ([]string, error) {
+	ri, err := c.changeVoters(ctx, g, voterChange{Op: "get"})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range ri.Servers {
+		if s.Suffrage == raft.Voter {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("group %d: its leader answered no voter", g)
+	}
+	return ids, nil
+}
+
+// configWait bounds the wait for a group's configuration before a change:
+// a group without a leader is refused before anything changes.
+const configWait = 10 * time.Second
 
 // replicaOf asks node id for its replica of group g.
 func (c *Cluster) replicaOf(ctx context.Context, id string, g int) (replicaInfo, error) {
@@ -505,6 +544,9 @@ func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
 	if len(m.Members) == 1 {
 		return Plan{}, &errApply{err: errors.New("the cluster's last node cannot be removed")}
 	}
+	if err := c.checkGroups(ctx, m); err != nil {
+		return Plan{}, err
+	}
 	plan, err := planRebalance(m, map[string]bool{id: true})
 	if err != nil {
 		return plan, &errApply{err: fmt.Errorf("remove %s: %v", id, err)}
@@ -586,6 +628,13 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		// holds the group. Going on would remove mv.From and leave the
 		// group a replica short.
 		return &errApply{err: fmt.Errorf("node %s already holds a replica of group %d (its replicas: %v): move it to a node that does not", mv.To, g, reps)}
+	}
+	if hasFrom {
+		if err := c.checkMove(ctx, m, mv); err != nil {
+			return err
+		}
+	}
+	switch {
 	case hasFrom && !hasTo:
 		// 1. The map lists the new replica (last: not preferred yet).
 		err := c.casMeta(ctx, func(m *Map) *metaCommand {
@@ -638,6 +687,125 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 	return nil
 }
 
+// checkMove refuses move mv while group mv.Group's map and Raft
+// configuration disagree about a node other than mv.From and mv.To, or the
+// map lists more than R replicas and mv.To is not one of them: another
+// move was stopped half-way (see the top of this file). A move to a node
+// not listed would then leave the leftover counted as one of the group's
+// R replicas; a move between listed voters would take mv.From out with
+// nobody added in its place. A move that finishes the stopped one, or
+// undoes it (from its new replica to a voter), goes on: each of its steps
+// keeps the voters and the map agreeing about every other node. Costs one
+// RPC to the group's leader, bounded by configWait.
+func (c *Cluster) checkMove(ctx context.Context, m *Map, mv Move) error {
+	g := mv.Group
+	reps := m.Groups[g].Replicas
+	vctx, cancel := context.WithTimeout(ctx, configWait)
+	voters, err := c.groupVoters(vctx, g)
+	cancel()
+	if len(reps) > m.Replicas && !slices.Contains(reps, mv.To) {
+		return halfMoved(m, g, voters, err)
+	}
+	if err != nil {
+		return fmt.Errorf("group %d: read its Raft configuration before changing it: %w", g, err)
+	}
+	for _, id := range disagreeing(reps, voters) {
+		if id != mv.From && id != mv.To {
+			return halfMoved(m, g, voters, nil)
+		}
+	}
+	return nil
+}
+
+// checkGroups refuses a plan (rebalance, remove-node) while a group of m
+// lists more than R replicas: planRebalance would count a move's leftover
+// as a replica. Costs one RPC per such group.
+func (c *Cluster) checkGroups(ctx context.Context, m *Map) error {
+	for _, gi := range m.Groups {
+		if len(gi.Replicas) > m.Replicas {
+			vctx, cancel := context.WithTimeout(ctx, configWait)
+			voters, err := c.groupVoters(vctx, gi.ID)
+			cancel()
+			return halfMoved(m, gi.ID, voters, err)
+		}
+	}
+	return nil
+}
+
+// disagreeing lists the nodes listed and not voters, then the voters not
+// listed.
+func disagreeing(listed, voters []string) []string {
+	var out []string
+	for _, id := range listed {
+		if !slices.Contains(voters, id) {
+			out = append(out, id)
+		}
+	}
+	for _, id := range voters {
+		if !slices.Contains(listed, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// halfMoved is the refusal of a change of group g while a move of it is
+// left half-way: which node is left over (from the group's voters; verr
+// when its leader did not answer) and the command that finishes or undoes
+// that move.
+func halfMoved(m *Map, g int, voters []string, verr error) error {
+	reps := m.Groups[g].Replicas
+	move := "tally cluster move-replica --group " + strconv.Itoa(g)
+	if verr != nil {
+		return &errApply{err: fmt.Errorf("group %d lists %d replicas (%s), more than the cluster's %d: a move of it stopped half-way, and its leader did not say which replica is left over (%v). Finish or undo that move before another change (tally cluster status shows the group)",
+			g, len(reps), strings.Join(reps, ", "), m.Replicas, verr)}
+	}
+	var listedOnly, votersOnly []string
+	for _, id := range disagreeing(reps, voters) {
+		if slices.Contains(reps, id) {
+			listedOnly = append(listedOnly, id)
+		} else {
+			votersOnly = append(votersOnly, id)
+		}
+	}
+	var others []string
+	for _, id := range reps {
+		if slices.Contains(voters, id) {
+			others = append(others, id)
+		}
+	}
+	switch {
+	case len(listedOnly) > 0:
+		x := listedOnly[0]
+		return &errApply{err: fmt.Errorf("group %d: %s is listed as one of its replicas (%s) but is not a voter of the group (its voters: %s): a move to %s stopped before %s became a voter, or a move from %s stopped after %s left the group. Finish or undo it before another change of the group: %s --from %s --to %s (or --to another voter) takes %s out of the group (its voters hold every acknowledged write); %s --from <one of %s> --to %s makes %s a replica in that node's place",
+			g, x, strings.Join(reps, ", "), strings.Join(voters, ", "), x, x, x, x, move, x, nearestVoter(reps, x, voters), x, move, strings.Join(others, ", "), x, x)}
+	case len(votersOnly) > 0:
+		return &errApply{err: fmt.Errorf("group %d: %s is a voter of the group but not listed as one of its replicas (%s): no stopped move leaves that; check the group with tally cluster status before changing it",
+			g, strings.Join(votersOnly, ", "), strings.Join(reps, ", "))}
+	}
+	// Every listed replica is a voter: a move stopped after its step 3.
+	// Step 1 listed its new replica last (a transfer-leader since may have
+	// reordered them).
+	x := reps[len(reps)-1]
+	return &errApply{err: fmt.Errorf("group %d lists %d replicas (%s), more than the cluster's %d, all of them voters: a move stopped after its new replica became a voter (listed last: %s, unless the replicas were reordered since). Finish it before another change of the group: %s --from <the node it replaces> --to %s; or undo it: %s --from %s --to %s",
+		g, len(reps), strings.Join(reps, ", "), m.Replicas, x, move, x, move, x, nearestVoter(reps, x, voters))}
+}
+
+// nearestVoter is the voter listed nearest to x in reps, the one before x
+// first: moving x to it takes x out of the list and leaves the order of
+// the others (the first is the preferred leader) as it was.
+func nearestVoter(reps []string, x string, voters []string) string {
+	i := slices.Index(reps, x)
+	for d := 1; d < len(reps); d++ {
+		for _, j := range []int{i - d, i + d} {
+			if j >= 0 && j < len(reps) && reps[j] != x && slices.Contains(voters, reps[j]) {
+				return reps[j]
+			}
+		}
+	}
+	return voters[0]
+}
+
 // casMeta commits the change build makes of the current map, planned on
 // its version; when the map moved on meanwhile (a node announcing its
 // address, another change), it plans again. build returns nil when
@@ -685,6 +853,9 @@ func (c *Cluster) waitCaughtUp(ctx context.Context, g int, id string, index uint
 // rebalance: see Rebalance.
 func (c *Cluster) rebalance(ctx context.Context, dryRun bool) (Plan, error) {
 	m, _ := c.metaSM.current()
+	if err := c.checkGroups(ctx, m); err != nil {
+		return Plan{}, err
+	}
 	plan, err := planRebalance(m, nil)
 	if err != nil || dryRun {
 		return plan, err

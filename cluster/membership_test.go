@@ -1,9 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -131,4 +135,214 @@ func applyCmd(f *metaFSM, cmd metaCommand) error {
 	b, _ := json.Marshal(cmd)
 	err, _ := f.Apply(&raft.Log{Type: raft.LogCommand, Data: b, Index: 1}).(error)
 	return err
+}
+
+// metaLeaderMap is the map of the metadata group's leader, where changes
+// run (another node's copy may lag).
+func metaLeaderMap(t *testing.T, cs []*Cluster) *Map {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, c := range cs {
+			if c.meta.raft.State() == raft.Leader {
+				m, _ := c.metaSM.current()
+				return m
+			}
+		}
+	}
+	t.Fatal("the metadata group has no leader")
+	return nil
+}
+
+// groupVotersNow is the voters of group g's Raft configuration on its
+// leader, sorted.
+func groupVotersNow(t *testing.T, cs []*Cluster, g int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, c := range cs {
+			dg := c.group(g)
+			if dg == nil || dg.rep.raft.State() != raft.Leader {
+				continue
+			}
+			var ids []string
+			for _, s := range dg.rep.raft.GetConfiguration().Configuration().Servers {
+				if s.Suffrage == raft.Voter {
+					ids = append(ids, string(s.ID))
+				}
+			}
+			slices.Sort(ids)
+			return ids
+		}
+	}
+	t.Fatalf("group %d has no leader", g)
+	return nil
+}
+
+// listStopped commits step 1 of a move of group g to id: the map lists
+// id after the group's replicas, and nothing else is done.
+func listStopped(t *testing.T, ctx context.Context, c *Cluster, g int, id string) []string {
+	t.Helper()
+	var reps []string
+	err := c.casMeta(ctx, func(m *Map) *metaCommand {
+		reps = append(slices.Clone(m.Groups[g].Replicas), id)
+		return &metaCommand{Op: "set-replicas", Group: g, Replicas: reps}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reps
+}
+
+// TestMoveBesideAMoveLeftAfterItsStep1IsRefused: a move of group 0 to n2
+// stopped after its step 1 (the map lists n0, n1 and n2 with R=2; n2 was
+// never added to the group's Raft configuration). A different move, n0 to
+// n3, went through: it left the map listing n3, n1 and n2, and n2, counted
+// as one of the group's replicas, held an empty replica that no leader
+// ever sends the log to. It is refused, naming n2 and the command that
+// takes it out, and so are remove-node and rebalance; that command undoes
+// the stopped move, after which the move to n3 goes through.
+func TestMoveBesideAMoveLeftAfterItsStep1IsRefused(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 1, 2) // group 0 on n0, n1
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	listed := listStopped(t, ctx, cs[0], 0, "n2")
+	voters := groupVotersNow(t, cs, 0)
+	refused := func(what string, err error) {
+		t.Helper()
+		m := metaLeaderMap(t, cs)
+		if err == nil {
+			t.Fatalf("%s beside a move to n2 left after its step 1 was accepted: the map lists %v (R=%d), the group's voters are %v",
+				what, m.Groups[0].Replicas, m.Replicas, groupVotersNow(t, cs, 0))
+		}
+		if msg := err.Error(); !strings.Contains(msg, "n2 is listed") || !strings.Contains(msg, "tally cluster move-replica --group 0 --from n2 --to n1") {
+			t.Errorf("%s: refused with %q; want it to name n2 and the command that takes it out", what, msg)
+		}
+		if got := m.Groups[0].Replicas; !slices.Equal(got, listed) {
+			t.Fatalf("%s: refused, but the map lists %v, not %v", what, got, listed)
+		}
+		if got := groupVotersNow(t, cs, 0); !slices.Equal(got, voters) {
+			t.Fatalf("%s: refused, but the group's voters are %v, not %v", what, got, voters)
+		}
+	}
+	_, err := cs[0].MoveReplica(ctx, Move{Group: 0, From: "n0", To: "n3"})
+	refused("move-replica n0 -> n3", err)
+	_, err = cs[1].RemoveNode(ctx, "n1")
+	refused("remove-node n1", err)
+	_, err = cs[2].RemoveNode(ctx, "n2")
+	refused("remove-node n2", err)
+	_, err = cs[3].Rebalance(ctx, false)
+	refused("rebalance", err)
+	if metaLeaderMap(t, cs).Member("n1") == nil {
+		t.Fatal("n1 left the map")
+	}
+
+	// The command the refusals name undoes the stopped move.
+	if _, err := cs[0].MoveReplica(ctx, Move{Group: 0, From: "n2", To: "n1"}); err != nil {
+		t.Fatalf("taking n2 out: %v", err)
+	}
+	if got := metaLeaderMap(t, cs).Groups[0].Replicas; !slices.Equal(got, []string{"n0", "n1"}) {
+		t.Fatalf("after taking n2 out the map lists %v, want [n0 n1]", got)
+	}
+	for cs[2].group(0) != nil {
+		if ctx.Err() != nil {
+			t.Fatal("n2 kept its replica of group 0")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := cs[0].MoveReplica(ctx, Move{Group: 0, From: "n0", To: "n3"}); err != nil {
+		t.Fatalf("move-replica n0 -> n3 once n2 is out: %v", err)
+	}
+	if got, v := metaLeaderMap(t, cs).Groups[0].Replicas, groupVotersNow(t, cs, 0); !slices.Equal(got, []string{"n3", "n1"}) || !slices.Equal(v, []string{"n1", "n3"}) {
+		t.Fatalf("after the move to n3 the map lists %v and the group's voters are %v, want [n3 n1] and [n1 n3]", got, v)
+	}
+}
+
+// TestMoveOfAVoterBesideALeftoverIsRefused: beside a replica the map lists
+// and the group's Raft configuration does not (a move stopped half-way),
+// a move between two replicas that both hold the group took its From out
+// of the group and added nobody: the group was left one voter short while
+// the map still counted R replicas (with R=2, every acknowledged write on
+// one disk). Refused, whether the leftover is the new replica of a move
+// stopped after its step 1 or the old one of a move stopped after its
+// step 4; the command the refusal names finishes that move.
+func TestMoveOfAVoterBesideALeftoverIsRefused(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 1, 2) // group 0 on n0, n1
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	listStopped(t, ctx, cs[0], 0, "n2") // a move n0 -> n2 after its step 1
+	_, err := cs[0].MoveReplica(ctx, Move{Group: 0, From: "n1", To: "n0"})
+	if err == nil {
+		t.Fatalf("move-replica n1 -> n0 beside n2 left after its step 1 was accepted: the map lists %v, the group's voters are %v",
+			metaLeaderMap(t, cs).Groups[0].Replicas, groupVotersNow(t, cs, 0))
+	}
+	// Steps 2 to 4 of the move n0 -> n2: n2 becomes a voter, n0 leaves.
+	n2 := metaLeaderMap(t, cs).Member("n2")
+	ri, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "add-nonvoter", ID: "n2", Addr: n2.ClusterAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs[0].waitCaughtUp(ctx, 0, "n2", ri.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "add-voter", ID: "n2", Addr: n2.ClusterAddr}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "remove", ID: "n0", Handoff: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cs[0].MoveReplica(ctx, Move{Group: 0, From: "n1", To: "n2"})
+	if err == nil {
+		t.Fatalf("move-replica n1 -> n2 beside n0 left after step 4 of its move was accepted: the map lists %v, the group's voters are %v",
+			metaLeaderMap(t, cs).Groups[0].Replicas, groupVotersNow(t, cs, 0))
+	}
+	if msg := err.Error(); !strings.Contains(msg, "n0 is listed") || !strings.Contains(msg, "tally cluster move-replica --group 0 --from n0 --to n1") {
+		t.Errorf("refused with %q; want it to name n0 and the command that takes it out", msg)
+	}
+	if _, err := cs[0].MoveReplica(ctx, Move{Group: 0, From: "n0", To: "n1"}); err != nil {
+		t.Fatalf("taking n0 out: %v", err)
+	}
+	if got, v := metaLeaderMap(t, cs).Groups[0].Replicas, groupVotersNow(t, cs, 0); !slices.Equal(got, []string{"n1", "n2"}) || !slices.Equal(v, []string{"n1", "n2"}) {
+		t.Fatalf("after taking n0 out the map lists %v and the group's voters are %v, want [n1 n2] twice", got, v)
+	}
+}
+
+// TestHalfMovedNamesTheLeftover: the refusal beside a move left half-way
+// names the replica left over and a command whose move takes it out of
+// the list keeping the others' order (the first is the preferred leader);
+// with every listed replica a voter, the one a move listed last; without
+// the group's voters, what the map says.
+func TestHalfMovedNamesTheLeftover(t *testing.T) {
+	m, _ := NewMap("c", members(5), 1, 3)
+	for _, tc := range []struct {
+		listed, voters []string
+		verr           error
+		want           string
+	}{
+		{[]string{"n0", "n1", "n2", "n3"}, []string{"n0", "n1", "n2"}, nil, "n3 is listed as one of its replicas (n0, n1, n2, n3) but is not a voter of the group (its voters: n0, n1, n2)"},
+		{[]string{"n0", "n1", "n2", "n3"}, []string{"n0", "n1", "n2"}, nil, "--from n3 --to n2 (or --to another voter)"},
+		{[]string{"n0", "n1", "n2", "n3"}, []string{"n0", "n1", "n2"}, nil, "--from <one of n0, n1, n2> --to n3 makes n3"},
+		{[]string{"n3", "n0", "n1", "n2"}, []string{"n0", "n1", "n2"}, nil, "--from n3 --to n0 (or"},
+		{[]string{"n0", "n1", "n2", "n3"}, []string{"n0", "n1", "n2", "n3"}, nil, "all of them voters: a move stopped after its new replica became a voter (listed last: n3"},
+		{[]string{"n0", "n1", "n2", "n3"}, []string{"n0", "n1", "n2", "n3"}, nil, "or undo it: tally cluster move-replica --group 0 --from n3 --to n2"},
+		{[]string{"n0", "n1", "n2"}, []string{"n0", "n1", "n2", "n4"}, nil, "n4 is a voter of the group but not listed"},
+		{[]string{"n0", "n1", "n2", "n3"}, nil, errors.New("no leader"), "group 0 lists 4 replicas (n0, n1, n2, n3), more than the cluster's 3: a move of it stopped half-way, and its leader did not say which replica is left over (no leader)"},
+	} {
+		m.Groups[0].Replicas = tc.listed
+		err := halfMoved(m, 0, tc.voters, tc.verr)
+		var ae *errApply
+		if !errors.As(err, &ae) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("listed %v, voters %v: %v; want a refusal containing %q", tc.listed, tc.voters, err, tc.want)
+		}
+	}
+	// Moving the leftover to its nearest voter, as step 5 does, keeps the
+	// others' order.
+	for _, reps := range [][]string{{"n0", "n1", "n2", "n3"}, {"n3", "n0", "n1", "n2"}, {"n0", "n3", "n1", "n2"}} {
+		to := nearestVoter(reps, "n3", []string{"n0", "n1", "n2"})
+		i, j := slices.Index(reps, "n3"), slices.Index(reps, to)
+		after := slices.Clone(reps)
+		after[i] = to
+		after = slices.Delete(after, j, j+1)
+		if want := slices.DeleteFunc(slices.Clone(reps), func(id string) bool { return id == "n3" }); !slices.Equal(after, want) {
+			t.Errorf("%v: moving n3 to %s lists %v, want %v", reps, to, after, want)
+		}
+	}
 }
