@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tally-ml/tally/features"
@@ -318,5 +319,72 @@ func TestCorruptSnapshotsAreSetAsideNotCounted(t *testing.T) {
 		if got := sum1h(t, in.Node, "u"+strconv.Itoa(u)); got != 40 {
 			t.Fatalf("u%d sum = %v, want 40", u, got)
 		}
+	}
+}
+
+// TestSnapshotReadErrorFailsTheStart: the newest snapshot is good but
+// cannot be read (no file descriptor left at its open; a disk error in its
+// middle). The start fails with an error naming the file and the OS error,
+// sets nothing aside and falls back to nothing; once reads succeed, the
+// next start restores that snapshot.
+func TestSnapshotReadErrorFailsTheStart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(m *walfs.Mem, path string, size int)
+		want error
+	}{
+		{"open-EMFILE", func(m *walfs.Mem, path string, _ int) { m.FailOpen, m.FailOnly = syscall.EMFILE, path }, syscall.EMFILE},
+		{"read-EIO-mid-file", func(m *walfs.Mem, path string, size int) {
+			m.FailRead, m.FailReadAt, m.FailOnly = syscall.EIO, int64(size/2), path
+		}, syscall.EIO},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := walfs.NewMem()
+			cfg := openCfg("/data", "always", false)
+			in := mustOpenNode(t, cfg, fsys)
+			for u := 0; u < 50; u++ {
+				userTxn(t, in.Node, "u"+strconv.Itoa(u), 1)
+			}
+			if _, err := in.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+			for u := 50; u < 100; u++ {
+				userTxn(t, in.Node, "u"+strconv.Itoa(u), 1)
+			}
+			s2, err := in.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.Close()
+			p := "/data/snapshots/" + snapshot.Name(s2)
+			size := len(fsys.ReadFile(p))
+			fsys.Set(func(m *walfs.Mem) { tc.set(m, p, size) })
+			repo, _ := features.Default()
+			var logs bytes.Buffer
+			in, err = Open(cfg, repo, OpenOptions{Node: Options{RepoFS: features.DefaultFS()}, FS: fsys, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err == nil {
+				t.Errorf("started from snapshot %d although %s could not be read:\n%s", in.Recovery().SnapshotIndex, p, logs.String())
+				in.Close()
+			} else if errors.Is(err, snapshot.ErrCorrupt) || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), p) {
+				t.Errorf("start: %v; want an error naming %s and %v", err, p, tc.want)
+			}
+			ents, _ := fsys.ReadDir("/data/snapshots")
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), "corrupt-") {
+					t.Errorf("%s set aside although only its reads failed", e.Name())
+				}
+			}
+			fsys.Set(func(m *walfs.Mem) { m.FailOpen, m.FailRead, m.FailReadAt, m.FailOnly = nil, nil, 0, "" })
+			in = mustOpenNode(t, cfg, fsys)
+			defer in.Close()
+			if got := in.Recovery().SnapshotIndex; got != s2 {
+				t.Fatalf("once reads succeed, recovered from %d, want the newest, %d", got, s2)
+			}
+			for u := 0; u < 100; u++ {
+				if got := sum1h(t, in.Node, "u"+strconv.Itoa(u)); got != 1 {
+					t.Fatalf("u%d sum = %v, want 1", u, got)
+				}
+			}
+		})
 	}
 }

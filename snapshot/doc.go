@@ -18,7 +18,13 @@
 // snapshot's name.
 //
 // A snapshot verifies when its checksum holds and its header's index is
-// the one in its name. One that does not is moved to corrupt-<name> (never
+// the one in its name. One that does not (a bad checksum or header, content
+// that does not decompress or ends early) is moved to corrupt-<name> (never
 // deleted), logged, and reported as ErrCorrupt; the caller goes on with
-// the next older one. Only verified snapshots count toward the Keep kept.
+// the next older one. One that cannot be read (its open or a read fails
+// with an OS error: no file descriptor left, a disk error, a permission)
+// is not known to be corrupt: it stays under its name, and the error
+// names it and wraps the OS error, not ErrCorrupt, so that the caller
+// stops rather than fall back to an older snapshot. Only verified
+// snapshots count toward the Keep kept.
 package snapshot

@@ -24,8 +24,19 @@ import (
 // HeaderLen is the length of a snapshot's header: magic, version, index.
 const HeaderLen = 8 + 4 + 8
 
-// ErrCorrupt marks a snapshot that fails verification (see Open).
+// ErrCorrupt marks a snapshot whose content fails verification (see Open).
+// An error reading a snapshot (an OS error: no file descriptor left, a
+// disk error, a permission) does not wrap it: it says nothing of the
+// content.
 var ErrCorrupt = errors.New("snapshot fails verification")
+
+// corrupt marks err, about a snapshot's content, as ErrCorrupt.
+func corrupt(err error) error { return fmt.Errorf("%w: %w", ErrCorrupt, err) }
+
+// readError is the error of a snapshot at path that cannot be read.
+func readError(path string, err error) error {
+	return fmt.Errorf("snapshot %s cannot be read: %w", path, err)
+}
 
 // Meta describes a snapshot in the store.
 type Meta struct {
@@ -149,7 +160,8 @@ func (k *Sink) Write(p []byte) (int, error) { return k.enc.Write(p) }
 
 // Close finishes the snapshot: compresses its tail, fsyncs it, renames it
 // into place, fsyncs the directory, and verifies what is on disk. A
-// snapshot that does not read back is set aside and Close fails.
+// snapshot that reads back corrupt is set aside, one that cannot be read
+// back (an OS error) is removed, and Close fails.
 func (k *Sink) Close() error {
 	if k.done {
 		return errors.New("snapshot: close of a finished sink")
@@ -164,8 +176,13 @@ func (k *Sink) Close() error {
 		return fmt.Errorf("write snapshot %s: %w", m.ID, err)
 	}
 	if err := k.s.verify(&m); err != nil {
-		// What was just written does not read back: keep everything else.
-		k.s.setAside(&m, err)
+		if errors.Is(err, ErrCorrupt) {
+			// What was just written reads back wrong: keep it to inspect.
+			k.s.setAside(&m, err)
+		} else if rerr := k.s.fs.Remove(m.Path); rerr == nil {
+			// Maybe good, but unverified; nothing relies on it yet.
+			k.s.fs.SyncDir(k.s.dir)
+		}
 		return fmt.Errorf("write snapshot %s: %w", m.ID, err)
 	}
 	k.meta = m
@@ -217,8 +234,11 @@ func (s *Store) List() ([]*Meta, error) {
 }
 
 // Open verifies the snapshot id and returns a reader of its frame, from
-// the header on (the checksum is left at its end). One that fails
+// the header on (the checksum is left at its end). One whose content fails
 // verification is moved to corrupt-<id> and the error wraps ErrCorrupt.
+// One that cannot be read (an OS error at its open or a read) stays where
+// it is, and the error wraps the OS error, not ErrCorrupt; so does a read
+// of the reader that fails for such a cause. Every error names the file.
 func (s *Store) Open(id string) (*Meta, io.ReadCloser, error) {
 	m := &Meta{ID: id, Path: filepath.Join(s.dir, id)}
 	base, _ := strings.CutSuffix(id, ".snap")
@@ -228,27 +248,38 @@ func (s *Store) Open(id string) (*Meta, io.ReadCloser, error) {
 	}
 	m.Index = index
 	if verr := s.verify(m); verr != nil {
-		s.setAside(m, verr)
-		return m, nil, fmt.Errorf("%w: %w", ErrCorrupt, verr)
+		if errors.Is(verr, ErrCorrupt) {
+			s.setAside(m, verr)
+		}
+		return m, nil, verr
 	}
 	f, err := s.fs.OpenFile(m.Path, os.O_RDONLY, 0)
 	if err != nil {
-		return m, nil, err
+		return m, nil, readError(m.Path, err)
 	}
-	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	src := &walfs.ErrReader{R: f}
+	dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		f.Close()
-		return m, nil, err
+		return m, nil, fmt.Errorf("open snapshot %s: %w", m.Path, err)
 	}
-	return m, &reader{dec: dec, f: f}, nil
+	return m, &reader{dec: dec, f: f, src: src, path: m.Path}, nil
 }
 
 type reader struct {
-	dec *zstd.Decoder
-	f   walfs.File
+	dec  *zstd.Decoder
+	f    walfs.File
+	src  *walfs.ErrReader
+	path string
 }
 
-func (r *reader) Read(p []byte) (int, error) { return r.dec.Read(p) }
+func (r *reader) Read(p []byte) (int, error) {
+	n, err := r.dec.Read(p)
+	if err != nil && r.src.Err != nil {
+		err = readError(r.path, r.src.Err)
+	}
+	return n, err
+}
 
 func (r *reader) Close() error {
 	r.dec.Close()
@@ -256,8 +287,10 @@ func (r *reader) Close() error {
 }
 
 // Retain keeps the snapshot at newest and the newest Keep-1 older ones
-// that verify, moves the older ones that do not verify aside, and deletes
-// the rest; it never touches a snapshot newer than newest. keepFrom is the
+// that verify, moves the older ones that are corrupt aside, and deletes
+// the rest; it never touches a snapshot newer than newest. One it cannot
+// read (an OS error) stays, uncounted (an older one may be kept in its
+// place), and Retain returns the error. keepFrom is the
 // index of the oldest snapshot kept: the log from there on is needed (by
 // the fallback), the log before it by no recovery. It is 0 (keep the whole
 // log) while there are fewer than Keep, in case the newest is damaged.
@@ -277,7 +310,11 @@ func (s *Store) Retain(newest uint64) (keepFrom uint64, err error) {
 		}
 		if kept < s.keep {
 			if verr := s.verify(m); verr != nil {
-				s.setAside(m, verr)
+				if errors.Is(verr, ErrCorrupt) {
+					s.setAside(m, verr)
+				} else if err == nil {
+					err = verr
+				}
 				continue
 			}
 			kept++
@@ -297,8 +334,9 @@ func (s *Store) Retain(newest uint64) (keepFrom uint64, err error) {
 	return keepFrom, err
 }
 
-// setAside moves a snapshot that fails verification to corrupt-<name>,
-// where it stays for inspection, and logs it.
+// setAside moves a snapshot whose content fails verification (why wraps
+// ErrCorrupt) to corrupt-<name>, where it stays for inspection, and logs
+// it.
 func (s *Store) setAside(m *Meta, why error) {
 	to := filepath.Join(s.dir, "corrupt-"+m.ID)
 	if _, err := s.fs.OpenFile(to, os.O_RDONLY, 0); err == nil {
@@ -313,16 +351,23 @@ func (s *Store) setAside(m *Meta, why error) {
 }
 
 // verify checks a snapshot file in one streaming pass: its checksum, and
-// that its header's index is the one its name says.
+// that its header's index is the one its name says. A file that fails
+// either, or does not decompress, or ends early, is corrupt: the error
+// wraps ErrCorrupt. One whose open or read fails with an OS error is not
+// known to be either: the error is a readError, without ErrCorrupt.
 func (s *Store) verify(m *Meta) error {
 	f, err := s.fs.OpenFile(m.Path, os.O_RDONLY, 0)
 	if err != nil {
-		return err
+		return readError(m.Path, err)
 	}
 	defer f.Close()
-	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	src := &walfs.ErrReader{R: f}
+	dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1))
 	if err != nil {
-		return err
+		if src.Err != nil {
+			return readError(m.Path, src.Err)
+		}
+		return fmt.Errorf("open snapshot %s: %w", m.Path, err)
 	}
 	defer dec.Close()
 	crc := crc32.New(castagnoli)
@@ -350,18 +395,21 @@ func (s *Store) verify(m *Meta) error {
 		if err == io.EOF {
 			break
 		}
+		if err != nil && src.Err != nil {
+			return readError(m.Path, src.Err)
+		}
 		if err != nil {
-			return fmt.Errorf("read snapshot %s: %w", m.ID, err)
+			return corrupt(fmt.Errorf("read snapshot %s: %w", m.ID, err))
 		}
 	}
 	if have < 4 || binary.LittleEndian.Uint32(tail[:]) != crc.Sum32() {
-		return fmt.Errorf("snapshot %s fails its checksum", m.ID)
+		return corrupt(fmt.Errorf("snapshot %s fails its checksum", m.ID))
 	}
 	if len(hdr) < HeaderLen || string(hdr[:8]) != s.magic {
-		return fmt.Errorf("snapshot %s: not a tally snapshot", m.ID)
+		return corrupt(fmt.Errorf("snapshot %s: not a tally snapshot", m.ID))
 	}
 	if got := binary.LittleEndian.Uint64(hdr[12:]); got != m.Index {
-		return fmt.Errorf("snapshot %s holds the state at record %d, not the one its name says", m.ID, got)
+		return corrupt(fmt.Errorf("snapshot %s holds the state at record %d, not the one its name says", m.ID, got))
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tally-ml/tally/wal/walfs"
@@ -132,5 +134,138 @@ func TestCancelLeavesNothing(t *testing.T) {
 	ents, _ := fsys.ReadDir("/snaps")
 	if len(ents) != 0 {
 		t.Fatalf("files left: %v", ents)
+	}
+}
+
+// memStore is a store in /snaps of a Mem, with 20 and 10 written (each
+// 4 KiB of incompressible content, so a read can fail in the middle).
+func memStore(t *testing.T) (*Store, *walfs.Mem, *bytes.Buffer) {
+	t.Helper()
+	fsys := walfs.NewMem()
+	var logs bytes.Buffer
+	s := New("/snaps", Options{FS: fsys, Magic: magic, Keep: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for _, i := range []uint64{10, 20} {
+		write(t, s, i, noise(i))
+	}
+	return s, fsys, &logs
+}
+
+// noise is 4 KiB that zstd cannot shrink, different for each seed.
+func noise(seed uint64) string {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, 4096)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return string(b)
+}
+
+// assertInPlace fails unless the snapshot id is still under its name and
+// nothing was set aside.
+func assertInPlace(t *testing.T, s *Store, fsys *walfs.Mem, id string) {
+	t.Helper()
+	if fsys.ReadFile(filepath.Join(s.Dir(), id)) == nil {
+		t.Errorf("%s is no longer under its name", id)
+	}
+	ents, _ := fsys.ReadDir(s.Dir())
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "corrupt-") {
+			t.Errorf("%s set aside although only its reads failed", e.Name())
+		}
+	}
+}
+
+// ioFaults are reads of a good snapshot that fail for a reason that is
+// not its content: the open (no file descriptor left), a read in the
+// middle (a disk error), a read at once.
+var ioFaults = []struct {
+	name string
+	set  func(m *walfs.Mem, path string, size int)
+	want error
+}{
+	{"open-EMFILE", func(m *walfs.Mem, path string, _ int) { m.FailOpen, m.FailOnly = syscall.EMFILE, path }, syscall.EMFILE},
+	{"read-EIO-mid-file", func(m *walfs.Mem, path string, size int) {
+		m.FailRead, m.FailReadAt, m.FailOnly = syscall.EIO, int64(size/2), path
+	}, syscall.EIO},
+	{"read-EACCES-at-once", func(m *walfs.Mem, path string, _ int) { m.FailRead, m.FailOnly = syscall.EACCES, path }, syscall.EACCES},
+}
+
+// clearFaults makes every read succeed again.
+func clearFaults(m *walfs.Mem) {
+	m.FailOpen, m.FailRead, m.FailReadAt, m.FailOnly = nil, nil, 0, ""
+}
+
+// A good snapshot whose open or read fails with an OS error is not
+// corrupt: Open fails with an error naming the file and the cause, without
+// ErrCorrupt, and leaves it where it is; once reads succeed, it is read.
+func TestIOErrorIsNotCorruption(t *testing.T) {
+	for _, f := range ioFaults {
+		t.Run(f.name, func(t *testing.T) {
+			s, fsys, logs := memStore(t)
+			p := filepath.Join(s.Dir(), Name(20))
+			size := len(fsys.ReadFile(p))
+			fsys.Set(func(m *walfs.Mem) { f.set(m, p, size) })
+			_, err := read(t, s, Name(20))
+			if err == nil || errors.Is(err, ErrCorrupt) || !errors.Is(err, f.want) || !strings.Contains(err.Error(), p) {
+				t.Errorf("open with a failing disk: %v; want an error naming %s and %v, not ErrCorrupt", err, p, f.want)
+			}
+			assertInPlace(t, s, fsys, Name(20))
+			if strings.Contains(logs.String(), "moved aside") {
+				t.Errorf("logged as set aside: %s", logs.String())
+			}
+			fsys.Set(clearFaults)
+			if got, err := read(t, s, Name(20)); err != nil || got != noise(20) {
+				t.Fatalf("once reads succeed: %d bytes, %v; want the snapshot", len(got), err)
+			}
+		})
+	}
+}
+
+// Retain that cannot read a fallback reports it and leaves it in place,
+// uncounted (the older one that verifies is kept, and the log from it);
+// Close that cannot read
+// back the snapshot it wrote fails without ErrCorrupt and leaves nothing
+// under its name, and nothing set aside.
+func TestIOErrorIsNotCorruptionInRetainAndClose(t *testing.T) {
+	for _, f := range ioFaults {
+		t.Run(f.name, func(t *testing.T) {
+			s, fsys, _ := memStore(t)
+			write(t, s, 30, "thirty")
+			p := filepath.Join(s.Dir(), Name(20))
+			size := len(fsys.ReadFile(p))
+			fsys.Set(func(m *walfs.Mem) { f.set(m, p, size) })
+			from, err := s.Retain(30)
+			if err == nil || !errors.Is(err, f.want) || !strings.Contains(err.Error(), p) {
+				t.Errorf("retain with a failing disk: %v; want an error naming %s and %v", err, p, f.want)
+			}
+			if from != 10 {
+				t.Errorf("keepFrom %d, want 10: the unread fallback does not count, the older one that verifies does", from)
+			}
+			assertInPlace(t, s, fsys, Name(20))
+			fsys.Set(clearFaults)
+			if from, err := s.Retain(30); err != nil || from != 20 {
+				t.Fatalf("once reads succeed: keepFrom %d, %v; want 20", from, err)
+			}
+
+			p = filepath.Join(s.Dir(), Name(40))
+			fsys.Set(func(m *walfs.Mem) { f.set(m, p, 2000) })
+			k, err := s.Create(40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cw := NewChecksumWriter(k)
+			cw.Write(AppendHeader(nil, magic, 1, 40))
+			io.WriteString(cw, noise(40))
+			cw.WriteSum()
+			err = k.Close()
+			if err == nil || errors.Is(err, ErrCorrupt) || !errors.Is(err, f.want) {
+				t.Errorf("close with a failing disk: %v; want %v, not ErrCorrupt", err, f.want)
+			}
+			fsys.Set(clearFaults)
+			if fsys.ReadFile(p) != nil {
+				t.Errorf("a snapshot whose Close failed is under its name")
+			}
+			assertInPlace(t, s, fsys, Name(20))
+		})
 	}
 }

@@ -436,8 +436,9 @@ func (n *Store) snapshotTo(s *snapshot.Store, durable func() error) (start uint6
 }
 
 // RestoreLatestSnapshot restores the newest snapshot that verifies. Newer
-// ones that do not are moved to snapshots/corrupt-<name> and reported
-// through skipped. It returns the file used, or "" when there is none.
+// ones that are corrupt are moved to snapshots/corrupt-<name> and reported
+// through skipped; one that cannot be read stops it (see RestoreNewest).
+// It returns the file used, or "" when there is none.
 func (n *Store) RestoreLatestSnapshot(dataDir string, skipped func(path string, err error)) (string, error) {
 	used, _, err := n.RestoreNewest(NewSnapshotStore(nil, dataDir, nil), skipped)
 	if used == nil {
@@ -447,8 +448,12 @@ func (n *Store) RestoreLatestSnapshot(dataDir string, skipped func(path string, 
 }
 
 // RestoreNewest restores the newest snapshot of s that verifies, moving aside
-// (and reporting) newer ones that do not; bad lists those, newest first.
-// used is nil when no snapshot verifies.
+// (and reporting) newer ones that are corrupt; bad lists those, newest
+// first. used is nil when no snapshot verifies. A snapshot that cannot be
+// read (an OS error: no file descriptor left, a disk error, a permission)
+// is not corrupt as far as anyone knows: RestoreNewest stops with an error
+// naming it and the OS error and leaves it in place, so that a start after
+// the cause is fixed restores it rather than an older one.
 func (n *Store) RestoreNewest(s *snapshot.Store, skipped func(path string, err error)) (used *snapshot.Meta, bad []*snapshot.Meta, err error) {
 	list, err := s.List()
 	if err != nil {
@@ -464,7 +469,7 @@ func (n *Store) RestoreNewest(s *snapshot.Store, skipped func(path string, err e
 			continue
 		}
 		if err != nil {
-			return nil, bad, err
+			return nil, bad, fmt.Errorf("%w; it is left in place, not set aside: fix the cause and start again to restore it", err)
 		}
 		err = n.Restore(r)
 		r.Close()

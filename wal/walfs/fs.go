@@ -194,3 +194,21 @@ func ReadFile(fsys FS, path string) ([]byte, error) {
 	defer f.Close()
 	return io.ReadAll(f)
 }
+
+// ErrReader passes reads on to R and keeps in Err the first error R
+// returned other than io.EOF. A reader layered on it (a decompressor, a
+// frame decoder) may turn that error into one of its own, or into a short
+// read; Err still tells a file that could not be read (an I/O error: the
+// file may be fine) from one whose bytes are wrong (corruption).
+type ErrReader struct {
+	R   io.Reader
+	Err error
+}
+
+func (r *ErrReader) Read(p []byte) (int, error) {
+	n, err := r.R.Read(p)
+	if err != nil && err != io.EOF && r.Err == nil {
+		r.Err = err
+	}
+	return n, err
+}

@@ -26,9 +26,10 @@ import (
 //
 // Faults: failing writes (with a short write, as on a full disk), failing
 // fsyncs, failing opens and directory syncs (as when the process has no
-// file descriptor left), and a frozen state after a crash or after a set number of
-// mutating operations (FreezeAfter: a power loss at an exact point).
-// Set the fault fields inside Set.
+// file descriptor left), failing reads (as on a bad sector), and a frozen
+// state after a crash or after a set number of mutating operations
+// (FreezeAfter: a power loss at an exact point). Set the fault fields
+// inside Set.
 type Mem struct {
 	mu      sync.Mutex
 	files   map[string]*memData // the current namespace
@@ -45,6 +46,19 @@ type Mem struct {
 	FailSync   bool
 	FailOpen   error // returned by OpenFile (and SyncDir, which opens), when set
 	FailDir    error // returned by directory syncs, when set
+	// FailRead, when set, is returned by reads (Read, ReadAt) of bytes at
+	// or past offset FailReadAt, after the bytes before it.
+	FailRead   error
+	FailReadAt int64
+	// FailOnly, when set, limits FailOpen and FailRead to the file of that
+	// name: one file's bad sector, one open of many that hits EMFILE.
+	FailOnly string
+}
+
+// fails reports whether the fault err applies to the file name; m.mu is
+// held.
+func (m *Mem) fails(err error, name string) bool {
+	return err != nil && (m.FailOnly == "" || filepath.Clean(m.FailOnly) == filepath.Clean(name))
 }
 
 type memData struct {
@@ -234,7 +248,7 @@ func (m *Mem) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	if m.frozen {
 		return nil, errFrozen
 	}
-	if m.FailOpen != nil {
+	if m.fails(m.FailOpen, name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: m.FailOpen}
 	}
 	name = filepath.Clean(name)
@@ -349,7 +363,7 @@ func (m *Mem) MkdirAll(dir string, perm os.FileMode) error {
 func (m *Mem) SyncDir(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.FailOpen != nil && !m.frozen {
+	if m.fails(m.FailOpen, dir) && !m.frozen {
 		return &fs.PathError{Op: "open", Path: dir, Err: m.FailOpen}
 	}
 	return m.syncDirLocked(dir)
@@ -434,6 +448,13 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	defer f.fs.mu.Unlock()
 	if f.fs.frozen {
 		return 0, errFrozen
+	}
+	if f.fs.fails(f.fs.FailRead, f.name) && off+int64(len(p)) > f.fs.FailReadAt {
+		n := 0
+		if off < f.fs.FailReadAt {
+			n = copy(p[:f.fs.FailReadAt-off], f.d.data[min(off, int64(len(f.d.data))):])
+		}
+		return n, &fs.PathError{Op: "read", Path: f.name, Err: f.fs.FailRead}
 	}
 	if off >= int64(len(f.d.data)) {
 		return 0, io.EOF
