@@ -112,6 +112,11 @@
 // thing in the log is indistinguishable from a torn write and is cut like
 // one.
 //
+// A segment that cannot be read (an OS error at its open or a read: a disk
+// error, a permission, no memory) is neither torn nor corrupt: nothing is
+// known of its bytes. Open, Replay, Get and Repair fail with that error,
+// naming the segment, not a *CorruptionError, and change nothing.
+//
 // Repair is the documented way out (with the log closed): it finds the
 // first bad frame, keeps every record before it, copies the corrupt
 // segment as it was and moves every later segment into

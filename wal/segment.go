@@ -117,6 +117,7 @@ func listSegments(fsys FS, dir string) ([]segmentInfo, error) {
 // segmentReader streams a segment's frames.
 type segmentReader struct {
 	r      *bufio.Reader
+	src    *walfs.ErrReader // the file, under r: its read errors
 	closer func()
 	name   string
 	off    int64  // offset of the next frame
@@ -134,9 +135,9 @@ func openSegmentReader(fsys FS, dir string, s segmentInfo) (*segmentReader, erro
 	if err != nil {
 		return nil, err
 	}
-	sr := &segmentReader{name: s.name, next: s.first, limit: 1 << 62}
+	sr := &segmentReader{name: s.name, next: s.first, limit: 1 << 62, src: &walfs.ErrReader{R: f}}
 	if s.compressed {
-		dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<31))
+		dec, err := zstd.NewReader(sr.src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<31))
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -147,12 +148,15 @@ func openSegmentReader(fsys FS, dir string, s segmentInfo) (*segmentReader, erro
 		if st, err := f.Stat(); err == nil {
 			sr.limit, sr.sized = st.Size(), true
 		}
-		sr.r = bufio.NewReaderSize(f, 1<<16)
+		sr.r = bufio.NewReaderSize(sr.src, 1<<16)
 		sr.closer = func() { f.Close() }
 	}
 	var h [headerSize]byte
 	if _, err := io.ReadFull(sr.r, h[:]); err != nil {
 		sr.close()
+		if sr.src.Err != nil {
+			return nil, sr.readError()
+		}
 		return nil, &CorruptionError{Segment: s.name, Offset: 0, Index: s.first, Reason: "short segment header"}
 	}
 	m := string(h[:8])
@@ -177,11 +181,15 @@ func (sr *segmentReader) close() {
 var errEnd = errors.New("end of segment")
 
 // frame reads the next frame. It returns errEnd at a zero header or the end
-// of the file, and a *CorruptionError for a frame that does not validate.
-// The returned record is valid until the next call.
+// of the file, a *CorruptionError for a frame that does not validate, and
+// another error (see readError) when the file cannot be read: that says
+// nothing of its bytes. The returned record is valid until the next call.
 func (sr *segmentReader) frame() ([]byte, error) {
 	h := sr.hdr[:]
 	if _, err := io.ReadFull(sr.r, h); err != nil {
+		if sr.src.Err != nil {
+			return nil, sr.readError()
+		}
 		if err == io.EOF {
 			return nil, errEnd
 		}
@@ -198,6 +206,9 @@ func (sr *segmentReader) frame() ([]byte, error) {
 	}
 	body, err := sr.readBody(pad8(int(n)))
 	if err != nil {
+		if sr.src.Err != nil {
+			return nil, sr.readError()
+		}
 		return nil, sr.corrupt("record cut short")
 	}
 	rec := body[:n]
@@ -238,9 +249,16 @@ func (sr *segmentReader) corrupt(reason string) error {
 	return &CorruptionError{Segment: sr.name, Offset: sr.off, Index: sr.next, Reason: reason}
 }
 
+// readError is the error of a read of the file that failed (an OS error:
+// a disk error, no memory, a permission), not a *CorruptionError.
+func (sr *segmentReader) readError() error {
+	return fmt.Errorf("wal: read %s at offset %d: %w", sr.name, sr.off, sr.src.Err)
+}
+
 // scanSegment reads every frame of s, returning the offsets of its frames,
 // the offset where data ends, the offset just past the last frame that
 // ended a write, and the error that stopped it (errEnd at a clean end).
+// An error reading the file is its error: the result then says nothing.
 type scanResult struct {
 	offs      []uint32
 	end       int64  // offset after the last valid frame
@@ -260,6 +278,9 @@ func scanSegment(fsys FS, dir string, s segmentInfo) (scanResult, error) {
 	for {
 		off := sr.off
 		_, err := sr.frame()
+		if ce := (*CorruptionError)(nil); err != nil && err != errEnd && !errors.As(err, &ce) {
+			return scanResult{}, err
+		}
 		if err != nil {
 			res.end, res.next, res.err = sr.off, sr.next, err
 			return res, nil
@@ -312,6 +333,9 @@ func laterWrite(f File, off int64, next uint64) (bool, error) {
 		}
 		body = body[:n]
 		if _, err := f.ReadAt(body, p+frameHdr); err != nil && n > 0 {
+			if err != io.EOF {
+				return false, err
+			}
 			continue
 		}
 		maxK := min(uint64(p-off)/8, 1<<16)

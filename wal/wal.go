@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -232,7 +233,10 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 		// A header that never reached the disk: the crash came while the
 		// segment was being created, before any record could be written.
 		empty, zerr := zeroAfter(l.fs, filepath.Join(l.dir, last.name), 0)
-		if zerr != nil || !empty {
+		if zerr != nil {
+			return fmt.Errorf("wal: scan %s: %w", last.name, zerr)
+		}
+		if !empty {
 			return err
 		}
 		return l.newSegment(last.first)
@@ -327,7 +331,8 @@ type TailCut struct {
 // without a report).
 func (l *Log) TailCut() TailCut { return l.tailCut }
 
-// zeroAfter reports whether the file holds only zeros after off.
+// zeroAfter reports whether the file holds only zeros after off; a read
+// that fails is an error, never a yes.
 func zeroAfter(fsys FS, path string, off int64) (bool, error) {
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
@@ -343,7 +348,13 @@ func zeroAfter(fsys FS, path string, off int64) (bool, error) {
 			}
 		}
 		off += int64(n)
-		if err != nil || n == 0 {
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if n == 0 {
 			return true, nil
 		}
 	}
