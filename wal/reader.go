@@ -67,7 +67,8 @@ func (a *Archive) Replay(from uint64, fn func(index uint64, rec []byte) error) e
 }
 
 // replaySegment replays s's records in [from, end), or, for the newest
-// segment (last), up to its last committed write.
+// segment (last), up to its last committed write: there a torn tail (a
+// write under way) ends it, a read that failed does not (tornTail).
 func (a *Archive) replaySegment(s segmentInfo, from, end uint64, last bool, fn func(uint64, []byte) error) error {
 	sr, err := openSegmentReader(a.fs, a.dir, s)
 	if errors.Is(err, os.ErrNotExist) && !s.compressed {
@@ -76,7 +77,7 @@ func (a *Archive) replaySegment(s segmentInfo, from, end uint64, last bool, fn f
 		sr, err = openSegmentReader(a.fs, a.dir, s)
 	}
 	if err != nil {
-		if last {
+		if last && tornTail(err) {
 			return nil // a segment created but not yet written
 		}
 		return err
@@ -88,8 +89,8 @@ func (a *Archive) replaySegment(s segmentInfo, from, end uint64, last bool, fn f
 	for last || sr.next < end {
 		idx := sr.next
 		rec, err := sr.frame()
-		if last && err != nil {
-			return nil
+		if last && err != nil && tornTail(err) {
+			return nil // the write under way, or the end
 		}
 		if err == errEnd {
 			return &CorruptionError{Segment: sr.name, Offset: sr.off, Index: idx,
@@ -123,4 +124,13 @@ func (a *Archive) replaySegment(s segmentInfo, from, end uint64, last bool, fn f
 		pend = pend[:0]
 	}
 	return nil
+}
+
+// tornTail reports whether err, met reading the live segment, is what a
+// write under way leaves (its end, bytes not yet written, a segment not
+// yet created) rather than a read that failed, which says nothing of the
+// records after it.
+func tornTail(err error) bool {
+	var ce *CorruptionError
+	return err == errEnd || errors.As(err, &ce) || errors.Is(err, os.ErrNotExist)
 }
