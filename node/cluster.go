@@ -85,7 +85,8 @@ type Cluster interface {
 	// of the keys it owns (all groups, for a replace).
 	WriteTable(id string, t *store.Table, rows []store.TableRow, replace bool, validFrom int64) error
 	// Read reads reads (one lookup row) at time t at level: feature views
-	// into vals (one slice per feature view read, in order), tables into
+	// into vals (one slice per feature view read, in order), tables (their
+	// rows valid at t, store.Table.GetAt) into
 	// tnums, tstrs and tok (one per table read, in order, each as long as
 	// the table's columns), and whether each table had a row for its key
 	// into TFound (when not nil).
@@ -134,12 +135,12 @@ type ReadOut struct {
 // the same request id for a write. HTTP 503 UNAVAILABLE.
 var ErrUnavailable = errors.New("cluster unavailable")
 
-// ReadStore reads r from st, this node's replica, into out at position v
-// (feature views) or tb (tables): what a Cluster does with the reads it
-// answers itself.
+// ReadStore reads r from st, this node's replica, at time t into out at
+// position v (feature views) or tb (tables): what a Cluster does with the
+// reads it answers itself.
 func ReadStore(st *store.Store, r Read, t int64, out ReadOut, v, tb int) {
 	if r.Table {
-		found := st.Table(r.View).Get(r.Key, out.TNums[tb], out.TStrs[tb], out.TOK[tb])
+		found := st.Table(r.View).GetAt(r.Key, t, out.TNums[tb], out.TStrs[tb], out.TOK[tb])
 		if out.TFound != nil {
 			out.TFound[tb] = found
 		}

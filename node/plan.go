@@ -226,8 +226,8 @@ func (n *Node) readLocal(p *servicePlan, t int64, w *lookupWork) bool {
 	if len(vs) > 1 {
 		windows.PrefetchReads(vs, hs)
 	}
-	for i, t := range p.tables { // while the views' lines load
-		w.tfound[i] = n.Table(t).Get(keys[p.tableKey[i]], w.tnums[i], w.tstrs[i], w.tok[i])
+	for i, tb := range p.tables { // while the views' lines load
+		w.tfound[i] = n.Table(tb).GetAt(keys[p.tableKey[i]], t, w.tnums[i], w.tstrs[i], w.tok[i])
 	}
 	for ri, r := range p.runs {
 		_, from, _ := n.View(p.aggViews[r.first])
@@ -319,8 +319,8 @@ func (p *servicePlan) appendReads(dst []Read, keys [][]byte) []Read {
 }
 
 // read reads what appendReads planned into w: feature views at time t into
-// w.vals, tables into w.tnums, w.tstrs, w.tok and w.tfound, each in plan
-// order.
+// w.vals, tables' rows valid at t into w.tnums, w.tstrs, w.tok and
+// w.tfound, each in plan order.
 func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	// The views of one join key value share its hash.
 	var hkey []byte
@@ -344,7 +344,7 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 	tb := 0 // the tables while the views' lines load
 	for _, r := range reads {
 		if r.Table {
-			w.tfound[tb] = n.Table(r.View).Get(r.Key, w.tnums[tb], w.tstrs[tb], w.tok[tb])
+			w.tfound[tb] = n.Table(r.View).GetAt(r.Key, t, w.tnums[tb], w.tstrs[tb], w.tok[tb])
 			tb++
 		}
 	}

@@ -70,7 +70,7 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 		return nil // a repeat of a request applied before (request.go)
 	}
 	if !backfill {
-		n.visible = max(n.visible, clock)
+		n.advanceClock(clock)
 		if at != nil {
 			at(clock)
 		}
@@ -143,7 +143,7 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 			return fmt.Errorf("log record %d: %w", index, err)
 		}
 		if n.filter == nil || index > n.filter.tables {
-			n.TableNamed(name).put(rows, replace)
+			n.TableNamed(name).put(rows, replace, clock)
 		}
 	case recordLost:
 		through, _ := binary.Uvarint(inner[1:])
@@ -221,19 +221,26 @@ func appendTableRecord(dst []byte, t *Table, rows []TableRow, replace bool) []by
 		dst = appendName(dst, []byte(c.Name))
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(rows)))
-	for _, r := range rows {
-		dst = appendName(dst, []byte(r.Key))
-		for c, col := range t.def.Columns {
-			switch {
-			case r.Null[c]:
-				dst = append(dst, 0)
-			case col.Type == features.String:
-				dst = append(dst, 2)
-				dst = appendName(dst, []byte(r.Strs[c]))
-			default:
-				dst = append(dst, 1)
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.Nums[c]))
-			}
+	for i := range rows {
+		dst = appendName(dst, []byte(rows[i].Key))
+		dst = appendRowValues(dst, t, &rows[i])
+	}
+	return dst
+}
+
+// appendRowValues appends a value per column of t: 0 null, 1 and a
+// float64, or 2 and a string.
+func appendRowValues(dst []byte, t *Table, r *TableRow) []byte {
+	for c, col := range t.def.Columns {
+		switch {
+		case r.Null[c]:
+			dst = append(dst, 0)
+		case col.Type == features.String:
+			dst = append(dst, 2)
+			dst = appendName(dst, []byte(r.Strs[c]))
+		default:
+			dst = append(dst, 1)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.Nums[c]))
 		}
 	}
 	return dst
@@ -266,20 +273,8 @@ func (n *Store) decodeTableRecord(rec []byte) (string, []TableRow, bool, error) 
 	for i := uint64(0); i < nrows && r.err == nil; i++ {
 		row := NewRow(t.def)
 		row.Key = string(r.name())
-		for _, c := range colMap {
-			kind, num, str := r.value()
-			if c < 0 || kind == 0 {
-				continue
-			}
-			if isText := t.def.Columns[c].Type == features.String; isText != (kind == 2) {
-				return "", nil, false, fmt.Errorf("table %s column %s holds %s, but the repo declares it %s: %w", name, t.def.Columns[c].Name, kindName(kind), t.def.Columns[c].Type, ErrTypeChanged)
-			}
-			row.Null[c] = false
-			if kind == 2 {
-				row.Strs[c] = string(str)
-			} else {
-				row.Nums[c] = num
-			}
+		if err := readRowValues(r, t, colMap, &row); err != nil {
+			return "", nil, false, err
 		}
 		rows = append(rows, row)
 	}
@@ -287,6 +282,28 @@ func (n *Store) decodeTableRecord(rec []byte) (string, []TableRow, bool, error) 
 		return "", nil, false, fmt.Errorf("%w: table record truncated or padded", errBadRecord)
 	}
 	return name, rows, replace, nil
+}
+
+// readRowValues reads what appendRowValues wrote, a value per column of
+// colMap (the record's column -> t's, -1: one t no longer has), into row,
+// whose columns start null.
+func readRowValues(r *recordReader, t *Table, colMap []int, row *TableRow) error {
+	for _, c := range colMap {
+		kind, num, str := r.value()
+		if c < 0 || kind == 0 {
+			continue
+		}
+		if isText := t.def.Columns[c].Type == features.String; isText != (kind == 2) {
+			return fmt.Errorf("table %s column %s holds %s, but the repo declares it %s: %w", t.def.Name, t.def.Columns[c].Name, kindName(kind), t.def.Columns[c].Type, ErrTypeChanged)
+		}
+		row.Null[c] = false
+		if kind == 2 {
+			row.Strs[c] = string(str)
+		} else {
+			row.Nums[c] = num
+		}
+	}
+	return nil
 }
 
 // apply places every event of b in every view fed by its source and returns

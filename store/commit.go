@@ -285,7 +285,7 @@ func (w *commitWork) applyBatches() {
 		w.tooLate += late
 	}
 	if applied && !w.backfill {
-		n.visible = max(n.visible, w.clock)
+		n.advanceClock(w.clock)
 	}
 }
 
@@ -309,8 +309,8 @@ func (n *Store) CommitTable(id string, t *Table, rows []TableRow, replace bool, 
 			}
 			n.requestApplied(key)
 		}
-		t.put(rows, replace)
-		n.visible = max(n.visible, validFrom)
+		t.put(rows, replace, validFrom)
+		n.advanceClock(validFrom)
 	})
 }
 

@@ -10,7 +10,9 @@
 //   - store.go: New builds a Store from a features.Repo: a Table per table
 //     view, a Source per event source (how its events reach the views).
 //   - table.go: a table view's rows, as records in one pointer-free arena
-//     found through an open-addressing index by key hash.
+//     found through an open-addressing index by key hash;
+//     tableversions.go: the rows a read at a recent past time (a lookup's
+//     as_of) still needs, kept for the repo's longest lateness.
 //   - group.go: the feature views of one source and join key share one
 //     windows.View (a group): an entity's key, header and raw events are
 //     held once for all of them. View and ReadView find a view's share; a

@@ -192,7 +192,7 @@ func (r *replayLanes) apply(it *replayItem) error {
 		n.requestApplied(it.key) // placing cannot fail
 	}
 	if !it.backfill {
-		n.visible = max(n.visible, it.clock)
+		n.advanceClock(it.clock)
 	}
 	if it.isStream && !n.streamTake(it.pos) {
 		applyPool.Put(it.w)

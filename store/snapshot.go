@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -39,7 +40,13 @@ import (
 //	tables: index:u64 ntables:u32 per table: table-record (as logged)
 //	streams (version 3): the next offset of each stream partition at start (stream.go)
 //	requests (version 5): the keys of the latest named records at start (request.go)
+//	[versions] "TALLYTVR" ntables:u32 per table: len:u64 table-versions (tableversions.go)
 //	crc:u32   CRC-32C of every byte before it (uncompressed)
+//
+// The versions section (the rows tables keep for reads at a past time,
+// as of the tables' index) is optional: the builds before it neither
+// write it nor read it (they stop before it), so either build restores
+// the other's snapshots, and the version number is unchanged.
 //
 // Only verified snapshots count toward the snapKeep kept, and the log is
 // kept from the oldest kept one's start (the fallback needs it). Version 1
@@ -154,16 +161,21 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	binary.LittleEndian.PutUint64(idx[:], n.seq.applied)
 	bw.Write(idx[:])
 	bw.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(n.tables))))
+	versions := binary.LittleEndian.AppendUint32([]byte(tableVersionsMagic), uint32(len(n.tables)))
 	for _, t := range n.tables {
 		t.mu.RLock()
 		rec := appendTableRecord(nil, t, t.rowsView(), true)
+		start := len(versions)
+		versions = t.appendVersions(append(versions, make([]byte, 8)...))
 		t.mu.RUnlock()
+		binary.LittleEndian.PutUint64(versions[start:], uint64(len(versions)-start-8))
 		bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(rec))))
 		bw.Write(rec)
 	}
 	n.seq.mu.Unlock()
 	bw.Write(ss.streams)
 	bw.Write(ss.requests) // nothing in version 4
+	bw.Write(versions)
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -240,7 +252,7 @@ func (n *Store) Restore(r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
-		n.TableNamed(name).put(rows, replace)
+		n.TableNamed(name).put(rows, replace, math.MinInt64) // valid since before any read: restoreVersions says otherwise
 	}
 	var streams map[streamKey]int64
 	if version >= 3 {
@@ -256,12 +268,50 @@ func (n *Store) Restore(r io.Reader) error {
 			return err
 		}
 	}
+	if b, _ := br.Peek(len(tableVersionsMagic)); string(b) == tableVersionsMagic {
+		if err := n.restoreTableVersions(br); err != nil {
+			return err
+		}
+	}
 	n.seq.mu.Lock()
 	n.seq.applied = start
 	n.filter = f
 	n.streams = streams
 	n.requests = requests
 	n.seq.mu.Unlock()
+	return nil
+}
+
+// tableVersionsMagic starts a snapshot's optional versions section.
+const tableVersionsMagic = "TALLYTVR"
+
+// restoreTableVersions reads a snapshot's versions section into the tables
+// its table records restored.
+func (n *Store) restoreTableVersions(br *bufio.Reader) error {
+	var hdr [len(tableVersionsMagic) + 4]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return fmt.Errorf("snapshot table versions: %w", err)
+	}
+	var size [8]byte
+	for range binary.LittleEndian.Uint32(hdr[len(tableVersionsMagic):]) {
+		if _, err := io.ReadFull(br, size[:]); err != nil {
+			return fmt.Errorf("snapshot table versions: %w", err)
+		}
+		if binary.LittleEndian.Uint64(size[:]) > 1<<34 {
+			return errors.New("snapshot table versions too large")
+		}
+		b := make([]byte, binary.LittleEndian.Uint64(size[:]))
+		if _, err := io.ReadFull(br, b); err != nil {
+			return fmt.Errorf("snapshot table versions: %w", err)
+		}
+		r := &recordReader{b: b}
+		if err := n.restoreVersions(r); err != nil {
+			return err
+		}
+		if len(r.b) != 0 {
+			return fmt.Errorf("%w: snapshot table versions padded", errBadRecord)
+		}
+	}
 	return nil
 }
 

@@ -127,8 +127,15 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 	default:
 		n.committer = memCommitter{n}
 	}
+	// A lookup's as_of reaches back the smallest lateness of the sources
+	// it reads (none: not before the clock); the longest of any source
+	// bounds them all.
+	var horizon int64
+	for _, s := range repo.Sources {
+		horizon = max(horizon, s.Lateness)
+	}
 	for _, t := range repo.Tables {
-		n.tables = append(n.tables, newTable(t, n.owns))
+		n.tables = append(n.tables, newTable(t, n.owns, horizon))
 	}
 	for i, s := range repo.Sources {
 		n.sources = append(n.sources, newSource(repo, i, s))
@@ -141,6 +148,18 @@ func New(repo *features.Repo, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// advanceClock moves the visibility clock to clock, that of a change
+// acknowledged live (not a backfill's events), and tells the tables that
+// time passed (Table.advance).
+func (n *Store) advanceClock(clock int64) {
+	n.visible = max(n.visible, clock)
+	for _, t := range n.tables {
+		if clock >= t.expires.Load() {
+			t.advance(clock)
+		}
+	}
 }
 
 // EventsApplied is how many events this store has applied since it was

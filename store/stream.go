@@ -149,7 +149,7 @@ func (n *Store) CommitStream(b *Batch, clock int64, pos StreamPos) (applied bool
 			applyPool.Put(w)
 			n.metrics.ingested(b.Len(), tooLate)
 		}
-		n.visible = max(n.visible, clock)
+		n.advanceClock(clock)
 	})
 	if err != nil {
 		return false, 0, err

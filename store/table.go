@@ -3,13 +3,15 @@ package store
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/ring"
 )
 
-// Table is a bulk-loaded table view: the latest row per entity key.
+// Table is a bulk-loaded table view: the latest row per entity key, and
+// the rows a read at a recent past time still needs (tableversions.go).
 //
 // Its rows are records in one pointer-free arena of words: the row's
 // number and its key's length, a null bit per column, a number per column,
@@ -32,10 +34,27 @@ type Table struct {
 	strCol []int // column -> its place among the string columns; -1: a number
 	nstr   int
 	owns   *[ring.Partitions]bool
+
+	// Versions (tableversions.go). horizon is how far back a read may ask
+	// for (the repo's longest lateness, which bounds a lookup's as_of);
+	// newest is the latest time any upload applied is valid from, clock
+	// the latest clock of the log the store has applied (MinInt64: none).
+	horizon, newest, clock int64
+	// recent holds the versions of the keys whose row changed after the
+	// cut; queue the changes in the order they were recorded, so that
+	// their keys are looked at once the cut passes them; expires is when
+	// the first of them may be dropped (MaxInt64: none).
+	recent  map[string][]version
+	queue   []pending
+	head    int // queue[:head] are done
+	expires atomic.Int64
 }
 
-func newTable(def *features.Table, owns *[ring.Partitions]bool) *Table {
-	t := &Table{def: def, owns: owns}
+// newTable makes the empty table of def that keeps, for reads at a past
+// time, the rows replaced within horizon ms of its newest upload.
+func newTable(def *features.Table, owns *[ring.Partitions]bool, horizon int64) *Table {
+	t := &Table{def: def, owns: owns, horizon: max(horizon, 0), newest: math.MinInt64, clock: math.MinInt64, recent: map[string][]version{}}
+	t.expires.Store(math.MaxInt64)
 	for _, c := range def.Columns {
 		if c.Type == features.String {
 			t.strCol = append(t.strCol, t.nstr)
@@ -117,22 +136,40 @@ func (t *Table) place(e uint64) {
 	t.idx[i] = e
 }
 
-// put stores rows, replacing the table first when replace is set. It is
-// atomic with respect to lookups.
-func (t *Table) put(rows []TableRow, replace bool) {
+// put stores rows valid from from, replacing the table first when replace
+// is set, and keeps the rows they replace or remove for as long as a read
+// at a past time may ask for them (tableversions.go). It is atomic with
+// respect to lookups.
+func (t *Table) put(rows []TableRow, replace bool, from int64) {
 	nc := len(t.def.Columns)
 	nw := nullWords(nc)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.newest = max(t.newest, from)
+	versioned := from > t.cut() // else this upload hides every older version
+	queued := len(t.queue) - t.head
+	switch {
+	case versioned && replace:
+		t.replaced(rows, from)
+	case replace:
+		clear(t.recent) // (the queue's entries find nothing)
+	}
 	if replace {
 		t.idx, t.recs, t.strs, t.rows = nil, t.recs[:0], t.strs[:0], 0
 	}
-	for _, r := range rows {
+	for i := range rows {
+		r := &rows[i]
 		h := ring.HashString(r.Key)
 		if t.owns != nil && !t.owns[ring.Partition(h)] {
 			continue
 		}
 		o, ok := t.find(h, r.Key)
+		switch {
+		case versioned && !replace:
+			t.change(r.Key, from, o, ok, r)
+		case !versioned && len(t.recent) > 0:
+			delete(t.recent, r.Key)
+		}
 		if !ok {
 			if uint64(len(t.recs)) >= math.MaxUint32-1 {
 				panic("store: a table's rows exceed 2^32 words")
@@ -148,47 +185,81 @@ func (t *Table) put(rows []TableRow, replace bool) {
 			t.insert(h, o)
 		}
 		row := int(t.recs[o] >> 32)
-		clear(t.recs[o+1 : o+1+nw])
-		for c := range nc {
-			if r.Null[c] {
-				t.recs[o+1+c/64] |= 1 << (c % 64)
-			}
-			t.recs[o+1+nw+c] = math.Float64bits(r.Nums[c])
-			if s := t.strCol[c]; s >= 0 {
-				t.strs[row*t.nstr+s] = r.Strs[c]
-			}
+		t.writeWords(t.recs[o+1:o+1+nw+nc], t.strs[row*t.nstr:(row+1)*t.nstr], r)
+	}
+	t.expire(expireBatch + max(0, len(t.queue)-t.head-queued)) // (keeps up with its own changes)
+}
+
+// Get copies key's current row into nums, strs and present (one per
+// column) and reports whether the key has a row; without one, present is
+// all false and nums and strs are unchanged.
+func (t *Table) Get(key []byte, nums []float64, strs []string, present []bool) bool {
+	return t.GetAt(key, math.MaxInt64, nums, strs, present)
+}
+
+// GetAt is Get of the row valid at time at: the row of the last upload
+// applied (in log order) that is valid from at or before at, or no row if
+// that upload left the key out (a replace) or there is none. It is exact
+// back to the horizon before the newest upload's valid-from time
+// (newTable), as far as a lookup's as_of reaches on a node whose clock is
+// not behind that time; a read further back may get a later row, or none.
+// A read at or after the newest upload's valid-from time (any lookup at
+// the node's clock, and any as_of after the newest upload) costs one
+// comparison more than Get did before tables kept versions; an earlier one
+// looks the key up in the versions too.
+func (t *Table) GetAt(key []byte, at int64, nums []float64, strs []string, present []bool) bool {
+	h := ring.Hash(key)
+	k := unsafe.String(unsafe.SliceData(key), len(key)) // (find and recent keep no reference)
+	t.mu.RLock()
+	o, ok := t.find(h, k)
+	if at < t.newest && len(t.recent) > 0 {
+		ok = t.readAt(k, at, o, ok, nums, strs, present)
+	} else if ok {
+		t.readRecord(o, nums, strs, present)
+	}
+	t.mu.RUnlock()
+	if !ok {
+		clear(present[:len(t.def.Columns)])
+	}
+	return ok
+}
+
+// readRecord copies the row of the record at o; the caller holds t.mu.
+func (t *Table) readRecord(o int, nums []float64, strs []string, present []bool) {
+	nc := len(t.def.Columns)
+	row := int(t.recs[o] >> 32)
+	t.readWords(t.recs[o+1:o+1+nullWords(nc)+nc], t.strs[row*t.nstr:(row+1)*t.nstr], nums, strs, present)
+}
+
+// writeWords writes r as a record holds it (readWords) into words and
+// vals.
+func (t *Table) writeWords(words []uint64, vals []string, r *TableRow) {
+	nw := nullWords(len(t.def.Columns))
+	clear(words[:nw])
+	for c := range t.def.Columns {
+		if r.Null[c] {
+			words[c/64] |= 1 << (c % 64)
+		}
+		words[nw+c] = math.Float64bits(r.Nums[c])
+		if s := t.strCol[c]; s >= 0 {
+			vals[s] = r.Strs[c]
 		}
 	}
 }
 
-// Get copies key's row into nums, strs and present (one per column) and
-// reports whether the key has a row; without one, present is all false
-// and nums and strs are unchanged.
-func (t *Table) Get(key []byte, nums []float64, strs []string, present []bool) bool {
-	h := ring.Hash(key)
-	nc := len(t.def.Columns)
-	nw := nullWords(nc)
-	t.mu.RLock()
-	o, ok := t.find(h, unsafe.String(unsafe.SliceData(key), len(key))) // (find keeps no reference)
-	if ok {
-		row := int(t.recs[o] >> 32)
-		for c := range nc {
-			present[c] = t.recs[o+1+c/64]>>(c%64)&1 == 0
-			nums[c] = math.Float64frombits(t.recs[o+1+nw+c])
-			if s := t.strCol[c]; s >= 0 {
-				strs[c] = t.strs[row*t.nstr+s]
-			} else {
-				strs[c] = ""
-			}
+// readWords copies a row held as a record holds it (words: the null bits,
+// then the numbers; vals: the string columns' values).
+func (t *Table) readWords(words []uint64, vals []string, nums []float64, strs []string, present []bool) {
+	nw := nullWords(len(t.def.Columns))
+	for c := range t.def.Columns {
+		present[c] = words[c/64]>>(c%64)&1 == 0
+		nums[c] = math.Float64frombits(words[nw+c])
+		if s := t.strCol[c]; s >= 0 {
+			strs[c] = vals[s]
+		} else {
+			strs[c] = ""
 		}
 	}
-	t.mu.RUnlock()
-	if !ok {
-		for c := 0; c < nc; c++ {
-			present[c] = false
-		}
-	}
-	return ok
 }
 
 // Len is the number of rows.

@@ -24,7 +24,7 @@ func TestTableMatchesAMap(t *testing.T) {
 		}
 		def.Columns = append(def.Columns, features.Column{Name: fmt.Sprint("c", c), Type: typ})
 	}
-	tb := newTable(def, nil)
+	tb := newTable(def, nil, 0)
 	rng := rand.New(rand.NewPCG(11, 12))
 	pool := make([]string, 400)
 	for i := range pool {
@@ -53,7 +53,7 @@ func TestTableMatchesAMap(t *testing.T) {
 			}
 			rows = append(rows, r)
 		}
-		tb.put(rows, replace)
+		tb.put(rows, replace, 0)
 		if replace {
 			clear(ref)
 			order = order[:0]
@@ -134,8 +134,8 @@ func TestTableChecksumsUnchanged(t *testing.T) {
 			updates = append(updates, u)
 		}
 	}
-	tb.put(first, false)
-	tb.put(updates, false)
+	tb.put(first, false, 0)
+	tb.put(updates, false, 0)
 	_, sums, err := st.Checksums()
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func BenchmarkTableChecksums(b *testing.B) {
 		}
 		rows = append(rows, r)
 	}
-	tb.put(rows, false)
+	tb.put(rows, false, 0)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, err := st.Checksums(); err != nil {
