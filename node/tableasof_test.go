@@ -175,3 +175,33 @@ func TestTableAsOfAfterRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestTableUploadReplacesTheWholeRow: an upload replaces its keys' whole
+// rows: a column the upload does not give (not in the CSV header, an empty
+// field, a field an NDJSON object leaves out) becomes null.
+func TestTableUploadReplacesTheWholeRow(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	for _, c := range []struct {
+		f    TableFormat
+		body string
+	}{
+		{CSV, "user_id,home_lat\nu1,11\n"},
+		{CSV, "user_id,home_lat,home_long\nu1,11,\n"},
+		{NDJSON, `{"user_id":"u1","home_lat":11}`},
+	} {
+		if _, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat,home_long\nu1,10,20\n"), false); aerr != nil {
+			t.Fatal(aerr)
+		}
+		if _, aerr := n.UploadTable("user_profile", c.f, []byte(c.body), false); aerr != nil {
+			t.Fatal(aerr)
+		}
+		out, aerr := n.GetFeatures(nil, lookupBody("u1", "m1", "FR", 10, 48.85, 2.35))
+		if aerr != nil {
+			t.Fatal(aerr)
+		}
+		v := decodeVector(t, out)
+		if lat, long := v["user_profile.home_lat"], v["user_profile.home_long"]; lat.v != 11.0 || long.v != nil || long.status != "MISSING_DATA" {
+			t.Errorf("after %q: home_lat %v, home_long %v %s; want 11 and null", c.body, lat.v, long.v, long.status)
+		}
+	}
+}
