@@ -223,10 +223,7 @@ func (n *Node) readLocal(p *servicePlan, t int64, w *lookupWork) bool {
 		hs, vs = append(hs, ring.Hash(keys[r.key])), append(vs, gv)
 	}
 	w.hashes, w.views = hs, vs
-	if len(vs) > 1 {
-		windows.PrefetchReads(vs, hs)
-	}
-	for i, tb := range p.tables { // while the views' lines load
+	for i, tb := range p.tables {
 		w.tfound[i] = n.Table(tb).GetAt(keys[p.tableKey[i]], t, w.tnums[i], w.tstrs[i], w.tok[i])
 	}
 	for ri, r := range p.runs {
@@ -338,10 +335,7 @@ func (n *Node) read(reads []Read, t int64, w *lookupWork) {
 		hs, vs, rs, ks = append(hs, h), append(vs, gv), append(rs, [2]int{from, to}), append(ks, r.Key)
 	}
 	w.hashes, w.views, w.ranges, w.readKeys = hs, vs, rs, ks
-	if len(vs) > 1 {
-		windows.PrefetchReads(vs, hs)
-	}
-	tb := 0 // the tables while the views' lines load
+	tb := 0
 	for _, r := range reads {
 		if r.Table {
 			w.tfound[tb] = n.Table(r.View).GetAt(r.Key, t, w.tnums[tb], w.tstrs[tb], w.tok[tb])

@@ -90,36 +90,7 @@ func TestAddBatchMatchesAdd(t *testing.T) {
 				}
 				sameStats(t, a, b)
 				sameReads(t, a, b, s.keys, s.now, s.u)
-				// PrefetchReads, for known keys and unknown ones, changes
-				// nothing a read or a snapshot sees.
-				ks := append(s.keys, []byte("never-seen"), nil)
-				for i := 0; i < len(ks); i += 5 {
-					var vs []*windows.View
-					var hs []uint64
-					for _, k := range ks[i:min(i+5, len(ks))] {
-						vs, hs = append(vs, b), append(hs, ring.Hash(k))
-					}
-					windows.PrefetchReads(vs, hs)
-				}
-				if sa, sb := snapshot(t, a), snapshot(t, b); !bytes.Equal(sa, sb) {
-					t.Fatalf("snapshots differ after PrefetchReads: %d and %d bytes", len(sa), len(sb))
-				}
-				sameReads(t, a, b, s.keys, s.now, s.u)
 			})
-		}
-	}
-}
-
-// TestPrefetchReadsEmpty: PrefetchReads on a view that holds nothing yet
-// is safe (and with more views than hashes, or none), and the view stays
-// empty.
-func TestPrefetchReadsEmpty(t *testing.T) {
-	v, _ := windows.New(defaultUserSpecs()[0])
-	windows.PrefetchReads([]*windows.View{v, v}, []uint64{ring.Hash([]byte("u1"))})
-	windows.PrefetchReads(nil, nil)
-	for i, x := range v.Read([]byte("u1"), 1_000, nil) {
-		if x.Present && x.Num != 0 {
-			t.Fatalf("aggregation %d of an empty view reads %+v", i, x)
 		}
 	}
 }
@@ -220,7 +191,7 @@ func benchIngestBatch(b *testing.B, warm int) {
 }
 
 // TestWritersTakeTurns runs AddBatch and Add from several goroutines on one
-// view, each on its own keys, while others Read and PrefetchReads (run with
+// view, each on its own keys, while others Read (run with
 // -race: AddBatch's prefetch stages read partitions without their locks,
 // which holds only while writers take turns). Every read at the end equals
 // a view fed each writer's events one writer at a time.
@@ -264,7 +235,6 @@ func TestWritersTakeTurns(t *testing.T) {
 		go func() {
 			defer reading.Done()
 			var dst []windows.Value
-			hs := []uint64{0}
 			for i := r; ; i++ {
 				select {
 				case <-stop:
@@ -272,8 +242,6 @@ func TestWritersTakeTurns(t *testing.T) {
 				default:
 				}
 				k := keys[i%len(keys)]
-				hs[0] = ring.Hash(k)
-				windows.PrefetchReads([]*windows.View{v}, hs)
 				dst = v.Read(k, int64(events)*1000, dst[:0])
 				if len(dst) != len(spec.Aggregations) {
 					t.Errorf("read %d values", len(dst))

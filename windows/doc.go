@@ -155,9 +155,11 @@
 // AddBatch places a run of events as the same Adds would, overlapping the
 // cache misses of consecutive events (index slot, entity header, key, raw
 // ring): a random entity among a million costs a few misses per event.
-// PrefetchReads does the same for the reads of one lookup: it walks the
-// chains of all the views about to be read one link at a time, so that
-// their misses overlap.
+// Reads have no such stage: a lookup reads one group per entity (its views
+// over a source held together), and prefetching the groups of a lookup's
+// few entities cost more in partition locks than it saved in overlapped
+// misses (measured when it was removed: 0.85x-0.94x the CPU per lookup
+// without it).
 //
 // Entities are spread over ring.Partitions partitions by ring.Partition of
 // ring.Hash(key), each with its own lock, open-addressing hash index and

@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/bits"
 	"slices"
-	"unsafe"
 
 	"github.com/tally-ml/tally/ring"
 )
@@ -65,91 +64,6 @@ func (v *View) ReadRange(h uint64, key []byte, t int64, from, to int, dst []Valu
 	}
 	p.mu.Unlock()
 	return dst
-}
-
-// PrefetchReads starts loading, without waiting for it, the memory that
-// views[i].ReadHashed(hs[i], ...) will touch, for every i: a lookup calls
-// it with the views it is about to read. Each read waits on a chain of
-// cache misses (index slot, then entity header, then key, raw ring and
-// tiles; each link needs the one before it); PrefetchReads walks every
-// view's chain one link at a time, so that the views' misses overlap
-// instead of following each other. It changes nothing and has no effect on
-// what a read returns. Slices of different lengths are a programming
-// error: it prefetches for the shorter. A pair equal to the one before it
-// (a view read for several ranges of one entity) is prefetched once.
-func PrefetchReads(views []*View, hs []uint64) {
-	var slots [16]uint32 // each view's guessed slot+1 (0: none)
-	n := min(len(views), len(hs), len(slots))
-	for i := range n {
-		if i > 0 && views[i] == views[i-1] && hs[i] == hs[i-1] {
-			continue // its slots[i] stays 0: nothing more to do
-		}
-		p := &views[i].parts[ring.Partition(hs[i])]
-		p.mu.Lock()
-		if t := p.index.tab; len(t) > 0 {
-			prefetch(uintptr(unsafe.Pointer(&t[hs[i]&uint64(len(t)-1)])))
-		}
-		p.mu.Unlock()
-	}
-	for i := range n {
-		if i > 0 && views[i] == views[i-1] && hs[i] == hs[i-1] {
-			continue
-		}
-		p := &views[i].parts[ring.Partition(hs[i])]
-		p.mu.Lock()
-		if s := p.probe(hs[i]); s != 0 && int(s-1) < len(p.ents) {
-			prefetch(uintptr(unsafe.Pointer(&p.ents[s-1])))
-			slots[i] = s
-		}
-		p.mu.Unlock()
-	}
-	for i := range n {
-		if slots[i] == 0 {
-			continue
-		}
-		p := &views[i].parts[ring.Partition(hs[i])]
-		p.mu.Lock()
-		if s := int(slots[i] - 1); s < len(p.ents) { // (it may have moved since: then this is only a wasted prefetch)
-			p.prefetchRead(views[i], uint32(s))
-		}
-		p.mu.Unlock()
-	}
-}
-
-// Most lines of an entity's raw ring and of its tiles that PrefetchReads
-// loads: the whole of a small entity's blocks (a read's binary searches
-// touch their middles), the first lines of a larger one's.
-const (
-	prefetchRawLines  = 8
-	prefetchTileLines = 4
-)
-
-// prefetchRead prefetches the lines a read of the entity of slot is likely
-// to touch: its key, its raw ring's block and its tiles.
-func (p *partition) prefetchRead(v *View, slot uint32) {
-	e := &p.ents[slot]
-	if !e.live {
-		return
-	}
-	if int(e.keyOff) < len(p.keys) {
-		prefetch(uintptr(unsafe.Pointer(&p.keys[e.keyOff])))
-	}
-	if e.rawCls != noBlock && e.rawLen > 0 && int(e.rawOff) < len(p.rw) {
-		lines(uintptr(unsafe.Pointer(&p.rw[e.rawOff])), int(classCap[e.rawCls])*p.lay.stride, prefetchRawLines)
-	}
-	if t := p.tl(slot); t.tileCls != noBlock && t.tileLen > 0 && int(t.tileOff) < len(p.words) {
-		lines(uintptr(unsafe.Pointer(&p.words[t.tileOff])), int(t.tileLen)*v.tileStride*8, prefetchTileLines)
-	}
-}
-
-// lines prefetches the cache lines of the n bytes at a, at most most of
-// them.
-func lines(a uintptr, n, most int) {
-	end := a + uintptr(n)
-	for a &^= 63; a < end && most > 0; a += 64 {
-		prefetch(a)
-		most--
-	}
 }
 
 func emptyValue(f Func) Value {
