@@ -448,12 +448,8 @@ func (c *Cluster) ctlRoutes(mux *http.ServeMux) {
 	c.transferRoutes(mux)
 	for _, path := range []string{"/v1/checkpoint", "/v1/transfer"} {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
-			dg, ok := c.groupParam(w, r)
+			dg, ok := c.leaderGroup(w, r, false)
 			if !ok {
-				return
-			}
-			if dg.rep.raft.State() != raft.Leader {
-				c.notLeader(w, dg)
 				return
 			}
 			q := r.URL.Query()

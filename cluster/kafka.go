@@ -274,15 +274,8 @@ func (c *Cluster) streamOffset(g int, source, topic string, partition int32) (st
 
 // serveStreamOffset answers GET /v1/stream (streamOffset) on the leader.
 func (c *Cluster) serveStreamOffset(w http.ResponseWriter, r *http.Request) {
-	if !c.checkMap(w, r) {
-		return
-	}
-	dg, ok := c.groupParam(w, r)
+	dg, ok := c.leaderGroup(w, r, true)
 	if !ok {
-		return
-	}
-	if dg.rep.raft.State() != raft.Leader {
-		c.notLeader(w, dg)
 		return
 	}
 	q := r.URL.Query()

@@ -246,15 +246,8 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	c.membershipRPCs(mux)
 	mux.HandleFunc("POST /v1/propose", func(w http.ResponseWriter, r *http.Request) {
-		if !c.checkMap(w, r) {
-			return
-		}
-		dg, ok := c.groupParam(w, r)
+		dg, ok := c.leaderGroup(w, r, true)
 		if !ok {
-			return
-		}
-		if dg.rep.raft.State() != raft.Leader {
-			c.notLeader(w, dg)
 			return
 		}
 		entry, err := io.ReadAll(io.LimitReader(r.Body, 256<<20))
@@ -380,6 +373,25 @@ func (c *Cluster) groupParam(w http.ResponseWriter, r *http.Request) (*dataGroup
 		// Not a replica here (an old map at the sender): name the leader we know of nothing.
 		w.WriteHeader(http.StatusMisdirectedRequest)
 		json.NewEncoder(w).Encode(map[string]string{"leader": ""})
+		return nil, false
+	}
+	return dg, true
+}
+
+// leaderGroup is the group of r's "group" parameter when this node's
+// replica of it leads, after checking r's map stamp (withMap). Otherwise it
+// has answered r (a stale map, no replica here, or the leader this node
+// knows of) and returns false.
+func (c *Cluster) leaderGroup(w http.ResponseWriter, r *http.Request, withMap bool) (*dataGroup, bool) {
+	if withMap && !c.checkMap(w, r) {
+		return nil, false
+	}
+	dg, ok := c.groupParam(w, r)
+	if !ok {
+		return nil, false
+	}
+	if dg.rep.raft.State() != raft.Leader {
+		c.notLeader(w, dg)
 		return nil, false
 	}
 	return dg, true

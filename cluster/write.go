@@ -169,15 +169,8 @@ type wireRequestApplied struct {
 // leader: whether the group applied every request whose hashed id the
 // body holds (8 bytes each, little-endian).
 func (c *Cluster) serveRequestApplied(w http.ResponseWriter, r *http.Request) {
-	if !c.checkMap(w, r) {
-		return
-	}
-	dg, ok := c.groupParam(w, r)
+	dg, ok := c.leaderGroup(w, r, true)
 	if !ok {
-		return
-	}
-	if dg.rep.raft.State() != raft.Leader {
-		c.notLeader(w, dg)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
