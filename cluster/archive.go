@@ -55,7 +55,9 @@ func (a groupArchive) Replay(from uint64, fn func(index uint64, rec []byte) erro
 
 // Archives returns every group's archive with the partitions it owns, for
 // a historical-features join on this node: it needs a replica of every
-// group (with as many replicas as nodes, every node has one).
+// group (with as many replicas as nodes, every node has one), each a voter
+// of its group (a voter's log holds every committed entry up to what it
+// applied; a replica a move is still copying here holds none or part).
 func (c *Cluster) Archives() ([]history.Group, error) {
 	m := c.Map()
 	var out []history.Group
@@ -65,7 +67,30 @@ func (c *Cluster) Archives() ([]history.Group, error) {
 			return nil, fmt.Errorf("this node (%s) holds no replica of group %d: historical features are answered by a node holding every group (one of %v for group %d; with as many replicas as nodes every node does)",
 				c.cfg.NodeID, g, m.Groups[g].Replicas, g)
 		}
+		if !c.votes(dg) {
+			// Listed by a move before the group's Raft configuration holds
+			// it, or a non-voter still catching up: its log is none or
+			// part of the group's, and read as the group's archive it
+			// would leave records out without a word.
+			return nil, fmt.Errorf("this node's (%s) replica of group %d is not a voter of the group yet (a move is copying it here), so it may hold only part of the group's log: ask a node whose replicas are voters (tally cluster status)",
+				c.cfg.NodeID, g)
+		}
 		out = append(out, history.Group{Archive: groupArchive{log: dg.rep.logs.Log(), upTo: dg.rep.raft.AppliedIndex()}, Owns: m.Owns(g)})
 	}
 	return out, nil
+}
+
+// votes reports whether this node is a voter of the latest Raft
+// configuration dg's replica knows.
+func (c *Cluster) votes(dg *dataGroup) bool {
+	f := dg.rep.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == c.cfg.NodeID {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
 }
