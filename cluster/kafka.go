@@ -10,9 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
@@ -240,36 +237,22 @@ func (c *Cluster) StreamResume(source, topic string, partition int32) (next int6
 // streamOffset reads group g's offset of a partition on its leader, after
 // a barrier: every entry committed before the read is applied.
 func (c *Cluster) streamOffset(g int, source, topic string, partition int32) (streamApplied, error) {
-	deadline := time.Now().Add(c.cfg.WriteTimeout)
-	var last error
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(min(20<<attempt, 400)) * time.Millisecond):
-			case <-c.closing:
-				return streamApplied{}, fmt.Errorf("%w: node shutting down", node.ErrUnavailable)
-			}
-		}
-		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
-			if last = dg.bar.wait(); last == nil {
-				var r streamApplied
-				r.Next, r.Known = dg.fsm.Store().StreamOffset(source, topic, partition)
-				return r, nil
-			}
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	var r streamApplied
+	err := c.askLeader(g, c.cfg.WriteTimeout, "stream offset", func(dg *dataGroup) {
+		r.Next, r.Known = dg.fsm.Store().StreamOffset(source, topic, partition)
+	}, func(ctx context.Context, attempt int) error {
 		q := url.Values{"group": {strconv.Itoa(g)}, "source": {source}, "topic": {topic}, "partition": {strconv.Itoa(int(partition))}}
 		b, err := c.callGroup(ctx, g, attempt, http.MethodGet, "/v1/stream?"+q.Encode(), nil)
-		cancel()
-		if last = err; err == nil {
-			var r streamApplied
-			if last = json.Unmarshal(b, &r); last == nil {
-				return r, nil
-			}
+		if err != nil {
+			return err
 		}
+		r = streamApplied{}
+		return json.Unmarshal(b, &r)
+	})
+	if err != nil {
+		return streamApplied{}, err
 	}
-	return streamApplied{}, fmt.Errorf("%w: group %d: stream offset not read within %s: %v", node.ErrUnavailable, g, c.cfg.WriteTimeout, last)
+	return r, nil
 }
 
 // serveStreamOffset answers GET /v1/stream (streamOffset) on the leader.

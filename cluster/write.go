@@ -126,39 +126,65 @@ func (c *Cluster) groupApplied(g int, keys []uint64) (bool, error) {
 	for _, k := range keys {
 		body = binary.LittleEndian.AppendUint64(body, k)
 	}
-	deadline := time.Now().Add(readTimeout)
+	var a wireRequestApplied
+	err := c.askLeader(g, readTimeout, "applied requests", func(dg *dataGroup) {
+		a.Applied = dg.fsm.holds(keys)
+	}, func(ctx context.Context, attempt int) error {
+		b, err := c.callGroup(ctx, g, attempt, http.MethodPost, "/v1/applied?group="+strconv.Itoa(g), body)
+		if re := (*errRPC)(nil); errors.As(err, &re) && re.status < 500 {
+			// A question the replica does not take (a node older than
+			// this RPC): asking again changes nothing.
+			return errFinal{err}
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &a)
+	})
+	return a.Applied, err
+}
+
+// askLeader asks group g's leader a question after a barrier (every entry
+// committed before it is applied): here, with local, while this node's
+// replica leads, else over the cluster port, where remote sends it and
+// decodes the answer. It retries with backoff within budget; an errFinal
+// from remote ends it at once.
+func (c *Cluster) askLeader(g int, budget time.Duration, what string, local func(*dataGroup), remote func(ctx context.Context, attempt int) error) error {
+	deadline := time.Now().Add(budget)
 	var last error
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
 		if attempt > 0 {
 			select {
 			case <-time.After(time.Duration(min(20<<attempt, 400)) * time.Millisecond):
 			case <-c.closing:
-				return false, fmt.Errorf("%w: node shutting down", node.ErrUnavailable)
+				return fmt.Errorf("%w: node shutting down", node.ErrUnavailable)
 			}
 		}
 		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
 			if last = dg.bar.wait(); last == nil {
-				return dg.fsm.holds(keys), nil
+				local(dg)
+				return nil
 			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-		b, err := c.callGroup(ctx, g, attempt, http.MethodPost, "/v1/applied?group="+strconv.Itoa(g), body)
+		last = remote(ctx, attempt)
 		cancel()
-		if last = err; err == nil {
-			var a wireRequestApplied
-			if last = json.Unmarshal(b, &a); last == nil {
-				return a.Applied, nil
-			}
+		if f := (errFinal{}); errors.As(last, &f) {
+			return fmt.Errorf("group %d: %s: %w", g, what, f.err)
 		}
-		if re := (*errRPC)(nil); errors.As(err, &re) && re.status < 500 {
-			// A question the replica does not take (a node older than
-			// this RPC): asking again changes nothing.
-			return false, fmt.Errorf("group %d: applied requests: %w", g, err)
+		if last == nil {
+			return nil
 		}
 	}
-	return false, fmt.Errorf("%w: group %d: applied requests not read within %s: %v", node.ErrUnavailable, g, readTimeout, last)
+	return fmt.Errorf("%w: group %d: %s not read within %s: %v", node.ErrUnavailable, g, what, budget, last)
 }
+
+// errFinal is an error askLeader's remote answers that asking again does
+// not mend.
+type errFinal struct{ err error }
+
+func (e errFinal) Error() string { return e.err.Error() }
 
 // wireRequestApplied is the answer of POST /v1/applied.
 type wireRequestApplied struct {
