@@ -61,6 +61,13 @@ type Options struct {
 	// would score against the goals (README: what bounds the lookup
 	// ratios).
 	Calibrate []time.Duration
+	// TraceDir, if set, receives an execution trace (runtime/trace) of
+	// each lookup system's open-loop step at half the no-op server's
+	// maximum, <system>-half-noop.trace, for bench/schedtrace: what
+	// delayed the goroutines of client and server (they share the
+	// process). Tracing costs each request a few hundred nanoseconds, so
+	// those steps' figures are not comparable with untraced ones.
+	TraceDir string
 	// RepoRoot is where scripts/ and .venv-bench are looked for (peers);
 	// default: the current directory or its nearest parent with a go.mod.
 	RepoRoot string

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/trace"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -72,7 +75,14 @@ func (r *runner) lookupSuite(ctx context.Context, system string, fixedRate float
 		// Every system at one rate, half the no-op server's maximum: how
 		// much tally's work adds to the tail where the server has room.
 		rate := r.noopMax / 2
+		stop, err := r.startTrace(system + "-half-noop")
+		if err != nil {
+			return err
+		}
 		res := load.RunOpen(ctx, load.Open{Rate: rate, Duration: o.Duration, Workers: o.Workers, Warmup: warm}, fn)
+		if err := stop(); err != nil {
+			return err
+		}
 		row := resultOf(system, "lookup", "open-half-noop", rate, o.Workers, res)
 		r.add(row)
 		sw.HalfNoopRate, sw.HalfNoopP99 = rate, row.Latency.P99
@@ -115,6 +125,34 @@ func (r *runner) lookupSuite(ctx context.Context, system string, fixedRate float
 		r.logf("%-8s p99 stayed under 1 ms up to %.0f lookups/s (closed-loop max %.0f/s)", system, sw.CrossRate, maxRate)
 	}
 	return nil
+}
+
+// startTrace starts an execution trace into Options.TraceDir/name.trace,
+// if the run keeps traces, and returns what stops it.
+func (r *runner) startTrace(name string) (stop func() error, err error) {
+	if r.opts.TraceDir == "" {
+		return func() error { return nil }, nil
+	}
+	if err := os.MkdirAll(r.opts.TraceDir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(r.opts.TraceDir, name+".trace")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("trace %s: %w", path, err)
+	}
+	return func() error {
+		trace.Stop()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("trace %s: %w", path, err)
+		}
+		r.logf("%-8s execution trace of the step at half the no-op's maximum: %s (go run ./bench/schedtrace %s)", strings.TrimSuffix(name, "-half-noop"), path, path)
+		return nil
+	}, nil
 }
 
 // tallyLookup returns the load.Func of fraud_detection lookups against c.
