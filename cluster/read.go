@@ -152,8 +152,11 @@ func (c *Cluster) localFor(g int, level node.ReadLevel) (*store.Store, error) {
 	return dg.fsm.Store(), nil
 }
 
-// readRemote asks a replica of g for the reads idx, retrying once on the
-// leader it names.
+// readRemote asks a replica of g for the reads idx, retrying on the
+// leader it names and on other replicas until readTimeout. A refusal
+// (4xx: a request the peer does not take, as one of more reads than it
+// allows or of a view its repo lacks) ends it at once: asking again would
+// be refused alike.
 func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx, vpos, tpos []int, t int64, out node.ReadOut) (node.ReadInfo, error) {
 	var info node.ReadInfo
 	body := appendReads(nil, t, reads, idx)
@@ -171,12 +174,18 @@ func (c *Cluster) readRemote(g int, level node.ReadLevel, reads []node.Read, idx
 		ctx, cancel := context.WithTimeout(context.Background(), min(max(time.Until(deadline), 50*time.Millisecond), max(2*c.cfg.Timing.Election, time.Second)))
 		ans, err := c.callGroup(ctx, g, attempt, http.MethodPost, "/v1/read?group="+strconv.Itoa(g)+"&level="+level.String(), body)
 		cancel()
-		var nl *errNotLeader
+		var (
+			nl *errNotLeader
+			re *errRPC
+		)
 		switch {
 		case errors.Is(err, errNoReplica):
 			return info, fmt.Errorf("%w: group %d has no other replica", node.ErrUnavailable, g)
 		case errors.As(err, &nl):
 			info.LeaderChange = true
+		case errors.As(err, &re) && re.status >= 400 && re.status < 500:
+			c.logger.Warn("cluster: a peer refused a read sub-request", "group", g, "peer", re.peer, "answer", re.msg)
+			return info, fmt.Errorf("group %d: read: node %s refused the request: %s", g, re.peer, re.msg)
 		}
 		if err != nil {
 			last = err

@@ -46,6 +46,7 @@ var errNoReplica = errors.New("no replica of the group is known")
 type errRPC struct {
 	status int
 	msg    string
+	peer   string // who answered (callGroup: "id at host:port"); "" from call
 }
 
 func (e *errRPC) Error() string { return e.msg }
@@ -107,12 +108,17 @@ func (c *Cluster) callGroup(ctx context.Context, g, attempt int, method, path st
 		return nil, errNoReplica
 	}
 	b, err := c.call(ctx, method, t.ClusterAddr, path, body)
-	var nl *errNotLeader
+	var (
+		nl *errNotLeader
+		re *errRPC
+	)
 	switch {
 	case err == nil:
 		c.hints[g].Store(t.ID)
 	case errors.As(err, &nl):
 		c.hints[g].Store(nl.hint)
+	case errors.As(err, &re):
+		re.peer = t.ID + " at " + t.ClusterAddr
 	}
 	return b, err
 }
