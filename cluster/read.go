@@ -84,9 +84,18 @@ func (c *Cluster) Read(level node.ReadLevel, reads []node.Read, t int64, out nod
 		mu   sync.Mutex
 		errs []error
 	)
+	parts := make(map[int][][]int, len(remote))
 	for g, idx := range remote {
-		// A peer refuses a request of more than maxPeerReads reads.
-		for part := range slices.Chunk(idx, maxPeerReads) {
+		// A peer refuses a request of more than maxPeerReads reads or
+		// maxPeerReadBody bytes.
+		p, err := peerReadParts(reads, idx)
+		if err != nil {
+			return info, fmt.Errorf("group %d: %w", g, err)
+		}
+		parts[g] = p
+	}
+	for g, ps := range parts {
+		for _, part := range ps {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -292,7 +301,15 @@ func (c *Cluster) rpcHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		// No more than a request of maxPeerReads reads may hold is read
+		// (Cluster.Read sends no more): a peer cannot make this node hold
+		// more.
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPeerReadBody()))
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			http.Error(w, fmt.Sprintf("cluster wire: a read sub-request body of more than %d bytes, what %d reads of %d-byte keys take: the sender must split it (a node of another version?)",
+				mbe.Limit, maxPeerReads, peerReadKeyBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/windows"
@@ -116,6 +117,50 @@ func (r *wireReader) bytes() []byte {
 // splits larger reads of a group into several requests. A variable so
 // tests can lower it.
 var maxPeerReads = 4096
+
+// peerReadKeyBytes is the key length a read sub-request of maxPeerReads
+// reads is sized for: limits.max_key_bytes' default (node.DefaultConfig).
+// Reads of longer keys (a node whose max_key_bytes is raised, or a lookup
+// of a key no write would take) go fewer to a request.
+const peerReadKeyBytes = 1 << 10
+
+// maxPeerReadBody is the most bytes a read sub-request's body may hold:
+// maxPeerReads reads of keys of peerReadKeyBytes with the largest view
+// numbers decodeReads takes (about 4 MiB for 4096). The read route reads
+// no more; Cluster.Read splits a group's reads so that no request holds
+// more.
+func maxPeerReadBody() int64 {
+	const read = 1 + 3 + 2 + peerReadKeyBytes // table byte, view (< 1<<21), key length, key
+	return 2*binary.MaxVarintLen64 + int64(maxPeerReads)*read
+}
+
+// peerReadParts splits the reads idx of one group into the read
+// sub-requests a peer takes: at most maxPeerReads reads and
+// maxPeerReadBody bytes each. A read no request can hold (a key of about
+// 4 MiB, which no write under the default limits takes) is an error.
+func peerReadParts(reads []node.Read, idx []int) ([][]int, error) {
+	limit := maxPeerReadBody() - 2*binary.MaxVarintLen64 // the reads, after t and their count
+	var parts [][]int
+	start, size := 0, int64(0)
+	for j, i := range idx {
+		r := reads[i]
+		n := int64(1 + uvarintLen(uint64(r.View)) + uvarintLen(uint64(len(r.Key))) + len(r.Key))
+		if n > limit {
+			return nil, fmt.Errorf("a read of a %d-byte key: more than a read sub-request to a peer may hold (%d bytes)", len(r.Key), maxPeerReadBody())
+		}
+		if j-start == maxPeerReads || size+n > limit {
+			parts, start, size = append(parts, idx[start:j]), j, 0
+		}
+		size += n
+	}
+	if start < len(idx) {
+		parts = append(parts, idx[start:])
+	}
+	return parts, nil
+}
+
+// uvarintLen is the length of v's uvarint.
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 // decodeReads parses a read sub-request; views are checked against the
 // repo's counts by the caller. A request of more than maxPeerReads reads
