@@ -297,7 +297,9 @@ func (dg *dataGroup) info() replicaInfo {
 }
 
 // groupRPC sends a request about group g to its leader, following the
-// leader as it moves, until ctx ends.
+// leader as it moves, until ctx ends. A 400 (a request the leader does not
+// take, as an op a leader on an older build does not know) ends it at
+// once: asking again would be refused alike.
 func (c *Cluster) groupRPC(ctx context.Context, g int, path string, body []byte, out any) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
@@ -311,8 +313,15 @@ func (c *Cluster) groupRPC(ctx context.Context, g int, path string, body []byte,
 			}
 		}
 		var ae *errApply
+		var re *errRPC
 		if err == nil || errors.As(err, &ae) {
 			return err
+		}
+		if errors.As(err, &re) && re.status == http.StatusBadRequest {
+			if re.peer != "" {
+				return fmt.Errorf("group %d: its leader, node %s, refused the request: %w", g, re.peer, err)
+			}
+			return fmt.Errorf("group %d: %w", g, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -337,6 +346,9 @@ func (c *Cluster) changeVoters(ctx context.Context, g int, vc voterChange) (repl
 // leader until ctx ends.
 func (c *Cluster) groupVoters(ctx context.Context, g int) ([]string, error) {
 	ri, err := c.changeVoters(ctx, g, voterChange{Op: "get"})
+	if re := (*errRPC)(nil); errors.As(err, &re) && re.status == http.StatusBadRequest && strings.Contains(re.msg, "unknown op get") {
+		return nil, fmt.Errorf("%w: the leader runs an older tally, which cannot report its group's voters: upgrade it (or move the group's leadership to an upgraded node) and run the change again", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -346,3 +346,22 @@ func TestHalfMovedNamesTheLeftover(t *testing.T) {
 		}
 	}
 }
+
+// TestVoterOpRefusedIsFinal: a group's leader that refuses a voter op
+// (400: an op it does not know, as a leader on an older build answers the
+// "get" a move begins with) is not asked again until the change's
+// deadline: the change ends at once with the leader's answer.
+func TestVoterOpRefusedIsFinal(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 2, 1, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), configWait)
+	defer cancel()
+	for _, c := range cs { // the leader asks itself; the other asks it over the cluster port
+		_, err := c.changeVoters(ctx, 0, voterChange{Op: "an-op-of-a-newer-build"})
+		if ctx.Err() != nil {
+			t.Fatalf("%s: the refused op was retried until the deadline: %v", c.cfg.NodeID, err)
+		}
+		if err == nil || !strings.Contains(err.Error(), "unknown op") {
+			t.Fatalf("%s: %v; want the leader's refusal", c.cfg.NodeID, err)
+		}
+	}
+}
