@@ -114,8 +114,16 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]store.TableRo
 	header := rd.Columns()
 	keyCol := -1
 	colOf := make([]int, len(header)) // header position -> table column, -1 = key
+	seen := make(map[string]int, len(header))
 	for i, h := range header {
+		// Names are matched trimmed: tabular refuses a name given twice
+		// verbatim, and one given twice up to spaces is refused here, or
+		// the later column would silently win.
 		name := strings.TrimSpace(h.Name)
+		if j, dup := seen[name]; dup {
+			return nil, fmt.Errorf("CSV header: column name %q appears twice (columns %d and %d)", name, j+1, i+1)
+		}
+		seen[name] = i
 		if name == def.Entity.JoinKey {
 			keyCol = i
 			colOf[i] = -1
