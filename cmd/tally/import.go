@@ -280,6 +280,11 @@ func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, erro
 				dst = append(dst, "null"...)
 			case (field == 0 || field == features.Int) && v.Num == math.Trunc(v.Num) && math.Abs(v.Num) < 1<<53:
 				dst = strconv.AppendInt(dst, int64(v.Num), 10)
+			case field == features.String && v.Num == math.Trunc(v.Num) && math.Abs(v.Num) < 1e21:
+				// An integral number (a numeric id in a float column) as
+				// its integer text, the key a live ingest of the number
+				// and a lookup use: 'g' would write 1234567 as 1.234567e+06.
+				dst = strconv.AppendQuote(dst, strconv.FormatFloat(v.Num, 'f', -1, 64))
 			case field == features.String:
 				dst = strconv.AppendQuote(dst, strconv.FormatFloat(v.Num, 'g', -1, 64))
 			case field == features.Bool:
