@@ -145,11 +145,17 @@ type TableOptions struct {
 	// AsOf, when set, is when the rows become valid for historical
 	// features (a backfill); zero means when the node acknowledges them.
 	AsOf time.Time
+	// RequestID, when set, is sent as the Idempotency-Key, as for
+	// WriteOptions.RequestID: the node (and each replica group of a
+	// cluster) applies the upload of one id once, so it is retried on
+	// connection errors and 503 like a read.
+	RequestID string
 }
 
 // UploadTable uploads rows of table in format (CSV with a header, or
 // NDJSON) and returns how many rows the node took. All rows valid, or none
-// applied. Retried only when the request could not be sent.
+// applied. Retried only when the request could not be sent, unless it has
+// a RequestID.
 func (c *Client) UploadTable(ctx context.Context, table string, format Format, body []byte, o TableOptions) (rows int, err error) {
 	if format != CSV && format != NDJSON {
 		return 0, fmt.Errorf("tally %s: table format %q: use client.CSV or client.NDJSON", PathTables+table, format)
@@ -164,8 +170,12 @@ func (c *Client) UploadTable(ctx context.Context, table string, format Format, b
 	var res struct {
 		Rows int `json:"rows"`
 	}
-	err = c.callJSON(ctx, request{method: "POST", path: PathTables + url.PathEscape(table) + "?" + q.Encode(),
-		ctype: format.contentType(), body: body, retry: retryUnsent}, &res)
+	r := request{method: "POST", path: PathTables + url.PathEscape(table) + "?" + q.Encode(),
+		ctype: format.contentType(), body: body, retry: retryUnsent}
+	if o.RequestID != "" {
+		r.idem, r.retry = o.RequestID, retryRead
+	}
+	err = c.callJSON(ctx, r, &res)
 	return res.Rows, err
 }
 

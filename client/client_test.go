@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -449,5 +450,43 @@ func TestManyRetriesDoNotOverflowTheBackoff(t *testing.T) {
 	}
 	if n := got.Load(); n != 71 {
 		t.Fatalf("sent %d times, want 1 + 70 retries", n)
+	}
+}
+
+// TestUploadTableWithRequestID: a table upload with a RequestID is sent
+// with it as the Idempotency-Key and retried on 503 as a read is, as
+// IngestBulk and Import with one are; without one it is sent once.
+func TestUploadTableWithRequestID(t *testing.T) {
+	var got atomic.Int64
+	var keys []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		mu.Unlock()
+		if got.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":{"code":"UNAVAILABLE","message":"no leader"}}`)
+			return
+		}
+		io.WriteString(w, `{"table":"user_profile","rows":1}`)
+	}))
+	defer srv.Close()
+	c := newClient(t, strings.TrimPrefix(srv.URL, "http://"), client.Options{Retries: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	ctx := context.Background()
+	rows, err := c.UploadTable(ctx, "user_profile", client.CSV, []byte("user_id,home_lat\nu1,1\n"), client.TableOptions{RequestID: "up-1"})
+	if err != nil || rows != 1 {
+		t.Fatalf("upload with a request id after a 503: %d %v", rows, err)
+	}
+	if n := got.Load(); n != 2 || keys[0] != "up-1" || keys[1] != "up-1" {
+		t.Fatalf("sent %d times with keys %q, want twice with up-1", n, keys)
+	}
+	got.Store(0)
+	if _, err := c.UploadTable(ctx, "user_profile", client.CSV, []byte("user_id,home_lat\nu1,1\n"), client.TableOptions{}); client.StatusOf(err) != 503 {
+		t.Fatalf("upload without a request id after a 503: %v", err)
+	}
+	if n := got.Load(); n != 1 {
+		t.Fatalf("an upload without a request id was sent %d times, want 1", n)
 	}
 }
