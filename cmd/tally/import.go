@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,12 +36,13 @@ columns are an error. Each chunk is all or nothing; a refused chunk stops the
 import and says how many rows earlier chunks loaded.
 
 Each chunk carries a request id (Idempotency-Key): by default one derived from the
-file (its name, size and modification time), the source and --chunk, numbered by
-chunk. A chunk whose answer was lost is sent again by the client, and the node
-applies an id once: running the same import again after a failure loads only the
-chunks the node had not applied (within its window of the last 262,144 named
-requests). --request-id none sends none (importing the same file twice then
-counts it twice).`,
+source, --chunk, the chunk's number and its content (a hash of the events it
+sends). A chunk whose answer was lost is sent again by the client, and the node
+applies an id once: running the same import again after a failure, or after
+fixing a row the import refused, loads only the chunks the node had not applied
+(within its window of the last 262,144 named requests); a chunk whose rows
+changed is new. --request-id ID numbers ID by chunk instead; --request-id none
+sends none (importing the same file twice then counts it twice).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if chunk < 1 {
@@ -81,7 +81,7 @@ counts it twice).`,
 			if err != nil {
 				return err
 			}
-			ids, err := importIDs(requestID, args[0], source, chunk)
+			ids, err := importIDs(requestID, source, chunk)
 			if err != nil {
 				return err
 			}
@@ -95,7 +95,11 @@ counts it twice).`,
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 				wo := client.WriteOptions{}
-				if ids != "" {
+				switch {
+				case requestID == "auto":
+					sum := sha256.Sum256(body)
+					wo.RequestID = fmt.Sprintf("%s/%d/%x", ids, chunks, sum[:12])
+				case ids != "":
 					wo.RequestID = ids + "/" + strconv.Itoa(chunks)
 				}
 				chunks++
@@ -104,7 +108,7 @@ counts it twice).`,
 				if err != nil {
 					again := ""
 					if ids != "" {
-						again = "; run the same import again to load the rest: the chunks the node applied are skipped by their request ids"
+						again = "; run the same import again to load the rest (after fixing the rows, if the node refused some): the chunks the node applied are skipped by their request ids"
 					}
 					return fmt.Errorf("rows %d-%d: %w (%d rows before them were loaded%s)", line-n+1, line, err, loaded, again)
 				}
@@ -153,31 +157,27 @@ counts it twice).`,
 	fl.StringVar(&repoDir, "repo", "", "feature repo directory the node serves (default: the embedded fraud repo)")
 	fl.IntVar(&chunk, "chunk", 50_000, "events per request")
 	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
-	fl.StringVar(&requestID, "request-id", "auto", `the chunks' request ids, numbered "<id>/<chunk>": auto derives one from the file, the source and --chunk; none sends none`)
+	fl.StringVar(&requestID, "request-id", "auto", `the chunks' request ids: auto derives each from the source, --chunk, the chunk's number and its events; an ID is numbered "<id>/<chunk>"; none sends none`)
 	cmd.MarkFlagRequired("source")
 	return cmd
 }
 
-// importIDs is the request id prefix of an import's chunks: flag as given,
-// "" for none, or for auto one derived from what decides the chunks (the
-// file, by name, size and modification time; the source; the chunk size),
-// so that running the same import again names each chunk as before.
-func importIDs(flag, path, source string, chunk int) (string, error) {
+// importIDs is the request id prefix of an import's chunks: flag as given
+// (numbered by chunk), "" for none, or for auto one naming the source and
+// the chunk size, to which each chunk adds its number and a hash of its
+// body. So running the import again names each chunk as before, whatever
+// became of the file's name, size or modification time, as long as the
+// chunk sends the same events: after fixing a row the node refused, the
+// chunks already applied are skipped, and only changed ones are new.
+func importIDs(flag, source string, chunk int) (string, error) {
 	switch flag {
 	case "none":
 		return "", nil
 	case "auto":
-		st, err := os.Stat(path)
-		if err != nil {
-			return "", err
-		}
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return "", err
-		}
-		// The path hashed: a header value is ASCII, a path need not be.
-		sum := sha256.Sum256([]byte(abs))
-		return fmt.Sprintf("import:%s:%x:%d:%d:%d", source, sum[:8], st.Size(), st.ModTime().UnixNano(), chunk), nil
+		// The source hashed: a header value is ASCII, a source name need
+		// not be.
+		sum := sha256.Sum256([]byte(source))
+		return fmt.Sprintf("import:%x:%d", sum[:8], chunk), nil
 	case "":
 		return "", errors.New(`--request-id is empty: give an id, auto or none`)
 	}
