@@ -80,7 +80,9 @@ type WriteOptions struct {
 // Ingest sends records of source as one Tecton-shaped ingest request:
 // acknowledged means durable (per the node's fsync policy) and visible to
 // the next lookup; refused (*Error, ErrInvalidRecords) means nothing of it
-// was applied. Retried only when the request could not be sent.
+// was applied, but for ErrPartlyApplied (the retry of a request part of
+// which was applied before). Retried only when the request could not be
+// sent.
 func (c *Client) Ingest(ctx context.Context, source string, records []Record) (IngestResult, error) {
 	type wrapped struct {
 		Record Record `json:"record"`

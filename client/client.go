@@ -210,12 +210,15 @@ func readError(resp *http.Response, ep string) error {
 			Records []RecordError `json:"records"`
 			Refused int           `json:"refused"`
 			Total   int           `json:"total"`
+			Groups  []GroupShare  `json:"groups"`
+			Sources []SourceShare `json:"sources"`
 		} `json:"error"`
 	}
 	e := &Error{Status: resp.StatusCode, Endpoint: ep}
 	if json.Unmarshal(raw, &w) == nil && w.Error.Code != "" {
 		e.Code, e.Message = w.Error.Code, w.Error.Message
 		e.Records, e.Refused, e.Total = w.Error.Records, w.Error.Refused, w.Error.Total
+		e.Groups, e.Sources = w.Error.Groups, w.Error.Sources
 	} else {
 		// Not tally's error body (a proxy's, say): keep its text.
 		e.Message = strings.TrimSpace(string(raw))

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -488,5 +489,34 @@ func TestUploadTableWithRequestID(t *testing.T) {
 	}
 	if n := got.Load(); n != 1 {
 		t.Fatalf("an upload without a request id was sent %d times, want 1", n)
+	}
+}
+
+// TestPartlyAppliedError: a 409 PARTLY_APPLIED (the retry of an ingest
+// part of which was applied before) is ErrPartlyApplied, not
+// ErrInvalidRecords, with the groups' shares and the refused records
+// decoded, and is not retried under its id.
+func TestPartlyAppliedError(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusConflict)
+		io.WriteString(w, `{"error":{"code":"PARTLY_APPLIED","message":"1 of 1 records refused, and request \"k\" was partly applied before: ...",`+
+			`"groups":[{"group":0,"records":1,"share":"applied"},{"group":1,"records":1,"share":"unknown","error":"no leader"}],`+
+			`"records":[{"source":"transactions","index":0,"reason":"too old"}],"refused":1,"total":1}}`)
+	}))
+	defer srv.Close()
+	c := newClient(t, strings.TrimPrefix(srv.URL, "http://"), client.Options{Retries: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	_, err := c.IngestBulk(context.Background(), "transactions", []byte("{}\n"), client.WriteOptions{RequestID: "k"})
+	var e *client.Error
+	if !errors.As(err, &e) || e.Status != 409 || !errors.Is(err, client.ErrPartlyApplied) || errors.Is(err, client.ErrInvalidRecords) {
+		t.Fatalf("got %v, want 409 PARTLY_APPLIED", err)
+	}
+	want := []client.GroupShare{{Group: 0, Records: 1, Share: "applied"}, {Group: 1, Records: 1, Share: "unknown", Error: "no leader"}}
+	if !slices.Equal(e.Groups, want) || e.Refused != 1 || len(e.Records) != 1 {
+		t.Fatalf("groups %+v, refused %d, records %+v", e.Groups, e.Refused, e.Records)
+	}
+	if n := got.Load(); n != 1 {
+		t.Fatalf("sent %d times, want once", n)
 	}
 }

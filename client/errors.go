@@ -21,6 +21,31 @@ type Error struct {
 	Records []RecordError
 	Refused int
 	Total   int
+	// Groups says, for ErrPartlyApplied in a cluster, what each replica
+	// group owning a key of the request holds of its share; Sources, on a
+	// single node, which sources' records were applied.
+	Groups  []GroupShare
+	Sources []SourceShare
+}
+
+// GroupShare is what a replica group holds of its share of a request
+// (ErrPartlyApplied): Share is "applied", "not applied", "partly applied"
+// (its share of some sources of the request) or "unknown" (it could not be
+// asked; Error says why). Records counts the request's records with a key
+// the group owns.
+type GroupShare struct {
+	Group   int    `json:"group"`
+	Records int    `json:"records"`
+	Share   string `json:"share"`
+	Error   string `json:"error,omitempty"`
+}
+
+// SourceShare is whether a single node applied the records of one source
+// of a request (ErrPartlyApplied): Share is "applied" or "not applied".
+type SourceShare struct {
+	Source  string `json:"source"`
+	Records int    `json:"records"`
+	Share   string `json:"share"`
 }
 
 // RecordError is one refused record of an ingest: its source, its index in
@@ -58,6 +83,14 @@ var (
 	// ErrInvalidRecords: an ingest was refused, nothing of it applied (400);
 	// Error.Records says which records and why.
 	ErrInvalidRecords = &Error{Code: "INVALID_RECORDS"}
+	// ErrPartlyApplied: the retry (same RequestID) of an ingest part of
+	// which was applied before (a cluster write some replica groups applied
+	// and others failed, or a single node's crash that kept part of it)
+	// was refused, its records now being too late for the rest (409).
+	// Error.Groups (or Sources) says which part was applied, Error.Records
+	// why the records are refused. Do not send them again under a new id:
+	// the part applied would be counted twice.
+	ErrPartlyApplied = &Error{Code: "PARTLY_APPLIED"}
 	// ErrInvalidRequest: the request is malformed or names something wrong
 	// (400); the message says what.
 	ErrInvalidRequest = &Error{Code: "INVALID_REQUEST"}

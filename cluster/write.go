@@ -59,13 +59,15 @@ func (c *Cluster) WriteEvents(id string, batches []*store.Batch, clock int64, ba
 // events of source of request id.
 func shareID(id string, source int) string { return id + "/s" + strconv.Itoa(source) }
 
-// RequestApplied reports whether every group owning a key of batches
-// applied its share of them under id (WriteEvents): each group is asked,
-// in parallel, whether its FSM holds the ids of its shares (groupApplied).
-// False when no group owns a key of them.
-func (c *Cluster) RequestApplied(id string, batches []*store.Batch) (bool, error) {
+// RequestApplied reports what each group owning a key of batches holds
+// of its share of them under id (WriteEvents): each group is asked, in
+// parallel, whether its FSM holds the ids of its shares (groupApplied);
+// a group with the shares of several sources that holds some of them is
+// SharePartlyApplied, and one that cannot be asked ShareUnknown.
+func (c *Cluster) RequestApplied(id string, batches []*store.Batch) ([]node.GroupShare, error) {
 	m := c.Map()
 	keys := map[int][]uint64{} // by group: the hashed ids of its shares
+	records := map[int]int{}   // by group: the events with a key it owns
 	var gs []int
 	for _, b := range batches {
 		k := xxhash.Sum64String(shareID(id, b.Source()))
@@ -73,43 +75,61 @@ func (c *Cluster) RequestApplied(id string, batches []*store.Batch) (bool, error
 		for e := 0; e < b.Len(); e++ {
 			gs = eventGroups(m, b, srcKeys, e, gs)
 			for _, g := range gs {
+				records[g]++
 				if !slices.Contains(keys[g], k) {
 					keys[g] = append(keys[g], k)
 				}
 			}
 		}
 	}
-	if len(keys) == 0 {
-		return false, nil
+	shares := make([]node.GroupShare, 0, len(keys))
+	for g := range keys {
+		shares = append(shares, node.GroupShare{Group: g, Records: records[g]})
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		no   bool // a group answered that it did not apply its share
-		errs []error
-	)
-	for g, ks := range keys {
+	slices.SortFunc(shares, func(a, b node.GroupShare) int { return a.Group - b.Group })
+	var wg sync.WaitGroup
+	for i := range shares {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := c.groupApplied(g, ks)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			} else if !ok {
-				no = true
-			}
+			s := &shares[i]
+			s.State, s.Err = c.groupShare(s.Group, keys[s.Group])
 		}()
 	}
 	wg.Wait()
+	return shares, nil
+}
+
+// groupShare is what group g holds of the shares whose hashed ids are
+// keys: all, none, some (asked one by one once it holds not all), or
+// unknown (with why).
+func (c *Cluster) groupShare(g int, keys []uint64) (node.ShareState, error) {
+	ok, err := c.groupApplied(g, keys)
 	switch {
-	case no:
-		return false, nil // whatever the groups that could not answer hold
-	case len(errs) > 0:
-		return false, errors.Join(errs...)
+	case err != nil:
+		return node.ShareUnknown, err
+	case ok:
+		return node.ShareApplied, nil
+	case len(keys) == 1:
+		return node.ShareNotApplied, nil
 	}
-	return true, nil
+	held := 0
+	for _, k := range keys {
+		ok, err := c.groupApplied(g, []uint64{k})
+		if err != nil {
+			return node.ShareUnknown, fmt.Errorf("it did not apply all of its share, and could not tell which part: %w", err)
+		}
+		if ok {
+			held++
+		}
+	}
+	switch held {
+	case 0:
+		return node.ShareNotApplied, nil
+	case len(keys):
+		return node.ShareApplied, nil // applied meanwhile
+	}
+	return node.SharePartlyApplied, nil
 }
 
 // groupApplied reports whether group g applied every request whose hashed
@@ -263,6 +283,7 @@ func (c *Cluster) proposeAll(shares map[int][][]byte) (applied, error) {
 		errs []error
 		wg   sync.WaitGroup
 	)
+	var done []int // the groups that applied all their entries
 	for g, entries := range shares {
 		wg.Add(1)
 		go func() {
@@ -281,13 +302,41 @@ func (c *Cluster) proposeAll(shares map[int][][]byte) (applied, error) {
 					return
 				}
 			}
+			mu.Lock()
+			done = append(done, g)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return applied{}, errors.Join(errs...)
+		err := errors.Join(errs...)
+		if len(done) > 0 {
+			// The client must not read the error as "nothing written".
+			slices.Sort(done)
+			verb := "applied its share"
+			if len(done) > 1 {
+				verb = "applied their share"
+			}
+			err = fmt.Errorf("%w; %s %s of this write", err, groupList(done), verb)
+		}
+		return applied{}, err
 	}
 	return sum, nil
+}
+
+// groupList names groups gs: "group 3", "groups 0, 2".
+func groupList(gs []int) string {
+	if len(gs) == 1 {
+		return "group " + strconv.Itoa(gs[0])
+	}
+	s := "groups "
+	for i, g := range gs {
+		if i > 0 {
+			s += ", "
+		}
+		s += strconv.Itoa(g)
+	}
+	return s
 }
 
 // errNotLeader: the replica asked does not lead the group (hint: who does).

@@ -68,8 +68,8 @@ func (gs *groupStores) WriteEvents(string, []*store.Batch, int64, bool) (int, in
 	return 0, 0, errReadOnly
 }
 
-func (gs *groupStores) RequestApplied(string, []*store.Batch) (bool, error) {
-	return false, errReadOnly
+func (gs *groupStores) RequestApplied(string, []*store.Batch) ([]node.GroupShare, error) {
+	return nil, errReadOnly
 }
 
 func (gs *groupStores) WriteTable(string, *store.Table, []store.TableRow, bool, int64) error {

@@ -72,15 +72,18 @@ type Cluster interface {
 	// nothing twice. It returns once every group has committed and applied
 	// its share; deferred and tooLate are CommitEvents' counts.
 	WriteEvents(id string, batches []*store.Batch, clock int64, backfill bool) (deferred, tooLate int, err error)
-	// RequestApplied reports whether every replica group that owns a key
-	// of batches applied its share of them under request id (WriteEvents),
-	// as far as the groups' windows of applied ids tell: false when a group
-	// did not, or when no group owns a key of them. batches must hold every
-	// event of the request as first written. A node asks it of a request
-	// whose events it now refuses as too late, to answer the retry of a
-	// request applied when they were not as the retry it is. It changes
-	// nothing; an error (a group unavailable) means it could not tell.
-	RequestApplied(id string, batches []*store.Batch) (bool, error)
+	// RequestApplied reports, for each replica group that owns a key of
+	// batches (by group, ascending), whether it applied its share of them
+	// under request id (WriteEvents), as far as its window of applied ids
+	// tells; none when no group owns a key of them. batches must hold
+	// every event of the request as first written. A node asks it of a
+	// request whose events it now refuses as too late, to answer the retry
+	// of a request applied when they were not as the retry it is, and that
+	// of a request only some groups applied (a failed write) as what it
+	// is. It changes nothing. A group that cannot answer (unavailable) is
+	// ShareUnknown, never ShareNotApplied; an error means no group could
+	// be asked.
+	RequestApplied(id string, batches []*store.Batch) ([]GroupShare, error)
 	// WriteTable commits a table upload likewise: every group gets the rows
 	// of the keys it owns (all groups, for a replace).
 	WriteTable(id string, t *store.Table, rows []store.TableRow, replace bool, validFrom int64) error
@@ -128,6 +131,49 @@ type ReadOut struct {
 	// (a row's column may be null): Feast's NOT_FOUND is a missing row,
 	// NULL_VALUE a null column. nil: not asked.
 	TFound []bool
+}
+
+// ShareState is what a replica group (or, on a single node, the store)
+// holds of its share of a request (Cluster.RequestApplied).
+type ShareState uint8
+
+const (
+	// ShareNotApplied: it applied none of its share.
+	ShareNotApplied ShareState = iota
+	// ShareApplied: it applied all of its share.
+	ShareApplied
+	// SharePartlyApplied: of a request of several sources (one share per
+	// source), it applied the share of some and not of others.
+	SharePartlyApplied
+	// ShareUnknown: it could not be asked (GroupShare.Err says why).
+	ShareUnknown
+)
+
+// String is the state as an ingest error's body writes it.
+func (s ShareState) String() string {
+	switch s {
+	case ShareNotApplied:
+		return "not applied"
+	case ShareApplied:
+		return "applied"
+	case SharePartlyApplied:
+		return "partly applied"
+	}
+	return "unknown"
+}
+
+// MarshalText writes the state as String does.
+func (s ShareState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// GroupShare is what one replica group holds of a request.
+type GroupShare struct {
+	Group int `json:"group"`
+	// Records counts the request's records with a key the group owns (a
+	// record whose keys several groups own counts in each).
+	Records int        `json:"records"`
+	State   ShareState `json:"share"`
+	// Err says why the state is ShareUnknown.
+	Err error `json:"-"`
 }
 
 // ErrUnavailable wraps a cluster's refusal to commit or read now (no

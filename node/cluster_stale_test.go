@@ -15,7 +15,7 @@ type staleCluster struct{ st *store.Store }
 func (staleCluster) WriteEvents(string, []*store.Batch, int64, bool) (int, int, error) {
 	return 0, 0, nil
 }
-func (staleCluster) RequestApplied(string, []*store.Batch) (bool, error) { return false, nil }
+func (staleCluster) RequestApplied(string, []*store.Batch) ([]GroupShare, error) { return nil, nil }
 func (staleCluster) WriteTable(string, *store.Table, []store.TableRow, bool, int64) error {
 	return nil
 }

@@ -17,8 +17,8 @@ type downCluster struct{}
 func (downCluster) WriteEvents(string, []*store.Batch, int64, bool) (int, int, error) {
 	return 0, 0, fmt.Errorf("%w: no leader", ErrUnavailable)
 }
-func (downCluster) RequestApplied(string, []*store.Batch) (bool, error) {
-	return false, fmt.Errorf("%w: no leader", ErrUnavailable)
+func (downCluster) RequestApplied(string, []*store.Batch) ([]GroupShare, error) {
+	return nil, fmt.Errorf("%w: no leader", ErrUnavailable)
 }
 func (downCluster) WriteTable(string, *store.Table, []store.TableRow, bool, int64) error {
 	return fmt.Errorf("%w: no leader", ErrUnavailable)

@@ -316,12 +316,29 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 		var ie *IngestError
 		if errors.As(err, &ie) {
 			status := fasthttp.StatusBadRequest
-			if ie.Code == "UNKNOWN_SOURCE" || ie.Code == "UNKNOWN_WORKSPACE" {
+			switch ie.Code {
+			case "UNKNOWN_SOURCE", "UNKNOWN_WORKSPACE":
 				status = fasthttp.StatusNotFound
+			case "PARTLY_APPLIED":
+				status = fasthttp.StatusConflict
 			}
-			writeJSON(ctx, status, map[string]any{"error": map[string]any{
+			body := map[string]any{
 				"code": ie.Code, "message": ie.Message, "records": ie.Records, "refused": ie.Refused, "total": ie.Total,
-			}})
+			}
+			if len(ie.Groups) > 0 {
+				groups := make([]map[string]any, len(ie.Groups))
+				for i, g := range ie.Groups {
+					groups[i] = map[string]any{"group": g.Group, "records": g.Records, "share": g.State.String()}
+					if g.Err != nil {
+						groups[i]["error"] = g.Err.Error()
+					}
+				}
+				body["groups"] = groups
+			}
+			if len(ie.Sources) > 0 {
+				body["sources"] = ie.Sources
+			}
+			writeJSON(ctx, status, map[string]any{"error": body})
 			return
 		}
 		if errors.Is(err, store.ErrLogFailed) {

@@ -23,13 +23,32 @@ type RecordError struct {
 	Reason string `json:"reason"`
 }
 
-// IngestError refuses a whole ingest request: nothing of it was applied.
+// IngestError refuses a whole ingest request: nothing of it is applied
+// now. Nothing of it was applied before either, but for the code
+// PARTLY_APPLIED (HTTP 409): the retry of a request (same id) part of which
+// was applied, whose other part is now refused; Groups (a cluster) or
+// Sources (a single node) say which part.
 type IngestError struct {
 	Code    string
 	Message string
 	Records []RecordError // at most maxListedErrors, Refused counts all
 	Refused int
 	Total   int
+	// Groups says, for PARTLY_APPLIED in a cluster, what each group owning
+	// a key of the request holds of its share.
+	Groups []GroupShare
+	// Sources says, for PARTLY_APPLIED on a single node, which sources'
+	// records were applied.
+	Sources []SourceShare
+}
+
+// SourceShare is whether a single node applied the records of one source
+// of a request (a request of several sources is a log record each, and a
+// crash may keep only the first ones).
+type SourceShare struct {
+	Source  string     `json:"source"`
+	Records int        `json:"records"`
+	State   ShareState `json:"share"`
 }
 
 func (e *IngestError) Error() string { return e.Message }
@@ -57,6 +76,7 @@ type ingestWork struct {
 	parser  fastjson.Parser
 	batches []*store.Batch // one per source, by source index
 	used    []bool
+	items   []int // by source index: the records sent, refused or not
 	errs    []RecordError
 	refused int
 	// late counts the refused records that are valid but too late, kept in
@@ -90,10 +110,12 @@ func (n *Node) getIngestWork() *ingestWork {
 	for len(w.batches) < len(sources) {
 		w.batches = append(w.batches, &store.Batch{})
 		w.used = append(w.used, false)
+		w.items = append(w.items, 0)
 	}
 	// The pool is shared by every node of the process (history joins, tests),
 	// which may have more sources than this one: clear every flag.
 	clear(w.used)
+	clear(w.items)
 	for i, s := range sources {
 		w.batches[i].Reset(i, len(s.Columns))
 	}
@@ -181,6 +203,7 @@ func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 		}
 		b := w.batches[sp.Index]
 		w.used[sp.Index] = true
+		w.items[sp.Index] = len(items)
 		if len(items) > 0 {
 			w.parts++
 		}
@@ -268,6 +291,7 @@ func (n *Node) ingestLines(id, source string, body []byte, dry, backfill bool) (
 		}
 		w.total++
 		w.parts = 1
+		w.items[sp.Index]++
 		rec, err := w.parser.ParseBytes(l)
 		if err != nil {
 			w.refuse(source, line, "not valid JSON: "+err.Error())
@@ -282,21 +306,24 @@ func (n *Node) ingestLines(id, source string, body []byte, dry, backfill bool) (
 // finishIngest logs and applies the parsed batches of w, acknowledged at
 // clock (or, for a backfill, each event at its own timestamp).
 func (n *Node) finishIngest(w *ingestWork, dry bool, clock int64, backfill bool) (IngestResult, error) {
-	if w.refused > 0 && w.id != "" && !dry && n.appliedBefore(w) {
-		// A retry of a request the state applied whole, which its records
-		// no longer pass (the clock moved past their windows): answered as
-		// a retry is, 200 with nothing placed now, not "nothing ingested".
-		return IngestResult{Accepted: w.total, Backfill: backfill}, nil
+	if w.refused > 0 && w.id != "" && !dry {
+		applied, err := n.appliedBefore(w)
+		if applied {
+			// A retry of a request the state applied whole, which its
+			// records no longer pass (the clock moved past their windows):
+			// answered as a retry is, 200 with nothing placed now, not
+			// "nothing ingested".
+			return IngestResult{Accepted: w.total, Backfill: backfill}, nil
+		}
+		if err != nil {
+			// Part of it was applied before, or it cannot be told whether
+			// it was: anything but "nothing was ingested".
+			n.metrics.refused(w.refused)
+			return IngestResult{}, err
+		}
 	}
 	if w.refused > 0 {
-		msg := fmt.Sprintf("%d of %d records refused; nothing was ingested", w.refused, w.total)
-		for i, e := range w.errs {
-			if i == 3 {
-				msg += "; ..."
-				break
-			}
-			msg += fmt.Sprintf("; %s[%d]: %s", e.Source, e.Index, e.Reason)
-		}
+		msg := fmt.Sprintf("%d of %d records refused; nothing was ingested", w.refused, w.total) + w.reasons()
 		n.metrics.refused(w.refused)
 		return IngestResult{}, &IngestError{Code: "INVALID_RECORDS", Message: msg, Records: append([]RecordError(nil), w.errs...), Refused: w.refused, Total: w.total}
 	}
@@ -328,27 +355,153 @@ func (w *ingestWork) collect() {
 	}
 }
 
+// reasons lists the first three refused records of w and why, each
+// after "; ".
+func (w *ingestWork) reasons() string {
+	var msg string
+	for i, e := range w.errs {
+		if i == 3 {
+			msg += "; ..."
+			break
+		}
+		msg += fmt.Sprintf("; %s[%d]: %s", e.Source, e.Index, e.Reason)
+	}
+	return msg
+}
+
 // appliedBefore reports whether w, a request with an id that validation
 // refused, is the retry of a request the state applied whole: on a single
 // node, every part of it is in the store's window of applied requests; in
 // a cluster, every refused record is only too late (so the batches hold
 // all its events) and every group owning a key of them applied its share.
-// A cluster that cannot tell (a group unavailable) leaves the refusal
-// standing.
-func (n *Node) appliedBefore(w *ingestWork) bool {
+// When not, err is a PARTLY_APPLIED *IngestError when part of it was
+// applied before (a cluster write some groups applied and others failed;
+// on a single node, a crash that kept only its first log records), or
+// ErrUnavailable when a cluster cannot tell whether it was applied (a
+// group that cannot be asked, and the others all applied their share or
+// all did not); nil when none of it was.
+func (n *Node) appliedBefore(w *ingestWork) (bool, error) {
 	if n.cluster == nil {
-		return n.Store.RequestApplied(w.id, w.parts)
+		held := n.Store.RequestApplied(w.id, w.parts)
+		switch c := count(held); c {
+		case w.parts:
+			return c > 0, nil
+		case 0:
+			return false, nil
+		}
+		// Part i is the i-th source, in index order, the request has
+		// records of (CommitEvents: one record per non-empty batch).
+		var srcs []SourceShare
+		var done, not []string
+		for i, cnt := range w.items {
+			if cnt == 0 {
+				continue
+			}
+			s := SourceShare{Source: n.Repo().Sources[i].Name, Records: cnt, State: ShareNotApplied}
+			desc := fmt.Sprintf("source %s (%s)", s.Source, plural(cnt, "record"))
+			if held[len(srcs)] {
+				s.State = ShareApplied
+				done = append(done, desc)
+			} else {
+				not = append(not, desc)
+			}
+			srcs = append(srcs, s)
+		}
+		msg := fmt.Sprintf("%d of %d records refused, and request %q was partly applied before (a crash kept only its first log records): the records of %s were applied, those of %s were not; the rest is refused now",
+			w.refused, w.total, w.id, strings.Join(done, ", "), strings.Join(not, ", "))
+		return false, w.partlyApplied(msg, nil, srcs)
 	}
 	if w.late < w.refused {
-		return false
+		return false, nil
 	}
 	w.collect()
-	ok, err := n.cluster.RequestApplied(w.id, w.commit)
+	shares, err := n.cluster.RequestApplied(w.id, w.commit)
 	if err != nil {
-		n.logger.Warn("could not ask the cluster whether a refused request is the retry of an applied one; refusing it", "request", w.id, "err", err)
-		return false
+		n.logger.Warn("could not ask the cluster whether a refused request is the retry of an applied one", "request", w.id, "err", err)
+		return false, fmt.Errorf("%w: %d of %d records refused as too late, and whether request %q was applied before (then it is answered as a retry) could not be told: %v",
+			ErrUnavailable, w.refused, w.total, w.id, err)
 	}
-	return ok
+	var applied, partly, not, unknown int
+	for _, s := range shares {
+		switch s.State {
+		case ShareApplied:
+			applied++
+		case SharePartlyApplied:
+			partly++
+		case ShareNotApplied:
+			not++
+		default:
+			unknown++
+		}
+	}
+	switch {
+	case len(shares) == 0 || not == len(shares):
+		return false, nil
+	case applied == len(shares):
+		return true, nil
+	case partly > 0 || applied > 0 && not > 0:
+		msg := fmt.Sprintf("%d of %d records refused, and request %q was partly applied before: %s; the rest cannot be applied now, its records being too late",
+			w.refused, w.total, w.id, describeShares(shares))
+		return false, w.partlyApplied(msg, shares, nil)
+	}
+	n.logger.Warn("could not ask every group whether a refused request is the retry of an applied one", "request", w.id, "groups", describeShares(shares))
+	return false, fmt.Errorf("%w: %d of %d records refused as too late, and whether request %q was applied before (then it is answered as a retry) could not be told: %s%s",
+		ErrUnavailable, w.refused, w.total, w.id, describeShares(shares), w.reasons())
+}
+
+// partlyApplied is the PARTLY_APPLIED refusal of w, msg saying what was
+// applied before.
+func (w *ingestWork) partlyApplied(msg string, groups []GroupShare, srcs []SourceShare) *IngestError {
+	msg += w.reasons() + "; do not send these records again under a new Idempotency-Key: the part applied would be counted twice"
+	return &IngestError{Code: "PARTLY_APPLIED", Message: msg, Records: append([]RecordError(nil), w.errs...), Refused: w.refused, Total: w.total, Groups: groups, Sources: srcs}
+}
+
+// maxListedGroups bounds the groups a message names (the error's groups
+// list them all).
+const maxListedGroups = 8
+
+// describeShares says what each group holds of its share: "group 0
+// applied its share (1 record), group 1 did not apply its share (2
+// records), group 2: unknown whether it applied its share (1 record):
+// why".
+func describeShares(shares []GroupShare) string {
+	var parts []string
+	for i, s := range shares {
+		if i == maxListedGroups {
+			parts = append(parts, fmt.Sprintf("%d more groups (see groups)", len(shares)-i))
+			break
+		}
+		recs := plural(s.Records, "record")
+		switch s.State {
+		case ShareApplied:
+			parts = append(parts, fmt.Sprintf("group %d applied its share (%s)", s.Group, recs))
+		case ShareNotApplied:
+			parts = append(parts, fmt.Sprintf("group %d did not apply its share (%s)", s.Group, recs))
+		case SharePartlyApplied:
+			parts = append(parts, fmt.Sprintf("group %d applied its share of some sources, not of others (%s)", s.Group, recs))
+		default:
+			parts = append(parts, fmt.Sprintf("group %d: unknown whether it applied its share (%s): %v", s.Group, recs, s.Err))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// count is how many of bs are true.
+func count(bs []bool) int {
+	c := 0
+	for _, b := range bs {
+		if b {
+			c++
+		}
+	}
+	return c
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 func (n *Node) sourceNames() string {

@@ -1,11 +1,17 @@
 package node
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
+
+	"github.com/tally-ml/tally/features"
 )
 
 // TestRequestIDsApplyOnce: on a single node, a write retried with its
@@ -155,5 +161,93 @@ func TestRetryOfAnAppliedRequestPastItsWindows(t *testing.T) {
 	}
 	if _, err := n.IngestNDJSONAs("k1", "transactions", []byte(strings.TrimSuffix(strings.TrimPrefix(txn("u1", "m1", "FR", 5, oldest), `{"record":`), "}")+"\n"), false); err != nil {
 		t.Fatalf("a bulk retry under the applied key: %v", err)
+	}
+}
+
+// twoSourceRepo has two sources, clicks (index 0) and views (index 1),
+// each counted in a 1h window: a request with events of both is two log
+// records.
+const twoSourceRepo = `
+sources:
+  - name: clicks
+    timestamp: ts
+    schema: {user: string, page: string}
+  - name: views
+    timestamp: ts
+    schema: {user: string, page: string}
+entities:
+  - {name: user, join_key: user}
+feature_views:
+  - name: c
+    source: clicks
+    entity: user
+    aggregations:
+      - {column: page, function: count, window: 1h}
+  - name: v
+    source: views
+    entity: user
+    aggregations:
+      - {column: page, function: count, window: 1h}
+feature_services:
+  - {name: cv, features: [c, v]}
+`
+
+// TestRetryOfAPartlyAppliedRequestPastItsWindows: on a single node a
+// request is applied whole or not at all, but for a crash, which may keep
+// only its first log records (one per source: the log keeps a prefix of
+// an append; store's TestRetryAfterAPartialAppend). The retry of such a
+// request whose records are now past their windows is answered 409
+// PARTLY_APPLIED naming the source whose records were applied, not 400
+// INVALID_RECORDS "nothing was ingested" (which it was). A request never
+// applied is still 400.
+func TestRetryOfAPartlyAppliedRequestPastItsWindows(t *testing.T) {
+	repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(twoSourceRepo)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &testClock{}
+	clk.set(t0)
+	n, err := New(repo, DefaultConfig(), Options{Clock: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetReady(true)
+	sp := n.SourceNamed([]byte("clicks"))
+	oldest := t0 - sp.MaxWindow - sp.Src.Lateness + 1000
+	rec := func(u string) string { return fmt.Sprintf(`{"record":{"user":%q,"page":"p","ts":%d}}`, u, oldest) }
+	both := []byte(`{"records":{"clicks":[` + rec("u1") + `,` + rec("u2") + `],"views":[` + rec("u1") + `]}}`)
+	// What a crash that kept only the first record (clicks) of request k
+	// leaves: its part 0 applied, its part 1 not.
+	if _, err := n.IngestJSONAs("k", []byte(`{"records":{"clicks":[`+rec("u1")+`,`+rec("u2")+`]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(t0 + 2000)
+	_, err = n.IngestJSONAs("k", both)
+	var ie *IngestError
+	if !errors.As(err, &ie) || ie.Code != "PARTLY_APPLIED" || strings.Contains(ie.Message, "nothing was ingested") {
+		t.Fatalf("the retry of a partly applied request: %v; want PARTLY_APPLIED", err)
+	}
+	for _, want := range []string{"source clicks (2 records) were applied", "source views (1 record) were not", "new Idempotency-Key"} {
+		if !strings.Contains(ie.Message, want) {
+			t.Errorf("message %q lacks %q", ie.Message, want)
+		}
+	}
+	if want := []SourceShare{{"clicks", 2, ShareApplied}, {"views", 1, ShareNotApplied}}; !slices.Equal(ie.Sources, want) || ie.Refused != 3 || ie.Total != 3 {
+		t.Errorf("sources %+v, refused %d of %d: want %+v, 3 of 3", ie.Sources, ie.Refused, ie.Total, want)
+	}
+	base := serve(t, n)
+	req, _ := http.NewRequest("POST", base+"/api/v1/ingest", bytes.NewReader(both))
+	req.Header.Set("Idempotency-Key", "k")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), `"sources":[{"source":"clicks","records":2,"share":"applied"},{"source":"views","records":1,"share":"not applied"}]`) {
+		t.Errorf("over HTTP: %d %s; want 409 with the sources", resp.StatusCode, body)
+	}
+	if _, err := n.IngestJSONAs("k2", both); !errors.As(err, &ie) || ie.Code != "INVALID_RECORDS" {
+		t.Errorf("a request never applied: %v; want INVALID_RECORDS", err)
 	}
 }

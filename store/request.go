@@ -152,24 +152,30 @@ func (n *Store) requestSeen(key uint64) bool {
 	return false
 }
 
-// RequestApplied reports whether the state applied every part of the
-// request named id, parts log records (a retry of it is skipped whole), as
-// far as the window of keys it remembers tells: a node answers a retry
-// whose records it would now refuse (their windows passed) as the retry it
-// is. Each part found counts as a repeat.
-func (n *Store) RequestApplied(id string, parts int) bool {
+// RequestApplied reports which of the parts log records of the request
+// named id the state applied, as far as the window of keys it remembers
+// tells: all of them when the request was applied whole (a retry of it is
+// skipped whole), only the first ones when a crash kept only part of it
+// (the log keeps a prefix of an append). A node answers a retry whose
+// records it would now refuse (their windows passed) as the retry it is,
+// or, when only some parts were applied, says which. Each part of a
+// request applied whole counts as a repeat.
+func (n *Store) RequestApplied(id string, parts int) []bool {
 	n.seq.mu.Lock()
 	defer n.seq.mu.Unlock()
-	if n.requests == nil || parts <= 0 {
-		return false
+	held := make([]bool, max(parts, 0))
+	if n.requests == nil {
+		return held
 	}
-	for i := range parts {
-		if !n.requests.Has(RequestKey(id, i)) {
-			return false
-		}
+	all := parts > 0
+	for i := range held {
+		held[i] = n.requests.Has(RequestKey(id, i))
+		all = all && held[i]
 	}
-	n.metrics.repeats.Add(parts)
-	return true
+	if all {
+		n.metrics.repeats.Add(parts)
+	}
+	return held
 }
 
 // requestApplied remembers that the named record key was applied. Called

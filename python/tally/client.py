@@ -478,7 +478,10 @@ class Client:
         Records go in chunks of at most 50,000; each chunk is all or nothing. When
         a chunk is refused, the raised error's ``accepted_before`` says how many
         records earlier chunks applied (they stay applied), and its ``records``
-        indexes count from the start of ``data``.
+        indexes count from the start of ``data``. A chunk retried under its id
+        whose first attempt was applied only in part (a cluster write that
+        failed in one replica group), and whose records are now too late for
+        the rest, raises :class:`tally.PartlyAppliedError`.
 
         ``data`` may be a PySpark DataFrame: its rows stream through the driver
         (``toLocalIterator``, one partition at a time) in chunks of 50,000,

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "TallyError",
     "BadRequestError",
+    "PartlyAppliedError",
     "AuthenticationError",
     "PermissionDeniedError",
     "NotFoundError",
@@ -72,6 +73,31 @@ class BadRequestError(TallyError):
     """400: the request was wrong; nothing was applied."""
 
 
+class PartlyAppliedError(TallyError):
+    """409 ``PARTLY_APPLIED``: the retry (same ``request_id``) of an ingest
+    part of which was applied before (in a cluster, some replica groups
+    applied their share and another's write failed; on a single node, a crash
+    kept only part of it) was refused, its records now being too late for
+    the rest (``records`` says why). Do not send them again under a new
+    ``request_id``: the part applied would be counted twice.
+
+    Attributes:
+        groups: in a cluster, each replica group owning a key of the request
+            as ``{"group", "records", "share"}`` (``share``: ``applied``,
+            ``not applied``, ``partly applied`` or ``unknown``, then with an
+            ``error``).
+        sources: on a single node, ``{"source", "records", "share"}`` for
+            each source of the request.
+    """
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        err = err if isinstance(err, dict) else {}
+        self.groups: list[dict[str, Any]] = [dict(g) for g in err.get("groups") or [] if isinstance(g, dict)]
+        self.sources: list[dict[str, Any]] = [dict(g) for g in err.get("sources") or [] if isinstance(g, dict)]
+
+
 class AuthenticationError(TallyError):
     """401: no API key, or one the node does not know."""
 
@@ -99,7 +125,9 @@ class ConnectionError(TallyError, builtins.ConnectionError):  # noqa: A001 - the
 def error_for_status(status: int, code: str, message: str, body: Any, records: list[dict[str, Any]] | None) -> TallyError:
     """Returns the exception for an error response with this status."""
     cls: type[TallyError] = TallyError
-    if status == 400:
+    if code == "PARTLY_APPLIED":
+        cls = PartlyAppliedError
+    elif status == 400:
         cls = BadRequestError
     elif status == 401:
         cls = AuthenticationError

@@ -200,6 +200,23 @@ def test_predict(client: tally.Client, uid: str) -> None:
     assert p.features == v.features
 
 
+def test_partly_applied_error_says_which_part_was_applied() -> None:
+    # The answer a cluster gives the retry of an ingest one replica group
+    # applied its share of, and another did not, its records now too late.
+    r = requests.Response()
+    r.status_code = 409
+    r._content = (
+        b'{"error":{"code":"PARTLY_APPLIED","message":"1 of 1 records refused, and request \\"k/0\\" was partly applied before",'
+        b'"groups":[{"group":0,"records":1,"share":"applied"},{"group":1,"records":1,"share":"not applied"}],'
+        b'"records":[{"source":"transactions","index":0,"reason":"too old"}],"refused":1,"total":1}}'
+    )
+    e = tally.client._error(r)
+    assert isinstance(e, tally.PartlyAppliedError) and not isinstance(e, tally.BadRequestError)
+    assert e.status == 409 and e.code == "PARTLY_APPLIED" and "partly applied" in e.message
+    assert [g["share"] for g in e.groups] == ["applied", "not applied"] and e.sources == []
+    assert e.records == [{"source": "transactions", "index": 0, "reason": "too old"}]
+
+
 def test_ingest_refusal_lists_records_and_applies_nothing(client: tally.Client, uid: str) -> None:
     t = now_ms() - pd.Timedelta(seconds=5)
     bad = [
