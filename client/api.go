@@ -66,7 +66,7 @@ type IngestResult struct {
 // time.Time).
 type Record map[string]any
 
-// WriteOptions modify a bulk ingest or an import.
+// WriteOptions modify an ingest, a bulk ingest or an import.
 type WriteOptions struct {
 	// DryRun validates the records and applies nothing.
 	DryRun bool
@@ -82,8 +82,9 @@ type WriteOptions struct {
 // the next lookup; refused (*Error, ErrInvalidRecords) means nothing of it
 // was applied, but for ErrPartlyApplied (the retry of a request part of
 // which was applied before). Retried only when the request could not be
-// sent.
-func (c *Client) Ingest(ctx context.Context, source string, records []Record) (IngestResult, error) {
+// sent; with a RequestID (o, at most one: the JSON ingest has no dry run),
+// also as a read is.
+func (c *Client) Ingest(ctx context.Context, source string, records []Record, o ...WriteOptions) (IngestResult, error) {
 	type wrapped struct {
 		Record Record `json:"record"`
 	}
@@ -98,15 +99,24 @@ func (c *Client) Ingest(ctx context.Context, source string, records []Record) (I
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("tally %s: encode records: %w", PathIngest, err)
 	}
-	return c.IngestJSON(ctx, body)
+	return c.IngestJSON(ctx, body, o...)
 }
 
 // IngestJSON sends body, a complete ingest request
 // ({"workspace_name", "records": {source: [{"record": {...}}, ...]}}), as it
 // is. Same contract as Ingest.
-func (c *Client) IngestJSON(ctx context.Context, body []byte) (IngestResult, error) {
+func (c *Client) IngestJSON(ctx context.Context, body []byte, o ...WriteOptions) (IngestResult, error) {
+	r := request{method: "POST", path: PathIngest, ctype: "application/json", body: body, retry: retryUnsent}
+	switch {
+	case len(o) > 1:
+		return IngestResult{}, fmt.Errorf("tally %s: give at most one WriteOptions", PathIngest)
+	case len(o) == 1 && o[0].DryRun:
+		return IngestResult{}, fmt.Errorf("tally %s: the JSON ingest has no dry run: validate with IngestBulk's", PathIngest)
+	case len(o) == 1 && o[0].RequestID != "":
+		r.idem, r.retry = o[0].RequestID, retryRead
+	}
 	var res IngestResult
-	err := c.callJSON(ctx, request{method: "POST", path: PathIngest, ctype: "application/json", body: body, retry: retryUnsent}, &res)
+	err := c.callJSON(ctx, r, &res)
 	return res, err
 }
 

@@ -520,3 +520,46 @@ func TestPartlyAppliedError(t *testing.T) {
 		t.Fatalf("sent %d times, want once", n)
 	}
 }
+
+// TestIngestWithRequestID: Ingest with a RequestID sends it as the
+// Idempotency-Key on every attempt and is retried on 503 as a read is;
+// without one it is sent once; a dry run is refused before sending.
+func TestIngestWithRequestID(t *testing.T) {
+	var got atomic.Int64
+	var keys []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		mu.Unlock()
+		if got.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":{"code":"UNAVAILABLE","message":"no leader"}}`)
+			return
+		}
+		io.WriteString(w, `{"accepted":1}`)
+	}))
+	defer srv.Close()
+	c := newClient(t, strings.TrimPrefix(srv.URL, "http://"), client.Options{Retries: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	ctx := context.Background()
+	recs := []client.Record{{"user_id": "u1", "amt": 1, "timestamp": 1}}
+	res, err := c.Ingest(ctx, "transactions", recs, client.WriteOptions{RequestID: "in-1"})
+	if err != nil || res.Accepted != 1 {
+		t.Fatalf("ingest with a request id after a 503: %+v %v", res, err)
+	}
+	if n := got.Load(); n != 2 || keys[0] != "in-1" || keys[1] != "in-1" {
+		t.Fatalf("sent %d times with keys %q, want twice with in-1", n, keys)
+	}
+	got.Store(0)
+	if _, err := c.Ingest(ctx, "transactions", recs); client.StatusOf(err) != 503 {
+		t.Fatalf("ingest without a request id after a 503: %v", err)
+	}
+	if n := got.Load(); n != 1 {
+		t.Fatalf("an ingest without a request id was sent %d times, want 1", n)
+	}
+	got.Store(0)
+	if _, err := c.Ingest(ctx, "transactions", recs, client.WriteOptions{DryRun: true}); err == nil || got.Load() != 0 {
+		t.Fatalf("a dry run of the JSON ingest: %v, sent %d times; want refused unsent", err, got.Load())
+	}
+}
