@@ -6,7 +6,9 @@
 //     as percentiles and counts above 1, 2, 3 and 4 ms;
 //   - long run slices: a goroutine seen running without a break (no block,
 //     syscall, preemption or yield the runtime records) for at least
-//     --long, grouped by where the slice ended.
+//     --long, grouped by where the slice ended;
+//   - syscalls, and how many came back without their P: the runtime handed
+//     it to another thread while the syscall was in the kernel.
 //
 // Request handlers and client loops run for microseconds between syscalls,
 // so a long slice of theirs is time the kernel took their thread off the

@@ -49,6 +49,11 @@ type Stats struct {
 	// threshold, each with the frames (innermost first) where it ended.
 	Slices int
 	Long   []Slice
+	// Syscalls is the number of syscalls seen end; HandedOff those whose
+	// goroutine came back runnable, not running: the runtime gave its P
+	// to another thread while it was in the kernel, so for a while more
+	// threads wanted a core than GOMAXPROCS.
+	Syscalls, HandedOff int
 }
 
 // Slice is one long run slice.
@@ -89,6 +94,12 @@ func Analyze(r io.Reader, long time.Duration) (*Stats, error) {
 		}
 		id := st.Resource.Goroutine()
 		from, to := st.Goroutine()
+		if from == trace.GoSyscall {
+			s.Syscalls++
+			if to == trace.GoRunnable {
+				s.HandedOff++
+			}
+		}
 		switch {
 		case to == trace.GoRunnable:
 			runnable[id] = ev.Time()
@@ -160,6 +171,7 @@ func (s *Stats) String() string {
 	fmt.Fprintf(&b, "  span %s, %d run slices\n", s.Span.Round(time.Millisecond), s.Slices)
 	fmt.Fprintf(&b, "  scheduling latency of %d wakeups: p50 %s p90 %s p99 %s p99.9 %s max %s\n", len(s.Latency),
 		ms(s.Quantile(.5)), ms(s.Quantile(.9)), ms(s.Quantile(.99)), ms(s.Quantile(.999)), ms(s.Quantile(1)))
+	fmt.Fprintf(&b, "  syscalls %d, of which %d came back without their P (handed to another thread meanwhile)\n", s.Syscalls, s.HandedOff)
 	fmt.Fprintf(&b, "  over 1ms %d, 2ms %d, 3ms %d, 4ms %d\n", s.Over(time.Millisecond), s.Over(2*time.Millisecond),
 		s.Over(3*time.Millisecond), s.Over(4*time.Millisecond))
 	type group struct {
