@@ -328,3 +328,61 @@ func TestGoRaisesOpenFileLimit(t *testing.T) {
 	}
 	t.Logf("started with 256/%d, the Go runtime raised it to %d", lim.Max, cur)
 }
+
+// TestChangeOverTheLogRecordLimitIs413: a table upload or an ingest whose
+// log record is over the log's record limit (a body the node's limits let
+// through, grown in encoding) is refused 413 TOO_LARGE, stores nothing,
+// logs no log failure and leaves the node ready; a smaller change after
+// it is acknowledged. (It was 503 NOT_DURABLE, retried by clients as a
+// passing fault, with "write-ahead log failed" in the node's log.)
+func TestChangeOverTheLogRecordLimitIs413(t *testing.T) {
+	l, err := wal.Open(filepath.Join(t.TempDir(), "wal"), wal.Options{MaxRecordBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var logs syncBuffer
+	repo, _ := features.Default()
+	clk := &testClock{}
+	clk.set(t0)
+	n, err := New(repo, DefaultConfig(), Options{Clock: clk.now, Log: l, RepoFS: features.DefaultFS(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetReady(true)
+	base := serve(t, n)
+
+	var csv strings.Builder
+	csv.WriteString("user_id,home_lat,home_long\n")
+	for i := range 400 {
+		fmt.Fprintf(&csv, "user%d,48.85,2.35\n", i)
+	}
+	code, body := do(t, "POST", base+"/api/v1/tables/user_profile", "", "text/csv", csv.String())
+	if code != 413 || !strings.Contains(body, "TOO_LARGE") || !strings.Contains(body, "nothing was stored") {
+		t.Fatalf("an upload over the record limit: %d %s", code, body)
+	}
+	if rows := n.Store.Table(0).Len(); rows != 0 {
+		t.Fatalf("the refused upload stored %d rows", rows)
+	}
+	var recs []string
+	for i := range 400 {
+		recs = append(recs, txn(fmt.Sprintf("u%d", i), "m1", "FR", 1, t0-1))
+	}
+	code, body = do(t, "POST", base+"/api/v1/ingest", "", "", string(ingestBody(recs...)))
+	if code != 413 || !strings.Contains(body, "TOO_LARGE") || !strings.Contains(body, "nothing was ingested") {
+		t.Fatalf("an ingest over the record limit: %d %s", code, body)
+	}
+	if code, body := do(t, "GET", base+"/readyz", "", "", ""); code != 200 {
+		t.Fatalf("/readyz after the refusals: %d %s", code, body)
+	}
+	if strings.Contains(logs.String(), "write-ahead log failed") {
+		t.Fatalf("a change over the record limit was logged as a log failure:\n%s", logs.String())
+	}
+	if code, body := do(t, "POST", base+"/api/v1/tables/user_profile", "", "text/csv", "user_id,home_lat,home_long\nu1,48.85,2.35\n"); code != 200 {
+		t.Fatalf("a small upload after the refusals: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", base+"/api/v1/ingest", "", "", string(ingestBody(txn("u1", "m1", "FR", 1, t0-1)))); code != 200 {
+		t.Fatalf("a small ingest after the refusals: %d %s", code, body)
+	}
+}

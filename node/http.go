@@ -345,6 +345,10 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 			writeError(ctx, &APIError{Status: 503, Code: "NOT_DURABLE", Message: err.Error()})
 			return
 		}
+		if errors.Is(err, store.ErrTooLarge) {
+			writeError(ctx, &APIError{Status: 413, Code: "TOO_LARGE", Message: err.Error() + "; nothing was ingested: send the records in smaller requests"})
+			return
+		}
 		if errors.Is(err, ErrUnavailable) {
 			writeError(ctx, &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error() + unavailableHint(requestID(ctx))})
 			return

@@ -76,6 +76,11 @@ type Log interface {
 // acknowledged and nothing of it was applied.
 var ErrLogFailed = errors.New("write-ahead log failed")
 
+// ErrTooLarge is returned by a commit whose log record is over the log's
+// size limit (a request the node's body limit let through, grown in
+// encoding): nothing was written or applied, and the log is well.
+var ErrTooLarge = errors.New("the change is too large for one log record")
+
 // logCommitter is the Committer of a store on its own write-ahead log:
 // append, then apply in the order of the log's indexes.
 type logCommitter struct {
@@ -95,6 +100,10 @@ func (c *logCommitter) Commit(_ context.Context, recs [][]byte, local func()) er
 		return nil
 	}
 	last, err := c.log.Append(recs...)
+	if errors.Is(err, wal.ErrRecordTooLarge) {
+		// The change, not the log: nothing was written.
+		return fmt.Errorf("%w: %v", ErrTooLarge, err)
+	}
 	if err != nil {
 		if c.failing.CompareAndSwap(false, true) {
 			c.logger.Error("write-ahead log failed: changes are refused (503 NOT_DURABLE) and /readyz answers 503 until it recovers; "+

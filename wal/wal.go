@@ -52,12 +52,19 @@ type Options struct {
 	Compress bool
 	// Metrics receives fsync latency, bytes, appends and segments; nil for none.
 	Metrics *metrics.Set
+	// MaxRecordBytes is the largest record Append takes (default and at
+	// most 1 GiB, what a reader takes).
+	MaxRecordBytes int
 }
 
 // Errors returned by the log.
 var (
 	// ErrClosed is returned by operations on a closed log.
 	ErrClosed = errors.New("wal: log is closed")
+	// ErrRecordTooLarge is returned by an Append of a record over
+	// Options.MaxRecordBytes; nothing is written, and the log stays as it
+	// was (the change is too big, not the log broken).
+	ErrRecordTooLarge = errors.New("wal: record over the log's size limit")
 	// ErrNotFound is returned by Get for an index outside
 	// [FirstIndex, LastIndex].
 	ErrNotFound = errors.New("wal: no record at that index")
@@ -137,6 +144,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = 64 << 20
+	}
+	if opts.MaxRecordBytes <= 0 || opts.MaxRecordBytes > maxRecord {
+		opts.MaxRecordBytes = maxRecord
 	}
 	if opts.SegmentSize > maxSegmentSize {
 		return nil, fmt.Errorf("wal: segment size %d is above the 4 GiB limit", opts.SegmentSize)
@@ -506,8 +516,8 @@ func (l *Log) Append(recs ...[]byte) (last uint64, err error) {
 		return l.LastIndex(), nil
 	}
 	for _, r := range recs {
-		if len(r) > maxRecord {
-			return 0, fmt.Errorf("wal: record of %d bytes exceeds the %d-byte limit", len(r), maxRecord)
+		if len(r) > l.opts.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: a record of %d bytes, over the %d-byte limit", ErrRecordTooLarge, len(r), l.opts.MaxRecordBytes)
 		}
 	}
 	req := reqPool.Get().(*appendReq)
