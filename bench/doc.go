@@ -58,6 +58,12 @@
 //     batch 1 and 100, beside onnxruntime on the same rows; report.md
 //     tabulates ns per row and the ratio.
 //
+// With Options.TraceDir (`tally bench --trace DIR`), each lookup system's
+// open-loop step at half the no-op server's maximum runs under a Go
+// execution trace, written to DIR/<system>-half-noop.trace; the command
+// bench/schedtrace reports from one what delayed the goroutines of client
+// and server (scheduling latencies, run slices a kernel tick long).
+//
 // Load is open loop without coordinated omission (see package load), only
 // ever to 127.0.0.1, and every phase is bounded in time and request count.
 //
