@@ -18,6 +18,7 @@ import (
 
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
+	"github.com/tally-ml/tally/wal"
 )
 
 // WriteEvents splits batches by group (an event goes to the group of each
@@ -277,6 +278,15 @@ func eventGroups(m *Map, b *store.Batch, keys []int, e int, gs []int) []int {
 // proposeAll proposes each group its entries (in order), groups in
 // parallel, and sums what they applied.
 func (c *Cluster) proposeAll(shares map[int][][]byte) (applied, error) {
+	for g, entries := range shares {
+		for _, e := range entries {
+			if len(e) > maxEntryBytes {
+				// Nothing is proposed: a leader whose log refused the
+				// entry would step down, and so would the next one.
+				return applied{}, fmt.Errorf("%w: group %d's share is a Raft entry of %d bytes, over the %d its log takes", store.ErrTooLarge, g, len(e), maxEntryBytes)
+			}
+		}
+	}
 	var (
 		mu   sync.Mutex
 		sum  applied
@@ -323,6 +333,11 @@ func (c *Cluster) proposeAll(shares map[int][][]byte) (applied, error) {
 	}
 	return sum, nil
 }
+
+// maxEntryBytes is the largest Raft entry a write proposes: the log's
+// record limit less room for the entry's own header (a var: tests lower
+// it).
+var maxEntryBytes = wal.MaxRecordBytes - 64<<10
 
 // groupList names groups gs: "group 3", "groups 0, 2".
 func groupList(gs []int) string {

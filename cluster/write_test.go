@@ -264,3 +264,27 @@ func TestClusterWriteWithAGroupDown(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterWriteOverTheEntryLimitIs413: a write one of whose groups'
+// shares is a Raft entry over the log's record limit is refused 413
+// TOO_LARGE before any group is asked: no group applies its share (a
+// leader whose log refused the entry would step down, and so would the
+// next one, each retry). A write within the limit is applied after it.
+func TestClusterWriteOverTheEntryLimitIs413(t *testing.T) {
+	rc := newRetryCluster(t)
+	base := serveFront(t, rc.nd)
+	old := maxEntryBytes
+	maxEntryBytes = 200 // a share of one event fits (155-175 bytes), one of two does not (217)
+	defer func() { maxEntryBytes = old }()
+	before := rc.applies()
+	status, e := postIngest(t, base, "/api/v1/ingest", "big", rc.body(0, 1, 1))
+	if status != http.StatusRequestEntityTooLarge || e.Error.Code != "TOO_LARGE" || !strings.Contains(e.Error.Message, "nothing was ingested") {
+		t.Fatalf("a write over the entry limit: %d %s", status, e.raw)
+	}
+	if got := rc.applies(); got != before {
+		t.Fatalf("the refused write was applied: entries applied %v, before %v", got, before)
+	}
+	if status, e := postIngest(t, base, "/api/v1/ingest", "small", rc.body(0, 1)); status != http.StatusOK {
+		t.Fatalf("a write within the limit after it: %d %s", status, e.raw)
+	}
+}

@@ -79,6 +79,9 @@ func (n *Node) uploadTable(id, name string, format TableFormat, body []byte, rep
 	}
 	if n.cluster != nil {
 		if err := n.cluster.WriteTable(id, t, rows, replace, validFrom); err != nil {
+			if errors.Is(err, store.ErrTooLarge) {
+				return 0, &APIError{Status: 413, Code: "TOO_LARGE", Message: fmt.Sprintf("table %s: %v; nothing was stored: upload the rows in smaller parts", name, err)}
+			}
 			return 0, &APIError{Status: 503, Code: "UNAVAILABLE", Message: err.Error()}
 		}
 		return len(rows), nil

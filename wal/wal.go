@@ -53,9 +53,12 @@ type Options struct {
 	// Metrics receives fsync latency, bytes, appends and segments; nil for none.
 	Metrics *metrics.Set
 	// MaxRecordBytes is the largest record Append takes (default and at
-	// most 1 GiB, what a reader takes).
+	// most the package's MaxRecordBytes, what a reader takes).
 	MaxRecordBytes int
 }
+
+// MaxRecordBytes is the largest record a log takes: 1 GiB.
+const MaxRecordBytes = maxRecord
 
 // Errors returned by the log.
 var (
