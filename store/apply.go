@@ -71,6 +71,7 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 	}
 	if !backfill {
 		n.advanceClock(clock)
+		n.live = max(n.live, clock)
 		if at != nil {
 			at(clock)
 		}
@@ -107,21 +108,27 @@ func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) erro
 		switch {
 		case at != nil && backfill:
 			// Apply runs of events between the times at asks to be told.
+			// An event becomes visible at its own timestamp, as if it had
+			// streamed in then, except at the clock the import was
+			// acknowledged at when that is earlier (an event stamped ahead
+			// of the clock became visible then; it counts by its timestamp:
+			// the live records after the import, acknowledged before that
+			// timestamp, come before it) and when a live change had taken
+			// the node to or past the event's time before the import (no
+			// lookup before the import saw it: it is deferred to then).
+			visibleAt := func(e int) int64 {
+				if ts := b.ts[e]; clock != 0 && (clock < ts || ts <= n.live) {
+					return clock
+				}
+				return b.ts[e]
+			}
 			next := int64(math.MinInt64)
 			for i := 0; i < b.Len(); {
-				if b.ts[i] >= next {
-					// An event stamped ahead of the clock it was acknowledged
-					// at became visible then (it counts by its timestamp):
-					// the live records after the import, acknowledged
-					// before that timestamp, come before it.
-					if clock != 0 && clock < b.ts[i] {
-						next = at(clock)
-					} else {
-						next = at(b.ts[i])
-					}
+				if v := visibleAt(i); v >= next {
+					next = at(v)
 				}
 				j := i + 1
-				for j < b.Len() && b.ts[j] < next {
+				for j < b.Len() && visibleAt(j) < next {
 					j++
 				}
 				tooLate += n.applyRange(b, w, i, j)

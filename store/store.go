@@ -63,8 +63,13 @@ type Store struct {
 	// became visible (see ReplayTimed), guarded by seq.mu. It starts at
 	// MinInt64, not 0, so that events before 1970 are not deferred.
 	visible int64
-	filter  *replayFilter          // during recovery from a snapshot; nil otherwise
-	owns    *[ring.Partitions]bool // Options.Owns
+	// live is the running maximum of the clocks of the changes that were
+	// not backfills (live events, table uploads), guarded by seq.mu: a
+	// backfill's event at or before it was loaded after the node had passed
+	// its time (ReplayTimed).
+	live   int64
+	filter *replayFilter          // during recovery from a snapshot; nil otherwise
+	owns   *[ring.Partitions]bool // Options.Owns
 	// counted is what the last Apply placed: the events the windows refused
 	// as too late and, for a backfill, the events the visibility clock had
 	// passed (ApplyCounted), guarded by seq.mu.
@@ -103,7 +108,7 @@ func (m *storeMetrics) ingested(events, tooLate int) {
 
 // New builds the empty state of repo.
 func New(repo *features.Repo, opts Options) (*Store, error) {
-	n := &Store{repo: repo, seq: newSequencer(), workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64, owns: opts.Owns}
+	n := &Store{repo: repo, seq: newSequencer(), workers: max(1, opts.ApplyWorkers), logger: opts.Logger, visible: math.MinInt64, live: math.MinInt64, owns: opts.Owns}
 	n.schemaAccepted = opts.SkipRemoved
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
