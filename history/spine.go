@@ -145,6 +145,11 @@ func (j *Join) ReadSpine(r tabular.Reader, timestampKey string, maxRows int) (*S
 		}
 		s.ctxCol = append(s.ctxCol, c)
 	}
+	for _, f := range j.pr.Features() {
+		if find(f.Name) >= 0 {
+			return nil, spineErr("the spine has a column %q, the name of one of service %s's features, which the output appends: rename or drop it", f.Name, j.service)
+		}
+	}
 	row := make([]tabular.Value, len(s.cols))
 	var ctx [1]float64
 	var ok [1]bool
