@@ -126,25 +126,21 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 }
 
 // finishOutput closes export's output after a run that returned runErr.
-// A failed run leaves nothing behind: a file is removed, and a Delta append
-// is discarded before Close, which would commit the rows written so far.
+// A failed run leaves nothing behind: a file export's temporary file is
+// removed (a file already at out is as it was), and a Delta append is
+// discarded before Close, which would commit the rows written so far.
 func finishOutput(w tabular.Writer, out string, runErr error) error {
 	if runErr != nil {
-		if d, ok := w.(*delta.Writer); ok {
-			d.Discard() // the table stays as it was
+		if d, ok := w.(interface{ Discard() error }); ok {
+			d.Discard() // the table, or the file at out, stays as it was
 		} else {
 			w.Close()
-			os.Remove(out) // never leave a partial training set behind
 		}
 		return runErr
 	}
-	if err := w.Close(); err != nil {
-		if _, ok := w.(*delta.Writer); !ok {
-			os.Remove(out)
-		} // a Delta Close that fails commits nothing and removes its data file
-		return err
-	}
-	return nil
+	// A Close that fails commits nothing and removes its temporary file
+	// (Delta: its data file).
+	return w.Close()
 }
 
 // createOutput creates export's output: a file in the format of its
@@ -152,9 +148,83 @@ func finishOutput(w tabular.Writer, out string, runErr error) error {
 func createOutput(out, format string, cols []tabular.Column) (tabular.Writer, error) {
 	switch format {
 	case "":
-		return tabular.Create(out, cols)
+		return createFile(out, cols)
 	case "delta":
 		return delta.Create(out, cols)
 	}
 	return nil, fmt.Errorf("--format %q: use delta, or leave it out to write the format of --out's extension (.parquet, .csv, .ndjson)", format)
+}
+
+// fileOutput writes a training set to a temporary file beside its path and
+// renames it there on Close, once it is whole and synced: until then, and
+// after a failure or a kill, the path holds what it held before (nothing,
+// or a previous training set), never part of this one.
+type fileOutput struct {
+	tabular.Writer
+	f    *os.File
+	path string
+	done bool
+}
+
+func createFile(path string, cols []tabular.Column) (*fileOutput, error) {
+	f, err := tabular.FormatOf(path)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s exists and is not a file: name a file for --out (or say --format delta for a table directory)", path)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	w, err := tabular.NewWriter(f, tmp, cols)
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return &fileOutput{Writer: w, f: tmp, path: path}, nil
+}
+
+// Close finishes the file and renames it to its path.
+func (o *fileOutput) Close() error {
+	if o.done {
+		return tabular.ErrClosed
+	}
+	o.done = true
+	err := o.Writer.Close()
+	if err == nil {
+		err = o.f.Chmod(0o644) // CreateTemp's 0600 is not what os.Create gave
+	}
+	if err == nil {
+		err = o.f.Sync()
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(o.f.Name(), o.path)
+	}
+	if err != nil {
+		os.Remove(o.f.Name())
+		return fmt.Errorf("write %s: %w", o.path, err)
+	}
+	if d, err := os.Open(filepath.Dir(o.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Discard abandons the file: the temporary file is removed, the path is
+// untouched. It does nothing after Close.
+func (o *fileOutput) Discard() error {
+	if o.done {
+		return nil
+	}
+	o.done = true
+	o.Writer.Close()
+	o.f.Close()
+	return os.Remove(o.f.Name())
 }
