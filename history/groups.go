@@ -125,7 +125,8 @@ func (j *Join) replayGroups(ctx context.Context, e *emitter) error {
 		}()
 	}
 	heads := make([]*groupRecord, n)
-	clocks := make([]int64, n) // each group's running maximum clock
+	clocks := make([]int64, n)   // each group's running maximum clock
+	live := int64(math.MinInt64) // the running maximum clock of live changes
 	next := func(g int) error {
 		r, ok := <-chans[g]
 		if !ok {
@@ -166,6 +167,16 @@ func (j *Join) replayGroups(ctx context.Context, e *emitter) error {
 		if !(j.opts.AllowPartial && store.IsLostRecord(h.rec)) {
 			if err := j.gs.stores[best].ReplayTimed(h.index, h.rec, e.at); err != nil {
 				return fmt.Errorf("group %d: %w", best, err)
+			}
+			// A live change took every group past its time: an import
+			// into another group after it defers what it predates.
+			if c, backfill, err := store.RecordClock(h.rec); err == nil && !backfill && c > live {
+				live = c
+				for g, st := range j.gs.stores {
+					if g != best {
+						st.AdvanceLiveClock(c)
+					}
+				}
 			}
 		}
 		e.records++

@@ -49,6 +49,16 @@ func (n *Store) ReplayTimed(index uint64, rec []byte, at func(clock int64) (next
 	return n.applyLocked(index, rec, at)
 }
 
+// AdvanceLiveClock raises the clock of the store's live changes (see
+// ReplayTimed) to clock: a cluster's join replays a group's store beside
+// the others, and a live change in one group took the whole cluster past
+// its time.
+func (n *Store) AdvanceLiveClock(clock int64) {
+	n.seq.mu.Lock()
+	defer n.seq.mu.Unlock()
+	n.live = max(n.live, clock)
+}
+
 // applyLocked is Apply with the sequencer held.
 func (n *Store) applyLocked(index uint64, rec []byte, at func(int64) int64) error {
 	inner, clock, backfill, err := unwrapAt(rec)
