@@ -91,7 +91,7 @@ type linearStep struct {
 	coef, inter   []float64
 	nt            int
 	post          postTransform
-	labels        []int64 // nil for a regressor
+	labels        []int64 // class labels by score (ids for strings); may be empty with one score
 	addSecond     bool
 	pos, neg      int64
 	label, scores *value
@@ -115,7 +115,7 @@ func (s *linearStep) run(sc *scratch, n int) {
 			}
 			out[k] = float64(acc)
 		}
-		if s.labels != nil {
+		if s.label != nil { // a classifier (with one score it may have no labels)
 			var l int64
 			if s.nt == 1 {
 				l = s.neg
