@@ -70,7 +70,8 @@
 //   - Where onnxruntime fails a call, Score does too (an error wrapping
 //     score.ErrBadInput): NaN into Binarizer, an index out of range in
 //     ArrayFeatureExtractor or Gather, an unknown category into a
-//     OneHotEncoder with zeros=0.
+//     OneHotEncoder with zeros=0; and a value no int64 holds (NaN, a
+//     missing feature, or beyond int64) fed to an int64 graph input.
 //
 // # Output mapping
 //

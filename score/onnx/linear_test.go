@@ -1,6 +1,13 @@
 package onnx
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/tally-ml/tally/score"
+)
 
 // TestLinearClassifierOneScoreNoLabels: a LinearClassifier with one score
 // and no class labels answers label 1 when the score is positive, else 0,
@@ -15,5 +22,27 @@ func TestLinearClassifierOneScoreNoLabels(t *testing.T) {
 		if !out[i].HasLabel || out[i].Label != want {
 			t.Errorf("row %d: label %v (has %v), want %d", i, out[i].Label, out[i].HasLabel, want)
 		}
+	}
+}
+
+// TestInt64InputRefusesMissing: a missing value (NaN) or one beyond int64
+// has no int64 to feed an int64 graph input; the call fails with
+// ErrBadInput instead of scoring math.MinInt64 as if it were the value.
+func TestInt64InputRefusesMissing(t *testing.T) {
+	n := node("Cast", "", []string{"X"}, []string{"Y"}, pbInt("to", dtFloat))
+	m := mustParse(t, model([][]byte{n}, [][]byte{valueInfo("X", dtInt64, -1, 1)},
+		[][]byte{valueInfo("Y", dtFloat, -1, 1)}, 1))
+	out := scoreRows(t, m, 3, -2)
+	if out[0].Value != 3 || out[1].Value != -2 {
+		t.Fatalf("got %v, %v; want 3, -2", out[0].Value, out[1].Value)
+	}
+	for _, bad := range []float32{nan, float32(math.Inf(1)), 1e19} {
+		if err := m.Score(context.Background(), []float32{3, bad}, 2, out); !errors.Is(err, score.ErrBadInput) {
+			t.Errorf("int64 input fed %v: err = %v (value %v), want ErrBadInput", bad, err, out[1].Value)
+		}
+	}
+	// The pooled scratch is clean for the next call.
+	if err := m.Score(context.Background(), []float32{3, 4}, 2, out); err != nil || out[1].Value != 4 {
+		t.Errorf("after a refused call: %v, %v", err, out[1].Value)
 	}
 }

@@ -592,7 +592,13 @@ func (m *Model) run(sc *scratch, rows []float32, n int) {
 				default:
 					dst := sc.i64[in.buf][r*w : r*w+w]
 					for j, x := range src {
-						dst[j] = toInt64(float64(x))
+						f := float64(x)
+						if (f != f || f >= 9.223372036854775807e18 || f < -9.223372036854775808e18) && sc.err == nil {
+							// No int64 holds it: a missing feature (NaN)
+							// cannot reach an int64 input as a number.
+							sc.err = fmt.Errorf("input %q: value %v (row %d) is not an int64; a missing value cannot feed an int64 input", in.name, x, r)
+						}
+						dst[j] = toInt64(f)
 					}
 				}
 			}
