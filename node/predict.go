@@ -27,13 +27,16 @@ import (
 // column order, and the live Scorer (swapped atomically on reload, so
 // in-flight requests finish on the model they started with).
 type modelPlan struct {
-	def     *features.Model
-	inputs  []feed // each numeric model input
-	strs    []feed // each string model input (score.StringScorer)
-	scorer  atomic.Pointer[score.Scorer]
-	fsys    fs.FS  // where the ONNX file is, for reloads
-	path    string // the ONNX file in fsys
+	def    *features.Model
+	inputs []feed // each numeric model input
+	strs   []feed // each string model input (score.StringScorer)
+	scorer atomic.Pointer[score.Scorer]
+	fsys   fs.FS  // where the ONNX file is, for reloads
+	path   string // the ONNX file in fsys
+	// modTime and size are the file's when it was last read (loaded or
+	// refused): a change to either is a new file to load.
 	modTime time.Time
+	size    int64
 	reloads atomic.Int64
 	// failures counts files or versions that failed to load.
 	failures atomic.Int64
@@ -144,6 +147,10 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 	} else if def.ONNX != "" {
 		mp.fsys, mp.path = modelFS(repo, def.ONNX)
 		fsys, path = mp.fsys, mp.path
+		// Before reading it: a write after this is seen as a change.
+		if st, err := fs.Stat(mp.fsys, mp.path); err == nil {
+			mp.modTime, mp.size = st.ModTime(), st.Size()
+		}
 	}
 	s, err := open(def, fsys, path)
 	if err != nil {
@@ -154,11 +161,6 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 		return nil, err
 	}
 	mp.scorer.Store(&s)
-	if mp.fsys != nil {
-		if st, err := fs.Stat(mp.fsys, mp.path); err == nil {
-			mp.modTime = st.ModTime()
-		}
-	}
 	return mp, nil
 }
 
@@ -183,14 +185,15 @@ func (mp *modelPlan) check(s score.Scorer) error {
 	return nil
 }
 
-// reloadIfChanged swaps in the model file when it changed on disk. A file
-// that fails to load leaves the running model in place.
+// reloadIfChanged swaps in the model file when it changed on disk (its
+// modification time or its size). A file that fails to load leaves the
+// running model in place; the same file is not read again until it changes.
 func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 	if mp.fsys == nil {
 		return nil
 	}
 	st, err := fs.Stat(mp.fsys, mp.path)
-	if err != nil || st.ModTime().Equal(mp.modTime) || st.ModTime().IsZero() {
+	if err != nil || st.ModTime().IsZero() || st.ModTime().Equal(mp.modTime) && st.Size() == mp.size {
 		return nil
 	}
 	s, err := open(mp.def, mp.fsys, mp.path)
@@ -199,7 +202,7 @@ func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 			closeScorer(s) // nothing else holds it
 		}
 	}
-	mp.modTime = st.ModTime()
+	mp.modTime, mp.size = st.ModTime(), st.Size()
 	if err != nil {
 		mp.failures.Add(1)
 		return fmt.Errorf("reload %s (keeping the running model): %w", mp.path, err)

@@ -114,6 +114,50 @@ func TestModelReload(t *testing.T) {
 	}
 }
 
+// TestModelReloadSeesACompletedWrite: a model file read while it was being
+// written (a truncated file, refused) and then completed within the same
+// clock tick has the refused file's modification time but not its size; it
+// is a new file and loads, instead of the old model serving on for good.
+func TestModelReloadSeesACompletedWrite(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"fraud.yaml", "fraud_model.onnx"} {
+		data, err := os.ReadFile(filepath.Join("..", "features", "defaultrepo", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, err := features.Load(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, DefaultConfig(), Options{RepoFS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := n.services["fraud_detection"].model
+	model := filepath.Join(dir, "fraud_model.onnx")
+	good, _ := os.ReadFile(model)
+
+	tick := time.Now().Add(time.Minute)
+	os.WriteFile(model, good[:len(good)/2], 0o644) // the writer is half way
+	os.Chtimes(model, tick, tick)
+	if err := mp.reloadIfChanged(n.openModel); err == nil {
+		t.Fatal("a truncated model file loaded")
+	}
+	os.WriteFile(model, good, 0o644) // done, within the same tick
+	os.Chtimes(model, tick, tick)
+	if err := mp.reloadIfChanged(n.openModel); err != nil || mp.reloads.Load() != 1 {
+		t.Fatalf("the completed file: %v, %d reloads, want it loaded", err, mp.reloads.Load())
+	}
+	// Unchanged since: nothing to do.
+	if err := mp.reloadIfChanged(n.openModel); err != nil || mp.reloads.Load() != 1 {
+		t.Fatalf("an unchanged file: %v, %d reloads", err, mp.reloads.Load())
+	}
+}
+
 func TestPredictAllocations(t *testing.T) {
 	n, _ := newTestNode(t, DefaultConfig())
 	body := lookupBody("u1", "m1", "FR", 10, 1.5, 2.5)
