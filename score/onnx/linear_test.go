@@ -46,3 +46,16 @@ func TestInt64InputRefusesMissing(t *testing.T) {
 		t.Errorf("after a refused call: %v, %v", err, out[1].Value)
 	}
 }
+
+// TestFlattenNegativeAxis: Flatten's axis -1 of an [N, C] tensor is axis 1
+// (r + axis, as the spec counts from the back), which keeps rows apart;
+// it was read as axis 2 and the model refused.
+func TestFlattenNegativeAxis(t *testing.T) {
+	n := node("Flatten", "", []string{"X"}, []string{"Y"}, pbInt("axis", -1))
+	b := model([][]byte{n}, [][]byte{valueInfo("X", dtFloat, -1, 3)}, [][]byte{valueInfo("Y", dtFloat, -1, 3)}, 1)
+	m := mustParse(t, b)
+	out := scoreRows(t, m, 1, 2, 3)
+	if p := out[0].Probabilities; len(p) != 3 || p[0] != 1 || p[2] != 3 {
+		t.Fatalf("Flatten(axis=-1) of [1, 2, 3]: %v", p)
+	}
+}

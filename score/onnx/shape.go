@@ -163,10 +163,15 @@ func (c *compiler) reshape(n *nodeProto, a attrs) error {
 	case "Identity":
 		out = full
 	case "Flatten":
-		ax, ok := normAxis(a.int("axis", 1), r+1)
-		if !ok {
+		// axis is in [-r, r]; a negative one counts from the back (r + axis).
+		ax64 := a.int("axis", 1)
+		if ax64 < 0 {
+			ax64 += int64(r)
+		}
+		if ax64 < 0 || ax64 > int64(r) {
 			return fmt.Errorf("%w: Flatten axis %d of rank %d", ErrMalformed, a.int("axis", 1), r)
 		}
+		ax := int(ax64)
 		if !v.isConst() && ax != 1 {
 			return fmt.Errorf("%w: Flatten axis %d (only 1 keeps rows apart)", ErrUnsupported, ax)
 		}
