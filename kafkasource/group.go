@@ -79,13 +79,9 @@ func (s *routedSink) StreamOffset(_, _ string, partition int32) (int64, bool) {
 
 // runGroup consumes the partitions the group assigns this member.
 func (c *Consumer) runGroup(ctx context.Context) {
-	start := kgo.NewOffset().AtStart()
-	if c.k.Start == "latest" {
-		start = kgo.NewOffset().AtEnd()
-	}
 	c.held = map[int32]int64{}
 	opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumerGroup(c.k.Group), kgo.ConsumeTopics(c.k.Topic),
-		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(start),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(resetOffset),
 		kgo.SessionTimeout(groupSessionTimeout), kgo.HeartbeatInterval(groupHeartbeat),
 		kgo.AdjustFetchOffsetsFn(c.resume), kgo.OnPartitionsRevoked(c.drop), kgo.OnPartitionsLost(c.drop))
 	cl, err := kgo.NewClient(opts...)

@@ -223,6 +223,14 @@ func (c *Consumer) Close() {
 	c.admin.Close()
 }
 
+// resetOffset is where a partition resumes when its offset is out of the
+// log's range (retention deleted records below the state's offset while
+// the node was down, or the broker lost data): the log start, whatever the
+// source's start position, which applies only to partitions the state
+// holds no offset of. Every record the broker still holds is then read,
+// and those below the state's offset are skipped as counted.
+var resetOffset = kgo.NewOffset().AtStart()
+
 // assign lists the topic's partitions and starts consuming each at the
 // state's offset, or at the start position for one the state has none of.
 // It retries with backoff until the brokers answer or ctx ends.
@@ -253,7 +261,7 @@ func (c *Consumer) assign(ctx context.Context) error {
 					offsets[p] = start
 				}
 			}
-			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets}), kgo.ConsumeResetOffset(start))
+			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets}), kgo.ConsumeResetOffset(resetOffset))
 			c.cl, err = kgo.NewClient(opts...)
 			if err != nil {
 				return err

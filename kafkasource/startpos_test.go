@@ -1,0 +1,84 @@
+package kafkasource_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tally-ml/tally/kafkasource"
+	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/systemtest/kafkatest"
+)
+
+// produceTo produces evs to one partition of topic.
+func produceTo(t testing.TB, cl *kgo.Client, topic string, p int32, evs []event) {
+	t.Helper()
+	recs := make([]*kgo.Record, len(evs))
+	for i, e := range evs {
+		recs[i] = &kgo.Record{Topic: topic, Partition: p, Key: []byte(e.User), Value: e.value()}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// startConsumers opens the node in dir and starts its consumers; stop
+// closes both.
+func startConsumers(t *testing.T, dir string, topic, extra string, addr string) (*node.Instance, func()) {
+	t.Helper()
+	in := openNode(t, dir, testRepo(t, addr, topic, extra))
+	cs, err := kafkasource.StartAll(in.Node, kafkasource.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, func() {
+		for _, c := range cs {
+			c.Close()
+		}
+		if err := in.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestResumeBelowLogStart: the node's offset of a partition fell below the
+// log start while it was down (retention, or records deleted): it resumes
+// at the log start, counting every record the broker still holds, even
+// with start: latest (which is only for partitions the node holds no
+// offset of).
+func TestResumeBelowLogStart(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic := "below-start"
+	b.CreateTopic(t, topic, 1)
+	cl := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	evs := genEvents(21, 9)
+	dir := t.TempDir()
+	in, stop := startConsumers(t, dir, topic, "      start: latest", b.Addr)
+	time.Sleep(2 * time.Second)
+	produceTo(t, cl, topic, 0, evs[:10])
+	waitCaught(t, in.Node, topic, map[int32]int64{0: 10})
+	stop()
+	produceTo(t, cl, topic, 0, evs[10:20])
+	// Retention deletes offsets below 15 while the node is down.
+	off := kadm.Offsets{}
+	off.Add(kadm.Offset{Topic: topic, Partition: 0, At: 15, LeaderEpoch: -1})
+	resp, err := kadm.NewClient(cl).DeleteRecords(context.Background(), off)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("delete records: %v", err)
+	}
+	in, stop = startConsumers(t, dir, topic, "      start: latest", b.Addr)
+	defer stop()
+	time.Sleep(2 * time.Second)
+	produceTo(t, cl, topic, 0, evs[20:])
+	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
+	want := append(append([]event{}, evs[:10]...), evs[15:]...)
+	checkReference(t, in.Node, want)
+}
