@@ -5,7 +5,9 @@
 // and reads every one of them directly (no group membership), each from
 // the state's next offset, or from the source's start position (earliest:
 // a backfill of what the topic retains; latest) for a partition the state
-// holds none of. For each fetched batch of each partition, the valid
+// holds none of, resolved to a number and committed as an empty range
+// first, so that a restart resumes there (an offset below the log start
+// resumes at the log start). For each fetched batch of each partition, the valid
 // records become one store.Batch committed with the batch's offsets
 // [first, next) in the same log record (Sink.IngestStream,
 // store.CommitStream), and the state keeps the next offset of every

@@ -232,13 +232,14 @@ func (c *Consumer) Close() {
 var resetOffset = kgo.NewOffset().AtStart()
 
 // assign lists the topic's partitions and starts consuming each at the
-// state's offset, or at the start position for one the state has none of.
-// It retries with backoff until the brokers answer or ctx ends.
+// state's offset. A partition the state holds none of starts at the
+// source's start position, resolved to a number (earliest: the log start;
+// latest: the end) and committed first as an empty range, so that the
+// state holds it: a restart resumes there even if the partition got no
+// record before it (with latest, records produced to it while the node was
+// down would otherwise be skipped as before the new end). It retries with
+// backoff until the brokers answer and the log commits, or ctx ends.
 func (c *Consumer) assign(ctx context.Context) error {
-	start := kgo.NewOffset().AtStart()
-	if c.k.Start == "latest" {
-		start = kgo.NewOffset().AtEnd()
-	}
 	backoff := 100 * time.Millisecond
 	for {
 		ends, err := kadm.NewClient(c.admin).ListEndOffsets(ctx, c.k.Topic)
@@ -248,18 +249,17 @@ func (c *Consumer) assign(ctx context.Context) error {
 		if err == nil && len(ends[c.k.Topic]) == 0 {
 			err = fmt.Errorf("topic %s does not exist", c.k.Topic)
 		}
+		resumed := 0 // partitions the state held an offset of
+		if err == nil {
+			resumed, err = c.pinStart(ctx, ends)
+		}
 		if err == nil {
 			offsets := map[int32]kgo.Offset{}
-			resumed := 0 // partitions the state holds an offset of
 			c.parts = c.parts[:0]
 			for p := range ends[c.k.Topic] {
 				c.parts = append(c.parts, p)
-				if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
-					offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
-					resumed++
-				} else {
-					offsets[p] = start
-				}
+				next, _ := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+				offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
 			}
 			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets}), kgo.ConsumeResetOffset(resetOffset))
 			c.cl, err = kgo.NewClient(opts...)
@@ -271,7 +271,7 @@ func (c *Consumer) assign(ctx context.Context) error {
 		}
 		c.fetchErrors.Inc()
 		if c.logLimit.allow() {
-			c.logger.Warn("kafka topic's partitions not listed; retrying with backoff", "err", err)
+			c.logger.Warn("kafka topic's partitions not listed or their start not committed; retrying with backoff", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -280,6 +280,46 @@ func (c *Consumer) assign(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// pinStart commits, for every partition of ends the state holds no offset
+// of, the empty range at the source's start position (ends itself for
+// latest, the log start for earliest). resumed is the number of
+// partitions the state held an offset of.
+func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resumed int, err error) {
+	var missing []int32
+	for p := range ends[c.k.Topic] {
+		if _, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
+			resumed++
+		} else {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return resumed, nil
+	}
+	starts := ends
+	if c.k.Start != "latest" {
+		if starts, err = kadm.NewClient(c.admin).ListStartOffsets(ctx, c.k.Topic); err == nil {
+			err = starts.Error()
+		}
+		if err != nil {
+			return resumed, err
+		}
+	}
+	var b store.Batch
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	for _, p := range missing {
+		o, ok := starts.Lookup(c.k.Topic, p)
+		if !ok {
+			return resumed, fmt.Errorf("partition %d of topic %s not listed", p, c.k.Topic)
+		}
+		pos := store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: o.Offset, Next: o.Offset}
+		if _, err := c.sink.IngestStream(&b, pos); err != nil {
+			return resumed, err
+		}
+	}
+	return resumed, nil
 }
 
 // commitGroup writes the state's offsets as the group's committed offsets,

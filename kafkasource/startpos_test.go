@@ -82,3 +82,32 @@ func TestResumeBelowLogStart(t *testing.T) {
 	want := append(append([]event{}, evs[:10]...), evs[15:]...)
 	checkReference(t, in.Node, want)
 }
+
+// TestLatestPartitionIdleUntilRestart: with start: latest, a partition
+// that received nothing while the node ran keeps the position the node
+// started it at: records produced to it while the node is down are read
+// after the restart, not skipped as "before latest".
+func TestLatestPartitionIdleUntilRestart(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic := "latest-idle"
+	b.CreateTopic(t, topic, 2)
+	cl := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	evs := genEvents(31, 6)
+	// History before the first start: not read (latest).
+	produceTo(t, cl, topic, 0, genEvents(5, 7))
+	produceTo(t, cl, topic, 1, genEvents(5, 8))
+	dir := t.TempDir()
+	in, stop := startConsumers(t, dir, topic, "      start: latest", b.Addr)
+	time.Sleep(2 * time.Second) // the consumer resolves the end offsets
+	produceTo(t, cl, topic, 0, evs[:10])
+	waitCaught(t, in.Node, topic, map[int32]int64{0: 15})
+	stop()
+	// Partition 1 gets records while the node is down.
+	produceTo(t, cl, topic, 1, evs[10:30])
+	in, stop = startConsumers(t, dir, topic, "      start: latest", b.Addr)
+	defer stop()
+	time.Sleep(2 * time.Second)
+	produceTo(t, cl, topic, 1, evs[30:])
+	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
+	checkReference(t, in.Node, evs)
+}
