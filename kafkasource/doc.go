@@ -15,7 +15,10 @@
 // from what tally itself logged, at once (no group session to wait out).
 // The state's offsets are committed to the source's group each second,
 // for monitoring tools only; tally never reads them back. Partitions added
-// to the topic later are read after a restart.
+// to the topic later are found within a second (the topic is listed each
+// second) and read from their first record, whatever the start position:
+// every record in them came after the node started consuming; the same
+// for a partition added while the node was down, at its next start.
 //
 // Bad records (not JSON, a missing join key, a bad timestamp, too late or
 // too far ahead, a field of the wrong type) are left out of their batch,

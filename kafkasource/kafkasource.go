@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,17 +53,18 @@ type Options struct {
 
 // Consumer consumes one source's topic. Start it with Start; Close stops it.
 type Consumer struct {
-	src    *features.Source
-	k      *features.Kafka
-	sink   Sink
-	dec    *node.StreamDecoder
-	base   []kgo.Opt   // the clients' options
-	admin  *kgo.Client // offsets, the group's commits, dead letters
-	cl     *kgo.Client // consumes the assigned partitions; set by run
-	parts  []int32     // the topic's partitions, once listed
-	logger *slog.Logger
-	set    *metrics.Set
-	opts   Options
+	src     *features.Source
+	k       *features.Kafka
+	sink    Sink
+	dec     *node.StreamDecoder
+	base    []kgo.Opt   // the clients' options
+	admin   *kgo.Client // offsets, the group's commits, dead letters
+	cl      *kgo.Client // consumes the assigned partitions; set by run
+	partsMu sync.Mutex  // guards parts
+	parts   []int32     // the topic's partitions, once listed
+	logger  *slog.Logger
+	set     *metrics.Set
+	opts    Options
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -255,12 +257,14 @@ func (c *Consumer) assign(ctx context.Context) error {
 		}
 		if err == nil {
 			offsets := map[int32]kgo.Offset{}
+			c.partsMu.Lock()
 			c.parts = c.parts[:0]
 			for p := range ends[c.k.Topic] {
 				c.parts = append(c.parts, p)
 				next, _ := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
 				offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
 			}
+			c.partsMu.Unlock()
 			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets}), kgo.ConsumeResetOffset(resetOffset))
 			c.cl, err = kgo.NewClient(opts...)
 			if err != nil {
@@ -284,8 +288,11 @@ func (c *Consumer) assign(ctx context.Context) error {
 
 // pinStart commits, for every partition of ends the state holds no offset
 // of, the empty range at the source's start position (ends itself for
-// latest, the log start for earliest). resumed is the number of
-// partitions the state held an offset of.
+// latest, the log start for earliest). A partition missing while the state
+// holds others of the topic was added after the node first consumed it,
+// so every record in it is new: it starts at the log start, whatever the
+// start position. resumed is the number of partitions the state held an
+// offset of.
 func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resumed int, err error) {
 	var missing []int32
 	for p := range ends[c.k.Topic] {
@@ -299,7 +306,7 @@ func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resum
 		return resumed, nil
 	}
 	starts := ends
-	if c.k.Start != "latest" {
+	if c.k.Start != "latest" || resumed > 0 {
 		if starts, err = kadm.NewClient(c.admin).ListStartOffsets(ctx, c.k.Topic); err == nil {
 			err = starts.Error()
 		}
@@ -322,6 +329,61 @@ func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resum
 	return resumed, nil
 }
 
+// addPartitions starts consuming the partitions of ends that were added to
+// the topic since assign listed it, from their log start (every record in
+// them came after the node started consuming the topic), pinned first in
+// the state as in assign. Single node only: a cluster's group finds new
+// partitions itself.
+func (c *Consumer) addPartitions(ctx context.Context, ends kadm.ListedOffsets) {
+	c.partsMu.Lock()
+	var added []int32
+	for p := range ends[c.k.Topic] {
+		if !slices.Contains(c.parts, p) {
+			added = append(added, p)
+		}
+	}
+	c.partsMu.Unlock()
+	if len(added) == 0 {
+		return
+	}
+	starts, err := kadm.NewClient(c.admin).ListStartOffsets(ctx, c.k.Topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	offsets := map[int32]kgo.Offset{}
+	var b store.Batch
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	for _, p := range added {
+		if err != nil {
+			break
+		}
+		next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+		if !ok {
+			o, found := starts.Lookup(c.k.Topic, p)
+			if !found {
+				err = fmt.Errorf("partition %d of topic %s not listed", p, c.k.Topic)
+				break
+			}
+			next = o.Offset
+			_, err = c.sink.IngestStream(&b, store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: next, Next: next})
+			next, _ = c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+		}
+		offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+	}
+	if err != nil {
+		c.fetchErrors.Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka partitions added to the topic not started yet; retrying", "partitions", added, "err", err)
+		}
+		return // the next listing tries again
+	}
+	c.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets})
+	c.partsMu.Lock()
+	c.parts = append(c.parts, added...)
+	c.partsMu.Unlock()
+	c.logger.Info("kafka partitions added to the topic: consuming them from their first record", "partitions", added)
+}
+
 // commitGroup writes the state's offsets as the group's committed offsets,
 // for monitoring tools (tally never reads them back).
 func (c *Consumer) commitGroup(ctx context.Context) {
@@ -330,7 +392,10 @@ func (c *Consumer) commitGroup(ctx context.Context) {
 		return
 	}
 	off := kadm.Offsets{}
-	for _, p := range c.parts {
+	c.partsMu.Lock()
+	parts := slices.Clone(c.parts)
+	c.partsMu.Unlock()
+	for _, p := range parts {
 		if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
 			off.Add(kadm.Offset{Topic: c.k.Topic, Partition: p, At: next, LeaderEpoch: -1})
 		}
@@ -548,6 +613,9 @@ func (c *Consumer) lagLoop(ctx context.Context) {
 		ends, err := kadm.NewClient(c.admin).ListEndOffsets(lctx, c.k.Topic)
 		cancel()
 		if err == nil {
+			if c.router == nil && ends.Error() == nil {
+				c.addPartitions(ctx, ends)
+			}
 			ends.Each(func(o kadm.ListedOffset) {
 				if o.Err == nil {
 					c.setLag(o.Partition, o.Offset)

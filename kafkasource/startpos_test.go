@@ -111,3 +111,61 @@ func TestLatestPartitionIdleUntilRestart(t *testing.T) {
 	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
 	checkReference(t, in.Node, evs)
 }
+
+// addPartitions grows topic to total partitions.
+func addPartitions(t *testing.T, cl *kgo.Client, topic string, total int) {
+	t.Helper()
+	resp, err := kadm.NewClient(cl).UpdatePartitions(context.Background(), total, topic)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("add partitions: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(endOffsets(t, cl, topic)) < total && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // every broker's metadata
+}
+
+// TestPartitionsAdded: with start: latest, a partition added to the topic
+// while the node runs is read from its first record (not from the end
+// when the node next starts), and so is one added while the node is down:
+// every record produced to a partition after the node first started is
+// counted.
+func TestPartitionsAdded(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic := "grow"
+	b.CreateTopic(t, topic, 1)
+	cl := b.Client(t)
+	evs := genEvents(26, 10)
+	dir := t.TempDir()
+	in, stop := startConsumers(t, dir, topic, "      start: latest", b.Addr)
+	time.Sleep(2 * time.Second)
+	pr := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produceTo(t, pr, topic, 0, evs[:5])
+	waitCaught(t, in.Node, topic, map[int32]int64{0: 5})
+	// A partition added while the node runs.
+	addPartitions(t, cl, topic, 2)
+	pr = b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produceTo(t, pr, topic, 1, evs[5:15])
+	deadline := time.Now().Add(30 * time.Second)
+	for in.Node.StreamOffsets("tx", topic)[1] < 10 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := in.Node.StreamOffsets("tx", topic); got[1] < 10 {
+		t.Errorf("a partition added while the node runs is not read within 30 s: state offsets %v", got)
+	}
+	stop()
+	// A partition added while the node is down.
+	addPartitions(t, cl, topic, 3)
+	pr = b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produceTo(t, pr, topic, 2, evs[15:25])
+	in, stop = startConsumers(t, dir, topic, "      start: latest", b.Addr)
+	defer stop()
+	time.Sleep(2 * time.Second)
+	produceTo(t, pr, topic, 2, evs[25:])
+	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
+	checkReference(t, in.Node, evs)
+}
