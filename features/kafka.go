@@ -145,6 +145,30 @@ func (l *loader) kafka(file string, n *yaml.Node, s *Source) *Kafka {
 	return k
 }
 
+// kafkaShared refuses s's kafka block where it clashes with an earlier
+// source's: one topic consumed in one group by two sources (a cluster's
+// group would spread the topic's partitions over both sources' members,
+// each source missing the others' share), or a dead-letter topic that a
+// source consumes (rejected records would be read again, and two sources
+// could pass one back and forth for ever).
+func (l *loader) kafkaShared(a at, s *Source) {
+	k := s.Kafka
+	for _, p := range l.repo.Sources {
+		pk := p.Kafka
+		if pk == nil {
+			continue
+		}
+		switch {
+		case pk.Topic == k.Topic && pk.Group == k.Group:
+			l.errorf(a, "source %q kafka: topic %q in group %q is consumed by source %q too: in a cluster the group would split the topic's partitions between the two sources; give one its own group", s.Name, k.Topic, k.Group, p.Name)
+		case pk.DeadLetterTopic != "" && pk.DeadLetterTopic == k.Topic:
+			l.errorf(a, "source %q kafka: topic %q is the dead_letter_topic of source %q: its rejected records would be read again; name another dead-letter topic", s.Name, k.Topic, p.Name)
+		case k.DeadLetterTopic != "" && k.DeadLetterTopic == pk.Topic:
+			l.errorf(a, "source %q kafka: dead_letter_topic %q is consumed by source %q: rejected records would be read again; name another topic", s.Name, k.DeadLetterTopic, p.Name)
+		}
+	}
+}
+
 // yamlNode writes k as Load reads it, every default written out.
 func (k *Kafka) yamlNode() *yaml.Node {
 	ts := "field"

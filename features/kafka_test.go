@@ -69,3 +69,29 @@ func TestKafkaFieldMappedTwice(t *testing.T) {
 		t.Fatalf("got %v, want an error at the second amt (9:9) saying amt is mapped twice", err)
 	}
 }
+
+// Two sources consuming one topic in one consumer group are refused: in a
+// cluster their members would share the group, which spreads the topic's
+// partitions over both sources, so each would miss the others' share. And
+// a source's dead-letter topic may not be a topic another source consumes
+// (rejected records would be read again, and two such sources would pass
+// a record back and forth for ever).
+func TestKafkaSourcesShareGroupAndTopic(t *testing.T) {
+	src := func(name, block string) string {
+		return "  - name: " + name + "\n    schema: {user_id: string, amt: float}\n    kafka:\n      brokers: [a:1]\n" + block
+	}
+	for _, tc := range []struct{ name, a, b, want string }{
+		{"same group and topic", "      topic: t\n      group: g\n", "      topic: t\n      group: g\n", `source "b" kafka: topic "t" in group "g" is consumed by source "a" too`},
+		{"dead letter is another's topic", "      topic: t\n      dead_letter_topic: u\n", "      topic: u\n", `source "b" kafka: topic "u" is the dead_letter_topic of source "a"`},
+		{"topic is another's dead letter", "      topic: u\n", "      topic: t\n      dead_letter_topic: u\n", `source "b" kafka: dead_letter_topic "u" is consumed by source "a"`},
+	} {
+		_, err := Load(fstest.MapFS{"r.yaml": {Data: []byte("sources:\n" + src("a", tc.a) + src("b", tc.b))}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+	// Distinct groups (the default, tally-<source>) on one topic are fine.
+	if _, err := Load(fstest.MapFS{"r.yaml": {Data: []byte("sources:\n" + src("a", "      topic: t\n") + src("b", "      topic: t\n"))}}); err != nil {
+		t.Fatalf("two sources on one topic in their own groups: %v", err)
+	}
+}

@@ -482,6 +482,9 @@ func (l *loader) source(it item) {
 		s.Lateness = ms
 	}
 	s.Kafka = l.kafka(it.file, o.vals["kafka"], s)
+	if s.Kafka != nil {
+		l.kafkaShared(l.pos(it.file, o.vals["kafka"]), s)
+	}
 	if l.declare(name, "source", l.pos(it.file, it.n)) {
 		l.repo.Sources = append(l.repo.Sources, s)
 	}
