@@ -163,6 +163,9 @@ func (c *Consumer) clientOpts() ([]kgo.Opt, error) {
 		kgo.SeedBrokers(k.Brokers...),
 		kgo.FetchMaxBytes(16 << 20),
 		kgo.FetchMaxWait(100 * time.Millisecond),
+		// Only records of committed transactions (and of producers outside
+		// transactions): an aborted transaction's records never happened.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RetryBackoffFn(func(tries int) time.Duration {
 			return min(100*time.Millisecond<<min(tries, 6), 5*time.Second)
 		}),

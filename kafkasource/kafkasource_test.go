@@ -368,3 +368,46 @@ func TestTwoNodesOneGroup(t *testing.T) {
 		t.Fatalf("a node 1000 records behind with max_lag 100 is ready: %v", err)
 	}
 }
+
+// TestAbortedTransactionsAreNotCounted: records a transactional producer
+// wrote and then aborted are not counted (the consumer reads committed
+// records only), and the committed records around them each count once.
+func TestAbortedTransactionsAreNotCounted(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic := "aborted"
+	b.CreateTopic(t, topic, 2)
+	repo := testRepo(t, b.Addr, topic, "")
+	evs := genEvents(600, 7)
+	cl := b.Client(t, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	produce(t, cl, topic, evs[:200])
+
+	tx := b.Client(t, kgo.TransactionalID("tally-aborted-test"), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, tx, topic, evs[200:400])
+	if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	// The coordinator writes the abort markers after EndTransaction
+	// returns: let them land before the last records, so that the topic
+	// ends with a record the consumer is handed.
+	time.Sleep(2 * time.Second)
+	produce(t, cl, topic, evs[400:])
+
+	in := openNode(t, t.TempDir(), repo)
+	defer in.Close()
+	cs, err := kafkasource.StartAll(in.Node, kafkasource.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
+	checkReference(t, in.Node, append(append([]event(nil), evs[:200]...), evs[400:]...))
+}
