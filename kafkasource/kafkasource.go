@@ -335,7 +335,7 @@ func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resum
 // addPartitions starts consuming the partitions of ends that were added to
 // the topic since assign listed it, from their log start (every record in
 // them came after the node started consuming the topic), pinned first in
-// the state as in assign. Single node only: a cluster's group finds new
+// the state by pinStart, as in assign. Single node only: a cluster's group finds new
 // partitions itself.
 func (c *Consumer) addPartitions(ctx context.Context, ends kadm.ListedOffsets) {
 	c.partsMu.Lock()
@@ -349,36 +349,19 @@ func (c *Consumer) addPartitions(ctx context.Context, ends kadm.ListedOffsets) {
 	if len(added) == 0 {
 		return
 	}
-	starts, err := kadm.NewClient(c.admin).ListStartOffsets(ctx, c.k.Topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	offsets := map[int32]kgo.Offset{}
-	var b store.Batch
-	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
-	for _, p := range added {
-		if err != nil {
-			break
-		}
-		next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
-		if !ok {
-			o, found := starts.Lookup(c.k.Topic, p)
-			if !found {
-				err = fmt.Errorf("partition %d of topic %s not listed", p, c.k.Topic)
-				break
-			}
-			next = o.Offset
-			_, err = c.sink.IngestStream(&b, store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: next, Next: next})
-			next, _ = c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
-		}
-		offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
-	}
-	if err != nil {
+	// The state holds the offsets of every partition listed before, so
+	// pinStart starts the added ones at their log start.
+	if _, err := c.pinStart(ctx, ends); err != nil {
 		c.fetchErrors.Inc()
 		if c.logLimit.allow() {
 			c.logger.Warn("kafka partitions added to the topic not started yet; retrying", "partitions", added, "err", err)
 		}
 		return // the next listing tries again
+	}
+	offsets := map[int32]kgo.Offset{}
+	for _, p := range added {
+		next, _ := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+		offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
 	}
 	c.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets})
 	c.partsMu.Lock()
