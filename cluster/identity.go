@@ -1,0 +1,67 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/tally-ml/tally/wal/walfs"
+)
+
+// A cluster node's data dir holds its replicas' Raft logs, terms and
+// votes: they belong to the node id (and the cluster) that wrote them.
+// Raft itself does not record which server of its configuration it is,
+// so a data dir started under another --node-id (a typo, two nodes' data
+// dirs swapped) was taken for that node's: it waited for a map it could
+// not get, or answered for another member with this one's log and votes
+// (two servers voting under one id can elect two leaders in a term).
+// The data dir therefore records its node and cluster ids (identityFile,
+// written on the first start, before any replica opens) and Open refuses
+// a start under other ids before it opens anything.
+
+// identityFile records the node and cluster ids of a data dir, in its
+// cluster directory.
+const identityFile = "NODE"
+
+type identity struct {
+	Node    string `json:"node"`
+	Cluster string `json:"cluster"`
+}
+
+func identityPath(dataDir string) string { return filepath.Join(dataDir, "cluster", identityFile) }
+
+// checkIdentity refuses to start node cfg.NodeID of cluster cfg.ClusterID
+// over a data dir another node (or another cluster's) wrote, and records
+// the ids in a data dir that has none yet: a new one, or one written
+// before the ids were recorded (whose ids are then taken on trust). It
+// changes nothing in a data dir it refuses.
+func checkIdentity(cfg Config) error {
+	path := identityPath(cfg.DataDir)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var id identity
+		if err := json.Unmarshal(b, &id); err != nil || id.Node == "" {
+			return fmt.Errorf("cluster: %s is not a node identity (%q): it records which node the data dir belongs to; restore it, or move the data dir aside", path, b)
+		}
+		if id.Node != cfg.NodeID || id.Cluster != cfg.ClusterID {
+			return fmt.Errorf("cluster: the data dir %s belongs to node %q of cluster %q (%s), not to --node-id %s of --cluster-id %s: "+
+				"start it with --node-id %s --cluster-id %s, or give this node a data dir of its own (its replicas' logs and votes are that node's)",
+				cfg.DataDir, id.Node, id.Cluster, path, cfg.NodeID, cfg.ClusterID, id.Node, id.Cluster)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cluster: read the data dir's node identity: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("cluster: data dir: %w", err)
+	}
+	b, _ = json.Marshal(identity{Node: cfg.NodeID, Cluster: cfg.ClusterID})
+	if err := walfs.WriteFile(walfs.OS, path, append(b, '\n')); err != nil {
+		return fmt.Errorf("cluster: record the data dir's node identity: %w", err)
+	}
+	return nil
+}
