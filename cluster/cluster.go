@@ -110,8 +110,8 @@ var _ node.Cluster = (*Cluster)(nil)
 // metadata group (bootstrapping it with Peers on first start), waits for
 // the cluster map, and opens a replica of every group the map gives this
 // node. A restarted node finds its groups' state in its data dir; a data
-// dir another node or cluster wrote is refused before anything in it is
-// opened (identity.go).
+// dir another node or cluster wrote, or a single node's, is refused before
+// anything in it is opened (identity.go).
 func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if cfg.Groups == 0 {
 		cfg.Groups = 8
@@ -144,6 +144,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if !cfg.Join && cfg.Replicas > len(cfg.Peers) {
 		return nil, fmt.Errorf("cluster: %d replicas per group, but the peer list has %d nodes: a group cannot have more replicas than the cluster has nodes; give --cluster-replicas %d or less, or list every initial node in --cluster-peers",
 			cfg.Replicas, len(cfg.Peers), len(cfg.Peers))
+	}
+	if err := checkNotSingleDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	if err := checkIdentity(cfg); err != nil {
 		return nil, err

@@ -65,3 +65,15 @@ func checkIdentity(cfg Config) error {
 	}
 	return nil
 }
+
+// checkNotSingleDir refuses a data dir that holds a single node's state
+// (its write-ahead log): a cluster node started there would start empty
+// beside it and serve none of what the single node acknowledged.
+func checkNotSingleDir(dataDir string) error {
+	dir := filepath.Join(dataDir, "wal")
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		return fmt.Errorf("cluster: the data dir %s holds a single node's state (%s), which a cluster node does not read: "+
+			"start it as that single node (without --node-id and the --cluster-* flags), or give the cluster node a data dir of its own", dataDir, dir)
+	}
+	return nil
+}

@@ -87,7 +87,8 @@ type Instance struct {
 	closed     bool
 }
 
-// Open locks cfg.DataDir, opens its write-ahead log, checks the repo
+// Open locks cfg.DataDir (refusing a cluster node's data dir), opens its
+// write-ahead log, checks the repo
 // against the schema fingerprint kept there, restores the newest snapshot
 // that verifies, replays the log after it, and starts the snapshot loop
 // (every cfg.Durability.SnapshotEvery; none when 0).
@@ -115,6 +116,10 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 	} else if err := fsys.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := checkNotClusterDir(fsys, cfg.DataDir); err != nil {
+		in.lock.Release()
+		return nil, err
+	}
 	in.snaps = NewSnapshotStore(fsys, cfg.DataDir, logger)
 	if err := in.open(repo, fsys, opts); err != nil {
 		if in.wal != nil {
@@ -132,6 +137,25 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 		go in.snapshotLoop(ctx, every, uint64(max(0, cfg.Durability.SnapshotEveryEvents)))
 	}
 	return in, nil
+}
+
+// checkNotClusterDir refuses a data dir that holds a cluster node's state
+// (its cluster directory): a single node started there would start empty
+// beside it, serve none of what the cluster acknowledged, and take writes
+// the cluster never sees.
+func checkNotClusterDir(fsys walfs.FS, dir string) error {
+	ents, err := fsys.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if e.Name() == "cluster" && e.IsDir() {
+			return fmt.Errorf("data dir %s holds a cluster node's state (%s), which a single node does not read: start it as that cluster node "+
+				"(tally serve --node-id ... --cluster-addr ... --cluster-id ..., or the config file's cluster block), or give the single node a data dir of its own",
+				dir, filepath.Join(dir, "cluster"))
+		}
+	}
+	return nil
 }
 
 func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) error {
