@@ -420,7 +420,8 @@ func (c *Cluster) AddNode(ctx context.Context, mb Member) (Outcome, error) {
 
 // RemoveNode moves every replica node id holds to the other nodes, then
 // takes it out of the metadata group and the map. The node is left
-// running, idle: stop it afterwards.
+// running, idle: stop it afterwards. An id that is no member is refused,
+// unless the map lists it as removed (a removal run again succeeds).
 func (c *Cluster) RemoveNode(ctx context.Context, id string) (Outcome, error) {
 	return c.admin(ctx, adminRequest{Op: "remove-node", ID: id})
 }
@@ -551,7 +552,17 @@ func (c *Cluster) addNode(ctx context.Context, mb *Member) error {
 func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
 	m, _ := c.metaSM.current()
 	if m.Member(id) == nil {
-		return Plan{}, nil // already gone
+		if slices.Contains(m.Removed, id) {
+			return Plan{}, nil // already gone: a removal run again
+		}
+		// Not an id the cluster knows (a typo): answering success would
+		// tell the operator to stop and wipe the node meant, replicas
+		// and all.
+		ids := make([]string, len(m.Members))
+		for i, mb := range m.Members {
+			ids[i] = mb.ID
+		}
+		return Plan{}, &errApply{err: fmt.Errorf("node %q is not a member of the cluster (its members: %s): nothing removed; check the id with tally cluster nodes", id, strings.Join(ids, ", "))}
 	}
 	if len(m.Members) == 1 {
 		return Plan{}, &errApply{err: errors.New("the cluster's last node cannot be removed")}
