@@ -73,7 +73,9 @@ type WriteOptions struct {
 	// RequestID, when set, is sent as the Idempotency-Key: a node (and
 	// each replica group of a cluster) applies the write of one id once,
 	// so the write is retried on connection errors and 503 like a read
-	// (with the same id). Use a new id for every distinct write.
+	// (with the same id). Use a new id for every distinct write: the
+	// node binds an id to the request it came with, so the same id with
+	// another request is applied as the other write it is.
 	RequestID string
 }
 

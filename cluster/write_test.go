@@ -192,13 +192,19 @@ func serveFront(t *testing.T, nd *node.Node) string {
 func TestClusterRetryOfAPartlyAppliedRequestPastItsWindows(t *testing.T) {
 	rc := newRetryCluster(t)
 	base := serveFront(t, rc.nd)
-	if _, err := rc.nd.IngestJSONAs("k3", rc.body(0)); err != nil {
+	bulk := []byte(rc.line(0) + "\n" + rc.line(1) + "\n")
+	// Group 0's share of request k3, sent to each path: what the HTTP API
+	// applies under the key k3 (node.BoundRequestID) had group 1's write
+	// failed.
+	if _, err := rc.nd.IngestJSONAs(node.BoundRequestID("k3", "ingest", "", rc.body(0, 1)), rc.body(0)); err != nil {
 		t.Fatalf("group 0's share of k3: %v", err)
+	}
+	if _, err := rc.nd.IngestNDJSONAs(node.BoundRequestID("k3", "ingest-bulk", "transactions", bulk), "transactions", []byte(rc.line(0)+"\n"), false); err != nil {
+		t.Fatalf("group 0's share of k3 (bulk): %v", err)
 	}
 	rc.clk.Store(rc.now + 2000)
 	before := rc.applies()
 
-	bulk := []byte(rc.line(0) + "\n" + rc.line(1) + "\n")
 	for _, c := range []struct {
 		path string
 		body []byte

@@ -138,7 +138,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case bytes.Equal(path, pathIngest):
 		route = "ingest"
 		if s.allow(ctx, ScopeIngest, true) {
-			res, err := s.n.IngestJSONAs(requestID(ctx), ctx.PostBody())
+			res, err := s.n.IngestJSONAs(BoundRequestID(requestID(ctx), route, "", ctx.PostBody()), ctx.PostBody())
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.Equal(path, pathIngestBulk):
@@ -155,7 +155,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				writeError(ctx, aerr)
 				break
 			}
-			res, err := s.n.IngestNDJSONAs(requestID(ctx), src, ctx.PostBody(), dry)
+			res, err := s.n.IngestNDJSONAs(BoundRequestID(requestID(ctx), route, src, ctx.PostBody()), src, ctx.PostBody(), dry)
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.Equal(path, pathImport):
@@ -172,7 +172,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				writeError(ctx, aerr)
 				break
 			}
-			res, err := s.n.ImportNDJSONAs(requestID(ctx), src, ctx.PostBody(), dry)
+			res, err := s.n.ImportNDJSONAs(BoundRequestID(requestID(ctx), route, src, ctx.PostBody()), src, ctx.PostBody(), dry)
 			s.ingestReply(ctx, res, err)
 		}
 	case bytes.HasPrefix(path, pathTables):
@@ -412,7 +412,12 @@ func (s *Server) uploadTable(ctx *fasthttp.RequestCtx, name string) {
 		writeError(ctx, badRequest("INVALID_REQUEST", "allow_empty %q: use true or false", allowEmpty))
 		return
 	}
-	rows, aerr := s.n.uploadTable(requestID(ctx), name, format, ctx.PostBody(), mode == "replace", allowEmpty == "true", validFrom)
+	// A retry is the same upload again: its as_of, when it has none, is
+	// the node's clock at each attempt, so the request's options, not
+	// validFrom, name it.
+	target := strings.Join([]string{name, format.String(), mode, string(args.Peek("as_of")), allowEmpty}, "\x00")
+	id := BoundRequestID(requestID(ctx), "tables", target, ctx.PostBody())
+	rows, aerr := s.n.uploadTable(id, name, format, ctx.PostBody(), mode == "replace", allowEmpty == "true", validFrom)
 	if aerr != nil {
 		writeError(ctx, aerr)
 		return

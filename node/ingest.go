@@ -144,10 +144,10 @@ func (n *Node) IngestJSON(body []byte) (IngestResult, error) {
 	return n.IngestJSONAs("", body)
 }
 
-// IngestJSONAs is IngestJSON for a request with id (the client's
-// Idempotency-Key; "" for none): the events of one id are applied once, on
-// a single node (store.CommitEvents) as in a cluster, so a retry after a
-// timeout counts nothing twice.
+// IngestJSONAs is IngestJSON for a request with id ("" for none; the HTTP
+// API gives BoundRequestID of the client's Idempotency-Key): the events of
+// one id are applied once, on a single node (store.CommitEvents) as in a
+// cluster, so a retry after a timeout counts nothing twice.
 func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 	w := n.getIngestWork()
 	defer ingestPool.Put(w)
@@ -408,7 +408,7 @@ func (n *Node) appliedBefore(w *ingestWork) (bool, error) {
 			srcs = append(srcs, s)
 		}
 		msg := fmt.Sprintf("%d of %d records refused, and request %q was partly applied before (a crash kept only its first log records): the records of %s were applied, those of %s were not; the rest is refused now",
-			w.refused, w.total, w.id, strings.Join(done, ", "), strings.Join(not, ", "))
+			w.refused, w.total, clientKey(w.id), strings.Join(done, ", "), strings.Join(not, ", "))
 		return false, w.partlyApplied(msg, nil, srcs)
 	}
 	if w.late < w.refused {
@@ -417,9 +417,9 @@ func (n *Node) appliedBefore(w *ingestWork) (bool, error) {
 	w.collect()
 	shares, err := n.cluster.RequestApplied(w.id, w.commit)
 	if err != nil {
-		n.logger.Warn("could not ask the cluster whether a refused request is the retry of an applied one", "request", w.id, "err", err)
+		n.logger.Warn("could not ask the cluster whether a refused request is the retry of an applied one", "request", clientKey(w.id), "err", err)
 		return false, fmt.Errorf("%w: %d of %d records refused as too late, and whether request %q was applied before (then it is answered as a retry) could not be told: %v",
-			ErrUnavailable, w.refused, w.total, w.id, err)
+			ErrUnavailable, w.refused, w.total, clientKey(w.id), err)
 	}
 	var applied, partly, not, unknown int
 	for _, s := range shares {
@@ -441,12 +441,12 @@ func (n *Node) appliedBefore(w *ingestWork) (bool, error) {
 		return true, nil
 	case partly > 0 || applied > 0 && not > 0:
 		msg := fmt.Sprintf("%d of %d records refused, and request %q was partly applied before: %s; the rest cannot be applied now, its records being too late",
-			w.refused, w.total, w.id, describeShares(shares))
+			w.refused, w.total, clientKey(w.id), describeShares(shares))
 		return false, w.partlyApplied(msg, shares, nil)
 	}
-	n.logger.Warn("could not ask every group whether a refused request is the retry of an applied one", "request", w.id, "groups", describeShares(shares))
+	n.logger.Warn("could not ask every group whether a refused request is the retry of an applied one", "request", clientKey(w.id), "groups", describeShares(shares))
 	return false, fmt.Errorf("%w: %d of %d records refused as too late, and whether request %q was applied before (then it is answered as a retry) could not be told: %s%s",
-		ErrUnavailable, w.refused, w.total, w.id, describeShares(shares), w.reasons())
+		ErrUnavailable, w.refused, w.total, clientKey(w.id), describeShares(shares), w.reasons())
 }
 
 // partlyApplied is the PARTLY_APPLIED refusal of w, msg saying what was

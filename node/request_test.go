@@ -19,7 +19,8 @@ import (
 // applied once and answered as the first was (but for the counts of what
 // it placed: none), also after a restart that
 // replays the log and after one that restores a snapshot; a write without
-// a key, or with another, is applied again.
+// a key, or with another, is applied again, and so is another request
+// under a key used before (BoundRequestID: it was skipped, its data lost).
 func TestRequestIDsApplyOnce(t *testing.T) {
 	dir := t.TempDir()
 	cfg := openCfg(dir, "always", false)
@@ -90,19 +91,35 @@ func TestRequestIDsApplyOnce(t *testing.T) {
 			t.Errorf("retry of %s answered %s, want %s (the first: %s)", w.id, got, want, answers[i])
 		}
 	}
-	// A retry is skipped by its key, whatever its body.
-	post(t, base, writes[3], "user_id,home_lat,home_long\nu1,7,8\n")
 	check(t, "retries", in, 111, 5, 1)
+	// A key used before, with another request: a new write, applied
+	// (before, skipped by its key and answered 200), and its own retry
+	// counts once.
+	reused := []struct {
+		w    write
+		body string
+	}{
+		{writes[3], "user_id,home_lat,home_long\nu1,7,8\n"},
+		{writes[1], bulkLine("u2", 20, t0-900)},
+	}
+	for _, r := range reused {
+		post(t, base, r.w, r.body)
+	}
+	check(t, "a key reused for other writes", in, 111, 25, 7)
+	for _, r := range reused {
+		post(t, base, r.w, r.body)
+	}
+	check(t, "retries of the other writes", in, 111, 25, 7)
 	_, metrics := do(t, "GET", base+"/metrics", "", "", "")
-	if !strings.Contains(metrics, "tally_requests_repeated_total 5\n") {
-		t.Errorf("metrics lack tally_requests_repeated_total 5:\n%s", grepLines(metrics, "repeated"))
+	if !strings.Contains(metrics, "tally_requests_repeated_total 6\n") {
+		t.Errorf("metrics lack tally_requests_repeated_total 6:\n%s", grepLines(metrics, "repeated"))
 	}
 	fresh := writes[1]
 	fresh.id = "k-bulk-2"
 	post(t, base, fresh, fresh.body)
 	fresh.id = ""
 	post(t, base, fresh, fresh.body)
-	check(t, "another key, and none", in, 131, 15, 1)
+	check(t, "another key, and none", in, 131, 35, 7)
 	if err := in.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,12 +129,15 @@ func TestRequestIDsApplyOnce(t *testing.T) {
 	if in.Recovery().SnapshotIndex != 0 {
 		t.Fatalf("restored the snapshot at %d, want a replay of the whole log", in.Recovery().SnapshotIndex)
 	}
-	check(t, "after a replay", in, 131, 15, 1)
+	check(t, "after a replay", in, 131, 35, 7)
 	base = serve(t, in.Node)
 	for _, w := range writes {
 		post(t, base, w, w.body)
 	}
-	check(t, "retries after a replay", in, 131, 15, 1)
+	for _, r := range reused {
+		post(t, base, r.w, r.body)
+	}
+	check(t, "retries after a replay", in, 131, 35, 7)
 	if _, err := in.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +155,10 @@ func TestRequestIDsApplyOnce(t *testing.T) {
 	for _, w := range writes {
 		post(t, base, w, w.body)
 	}
-	check(t, "retries after a snapshot", in, 131, 15, 1)
+	for _, r := range reused {
+		post(t, base, r.w, r.body)
+	}
+	check(t, "retries after a snapshot", in, 131, 35, 7)
 }
 
 // TestRetryOfAnAppliedRequestPastItsWindows: a retry of an applied request
@@ -218,11 +241,12 @@ func TestRetryOfAPartlyAppliedRequestPastItsWindows(t *testing.T) {
 	both := []byte(`{"records":{"clicks":[` + rec("u1") + `,` + rec("u2") + `],"views":[` + rec("u1") + `]}}`)
 	// What a crash that kept only the first record (clicks) of request k
 	// leaves: its part 0 applied, its part 1 not.
-	if _, err := n.IngestJSONAs("k", []byte(`{"records":{"clicks":[`+rec("u1")+`,`+rec("u2")+`]}}`)); err != nil {
+	id := BoundRequestID("k", "ingest", "", both) // as the HTTP API names it
+	if _, err := n.IngestJSONAs(id, []byte(`{"records":{"clicks":[`+rec("u1")+`,`+rec("u2")+`]}}`)); err != nil {
 		t.Fatal(err)
 	}
 	clk.set(t0 + 2000)
-	_, err = n.IngestJSONAs("k", both)
+	_, err = n.IngestJSONAs(id, both)
 	var ie *IngestError
 	if !errors.As(err, &ie) || ie.Code != "PARTLY_APPLIED" || strings.Contains(ie.Message, "nothing was ingested") {
 		t.Fatalf("the retry of a partly applied request: %v; want PARTLY_APPLIED", err)

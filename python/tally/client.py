@@ -473,7 +473,9 @@ class Client:
                 ``ingest`` again with the same ``request_id`` and the same data
                 (e.g. after an error) applies only the chunks not applied yet.
                 The node remembers the last 262,144 named requests (minutes at
-                a high rate, not days). Use a new id for every distinct write.
+                a high rate, not days). Use a new id for every distinct write
+                (the node binds an id to the chunk it came with: the same id
+                with other data is applied as the other write it is).
 
         Records go in chunks of at most 50,000; each chunk is all or nothing. When
         a chunk is refused, the raised error's ``accepted_before`` says how many

@@ -298,11 +298,17 @@ def test_request_id_applies_each_chunk_once(client: tally.Client, uid: str, monk
     assert calls["n"] == 2
     assert client.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 20
 
-    # A table upload likewise.
+    # A table upload likewise: its retry is skipped (home_lat stays the
+    # later upload's), while the id sent again with other rows is another
+    # upload, applied (the node binds an id to the request it came with).
     monkeypatch.setattr(client._session, "request", real)
-    assert client.upload_table("user_profile", [{"user_id": uid, "home_lat": 1.0, "home_long": 2.0}], request_id=rid + "-t") == 1
-    assert client.upload_table("user_profile", [{"user_id": uid, "home_lat": 5.0, "home_long": 6.0}], request_id=rid + "-t") == 1
-    assert client.get_online_features(SVC, keys(uid), CTX).features[HOME_LAT] == 1.0
+    first = [{"user_id": uid, "home_lat": 1.0, "home_long": 2.0}]
+    assert client.upload_table("user_profile", first, request_id=rid + "-t") == 1
+    assert client.upload_table("user_profile", [{"user_id": uid, "home_lat": 5.0, "home_long": 6.0}], request_id=rid + "-t2") == 1
+    assert client.upload_table("user_profile", first, request_id=rid + "-t") == 1
+    assert client.get_online_features(SVC, keys(uid), CTX).features[HOME_LAT] == 5.0
+    assert client.upload_table("user_profile", [{"user_id": uid, "home_lat": 9.0, "home_long": 6.0}], request_id=rid + "-t") == 1
+    assert client.get_online_features(SVC, keys(uid), CTX).features[HOME_LAT] == 9.0
 
 
 def test_dry_run_validates_only(client: tally.Client, uid: str) -> None:
