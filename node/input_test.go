@@ -364,3 +364,25 @@ func TestIntegerKeySizeLimit(t *testing.T) {
 		t.Fatalf("an integer key of 4 digits: %v", err)
 	}
 }
+
+// A get-features-batch row naming a member twice is refused naming it, as
+// a single lookup's params are: which of the two would be read is not for
+// a client to guess (the first was read silently).
+func TestBatchRowDuplicateMemberRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	row := func(members string) string {
+		return `{"params":{"feature_service_name":"fraud_detection","request_data":[` +
+			`{"join_key_map":{"user_id":"u1","merchant":"m1","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}},` +
+			`{` + members + `}]}}`
+	}
+	keys := func(u string) string { return `{"user_id":"` + u + `","merchant":"m1","country":"FR"}` }
+	for _, c := range []struct{ body, mention string }{
+		{row(`"join_key_map":` + keys("a") + `,"join_key_map":` + keys("b") + `,"request_context_map":{"amt":1,"lat":2,"long":3}`), `request_data[1]: field "join_key_map" appears twice`},
+		{row(`"join_key_map":` + keys("a") + `,"request_context_map":{"amt":1,"lat":2,"long":3},"request_context_map":{"amt":2,"lat":2,"long":3}`), `request_data[1]: field "request_context_map" appears twice`},
+	} {
+		_, aerr := n.GetFeaturesBatch(nil, []byte(c.body))
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, c.mention) {
+			t.Errorf("%s: got %v, want 400 mentioning %q", c.body, aerr, c.mention)
+		}
+	}
+}

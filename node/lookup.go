@@ -209,10 +209,14 @@ func (n *Node) readTime(params *fastjson.Value, p *servicePlan, now int64, buf *
 	return t, nil
 }
 
-// parseRow reads one row's join_key_map and request_context_map into w.
+// parseRow reads one row's join_key_map and request_context_map into w. A
+// row naming a member twice is refused (a batch row, as a lookup's params).
 func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *APIError {
 	if row.Type() != fastjson.TypeObject {
 		return badRequest("INVALID_REQUEST", "a row must be an object with join_key_map and request_context_map, got %s", jsonTypeName(row))
+	}
+	if msg := checkNoDuplicates(row, ""); msg != "" {
+		return badRequest("INVALID_REQUEST", "%s", msg)
 	}
 	jkm, jkmName := option(row, "join_key_map", "joinKeyMap")
 	if jkm == nil {
