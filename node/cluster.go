@@ -212,7 +212,10 @@ func (n *Node) readCluster(reads []Read, t int64, w *lookupWork) *APIError {
 // single node accepts and ignores it).
 func parseReadLevel(params *fastjson.Value, w *lookupWork) *APIError {
 	w.level, w.info = ReadDefault, ReadInfo{}
-	v, name := option(params, "read_level", "readLevel")
+	v, name, msg := option(params, "params.", "read_level", "readLevel")
+	if msg != "" {
+		return badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	if v == nil {
 		return nil
 	}

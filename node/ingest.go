@@ -513,7 +513,10 @@ func (n *Node) sourceNames() string {
 }
 
 func (n *Node) checkWorkspace(root *fastjson.Value) *IngestError {
-	ws, name := option(root, "workspace_name", "workspaceName")
+	ws, name, msg := option(root, "", "workspace_name", "workspaceName")
+	if msg != "" {
+		return &IngestError{Code: "INVALID_REQUEST", Message: msg}
+	}
 	if ws == nil {
 		return nil
 	}

@@ -386,3 +386,63 @@ func TestBatchRowDuplicateMemberRefused(t *testing.T) {
 		}
 	}
 }
+
+// An option given in both its spellings (dry_run and dryRun, join_key_map
+// and joinKeyMap...) is refused naming both, even when one is null: the
+// snake_case one was read silently, and a null one hid the other, so
+// {"dry_run": null, "dryRun": true} (a dry run, null being the same as
+// leaving an option out) was applied.
+func TestOptionInBothSpellingsRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	one := `{"transactions":[{"record":` + rec(nil) + `}]}`
+	for _, c := range []struct{ body, mention string }{
+		{`{"dry_run":null,"dryRun":true,"records":` + one + `}`, `dry_run and dryRun`},
+		{`{"dry_run":false,"dryRun":true,"records":` + one + `}`, `dry_run and dryRun`},
+		{`{"workspace_name":"default","workspaceName":"other","records":` + one + `}`, `workspace_name and workspaceName`},
+	} {
+		_, err := n.IngestJSON([]byte(c.body))
+		ie, ok := err.(*IngestError)
+		if !ok || ie.Code != "INVALID_REQUEST" || !strings.Contains(ie.Message, c.mention) {
+			t.Errorf("%s: got %v, want INVALID_REQUEST mentioning %q", c.body, err, c.mention)
+		}
+	}
+	if n.AppliedIndex() != 0 {
+		t.Fatalf("a refused request was applied (index %d)", n.AppliedIndex())
+	}
+	keys := func(u string) string { return `{"user_id":"` + u + `","merchant":"m1","country":"FR"}` }
+	ctx := `{"amt":1,"lat":2,"long":3}`
+	for _, c := range []struct{ body, mention string }{
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"joinKeyMap":` + keys("b") + `,"request_context_map":` + ctx + `}}`, `join_key_map and joinKeyMap`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":null,"joinKeyMap":` + keys("b") + `,"request_context_map":` + ctx + `}}`, `join_key_map and joinKeyMap`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `,"requestContextMap":` + ctx + `}}`, `request_context_map and requestContextMap`},
+		{`{"params":{"feature_service_name":"fraud_detection","featureServiceName":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `}}`, `params.feature_service_name and params.featureServiceName`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `,"as_of":null,"asOf":1}}`, `params.as_of and params.asOf`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `,"workspace_name":"default","workspaceName":"x"}}`, `params.workspace_name and params.workspaceName`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `,"metadata_options":{},"metadataOptions":{}}}`, `params.metadata_options and params.metadataOptions`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `,"metadata_options":{"include_names":false,"includeNames":true}}}`, `params.metadata_options.include_names and params.metadata_options.includeNames`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `,"read_level":"local","readLevel":"default"}}`, `params.read_level and params.readLevel`},
+	} {
+		_, aerr := n.GetFeatures(nil, []byte(c.body))
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, c.mention) {
+			t.Errorf("%s: got %v, want 400 mentioning %q", c.body, aerr, c.mention)
+		}
+	}
+	for _, c := range []struct{ body, mention string }{
+		{`{"params":{"feature_service_name":"fraud_detection","request_data":[],"requestData":[]}}`, `params.request_data and params.requestData`},
+		{`{"params":{"feature_service_name":"fraud_detection","request_data":[{"join_key_map":` + keys("a") + `,"joinKeyMap":` + keys("b") + `,"request_context_map":` + ctx + `}]}}`, `request_data[0]: join_key_map and joinKeyMap`},
+	} {
+		_, aerr := n.GetFeaturesBatch(nil, []byte(c.body))
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, c.mention) {
+			t.Errorf("batch %s: got %v, want 400 mentioning %q", c.body, aerr, c.mention)
+		}
+	}
+	// One spelling, or the other, is read as before.
+	for _, b := range []string{
+		`{"params":{"featureServiceName":"fraud_detection","joinKeyMap":` + keys("a") + `,"requestContextMap":` + ctx + `,"asOf":null}}`,
+		`{"params":{"feature_service_name":"fraud_detection","join_key_map":` + keys("a") + `,"request_context_map":` + ctx + `,"metadata_options":{"includeNames":true}}}`,
+	} {
+		if _, aerr := n.GetFeatures(nil, []byte(b)); aerr != nil {
+			t.Errorf("%s: %v", b, aerr)
+		}
+	}
+}

@@ -115,7 +115,10 @@ var defaultMeta = metaOptions{names: true, types: true, status: true}
 
 func parseMetaOptions(params *fastjson.Value) (metaOptions, *APIError) {
 	m := defaultMeta
-	o, name := option(params, "metadata_options", "metadataOptions")
+	o, name, msg := option(params, "params.", "metadata_options", "metadataOptions")
+	if msg != "" {
+		return m, badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	if o == nil {
 		return m, nil
 	}
@@ -159,7 +162,10 @@ func (n *Node) parseParams(w *fastjson.Parser, body []byte) (*fastjson.Value, *s
 	if msg := checkNoDuplicates(params, "params."); msg != "" {
 		return nil, nil, badRequest("INVALID_REQUEST", "%s", msg)
 	}
-	sv, svName := option(params, "feature_service_name", "featureServiceName")
+	sv, svName, msg := option(params, "params.", "feature_service_name", "featureServiceName")
+	if msg != "" {
+		return nil, nil, badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	if sv == nil {
 		return nil, nil, badRequest("INVALID_REQUEST", "params.feature_service_name is required: the name of a feature service")
 	}
@@ -171,7 +177,11 @@ func (n *Node) parseParams(w *fastjson.Parser, body []byte) (*fastjson.Value, *s
 	if p == nil {
 		return nil, nil, &APIError{Status: 404, Code: "UNKNOWN_FEATURE_SERVICE", Message: fmt.Sprintf("unknown feature service %q: this node serves %s", name, n.serviceNames())}
 	}
-	if ws, wsName := option(params, "workspace_name", "workspaceName"); ws != nil {
+	ws, wsName, msg := option(params, "params.", "workspace_name", "workspaceName")
+	if msg != "" {
+		return nil, nil, badRequest("INVALID_REQUEST", "%s", msg)
+	}
+	if ws != nil {
 		if ws.Type() != fastjson.TypeString {
 			return nil, nil, badRequest("INVALID_REQUEST", "%s", wantType("params."+wsName, "a string", ws))
 		}
@@ -192,7 +202,10 @@ func (n *Node) serviceNames() string {
 
 // readTime returns the read time a request asks for (as_of) or now.
 func (n *Node) readTime(params *fastjson.Value, p *servicePlan, now int64, buf *[]byte) (int64, *APIError) {
-	v, name := option(params, "as_of", "asOf")
+	v, name, msg := option(params, "params.", "as_of", "asOf")
+	if msg != "" {
+		return 0, badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	if v == nil {
 		return now, nil
 	}
@@ -218,7 +231,10 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 	if msg := checkNoDuplicates(row, ""); msg != "" {
 		return badRequest("INVALID_REQUEST", "%s", msg)
 	}
-	jkm, jkmName := option(row, "join_key_map", "joinKeyMap")
+	jkm, jkmName, msg := option(row, "", "join_key_map", "joinKeyMap")
+	if msg != "" {
+		return badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	if jkm == nil {
 		return badRequest("INVALID_REQUEST", "join_key_map is required: an object with %s", strings.Join(p.joinKeys, ", "))
 	}
@@ -263,7 +279,10 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 		}
 		return badRequest("UNKNOWN_JOIN_KEY", "join_key_map has unknown key %q: service %s takes %s", unknown, p.name, strings.Join(p.joinKeys, ", "))
 	}
-	rcm, rcmName := option(row, "request_context_map", "requestContextMap")
+	rcm, rcmName, msg := option(row, "", "request_context_map", "requestContextMap")
+	if msg != "" {
+		return badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	if len(p.ctxCols) > 0 && rcm == nil {
 		return badRequest("MISSING_REQUEST_CONTEXT", "request_context_map is required: service %s needs %s", p.name, ctxNames(p.ctxCols))
 	}
@@ -700,7 +719,10 @@ func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	if aerr != nil {
 		return dst, aerr
 	}
-	rows, rowsName := option(params, "request_data", "requestData")
+	rows, rowsName, msg := option(params, "params.", "request_data", "requestData")
+	if msg != "" {
+		return dst, badRequest("INVALID_REQUEST", "%s", msg)
+	}
 	if rows == nil {
 		return dst, badRequest("INVALID_REQUEST", "params.request_data is required: an array of {\"join_key_map\": {...}, \"request_context_map\": {...}}")
 	}

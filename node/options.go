@@ -34,18 +34,22 @@ func jsonTypeName(v *fastjson.Value) string {
 }
 
 // option returns the value of the option spelled snake or camel in obj
-// (nil if absent or null) and the spelling found, for error messages.
-func option(obj *fastjson.Value, snake, camel string) (*fastjson.Value, string) {
-	if v := obj.Get(snake); v != nil {
-		if v.Type() == fastjson.TypeNull {
-			return nil, snake
-		}
-		return v, snake
+// (nil if absent or null) and the spelling found, for error messages. An
+// object giving both spellings, even one of them null, is refused: msg
+// names them (prefix before each, e.g. "params."), and v is nil. Which of
+// the two would be read is not for a client to guess, as for a key given
+// twice (checkNoDuplicates).
+func option(obj *fastjson.Value, prefix, snake, camel string) (v *fastjson.Value, name, msg string) {
+	sv, cv := obj.Get(snake), obj.Get(camel)
+	switch {
+	case sv != nil && cv != nil:
+		return nil, snake, fmt.Sprintf("%s%s and %s%s are one option given twice: give one of them", prefix, snake, prefix, camel)
+	case sv != nil && sv.Type() != fastjson.TypeNull:
+		return sv, snake, ""
+	case cv != nil && cv.Type() != fastjson.TypeNull:
+		return cv, camel, ""
 	}
-	if v := obj.Get(camel); v != nil && v.Type() != fastjson.TypeNull {
-		return v, camel
-	}
-	return nil, snake
+	return nil, snake, ""
 }
 
 // wantType is the message for option field holding v where want (e.g.
@@ -57,9 +61,9 @@ func wantType(field, want string, v *fastjson.Value) string {
 // boolOption reads an optional boolean: def when absent or null, a message
 // naming field when it is not true or false.
 func boolOption(obj *fastjson.Value, prefix, snake, camel string, def bool) (bool, string) {
-	v, name := option(obj, snake, camel)
+	v, name, msg := option(obj, prefix, snake, camel)
 	if v == nil {
-		return def, ""
+		return def, msg
 	}
 	switch v.Type() {
 	case fastjson.TypeTrue:
