@@ -260,11 +260,18 @@ func requestID(ctx *fasthttp.RequestCtx) string {
 	return string(ctx.Request.Header.Peek("X-Request-Id"))
 }
 
-// allow checks the method and the caller's key; on refusal it has written
-// the error response.
+// allow checks the method, the body's coding and the caller's key; on
+// refusal it has written the error response. A POST body with a
+// Content-Encoding other than identity is refused (415): bodies are read
+// as they come, and compressed bytes read as JSON, CSV or NDJSON are
+// refused for reasons that name none of the cause.
 func (s *Server) allow(ctx *fasthttp.RequestCtx, need Scope, post bool) bool {
 	if post && !ctx.IsPost() {
 		writeError(ctx, &APIError{Status: 405, Code: "METHOD_NOT_ALLOWED", Message: "use POST"})
+		return false
+	}
+	if ce := ctx.Request.Header.ContentEncoding(); post && len(ce) > 0 && !strings.EqualFold(string(ce), "identity") {
+		writeError(ctx, &APIError{Status: 415, Code: "UNSUPPORTED_MEDIA_TYPE", Message: "Content-Encoding " + string(ce) + " is not supported: send the body uncompressed; nothing was read"})
 		return false
 	}
 	if !post && !ctx.IsGet() {

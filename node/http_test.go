@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net"
@@ -189,5 +190,57 @@ func TestHTTPTablesAndServices(t *testing.T) {
 	}
 	if got, body := do(t, "POST", base+"/api/v1/ingest/bulk", "", "", "{}"); got != 400 || !strings.Contains(body, "source") {
 		t.Fatalf("bulk without source: %d %s", got, body)
+	}
+}
+
+// A body sent with a Content-Encoding (gzip, ...) is refused with 415
+// naming it, and nothing is applied: the node reads bodies as they come,
+// and read compressed bytes as JSON, CSV or NDJSON (a 400 quoting binary
+// garbage, "cannot parse JSON: ... unexpected char: \x1f").
+func TestHTTPContentEncodingRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	base := serve(t, n)
+	gz := func(s string) []byte {
+		var b strings.Builder
+		zw := gzip.NewWriter(&b)
+		zw.Write([]byte(s))
+		zw.Close()
+		return []byte(b.String())
+	}
+	line := `{"user_id":"g1","merchant":"m","country":"FR","amt":1,"timestamp":` + fmt.Sprint(t0-1) + `}` + "\n"
+	for _, c := range []struct{ path, ctype, body string }{
+		{"/api/v1/ingest/bulk?source=transactions", "application/x-ndjson", line},
+		{"/api/v1/import?source=transactions", "application/x-ndjson", line},
+		{"/api/v1/ingest", "application/json", string(ingestBody(txn("g1", "m", "FR", 1, t0-1)))},
+		{"/api/v1/tables/user_profile", "text/csv", "user_id,home_lat,home_long\ng1,1,2\n"},
+		{"/api/v1/feature-service/get-features", "application/json", string(lookupBody("g1", "m", "FR", 1, 2, 3))},
+		{"/push", "application/json", `{"push_source_name":"transactions","df":{"user_id":["g1"],"merchant":["m"],"country":["FR"],"timestamp":[` + fmt.Sprint(t0-1) + `]}}`},
+	} {
+		req, _ := http.NewRequest("POST", base+c.path, strings.NewReader(string(gz(c.body))))
+		req.Header.Set("Content-Type", c.ctype)
+		req.Header.Set("Content-Encoding", "gzip")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 415 || !strings.Contains(string(b), "UNSUPPORTED_MEDIA_TYPE") || !strings.Contains(string(b), "Content-Encoding gzip") {
+			t.Errorf("%s with Content-Encoding gzip: %d %.300s, want 415 UNSUPPORTED_MEDIA_TYPE naming Content-Encoding gzip", c.path, resp.StatusCode, b)
+		}
+	}
+	if n.AppliedIndex() != 0 {
+		t.Fatalf("a refused compressed body was applied (index %d)", n.AppliedIndex())
+	}
+	// identity is no coding at all.
+	req, _ := http.NewRequest("POST", base+"/api/v1/ingest/bulk?source=transactions", strings.NewReader(line))
+	req.Header.Set("Content-Encoding", "identity")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("Content-Encoding identity: %d", resp.StatusCode)
 	}
 }
