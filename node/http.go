@@ -138,6 +138,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case bytes.Equal(path, pathIngest):
 		route = "ingest"
 		if s.allow(ctx, ScopeIngest, true) {
+			if aerr := checkQuery(ctx.QueryArgs(), "ingest"); aerr != nil {
+				writeError(ctx, aerr)
+				break
+			}
 			res, err := s.n.IngestJSONAs(BoundRequestID(requestID(ctx), route, "", ctx.PostBody()), ctx.PostBody())
 			s.ingestReply(ctx, res, err)
 		}
@@ -145,6 +149,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		route = "ingest-bulk"
 		if s.allow(ctx, ScopeIngest, true) {
 			args := ctx.QueryArgs()
+			if aerr := checkQuery(args, "bulk ingest", "source", "dry_run"); aerr != nil {
+				writeError(ctx, aerr)
+				break
+			}
 			src := string(args.Peek("source"))
 			if src == "" {
 				writeError(ctx, badRequest("INVALID_REQUEST", "bulk ingest needs ?source=<source name>"))
@@ -162,6 +170,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		route = "import"
 		if s.allow(ctx, ScopeIngest, true) {
 			args := ctx.QueryArgs()
+			if aerr := checkQuery(args, "import", "source", "dry_run"); aerr != nil {
+				writeError(ctx, aerr)
+				break
+			}
 			src := string(args.Peek("source"))
 			if src == "" {
 				writeError(ctx, badRequest("INVALID_REQUEST", "import needs ?source=<source name>"))
@@ -390,6 +402,10 @@ func (s *Server) ingestReply(ctx *fasthttp.RequestCtx, res IngestResult, err err
 
 func (s *Server) uploadTable(ctx *fasthttp.RequestCtx, name string) {
 	args := ctx.QueryArgs()
+	if aerr := checkQuery(args, "a table upload", "format", "mode", "as_of", "allow_empty"); aerr != nil {
+		writeError(ctx, aerr)
+		return
+	}
 	param := string(args.Peek("format"))
 	format, err := tabular.BodyFormat(param, string(ctx.Request.Header.ContentType()))
 	switch {

@@ -72,6 +72,10 @@ type IngestResult struct {
 }
 
 // ingestWork is the pooled state of one ingest request.
+// ingestMembers are the members of an ingest body (options.go: any other
+// is refused).
+var ingestMembers = []string{"records", "dry_run", "dryRun", "workspace_name", "workspaceName"}
+
 type ingestWork struct {
 	parser  fastjson.Parser
 	batches []*store.Batch // one per source, by source index
@@ -161,6 +165,9 @@ func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 	}
 	if msg := checkNoDuplicates(root, ""); msg != "" {
 		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: msg}
+	}
+	if k := unknownMember(root, ingestMembers...); k != "" {
+		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: fmt.Sprintf("unknown member %q: an ingest body takes records, dry_run (dryRun) and workspace_name (workspaceName); nothing was ingested", k)}
 	}
 	if err := n.checkWorkspace(root); err != nil {
 		return IngestResult{}, err

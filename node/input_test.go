@@ -446,3 +446,46 @@ func TestOptionInBothSpellingsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteRefusesUnknownOptions: a write's body member or query parameter
+// it does not read (a misspelled option: "dryrun", "?dryrun=true",
+// "?as-of=") is refused with a 400 naming it, and so is a query parameter
+// given twice, and nothing is applied: before, the option was read as left
+// out, so a dry run wrote its records and an upload's rows were valid from
+// now.
+func TestWriteRefusesUnknownOptions(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	base := serve(t, n)
+	line := strings.TrimSuffix(strings.TrimPrefix(txn("u1", "m1", "FR", 5, t0-1000), `{"record":`), "}") + "\n"
+	rec := txn("u1", "m1", "FR", 5, t0-1000)
+	for _, c := range []struct{ path, ctype, body, want string }{
+		{"/api/v1/ingest", "application/json", `{"dryrun":true,"records":{"transactions":[` + rec + `]}}`, `unknown member \"dryrun\"`},
+		{"/api/v1/ingest?dry_run=true", "application/json", string(ingestBody(rec)), `unknown query parameter \"dry_run\"`},
+		{"/api/v1/ingest/bulk?source=transactions&dryrun=true", "application/x-ndjson", line, `unknown query parameter \"dryrun\"`},
+		{"/api/v1/ingest/bulk?source=transactions&source=clicks", "application/x-ndjson", line, `query parameter \"source\" is given twice`},
+		{"/api/v1/import?source=transactions&dry-run=true", "application/x-ndjson", line, `unknown query parameter \"dry-run\"`},
+		{"/api/v1/tables/user_profile?as-of=2026-01-01T00:00:00Z", "text/csv", "user_id,home_lat,home_long\nu1,1,2\n", `unknown query parameter \"as-of\"`},
+	} {
+		status, body := do(t, "POST", base+c.path, "", c.ctype, c.body)
+		if status != 400 || !strings.Contains(body, c.want) || !strings.Contains(body, "INVALID_REQUEST") {
+			t.Errorf("POST %s: %d %s; want 400 INVALID_REQUEST naming %s", c.path, status, body, c.want)
+		}
+	}
+	if got := sum1h(t, n, "u1"); got != 0 {
+		t.Errorf("u1's amt_sum_1h %v after the refusals, want 0: a refused write was applied", got)
+	}
+	nums, strs, ok := make([]float64, 2), make([]string, 2), make([]bool, 2)
+	if n.TableNamed("user_profile").Get([]byte("u1"), nums, strs, ok) {
+		t.Error("u1 has a profile: a refused upload was applied")
+	}
+	// The options spelled right are read.
+	if status, body := do(t, "POST", base+"/api/v1/ingest/bulk?source=transactions&dry_run=true", "", "application/x-ndjson", line); status != 200 || !strings.Contains(body, `"dryRun":true`) {
+		t.Errorf("a bulk dry run: %d %s", status, body)
+	}
+	if status, body := do(t, "POST", base+"/api/v1/ingest", "", "application/json", `{"dry_run":false,"workspace_name":"default","records":{"transactions":[`+rec+`]}}`); status != 200 {
+		t.Errorf("an ingest with every option: %d %s", status, body)
+	}
+	if got := sum1h(t, n, "u1"); got != 5 {
+		t.Errorf("u1's amt_sum_1h %v, want 5", got)
+	}
+}

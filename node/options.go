@@ -2,9 +2,12 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"unsafe"
 
+	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/tabular"
@@ -154,4 +157,51 @@ func QueryBool(args interface{ Peek(string) []byte }, name string) (bool, *APIEr
 	default:
 		return false, badRequest("INVALID_REQUEST", "?%s=%s: must be true or false", name, v)
 	}
+}
+
+// A write reads the options it knows and nothing else, so a misspelled one
+// ("dryrun", "?dryrun=true", "?as-of=...") would be read as left out and
+// its default taken: a dry run that writes, rows valid from now. So a
+// write's body member or query parameter it does not read is refused
+// (unknownMember, checkQuery), as is a query parameter given twice (which
+// of the two is read is not for a client to guess). Lookups are not held
+// to this: Tecton's and Feast's clients send members tally has no use for.
+
+// unknownMember returns the first member of object obj whose name is not
+// in known, or "".
+func unknownMember(obj *fastjson.Value, known ...string) string {
+	o, err := obj.Object()
+	if err != nil {
+		return ""
+	}
+	bad := ""
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		if bad == "" && !slices.Contains(known, string(k)) {
+			bad = string(k)
+		}
+	})
+	return bad
+}
+
+// checkQuery refuses a query parameter of a write to endpoint that is not
+// one of known, or that is given twice.
+func checkQuery(args *fasthttp.Args, endpoint string, known ...string) *APIError {
+	var aerr *APIError
+	seen := make([]string, 0, 4)
+	args.VisitAll(func(k, _ []byte) {
+		switch {
+		case aerr != nil:
+		case !slices.Contains(known, string(k)):
+			takes := "no query parameter"
+			if len(known) > 0 {
+				takes = strings.Join(known, ", ")
+			}
+			aerr = badRequest("INVALID_REQUEST", "unknown query parameter %q: %s takes %s; nothing was read", k, endpoint, takes)
+		case slices.Contains(seen, string(k)):
+			aerr = badRequest("INVALID_REQUEST", "query parameter %q is given twice: give it once; nothing was read", k)
+		default:
+			seen = append(seen, string(k))
+		}
+	})
+	return aerr
 }
