@@ -1,6 +1,7 @@
 package windows
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"slices"
@@ -591,15 +592,27 @@ var idBitsMax uint8 = 13
 // [i0, i1), and returns the count.
 func (p *partition) rawIDBits(e *entity, a *aggPlan, i0, i1 uint32, n int) int {
 	f := p.lay.cols[a.si]
-	st, rw, bm := p.lay.stride, p.rw, p.bitset
-	sh, m := f.shift, f.mask()
+	st := p.lay.stride
 	for _, sp := range p.rawSpans(e, i0, i1) {
-		for at := sp[0] + f.off; at < sp[1]; at += st {
-			if x := word(rw, at) >> sh & m; x != m {
-				w := bm[x>>6]
-				n += int(^w >> (x & 63) & 1) // branch-free: new or not is a coin toss
-				bm[x>>6] = w | 1<<(x&63)
-			}
+		if sp[0] != sp[1] {
+			n += idBitsRun(p.rw[:sp[1]-st+f.off+8], sp[0]+f.off, st, f.shift, f.mask(), p.bitset)
+		}
+	}
+	return n
+}
+
+// idBitsRun sets in bm the bits of the id fields (shift bits up, mask the
+// field's width, the null all ones) of the words at at, at+st, ... that rw
+// holds (the last ends at its end), and returns how many were not set: a
+// loop of its own, with few values live, as centsRun's.
+//
+//go:noinline
+func idBitsRun(rw []byte, at, st int, shift uint8, mask uint64, bm []uint64) (n int) {
+	for ; at <= len(rw)-8; at += st {
+		if x := binary.LittleEndian.Uint64(rw[at:]) >> (shift & 63) & mask; x != mask {
+			w := bm[x>>6]
+			n += int(^w >> (x & 63) & 1) // branch-free: new or not is a coin toss
+			bm[x>>6] = w | 1<<(x&63)
 		}
 	}
 	return n
@@ -757,9 +770,22 @@ func (p *partition) rawCents(e *entity, a *aggPlan, i0, i1 uint32) (c centSums, 
 		return c, false
 	}
 	lsh, rsh, null := 64-f.shift-f.bits, 64-f.bits, int64(-1)<<(f.bits-1)
+	spans := p.rawSpans(e, i0, i1)
+	if f.bits <= 32 && uint64(i1-i0) < 1<<(66-2*uint(f.bits)) {
+		// Each |k| < 2^(bits-1), so the squares of fewer than 2^(66-2*bits)
+		// values sum below 2^64: no carry to track.
+		return narrowCents(p.rw, spans, p.lay.stride, f.off, lsh, rsh, null), true
+	}
+	return wideCents(p.rw, spans, p.lay.stride, f.off, lsh, rsh, null), true
+}
+
+// wideCents returns the exact moments of the cents field (at bit lsh from
+// the top of the word at off, rsh bits wide from the bottom, null its null)
+// of the records of spans, of stride st: sums of squares in 128 bits.
+func wideCents(rw []byte, spans [2][2]int, st, off int, lsh, rsh uint8, null int64) centSums {
 	n, sum, sqHi, sqLo, lowest, highest := uint64(0), int64(0), uint64(0), uint64(0), int64(math.MaxInt64), int64(math.MinInt64)
-	for _, sp := range p.rawSpans(e, i0, i1) {
-		for at := sp[0] + f.off; at < sp[1]; at += st {
+	for _, sp := range spans {
+		for at := sp[0] + off; at < sp[1]; at += st {
 			if k := int64(word(rw, at)<<lsh) >> rsh; k != null {
 				var carry uint64
 				sqLo, carry = bits.Add64(sqLo, uint64(k*k), 0)
@@ -770,7 +796,7 @@ func (p *partition) rawCents(e *entity, a *aggPlan, i0, i1 uint32) (c centSums, 
 			}
 		}
 	}
-	return centSums{n: n, sum: sum, sqHi: sqHi, sqLo: sqLo, min: lowest, max: highest}, true
+	return centSums{n: n, sum: sum, sqHi: sqHi, sqLo: sqLo, min: lowest, max: highest}
 }
 
 // countDistinct counts the distinct values of s in O(len(s)) with an
@@ -862,4 +888,43 @@ func setInsert(set []uint64, x uint64) bool {
 			return true
 		}
 	}
+}
+
+// narrowCents is wideCents for records whose sum of squares fits 64 bits.
+// Each span is summed by centsRun, whose loop keeps few enough values live
+// for the compiler to hold them all in registers (wideCents' loop spills
+// to the stack).
+func narrowCents(rw []byte, spans [2][2]int, st, off int, lsh, rsh uint8, null int64) centSums {
+	c := centSums{min: math.MaxInt64, max: math.MinInt64}
+	for _, sp := range spans {
+		if sp[0] == sp[1] {
+			continue
+		}
+		nulls, sum, sq, lo, hi := centsRun(rw[:sp[1]-st+off+8], sp[0]+off, st, lsh, rsh, null)
+		c.n += uint64((sp[1]-sp[0])/st) - nulls
+		c.sum += sum
+		c.sqLo += sq
+		c.min, c.max = min(c.min, lo), max(c.max, hi)
+	}
+	return c
+}
+
+// centsRun sums the cents fields (see wideCents) of the words at at,
+// at+st, ... that rw holds (the last ends at its end): their nulls, sum,
+// sum of squares (modulo 2^64), minimum and maximum.
+//
+//go:noinline
+func centsRun(rw []byte, at, st int, lsh, rsh uint8, null int64) (nulls uint64, sum int64, sq uint64, lo, hi int64) {
+	lo, hi = math.MaxInt64, math.MinInt64
+	for ; at <= len(rw)-8; at += st {
+		k := int64(binary.LittleEndian.Uint64(rw[at:])<<(lsh&63)) >> (rsh & 63) // (&63: no test for shifts past 64)
+		if k == null {
+			nulls++
+			continue
+		}
+		sum += k
+		sq += uint64(k * k)
+		lo, hi = min(lo, k), max(hi, k)
+	}
+	return nulls, sum, sq, lo, hi
 }
