@@ -610,9 +610,11 @@ func (p *partition) rawIDBits(e *entity, a *aggPlan, i0, i1 uint32, n int) int {
 func idBitsRun(rw []byte, at, st int, shift uint8, mask uint64, bm []uint64) (n int) {
 	for ; at <= len(rw)-8; at += st {
 		if x := binary.LittleEndian.Uint64(rw[at:]) >> (shift & 63) & mask; x != mask {
-			w := bm[x>>6]
-			n += int(^w >> (x & 63) & 1) // branch-free: new or not is a coin toss
-			bm[x>>6] = w | 1<<(x&63)
+			w := &bm[x>>6]
+			if *w&(1<<(x&63)) == 0 { // (a bit test and a set: no branch)
+				n++
+			}
+			*w |= 1 << (x & 63)
 		}
 	}
 	return n
