@@ -56,7 +56,8 @@ type Config struct {
 	Sync wal.SyncPolicy
 	// WriteTimeout bounds how long a write waits for every group to commit
 	// before answering 503 (default 5s); FormTimeout how long Open waits
-	// for the cluster map (default 2m).
+	// for the cluster map, over a new data dir its peers' answers
+	// included (default 2m).
 	WriteTimeout, FormTimeout time.Duration
 	// Timing overrides the Raft timing (tests); zero fields keep defaults.
 	Timing raftTiming
@@ -86,15 +87,22 @@ type Cluster struct {
 	reconcileMu, adminMu sync.Mutex
 	// member: this node was in the map once; removed: and then no longer.
 	member, removed atomic.Bool
-	opened          atomic.Bool    // the node's groups are open: every RPC serves
-	hints           []atomic.Value // per group: the member id last seen leading it
-	rpc             *http.Client
-	rpcSrv          *http.Server
-	closing         chan struct{}
-	wg              sync.WaitGroup
-	logger          *slog.Logger
-	obs             observer // ops.go
-	streams         sync.Map // kafka.go: a stream partition's known offsets per group
+	opened          atomic.Bool // the node's groups are open: every RPC serves
+	// isNew: the data dir held nothing when this node started
+	// (checkIdentity); waiting: and its peers have not cleared the start
+	// yet, nor has it opened a replica; admitted receives add-node's
+	// verdict meanwhile (newdir.go).
+	isNew    bool
+	waiting  atomic.Bool
+	admitted chan string
+	hints    []atomic.Value // per group: the member id last seen leading it
+	rpc      *http.Client
+	rpcSrv   *http.Server
+	closing  chan struct{}
+	wg       sync.WaitGroup
+	logger   *slog.Logger
+	obs      observer // ops.go
+	streams  sync.Map // kafka.go: a stream partition's known offsets per group
 }
 
 type dataGroup struct {
@@ -111,7 +119,10 @@ var _ node.Cluster = (*Cluster)(nil)
 // the cluster map, and opens a replica of every group the map gives this
 // node. A restarted node finds its groups' state in its data dir; a data
 // dir another node or cluster wrote, or a single node's, is refused before
-// anything in it is opened (identity.go).
+// anything in it is opened (identity.go). Over a new data dir it first asks
+// its peers whether the cluster counts it already, and is refused if so: a
+// member that lost its data must not come back as a voter (newdir.go).
+// Open waits for all of it at most cfg.FormTimeout.
 func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if cfg.Groups == 0 {
 		cfg.Groups = 8
@@ -148,17 +159,20 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if err := checkNotSingleDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if err := checkIdentity(cfg); err != nil {
+	isNew, err := checkIdentity(cfg)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkTombstone(cfg); err != nil {
 		return nil, err
 	}
+	deadline := time.Now().Add(cfg.FormTimeout)
 	proto, err := store.New(repo, store.Options{})
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger}
+	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger, isNew: isNew, admitted: make(chan string, 1)}
+	c.waiting.Store(isNew)
 	c.mux, err = transport.Listen(cfg.ClusterAddr, transport.Config{ClusterID: cfg.ClusterID, Key: cfg.Key, BindIP: cfg.BindIP, Advertise: cfg.Advertise, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("cluster port: %w", err)
@@ -174,18 +188,33 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	c.rpcSrv = rpcServer(c.rpcHandler())
 	c.groups.Store(&map[int]*dataGroup{})
 	// The internal RPCs answer from the start (a joining node must answer
-	// add-node's hello); until the map is known, only the hello.
+	// add-node's hello, a new one its new peers'); until the map is known,
+	// only the hello.
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 
+	if isNew {
+		err = c.checkNewNode(deadline)
+		if err == nil {
+			err = recordIdentity(cfg)
+		}
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	if err := c.openMeta(); err != nil {
 		c.Close()
 		return nil, err
 	}
-	err = c.checkNotRemoved()
+	// A new data dir holds no stale state to refuse, and its peers were
+	// just asked.
+	if !isNew {
+		err = c.checkNotRemoved()
+	}
 	var m *Map
 	if err == nil {
-		m, err = c.waitMap()
+		m, err = c.waitMap(deadline)
 	}
 	if err != nil {
 		c.Close()
@@ -287,10 +316,10 @@ func (c *Cluster) openMeta() error {
 	return nil
 }
 
-// waitMap waits for the cluster map; the metadata leader proposes the
-// first one, built from Peers, when there is none.
-func (c *Cluster) waitMap() (*Map, error) {
-	deadline := time.After(c.cfg.FormTimeout)
+// waitMap waits for the cluster map until deadline; the metadata leader
+// proposes the first one, built from Peers, when there is none.
+func (c *Cluster) waitMap(deadline time.Time) (*Map, error) {
+	expired := time.After(time.Until(deadline))
 	for {
 		m, changed := c.metaSM.current()
 		if m != nil {
@@ -319,7 +348,7 @@ func (c *Cluster) waitMap() (*Map, error) {
 		select {
 		case <-changed:
 		case <-time.After(200 * time.Millisecond):
-		case <-deadline:
+		case <-expired:
 			if c.cfg.Join {
 				return nil, fmt.Errorf("cluster: not admitted after %s: run `tally cluster add-node --id %s --cluster-addr %s` against a node of the cluster", c.cfg.FormTimeout, c.cfg.NodeID, c.cfg.Advertise)
 			}

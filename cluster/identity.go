@@ -35,31 +35,60 @@ func identityPath(dataDir string) string { return filepath.Join(dataDir, "cluste
 
 // checkIdentity refuses to start node cfg.NodeID of cluster cfg.ClusterID
 // over a data dir another node (or another cluster's) wrote, and records
-// the ids in a data dir that has none yet: a new one, or one written
-// before the ids were recorded (whose ids are then taken on trust). It
-// changes nothing in a data dir it refuses.
-func checkIdentity(cfg Config) error {
+// the ids in a data dir that has cluster state but no ids yet (one written
+// before the ids were recorded, whose ids are then taken on trust). It
+// reports whether the data dir is new: no ids and no cluster state, never
+// started as a cluster node (or wiped since). It records nothing in a new
+// data dir: Open records the ids there (recordIdentity) only once the
+// peers said the cluster does not count this node already (newdir.go), so
+// that a start refused for that leaves the data dir new. It changes
+// nothing in a data dir it refuses.
+func checkIdentity(cfg Config) (isNew bool, err error) {
 	path := identityPath(cfg.DataDir)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		var id identity
 		if err := json.Unmarshal(b, &id); err != nil || id.Node == "" {
-			return fmt.Errorf("cluster: %s is not a node identity (%q): it records which node the data dir belongs to; restore it, or move the data dir aside", path, b)
+			return false, fmt.Errorf("cluster: %s is not a node identity (%q): it records which node the data dir belongs to; restore it, or move the data dir aside", path, b)
 		}
 		if id.Node != cfg.NodeID || id.Cluster != cfg.ClusterID {
-			return fmt.Errorf("cluster: the data dir %s belongs to node %q of cluster %q (%s), not to --node-id %s of --cluster-id %s: "+
+			return false, fmt.Errorf("cluster: the data dir %s belongs to node %q of cluster %q (%s), not to --node-id %s of --cluster-id %s: "+
 				"start it with --node-id %s --cluster-id %s, or give this node a data dir of its own (its replicas' logs and votes are that node's)",
 				cfg.DataDir, id.Node, id.Cluster, path, cfg.NodeID, cfg.ClusterID, id.Node, id.Cluster)
 		}
-		return nil
+		return false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cluster: read the data dir's node identity: %w", err)
+		return false, fmt.Errorf("cluster: read the data dir's node identity: %w", err)
 	}
+	held, err := hasClusterState(cfg.DataDir)
+	if err != nil || !held {
+		return err == nil, err
+	}
+	return false, recordIdentity(cfg)
+}
+
+// hasClusterState reports whether dataDir's cluster directory holds
+// anything (replicas, a tombstone): an empty or missing one is a new data
+// dir's.
+func hasClusterState(dataDir string) (bool, error) {
+	ents, err := os.ReadDir(filepath.Join(dataDir, "cluster"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cluster: data dir: %w", err)
+	}
+	return len(ents) > 0, nil
+}
+
+// recordIdentity writes the data dir's node and cluster ids, atomically.
+func recordIdentity(cfg Config) error {
+	path := identityPath(cfg.DataDir)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("cluster: data dir: %w", err)
 	}
-	b, _ = json.Marshal(identity{Node: cfg.NodeID, Cluster: cfg.ClusterID})
+	b, _ := json.Marshal(identity{Node: cfg.NodeID, Cluster: cfg.ClusterID})
 	if err := walfs.WriteFile(walfs.OS, path, append(b, '\n')); err != nil {
 		return fmt.Errorf("cluster: record the data dir's node identity: %w", err)
 	}

@@ -391,6 +391,16 @@ type hello struct {
 	// from the cluster (checkNotRemoved).
 	MapVersion uint64 `json:"map_version,omitempty"`
 	Removed    bool   `json:"removed,omitempty"`
+	// Members are the ids of that map's members, and Groups the groups it
+	// gives the asking node: what a node over a new data dir asks its
+	// peers (checkNewNode). New: the node has no map, and its data dir
+	// held nothing when it started (a cluster being created); Waiting:
+	// its data dir is new and it has opened no replica yet, waiting for
+	// its peers (or add-node) to clear its start.
+	Members []string `json:"members,omitempty"`
+	Groups  []int    `json:"groups,omitempty"`
+	New     bool     `json:"new,omitempty"`
+	Waiting bool     `json:"waiting,omitempty"`
 }
 
 // adminRequest is a change forwarded to the metadata leader.
@@ -503,16 +513,28 @@ func (c *Cluster) addNode(ctx context.Context, mb *Member) error {
 		return &errApply{err: fmt.Errorf("node %s is already a member, at %s", mb.ID, cur.ClusterAddr)}
 	}
 	// The node must be up and of this cluster (the transport's handshake
-	// checks the key and the cluster id) before it counts in a quorum.
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// checks the key and the cluster id) before it counts in a quorum. The
+	// hello tells it whether this map counts it already ("member", which
+	// refuses a node over a new data dir) or not ("check": an admission
+	// follows if nothing else refuses it); a node over a new data dir
+	// waits for that before it opens a replica (newdir.go).
+	verdict := "check"
+	if m.Member(mb.ID) != nil {
+		verdict = "member"
+	}
 	var hi hello
-	err := c.post(pctx, mb.ClusterAddr, "/v1/hello", nil, &hi)
-	cancel()
+	err := c.helloTo(ctx, mb.ClusterAddr, verdict, &hi)
 	if err != nil {
 		return &errApply{err: fmt.Errorf("node %s does not answer at %s: start it first (tally serve --node-id %s --cluster-join ... with this cluster's id and key): %v", mb.ID, mb.ClusterAddr, mb.ID, err)}
 	}
 	if hi.Node != mb.ID {
 		return &errApply{err: fmt.Errorf("the node at %s is %q, not %q", mb.ClusterAddr, hi.Node, mb.ID)}
+	}
+	if hi.Waiting && verdict == "member" {
+		// A member answering over a new data dir lost its data: admitting
+		// it again would make an empty replica a voter (it was told, and
+		// refuses to start).
+		return &errApply{err: wipedMember(mb.ID, "", m.GroupsOf(mb.ID), "the metadata leader's map")}
 	}
 	if len(m.Schema) > 0 {
 		changes, err := store.SchemaChanges(m.Schema, hi.Schema)
@@ -521,6 +543,11 @@ func (c *Cluster) addNode(ctx context.Context, mb *Member) error {
 		}
 		if len(changes) > 0 {
 			return &errApply{err: fmt.Errorf("node %s runs another feature repo than the cluster's (every node must run the same; restart it with the cluster's repo): %s", mb.ID, strings.Join(changes, "; "))}
+		}
+	}
+	if hi.Waiting {
+		if err := c.helloTo(ctx, mb.ClusterAddr, "new", &hi); err != nil {
+			return &errApply{err: fmt.Errorf("node %s stopped answering at %s: %v", mb.ID, mb.ClusterAddr, err)}
 		}
 	}
 	cf := c.meta.raft.GetConfiguration()
@@ -546,6 +573,14 @@ func (c *Cluster) addNode(ctx context.Context, mb *Member) error {
 		}
 	}
 	return c.proposeMeta(ctx, metaCommand{Op: "add-member", Member: mb})
+}
+
+// helloTo asks the node at addr who it is, telling it add-node's verdict
+// on it (noteAdmission).
+func (c *Cluster) helloTo(ctx context.Context, addr, verdict string, hi *hello) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.post(ctx, addr, "/v1/hello?admit="+verdict, nil, hi)
 }
 
 // removeNode: see RemoveNode.

@@ -355,13 +355,31 @@ func (c *Cluster) rpcHandler() http.Handler {
 	c.ctlRoutes(mux)
 	schema := store.SchemaOf(c.repo)
 	hello := func(w http.ResponseWriter, r *http.Request) {
-		hi := hello{Node: c.cfg.NodeID, Schema: schema}
+		hi := hello{Node: c.cfg.NodeID, Schema: schema, Waiting: c.waiting.Load()}
+		id := r.URL.Query().Get("id")
 		if m := c.Map(); m != nil {
-			id := r.URL.Query().Get("id")
 			hi.MapVersion = m.Version
 			hi.Removed = id != "" && m.Member(id) == nil && slices.Contains(m.Removed, id)
+			for _, mb := range m.Members {
+				hi.Members = append(hi.Members, mb.ID)
+			}
+			if id != "" {
+				hi.Groups = m.GroupsOf(id)
+			}
+		} else {
+			hi.New = c.isNew
 		}
-		json.NewEncoder(w).Encode(hi)
+		// The answer goes out whole before add-node's verdict is passed
+		// on: a verdict that refuses this node's start closes its port.
+		b, _ := json.Marshal(hi)
+		b = append(b, '\n')
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Write(b)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		c.noteAdmission(r.URL.Query())
 	}
 	mux.HandleFunc("GET /v1/hello", hello)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package systemtest
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,10 @@ import (
 //     every acknowledged event counted once, and the cluster takes writes;
 //   - one node is killed while the others take writes, and restarted with
 //     the same id and data dir: it rejoins and converges;
+//   - that node started under its id over an empty data dir (a replaced
+//     disk) exits at once, saying the cluster counts it as a member and how
+//     to replace it (it came back as an empty voter, which can lose
+//     acknowledged writes); with its data dir back, it rejoins;
 //   - a node with a wrong cluster key, then one with a wrong cluster id,
 //     try to join: they never become ready, the cluster logs its refusals,
 //     and nothing changes (map version, checksums, counts).
@@ -69,6 +74,44 @@ func TestClusterRestart(t *testing.T) {
 	t.Logf("rejoin: node 2 restarted and converged in %s", time.Since(t0).Round(time.Millisecond))
 	l.check()
 	l2.check()
+
+	// Node 2 over an empty data dir under its id: refused.
+	nd := c.nodes[2]
+	if err := nd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	aside := nd.DataDir + ".aside"
+	if err := os.Rename(nd.DataDir, aside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(nd.DataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var peers []string
+	for i, a := range c.caddr {
+		peers = append(peers, fmt.Sprintf("n%d=%s", i, a))
+	}
+	wiped := harness.Launch(t, harness.Options{DataDir: nd.DataDir, Args: []string{"--cluster-id", "systemtest",
+		"--cluster-key-file", writeClusterKey(t, "systemtest-cluster-key-0123456789"), "--cluster-peers", strings.Join(peers, ","),
+		"--cluster-groups", fmt.Sprint(groups), "--cluster-replicas", "3", "--node-id", "n2", "--cluster-addr", c.caddr[2]}})
+	select {
+	case <-wiped.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 2 over an empty data dir is still running after 30 s; want it refused")
+	}
+	for _, want := range []string{"is empty (never started)", "node n2 as a member", "--cluster-join", "remove-node n2"} {
+		if out := wiped.Output(); !strings.Contains(out, want) {
+			t.Fatalf("node 2 over an empty data dir does not say %q:\n%s", want, out)
+		}
+	}
+	if err := os.RemoveAll(nd.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(aside, nd.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	nd.Restart()
+	c.waitConverged(time.Minute)
 
 	// Strangers: a wrong cluster key, then a wrong cluster id.
 	s0, err := c.status(0, false)
