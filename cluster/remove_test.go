@@ -24,8 +24,18 @@ func TestRemoveNodeRefusesAnUnknownNode(t *testing.T) {
 	if m := metaLeaderMap(t, cs); len(m.Members) != 2 {
 		t.Fatalf("members after the refused removal: %v", m.Members)
 	}
-	if _, err := cs[0].RemoveNode(ctx, "n1"); err != nil {
-		t.Fatalf("remove-node n1: %v", err)
+	// The removal's map change can meet a metadata leadership moving
+	// ("leadership lost while committing log": its outcome unknown); an
+	// operator runs it again, as this does (seen once in about 20 runs).
+	for try := 1; ; try++ {
+		_, err := cs[0].RemoveNode(ctx, "n1")
+		if err == nil {
+			break
+		}
+		if try == 3 || !strings.Contains(err.Error(), "leadership lost") {
+			t.Fatalf("remove-node n1 (try %d): %v", try, err)
+		}
+		t.Logf("remove-node n1 (try %d): %v; running it again", try, err)
 	}
 	if _, err := cs[0].RemoveNode(ctx, "n1"); err != nil {
 		t.Fatalf("remove-node n1 again, once it was removed: %v; want success (nothing left to do)", err)
