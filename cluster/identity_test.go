@@ -22,19 +22,8 @@ import (
 // start at once, naming the node the data dir belongs to, and changes
 // nothing in it; started again under its own id, the node comes back.
 func TestOpenRefusesAnotherNodesDataDir(t *testing.T) {
-	repo, err := features.Load(features.DefaultFS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	cfg := Config{NodeID: "n0", DataDir: dir, ClusterAddr: addr, ClusterID: "c", Key: []byte("test-cluster-key-0123"),
-		Peers: []Member{{ID: "n0", ClusterAddr: addr}}, Groups: 2, Replicas: 1, FormTimeout: 30 * time.Second}
+	cfg, repo := soloConfig(t, 30*time.Second)
+	dir, addr := cfg.DataDir, cfg.ClusterAddr
 	c, err := Open(cfg, repo)
 	if err != nil {
 		t.Fatal(err)
@@ -99,4 +88,22 @@ func treeOf(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return sb.String()
+}
+
+// soloConfig is the config of a one-node cluster, n0 on a free loopback
+// port over a new data dir, forming within form, and the default repo.
+func soloConfig(t *testing.T, form time.Duration) (Config, *features.Repo) {
+	t.Helper()
+	repo, err := features.Load(features.DefaultFS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return Config{NodeID: "n0", DataDir: t.TempDir(), ClusterAddr: addr, ClusterID: "c", Key: []byte("test-cluster-key-0123"),
+		Peers: []Member{{ID: "n0", ClusterAddr: addr}}, Groups: 2, Replicas: 1, FormTimeout: form}, repo
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,18 +21,7 @@ import (
 // sees). Each refuses at once, naming the mode the data dir holds, and
 // creates nothing in it.
 func TestDataDirOfTheOtherModeIsRefused(t *testing.T) {
-	repo, err := features.Load(features.DefaultFS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ccfg := Config{NodeID: "n0", DataDir: t.TempDir(), ClusterAddr: addr, ClusterID: "c", Key: []byte("test-cluster-key-0123"),
-		Peers: []Member{{ID: "n0", ClusterAddr: addr}}, Groups: 2, Replicas: 1, FormTimeout: 3 * time.Second}
+	ccfg, repo := soloConfig(t, 3*time.Second)
 	c, err := Open(ccfg, repo)
 	if err != nil {
 		t.Fatal(err)
