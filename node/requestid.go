@@ -35,9 +35,9 @@ func BoundRequestID(key, route, target string, body []byte) string {
 	var d xxhash.Digest
 	d.Reset()
 	d.WriteString(route)
-	d.Write([]byte{0})
+	d.WriteString("\x00")
 	d.WriteString(target)
-	d.Write([]byte{0})
+	d.WriteString("\x00")
 	d.Write(body)
 	return key + "\x00" + strconv.FormatUint(d.Sum64(), 16)
 }

@@ -1,7 +1,6 @@
 package windows
 
 import (
-	"encoding/binary"
 	"math"
 	"math/bits"
 	"slices"
@@ -609,7 +608,7 @@ func (p *partition) rawIDBits(e *entity, a *aggPlan, i0, i1 uint32, n int) int {
 //go:noinline
 func idBitsRun(rw []byte, at, st int, shift uint8, mask uint64, bm []uint64) (n int) {
 	for ; at <= len(rw)-8; at += st {
-		if x := binary.LittleEndian.Uint64(rw[at:]) >> (shift & 63) & mask; x != mask {
+		if x := word(rw, at) >> (shift & 63) & mask; x != mask {
 			w := &bm[x>>6]
 			if *w&(1<<(x&63)) == 0 { // (a bit test and a set: no branch)
 				n++
@@ -919,7 +918,7 @@ func narrowCents(rw []byte, spans [2][2]int, st, off int, lsh, rsh uint8, null i
 func centsRun(rw []byte, at, st int, lsh, rsh uint8, null int64) (nulls uint64, sum int64, sq uint64, lo, hi int64) {
 	lo, hi = math.MaxInt64, math.MinInt64
 	for ; at <= len(rw)-8; at += st {
-		k := int64(binary.LittleEndian.Uint64(rw[at:])<<(lsh&63)) >> (rsh & 63) // (&63: no test for shifts past 64)
+		k := int64(word(rw, at)<<(lsh&63)) >> (rsh & 63) // (&63: no test for shifts past 64)
 		if k == null {
 			nulls++
 			continue
