@@ -226,12 +226,21 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	recovery, err := readRecoveryIntent(cfg.DataDir)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	c.member.Store(m.Member(cfg.NodeID) != nil)
 	c.opened.Store(true)
 	c.wg.Add(3)
 	go c.followMap()
 	go c.spreadLeaders()
 	go c.announce()
+	if recovery != nil {
+		c.wg.Add(1)
+		go c.finishRecovery(recovery)
+	}
 	return c, nil
 }
 
@@ -360,11 +369,15 @@ func (c *Cluster) waitMap(deadline time.Time) (*Map, error) {
 
 // sameSchema refuses a node whose feature repo differs from the one the
 // cluster was created with, listing the differences.
-func (c *Cluster) sameSchema(m *Map) error {
+func (c *Cluster) sameSchema(m *Map) error { return sameSchema(m, c.repo) }
+
+// sameSchema refuses repo when it differs from the one the cluster of map
+// m was created with, listing the differences.
+func sameSchema(m *Map, repo *features.Repo) error {
 	if len(m.Schema) == 0 {
 		return nil // a map from before the check
 	}
-	mine := store.SchemaOf(c.repo)
+	mine := store.SchemaOf(repo)
 	if bytes.Equal(bytes.TrimSpace(mine), bytes.TrimSpace(m.Schema)) {
 		return nil
 	}

@@ -46,23 +46,11 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	logs, err := wal.OpenRaftStore(dir, wal.Options{Sync: sync, SegmentSize: 16 << 20, Compress: true})
+	logs, snaps, err := openStores(name, dir, sync, logOut)
 	if err != nil {
-		return nil, fmt.Errorf("group %s: raft log: %w", name, err)
+		return nil, err
 	}
-	logs.KeepCompacted = true
-	snaps, err := raft.NewFileSnapshotStore(dir, 2, logOut)
-	if err != nil {
-		logs.Close()
-		return nil, fmt.Errorf("group %s: snapshots: %w", name, err)
-	}
-	conf := raft.DefaultConfig()
-	conf.LocalID = raft.ServerID(self)
-	conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout, conf.CommitTimeout = tm.Heartbeat, tm.Election, tm.Lease, tm.Commit
-	conf.SnapshotThreshold, conf.TrailingLogs, conf.SnapshotInterval = tm.SnapshotThreshold, tm.TrailingLogs, tm.SnapshotInterval
-	conf.MaxAppendEntries = 256
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft-" + name, Level: hclog.Warn, Output: logOut})
-	r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(raftConfig(name, self, tm, logOut), fsm, logs, logs, snaps, trans)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("group %s: %w", name, err)
@@ -82,6 +70,34 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 		}
 	}
 	return &replica{name: name, raft: r, logs: logs, trans: trans}, nil
+}
+
+// openStores opens group name's Raft log (which keeps its compacted
+// segments: the group's event archive) and snapshot store in dir.
+func openStores(name, dir string, sync wal.SyncPolicy, logOut io.Writer) (*wal.RaftStore, *raft.FileSnapshotStore, error) {
+	logs, err := wal.OpenRaftStore(dir, wal.Options{Sync: sync, SegmentSize: 16 << 20, Compress: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("group %s: raft log: %w", name, err)
+	}
+	logs.KeepCompacted = true
+	snaps, err := raft.NewFileSnapshotStore(dir, 2, logOut)
+	if err != nil {
+		logs.Close()
+		return nil, nil, fmt.Errorf("group %s: snapshots: %w", name, err)
+	}
+	return logs, snaps, nil
+}
+
+// raftConfig is the Raft configuration of this node's (self's) replica of
+// group name.
+func raftConfig(name, self string, tm raftTiming, logOut io.Writer) *raft.Config {
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(self)
+	conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout, conf.CommitTimeout = tm.Heartbeat, tm.Election, tm.Lease, tm.Commit
+	conf.SnapshotThreshold, conf.TrailingLogs, conf.SnapshotInterval = tm.SnapshotThreshold, tm.TrailingLogs, tm.SnapshotInterval
+	conf.MaxAppendEntries = 256
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft-" + name, Level: hclog.Warn, Output: logOut})
+	return conf
 }
 
 // close stops the replica's Raft and closes its log.

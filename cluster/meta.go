@@ -25,8 +25,9 @@ func newMetaFSM() *metaFSM { return &metaFSM{changed: make(chan struct{})} }
 type metaCommand struct {
 	// Op is "init" (set the first map; ignored once there is one),
 	// "add-member", "update-member" (a node's addresses), "remove-member"
-	// (only a member holding no replica) or "set-replicas" (group Group's
-	// replicas become Replicas).
+	// (only a member holding no replica), "set-replicas" (group Group's
+	// replicas become Replicas) or "recover" (every member not in Keep is
+	// lost for good: recovered, recover.go).
 	Op  string          `json:"op"`
 	Map json.RawMessage `json:"map,omitempty"`
 	// Version, when not 0, is the map version the change was planned on:
@@ -37,6 +38,10 @@ type metaCommand struct {
 	ID       string   `json:"id,omitempty"`
 	Group    int      `json:"group,omitempty"`
 	Replicas []string `json:"replicas,omitempty"`
+	// Keep and AcceptLoss are a "recover"'s surviving members and whether
+	// groups none of them holds are recreated empty.
+	Keep       []string `json:"keep,omitempty"`
+	AcceptLoss bool     `json:"acceptLoss,omitempty"`
 }
 
 // errMapMoved refuses a change planned on an older map.
@@ -156,6 +161,8 @@ func changeMap(m *Map, cmd metaCommand) (*Map, error) {
 		g.Changed = g.Changed || !sameSet(g.Replicas, cmd.Replicas)
 		g.Replicas = slices.Clone(cmd.Replicas)
 		return next, nil
+	case "recover":
+		return recovered(m, cmd.Keep, cmd.AcceptLoss)
 	}
 	return nil, fmt.Errorf("unknown op %q", cmd.Op)
 }

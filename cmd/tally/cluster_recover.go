@@ -1,0 +1,120 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tally-ml/tally/cluster"
+	"github.com/tally-ml/tally/store"
+)
+
+func init() { clusterCtlCmds = append(clusterCtlCmds, recoverCmd) }
+
+// recoverCmd is `tally cluster recover`: offline, on a stopped node's data
+// dir (cluster/recover.go does the work).
+func recoverCmd(c *ctl) *cobra.Command {
+	var dataDir, keep, repoDir string
+	var yes, acceptLoss bool
+	cmd := &cobra.Command{
+		Use:   "recover --data-dir D --keep ID[,ID...] [--yes]",
+		Short: "Offline: bring a cluster that lost its quorum for good back on its surviving nodes",
+		Long: `recover is the way back when nodes are lost for good (machines and disks gone) and
+groups lost their quorum: a 3-node cluster with 3 replicas that lost two nodes cannot
+write, and waiting does not help. Unlike the other subcommands it does not talk to a
+running cluster: stop every surviving node, then run it on each one's data dir with the
+same --keep (the surviving node ids, this one included).
+
+It rewrites the Raft configuration of every group the node holds (the metadata group
+and its data groups) to the kept nodes, and records a map change that the node makes at
+its next start: the lost nodes stop being members (to come back, each needs a new id,
+--cluster-join and add-node, as a replaced node), and each group keeps its replicas on
+kept nodes. Every entry in the node's logs counts as committed, including writes that
+were in flight and never acknowledged.
+
+A group with no replica on a kept node refuses the recovery, naming it; with
+--accept-data-loss it is recreated EMPTY on the kept nodes: its events are lost.
+
+Without --yes it prints what it would do and changes nothing. Refused while the node
+runs (the data dir's lock). After it: start the kept nodes with their usual flags.
+
+Exit 0: done (or the dry run's plan). Exit 1: refused or failed (the node runs, a group
+would be lost, a replica move was stopped half-way). Exit 2: bad flags (no --keep, an id
+that is no member, this node not kept).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c.out = cmd.OutOrStdout()
+			ids := strings.FieldsFunc(keep, func(r rune) bool { return r == ',' || r == ' ' })
+			if len(ids) == 0 {
+				return &exitError{exitUsage, errors.New("--keep is required: the ids of the surviving nodes, this one included (see tally cluster recover --help)")}
+			}
+			if st, err := os.Stat(filepath.Join(dataDir, "cluster")); err != nil || !st.IsDir() {
+				return &exitError{exitUsage, fmt.Errorf("--data-dir %s holds no cluster node's data (no %s): point it at the stopped node's data dir", dataDir, filepath.Join(dataDir, "cluster"))}
+			}
+			lock, err := store.LockDataDir(dataDir)
+			if err != nil {
+				return fmt.Errorf("recover: %w (the node must be stopped: recover rewrites its Raft state)", err)
+			}
+			defer lock.Release()
+			repo, _, err := loadRepo(repoDir)
+			if err != nil {
+				return &exitError{exitUsage, fmt.Errorf("--repo: %w", err)}
+			}
+			opts := cluster.RecoverOptions{DataDir: dataDir, Keep: ids, AcceptLoss: acceptLoss, Repo: repo, LogOut: cmd.ErrOrStderr()}
+			run := cluster.PlanRecovery
+			if yes {
+				run = cluster.Recover
+			}
+			p, err := run(opts)
+			if errors.Is(err, cluster.ErrRecoverArgs) {
+				return &exitError{exitUsage, err}
+			}
+			if err != nil {
+				return err
+			}
+			return c.print(p, func(w *tabwriter.Writer) { printRecovery(w, p, yes) })
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dataDir, "data-dir", "./tally-data", "the stopped node's data directory")
+	fl.StringVar(&keep, "keep", "", "the surviving node ids, comma-separated, this node included (required)")
+	fl.StringVar(&repoDir, "repo", "", "the feature repo the node runs (default: the embedded fraud repo)")
+	fl.BoolVar(&yes, "yes", false, "do it (without it: print what would be done, change nothing)")
+	fl.BoolVar(&acceptLoss, "accept-data-loss", false, "recreate EMPTY the groups no kept node holds: their events are lost")
+	return cmd
+}
+
+func printRecovery(w *tabwriter.Writer, p *cluster.RecoveryPlan, done bool) {
+	fmt.Fprintf(w, "node %s of cluster %s, map version %d: keep %s; lost for good: %s\n",
+		p.Node, p.Cluster, p.MapVersion, strings.Join(p.Keep, ", "), strings.Join(p.Drop, ", "))
+	fmt.Fprintln(w, "GROUP\tREPLICAS\tAFTER\tTHIS NODE'S RAFT VOTERS\tAFTER\tENTRIES COMMITTED UP TO")
+	for _, g := range p.Groups {
+		reps, after := strings.Join(g.Replicas, ","), strings.Join(g.NewReplicas, ",")
+		if g.Name == "meta" {
+			reps, after = "every member", "every kept node"
+		}
+		if slices.ContainsFunc(p.Lost, func(id int) bool { return g.Name == fmt.Sprintf("g%d", id) }) {
+			after += " (EMPTY: data lost)"
+		}
+		voters, vafter, upTo := "-", "-", "-"
+		if g.Here {
+			voters, vafter, upTo = strings.Join(g.Voters, ","), strings.Join(g.NewVoters, ","), fmt.Sprint(g.LastIndex)
+		} else if !slices.ContainsFunc(p.Lost, func(id int) bool { return g.Name == fmt.Sprintf("g%d", id) }) {
+			voters = "not here: recover " + strings.Join(g.NewReplicas, ",")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, reps, after, voters, vafter, upTo)
+	}
+	w.Flush()
+	if done {
+		fmt.Fprintf(w, "done: start node %s with its usual flags; the map drops %s at its start. Run the same command on every other kept node before starting it.\n",
+			p.Node, strings.Join(p.Drop, ", "))
+		return
+	}
+	fmt.Fprintln(w, "dry run: nothing was changed; run again with --yes to do it (on every kept node, each stopped)")
+}
