@@ -157,6 +157,45 @@ func TestClusterRecoverLostQuorum(t *testing.T) {
 	l2.check()
 }
 
+// TestClusterRecoverAcceptDataLoss: a 2-node cluster with one replica per
+// group loses a node for good: the groups it alone held have no surviving
+// replica. recover refuses (exit 1) naming them and the data loss; with
+// --accept-data-loss it goes on, and the survivor, started alone,
+// recreates those groups empty and takes writes to every group.
+func TestClusterRecoverAcceptDataLoss(t *testing.T) {
+	c := startCluster(t, 2, 2, 1) // group 0 on n0, group 1 on n1
+	l := startLoad(t, c, "ra-", 2, 0, 1)
+	l.waitAcked(20, time.Minute)
+	l.halt()
+	c.nodes[1].Kill()
+	sv := c.nodes[0]
+	if err := sv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	recoverCmd := func(args ...string) (string, string, int) {
+		return tallyCtl(t, append([]string{"cluster", "recover", "--data-dir", sv.DataDir, "--keep", "n0", "--yes"}, args...)...)
+	}
+	before := treeDigest(t, sv.DataDir)
+	if out, errOut, code := recoverCmd(); code != 1 || !containsAll(errOut, "groups [1] have no replica on a kept node", "--accept-data-loss", "DATA LOSS") {
+		t.Fatalf("recover losing group 1: exit %d, want 1 naming it:\n%s%s", code, out, errOut)
+	}
+	if after := treeDigest(t, sv.DataDir); !mapsEqual(before, after) {
+		t.Fatal("the refused recovery changed the data dir")
+	}
+	out, errOut, code := recoverCmd("--accept-data-loss")
+	if code != 0 || !containsAll(out, "g1", "EMPTY: data lost") {
+		t.Fatalf("recover --accept-data-loss: exit %d:\n%s%s", code, out, errOut)
+	}
+	sv.Relaunch()
+	sv.WaitReady()
+	c.nodes = c.nodes[:1]
+	c.waitLeaders(2, 30*time.Second)
+	l2 := startLoad(t, c, "rb-", 2, 0)
+	l2.waitAcked(20, time.Minute)
+	l2.halt()
+	l2.check()
+}
+
 // treeDigest is every file under dir (but the lock, which holds the pid of
 // its last holder) with a digest of its content.
 func treeDigest(t *testing.T, dir string) map[string]string {

@@ -106,7 +106,7 @@ func printRecovery(w *tabwriter.Writer, p *cluster.RecoveryPlan, done bool) {
 		if g.Here {
 			voters, vafter, upTo = strings.Join(g.Voters, ","), strings.Join(g.NewVoters, ","), fmt.Sprint(g.LastIndex)
 		} else if !slices.ContainsFunc(p.Lost, func(id int) bool { return g.Name == fmt.Sprintf("g%d", id) }) {
-			voters = "not here: recover " + strings.Join(g.NewReplicas, ",")
+			voters = "none here (recover on " + strings.Join(g.NewReplicas, ",") + ")"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, reps, after, voters, vafter, upTo)
 	}
