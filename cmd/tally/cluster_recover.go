@@ -47,7 +47,7 @@ runs (the data dir's lock). After it: start the kept nodes with their usual flag
 Exit 0: done (or the dry run's plan). Exit 1: refused or failed (the node runs, a group
 would be lost, a replica move was stopped half-way). Exit 2: bad flags (no --keep, an id
 that is no member, this node not kept).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c.out = cmd.OutOrStdout()
 			ids := strings.FieldsFunc(keep, func(r rune) bool { return r == ',' || r == ' ' })
