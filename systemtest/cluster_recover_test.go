@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/wal"
 )
 
 // TestClusterRecoverLostQuorum: a 3-node cluster (3 replicas) takes
@@ -22,7 +23,8 @@ import (
 //   - refuses while the survivor runs (the data dir's lock), exit 1;
 //   - with an id that is no member, or without this node kept, exit 2;
 //   - without --yes prints the plan and changes no file of the data dir;
-//   - with --yes rewrites the node's groups to itself alone.
+//   - with --yes rewrites the node's groups to itself alone, and a group's
+//     log still starts where it did (the event archive is kept).
 //
 // Started again alone with its usual flags, the survivor serves every
 // acknowledged write (read on its replica and through its leaders), takes
@@ -82,9 +84,21 @@ func TestClusterRecoverLostQuorum(t *testing.T) {
 	if after := treeDigest(t, sv.DataDir); !mapsEqual(before, after) {
 		t.Fatalf("the dry run changed the data dir:\nbefore %v\nafter  %v", before, after)
 	}
+	archive := func() uint64 {
+		a, err := wal.OpenArchive(nil, filepath.Join(sv.DataDir, "cluster", "g0", "log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.FirstIndex()
+	}
+	first := archive()
 	out, errOut, code = recoverCmd("--keep", "n0", "--yes")
 	if code != 0 || !strings.Contains(out, "done: start node n0") {
 		t.Fatalf("recover --yes: exit %d:\n%s%s", code, out, errOut)
+	}
+	// The group's log stays its event archive (historical features).
+	if got := archive(); got != first {
+		t.Errorf("group 0's archive starts at %d after the recovery, at %d before", got, first)
 	}
 
 	// The survivor alone, with its usual flags.
