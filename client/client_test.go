@@ -563,3 +563,58 @@ func TestIngestWithRequestID(t *testing.T) {
 		t.Fatalf("a dry run of the JSON ingest: %v, sent %d times; want refused unsent", err, got.Load())
 	}
 }
+
+// countingTransport counts the requests sent through it.
+type countingTransport struct {
+	http.RoundTripper
+	n atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.RoundTripper.RoundTrip(r)
+}
+
+// TestOversizedBodyIs413: a body over limits.max_body_bytes, far larger
+// than the sockets' buffers, gets the node's 413 BODY_TOO_LARGE, not a
+// connection reset (the node hung up with the body unread, and the reset
+// lost its answer: a write saw an unknown outcome, a read or a write with a
+// RequestID was retried as if the failure were transient), and is sent once.
+func TestOversizedBodyIs413(t *testing.T) {
+	cfg := node.DefaultConfig()
+	cfg.Limits.MaxBodyBytes = 64 << 10
+	tn := startNode(t, cfg, "")
+	ct := &countingTransport{RoundTripper: http.DefaultTransport.(*http.Transport).Clone()}
+	c := newClient(t, tn.addr, client.Options{HTTPClient: &http.Client{Transport: ct}, Retries: 3, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	ctx := context.Background()
+	line := fmt.Sprintf(`{"user_id":"u1","merchant":"m1","category":"c","amt":5,"country":"FR","lat":0,"long":0,"is_fraud":0,"timestamp":%d}`+"\n", time.Now().UnixMilli())
+	big := []byte(strings.Repeat(line, (16<<20)/len(line)))
+	lookupBody := []byte(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"` + strings.Repeat("u", 16<<20) + `"}}}`)
+	for _, call := range []struct {
+		name string
+		do   func() error
+	}{
+		{"bulk ingest", func() error { _, err := c.IngestBulk(ctx, "transactions", big, client.WriteOptions{}); return err }},
+		{"bulk ingest with a request id", func() error {
+			_, err := c.IngestBulk(ctx, "transactions", big, client.WriteOptions{RequestID: "big-1"})
+			return err
+		}},
+		{"lookup", func() error { _, err := c.LookupJSON(ctx, client.PathGetFeatures, lookupBody); return err }},
+	} {
+		for i := range 3 { // each time on a fresh connection, and on one kept alive
+			ct.n.Store(0)
+			err := call.do()
+			if !errors.Is(err, client.ErrBodyTooLarge) || client.StatusOf(err) != 413 {
+				t.Fatalf("%s over max_body_bytes (try %d): %v, want 413 BODY_TOO_LARGE", call.name, i, err)
+			}
+			if n := ct.n.Load(); n != 1 {
+				t.Fatalf("%s over max_body_bytes was sent %d times, want once", call.name, n)
+			}
+		}
+	}
+	// Nothing of it was applied, and the node still serves.
+	f, err := c.GetFeatures(ctx, lookup("u1"))
+	if v, _ := f.Get("user_transaction_counts.amt_count_1h"); err != nil || v != 0.0 {
+		t.Fatalf("after refused oversized writes: count %v, %v", v, err)
+	}
+}

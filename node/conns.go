@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -190,6 +191,10 @@ type sweptConn struct {
 	// phases leave it alone until the next request.
 	set   [2]atomic.Bool
 	phase uint8 // Read's and Write's (one goroutine's: fasthttp's for the connection)
+	// drain: the connection answered a request it did not read to the end
+	// (an oversized body), so Close reads the rest first (drainOnClose).
+	// Set and read by fasthttp's goroutine for the connection.
+	drain bool
 }
 
 // The directions of a sweptConn's deadlines.
@@ -318,5 +323,63 @@ func (c *sweptConn) Close() error {
 	c.l.mu.Lock()
 	delete(c.l.conns, c)
 	c.l.mu.Unlock()
+	if c.drain {
+		c.discardInput()
+	}
 	return c.Conn.Close()
+}
+
+// drainTimeout bounds how long a connection closing with a request unread
+// reads what its client still sends: long enough for the answer to cross
+// a network and the client to hang up.
+const drainTimeout = time.Second
+
+// drainOnClose makes conn, a sweepListener's, read what its client still
+// sends before it closes. fasthttp answers a request it refuses unread (a
+// body over MaxRequestBodySize, known from its Content-Length) and closes
+// the connection: closing a socket with unread input resets it, and the
+// reset can reach the client before the client has read the answer, which
+// it then never sees (Go's client reports "connection reset by peer",
+// which a client retries as a transient failure).
+//
+// fasthttp hands the handler its per-address wrapper of the connection
+// (limits.max_conns_per_ip), an unexported type holding ours in its
+// embedded field Conn: drainOnClose looks through such wrappers.
+func drainOnClose(conn net.Conn) {
+	for range 4 {
+		if c, ok := conn.(*sweptConn); ok {
+			c.drain = true
+			return
+		}
+		v := reflect.ValueOf(conn)
+		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+			return
+		}
+		f := v.Elem().FieldByName("Conn")
+		if !f.IsValid() || !f.CanInterface() {
+			return
+		}
+		inner, ok := f.Interface().(net.Conn)
+		if !ok || inner == nil {
+			return
+		}
+		conn = inner
+	}
+}
+
+// discardInput ends the connection's output (the answer is written) and
+// reads and discards its input until the client closes or drainTimeout
+// passes. The connection has left its listener's sweeper: the deadline is
+// the real one.
+func (c *sweptConn) discardInput() {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(drainTimeout))
+	buf := make([]byte, 32<<10)
+	for {
+		if _, err := c.Conn.Read(buf); err != nil {
+			return
+		}
+	}
 }

@@ -88,6 +88,12 @@ func NewServer(n *Node) *Server {
 			case strings.Contains(err.Error(), "timeout"):
 				status, code = fasthttp.StatusRequestTimeout, "TIMEOUT"
 			}
+			if code != "TIMEOUT" {
+				// The request is unread, and fasthttp closes the
+				// connection after this answer: read the rest first, so
+				// that the client gets the answer and not a reset.
+				drainOnClose(ctx.Conn())
+			}
 			writeError(ctx, &APIError{Status: status, Code: code, Message: err.Error()})
 		},
 	}
