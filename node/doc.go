@@ -21,7 +21,9 @@
 //     connections below the open-file limit; metrics.go is the node's
 //     Prometheus metrics.
 //   - options.go: the strict reading of request options shared by every
-//     JSON endpoint (typed options, a key given twice, RFC 8259 numbers).
+//     JSON endpoint (typed options, a key given twice, RFC 8259 numbers);
+//     every JSON body and line is parsed by tabular.ParseJSON, which
+//     refuses escapes RFC 8259 does not define.
 //   - ingest.go: a request body becomes validated events (all or nothing;
 //     ParseTime reads their timestamps) in store.Batches, which the store
 //     commits and applies (store.CommitEvents). An ingest is acknowledged

@@ -328,7 +328,7 @@ const feastEpoch = `"1970-01-01T00:00:00Z"`
 func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 	fw := feastPool.Get().(*feastWork)
 	defer feastPool.Put(fw)
-	root, err := fw.parser.ParseBytes(body)
+	root, err := tabular.ParseJSON(&fw.parser, body)
 	if err != nil {
 		return dst, feastInvalid(nil, "JSON decode error: %v", err)
 	}
@@ -645,7 +645,7 @@ func firstDuplicate(names []string) string {
 // refused: tally has no offline-only write.
 func (n *Node) FeastPush(body []byte) (IngestResult, *FeastError) {
 	var pr fastjson.Parser
-	root, err := pr.ParseBytes(body)
+	root, err := tabular.ParseJSON(&pr, body)
 	if err != nil {
 		return IngestResult{}, feastInvalid(nil, "JSON decode error: %v", err)
 	}
@@ -689,7 +689,7 @@ func (n *Node) FeastPush(body []byte) (IngestResult, *FeastError) {
 // "<source>_events" view, whose rows are the source's events.
 func (n *Node) FeastWriteToOnlineStore(body []byte) (IngestResult, *FeastError) {
 	var pr fastjson.Parser
-	root, err := pr.ParseBytes(body)
+	root, err := tabular.ParseJSON(&pr, body)
 	if err != nil {
 		return IngestResult{}, feastInvalid(nil, "JSON decode error: %v", err)
 	}

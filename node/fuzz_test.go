@@ -1,8 +1,33 @@
 package node
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 )
+
+// strictJSON reports whether each non-blank line of b (the whole of b,
+// unless lines) is JSON as encoding/json reads it, raw control characters
+// aside: fastjson, and so tally, takes them in strings as they are. An
+// accepted body must be; fastjson alone also takes escapes RFC 8259 does
+// not define ("\q", "\u12").
+func strictJSON(b []byte, lines bool) bool {
+	text := bytes.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' {
+			return ' '
+		}
+		return r
+	}, b)
+	if !lines {
+		return json.Valid(bytes.ReplaceAll(text, []byte{'\n'}, []byte{' '}))
+	}
+	for _, l := range bytes.Split(text, []byte{'\n'}) {
+		if len(bytes.TrimSpace(l)) > 0 && !json.Valid(l) {
+			return false
+		}
+	}
+	return true
+}
 
 func fuzzNode(f *testing.F) *Node {
 	n, _ := newTestNode(f, DefaultConfig())
@@ -19,10 +44,14 @@ func FuzzIngestJSON(f *testing.F) {
 	f.Add([]byte(`{"dryRun":"true","records":{"transactions":[{"record":{"user_id":"u","amt":01,"timestamp":1795564799000}}]}}`))
 	f.Add([]byte(`{"dry_run":false,"dry_run":true,"records":{"transactions":[{"record":{"user_id":+1,"amt":.5,"amt":1.,"timestamp":-0}}]}}`))
 	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":"a","merchant":"b","country":"c","amt":1e308,"timestamp":1795564799000}}]}}`))
+	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":"a\q","merchant":"b\u12","country":"c\u00e9","amt":1,"timestamp":1795564799000}}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
 		res, err := n.IngestJSON(body)
 		after := n.AppliedIndex()
+		if err == nil && !strictJSON(body, false) {
+			t.Fatalf("accepted a body that is not JSON: %q", body)
+		}
 		if err != nil && after != before {
 			t.Fatalf("refused ingest (%v) changed the applied index %d -> %d", err, before, after)
 		}
@@ -38,15 +67,25 @@ func FuzzIngestNDJSON(f *testing.F) {
 	f.Add([]byte(`{"user_id":"u","merchant":"m","country":"FR","amt":1,"timestamp":1795564799000}` + "\n"))
 	f.Add([]byte("\n\n{}\n"))
 	f.Add([]byte(`{"user_id":"u","merchant":"m","country":"FR","amt":inf,"is_fraud":01,"timestamp":1795564799000}` + "\n"))
+	f.Add([]byte(`{"user_id":"u\\\q","merchant":"m\u004","country":"\u0046R","amt":1,"timestamp":1795564799000}` + "\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		strict := strictJSON(body, true)
 		before := n.AppliedIndex()
-		if _, err := n.IngestNDJSON("transactions", body, false); err != nil && n.AppliedIndex() != before {
+		_, err := n.IngestNDJSON("transactions", body, false)
+		if err != nil && n.AppliedIndex() != before {
 			t.Fatalf("refused bulk ingest changed state: %v", err)
+		}
+		if err == nil && !strict {
+			t.Fatalf("bulk ingest accepted lines that are not JSON: %q", body)
 		}
 		// The import (backfill) path parses the same body with other time rules.
 		before = n.AppliedIndex()
-		if _, err := n.ImportNDJSON("transactions", body, false); err != nil && n.AppliedIndex() != before {
+		_, err = n.ImportNDJSON("transactions", body, false)
+		if err != nil && n.AppliedIndex() != before {
 			t.Fatalf("refused import changed state: %v", err)
+		}
+		if err == nil && !strict {
+			t.Fatalf("import accepted lines that are not JSON: %q", body)
 		}
 	})
 }
@@ -61,12 +100,22 @@ func FuzzGetFeatures(f *testing.F) {
 	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","request_data":[{"join_key_map":{"user_id":1}}]}}`))
 	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","metadata_options":{"include_names":"no"},"join_key_map":{"user_id":01,"user_id":"a"},"request_context_map":{"amt":+1}}}`))
 	f.Add([]byte(`{"params":{"featureServiceName":"fraud_detection","joinKeyMap":{"user_id":"a","merchant":"b","country":"c"},"requestContextMap":{"amt":null,"lat":1,"long":2},"metadataOptions":{"includeEffectiveTimes":true}}}`))
+	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u\q1","merchant":"\u6d31","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if _, err := n.GetFeatures(nil, body); err != nil && (err.Status < 400 || err.Status >= 500) {
+		strict := strictJSON(body, false)
+		_, err := n.GetFeatures(nil, body)
+		if err != nil && (err.Status < 400 || err.Status >= 500) {
 			t.Fatalf("bad request answered with status %d: %v", err.Status, err)
 		}
-		if _, err := n.GetFeaturesBatch(nil, body); err != nil && (err.Status < 400 || err.Status >= 500) {
+		if err == nil && !strict {
+			t.Fatalf("answered a body that is not JSON: %q", body)
+		}
+		_, err = n.GetFeaturesBatch(nil, body)
+		if err != nil && (err.Status < 400 || err.Status >= 500) {
 			t.Fatalf("bad batch request answered with status %d: %v", err.Status, err)
+		}
+		if err == nil && !strict {
+			t.Fatalf("answered a batch body that is not JSON: %q", body)
 		}
 	})
 }
@@ -80,6 +129,7 @@ func FuzzUploadTable(f *testing.F) {
 	f.Add(true, []byte("user_id,home_lat,home_lat\nu1,1,NaN\n"))
 	f.Add(false, []byte(`{"user_id":"u1","home_lat":1,"home_long":2}`+"\n"+`{"user_id":7,"home_lat":null}`))
 	f.Add(false, []byte(`{"user_id":"u1","home_lat":01,"home_lat":1}`))
+	f.Add(false, []byte(`{"user_id":"u\q1","home_lat":1}`+"\n"+`{"user_id":"\u12","home_lat":null}`))
 	f.Fuzz(func(t *testing.T, csv bool, body []byte) {
 		format := NDJSON
 		if csv {
@@ -92,6 +142,8 @@ func FuzzUploadTable(f *testing.F) {
 			t.Fatalf("refused upload: status %d, applied index %d -> %d: %v", aerr.Status, before, n.AppliedIndex(), aerr)
 		case aerr == nil && rows > 0 && n.AppliedIndex() == before:
 			t.Fatalf("stored %d rows but applied nothing", rows)
+		case aerr == nil && !csv && !strictJSON(body, true):
+			t.Fatalf("stored NDJSON lines that are not JSON: %q", body)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/store"
+	"github.com/tally-ml/tally/tabular"
 )
 
 // RecordError says why one record was refused.
@@ -156,7 +157,7 @@ func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 	w := n.getIngestWork()
 	defer ingestPool.Put(w)
 	w.id = id
-	root, err := w.parser.ParseBytes(body)
+	root, err := tabular.ParseJSON(&w.parser, body)
 	if err != nil {
 		return IngestResult{}, &IngestError{Code: "MALFORMED_JSON", Message: "request body is not valid JSON: " + err.Error()}
 	}
@@ -299,7 +300,7 @@ func (n *Node) ingestLines(id, source string, body []byte, dry, backfill bool) (
 		w.total++
 		w.parts = 1
 		w.items[sp.Index]++
-		rec, err := w.parser.ParseBytes(l)
+		rec, err := tabular.ParseJSON(&w.parser, l)
 		if err != nil {
 			w.refuse(source, line, "not valid JSON: "+err.Error())
 		} else if reason := n.parseRecord(sp, rec, b, now, w); reason != "" {

@@ -489,3 +489,89 @@ func TestWriteRefusesUnknownOptions(t *testing.T) {
 		t.Errorf("u1's amt_sum_1h %v, want 5", got)
 	}
 }
+
+// An escape RFC 8259 does not define (\q, a \u without four hex digits),
+// in a value or a member name, is refused with a 400 on every JSON path,
+// and nothing is applied; fastjson alone took "\q" as the text `\q` and
+// "\u12" as itself. The escapes JSON has read as what they stand for.
+func TestInvalidEscapesRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	record := func(user, key string) string {
+		return `{"` + key + `":"` + user + `","merchant":"m1","category":"c","country":"FR","amt":1,"timestamp":` + fmt.Sprint(t0-1) + `}`
+	}
+	get := func(user, key string) []byte {
+		return []byte(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"` + key + `":"` + user + `","merchant":"m1","country":"FR"},` +
+			`"request_context_map":{"amt":1,"lat":2,"long":3}}}`)
+	}
+	for _, c := range []struct{ user, key, mention string }{
+		{`u\q`, "user_id", `invalid escape "\\q"`},
+		{`u\u12`, "user_id", `invalid escape "\\u12" at`},
+		{`u\u12G4`, "user_id", `invalid escape "\\u12" at`},
+		{`u\`, "user_id", ``}, // the backslash escapes the quote: unterminated
+		{`u1`, `user\_id`, `invalid escape "\\_"`},
+		{`u\\\x`, "user_id", `invalid escape "\\x"`},
+	} {
+		what := c.key + ":" + c.user
+		checkStatus := func(path string, want, status int, msg string) {
+			t.Helper()
+			if status != want || !strings.Contains(msg, c.mention) {
+				t.Errorf("%s %s: got %d %s, want %d mentioning %s", path, what, status, msg, want, c.mention)
+			}
+		}
+		check := func(path string, status int, msg string) { t.Helper(); checkStatus(path, 400, status, msg) }
+		// A refused ingest is a 400 (ingestReply): its message, or its
+		// records' reasons, say why.
+		ingestCheck := func(path string, err error) {
+			t.Helper()
+			ie, ok := err.(*IngestError)
+			if !ok {
+				check(path, 0, fmt.Sprint(err))
+				return
+			}
+			text := ie.Message
+			for _, r := range ie.Records {
+				text += "; " + r.Reason
+			}
+			check(path, 400, text)
+		}
+		_, err := n.IngestJSON(ingestBody(`{"record":` + record(c.user, c.key) + `}`))
+		ingestCheck("ingest", err)
+		_, err = n.IngestNDJSON("transactions", []byte(record(c.user, c.key)+"\n"), false)
+		ingestCheck("bulk", err)
+		_, err = n.ImportNDJSON("transactions", []byte(record(c.user, c.key)+"\n"), false)
+		ingestCheck("import", err)
+		_, aerr := n.UploadTable("user_profile", NDJSON, []byte(`{"`+c.key+`":"`+c.user+`","home_lat":1}`), false)
+		if aerr == nil {
+			aerr = &APIError{}
+		}
+		check("table", aerr.Status, aerr.Message)
+		_, aerr = n.GetFeatures(nil, get(c.user, c.key))
+		if aerr == nil {
+			aerr = &APIError{}
+		}
+		check("get-features", aerr.Status, aerr.Message)
+		_, ferr := n.FeastOnlineFeatures(nil, []byte(`{"feature_service":"fraud_detection","entities":{"`+c.key+`":["`+c.user+`"],"merchant":["m1"],"country":["FR"]},"full_feature_names":true}`))
+		if ferr == nil {
+			ferr = &FeastError{}
+		}
+		// Feast answers a body that is not JSON with its 422.
+		checkStatus("feast get-online-features", 422, ferr.Status, ferr.Error())
+		_, ferr = n.FeastPush([]byte(`{"push_source_name":"transactions","df":{"` + c.key + `":["` + c.user + `"],"merchant":["m1"],"category":["c"],"country":["FR"],"amt":[1],"timestamp":[` + fmt.Sprint(t0-1) + `]}}`))
+		if ferr == nil {
+			ferr = &FeastError{}
+		}
+		checkStatus("feast push", 422, ferr.Status, ferr.Error())
+	}
+	if n.AppliedIndex() != 0 {
+		t.Fatalf("a refused request was applied (index %d)", n.AppliedIndex())
+	}
+	// The escapes JSON defines are read: u\u0031 and u\/ are u1 and u/.
+	if _, err := n.IngestNDJSON("transactions", []byte(record(`u\u0031`, "user_id")+"\n"+record(`u\/`, "user_id")), false); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"u1", "u/"} {
+		if v := mustGet(t, n, lookupBody(u, "m1", "FR", 1, 2, 3))["user_transaction_counts.amt_count_1h"].v; v != 1.0 {
+			t.Errorf("%s after escaped writes: count %v, want 1", u, v)
+		}
+	}
+}

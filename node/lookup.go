@@ -144,7 +144,7 @@ func parseMetaOptions(params *fastjson.Value) (metaOptions, *APIError) {
 
 // parseParams parses a get-features body far enough to find its service.
 func (n *Node) parseParams(w *fastjson.Parser, body []byte) (*fastjson.Value, *servicePlan, *APIError) {
-	root, err := w.ParseBytes(body)
+	root, err := tabular.ParseJSON(w, body)
 	if err != nil {
 		return nil, nil, badRequest("MALFORMED_JSON", "request body is not valid JSON: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/store"
+	"github.com/tally-ml/tally/tabular"
 )
 
 // Stream ingest: a consumer of a partitioned log (package kafkasource)
@@ -73,7 +74,7 @@ func (d *StreamDecoder) Source() *store.Source { return d.sp }
 // records. It returns "" or the reject reason (a Reject constant) and a
 // message; b is then unchanged.
 func (d *StreamDecoder) Decode(b *store.Batch, value []byte, recordTime int64) (reason, msg string) {
-	v, err := d.w.parser.ParseBytes(value)
+	v, err := tabular.ParseJSON(&d.w.parser, value)
 	if err != nil {
 		return RejectNotJSON, "not valid JSON: " + err.Error()
 	}

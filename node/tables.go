@@ -236,7 +236,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.Ta
 		if len(rows) >= maxRows {
 			return nil, fmt.Errorf("more than %d rows (limits.max_table_rows); split the upload", maxRows)
 		}
-		v, err := p.ParseBytes(l)
+		v, err := tabular.ParseJSON(&p, l)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: not valid JSON: %w", line, err)
 		}

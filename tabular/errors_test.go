@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/valyala/fastjson"
 )
 
 // readErr reads everything and returns the first error other than io.EOF,
@@ -53,6 +55,9 @@ func TestReadErrors(t *testing.T) {
 		{"bad json in the look-ahead", NDJSON, "{\"a\":null}\n{\"a\":\n{\"a\":1}\n", []string{"row 2"}},
 		{"scalar in a list column", NDJSON, "{\"a\":[]}\n{\"a\":1}\n", []string{`row 2, column "a"`, "float64_list"}},
 		{"duplicate key", NDJSON, "{\"a\":1,\"a\":2}\n", []string{`"a"`, "twice"}},
+		{"invalid escape", NDJSON, `{"a":"x\q"}`, []string{"row 1", `invalid escape "\\q"`}},
+		{"short \\u escape", NDJSON, "{\"a\":\"x\"}\n" + `{"a":"\u12"}`, []string{"row 2", `invalid escape "\\u12"`, "four hex digits"}},
+		{"invalid escape in a key", NDJSON, `{"a\_b":1}`, []string{"row 1", `invalid escape "\\_"`}},
 		{"garbage parquet", Parquet, "this is not a parquet file at all", []string{"parquet"}},
 		{"empty parquet", Parquet, "", []string{"parquet"}},
 		{"bad footer", Parquet, "PAR1\x00\x01\x02\x03\x04\x05\x06\x07\xff\xff\xff\x7fPAR1", []string{"footer"}},
@@ -154,5 +159,26 @@ func TestNextWrongLength(t *testing.T) {
 	}
 	if err := r.Next(make([]Value, 1)); err == nil {
 		t.Error("Next with a short row: want an error")
+	}
+}
+
+// ParseJSON reads every escape RFC 8259 defines, and a backslash escaped
+// before a letter is no escape of the letter.
+func TestParseJSONEscapes(t *testing.T) {
+	var p fastjson.Parser
+	v, err := ParseJSON(&p, []byte(`["\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00", "a\\q", "\\\\"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"\"\\/\b\f\n\r\t\u00e9\U0001F600", `a\q`, `\\`}
+	for i, w := range want {
+		if got := string(v.GetStringBytes(strconv.Itoa(i))); got != w {
+			t.Errorf("string %d = %q, want %q", i, got, w)
+		}
+	}
+	for _, bad := range []string{`"\q"`, `"\\\q"`, `"\u"`, `"\u123"`, `"\u12g4"`, `"\U0041"`, `"\x41"`, `"\'"`, `"\0"`} {
+		if _, err := ParseJSON(&p, []byte(bad)); err == nil || !strings.Contains(err.Error(), "invalid escape") {
+			t.Errorf("%s: %v, want an invalid escape", bad, err)
+		}
 	}
 }

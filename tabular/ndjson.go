@@ -199,7 +199,7 @@ func (r *ndjsonReader) readLine() ([]byte, error) {
 
 // parse parses line, which is data row n, as an object.
 func (r *ndjsonReader) parse(line []byte, n int64) (*fastjson.Object, error) {
-	v, err := r.p.ParseBytes(line)
+	v, err := ParseJSON(&r.p, line)
 	if err != nil {
 		return nil, fmt.Errorf("row %d: %w", n, err)
 	}
