@@ -26,8 +26,9 @@ const (
 )
 
 // UploadTable loads rows into table name: upserted by join key, or replacing
-// the table when replace is set. All or nothing: a bad row refuses the upload
-// and the table is unchanged. Returns the number of rows stored.
+// the table when replace is set. All or nothing: a bad row, or a join key
+// given in two rows, refuses the upload and the table is unchanged. Returns
+// the number of rows stored.
 func (n *Node) UploadTable(name string, format TableFormat, body []byte, replace bool) (int, *APIError) {
 	return n.UploadTableAt(name, format, body, replace, n.now())
 }
@@ -145,6 +146,7 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]store.TableRo
 		return nil, fmt.Errorf("CSV header lacks the join key column %q", def.Entity.JoinKey)
 	}
 	var rows []store.TableRow
+	rowOf := map[string]int{} // key -> its row, to refuse a key given twice
 	rec := make([]tabular.Value, len(header))
 	for row := 1; ; row++ {
 		err := rd.Next(rec)
@@ -183,6 +185,10 @@ func parseTableCSV(def *features.Table, body []byte, l *Limits) ([]store.TableRo
 				return nil, fmt.Errorf("row %d, column %q: %w", row, def.Columns[c].Name, err)
 			}
 		}
+		if prev, dup := rowOf[r.Key]; dup {
+			return nil, fmt.Errorf("join key %s %q is in rows %d and %d: give each key once", def.Entity.JoinKey, r.Key, prev, row)
+		}
+		rowOf[r.Key] = row
 		rows = append(rows, r)
 	}
 	return rows, nil
@@ -226,6 +232,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.Ta
 	var numBuf []byte
 	set := make([]bool, len(def.Columns)+1) // columns set in this row, then the key
 	var rows []store.TableRow
+	lineOf := map[string]int{} // key -> its line, to refuse a key given twice
 	for line := 1; len(body) > 0; line++ {
 		var l []byte
 		l, body, _ = bytes.Cut(body, []byte{'\n'})
@@ -316,6 +323,10 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.Ta
 		if r.Key == "" {
 			return nil, fmt.Errorf("line %d: missing join key %q", line, def.Entity.JoinKey)
 		}
+		if prev, dup := lineOf[r.Key]; dup {
+			return nil, fmt.Errorf("join key %s %q is on lines %d and %d: give each key once", def.Entity.JoinKey, r.Key, prev, line)
+		}
+		lineOf[r.Key] = line
 		rows = append(rows, r)
 	}
 	return rows, nil

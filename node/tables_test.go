@@ -65,3 +65,31 @@ func TestTableUploadFormat(t *testing.T) {
 		t.Fatalf("table has %d rows, want the 5 accepted", got)
 	}
 }
+
+// TestTableKeyGivenTwiceRefused: an upload that gives one join key in two
+// rows is refused with a 400 naming the key and both rows (lines of
+// NDJSON), in either mode, and nothing is stored; the later row silently
+// won before. An integer key is its decimal text, the same key as that
+// string.
+func TestTableKeyGivenTwiceRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	for _, c := range []struct {
+		format TableFormat
+		body   string
+		want   string
+	}{
+		{CSV, "user_id,home_lat\nu1,1\nu2,2\nu1,3\n", `join key user_id "u1" is in rows 1 and 3`},
+		{CSV, "home_lat,user_id\n1,\" u1\"\n2,u1\n3, u1\n", `join key user_id " u1" is in rows 1 and 3`},
+		{NDJSON, `{"user_id":"u1","home_lat":1}` + "\n\n" + `{"user_id":7}` + "\n" + `{"home_lat":2,"user_id":"7"}`, `join key user_id "7" is on lines 3 and 4`},
+	} {
+		for _, replace := range []bool{false, true} {
+			rows, aerr := n.UploadTable("user_profile", c.format, []byte(c.body), replace)
+			if aerr == nil || aerr.Status != 400 || aerr.Code != "INVALID_TABLE_ROWS" || !strings.Contains(aerr.Message, c.want) || !strings.Contains(aerr.Message, "nothing was stored") {
+				t.Errorf("upload (replace %v) %q: %d rows, %v; want 400 INVALID_TABLE_ROWS with %q", replace, c.body, rows, aerr, c.want)
+			}
+		}
+	}
+	if got := n.TableNamed("user_profile").Len(); got != 0 || n.AppliedIndex() != 0 {
+		t.Fatalf("refused uploads changed the table: %d rows, applied index %d", got, n.AppliedIndex())
+	}
+}
