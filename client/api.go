@@ -156,6 +156,10 @@ func (c *Client) writeNDJSON(ctx context.Context, path, source string, body []by
 type TableOptions struct {
 	// Replace replaces the whole table; otherwise rows are upserted by key.
 	Replace bool
+	// AllowEmpty lets a Replace with no rows empty the table; without it
+	// the node refuses one (400 EMPTY_REPLACE), so that a truncated export
+	// does not empty a table by mistake. It changes nothing of an upsert.
+	AllowEmpty bool
 	// AsOf, when set, is when the rows become valid for historical
 	// features (a backfill); zero means when the node acknowledges them.
 	AsOf time.Time
@@ -177,6 +181,9 @@ func (c *Client) UploadTable(ctx context.Context, table string, format Format, b
 	q := url.Values{"format": {string(format)}}
 	if o.Replace {
 		q.Set("mode", "replace")
+	}
+	if o.AllowEmpty {
+		q.Set("allow_empty", "true")
 	}
 	if !o.AsOf.IsZero() {
 		q.Set("as_of", o.AsOf.UTC().Format(time.RFC3339Nano))

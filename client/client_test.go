@@ -618,3 +618,43 @@ func TestOversizedBodyIs413(t *testing.T) {
 		t.Fatalf("after refused oversized writes: count %v, %v", v, err)
 	}
 }
+
+// TestUploadTableAllowEmpty: a replace with no rows is refused (400
+// EMPTY_REPLACE) and the table kept, unless TableOptions.AllowEmpty says
+// to empty it.
+func TestUploadTableAllowEmpty(t *testing.T) {
+	tn := startNode(t, node.DefaultConfig(), "")
+	c := newClient(t, tn.addr, client.Options{})
+	ctx := context.Background()
+	home := func() any {
+		t.Helper()
+		f, err := c.GetFeatures(ctx, lookup("u1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := f.Get("user_profile.home_lat")
+		return v
+	}
+	if _, err := c.UploadTable(ctx, "user_profile", client.CSV, []byte("user_id,home_lat\nu1,48.85\n"), client.TableOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		format client.Format
+		body   string
+	}{{client.CSV, "user_id,home_lat\n"}, {client.NDJSON, ""}} {
+		_, err := c.UploadTable(ctx, "user_profile", f.format, []byte(f.body), client.TableOptions{Replace: true})
+		if client.StatusOf(err) != 400 || !client.IsCode(err, "EMPTY_REPLACE") {
+			t.Fatalf("empty %s replace without AllowEmpty: %v, want 400 EMPTY_REPLACE", f.format, err)
+		}
+		if v := home(); v != 48.85 {
+			t.Fatalf("after a refused empty replace: home_lat %v, want 48.85", v)
+		}
+	}
+	rows, err := c.UploadTable(ctx, "user_profile", client.CSV, []byte("user_id,home_lat\n"), client.TableOptions{Replace: true, AllowEmpty: true})
+	if err != nil || rows != 0 {
+		t.Fatalf("empty replace with AllowEmpty: %d %v", rows, err)
+	}
+	if v := home(); v != nil {
+		t.Fatalf("after an empty replace with AllowEmpty: home_lat %v, want nil", v)
+	}
+}

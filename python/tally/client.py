@@ -538,18 +538,22 @@ class Client:
         data: pd.DataFrame | Sequence[Mapping[str, Any]],
         *,
         replace: bool = False,
+        allow_empty: bool = False,
         as_of: Timestamp | None = None,
         request_id: str | None = None,
     ) -> int:
         """Uploads rows of a table view (its join key column and value columns),
         upserting by key, or replacing the whole table when ``replace``.
 
-        ``as_of`` is when the rows become valid for historical features (default:
-        now). Uploads over 500,000 rows go in chunks: with ``replace`` the first
-        chunk replaces the table and the rest are upserted, so a reader may see
-        the table part-loaded meanwhile. Returns the number of rows stored.
-        ``request_id`` names the upload as for ``ingest``: each chunk is applied
-        once, and retried when its answer was lost.
+        A ``replace`` with no rows is refused (:class:`tally.BadRequestError`,
+        ``EMPTY_REPLACE``), so that an empty export does not empty a table by
+        mistake, unless ``allow_empty`` says to empty it. ``as_of`` is when the
+        rows become valid for historical features (default: now). Uploads over
+        500,000 rows go in chunks: with ``replace`` the first chunk replaces the
+        table and the rest are upserted, so a reader may see the table
+        part-loaded meanwhile. Returns the number of rows stored. ``request_id``
+        names the upload as for ``ingest``: each chunk is applied once, and
+        retried when its answer was lost.
         """
         keys = self._join_key_names()
         self._check_workspace()
@@ -557,12 +561,17 @@ class Client:
         params: dict[str, Any] = {}
         if as_of is not None:
             params["as_of"] = str(_convert.epoch_ms(as_of))
+        # No rows go as an empty NDJSON body: a CSV needs a header, and a list
+        # of no mappings names no columns to write one with.
+        bodies, content_type = (_csv_chunks(cols, rows), "text/csv") if rows else (iter([b""]), "application/x-ndjson")
         stored = 0
-        for i, body in enumerate(_csv_chunks(cols, rows)):
+        for i, body in enumerate(bodies):
             p = dict(params)
             if replace and i == 0:
                 p["mode"] = "replace"
-            r = self._write("/api/v1/tables/" + table, p, body, "text/csv", request_id, i)
+                if allow_empty:
+                    p["allow_empty"] = "true"
+            r = self._write("/api/v1/tables/" + table, p, body, content_type, request_id, i)
             stored += int(r.json().get("rows", 0))
         return stored
 

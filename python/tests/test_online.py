@@ -401,3 +401,17 @@ def test_upload_table(client: tally.Client, uid: str, monkeypatch: pytest.Monkey
     assert e.value.code == "INVALID_TABLE_ROWS"
     with pytest.raises(tally.NotFoundError):
         client.upload_table("no_such_table", [{"user_id": uid}])
+
+
+def test_upload_table_allow_empty(fresh_client: tally.Client, uid: str) -> None:
+    """A replace with no rows is refused and the table kept, unless
+    allow_empty says to empty it."""
+    c = fresh_client
+    assert c.upload_table("user_profile", [{"user_id": uid, "home_lat": 1.5, "home_long": 2.0}]) == 1
+    for empty in ([], pd.DataFrame({"user_id": pd.Series([], dtype=str), "home_lat": pd.Series([], dtype=float)})):
+        with pytest.raises(tally.BadRequestError) as e:
+            c.upload_table("user_profile", empty, replace=True)
+        assert e.value.code == "EMPTY_REPLACE"
+        assert c.get_online_features(SVC, keys(uid), CTX).features[HOME_LAT] == 1.5
+    assert c.upload_table("user_profile", [], replace=True, allow_empty=True) == 0
+    assert c.get_online_features(SVC, keys(uid), CTX).features[HOME_LAT] is None
