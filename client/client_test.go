@@ -658,3 +658,58 @@ func TestUploadTableAllowEmpty(t *testing.T) {
 		t.Fatalf("after an empty replace with AllowEmpty: home_lat %v, want nil", v)
 	}
 }
+
+// encodingTransport sends every request with a Content-Encoding.
+type encodingTransport struct{ http.RoundTripper }
+
+func (e encodingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Content-Encoding", "gzip")
+	return e.RoundTripper.RoundTrip(r)
+}
+
+// TestUnavailableTooLargeAndMediaTypeErrors: 503 UNAVAILABLE, 413
+// TOO_LARGE and 415 UNSUPPORTED_MEDIA_TYPE match their sentinels, and no
+// other's (BODY_TOO_LARGE is max_body_bytes', NOT_DURABLE a failed log's);
+// a read is retried on UNAVAILABLE, the others are sent once.
+func TestUnavailableTooLargeAndMediaTypeErrors(t *testing.T) {
+	// A real node refuses a compressed body.
+	tn := startNode(t, node.DefaultConfig(), "")
+	gz := newClient(t, tn.addr, client.Options{HTTPClient: &http.Client{Transport: encodingTransport{http.DefaultTransport}}})
+	ctx := context.Background()
+	_, err := gz.Ingest(ctx, "transactions", []client.Record{txn("u1", "m1", 1, time.Now().UnixMilli())})
+	if !errors.Is(err, client.ErrUnsupportedMediaType) || client.StatusOf(err) != 415 || errors.Is(err, client.ErrInvalidRequest) {
+		t.Fatalf("a gzip-encoded ingest: %v, want 415 UNSUPPORTED_MEDIA_TYPE", err)
+	}
+
+	// UNAVAILABLE and TOO_LARGE come from a cluster and from a change near
+	// the log's 1 GiB record limit: a stand-in answers them.
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got.Add(1)
+		if r.URL.Path == client.PathGetFeatures {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":{"code":"UNAVAILABLE","message":"group 2 has no leader"}}`)
+			return
+		}
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, `{"error":{"code":"TOO_LARGE","message":"log record too large; nothing was stored"}}`)
+	}))
+	defer srv.Close()
+	c := newClient(t, strings.TrimPrefix(srv.URL, "http://"), client.Options{Retries: 2, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	_, err = c.GetFeatures(ctx, lookup("u1"))
+	if !errors.Is(err, client.ErrUnavailable) || client.StatusOf(err) != 503 || errors.Is(err, client.ErrNotDurable) {
+		t.Fatalf("lookup answered UNAVAILABLE: %v", err)
+	}
+	if n := got.Swap(0); n != 3 {
+		t.Fatalf("a lookup answered UNAVAILABLE was sent %d times, want 1 + 2 retries", n)
+	}
+	_, err = c.UploadTable(ctx, "user_profile", client.CSV, []byte("user_id,home_lat\nu1,1\n"), client.TableOptions{RequestID: "big"})
+	if !errors.Is(err, client.ErrTooLarge) || client.StatusOf(err) != 413 || errors.Is(err, client.ErrBodyTooLarge) {
+		t.Fatalf("upload answered TOO_LARGE: %v", err)
+	}
+	if n := got.Load(); n != 1 {
+		t.Fatalf("an upload answered TOO_LARGE was sent %d times, want once", n)
+	}
+}

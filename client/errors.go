@@ -99,6 +99,20 @@ var (
 	ErrNotDurable = &Error{Code: "NOT_DURABLE"}
 	// ErrBodyTooLarge: the body exceeds the node's limits.max_body_bytes (413).
 	ErrBodyTooLarge = &Error{Code: "BODY_TOO_LARGE"}
+	// ErrTooLarge: the change, within max_body_bytes, would make a log
+	// record over the log's record limit (413); nothing was stored. Send
+	// it in smaller parts.
+	ErrTooLarge = &Error{Code: "TOO_LARGE"}
+	// ErrUnavailable: a cluster could not serve the request now, e.g. a
+	// replica group it needs has no leader (503). Reads, and writes with a
+	// RequestID, are retried on it; a write without one is not, since
+	// groups that had a leader may have applied their share (the message
+	// says what to do).
+	ErrUnavailable = &Error{Code: "UNAVAILABLE"}
+	// ErrUnsupportedMediaType: the body was sent with a Content-Encoding
+	// other than identity, or a spine in a format the node does not read
+	// (415); nothing was read.
+	ErrUnsupportedMediaType = &Error{Code: "UNSUPPORTED_MEDIA_TYPE"}
 	// ErrExportBusy: a historical-features join is already running (429).
 	ErrExportBusy = &Error{Code: "EXPORT_BUSY"}
 	// ErrArchiveIncomplete: retention removed the archive's start; ask with

@@ -12,12 +12,15 @@ from .client import Client, FeatureVector, IngestResult, Prediction, __version__
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    ConflictError,
     ConnectionError,
     NotFoundError,
     PartlyAppliedError,
     PermissionDeniedError,
     ServerError,
     TallyError,
+    TooLargeError,
+    UnsupportedMediaTypeError,
 )
 
 __all__ = [
@@ -27,10 +30,13 @@ __all__ = [
     "IngestResult",
     "TallyError",
     "BadRequestError",
+    "ConflictError",
     "PartlyAppliedError",
     "AuthenticationError",
     "PermissionDeniedError",
     "NotFoundError",
+    "TooLargeError",
+    "UnsupportedMediaTypeError",
     "ServerError",
     "ConnectionError",
     "__version__",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,11 @@ INGEST_CHUNK_RECORDS = 50_000
 #: more times after a lost answer, after WRITE_BACKOFF_S, then 4x longer each time.
 WRITE_RETRIES = 3
 WRITE_BACKOFF_S = 0.1
+#: A lookup (get_online_features, predict, a get_features_batch chunk) is
+#: sent again up to LOOKUP_RETRIES more times after a connection error or a
+#: 503 (a read changes nothing), after LOOKUP_BACKOFF_S, then 4x longer each time.
+LOOKUP_RETRIES = 3
+LOOKUP_BACKOFF_S = 0.05
 #: Body bytes per ingest or table request, well under the node's 32 MiB.
 CHUNK_BYTES = 16 << 20
 #: Rows per get-features-batch request: the node's limits.max_batch.
@@ -43,6 +48,8 @@ ROW_COLUMN = "__tally_row"
 PARQUET = "application/vnd.apache.parquet"
 
 Timestamp = datetime | pd.Timestamp | np.datetime64 | int
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,9 @@ class Client:
 
     Every method raises :class:`tally.TallyError` (a subclass by status) when the
     node refuses a request, and :class:`tally.ConnectionError` when it cannot be
-    reached.
+    reached. Lookups (get_online_features, predict, get_features_batch) are
+    sent again after a connection error or a 503, up to ``LOOKUP_RETRIES``
+    more times; writes only with a ``request_id`` (see :meth:`ingest`).
     """
 
     def __init__(
@@ -312,7 +321,7 @@ class Client:
             }
             self._add_workspace(params)
             try:
-                body = self._post_json("/api/v1/feature-service/get-features-batch", {"params": params})
+                body = self._read_json("/api/v1/feature-service/get-features-batch", {"params": params})
             except TallyError as e:
                 if start:
                     e.message += f" (request_data indexes count from row {start}, the start of that chunk)"
@@ -588,16 +597,12 @@ class Client:
         if request_id is None:
             return self._request("POST", path, params=params, data=body, headers=headers)
         headers["Idempotency-Key"] = f"{request_id}/{chunk}"
-        delay = WRITE_BACKOFF_S
-        for attempt in range(WRITE_RETRIES + 1):
-            try:
-                return self._request("POST", path, params=params, data=body, headers=headers)
-            except TallyError as e:
-                if attempt == WRITE_RETRIES or not (isinstance(e, ConnectionError) or e.status == 503):
-                    raise
-            time.sleep(delay)
-            delay *= 4
-        raise AssertionError("unreachable")
+        return _retried(lambda: self._request("POST", path, params=params, data=body, headers=headers), WRITE_RETRIES, WRITE_BACKOFF_S)
+
+    def _read_json(self, path: str, body: Any) -> Any:
+        """POSTs a lookup, sent again after a connection error or a 503 (see
+        LOOKUP_RETRIES): a read changes nothing on the node."""
+        return _retried(lambda: self._post_json(path, body), LOOKUP_RETRIES, LOOKUP_BACKOFF_S)
 
     def _request(
         self,
@@ -641,7 +646,7 @@ class Client:
         if as_of is not None:
             params["as_of"] = _convert.epoch_ms(as_of)
         self._add_workspace(params)
-        return self._post_json(path, {"params": params})
+        return self._read_json(path, {"params": params})
 
     def _add_workspace(self, params: dict[str, Any]) -> None:
         if self.workspace is not None:
@@ -806,6 +811,21 @@ def _csv_field(v: Any) -> str:
     if isinstance(v, list):
         raise TypeError(f"a table value cannot be a list: {v!r}")
     return str(v)
+
+
+def _retried(send: Callable[[], _T], retries: int, backoff_s: float) -> _T:
+    """Returns send(), called again after a connection error or a 503, up to
+    retries more times, waiting backoff_s, then 4x longer each time."""
+    delay = backoff_s
+    for attempt in range(retries + 1):
+        try:
+            return send()
+        except TallyError as e:
+            if attempt == retries or not (isinstance(e, ConnectionError) or e.status == 503):
+                raise
+        time.sleep(delay)
+        delay *= 4
+    raise AssertionError("unreachable")
 
 
 def _csv_chunks(cols: list[str], rows: list[list[Any]]) -> Any:

@@ -14,10 +14,13 @@ from typing import Any
 __all__ = [
     "TallyError",
     "BadRequestError",
+    "ConflictError",
     "PartlyAppliedError",
     "AuthenticationError",
     "PermissionDeniedError",
     "NotFoundError",
+    "TooLargeError",
+    "UnsupportedMediaTypeError",
     "ServerError",
     "ConnectionError",
 ]
@@ -73,7 +76,13 @@ class BadRequestError(TallyError):
     """400: the request was wrong; nothing was applied."""
 
 
-class PartlyAppliedError(TallyError):
+class ConflictError(TallyError):
+    """409: the request conflicts with what the node holds:
+    ``ARCHIVE_INCOMPLETE`` (retention removed the start of the archive a
+    historical join needs) or ``PARTLY_APPLIED`` (:class:`PartlyAppliedError`)."""
+
+
+class PartlyAppliedError(ConflictError):
     """409 ``PARTLY_APPLIED``: the retry (same ``request_id``) of an ingest
     part of which was applied before (in a cluster, some replica groups
     applied their share and another's write failed; on a single node, a crash
@@ -110,6 +119,20 @@ class NotFoundError(TallyError):
     """404: an unknown feature service, source, table, workspace or endpoint."""
 
 
+class TooLargeError(TallyError):
+    """413: the request is too large for the node, and nothing of it was
+    applied: ``BODY_TOO_LARGE`` (over ``limits.max_body_bytes``), ``TOO_LARGE``
+    (a change whose log record would pass the log's record limit) or
+    ``SPINE_TOO_LARGE`` (a historical spine over ``limits.max_spine_rows`` or
+    ``max_spine_bytes``). Send it in smaller parts."""
+
+
+class UnsupportedMediaTypeError(TallyError):
+    """415 ``UNSUPPORTED_MEDIA_TYPE``: a body sent with a ``Content-Encoding``
+    other than identity, or a spine in a format the node does not read;
+    nothing was read."""
+
+
 class ServerError(TallyError):
     """5xx: the node failed (``NOT_DURABLE``, ``MODEL_UNAVAILABLE``, ...)."""
 
@@ -135,6 +158,12 @@ def error_for_status(status: int, code: str, message: str, body: Any, records: l
         cls = PermissionDeniedError
     elif status == 404:
         cls = NotFoundError
+    elif status == 409:
+        cls = ConflictError
+    elif status == 413:
+        cls = TooLargeError
+    elif status == 415:
+        cls = UnsupportedMediaTypeError
     elif status >= 500:
         cls = ServerError
     return cls(message, status=status, code=code, body=body, records=records)

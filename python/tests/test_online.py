@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
+import socket
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import requests
+from conftest import Server
 from support import CTX, event, keys, now_ms
 
 import tally
@@ -215,6 +222,122 @@ def test_partly_applied_error_says_which_part_was_applied() -> None:
     assert e.status == 409 and e.code == "PARTLY_APPLIED" and "partly applied" in e.message
     assert [g["share"] for g in e.groups] == ["applied", "not applied"] and e.sources == []
     assert e.records == [{"source": "transactions", "index": 0, "reason": "too old"}]
+
+
+def test_error_classes_by_status(tally_binary: Path, tmp_path: Path, client: tally.Client, uid: str) -> None:
+    """409, 413 and 415 have their own subclasses of TallyError."""
+
+    def error(status: int, code: str) -> tally.TallyError:
+        r = requests.Response()
+        r.status_code = status
+        r._content = b'{"error":{"code":"' + code.encode() + b'","message":"m"}}'
+        return tally.client._error(r)
+
+    for status, code, cls in [
+        (409, "ARCHIVE_INCOMPLETE", tally.ConflictError),
+        (409, "PARTLY_APPLIED", tally.PartlyAppliedError),
+        (413, "BODY_TOO_LARGE", tally.TooLargeError),
+        (413, "TOO_LARGE", tally.TooLargeError),
+        (413, "SPINE_TOO_LARGE", tally.TooLargeError),
+        (415, "UNSUPPORTED_MEDIA_TYPE", tally.UnsupportedMediaTypeError),
+    ]:
+        e = error(status, code)
+        assert type(e) is cls and isinstance(e, tally.TallyError) and e.status == status and e.code == code
+    assert isinstance(error(409, "PARTLY_APPLIED"), tally.ConflictError)
+
+    # From real nodes: a compressed body, and a body over max_body_bytes.
+    with tally.Client(client.url, timeout=10) as gz:
+        gz._session.headers["Content-Encoding"] = "gzip"
+        with pytest.raises(tally.UnsupportedMediaTypeError) as um:
+            gz.ingest("transactions", [event(uid, now_ms())])
+        assert um.value.status == 415 and um.value.code == "UNSUPPORTED_MEDIA_TYPE"
+    small = Server(tally_binary, tmp_path, "limits: {max_body_bytes: 65536}\ndurability: {fsync: never}\n")
+    try:
+        with tally.Client(small.url, timeout=10) as c:
+            with pytest.raises(tally.TooLargeError) as tl:
+                c.ingest("transactions", [event(uid, now_ms()) for _ in range(5000)])
+            assert tl.value.status == 413 and tl.value.code == "BODY_TOO_LARGE"
+            assert c.get_online_features(SVC, keys(uid), CTX).features[CNT_1M] == 0
+    finally:
+        small.stop()
+
+
+class _StandIn:
+    """A stand-in node on loopback: answers each request with the next of
+    answers, an (HTTP status, JSON body) or None to hang up without answering."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, Any]] | None]) -> None:
+        self.answers = list(answers)
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.paths.append(self.path)
+                answer = outer.answers.pop(0) if outer.answers else (500, {"error": {"code": "NO_MORE", "message": "no more answers"}})
+                if answer is None:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                status, body = answer
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+_UNAVAILABLE = (503, {"error": {"code": "UNAVAILABLE", "message": "group 1 has no leader"}})
+_VECTOR = (
+    200,
+    {
+        "result": {"features": [3]},
+        "metadata": {
+            "features": [{"name": CNT_1M, "dataType": {"type": "int64"}, "status": "PRESENT", "effectiveTime": "2026-11-25T10:00:00Z"}],
+            "serverTime": "2026-11-25T10:00:00Z",
+        },
+    },
+)
+
+
+def test_lookups_retried_on_connection_errors_and_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup is sent again after a hang-up or a 503, up to LOOKUP_RETRIES
+    more times; a refusal, or a write without a request_id, is sent once."""
+    monkeypatch.setattr(tally.client, "LOOKUP_BACKOFF_S", 0.001)
+    path = "/api/v1/feature-service/get-features"
+    stand = _StandIn([None, _UNAVAILABLE, _VECTOR, None, _UNAVAILABLE, None, _UNAVAILABLE, (400, {"error": {"code": "MISSING_JOIN_KEY", "message": "m"}})])
+    try:
+        with tally.Client(stand.url, timeout=5) as c:
+            assert c.get_online_features(SVC, keys("u"), CTX).features[CNT_1M] == 3
+            assert stand.paths == [path] * 3
+            stand.paths.clear()
+            with pytest.raises(tally.ServerError) as e:  # 1 + LOOKUP_RETRIES, all failed
+                c.predict(SVC, keys("u"), CTX)
+            assert e.value.code == "UNAVAILABLE" and len(stand.paths) == 4
+            stand.paths.clear()
+            with pytest.raises(tally.BadRequestError):
+                c.get_online_features(SVC, keys("u"), CTX)
+            assert len(stand.paths) == 1
+            stand.paths.clear()
+            stand.answers = [_UNAVAILABLE, _VECTOR]
+            with pytest.raises(tally.ServerError):
+                c._write("/api/v1/ingest", {}, b"{}", "application/json", None, 0)
+            assert len(stand.paths) == 1
+    finally:
+        stand.close()
 
 
 def test_ingest_refusal_lists_records_and_applies_nothing(client: tally.Client, uid: str) -> None:
