@@ -604,8 +604,8 @@ func TestOversizedBodyIs413(t *testing.T) {
 		for i := range 3 { // each time on a fresh connection, and on one kept alive
 			ct.n.Store(0)
 			err := call.do()
-			if !errors.Is(err, client.ErrBodyTooLarge) || client.StatusOf(err) != 413 {
-				t.Fatalf("%s over max_body_bytes (try %d): %v, want 413 BODY_TOO_LARGE", call.name, i, err)
+			if !errors.Is(err, client.ErrBodyTooLarge) || client.StatusOf(err) != 413 || !strings.Contains(err.Error(), "limits.max_body_bytes (65536 bytes)") {
+				t.Fatalf("%s over max_body_bytes (try %d): %v, want 413 BODY_TOO_LARGE naming the limit", call.name, i, err)
 			}
 			if n := ct.n.Load(); n != 1 {
 				t.Fatalf("%s over max_body_bytes was sent %d times, want once", call.name, n)

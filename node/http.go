@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -79,10 +80,11 @@ func NewServer(n *Node) *Server {
 		// client's and are answered and counted, not logged.
 		Logger: quietLogger{},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			status, code := fasthttp.StatusBadRequest, "BAD_REQUEST"
+			status, code, msg := fasthttp.StatusBadRequest, "BAD_REQUEST", err.Error()
 			switch {
 			case errors.Is(err, fasthttp.ErrBodyTooLarge):
 				status, code = fasthttp.StatusRequestEntityTooLarge, "BODY_TOO_LARGE"
+				msg = fmt.Sprintf("the body is over limits.max_body_bytes (%d bytes); nothing of it was read: send it in smaller requests", l.MaxBodyBytes)
 			case strings.Contains(err.Error(), "small read buffer"):
 				status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "HEADERS_TOO_LARGE"
 			case strings.Contains(err.Error(), "timeout"):
@@ -94,7 +96,7 @@ func NewServer(n *Node) *Server {
 				// that the client gets the answer and not a reset.
 				drainOnClose(ctx.Conn())
 			}
-			writeError(ctx, &APIError{Status: status, Code: code, Message: err.Error()})
+			writeError(ctx, &APIError{Status: status, Code: code, Message: msg})
 		},
 	}
 	s.registerPprof()
