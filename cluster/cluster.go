@@ -48,9 +48,13 @@ type Config struct {
 	// nothing and waits until an operator admits it (`tally cluster
 	// add-node`, Cluster.AddNode); Peers are then the cluster's nodes it
 	// may reach first.
-	Join     bool
-	Groups   int // G, fixed at creation (default 8)
-	Replicas int // R (default 3, or len(Peers) if fewer); more than len(Peers) is refused unless Join
+	Join bool
+	// Groups (G) and Replicas (R) are what a new cluster is created with
+	// (0: 8 groups, and 3 replicas or len(Peers) if fewer); R more than
+	// len(Peers) is refused unless Join. Both are fixed at creation: given
+	// (not 0) and other than the cluster's, a start is refused (shape.go).
+	Groups   int
+	Replicas int
 	// Sync is the groups' log fsync policy (default wal.SyncAlways: an
 	// acknowledged write is on a quorum's disks).
 	Sync wal.SyncPolicy
@@ -124,12 +128,6 @@ var _ node.Cluster = (*Cluster)(nil)
 // member that lost its data must not come back as a voter (newdir.go).
 // Open waits for all of it at most cfg.FormTimeout.
 func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
-	if cfg.Groups == 0 {
-		cfg.Groups = 8
-	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = min(3, len(cfg.Peers))
-	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 5 * time.Second
 	}
@@ -165,6 +163,11 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}
 	if err := checkTombstone(cfg); err != nil {
 		return nil, err
+	}
+	if m := storedMap(cfg.DataDir); m != nil {
+		if err := checkShape(cfg, m); err != nil {
+			return nil, err
+		}
 	}
 	deadline := time.Now().Add(cfg.FormTimeout)
 	proto, err := store.New(repo, store.Options{})
@@ -338,12 +341,16 @@ func (c *Cluster) waitMap(deadline time.Time) (*Map, error) {
 			if err := c.sameSchema(m); err != nil {
 				return nil, err
 			}
+			if err := checkShape(c.cfg, m); err != nil {
+				return nil, err
+			}
 			c.hints = make([]atomic.Value, len(m.Groups))
 			c.m.Store(m)
 			return m, nil
 		}
 		if c.meta.raft.State() == raft.Leader && !c.cfg.Join {
-			first, err := NewMap(c.cfg.ClusterID, c.cfg.Peers, c.cfg.Groups, c.cfg.Replicas)
+			groups, replicas := cmp.Or(c.cfg.Groups, 8), cmp.Or(c.cfg.Replicas, min(3, len(c.cfg.Peers)))
+			first, err := NewMap(c.cfg.ClusterID, c.cfg.Peers, groups, replicas)
 			if err != nil {
 				return nil, fmt.Errorf("cluster: %w", err)
 			}

@@ -50,8 +50,8 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.keyFile, "cluster-key-file", "", "cluster mode: file holding the shared cluster key (>= 16 bytes); or set TALLY_CLUSTER_KEY")
 	fl.StringVar(&f.bindIP, "cluster-bind-ip", "", "cluster mode: local IP outbound cluster connections bind to (tests tell nodes apart by it)")
 	fl.BoolVar(&f.join, "cluster-join", false, "cluster mode: join a running cluster (bootstrap nothing; wait to be admitted with `tally cluster add-node`); --cluster-peers is then optional")
-	fl.IntVar(&f.groups, "cluster-groups", 0, "cluster mode: replica groups, fixed when the cluster is created (default 8)")
-	fl.IntVar(&f.replicas, "cluster-replicas", 0, "cluster mode: replicas per group, at most the number of --cluster-peers; 1 for development (default 3, or the number of peers if fewer)")
+	fl.IntVar(&f.groups, "cluster-groups", 0, "cluster mode: replica groups, fixed when the cluster is created (default 8); a member started with another number is refused")
+	fl.IntVar(&f.replicas, "cluster-replicas", 0, "cluster mode: replicas per group, fixed when the cluster is created, at most the number of --cluster-peers; 1 for development (default 3, or the number of peers if fewer); a member started with another number is refused")
 	// Hidden: small values make a follower that fell behind catch up by
 	// InstallSnapshot within a test (systemtest/cluster_faults_test.go).
 	fl.Uint64Var(&f.snapThreshold, "cluster-snapshot-threshold", 0, "cluster mode (tests): log entries between a group's snapshots (0: default)")
@@ -86,12 +86,11 @@ func (f *clusterFlags) merge(cc node.ClusterConfig) {
 	if f.replicas == 0 {
 		f.replicas = cc.Replicas
 	}
-	if f.groups == 0 {
-		f.groups = 8
-	}
-	// replicas left 0: cluster.Open's default (3, or the number of peers
-	// if fewer); a value given is passed on, and refused there if it is
-	// more than the peers.
+	// Left 0, groups and replicas are not given: a new cluster takes
+	// cluster.Open's defaults (8 groups; 3 replicas, or the number of
+	// peers if fewer), a member the cluster's own. A value given is passed
+	// on, and refused there if the cluster has another (or, for replicas,
+	// if it is more than the peers).
 }
 
 // config checks the flags and builds the cluster's config.

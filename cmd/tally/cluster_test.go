@@ -92,6 +92,21 @@ func TestClusterReplicasAboveThePeers(t *testing.T) {
 	}
 }
 
+// TestClusterGroupsUnsetIsNotGiven: --cluster-groups left unset was
+// passed on as 8, so a node restarted without it over a cluster created
+// with other groups would be refused as if it had been given 8. Unset
+// (flag and config file), groups and replicas reach the cluster as 0: not
+// given, the cluster's own (a new cluster's defaults: 8 and 3).
+func TestClusterGroupsUnsetIsNotGiven(t *testing.T) {
+	t.Setenv("TALLY_CLUSTER_KEY", "a-cluster-key-for-the-test-0123456789")
+	f := clusterFlags{nodeID: "n1", addr: "127.0.0.1:0", peers: "n1=127.0.0.1:7001", id: "dev"}
+	f.merge(node.ClusterConfig{})
+	cc, err := f.config(t.TempDir(), "", nil)
+	if err != nil || cc.Groups != 0 || cc.Replicas != 0 {
+		t.Fatalf("--cluster-groups and --cluster-replicas unset: groups %d, replicas %d (%v); want 0 and 0, not given", cc.Groups, cc.Replicas, err)
+	}
+}
+
 // TestClusterChangeTimeoutSaysTheChangeMayRun: a change (move-replica) the
 // node took and did not answer within --timeout was reported as "no
 // answer ... is the node up?", exit 3 (nothing known about the cluster),
