@@ -611,6 +611,9 @@ func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
 	}
 	plan.Moves = slices.DeleteFunc(plan.Moves, func(mv Move) bool { return mv.From != id })
 	plan.Leaders = nil
+	if err := c.checkRemovalQuorums(ctx, id, plan.Moves); err != nil {
+		return plan, err
+	}
 	for _, mv := range plan.Moves {
 		if err := c.moveReplica(ctx, mv); err != nil {
 			return plan, err
@@ -631,6 +634,70 @@ func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
 		c.logger.Warn("cluster: promoting a metadata voter", "err", err)
 	}
 	return plan, c.proposeMeta(ctx, metaCommand{Op: "remove-member", ID: id})
+}
+
+// checkRemovalQuorums refuses to remove node id when a group the removal
+// changes would be without a quorum of nodes that answer: the metadata
+// group's voters other than id (they commit the removal and every later
+// change of the map: left without a quorum, the cluster could not be
+// changed again until the nodes down came back), and each group whose
+// replica moves off id (its leader, elected by a majority of its listed
+// replicas, runs the move; with one replica, that replica is id's) and
+// the node its replica moves to (it must catch up). A node that does not
+// answer its status within overviewTimeout counts as down. Nothing is
+// changed before the check: a refused removal leaves the cluster as it
+// was.
+func (c *Cluster) checkRemovalQuorums(ctx context.Context, id string, moves []Move) error {
+	// The metadata FSM's map, not the cached one (followMap may not have
+	// taken it yet): a node just added is a member here.
+	m, _ := c.metaSM.current()
+	up := map[string]bool{}
+	for _, n := range c.overviewOf(ctx, m).Nodes {
+		up[n.ID] = n.Up
+	}
+	split := func(ids []string) (answering, down []string) {
+		for _, x := range ids {
+			if up[x] {
+				answering = append(answering, x)
+			} else {
+				down = append(down, x)
+			}
+		}
+		return answering, down
+	}
+	cf := c.meta.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("remove %s: read the metadata group's configuration: %w", id, err)
+	}
+	var left []string
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != id {
+			left = append(left, string(s.ID))
+		}
+	}
+	if answering, down := split(left); len(answering) < len(left)/2+1 {
+		return &errApply{err: fmt.Errorf("remove %s: the metadata group would be left with the voters %s and needs %d of them to change the cluster map, but only %d answer (down: %s): the removal could not finish and the cluster could not be changed again until they came back. Nothing was removed: start %s again first (tally cluster status shows the nodes down)",
+			id, strings.Join(left, ", "), len(left)/2+1, len(answering), strings.Join(down, ", "), strings.Join(down, ", "))}
+	}
+	for _, mv := range moves {
+		reps := m.Groups[mv.Group].Replicas
+		answering, down := split(reps)
+		switch {
+		case len(reps) == 1 && len(answering) == 0:
+			return &errApply{err: fmt.Errorf("remove %s: group %d's only replica is on %s, which does not answer: no other node holds the group's writes to move. Nothing was removed: start %s again first",
+				id, mv.Group, reps[0], reps[0])}
+		case len(answering) < len(reps)/2+1:
+			return &errApply{err: fmt.Errorf("remove %s: group %d has no quorum: moving %s's replica needs the group's leader, elected by %d of its replicas %s, but only %d answer (down: %s). Nothing was removed: start %s again first",
+				id, mv.Group, id, len(reps)/2+1, strings.Join(reps, ", "), len(answering), strings.Join(down, ", "), strings.Join(down, ", "))}
+		}
+	}
+	for _, mv := range moves {
+		if !up[mv.To] {
+			return &errApply{err: fmt.Errorf("remove %s: group %d's replica would move to %s, which does not answer. Nothing was removed: start %s again, or move the replica to a node that answers (tally cluster move-replica --group %d --from %s --to <node>) and run the removal again",
+				id, mv.Group, mv.To, mv.To, mv.Group, id)}
+		}
+	}
+	return nil
 }
 
 // promoteMetaVoter makes a non-voter of the metadata group a voter while

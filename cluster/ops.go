@@ -219,8 +219,10 @@ const overviewTimeout = time.Second
 // Overview asks every member of the map for its status, in parallel, and
 // assembles the cluster's state. It takes at most about overviewTimeout:
 // a member that does not answer by then is reported down.
-func (c *Cluster) Overview(ctx context.Context) Overview {
-	m := c.Map()
+func (c *Cluster) Overview(ctx context.Context) Overview { return c.overviewOf(ctx, c.Map()) }
+
+// overviewOf is Overview over map m's members.
+func (c *Cluster) overviewOf(ctx context.Context, m *Map) Overview {
 	o := Overview{Node: c.cfg.NodeID, At: time.Now().UTC().Format(time.RFC3339Nano), Map: m}
 	if c.meta != nil {
 		_, id := c.meta.raft.LeaderWithID()

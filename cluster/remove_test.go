@@ -41,3 +41,71 @@ func TestRemoveNodeRefusesAnUnknownNode(t *testing.T) {
 		t.Fatalf("remove-node n1 again, once it was removed: %v; want success (nothing left to do)", err)
 	}
 }
+
+// TestRemoveNodeRefusesToLeaveAGroupWithoutQuorum: remove-node checked
+// only that enough nodes would be left, not that they answer. With R=1,
+// removing a node that is down (its groups' only replica) listed a new
+// replica in the map and then waited for a leader the group could not
+// have, leaving the group half-moved; removing a live node while another
+// metadata voter was down took it out of the metadata group, leaving the
+// group two voters of which one answers: no quorum, so no further change
+// of the cluster. Both are refused before anything changes, naming the
+// group and the nodes down.
+func TestRemoveNodeRefusesToLeaveAGroupWithoutQuorum(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 3, 4, 1) // group g on n(g mod 3)
+	if err := cs[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := metaLeaderMap(t, cs[:2])
+	for _, tc := range []struct {
+		id   string
+		want []string
+	}{
+		{"n2", []string{"group 2", "n2", "does not answer"}}, // its only replica
+		{"n1", []string{"metadata group", "n0, n2", "n2"}},   // voters n0, n2 left; n2 down
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := cs[0].RemoveNode(ctx, tc.id)
+		cancel()
+		if err == nil {
+			t.Fatalf("remove-node %s with n2 down: removed", tc.id)
+		}
+		t.Logf("remove-node %s with n2 down: %v", tc.id, err)
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Fatalf("remove-node %s with n2 down: %v; want a refusal saying %q", tc.id, err, w)
+			}
+		}
+		if after := metaLeaderMap(t, cs[:2]); after.Version != before.Version {
+			t.Fatalf("remove-node %s with n2 down changed the map: version %d -> %d, groups %v", tc.id, before.Version, after.Version, after.Groups)
+		}
+		cf := cs[0].meta.raft.GetConfiguration()
+		if err := cf.Error(); err != nil || len(cf.Configuration().Servers) != 3 {
+			t.Fatalf("metadata group after the refused remove-node %s: %v (%v); want its 3 voters", tc.id, cf.Configuration().Servers, err)
+		}
+	}
+}
+
+// TestRemoveNodeRefusesToMoveIntoAGroupWithoutQuorum: with R=2 and a node
+// down, removing a live node that shares a group with the node down is
+// refused, naming the group (the move needs the group's leader: a
+// majority of its replicas), and nothing changes.
+func TestRemoveNodeRefusesToMoveIntoAGroupWithoutQuorum(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 4, 2) // group g on n(g), n(g+1)
+	if err := cs[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	live := []*Cluster{cs[0], cs[1], cs[3]}
+	before := metaLeaderMap(t, live)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// n1 holds groups 0 (with n0) and 1 (with n2, down).
+	_, err := cs[0].RemoveNode(ctx, "n1")
+	if err == nil || !strings.Contains(err.Error(), "group 1 has no quorum") || !strings.Contains(err.Error(), "down: n2") {
+		t.Fatalf("remove-node n1 with n2 down: %v; want a refusal naming group 1 and n2", err)
+	}
+	t.Logf("remove-node n1 with n2 down: %v", err)
+	if after := metaLeaderMap(t, live); after.Version != before.Version {
+		t.Fatalf("the refused remove-node changed the map: version %d -> %d, groups %v", before.Version, after.Version, after.Groups)
+	}
+}
