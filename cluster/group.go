@@ -48,12 +48,18 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 	}
 	logs, snaps, err := openStores(name, dir, sync, logOut)
 	if err != nil {
-		return nil, err
+		return nil, errUnreadable(name, dir, self, err)
+	}
+	if err := readable(logs, snaps); err != nil {
+		logs.Close()
+		return nil, errUnreadable(name, dir, self, err)
 	}
 	r, err := raft.NewRaft(raftConfig(name, self, tm, logOut), fsm, logs, logs, snaps, trans)
 	if err != nil {
+		// What NewRaft reads: the term and vote, the log, the newest
+		// snapshot that restores (none restoring is its error).
 		logs.Close()
-		return nil, fmt.Errorf("group %s: %w", name, err)
+		return nil, errUnreadable(name, dir, self, err)
 	}
 	has, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
@@ -98,6 +104,52 @@ func raftConfig(name, self string, tm raftTiming, logOut io.Writer) *raft.Config
 	conf.MaxAppendEntries = 256
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft-" + name, Level: hclog.Warn, Output: logOut})
 	return conf
+}
+
+// readable reads every log entry raft.NewRaft reads at start (those after
+// the newest snapshot): NewRaft panics on one it cannot read, so a corrupt
+// entry is found here first, and refused with errUnreadable. Costs a second
+// read of those entries at start (at most SnapshotThreshold+TrailingLogs
+// of them, when the last snapshot is recent).
+func readable(logs *wal.RaftStore, snaps raft.SnapshotStore) error {
+	last, err := logs.LastIndex()
+	if err != nil {
+		return err
+	}
+	var from uint64
+	if ss, err := snaps.List(); err == nil && len(ss) > 0 {
+		from = ss[0].Index
+	}
+	var l raft.Log
+	for i := from + 1; i <= last; i++ {
+		if err := logs.GetLog(i, &l); err != nil {
+			return fmt.Errorf("log entry %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// errUnreadable refuses to start node self's replica of group name whose
+// Raft state in dir cannot be read, saying what is wrong (err) and how to replace the node. Its
+// log, term and vote are what this node promised the group's other
+// replicas: repaired in place (entries cut, an older stable file put
+// back) it could vote again in a term or forget entries it counted in a
+// quorum, and lose acknowledged writes. So nothing in it is changed, and
+// the way back is the one of a node that lost its data dir: a new id.
+func errUnreadable(name, dir, self string, err error) error {
+	var ce *wal.CorruptionError
+	switch {
+	case errors.As(err, &ce):
+		err = fmt.Errorf("the log segment %s is corrupt at offset %d (entry %d): %s",
+			filepath.Join(dir, "log", ce.Segment), ce.Offset, ce.Index, ce.Reason)
+	case errors.Is(err, wal.ErrCorruptStable):
+		err = fmt.Errorf("%s: %w", filepath.Join(dir, "stable"), wal.ErrCorruptStable)
+	}
+	return fmt.Errorf("cluster: group %s: this node's replica in %s cannot be read: %v. "+
+		"The node does not start and its files are left as they are; do not repair or edit them in place (a replica that forgets its vote or entries it acknowledged can lose acknowledged writes). "+
+		"Replace the node: stop it, move its data dir aside (keep it: it is the only copy of any group with one replica), start it over an empty data dir under a new --node-id with a cluster address not in use and --cluster-join, "+
+		"run `tally cluster add-node --id <new id> --cluster-addr <address>`, then `tally cluster remove-node %s` (with two or more replicas per group, the others hold every acknowledged write)",
+		name, dir, err, self)
 }
 
 // close stops the replica's Raft and closes its log.

@@ -327,6 +327,11 @@ type stableFile struct {
 
 const stableMagic = "TALLYSTB"
 
+// ErrCorruptStable is wrapped in OpenRaftStore's error when the stable
+// file does not validate. It holds Raft's term and vote: what to do about
+// it is the Raft user's call (an old copy would bring back an old vote).
+var ErrCorruptStable = errors.New("the stable file (Raft's term and vote) is corrupt or truncated")
+
 func openStable(fsys FS, dir string) (*stableFile, error) {
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal raft store: create %s: %w", dir, err)
@@ -351,7 +356,7 @@ func openStable(fsys FS, dir string) (*stableFile, error) {
 	if n, err := f.ReadAt(b, 0); n < len(b) {
 		return nil, fmt.Errorf("wal raft store: read stable: %w", err)
 	}
-	corrupt := fmt.Errorf("wal raft store: %s is corrupt (it holds Raft's term and vote; restore it from a backup or rejoin the node)", filepath.Join(dir, "stable"))
+	corrupt := fmt.Errorf("wal raft store: %s: %w", filepath.Join(dir, "stable"), ErrCorruptStable)
 	if len(b) < 16 || string(b[:8]) != stableMagic || crc32.Checksum(b[12:], castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
 		return nil, corrupt
 	}
