@@ -27,7 +27,7 @@ or arguments.`})
 	repair := &cobra.Command{
 		Use:   "repair",
 		Short: "Keep every log record before the first corrupt one; move the rest aside (nothing is deleted)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(filepath.Join(dataDir, "wal")); err != nil {
 				return fmt.Errorf("no write-ahead log in %s (is --data-dir the node's data directory?): %w", dataDir, err)

@@ -63,7 +63,7 @@ nothing, so it also runs beside a running node (the answer is then a moment's).
 
 Exit 0: described. Exit 1: no tally data there, or it could not be read.
 Exit 2: bad flags.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep, err := inspectDataDir(dataDir)
 			if err != nil {

@@ -91,7 +91,7 @@ layout).
 
 Exit 0: every replica of every group agrees. Exit 1: a replica differs or did not
 answer (the message says what to do).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	g := groupFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -168,7 +168,7 @@ replica with nothing applied since its last snapshot reports so; that is not a
 failure.
 
 Exit 0: every replica answered. Exit 1: a replica failed or did not answer.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 	}
 	g := groupFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -83,7 +83,7 @@ func addNodeCmd(c *ctl) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add-node",
 		Short: "Admit a node started with --cluster-join (it holds no replica until rebalance)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mb.ID == "" || mb.ClusterAddr == "" {
 				return &exitError{exitUsage, fmt.Errorf("add-node needs --id and --cluster-addr")}
@@ -110,7 +110,7 @@ func removeNodeCmd(c *ctl) *cobra.Command {
 	return &cobra.Command{
 		Use:   "remove-node ID",
 		Short: "Move every replica off a node, then take it out of the cluster (stop it afterwards)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out cluster.Outcome
 			if err := c.call(cmd, http.MethodPost, "/api/v1/cluster/remove-node", map[string]string{"id": args[0]}, &out); err != nil {
@@ -129,7 +129,7 @@ func moveReplicaCmd(c *ctl) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "move-replica",
 		Short: "Move a group's replica from one node to another (the new one is caught up before the old one leaves)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mv.Group < 0 || mv.From == "" || mv.To == "" {
 				return &exitError{exitUsage, fmt.Errorf("move-replica needs --group, --from and --to")}
@@ -154,7 +154,7 @@ func rebalanceCmd(c *ctl) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rebalance",
 		Short: "Even out replicas and preferred leaders over the nodes",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out cluster.Outcome
 			if err := c.call(cmd, http.MethodPost, "/api/v1/cluster/rebalance", map[string]bool{"dryRun": dry}, &out); err != nil {

@@ -50,6 +50,11 @@ that is no member, this node not kept).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c.out = cmd.OutOrStdout()
+			for _, name := range onlineFlags {
+				if cmd.Flags().Changed(name) {
+					return &exitError{exitUsage, fmt.Errorf("--%s: recover talks to no node (it works offline, on the stopped node's --data-dir): leave --%s out", name, name)}
+				}
+			}
 			ids := strings.FieldsFunc(keep, func(r rune) bool { return r == ',' || r == ' ' })
 			if len(ids) == 0 {
 				return &exitError{exitUsage, errors.New("--keep is required: the ids of the surviving nodes, this one included (see tally cluster recover --help)")}
@@ -81,6 +86,14 @@ that is no member, this node not kept).`,
 			return c.print(p, func(w *tabwriter.Writer) { printRecovery(w, p, yes) })
 		},
 	}
+	cmd.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		for _, name := range onlineFlags {
+			if f := cmd.InheritedFlags().Lookup(name); f != nil {
+				f.Hidden = true // the help ends the run: hiding it from the parent too is harmless
+			}
+		}
+		cmd.Parent().HelpFunc()(cmd, args)
+	})
 	fl := cmd.Flags()
 	fl.StringVar(&dataDir, "data-dir", "./tally-data", "the stopped node's data directory")
 	fl.StringVar(&keep, "keep", "", "the surviving node ids, comma-separated, this node included (required)")
@@ -89,6 +102,11 @@ that is no member, this node not kept).`,
 	fl.BoolVar(&acceptLoss, "accept-data-loss", false, "recreate EMPTY the groups no kept node holds: their events are lost")
 	return cmd
 }
+
+// onlineFlags are the `tally cluster` flags about reaching a running node:
+// recover refuses them (exit 2) rather than ignore them, and leaves them
+// out of its help.
+var onlineFlags = []string{"addr", "api-key", "timeout"}
 
 func printRecovery(w *tabwriter.Writer, p *cluster.RecoveryPlan, done bool) {
 	fmt.Fprintf(w, "node %s of cluster %s, map version %d: keep %s; lost for good: %s\n",

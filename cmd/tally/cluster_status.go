@@ -47,14 +47,6 @@ func statusPage(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(b)
 }
 
-// noArgs refuses positional arguments as a usage error (exit 2).
-func noArgs(cmd *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return &exitError{exitUsage, fmt.Errorf("%s takes no arguments (got %q); run '%s --help'", cmd.CommandPath(), args, cmd.CommandPath())}
-	}
-	return nil
-}
-
 // overview fetches the cluster's overview.
 func (c *ctl) overview(cmd *cobra.Command) (*cluster.Overview, error) {
 	var o cluster.Overview

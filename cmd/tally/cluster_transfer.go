@@ -49,7 +49,7 @@ preferred leader every few seconds, so without that the transfer would be undone
 Exit 0: the new leader is in place. Exit 1: the transfer failed (the target is
 not a replica of the group, is down, or is behind the leader's log); nothing
 was changed. Exit 2: --group missing.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if group < 0 {
 				return &exitError{exitUsage, errors.New("--group is required; run 'tally cluster transfer-leader --help'")}

@@ -18,7 +18,7 @@ and DIR/tally_repo.py (entities, a push source and events view per source, featu
 views, table views, on-demand views for request views, feature services). Run
 'feast apply' in DIR; then FeatureStore(DIR).get_online_features and .push reach
 the tally node at URL. Only those two files in DIR are overwritten.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return fmt.Errorf("--out DIR is required: the directory to write the Feast repo in")

@@ -43,7 +43,7 @@ fixing a row the import refused, loads only the chunks the node had not applied
 (within its window of the last 262,144 named requests); a chunk whose rows
 changed is new. --request-id ID numbers ID by chunk instead; --request-id none
 sends none (importing the same file twice then counts it twice).`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if chunk < 1 {
 				return fmt.Errorf("--chunk %d: give the number of events per request, at least 1", chunk)

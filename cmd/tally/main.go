@@ -47,10 +47,32 @@ func group(cmd *cobra.Command) *cobra.Command {
 	return cmd
 }
 
+// noArgs refuses positional arguments as a usage error (exit 2, as every
+// help text promises for bad arguments; cobra.NoArgs's error exits 1).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &exitError{exitUsage, fmt.Errorf("%s takes no arguments (got %q); run '%s --help'", cmd.CommandPath(), args, cmd.CommandPath())}
+	}
+	return nil
+}
+
+// exactArgs refuses any number of positional arguments but n as a usage
+// error (exit 2), naming what the command takes (its Use line).
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return &exitError{exitUsage, fmt.Errorf("%s takes %d argument(s) (got %d: %q): usage: %s; run '%s --help'",
+				cmd.CommandPath(), n, len(args), args, cmd.UseLine(), cmd.CommandPath())}
+		}
+		return nil
+	}
+}
+
 func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
+		Args:  noArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(cmd.OutOrStdout(), "tally", version)
 		},

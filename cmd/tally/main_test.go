@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/wal"
@@ -157,5 +159,72 @@ func TestDemoRefusesBadNumbers(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), flags[0]) {
 			t.Errorf("tally %s: %v, want an error naming %s", strings.Join(args, " "), err, flags[0])
 		}
+	}
+}
+
+// TestStrayArgumentsAreUsageErrors: every command refuses arguments it
+// does not take as a usage error, exit 2, as the help texts promise
+// ("2 bad flags or arguments"): commands built with cobra.NoArgs or
+// cobra.ExactArgs exited 1 (as if the cluster had refused a change), and
+// `tally version` took any. The validators are called directly, so that a
+// command that would accept the arguments does not run.
+func TestStrayArgumentsAreUsageErrors(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.HasSubCommands() {
+			for _, sub := range c.Commands() {
+				walk(sub)
+			}
+			return
+		}
+		if c.Args == nil {
+			t.Errorf("%s takes any arguments: give it noArgs or exactArgs", c.CommandPath())
+			return
+		}
+		if err := c.Args(c, []string{"stray-1", "stray-2", "stray-3"}); exitCode(err) != exitUsage {
+			t.Errorf("%s stray-1 stray-2 stray-3: %v (exit %d), want a usage error (exit 2)", c.CommandPath(), err, exitCode(err))
+		}
+		if err := c.Args(c, nil); err != nil && exitCode(err) != exitUsage {
+			t.Errorf("%s without arguments: %v (exit %d), want none or a usage error (exit 2)", c.CommandPath(), err, exitCode(err))
+		}
+	}
+	walk(rootCmd())
+	// Through the command line: nothing is sent (--addr: nothing listens).
+	for _, args := range [][]string{
+		{"cluster", "--addr", "127.0.0.1:1", "rebalance", "now"},
+		{"cluster", "--addr", "127.0.0.1:1", "move-replica", "--group", "0", "--from", "n0", "--to", "n1", "extra"},
+		{"cluster", "--addr", "127.0.0.1:1", "remove-node"},
+		{"cluster", "--addr", "127.0.0.1:1", "remove-node", "n1", "n2"},
+		{"version", "extra"},
+	} {
+		if _, err := run(t, args...); exitCode(err) != exitUsage {
+			t.Errorf("tally %s: %v (exit %d), want a usage error (exit 2)", strings.Join(args, " "), err, exitCode(err))
+		}
+	}
+}
+
+// TestRecoverRefusesTheOnlineFlags: `tally cluster recover` works offline
+// on a data dir and took the `tally cluster` flags --addr, --api-key and
+// --timeout without a word, doing nothing with them. Each is a usage
+// error (exit 2) that changes nothing, and its help leaves them out (the
+// other subcommands keep them).
+func TestRecoverRefusesTheOnlineFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, fl := range [][]string{{"--addr", "10.0.0.1:8080"}, {"--api-key", "k"}, {"--timeout", "1m"}} {
+		args := append([]string{"cluster", "recover", "--data-dir", dir, "--keep", "n0", "--yes"}, fl...)
+		_, err := run(t, args...)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), fl[0]+": recover talks to no node") {
+			t.Errorf("tally %s: %v (exit %d), want a usage error naming %s", strings.Join(args, " "), err, exitCode(err), fl[0])
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the refused recoveries wrote into the data dir: %v", ents)
+	}
+	help, err := run(t, "cluster", "recover", "--help")
+	if err != nil || !strings.Contains(help, "--keep") || strings.Contains(help, "--addr") || strings.Contains(help, "--api-key") || strings.Contains(help, "--timeout") {
+		t.Errorf("recover --help (%v) lists the online flags, or not its own:\n%s", err, help)
+	}
+	if help, _ := run(t, "cluster", "status", "--help"); !strings.Contains(help, "--addr") {
+		t.Errorf("status --help lost --addr:\n%s", help)
 	}
 }

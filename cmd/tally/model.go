@@ -25,7 +25,7 @@ func modelCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "inspect FILE",
 		Short: "Print a model's inputs, outputs and operators",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := onnx.Load(args[0])
 			if err != nil {
@@ -43,7 +43,7 @@ func modelCmd() *cobra.Command {
 	predict := &cobra.Command{
 		Use:   "predict FILE --input rows.(json|csv)",
 		Short: "Score rows with a model and print the predictions as JSON",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := onnx.Load(args[0])
 			if err != nil {
