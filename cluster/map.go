@@ -166,20 +166,55 @@ func (m *Map) load(id string) (replicas, preferred int) {
 	return replicas, preferred
 }
 
-// Move is one replica of a group moving from a node to another.
+// Move is one replica of a group moving from a node to another; in a
+// Plan's Adds, a replica added on node To (From is empty).
 type Move struct {
 	Group int    `json:"group"`
-	From  string `json:"from"`
+	From  string `json:"from,omitempty"`
 	To    string `json:"to"`
 }
 
-// Plan is what rebalance does: replica moves, then the groups whose
-// replicas are reordered so that preferred leaders spread.
+// Plan is what rebalance does: replicas added to the groups holding fewer
+// than R, replica moves, then the groups whose replicas are reordered so
+// that preferred leaders spread.
 type Plan struct {
+	// Adds are the replicas added (From empty): each a move's steps 1 to
+	// 3 without the removal (membership.go).
+	Adds  []Move `json:"adds,omitempty"`
 	Moves []Move `json:"moves"`
 	// Leaders are the groups' new replica orders (first = preferred
 	// leader), for the groups whose order changes.
 	Leaders []GroupInfo `json:"leaders"`
+}
+
+// planAdditions places the replicas that bring every group of m to R:
+// each on the node holding the fewest replicas among the members up (per
+// up) that hold none of the group's. It returns them, the map with them,
+// and the groups left under R (too few members up that hold none of
+// theirs). Deterministic, as planRebalance.
+func planAdditions(m *Map, up func(id string) bool) (adds []Move, next *Map, short []int) {
+	next = m.clone()
+	for gi := range next.Groups {
+		g := &next.Groups[gi]
+		for len(g.Replicas) < m.Replicas {
+			best, bestN := "", 0
+			for _, mb := range next.Members {
+				if !up(mb.ID) || slices.Contains(g.Replicas, mb.ID) {
+					continue
+				}
+				if n, _ := next.load(mb.ID); best == "" || n < bestN {
+					best, bestN = mb.ID, n
+				}
+			}
+			if best == "" {
+				short = append(short, g.ID)
+				break
+			}
+			g.Replicas = append(g.Replicas, best)
+			adds = append(adds, Move{Group: g.ID, To: best})
+		}
+	}
+	return adds, next, short
 }
 
 // planRebalance evens out m: each member ends with floor or ceil of

@@ -442,8 +442,14 @@ func (c *Cluster) MoveReplica(ctx context.Context, mv Move) (Outcome, error) {
 	return c.admin(ctx, adminRequest{Op: "move-replica", Move: &mv})
 }
 
-// Rebalance evens out replicas and preferred leaders over the nodes
-// (planRebalance); with dryRun it only answers the plan.
+// Rebalance brings every group to the cluster's R replicas (a group
+// holds fewer after a recovery: replicas are added on the least loaded
+// members up, planAdditions, each caught up before it counts as a voter)
+// and evens out replicas and preferred leaders over the nodes
+// (planRebalance); with dryRun it only answers the plan. Refused, with
+// nothing changed, when too few members are up to bring every group to R.
+// It asks every member for its status and every group's leader for its
+// voters first (one RPC each).
 func (c *Cluster) Rebalance(ctx context.Context, dryRun bool) (Outcome, error) {
 	return c.admin(ctx, adminRequest{Op: "rebalance", DryRun: dryRun})
 }
@@ -775,15 +781,8 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 	}
 	if hasFrom {
 		// 2. A non-voter first, then 3. a voter once caught up.
-		ri, err := c.changeVoters(ctx, g, voterChange{Op: "add-nonvoter", ID: to.ID, Addr: to.ClusterAddr})
-		if err != nil {
-			return fmt.Errorf("group %d: add %s as a non-voter: %w", g, to.ID, err)
-		}
-		if err := c.waitCaughtUp(ctx, g, to.ID, ri.Commit); err != nil {
+		if err := c.catchUpVoter(ctx, g, *to); err != nil {
 			return err
-		}
-		if _, err := c.changeVoters(ctx, g, voterChange{Op: "add-voter", ID: to.ID, Addr: to.ClusterAddr}); err != nil {
-			return fmt.Errorf("group %d: make %s a voter: %w", g, to.ID, err)
 		}
 		// 4. Remove the old replica from the group's configuration.
 		if _, err := c.changeVoters(ctx, g, voterChange{Op: "remove", ID: mv.From, Handoff: to.ID}); err != nil {
@@ -809,6 +808,61 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		return fmt.Errorf("group %d: update the map: %w", g, err)
 	}
 	c.logger.Info("cluster: replica moved", "group", g, "from", mv.From, "to", mv.To)
+	return nil
+}
+
+// catchUpVoter is steps 2 and 3 of a move, and what an addition does once
+// the map lists its replica: group g's leader adds node to as a non-voter
+// (Raft sends it a snapshot and the log after it); once to applied what
+// the group had committed when it was added, the leader makes it a voter.
+// Each step is a no-op when done (Raft keeps a voter a voter when asked to
+// add it as a non-voter), so a change cut short goes on when run again.
+func (c *Cluster) catchUpVoter(ctx context.Context, g int, to Member) error {
+	ri, err := c.changeVoters(ctx, g, voterChange{Op: "add-nonvoter", ID: to.ID, Addr: to.ClusterAddr})
+	if err != nil {
+		return fmt.Errorf("group %d: add %s as a non-voter: %w", g, to.ID, err)
+	}
+	if err := c.waitCaughtUp(ctx, g, to.ID, ri.Commit); err != nil {
+		return err
+	}
+	if _, err := c.changeVoters(ctx, g, voterChange{Op: "add-voter", ID: to.ID, Addr: to.ClusterAddr}); err != nil {
+		return fmt.Errorf("group %d: make %s a voter: %w", g, to.ID, err)
+	}
+	return nil
+}
+
+// addReplica adds a replica of group g on node id, for a group holding
+// fewer than R (after a recovery, recover.go): the first half of a move,
+// without the removal. 1. The map lists id (last: not the preferred
+// leader); id opens an empty replica, which does not bootstrap (the group
+// changed). 2. and 3. as a move's (catchUpVoter): id counts in the
+// group's quorum only once it applied what the group had committed. A
+// replica listed and not yet a voter (an addition cut short after its
+// step 1) is finished the same way. The caller (rebalance) checked that
+// the group's voters are its listed replicas, but for id.
+func (c *Cluster) addReplica(ctx context.Context, g int, id string) error {
+	m, _ := c.metaSM.current()
+	to := m.Member(id)
+	if g < 0 || g >= len(m.Groups) || to == nil {
+		return &errApply{err: fmt.Errorf("add a replica of group %d on %q: no such group or member", g, id)}
+	}
+	if reps := m.Groups[g].Replicas; !slices.Contains(reps, id) && len(reps) >= m.Replicas {
+		return &errApply{err: fmt.Errorf("group %d holds %d replicas (%s), the cluster's %d: none to add", g, len(reps), strings.Join(reps, ", "), m.Replicas)}
+	}
+	err := c.casMeta(ctx, func(m *Map) *metaCommand {
+		reps := m.Groups[g].Replicas
+		if slices.Contains(reps, id) {
+			return nil
+		}
+		return &metaCommand{Op: "set-replicas", Group: g, Replicas: append(slices.Clone(reps), id)}
+	})
+	if err != nil {
+		return fmt.Errorf("group %d: list %s in the map: %w", g, id, err)
+	}
+	if err := c.catchUpVoter(ctx, g, *to); err != nil {
+		return err
+	}
+	c.logger.Info("cluster: replica added", "group", g, "node", id)
 	return nil
 }
 
@@ -900,6 +954,12 @@ func halfMoved(m *Map, g int, voters []string, verr error) error {
 		}
 	}
 	switch {
+	case len(listedOnly) > 0 && len(reps) <= m.Replicas:
+		// No move of a group holding R leaves that: an addition (or a
+		// move of a group holding fewer) stopped half-way.
+		x := listedOnly[0]
+		return &errApply{err: fmt.Errorf("group %d: %s is listed as one of its replicas (%s) but is not a voter of the group (its voters: %s): a replica added to it (or moved within it while it held fewer than the cluster's %d) stopped before %s became a voter. Run tally cluster rebalance before another change of the group: it finishes that (%s is caught up, then made a voter)",
+			g, x, strings.Join(reps, ", "), strings.Join(voters, ", "), m.Replicas, x, x)}
 	case len(listedOnly) > 0:
 		x := listedOnly[0]
 		return &errApply{err: fmt.Errorf("group %d: %s is listed as one of its replicas (%s) but is not a voter of the group (its voters: %s): a move to %s stopped before %s became a voter, or a move from %s stopped after %s left the group. Finish or undo it before another change of the group: %s --from %s --to %s (or --to another voter) takes %s out of the group (its voters hold every acknowledged write); %s --from <one of %s> --to %s makes %s a replica in that node's place",
@@ -975,15 +1035,41 @@ func (c *Cluster) waitCaughtUp(ctx context.Context, g int, id string, index uint
 	}
 }
 
-// rebalance: see Rebalance.
+// rebalance: see Rebalance. Before anything changes: the groups listing
+// more than R are refused (checkGroups); every group's voters are read
+// from its leader (additions cut short are finished first,
+// stoppedAdditions); the members are asked whether they are up (a
+// replica added on a node that is down would never catch up); and the
+// plan is refused whole when some group cannot be brought to R.
 func (c *Cluster) rebalance(ctx context.Context, dryRun bool) (Plan, error) {
 	m, _ := c.metaSM.current()
 	if err := c.checkGroups(ctx, m); err != nil {
 		return Plan{}, err
 	}
-	plan, err := planRebalance(m, nil)
-	if err != nil || dryRun {
+	up := map[string]bool{}
+	for _, n := range c.Overview(ctx).Nodes {
+		up[n.ID] = n.Up
+	}
+	finish, err := c.stoppedAdditions(ctx, m, up)
+	if err != nil {
+		return Plan{}, err
+	}
+	adds, next, short := planAdditions(m, func(id string) bool { return up[id] })
+	if len(short) > 0 {
+		return Plan{}, underReplicated(next, short, up)
+	}
+	plan, err := planRebalance(next, nil)
+	if err != nil {
 		return plan, err
+	}
+	plan.Adds = append(finish, adds...)
+	if dryRun {
+		return plan, nil
+	}
+	for _, a := range plan.Adds {
+		if err := c.addReplica(ctx, a.Group, a.To); err != nil {
+			return plan, err
+		}
 	}
 	for _, mv := range plan.Moves {
 		if err := c.moveReplica(ctx, mv); err != nil {
@@ -1002,6 +1088,65 @@ func (c *Cluster) rebalance(ctx context.Context, dryRun bool) (Plan, error) {
 		}
 	}
 	return plan, nil
+}
+
+// stoppedAdditions reads each group's voters from its leader and returns,
+// as additions to finish, the replicas m lists that are not voters: in a
+// group listing at most R (checkGroups refused the others), that is an
+// addition, or a move of a group holding fewer than R, stopped before its
+// new replica became a voter (or, for such a move, after its old replica
+// left the group); either way, making the replica a voter again leaves
+// the group with no replica it does not count. Refused: a voter m does not
+// list, a listed replica on a node that is down (it could not catch up),
+// a group whose leader does not answer. Costs one RPC per group, each
+// bounded by configWait.
+func (c *Cluster) stoppedAdditions(ctx context.Context, m *Map, up map[string]bool) ([]Move, error) {
+	var finish []Move
+	for _, gi := range m.Groups {
+		vctx, cancel := context.WithTimeout(ctx, configWait)
+		voters, err := c.groupVoters(vctx, gi.ID)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read group %d's Raft configuration before changing the cluster (see tally cluster status): %w", gi.ID, err)
+		}
+		for _, id := range disagreeing(gi.Replicas, voters) {
+			switch {
+			case !slices.Contains(gi.Replicas, id):
+				return nil, halfMoved(m, gi.ID, voters, nil)
+			case !up[id]:
+				return nil, &errApply{err: fmt.Errorf("group %d lists %s as a replica, which is not a voter of the group (its voters: %s): a replica added to it stopped half-way, and %s does not answer. Start %s and run rebalance again, which finishes the addition; nothing was changed",
+					gi.ID, id, strings.Join(voters, ", "), id, id)}
+			}
+			finish = append(finish, Move{Group: gi.ID, To: id})
+		}
+	}
+	return finish, nil
+}
+
+// underReplicated is the refusal of a rebalance that cannot bring groups
+// short (of m, with as many replicas added as there were nodes for) to
+// R: it names them, the members up, and how many more nodes it takes.
+func underReplicated(m *Map, short []int, up map[string]bool) error {
+	var gs, ups, downs []string
+	need := 0
+	for _, g := range short {
+		reps := m.Groups[g].Replicas
+		gs = append(gs, fmt.Sprintf("%d (%s)", g, strings.Join(reps, ", ")))
+		need = max(need, m.Replicas-len(reps))
+	}
+	for _, mb := range m.Members {
+		if up[mb.ID] {
+			ups = append(ups, mb.ID)
+		} else {
+			downs = append(downs, mb.ID)
+		}
+	}
+	down := ""
+	if len(downs) > 0 {
+		down = fmt.Sprintf(" (%s do not answer: each one started again counts too)", strings.Join(downs, ", "))
+	}
+	return &errApply{err: fmt.Errorf("groups %s would stay under the cluster's %d replicas: each replica of a group needs a node of its own, and too few nodes answer (%s): start %d more node(s) with --cluster-join, admit each with tally cluster add-node, and run rebalance again%s; nothing was changed",
+		strings.Join(gs, ", "), m.Replicas, strings.Join(ups, ", "), need, down)}
 }
 
 // reconcile makes this node's replicas those m gives it: it opens the

@@ -309,7 +309,8 @@ func TestMoveOfAVoterBesideALeftoverIsRefused(t *testing.T) {
 // names the replica left over and a command whose move takes it out of
 // the list keeping the others' order (the first is the preferred leader);
 // with every listed replica a voter, the one a move listed last; without
-// the group's voters, what the map says.
+// the group's voters, what the map says; in a group listing no more than
+// R (an addition stopped half-way), rebalance, which finishes it.
 func TestHalfMovedNamesTheLeftover(t *testing.T) {
 	m, _ := NewMap("c", members(5), 1, 3)
 	for _, tc := range []struct {
@@ -324,6 +325,8 @@ func TestHalfMovedNamesTheLeftover(t *testing.T) {
 		{[]string{"n0", "n1", "n2", "n3"}, []string{"n0", "n1", "n2", "n3"}, nil, "all of them voters: a move stopped after its new replica became a voter (listed last: n3"},
 		{[]string{"n0", "n1", "n2", "n3"}, []string{"n0", "n1", "n2", "n3"}, nil, "or undo it: tally cluster move-replica --group 0 --from n3 --to n2"},
 		{[]string{"n0", "n1", "n2"}, []string{"n0", "n1", "n2", "n4"}, nil, "n4 is a voter of the group but not listed"},
+		{[]string{"n0", "n3"}, []string{"n0"}, nil, "n3 is listed as one of its replicas (n0, n3) but is not a voter of the group (its voters: n0): a replica added to it"},
+		{[]string{"n0", "n3"}, []string{"n0"}, nil, "Run tally cluster rebalance before another change of the group"},
 		{[]string{"n0", "n1", "n2", "n3"}, nil, errors.New("no leader"), "group 0 lists 4 replicas (n0, n1, n2, n3), more than the cluster's 3: a move of it stopped half-way, and its leader did not say which replica is left over (no leader)"},
 	} {
 		m.Groups[0].Replicas = tc.listed
@@ -363,5 +366,107 @@ func TestVoterOpRefusedIsFinal(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "unknown op") {
 			t.Fatalf("%s: %v; want the leader's refusal", c.cfg.NodeID, err)
 		}
+	}
+}
+
+// TestPlanAdditions: groups under R (after a recovery kept one replica of
+// each) get replicas on the members up that hold none of theirs, the least
+// loaded first, and end with R distinct replicas; a member down gets none;
+// with too few members up the groups left under R are returned, and the
+// refusal names them, the nodes up and down, and how many nodes to add.
+func TestPlanAdditions(t *testing.T) {
+	m, _ := NewMap("c", members(5), 8, 3)
+	for i := range m.Groups {
+		m.Groups[i].Replicas = []string{"n0"}
+	}
+	all := func(string) bool { return true }
+	adds, next, short := planAdditions(m, all)
+	if len(short) != 0 || len(adds) != 16 {
+		t.Fatalf("8 groups of 1 replica, R=3, 5 nodes up: %d additions, short %v; want 16, none", len(adds), short)
+	}
+	for _, g := range next.Groups {
+		if len(g.Replicas) != 3 || g.Replicas[0] != "n0" || !sameSet(g.Replicas, slices.Compact(slices.Sorted(slices.Values(g.Replicas)))) {
+			t.Errorf("group %d after the additions: %v; want n0 first and 3 distinct replicas", g.ID, g.Replicas)
+		}
+	}
+	for _, id := range []string{"n1", "n2", "n3", "n4"} {
+		if r, _ := next.load(id); r != 4 {
+			t.Errorf("%s holds %d added replicas, want 4 (16 over 4 nodes)", id, r)
+		}
+	}
+	p, err := planRebalance(next, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if minR, maxR, _, _ := spread(apply(t, next, p)); maxR-minR > 1 {
+		t.Errorf("after the additions and the rebalance replicas spread %d..%d", minR, maxR)
+	}
+
+	downN4 := func(id string) bool { return id != "n4" }
+	adds, _, short = planAdditions(m, downN4)
+	if len(short) != 0 || slices.ContainsFunc(adds, func(a Move) bool { return a.To == "n4" }) {
+		t.Errorf("n4 down: additions %v, short %v; want none on n4, none short", adds, short)
+	}
+
+	small, _ := NewMap("c", members(3), 3, 3)
+	for i := range small.Groups {
+		small.Groups[i].Replicas = []string{"n0"}
+	}
+	up := map[string]bool{"n0": true, "n1": true}
+	_, next, short = planAdditions(small, func(id string) bool { return up[id] })
+	if !slices.Equal(short, []int{0, 1, 2}) {
+		t.Fatalf("R=3, 2 nodes up: short %v, want every group", short)
+	}
+	err = underReplicated(next, short, up)
+	for _, want := range []string{"groups 0 (n0, n1), 1 (n0, n1), 2 (n0, n1) would stay under the cluster's 3 replicas", "too few nodes answer (n0, n1)", "start 1 more node(s)", "n2 do not answer", "nothing was changed"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal %v does not say %q", err, want)
+		}
+	}
+}
+
+// TestRebalanceBringsGroupsBackToR: a group left with one replica of R=3
+// (as a recovery leaves it), beside an addition stopped after its map
+// change (n1 listed, not a voter). rebalance's plan finishes that
+// addition and adds a replica on n3, not on n2, which is down; run, the
+// map lists three replicas and the group's voters are those three; a
+// second plan adds nothing.
+func TestRebalanceBringsGroupsBackToR(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 1, 3) // group 0 on n0, n1, n2
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, id := range []string{"n1", "n2"} {
+		if _, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "remove", ID: id, Handoff: "n0"}); err != nil {
+			t.Fatalf("remove %s from group 0: %v", id, err)
+		}
+	}
+	err := cs[0].casMeta(ctx, func(m *Map) *metaCommand {
+		return &metaCommand{Op: "set-replicas", Group: 0, Replicas: []string{"n0"}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listStopped(t, ctx, cs[0], 0, "n1")
+	cs[2].Close() // n2 is down (it holds no replica any more)
+
+	out, err := cs[3].Rebalance(ctx, true)
+	if err != nil {
+		t.Fatalf("rebalance --dry-run: %v", err)
+	}
+	if want := []Move{{Group: 0, To: "n1"}, {Group: 0, To: "n3"}}; !slices.Equal(out.Plan.Adds, want) {
+		t.Fatalf("the plan adds %+v, want %+v (finish n1, add n3; n2 is down)", out.Plan.Adds, want)
+	}
+	if v := groupVotersNow(t, cs, 0); !slices.Equal(v, []string{"n0"}) {
+		t.Fatalf("the dry run changed the group's voters: %v", v)
+	}
+	if _, err := cs[1].Rebalance(ctx, false); err != nil {
+		t.Fatalf("rebalance: %v", err)
+	}
+	live := []*Cluster{cs[0], cs[1], cs[3]}
+	if got, v := metaLeaderMap(t, live).Groups[0].Replicas, groupVotersNow(t, live, 0); !sameSet(got, []string{"n0", "n1", "n3"}) || !slices.Equal(v, []string{"n0", "n1", "n3"}) {
+		t.Fatalf("after the rebalance the map lists %v and the group's voters are %v, want n0, n1, n3 twice", got, v)
+	}
+	if out, err := cs[0].Rebalance(ctx, true); err != nil || len(out.Plan.Adds) != 0 {
+		t.Fatalf("a second plan: %+v, %v; want no addition", out.Plan, err)
 	}
 }

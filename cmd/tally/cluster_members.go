@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -152,9 +154,24 @@ func moveReplicaCmd(c *ctl) *cobra.Command {
 func rebalanceCmd(c *ctl) *cobra.Command {
 	var dry bool
 	cmd := &cobra.Command{
-		Use:   "rebalance",
-		Short: "Even out replicas and preferred leaders over the nodes",
-		Args:  noArgs,
+		Use:   "rebalance [--dry-run]",
+		Short: "Bring every group to the cluster's replica count, then even out replicas and preferred leaders",
+		Long: `rebalance first adds a replica to every group holding fewer than the cluster's
+replica count (after tally cluster recover, say): each on the least loaded node that
+answers and holds none of the group's, caught up with a snapshot and the log before it
+counts as a voter. Then it moves replicas from the most to the least loaded nodes, and
+orders each group's replicas so that preferred leaders spread.
+
+Refused, with nothing changed, when too few nodes answer to bring every group to the
+replica count (it names the groups and how many nodes to add: start them with
+--cluster-join and admit them with add-node first), and while a move is left half-way.
+An addition cut short goes on when rebalance runs again.
+
+The plan is a table: GROUP FROM TO, FROM "(new)" for a replica added; then the groups
+whose preferred leader changes. --dry-run prints it and changes nothing.
+
+Exit 0: done, or nothing to do. Exit 1: refused or not finished. Exit 2: bad flags.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out cluster.Outcome
 			if err := c.call(cmd, http.MethodPost, "/api/v1/cluster/rebalance", map[string]bool{"dryRun": dry}, &out); err != nil {
@@ -163,7 +180,7 @@ func rebalanceCmd(c *ctl) *cobra.Command {
 			return c.print(out, func(w *tabwriter.Writer) {
 				printMoves(w, out.Plan)
 				switch {
-				case len(out.Plan.Moves) == 0 && len(out.Plan.Leaders) == 0:
+				case len(out.Plan.Adds) == 0 && len(out.Plan.Moves) == 0 && len(out.Plan.Leaders) == 0:
 					fmt.Fprintln(w, "balanced: nothing to do")
 				case dry:
 					fmt.Fprintln(w, "dry run: nothing changed")
@@ -179,10 +196,10 @@ func rebalanceCmd(c *ctl) *cobra.Command {
 
 // printMoves writes a plan as a table.
 func printMoves(w *tabwriter.Writer, p cluster.Plan) {
-	if len(p.Moves) > 0 {
+	if len(p.Adds)+len(p.Moves) > 0 {
 		fmt.Fprintln(w, "GROUP\tFROM\tTO")
-		for _, mv := range p.Moves {
-			fmt.Fprintf(w, "%d\t%s\t%s\n", mv.Group, mv.From, mv.To)
+		for _, mv := range slices.Concat(p.Adds, p.Moves) {
+			fmt.Fprintf(w, "%d\t%s\t%s\n", mv.Group, cmp.Or(mv.From, "(new)"), mv.To)
 		}
 	}
 	if len(p.Leaders) > 0 {
