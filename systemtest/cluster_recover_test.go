@@ -3,8 +3,10 @@ package systemtest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,9 +30,17 @@ import (
 //
 // Started again alone with its usual flags, the survivor serves every
 // acknowledged write (read on its replica and through its leaders), takes
-// new writes, its map lists it alone (the lost nodes are no members), a
-// lost node started over its old data dir is refused as removed, and a
-// fresh node (new id) is admitted with add-node and takes replicas.
+// new writes, its map lists it alone (the lost nodes are no members), and
+// a lost node started over its old data dir is refused as removed.
+//
+// Then redundancy comes back: with one fresh node (new id) admitted,
+// rebalance is refused (exit 1) naming the groups that would stay under 3
+// replicas and changes nothing; with a second one, its plan adds two
+// replicas to every group and, run, every group lists n0 and both fresh
+// nodes, whose replicas hold every acknowledged write (local reads), and
+// the replicas check equal. Last, the original survivor is killed: every
+// group elects a leader among the fresh nodes, which serve every
+// acknowledged write through the leaders and take new writes.
 func TestClusterRecoverLostQuorum(t *testing.T) {
 	const groups = 3
 	c := startCluster(t, 3, groups, 3)
@@ -108,7 +118,7 @@ func TestClusterRecoverLostQuorum(t *testing.T) {
 	t.Logf("survivor ready %s after its start", time.Since(t0).Round(time.Millisecond))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m := c.clusterMap(0)
+		m := c.nodeMap(0)
 		var members []string
 		for _, mb := range m.Members {
 			members = append(members, mb.ID)
@@ -157,18 +167,92 @@ func TestClusterRecoverLostQuorum(t *testing.T) {
 		t.Fatalf("the lost node's refusal does not say it was removed:\n%s", out)
 	}
 
-	// Redundancy comes back through the usual changes: a fresh node is
-	// admitted and takes replicas.
+	// Redundancy comes back. One fresh node is not enough for 3 replicas
+	// per group: refused, nothing changed.
 	c.join("n3", 0)
-	if _, code := c.tallyCluster(0, "rebalance"); code != 0 {
-		t.Fatalf("rebalance onto the new node: exit %d", code)
+	if _, code := c.tallyCluster(0, "rebalance"); code != 1 || !containsAll(c.lastErr, "groups 0 (n0, n3), 1 (n0, n3), 2 (n0, n3) would stay under the cluster's 3 replicas", "start 1 more node(s)", "nothing was changed") {
+		t.Fatalf("rebalance with 2 nodes for 3 replicas per group: exit %d, want 1 naming the groups:\n%s", code, c.lastErr)
 	}
-	if held := c.replicasHeld(0); held["n3"] == 0 {
-		t.Fatalf("the new node holds no replica after the rebalance: %v", held)
+	for g, gi := range c.nodeMap(0).Groups {
+		if !slices.Equal(gi.Replicas, []string{"n0"}) {
+			t.Fatalf("the refused rebalance changed group %d's replicas: %v", g, gi.Replicas)
+		}
+	}
+	// A second one: every group gets its two missing replicas.
+	c.join("n4", 0)
+	out, code = c.tallyCluster(1, "rebalance", "--dry-run")
+	if code != 0 || strings.Count(out, "(new)") != 2*groups || !strings.Contains(out, "dry run: nothing changed") {
+		t.Fatalf("rebalance --dry-run: exit %d, want a plan adding %d replicas:\n%s", code, 2*groups, out)
+	}
+	t.Logf("rebalance --dry-run:\n%s", out)
+	t0 = time.Now()
+	if out, code = c.tallyCluster(2, "rebalance"); code != 0 {
+		t.Fatalf("rebalance onto the new nodes: exit %d", code)
+	}
+	t.Logf("rebalance (%s):\n%s", time.Since(t0).Round(time.Millisecond), out)
+	for g, gi := range c.clusterMap(0).Groups {
+		if !slices.Equal(slices.Sorted(slices.Values(gi.Replicas)), []string{"n0", "n3", "n4"}) {
+			t.Fatalf("after the rebalance group %d lists %v, want n0, n3 and n4", g, gi.Replicas)
+		}
+	}
+	if out, code := c.tallyCluster(0, "rebalance", "--dry-run"); code != 0 || strings.Contains(out, "(new)") {
+		t.Errorf("a second rebalance would add replicas: exit %d:\n%s", code, out)
 	}
 	c.waitConverged(time.Minute)
-	l.check()
+	if out, code := c.tallyCluster(1, "check"); code != 0 {
+		t.Fatalf("check after the rebalance: exit %d:\n%s", code, out)
+	}
+	l.check() // on every node's own replica: n3's and n4's hold every acknowledged write
 	l2.check()
+
+	// The proof: without the original survivor, every group still has a
+	// quorum, which serves reads and writes.
+	sv.Kill()
+	c.nodes = c.nodes[1:]
+	c.waitLeaders(groups, 30*time.Second)
+	for _, ld := range []*clusterLoad{l, l2} {
+		for u := range loadUsers {
+			user := fmt.Sprintf("%su%d", ld.prefix, u)
+			f, err := c.nodes[u%2].Client.GetFeatures(context.Background(), client.LookupRequest{Service: "fraud_detection",
+				JoinKeys:       map[string]any{"user_id": user, "merchant": "x", "country": "FR"},
+				RequestContext: map[string]any{"amt": 1, "lat": 0, "long": 0}})
+			if err != nil {
+				t.Fatalf("lookup of %s (default level) without n0: %v", user, err)
+			}
+			if got, _ := f.Get("user_transaction_counts.amt_count_1h"); toInt(got) != ld.acked[user] {
+				t.Errorf("without n0: %s counted %v, %d acknowledged", user, got, ld.acked[user])
+			}
+		}
+	}
+	l3 := startLoad(t, c, "rk-", 2, 0, 1)
+	l3.waitAcked(20, time.Minute)
+	l3.halt()
+	c.waitConverged(time.Minute) // check reads each node's own replica
+	l3.check()
+}
+
+// nodeMap is node i's own cluster map (from its overview). clusterMap
+// asks rebalance --dry-run, which is refused while groups hold fewer
+// than R replicas and too few nodes answer to add them.
+func (c *testCluster) nodeMap(i int) (m struct {
+	Version uint64
+	Members []struct{ ID string }
+	Groups  []struct{ Replicas []string }
+}) {
+	c.t.Helper()
+	resp, err := http.Get(c.nodes[i].URL + "/api/v1/cluster/overview")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var o struct{ Map json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil || resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("overview of node %d: %s: %v", i, resp.Status, err)
+	}
+	if err := json.Unmarshal(o.Map, &m); err != nil {
+		c.t.Fatalf("map: %v", err)
+	}
+	return m
 }
 
 // TestClusterRecoverAcceptDataLoss: a 2-node cluster with one replica per
