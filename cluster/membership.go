@@ -954,9 +954,10 @@ func halfMoved(m *Map, g int, voters []string, verr error) error {
 		}
 	}
 	switch {
-	case len(listedOnly) > 0 && len(reps) <= m.Replicas:
+	case len(listedOnly) > 0 && len(votersOnly) == 0 && len(reps) <= m.Replicas:
 		// No move of a group holding R leaves that: an addition (or a
-		// move of a group holding fewer) stopped half-way.
+		// move of a group holding fewer) stopped half-way, which
+		// rebalance finishes (stoppedAdditions).
 		x := listedOnly[0]
 		return &errApply{err: fmt.Errorf("group %d: %s is listed as one of its replicas (%s) but is not a voter of the group (its voters: %s): a replica added to it (or moved within it while it held fewer than the cluster's %d) stopped before %s became a voter. Run tally cluster rebalance before another change of the group: it finishes that (%s is caught up, then made a voter)",
 			g, x, strings.Join(reps, ", "), strings.Join(voters, ", "), m.Replicas, x, x)}
