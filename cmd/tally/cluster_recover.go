@@ -42,7 +42,10 @@ A group with no replica on a kept node refuses the recovery, naming it; with
 --accept-data-loss it is recreated EMPTY on the kept nodes: its events are lost.
 
 Without --yes it prints what it would do and changes nothing. Refused while the node
-runs (the data dir's lock). After it: start the kept nodes with their usual flags.
+runs (the data dir's lock). After it: start the kept nodes with their usual flags. The
+groups then hold fewer replicas than the cluster's replica count: start fresh nodes
+(new ids, --cluster-join), admit them with add-node, and run tally cluster rebalance,
+which adds the missing replicas.
 
 Exit 0: done (or the dry run's plan). Exit 1: refused or failed (the node runs, a group
 would be lost, a replica move was stopped half-way). Exit 2: bad flags (no --keep, an id
