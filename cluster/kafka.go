@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -195,12 +196,15 @@ func (c *Cluster) writeStreamGroup(g int, known *streamKnown, b *store.Batch, of
 // starts at the source's start position and commits the empty range there
 // first, so that every group learns it). A group holding none while
 // others hold some is left out of the minimum: it applies whatever range
-// comes first.
-func (c *Cluster) StreamResume(source, topic string, partition int32) (next int64, ok bool, err error) {
+// comes first. held lists the partitions of the topic some group holds an
+// offset of (read with the same requests): a partition none holds while
+// others are held was added to the topic after the cluster first consumed
+// it.
+func (c *Cluster) StreamResume(source, topic string, partition int32) (next int64, ok bool, held []int32, err error) {
 	m := c.Map()
 	groups := len(m.Groups)
 	known := c.streamKnown(streamID{source, topic, partition}, groups)
-	res := make([]streamApplied, groups)
+	res := make([]streamOffsets, groups)
 	errs := make([]error, groups)
 	var wg sync.WaitGroup
 	for g := range groups {
@@ -212,10 +216,15 @@ func (c *Cluster) StreamResume(source, topic string, partition int32) (next int6
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return 0, false, err
+		return 0, false, nil, err
 	}
 	var highest int64
 	for g, r := range res {
+		for _, p := range r.Held {
+			if !slices.Contains(held, p) {
+				held = append(held, p)
+			}
+		}
 		if !r.Known {
 			continue
 		}
@@ -231,26 +240,43 @@ func (c *Cluster) StreamResume(source, topic string, partition int32) (next int6
 		c.logger.Info("kafka partition resumes at its lowest group's offset; groups ahead get only what they lack",
 			"source", source, "topic", topic, "partition", partition, "lowest", next, "highest", highest)
 	}
-	return next, ok, nil
+	return next, ok, held, nil
+}
+
+// streamOffsets is a group's answer to a stream offset read: the
+// partition's next offset, and the partitions of its topic the group holds
+// an offset of (Held; a node of an older version leaves it out).
+type streamOffsets struct {
+	streamApplied
+	Held []int32 `json:"held,omitempty"`
+}
+
+func readStreamOffsets(st *store.Store, source, topic string, partition int32) streamOffsets {
+	var r streamOffsets
+	r.Next, r.Known = st.StreamOffset(source, topic, partition)
+	for p := range st.StreamOffsets(source, topic) {
+		r.Held = append(r.Held, p)
+	}
+	return r
 }
 
 // streamOffset reads group g's offset of a partition on its leader, after
 // a barrier: every entry committed before the read is applied.
-func (c *Cluster) streamOffset(g int, source, topic string, partition int32) (streamApplied, error) {
-	var r streamApplied
+func (c *Cluster) streamOffset(g int, source, topic string, partition int32) (streamOffsets, error) {
+	var r streamOffsets
 	err := c.askLeader(g, c.cfg.WriteTimeout, "stream offset", func(dg *dataGroup) {
-		r.Next, r.Known = dg.fsm.Store().StreamOffset(source, topic, partition)
+		r = readStreamOffsets(dg.fsm.Store(), source, topic, partition)
 	}, func(ctx context.Context, attempt int) error {
 		q := url.Values{"group": {strconv.Itoa(g)}, "source": {source}, "topic": {topic}, "partition": {strconv.Itoa(int(partition))}}
 		b, err := c.callGroup(ctx, g, attempt, http.MethodGet, "/v1/stream?"+q.Encode(), nil)
 		if err != nil {
 			return err
 		}
-		r = streamApplied{}
+		r = streamOffsets{}
 		return json.Unmarshal(b, &r)
 	})
 	if err != nil {
-		return streamApplied{}, err
+		return streamOffsets{}, err
 	}
 	return r, nil
 }
@@ -271,7 +297,5 @@ func (c *Cluster) serveStreamOffset(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	var res streamApplied
-	res.Next, res.Known = dg.fsm.Store().StreamOffset(q.Get("source"), q.Get("topic"), int32(p))
-	json.NewEncoder(w).Encode(res)
+	json.NewEncoder(w).Encode(readStreamOffsets(dg.fsm.Store(), q.Get("source"), q.Get("topic"), int32(p)))
 }

@@ -1,14 +1,20 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/kafkasource"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
+	"github.com/tally-ml/tally/systemtest/kafkatest"
 )
 
 const kafkaTestRepo = `sources:
@@ -88,13 +94,13 @@ func TestWriteStreamExactlyOnce(t *testing.T) {
 	}
 	resume := func(c *Cluster) int64 {
 		t.Helper()
-		next, ok, err := c.StreamResume("transactions", "t", 3)
+		next, ok, _, err := c.StreamResume("transactions", "t", 3)
 		if err != nil || !ok {
 			t.Fatalf("resume: %d %v %v", next, ok, err)
 		}
 		return next
 	}
-	if _, ok, err := cs[1].StreamResume("transactions", "t", 3); ok || err != nil {
+	if _, ok, _, err := cs[1].StreamResume("transactions", "t", 3); ok || err != nil {
 		t.Fatalf("a partition no group holds resumes somewhere (%v, %v)", ok, err)
 	}
 	// Writer A (node 0) starts the partition and commits [0, 1000).
@@ -175,4 +181,184 @@ func TestWriteStreamExactlyOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestMain(m *testing.M) { kafkatest.Main(m) }
+
+// kafkaGrowRepo is a repo whose source consumes topic from its end
+// (start: latest), counting and summing per user.
+func kafkaGrowRepo(t *testing.T, addr, topic string) fstest.MapFS {
+	t.Helper()
+	return fstest.MapFS{"repo.yaml": {Data: fmt.Appendf(nil, `sources:
+  - name: transactions
+    lateness: 2h
+    schema: {user_id: string, amt: float}
+    kafka: {brokers: [%s], topic: %s, group: g-%s, start: latest}
+entities:
+  - {name: user, join_key: user_id}
+feature_views:
+  - name: u
+    source: transactions
+    entity: user
+    aggregations:
+      - {column: amt, function: count, window: 2h}
+      - {column: amt, function: sum, window: 2h}
+feature_services:
+  - {name: su, features: [u]}
+`, addr, topic, topic)}}
+}
+
+// TestKafkaPartitionAddedLatest: a cluster consuming a topic with start:
+// latest, a partition added to the topic while the cluster runs (records
+// produced to it before the group's members notice it, at their next
+// metadata refresh) and one added while the cluster's consumers are
+// stopped: each new partition is read from its first record, and every
+// record produced after the cluster started is counted once (records
+// produced before it, the start position skips).
+func TestKafkaPartitionAddedLatest(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic := "cluster-grow"
+	b.CreateTopic(t, topic, 2)
+	pr := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	base := time.Now().Add(-30 * time.Minute).UnixMilli()
+	count, sum := map[string]int{}, map[string]float64{}
+	seq := 0
+	produce := func(p int32, n int, counted bool) {
+		t.Helper()
+		var recs []*kgo.Record
+		for range n {
+			u := fmt.Sprintf("u%d", seq%13)
+			amt := float64(seq % 50)
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, `{"user_id":%q,"amt":%g,"timestamp":%d}`, u, amt, base+int64(seq))})
+			if counted {
+				count[u]++
+				sum[u] += amt
+			}
+			seq++
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := pr.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce to partition %d: %v", p, err)
+		}
+	}
+	grow := func(total int) {
+		t.Helper()
+		resp, err := kadm.NewClient(b.Client(t)).CreatePartitions(context.Background(), total-len(ends(t, b, topic)), topic)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Fatalf("add partitions: %v", err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); len(ends(t, b, topic)) < total; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("topic %s has not %d partitions within 30 s", topic, total)
+			}
+		}
+		// A producer that knows the new partitions.
+		pr = b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
+	// History before the cluster starts: skipped (latest).
+	produce(0, 20, false)
+	produce(1, 20, false)
+	fsys := kafkaGrowRepo(t, b.Addr, topic)
+	cs, fronts := openTestCluster(t, fsys, 2, 2, 2)
+	start := func() []*kafkasource.Consumer {
+		var all []*kafkasource.Consumer
+		for i, c := range cs {
+			// Members notice a new partition at their metadata refresh:
+			// every 10 s here (5 min by default), so the test is bounded
+			// and records reach the new partition first.
+			got, err := kafkasource.StartAllRouted(fronts[i], c, kafkasource.Options{ClientOpts: []kgo.Opt{kgo.MetadataMaxAge(10 * time.Second)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, got...)
+		}
+		return all
+	}
+	stop := func(all []*kafkasource.Consumer) {
+		for _, c := range all {
+			c.Close()
+		}
+	}
+	// waitHeld waits until the cluster holds an offset of every partition
+	// in want at or past it.
+	waitHeld := func(want map[int32]int64) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			done := true
+			var got []string
+			for p, end := range want {
+				next, ok, _, err := cs[0].StreamResume("transactions", topic, p)
+				got = append(got, fmt.Sprintf("%d: %d %v %v", p, next, ok, err))
+				done = done && err == nil && ok && next >= end
+			}
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the cluster does not hold the partitions' ends %v within 90 s: %v", want, got)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	consumers := start()
+	defer func() { stop(consumers) }()
+	waitHeld(map[int32]int64{0: 20, 1: 20}) // pinned at their ends
+	produce(0, 30, true)
+	produce(1, 30, true)
+	waitHeld(ends(t, b, topic))
+	// A partition added while the cluster consumes, records in it before
+	// the members' next metadata refresh.
+	grow(3)
+	produce(2, 40, true)
+	if _, ok, _, _ := cs[0].StreamResume("transactions", topic, 2); ok {
+		t.Log("the members noticed partition 2 before its records were produced (the restart below still covers the case)")
+	}
+	produce(0, 10, true)
+	waitHeld(ends(t, b, topic))
+	// A partition added while the cluster's consumers are stopped.
+	stop(consumers)
+	consumers = nil
+	grow(4)
+	produce(3, 25, true)
+	produce(1, 5, true)
+	consumers = start()
+	produce(3, 5, true)
+	waitHeld(ends(t, b, topic))
+	for i, nd := range fronts {
+		for u, want := range count {
+			out, aerr := nd.GetFeatures(nil, fmt.Appendf(nil, `{"params":{"feature_service_name":"su","join_key_map":{"user_id":%q}}}`, u))
+			if aerr != nil {
+				t.Fatal(aerr)
+			}
+			feats, err := client.DecodeFeatures(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _ := feats.Get("u.amt_count_2h")
+			s, _ := feats.Get("u.amt_sum_2h")
+			if c != float64(want) || s != sum[u] {
+				t.Errorf("node %d: user %s: count %v sum %v, want %d and %v (every record produced after the cluster started, once)", i, u, c, s, want, sum[u])
+			}
+		}
+	}
+}
+
+// ends is topic's end offset per partition.
+func ends(t *testing.T, b *kafkatest.Broker, topic string) map[int32]int64 {
+	t.Helper()
+	listed, err := kadm.NewClient(b.Client(t)).ListEndOffsets(context.Background(), topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
 }

@@ -35,8 +35,8 @@ func (r *countingRouter) WriteStream(*store.Batch, []int64, store.StreamPos, int
 	return nil
 }
 
-func (r *countingRouter) StreamResume(string, string, int32) (int64, bool, error) {
-	return 0, false, nil
+func (r *countingRouter) StreamResume(string, string, int32) (int64, bool, []int32, error) {
+	return 0, false, nil, nil
 }
 
 // stoppingConsumer is a consumer of a source with a dead-letter topic whose

@@ -24,8 +24,9 @@ type Router interface {
 	// returns once every group holds offsets up to pos.Next.
 	WriteStream(b *store.Batch, offsets []int64, pos store.StreamPos, clock int64) error
 	// StreamResume is where a newly assigned partition resumes: the
-	// minimum over groups of their next offsets (ok false: none holds any).
-	StreamResume(source, topic string, partition int32) (next int64, ok bool, err error)
+	// minimum over groups of their next offsets (ok false: none holds any);
+	// held lists the partitions of the topic some group holds an offset of.
+	StreamResume(source, topic string, partition int32) (next int64, ok bool, held []int32, err error)
 }
 
 // Session timings of a cluster node's group member: a node killed without
@@ -189,10 +190,9 @@ func (c *Consumer) resume(ctx context.Context, offsets map[string]map[int32]kgo.
 	return offsets, nil
 }
 
-// resumeAt is partition p's resume offset; for a partition no group holds
-// an offset of, the source's start position, committed as an empty range
-// to every group first. It retries for up to 30 s (within the group's
-// rebalance timeout), then fails the assignment (the client rejoins).
+// resumeAt is partition p's resume offset (resumeOnce). It retries for up
+// to 30 s (within the group's rebalance timeout), then fails the
+// assignment (the client rejoins).
 func (c *Consumer) resumeAt(ctx context.Context, p int32) (int64, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	backoff := 100 * time.Millisecond
@@ -217,8 +217,21 @@ func (c *Consumer) resumeAt(ctx context.Context, p int32) (int64, error) {
 	}
 }
 
+// resumeOnce is partition p's resume offset: the cluster's, or for a
+// partition no group holds an offset of, a start committed first as an
+// empty range to every group, as a single node's pinStart does. While no
+// group holds any partition of the topic, the cluster consumes it for the
+// first time: every partition listed is committed at the source's start
+// position (the end for latest, the log start for earliest), p first, so
+// that every partition that exists then is held. A partition none holds
+// while others are held was therefore added to the topic after that (the
+// members notice one at their metadata refresh, minutes later): every
+// record in it came after the cluster started consuming the topic, and it
+// starts at its log start, whatever the start position. (A first start
+// that fails between its commits leaves partitions unheld: they are then
+// read from their log start, history included, never skipped.)
 func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
-	next, ok, err := c.router.StreamResume(c.src.Name, c.k.Topic, p)
+	next, ok, held, err := c.router.StreamResume(c.src.Name, c.k.Topic, p)
 	if err != nil || ok {
 		return next, err
 	}
@@ -226,10 +239,13 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var listed kadm.ListedOffsets
-	if c.k.Start == "latest" {
+	if c.k.Start == "latest" && len(held) == 0 {
 		listed, err = adm.ListEndOffsets(lctx, c.k.Topic)
 	} else {
 		listed, err = adm.ListStartOffsets(lctx, c.k.Topic)
+	}
+	if err == nil {
+		err = listed.Error()
 	}
 	if err != nil {
 		return 0, err
@@ -238,14 +254,32 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 	if !found {
 		return 0, fmt.Errorf("partition %d of topic %s not listed", p, c.k.Topic)
 	}
-	if o.Err != nil {
-		return 0, o.Err
+	pin := func(p int32, at int64) error {
+		var b store.Batch
+		b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+		pos := store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: at, Next: at}
+		return c.router.WriteStream(&b, nil, pos, c.node.StreamClock())
 	}
-	var b store.Batch
-	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
-	pos := store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: o.Offset, Next: o.Offset}
-	if err := c.router.WriteStream(&b, nil, pos, c.node.StreamClock()); err != nil {
+	if err := pin(p, o.Offset); err != nil {
 		return 0, err
+	}
+	if len(held) > 0 {
+		c.logger.Info("kafka partition added to the topic: consuming it from its first record", "partition", p, "offset", o.Offset)
+		return o.Offset, nil
+	}
+	for q, lo := range listed[c.k.Topic] {
+		if q == p {
+			continue
+		}
+		// Only an unheld one: another member may have started it since
+		// (and a node of an older version answers without held).
+		_, ok, _, err := c.router.StreamResume(c.src.Name, c.k.Topic, q)
+		if err == nil && !ok {
+			err = pin(q, lo.Offset)
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
 	return o.Offset, nil
 }
