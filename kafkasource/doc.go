@@ -26,7 +26,10 @@
 // tally_kafka_records_rejected_total{source,reason}, logged (at most one
 // line a second per source, with topic, partition and offset) and, with
 // dead_letter_topic, produced there as they were with headers saying why
-// (before the batch commits, so none is lost).
+// (before the batch commits, so none is lost). A source whose topic or
+// dead_letter_topic the brokers do not know consumes nothing (a cluster's
+// member does not join the group) and logs why, retrying with backoff,
+// until both exist.
 //
 // Backpressure: the loop is synchronous, poll -> decode -> commit (durable
 // and applied) -> poll, over a bounded fetch buffer, so fetching stops

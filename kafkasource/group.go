@@ -81,6 +81,9 @@ func (s *routedSink) StreamOffset(_, _ string, partition int32) (int64, bool) {
 // runGroup consumes the partitions the group assigns this member.
 func (c *Consumer) runGroup(ctx context.Context) {
 	c.held = map[int32]int64{}
+	if _, err := c.waitTopics(ctx); err != nil {
+		return // stopped
+	}
 	opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumerGroup(c.k.Group), kgo.ConsumeTopics(c.k.Topic),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(resetOffset),
 		kgo.SessionTimeout(groupSessionTimeout), kgo.HeartbeatInterval(groupHeartbeat),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -236,6 +237,62 @@ func (c *Consumer) Close() {
 // and those below the state's offset are skipped as counted.
 var resetOffset = kgo.NewOffset().AtStart()
 
+// checkTopics lists the topic's partitions (their end offsets) and checks
+// that the dead-letter topic, if any, exists: a missing one fails the
+// start like a missing topic, since a rejected record could not be
+// produced there and would be lost once its batch commits. (The clients
+// never ask the brokers to create a topic.)
+func (c *Consumer) checkTopics(ctx context.Context) (kadm.ListedOffsets, error) {
+	ends, missing, err := c.listEnds(ctx, c.k.Topic)
+	if err == nil && missing {
+		err = fmt.Errorf("topic %s does not exist", c.k.Topic)
+	}
+	if err != nil || c.k.DeadLetterTopic == "" {
+		return ends, err
+	}
+	if _, missing, err = c.listEnds(ctx, c.k.DeadLetterTopic); err != nil {
+		return nil, fmt.Errorf("list dead_letter_topic %s: %w", c.k.DeadLetterTopic, err)
+	}
+	if missing {
+		return nil, fmt.Errorf("dead_letter_topic %s does not exist: create it (no record of topic %s is consumed until it exists, so that every rejected record reaches it)", c.k.DeadLetterTopic, c.k.Topic)
+	}
+	return ends, nil
+}
+
+// listEnds lists topic's end offsets; missing: the brokers do not know it.
+func (c *Consumer) listEnds(ctx context.Context, topic string) (_ kadm.ListedOffsets, missing bool, _ error) {
+	ends, err := kadm.NewClient(c.admin).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil, true, nil
+	}
+	return ends, err == nil && len(ends[topic]) == 0, err
+}
+
+// waitTopics retries checkTopics with backoff, counting and logging each
+// failure, until it succeeds or ctx ends.
+func (c *Consumer) waitTopics(ctx context.Context) (kadm.ListedOffsets, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		ends, err := c.checkTopics(ctx)
+		if err == nil {
+			return ends, nil
+		}
+		c.fetchErrors.Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka source not started: its topics are not listed; retrying with backoff", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
 // assign lists the topic's partitions and starts consuming each at the
 // state's offset. A partition the state holds none of starts at the
 // source's start position, resolved to a number (earliest: the log start;
@@ -247,13 +304,7 @@ var resetOffset = kgo.NewOffset().AtStart()
 func (c *Consumer) assign(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
-		ends, err := kadm.NewClient(c.admin).ListEndOffsets(ctx, c.k.Topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		if err == nil && len(ends[c.k.Topic]) == 0 {
-			err = fmt.Errorf("topic %s does not exist", c.k.Topic)
-		}
+		ends, err := c.checkTopics(ctx)
 		resumed := 0 // partitions the state held an offset of
 		if err == nil {
 			resumed, err = c.pinStart(ctx, ends)
@@ -278,7 +329,7 @@ func (c *Consumer) assign(ctx context.Context) error {
 		}
 		c.fetchErrors.Inc()
 		if c.logLimit.allow() {
-			c.logger.Warn("kafka topic's partitions not listed or their start not committed; retrying with backoff", "err", err)
+			c.logger.Warn("kafka source not started: its topics not listed or its partitions' start not committed; retrying with backoff", "err", err)
 		}
 		select {
 		case <-ctx.Done():

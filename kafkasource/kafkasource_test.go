@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/kafkasource"
 	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/systemtest/kafkatest"
 	"github.com/tally-ml/tally/windows"
 	"github.com/tally-ml/tally/windows/windowstest"
@@ -410,4 +414,122 @@ func TestAbortedTransactionsAreNotCounted(t *testing.T) {
 	}()
 	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
 	checkReference(t, in.Node, append(append([]event(nil), evs[:200]...), evs[400:]...))
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDeadLetterTopicMissing: a dead_letter_topic the brokers do not know
+// holds the source back, with a logged error saying to create it, like a
+// missing topic: nothing is consumed (a rejected record could not be
+// dead-lettered, and would be lost once its batch commits). Once the topic
+// exists, the source starts: every good record counted once, the bad one
+// dead-lettered.
+func TestDeadLetterTopicMissing(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic, dlq := "dlq-missing", "dlq-missing_rejected"
+	b.CreateTopic(t, topic, 1)
+	good := genEvents(20, 11)
+	cl := b.Client(t)
+	produce(t, cl, topic, good[:10])
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: []byte(`{"user_id": `)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, cl, topic, good[10:])
+	in := openNode(t, t.TempDir(), testRepo(t, b.Addr, topic, "      dead_letter_topic: "+dlq))
+	defer in.Close()
+	var logs syncBuffer
+	cs, err := kafkasource.StartAll(in.Node, kafkasource.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs[0].Close()
+	want := "dead_letter_topic " + dlq + " does not exist: create it"
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), want); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log says %q within 30 s; logs:\n%s", want, logs.String())
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if got := in.Node.StreamOffsets("tx", topic); len(got) != 0 {
+		t.Fatalf("the source consumed while its dead-letter topic is missing: state offsets %v", got)
+	}
+	b.CreateTopic(t, dlq, 1)
+	waitCaught(t, in.Node, topic, endOffsets(t, cl, topic))
+	checkReference(t, in.Node, good)
+	rd := b.Client(t, kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var dead []*kgo.Record
+	for len(dead) == 0 && ctx.Err() == nil {
+		dead = append(dead, rd.PollFetches(ctx).Records()...)
+	}
+	if len(dead) != 1 || string(dead[0].Value) != `{"user_id": ` {
+		t.Fatalf("dead-letter topic holds %d records, want the rejected one", len(dead))
+	}
+}
+
+// pinCounter is a cluster's write path that holds nothing and counts the
+// batches written through it.
+type pinCounter struct{ writes atomic.Int32 }
+
+func (r *pinCounter) WriteStream(*store.Batch, []int64, store.StreamPos, int64) error {
+	r.writes.Add(1)
+	return nil
+}
+
+func (r *pinCounter) StreamResume(string, string, int32) (int64, bool, []int32, error) {
+	return 0, false, nil, nil
+}
+
+// TestRoutedDeadLetterTopicMissing: a cluster member whose source's
+// dead_letter_topic the brokers do not know does not join the group (no
+// partition is assigned to it, none started) and logs why, until the
+// topic exists.
+func TestRoutedDeadLetterTopicMissing(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic, dlq := "routed-dlq-missing", "routed-dlq-missing_rejected"
+	b.CreateTopic(t, topic, 2)
+	n, err := node.New(testRepo(t, b.Addr, topic, "      dead_letter_topic: "+dlq), node.DefaultConfig(), node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	router := &pinCounter{}
+	cs, err := kafkasource.StartAllRouted(n, router, kafkasource.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs[0].Close()
+	want := "dead_letter_topic " + dlq + " does not exist: create it"
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), want); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log says %q within 30 s; logs:\n%s", want, logs.String())
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if w := router.writes.Load(); w != 0 {
+		t.Fatalf("the member started %d partitions while its dead-letter topic is missing", w)
+	}
+	b.CreateTopic(t, dlq, 1)
+	for deadline := time.Now().Add(60 * time.Second); router.writes.Load() < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the member did not start the topic's 2 partitions within 60 s of its dead-letter topic's creation (%d started); logs:\n%s", router.writes.Load(), logs.String())
+		}
+	}
 }
