@@ -23,16 +23,18 @@ import (
 	"github.com/tally-ml/tally/tabular"
 )
 
-// modelPlan is a feature service's model: which outputs feed it, in model
-// column order, and the live Scorer (swapped atomically on reload, so
+// modelPlan is a feature service's model: which outputs feed it, in
+// model.inputs order, and the live model (swapped atomically on reload, so
 // in-flight requests finish on the model they started with).
 type modelPlan struct {
 	def    *features.Model
-	inputs []feed // each numeric model input
+	inputs []feed // each numeric model input, in model.inputs order
 	strs   []feed // each string model input (score.StringScorer)
-	scorer atomic.Pointer[score.Scorer]
-	fsys   fs.FS  // where the ONNX file is, for reloads
-	path   string // the ONNX file in fsys
+	// names are the features' names of inputs and strs.
+	names, strNames []string
+	scorer          atomic.Pointer[loadedModel]
+	fsys            fs.FS  // where the ONNX file is, for reloads
+	path            string // the ONNX file in fsys
 	// modTime and size are the file's when it was last read (loaded or
 	// refused): a change to either is a new file to load.
 	modTime time.Time
@@ -49,6 +51,14 @@ type modelPlan struct {
 type feed struct {
 	ctx bool
 	i   int
+}
+
+// loadedModel is a Scorer and its feeds in the model's input order
+// (check): a model whose inputs are named after the features is fed by
+// name, so a reloaded file may order them otherwise.
+type loadedModel struct {
+	s            score.Scorer
+	inputs, strs []feed
 }
 
 // ModelOpener builds the Scorer of a model definition; an ONNX model's file
@@ -116,10 +126,13 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 			if ref.View < 0 || ref.View >= len(p.ctxCols) {
 				return nil, fmt.Errorf("model input %d is not in the service's request context", ref.View)
 			}
+			name := "request." + p.ctxCols[ref.View].Name
 			if p.ctxCols[ref.View].Type == features.String {
 				mp.strs = append(mp.strs, feed{ctx: true, i: ref.View})
+				mp.strNames = append(mp.strNames, name)
 			} else {
 				mp.inputs = append(mp.inputs, feed{ctx: true, i: ref.View})
+				mp.names = append(mp.names, name)
 			}
 			continue
 		}
@@ -134,8 +147,10 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 		}
 		if p.outputs[idx].enc == encString {
 			mp.strs = append(mp.strs, feed{i: idx})
+			mp.strNames = append(mp.strNames, p.outputs[idx].name)
 		} else {
 			mp.inputs = append(mp.inputs, feed{i: idx})
+			mp.names = append(mp.names, p.outputs[idx].name)
 		}
 	}
 	fsys, path := fs.FS(nil), ""
@@ -156,19 +171,26 @@ func (n *Node) newModelPlan(p *servicePlan, def *features.Model, repo fs.FS, ope
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	if err := mp.check(s); err != nil {
+	lm, err := mp.check(s)
+	if err != nil {
 		closeScorer(s)
 		return nil, err
 	}
-	mp.scorer.Store(&s)
+	mp.scorer.Store(lm)
 	return mp, nil
 }
 
 // check refuses a model the service cannot feed: numeric features fill
-// its numeric values, string features its string inputs, each in order.
-func (mp *modelPlan) check(s score.Scorer) error {
+// its numeric values, string features its string inputs. A model with
+// several inputs of one kind named after the features (skl2onnx from a
+// DataFrame: one input per column) is fed by name, whatever the order of
+// model.inputs, and refused when a name contradicts the order (an input
+// named after another feature than the one its position gives it); other
+// inputs (one tensor of k values, names unlike the features') are fed in
+// order.
+func (mp *modelPlan) check(s score.Scorer) (*loadedModel, error) {
 	if s.NumInputs() != len(mp.inputs) {
-		return fmt.Errorf("model takes %d numeric values per row but the service feeds it %d numeric features: list its inputs under model.inputs", s.NumInputs(), len(mp.inputs))
+		return nil, fmt.Errorf("model takes %d numeric values per row but the service feeds it %d numeric features: list its inputs under model.inputs", s.NumInputs(), len(mp.inputs))
 	}
 	var names []string
 	if ss, ok := s.(score.StringScorer); ok {
@@ -176,13 +198,68 @@ func (mp *modelPlan) check(s score.Scorer) error {
 	}
 	switch {
 	case len(names) > len(mp.strs):
-		return fmt.Errorf("model input %s takes a string per row (a category), but model.inputs lists %d string features for the model's %d string inputs %v: list a string feature (a table view's string column, or the last value of a string column) for each, in the model's input order",
+		return nil, fmt.Errorf("model input %s takes a string per row (a category), but model.inputs lists %d string features for the model's %d string inputs %v: list a string feature (a table view's string column, or the last value of a string column) for each, in the model's input order",
 			names[len(mp.strs)], len(mp.strs), len(names), names)
 	case len(names) < len(mp.strs):
-		return fmt.Errorf("model.inputs lists %d string features but the model takes %d string inputs %v: feed it numeric features, or export the model with a string input (skl2onnx StringTensorType) for each category",
+		return nil, fmt.Errorf("model.inputs lists %d string features but the model takes %d string inputs %v: feed it numeric features, or export the model with a string input (skl2onnx StringTensorType) for each category",
 			len(mp.strs), len(names), names)
 	}
-	return nil
+	lm := &loadedModel{s: s}
+	var err error
+	if lm.inputs, err = byName(s.Inputs(), mp.inputs, mp.names); err != nil {
+		return nil, err
+	}
+	if lm.strs, err = byName(names, mp.strs, mp.strNames); err != nil {
+		return nil, err
+	}
+	return lm, nil
+}
+
+// byName orders feeds (named names, in model.inputs order) as the model's
+// inputs model: by name when each of them is named after exactly one
+// feature, each a different one; else in order, refusing an input named
+// after features of which none is the one its position gives it. A name
+// matches a feature's full name (view.feature, request.field) or the part
+// after the view (feature, field). One input, or none named, is fed in
+// order.
+func byName(model []string, feeds []feed, names []string) ([]feed, error) {
+	if len(model) < 2 || len(model) != len(feeds) {
+		return feeds, nil
+	}
+	matches := func(m, name string) bool {
+		_, short, _ := strings.Cut(name, ".")
+		return m == name || m == short
+	}
+	perm := make([]int, len(model))
+	used := make([]bool, len(feeds))
+	exact := true
+	for i, m := range model {
+		perm[i] = -1
+		for j, name := range names {
+			if matches(m, name) {
+				if perm[i] >= 0 || used[j] {
+					exact = false
+				}
+				perm[i] = j
+				used[j] = true
+			}
+		}
+		exact = exact && perm[i] >= 0
+	}
+	if exact {
+		out := make([]feed, len(feeds))
+		for i, j := range perm {
+			out[i] = feeds[j]
+		}
+		return out, nil
+	}
+	for i, m := range model {
+		if perm[i] >= 0 && !matches(m, names[i]) {
+			return nil, fmt.Errorf("the model's input %s (input %d) is named after feature %s, but model.inputs feeds it %s: the model's inputs are %v, model.inputs lists %v; list model.inputs in the model's input order, or name the features as the model's inputs",
+				m, i+1, names[perm[i]], names[i], model, names)
+		}
+	}
+	return feeds, nil
 }
 
 // reloadIfChanged swaps in the model file when it changed on disk (its
@@ -197,8 +274,9 @@ func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 		return nil
 	}
 	s, err := open(mp.def, mp.fsys, mp.path)
+	var lm *loadedModel
 	if err == nil {
-		if err = mp.check(s); err != nil {
+		if lm, err = mp.check(s); err != nil {
 			closeScorer(s) // nothing else holds it
 		}
 	}
@@ -207,7 +285,7 @@ func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 		mp.failures.Add(1)
 		return fmt.Errorf("reload %s (keeping the running model): %w", mp.path, err)
 	}
-	mp.swap(s)
+	mp.swap(lm)
 	return nil
 }
 
@@ -216,12 +294,12 @@ func (mp *modelPlan) reloadIfChanged(open ModelOpener) error {
 // calls that loaded it before the swap are done, retireGrace after it. A
 // call loads the scorer just before it scores; the model's timeout bounds
 // the call.
-func (mp *modelPlan) swap(s score.Scorer) {
-	old := mp.scorer.Swap(&s)
+func (mp *modelPlan) swap(lm *loadedModel) {
+	old := mp.scorer.Swap(lm)
 	mp.reloads.Add(1)
 	if old != nil {
 		grace := retireGrace + time.Duration(mp.def.Timeout)*time.Millisecond
-		time.AfterFunc(grace, func() { closeScorer(*old) })
+		time.AfterFunc(grace, func() { closeScorer(old.s) })
 	}
 }
 
@@ -304,16 +382,17 @@ func (n *Node) Predict(dst, body []byte) ([]byte, *APIError) {
 	pw := predictPool.Get().(*predictWork)
 	defer predictPool.Put(pw)
 	mp := p.model
-	pw.row = resize(pw.row, len(mp.inputs))
-	for i, f := range mp.inputs {
+	lm := mp.scorer.Load()
+	s := lm.s
+	pw.row = resize(pw.row, len(lm.inputs))
+	for i, f := range lm.inputs {
 		pw.row[i] = float32(p.feedValue(w, f))
 	}
-	s := *mp.scorer.Load()
 	var err error
-	if len(mp.strs) > 0 {
+	if len(lm.strs) > 0 {
 		// check made sure the scorer takes them; ONNX only (in process).
-		pw.strs = resize(pw.strs, len(mp.strs))
-		for i, f := range mp.strs {
+		pw.strs = resize(pw.strs, len(lm.strs))
+		for i, f := range lm.strs {
 			pw.strs[i] = p.feedString(w, f)
 		}
 		err = s.(score.StringScorer).ScoreStrings(context.Background(), pw.row, pw.strs, 1, pw.pred[:])

@@ -119,8 +119,9 @@ func (mp *modelPlan) pollRegistry(ctx context.Context, open ModelOpener, now tim
 	}
 	fsys, path := oneFile(data)
 	s, err := open(mp.def, fsys, path)
+	var lm *loadedModel
 	if err == nil {
-		if err = mp.check(s); err != nil {
+		if lm, err = mp.check(s); err != nil {
 			closeScorer(s) // nothing else holds it
 		}
 	}
@@ -128,7 +129,7 @@ func (mp *modelPlan) pollRegistry(ctx context.Context, open ModelOpener, now tim
 		mp.failures.Add(1)
 		return r.report(v.Version, fmt.Errorf("%s moved to version %s, which does not load (keeping version %s): %w", r.ref, v.Version, cur, err))
 	}
-	mp.swap(s)
+	mp.swap(lm)
 	r.mu.Lock()
 	r.serving, r.location, r.since, r.failed, r.lastErr = v, where, time.Now(), "", ""
 	r.mu.Unlock()
