@@ -119,9 +119,7 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 	fl.StringVar(&tsKey, "timestamp-key", "timestamp", "the spine's timestamp column")
 	fl.BoolVar(&partial, "allow-partial", false, "join even when retention removed the archive's oldest records")
 	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
-	for _, f := range []string{"service", "spine", "out"} {
-		cmd.MarkFlagRequired(f)
-	}
+	requireFlags(cmd, "service", "spine", "out")
 	return cmd
 }
 

@@ -158,7 +158,7 @@ sends none (importing the same file twice then counts it twice).`,
 	fl.IntVar(&chunk, "chunk", 50_000, "events per request")
 	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
 	fl.StringVar(&requestID, "request-id", "auto", `the chunks' request ids: auto derives each from the source, --chunk, the chunk's number and its events; an ID is numbered "<id>/<chunk>"; none sends none`)
-	cmd.MarkFlagRequired("source")
+	requireFlags(cmd, "source")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -32,19 +33,37 @@ func rootCmd() *cobra.Command {
 }
 
 // group makes cmd a command that only holds subcommands: run alone or with
-// an unknown subcommand it fails (exit 1) instead of printing its usage
-// and succeeding.
+// an unknown subcommand it fails as a usage error (exit 2) instead of
+// printing its usage and succeeding.
 func group(cmd *cobra.Command) *cobra.Command {
 	cmd.Args = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return fmt.Errorf("unknown command %q for %q; run '%s --help'", args[0], c.CommandPath(), c.CommandPath())
+			return &exitError{exitUsage, fmt.Errorf("unknown command %q for %q; run '%s --help'", args[0], c.CommandPath(), c.CommandPath())}
 		}
 		return nil
 	}
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		return fmt.Errorf("%s needs a subcommand; run '%s --help'", c.CommandPath(), c.CommandPath())
+		return &exitError{exitUsage, fmt.Errorf("%s needs a subcommand; run '%s --help'", c.CommandPath(), c.CommandPath())}
 	}
 	return cmd
+}
+
+// requireFlags makes names flags cmd cannot run without: one left out is a
+// usage error (exit 2; cobra's MarkFlagRequired fails with exit 1), checked
+// before cmd runs.
+func requireFlags(cmd *cobra.Command, names ...string) {
+	cmd.PreRunE = func(c *cobra.Command, _ []string) error {
+		var missing []string
+		for _, name := range names {
+			if !c.Flags().Changed(name) {
+				missing = append(missing, "--"+name)
+			}
+		}
+		if len(missing) > 0 {
+			return &exitError{exitUsage, fmt.Errorf("%s needs %s; run '%s --help'", c.CommandPath(), strings.Join(missing, ", "), c.CommandPath())}
+		}
+		return nil
+	}
 }
 
 // noArgs refuses positional arguments as a usage error (exit 2, as every

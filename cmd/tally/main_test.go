@@ -28,7 +28,8 @@ func run(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// A command group run alone or with a mistyped subcommand fails.
+// A command group run alone or with a mistyped subcommand fails, as a
+// usage error (exit 2).
 func TestUnknownSubcommandFails(t *testing.T) {
 	for _, args := range [][]string{{"admin", "snapshot"}, {"admin", "wal", "repir"}, {"admin"}, {"admin", "wal"}, {"model", "inspekt"}} {
 		out, err := run(t, args...)
@@ -36,8 +37,29 @@ func TestUnknownSubcommandFails(t *testing.T) {
 			t.Errorf("tally %s: no error (output %q)", strings.Join(args, " "), out)
 			continue
 		}
+		if exitCode(err) != exitUsage {
+			t.Errorf("tally %s: %v (exit %d), want a usage error (exit 2)", strings.Join(args, " "), err, exitCode(err))
+		}
 		if len(args) > 1 && args[len(args)-1] != "wal" && !strings.Contains(err.Error(), "unknown command") {
 			t.Errorf("tally %s: %v, want unknown command", strings.Join(args, " "), err)
+		}
+	}
+}
+
+// A command run without a flag it needs fails as a usage error (exit 2),
+// naming the flags missing, before it does anything.
+func TestMissingRequiredFlagsAreUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export", "--service", "fraud_detection"}, "--spine, --out"},
+		{[]string{"import", "--url", "http://127.0.0.1:1"}, "--source"},
+		{[]string{"model", "predict"}, "--input"},
+	} {
+		_, err := run(t, c.args...)
+		if exitCode(err) != exitUsage || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("tally %s: %v (exit %d), want a usage error (exit 2) naming %s", strings.Join(c.args, " "), err, exitCode(err), c.want)
 		}
 	}
 }

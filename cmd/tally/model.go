@@ -84,7 +84,7 @@ func modelCmd() *cobra.Command {
 		},
 	}
 	predict.Flags().StringVar(&input, "input", "", "rows: a CSV file (an optional header row, then width numbers per row; empty = missing) or a JSON array of arrays")
-	predict.MarkFlagRequired("input")
+	requireFlags(predict, "input")
 	cmd.AddCommand(predict)
 	return cmd
 }
