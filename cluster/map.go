@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/tally-ml/tally/ring"
 )
@@ -185,6 +186,10 @@ type Plan struct {
 	// Leaders are the groups' new replica orders (first = preferred
 	// leader), for the groups whose order changes.
 	Leaders []GroupInfo `json:"leaders"`
+	// Down are the members that did not answer when the plan was made:
+	// none of the plan's replicas goes to them, and the load is evened
+	// out over the others (theirs is left as it is).
+	Down []string `json:"down,omitempty"`
 }
 
 // planAdditions places the replicas that bring every group of m to R:
@@ -217,19 +222,30 @@ func planAdditions(m *Map, up func(id string) bool) (adds []Move, next *Map, sho
 	return adds, next, short
 }
 
-// planRebalance evens out m: each member ends with floor or ceil of
-// G*R/N replicas (a move takes a group from the most loaded member that
-// holds it to the least loaded one that does not), and then each member
-// is the preferred leader of floor or ceil of G/N groups. Members in
-// drain get no replica and lose all theirs. Deterministic: every node
-// plans the same from the same map.
-func planRebalance(m *Map, drain map[string]bool) (Plan, error) {
+// planRebalance evens out m over the members that answer (per up): each
+// ends with floor or ceil of the replicas they hold between them (a move
+// takes a group from the most loaded member up that holds it to the least
+// loaded one up that does not), and then each member is the preferred
+// leader of floor or ceil of G/N groups. A member down gets no replica
+// and keeps its own (it may be down for a restart); a replica placed on it
+// would never catch up, and its move would wait until the change timed
+// out. Members in drain get no replica and lose all theirs, each to the
+// least loaded member up holding none of its group's; a group with no
+// such member is refused (errNoTarget), before anything is planned.
+// Deterministic: every node plans the same from the same map and answers.
+func planRebalance(m *Map, drain map[string]bool, up func(id string) bool) (Plan, error) {
 	var p Plan
 	next := m.clone()
-	var live []string
+	var live, targets []string
 	for _, mb := range next.Members {
-		if !drain[mb.ID] {
+		switch {
+		case drain[mb.ID]:
+		case up(mb.ID):
 			live = append(live, mb.ID)
+			targets = append(targets, mb.ID)
+		default:
+			live = append(live, mb.ID)
+			p.Down = append(p.Down, mb.ID)
 		}
 	}
 	if len(live) == 0 {
@@ -243,7 +259,7 @@ func planRebalance(m *Map, drain map[string]bool) (Plan, error) {
 	count := func(id string) int { r, _ := next.load(id); return r }
 	leastLoaded := func(g GroupInfo) string {
 		best, bestN := "", 0
-		for _, id := range live {
+		for _, id := range targets {
 			if slices.Contains(g.Replicas, id) {
 				continue
 			}
@@ -253,24 +269,33 @@ func planRebalance(m *Map, drain map[string]bool) (Plan, error) {
 		}
 		return best
 	}
-	move := func(gi int, from string) {
-		g := &next.Groups[gi]
-		to := leastLoaded(*g)
-		g.Replicas[slices.Index(g.Replicas, from)] = to
-		p.Moves = append(p.Moves, Move{Group: g.ID, From: from, To: to})
-	}
 	// Drained members first: every replica they hold moves.
+	var stuck []GroupInfo
 	for gi, g := range next.Groups {
 		for _, r := range slices.Clone(g.Replicas) {
-			if drain[r] {
-				move(gi, r)
+			if !drain[r] {
+				continue
 			}
+			to := leastLoaded(next.Groups[gi])
+			if to == "" {
+				stuck = append(stuck, m.Groups[gi])
+				continue
+			}
+			next.Groups[gi].Replicas[slices.Index(g.Replicas, r)] = to
+			p.Moves = append(p.Moves, Move{Group: g.ID, From: r, To: to})
 		}
 	}
-	// Then from the most to the least loaded until they differ by <= 1.
-	for range len(next.Groups) * len(live) {
-		slices.SortStableFunc(live, func(a, b string) int { return cmp.Compare(count(b), count(a)) })
-		hi, lo := live[0], live[len(live)-1]
+	if len(stuck) > 0 {
+		return p, &errNoTarget{Groups: stuck, Down: p.Down}
+	}
+	// Then from the most to the least loaded member up until they differ
+	// by <= 1.
+	for range len(next.Groups) * len(targets) {
+		if len(targets) < 2 {
+			break
+		}
+		slices.SortStableFunc(targets, func(a, b string) int { return cmp.Compare(count(b), count(a)) })
+		hi, lo := targets[0], targets[len(targets)-1]
 		if count(hi)-count(lo) <= 1 {
 			break
 		}
@@ -327,4 +352,24 @@ func planRebalance(m *Map, drain map[string]bool) (Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// errNoTarget is planRebalance's refusal of a drain: the replicas of
+// Groups have no member to go to that answers and holds none of the
+// group's (Down: the members that do not answer).
+type errNoTarget struct {
+	Groups []GroupInfo
+	Down   []string
+}
+
+func (e *errNoTarget) Error() string {
+	gs := make([]string, len(e.Groups))
+	for i, g := range e.Groups {
+		gs[i] = fmt.Sprintf("%d (%s)", g.ID, strings.Join(g.Replicas, ", "))
+	}
+	down := "none"
+	if len(e.Down) > 0 {
+		down = strings.Join(e.Down, ", ")
+	}
+	return fmt.Sprintf("no node that answers and holds none of the group's replicas is left to take the replica of group(s) %s (nodes down: %s)", strings.Join(gs, ", "), down)
 }

@@ -437,7 +437,8 @@ func (c *Cluster) RemoveNode(ctx context.Context, id string) (Outcome, error) {
 }
 
 // MoveReplica moves group mv.Group's replica from node mv.From to node
-// mv.To.
+// mv.To. Refused, with nothing changed, when mv.To does not answer its
+// status (the new replica could not catch up).
 func (c *Cluster) MoveReplica(ctx context.Context, mv Move) (Outcome, error) {
 	return c.admin(ctx, adminRequest{Op: "move-replica", Move: &mv})
 }
@@ -445,9 +446,11 @@ func (c *Cluster) MoveReplica(ctx context.Context, mv Move) (Outcome, error) {
 // Rebalance brings every group to the cluster's R replicas (a group
 // holds fewer after a recovery: replicas are added on the least loaded
 // members up, planAdditions, each caught up before it counts as a voter)
-// and evens out replicas and preferred leaders over the nodes
-// (planRebalance); with dryRun it only answers the plan. Refused, with
-// nothing changed, when too few members are up to bring every group to R.
+// and evens out replicas over the members up and preferred leaders over
+// the nodes (planRebalance: a member down gets no replica and keeps its
+// own; the plan lists it in Down); with dryRun it only answers the plan.
+// Refused, with nothing changed, when too few members are up to bring
+// every group to R.
 // It asks every member for its status and every group's leader for its
 // voters first (one RPC each).
 func (c *Cluster) Rebalance(ctx context.Context, dryRun bool) (Outcome, error) {
@@ -611,13 +614,18 @@ func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
 	if err := c.checkGroups(ctx, m); err != nil {
 		return Plan{}, err
 	}
-	plan, err := planRebalance(m, map[string]bool{id: true})
+	up := c.membersUp(ctx, m)
+	plan, err := planRebalance(m, map[string]bool{id: true}, func(x string) bool { return up[x] })
+	if nt := (*errNoTarget)(nil); errors.As(err, &nt) {
+		return plan, &errApply{err: fmt.Errorf("remove %s: %v. Nothing was removed: start the nodes down again (or add a node: tally cluster add-node) and run the removal again",
+			id, err)}
+	}
 	if err != nil {
 		return plan, &errApply{err: fmt.Errorf("remove %s: %v", id, err)}
 	}
 	plan.Moves = slices.DeleteFunc(plan.Moves, func(mv Move) bool { return mv.From != id })
 	plan.Leaders = nil
-	if err := c.checkRemovalQuorums(ctx, id, plan.Moves); err != nil {
+	if err := c.checkRemovalQuorums(id, m, up, plan.Moves); err != nil {
 		return plan, err
 	}
 	for _, mv := range plan.Moves {
@@ -648,19 +656,11 @@ func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
 // change of the map: left without a quorum, the cluster could not be
 // changed again until the nodes down came back), and each group whose
 // replica moves off id (its leader, elected by a majority of its listed
-// replicas, runs the move; with one replica, that replica is id's) and
-// the node its replica moves to (it must catch up). A node that does not
-// answer its status within overviewTimeout counts as down. Nothing is
-// changed before the check: a refused removal leaves the cluster as it
-// was.
-func (c *Cluster) checkRemovalQuorums(ctx context.Context, id string, moves []Move) error {
-	// The metadata FSM's map, not the cached one (followMap may not have
-	// taken it yet): a node just added is a member here.
-	m, _ := c.metaSM.current()
-	up := map[string]bool{}
-	for _, n := range c.overviewOf(ctx, m).Nodes {
-		up[n.ID] = n.Up
-	}
+// replicas, runs the move; with one replica, that replica is id's). up
+// says which members of m answered their status (membersUp); the moves
+// were planned onto members up only. Nothing is changed before the check:
+// a refused removal leaves the cluster as it was.
+func (c *Cluster) checkRemovalQuorums(id string, m *Map, up map[string]bool, moves []Move) error {
 	split := func(ids []string) (answering, down []string) {
 		for _, x := range ids {
 			if up[x] {
@@ -697,11 +697,32 @@ func (c *Cluster) checkRemovalQuorums(ctx context.Context, id string, moves []Mo
 				id, mv.Group, id, len(reps)/2+1, strings.Join(reps, ", "), len(answering), strings.Join(down, ", "), strings.Join(down, ", "))}
 		}
 	}
-	for _, mv := range moves {
-		if !up[mv.To] {
-			return &errApply{err: fmt.Errorf("remove %s: group %d's replica would move to %s, which does not answer. Nothing was removed: start %s again, or move the replica to a node that answers (tally cluster move-replica --group %d --from %s --to <node>) and run the removal again",
-				id, mv.Group, mv.To, mv.To, mv.Group, id)}
-		}
+	return nil
+}
+
+// membersUp asks every member of m for its status, in parallel
+// (overviewTimeout each, as the overview does), and answers which ones
+// did. Pass the metadata FSM's map, not the cached one (followMap may not
+// have taken it yet): a node just added is a member there.
+func (c *Cluster) membersUp(ctx context.Context, m *Map) map[string]bool {
+	up := map[string]bool{}
+	for _, n := range c.overviewOf(ctx, m).Nodes {
+		up[n.ID] = n.Up
+	}
+	return up
+}
+
+// answers refuses a change that would place a replica on member mb when
+// mb does not answer its status within overviewTimeout: the replica could
+// not catch up, and the change would wait for it until it timed out,
+// leaving group g half-moved.
+func (c *Cluster) answers(ctx context.Context, mb Member, g int) error {
+	if mb.ID == c.cfg.NodeID {
+		return nil
+	}
+	if _, err := c.peerStatus(ctx, mb); err != nil {
+		return &errApply{err: fmt.Errorf("node %s does not answer (%v): a replica of group %d placed there could not catch up, and the change would wait for it until it timed out. Nothing was changed: start %s again, or choose a node that answers (tally cluster status shows the nodes down)",
+			mb.ID, err, g, mb.ID)}
 	}
 	return nil
 }
@@ -761,6 +782,9 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		return &errApply{err: fmt.Errorf("node %s already holds a replica of group %d (its replicas: %v): move it to a node that does not", mv.To, g, reps)}
 	}
 	if hasFrom {
+		if err := c.answers(ctx, *to, g); err != nil {
+			return err
+		}
 		if err := c.checkMove(ctx, m, mv); err != nil {
 			return err
 		}
@@ -1040,17 +1064,15 @@ func (c *Cluster) waitCaughtUp(ctx context.Context, g int, id string, index uint
 // more than R are refused (checkGroups); every group's voters are read
 // from its leader (additions cut short are finished first,
 // stoppedAdditions); the members are asked whether they are up (a
-// replica added on a node that is down would never catch up); and the
-// plan is refused whole when some group cannot be brought to R.
+// replica added or moved onto a node that is down would never catch up:
+// additions and moves go to members up only); and the plan is refused
+// whole when some group cannot be brought to R.
 func (c *Cluster) rebalance(ctx context.Context, dryRun bool) (Plan, error) {
 	m, _ := c.metaSM.current()
 	if err := c.checkGroups(ctx, m); err != nil {
 		return Plan{}, err
 	}
-	up := map[string]bool{}
-	for _, n := range c.Overview(ctx).Nodes {
-		up[n.ID] = n.Up
-	}
+	up := c.membersUp(ctx, m)
 	finish, err := c.stoppedAdditions(ctx, m, up)
 	if err != nil {
 		return Plan{}, err
@@ -1059,7 +1081,7 @@ func (c *Cluster) rebalance(ctx context.Context, dryRun bool) (Plan, error) {
 	if len(short) > 0 {
 		return Plan{}, underReplicated(next, short, up)
 	}
-	plan, err := planRebalance(next, nil)
+	plan, err := planRebalance(next, nil, func(id string) bool { return up[id] })
 	if err != nil {
 		return plan, err
 	}

@@ -54,7 +54,7 @@ func TestPlanRebalance(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.Members = append(m.Members, Member{ID: "zz", ClusterAddr: "127.0.0.1:9"})
-		p, err := planRebalance(m, nil)
+		p, err := planRebalance(m, nil, allUp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,11 +63,11 @@ func TestPlanRebalance(t *testing.T) {
 		if maxR-minR > 1 || maxP-minP > 1 {
 			t.Errorf("%+v: after the plan replicas %d..%d, preferred %d..%d per node; want within 1", tc, minR, maxR, minP, maxP)
 		}
-		if p2, _ := planRebalance(after, nil); len(p2.Moves)+len(p2.Leaders) != 0 {
+		if p2, _ := planRebalance(after, nil, allUp); len(p2.Moves)+len(p2.Leaders) != 0 {
 			t.Errorf("%+v: a second plan is not empty: %+v", tc, p2)
 		}
 		if tc.nodes+1 > tc.replicas {
-			d, err := planRebalance(after, map[string]bool{"n0": true})
+			d, err := planRebalance(after, map[string]bool{"n0": true}, allUp)
 			if err != nil {
 				t.Fatalf("%+v: drain n0: %v", tc, err)
 			}
@@ -78,8 +78,63 @@ func TestPlanRebalance(t *testing.T) {
 		}
 	}
 	m, _ := NewMap("c", members(3), 8, 3)
-	if _, err := planRebalance(m, map[string]bool{"n0": true}); err == nil {
+	if _, err := planRebalance(m, map[string]bool{"n0": true}, allUp); err == nil {
 		t.Error("draining one of 3 nodes with 3 replicas per group was planned; want it refused")
+	}
+}
+
+func allUp(string) bool { return true }
+
+// TestPlanRebalanceSkipsNodesDown: a member down gets no replica, neither
+// to even out the load (it keeps its own) nor from a drain, and is listed
+// as down in the plan; a drain whose replica has no member up to go to is
+// refused, naming the groups and the nodes down.
+func TestPlanRebalanceSkipsNodesDown(t *testing.T) {
+	m, _ := NewMap("c", members(3), 8, 2)
+	m.Members = append(m.Members, Member{ID: "zz", ClusterAddr: "127.0.0.1:9"}) // new, holding nothing
+	notZZ := func(id string) bool { return id != "zz" }
+	p, err := planRebalance(m, nil, notZZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Moves) != 0 || !slices.Equal(p.Down, []string{"zz"}) {
+		t.Errorf("zz (empty) down: moves %+v, down %v; want no move, zz down", p.Moves, p.Down)
+	}
+	notN0 := func(id string) bool { return id != "n0" }
+	p, err = planRebalance(m, nil, notN0) // zz up: the others' replicas go there, n0 keeps its own
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := apply(t, m, p)
+	for _, mv := range p.Moves {
+		if mv.To == "n0" || mv.From == "n0" {
+			t.Errorf("n0 down: the plan moves %+v", mv)
+		}
+	}
+	if r, r0 := after.load("n0"); r != 5 {
+		t.Errorf("n0 down holds %d replicas after the plan (%d preferred), want its 5", r, r0)
+	}
+	for _, id := range []string{"n1", "n2", "zz"} {
+		if r, _ := after.load(id); r < 3 || r > 4 {
+			t.Errorf("%s holds %d replicas after the plan, want 3 or 4 (11 over n1, n2, zz)", id, r)
+		}
+	}
+	d, err := planRebalance(m, map[string]bool{"n1": true}, notZZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mv := range d.Moves {
+		if mv.To == "zz" {
+			t.Errorf("zz down: the drain of n1 moves %+v onto it", mv)
+		}
+	}
+	// R=3 on 4 nodes: draining n0 leaves each of its groups one node
+	// holding none of theirs; with it down, those groups are stuck.
+	m3, _ := NewMap("c", members(4), 4, 3)
+	_, err = planRebalance(m3, map[string]bool{"n0": true}, func(id string) bool { return id != "n3" })
+	var nt *errNoTarget
+	if !errors.As(err, &nt) || !strings.Contains(err.Error(), "group(s) 0 (n0, n1, n2)") || !strings.Contains(err.Error(), "nodes down: n3") {
+		t.Errorf("draining n0 with n3 down, group 0 on n0, n1, n2: %v; want a refusal naming group 0 and n3", err)
 	}
 }
 
@@ -394,7 +449,7 @@ func TestPlanAdditions(t *testing.T) {
 			t.Errorf("%s holds %d added replicas, want 4 (16 over 4 nodes)", id, r)
 		}
 	}
-	p, err := planRebalance(next, nil)
+	p, err := planRebalance(next, nil, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,4 +524,52 @@ func TestRebalanceBringsGroupsBackToR(t *testing.T) {
 	if out, err := cs[0].Rebalance(ctx, true); err != nil || len(out.Plan.Adds) != 0 {
 		t.Fatalf("a second plan: %+v, %v; want no addition", out.Plan, err)
 	}
+}
+
+// TestRebalanceAndMovesSkipANodeDown: rebalance evened out the load onto
+// the least loaded node whether it answered or not: with n3 down and
+// holding nothing, it moved a replica there, the move waited at its
+// catch-up until the change timed out and the group was left half-moved;
+// move-replica --to n3 did the same. rebalance evens out over the nodes
+// that answer (here nothing to do), and move-replica to a node down is
+// refused at once; neither changes the map.
+func TestRebalanceAndMovesSkipANodeDown(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 4, 1) // group g on n(g)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if _, err := cs[0].MoveReplica(ctx, Move{Group: 3, From: "n3", To: "n0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs[3].Close(); err != nil { // n3: down, holding nothing
+		t.Fatal(err)
+	}
+	live := cs[:3]
+	before := metaLeaderMap(t, live)
+	unchanged := func(what string) {
+		t.Helper()
+		if after := metaLeaderMap(t, live); after.Version != before.Version {
+			t.Fatalf("%s changed the map: version %d -> %d, groups %v", what, before.Version, after.Version, after.Groups)
+		}
+	}
+
+	cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
+	out, err := cs[1].Rebalance(cctx, false)
+	ccancel()
+	if err != nil {
+		t.Fatalf("rebalance with n3 down (n0, n1, n2 hold 2, 1, 1 replicas): %v", err)
+	}
+	if len(out.Plan.Moves) != 0 || !slices.Equal(out.Plan.Down, []string{"n3"}) {
+		t.Fatalf("rebalance with n3 down moved %+v (down: %v); want nothing moved (n3 does not answer, the others are even) and n3 named down", out.Plan.Moves, out.Plan.Down)
+	}
+	unchanged("rebalance with n3 down")
+
+	cctx, ccancel = context.WithTimeout(ctx, 15*time.Second)
+	start := time.Now()
+	_, err = cs[1].MoveReplica(cctx, Move{Group: 1, From: "n1", To: "n3"})
+	ccancel()
+	if err == nil || !strings.Contains(err.Error(), "n3 does not answer") || time.Since(start) > 5*time.Second {
+		t.Fatalf("move-replica --to n3 (down): %v after %v; want a refusal at once saying n3 does not answer", err, time.Since(start))
+	}
+	t.Logf("move-replica --to n3 (down): %v", err)
+	unchanged("move-replica --to n3")
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,43 @@ func TestRemoveNodeRefusesToMoveIntoAGroupWithoutQuorum(t *testing.T) {
 	t.Logf("remove-node n1 with n2 down: %v", err)
 	if after := metaLeaderMap(t, live); after.Version != before.Version {
 		t.Fatalf("the refused remove-node changed the map: version %d -> %d, groups %v", before.Version, after.Version, after.Groups)
+	}
+}
+
+// TestRemoveNodeMovesOnlyToNodesThatAnswer: remove-node placed each of the
+// node's replicas on the least loaded node holding none of the group's,
+// whether it answered or not: with n2 down, removing n0 planned group 0's
+// replica onto n2 and was refused (or, before the quorum check, waited for
+// n2 until the change timed out, the group left half-moved), though n3
+// could take it. The replicas go to nodes that answer, and the removal
+// goes through.
+func TestRemoveNodeMovesOnlyToNodesThatAnswer(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 4, 2) // group g on n(g), n(g+1)
+	if err := cs[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	live := []*Cluster{cs[0], cs[1], cs[3]}
+	before := metaLeaderMap(t, live)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// n0 holds groups 0 (with n1) and 3 (with n3); n2 would be the first
+	// pick for group 0, n1 or n2 for group 3.
+	out, err := cs[1].RemoveNode(ctx, "n0")
+	if err != nil {
+		t.Fatalf("remove-node n0 with n2 down (n1 and n3 can take its replicas): %v", err)
+	}
+	for _, mv := range out.Plan.Moves {
+		if mv.To == "n2" {
+			t.Errorf("the removal planned %+v onto n2, which is down", mv)
+		}
+	}
+	after := metaLeaderMap(t, live[1:])
+	if after.Member("n0") != nil {
+		t.Fatalf("n0 is still a member: %v", after.Members)
+	}
+	for _, g := range after.Groups {
+		if slices.Contains(g.Replicas, "n2") != slices.Contains(before.Groups[g.ID].Replicas, "n2") || len(g.Replicas) != 2 {
+			t.Errorf("group %d lists %v after the removal (before: %v); want 2 replicas, none newly on n2", g.ID, g.Replicas, before.Groups[g.ID].Replicas)
+		}
 	}
 }

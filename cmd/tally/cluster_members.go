@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -159,8 +160,9 @@ func rebalanceCmd(c *ctl) *cobra.Command {
 		Long: `rebalance first adds a replica to every group holding fewer than the cluster's
 replica count (after tally cluster recover, say): each on the least loaded node that
 answers and holds none of the group's, caught up with a snapshot and the log before it
-counts as a voter. Then it moves replicas from the most to the least loaded nodes, and
-orders each group's replicas so that preferred leaders spread.
+counts as a voter. Then it moves replicas from the most to the least loaded nodes that
+answer (a node down gets none and keeps its own; the plan names it), and orders each
+group's replicas so that preferred leaders spread.
 
 Refused, with nothing changed, when too few nodes answer to bring every group to the
 replica count (it names the groups and how many nodes to add: start them with
@@ -179,6 +181,9 @@ Exit 0: done, or nothing to do. Exit 1: refused or not finished. Exit 2: bad fla
 			}
 			return c.print(out, func(w *tabwriter.Writer) {
 				printMoves(w, out.Plan)
+				if len(out.Plan.Down) > 0 {
+					fmt.Fprintf(w, "not answering, left as they are (no replica moved to or from them): %s; run rebalance again once they are back\n", strings.Join(out.Plan.Down, ", "))
+				}
 				switch {
 				case len(out.Plan.Adds) == 0 && len(out.Plan.Moves) == 0 && len(out.Plan.Leaders) == 0:
 					fmt.Fprintln(w, "balanced: nothing to do")
