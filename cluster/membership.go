@@ -428,9 +428,12 @@ func (c *Cluster) AddNode(ctx context.Context, mb Member) (Outcome, error) {
 	return c.admin(ctx, adminRequest{Op: "add-node", Member: &mb})
 }
 
-// RemoveNode moves every replica node id holds to the other nodes, then
-// takes it out of the metadata group and the map. The node is left
-// running, idle: stop it afterwards. An id that is no member is refused,
+// RemoveNode moves every replica node id holds to the other nodes that
+// answer, then takes it out of the metadata group and the map. The node
+// is left running, idle: stop it afterwards. Refused, with nothing
+// changed, when a group it changes would be left without a quorum of
+// nodes that answer, has no node up to take its replica, or has a move or
+// an addition left half-way. An id that is no member is refused,
 // unless the map lists it as removed (a removal run again succeeds).
 func (c *Cluster) RemoveNode(ctx context.Context, id string) (Outcome, error) {
 	return c.admin(ctx, adminRequest{Op: "remove-node", ID: id})
@@ -627,6 +630,16 @@ func (c *Cluster) removeNode(ctx context.Context, id string) (Plan, error) {
 	plan.Leaders = nil
 	if err := c.checkRemovalQuorums(id, m, up, plan.Moves); err != nil {
 		return plan, err
+	}
+	// Every group the removal changes is checked before the first move:
+	// checkGroups sees only the groups listing more than R, and a group
+	// listing at most R with a replica that is not a voter (an addition
+	// cut short) would be refused at its own move, after the moves of
+	// the groups before it.
+	for _, mv := range plan.Moves {
+		if err := c.checkMove(ctx, m, mv); err != nil {
+			return plan, err
+		}
 	}
 	for _, mv := range plan.Moves {
 		if err := c.moveReplica(ctx, mv); err != nil {

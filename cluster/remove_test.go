@@ -148,3 +148,40 @@ func TestRemoveNodeMovesOnlyToNodesThatAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveNodeRefusesBesideAnAdditionCutShort: group 1 lists n1 and n2
+// (R=3), and n2 is not a voter of the group: an addition to it stopped
+// half-way. remove-node n1 checked only the groups listing more than R:
+// it moved group 0's replica off n1, then was refused at group 1 (or
+// counted n2 as a replica), the cluster left half-removed. It is refused
+// before anything changes, pointing at rebalance, which finishes the
+// addition.
+func TestRemoveNodeRefusesBesideAnAdditionCutShort(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 2, 3) // group 0 on n0, n1, n2; group 1 on n1, n2, n3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, id := range []string{"n2", "n3"} {
+		if _, err := cs[1].changeVoters(ctx, 1, voterChange{Op: "remove", ID: id, Handoff: "n1"}); err != nil {
+			t.Fatalf("remove %s from group 1: %v", id, err)
+		}
+	}
+	err := cs[0].casMeta(ctx, func(m *Map) *metaCommand {
+		return &metaCommand{Op: "set-replicas", Group: 1, Replicas: []string{"n1"}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listStopped(t, ctx, cs[0], 1, "n2") // an addition of n2 after its map change
+	before := metaLeaderMap(t, cs)
+	_, err = cs[0].RemoveNode(ctx, "n1")
+	if err == nil || !strings.Contains(err.Error(), "n2 is listed") || !strings.Contains(err.Error(), "rebalance") {
+		t.Fatalf("remove-node n1 beside an addition of n2 to group 1 cut short: %v; want a refusal naming n2 and rebalance", err)
+	}
+	t.Logf("remove-node n1: %v", err)
+	if after := metaLeaderMap(t, cs); after.Version != before.Version {
+		t.Fatalf("the refused remove-node changed the map: version %d -> %d, groups %v", before.Version, after.Version, after.Groups)
+	}
+	if v := groupVotersNow(t, cs, 0); !slices.Equal(v, []string{"n0", "n1", "n2"}) {
+		t.Fatalf("the refused remove-node changed group 0's voters: %v", v)
+	}
+}
