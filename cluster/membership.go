@@ -791,8 +791,9 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		// Both listed and no replica beyond R: not a move to mv.To left
 		// after its step 1 (that lists R+1), but a node that already
 		// holds the group. Going on would remove mv.From and leave the
-		// group a replica short.
-		return &errApply{err: fmt.Errorf("node %s already holds a replica of group %d (its replicas: %v): move it to a node that does not", mv.To, g, reps)}
+		// group a replica short, unless mv.From is an addition's leftover
+		// (dropLeftover).
+		return c.dropLeftover(ctx, m, mv)
 	}
 	if hasFrom {
 		if err := c.answers(ctx, *to, g); err != nil {
@@ -845,6 +846,52 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		return fmt.Errorf("group %d: update the map: %w", g, err)
 	}
 	c.logger.Info("cluster: replica moved", "group", g, "from", mv.From, "to", mv.To)
+	return nil
+}
+
+// dropLeftover takes mv.From out of group mv.Group, listing both mv.From
+// and mv.To and at most R replicas, when mv.From is not a voter of the
+// group and mv.To is: the leftover of an addition (or of a move of a
+// group holding fewer than R) cut short. rebalance finishes such an
+// addition, but only once the leftover answers; a leftover that stays
+// down could not be taken out otherwise. Not a voter, it never counted
+// in a quorum: the voters hold every acknowledged write, and the group is
+// left with them (fewer than R: rebalance adds the missing replicas on
+// nodes that answer). The leader removes it from the group's Raft
+// configuration first (a non-voter there would be sent the log for
+// ever), then the map drops it. Anything else is refused as a node that
+// already holds the group, or as a move left half-way (halfMoved).
+func (c *Cluster) dropLeftover(ctx context.Context, m *Map, mv Move) error {
+	g := mv.Group
+	reps := m.Groups[g].Replicas
+	vctx, cancel := context.WithTimeout(ctx, configWait)
+	voters, err := c.groupVoters(vctx, g)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("group %d: read its Raft configuration before changing it: %w", g, err)
+	}
+	if slices.Contains(voters, mv.From) || !slices.Contains(voters, mv.To) {
+		return &errApply{err: fmt.Errorf("node %s already holds a replica of group %d (its replicas: %v): move it to a node that does not", mv.To, g, reps)}
+	}
+	for _, id := range disagreeing(reps, voters) {
+		if !slices.Contains(reps, id) { // a voter the map does not list
+			return halfMoved(m, g, voters, nil)
+		}
+	}
+	if _, err := c.changeVoters(ctx, g, voterChange{Op: "remove", ID: mv.From}); err != nil {
+		return fmt.Errorf("group %d: remove %s: %w", g, mv.From, err)
+	}
+	err = c.casMeta(ctx, func(m *Map) *metaCommand {
+		reps := m.Groups[g].Replicas
+		if !slices.Contains(reps, mv.From) {
+			return nil
+		}
+		return &metaCommand{Op: "set-replicas", Group: g, Replicas: slices.DeleteFunc(slices.Clone(reps), func(id string) bool { return id == mv.From })}
+	})
+	if err != nil {
+		return fmt.Errorf("group %d: take %s out of the map: %w", g, mv.From, err)
+	}
+	c.logger.Info("cluster: a replica that was not a voter taken out", "group", g, "node", mv.From)
 	return nil
 }
 
@@ -996,8 +1043,8 @@ func halfMoved(m *Map, g int, voters []string, verr error) error {
 		// move of a group holding fewer) stopped half-way, which
 		// rebalance finishes (stoppedAdditions).
 		x := listedOnly[0]
-		return &errApply{err: fmt.Errorf("group %d: %s is listed as one of its replicas (%s) but is not a voter of the group (its voters: %s): a replica added to it (or moved within it while it held fewer than the cluster's %d) stopped before %s became a voter. Run tally cluster rebalance before another change of the group: it finishes that (%s is caught up, then made a voter)",
-			g, x, strings.Join(reps, ", "), strings.Join(voters, ", "), m.Replicas, x, x)}
+		return &errApply{err: fmt.Errorf("group %d: %s is listed as one of its replicas (%s) but is not a voter of the group (its voters: %s): a replica added to it (or moved within it while it held fewer than the cluster's %d) stopped before %s became a voter. Run tally cluster rebalance before another change of the group: it finishes that (%s is caught up, then made a voter); if %s stays down, %s --from %s --to %s takes it out instead",
+			g, x, strings.Join(reps, ", "), strings.Join(voters, ", "), m.Replicas, x, x, x, move, x, nearestVoter(reps, x, voters))}
 	case len(listedOnly) > 0:
 		x := listedOnly[0]
 		return &errApply{err: fmt.Errorf("group %d: %s is listed as one of its replicas (%s) but is not a voter of the group (its voters: %s): a move to %s stopped before %s became a voter, or a move from %s stopped after %s left the group. Finish or undo it before another change of the group: %s --from %s --to %s (or --to another voter) takes %s out of the group (its voters hold every acknowledged write); %s --from <one of %s> --to %s makes %s a replica in that node's place",
@@ -1150,8 +1197,8 @@ func (c *Cluster) stoppedAdditions(ctx context.Context, m *Map, up map[string]bo
 			case !slices.Contains(gi.Replicas, id):
 				return nil, halfMoved(m, gi.ID, voters, nil)
 			case !up[id]:
-				return nil, &errApply{err: fmt.Errorf("group %d lists %s as a replica, which is not a voter of the group (its voters: %s): a replica added to it stopped half-way, and %s does not answer. Start %s and run rebalance again, which finishes the addition; nothing was changed",
-					gi.ID, id, strings.Join(voters, ", "), id, id)}
+				return nil, &errApply{err: fmt.Errorf("group %d lists %s as a replica, which is not a voter of the group (its voters: %s): a replica added to it stopped half-way, and %s does not answer. Start %s and run rebalance again, which finishes the addition; or, if %s stays down, take it out of the group (not a voter, it holds no acknowledged write the voters lack): tally cluster move-replica --group %d --from %s --to %s, then run rebalance again, which adds the missing replica on a node that answers. Nothing was changed",
+					gi.ID, id, strings.Join(voters, ", "), id, id, id, gi.ID, id, nearestVoter(gi.Replicas, id, voters))}
 			}
 			finish = append(finish, Move{Group: gi.ID, To: id})
 		}

@@ -573,3 +573,49 @@ func TestRebalanceAndMovesSkipANodeDown(t *testing.T) {
 	t.Logf("move-replica --to n3 (down): %v", err)
 	unchanged("move-replica --to n3")
 }
+
+// TestLeftoverDownIsTakenOut: an addition of n1 to group 0 stopped after
+// its map change (the map lists n0 and n1, R=3; n1 is no voter), and n1
+// stays down. rebalance is refused (it would wait for n1 to catch up), and
+// move-replica --from n1 --to n0 was refused too, as n0 "already holds" a
+// replica: nothing took n1 out. That move now drops n1 from the map (it
+// never counted in a quorum, so it holds no acknowledged write the voters
+// lack), and rebalance then brings the group back to R on the nodes up.
+func TestLeftoverDownIsTakenOut(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 4, 1, 3) // group 0 on n0, n1, n2
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	for _, id := range []string{"n1", "n2"} {
+		if _, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "remove", ID: id, Handoff: "n0"}); err != nil {
+			t.Fatalf("remove %s from group 0: %v", id, err)
+		}
+	}
+	err := cs[0].casMeta(ctx, func(m *Map) *metaCommand {
+		return &metaCommand{Op: "set-replicas", Group: 0, Replicas: []string{"n0"}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listStopped(t, ctx, cs[0], 0, "n1")
+	if err := cs[1].Close(); err != nil { // n1 stays down
+		t.Fatal(err)
+	}
+	live := []*Cluster{cs[0], cs[2], cs[3]}
+	if _, err := cs[2].Rebalance(ctx, true); err == nil || !strings.Contains(err.Error(), "n1 does not answer") {
+		t.Fatalf("rebalance with the leftover n1 down: %v; want a refusal naming n1", err)
+	} else if !strings.Contains(err.Error(), "--from n1 --to n0") {
+		t.Errorf("rebalance's refusal %q does not name the move that takes n1 out", err)
+	}
+	if _, err := cs[0].MoveReplica(ctx, Move{Group: 0, From: "n1", To: "n0"}); err != nil {
+		t.Fatalf("move-replica --from n1 (listed, no voter, down) --to n0 (the voter): %v", err)
+	}
+	if got, v := metaLeaderMap(t, live).Groups[0].Replicas, groupVotersNow(t, live, 0); !slices.Equal(got, []string{"n0"}) || !slices.Equal(v, []string{"n0"}) {
+		t.Fatalf("after taking n1 out the map lists %v and the group's voters are %v, want [n0] twice", got, v)
+	}
+	if _, err := cs[2].Rebalance(ctx, false); err != nil {
+		t.Fatalf("rebalance once n1 is out: %v", err)
+	}
+	if got, v := metaLeaderMap(t, live).Groups[0].Replicas, groupVotersNow(t, live, 0); !sameSet(got, []string{"n0", "n2", "n3"}) || !slices.Equal(v, []string{"n0", "n2", "n3"}) {
+		t.Fatalf("after the rebalance the map lists %v and the group's voters are %v, want n0, n2, n3 twice", got, v)
+	}
+}

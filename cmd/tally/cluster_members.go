@@ -132,7 +132,18 @@ func moveReplicaCmd(c *ctl) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "move-replica",
 		Short: "Move a group's replica from one node to another (the new one is caught up before the old one leaves)",
-		Args:  noArgs,
+		Long: `move-replica moves group --group's replica from node --from to node --to: --to is
+listed in the map, caught up with a snapshot and the log, made a voter; then --from
+leaves the group and the map. Refused, with nothing changed, when --to does not answer.
+
+It also finishes or undoes a change left half-way (the refusals of other changes name
+the command). In a group listing at most the cluster's replica count, --from a listed
+node that is not a voter of the group (an addition cut short, its node down) --to one
+of the group's voters takes --from out of the group and the map: not a voter, it holds
+no acknowledged write the voters lack; then run rebalance to add the missing replica.
+
+Exit 0: done. Exit 1: refused or not finished. Exit 2: bad flags.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mv.Group < 0 || mv.From == "" || mv.To == "" {
 				return &exitError{exitUsage, fmt.Errorf("move-replica needs --group, --from and --to")}
@@ -142,6 +153,14 @@ func moveReplicaCmd(c *ctl) *cobra.Command {
 				return err
 			}
 			return c.print(out, func(w *tabwriter.Writer) {
+				if out.Map != nil && mv.Group < len(out.Map.Groups) {
+					if reps := out.Map.Groups[mv.Group].Replicas; len(reps) < out.Map.Replicas && !slices.Contains(reps, mv.From) {
+						// dropLeftover: mv.From was listed, not a voter.
+						fmt.Fprintf(w, "group %d: %s taken out (it was not a voter of the group); the group holds %d of %d replicas (%s): run `tally cluster rebalance` to add the missing ones (map version %d)\n",
+							mv.Group, mv.From, len(reps), out.Map.Replicas, strings.Join(reps, ", "), out.Map.Version)
+						return
+					}
+				}
 				fmt.Fprintf(w, "group %d: replica moved from %s to %s (map version %d)\n", mv.Group, mv.From, mv.To, out.Map.Version)
 			})
 		},
