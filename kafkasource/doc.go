@@ -26,10 +26,18 @@
 // tally_kafka_records_rejected_total{source,reason}, logged (at most one
 // line a second per source, with topic, partition and offset) and, with
 // dead_letter_topic, produced there as they were with headers saying why
-// (before the batch commits, so none is lost). A source whose topic or
-// dead_letter_topic the brokers do not know consumes nothing (a cluster's
-// member does not join the group) and logs why, retrying with backoff,
-// until both exist.
+// (before the batch commits, so none is lost). A dead-letter produce that
+// fails (the topic deleted, a broker refusing or not answering; each
+// attempt bounded to 10 s) holds its batch, and so its partition,
+// uncommitted: each failed attempt is counted in
+// tally_kafka_dead_letter_errors_total, logged (rate-limited) and retried
+// with backoff (up to 5 s) until one succeeds, while the partition's lag
+// grows; a consumer stopped meanwhile leaves the batch to its next start.
+// A record whose attempt was cut short may reach the dead-letter topic
+// twice, never zero times; a dead-letter topic deleted and created again
+// is produced to once it exists. A source whose topic or dead_letter_topic
+// the brokers do not know consumes nothing (a cluster's member does not
+// join the group) and logs why, retrying with backoff, until both exist.
 //
 // Backpressure: the loop is synchronous, poll -> decode -> commit (durable
 // and applied) -> poll, over a bounded fetch buffer, so fetching stops

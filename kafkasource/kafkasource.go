@@ -78,6 +78,8 @@ type Consumer struct {
 	heldMu sync.Mutex      // guards held
 	held   map[int32]int64 // with a router: assigned partitions' next offsets
 
+	// dlqErrors counts failed dead-letter produce attempts, each retried
+	// with its batch held (deadLetter), not records lost.
 	fetchErrors, regressions, dlqErrors, committed *metrics.Counter
 	logLimit                                       rateLimit
 }
@@ -172,7 +174,11 @@ func (c *Consumer) clientOpts() ([]kgo.Opt, error) {
 		}),
 	}
 	if k.DeadLetterTopic != "" {
-		o = append(o, kgo.DefaultProduceTopic(k.DeadLetterTopic))
+		// A dead-letter produce attempt is bounded by its context
+		// (deadLetter), which an idempotent producer otherwise ignores
+		// once a request is in flight. A record cut short is produced
+		// again: it may reach the topic twice, never zero times.
+		o = append(o, kgo.DefaultProduceTopic(k.DeadLetterTopic), kgo.AllowIdempotentProduceCancellation())
 	}
 	if s := k.SASL; s != nil {
 		pass, ok := os.LookupEnv(s.PasswordEnv)
@@ -565,9 +571,9 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 
 // decode decodes recs into b (reset first), appending each valid event's
 // offset to offs; rejected records are counted, logged and, with a
-// dead-letter topic, produced there before it returns. stopped: ctx ended
-// before the rejected records were dead-lettered (the batch must not be
-// committed).
+// dead-letter topic, produced there before it returns (deadLetter: for as
+// long as the produce fails). stopped: ctx ended before the rejected
+// records were dead-lettered (the batch must not be committed).
 func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Record, recs []*kgo.Record, offs []int64) (_ []*kgo.Record, _ []int64, stopped bool) {
 	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
 	for _, r := range recs {
@@ -592,32 +598,58 @@ func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Recor
 		}
 	}
 	if len(dead) > 0 {
-		stopped = !c.deadLetter(ctx, dead)
+		stopped = !c.deadLetter(ctx, recs[0].Partition, dead)
 	}
 	return dead, offs, stopped
 }
 
-// deadLetter produces rejected records to the dead-letter topic and waits
-// for the broker, so none is lost once its offset is committed; a failure
-// after retries is counted and logged, and the partition goes on. It
-// returns false when ctx ended first (the consumer stops): the records'
-// batch must not be committed, so that the next start dead-letters them.
-func (c *Consumer) deadLetter(ctx context.Context, recs []*kgo.Record) (done bool) {
-	for try := 0; ; try++ {
-		err := c.admin.ProduceSync(ctx, recs...).FirstErr()
+// deadLetterAttempt bounds one produce of a batch's rejected records to the
+// dead-letter topic (a topic deleted, a broker that does not answer): the
+// attempt fails, is counted and logged, and deadLetter tries again.
+const deadLetterAttempt = 10 * time.Second
+
+// deadLetter produces a batch's rejected records (read from partition) to
+// the dead-letter topic and waits for the broker, so that none is lost once
+// the batch commits. A failed attempt (bounded by deadLetterAttempt) is
+// counted in dlqErrors, logged (rate-limited) and retried with backoff
+// (100 ms doubling to 5 s) for as long as it fails: the batch, and so the
+// partition, waits uncommitted meanwhile, and its lag grows. A record may
+// reach the topic twice (an attempt cut short after the broker wrote it).
+// It returns false when ctx ended first (the consumer stops): the batch
+// must not be committed, so that the next start dead-letters its records.
+func (c *Consumer) deadLetter(ctx context.Context, partition int32, recs []*kgo.Record) (done bool) {
+	backoff := 100 * time.Millisecond
+	for {
+		for _, r := range recs {
+			r.Context = nil // else the client keeps the last attempt's, canceled
+		}
+		actx, cancel := context.WithTimeout(ctx, deadLetterAttempt)
+		err := c.admin.ProduceSync(actx, recs...).FirstErr()
+		cancel()
 		if err == nil {
 			return true
 		}
+		if errors.Is(err, kerr.UnknownTopicID) {
+			// The topic was deleted and created again: the client refuses
+			// the new one until it forgets the old.
+			c.admin.PurgeTopicsFromProducing(c.k.DeadLetterTopic)
+		}
+		if ctx.Err() == nil {
+			c.dlqErrors.Inc()
+			if c.logLimit.allow() {
+				c.logger.Error("dead-letter produce failed; the batch is held uncommitted (its partition waits, its lag grows) and the produce retried with backoff",
+					"dead_letter_topic", c.k.DeadLetterTopic, "partition", partition, "records", len(recs), "err", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
 		if ctx.Err() != nil {
-			c.logger.Warn("dead-letter produce stopped with the consumer; the batch is not committed and is read again at the next start", "dead_letter_topic", c.k.DeadLetterTopic, "records", len(recs), "err", err)
+			c.logger.Warn("dead-letter produce stopped with the consumer; the batch is not committed and is read again at the next start", "dead_letter_topic", c.k.DeadLetterTopic, "partition", partition, "records", len(recs), "err", err)
 			return false
 		}
-		if try == 4 {
-			c.dlqErrors.Add(len(recs))
-			c.logger.Error("dead-letter produce failed; the rejected records are counted and logged only", "dead_letter_topic", c.k.DeadLetterTopic, "records", len(recs), "err", err)
-			return true
-		}
-		time.Sleep(time.Duration(100<<try) * time.Millisecond)
 	}
 }
 

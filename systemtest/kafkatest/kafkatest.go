@@ -126,6 +126,29 @@ func (b *Broker) CreateTopic(tb testing.TB, topic string, partitions int32) {
 	}
 }
 
+// DeleteTopic deletes a topic and waits until the broker no longer lists
+// it (it may then be created again under the same name).
+func (b *Broker) DeleteTopic(tb testing.TB, topic string) {
+	tb.Helper()
+	adm := kadm.NewClient(b.Client(tb))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.DeleteTopics(ctx, topic)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		tb.Fatalf("delete topic %s: %v", topic, err)
+	}
+	for ctx.Err() == nil {
+		if md, err := adm.Metadata(ctx, topic); err == nil && md.Topics[topic].Err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.Fatalf("topic %s still listed 30 s after its deletion", topic)
+}
+
 // Client returns a client of the broker, closed when the test ends.
 func (b *Broker) Client(tb testing.TB, opts ...kgo.Opt) *kgo.Client {
 	tb.Helper()
