@@ -227,7 +227,8 @@ func TestParity(t *testing.T) {
 	t.Logf("compared %d models, %d rows; max difference %.3g", len(man.Models), totalRows, worst)
 }
 
-// issueModels are the models issue #15 names, as generate.py names them:
+// issueModels are the models issue #15 names, and the other common
+// scikit-learn models, as generate.py names them:
 // each must be in the parity set, so that a converter or generator change
 // that drops one (generate.py skips a model its converter refuses) fails
 // here instead of shrinking the comparison silently.
@@ -249,6 +250,8 @@ var issueModels = []string{
 	// boosters
 	"xgb_bin", "xgb_multi", "xgb_reg", "xgb_categorical", "lgbm_bin", "lgbm_multi", "lgbm_reg", "lgbm_categorical",
 	"catboost_bin", "catboost_reg",
+	// the other common scikit-learn models (generate.py's common_models)
+	"mlp_bin", "mlp_multi", "mlp_reg",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {

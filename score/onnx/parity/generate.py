@@ -591,6 +591,38 @@ def more_models(w, rng):
         w.add(name, m, "rows_" + name, rows, strs)
 
 
+def common_models(w, rng):
+    """The other scikit-learn models a fraud team exports, with skl2onnx
+    defaults: neural networks. Generated after more_models so that the
+    earlier models' rows stay as they were."""
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.ensemble import AdaBoostClassifier, ExtraTreesClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, SVR
+
+    nf = 10
+    xb, yb = make_classification(n_samples=1200, n_features=nf, n_informative=6, random_state=SEED + 60)
+    xm, ym = make_classification(n_samples=1200, n_features=nf, n_informative=6, n_classes=3,
+                                 random_state=SEED + 61)
+    xr, yr = make_regression(n_samples=1200, n_features=nf, n_informative=6, noise=3.0, random_state=SEED + 62)
+    xb, xm, xr = (a.astype(np.float32) for a in (xb, xm, xr))
+    ym_str = np.array(["fraud", "ok", "review"])[ym]
+    for name, est, x, y in [
+        ("mlp_bin", MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=SEED), xb, yb),
+        ("mlp_multi", MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=SEED), xm, ym_str),
+        ("mlp_reg", MLPRegressor(hidden_layer_sizes=(16,), max_iter=500, random_state=SEED), xr, yr),
+    ]:
+        est.fit(x, y)
+        m = conv_default(est, x)
+        w.add(name, m, "rows_" + name, make_rows(rng, x, m, 1000, 300, 300, 200))
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -980,6 +1012,7 @@ def main():
     string_models(w, rng)
     categorical_boosters(w, rng)
     more_models(w, rng)
+    common_models(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
