@@ -593,7 +593,7 @@ def more_models(w, rng):
 
 def common_models(w, rng):
     """The other scikit-learn models a fraud team exports, with skl2onnx
-    defaults: neural networks. Generated after more_models so that the
+    defaults: neural networks, extra trees. Generated after more_models so that the
     earlier models' rows stay as they were."""
     from sklearn.datasets import make_classification, make_regression
     from sklearn.decomposition import PCA, TruncatedSVD
@@ -617,6 +617,8 @@ def common_models(w, rng):
         ("mlp_bin", MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=SEED), xb, yb),
         ("mlp_multi", MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=SEED), xm, ym_str),
         ("mlp_reg", MLPRegressor(hidden_layer_sizes=(16,), max_iter=500, random_state=SEED), xr, yr),
+        ("et_bin", ExtraTreesClassifier(n_estimators=20, max_depth=8, random_state=SEED), xb, yb),
+        ("et_multi", ExtraTreesClassifier(n_estimators=20, max_depth=8, random_state=SEED), xm, ym_str),
     ]:
         est.fit(x, y)
         m = conv_default(est, x)
