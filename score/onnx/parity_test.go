@@ -251,7 +251,7 @@ var issueModels = []string{
 	"xgb_bin", "xgb_multi", "xgb_reg", "xgb_categorical", "lgbm_bin", "lgbm_multi", "lgbm_reg", "lgbm_categorical",
 	"catboost_bin", "catboost_reg",
 	// the other common scikit-learn models (generate.py's common_models)
-	"mlp_bin", "mlp_multi", "mlp_reg", "et_bin", "et_multi",
+	"mlp_bin", "mlp_multi", "mlp_reg", "et_bin", "et_multi", "pipe_pca_lr", "pipe_tsvd_lr",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {
