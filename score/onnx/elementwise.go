@@ -572,11 +572,27 @@ func (c *compiler) cast(n *nodeProto, a attrs) error {
 	if err != nil {
 		return err
 	}
+	out := c.output(n, 0)
+	if a.int("to", 0) == dtInt32 {
+		// int32 values are held as int64, as int32 initializers are.
+		if v.dt == tStr {
+			return fmt.Errorf("%w: Cast between %s and int32", ErrUnsupported, v.dt)
+		}
+		conv := func(a []float64) float64 { return float64(toInt32(a[0])) }
+		if v.dt == tI64 || v.dt == tBool {
+			conv = func(a []float64) float64 { return float64(int32(int64(a[0]))) } // wraps, as static_cast does
+		}
+		o, err := c.ew(n, []*value{v}, tI64, conv)
+		if err != nil {
+			return err
+		}
+		o.classes = v.classes
+		return nil
+	}
 	to, ok := dtypeOf(a.int("to", 0))
 	if !ok {
 		return fmt.Errorf("%w: Cast to type %d", ErrUnsupported, a.int("to", 0))
 	}
-	out := c.output(n, 0)
 	if to == v.dt {
 		c.alias(out, v)
 		return nil
@@ -590,4 +606,14 @@ func (c *compiler) cast(n *nodeProto, a attrs) error {
 	}
 	o.classes = v.classes
 	return nil
+}
+
+// toInt32 converts a float as onnxruntime's Cast to int32 does on x86: a C
+// cast, truncating; NaN and values out of int32's range give
+// math.MinInt32, as cvttss2si does.
+func toInt32(x float64) int32 {
+	if x != x || x >= 2147483648 || x < -2147483648 {
+		return math.MinInt32
+	}
+	return int32(x)
 }

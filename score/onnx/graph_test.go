@@ -351,3 +351,23 @@ func TestLabelEncoderDefaultIsNegativeZero(t *testing.T) {
 		t.Fatalf("values %v, %v, %v: want 2, -0, 1", out[0].Value, out[1].Value, out[2].Value)
 	}
 }
+
+// Cast to int32 (AdaBoost's zero-normaliser test) truncates, and sends NaN
+// and values out of int32's range to math.MinInt32, as onnxruntime on x86.
+func TestCastToInt32(t *testing.T) {
+	m := mustParse(t, graphModel([][]byte{
+		node("Cast", "", []string{"X"}, []string{"i"}, pbInt("to", dtInt32)),
+		node("Cast", "", []string{"i"}, []string{"Y"}, pbInt("to", dtFloat)),
+	}, nil, [][]byte{valueInfo("X", dtFloat, -1, 1)}, [][]byte{valueInfo("Y", dtFloat, -1, 1)}))
+	in := []float32{3.7, -3.7, float32(math.NaN()), 3e9, -3e9, 2147483520}
+	want := []float64{3, -3, math.MinInt32, math.MinInt32, math.MinInt32, 2147483520}
+	out := make([]Prediction, len(in))
+	if err := m.Score(context.Background(), in, len(in), out); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		if out[i].Value != w {
+			t.Errorf("Cast(%v) to int32 = %v, onnxruntime %v", in[i], out[i].Value, w)
+		}
+	}
+}

@@ -252,6 +252,7 @@ var issueModels = []string{
 	"catboost_bin", "catboost_reg",
 	// the other common scikit-learn models (generate.py's common_models)
 	"mlp_bin", "mlp_multi", "mlp_reg", "et_bin", "et_multi", "pipe_pca_lr", "pipe_tsvd_lr",
+	"ada_bin", "ada_multi",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {

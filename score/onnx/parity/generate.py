@@ -594,7 +594,7 @@ def more_models(w, rng):
 def common_models(w, rng):
     """The other scikit-learn models a fraud team exports, with skl2onnx
     defaults: neural networks, extra trees, PCA and TruncatedSVD before a
-    logistic regression. Generated after more_models so that the
+    logistic regression, AdaBoost. Generated after more_models so that the
     earlier models' rows stay as they were."""
     from sklearn.datasets import make_classification, make_regression
     from sklearn.decomposition import PCA, TruncatedSVD
@@ -622,6 +622,8 @@ def common_models(w, rng):
         ("et_multi", ExtraTreesClassifier(n_estimators=20, max_depth=8, random_state=SEED), xm, ym_str),
         ("pipe_pca_lr", make_pipeline(StandardScaler(), PCA(n_components=5), LogisticRegression(max_iter=500)), xb, yb),
         ("pipe_tsvd_lr", make_pipeline(TruncatedSVD(n_components=5, random_state=SEED), LogisticRegression(max_iter=500)), xm, ym),
+        ("ada_bin", AdaBoostClassifier(n_estimators=30, random_state=SEED), xb, yb),
+        ("ada_multi", AdaBoostClassifier(n_estimators=30, random_state=SEED), xm, ym),
     ]:
         est.fit(x, y)
         m = conv_default(est, x)
