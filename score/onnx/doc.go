@@ -16,7 +16,8 @@
 //	            BRANCH_MEMBER), LinearClassifier, LinearRegressor, Scaler,
 //	            Normalizer, ZipMap, FeatureVectorizer, ArrayFeatureExtractor,
 //	            Imputer, Binarizer, LabelEncoder (opsets 1-4),
-//	            CategoryMapper, OneHotEncoder
+//	            CategoryMapper, OneHotEncoder, SVMClassifier (support
+//	            vectors; RBF or LINEAR kernel; no post transform)
 //	ai.onnx     Identity, Cast, Constant, ConstantOfShape, Shape (into
 //	            Reshape), Reshape, Flatten, Squeeze, Unsqueeze, Concat,
 //	            Slice, Gather, MatMul and Gemm (per-row by constant),
@@ -67,6 +68,13 @@
 //     fused multiply-add chains, as onnxruntime's x86 GEMM kernels compute
 //     them. Other float32 arithmetic rounds each operation's result to
 //     float32; Max and Min propagate NaN.
+//   - SVMClassifier follows onnxruntime's float32 kernels (RBF: a
+//     sequential sum of rounded squares, then exp), float64 sums of float32
+//     products for the pairwise decision values, libsvm's pairwise
+//     coupling in float32 for probabilities; the label is the class with
+//     most pairwise votes, the first on a tie.
+//   - Cast to int32 (held as int64) truncates; NaN and values beyond int32
+//     give math.MinInt32, as onnxruntime on x86.
 //   - Where onnxruntime fails a call, Score does too (an error wrapping
 //     score.ErrBadInput): NaN into Binarizer, an index out of range in
 //     ArrayFeatureExtractor or Gather, an unknown category into a

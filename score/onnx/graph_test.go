@@ -371,3 +371,48 @@ func TestCastToInt32(t *testing.T) {
 		}
 	}
 }
+
+// svmGraph is an RBF SVMClassifier of three classes, one support vector
+// each, with probabilities.
+func svmGraph() []byte {
+	return graphModel([][]byte{node("SVMClassifier", "ai.onnx.ml", []string{"X"}, []string{"label", "probabilities"},
+		pbInts("classlabels_ints", 5, 6, 7), pbInts("vectors_per_class", 1, 1, 1),
+		pbFloats("support_vectors", 0, 0, 1, 1, -1, 2), pbFloats("coefficients", 1, 1, -1, -1, 1, -1),
+		pbFloats("rho", 0.1, -0.2, 0.3), pbFloats("prob_a", -2, -1.5, -1), pbFloats("prob_b", 0, 0.1, -0.1),
+		pbString("kernel_type", "RBF"), pbFloats("kernel_params", 0.5, 0, 3))},
+		nil, [][]byte{valueInfo("X", dtFloat, -1, 2)},
+		[][]byte{valueInfo("label", dtInt64, -1), valueInfo("probabilities", dtFloat, -1, 3)})
+}
+
+// SVMClassifier's labels and probabilities are onnxruntime's (values from
+// onnxruntime 1.22.1): the label comes from the pairwise votes, not the
+// probabilities (row 0). Scoring allocates nothing.
+func TestSVMClassifier(t *testing.T) {
+	m := mustParse(t, svmGraph())
+	rows := []float32{0, 0, 1, 1, -1, 2}
+	want := []struct {
+		label int64
+		probs [3]float64
+	}{
+		{5, [3]float64{0.2573409974575043, 0.2555995285511017, 0.4870595335960388}},
+		{5, [3]float64{0.3972727358341217, 0.2331937551498413, 0.36953356862068176}},
+		{7, [3]float64{0.15127764642238617, 0.24688521027565002, 0.6018370985984802}},
+	}
+	out := make([]Prediction, 3)
+	if err := m.Score(context.Background(), rows, 3, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		p := out[i]
+		ok := p.Label == w.label && len(p.Probabilities) == 3
+		for k := range w.probs {
+			ok = ok && math.Abs(float64(p.Probabilities[k])-w.probs[k]) <= 1e-7
+		}
+		if !ok {
+			t.Errorf("row %d: label %d, probabilities %v; onnxruntime %d, %v", i, p.Label, p.Probabilities, w.label, w.probs)
+		}
+	}
+	if a := testing.AllocsPerRun(20, func() { _ = m.Score(context.Background(), rows, 3, out) }); a != 0 {
+		t.Errorf("Score allocates %.1f times per call", a)
+	}
+}

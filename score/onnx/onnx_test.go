@@ -222,10 +222,10 @@ func TestAggregates(t *testing.T) {
 }
 
 func TestRefusesUnknownOperator(t *testing.T) {
-	n := node("SVMClassifier", "ai.onnx.ml", []string{"X"}, []string{"Y"})
+	n := node("SVMRegressor", "ai.onnx.ml", []string{"X"}, []string{"Y"})
 	_, err := Parse(model([][]byte{n}, [][]byte{valueInfo("X", dtFloat, -1, 3)}, [][]byte{valueInfo("Y", dtFloat, -1, 1)}, 3))
-	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "ai.onnx.ml:SVMClassifier") {
-		t.Fatalf("err = %v, want ErrUnsupported naming ai.onnx.ml:SVMClassifier", err)
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "ai.onnx.ml:SVMRegressor") {
+		t.Fatalf("err = %v, want ErrUnsupported naming ai.onnx.ml:SVMRegressor", err)
 	}
 }
 
@@ -312,6 +312,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(sgdGraph())
 	f.Add(oneHotGraph())
 	f.Add(wideStringGraph())
+	f.Add(svmGraph())
 	f.Add([]byte{})
 	f.Add([]byte{0x3a, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -45,6 +45,7 @@ func init() {
 	add((*compiler).labelEncoder, "ai.onnx.ml:LabelEncoder", "ai.onnx.ml:CategoryMapper")
 	add((*compiler).oneHot, "ai.onnx.ml:OneHotEncoder")
 	add((*compiler).linear, "ai.onnx.ml:LinearClassifier", "ai.onnx.ml:LinearRegressor")
+	add((*compiler).svm, "ai.onnx.ml:SVMClassifier")
 	add((*compiler).trees, "ai.onnx.ml:TreeEnsembleClassifier", "ai.onnx.ml:TreeEnsembleRegressor", "ai.onnx.ml:TreeEnsemble")
 }
 

@@ -252,7 +252,7 @@ var issueModels = []string{
 	"catboost_bin", "catboost_reg",
 	// the other common scikit-learn models (generate.py's common_models)
 	"mlp_bin", "mlp_multi", "mlp_reg", "et_bin", "et_multi", "pipe_pca_lr", "pipe_tsvd_lr",
-	"ada_bin", "ada_multi",
+	"ada_bin", "ada_multi", "svc_rbf_prob_bin", "svc_rbf_bin", "svc_rbf_prob_multi", "svc_rbf_multi", "svc_linear_bin",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {
@@ -275,7 +275,7 @@ func TestParityCoversTheIssueModels(t *testing.T) {
 // and Probabilities reuse the caller's arrays.
 func TestParityModelsDoNotAllocate(t *testing.T) {
 	dir := parityDir(t)
-	for _, name := range []string{"rf100_d8", "pipe_imputer_std_lr", "iso_forest", "str_onehot_gb", "str_two_cats_hgb"} {
+	for _, name := range []string{"rf100_d8", "pipe_imputer_std_lr", "iso_forest", "str_onehot_gb", "str_two_cats_hgb", "svc_rbf_prob_multi"} {
 		m, err := Load(filepath.Join(dir, name+".onnx"))
 		if err != nil {
 			t.Fatal(err)

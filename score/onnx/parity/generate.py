@@ -594,18 +594,17 @@ def more_models(w, rng):
 def common_models(w, rng):
     """The other scikit-learn models a fraud team exports, with skl2onnx
     defaults: neural networks, extra trees, PCA and TruncatedSVD before a
-    logistic regression, AdaBoost. Generated after more_models so that the
+    logistic regression, AdaBoost, SVC (RBF kernel, with and without
+    probabilities; linear kernel). Generated after more_models so that the
     earlier models' rows stay as they were."""
     from sklearn.datasets import make_classification, make_regression
     from sklearn.decomposition import PCA, TruncatedSVD
     from sklearn.ensemble import AdaBoostClassifier, ExtraTreesClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.naive_bayes import GaussianNB
-    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
     from sklearn.neural_network import MLPClassifier, MLPRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC, SVR
+    from sklearn.svm import SVC
 
     nf = 10
     xb, yb = make_classification(n_samples=1200, n_features=nf, n_informative=6, random_state=SEED + 60)
@@ -624,6 +623,11 @@ def common_models(w, rng):
         ("pipe_tsvd_lr", make_pipeline(TruncatedSVD(n_components=5, random_state=SEED), LogisticRegression(max_iter=500)), xm, ym),
         ("ada_bin", AdaBoostClassifier(n_estimators=30, random_state=SEED), xb, yb),
         ("ada_multi", AdaBoostClassifier(n_estimators=30, random_state=SEED), xm, ym),
+        ("svc_rbf_prob_bin", SVC(probability=True, random_state=SEED), xb, yb),
+        ("svc_rbf_bin", SVC(), xb, yb),
+        ("svc_rbf_prob_multi", SVC(probability=True, random_state=SEED), xm, ym),
+        ("svc_rbf_multi", SVC(), xm, ym_str),
+        ("svc_linear_bin", SVC(kernel="linear"), xb, yb),
     ]:
         est.fit(x, y)
         m = conv_default(est, x)
