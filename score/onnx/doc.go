@@ -45,8 +45,8 @@
 // # Semantics
 //
 // Results match onnxruntime 1.22 (the parity test in this package compares
-// about 100 models, converter outputs of scikit-learn, XGBoost, LightGBM
-// and CatBoost and hand-built graphs, over 200,000 rows; labels identical,
+// about 120 models, converter outputs of scikit-learn, XGBoost, LightGBM
+// and CatBoost and hand-built graphs, over 250,000 rows; labels identical,
 // scores within 1e-6, relative beyond 1):
 //
 //   - Trees compare in the input's type: float32 thresholds for float input
