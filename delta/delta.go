@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func Create(dir string, cols []tabular.Column) (*Writer, error) {
 	}
 	if _, meta, err := snapshot(dir); err != nil {
 		return nil, err
-	} else if meta != nil && meta.SchemaString != schema {
+	} else if meta != nil && !sameSchema(meta.SchemaString, schema) {
 		return nil, fmt.Errorf("delta table %s has the schema %s; this export's is %s: write to a new table (another --out directory)", dir, meta.SchemaString, schema)
 	}
 	name := "part-00000-" + uuid() + "-c000.zstd.parquet"
@@ -144,7 +145,7 @@ func (w *Writer) commit() (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if meta != nil && meta.SchemaString != w.schema {
+		if meta != nil && !sameSchema(meta.SchemaString, w.schema) {
 			return 0, fmt.Errorf("another writer changed the table's schema to %s: write to a new table", meta.SchemaString)
 		}
 		version := latest + 1
@@ -295,6 +296,20 @@ func snapshot(dir string) (int64, *metaData, error) {
 		return 0, nil, fmt.Errorf("delta table %s is partitioned by %v: tally appends to unpartitioned tables only", dir, meta.PartitionColumns)
 	}
 	return versions[len(versions)-1], meta, nil
+}
+
+// sameSchema reports whether two schemaStrings describe the same schema:
+// equal as JSON values, whatever the key order and spacing (Spark and
+// delta-rs write "type" before "fields", tally's encoder the reverse).
+func sameSchema(a, b string) bool {
+	if a == b {
+		return true
+	}
+	var va, vb any
+	if json.Unmarshal([]byte(a), &va) != nil || json.Unmarshal([]byte(b), &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 // SchemaString is the Spark StructType JSON of cols, as a Delta table's

@@ -248,3 +248,51 @@ func TestRefusedRowIsNotCounted(t *testing.T) {
 		t.Errorf("commit's stats do not say numRecords 1:\n%s", b)
 	}
 }
+
+// sparkSchema is testCols' schema as Spark (and delta-rs) serialize a
+// StructType: "type" before "fields".
+const sparkSchema = `{"type":"struct","fields":[{"name":"user_id","type":"string","nullable":true,"metadata":{}},` +
+	`{"name":"timestamp","type":"timestamp","nullable":true,"metadata":{}},{"name":"amt","type":"double","nullable":true,"metadata":{}},` +
+	`{"name":"n","type":"long","nullable":true,"metadata":{}},{"name":"ok","type":"boolean","nullable":true,"metadata":{}},` +
+	`{"name":"last","type":{"type":"array","elementType":"double","containsNull":true},"nullable":true,"metadata":{}},` +
+	`{"name":"merchants","type":{"type":"array","elementType":"string","containsNull":true},"nullable":true,"metadata":{}}]}`
+
+// TestAppendsAfterSparkRewroteTheMetadata: a table whose metaData Spark
+// wrote (ALTER TABLE ... SET TBLPROPERTIES on a tally table, or a table
+// Spark created with the same columns) has the same schema, serialized
+// with another key order: tally appends to it. (The schemas were compared
+// as text: such a table was refused as "another schema", quoting two equal
+// schemas.)
+func TestAppendsAfterSparkRewroteTheMetadata(t *testing.T) {
+	meta := func(config string) string {
+		b, _ := json.Marshal(map[string]any{"metaData": map[string]any{"id": "5f0c5c8e-7d43-4c1f-9a0e-2b0c1f6f1a11",
+			"format": map[string]any{"provider": "parquet", "options": map[string]string{}}, "schemaString": sparkSchema,
+			"partitionColumns": []string{}, "configuration": json.RawMessage(config), "createdTime": 1700000000000}})
+		return string(b)
+	}
+	// A tally table, then Spark's SET TBLPROPERTIES.
+	dir := t.TempDir()
+	appendRows(t, dir, testRows(0, 2))
+	alter := `{"commitInfo":{"timestamp":1700000000001,"operation":"SET TBLPROPERTIES","operationParameters":{"properties":"{\"delta.logRetentionDuration\":\"interval 90 days\"}"},"readVersion":0,"isolationLevel":"Serializable","isBlindAppend":true,"engineInfo":"Apache-Spark/4.1.0 Delta-Lake/4.0.0"}}` +
+		"\n" + meta(`{"delta.logRetentionDuration":"interval 90 days"}`) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, LogDir, commitName(1)), []byte(alter), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v := appendRows(t, dir, testRows(2, 3)); v != 2 {
+		t.Fatalf("append after SET TBLPROPERTIES committed version %d, want 2", v)
+	}
+	if _, rows := readTable(t, dir); !reflect.DeepEqual(rows, testRows(0, 5)) {
+		t.Fatalf("rows %v", rows)
+	}
+	// A table Spark created (CREATE TABLE ... USING delta) with these columns.
+	dir = t.TempDir()
+	os.MkdirAll(filepath.Join(dir, LogDir), 0o755)
+	create := `{"commitInfo":{"timestamp":1700000000000,"operation":"CREATE TABLE","isBlindAppend":true,"engineInfo":"Apache-Spark/4.1.0 Delta-Lake/4.0.0"}}` +
+		"\n" + `{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}` + "\n" + meta(`{}`) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, LogDir, commitName(0)), []byte(create), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v := appendRows(t, dir, testRows(0, 2)); v != 1 {
+		t.Fatalf("append to a table Spark created committed version %d, want 1", v)
+	}
+}

@@ -33,7 +33,9 @@
 // cannot conflict with a blind append, so it retries at N+2, up to 100
 // times; a commit that changed the schema or the protocol is an error. A
 // table whose schema differs from the rows' is refused before anything is
-// written. Until the commit, readers do not see the data file; a failed or
+// written; schemas are compared as JSON values, so metaData that Spark or
+// delta-rs rewrote (SET TBLPROPERTIES: same columns, its own key order)
+// is the same schema. Until the commit, readers do not see the data file; a failed or
 // discarded append removes it. Checkpoints are not written: readers replay
 // the JSON log (fine for the tens of appends a training set gets; Spark and
 // delta-rs may add checkpoints of their own).
