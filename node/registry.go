@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
@@ -90,10 +91,11 @@ func oneFile(data []byte) (fs.FS, string) {
 }
 
 // pollRegistry re-resolves an alias every poll interval and swaps in the
-// version it points to when that changed. A version that fails to load
-// keeps the running model, is reported (status, metric, error) and is not
-// downloaded again until the alias moves; a registry or download failure is
-// retried at the next poll.
+// version it points to when that changed. A version that fails to load,
+// or has no ONNX file to load (registry.ErrUnusable), keeps the running
+// model, is reported (status, metric, error) and is not downloaded again
+// until the alias moves; a registry or download failure is retried at the
+// next poll.
 func (mp *modelPlan) pollRegistry(ctx context.Context, open ModelOpener, now time.Time) error {
 	r := mp.reg
 	if r == nil || r.ref.Alias == "" || now.Sub(r.lastPoll) < r.poll {
@@ -114,6 +116,12 @@ func (mp *modelPlan) pollRegistry(ctx context.Context, open ModelOpener, now tim
 		return r.report("", fmt.Errorf("%s (keeping version %s): %w", r.ref, cur, err))
 	}
 	data, where, err := r.c.Fetch(ctx, v)
+	if errors.Is(err, registry.ErrUnusable) {
+		// The version has no ONNX file to load (a sklearn-only MLmodel,
+		// artifacts deleted): it fails as a file that does not load.
+		mp.failures.Add(1)
+		return r.report(v.Version, fmt.Errorf("%s moved to version %s, which has no ONNX model to load (keeping version %s): %w", r.ref, v.Version, cur, err))
+	}
 	if err != nil {
 		return r.report("", fmt.Errorf("%s moved to version %s (keeping version %s): %w", r.ref, v.Version, cur, err))
 	}

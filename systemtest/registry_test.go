@@ -96,8 +96,10 @@ func setAlias(t *testing.T, url, v string) {
 // MLflow Model Registry: version 1 (the default RandomForest, onnx flavor)
 // at start, version 2 (a bare .onnx artifact, p(fraud) = 0.25 for every row)
 // once the alias moves to it, version 3 (not ONNX) refused while version 2
-// keeps serving and the failure is reported, and version 1 again when the
-// alias moves back; predict requests run all along and none fails.
+// keeps serving and the failure is reported, version 4 (no ONNX file: a
+// sklearn-only MLmodel) refused and reported the same way, counted once and
+// not downloaded again, and version 1 again when the alias moves back;
+// predict requests run all along and none fails.
 func TestRegistryModelFollowsAlias(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an MLflow tracking server (~20 s)")
@@ -115,7 +117,7 @@ func TestRegistryModelFollowsAlias(t *testing.T) {
 	}
 	var versions map[string]string // the last line: MLflow prints run links before it
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &versions); err != nil || versions["3"] != "3" {
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &versions); err != nil || versions["4"] != "4" {
 		t.Fatalf("register_models.py printed %q: %v", out, err)
 	}
 
@@ -236,6 +238,26 @@ func TestRegistryModelFollowsAlias(t *testing.T) {
 		t.Fatalf("the failed version is not logged:\n%s", p.Output())
 	}
 
+	// A version without an ONNX file fails as a version that does not load:
+	// counted once and shown, not fetched again at every poll. (It was
+	// taken for a download error: retried each poll, never counted, and
+	// no failedVersion.)
+	setAlias(t, url, "4")
+	st = waitFor("version 4 without ONNX reported", func(st *client.ModelStatus) bool { return st.FailedVersion == "4" })
+	if st.Version != "2" || st.ReloadFailures != 2 || !strings.Contains(st.LastError, "sklearn") {
+		t.Fatalf("after version 4: %+v", st)
+	}
+	time.Sleep(3 * time.Second) // three more polls
+	if st := status(); st.ReloadFailures != 2 || st.FailedVersion != "4" {
+		t.Fatalf("version 4 counted again at later polls: %+v", st)
+	}
+	if v := metric(`tally_model_reload_failures_total{service="fraud_detection"}`); v != "2" {
+		t.Fatalf("tally_model_reload_failures_total %s, want 2", v)
+	}
+	if got := fraud(p.Client); math.Abs(got-0.25) > 1e-6 {
+		t.Fatalf("after version 4 p(fraud) is %v, want version 2's 0.25", got)
+	}
+
 	setAlias(t, url, "1")
 	st = waitFor("alias moved back to 1", func(st *client.ModelStatus) bool { return st.Version == "1" })
 	if st.FailedVersion != "" || st.LastError != "" || st.Reloads != 2 {
@@ -249,5 +271,5 @@ func TestRegistryModelFollowsAlias(t *testing.T) {
 	if failed.Load() != 0 || served.Load() == 0 {
 		t.Fatalf("during the moves %d predictions served, %d failed (first: %v)", served.Load(), failed.Load(), firstErr.Load())
 	}
-	t.Logf("%d predictions served during three alias moves", served.Load())
+	t.Logf("%d predictions served during four alias moves", served.Load())
 }

@@ -39,5 +39,7 @@
 // Every request carries `Authorization: Bearer {token}` when a token is set,
 // and is bounded by the ctx deadline; answers are capped at MaxModelBytes.
 // Errors wrap ErrNotFound when the registry says the model, alias or
-// version does not exist.
+// version does not exist, and Fetch's wrap ErrUnusable when the version's
+// artifacts are missing or hold no ONNX file it can pick: the version's
+// fault, not the connection's.
 package registry

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,6 +26,29 @@ const MaxModelBytes = 1 << 30
 // ErrNotFound is wrapped when the registry answers that the registered
 // model, the alias or the version does not exist.
 var ErrNotFound = errors.New("not found in the model registry")
+
+// ErrUnusable is wrapped by Fetch when the version itself holds no ONNX
+// file tally can read: its artifacts are missing, or their layout names no
+// ONNX file (see the accepted layouts). Fetching it again gives the same
+// answer; other Fetch errors (the server cannot be reached, answers 5xx)
+// may pass.
+var ErrUnusable = errors.New("the model version has no usable ONNX file")
+
+// unusableError is an error of the version's own artifacts: its message,
+// matching ErrUnusable too.
+type unusableError struct{ err error }
+
+func (e unusableError) Error() string   { return e.err.Error() }
+func (e unusableError) Unwrap() []error { return []error{e.err, ErrUnusable} }
+
+// unusable marks err as the version's fault when the artifact store
+// answered that what the version names does not exist.
+func unusable(err error) error {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return unusableError{err}
+	}
+	return err
+}
 
 // Client talks to one MLflow tracking server. It is safe for concurrent
 // use and keeps no state between calls.
@@ -107,11 +131,11 @@ func (c *Client) Fetch(ctx context.Context, v Version) ([]byte, string, error) {
 	}
 	file, err := pickONNX(ctx, st)
 	if err != nil {
-		return nil, "", fmt.Errorf("models:/%s/%s at %s: %w", v.Name, v.Version, out.ArtifactURI, err)
+		return nil, "", fmt.Errorf("models:/%s/%s at %s: %w", v.Name, v.Version, out.ArtifactURI, unusable(err))
 	}
 	data, err := st.read(ctx, file)
 	if err != nil {
-		return nil, "", fmt.Errorf("models:/%s/%s: download %s: %w", v.Name, v.Version, file, err)
+		return nil, "", fmt.Errorf("models:/%s/%s: download %s: %w", v.Name, v.Version, file, unusable(err))
 	}
 	return data, out.ArtifactURI + "/" + file, nil
 }
@@ -145,12 +169,12 @@ func pickONNX(ctx context.Context, st store) (string, error) {
 			Flavors map[string]map[string]any `yaml:"flavors"`
 		}
 		if err := yaml.Unmarshal(b, &mm); err != nil {
-			return "", fmt.Errorf("read MLmodel: %w", err)
+			return "", unusableError{fmt.Errorf("read MLmodel: %w", err)}
 		}
 		if fl, ok := mm.Flavors["onnx"]; ok {
 			data, _ := fl["data"].(string)
 			if data == "" || strings.Contains(data, "..") || path.IsAbs(data) {
-				return "", fmt.Errorf("MLmodel's onnx flavor names data %q: want a file in the model directory", data)
+				return "", unusableError{fmt.Errorf("MLmodel's onnx flavor names data %q: want a file in the model directory", data)}
 			}
 			return path.Clean(data), nil
 		}
@@ -160,16 +184,16 @@ func pickONNX(ctx context.Context, st store) (string, error) {
 				flavors = append(flavors, f)
 			}
 			sort.Strings(flavors)
-			return "", fmt.Errorf("the model has flavors %v and no onnx flavor or .onnx file: tally scores ONNX only; log it with mlflow.onnx.log_model (skl2onnx, onnxmltools) or log the .onnx file beside it", flavors)
+			return "", unusableError{fmt.Errorf("the model has flavors %v and no onnx flavor or .onnx file: tally scores ONNX only; log it with mlflow.onnx.log_model (skl2onnx, onnxmltools) or log the .onnx file beside it", flavors)}
 		}
 	}
 	switch len(onnxFiles) {
 	case 1:
 		return onnxFiles[0], nil
 	case 0:
-		return "", fmt.Errorf("no .onnx file among %v: log the model with mlflow.onnx.log_model or log its .onnx file as an artifact of the registered directory", names)
+		return "", unusableError{fmt.Errorf("no .onnx file among %v: log the model with mlflow.onnx.log_model or log its .onnx file as an artifact of the registered directory", names)}
 	}
-	return "", fmt.Errorf("several .onnx files %v and no MLmodel onnx flavor to choose one: register a directory holding one", onnxFiles)
+	return "", unusableError{fmt.Errorf("several .onnx files %v and no MLmodel onnx flavor to choose one: register a directory holding one", onnxFiles)}
 }
 
 // store is an artifact location: a directory (or a file) to list and read.

@@ -7,6 +7,8 @@ per layout tally reads (score/registry): used by systemtest/registry_test.go.
              logged as a bare .onnx artifact, its directory registered as the
              version's source (MlflowClient.create_model_version)
   version 3: a broken model: a "model.onnx" that is not ONNX
+  version 4: a model with no ONNX file: a logistic regression logged with
+             mlflow.sklearn.log_model (an MLmodel with a sklearn flavor only)
 
 Usage: register_models.py TRACKING_URI DEFAULT_MODEL.onnx
 Prints the versions as JSON.
@@ -20,8 +22,10 @@ import numpy as np
 import onnx
 import mlflow
 import mlflow.onnx
+import mlflow.sklearn
 from mlflow import MlflowClient
 from skl2onnx import to_onnx
+from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 
@@ -60,6 +64,9 @@ def main():
             f.write(b"this is not an ONNX model\n")
         mlflow.log_artifacts(d, artifact_path="broken")
         versions["3"] = client.create_model_version(name, f"{run.info.artifact_uri}/broken", run.info.run_id).version
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), name="sk", registered_model_name=name, pip_requirements=["scikit-learn"])
+        versions["4"] = info.registered_model_version
     client.set_registered_model_alias(name, "champion", versions["1"])
     print(json.dumps({k: str(v) for k, v in versions.items()}))
 
