@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
@@ -94,9 +95,10 @@ func spineErr(format string, args ...any) error {
 }
 
 // ReadSpine reads every row of r for the join's service: r must have the
-// timestamp column (a timestamp, epoch milliseconds, or RFC 3339 text), the
-// service's join keys (text or integers) and its request-context columns
-// (numbers; null or NaN is a missing value); other columns pass through. It
+// timestamp column (a timestamp, epoch milliseconds, or RFC 3339 text, in
+// years 1 to 9999), the service's join keys (text or integers) and its
+// request-context columns (numbers; null or NaN is a missing value); other
+// columns pass through. It
 // refuses more than maxRows rows (0: no limit). Errors name the row and
 // column and are *SpineError, except for the reader's own I/O errors.
 func (j *Join) ReadSpine(r tabular.Reader, timestampKey string, maxRows int) (*Spine, error) {
@@ -208,14 +210,31 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
+// Spine times lie in years 1 to 9999 (RFC 3339's): epoch milliseconds
+// beyond are microseconds or nanoseconds read as milliseconds, rows tens of
+// thousands of years ahead whose every window is empty.
+var (
+	minSpineTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	maxSpineTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli() - 1
+)
+
 func rowTime(t tabular.Type, v *tabular.Value) (int64, error) {
+	var ms int64
 	switch {
 	case v.Null:
 		return 0, fmt.Errorf("the timestamp is missing")
 	case t == tabular.String:
-		return node.ParseTime(strings.TrimSpace(v.Str))
+		var err error
+		if ms, err = node.ParseTime(strings.TrimSpace(v.Str)); err != nil {
+			return 0, err
+		}
+	default:
+		ms = v.Int
 	}
-	return v.Int, nil
+	if ms < minSpineTime || ms > maxSpineTime {
+		return 0, fmt.Errorf("%d is not epoch milliseconds of a year from 1 to 9999 (microseconds or nanoseconds?): give milliseconds, RFC 3339 text or a timestamp", ms)
+	}
+	return ms, nil
 }
 
 // contextValue reads a request-context value as get-features does: a
