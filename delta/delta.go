@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tally-ml/tally/tabular"
+	"github.com/tally-ml/tally/wal/walfs"
 )
 
 // LogDir is the table's commit log directory, inside the table directory.
@@ -53,7 +54,9 @@ func Create(dir string, cols []tabular.Column) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, LogDir), 0o755); err != nil {
+	// New directories are made durable (their parents synced): a commit
+	// synced into a _delta_log whose entry a power loss took would be lost.
+	if err := mkdirAll(filepath.Join(dir, LogDir), 0o755); err != nil {
 		return nil, fmt.Errorf("delta table %s: %w", dir, err)
 	}
 	if _, meta, err := snapshot(dir); err != nil {
@@ -106,6 +109,12 @@ func (w *Writer) Close() error {
 	}
 	if cerr := w.file.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		// The data file's directory entry is made durable before a commit
+		// names it: else a power loss could leave a commit (synced) that
+		// points at a file the table no longer has, which readers refuse.
+		err = syncDir(w.dir)
 	}
 	if err == nil {
 		w.version, err = w.commit()
@@ -212,6 +221,13 @@ func createExclusive(name string, body []byte) error {
 	}
 	return nil
 }
+
+// mkdirAll and syncDir are the file system's (walfs.OS: a new directory's
+// entry and a directory's entries made durable); tests count their calls.
+var (
+	mkdirAll = walfs.OS.MkdirAll
+	syncDir  = walfs.OS.SyncDir
+)
 
 func commitName(v int64) string { return fmt.Sprintf("%020d.json", v) }
 
