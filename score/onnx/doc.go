@@ -64,10 +64,14 @@
 //     to two scores; a 0.5 threshold when all weights are positive).
 //   - A single-target regressor applies only PROBIT, and only the first
 //     weight of each leaf counts, as in onnxruntime.
-//   - LinearClassifier/LinearRegressor, MatMul and Gemm scores are float32
-//     fused multiply-add chains, as onnxruntime's x86 GEMM kernels compute
-//     them. Other float32 arithmetic rounds each operation's result to
-//     float32; Max and Min propagate NaN.
+//   - LinearClassifier/LinearRegressor, MatMul and Gemm scores are summed
+//     as onnxruntime's x86 SGEMM (MLAS) sums them: from the bias (Gemm's
+//     beta*C, the intercepts; a MatMul followed only by a bias Add counts
+//     as the Gemm onnxruntime fuses it into), a float32 fused multiply-add
+//     chain per block of inputs added in turn: blocks of 256 for MatMul and
+//     Gemm (B packed), 1024 down to 128 for the linear models depending on
+//     their number of scores. Other float32 arithmetic rounds each
+//     operation's result to float32; Max and Min propagate NaN.
 //   - SVMClassifier follows onnxruntime's float32 kernels (RBF: a
 //     sequential sum of rounded squares, then exp), float64 sums of float32
 //     products for the pairwise decision values, libsvm's pairwise

@@ -59,3 +59,17 @@ func TestFlattenNegativeAxis(t *testing.T) {
 		t.Fatalf("Flatten(axis=-1) of [1, 2, 3]: %v", p)
 	}
 }
+
+// TestUnpackedBlock: MlasSgemmOperation's K stride for the shapes the
+// parity set checks against onnxruntime (hand_wide_linear_3: 1024,
+// hand_wide_linear_300: 128) and the steps between.
+func TestUnpackedBlock(t *testing.T) {
+	for _, c := range []struct{ n, k, want int }{
+		{1, 1500, 1024}, {3, 1500, 1024}, {16, 1100, 1024}, {20, 600, 512}, {40, 600, 256},
+		{100, 600, 128}, {300, 300, 128}, {100, 100, 128}, {2, 10, 1024},
+	} {
+		if got := unpackedBlock(c.n, c.k); got != c.want {
+			t.Errorf("unpackedBlock(%d, %d) = %d, want %d", c.n, c.k, got, c.want)
+		}
+	}
+}

@@ -6,8 +6,8 @@ import (
 )
 
 // linear compiles LinearClassifier and LinearRegressor. Scores follow
-// onnxruntime's float32 GEMM (a fused multiply-add chain per score, as its
-// MLAS kernels on x86 compute it).
+// onnxruntime's float32 GEMM of the row by the unpacked coefficients (see
+// sgemmScore and unpackedBlock).
 func (c *compiler) linear(n *nodeProto, a attrs) error {
 	v, err := c.matrixInput(n, 0)
 	if err != nil {
@@ -28,6 +28,7 @@ func (c *compiler) linear(n *nodeProto, a attrs) error {
 			return fmt.Errorf("%w: %d coefficients for %d targets of %d inputs", ErrMalformed, len(coef), nt, v.width)
 		}
 		s.nt = int(nt)
+		s.kb = unpackedBlock(s.nt, v.width)
 		if len(inter) == s.nt {
 			s.inter = inter
 		}
@@ -40,6 +41,7 @@ func (c *compiler) linear(n *nodeProto, a attrs) error {
 		return fmt.Errorf("%w: %d coefficients and %d intercepts for %d inputs", ErrMalformed, len(coef), len(inter), v.width)
 	}
 	s.inter = inter
+	s.kb = unpackedBlock(s.nt, v.width)
 	strs := a.strs("classlabels_strings")
 	ints := a.ints("classlabels_ints")
 	nl := len(ints)
@@ -90,6 +92,7 @@ type linearStep struct {
 	in            *value
 	coef, inter   []float64
 	nt            int
+	kb            int // inputs per block of the SGEMM sum (unpackedBlock)
 	post          postTransform
 	labels        []int64 // class labels by score (ids for strings); may be empty with one score
 	addSecond     bool
@@ -104,16 +107,20 @@ func (s *linearStep) run(sc *scratch, n int) {
 	for r := range n {
 		loadRow(sc, s.in, r, x)
 		for k := range s.nt {
-			// As MLAS's SGEMM kernels: a float32 fused multiply-add chain
-			// along the row, then the intercept added in float32.
+			var c0 float32
+			if s.inter != nil {
+				c0 = float32(s.inter[k])
+			}
+			if w > s.kb {
+				out[k] = float64(sgemmScore(x, s.coef[k*w:k*w+w], 1, s.kb, c0, s.inter != nil, 1))
+				continue
+			}
+			// One block (sgemmScore inlined): the chain, then the intercept.
 			var acc float32
 			for j, c := range s.coef[k*w : k*w+w] {
 				acc = float32(math.FMA(float64(float32(x[j])), c, float64(acc)))
 			}
-			if s.inter != nil {
-				acc += float32(s.inter[k])
-			}
-			out[k] = float64(acc)
+			out[k] = float64(acc + c0)
 		}
 		if s.label != nil { // a classifier (with one score it may have no labels)
 			var l int64
@@ -283,4 +290,50 @@ func (s *treeStep[T]) run(sc *scratch, n int) {
 		}
 		storeRow(sc, s.scores, r, out)
 	}
+}
+
+// MLAS's SGEMM (onnxruntime's float32 GEMM) sums each score in blocks of
+// inputs: a fused multiply-add chain from zero over one block, then added
+// to the score so far (C = fma(block, alpha, C)); the first block of a GEMM
+// without C starts the score (C = block * alpha). A Gemm's beta*C or a
+// linear model's intercepts are C before the first block. The block size
+// depends on how onnxruntime calls it: packedBlock for MatMul and Gemm of a
+// constant B (packed once at load), unpackedBlock for LinearClassifier and
+// LinearRegressor.
+const packedBlock = 256 // MLAS_SGEMM_PACKED_STRIDEK
+
+// unpackedBlock is MlasSgemmOperation's K stride for n outputs of k
+// inputs: 128, doubled for each halving of its 128-wide N stride that n
+// still fits (down to 16), so 1024 for up to 16 outputs; with n >= k it
+// only shrinks below k, which changes nothing.
+func unpackedBlock(n, k int) int {
+	strideN, strideK := 128, 128
+	if n < k {
+		for strideN > 16 && strideN/2 >= n {
+			strideK *= 2
+			strideN /= 2
+		}
+	}
+	return strideK
+}
+
+// sgemmScore is one float32 score of x by w (w[i*stride]) as MLAS
+// computes it, in blocks of kb inputs; c0 is C when hasC.
+func sgemmScore(x, w []float64, stride, kb int, c0 float32, hasC bool, alpha float32) float32 {
+	c := c0
+	for b0 := 0; b0 < len(x); b0 += kb {
+		var blk float32
+		for i, xi := range x[b0:min(b0+kb, len(x))] {
+			blk = float32(math.FMA(float64(float32(xi)), w[(b0+i)*stride], float64(blk)))
+		}
+		switch {
+		case hasC || b0 > 0:
+			c = float32(math.FMA(float64(blk), float64(alpha), float64(c)))
+		case alpha != 1:
+			c = blk * alpha
+		default:
+			c = blk
+		}
+	}
+	return c
 }

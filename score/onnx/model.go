@@ -184,6 +184,11 @@ type compiler struct {
 	values map[string]*value
 	opsets map[string]int64
 	ops    map[string]int
+	// addAfter maps a MatMul's output to the Add that alone consumes it,
+	// which onnxruntime may fuse into a Gemm (see matmul); fused holds the
+	// Adds whose bias a MatMul step has taken.
+	addAfter map[string]*nodeProto
+	fused    map[*nodeProto]bool
 }
 
 func compile(mp *modelProto) (*Model, error) {
@@ -248,6 +253,7 @@ func compile(mp *modelProto) (*Model, error) {
 			m.names = append(m.names, v.name)
 		}
 	}
+	c.findMatMulAdds(g)
 	for i, n := range g.nodes {
 		if err := c.node(n); err != nil {
 			name := n.name
@@ -309,6 +315,31 @@ func compile(mp *modelProto) (*Model, error) {
 	}
 	m.pool.New = func() any { return &scratch{} }
 	return m, nil
+}
+
+// findMatMulAdds fills c.addAfter: a MatMul whose output feeds only an
+// Add, and is no graph output, is what onnxruntime's MatMulAddFusion turns
+// into a Gemm.
+func (c *compiler) findMatMulAdds(g *graphProto) {
+	uses := map[string]int{}
+	for _, n := range g.nodes {
+		for _, in := range n.inputs {
+			uses[in]++
+		}
+	}
+	for _, o := range g.outputs {
+		uses[o.name] += 2
+	}
+	c.addAfter, c.fused = map[string]*nodeProto{}, map[*nodeProto]bool{}
+	for _, n := range g.nodes {
+		if opName(n) == "ai.onnx:Add" && len(n.inputs) == 2 && len(n.outputs) == 1 {
+			for _, in := range n.inputs {
+				if uses[in] == 1 {
+					c.addAfter[in] = n
+				}
+			}
+		}
+	}
 }
 
 func opName(n *nodeProto) string {

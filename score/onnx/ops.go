@@ -53,6 +53,17 @@ func init() {
 func (c *compiler) node(n *nodeProto) error {
 	op := opName(n)
 	fn := compilers[op]
+	if c.fused[n] {
+		fn = func(c *compiler, n *nodeProto, _ attrs) error {
+			// The MatMul before it added the bias.
+			for _, in := range n.inputs {
+				if v := c.values[in]; v != nil && !v.isConst() {
+					c.alias(n.outputs[0], v)
+				}
+			}
+			return nil
+		}
+	}
 	if fn == nil {
 		return fmt.Errorf("%w: operator %s is not supported", ErrUnsupported, op)
 	}

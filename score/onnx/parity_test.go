@@ -253,6 +253,9 @@ var issueModels = []string{
 	// the other common scikit-learn models (generate.py's common_models)
 	"mlp_bin", "mlp_multi", "mlp_reg", "et_bin", "et_multi", "pipe_pca_lr", "pipe_tsvd_lr",
 	"ada_bin", "ada_multi", "svc_rbf_prob_bin", "svc_rbf_bin", "svc_rbf_prob_multi", "svc_rbf_multi", "svc_linear_bin",
+	// wide enough for onnxruntime's GEMM to sum in blocks (generate.py's wide_models)
+	"mlp_256x256", "lr_wide_bin", "lr_wide_multi", "hand_wide_matmul_add", "hand_wide_gemm", "hand_wide_linear_3",
+	"hand_wide_linear_300",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {

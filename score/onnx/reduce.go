@@ -167,8 +167,8 @@ func (s *reduceStep) run(sc *scratch, n int) {
 }
 
 // matmul compiles MatMul and Gemm of a per-row tensor by a constant
-// matrix: float32 scores are fused multiply-add chains along the row, as
-// MLAS computes them; Gemm then adds beta*C.
+// matrix: float32 scores as MLAS computes them with B packed (sgemmScore,
+// packedBlock), starting from Gemm's beta*C.
 func (c *compiler) matmul(n *nodeProto, a attrs) error {
 	x, err := c.input(n, 0)
 	if err != nil {
@@ -261,6 +261,26 @@ func (c *compiler) matmul(n *nodeProto, a attrs) error {
 	} else {
 		shape[len(shape)-1] = m
 	}
+	if add := c.addAfter[c.output(n, 0)]; !gemm && add != nil && x.dt == tF32 && len(x.shape) == 1 && len(b.kdims) == 2 {
+		// onnxruntime fuses MatMul and a bias Add of [m] or [1, m] into a
+		// Gemm, which starts each score from the bias: add it here.
+		other := add.inputs[0]
+		if other == c.output(n, 0) {
+			other = add.inputs[1]
+		}
+		if bv := c.values[other]; bv != nil && bv.isConst() && bv.dt == tF32 && len(bv.konst) == m &&
+			(len(bv.kdims) == 1 || len(bv.kdims) == 2 && bv.kdims[0] == 1) {
+			s.bias = bv.konst
+			c.fused[add] = true
+		}
+	}
+	if x.dt == tF32 {
+		w32 := make([]float64, len(w))
+		for i, v := range w {
+			w32[i] = float64(float32(v))
+		}
+		w = w32
+	}
 	s.w, s.k, s.m = w, k, m
 	s.out = c.newShaped(c.output(n, 0), x.dt, shape)
 	c.m.steps = append(c.m.steps, s)
@@ -286,16 +306,19 @@ func (s *matmulStep) run(sc *scratch, n int) {
 			for j := range s.m {
 				var acc float64
 				if f32 {
-					var a32 float32
-					for i, xi := range x {
-						a32 = float32(math.FMA(xi, float64(float32(s.w[i*s.m+j])), float64(a32)))
-					}
-					acc = float64(a32)
-					if s.alpha != 1 {
-						acc = float64(float32(s.alpha) * a32)
-					}
+					var c0 float32
 					if s.bias != nil {
-						acc = float64(float32(acc) + float32(s.bias[j]))
+						c0 = float32(s.bias[j])
+					}
+					if s.k > packedBlock || s.alpha != 1 {
+						acc = float64(sgemmScore(x, s.w[j:], s.m, packedBlock, c0, s.bias != nil, float32(s.alpha)))
+					} else {
+						// One block (sgemmScore inlined): the chain, then C.
+						var a32 float32
+						for i, xi := range x {
+							a32 = float32(math.FMA(xi, s.w[i*s.m+j], float64(a32)))
+						}
+						acc = float64(a32 + c0)
 					}
 				} else {
 					for i, xi := range x {

@@ -634,6 +634,72 @@ def common_models(w, rng):
         w.add(name, m, "rows_" + name, make_rows(rng, x, m, 1000, 300, 300, 200))
 
 
+def wide_models(w, rng):
+    """Models wide enough for onnxruntime's SGEMM to split a dot product
+    into blocks (MLAS steps through K in panels of 128 to 1024): an MLP
+    with two 256-wide hidden layers and logistic regressions over 1,500
+    features. Few training rows and iterations: the weights only have to
+    exist. Generated after common_models so that earlier rows stay as they
+    were."""
+    import warnings
+
+    from sklearn.datasets import make_classification
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    xm, ym = make_classification(n_samples=1200, n_features=10, n_informative=6, n_classes=3,
+                                 random_state=SEED + 70)
+    xm = xm.astype(np.float32)
+    nw = 1500
+    xw, yw = make_classification(n_samples=300, n_features=nw, n_informative=40, random_state=SEED + 71)
+    xwm, ywm = make_classification(n_samples=300, n_features=nw, n_informative=40, n_classes=3,
+                                   random_state=SEED + 72)
+    xw, xwm = xw.astype(np.float32), xwm.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for name, est, x, y, rows in [
+            ("mlp_256x256", MLPClassifier(hidden_layer_sizes=(256, 256), max_iter=20, random_state=SEED), xm, ym, (1000, 300, 300, 200)),
+            ("lr_wide_bin", LogisticRegression(max_iter=50), xw, yw, (300, 60, 0, 40)),
+            ("lr_wide_multi", LogisticRegression(max_iter=50), xwm, ywm, (300, 60, 0, 40)),
+        ]:
+            est.fit(x, y)
+            m = conv_default(est, x)
+            w.add(name, m, "rows_" + name, make_rows(rng, x, m, *rows, trees=False))
+
+    # Raw scores, where the trained models' softmax hides the order: a
+    # 300 x 300 MatMul and bias Add (onnxruntime fuses them into a Gemm,
+    # packed B: blocks of 256 from the bias), a Gemm with alpha, and
+    # LinearClassifiers (unpacked B: blocks of 1024 for 3 scores, 128 for
+    # 300) with post_transform NONE.
+    f32 = lambda a, name: numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)
+    mk = helper.make_node
+    for name, k, n in [("hand_wide_matmul_add", 300, 300), ("hand_wide_gemm", 600, 5),
+                       ("hand_wide_linear_3", 1500, 3), ("hand_wide_linear_300", 300, 300)]:
+        rows = rng.normal(size=(300, k)).astype(np.float32)
+        wt = rng.normal(size=(k, n)).astype(np.float32)
+        bias = rng.normal(size=n).astype(np.float32)
+        x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, k])
+        ops = [helper.make_opsetid("", 17)]
+        if "linear" in name:
+            nodes = [mk("LinearClassifier", ["X"], ["label", "scores"], domain="ai.onnx.ml",
+                        coefficients=[float(v) for v in wt.T.reshape(-1)], intercepts=[float(v) for v in bias],
+                        classlabels_ints=list(range(n)), post_transform="NONE")]
+            outs = [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+                    helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, n])]
+            ops.append(helper.make_opsetid("ai.onnx.ml", 1))
+            inits = []
+        else:
+            if "gemm" in name:
+                nodes = [mk("Gemm", ["X", "W", "C"], ["Y"], alpha=0.3, beta=0.7)]
+            else:
+                nodes = [mk("MatMul", ["X", "W"], ["mm"]), mk("Add", ["mm", "C"], ["Y"])]
+            outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n])]
+            inits = [f32(wt, "W"), f32(bias, "C")]
+        g = helper.make_graph(nodes, "g", [x], outs, initializer=inits)
+        w.add(name, helper.make_model(g, ir_version=9, opset_imports=ops), "rows_" + name, rows)
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -1024,6 +1090,7 @@ def main():
     categorical_boosters(w, rng)
     more_models(w, rng)
     common_models(w, rng)
+    wide_models(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
