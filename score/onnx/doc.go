@@ -45,7 +45,7 @@
 // # Semantics
 //
 // Results match onnxruntime 1.22 (the parity test in this package compares
-// about 120 models, converter outputs of scikit-learn, XGBoost, LightGBM
+// about 125 models, converter outputs of scikit-learn, XGBoost, LightGBM
 // and CatBoost and hand-built graphs, over 250,000 rows; labels identical,
 // scores within 1e-6, relative beyond 1):
 //
