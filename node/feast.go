@@ -312,6 +312,7 @@ type feastWork struct {
 	ts     [][]byte // per output: the event_timestamps column
 	tsBuf  []byte
 	key    []byte // the plan cache's key
+	num    []byte // badNumber's scratch
 }
 
 var feastPool = sync.Pool{New: func() any { return &feastWork{} }}
@@ -331,6 +332,9 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 	root, err := tabular.ParseJSON(&fw.parser, body)
 	if err != nil {
 		return dst, feastInvalid(nil, "JSON decode error: %v", err)
+	}
+	if where, text := badNumber(root, &fw.num); text != "" {
+		return dst, feastInvalid(nil, "JSON decode error: %s", numberMessage(where, text))
 	}
 	if root.Type() != fastjson.TypeObject {
 		return dst, feastInvalid(nil, "the body must be an object with \"entities\" and \"features\" or \"feature_service\", got %s", jsonTypeName(root))

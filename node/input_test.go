@@ -135,6 +135,59 @@ func TestLenientJSONNumbersRefused(t *testing.T) {
 	}
 }
 
+// A lookup ignores members it does not read, but the body must still be
+// JSON: a number RFC 8259 does not write, anywhere in it, is a 400
+// MALFORMED_JSON naming where it is (fastjson reads a number's text only
+// when asked, so an unread 01 or nan was answered 200).
+func TestLookupRefusesInvalidNumbersItDoesNotRead(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	one := `{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u1","merchant":"m1","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}`
+	row := `{"join_key_map":{"user_id":"u1","merchant":"m1","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}`
+	lookups := map[string]func([]byte) *APIError{
+		"get-features": func(b []byte) *APIError { _, aerr := n.GetFeatures(nil, b); return aerr },
+		"predict":      func(b []byte) *APIError { _, aerr := n.Predict(nil, b); return aerr },
+	}
+	for _, c := range []struct{ extra, where string }{
+		{`"extra":01`, "params.extra"},
+		{`"extra":nan`, "params.extra"},
+		{`"extra":-inf`, "params.extra"},
+		{`"extra":+1`, "params.extra"},
+		{`"extra":.5`, "params.extra"},
+		{`"extra":1.`, "params.extra"},
+		{`"extra":1e`, "params.extra"},
+		{`"extra":1.2.3`, "params.extra"},
+		{`"extra":{"a":[1,{"b":[2,00]}]}`, "params.extra.a[1].b[1]"},
+		{`"metadata_options":{"include_names":true,"unread":01}`, "params.metadata_options.unread"},
+	} {
+		body := []byte(`{"params":` + one + `,` + c.extra + `}}`)
+		for name, lookup := range lookups {
+			aerr := lookup(body)
+			if aerr == nil || aerr.Status != 400 || aerr.Code != "MALFORMED_JSON" || !strings.Contains(aerr.Message, c.where) {
+				t.Errorf("%s %s: %v, want 400 MALFORMED_JSON naming %s", name, body, aerr, c.where)
+			}
+		}
+		batch := []byte(`{"params":{"feature_service_name":"fraud_detection","request_data":[` + row + `,` + c.extra + `}]}}`)
+		where := strings.Replace(c.where, "params.", "params.request_data[0].", 1)
+		if _, aerr := n.GetFeaturesBatch(nil, batch); aerr == nil || aerr.Code != "MALFORMED_JSON" || !strings.Contains(aerr.Message, where) {
+			t.Errorf("batch %s: %v, want 400 MALFORMED_JSON naming %s", batch, aerr, where)
+		}
+	}
+	// Members a lookup does not read are still ignored.
+	for _, extra := range []string{`"extra":1`, `"extra":-0.5e-3`, `"extra":[1,{"a":null}]`, `"metadata_options":{"unread":2}`} {
+		body := []byte(`{"params":` + one + `,` + extra + `},"top":1}`)
+		for name, lookup := range lookups {
+			if aerr := lookup(body); aerr != nil {
+				t.Errorf("%s %s: %v", name, body, aerr)
+			}
+		}
+	}
+	// Feast's lookup, which answers a body that is not JSON with its 422.
+	feast := []byte(`{"feature_service":"fraud_detection","entities":{"user_id":["u1"],"merchant":["m1"],"country":["FR"],"amt":[1],"lat":[2],"long":[3]},"full_feature_names":true,"project":01}`)
+	if _, ferr := n.FeastOnlineFeatures(nil, feast); ferr == nil || ferr.Status != 422 || !strings.Contains(ferr.Error(), "JSON decode error: project") {
+		t.Errorf("Feast %s: %v, want Feast's 422 JSON decode error naming project", feast, ferr)
+	}
+}
+
 // A record naming a field twice is refused naming it (it used to say
 // `unknown field ""`).
 func TestDuplicateKeysNamed(t *testing.T) {

@@ -142,11 +142,15 @@ func parseMetaOptions(params *fastjson.Value) (metaOptions, *APIError) {
 	return m, nil
 }
 
-// parseParams parses a get-features body far enough to find its service.
-func (n *Node) parseParams(w *fastjson.Parser, body []byte) (*fastjson.Value, *servicePlan, *APIError) {
-	root, err := tabular.ParseJSON(w, body)
+// parseParams parses a get-features body with w's parser far enough to
+// find its service.
+func (n *Node) parseParams(w *lookupWork, body []byte) (*fastjson.Value, *servicePlan, *APIError) {
+	root, err := tabular.ParseJSON(&w.parser, body)
 	if err != nil {
 		return nil, nil, badRequest("MALFORMED_JSON", "request body is not valid JSON: %v", err)
+	}
+	if where, text := badNumber(root, &w.numBuf); text != "" {
+		return nil, nil, badRequest("MALFORMED_JSON", "request body is not valid JSON: %s", numberMessage(where, text))
 	}
 	if msg := checkNoDuplicates(root, ""); msg != "" {
 		return nil, nil, badRequest("INVALID_REQUEST", "%s", msg)
@@ -387,7 +391,7 @@ func ctxNames(cols []features.Column) string {
 func (n *Node) LookupReads(dst []Read, body []byte) ([]Read, *APIError) {
 	w := getLookupWork()
 	defer lookupPool.Put(w)
-	params, p, aerr := n.parseParams(&w.parser, body)
+	params, p, aerr := n.parseParams(w, body)
 	if aerr != nil {
 		return dst, aerr
 	}
@@ -672,7 +676,7 @@ func (n *Node) lookupOne(w *lookupWork, body []byte) (oneLookup, *APIError) {
 
 // lookupParsed is lookupOne for any body, parsed with fastjson.
 func (n *Node) lookupParsed(w *lookupWork, body []byte) (oneLookup, *APIError) {
-	params, p, aerr := n.parseParams(&w.parser, body)
+	params, p, aerr := n.parseParams(w, body)
 	if aerr != nil {
 		return oneLookup{}, aerr
 	}
@@ -715,7 +719,7 @@ func (r *oneLookup) appendTail(dst []byte, w *lookupWork) []byte {
 func (n *Node) GetFeaturesBatch(dst, body []byte) ([]byte, *APIError) {
 	w := getLookupWork()
 	defer lookupPool.Put(w)
-	params, p, aerr := n.parseParams(&w.parser, body)
+	params, p, aerr := n.parseParams(w, body)
 	if aerr != nil {
 		return dst, aerr
 	}

@@ -17,7 +17,8 @@ import (
 // refused (400, naming the field and the type it wants), never read as its
 // default; JSON null is the same as leaving the option out. fastjson parses
 // numbers leniently (01, +1, .5, 1., inf, nan); every number tally reads
-// goes through jsonNumber, which holds them to RFC 8259.
+// goes through jsonNumber, which holds them to RFC 8259, and a lookup body,
+// whose members it does not read are ignored, is checked whole (badNumber).
 
 // jsonTypeName names a JSON value's type for an error message.
 func jsonTypeName(v *fastjson.Value) string {
@@ -114,6 +115,48 @@ func checkNoDuplicates(v *fastjson.Value, where string) string {
 func jsonNumber(v *fastjson.Value, buf *[]byte) ([]byte, bool) {
 	*buf = v.MarshalTo((*buf)[:0])
 	return *buf, tabular.IsJSONNumber(*buf)
+}
+
+// badNumber returns the first number at any depth of v whose text RFC 8259
+// does not write, and where it is (".extra", ".a[1].b"; "" for v itself),
+// or "" for text. fastjson keeps a number's text unread until asked (and takes
+// 01, +1, .5, 1., 1.2.3, inf and nan), so a member nothing reads, as a
+// lookup ignores those it does not know, was taken as it was. One pass over
+// the parsed values, with *buf as scratch; it allocates only for its
+// answer.
+func badNumber(v *fastjson.Value, buf *[]byte) (where, text string) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		if b, ok := jsonNumber(v, buf); !ok {
+			return "", string(b)
+		}
+	case fastjson.TypeArray:
+		for i, e := range v.GetArray() {
+			if w, t := badNumber(e, buf); t != "" {
+				return "[" + strconv.Itoa(i) + "]" + w, t
+			}
+		}
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		o.Visit(func(k []byte, e *fastjson.Value) {
+			if text != "" {
+				return
+			}
+			if w, t := badNumber(e, buf); t != "" {
+				where, text = "."+string(k)+w, t
+			}
+		})
+	}
+	return where, text
+}
+
+// numberMessage says that text, found at where (badNumber), is not a JSON
+// number.
+func numberMessage(where, text string) string {
+	if where != "" {
+		where = strings.TrimPrefix(where, ".") + ": "
+	}
+	return fmt.Sprintf("%s%s is not a number as RFC 8259 writes it (no leading zeros, + or bare point; e.g. 0.5, -12, 1e3)", where, text)
 }
 
 // jsonInt reads number v as an int64: an RFC 8259 integer literal (no

@@ -101,7 +101,7 @@ func (a parsedRow) equal(b parsedRow) bool {
 func checkTypedParse(t *testing.T, n *Node, k *lookupSkeleton, body []byte) {
 	t.Helper()
 	slow := &lookupWork{}
-	params, p, aerr := n.parseParams(&slow.parser, body)
+	params, p, aerr := n.parseParams(slow, body)
 	if aerr == nil {
 		p.prepare(n, slow)
 		aerr = n.parseRow(p, params, slow)
