@@ -23,7 +23,8 @@
 //   - options.go: the strict reading of request options shared by every
 //     JSON endpoint (typed options, a key given twice, RFC 8259 numbers);
 //     every JSON body and line is parsed by tabular.ParseJSON, which
-//     refuses escapes RFC 8259 does not define.
+//     refuses escapes RFC 8259 does not define and raw control characters
+//     in strings.
 //   - ingest.go: a request body becomes validated events (all or nothing;
 //     ParseTime reads their timestamps) in store.Batches, which the store
 //     commits and applies (store.CommitEvents). An ingest is acknowledged

@@ -7,21 +7,15 @@ import (
 )
 
 // strictJSON reports whether each non-blank line of b (the whole of b,
-// unless lines) is JSON as encoding/json reads it, raw control characters
-// aside: fastjson, and so tally, takes them in strings as they are. An
-// accepted body must be; fastjson alone also takes escapes RFC 8259 does
-// not define ("\q", "\u12").
+// unless lines) is JSON as encoding/json reads it. An accepted body must
+// be; fastjson alone also takes escapes RFC 8259 does not define ("\q",
+// "\u12"), raw control characters in strings, and numbers such as 01 or
+// nan.
 func strictJSON(b []byte, lines bool) bool {
-	text := bytes.Map(func(r rune) rune {
-		if r < 0x20 && r != '\n' {
-			return ' '
-		}
-		return r
-	}, b)
 	if !lines {
-		return json.Valid(bytes.ReplaceAll(text, []byte{'\n'}, []byte{' '}))
+		return json.Valid(b)
 	}
-	for _, l := range bytes.Split(text, []byte{'\n'}) {
+	for _, l := range bytes.Split(b, []byte{'\n'}) {
 		if len(bytes.TrimSpace(l)) > 0 && !json.Valid(l) {
 			return false
 		}
@@ -45,6 +39,8 @@ func FuzzIngestJSON(f *testing.F) {
 	f.Add([]byte(`{"dry_run":false,"dry_run":true,"records":{"transactions":[{"record":{"user_id":+1,"amt":.5,"amt":1.,"timestamp":-0}}]}}`))
 	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":"a","merchant":"b","country":"c","amt":1e308,"timestamp":1795564799000}}]}}`))
 	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":"a\q","merchant":"b\u12","country":"c\u00e9","amt":1,"timestamp":1795564799000}}]}}`))
+	f.Add([]byte("{\"records\":{\"transactions\":[{\"record\":{\"user_id\":\"a\tb\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}}]}}"))
+	f.Add([]byte("{\n\t\"records\": {\"transactions\": [{\"record\": {\"user_id\": \"u\",\r\n\t\"merchant\": \"m\x00\", \"country\": \"FR\", \"amt\": 1, \"timestamp\": 1795564799000}}]}\n}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
 		res, err := n.IngestJSON(body)
@@ -68,6 +64,7 @@ func FuzzIngestNDJSON(f *testing.F) {
 	f.Add([]byte("\n\n{}\n"))
 	f.Add([]byte(`{"user_id":"u","merchant":"m","country":"FR","amt":inf,"is_fraud":01,"timestamp":1795564799000}` + "\n"))
 	f.Add([]byte(`{"user_id":"u\\\q","merchant":"m\u004","country":"\u0046R","amt":1,"timestamp":1795564799000}` + "\n"))
+	f.Add([]byte("{\"user_id\":\"u\t\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\r\n{\"user_id\":\"u\",\"merchant\x1f\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		strict := strictJSON(body, true)
 		before := n.AppliedIndex()
@@ -101,6 +98,9 @@ func FuzzGetFeatures(f *testing.F) {
 	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","metadata_options":{"include_names":"no"},"join_key_map":{"user_id":01,"user_id":"a"},"request_context_map":{"amt":+1}}}`))
 	f.Add([]byte(`{"params":{"featureServiceName":"fraud_detection","joinKeyMap":{"user_id":"a","merchant":"b","country":"c"},"requestContextMap":{"amt":null,"lat":1,"long":2},"metadataOptions":{"includeEffectiveTimes":true}}}`))
 	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u\q1","merchant":"\u6d31","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}}}`))
+	f.Add([]byte("{\"params\":{\"feature_service_name\":\"fraud_detection\",\"join_key_map\":{\"user_id\":\"u\t1\",\"merchant\":\"m1\",\"country\":\"FR\"},\"request_context_map\":{\"amt\":1,\"lat\":2,\"long\":3}}}"))
+	f.Add([]byte("{\"params\":{\"feature_service_name\":\"fraud_detection\",\"join_key_map\":{\"user_id\":\"u1\",\"merchant\":\"m1\",\"country\":\"FR\"},\"request_context_map\":{\"amt\":1,\"lat\":2,\"long\":3},\"extra\":\"\x00\",\"more\":01}}"))
+	f.Add([]byte("{\n\t\"params\": {\"feature_service_name\": \"fraud_detection\",\r\n\t\"request_data\": [{\"join_key_map\": {\"user_id\": \"u1\", \"merchant\": \"m1\", \"country\": \"FR\"}, \"request_context_map\": {\"amt\": 1, \"lat\": 2, \"long\": 3}}]}\n}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		strict := strictJSON(body, false)
 		_, err := n.GetFeatures(nil, body)
@@ -130,6 +130,7 @@ func FuzzUploadTable(f *testing.F) {
 	f.Add(false, []byte(`{"user_id":"u1","home_lat":1,"home_long":2}`+"\n"+`{"user_id":7,"home_lat":null}`))
 	f.Add(false, []byte(`{"user_id":"u1","home_lat":01,"home_lat":1}`))
 	f.Add(false, []byte(`{"user_id":"u\q1","home_lat":1}`+"\n"+`{"user_id":"\u12","home_lat":null}`))
+	f.Add(false, []byte("{\"user_id\":\"u\t1\",\"home_lat\":1}\n{\"user_id\x0b\":\"u2\",\"home_lat\":null}"))
 	f.Fuzz(func(t *testing.T, csv bool, body []byte) {
 		format := NDJSON
 		if csv {

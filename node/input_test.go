@@ -544,10 +544,12 @@ func TestWriteRefusesUnknownOptions(t *testing.T) {
 }
 
 // An escape RFC 8259 does not define (\q, a \u without four hex digits),
-// in a value or a member name, is refused with a 400 on every JSON path,
-// and nothing is applied; fastjson alone took "\q" as the text `\q` and
-// "\u12" as itself. The escapes JSON has read as what they stand for.
-func TestInvalidEscapesRefused(t *testing.T) {
+// or a raw control character (a byte below 0x20), in a value or a member
+// name, is refused with a 400 on every JSON path, and nothing is applied;
+// fastjson alone took "\q" as the text `\q`, "\u12" as itself and a tab
+// as a tab (as did the lookup's quick scanner). The escapes JSON has read
+// as what they stand for.
+func TestInvalidStringsRefused(t *testing.T) {
 	n, _ := newTestNode(t, DefaultConfig())
 	record := func(user, key string) string {
 		return `{"` + key + `":"` + user + `","merchant":"m1","category":"c","country":"FR","amt":1,"timestamp":` + fmt.Sprint(t0-1) + `}`
@@ -563,6 +565,11 @@ func TestInvalidEscapesRefused(t *testing.T) {
 		{`u\`, "user_id", ``}, // the backslash escapes the quote: unterminated
 		{`u1`, `user\_id`, `invalid escape "\\_"`},
 		{`u\\\x`, "user_id", `invalid escape "\\x"`},
+		{"u\t1", "user_id", `raw control character U+0009 (tab) at offset`},
+		{"u\r1", "user_id", `raw control character U+000D (carriage return)`},
+		{"u\x001", "user_id", `raw control character U+0000`},
+		{"u1", "user\x1fid", `raw control character U+001F`},
+		{"u1", "user_id\t", `U+0009 (tab)`},
 	} {
 		what := c.key + ":" + c.user
 		checkStatus := func(path string, want, status int, msg string) {

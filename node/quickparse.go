@@ -308,20 +308,20 @@ func (s *quickScan) lit(c byte) bool {
 	return false
 }
 
-// str reads a string without escapes. (Like fastjson, it takes control
-// characters as they are.)
+// str reads a string without escapes or raw control characters (bytes
+// below 0x20, which RFC 8259 has escaped: tabular.ParseJSON refuses them).
 func (s *quickScan) str() ([]byte, bool) {
 	if !s.lit('"') {
 		return nil, false
 	}
 	rest := s.b[s.i:]
 	n := 0
-	// Eight bytes at a time: the lowest byte that is a quote or a
-	// backslash ends the string (the zero-byte test's false positives lie
-	// only above a true one).
+	// Eight bytes at a time: the lowest byte that is a quote, a backslash
+	// or a control character ends the string (the tests' false positives
+	// lie only above a true one).
 	for ; n+8 <= len(rest); n += 8 {
 		x := binary.LittleEndian.Uint64(rest[n:])
-		if m := zeroByte(x^quotes) | zeroByte(x^backslashes); m != 0 {
+		if m := zeroByte(x^quotes) | zeroByte(x^backslashes) | (x-0x20*lowBits)&^x&highBits; m != 0 {
 			n += bits.TrailingZeros64(m) / 8
 			if rest[n] != '"' {
 				return nil, false
@@ -331,11 +331,11 @@ func (s *quickScan) str() ([]byte, bool) {
 		}
 	}
 	for ; n < len(rest); n++ {
-		switch rest[n] {
-		case '"':
+		switch c := rest[n]; {
+		case c == '"':
 			s.i += n + 1
 			return rest[:n:n], true
-		case '\\':
+		case c == '\\' || c < 0x20:
 			return nil, false
 		}
 	}

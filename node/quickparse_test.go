@@ -233,24 +233,24 @@ func FuzzQuickNumber(f *testing.F) {
 
 // TestQuickStrFindsTheFirstQuote checks str's eight-bytes-at-a-time scan
 // against a byte loop: strings of every length up to 40, ended by a quote,
-// with a backslash (refused), a quote or bytes near both in value ('!',
-// '#', '[', ']', 0x80+) at every position.
+// with a backslash or a control character (refused), a quote or bytes near
+// them in value ('!', '#', '[', ']', ' ', 0x7f, 0x80+) at every position.
 func TestQuickStrFindsTheFirstQuote(t *testing.T) {
 	want := func(b []byte) ([]byte, bool) {
 		for n, c := range b[1:] {
-			switch c {
-			case '"':
+			switch {
+			case c == '"':
 				return b[1 : 1+n], true
-			case '\\':
+			case c == '\\' || c < 0x20:
 				return nil, false
 			}
 		}
 		return nil, false
 	}
-	fillers := []byte{'a', '!', '#', '[', ']', 0x80 | '"', 0x80 | '\\', 0, 0xff}
+	fillers := []byte{'a', '!', '#', '[', ']', ' ', 0x7f, 0x80 | '"', 0x80 | '\\', 0x80 | 0x1f, 0xa0, 0xff}
 	for l := 0; l <= 40; l++ {
 		for at := 0; at <= l; at++ {
-			for _, c := range append([]byte{'"', '\\'}, fillers...) {
+			for _, c := range append([]byte{'"', '\\', 0, '\t', 0x1f}, fillers...) {
 				body := []byte{'"'}
 				for i := 0; i < l; i++ {
 					body = append(body, fillers[(i+l)%len(fillers)])

@@ -182,3 +182,20 @@ func TestParseJSONEscapes(t *testing.T) {
 		}
 	}
 }
+
+// ParseJSON refuses a raw control character in a string (RFC 8259 has
+// them escaped), and takes tab, newline and carriage return between
+// tokens.
+func TestParseJSONControlCharacters(t *testing.T) {
+	var p fastjson.Parser
+	for _, bad := range []string{"\"a\tb\"", "{\"a\x00\":1}", "[1, \"\x1f\"]", "\"\\\"\t\"", "{\n\t\"a\":\"x\ny\"}", "\"\x7f\x01\""} {
+		if _, err := ParseJSON(&p, []byte(bad)); err == nil || !strings.Contains(err.Error(), "raw control character") {
+			t.Errorf("%q: %v, want a raw control character", bad, err)
+		}
+	}
+	for _, ok := range []string{"{\n\t\"a\" :\r\n[1,\t\"b\"]\n}\n", `"\t\n\u0000"`, "[\"a\\\\\",\t\"b\"]", "\"\x7f\xc3\xa9\""} {
+		if _, err := ParseJSON(&p, []byte(ok)); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}

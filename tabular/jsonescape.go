@@ -2,22 +2,98 @@ package tabular
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/valyala/fastjson"
 )
 
 // ParseJSON parses b with p, as p.ParseBytes does, but refuses an escape
-// RFC 8259 does not define: fastjson, which tally parses JSON with, finds a
-// string's end without reading its escapes and decodes them on use as best
-// it can, so "\q" read as `\q` and "\u12" as itself. Every JSON body and
-// line tally reads goes through here. A text without a backslash costs one
-// bytes.IndexByte more than the parse.
+// RFC 8259 does not define and a raw control character (a byte below 0x20)
+// in a string: fastjson, which tally parses JSON with, finds a string's end
+// without reading its escapes and decodes them on use as best it can, so
+// "\q" read as `\q` and "\u12" as itself, and takes a tab or a NUL in a
+// string as it is. Every JSON body and line tally reads goes through here.
+// A text without a backslash and without a byte below 0x20 (compact JSON)
+// costs one bytes.IndexByte and one pass 8 bytes at a time more than the
+// parse.
 func ParseJSON(p *fastjson.Parser, b []byte) (*fastjson.Value, error) {
 	if err := checkEscapes(b); err != nil {
 		return nil, err
 	}
+	if err := checkControls(b); err != nil {
+		return nil, err
+	}
 	return p.ParseBytes(b)
+}
+
+// checkControls returns an error naming the first raw control character
+// (a byte below 0x20) inside a string of b: RFC 8259 has them escaped
+// (\t, \n, \u0000). Between tokens, tab, newline and carriage return are
+// whitespace, and any other is left to the parser. Most texts have no byte
+// below 0x20 at all, which a pass 8 bytes at a time finds; only one that
+// has (pretty-printed JSON) is read byte by byte, following its strings.
+func checkControls(b []byte) error {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if below0x20(binary.LittleEndian.Uint64(b[i:])) != 0 {
+			break
+		}
+	}
+	for ; i < len(b) && b[i] >= 0x20; i++ {
+	}
+	if i == len(b) {
+		return nil
+	}
+	in := false // inside a string
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			in = !in
+		case c == '\\' && in:
+			i++ // the escaped byte (checkEscapes checked the escape)
+		case c < 0x20 && in:
+			return fmt.Errorf("raw control character %s at offset %d in a string: JSON strings have it escaped (%s)", controlName(c), i, controlEscape(c))
+		}
+	}
+	return nil
+}
+
+// below0x20 has the high bit of x's lowest byte below 0x20 set (and maybe
+// of bytes above it), and is 0 when x has none.
+func below0x20(x uint64) uint64 {
+	const low, high = 0x0101010101010101, 0x8080808080808080
+	return (x - 0x20*low) &^ x & high
+}
+
+// controlName names control character c for an error message.
+func controlName(c byte) string {
+	switch c {
+	case '\t':
+		return "U+0009 (tab)"
+	case '\n':
+		return "U+000A (newline)"
+	case '\r':
+		return "U+000D (carriage return)"
+	}
+	return fmt.Sprintf("U+%04X", c)
+}
+
+// controlEscape is how JSON writes control character c in a string.
+func controlEscape(c byte) string {
+	switch c {
+	case '\b':
+		return `\b`
+	case '\t':
+		return `\t`
+	case '\n':
+		return `\n`
+	case '\f':
+		return `\f`
+	case '\r':
+		return `\r`
+	}
+	return fmt.Sprintf(`\u%04x`, c)
 }
 
 // checkEscapes returns an error naming the first backslash of b that does
