@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,15 +81,10 @@ func NewServer(n *Node) *Server {
 		// client's and are answered and counted, not logged.
 		Logger: quietLogger{},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			status, code, msg := fasthttp.StatusBadRequest, "BAD_REQUEST", err.Error()
-			switch {
-			case errors.Is(err, fasthttp.ErrBodyTooLarge):
-				status, code = fasthttp.StatusRequestEntityTooLarge, "BODY_TOO_LARGE"
+			status, code := connErrorClass(err)
+			msg := err.Error()
+			if code == "BODY_TOO_LARGE" {
 				msg = fmt.Sprintf("the body is over limits.max_body_bytes (%d bytes); nothing of it was read: send it in smaller requests", l.MaxBodyBytes)
-			case strings.Contains(err.Error(), "small read buffer"):
-				status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "HEADERS_TOO_LARGE"
-			case strings.Contains(err.Error(), "timeout"):
-				status, code = fasthttp.StatusRequestTimeout, "TIMEOUT"
 			}
 			if code != "TIMEOUT" {
 				// The request is unread, and fasthttp closes the
@@ -101,6 +97,35 @@ func NewServer(n *Node) *Server {
 	}
 	s.registerPprof()
 	return s
+}
+
+// connErrorClass is the status and code of err, an error fasthttp met
+// reading a request (its ErrorHandler's): 413 BODY_TOO_LARGE, 431
+// HEADERS_TOO_LARGE (the headers outgrew the read buffer,
+// limits.max_header_bytes), 408 TIMEOUT (the connection's read deadline,
+// limits.read_timeout), else 400 BAD_REQUEST. It goes by fasthttp's error
+// values and types (ErrBodyTooLarge, *ErrSmallBuffer, an error whose
+// Timeout() is true, as net.Error's and fasthttp.ErrTimeout's are), and by
+// their text only when none is found, in case a fasthttp release stops
+// wrapping one with %w: its wording can change with any release.
+func connErrorClass(err error) (status int, code string) {
+	var small *fasthttp.ErrSmallBuffer
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge, "BODY_TOO_LARGE"
+	case errors.As(err, &small), errors.Is(err, fasthttp.ErrSmallReadBuffer):
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, "HEADERS_TOO_LARGE"
+	case errors.As(err, &timeout) && timeout.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return fasthttp.StatusRequestTimeout, "TIMEOUT"
+	}
+	switch msg := err.Error(); {
+	case strings.Contains(msg, "small read buffer"):
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, "HEADERS_TOO_LARGE"
+	case strings.Contains(msg, "timeout"):
+		return fasthttp.StatusRequestTimeout, "TIMEOUT"
+	}
+	return fasthttp.StatusBadRequest, "BAD_REQUEST"
 }
 
 // Serve accepts connections on ln until Shutdown; running out of file

@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // serve starts n's HTTP API on a free loopback port.
@@ -242,5 +245,96 @@ func TestHTTPContentEncodingRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("Content-Encoding identity: %d", resp.StatusCode)
+	}
+}
+
+// reworded is err under another text, as another fasthttp release could
+// word it.
+type reworded struct {
+	err error
+	msg string
+}
+
+func (r reworded) Error() string { return r.msg }
+func (r reworded) Unwrap() error { return r.err }
+
+// TestConnErrorClass: the ErrorHandler's classes go by fasthttp's error
+// values and types, so a release that words them otherwise changes no
+// status; text is the fallback for an error that arrives unwrapped.
+func TestConnErrorClass(t *testing.T) {
+	var h fasthttp.RequestHeader
+	small := h.Read(bufio.NewReaderSize(strings.NewReader("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: "+strings.Repeat("a", 8192)+"\r\n\r\n"), 4096))
+	if sb := (*fasthttp.ErrSmallBuffer)(nil); !errors.As(small, &sb) {
+		t.Fatalf("headers over the read buffer: %T %v, want a *fasthttp.ErrSmallBuffer", small, small)
+	}
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	c1.SetReadDeadline(time.Now())
+	_, timeout := c1.Read(make([]byte, 1))
+	if ne := net.Error(nil); !errors.As(timeout, &ne) || !ne.Timeout() {
+		t.Fatalf("a read past its deadline: %T %v, want a net.Error timeout", timeout, timeout)
+	}
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("read body: %w", fasthttp.ErrBodyTooLarge), 413},
+		{reworded{fasthttp.ErrBodyTooLarge, "the body is over the limit"}, 413},
+		{small, 431},
+		{reworded{small, "request headers do not fit"}, 431},
+		{fmt.Errorf("error when reading request headers: %w", timeout), 408},
+		{reworded{timeout, "read: the deadline passed"}, 408},
+		{reworded{fasthttp.ErrTimeout, "gave up waiting"}, 408},
+		// Unwrapped errors, by their text.
+		{errors.New("error when reading request headers: small read buffer. increase ReadBufferSize"), 431},
+		{errors.New("read tcp 127.0.0.1:8080: i/o timeout"), 408},
+		{errors.New("cannot find http request method"), 400},
+	} {
+		if got, _ := connErrorClass(c.err); got != c.want {
+			t.Errorf("%q (%T): %d, want %d", c.err, c.err, got, c.want)
+		}
+	}
+}
+
+// TestHTTPErrorClasses: each class of request fasthttp cannot read is
+// answered with its status and code, through a real connection.
+func TestHTTPErrorClasses(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits.MaxBodyBytes = 4096
+	cfg.Limits.MaxHeaderBytes = 2048
+	cfg.Limits.ReadTimeout = 300 * time.Millisecond
+	n, _ := newTestNode(t, cfg)
+	addr := strings.TrimPrefix(serve(t, n), "http://")
+	for _, c := range []struct {
+		name, req string
+		status    int
+		code      string
+	}{
+		{"body too large", "POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{", 413, "BODY_TOO_LARGE"},
+		{"headers too large", "POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 4096) + "\r\n\r\n", 431, "HEADERS_TOO_LARGE"},
+		{"read timeout in the body", "POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{", 408, "TIMEOUT"},
+		{"read timeout in the headers", "POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\n", 408, "TIMEOUT"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(conn, c.req); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status || !strings.Contains(string(b), `"code":"`+c.code+`"`) {
+				t.Fatalf("%d %s, want %d %s", resp.StatusCode, b, c.status, c.code)
+			}
+		})
 	}
 }
