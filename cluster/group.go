@@ -146,10 +146,32 @@ func errUnreadable(name, dir, self string, err error) error {
 		err = fmt.Errorf("%s: %w", filepath.Join(dir, "stable"), wal.ErrCorruptStable)
 	}
 	return fmt.Errorf("cluster: group %s: this node's replica in %s cannot be read: %v. "+
-		"The node does not start and its files are left as they are; do not repair or edit them in place (a replica that forgets its vote or entries it acknowledged can lose acknowledged writes). "+
-		"Replace the node: stop it, move its data dir aside (keep it: it is the only copy of any group with one replica), start it over an empty data dir under a new --node-id with a cluster address not in use and --cluster-join, "+
-		"run `tally cluster add-node --id <new id> --cluster-addr <address>`, then `tally cluster remove-node %s` (with two or more replicas per group, the others hold every acknowledged write)",
-		name, dir, err, self)
+		"The node does not start and its files are left as they are; %s",
+		name, dir, err, replaceAdvice(self))
+}
+
+// replaceAdvice is errUnreadable's way back for node self.
+func replaceAdvice(self string) string {
+	return "do not repair or edit them in place (a replica that forgets its vote or entries it acknowledged can lose acknowledged writes). " +
+		"Replace the node: stop it, move its data dir aside (keep it: it is the only copy of any group with one replica), start it over an empty data dir under a new --node-id with a cluster address not in use and --cluster-join, " +
+		"run `tally cluster add-node --id <new id> --cluster-addr <address>`, then `tally cluster remove-node " + self + "` (with two or more replicas per group, the others hold every acknowledged write)"
+}
+
+// UnreadableReplica is, for a reader of a stopped node's data dir (tally
+// admin inspect), what the node's start would answer about its replica of
+// group, whose files could not be read (err): for a corrupt log record or
+// stable file, errUnreadable's refusal, naming the node id recorded in
+// dataDir; any other error as it is.
+func UnreadableReplica(dataDir, group string, err error) error {
+	var ce *wal.CorruptionError
+	if !errors.As(err, &ce) && !errors.Is(err, wal.ErrCorruptStable) {
+		return err
+	}
+	self := "<this node's id>"
+	if id, ierr := readIdentity(dataDir); ierr == nil {
+		self = id.Node
+	}
+	return errUnreadable(group, groupDir(dataDir, group), self, err)
 }
 
 // close stops the replica's Raft and closes its log.

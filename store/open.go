@@ -126,6 +126,12 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 			in.wal.Close()
 		}
 		in.lock.Release()
+		if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
+			// The log's error says what is wrong; what to do is a single
+			// node's (a cluster replica's log is not repaired).
+			err = fmt.Errorf("%w\nto start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s "+
+				"(it keeps the records before the corrupt one and moves the rest aside)", err, cfg.DataDir)
+		}
 		return nil, err
 	}
 	in.rec.Duration = time.Since(t0)
@@ -173,9 +179,6 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 		opts.WAL(&wopts)
 	}
 	in.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wopts)
-	if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
-		return fmt.Errorf("open the write-ahead log: %w\nto start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s", err, cfg.DataDir)
-	}
 	if err != nil {
 		return fmt.Errorf("open the write-ahead log: %w", err)
 	}

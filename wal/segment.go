@@ -389,7 +389,10 @@ func readPrefix(fsys FS, dir string, s segmentInfo, end int64) ([]byte, error) {
 }
 
 // CorruptionError is a record that does not validate where the log holds
-// acknowledged data. See the package doc and Repair.
+// acknowledged data. See the package doc and Repair. Its message says what
+// is wrong, not what to do: that depends on whose log it is, which the
+// caller knows (a single node's is repaired, keeping the records before
+// it; a cluster replica's must not be, see package cluster).
 type CorruptionError struct {
 	Segment string
 	Offset  int64  // byte offset of the bad frame in the segment
@@ -398,5 +401,5 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("wal: corrupt record at %s offset %d (index %d): %s; repairing the log (tally admin wal repair, with the node stopped) keeps the records before it and moves the rest aside", e.Segment, e.Offset, e.Index, e.Reason)
+	return fmt.Sprintf("wal: corrupt record at %s offset %d (index %d): %s", e.Segment, e.Offset, e.Index, e.Reason)
 }

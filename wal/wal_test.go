@@ -255,6 +255,11 @@ func TestCorruptionInSealedSegmentFailsReplay(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Offset != headerSize {
 		t.Fatalf("replay over a corrupt sealed segment: %v", err)
 	}
+	// What to do is the caller's: a single node repairs its log, a cluster
+	// replica's must not be repaired (package cluster says so).
+	if strings.Contains(err.Error(), "repair") {
+		t.Fatalf("the corruption's error gives a remedy: %v", err)
+	}
 }
 
 // faultFS wraps the OS, failing writes or fsyncs on demand and counting

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tally-ml/tally/cluster"
 	"github.com/tally-ml/tally/wal"
 )
 
@@ -73,9 +74,12 @@ Exit 2: bad flags.`,
 			if *asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printInspect(out, rep)
 			}
-			printInspect(out, rep)
 			for _, g := range rep.Groups {
 				if g.Error != "" {
 					return fmt.Errorf("group %s could not be read (see above)", g.Name)
@@ -111,7 +115,7 @@ func inspectDataDir(dataDir string) (*inspectReport, error) {
 		dir := filepath.Join(dataDir, "cluster", e.Name())
 		g := groupLayout{Name: e.Name(), Snapshots: raftSnapshots(filepath.Join(dir, "snapshots")), Bytes: dirSize(dir)}
 		if g.Log, err = wal.InspectRaftStore(dir); err != nil {
-			g.Error = err.Error()
+			g.Error = cluster.UnreadableReplica(dataDir, e.Name(), err).Error()
 		}
 		rep.Groups = append(rep.Groups, g)
 	}

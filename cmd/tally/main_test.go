@@ -140,6 +140,43 @@ func TestStartNamesRepairCommand(t *testing.T) {
 	if want := "tally admin wal repair --data-dir " + dataDir; !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "wal.Repair") {
 		t.Fatalf("start: %v\nwant it to name %q", err, want)
 	}
+
+	// Corruption in a sealed segment, met by the replay, not by the log's
+	// open.
+	dataDir = t.TempDir()
+	l, err := wal.Open(filepath.Join(dataDir, "wal"), wal.Options{SegmentSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		if _, err := l.Append(bytes.Repeat([]byte{byte(i)}, 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dataDir, "wal", "*.wal"))
+	if len(segs) < 3 {
+		t.Fatalf("segments: %v", segs)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[16+8+4] ^= 0xff // the first record (the replay reads no record before it)
+	if err := os.WriteFile(segs[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = dataDir
+	r, err = start(cfg, repo, features.DefaultFS(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		r.stop(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		t.Fatal("started over a log corrupt in a sealed segment")
+	}
+	if want := "tally admin wal repair --data-dir " + dataDir; !strings.Contains(err.Error(), want) {
+		t.Fatalf("start: %v\nwant it to name %q", err, want)
+	}
 }
 
 func TestImportChunkMustBePositive(t *testing.T) {
