@@ -20,6 +20,7 @@ from .errors import (
     ServerError,
     TallyError,
     TooLargeError,
+    TooManyRequestsError,
     UnsupportedMediaTypeError,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "PermissionDeniedError",
     "NotFoundError",
     "TooLargeError",
+    "TooManyRequestsError",
     "UnsupportedMediaTypeError",
     "ServerError",
     "ConnectionError",

@@ -30,9 +30,10 @@ INGEST_CHUNK_RECORDS = 50_000
 #: more times after a lost answer, after WRITE_BACKOFF_S, then 4x longer each time.
 WRITE_RETRIES = 3
 WRITE_BACKOFF_S = 0.1
-#: A lookup (get_online_features, predict, a get_features_batch chunk) is
-#: sent again up to LOOKUP_RETRIES more times after a connection error or a
-#: 503 (a read changes nothing), after LOOKUP_BACKOFF_S, then 4x longer each time.
+#: A read (get_online_features, predict, a get_features_batch chunk,
+#: feature_services) is sent again up to LOOKUP_RETRIES more times after a
+#: connection error or a 503 (a read changes nothing), after
+#: LOOKUP_BACKOFF_S, then 4x longer each time.
 LOOKUP_RETRIES = 3
 LOOKUP_BACKOFF_S = 0.05
 #: Body bytes per ingest or table request, well under the node's 32 MiB.
@@ -142,9 +143,11 @@ class Client:
 
     Every method raises :class:`tally.TallyError` (a subclass by status) when the
     node refuses a request, and :class:`tally.ConnectionError` when it cannot be
-    reached. Lookups (get_online_features, predict, get_features_batch) are
-    sent again after a connection error or a 503, up to ``LOOKUP_RETRIES``
-    more times; writes only with a ``request_id`` (see :meth:`ingest`).
+    reached. Reads (get_online_features, predict, get_features_batch,
+    feature_services) are sent again after a connection error or a 503, up
+    to ``LOOKUP_RETRIES`` more times; writes only with a ``request_id`` (see
+    :meth:`ingest`). A 429 (:class:`tally.TooManyRequestsError`) is not
+    sent again: the node is busy or this address holds too many connections.
     """
 
     def __init__(
@@ -193,8 +196,9 @@ class Client:
     def feature_services(self) -> list[dict[str, Any]]:
         """Lists the node's feature services: each a dict with ``name``,
         ``joinKeys``, ``requestContext`` and ``features`` (``name``,
-        ``dataType``)."""
-        body = self._request("GET", "/api/v1/feature-services").json()
+        ``dataType``). Sent again after a connection error or a 503, as a
+        lookup is."""
+        body = _retried(lambda: self._request("GET", "/api/v1/feature-services"), LOOKUP_RETRIES, LOOKUP_BACKOFF_S).json()
         services: list[dict[str, Any]] = body.get("featureServices") or []
         self._services = {}
         for s in services:

@@ -21,6 +21,7 @@ __all__ = [
     "NotFoundError",
     "TooLargeError",
     "UnsupportedMediaTypeError",
+    "TooManyRequestsError",
     "ServerError",
     "ConnectionError",
 ]
@@ -133,6 +134,13 @@ class UnsupportedMediaTypeError(TallyError):
     nothing was read."""
 
 
+class TooManyRequestsError(TallyError):
+    """429: the node refuses this now, not the request itself:
+    ``EXPORT_BUSY`` (a historical-features join is already running; one runs
+    at a time) or too many connections from this address
+    (``limits.max_conns_per_ip``). Nothing was applied; send it again later."""
+
+
 class ServerError(TallyError):
     """5xx: the node failed (``NOT_DURABLE``, ``MODEL_UNAVAILABLE``, ...)."""
 
@@ -164,6 +172,8 @@ def error_for_status(status: int, code: str, message: str, body: Any, records: l
         cls = TooLargeError
     elif status == 415:
         cls = UnsupportedMediaTypeError
+    elif status == 429:
+        cls = TooManyRequestsError
     elif status >= 500:
         cls = ServerError
     return cls(message, status=status, code=code, body=body, records=records)

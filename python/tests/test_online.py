@@ -240,6 +240,7 @@ def test_error_classes_by_status(tally_binary: Path, tmp_path: Path, client: tal
         (413, "TOO_LARGE", tally.TooLargeError),
         (413, "SPINE_TOO_LARGE", tally.TooLargeError),
         (415, "UNSUPPORTED_MEDIA_TYPE", tally.UnsupportedMediaTypeError),
+        (429, "EXPORT_BUSY", tally.TooManyRequestsError),
     ]:
         e = error(status, code)
         assert type(e) is cls and isinstance(e, tally.TallyError) and e.status == status and e.code == code
@@ -287,6 +288,8 @@ class _StandIn:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            do_GET = do_POST
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -338,6 +341,44 @@ def test_lookups_retried_on_connection_errors_and_503(monkeypatch: pytest.Monkey
             assert len(stand.paths) == 1
     finally:
         stand.close()
+
+
+def test_feature_services_retried_like_a_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """feature_services is a read: sent again after a hang-up or a 503, up
+    to LOOKUP_RETRIES more times; a 429 is a TooManyRequestsError, sent once."""
+    monkeypatch.setattr(tally.client, "LOOKUP_BACKOFF_S", 0.001)
+    listing = (200, {"featureServices": [{"name": SVC, "joinKeys": ["user_id"], "requestContext": [], "features": []}]})
+    stand = _StandIn([None, _UNAVAILABLE, listing, _UNAVAILABLE, _UNAVAILABLE, _UNAVAILABLE, _UNAVAILABLE])
+    try:
+        with tally.Client(stand.url, timeout=5) as c:
+            assert [s["name"] for s in c.feature_services()] == [SVC]
+            assert stand.paths == ["/api/v1/feature-services"] * 3
+            stand.paths.clear()
+            with pytest.raises(tally.ServerError):  # 1 + LOOKUP_RETRIES, all failed
+                c.feature_services()
+            assert len(stand.paths) == 4
+            stand.paths.clear()
+            stand.answers = [(429, {"error": {"code": "EXPORT_BUSY", "message": "a join is already running"}}), listing]
+            with pytest.raises(tally.TooManyRequestsError) as e:
+                c.get_online_features(SVC, keys("u"), CTX)
+            assert e.value.status == 429 and e.value.code == "EXPORT_BUSY" and len(stand.paths) == 1
+    finally:
+        stand.close()
+
+
+def test_connections_over_the_per_address_limit(tally_binary: Path, tmp_path: Path) -> None:
+    """A connection over limits.max_conns_per_ip is answered 429: a
+    TooManyRequestsError."""
+    s = Server(tally_binary, tmp_path, "limits: {max_conns_per_ip: 1}\ndurability: {fsync: never}\n")
+    held = socket.create_connection(("127.0.0.1", s.port))
+    try:
+        with tally.Client(s.url, timeout=10) as c:
+            with pytest.raises(tally.TooManyRequestsError) as e:
+                c.get_online_features(SVC, keys("u"), CTX)
+            assert e.value.status == 429
+    finally:
+        held.close()
+        s.stop()
 
 
 def test_ingest_refusal_lists_records_and_applies_nothing(client: tally.Client, uid: str) -> None:
