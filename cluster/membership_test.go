@@ -234,6 +234,25 @@ func groupVotersNow(t *testing.T, cs []*Cluster, g int) []string {
 
 // listStopped commits step 1 of a move of group g to id: the map lists
 // id after the group's replicas, and nothing else is done.
+// leaveAdditionCutShort shrinks group 0 of cs (on n0, n1, n2) to n0, as a
+// recovery leaves it, then lists n1 as an addition stopped before it became
+// a voter: the map lists n0 and n1, the group's only voter is n0.
+func leaveAdditionCutShort(t *testing.T, ctx context.Context, cs []*Cluster) {
+	t.Helper()
+	for _, id := range []string{"n1", "n2"} {
+		if _, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "remove", ID: id, Handoff: "n0"}); err != nil {
+			t.Fatalf("remove %s from group 0: %v", id, err)
+		}
+	}
+	err := cs[0].casMeta(ctx, func(m *Map) *metaCommand {
+		return &metaCommand{Op: "set-replicas", Group: 0, Replicas: []string{"n0"}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listStopped(t, ctx, cs[0], 0, "n1")
+}
+
 func listStopped(t *testing.T, ctx context.Context, c *Cluster, g int, id string) []string {
 	t.Helper()
 	var reps []string
@@ -490,18 +509,7 @@ func TestRebalanceBringsGroupsBackToR(t *testing.T) {
 	cs, _ := openTestCluster(t, nil, 4, 1, 3) // group 0 on n0, n1, n2
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, id := range []string{"n1", "n2"} {
-		if _, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "remove", ID: id, Handoff: "n0"}); err != nil {
-			t.Fatalf("remove %s from group 0: %v", id, err)
-		}
-	}
-	err := cs[0].casMeta(ctx, func(m *Map) *metaCommand {
-		return &metaCommand{Op: "set-replicas", Group: 0, Replicas: []string{"n0"}}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listStopped(t, ctx, cs[0], 0, "n1")
+	leaveAdditionCutShort(t, ctx, cs)
 	cs[2].Close() // n2 is down (it holds no replica any more)
 
 	out, err := cs[3].Rebalance(ctx, true)
@@ -585,18 +593,7 @@ func TestLeftoverDownIsTakenOut(t *testing.T) {
 	cs, _ := openTestCluster(t, nil, 4, 1, 3) // group 0 on n0, n1, n2
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	for _, id := range []string{"n1", "n2"} {
-		if _, err := cs[0].changeVoters(ctx, 0, voterChange{Op: "remove", ID: id, Handoff: "n0"}); err != nil {
-			t.Fatalf("remove %s from group 0: %v", id, err)
-		}
-	}
-	err := cs[0].casMeta(ctx, func(m *Map) *metaCommand {
-		return &metaCommand{Op: "set-replicas", Group: 0, Replicas: []string{"n0"}}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listStopped(t, ctx, cs[0], 0, "n1")
+	leaveAdditionCutShort(t, ctx, cs)
 	if err := cs[1].Close(); err != nil { // n1 stays down
 		t.Fatal(err)
 	}

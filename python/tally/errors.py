@@ -153,27 +153,25 @@ class ConnectionError(TallyError, builtins.ConnectionError):  # noqa: A001 - the
     """
 
 
+#: The exception of each 4xx status that has its own.
+_BY_STATUS: dict[int, type[TallyError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: TooLargeError,
+    415: UnsupportedMediaTypeError,
+    429: TooManyRequestsError,
+}
+
+
 def error_for_status(status: int, code: str, message: str, body: Any, records: list[dict[str, Any]] | None) -> TallyError:
     """Returns the exception for an error response with this status."""
-    cls: type[TallyError] = TallyError
     if code == "PARTLY_APPLIED":
-        cls = PartlyAppliedError
-    elif status == 400:
-        cls = BadRequestError
-    elif status == 401:
-        cls = AuthenticationError
-    elif status == 403:
-        cls = PermissionDeniedError
-    elif status == 404:
-        cls = NotFoundError
-    elif status == 409:
-        cls = ConflictError
-    elif status == 413:
-        cls = TooLargeError
-    elif status == 415:
-        cls = UnsupportedMediaTypeError
-    elif status == 429:
-        cls = TooManyRequestsError
+        cls: type[TallyError] = PartlyAppliedError
     elif status >= 500:
         cls = ServerError
+    else:
+        cls = _BY_STATUS.get(status, TallyError)
     return cls(message, status=status, code=code, body=body, records=records)
