@@ -41,6 +41,9 @@ type Writer struct {
 	rows    int64
 	done    bool
 	version int64
+	// made are the directories this append created (innermost first):
+	// an append that does not commit removes them if they are empty.
+	made []string
 	// Now is the commit's clock (time.Now).
 	Now func() time.Time
 }
@@ -49,14 +52,12 @@ type Writer struct {
 // creating the directory and the table when they do not exist. An existing
 // table must have exactly these columns and types (in this order);
 // otherwise Create refuses, writing nothing.
+// The table's _delta_log is made by the first commit: until then, and
+// after a first append that fails or is discarded, there is no table, and
+// the directories Create made are removed.
 func Create(dir string, cols []tabular.Column) (*Writer, error) {
 	schema, err := SchemaString(cols)
 	if err != nil {
-		return nil, err
-	}
-	// New directories are made durable (their parents synced): a commit
-	// synced into a _delta_log whose entry a power loss took would be lost.
-	if err := mkdirAll(filepath.Join(dir, LogDir), 0o755); err != nil {
 		return nil, fmt.Errorf("delta table %s: %w", dir, err)
 	}
 	if _, meta, err := snapshot(dir); err != nil {
@@ -64,20 +65,62 @@ func Create(dir string, cols []tabular.Column) (*Writer, error) {
 	} else if meta != nil && !sameSchema(meta.SchemaString, schema) {
 		return nil, fmt.Errorf("delta table %s has the schema %s; this export's is %s: write to a new table (another --out directory)", dir, meta.SchemaString, schema)
 	}
-	name := "part-00000-" + uuid() + "-c000.zstd.parquet"
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("delta table %s: %w", dir, err)
+	w := &Writer{dir: dir, cols: cols, schema: schema, name: "part-00000-" + uuid() + "-c000.zstd.parquet", Now: time.Now}
+	var f *os.File
+	// A first append of another writer that failed removes the directory
+	// when it is empty: it may vanish between mkdirAll and the open.
+	for attempt := 0; ; attempt++ {
+		made := missingDirs(dir)
+		// New directories are made durable (their parents synced): a
+		// commit synced into a directory whose entry a power loss took
+		// would be lost.
+		if err := mkdirAll(dir, 0o755); err != nil {
+			w.removeMade()
+			return nil, fmt.Errorf("delta table %s: %w", dir, err)
+		}
+		w.made = append(w.made, made...)
+		f, err = os.OpenFile(filepath.Join(dir, w.name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 2 {
+			w.removeMade()
+			return nil, fmt.Errorf("delta table %s: %w", dir, err)
+		}
 	}
-	buf := bufio.NewWriterSize(f, 1<<20)
-	cw := &countingWriter{w: buf}
-	pw, err := tabular.NewWriter(tabular.Parquet, cw, cols)
-	if err != nil {
+	w.file, w.buf = f, bufio.NewWriterSize(f, 1<<20)
+	w.counter = &countingWriter{w: w.buf}
+	if w.pw, err = tabular.NewWriter(tabular.Parquet, w.counter, cols); err != nil {
 		f.Close()
 		os.Remove(f.Name())
+		w.removeMade()
 		return nil, err
 	}
-	return &Writer{dir: dir, cols: cols, schema: schema, file: f, name: name, counter: cw, buf: buf, pw: pw, Now: time.Now}, nil
+	return w, nil
+}
+
+// missingDirs lists dir and its parents that do not exist, innermost
+// first.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := filepath.Clean(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// removeMade removes the directories the append made, innermost first,
+// each only if it is empty: a directory another writer put a data file or
+// a commit into stays, and so do its parents.
+func (w *Writer) removeMade() {
+	for _, d := range w.made {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+	}
 }
 
 // Write adds a row to the data file (see tabular.Writer).
@@ -121,20 +164,24 @@ func (w *Writer) Close() error {
 	}
 	if err != nil {
 		os.Remove(filepath.Join(w.dir, w.name))
+		w.removeMade()
 		return fmt.Errorf("delta table %s: %w", w.dir, err)
 	}
 	return nil
 }
 
 // Discard abandons the append: the data file is removed, nothing is
-// committed. It does nothing after Close.
+// committed; directories Create made are removed when empty (a first
+// append leaves no table). It does nothing after Close.
 func (w *Writer) Discard() error {
 	if w.done {
 		return nil
 	}
 	w.done = true
 	w.file.Close()
-	return os.Remove(filepath.Join(w.dir, w.name))
+	err := os.Remove(filepath.Join(w.dir, w.name))
+	w.removeMade()
+	return err
 }
 
 // Version is the version Close committed.
@@ -149,7 +196,16 @@ func (w *Writer) commit() (int64, error) {
 	add := map[string]any{"add": map[string]any{
 		"path": w.name, "partitionValues": map[string]string{}, "size": w.counter.n,
 		"modificationTime": now, "dataChange": true, "stats": string(stats)}}
+	logDir := filepath.Join(w.dir, LogDir)
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
+		if made := missingDirs(logDir); len(made) > 0 {
+			if err := mkdirAll(logDir, 0o755); err != nil {
+				return 0, err
+			}
+			// Only the log directory can be new here: the table directory
+			// holds this append's data file.
+			w.made = append(made[:1:1], w.made...)
+		}
 		latest, meta, err := snapshot(w.dir)
 		if err != nil {
 			return 0, err
@@ -180,11 +236,18 @@ func (w *Writer) commit() (int64, error) {
 			}
 			body = append(append(body, b...), '\n')
 		}
-		switch err := createExclusive(filepath.Join(w.dir, LogDir, commitName(version)), body); {
+		switch err := createExclusive(filepath.Join(logDir, commitName(version)), body); {
 		case err == nil:
 			return version, nil
 		case errors.Is(err, fs.ErrExist):
 			continue // another writer committed this version: read it, try the next
+		case errors.Is(err, fs.ErrNotExist) && latest < 0:
+			// Another writer's first append failed and removed the empty
+			// log directory: make it again, unless the data file is gone.
+			if _, serr := os.Stat(filepath.Join(w.dir, w.name)); serr != nil {
+				return 0, fmt.Errorf("commit version %d: %w", version, serr)
+			}
+			continue
 		default:
 			return 0, fmt.Errorf("commit version %d: %w", version, err)
 		}

@@ -36,7 +36,12 @@
 // written; schemas are compared as JSON values, so metaData that Spark or
 // delta-rs rewrote (SET TBLPROPERTIES: same columns, its own key order)
 // is the same schema. Until the commit, readers do not see the data file; a failed or
-// discarded append removes it. Checkpoints are not written: readers replay
+// discarded append removes it. A new table's _delta_log is made by its
+// first commit, and a first append that fails or is discarded also removes
+// the directories it made (each only when empty: another writer's data
+// file keeps its directory), so it leaves no table behind: an empty
+// _delta_log is a directory Spark and delta-rs refuse as "not a Delta
+// table". Checkpoints are not written: readers replay
 // the JSON log (fine for the tens of appends a training set gets; Spark and
 // delta-rs may add checkpoints of their own).
 //
