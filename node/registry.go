@@ -92,8 +92,8 @@ func oneFile(data []byte) (fs.FS, string) {
 
 // pollRegistry re-resolves an alias every poll interval and swaps in the
 // version it points to when that changed. A version that fails to load,
-// or has no ONNX file to load (registry.ErrUnusable), keeps the running
-// model, is reported (status, metric, error) and is not downloaded again
+// has no ONNX file to load (registry.ErrUnusable), or failed registration
+// (registry.ErrFailedRegistration), keeps the running model, is reported (status, metric, error) and is not downloaded again
 // until the alias moves; a registry or download failure is retried at the
 // next poll.
 func (mp *modelPlan) pollRegistry(ctx context.Context, open ModelOpener, now time.Time) error {
@@ -105,12 +105,19 @@ func (mp *modelPlan) pollRegistry(ctx context.Context, open ModelOpener, now tim
 	ctx, cancel := context.WithTimeout(ctx, registryFetchTimeout)
 	defer cancel()
 	v, err := r.c.Resolve(ctx, r.ref.Name, r.ref.Alias, "")
+	// A version whose registration failed will never be READY: it is
+	// skipped as a version that does not load, until the alias moves.
+	failedReg := errors.Is(err, registry.ErrFailedRegistration)
 	r.mu.Lock()
-	unchanged := err == nil && (v.Version == r.serving.Version || v.Version == r.failed)
+	unchanged := (err == nil || failedReg) && (v.Version == r.serving.Version || v.Version == r.failed)
 	cur := r.serving.Version
 	r.mu.Unlock()
 	if unchanged {
 		return nil
+	}
+	if failedReg {
+		mp.failures.Add(1)
+		return r.report(v.Version, fmt.Errorf("%s moved to version %s, whose registration failed (keeping version %s; skipped until the alias moves): %w", r.ref, v.Version, cur, err))
 	}
 	if err != nil {
 		return r.report("", fmt.Errorf("%s (keeping version %s): %w", r.ref, cur, err))

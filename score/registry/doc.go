@@ -41,5 +41,7 @@
 // Errors wrap ErrNotFound when the registry says the model, alias or
 // version does not exist, and Fetch's wrap ErrUnusable when the version's
 // artifacts are missing or hold no ONNX file it can pick: the version's
-// fault, not the connection's.
+// fault, not the connection's. Resolve's error for a version in status
+// FAILED_REGISTRATION wraps ErrFailedRegistration (and ErrUnusable): it
+// will never be READY; PENDING_REGISTRATION is an error that may pass.
 package registry

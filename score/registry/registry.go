@@ -34,6 +34,11 @@ var ErrNotFound = errors.New("not found in the model registry")
 // may pass.
 var ErrUnusable = errors.New("the model version has no usable ONNX file")
 
+// ErrFailedRegistration is wrapped by Resolve when the version's status is
+// FAILED_REGISTRATION: MLflow will never make it READY, so resolving it
+// again gives the same answer. It wraps ErrUnusable too.
+var ErrFailedRegistration = errors.New("the model version's registration failed")
+
 // unusableError is an error of the version's own artifacts: its message,
 // matching ErrUnusable too.
 type unusableError struct{ err error }
@@ -89,7 +94,10 @@ type Version struct {
 }
 
 // Resolve returns the version an alias points to now (alias != "") or the
-// given version.
+// given version. A version that is not READY is an error; Resolve returns
+// it with the error. For FAILED_REGISTRATION the error wraps
+// ErrFailedRegistration and ErrUnusable (the version's fault, for good);
+// PENDING_REGISTRATION may pass.
 func (c *Client) Resolve(ctx context.Context, name, alias, version string) (Version, error) {
 	var out struct {
 		ModelVersion Version `json:"model_version"`
@@ -110,8 +118,12 @@ func (c *Client) Resolve(ctx context.Context, name, alias, version string) (Vers
 	if out.ModelVersion.Version == "" {
 		return Version{}, fmt.Errorf("resolve %s: the registry answered no model version", what)
 	}
-	if out.ModelVersion.Status != "" && out.ModelVersion.Status != "READY" {
-		return Version{}, fmt.Errorf("resolve %s: version %s is %s, not READY", what, out.ModelVersion.Version, out.ModelVersion.Status)
+	switch v := out.ModelVersion; v.Status {
+	case "", "READY":
+	case "FAILED_REGISTRATION":
+		return v, unusableError{fmt.Errorf("resolve %s: version %s is %s, not READY: %w", what, v.Version, v.Status, ErrFailedRegistration)}
+	default:
+		return v, fmt.Errorf("resolve %s: version %s is %s, not READY", what, v.Version, v.Status)
 	}
 	return out.ModelVersion, nil
 }
