@@ -226,7 +226,9 @@ func planAdditions(m *Map, up func(id string) bool) (adds []Move, next *Map, sho
 // ends with floor or ceil of the replicas they hold between them (a move
 // takes a group from the most loaded member up that holds it to the least
 // loaded one up that does not), and then each member is the preferred
-// leader of floor or ceil of G/N groups. A member down gets no replica
+// leader of floor or ceil of G/N groups; only members up are named
+// preferred leaders (a member down may lose preferences to its groups'
+// members up, never gain one). A member down gets no replica
 // and keeps its own (it may be down for a restart); a replica placed on it
 // would never catch up, and its move would wait until the change timed
 // out. Members in drain get no replica and lose all theirs, each to the
@@ -313,8 +315,10 @@ func planRebalance(m *Map, drain map[string]bool, up func(id string) bool) (Plan
 			break
 		}
 	}
-	// Preferred leaders: give a group to the member preferring the fewest,
-	// among its replicas, while some member prefers 2+ more than another.
+	// Preferred leaders: give a group to the member up preferring the
+	// fewest, among its replicas, while some member prefers 2+ more than
+	// another. A member down is never named: the leadership handed to it
+	// would fail, and the group's hand-back would aim at it.
 	pref := func(id string) int { _, n := next.load(id); return n }
 	for range len(next.Groups) * len(live) {
 		improved := false
@@ -322,7 +326,7 @@ func planRebalance(m *Map, drain map[string]bool, up func(id string) bool) (Plan
 			cur := g.Replicas[0]
 			best := cur
 			for _, r := range g.Replicas[1:] {
-				if pref(r) < pref(best) {
+				if up(r) && pref(r) < pref(best) {
 					best = r
 				}
 			}
