@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tally-ml/tally/tabular"
 	"github.com/tally-ml/tally/wal/walfs"
@@ -51,7 +52,8 @@ type Writer struct {
 // Create opens the Delta table in dir for an append of rows with cols,
 // creating the directory and the table when they do not exist. An existing
 // table must have exactly these columns and types (in this order);
-// otherwise Create refuses, writing nothing.
+// otherwise Create refuses, writing nothing. Column names Delta cannot
+// hold without column mapping are refused the same way (see CheckNames).
 // The table's _delta_log is made by the first commit: until then, and
 // after a first append that fails or is discarded, there is no table, and
 // the directories Create made are removed.
@@ -391,9 +393,39 @@ func sameSchema(a, b string) bool {
 	return reflect.DeepEqual(va, vb)
 }
 
+// invalidNameChars are the characters a column name may not hold in a
+// Delta table without column mapping (delta-io/delta's
+// SchemaUtils.checkFieldNames; tally writes protocol 1/2, which has no
+// column mapping). Spark refuses to create such a table
+// (DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES), so tally does not either.
+const invalidNameChars = " ,;{}()\n\t="
+
+// CheckNames refuses column names a Delta table without column mapping
+// cannot hold: ones holding any of " ,;{}()\n\t=", and two names that
+// differ only in case (Spark resolves columns ignoring case, and refuses
+// to read such a table: COLUMN_ALREADY_EXISTS). The error names the
+// column and says what to change.
+func CheckNames(cols []tabular.Column) error {
+	for i, c := range cols {
+		if j := strings.IndexAny(c.Name, invalidNameChars); j >= 0 {
+			r, _ := utf8.DecodeRuneInString(c.Name[j:])
+			return fmt.Errorf("column %q holds %q: a Delta table without column mapping cannot name a column with any of %q (Spark refuses to create one): rename the column", c.Name, r, invalidNameChars)
+		}
+		for _, d := range cols[:i] {
+			if strings.EqualFold(d.Name, c.Name) {
+				return fmt.Errorf("columns %q and %q differ only in case: Spark reads a Delta table's columns ignoring case and refuses to read such a table: rename one", d.Name, c.Name)
+			}
+		}
+	}
+	return nil
+}
+
 // SchemaString is the Spark StructType JSON of cols, as a Delta table's
-// metaData holds it.
+// metaData holds it. Names CheckNames refuses are an error.
 func SchemaString(cols []tabular.Column) (string, error) {
+	if err := CheckNames(cols); err != nil {
+		return "", err
+	}
 	type field struct {
 		Name     string            `json:"name"`
 		Type     any               `json:"type"`

@@ -18,6 +18,10 @@
 //     partition columns) and the add action of the first data file.
 //   - Each later append holds commitInfo and one add action
 //     (dataChange true, stats {"numRecords": n}); it is a blind append.
+//   - Column names: none holds any of " ,;{}()\n\t=" and no two differ
+//     only in case (Delta without column mapping forbids them: Spark
+//     refuses to create the first and to read the second); CheckNames
+//     refuses them before anything is written.
 //   - Types: string -> string, float64 -> double, int64 -> long, bool ->
 //     boolean, timestamp -> timestamp (Parquet TIMESTAMP(MILLIS, UTC)),
 //     lists -> array of double or string; every column nullable.

@@ -82,6 +82,14 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 			if err != nil {
 				return fmt.Errorf("spine: %w", err)
 			}
+			if format == "delta" {
+				// Before the spine is read; delta.Create checks the
+				// features' names too.
+				if err := delta.CheckNames(r.Columns()); err != nil {
+					r.Close()
+					return fmt.Errorf("spine %s: %w", spine, err)
+				}
+			}
 			s, err := j.ReadSpine(r, tsKey, 0)
 			r.Close()
 			if err != nil {
