@@ -61,9 +61,20 @@
 // node failure or a retry never counts a record twice or skips one
 // (cluster/DESIGN.md, "Kafka").
 //
-// A topic deleted and recreated under the same name restarts at offset 0,
-// below the offsets the state holds: its records are skipped as counted
-// until they pass them, and the consumer logs an error and counts
-// tally_kafka_offset_regressions_total when it sees a high watermark below
-// the state's offset. Consume a recreated topic under a new topic name.
+// A topic deleted and created again under the same name (a new topic id,
+// offsets from 0 again) is a new log, read from its first record whatever
+// the start position, each record once: the state keys a topic's offsets
+// by its name for the first topic id it consumes and by name@id for a
+// later one (Consumer.incarnation), so the old offsets neither skip nor
+// re-read the new topic. A single node notices the new id within a second
+// (the topic is listed each second; franz-go refuses a recreated topic's
+// id, so a new client reads it), or at its next start, and counts it in
+// tally_kafka_topic_recreations_total and logs a warning naming the topic
+// and its ids (the old one when seen while running). Records of the old
+// topic not read before its deletion are
+// gone with it. A high watermark below the state's offset under the same
+// topic id (a truncated log) is logged as an error and counted in
+// tally_kafka_offset_regressions_total; its records are skipped until they
+// pass the held offset. A cluster's members (StartAllRouted) key offsets
+// by the topic's name only: consume a recreated topic under a new name.
 package kafkasource

@@ -95,10 +95,10 @@ func (c *Consumer) runGroup(ctx context.Context) {
 	}
 	c.cl = cl
 	c.logger.Info("kafka source consuming in its group (cluster)", "group", c.k.Group)
-	go c.lagLoop(ctx)
+	go c.lagLoop(ctx, nil)
 	var work []*partitionWork
 	var dead []*kgo.Record
-	c.pollLoop(ctx, cl, func(fetches kgo.Fetches) {
+	c.pollLoop(ctx, ctx, cl, func(fetches kgo.Fetches) {
 		// Decode every partition's records (the decoder is one), then
 		// commit the partitions' batches in parallel: each waits for every
 		// replica group, so one partition at a time would leave the groups

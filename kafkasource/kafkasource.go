@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,8 +62,14 @@ type Consumer struct {
 	base    []kgo.Opt   // the clients' options
 	admin   *kgo.Client // offsets, the group's commits, dead letters
 	cl      *kgo.Client // consumes the assigned partitions; set by run
-	partsMu sync.Mutex  // guards parts
+	partsMu sync.Mutex  // guards parts, key and topicID
 	parts   []int32     // the topic's partitions, once listed
+	// key names the topic in the state (StreamPos.Topic): the topic's
+	// name, or, for a topic deleted and created again, the name and the
+	// new topic's id (incarnation). topicID is the id consumed (zero: a
+	// broker without topic ids, or not listed yet).
+	key     string
+	topicID kadm.TopicID
 	logger  *slog.Logger
 	set     *metrics.Set
 	opts    Options
@@ -80,8 +87,8 @@ type Consumer struct {
 
 	// dlqErrors counts failed dead-letter produce attempts, each retried
 	// with its batch held (deadLetter), not records lost.
-	fetchErrors, regressions, dlqErrors, committed *metrics.Counter
-	logLimit                                       rateLimit
+	fetchErrors, regressions, dlqErrors, committed, recreations *metrics.Counter
+	logLimit                                                    rateLimit
 }
 
 // StartAll starts a consumer for every source of n's repo with a kafka
@@ -129,7 +136,7 @@ func start(n *node.Node, sink Sink, router Router, src *features.Source, opts Op
 		opts.MaxPollRecords = 10000
 	}
 	c := &Consumer{src: src, k: k, sink: sink, dec: dec, logger: opts.Logger.With("source", src.Name, "topic", k.Topic), set: opts.Metrics, opts: opts,
-		done: make(chan struct{}), lag: map[int32]*atomic.Int64{}, router: router, node: n}
+		done: make(chan struct{}), lag: map[int32]*atomic.Int64{}, router: router, node: n, key: k.Topic}
 	if router != nil {
 		c.sink = (*routedSink)(c)
 	}
@@ -138,6 +145,7 @@ func start(n *node.Node, sink Sink, router Router, src *features.Source, opts Op
 	c.regressions = c.set.GetOrCreateCounter("tally_kafka_offset_regressions_total" + label)
 	c.dlqErrors = c.set.GetOrCreateCounter("tally_kafka_dead_letter_errors_total" + label)
 	c.committed = c.set.GetOrCreateCounter("tally_kafka_records_consumed_total" + label)
+	c.recreations = c.set.GetOrCreateCounter("tally_kafka_topic_recreations_total" + label)
 	for _, r := range []string{node.RejectNotJSON, node.RejectMissingKey, node.RejectBadTimestamp, node.RejectTooLate, node.RejectBadField} {
 		c.rejected(r) // every reason exported from the start, at 0
 	}
@@ -312,25 +320,38 @@ func (c *Consumer) assign(ctx context.Context) error {
 	for {
 		ends, err := c.checkTopics(ctx)
 		resumed := 0 // partitions the state held an offset of
+		var key string
+		var id kadm.TopicID
 		if err == nil {
-			resumed, err = c.pinStart(ctx, ends)
+			key, id, err = c.incarnation(ctx)
+		}
+		if err == nil {
+			resumed, err = c.pinStart(ctx, ends, key)
 		}
 		if err == nil {
 			offsets := map[int32]kgo.Offset{}
 			c.partsMu.Lock()
+			c.key, c.topicID = key, id
 			c.parts = c.parts[:0]
 			for p := range ends[c.k.Topic] {
 				c.parts = append(c.parts, p)
-				next, _ := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+				next, _ := c.sink.StreamOffset(c.src.Name, key, p)
 				offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
 			}
 			c.partsMu.Unlock()
+			c.lagMu.Lock()
+			for p, g := range c.lag {
+				if _, ok := offsets[p]; !ok {
+					g.Store(0) // a partition the topic no longer has
+				}
+			}
+			c.lagMu.Unlock()
 			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets}), kgo.ConsumeResetOffset(resetOffset))
 			c.cl, err = kgo.NewClient(opts...)
 			if err != nil {
 				return err
 			}
-			c.logger.Info("kafka source consuming", "partitions", len(offsets), "group", c.k.Group, "resumed", resumed)
+			c.logger.Info("kafka source consuming", "partitions", len(offsets), "group", c.k.Group, "resumed", resumed, "topic_id", id, "state_topic", key)
 			return nil
 		}
 		c.fetchErrors.Inc()
@@ -352,11 +373,12 @@ func (c *Consumer) assign(ctx context.Context) error {
 // holds others of the topic was added after the node first consumed it,
 // so every record in it is new: it starts at the log start, whatever the
 // start position. resumed is the number of partitions the state held an
-// offset of.
-func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resumed int, err error) {
+// offset of. key names the topic in the state: a recreated topic's key
+// (not its name) starts every partition at the log start too.
+func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets, key string) (resumed int, err error) {
 	var missing []int32
 	for p := range ends[c.k.Topic] {
-		if _, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
+		if _, ok := c.sink.StreamOffset(c.src.Name, key, p); ok {
 			resumed++
 		} else {
 			missing = append(missing, p)
@@ -366,7 +388,7 @@ func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resum
 		return resumed, nil
 	}
 	starts := ends
-	if c.k.Start != "latest" || resumed > 0 {
+	if c.k.Start != "latest" || resumed > 0 || key != c.k.Topic {
 		if starts, err = kadm.NewClient(c.admin).ListStartOffsets(ctx, c.k.Topic); err == nil {
 			err = starts.Error()
 		}
@@ -381,7 +403,7 @@ func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resum
 		if !ok {
 			return resumed, fmt.Errorf("partition %d of topic %s not listed", p, c.k.Topic)
 		}
-		pos := store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: o.Offset, Next: o.Offset}
+		pos := store.StreamPos{Source: c.src.Name, Topic: key, Partition: p, First: o.Offset, Next: o.Offset}
 		if _, err := c.sink.IngestStream(&b, pos); err != nil {
 			return resumed, err
 		}
@@ -396,6 +418,7 @@ func (c *Consumer) pinStart(ctx context.Context, ends kadm.ListedOffsets) (resum
 // partitions itself.
 func (c *Consumer) addPartitions(ctx context.Context, ends kadm.ListedOffsets) {
 	c.partsMu.Lock()
+	key := c.key
 	var added []int32
 	for p := range ends[c.k.Topic] {
 		if !slices.Contains(c.parts, p) {
@@ -408,7 +431,7 @@ func (c *Consumer) addPartitions(ctx context.Context, ends kadm.ListedOffsets) {
 	}
 	// The state holds the offsets of every partition listed before, so
 	// pinStart starts the added ones at their log start.
-	if _, err := c.pinStart(ctx, ends); err != nil {
+	if _, err := c.pinStart(ctx, ends, key); err != nil {
 		c.fetchErrors.Inc()
 		if c.logLimit.allow() {
 			c.logger.Warn("kafka partitions added to the topic not started yet; retrying", "partitions", added, "err", err)
@@ -417,7 +440,7 @@ func (c *Consumer) addPartitions(ctx context.Context, ends kadm.ListedOffsets) {
 	}
 	offsets := map[int32]kgo.Offset{}
 	for _, p := range added {
-		next, _ := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+		next, _ := c.sink.StreamOffset(c.src.Name, key, p)
 		offsets[p] = kgo.NewOffset().At(next).WithEpoch(-1)
 	}
 	c.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.k.Topic: offsets})
@@ -436,10 +459,10 @@ func (c *Consumer) commitGroup(ctx context.Context) {
 	}
 	off := kadm.Offsets{}
 	c.partsMu.Lock()
-	parts := slices.Clone(c.parts)
+	parts, key := slices.Clone(c.parts), c.key
 	c.partsMu.Unlock()
 	for _, p := range parts {
-		if next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p); ok {
+		if next, ok := c.sink.StreamOffset(c.src.Name, key, p); ok {
 			off.Add(kadm.Offset{Topic: c.k.Topic, Partition: p, At: next, LeaderEpoch: -1})
 		}
 	}
@@ -463,30 +486,47 @@ func (c *Consumer) run(ctx context.Context) {
 		c.runGroup(ctx)
 		return
 	}
-	if c.assign(ctx) != nil {
-		return
-	}
-	go c.lagLoop(ctx)
 	var b store.Batch
 	var dead []*kgo.Record
-	c.pollLoop(ctx, c.cl, func(fetches kgo.Fetches) {
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if ctx.Err() == nil && len(p.Records) > 0 {
-				dead = c.commitPartition(ctx, &b, dead[:0], p)
-			}
-		})
-	}, c.commitGroup)
+	for {
+		if c.assign(ctx) != nil {
+			return
+		}
+		// The lag loop cancels pctx when the topic was deleted and created
+		// again: the client refuses the new topic's id (franz-go never
+		// adopts it), so a new client reads it, under a new state key.
+		pctx, cancel := context.WithCancel(ctx)
+		lagDone := make(chan struct{})
+		go func() {
+			defer close(lagDone)
+			c.lagLoop(pctx, cancel)
+		}()
+		c.pollLoop(ctx, pctx, c.cl, func(fetches kgo.Fetches) {
+			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+				if ctx.Err() == nil && len(p.Records) > 0 {
+					dead = c.commitPartition(ctx, &b, dead[:0], p)
+				}
+			})
+		}, c.commitGroup)
+		cancel()
+		<-lagDone
+		if ctx.Err() != nil {
+			return
+		}
+		c.cl.Close()
+	}
 }
 
-// pollLoop polls cl until ctx ends or the client closes, for both
+// pollLoop polls cl until ctx or pctx ends or the client closes, for both
 // topologies: a poll's fetch errors are counted, logged (rate-limited) and
 // backed off exponentially (100 ms to 5 s); handle commits its records;
 // commit (the group's offsets, for monitoring) runs at most once a second.
-func (c *Consumer) pollLoop(ctx context.Context, cl *kgo.Client, handle func(kgo.Fetches), commit func(context.Context)) {
+// Records a poll cut short by pctx (not ctx) returned are handled first.
+func (c *Consumer) pollLoop(ctx, pctx context.Context, cl *kgo.Client, handle func(kgo.Fetches), commit func(context.Context)) {
 	lastCommit := time.Now()
 	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		fetches := cl.PollRecords(ctx, c.opts.MaxPollRecords)
+	for pctx.Err() == nil {
+		fetches := cl.PollRecords(pctx, c.opts.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return
 		}
@@ -508,7 +548,7 @@ func (c *Consumer) pollLoop(ctx context.Context, cl *kgo.Client, handle func(kgo
 		}
 		if failed {
 			select {
-			case <-ctx.Done():
+			case <-pctx.Done():
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -521,10 +561,11 @@ func (c *Consumer) pollLoop(ctx context.Context, cl *kgo.Client, handle func(kgo
 // commitPartition decodes and commits one partition's fetched records,
 // retrying a failing commit until it succeeds or the consumer stops.
 func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*kgo.Record, p kgo.FetchTopicPartition) []*kgo.Record {
-	stored, known := c.sink.StreamOffset(c.src.Name, p.Topic, p.Partition)
+	key := c.stateTopic()
+	stored, known := c.sink.StreamOffset(c.src.Name, key, p.Partition)
 	if known && p.HighWatermark < stored && c.regressions != nil {
 		c.regressions.Inc()
-		c.logger.Error("the topic's high watermark is below the offset tally holds: it was recreated or truncated; its records are skipped until they pass the held offset (consume it under a new name)",
+		c.logger.Error("the topic's high watermark is below the offset tally holds for this topic id: its log was truncated (or the brokers have no topic ids and it was recreated); its records are skipped until they pass the held offset",
 			"partition", p.Partition, "high_watermark", p.HighWatermark, "held", stored)
 	}
 	recs := p.Records
@@ -541,7 +582,7 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 		// reads the batch again.
 		return dead
 	}
-	pos := store.StreamPos{Source: c.src.Name, Topic: p.Topic, Partition: p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
+	pos := store.StreamPos{Source: c.src.Name, Topic: key, Partition: p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
 	backoff := 50 * time.Millisecond
 	for {
 		applied, err := c.sink.IngestStream(b, pos)
@@ -549,7 +590,7 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 			if applied {
 				c.committed.Add(len(recs))
 			}
-			next, _ := c.sink.StreamOffset(c.src.Name, p.Topic, p.Partition)
+			next, _ := c.sink.StreamOffset(c.src.Name, key, p.Partition)
 			if !applied && next != pos.Next {
 				// Another writer committed part of this range first: go on
 				// from the state's offset.
@@ -656,7 +697,7 @@ func (c *Consumer) deadLetter(ctx context.Context, partition int32, recs []*kgo.
 // setLag sets a partition's lag from its end offset hwm, once the state
 // holds an offset of it (before, where reading starts is the broker's).
 func (c *Consumer) setLag(p int32, hwm int64) {
-	next, ok := c.sink.StreamOffset(c.src.Name, c.k.Topic, p)
+	next, ok := c.sink.StreamOffset(c.src.Name, c.stateTopic(), p)
 	if !ok {
 		return
 	}
@@ -673,11 +714,17 @@ func (c *Consumer) setLag(p int32, hwm int64) {
 
 // lagLoop measures every partition's lag each second from the topic's end
 // offsets, so lag shows while no records arrive and while commits are
-// held back.
-func (c *Consumer) lagLoop(ctx context.Context) {
+// held back. With recreated (a single node), it first compares the topic's
+// id with the one consumed: a topic deleted and created again calls
+// recreated and ends the loop (run starts a client for the new topic).
+func (c *Consumer) lagLoop(ctx context.Context, recreated func()) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		if recreated != nil && c.recreated(ctx) {
+			recreated()
+			return
+		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ends, err := kadm.NewClient(c.admin).ListEndOffsets(lctx, c.k.Topic)
 		cancel()
@@ -697,6 +744,108 @@ func (c *Consumer) lagLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// stateTopic is the topic's name in the state (Consumer.key).
+func (c *Consumer) stateTopic() string {
+	c.partsMu.Lock()
+	defer c.partsMu.Unlock()
+	return c.key
+}
+
+// listTopicID returns the topic's id as the brokers list it now (zero:
+// brokers without topic ids).
+func (c *Consumer) listTopicID(ctx context.Context) (kadm.TopicID, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	md, err := kadm.NewClient(c.admin).Metadata(ctx, c.k.Topic)
+	if err != nil {
+		return kadm.TopicID{}, err
+	}
+	d, ok := md.Topics[c.k.Topic]
+	if !ok {
+		return kadm.TopicID{}, fmt.Errorf("topic %s not listed", c.k.Topic)
+	}
+	return d.ID, d.Err
+}
+
+// recreated reports whether the brokers list the topic under another id
+// than the one consumed: it was deleted and created again. A topic listed
+// as missing (deleted, not created again yet) is not.
+func (c *Consumer) recreated(ctx context.Context) bool {
+	c.partsMu.Lock()
+	old := c.topicID
+	c.partsMu.Unlock()
+	id, err := c.listTopicID(ctx)
+	if err != nil || id == (kadm.TopicID{}) || old == (kadm.TopicID{}) || id == old {
+		return false
+	}
+	unread := int64(0)
+	for _, l := range c.Lag() {
+		unread += l
+	}
+	c.logger.Warn("kafka topic "+c.k.Topic+" was deleted and created again: the new topic is read from its first record; records of the old topic not yet read when it was deleted are gone with it",
+		"old_topic_id", old, "new_topic_id", id, "unread_when_last_measured", unread)
+	return true
+}
+
+// incarnation returns the key naming the topic's offsets in the state and
+// the topic's id. The state keys offsets by topic name, and a topic
+// deleted and created again restarts at offset 0, below the offsets held:
+// so the first topic id a state consumes keeps the name as its key, and a
+// later one (a recreated topic) gets the key name@id, whose partitions
+// all start at their log start, whatever the start position. The state
+// records which id owns which key in two markers, empty stream ranges:
+// name#id (at partition 0, once some id owns the name) and name#id=<id>
+// (offset 0: its key is the name; 1: name@id). A state written before the
+// markers gives the name to the id listed at its first start after.
+// Brokers without topic ids key every topic by its name.
+func (c *Consumer) incarnation(ctx context.Context) (string, kadm.TopicID, error) {
+	name := c.k.Topic
+	id, err := c.listTopicID(ctx)
+	if err != nil || id == (kadm.TopicID{}) {
+		return name, id, err
+	}
+	hexID := hex.EncodeToString(id[:])
+	marker := name + "#id=" + hexID
+	owned := name + "#id"
+	src := c.src.Name
+	var b store.Batch
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	mark := func(topic string, v int64) error {
+		_, err := c.sink.IngestStream(&b, store.StreamPos{Source: src, Topic: topic, Partition: 0, First: v, Next: v})
+		return err
+	}
+	_, isOwned := c.sink.StreamOffset(src, owned, 0)
+	if v, ok := c.sink.StreamOffset(src, marker, 0); ok {
+		if v != 0 {
+			return name + "@" + hexID, id, nil
+		}
+		if !isOwned { // a stop between the two markers
+			return name, id, mark(owned, 0)
+		}
+		return name, id, nil
+	}
+	if !isOwned {
+		// The first id of this state (or the one of a state written
+		// before the markers): it keeps the name. Its own marker first,
+		// so that a stop between the two never takes it for a new topic.
+		if err := mark(marker, 0); err != nil {
+			return "", id, err
+		}
+		return name, id, mark(owned, 0)
+	}
+	c.recreations.Inc()
+	c.partsMu.Lock()
+	old := c.topicID
+	c.partsMu.Unlock()
+	key := name + "@" + hexID
+	if old == (kadm.TopicID{}) {
+		// Found at a start: the node was down when it happened.
+		c.logger.Warn("kafka topic "+name+" was deleted and created again: its new topic id is not the one tally consumed; the new topic is read from its first record",
+			"new_topic_id", id, "state_topic", key)
+	}
+	return key, id, mark(marker, 1)
 }
 
 // Lag returns the lag of every partition seen so far.
