@@ -74,20 +74,65 @@ func emptyValue(f Func) Value {
 	return Value{}
 }
 
-// rawSearch returns the first raw index of e whose ts is >= ts.
+// rawSearch returns the first raw index of e whose ts is >= ts. It gallops
+// from the end of the ring nearer ts in time (the ring's events lie in
+// (newest - horizon, newest]), then bisects: a narrow window's start is a
+// few events from the newest, a wide one's a few from the oldest, and
+// either costs about log2 of that distance in probes, not of the events.
+// Keys are compared as stored (a narrow view's offsets from the entity's
+// base, a wide view's int64 bits with the sign flipped), so a probe is a
+// load and a mask.
 func (p *partition) rawSearch(v *View, e *entity, ts int64) uint32 {
-	lo, hi := uint32(0), e.rawLen
-	if hi == 0 {
-		return 0
+	n := e.rawLen
+	if n == 0 || ts > e.newest {
+		return n
 	}
-	c, off, st := classCap[e.rawCls], int(e.rawOff), p.lay.stride
-	for lo < hi {
-		m := (lo + hi) / 2
-		j := e.rawHead + m // rawAt's, with its table load hoisted
+	mask, flip, target := v.tsMask, uint64(0), uint64(0)
+	if v.narrow {
+		d := ts - v.base(e)
+		if d <= 0 {
+			return 0
+		}
+		if uint64(d) > mask {
+			return n
+		}
+		target = uint64(d)
+	} else {
+		flip = 1 << 63
+		target = uint64(ts) ^ flip
+	}
+	c, off, st, head := classCap[e.rawCls], int(e.rawOff), p.lay.stride, e.rawHead
+	rw := p.rw
+	key := func(m uint32) uint64 { // rawAt's, with its table load hoisted
+		j := head + m
 		if j >= c {
 			j -= c
 		}
-		if p.rawTs(v, e, off+int(j)*st) < ts {
+		return word(rw, off+int(j)*st)&mask ^ flip
+	}
+	lo, hi := uint32(0), n
+	if 2*ts > 2*e.newest-v.horizon { // nearer the newest
+		for step := uint32(1); step < hi; step *= 2 {
+			m := hi - step
+			if key(m) < target {
+				lo = m + 1
+				break
+			}
+			hi = m
+		}
+	} else {
+		for step := uint32(1); lo+step-1 < hi; step *= 2 {
+			m := lo + step - 1
+			if key(m) >= target {
+				hi = m
+				break
+			}
+			lo = m + 1
+		}
+	}
+	for lo < hi {
+		m := (lo + hi) / 2
+		if key(m) < target {
 			lo = m + 1
 		} else {
 			hi = m

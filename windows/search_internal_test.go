@@ -11,14 +11,17 @@ import (
 // or after ts, as a scan of the ring finds it, over
 // entities of 1 to 2,000 events whose times are even, bursty, repeated or
 // late (inserted behind newer ones), in rings that have wrapped (old
-// events dropped as the entity's newest time moves on).
+// events dropped as the entity's newest time moves on), in views whose
+// raw ts are offsets from a base (a day's window) and in views that keep
+// them whole (40 days: past 2^31 ms of horizon).
 func TestRawSearchIsTheFirstAtOrAfter(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	const day = 86_400_000
-	var wrapped, long int
+	var wrapped, long, wide int
 	for trial := range 300 {
+		w := []int64{day, 40 * day}[trial/3%2]
 		v, err := New(Spec{Name: "search", Columns: []Column{{Name: "amt", Kind: Float}}, Lateness: day / 4,
-			Aggregations: []Aggregation{{Column: 0, Func: Count, Window: day}}})
+			Aggregations: []Aggregation{{Column: 0, Func: Count, Window: w}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,6 +59,9 @@ func TestRawSearchIsTheFirstAtOrAfter(t *testing.T) {
 		if e.rawLen > 16 {
 			long++
 		}
+		if !v.narrow {
+			wide++
+		}
 		times := make([]int64, e.rawLen)
 		for i := range times {
 			times[i] = p.rawTs(v, e, p.rawAt(e, uint32(i)))
@@ -81,7 +87,7 @@ func TestRawSearchIsTheFirstAtOrAfter(t *testing.T) {
 			probe(times[0] - day + rng.Int64N(times[len(times)-1]-times[0]+2*day))
 		}
 	}
-	if wrapped < 30 || long < 50 {
-		t.Fatalf("%d of the rings wrapped and %d had more than 16 events: the cases are not covered", wrapped, long)
+	if wrapped < 30 || long < 50 || wide < 100 {
+		t.Fatalf("%d of the rings wrapped, %d had more than 16 events and %d were in wide views: the cases are not covered", wrapped, long, wide)
 	}
 }
