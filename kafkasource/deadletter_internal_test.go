@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -126,5 +127,47 @@ func TestStopDoesNotCommitPastUndeadletteredRecords(t *testing.T) {
 	c.writePartition(ctx, w)
 	if n := router.writes.Load(); n != 0 {
 		t.Fatalf("cluster: the batch was written (%d times) although its rejected record was not dead-lettered", n)
+	}
+}
+
+// TestInvalidUTF8RecordDeadLettered: a record whose value is not UTF-8
+// (here in its join key) is rejected as not JSON and goes to the
+// dead-letter path, as other bad records do, and the valid record beside
+// it is decoded; it used to be ingested, its key a string no Parquet or
+// Spark reader takes.
+func TestInvalidUTF8RecordDeadLettered(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the dead-letter produce is given up at once: only decode's verdict is tested
+	c := stoppingConsumer(t, &countingSink{}, nil)
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	recs := []*kgo.Record{
+		{Topic: "t", Offset: 0, Value: []byte("{\"user_id\":\"u\xff\",\"amt\":1,\"timestamp\":" + ts + "}")},
+		{Topic: "t", Offset: 1, Value: []byte(`{"user_id":"u1","amt":1,"timestamp":` + ts + `}`)},
+		{Topic: "t", Offset: 2, Value: []byte("{\"user_id\":\"u2\",\"amt\":1,\"note\":\"\xc3(\",\"timestamp\":" + ts + "}")},
+	}
+	var b store.Batch
+	dead, offs, _ := c.decode(ctx, &b, nil, recs, nil)
+	if len(offs) != 1 || offs[0] != 1 {
+		t.Errorf("decoded the events of offsets %v, want [1]", offs)
+	}
+	if got := c.rejected(node.RejectNotJSON).Get(); got != 2 {
+		t.Errorf("%d records rejected as not JSON, want 2", got)
+	}
+	if len(dead) != 2 {
+		t.Fatalf("%d records for the dead-letter topic, want 2", len(dead))
+	}
+	for _, r := range dead {
+		var reason, msg string
+		for _, h := range r.Headers {
+			switch h.Key {
+			case "tally-reason":
+				reason = string(h.Value)
+			case "tally-error":
+				msg = string(h.Value)
+			}
+		}
+		if reason != node.RejectNotJSON || !strings.Contains(msg, "invalid UTF-8") {
+			t.Errorf("dead letter %q: reason %q, error %q; want %s naming invalid UTF-8", r.Value, reason, msg, node.RejectNotJSON)
+		}
 	}
 }

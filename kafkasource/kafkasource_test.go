@@ -235,7 +235,7 @@ func TestBadRecordsDeadLettered(t *testing.T) {
 	good := genEvents(2000, 2)
 	cl := b.Client(t)
 	bad := map[string][]string{
-		node.RejectNotJSON:      {`{"user_id": `, `[1,2]`},
+		node.RejectNotJSON:      {`{"user_id": `, `[1,2]`, fmt.Sprintf("{\"user_id\":\"u\xff\",\"payment\":{\"amount\":1},\"timestamp\":%d}", time.Now().UnixMilli())},
 		node.RejectMissingKey:   {fmt.Sprintf(`{"merchant":"m","payment":{"amount":1},"timestamp":%d}`, time.Now().UnixMilli())},
 		node.RejectBadTimestamp: {`{"user_id":"x","payment":{"amount":1},"timestamp":"yesterday"}`, `{"user_id":"x","payment":{"amount":1}}`},
 		node.RejectTooLate:      {`{"user_id":"x","payment":{"amount":1},"timestamp":1000}`},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 type feastResponse struct {
@@ -290,8 +291,12 @@ func FuzzFeastOnlineFeatures(f *testing.F) {
 	f.Add([]byte(`{"feature_service":"fraud_detection","full_feature_names":true,"entities":{"user_id":["u"],"merchant":["m"],"country":["c"],"amt":[1],"lat":[0],"long":[0]}}`))
 	f.Add([]byte(`{"features":["user_profile.home_lat"],"entities":{"user_id":[]},"include_feature_view_version_metadata":true}`))
 	f.Add([]byte(`{"features":["a:b:c"],"entities":{"user_id":[01]}}`))
+	f.Add([]byte("{\"features\":[\"user_transaction_counts:amt_count_1m\"],\"entities\":{\"user_id\":[\"u\xff\",\"\xc3\xa9\"]}}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out, ferr := n.FeastOnlineFeatures(nil, body)
+		if ferr == nil && !utf8.Valid(body) {
+			t.Fatalf("answered a body that is not UTF-8: %q", body)
+		}
 		if ferr != nil {
 			if ferr.Status < 400 || ferr.Status > 499 || len(ferr.body()) == 0 {
 				t.Fatalf("refusal %d %q", ferr.Status, ferr.body())
@@ -320,9 +325,13 @@ func FuzzFeastPush(f *testing.F) {
 	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u"],"merchant":["m"],"country":["FR"],"amt":[1],"timestamp":["2026-11-24 23:59:00"]}}`))
 	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u"],"event_timestamp":[1795564799000],"created":[null]},"to":"online_and_offline"}`))
 	f.Add([]byte(`{"push_source_name":"x","df":[]}`))
+	f.Add([]byte("{\"push_source_name\":\"transactions\",\"df\":{\"user_id\":[\"u\xc3\"],\"event_timestamp\":[1795564799000],\"created\":[NaN]},\"extra\":01}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
 		_, ferr := n.FeastPush(body)
+		if ferr == nil && !utf8.Valid(body) {
+			t.Fatalf("pushed a body that is not UTF-8: %q", body)
+		}
 		if after := n.AppliedIndex(); ferr != nil && after != before {
 			t.Fatalf("refused push (%s) changed the applied index %d -> %d", ferr.Message, before, after)
 		}

@@ -4,19 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 // strictJSON reports whether each non-blank line of b (the whole of b,
-// unless lines) is JSON as encoding/json reads it. An accepted body must
-// be; fastjson alone also takes escapes RFC 8259 does not define ("\q",
-// "\u12"), raw control characters in strings, and numbers such as 01 or
-// nan.
+// unless lines) is JSON as encoding/json reads it, and UTF-8 (which
+// encoding/json does not check). An accepted body must be; fastjson alone
+// also takes escapes RFC 8259 does not define ("\q", "\u12"), raw control
+// characters in strings, numbers such as 01 or nan, and bytes such as 0xff
+// in strings.
 func strictJSON(b []byte, lines bool) bool {
 	if !lines {
-		return json.Valid(b)
+		return json.Valid(b) && utf8.Valid(b)
 	}
 	for _, l := range bytes.Split(b, []byte{'\n'}) {
-		if len(bytes.TrimSpace(l)) > 0 && !json.Valid(l) {
+		if len(bytes.TrimSpace(l)) > 0 && (!json.Valid(l) || !utf8.Valid(l)) {
 			return false
 		}
 	}
@@ -41,6 +43,7 @@ func FuzzIngestJSON(f *testing.F) {
 	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":"a\q","merchant":"b\u12","country":"c\u00e9","amt":1,"timestamp":1795564799000}}]}}`))
 	f.Add([]byte("{\"records\":{\"transactions\":[{\"record\":{\"user_id\":\"a\tb\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}}]}}"))
 	f.Add([]byte("{\n\t\"records\": {\"transactions\": [{\"record\": {\"user_id\": \"u\",\r\n\t\"merchant\": \"m\x00\", \"country\": \"FR\", \"amt\": 1, \"timestamp\": 1795564799000}}]}\n}"))
+	f.Add([]byte("{\"records\":{\"transactions\":[{\"record\":{\"user_id\":\"u\xff\",\"merchant\":\"m\xc3\xa9\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}}]}}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
 		res, err := n.IngestJSON(body)
@@ -65,6 +68,7 @@ func FuzzIngestNDJSON(f *testing.F) {
 	f.Add([]byte(`{"user_id":"u","merchant":"m","country":"FR","amt":inf,"is_fraud":01,"timestamp":1795564799000}` + "\n"))
 	f.Add([]byte(`{"user_id":"u\\\q","merchant":"m\u004","country":"\u0046R","amt":1,"timestamp":1795564799000}` + "\n"))
 	f.Add([]byte("{\"user_id\":\"u\t\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\r\n{\"user_id\":\"u\",\"merchant\x1f\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\n"))
+	f.Add([]byte("{\"user_id\":\"\xc3\xa9\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\n{\"user_id\":\"u\xed\xa0\x80\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		strict := strictJSON(body, true)
 		before := n.AppliedIndex()
@@ -101,6 +105,7 @@ func FuzzGetFeatures(f *testing.F) {
 	f.Add([]byte("{\"params\":{\"feature_service_name\":\"fraud_detection\",\"join_key_map\":{\"user_id\":\"u\t1\",\"merchant\":\"m1\",\"country\":\"FR\"},\"request_context_map\":{\"amt\":1,\"lat\":2,\"long\":3}}}"))
 	f.Add([]byte("{\"params\":{\"feature_service_name\":\"fraud_detection\",\"join_key_map\":{\"user_id\":\"u1\",\"merchant\":\"m1\",\"country\":\"FR\"},\"request_context_map\":{\"amt\":1,\"lat\":2,\"long\":3},\"extra\":\"\x00\",\"more\":01}}"))
 	f.Add([]byte("{\n\t\"params\": {\"feature_service_name\": \"fraud_detection\",\r\n\t\"request_data\": [{\"join_key_map\": {\"user_id\": \"u1\", \"merchant\": \"m1\", \"country\": \"FR\"}, \"request_context_map\": {\"amt\": 1, \"lat\": 2, \"long\": 3}}]}\n}"))
+	f.Add([]byte("{\"params\":{\"feature_service_name\":\"fraud_detection\",\"join_key_map\":{\"user_id\":\"u\xc0\xaf\",\"merchant\":\"m\xc3\xa9\",\"country\":\"FR\"},\"request_context_map\":{\"amt\":1,\"lat\":2,\"long\":3}}}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		strict := strictJSON(body, false)
 		_, err := n.GetFeatures(nil, body)
@@ -131,6 +136,7 @@ func FuzzUploadTable(f *testing.F) {
 	f.Add(false, []byte(`{"user_id":"u1","home_lat":01,"home_lat":1}`))
 	f.Add(false, []byte(`{"user_id":"u\q1","home_lat":1}`+"\n"+`{"user_id":"\u12","home_lat":null}`))
 	f.Add(false, []byte("{\"user_id\":\"u\t1\",\"home_lat\":1}\n{\"user_id\x0b\":\"u2\",\"home_lat\":null}"))
+	f.Add(false, []byte("{\"user_id\":\"u\xc3\xa9\",\"home_lat\":1}\n{\"user_id\":\"u\xf4\x90\x80\x80\",\"home_lat\":null}"))
 	f.Fuzz(func(t *testing.T, csv bool, body []byte) {
 		format := NDJSON
 		if csv {

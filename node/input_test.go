@@ -635,3 +635,153 @@ func TestInvalidStringsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Text that is not UTF-8 (RFC 8259 requires it), in a value or a member
+// name, is refused with a 400 naming where (the byte offset, and the row or
+// line of a bulk body) on every JSON path, the lookup's quick scanner and
+// its learned skeletons included, and nothing is applied: a join key of
+// such bytes was stored, and written out later as a string no Parquet,
+// Delta or Spark reader takes. Valid multi-byte text is read as before.
+func TestInvalidUTF8Refused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	record := func(user, key string) string {
+		return `{"` + key + `":"` + user + `","merchant":"m1","category":"c","country":"FR","amt":1,"timestamp":` + fmt.Sprint(t0-1) + `}`
+	}
+	get := func(user, key string) []byte {
+		return []byte(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"` + key + `":"` + user + `","merchant":"m1","country":"FR"},` +
+			`"request_context_map":{"amt":1,"lat":2,"long":3}}}`)
+	}
+	// A valid body of get's shape, so that a skeleton of it is learned
+	// and reads the bodies below first.
+	if _, aerr := n.GetFeatures(nil, get("u1", "user_id")); aerr != nil {
+		t.Fatal(aerr)
+	}
+	for _, c := range []struct{ user, key, mention string }{
+		{"u\xff", "user_id", `invalid UTF-8 (byte 0xff) at offset`},
+		{"u\xc3", "user_id", `invalid UTF-8 (byte 0xc3) at offset`},                                // cut short
+		{"\xc0\xafetc", "user_id", `invalid UTF-8 (byte 0xc0) at offset`},                          // overlong
+		{"u\xed\xa0\x80", "user_id", `invalid UTF-8 (byte 0xed) at offset`},                        // a surrogate
+		{"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\x80", "user_id", `invalid UTF-8 (byte 0x80) at offset`}, // after valid é
+		{"u1", "user\xfeid", `invalid UTF-8 (byte 0xfe) at offset`},
+	} {
+		what := fmt.Sprintf("%q:%q", c.key, c.user)
+		checkStatus := func(path string, want, status int, msg string) {
+			t.Helper()
+			if status != want || !strings.Contains(msg, c.mention) {
+				t.Errorf("%s %s: got %d %s, want %d mentioning %s", path, what, status, msg, want, c.mention)
+			}
+		}
+		check := func(path string, status int, msg string) { t.Helper(); checkStatus(path, 400, status, msg) }
+		ingestCheck := func(path string, err error) {
+			t.Helper()
+			ie, ok := err.(*IngestError)
+			if !ok {
+				check(path, 0, fmt.Sprint(err))
+				return
+			}
+			text := ie.Message
+			for _, r := range ie.Records {
+				text += fmt.Sprintf("; record %d: %s", r.Index, r.Reason)
+			}
+			check(path, 400, text)
+		}
+		_, err := n.IngestJSON(ingestBody(`{"record":` + record(c.user, c.key) + `}`))
+		ingestCheck("ingest", err)
+		// The bad record is the second line: the refusal names it.
+		lines := []byte(record("u1", "user_id") + "\n" + record(c.user, c.key) + "\n")
+		_, err = n.IngestNDJSON("transactions", lines, false)
+		ingestCheck("bulk", err)
+		if ie, ok := err.(*IngestError); ok && (len(ie.Records) != 1 || ie.Records[0].Index != 1) {
+			t.Errorf("bulk %s: refused records %+v, want line 1 alone", what, ie.Records)
+		}
+		_, err = n.ImportNDJSON("transactions", lines, false)
+		ingestCheck("import", err)
+		_, aerr := n.UploadTable("user_profile", NDJSON, []byte(`{"user_id":"u0","home_lat":1}`+"\n"+`{"`+c.key+`":"`+c.user+`","home_lat":1}`), false)
+		if aerr == nil {
+			aerr = &APIError{}
+		}
+		check("table", aerr.Status, aerr.Message)
+		if !strings.Contains(aerr.Message, "line 2") {
+			t.Errorf("table %s: %s, want it to name line 2", what, aerr.Message)
+		}
+		if p := n.quickParse(&lookupWork{}, get(c.user, c.key)); p != nil {
+			t.Errorf("quickParse took %s", what)
+		}
+		for name, lookup := range map[string]func([]byte) *APIError{
+			"get-features": func(b []byte) *APIError { _, aerr := n.GetFeatures(nil, b); return aerr },
+			"predict":      func(b []byte) *APIError { _, aerr := n.Predict(nil, b); return aerr },
+		} {
+			aerr = lookup(get(c.user, c.key))
+			if aerr == nil {
+				aerr = &APIError{}
+			}
+			check(name, aerr.Status, aerr.Message)
+		}
+		_, aerr = n.GetFeaturesBatch(nil, []byte(`{"params":{"feature_service_name":"fraud_detection","request_data":[{"join_key_map":{"`+c.key+`":"`+c.user+`","merchant":"m1","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}}]}}`))
+		if aerr == nil {
+			aerr = &APIError{}
+		}
+		check("get-features-batch", aerr.Status, aerr.Message)
+		_, ferr := n.FeastOnlineFeatures(nil, []byte(`{"feature_service":"fraud_detection","entities":{"`+c.key+`":["`+c.user+`"],"merchant":["m1"],"country":["FR"],"amt":[1],"lat":[2],"long":[3]},"full_feature_names":true}`))
+		if ferr == nil {
+			ferr = &FeastError{}
+		}
+		// Feast answers a body that is not JSON with its 422.
+		checkStatus("feast get-online-features", 422, ferr.Status, ferr.Error())
+		df := `{"` + c.key + `":["` + c.user + `"],"merchant":["m1"],"category":["c"],"country":["FR"],"amt":[1],"timestamp":[` + fmt.Sprint(t0-1) + `]}`
+		_, ferr = n.FeastPush([]byte(`{"push_source_name":"transactions","df":` + df + `}`))
+		if ferr == nil {
+			ferr = &FeastError{}
+		}
+		checkStatus("feast push", 422, ferr.Status, ferr.Error())
+		_, ferr = n.FeastWriteToOnlineStore([]byte(`{"feature_view_name":"transactions_events","df":` + df + `}`))
+		if ferr == nil {
+			ferr = &FeastError{}
+		}
+		checkStatus("feast write-to-online-store", 422, ferr.Status, ferr.Error())
+	}
+	if n.AppliedIndex() != 0 {
+		t.Fatalf("a refused request was applied (index %d)", n.AppliedIndex())
+	}
+	// Valid multi-byte UTF-8 is taken, by the quick scanner too.
+	for _, u := range []string{"ü", "Zürich-😀-✓-longer than eight bytes"} {
+		if _, err := n.IngestNDJSON("transactions", []byte(record(u, "user_id")), false); err != nil {
+			t.Fatal(err)
+		}
+		if p := n.quickParse(&lookupWork{}, get(u, "user_id")); p == nil {
+			t.Errorf("quickParse left %q to fastjson", u)
+		}
+		if v := mustGet(t, n, get(u, "user_id"))["user_transaction_counts.amt_count_1h"].v; v != 1.0 {
+			t.Errorf("%s: count %v, want 1", u, v)
+		}
+	}
+}
+
+// Over HTTP, invalid UTF-8 is the project's 400 JSON error.
+func TestInvalidUTF8RefusedOverHTTP(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	base := serve(t, n)
+	bad := "u\xff"
+	record := `{"user_id":"` + bad + `","merchant":"m1","category":"c","country":"FR","amt":1,"timestamp":` + fmt.Sprint(t0-1) + `}`
+	for path, body := range map[string]string{
+		"/api/v1/ingest": `{"records":{"transactions":[{"record":` + record + `}]}}`,
+		"/api/v1/ingest/bulk?source=transactions": record + "\n",
+		"/api/v1/feature-service/get-features":    `{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"` + bad + `","merchant":"m1","country":"FR"},"request_context_map":{"amt":1,"lat":2,"long":3}}}`,
+		"/push":                                   `{"push_source_name":"transactions","df":{"user_id":["` + bad + `"],"merchant":["m1"],"category":["c"],"country":["FR"],"amt":[1],"timestamp":[` + fmt.Sprint(t0-1) + `]}}`,
+	} {
+		status, got := do(t, "POST", base+path, "", "", body)
+		want := 400
+		if path == "/push" {
+			want = 422 // Feast's answer to a body that is not JSON
+		}
+		if status != want || !strings.Contains(got, "invalid UTF-8") {
+			t.Errorf("%s: %d %s, want %d naming invalid UTF-8", path, status, got, want)
+		}
+		if want == 400 && !strings.Contains(got, `{"error":{"code":`) {
+			t.Errorf("%s: %s, want the JSON error body", path, got)
+		}
+	}
+	if n.AppliedIndex() != 0 {
+		t.Fatalf("a refused request was applied (index %d)", n.AppliedIndex())
+	}
+}

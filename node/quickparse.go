@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"strconv"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tally-ml/tally/features"
@@ -309,37 +310,52 @@ func (s *quickScan) lit(c byte) bool {
 }
 
 // str reads a string without escapes or raw control characters (bytes
-// below 0x20, which RFC 8259 has escaped: tabular.ParseJSON refuses them).
+// below 0x20, which RFC 8259 has escaped: tabular.ParseJSON refuses them),
+// in valid UTF-8 (which tabular.ParseJSON refuses otherwise too). Only a
+// string with a byte of 0x80 or above is checked for that, with
+// utf8.Valid: the words read are or'ed together on the way.
 func (s *quickScan) str() ([]byte, bool) {
 	if !s.lit('"') {
 		return nil, false
 	}
 	rest := s.b[s.i:]
 	n := 0
+	var seen uint64 // the bytes read, or'ed (the last word's beyond the quote too)
 	// Eight bytes at a time: the lowest byte that is a quote, a backslash
 	// or a control character ends the string (the tests' false positives
 	// lie only above a true one).
 	for ; n+8 <= len(rest); n += 8 {
 		x := binary.LittleEndian.Uint64(rest[n:])
+		seen |= x
 		if m := zeroByte(x^quotes) | zeroByte(x^backslashes) | (x-0x20*lowBits)&^x&highBits; m != 0 {
 			n += bits.TrailingZeros64(m) / 8
 			if rest[n] != '"' {
 				return nil, false
 			}
-			s.i += n + 1
-			return rest[:n:n], true
+			return s.strEnd(rest, n, seen)
 		}
 	}
 	for ; n < len(rest); n++ {
 		switch c := rest[n]; {
 		case c == '"':
-			s.i += n + 1
-			return rest[:n:n], true
+			return s.strEnd(rest, n, seen)
 		case c == '\\' || c < 0x20:
 			return nil, false
+		default:
+			seen |= uint64(c)
 		}
 	}
 	return nil, false
+}
+
+// strEnd ends str at the quote rest[n], seen the bytes read or'ed: a
+// string with a byte of 0x80 or above must be valid UTF-8.
+func (s *quickScan) strEnd(rest []byte, n int, seen uint64) ([]byte, bool) {
+	if seen&highBits != 0 && !utf8.Valid(rest[:n]) {
+		return nil, false
+	}
+	s.i += n + 1
+	return rest[:n:n], true
 }
 
 const (

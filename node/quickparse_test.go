@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tally-ml/tally/tabular"
 )
@@ -137,6 +138,8 @@ func FuzzQuickParse(f *testing.F) {
 	f.Add([]byte(quickBody))
 	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `7`, 1)))
 	f.Add([]byte(strings.Replace(quickBody, `12.5`, `-1.5e-7`, 1)))
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, "\"al\xc3\xafce\"", 1)))
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, "\"alice-\xed\xa0\x80\"", 1)))
 	n := quickTestNode(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		quick, qerr, accepted := lookupVia(n, body, true)
@@ -234,12 +237,17 @@ func FuzzQuickNumber(f *testing.F) {
 // TestQuickStrFindsTheFirstQuote checks str's eight-bytes-at-a-time scan
 // against a byte loop: strings of every length up to 40, ended by a quote,
 // with a backslash or a control character (refused), a quote or bytes near
-// them in value ('!', '#', '[', ']', ' ', 0x7f, 0x80+) at every position.
+// them in value ('!', '#', '[', ']', ' ', 0x7f, 0x80+) at every position;
+// and among valid multi-byte characters, which a byte put in their place
+// may cut (then the string is not UTF-8, and refused).
 func TestQuickStrFindsTheFirstQuote(t *testing.T) {
 	want := func(b []byte) ([]byte, bool) {
 		for n, c := range b[1:] {
 			switch {
 			case c == '"':
+				if !utf8.Valid(b[1 : 1+n]) {
+					return nil, false
+				}
 				return b[1 : 1+n], true
 			case c == '\\' || c < 0x20:
 				return nil, false
@@ -247,27 +255,31 @@ func TestQuickStrFindsTheFirstQuote(t *testing.T) {
 		}
 		return nil, false
 	}
-	fillers := []byte{'a', '!', '#', '[', ']', ' ', 0x7f, 0x80 | '"', 0x80 | '\\', 0x80 | 0x1f, 0xa0, 0xff}
-	for l := 0; l <= 40; l++ {
-		for at := 0; at <= l; at++ {
-			for _, c := range append([]byte{'"', '\\', 0, '\t', 0x1f}, fillers...) {
-				body := []byte{'"'}
-				for i := 0; i < l; i++ {
-					body = append(body, fillers[(i+l)%len(fillers)])
-				}
-				if at < l {
-					body[1+at] = c
-				}
-				for _, end := range []string{`"`, `"xyz`, ``} {
-					b := append(bytes.Clone(body), end...)
-					s := quickScan{b: b}
-					got, ok := s.str()
-					w, wok := want(b)
-					if ok != wok || !bytes.Equal(got, w) {
-						t.Fatalf("%q: got %q %v, want %q %v", b, got, ok, w, wok)
+	for _, fillers := range [][]byte{
+		{'a', '!', '#', '[', ']', ' ', 0x7f, 0x80 | '"', 0x80 | '\\', 0x80 | 0x1f, 0xa0, 0xff},
+		[]byte("a\u00e9!\u2713#\U0001F600 \u07ff"),
+	} {
+		for l := 0; l <= 40; l++ {
+			for at := 0; at <= l; at++ {
+				for _, c := range append([]byte{'"', '\\', 0, '\t', 0x1f}, fillers...) {
+					body := []byte{'"'}
+					for i := 0; i < l; i++ {
+						body = append(body, fillers[(i+l)%len(fillers)])
 					}
-					if ok && s.i != len(w)+2 {
-						t.Fatalf("%q: consumed %d, want %d", b, s.i, len(w)+2)
+					if at < l {
+						body[1+at] = c
+					}
+					for _, end := range []string{`"`, `"xyz`, "\"\xc3\xa9", ``} {
+						b := append(bytes.Clone(body), end...)
+						s := quickScan{b: b}
+						got, ok := s.str()
+						w, wok := want(b)
+						if ok != wok || !bytes.Equal(got, w) {
+							t.Fatalf("%q: got %q %v, want %q %v", b, got, ok, w, wok)
+						}
+						if ok && s.i != len(w)+2 {
+							t.Fatalf("%q: consumed %d, want %d", b, s.i, len(w)+2)
+						}
 					}
 				}
 			}
@@ -480,6 +492,7 @@ func FuzzSkeleton(f *testing.F) {
 	}
 	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `7`, 1)))
 	f.Add([]byte(strings.Replace(quickBody, `12.5`, `-1.5e-7`, 1)))
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, "\"\xc3\xa9\xff\"", 1)))
 	n := quickTestNode(f)
 	var ks []*lookupSkeleton
 	for _, b := range skeletonShapes {

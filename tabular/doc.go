@@ -59,7 +59,9 @@
 // of anything but numbers and strings, are errors. In lists a null element
 // reads as NaN (Float64List) or "" (StringList). Numbers are held to RFC
 // 8259 (01, +1, .5 and inf are errors; see IsJSONNumber) and parsed with
-// strconv, so floats round-trip exactly.
+// strconv, so floats round-trip exactly. A line that is not UTF-8, or that
+// holds an escape RFC 8259 does not define or a raw control character in a
+// string, is an error naming its row and the byte's offset (ParseJSON).
 //
 // Columns is final when NewReader returns. Where the first object leaves a
 // type open (a null, or an empty list), NewReader looks ahead, up to 1000

@@ -199,3 +199,33 @@ func TestParseJSONControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// ParseJSON refuses text that is not UTF-8 (RFC 8259 section 8.1), naming
+// the offset of the first bad byte, and takes every valid encoding,
+// compact or pretty-printed, in strings and around them.
+func TestParseJSONInvalidUTF8(t *testing.T) {
+	var p fastjson.Parser
+	for _, c := range []struct {
+		text string
+		at   int
+	}{
+		{"\"\xff\"", 1},
+		{"{\"user_id\":\"u\xc3\"}", 13},                         // a sequence cut short
+		{"{\"user_id\":\"abcdefgh\xc0\xaf\"}", 20},              // overlong '/'
+		{"[\"\xed\xa0\x80\"]", 2},                               // a UTF-16 surrogate
+		{"[\"\xf4\x90\x80\x80\"]", 2},                           // beyond U+10FFFF
+		{"{\"k\xfe\":1}", 3},                                    // in a member name
+		{"{\n\t\"a\": \"\xc3\xa9\",\n\t\"b\": \"\x80\"\n}", 21}, // pretty-printed, after a valid é
+		{"\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 \xe2\x82\"", 12},
+	} {
+		_, err := ParseJSON(&p, []byte(c.text))
+		if err == nil || !strings.Contains(err.Error(), "invalid UTF-8") || !strings.Contains(err.Error(), "offset "+strconv.Itoa(c.at)) {
+			t.Errorf("%q: %v, want invalid UTF-8 at offset %d", c.text, err, c.at)
+		}
+	}
+	for _, ok := range []string{"\"\xc3\xa9\"", "{\"\xe2\x9c\x93\":\"\xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"}", "{\n\t\"a\": \"\xc3\xa9\"\n}", "\"\xef\xbf\xbd\"", "[\"ascii only, longer than eight bytes\"]"} {
+		if _, err := ParseJSON(&p, []byte(ok)); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package tabular
 import (
 	"bytes"
 	"testing"
+	"unicode/utf8"
 )
 
 // fuzzRead reads data in format f and checks that garbage gives an error,
@@ -23,6 +24,9 @@ func fuzzRead(t *testing.T, f Format, data []byte) {
 			if n := len(r.Columns()); n != len(row) {
 				t.Fatalf("columns changed from %d to %d", len(row), n)
 			}
+			if f == NDJSON {
+				checkUTF8Row(t, r.Columns(), row)
+			}
 			continue
 		}
 		if err.Error() == "" {
@@ -32,6 +36,20 @@ func fuzzRead(t *testing.T, f Format, data []byte) {
 			t.Fatalf("Next after %v succeeded", err)
 		}
 		return
+	}
+}
+
+// checkUTF8Row fails t if a column name or a string of row, read from
+// JSON, is not UTF-8, which JSON text is.
+func checkUTF8Row(t *testing.T, cols []Column, row []Value) {
+	for i, v := range row {
+		ok := utf8.ValidString(cols[i].Name) && utf8.ValidString(v.Str)
+		for _, s := range v.Strs {
+			ok = ok && utf8.ValidString(s)
+		}
+		if !ok {
+			t.Fatalf("column %q: read %q %q, not UTF-8", cols[i].Name, v.Str, v.Strs)
+		}
 	}
 }
 
@@ -69,6 +87,7 @@ func FuzzNDJSONReader(f *testing.F) {
 	f.Add([]byte("{\"a\":null,\"b\":[]}\n\n{\"a\":1,\"b\":[\"x\",null]}\n{\"b\":[]}"))
 	f.Add([]byte("{\"a\":1}\n{\"a\":1.5}\n"))
 	f.Add([]byte("{\"a\":01,\"b\":[+1,.5]}\n{\"a\":inf}\n"))
+	f.Add([]byte("{\"a\":\"\xc3\xa9\",\"b\":[\"x\"]}\n{\"a\":\"\xff\",\"b\":[\"\xc3\"]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, NDJSON, data) })
 }
 

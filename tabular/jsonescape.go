@@ -4,37 +4,89 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
 
 // ParseJSON parses b with p, as p.ParseBytes does, but refuses an escape
-// RFC 8259 does not define and a raw control character (a byte below 0x20)
-// in a string: fastjson, which tally parses JSON with, finds a string's end
-// without reading its escapes and decodes them on use as best it can, so
-// "\q" read as `\q` and "\u12" as itself, and takes a tab or a NUL in a
-// string as it is. Every JSON body and line tally reads goes through here.
-// A text without a backslash and without a byte below 0x20 (compact JSON)
-// costs one bytes.IndexByte and one pass 8 bytes at a time more than the
-// parse.
+// RFC 8259 does not define, a raw control character (a byte below 0x20)
+// in a string and text that is not UTF-8: fastjson, which tally parses
+// JSON with, finds a string's end without reading its escapes and decodes
+// them on use as best it can, so "\q" read as `\q` and "\u12" as itself,
+// and takes a tab, a NUL or a byte such as 0xff in a string as it is (a
+// key of such bytes was stored, and written out later as a string no
+// Parquet or Spark reader takes). Every JSON body and line tally reads goes
+// through here. A text without a backslash and with every byte in
+// 0x20-0x7f (compact ASCII JSON) costs one bytes.IndexByte and one pass 8
+// bytes at a time more than the parse; text with multi-byte characters
+// one utf8.Valid from the first of them.
 func ParseJSON(p *fastjson.Parser, b []byte) (*fastjson.Value, error) {
 	if err := checkEscapes(b); err != nil {
 		return nil, err
 	}
-	if err := checkControls(b); err != nil {
+	if err := checkText(b); err != nil {
 		return nil, err
 	}
 	return p.ParseBytes(b)
 }
 
+// checkText returns an error naming the first byte of b that is not part
+// of valid UTF-8, else the first raw control character inside a string
+// (checkControls). One pass 8 bytes at a time finds the first byte outside
+// 0x20-0x7f, where most texts have none; the rest is read only when there
+// is one.
+func checkText(b []byte) error {
+	const high = 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if (below0x20(x) | x&high) != 0 {
+			break
+		}
+	}
+	for ; i < len(b) && b[i] >= 0x20 && b[i] < 0x80; i++ {
+	}
+	if i == len(b) {
+		return nil
+	}
+	// b[:i] is ASCII, so b[i] begins a character.
+	if err := checkUTF8(b, i); err != nil {
+		return err
+	}
+	return checkControls(b, i)
+}
+
+// checkUTF8 returns an error naming the first byte of b[from:] that is not
+// part of valid UTF-8 (RFC 8259 section 8.1: JSON text is UTF-8); from is
+// the start of a character.
+func checkUTF8(b []byte, from int) error {
+	if utf8.Valid(b[from:]) {
+		return nil
+	}
+	for i := from; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return fmt.Errorf("invalid UTF-8 (byte 0x%02x) at offset %d: JSON text is UTF-8", b[i], i)
+		}
+		i += size
+	}
+	return nil
+}
+
 // checkControls returns an error naming the first raw control character
 // (a byte below 0x20) inside a string of b: RFC 8259 has them escaped
 // (\t, \n, \u0000). Between tokens, tab, newline and carriage return are
-// whitespace, and any other is left to the parser. Most texts have no byte
-// below 0x20 at all, which a pass 8 bytes at a time finds; only one that
-// has (pretty-printed JSON) is read byte by byte, following its strings.
-func checkControls(b []byte) error {
-	i := 0
+// whitespace, and any other is left to the parser. b[:from] has no byte
+// below 0x20 (checkText); most texts have none at all, which a pass 8
+// bytes at a time finds; only one that has (pretty-printed JSON) is read
+// byte by byte, following its strings.
+func checkControls(b []byte, from int) error {
+	i := from
 	for ; i+8 <= len(b); i += 8 {
 		if below0x20(binary.LittleEndian.Uint64(b[i:])) != 0 {
 			break
