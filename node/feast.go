@@ -333,7 +333,7 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 	if err != nil {
 		return dst, feastInvalid(nil, "JSON decode error: %v", err)
 	}
-	if where, text := badNumber(root, &fw.num); text != "" {
+	if where, text := badNumber(root, &fw.num, false); text != "" {
 		return dst, feastInvalid(nil, "JSON decode error: %s", numberMessage(where, text))
 	}
 	if root.Type() != fastjson.TypeObject {
@@ -653,6 +653,9 @@ func (n *Node) FeastPush(body []byte) (IngestResult, *FeastError) {
 	if err != nil {
 		return IngestResult{}, feastInvalid(nil, "JSON decode error: %v", err)
 	}
+	if ferr := feastBadNumber(root); ferr != nil {
+		return IngestResult{}, ferr
+	}
 	if root.Type() != fastjson.TypeObject {
 		return IngestResult{}, feastInvalid(nil, "the body must be an object with \"push_source_name\" and \"df\", got %s", jsonTypeName(root))
 	}
@@ -697,6 +700,9 @@ func (n *Node) FeastWriteToOnlineStore(body []byte) (IngestResult, *FeastError) 
 	if err != nil {
 		return IngestResult{}, feastInvalid(nil, "JSON decode error: %v", err)
 	}
+	if ferr := feastBadNumber(root); ferr != nil {
+		return IngestResult{}, ferr
+	}
 	if root.Type() != fastjson.TypeObject {
 		return IngestResult{}, feastInvalid(nil, "the body must be an object with \"feature_view_name\" and \"df\", got %s", jsonTypeName(root))
 	}
@@ -717,6 +723,18 @@ func (n *Node) FeastWriteToOnlineStore(body []byte) (IngestResult, *FeastError) 
 		return IngestResult{}, feastFault(404, "FeatureViewNotFoundException", "Feature view %s does not exist in project %s: tally takes writes only to the events view of a source (%s), whose rows are events; its feature views are computed", name, n.cfg.Workspace, n.sourceNames()+" + "+FeastEventsSuffix)
 	}
 	return n.feastIngest(sp.Src, root.Get("df"))
+}
+
+// feastBadNumber refuses, as Feast's 422, a number RFC 8259 does not write
+// anywhere in root, the body of a Feast write, members it does not read
+// included (as lookups do), but NaN: Feast's Python SDK writes pandas' NaN
+// so, e.g. in the df's "created" column.
+func feastBadNumber(root *fastjson.Value) *FeastError {
+	var buf []byte
+	if where, text := badNumber(root, &buf, true); text != "" {
+		return feastInvalid(nil, "JSON decode error: %s", numberMessage(where, text))
+	}
+	return nil
 }
 
 // FeastEventsSuffix names the events view of a source in a generated Feast

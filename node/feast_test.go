@@ -361,3 +361,63 @@ func TestFeastLookupAllocs(t *testing.T) {
 		}
 	}
 }
+
+// Feast's writes (/push, /write-to-online-store) refuse, with Feast's 422
+// naming where, a number RFC 8259 does not write in a member they do not
+// read (a top-level option, the df's dropped "created" column), as
+// lookups do; they took it and ingested the rows. NaN, which the Python
+// SDK's json writes for a missing float (pandas' NaN), is still taken
+// there.
+func TestFeastWritesRefuseInvalidNumbersTheyDoNotRead(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	row := func(user string) string {
+		return `"user_id":["` + user + `"],"merchant":["m1"],"category":["c"],"country":["FR"],"amt":[1],"timestamp":[` + fmt.Sprint(t0-1) + `]`
+	}
+	push := func(user, extraDF, extra string) []byte {
+		return []byte(`{"push_source_name":"transactions","df":{` + row(user) + extraDF + `}` + extra + `}`)
+	}
+	write := func(user, extraDF, extra string) []byte {
+		return []byte(`{"feature_view_name":"transactions_events","df":{` + row(user) + extraDF + `}` + extra + `}`)
+	}
+	writes := map[string]func([]byte) *FeastError{
+		"push":                  func(b []byte) *FeastError { _, ferr := n.FeastPush(b); return ferr },
+		"write-to-online-store": func(b []byte) *FeastError { _, ferr := n.FeastWriteToOnlineStore(b); return ferr },
+	}
+	bodies := map[string]func(user, extraDF, extra string) []byte{"push": push, "write-to-online-store": write}
+	for _, c := range []struct{ extraDF, extra, where string }{
+		{``, `,"extra":01`, "extra: 01"},
+		{``, `,"allow_registry_cache":+1`, "allow_registry_cache: +1"},
+		{``, `,"extra":{"a":[1,.5]}`, "extra.a[1]: .5"},
+		{``, `,"extra":nan`, "extra: nan"},
+		{``, `,"extra":-Inf`, "extra: -Inf"},
+		{`,"created":[1.]`, ``, "df.created[0]: 1."},
+		{`,"created":[1e]`, ``, "df.created[0]: 1e"},
+	} {
+		for name, w := range writes {
+			before := n.AppliedIndex()
+			body := bodies[name]("bad", c.extraDF, c.extra)
+			ferr := w(body)
+			if ferr == nil || ferr.Status != 422 || !strings.Contains(ferr.Error(), "JSON decode error: "+c.where) {
+				t.Errorf("%s %s: %v, want Feast's 422 JSON decode error naming %s", name, body, ferr, c.where)
+			}
+			if n.AppliedIndex() != before {
+				t.Fatalf("%s %s: refused, but applied", name, body)
+			}
+		}
+	}
+	// NaN (as the SDK writes it) and valid numbers in unread members are
+	// taken.
+	for i, c := range []struct{ extraDF, extra string }{
+		{`,"created":[NaN]`, ``},
+		{``, `,"extra":NaN`},
+		{``, `,"extra":[NaN,-0.5e-3,{"a":NaN}]`},
+		{`,"created":[1795564799000]`, `,"allow_registry_cache":true`},
+	} {
+		for name, w := range writes {
+			body := bodies[name](fmt.Sprintf("ok%d", i), c.extraDF, c.extra)
+			if ferr := w(body); ferr != nil {
+				t.Errorf("%s %s: %v", name, body, ferr)
+			}
+		}
+	}
+}

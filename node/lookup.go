@@ -149,7 +149,7 @@ func (n *Node) parseParams(w *lookupWork, body []byte) (*fastjson.Value, *servic
 	if err != nil {
 		return nil, nil, badRequest("MALFORMED_JSON", "request body is not valid JSON: %v", err)
 	}
-	if where, text := badNumber(root, &w.numBuf); text != "" {
+	if where, text := badNumber(root, &w.numBuf, false); text != "" {
 		return nil, nil, badRequest("MALFORMED_JSON", "request body is not valid JSON: %s", numberMessage(where, text))
 	}
 	if msg := checkNoDuplicates(root, ""); msg != "" {

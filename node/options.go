@@ -121,18 +121,19 @@ func jsonNumber(v *fastjson.Value, buf *[]byte) ([]byte, bool) {
 // does not write, and where it is (".extra", ".a[1].b"; "" for v itself),
 // or "" for text. fastjson keeps a number's text unread until asked (and takes
 // 01, +1, .5, 1., 1.2.3, inf and nan), so a member nothing reads, as a
-// lookup ignores those it does not know, was taken as it was. One pass over
-// the parsed values, with *buf as scratch; it allocates only for its
-// answer.
-func badNumber(v *fastjson.Value, buf *[]byte) (where, text string) {
+// lookup ignores those it does not know, was taken as it was. nan takes
+// NaN, as Python's json module writes a missing float (Feast's SDK sends
+// it to Feast's writes). One pass over the parsed values, with *buf as
+// scratch; it allocates only for its answer.
+func badNumber(v *fastjson.Value, buf *[]byte, nan bool) (where, text string) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
-		if b, ok := jsonNumber(v, buf); !ok {
+		if b, ok := jsonNumber(v, buf); !ok && !(nan && string(b) == "NaN") {
 			return "", string(b)
 		}
 	case fastjson.TypeArray:
 		for i, e := range v.GetArray() {
-			if w, t := badNumber(e, buf); t != "" {
+			if w, t := badNumber(e, buf, nan); t != "" {
 				return "[" + strconv.Itoa(i) + "]" + w, t
 			}
 		}
@@ -142,7 +143,7 @@ func badNumber(v *fastjson.Value, buf *[]byte) (where, text string) {
 			if text != "" {
 				return
 			}
-			if w, t := badNumber(e, buf); t != "" {
+			if w, t := badNumber(e, buf, nan); t != "" {
 				where, text = "."+string(k)+w, t
 			}
 		})
