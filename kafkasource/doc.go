@@ -33,6 +33,15 @@
 // tally_kafka_dead_letter_errors_total, logged (rate-limited) and retried
 // with backoff (up to 5 s) until one succeeds, while the partition's lag
 // grows; a consumer stopped meanwhile leaves the batch to its next start.
+// A rejected record the dead-letter topic refuses for good (larger than its
+// max.message.bytes, or refused by the broker's validation: MESSAGE_TOO_LARGE,
+// RECORD_LIST_TOO_LARGE, INVALID_RECORD, CORRUPT_MESSAGE, once produced
+// alone) does not hold its partition: a stand-in takes its place there (its
+// key if short, an empty value, tally's headers, tally-value-bytes and
+// tally-dead-letter-error), counted in
+// tally_kafka_dead_letter_stand_ins_total and logged; the record itself
+// stays in its topic until retention deletes it. A stand-in refused too
+// holds the batch like any failure.
 // A record whose attempt was cut short may reach the dead-letter topic
 // twice, never zero times; a dead-letter topic deleted and created again
 // is produced to once it exists. A source whose topic or dead_letter_topic

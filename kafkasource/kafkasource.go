@@ -1,6 +1,7 @@
 package kafkasource
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -86,9 +87,11 @@ type Consumer struct {
 	held   map[int32]int64 // with a router: assigned partitions' next offsets
 
 	// dlqErrors counts failed dead-letter produce attempts, each retried
-	// with its batch held (deadLetter), not records lost.
-	fetchErrors, regressions, dlqErrors, committed, recreations *metrics.Counter
-	logLimit                                                    rateLimit
+	// with its batch held (deadLetter), not records lost; standIns counts
+	// rejected records the dead-letter topic refuses for good, each
+	// dead-lettered as a stand-in (produceAlone).
+	fetchErrors, regressions, dlqErrors, standIns, committed, recreations *metrics.Counter
+	logLimit, standInLog                                                  rateLimit
 }
 
 // StartAll starts a consumer for every source of n's repo with a kafka
@@ -144,6 +147,7 @@ func start(n *node.Node, sink Sink, router Router, src *features.Source, opts Op
 	c.fetchErrors = c.set.GetOrCreateCounter("tally_kafka_fetch_errors_total" + label)
 	c.regressions = c.set.GetOrCreateCounter("tally_kafka_offset_regressions_total" + label)
 	c.dlqErrors = c.set.GetOrCreateCounter("tally_kafka_dead_letter_errors_total" + label)
+	c.standIns = c.set.GetOrCreateCounter("tally_kafka_dead_letter_stand_ins_total" + label)
 	c.committed = c.set.GetOrCreateCounter("tally_kafka_records_consumed_total" + label)
 	c.recreations = c.set.GetOrCreateCounter("tally_kafka_topic_recreations_total" + label)
 	for _, r := range []string{node.RejectNotJSON, node.RejectMissingKey, node.RejectBadTimestamp, node.RejectTooLate, node.RejectBadField} {
@@ -630,6 +634,7 @@ func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Recor
 			c.logger.Warn("kafka record rejected", "partition", r.Partition, "offset", r.Offset, "reason", reason, "err", msg)
 		}
 		if c.k.DeadLetterTopic != "" {
+			// deadHeaders counts the headers appended here.
 			dead = append(dead, &kgo.Record{Key: r.Key, Value: r.Value, Headers: append(r.Headers[:len(r.Headers):len(r.Headers)],
 				kgo.RecordHeader{Key: "tally-reason", Value: []byte(reason)},
 				kgo.RecordHeader{Key: "tally-error", Value: []byte(msg)},
@@ -644,6 +649,11 @@ func (c *Consumer) decode(ctx context.Context, b *store.Batch, dead []*kgo.Recor
 	return dead, offs, stopped
 }
 
+// deadHeaders is the number of headers decode appends to a dead letter,
+// after the record's own: tally-reason, tally-error, tally-topic,
+// tally-partition, tally-offset.
+const deadHeaders = 5
+
 // deadLetterAttempt bounds one produce of a batch's rejected records to the
 // dead-letter topic (a topic deleted, a broker that does not answer): the
 // attempt fails, is counted and logged, and deadLetter tries again.
@@ -651,13 +661,17 @@ const deadLetterAttempt = 10 * time.Second
 
 // deadLetter produces a batch's rejected records (read from partition) to
 // the dead-letter topic and waits for the broker, so that none is lost once
-// the batch commits. A failed attempt (bounded by deadLetterAttempt) is
-// counted in dlqErrors, logged (rate-limited) and retried with backoff
-// (100 ms doubling to 5 s) for as long as it fails: the batch, and so the
-// partition, waits uncommitted meanwhile, and its lag grows. A record may
-// reach the topic twice (an attempt cut short after the broker wrote it).
-// It returns false when ctx ended first (the consumer stops): the batch
-// must not be committed, so that the next start dead-letters its records.
+// the batch commits. A record the topic refuses for good (refusedRecord:
+// too large for it, say) is dead-lettered as a stand-in instead
+// (produceAlone), so that one record cannot hold its partition forever.
+// Any other failed attempt (bounded by deadLetterAttempt) is counted in
+// dlqErrors, logged (rate-limited) and retried with backoff (100 ms
+// doubling to 5 s), for the records not yet produced, for as long as it
+// fails: the batch, and so the partition, waits uncommitted meanwhile, and
+// its lag grows. A record may reach the topic twice (an attempt cut short
+// after the broker wrote it). It returns false when ctx ended first (the
+// consumer stops): the batch must not be committed, so that the next start
+// dead-letters its records.
 func (c *Consumer) deadLetter(ctx context.Context, partition int32, recs []*kgo.Record) (done bool) {
 	backoff := 100 * time.Millisecond
 	for {
@@ -665,11 +679,24 @@ func (c *Consumer) deadLetter(ctx context.Context, partition int32, recs []*kgo.
 			r.Context = nil // else the client keeps the last attempt's, canceled
 		}
 		actx, cancel := context.WithTimeout(ctx, deadLetterAttempt)
-		err := c.admin.ProduceSync(actx, recs...).FirstErr()
+		var (
+			failed []*kgo.Record
+			err    error // the first failure
+		)
+		for _, res := range c.admin.ProduceSync(actx, recs...) {
+			if res.Err != nil && refusedRecord(res.Err) {
+				res.Err = c.produceAlone(actx, partition, res.Record, res.Err)
+			}
+			if res.Err != nil {
+				failed = append(failed, res.Record)
+				err = cmp.Or(err, res.Err)
+			}
+		}
 		cancel()
-		if err == nil {
+		if len(failed) == 0 {
 			return true
 		}
+		recs = failed
 		if errors.Is(err, kerr.UnknownTopicID) {
 			// The topic was deleted and created again: the client refuses
 			// the new one until it forgets the old.
@@ -692,6 +719,69 @@ func (c *Consumer) deadLetter(ctx context.Context, partition int32, recs []*kgo.
 			return false
 		}
 	}
+}
+
+// refusedRecord reports whether a dead-letter produce failed because of
+// the record itself, for good: larger than the topic's max.message.bytes
+// (or the client's batch limit, checked before sending), or refused by the
+// broker's validation (a record without a key for a compacted topic, say).
+// The broker refuses a whole produce batch for one such record, so each
+// is produced alone first (produceAlone). Any other error (a broker down,
+// the topic missing, no authorization) concerns every record alike and is
+// retried with the batch held.
+func refusedRecord(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)
+}
+
+// standInKeyMax is the longest key a stand-in keeps (standIn).
+const standInKeyMax = 256
+
+// produceAlone produces d, a dead letter of partition's that the broker
+// refused (err, refusedRecord) in a batch that may have held others, alone
+// in its own batch. Refused again, it is refused for good: its stand-in
+// (standIn) is dead-lettered in its place, counted in standIns and logged
+// (rate-limited apart from the rejections), so that one record cannot hold
+// its partition forever while its coordinates still reach the topic (the
+// record itself stays in its topic until retention deletes it). It returns
+// the error that leaves d not dead-lettered (then retried with the batch
+// held), nil once d or its stand-in is.
+func (c *Consumer) produceAlone(ctx context.Context, partition int32, d *kgo.Record, err error) error {
+	d.Context = nil
+	if err = c.admin.ProduceSync(ctx, d).FirstErr(); err == nil || !refusedRecord(err) {
+		return err
+	}
+	s := standIn(d, err)
+	if serr := c.admin.ProduceSync(ctx, s).FirstErr(); serr != nil {
+		return fmt.Errorf("%w; its stand-in: %w", err, serr)
+	}
+	c.standIns.Inc()
+	if c.standInLog.allow() {
+		h := d.Headers[len(d.Headers)-deadHeaders:]
+		c.logger.Error("rejected record refused by the dead-letter topic for good; a stand-in (its coordinates, the reasons, no value) was dead-lettered in its place and the partition goes on: the record itself is in its topic at that offset until retention deletes it",
+			"dead_letter_topic", c.k.DeadLetterTopic, "partition", partition, "offset", string(h[4].Value),
+			"reason", string(h[0].Value), "value_bytes", len(d.Value), "err", err)
+	}
+	return nil
+}
+
+// standIn is what is dead-lettered in place of d, a dead letter the topic
+// refuses for good (err): d's key if at most standInKeyMax bytes, an empty
+// value (not null: a compacted topic would read null as a deletion), and
+// none of the record's own headers (they may be what is too large), only
+// tally's (deadHeaders: the reason and the record's topic, partition and
+// offset), tally-value-bytes (the size of the value left out) and
+// tally-dead-letter-error (err), which marks a stand-in.
+func standIn(d *kgo.Record, err error) *kgo.Record {
+	s := &kgo.Record{Value: []byte{}}
+	if len(d.Key) <= standInKeyMax {
+		s.Key = d.Key
+	}
+	h := d.Headers[len(d.Headers)-deadHeaders:]
+	s.Headers = append(h[:len(h):len(h)],
+		kgo.RecordHeader{Key: "tally-value-bytes", Value: strconv.AppendInt(nil, int64(len(d.Value)), 10)},
+		kgo.RecordHeader{Key: "tally-dead-letter-error", Value: []byte(err.Error())})
+	return s
 }
 
 // setLag sets a partition's lag from its end offset hwm, once the state
