@@ -184,3 +184,55 @@ func header(r *kgo.Record, key string) string {
 	}
 	return v
 }
+
+// TestDeadLetterStandInRefusedHoldsBatch: a dead-letter topic too small
+// even for a stand-in (max.message.bytes 100) takes nothing: the batch is
+// held as in an outage (a record reaches the topic twice, never zero
+// times), the failure counted and logged, naming the stand-in's error.
+func TestDeadLetterStandInRefusedHoldsBatch(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic, dlq := "dlq-refused-standin", "dlq-refused-standin_rejected"
+	b.CreateTopic(t, topic, 1)
+	cl := b.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).CreateTopics(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("100")}, dlq)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("create topic %s: %v", dlq, err)
+	}
+	good := genEvents(20, 19)
+	recs := []*kgo.Record{{Topic: topic, Value: []byte(`{"user_id": 1`)}}
+	for _, e := range good {
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(e.User), Value: e.value()})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	in := openNode(t, t.TempDir(), testRepo(t, b.Addr, topic, "      dead_letter_topic: "+dlq))
+	defer in.Close()
+	var logs syncBuffer
+	cs, err := kafkasource.StartAll(in.Node, kafkasource.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs[0].Close()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), "its stand-in: MESSAGE_TOO_LARGE"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log says the stand-in is refused too within 20 s; logs:\n%s", logs.String())
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if off := in.StreamOffsets("tx", topic)[0]; off > 0 {
+		t.Fatalf("the partition moved to offset %d although neither its rejected record nor a stand-in reached the dead-letter topic; logs:\n%s", off, logs.String())
+	}
+	var prom strings.Builder
+	in.Metrics().WritePrometheus(&prom)
+	if !strings.Contains(prom.String(), `tally_kafka_dead_letter_stand_ins_total{source="tx"} 0`+"\n") ||
+		strings.Contains(prom.String(), `tally_kafka_dead_letter_errors_total{source="tx"} 0`+"\n") {
+		t.Errorf("want no stand-in counted and the failed attempts counted; metrics:\n%s", prom.String())
+	}
+}
