@@ -46,6 +46,7 @@ func init() {
 	add((*compiler).oneHot, "ai.onnx.ml:OneHotEncoder")
 	add((*compiler).linear, "ai.onnx.ml:LinearClassifier", "ai.onnx.ml:LinearRegressor")
 	add((*compiler).svm, "ai.onnx.ml:SVMClassifier")
+	add((*compiler).svr, "ai.onnx.ml:SVMRegressor")
 	add((*compiler).trees, "ai.onnx.ml:TreeEnsembleClassifier", "ai.onnx.ml:TreeEnsembleRegressor", "ai.onnx.ml:TreeEnsemble")
 }
 

@@ -23,21 +23,10 @@ func (c *compiler) svm(n *nodeProto, a attrs) error {
 	if post := a.str("post_transform", "NONE"); post != "NONE" {
 		return fmt.Errorf("%w: %s with post_transform %s", ErrUnsupported, n.opType, post)
 	}
-	s := &svmStep{in: v, nf: v.width}
-	switch kt := a.str("kernel_type", "LINEAR"); kt {
-	case "RBF":
-		s.rbf = true
-	case "LINEAR":
-	default:
-		return fmt.Errorf("%w: %s with kernel %s (RBF and LINEAR are supported)", ErrUnsupported, n.opType, kt)
+	s := &svmStep{in: v}
+	if err := s.svmKernel.init(n, a, v.width); err != nil {
+		return err
 	}
-	if kp := a.floats("kernel_params"); len(kp) > 0 {
-		if len(kp) < 3 {
-			return fmt.Errorf("%w: %s has %d kernel_params, 3 are needed", ErrMalformed, n.opType, len(kp))
-		}
-		s.gamma = float32(kp[0])
-	}
-	s.sv = f32s(a.floats("support_vectors"))
 	s.coef = f32s(a.floats("coefficients"))
 	s.rho = f32s(a.floats("rho"))
 	if len(s.coef) == 0 || len(s.rho) == 0 {
@@ -114,18 +103,46 @@ func f32s(x []float64) []float32 {
 	return out
 }
 
+// svmKernel is the kernel of SVMClassifier and SVMRegressor: nv support
+// vectors of nf features.
+type svmKernel struct {
+	nf, nv int
+	rbf    bool
+	gamma  float32
+	sv     []float32
+}
+
+// init reads the kernel attributes of n, for rows of nf features; the
+// support vectors are read, nv is left to the caller.
+func (k *svmKernel) init(n *nodeProto, a attrs, nf int) error {
+	k.nf = nf
+	switch kt := a.str("kernel_type", "LINEAR"); kt {
+	case "RBF":
+		k.rbf = true
+	case "LINEAR":
+	default:
+		return fmt.Errorf("%w: %s with kernel %s (RBF and LINEAR are supported)", ErrUnsupported, n.opType, kt)
+	}
+	if kp := a.floats("kernel_params"); len(kp) > 0 {
+		if len(kp) < 3 {
+			return fmt.Errorf("%w: %s has %d kernel_params, 3 are needed", ErrMalformed, n.opType, len(kp))
+		}
+		k.gamma = float32(kp[0])
+	}
+	k.sv = f32s(a.floats("support_vectors"))
+	return nil
+}
+
 type svmStep struct {
-	in            *value
-	nf, nv        int
-	rbf           bool
-	gamma         float32
-	sv, coef, rho []float32
-	k             int
-	start         []int // first support vector of each class, and nv
-	probA, probB  []float32
-	labels        []int64
-	label         *value
-	scores        *value
+	in *value
+	svmKernel
+	coef, rho    []float32
+	k            int
+	start        []int // first support vector of each class, and nv
+	probA, probB []float32
+	labels       []int64
+	label        *value
+	scores       *value
 }
 
 func (s *svmStep) run(sc *scratch, n int) {
@@ -141,7 +158,7 @@ func (s *svmStep) run(sc *scratch, n int) {
 }
 
 // kernels writes the kernel of x with each support vector (float32 values).
-func (s *svmStep) kernels(x []float64, kern []float64) {
+func (s *svmKernel) kernels(x []float64, kern []float64) {
 	for v := range kern {
 		sv := s.sv[v*s.nf : v*s.nf+s.nf]
 		var sum float32
@@ -150,7 +167,7 @@ func (s *svmStep) kernels(x []float64, kern []float64) {
 				d := float32(x[j]) - y
 				sum += float32(d * d)
 			}
-			kern[v] = float64(float32(math.Exp(float64(-s.gamma * sum))))
+			kern[v] = float64(expf(-s.gamma * sum))
 			continue
 		}
 		for j, y := range sv {
@@ -272,5 +289,89 @@ func svmProbabilities(k int, dec []float64, probA, probB []float32, p []float64)
 	}
 	for i := range k {
 		p[i] = float64(pp[i])
+	}
+}
+
+// svr compiles SVMRegressor (what skl2onnx makes of SVR, NuSVR and
+// OneClassSVM) as onnxruntime computes it: the kernel of each support
+// vector in float32 (svmKernel), then one float32 SGEMM score of the
+// kernels by the coefficients from rho (blocks of unpackedBlock); without
+// support vectors, that score of the row itself. onnxruntime ignores
+// post_transform here; one_class answers 1 for a positive score, else -1.
+func (c *compiler) svr(n *nodeProto, a attrs) error {
+	v, err := c.matrixInput(n, 0)
+	if err != nil {
+		return err
+	}
+	if v.dt == tStr || v.dt == tBool {
+		return fmt.Errorf("%w: %s of %s", ErrUnsupported, n.opType, v.dt)
+	}
+	s := &svrStep{in: v, oneClass: a.int("one_class", 0) != 0}
+	if err := s.svmKernel.init(n, a, v.width); err != nil {
+		return err
+	}
+	coef := f32s(a.floats("coefficients"))
+	rho := a.floats("rho")
+	if len(coef) == 0 || len(rho) == 0 {
+		return fmt.Errorf("%w: %s without coefficients or rho", ErrMalformed, n.opType)
+	}
+	s.rho = float32(rho[0])
+	nv := a.int("n_supports", 0)
+	switch {
+	case nv < 0 || nv > int64(len(s.sv)):
+		return fmt.Errorf("%w: %s with n_supports %d", ErrMalformed, n.opType, nv)
+	case nv == 0: // linear mode: the coefficients are the weights of the row
+		s.rbf, s.sv = false, nil
+		if len(coef) != v.width {
+			return fmt.Errorf("%w: %s has %d coefficients for %d features", ErrMalformed, n.opType, len(coef), v.width)
+		}
+		s.kb = unpackedBlock(1, v.width)
+	default:
+		s.nv = int(nv)
+		if len(s.sv) != s.nv*s.nf || len(coef) != s.nv {
+			return fmt.Errorf("%w: %s has %d support vector values and %d coefficients for %d vectors of %d features",
+				ErrMalformed, n.opType, len(s.sv), len(coef), s.nv, s.nf)
+		}
+		s.kb = unpackedBlock(1, s.nv)
+		c.m.maxW = max(c.m.maxW, s.nv)
+		c.m.nTmp = max(c.m.nTmp, 1)
+	}
+	s.coef64 = make([]float64, len(coef))
+	for i, x := range coef {
+		s.coef64[i] = float64(x)
+	}
+	s.out = c.newValue(c.output(n, 0), tF32, 1)
+	c.m.steps = append(c.m.steps, s)
+	return nil
+}
+
+type svrStep struct {
+	in *value
+	svmKernel
+	coef64   []float64 // float32 values
+	rho      float32
+	kb       int
+	oneClass bool
+	out      *value
+}
+
+func (s *svrStep) run(sc *scratch, n int) {
+	x := sc.row[:s.nf]
+	for r := range n {
+		loadRow(sc, s.in, r, x)
+		dot := x
+		if s.nv > 0 {
+			dot = sc.tmp[0][:s.nv]
+			s.kernels(x, dot)
+		}
+		// With support vectors the GEMM starts from rho; the linear mode
+		// passes rho as C only when it is not 0.
+		y := sgemmScore(dot, s.coef64, 1, s.kb, s.rho, s.rho != 0 || s.nv > 0, 1)
+		if s.oneClass && y > 0 {
+			y = 1
+		} else if s.oneClass {
+			y = -1
+		}
+		sc.f32[s.out.buf][r] = y
 	}
 }

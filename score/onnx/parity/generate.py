@@ -700,6 +700,54 @@ def wide_models(w, rng):
         w.add(name, helper.make_model(g, ir_version=9, opset_imports=ops), "rows_" + name, rows)
 
 
+def coverage_models(w, rng):
+    """The rest of what scikit-learn users export: SVR (SVMRegressor, RBF
+    and linear kernels, more support vectors than one SGEMM block holds),
+    GaussianNB, k-nearest neighbours (skl2onnx's Scan of squared distances,
+    TopK, ArrayFeatureExtractor), and MatMul by a one-dimensional constant
+    (onnxruntime's matrix-vector kernel). Generated last so that earlier
+    rows stay as they were."""
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR, NuSVR
+
+    nf = 10
+    xb, yb = make_classification(n_samples=1200, n_features=nf, n_informative=6, random_state=SEED + 80)
+    xm, ym = make_classification(n_samples=1200, n_features=nf, n_informative=6, n_classes=3,
+                                 random_state=SEED + 81)
+    xr, yr = make_regression(n_samples=1200, n_features=nf, n_informative=6, noise=3.0, random_state=SEED + 82)
+    xb, xm, xr = (a.astype(np.float32) for a in (xb, xm, xr))
+    ym_str = np.array(["fraud", "ok", "review"])[ym]
+    for name, est, x, y in [
+        ("svr_rbf", make_pipeline(StandardScaler(), SVR(C=10.0, epsilon=0.01)), xr, yr),
+        ("svr_linear", SVR(kernel="linear", C=0.5), xr, yr),
+        ("nusvr_rbf", NuSVR(nu=0.3), xr, yr / 100.0),
+        ("gnb_bin", GaussianNB(), xb, yb),
+        ("gnb_multi", GaussianNB(), xm, ym_str),
+        ("knn_bin", KNeighborsClassifier(), xb, yb),
+        ("knn_multi", make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=7)), xm, ym_str),
+        ("knn_reg", KNeighborsRegressor(), xr, yr),
+    ]:
+        est.fit(x, y)
+        m = conv_default(est, x)
+        w.add(name, m, "rows_" + name, make_rows(rng, x, m, 1000, 300, 300, 200, trees=False))
+
+    # MatMul by a vector: [N, k] x [k] -> [N], narrow and wider than a block.
+    mk = helper.make_node
+    for name, k in [("hand_matmul_vec_10", 10), ("hand_matmul_vec_300", 300)]:
+        rows = rng.normal(size=(500, k)).astype(np.float32)
+        rows[rng.random(rows.shape) < 0.01] = np.nan
+        wt = numpy_helper.from_array(rng.normal(size=k).astype(np.float32), "W")
+        nodes = [mk("MatMul", ["X", "W"], ["Y"])]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None])], initializer=[wt])
+        m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+        w.add(name, m, "rows_" + name, rows)
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -1091,6 +1139,7 @@ def main():
     more_models(w, rng)
     common_models(w, rng)
     wide_models(w, rng)
+    coverage_models(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
