@@ -84,8 +84,81 @@ func (c *compiler) reduce(n *nodeProto, a attrs) error {
 	}
 	o := c.newShaped(c.output(n, 0), v.dt, outShape)
 	c.m.nTmp = max(c.m.nTmp, 2)
-	c.m.steps = append(c.m.steps, &reduceStep{in: v, out: o, oidx: oidx, kind: kind, count: float64(v.width / max(o.width, 1))})
+	s := &reduceStep{in: v, out: o, oidx: oidx, kind: kind, count: float64(v.width / max(o.width, 1))}
+	if (kind == "Sum" || kind == "Mean") && v.dt == tF32 {
+		// Reduced axes that end the shape make onnxruntime's fast "KR"
+		// reduction: an Eigen sum of each contiguous run (eigenSum32).
+		first := len(red)
+		for first > 1 && red[first-1] {
+			first--
+		}
+		trailing := first < len(red)
+		for d := 1; d < first; d++ {
+			trailing = trailing && !red[d]
+		}
+		if trailing {
+			s.run32 = v.width / max(o.width, 1)
+		}
+	}
+	c.m.steps = append(c.m.steps, s)
 	return nil
+}
+
+// eigenSum32 is the float32 sum of x as Eigen's vectorized reduction
+// computes it with SSE (what onnxruntime's x86 build runs): from the first
+// element on a 16-byte boundary (x[0] sits off floats past one), packets of
+// four summed into two accumulators, which are added, then one more packet,
+// the horizontal sum (a0+a2)+(a1+a3), then the elements before the
+// boundary and after the last packet, in order. Fewer than four elements
+// from the boundary are summed in order.
+func eigenSum32(x []float64, off int) float32 {
+	const p = 4
+	n := len(x)
+	start := min((p-off%p)%p, n)
+	size := (n - start) / p * p
+	if size == 0 {
+		var s float32
+		for i, v := range x {
+			if i == 0 {
+				s = float32(v)
+			} else {
+				s += float32(v)
+			}
+		}
+		return s
+	}
+	size2 := (n - start) / (2 * p) * (2 * p)
+	var a, b [p]float32
+	for j := range p {
+		a[j] = float32(x[start+j])
+	}
+	if size > p {
+		for j := range p {
+			b[j] = float32(x[start+p+j])
+		}
+		for i := start + 2*p; i < start+size2; i += 2 * p {
+			for j := range p {
+				a[j] += float32(x[i+j])
+				b[j] += float32(x[i+p+j])
+			}
+		}
+		for j := range p {
+			a[j] += b[j]
+		}
+		if size > size2 {
+			for j := range p {
+				a[j] += float32(x[start+size2+j])
+			}
+		}
+	}
+	s := (a[0] + a[2]) + (a[1] + a[3])
+	for _, v := range x[:start] {
+		s += float32(v)
+	}
+	for _, v := range x[start+size:] {
+		s += float32(v)
+	}
+	return s
 }
 
 type reduceStep struct {
@@ -93,6 +166,7 @@ type reduceStep struct {
 	oidx    []int32
 	kind    string
 	count   float64
+	run32   int // > 0: a float32 Sum or Mean of contiguous runs this long (eigenSum32)
 }
 
 func (s *reduceStep) run(sc *scratch, n int) {
@@ -106,6 +180,20 @@ func (s *reduceStep) run(sc *scratch, n int) {
 	}
 	for r := range n {
 		loadRow(sc, s.in, r, src)
+		if s.run32 > 0 {
+			// Run k of row r starts at element (r*len(dst)+k)*run32 of
+			// onnxruntime's batch: chunks start at multiples of 4 floats,
+			// so the row's index in the chunk gives the same alignment.
+			for k := range dst {
+				sum := eigenSum32(src[k*s.run32:(k+1)*s.run32], (r*len(dst)+k)*s.run32)
+				if s.kind == "Mean" {
+					sum /= float32(s.run32)
+				}
+				dst[k] = float64(sum)
+			}
+			storeRow(sc, s.out, r, dst)
+			continue
+		}
 		var init float64
 		switch s.kind {
 		case "Max":
@@ -147,7 +235,11 @@ func (s *reduceStep) run(sc *scratch, n int) {
 			case "L2", "SumSquare":
 				dst[k] = acc(dst[k] + acc(x*x))
 			case "LogSumExp":
-				dst[k] = acc(dst[k] + acc(math.Exp(x-mx[k])))
+				if f32 {
+					dst[k] = float64(float32(dst[k]) + expf(float32(x-mx[k])))
+				} else {
+					dst[k] += math.Exp(x - mx[k])
+				}
 			}
 		}
 		for k := range dst {
@@ -159,7 +251,11 @@ func (s *reduceStep) run(sc *scratch, n int) {
 			case "LogSum":
 				dst[k] = math.Log(dst[k])
 			case "LogSumExp":
-				dst[k] = math.Log(dst[k]) + mx[k]
+				if f32 { // the float32 log, then the float32 sum
+					dst[k] = float64(float32(math.Log(dst[k])) + float32(mx[k]))
+				} else {
+					dst[k] = math.Log(dst[k]) + mx[k]
+				}
 			}
 		}
 		storeRow(sc, s.out, r, dst)
