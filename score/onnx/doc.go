@@ -17,7 +17,8 @@
 //	            Normalizer, ZipMap, FeatureVectorizer, ArrayFeatureExtractor,
 //	            Imputer, Binarizer, LabelEncoder (opsets 1-4),
 //	            CategoryMapper, OneHotEncoder, SVMClassifier (support
-//	            vectors; RBF or LINEAR kernel; no post transform)
+//	            vectors; RBF or LINEAR kernel; no post transform),
+//	            SVMRegressor (RBF or LINEAR kernel)
 //	ai.onnx     Identity, Cast, Constant, ConstantOfShape, Shape (into
 //	            Reshape), Reshape, Flatten, Squeeze, Unsqueeze, Concat,
 //	            Slice, Gather, MatMul and Gemm (per-row by constant),
@@ -27,7 +28,10 @@
 //	            IsNaN, IsInf, Log, Exp, Sqrt, Reciprocal, Tanh, Erf,
 //	            Sigmoid, Softmax (last axis), ArgMax, ArgMin (last axis),
 //	            ReduceSum/Mean/Max/Min/Prod/LogSumExp/LogSum/L1/L2/SumSquare
-//	            (per-row axes), LpNormalization
+//	            (per-row axes), LpNormalization, Transpose (row axis
+//	            first), TopK (last axis, constant k), Scan (only
+//	            skl2onnx's squared distances to constant training rows,
+//	            read by a Transpose: nearest neighbours)
 //
 // Every per-row tensor is [N, d1, d2, ...] with known d1...: one row per
 // input row; shapes are checked at load and elementwise operators
@@ -45,7 +49,7 @@
 // # Semantics
 //
 // Results match onnxruntime 1.22 (the parity test in this package compares
-// about 125 models, converter outputs of scikit-learn, XGBoost, LightGBM
+// about 135 models, converter outputs of scikit-learn, XGBoost, LightGBM
 // and CatBoost and hand-built graphs, over 250,000 rows; labels identical,
 // scores within 1e-6, relative beyond 1):
 //
@@ -73,10 +77,21 @@
 //     their number of scores. Other float32 arithmetic rounds each
 //     operation's result to float32; Max and Min propagate NaN.
 //   - SVMClassifier follows onnxruntime's float32 kernels (RBF: a
-//     sequential sum of rounded squares, then exp), float64 sums of float32
+//     sequential sum of rounded squares, then glibc's expf, which is not
+//     always the correctly rounded exp), float64 sums of float32
 //     products for the pairwise decision values, libsvm's pairwise
 //     coupling in float32 for probabilities; the label is the class with
-//     most pairwise votes, the first on a tie.
+//     most pairwise votes, the first on a tie. SVMRegressor sums the
+//     coefficients times the kernels as the linear models' SGEMM, from rho.
+//   - A float32 ReduceSum or ReduceMean over trailing axes adds each run
+//     as Eigen's SSE reduction does in onnxruntime: packets of four from
+//     the first 16-byte boundary, which depends on the run's place in the
+//     batch, so a row can score differently in onnxruntime depending on
+//     the rows beside it; Score reproduces the batch it is given (in
+//     chunks of 1024 rows). ReduceLogSumExp rounds as float32 expf and log.
+//   - TopK picks as onnxruntime's heap does (ties to the lower index, a
+//     row of NaNs in the heap's own order); with k large for the axis
+//     onnxruntime sorts instead, which orders NaN rows differently.
 //   - Cast to int32 (held as int64) truncates; NaN and values beyond int32
 //     give math.MinInt32, as onnxruntime on x86.
 //   - Where onnxruntime fails a call, Score does too (an error wrapping

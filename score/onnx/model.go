@@ -189,6 +189,11 @@ type compiler struct {
 	// Adds whose bias a MatMul step has taken.
 	addAfter map[string]*nodeProto
 	fused    map[*nodeProto]bool
+	// users maps each value to the nodes that read it (graph outputs
+	// count as a nil node); scanT holds the distances a Scan computed,
+	// rows first, for the Transpose that must follow it (see scan).
+	users map[string][]*nodeProto
+	scanT map[string]*value
 }
 
 func compile(mp *modelProto) (*Model, error) {
@@ -331,6 +336,15 @@ func (c *compiler) findMatMulAdds(g *graphProto) {
 		uses[o.name] += 2
 	}
 	c.addAfter, c.fused = map[string]*nodeProto{}, map[*nodeProto]bool{}
+	c.users, c.scanT = map[string][]*nodeProto{}, map[string]*value{}
+	for _, n := range g.nodes {
+		for _, in := range n.inputs {
+			c.users[in] = append(c.users[in], n)
+		}
+	}
+	for _, o := range g.outputs {
+		c.users[o.name] = append(c.users[o.name], nil)
+	}
 	for _, n := range g.nodes {
 		if opName(n) == "ai.onnx:Add" && len(n.inputs) == 2 && len(n.outputs) == 1 {
 			for _, in := range n.inputs {

@@ -47,6 +47,9 @@ func init() {
 	add((*compiler).linear, "ai.onnx.ml:LinearClassifier", "ai.onnx.ml:LinearRegressor")
 	add((*compiler).svm, "ai.onnx.ml:SVMClassifier")
 	add((*compiler).svr, "ai.onnx.ml:SVMRegressor")
+	add((*compiler).scan, "ai.onnx:Scan")
+	add((*compiler).transpose, "ai.onnx:Transpose")
+	add((*compiler).topK, "ai.onnx:TopK")
 	add((*compiler).trees, "ai.onnx.ml:TreeEnsembleClassifier", "ai.onnx.ml:TreeEnsembleRegressor", "ai.onnx.ml:TreeEnsemble")
 }
 

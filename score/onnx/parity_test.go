@@ -256,6 +256,9 @@ var issueModels = []string{
 	// wide enough for onnxruntime's GEMM to sum in blocks (generate.py's wide_models)
 	"mlp_256x256", "lr_wide_bin", "lr_wide_multi", "hand_wide_matmul_add", "hand_wide_gemm", "hand_wide_linear_3",
 	"hand_wide_linear_300",
+	// the rest people export (generate.py's coverage_models)
+	"svr_rbf", "svr_linear", "nusvr_rbf", "gnb_bin", "gnb_multi", "knn_bin", "knn_multi", "knn_reg",
+	"hand_matmul_vec_10",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {

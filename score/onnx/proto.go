@@ -42,6 +42,7 @@ const (
 	attrI       = 3
 	attrS       = 4
 	attrT       = 5
+	attrG       = 6
 	attrFloats  = 7
 	attrInts    = 8
 	attrStrings = 9
@@ -126,6 +127,7 @@ type attrProto struct {
 	i       int64
 	s       []byte
 	t       *tensorProto
+	g       []byte // a subgraph, unparsed: only Scan's body is read (scanBody)
 	floats  []float32
 	ints    []int64
 	strings [][]byte
@@ -334,6 +336,10 @@ func parseAttr(data []byte) (*attrProto, error) {
 		case attrT:
 			if typ == protowire.BytesType {
 				a.t, err = parseTensor(b)
+			}
+		case attrG:
+			if typ == protowire.BytesType {
+				a.g = b
 			}
 		case attrFloats:
 			a.floats, err = appendFloats(a.floats, typ, v, b)
