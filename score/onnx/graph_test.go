@@ -202,7 +202,7 @@ func TestRefusesRowMixing(t *testing.T) {
 		"Slice": {node("Slice", "", []string{"X", "s", "e", "a"}, []string{"Y"}),
 			[][]byte{pbInit("s", dtInt64, []int64{1}, 1), pbInit("e", dtInt64, []int64{1}, 2), pbInit("a", dtInt64, []int64{1}, 0)}},
 		"Add":  {node("Add", "", []string{"X", "c"}, []string{"Y"}), [][]byte{pbInit("c", dtFloat, []int64{2, 3}, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)}},
-		"TopK": {node("TopK", "", []string{"X", "k"}, []string{"Y", "I"}), [][]byte{pbInit("k", dtInt64, []int64{1}, 1)}},
+		"TopK": {node("TopK", "", []string{"X", "k"}, []string{"Y", "I"}, pbInt("axis", 0)), [][]byte{pbInit("k", dtInt64, []int64{1}, 1)}},
 	} {
 		_, err := Parse(graphModel([][]byte{n.node}, n.init, in, out))
 		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "ai.onnx:"+name) {
@@ -261,7 +261,7 @@ func TestRefusesConstantOutput(t *testing.T) {
 func TestInspect(t *testing.T) {
 	b := graphModel([][]byte{
 		node("Add", "", []string{"X", "c"}, []string{"a"}),
-		node("TopK", "", []string{"a", "k"}, []string{"Y", "I"}),
+		node("CumSum", "", []string{"a", "k"}, []string{"Y"}),
 	}, [][]byte{pbInit("c", dtFloat, []int64{1}, 1.0), pbInit("k", dtInt64, []int64{1}, 1)},
 		[][]byte{valueInfo("X", dtFloat, -1, 3), valueInfo("cat", dtString, -1, 1)}, [][]byte{valueInfo("Y", dtFloat, -1, 1)})
 	path := t.TempDir() + "/m.onnx"
@@ -278,7 +278,7 @@ func TestInspect(t *testing.T) {
 	if len(d.Inputs) != 2 || d.Inputs[0].Name != "X" || d.Inputs[1].Type != "tensor(string)" || strings.Join(d.StringInputs, ",") != "cat" {
 		t.Errorf("inputs %+v, string inputs %v", d.Inputs, d.StringInputs)
 	}
-	want := []OperatorUse{{Op: "ai.onnx:Add", Count: 1, Supported: true}, {Op: "ai.onnx:TopK", Count: 1, Supported: false}}
+	want := []OperatorUse{{Op: "ai.onnx:Add", Count: 1, Supported: true}, {Op: "ai.onnx:CumSum", Count: 1, Supported: false}}
 	if len(d.Operators) != 2 || d.Operators[0] != want[0] || d.Operators[1] != want[1] {
 		t.Errorf("operators %+v, want %+v", d.Operators, want)
 	}
