@@ -75,15 +75,18 @@
 // the start position, each record once: the state keys a topic's offsets
 // by its name for the first topic id it consumes and by name@id for a
 // later one (Consumer.incarnation), so the old offsets neither skip nor
-// re-read the new topic. A single node notices the new id within a second
+// re-read the new topic. A consumer notices the new id within a second
 // (the topic is listed each second; franz-go refuses a recreated topic's
-// id, so a new client reads it), or at its next start, and counts it in
+// id, so a new client reads it; a cluster's member leaves the group and
+// joins it again), or at its next start, and counts it in
 // tally_kafka_topic_recreations_total and logs a warning naming the topic
-// and its ids (the old one when seen while running). Records of the old
-// topic not read before its deletion are
-// gone with it. A high watermark below the state's offset under the same
-// topic id (a truncated log) is logged as an error and counted in
-// tally_kafka_offset_regressions_total; its records are skipped until they
-// pass the held offset. A cluster's members (StartAllRouted) key offsets
-// by the topic's name only: consume a recreated topic under a new name.
+// and its ids (the old one when seen while running). In a cluster, the
+// offsets and the markers saying which id owns which key live in the
+// replica groups' states, like every routed offset, so the members agree
+// on the key from what the brokers list and what the groups hold; each
+// member counts the recreations it notices. Records of the old topic not
+// read before its deletion are gone with it. A high watermark below the
+// state's offset under the same topic id (a truncated log) is logged as an
+// error and counted in tally_kafka_offset_regressions_total; its records
+// are skipped until they pass the held offset.
 package kafkasource

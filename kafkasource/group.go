@@ -17,7 +17,9 @@ import (
 
 // Router is a cluster's write path for streams (*cluster.Cluster): a
 // batch goes to every replica group, each applying the offsets it does not
-// hold yet (cluster/DESIGN.md, "Kafka in a cluster").
+// hold yet (cluster/DESIGN.md, "Kafka in a cluster"). The markers saying
+// which topic id owns which key in the state (Consumer.incarnation) go
+// through it too, as empty ranges, so that every member reads the same.
 type Router interface {
 	// WriteStream commits the valid events b read from the range pos
 	// (offsets[i] is event i's offset) exactly once in every group, and
@@ -78,54 +80,120 @@ func (s *routedSink) StreamOffset(_, _ string, partition int32) (int64, bool) {
 	return next, ok
 }
 
-// runGroup consumes the partitions the group assigns this member.
+// runGroup consumes the partitions the group assigns this member. Like a
+// single node's run, it starts a new client when the topic was deleted
+// and created again (the lag loop notices the new id; franz-go never
+// adopts it): the member leaves the group and joins it again for the new
+// topic, keyed in the cluster's state as incarnation agrees with the
+// other members.
 func (c *Consumer) runGroup(ctx context.Context) {
-	c.held = map[int32]int64{}
-	if _, err := c.waitTopics(ctx); err != nil {
-		return // stopped
-	}
-	opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumerGroup(c.k.Group), kgo.ConsumeTopics(c.k.Topic),
-		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(resetOffset),
-		kgo.SessionTimeout(groupSessionTimeout), kgo.HeartbeatInterval(groupHeartbeat),
-		kgo.AdjustFetchOffsetsFn(c.resume), kgo.OnPartitionsRevoked(c.drop), kgo.OnPartitionsLost(c.drop))
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		c.logger.Error("kafka group consumer not started", "err", err)
-		return
-	}
-	c.cl = cl
-	c.logger.Info("kafka source consuming in its group (cluster)", "group", c.k.Group)
-	go c.lagLoop(ctx, nil)
 	var work []*partitionWork
 	var dead []*kgo.Record
-	c.pollLoop(ctx, ctx, cl, func(fetches kgo.Fetches) {
-		// Decode every partition's records (the decoder is one), then
-		// commit the partitions' batches in parallel: each waits for every
-		// replica group, so one partition at a time would leave the groups
-		// idle between batches.
-		n := 0
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if ctx.Err() != nil || len(p.Records) == 0 {
-				return
-			}
-			if n == len(work) {
-				work = append(work, &partitionWork{})
-			}
-			w := work[n]
-			n++
-			w.p = p
-			dead, w.offs, w.stopped = c.decode(ctx, &w.b, dead[:0], p.Records, w.offs[:0])
-		})
-		var wg sync.WaitGroup
-		for _, w := range work[:n] {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c.writePartition(ctx, w)
-			}()
+	for {
+		if c.joinGroup(ctx) != nil {
+			return // stopped
 		}
-		wg.Wait()
-	}, c.commitMember)
+		pctx, cancel := context.WithCancel(ctx)
+		lagDone := make(chan struct{})
+		go func() {
+			defer close(lagDone)
+			c.lagLoop(pctx, cancel)
+		}()
+		c.pollLoop(ctx, pctx, c.cl, func(fetches kgo.Fetches) {
+			// Decode every partition's records (the decoder is one), then
+			// commit the partitions' batches in parallel: each waits for
+			// every replica group, so one partition at a time would leave
+			// the groups idle between batches.
+			n := 0
+			fetches.EachTopic(func(t kgo.FetchTopic) {
+				if !c.consumes(t.TopicID) {
+					// A client that learned a recreated topic's id
+					// after incarnation: its records go under the
+					// new id's key, with a new client.
+					cancel()
+					return
+				}
+				t.EachPartition(func(fp kgo.FetchPartition) {
+					if ctx.Err() != nil || len(fp.Records) == 0 {
+						return
+					}
+					if n == len(work) {
+						work = append(work, &partitionWork{})
+					}
+					w := work[n]
+					n++
+					w.p = kgo.FetchTopicPartition{Topic: t.Topic, FetchPartition: fp}
+					dead, w.offs, w.stopped = c.decode(ctx, &w.b, dead[:0], fp.Records, w.offs[:0])
+				})
+			})
+			var wg sync.WaitGroup
+			for _, w := range work[:n] {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c.writePartition(ctx, w)
+				}()
+			}
+			wg.Wait()
+		}, c.commitMember)
+		cancel()
+		<-lagDone
+		if ctx.Err() != nil {
+			return
+		}
+		c.cl.Close() // leaves the group
+	}
+}
+
+// joinGroup keys the topic in the cluster's state (incarnation) and
+// starts a client joining the source's group, with no partition held
+// yet. It retries with backoff until it succeeds or ctx ends.
+func (c *Consumer) joinGroup(ctx context.Context) error {
+	c.heldMu.Lock()
+	c.held = map[int32]int64{}
+	c.heldMu.Unlock()
+	backoff := 100 * time.Millisecond
+	for {
+		if _, err := c.waitTopics(ctx); err != nil {
+			return err
+		}
+		key, id, err := c.incarnation(ctx)
+		if err == nil {
+			c.partsMu.Lock()
+			c.key, c.topicID = key, id
+			c.partsMu.Unlock()
+			opts := append(c.base[:len(c.base):len(c.base)], kgo.ConsumerGroup(c.k.Group), kgo.ConsumeTopics(c.k.Topic),
+				kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(resetOffset),
+				kgo.SessionTimeout(groupSessionTimeout), kgo.HeartbeatInterval(groupHeartbeat),
+				kgo.AdjustFetchOffsetsFn(c.resume), kgo.OnPartitionsRevoked(c.drop), kgo.OnPartitionsLost(c.drop))
+			cl, err := kgo.NewClient(opts...)
+			if err != nil {
+				c.logger.Error("kafka group consumer not started", "err", err)
+				return err
+			}
+			c.cl = cl
+			c.logger.Info("kafka source consuming in its group (cluster)", "group", c.k.Group, "topic_id", id, "state_topic", key)
+			return nil
+		}
+		c.fetchErrors.Inc()
+		if c.logLimit.allow() {
+			c.logger.Warn("kafka source not started: the topic's key in the cluster's state not agreed yet; retrying with backoff", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// consumes reports whether a fetch of the topic id is of the topic
+// consumed (true when either id is unknown: brokers without topic ids).
+func (c *Consumer) consumes(id [16]byte) bool {
+	c.partsMu.Lock()
+	defer c.partsMu.Unlock()
+	return id == [16]byte{} || c.topicID == (kadm.TopicID{}) || kadm.TopicID(id) == c.topicID
 }
 
 // partitionWork is one partition's fetched records, decoded.
@@ -145,7 +213,7 @@ func (c *Consumer) writePartition(ctx context.Context, w *partitionWork) {
 		return // its range is read again by whoever consumes it next
 	}
 	recs := w.p.Records
-	pos := store.StreamPos{Source: c.src.Name, Topic: w.p.Topic, Partition: w.p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
+	pos := store.StreamPos{Source: c.src.Name, Topic: c.stateTopic(), Partition: w.p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
 	backoff := 50 * time.Millisecond
 	for {
 		err := c.router.WriteStream(&w.b, w.offs, pos, c.node.StreamClock())
@@ -232,9 +300,13 @@ func (c *Consumer) resumeAt(ctx context.Context, p int32) (int64, error) {
 // record in it came after the cluster started consuming the topic, and it
 // starts at its log start, whatever the start position. (A first start
 // that fails between its commits leaves partitions unheld: they are then
-// read from their log start, history included, never skipped.)
+// read from their log start, history included, never skipped.) The
+// partitions are those of the topic's key in the cluster's state
+// (incarnation): a recreated topic's start at their log start, whatever
+// the start position.
 func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
-	next, ok, held, err := c.router.StreamResume(c.src.Name, c.k.Topic, p)
+	key := c.stateTopic()
+	next, ok, held, err := c.router.StreamResume(c.src.Name, key, p)
 	if err != nil || ok {
 		return next, err
 	}
@@ -242,7 +314,7 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var listed kadm.ListedOffsets
-	if c.k.Start == "latest" && len(held) == 0 {
+	if c.k.Start == "latest" && len(held) == 0 && key == c.k.Topic {
 		listed, err = adm.ListEndOffsets(lctx, c.k.Topic)
 	} else {
 		listed, err = adm.ListStartOffsets(lctx, c.k.Topic)
@@ -260,7 +332,7 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 	pin := func(p int32, at int64) error {
 		var b store.Batch
 		b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
-		pos := store.StreamPos{Source: c.src.Name, Topic: c.k.Topic, Partition: p, First: at, Next: at}
+		pos := store.StreamPos{Source: c.src.Name, Topic: key, Partition: p, First: at, Next: at}
 		return c.router.WriteStream(&b, nil, pos, c.node.StreamClock())
 	}
 	if err := pin(p, o.Offset); err != nil {
@@ -276,7 +348,7 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 		}
 		// Only an unheld one: another member may have started it since
 		// (and a node of an older version answers without held).
-		_, ok, _, err := c.router.StreamResume(c.src.Name, c.k.Topic, q)
+		_, ok, _, err := c.router.StreamResume(c.src.Name, key, q)
 		if err == nil && !ok {
 			err = pin(q, lo.Offset)
 		}

@@ -804,9 +804,9 @@ func (c *Consumer) setLag(p int32, hwm int64) {
 
 // lagLoop measures every partition's lag each second from the topic's end
 // offsets, so lag shows while no records arrive and while commits are
-// held back. With recreated (a single node), it first compares the topic's
-// id with the one consumed: a topic deleted and created again calls
-// recreated and ends the loop (run starts a client for the new topic).
+// held back. With recreated, it first compares the topic's id with the one
+// consumed: a topic deleted and created again calls recreated and ends the
+// loop (run or runGroup starts a client for the new topic).
 func (c *Consumer) lagLoop(ctx context.Context, recreated func()) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -890,7 +890,16 @@ func (c *Consumer) recreated(ctx context.Context) bool {
 // (offset 0: its key is the name; 1: name@id). A state written before the
 // markers gives the name to the id listed at its first start after.
 // Brokers without topic ids key every topic by its name.
-func (c *Consumer) incarnation(ctx context.Context) (string, kadm.TopicID, error) {
+//
+// A cluster's markers live in its groups' states (readMark, writeMark), so
+// its members agree on a topic id's key: each member decides from the
+// markers the others wrote, and members deciding at once decide alike, as
+// the name's marker is read before the id's and written after it. (Members
+// starting the cluster's first consumption while the topic is recreated,
+// each listing another id, could both give the name to theirs.) The
+// recreation is counted once by each consumer that keys it: the one that
+// found it, and one that was consuming the old topic id.
+func (c *Consumer) incarnation(ctx context.Context) (_ string, _ kadm.TopicID, err error) {
 	name := c.k.Topic
 	id, err := c.listTopicID(ctx)
 	if err != nil || id == (kadm.TopicID{}) {
@@ -899,20 +908,30 @@ func (c *Consumer) incarnation(ctx context.Context) (string, kadm.TopicID, error
 	hexID := hex.EncodeToString(id[:])
 	marker := name + "#id=" + hexID
 	owned := name + "#id"
-	src := c.src.Name
-	var b store.Batch
-	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
-	mark := func(topic string, v int64) error {
-		_, err := c.sink.IngestStream(&b, store.StreamPos{Source: src, Topic: topic, Partition: 0, First: v, Next: v})
-		return err
+	c.partsMu.Lock()
+	old := c.topicID
+	c.partsMu.Unlock()
+	found := false // at a start, by this consumer
+	defer func() {
+		// Once keyed (a failed attempt is retried).
+		if err == nil && (found || old != (kadm.TopicID{}) && old != id) {
+			c.recreations.Inc()
+		}
+	}()
+	_, isOwned, err := c.readMark(owned)
+	if err != nil {
+		return "", id, err
 	}
-	_, isOwned := c.sink.StreamOffset(src, owned, 0)
-	if v, ok := c.sink.StreamOffset(src, marker, 0); ok {
+	v, ok, err := c.readMark(marker)
+	if err != nil {
+		return "", id, err
+	}
+	if ok {
 		if v != 0 {
 			return name + "@" + hexID, id, nil
 		}
 		if !isOwned { // a stop between the two markers
-			return name, id, mark(owned, 0)
+			return name, id, c.writeMark(owned, 0)
 		}
 		return name, id, nil
 	}
@@ -920,22 +939,45 @@ func (c *Consumer) incarnation(ctx context.Context) (string, kadm.TopicID, error
 		// The first id of this state (or the one of a state written
 		// before the markers): it keeps the name. Its own marker first,
 		// so that a stop between the two never takes it for a new topic.
-		if err := mark(marker, 0); err != nil {
+		if err := c.writeMark(marker, 0); err != nil {
 			return "", id, err
 		}
-		return name, id, mark(owned, 0)
+		return name, id, c.writeMark(owned, 0)
 	}
-	c.recreations.Inc()
-	c.partsMu.Lock()
-	old := c.topicID
-	c.partsMu.Unlock()
 	key := name + "@" + hexID
 	if old == (kadm.TopicID{}) {
 		// Found at a start: the node was down when it happened.
+		found = true
 		c.logger.Warn("kafka topic "+name+" was deleted and created again: its new topic id is not the one tally consumed; the new topic is read from its first record",
 			"new_topic_id", id, "state_topic", key)
 	}
-	return key, id, mark(marker, 1)
+	return key, id, c.writeMark(marker, 1)
+}
+
+// readMark reads a marker of incarnation: partition 0's offset of the
+// stream topic, in the node's state or, routed, the cluster's groups'
+// (the lowest).
+func (c *Consumer) readMark(topic string) (int64, bool, error) {
+	if c.router == nil {
+		v, ok := c.sink.StreamOffset(c.src.Name, topic, 0)
+		return v, ok, nil
+	}
+	v, ok, _, err := c.router.StreamResume(c.src.Name, topic, 0)
+	return v, ok, err
+}
+
+// writeMark commits a marker of incarnation, the empty range [v, v) of
+// the stream topic's partition 0, to the node's state or, routed, to
+// every group of the cluster.
+func (c *Consumer) writeMark(topic string, v int64) error {
+	var b store.Batch
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	pos := store.StreamPos{Source: c.src.Name, Topic: topic, Partition: 0, First: v, Next: v}
+	if c.router != nil {
+		return c.router.WriteStream(&b, nil, pos, c.node.StreamClock())
+	}
+	_, err := c.sink.IngestStream(&b, pos)
+	return err
 }
 
 // Lag returns the lag of every partition seen so far.
