@@ -126,7 +126,8 @@ func FuzzGetFeatures(f *testing.F) {
 }
 
 // FuzzUploadTable: any table upload, CSV or NDJSON, is stored whole or
-// refused with a 400 and the table unchanged; the node never panics.
+// refused with a 400 and the table unchanged; the node never panics. What
+// is stored is UTF-8 (and NDJSON strict JSON).
 func FuzzUploadTable(f *testing.F) {
 	n := fuzzNode(f)
 	f.Add(true, []byte("user_id,home_lat,home_long\nu1,48.85,2.35\n"))
@@ -137,6 +138,8 @@ func FuzzUploadTable(f *testing.F) {
 	f.Add(false, []byte(`{"user_id":"u\q1","home_lat":1}`+"\n"+`{"user_id":"\u12","home_lat":null}`))
 	f.Add(false, []byte("{\"user_id\":\"u\t1\",\"home_lat\":1}\n{\"user_id\x0b\":\"u2\",\"home_lat\":null}"))
 	f.Add(false, []byte("{\"user_id\":\"u\xc3\xa9\",\"home_lat\":1}\n{\"user_id\":\"u\xf4\x90\x80\x80\",\"home_lat\":null}"))
+	f.Add(true, []byte("user_id,home_lat\nu\xc3\xa9,1\n\"u\n\xff\",2\n"))
+	f.Add(true, []byte("user_id,home\xfe_lat\nu1,1\n"))
 	f.Fuzz(func(t *testing.T, csv bool, body []byte) {
 		format := NDJSON
 		if csv {
@@ -151,6 +154,8 @@ func FuzzUploadTable(f *testing.F) {
 			t.Fatalf("stored %d rows but applied nothing", rows)
 		case aerr == nil && !csv && !strictJSON(body, true):
 			t.Fatalf("stored NDJSON lines that are not JSON: %q", body)
+		case aerr == nil && csv && !utf8.Valid(body):
+			t.Fatalf("stored CSV that is not UTF-8: %q", body)
 		}
 	})
 }

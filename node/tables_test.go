@@ -93,3 +93,33 @@ func TestTableKeyGivenTwiceRefused(t *testing.T) {
 		t.Fatalf("refused uploads changed the table: %d rows, applied index %d", got, n.AppliedIndex())
 	}
 }
+
+// TestTableCSVInvalidUTF8Refused: a CSV upload with a key, a value or a
+// column name that is not UTF-8 is refused with a 400 naming the row, the
+// column and the byte, and nothing is stored: tabular's CSV reader took
+// such bytes as they were, so the key "u\xff" was stored (rows=1), and
+// written out later as a string no Parquet, Delta or Spark reader takes.
+func TestTableCSVInvalidUTF8Refused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	url := serve(t, n) + "/api/v1/tables/user_profile"
+	for body, want := range map[string]string{
+		"user_id,home_lat\nu\xff,1\n":             `row 1, column "user_id", line 2: invalid UTF-8 (byte 0xff) at offset 1`,
+		"user_id,home_lat\nu1,1\n\"u\n\xc3\",2\n": `row 2, column "user_id", line 4: invalid UTF-8 (byte 0xc3) at offset 2`,
+		"user_id,home_lat\nu1,\xed\xa0\x80\n":     `row 1, column "home_lat", line 2: invalid UTF-8 (byte 0xed) at offset 0`,
+		"user_id,home\xfe_lat\nu1,1\n":            `column 2: invalid UTF-8 (byte 0xfe) at offset 4`,
+	} {
+		_, aerr := n.UploadTable("user_profile", CSV, []byte(body), false)
+		if aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, want) {
+			t.Errorf("upload %q: %v, want 400 with %q", body, aerr, want)
+		}
+		if code, got := do(t, "POST", url, "", "text/csv", body); code != 400 || !strings.Contains(got, "invalid UTF-8") || !strings.Contains(got, "INVALID_TABLE_ROWS") {
+			t.Errorf("POST %q: %d %s, want 400 INVALID_TABLE_ROWS naming invalid UTF-8", body, code, got)
+		}
+	}
+	if got := n.TableNamed("user_profile").Len(); got != 0 || n.AppliedIndex() != 0 {
+		t.Fatalf("refused uploads changed the table: %d rows, applied index %d", got, n.AppliedIndex())
+	}
+	if rows, aerr := n.UploadTable("user_profile", CSV, []byte("user_id,home_lat\nZürich-\xf0\x9f\x98\x80,1\n"), false); aerr != nil || rows != 1 {
+		t.Fatalf("a valid multi-byte key: %d %v", rows, aerr)
+	}
+}

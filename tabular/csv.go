@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // flushAt is how many bytes the CSV and NDJSON writers gather before they
@@ -41,6 +42,9 @@ func newCSVReader(br *bufio.Reader, c io.Closer) (Reader, error) {
 		if j, dup := seen[name]; dup {
 			return nil, fmt.Errorf("csv header: column name %q appears twice (columns %d and %d)", name, j+1, i+1)
 		}
+		if err := utf8Error(name, "CSV"); err != nil {
+			return nil, fmt.Errorf("csv header: column %d: %w", i+1, err)
+		}
 		seen[name] = i
 		cols[i] = Column{Name: name, Type: String}
 	}
@@ -68,6 +72,15 @@ func (r *csvReader) Next(row []Value) error {
 	}
 	if r.err != nil {
 		return r.err
+	}
+	for i, s := range rec {
+		if err := utf8Error(s, "CSV"); err != nil {
+			// The line of the byte: a quoted field may span lines.
+			line, _ := r.r.FieldPos(i)
+			line += strings.Count(s[:badUTF8(s)], "\n")
+			r.err = fmt.Errorf("row %d, column %q, line %d: %w", n, r.cols[i].Name, line, err)
+			return r.err
+		}
 	}
 	r.row = n
 	for i, s := range rec {

@@ -25,7 +25,10 @@
 // # CSV
 //
 // The first line is the header; an empty or duplicate name is an error. A
-// leading UTF-8 byte order mark is skipped. Every column reads as String:
+// leading UTF-8 byte order mark is skipped. CSV text must be UTF-8: a name
+// or field that is not is an error naming its row, column and line and
+// the offset of the first bad byte in the field (a utf8.ValidString per
+// field, which runs 8 ASCII bytes at a time). Every column reads as String:
 // the caller converts, numbers with ParseNumber, the one CSV number syntax
 // of tally (decimal: sign, digits, fraction, exponent; NaN and ±Inf as the
 // writer writes them; not Go's 1_000 or 0x1p3). An empty field reads as Null, so CSV cannot tell an
@@ -99,7 +102,11 @@
 // strings to StringList (a null element is ""). A naive timestamp (not
 // UTC-adjusted) is read as if it were UTC. Columns named __index_level_*
 // (a pandas DataFrame index) are skipped. Any other type, a struct, a map or
-// a list of lists is an error naming the column and its type.
+// a list of lists is an error naming the column and its type. A string, a
+// string list's element or a column name that is not UTF-8 is an error
+// naming the row, the column (and element) and the bad byte's offset:
+// tally writes strings out again, and Parquet, Delta and Spark readers
+// refuse such bytes.
 //
 // Opening a Parquet input checks the footer and every page header against
 // the input (pages inside their column chunk, at most 256 MiB and 64M

@@ -229,3 +229,66 @@ func TestParseJSONInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// writeParquet writes rows of cols as Parquet with the package's writer,
+// which takes any bytes in a string.
+func writeParquet(t *testing.T, cols []Column, rows ...[]Value) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := NewWriter(Parquet, &buf, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// A CSV or Parquet string that is not UTF-8 (a header name, a field, a
+// Parquet string or list element, a Parquet column name) is an error
+// naming the row, the column and the byte's offset: such a string was
+// read as it was, applied (a table upload's key "u\xff"), and broke the
+// Parquet, Delta and Spark readers of what tally wrote with it later.
+// Valid multi-byte text reads as before.
+func TestReadInvalidUTF8(t *testing.T) {
+	strCols := []Column{{"k", String}, {"tags", StringList}}
+	for _, tc := range []struct {
+		name string
+		f    Format
+		in   []byte
+		want []string
+	}{
+		{"csv field", CSV, []byte("k,v\nu1,1\nu\xff,2\n"), []string{`row 2, column "k"`, "invalid UTF-8 (byte 0xff) at offset 1", "line 3"}},
+		{"csv field cut short", CSV, []byte("k,v\nu1,\xc3\xa9\xc3\n"), []string{`row 1, column "v"`, "(byte 0xc3) at offset 2"}},
+		{"csv quoted field over lines", CSV, []byte("k,v\n\"a\nb\",1\nx,\"y\n\xed\xa0\x80\"\n"), []string{`row 2, column "v"`, "(byte 0xed) at offset 2", "line 5"}},
+		{"csv header", CSV, []byte("k,v\xfe\nu1,1\n"), []string{"header", "column 2", "(byte 0xfe) at offset 1"}},
+		{"parquet string", Parquet, writeParquet(t, strCols, []Value{{Str: "ok"}, {Null: true}}, []Value{{Str: "u\xff"}, {Null: true}}), []string{`row 2, column "k"`, "invalid UTF-8 (byte 0xff) at offset 1"}},
+		{"parquet list element", Parquet, writeParquet(t, strCols, []Value{{Str: "ok"}, {Strs: []string{"a", "\xc0\xaf"}}}), []string{`row 1, column "tags"`, "element 1", "(byte 0xc0) at offset 0"}},
+		{"parquet column name", Parquet, writeParquet(t, []Column{{"k\xff", String}}), []string{"column", "(byte 0xff) at offset 1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := readErr(tc.f, tc.in)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, s := range append(tc.want, "UTF-8") {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q lacks %q", err, s)
+				}
+			}
+		})
+	}
+	ok := "Zürich-😀-✓-longer than eight bytes"
+	if err := readErr(CSV, []byte("k,\xc3\xa9\n\""+ok+"\",\xef\xbf\xbd\n")); err != nil {
+		t.Errorf("valid CSV: %v", err)
+	}
+	if err := readErr(Parquet, writeParquet(t, strCols, []Value{{Str: ok}, {Strs: []string{"é", ok}}})); err != nil {
+		t.Errorf("valid Parquet: %v", err)
+	}
+}

@@ -24,9 +24,7 @@ func fuzzRead(t *testing.T, f Format, data []byte) {
 			if n := len(r.Columns()); n != len(row) {
 				t.Fatalf("columns changed from %d to %d", len(row), n)
 			}
-			if f == NDJSON {
-				checkUTF8Row(t, r.Columns(), row)
-			}
+			checkUTF8Row(t, r.Columns(), row)
 			continue
 		}
 		if err.Error() == "" {
@@ -39,8 +37,8 @@ func fuzzRead(t *testing.T, f Format, data []byte) {
 	}
 }
 
-// checkUTF8Row fails t if a column name or a string of row, read from
-// JSON, is not UTF-8, which JSON text is.
+// checkUTF8Row fails t if a column name or a string of row is not UTF-8,
+// which every reader refuses.
 func checkUTF8Row(t *testing.T, cols []Column, row []Value) {
 	for i, v := range row {
 		ok := utf8.ValidString(cols[i].Name) && utf8.ValidString(v.Str)
@@ -79,6 +77,8 @@ func FuzzCSVReader(f *testing.F) {
 	f.Add([]byte("\xEF\xBB\xBFa,b\r\n\"x\"\"\",\n"))
 	f.Add([]byte("a,b\n1\n"))
 	f.Add([]byte("n,s\n1_000,0x1p3\n+Inf,.5\n"))
+	f.Add([]byte("k,v\nu\xc3\xa9,\"a\nb\"\nu\xff,\"\xed\xa0\x80\"\n"))
+	f.Add([]byte("k,v\xfe\nu1,1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, CSV, data) })
 }
 
@@ -93,5 +93,17 @@ func FuzzNDJSONReader(f *testing.F) {
 
 func FuzzParquetReader(f *testing.F) {
 	seedWith(f, Parquet)
+	for _, rows := range [][]Value{{{Str: "u\xff"}, {Strs: []string{"ok"}}}, {{Str: "é"}, {Strs: []string{"\xc3", "x"}}}} {
+		var buf bytes.Buffer
+		w, err := NewWriter(Parquet, &buf, []Column{{"k", String}, {"tags", StringList}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		w.Write(rows)
+		if err := w.Close(); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes())
+	}
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, Parquet, data) })
 }

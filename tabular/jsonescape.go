@@ -64,18 +64,38 @@ func checkUTF8(b []byte, from int) error {
 	if utf8.Valid(b[from:]) {
 		return nil
 	}
-	for i := from; i < len(b); {
-		if b[i] < utf8.RuneSelf {
+	i := from + badUTF8(string(b[from:]))
+	return fmt.Errorf("invalid UTF-8 (byte 0x%02x) at offset %d: JSON text is UTF-8", b[i], i)
+}
+
+// badUTF8 returns the offset of the first byte of s that is not part of
+// valid UTF-8, or -1 if s is valid. It is for naming the byte in an error:
+// a caller on a hot path checks with utf8.Valid first.
+func badUTF8(s string) int {
+	for i := 0; i < len(s); {
+		if s[i] < utf8.RuneSelf {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRune(b[i:])
+		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size <= 1 {
-			return fmt.Errorf("invalid UTF-8 (byte 0x%02x) at offset %d: JSON text is UTF-8", b[i], i)
+			return i
 		}
 		i += size
 	}
-	return nil
+	return -1
+}
+
+// utf8Error returns an error naming the first byte of s, a CSV or Parquet
+// string, that is not part of valid UTF-8 (format names the format), or
+// nil if s is valid: such a string was read and stored as it was, and no
+// Parquet, Delta or Spark reader takes it when tally writes it out.
+func utf8Error(s, format string) error {
+	if utf8.ValidString(s) {
+		return nil
+	}
+	i := badUTF8(s)
+	return fmt.Errorf("invalid UTF-8 (byte 0x%02x) at offset %d: %s text must be UTF-8", s[i], i, format)
 }
 
 // checkControls returns an error naming the first raw control character

@@ -284,6 +284,9 @@ func newParquetReader(ra io.ReaderAt, size int64, c io.Closer, lim Limits) (_ Re
 		if strings.HasPrefix(col.Name(), indexColumnPrefix) {
 			continue
 		}
+		if err := utf8Error(col.Name(), "Parquet"); err != nil {
+			return nil, fmt.Errorf("parquet column %q: name: %w", col.Name(), err)
+		}
 		pc, err := mapParquetColumn(col)
 		if err != nil {
 			return nil, fmt.Errorf("parquet column %q: %w", col.Name(), err)
@@ -655,7 +658,7 @@ func (r *parquetReader) fill() (err error) {
 }
 
 // decodeList decodes the values of one list in one row; a null element is
-// NaN or "".
+// NaN or "". A string that is not UTF-8 is an error naming its element.
 func (pc *pqColumn) decodeList(vals []parquet.Value, out *Value) error {
 	if vals[0].DefinitionLevel() < pc.presentDef {
 		return nil
@@ -669,6 +672,9 @@ func (pc *pqColumn) decodeList(vals []parquet.Value, out *Value) error {
 		for k := 0; k < n; k++ {
 			if vals[k].DefinitionLevel() >= pc.maxDef && !vals[k].IsNull() {
 				strs[k] = string(vals[k].ByteArray())
+				if err := utf8Error(strs[k], "Parquet"); err != nil {
+					return fmt.Errorf("element %d: %w", k, err)
+				}
 			}
 		}
 		*out = Value{Strs: strs}
@@ -715,7 +721,11 @@ func (pc *pqColumn) scalar(v *parquet.Value, out *Value) error {
 	case convDouble:
 		*out = Value{Num: v.Double()}
 	case convString:
-		*out = Value{Str: string(v.ByteArray())}
+		s := string(v.ByteArray())
+		if err := utf8Error(s, "Parquet"); err != nil {
+			return err
+		}
+		*out = Value{Str: s}
 	case convTimestamp:
 		*out = Value{Int: floorDiv(v.Int64(), pc.div)}
 	case convDate:

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tally-ml/tally/features"
@@ -32,5 +38,36 @@ func TestImportFloatIntoTextFieldKeepsIntegers(t *testing.T) {
 	want := `{"user_id":"1234567","merchant":"2.5","amt":10,"timestamp":1700000000000}`
 	if got := strings.TrimSpace(string(out)); got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestImportRefusesInvalidUTF8: an event file with a string that is not
+// UTF-8 stops the import at that row, naming the row, the column and the
+// byte, and sends nothing of the chunk it is in: the reader took such
+// bytes, and the import sent them in the Go escape strconv.AppendQuote
+// writes ("m\xff"), which the node refuses as no JSON escape, naming
+// neither the file's row nor its column.
+func TestImportRefusesInvalidUTF8(t *testing.T) {
+	var sent atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"accepted":2}`)
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "events.csv")
+	events := "user_id,merchant,category,country,amt,timestamp\n" +
+		"u1,m1,c,FR,1,1700000000000\n" +
+		"u1,m\xff,c,FR,2,1700000000001\n"
+	if err := os.WriteFile(path, []byte(events), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := run(t, "import", path, "--source", "transactions", "--url", srv.URL, "--quiet")
+	if err == nil || !strings.Contains(err.Error(), `row 2, column "merchant"`) || !strings.Contains(err.Error(), "invalid UTF-8 (byte 0xff) at offset 1") {
+		t.Fatalf("import: %v, want an error naming row 2, column merchant and the byte", err)
+	}
+	if n := sent.Load(); n != 0 {
+		t.Fatalf("the import sent %d requests, want none", n)
 	}
 }
