@@ -23,9 +23,10 @@
 //   - options.go: the strict reading of request options shared by every
 //     JSON endpoint (typed options, a key given twice, RFC 8259 numbers);
 //     every JSON body and line is parsed by tabular.ParseJSON, which
-//     refuses escapes RFC 8259 does not define, raw control characters
-//     in strings and text that is not UTF-8 (the lookup's quick scanner
-//     refuses what it does).
+//     refuses escapes RFC 8259 does not define, \u escapes of unpaired
+//     UTF-16 surrogates, raw control characters in strings and text that
+//     is not UTF-8 (the lookup's quick scanner leaves any escape to it and
+//     refuses the rest itself).
 //   - ingest.go: a request body becomes validated events (all or nothing;
 //     ParseTime reads their timestamps) in store.Batches, which the store
 //     commits and applies (store.CommitEvents). An ingest is acknowledged

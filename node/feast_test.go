@@ -292,6 +292,7 @@ func FuzzFeastOnlineFeatures(f *testing.F) {
 	f.Add([]byte(`{"features":["user_profile.home_lat"],"entities":{"user_id":[]},"include_feature_view_version_metadata":true}`))
 	f.Add([]byte(`{"features":["a:b:c"],"entities":{"user_id":[01]}}`))
 	f.Add([]byte("{\"features\":[\"user_transaction_counts:amt_count_1m\"],\"entities\":{\"user_id\":[\"u\xff\",\"\xc3\xa9\"]}}"))
+	f.Add([]byte(`{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":["u\ud800\u0041","\ud83d\ude00"]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out, ferr := n.FeastOnlineFeatures(nil, body)
 		if ferr == nil && !utf8.Valid(body) {
@@ -326,6 +327,7 @@ func FuzzFeastPush(f *testing.F) {
 	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u"],"event_timestamp":[1795564799000],"created":[null]},"to":"online_and_offline"}`))
 	f.Add([]byte(`{"push_source_name":"x","df":[]}`))
 	f.Add([]byte("{\"push_source_name\":\"transactions\",\"df\":{\"user_id\":[\"u\xc3\"],\"event_timestamp\":[1795564799000],\"created\":[NaN]},\"extra\":01}"))
+	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u\udc00"],"event_timestamp":[1795564799000],"created":[null]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
 		_, ferr := n.FeastPush(body)

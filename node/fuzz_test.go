@@ -3,7 +3,9 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -15,14 +17,48 @@ import (
 // in strings.
 func strictJSON(b []byte, lines bool) bool {
 	if !lines {
-		return json.Valid(b) && utf8.Valid(b)
+		return json.Valid(b) && utf8.Valid(b) && !unpairedSurrogate(b)
 	}
 	for _, l := range bytes.Split(b, []byte{'\n'}) {
-		if len(bytes.TrimSpace(l)) > 0 && (!json.Valid(l) || !utf8.Valid(l)) {
+		if len(bytes.TrimSpace(l)) > 0 && (!json.Valid(l) || !utf8.Valid(l) || unpairedSurrogate(l)) {
 			return false
 		}
 	}
 	return true
+}
+
+// unpairedSurrogate reports whether b, JSON text as encoding/json reads
+// it, holds a \u escape of a UTF-16 surrogate that is not half of a pair
+// (high then low), which encoding/json takes (reading U+FFFD) and fastjson
+// alone read as the escape's text or U+FFFD, dropping what followed.
+func unpairedSurrogate(b []byte) bool {
+	esc := func(i int) rune { // the \u escape at b[i:], or -1
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return -1
+		}
+		u, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
+		if err != nil {
+			return -1
+		}
+		return rune(u)
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		switch u := esc(i); {
+		case utf16.IsSurrogate(u) && u < 0xdc00:
+			if lo := esc(i + 6); lo < 0xdc00 || lo > 0xdfff {
+				return true
+			}
+			i += 11
+		case utf16.IsSurrogate(u):
+			return true
+		default:
+			i++ // the escaped byte
+		}
+	}
+	return false
 }
 
 func fuzzNode(f *testing.F) *Node {
@@ -44,6 +80,7 @@ func FuzzIngestJSON(f *testing.F) {
 	f.Add([]byte("{\"records\":{\"transactions\":[{\"record\":{\"user_id\":\"a\tb\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}}]}}"))
 	f.Add([]byte("{\n\t\"records\": {\"transactions\": [{\"record\": {\"user_id\": \"u\",\r\n\t\"merchant\": \"m\x00\", \"country\": \"FR\", \"amt\": 1, \"timestamp\": 1795564799000}}]}\n}"))
 	f.Add([]byte("{\"records\":{\"transactions\":[{\"record\":{\"user_id\":\"u\xff\",\"merchant\":\"m\xc3\xa9\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}}]}}"))
+	f.Add([]byte(`{"records":{"transactions":[{"record":{"user_id":"u\ud800\u0041","merchant":"\ud83d\ude00","country":"\\udc00","amt":1,"timestamp":1795564799000}}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := n.AppliedIndex()
 		res, err := n.IngestJSON(body)
@@ -69,6 +106,7 @@ func FuzzIngestNDJSON(f *testing.F) {
 	f.Add([]byte(`{"user_id":"u\\\q","merchant":"m\u004","country":"\u0046R","amt":1,"timestamp":1795564799000}` + "\n"))
 	f.Add([]byte("{\"user_id\":\"u\t\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\r\n{\"user_id\":\"u\",\"merchant\x1f\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\n"))
 	f.Add([]byte("{\"user_id\":\"\xc3\xa9\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\n{\"user_id\":\"u\xed\xa0\x80\",\"merchant\":\"m\",\"country\":\"FR\",\"amt\":1,\"timestamp\":1795564799000}\n"))
+	f.Add([]byte(`{"user_id":"\uD83D\uDE00","merchant":"m","country":"FR","amt":1,"timestamp":1795564799000}` + "\n" + `{"user_id":"u\udc00","merchant\ud800":"m","country":"FR","amt":1,"timestamp":1795564799000}` + "\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		strict := strictJSON(body, true)
 		before := n.AppliedIndex()
@@ -106,6 +144,7 @@ func FuzzGetFeatures(f *testing.F) {
 	f.Add([]byte("{\"params\":{\"feature_service_name\":\"fraud_detection\",\"join_key_map\":{\"user_id\":\"u1\",\"merchant\":\"m1\",\"country\":\"FR\"},\"request_context_map\":{\"amt\":1,\"lat\":2,\"long\":3},\"extra\":\"\x00\",\"more\":01}}"))
 	f.Add([]byte("{\n\t\"params\": {\"feature_service_name\": \"fraud_detection\",\r\n\t\"request_data\": [{\"join_key_map\": {\"user_id\": \"u1\", \"merchant\": \"m1\", \"country\": \"FR\"}, \"request_context_map\": {\"amt\": 1, \"lat\": 2, \"long\": 3}}]}\n}"))
 	f.Add([]byte("{\"params\":{\"feature_service_name\":\"fraud_detection\",\"join_key_map\":{\"user_id\":\"u\xc0\xaf\",\"merchant\":\"m\xc3\xa9\",\"country\":\"FR\"},\"request_context_map\":{\"amt\":1,\"lat\":2,\"long\":3}}}"))
+	f.Add([]byte(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"user_id":"u\ud800","merchant":"\ud83d\ude00","country":"FR\udfff"},"request_context_map":{"amt":1,"lat":2,"long":3}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		strict := strictJSON(body, false)
 		_, err := n.GetFeatures(nil, body)
@@ -138,6 +177,7 @@ func FuzzUploadTable(f *testing.F) {
 	f.Add(false, []byte(`{"user_id":"u\q1","home_lat":1}`+"\n"+`{"user_id":"\u12","home_lat":null}`))
 	f.Add(false, []byte("{\"user_id\":\"u\t1\",\"home_lat\":1}\n{\"user_id\x0b\":\"u2\",\"home_lat\":null}"))
 	f.Add(false, []byte("{\"user_id\":\"u\xc3\xa9\",\"home_lat\":1}\n{\"user_id\":\"u\xf4\x90\x80\x80\",\"home_lat\":null}"))
+	f.Add(false, []byte(`{"user_id":"u\ud83d\ude00","home_lat":1}`+"\n"+`{"user_id":"u\ud800\u0041","home_lat":null}`))
 	f.Add(true, []byte("user_id,home_lat\nu\xc3\xa9,1\n\"u\n\xff\",2\n"))
 	f.Add(true, []byte("user_id,home\xfe_lat\nu1,1\n"))
 	f.Fuzz(func(t *testing.T, csv bool, body []byte) {

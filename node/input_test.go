@@ -544,11 +544,14 @@ func TestWriteRefusesUnknownOptions(t *testing.T) {
 }
 
 // An escape RFC 8259 does not define (\q, a \u without four hex digits),
-// or a raw control character (a byte below 0x20), in a value or a member
-// name, is refused with a 400 on every JSON path, and nothing is applied;
-// fastjson alone took "\q" as the text `\q`, "\u12" as itself and a tab
-// as a tab (as did the lookup's quick scanner). The escapes JSON has read
-// as what they stand for.
+// a \u escape of a UTF-16 surrogate not paired, or a raw control character
+// (a byte below 0x20), in a value or a member name, is refused with a 400
+// on every JSON path (the lookup's quick scanner and learned skeleton
+// leave any escape to fastjson), and nothing is applied; fastjson alone
+// took "\q" as the text `\q`, "\u12" as itself, "\ud800" as its six bytes,
+// "\ud800\u0041" as U+FFFD (the A lost) and a tab as a tab (as did the
+// lookup's quick scanner). The escapes JSON has read as what they stand
+// for, a surrogate pair as its character.
 func TestInvalidStringsRefused(t *testing.T) {
 	n, _ := newTestNode(t, DefaultConfig())
 	record := func(user, key string) string {
@@ -557,6 +560,11 @@ func TestInvalidStringsRefused(t *testing.T) {
 	get := func(user, key string) []byte {
 		return []byte(`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"` + key + `":"` + user + `","merchant":"m1","country":"FR"},` +
 			`"request_context_map":{"amt":1,"lat":2,"long":3}}}`)
+	}
+	// A valid body of get's shape, so that a skeleton of it is learned
+	// and reads the bodies below first.
+	if _, aerr := n.GetFeatures(nil, get("u1", "user_id")); aerr != nil {
+		t.Fatal(aerr)
 	}
 	for _, c := range []struct{ user, key, mention string }{
 		{`u\q`, "user_id", `invalid escape "\\q"`},
@@ -570,6 +578,11 @@ func TestInvalidStringsRefused(t *testing.T) {
 		{"u\x001", "user_id", `raw control character U+0000`},
 		{"u1", "user\x1fid", `raw control character U+001F`},
 		{"u1", "user_id\t", `U+0009 (tab)`},
+		{`u\ud800`, "user_id", `unpaired surrogate escape "\\ud800" at offset`},
+		{`u\ud800\u0041`, "user_id", `unpaired surrogate escape "\\ud800" at offset`},
+		{`u\uDC00x`, "user_id", `unpaired surrogate escape "\\uDC00" at offset`},
+		{`u\ude00\ud83d`, "user_id", `unpaired surrogate escape "\\ude00" at offset`},
+		{"u1", `user_id\udbff`, `unpaired surrogate escape "\\udbff" at offset`},
 	} {
 		what := c.key + ":" + c.user
 		checkStatus := func(path string, want, status int, msg string) {
@@ -605,6 +618,9 @@ func TestInvalidStringsRefused(t *testing.T) {
 			aerr = &APIError{}
 		}
 		check("table", aerr.Status, aerr.Message)
+		if p := n.quickParse(&lookupWork{}, get(c.user, c.key)); p != nil {
+			t.Errorf("quickParse took %s", what)
+		}
 		_, aerr = n.GetFeatures(nil, get(c.user, c.key))
 		if aerr == nil {
 			aerr = &APIError{}
@@ -625,11 +641,12 @@ func TestInvalidStringsRefused(t *testing.T) {
 	if n.AppliedIndex() != 0 {
 		t.Fatalf("a refused request was applied (index %d)", n.AppliedIndex())
 	}
-	// The escapes JSON defines are read: u\u0031 and u\/ are u1 and u/.
-	if _, err := n.IngestNDJSON("transactions", []byte(record(`u\u0031`, "user_id")+"\n"+record(`u\/`, "user_id")), false); err != nil {
+	// The escapes JSON defines are read: u\u0031 and u\/ are u1 and u/,
+	// and a surrogate pair is the character it encodes.
+	if _, err := n.IngestNDJSON("transactions", []byte(record(`u\u0031`, "user_id")+"\n"+record(`u\/`, "user_id")+"\n"+record(`u\ud83d\uDE00`, "user_id")), false); err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{"u1", "u/"} {
+	for _, u := range []string{"u1", "u/", "u\U0001F600"} {
 		if v := mustGet(t, n, lookupBody(u, "m1", "FR", 1, 2, 3))["user_transaction_counts.amt_count_1h"].v; v != 1.0 {
 			t.Errorf("%s after escaped writes: count %v, want 1", u, v)
 		}

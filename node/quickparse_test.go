@@ -140,6 +140,8 @@ func FuzzQuickParse(f *testing.F) {
 	f.Add([]byte(strings.Replace(quickBody, `12.5`, `-1.5e-7`, 1)))
 	f.Add([]byte(strings.Replace(quickBody, `"alice"`, "\"al\xc3\xafce\"", 1)))
 	f.Add([]byte(strings.Replace(quickBody, `"alice"`, "\"alice-\xed\xa0\x80\"", 1)))
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `"alice-\ud800\u0041"`, 1)))
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `"\ud83d\ude00"`, 1)))
 	n := quickTestNode(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		quick, qerr, accepted := lookupVia(n, body, true)
@@ -493,6 +495,7 @@ func FuzzSkeleton(f *testing.F) {
 	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `7`, 1)))
 	f.Add([]byte(strings.Replace(quickBody, `12.5`, `-1.5e-7`, 1)))
 	f.Add([]byte(strings.Replace(quickBody, `"alice"`, "\"\xc3\xa9\xff\"", 1)))
+	f.Add([]byte(strings.Replace(quickBody, `"alice"`, `"al\udc00ce"`, 1)))
 	n := quickTestNode(f)
 	var ks []*lookupSkeleton
 	for _, b := range skeletonShapes {

@@ -63,7 +63,8 @@
 // reads as NaN (Float64List) or "" (StringList). Numbers are held to RFC
 // 8259 (01, +1, .5 and inf are errors; see IsJSONNumber) and parsed with
 // strconv, so floats round-trip exactly. A line that is not UTF-8, or that
-// holds an escape RFC 8259 does not define or a raw control character in a
+// holds an escape RFC 8259 does not define, a \u escape of a UTF-16
+// surrogate that is not half of a pair, or a raw control character in a
 // string, is an error naming its row and the byte's offset (ParseJSON).
 //
 // Columns is final when NewReader returns. Where the first object leaves a

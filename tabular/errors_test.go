@@ -292,3 +292,48 @@ func TestReadInvalidUTF8(t *testing.T) {
 		t.Errorf("valid Parquet: %v", err)
 	}
 }
+
+// ParseJSON refuses a \u escape of a UTF-16 surrogate that is not half of
+// a pair (a high one, \uD800-\uDBFF, then a low one, \uDC00-\uDFFF): it is
+// no Unicode character, and fastjson read a lone "\ud800" as its six bytes
+// of text and "\ud800\u0041" as U+FFFD, the A lost. A pair reads as the
+// character it encodes.
+func TestParseJSONUnpairedSurrogates(t *testing.T) {
+	var p fastjson.Parser
+	for _, c := range []struct {
+		text string
+		at   int
+	}{
+		{`"\ud800"`, 1},
+		{`"\ud800\u0041"`, 1},
+		{`["ok", "x\uDBFF"]`, 9},
+		{`"\udc00"`, 1},
+		{`"\ude00\ud83d"`, 1},         // a pair in the wrong order
+		{`"\ud83d\ud83d\ude00"`, 1},   // two highs, then a low
+		{`"\ud83d\\ude00"`, 1},        // the low half's backslash is escaped
+		{`"\ud83d\ude00 \udfff"`, 14}, // after a valid pair
+		{`{"k\uD800":1}`, 3},          // in a member name
+		{`"\ud800\u12"`, 1},           // a short escape after a high half
+	} {
+		_, err := ParseJSON(&p, []byte(c.text))
+		if err == nil || !strings.Contains(err.Error(), "surrogate") || !strings.Contains(err.Error(), "offset "+strconv.Itoa(c.at)) {
+			t.Errorf("%s: %v, want an unpaired surrogate at offset %d", c.text, err, c.at)
+		}
+	}
+	for text, want := range map[string]string{
+		`"\ud83d\ude00"`:             "\U0001F600",
+		`"\uD83D\uDE00\uDBFF\uDFFF"`: "\U0001F600\U0010FFFF",
+		`"\ud7ff\ue000\uffff"`:       "\ud7ff\ue000\uffff",
+		`"\\ud800"`:                  `\ud800`,
+		`"\\\ud83d\ude00"`:           `\` + "\U0001F600",
+	} {
+		v, err := ParseJSON(&p, []byte(text))
+		if err != nil {
+			t.Errorf("%s: %v", text, err)
+			continue
+		}
+		if got := string(v.GetStringBytes()); got != want {
+			t.Errorf("%s read as %q, want %q", text, got, want)
+		}
+	}
+}

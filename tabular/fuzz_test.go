@@ -88,6 +88,7 @@ func FuzzNDJSONReader(f *testing.F) {
 	f.Add([]byte("{\"a\":1}\n{\"a\":1.5}\n"))
 	f.Add([]byte("{\"a\":01,\"b\":[+1,.5]}\n{\"a\":inf}\n"))
 	f.Add([]byte("{\"a\":\"\xc3\xa9\",\"b\":[\"x\"]}\n{\"a\":\"\xff\",\"b\":[\"\xc3\"]}\n"))
+	f.Add([]byte(`{"a":"\ud83d\ude00","b":["\uDBFF\uDFFF"]}` + "\n" + `{"a":"\ud800\u0041","b":["\\udc00","\udc00"]}`))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, NDJSON, data) })
 }
 

@@ -10,10 +10,11 @@ import (
 )
 
 // ParseJSON parses b with p, as p.ParseBytes does, but refuses an escape
-// RFC 8259 does not define, a raw control character (a byte below 0x20)
-// in a string and text that is not UTF-8: fastjson, which tally parses
-// JSON with, finds a string's end without reading its escapes and decodes
-// them on use as best it can, so "\q" read as `\q` and "\u12" as itself,
+// RFC 8259 does not define, a \u escape of a UTF-16 surrogate not paired,
+// a raw control character (a byte below 0x20) in a string and text that
+// is not UTF-8: fastjson, which tally parses JSON with, finds a string's
+// end without reading its escapes and decodes them on use as best it can,
+// so "\q" read as `\q`, "\u12" as itself and "\ud800" as its six bytes,
 // and takes a tab, a NUL or a byte such as 0xff in a string as it is (a
 // key of such bytes was stored, and written out later as a string no
 // Parquet or Spark reader takes). Every JSON body and line tally reads goes
@@ -170,10 +171,14 @@ func controlEscape(c byte) string {
 
 // checkEscapes returns an error naming the first backslash of b that does
 // not begin one of RFC 8259's escapes: \" \\ \/ \b \f \n \r \t, or \u and
-// four hex digits. A backslash can only be valid inside a string, so b is
-// read from backslash to backslash; one outside a string is invalid JSON
-// anyway. A backslash that ends b is left to the parser (an unterminated
-// string).
+// four hex digits; or that begins a \u escape of a UTF-16 surrogate that
+// is not half of a pair, a high one (\uD800-\uDBFF) then a low one
+// (\uDC00-\uDFFF): RFC 8259's grammar takes it, but it is no character,
+// and fastjson read a lone "\ud800" as its six bytes of text and
+// "\ud800\u0041" as U+FFFD, the A lost. A backslash can only be valid
+// inside a string, so b is read from backslash to backslash; one outside a
+// string is invalid JSON anyway. A backslash that ends b is left to the
+// parser (an unterminated string).
 func checkEscapes(b []byte) error {
 	for i := 0; i < len(b); {
 		j := bytes.IndexByte(b[i:], '\\')
@@ -192,12 +197,51 @@ func checkEscapes(b []byte) error {
 			if k < 4 {
 				return fmt.Errorf("invalid escape %q at offset %d: \\u takes four hex digits", b[i:i+2+k], i)
 			}
-			i += 6
+			switch u := hex4(b[i+2:]); {
+			case u >= 0xd800 && u <= 0xdbff:
+				if i+12 > len(b) || b[i+6] != '\\' || b[i+7] != 'u' || !isLowSurrogate(b[i+8:i+12]) {
+					return fmt.Errorf("unpaired surrogate escape %q at offset %d: a \\uD800-\\uDBFF escape is the first half of a UTF-16 pair and must be followed by a \\uDC00-\\uDFFF one", b[i:i+6], i)
+				}
+				i += 12
+			case u >= 0xdc00 && u <= 0xdfff:
+				return fmt.Errorf("unpaired surrogate escape %q at offset %d: a \\uDC00-\\uDFFF escape is the second half of a UTF-16 pair and must follow a \\uD800-\\uDBFF one", b[i:i+6], i)
+			default:
+				i += 6
+			}
 		default:
 			return fmt.Errorf("invalid escape %q at offset %d: JSON escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX", b[i:i+2], i)
 		}
 	}
 	return nil
+}
+
+// hex4 returns the value of the four hex digits that begin b.
+func hex4(b []byte) int {
+	u := 0
+	for _, c := range b[:4] {
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c >= 'a':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		u = u<<4 | int(c)
+	}
+	return u
+}
+
+// isLowSurrogate reports whether b, four bytes, is the hex of a low
+// surrogate, DC00-DFFF.
+func isLowSurrogate(b []byte) bool {
+	for _, c := range b {
+		if !isHex(c) {
+			return false
+		}
+	}
+	u := hex4(b)
+	return u >= 0xdc00 && u <= 0xdfff
 }
 
 func isHex(c byte) bool {
