@@ -59,7 +59,8 @@
 //     package history's point-in-time joins call row by row.
 //   - feast.go: Feast's feature-server API (/get-online-features, /push,
 //     /write-to-online-store, /health) over the same plans and ingest, with
-//     Feast's shapes, statuses and errors.
+//     Feast's shapes, statuses and errors; a write's NaN (pandas' missing
+//     value) in a float or int column is null, as Feast stores it.
 //
 // Bad input gets a 4xx JSON error {"error":{"code","message"}} naming the
 // problem, and changes nothing. The request path never panics on input.

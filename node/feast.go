@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/tabular"
 )
 
@@ -651,7 +652,7 @@ func (n *Node) FeastPush(body []byte) (IngestResult, *FeastError) {
 	var pr fastjson.Parser
 	root, err := tabular.ParseJSON(&pr, body)
 	if err != nil {
-		return IngestResult{}, feastInvalid(nil, "JSON decode error: %v", err)
+		return IngestResult{}, feastDecodeError(body, err)
 	}
 	if ferr := feastBadNumber(root); ferr != nil {
 		return IngestResult{}, ferr
@@ -687,7 +688,7 @@ func (n *Node) FeastPush(body []byte) (IngestResult, *FeastError) {
 	if sp == nil {
 		return IngestResult{}, feastFault(422, "PushSourceNotFoundException", "Unable to find push source '%s'. This node's sources are %s.", name, n.sourceNames())
 	}
-	return n.feastIngest(sp.Src, root.Get("df"))
+	return n.feastIngest(sp, root.Get("df"))
 }
 
 // FeastWriteToOnlineStore answers POST /write-to-online-store, which the
@@ -698,7 +699,7 @@ func (n *Node) FeastWriteToOnlineStore(body []byte) (IngestResult, *FeastError) 
 	var pr fastjson.Parser
 	root, err := tabular.ParseJSON(&pr, body)
 	if err != nil {
-		return IngestResult{}, feastInvalid(nil, "JSON decode error: %v", err)
+		return IngestResult{}, feastDecodeError(body, err)
 	}
 	if ferr := feastBadNumber(root); ferr != nil {
 		return IngestResult{}, ferr
@@ -722,13 +723,15 @@ func (n *Node) FeastWriteToOnlineStore(body []byte) (IngestResult, *FeastError) 
 	if !ok || sp == nil {
 		return IngestResult{}, feastFault(404, "FeatureViewNotFoundException", "Feature view %s does not exist in project %s: tally takes writes only to the events view of a source (%s), whose rows are events; its feature views are computed", name, n.cfg.Workspace, n.sourceNames()+" + "+FeastEventsSuffix)
 	}
-	return n.feastIngest(sp.Src, root.Get("df"))
+	return n.feastIngest(sp, root.Get("df"))
 }
 
 // feastBadNumber refuses, as Feast's 422, a number RFC 8259 does not write
 // anywhere in root, the body of a Feast write, members it does not read
-// included (as lookups do), but NaN: Feast's Python SDK writes pandas' NaN
-// so, e.g. in the df's "created" column.
+// included (as lookups do), but NaN: Python's json module writes pandas'
+// missing value so, and feastIngest reads it. (Feast's SDK itself sends
+// null: its remote online store turns NaN into a null value and posts with
+// requests, whose json= refuses NaN.)
 func feastBadNumber(root *fastjson.Value) *FeastError {
 	var buf []byte
 	if where, text := badNumber(root, &buf, true); text != "" {
@@ -737,15 +740,63 @@ func feastBadNumber(root *fastjson.Value) *FeastError {
 	return nil
 }
 
+// feastDecodeError is Feast's 422 for a write's body that does not parse.
+// Python's json writes an infinite float as Infinity, which Feast stores;
+// tally's windows take finite numbers only, so it is refused, saying so.
+func feastDecodeError(body []byte, err error) *FeastError {
+	if at := bareInfinity(body); at >= 0 {
+		tok := "Infinity"
+		if body[at] == '-' {
+			tok = "-Infinity"
+		}
+		return feastInvalid(nil, "JSON decode error: %s at offset %d: tally takes finite numbers only (a window cannot sum an infinite one): send a finite number, or null (or NaN in a float or int column) for a missing value", tok, at)
+	}
+	return feastInvalid(nil, "JSON decode error: %v", err)
+}
+
+// bareInfinity returns the offset of the first Infinity or -Infinity in
+// body outside a string, or -1.
+func bareInfinity(body []byte) int {
+	in, esc := false, false
+	for i, c := range body {
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		case !in && c == 'I' && bytes.HasPrefix(body[i:], []byte("Infinity")):
+			if i > 0 && body[i-1] == '-' {
+				return i - 1
+			}
+			return i
+		}
+	}
+	return -1
+}
+
 // FeastEventsSuffix names the events view of a source in a generated Feast
 // repo: "<source>_events".
 const FeastEventsSuffix = "_events"
 
-// feastIngest ingests the columnar df as events of src. Feast's own
+// feastIngest ingests the columnar df as events of sp's source. Feast's own
 // columns are mapped: "event_timestamp" is the source's timestamp when the
 // df lacks that column, and "created" is dropped. A timestamp without a
 // zone (what pandas writes for a naive UTC time) is read as UTC.
-func (n *Node) feastIngest(src *features.Source, df *fastjson.Value) (IngestResult, *FeastError) {
+//
+// A df is a pandas DataFrame as Python's json writes it: a missing value
+// in a float column, and in an int column (which pandas then makes float),
+// is NaN, and the int column's values are floats (1.0). Feast stores such a
+// NaN as a null value (feast/type_map.py, _convert_scalar_values_to_proto:
+// pd.isnull), so here a NaN in a float or int column that is no join key
+// is null, which every aggregation ignores (counted in
+// tally_feast_nan_values_total), and a float with no fraction in an int
+// column is that integer. A NaN in any other column (a string, a bool, a
+// join key, the timestamp) is refused naming its column and row; tally's
+// own ingest refuses NaN everywhere.
+func (n *Node) feastIngest(sp *store.Source, df *fastjson.Value) (IngestResult, *FeastError) {
+	src := sp.Src
 	if df == nil || df.Type() != fastjson.TypeObject {
 		got := "nothing"
 		if df != nil {
@@ -759,9 +810,12 @@ func (n *Node) feastIngest(src *features.Source, df *fastjson.Value) (IngestResu
 	obj, _ := df.Object()
 	hasTS := obj.Get(src.Timestamp) != nil
 	type col struct {
-		name string
-		vals []*fastjson.Value
-		ts   bool
+		name  string
+		vals  []*fastjson.Value
+		ts    bool
+		typ   features.Type // 0: the timestamp, or a column the source lacks
+		key   bool
+		nanOK bool // NaN is null: a float or int column, no join key
 	}
 	var cols []col
 	rows := -1
@@ -787,7 +841,12 @@ func (n *Node) feastIngest(src *features.Source, df *fastjson.Value) (IngestResu
 		case name == "event_timestamp" && !hasTS:
 			name = src.Timestamp
 		}
-		cols = append(cols, col{name: name, vals: arr, ts: name == src.Timestamp})
+		c := col{name: name, vals: arr, ts: name == src.Timestamp}
+		if i, ok := sp.ColIndex[name]; ok && !c.ts {
+			c.typ, c.key = src.Columns[i].Type, sp.IsKey[i]
+			c.nanOK = !c.key && (c.typ == features.Float || c.typ == features.Int)
+		}
+		cols = append(cols, c)
 	})
 	if ferr != nil {
 		return IngestResult{}, ferr
@@ -795,7 +854,8 @@ func (n *Node) feastIngest(src *features.Source, df *fastjson.Value) (IngestResu
 	if rows > n.cfg.Limits.MaxRecords {
 		return IngestResult{}, feastFault(400, "FeastError", "df has %d rows, more than limits.max_records (%d); split it", rows, n.cfg.Limits.MaxRecords)
 	}
-	var b []byte
+	var b, num []byte
+	nans := 0
 	for r := 0; r < rows; r++ {
 		b = append(b, '{')
 		for i, c := range cols {
@@ -805,9 +865,32 @@ func (n *Node) feastIngest(src *features.Source, df *fastjson.Value) (IngestResu
 			b = tabular.AppendJSONString(b, c.name)
 			b = append(b, ':')
 			v := c.vals[r]
-			if s, err := v.StringBytes(); err == nil && c.ts {
-				b = tabular.AppendJSONString(b, utcTimestamp(string(s)))
-				continue
+			switch v.Type() {
+			case fastjson.TypeString:
+				if c.ts {
+					s, _ := v.StringBytes()
+					b = tabular.AppendJSONString(b, utcTimestamp(string(s)))
+					continue
+				}
+			case fastjson.TypeNumber:
+				if c.typ == 0 && !c.ts {
+					break // a column the source lacks: the ingest refuses it
+				}
+				text, ok := jsonNumber(v, &num)
+				if !ok && string(text) == "NaN" {
+					if !c.nanOK {
+						return IngestResult{}, feastNaN(src.Name, c.name, r, c.ts, c.key, c.typ)
+					}
+					b = append(b, "null"...)
+					nans++
+					continue
+				}
+				if ok && c.typ == features.Int && !c.key {
+					if x, whole := wholeFloat(text); whole {
+						b = strconv.AppendInt(b, x, 10)
+						continue
+					}
+				}
 			}
 			b = v.MarshalTo(b)
 		}
@@ -820,7 +903,36 @@ func (n *Node) feastIngest(src *features.Source, df *fastjson.Value) (IngestResu
 		}
 		return res, feastFault(503, "FeastError", "NOT_DURABLE: %v", err)
 	}
+	n.metrics.feastNaN.Add(nans)
 	return res, nil
+}
+
+// feastNaN refuses a NaN in row r of a df column that cannot be missing or
+// is not a number, in the ingest's words (INVALID_RECORDS, source[row]).
+func feastNaN(source, name string, r int, ts, key bool, typ features.Type) *FeastError {
+	why := fmt.Sprintf("a missing value only in a float or int column, and %s is a %s column: send null for a missing value", name, typ)
+	switch {
+	case ts:
+		why = "not a timestamp: every row needs its event timestamp"
+	case key:
+		why = fmt.Sprintf("not a key: %s is a join key, which every row needs", name)
+	}
+	return feastFault(400, "FeastError", "INVALID_RECORDS: nothing was ingested; %s[%d]: %s: NaN (pandas' missing value) is %s", source, r, name, why)
+}
+
+// wholeFloat reads text, an RFC 8259 number with a fraction or an exponent
+// (1.0, 2e3: pandas' int column holding a missing value), as the integer it
+// is, within the range a float64 holds every integer of. An integer literal
+// or a number with a fraction is false: the ingest reads or refuses it.
+func wholeFloat(text []byte) (int64, bool) {
+	if !bytes.ContainsAny(text, ".eE") {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(text), 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
 }
 
 // utcTimestamp makes the ISO time pandas writes ("2026-11-27 02:25:21.5",

@@ -326,6 +326,7 @@ func FuzzFeastPush(f *testing.F) {
 	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u"],"merchant":["m"],"country":["FR"],"amt":[1],"timestamp":["2026-11-24 23:59:00"]}}`))
 	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u"],"event_timestamp":[1795564799000],"created":[null]},"to":"online_and_offline"}`))
 	f.Add([]byte(`{"push_source_name":"x","df":[]}`))
+	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u","u"],"merchant":["m","m"],"country":["FR","FR"],"amt":[NaN,1],"is_fraud":[1.0,NaN],"category":[NaN,"a"],"timestamp":["2026-11-24 23:59:00",NaN]}}`))
 	f.Add([]byte("{\"push_source_name\":\"transactions\",\"df\":{\"user_id\":[\"u\xc3\"],\"event_timestamp\":[1795564799000],\"created\":[NaN]},\"extra\":01}"))
 	f.Add([]byte(`{"push_source_name":"transactions","df":{"user_id":["u\udc00"],"event_timestamp":[1795564799000],"created":[null]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -367,9 +368,8 @@ func TestFeastLookupAllocs(t *testing.T) {
 // Feast's writes (/push, /write-to-online-store) refuse, with Feast's 422
 // naming where, a number RFC 8259 does not write in a member they do not
 // read (a top-level option, the df's dropped "created" column), as
-// lookups do; they took it and ingested the rows. NaN, which the Python
-// SDK's json writes for a missing float (pandas' NaN), is still taken
-// there.
+// lookups do; they took it and ingested the rows. NaN, which Python's json
+// writes for pandas' missing value, is still taken there.
 func TestFeastWritesRefuseInvalidNumbersTheyDoNotRead(t *testing.T) {
 	n, _ := newTestNode(t, DefaultConfig())
 	row := func(user string) string {
@@ -421,5 +421,93 @@ func TestFeastWritesRefuseInvalidNumbersTheyDoNotRead(t *testing.T) {
 				t.Errorf("%s %s: %v", name, body, ferr)
 			}
 		}
+	}
+}
+
+// pandas marks a missing float (and a missing value in an int column,
+// which pandas makes float) NaN, which the Python SDK's json writes as the
+// literal NaN; Feast stores it as a null value (feast/type_map.py:
+// pd.isnull(value) -> an empty ValueProto) and answers null for it. tally's
+// Feast writes take a NaN in a float or integer column as a missing value,
+// as null, which every aggregation ignores, and count them in
+// tally_feast_nan_values_total. A NaN anywhere else (a string, a join key,
+// the timestamp) is still refused naming the column and row, Infinity is
+// still a JSON decode error, and tally's own ingest still refuses NaN.
+func TestFeastWritesTakeNaNAsMissing(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	base := serve(t, n)
+	stats := func(user string) []any {
+		t.Helper()
+		status, body := do(t, "POST", base+"/get-online-features", "", "application/json",
+			`{"features":["user_transaction_counts:amt_count_1h","user_transaction_amounts:amt_sum_1h","user_transaction_amounts:amt_mean_1h"],"entities":{"user_id":["`+user+`"]}}`)
+		if status != 200 {
+			t.Fatalf("lookup: %d %s", status, body)
+		}
+		r := decodeFeast(t, []byte(body))
+		return []any{r.Results[1].Values[0], r.Results[2].Values[0], r.Results[3].Values[0], r.Results[3].Statuses[0]}
+	}
+	ts := time.UnixMilli(t0 - 60_000).UTC().Format("2006-01-02 15:04:05")
+	push := func(df string) string {
+		return `{"push_source_name":"transactions","to":"online","df":{` + df + `}}`
+	}
+	three := fmt.Sprintf(`"merchant":["m1","m2","m3"],"category":["a","b","c"],"country":["FR","FR","FR"],"timestamp":[%q,%q,%q]`, ts, ts, ts)
+	body := push(`"user_id":["n1","n1","n1"],"amt":[2.5,NaN,null],"lat":[1,NaN,1],"long":[2,2,NaN],"is_fraud":[0,NaN,1],` + three)
+	if status, out := do(t, "POST", base+"/push", "", "application/json", body); status != 200 {
+		t.Fatalf("push with NaN in float and int columns: %d %s", status, out)
+	}
+	if got, want := stats("n1"), []any{float64(1), 2.5, 2.5, "PRESENT"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a push with amt [2.5, NaN, null]: count, sum, mean, status %v, want %v", got, want)
+	}
+	write := fmt.Sprintf(`{"feature_view_name":"transactions_events","df":{"user_id":["n2","n2"],"merchant":["m1","m2"],"country":["FR","FR"],
+		"category":["c","d"],"amt":[NaN,4],"lat":[1,1],"long":[2,2],"is_fraud":[NaN,1.0],"event_timestamp":[%q,%q],"created":[NaN,NaN]}}`, ts, ts)
+	if status, out := do(t, "POST", base+"/write-to-online-store", "", "application/json", write); status != 200 {
+		t.Fatalf("write-to-online-store with NaN in float and int columns: %d %s", status, out)
+	}
+	if got, want := stats("n2"), []any{float64(1), float64(4), float64(4), "PRESENT"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a write with amt [NaN, 4]: count, sum, mean, status %v, want %v", got, want)
+	}
+	if got, want := stats("n3"), []any{float64(0), float64(0), nil, "NULL_VALUE"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("before any push: %v, want %v", got, want)
+	}
+	_, prom := do(t, "GET", base+"/metrics", "", "", "")
+	if !strings.Contains(prom, "tally_feast_nan_values_total 6\n") {
+		t.Errorf("/metrics does not count the 6 NaN values taken as null:\n%s", grepLines(prom, "tally_feast"))
+	}
+
+	// Refused, naming the column and row, and nothing applied.
+	before := n.AppliedIndex()
+	for _, c := range []struct {
+		df     string
+		status int
+		class  string
+		msg    string
+	}{
+		{`"user_id":["n3","n3","n3"],"amt":[1,2,3],"category":["a",NaN,"c"],"merchant":["m1","m2","m3"],"country":["FR","FR","FR"],"timestamp":[1,2,3]`,
+			400, "FeastError", "transactions[1]: category: NaN (pandas' missing value) is a missing value only in a float or int column, and category is a string column: send null"},
+		{`"user_id":["n3",NaN,"n3"],"amt":[1,2,3],` + three, 400, "FeastError", "transactions[1]: user_id: NaN (pandas' missing value) is not a key: user_id is a join key"},
+		{`"user_id":["n3","n3","n3"],"amt":[1,2,3],"merchant":["m1","m2","m3"],"country":["FR","FR","FR"],"timestamp":[1795564799000,NaN,1795564799000]`,
+			400, "FeastError", "transactions[1]: timestamp: NaN (pandas' missing value) is not a timestamp"},
+		{`"user_id":["n3","n3","n3"],"amt":[1,2,3],"is_fraud":[0.0,NaN,1.5],` + three, 400, "FeastError", "transactions[2]: is_fraud: want an integer, got 1.5"},
+		{`"user_id":["n3","n3","n3"],"amt":[1,Infinity,3],` + three, 422, "422", "JSON decode error: Infinity at offset 91: tally takes finite numbers only"},
+		{`"user_id":["n3","n3","n3"],"amt":[1,-Infinity,3],` + three, 422, "422", "JSON decode error: -Infinity at offset 91"},
+		{`"user_id":["n3","n3","n3"],"amt":[1,2,3],"category":["Infinity","a",1e],` + three[strings.Index(three, `"merchant"`):strings.Index(three, `"category"`)] + `"country":["FR","FR","FR"],"timestamp":[1,2,3]`, 422, "422", "df.category[2]: 1e"},
+	} {
+		status, out := do(t, "POST", base+"/push", "", "application/json", push(c.df))
+		if status != c.status {
+			t.Errorf("push %s: status %d, want %d: %s", c.df, status, c.status, out)
+			continue
+		}
+		class, msg := feastErr(t, out)
+		if class != c.class || !strings.Contains(msg, c.msg) {
+			t.Errorf("push %s: %s %q, want %s containing %q", c.df, class, msg, c.class, c.msg)
+		}
+	}
+	if n.AppliedIndex() != before {
+		t.Fatalf("refused pushes applied something")
+	}
+	// tally's own ingest keeps refusing NaN.
+	_, err := n.IngestNDJSON("transactions", []byte(`{"user_id":"n4","merchant":"m","country":"FR","amt":NaN,"timestamp":1795564799000}`), false)
+	if err == nil || !strings.Contains(err.Error(), "amt: want a finite number, got NaN") {
+		t.Fatalf("bulk ingest of amt NaN: %v, want refused", err)
 	}
 }

@@ -16,6 +16,7 @@ type nodeMetrics struct {
 	durations     map[string]*metrics.Histogram // route -> seconds
 	unauthorized  *metrics.Counter
 	predictErrors *metrics.Counter
+	feastNaN      *metrics.Counter // NaN values Feast's writes took as null
 }
 
 // routes whose metrics are kept; others share "other".
@@ -29,6 +30,7 @@ func newNodeMetrics(n *Node, s *metrics.Set) *nodeMetrics {
 		refusedRecs:   s.NewCounter("tally_ingest_refused_records_total"),
 		unauthorized:  s.NewCounter("tally_http_unauthorized_total"),
 		predictErrors: s.NewCounter("tally_predict_model_errors_total"),
+		feastNaN:      s.NewCounter("tally_feast_nan_values_total"),
 		requests:      map[string]*metrics.Counter{},
 		errors:        map[string]*metrics.Counter{},
 		durations:     map[string]*metrics.Histogram{},

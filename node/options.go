@@ -122,8 +122,8 @@ func jsonNumber(v *fastjson.Value, buf *[]byte) ([]byte, bool) {
 // or "" for text. fastjson keeps a number's text unread until asked (and takes
 // 01, +1, .5, 1., 1.2.3, inf and nan), so a member nothing reads, as a
 // lookup ignores those it does not know, was taken as it was. nan takes
-// NaN, as Python's json module writes a missing float (Feast's SDK sends
-// it to Feast's writes). One pass over the parsed values, with *buf as
+// NaN, as Python's json module writes a missing float (a client posting a
+// pandas DataFrame to Feast's writes sends it). One pass over the parsed values, with *buf as
 // scratch; it allocates only for its answer.
 func badNumber(v *fastjson.Value, buf *[]byte, nan bool) (where, text string) {
 	switch v.Type() {
