@@ -7,6 +7,7 @@ feature server's POST /push) are visible to the next lookup."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -153,6 +154,41 @@ def test_push_is_visible_to_the_next_lookup(server, store) -> None:  # type: ign
     r = requests.post(server.url + "/push", json=body, timeout=10)
     assert r.status_code == 400 and "amt" in r.text
     assert count() == [3, 8]
+
+
+def test_push_missing_values(server, store) -> None:  # type: ignore[no-untyped-def]
+    """pandas marks a missing float, and a missing value in an int column
+    (which pandas makes float), NaN. Feast stores it as a null value
+    (feast/type_map.py: pd.isnull -> an empty Value); tally takes it as a
+    missing value, which its aggregations ignore: through the SDK's
+    FeatureStore.push, and through /push with the frame as Python's json
+    writes it (NaN, and 0.0 in the int column)."""
+    from feast.data_source import PushMode
+
+    def stats(user: str) -> list[Any]:
+        d = store.get_online_features(features=["user_transaction_counts:amt_count_1m", "user_transaction_amounts:amt_sum_1h"],
+                                      entity_rows=[{"user_id": user}]).to_dict()
+        return [d["amt_count_1m"][0], d["amt_sum_1h"][0]]
+
+    ts = pd.Timestamp.now(tz="UTC").floor("ms") - pd.Timedelta(seconds=3)
+    sdk, http = uid("nan"), uid("nan")
+
+    def frame(user: str) -> pd.DataFrame:
+        return pd.DataFrame({"user_id": [user] * 3, "merchant": ["m1", "m2", "m3"], "country": ["FR"] * 3,
+                             "category": ["a", "b", "c"], "amt": [2.5, float("nan"), 4.0], "lat": [1.0, float("nan"), 1.0],
+                             "long": [2.0, 2.0, 2.0], "is_fraud": [0, None, 1], "timestamp": [ts] * 3})
+
+    df = frame(sdk)
+    assert df["is_fraud"].dtype == "float64"  # pandas' int column with a missing value
+    store.push("transactions", df, to=PushMode.ONLINE)
+    assert stats(sdk) == [2, 6.5]
+    body = {"push_source_name": "transactions", "to": "online",
+            "df": frame(http).assign(timestamp=ts.isoformat()).to_dict(orient="list")}
+    text = json.dumps(body)
+    assert "NaN" in text and "0.0" in text
+    r = requests.post(server.url + "/push", data=text, headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert stats(http) == [2, 6.5]
 
 
 def test_errors_are_feasts(server, store) -> None:  # type: ignore[no-untyped-def]
