@@ -129,8 +129,7 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 		if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
 			// The log's error says what is wrong; what to do is a single
 			// node's (a cluster replica's log is not repaired).
-			err = fmt.Errorf("%w\nto start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s "+
-				"(it keeps the records before the corrupt one and moves the rest aside)", err, cfg.DataDir)
+			err = fmt.Errorf("%w\n%s", err, RepairAdvice(cfg.DataDir))
 		}
 		return nil, err
 	}
@@ -143,6 +142,14 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 		go in.snapshotLoop(ctx, every, uint64(max(0, cfg.Durability.SnapshotEveryEvents)))
 	}
 	return in, nil
+}
+
+// RepairAdvice is what to do about a corrupt record in the log of the
+// single node whose data dir is dataDir (a cluster replica's log is not
+// repaired: see package cluster).
+func RepairAdvice(dataDir string) string {
+	return fmt.Sprintf("to start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s "+
+		"(it keeps the records before the corrupt one and moves the rest aside)", dataDir)
 }
 
 // checkNotClusterDir refuses a data dir that holds a cluster node's state

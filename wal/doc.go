@@ -107,7 +107,9 @@
 // sealed segment, or a segment that ends before the next one begins. Open
 // (for the last segment) and Replay and Get (for any segment they read)
 // refuse with a *CorruptionError naming the segment file and the byte
-// offset of the bad frame, and change nothing. Open does not read sealed segments; a node
+// offset of the bad frame, and change nothing. Inspect classifies the
+// last segment with the same code (as under SyncAlways) and returns the
+// same error. Open does not read sealed segments; a node
 // replays the log at startup, which does. A damaged record that is the last
 // thing in the log is indistinguishable from a torn write and is cut like
 // one.

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,6 +29,13 @@ type DirInfo struct {
 // the directory and the newest segment only, takes no lock, and is safe
 // beside the process that owns the log (the answer is then a moment's).
 // A directory without segments is an empty DirInfo, not an error.
+//
+// The newest segment is classified as Open classifies it under SyncAlways
+// (the same code): a torn tail is not counted, and corruption of
+// acknowledged records (a bad frame with complete writes after it) is
+// returned as Open's *CorruptionError, with the DirInfo counting the
+// records before it. Open under another policy cuts the log there
+// instead (see TailCut).
 func Inspect(dir string) (DirInfo, error) {
 	var di DirInfo
 	segs, err := listSegments(OS, dir)
@@ -48,13 +56,34 @@ func Inspect(dir string) (DirInfo, error) {
 	di.First = segs[0].first
 	newest := segs[len(segs)-1]
 	di.Last = newest.first - 1
-	a := &Archive{fs: OS, dir: dir}
-	err = a.replaySegment(newest, newest.first, 0, true, func(index uint64, _ []byte) error {
-		di.Last = index
-		return nil
-	})
-	if err != nil {
-		return di, fmt.Errorf("wal: read %s: %w", filepath.Join(dir, newest.name), err)
+	// Beside a running log, the end of the written data, read before a
+	// write that followed, looks like a bad frame with a later write after
+	// it. A frame once written stays, so damage is reported only when two
+	// readings in a row find it at the same place; readings that each
+	// found a later one saw the log move (a torn tail, as the last says).
+	var tc tailCheck
+	var prev *CorruptionError
+	for range 5 {
+		tc, err = checkTail(OS, dir, newest)
+		if errors.Is(err, os.ErrNotExist) && !newest.compressed {
+			// Compressed since it was listed: the .zst replaced the plain file.
+			newest.name, newest.compressed = newest.name+".zst", true
+			tc, err = checkTail(OS, dir, newest)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return di, nil // removed since it was listed (Reset)
+		}
+		if err != nil {
+			return di, fmt.Errorf("wal: read %s: %w", filepath.Join(dir, newest.name), err)
+		}
+		if tc.bad == nil || (prev != nil && *prev == *tc.bad) {
+			break
+		}
+		prev, tc.bad = tc.bad, nil
+	}
+	di.Last = tc.res.commitIdx - 1
+	if tc.bad != nil {
+		return di, tc.bad
 	}
 	return di, nil
 }

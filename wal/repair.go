@@ -44,9 +44,14 @@ func Repair(dir string, opts Options) (kept uint64, aside string, err error) {
 	return kept, "", nil
 }
 
-// findCorruption checks segment i the way Open and Replay would.
+// findCorruption checks segment i the way Open and Replay would (the
+// newest one with checkTail, as Open does under SyncAlways).
 func findCorruption(fsys FS, dir string, segs []segmentInfo, i int) (*CorruptionError, scanResult, error) {
 	s := segs[i]
+	if i == len(segs)-1 {
+		tc, err := checkTail(fsys, dir, s)
+		return tc.bad, tc.res, err
+	}
 	res, err := scanSegment(fsys, dir, s)
 	var bad *CorruptionError
 	if errors.As(err, &bad) {
@@ -55,37 +60,15 @@ func findCorruption(fsys FS, dir string, segs []segmentInfo, i int) (*Corruption
 	if err != nil {
 		return nil, res, err
 	}
-	last := i == len(segs)-1
-	if !last {
-		if errors.As(res.err, &bad) {
-			return bad, res, nil
-		}
-		if res.next != segs[i+1].first {
-			return &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next,
-				Reason: fmt.Sprintf("segment ends before index %d, where the next one begins", segs[i+1].first)}, res, nil
-		}
-		res.commitEnd, res.commitIdx = res.end, res.next // sealed: all committed
-		return nil, res, nil
+	if errors.As(res.err, &bad) {
+		return bad, res, nil
 	}
-	if s.compressed {
-		if errors.As(res.err, &bad) {
-			return bad, res, nil
-		}
-		return nil, res, nil
+	if res.next != segs[i+1].first {
+		return &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next,
+			Reason: fmt.Sprintf("segment ends before index %d, where the next one begins", segs[i+1].first)}, res, nil
 	}
-	f, err := fsys.OpenFile(filepath.Join(dir, s.name), os.O_RDONLY, 0)
-	if err != nil {
-		return nil, res, err
-	}
-	defer f.Close()
-	later, err := laterWrite(f, res.end, res.next)
-	if err != nil || !later {
-		return nil, res, err // clean, or a torn tail
-	}
-	if !errors.As(res.err, &bad) {
-		bad = &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next, Reason: "zeroed frame followed by later writes"}
-	}
-	return bad, res, nil
+	res.commitEnd, res.commitIdx = res.end, res.next // sealed: all committed
+	return nil, res, nil
 }
 
 // setAside keeps a copy of segment i, cuts it before the bad frame, and

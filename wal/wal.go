@@ -232,6 +232,67 @@ func (l *Log) initMetrics() {
 	})
 }
 
+// tailCheck is what the newest segment's bytes say, read by the rules of
+// the package doc ("Torn writes", "Corruption"). Open, Repair and Inspect
+// all classify the newest segment with checkTail, so they never disagree.
+type tailCheck struct {
+	res scanResult
+	// fresh: the segment's header never reached the disk and the file
+	// holds only zeros (a crash while it was created); Open creates it again.
+	fresh bool
+	// bad is a bad frame that is not a torn tail: corruption of
+	// acknowledged records. When later is set, what proves it is a
+	// complete write after the bad frame, which only SyncAlways makes
+	// proof (Open cuts there under the other policies: TailCut).
+	bad   *CorruptionError
+	later bool
+}
+
+// checkTail classifies segment s as the newest of its log. It only reads.
+// An error is an OS error (the segment could not be read), never a
+// *CorruptionError: corruption is in tailCheck.bad.
+func checkTail(fsys FS, dir string, s segmentInfo) (tailCheck, error) {
+	res, err := scanSegment(fsys, dir, s)
+	var bad *CorruptionError
+	if errors.As(err, &bad) { // a bad segment header
+		none := scanResult{end: headerSize, next: s.first, commitEnd: headerSize, commitIdx: s.first, err: errEnd}
+		if bad.Offset == 0 && !s.compressed {
+			empty, zerr := zeroAfter(fsys, filepath.Join(dir, s.name), 0)
+			if zerr != nil {
+				return tailCheck{}, fmt.Errorf("wal: scan %s: %w", s.name, zerr)
+			}
+			if empty {
+				return tailCheck{res: none, fresh: true}, nil
+			}
+		}
+		return tailCheck{res: none, bad: bad}, nil
+	}
+	if err != nil {
+		return tailCheck{}, err
+	}
+	tc := tailCheck{res: res}
+	if s.compressed { // sealed: it cannot be torn
+		errors.As(res.err, &tc.bad)
+		return tc, nil
+	}
+	f, err := fsys.OpenFile(filepath.Join(dir, s.name), os.O_RDONLY, 0)
+	if err != nil {
+		return tailCheck{}, fmt.Errorf("wal: open %s: %w", s.name, err)
+	}
+	defer f.Close()
+	later, err := laterWrite(f, res.end, res.next)
+	if err != nil {
+		return tailCheck{}, fmt.Errorf("wal: scan %s: %w", s.name, err)
+	}
+	if later {
+		tc.later = true
+		if !errors.As(res.err, &tc.bad) {
+			tc.bad = &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next, Reason: "zeroed frame followed by later writes"}
+		}
+	}
+	return tc, nil
+}
+
 // recoverTail scans the last segment, truncates a torn tail, and opens it
 // for appending (or starts a new segment after a compressed one).
 func (l *Log) recoverTail(segs []segmentInfo) error {
@@ -240,23 +301,22 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 	}
 	last := segs[len(segs)-1]
 	l.segs = segs[:len(segs)-1]
-	res, err := scanSegment(l.fs, l.dir, last)
-	var bad *CorruptionError
-	if errors.As(err, &bad) && bad.Offset == 0 && !last.compressed {
-		// A header that never reached the disk: the crash came while the
-		// segment was being created, before any record could be written.
-		empty, zerr := zeroAfter(l.fs, filepath.Join(l.dir, last.name), 0)
-		if zerr != nil {
-			return fmt.Errorf("wal: scan %s: %w", last.name, zerr)
-		}
-		if !empty {
-			return err
-		}
-		return l.newSegment(last.first)
-	}
+	tc, err := checkTail(l.fs, l.dir, last)
 	if err != nil {
 		return err
 	}
+	if tc.fresh {
+		return l.newSegment(last.first)
+	}
+	// Only under SyncAlways does a later complete write prove the bad frame
+	// was acknowledged (see laterWrite); under the other policies a power
+	// loss keeps unsynced pages in any order, and the tail after the first
+	// bad frame is a torn one: it is cut, but a copy of the segment is kept
+	// aside first (TailCut), in case the bad frame was real corruption.
+	if tc.bad != nil && !(tc.later && l.opts.Sync != SyncAlways) {
+		return tc.bad
+	}
+	res := tc.res
 	l.segs = segs
 	if last.compressed {
 		if res.err != errEnd || res.commitEnd != res.end {
@@ -264,21 +324,7 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 		}
 		return l.newSegment(res.next)
 	}
-	f, err := l.fs.OpenFile(filepath.Join(l.dir, last.name), os.O_RDWR, 0o644)
-	if err != nil {
-		return fmt.Errorf("wal: open %s: %w", last.name, err)
-	}
-	// Only under SyncAlways does a later complete write prove the bad frame
-	// was acknowledged (see laterWrite); under the other policies a power
-	// loss keeps unsynced pages in any order, and the tail after the first
-	// bad frame is a torn one: it is cut, but a copy of the segment is kept
-	// aside first (TailCut), in case the bad frame was real corruption.
-	later, err := laterWrite(f, res.end, res.next)
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("wal: scan %s: %w", last.name, err)
-	}
-	if later && l.opts.Sync != SyncAlways {
+	if tc.bad != nil {
 		aside := filepath.Join(l.dir, fmt.Sprintf("corrupt-%d", time.Now().UnixNano()))
 		err := l.fs.MkdirAll(aside, 0o755)
 		if err == nil {
@@ -291,18 +337,13 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 			err = l.syncDir()
 		}
 		if err != nil {
-			f.Close()
 			return fmt.Errorf("wal: keep a copy of %s before cutting its unreadable tail: %w", last.name, err)
 		}
 		l.tailCut = TailCut{Segment: last.name, Index: res.commitIdx, Aside: aside}
-		later = false
 	}
-	if later {
-		f.Close()
-		if errors.As(res.err, &bad) {
-			return bad
-		}
-		return &CorruptionError{Segment: last.name, Offset: res.end, Index: res.next, Reason: "zeroed frame followed by later writes"}
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, last.name), os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("wal: open %s: %w", last.name, err)
 	}
 	torn := res.err != errEnd || res.commitEnd != res.end
 	if !torn {

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tally-ml/tally/cluster"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/wal"
 )
 
@@ -34,6 +35,9 @@ type inspectReport struct {
 type singleLayout struct {
 	WAL       wal.DirInfo    `json:"wal"`
 	Snapshots []snapshotFile `json:"snapshots"`
+	// Error is the log's corruption, as the node's start would report it,
+	// with what to do.
+	Error string `json:"error,omitempty"`
 }
 
 type groupLayout struct {
@@ -62,7 +66,12 @@ node's metadata and data groups (each group's log range, the first entry Raft
 still reads, its term, its snapshots and size). It takes no lock and writes
 nothing, so it also runs beside a running node (the answer is then a moment's).
 
-Exit 0: described. Exit 1: no tally data there, or it could not be read.
+A single node's newest log segment is read as the node's start reads it: a
+record damaged after it was acknowledged (a bad record with later writes after
+it) is reported with its segment, byte offset and what to do.
+
+Exit 0: described. Exit 1: no tally data there, it could not be read, or a log
+is corrupt.
 Exit 2: bad flags.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -74,11 +83,15 @@ Exit 2: bad flags.`,
 			if *asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
 				if err := enc.Encode(rep); err != nil {
 					return err
 				}
 			} else {
 				printInspect(out, rep)
+			}
+			if rep.Single != nil && rep.Single.Error != "" {
+				return fmt.Errorf("the log in %s is corrupt (see above)", filepath.Join(dataDir, "wal"))
 			}
 			for _, g := range rep.Groups {
 				if g.Error != "" {
@@ -99,10 +112,17 @@ func inspectDataDir(dataDir string) (*inspectReport, error) {
 	rep := &inspectReport{DataDir: dataDir}
 	if _, err := os.Stat(filepath.Join(dataDir, "wal")); err == nil {
 		w, err := wal.Inspect(filepath.Join(dataDir, "wal"))
-		if err != nil {
+		var ce *wal.CorruptionError
+		if err != nil && !errors.As(err, &ce) {
 			return nil, err
 		}
 		rep.Single = &singleLayout{WAL: w, Snapshots: singleSnapshots(filepath.Join(dataDir, "snapshots"))}
+		if ce != nil {
+			rep.Single.Error = fmt.Sprintf("%v; the records from index %d on were acknowledged and are not counted above. "+
+				"Under durability.fsync: always (the default) tally refuses to start on this log "+
+				"(under interval or never it cuts the log there, keeping a copy of the segment in wal/corrupt-<time>/).\n%s",
+				ce, ce.Index, store.RepairAdvice(dataDir))
+		}
 	}
 	ents, err := os.ReadDir(filepath.Join(dataDir, "cluster"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -205,6 +225,9 @@ func printInspect(out io.Writer, rep *inspectReport) {
 		}
 		if len(s.Snapshots) == 0 {
 			fmt.Fprintln(w, "  no snapshots")
+		}
+		if s.Error != "" {
+			fmt.Fprintf(w, "  CORRUPT: %s\n", strings.ReplaceAll(s.Error, "\n", "\n  "))
 		}
 	}
 	if len(rep.Groups) > 0 {
