@@ -115,6 +115,11 @@ var (
 	ErrUnsupportedMediaType = &Error{Code: "UNSUPPORTED_MEDIA_TYPE"}
 	// ErrExportBusy: a historical-features join is already running (429).
 	ErrExportBusy = &Error{Code: "EXPORT_BUSY"}
+	// ErrTooManyConnections: this client address holds the node's
+	// limits.max_conns_per_ip connections (429); the connection was closed
+	// unread. Reuse connections, or raise the limit. (A node at
+	// limits.max_conns answers 503 UNAVAILABLE.)
+	ErrTooManyConnections = &Error{Code: "TOO_MANY_CONNECTIONS"}
 	// ErrArchiveIncomplete: retention removed the archive's start; ask with
 	// AllowPartial to accept that (409).
 	ErrArchiveIncomplete = &Error{Code: "ARCHIVE_INCOMPLETE"}

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"reflect"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,39 +95,90 @@ type connTimeouts struct{ read, write, idle time.Duration }
 type sweepListener struct {
 	net.Listener
 	timeouts connTimeouts
-	timed    bool         // timeouts has one
+	timed    bool // timeouts has one
+	limits   connLimits
 	clock    atomic.Int64 // Unix nanoseconds at the sweeper's last tick
 	mu       sync.Mutex
 	conns    map[*sweptConn]struct{}
-	ended    bool          // the sweeper is done: Accept hands out no more
-	stop     chan struct{} // closed by Close; the sweeper runs on until the last connection closes
-	swept    chan struct{} // closed when the sweeper returns
+	perIP    map[netip.Addr]int // connections by client address, when limits.perIP is set
+	ended    bool               // the sweeper is done: Accept hands out no more
+	stop     chan struct{}      // closed by Close; the sweeper runs on until the last connection closes
+	swept    chan struct{}      // closed when the sweeper returns
 	once     sync.Once
 }
 
+// connLimits are limits.max_conns and limits.max_conns_per_ip (0: none).
+// A sweepListener keeps them, not fasthttp (Server.Concurrency,
+// MaxConnsPerIP): fasthttp answers the connections it refuses in
+// text/plain, from its accept loop, with no hook to answer otherwise, and
+// every other error of the API is its JSON error.
+type connLimits struct{ total, perIP int }
+
 // newSweepListener wraps ln and starts its sweeper, which Close stops.
-func newSweepListener(ln net.Listener, to connTimeouts) *sweepListener {
-	l := &sweepListener{Listener: ln, timeouts: to, timed: to != connTimeouts{}, conns: map[*sweptConn]struct{}{}, stop: make(chan struct{}), swept: make(chan struct{})}
+func newSweepListener(ln net.Listener, to connTimeouts, lim connLimits) *sweepListener {
+	l := &sweepListener{Listener: ln, timeouts: to, timed: to != connTimeouts{}, limits: lim, conns: map[*sweptConn]struct{}{}, perIP: map[netip.Addr]int{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	l.clock.Store(time.Now().UnixNano())
 	go l.sweep()
 	return l
 }
 
+// Accept returns the next connection within the limits. One beyond them is
+// answered, as fasthttp would, 429 (its address holds limits.perIP) or 503
+// (the listener holds limits.total; an address's limit is checked first),
+// with Connection: close, and closed at once.
 func (l *sweepListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	sc := &sweptConn{Conn: c, l: l, phase: phaseRequest}
-	sc.arm(reading, l.after(l.timeouts.read))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ended { // accepted as the listener closed, after its last connection
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		sc := &sweptConn{Conn: c, l: l, phase: phaseRequest}
+		if l.limits.perIP > 0 {
+			if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+				sc.ip = a.AddrPort().Addr().Unmap()
+			}
+		}
+		sc.arm(reading, l.after(l.timeouts.read))
+		l.mu.Lock()
+		if l.ended { // accepted as the listener closed, after its last connection
+			l.mu.Unlock()
+			c.Close()
+			return nil, net.ErrClosed
+		}
+		var refused *APIError
+		switch {
+		case sc.ip.IsValid() && l.perIP[sc.ip] >= l.limits.perIP:
+			refused = &APIError{Status: 429, Code: "TOO_MANY_CONNECTIONS", Message: fmt.Sprintf(
+				"this client address holds limits.max_conns_per_ip (%d) connections to the node: reuse them (keep-alive), or raise the limit", l.limits.perIP)}
+		case l.limits.total > 0 && len(l.conns) >= l.limits.total:
+			refused = &APIError{Status: 503, Code: "UNAVAILABLE", Message: fmt.Sprintf(
+				"the node holds limits.max_conns (%d) connections: try again shortly, or raise the limit (and the open-file limit)", l.limits.total)}
+		default:
+			l.conns[sc] = struct{}{}
+			if sc.ip.IsValid() {
+				l.perIP[sc.ip]++
+			}
+		}
+		l.mu.Unlock()
+		if refused == nil {
+			return sc, nil
+		}
+		// The answer fits a new connection's empty send buffer: the write
+		// does not block the accept loop.
+		c.Write(l.refusal(refused))
 		c.Close()
-		return nil, net.ErrClosed
 	}
-	l.conns[sc] = struct{}{}
-	return sc, nil
+}
+
+// refusal is the HTTP answer of a connection refused with e: the API's
+// JSON error, Retry-After: 1, Connection: close.
+func (l *sweepListener) refusal(e *APIError) []byte {
+	body := errorBody(e)
+	b := make([]byte, 0, 256+len(body))
+	b = fmt.Appendf(b, "HTTP/1.1 %d %s\r\nServer: tally\r\nDate: ", e.Status, fasthttp.StatusMessage(e.Status))
+	b = time.Unix(0, l.clock.Load()).UTC().AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 GMT")
+	b = fmt.Appendf(b, "\r\nContent-Type: application/json\r\nContent-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n", len(body))
+	return append(b, body...)
 }
 
 // after returns the deadline d from now by the sweeper's clock, 0 for d 0.
@@ -195,6 +247,7 @@ type sweptConn struct {
 	// (an oversized body), so Close reads the rest first (drainOnClose).
 	// Set and read by fasthttp's goroutine for the connection.
 	drain bool
+	ip    netip.Addr // the client's address, counted in l.perIP; zero when not counted
 }
 
 // The directions of a sweptConn's deadlines.
@@ -321,7 +374,14 @@ func (c *sweptConn) expire(now int64) {
 
 func (c *sweptConn) Close() error {
 	c.l.mu.Lock()
-	delete(c.l.conns, c)
+	if _, ok := c.l.conns[c]; ok {
+		delete(c.l.conns, c)
+		if c.ip.IsValid() {
+			if c.l.perIP[c.ip]--; c.l.perIP[c.ip] == 0 {
+				delete(c.l.perIP, c.ip)
+			}
+		}
+	}
 	c.l.mu.Unlock()
 	if c.drain {
 		c.discardInput()
@@ -340,30 +400,12 @@ const drainTimeout = time.Second
 // the connection: closing a socket with unread input resets it, and the
 // reset can reach the client before the client has read the answer, which
 // it then never sees (Go's client reports "connection reset by peer",
-// which a client retries as a transient failure).
-//
-// fasthttp hands the handler its per-address wrapper of the connection
-// (limits.max_conns_per_ip), an unexported type holding ours in its
-// embedded field Conn: drainOnClose looks through such wrappers.
+// which a client retries as a transient failure). fasthttp hands the
+// handler the listener's connection itself: it keeps no per-address
+// limit, which would wrap it (connLimits).
 func drainOnClose(conn net.Conn) {
-	for range 4 {
-		if c, ok := conn.(*sweptConn); ok {
-			c.drain = true
-			return
-		}
-		v := reflect.ValueOf(conn)
-		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-			return
-		}
-		f := v.Elem().FieldByName("Conn")
-		if !f.IsValid() || !f.CanInterface() {
-			return
-		}
-		inner, ok := f.Interface().(net.Conn)
-		if !ok || inner == nil {
-			return
-		}
-		conn = inner
+	if c, ok := conn.(*sweptConn); ok {
+		c.drain = true
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -265,6 +266,72 @@ func TestServerBoundsConnections(t *testing.T) {
 		t.Fatalf("20 more connections at 51 of max_conns 60: %d held, refused %v; want 9 held, 11 refused with 503", len(held), refused)
 	}
 	check("at max_conns, on a connection opened before")
+}
+
+// TestConnLimitAnswersAreJSON: a connection over limits.max_conns_per_ip
+// (429) or limits.max_conns (503) is answered with the status it always
+// had, in the API's JSON error shape with a code, Retry-After and
+// Connection: close, and closed. fasthttp, which used to refuse them,
+// answers text/plain.
+func TestConnLimitAnswersAreJSON(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits.MaxConns, cfg.Limits.MaxConnsPerIP = 4, 2
+	cfg.Limits.ReadTimeout = time.Minute // held connections stay held for the test
+	n, _ := newTestNode(t, cfg)
+	addr := strings.TrimPrefix(serve(t, n), "http://")
+	// dial opens a connection from local and reads its answer: nil when
+	// the server holds it (says nothing for half a second).
+	dial := func(local string) (*http.Response, []byte) {
+		t.Helper()
+		c, err := dialFrom(local, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return nil, nil
+		}
+		if err != nil {
+			t.Fatalf("connection from %s: %v", local, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("connection from %s: body: %v", local, err)
+		}
+		return resp, body
+	}
+	for _, tc := range []struct {
+		hold   string // the address of 2 connections held first
+		local  string // the address of the one refused
+		status int
+		code   string
+		limit  string
+	}{
+		{"127.0.0.1", "127.0.0.1", 429, "TOO_MANY_CONNECTIONS", "limits.max_conns_per_ip"},
+		{"127.0.0.2", "127.0.0.3", 503, "UNAVAILABLE", "limits.max_conns"}, // 4 held
+	} {
+		for range 2 {
+			if resp, body := dial(tc.hold); resp != nil {
+				t.Fatalf("connection from %s refused: %d %s", tc.hold, resp.StatusCode, body)
+			}
+		}
+		resp, body := dial(tc.local)
+		if resp == nil {
+			t.Fatalf("connection from %s held, want refused with %d", tc.local, tc.status)
+		}
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != tc.code || !strings.Contains(e.Error.Message, tc.limit) {
+			t.Errorf("refused from %s: %d %q (%v), want %d with the JSON error %s naming %s", tc.local, resp.StatusCode, body, err, tc.status, tc.code, tc.limit)
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" ||
+			!resp.Close || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("refused from %s: %d, headers %v (close %v), want %d, application/json, Connection: close, Retry-After", tc.local, resp.StatusCode, resp.Header, resp.Close, tc.status)
+		}
+	}
 }
 
 // TestConnLimitFollowsOpenFileLimit: by default the node takes half the

@@ -70,10 +70,11 @@ func NewServer(n *Node) *Server {
 		Name:    "tally",
 		// The timeouts are the connections' own (sweepListener), not
 		// fasthttp's: ReadTimeout, WriteTimeout and IdleTimeout stay 0.
+		// So are limits.max_conns and max_conns_per_ip (connLimits):
+		// Concurrency stays at fasthttp's default, 262,144 connections,
+		// and MaxConnsPerIP at 0.
 		MaxRequestBodySize:    l.MaxBodyBytes,
 		ReadBufferSize:        l.MaxHeaderBytes,
-		Concurrency:           n.maxConns,
-		MaxConnsPerIP:         l.MaxConnsPerIP,
 		MaxRequestsPerConn:    l.MaxRequestsConn,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
@@ -134,7 +135,8 @@ func connErrorClass(err error) (status int, code string) {
 // by themselves, to within deadlineTick (sweepListener).
 func (s *Server) Serve(ln net.Listener) error {
 	l := s.n.cfg.Limits
-	return s.srv.Serve(newSweepListener(retryListener{ln}, connTimeouts{read: l.ReadTimeout, write: l.WriteTimeout, idle: l.IdleTimeout}))
+	return s.srv.Serve(newSweepListener(retryListener{ln}, connTimeouts{read: l.ReadTimeout, write: l.WriteTimeout, idle: l.IdleTimeout},
+		connLimits{total: s.n.maxConns, perIP: l.MaxConnsPerIP}))
 }
 
 // Shutdown stops accepting, lets in-flight requests finish, and closes idle
@@ -512,7 +514,18 @@ func (s *Server) listServices(ctx *fasthttp.RequestCtx) {
 }
 
 func writeError(ctx *fasthttp.RequestCtx, e *APIError) {
-	writeJSON(ctx, e.Status, map[string]any{"error": map[string]any{"code": e.Code, "message": e.Message}})
+	writeJSON(ctx, e.Status, errorJSON(e))
+}
+
+// errorJSON is e as the API's JSON error body.
+func errorJSON(e *APIError) any {
+	return map[string]any{"error": map[string]any{"code": e.Code, "message": e.Message}}
+}
+
+// errorBody is e's JSON error body, encoded.
+func errorBody(e *APIError) []byte {
+	b, _ := json.Marshal(errorJSON(e))
+	return b
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

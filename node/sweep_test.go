@@ -20,7 +20,7 @@ func sweptPair(t *testing.T, to connTimeouts) (*sweepListener, net.Conn, net.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newSweepListener(ln, to)
+	l := newSweepListener(ln, to, connLimits{})
 	t.Cleanup(func() { l.Close() })
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {

@@ -137,8 +137,9 @@ class UnsupportedMediaTypeError(TallyError):
 class TooManyRequestsError(TallyError):
     """429: the node refuses this now, not the request itself:
     ``EXPORT_BUSY`` (a historical-features join is already running; one runs
-    at a time) or too many connections from this address
-    (``limits.max_conns_per_ip``). Nothing was applied; send it again later."""
+    at a time) or ``TOO_MANY_CONNECTIONS`` (this address holds
+    ``limits.max_conns_per_ip`` connections). Nothing was applied; send it
+    again later."""
 
 
 class ServerError(TallyError):

@@ -375,7 +375,7 @@ def test_connections_over_the_per_address_limit(tally_binary: Path, tmp_path: Pa
         with tally.Client(s.url, timeout=10) as c:
             with pytest.raises(tally.TooManyRequestsError) as e:
                 c.get_online_features(SVC, keys("u"), CTX)
-            assert e.value.status == 429
+            assert e.value.status == 429 and e.value.code == "TOO_MANY_CONNECTIONS"
     finally:
         held.close()
         s.stop()
