@@ -237,7 +237,7 @@ func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, erro
 			dst = append(dst, ',')
 		}
 		n++
-		dst = strconv.AppendQuote(dst, e.names[i])
+		dst = tabular.AppendJSONString(dst, e.names[i])
 		dst = append(dst, ':')
 		field := e.fields[i]
 		switch e.types[i] {
@@ -245,12 +245,12 @@ func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, erro
 			text := strings.TrimSpace(v.Str)
 			switch {
 			case field == features.String:
-				dst = strconv.AppendQuote(dst, v.Str)
+				dst = tabular.AppendJSONString(dst, v.Str)
 			case field == 0: // a timestamp: epoch milliseconds, or RFC 3339 text
 				if _, err := strconv.ParseInt(text, 10, 64); err == nil {
 					dst = append(dst, text...)
 				} else {
-					dst = strconv.AppendQuote(dst, text)
+					dst = tabular.AppendJSONString(dst, text)
 				}
 			case field == features.Bool && (text == "true" || text == "false"):
 				dst = append(dst, text...)
@@ -268,7 +268,7 @@ func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, erro
 		case tabular.Int64, tabular.Timestamp:
 			switch field {
 			case features.String:
-				dst = strconv.AppendQuote(dst, strconv.FormatInt(v.Int, 10))
+				dst = tabular.AppendJSONString(dst, strconv.FormatInt(v.Int, 10))
 			case features.Bool:
 				dst = strconv.AppendBool(dst, v.Int != 0)
 			default:
@@ -284,9 +284,9 @@ func (e *eventEncoder) appendJSON(dst []byte, row []tabular.Value) ([]byte, erro
 				// An integral number (a numeric id in a float column) as
 				// its integer text, the key a live ingest of the number
 				// and a lookup use: 'g' would write 1234567 as 1.234567e+06.
-				dst = strconv.AppendQuote(dst, strconv.FormatFloat(v.Num, 'f', -1, 64))
+				dst = tabular.AppendJSONString(dst, strconv.FormatFloat(v.Num, 'f', -1, 64))
 			case field == features.String:
-				dst = strconv.AppendQuote(dst, strconv.FormatFloat(v.Num, 'g', -1, 64))
+				dst = tabular.AppendJSONString(dst, strconv.FormatFloat(v.Num, 'g', -1, 64))
 			case field == features.Bool:
 				dst = strconv.AppendBool(dst, v.Num != 0)
 			default:

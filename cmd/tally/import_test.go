@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"github.com/valyala/fastjson"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -69,5 +71,39 @@ func TestImportRefusesInvalidUTF8(t *testing.T) {
 	}
 	if n := sent.Load(); n != 0 {
 		t.Fatalf("the import sent %d requests, want none", n)
+	}
+}
+
+// TestImportWritesJSONEscapes: strings are sent in JSON's escapes, so that
+// valid UTF-8 a Go escape would write otherwise reaches the node as it is:
+// strconv.AppendQuote wrote a control character as "\a" and a character
+// it deems unprintable past U+FFFF as "\U000e0001", neither of them JSON
+// (the node refused the whole chunk as an invalid escape).
+func TestImportWritesJSONEscapes(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := repo.Sources[0]
+	cols := []tabular.Column{{Name: "user_id", Type: tabular.String}, {Name: "merchant", Type: tabular.String}, {Name: "amt", Type: tabular.Float64}, {Name: "timestamp", Type: tabular.Int64}}
+	enc, err := newEventEncoder(src, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"m\a1", "tag\U000e0001", "quote\"back\\slash\ttab", "é😀"} {
+		out, err := enc.appendJSON(nil, []tabular.Value{{Str: "u1"}, {Str: s}, {Num: 10}, {Int: 1_700_000_000_000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%q was sent as %s: not JSON: %v", s, out, err)
+		}
+		if got["merchant"] != s {
+			t.Fatalf("%q was sent as %s, which reads as %q", s, out, got["merchant"])
+		}
+		if _, err := tabular.ParseJSON(new(fastjson.Parser), out); err != nil {
+			t.Fatalf("%q was sent as %s, which the node refuses: %v", s, out, err)
+		}
 	}
 }
