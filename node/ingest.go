@@ -167,7 +167,7 @@ func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 	if msg := checkNoDuplicates(root, ""); msg != "" {
 		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: msg}
 	}
-	if k := unknownMember(root, ingestMembers...); k != "" {
+	if k, ok := unknownMember(root, ingestMembers...); ok {
 		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: fmt.Sprintf("unknown member %q: an ingest body takes records, dry_run (dryRun) and workspace_name (workspaceName); nothing was ingested", k)}
 	}
 	if err := n.checkWorkspace(root); err != nil {
@@ -597,13 +597,14 @@ func parseFields(sp *store.Source, obj *fastjson.Object, ts int64, b *store.Batc
 	}
 	if obj.Len() > matched {
 		var unknown string
+		found := false // (a field may be named "")
 		obj.Visit(func(k []byte, _ *fastjson.Value) {
-			if _, ok := sp.ColIndex[string(k)]; !ok && string(k) != sp.TS && unknown == "" {
-				unknown = string(k)
+			if _, ok := sp.ColIndex[string(k)]; !ok && string(k) != sp.TS && !found {
+				unknown, found = string(k), true
 			}
 		})
 		b.Truncate(e)
-		if unknown == "" {
+		if !found {
 			return fmt.Sprintf("field %q appears twice", duplicateKey(obj))
 		}
 		return fmt.Sprintf("unknown field %q: source %s has fields %s", unknown, sp.Src.Name, columnNames(sp.Src))

@@ -802,3 +802,35 @@ func TestInvalidUTF8RefusedOverHTTP(t *testing.T) {
 		t.Fatalf("a refused request was applied (index %d)", n.AppliedIndex())
 	}
 }
+
+// TestMembersNamedEmptyRefused: a member named "" is a member like any
+// other. An ingest body's was taken for no unknown member at all (the
+// name was the "none" answer), so {"":.,"records":{}} was accepted, its
+// unread value not even JSON (FuzzIngestJSON found it); a record's field,
+// a join key and a request-context key named "" were refused, but as keys
+// "given twice".
+func TestMembersNamedEmptyRefused(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	before := n.AppliedIndex()
+	for _, c := range []struct{ body, mention string }{
+		{`{"":1,"records":{}}`, `unknown member ""`},
+		{`{"":.,"records":{}}`, `unknown member ""`},
+		{`{"records":{"transactions":[{"record":` + strings.TrimSuffix(rec(nil), "}") + `,"":1}}]}}`, `unknown field ""`},
+	} {
+		if _, err := n.IngestJSON([]byte(c.body)); err == nil || !strings.Contains(err.Error(), c.mention) {
+			t.Errorf("ingest %s: %v, want an error mentioning %q", c.body, err, c.mention)
+		}
+	}
+	if after := n.AppliedIndex(); after != before {
+		t.Fatalf("refused ingests moved the applied index %d -> %d", before, after)
+	}
+	keys := `"user_id":"u1","merchant":"m1","country":"FR"`
+	for _, c := range []struct{ body, mention string }{
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":{` + keys + `,"":"x"},"request_context_map":{"amt":1,"lat":2,"long":3}}}`, `join_key_map has unknown key ""`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":{` + keys + `},"request_context_map":{"amt":1,"lat":2,"long":3,"":4}}}`, `request_context_map has unknown key ""`},
+	} {
+		if _, aerr := n.GetFeatures(nil, []byte(c.body)); aerr == nil || aerr.Status != 400 || !strings.Contains(aerr.Message, c.mention) {
+			t.Errorf("lookup %s: %v, want 400 mentioning %q", c.body, aerr, c.mention)
+		}
+	}
+}

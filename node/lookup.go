@@ -273,12 +273,13 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 	}
 	if obj.Len() > len(p.joinKeys) {
 		var unknown string
+		found := false // (a key may be named "")
 		obj.Visit(func(k []byte, _ *fastjson.Value) {
-			if unknown == "" && !slices.Contains(p.joinKeys, string(k)) {
-				unknown = string(k)
+			if !found && !slices.Contains(p.joinKeys, string(k)) {
+				unknown, found = string(k), true
 			}
 		})
-		if unknown == "" {
+		if !found {
 			return badRequest("INVALID_REQUEST", "join_key_map: key %q appears twice", duplicateKey(obj))
 		}
 		return badRequest("UNKNOWN_JOIN_KEY", "join_key_map has unknown key %q: service %s takes %s", unknown, p.name, strings.Join(p.joinKeys, ", "))
@@ -335,18 +336,13 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 	}
 	if cobj.Len() > len(p.ctxCols) {
 		var unknown string
+		found := false // (a key may be named "")
 		cobj.Visit(func(k []byte, _ *fastjson.Value) {
-			if unknown == "" {
-				found := false
-				for _, c := range p.ctxCols {
-					found = found || c.Name == string(k)
-				}
-				if !found {
-					unknown = string(k)
-				}
+			if !found && !slices.ContainsFunc(p.ctxCols, func(c features.Column) bool { return c.Name == string(k) }) {
+				unknown, found = string(k), true
 			}
 		})
-		if unknown == "" {
+		if !found {
 			return badRequest("INVALID_REQUEST", "request_context_map: key %q appears twice", duplicateKey(cobj))
 		}
 		return badRequest("UNKNOWN_REQUEST_CONTEXT", "request_context_map has unknown key %q: service %s takes %s", unknown, p.name, ctxNames(p.ctxCols))

@@ -212,19 +212,19 @@ func QueryBool(args interface{ Peek(string) []byte }, name string) (bool, *APIEr
 // to this: Tecton's and Feast's clients send members tally has no use for.
 
 // unknownMember returns the first member of object obj whose name is not
-// in known, or "".
-func unknownMember(obj *fastjson.Value, known ...string) string {
+// in known; ok is false when there is none. (A member may be named "": the
+// name alone cannot say there is none.)
+func unknownMember(obj *fastjson.Value, known ...string) (name string, ok bool) {
 	o, err := obj.Object()
 	if err != nil {
-		return ""
+		return "", false
 	}
-	bad := ""
 	o.Visit(func(k []byte, _ *fastjson.Value) {
-		if bad == "" && !slices.Contains(known, string(k)) {
-			bad = string(k)
+		if !ok && !slices.Contains(known, string(k)) {
+			name, ok = string(k), true
 		}
 	})
-	return bad
+	return name, ok
 }
 
 // checkQuery refuses a query parameter of a write to endpoint that is not
