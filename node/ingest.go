@@ -289,7 +289,7 @@ func (n *Node) ingestLines(id, source string, body []byte, dry, backfill bool) (
 		} else {
 			l, body = body, nil
 		}
-		l = bytes.TrimSpace(l)
+		l = bytes.Trim(l, tabular.JSONSpace) // JSON's whitespace only: not \f, \v or U+00A0
 		if len(l) == 0 {
 			line++
 			continue

@@ -834,3 +834,32 @@ func TestMembersNamedEmptyRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestNDJSONLinesTakeJSONWhitespaceOnly: a line of an NDJSON body may
+// carry JSON's whitespace around its value (space, tab, carriage return),
+// nothing else: a form feed, a vertical tab or a no-break space after the
+// value makes the line no JSON text, and bytes.TrimSpace cut them, so the
+// bulk, import and table paths took such lines (FuzzIngestNDJSON found the
+// form feed).
+func TestNDJSONLinesTakeJSONWhitespaceOnly(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	before := n.AppliedIndex()
+	for _, tail := range []string{"\f", "\v", "\u00a0", "\u0085"} {
+		line := rec(nil) + tail + "\n"
+		if _, err := n.IngestNDJSON("transactions", []byte(line), false); err == nil {
+			t.Errorf("bulk ingest took a line ending in %q", tail)
+		}
+		if _, err := n.ImportNDJSON("transactions", []byte(line), false); err == nil {
+			t.Errorf("import took a line ending in %q", tail)
+		}
+		if _, aerr := n.UploadTable("user_profile", NDJSON, []byte(`{"user_id":"u1","home_lat":1}`+tail+"\n"), false); aerr == nil {
+			t.Errorf("table upload took a line ending in %q", tail)
+		}
+	}
+	if after := n.AppliedIndex(); after != before {
+		t.Fatalf("refused bodies moved the applied index %d -> %d", before, after)
+	}
+	if _, err := n.IngestNDJSON("transactions", []byte(" \t"+rec(nil)+" \r\n"), false); err != nil {
+		t.Fatalf("a line with JSON's whitespace around its value: %v", err)
+	}
+}

@@ -236,7 +236,7 @@ func parseTableNDJSON(def *features.Table, body []byte, lim *Limits) ([]store.Ta
 	for line := 1; len(body) > 0; line++ {
 		var l []byte
 		l, body, _ = bytes.Cut(body, []byte{'\n'})
-		l = bytes.TrimSpace(l)
+		l = bytes.Trim(l, tabular.JSONSpace)
 		if len(l) == 0 {
 			continue
 		}

@@ -17,6 +17,12 @@ import (
 // take all memory.
 const maxLine = 64 << 20
 
+// JSONSpace is JSON's whitespace (RFC 8259: space, tab, line feed,
+// carriage return), what an NDJSON line may carry around its value: a
+// line's other white space (form feed, vertical tab, U+00A0, which
+// bytes.TrimSpace would cut) makes it no JSON text.
+const JSONSpace = " \t\n\r"
+
 // The look-ahead: while some column has had only nulls (or only empty
 // lists), NewReader reads on, up to this many rows or bytes, to find its
 // type; those rows are kept and returned by Next.
@@ -187,7 +193,7 @@ func (r *ndjsonReader) readLine() ([]byte, error) {
 		if err != nil && err != io.EOF {
 			return nil, err
 		}
-		line = bytes.TrimSpace(line)
+		line = bytes.Trim(line, JSONSpace) // JSON's whitespace only: not \f, \v or U+00A0
 		if len(line) > 0 {
 			return line, nil
 		}
