@@ -138,9 +138,19 @@ func TestClusterOperatorViews(t *testing.T) {
 	}
 
 	t.Run("overview", func(t *testing.T) {
+		// A follower applies the ingest a moment after the leader
+		// acknowledged it (Applied 0, Lag 3 on a busy machine): the
+		// overview is read again until every replica has applied, up to
+		// 10 s, and then checked.
 		var o overview
-		if err := c.nodes[1].Client.Admin(ctx, http.MethodGet, "/api/v1/cluster/overview", nil, &o); err != nil {
-			t.Fatal(err)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			o = overview{}
+			if err := c.nodes[1].Client.Admin(ctx, http.MethodGet, "/api/v1/cluster/overview", nil, &o); err != nil {
+				t.Fatal(err)
+			}
+			if allApplied(o) || time.Now().After(deadline) {
+				break
+			}
 		}
 		if o.Node != "n1" || o.Map.Version == 0 || len(o.Nodes) != 3 || len(o.Groups) != groups {
 			t.Fatalf("overview: %+v", o)
@@ -427,4 +437,17 @@ func TestClusterPeersByName(t *testing.T) {
 			t.Fatalf("group %d has no leader", g.ID)
 		}
 	}
+}
+
+// allApplied reports whether every replica of every group in o has applied
+// an entry.
+func allApplied(o overview) bool {
+	for _, g := range o.Groups {
+		for _, r := range g.Replicas {
+			if r.Applied == 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
