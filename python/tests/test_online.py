@@ -6,6 +6,7 @@ import json
 import math
 import socket
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -370,7 +371,18 @@ def test_connections_over_the_per_address_limit(tally_binary: Path, tmp_path: Pa
     """A connection over limits.max_conns_per_ip is answered 429: a
     TooManyRequestsError."""
     s = Server(tally_binary, tmp_path, "limits: {max_conns_per_ip: 1}\ndurability: {fsync: never}\n")
-    held = socket.create_connection(("127.0.0.1", s.port))
+    # The held connection is served first (a keep-alive request answered
+    # 200), so that it is the one counted: the readiness probe's connection
+    # may not be reaped yet when it connects, and then it is the one refused.
+    deadline = time.monotonic() + 10
+    while True:
+        held = socket.create_connection(("127.0.0.1", s.port))
+        held.sendall(b"GET /healthz HTTP/1.1\r\nHost: tally\r\n\r\n")
+        if held.recv(4096).startswith(b"HTTP/1.1 200"):
+            break
+        held.close()
+        assert time.monotonic() < deadline, "no connection was served within 10 s"
+        time.sleep(0.05)
     try:
         with tally.Client(s.url, timeout=10) as c:
             with pytest.raises(tally.TooManyRequestsError) as e:
