@@ -29,8 +29,9 @@ func FuzzSpine(f *testing.F) {
 	f.Add([]byte("user_id,merchant,country,timestamp,amt,lat,long,label\nu1,m1,FR,2026-11-25T10:00:00Z,1,2,3,0\nu2,m2,US,1795564799000,,1e308,-4,1\n"))
 	f.Add([]byte("user_id,merchant,country,timestamp,amt,lat,long\nu1,m,FR,NaN,x,1,2\n"))
 	f.Add([]byte("timestamp\n1\n"))
-	f.Add([]byte("user_id,merchant,country,timestamp,amt,lat,long\nu\xc3\xa9,m1,FR,1,1,2,3\nu1,\"m\n\xff\",FR,2,1,2,3\n"))
-	f.Add([]byte("user_id,merchant,country,timestamp,amt,lat,long\nu1,m,FR,1,1_000,0x1p3,.5\nu1,m,FR,2,+Inf,NaN,007\n"))
+	f.Add([]byte("user_id,merchant,country,timestamp,amt,lat,long\nu1,m1,FR,1795564799,1,2,3\nu1,m1,FR,\" 1970-01-21T18:52:44Z\",1,2,3\n"))
+	f.Add([]byte("user_id,merchant,country,timestamp,amt,lat,long\nu\xc3\xa9,m1,FR,1795564799000,1,2,3\nu1,\"m\n\xff\",FR,1795564799001,1,2,3\n"))
+	f.Add([]byte("user_id,merchant,country,timestamp,amt,lat,long\nu1,m,FR,1795564799000,1_000,0x1p3,.5\nu1,m,FR,1795564799001,+Inf,NaN,007\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := tabular.NewReader(tabular.CSV, bytes.NewReader(body))
 		if err != nil {

@@ -126,7 +126,7 @@ func TestSpineLimits(t *testing.T) {
 	}
 
 	// Numbers in a CSV spine follow tabular.ParseNumber.
-	status, body = postSpine(t, url, "text/csv", []byte("user_id,merchant,country,timestamp,amt,lat,long\nu1,m1,FR,1,1_000,2,3\n"))
+	status, body = postSpine(t, url, "text/csv", []byte(fmt.Sprintf("user_id,merchant,country,timestamp,amt,lat,long\nu1,m1,FR,%d,1_000,2,3\n", spineStart)))
 	if status != 400 || !strings.Contains(body, "INVALID_SPINE") || !strings.Contains(body, "amt") {
 		t.Fatalf("amt 1_000: %d %s", status, body)
 	}

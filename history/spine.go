@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,7 +97,8 @@ func spineErr(format string, args ...any) error {
 
 // ReadSpine reads every row of r for the join's service: r must have the
 // timestamp column (a timestamp, epoch milliseconds, or RFC 3339 text, in
-// years 1 to 9999), the service's join keys (text or integers) and its
+// years 1 to 9999; integers before 1973-03-03 are refused as epoch seconds
+// read as milliseconds), the service's join keys (text or integers) and its
 // request-context columns (numbers; null or NaN is a missing value); other
 // columns pass through. It
 // refuses more than maxRows rows (0: no limit). Errors name the row and
@@ -218,14 +220,26 @@ var (
 	maxSpineTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli() - 1
 )
 
+// secondsCeiling bounds the integer times that are taken for epoch seconds:
+// read as milliseconds, the seconds of any date from 1970 to the year 5138
+// fall below it (before 1973-03-03T09:46:40Z), rows before every event whose
+// features are all empty, and no error would say so. Ingest hints at
+// seconds by the same bound. A time that early is given as RFC 3339 text or
+// a timestamp, which say their unit.
+const secondsCeiling = 1e11
+
 func rowTime(t tabular.Type, v *tabular.Value) (int64, error) {
 	var ms int64
+	integer := t == tabular.Int64
 	switch {
 	case v.Null:
 		return 0, fmt.Errorf("the timestamp is missing")
 	case t == tabular.String:
+		s := strings.TrimSpace(v.Str)
 		var err error
-		if ms, err = node.ParseTime(strings.TrimSpace(v.Str)); err != nil {
+		if ms, err = strconv.ParseInt(s, 10, 64); err == nil {
+			integer = true
+		} else if ms, err = node.ParseTime(s); err != nil {
 			return 0, err
 		}
 	default:
@@ -233,6 +247,10 @@ func rowTime(t tabular.Type, v *tabular.Value) (int64, error) {
 	}
 	if ms < minSpineTime || ms > maxSpineTime {
 		return 0, fmt.Errorf("%d is not epoch milliseconds of a year from 1 to 9999 (microseconds or nanoseconds?): give milliseconds, RFC 3339 text or a timestamp", ms)
+	}
+	if integer && ms > 0 && ms < secondsCeiling {
+		return 0, fmt.Errorf("%d read as epoch milliseconds is %s: epoch seconds? multiply by 1000 (a time before 1973-03-03 is given as RFC 3339 text or a timestamp)",
+			ms, time.UnixMilli(ms).UTC().Format(time.RFC3339Nano))
 	}
 	return ms, nil
 }

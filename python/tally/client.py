@@ -362,7 +362,9 @@ class Client:
             spine: one row per example, with the service's join keys, the
                 timestamp column and the request-context columns. Timestamps may
                 be datetime64 (naive = UTC), tz-aware, epoch-millisecond integers
-                or RFC 3339 text.
+                or RFC 3339 text. Times before 1973-03-03 are refused: the client
+                sends epoch milliseconds, and the node takes integers that small
+                for epoch seconds (multiply those by 1000).
             timestamp_key: the spine's timestamp column.
             timeout: seconds to wait for the answer: the node replays its whole
                 event archive before the first row (about 30 s per 10M events
