@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/tally-ml/tally/internal/retry"
 	"github.com/tally-ml/tally/store"
 )
 
@@ -102,7 +103,7 @@ func (c *Cluster) applyMeta(cmd metaCommand) (uint64, error) {
 // through its 503s), until ctx ends.
 func (c *Cluster) metaRPC(ctx context.Context, path string, in, out any, retryBusy bool) error {
 	body, _ := json.Marshal(in)
-	backoff := 50 * time.Millisecond
+	backoff := retry.NewBackoff(50*time.Millisecond, time.Second)
 	for {
 		addr, id := c.meta.raft.LeaderWithID()
 		var err error
@@ -121,12 +122,9 @@ func (c *Cluster) metaRPC(ctx context.Context, path string, in, out any, retryBu
 		case errors.As(err, &rerr) && (!retryBusy || rerr.status != http.StatusServiceUnavailable):
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return fmt.Errorf("%v (%w)", err, ctx.Err())
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }
 
@@ -301,7 +299,7 @@ func (dg *dataGroup) info() replicaInfo {
 // take, as an op a leader on an older build does not know) ends it at
 // once: asking again would be refused alike.
 func (c *Cluster) groupRPC(ctx context.Context, g int, path string, body []byte, out any) error {
-	backoff := 50 * time.Millisecond
+	backoff := retry.NewBackoff(50*time.Millisecond, time.Second)
 	for attempt := 0; ; attempt++ {
 		var err error
 		if dg := c.group(g); dg != nil && dg.rep.raft.State() == raft.Leader {
@@ -323,12 +321,9 @@ func (c *Cluster) groupRPC(ctx context.Context, g int, path string, body []byte,
 			}
 			return fmt.Errorf("group %d: %w", g, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return fmt.Errorf("group %d: %v (%w)", g, err, ctx.Err())
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tally-ml/tally/internal/retry"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
 )
@@ -152,7 +153,7 @@ func (c *Consumer) joinGroup(ctx context.Context) error {
 	c.heldMu.Lock()
 	c.held = map[int32]int64{}
 	c.heldMu.Unlock()
-	backoff := 100 * time.Millisecond
+	backoff := retry.NewBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		if _, err := c.waitTopics(ctx); err != nil {
 			return err
@@ -179,12 +180,9 @@ func (c *Consumer) joinGroup(ctx context.Context) error {
 		if c.logLimit.allow() {
 			c.logger.Warn("kafka source not started: the topic's key in the cluster's state not agreed yet; retrying with backoff", "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -214,7 +212,7 @@ func (c *Consumer) writePartition(ctx context.Context, w *partitionWork) {
 	}
 	recs := w.p.Records
 	pos := store.StreamPos{Source: c.src.Name, Topic: c.stateTopic(), Partition: w.p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
-	backoff := 50 * time.Millisecond
+	backoff := retry.NewBackoff(50*time.Millisecond, 5*time.Second)
 	for {
 		err := c.router.WriteStream(&w.b, w.offs, pos, c.node.StreamClock())
 		if err == nil {
@@ -229,12 +227,9 @@ func (c *Consumer) writePartition(ctx context.Context, w *partitionWork) {
 		if c.logLimit.allow() {
 			c.logger.Error("kafka batch not committed by every group; retrying, fetching paused", "partition", pos.Partition, "offsets", fmt.Sprintf("%d..%d", pos.First, pos.Next-1), "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -266,7 +261,7 @@ func (c *Consumer) resume(ctx context.Context, offsets map[string]map[int32]kgo.
 // assignment (the client rejoins).
 func (c *Consumer) resumeAt(ctx context.Context, p int32) (int64, error) {
 	deadline := time.Now().Add(30 * time.Second)
-	backoff := 100 * time.Millisecond
+	backoff := retry.NewBackoff(100*time.Millisecond, 2*time.Second)
 	for {
 		next, err := c.resumeOnce(ctx, p)
 		if err == nil {
@@ -279,12 +274,9 @@ func (c *Consumer) resumeAt(ctx context.Context, p int32) (int64, error) {
 		if time.Now().After(deadline) {
 			return 0, err
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return 0, ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/internal/retry"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
 )
@@ -292,7 +293,7 @@ func (c *Consumer) listEnds(ctx context.Context, topic string) (_ kadm.ListedOff
 // waitTopics retries checkTopics with backoff, counting and logging each
 // failure, until it succeeds or ctx ends.
 func (c *Consumer) waitTopics(ctx context.Context) (kadm.ListedOffsets, error) {
-	backoff := 100 * time.Millisecond
+	backoff := retry.NewBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		ends, err := c.checkTopics(ctx)
 		if err == nil {
@@ -302,12 +303,9 @@ func (c *Consumer) waitTopics(ctx context.Context) (kadm.ListedOffsets, error) {
 		if c.logLimit.allow() {
 			c.logger.Warn("kafka source not started: its topics are not listed; retrying with backoff", "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return nil, ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -320,7 +318,7 @@ func (c *Consumer) waitTopics(ctx context.Context) (kadm.ListedOffsets, error) {
 // down would otherwise be skipped as before the new end). It retries with
 // backoff until the brokers answer and the log commits, or ctx ends.
 func (c *Consumer) assign(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	backoff := retry.NewBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		ends, err := c.checkTopics(ctx)
 		resumed := 0 // partitions the state held an offset of
@@ -362,12 +360,9 @@ func (c *Consumer) assign(ctx context.Context) error {
 		if c.logLimit.allow() {
 			c.logger.Warn("kafka source not started: its topics not listed or its partitions' start not committed; retrying with backoff", "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -528,7 +523,7 @@ func (c *Consumer) run(ctx context.Context) {
 // Records a poll cut short by pctx (not ctx) returned are handled first.
 func (c *Consumer) pollLoop(ctx, pctx context.Context, cl *kgo.Client, handle func(kgo.Fetches), commit func(context.Context)) {
 	lastCommit := time.Now()
-	backoff := 100 * time.Millisecond
+	backoff := retry.NewBackoff(100*time.Millisecond, 5*time.Second)
 	for pctx.Err() == nil {
 		fetches := cl.PollRecords(pctx, c.opts.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -551,13 +546,9 @@ func (c *Consumer) pollLoop(ctx, pctx context.Context, cl *kgo.Client, handle fu
 			lastCommit = time.Now()
 		}
 		if failed {
-			select {
-			case <-pctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
+			backoff.Wait(pctx) // a cancelled pctx ends the loop
 		} else {
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 		}
 	}
 }
@@ -587,7 +578,7 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 		return dead
 	}
 	pos := store.StreamPos{Source: c.src.Name, Topic: key, Partition: p.Partition, First: recs[0].Offset, Next: recs[len(recs)-1].Offset + 1}
-	backoff := 50 * time.Millisecond
+	backoff := retry.NewBackoff(50*time.Millisecond, 5*time.Second)
 	for {
 		applied, err := c.sink.IngestStream(b, pos)
 		if err == nil {
@@ -605,12 +596,9 @@ func (c *Consumer) commitPartition(ctx context.Context, b *store.Batch, dead []*
 		if c.logLimit.allow() {
 			c.logger.Error("kafka batch not committed (the log refuses writes); retrying, fetching paused", "partition", p.Partition, "offsets", fmt.Sprintf("%d..%d", pos.First, pos.Next-1), "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return dead
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -673,7 +661,7 @@ const deadLetterAttempt = 10 * time.Second
 // consumer stops): the batch must not be committed, so that the next start
 // dead-letters its records.
 func (c *Consumer) deadLetter(ctx context.Context, partition int32, recs []*kgo.Record) (done bool) {
-	backoff := 100 * time.Millisecond
+	backoff := retry.NewBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		for _, r := range recs {
 			r.Context = nil // else the client keeps the last attempt's, canceled
@@ -708,11 +696,7 @@ func (c *Consumer) deadLetter(ctx context.Context, partition int32, recs []*kgo.
 				c.logger.Error("dead-letter produce failed; the batch is held uncommitted (its partition waits, its lag grows) and the produce retried with backoff",
 					"dead_letter_topic", c.k.DeadLetterTopic, "partition", partition, "records", len(recs), "err", err)
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
+			backoff.Wait(ctx) // a cancelled ctx is checked below
 		}
 		if ctx.Err() != nil {
 			c.logger.Warn("dead-letter produce stopped with the consumer; the batch is not committed and is read again at the next start", "dead_letter_topic", c.k.DeadLetterTopic, "partition", partition, "records", len(recs), "err", err)
