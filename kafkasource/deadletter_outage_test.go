@@ -2,18 +2,13 @@ package kafkasource_test
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tally-ml/tally/kafkasource"
-	"github.com/tally-ml/tally/node"
-	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/systemtest/kafkatest"
 )
 
@@ -34,12 +29,7 @@ func TestRoutedDeadLetterOutageHoldsBatch(t *testing.T) { deadLetterOutage(t, tr
 
 func deadLetterOutage(t *testing.T, routed bool) {
 	b := kafkatest.Shared(t)
-	topic := "dlq-outage"
-	if routed {
-		topic = "routed-dlq-outage"
-	}
-	dlq := topic + "_rejected"
-	b.CreateTopic(t, topic, 1)
+	topic, dlq := dlqTopics(t, b, "dlq-outage", routed)
 	b.CreateTopic(t, dlq, 1)
 	cl := b.Client(t)
 	good := genEvents(400, 13)
@@ -67,40 +57,8 @@ func deadLetterOutage(t *testing.T, routed bool) {
 		return offsets
 	}
 
-	repo := testRepo(t, b.Addr, topic, "      dead_letter_topic: "+dlq)
-	var logs syncBuffer
-	opts := kafkasource.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	var (
-		n       *node.Node
-		cs      []*kafkasource.Consumer
-		offset  func() int64 // the partition's committed next offset
-		counted func()       // checks every good record counted once
-		err     error
-	)
-	if routed {
-		if n, err = node.New(repo, node.DefaultConfig(), node.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		r := &memRouter{next: map[int32]int64{}}
-		cs, err = kafkasource.StartAllRouted(n, r, opts)
-		offset = func() int64 { next, _, _, _ := r.StreamResume("", "", 0); return next }
-		counted = func() {
-			if got := r.counted(); got != len(good) {
-				t.Errorf("the router got %d good records, want %d", got, len(good))
-			}
-		}
-	} else {
-		in := openNode(t, t.TempDir(), repo)
-		defer in.Close()
-		n = in.Node
-		cs, err = kafkasource.StartAll(n, opts)
-		offset = func() int64 { return n.StreamOffsets("tx", topic)[0] }
-		counted = func() { checkReference(t, n, good) }
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs[0].Close()
+	d := startDLQNode(t, b, topic, dlq, routed)
+	logs, offset := d.logs, d.offset
 	waitOffset := func(end int64, what string) {
 		t.Helper()
 		for deadline := time.Now().Add(40 * time.Second); offset() < end; time.Sleep(100 * time.Millisecond) {
@@ -133,17 +91,17 @@ func deadLetterOutage(t *testing.T, routed bool) {
 		t.Fatalf("the partition moved from offset %d to %d while its rejected records could not be dead-lettered (the topic ends at %d): they are lost; logs:\n%s", held, got, end, logs.String())
 	}
 	var prom strings.Builder
-	n.Metrics().WritePrometheus(&prom)
+	d.n.Metrics().WritePrometheus(&prom)
 	if !strings.Contains(prom.String(), `tally_kafka_dead_letter_errors_total{source="tx"} `) || strings.Contains(prom.String(), `tally_kafka_dead_letter_errors_total{source="tx"} 0`) {
 		t.Errorf("failed dead-letter produces not counted in tally_kafka_dead_letter_errors_total")
 	}
-	if lag := cs[0].Lag()[0]; lag != end-held {
+	if lag := d.c.Lag()[0]; lag != end-held {
 		t.Errorf("lag %d while the partition is held at %d of %d, want %d", lag, held, end, end-held)
 	}
 
 	b.CreateTopic(t, dlq, 1)
 	waitOffset(end, "the dead-letter topic was created again")
-	counted()
+	d.counted(good)
 	// Every bad record of the held batches is in the new dead-letter topic
 	// (at least once: an attempt cut short after the broker wrote it is
 	// produced again).
@@ -168,42 +126,4 @@ func deadLetterOutage(t *testing.T, routed bool) {
 	if t.Failed() {
 		t.Logf("logs:\n%s", logs.String())
 	}
-}
-
-// memRouter is a cluster's write path held in memory: one group holding
-// each partition's next offset, counting the events it applies.
-type memRouter struct {
-	mu     sync.Mutex
-	next   map[int32]int64
-	events int
-}
-
-func (r *memRouter) WriteStream(b *store.Batch, offsets []int64, pos store.StreamPos, _ int64) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	next, ok := r.next[pos.Partition]
-	for _, o := range offsets {
-		if !ok || o >= next {
-			r.events++
-		}
-	}
-	r.next[pos.Partition] = max(next, pos.Next)
-	return nil
-}
-
-func (r *memRouter) StreamResume(_, _ string, p int32) (int64, bool, []int32, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var held []int32
-	for q := range r.next {
-		held = append(held, q)
-	}
-	next, ok := r.next[p]
-	return next, ok, held, nil
-}
-
-func (r *memRouter) counted() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.events
 }

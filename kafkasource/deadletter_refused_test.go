@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tally-ml/tally/kafkasource"
@@ -34,22 +33,11 @@ func TestRoutedDeadLetterRefusedRecordStandIn(t *testing.T) { deadLetterRefused(
 
 func deadLetterRefused(t *testing.T, routed bool) {
 	b := kafkatest.Shared(t)
-	topic := "dlq-refused"
-	if routed {
-		topic = "routed-dlq-refused"
-	}
-	dlq := topic + "_rejected"
-	b.CreateTopic(t, topic, 1)
+	topic, dlq := dlqTopics(t, b, "dlq-refused", routed)
+	createSmallTopic(t, b, dlq, "1024")
 	cl := b.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("1024")}, dlq)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", dlq, err)
-	}
 
 	good := genEvents(200, 17)
 	// Not JSON, 4 KB that no compression shrinks below 1 KB.
@@ -81,46 +69,14 @@ func deadLetterRefused(t *testing.T, routed bool) {
 	}
 	end := endOffsets(t, cl, topic)[0]
 
-	repo := testRepo(t, b.Addr, topic, "      dead_letter_topic: "+dlq)
-	var logs syncBuffer
-	opts := kafkasource.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	var (
-		n       *node.Node
-		cs      []*kafkasource.Consumer
-		offset  func() int64
-		counted func()
-	)
-	if routed {
-		if n, err = node.New(repo, node.DefaultConfig(), node.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		r := &memRouter{next: map[int32]int64{}}
-		cs, err = kafkasource.StartAllRouted(n, r, opts)
-		offset = func() int64 { next, _, _, _ := r.StreamResume("", "", 0); return next }
-		counted = func() {
-			if got := r.counted(); got != len(good) {
-				t.Errorf("the router got %d good records, want %d", got, len(good))
-			}
-		}
-	} else {
-		in := openNode(t, t.TempDir(), repo)
-		defer in.Close()
-		n = in.Node
-		cs, err = kafkasource.StartAll(n, opts)
-		offset = func() int64 { return n.StreamOffsets("tx", topic)[0] }
-		counted = func() { checkReference(t, n, good) }
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs[0].Close()
-
+	d := startDLQNode(t, b, topic, dlq, routed)
+	logs, offset := d.logs, d.offset
 	for deadline := time.Now().Add(20 * time.Second); offset() < end; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the partition is held at offset %d of %d 20 s after the start: the record at offset %s, too large for the dead-letter topic, stops it for good; logs:\n%s", offset(), end, bigOffset, logs.String())
 		}
 	}
-	counted()
+	d.counted(good)
 
 	rd := b.Client(t, kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	got := map[string]*kgo.Record{}
@@ -162,7 +118,7 @@ func deadLetterRefused(t *testing.T, routed bool) {
 		t.Errorf("the stand-in carries the record's own header trace=%q (the original headers may be what made it too large)", h)
 	}
 	var prom strings.Builder
-	n.Metrics().WritePrometheus(&prom)
+	d.n.Metrics().WritePrometheus(&prom)
 	if !strings.Contains(prom.String(), `tally_kafka_dead_letter_stand_ins_total{source="tx"} 1`+"\n") {
 		t.Errorf("the stand-in is not counted in tally_kafka_dead_letter_stand_ins_total")
 	}
@@ -193,16 +149,10 @@ func TestDeadLetterStandInRefusedHoldsBatch(t *testing.T) {
 	b := kafkatest.Shared(t)
 	topic, dlq := "dlq-refused-standin", "dlq-refused-standin_rejected"
 	b.CreateTopic(t, topic, 1)
+	createSmallTopic(t, b, dlq, "100")
 	cl := b.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("100")}, dlq)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", dlq, err)
-	}
 	good := genEvents(20, 19)
 	recs := []*kgo.Record{{Topic: topic, Value: []byte(`{"user_id": 1`)}}
 	for _, e := range good {
