@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/kafkasource"
@@ -30,60 +28,22 @@ func TestKafkaTopicRecreated(t *testing.T) {
 	b := kafkatest.Shared(t)
 	topic := "cluster-recreated"
 	b.CreateTopic(t, topic, 2)
-	base := time.Now().Add(-30 * time.Minute).UnixMilli()
-	count, sum := map[string]int{}, map[string]float64{}
-	seq := 0
-	// produce produces n records to each partition (a new client each
-	// time: a producer refuses a recreated topic's id).
+	var logs logBuffer
+	sets := []*metrics.Set{metrics.NewSet(), metrics.NewSet()}
+	k := newKafkaCluster(t, b, topic, func(i int) kafkasource.Options {
+		return kafkasource.Options{Metrics: sets[i], Logger: slog.New(slog.NewTextHandler(&logs, nil)).With("node", i)}
+	})
+	// produce produces n records to each partition.
 	produce := func(n int, counted bool) {
 		t.Helper()
-		pr := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-		var recs []*kgo.Record
 		for p := range int32(2) {
-			for range n {
-				u := fmt.Sprintf("u%d", seq%13)
-				amt := float64(seq % 50)
-				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, `{"user_id":%q,"amt":%g,"timestamp":%d}`, u, amt, base+int64(seq))})
-				if counted {
-					count[u]++
-					sum[u] += amt
-				}
-				seq++
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := pr.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Fatalf("produce: %v", err)
+			k.produce(p, n, counted)
 		}
 	}
 	recreate := func() {
 		t.Helper()
 		b.DeleteTopic(t, topic)
 		b.CreateTopic(t, topic, 2)
-	}
-	produce(10, false) // before the cluster starts: skipped (latest)
-	fsys := kafkaGrowRepo(t, b.Addr, topic)
-	cs, fronts := openTestCluster(t, fsys, 2, 2, 2)
-	var logs logBuffer
-	sets := []*metrics.Set{metrics.NewSet(), metrics.NewSet()}
-	start := func() []*kafkasource.Consumer {
-		t.Helper()
-		var all []*kafkasource.Consumer
-		for i, c := range cs {
-			got, err := kafkasource.StartAllRouted(fronts[i], c, kafkasource.Options{Metrics: sets[i],
-				Logger: slog.New(slog.NewTextHandler(&logs, nil)).With("node", i)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			all = append(all, got...)
-		}
-		return all
-	}
-	stop := func(all []*kafkasource.Consumer) {
-		for _, c := range all {
-			c.Close()
-		}
 	}
 	// waitCounted waits up to 15 s for every node to count every record
 	// produced so far once, and says how far it is when it does not.
@@ -92,10 +52,10 @@ func TestKafkaTopicRecreated(t *testing.T) {
 		var diff []string
 		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			diff = diff[:0]
-			for i, nd := range fronts {
+			for i, nd := range k.fronts {
 				got, want := 0, 0
 				exact := true
-				for u, w := range count {
+				for u, w := range k.count {
 					out, aerr := nd.GetFeatures(nil, fmt.Appendf(nil, `{"params":{"feature_service_name":"su","join_key_map":{"user_id":%q}}}`, u))
 					if aerr != nil { // a group electing a leader: asked again
 						diff = append(diff, fmt.Sprintf("node %d: %v", i, aerr))
@@ -111,7 +71,7 @@ func TestKafkaTopicRecreated(t *testing.T) {
 					n, _ := c.(float64)
 					got += int(n)
 					want += w
-					exact = exact && c == float64(w) && s == sum[u]
+					exact = exact && c == float64(w) && s == k.sum[u]
 				}
 				if !exact {
 					diff = append(diff, fmt.Sprintf("node %d counts %d records, want %d each once", i, got, want))
@@ -127,8 +87,8 @@ func TestKafkaTopicRecreated(t *testing.T) {
 		t.Errorf("%s: %s (topic ends %v)", what, strings.Join(diff, "; "), ends(t, b, topic))
 		return false
 	}
-	consumers := start()
-	defer func() { stop(consumers) }()
+	produce(10, false) // before the cluster starts: skipped (latest)
+	k.start()
 	t.Cleanup(func() {
 		if t.Failed() {
 			l := logs.String()
@@ -138,16 +98,7 @@ func TestKafkaTopicRecreated(t *testing.T) {
 			t.Logf("logs (tail):\n%s", l)
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		n0, ok0, _, _ := cs[0].StreamResume("transactions", topic, 0)
-		n1, ok1, _, _ := cs[0].StreamResume("transactions", topic, 1)
-		if ok0 && ok1 && n0 == 10 && n1 == 10 {
-			break // pinned at their ends
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the members do not start the topic at its end within 20 s")
-		}
-	}
+	k.waitHeld(map[int32]int64{0: 10, 1: 10}, 20*time.Second) // pinned at their ends
 	produce(10, true)
 	ok := waitCounted("before the recreation")
 
@@ -161,17 +112,17 @@ func TestKafkaTopicRecreated(t *testing.T) {
 
 	// Members restarted: they neither read the recreated topic again nor
 	// skip it.
-	stop(consumers)
+	k.stop()
 	produce(4, true)
-	consumers = start()
+	k.start()
 	produce(6, true)
 	ok = waitCounted("members restarted after the recreation") && ok
 
 	// Recreated while the members are stopped.
-	stop(consumers)
+	k.stop()
 	recreate()
 	produce(4, true)
-	consumers = start()
+	k.start()
 	produce(6, true)
 	ok = waitCounted("recreated while the members were stopped") && ok
 

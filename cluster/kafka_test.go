@@ -219,29 +219,6 @@ func TestKafkaPartitionAddedLatest(t *testing.T) {
 	b := kafkatest.Shared(t)
 	topic := "cluster-grow"
 	b.CreateTopic(t, topic, 2)
-	pr := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	base := time.Now().Add(-30 * time.Minute).UnixMilli()
-	count, sum := map[string]int{}, map[string]float64{}
-	seq := 0
-	produce := func(p int32, n int, counted bool) {
-		t.Helper()
-		var recs []*kgo.Record
-		for range n {
-			u := fmt.Sprintf("u%d", seq%13)
-			amt := float64(seq % 50)
-			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, `{"user_id":%q,"amt":%g,"timestamp":%d}`, u, amt, base+int64(seq))})
-			if counted {
-				count[u]++
-				sum[u] += amt
-			}
-			seq++
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := pr.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Fatalf("produce to partition %d: %v", p, err)
-		}
-	}
 	grow := func(total int) {
 		t.Helper()
 		resp, err := kadm.NewClient(b.Client(t)).CreatePartitions(context.Background(), total-len(ends(t, b, topic)), topic)
@@ -256,81 +233,40 @@ func TestKafkaPartitionAddedLatest(t *testing.T) {
 				t.Fatalf("topic %s has not %d partitions within 30 s", topic, total)
 			}
 		}
-		// A producer that knows the new partitions.
-		pr = b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
+	// Members notice a new partition at their metadata refresh: every 10 s
+	// here (5 min by default), so the test is bounded and records reach
+	// the new partition first.
+	k := newKafkaCluster(t, b, topic, func(int) kafkasource.Options {
+		return kafkasource.Options{ClientOpts: []kgo.Opt{kgo.MetadataMaxAge(10 * time.Second)}}
+	})
 	// History before the cluster starts: skipped (latest).
-	produce(0, 20, false)
-	produce(1, 20, false)
-	fsys := kafkaGrowRepo(t, b.Addr, topic)
-	cs, fronts := openTestCluster(t, fsys, 2, 2, 2)
-	start := func() []*kafkasource.Consumer {
-		var all []*kafkasource.Consumer
-		for i, c := range cs {
-			// Members notice a new partition at their metadata refresh:
-			// every 10 s here (5 min by default), so the test is bounded
-			// and records reach the new partition first.
-			got, err := kafkasource.StartAllRouted(fronts[i], c, kafkasource.Options{ClientOpts: []kgo.Opt{kgo.MetadataMaxAge(10 * time.Second)}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			all = append(all, got...)
-		}
-		return all
-	}
-	stop := func(all []*kafkasource.Consumer) {
-		for _, c := range all {
-			c.Close()
-		}
-	}
-	// waitHeld waits until the cluster holds an offset of every partition
-	// in want at or past it.
-	waitHeld := func(want map[int32]int64) {
-		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			done := true
-			var got []string
-			for p, end := range want {
-				next, ok, _, err := cs[0].StreamResume("transactions", topic, p)
-				got = append(got, fmt.Sprintf("%d: %d %v %v", p, next, ok, err))
-				done = done && err == nil && ok && next >= end
-			}
-			if done {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the cluster does not hold the partitions' ends %v within 90 s: %v", want, got)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	consumers := start()
-	defer func() { stop(consumers) }()
-	waitHeld(map[int32]int64{0: 20, 1: 20}) // pinned at their ends
-	produce(0, 30, true)
-	produce(1, 30, true)
-	waitHeld(ends(t, b, topic))
+	k.produce(0, 20, false)
+	k.produce(1, 20, false)
+	k.start()
+	k.waitHeld(map[int32]int64{0: 20, 1: 20}, 90*time.Second) // pinned at their ends
+	k.produce(0, 30, true)
+	k.produce(1, 30, true)
+	k.waitHeld(ends(t, b, topic), 90*time.Second)
 	// A partition added while the cluster consumes, records in it before
 	// the members' next metadata refresh.
 	grow(3)
-	produce(2, 40, true)
-	if _, ok, _, _ := cs[0].StreamResume("transactions", topic, 2); ok {
+	k.produce(2, 40, true)
+	if _, ok, _, _ := k.cs[0].StreamResume("transactions", topic, 2); ok {
 		t.Log("the members noticed partition 2 before its records were produced (the restart below still covers the case)")
 	}
-	produce(0, 10, true)
-	waitHeld(ends(t, b, topic))
+	k.produce(0, 10, true)
+	k.waitHeld(ends(t, b, topic), 90*time.Second)
 	// A partition added while the cluster's consumers are stopped.
-	stop(consumers)
-	consumers = nil
+	k.stop()
 	grow(4)
-	produce(3, 25, true)
-	produce(1, 5, true)
-	consumers = start()
-	produce(3, 5, true)
-	waitHeld(ends(t, b, topic))
-	for i, nd := range fronts {
-		for u, want := range count {
+	k.produce(3, 25, true)
+	k.produce(1, 5, true)
+	k.start()
+	k.produce(3, 5, true)
+	k.waitHeld(ends(t, b, topic), 90*time.Second)
+	for i, nd := range k.fronts {
+		for u, want := range k.count {
 			out, aerr := nd.GetFeatures(nil, fmt.Appendf(nil, `{"params":{"feature_service_name":"su","join_key_map":{"user_id":%q}}}`, u))
 			if aerr != nil {
 				t.Fatal(aerr)
@@ -341,8 +277,8 @@ func TestKafkaPartitionAddedLatest(t *testing.T) {
 			}
 			c, _ := feats.Get("u.amt_count_2h")
 			s, _ := feats.Get("u.amt_sum_2h")
-			if c != float64(want) || s != sum[u] {
-				t.Errorf("node %d: user %s: count %v sum %v, want %d and %v (every record produced after the cluster started, once)", i, u, c, s, want, sum[u])
+			if c != float64(want) || s != k.sum[u] {
+				t.Errorf("node %d: user %s: count %v sum %v, want %d and %v (every record produced after the cluster started, once)", i, u, c, s, want, k.sum[u])
 			}
 		}
 	}
