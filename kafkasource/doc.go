@@ -84,9 +84,12 @@
 // offsets and the markers saying which id owns which key live in the
 // replica groups' states, like every routed offset, so the members agree
 // on the key from what the brokers list and what the groups hold; each
-// member counts the recreations it notices. Records of the old topic not
-// read before its deletion are gone with it. A high watermark below the
-// state's offset under the same topic id (a truncated log) is logged as an
-// error and counted in tally_kafka_offset_regressions_total; its records
-// are skipped until they pass the held offset.
+// member counts the recreations it notices (the counter is the process's
+// own, as every metric here: one recreation adds 1 to N over N members,
+// so an alert is on any member's increase, not on the sum). Records of
+// the old topic not read before its deletion are gone with it. A high
+// watermark below the state's offset under the same topic id (a truncated
+// log) is logged as an error and counted in
+// tally_kafka_offset_regressions_total; its records are skipped until
+// they pass the held offset.
 package kafkasource

@@ -90,7 +90,12 @@ type Consumer struct {
 	// dlqErrors counts failed dead-letter produce attempts, each retried
 	// with its batch held (deadLetter), not records lost; standIns counts
 	// rejected records the dead-letter topic refuses for good, each
-	// dead-lettered as a stand-in (produceAlone).
+	// dead-lettered as a stand-in (produceAlone). recreations
+	// (tally_kafka_topic_recreations_total) counts the topic recreations
+	// this process noticed (incarnation), like every counter here a
+	// process's own: in a cluster one recreation adds 1 to N over the N
+	// members, so alert on any member's increase, and do not read the sum
+	// as the number of recreations.
 	fetchErrors, regressions, dlqErrors, standIns, committed, recreations *metrics.Counter
 	logLimit, standInLog                                                  rateLimit
 }
