@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,7 +168,8 @@ func (n *Node) IngestJSONAs(id string, body []byte) (IngestResult, error) {
 	if msg := checkNoDuplicates(root, ""); msg != "" {
 		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: msg}
 	}
-	if k, ok := unknownMember(root, ingestMembers...); ok {
+	rootObj, _ := root.Object()
+	if k, ok := unknownMember(rootObj, func(k []byte) bool { return slices.Contains(ingestMembers, string(k)) }); ok {
 		return IngestResult{}, &IngestError{Code: "INVALID_REQUEST", Message: fmt.Sprintf("unknown member %q: an ingest body takes records, dry_run (dryRun) and workspace_name (workspaceName); nothing was ingested", k)}
 	}
 	if err := n.checkWorkspace(root); err != nil {
@@ -596,12 +598,9 @@ func parseFields(sp *store.Source, obj *fastjson.Object, ts int64, b *store.Batc
 		}
 	}
 	if obj.Len() > matched {
-		var unknown string
-		found := false // (a field may be named "")
-		obj.Visit(func(k []byte, _ *fastjson.Value) {
-			if _, ok := sp.ColIndex[string(k)]; !ok && string(k) != sp.TS && !found {
-				unknown, found = string(k), true
-			}
+		unknown, found := unknownMember(obj, func(k []byte) bool {
+			_, ok := sp.ColIndex[string(k)]
+			return ok || string(k) == sp.TS
 		})
 		b.Truncate(e)
 		if !found {

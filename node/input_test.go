@@ -863,3 +863,37 @@ func TestNDJSONLinesTakeJSONWhitespaceOnly(t *testing.T) {
 		t.Fatalf("a line with JSON's whitespace around its value: %v", err)
 	}
 }
+
+// TestUnknownMemberNamedFirst: a write body's, a record's, a join_key_map's
+// and a request_context_map's refusal of members it does not take names
+// the first of them, in the body's order, with what it takes instead.
+func TestUnknownMemberNamedFirst(t *testing.T) {
+	n, _ := newTestNode(t, DefaultConfig())
+	before := n.AppliedIndex()
+	rec := strings.TrimSuffix(rec(nil), "}")
+	for _, c := range []struct{ body, want string }{
+		{`{"records":{},"dryrun":true,"":1}`, `unknown member "dryrun": an ingest body takes records, dry_run (dryRun) and workspace_name (workspaceName); nothing was ingested`},
+		{`{"records":{"transactions":[{"record":` + rec + `,"amount":1,"":2}}]}}`, `unknown field "amount": source transactions has fields timestamp, user_id, merchant, category, amt, country, lat, long, is_fraud`},
+		{`{"records":{"transactions":[{"record":` + rec + `,"amt":2}}]}}`, `field "amt" appears twice`},
+	} {
+		_, err := n.IngestJSON([]byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ingest %s: %v, want an error with %q", c.body, err, c.want)
+		}
+	}
+	if after := n.AppliedIndex(); after != before {
+		t.Fatalf("refused ingests moved the applied index %d -> %d", before, after)
+	}
+	keys := `"user_id":"u1","merchant":"m1","country":"FR"`
+	for _, c := range []struct{ body, code, want string }{
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":{"usr":"u2",` + keys + `,"":"x"},"request_context_map":{"amt":1,"lat":2,"long":3}}}`,
+			"UNKNOWN_JOIN_KEY", `join_key_map has unknown key "usr": service fraud_detection takes user_id, merchant, country`},
+		{`{"params":{"feature_service_name":"fraud_detection","join_key_map":{` + keys + `},"request_context_map":{"amt":1,"":0,"lat":2,"long":3,"la":4}}}`,
+			"UNKNOWN_REQUEST_CONTEXT", `request_context_map has unknown key "": service fraud_detection takes amt, lat, long`},
+	} {
+		_, aerr := n.GetFeatures(nil, []byte(c.body))
+		if aerr == nil || aerr.Status != 400 || aerr.Code != c.code || aerr.Message != c.want {
+			t.Errorf("lookup %s: %v, want 400 %s %q", c.body, aerr, c.code, c.want)
+		}
+	}
+}

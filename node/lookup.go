@@ -272,13 +272,7 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 		}
 	}
 	if obj.Len() > len(p.joinKeys) {
-		var unknown string
-		found := false // (a key may be named "")
-		obj.Visit(func(k []byte, _ *fastjson.Value) {
-			if !found && !slices.Contains(p.joinKeys, string(k)) {
-				unknown, found = string(k), true
-			}
-		})
+		unknown, found := unknownMember(obj, func(k []byte) bool { return slices.Contains(p.joinKeys, string(k)) })
 		if !found {
 			return badRequest("INVALID_REQUEST", "join_key_map: key %q appears twice", duplicateKey(obj))
 		}
@@ -335,12 +329,8 @@ func (n *Node) parseRow(p *servicePlan, row *fastjson.Value, w *lookupWork) *API
 		}
 	}
 	if cobj.Len() > len(p.ctxCols) {
-		var unknown string
-		found := false // (a key may be named "")
-		cobj.Visit(func(k []byte, _ *fastjson.Value) {
-			if !found && !slices.ContainsFunc(p.ctxCols, func(c features.Column) bool { return c.Name == string(k) }) {
-				unknown, found = string(k), true
-			}
+		unknown, found := unknownMember(cobj, func(k []byte) bool {
+			return slices.ContainsFunc(p.ctxCols, func(c features.Column) bool { return c.Name == string(k) })
 		})
 		if !found {
 			return badRequest("INVALID_REQUEST", "request_context_map: key %q appears twice", duplicateKey(cobj))

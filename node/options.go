@@ -211,16 +211,14 @@ func QueryBool(args interface{ Peek(string) []byte }, name string) (bool, *APIEr
 // of the two is read is not for a client to guess). Lookups are not held
 // to this: Tecton's and Feast's clients send members tally has no use for.
 
-// unknownMember returns the first member of object obj whose name is not
-// in known; ok is false when there is none. (A member may be named "": the
-// name alone cannot say there is none.)
-func unknownMember(obj *fastjson.Value, known ...string) (name string, ok bool) {
-	o, err := obj.Object()
-	if err != nil {
-		return "", false
-	}
+// unknownMember returns the name of the first member of o for which known
+// is false; ok is false when there is none. (A member may be named "": the
+// name alone cannot say there is none.) known is given the name as o holds
+// it, so that it can look the name up without allocating; it must not keep
+// it. unknownMember allocates only for its answer.
+func unknownMember(o *fastjson.Object, known func(name []byte) bool) (name string, ok bool) {
 	o.Visit(func(k []byte, _ *fastjson.Value) {
-		if !ok && !slices.Contains(known, string(k)) {
+		if !ok && !known(k) {
 			name, ok = string(k), true
 		}
 	})
