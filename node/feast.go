@@ -327,6 +327,17 @@ const feastEpoch = `"1970-01-01T00:00:00Z"`
 // distinct_count and NULL_VALUE for the others; a table without a row for
 // the key is NOT_FOUND; a request-time feature that cannot be computed is
 // NULL_VALUE. tally never answers OUTSIDE_MAX_AGE: its windows bound age.
+//
+// A NaN, which Python's json writes for pandas' missing value, is null in a
+// float or int column of request data, as in Feast, whose server turns
+// every entities column into Values first (feast/utils.py,
+// _prepare_entities_to_read_from_online_store; type_map.py makes a
+// pd.isnull value an empty Value), so that its on-demand views see a NaN
+// as they see null: the request-time features it feeds are NULL_VALUE. A
+// NaN in a join key, or in a string or bool column, is refused naming its
+// column and row, as Feast's writes refuse it there (feastIngest); one in
+// a member nothing reads is taken. Any other number RFC 8259 does not write
+// (nan, Infinity, 01), anywhere in the body, is Feast's 422.
 func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 	fw := feastPool.Get().(*feastWork)
 	defer feastPool.Put(fw)
@@ -334,7 +345,7 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 	if err != nil {
 		return dst, feastInvalid(nil, "JSON decode error: %v", err)
 	}
-	if where, text := badNumber(root, &fw.num, false); text != "" {
+	if where, text := badNumber(root, &fw.num, true); text != "" {
 		return dst, feastInvalid(nil, "JSON decode error: %s", numberMessage(where, text))
 	}
 	if root.Type() != fastjson.TypeObject {
@@ -475,6 +486,9 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 			case fastjson.TypeNumber:
 				x, err := jsonInt(v, &w.numBuf)
 				if err != nil {
+					if string(w.numBuf) == "NaN" {
+						return dst, feastFault(400, "FeastError", "entities.%s[%d]: NaN (pandas' missing value) is not a key: %s is a join key, which every row needs", p.joinKeys[j], row, p.joinKeys[j])
+					}
 					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a string or an integer, got %s", p.joinKeys[j], row, v)
 				}
 				start := len(w.keyBuf)
@@ -498,14 +512,20 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 				// Lives as long as the parsed body, which outlives the request.
 				w.ctx[j], w.ctxOK[j], w.ctxStr[j] = 0, true, unsafe.String(unsafe.SliceData(b), len(b))
 			case fastjson.TypeNumber:
-				if c.Type == features.String {
-					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a string, got %s", c.Name, row, v)
-				}
 				f, err := exactFloat(v, &w.numBuf)
-				if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				switch {
+				case err != nil && string(w.numBuf) == "NaN":
+					if c.Type != features.Float && c.Type != features.Int {
+						return dst, feastFault(400, "FeastError", "entities.%s[%d]: NaN (pandas' missing value) is a missing value only in a float or int column, and %s is a %s column: send null for a missing value", c.Name, row, c.Name, c.Type)
+					}
+					w.ctx[j], w.ctxOK[j], w.ctxStr[j] = 0, false, ""
+				case c.Type == features.String:
+					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a string, got %s", c.Name, row, v)
+				case err != nil || math.IsNaN(f) || math.IsInf(f, 0):
 					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a finite number, got %s", c.Name, row, v)
+				default:
+					w.ctx[j], w.ctxOK[j] = f, true
 				}
-				w.ctx[j], w.ctxOK[j] = f, true
 			case fastjson.TypeTrue, fastjson.TypeFalse:
 				if c.Type != features.Bool {
 					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be %s, got a boolean", c.Name, row, ctxWant(c.Type))

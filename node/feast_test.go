@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -293,6 +294,7 @@ func FuzzFeastOnlineFeatures(f *testing.F) {
 	f.Add([]byte(`{"features":["a:b:c"],"entities":{"user_id":[01]}}`))
 	f.Add([]byte("{\"features\":[\"user_transaction_counts:amt_count_1m\"],\"entities\":{\"user_id\":[\"u\xff\",\"\xc3\xa9\"]}}"))
 	f.Add([]byte(`{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":["u\ud800\u0041","\ud83d\ude00"]}}`))
+	f.Add([]byte(`{"features":["transaction_request:amt_to_user_mean_1d"],"entities":{"user_id":["u1","u2"],"amt":[NaN,1],"lat":[0,NaN],"long":[0,0]},"extra":NaN}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out, ferr := n.FeastOnlineFeatures(nil, body)
 		if ferr == nil && !utf8.Valid(body) {
@@ -509,5 +511,75 @@ func TestFeastWritesTakeNaNAsMissing(t *testing.T) {
 	_, err := n.IngestNDJSON("transactions", []byte(`{"user_id":"n4","merchant":"m","country":"FR","amt":NaN,"timestamp":1795564799000}`), false)
 	if err == nil || !strings.Contains(err.Error(), "amt: want a finite number, got NaN") {
 		t.Fatalf("bulk ingest of amt NaN: %v, want refused", err)
+	}
+}
+
+// Feast's /get-online-features takes a NaN in a float or int column of
+// request data (what Python's json writes for pandas' missing value) as
+// null, as Feast 0.67 does (feast/utils.py converts every entities column,
+// request data included, with type_map.python_values_to_proto_values,
+// which makes a pd.isnull value an empty Value before any on-demand view
+// sees it) and as tally's Feast writes do: the answer is the one for null.
+// A NaN where no value can be missing (a join key) or in a string or bool
+// column is refused naming its column and row; a NaN in a member nothing
+// reads is taken, as Feast's writes take it; other numbers RFC 8259 does
+// not write are still Feast's 422.
+func TestFeastOnlineFeaturesTakeNaNRequestDataAsMissing(t *testing.T) {
+	n := typedTestNode(t)
+	get := func(cols, extra string) ([]byte, *FeastError) {
+		return n.FeastOnlineFeatures(nil, []byte(`{"feature_service":"typed","entities":{"user_id":["u1","u1","u1"],"shop":[7,7,7],`+cols+`}`+extra+`}`))
+	}
+	want, ferr := get(`"s":["x","x",null],"b":[true,true,false],"f":[1.5,null,2],"i":[3,4,null]`, ``)
+	if ferr != nil {
+		t.Fatalf("request data with null: %s", ferr.body())
+	}
+	resp := decodeFeast(t, want)
+	for i, name := range resp.Metadata.FeatureNames {
+		switch name {
+		case "f2", "i2":
+			missing := 1
+			if name == "i2" {
+				missing = 2
+			}
+			if st := resp.Results[i].Statuses[missing]; st != "NULL_VALUE" {
+				t.Fatalf("%s of row %d, whose input is null: %s, want NULL_VALUE", name, missing, st)
+			}
+		}
+	}
+	for _, c := range []struct{ cols, extra string }{
+		{`"s":["x","x",null],"b":[true,true,false],"f":[1.5,NaN,2],"i":[3,4,NaN]`, ``},
+		{`"s":["x","x",null],"b":[true,true,false],"f":[1.5,NaN,2],"i":[3,4,NaN]`, `,"extra":[NaN,{"a":NaN}]`},
+	} {
+		got, ferr := get(c.cols, c.extra)
+		if ferr != nil {
+			t.Errorf("request data %s%s: %s", c.cols, c.extra, ferr.body())
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("request data %s%s:\n%s\nwant the answer for null:\n%s", c.cols, c.extra, got, want)
+		}
+	}
+	for _, c := range []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"feature_service":"typed","entities":{"user_id":["u1",NaN],"shop":[7,7],"s":["x","x"],"b":[true,true],"f":[1,1],"i":[1,1]}}`,
+			400, "entities.user_id[1]: NaN (pandas' missing value) is not a key: user_id is a join key"},
+		{`{"feature_service":"typed","entities":{"user_id":["u1","u1"],"shop":[NaN,7],"s":["x","x"],"b":[true,true],"f":[1,1],"i":[1,1]}}`,
+			400, "entities.shop[0]: NaN (pandas' missing value) is not a key: shop is a join key"},
+		{`{"feature_service":"typed","entities":{"user_id":["u1","u1"],"shop":[7,7],"s":["x",NaN],"b":[true,true],"f":[1,1],"i":[1,1]}}`,
+			400, "entities.s[1]: NaN (pandas' missing value) is a missing value only in a float or int column, and s is a string column: send null"},
+		{`{"feature_service":"typed","entities":{"user_id":["u1","u1"],"shop":[7,7],"s":["x","x"],"b":[NaN,true],"f":[1,1],"i":[1,1]}}`,
+			400, "entities.b[0]: NaN (pandas' missing value) is a missing value only in a float or int column, and b is a bool column: send null"},
+		{`{"feature_service":"typed","entities":{"user_id":["u1"],"shop":[7],"s":["x"],"b":[true],"f":[nan],"i":[1]}}`,
+			422, "JSON decode error: entities.f[0]: nan is not a number"},
+		{`{"feature_service":"typed","entities":{"user_id":["u1"],"shop":[7],"s":["x"],"b":[true],"f":[1],"i":[1]},"full_feature_names":NaN}`,
+			422, "full_feature_names"},
+	} {
+		_, ferr := n.FeastOnlineFeatures(nil, []byte(c.body))
+		if ferr == nil || ferr.Status != c.status || !strings.Contains(ferr.Error(), c.want) {
+			t.Errorf("%s: %v, want %d with %q", c.body, ferr, c.status, c.want)
+		}
 	}
 }

@@ -191,6 +191,40 @@ def test_push_missing_values(server, store) -> None:  # type: ignore[no-untyped-
     assert stats(http) == [2, 6.5]
 
 
+def test_request_data_nan_is_missing(server, store) -> None:  # type: ignore[no-untyped-def]
+    """A client posting request data as Python's json writes a pandas frame
+    sends NaN for a missing float. Feast 0.67's feature server reads it as
+    null (feast/utils.py converts entities columns with type_map, where
+    pd.isnull makes an empty Value); tally answers POST
+    /get-online-features with what it answers for null. A NaN join key is
+    refused, naming its column and row."""
+    u1, _, mc = seed(server.url)
+    m, c = mc.split("|")
+    frame = pd.DataFrame({"user_id": [u1, u1], "merchant": [m, m], "country": [c, c],
+                          "amt": [80.0, float("nan")], "lat": [51.5, 51.5], "long": [-0.12, -0.12]})
+
+    def post(entities: dict[str, list[Any]]) -> requests.Response:
+        text = json.dumps({"feature_service": SERVICE, "entities": entities, "full_feature_names": True})
+        return requests.post(server.url + "/get-online-features", data=text,
+                             headers={"Content-Type": "application/json"}, timeout=10)
+
+    entities = frame.to_dict(orient="list")
+    r = post(entities)
+    assert r.status_code == 200, r.text
+    with_null = post({**entities, "amt": [80.0, None]})
+    assert with_null.status_code == 200, with_null.text
+    got = r.json()
+
+    def answer(j: dict[str, Any]) -> list[Any]:  # event_timestamps are the read time
+        return [j["metadata"], [(res["values"], res["statuses"]) for res in j["results"]]]
+
+    assert answer(got) == answer(with_null.json())
+    col = got["metadata"]["feature_names"].index("transaction_request__amt_to_user_mean_1d")
+    assert got["results"][col]["statuses"] == ["PRESENT", "NULL_VALUE"]
+    r = post({**entities, "user_id": [u1, float("nan")]})
+    assert r.status_code == 400 and "entities.user_id[1]: NaN" in r.text, r.text
+
+
 def test_errors_are_feasts(server, store) -> None:  # type: ignore[no-untyped-def]
     from feast.errors import FeatureViewNotFoundException, RequestDataNotFoundInEntityRowsException
 
