@@ -30,8 +30,9 @@
 //	            ReduceSum/Mean/Max/Min/Prod/LogSumExp/LogSum/L1/L2/SumSquare
 //	            (per-row axes), LpNormalization, Transpose (row axis
 //	            first), TopK (last axis, constant k), Scan (only
-//	            skl2onnx's squared distances to constant training rows,
-//	            read by a Transpose: nearest neighbours)
+//	            skl2onnx's distances to constant training rows, read by
+//	            a Transpose: nearest neighbours with the Euclidean,
+//	            Manhattan or Minkowski metric)
 //
 // Every per-row tensor is [N, d1, d2, ...] with known d1...: one row per
 // input row; shapes are checked at load and elementwise operators
@@ -91,7 +92,14 @@
 //     chunks of 1024 rows). ReduceLogSumExp rounds as float32 expf and log.
 //   - TopK picks as onnxruntime's heap does (ties to the lower index, a
 //     row of NaNs in the heap's own order); with k large for the axis
-//     onnxruntime sorts instead, which orders NaN rows differently.
+//     (log2(k)/log2(n) at least 0.725) as libstdc++'s nth_element and
+//     sort do, which onnxruntime runs there: NaNs and sorted=0 order as
+//     they leave them.
+//   - Nearest-neighbour distances are float32 as in onnxruntime's Scan
+//     body: squared differences summed in order (Euclidean), absolute
+//     differences (raised to p: x*x*x for 3, else the float32 pow,
+//     which glibc's powf may miss by an ulp) summed as
+//     Eigen's reduction (Manhattan, Minkowski).
 //   - Cast to int32 (held as int64) truncates; NaN and values beyond int32
 //     give math.MinInt32, as onnxruntime on x86.
 //   - Where onnxruntime fails a call, Score does too (an error wrapping

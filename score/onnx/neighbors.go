@@ -1,23 +1,27 @@
 package onnx
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Nearest neighbours, as skl2onnx exports KNeighborsClassifier and
 // KNeighborsRegressor: a Scan over the training rows computing each input
-// row's squared distance to each of them, a Transpose back to one row per
-// input row, Sqrt, TopK of the smallest, and ArrayFeatureExtractor of the
-// neighbours' labels or targets.
+// row's distance to each of them (squared Euclidean, Manhattan, or the
+// Minkowski sum of p-th powers), a Transpose back to one row per input
+// row, Sqrt or Pow 1/p, TopK of the smallest, and ArrayFeatureExtractor
+// of the neighbours' labels or targets (with weights='distance', the
+// Reciprocal of the distances weighs them).
 
 // scan compiles the one Scan this evaluator knows: a constant [M, F]
-// scanned row by row against an unchanged [N, F] state, the body a Sub of
-// the two and a ReduceSumSquare over the features, its scan output
-// ([M, N]) read only by a Transpose with perm [1, 0]. The distances are
-// computed rows first, in float32 as onnxruntime's body does (a rounded
-// difference, squares summed in order), and handed to that Transpose.
-// Any other Scan, or any other subgraph, is refused.
+// scanned row by row against an unchanged [N, F] state, the body a
+// distance over the features (scanDistance), its scan output ([M, N])
+// read only by a Transpose with perm [1, 0]. The distances are computed
+// rows first, in float32 as onnxruntime's body computes them, and handed
+// to that Transpose. Any other Scan, or any other subgraph, is refused.
 func (c *compiler) scan(n *nodeProto, a attrs) error {
 	refuse := func(why string, args ...any) error {
-		return fmt.Errorf("%w: Scan %s (only skl2onnx's squared Euclidean distances to constant rows are supported)",
+		return fmt.Errorf("%w: Scan %s (only skl2onnx's Euclidean, Manhattan and Minkowski distances to constant rows are supported)",
 			ErrUnsupported, fmt.Sprintf(why, args...))
 	}
 	if a.int("num_scan_inputs", 0) != 1 || len(n.inputs) != 2 || len(n.outputs) != 2 {
@@ -49,7 +53,8 @@ func (c *compiler) scan(n *nodeProto, a attrs) error {
 	if err != nil {
 		return fmt.Errorf("%w: Scan body: %v", ErrMalformed, err)
 	}
-	if err := scanIsDistance(g); err != nil {
+	metric, err := scanDistance(g)
+	if err != nil {
 		return refuse("%v", err)
 	}
 	out := n.outputs[1]
@@ -73,15 +78,28 @@ func (c *compiler) scan(n *nodeProto, a attrs) error {
 	for i, v := range t.konst {
 		train[i] = float32(v)
 	}
-	c.m.steps = append(c.m.steps, &distStep{in: x, out: d, train: train})
+	c.m.nTmp = max(c.m.nTmp, 1)
+	c.m.steps = append(c.m.steps, &distStep{in: x, out: d, train: train, metric: metric})
 	return nil
 }
 
-// scanIsDistance checks that a Scan body passes its state through and
-// scans out ReduceSumSquare(Sub(state, row)) over axis 1, keepdims 0.
-func scanIsDistance(g *graphProto) error {
+// distMetric is what a Scan body computes from the difference of an
+// input row and a training row.
+type distMetric struct {
+	abs bool    // Abs then ReduceSum (Eigen's sum); else ReduceSumSquare (in order)
+	pow float32 // with abs, each |difference| raised to pow first; 0: not
+}
+
+// scanDistance reads a Scan body that passes its state through and scans
+// out, over axis 1 with keepdims 0, one of skl2onnx's distances:
+// ReduceSumSquare(Sub(state, row)) (Euclidean, squared),
+// ReduceSum(Abs(Sub(state, row))) (Manhattan) or
+// ReduceSum(Pow(Abs(Sub(state, row)), p)) with a constant scalar p > 0
+// (Minkowski, p-th power).
+func scanDistance(g *graphProto) (distMetric, error) {
+	var dm distMetric
 	if len(g.inputs) != 2 || len(g.outputs) != 2 {
-		return fmt.Errorf("body with %d inputs and %d outputs", len(g.inputs), len(g.outputs))
+		return dm, fmt.Errorf("body with %d inputs and %d outputs", len(g.inputs), len(g.outputs))
 	}
 	state, row := g.inputs[0].name, g.inputs[1].name
 	made := map[string]*nodeProto{}
@@ -104,23 +122,33 @@ func scanIsDistance(g *graphProto) error {
 			name = nd.inputs[0]
 		}
 	}
-	if name, _ := through(g.outputs[0].name); name != state {
-		return fmt.Errorf("body that changes its state")
-	}
-	_, rss := through(g.outputs[1].name)
-	if rss == nil || opName(rss) != "ai.onnx:ReduceSumSquare" || len(rss.inputs) == 0 {
-		return fmt.Errorf("body that does not end in ReduceSumSquare")
-	}
-	ra := newAttrs(rss)
-	axes := ra.ints("axes")
-	if len(rss.inputs) > 1 && rss.inputs[1] != "" {
-		t := inits[rss.inputs[1]]
-		if t == nil {
-			return fmt.Errorf("body reducing over computed axes")
+	// konst is the value of a body initializer or Constant node.
+	konst := func(name string) ([]float64, bool) {
+		if t := inits[name]; t != nil {
+			v, err := t.floats64()
+			return v, err == nil
 		}
-		v, err := t.floats64()
-		if err != nil {
-			return err
+		if nd := made[name]; nd != nil && opName(nd) == "ai.onnx:Constant" {
+			if at := newAttrs(nd)["value"]; at != nil && at.t != nil {
+				v, err := at.t.floats64()
+				return v, err == nil
+			}
+		}
+		return nil, false
+	}
+	if name, _ := through(g.outputs[0].name); name != state {
+		return dm, fmt.Errorf("body that changes its state")
+	}
+	_, red := through(g.outputs[1].name)
+	if red == nil || len(red.inputs) == 0 || (opName(red) != "ai.onnx:ReduceSumSquare" && opName(red) != "ai.onnx:ReduceSum") {
+		return dm, fmt.Errorf("body that does not end in ReduceSumSquare or ReduceSum")
+	}
+	ra := newAttrs(red)
+	axes := ra.ints("axes")
+	if len(red.inputs) > 1 && red.inputs[1] != "" {
+		v, ok := konst(red.inputs[1])
+		if !ok {
+			return dm, fmt.Errorf("body reducing over computed axes")
 		}
 		axes = axes[:0]
 		for _, f := range v {
@@ -128,42 +156,83 @@ func scanIsDistance(g *graphProto) error {
 		}
 	}
 	if len(axes) != 1 || (axes[0] != 1 && axes[0] != -1) || ra.int("keepdims", 1) != 0 {
-		return fmt.Errorf("body reducing over axes %v, keepdims %d", axes, ra.int("keepdims", 1))
+		return dm, fmt.Errorf("body reducing over axes %v, keepdims %d", axes, ra.int("keepdims", 1))
 	}
-	_, sub := through(rss.inputs[0])
+	_, sub := through(red.inputs[0])
+	if opName(red) == "ai.onnx:ReduceSum" {
+		dm.abs = true
+		if sub != nil && opName(sub) == "ai.onnx:Pow" && len(sub.inputs) == 2 {
+			p, ok := konst(sub.inputs[1])
+			if !ok || len(p) != 1 || !(p[0] > 0) || math.IsInf(p[0], 0) {
+				return dm, fmt.Errorf("body raising to the power %q (only a constant scalar p > 0)", sub.inputs[1])
+			}
+			dm.pow = float32(p[0])
+			_, sub = through(sub.inputs[0])
+		}
+		if sub == nil || opName(sub) != "ai.onnx:Abs" || len(sub.inputs) != 1 {
+			return dm, fmt.Errorf("body summing something else than absolute differences")
+		}
+		_, sub = through(sub.inputs[0])
+	}
 	if sub == nil || opName(sub) != "ai.onnx:Sub" || len(sub.inputs) != 2 {
-		return fmt.Errorf("body squaring something else than a difference")
+		return dm, fmt.Errorf("body reducing something else than a difference")
 	}
 	a, _ := through(sub.inputs[0])
 	b, _ := through(sub.inputs[1])
 	if !(a == state && b == row) && !(a == row && b == state) {
-		return fmt.Errorf("body subtracting %q and %q", sub.inputs[0], sub.inputs[1])
+		return dm, fmt.Errorf("body subtracting %q and %q", sub.inputs[0], sub.inputs[1])
 	}
-	return nil
+	return dm, nil
 }
 
-// distStep writes each row's squared distances to the training rows.
+// distStep writes each row's distances to the training rows.
 type distStep struct {
 	in, out *value
 	train   []float32 // M x F
+	metric  distMetric
 }
 
 func (s *distStep) run(sc *scratch, n int) {
 	f := s.in.width
 	x, dst := sc.row[:f], sc.row2[:s.out.width]
+	terms := sc.tmp[0][:f]
 	for r := range n {
 		loadRow(sc, s.in, r, x)
 		for m := range dst {
 			t := s.train[m*f : m*f+f]
-			var sum float32
-			for j, v := range t {
-				d := float32(x[j]) - v
-				sum += float32(d * d)
+			if !s.metric.abs {
+				// ReduceSumSquare: onnxruntime adds the rounded squares in order.
+				var sum float32
+				for j, v := range t {
+					d := float32(x[j]) - v
+					sum += float32(d * d) // rounded: no fused multiply-add
+				}
+				dst[m] = float64(sum)
+				continue
 			}
-			dst[m] = float64(sum)
+			for j, v := range t {
+				terms[j] = float64(powf32(float32(math.Abs(float64(float32(x[j])-v))), s.metric.pow))
+			}
+			// ReduceSum over the body's [N, F] tensor: row r's run starts
+			// r*F floats in (chunks of rows keep that offset's alignment).
+			dst[m] = float64(eigenSum32(terms, r*f))
 		}
 		storeRow(sc, s.out, r, dst)
 	}
+}
+
+// powf32 is onnxruntime's float32 Pow by a scalar exponent p: x*x for 2,
+// x*x*x for 3 (rounded after each product), else powf; p = 0 means none.
+func powf32(x, p float32) float32 {
+	switch p {
+	case 0:
+		return x
+	case 2:
+		return x * x
+	case 3:
+		return float32(x*x) * x
+	}
+	return float32(math.Pow(float64(x), float64(p)))
 }
 
 // transpose compiles Transpose that keeps the row axis first (perm[0] =
@@ -251,9 +320,11 @@ func (c *compiler) transpose(n *nodeProto, a attrs) error {
 // replaced by each later value strictly better than the top, then emptied
 // from the top into the output from its end (sorted), or read in heap
 // order (sorted = 0). Ties go to the lower index; NaN is never better, so
-// a row of NaNs gives the heap's own order. (onnxruntime switches to
-// nth_element and sort when k is large for the axis, log2(k)/log2(n) at
-// least 0.725; that gives the same result but on rows with NaNs.)
+// a row of NaNs gives the heap's own order. When k is large for the axis
+// (k >= 4 and log2(k)/log2(n) >= 0.725), onnxruntime runs libstdc++'s
+// nth_element and, when sorted, sort instead (stdsort.go): the same k
+// values in the same order for rows without NaN, another order with
+// sorted = 0 or NaNs.
 func (c *compiler) topK(n *nodeProto, a attrs) error {
 	v, err := c.rowInput(n, 0)
 	if err != nil {
@@ -284,7 +355,9 @@ func (c *compiler) topK(n *nodeProto, a attrs) error {
 	}
 	shape := append([]int(nil), v.shape...)
 	shape[len(shape)-1] = int(k)
-	s := &topKStep{in: v, dim: dim, k: int(k), largest: a.int("largest", 1) != 0, sorted: a.int("sorted", 1) != 0}
+	s := &topKStep{in: v, dim: dim, k: int(k), largest: a.int("largest", 1) != 0, sorted: a.int("sorted", 1) != 0,
+		// onnxruntime's choice between its heap and nth_element (top_k.cc).
+		heap: k != 1 && (k < 4 || math.Log2(float64(k))/math.Log2(float64(dim)) < 0.725)}
 	if name := c.output(n, 0); name != "" {
 		s.vals = c.newShaped(name, v.dt, shape)
 	}
@@ -300,6 +373,7 @@ type topKStep struct {
 	in              *value
 	dim, k          int
 	largest, sorted bool
+	heap            bool // onnxruntime keeps a heap (else nth_element); k = 1 scans
 	vals, idx       *value
 }
 
@@ -308,7 +382,7 @@ func (s *topKStep) run(sc *scratch, n int) {
 	groups := s.in.width / s.dim
 	w := groups * s.k
 	vals, idx := sc.row2[:w], sc.row2[w:2*w]
-	heap := sc.tmp[0][:s.k]
+	heap := sc.tmp[0][:s.dim]
 	for r := range n {
 		loadRow(sc, s.in, r, src)
 		for g := range groups {
@@ -329,8 +403,21 @@ func (s *topKStep) run(sc *scratch, n int) {
 }
 
 // selectRow writes the indices of x's k best values to out (float64s),
-// using heap (k slots) as onnxruntime's TopK does.
+// as onnxruntime's TopK finds them, using heap (len(x) slots).
 func (s *topKStep) selectRow(x, heap, out []float64) {
+	if s.k != 1 && !s.heap {
+		for i := range heap {
+			heap[i] = float64(i)
+		}
+		o := topOrder{x: x, largest: s.largest}
+		stdNthElement(heap, s.k-1, o)
+		if s.sorted {
+			stdSort(heap[:s.k], o)
+		}
+		copy(out, heap[:s.k])
+		return
+	}
+	heap = heap[:s.k]
 	// better: value a (at index i) beats value b (at index j).
 	better := func(i, j int) bool {
 		a, b := x[i], x[j]

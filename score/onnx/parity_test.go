@@ -259,6 +259,9 @@ var issueModels = []string{
 	// the rest people export (generate.py's coverage_models)
 	"svr_rbf", "svr_linear", "nusvr_rbf", "gnb_bin", "gnb_multi", "knn_bin", "knn_multi", "knn_reg",
 	"hand_matmul_vec_10",
+	// k-NN beyond the defaults, and TopK past onnxruntime's switch to a sort (generate.py's neighbour_models)
+	"knn_dist_bin", "knn_dist_multi", "knn_dist_reg", "knn_manhattan_multi", "knn_manhattan_reg",
+	"knn_minkowski3_bin", "knn_minkowski3_reg", "knn_ties_k25", "knn_ties_k25_dist_manhattan", "hand_topk_large_k",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {
@@ -281,7 +284,7 @@ func TestParityCoversTheIssueModels(t *testing.T) {
 // and Probabilities reuse the caller's arrays.
 func TestParityModelsDoNotAllocate(t *testing.T) {
 	dir := parityDir(t)
-	for _, name := range []string{"rf100_d8", "pipe_imputer_std_lr", "iso_forest", "str_onehot_gb", "str_two_cats_hgb", "svc_rbf_prob_multi"} {
+	for _, name := range []string{"rf100_d8", "pipe_imputer_std_lr", "iso_forest", "str_onehot_gb", "str_two_cats_hgb", "svc_rbf_prob_multi", "knn_ties_k25", "knn_manhattan_reg"} {
 		m, err := Load(filepath.Join(dir, name+".onnx"))
 		if err != nil {
 			t.Fatal(err)

@@ -747,6 +747,79 @@ def coverage_models(w, rng):
         w.add(name, m, "rows_" + name, rows)
 
 
+def neighbour_models(w, rng):
+    """k-nearest neighbours beyond the defaults: distance weights (a
+    Reciprocal of the TopK distances, weighted sums), the Manhattan metric
+    (a Scan of Abs and ReduceSum), Minkowski with p=3 (Abs, Pow 3,
+    ReduceSum, then Pow 1/3), and a k large enough for the training rows
+    that onnxruntime's TopK sorts instead of keeping a heap, on integer
+    features so that distances tie; TopK alone about that switch.
+    Generated last so that earlier rows stay as they were."""
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    nf = 8
+    xb, yb = make_classification(n_samples=600, n_features=nf, n_informative=5, random_state=SEED + 90)
+    xm, ym = make_classification(n_samples=600, n_features=nf, n_informative=5, n_classes=3,
+                                 random_state=SEED + 91)
+    xr, yr = make_regression(n_samples=600, n_features=nf, n_informative=5, noise=3.0, random_state=SEED + 92)
+    xb, xm, xr = (a.astype(np.float32) for a in (xb, xm, xr))
+    ym_str = np.array(["fraud", "ok", "review"])[ym]
+    # 60 training rows of small integers: for k = 25, log2(k)/log2(60) is
+    # past onnxruntime's 0.725, so TopK takes nth_element and sort.
+    xt = np.round(xm[:60] * 1.5).astype(np.float32)
+    yt = ym[:60]
+    for name, est, x, y in [
+        ("knn_dist_bin", KNeighborsClassifier(weights="distance"), xb, yb),
+        ("knn_dist_multi", make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=7, weights="distance")), xm, ym_str),
+        ("knn_dist_reg", KNeighborsRegressor(weights="distance"), xr, yr),
+        ("knn_manhattan_multi", KNeighborsClassifier(metric="manhattan"), xm, ym),
+        ("knn_manhattan_reg", KNeighborsRegressor(metric="manhattan", weights="distance"), xr, yr),
+        ("knn_minkowski3_bin", KNeighborsClassifier(p=3), xb, yb),
+        ("knn_minkowski3_reg", KNeighborsRegressor(p=3), xr, yr),
+        ("knn_ties_k25", KNeighborsClassifier(n_neighbors=25), xt, yt),
+        ("knn_ties_k25_dist_manhattan", KNeighborsClassifier(n_neighbors=25, weights="distance", metric="manhattan"), xt, yt),
+    ]:
+        est.fit(x, y)
+        m = conv_default(est, x)
+        rows = make_rows(rng, x, m, 600, 200, 0, 100, trees=False)
+        if name.startswith("knn_ties"):
+            rows[:700] = np.round(rows[:700] * 1.5)
+        w.add(name, m, "rows_" + name, rows)
+
+    # TopK on both sides of onnxruntime's switch from a heap to
+    # nth_element and sort (k >= 4 and log2(k)/log2(n) >= 0.725), sorted
+    # and not, over rows of small integers (ties), signed zeros, infinities
+    # and NaNs (some rows all NaN). Indices and values in one output.
+    n, dim = 1500, 40
+    rows = rng.integers(-4, 5, size=(n, dim)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    rows[rng.random(rows.shape) < 0.03] = -0.0
+    rows[rng.random(rows.shape) < 0.02] = np.inf
+    rows[rng.random(rows.shape) < 0.02] = -np.inf
+    rows[rng.random(n) < 0.05] = np.nan
+    mk = helper.make_node
+    nodes, cat, inits = [], [], []
+    for j, (k, largest, srt) in enumerate([(20, 1, 1), (20, 0, 0), (30, 1, 0), (6, 0, 1), (6, 1, 0), (40, 0, 1), (4, 1, 1)]):
+        inits.append(numpy_helper.from_array(np.array([k], dtype=np.int64), f"k{j}"))
+        nodes += [mk("TopK", ["X", f"k{j}"], [f"v{j}", f"i{j}"], largest=largest, sorted=srt),
+                  mk("Cast", [f"i{j}"], [f"f{j}"], to=TensorProto.FLOAT)]
+        cat += [f"v{j}", f"f{j}"]
+    # [N, 8] for the last: k = 4 of 8 is past the switch (2/3 is not).
+    inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "s0"))
+    inits.append(numpy_helper.from_array(np.array([8], dtype=np.int64), "s8"))
+    inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "ax1"))
+    nodes.insert(0, mk("Slice", ["X", "s0", "s8", "ax1"], ["X8"]))
+    nodes[-2].input[0] = "X8"
+    nodes.append(mk("Concat", cat, ["values"], axis=1))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, dim])],
+                          [helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, None])], initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    w.add("hand_topk_large_k", m, "rows_hand_topk_large_k", rows)
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -1139,6 +1212,7 @@ def main():
     common_models(w, rng)
     wide_models(w, rng)
     coverage_models(w, rng)
+    neighbour_models(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
