@@ -35,6 +35,13 @@ func pbInt(name string, v int64) []byte {
 	return pbVarint(b, attrI, v)
 }
 
+func pbFloat(name string, v float32) []byte {
+	b := pbBytes(nil, attrName, []byte(name))
+	b = pbVarint(b, attrType, 1)
+	b = protowire.AppendTag(b, attrF, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, math.Float32bits(v))
+}
+
 func pbFloats(name string, v ...float32) []byte {
 	b := pbBytes(nil, attrName, []byte(name))
 	b = pbVarint(b, attrType, 6)

@@ -100,6 +100,10 @@
 //     differences (raised to p: x*x*x for 3, else the float32 pow,
 //     which glibc's powf may miss by an ulp) summed as
 //     Eigen's reduction (Manhattan, Minkowski).
+//   - Imputer cycles its values over a row when there are as many as the
+//     tensor's second dimension (the columns of [N, F]; the first axis of
+//     a row of higher rank), as onnxruntime does, and imputes the first
+//     everywhere otherwise; several values for an [N] input are refused.
 //   - Cast to int32 (held as int64) truncates; NaN and values beyond int32
 //     give math.MinInt32, as onnxruntime on x86.
 //   - Where onnxruntime fails a call, Score does too (an error wrapping

@@ -75,7 +75,8 @@ func (c *compiler) arrayFeatureExtractor(n *nodeProto) error {
 }
 
 // imputer replaces replaced_value (NaN matches NaN) by the imputed values,
-// one for all columns or one per column.
+// as onnxruntime picks them: one per column when there are as many as the
+// tensor's second dimension, else the first for every value.
 func (c *compiler) imputer(n *nodeProto, a attrs) error {
 	v, err := c.rowInput(n, 0)
 	if err != nil {
@@ -98,23 +99,27 @@ func (c *compiler) imputer(n *nodeProto, a attrs) error {
 	default:
 		return fmt.Errorf("%w: Imputer of %s", ErrUnsupported, v.dt)
 	}
-	last := 1
-	if len(v.shape) > 0 {
-		last = v.shape[len(v.shape)-1]
+	if len(imp) == 0 {
+		return fmt.Errorf("%w: Imputer without imputed values", ErrMalformed)
 	}
-	if last == 0 || len(imp) != 1 && len(imp) != last {
-		return fmt.Errorf("%w: Imputer has %d imputed values for rows of %d", ErrMalformed, len(imp), last)
+	// onnxruntime cycles through the values over the flattened tensor when
+	// there are as many as its second dimension (a row's first axis, the
+	// columns of [N, F]; also for higher ranks), else imputes the first
+	// everywhere. For [N], that dimension is the batch: refused.
+	if len(v.shape) == 0 && len(imp) > 1 {
+		return fmt.Errorf("%w: Imputer of one value per row with %d imputed values (onnxruntime cycles them over the batch; give one value, or a [N, 1] input)",
+			ErrUnsupported, len(imp))
+	}
+	stride := 1
+	if len(v.shape) > 0 && v.shape[0] == len(imp) {
+		stride = len(imp) // a row is a multiple of it: the cycle restarts with each row
 	}
 	nan := math.IsNaN(repl)
 	o := c.newShaped(c.output(n, 0), v.dt, v.shape)
 	c.m.steps = append(c.m.steps, &mapStep{in: v, out: o, fn: func(dst, src []float64) {
 		for j, x := range src {
 			if x == repl || (nan && x != x) {
-				if len(imp) == 1 {
-					x = imp[0]
-				} else {
-					x = imp[j%last]
-				}
+				x = imp[j%stride]
 			}
 			dst[j] = x
 		}

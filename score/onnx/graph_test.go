@@ -416,3 +416,26 @@ func TestSVMClassifier(t *testing.T) {
 		t.Errorf("Score allocates %.1f times per call", a)
 	}
 }
+
+// TestImputerOnRankOne: onnxruntime cycles several imputed values over
+// the whole [N] tensor, so a row's value would depend on its place in the
+// batch; tally refuses that, and takes one value.
+func TestImputerOnRankOne(t *testing.T) {
+	imputer := func(vals ...float32) []byte {
+		return graphModel([][]byte{node("Imputer", "ai.onnx.ml", []string{"X"}, []string{"Y"},
+			pbFloats("imputed_value_floats", vals...), pbFloat("replaced_value_float", float32(math.NaN())))},
+			nil, [][]byte{valueInfo("X", dtFloat, -1)}, [][]byte{valueInfo("Y", dtFloat, -1)})
+	}
+	_, err := Parse(imputer(1, 2))
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "Imputer of one value per row with 2 imputed values") {
+		t.Errorf("err = %v, want ErrUnsupported about one value per row", err)
+	}
+	m := mustParse(t, imputer(5))
+	out := make([]Prediction, 2)
+	if err := m.Score(context.Background(), []float32{float32(math.NaN()), 3}, 2, out); err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Value != 5 || out[1].Value != 3 {
+		t.Errorf("scored %v, %v; want 5, 3", out[0].Value, out[1].Value)
+	}
+}

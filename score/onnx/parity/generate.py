@@ -820,6 +820,40 @@ def neighbour_models(w, rng):
     w.add("hand_topk_large_k", m, "rows_hand_topk_large_k", rows)
 
 
+def imputer_models(w, rng):
+    """Imputer on a rank-3 tensor [N, 2, 3]: onnxruntime takes the
+    per-column values when there are dims[1] of them (here 2, cycling over
+    the flattened row), and otherwise only the first (3 values, as many as
+    the last axis, or 4); float and int64. Generated last so that earlier
+    rows stay as they were."""
+    n = 1000
+    rows = rng.integers(-2, 3, size=(n, 6)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.2] = np.nan
+    mk = helper.make_node
+    ml = "ai.onnx.ml"
+    inits = [numpy_helper.from_array(np.array([-1, 2, 3], dtype=np.int64), "s3"),
+             numpy_helper.from_array(np.array([-1, 6], dtype=np.int64), "s2")]
+    nodes = [mk("Reshape", ["X", "s3"], ["x3"]),
+             mk("Imputer", ["x3"], ["a"], domain=ml, imputed_value_floats=[10.0, 20.0], replaced_value_float=float("nan")),
+             mk("Imputer", ["x3"], ["b"], domain=ml, imputed_value_floats=[10.0, 20.0, 30.0], replaced_value_float=float("nan")),
+             mk("Imputer", ["x3"], ["c"], domain=ml, imputed_value_floats=[1.0, 2.0, 3.0, 4.0], replaced_value_float=0.0),
+             mk("Imputer", ["x3"], ["d"], domain=ml, imputed_value_floats=[7.0], replaced_value_float=1.0),
+             mk("Cast", ["b"], ["bi"], to=TensorProto.INT64),
+             mk("Imputer", ["bi"], ["e"], domain=ml, imputed_value_int64s=[-5, -6], replaced_value_int64=2),
+             mk("Imputer", ["bi"], ["f"], domain=ml, imputed_value_int64s=[-5, -6, -7], replaced_value_int64=-1),
+             mk("Cast", ["e"], ["ef"], to=TensorProto.FLOAT),
+             mk("Cast", ["f"], ["ff"], to=TensorProto.FLOAT)]
+    cat = []
+    for v in ["a", "b", "c", "d", "ef", "ff"]:
+        nodes.append(mk("Reshape", [v, "s2"], [v + "2"]))
+        cat.append(v + "2")
+    nodes.append(mk("Concat", cat, ["values"], axis=1))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 6])],
+                          [helper.make_tensor_value_info("values", TensorProto.FLOAT, [None, 36])], initializer=inits)
+    m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ml, 3)])
+    w.add("hand_imputer_rank3", m, "rows_hand_imputer_rank3", rows)
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -1213,6 +1247,7 @@ def main():
     wide_models(w, rng)
     coverage_models(w, rng)
     neighbour_models(w, rng)
+    imputer_models(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
