@@ -75,8 +75,11 @@
 //     as the Gemm onnxruntime fuses it into), a float32 fused multiply-add
 //     chain per block of inputs added in turn: blocks of 256 for MatMul and
 //     Gemm (B packed), 1024 down to 128 for the linear models depending on
-//     their number of scores. Other float32 arithmetic rounds each
-//     operation's result to float32; Max and Min propagate NaN.
+//     their number of scores. A MatMul by a 1-D constant is one GEMM per
+//     row in onnxruntime, which MLAS runs in its M = 1 kernel: rounded
+//     products added in groups of four, each group then added to the
+//     sum. Other float32 arithmetic rounds each operation's result to
+//     float32; Max and Min propagate NaN.
 //   - SVMClassifier follows onnxruntime's float32 kernels (RBF: a
 //     sequential sum of rounded squares, then glibc's expf, which is not
 //     always the correctly rounded exp), float64 sums of float32

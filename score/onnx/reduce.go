@@ -378,6 +378,9 @@ func (c *compiler) matmul(n *nodeProto, a attrs) error {
 		w = w32
 	}
 	s.w, s.k, s.m = w, k, m
+	// MatMul by a vector: a GEMM per row, unpacked (onnxruntime packs
+	// only a 2-D B), which MLAS hands to its M = 1 kernel (gemvScore).
+	s.gemv = !gemm && len(b.kdims) == 1 && x.dt == tF32
 	s.out = c.newShaped(c.output(n, 0), x.dt, shape)
 	c.m.steps = append(c.m.steps, s)
 	return nil
@@ -389,6 +392,7 @@ type matmulStep struct {
 	k, m    int
 	alpha   float64
 	bias    []float64 // Gemm's beta*C, or nil
+	gemv    bool      // float32 by a 1-D constant: gemvScore
 }
 
 func (s *matmulStep) run(sc *scratch, n int) {
@@ -397,6 +401,13 @@ func (s *matmulStep) run(sc *scratch, n int) {
 	outer := s.in.width / s.k
 	for r := range n {
 		loadRow(sc, s.in, r, src)
+		if s.gemv {
+			for o := range outer {
+				dst[o] = float64(gemvScore(src[o*s.k:(o+1)*s.k], s.w))
+			}
+			storeRow(sc, s.out, r, dst)
+			continue
+		}
 		for o := range outer {
 			x := src[o*s.k : (o+1)*s.k]
 			for j := range s.m {
@@ -430,6 +441,32 @@ func (s *matmulStep) run(sc *scratch, n int) {
 		}
 		storeRow(sc, s.out, r, dst)
 	}
+}
+
+// gemvScore is x times w (both K long) as onnxruntime computes a float32
+// MatMul by a 1-D B: one GEMM of M = N = 1 per row (MatMulComputeHelper
+// sets M to 1 when an input is 1-D and broadcasts over the rows), which
+// MLAS hands to MlasSgemmKernelM1Avx on x86 with AVX: the inputs in groups
+// of four, each group's rounded products added in order and the group
+// added to the sum so far, then a group of two, then one; C (zero) comes
+// first, so a -0 sum is +0.
+func gemvScore(x, w []float64) float32 {
+	prod := func(k int) float32 { return float32(float32(x[k]) * float32(w[k])) }
+	k := len(x)
+	var c float32
+	j := 0
+	for ; j+4 <= k; j += 4 {
+		t := float32(float32(float32(prod(j)+prod(j+1))+prod(j+2)) + prod(j+3))
+		c = float32(t + c)
+	}
+	if k-j >= 2 {
+		c = float32(float32(prod(j)+prod(j+1)) + c)
+		j += 2
+	}
+	if j < k {
+		c = float32(prod(j) + c)
+	}
+	return c
 }
 
 // argmax compiles ArgMax and ArgMin over the last per-row axis.

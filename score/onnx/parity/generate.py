@@ -5,6 +5,8 @@ The Go parity test (score/onnx/parity_test.go) reads what this writes:
   OUT/manifest.json          one entry per model: file names and output kinds
   OUT/<model>.onnx           the exported model
   OUT/<model>.expected.json  onnxruntime's labels / probabilities / values
+                             (and "batch" when it scored that many rows
+                             per call, not all at once)
   OUT/<rows>.csv             input rows (float32 shortest repr, "nan" = missing)
   OUT/<rows>.strings.csv     string inputs of the same rows, for models with any
 
@@ -104,8 +106,14 @@ def write_rows(path, rows):
             f.write("\n")
 
 
-def run(path, rows, strs=None):
-    """onnxruntime's outputs for rows (and string columns strs), as plain lists."""
+def run(path, rows, strs=None, batch=None):
+    """onnxruntime's outputs for rows (and string columns strs), as plain
+    lists; with batch, from calls of that many rows at a time (the order
+    MLAS sums in can depend on how many rows a call has)."""
+    if batch:
+        parts = [run(path, rows[i:i + batch], None if strs is None else strs[i:i + batch])
+                 for i in range(0, rows.shape[0], batch)]
+        return {k: (parts[0][k] if k == "classes" else [v for p in parts for v in p[k]]) for k in parts[0]}
     sess = session(path)
     feed, col, scol = {}, 0, 0
     np_types = {"tensor(double)": np.float64, "tensor(float)": np.float32, "tensor(int64)": np.int64}
@@ -154,7 +162,7 @@ class Writer:
         self.manifest = []
         self.rows = {}
 
-    def add(self, name, model, rows_name, rows, strs=None):
+    def add(self, name, model, rows_name, rows, strs=None, batch=None):
         path = os.path.join(self.out, name + ".onnx")
         if isinstance(model, str):
             os.replace(model, path)
@@ -169,8 +177,10 @@ class Writer:
                         f.write(",".join(row) + "\n")
             self.rows[rows_name] = (rows, strs)
         rows, strs = self.rows[rows_name]  # models sharing a rows file score the same rows
-        res = run(path, rows, strs)
+        res = run(path, rows, strs, batch)
         res = jsonable(res)
+        if batch:
+            res["batch"] = batch
         res["model"] = name + ".onnx"
         res["rows"] = rows_name + ".csv"
         if strs is not None:
@@ -854,6 +864,35 @@ def imputer_models(w, rng):
     w.add("hand_imputer_rank3", m, "rows_hand_imputer_rank3", rows)
 
 
+def gemv_models(w, rng):
+    """MatMul by a one-dimensional constant, which onnxruntime does not
+    pack: MLAS runs its M=1 kernels, whose order depends on the rows in
+    the call (one, or blocks of four, two and one), so each model is also
+    scored one row per call. 503 rows leave a block of two and one; K = 7
+    fits in the kernels' remainders, K = 300 spans their loops; [N, 3, 300]
+    makes M three times the rows. Generated last so that earlier rows stay
+    as they were."""
+    mk = helper.make_node
+    for name, k, outer in [("hand_matmul_vec_300", 300, 1), ("hand_matmul_vec_7", 7, 1),
+                           ("hand_matmul_vec_3x300", 300, 3)]:
+        rows = rng.normal(size=(503, k * outer)).astype(np.float32)
+        rows[rng.random(rows.shape) < 0.002] = np.nan
+        wt = numpy_helper.from_array(rng.normal(size=k).astype(np.float32), "W")
+        inits = [wt]
+        if outer == 1:
+            nodes = [mk("MatMul", ["X", "W"], ["Y"])]
+            out = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None])
+        else:
+            inits.append(numpy_helper.from_array(np.array([-1, outer, k], dtype=np.int64), "s"))
+            nodes = [mk("Reshape", ["X", "s"], ["x3"]), mk("MatMul", ["x3", "W"], ["Y"])]
+            out = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, outer])
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, k * outer])],
+                              [out], initializer=inits)
+        m = helper.make_model(g, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+        w.add(name, m, "rows_" + name, rows)
+        w.add(name + "_batch1", m, "rows_" + name, rows, batch=1)
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -1248,6 +1287,7 @@ def main():
     coverage_models(w, rng)
     neighbour_models(w, rng)
     imputer_models(w, rng)
+    gemv_models(w, rng)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
