@@ -80,6 +80,13 @@
 //     products added in groups of four, each group then added to the
 //     sum. Other float32 arithmetic rounds each operation's result to
 //     float32; Max and Min propagate NaN.
+//   - A call of one row is a GEMM of M = 1 in onnxruntime, which MLAS runs
+//     in another kernel where B is not packed (LinearClassifier,
+//     LinearRegressor, SVMRegressor, the linear SVM kernel): eight lanes
+//     adding inputs l, l+8, ... in order, reduced as its block of four
+//     scores (then two, then one) does, then C. Score does the same when
+//     it is given one row, so a model scores a row as onnxruntime does
+//     alone or in a batch.
 //   - SVMClassifier follows onnxruntime's float32 kernels (RBF: a
 //     sequential sum of rounded squares, then glibc's expf, which is not
 //     always the correctly rounded exp), float64 sums of float32

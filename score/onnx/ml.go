@@ -7,7 +7,7 @@ import (
 
 // linear compiles LinearClassifier and LinearRegressor. Scores follow
 // onnxruntime's float32 GEMM of the row by the unpacked coefficients (see
-// sgemmScore and unpackedBlock).
+// sgemmScore and unpackedBlock; m1Score for a call of one row).
 func (c *compiler) linear(n *nodeProto, a attrs) error {
 	v, err := c.matrixInput(n, 0)
 	if err != nil {
@@ -110,6 +110,10 @@ func (s *linearStep) run(sc *scratch, n int) {
 			var c0 float32
 			if s.inter != nil {
 				c0 = float32(s.inter[k])
+			}
+			if sc.one {
+				out[k] = float64(m1Score(x, s.coef[k*w:k*w+w], k, s.nt, c0))
+				continue
 			}
 			if w > s.kb {
 				out[k] = float64(sgemmScore(x, s.coef[k*w:k*w+w], 1, s.kb, c0, s.inter != nil, 1))
@@ -315,6 +319,30 @@ func unpackedBlock(n, k int) int {
 		}
 	}
 	return strideK
+}
+
+// m1Score is score j of nt of one row x by w (its K coefficients), as
+// MLAS computes a GEMM of one row (M = 1) by a transposed B, which
+// onnxruntime's LinearClassifier, LinearRegressor and SVMRegressor pass:
+// MlasSgemmKernelM1TransposeBAvx on x86 with AVX. Eight lanes, lane l
+// adding the rounded products of inputs l, l+8, ... in order; the lanes
+// reduced as the kernel's block of scores does (blocks of four, then of
+// two and one for the last nt mod 4), then C added (c0, or 0 without C).
+func m1Score[T float32 | float64](x []float64, w []T, j, nt int, c0 float32) float32 {
+	var l [8]float32
+	for i, xi := range x {
+		l[i%8] = float32(l[i%8] + float32(float32(xi)*float32(w[i])))
+	}
+	var s float32
+	switch {
+	case j < nt/4*4:
+		s = float32(float32(float32(l[0]+l[1])+l[2])+l[3]) + float32(float32(float32(l[4]+l[5])+l[6])+l[7])
+	case j < nt/4*4+nt%4/2*2:
+		s = float32(float32(l[0]+l[2])+float32(l[4]+l[6])) + float32(float32(l[1]+l[3])+float32(l[5]+l[7]))
+	default:
+		s = float32(float32(l[0]+l[1])+float32(l[2]+l[3])) + float32(float32(l[4]+l[5])+float32(l[6]+l[7]))
+	}
+	return float32(s + c0)
 }
 
 // sgemmScore is one float32 score of x by w (w[i*stride]) as MLAS

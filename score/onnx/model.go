@@ -100,6 +100,7 @@ type scratch struct {
 	args  []float64
 	strs  []string // the call's string inputs
 	err   error    // set by a step that meets an input it cannot score
+	one   bool     // the Score call has one row (MLAS's M = 1 kernels)
 }
 
 // Model is a loaded ONNX-ML graph, compiled for row-wise evaluation. It is
@@ -591,6 +592,7 @@ func (m *Model) ScoreStrings(ctx context.Context, rows []float32, strs []string,
 	}
 	sc := m.pool.Get().(*scratch)
 	defer m.pool.Put(sc)
+	sc.one = n == 1
 	for off := 0; off < n; off += chunkRows {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("score rows %d..%d: %v: %w", off, n, err, score.ErrUnavailable)

@@ -280,6 +280,9 @@ var issueModels = []string{
 	"hand_imputer_rank3",
 	// MatMul by a 1-D constant, whole batch and one row per call (generate.py's gemv_models)
 	"hand_matmul_vec_300", "hand_matmul_vec_7", "hand_matmul_vec_3x300", "hand_matmul_vec_3x300_batch1",
+	// one row per call: MLAS's M = 1 kernel (generate.py's one_row_models)
+	"hand_wide_linear_3_batch1", "hand_wide_linear_300_batch1", "lin_ridge_batch1", "lin_svc_multi_batch1",
+	"svr_rbf_batch1", "svr_linear_batch1", "svc_linear_bin_batch1",
 }
 
 func TestParityCoversTheIssueModels(t *testing.T) {

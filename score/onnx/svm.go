@@ -151,14 +151,16 @@ func (s *svmStep) run(sc *scratch, n int) {
 	out := sc.row2[:s.scores.width]
 	for r := range n {
 		loadRow(sc, s.in, r, x)
-		s.kernels(x, kern)
+		s.kernels(x, kern, sc.one)
 		sc.i64[s.label.buf][r] = s.classify(sc, kern, out)
 		storeRow(sc, s.scores, r, out)
 	}
 }
 
-// kernels writes the kernel of x with each support vector (float32 values).
-func (s *svmKernel) kernels(x []float64, kern []float64) {
+// kernels writes the kernel of x with each support vector (float32
+// values); one: the call has one row, so onnxruntime's linear-kernel GEMM
+// takes MLAS's M = 1 kernel (m1Score).
+func (s *svmKernel) kernels(x []float64, kern []float64, one bool) {
 	for v := range kern {
 		sv := s.sv[v*s.nf : v*s.nf+s.nf]
 		var sum float32
@@ -168,6 +170,10 @@ func (s *svmKernel) kernels(x []float64, kern []float64) {
 				sum += float32(d * d)
 			}
 			kern[v] = float64(expf(-s.gamma * sum))
+			continue
+		}
+		if one {
+			kern[v] = float64(m1Score(x, sv, v, len(kern), 0))
 			continue
 		}
 		for j, y := range sv {
@@ -295,8 +301,9 @@ func svmProbabilities(k int, dec []float64, probA, probB []float32, p []float64)
 // svr compiles SVMRegressor (what skl2onnx makes of SVR, NuSVR and
 // OneClassSVM) as onnxruntime computes it: the kernel of each support
 // vector in float32 (svmKernel), then one float32 SGEMM score of the
-// kernels by the coefficients from rho (blocks of unpackedBlock); without
-// support vectors, that score of the row itself. onnxruntime ignores
+// kernels by the coefficients from rho (blocks of unpackedBlock, or
+// m1Score for a call of one row); without support vectors, that score of
+// the row itself. onnxruntime ignores
 // post_transform here; one_class answers 1 for a positive score, else -1.
 func (c *compiler) svr(n *nodeProto, a attrs) error {
 	v, err := c.matrixInput(n, 0)
@@ -362,11 +369,20 @@ func (s *svrStep) run(sc *scratch, n int) {
 		dot := x
 		if s.nv > 0 {
 			dot = sc.tmp[0][:s.nv]
-			s.kernels(x, dot)
+			s.kernels(x, dot, sc.one)
 		}
 		// With support vectors the GEMM starts from rho; the linear mode
 		// passes rho as C only when it is not 0.
-		y := sgemmScore(dot, s.coef64, 1, s.kb, s.rho, s.rho != 0 || s.nv > 0, 1)
+		var y float32
+		if sc.one {
+			c0 := s.rho
+			if s.rho == 0 && s.nv == 0 {
+				c0 = 0
+			}
+			y = m1Score(dot, s.coef64, 0, 1, c0)
+		} else {
+			y = sgemmScore(dot, s.coef64, 1, s.kb, s.rho, s.rho != 0 || s.nv > 0, 1)
+		}
 		if s.oneClass && y > 0 {
 			y = 1
 		} else if s.oneClass {

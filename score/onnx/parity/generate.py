@@ -161,6 +161,7 @@ class Writer:
         self.out = out
         self.manifest = []
         self.rows = {}
+        self.models = {}  # name -> (model, rows name)
 
     def add(self, name, model, rows_name, rows, strs=None, batch=None):
         path = os.path.join(self.out, name + ".onnx")
@@ -169,6 +170,7 @@ class Writer:
             model = onnx.load(path)
         else:
             onnx.save(model, path)
+        self.models[name] = (model, rows_name)
         if rows_name not in self.rows:
             write_rows(os.path.join(self.out, rows_name + ".csv"), rows)
             if strs is not None:
@@ -893,6 +895,18 @@ def gemv_models(w, rng):
         w.add(name + "_batch1", m, "rows_" + name, rows, batch=1)
 
 
+def one_row_models(w):
+    """Models whose float32 GEMM onnxruntime runs differently for a call of
+    one row (MLAS's M = 1 kernel: eight lanes, reduced by blocks of
+    scores), scored again one row per call on the same rows: the linear
+    models (unpacked coefficients), SVR with RBF and linear kernels, a
+    linear-kernel SVC. Generated last."""
+    for name in ["hand_wide_linear_3", "hand_wide_linear_300", "lin_ridge", "lin_svc_multi", "svr_rbf",
+                 "svr_linear", "svc_linear_bin"]:
+        model, rows_name = w.models[name]
+        w.add(name + "_batch1", model, rows_name, None, batch=1)
+
+
 def random_tree(rng, depth, nfeat, modes, leaf_cb, top=True):
     """A random binary tree as nested dicts (the root is never a leaf)."""
     if depth == 0 or (not top and rng.random() < 0.15):
@@ -1288,6 +1302,7 @@ def main():
     neighbour_models(w, rng)
     imputer_models(w, rng)
     gemv_models(w, rng)
+    one_row_models(w)
     w.close()
     print(f"wrote {len(w.manifest)} models to {out}")
 
