@@ -275,7 +275,7 @@ var issueModels = []string{
 	"hand_matmul_vec_10",
 	// k-NN beyond the defaults, and TopK past onnxruntime's switch to a sort (generate.py's neighbour_models)
 	"knn_dist_bin", "knn_dist_multi", "knn_dist_reg", "knn_manhattan_multi", "knn_manhattan_reg",
-	"knn_minkowski3_bin", "knn_minkowski3_reg", "knn_ties_k25", "knn_ties_k25_dist_manhattan", "hand_topk_large_k",
+	"knn_minkowski3_bin", "knn_minkowski3_reg", "knn_minkowski15_reg", "knn_ties_k25", "knn_ties_k25_dist_manhattan", "hand_topk_large_k",
 	// Imputer on a rank-3 tensor (generate.py's imputer_models)
 	"hand_imputer_rank3",
 	// MatMul by a 1-D constant, whole batch and one row per call (generate.py's gemv_models)

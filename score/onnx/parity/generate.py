@@ -762,8 +762,8 @@ def coverage_models(w, rng):
 def neighbour_models(w, rng):
     """k-nearest neighbours beyond the defaults: distance weights (a
     Reciprocal of the TopK distances, weighted sums), the Manhattan metric
-    (a Scan of Abs and ReduceSum), Minkowski with p=3 (Abs, Pow 3,
-    ReduceSum, then Pow 1/3), and a k large enough for the training rows
+    (a Scan of Abs and ReduceSum), Minkowski with p=3 and 1.5 (Abs, Pow p,
+    ReduceSum, then Pow 1/p), and a k large enough for the training rows
     that onnxruntime's TopK sorts instead of keeping a heap, on integer
     features so that distances tie; TopK alone about that switch.
     Generated last so that earlier rows stay as they were."""
@@ -791,6 +791,7 @@ def neighbour_models(w, rng):
         ("knn_manhattan_reg", KNeighborsRegressor(metric="manhattan", weights="distance"), xr, yr),
         ("knn_minkowski3_bin", KNeighborsClassifier(p=3), xb, yb),
         ("knn_minkowski3_reg", KNeighborsRegressor(p=3), xr, yr),
+        ("knn_minkowski15_reg", KNeighborsRegressor(p=1.5, weights="distance"), xr, yr),
         ("knn_ties_k25", KNeighborsClassifier(n_neighbors=25), xt, yt),
         ("knn_ties_k25_dist_manhattan", KNeighborsClassifier(n_neighbors=25, weights="distance", metric="manhattan"), xt, yt),
     ]:
