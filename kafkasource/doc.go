@@ -78,7 +78,11 @@
 // re-read the new topic. A consumer notices the new id within a second
 // (the topic is listed each second; franz-go refuses a recreated topic's
 // id, so a new client reads it; a cluster's member leaves the group and
-// joins it again), or at its next start, and counts it in
+// joins it again), at its first fetch of the new topic (a topic recreated
+// after the consumer listed its id, before its client first read the
+// topic's metadata: every fetch under an id other than the one keyed is
+// dropped, none of its records counted, in both topologies), or at its
+// next start, and counts it in
 // tally_kafka_topic_recreations_total and logs a warning naming the topic
 // and its ids (the old one when seen while running). In a cluster, the
 // offsets and the markers saying which id owns which key live in the

@@ -107,13 +107,6 @@ func (c *Consumer) runGroup(ctx context.Context) {
 			// the groups idle between batches.
 			n := 0
 			fetches.EachTopic(func(t kgo.FetchTopic) {
-				if !c.consumes(t.TopicID) {
-					// A client that learned a recreated topic's id
-					// after incarnation: its records go under the
-					// new id's key, with a new client.
-					cancel()
-					return
-				}
 				t.EachPartition(func(fp kgo.FetchPartition) {
 					if ctx.Err() != nil || len(fp.Records) == 0 {
 						return
@@ -184,14 +177,6 @@ func (c *Consumer) joinGroup(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// consumes reports whether a fetch of the topic id is of the topic
-// consumed (true when either id is unknown: brokers without topic ids).
-func (c *Consumer) consumes(id [16]byte) bool {
-	c.partsMu.Lock()
-	defer c.partsMu.Unlock()
-	return id == [16]byte{} || c.topicID == (kadm.TopicID{}) || kadm.TopicID(id) == c.topicID
 }
 
 // partitionWork is one partition's fetched records, decoded.

@@ -526,12 +526,25 @@ func (c *Consumer) run(ctx context.Context) {
 // backed off exponentially (100 ms to 5 s); handle commits its records;
 // commit (the group's offsets, for monitoring) runs at most once a second.
 // Records a poll cut short by pctx (not ctx) returned are handled first.
+//
+// handle only ever sees records of the topic id the consumer keyed
+// (incarnation): a poll holding a fetch of another id (the topic was
+// deleted and created again after incarnation listed it, before the
+// client first read its metadata) is dropped whole, logged, and ends the
+// loop, so that the caller starts a new client, keyed for the new id. Its
+// records are read again by that client, under the new id's key: none is
+// committed under the old id's key, where records below the old offsets
+// would be skipped as counted and the others counted a second time once
+// the new id is keyed.
 func (c *Consumer) pollLoop(ctx, pctx context.Context, cl *kgo.Client, handle func(kgo.Fetches), commit func(context.Context)) {
 	lastCommit := time.Now()
 	backoff := retry.NewBackoff(100*time.Millisecond, 5*time.Second)
 	for pctx.Err() == nil {
 		fetches := cl.PollRecords(pctx, c.opts.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return
+		}
+		if c.foreignFetch(fetches) {
 			return
 		}
 		failed := false
@@ -556,6 +569,33 @@ func (c *Consumer) pollLoop(ctx, pctx context.Context, cl *kgo.Client, handle fu
 			backoff.Reset()
 		}
 	}
+}
+
+// foreignFetch reports whether fetches hold a fetch of a topic id other
+// than the one consumed (consumes), and logs the first such id.
+func (c *Consumer) foreignFetch(fetches kgo.Fetches) bool {
+	for _, f := range fetches {
+		for _, t := range f.Topics {
+			if c.consumes(t.TopicID) {
+				continue
+			}
+			c.partsMu.Lock()
+			held := c.topicID
+			c.partsMu.Unlock()
+			c.logger.Warn("kafka topic "+c.k.Topic+" was deleted and created again: its records were fetched under a new topic id, not the one keyed; the fetch is dropped, none of it counted, and a new client reads the new topic from its first record",
+				"old_topic_id", held, "new_topic_id", kadm.TopicID(t.TopicID))
+			return true
+		}
+	}
+	return false
+}
+
+// consumes reports whether a fetch of the topic id is of the topic
+// consumed (true when either id is unknown: brokers without topic ids).
+func (c *Consumer) consumes(id [16]byte) bool {
+	c.partsMu.Lock()
+	defer c.partsMu.Unlock()
+	return id == [16]byte{} || c.topicID == (kadm.TopicID{}) || kadm.TopicID(id) == c.topicID
 }
 
 // commitPartition decodes and commits one partition's fetched records,

@@ -29,7 +29,7 @@ import (
 // The lag loop, which also notices a new id (at once, then each second),
 // is held for that time: its warning blocks in the test's log handler
 // until the client has polled the new topic's records, so that the fetch
-// guard (Consumer.consumes) is what the test exercises.
+// guard (Consumer.foreignFetch) is what the test exercises.
 func TestRoutedRecreatedBeforeClientStarts(t *testing.T) {
 	b := kafkatest.Shared(t)
 	topic := "routed-recreated-early"
@@ -94,6 +94,135 @@ func TestRoutedRecreatedBeforeClientStarts(t *testing.T) {
 	if t.Failed() {
 		t.Logf("logs:\n%s", logs.String())
 	}
+}
+
+// TestRecreatedBeforeClientStarts is the single-node version of
+// TestRoutedRecreatedBeforeClientStarts: a node that consumed 20 records
+// of the topic restarts, keys the topic (incarnation lists its id) and the
+// topic is deleted and created again, with 30 records, before the node's
+// new client first reads the topic's metadata. The client then reads the
+// new topic from the old topic's offset (20): none of its records may be
+// committed under the old id's key (there records 0..19 would be skipped
+// as counted, and 20..29 counted twice once the lag loop keys the new
+// id): the node drops the fetch, keys the new id and counts each record
+// once. The lag loop is held as in the routed test.
+func TestRecreatedBeforeClientStarts(t *testing.T) {
+	b := kafkatest.Shared(t)
+	topic := "recreated-early"
+	b.CreateTopic(t, topic, 1)
+	const records = 30
+	old := genEvents(20, 29)
+	produce(t, b.Client(t), topic, old)
+	repo := testRepo(t, b.Addr, topic, "")
+	dir := t.TempDir()
+	in := openNode(t, dir, repo)
+	cs, err := kafkasource.StartAll(in.Node, kafkasource.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCaught(t, in.Node, topic, map[int32]int64{0: int64(len(old))})
+	cs[0].Close()
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	in = openNode(t, dir, repo)
+	defer in.Close()
+	sink := &keyedSink{Node: in.Node, events: map[string]int{}}
+	var once sync.Once
+	sink.onOffset = func(key string) {
+		if key != topic+"#id" {
+			return
+		}
+		once.Do(func() {
+			if err := recreateWith(b, topic, records); err != nil {
+				t.Errorf("recreate %s: %v", topic, err)
+			}
+		})
+	}
+	lagLoop := &heldWarning{msg: "records of the old topic not yet read", release: make(chan struct{})}
+	t.Cleanup(lagLoop.free)
+	var polled sync.Once
+	hook := fetchHook(func() { polled.Do(func() { time.AfterFunc(time.Second, lagLoop.free) }) })
+	time.AfterFunc(30*time.Second, lagLoop.free) // a client that never polls
+
+	var logs syncBuffer
+	c, err := kafkasource.Start(in.Node, sink, repo.Sources[0], kafkasource.Options{
+		Logger:     slog.New(&heldHandler{Handler: slog.NewTextHandler(&logs, nil), held: lagLoop}),
+		ClientOpts: []kgo.Opt{kgo.WithHooks(hook)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	newKey := ""
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		for k, e := range sink.counts() {
+			if strings.HasPrefix(k, topic+"@") && e >= records {
+				newKey = k
+			}
+		}
+		if newKey != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the recreated topic's %d records are not counted under a key name@id within 60 s (events per key: %v); logs:\n%s", records, sink.counts(), logs.String())
+		}
+	}
+	time.Sleep(time.Second) // a late write under a wrong key
+	counts := sink.counts()
+	if got := counts[topic]; got != 0 {
+		t.Errorf("%d records of the recreated topic were committed under the old topic id's key %q (a fetch of the new topic id kept, not dropped); events per key: %v, state offsets %v",
+			got, topic, counts, in.Node.StreamOffsets("tx", topic))
+	}
+	if got := counts[newKey]; got != records {
+		t.Errorf("%d records counted under the new topic id's key %s, want %d (each once)", got, newKey, records)
+	}
+	if total, exact := counted(in.Node, append(old, genEvents(records, 23)...)); !exact {
+		t.Errorf("the node counts %d events over both topics, want %d each once", total, len(old)+records)
+	}
+	if t.Failed() {
+		t.Logf("logs:\n%s", logs.String())
+	}
+}
+
+// keyedSink is a node as a consumer's sink, counting the events it
+// applies per key (StreamPos.Topic). onOffset, if set, runs at each
+// StreamOffset, before it answers.
+type keyedSink struct {
+	*node.Node
+	mu       sync.Mutex
+	events   map[string]int
+	onOffset func(key string)
+}
+
+func (s *keyedSink) IngestStream(b *store.Batch, pos store.StreamPos) (bool, error) {
+	applied, err := s.Node.IngestStream(b, pos)
+	if applied {
+		s.mu.Lock()
+		s.events[pos.Topic] += b.Len()
+		s.mu.Unlock()
+	}
+	return applied, err
+}
+
+func (s *keyedSink) StreamOffset(source, key string, p int32) (int64, bool) {
+	if s.onOffset != nil {
+		s.onOffset(key)
+	}
+	return s.Node.StreamOffset(source, key, p)
+}
+
+// counts is the events applied per key.
+func (s *keyedSink) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for k, e := range s.events {
+		out[k] = e
+	}
+	return out
 }
 
 // recreateWith deletes topic, creates it again with one partition and
