@@ -6,6 +6,8 @@ The rules (stated in the package README):
   (``datetime``, ``pd.Timestamp``, ``datetime64`` columns) are taken as UTC;
   tz-aware ones are converted to UTC; integers are epoch milliseconds already;
   text is parsed as RFC 3339 / ISO 8601. Sub-millisecond parts are floored.
+  A spine's times go as a Parquet timestamp in milliseconds, except integers,
+  which go as int64 (see ``integer_times``).
 - Integers stay integers: a value is never routed through ``float``. An
   integer column with missing values should use pandas' nullable ``Int64``
   dtype; a ``float64`` column holding integer keys is accepted only while its
@@ -80,6 +82,25 @@ def epoch_ms_series(s: pd.Series) -> list[int | None]:
     if pd.api.types.is_integer_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         return [None if is_missing(x) else int(x) for x in s.to_numpy(dtype=object).tolist()]
     return [None if is_missing(v) else epoch_ms(v) for v in s.to_numpy(dtype=object).tolist()]
+
+
+def integer_times(s: pd.Series) -> bool:
+    """Reports whether a column of timestamps holds integers (epoch
+    milliseconds as given) rather than datetimes or text, which say their
+    unit. A spine sends the one as int64, which the node checks for epoch
+    seconds (integers before 1973-03-03), the other as a Parquet timestamp,
+    read as given. An object column holding any number counts as integers."""
+    dt = s.dtype
+    if isinstance(dt, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dt):
+        return False
+    if pd.api.types.is_bool_dtype(dt):
+        return False
+    if pd.api.types.is_numeric_dtype(dt):
+        return True
+    return any(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and not is_missing(v)
+        for v in s.to_numpy(dtype=object).tolist()
+    )
 
 
 def key_value(v: Any, *, as_text: bool) -> str | int | None:

@@ -362,9 +362,11 @@ class Client:
             spine: one row per example, with the service's join keys, the
                 timestamp column and the request-context columns. Timestamps may
                 be datetime64 (naive = UTC), tz-aware, epoch-millisecond integers
-                or RFC 3339 text. Times before 1973-03-03 are refused: the client
-                sends epoch milliseconds, and the node takes integers that small
-                for epoch seconds (multiply those by 1000).
+                or RFC 3339 text. Datetimes and text go as a Parquet timestamp,
+                read as given; integers go as they are, and the node refuses
+                those below 1e11 (before 1973-03-03) as epoch seconds
+                (``BadRequestError`` naming the row, counted from 1: multiply
+                by 1000, or give an earlier time as a datetime).
             timestamp_key: the spine's timestamp column.
             timeout: seconds to wait for the answer: the node replays its whole
                 event archive before the first row (about 30 s per 10M events
@@ -780,7 +782,8 @@ def _spine_table(spine: pd.DataFrame, svc: _Service, timestamp_key: str) -> pa.T
     for pos, t in enumerate(ts):
         if t is None:
             raise ValueError(f"spine row {spine.index[pos]!r}: timestamp {timestamp_key!r} is missing")
-    arrays[timestamp_key] = pa.array(ts, type=pa.int64())
+    integers = _convert.integer_times(spine[timestamp_key])
+    arrays[timestamp_key] = pa.array(ts, type=pa.int64() if integers else pa.timestamp("ms", tz="UTC"))
     for c in svc.request_context:
         typ = pa.bool_() if pd.api.types.is_bool_dtype(spine[c].dtype) else pa.float64()
         try:

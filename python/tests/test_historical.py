@@ -162,3 +162,37 @@ def test_import_refusal(fresh_client: tally.Client, uid: str, t0: pd.Timestamp) 
     res = fresh_client.ingest("transactions", [event(uid, t0)], backfill=True, dry_run=True)
     assert res.dry_run and res.accepted == 1
     assert fresh_client.get_historical_features(SVC, _spine(uid, [t0 + MS]))[CNT_1M].tolist() == [0]
+
+
+def test_datetimes_before_1973_are_read_as_given(fresh_client: tally.Client, uid: str) -> None:
+    # The node refuses integer spine times before 1973-03-03 as epoch seconds
+    # read as milliseconds; a datetime or RFC 3339 text says its unit, so the
+    # client sends it as one.
+    t = pd.Timestamp("1971-06-01T12:00:00Z")
+    assert fresh_client.ingest("transactions", [event(uid, t, 10.0)], backfill=True).accepted == 1
+    times = [t, t + MS]  # at the event's millisecond: not counted; a millisecond later: counted
+    forms = {
+        "naive": pd.Series(times).dt.tz_localize(None),
+        "naive_us": pd.Series(times).dt.tz_localize(None).astype("datetime64[us]"),
+        "utc": pd.Series(times),
+        "plus2": pd.Series(times).dt.tz_convert("Etc/GMT-2"),
+        "text": pd.Series([x.tz_convert("Etc/GMT-2").isoformat() for x in times]),
+        "objects": pd.Series([x.to_pydatetime() for x in times], dtype=object),
+    }
+    for name, ts in forms.items():
+        out = fresh_client.get_historical_features(SVC, _spine(uid, list(times)).assign(timestamp=ts))
+        assert out[CNT_1M].tolist() == [0, 1], name
+        assert out[SUM_1D].tolist() == [0.0, 10.0], name
+        pd.testing.assert_series_equal(out["timestamp"], ts, check_names=False)  # the caller's column, untouched
+
+
+def test_integer_times_stay_epoch_milliseconds(fresh_client: tally.Client, uid: str, t0: pd.Timestamp) -> None:
+    fresh_client.ingest("transactions", [event(uid, t0, 10.0)], backfill=True)
+    ms = [t0.value // 1_000_000, t0.value // 1_000_000 + 1]
+    out = fresh_client.get_historical_features(SVC, _spine(uid, [t0, t0]).assign(timestamp=pd.Series(ms, dtype="int64")))
+    assert out[CNT_1M].tolist() == [0, 1]
+    for dtype in ("int64", "Int64", "object"):
+        seconds = pd.Series([ms[1], ms[1] // 1000], dtype=dtype)
+        with pytest.raises(tally.BadRequestError, match=r'row 2, column "timestamp".*epoch seconds\? multiply by 1000') as e:
+            fresh_client.get_historical_features(SVC, _spine(uid, [t0, t0]).assign(timestamp=seconds))
+        assert e.value.code == "INVALID_SPINE", dtype
