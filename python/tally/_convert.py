@@ -103,6 +103,14 @@ def integer_times(s: pd.Series) -> bool:
     )
 
 
+def utc_datetimes(ms: Sequence[int | None]) -> pd.Series:
+    """Returns epoch milliseconds as a datetime64[ms, UTC] column (NaT where
+    None), exactly, in years 1 to 9999 too (datetime64[ns] holds 1677-2262)."""
+    nat = np.iinfo(np.int64).min
+    i8 = np.array([nat if v is None else v for v in ms], dtype=np.int64)
+    return pd.Series(i8.view("datetime64[ms]")).dt.tz_localize("UTC")
+
+
 def key_value(v: Any, *, as_text: bool) -> str | int | None:
     """Returns a join key value: text as is, integers exactly (as decimal text
     when as_text, which is how the node stores integer keys)."""

@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from . import _convert
+
 #: Spine rows per historical-features request from a Spark spine: well under
 #: the node's 32 MiB body limit for a spine of keys, a timestamp and a few
 #: numbers. Each request replays the node's archive once.
@@ -158,14 +160,19 @@ def historical(
         shutil.rmtree(output_dir)  # Spark creates it
     need = [*svc.join_keys, timestamp_key, *svc.request_context]
     conv = _epoch_ms_converter(spine)
+    # A Spark timestamp says its unit: it goes on as a datetime, which the
+    # node reads as given (integers before 1973 it refuses as epoch seconds).
+    ts, ntz = _timestamp_columns(spine)
+    pos = need.index(timestamp_key) if timestamp_key in ts | ntz else -1
     wrote = False
     batch: list[Any] = []
 
     def flush(rows: list[Any]) -> None:
         nonlocal wrote
-        sent = pd.DataFrame.from_records(
-            [[conv(c, r[c]) for c in need] for r in rows], columns=need
-        )
+        records = [[conv(c, r[c]) for c in need] for r in rows]
+        sent = pd.DataFrame.from_records(records, columns=need)
+        if pos >= 0:
+            sent[timestamp_key] = _convert.utc_datetimes([rec[pos] for rec in records])
         feats = join(sent)
         values = [[_python(v) for v in feats[f].tolist()] for f in svc.features]
         out_rows = [tuple(r) + tuple(col[i] for col in values) for i, r in enumerate(rows)]

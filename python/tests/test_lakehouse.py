@@ -160,6 +160,16 @@ def test_spark_ingest_and_spine_equal_the_pandas_path(
     assert (want[spine["user_id"] == "u6"]["user_transaction_counts.amt_count_1h"] == 0).all()
 
 
+def test_spark_spine_before_1973(spark: Any, fresh_client: tally.Client, local_tz: None) -> None:
+    # A Spark timestamp says its unit: the node reads it as given, where
+    # integer milliseconds that small are refused as epoch seconds.
+    t = pd.Timestamp("1971-06-01T12:00:00Z")
+    assert fresh_client.ingest("transactions", [event("u1", t, 10.0)], backfill=True).accepted == 1
+    spine = _spine(t, 2).assign(user_id="u1", merchant="m1", country="FR", timestamp=[t, t + pd.Timedelta(milliseconds=1)])
+    got = fresh_client.get_historical_features(SVC, _to_spark(spark, spine)).toPandas().sort_values("id")
+    assert got["user_transaction_counts.amt_count_1m"].tolist() == [0, 1]
+
+
 def test_spark_bad_event_is_refused_with_its_index(spark: Any, fresh_client: tally.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tally.client, "INGEST_CHUNK_RECORDS", 10)
     t0 = (now_ms() - pd.Timedelta(days=2)).floor("s")
