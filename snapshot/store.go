@@ -233,6 +233,27 @@ func (s *Store) List() ([]*Meta, error) {
 	return out, nil
 }
 
+// Newest returns the newest snapshot that verifies (nil: none), the one a
+// restore takes, without changing anything: one that fails verification is
+// passed over, not set aside. One that cannot be read (an OS error) is an
+// error: whether it is the newest is not known.
+func (s *Store) Newest() (*Meta, error) {
+	list, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range list {
+		err := s.verify(m)
+		if err == nil {
+			return m, nil
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
 // Open verifies the snapshot id and returns a reader of its frame, from
 // the header on (the checksum is left at its end). One whose content fails
 // verification is moved to corrupt-<id> and the error wraps ErrCorrupt.

@@ -188,7 +188,7 @@ func TestRepairAsideDirIsDurableBeforeTheCut(t *testing.T) {
 
 	ofs := &opFS{Mem: mem}
 	opts.FS = ofs
-	_, aside, err := Repair("/log", opts)
+	_, aside, err := Repair("/log", 0, opts)
 	if err != nil || aside == "" {
 		t.Fatalf("repair: %q, %v", aside, err)
 	}

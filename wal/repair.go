@@ -19,7 +19,13 @@ import (
 // index of the last record kept and the directory it moved the rest into. A
 // log without corruption is left as it is and aside is "" (a torn tail is
 // Open's to cut, and is not counted in kept). The log must not be open.
-func Repair(dir string, opts Options) (kept uint64, aside string, err error) {
+//
+// covered is the index of the newest snapshot (0: none): the state holds
+// every record up to it. A corrupt segment whose records are all covered is
+// not cut: it and every segment before it (the log's front) are moved aside
+// instead, as retention drops segments, so that the records after the
+// snapshot, which only the log holds, stay; the rest is checked on.
+func Repair(dir string, covered uint64, opts Options) (kept uint64, aside string, err error) {
 	if opts.FS == nil {
 		opts.FS = OS
 	}
@@ -28,20 +34,50 @@ func Repair(dir string, opts Options) (kept uint64, aside string, err error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("wal repair: list %s: %w", dir, err)
 	}
+	front := 0 // segs[:front] were moved aside
 	for i, s := range segs {
 		bad, res, err := findCorruption(fsys, dir, segs, i)
 		if err != nil {
-			return kept, "", fmt.Errorf("wal repair: read %s: %w", s.name, err)
+			return kept, aside, fmt.Errorf("wal repair: read %s: %w", s.name, err)
 		}
 		if bad == nil {
 			kept = res.commitIdx - 1
 			continue
 		}
+		if aside == "" {
+			aside = filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
+		}
+		if i+1 < len(segs) && segs[i+1].first <= covered+1 {
+			if err := moveAside(fsys, dir, aside, segs[front:i+1]); err != nil {
+				return kept, aside, err
+			}
+			front = i + 1
+			continue
+		}
 		kept = bad.Index - 1
-		aside, err := setAside(fsys, dir, segs, i, bad, res)
-		return kept, aside, err
+		return kept, aside, setAside(fsys, dir, aside, segs, i, bad, res)
 	}
-	return kept, "", nil
+	return kept, aside, nil
+}
+
+// moveAside moves segments into the directory aside (created if need be),
+// oldest first, so that what stays is always a whole log.
+func moveAside(fsys FS, dir, aside string, segs []segmentInfo) error {
+	if err := fsys.MkdirAll(aside, 0o755); err != nil {
+		return fmt.Errorf("wal repair: %w", err)
+	}
+	if err := fsys.SyncDir(dir); err != nil { // the new directory's entry, before anything moves into it
+		return fmt.Errorf("wal repair: %w", err)
+	}
+	for _, s := range segs {
+		if err := fsys.Rename(filepath.Join(dir, s.name), filepath.Join(aside, s.name)); err != nil {
+			return fmt.Errorf("wal repair: move %s aside: %w", s.name, err)
+		}
+	}
+	if err := fsys.SyncDir(aside); err != nil {
+		return fmt.Errorf("wal repair: %w", err)
+	}
+	return fsys.SyncDir(dir)
 }
 
 // findCorruption checks segment i the way Open and Replay would (the
@@ -72,34 +108,33 @@ func findCorruption(fsys FS, dir string, segs []segmentInfo, i int) (*Corruption
 }
 
 // setAside keeps a copy of segment i, cuts it before the bad frame, and
-// moves every later segment into a corrupt-<time> directory.
-func setAside(fsys FS, dir string, segs []segmentInfo, i int, bad *CorruptionError, res scanResult) (string, error) {
+// moves every later segment into the directory aside.
+func setAside(fsys FS, dir, aside string, segs []segmentInfo, i int, bad *CorruptionError, res scanResult) error {
 	s := segs[i]
-	aside := filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
 	if err := fsys.MkdirAll(aside, 0o755); err != nil {
-		return aside, fmt.Errorf("wal repair: %w", err)
+		return fmt.Errorf("wal repair: %w", err)
 	}
 	if err := copyFile(fsys, filepath.Join(dir, s.name), filepath.Join(aside, s.name)); err != nil {
-		return aside, fmt.Errorf("wal repair: keep a copy of %s: %w", s.name, err)
+		return fmt.Errorf("wal repair: keep a copy of %s: %w", s.name, err)
 	}
 	if err := fsys.SyncDir(aside); err != nil {
-		return aside, fmt.Errorf("wal repair: %w", err)
+		return fmt.Errorf("wal repair: %w", err)
 	}
 	if err := fsys.SyncDir(dir); err != nil { // the new directory's entry: the cut relies on the copy
-		return aside, fmt.Errorf("wal repair: %w", err)
+		return fmt.Errorf("wal repair: %w", err)
 	}
 	if err := cutSegment(fsys, dir, s, bad.Offset, res); err != nil {
-		return aside, fmt.Errorf("wal repair: cut %s at %d: %w", s.name, bad.Offset, err)
+		return fmt.Errorf("wal repair: cut %s at %d: %w", s.name, bad.Offset, err)
 	}
 	for _, later := range segs[i+1:] {
 		if err := fsys.Rename(filepath.Join(dir, later.name), filepath.Join(aside, later.name)); err != nil {
-			return aside, fmt.Errorf("wal repair: move %s aside: %w", later.name, err)
+			return fmt.Errorf("wal repair: move %s aside: %w", later.name, err)
 		}
 	}
 	if err := fsys.SyncDir(aside); err != nil {
-		return aside, fmt.Errorf("wal repair: %w", err)
+		return fmt.Errorf("wal repair: %w", err)
 	}
-	return aside, fsys.SyncDir(dir)
+	return fsys.SyncDir(dir)
 }
 
 // cutSegment makes s end at off, its last frame marked as ending a write.

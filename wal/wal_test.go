@@ -220,7 +220,7 @@ func TestMidLogCorruptionRefusedThenRepaired(t *testing.T) {
 			if ce.Offset != offs[5] || !strings.Contains(ce.Error(), filepath.Base(seg)) || ce.Index != 6 {
 				t.Fatalf("corruption reported at %s offset %d index %d, want offset %d index 6: %v", ce.Segment, ce.Offset, ce.Index, offs[5], ce)
 			}
-			kept, moved, err := Repair(dir, opts)
+			kept, moved, err := Repair(dir, 0, opts)
 			if err != nil || kept != 5 || filepath.Dir(moved) != dir || !strings.HasPrefix(filepath.Base(moved), "corrupt-") {
 				t.Fatalf("repair kept %d, moved the rest to %q: %v", kept, moved, err)
 			}
@@ -498,7 +498,7 @@ func TestRepairCleanLogMovesNothing(t *testing.T) {
 	l := mustOpen(t, dir, opts)
 	appendN(t, l, 1, 10)
 	l.Close()
-	kept, moved, err := Repair(dir, opts)
+	kept, moved, err := Repair(dir, 0, opts)
 	if err != nil || kept != 10 || moved != "" {
 		t.Fatalf("repair of a clean log: kept %d, moved to %q, %v; want 10 kept, nothing moved", kept, moved, err)
 	}

@@ -37,19 +37,41 @@ or arguments.`})
 				return err
 			}
 			defer lock.Release()
+			// The newest snapshot that verifies is the state a start
+			// restores: corrupt records it covers are moved aside with the
+			// log's front, never cut with the records after it.
+			snap, err := store.NewSnapshotStore(nil, dataDir, nil).Newest()
+			if err != nil {
+				return fmt.Errorf("repair: find the newest snapshot (nothing changed): %w", err)
+			}
+			var covered uint64
+			if snap != nil {
+				covered = snap.Index
+			}
 			dir := filepath.Join(dataDir, "wal")
-			kept, aside, err := wal.Repair(dir, wal.Options{})
+			before, _ := wal.Inspect(dir)
+			kept, aside, err := wal.Repair(dir, covered, wal.Options{})
 			if err != nil {
 				return fmt.Errorf("repair %s: %w", dir, err)
 			}
+			after, _ := wal.Inspect(dir)
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"dir": dir, "kept": kept, "movedTo": aside})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"dir": dir, "first": after.First, "kept": kept, "movedTo": aside})
 			}
 			if aside == "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: the log is clean, nothing moved (%d records)\n", dir, kept)
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wal %s: %d records kept; everything after the corruption is in %s\n", dir, kept, aside)
+			if after.First > before.First {
+				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: records %d..%d, corrupt ones among them, are held by snapshot %s and were moved to %s; "+
+					"the log now starts at record %d (historical features before it answer ARCHIVE_INCOMPLETE)\n",
+					dir, before.First, after.First-1, snap.ID, aside, after.First)
+			}
+			// A cut keeps a copy of the segment it cut, which is still in the log.
+			moved, _ := wal.Inspect(aside)
+			if n := len(moved.Segments); n > 0 && moved.Segments[n-1].First >= after.First {
+				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: %d records kept; everything after the corruption is in %s\n", dir, kept, aside)
+			}
 			return nil
 		},
 	}
