@@ -5,10 +5,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tally-ml/tally/systemtest/harness"
+	"github.com/tally-ml/tally/wal"
 )
 
 // TestDemoNodes runs `tally demo --nodes 3` for a few seconds: it starts a
@@ -41,5 +43,39 @@ func TestDemoNodes(t *testing.T) {
 	}
 	if _, err := exec.Command(harness.Binary(t), "demo", "--nodes", "3", "--listen", "127.0.0.1:0").CombinedOutput(); err == nil {
 		t.Error("demo --nodes 3 --listen: no error")
+	}
+}
+
+// TestDemoNodesRefusesANodesDataDir: `tally demo --nodes 3 --data-dir D`
+// over a node's data dir started the cluster's nodes inside it (D/n0...,
+// D/n0.log, with --kafka D/kafka-repo). Demo refuses a data dir it did not
+// make before it starts anything, and D is left as it was.
+func TestDemoNodesRefusesANodesDataDir(t *testing.T) {
+	dir := t.TempDir()
+	l, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{SegmentSize: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append([]byte("a record")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	list := func() []string {
+		ents, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	before := list()
+	out, err := exec.Command(harness.Binary(t), "demo", "--nodes", "3", "--duration", "2s", "--rate", "100", "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pass --data-dir a new directory") {
+		t.Errorf("demo --nodes 3 over a node's data dir: %v, want a refusal saying to pass --data-dir a new directory:\n%s", err, out)
+	}
+	if after := list(); !slices.Equal(before, after) {
+		t.Errorf("the data dir held %v, now %v", before, after)
 	}
 }

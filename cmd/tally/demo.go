@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"text/tabwriter"
@@ -47,6 +50,9 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := claimDemoDir(cfg.DataDir); err != nil {
+				return err
+			}
 			var prod *kafkaDemo
 			if kafka != "" {
 				if prod, err = newKafkaDemo(kafka, repo); err != nil {
@@ -85,6 +91,38 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "start this many local tally processes as a cluster (data dirs and logs under --data-dir) and stream into every node")
 	cmd.Flags().StringVar(&kafka, "kafka", "", "stream the transactions through this Kafka broker (host:port; topic "+demoTopic+", 8 partitions) instead of HTTP bulk ingest")
 	return cmd
+}
+
+// demoMark is the file that marks a data dir as one tally demo made.
+const demoMark = "DEMO"
+
+// claimDemoDir makes dir a data dir for the demo, or refuses it, changing
+// nothing: demo's default data dir is serve's (./tally-data), and its
+// synthetic transactions and user_profile rows must never join a node's
+// own data. A new or empty directory is created and marked; one already
+// marked is taken again (a demo's data dir serves with tally serve, and
+// demo runs on it again); anything else is refused.
+func claimDemoDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), err == nil && len(ents) == 0:
+	case err != nil:
+		return fmt.Errorf("demo data dir: %w", err)
+	default:
+		if _, err := os.Stat(filepath.Join(dir, demoMark)); err == nil {
+			return nil
+		}
+		return fmt.Errorf("data dir %s holds data tally demo did not make (a node's log and tables?); demo would add synthetic transactions "+
+			"and user_profile rows to them: pass --data-dir a new directory (or an empty one)", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("demo data dir: %w", err)
+	}
+	mark := []byte("this data dir was made by tally demo: its transactions and user_profile rows are synthetic\n")
+	if err := os.WriteFile(filepath.Join(dir, demoMark), mark, 0o644); err != nil {
+		return fmt.Errorf("demo data dir: %w", err)
+	}
+	return nil
 }
 
 type demo struct {

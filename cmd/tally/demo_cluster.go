@@ -33,7 +33,8 @@ func demoCluster(cmd *cobra.Command, f serveFlags, nodes, rate, users int, seed 
 		if dir, err = os.MkdirTemp("", "tally-demo-cluster-"); err != nil {
 			return err
 		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	}
+	if err := claimDemoDir(dir); err != nil {
 		return err
 	}
 	var args []string
