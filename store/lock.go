@@ -28,8 +28,12 @@ type DirLock struct {
 // (tally serve, demo, admin wal repair) holds it for as long as it runs;
 // readers (tally export) do not need it. flock locks conflict between
 // separate opens even within one process, so two Opens of one dir in a
-// test conflict as two processes do.
+// test conflict as two processes do. It refuses the inside of a data dir
+// (CheckDataDir).
 func LockDataDir(dir string) (*DirLock, error) {
+	if err := CheckDataDir(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
@@ -67,4 +71,38 @@ func (l *DirLock) Release() error {
 	err := l.f.Close()
 	l.f = nil
 	return err
+}
+
+// CheckDataDir refuses dir as a data dir when it is the inside of one: its
+// top level holds log segments (<20 digits>.wal or .wal.zst) or snapshots
+// (<20 digits>.snap), as <data-dir>/wal and <data-dir>/snapshots do. A node
+// opened there would start empty inside the log of the data it should
+// serve, and an export would read an empty archive. The error names the
+// parent, the data dir probably meant. A dir that cannot be read (a new
+// one) passes: the caller's own open says what is wrong with it.
+// LockDataDir calls it; commands that read a data dir without the lock call
+// it themselves.
+func CheckDataDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		name := e.Name()
+		what, base := "write-ahead log segment", ""
+		var ok bool
+		if base, ok = strings.CutSuffix(name, ".wal.zst"); !ok {
+			base, ok = strings.CutSuffix(name, ".wal")
+		}
+		if !ok {
+			what = "snapshot"
+			base, ok = strings.CutSuffix(name, ".snap")
+		}
+		if _, err := strconv.ParseUint(base, 10, 64); !ok || len(base) != 20 || err != nil || !e.Type().IsRegular() {
+			continue
+		}
+		return fmt.Errorf("--data-dir %s is the inside of a data dir, not a data dir: it holds the %s %s, a node opened there would start empty, an export would read no events; "+
+			"give the data dir itself: --data-dir %s", dir, what, name, filepath.Dir(filepath.Clean(dir)))
+	}
+	return nil
 }

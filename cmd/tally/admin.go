@@ -29,6 +29,9 @@ or arguments.`})
 		Short: "Keep every log record before the first corrupt one; move the rest aside (nothing is deleted)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := store.CheckDataDir(dataDir); err != nil {
+				return err
+			}
 			if _, err := os.Stat(filepath.Join(dataDir, "wal")); err != nil {
 				return fmt.Errorf("no write-ahead log in %s (is --data-dir the node's data directory?): %w", dataDir, err)
 			}

@@ -109,6 +109,9 @@ func inspectDataDir(dataDir string) (*inspectReport, error) {
 	if st, err := os.Stat(dataDir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("--data-dir %s is not a directory: point it at the node's data directory", dataDir)
 	}
+	if err := store.CheckDataDir(dataDir); err != nil {
+		return nil, err
+	}
 	rep := &inspectReport{DataDir: dataDir}
 	if _, err := os.Stat(filepath.Join(dataDir, "wal")); err == nil {
 		w, err := wal.Inspect(filepath.Join(dataDir, "wal"))

@@ -62,6 +62,9 @@ that is no member, this node not kept).`,
 			if len(ids) == 0 {
 				return &exitError{exitUsage, errors.New("--keep is required: the ids of the surviving nodes, this one included (see tally cluster recover --help)")}
 			}
+			if err := store.CheckDataDir(dataDir); err != nil {
+				return &exitError{exitUsage, err}
+			}
 			if st, err := os.Stat(filepath.Join(dataDir, "cluster")); err != nil || !st.IsDir() {
 				return &exitError{exitUsage, fmt.Errorf("--data-dir %s holds no cluster node's data (no %s): point it at the stopped node's data dir", dataDir, filepath.Join(dataDir, "cluster"))}
 			}

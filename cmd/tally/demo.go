@@ -19,6 +19,7 @@ import (
 
 	"github.com/tally-ml/tally/bench/workload"
 	"github.com/tally-ml/tally/client"
+	"github.com/tally-ml/tally/store"
 )
 
 func demoCmd() *cobra.Command {
@@ -101,8 +102,12 @@ const demoMark = "DEMO"
 // synthetic transactions and user_profile rows must never join a node's
 // own data. A new or empty directory is created and marked; one already
 // marked is taken again (a demo's data dir serves with tally serve, and
-// demo runs on it again); anything else is refused.
+// demo runs on it again); anything else is refused, and the inside of a
+// data dir (store.CheckDataDir) first of all.
 func claimDemoDir(dir string) error {
+	if err := store.CheckDataDir(dir); err != nil {
+		return err
+	}
 	ents, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), err == nil && len(ents) == 0:

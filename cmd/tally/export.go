@@ -17,6 +17,7 @@ import (
 	"github.com/tally-ml/tally/delta"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/history"
+	"github.com/tally-ml/tally/store"
 	"github.com/tally-ml/tally/tabular"
 	"github.com/tally-ml/tally/wal"
 )
@@ -59,6 +60,9 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			repo, _, err := loadRepo(repoDir)
 			if err != nil {
+				return err
+			}
+			if err := store.CheckDataDir(dataDir); err != nil {
 				return err
 			}
 			archive, err := wal.OpenArchive(nil, filepath.Join(dataDir, "wal"))
