@@ -65,6 +65,7 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 			if err := store.CheckDataDir(dataDir); err != nil {
 				return err
 			}
+			warnRepoChanges(cmd.ErrOrStderr(), dataDir, repoDir, repo)
 			archive, err := wal.OpenArchive(nil, filepath.Join(dataDir, "wal"))
 			if err != nil {
 				return fmt.Errorf("event archive: %w", err)
@@ -133,6 +134,37 @@ to the Delta Lake table in --out (created if missing) as one commit.`,
 	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
 	requireFlags(cmd, "service", "spine", "out")
 	return cmd
+}
+
+// warnRepoChanges warns on w when repo differs from the repo the node
+// served from dataDir (its schema fingerprint), listing each difference:
+// the export then holds features the node never served. That is what a
+// deliberate backfill of new features wants, and what a mistaken --repo
+// (or one left out) does silently, so export goes on. A data dir without a
+// fingerprint (no node started there since fingerprints) says nothing.
+func warnRepoChanges(w io.Writer, dataDir, repoDir string, repo *features.Repo) {
+	path := filepath.Join(dataDir, store.SchemaFile)
+	served, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	what := "--repo " + repoDir
+	if repoDir == "" {
+		what = "the embedded fraud repo (--repo left out)"
+	}
+	changes, err := store.SchemaChanges(served, store.SchemaOf(repo))
+	if err != nil {
+		fmt.Fprintf(w, "warning: %s: %v: cannot tell whether %s is the repo the node served\n", path, err, what)
+		return
+	}
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "warning: %s differs from the repo the node served (%s): the export holds features the node never served as exported; "+
+		"unless that is a deliberate backfill, pass --repo the node's repo:\n", what, path)
+	for _, c := range changes {
+		fmt.Fprintf(w, "  - %s\n", c)
+	}
 }
 
 // finishOutput closes export's output after a run that returned runErr.
