@@ -224,6 +224,15 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		return nil, err
 	}
 	for _, g := range m.GroupsOf(cfg.NodeID) {
+		if isNew {
+			break // its replicas are created now
+		}
+		if err := c.checkReplicaKept(m, g, deadline); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	for _, g := range m.GroupsOf(cfg.NodeID) {
 		if err := c.openGroup(m, g); err != nil {
 			c.Close()
 			return nil, err

@@ -44,7 +44,7 @@
 //
 //   - cluster.go: Config and Open (the cluster port, the metadata replica,
 //     this node's data-group replicas) and the Cluster a node serves from.
-//   - shape.go, identity.go, newdir.go, removed.go: what a data dir records
+//   - shape.go, identity.go, newdir.go, removed.go, lost.go: what a data dir records
 //     (cluster and node ids, G and R) and the starts it refuses.
 //   - map.go, meta.go: the cluster map and the metadata group's FSM.
 //   - group.go, fsm.go: one data group's replica: its Raft over the WAL

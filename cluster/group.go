@@ -152,8 +152,12 @@ func errUnreadable(name, dir, self string, err error) error {
 
 // replaceAdvice is errUnreadable's way back for node self.
 func replaceAdvice(self string) string {
-	return "do not repair or edit them in place (a replica that forgets its vote or entries it acknowledged can lose acknowledged writes). " +
-		"Replace the node: stop it, move its data dir aside (keep it: it is the only copy of any group with one replica), start it over an empty data dir under a new --node-id with a cluster address not in use and --cluster-join, " +
+	return "do not repair or edit them in place (a replica that forgets its vote or entries it acknowledged can lose acknowledged writes). " + replaceSteps(self)
+}
+
+// replaceSteps is how node self is replaced under a new id.
+func replaceSteps(self string) string {
+	return "Replace the node: stop it, move its data dir aside (keep it: it is the only copy of any group with one replica), start it over an empty data dir under a new --node-id with a cluster address not in use and --cluster-join, " +
 		"run `tally cluster add-node --id <new id> --cluster-addr <address>`, then `tally cluster remove-node " + self + "` (with two or more replicas per group, the others hold every acknowledged write)"
 }
 

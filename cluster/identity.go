@@ -56,7 +56,7 @@ func checkIdentity(cfg Config) (isNew bool, err error) {
 				"start it with --node-id %s --cluster-id %s, or give this node a data dir of its own (its replicas' logs and votes are that node's)",
 				cfg.DataDir, id.Node, id.Cluster, path, cfg.NodeID, cfg.ClusterID, id.Node, id.Cluster)
 		}
-		return false, nil
+		return checkMetaKept(cfg)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("cluster: read the data dir's node identity: %w", err)
@@ -66,6 +66,27 @@ func checkIdentity(cfg Config) (isNew bool, err error) {
 		return err == nil, err
 	}
 	return false, recordIdentity(cfg)
+}
+
+// checkMetaKept refuses a data dir that records the node's identity but
+// lost its metadata replica's directory while keeping other cluster state
+// (lost.go). One holding the identity alone is a first start stopped
+// before its metadata replica was created: new, so that its peers are
+// asked as for any new data dir.
+func checkMetaKept(cfg Config) (isNew bool, err error) {
+	dir := groupDir(cfg.DataDir, "meta")
+	missing, err := missingDir(dir)
+	if err != nil || !missing {
+		return false, err
+	}
+	ents, err := os.ReadDir(filepath.Join(cfg.DataDir, "cluster"))
+	if err != nil {
+		return false, fmt.Errorf("cluster: data dir: %w", err)
+	}
+	if len(ents) == 1 && ents[0].Name() == identityFile {
+		return true, nil
+	}
+	return false, errLostReplica("meta", dir, cfg.NodeID, "the metadata group's directory")
 }
 
 // hasClusterState reports whether dataDir's cluster directory holds

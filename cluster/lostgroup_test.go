@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLostGroupDirIsRefused: a node whose data dir lost one group's
+// directory (cluster/g0 deleted, the rest kept) came back as an empty
+// voter of that group: it bootstrapped the group again and voted for any
+// replica. An entry committed on n0 and n1 only (n2 down) was lost once
+// n1's g0 was deleted and n0 was down: n1 voted for n2, whose log lacked
+// it. Open now refuses a data dir whose node identity and metadata
+// replica are there but a replica the map places on the node is gone,
+// naming the group and the way back, and writes nothing for it.
+func TestLostGroupDirIsRefused(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 3)
+	w.start(0, 1, 2)
+	w.write(0, "before")
+
+	w.stop(2)
+	w.write(0, "E") // on n0 and n1 only
+	w.stop(0)
+	w.stop(1)
+	g0 := groupDir(w.cfgs[1].DataDir, "g0")
+	if err := os.RemoveAll(g0); err != nil {
+		t.Fatal(err)
+	}
+
+	n2 := w.startAsync(2)
+	n1 := w.startAsync(1)
+	var err error
+	select {
+	case err = <-n1:
+	case <-time.After(25 * time.Second):
+		t.Fatal("n1 neither started nor was refused in 25s")
+	}
+	if err == nil {
+		if e := <-n2; e != nil {
+			t.Fatal(e)
+		}
+		got := w.count(2, "E")
+		t.Fatalf("n1 started with its group 0 directory deleted; E, acknowledged on n0 and n1, reads as count %v on n2 (want 1, or n1 refused)", got)
+	}
+	for _, want := range []string{"group g0", g0, "--node-id", "remove-node n1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+	}
+	t.Log(err)
+	if _, serr := os.Stat(g0); serr == nil {
+		t.Errorf("the refused start created %s", g0)
+	}
+	w.start(0)
+	if e := <-n2; e != nil {
+		t.Fatal(e)
+	}
+	if got := w.count(2, "E"); got != 1 {
+		t.Fatalf("E reads as count %v on n2; want 1", got)
+	}
+}
+
+// TestLostMetaDirIsRefused: a data dir that kept its node identity and
+// its data groups but lost cluster/meta bootstrapped the metadata group
+// again as an empty voter; it is refused, naming the directory.
+func TestLostMetaDirIsRefused(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 3)
+	w.start(0, 1, 2)
+	w.write(0, "before")
+	w.stop(1)
+	meta := groupDir(w.cfgs[1].DataDir, "meta")
+	if err := os.RemoveAll(meta); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(w.cfgs[1], w.repo)
+	if err == nil {
+		c.Close()
+		t.Fatal("n1 started with its metadata group's directory deleted; want it refused")
+	}
+	for _, want := range []string{"group meta", meta, "remove-node n1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+	}
+	if _, serr := os.Stat(meta); serr == nil {
+		t.Errorf("the refused start created %s", meta)
+	}
+}
