@@ -99,6 +99,7 @@ type Cluster struct {
 	isNew    bool
 	waiting  atomic.Bool
 	admitted chan string
+	instance string         // random per process: this process in hello answers
 	hints    []atomic.Value // per group: the member id last seen leading it
 	rpc      *http.Client
 	rpcSrv   *http.Server
@@ -174,7 +175,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger, isNew: isNew, admitted: make(chan string, 1)}
+	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger, isNew: isNew, admitted: make(chan string, 1), instance: newID()}
 	c.waiting.Store(isNew)
 	c.mux, err = transport.Listen(cfg.ClusterAddr, transport.Config{ClusterID: cfg.ClusterID, Key: cfg.Key, BindIP: cfg.BindIP, Advertise: cfg.Advertise, Logger: cfg.Logger})
 	if err != nil {
@@ -214,6 +215,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	// just asked.
 	if !isNew {
 		err = c.checkNotRemoved()
+		if err == nil {
+			err = c.checkSingleProcess()
+		}
 	}
 	var m *Map
 	if err == nil {

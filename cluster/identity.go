@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -126,4 +129,74 @@ func checkNotSingleDir(dataDir string) error {
 			"start it as that single node (without --node-id and the --cluster-* flags), or give the cluster node a data dir of its own", dataDir, dir)
 	}
 	return nil
+}
+
+// checkSingleProcess refuses this start when another process answers
+// under this node's id at another cluster address: a copy of a member's
+// data dir started beside it (or the member started twice) passes
+// checkIdentity, and two processes voting under one id can elect two
+// leaders in a term. The addresses asked are this node's in its metadata
+// configuration and in its peers' maps (one hello each, bounded by
+// peerCheckTimeout); an address that does not answer is no other process.
+// Not caught: a second process at the same address on another host.
+func (c *Cluster) checkSingleProcess() error {
+	self := c.cfg.NodeID
+	others := map[string]string{} // cluster address -> node id
+	for _, p := range c.cfg.Peers {
+		others[p.ClusterAddr] = p.ID
+	}
+	if cf := c.meta.raft.GetConfiguration(); cf.Error() == nil {
+		for _, s := range cf.Configuration().Servers {
+			others[string(s.Address)] = string(s.ID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		mine  = map[string]bool{}
+		found string
+	)
+	ask := func(addr string) (hello, error) {
+		var hi hello
+		err := c.post(ctx, addr, "/v1/hello?id="+url.QueryEscape(self), nil, &hi)
+		return hi, err
+	}
+	for addr, id := range others {
+		if addr == c.cfg.Advertise || addr == c.cfg.ClusterAddr {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hi, err := ask(addr)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+			case hi.Node == self && hi.Instance != "" && hi.Instance != c.instance:
+				found = addr
+			case id != self && hi.Addr != "" && hi.Addr != c.cfg.Advertise && hi.Addr != c.cfg.ClusterAddr:
+				mine[hi.Addr] = true // where the peer's map says this node is
+			}
+		}()
+	}
+	wg.Wait()
+	for addr := range mine {
+		if _, asked := others[addr]; asked || found != "" {
+			continue
+		}
+		if hi, err := ask(addr); err == nil && hi.Node == self && hi.Instance != "" && hi.Instance != c.instance {
+			found = addr
+		}
+	}
+	if found == "" {
+		return nil
+	}
+	return fmt.Errorf("cluster: another process runs as node %s: its cluster port at %s answers under that id, and this one would listen at %s. "+
+		"Two processes under one node id can vote twice in a term and elect two leaders, so this one does not start. "+
+		"If this data dir is a copy of that node's (copied or restored beside it), do not start it: a new node starts over an empty data dir under a new --node-id with --cluster-join and `tally cluster add-node`; "+
+		"if that node moved here, stop the old process first",
+		self, found, c.cfg.Advertise)
 }

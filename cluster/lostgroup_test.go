@@ -88,3 +88,39 @@ func TestLostMetaDirIsRefused(t *testing.T) {
 		t.Errorf("the refused start created %s", meta)
 	}
 }
+
+// TestSecondProcessUnderOneIDIsRefused: a copy of a member's data dir
+// started beside it under the same --node-id (another cluster address)
+// passed every check (the identity is the member's) and announced its
+// address into the map: two processes voting as one member can elect two
+// leaders in a term. The second one's start is refused, naming the
+// address where the member answers.
+func TestSecondProcessUnderOneIDIsRefused(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 3)
+	w.start(0, 1, 2)
+	w.write(0, "before")
+	w.stop(1)
+	cp := w.cfgs[1]
+	cp.DataDir, cp.ClusterAddr = t.TempDir(), freeAddr(t)
+	if err := os.CopyFS(cp.DataDir, os.DirFS(w.cfgs[1].DataDir)); err != nil {
+		t.Fatal(err)
+	}
+	w.start(1)
+	c, err := Open(cp, w.repo)
+	if err == nil {
+		defer c.Close()
+		time.Sleep(time.Second)
+		t.Fatalf("a second process under node id n1 (a copy of its data dir, at %s) started beside n1 at %s; the map lists n1 at %s",
+			cp.ClusterAddr, w.cfgs[1].ClusterAddr, metaLeaderMap(t, []*Cluster{w.cs[0], w.cs[2]}).Member("n1").ClusterAddr)
+	}
+	for _, want := range []string{"n1", w.cfgs[1].ClusterAddr, "--node-id"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+	}
+	t.Log(err)
+	w.write(0, "after")
+	if got := w.count(1, "after"); got != 1 {
+		t.Fatalf("n1 reads count %v after the refused copy; want 1", got)
+	}
+}

@@ -396,6 +396,11 @@ type hello struct {
 	Groups  []int    `json:"groups,omitempty"`
 	New     bool     `json:"new,omitempty"`
 	Waiting bool     `json:"waiting,omitempty"`
+	// Addr is the asking node's cluster address in that map; Instance
+	// is random per process: a node finds another process answering
+	// under its id (checkSingleProcess).
+	Addr     string `json:"addr,omitempty"`
+	Instance string `json:"instance,omitempty"`
 }
 
 // adminRequest is a change forwarded to the metadata leader.

@@ -355,7 +355,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	c.ctlRoutes(mux)
 	schema := store.SchemaOf(c.repo)
 	hello := func(w http.ResponseWriter, r *http.Request) {
-		hi := hello{Node: c.cfg.NodeID, Schema: schema, Waiting: c.waiting.Load()}
+		hi := hello{Node: c.cfg.NodeID, Schema: schema, Waiting: c.waiting.Load(), Instance: c.instance}
 		id := r.URL.Query().Get("id")
 		if m := c.Map(); m != nil {
 			hi.MapVersion = m.Version
@@ -365,6 +365,9 @@ func (c *Cluster) rpcHandler() http.Handler {
 			}
 			if id != "" {
 				hi.Groups = m.GroupsOf(id)
+				if mb := m.Member(id); mb != nil {
+					hi.Addr = mb.ClusterAddr
+				}
 			}
 		} else {
 			hi.New = c.isNew
