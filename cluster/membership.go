@@ -401,6 +401,10 @@ type hello struct {
 	// under its id (checkSingleProcess).
 	Addr     string `json:"addr,omitempty"`
 	Instance string `json:"instance,omitempty"`
+	// Creation, from a new node of --cluster-peers without a map: what it
+	// would create the cluster with (creation), which its new peers
+	// compare with theirs (judgeNew).
+	Creation string `json:"creation,omitempty"`
 }
 
 // adminRequest is a change forwarded to the metadata leader.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
@@ -169,12 +170,33 @@ func (c *Cluster) judgeNew(said []peerSaid) (bool, error) {
 	if c.cfg.Join {
 		return false, nil
 	}
+	mine := creation(c.cfg)
+	for _, p := range said {
+		if p.err == nil && p.hi.New && p.hi.Creation != "" && p.hi.Creation != mine {
+			return false, fmt.Errorf("cluster: node %s, new too, was started to create the cluster with %s, and this node with %s: "+
+				"every initial node of a new cluster needs the same --cluster-peers (ids and addresses), --cluster-groups and --cluster-replicas, "+
+				"or the cluster forms with a member that cannot start; nothing was written: start every node again with the same values",
+				p.id, p.hi.Creation, mine)
+		}
+	}
 	for _, p := range said {
 		if p.err != nil || !p.hi.New {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// creation is what node cfg would create its cluster with: its peers
+// (sorted), groups and replicas per group, as the flags that give them.
+func creation(cfg Config) string {
+	var peers []string
+	for _, p := range cfg.Peers {
+		peers = append(peers, p.ID+"="+p.ClusterAddr)
+	}
+	slices.Sort(peers)
+	return fmt.Sprintf("--cluster-peers %s --cluster-groups %d --cluster-replicas %d",
+		strings.Join(peers, ","), cmp.Or(cfg.Groups, 8), cmp.Or(cfg.Replicas, min(3, len(cfg.Peers))))
 }
 
 // newNodeTimedOut is the error of a new node whose peers did not settle

@@ -371,6 +371,9 @@ func (c *Cluster) rpcHandler() http.Handler {
 			}
 		} else {
 			hi.New = c.isNew
+			if c.isNew && !c.cfg.Join {
+				hi.Creation = creation(c.cfg)
+			}
 		}
 		// The answer goes out whole before add-node's verdict is passed
 		// on: a verdict that refuses this node's start closes its port.
