@@ -96,18 +96,19 @@ type Cluster struct {
 	// (checkIdentity); waiting: and its peers have not cleared the start
 	// yet, nor has it opened a replica; admitted receives add-node's
 	// verdict meanwhile (newdir.go).
-	isNew    bool
-	waiting  atomic.Bool
-	admitted chan string
-	instance string         // random per process: this process in hello answers
-	hints    []atomic.Value // per group: the member id last seen leading it
-	rpc      *http.Client
-	rpcSrv   *http.Server
-	closing  chan struct{}
-	wg       sync.WaitGroup
-	logger   *slog.Logger
-	obs      observer // ops.go
-	streams  sync.Map // kafka.go: a stream partition's known offsets per group
+	isNew      bool
+	waiting    atomic.Bool
+	admitted   chan string
+	instance   string         // random per process: this process in hello answers
+	repoDigest string         // RepoDigest(repo), in Status
+	hints      []atomic.Value // per group: the member id last seen leading it
+	rpc        *http.Client
+	rpcSrv     *http.Server
+	closing    chan struct{}
+	wg         sync.WaitGroup
+	logger     *slog.Logger
+	obs        observer // ops.go
+	streams    sync.Map // kafka.go: a stream partition's known offsets per group
 }
 
 type dataGroup struct {
@@ -175,7 +176,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger, isNew: isNew, admitted: make(chan string, 1), instance: newID()}
+	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger, isNew: isNew, admitted: make(chan string, 1), instance: newID(), repoDigest: RepoDigest(repo)}
 	c.waiting.Store(isNew)
 	c.mux, err = transport.Listen(cfg.ClusterAddr, transport.Config{ClusterID: cfg.ClusterID, Key: cfg.Key, BindIP: cfg.BindIP, Advertise: cfg.Advertise, Logger: cfg.Logger})
 	if err != nil {

@@ -2,19 +2,24 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hashicorp/raft"
 
+	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 )
 
@@ -178,6 +183,43 @@ type Overview struct {
 	Groups []GroupOverview `json:"groups"`
 }
 
+// RepoMismatch is "" when every node that answered runs the same feature
+// repo, else a sentence naming the nodes by the repo they run. The start
+// compares only what the store holds (sources, views, tables: sameSchema);
+// request features, feature services and models are evaluated by the node
+// a lookup reaches, so nodes running different repos answer the same
+// lookup differently. A rolling change of the repo shows here until every
+// node runs the new one. Nodes on a build that does not report a digest
+// are left out.
+func (o *Overview) RepoMismatch() string {
+	by := map[string][]string{}
+	for _, n := range o.Nodes {
+		if n.Up && n.Repo != "" {
+			by[n.Repo] = append(by[n.Repo], n.ID)
+		}
+	}
+	if len(by) < 2 {
+		return ""
+	}
+	var parts []string
+	for _, d := range slices.Sorted(maps.Keys(by)) {
+		verb := " runs "
+		if len(by[d]) > 1 {
+			verb = " run "
+		}
+		parts = append(parts, strings.Join(by[d], ", ")+verb+d)
+	}
+	return "nodes run different feature repos (" + strings.Join(parts, "; ") + "): a lookup answers by the repo of the node it reaches (request features, feature services, models), so answers differ by node; run the same repo (--repo) on every node"
+}
+
+// RepoDigest is a feature repo's digest as nodes report it: of its
+// canonical YAML (features.Repo.YAML), so formatting and comments do not
+// count; a model file's bytes are not in it.
+func RepoDigest(repo *features.Repo) string {
+	sum := sha256.Sum256(repo.YAML())
+	return "sha256:" + hex.EncodeToString(sum[:8])
+}
+
 // NodeOverview is one member: up when it answered its status within
 // overviewTimeout, else Error says why not.
 type NodeOverview struct {
@@ -186,8 +228,9 @@ type NodeOverview struct {
 	Error    string         `json:"error,omitempty"`
 	NotReady string         `json:"notReady,omitempty"` // its readiness reason, when not ready
 	Requests *node.Counters `json:"requests,omitempty"`
-	Replicas int            `json:"replicas"` // replicas it reported
-	Leads    int            `json:"leads"`    // groups it leads
+	Replicas int            `json:"replicas"`       // replicas it reported
+	Leads    int            `json:"leads"`          // groups it leads
+	Repo     string         `json:"repo,omitempty"` // its feature repo's digest (RepoDigest)
 }
 
 // GroupOverview is one group: its leader (the replica reporting itself
@@ -261,7 +304,7 @@ func assemble(o *Overview, m *Map, sts []*Status, errs []error) {
 			no.Error = errs[i].Error()
 		}
 		if s := sts[i]; s != nil {
-			no.NotReady, no.Requests, no.Replicas = s.NotReady, s.Requests, len(s.Groups)
+			no.NotReady, no.Requests, no.Replicas, no.Repo = s.NotReady, s.Requests, len(s.Groups), s.Repo
 			if s.HTTPAddr != "" {
 				no.HTTPAddr = s.HTTPAddr
 			}
@@ -325,7 +368,7 @@ func (c *Cluster) peerStatus(ctx context.Context, mb Member) (*Status, error) {
 // nodeStatus fills the node-level fields of a Status: its readiness and
 // its front's request counters.
 func (c *Cluster) nodeStatus(s *Status) {
-	s.HTTPAddr = c.cfg.HTTPAddr
+	s.HTTPAddr, s.Repo = c.cfg.HTTPAddr, c.repoDigest
 	if err := c.ready(); err != nil {
 		s.NotReady = err.Error()
 	}

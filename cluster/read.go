@@ -486,6 +486,8 @@ type Status struct {
 	HTTPAddr string         `json:"httpAddr,omitempty"`
 	NotReady string         `json:"notReady,omitempty"`
 	Requests *node.Counters `json:"requests,omitempty"`
+	// Repo is the digest of the feature repo this node runs (RepoDigest).
+	Repo string `json:"repo,omitempty"`
 }
 
 // Status reports this node's replicas.

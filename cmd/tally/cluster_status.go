@@ -56,10 +56,13 @@ func (c *ctl) overview(cmd *cobra.Command) (*cluster.Overview, error) {
 	return &o, nil
 }
 
-// problems are what makes `tally cluster status` exit 1: nodes down and
-// groups without a leader.
+// problems are what makes `tally cluster status` exit 1: nodes down,
+// groups without a leader, and nodes running different feature repos.
 func problems(o *cluster.Overview) []string {
 	var p []string
+	if m := o.RepoMismatch(); m != "" {
+		p = append(p, m)
+	}
 	for _, n := range o.Nodes {
 		if !n.Up {
 			p = append(p, fmt.Sprintf("node %s is down (%s)", n.ID, n.Error))
@@ -80,7 +83,8 @@ func clusterStatusCmd(c *ctl) *cobra.Command {
 		Short: "Summary: nodes up and down, each group's leader, the map version, lagging replicas",
 		Long: `status asks the node at --addr for the cluster's overview (it asks every member
 for its own status, 1 s each, in parallel) and prints a summary. It exits 1 when a
-node is down or a group has no leader, after printing what it found; 0 otherwise.
+node is down, a group has no leader, or nodes run different feature repos (their
+lookups answer differently), after printing what it found; 0 otherwise.
 A replica more than --max-lag log entries behind its leader is listed as lagging.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

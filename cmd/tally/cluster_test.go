@@ -137,3 +137,23 @@ func TestClusterChangeTimeoutSaysTheChangeMayRun(t *testing.T) {
 		t.Fatalf("a change to a node that is down: exit %d: %v", exitCode(err), err)
 	}
 }
+
+// TestStatusProblemsNameRepoMismatch: `tally cluster status` exits 1 when
+// nodes that answered run different feature repos (their lookups answer
+// differently), naming them; a node down or on a build without a digest
+// does not count.
+func TestStatusProblemsNameRepoMismatch(t *testing.T) {
+	o := &cluster.Overview{Nodes: []cluster.NodeOverview{
+		{Member: cluster.Member{ID: "n1"}, Up: true, Repo: "sha256:aa"},
+		{Member: cluster.Member{ID: "n2"}, Up: true, Repo: "sha256:aa"},
+		{Member: cluster.Member{ID: "n3"}, Up: true},
+	}}
+	if p := problems(o); len(p) != 0 {
+		t.Fatalf("problems %q; want none", p)
+	}
+	o.Nodes = append(o.Nodes, cluster.NodeOverview{Member: cluster.Member{ID: "n4"}, Up: true, Repo: "sha256:bb"})
+	p := problems(o)
+	if len(p) != 1 || !strings.Contains(p[0], "n1, n2 run sha256:aa; n4 runs sha256:bb") {
+		t.Fatalf("problems %q; want the repo mismatch naming n1, n2 and n4", p)
+	}
+}
