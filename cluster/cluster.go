@@ -198,6 +198,14 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 
+	recovery, err := readRecoveryIntent(cfg.DataDir)
+	if err == nil && recovery != nil {
+		err = c.checkDroppedGone(recovery)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	if isNew {
 		err = c.checkNewNode(deadline)
 		if err == nil {
@@ -242,11 +250,6 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 			c.Close()
 			return nil, err
 		}
-	}
-	recovery, err := readRecoveryIntent(cfg.DataDir)
-	if err != nil {
-		c.Close()
-		return nil, err
 	}
 	c.member.Store(m.Member(cfg.NodeID) != nil)
 	c.opened.Store(true)

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -485,4 +487,51 @@ func (c *Cluster) finishRecovery(in *recoveryIntent) {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
+}
+
+// checkDroppedGone refuses the start of a recovered node (in: its pending
+// recovery) while a member the recovery drops still answers under its id
+// at its address in the map the recovery was planned on: that node is not
+// lost. Started, the recovered node would form a cluster of its own (its
+// groups' voters are the kept nodes) beside the running one, and its
+// recovery, proposed to the running nodes' metadata group, would remove
+// them. Runs before the metadata replica opens; nodes that do not answer
+// within peerCheckTimeout are lost as planned.
+func (c *Cluster) checkDroppedGone(in *recoveryIntent) error {
+	m := storedMap(c.cfg.DataDir)
+	if m == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		answer []string
+	)
+	for _, mb := range m.Members {
+		if slices.Contains(in.Keep, mb.ID) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var hi hello
+			if err := c.post(ctx, mb.ClusterAddr, "/v1/hello?id="+url.QueryEscape(c.cfg.NodeID), nil, &hi); err != nil || hi.Node != mb.ID {
+				return
+			}
+			mu.Lock()
+			answer = append(answer, fmt.Sprintf("%s at %s (cluster map version %d)", mb.ID, mb.ClusterAddr, hi.MapVersion))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(answer) == 0 {
+		return nil
+	}
+	slices.Sort(answer)
+	return fmt.Errorf("cluster: this data dir was recovered (tally cluster recover --keep %s) as if every other member were lost, but members it drops answer: %s. A node that answers is not lost: "+
+		"started now, this node would form a cluster of its own beside the running one (its groups' voters are the kept nodes only), and its recovery would remove the running nodes from their own map. "+
+		"If those nodes are to be dropped, stop them for good, then start this node again. Otherwise leave the running cluster as it is; this node's groups were rewritten: %s",
+		strings.Join(in.Keep, ","), strings.Join(answer, "; "), replaceSteps(c.cfg.NodeID))
 }
