@@ -273,6 +273,10 @@ func StartNoopWork(addr string, respSize int, work time.Duration) (*NoopServer, 
 }
 
 func (s *NoopServer) stop() {
+	// fasthttp's Shutdown closes only the listeners its Serve has
+	// registered: one that runs first would leave Serve to start after it
+	// and serve on. A closed listener ends Serve wherever it is.
+	s.ln.Close()
 	_ = s.srv.Shutdown()
 	<-s.done
 }

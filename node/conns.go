@@ -105,6 +105,7 @@ type sweepListener struct {
 	stop     chan struct{}      // closed by Close; the sweeper runs on until the last connection closes
 	swept    chan struct{}      // closed when the sweeper returns
 	once     sync.Once
+	closeErr error // the first Close's
 }
 
 // connLimits are limits.max_conns and limits.max_conns_per_ip (0: none).
@@ -189,9 +190,15 @@ func (l *sweepListener) after(d time.Duration) int64 {
 	return l.clock.Load() + int64(d)
 }
 
+// Close closes the listener and stops the sweeper once its connections are
+// closed. It may be called again (Server.Shutdown closes the listener before
+// fasthttp does): a later call does nothing and returns the first's error.
 func (l *sweepListener) Close() error {
-	l.once.Do(func() { close(l.stop) })
-	return l.Listener.Close()
+	l.once.Do(func() {
+		close(l.stop)
+		l.closeErr = l.Listener.Close()
+	})
+	return l.closeErr
 }
 
 // sweep checks the connections' deadlines every tick until the listener is

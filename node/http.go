@@ -26,6 +26,13 @@ type Server struct {
 	extras map[string]extraRoute
 	// lookupMetrics are get-features' metrics, found once, not per request.
 	lookupMetrics routeMetrics
+	// stopMu guards ln and stopped: Shutdown closes the listener Serve
+	// hands fasthttp itself, because fasthttp's Shutdown only closes the
+	// listeners its Serve has registered, and one that runs before then
+	// returns at once, leaving that Serve to start afterwards and serve on.
+	stopMu  sync.Mutex
+	ln      *sweepListener
+	stopped bool
 }
 
 // extraRoute is an endpoint served here but built by another package.
@@ -133,15 +140,36 @@ func connErrorClass(err error) (status int, code string) {
 // descriptors pauses accepting, it does not stop it. The connections keep
 // the config's timeouts (limits.read_timeout, write_timeout, idle_timeout)
 // by themselves, to within deadlineTick (sweepListener).
+//
+// Serve called after Shutdown closes ln and returns nil at once.
 func (s *Server) Serve(ln net.Listener) error {
+	s.stopMu.Lock()
+	if s.stopped {
+		s.stopMu.Unlock()
+		ln.Close()
+		return nil
+	}
 	l := s.n.cfg.Limits
-	return s.srv.Serve(newSweepListener(retryListener{ln}, connTimeouts{read: l.ReadTimeout, write: l.WriteTimeout, idle: l.IdleTimeout},
-		connLimits{total: s.n.maxConns, perIP: l.MaxConnsPerIP}))
+	s.ln = newSweepListener(retryListener{ln}, connTimeouts{read: l.ReadTimeout, write: l.WriteTimeout, idle: l.IdleTimeout},
+		connLimits{total: s.n.maxConns, perIP: l.MaxConnsPerIP})
+	sl := s.ln
+	s.stopMu.Unlock()
+	return s.srv.Serve(sl)
 }
 
 // Shutdown stops accepting, lets in-flight requests finish, and closes idle
-// connections.
-func (s *Server) Shutdown() error { return s.srv.Shutdown() }
+// connections. It ends Serve wherever Serve is, even not yet accepting (Serve
+// started in a goroutine and stopped at once): Serve then returns nil.
+func (s *Server) Shutdown() error {
+	s.stopMu.Lock()
+	s.stopped = true
+	ln := s.ln
+	s.stopMu.Unlock()
+	if ln != nil {
+		ln.Close() // fasthttp's Shutdown closes it again, if its Serve registered it
+	}
+	return s.srv.Shutdown()
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 

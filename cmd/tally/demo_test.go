@@ -60,7 +60,7 @@ func TestDemoDataDirServesAgain(t *testing.T) {
 		if err != nil {
 			t.Fatalf("serve on the demo's data dir: %v", err)
 		}
-		// Serving (a stop before the server runs would wait for it).
+		// Serving.
 		resp, err := http.Get("http://" + r.ln.Addr().String() + "/healthz")
 		if err != nil {
 			t.Fatal(err)
