@@ -123,7 +123,13 @@
 // first bad frame, keeps every record before it, copies the corrupt
 // segment as it was and moves every later segment into
 // dir/corrupt-<unix time>/ (it never deletes them), cuts the corrupt
-// segment before the bad frame, and leaves a log that Open accepts.
+// segment before the bad frame, and leaves a log that Open accepts. Given
+// the index a snapshot covers, it keeps the records after it instead: a
+// corrupt segment the snapshot covers whole is moved aside with the ones
+// before it, and one that also holds later records has them copied, from
+// the frame of the first record after the snapshot on (found at an 8-byte
+// position where it validates, the frame after it too), into a new segment
+// before it is moved aside.
 //
 // # Raft
 //

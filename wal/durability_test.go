@@ -188,7 +188,8 @@ func TestRepairAsideDirIsDurableBeforeTheCut(t *testing.T) {
 
 	ofs := &opFS{Mem: mem}
 	opts.FS = ofs
-	_, aside, err := Repair("/log", 0, opts)
+	rep, err := Repair("/log", 0, opts)
+	aside := rep.Aside
 	if err != nil || aside == "" {
 		t.Fatalf("repair: %q, %v", aside, err)
 	}

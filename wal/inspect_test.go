@@ -192,8 +192,8 @@ func TestNewestSegmentNeverWrittenIsNotCorrupt(t *testing.T) {
 	if di, err := Inspect(dir); err != nil || di.Last != 10 {
 		t.Fatalf("inspect: %+v %v", di, err)
 	}
-	if kept, aside, err := Repair(dir, 0, opts); err != nil || aside != "" || kept != 10 {
-		t.Fatalf("repair kept %d, moved to %q: %v", kept, aside, err)
+	if rep, err := Repair(dir, 0, opts); err != nil || rep.Aside != "" || rep.Kept != 10 {
+		t.Fatalf("repair kept %d, moved to %q: %v", rep.Kept, rep.Aside, err)
 	}
 	l = mustOpen(t, dir, opts)
 	defer l.Close()

@@ -79,10 +79,10 @@ func TestReplayReadErrorIsNotCorruption(t *testing.T) {
 			err = l.Replay(1, func(uint64, []byte) error { return nil })
 			l.Close()
 			wantIOError(t, "replay", err, syscall.EIO, segs[0].name)
-			_, aside, err := Repair("/wal", 0, opts)
+			rep, err := Repair("/wal", 0, opts)
 			wantIOError(t, "repair", err, syscall.EIO, segs[0].name)
-			if aside != "" {
-				t.Fatalf("repair moved the log aside into %s", aside)
+			if rep.Aside != "" {
+				t.Fatalf("repair moved the log aside into %s", rep.Aside)
 			}
 			ents, _ := mem.ReadDir("/wal")
 			for _, e := range ents {

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -8,56 +9,261 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/tally-ml/tally/wal/walfs"
 )
+
+// Repaired says what Repair did.
+type Repaired struct {
+	// Kept is the index of the last record the log keeps.
+	Kept uint64
+	// Aside is the directory Repair moved what it did not keep into; "" for
+	// a log without corruption, which it left as it was.
+	Aside string
+	// Front, when not 0, is the index the log now starts at: the segments
+	// before it, holding records the snapshot covers, corrupt ones among
+	// them, were moved aside.
+	Front uint64
+	// Cut, when not 0, is the index of the corrupt record the log was cut
+	// at: it and every record after it are only in Aside.
+	Cut uint64
+	// Missing, when not 0, is the record after the snapshot (covered+1)
+	// that Repair looked for, after a corrupt record the snapshot covers in
+	// a segment that also holds later records, and did not find intact:
+	// the log was cut at the corruption (Cut), and the records after the
+	// snapshot in that segment and the later ones are only in Aside.
+	Missing uint64
+}
 
 // Repair makes a log with a corrupt record usable again without deleting
 // anything. It reads every segment, finds the first record that does not
 // validate (or a segment that ends before the next one begins), keeps every
 // record before it, and moves the rest into dir/corrupt-<unix time>/: a copy
-// of the corrupt segment as it was, and every later segment. It returns the
-// index of the last record kept and the directory it moved the rest into. A
-// log without corruption is left as it is and aside is "" (a torn tail is
-// Open's to cut, and is not counted in kept). The log must not be open.
+// of the corrupt segment as it was, and every later segment. A log without
+// corruption is left as it is (a torn tail is Open's to cut, and is not
+// counted in Kept). The log must not be open.
 //
 // covered is the index of the newest snapshot (0: none): the state holds
-// every record up to it. A corrupt segment whose records are all covered is
-// not cut: it and every segment before it (the log's front) are moved aside
-// instead, as retention drops segments, so that the records after the
-// snapshot, which only the log holds, stay; the rest is checked on.
-func Repair(dir string, covered uint64, opts Options) (kept uint64, aside string, err error) {
+// every record up to it, and the records after it only the log holds. A
+// corrupt record the snapshot covers is not cut with everything after it:
+//
+//   - A corrupt segment whose records are all covered is moved aside with
+//     every segment before it (the log's front), as retention drops
+//     segments; the rest is checked on.
+//   - A corrupt segment that also holds records after covered keeps them:
+//     Repair looks after the corruption for the frame of record covered+1
+//     (at every 8-byte position: a frame's CRC covers its index, and the
+//     frame after it must validate too, or the data end there), copies the
+//     segment's bytes from that frame on, as they are, into a new segment
+//     named covered+1 (temporary file, fsync, rename, fsync of dir), then
+//     moves the corrupt segment and every one before it aside; the new
+//     segment is checked on like the others. If the frame is not found
+//     (the corruption reached it, or a compressed segment's stream is
+//     broken before it), the segment is cut at the corruption as below,
+//     and Missing says so.
+//
+// A corrupt record after covered is cut: nothing else holds it, and the
+// records after it are moved aside, never deleted. A crash at any point of
+// a repair leaves a log that loses nothing the log before it held (at
+// worst the corrupt segment is still there, and a Repair again does the
+// rest).
+func Repair(dir string, covered uint64, opts Options) (Repaired, error) {
 	if opts.FS == nil {
 		opts.FS = OS
 	}
 	fsys := opts.FS
+	var r Repaired
 	segs, err := listSegments(fsys, dir)
 	if err != nil {
-		return 0, "", fmt.Errorf("wal repair: list %s: %w", dir, err)
+		return r, fmt.Errorf("wal repair: list %s: %w", dir, err)
 	}
 	front := 0 // segs[:front] were moved aside
-	for i, s := range segs {
+	for i := 0; i < len(segs); i++ {
+		s := segs[i]
 		bad, res, err := findCorruption(fsys, dir, segs, i)
 		if err != nil {
-			return kept, aside, fmt.Errorf("wal repair: read %s: %w", s.name, err)
+			return r, fmt.Errorf("wal repair: read %s: %w", s.name, err)
 		}
 		if bad == nil {
-			kept = res.commitIdx - 1
+			r.Kept = res.commitIdx - 1
 			continue
 		}
-		if aside == "" {
-			aside = filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
+		if r.Aside == "" {
+			r.Aside = filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
 		}
-		if i+1 < len(segs) && segs[i+1].first <= covered+1 {
-			if err := moveAside(fsys, dir, aside, segs[front:i+1]); err != nil {
-				return kept, aside, err
+		if bad.Index <= covered {
+			if i+1 < len(segs) && segs[i+1].first <= covered+1 {
+				if err := moveAside(fsys, dir, r.Aside, segs[front:i+1]); err != nil {
+					return r, err
+				}
+				front, r.Front = i+1, segs[i+1].first
+				continue
 			}
-			front = i + 1
-			continue
+			end := uint64(0) // the index the segment must reach; 0 for the newest
+			if i+1 < len(segs) {
+				end = segs[i+1].first
+			}
+			ok, err := keepAfter(fsys, dir, s, bad, covered+1, end)
+			if err != nil {
+				return r, fmt.Errorf("wal repair: keep the records of %s after %d: %w", s.name, covered, err)
+			}
+			if ok {
+				if err := moveAside(fsys, dir, r.Aside, segs[front:i+1]); err != nil {
+					return r, err
+				}
+				ns := segmentInfo{first: covered + 1, name: segmentName(covered + 1)}
+				segs = append(segs[:i+1], append([]segmentInfo{ns}, segs[i+1:]...)...)
+				front, r.Front = i+1, ns.first
+				continue
+			}
+			r.Missing = covered + 1
 		}
-		kept = bad.Index - 1
-		return kept, aside, setAside(fsys, dir, aside, segs, i, bad, res)
+		r.Kept, r.Cut = bad.Index-1, bad.Index
+		return r, setAside(fsys, dir, r.Aside, segs, i, bad, res)
 	}
-	return kept, aside, nil
+	return r, nil
+}
+
+// keepAfter looks in segment s, after its corrupt frame bad, for the frame
+// of record first, and if it finds it writes a new segment named first
+// holding s's bytes from that frame on (so its frames, commit bits and
+// what follows them are the ones the log wrote). end is the index the
+// frames of s must reach (where the next segment begins), 0 when s is the
+// newest. It reports whether it wrote the segment.
+func keepAfter(fsys FS, dir string, s segmentInfo, bad *CorruptionError, first, end uint64) (bool, error) {
+	f, size, done, err := plainBytes(fsys, dir, s)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	// Every record from bad.Index to first-1 takes at least 8 bytes.
+	from := max(bad.Offset, headerSize)
+	if from >= size || first-bad.Index > uint64(size-from)/8 {
+		return false, nil
+	}
+	from += int64(first-bad.Index) * 8
+	at := int64(-1)
+	var next []byte
+	var rerr error
+	err = framesAt(f, from, size, func(p int64, _, crc uint32, body []byte) bool {
+		if frameCRC(first, body) != crc {
+			return false
+		}
+		// One CRC-32 can match by chance; the frame after it must agree:
+		// the next record, or the end of the data where the log goes on
+		// from first+1.
+		q := p + int64(frameSize(len(body)))
+		var h [frameHdr]byte
+		if q+frameHdr > size {
+			if end == 0 || end == first+1 {
+				at = p
+			}
+			return at >= 0
+		}
+		if _, err := f.ReadAt(h[:], q); err != nil {
+			rerr = err
+			return true
+		}
+		word, crc2 := binary.LittleEndian.Uint32(h[:4]), binary.LittleEndian.Uint32(h[4:])
+		if word == 0 && crc2 == 0 {
+			if end == 0 || end == first+1 {
+				at = p
+			}
+			return at >= 0
+		}
+		n := int64(word &^ commitFlag)
+		if n > maxRecord || q+int64(frameSize(int(n))) > size {
+			return false
+		}
+		if int64(cap(next)) < n {
+			next = make([]byte, n)
+		}
+		next = next[:n]
+		if _, err := f.ReadAt(next, q+frameHdr); err != nil && n > 0 {
+			rerr = err
+			return true
+		}
+		if frameCRC(first+1, next) == crc2 {
+			at = p
+		}
+		return at >= 0
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil || at < 0 {
+		return false, err
+	}
+	hdr := segmentHeader(first)
+	var m [8]byte
+	if _, err := f.ReadAt(m[:], 0); err == nil && string(m[:]) == magicV1 {
+		copy(hdr, magicV1) // its frames have no commit bits
+	}
+	a, err := walfs.CreateAtomic(fsys, filepath.Join(dir, segmentName(first)+".tmp"))
+	if err != nil {
+		return false, err
+	}
+	if _, err := a.Write(hdr); err != nil {
+		a.Abort()
+		return false, err
+	}
+	if _, err := io.Copy(a, io.NewSectionReader(f, at, size-at)); err != nil {
+		a.Abort()
+		return false, err
+	}
+	return true, a.Commit(filepath.Join(dir, segmentName(first)))
+}
+
+// plainBytes opens the bytes of segment s, as a plain file holds them: a
+// compressed segment is decompressed, as far as its stream reads, into a
+// temporary file (Open removes it if a crash leaves it) that done removes.
+func plainBytes(fsys FS, dir string, s segmentInfo) (f File, size int64, done func(), err error) {
+	in, err := fsys.OpenFile(filepath.Join(dir, s.name), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if !s.compressed {
+		st, err := in.Stat()
+		if err != nil {
+			in.Close()
+			return nil, 0, nil, err
+		}
+		return in, st.Size(), func() { in.Close() }, nil
+	}
+	defer in.Close()
+	tmp := filepath.Join(dir, s.name+".tmp")
+	out, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	done = func() { out.Close(); fsys.Remove(tmp) }
+	src := &walfs.ErrReader{R: in}
+	dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<31))
+	if err != nil {
+		done()
+		return nil, 0, nil, err
+	}
+	w := &walfs.Writer{F: out}
+	buf := make([]byte, 1<<16)
+	for {
+		n, rerr := dec.Read(buf)
+		if _, err = w.Write(buf[:n]); err != nil {
+			break
+		}
+		if rerr != nil { // the end, or a broken stream: nothing more can be read
+			break
+		}
+	}
+	dec.Close()
+	if err == nil && src.Err != nil {
+		err = src.Err
+	}
+	if err != nil {
+		done()
+		return nil, 0, nil, err
+	}
+	return out, w.Off, done, nil
 }
 
 // moveAside moves segments into the directory aside (created if need be),

@@ -304,13 +304,39 @@ func laterWrite(f File, off int64, next uint64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	size := st.Size()
 	commitEnd := int64(-1)
+	found := false
+	err = framesAt(f, off+8, st.Size(), func(p int64, word, crc uint32, body []byte) bool {
+		maxK := min(uint64(p-off)/8, 1<<16)
+		for k := uint64(1); k <= maxK; k++ {
+			if frameCRC(next+k, body) != crc {
+				continue
+			}
+			if commitEnd >= 0 && p >= commitEnd {
+				found = true
+				return true
+			}
+			if word&commitFlag != 0 && commitEnd < 0 {
+				commitEnd = p + int64(frameSize(len(body)))
+			}
+			break
+		}
+		return false
+	})
+	return found, err
+}
+
+// framesAt calls fn, in order, for every 8-byte position p from from on in
+// the plain segment bytes f (size of them) whose header could start a
+// frame: not zero, a length no larger than a record, a frame that ends by
+// size. body is the frame's record (whatever its CRC says), valid only
+// during fn; fn returns true to stop. An error is a read of f that failed.
+func framesAt(f File, from, size int64, fn func(p int64, word, crc uint32, body []byte) bool) error {
 	const chunk = 1 << 20
 	var hdrs []byte
 	var body []byte
 	base := int64(-1)
-	for p := off + 8; p+frameHdr <= size; p += 8 {
+	for p := from; p+frameHdr <= size; p += 8 {
 		if base < 0 || p+frameHdr > base+int64(len(hdrs)) {
 			base = p
 			hdrs = make([]byte, min(chunk, size-p))
@@ -318,7 +344,7 @@ func laterWrite(f File, off int64, next uint64) (bool, error) {
 				if err == nil {
 					err = io.ErrUnexpectedEOF
 				}
-				return false, err
+				return err
 			}
 		}
 		h := hdrs[p-base:]
@@ -334,25 +360,15 @@ func laterWrite(f File, off int64, next uint64) (bool, error) {
 		body = body[:n]
 		if _, err := f.ReadAt(body, p+frameHdr); err != nil && n > 0 {
 			if err != io.EOF {
-				return false, err
+				return err
 			}
 			continue
 		}
-		maxK := min(uint64(p-off)/8, 1<<16)
-		for k := uint64(1); k <= maxK; k++ {
-			if frameCRC(next+k, body) != crc {
-				continue
-			}
-			if commitEnd >= 0 && p >= commitEnd {
-				return true, nil
-			}
-			if word&commitFlag != 0 && commitEnd < 0 {
-				commitEnd = p + int64(frameSize(int(n)))
-			}
-			break
+		if fn(p, word, crc, body) {
+			return nil
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // writeSegmentAtomically replaces the plain segment of s with a header and

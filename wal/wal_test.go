@@ -111,6 +111,12 @@ func frameOffsets(t testing.TB, path string) []int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return frameOffsetsOf(data)
+}
+
+// frameOffsetsOf returns the byte offset of every frame in the bytes of a
+// plain segment, and the offset where they end.
+func frameOffsetsOf(data []byte) []int64 {
 	var offs []int64
 	off := int64(headerSize)
 	for off+8 <= int64(len(data)) {
@@ -220,7 +226,8 @@ func TestMidLogCorruptionRefusedThenRepaired(t *testing.T) {
 			if ce.Offset != offs[5] || !strings.Contains(ce.Error(), filepath.Base(seg)) || ce.Index != 6 {
 				t.Fatalf("corruption reported at %s offset %d index %d, want offset %d index 6: %v", ce.Segment, ce.Offset, ce.Index, offs[5], ce)
 			}
-			kept, moved, err := Repair(dir, 0, opts)
+			rep, err := Repair(dir, 0, opts)
+			kept, moved := rep.Kept, rep.Aside
 			if err != nil || kept != 5 || filepath.Dir(moved) != dir || !strings.HasPrefix(filepath.Base(moved), "corrupt-") {
 				t.Fatalf("repair kept %d, moved the rest to %q: %v", kept, moved, err)
 			}
@@ -498,7 +505,8 @@ func TestRepairCleanLogMovesNothing(t *testing.T) {
 	l := mustOpen(t, dir, opts)
 	appendN(t, l, 1, 10)
 	l.Close()
-	kept, moved, err := Repair(dir, 0, opts)
+	rep, err := Repair(dir, 0, opts)
+	kept, moved := rep.Kept, rep.Aside
 	if err != nil || kept != 10 || moved != "" {
 		t.Fatalf("repair of a clean log: kept %d, moved to %q, %v; want 10 kept, nothing moved", kept, moved, err)
 	}

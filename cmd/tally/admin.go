@@ -26,7 +26,7 @@ or arguments.`})
 	var dataDir string
 	repair := &cobra.Command{
 		Use:   "repair",
-		Short: "Keep every log record before the first corrupt one; move the rest aside (nothing is deleted)",
+		Short: "Keep every log record before the first corrupt one, and those after the newest snapshot; move the rest aside (nothing is deleted)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := store.CheckDataDir(dataDir); err != nil {
@@ -42,7 +42,8 @@ or arguments.`})
 			defer lock.Release()
 			// The newest snapshot that verifies is the state a start
 			// restores: corrupt records it covers are moved aside with the
-			// log's front, never cut with the records after it.
+			// log's front, never cut with the records after it (see
+			// wal.Repair).
 			snap, err := store.NewSnapshotStore(nil, dataDir, nil).Newest()
 			if err != nil {
 				return fmt.Errorf("repair: find the newest snapshot (nothing changed): %w", err)
@@ -53,27 +54,34 @@ or arguments.`})
 			}
 			dir := filepath.Join(dataDir, "wal")
 			before, _ := wal.Inspect(dir)
-			kept, aside, err := wal.Repair(dir, covered, wal.Options{})
+			rep, err := wal.Repair(dir, covered, wal.Options{})
 			if err != nil {
 				return fmt.Errorf("repair %s: %w", dir, err)
 			}
 			after, _ := wal.Inspect(dir)
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"dir": dir, "first": after.First, "kept": kept, "movedTo": aside})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"dir": dir, "first": after.First, "kept": rep.Kept, "movedTo": rep.Aside,
+					"cutAt": rep.Cut, "notFound": rep.Missing})
 			}
-			if aside == "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: the log is clean, nothing moved (%d records)\n", dir, kept)
+			if rep.Aside == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: the log is clean, nothing moved (%d records)\n", dir, rep.Kept)
 				return nil
 			}
-			if after.First > before.First {
+			if rep.Front != 0 {
+				// The segment moved may also hold records after the
+				// snapshot: Repair copied them into a segment of their own.
 				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: records %d..%d, corrupt ones among them, are held by snapshot %s and were moved to %s; "+
 					"the log now starts at record %d (historical features before it answer ARCHIVE_INCOMPLETE)\n",
-					dir, before.First, after.First-1, snap.ID, aside, after.First)
+					dir, before.First, rep.Front-1, snap.ID, rep.Aside, rep.Front)
 			}
-			// A cut keeps a copy of the segment it cut, which is still in the log.
-			moved, _ := wal.Inspect(aside)
-			if n := len(moved.Segments); n > 0 && moved.Segments[n-1].First >= after.First {
-				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: %d records kept; everything after the corruption is in %s\n", dir, kept, aside)
+			if rep.Missing != 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: corrupt record %d is held by snapshot %s, but record %d, the first after the snapshot, "+
+					"was not found intact after it, so the log is cut at the corruption as well: the records after the snapshot that the log held "+
+					"are only in %s, and the next start serves the snapshot without them\n",
+					dir, rep.Cut, snap.ID, rep.Missing, rep.Aside)
+			}
+			if rep.Cut != 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "wal %s: %d records kept; everything after the corruption is in %s\n", dir, rep.Kept, rep.Aside)
 			}
 			return nil
 		},

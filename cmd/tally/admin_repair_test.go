@@ -2,14 +2,18 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
+	"github.com/tally-ml/tally/wal"
 )
 
 // TestRepairKeepsRecordsAfterTheSnapshot: a corrupt record in an old
@@ -19,39 +23,64 @@ import (
 // snapshot, acknowledged and held only by the log, are replayed at the
 // next start. Cutting at the corruption lost them (the snapshot became the
 // state, with filler records after the log's new end).
-func TestRepairKeepsRecordsAfterTheSnapshot(t *testing.T) {
+// repairNode is a node whose log and snapshots a repair test damages:
+// fsync never (the test stops it cleanly), no retention, and snapshots only
+// when a test asks (SnapshotEvery: Close writes the final one when it is
+// not 0).
+type repairNode struct {
+	t    *testing.T
+	cfg  node.Config
+	repo *features.Repo
+	ts   int64
+}
+
+func newRepairNode(t *testing.T, segmentSize int64) *repairNode {
 	repo, err := features.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataDir := t.TempDir()
 	cfg := node.DefaultConfig()
-	cfg.DataDir = dataDir
+	cfg.DataDir = t.TempDir()
 	cfg.Durability.Fsync = "never"
-	cfg.Durability.SegmentSize = 1 << 16
+	cfg.Durability.SegmentSize = segmentSize
 	cfg.Durability.Retention = 0
 	cfg.Durability.SnapshotEvery = 1 << 40 // never ticks; Close writes the final one
-	open := func() *node.Instance {
-		t.Helper()
-		in, err := node.Open(cfg, repo, node.OpenOptions{Node: node.Options{RepoFS: features.DefaultFS()}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return in
+	return &repairNode{t: t, cfg: cfg, repo: repo, ts: time.Now().Add(-time.Minute).UnixMilli()}
+}
+
+func (r *repairNode) open() *node.Instance {
+	r.t.Helper()
+	in, err := node.Open(r.cfg, r.repo, node.OpenOptions{Node: node.Options{RepoFS: features.DefaultFS()}})
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	ts := time.Now().Add(-time.Minute).UnixMilli()
-	ingest := func(in *node.Instance, n int) {
-		t.Helper()
-		for range n {
-			var recs []string
-			for k := range 100 {
-				recs = append(recs, fmt.Sprintf(`{"record":{"user_id":"u%d","merchant":"m1","category":"c","amt":1,"country":"FR","lat":1,"long":1,"is_fraud":0,"timestamp":%d}}`, k, ts))
-			}
-			if _, err := in.IngestJSON([]byte(`{"workspace_name":"default","records":{"transactions":[` + strings.Join(recs, ",") + `]}}`)); err != nil {
-				t.Fatal(err)
-			}
+	return in
+}
+
+// ingest sends n requests of 100 transactions each: n log records.
+func (r *repairNode) ingest(in *node.Instance, n int) {
+	r.t.Helper()
+	for range n {
+		var recs []string
+		for k := range 100 {
+			recs = append(recs, fmt.Sprintf(`{"record":{"user_id":"u%d","merchant":"m1","category":"c","amt":1,"country":"FR","lat":1,"long":1,"is_fraud":0,"timestamp":%d}}`, k, r.ts))
+		}
+		if _, err := in.IngestJSON([]byte(`{"workspace_name":"default","records":{"transactions":[` + strings.Join(recs, ",") + `]}}`)); err != nil {
+			r.t.Fatal(err)
 		}
 	}
+}
+
+// TestRepairKeepsRecordsAfterTheSnapshot: a corrupt record in an old
+// segment that the newest snapshot covers (the start meets it when it
+// builds a new view from the log, and advises repair) is repaired by
+// moving the log's front aside, not its tail: the records after the
+// snapshot, acknowledged and held only by the log, are replayed at the
+// next start. Cutting at the corruption lost them (the snapshot became the
+// state, with filler records after the log's new end).
+func TestRepairKeepsRecordsAfterTheSnapshot(t *testing.T) {
+	r := newRepairNode(t, 1<<16)
+	cfg, dataDir, open, ingest := &r.cfg, r.cfg.DataDir, r.open, r.ingest
 	in := open()
 	ingest(in, 40)
 	if err := in.Close(); err != nil { // the final snapshot, at 40
@@ -90,4 +119,99 @@ func TestRepairKeepsRecordsAfterTheSnapshot(t *testing.T) {
 	if !strings.Contains(out, "snapshot") {
 		t.Errorf("repair's answer does not say the snapshot holds what it moved: %q", out)
 	}
+}
+
+// TestRepairKeepsRecordsAfterTheSnapshotInTheCorruptSegment: a corrupt
+// record that the newest snapshot covers, in a segment that also holds
+// records after the snapshot (it straddles the snapshot's index), is
+// repaired by keeping those records: after a restart every record after
+// the snapshot, in that segment and in every later one, is replayed.
+// Repair cut the segment at the corruption and moved every later segment
+// aside, so the next start served the snapshot without them.
+func TestRepairKeepsRecordsAfterTheSnapshotInTheCorruptSegment(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		segmentSize int64
+		last        uint64 // records ingested, 40 before the snapshot
+	}{
+		// One segment holds records 1..60: the log's newest, plain.
+		{"newest segment", 1 << 20, 60},
+		// Segment 1 holds 1..48 and is sealed; 49..70 follow in others.
+		{"sealed segment", 1 << 18, 70},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRepairNode(t, tc.segmentSize)
+			in := r.open()
+			r.ingest(in, 40)
+			if err := in.Close(); err != nil { // the final snapshot, at 40
+				t.Fatal(err)
+			}
+			r.cfg.Durability.SnapshotEvery = 0
+			in = r.open()
+			r.ingest(in, int(tc.last)-40) // 41..last: only the log holds them
+			if err := in.Close(); err != nil {
+				t.Fatal(err)
+			}
+			walDir := filepath.Join(r.cfg.DataDir, "wal")
+			before, err := wal.Inspect(walDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(before.Segments); before.Segments[0].First != 1 || (n > 1 && before.Segments[1].First <= 41) || (n == 1) != (tc.last == 60) {
+				t.Fatalf("segment 1 does not straddle the snapshot at 40: %+v", before.Segments)
+			}
+			seg := filepath.Join(walDir, "00000000000000000001.wal")
+			if zst := seg + ".zst"; before.Segments[0].Name != filepath.Base(seg) {
+				// Sealed segments are compressed in the background; a crash
+				// before that leaves them plain. The byte damaged below is
+				// then a record's, not the compressed stream's, which after
+				// a bad byte holds nothing that can be read.
+				plain, err := unzstd(zst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(seg, plain, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Remove(zst); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[16+8+100] ^= 0xff // record 1's payload
+			if err := os.WriteFile(seg, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := run(t, "admin", "wal", "repair", "--data-dir", r.cfg.DataDir)
+			if err != nil {
+				t.Fatalf("repair: %v %s", err, out)
+			}
+			in = r.open()
+			defer in.Close()
+			if rec, last := in.Recovery(), in.WAL().LastIndex(); rec.SnapshotIndex != 40 || rec.Replayed != tc.last-40 || last != tc.last {
+				t.Fatalf("after repair (%s): snapshot %d, %d records replayed, last index %d; want 40, %d (41..%d, acknowledged), %d",
+					strings.TrimSpace(out), rec.SnapshotIndex, rec.Replayed, last, tc.last-40, tc.last, tc.last)
+			}
+			if !strings.Contains(out, "snapshot") || !strings.Contains(out, "starts at record 41") {
+				t.Errorf("repair's answer does not say the snapshot holds what it moved and where the log starts: %q", out)
+			}
+		})
+	}
+}
+
+func unzstd(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dec, err := zstd.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	return io.ReadAll(dec)
 }
