@@ -98,6 +98,11 @@ type Consumer struct {
 	// as the number of recreations.
 	fetchErrors, regressions, dlqErrors, standIns, committed, recreations *metrics.Counter
 	logLimit, standInLog                                                  rateLimit
+	// refetch paces the new clients foreign fetches start (pollLoop): a
+	// topic id that keeps disagreeing with the one keyed (brokers whose
+	// metadata has not yet converged after a recreation) restarts the
+	// client at most every 100 ms, doubling to 5 s, not in a tight loop.
+	refetch retry.Backoff
 }
 
 // StartAll starts a consumer for every source of n's repo with a kafka
@@ -145,7 +150,8 @@ func start(n *node.Node, sink Sink, router Router, src *features.Source, opts Op
 		opts.MaxPollRecords = 10000
 	}
 	c := &Consumer{src: src, k: k, sink: sink, dec: dec, logger: opts.Logger.With("source", src.Name, "topic", k.Topic), set: opts.Metrics, opts: opts,
-		done: make(chan struct{}), lag: map[int32]*atomic.Int64{}, router: router, node: n, key: k.Topic}
+		refetch: retry.NewBackoff(100*time.Millisecond, 5*time.Second),
+		done:    make(chan struct{}), lag: map[int32]*atomic.Int64{}, router: router, node: n, key: k.Topic}
 	if router != nil {
 		c.sink = (*routedSink)(c)
 	}
@@ -531,7 +537,8 @@ func (c *Consumer) run(ctx context.Context) {
 // (incarnation): a poll holding a fetch of another id (the topic was
 // deleted and created again after incarnation listed it, before the
 // client first read its metadata) is dropped whole, logged, and ends the
-// loop, so that the caller starts a new client, keyed for the new id. Its
+// loop, after a pause that grows while fetches keep disagreeing (refetch),
+// so that the caller starts a new client, keyed for the new id. Its
 // records are read again by that client, under the new id's key: none is
 // committed under the old id's key, where records below the old offsets
 // would be skipped as counted and the others counted a second time once
@@ -545,8 +552,10 @@ func (c *Consumer) pollLoop(ctx, pctx context.Context, cl *kgo.Client, handle fu
 			return
 		}
 		if c.foreignFetch(fetches) {
+			c.refetch.Wait(pctx)
 			return
 		}
+		c.refetch.Reset()
 		failed := false
 		fetches.EachError(func(topic string, p int32, err error) {
 			if errors.Is(err, context.Canceled) {
