@@ -51,15 +51,17 @@ type ClusterReport struct {
 	Notes  []string `json:"notes,omitempty"`
 }
 
-// CatchUp is one wiped replica catching up.
+// CatchUp is one replica catching up after it was down while its group
+// went on.
 type CatchUp struct {
 	Group int `json:"group"`
 	// LogEntries is the leader's applied index of the group when the
-	// follower was wiped (its Raft log's length, snapshots included).
+	// follower was restarted (its Raft log's length, snapshots included).
 	LogEntries uint64 `json:"log_entries"`
-	// BySnapshot says whether the follower was sent a snapshot
-	// (InstallSnapshot) rather than the log from the start: true when the
-	// leader had compacted its log below the follower's need.
+	// BySnapshot says whether the leader had a snapshot and the follower
+	// held one once caught up (it may be the follower's own, taken before
+	// it was killed: since session 21 the follower keeps its log, and
+	// catches up by the log unless the leader compacted past it).
 	BySnapshot bool `json:"by_snapshot"`
 	// SnapshotBytes is the size of the leader's newest snapshot of the
 	// group (0 when it has none): the state sent.
@@ -167,7 +169,7 @@ func (r *runner) runCluster(ctx context.Context) error {
 	}
 	if !r.opts.Quick {
 		// Grow the groups' logs past Raft's snapshot threshold, so that
-		// the leaders snapshot and compact and a wiped replica must be
+		// the leaders snapshot and compact and a lagging replica may be
 		// sent a snapshot.
 		if err := r.fillLogs(ctx, c3, cs3, cr); err != nil {
 			return err
@@ -404,9 +406,13 @@ func (r *runner) leaderKills(ctx context.Context, c *localcluster.Cluster, cs []
 	return nil
 }
 
-// catchUp wipes a follower's replica of a group (kill -9, remove the
-// group's directory), restarts it and times until its applied index
-// reaches the leader's. It runs Runs times on different groups.
+// catchUp kills a follower of a group (kill -9), writes to the group
+// while it is down (through the other nodes, for catchUpWrites), restarts
+// it and times until its applied index reaches the leader's. It runs Runs
+// times on different groups. (It used to wipe the follower's replica
+// directory instead; a voter whose replica directory is gone is refused
+// at start since session 21, as it could vote having forgotten what it
+// acknowledged: cluster/TestLostGroupDirIsRefused.)
 func (r *runner) catchUp(ctx context.Context, c *localcluster.Cluster, cs []*client, cr *ClusterReport) error {
 	for k := range cr.Runs {
 		if err := ctx.Err(); err != nil {
@@ -422,13 +428,26 @@ func (r *runner) catchUp(ctx context.Context, c *localcluster.Cluster, cs []*cli
 		if lead == nil {
 			return fmt.Errorf("catch-up: no status of group %d's leader", g)
 		}
+		c.Kill(fi)
+		body := r.everyGroupBody(uint64(91+k), 32)
+		var seq atomic.Int64
+		load.RunClosed(ctx, load.Closed{Workers: 8, Duration: catchUpWrites}, func(w int, i int64) error {
+			cl := cs[(fi+1+w%(len(cs)-1))%len(cs)] // a live node's
+			_, err := cl.postID(w, pathBulk, "application/x-ndjson", body, "catch-up-"+strconv.Itoa(k)+"-"+strconv.FormatInt(seq.Add(1), 10))
+			return err
+		})
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if li = c.LeaderOf(g); li < 0 || li == fi {
+			return fmt.Errorf("catch-up: group %d has no live leader after its follower's kill", g)
+		}
+		if lead = c.Replica(li, g); lead == nil {
+			return fmt.Errorf("catch-up: no status of group %d's leader", g)
+		}
 		target := lead.Applied
 		leaderSnaps := hasSnapshot(c.GroupDir(li, g))
 		snapBytes := newestSnapshotSize(c.GroupDir(li, g))
-		c.Kill(fi)
-		if err := os.RemoveAll(c.GroupDir(fi, g)); err != nil {
-			return err
-		}
 		t0 := time.Now()
 		if err := c.Restart(ctx, fi); err != nil {
 			return err
@@ -439,20 +458,23 @@ func (r *runner) catchUp(ctx context.Context, c *localcluster.Cluster, cs []*cli
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("catch-up: %s's wiped replica of group %d did not reach applied index %d in 2 minutes", c.Nodes[fi].ID, g, target)
+				return fmt.Errorf("catch-up: %s's replica of group %d did not reach applied index %d in 2 minutes", c.Nodes[fi].ID, g, target)
 			}
 		}
 		cu.CaughtUpMs = float64(time.Since(t0).Microseconds()) / 1000
 		cu.BySnapshot = leaderSnaps && hasSnapshot(c.GroupDir(fi, g))
 		cr.CatchUp = append(cr.CatchUp, cu)
-		r.logf("%-9s wiped %s's replica of group %d (%d log entries, by snapshot: %v, %.1f MiB): ready after %.0f ms, caught up after %.0f ms",
-			sysR3, c.Nodes[fi].ID, g, target, cu.BySnapshot, float64(snapBytes)/(1<<20), cu.ReadyMs, cu.CaughtUpMs)
+		r.logf("%-9s %s's replica of group %d, down for %d writes (the leader at %d log entries, by snapshot: %v, %.1f MiB): ready after %.0f ms, caught up after %.0f ms",
+			sysR3, c.Nodes[fi].ID, g, seq.Load(), target, cu.BySnapshot, float64(snapBytes)/(1<<20), cu.ReadyMs, cu.CaughtUpMs)
 		if err := c.WaitLeaders(ctx, cr.Groups, time.Minute); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// catchUpWrites is how long catchUp writes while the follower is down.
+const catchUpWrites = 2 * time.Second
 
 // snapshotThreshold is the cluster's Raft SnapshotThreshold (cluster/group.go):
 // a leader snapshots (and compacts its log) once its log has grown by this
@@ -588,7 +610,7 @@ func (c *ClusterReport) printText(w io.Writer) {
 	var cu []float64
 	for _, x := range c.CatchUp {
 		cu = append(cu, x.CaughtUpMs)
-		fmt.Fprintf(w, "  wiped replica of group %d (%d entries, by snapshot: %v, %.1f MiB): ready %.0f ms, caught up %.0f ms after relaunch\n",
+		fmt.Fprintf(w, "  replica of group %d down while it was written (%d entries, by snapshot: %v, %.1f MiB): ready %.0f ms, caught up %.0f ms after relaunch\n",
 			x.Group, x.LogEntries, x.BySnapshot, float64(x.SnapshotBytes)/(1<<20), x.ReadyMs, x.CaughtUpMs)
 	}
 	if len(cu) > 0 {
@@ -608,7 +630,7 @@ func (c *ClusterReport) markdown(b *strings.Builder) {
 			c.FailoverMedianMs, len(c.FailoverMs), msList(c.FailoverMs), c.ElectedMedianMs, msList(c.ElectedMs))
 	}
 	for _, x := range c.CatchUp {
-		fmt.Fprintf(b, "- Wiped replica of group %d (%d log entries; by snapshot: %v, %.1f MiB): ready %.0f ms, caught up %.0f ms after relaunch.\n",
+		fmt.Fprintf(b, "- Replica of group %d down while it was written (%d log entries; by snapshot: %v, %.1f MiB): ready %.0f ms, caught up %.0f ms after relaunch.\n",
 			x.Group, x.LogEntries, x.BySnapshot, float64(x.SnapshotBytes)/(1<<20), x.ReadyMs, x.CaughtUpMs)
 	}
 	b.WriteString("\n| ratio | value |\n|---|---:|\n")

@@ -38,7 +38,7 @@
 //     every node at each read level (closed loop, and open loop at one rate
 //     for the single node and the cluster), bulk ingest with request ids,
 //     the write unavailability after kill -9 of a group's leader, and how
-//     long a wiped replica takes to catch up; medians of 3 runs, and ratios.
+//     long a replica killed while its group is written takes to catch up; medians of 3 runs, and ratios.
 //   - The kafka scenario ("kafka", kafka.go; needs Options.Binary): a
 //     local broker (scripts/kafka.sh) with an 8-partition topic holding
 //     the transactions, consumed by a `tally serve` child process from

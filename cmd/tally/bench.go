@@ -76,6 +76,6 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&opts.Scenarios, "scenarios", nil, "only these scenarios: lookup, ingest, mixed, score, cluster, kafka")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
 	cmd.Flags().StringVar(&opts.TraceDir, "trace", "", "write an execution trace of each lookup system's open-loop step at half the no-op server's maximum into this directory (read them with go run ./bench/schedtrace)")
-	cmd.Flags().BoolVar(&opts.Cluster, "cluster", false, "also measure a single node beside 3-node clusters (R=3, R=1) of child processes: lookups, ingest, leader kills, a wiped replica's catch-up")
+	cmd.Flags().BoolVar(&opts.Cluster, "cluster", false, "also measure a single node beside 3-node clusters (R=3, R=1) of child processes: lookups, ingest, leader kills, a replica's catch-up after it was down")
 	return cmd
 }
