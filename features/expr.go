@@ -152,6 +152,9 @@ func CompileExpr(src string, resolve func(ident string) (slot int, err error)) (
 	var b strings.Builder
 	format(&b, root, 0)
 	e.src = b.String()
+	if len(e.src) > MaxExprLen { // so that String compiles again
+		return nil, &ExprError{Col: 1, Msg: fmt.Sprintf("expression longer than %d bytes in canonical form (%d, with a space around each binary operator): split it into several request features", MaxExprLen, len(e.src))}
+	}
 	return e, nil
 }
 
