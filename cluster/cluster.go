@@ -322,17 +322,12 @@ func withDefaults(t raftTiming) raftTiming {
 	return t
 }
 
-// openMeta opens the metadata replica; its voters are the first five
-// peers by id.
+// openMeta opens the metadata replica, bootstrapping it on its first
+// voters (metaFirstVoters).
 func (c *Cluster) openMeta() error {
-	peers := slices.Clone(c.cfg.Peers)
-	slices.SortFunc(peers, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	var voters []raft.Server
-	for _, p := range peers[:min(5, len(peers))] {
+	for _, p := range metaFirstVoters(c.cfg) {
 		voters = append(voters, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.ClusterAddr)})
-	}
-	if c.cfg.Join {
-		voters = nil // admitted by the metadata leader (addNode)
 	}
 	c.metaSM = newMetaFSM()
 	trans := c.mux.Transport("meta", 3, 10*time.Second, c.cfg.LogOut)
@@ -343,6 +338,24 @@ func (c *Cluster) openMeta() error {
 	}
 	c.meta = rep
 	return nil
+}
+
+// metaFirstVoters are the metadata group's first voters, which bootstrap
+// it: the first five peers by id; none in join mode (the metadata leader
+// admits the node: addNode).
+func metaFirstVoters(cfg Config) []Member {
+	if cfg.Join {
+		return nil
+	}
+	peers := slices.Clone(cfg.Peers)
+	slices.SortFunc(peers, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	return peers[:min(5, len(peers))]
+}
+
+// metaBootstrapper reports whether this node (cfg.NodeID) is one of the
+// metadata group's first voters.
+func metaBootstrapper(cfg Config) bool {
+	return slices.ContainsFunc(metaFirstVoters(cfg), func(m Member) bool { return m.ID == cfg.NodeID })
 }
 
 // waitMap waits for the cluster map until deadline; the metadata leader

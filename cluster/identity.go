@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/tally-ml/tally/wal/walfs"
@@ -72,24 +73,34 @@ func checkIdentity(cfg Config) (isNew bool, err error) {
 }
 
 // checkMetaKept refuses a data dir that records the node's identity but
-// lost its metadata replica's directory while keeping other cluster state
-// (lost.go). One holding the identity alone is a first start stopped
-// before its metadata replica was created: new, so that its peers are
-// asked as for any new data dir.
+// lost its metadata replica while keeping other cluster state (lost.go):
+// its directory is missing, or, on one of the metadata group's first
+// voters (metaBootstrapper), it holds no Raft term. One holding the
+// identity alone (and that lost replica) is a first start stopped before
+// its metadata replica was created or bootstrapped: new, so that its
+// peers are asked as for any new data dir. On the other nodes, a
+// metadata replica without a term is not refused: add-node makes a
+// joining node a voter of the metadata group before it has heard from
+// the group, so no term there does not show a loss.
 func checkMetaKept(cfg Config) (isNew bool, err error) {
 	dir := groupDir(cfg.DataDir, "meta")
-	missing, err := missingDir(dir)
-	if err != nil || !missing {
-		return false, err
+	lost := lostState(dir)
+	if lost == "" || (lost != lostMissing && !metaBootstrapper(cfg)) {
+		return false, nil
 	}
 	ents, err := os.ReadDir(filepath.Join(cfg.DataDir, "cluster"))
 	if err != nil {
 		return false, fmt.Errorf("cluster: data dir: %w", err)
 	}
-	if len(ents) == 1 && ents[0].Name() == identityFile {
+	ents = slices.DeleteFunc(ents, func(e fs.DirEntry) bool { return e.Name() == identityFile || e.Name() == "meta" })
+	if len(ents) == 0 {
 		return true, nil
 	}
-	return false, errLostReplica("meta", dir, cfg.NodeID, "the metadata group's directory")
+	why := "the metadata group's directory"
+	if lost != lostMissing {
+		why = "this node is one of the metadata group's first voters, which record a term when they bootstrap it"
+	}
+	return false, errLostReplica("meta", dir, lost, cfg.NodeID, why)
 }
 
 // hasClusterState reports whether dataDir's cluster directory holds

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,64 @@ func TestLostGroupDirIsRefused(t *testing.T) {
 	}
 }
 
+// TestEmptiedGroupDirIsRefused: as TestLostGroupDirIsRefused, but the
+// operator emptied cluster/g0 (rm -rf cluster/g0/*) instead of deleting
+// it. The directory being there was taken for a replica that was never
+// lost: n1 opened g0 empty, as a voter that forgot its term, its vote and
+// E, and E was lost the same way. A replica directory that holds no Raft
+// term is now taken as missing, and nothing is written into it.
+func TestEmptiedGroupDirIsRefused(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 3)
+	w.start(0, 1, 2)
+	w.write(0, "before")
+
+	w.stop(2)
+	w.write(0, "E") // on n0 and n1 only
+	w.stop(0)
+	w.stop(1)
+	g0 := groupDir(w.cfgs[1].DataDir, "g0")
+	ents, err := os.ReadDir(g0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(g0, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	n2 := w.startAsync(2)
+	n1 := w.startAsync(1)
+	select {
+	case err = <-n1:
+	case <-time.After(25 * time.Second):
+		t.Fatal("n1 neither started nor was refused in 25s")
+	}
+	if err == nil {
+		if e := <-n2; e != nil {
+			t.Fatal(e)
+		}
+		got := w.count(2, "E")
+		t.Fatalf("n1 started with its group 0 directory emptied; E, acknowledged on n0 and n1, reads as count %v on n2 (want 1, or n1 refused)", got)
+	}
+	for _, want := range []string{"group g0", g0, "no Raft state", "--node-id", "remove-node n1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+	}
+	t.Log(err)
+	if ents, _ := os.ReadDir(g0); len(ents) > 0 {
+		t.Errorf("the refused start wrote %d entries into %s (%s...)", len(ents), g0, ents[0].Name())
+	}
+	w.start(0)
+	if e := <-n2; e != nil {
+		t.Fatal(e)
+	}
+	if got := w.count(2, "E"); got != 1 {
+		t.Fatalf("E reads as count %v on n2; want 1", got)
+	}
+}
+
 // TestLostMetaDirIsRefused: a data dir that kept its node identity and
 // its data groups but lost cluster/meta bootstrapped the metadata group
 // again as an empty voter; it is refused, naming the directory.
@@ -86,6 +145,41 @@ func TestLostMetaDirIsRefused(t *testing.T) {
 	}
 	if _, serr := os.Stat(meta); serr == nil {
 		t.Errorf("the refused start created %s", meta)
+	}
+}
+
+// TestEmptiedMetaDirIsRefused: as TestLostMetaDirIsRefused, but
+// cluster/meta emptied instead of deleted: n1, one of the metadata
+// group's first voters, opened it empty and bootstrapped the group again.
+// It is refused, naming the directory, and nothing is written into it.
+func TestEmptiedMetaDirIsRefused(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 3)
+	w.start(0, 1, 2)
+	w.write(0, "before")
+	w.stop(1)
+	meta := groupDir(w.cfgs[1].DataDir, "meta")
+	ents, err := os.ReadDir(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(meta, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Open(w.cfgs[1], w.repo)
+	if err == nil {
+		c.Close()
+		t.Fatal("n1 started with its metadata group's directory emptied; want it refused")
+	}
+	for _, want := range []string{"group meta", meta, "no Raft state", "remove-node n1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+	}
+	t.Log(err)
+	if ents, _ := os.ReadDir(meta); len(ents) > 0 {
+		t.Errorf("the refused start wrote %d entries into %s (%s...)", len(ents), meta, ents[0].Name())
 	}
 }
 

@@ -57,6 +57,19 @@ func TestInspect(t *testing.T) {
 	check("open")
 	s.Close()
 	check("closed")
+	if term, err := RaftTerm(dir); term != 7 || err != nil {
+		t.Fatalf("RaftTerm: %d %v; want 7", term, err)
+	}
+	if term, err := RaftTerm(t.TempDir()); term != 0 || err != nil {
+		t.Fatalf("RaftTerm of an empty directory: %d %v; want 0", term, err)
+	}
+	missing := filepath.Join(t.TempDir(), "gone")
+	if _, err := RaftTerm(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("RaftTerm of a missing directory: %v; want ErrNotExist", err)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("RaftTerm created the missing directory")
+	}
 	if di, err := Inspect(t.TempDir()); err != nil || di.First != 0 || len(di.Segments) != 0 {
 		t.Fatalf("empty directory: %+v %v", di, err)
 	}
