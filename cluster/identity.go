@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 
 	"github.com/tally-ml/tally/wal/walfs"
 )
@@ -161,45 +159,37 @@ func (c *Cluster) checkSingleProcess() error {
 			others[string(s.Address)] = string(s.ID)
 		}
 	}
+	var ask []Member
+	for addr, id := range others {
+		if addr != c.cfg.Advertise && addr != c.cfg.ClusterAddr {
+			ask = append(ask, Member{ID: id, ClusterAddr: addr})
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
 	defer cancel()
-	var (
-		mu    sync.Mutex
-		wg    sync.WaitGroup
-		mine  = map[string]bool{}
-		found string
-	)
-	ask := func(addr string) (hello, error) {
-		var hi hello
-		err := c.post(ctx, addr, "/v1/hello?id="+url.QueryEscape(self), nil, &hi)
-		return hi, err
+	// another: the answer is another process's under this node's id.
+	another := func(p peerSaid) bool {
+		return p.err == nil && p.hi.Node == self && p.hi.Instance != "" && p.hi.Instance != c.instance
 	}
-	for addr, id := range others {
-		if addr == c.cfg.Advertise || addr == c.cfg.ClusterAddr {
-			continue
+	var found string
+	mine := map[string]bool{} // where the peers' maps say this node is
+	for _, p := range c.askPeers(ctx, ask) {
+		switch {
+		case another(p):
+			found = p.addr
+		case p.err == nil && p.id != self && p.hi.Addr != "" && p.hi.Addr != c.cfg.Advertise && p.hi.Addr != c.cfg.ClusterAddr:
+			mine[p.hi.Addr] = true
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hi, err := ask(addr)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-			case hi.Node == self && hi.Instance != "" && hi.Instance != c.instance:
-				found = addr
-			case id != self && hi.Addr != "" && hi.Addr != c.cfg.Advertise && hi.Addr != c.cfg.ClusterAddr:
-				mine[hi.Addr] = true // where the peer's map says this node is
-			}
-		}()
 	}
-	wg.Wait()
+	ask = ask[:0]
 	for addr := range mine {
-		if _, asked := others[addr]; asked || found != "" {
-			continue
+		if _, asked := others[addr]; !asked && found == "" {
+			ask = append(ask, Member{ClusterAddr: addr})
 		}
-		if hi, err := ask(addr); err == nil && hi.Node == self && hi.Instance != "" && hi.Instance != c.instance {
-			found = addr
+	}
+	for _, p := range c.askPeers(ctx, ask) {
+		if another(p) {
+			found = p.addr
 		}
 	}
 	if found == "" {

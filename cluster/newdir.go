@@ -104,7 +104,9 @@ func (c *Cluster) checkNewNode(deadline time.Time) error {
 	defer c.waiting.Store(false)
 	logged := time.Now()
 	for {
-		said := c.askPeers(peers)
+		ctx, cancel := context.WithTimeout(context.Background(), newNodeRound)
+		said := c.askPeers(ctx, peers)
+		cancel()
 		if ok, err := c.judgeNew(said); ok || err != nil {
 			return err
 		}
@@ -128,10 +130,13 @@ func (c *Cluster) checkNewNode(deadline time.Time) error {
 	}
 }
 
-// askPeers asks every peer, in parallel, what its map says of this node.
-func (c *Cluster) askPeers(peers []Member) []peerSaid {
-	ctx, cancel := context.WithTimeout(context.Background(), newNodeRound)
-	defer cancel()
+// askPeers asks every peer (its ID may be ""), all at once, who it is and
+// what its map says of this node (a hello with ?id=), until ctx is done:
+// one answer per peer, in order, err set for one that did not answer in
+// time. Every start check that asks its peers goes through it:
+// checkNewNode (a round bounded by newNodeRound), checkNotRemoved,
+// checkSingleProcess and checkDroppedGone (by peerCheckTimeout).
+func (c *Cluster) askPeers(ctx context.Context, peers []Member) []peerSaid {
 	said := make([]peerSaid, len(peers))
 	var wg sync.WaitGroup
 	for i, p := range peers {
@@ -145,6 +150,10 @@ func (c *Cluster) askPeers(peers []Member) []peerSaid {
 	wg.Wait()
 	return said
 }
+
+// peerCheckTimeout bounds each restart check that asks the peers
+// (checkNotRemoved, checkSingleProcess, checkDroppedGone).
+const peerCheckTimeout = 3 * time.Second
 
 // judgeNew decides a new node's start from one round of its peers'
 // answers: go on (true), refuse (an error), or ask again (false, nil).

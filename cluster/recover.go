@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -502,30 +500,20 @@ func (c *Cluster) checkDroppedGone(in *recoveryIntent) error {
 	if m == nil {
 		return nil
 	}
+	var dropped []Member
+	for _, mb := range m.Members {
+		if !slices.Contains(in.Keep, mb.ID) {
+			dropped = append(dropped, mb)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
 	defer cancel()
-	var (
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		answer []string
-	)
-	for _, mb := range m.Members {
-		if slices.Contains(in.Keep, mb.ID) {
-			continue
+	var answer []string
+	for _, p := range c.askPeers(ctx, dropped) {
+		if p.err == nil && p.hi.Node == p.id {
+			answer = append(answer, fmt.Sprintf("%s at %s (cluster map version %d)", p.id, p.addr, p.hi.MapVersion))
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var hi hello
-			if err := c.post(ctx, mb.ClusterAddr, "/v1/hello?id="+url.QueryEscape(c.cfg.NodeID), nil, &hi); err != nil || hi.Node != mb.ID {
-				return
-			}
-			mu.Lock()
-			answer = append(answer, fmt.Sprintf("%s at %s (cluster map version %d)", mb.ID, mb.ClusterAddr, hi.MapVersion))
-			mu.Unlock()
-		}()
 	}
-	wg.Wait()
 	if len(answer) == 0 {
 		return nil
 	}

@@ -185,3 +185,35 @@ func TestRemoveNodeRefusesBesideAnAdditionCutShort(t *testing.T) {
 		t.Fatalf("the refused remove-node changed group 0's voters: %v", v)
 	}
 }
+
+// TestRemovedNodeRestartIsRefused: a removed node started again over its
+// data dir (whose map still lists it) asks its peers (checkNotRemoved),
+// is told it was removed, refuses, and leaves a tombstone that refuses
+// the next start with no peer asked.
+func TestRemovedNodeRestartIsRefused(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 2)
+	w.start(0, 1, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for try := 1; ; try++ {
+		_, err := w.cs[0].RemoveNode(ctx, "n2")
+		if err == nil {
+			break
+		}
+		if try == 3 || !strings.Contains(err.Error(), "leadership lost") {
+			t.Fatalf("remove-node n2 (try %d): %v", try, err)
+		}
+	}
+	w.stop(2)
+	for _, want := range []string{"lists it as removed", "tombstone"} {
+		c, err := Open(w.cfgs[2], w.repo)
+		if err == nil {
+			c.Close()
+			t.Fatalf("the removed n2 started again over its data dir; want it refused (%q)", want)
+		}
+		if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--cluster-join") {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+		t.Log(err)
+	}
+}

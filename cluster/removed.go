@@ -3,11 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 )
 
 // A node removed from the cluster while it was down (or stopped after its
@@ -65,30 +62,20 @@ func (c *Cluster) checkNotRemoved() error {
 			addrs[string(s.Address)] = string(s.ID)
 		}
 	}
+	var ask []Member
+	for addr, id := range addrs {
+		if id != c.cfg.NodeID {
+			ask = append(ask, Member{ID: id, ClusterAddr: addr})
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
 	defer cancel()
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		said string
-	)
-	for addr, id := range addrs {
-		if id == c.cfg.NodeID {
-			continue
+	var said string
+	for _, p := range c.askPeers(ctx, ask) {
+		if p.err == nil && p.hi.Removed {
+			said = fmt.Sprintf("node %s's cluster map, version %d, lists it as removed", p.hi.Node, p.hi.MapVersion)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var hi hello
-			if err := c.post(ctx, addr, "/v1/hello?id="+url.QueryEscape(c.cfg.NodeID), nil, &hi); err != nil || !hi.Removed {
-				return
-			}
-			mu.Lock()
-			said = fmt.Sprintf("node %s's cluster map, version %d, lists it as removed", hi.Node, hi.MapVersion)
-			mu.Unlock()
-		}()
 	}
-	wg.Wait()
 	if said == "" {
 		return nil
 	}
@@ -97,6 +84,3 @@ func (c *Cluster) checkNotRemoved() error {
 	}
 	return errRemovedStart(c.cfg.NodeID, c.cfg.DataDir, said)
 }
-
-// peerCheckTimeout bounds checkNotRemoved.
-const peerCheckTimeout = 3 * time.Second
