@@ -50,7 +50,19 @@
 // record, 20 decimal digits: 00000000000000000001.wal. A sealed segment may
 // be replaced by its zstd-compressed copy, 00000000000000000001.wal.zst,
 // which holds the same bytes up to the end of its data; when both exist the
-// plain file is authoritative. Files ending in .tmp are unfinished copies
+// plain file is authoritative. The copy is a zstd stream of independent
+// chunks, each 256 KiB of the plain bytes (the last one fewer) behind an
+// index frame that says where they go, so that a bad byte loses one chunk
+// and Repair reads the chunks after it:
+//
+//	segment.zst = chunk*
+//	chunk       = index zstd-frame
+//	index       = magic:0x184D2A5B size:u32le=20 plain-offset:u64le
+//	              plain-length:u32le zstd-length:u32le crc:u32le   28 bytes
+//	crc         = CRC-32C of plain-offset, plain-length, zstd-length
+//
+// An index is a zstd skippable frame, which decoders pass over. A segment
+// compressed before chunks is one zstd frame, and reads the same way. Files ending in .tmp are unfinished copies
 // or the next segment made ahead, and Open removes them. New segments are preallocated to
 // Options.SegmentSize (fallocate; on file systems without it, ftruncate,
 // which leaves a sparse file that reads as zeros) and the log rolls to a new
@@ -129,7 +141,12 @@
 // before it, and one that also holds later records has them copied, from
 // the frame of the first record after the snapshot on (found at an 8-byte
 // position where it validates, the frame after it too), into a new segment
-// before it is moved aside.
+// before it is moved aside. It reads a compressed segment chunk by chunk:
+// a chunk that does not decompress (or whose index does not validate: the
+// next index that does is found by its magic) reads as bytes that never
+// validate, and the chunks after it as they are, so only the records of
+// the bad chunk are lost. A corrupt record after the snapshot, or a lost
+// chunk there, is still a cut: the log has no gaps.
 //
 // # Raft
 //

@@ -64,3 +64,51 @@ func FuzzReadSegment(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadCompressedSegment: arbitrary bytes as a compressed segment give
+// Repair's reader plain bytes (what decodes, lostByte for what does not),
+// never a panic or an error (the file reads), and the streaming readers
+// records or a *CorruptionError.
+func FuzzReadCompressedSegment(f *testing.F) {
+	old := zstdChunk
+	zstdChunk = 256
+	mfs := newMemFS()
+	l, err := Open("/seed", Options{FS: mfs, SegmentSize: 1024, Compress: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := uint64(1); i <= 30; i++ {
+		l.Append(record(i))
+	}
+	l.Close()
+	zstdChunk = old
+	seed := mfs.ReadFile("/seed/" + segmentName(1) + ".zst")
+	if seed == nil {
+		f.Fatal("segment 1 was not compressed")
+	}
+	f.Add(seed)
+	f.Add(seed[:len(seed)/2])
+	f.Add(seed[chunkHdr:])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		mfs := newMemFS()
+		mfs.MkdirAll("/d", 0o755)
+		s := segmentInfo{first: 1, name: segmentName(1) + ".zst", compressed: true}
+		mfs.WriteFile("/d/"+s.name, data)
+		_, size, done, err := plainBytes(mfs, "/d", s)
+		if err != nil {
+			t.Fatalf("plain bytes: %v", err)
+		}
+		done()
+		if size > int64(len(data)/chunkHdr+1)*maxChunk {
+			t.Fatalf("%d plain bytes from %d", size, len(data))
+		}
+		res, err := scanSegment(mfs, "/d", s)
+		var ce *CorruptionError
+		if err != nil && !errors.As(err, &ce) {
+			t.Fatalf("scan: %v", err)
+		}
+		if err == nil && res.err != errEnd && !errors.As(res.err, &ce) {
+			t.Fatalf("scan: %v", res.err)
+		}
+	})
+}

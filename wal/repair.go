@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,10 +59,14 @@ type Repaired struct {
 //     segment's bytes from that frame on, as they are, into a new segment
 //     named covered+1 (temporary file, fsync, rename, fsync of dir), then
 //     moves the corrupt segment and every one before it aside; the new
-//     segment is checked on like the others. If the frame is not found
-//     (the corruption reached it, or a compressed segment's stream is
-//     broken before it), the segment is cut at the corruption as below,
-//     and Missing says so.
+//     segment is checked on like the others. A compressed segment is
+//     decompressed chunk by chunk first: a chunk that does not decompress
+//     is lost (its plain bytes read as corrupt), the chunks after it are
+//     read as they are, so the records after covered in them are kept as
+//     a plain segment's are. If the frame is not found (the corruption
+//     reached it, or a segment compressed as one stream, before chunks,
+//     is broken before it), the segment is cut at the corruption as
+//     below, and Missing says so.
 //
 // A corrupt record after covered is cut: nothing else holds it, and the
 // records after it are moved aside, never deleted. A crash at any point of
@@ -216,19 +221,22 @@ func keepAfter(fsys FS, dir string, s segmentInfo, bad *CorruptionError, first, 
 }
 
 // plainBytes opens the bytes of segment s, as a plain file holds them: a
-// compressed segment is decompressed, as far as its stream reads, into a
-// temporary file (Open removes it if a crash leaves it) that done removes.
+// compressed segment is decompressed into a temporary file (Open removes
+// it if a crash leaves it) that done removes. A chunk of a compressed
+// segment that does not decompress gives what does, then lostByte to its
+// end (see readChunks); a segment compressed as one stream, before chunks,
+// as far as its stream reads.
 func plainBytes(fsys FS, dir string, s segmentInfo) (f File, size int64, done func(), err error) {
 	in, err := fsys.OpenFile(filepath.Join(dir, s.name), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, 0, nil, err
 	}
+	st, err := in.Stat()
+	if err != nil {
+		in.Close()
+		return nil, 0, nil, err
+	}
 	if !s.compressed {
-		st, err := in.Stat()
-		if err != nil {
-			in.Close()
-			return nil, 0, nil, err
-		}
 		return in, st.Size(), func() { in.Close() }, nil
 	}
 	defer in.Close()
@@ -238,32 +246,167 @@ func plainBytes(fsys FS, dir string, s segmentInfo) (f File, size int64, done fu
 		return nil, 0, nil, err
 	}
 	done = func() { out.Close(); fsys.Remove(tmp) }
-	src := &walfs.ErrReader{R: in}
-	dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<31))
+	size, chunked, err := readChunks(in, st.Size(), out)
+	if err == nil && !chunked {
+		size, err = readStream(in, out)
+	}
 	if err != nil {
 		done()
 		return nil, 0, nil, err
 	}
+	return out, size, done, nil
+}
+
+// lostByte fills the plain bytes of a chunk that could not be read: a
+// frame header of 0xff bytes claims an impossible length, so no frame is
+// read there and nothing there looks like the end of the data (zeros).
+const lostByte = 0xff
+
+// readChunks decompresses the chunks of a compressed segment (the zsize
+// bytes of in) into out, each at its plain offset, and returns the end of
+// the plain bytes. A chunk whose zstd frame does not decode (or is cut
+// short) gives what its stream does decode, then lostByte to its end; a
+// damaged index frame is passed by finding the next one that validates,
+// and the plain bytes before it are lostByte; compressed bytes after the
+// last index frame that validates are a lost chunk of unknown size, marked
+// by 8 lostBytes. chunked is false when in holds no index frame at all (a
+// segment compressed as one stream, before chunks): out is then as it was.
+func readChunks(in File, zsize int64, out File) (end int64, chunked bool, err error) {
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxChunk))
+	if err != nil {
+		return 0, false, err
+	}
+	defer dec.Close()
+	var z, plain []byte
+	for pos := int64(0); pos < zsize; {
+		at, off, n, zlen, err := nextChunk(in, zsize, pos, end)
+		if err != nil {
+			return 0, false, err
+		}
+		if at < 0 {
+			if chunked {
+				err = fill(out, end, end+8)
+				end += 8
+			}
+			return end, chunked, err
+		}
+		chunked = true
+		if err := fill(out, end, off); err != nil {
+			return 0, false, err
+		}
+		have := min(int64(zlen), zsize-at-chunkHdr)
+		if int64(cap(z)) < have {
+			z = make([]byte, have)
+		}
+		z = z[:have]
+		if k, err := in.ReadAt(z, at+chunkHdr); k < len(z) {
+			return 0, false, err
+		}
+		plain, err = dec.DecodeAll(z, plain[:0])
+		if err != nil || have < int64(zlen) || len(plain) != n {
+			plain = salvage(z, plain[:0], n)
+		}
+		if _, err := out.WriteAt(plain, off); err != nil {
+			return 0, false, err
+		}
+		if err := fill(out, off+int64(len(plain)), off+int64(n)); err != nil {
+			return 0, false, err
+		}
+		end, pos = off+int64(n), at+chunkHdr+int64(zlen)
+	}
+	return end, chunked, nil
+}
+
+// nextChunk finds the index frame at pos, or the first one after it that
+// validates and follows on from plain offset end (the chunks between,
+// lost, took at least chunkHdr bytes each and held at most maxChunk plain
+// bytes each); at is -1 when there is none.
+func nextChunk(in File, zsize, pos, end int64) (at, off int64, n, zlen int, err error) {
+	const window = 1 << 20
+	follows := func(at, off int64) bool {
+		return off >= end && off-end <= (at-pos+chunkHdr-1)/chunkHdr*maxChunk
+	}
+	var h [chunkHdr]byte
+	if k, _ := in.ReadAt(h[:], pos); k == chunkHdr {
+		if off, n, zlen, ok := parseChunkHeader(h[:]); ok && follows(pos, off) {
+			return pos, off, n, zlen, nil
+		}
+	}
+	var buf []byte
+	magic := binary.LittleEndian.AppendUint32(nil, chunkMagic)
+	for base := pos; base+chunkHdr <= zsize; base += window {
+		if buf == nil {
+			buf = make([]byte, min(window+chunkHdr-1, zsize-base))
+		}
+		buf = buf[:min(int64(cap(buf)), zsize-base)]
+		if k, err := in.ReadAt(buf, base); k < len(buf) {
+			return -1, 0, 0, 0, err
+		}
+		for i := 0; i+chunkHdr <= len(buf); i++ {
+			j := bytes.Index(buf[i:], magic)
+			if j < 0 || i+j+chunkHdr > len(buf) {
+				break
+			}
+			i += j
+			if off, n, zlen, ok := parseChunkHeader(buf[i:]); ok && follows(base+int64(i), off) {
+				return base + int64(i), off, n, zlen, nil
+			}
+		}
+	}
+	return -1, 0, 0, 0, nil
+}
+
+// salvage decodes what the damaged zstd frame z gives before it fails, at
+// most n bytes.
+func salvage(z, dst []byte, n int) []byte {
+	dec, err := zstd.NewReader(bytes.NewReader(z), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxChunk))
+	if err != nil {
+		return dst
+	}
+	defer dec.Close()
+	dst = append(dst, make([]byte, n)...)
+	k, _ := io.ReadFull(dec, dst[len(dst)-n:])
+	return dst[:len(dst)-n+k]
+}
+
+// fill writes lostByte over out's bytes [from, to).
+func fill(out File, from, to int64) error {
+	if to <= from {
+		return nil
+	}
+	b := bytes.Repeat([]byte{lostByte}, int(min(to-from, 1<<16)))
+	for p := from; p < to; p += int64(len(b)) {
+		if _, err := out.WriteAt(b[:min(int64(len(b)), to-p)], p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readStream decompresses in, a segment compressed as one zstd stream, into
+// out as far as its stream reads, and returns the plain size.
+func readStream(in File, out File) (int64, error) {
+	src := &walfs.ErrReader{R: in}
+	dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<31))
+	if err != nil {
+		return 0, err
+	}
+	defer dec.Close()
 	w := &walfs.Writer{F: out}
 	buf := make([]byte, 1<<16)
 	for {
 		n, rerr := dec.Read(buf)
 		if _, err = w.Write(buf[:n]); err != nil {
-			break
+			return 0, err
 		}
 		if rerr != nil { // the end, or a broken stream: nothing more can be read
 			break
 		}
 	}
-	dec.Close()
-	if err == nil && src.Err != nil {
-		err = src.Err
+	if src.Err != nil {
+		return 0, src.Err
 	}
-	if err != nil {
-		done()
-		return nil, 0, nil, err
-	}
-	return out, w.Off, done, nil
+	return w.Off, nil
 }
 
 // moveAside moves segments into the directory aside (created if need be),

@@ -190,9 +190,29 @@ func TestRepairCutsWhenTheRecordAfterCoveredIsGone(t *testing.T) {
 // TestRepairKeepingRecordsAfterCoveredSurvivesACrash: a power loss at any
 // point of the repair of a segment straddling the snapshot leaves a log
 // from which records 31..200 replay, at once or after another Repair; none
-// is lost or wrong.
+// is lost or wrong. The segment is plain, or compressed with a bad byte in
+// its first chunk.
 func TestRepairKeepingRecordsAfterCoveredSurvivesACrash(t *testing.T) {
-	fixture, _ := straddling(t, false)
+	t.Run("plain", func(t *testing.T) {
+		fixture, _ := straddling(t, false)
+		repairCrashes(t, fixture)
+	})
+	t.Run("compressed", func(t *testing.T) {
+		smallChunks(t)
+		mem := walfs.NewMem()
+		l := mustOpen(t, "/log", Options{FS: mem, SegmentSize: 4096, Compress: true})
+		appendN(t, l, 1, 200)
+		l.Close()
+		name := "/log/" + segmentName(1) + ".zst"
+		data := mem.ReadFile(name)
+		ats, _ := chunksOf(t, data)
+		data[(ats[0]+ats[1]+chunkHdr)/2] ^= 0x40
+		mem.WriteFile(name, data)
+		repairCrashes(t, mem)
+	})
+}
+
+func repairCrashes(t *testing.T, fixture *walfs.Mem) {
 	files := map[string][]byte{}
 	ents, _ := fixture.ReadDir("/log")
 	for _, e := range ents {
@@ -229,5 +249,70 @@ func TestRepairKeepingRecordsAfterCoveredSurvivesACrash(t *testing.T) {
 				t.Fatalf("crash after %d operations (%d): a temporary file is left: %v", n, c, ents)
 			}
 		}
+	}
+}
+
+// bigCompressed writes records 1..12000 into /log on a new Mem, in segments
+// of 1 MiB (segment 1, holding 1..~9000, sealed and compressed: several
+// frames of the compressed format), and returns the Mem, segment 1's
+// plain bytes and the offsets of its frames.
+func bigCompressed(t *testing.T) (*walfs.Mem, []byte, []int64) {
+	t.Helper()
+	mem := walfs.NewMem()
+	l := mustOpen(t, "/log", Options{FS: mem, SegmentSize: 1 << 20, Compress: true, Sync: SyncNever})
+	appendN(t, l, 1, 12000)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := listSegments(mem, "/log")
+	if len(segs) < 2 || !segs[0].compressed {
+		t.Fatalf("segment 1 is not sealed and compressed: %+v", segs)
+	}
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	plain, err := dec.DecodeAll(mem.ReadFile("/log/"+segs[0].name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mem, plain, frameOffsetsOf(plain)
+}
+
+// TestRepairKeepsTheRecordsAfterCoveredPastABrokenCompressedStream: a bad
+// byte early in a compressed segment (its first 256 KiB of plain bytes
+// cannot be decompressed), whose records after the snapshot begin in the
+// plain bytes after that: Repair keeps them, as it does for a plain
+// segment, and every later segment. A compressed segment was one zstd
+// frame, which after a bad byte held nothing that could be read: Repair
+// cut the log at the corruption and moved every record after the snapshot
+// aside.
+func TestRepairKeepsTheRecordsAfterCoveredPastABrokenCompressedStream(t *testing.T) {
+	mem, _, offs := bigCompressed(t)
+	var covered uint64 // the last record that starts in the first 300 KiB
+	for i, off := range offs[:len(offs)-1] {
+		if off < 300<<10 {
+			covered = uint64(i + 1)
+		}
+	}
+	name := "/log/" + segmentName(1) + ".zst"
+	data := mem.ReadFile(name)
+	data[100] ^= 0x40
+	mem.WriteFile(name, data)
+	if _, err := replayFrom(mem, "/log", covered+1); !errors.As(err, new(*CorruptionError)) {
+		t.Fatalf("replay before the repair: %v", err)
+	}
+	rep, err := Repair("/log", covered, Options{FS: mem})
+	if err != nil || rep.Front != covered+1 || rep.Cut != 0 || rep.Missing != 0 || rep.Kept != 12000 {
+		t.Fatalf("repair: %+v, %v; want the log to start at %d and keep up to 12000, nothing cut", rep, err, covered+1)
+	}
+	got, err := replayFrom(mem, "/log", covered+1)
+	if err != nil {
+		t.Fatalf("replay after the repair: %v", err)
+	}
+	wantRecords(t, got, covered+1, 12000)
+	if aside := mem.ReadFile(filepath.Join(rep.Aside, segmentName(1)+".zst")); !bytes.Equal(aside, data) {
+		t.Fatalf("segment 1 was not moved aside as it was (%d bytes of %d)", len(aside), len(data))
 	}
 }

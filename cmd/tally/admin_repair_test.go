@@ -202,6 +202,57 @@ func TestRepairKeepsRecordsAfterTheSnapshotInTheCorruptSegment(t *testing.T) {
 	}
 }
 
+// TestRepairKeepsRecordsAfterTheSnapshotPastABrokenCompressedStream: the
+// same with the damage in the compressed bytes of a sealed segment (a bad
+// byte early in its .zst), the first record after the snapshot some
+// hundreds of KiB further: after a restart every record after the snapshot
+// is replayed. The compressed segment was one zstd stream, unreadable after
+// the bad byte, and Repair cut the log there.
+func TestRepairKeepsRecordsAfterTheSnapshotPastABrokenCompressedStream(t *testing.T) {
+	r := newRepairNode(t, 1<<20)
+	in := r.open()
+	r.ingest(in, 100)
+	if err := in.Close(); err != nil { // the final snapshot, at 100
+		t.Fatal(err)
+	}
+	r.cfg.Durability.SnapshotEvery = 0
+	in = r.open()
+	r.ingest(in, 140) // 101..240: only the log holds them
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	walDir := filepath.Join(r.cfg.DataDir, "wal")
+	before, err := wal.Inspect(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := before.Segments; len(s) < 2 || s[0].Name != "00000000000000000001.wal.zst" || s[1].First <= 101 {
+		t.Fatalf("segment 1 is not compressed or does not straddle the snapshot at 100: %+v", s)
+	}
+	seg := filepath.Join(walDir, before.Segments[0].Name)
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[100] ^= 0xff
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "admin", "wal", "repair", "--data-dir", r.cfg.DataDir)
+	if err != nil {
+		t.Fatalf("repair: %v %s", err, out)
+	}
+	in = r.open()
+	defer in.Close()
+	if rec, last := in.Recovery(), in.WAL().LastIndex(); rec.SnapshotIndex != 100 || rec.Replayed != 140 || last != 240 {
+		t.Fatalf("after repair (%s): snapshot %d, %d records replayed, last index %d; want 100, 140 (101..240, acknowledged), 240",
+			strings.TrimSpace(out), rec.SnapshotIndex, rec.Replayed, last)
+	}
+	if !strings.Contains(out, "starts at record 101") {
+		t.Errorf("repair's answer does not say where the log starts: %q", out)
+	}
+}
+
 func unzstd(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
