@@ -146,7 +146,9 @@
 // derived from its raw events in time order, so that they are the same
 // however late events arrived and whenever the buckets were built. WriteMeta and ReadMeta hold the rest (watermark,
 // refused count); WriteMeta documents the order that makes a snapshot taken
-// while ingest continues replay exactly. Sections are versioned,
+// while ingest continues replay exactly. A Merge moves views fed the same
+// events alone into one view of their columns and aggregations, as if it
+// had been fed them (exact aggregations only). Sections are versioned,
 // length-prefixed and checked on read: a bad one is refused with
 // ErrSnapshot and changes nothing.
 //
