@@ -3,7 +3,10 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/ring"
@@ -30,9 +33,10 @@ import (
 // a member's Stats are its group's.
 //
 // A snapshot records its groups (snapshot.go), and a restore takes the
-// snapshot's layout for the state it holds: a snapshot written before
-// groups restores every view alone, and views added later form groups of
-// their own. A group whose member changed or left the repo (applied with
+// snapshot's layout for the state it holds, except that views it holds
+// alone which the repo groups (every view of a snapshot written before
+// groups) are merged into their group (regroup) when that can be done
+// exactly; views added later form groups of their own. A group whose member changed or left the repo (applied with
 // --accept-schema-change) keeps that member's aggregations, unread, so
 // that the other members keep their state: nothing a served view holds is
 // dropped for another view's change.
@@ -286,7 +290,7 @@ func (n *Store) ViewStats(i int) windows.Stats { return n.views[n.refs[i].group]
 
 // Layout names how the store holds its views: "" when every view is
 // alone (as every build before groups held them, and as a store restored
-// from such a build's snapshot keeps them), else each group of more than
+// from such a build's snapshot keeps those regroup cannot merge), else each group of more than
 // one view, its members joined by "+", the groups joined by ", ". The
 // state of stores that applied the same records is the same only when
 // their layouts are (Checksums hashes each group's state): a cluster's
@@ -306,3 +310,120 @@ func (n *Store) Layout() string {
 // StateOf names the state holding the repo's feature view i: its group's
 // spec name, the members' names joined by "+".
 func (n *Store) StateOf(i int) string { return n.views[n.refs[i].group].Spec().Name }
+
+// regroup merges the restored views that are alone but that the repo
+// groups (a snapshot written before groups holds every view alone, and so
+// does every snapshot of a store restored from one), so that they take the
+// memory of a group and the next snapshot holds the group: each such set
+// of views becomes the group New would build, holding exactly the state it
+// would hold had it applied the same records (windows.Merge). Views that
+// cannot be merged exactly (tiled aggregations, or no view alone keeps
+// every column over the group's horizon) stay alone, as they read
+// correctly: a warning and the tally_views_left_apart gauge say which.
+// Only during Restore, after the partitions are read.
+func (n *Store) regroup(f *replayFilter) error {
+	var alone []int // repo views restored alone
+	at := map[int]int{}
+	for gi := range n.groups {
+		g := &n.groups[gi]
+		if f.fresh[gi] || len(g.members) != 1 || g.members[0].view < 0 {
+			continue
+		}
+		alone = append(alone, g.members[0].view)
+		at[g.members[0].view] = gi
+	}
+	merged := map[int]group{} // by the store group of its first member
+	drop := map[int]bool{}
+	views := map[int]*windows.View{}
+	left := 0
+	for _, g := range groupViews(n.repo, alone) {
+		if len(g.members) < 2 {
+			continue
+		}
+		w, err := n.mergeViews(g, at)
+		if err != nil {
+			left += len(g.members)
+			n.logger.Warn("feature views restored alone stay alone: they read correctly, in more memory than a group; a snapshot restored by a later build, or a state rebuilt from the whole log, may group them",
+				"views", g.spec.Name, "err", err)
+			continue
+		}
+		first := at[g.members[0].view]
+		merged[first], views[first] = g, w
+		for _, m := range g.members[1:] {
+			drop[at[m.view]] = true
+		}
+		n.logger.Info("feature views restored alone are grouped", "group", g.spec.Name)
+	}
+	n.metrics.set.GetOrCreateGauge("tally_views_left_apart", nil).Set(float64(left))
+	if len(merged) == 0 {
+		return nil
+	}
+	var groups []group
+	var keep []*windows.View
+	var fresh []bool
+	for gi := range n.groups {
+		switch {
+		case drop[gi]:
+			continue
+		case views[gi] != nil:
+			groups, keep = append(groups, merged[gi]), append(keep, views[gi])
+		default:
+			groups, keep = append(groups, n.groups[gi]), append(keep, n.views[gi])
+		}
+		fresh = append(fresh, f.fresh[gi])
+	}
+	if err := n.setLayout(groups); err != nil {
+		return err
+	}
+	copy(n.views, keep)
+	f.fresh = fresh
+	return nil
+}
+
+// mergeViews builds g's view from the views alone of its members (at: the
+// store group of each repo view).
+func (n *Store) mergeViews(g group, at map[int]int) (*windows.View, error) {
+	w, err := windows.New(g.spec)
+	if err != nil {
+		return nil, err
+	}
+	members := make([]*windows.View, len(g.members))
+	cols := make([][]int, len(g.members))
+	for i, m := range g.members {
+		members[i] = n.views[at[m.view]]
+		for _, sc := range n.repo.Views[m.view].SourceColumns {
+			gc := slices.Index(g.cols, sc)
+			if gc < 0 {
+				return nil, fmt.Errorf("group %s lacks a column of %s", g.spec.Name, m.name)
+			}
+			cols[i] = append(cols[i], gc)
+		}
+	}
+	mg, err := windows.NewMerge(w, members, cols)
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, ring.Partitions)
+	var wg sync.WaitGroup
+	next := make(chan uint32)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range next {
+				errs[p] = mg.Partition(p)
+			}
+		}()
+	}
+	for p := range uint32(ring.Partitions) {
+		next <- p
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err // the lowest partition's
+		}
+	}
+	return w, nil
+}

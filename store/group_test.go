@@ -167,9 +167,10 @@ func TestDefaultRepoGroups(t *testing.T) {
 
 // Groups change no answer: a store of the default repo fed the fixture's
 // events reads what the build before groups read; a snapshot written by
-// that build (one view per section) restores and reads the same; both
-// layouts survive a round trip through a snapshot of this version, and,
-// fed the same further events, keep reading alike.
+// that build (one view per section) restores grouped (regroup), into the
+// state of the store grouped from the start, and reads the same; both
+// survive a round trip through a snapshot of this version, and, fed the
+// same further events, keep reading alike, as views alone do.
 func TestGroupsReadAsViewsAlone(t *testing.T) {
 	snap, want, now := loadFixture(t)
 	repo, _ := features.Default()
@@ -187,8 +188,8 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 	if err := old.Restore(bytes.NewReader(snap)); err != nil {
 		t.Fatalf("restore a version-3 snapshot: %v", err)
 	}
-	if len(old.views) != len(repo.Views) {
-		t.Fatalf("a version-3 snapshot restored into groups %q, want one per view", groupNames(old))
+	if !reflect.DeepEqual(groupNames(old), groupNames(merged)) {
+		t.Fatalf("a version-3 snapshot restored into groups %q, want %q", groupNames(old), groupNames(merged))
 	}
 	checkReads(t, "version 3", old, want, now)
 
@@ -213,23 +214,33 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 			t.Fatalf("round trip: layout %q, want %q", r.Layout(), s.Layout())
 		}
 	}
-	// The two layouts hold the same events and read alike, but their
-	// states, and so their checksums, differ: Layout tells them apart.
 	if got, want := merged.Layout(), "user_transaction_counts+user_transaction_amounts+user_distinct_merchants"; got != want {
 		t.Fatalf("grouped layout %q, want %q", got, want)
 	}
-	if got := old.Layout(); got != "" {
-		t.Fatalf("layout restored from a version-3 snapshot %q, want \"\" (every view alone)", got)
+	if got := old.Layout(); got != merged.Layout() {
+		t.Fatalf("layout restored from a version-3 snapshot %q, want %q", got, merged.Layout())
 	}
 	_, grouped, err := merged.Checksums()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, alone, err := old.Checksums()
+	_, regrouped, err := old.Checksums()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if grouped == alone {
+	if grouped != regrouped {
+		t.Fatal("the version-3 snapshot regrouped and the store grouped from the start hold different states (checksums)")
+	}
+	// Views alone hold the same events and read alike, but their states,
+	// and so their checksums, differ: Layout tells them apart.
+	alone := aloneStore(t, repo)
+	batches, _ := fixtureBatches(alone.sources[0])
+	commitAll(t, alone, batches, now)
+	checkReads(t, "alone", alone, want, now)
+	if got := alone.Layout(); got != "" {
+		t.Fatalf("layout of views alone %q, want \"\"", got)
+	}
+	if _, a, _ := alone.Checksums(); a == grouped {
 		t.Fatal("the grouped and the ungrouped layouts have equal checksums: the check's layout rule is moot")
 	}
 
@@ -246,7 +257,7 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 		b.SetStr(e, sp.ColIndex["country"], fmt.Appendf(nil, "c%d", rng.IntN(5)))
 		b.SetNum(e, sp.ColIndex["amt"], float64(rng.IntN(100000))/100)
 	}
-	for _, s := range []*Store{merged, old} {
+	for _, s := range []*Store{merged, old, alone} {
 		if _, _, err := s.CommitEvents("", []*Batch{&b}, now, false); err != nil {
 			t.Fatal(err)
 		}
@@ -255,9 +266,9 @@ func TestGroupsReadAsViewsAlone(t *testing.T) {
 		for u := range 50 {
 			for _, k := range []string{fmt.Sprintf("u%d", u), fmt.Sprintf("m%d", u%20), fmt.Sprintf("c%d", u%5)} {
 				for _, at := range []int64{now, now - 60_000} {
-					g, o := merged.ReadView(i, []byte(k), at, nil), old.ReadView(i, []byte(k), at, nil)
-					if !reflect.DeepEqual(g, o) {
-						t.Fatalf("%s[%s] at %d: grouped %+v, alone %+v", v.Name, k, at, g, o)
+					g, o, a := merged.ReadView(i, []byte(k), at, nil), old.ReadView(i, []byte(k), at, nil), alone.ReadView(i, []byte(k), at, nil)
+					if !reflect.DeepEqual(g, o) || !reflect.DeepEqual(g, a) {
+						t.Fatalf("%s[%s] at %d: grouped %+v, regrouped %+v, alone %+v", v.Name, k, at, g, o, a)
 					}
 				}
 			}

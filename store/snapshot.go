@@ -55,7 +55,8 @@ import (
 // skipped, and a repo view the snapshot does not restore is built from the
 // log (RecoverFrom), both only once CheckSchema accepted the repo; tables
 // and records of a removed table are skipped likewise. Versions 1 to 3
-// hold one section per view (a group of one, each); version 4 holds
+// hold one section per view (a group of one, each), which a restore
+// merges into the repo's groups where it can (regroup); version 4 holds
 // groups, and a restore takes their layout (group.go). Before version 5
 // a single node remembered no request keys: a restore of one starts with
 // none.
@@ -222,6 +223,9 @@ func (n *Store) Restore(r io.Reader) error {
 		return err
 	}
 	if err := n.restorePartitions(br, into, f); err != nil {
+		return err
+	}
+	if err := n.regroup(f); err != nil {
 		return err
 	}
 	var idx [8]byte
