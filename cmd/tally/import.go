@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,16 +33,21 @@ func importCmd() *cobra.Command {
 import endpoint in chunks. Each event becomes visible to historical features at its
 own timestamp, as if it had streamed in then, in the file's order: import history
 before streaming live events. Columns are the source's fields by name; extra
-columns are an error. Each chunk is all or nothing; a refused chunk stops the
-import and says how many rows earlier chunks loaded.
+columns are an error.
+
+The file is read twice, a chunk in memory at a time: first every chunk is checked
+(the node validates it as it would import it, and applies nothing: dry_run), then
+the chunks are sent. A bad row anywhere refuses the whole import before any chunk
+is sent, naming the row (from 1, after a CSV's header) and why: a refused import
+changes nothing. The file must not change while it is imported (a chunk that
+differs from the one checked stops the import).
 
 Each chunk carries a request id (Idempotency-Key): by default one derived from the
 source, --chunk, the chunk's number and its content (a hash of the events it
 sends). A chunk whose answer was lost is sent again by the client, and the node
-applies an id once: running the same import again after a failure, or after
-fixing a row the import refused, loads only the chunks the node had not applied
-(within its window of the last 262,144 named requests); a chunk whose rows
-changed is new. --request-id ID numbers ID by chunk instead; --request-id none
+applies an id once: running the same import again after a failure while sending
+(a node that went away) loads only the chunks the node had not applied (within
+its window of the last 262,144 named requests); a chunk whose rows changed is new. --request-id ID numbers ID by chunk instead; --request-id none
 sends none (importing the same file twice then counts it twice).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -65,17 +71,13 @@ sends none (importing the same file twice then counts it twice).`,
 			if err != nil {
 				return err
 			}
-			defer r.Close()
 			enc, err := newEventEncoder(src, r.Columns())
+			r.Close()
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			if apiKey == "" {
 				apiKey = os.Getenv("TALLY_API_KEY")
-			}
-			var bar *progressbar.ProgressBar
-			if !quiet {
-				bar = newBar(cmd.ErrOrStderr(), -1, "import "+source, "events")
 			}
 			node, err := client.New(url, client.Options{APIKey: apiKey})
 			if err != nil {
@@ -85,19 +87,46 @@ sends none (importing the same file twice then counts it twice).`,
 			if err != nil {
 				return err
 			}
-			chunks := 0
-			row := make([]tabular.Value, len(r.Columns()))
-			var body []byte
-			loaded, tooLate, line := 0, 0, 0
-			send := func(n int) error {
-				if n == 0 {
-					return nil
+			// Two passes over the file, a chunk in memory at a time: the
+			// node validates every chunk (dry_run) before any is sent for
+			// real, so a bad row anywhere refuses the import whole.
+			var sums [][sha256.Size]byte
+			var bar *progressbar.ProgressBar
+			if !quiet {
+				bar = newBar(cmd.ErrOrStderr(), -1, "check "+source, "events")
+			}
+			checked := 0
+			err = eachChunk(args[0], enc, chunk, func(body []byte, first, last int) error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				_, err := node.Import(ctx, source, body, client.WriteOptions{DryRun: true})
+				cancel()
+				if err != nil {
+					return fmt.Errorf("rows %d-%d: %w", first, last, refusedRows(err, first))
+				}
+				sums = append(sums, sha256.Sum256(body))
+				checked = last
+				if bar != nil {
+					bar.Set(checked)
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w; nothing was imported", args[0], err)
+			}
+			if bar != nil {
+				bar.Finish()
+				bar = newBar(cmd.ErrOrStderr(), checked, "import "+source, "events")
+			}
+			chunks, sent, loaded, tooLate := 0, 0, 0, 0
+			err = eachChunk(args[0], enc, chunk, func(body []byte, first, last int) error {
+				sum := sha256.Sum256(body)
+				if chunks >= len(sums) || sum != sums[chunks] {
+					return fmt.Errorf("rows %d-%d changed since they were checked: the file must not change while it is imported", first, last)
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 				wo := client.WriteOptions{}
 				switch {
 				case requestID == "auto":
-					sum := sha256.Sum256(body)
 					wo.RequestID = fmt.Sprintf("%s/%d/%x", ids, chunks, sum[:12])
 				case ids != "":
 					wo.RequestID = ids + "/" + strconv.Itoa(chunks)
@@ -106,42 +135,25 @@ sends none (importing the same file twice then counts it twice).`,
 				res, err := node.Import(ctx, source, body, wo)
 				cancel()
 				if err != nil {
-					again := ""
-					if ids != "" {
-						again = "; run the same import again to load the rest (after fixing the rows, if the node refused some): the chunks the node applied are skipped by their request ids"
-					}
-					return fmt.Errorf("rows %d-%d: %w (%d rows before them were loaded%s)", line-n+1, line, err, loaded, again)
+					return fmt.Errorf("rows %d-%d: %w", first, last, err)
 				}
+				sent = last
 				loaded += res.Accepted
 				tooLate += res.TooLate
-				body = body[:0]
 				if bar != nil {
 					bar.Set(loaded)
 				}
 				return nil
+			})
+			if err == nil && chunks < len(sums) {
+				err = fmt.Errorf("the file ends at row %d, and had %d rows when it was checked: the file must not change while it is imported", sent, checked)
 			}
-			inChunk := 0
-			for {
-				err := r.Next(row)
-				if err == io.EOF {
-					break
+			if err != nil {
+				again := ""
+				if ids != "" {
+					again = "; run the same import again to load the rest: the chunks the node applied are skipped by their request ids"
 				}
-				if err != nil {
-					return fmt.Errorf("%s: %w (%d rows were loaded)", args[0], err, loaded)
-				}
-				line++
-				if body, err = enc.appendJSON(body, row); err != nil {
-					return fmt.Errorf("%s row %d: %w (%d rows were loaded)", args[0], line, err, loaded)
-				}
-				if inChunk++; inChunk == chunk {
-					if err := send(inChunk); err != nil {
-						return err
-					}
-					inChunk = 0
-				}
-			}
-			if err := send(inChunk); err != nil {
-				return err
+				return fmt.Errorf("%s: %w (%d rows were loaded%s)", args[0], err, loaded, again)
 			}
 			if bar != nil {
 				bar.Finish()
@@ -167,8 +179,8 @@ sends none (importing the same file twice then counts it twice).`,
 // the chunk size, to which each chunk adds its number and a hash of its
 // body. So running the import again names each chunk as before, whatever
 // became of the file's name, size or modification time, as long as the
-// chunk sends the same events: after fixing a row the node refused, the
-// chunks already applied are skipped, and only changed ones are new.
+// chunk sends the same events: after an import that stopped while sending,
+// the chunks already applied are skipped, and only changed ones are new.
 func importIDs(flag, source string, chunk int) (string, error) {
 	switch flag {
 	case "none":
@@ -184,15 +196,78 @@ func importIDs(flag, source string, chunk int) (string, error) {
 	return flag, nil
 }
 
+// eachChunk reads the event file at path from its start and calls fn with
+// each chunk of up to size rows as enc writes them (NDJSON), and the file's
+// numbers (from 1) of the chunk's first and last rows. Only one chunk is in
+// memory at a time; body is reused after fn returns. A row that cannot be
+// read or written stops the reading, naming the row.
+func eachChunk(path string, enc *eventEncoder, size int, fn func(body []byte, first, last int) error) error {
+	r, err := tabular.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if !slices.Equal(r.Columns(), enc.cols) {
+		return errors.New("its columns changed since it was first read: the file must not change while it is imported")
+	}
+	row := make([]tabular.Value, len(enc.cols))
+	var body []byte
+	line, inChunk := 0, 0
+	for {
+		err := r.Next(row)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		line++
+		if body, err = enc.appendJSON(body, row); err != nil {
+			return fmt.Errorf("row %d: %w", line, err)
+		}
+		if inChunk++; inChunk == size {
+			if err := fn(body, line-inChunk+1, line); err != nil {
+				return err
+			}
+			body, inChunk = body[:0], 0
+		}
+	}
+	if inChunk == 0 {
+		return nil
+	}
+	return fn(body, line-inChunk+1, line)
+}
+
+// refusedRows is the node's refusal of a chunk whose first row is the
+// file's row first, naming the refused records by their rows in the file
+// (the node names them by their line in the chunk, from 0); other errors
+// as they are.
+func refusedRows(err error, first int) error {
+	var e *client.Error
+	if !errors.As(err, &e) || !errors.Is(err, client.ErrInvalidRecords) || len(e.Records) == 0 {
+		return err
+	}
+	msg := fmt.Sprintf("the node refused %d of its %d rows", e.Refused, e.Total)
+	for i, r := range e.Records {
+		if i == 3 {
+			msg += "; ..."
+			break
+		}
+		msg += fmt.Sprintf("; row %d: %s", first+r.Index, r.Reason)
+	}
+	return errors.New(msg)
+}
+
 // eventEncoder writes file rows as the source's JSON records.
 type eventEncoder struct {
+	cols   []tabular.Column // the file's
 	names  []string
 	fields []features.Type // the source field's type; 0 for the timestamp
 	types  []tabular.Type  // the file column's type
 }
 
 func newEventEncoder(src *features.Source, cols []tabular.Column) (*eventEncoder, error) {
-	e := &eventEncoder{}
+	e := &eventEncoder{cols: slices.Clone(cols)}
 	seenTS := false
 	for _, c := range cols {
 		e.names = append(e.names, c.Name)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"github.com/valyala/fastjson"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,8 +13,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/valyala/fastjson"
+
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/features"
+	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/tabular"
 )
 
@@ -105,5 +112,84 @@ func TestImportWritesJSONEscapes(t *testing.T) {
 		if _, err := tabular.ParseJSON(new(fastjson.Parser), out); err != nil {
 			t.Fatalf("%q was sent as %s, which the node refuses: %v", s, out, err)
 		}
+	}
+}
+
+// TestRefusedImportChangesNothing: a bad row anywhere in the file refuses
+// the whole import, naming the row and why, and the node holds none of
+// the file's events: the chunks before the bad row's were applied, and a
+// run after fixing the row skipped them by request id, so an operator
+// could not tell a refused import from a half-done one. Running it again
+// after the fix loads the whole file once.
+func TestRefusedImportChangesNothing(t *testing.T) {
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+	log := slog.New(slog.DiscardHandler)
+	r, err := start(cfg, repo, features.DefaultFS(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stop(log)
+	url := "http://" + r.ln.Addr().String()
+	c, err := client.New(url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := func() string {
+		m, err := c.Metrics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(m), "\n") {
+			if v, ok := strings.CutPrefix(l, "tally_ingest_events_total "); ok {
+				return v
+			}
+		}
+		t.Fatalf("no tally_ingest_events_total in\n%s", m)
+		return ""
+	}
+
+	const rows, bad = 1000, 351 // the bad row (from 1) is in the fourth chunk of 100
+	now := time.Now().UnixMilli()
+	path := filepath.Join(t.TempDir(), "events.csv")
+	write := func(badRow string) {
+		var b strings.Builder
+		b.WriteString("timestamp,user_id,merchant,category,amt,country,lat,long,is_fraud\n")
+		for i := 1; i <= rows; i++ {
+			if i == bad && badRow != "" {
+				b.WriteString(badRow + "\n")
+				continue
+			}
+			fmt.Fprintf(&b, "%d,u%d,m%d,food,10,FR,48.8,2.3,0\n", now-2*3_600_000+int64(i)*1000, i%7, i%3)
+		}
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A row the node refuses (a day ahead of its clock), and one the CLI
+	// itself refuses.
+	for _, tc := range []struct{ row, why string }{
+		{fmt.Sprintf("%d,u1,m1,food,10,FR,48.8,2.3,0", now+86_400_000), "ahead of the node's clock"},
+		{fmt.Sprintf("%d,u1,m1,food,-1e400,FR,48.8,2.3,0", now), "finite decimal number"},
+	} {
+		write(tc.row)
+		_, err := run(t, "import", path, "--source", "transactions", "--url", url, "--quiet", "--chunk", "100")
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("row %d", bad)) || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), "nothing was imported") {
+			t.Fatalf("import with a bad row %d: %v\nwant the row, %q and that nothing was imported", bad, err, tc.why)
+		}
+		if n := events(); n != "0" {
+			t.Fatalf("a refused import (row %d: %s) applied %s events, want none", bad, tc.why, n)
+		}
+	}
+	write("")
+	if out, err := run(t, "import", path, "--source", "transactions", "--url", url, "--quiet", "--chunk", "100"); err != nil || !strings.Contains(out, fmt.Sprintf("imported %d events", rows)) {
+		t.Fatalf("import of the fixed file: %v\n%s", err, out)
+	}
+	if n := events(); n != fmt.Sprint(rows) {
+		t.Fatalf("the fixed import applied %s events, want %d", n, rows)
 	}
 }
