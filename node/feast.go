@@ -314,6 +314,7 @@ type feastWork struct {
 	tsBuf  []byte
 	key    []byte // the plan cache's key
 	num    []byte // badNumber's scratch
+	body   []byte // the body with Infinity written 1e999999 (feastInfinity)
 }
 
 var feastPool = sync.Pool{New: func() any { return &feastWork{} }}
@@ -336,11 +337,24 @@ const feastEpoch = `"1970-01-01T00:00:00Z"`
 // as they see null: the request-time features it feeds are NULL_VALUE. A
 // NaN in a join key, or in a string or bool column, is refused naming its
 // column and row, as Feast's writes refuse it there (feastIngest); one in
-// a member nothing reads is taken. Any other number RFC 8259 does not write
-// (nan, Infinity, 01), anywhere in the body, is Feast's 422.
+// a member nothing reads is taken.
+//
+// Infinity and -Infinity, which Python's json writes for an infinite float
+// (and reads, as it reads 1e999), are taken too: Feast types a request
+// data column by its values, and a float column's inf is a double its
+// on-demand views compute with. So here they are an infinite number in a
+// float column of request data (a request-time feature whose result is
+// not finite is NULL_VALUE, as any such result is), and refused naming
+// their column and row in a join key or an int, string or bool column. Any
+// other number RFC 8259 does not write (nan, inf, 01), anywhere in the
+// body, is Feast's 422.
 func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 	fw := feastPool.Get().(*feastWork)
 	defer feastPool.Put(fw)
+	if bytes.Contains(body, []byte("Infinity")) {
+		fw.body = feastInfinity(fw.body[:0], body)
+		body = fw.body
+	}
 	root, err := tabular.ParseJSON(&fw.parser, body)
 	if err != nil {
 		return dst, feastInvalid(nil, "JSON decode error: %v", err)
@@ -489,6 +503,9 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 					if string(w.numBuf) == "NaN" {
 						return dst, feastFault(400, "FeastError", "entities.%s[%d]: NaN (pandas' missing value) is not a key: %s is a join key, which every row needs", p.joinKeys[j], row, p.joinKeys[j])
 					}
+					if inf := infinityText(w.numBuf); inf != "" {
+						return dst, feastFault(400, "FeastError", "entities.%s[%d]: %s is not a key: %s is a join key, a string or an integer", p.joinKeys[j], row, inf, p.joinKeys[j])
+					}
 					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a string or an integer, got %s", p.joinKeys[j], row, v)
 				}
 				start := len(w.keyBuf)
@@ -519,6 +536,11 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 						return dst, feastFault(400, "FeastError", "entities.%s[%d]: NaN (pandas' missing value) is a missing value only in a float or int column, and %s is a %s column: send null for a missing value", c.Name, row, c.Name, c.Type)
 					}
 					w.ctx[j], w.ctxOK[j], w.ctxStr[j] = 0, false, ""
+				case math.IsInf(f, 0): // Infinity, or a number past float64's range (ParseFloat's ErrRange)
+					if c.Type != features.Float {
+						return dst, feastFault(400, "FeastError", "entities.%s[%d]: %s is a number only a float column takes, and %s is %s column", c.Name, row, infinityText(w.numBuf), c.Name, aColumn(c.Type))
+					}
+					w.ctx[j], w.ctxOK[j] = f, true
 				case c.Type == features.String:
 					return dst, feastFault(400, "FeastError", "entities.%s[%d] must be a string, got %s", c.Name, row, v)
 				case err != nil || math.IsNaN(f) || math.IsInf(f, 0):
@@ -794,6 +816,72 @@ func bareInfinity(body []byte) int {
 		}
 	}
 	return -1
+}
+
+// feastInfinity appends body to dst with each Infinity and -Infinity that
+// stands as a JSON value written 1e999999 (-1e999999), a number of the same
+// length that RFC 8259 takes and that reads as an infinite float, as
+// Python's json reads both: offsets in error messages stay the body's. An
+// Infinity that touches other text (1Infinity, "Infinity" in a string) is
+// left as it is.
+func feastInfinity(dst, body []byte) []byte {
+	start := len(dst)
+	dst = append(dst, body...)
+	b := dst[start:]
+	in, esc := false, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		case !in && c == 'I' && bytes.HasPrefix(b[i:], []byte("Infinity")):
+			before := i
+			if before > 0 && b[before-1] == '-' {
+				before--
+			}
+			end := i + len("Infinity")
+			if (before == 0 || jsonDelim(b[before-1])) && (end == len(b) || jsonDelim(b[end])) {
+				copy(b[i:], "1e999999")
+			}
+			i = end - 1
+		}
+	}
+	return dst
+}
+
+// jsonDelim reports whether c may stand next to a JSON value: whitespace
+// or a structural character.
+func jsonDelim(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', ',', ':', '[', ']', '{', '}':
+		return true
+	}
+	return false
+}
+
+// infinityText names an infinite number as Python's json writes it
+// ("Infinity" or "-Infinity") when text, a JSON number, reads as one; "".
+func infinityText(text []byte) string {
+	f, _ := strconv.ParseFloat(string(text), 64)
+	switch {
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	}
+	return ""
+}
+
+// aColumn is "a string", "an int", ...: the type's name with its article.
+func aColumn(t features.Type) string {
+	if t == features.Int {
+		return "an int"
+	}
+	return "a " + t.String()
 }
 
 // FeastEventsSuffix names the events view of a source in a generated Feast

@@ -7,8 +7,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tally-ml/tally/features"
 )
 
 type feastResponse struct {
@@ -580,6 +583,70 @@ func TestFeastOnlineFeaturesTakeNaNRequestDataAsMissing(t *testing.T) {
 		_, ferr := n.FeastOnlineFeatures(nil, []byte(c.body))
 		if ferr == nil || ferr.Status != c.status || !strings.Contains(ferr.Error(), c.want) {
 			t.Errorf("%s: %v, want %d with %q", c.body, ferr, c.status, c.want)
+		}
+	}
+}
+
+// Feast's /get-online-features takes Infinity and -Infinity in request
+// data (its server reads the body with Python's json, which writes and
+// reads an infinite float so, as it reads 1e999; feast/utils.py makes
+// each request data column a Value by the type of its values, and a float
+// column's inf is a double), so tally takes them in a float column: a
+// request-time feature computes with them (min(inf, 10) is 10; one whose
+// result is not finite is NULL_VALUE, as any such result is). In an int,
+// string or bool column or a join key, none of which holds an infinite
+// number, it is refused naming its column and row, as NaN is there.
+func TestFeastOnlineFeaturesTakeInfinityInFloatRequestData(t *testing.T) {
+	repo, err := features.Load(fstest.MapFS{"repo.yaml": {Data: []byte(strings.Replace(typedRepo,
+		"      - {name: f2, expression: request.f * 2}\n",
+		"      - {name: f2, expression: request.f * 2}\n      - {name: fcap, expression: 'min(request.f, 10)'}\n", 1))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(repo, DefaultConfig(), Options{Clock: func() int64 { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(keys, cols string) []byte {
+		return []byte(`{"feature_service":"typed","full_feature_names":true,"entities":{` + keys + `,"s":["x","x","x"],"b":[true,true,true],` + cols + `}}`)
+	}
+	const keys = `"user_id":["u1","u1","u1"],"shop":[7,7,7]`
+	out, ferr := n.FeastOnlineFeatures(nil, body(keys, `"f":[1.5,Infinity,-Infinity],"i":[1,2,3]`))
+	if ferr != nil {
+		t.Fatalf("Infinity in a float column: %s", ferr.body())
+	}
+	resp := decodeFeast(t, out)
+	got := map[string][]any{}
+	for i, name := range resp.Metadata.FeatureNames {
+		for r := range resp.Results[i].Values {
+			got[name] = append(got[name], resp.Results[i].Values[r], resp.Results[i].Statuses[r])
+		}
+	}
+	if want := []any{1.5, "PRESENT", float64(10), "PRESENT", nil, "NULL_VALUE"}; !reflect.DeepEqual(got["req__fcap"], want) {
+		t.Errorf("min(f, 10) for f 1.5, Infinity, -Infinity: %v, want %v", got["req__fcap"], want)
+	}
+	if want := []any{float64(3), "PRESENT", nil, "NULL_VALUE", nil, "NULL_VALUE"}; !reflect.DeepEqual(got["req__f2"], want) {
+		t.Errorf("f * 2 for f 1.5, Infinity, -Infinity: %v, want %v", got["req__f2"], want)
+	}
+	for _, c := range []struct{ keys, cols, want string }{
+		{keys, `"f":[1,1,1],"i":[1,Infinity,3]`, "entities.i[1]: Infinity is a number only a float column takes, and i is an int column"},
+		{keys, `"f":[1,1,1],"i":[1,2,-Infinity]`, "entities.i[2]: -Infinity is a number only a float column takes, and i is an int column"},
+		{`"user_id":["u1","u1","u1"],"shop":[7,Infinity,7]`, `"f":[1,1,1],"i":[1,2,3]`, "entities.shop[1]: Infinity is not a key: shop is a join key"},
+		{`"user_id":[-Infinity,"u1","u1"],"shop":[7,7,7]`, `"f":[1,1,1],"i":[1,2,3]`, "entities.user_id[0]: -Infinity is not a key: user_id is a join key"},
+	} {
+		_, ferr := n.FeastOnlineFeatures(nil, body(c.keys, c.cols))
+		if ferr == nil || ferr.Status != 400 || !strings.Contains(ferr.Error(), c.want) {
+			t.Errorf("%s %s: %v, want 400 with %q", c.keys, c.cols, ferr, c.want)
+		}
+	}
+	for _, c := range []struct{ s, b, want string }{
+		{`"s":["x",Infinity,"x"]`, `"b":[true,true,true]`, "entities.s[1]: Infinity is a number only a float column takes, and s is a string column"},
+		{`"s":["x","x","x"]`, `"b":[true,true,-Infinity]`, "entities.b[2]: -Infinity is a number only a float column takes, and b is a bool column"},
+	} {
+		b := []byte(`{"feature_service":"typed","entities":{` + keys + `,` + c.s + `,` + c.b + `,"f":[1,1,1],"i":[1,2,3]}}`)
+		_, ferr := n.FeastOnlineFeatures(nil, b)
+		if ferr == nil || ferr.Status != 400 || !strings.Contains(ferr.Error(), c.want) {
+			t.Errorf("%s %s: %v, want 400 with %q", c.s, c.b, ferr, c.want)
 		}
 	}
 }

@@ -16,7 +16,7 @@ type nodeMetrics struct {
 	durations     map[string]*metrics.Histogram // route -> seconds
 	unauthorized  *metrics.Counter
 	predictErrors *metrics.Counter
-	feastNaN      *metrics.Counter // NaN values Feast's writes took as null
+	feastNaN      *metrics.Counter // NaN values Feast's writes (push, write-to-online-store) stored as null; not a lookup's request data, which stores nothing
 }
 
 // routes whose metrics are kept; others share "other".
