@@ -89,7 +89,9 @@ def integer_times(s: pd.Series) -> bool:
     milliseconds as given) rather than datetimes or text, which say their
     unit. A spine sends the one as int64, which the node checks for epoch
     seconds (integers before 1973-03-03), the other as a Parquet timestamp,
-    read as given. An object column holding any number counts as integers."""
+    read as given. An object column holds one kind or the other: one that
+    mixes numbers with datetimes or text raises ValueError naming the first
+    row (by its index label) whose kind differs from the rows before it."""
     dt = s.dtype
     if isinstance(dt, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dt):
         return False
@@ -97,10 +99,21 @@ def integer_times(s: pd.Series) -> bool:
         return False
     if pd.api.types.is_numeric_dtype(dt):
         return True
-    return any(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and not is_missing(v)
-        for v in s.to_numpy(dtype=object).tolist()
-    )
+    first: tuple[Any, Any, bool] | None = None  # (label, value, is a number) of the first non-missing row
+    for label, v in zip(s.index, s.to_numpy(dtype=object).tolist()):
+        if is_missing(v) or isinstance(v, (bool, np.bool_)):
+            continue
+        number = isinstance(v, (int, float, np.integer, np.floating))
+        if first is None:
+            first = (label, v, number)
+        elif number != first[2]:
+            kind = {True: "a number", False: "a datetime or text"}
+            raise ValueError(
+                f"row {label!r} holds {v!r} ({kind[number]}), but row {first[0]!r} holds {first[1]!r} ({kind[first[2]]}): "
+                "a column of times holds numbers (epoch milliseconds) or datetimes and text, not both; "
+                "convert one kind to the other (pd.to_datetime(numbers, unit='ms', utc=True) makes datetimes of the numbers)"
+            )
+    return first is not None and first[2]
 
 
 def utc_datetimes(ms: Sequence[int | None]) -> pd.Series:

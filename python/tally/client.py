@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -365,8 +366,10 @@ class Client:
                 or RFC 3339 text. Datetimes and text go as a Parquet timestamp,
                 read as given; integers go as they are, and the node refuses
                 those below 1e11 (before 1973-03-03) as epoch seconds
-                (``BadRequestError`` naming the row, counted from 1: multiply
-                by 1000, or give an earlier time as a datetime).
+                (``BadRequestError`` naming the row by its index label:
+                multiply by 1000, or give an earlier time as a datetime). An
+                object column holds numbers or datetimes and text, not both
+                (``ValueError`` naming the first row of the other kind).
             timestamp_key: the spine's timestamp column.
             timeout: seconds to wait for the answer: the node replays its whole
                 event archive before the first row (about 30 s per 10M events
@@ -428,14 +431,19 @@ class Client:
                 f"the spine is {len(payload) / (1 << 20):.1f} MiB as Parquet, more than the node's "
                 f"{MAX_BODY_BYTES >> 20} MiB request limit: split it, or use `tally export` for large training sets"
             )
-        r = self._request(
-            "POST",
-            "/api/v1/feature-service/historical-features",
-            params={"service": service, "timestamp_key": timestamp_key},
-            data=payload,
-            headers={"Content-Type": PARQUET, "Accept": PARQUET},
-            timeout=timeout,
-        )
+        try:
+            r = self._request(
+                "POST",
+                "/api/v1/feature-service/historical-features",
+                params={"service": service, "timestamp_key": timestamp_key},
+                data=payload,
+                headers={"Content-Type": PARQUET, "Accept": PARQUET},
+                timeout=timeout,
+            )
+        except TallyError as e:
+            if e.code == "INVALID_SPINE":
+                _name_spine_row(e, spine.index)
+            raise
         try:
             result = pq.read_table(pa.BufferReader(r.content))
         except (pa.ArrowException, OSError) as e:
@@ -771,6 +779,22 @@ def _join(spine: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _name_spine_row(e: TallyError, index: pd.Index) -> None:
+    """Rewrites the node's "row N" (the spine's rows sent in order, counted
+    from 1) in e's message as the row's index label."""
+
+    def label(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        if not 1 <= n <= len(index):
+            return m.group(0)
+        return f"spine row {index[n - 1]!r} ({n} of {len(index)})"
+
+    msg = re.sub(r"^(?:spine: )?row (\d+)\b", label, e.message, count=1)
+    if msg != e.message:
+        e.message = msg
+        e.args = (msg,)
+
+
 def _spine_table(spine: pd.DataFrame, svc: _Service, timestamp_key: str) -> pa.Table:
     arrays: dict[str, pa.Array] = {}
     for k in svc.join_keys:
@@ -782,7 +806,10 @@ def _spine_table(spine: pd.DataFrame, svc: _Service, timestamp_key: str) -> pa.T
     for pos, t in enumerate(ts):
         if t is None:
             raise ValueError(f"spine row {spine.index[pos]!r}: timestamp {timestamp_key!r} is missing")
-    integers = _convert.integer_times(spine[timestamp_key])
+    try:
+        integers = _convert.integer_times(spine[timestamp_key])
+    except ValueError as e:
+        raise ValueError(f"spine column {timestamp_key!r}: {e}") from e
     arrays[timestamp_key] = pa.array(ts, type=pa.int64() if integers else pa.timestamp("ms", tz="UTC"))
     for c in svc.request_context:
         typ = pa.bool_() if pd.api.types.is_bool_dtype(spine[c].dtype) else pa.float64()

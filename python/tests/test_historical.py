@@ -193,6 +193,32 @@ def test_integer_times_stay_epoch_milliseconds(fresh_client: tally.Client, uid: 
     assert out[CNT_1M].tolist() == [0, 1]
     for dtype in ("int64", "Int64", "object"):
         seconds = pd.Series([ms[1], ms[1] // 1000], dtype=dtype)
-        with pytest.raises(tally.BadRequestError, match=r'row 2, column "timestamp".*epoch seconds\? multiply by 1000') as e:
+        with pytest.raises(tally.BadRequestError, match=r'spine row 1 \(2 of 2\), column "timestamp".*epoch seconds\? multiply by 1000') as e:
             fresh_client.get_historical_features(SVC, _spine(uid, [t0, t0]).assign(timestamp=seconds))
         assert e.value.code == "INVALID_SPINE", dtype
+
+
+def test_spine_errors_name_the_index_label(fresh_client: tally.Client, uid: str, t0: pd.Timestamp) -> None:
+    # The node names a bad spine row by its place, counted from 1; a
+    # DataFrame's rows have labels of their own, which the error names.
+    ms = t0.value // 1_000_000
+    spine = _spine(uid, [t0, t0, t0]).assign(timestamp=pd.Series([ms, ms, ms // 1000], dtype="int64"))
+    spine.index = pd.Index(["a", "b", "c"])
+    with pytest.raises(tally.BadRequestError, match=r"spine row 'c' \(3 of 3\), column \"timestamp\".*multiply by 1000") as e:
+        fresh_client.get_historical_features(SVC, spine)
+    assert e.value.code == "INVALID_SPINE"
+
+
+def test_spine_times_mixing_numbers_and_datetimes_are_refused(fresh_client: tally.Client, uid: str, t0: pd.Timestamp) -> None:
+    # One column goes as one type: integers (epoch milliseconds, which the
+    # node checks for epoch seconds) or a timestamp. A datetime among
+    # numbers went as an integer, so a 1971 datetime was refused as epoch
+    # seconds; a number among datetimes cannot say its unit.
+    ms = t0.value // 1_000_000
+    old = pd.Timestamp("1971-06-01T12:00:00Z")
+    for values, bad in (([ms, old.to_pydatetime(), ms], 11), ([old, ms, ms], 11), ([old, old.isoformat(), float(ms)], 12)):
+        spine = _spine(uid, [t0, t0, t0]).assign(timestamp=pd.Series(values, dtype=object))
+        spine.index = pd.Index([10, 11, 12])
+        with pytest.raises(ValueError, match=rf"spine column 'timestamp'.*row {bad}.*numbers.*datetimes") as e:
+            fresh_client.get_historical_features(SVC, spine)
+        assert not isinstance(e.value, tally.TallyError)
