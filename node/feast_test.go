@@ -298,6 +298,7 @@ func FuzzFeastOnlineFeatures(f *testing.F) {
 	f.Add([]byte("{\"features\":[\"user_transaction_counts:amt_count_1m\"],\"entities\":{\"user_id\":[\"u\xff\",\"\xc3\xa9\"]}}"))
 	f.Add([]byte(`{"features":["user_transaction_counts:amt_count_1m"],"entities":{"user_id":["u\ud800\u0041","\ud83d\ude00"]}}`))
 	f.Add([]byte(`{"features":["transaction_request:amt_to_user_mean_1d"],"entities":{"user_id":["u1","u2"],"amt":[NaN,1],"lat":[0,NaN],"long":[0,0]},"extra":NaN}`))
+	f.Add([]byte(`{"features":["transaction_request:amt_to_user_mean_1d"],"entities":{"user_id":["u1","Infinity"],"amt":[Infinity,-Infinity],"lat":[0,1Infinity],"long":[0,0]},"extra":-Infinity}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out, ferr := n.FeastOnlineFeatures(nil, body)
 		if ferr == nil && !utf8.Valid(body) {
