@@ -30,6 +30,12 @@ type Options struct {
 	// from MinBackoff (default 50ms) up to MaxBackoff (default 2s), with
 	// jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// ClusterID, when set, is sent with every admin request (Admin) as
+	// the Tally-Cluster-Id header: a cluster node of another cluster
+	// refuses the request (409 WRONG_CLUSTER) and changes nothing, so a
+	// command aimed at the wrong cluster's address does no harm. Nodes
+	// that predate the header ignore it.
+	ClusterID string
 	// HTTPClient sends the requests; nil uses one with its own keep-alive
 	// transport (up to 256 idle connections to the node, a 10 s dial
 	// timeout, no overall timeout: set deadlines on the context).
@@ -43,6 +49,8 @@ type Client struct {
 	auth string
 	ws   string
 	hc   *http.Client
+	// clusterID: see Options.ClusterID.
+	clusterID string
 	// retries, minBackoff, maxBackoff: see Options.
 	retries                int
 	minBackoff, maxBackoff time.Duration
@@ -61,7 +69,7 @@ func New(baseURL string, o Options) (*Client, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("tally client: base URL %q: want http://host:port", baseURL)
 	}
-	c := &Client{base: strings.TrimRight(baseURL, "/"), ws: o.Workspace, hc: o.HTTPClient,
+	c := &Client{base: strings.TrimRight(baseURL, "/"), ws: o.Workspace, hc: o.HTTPClient, clusterID: o.ClusterID,
 		retries: o.Retries, minBackoff: o.MinBackoff, maxBackoff: o.MaxBackoff}
 	if o.APIKey != "" {
 		c.auth = "Bearer " + o.APIKey
@@ -114,6 +122,7 @@ type request struct {
 	body         []byte
 	retry        retryKind
 	idem         string // Idempotency-Key, if any
+	cluster      string // Tally-Cluster-Id, if any
 }
 
 // send performs r, retrying as r.retry allows, and returns the response of
@@ -180,6 +189,9 @@ func (c *Client) once(ctx context.Context, r request) (*http.Response, error) {
 	}
 	if r.idem != "" {
 		req.Header.Set("Idempotency-Key", r.idem)
+	}
+	if r.cluster != "" {
+		req.Header.Set(HeaderClusterID, r.cluster)
 	}
 	return c.hc.Do(req)
 }

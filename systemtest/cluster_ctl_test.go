@@ -395,6 +395,20 @@ func TestClusterCtlTransferLeader(t *testing.T) {
 	if li := c.leaderOf(1); li != 2 {
 		t.Fatalf("6 s after the transfer node %d leads group 1, want 2 (the hand-back undid it)", li)
 	}
+	// --cluster-id naming another cluster: every node refuses, changing
+	// nothing (an operator's command sent to the wrong cluster's address).
+	if _, errOut, code = transfer("--group=1", "--to=n0", "--cluster-id=staging"); code != 1 || !strings.Contains(errOut, "WRONG_CLUSTER") || !strings.Contains(errOut, `belongs to cluster "systemtest", not "staging"`) {
+		t.Fatalf("transfer-leader --cluster-id staging on cluster systemtest: exit %d: %s", code, errOut)
+	}
+	if li := c.leaderOf(1); li != 2 {
+		t.Fatalf("a transfer refused for another --cluster-id moved group 1's leadership to node %d", li)
+	}
+	if _, errOut, code := tallyCtl(t, "cluster", "status", addr, "--cluster-id=staging"); code != 1 || !strings.Contains(errOut, "WRONG_CLUSTER") {
+		t.Fatalf("status --cluster-id staging: exit %d: %s", code, errOut)
+	}
+	if out, errOut, code := tallyCtl(t, "cluster", "status", addr, "--cluster-id=systemtest"); code != 0 {
+		t.Fatalf("status --cluster-id systemtest: exit %d: %s%s", code, out, errOut)
+	}
 	l.waitAcked(20, time.Minute)
 
 	r, errOut, code = transfer("--group=1")

@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/cluster"
 	"github.com/tally-ml/tally/node"
 )
@@ -38,6 +40,10 @@ func registerAdmin(srv *node.Server, c *cluster.Cluster) {
 
 func adminHandler(c *cluster.Cluster, op adminOp) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		if ae := wrongCluster(c, ctx); ae != nil {
+			node.WriteError(ctx, ae)
+			return
+		}
 		out, err := op.run(c, ctx)
 		if err != nil {
 			var ae *node.APIError
@@ -62,6 +68,26 @@ func adminHandler(c *cluster.Cluster, op adminOp) fasthttp.RequestHandler {
 func adminBody(ctx *fasthttp.RequestCtx, v any) error {
 	if err := json.Unmarshal(ctx.PostBody(), v); err != nil {
 		return &node.APIError{Status: 400, Code: "BAD_REQUEST", Message: "the body must be a JSON object: " + err.Error()}
+	}
+	return nil
+}
+
+// wrongCluster refuses a request whose Tally-Cluster-Id header (`tally
+// cluster --cluster-id`, client.Options.ClusterID) names another cluster
+// than c's, before anything runs: an operator with several clusters whose
+// command went to the wrong one's address changes nothing there.
+func wrongCluster(c *cluster.Cluster, ctx *fasthttp.RequestCtx) *node.APIError {
+	want := string(ctx.Request.Header.Peek(client.HeaderClusterID))
+	if want == "" {
+		return nil
+	}
+	m := c.Map()
+	if m == nil {
+		return &node.APIError{Status: 503, Code: "NOT_READY", Message: "this node has no cluster map yet: nothing was done"}
+	}
+	if got := m.ID; got != want {
+		return &node.APIError{Status: 409, Code: "WRONG_CLUSTER",
+			Message: fmt.Sprintf("this node (%s) belongs to cluster %q, not %q: nothing was done; point --addr at a node of %q", ctx.LocalAddr(), got, want, want)}
 	}
 	return nil
 }

@@ -78,6 +78,13 @@ that is no member, this node not kept).`,
 				return &exitError{exitUsage, fmt.Errorf("--repo: %w", err)}
 			}
 			opts := cluster.RecoverOptions{DataDir: dataDir, Keep: ids, AcceptLoss: acceptLoss, Repo: repo, LogOut: cmd.ErrOrStderr()}
+			if c.cluster != "" {
+				// The plan reads the data dir and changes nothing; an error
+				// is run's again below.
+				if p, err := cluster.PlanRecovery(opts); err == nil && p.Cluster != c.cluster {
+					return &exitError{exitUsage, fmt.Errorf("--cluster-id %s: --data-dir %s holds node %s of cluster %q: nothing was done", c.cluster, dataDir, p.Node, p.Cluster)}
+				}
+			}
 			run := cluster.PlanRecovery
 			if yes {
 				run = cluster.Recover

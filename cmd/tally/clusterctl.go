@@ -60,6 +60,7 @@ func exitCode(err error) int {
 type ctl struct {
 	addr    string
 	apiKey  string
+	cluster string // --cluster-id: the cluster every request is meant for
 	json    bool
 	timeout time.Duration
 	out     io.Writer
@@ -79,12 +80,17 @@ func clusterCmd() *cobra.Command {
 forwarded to the metadata group's leader. Output is a table; --json prints the
 API's answer for scripts.
 
+With several clusters, give --cluster-id (or TALLY_CLUSTER_ID): a node of
+another cluster then refuses every request, doing nothing, so a command sent
+to the wrong cluster's address cannot change it.
+
 Exit codes: 0 ok; 1 the cluster answered with bad news (an operation refused or
 not finished, check found replicas that differ, status found a node down or a
 group without a leader); 2 bad flags or arguments; 3 no node answered at --addr.`,
 	})
 	cmd.PersistentFlags().StringVar(&c.addr, "addr", cmp.Or(os.Getenv("TALLY_ADDR"), "http://127.0.0.1:8080"), "any node's client API (or set TALLY_ADDR)")
 	cmd.PersistentFlags().StringVar(&c.apiKey, "api-key", os.Getenv("TALLY_API_KEY"), "an API key with the admin scope (or set TALLY_API_KEY)")
+	cmd.PersistentFlags().StringVar(&c.cluster, "cluster-id", os.Getenv("TALLY_CLUSTER_ID"), "the cluster the command is for (or set TALLY_CLUSTER_ID): a node of another cluster refuses it, doing nothing")
 	cmd.PersistentFlags().BoolVar(&c.json, "json", false, "print the answer as JSON")
 	cmd.PersistentFlags().DurationVar(&c.timeout, "timeout", 2*time.Minute, "give up after this long")
 	for _, build := range clusterCtlCmds {
@@ -101,7 +107,7 @@ func (c *ctl) call(cmd *cobra.Command, method, path string, in, out any) error {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	cl, err := client.New(addr, client.Options{APIKey: c.apiKey})
+	cl, err := client.New(addr, client.Options{APIKey: c.apiKey, ClusterID: c.cluster})
 	if err != nil {
 		return &exitError{exitUsage, fmt.Errorf("--addr %q: %w", c.addr, err)}
 	}
