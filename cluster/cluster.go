@@ -63,6 +63,10 @@ type Config struct {
 	// for the cluster map, over a new data dir its peers' answers
 	// included (default 2m).
 	WriteTimeout, FormTimeout time.Duration
+	// ProgressEvery is how often the node reports its replicas' progress
+	// to its peers (default 5s), which refuse its start over a data dir
+	// restored from before a report (restored.go).
+	ProgressEvery time.Duration
 	// Timing overrides the Raft timing (tests); zero fields keep defaults.
 	Timing raftTiming
 	Logger *slog.Logger
@@ -107,8 +111,9 @@ type Cluster struct {
 	closing    chan struct{}
 	wg         sync.WaitGroup
 	logger     *slog.Logger
-	obs        observer // ops.go
-	streams    sync.Map // kafka.go: a stream partition's known offsets per group
+	obs        observer      // ops.go
+	streams    sync.Map      // kafka.go: a stream partition's known offsets per group
+	book       *progressBook // restored.go: what the peers reported of their replicas
 }
 
 type dataGroup struct {
@@ -135,6 +140,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}
 	if cfg.FormTimeout == 0 {
 		cfg.FormTimeout = 2 * time.Minute
+	}
+	if cfg.ProgressEvery == 0 {
+		cfg.ProgressEvery = defaultProgressEvery
 	}
 	if cfg.Advertise == "" {
 		cfg.Advertise = cfg.ClusterAddr
@@ -192,6 +200,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}}
 	c.rpcSrv = rpcServer(c.rpcHandler())
 	c.groups.Store(&map[int]*dataGroup{})
+	c.book = loadProgressBook(cfg.DataDir, cfg.Logger)
 	// The internal RPCs answer from the start (a joining node must answer
 	// add-node's hello, a new one its new peers'); until the map is known,
 	// only the hello.
@@ -201,6 +210,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	recovery, err := readRecoveryIntent(cfg.DataDir)
 	if err == nil && recovery != nil {
 		err = c.checkDroppedGone(recovery)
+	}
+	if err == nil && !isNew {
+		err = c.checkNotRestored()
 	}
 	if err != nil {
 		c.Close()
@@ -253,10 +265,11 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}
 	c.member.Store(m.Member(cfg.NodeID) != nil)
 	c.opened.Store(true)
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.followMap()
 	go c.spreadLeaders()
 	go c.announce()
+	go c.reportProgress()
 	if recovery != nil {
 		c.wg.Add(1)
 		go c.finishRecovery(recovery)

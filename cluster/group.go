@@ -17,10 +17,13 @@ import (
 // replica is this node's replica of one Raft group: the metadata group or
 // a data group.
 type replica struct {
-	name  string // "meta" or "g<N>"
-	raft  *raft.Raft
-	logs  *wal.RaftStore
-	trans *raft.NetworkTransport
+	name string // "meta" or "g<N>"
+	// incarnation is random per replica directory (restored.go): the
+	// replica's progress is reported under it.
+	incarnation string
+	raft        *raft.Raft
+	logs        *wal.RaftStore
+	trans       *raft.NetworkTransport
 }
 
 // raftTiming is the Raft timing of every group (see DESIGN.md).
@@ -45,6 +48,10 @@ func defaultTiming() raftTiming {
 func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, trans *raft.NetworkTransport, tm raftTiming, sync wal.SyncPolicy, logOut io.Writer) (*replica, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
+	}
+	inc, err := ensureIncarnation(dir)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", name, err)
 	}
 	logs, snaps, err := openStores(name, dir, sync, logOut)
 	if err != nil {
@@ -75,7 +82,7 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 			return nil, fmt.Errorf("group %s: bootstrap: %w", name, err)
 		}
 	}
-	return &replica{name: name, raft: r, logs: logs, trans: trans}, nil
+	return &replica{name: name, incarnation: inc, raft: r, logs: logs, trans: trans}, nil
 }
 
 // openStores opens group name's Raft log (which keeps its compacted

@@ -145,7 +145,8 @@ func checkNotSingleDir(dataDir string) error {
 // data dir started beside it (or the member started twice) passes
 // checkIdentity, and two processes voting under one id can elect two
 // leaders in a term. The addresses asked are this node's in its metadata
-// configuration and in its peers' maps (one hello each, bounded by
+// configuration (before the metadata replica opens, as checkNotRestored
+// asks: in the map its data dir holds) and in its peers' maps (one hello each, bounded by
 // peerCheckTimeout); an address that does not answer is no other process.
 // Not caught: a second process at the same address on another host.
 func (c *Cluster) checkSingleProcess() error {
@@ -154,7 +155,13 @@ func (c *Cluster) checkSingleProcess() error {
 	for _, p := range c.cfg.Peers {
 		others[p.ClusterAddr] = p.ID
 	}
-	if cf := c.meta.raft.GetConfiguration(); cf.Error() == nil {
+	if c.meta == nil { // before it opens (checkNotRestored): the map the data dir holds
+		if m := storedMap(c.cfg.DataDir); m != nil {
+			for _, mb := range m.Members {
+				others[mb.ClusterAddr] = mb.ID
+			}
+		}
+	} else if cf := c.meta.raft.GetConfiguration(); cf.Error() == nil {
 		for _, s := range cf.Configuration().Servers {
 			others[string(s.Address)] = string(s.ID)
 		}

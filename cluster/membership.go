@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -405,6 +404,9 @@ type hello struct {
 	// would create the cluster with (creation), which its new peers
 	// compare with theirs (judgeNew).
 	Creation string `json:"creation,omitempty"`
+	// Progress is what the asking node reported of its replicas
+	// (checkNotRestored).
+	Progress []progressMark `json:"progress,omitempty"`
 }
 
 // adminRequest is a change forwarded to the metadata leader.
@@ -1272,7 +1274,7 @@ func (c *Cluster) reconcile(m *Map) {
 		if err := dg.rep.close(); err != nil {
 			c.logger.Warn("cluster: closing a replica moved away", "group", g, "err", err)
 		}
-		if err := os.RemoveAll(groupDir(c.cfg.DataDir, dg.rep.name)); err != nil {
+		if err := removeReplicaDir(groupDir(c.cfg.DataDir, dg.rep.name)); err != nil {
 			c.logger.Warn("cluster: deleting a replica moved away", "group", g, "err", err)
 		}
 		c.logger.Info("cluster: replica moved away, closed and deleted", "group", g, "map_version", m.Version)

@@ -135,7 +135,8 @@ func (c *Cluster) checkNewNode(deadline time.Time) error {
 // one answer per peer, in order, err set for one that did not answer in
 // time. Every start check that asks its peers goes through it:
 // checkNewNode (a round bounded by newNodeRound), checkNotRemoved,
-// checkSingleProcess and checkDroppedGone (by peerCheckTimeout).
+// checkSingleProcess, checkDroppedGone and checkNotRestored (by
+// peerCheckTimeout).
 func (c *Cluster) askPeers(ctx context.Context, peers []Member) []peerSaid {
 	said := make([]peerSaid, len(peers))
 	var wg sync.WaitGroup
@@ -152,7 +153,8 @@ func (c *Cluster) askPeers(ctx context.Context, peers []Member) []peerSaid {
 }
 
 // peerCheckTimeout bounds each restart check that asks the peers
-// (checkNotRemoved, checkSingleProcess, checkDroppedGone).
+// (checkNotRemoved, checkSingleProcess, checkDroppedGone,
+// checkNotRestored).
 const peerCheckTimeout = 3 * time.Second
 
 // judgeNew decides a new node's start from one round of its peers'

@@ -349,6 +349,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/stream", c.serveStreamOffset)
 	mux.HandleFunc("POST /v1/applied", c.serveRequestApplied)
+	mux.HandleFunc("POST /v1/progress", c.serveProgress)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(c.Status())
 	})
@@ -357,6 +358,9 @@ func (c *Cluster) rpcHandler() http.Handler {
 	hello := func(w http.ResponseWriter, r *http.Request) {
 		hi := hello{Node: c.cfg.NodeID, Schema: schema, Waiting: c.waiting.Load(), Instance: c.instance}
 		id := r.URL.Query().Get("id")
+		if id != "" {
+			hi.Progress = c.book.of(id)
+		}
 		if m := c.Map(); m != nil {
 			hi.MapVersion = m.Version
 			hi.Removed = id != "" && m.Member(id) == nil && slices.Contains(m.Removed, id)
