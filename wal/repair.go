@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -74,11 +75,25 @@ type Repaired struct {
 // worst the corrupt segment is still there, and a Repair again does the
 // rest).
 func Repair(dir string, covered uint64, opts Options) (Repaired, error) {
+	return repair(dir, covered, opts, false)
+}
+
+// PlanRepair is what Repair(dir, covered, opts) would do, done without
+// changing the log: Kept, Front, Cut and Missing as Repair would answer
+// them, Aside "". A caller that must not cut records (Cut != 0) asks it
+// first. It reads every segment, and checks the records after covered that
+// Repair would copy out of a corrupt segment by writing that copy under a
+// temporary name (<index>.plan.wal.tmp, removed before it returns; Open
+// removes one a crash leaves).
+func PlanRepair(dir string, covered uint64, opts Options) (Repaired, error) {
+	return repair(dir, covered, opts, true)
+}
+
+func repair(dir string, covered uint64, opts Options, plan bool) (r Repaired, err error) {
 	if opts.FS == nil {
 		opts.FS = OS
 	}
 	fsys := opts.FS
-	var r Repaired
 	segs, err := listSegments(fsys, dir)
 	if err != nil {
 		return r, fmt.Errorf("wal repair: list %s: %w", dir, err)
@@ -94,13 +109,15 @@ func Repair(dir string, covered uint64, opts Options) (Repaired, error) {
 			r.Kept = res.commitIdx - 1
 			continue
 		}
-		if r.Aside == "" {
+		if r.Aside == "" && !plan {
 			r.Aside = filepath.Join(dir, fmt.Sprintf("corrupt-%d", time.Now().Unix()))
 		}
 		if bad.Index <= covered {
 			if i+1 < len(segs) && segs[i+1].first <= covered+1 {
-				if err := moveAside(fsys, dir, r.Aside, segs[front:i+1]); err != nil {
-					return r, err
+				if !plan {
+					if err := moveAside(fsys, dir, r.Aside, segs[front:i+1]); err != nil {
+						return r, err
+					}
 				}
 				front, r.Front = i+1, segs[i+1].first
 				continue
@@ -109,15 +126,25 @@ func Repair(dir string, covered uint64, opts Options) (Repaired, error) {
 			if i+1 < len(segs) {
 				end = segs[i+1].first
 			}
-			ok, err := keepAfter(fsys, dir, s, bad, covered+1, end)
+			name := segmentName(covered + 1)
+			if plan {
+				name = strings.TrimSuffix(name, ".wal") + ".plan.wal.tmp"
+			}
+			ok, err := keepAfter(fsys, dir, s, bad, covered+1, end, name, plan)
 			if err != nil {
 				return r, fmt.Errorf("wal repair: keep the records of %s after %d: %w", s.name, covered, err)
 			}
 			if ok {
-				if err := moveAside(fsys, dir, r.Aside, segs[front:i+1]); err != nil {
+				if plan {
+					defer func() {
+						if rerr := fsys.Remove(filepath.Join(dir, name)); err == nil && rerr != nil {
+							err = fmt.Errorf("wal repair: remove the plan's copy: %w", rerr)
+						}
+					}()
+				} else if err := moveAside(fsys, dir, r.Aside, segs[front:i+1]); err != nil {
 					return r, err
 				}
-				ns := segmentInfo{first: covered + 1, name: segmentName(covered + 1)}
+				ns := segmentInfo{first: covered + 1, name: name}
 				segs = append(segs[:i+1], append([]segmentInfo{ns}, segs[i+1:]...)...)
 				front, r.Front = i+1, ns.first
 				continue
@@ -125,6 +152,9 @@ func Repair(dir string, covered uint64, opts Options) (Repaired, error) {
 			r.Missing = covered + 1
 		}
 		r.Kept, r.Cut = bad.Index-1, bad.Index
+		if plan {
+			return r, nil
+		}
 		return r, setAside(fsys, dir, r.Aside, segs, i, bad, res)
 	}
 	return r, nil
@@ -135,8 +165,9 @@ func Repair(dir string, covered uint64, opts Options) (Repaired, error) {
 // holding s's bytes from that frame on (so its frames, commit bits and
 // what follows them are the ones the log wrote). end is the index the
 // frames of s must reach (where the next segment begins), 0 when s is the
-// newest. It reports whether it wrote the segment.
-func keepAfter(fsys FS, dir string, s segmentInfo, bad *CorruptionError, first, end uint64) (bool, error) {
+// newest. The segment is written as name; for a plan, it is only written
+// and closed (no fsync, no rename). It reports whether it wrote the segment.
+func keepAfter(fsys FS, dir string, s segmentInfo, bad *CorruptionError, first, end uint64, name string, plan bool) (bool, error) {
 	f, size, done, err := plainBytes(fsys, dir, s)
 	if err != nil {
 		return false, err
@@ -205,7 +236,11 @@ func keepAfter(fsys FS, dir string, s segmentInfo, bad *CorruptionError, first, 
 	if _, err := f.ReadAt(m[:], 0); err == nil && string(m[:]) == magicV1 {
 		copy(hdr, magicV1) // its frames have no commit bits
 	}
-	a, err := walfs.CreateAtomic(fsys, filepath.Join(dir, segmentName(first)+".tmp"))
+	tmp := filepath.Join(dir, name+".tmp")
+	if plan {
+		tmp = filepath.Join(dir, name)
+	}
+	a, err := walfs.CreateAtomic(fsys, tmp)
 	if err != nil {
 		return false, err
 	}
@@ -217,7 +252,14 @@ func keepAfter(fsys FS, dir string, s segmentInfo, bad *CorruptionError, first, 
 		a.Abort()
 		return false, err
 	}
-	return true, a.Commit(filepath.Join(dir, segmentName(first)))
+	if plan {
+		if err := a.F.Close(); err != nil {
+			fsys.Remove(tmp)
+			return false, err
+		}
+		return true, nil
+	}
+	return true, a.Commit(filepath.Join(dir, name))
 }
 
 // plainBytes opens the bytes of segment s, as a plain file holds them: a

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -315,4 +316,70 @@ func TestRepairKeepsTheRecordsAfterCoveredPastABrokenCompressedStream(t *testing
 	if aside := mem.ReadFile(filepath.Join(rep.Aside, segmentName(1)+".zst")); !bytes.Equal(aside, data) {
 		t.Fatalf("segment 1 was not moved aside as it was (%d bytes of %d)", len(aside), len(data))
 	}
+}
+
+// TestPlanRepairAnswersAsRepairChangingNothing: PlanRepair answers what
+// Repair then does (the log's new front, the cut, the record not found)
+// and leaves the log's directory as it was, for a caller that must refuse
+// a cut before anything moves (a cluster replica's log).
+func TestPlanRepairAnswersAsRepairChangingNothing(t *testing.T) {
+	spoil := func(at func(offs []int64) (int64, int64)) func(*testing.T, *walfs.Mem) {
+		return func(t *testing.T, mem *walfs.Mem) {
+			name := "/log/" + segmentName(1)
+			data := mem.ReadFile(name)
+			from, to := at(frameOffsetsOf(data))
+			for i := from; i < to; i++ {
+				data[i] ^= 0xee
+			}
+			mem.WriteFile(name, data)
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		compressed bool
+		spoil      func(*testing.T, *walfs.Mem)
+	}{
+		{"front", false, func(*testing.T, *walfs.Mem) {}},
+		{"front of a compressed segment", true, func(*testing.T, *walfs.Mem) {}},
+		{"front and a cut after covered", false, spoil(func(offs []int64) (int64, int64) { return offs[32] + frameHdr, offs[32] + frameHdr + 1 })},
+		{"record after covered destroyed", false, spoil(func(offs []int64) (int64, int64) { return offs[29] + 4, offs[31] })},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem, _ := straddling(t, tc.compressed)
+			tc.spoil(t, mem)
+			before := memTree(t, mem, "/log")
+			plan, err := PlanRepair("/log", 30, Options{FS: mem})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after := memTree(t, mem, "/log"); after != before {
+				t.Fatalf("the plan changed the log:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			rep, err := Repair("/log", 30, Options{FS: mem})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plan.Aside != "" || rep.Aside == "" {
+				t.Fatalf("plan aside %q, repair aside %q", plan.Aside, rep.Aside)
+			}
+			rep.Aside = ""
+			if plan != rep {
+				t.Fatalf("plan %+v, repair %+v", plan, rep)
+			}
+		})
+	}
+}
+
+// memTree lists the files of dir in mem with a hash of their bytes.
+func memTree(t *testing.T, mem *walfs.Mem, dir string) string {
+	t.Helper()
+	ents, err := mem.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		fmt.Fprintf(&b, "%s %x\n", e.Name(), sha256.Sum256(mem.ReadFile(filepath.Join(dir, e.Name()))))
+	}
+	return b.String()
 }
