@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/tally-ml/tally/cluster"
 	"github.com/tally-ml/tally/features"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/wal"
@@ -265,4 +267,51 @@ func unzstd(path string) ([]byte, error) {
 	}
 	defer dec.Close()
 	return io.ReadAll(dec)
+}
+
+// TestRepairNamesAClusterReplica: `admin wal repair` read only a single
+// node's wal/, and answered a cluster node's data dir "no write-ahead log".
+// It names the replicas to pick from (--group), repairs the one picked
+// (a clean log: nothing moved), and refuses --accept-data-loss where it
+// means nothing and a group the data dir does not hold, as usage errors.
+func TestRepairNamesAClusterReplica(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	repo, err := features.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	c, err := cluster.Open(cluster.Config{NodeID: "n0", DataDir: dataDir, ClusterAddr: addr, ClusterID: "c", Key: []byte("test-cluster-key-0123"),
+		Peers: []cluster.Member{{ID: "n0", ClusterAddr: addr}}, Groups: 2, Replicas: 1, FormTimeout: 30 * time.Second}, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "admin", "wal", "repair", "--data-dir", dataDir)
+	if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--group") || !strings.Contains(err.Error(), "meta, g0, g1") {
+		t.Fatalf("repair of a cluster data dir without --group: %v (exit %d) %s; want a usage error naming meta, g0, g1 and --group", err, exitCode(err), out)
+	}
+	out, err = run(t, "admin", "wal", "repair", "--data-dir", dataDir, "--group", "1")
+	if err != nil || !strings.Contains(out, "group g1") || !strings.Contains(out, "clean") {
+		t.Fatalf("repair --group 1: %v %s; want g1's log clean", err, out)
+	}
+	for _, args := range [][]string{{"--group", "g7"}, {"--accept-data-loss"}} {
+		out, err = run(t, append([]string{"admin", "wal", "repair", "--data-dir", dataDir}, args...)...)
+		if err == nil || exitCode(err) != exitUsage {
+			t.Errorf("repair %v: %v (exit %d) %s; want a usage error", args, err, exitCode(err), out)
+		}
+	}
+	c, err = cluster.Open(cluster.Config{NodeID: "n0", DataDir: dataDir, ClusterAddr: addr, ClusterID: "c", Key: []byte("test-cluster-key-0123"),
+		Peers: []cluster.Member{{ID: "n0", ClusterAddr: addr}}, FormTimeout: 30 * time.Second}, repo)
+	if err != nil {
+		t.Fatalf("start after repair of a clean log: %v", err)
+	}
+	c.Close()
 }
