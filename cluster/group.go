@@ -143,18 +143,24 @@ func readable(logs *wal.RaftStore, snaps raft.SnapshotStore) error {
 // back) it could vote again in a term or forget entries it counted in a
 // quorum, and lose acknowledged writes. So nothing in it is changed, and
 // the way back is the one of a node that lost its data dir: a new id.
+// For a corrupt log entry it also names the offline repair (RepairReplica:
+// entries the replica's snapshot holds are moved aside, nothing cut).
 func errUnreadable(name, dir, self string, err error) error {
 	var ce *wal.CorruptionError
+	sep := "; "
 	switch {
 	case errors.As(err, &ce):
 		err = fmt.Errorf("the log segment %s is corrupt at offset %d (entry %d): %s",
 			filepath.Join(dir, "log", ce.Segment), ce.Offset, ce.Index, ce.Reason)
+		sep = fmt.Sprintf(". With the node stopped, `tally admin wal repair --data-dir %s --group %s` moves aside corrupt entries the replica's newest snapshot holds, "+
+			"keeping every entry after it, and changes nothing when it would have to cut entries after the snapshot (but for a group's only replica, with --accept-data-loss). Otherwise, ",
+			filepath.Dir(filepath.Dir(dir)), name)
 	case errors.Is(err, wal.ErrCorruptStable):
 		err = fmt.Errorf("%s: %w", filepath.Join(dir, "stable"), wal.ErrCorruptStable)
 	}
 	return fmt.Errorf("cluster: group %s: this node's replica in %s cannot be read: %v. "+
-		"The node does not start and its files are left as they are; %s",
-		name, dir, err, replaceAdvice(self))
+		"The node does not start and its files are left as they are%s%s",
+		name, dir, err, sep, replaceAdvice(self))
 }
 
 // replaceAdvice is errUnreadable's way back for node self.
