@@ -78,6 +78,15 @@ func RepairReplica(dataDir, group string, acceptDataLoss bool) (ReplicaRepair, e
 		if err := allowCut(dataDir, group, &rr, plan, acceptDataLoss); err != nil {
 			return rr, err
 		}
+		// The cut replica holds less than its peers remember it applied
+		// (restored.go), on purpose: it starts as a new incarnation, which
+		// they remember nothing of. Renewed before the cut, so a repair cut
+		// short leaves either the whole log under the new incarnation
+		// (repair again) or the cut log under it, never the cut log under
+		// the old one, which would be refused as a restored backup.
+		if err := renewIncarnation(dir); err != nil {
+			return rr, fmt.Errorf("repair: group %s (nothing cut): %w", group, err)
+		}
 	}
 	rr.Repaired, err = wal.Repair(rr.Log, rr.SnapshotIndex, wal.Options{})
 	if err != nil {

@@ -200,3 +200,37 @@ func TestRepairReplicaCutsTheOnlyCopyWhenAccepted(t *testing.T) {
 		t.Errorf("a write after the repair: count %v", got)
 	}
 }
+
+// TestRepairCutOfTheOnlyCopyStartsPastPeersMemory: the peers remember how
+// far each replica got (restored.go), and a replica whose log holds less
+// is refused as restored from a backup. A cut the operator accepted for a
+// group's only copy (--accept-data-loss) holds less on purpose, so the
+// repair gives the replica a new incarnation (before it cuts): the
+// repaired node starts, in a cluster whose other nodes heard its reports.
+func TestRepairCutOfTheOnlyCopyStartsPastPeersMemory(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 1)
+	w.start(0, 1, 2)
+	h := -1
+	for i, c := range w.cs {
+		if c.group(0) != nil {
+			h = i
+		}
+	}
+	if h < 0 {
+		t.Fatal("no node holds group 0")
+	}
+	w.writeAround(h, h, 5)
+	w.waitReported(h, "g0")
+	w.stop(h)
+	spoilEntryOf(t, groupDir(w.cfgs[h].DataDir, "g0"), "after-2")
+	w.refusedStart(h, "g0")
+	if _, err := RepairReplica(w.cfgs[h].DataDir, "g0", true); err != nil {
+		t.Fatal(err)
+	}
+	w.start(h)
+	w.wantCounts(h, 5, "after-2", "after-3", "after-4")
+	w.write(h, "later")
+	if got := w.count(h, "later"); got != 1 {
+		t.Errorf("a write after the repair: count %v", got)
+	}
+}

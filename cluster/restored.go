@@ -107,6 +107,17 @@ func ensureIncarnation(dir string) (string, error) {
 	return inc, nil
 }
 
+// renewIncarnation gives the replica directory dir a new incarnation
+// (durably), so that what its peers remember of the old one no longer
+// applies: for a replica whose log was cut on purpose (RepairReplica with
+// acceptDataLoss).
+func renewIncarnation(dir string) error {
+	if err := walfs.WriteFile(walfs.OS, filepath.Join(dir, incarnationFile), []byte(newID()+"\n")); err != nil {
+		return fmt.Errorf("record the replica's new incarnation: %w", err)
+	}
+	return nil
+}
+
 // readIncarnation is the incarnation of the replica directory dir, "" when
 // it has none.
 func readIncarnation(dir string) (string, error) {
