@@ -107,8 +107,10 @@ func TestDiffPartitions(t *testing.T) {
 
 // TestCompareReplicasByLayout: replicas are compared with those of their
 // own layout only (a replica restored from a snapshot written before
-// groups holds every view alone, one built since groups them, and their
-// checksums differ though they applied the same records): a layout alone
+// groups holds views alone where the restore could not merge them into
+// their group (store/regroup: a tiled aggregation, a column kept over a
+// shorter horizon), one built since groups them, and their checksums
+// differ though they applied the same records): a layout alone
 // is no difference, a difference within a layout still is, and a layout
 // with a single replica has nothing to compare.
 func TestCompareReplicasByLayout(t *testing.T) {
