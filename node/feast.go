@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"strconv"
@@ -617,7 +618,7 @@ func (n *Node) FeastOnlineFeatures(dst, body []byte) ([]byte, *FeastError) {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"values":`...)
-		dst = col.MarshalTo(dst)
+		dst = appendJSONValue(dst, col)
 		dst = append(dst, `,"statuses":[`...)
 		for r := 0; r < rows; r++ {
 			if r > 0 {
@@ -796,24 +797,39 @@ func feastDecodeError(body []byte, err error) *FeastError {
 	return feastInvalid(nil, "JSON decode error: %v", err)
 }
 
+// bareInfinities yields the span [at, end) of each Infinity and -Infinity
+// in body outside a string (at on the minus sign), as Python's json writes
+// an infinite float.
+func bareInfinities(body []byte) iter.Seq2[int, int] {
+	return func(yield func(at, end int) bool) {
+		in, esc := false, false
+		for i := 0; i < len(body); i++ {
+			switch c := body[i]; {
+			case esc:
+				esc = false
+			case in && c == '\\':
+				esc = true
+			case c == '"':
+				in = !in
+			case !in && c == 'I' && bytes.HasPrefix(body[i:], []byte("Infinity")):
+				at := i
+				if i > 0 && body[i-1] == '-' {
+					at--
+				}
+				if !yield(at, i+len("Infinity")) {
+					return
+				}
+				i += len("Infinity") - 1
+			}
+		}
+	}
+}
+
 // bareInfinity returns the offset of the first Infinity or -Infinity in
 // body outside a string, or -1.
 func bareInfinity(body []byte) int {
-	in, esc := false, false
-	for i, c := range body {
-		switch {
-		case esc:
-			esc = false
-		case in && c == '\\':
-			esc = true
-		case c == '"':
-			in = !in
-		case !in && c == 'I' && bytes.HasPrefix(body[i:], []byte("Infinity")):
-			if i > 0 && body[i-1] == '-' {
-				return i - 1
-			}
-			return i
-		}
+	for at := range bareInfinities(body) {
+		return at
 	}
 	return -1
 }
@@ -828,26 +844,9 @@ func feastInfinity(dst, body []byte) []byte {
 	start := len(dst)
 	dst = append(dst, body...)
 	b := dst[start:]
-	in, esc := false, false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case esc:
-			esc = false
-		case in && c == '\\':
-			esc = true
-		case c == '"':
-			in = !in
-		case !in && c == 'I' && bytes.HasPrefix(b[i:], []byte("Infinity")):
-			before := i
-			if before > 0 && b[before-1] == '-' {
-				before--
-			}
-			end := i + len("Infinity")
-			if (before == 0 || jsonDelim(b[before-1])) && (end == len(b) || jsonDelim(b[end])) {
-				copy(b[i:], "1e999999")
-			}
-			i = end - 1
+	for at, end := range bareInfinities(b) {
+		if (at == 0 || jsonDelim(b[at-1])) && (end == len(b) || jsonDelim(b[end])) {
+			copy(b[end-len("Infinity"):], "1e999999")
 		}
 	}
 	return dst
@@ -1000,7 +999,7 @@ func (n *Node) feastIngest(sp *store.Source, df *fastjson.Value) (IngestResult, 
 					}
 				}
 			}
-			b = v.MarshalTo(b)
+			b = appendJSONValue(b, v)
 		}
 		b = append(b, "}\n"...)
 	}
