@@ -181,6 +181,16 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	wopts := wal.Options{
 		FS: fsys, Sync: policy, SyncEvery: cfg.Durability.SyncEvery, SegmentSize: cfg.Durability.SegmentSize,
 		Compress: true, Metrics: walMetrics,
+		// A snapshot is written only after the log is synced through its
+		// index: a bad frame it holds is corruption, never a torn tail
+		// (a cut there would lose the records after the snapshot).
+		Synced: func() (uint64, error) {
+			m, err := in.snaps.Newest()
+			if m == nil {
+				return 0, err
+			}
+			return m.Index, err
+		},
 	}
 	if opts.WAL != nil {
 		opts.WAL(&wopts)

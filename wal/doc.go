@@ -100,7 +100,10 @@
 // pages reach the disk in any order): Open cuts there too, but first copies
 // the segment as it was into corrupt-<time>/ and reports it (TailCut; the
 // node logs a warning), in case the bad frame was a failing disk rather
-// than a power loss. Otherwise the tail is torn: Open cuts the segment back to the end
+// than a power loss; but not at or before an index the log is known to
+// have synced (Options.Synced: a node's newest snapshot), where no power
+// loss tears anything: that is corruption, refused as under SyncAlways, so
+// that repair keeps the records after the snapshot. Otherwise the tail is torn: Open cuts the segment back to the end
 // of the last frame with the commit bit (dropping the unacknowledged write
 // whole), zeroes the rest, fsyncs, and appends from there. A segment that
 // ends cleanly (a zero frame header) but holds other bytes after its end

@@ -55,6 +55,15 @@ type Options struct {
 	// MaxRecordBytes is the largest record Append takes (default and at
 	// most the package's MaxRecordBytes, what a reader takes).
 	MaxRecordBytes int
+	// Synced, if set, returns an index through which the log is known to
+	// have been fsynced by an earlier run (a node's newest snapshot: one is
+	// written only after the log is synced through it), or 0. Open calls it
+	// only under SyncInterval or SyncNever, and only when the last segment
+	// has a bad frame with complete writes after it: a bad frame at or
+	// before that index is not what a power loss leaves but corruption of
+	// synced records, refused as under SyncAlways rather than cut with the
+	// records after it (TailCut).
+	Synced func() (uint64, error)
 }
 
 // MaxRecordBytes is the largest record a log takes: 1 GiB.
@@ -315,6 +324,15 @@ func (l *Log) recoverTail(segs []segmentInfo) error {
 	// aside first (TailCut), in case the bad frame was real corruption.
 	if tc.bad != nil && !(tc.later && l.opts.Sync != SyncAlways) {
 		return tc.bad
+	}
+	if tc.bad != nil && l.opts.Synced != nil {
+		synced, err := l.opts.Synced()
+		if err != nil {
+			return fmt.Errorf("wal: %s has an unreadable record with complete writes after it, and what the log synced before is not known: %w", last.name, err)
+		}
+		if tc.bad.Index <= synced {
+			return tc.bad // synced before: no power loss tore it
+		}
 	}
 	res := tc.res
 	l.segs = segs

@@ -315,3 +315,62 @@ func TestRepairNamesAClusterReplica(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestCorruptionTheSnapshotHoldsIsNotCutAsATornTail: a record the newest
+// snapshot holds was fsynced before the snapshot was written, so a bad
+// frame there is corruption, not what a power loss leaves, whatever the
+// fsync policy. A start under fsync interval or never (a node written
+// under always and restarted with interval, or one that always ran with
+// it) took it for a torn tail and cut the live segment there: the
+// acknowledged records after the snapshot, intact after the bad frame,
+// were lost (the snapshot became the state, with fillers after it). The
+// start refuses instead, naming repair, which keeps them.
+func TestCorruptionTheSnapshotHoldsIsNotCutAsATornTail(t *testing.T) {
+	for _, policy := range []string{"interval", "never"} {
+		t.Run(policy, func(t *testing.T) {
+			r := newRepairNode(t, 4<<20) // one live segment holds every record
+			cfg, dataDir := &r.cfg, r.cfg.DataDir
+			cfg.Durability.Fsync = "always"
+			in := r.open()
+			r.ingest(in, 40)
+			if err := in.Close(); err != nil { // the final snapshot, at 40
+				t.Fatal(err)
+			}
+			cfg.Durability.SnapshotEvery = 0
+			in = r.open()
+			r.ingest(in, 10) // 41..50: only the log holds them
+			if err := in.Close(); err != nil {
+				t.Fatal(err)
+			}
+			seg := filepath.Join(dataDir, "wal", "00000000000000000001.wal")
+			data, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[100] ^= 0xff // inside record 1, which the snapshot holds
+			if err := os.WriteFile(seg, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			cfg.Durability.Fsync = policy
+			in, err = node.Open(r.cfg, r.repo, node.OpenOptions{Node: node.Options{RepoFS: features.DefaultFS()}})
+			if err == nil {
+				rec, last := in.Recovery(), in.WAL().LastIndex()
+				in.Close()
+				t.Fatalf("fsync %s: started over a corrupt record the snapshot holds: snapshot %d, %d records replayed, last index %d; "+
+					"want a refusal naming repair (records 41..50, acknowledged, were cut)", policy, rec.SnapshotIndex, rec.Replayed, last)
+			}
+			if !strings.Contains(err.Error(), "tally admin wal repair") {
+				t.Fatalf("fsync %s: start refused with %v, want the repair advice", policy, err)
+			}
+			if out, err := run(t, "admin", "wal", "repair", "--data-dir", dataDir); err != nil {
+				t.Fatalf("repair: %v %s", err, out)
+			}
+			in = r.open()
+			defer in.Close()
+			if rec, last := in.Recovery(), in.WAL().LastIndex(); rec.SnapshotIndex != 40 || rec.Replayed != 10 || last != 50 {
+				t.Fatalf("after repair: snapshot %d, %d records replayed, last index %d; want 40, 10, 50", rec.SnapshotIndex, rec.Replayed, last)
+			}
+		})
+	}
+}
