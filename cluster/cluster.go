@@ -212,6 +212,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		err = c.checkDroppedGone(recovery)
 	}
 	if err == nil && !isNew {
+		err = c.checkSameAddress()
+	}
+	if err == nil && !isNew {
 		err = c.checkNotRestored()
 	}
 	if err != nil {
