@@ -407,6 +407,11 @@ type hello struct {
 	// Progress is what the asking node reported of its replicas
 	// (checkNotRestored).
 	Progress []progressMark `json:"progress,omitempty"`
+	// ShapeGroups and ShapeReplicas are the node's --cluster-groups and
+	// --cluster-replicas where given (0: not given): add-node refuses a
+	// node whose start would refuse the cluster's map (checkShape).
+	ShapeGroups   int `json:"shape_groups,omitempty"`
+	ShapeReplicas int `json:"shape_replicas,omitempty"`
 }
 
 // adminRequest is a change forwarded to the metadata leader.
@@ -562,6 +567,12 @@ func (c *Cluster) addNode(ctx context.Context, mb *Member) error {
 		if len(changes) > 0 {
 			return &errApply{err: fmt.Errorf("node %s runs another feature repo than the cluster's (every node must run the same; restart it with the cluster's repo): %s", mb.ID, strings.Join(changes, "; "))}
 		}
+	}
+	// A node started with other groups or replicas than the cluster's
+	// refuses the map once it arrives: admitted first, it would count as a
+	// metadata voter that never runs.
+	if err := checkShape(Config{Groups: hi.ShapeGroups, Replicas: hi.ShapeReplicas}, m); err != nil {
+		return &errApply{err: fmt.Errorf("node %s is not admitted, nothing was changed: its start would refuse the cluster's map: %w", mb.ID, err)}
 	}
 	if hi.Waiting {
 		if err := c.helloTo(ctx, mb.ClusterAddr, "new", &hi); err != nil {

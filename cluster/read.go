@@ -356,7 +356,8 @@ func (c *Cluster) rpcHandler() http.Handler {
 	c.ctlRoutes(mux)
 	schema := store.SchemaOf(c.repo)
 	hello := func(w http.ResponseWriter, r *http.Request) {
-		hi := hello{Node: c.cfg.NodeID, Schema: schema, Waiting: c.waiting.Load(), Instance: c.instance}
+		hi := hello{Node: c.cfg.NodeID, Schema: schema, Waiting: c.waiting.Load(), Instance: c.instance,
+			ShapeGroups: c.cfg.Groups, ShapeReplicas: c.cfg.Replicas}
 		id := r.URL.Query().Get("id")
 		if id != "" {
 			hi.Progress = c.book.of(id)
