@@ -100,10 +100,13 @@ type Cluster struct {
 	// (checkIdentity); waiting: and its peers have not cleared the start
 	// yet, nor has it opened a replica; admitted receives add-node's
 	// verdict meanwhile (newdir.go).
-	isNew      bool
-	waiting    atomic.Bool
-	admitted   chan string
-	instance   string         // random per process: this process in hello answers
+	isNew    bool
+	waiting  atomic.Bool
+	admitted chan string
+	instance string // random per process: this process in hello answers
+	// recovery is the data dir's pending recovery, else its last finished
+	// one (nil: never recovered), in hello answers (checkRecoveryPeers).
+	recovery   atomic.Pointer[recoveryIntent]
 	repoDigest string         // RepoDigest(repo), in Status
 	hints      []atomic.Value // per group: the member id last seen leading it
 	rpc        *http.Client
@@ -186,6 +189,15 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, repo: repo, proto: proto, closing: make(chan struct{}), logger: cfg.Logger, isNew: isNew, admitted: make(chan string, 1), instance: newID(), repoDigest: RepoDigest(repo)}
 	c.waiting.Store(isNew)
+	recovery, err := readRecoveryIntent(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if recovery != nil {
+		c.recovery.Store(recovery)
+	} else if done := readFinishedRecovery(cfg.DataDir); done != nil {
+		c.recovery.Store(done)
+	}
 	c.mux, err = transport.Listen(cfg.ClusterAddr, transport.Config{ClusterID: cfg.ClusterID, Key: cfg.Key, BindIP: cfg.BindIP, Advertise: cfg.Advertise, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("cluster port: %w", err)
@@ -207,9 +219,8 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 
-	recovery, err := readRecoveryIntent(cfg.DataDir)
-	if err == nil && recovery != nil {
-		err = c.checkDroppedGone(recovery)
+	if recovery != nil {
+		err = c.checkRecoveryPeers(recovery)
 	}
 	if err == nil && !isNew {
 		err = c.checkSameAddress()

@@ -412,6 +412,9 @@ type hello struct {
 	// node whose start would refuse the cluster's map (checkShape).
 	ShapeGroups   int `json:"shape_groups,omitempty"`
 	ShapeReplicas int `json:"shape_replicas,omitempty"`
+	// Recovery is the node's pending recovery, else its last finished one
+	// (checkRecoveryPeers).
+	Recovery *recoveryIntent `json:"recovery,omitempty"`
 }
 
 // adminRequest is a change forwarded to the metadata leader.

@@ -135,7 +135,7 @@ func (c *Cluster) checkNewNode(deadline time.Time) error {
 // one answer per peer, in order, err set for one that did not answer in
 // time. Every start check that asks its peers goes through it:
 // checkNewNode (a round bounded by newNodeRound), checkNotRemoved,
-// checkSingleProcess, checkDroppedGone and checkNotRestored (by
+// checkSingleProcess, checkRecoveryPeers and checkNotRestored (by
 // peerCheckTimeout).
 func (c *Cluster) askPeers(ctx context.Context, peers []Member) []peerSaid {
 	said := make([]peerSaid, len(peers))
@@ -153,7 +153,7 @@ func (c *Cluster) askPeers(ctx context.Context, peers []Member) []peerSaid {
 }
 
 // peerCheckTimeout bounds each restart check that asks the peers
-// (checkNotRemoved, checkSingleProcess, checkDroppedGone,
+// (checkNotRemoved, checkSingleProcess, checkRecoveryPeers,
 // checkNotRestored).
 const peerCheckTimeout = 3 * time.Second
 

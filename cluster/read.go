@@ -357,7 +357,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	schema := store.SchemaOf(c.repo)
 	hello := func(w http.ResponseWriter, r *http.Request) {
 		hi := hello{Node: c.cfg.NodeID, Schema: schema, Waiting: c.waiting.Load(), Instance: c.instance,
-			ShapeGroups: c.cfg.Groups, ShapeReplicas: c.cfg.Replicas}
+			ShapeGroups: c.cfg.Groups, ShapeReplicas: c.cfg.Replicas, Recovery: c.recovery.Load()}
 		id := r.URL.Query().Get("id")
 		if id != "" {
 			hi.Progress = c.book.of(id)

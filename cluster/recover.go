@@ -425,22 +425,47 @@ func readIdentity(dataDir string) (identity, error) {
 }
 
 // recoverFile is where a recovered data dir records the map change its
-// next start makes (finishRecovery).
-const recoverFile = "RECOVER"
+// next start makes (finishRecovery); once made, the record moves to
+// recoveredFile, which says which keep set the node was recovered with
+// (its hello answers either: checkRecoveryPeers) until a next recovery.
+const (
+	recoverFile   = "RECOVER"
+	recoveredFile = "RECOVERED"
+)
 
-func recoverPath(dataDir string) string { return filepath.Join(dataDir, "cluster", recoverFile) }
+func recoverPath(dataDir string) string   { return filepath.Join(dataDir, "cluster", recoverFile) }
+func recoveredPath(dataDir string) string { return filepath.Join(dataDir, "cluster", recoveredFile) }
 
 // recoveryIntent is recoverFile's content: the "recover" command, and the
 // map version it was planned on (it applies to that version only).
 type recoveryIntent struct {
 	Version    uint64   `json:"version"`
-	Keep       []string `json:"keep"`
+	Keep       []string `json:"keep"` // sorted
 	AcceptLoss bool     `json:"acceptLoss,omitempty"`
+	// Finished: the map change was made (read from recoveredFile).
+	Finished bool `json:"finished,omitempty"`
 }
 
 // readRecoveryIntent is the data dir's pending recovery, or nil.
 func readRecoveryIntent(dataDir string) (*recoveryIntent, error) {
-	b, err := os.ReadFile(recoverPath(dataDir))
+	return readRecoveryFile(recoverPath(dataDir))
+}
+
+// readFinishedRecovery is the data dir's last finished recovery, or nil.
+// An unreadable record is nil: it only answers the peers' hellos.
+func readFinishedRecovery(dataDir string) *recoveryIntent {
+	in, err := readRecoveryFile(recoveredPath(dataDir))
+	if err != nil {
+		return nil
+	}
+	if in != nil {
+		in.Finished = true
+	}
+	return in
+}
+
+func readRecoveryFile(path string) (*recoveryIntent, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -449,8 +474,9 @@ func readRecoveryIntent(dataDir string) (*recoveryIntent, error) {
 	}
 	var in recoveryIntent
 	if err := json.Unmarshal(b, &in); err != nil || len(in.Keep) == 0 {
-		return nil, fmt.Errorf("cluster: %s is not a recovery (%q): restore it, or run tally cluster recover again", recoverPath(dataDir), b)
+		return nil, fmt.Errorf("cluster: %s is not a recovery (%q): restore it, or run tally cluster recover again", path, b)
 	}
+	slices.Sort(in.Keep)
 	return &in, nil
 }
 
@@ -458,16 +484,19 @@ func readRecoveryIntent(dataDir string) (*recoveryIntent, error) {
 // runs: it proposes the "recover" command, on the map version it was
 // planned on, until the map moved past that version (this proposal or
 // another survivor's applied: a second one is refused as planned on an
-// older map), then deletes the recovery's file.
+// older map), then moves the recovery's file to recoveredFile.
 func (c *Cluster) finishRecovery(in *recoveryIntent) {
 	defer c.wg.Done()
 	backoff := 200 * time.Millisecond
 	for {
 		m, changed := c.metaSM.current()
 		if m.Version != in.Version {
-			if err := os.Remove(recoverPath(c.cfg.DataDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				c.logger.Warn("cluster: deleting the finished recovery's file", "err", err)
+			if err := os.Rename(recoverPath(c.cfg.DataDir), recoveredPath(c.cfg.DataDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				c.logger.Warn("cluster: recording the finished recovery", "err", err)
 			}
+			done := *in
+			done.Finished = true
+			c.recovery.Store(&done)
 			c.logger.Info("cluster: recovery finished", "kept", in.Keep, "map_version", m.Version)
 			return
 		}
@@ -487,39 +516,105 @@ func (c *Cluster) finishRecovery(in *recoveryIntent) {
 	}
 }
 
-// checkDroppedGone refuses the start of a recovered node (in: its pending
-// recovery) while a member the recovery drops still answers under its id
-// at its address in the map the recovery was planned on: that node is not
-// lost. Started, the recovered node would form a cluster of its own (its
-// groups' voters are the kept nodes) beside the running one, and its
-// recovery, proposed to the running nodes' metadata group, would remove
-// them. Runs before the metadata replica opens; nodes that do not answer
-// within peerCheckTimeout are lost as planned.
-func (c *Cluster) checkDroppedGone(in *recoveryIntent) error {
+// checkRecoveryPeers refuses the start of a recovered node (in: its
+// pending recovery) while another member of the map the recovery was
+// planned on answers and disagrees with it, before the metadata replica
+// opens (nothing written):
+//
+//   - a member the recovery drops answers under its id: it is not lost.
+//     Started, the recovered node would form a cluster of its own (its
+//     groups' voters are the kept nodes) beside the running one, and its
+//     recovery, proposed to the running nodes' metadata group, would
+//     remove them;
+//   - any member answers with a recovery (pending or finished) of another
+//     keep set: the survivors were recovered with different --keep, and
+//     two of those sets may each hold a quorum of their own (n0 alone, and
+//     n1 with n2): two leaders of one group, each acknowledging writes the
+//     other never sees;
+//   - a kept node answers without a recovery: it was not recovered and
+//     still counts the dropped members as voters.
+//
+// The members are asked in rounds until each answered or peerCheckTimeout
+// passed, so that survivors started together see each other. A member
+// that stays silent is taken as the recovery says (lost, or a kept node
+// down for now): a kept node that starts later makes this check itself
+// and is refused if it disagrees, and a node whose keep set needs a
+// silent kept node for a quorum elects nothing before that node starts.
+func (c *Cluster) checkRecoveryPeers(in *recoveryIntent) error {
 	m := storedMap(c.cfg.DataDir)
 	if m == nil {
 		return nil
 	}
-	var dropped []Member
+	var others []Member
 	for _, mb := range m.Members {
-		if !slices.Contains(in.Keep, mb.ID) {
-			dropped = append(dropped, mb)
+		if mb.ID != c.cfg.NodeID {
+			others = append(others, mb)
 		}
 	}
+	said := make([]peerSaid, len(others))
 	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
 	defer cancel()
-	var answer []string
-	for _, p := range c.askPeers(ctx, dropped) {
-		if p.err == nil && p.hi.Node == p.id {
+	for ctx.Err() == nil {
+		var ask []Member
+		var at []int
+		for i, mb := range others {
+			if said[i].err != nil || said[i].id == "" {
+				ask, at = append(ask, mb), append(at, i)
+			}
+		}
+		if len(ask) == 0 {
+			break
+		}
+		round, stop := context.WithTimeout(ctx, newNodeRound)
+		for j, p := range c.askPeers(round, ask) {
+			said[at[j]] = p
+		}
+		stop()
+		select {
+		case <-ctx.Done():
+		case <-time.After(newNodeEvery):
+		}
+	}
+	var differ, notRecovered, answer []string
+	for _, p := range said {
+		if p.err != nil || p.hi.Node != p.id {
+			continue
+		}
+		kept := slices.Contains(in.Keep, p.id)
+		switch r := p.hi.Recovery; {
+		case r != nil && !slices.Equal(r.Keep, in.Keep):
+			state := "pending"
+			if r.Finished {
+				state = "finished"
+			}
+			differ = append(differ, fmt.Sprintf("%s was recovered with --keep %s (%s)", p.id, strings.Join(r.Keep, ","), state))
+		case r == nil && kept:
+			notRecovered = append(notRecovered, p.id)
+		case !kept:
 			answer = append(answer, fmt.Sprintf("%s at %s (cluster map version %d)", p.id, p.addr, p.hi.MapVersion))
 		}
 	}
-	if len(answer) == 0 {
-		return nil
+	mine := strings.Join(in.Keep, ",")
+	switch {
+	case len(differ) > 0:
+		slices.Sort(differ)
+		return fmt.Errorf("cluster: the survivors were recovered with different --keep sets: this node (%s) with --keep %s, but %s. "+
+			"Started so, two sets of nodes could each count a quorum of their own: two leaders of a group, each acknowledging writes the other never sees. "+
+			"Nothing was written. Choose the surviving nodes, run `tally cluster recover --data-dir <its data dir> --keep <those ids>` with that same --keep on each of them, "+
+			"with every node stopped, then start them (a node left out is replaced: a new --node-id, --cluster-join, add-node)",
+			c.cfg.NodeID, mine, strings.Join(differ, "; "))
+	case len(notRecovered) > 0:
+		slices.Sort(notRecovered)
+		return fmt.Errorf("cluster: this data dir was recovered (tally cluster recover --keep %s), but kept nodes answer without a recovery: %s. "+
+			"Not recovered, they still count the dropped members as voters of their groups, and their logs are not taken as committed as this node's is. "+
+			"Nothing was written. Stop them and run `tally cluster recover --data-dir <its data dir> --keep %s` on each, then start them and this node",
+			mine, strings.Join(notRecovered, ", "), mine)
+	case len(answer) > 0:
+		slices.Sort(answer)
+		return fmt.Errorf("cluster: this data dir was recovered (tally cluster recover --keep %s) as if every other member were lost, but members it drops answer: %s. A node that answers is not lost: "+
+			"started now, this node would form a cluster of its own beside the running one (its groups' voters are the kept nodes only), and its recovery would remove the running nodes from their own map. "+
+			"If those nodes are to be dropped, stop them for good, then start this node again. Otherwise leave the running cluster as it is; this node's groups were rewritten: %s",
+			mine, strings.Join(answer, "; "), replaceSteps(c.cfg.NodeID))
 	}
-	slices.Sort(answer)
-	return fmt.Errorf("cluster: this data dir was recovered (tally cluster recover --keep %s) as if every other member were lost, but members it drops answer: %s. A node that answers is not lost: "+
-		"started now, this node would form a cluster of its own beside the running one (its groups' voters are the kept nodes only), and its recovery would remove the running nodes from their own map. "+
-		"If those nodes are to be dropped, stop them for good, then start this node again. Otherwise leave the running cluster as it is; this node's groups were rewritten: %s",
-		strings.Join(in.Keep, ","), strings.Join(answer, "; "), replaceSteps(c.cfg.NodeID))
+	return nil
 }
