@@ -29,7 +29,9 @@ func recoverCmd(c *ctl) *cobra.Command {
 groups lost their quorum: a 3-node cluster with 3 replicas that lost two nodes cannot
 write, and waiting does not help. Unlike the other subcommands it does not talk to a
 running cluster: stop every surviving node, then run it on each one's data dir with the
-same --keep (the surviving node ids, this one included).
+same --keep (the surviving node ids, this one included). At its start a recovered node
+asks the other members for their recovery and refuses, naming both sets, while one was
+recovered with another --keep or a kept node was not recovered.
 
 It rewrites the Raft configuration of every group the node holds (the metadata group
 and its data groups) to the kept nodes, and records a map change that the node makes at
