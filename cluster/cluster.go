@@ -202,6 +202,8 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster port: %w", err)
 	}
+	c.wg.Add(1)
+	go c.warnKeyRefused()
 	rpcLayer := c.mux.Layer("rpc")
 	c.rpc = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {

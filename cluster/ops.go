@@ -150,7 +150,75 @@ func roleName(s raft.RaftState) string {
 
 // ready is nil when this node can serve: its cluster map is known and
 // every group it holds a replica of has a leader (checked on each call).
+// While every peer it dials refuses its cluster key, the reason says that
+// instead (keyRefused): the wait it would name otherwise never ends.
 func (c *Cluster) ready() error {
+	err := c.readyState()
+	if err != nil {
+		if kerr := c.keyRefused(); kerr != nil {
+			return fmt.Errorf("%w: %w (meanwhile: %s)", node.ErrClusterNotReady, kerr, strings.TrimPrefix(err.Error(), node.ErrClusterNotReady.Error()+": "))
+		}
+	}
+	return err
+}
+
+// keyWindow is how far back keyRefused looks at the handshakes this node
+// dialed.
+const keyWindow = 30 * time.Second
+
+// keyRefused is non-nil while every peer this node dialed in the past
+// keyWindow and reached refused its cluster key (none accepted it): its
+// key is not the cluster's, and it can neither vote nor be heard. It
+// names the peers. A start with another key is not refused: a rolling
+// key change restarts nodes one by one.
+func (c *Cluster) keyRefused() error {
+	addrs := c.mux.KeyRefusedBy(keyWindow)
+	if len(addrs) == 0 {
+		return nil
+	}
+	ids := map[string]string{}
+	for _, p := range c.cfg.Peers {
+		ids[p.ClusterAddr] = p.ID
+	}
+	if m := c.m.Load(); m != nil {
+		for _, mb := range m.Members {
+			ids[mb.ClusterAddr] = mb.ID
+		}
+	}
+	peers := make([]string, len(addrs))
+	for i, a := range addrs {
+		peers[i] = a
+		if id := ids[a]; id != "" {
+			peers[i] = id + " at " + a
+		}
+	}
+	slices.Sort(peers)
+	return fmt.Errorf("its peers refuse its cluster key: %s refused it in the past %v and no peer accepted it: start this node with the key the other nodes run (--cluster-key-file, or TALLY_CLUSTER_KEY); nodes with different keys cannot reach each other",
+		strings.Join(peers, ", "), keyWindow)
+}
+
+// warnKeyRefused logs keyRefused's reason as a WARN line while it holds,
+// at most once per keyWindow, until the node closes.
+func (c *Cluster) warnKeyRefused() {
+	defer c.wg.Done()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-tick.C:
+		}
+		if err := c.keyRefused(); err != nil && time.Since(last) >= keyWindow {
+			last = time.Now()
+			c.logger.Warn("cluster: this node's cluster key is refused; it cannot take part", "node", c.cfg.NodeID, "reason", err.Error())
+		}
+	}
+}
+
+// readyState is ready's reason without the key check.
+func (c *Cluster) readyState() error {
 	if c.m.Load() == nil {
 		return fmt.Errorf("%w: no cluster map yet (waiting for the metadata group)", node.ErrClusterNotReady)
 	}

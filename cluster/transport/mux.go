@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,11 @@ type Mux struct {
 	lastLog    atomic.Int64 // unix nanos of the last refusal logged
 	suppressed atomic.Uint64
 
+	// dials holds, by peer address, the last handshake this node dialed
+	// that reached the key check: passed, or failed on the key.
+	dialsMu sync.Mutex
+	dials   map[string]dialOutcome
+
 	set      *metrics.Set
 	accepted *metrics.Counter
 }
@@ -80,6 +86,20 @@ const (
 	reasonBusy      = "busy"
 	reasonPeerKey   = "peer_bad_key" // outbound: the peer failed to prove the key
 )
+
+// whyBadKey is the reason a node refuses a peer that failed to prove the
+// key; a dialer recognizes its own key refused by it.
+const whyBadKey = "bad cluster key: this node's differs"
+
+// errPeerKey is a dialed peer that did not prove the cluster key.
+var errPeerKey = errors.New("the peer did not prove the cluster key: it is not a node of this cluster")
+
+// dialOutcome is the last handshake dialed to one peer address that
+// reached the key check.
+type dialOutcome struct {
+	keyFailed bool
+	at        time.Time
+}
 
 // Listen opens the cluster port at addr ("host:port"; port 0 picks one) and
 // starts accepting. It refuses a Config without a cluster id or with a key
@@ -124,7 +144,7 @@ func Listen(addr string, cfg Config) (*Mux, error) {
 	}
 	m := &Mux{
 		cfg: cfg, ln: ln, adv: adv, sem: make(chan struct{}, cfg.MaxHandshakes),
-		layers: map[string]*Layer{}, done: make(chan struct{}),
+		layers: map[string]*Layer{}, done: make(chan struct{}), dials: map[string]dialOutcome{},
 		set: cfg.Metrics, accepted: cfg.Metrics.GetOrCreateCounter("tally_cluster_conns_accepted_total"),
 	}
 	m.wg.Add(1)
@@ -292,7 +312,7 @@ func (m *Mux) serve(c net.Conn) *Layer {
 		return nil
 	}
 	if !hmac.Equal(got[:], proof(m.cfg.Key, labelClient, raw, sn[:])) {
-		refuse(reasonKey, "bad cluster key: this node's differs")
+		refuse(reasonKey, whyBadKey)
 		return nil
 	}
 	m.mu.Lock()
@@ -380,11 +400,43 @@ func (m *Mux) dial(group, addr string, timeout time.Duration) (net.Conn, error) 
 	if err != nil {
 		return nil, fmt.Errorf("cluster transport: dial %s for group %s: %w", addr, group, err)
 	}
-	if err := m.clientHandshake(c, group, timeout); err != nil {
+	err = m.clientHandshake(c, group, timeout)
+	var re *RefusedError
+	keyFailed := errors.Is(err, errPeerKey) || errors.As(err, &re) && re.Reason == whyBadKey
+	if err == nil || keyFailed {
+		m.dialsMu.Lock()
+		m.dials[addr] = dialOutcome{keyFailed: keyFailed, at: time.Now()}
+		m.dialsMu.Unlock()
+	}
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("cluster transport: handshake with %s for group %s: %w", addr, group, err)
 	}
 	return c, nil
+}
+
+// KeyRefusedBy returns the peer addresses whose last handshake this node
+// dialed in the past window failed on the cluster key (the peer refused
+// this node's proof, or did not prove its own), sorted, if no handshake
+// it dialed in that window passed the key check; else nil. A peer that
+// could not be reached says nothing either way. Non-empty, the nodes this
+// one dials do not share its key.
+func (m *Mux) KeyRefusedBy(window time.Duration) []string {
+	since := time.Now().Add(-window)
+	m.dialsMu.Lock()
+	defer m.dialsMu.Unlock()
+	var addrs []string
+	for addr, d := range m.dials {
+		if d.at.Before(since) {
+			continue
+		}
+		if !d.keyFailed {
+			return nil
+		}
+		addrs = append(addrs, addr)
+	}
+	slices.Sort(addrs)
+	return addrs
 }
 
 func (m *Mux) clientHandshake(c net.Conn, group string, timeout time.Duration) error {
@@ -422,7 +474,7 @@ func (m *Mux) clientHandshake(c net.Conn, group string, timeout time.Duration) e
 	}
 	if !hmac.Equal(got[:], proof(m.cfg.Key, labelServer, raw, sn[:])) {
 		m.refuse(reasonPeerKey, c.RemoteAddr(), "the peer did not prove the cluster key")
-		return errors.New("the peer did not prove the cluster key: it is not a node of this cluster")
+		return errPeerKey
 	}
 	return c.SetDeadline(time.Time{})
 }
