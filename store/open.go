@@ -131,6 +131,9 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 			// node's (a cluster replica's log is not repaired).
 			err = fmt.Errorf("%w\n%s", err, RepairAdvice(cfg.DataDir))
 		}
+		if me := (*MissingSnapshotError)(nil); errors.As(err, &me) {
+			err = fmt.Errorf("%w\n%s", err, missingSnapshotAdvice(cfg.DataDir, me))
+		}
 		return nil, err
 	}
 	in.rec.Duration = time.Since(t0)
@@ -150,6 +153,19 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 func RepairAdvice(dataDir string) string {
 	return fmt.Sprintf("to start, stop any tally using this data dir and run: tally admin wal repair --data-dir %s "+
 		"(it keeps the records before the corrupt one and moves the rest aside)", dataDir)
+}
+
+// missingSnapshotAdvice is what to do about a single node's log whose
+// covering snapshot is gone (deleted or moved after the log's front was
+// dropped): no option starts from the log alone, whose records need the
+// state before them.
+func missingSnapshotAdvice(dataDir string, e *MissingSnapshotError) string {
+	snaps := filepath.Join(dataDir, "snapshots")
+	return fmt.Sprintf("to start, either put the missing snapshot back into %s: a file %s or later (named by the record it covers, %d or more), "+
+		"if it was moved or is in a backup; or, accepting the loss of the events before record %d (and of the log from there on, "+
+		"which cannot be replayed without them), start over: stop tally, move %s aside, and start with an empty data dir "+
+		"(backfill what you still have with tally import); no option starts from the log alone",
+		snaps, snapshot.Name(e.First-1), e.First-1, e.First, dataDir)
 }
 
 // checkNotClusterDir refuses a data dir that holds a cluster node's state

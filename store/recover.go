@@ -24,6 +24,18 @@ type Recovery struct {
 	Load, Replay time.Duration
 }
 
+// MissingSnapshotError is a log whose front was dropped (a snapshot
+// covered it) while no snapshot that covers it is left: the state cannot
+// be rebuilt from the log alone.
+type MissingSnapshotError struct {
+	First   uint64 // the log's first record
+	Covered uint64 // the last record the state holds (0: none)
+}
+
+func (e *MissingSnapshotError) Error() string {
+	return fmt.Sprintf("the log starts at record %d but the state covers only up to %d: a snapshot is missing", e.First, e.Covered)
+}
+
 // RecoverFrom replays the log after the store's current applied index (0, or
 // what a snapshot restored) into the store. It must run before the node
 // serves ingest. A record that cannot be decoded stops recovery with an
@@ -34,7 +46,7 @@ func (n *Store) RecoverFrom(l Replayer) (Recovery, error) {
 	rec := Recovery{SnapshotIndex: n.AppliedIndex()}
 	from := rec.SnapshotIndex + 1
 	if first := l.FirstIndex(); first > from && l.LastIndex() >= first {
-		return rec, fmt.Errorf("the log starts at record %d but the state covers only up to %d: a snapshot is missing", first, from-1)
+		return rec, &MissingSnapshotError{First: first, Covered: from - 1}
 	}
 	if err := n.buildFresh(l, rec.SnapshotIndex); err != nil {
 		return rec, err
