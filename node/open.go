@@ -2,6 +2,7 @@ package node
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -61,7 +62,31 @@ func Open(cfg Config, repo *features.Repo, opts OpenOptions) (*Instance, error) 
 		st.Abort()
 		return nil, err
 	}
+	n.watchClockBehind(st.Recovery().NewestClock)
 	return &Instance{Node: n, st: st}, nil
+}
+
+// watchClockBehind warns at start when the node's clock is more than a
+// second behind newest, the newest acknowledgement clock the data dir
+// holds (the clock was stepped back between restarts, or the data dir
+// came from a host whose clock was ahead), and registers
+// tally_clock_behind_seconds: by how much it is behind, 0 once it passed
+// newest. Reads judge validity by the node's clock, so what was
+// acknowledged in the time it stepped over reads as not yet valid
+// meanwhile.
+func (n *Node) watchClockBehind(newest int64) {
+	behind := func() int64 {
+		if newest == 0 {
+			return 0
+		}
+		return max(0, newest-n.now())
+	}
+	n.metrics.set.NewGauge("tally_clock_behind_seconds", func() float64 { return float64(behind()) / 1000 })
+	if d := behind(); d > 1000 {
+		n.logger.Warn("the node's clock is behind the newest change this data dir acknowledged: reads use the node's clock, so the events and table rows acknowledged after its time read as not yet valid until the clock passes the newest acknowledgement again (was the clock stepped back, or the data dir moved from a host whose clock was ahead?); check NTP",
+			"node_clock", time.UnixMilli(n.now()).UTC().Format(time.RFC3339Nano), "newest_acknowledged", time.UnixMilli(newest).UTC().Format(time.RFC3339Nano),
+			"behind", (time.Duration(d) * time.Millisecond).String())
+	}
 }
 
 // Recovery says what Open restored.

@@ -267,10 +267,35 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	if err != nil {
 		return err
 	}
+	in.rec.NewestClock = in.newestClock()
 	in.lastSnap = rec.SnapshotIndex // what the log replayed, the next snapshot holds
 	in.log.Info("recovered", "snapshot", rec.Snapshot, "snapshot_index", rec.SnapshotIndex, "log_records_replayed", rec.Replayed,
 		"last_index", in.wal.LastIndex(), "snapshot_load", load.Round(time.Millisecond), "took", rec.Duration.Round(time.Millisecond))
 	return nil
+}
+
+// newestClock is the newest acknowledgement clock of the records replayed
+// and of the log's last clockTail records (a snapshot may cover them all:
+// it does not keep the clock), 0 if none. Clocks are not monotonic in log
+// order (concurrent requests), hence a tail, not the last record; a log
+// that cannot be read here says nothing (recovery read what it needed).
+func (in *Instance) newestClock() int64 {
+	const clockTail = 1024
+	in.Store.seq.mu.Lock()
+	newest := max(in.Store.live, 0)
+	in.Store.seq.mu.Unlock()
+	first, last := in.wal.FirstIndex(), in.wal.LastIndex()
+	if last < first {
+		return newest
+	}
+	from := max(first, last-min(last, clockTail-1))
+	in.wal.Replay(from, func(_ uint64, rec []byte) error {
+		if clock, _, err := RecordClock(rec); err == nil {
+			newest = max(newest, clock)
+		}
+		return nil
+	})
+	return newest
 }
 
 // continueAfter makes the log go on after the snapshot's index s when it

@@ -22,6 +22,11 @@ type Recovery struct {
 	// Load is the time the snapshot took to verify and load (Open), and
 	// Replay the time the log after it took (RecoverFrom's Duration).
 	Load, Replay time.Duration
+	// NewestClock is the newest acknowledgement clock (the node's clock
+	// when it acknowledged a change, epoch ms) of the records replayed and
+	// of the last ones the log keeps, which a snapshot may cover (Open);
+	// 0 when none is recorded.
+	NewestClock int64
 }
 
 // MissingSnapshotError is a log whose front was dropped (a snapshot
