@@ -280,7 +280,7 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 // order (concurrent requests), hence a tail, not the last record; a log
 // that cannot be read here says nothing (recovery read what it needed).
 func (in *Instance) newestClock() int64 {
-	const clockTail = 1024
+	const clockTail = 64 // records of up to thousands of events each: a start reads them all
 	in.Store.seq.mu.Lock()
 	newest := max(in.Store.live, 0)
 	in.Store.seq.mu.Unlock()
