@@ -816,8 +816,13 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 		return c.dropLeftover(ctx, m, mv)
 	}
 	if hasFrom {
-		if err := c.answers(ctx, *to, g); err != nil {
-			return err
+		if !hasTo || mv.To == c.cfg.NodeID {
+			if err := c.answers(ctx, *to, g); err != nil {
+				return err
+			}
+		} else if _, err := c.peerStatus(ctx, *to); err != nil {
+			// The move run again (it stopped after its step 1).
+			return stoppedMoveTargetDown(m, mv, err)
 		}
 		if err := c.checkMove(ctx, m, mv); err != nil {
 			return err
@@ -867,6 +872,18 @@ func (c *Cluster) moveReplica(ctx context.Context, mv Move) error {
 	}
 	c.logger.Info("cluster: replica moved", "group", g, "from", mv.From, "to", mv.To)
 	return nil
+}
+
+// stoppedMoveTargetDown is the refusal of move mv run again (the map
+// lists both mv.From and mv.To, more than R) while mv.To does not answer
+// (peerStatus's err): the move stopped half-way and cannot go on until
+// mv.To answers (answers' "Nothing was changed" would hide the map's R+1).
+// The move back undoes it without mv.To: mv.From is caught up again if it
+// left the group, from the voters, which hold every acknowledged write.
+func stoppedMoveTargetDown(m *Map, mv Move, err error) error {
+	g := mv.Group
+	return &errApply{err: fmt.Errorf("node %s does not answer (%v): the move of group %d from %s to %s stopped half-way (the map lists %s) and cannot go on until it does. Nothing more was changed: start %s again and run this move again; or, if %s stays down, undo the move: tally cluster move-replica --group %d --from %s --to %s",
+		mv.To, err, g, mv.From, mv.To, strings.Join(m.Groups[g].Replicas, ", "), mv.To, mv.To, g, mv.To, mv.From)}
 }
 
 // dropLeftover takes mv.From out of group mv.Group, listing both mv.From
