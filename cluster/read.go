@@ -395,8 +395,18 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET /v1/hello", hello)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Before the node's groups are open only the hello answers (the
-		// others need the map and the groups); peers retry.
+		// others need the map and the groups); peers retry. A change of
+		// the map or the cluster is answered as by a follower: a node
+		// restarting after it led the metadata group is still its leader
+		// to a peer that has not seen the election, and the peer
+		// forwarding an admin change (which does not retry a 503: the
+		// change failed) then follows the leader instead of failing it.
 		if !c.opened.Load() && r.URL.Path != "/v1/hello" {
+			if r.URL.Path == "/v1/admin" || r.URL.Path == "/v1/meta" {
+				w.WriteHeader(http.StatusMisdirectedRequest)
+				json.NewEncoder(w).Encode(map[string]string{"leader": ""})
+				return
+			}
 			http.Error(w, "node starting", http.StatusServiceUnavailable)
 			return
 		}
