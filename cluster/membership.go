@@ -186,7 +186,14 @@ func (c *Cluster) membershipRPCs(mux *http.ServeMux) {
 		if !c.leadsMeta(w) {
 			return
 		}
-		out, err := c.runAdmin(r.Context(), req)
+		// Detached from the forwarding node's connection, as a change sent
+		// to the leader itself runs: that node may die (a kill -9 of the
+		// node a rebalance was sent to) while the change moves replicas,
+		// and a change cancelled mid-move left a group listing a replica
+		// that is not a voter (TestForwardedChangeOutlivesItsForwarder).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), forwardedChangeTimeout)
+		defer cancel()
+		out, err := c.runAdmin(ctx, req)
 		writeRPCResult(w, out, err)
 	})
 	mux.HandleFunc("GET /v1/replica", func(w http.ResponseWriter, r *http.Request) {
@@ -416,6 +423,11 @@ type hello struct {
 	// (checkRecoveryPeers).
 	Recovery *recoveryIntent `json:"recovery,omitempty"`
 }
+
+// forwardedChangeTimeout bounds a change forwarded to the metadata leader
+// once its forwarder is gone (tally cluster's own bound, 10 minutes: a
+// move waits for the new replica to catch up).
+const forwardedChangeTimeout = 10 * time.Minute
 
 // adminRequest is a change forwarded to the metadata leader.
 type adminRequest struct {
