@@ -49,10 +49,6 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	inc, err := ensureIncarnation(dir)
-	if err != nil {
-		return nil, fmt.Errorf("group %s: %w", name, err)
-	}
 	logs, snaps, err := openStores(name, dir, sync, logOut)
 	if err != nil {
 		return nil, errUnreadable(name, dir, self, err)
@@ -60,6 +56,14 @@ func openReplica(name, dir, self string, voters []raft.Server, fsm raft.FSM, tra
 	if err := readable(logs, snaps); err != nil {
 		logs.Close()
 		return nil, errUnreadable(name, dir, self, err)
+	}
+	// After the checks, so that a replica refused as unreadable is left
+	// as it was (TestOpenReplicaNamesACorruptSealedSegment); before Raft
+	// writes or acknowledges anything in it.
+	inc, err := ensureIncarnation(dir)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("group %s: %w", name, err)
 	}
 	r, err := raft.NewRaft(raftConfig(name, self, tm, logOut), fsm, logs, logs, snaps, trans)
 	if err != nil {
