@@ -545,14 +545,23 @@ func TestRebalanceAndMovesSkipANodeDown(t *testing.T) {
 	cs, _ := openTestCluster(t, nil, 4, 4, 1) // group g on n(g)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	if _, err := cs[0].MoveReplica(ctx, Move{Group: 3, From: "n3", To: "n0"}); err != nil {
+	moved, err := cs[0].MoveReplica(ctx, Move{Group: 3, From: "n3", To: "n0"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cs[3].Close(); err != nil { // n3: down, holding nothing
 		t.Fatal(err)
 	}
 	live := cs[:3]
+	// The move's map: a leader elected after n3 closed (if n3 led the
+	// metadata group) may not have applied it yet when first asked.
 	before := metaLeaderMap(t, live)
+	for deadline := time.Now().Add(10 * time.Second); before.Version < moved.Map.Version; before = metaLeaderMap(t, live) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the metadata leader's map is at version %d 10s after the move made %d", before.Version, moved.Map.Version)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	unchanged := func(what string) {
 		t.Helper()
 		if after := metaLeaderMap(t, live); after.Version != before.Version {
