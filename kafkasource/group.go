@@ -287,6 +287,18 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 	if err != nil || ok {
 		return next, err
 	}
+	if len(held) > 0 && c.k.Start == "latest" && key == c.k.Topic {
+		// Held partitions without p: p was added to the topic since its
+		// first start, or another member is mid-way through that first
+		// start (it pins every partition it listed, one group at a time).
+		// Taken for added, p would be read from its log start, history
+		// before the cluster started included (TestKafkaPartitionAddedLatest
+		// counted one partition's 20 records of history so under load):
+		// wait for the other member to pin it first.
+		if next, ok, err := c.awaitFirstStart(ctx, key, p); err != nil || ok {
+			return next, err
+		}
+	}
 	adm := kadm.NewClient(c.admin)
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -334,6 +346,33 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 		}
 	}
 	return o.Offset, nil
+}
+
+// firstStartWait bounds awaitFirstStart: a first start pins a topic's
+// partitions one Raft write each, well within it; a partition really
+// added to the topic waits it out once (members notice one at their
+// metadata refresh, minutes after it was added, anyway).
+var firstStartWait = 5 * time.Second
+
+// awaitFirstStart polls partition p's resume offset until another
+// member's first start of the topic pins it (ok) or firstStartWait passes
+// (not ok: p was added since). A member that died mid-way through a first
+// start leaves p unheld: it is then read from its log start, history
+// included, never skipped.
+func (c *Consumer) awaitFirstStart(ctx context.Context, key string, p int32) (next int64, ok bool, err error) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for deadline := time.Now().Add(firstStartWait); time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		case <-t.C:
+		}
+		if next, ok, _, err = c.router.StreamResume(c.src.Name, key, p); err != nil || ok {
+			return next, ok, err
+		}
+	}
+	return 0, false, nil
 }
 
 // drop forgets partitions revoked from or lost by this member.
