@@ -36,7 +36,8 @@ import (
 // snapshot's layout for the state it holds, except that views it holds
 // alone which the repo groups (every view of a snapshot written before
 // groups) are merged into their group (regroup) when that can be done
-// exactly; views added later form groups of their own. A group whose member changed or left the repo (applied with
+// exactly; views added later form groups of their own. A group whose
+// member changed or left the repo (applied with
 // --accept-schema-change) keeps that member's aggregations, unread, so
 // that the other members keep their state: nothing a served view holds is
 // dropped for another view's change.
@@ -290,8 +291,9 @@ func (n *Store) ViewStats(i int) windows.Stats { return n.views[n.refs[i].group]
 
 // Layout names how the store holds its views: "" when every view is
 // alone (as every build before groups held them, and as a store restored
-// from such a build's snapshot keeps those regroup cannot merge), else each group of more than
-// one view, its members joined by "+", the groups joined by ", ". The
+// from such a build's snapshot keeps those regroup cannot merge), else
+// each group of more than one view, its members joined by "+", the groups
+// joined by ", ". The
 // state of stores that applied the same records is the same only when
 // their layouts are (Checksums hashes each group's state): a cluster's
 // check compares only replicas of one layout.
