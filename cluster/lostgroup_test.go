@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,43 @@ import (
 // replica are there but a replica the map places on the node is gone,
 // naming the group and the way back, and writes nothing for it.
 func TestLostGroupDirIsRefused(t *testing.T) {
+	lostGroupDirRefused(t, "deleted", os.RemoveAll, func(g0 string) string {
+		if _, err := os.Stat(g0); err == nil {
+			return "the refused start created " + g0
+		}
+		return ""
+	})
+}
+
+// TestEmptiedGroupDirIsRefused: as TestLostGroupDirIsRefused, but the
+// operator emptied cluster/g0 (rm -rf cluster/g0/*) instead of deleting
+// it. The directory being there was taken for a replica that was never
+// lost: n1 opened g0 empty, as a voter that forgot its term, its vote and
+// E, and E was lost the same way. A replica directory that holds no Raft
+// term is now taken as missing, and nothing is written into it.
+func TestEmptiedGroupDirIsRefused(t *testing.T) {
+	lostGroupDirRefused(t, "emptied", func(g0 string) error {
+		ents, err := os.ReadDir(g0)
+		for _, e := range ents {
+			if err == nil {
+				err = os.RemoveAll(filepath.Join(g0, e.Name()))
+			}
+		}
+		return err
+	}, func(g0 string) string {
+		if ents, _ := os.ReadDir(g0); len(ents) > 0 {
+			return fmt.Sprintf("the refused start wrote %d entries into %s (%s...)", len(ents), g0, ents[0].Name())
+		}
+		return ""
+	}, "no Raft state")
+}
+
+// lostGroupDirRefused writes E on n0 and n1 only (n2 down), stops every
+// node, loses n1's cluster/g0 (lose: deleted or emptied, what), and starts
+// n1 and n2 with n0 down: n1 must be refused, naming the group, the
+// directory, the replacement and wants, and leave the directory as
+// untouched says ("" when it is); with n0 back, n2 reads E.
+func lostGroupDirRefused(t *testing.T, what string, lose func(g0 string) error, untouched func(g0 string) string, wants ...string) {
 	w := newWipedCluster(t, 3, 1, 3)
 	w.start(0, 1, 2)
 	w.write(0, "before")
@@ -26,7 +64,7 @@ func TestLostGroupDirIsRefused(t *testing.T) {
 	w.stop(0)
 	w.stop(1)
 	g0 := groupDir(w.cfgs[1].DataDir, "g0")
-	if err := os.RemoveAll(g0); err != nil {
+	if err := lose(g0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -43,74 +81,16 @@ func TestLostGroupDirIsRefused(t *testing.T) {
 			t.Fatal(e)
 		}
 		got := w.count(2, "E")
-		t.Fatalf("n1 started with its group 0 directory deleted; E, acknowledged on n0 and n1, reads as count %v on n2 (want 1, or n1 refused)", got)
+		t.Fatalf("n1 started with its group 0 directory %s; E, acknowledged on n0 and n1, reads as count %v on n2 (want 1, or n1 refused)", what, got)
 	}
-	for _, want := range []string{"group g0", g0, "--node-id", "remove-node n1"} {
+	for _, want := range append([]string{"group g0", g0, "--node-id", "remove-node n1"}, wants...) {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("refusal %q does not say %q", err, want)
 		}
 	}
 	t.Log(err)
-	if _, serr := os.Stat(g0); serr == nil {
-		t.Errorf("the refused start created %s", g0)
-	}
-	w.start(0)
-	if e := <-n2; e != nil {
-		t.Fatal(e)
-	}
-	if got := w.count(2, "E"); got != 1 {
-		t.Fatalf("E reads as count %v on n2; want 1", got)
-	}
-}
-
-// TestEmptiedGroupDirIsRefused: as TestLostGroupDirIsRefused, but the
-// operator emptied cluster/g0 (rm -rf cluster/g0/*) instead of deleting
-// it. The directory being there was taken for a replica that was never
-// lost: n1 opened g0 empty, as a voter that forgot its term, its vote and
-// E, and E was lost the same way. A replica directory that holds no Raft
-// term is now taken as missing, and nothing is written into it.
-func TestEmptiedGroupDirIsRefused(t *testing.T) {
-	w := newWipedCluster(t, 3, 1, 3)
-	w.start(0, 1, 2)
-	w.write(0, "before")
-
-	w.stop(2)
-	w.write(0, "E") // on n0 and n1 only
-	w.stop(0)
-	w.stop(1)
-	g0 := groupDir(w.cfgs[1].DataDir, "g0")
-	ents, err := os.ReadDir(g0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(g0, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	n2 := w.startAsync(2)
-	n1 := w.startAsync(1)
-	select {
-	case err = <-n1:
-	case <-time.After(25 * time.Second):
-		t.Fatal("n1 neither started nor was refused in 25s")
-	}
-	if err == nil {
-		if e := <-n2; e != nil {
-			t.Fatal(e)
-		}
-		got := w.count(2, "E")
-		t.Fatalf("n1 started with its group 0 directory emptied; E, acknowledged on n0 and n1, reads as count %v on n2 (want 1, or n1 refused)", got)
-	}
-	for _, want := range []string{"group g0", g0, "no Raft state", "--node-id", "remove-node n1"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Fatalf("refusal %q does not say %q", err, want)
-		}
-	}
-	t.Log(err)
-	if ents, _ := os.ReadDir(g0); len(ents) > 0 {
-		t.Errorf("the refused start wrote %d entries into %s (%s...)", len(ents), g0, ents[0].Name())
+	if msg := untouched(g0); msg != "" {
+		t.Error(msg)
 	}
 	w.start(0)
 	if e := <-n2; e != nil {
