@@ -260,6 +260,10 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	if err == nil {
 		m, err = c.waitMap(deadline)
 	}
+	if err == nil && !isNew {
+		m = c.freshMap(m, deadline)
+		err = c.acceptMap(m)
+	}
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -387,6 +391,17 @@ func metaBootstrapper(cfg Config) bool {
 	return slices.ContainsFunc(metaFirstVoters(cfg), func(m Member) bool { return m.ID == cfg.NodeID })
 }
 
+// acceptMap refuses to serve map m of another cluster, repo or shape.
+func (c *Cluster) acceptMap(m *Map) error {
+	if m.ID != c.cfg.ClusterID {
+		return fmt.Errorf("cluster: the data dir belongs to cluster %q, not %q", m.ID, c.cfg.ClusterID)
+	}
+	if err := c.sameSchema(m); err != nil {
+		return err
+	}
+	return checkShape(c.cfg, m)
+}
+
 // waitMap waits for the cluster map until deadline; the metadata leader
 // proposes the first one, built from Peers, when there is none.
 func (c *Cluster) waitMap(deadline time.Time) (*Map, error) {
@@ -394,13 +409,7 @@ func (c *Cluster) waitMap(deadline time.Time) (*Map, error) {
 	for {
 		m, changed := c.metaSM.current()
 		if m != nil {
-			if m.ID != c.cfg.ClusterID {
-				return nil, fmt.Errorf("cluster: the data dir belongs to cluster %q, not %q", m.ID, c.cfg.ClusterID)
-			}
-			if err := c.sameSchema(m); err != nil {
-				return nil, err
-			}
-			if err := checkShape(c.cfg, m); err != nil {
+			if err := c.acceptMap(m); err != nil {
 				return nil, err
 			}
 			c.hints = make([]atomic.Value, len(m.Groups))

@@ -95,3 +95,54 @@ func (c *Cluster) checkReplicaKept(m *Map, g int, deadline time.Time) error {
 	}
 	return nil
 }
+
+// freshMapWait bounds freshMap's wait for the metadata replica to catch up.
+const freshMapWait = 15 * time.Second
+
+// freshMap returns the map a restarting node's replica checks and opens
+// go by: m (what its metadata replica holds once open) unless a peer
+// answers with a newer version, in which case it waits (up to
+// freshMapWait, within deadline) for the metadata replica to apply it. A
+// restarted replica holds its newest snapshot and applies the entries
+// after it only once a leader tells it they are committed, so m may
+// predate a move of a group away from this node: the moved-away group's
+// directory was deleted, and m, placing the group here still, had it
+// refused as a lost replica (systemtest/TestMoveReplicaMetaLeaderKilled:
+// `group g0: this node's replica ... is missing (the group was created with
+// this node as one of its voters)`) or, before that check, bootstrapped
+// again with its old voters. Peers that do not answer leave m as it is.
+func (c *Cluster) freshMap(m *Map, deadline time.Time) *Map {
+	var peers []Member
+	for _, mb := range m.Members {
+		if mb.ID != c.cfg.NodeID {
+			peers = append(peers, mb)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
+	newest := m.Version
+	for _, p := range c.askPeers(ctx, peers) {
+		if p.err == nil && p.hi.Node == p.id {
+			newest = max(newest, p.hi.MapVersion)
+		}
+	}
+	cancel()
+	if newest == m.Version {
+		return m
+	}
+	until := time.Now().Add(freshMapWait)
+	if deadline.Before(until) {
+		until = deadline
+	}
+	for time.Now().Before(until) {
+		if cur, _ := c.metaSM.current(); cur != nil && cur.Version >= newest {
+			c.m.Store(cur)
+			return cur
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cur, _ := c.metaSM.current()
+	c.logger.Warn("cluster: the metadata replica did not catch up with the peers' map before the replica checks; going by the one it holds",
+		"holds", cur.Version, "peers", newest)
+	c.m.Store(cur)
+	return cur
+}
