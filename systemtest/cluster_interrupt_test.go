@@ -57,6 +57,25 @@ func (c *testCluster) startCtl(i int, args ...string) <-chan string {
 	return done
 }
 
+// waitMoved waits up to 10 s until node i's map lists group g's replicas
+// as 3 with to and without from; else it fails, what first.
+func (c *testCluster) waitMoved(i, g int, from, to, what string) {
+	c.t.Helper()
+	var got []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		gs, _, err := c.groupsOf(i)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if got = gs[g]; len(got) == 3 && slices.Contains(got, to) && !slices.Contains(got, from) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s it lists %v", what, got)
+		}
+	}
+}
+
 // nodeIndex is the index of node id ("n3": 3).
 func nodeIndex(t *testing.T, id string) int {
 	t.Helper()
@@ -158,18 +177,7 @@ func TestMoveReplicaMetaLeaderKilled(t *testing.T) {
 		}
 		// The node the command went to forwarded it to the metadata
 		// leader: its own map may lag a moment.
-		var got []string
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if gs, _, err = c.groupsOf(victim); err != nil {
-				t.Fatal(err)
-			}
-			if got = gs[g]; len(got) == 3 && slices.Contains(got, to) && !slices.Contains(got, from) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: after the move of group %d from %s to %s, run again, it lists %v", round, g, from, to, got)
-			}
-		}
+		c.waitMoved(victim, g, from, to, fmt.Sprintf("round %d: after the move of group %d from %s to %s, run again,", round, g, from, to))
 		l.waitAcked(10, time.Minute)
 	}
 	l.halt()
@@ -243,18 +251,7 @@ func TestMoveReplicaTargetKilledMidCatchUp(t *testing.T) {
 				t.Fatalf("round %d: the move run again: exit %d: %s%s", round, code, out, c.lastErr)
 			}
 		}
-		var got []string
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if gs, _, err = c.groupsOf(victim); err != nil {
-				t.Fatal(err)
-			}
-			if got = gs[g]; len(got) == 3 && slices.Contains(got, to) && !slices.Contains(got, from) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: after the move of group %d from %s to %s it lists %v", round, g, from, to, got)
-			}
-		}
+		c.waitMoved(victim, g, from, to, fmt.Sprintf("round %d: after the move of group %d from %s to %s", round, g, from, to))
 		l.waitAcked(10, time.Minute)
 	}
 	l.halt()
