@@ -165,9 +165,21 @@ func TestMoveReplicaMetaLeaderKilled(t *testing.T) {
 		}
 		l.setNodes(others(4, victim)...)
 		l.waitAcked(10, time.Minute)
-		c.nodes[victim].Restart()
-		l.setNodes(0, 1, 2, 3)
-		out, code := c.tallyCluster(victim, args...)
+		// The killed node may not be ready until the move is finished: a
+		// move's old replica removed from its group's Raft configuration
+		// while the node was down finds no leader of that group, and the
+		// map still lists it until the move's last step. So the command
+		// is run again through another node as soon as it is up.
+		// While the killed node starts, the move (which needs it when it
+		// is the target) is refused saying so: run it again, as an
+		// operator would.
+		c.nodes[victim].Relaunch()
+		out, code := c.tallyCluster(watcher, args...)
+		for deadline := time.Now().Add(time.Minute); code != 0 && time.Now().Before(deadline) &&
+			strings.Contains(out+c.lastErr, "does not answer"); {
+			time.Sleep(time.Second)
+			out, code = c.tallyCluster(watcher, args...)
+		}
 		if code != 0 {
 			msg := out + c.lastErr
 			if !strings.Contains(msg, "tally cluster move-replica --group "+fmt.Sprint(g)) {
@@ -175,8 +187,9 @@ func TestMoveReplicaMetaLeaderKilled(t *testing.T) {
 			}
 			t.Fatalf("round %d: the move run again was refused: %s", round, msg)
 		}
-		// The node the command went to forwarded it to the metadata
-		// leader: its own map may lag a moment.
+		c.nodes[victim].WaitReady()
+		l.setNodes(0, 1, 2, 3)
+		// The killed node's map may lag a moment.
 		c.waitMoved(victim, g, from, to, fmt.Sprintf("round %d: after the move of group %d from %s to %s, run again,", round, g, from, to))
 		l.waitAcked(10, time.Minute)
 	}
