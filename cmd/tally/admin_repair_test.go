@@ -179,14 +179,7 @@ func TestRepairKeepsRecordsAfterTheSnapshotInTheCorruptSegment(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			data, err := os.ReadFile(seg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data[16+8+100] ^= 0xff // record 1's payload
-			if err := os.WriteFile(seg, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			flipByteAt(t, seg, 16+8+100) // record 1's payload
 			out, err := run(t, "admin", "wal", "repair", "--data-dir", r.cfg.DataDir)
 			if err != nil {
 				t.Fatalf("repair: %v %s", err, out)
@@ -232,14 +225,7 @@ func TestRepairKeepsRecordsAfterTheSnapshotPastABrokenCompressedStream(t *testin
 		t.Fatalf("segment 1 is not compressed or does not straddle the snapshot at 100: %+v", s)
 	}
 	seg := filepath.Join(walDir, before.Segments[0].Name)
-	data, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[100] ^= 0xff
-	if err := os.WriteFile(seg, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	flipByteAt(t, seg, 100)
 	out, err := run(t, "admin", "wal", "repair", "--data-dir", r.cfg.DataDir)
 	if err != nil {
 		t.Fatalf("repair: %v %s", err, out)
@@ -343,17 +329,10 @@ func TestCorruptionTheSnapshotHoldsIsNotCutAsATornTail(t *testing.T) {
 				t.Fatal(err)
 			}
 			seg := filepath.Join(dataDir, "wal", "00000000000000000001.wal")
-			data, err := os.ReadFile(seg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data[100] ^= 0xff // inside record 1, which the snapshot holds
-			if err := os.WriteFile(seg, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			flipByteAt(t, seg, 100) // inside record 1, which the snapshot holds
 
 			cfg.Durability.Fsync = policy
-			in, err = node.Open(r.cfg, r.repo, node.OpenOptions{Node: node.Options{RepoFS: features.DefaultFS()}})
+			in, err := node.Open(r.cfg, r.repo, node.OpenOptions{Node: node.Options{RepoFS: features.DefaultFS()}})
 			if err == nil {
 				rec, last := in.Recovery(), in.WAL().LastIndex()
 				in.Close()
@@ -372,5 +351,18 @@ func TestCorruptionTheSnapshotHoldsIsNotCutAsATornTail(t *testing.T) {
 				t.Fatalf("after repair: snapshot %d, %d records replayed, last index %d; want 40, 10, 50", rec.SnapshotIndex, rec.Replayed, last)
 			}
 		})
+	}
+}
+
+// flipByteAt inverts the byte at off of the file at path.
+func flipByteAt(t *testing.T, path string, off int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[off] ^= 0xff
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
