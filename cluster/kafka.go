@@ -1,16 +1,20 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"sort"
 	"strconv"
 	"sync"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/store"
@@ -197,9 +201,8 @@ func (c *Cluster) writeStreamGroup(g int, known *streamKnown, b *store.Batch, of
 // first, so that every group learns it). A group holding none while
 // others hold some is left out of the minimum: it applies whatever range
 // comes first. held lists the partitions of the topic some group holds an
-// offset of (read with the same requests): a partition none holds while
-// others are held was added to the topic after the cluster first consumed
-// it.
+// offset of (read with the same requests): a consumer tells from it a
+// state begun before first starts were recorded (StreamStart).
 func (c *Cluster) StreamResume(source, topic string, partition int32) (next int64, ok bool, held []int32, err error) {
 	m := c.Map()
 	groups := len(m.Groups)
@@ -298,4 +301,99 @@ func (c *Cluster) serveStreamOffset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(readStreamOffsets(dg.fsm.Store(), q.Get("source"), q.Get("topic"), int32(p)))
+}
+
+// A first start (start: latest) resolves "the topic's end" once for the
+// whole cluster: the members each start the partitions the consumer group
+// gives them, and one lists the topic's end offsets for them all. Those
+// are recorded in one metadata entry before any partition is pinned
+// (kafkasource resumeOnce), so that a partition no group holds is told
+// apart without timing: listed in the record, it started at its recorded
+// end (pinned by whichever member gets it, even if the member that listed
+// it died before pinning it); not listed, it was added to the topic after
+// the first start, and starts at its log start. The first record of a
+// topic wins: a member that listed other ends at the same time uses the
+// recorded ones, so every member starts a partition at the same offset.
+//
+// The record lives in the metadata group, not in the data groups with the
+// stream offsets: it must be one entry (all partitions or none), which
+// the data groups, one entry per group, cannot give; the metadata group is
+// one Raft group on every node, whose state survives restarts, snapshots
+// (metaState), leader changes and a recovery (recover.go replays it like
+// the map), and is not reshaped with the data groups. It is keyed by the
+// topic's key in the groups' states (kafkasource's incarnation), so a
+// recreated topic's key never reads the old topic's record. It is never
+// deleted: a few bytes per partition of each topic a cluster ever
+// started.
+
+// streamStart is a topic's first start: the end offset of each of its
+// partitions when the cluster first consumed it (Ends; none in a
+// "stream-start" command that only reads).
+type streamStart struct {
+	Source string          `json:"source"`
+	Topic  string          `json:"topic"`
+	Ends   map[int32]int64 `json:"ends,omitempty"`
+}
+
+type streamStartKey struct{ source, topic string }
+
+// applyStreamStart records s unless its topic has a record (the first
+// wins), and answers the topic's record (nil: none, and s lists nothing).
+// Called under f.mu.
+func (f *metaFSM) applyStreamStart(s *streamStart) any {
+	if s == nil || s.Source == "" || s.Topic == "" {
+		return errors.New("stream-start: no source or topic")
+	}
+	k := streamStartKey{s.Source, s.Topic}
+	ends, ok := f.starts[k]
+	if !ok {
+		if len(s.Ends) == 0 {
+			return (*streamStart)(nil)
+		}
+		if f.starts == nil {
+			f.starts = map[streamStartKey]map[int32]int64{}
+		}
+		ends = maps.Clone(s.Ends)
+		f.starts[k] = ends
+	}
+	return &streamStart{Source: s.Source, Topic: s.Topic, Ends: maps.Clone(ends)}
+}
+
+// streamStarts lists the records, sorted (a snapshot's bytes depend on
+// the state only). Called under f.mu.
+func (f *metaFSM) streamStarts() []streamStart {
+	out := make([]streamStart, 0, len(f.starts))
+	for k, ends := range f.starts {
+		out = append(out, streamStart{Source: k.source, Topic: k.topic, Ends: ends})
+	}
+	slices.SortFunc(out, func(a, b streamStart) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Topic, b.Topic))
+	})
+	return out
+}
+
+// StreamStart reads, through the metadata group's log (so that it sees
+// every record committed before it), the end offsets topic's first start
+// listed (ok false: none recorded). With ends, it records them first
+// unless the topic has a record already, and answers the recorded ones:
+// the caller's only when it was first. Each call is one metadata entry.
+// A metadata leader of an older version refuses the command ("unknown
+// op"): the caller retries until the leader is upgraded.
+func (c *Cluster) StreamStart(source, topic string, ends map[int32]int64) (recorded map[int32]int64, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.WriteTimeout)
+	defer cancel()
+	cmd := metaCommand{Op: "stream-start", Start: &streamStart{Source: source, Topic: topic, Ends: ends}}
+	var res metaResult
+	if c.meta.raft.State() == raft.Leader {
+		res, err = c.applyMeta(cmd)
+	} else {
+		err = c.metaRPC(ctx, "/v1/meta", cmd, &res, true)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("first start of %s/%s in the metadata group: %w", source, topic, err)
+	}
+	if res.Start == nil {
+		return nil, false, nil
+	}
+	return res.Start.Ends, true, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tally-ml/tally/client"
 	"github.com/tally-ml/tally/kafkasource"
 	"github.com/tally-ml/tally/node"
 	"github.com/tally-ml/tally/systemtest/kafkatest"
@@ -111,5 +112,28 @@ func (k *kafkaCluster) waitHeld(want map[int32]int64, within time.Duration) {
 			k.t.Fatalf("the cluster does not hold the partitions' ends %v within %s: %v", want, within, got)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkCounted checks, on every node, each user's count and sum against
+// the records produced that the cluster must count; want says which.
+func (k *kafkaCluster) checkCounted(want string) {
+	k.t.Helper()
+	for i, nd := range k.fronts {
+		for u, n := range k.count {
+			out, aerr := nd.GetFeatures(nil, fmt.Appendf(nil, `{"params":{"feature_service_name":"su","join_key_map":{"user_id":%q}}}`, u))
+			if aerr != nil {
+				k.t.Fatal(aerr)
+			}
+			feats, err := client.DecodeFeatures(out)
+			if err != nil {
+				k.t.Fatal(err)
+			}
+			c, _ := feats.Get("u.amt_count_2h")
+			s, _ := feats.Get("u.amt_sum_2h")
+			if c != float64(n) || s != k.sum[u] {
+				k.t.Errorf("node %d: user %s: count %v sum %v, want %d and %v (%s)", i, u, c, s, n, k.sum[u], want)
+			}
+		}
 	}
 }

@@ -47,9 +47,11 @@ import (
 // ErrRemoved is what Err answers on a node removed from the cluster.
 var ErrRemoved = errors.New("this node was removed from the cluster: stop it (its data is no longer used)")
 
-// metaResult is the answer to a forwarded change of the map.
+// metaResult is the answer to a forwarded change of the map: the map's
+// version after it and, to a "stream-start", the topic's record.
 type metaResult struct {
-	Version uint64 `json:"version"`
+	Version uint64       `json:"version"`
+	Start   *streamStart `json:"start,omitempty"`
 }
 
 // proposeMeta commits cmd in the metadata group (on its leader: forwarded
@@ -58,10 +60,11 @@ type metaResult struct {
 func (c *Cluster) proposeMeta(ctx context.Context, cmd metaCommand) error {
 	var v uint64
 	if c.meta.raft.State() == raft.Leader {
-		var err error
-		if v, err = c.applyMeta(cmd); err != nil {
+		res, err := c.applyMeta(cmd)
+		if err != nil {
 			return err
 		}
+		v = res.Version
 	} else {
 		var res metaResult
 		if err := c.metaRPC(ctx, "/v1/meta", cmd, &res, true); err != nil {
@@ -83,18 +86,23 @@ func (c *Cluster) proposeMeta(ctx context.Context, cmd metaCommand) error {
 }
 
 // applyMeta commits cmd on this node, the metadata leader, and returns
-// the map version after it.
-func (c *Cluster) applyMeta(cmd metaCommand) (uint64, error) {
+// the map version after it (and a "stream-start"'s record).
+func (c *Cluster) applyMeta(cmd metaCommand) (metaResult, error) {
 	b, _ := json.Marshal(cmd)
 	f := c.meta.raft.Apply(b, 10*time.Second)
 	if err := f.Error(); err != nil {
-		return 0, fmt.Errorf("metadata group: %w", err)
+		return metaResult{}, fmt.Errorf("metadata group: %w", err)
 	}
-	if err, _ := f.Response().(error); err != nil {
-		return 0, &errApply{err: err}
+	var res metaResult
+	switch r := f.Response().(type) {
+	case error:
+		return metaResult{}, &errApply{err: r}
+	case *streamStart:
+		res.Start = r
 	}
 	m, _ := c.metaSM.current()
-	return m.Version, nil
+	res.Version = m.Version
+	return res, nil
 }
 
 // metaRPC posts in to path on the metadata group's leader and decodes its
@@ -174,8 +182,8 @@ func (c *Cluster) membershipRPCs(mux *http.ServeMux) {
 		if !c.leadsMeta(w) {
 			return
 		}
-		v, err := c.applyMeta(cmd)
-		writeRPCResult(w, metaResult{Version: v}, err)
+		res, err := c.applyMeta(cmd)
+		writeRPCResult(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/admin", func(w http.ResponseWriter, r *http.Request) {
 		var req adminRequest

@@ -12,11 +12,14 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// metaFSM is the metadata group's state machine: the cluster map.
+// metaFSM is the metadata group's state machine: the cluster map, and
+// the first starts of the Kafka topics the cluster consumes (starts,
+// cluster/kafka.go).
 type metaFSM struct {
 	mu      sync.Mutex
 	m       *Map
-	changed chan struct{} // closed and replaced on every change
+	changed chan struct{} // closed and replaced on every change of m
+	starts  map[streamStartKey]map[int32]int64
 }
 
 func newMetaFSM() *metaFSM { return &metaFSM{changed: make(chan struct{})} }
@@ -42,6 +45,9 @@ type metaCommand struct {
 	// groups none of them holds are recreated empty.
 	Keep       []string `json:"keep,omitempty"`
 	AcceptLoss bool     `json:"acceptLoss,omitempty"`
+	// Start is a "stream-start"'s topic and, to record, its listing
+	// (cluster/kafka.go); it leaves the map as it is.
+	Start *streamStart `json:"start,omitempty"`
 }
 
 // errMapMoved refuses a change planned on an older map.
@@ -84,6 +90,11 @@ func (f *metaFSM) Apply(l *raft.Log) any {
 		return nil
 	case "set-preferred": // transfer.go
 		return f.applyPreferred(l.Data)
+	case "stream-start": // kafka.go
+		if f.m == nil {
+			return fmt.Errorf("metadata entry %d: %s before the first map", l.Index, cmd.Op)
+		}
+		return f.applyStreamStart(cmd.Start)
 	}
 	if f.m == nil {
 		return fmt.Errorf("metadata entry %d: %s before the first map", l.Index, cmd.Op)
@@ -167,12 +178,20 @@ func changeMap(m *Map, cmd metaCommand) (*Map, error) {
 	return nil, fmt.Errorf("unknown op %q", cmd.Op)
 }
 
+// metaState is the metadata snapshot: the map's JSON, with the streams'
+// first starts beside its fields (a node of an older version decodes the
+// map and ignores them).
+type metaState struct {
+	*Map
+	StreamStarts []streamStart `json:"streamStarts,omitempty"`
+}
+
 func (f *metaFSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var b []byte
 	if f.m != nil {
-		b = f.m.Encode()
+		b, _ = json.Marshal(metaState{Map: f.m, StreamStarts: f.streamStarts()})
 	}
 	return metaSnapshot(b), nil
 }
@@ -191,6 +210,16 @@ func (f *metaFSM) Restore(rc io.ReadCloser) error {
 	m, err := DecodeMap(b)
 	if err != nil {
 		return err
+	}
+	var st struct {
+		StreamStarts []streamStart `json:"streamStarts"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("metadata snapshot: %w", err)
+	}
+	f.starts = nil // a snapshot written before the starts were recorded holds none
+	for _, s := range st.StreamStarts {
+		f.applyStreamStart(&s)
 	}
 	f.set(m)
 	return nil

@@ -128,6 +128,11 @@ func (r *memRouter) StreamResume(_, _ string, p int32) (int64, bool, []int32, er
 	return next, ok, held, nil
 }
 
+// StreamStart records nothing: its sources start at earliest, which reads no record.
+func (r *memRouter) StreamStart(string, string, map[int32]int64) (map[int32]int64, bool, error) {
+	return nil, false, nil
+}
+
 func (r *memRouter) counted() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

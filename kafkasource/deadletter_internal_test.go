@@ -40,6 +40,11 @@ func (r *countingRouter) StreamResume(string, string, int32) (int64, bool, []int
 	return 0, false, nil, nil
 }
 
+// StreamStart records nothing: its sources start at earliest, which reads no record.
+func (r *countingRouter) StreamStart(string, string, map[int32]int64) (map[int32]int64, bool, error) {
+	return nil, false, nil
+}
+
 // stoppingConsumer is a consumer of a source with a dead-letter topic whose
 // broker is unreachable, built without starting it.
 func stoppingConsumer(t *testing.T, sink Sink, router Router) *Consumer {

@@ -30,6 +30,11 @@ type Router interface {
 	// minimum over groups of their next offsets (ok false: none holds any);
 	// held lists the partitions of the topic some group holds an offset of.
 	StreamResume(source, topic string, partition int32) (next int64, ok bool, held []int32, err error)
+	// StreamStart reads the end offsets the cluster's first start of the
+	// topic recorded (ok false: none), seeing every record committed
+	// before the call. With ends, it records them unless the topic has a
+	// record (the first wins), and answers the recorded ones.
+	StreamStart(source, topic string, ends map[int32]int64) (recorded map[int32]int64, ok bool, err error)
 }
 
 // Session timings of a cluster node's group member: a node killed without
@@ -267,50 +272,105 @@ func (c *Consumer) resumeAt(ctx context.Context, p int32) (int64, error) {
 
 // resumeOnce is partition p's resume offset: the cluster's, or for a
 // partition no group holds an offset of, a start committed first as an
-// empty range to every group, as a single node's pinStart does. While no
-// group holds any partition of the topic, the cluster consumes it for the
-// first time: every partition listed is committed at the source's start
-// position (the end for latest, the log start for earliest), p first, so
-// that every partition that exists then is held. A partition none holds
-// while others are held was therefore added to the topic after that (the
-// members notice one at their metadata refresh, minutes later): every
-// record in it came after the cluster started consuming the topic, and it
-// starts at its log start, whatever the start position. (A first start
-// that fails between its commits leaves partitions unheld: they are then
-// read from their log start, history included, never skipped.) The
-// partitions are those of the topic's key in the cluster's state
-// (incarnation): a recreated topic's start at their log start, whatever
-// the start position.
+// empty range to every group (a pin), as a single node's pinStart does:
+// the log start, except for a partition that existed when the cluster
+// first consumed the topic with start: latest, which starts at the end
+// listed then (firstStart). The partitions are those of the topic's key
+// in the cluster's state (incarnation): a recreated topic's start at
+// their log start, whatever the start position.
 func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 	key := c.stateTopic()
 	next, ok, held, err := c.router.StreamResume(c.src.Name, key, p)
 	if err != nil || ok {
 		return next, err
 	}
-	if len(held) > 0 && c.k.Start == "latest" && key == c.k.Topic {
-		// Held partitions without p: p was added to the topic since its
-		// first start, or another member is mid-way through that first
-		// start (it pins every partition it listed, one group at a time).
-		// Taken for added, p would be read from its log start, history
-		// before the cluster started included (TestKafkaPartitionAddedLatest
-		// counted one partition's 20 records of history so under load):
-		// wait for the other member to pin it first.
-		if next, ok, err := c.awaitFirstStart(ctx, key, p); err != nil || ok {
+	if c.k.Start == "latest" && key == c.k.Topic {
+		next, ok, err := c.firstStart(ctx, key, p, held)
+		if err != nil || ok {
 			return next, err
 		}
 	}
-	adm := kadm.NewClient(c.admin)
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var listed kadm.ListedOffsets
-	if c.k.Start == "latest" && len(held) == 0 && key == c.k.Topic {
-		listed, err = adm.ListEndOffsets(lctx, c.k.Topic)
-	} else {
-		listed, err = adm.ListStartOffsets(lctx, c.k.Topic)
+	o, err := c.listOffset(ctx, p, false)
+	if err != nil {
+		return 0, err
 	}
-	if err == nil {
-		err = listed.Error()
+	if err := c.pin(key, p, o); err != nil {
+		return 0, err
 	}
+	if c.k.Start == "latest" && key == c.k.Topic {
+		c.logger.Info("kafka partition added to the topic: consuming it from its first record", "partition", p, "offset", o)
+	}
+	return o, nil
+}
+
+// firstStart is, for partition p that no group holds (start: latest), the
+// end offset the cluster's first start of the topic recorded
+// (StreamStart), pinned. The first start lists the topic's end offsets and
+// records them, in one metadata entry, before it pins any partition: so
+// a partition the record lists starts at its recorded end, whoever pins
+// it and however long after (the member that listed it may have died
+// before pinning it), and one it does not list was added to the topic
+// after the first start, every record in it newer (ok false: it starts
+// at its log start). With no record, this member is the first start: it
+// records its listing, and pins at what was recorded (another member's,
+// when both listed at once), then every other partition listed. The
+// record is read after held: a record precedes every pin, so held
+// partitions without a record are of a state begun before records were
+// kept (awaitFirstStart).
+func (c *Consumer) firstStart(ctx context.Context, key string, p int32, held []int32) (next int64, ok bool, err error) {
+	ends, recorded, err := c.router.StreamStart(c.src.Name, key, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	if !recorded && len(held) > 0 {
+		return c.awaitFirstStart(ctx, key, p)
+	}
+	first := !recorded
+	if first {
+		listed, err := c.listOffsets(ctx, true)
+		if err != nil {
+			return 0, false, err
+		}
+		mine := map[int32]int64{}
+		listed.Each(func(o kadm.ListedOffset) { mine[o.Partition] = o.Offset })
+		if ends, recorded, err = c.router.StreamStart(c.src.Name, key, mine); err != nil {
+			return 0, false, err
+		}
+		if !recorded {
+			return 0, false, fmt.Errorf("the first start of topic %s was not recorded", key)
+		}
+	}
+	at, listed := ends[p]
+	if !listed {
+		return 0, false, nil
+	}
+	if err := c.pin(key, p, at); err != nil {
+		return 0, false, err
+	}
+	if first {
+		// Every other partition too, so that a member of an older version
+		// (which reads no record) finds them held. The record makes it
+		// optional: a pin that fails is left to the partition's member.
+		for q, at := range ends {
+			if q == p {
+				continue
+			}
+			_, ok, _, err := c.router.StreamResume(c.src.Name, key, q)
+			if err == nil && !ok {
+				err = c.pin(key, q, at)
+			}
+			if err != nil {
+				c.logger.Warn("kafka partition not pinned at the first start's end; its member pins it", "partition", q, "offset", at, "err", err)
+				break
+			}
+		}
+	}
+	return at, true, nil
+}
+
+// listOffset is partition p's end offset (end) or log start offset.
+func (c *Consumer) listOffset(ctx context.Context, p int32, end bool) (int64, error) {
+	listed, err := c.listOffsets(ctx, end)
 	if err != nil {
 		return 0, err
 	}
@@ -318,47 +378,48 @@ func (c *Consumer) resumeOnce(ctx context.Context, p int32) (int64, error) {
 	if !found {
 		return 0, fmt.Errorf("partition %d of topic %s not listed", p, c.k.Topic)
 	}
-	pin := func(p int32, at int64) error {
-		var b store.Batch
-		b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
-		pos := store.StreamPos{Source: c.src.Name, Topic: key, Partition: p, First: at, Next: at}
-		return c.router.WriteStream(&b, nil, pos, c.node.StreamClock())
-	}
-	if err := pin(p, o.Offset); err != nil {
-		return 0, err
-	}
-	if len(held) > 0 {
-		c.logger.Info("kafka partition added to the topic: consuming it from its first record", "partition", p, "offset", o.Offset)
-		return o.Offset, nil
-	}
-	for q, lo := range listed[c.k.Topic] {
-		if q == p {
-			continue
-		}
-		// Only an unheld one: another member may have started it since
-		// (and a node of an older version answers without held).
-		_, ok, _, err := c.router.StreamResume(c.src.Name, key, q)
-		if err == nil && !ok {
-			err = pin(q, lo.Offset)
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
 	return o.Offset, nil
+}
+
+// listOffsets lists the topic's partitions' end offsets (end) or log
+// start offsets.
+func (c *Consumer) listOffsets(ctx context.Context, end bool) (kadm.ListedOffsets, error) {
+	adm := kadm.NewClient(c.admin)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	list := adm.ListStartOffsets
+	if end {
+		list = adm.ListEndOffsets
+	}
+	listed, err := list(ctx, c.k.Topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	return listed, err
+}
+
+// pin commits the empty range [at, at) of partition p to every group: a
+// group holding none of p starts it at at; one holding some keeps its own.
+func (c *Consumer) pin(key string, p int32, at int64) error {
+	var b store.Batch
+	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
+	pos := store.StreamPos{Source: c.src.Name, Topic: key, Partition: p, First: at, Next: at}
+	return c.router.WriteStream(&b, nil, pos, c.node.StreamClock())
 }
 
 // firstStartWait bounds awaitFirstStart: a first start pins a topic's
 // partitions one Raft write each, well within it; a partition really
-// added to the topic waits it out once (members notice one at their
-// metadata refresh, minutes after it was added, anyway).
+// added to such a state's topic waits it out once.
 var firstStartWait = 5 * time.Second
 
-// awaitFirstStart polls partition p's resume offset until another
-// member's first start of the topic pins it (ok) or firstStartWait passes
-// (not ok: p was added since). A member that died mid-way through a first
-// start leaves p unheld: it is then read from its log start, history
-// included, never skipped.
+// awaitFirstStart is partition p's start in a state whose topic has
+// held partitions and no first-start record: a state begun by a version
+// that kept none. p was added to the topic since, or a member of that
+// version is mid-way through the first start, pinning the partitions it
+// listed one at a time: it polls p's resume offset until that pins it
+// (ok) or firstStartWait passes (not ok: p was added since, and starts at
+// its log start). A member of that version that died mid-way leaves p
+// unheld: p is then read from its log start, history included.
 func (c *Consumer) awaitFirstStart(ctx context.Context, key string, p int32) (next int64, ok bool, err error) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()

@@ -497,6 +497,11 @@ func (r *pinCounter) StreamResume(string, string, int32) (int64, bool, []int32, 
 	return 0, false, nil, nil
 }
 
+// StreamStart records nothing: its sources start at earliest, which reads no record.
+func (r *pinCounter) StreamStart(string, string, map[int32]int64) (map[int32]int64, bool, error) {
+	return nil, false, nil
+}
+
 // TestRoutedDeadLetterTopicMissing: a cluster member whose source's
 // dead_letter_topic the brokers do not know does not join the group (no
 // partition is assigned to it, none started) and logs why, until the

@@ -231,6 +231,11 @@ func (r *keyedRouter) StreamResume(_, key string, p int32) (int64, bool, []int32
 	return next, ok, held, nil
 }
 
+// StreamStart records nothing: its sources start at earliest, which reads no record.
+func (r *keyedRouter) StreamStart(string, string, map[int32]int64) (map[int32]int64, bool, error) {
+	return nil, false, nil
+}
+
 // counts is the events applied per key.
 func (r *keyedRouter) counts() map[string]int {
 	r.mu.Lock()
