@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -78,5 +79,49 @@ func TestStreamStartRecordedOnce(t *testing.T) {
 	}
 	if got := recorded(h, "t", nil); got != nil {
 		t.Errorf("an older snapshot reads a record %v", got)
+	}
+}
+
+// TestStreamStartSurvivesLeaderChangeAndRestart: a first start recorded
+// through one node is read through the others after the metadata leader
+// stops (a new leader answers), and the stopped node, restarted over its
+// data dir, holds it again from its metadata snapshot.
+func TestStreamStartSurvivesLeaderChangeAndRestart(t *testing.T) {
+	cs, _ := openTestCluster(t, nil, 3, 1, 3)
+	want := map[int32]int64{0: 20, 1: 35}
+	if got, ok, err := cs[0].StreamStart("transactions", "t", want); err != nil || !ok || !maps.Equal(got, want) {
+		t.Fatalf("record %v: %v %v %v", want, got, ok, err)
+	}
+	for i, c := range cs {
+		if err := c.meta.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("node %d: metadata snapshot: %v", i, err)
+		}
+	}
+	leader := slices.IndexFunc(cs, func(c *Cluster) bool { return c.meta.raft.State() == raft.Leader })
+	if leader < 0 {
+		t.Fatal("the metadata group has no leader")
+	}
+	cfg, repo := cs[leader].cfg, cs[leader].repo
+	if err := cs[leader].Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cs {
+		if i == leader {
+			continue
+		}
+		if got, ok, err := c.StreamStart("transactions", "t", map[int32]int64{0: 99}); err != nil || !ok || !maps.Equal(got, want) {
+			t.Errorf("node %d, the metadata leader stopped: the record reads %v (%v, %v), want %v", i, got, ok, err, want)
+		}
+	}
+	back, err := Open(cfg, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { back.Close() })
+	back.metaSM.mu.Lock()
+	got := back.metaSM.starts[streamStartKey{"transactions", "t"}]
+	back.metaSM.mu.Unlock()
+	if !maps.Equal(got, want) {
+		t.Errorf("the stopped leader, restarted over its data dir: holds %v, want %v", got, want)
 	}
 }
