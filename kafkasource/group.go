@@ -399,7 +399,9 @@ func (c *Consumer) listOffsets(ctx context.Context, end bool) (kadm.ListedOffset
 }
 
 // pin commits the empty range [at, at) of partition p to every group: a
-// group holding none of p starts it at at; one holding some keeps its own.
+// group holding none of p starts it at at; one at or past at is left as
+// it is (another member took p meanwhile). Only for a partition no group
+// held when read: a group below at would move up to it.
 func (c *Consumer) pin(key string, p int32, at int64) error {
 	var b store.Batch
 	b.Reset(c.dec.Source().Index, len(c.dec.Source().Src.Columns))
