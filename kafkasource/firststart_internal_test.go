@@ -176,16 +176,20 @@ feature_views:
 // member given partition 1 then took it for a partition added to the
 // topic since the first start and read it from its log start: the 20
 // records produced before the cluster started consuming were counted. It
-// now starts at the recorded end.
+// now starts at the recorded end, as when the first start died before
+// pinning any partition.
 func TestResumeAfterAFirstStartDiedMidway(t *testing.T) {
-	r := &recordRouter{held: map[int32]int64{0: 20}, start: map[int32]int64{0: 20, 1: 20}}
-	c := historyTopic(t, "first-start-died", r)
-	next, err := c.resumeOnce(context.Background(), 1)
-	if err != nil || next != 20 {
-		t.Fatalf("partition 1, listed at 20 by a first start that died before pinning it: resumes at %d (%v), want 20 (the records before are history)", next, err)
-	}
-	if at := r.held[1]; at != 20 {
-		t.Errorf("partition 1 pinned at %d, want 20", at)
+	c := historyTopic(t, "first-start-died", nil)
+	for pinned, held := range map[string]map[int32]int64{"partition 0": {0: 20}, "none": {}} {
+		r := &recordRouter{held: held, start: map[int32]int64{0: 20, 1: 20}}
+		c.router = r
+		next, err := c.resumeOnce(context.Background(), 1)
+		if err != nil || next != 20 {
+			t.Fatalf("partition 1, listed at 20 by a first start that died having pinned %s: resumes at %d (%v), want 20 (the records before are history)", pinned, next, err)
+		}
+		if at := r.held[1]; at != 20 {
+			t.Errorf("partition 1 pinned at %d, want 20", at)
+		}
 	}
 }
 
