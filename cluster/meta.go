@@ -90,14 +90,12 @@ func (f *metaFSM) Apply(l *raft.Log) any {
 		return nil
 	case "set-preferred": // transfer.go
 		return f.applyPreferred(l.Data)
-	case "stream-start": // kafka.go
-		if f.m == nil {
-			return fmt.Errorf("metadata entry %d: %s before the first map", l.Index, cmd.Op)
-		}
-		return f.applyStreamStart(cmd.Start)
 	}
 	if f.m == nil {
 		return fmt.Errorf("metadata entry %d: %s before the first map", l.Index, cmd.Op)
+	}
+	if cmd.Op == "stream-start" { // kafka.go; the map stays as it is
+		return f.applyStreamStart(cmd.Start)
 	}
 	if cmd.Version != 0 && cmd.Version != f.m.Version {
 		return errMapMoved
