@@ -96,12 +96,20 @@ var syncDir = func(dir string) error {
 
 type osFile struct{ *os.File }
 
+// Preallocate reserves the blocks with fallocate. Only a file system
+// without fallocate (EOPNOTSUPP, ENOSYS) gets a sparse file instead, which
+// reads as zeros too; any other failure (ENOSPC, EDQUOT, EIO) is returned:
+// a sparse file on a full disk would fail its writes later, where a
+// failure breaks the log, instead of here, where it costs nothing.
 func (f osFile) Preallocate(size int64) error {
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err == nil {
-		return nil
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return f.Truncate(size)
 	}
-	// File systems without fallocate: a sparse file reads as zeros too.
-	return f.Truncate(size)
+	if err != nil {
+		return &fs.PathError{Op: "fallocate", Path: f.Name(), Err: err}
+	}
+	return nil
 }
 
 // Writer adapts a File to io.Writer, writing at successive offsets from 0.
