@@ -140,6 +140,21 @@ func (c *segCache) putLocked(si *segIndex) {
 	}
 }
 
+// drop closes and forgets segment first, if cached: compression is about
+// to remove its plain file, whose space an open descriptor would keep taken
+// (the next Get reads the compressed copy).
+func (c *segCache) drop(first uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, e := range c.ents {
+		if e.first == first {
+			e.close()
+			c.ents = append(c.ents[:i], c.ents[i+1:]...)
+			return
+		}
+	}
+}
+
 func (c *segCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

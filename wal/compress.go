@@ -68,6 +68,7 @@ func (l *Log) compress(s segmentInfo, next uint64) error {
 		}
 	}
 	l.mu.Unlock()
+	l.cache.drop(s.first)
 	return l.fs.Remove(src)
 }
 

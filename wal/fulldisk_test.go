@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tally-ml/tally/internal/smallfs"
 )
@@ -68,5 +70,53 @@ func TestFullDiskRollIsRetriedOnARealFileSystem(t *testing.T) {
 	l = mustOpen(t, dir, Options{SegmentSize: segment})
 	if got := replayAll(t, l); uint64(len(got)) != next+100 || got[len(got)-1] != next+100 {
 		t.Fatalf("reopened: %d records, want 1..%d", len(got), next+100)
+	}
+}
+
+// TestCompressedSegmentsFreeTheirSpace: once a sealed segment is compressed
+// and its plain file removed, the log holds no descriptor of the removed
+// file, so its space is free (df agrees with ls). Before, the Get cache
+// kept the two segments a roll had just sealed open after compression
+// removed them: two segments' worth of disk (128 MiB at the default size)
+// taken and invisible in the data dir, which an operator freeing a full
+// disk could not find.
+func TestCompressedSegmentsFreeTheirSpace(t *testing.T) {
+	const segment = 256 << 10
+	dir := filepath.Join(t.TempDir(), "wal")
+	l := mustOpen(t, dir, Options{SegmentSize: segment, Compress: true, Sync: SyncNever})
+	defer l.Close()
+	next := uint64(1)
+	for range 3 {
+		next = appendUntilRoll(t, l, next)
+	}
+	// Wait for the sealed segments' compression (it runs in the background).
+	for i := 0; ; i++ {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := 0
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".wal") {
+				plain++
+			}
+		}
+		if plain == 1 { // the active segment
+			break
+		}
+		if i == 500 {
+			t.Fatalf("sealed segments not compressed after 5 s: %d plain segments", plain)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd to list open files: %v", err)
+	}
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir) && strings.HasSuffix(target, " (deleted)") {
+			t.Errorf("the log holds a removed file open: %s", target)
+		}
 	}
 }
