@@ -17,10 +17,13 @@ import (
 var ErrDataDirInUse = errors.New("data dir in use")
 
 // DirLock is an exclusive lock on a data dir: an flock(2) on <dir>/LOCK,
-// which holds the holder's pid. The kernel releases it when the process
-// exits, however it exits; a LOCK file left behind locks nothing.
+// which holds the holder's pid, and one on the directory itself, which
+// holds when the LOCK file is deleted under a running holder (taken for a
+// stale one: a second process would lock a new LOCK file and write the same
+// log). The kernel releases both when the process exits, however it exits;
+// a LOCK file left behind locks nothing.
 type DirLock struct {
-	f *os.File
+	f, d *os.File
 }
 
 // LockDataDir takes the data dir's lock, creating dir if needed, or fails
@@ -55,11 +58,40 @@ func LockDataDir(dir string) (*DirLock, error) {
 		}
 		return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
 	}
+	d, err := lockDir(dir)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
 	// The pid is for the message of the next process that tries.
 	f.Truncate(0)
 	f.WriteAt(pid, 0)
-	return &DirLock{f: f}, nil
+	return &DirLock{f: f, d: d}, nil
+}
+
+// lockDir takes the flock on the directory itself. A file system that
+// cannot lock a directory (NFS emulates flock with byte-range locks, which
+// need a file open for writing) leaves the LOCK file's lock alone, as
+// before; it returns nil then.
+func lockDir(dir string) (*os.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	err = unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return d, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		d.Close()
+		return nil, fmt.Errorf("%w: data dir %s is in use by another process (its LOCK file was deleted or replaced while it ran, so its pid is not known: look for a tally serve, demo or admin with this --data-dir); stop it first, and do not delete LOCK: a LOCK file left behind locks nothing", ErrDataDirInUse, dir)
+	case errors.Is(err, unix.EBADF), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EINVAL):
+		d.Close()
+		return nil, nil
+	}
+	d.Close()
+	return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
 }
 
 // Release drops the lock. The LOCK file stays (deleting it would race a
@@ -69,7 +101,10 @@ func (l *DirLock) Release() error {
 		return nil
 	}
 	err := l.f.Close()
-	l.f = nil
+	if l.d != nil {
+		l.d.Close()
+	}
+	l.f, l.d = nil, nil
 	return err
 }
 
