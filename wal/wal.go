@@ -433,7 +433,7 @@ func zeroAfter(fsys FS, path string, off int64) (bool, error) {
 }
 
 // cutPlain makes a plain segment end at off: the bytes after it become
-// zeros again (preallocated up to size), the frame at lastFrame (if >= 0)
+// zeros again (preallocated up to size where the disk has room), the frame at lastFrame (if >= 0)
 // is marked as ending a write, and the file is fsynced.
 func cutPlain(f File, off, lastFrame, size int64) error {
 	if err := f.Truncate(off); err != nil {
@@ -450,8 +450,13 @@ func cutPlain(f File, off, lastFrame, size int64) error {
 		}
 	}
 	if size > off {
+		// A cut must not fail for want of space (it frees some): on a full
+		// disk the file is left to grow as it is written, and a write that
+		// then finds no room fails as any write does.
 		if err := f.Preallocate(size); err != nil {
-			return err
+			if err := f.Truncate(size); err != nil {
+				return err
+			}
 		}
 	}
 	return f.Sync()
