@@ -120,3 +120,26 @@ func TestCompressedSegmentsFreeTheirSpace(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteErrorNamesTheSegment: a write that fails in a segment made from
+// the spare (opened as next.wal.tmp, then renamed) names the segment, not
+// the spare: an operator reading "write .../next.wal.tmp: no space left on
+// device" would look for a temporary file. A record larger than a segment
+// writes past its preallocated bytes, so on a full disk its write fails.
+func TestWriteErrorNamesTheSegment(t *testing.T) {
+	const segment = 64 << 10
+	root := smallfs.Mount(t, 1<<20)
+	dir := filepath.Join(root, "wal")
+	l := mustOpen(t, dir, Options{SegmentSize: segment, Sync: SyncNever})
+	defer l.Close()
+	next := appendUntilRoll(t, l, 1) // the active segment was the spare
+	smallfs.Fill(t, filepath.Join(root, "filler"), 16<<10)
+	_, err := l.Append(make([]byte, 2*segment))
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append of a record larger than a segment on a full disk: %v, want ENOSPC", err)
+	}
+	// The record rolled to a segment of its own, made from the spare.
+	if want := segmentName(next); strings.Contains(err.Error(), spareName) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q: want it to name the segment written, %s, not %s", err, want, spareName)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -753,7 +754,7 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) (_ []byte, done int, _ 
 		}
 		setCommit(buf, lastFrame)
 		if _, err := l.active.WriteAt(buf, start); err != nil {
-			return fmt.Errorf("wal: write %s at %d: %w", segmentName(l.segFirst), start, err)
+			return fmt.Errorf("wal: write %s at %d: %w", segmentName(l.segFirst), start, osCause(err))
 		}
 		l.m.bytes.Add(len(buf))
 		start += int64(len(buf))
@@ -793,7 +794,7 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) (_ []byte, done int, _ 
 	if l.opts.Sync == SyncAlways {
 		t := time.Now()
 		if err := l.active.Sync(); err != nil {
-			return buf, done, fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), err)
+			return buf, done, fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), osCause(err))
 		}
 		l.m.fsync.UpdateDuration(t)
 	}
@@ -814,7 +815,7 @@ func (l *Log) writeGroup(group []*appendReq, buf []byte) (_ []byte, done int, _ 
 func (l *Log) roll(next uint64, end int64, pend []uint32) error {
 	old := l.active
 	if err := old.Sync(); err != nil {
-		return fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), err)
+		return fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), osCause(err))
 	}
 	sealed := l.segs[len(l.segs)-1]
 	l.mu.Lock()
@@ -835,6 +836,17 @@ func (l *Log) roll(next uint64, end int64, pend []uint32) error {
 		l.compressLater(sealed, next)
 	}
 	return nil
+}
+
+// osCause is the OS error inside err without its path: a segment's file
+// was opened as next.wal.tmp and renamed, so the path an os.File error
+// carries names the spare, not the segment (the caller names it).
+func osCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Err says why the log refuses appends now: the failure that broke it
@@ -1285,7 +1297,7 @@ func (l *Log) Sync() error {
 	}
 	start := time.Now()
 	if err := f.Sync(); err != nil {
-		err = fmt.Errorf("wal: fsync: %w", err)
+		err = fmt.Errorf("wal: fsync %s: %w", segmentName(l.segFirst), osCause(err))
 		l.fail(err)
 		return err
 	}
