@@ -38,7 +38,9 @@ type File interface {
 	Sync() error
 	Truncate(size int64) error
 	Stat() (os.FileInfo, error)
-	// Preallocate reserves size bytes (zero-filled) for the file.
+	// Preallocate reserves size bytes (zero-filled) for the file. A disk
+	// without the room is an error (ENOSPC), not a sparse file whose
+	// writes fail later.
 	Preallocate(size int64) error
 }
 
