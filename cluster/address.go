@@ -1,9 +1,7 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
-	"net/url"
 )
 
 // checkSameAddress refuses the restart of a member whose cluster address
@@ -19,8 +17,8 @@ import (
 // but removing and adding it, which is what a replacement under a new id
 // does. An address that still answers as this process (another name of
 // the same host and port) is taken. Costs one hello, only when the
-// addresses differ. Runs before the metadata replica opens: nothing is
-// changed.
+// addresses differ (in the start's round: askAtStart). Runs before the
+// metadata replica opens: nothing is changed.
 func (c *Cluster) checkSameAddress() error {
 	m := storedMap(c.cfg.DataDir)
 	if m == nil {
@@ -30,11 +28,7 @@ func (c *Cluster) checkSameAddress() error {
 	if mb == nil || mb.ClusterAddr == c.cfg.Advertise {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
-	defer cancel()
-	var hi hello
-	err := c.post(ctx, mb.ClusterAddr, "/v1/hello?id="+url.QueryEscape(c.cfg.NodeID), nil, &hi)
-	if err == nil && hi.Node == c.cfg.NodeID && hi.Instance == c.instance {
+	if p := c.startAnswers([]Member{*mb})[0]; p.err == nil && p.hi.Node == c.cfg.NodeID && p.hi.Instance == c.instance {
 		return nil
 	}
 	return fmt.Errorf("cluster: node %s is a member at the cluster address %s (its map, and its groups' Raft configurations, which its peers dial), and this start would be reached at %s (--cluster-advertise, else --cluster-addr). "+

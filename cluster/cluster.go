@@ -106,7 +106,10 @@ type Cluster struct {
 	instance string // random per process: this process in hello answers
 	// recovery is the data dir's pending recovery, else its last finished
 	// one (nil: never recovered), in hello answers (checkRecoveryPeers).
-	recovery   atomic.Pointer[recoveryIntent]
+	recovery atomic.Pointer[recoveryIntent]
+	// round is what the peers answered the start's hellos, by cluster
+	// address (askAtStart), while Open runs its checks; nil after.
+	round      map[string]peerSaid
 	repoDigest string         // RepoDigest(repo), in Status
 	hints      []atomic.Value // per group: the member id last seen leading it
 	rpc        *http.Client
@@ -221,6 +224,9 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.rpcSrv.Serve(rpcLayer) }()
 
+	if recovery != nil || !isNew {
+		c.askAtStart(recovery != nil)
+	}
 	if recovery != nil {
 		err = c.checkRecoveryPeers(recovery)
 	}
@@ -284,6 +290,7 @@ func Open(cfg Config, repo *features.Repo) (*Cluster, error) {
 		}
 	}
 	c.member.Store(m.Member(cfg.NodeID) != nil)
+	c.round = nil
 	c.opened.Store(true)
 	c.wg.Add(4)
 	go c.followMap()

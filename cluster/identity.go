@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,8 +145,8 @@ func checkNotSingleDir(dataDir string) error {
 // checkIdentity, and two processes voting under one id can elect two
 // leaders in a term. The addresses asked are this node's in its metadata
 // configuration (before the metadata replica opens, as checkNotRestored
-// asks: in the map its data dir holds) and in its peers' maps (one hello each, bounded by
-// peerCheckTimeout); an address that does not answer is no other process.
+// asks: in the map its data dir holds) and in its peers' maps (the start's
+// round, startAnswers); an address that does not answer is no other process.
 // Not caught: a second process at the same address on another host.
 func (c *Cluster) checkSingleProcess() error {
 	self := c.cfg.NodeID
@@ -172,15 +171,13 @@ func (c *Cluster) checkSingleProcess() error {
 			ask = append(ask, Member{ID: id, ClusterAddr: addr})
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
-	defer cancel()
 	// another: the answer is another process's under this node's id.
 	another := func(p peerSaid) bool {
 		return p.err == nil && p.hi.Node == self && p.hi.Instance != "" && p.hi.Instance != c.instance
 	}
 	var found string
 	mine := map[string]bool{} // where the peers' maps say this node is
-	for _, p := range c.askPeers(ctx, ask) {
+	for _, p := range c.startAnswers(ask) {
 		switch {
 		case another(p):
 			found = p.addr
@@ -194,7 +191,7 @@ func (c *Cluster) checkSingleProcess() error {
 			ask = append(ask, Member{ClusterAddr: addr})
 		}
 	}
-	for _, p := range c.askPeers(ctx, ask) {
+	for _, p := range c.startAnswers(ask) {
 		if another(p) {
 			found = p.addr
 		}

@@ -101,8 +101,9 @@ const freshMapWait = 15 * time.Second
 
 // freshMap returns the map a restarting node's replica checks and opens
 // go by: m (what its metadata replica holds once open) unless a peer
-// answers with a newer version, in which case it waits (up to
-// freshMapWait, within deadline) for the metadata replica to apply it. A
+// answered the start's round (startAnswers) with a newer version, in
+// which case it waits (up to freshMapWait, within deadline) for the
+// metadata replica to apply it. A
 // restarted replica holds its newest snapshot and applies the entries
 // after it only once a leader tells it they are committed, so m may
 // predate a move of a group away from this node: the moved-away group's
@@ -118,14 +119,12 @@ func (c *Cluster) freshMap(m *Map, deadline time.Time) *Map {
 			peers = append(peers, mb)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
 	newest := m.Version
-	for _, p := range c.askPeers(ctx, peers) {
+	for _, p := range c.startAnswers(peers) {
 		if p.err == nil && p.hi.Node == p.id {
 			newest = max(newest, p.hi.MapVersion)
 		}
 	}
-	cancel()
 	if newest == m.Version {
 		return m
 	}

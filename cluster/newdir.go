@@ -134,9 +134,8 @@ func (c *Cluster) checkNewNode(deadline time.Time) error {
 // what its map says of this node (a hello with ?id=), until ctx is done:
 // one answer per peer, in order, err set for one that did not answer in
 // time. Every start check that asks its peers goes through it:
-// checkNewNode (a round bounded by newNodeRound), checkNotRemoved,
-// checkSingleProcess, checkRecoveryPeers and checkNotRestored (by
-// peerCheckTimeout).
+// checkNewNode (a round bounded by newNodeRound) directly, the restart
+// checks through the start's round (askAtStart, startAnswers).
 func (c *Cluster) askPeers(ctx context.Context, peers []Member) []peerSaid {
 	said := make([]peerSaid, len(peers))
 	var wg sync.WaitGroup
@@ -152,10 +151,91 @@ func (c *Cluster) askPeers(ctx context.Context, peers []Member) []peerSaid {
 	return said
 }
 
-// peerCheckTimeout bounds each restart check that asks the peers
-// (checkNotRemoved, checkSingleProcess, checkRecoveryPeers,
-// checkNotRestored).
+// peerCheckTimeout bounds a round of the restart checks' hellos (the
+// start's round, askAtStart, and any address a check asks beyond it).
 const peerCheckTimeout = 3 * time.Second
+
+// A restarting node's checks that ask its peers (checkRecoveryPeers,
+// checkSameAddress, checkNotRestored, checkNotRemoved, checkSingleProcess,
+// freshMap) each sent a round of hellos of their own: four or five to
+// every peer, and as many waits, up to peerCheckTimeout each, for a peer
+// that does not answer (a host down answers no dial). The start now asks
+// once (askAtStart), before the first check, every address those checks
+// ask first: its --cluster-peers, the members of the map its data dir
+// holds, and its own address in that map when it restarts at another.
+// Each check reads that round's answers (startAnswers); an address the
+// round did not ask (one its metadata configuration names once the
+// replica opens, or one a peer's map gives this node) is asked then, and
+// its answer kept for the checks after. A peer that did not answer is not
+// asked again: every check takes it as silent, as each did when it was
+// silent in the check's own round. The answers are at most the round's
+// age (the start's first seconds) old.
+
+// askAtStart asks the peers the restart checks ask, once, and keeps their
+// answers by address for startAnswers. With a pending recovery, a peer
+// that does not answer is asked again until peerCheckTimeout passed
+// (checkRecoveryPeers: survivors started together see each other).
+func (c *Cluster) askAtStart(recovering bool) {
+	peers := c.knownPeers()
+	if m := storedMap(c.cfg.DataDir); m != nil {
+		if mb := m.Member(c.cfg.NodeID); mb != nil && mb.ClusterAddr != c.cfg.Advertise {
+			peers = append(peers, *mb) // checkSameAddress's
+		}
+	}
+	c.round = map[string]peerSaid{}
+	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
+	defer cancel()
+	for ctx.Err() == nil && len(peers) > 0 {
+		round, stop := context.WithTimeout(ctx, newNodeRound)
+		said := c.askPeers(round, peers)
+		stop()
+		peers = peers[:0]
+		for _, p := range said {
+			c.round[p.addr] = p
+			if p.err != nil {
+				peers = append(peers, Member{ID: p.id, ClusterAddr: p.addr})
+			}
+		}
+		if !recovering {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(newNodeEvery):
+		}
+	}
+}
+
+// startAnswers is what peers answered the start's round (askAtStart),
+// one per peer, in order, each under the id the caller gives it; it asks
+// the addresses the round did not (within peerCheckTimeout) and keeps
+// their answers too. Without a round (none was asked, or Open finished),
+// it asks every peer.
+func (c *Cluster) startAnswers(peers []Member) []peerSaid {
+	var ask []Member
+	for _, p := range peers {
+		if _, ok := c.round[p.ClusterAddr]; !ok {
+			ask = append(ask, p)
+		}
+	}
+	if len(ask) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
+		said := c.askPeers(ctx, ask)
+		cancel()
+		if c.round == nil {
+			return said
+		}
+		for _, p := range said {
+			c.round[p.addr] = p
+		}
+	}
+	said := make([]peerSaid, len(peers))
+	for i, p := range peers {
+		said[i] = c.round[p.ClusterAddr]
+		said[i].id = p.ID
+	}
+	return said
+}
 
 // judgeNew decides a new node's start from one round of its peers'
 // answers: go on (true), refuse (an error), or ask again (false, nil).

@@ -362,6 +362,9 @@ func (c *Cluster) rpcHandler() http.Handler {
 		if id != "" {
 			hi.Progress = c.book.of(id)
 		}
+		if helloHeard != nil {
+			helloHeard(c, id)
+		}
 		if m := c.Map(); m != nil {
 			hi.MapVersion = m.Version
 			hi.Removed = id != "" && m.Member(id) == nil && slices.Contains(m.Removed, id)
@@ -413,6 +416,11 @@ func (c *Cluster) rpcHandler() http.Handler {
 		mux.ServeHTTP(w, r)
 	})
 }
+
+// helloHeard, when a test sets it (before any node opens), is called at
+// each hello a node answers, with the asking node's id ("" when not
+// given): a test counts how often a start asks its peers.
+var helloHeard func(to *Cluster, id string)
 
 // scratch is a ReadOut for reads.
 func (c *Cluster) scratch(reads []node.Read) node.ReadOut {

@@ -535,7 +535,8 @@ func (c *Cluster) finishRecovery(in *recoveryIntent) {
 //     still counts the dropped members as voters.
 //
 // The members are asked in rounds until each answered or peerCheckTimeout
-// passed, so that survivors started together see each other. A member
+// passed, so that survivors started together see each other (the start's
+// round, askAtStart, asks so with a recovery pending). A member
 // that stays silent is taken as the recovery says (lost, or a kept node
 // down for now): a kept node that starts later makes this check itself
 // and is refused if it disagrees, and a node whose keep set needs a
@@ -551,32 +552,8 @@ func (c *Cluster) checkRecoveryPeers(in *recoveryIntent) error {
 			others = append(others, mb)
 		}
 	}
-	said := make([]peerSaid, len(others))
-	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
-	defer cancel()
-	for ctx.Err() == nil {
-		var ask []Member
-		var at []int
-		for i, mb := range others {
-			if said[i].err != nil || said[i].id == "" {
-				ask, at = append(ask, mb), append(at, i)
-			}
-		}
-		if len(ask) == 0 {
-			break
-		}
-		round, stop := context.WithTimeout(ctx, newNodeRound)
-		for j, p := range c.askPeers(round, ask) {
-			said[at[j]] = p
-		}
-		stop()
-		select {
-		case <-ctx.Done():
-		case <-time.After(newNodeEvery):
-		}
-	}
 	var differ, notRecovered, answer []string
-	for _, p := range said {
+	for _, p := range c.startAnswers(others) {
 		if p.err != nil || p.hi.Node != p.id {
 			continue
 		}

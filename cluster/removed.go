@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,7 +47,7 @@ func checkTombstone(cfg Config) error {
 }
 
 // checkNotRemoved asks the nodes this one knows of whether it was
-// removed from the cluster (each within peerCheckTimeout); if one says so
+// removed from the cluster (the start's round: startAnswers); if one says so
 // it writes the tombstone and refuses. Nodes that do not answer are
 // skipped: with none answering, the start goes on (a whole cluster may be
 // restarting).
@@ -68,10 +67,8 @@ func (c *Cluster) checkNotRemoved() error {
 			ask = append(ask, Member{ID: id, ClusterAddr: addr})
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
-	defer cancel()
 	var said string
-	for _, p := range c.askPeers(ctx, ask) {
+	for _, p := range c.startAnswers(ask) {
 		if p.err == nil && p.hi.Removed {
 			said = fmt.Sprintf("node %s's cluster map, version %d, lists it as removed", p.hi.Node, p.hi.MapVersion)
 		}

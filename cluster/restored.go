@@ -52,12 +52,12 @@ import (
 //     and answers it in the hello (GET /v1/hello?id=);
 //   - at start, before any replica opens, a node whose data dir is not new
 //     asks its peers (its --cluster-peers and the members of the map its
-//     data dir holds, within peerCheckTimeout) and refuses to start when a
-//     replica's kept index (its log's last entry, or its newest snapshot's)
-//     is below what a peer remembers for that replica and incarnation,
-//     naming the group, both indexes, the peer, and the way back. Peers that
-//     do not answer do not block the start (a whole cluster may be
-//     restarting).
+//     data dir holds, in the start's round: askAtStart) and refuses to
+//     start when a replica's kept index (its log's last entry, or its
+//     newest snapshot's) is below what a peer remembers for that replica
+//     and incarnation, naming the group, both indexes, the peer, and the
+//     way back. Peers that do not answer do not block the start (a whole
+//     cluster may be restarting).
 //
 // Limits: a backup taken after the last report that reached a peer passes
 // (the window is ProgressEvery plus a report's delivery); so does one
@@ -343,9 +343,7 @@ func (c *Cluster) checkNotRestored() error {
 	if len(reps) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
-	defer cancel()
-	said := c.askPeers(ctx, c.knownPeers())
+	said := c.startAnswers(c.knownPeers())
 	var behind []string
 	for _, r := range reps {
 		var most uint64

@@ -19,14 +19,14 @@ import (
 // wipedCluster is n in-process nodes whose configs are kept, so that a
 // test can stop a node, wipe its data dir and start it again.
 type wipedCluster struct {
-	t      *testing.T
+	t      testing.TB
 	repo   *features.Repo
 	cfgs   []Config
 	cs     []*Cluster
 	fronts map[*Cluster]*node.Node
 }
 
-func newWipedCluster(t *testing.T, n, groups, replicas int) *wipedCluster {
+func newWipedCluster(t testing.TB, n, groups, replicas int) *wipedCluster {
 	repo, err := features.Load(features.DefaultFS())
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func newWipedCluster(t *testing.T, n, groups, replicas int) *wipedCluster {
 	return w
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
