@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,6 +25,11 @@ type replica struct {
 	raft        *raft.Raft
 	logs        *wal.RaftStore
 	trans       *raft.NetworkTransport
+	// logMu keeps close from closing the log while the progress report
+	// syncs it (progressOf, read-locked): a Sync of a closed log fails
+	// and breaks it. closed is set under it, once close begins.
+	logMu  sync.RWMutex
+	closed bool
 }
 
 // raftTiming is the Raft timing of every group (see DESIGN.md).
@@ -195,8 +201,12 @@ func UnreadableReplica(dataDir, group string, err error) error {
 	return errUnreadable(group, groupDir(dataDir, group), self, err)
 }
 
-// close stops the replica's Raft and closes its log.
+// close stops the replica's Raft and closes its log, after a progress
+// report's Sync of it under way.
 func (r *replica) close() error {
+	r.logMu.Lock()
+	r.closed = true
+	r.logMu.Unlock()
 	err := r.raft.Shutdown().Error()
 	r.trans.Close()
 	return errors.Join(err, r.logs.Close())

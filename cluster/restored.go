@@ -281,12 +281,12 @@ func (c *Cluster) sendProgress() {
 	wg.Wait()
 }
 
-// progress is this node's report: a mark per replica. It holds
-// reconcileMu, so that no replica closes meanwhile (a closed log's Sync
-// would fail, and break it).
+// progress is this node's report: a mark per replica it holds. It takes
+// no lock of the node's (reconcile runs meanwhile, and Close): each
+// replica's Sync holds only that replica's logMu, so that the replica
+// does not close under it, and a replica closed meanwhile is left out, as
+// one closed before the report.
 func (c *Cluster) progress() progressReport {
-	c.reconcileMu.Lock()
-	defer c.reconcileMu.Unlock()
 	rep := progressReport{Node: c.cfg.NodeID}
 	select {
 	case <-c.closing:
@@ -306,13 +306,22 @@ func (c *Cluster) progress() progressReport {
 }
 
 // progressOf is replica r's mark: the last entry it applied, which is
-// durable here (see above); false when there is none to report.
+// durable here (see above); false when there is none to report, or r is
+// closed.
 func (c *Cluster) progressOf(r *replica) (progressMark, bool) {
+	r.logMu.RLock()
+	defer r.logMu.RUnlock()
+	if r.closed {
+		return progressMark{}, false
+	}
 	ix := r.raft.AppliedIndex()
 	if ix == 0 || r.incarnation == "" {
 		return progressMark{}, false
 	}
 	if c.cfg.Sync != wal.SyncAlways {
+		if beforeProgressSync != nil {
+			beforeProgressSync()
+		}
 		// Entries up to ix were appended before this Sync: durable after it.
 		if err := r.logs.Log().Sync(); err != nil {
 			return progressMark{}, false
@@ -320,6 +329,11 @@ func (c *Cluster) progressOf(r *replica) (progressMark, bool) {
 	}
 	return progressMark{Group: r.name, Incarnation: r.incarnation, Index: ix}, true
 }
+
+// beforeProgressSync, when a test sets it (before any node opens), is
+// called by progressOf before it syncs a replica's log: a test parks the
+// report there.
+var beforeProgressSync func()
 
 // checkNotRestored refuses the start of a data dir one of whose replicas
 // holds less than a peer remembers it reported (see above). It runs before
