@@ -120,6 +120,9 @@ type Cluster struct {
 	obs        observer      // ops.go
 	streams    sync.Map      // kafka.go: a stream partition's known offsets per group
 	book       *progressBook // restored.go: what the peers reported of their replicas
+	// outNotes is outOfGroup's last answer per group (ops.go), under outMu.
+	outMu    sync.Mutex
+	outNotes map[int]outOfGroupNote
 }
 
 type dataGroup struct {

@@ -229,11 +229,93 @@ func (c *Cluster) readyState() error {
 			lost = append(lost, g)
 		}
 	}
-	if len(lost) > 0 {
-		slices.Sort(lost)
-		return fmt.Errorf("%w: no leader known for group(s) %v of the %d this node holds: waiting for an election (a quorum of each group's replicas must be up)", node.ErrClusterNotReady, lost, len(groups))
+	if len(lost) == 0 {
+		return nil
 	}
-	return nil
+	slices.Sort(lost)
+	var out []string
+	lost = slices.DeleteFunc(lost, func(g int) bool {
+		why := c.outOfGroup(g)
+		if why != "" {
+			out = append(out, why)
+		}
+		return why != ""
+	})
+	if len(lost) > 0 {
+		out = append(out, fmt.Sprintf("no leader known for group(s) %v of the %d this node holds: waiting for an election (a quorum of each group's replicas must be up)", lost, len(groups)))
+	}
+	return fmt.Errorf("%w: %s", node.ErrClusterNotReady, strings.Join(out, "; "))
+}
+
+// A replica that the map places here but its group's Raft configuration
+// does not count (a move's old replica, taken out of the group while this
+// node was down, with the move stopped before the map dropped it) never
+// hears from a leader: its node's readiness said only "no leader known",
+// as if waiting for an election, though nothing but the move run again
+// ends the wait. outOfGroup asks the group's leader for its voters, only
+// for a group this node holds without a leader while the map lists more
+// than R replicas of it (a move stopped half-way), at most once per
+// outOfGroupEvery and map version, bounded by outOfGroupWait (the
+// readiness answer waits for it).
+const (
+	outOfGroupEvery = 5 * time.Second
+	outOfGroupWait  = 750 * time.Millisecond
+)
+
+// outOfGroupNote is outOfGroup's last answer for a group.
+type outOfGroupNote struct {
+	version uint64 // the map's
+	at      time.Time
+	why     string
+}
+
+// outOfGroup is why this node's replica of group g hears from no leader
+// when a move stopped half-way left it out of the group's Raft
+// configuration, naming the move that ends it; "" when the configuration
+// counts it, no move is stopped, or that is not known.
+func (c *Cluster) outOfGroup(g int) string {
+	m := c.Map()
+	if m == nil || g >= len(m.Groups) || len(m.Groups[g].Replicas) <= m.Replicas || !slices.Contains(m.Groups[g].Replicas, c.cfg.NodeID) {
+		return ""
+	}
+	c.outMu.Lock()
+	n, ok := c.outNotes[g]
+	c.outMu.Unlock()
+	if ok && n.version == m.Version && time.Since(n.at) < outOfGroupEvery {
+		return n.why
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), outOfGroupWait)
+	voters, err := c.groupVoters(ctx, g)
+	cancel()
+	n = outOfGroupNote{version: m.Version, at: time.Now()}
+	if err == nil && !slices.Contains(voters, c.cfg.NodeID) {
+		n.why = leftOutOfGroup(m, g, c.cfg.NodeID, voters)
+	}
+	c.outMu.Lock()
+	if c.outNotes == nil {
+		c.outNotes = map[int]outOfGroupNote{}
+	}
+	c.outNotes[g] = n
+	c.outMu.Unlock()
+	return n.why
+}
+
+// leftOutOfGroup says why node self's replica of group g, listed in map m
+// (more than R replicas) but not among the group's voters, hears from no
+// leader, and the move that ends it.
+func leftOutOfGroup(m *Map, g int, self string, voters []string) string {
+	reps := m.Groups[g].Replicas
+	move := fmt.Sprintf("tally cluster move-replica --group %d", g)
+	head := fmt.Sprintf("group %d: this node's replica is listed in the map (%s) but is not in the group's Raft configuration (its voters: %s), so it hears from no leader",
+		g, strings.Join(reps, ", "), strings.Join(voters, ", "))
+	// Step 1 of a move listed its new replica last (see membership.go):
+	// this one, listed elsewhere, is the move's old replica.
+	if last := reps[len(reps)-1]; last != self && slices.Contains(voters, last) {
+		return fmt.Sprintf("%s: the move of the group from this node to %s stopped after it took this replica out of the group, and before the map dropped it. Run that move again to finish it: `%s --from %s --to %s` (this node's replica is then closed and deleted)",
+			head, last, move, self, last)
+	}
+	return fmt.Sprintf("%s: a move of the group (the map lists %d replicas, more than the cluster's %d) stopped half-way. Finish or undo it: `%s --from %s --to %s` takes this replica out of the group (the voters hold every acknowledged write); `%s --from <one of %s> --to %s` makes this replica a voter in that node's place",
+		head, len(reps), m.Replicas, move, self, nearestVoter(reps, self, voters), move, strings.Join(voters, ", "), self)
 }
 
 // Overview is the whole cluster as one node sees it: the map and every

@@ -48,3 +48,52 @@ func TestMoveResumedWithItsTargetDownNamesTheUndo(t *testing.T) {
 		t.Fatalf("after the undo the map lists %v and the group's voters are %v, want n0, n1, n2 twice", got, v)
 	}
 }
+
+// TestMovesOldReplicaNamesTheMoveInItsReadiness: a move of group 0 from
+// n1 to n3 took n1's replica out of the group's Raft configuration (its
+// step 4) while n1 was down, and stopped before the map dropped n1. n1,
+// restarted, hears from no leader of the group until the move is run
+// again, and its readiness said only "no leader known for group(s) [0]
+// of the 1 this node holds: waiting for an election". It now names the
+// cause and the move that finishes it; that move makes n1 ready.
+func TestMovesOldReplicaNamesTheMoveInItsReadiness(t *testing.T) {
+	w := newWipedCluster(t, 4, 1, 3)
+	w.start(0, 1, 2, 3)
+	if rs := w.cs[0].Map().Groups[0].Replicas; !slices.Contains(rs, "n1") || slices.Contains(rs, "n3") {
+		t.Fatalf("g0's replicas are %v; the test moves n1's to n3", rs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	listStopped(t, ctx, w.cs[0], 0, "n3")
+	if err := w.cs[0].catchUpVoter(ctx, 0, *w.cs[0].Map().Member("n3")); err != nil {
+		t.Fatal(err)
+	}
+	w.stop(1)
+	if _, err := w.cs[0].changeVoters(ctx, 0, voterChange{Op: "remove", ID: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	w.start(1)
+	want := "`tally cluster move-replica --group 0 --from n1 --to n3`"
+	var last error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		last = w.cs[1].Err()
+		if last != nil && strings.Contains(last.Error(), want) && strings.Contains(last.Error(), "not in the group's Raft configuration") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1's readiness after 20s: %v; want it to say its replica is not in the group's Raft configuration and name %s", last, want)
+		}
+	}
+	t.Logf("n1's readiness: %v", last)
+	if _, err := w.cs[2].MoveReplica(ctx, Move{Group: 0, From: "n1", To: "n3"}); err != nil {
+		t.Fatalf("the move the readiness names: %v", err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if last = w.cs[1].Err(); last == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 not ready 20s after the move finished: %v", last)
+		}
+	}
+}
