@@ -171,32 +171,41 @@ const peerCheckTimeout = 3 * time.Second
 // silent in the check's own round. The answers are at most the round's
 // age (the start's first seconds) old.
 
-// askAtStart asks the peers the restart checks ask, once, and keeps their
-// answers by address for startAnswers. With a pending recovery, a peer
-// that does not answer is asked again until peerCheckTimeout passed
-// (checkRecoveryPeers: survivors started together see each other).
+// askAtStart asks the peers the restart checks ask, once, within
+// peerCheckTimeout, and keeps their answers by address for startAnswers.
+// With a pending recovery, the round is checkRecoveryPeers': a member of
+// the stored map that does not answer within newNodeRound is asked again
+// until peerCheckTimeout passed (survivors started together see each
+// other).
 func (c *Cluster) askAtStart(recovering bool) {
 	peers := c.knownPeers()
+	again := map[string]bool{} // the addresses asked again while silent
 	if m := storedMap(c.cfg.DataDir); m != nil {
 		if mb := m.Member(c.cfg.NodeID); mb != nil && mb.ClusterAddr != c.cfg.Advertise {
 			peers = append(peers, *mb) // checkSameAddress's
+		}
+		for _, mb := range m.Members {
+			again[mb.ClusterAddr] = recovering && mb.ID != c.cfg.NodeID
 		}
 	}
 	c.round = map[string]peerSaid{}
 	ctx, cancel := context.WithTimeout(context.Background(), peerCheckTimeout)
 	defer cancel()
 	for ctx.Err() == nil && len(peers) > 0 {
-		round, stop := context.WithTimeout(ctx, newNodeRound)
+		round, stop := ctx, context.CancelFunc(func() {})
+		if recovering {
+			round, stop = context.WithTimeout(ctx, newNodeRound)
+		}
 		said := c.askPeers(round, peers)
 		stop()
 		peers = peers[:0]
 		for _, p := range said {
 			c.round[p.addr] = p
-			if p.err != nil {
+			if p.err != nil && again[p.addr] {
 				peers = append(peers, Member{ID: p.id, ClusterAddr: p.addr})
 			}
 		}
-		if !recovering {
+		if len(peers) == 0 {
 			break
 		}
 		select {
