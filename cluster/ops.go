@@ -309,9 +309,11 @@ func leftOutOfGroup(m *Map, g int, self string, voters []string) string {
 	head := fmt.Sprintf("group %d: this node's replica is listed in the map (%s) but is not in the group's Raft configuration (its voters: %s), so it hears from no leader",
 		g, strings.Join(reps, ", "), strings.Join(voters, ", "))
 	// Step 1 of a move listed its new replica last (see membership.go):
-	// this one, listed elsewhere, is the move's old replica.
+	// this one, listed elsewhere, is the move's old replica. (Were the
+	// replicas reordered since, the move to the voter listed last takes
+	// this replica out all the same.)
 	if last := reps[len(reps)-1]; last != self && slices.Contains(voters, last) {
-		return fmt.Sprintf("%s: the move of the group from this node to %s stopped after it took this replica out of the group, and before the map dropped it. Run that move again to finish it: `%s --from %s --to %s` (this node's replica is then closed and deleted)",
+		return fmt.Sprintf("%s: a move of the group from this node (to %s, listed last) stopped after it took this replica out of the group, and before the map dropped it. Run the move again to finish it: `%s --from %s --to %s` (this node's replica is then closed and deleted)",
 			head, last, move, self, last)
 	}
 	return fmt.Sprintf("%s: a move of the group (the map lists %d replicas, more than the cluster's %d) stopped half-way. Finish or undo it: `%s --from %s --to %s` takes this replica out of the group (the voters hold every acknowledged write); `%s --from <one of %s> --to %s` makes this replica a voter in that node's place",

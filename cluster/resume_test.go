@@ -97,3 +97,27 @@ func TestMovesOldReplicaNamesTheMoveInItsReadiness(t *testing.T) {
 		}
 	}
 }
+
+// TestLeftOutOfGroupNamesTheMove: the readiness reason of a replica a
+// stopped move left out of its group's Raft configuration names the move
+// that finishes it: from this node to the voter the move listed last;
+// listed last itself (a move to it, or its undo, stopped half-way), the
+// move that takes it out and the one that makes it a voter.
+func TestLeftOutOfGroupNamesTheMove(t *testing.T) {
+	m := &Map{Replicas: 3, Groups: []GroupInfo{{ID: 0, Replicas: []string{"n0", "n1", "n2", "n3"}}}}
+	for _, tc := range []struct {
+		self   string
+		voters []string
+		want   []string
+	}{
+		{"n1", []string{"n0", "n2", "n3"}, []string{"`tally cluster move-replica --group 0 --from n1 --to n3`", "its voters: n0, n2, n3"}},
+		{"n3", []string{"n0", "n1", "n2"}, []string{"`tally cluster move-replica --group 0 --from n3 --to n2`", "`tally cluster move-replica --group 0 --from <one of n0, n1, n2> --to n3`"}},
+	} {
+		got := leftOutOfGroup(m, 0, tc.self, tc.voters)
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s left out of voters %v: %q; want it to contain %q", tc.self, tc.voters, got, w)
+			}
+		}
+	}
+}
