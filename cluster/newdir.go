@@ -168,8 +168,10 @@ const peerCheckTimeout = 3 * time.Second
 // replica opens, or one a peer's map gives this node) is asked then, and
 // its answer kept for the checks after. A peer that did not answer is not
 // asked again: every check takes it as silent, as each did when it was
-// silent in the check's own round. The answers are at most the round's
-// age (the start's first seconds) old.
+// silent in the check's own round. A peer that answered without a map
+// (starting too: a whole cluster restarting) is asked again by each check
+// that runs once the metadata replica is open, as those checks asked then
+// and may find its map by that time.
 
 // askAtStart asks the peers the restart checks ask, once, within
 // peerCheckTimeout, and keeps their answers by address for startAnswers.
@@ -217,13 +219,15 @@ func (c *Cluster) askAtStart(recovering bool) {
 
 // startAnswers is what peers answered the start's round (askAtStart),
 // one per peer, in order, each under the id the caller gives it; it asks
-// the addresses the round did not (within peerCheckTimeout) and keeps
-// their answers too. Without a round (none was asked, or Open finished),
-// it asks every peer.
+// the addresses the round did not (within peerCheckTimeout) and, once the
+// metadata replica is open, those that answered without a map, and keeps
+// their answers. Without a round (none was asked, or Open finished), it
+// asks every peer.
 func (c *Cluster) startAnswers(peers []Member) []peerSaid {
 	var ask []Member
 	for _, p := range peers {
-		if _, ok := c.round[p.ClusterAddr]; !ok {
+		a, ok := c.round[p.ClusterAddr]
+		if !ok || c.meta != nil && a.err == nil && a.hi.MapVersion == 0 {
 			ask = append(ask, p)
 		}
 	}
