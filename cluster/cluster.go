@@ -600,6 +600,19 @@ func (c *Cluster) closeReplicas() error {
 	defer c.reconcileMu.Unlock()
 	c.handOver()
 	var errs []error
+	// The replicas stop applying first, then their progress is reported
+	// once more (finalProgress), then they close.
+	reps := []*replica{}
+	for _, dg := range c.localGroups() {
+		reps = append(reps, dg.rep)
+	}
+	if c.meta != nil {
+		reps = append(reps, c.meta)
+	}
+	for _, r := range reps {
+		errs = append(errs, r.raft.Shutdown().Error())
+	}
+	c.finalProgress(reps)
 	if c.rpcSrv != nil {
 		c.rpcSrv.Close()
 	}

@@ -46,7 +46,9 @@ import (
 //     report), or in a snapshot, which is fsync'd before its log is
 //     compacted. So the replica never goes below it again, through a
 //     restart, a crash (kill -9 mid-write) or `tally cluster recover`
-//     (which only adds to the log);
+//     (which only adds to the log). A node that stops (Close) reports once
+//     more after its replicas stopped applying (finalProgress), so their
+//     last applied entries are known to the peers that answer;
 //   - each peer keeps the highest index reported per (node, group,
 //     incarnation) in its data dir (progressFile, rewritten atomically),
 //     and answers it in the hello (GET /v1/hello?id=);
@@ -60,7 +62,8 @@ import (
 //     cluster may be restarting).
 //
 // Limits: a backup taken after the last report that reached a peer passes
-// (the window is ProgressEvery plus a report's delivery); so does one
+// (after a planned stop, none can be; after a crash, the window is
+// ProgressEvery plus a report's delivery); so does one
 // restored while none of the peers that heard the reports answers, and one
 // of a replica directory without an incarnation (written before this check
 // existed). A peer whose own data dir was restored remembers less, which
@@ -258,12 +261,33 @@ func (c *Cluster) reportProgress() {
 // sendProgress sends one report to every other member of the map; a member
 // that does not answer hears the next one.
 func (c *Cluster) sendProgress() {
-	rep := c.progress()
+	c.sendReport(c.progress(), min(c.cfg.ProgressEvery, 2*time.Second))
+}
+
+// finalProgress reports, as the node stops, the progress of replicas reps,
+// which no longer apply (their Raft is shut down; their logs are still
+// open): the last entries they applied, so that a backup taken since the
+// last periodic report and restored after a planned stop is caught like
+// an older one. Bounded by a second: a peer that does not answer keeps
+// what it heard before.
+func (c *Cluster) finalProgress(reps []*replica) {
+	rep := progressReport{Node: c.cfg.NodeID}
+	for _, r := range reps {
+		if mk, ok := c.progressOf(r); ok {
+			rep.Marks = append(rep.Marks, mk)
+		}
+	}
+	c.sendReport(rep, time.Second)
+}
+
+// sendReport sends rep to every other member of the map, waiting up to
+// timeout for their answers.
+func (c *Cluster) sendReport(rep progressReport, timeout time.Duration) {
 	if len(rep.Marks) == 0 {
 		return
 	}
 	body, _ := json.Marshal(rep)
-	ctx, cancel := context.WithTimeout(context.Background(), min(c.cfg.ProgressEvery, 2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, mb := range c.Map().Members {

@@ -254,3 +254,58 @@ func TestReplicaMovedAwayAndBackIsNotRefused(t *testing.T) {
 		t.Fatalf("c reads as count %v on n1; want 1", got)
 	}
 }
+
+// TestStopReportsItsFinalProgress: a node that stops reports its
+// replicas' progress once more, after its replicas stopped applying, so a
+// backup taken since its last periodic report and restored after a
+// planned stop is refused too. With reports an hour apart, only the stop's
+// report tells the peers: before, the restored n1 started (its g0 held
+// entries up to the backup's index, fewer than it applied and
+// acknowledged before it stopped).
+func TestStopReportsItsFinalProgress(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 3)
+	for i := range w.cfgs {
+		w.cfgs[i].ProgressEvery = time.Hour
+	}
+	w.start(0, 1, 2)
+	w.write(0, "before")
+	w.stop(1)
+	backup := t.TempDir()
+	if err := os.CopyFS(backup, os.DirFS(w.cfgs[1].DataDir)); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := keptIndex(groupDir(backup, "g0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.start(1)
+	for i := range 5 {
+		w.write(0, fmt.Sprintf("after%d", i))
+	}
+	// n1 applies what the group committed before it stops: wait for it.
+	for deadline := time.Now().Add(10 * time.Second); w.cs[1].group(0).rep.raft.AppliedIndex() < w.cs[0].group(0).rep.raft.AppliedIndex(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("n1 did not apply g0's writes in 10s")
+		}
+	}
+	inc := w.cs[1].group(0).rep.incarnation
+	w.stop(1)
+	most := max(remembered(w.cs[0], "n1", "g0", inc), remembered(w.cs[2], "n1", "g0", inc))
+	if most <= kept {
+		t.Fatalf("after n1's stop, its peers remember its g0 at index %d, not past the backup's %d: the stop reported nothing", most, kept)
+	}
+	if err := os.RemoveAll(w.cfgs[1].DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(w.cfgs[1].DataDir, os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(w.cfgs[1], w.repo)
+	if err == nil {
+		w.cs[1] = c
+		t.Fatalf("n1 started over a backup taken after its last periodic report: its g0 holds entries up to index %d, and it applied up to %d before its stop", kept, most)
+	}
+	if !strings.Contains(err.Error(), "restored") {
+		t.Fatalf("refusal %q does not say the data dir was restored", err)
+	}
+}
