@@ -71,6 +71,28 @@ func remembered(c *Cluster, node, group, inc string) uint64 {
 	return 0
 }
 
+// backupThenWrite writes to group 0 of w (nodes 0-2 running), stops node
+// 1, copies its data dir (the backup), starts it again and writes five
+// more: it returns the backup and the index its replica of g0 keeps.
+func (w *wipedCluster) backupThenWrite() (backup string, kept uint64) {
+	w.t.Helper()
+	w.write(0, "before")
+	w.stop(1)
+	backup = w.t.TempDir()
+	if err := os.CopyFS(backup, os.DirFS(w.cfgs[1].DataDir)); err != nil {
+		w.t.Fatal(err)
+	}
+	kept, err := keptIndex(groupDir(backup, "g0"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.start(1)
+	for i := range 5 {
+		w.write(0, fmt.Sprintf("after%d", i))
+	}
+	return backup, kept
+}
+
 // TestRestoredBackupIsRefused: n1's data dir restored from a backup taken
 // before writes it acknowledged started as a node that was merely down:
 // its replica of g0 lacked entries that counted in commit quorums
@@ -82,20 +104,7 @@ func remembered(c *Cluster, node, group, inc string) uint64 {
 func TestRestoredBackupIsRefused(t *testing.T) {
 	w := newWipedCluster(t, 3, 1, 3)
 	w.start(0, 1, 2)
-	w.write(0, "before")
-	w.stop(1)
-	backup := t.TempDir()
-	if err := os.CopyFS(backup, os.DirFS(w.cfgs[1].DataDir)); err != nil {
-		t.Fatal(err)
-	}
-	kept, err := keptIndex(groupDir(backup, "g0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.start(1)
-	for i := range 5 {
-		w.write(0, fmt.Sprintf("after%d", i))
-	}
+	backup, kept := w.backupThenWrite()
 	w.waitReported(1, "g0")
 	inc := w.cs[1].group(0).rep.incarnation
 	w.stop(1)
@@ -112,6 +121,7 @@ func TestRestoredBackupIsRefused(t *testing.T) {
 	}
 	tree := treeOf(t, w.cfgs[1].DataDir)
 
+	var err error
 	done := make(chan error, 1)
 	go func() {
 		c, err := Open(w.cfgs[1], w.repo)
@@ -268,20 +278,7 @@ func TestStopReportsItsFinalProgress(t *testing.T) {
 		w.cfgs[i].ProgressEvery = time.Hour
 	}
 	w.start(0, 1, 2)
-	w.write(0, "before")
-	w.stop(1)
-	backup := t.TempDir()
-	if err := os.CopyFS(backup, os.DirFS(w.cfgs[1].DataDir)); err != nil {
-		t.Fatal(err)
-	}
-	kept, err := keptIndex(groupDir(backup, "g0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.start(1)
-	for i := range 5 {
-		w.write(0, fmt.Sprintf("after%d", i))
-	}
+	backup, kept := w.backupThenWrite()
 	// n1 applies what the group committed before it stops: wait for it.
 	for deadline := time.Now().Add(10 * time.Second); w.cs[1].group(0).rep.raft.AppliedIndex() < w.cs[0].group(0).rep.raft.AppliedIndex(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
