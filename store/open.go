@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,7 +130,15 @@ func Open(cfg OpenConfig, repo *features.Repo, opts OpenOptions) (*Instance, err
 		if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
 			// The log's error says what is wrong; what to do is a single
 			// node's (a cluster replica's log is not repaired).
-			err = fmt.Errorf("%w\n%s", err, RepairAdvice(cfg.DataDir))
+			advice := RepairAdvice(cfg.DataDir)
+			if seg := ce.MissingSegment(); seg != "" {
+				// A repair cuts the log at the gap and moves every later
+				// record aside: the file put back loses nothing.
+				advice = fmt.Sprintf("to start, put the segment file %s back into %s if it was moved or is in a backup (with any other segment "+
+					"that held records up to %d); only if it is lost, %s", seg, filepath.Join(cfg.DataDir, "wal"), ce.Next-1,
+					strings.TrimPrefix(RepairAdvice(cfg.DataDir), "to start, "))
+			}
+			err = fmt.Errorf("%w\n%s", err, advice)
 		}
 		if me := (*MissingSnapshotError)(nil); errors.As(err, &me) {
 			err = fmt.Errorf("%w\n%s", err, missingSnapshotAdvice(cfg.DataDir, me))
@@ -161,6 +170,13 @@ func RepairAdvice(dataDir string) string {
 // state before them.
 func missingSnapshotAdvice(dataDir string, e *MissingSnapshotError) string {
 	snaps := filepath.Join(dataDir, "snapshots")
+	if e.Snapshot != "" {
+		return fmt.Sprintf("to start, either put the log's segments holding records %d to %d back into %s (a segment file is named by its first record: "+
+			"the first one missing is named %d or less) if they were moved or are in a backup, or a snapshot %s or later into %s; or, if neither is left, "+
+			"start over: stop tally, move %s aside, and start with an empty data dir (everything in it is then gone from the node: backfill what you "+
+			"still have with tally import); no option starts without records %d to %d",
+			e.Covered+1, e.First-1, filepath.Join(dataDir, "wal"), e.Covered+1, snapshot.Name(e.First-1), snaps, dataDir, e.Covered+1, e.First-1)
+	}
 	return fmt.Sprintf("to start, either put the missing snapshot back into %s: a file %s or later (named by the record it covers, %d or more), "+
 		"if it was moved or is in a backup; or, accepting the loss of the events before record %d (and of the log from there on, "+
 		"which cannot be replayed without them), start over: stop tally, move %s aside, and start with an empty data dir "+
@@ -259,6 +275,9 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 		}
 	}
 	rec, err := in.Store.RecoverFrom(in.wal)
+	if me := (*MissingSnapshotError)(nil); errors.As(err, &me) {
+		me.Snapshot = usedPath
+	}
 	rec.Snapshot, rec.Load = usedPath, load
 	in.rec = rec
 	if err == nil {

@@ -32,12 +32,23 @@ type Recovery struct {
 // MissingSnapshotError is a log whose front was dropped (a snapshot
 // covered it) while no snapshot that covers it is left: the state cannot
 // be rebuilt from the log alone.
+//
+// With a snapshot restored (Snapshot set), the records between it and the
+// log's front were most likely removed from the log by hand: retention
+// drops only records the older of the two kept snapshots holds, and
+// removing snapshots never moves the log's front.
 type MissingSnapshotError struct {
-	First   uint64 // the log's first record
-	Covered uint64 // the last record the state holds (0: none)
+	First    uint64 // the log's first record
+	Covered  uint64 // the last record the state holds (0: none)
+	Snapshot string // the snapshot restored ("": none)
 }
 
 func (e *MissingSnapshotError) Error() string {
+	if e.Snapshot != "" {
+		return fmt.Sprintf("the log starts at record %d but the snapshot restored, %s, covers only up to %d: records %d to %d are in neither; "+
+			"the log's segments holding them were removed (or a newer snapshot was, with an older one put back)",
+			e.First, e.Snapshot, e.Covered, e.Covered+1, e.First-1)
+	}
 	return fmt.Sprintf("the log starts at record %d but the state covers only up to %d: a snapshot is missing", e.First, e.Covered)
 }
 

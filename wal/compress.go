@@ -46,8 +46,7 @@ func (l *Log) compress(s segmentInfo, next uint64) error {
 		return res.err
 	}
 	if res.next != next {
-		return &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next,
-			Reason: fmt.Sprintf("segment ends before index %d, where the next one begins", next)}
+		return endsEarly(s.name, res.end, res.next, next)
 	}
 	end := res.end
 	out, err := walfs.CreateAtomic(l.fs, src+".zst.tmp")

@@ -122,7 +122,11 @@
 // sealed segment, or a segment that ends before the next one begins. Open
 // (for the last segment) and Replay and Get (for any segment they read)
 // refuse with a *CorruptionError naming the segment file and the byte
-// offset of the bad frame, and change nothing. Inspect classifies the
+// offset of the bad frame, and change nothing; for a segment that ends
+// cleanly before the next one begins, it names the records no segment
+// holds and the file that would (CorruptionError.Next, MissingSegment):
+// most likely a segment removed by hand, which put back loses nothing,
+// where a repair would move every later record aside. Inspect classifies the
 // last segment with the same code (as under SyncAlways) and returns the
 // same error. Open does not read sealed segments; a node
 // replays the log at startup, which does. A damaged record that is the last

@@ -93,8 +93,7 @@ func (a *Archive) replaySegment(s segmentInfo, from, end uint64, last bool, fn f
 			return nil // the write under way, or the end
 		}
 		if err == errEnd {
-			return &CorruptionError{Segment: sr.name, Offset: sr.off, Index: idx,
-				Reason: fmt.Sprintf("segment ends before index %d, where the log continues", end)}
+			return endsEarly(sr.name, sr.off, idx, end)
 		}
 		if err != nil {
 			return err

@@ -491,8 +491,7 @@ func findCorruption(fsys FS, dir string, segs []segmentInfo, i int) (*Corruption
 		return bad, res, nil
 	}
 	if res.next != segs[i+1].first {
-		return &CorruptionError{Segment: s.name, Offset: res.end, Index: res.next,
-			Reason: fmt.Sprintf("segment ends before index %d, where the next one begins", segs[i+1].first)}, res, nil
+		return endsEarly(s.name, res.end, res.next, segs[i+1].first), res, nil
 	}
 	res.commitEnd, res.commitIdx = res.end, res.next // sealed: all committed
 	return nil, res, nil

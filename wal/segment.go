@@ -414,8 +414,35 @@ type CorruptionError struct {
 	Offset  int64  // byte offset of the bad frame in the segment
 	Index   uint64 // index the bad frame would have had
 	Reason  string
+	// Next, when set, is where the log goes on after a segment that ends
+	// cleanly before it (at Index): records Index to Next-1 are in no
+	// segment. A sealed segment ends where the next one begins, so the
+	// likely cause is a segment file removed by hand (named by Index:
+	// MissingSegment), not a damaged record.
+	Next uint64
+}
+
+// endsEarly is the error of segment seg, which ends cleanly at off before
+// index idx while the log goes on at next.
+func endsEarly(seg string, off int64, idx, next uint64) *CorruptionError {
+	return &CorruptionError{Segment: seg, Offset: off, Index: idx, Next: next,
+		Reason: fmt.Sprintf("segment ends before index %d, where the log continues", next)}
+}
+
+// MissingSegment is the name of the segment file that would hold the
+// records a segment ending early lacks ("" for other corruption).
+func (e *CorruptionError) MissingSegment() string {
+	if e.Next == 0 {
+		return ""
+	}
+	return segmentName(e.Index) + ".zst"
 }
 
 func (e *CorruptionError) Error() string {
+	if e.Next > e.Index {
+		return fmt.Sprintf("wal: records %d to %d are in no segment: %s ends after record %d (offset %d) and the log goes on at %d; "+
+			"a segment file beginning at %d (%s) was removed, or %s was cut short",
+			e.Index, e.Next-1, e.Segment, e.Index-1, e.Offset, e.Next, e.Index, e.MissingSegment(), e.Segment)
+	}
 	return fmt.Sprintf("wal: corrupt record at %s offset %d (index %d): %s", e.Segment, e.Offset, e.Index, e.Reason)
 }

@@ -1008,8 +1008,7 @@ func (l *Log) replaySegment(s segmentInfo, from, end uint64, fn func(uint64, []b
 		idx := sr.next
 		rec, err := sr.frame()
 		if err == errEnd {
-			return &CorruptionError{Segment: sr.name, Offset: sr.off, Index: idx,
-				Reason: fmt.Sprintf("segment ends before index %d, where the log continues", end)}
+			return endsEarly(sr.name, sr.off, idx, end)
 		}
 		if err != nil {
 			return err
