@@ -39,6 +39,9 @@
 //   - snapshot.go: the content of a snapshot (package snapshot keeps the
 //     files), written while ingest goes on, one partition at a time, and
 //     restored with the partitions decoded on every core.
+//   - logmarks.go: a single node's snapshot ends with checksums of a few of
+//     its log's records; a start refuses a snapshot whose marks differ from
+//     the log (one copied from another node or data dir).
 //   - schema.go: the repo's fingerprint kept beside the data, what changed,
 //     and which views a changed repo rebuilds from the log.
 //   - open.go: Open opens a store on its data dir (lock.go: the dir's

@@ -83,6 +83,7 @@ type Instance struct {
 	lastSnap   uint64     // applied index at the last snapshot
 	lastEvents uint64     // EventsApplied at the last snapshot, guarded by snapMu
 	lastAt     time.Time  // when the last snapshot began, guarded by snapMu
+	firstMark  LogMark    // the log mark of its first record, guarded by snapMu (logMarks)
 	stop       context.CancelFunc
 	loopDone   chan struct{}
 	closed     bool
@@ -268,6 +269,9 @@ func (in *Instance) open(repo *features.Repo, fsys walfs.FS, opts OpenOptions) e
 	var usedPath string
 	if used != nil {
 		usedPath = used.Path
+		if err := in.checkLogMarks(usedPath, in.Store.restoredMarks); err != nil {
+			return err
+		}
 	}
 	if usedPath != "" && snapIndex > last {
 		if err := in.continueAfter(snapIndex, usedPath); err != nil {
@@ -412,7 +416,7 @@ func (in *Instance) Snapshot() (uint64, error) {
 			return fmt.Errorf("sync the log before a snapshot: %w", err)
 		}
 		return nil
-	})
+	}, in.logMarks)
 	if err != nil {
 		return 0, err
 	}

@@ -41,6 +41,7 @@ import (
 //	streams (version 3): the next offset of each stream partition at start (stream.go)
 //	requests (version 5): the keys of the latest named records at start (request.go)
 //	[versions] "TALLYTVR" ntables:u32 per table: len:u64 table-versions (tableversions.go)
+//	[marks]    "TALLYLOG" n:u32 (index:u64 crc32c:u32)* (a single node's: logmarks.go)
 //	crc:u32   CRC-32C of every byte before it (uncompressed)
 //
 // The versions section (the rows tables keep for reads at a past time,
@@ -97,6 +98,9 @@ type StateSnapshot struct {
 	// requests are the request keys at start (as bytes, since a copy of
 	// the window is as large as its encoding); nil in a version 4 snapshot.
 	requests []byte
+	// marks are the log marks Persist ends it with (logmarks.go): none
+	// but a single node's.
+	marks []LogMark
 }
 
 // Index is the log index the snapshot's replay starts after.
@@ -177,6 +181,7 @@ func (ss *StateSnapshot) Persist(w io.Writer) (err error) {
 	bw.Write(ss.streams)
 	bw.Write(ss.requests) // nothing in version 4
 	bw.Write(versions)
+	bw.Write(appendLogMarks(nil, ss.marks))
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -277,6 +282,11 @@ func (n *Store) Restore(r io.Reader) error {
 			return err
 		}
 	}
+	marks, err := readLogMarks(br)
+	if err != nil {
+		return err
+	}
+	n.restoredMarks = marks
 	n.seq.mu.Lock()
 	n.seq.applied = start
 	n.filter = f
@@ -456,17 +466,20 @@ func (n *Store) SnapshotInto(dataDir string) (start uint64, size int64, err erro
 // (snapshot.Store.Retain): keepFrom is the start index of the oldest
 // snapshot kept, from which on the log is needed (0: all of it).
 func (n *Store) SnapshotTo(s *snapshot.Store) (start uint64, size int64, keepFrom uint64, err error) {
-	return n.snapshotTo(s, nil)
+	return n.snapshotTo(s, nil, nil)
 }
 
 // snapshotTo is SnapshotTo with durable, when not nil, called once every
 // partition is written and before the snapshot is made durable: the
 // partitions hold records applied while they were written, which a log
 // that acknowledges before its fsync must make durable first.
-func (n *Store) snapshotTo(s *snapshot.Store, durable func() error) (start uint64, size int64, keepFrom uint64, err error) {
+func (n *Store) snapshotTo(s *snapshot.Store, durable func() error, marks func(start uint64) []LogMark) (start uint64, size int64, keepFrom uint64, err error) {
 	ss, err := n.Snapshot()
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	if marks != nil {
+		ss.marks = marks(ss.start)
 	}
 	sink, err := s.Create(ss.start)
 	if err != nil {

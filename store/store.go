@@ -78,8 +78,11 @@ type Store struct {
 	// requests are the keys of the latest named records applied
 	// (request.go), guarded by seq.mu; nil until the first.
 	requests *RequestWindow
-	logger   *slog.Logger
-	metrics  storeMetrics
+	// restoredMarks are the log marks of the snapshot restored
+	// (logmarks.go), which a single node's Open checks against its log.
+	restoredMarks []LogMark
+	logger        *slog.Logger
+	metrics       storeMetrics
 
 	schemaState // see schema.go
 
