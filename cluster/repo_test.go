@@ -105,3 +105,44 @@ func otherRepo(t *testing.T) *features.Repo {
 	}
 	return r
 }
+
+// TestRestartWithAnotherSchemaIsRefused: a member restarted with a repo
+// whose views differ from the cluster's is refused once its metadata
+// replica gives it the map, naming the difference, and the start's
+// failure closes what it opened. The close after such a refusal reported
+// the replicas' progress through a map the node never accepted: it
+// panicked on the nil map (systemtest TestClusterRefusesAnotherRepo,
+// rehearsal 1 of session 23).
+func TestRestartWithAnotherSchemaIsRefused(t *testing.T) {
+	w := newWipedCluster(t, 3, 1, 3)
+	w.start(0, 1, 2)
+	w.write(0, "u")
+	w.stop(1)
+	m := fstest.MapFS{}
+	err := fs.WalkDir(features.DefaultFS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(features.DefaultFS(), p)
+		if err == nil && strings.HasSuffix(p, ".yaml") {
+			b = []byte(strings.Replace(string(b), "{column: amt, function: count, window: 1h}", "{column: amt, function: count, window: 2h}", 1))
+		}
+		m[p] = &fstest.MapFile{Data: b}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := features.Load(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(w.cfgs[1], other)
+	if err == nil {
+		w.cs[1] = c
+		t.Fatal("n1 restarted with a view's window changed: started")
+	}
+	if !strings.Contains(err.Error(), "amt_count_2h") {
+		t.Fatalf("refusal %q does not name the changed feature", err)
+	}
+}

@@ -281,16 +281,18 @@ func (c *Cluster) finalProgress(reps []*replica) {
 }
 
 // sendReport sends rep to every other member of the map, waiting up to
-// timeout for their answers.
+// timeout for their answers. A node without a map (a start refused before
+// it accepted one, closing what it opened) sends nothing.
 func (c *Cluster) sendReport(rep progressReport, timeout time.Duration) {
-	if len(rep.Marks) == 0 {
+	m := c.Map()
+	if len(rep.Marks) == 0 || m == nil {
 		return
 	}
 	body, _ := json.Marshal(rep)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, mb := range c.Map().Members {
+	for _, mb := range m.Members {
 		if mb.ID == c.cfg.NodeID {
 			continue
 		}
