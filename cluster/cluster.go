@@ -602,13 +602,7 @@ func (c *Cluster) closeReplicas() error {
 	var errs []error
 	// The replicas stop applying first, then their progress is reported
 	// once more (finalProgress), then they close.
-	reps := []*replica{}
-	for _, dg := range c.localGroups() {
-		reps = append(reps, dg.rep)
-	}
-	if c.meta != nil {
-		reps = append(reps, c.meta)
-	}
+	reps := c.replicas()
 	for _, r := range reps {
 		errs = append(errs, r.raft.Shutdown().Error())
 	}
@@ -616,16 +610,26 @@ func (c *Cluster) closeReplicas() error {
 	if c.rpcSrv != nil {
 		c.rpcSrv.Close()
 	}
-	for _, dg := range c.localGroups() {
-		errs = append(errs, dg.rep.close())
-	}
-	if c.meta != nil {
-		errs = append(errs, c.meta.close())
+	for _, r := range reps {
+		errs = append(errs, r.close()) // (its Raft's second Shutdown does nothing)
 	}
 	if c.mux != nil {
 		errs = append(errs, c.mux.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// replicas lists the replicas this node holds: its data groups', then the
+// metadata group's.
+func (c *Cluster) replicas() []*replica {
+	var reps []*replica
+	for _, dg := range c.localGroups() {
+		reps = append(reps, dg.rep)
+	}
+	if c.meta != nil {
+		reps = append(reps, c.meta)
+	}
+	return reps
 }
 
 // handOver hands the leadership of every group this node leads (and of

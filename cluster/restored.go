@@ -271,13 +271,7 @@ func (c *Cluster) sendProgress() {
 // an older one. Bounded by a second: a peer that does not answer keeps
 // what it heard before.
 func (c *Cluster) finalProgress(reps []*replica) {
-	rep := progressReport{Node: c.cfg.NodeID}
-	for _, r := range reps {
-		if mk, ok := c.progressOf(r); ok {
-			rep.Marks = append(rep.Marks, mk)
-		}
-	}
-	c.sendReport(rep, time.Second)
+	c.sendReport(c.reportOf(reps), time.Second)
 }
 
 // sendReport sends rep to every other member of the map, waiting up to
@@ -313,16 +307,18 @@ func (c *Cluster) sendReport(rep progressReport, timeout time.Duration) {
 // does not close under it, and a replica closed meanwhile is left out, as
 // one closed before the report.
 func (c *Cluster) progress() progressReport {
-	rep := progressReport{Node: c.cfg.NodeID}
 	select {
 	case <-c.closing:
-		return rep
+		return progressReport{Node: c.cfg.NodeID}
 	default:
 	}
-	reps := []*replica{c.meta}
-	for _, dg := range c.localGroups() {
-		reps = append(reps, dg.rep)
-	}
+	return c.reportOf(c.replicas())
+}
+
+// reportOf is this node's report of replicas reps: a mark for each that
+// has one (progressOf).
+func (c *Cluster) reportOf(reps []*replica) progressReport {
+	rep := progressReport{Node: c.cfg.NodeID}
 	for _, r := range reps {
 		if mk, ok := c.progressOf(r); ok {
 			rep.Marks = append(rep.Marks, mk)

@@ -46,11 +46,7 @@ func TestSnapshotOfAnotherNodeIsRefused(t *testing.T) {
 				}
 			}
 		}
-		sums := map[string]float64{}
-		for i := range 5 {
-			u := prefix + strconv.Itoa(i)
-			sums[u] = sum1h(t, in.Node, u)
-		}
+		sums := userSums(t, in.Node, prefix)
 		if err := in.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -96,11 +92,7 @@ func TestSnapshotOfAnotherNodeIsRefused(t *testing.T) {
 				t.Fatalf("start with the other node's snapshot moved out: %v", err)
 			}
 			defer in.Close()
-			for u, want := range sums {
-				if got := sum1h(t, in.Node, u); got != want {
-					t.Errorf("%s amt_sum_1h = %v, want %v", u, got, want)
-				}
-			}
+			checkSums(t, in.Node, sums, "")
 		})
 	}
 }

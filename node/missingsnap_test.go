@@ -18,8 +18,34 @@ import (
 // missing". It now names the snapshots directory and what works: put the
 // snapshot back, or start over with the data dir moved aside.
 func TestMissingSnapshotRefusalSaysWhatToDo(t *testing.T) {
-	dir := t.TempDir()
-	cfg := openCfg(dir, "always", false)
+	in, cfg, repo, opts := rollingNode(t, 4)
+	dir := cfg.DataDir
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snaps := filepath.Join(dir, "snapshots")
+	if err := os.RemoveAll(snaps); err != nil {
+		t.Fatal(err)
+	}
+	in, err := Open(cfg, repo, opts)
+	if err == nil {
+		in.Close()
+		t.Fatal("a data dir whose log's front was dropped and whose snapshots were deleted was opened; want it refused")
+	}
+	for _, want := range []string{"a snapshot is missing", snaps, "put", "move " + dir + " aside"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not say %q", err, want)
+		}
+	}
+	t.Log(err)
+}
+
+// rollingNode opens a node on a new data dir whose log rolls every few
+// records and gives it 160 ingests of users u0..u4 in rounds of 40,
+// snapshotting after each of the first snaps rounds (records 40, 80, ...).
+func rollingNode(t *testing.T, snaps int) (*Instance, Config, *features.Repo, OpenOptions) {
+	t.Helper()
+	cfg := openCfg(t.TempDir(), "always", false)
 	repo, err := features.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -36,28 +62,35 @@ func TestMissingSnapshotRefusalSaysWhatToDo(t *testing.T) {
 		for i := range 40 {
 			userTxn(t, in.Node, "u"+strconv.Itoa(i%5), float64(round*40+i+1))
 		}
-		if _, err := in.Snapshot(); err != nil {
-			t.Fatal(err)
+		if round < snaps {
+			if _, err := in.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if err := in.Close(); err != nil {
-		t.Fatal(err)
+	return in, cfg, repo, opts
+}
+
+// userSums is the amt_sum_1h on n of each of the users prefix0..prefix4.
+func userSums(t testing.TB, n *Node, prefix string) map[string]float64 {
+	t.Helper()
+	sums := map[string]float64{}
+	for i := range 5 {
+		u := prefix + strconv.Itoa(i)
+		sums[u] = sum1h(t, n, u)
 	}
-	snaps := filepath.Join(dir, "snapshots")
-	if err := os.RemoveAll(snaps); err != nil {
-		t.Fatal(err)
-	}
-	in, err = Open(cfg, repo, opts)
-	if err == nil {
-		in.Close()
-		t.Fatal("a data dir whose log's front was dropped and whose snapshots were deleted was opened; want it refused")
-	}
-	for _, want := range []string{"a snapshot is missing", snaps, "put", "move " + dir + " aside"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Fatalf("refusal %q does not say %q", err, want)
+	return sums
+}
+
+// checkSums fails t for each user of want whose amt_sum_1h on n differs
+// (when says after what).
+func checkSums(t testing.TB, n *Node, want map[string]float64, when string) {
+	t.Helper()
+	for u, w := range want {
+		if got := sum1h(t, n, u); got != w {
+			t.Errorf("%s amt_sum_1h = %v%s, want %v", u, got, when, w)
 		}
 	}
-	t.Log(err)
 }
 
 // segmentsAfterASnapshot fills a node whose log rolls every few records
@@ -66,39 +99,12 @@ func TestMissingSnapshotRefusalSaysWhatToDo(t *testing.T) {
 // in order and each user's amt_sum_1h.
 func segmentsAfterASnapshot(t *testing.T) (Config, *features.Repo, OpenOptions, []string, map[string]float64) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := openCfg(dir, "always", false)
-	repo, err := features.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &testClock{}
-	clk.set(t0)
-	opts := OpenOptions{Node: Options{Clock: clk.now, RepoFS: features.DefaultFS()},
-		WAL: func(o *wal.Options) { o.SegmentSize = 4096 }}
-	in, err := Open(cfg, repo, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for round := range 4 {
-		for i := range 40 {
-			userTxn(t, in.Node, "u"+strconv.Itoa(i%5), float64(round*40+i+1))
-		}
-		if round < 2 {
-			if _, err := in.Snapshot(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	sums := map[string]float64{}
-	for i := range 5 {
-		u := "u" + strconv.Itoa(i)
-		sums[u] = sum1h(t, in.Node, u)
-	}
+	in, cfg, repo, opts := rollingNode(t, 2)
+	sums := userSums(t, in.Node, "u")
 	if err := in.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ents, err := os.ReadDir(filepath.Join(dir, "wal"))
+	ents, err := os.ReadDir(filepath.Join(cfg.DataDir, "wal"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,11 +173,7 @@ func TestRemovedSegmentsAreNamedNotASnapshot(t *testing.T) {
 		t.Fatalf("start with the segments put back: %v", err)
 	}
 	defer in.Close()
-	for u, want := range sums {
-		if got := sum1h(t, in.Node, u); got != want {
-			t.Errorf("%s amt_sum_1h = %v after the segments were put back, want %v", u, got, want)
-		}
-	}
+	checkSums(t, in.Node, sums, " after the segments were put back")
 }
 
 // TestRemovedMiddleSegmentIsNamed: one sealed segment after the newest
@@ -220,9 +222,5 @@ func TestRemovedMiddleSegmentIsNamed(t *testing.T) {
 		t.Fatalf("start with %s put back: %v", name, err)
 	}
 	defer in.Close()
-	for u, want := range sums {
-		if got := sum1h(t, in.Node, u); got != want {
-			t.Errorf("%s amt_sum_1h = %v after %s was put back, want %v", u, got, name, want)
-		}
-	}
+	checkSums(t, in.Node, sums, " after "+name+" was put back")
 }
